@@ -1,0 +1,1 @@
+"""Sub-commands of ``deepsphere-gen`` (one module each, see ``deepsphere_gen.cli``)."""

@@ -1,0 +1,1 @@
+"""datasets sub-package (see ../shared/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""graph sub-package (see ../shared/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""harmonic sub-package (see ../shared/DESIGN.md)."""

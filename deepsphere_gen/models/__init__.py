@@ -1,0 +1,1 @@
+"""models sub-package (see ../shared/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""nn sub-package (see ../shared/DESIGN.md)."""

@@ -1,0 +1,77 @@
+"""Common interface of every sampling: where the pixels are, and their rings."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Sampling", "Rings"]
+
+
+@dataclass(frozen=True)
+class Rings:
+    """Iso-latitude ring structure of a sampling (used by the ring-based SHT).
+
+    Attributes
+    ----------
+    theta : (nrings,) float64, colatitude of each ring in radians, increasing.
+    nphi : (nrings,) int64, number of equispaced samples on each ring.
+    phi0 : (nrings,) float64, longitude of the first sample of each ring (radians).
+    start : (nrings,) int64, offset of each ring in ring-major order.
+    order : (npix,) int64, ``order[i]`` is the pixel index (in the sampling's own
+        pixel order) of the i-th sample in ring-major order (ring by ring, phi
+        increasing).  ``x[..., order, :]`` turns a map into ring-major order.
+    """
+
+    theta: np.ndarray
+    nphi: np.ndarray
+    phi0: np.ndarray
+    start: np.ndarray
+    order: np.ndarray
+
+    @property
+    def nrings(self) -> int:
+        return int(self.theta.shape[0])
+
+
+class Sampling:
+    """A set of ``npix`` points on the unit sphere.
+
+    Subclasses set ``theta`` and ``phi`` (colatitude / longitude in radians, float64,
+    shape (npix,)) and may provide quadrature ``weights`` (steradians, sum 4 pi on the
+    full sphere) and ``rings()``.  Maps on a sampling are tensors shaped
+    (batch, npix, channels).
+    """
+
+    name: str = "sampling"
+    theta: np.ndarray
+    phi: np.ndarray
+
+    @property
+    def npix(self) -> int:
+        return int(self.theta.shape[0])
+
+    @property
+    def xyz(self) -> np.ndarray:
+        """(npix, 3) float64 unit vectors."""
+        st = np.sin(self.theta)
+        return np.stack([st * np.cos(self.phi), st * np.sin(self.phi), np.cos(self.theta)], axis=-1)
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """(npix,) quadrature weights in steradians, or None if the sampling has none."""
+        return None
+
+    @property
+    def is_full_sky(self) -> bool:
+        return True
+
+    def rings(self) -> Rings:
+        raise NotImplementedError(f"{self.name} sampling has no iso-latitude ring structure")
+
+    def cache_key(self) -> str:
+        """A string that identifies the sampling (used in on-disk cache keys)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.cache_key()}, npix={self.npix})"

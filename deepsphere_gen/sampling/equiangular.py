@@ -1,0 +1,142 @@
+"""Equiangular samplings for bandlimit L: Driscoll-Healy, Gauss-Legendre, McEwen-Wiaux.
+
+Pixels are in ring-major order (colatitude theta major, longitude phi minor), so a map
+(batch, ntheta * nphi, channels) reshapes to (batch, ntheta, nphi, channels).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import Rings, Sampling
+
+__all__ = [
+    "EquiangularSampling",
+    "DriscollHealySampling",
+    "GaussLegendreSampling",
+    "McEwenWiauxSampling",
+    "dh_theta_weights",
+]
+
+
+def _check_bandlimit(L) -> int:
+    try:
+        n = int(L)
+    except (TypeError, ValueError):
+        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}") from None
+    if n != L or n < 1:
+        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
+    return n
+
+
+def dh_theta_weights(ntheta: int) -> np.ndarray:
+    """Quadrature weights on theta_j = pi j / ntheta (j < ntheta) for int_0^pi g(theta) sin(theta) dtheta.
+
+    Exact for every g in span{cos(n theta), n < ntheta}: this includes the products of
+    two band-limited harmonics of degree < ntheta / 2 (Driscoll & Healy 1994).  Closed
+    form: w_j = (4 / ntheta) sin(theta_j) sum_{k < ntheta/2} sin((2k+1) theta_j) / (2k+1).
+    """
+    j = np.arange(ntheta)
+    th = np.pi * j / ntheta
+    k = np.arange(ntheta // 2)[:, None]
+    s = np.sum(np.sin((2 * k + 1) * th[None, :]) / (2 * k + 1), axis=0)
+    return 4.0 / ntheta * np.sin(th) * s
+
+
+class EquiangularSampling(Sampling):
+    """Tensor-product grid theta (ntheta,) x phi (nphi,) with equispaced phi from 0."""
+
+    name = "equiangular"
+
+    def __init__(self, L: int, theta_1d: np.ndarray, nphi: int, theta_weights: np.ndarray | None):
+        self.L = _check_bandlimit(L)
+        self.theta_1d = np.asarray(theta_1d, dtype=np.float64)
+        self.phi_1d = 2 * np.pi * np.arange(nphi) / nphi
+        self.ntheta, self.nphi = self.theta_1d.size, int(nphi)
+        self._theta_weights = theta_weights
+        th, ph = np.meshgrid(self.theta_1d, self.phi_1d, indexing="ij")
+        self.theta, self.phi = th.ravel(), ph.ravel()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.ntheta, self.nphi)
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        if self._theta_weights is None:
+            return None
+        return np.repeat(self._theta_weights * (2 * np.pi / self.nphi), self.nphi)
+
+    def rings(self) -> Rings:
+        n = self.ntheta
+        return Rings(
+            theta=self.theta_1d.copy(),
+            nphi=np.full(n, self.nphi, dtype=np.int64),
+            phi0=np.zeros(n),
+            start=np.arange(n, dtype=np.int64) * self.nphi,
+            order=np.arange(self.npix, dtype=np.int64),
+        )
+
+    def cache_key(self) -> str:
+        return f"{self.name}-L{self.L}"
+
+
+class DriscollHealySampling(EquiangularSampling):
+    """Driscoll-Healy grid, 2L x 2L: theta_j = pi j / (2L), phi_k = pi k / L.
+
+    Exact quadrature for bandlimit L; 2x2 pooling maps DH(L) onto DH(L/2).
+    """
+
+    name = "dh"
+
+    def __init__(self, L: int):
+        L = _check_bandlimit(L)
+        super().__init__(L, np.pi * np.arange(2 * L) / (2 * L), 2 * L, dh_theta_weights(2 * L))
+
+
+class GaussLegendreSampling(EquiangularSampling):
+    """Gauss-Legendre grid, L x (2L-1): theta at the Gauss-Legendre nodes (increasing)."""
+
+    name = "gl"
+
+    def __init__(self, L: int):
+        L = _check_bandlimit(L)
+        x, w = np.polynomial.legendre.leggauss(L)
+        # nodes in decreasing cos(theta) = increasing theta
+        super().__init__(L, np.arccos(x[::-1]), 2 * L - 1, w[::-1].copy())
+
+
+class McEwenWiauxSampling(Sampling):
+    """McEwen-Wiaux sampling (2011): (L-1)(2L-1) + 1 samples, the fewest of any sampling theorem.
+
+    theta_t = pi (2t+1) / (2L-1) for t = 0..L-1 (the last ring is the south pole,
+    stored as one sample), phi_p = 2 pi p / (2L-1).  It has no direct quadrature:
+    its exact transform extends the signal to the torus (see ``harmonic``).
+    Pixel order: rings t = 0..L-2 of 2L-1 samples each, then the south pole.
+    """
+
+    name = "mw"
+
+    def __init__(self, L: int):
+        self.L = _check_bandlimit(L)
+        t = np.arange(self.L)
+        self.theta_1d = np.pi * (2 * t + 1) / (2 * self.L - 1)
+        self.nphi = 2 * self.L - 1
+        self.phi_1d = 2 * np.pi * np.arange(self.nphi) / self.nphi
+        th, ph = np.meshgrid(self.theta_1d[:-1], self.phi_1d, indexing="ij")
+        self.theta = np.concatenate([th.ravel(), [np.pi]])
+        self.phi = np.concatenate([ph.ravel(), [0.0]])
+
+    def rings(self) -> Rings:
+        n = self.L
+        nphi = np.full(n, self.nphi, dtype=np.int64)
+        nphi[-1] = 1
+        return Rings(
+            theta=self.theta_1d.copy(),
+            nphi=nphi,
+            phi0=np.zeros(n),
+            start=np.arange(n, dtype=np.int64) * self.nphi,
+            order=np.arange(self.npix, dtype=np.int64),
+        )
+
+    def cache_key(self) -> str:
+        return f"mw-L{self.L}"

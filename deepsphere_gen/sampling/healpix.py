@@ -1,0 +1,170 @@
+"""HEALPix sampling in NESTED order, full or partial sky."""
+from __future__ import annotations
+
+import healpy as hp
+import numpy as np
+
+from ._base import Rings, Sampling
+
+__all__ = ["HealpixSampling", "check_nside", "base_patch_indices", "MAX_NSIDE"]
+
+MAX_NSIDE = 8192
+
+
+def check_nside(nside) -> int:
+    """Return ``nside`` as int, or raise ValueError unless it is a power of 2 in [1, MAX_NSIDE]."""
+    try:
+        n = int(nside)
+    except (TypeError, ValueError):
+        raise ValueError(f"nside must be an integer power of 2, got {nside!r}") from None
+    if n != nside or n < 1 or n > MAX_NSIDE or (n & (n - 1)) != 0:
+        raise ValueError(f"nside must be a power of 2 between 1 and {MAX_NSIDE}, got {nside!r}")
+    return n
+
+
+def base_patch_indices(nside: int, level: int, index: int) -> np.ndarray:
+    """Nested pixel indices of base patch ``index`` among the 12*4**level nested patches.
+
+    Sky fraction of one patch: 1 / (12 * 4**level).  Requires 2**level <= nside.
+    """
+    nside = check_nside(nside)
+    npatch = 12 * 4**level
+    if level < 0 or 2**level > nside:
+        raise ValueError(f"patch level {level} needs 1 <= 2**level <= nside={nside}")
+    if not 0 <= index < npatch:
+        raise ValueError(f"patch index {index} outside [0, {npatch}) at level {level}")
+    n = 12 * nside * nside // npatch
+    return np.arange(index * n, (index + 1) * n, dtype=np.int64)
+
+
+class HealpixSampling(Sampling):
+    """HEALPix pixel centres in NESTED order.
+
+    Parameters
+    ----------
+    nside : power of 2.
+    indices : optional sorted nested pixel indices of a partial sky; ``None`` is full sky.
+    mask : optional boolean array of length 12*nside**2 (NESTED) selecting the pixels
+        (alternative to ``indices``).
+    """
+
+    name = "healpix"
+
+    def __init__(self, nside: int, indices=None, mask=None):
+        self.nside = check_nside(nside)
+        self.npix_full = 12 * self.nside**2
+        if indices is not None and mask is not None:
+            raise ValueError("give either indices or mask, not both")
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.dtype != bool or mask.shape != (self.npix_full,):
+                raise ValueError(
+                    f"mask must be a boolean array of length 12*nside**2={self.npix_full} "
+                    f"(NESTED), got dtype {mask.dtype} shape {mask.shape}"
+                )
+            indices = np.flatnonzero(mask)
+        if indices is None:
+            self.indices = np.arange(self.npix_full, dtype=np.int64)
+            self._full = True
+        else:
+            idx = np.asarray(indices, dtype=np.int64).ravel()
+            if idx.size == 0:
+                raise ValueError("partial-sky sampling with no pixels (empty mask or index list)")
+            if idx.min() < 0 or idx.max() >= self.npix_full:
+                raise ValueError(f"pixel indices must lie in [0, {self.npix_full}) for nside {self.nside}")
+            if np.any(np.diff(idx) <= 0):
+                raise ValueError("partial-sky indices must be sorted and unique (nested order)")
+            self.indices = idx
+            self._full = idx.size == self.npix_full
+        self.theta, self.phi = hp.pix2ang(self.nside, self.indices, nest=True)
+
+    @classmethod
+    def base_patch(cls, nside: int, level: int, index: int) -> "HealpixSampling":
+        """One of the 12*4**level nested base patches (see :func:`base_patch_indices`)."""
+        return cls(nside, indices=base_patch_indices(nside, level, index))
+
+    @property
+    def is_full_sky(self) -> bool:
+        return self._full
+
+    @property
+    def pixel_area(self) -> float:
+        """Area of one pixel in steradians."""
+        return 4 * np.pi / self.npix_full
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.full(self.npix, self.pixel_area)
+
+    @property
+    def sky_fraction(self) -> float:
+        return self.npix / self.npix_full
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(12*nside**2,) boolean NESTED mask of the pixels present."""
+        m = np.zeros(self.npix_full, dtype=bool)
+        m[self.indices] = True
+        return m
+
+    def parents(self, levels: int = 1) -> np.ndarray:
+        """Nested index at nside / 2**levels of each pixel's ancestor, shape (npix,)."""
+        self._check_levels(levels)
+        return self.indices >> (2 * levels)
+
+    def children(self, levels: int = 1) -> np.ndarray:
+        """(npix, 4**levels) nested indices at nside * 2**levels of each pixel's descendants."""
+        f = 4**levels
+        if self.nside * 2**levels > MAX_NSIDE:
+            raise ValueError(f"nside {self.nside} * 2**{levels} exceeds {MAX_NSIDE}")
+        return self.indices[:, None] * f + np.arange(f)[None, :]
+
+    def coarsen(self, levels: int = 1) -> tuple["HealpixSampling", np.ndarray]:
+        """Sampling at nside / 2**levels made of the parents whose 4**levels children are all present.
+
+        Returns ``(coarse, keep)`` where ``keep`` (npix,) bool marks the fine pixels
+        that belong to a kept parent (they are consecutive groups of 4**levels).
+        """
+        self._check_levels(levels)
+        f = 4**levels
+        par = self.parents(levels)
+        uniq, counts = np.unique(par, return_counts=True)
+        complete = uniq[counts == f]
+        keep = np.isin(par, complete)
+        if complete.size == 0:
+            raise ValueError(
+                f"no complete parent at nside {self.nside >> levels}: the partial sky is too "
+                f"fragmented to pool by {f}"
+            )
+        coarse = HealpixSampling(self.nside >> levels, indices=complete)
+        return coarse, keep
+
+    def rings(self) -> Rings:
+        """Rings of the full sky (the SHT needs every pixel)."""
+        if not self.is_full_sky:
+            raise ValueError("a partial-sky HEALPix sampling has no complete rings; mask the map instead")
+        nside = self.nside
+        ring_numbers = np.arange(1, 4 * nside)
+        start, nphi, costheta, _, shifted = hp.ringinfo(nside, ring_numbers)
+        theta = np.arccos(np.clip(costheta, -1, 1))
+        phi0 = np.where(shifted, np.pi / nphi, 0.0)
+        order = hp.ring2nest(nside, np.arange(self.npix_full))
+        return Rings(
+            theta=theta.astype(np.float64),
+            nphi=nphi.astype(np.int64),
+            phi0=phi0.astype(np.float64),
+            start=start.astype(np.int64),
+            order=np.asarray(order, dtype=np.int64),
+        )
+
+    def cache_key(self) -> str:
+        if self.is_full_sky:
+            return f"healpix-nside{self.nside}"
+        import hashlib
+
+        h = hashlib.sha1(self.indices.tobytes()).hexdigest()[:12]
+        return f"healpix-nside{self.nside}-partial{self.npix}-{h}"
+
+    def _check_levels(self, levels: int) -> None:
+        if levels < 0 or (self.nside >> levels) < 1 or (self.nside >> levels) << levels != self.nside:
+            raise ValueError(f"cannot go {levels} levels up from nside {self.nside}")
