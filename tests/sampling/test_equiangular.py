@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+from scipy.special import sph_harm_y
+
+from deepsphere_gen.sampling import (
+    DriscollHealySampling,
+    GaussLegendreSampling,
+    McEwenWiauxSampling,
+    dh_theta_weights,
+)
+
+
+def _ylm(l, m, s):
+    return sph_harm_y(l, m, s.theta, s.phi)
+
+
+@pytest.mark.parametrize("cls", [DriscollHealySampling, GaussLegendreSampling])
+@pytest.mark.parametrize("L", [3, 8])
+def test_quadrature_is_exact_for_bandlimit(cls, L):
+    """sum_i w_i Y_lm conj(Y_l'm') = delta for all l, l' < L (orthonormality by quadrature)."""
+    s = cls(L)
+    w = s.weights
+    Y = np.stack([_ylm(l, m, s) for l in range(L) for m in range(-l, l + 1)])
+    gram = (Y * w) @ Y.conj().T
+    np.testing.assert_allclose(gram, np.eye(L * L), atol=1e-12)
+
+
+def test_grid_sizes():
+    L = 10
+    assert DriscollHealySampling(L).shape == (2 * L, 2 * L)
+    assert GaussLegendreSampling(L).shape == (L, 2 * L - 1)
+    mw = McEwenWiauxSampling(L)
+    assert mw.npix == (L - 1) * (2 * L - 1) + 1
+    assert mw.theta[-1] == pytest.approx(np.pi)
+    r = mw.rings()
+    assert r.nphi.sum() == mw.npix and r.nphi[-1] == 1
+
+
+def test_dh_weights_integrate_polynomials_in_cos_theta():
+    n = 16
+    w = dh_theta_weights(n)
+    th = np.pi * np.arange(n) / n
+    for k in range(n):
+        exact = (1 + (-1) ** k) / (k + 1)
+        assert (w * np.cos(th) ** k).sum() == pytest.approx(exact, abs=1e-13)
+
+
+def test_dh_pooling_grid_is_nested():
+    fine, coarse = DriscollHealySampling(8), DriscollHealySampling(4)
+    np.testing.assert_allclose(fine.theta_1d[::2], coarse.theta_1d)
+    np.testing.assert_allclose(fine.phi_1d[::2], coarse.phi_1d)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5])
+def test_bad_bandlimit(bad):
+    with pytest.raises(ValueError, match="bandlimit"):
+        GaussLegendreSampling(bad)

@@ -1,0 +1,81 @@
+import healpy as hp
+import numpy as np
+import pytest
+
+from deepsphere_gen.sampling import HealpixSampling, base_patch_indices, check_nside
+
+
+@pytest.mark.parametrize("nside", [1, 2, 16, 1024])
+def test_coordinates_match_healpy_nested(nside):
+    s = HealpixSampling(nside)
+    assert s.npix == 12 * nside**2
+    idx = np.unique(np.linspace(0, s.npix - 1, 500).astype(int))
+    np.testing.assert_allclose(s.xyz[idx], np.array(hp.pix2vec(nside, idx, nest=True)).T, atol=1e-14)
+    np.testing.assert_allclose(np.linalg.norm(s.xyz[idx], axis=1), 1.0, atol=1e-14)
+    assert s.weights.sum() == pytest.approx(4 * np.pi)
+    assert s.pixel_area == pytest.approx(hp.nside2pixarea(nside))
+
+
+@pytest.mark.parametrize("bad", [0, 3, 12, 2048 * 8, 1.5, "a"])
+def test_bad_nside(bad):
+    with pytest.raises(ValueError, match="nside"):
+        check_nside(bad)
+
+
+def test_parents_and_children_agree_with_ud_grade():
+    nside = 8
+    s = HealpixSampling(nside)
+    m = np.random.default_rng(0).normal(size=s.npix)
+    coarse = np.zeros(s.npix // 4)
+    np.add.at(coarse, s.parents(1), m / 4)
+    np.testing.assert_allclose(coarse, hp.ud_grade(m, nside // 2, order_in="NESTED", order_out="NESTED"))
+    ch = HealpixSampling(nside // 2).children(1)
+    assert np.array_equal(ch.ravel(), np.arange(s.npix))
+
+
+def test_partial_sky_from_mask_and_coarsen():
+    nside = 8
+    mask = np.zeros(12 * nside**2, dtype=bool)
+    mask[:70] = True  # 17 complete groups of 4, plus 2 pixels of an incomplete group
+    s = HealpixSampling(nside, mask=mask)
+    assert not s.is_full_sky and s.npix == 70
+    coarse, keep = s.coarsen(1)
+    assert coarse.npix == 17 and keep.sum() == 68 and not keep[68:].any()
+    assert np.array_equal(coarse.indices, np.arange(17))
+    with pytest.raises(ValueError, match="no complete parent"):
+        HealpixSampling(nside, indices=[0, 5]).coarsen(1)
+    with pytest.raises(ValueError, match="complete rings"):
+        s.rings()
+
+
+def test_partial_sky_errors():
+    with pytest.raises(ValueError, match="empty"):
+        HealpixSampling(4, mask=np.zeros(192, dtype=bool))
+    with pytest.raises(ValueError, match="sorted"):
+        HealpixSampling(4, indices=[3, 1])
+    with pytest.raises(ValueError, match="boolean"):
+        HealpixSampling(4, mask=np.zeros(100, dtype=bool))
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_base_patches_tile_the_sky(level):
+    nside = 16
+    patches = [base_patch_indices(nside, level, i) for i in range(12 * 4**level)]
+    assert np.array_equal(np.concatenate(patches), np.arange(12 * nside**2))
+    s = HealpixSampling.base_patch(nside, level, 1)
+    assert s.sky_fraction == pytest.approx(1 / (12 * 4**level))
+    with pytest.raises(ValueError):
+        base_patch_indices(nside, level, 12 * 4**level)
+
+
+def test_rings_reorder_nested_to_ring():
+    nside = 4
+    s = HealpixSampling(nside)
+    r = s.rings()
+    assert r.nrings == 4 * nside - 1 and r.nphi.sum() == s.npix
+    theta_ring, phi_ring = hp.pix2ang(nside, np.arange(s.npix))  # RING order
+    np.testing.assert_allclose(s.theta[r.order], theta_ring)
+    np.testing.assert_allclose(s.phi[r.order], phi_ring)
+    first = r.start
+    np.testing.assert_allclose(phi_ring[first], r.phi0)
+    np.testing.assert_allclose(theta_ring[first], r.theta)
