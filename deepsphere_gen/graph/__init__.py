@@ -1,1 +1,24 @@
-"""graph sub-package (see ../shared/DESIGN.md)."""
+"""Graphs on a sampling: kNN (DeepSphere v2 kernel widths) or 4-neighbour grid graphs,
+Laplacians rescaled to [-1, 1], disk cache, export to torch / pygsp / torch_geometric."""
+from ._grid import equiangular_4neighbour_graph
+from ._kernel import KERNEL_WIDTHS_NSIDE32, default_sigma, kernel_width
+from ._knn import knn_distances, knn_graph
+from ._laplacian import LAPLACIAN_KINDS, estimate_lmax, laplacian, rescale_laplacian
+from ._sphere_graph import GRAPH_KINDS, SphereGraph, build_graph, graph_params
+
+__all__ = [
+    "KERNEL_WIDTHS_NSIDE32",
+    "kernel_width",
+    "default_sigma",
+    "knn_distances",
+    "knn_graph",
+    "equiangular_4neighbour_graph",
+    "LAPLACIAN_KINDS",
+    "laplacian",
+    "estimate_lmax",
+    "rescale_laplacian",
+    "GRAPH_KINDS",
+    "SphereGraph",
+    "build_graph",
+    "graph_params",
+]

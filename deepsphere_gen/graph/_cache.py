@@ -1,0 +1,74 @@
+"""On-disk cache of graph weight matrices: scipy ``save_npz`` + JSON metadata, atomic writes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached"]
+
+ENV_VAR = "DEEPSPHERE_GEN_CACHE"
+
+
+def cache_directory(cache_dir=None) -> Path:
+    """``cache_dir``, else $DEEPSPHERE_GEN_CACHE, else ~/.cache/deepsphere_gen; graphs go in ``graphs/``."""
+    base = cache_dir or os.environ.get(ENV_VAR) or Path.home() / ".cache" / "deepsphere_gen"
+    return Path(base) / "graphs"
+
+
+def sampling_key(sampling) -> str:
+    """``sampling.cache_key()``, or a hash of the coordinates for samplings without one."""
+    try:
+        return sampling.cache_key()
+    except NotImplementedError:
+        xyz = np.ascontiguousarray(sampling.xyz, dtype=np.float64)
+        return f"{type(sampling).__name__}-{xyz.shape[0]}-{hashlib.sha1(xyz.tobytes()).hexdigest()[:16]}"
+
+
+def _stem(params: dict) -> str:
+    text = json.dumps(params, sort_keys=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(params["sampling"]))[:80]
+    return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_cached(directory: Path, params: dict):
+    """``(W, meta)`` if a complete entry for exactly ``params`` exists, else None."""
+    stem = _stem(params)
+    meta_path, npz_path = directory / f"{stem}.json", directory / f"{stem}.npz"
+    if not (meta_path.exists() and npz_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("params") != params:
+            return None
+        W = sp.load_npz(npz_path).tocsr()
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable or partial entry: rebuild (and overwrite)
+    return W, meta
+
+
+def save_cached(directory: Path, params: dict, W: sp.csr_matrix, extra: dict) -> Path:
+    """Write W (npz, uncompressed) then its metadata (JSON, the completeness marker)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = _stem(params)
+    _atomic_write(directory / f"{stem}.npz", lambda f: sp.save_npz(f, W, compressed=False))
+    meta = {"params": params, **extra}
+    _atomic_write(directory / f"{stem}.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    return directory / f"{stem}.npz"

@@ -1,0 +1,144 @@
+"""SphereGraph: a sampling's graph, Laplacian and lmax, with exports, built or loaded from cache."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .. import __version__
+from ._cache import cache_directory, load_cached, sampling_key, save_cached
+from ._grid import equiangular_4neighbour_graph
+from ._kernel import _check_k, default_sigma
+from ._knn import knn_graph
+from ._laplacian import check_laplacian_kind, estimate_lmax, rescale_laplacian
+from ._laplacian import laplacian as laplacian_matrix
+
+__all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
+
+GRAPH_KINDS = ("knn", "4neighbour")
+
+
+@dataclass
+class SphereGraph:
+    """Graph of a sampling.
+
+    Attributes
+    ----------
+    sampling : the :class:`~deepsphere_gen.sampling.Sampling` (nodes = its pixels, in its order).
+    weights : (npix, npix) float64 CSR, symmetric, no self-loops.
+    laplacian : (npix, npix) float64 CSR of kind ``laplacian_kind``.
+    lmax : float, upper estimate of the largest Laplacian eigenvalue (:func:`estimate_lmax`).
+    k, sigma : neighbours and kernel width of a kNN graph (None for ``"4neighbour"``).
+    kind : ``"knn"`` or ``"4neighbour"``.
+    laplacian_kind : ``"combinatorial"`` or ``"normalized"``.
+    from_cache : True when the weights were loaded from the disk cache.
+    """
+
+    sampling: object
+    weights: sp.csr_matrix
+    laplacian: sp.csr_matrix
+    lmax: float
+    k: int | None
+    sigma: float | None
+    kind: str
+    laplacian_kind: str
+    from_cache: bool = field(default=False, compare=False)
+
+    @property
+    def npix(self) -> int:
+        return int(self.weights.shape[0])
+
+    def rescaled_laplacian(self) -> sp.csr_matrix:
+        """2 L / lmax - I, spectrum in [-1, 1] (float64 CSR)."""
+        return rescale_laplacian(self.laplacian, self.lmax)
+
+    def to_torch(self, dtype=torch.float32, device=None, rescaled: bool = True) -> torch.Tensor:
+        """(npix, npix) torch sparse CSR tensor (int64 indices) of the rescaled (default) or plain Laplacian."""
+        M = self.rescaled_laplacian() if rescaled else self.laplacian
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(M.indptr.astype(np.int64)),
+            torch.from_numpy(M.indices.astype(np.int64)),
+            torch.from_numpy(M.data).to(dtype),
+            size=M.shape,
+            dtype=dtype,
+            device=device,
+        )
+
+    def to_pygsp(self):
+        """``pygsp.graphs.Graph`` with the same weights, Laplacian kind and coords = xyz."""
+        from pygsp import graphs
+
+        return graphs.Graph(self.weights, lap_type=self.laplacian_kind, coords=self.sampling.xyz)
+
+    def to_pyg(self, dtype=torch.float32):
+        """``torch_geometric.data.Data`` with edge_index (2, nnz), edge_weight (nnz,), pos (npix, 3)."""
+        from torch_geometric.data import Data
+
+        W = self.weights.tocoo()
+        edge_index = torch.from_numpy(np.stack([W.row, W.col]).astype(np.int64))
+        return Data(
+            edge_index=edge_index,
+            edge_weight=torch.from_numpy(W.data).to(dtype),
+            pos=torch.from_numpy(self.sampling.xyz).to(dtype),
+            num_nodes=self.npix,
+        )
+
+
+def graph_params(sampling, k: int = 20, sigma: float | None = None,
+                 laplacian: str = "combinatorial", kind: str = "knn") -> dict:
+    """Every parameter the graph depends on (the cache key); validates them.
+
+    ``sigma=None`` is resolved to the default kernel width of the sampling here.
+    """
+    check_laplacian_kind(laplacian)
+    if kind not in GRAPH_KINDS:
+        raise ValueError(f"unknown graph kind {kind!r}; choose one of {GRAPH_KINDS}")
+    if kind == "knn":
+        k = _check_k(k)
+        if k >= sampling.npix:
+            raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {sampling.npix}")
+        sigma = float(default_sigma(sampling, k) if sigma is None else sigma)
+        if not np.isfinite(sigma) or sigma <= 0:
+            raise ValueError(f"kernel width sigma must be a positive finite number, got {sigma!r}")
+    else:
+        k, sigma = None, None
+    return {
+        "format": 1,
+        "version": __version__,
+        "sampling": sampling_key(sampling),
+        "npix": int(sampling.npix),
+        "kind": kind,
+        "k": k,
+        "sigma": sigma,
+        "laplacian": laplacian,
+    }
+
+
+def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: str = "combinatorial",
+                kind: str = "knn", cache: bool = True, cache_dir=None) -> SphereGraph:
+    """Graph, Laplacian and lmax of ``sampling``; loaded from / saved to the disk cache.
+
+    kind ``"knn"``: :func:`knn_graph` (k, sigma); ``"4neighbour"``:
+    :func:`equiangular_4neighbour_graph` (k and sigma ignored).  The cache entry is keyed
+    by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
+    ``cache_dir``, $DEEPSPHERE_GEN_CACHE or ~/.cache/deepsphere_gen (sub-folder graphs/).
+    """
+    params = graph_params(sampling, k, sigma, laplacian, kind)
+    directory = cache_directory(cache_dir)
+    hit = load_cached(directory, params) if cache else None
+    if hit is not None:
+        W, meta = hit
+        lmax = float(meta["lmax"])
+    elif kind == "knn":
+        W = knn_graph(sampling, params["k"], params["sigma"])
+    else:
+        W = equiangular_4neighbour_graph(sampling)
+    L = laplacian_matrix(W, params["laplacian"])
+    if hit is None:
+        lmax = estimate_lmax(L)
+        if cache:
+            save_cached(directory, params, W, {"lmax": lmax, "nnz": int(W.nnz)})
+    return SphereGraph(sampling, W, L, lmax, params["k"], params["sigma"], kind, params["laplacian"],
+                       from_cache=hit is not None)
