@@ -1,0 +1,163 @@
+"""Real-basis Clebsch-Gordan tensors C[l1, l2 -> l].
+
+``C`` has shape (2l1+1, 2l2+1, 2l+1), index m + l on each axis, in the real orthonormal
+basis of :mod:`._wigner`, and couples two degrees equivariantly::
+
+    out[M] = sum_{m1, m2} C[m1, m2, M] u[m1] v[m2]
+    D^l(R) out(u, v) = out(D^l1(R) u, D^l2(R) v)        for every rotation R.
+
+Construction: the complex (Condon-Shortley) coefficients <l1 m1 l2 m2 | l M> are built
+by the highest-weight method (J+ |l l> = 0 gives a two-term ratio recursion, summed in
+log space; then J- lowers to every M, renormalising each step), which involves no
+factorials or alternating sums, so it is stable in float64 far beyond l = 64 (errors
+~1e-15).  Sign: <l1 l1 l2 (l-l1) | l l> > 0.  The change of basis to the real harmonics
+(``C = U_l1 (x) U_l2 (x) conj(U_l)`` applied to the complex tensor) gives a purely real
+tensor when l1 + l2 + l is even and a purely imaginary one when it is odd; we return
+its real part, respectively its imaginary part (a global phase, so equivariance holds).
+
+Normalisation (unitarity of the complex coefficients, kept by the unitary change of
+basis): ``sum_{m1, m2} C[m1, m2, M] C[m1, m2, M'] = delta_{M M'}``; and summing over all
+l: ``sum_{l, M} C[m1, m2, M] C[m1', m2', M] = delta delta``.  With this normalisation
+C[1, 1 -> 1] is the cross product / sqrt2 and C[l, l -> 0] is ``delta_{m1 m2} / sqrt(2l+1)``
+(up to the sign (-1)^l), not the Gaunt coefficients of products of harmonics.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from ._wigner import _apply_u
+
+__all__ = ["clebsch_gordan", "clebsch_gordan_block", "cg_triples"]
+
+
+def _check_triple(l1, l2, l) -> tuple[int, int, int]:
+    for name, v in (("l1", l1), ("l2", l2), ("l", l)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    l1, l2, l = int(l1), int(l2), int(l)
+    if not abs(l1 - l2) <= l <= l1 + l2:
+        raise ValueError(f"(l1, l2, l) = ({l1}, {l2}, {l}) violates the triangle rule |l1 - l2| <= l <= l1 + l2")
+    return l1, l2, l
+
+
+def _ladder(j: int, m: np.ndarray, step: int) -> np.ndarray:
+    """sqrt(j(j+1) - m(m+step)): coefficient of J+ (step=1) or J- (step=-1) on |j m>."""
+    return np.sqrt(np.maximum(j * (j + 1.0) - m * (m + step), 0.0))
+
+
+def _state_indices(l1: int, l2: int, M: int) -> np.ndarray:
+    """m1 values of the product states |m1, M - m1> that exist."""
+    return np.arange(max(-l1, M - l2), min(l1, M + l2) + 1)
+
+
+@functools.lru_cache(maxsize=2048)
+def _complex_cg(l1: int, l2: int, l: int) -> np.ndarray:
+    """Complex CG <l1 m1 l2 m2 | l M>, (2l1+1, 2l2+1, 2l+1) float64.
+
+    For each M >= 0 the vector over m1 is the eigenvector of J^2 (restricted to
+    m1 + m2 = M: a symmetric tridiagonal matrix with the simple eigenvalues
+    l'(l'+1), gaps >= 2) belonging to l(l+1); its sign follows the lowering chain
+    <l, M-1| J- |l, M> > 0 from the highest weight, whose signs are exact from the
+    two-term recursion of J+ |l l> = 0.  Negative M by
+    <l1 -m1 l2 -m2 | l -M> = (-1)^(l1+l2-l) <l1 m1 l2 m2 | l M>.
+    """
+    n1 = 2 * l1 + 1
+    cols = np.zeros((l + 1, n1))  # cols[M, m1 + l1] = <l1 m1 l2 M-m1 | l M>
+    # highest weight: c_p / c_(p-1) = -a1+(p-1) / a2+(l-p), exact signs, log magnitudes
+    p = _state_indices(l1, l2, l)
+    logr = np.log(_ladder(l1, p[1:] - 1.0, 1)) - np.log(_ladder(l2, (l - p[1:]).astype(float), 1))
+    logc = np.concatenate([[0.0], np.cumsum(logr)])
+    top = (-1.0) ** np.arange(p.size) * np.exp(logc - logc.max())
+    top *= np.sign(top[l1 - p[0]]) / np.linalg.norm(top)  # Condon-Shortley sign
+    cols[l, p + l1] = top
+    prev, prev_m1 = top, p
+    for M in range(l - 1, -1, -1):
+        m1 = _state_indices(l1, l2, M)
+        m2 = M - m1
+        diag = 2.0 * m1 * m2
+        off = _ladder(l1, m1[:-1].astype(float), 1) * _ladder(l2, m2[:-1].astype(float), -1)
+        k = l - max(M, abs(l1 - l2))  # eigenvalues ascend with l' = max(M, |l1-l2|), ...
+        if m1.size == 1:
+            vec = np.ones(1)
+        else:
+            _, v = scipy.linalg.eigh_tridiagonal(diag, off, select="i", select_range=(k, k))
+            vec = v[:, 0]
+        # J- |l, M+1> expressed on the m1 grid of M
+        lowered = np.zeros(m1.size)
+        pos = {int(q): i for i, q in enumerate(m1)}
+        for j, q in enumerate(prev_m1):  # |q, M+1-q> -> |q-1, .> (J1-) and |q, M-q> (J2-)
+            if q - 1 in pos:
+                lowered[pos[q - 1]] += _ladder(l1, float(q), -1) * prev[j]
+            if q in pos:
+                lowered[pos[q]] += _ladder(l2, float(M + 1 - q), -1) * prev[j]
+        if vec @ lowered < 0:
+            vec = -vec
+        cols[M, m1 + l1] = vec
+        prev, prev_m1 = vec, m1
+    out = np.zeros((n1, 2 * l2 + 1, 2 * l + 1))
+    m1_all = np.arange(-l1, l1 + 1)
+    parity = (-1.0) ** (l1 + l2 - l)
+    for M in range(l + 1):
+        m2 = M - m1_all
+        ok = np.abs(m2) <= l2
+        out[m1_all[ok] + l1, m2[ok] + l2, M + l] = cols[M, ok]
+        if M > 0:
+            out[-m1_all[ok] + l1, -m2[ok] + l2, -M + l] = parity * cols[M, ok]
+    return out
+
+
+@functools.lru_cache(maxsize=2048)
+def _real_cg(l1: int, l2: int, l: int) -> np.ndarray:
+    c = _complex_cg(l1, l2, l).astype(np.complex128)
+    c = _apply_u(_apply_u(_apply_u(c, l1, 0), l2, 1), l, 2, conj=True)
+    out = c.real if (l1 + l2 + l) % 2 == 0 else c.imag
+    out = np.ascontiguousarray(out)
+    out.setflags(write=False)
+    return out
+
+
+def clebsch_gordan(l1: int, l2: int, l: int, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """Real-basis Clebsch-Gordan tensor C[l1, l2 -> l], shape (2l1+1, 2l2+1, 2l+1).
+
+    ``out[M] = sum C[m1, m2, M] u[m1] v[m2]`` is equivariant (see module docstring for
+    basis, phase and normalisation).  Computed once in float64 (cached per triple) and
+    returned as a new tensor in ``dtype`` on ``device``.  Raises ValueError for negative
+    or non-integer degrees or triples violating |l1 - l2| <= l <= l1 + l2.
+    """
+    l1, l2, l = _check_triple(l1, l2, l)
+    return torch.tensor(_real_cg(l1, l2, l), dtype=dtype, device=device)
+
+
+def clebsch_gordan_block(l1: int, l2: int, ls, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """C[l1, l2 -> l] for every l in ``ls`` concatenated along the last axis.
+
+    Shape (2l1+1, 2l2+1, sum_l (2l+1)); the block of degree ``ls[k]`` starts at
+    ``sum_{j<k} (2 ls[j] + 1)``.  ``ls=None`` means every admissible l (|l1-l2|..l1+l2).
+    """
+    if ls is None:
+        ls = range(abs(int(l1) - int(l2)), int(l1) + int(l2) + 1)
+    ls = list(ls)
+    if not ls:
+        raise ValueError("ls is empty: give at least one output degree")
+    blocks = [_real_cg(*_check_triple(l1, l2, l)) for l in ls]
+    return torch.tensor(np.concatenate(blocks, axis=2), dtype=dtype, device=device)
+
+
+def cg_triples(L: int, max_l: int | None = None) -> list[tuple[int, int, int]]:
+    """All admissible (l1, l2, l) with l1, l2 < L and l < ``max_l`` (default L), sorted.
+
+    Admissible: |l1 - l2| <= l <= l1 + l2 (the tensor is non-zero exactly then).
+    """
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
+        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
+    max_l = int(L) if max_l is None else int(max_l)
+    return [
+        (l1, l2, l)
+        for l1 in range(L)
+        for l2 in range(L)
+        for l in range(abs(l1 - l2), min(l1 + l2, max_l - 1) + 1)
+    ]

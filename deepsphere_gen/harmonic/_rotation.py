@@ -1,0 +1,226 @@
+"""Rotations: random ZYZ angles, matrices, and rotating points, coefficients, fragments, maps.
+
+Convention (DESIGN.md): active rotations, ZYZ Euler angles (alpha, beta, gamma) in
+radians, ``R = Rz(alpha) Ry(beta) Rz(gamma)``, ``(R f)(w) = f(R^-1 w)``.  Angles are
+tensors shaped (..., 3); a single rotation is shaped (3,).  Functions that rotate data
+accept either one rotation (applied to the whole batch) or one per batch element
+(shape (batch, 3)), or ``matrix=`` rotation matrices instead of angles.
+
+healpy: ``healpy.Rotator(rot=(phi, theta, psi), eulertype="ZYZ", deg=False, inv=False)
+.rotate_alm(alm)`` applies (to the alm, hence to the map) the active rotation
+``Rz(phi) Ry(-theta) Rz(psi)``, so it equals our rotation by
+``(alpha, beta, gamma) = (phi, -theta, psi)`` (a negative beta is allowed here), i.e.
+``rot = (alpha, -beta, gamma)``; ``healpy.rotate_alm(alm, psi, theta, phi)`` directly applies
+``Rz(psi) Ry(theta) Rz(phi)``, i.e. our ``(alpha, beta, gamma) = (psi, theta, phi)``.
+Both are checked in tests/harmonic/test_rotation.py.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ._wigner import _as_angles, wigner_D_real
+
+__all__ = [
+    "random_rotations",
+    "euler_to_matrix",
+    "matrix_to_euler",
+    "compose_rotations",
+    "invert_rotation",
+    "rotate_points",
+    "rotate_coefficients",
+    "rotate_fragments",
+    "rotate_map",
+]
+
+
+def random_rotations(n: int, seed=None) -> torch.Tensor:
+    """``n`` rotations uniform on SO(3) as ZYZ angles, (n, 3) float64 on the CPU.
+
+    alpha, gamma uniform in [0, 2 pi), cos(beta) uniform in [-1, 1] (Haar measure).
+    ``seed``: None (fresh entropy), an int, or a ``torch.Generator``.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    if isinstance(seed, torch.Generator):
+        gen = seed
+    else:
+        gen = torch.Generator()
+        if seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(int(seed))
+    u = torch.rand(int(n), 3, generator=gen, dtype=torch.float64)
+    return torch.stack([2 * math.pi * u[:, 0], torch.acos(1 - 2 * u[:, 1]), 2 * math.pi * u[:, 2]], dim=1)
+
+
+def _rz(a: torch.Tensor) -> torch.Tensor:
+    c, s, z, o = torch.cos(a), torch.sin(a), torch.zeros_like(a), torch.ones_like(a)
+    return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).reshape(*a.shape, 3, 3)
+
+
+def _ry(b: torch.Tensor) -> torch.Tensor:
+    c, s, z, o = torch.cos(b), torch.sin(b), torch.zeros_like(b), torch.ones_like(b)
+    return torch.stack([c, z, s, z, o, z, -s, z, c], dim=-1).reshape(*b.shape, 3, 3)
+
+
+def euler_to_matrix(angles, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+    """ZYZ angles (..., 3) -> rotation matrices (..., 3, 3), ``Rz(alpha) Ry(beta) Rz(gamma)``."""
+    ang = _as_angles(angles, dtype, device)
+    return _rz(ang[..., 0]) @ _ry(ang[..., 1]) @ _rz(ang[..., 2])
+
+
+def matrix_to_euler(matrix, tol: float = 1e-6) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) -> ZYZ angles (..., 3), beta in [0, pi].
+
+    At the poles (sin(beta) = 0) the split between alpha and gamma is arbitrary; gamma = 0
+    is returned.  Raises ValueError unless the matrices are orthogonal with determinant
+    +1 to within ``tol``.
+    """
+    R = torch.as_tensor(matrix)
+    if not R.is_floating_point():
+        R = R.to(torch.float64)
+    if R.dim() < 2 or R.shape[-2:] != (3, 3):
+        raise ValueError(f"rotation matrices must be shaped (..., 3, 3), got {tuple(R.shape)}")
+    eye = torch.eye(3, dtype=R.dtype, device=R.device)
+    if not bool(torch.isfinite(R).all()):
+        raise ValueError("rotation matrices hold NaN or inf values")
+    if R.numel() and (
+        float((R @ R.transpose(-1, -2) - eye).abs().max()) > tol or float((torch.linalg.det(R) - 1).abs().max()) > tol
+    ):
+        raise ValueError("matrices are not rotations (orthogonal with determinant +1)")
+    sb = torch.hypot(R[..., 0, 2], R[..., 1, 2])
+    beta = torch.atan2(sb, R[..., 2, 2])
+    pole = sb < 1e-12
+    alpha = torch.where(pole, torch.atan2(R[..., 1, 0] * torch.sign(R[..., 2, 2]), R[..., 0, 0] * torch.sign(R[..., 2, 2])),
+                        torch.atan2(R[..., 1, 2], R[..., 0, 2]))
+    gamma = torch.where(pole, torch.zeros_like(sb), torch.atan2(R[..., 2, 1], -R[..., 2, 0]))
+    return torch.stack([alpha, beta, gamma], dim=-1)
+
+
+def compose_rotations(first, second) -> torch.Tensor:
+    """Angles of ``R1 R2`` (apply ``second``, then ``first``): D(R1 R2) = D(R1) D(R2)."""
+    return matrix_to_euler(euler_to_matrix(first) @ euler_to_matrix(second))
+
+
+def invert_rotation(angles) -> torch.Tensor:
+    """Angles of ``R^-1`` with beta in [0, pi]: (pi - gamma, beta, -pi - alpha)."""
+    ang = _as_angles(angles, None, None)
+    return torch.stack([math.pi - ang[..., 2], ang[..., 1], -math.pi - ang[..., 0]], dim=-1)
+
+
+def _resolve(angles, matrix, dtype, device) -> torch.Tensor:
+    if (angles is None) == (matrix is None):
+        raise ValueError("give exactly one of angles (ZYZ Euler angles) or matrix (rotation matrices)")
+    if matrix is not None:
+        angles = matrix_to_euler(torch.as_tensor(matrix, dtype=torch.float64) if not torch.is_tensor(matrix) else matrix)
+    return _as_angles(angles, dtype, device)
+
+
+def rotate_points(points, angles=None, *, matrix=None, inverse: bool = False):
+    """Apply R (or R^-1 with ``inverse=True``) to points on the sphere.
+
+    ``points``: unit vectors (..., 3) (numpy array or tensor), or a tuple
+    ``(theta, phi)`` of colatitude / longitude arrays in radians.  Returns the same kind.
+    One rotation (``angles`` shaped (3,) or ``matrix`` (3, 3)), or one per leading index.
+    """
+    as_pair = isinstance(points, tuple)
+    if as_pair:
+        if len(points) != 2:
+            raise ValueError("points given as a tuple must be (theta, phi)")
+        theta, phi = points
+        is_np = not torch.is_tensor(theta)
+        theta = torch.as_tensor(theta, dtype=torch.float64) if is_np else theta
+        phi = torch.as_tensor(phi, dtype=theta.dtype, device=theta.device) if not torch.is_tensor(phi) else phi
+        st = torch.sin(theta)
+        xyz = torch.stack([st * torch.cos(phi), st * torch.sin(phi), torch.cos(theta)], dim=-1)
+    else:
+        is_np = not torch.is_tensor(points)
+        xyz = torch.as_tensor(points, dtype=torch.float64) if is_np else points
+        if xyz.dim() == 0 or xyz.shape[-1] != 3:
+            raise ValueError(f"points must be shaped (..., 3), got {tuple(xyz.shape)}")
+    if not xyz.is_floating_point():
+        xyz = xyz.to(torch.float64)
+    R = euler_to_matrix(_resolve(angles, matrix, xyz.dtype, xyz.device))
+    if inverse:
+        R = R.transpose(-1, -2)
+    out = (R @ xyz.unsqueeze(-1)).squeeze(-1)
+    if as_pair:
+        out = (torch.acos(out[..., 2].clamp(-1, 1)), torch.remainder(torch.atan2(out[..., 1], out[..., 0]), 2 * math.pi))
+        return tuple(o.numpy() for o in out) if is_np else out
+    return out.numpy() if is_np else out
+
+
+def rotate_coefficients(coeffs: torch.Tensor, angles=None, L: int | None = None, *, matrix=None) -> torch.Tensor:
+    """Coefficients of ``R f`` from those of ``f``: (batch, L*L, channels) -> same shape.
+
+    Flat index ``l*l + l + m``.  ``L`` defaults to sqrt(number of coefficients).  One
+    rotation for the whole batch, or ``(batch, 3)`` angles / ``(batch, 3, 3)`` matrices.
+    Wigner-D blocks are computed in the coefficients' dtype on their device.
+    """
+    if not torch.is_tensor(coeffs) or coeffs.dim() != 3 or not coeffs.is_floating_point():
+        raise ValueError("coeffs must be a real floating tensor shaped (batch, L*L, channels)")
+    n = coeffs.shape[1]
+    L = int(round(math.sqrt(n))) if L is None else L
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1 or L * L != n:
+        raise ValueError(f"coeffs has {n} coefficients per channel, expected L*L for bandlimit L={L!r}")
+    ang = _resolve(angles, matrix, coeffs.dtype, coeffs.device)
+    _check_batch(ang, coeffs.shape[0])
+    out = []
+    for l in range(L):
+        D = wigner_D_real(l, ang)  # (3,) -> (n, n); (batch, 3) -> (batch, n, n)
+        out.append(D @ coeffs[:, l * l : (l + 1) * (l + 1), :])
+    return torch.cat(out, dim=1)
+
+
+def rotate_fragments(fragments, angles=None, *, matrix=None) -> list[torch.Tensor]:
+    """Rotate harmonic fragments: list over l of (batch, channels, 2l+1, tau_l) -> same.
+
+    The fragment at position l must have 2l+1 rows (dim -2); D^l acts on that dim.
+    One rotation for the batch, or (batch, 3) angles / (batch, 3, 3) matrices.
+    """
+    if not isinstance(fragments, (list, tuple)) or not fragments:
+        raise ValueError("fragments must be a non-empty list over l of (batch, channels, 2l+1, tau_l) tensors")
+    first = fragments[0]
+    ang = _resolve(angles, matrix, first.dtype, first.device)
+    out = []
+    for l, f in enumerate(fragments):
+        if not torch.is_tensor(f) or f.dim() != 4 or f.shape[2] != 2 * l + 1:
+            shape = tuple(f.shape) if torch.is_tensor(f) else type(f).__name__
+            raise ValueError(f"fragment {l} must be shaped (batch, channels, {2 * l + 1}, tau), got {shape}")
+        if f.dtype != first.dtype or f.device != first.device:
+            raise ValueError(f"fragment {l} has dtype/device {f.dtype}/{f.device}, fragment 0 has {first.dtype}/{first.device}")
+        _check_batch(ang, f.shape[0])
+        D = wigner_D_real(l, ang)
+        out.append(torch.einsum("...mn,bcnt->bcmt", D, f) if D.dim() == 2 else torch.einsum("bmn,bcnt->bcmt", D, f))
+    return out
+
+
+def rotate_map(maps: torch.Tensor, sampling, angles=None, L: int | None = None, *, matrix=None,
+               iterations: int = 3, order: str = "NESTED") -> torch.Tensor:
+    """Rotate maps (batch, npix, channels) on a full-sky sampling through the SHT at L.
+
+    ``maps -> analysis -> rotate_coefficients -> synthesis``.  Exact for band-limited
+    maps (l < L) on GL / DH / MW grids.  On HEALPix the analysis is approximate (even
+    band-limited maps are not recovered exactly; ``iterations`` Jacobi steps reduce it,
+    with L <= 2 nside the relative error is ~1e-3 at iterations=0 and decreases with each
+    iteration), and any power at l >= L is removed.
+    ``L`` defaults to the sampling's own bandlimit ``sampling.L`` where it has one.
+    """
+    from ._sht import analysis, synthesis  # deferred: the SHT tables are heavy
+
+    if L is None:
+        L = getattr(sampling, "L", None)
+        if L is None:
+            raise ValueError(f"give the bandlimit L for {sampling!r}")
+    coeffs = analysis(maps, sampling, L, iterations=iterations, order=order)
+    return synthesis(rotate_coefficients(coeffs, angles, L, matrix=matrix), sampling, L, order=order)
+
+
+def _check_batch(ang: torch.Tensor, batch: int) -> None:
+    if ang.dim() == 1:
+        return
+    if ang.dim() != 2 or ang.shape[0] != batch:
+        raise ValueError(f"give one rotation (3,) or one per batch element ({batch}, 3); got angles of shape {tuple(ang.shape)}")
