@@ -1,4 +1,25 @@
 """harmonic sub-package (see ../shared/DESIGN.md)."""
+# spherical harmonic transforms (SHT owner)
+from ._healpy_convert import healpy_alm_size, healpy_alm_to_real, real_to_healpy_alm
+from ._legendre import normalized_legendre, real_spherical_harmonics
+from ._mw import mw_theta_mixing, mw_weight
+from ._sht import SHT, analysis, clear_sht_cache, max_bandlimit, synthesis
+
+# harmonic layers (issue 4)
+from ._mixing_sets import (
+    MIXING_KINDS,
+    MixingSet,
+    admissible_pairs,
+    fit_scaling_exponent,
+    full_mixing_set,
+    log_spaced_degrees,
+    mixing_set,
+    mixing_set_table,
+    mst_mixing_set,
+    pair_cost,
+    rmst_mixing_set,
+)
+
 # rotations, Wigner matrices, Clebsch-Gordan tensors (issue 3, rotations owner)
 from ._clebsch_gordan import cg_triples, clebsch_gordan, clebsch_gordan_block
 from ._rotation import (
@@ -32,4 +53,29 @@ __all__ = [
     "rotate_coefficients",
     "rotate_fragments",
     "rotate_map",
+    # harmonic layers (issue 4)
+    "MixingSet",
+    "MIXING_KINDS",
+    "pair_cost",
+    "admissible_pairs",
+    "log_spaced_degrees",
+    "full_mixing_set",
+    "mst_mixing_set",
+    "rmst_mixing_set",
+    "mixing_set",
+    "mixing_set_table",
+    "fit_scaling_exponent",
+    # spherical harmonic transforms (SHT owner)
+    "SHT",
+    "analysis",
+    "synthesis",
+    "max_bandlimit",
+    "clear_sht_cache",
+    "normalized_legendre",
+    "real_spherical_harmonics",
+    "mw_theta_mixing",
+    "mw_weight",
+    "real_to_healpy_alm",
+    "healpy_alm_to_real",
+    "healpy_alm_size",
 ]

@@ -1,0 +1,228 @@
+"""Ring-based SHT on Gauss-Legendre, Driscoll-Healy and HEALPix grids (healpy = ground truth)."""
+import healpy as hp
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen.harmonic import (
+    SHT,
+    analysis,
+    clear_sht_cache,
+    healpy_alm_to_real,
+    max_bandlimit,
+    real_spherical_harmonics,
+    real_to_healpy_alm,
+    synthesis,
+)
+from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling
+
+F64 = torch.float64
+
+
+def _coeffs(L, batch=2, channels=3, dtype=F64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, L * L, channels, generator=g, dtype=dtype)
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+# ----------------------------------------------------------- exact grids (GL, DH)
+@pytest.mark.parametrize("cls", [GaussLegendreSampling, DriscollHealySampling])
+@pytest.mark.parametrize("L", [1, 2, 17, 64])
+def test_round_trip_exact_float64(cls, L):
+    sht = SHT(cls(L), L, dtype=F64)
+    a = _coeffs(L)
+    assert _rel(sht(sht.inverse(a)), a) <= 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", [GaussLegendreSampling, DriscollHealySampling])
+def test_round_trip_exact_float64_L256(cls):
+    L = 256
+    sht = SHT(cls(L), L, dtype=F64)
+    a = _coeffs(L, batch=1, channels=2)
+    assert _rel(sht(sht.inverse(a)), a) <= 1e-12
+
+
+@pytest.mark.parametrize("cls", [GaussLegendreSampling, DriscollHealySampling])
+def test_round_trip_float32(cls):
+    # documented float32 tolerance: relative round-trip error <= 1e-5 at L = 32
+    L = 32
+    sht = SHT(cls(L), L)
+    a = _coeffs(L, dtype=torch.float32)
+    assert _rel(sht(sht.inverse(a)), a) <= 1e-5
+
+
+def test_bandlimit_below_grid_and_synthesis_matches_direct_sum():
+    S = GaussLegendreSampling(12)
+    L = 9
+    sht = SHT(S, L, dtype=F64)
+    a = _coeffs(L)
+    Y = torch.as_tensor(real_spherical_harmonics(L, S.theta, S.phi))
+    direct = torch.einsum("pi,bic->bpc", Y, a)
+    assert _rel(sht.inverse(a), direct) <= 1e-13
+    assert _rel(sht(direct), a) <= 1e-13
+
+
+@pytest.mark.parametrize("cls", [GaussLegendreSampling, DriscollHealySampling])
+def test_single_harmonic_gives_unit_vector(cls):
+    L = 8
+    S = cls(L)
+    sht = SHT(S, L, dtype=F64)
+    Y = torch.as_tensor(real_spherical_harmonics(L, S.theta, S.phi))  # (npix, L*L)
+    out = sht(Y.T[:, :, None])[:, :, 0]  # row i: analysis of Y_i
+    torch.testing.assert_close(out, torch.eye(L * L, dtype=F64), atol=1e-13, rtol=0)
+
+
+@pytest.mark.parametrize("sampling", [GaussLegendreSampling(10), DriscollHealySampling(10), HealpixSampling(4)])
+def test_adjoint_consistent_with_quadrature(sampling):
+    # analysis = synthesis^T W (quadrature weights W): <S a, b>_W == <a, A b>
+    L = min(10, max_bandlimit(sampling))
+    sht = SHT(sampling, L, dtype=F64)
+    a = _coeffs(L, batch=1, channels=2)
+    b = torch.randn(1, sampling.npix, 2, dtype=F64)
+    w = torch.as_tensor(sampling.weights)[None, :, None]
+    lhs = (sht.inverse(a) * b * w).sum()
+    rhs = (a * sht(b)).sum()
+    assert abs(float(lhs - rhs)) <= 1e-12 * float(a.norm() * b.norm())
+
+
+@pytest.mark.parametrize(
+    "sampling,L,it",
+    [(GaussLegendreSampling(4), 4, 0), (DriscollHealySampling(3), 3, 0), (HealpixSampling(1), 3, 2)],
+)
+def test_gradcheck(sampling, L, it):
+    sht = SHT(sampling, L, dtype=F64, iterations=it)
+    a = _coeffs(L, batch=1, channels=2).requires_grad_()
+    x = torch.randn(2, sampling.npix, 1, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(sht.inverse, (a,), fast_mode=True)
+    assert torch.autograd.gradcheck(sht, (x,), fast_mode=True)
+
+
+def test_streaming_equals_stored_table():
+    S = HealpixSampling(4)
+    full = SHT(S, 12, dtype=F64, iterations=1)
+    stream = SHT(S, 12, dtype=F64, iterations=1, max_table_bytes=2000)
+    assert stream.streaming and not full.streaming and stream.legendre is None
+    a = _coeffs(12)
+    torch.testing.assert_close(stream.inverse(a), full.inverse(a), atol=1e-13, rtol=0)
+    x = full.inverse(a)
+    torch.testing.assert_close(stream(x), full(x), atol=1e-13, rtol=0)
+
+
+def test_module_moves_with_to_and_adds_no_state():
+    S = GaussLegendreSampling(6)
+    sht = SHT(S, 6)
+    assert sht.dtype == torch.float32 and len(sht.state_dict()) == 0
+    sht = sht.to(F64)  # casts the float32 tables: float32 precision (build in float64 for exactness)
+    assert sht.dtype == F64 and sht.legendre.dtype == F64
+    a = _coeffs(6)
+    assert _rel(sht(sht.inverse(a)), a) <= 1e-6
+    net = torch.nn.Sequential(torch.nn.Identity(), SHT(S, 6, dtype=F64))
+    assert net(sht.inverse(a)).shape == a.shape
+
+
+def test_functional_helpers_cache_and_agree():
+    clear_sht_cache()
+    S = DriscollHealySampling(8)
+    a = _coeffs(8)
+    f = synthesis(a, S, 8)
+    assert _rel(analysis(f, S, 8), a) <= 1e-12
+    from deepsphere_gen.harmonic import _sht
+
+    assert len(_sht._CACHE) == 1  # one table serves both directions
+    analysis(f.float(), S, 8)
+    assert len(_sht._CACHE) == 2  # float32 gets its own tables
+
+
+# ----------------------------------------------------------------------- HEALPix
+@pytest.mark.parametrize("nside,L", [(4, 12), (8, 24), (8, 10)])
+@pytest.mark.parametrize("order", ["NESTED", "RING"])
+def test_healpix_synthesis_matches_healpy(nside, L, order):
+    a = _coeffs(L, batch=1, channels=1)[0, :, 0].numpy()
+    ref = hp.alm2map(real_to_healpy_alm(a, L), nside, lmax=L - 1)
+    if order == "NESTED":
+        ref = hp.reorder(ref, r2n=True)
+    sht = SHT(HealpixSampling(nside), L, dtype=F64, order=order)
+    ours = sht.inverse(torch.as_tensor(a)[None, :, None])[0, :, 0].numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-10 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("iterations", [0, 3])
+@pytest.mark.parametrize("order", ["NESTED", "RING"])
+def test_healpix_analysis_matches_healpy(iterations, order):
+    nside, L = 8, 24
+    rng = np.random.default_rng(3)
+    m_ring = rng.standard_normal(12 * nside**2)  # not band-limited: exercises aliasing too
+    ref = healpy_alm_to_real(
+        hp.map2alm(m_ring, lmax=L - 1, iter=iterations, use_pixel_weights=False, use_weights=False), L
+    )
+    x = m_ring if order == "RING" else hp.reorder(m_ring, r2n=True)
+    sht = SHT(HealpixSampling(nside), L, dtype=F64, iterations=iterations, order=order)
+    ours = sht(torch.as_tensor(x)[None, :, None])[0, :, 0].numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-10 * np.abs(ref).max())
+
+
+def test_healpix_iterations_reduce_round_trip_error():
+    nside, L = 8, 16
+    sht = SHT(HealpixSampling(nside), L, dtype=F64)
+    a = _coeffs(L)
+    f = sht.inverse(a)
+    errs = [_rel(sht(f, iterations=n), a) for n in (0, 1, 3)]
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4
+
+
+def test_healpix_float32_matches_float64():
+    # documented float32 tolerance on HEALPix analysis: 1e-5 relative
+    S = HealpixSampling(8)
+    x = torch.randn(2, S.npix, 2, dtype=F64)
+    a64 = SHT(S, 24, dtype=F64)(x)
+    a32 = SHT(S, 24)(x.float())
+    assert _rel(a32.double(), a64) <= 1e-5
+
+
+# --------------------------------------------------------------------- bad input
+def test_bad_input_messages():
+    S = GaussLegendreSampling(8)
+    sht = SHT(S, 8)
+    with pytest.raises(ValueError, match="pixels|shaped"):
+        sht(torch.zeros(1, S.npix + 1, 1))
+    with pytest.raises(ValueError, match="shaped"):
+        sht(torch.zeros(S.npix, 1))
+    with pytest.raises(ValueError, match="coefficients|shaped"):
+        sht.inverse(torch.zeros(1, 63, 1))
+    with pytest.raises(ValueError, match="dtype"):
+        sht(torch.zeros(1, S.npix, 1, dtype=F64))
+    with pytest.raises(ValueError, match="NaN"):
+        sht(torch.full((1, S.npix, 1), float("nan")))
+    with pytest.raises(ValueError, match="NaN"):
+        sht.inverse(torch.full((1, 64, 1), float("inf")))
+    with pytest.raises(ValueError, match="too large"):
+        SHT(S, 9)
+    with pytest.raises(ValueError, match="too large"):
+        SHT(DriscollHealySampling(4), 5)
+    with pytest.raises(ValueError, match="too large"):
+        SHT(HealpixSampling(4), 13)
+    with pytest.raises(ValueError, match="positive integer"):
+        SHT(S, 0)
+    with pytest.raises(ValueError, match="full-sky"):
+        SHT(HealpixSampling.base_patch(4, 0, 1), 4)
+    with pytest.raises(ValueError, match="order"):
+        SHT(HealpixSampling(4), 4, order="XYZ")
+    with pytest.raises(ValueError, match="iterations"):
+        SHT(S, 4, iterations=-1)
+    with pytest.raises(ValueError, match="torch tensor"):
+        sht(np.zeros((1, S.npix, 1)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_mismatch_and_cuda_round_trip():
+    S = GaussLegendreSampling(16)
+    sht = SHT(S, 16, dtype=F64)
+    with pytest.raises(ValueError, match="cuda|cpu"):
+        sht(torch.zeros(1, S.npix, 1, dtype=F64, device="cuda"))
+    sht = sht.to("cuda")
+    a = _coeffs(16).cuda()
+    assert _rel(sht(sht.inverse(a)), a) <= 1e-12
