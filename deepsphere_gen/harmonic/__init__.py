@@ -5,7 +5,6 @@ from ._legendre import normalized_legendre, real_spherical_harmonics
 from ._mw import mw_theta_mixing, mw_weight
 from ._sht import SHT, analysis, clear_sht_cache, max_bandlimit, synthesis
 
-# harmonic layers (issue 4)
 from ._mixing_sets import (
     MIXING_KINDS,
     MixingSet,
@@ -53,18 +52,6 @@ __all__ = [
     "rotate_coefficients",
     "rotate_fragments",
     "rotate_map",
-    # harmonic layers (issue 4)
-    "MixingSet",
-    "MIXING_KINDS",
-    "pair_cost",
-    "admissible_pairs",
-    "log_spaced_degrees",
-    "full_mixing_set",
-    "mst_mixing_set",
-    "rmst_mixing_set",
-    "mixing_set",
-    "mixing_set_table",
-    "fit_scaling_exponent",
     # spherical harmonic transforms (SHT owner)
     "SHT",
     "analysis",
