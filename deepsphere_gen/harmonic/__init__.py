@@ -5,20 +5,6 @@ from ._legendre import normalized_legendre, real_spherical_harmonics
 from ._mw import mw_theta_mixing, mw_weight
 from ._sht import SHT, analysis, clear_sht_cache, max_bandlimit, synthesis
 
-from ._mixing_sets import (
-    MIXING_KINDS,
-    MixingSet,
-    admissible_pairs,
-    fit_scaling_exponent,
-    full_mixing_set,
-    log_spaced_degrees,
-    mixing_set,
-    mixing_set_table,
-    mst_mixing_set,
-    pair_cost,
-    rmst_mixing_set,
-)
-
 # rotations, Wigner matrices, Clebsch-Gordan tensors (issue 3, rotations owner)
 from ._clebsch_gordan import cg_triples, clebsch_gordan, clebsch_gordan_block
 from ._rotation import (
