@@ -20,7 +20,34 @@ from ._rotation import (
 )
 from ._wigner import complex_to_real_matrix, wigner_d, wigner_D_blocks, wigner_D_real
 
+# harmonic layers (issue 4)
+from ._mixing_sets import (
+    MIXING_KINDS,
+    MixingSet,
+    admissible_pairs,
+    fit_scaling_exponent,
+    full_mixing_set,
+    log_spaced_degrees,
+    mixing_set,
+    mixing_set_table,
+    mst_mixing_set,
+    pair_cost,
+    rmst_mixing_set,
+)
+
 __all__ = [
+    # harmonic layers (issue 4)
+    "MixingSet",
+    "MIXING_KINDS",
+    "pair_cost",
+    "admissible_pairs",
+    "log_spaced_degrees",
+    "full_mixing_set",
+    "mst_mixing_set",
+    "rmst_mixing_set",
+    "mixing_set",
+    "mixing_set_table",
+    "fit_scaling_exponent",
     # rotations, Wigner matrices, Clebsch-Gordan tensors (issue 3, rotations owner)
     "clebsch_gordan",
     "clebsch_gordan_block",

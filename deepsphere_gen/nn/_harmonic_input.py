@@ -1,0 +1,78 @@
+"""S2 input layer: a map (or its coefficients) -> generalized signal with learned per-degree weights.
+
+For input channels c and each degree l, ``g_k^l[m, t] = sum_c a^l_m[c] W^l[c, k, t]``:
+an isotropic (axisymmetric-filter) S2 convolution when tau = 1, equivariant because the
+weights act only on channels.  Maps go through the project's spherical harmonic
+transform on the given sampling (exact on equiangular grids for band-limited maps,
+approximate on HEALPix).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .._validation import check_finite, check_pixels
+from ._signal import GeneralizedSignal
+
+__all__ = ["S2InputLayer"]
+
+
+class S2InputLayer(nn.Module):
+    """Map (batch, npix, C_in) on ``sampling`` -- or coefficients (batch, L*L, C_in) when
+    ``sampling`` is None -- to a GeneralizedSignal (batch, channels, 2l+1, tau), l < L.
+
+    Weights W^l (C_in, channels, tau) per degree, init N(0, 1/C_in).  With a sampling,
+    ``dtype`` (default: torch's default) fixes the transform's tables (build the layer in
+    float64 for exact float64 work: casting the module later keeps float32-rounded tables);
+    ``iterations`` = Jacobi iterations of the HEALPix analysis (ignored on equiangular grids).
+    """
+
+    def __init__(self, L: int, in_channels: int, channels: int, tau: int = 1, sampling=None,
+                 dtype: torch.dtype | None = None, iterations: int = 3):
+        super().__init__()
+        if int(L) != L or L < 1:
+            raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
+        if min(in_channels, channels, tau) < 1:
+            raise ValueError(f"in_channels, channels and tau must be >= 1, got {in_channels}, {channels}, {tau}")
+        self.L, self.in_channels, self.channels, self.tau = int(L), int(in_channels), int(channels), int(tau)
+        self.sampling = sampling
+        if sampling is not None:
+            from ..harmonic import SHT
+
+            self.sht = SHT(sampling, self.L, dtype=dtype or torch.get_default_dtype(), iterations=iterations)
+        else:
+            self.sht = None
+        self.weight = nn.ParameterList(
+            nn.Parameter(torch.randn(in_channels, channels, tau) / math.sqrt(in_channels)) for _ in range(self.L)
+        )
+        self.type_out = (self.tau,) * self.L
+
+    def extra_repr(self) -> str:
+        src = "coefficients" if self.sampling is None else type(self.sampling).__name__
+        return (f"L={self.L}, in_channels={self.in_channels}, channels={self.channels}, tau={self.tau}, "
+                f"input={src}, params={sum(p.numel() for p in self.parameters())}")
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate the input and return coefficients (batch, L*L, C_in)."""
+        if not torch.is_tensor(x) or x.dim() != 3:
+            raise ValueError(f"S2InputLayer input must be a (batch, rows, channels) tensor, got {getattr(x, 'shape', x)!r}")
+        check_finite(x, "S2InputLayer input")
+        if x.shape[2] != self.in_channels:
+            raise ValueError(f"S2InputLayer input has {x.shape[2]} channels, the layer expects {self.in_channels}")
+        if self.sht is None:
+            if x.shape[1] != self.L * self.L:
+                raise ValueError(f"coefficients have {x.shape[1]} rows, expected L*L = {self.L * self.L} (L = {self.L})")
+            return x
+        check_pixels(x, self.sampling.npix, "S2InputLayer input", type(self.sampling).__name__)
+        return self.sht(x)
+
+    def forward(self, x: torch.Tensor) -> GeneralizedSignal:
+        a = self.coefficients(x)
+        B = a.shape[0]
+        out = []
+        for l, w in enumerate(self.weight):
+            f = a[:, l * l : (l + 1) * (l + 1), :] @ w.reshape(self.in_channels, -1)  # (B, 2l+1, K*tau)
+            out.append(f.reshape(B, 2 * l + 1, self.channels, self.tau).permute(0, 2, 1, 3))
+        return GeneralizedSignal(out, check_values=False)

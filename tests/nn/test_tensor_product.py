@@ -1,0 +1,145 @@
+"""Channel-wise tensor-product activation: equivariance, explicit CG sums, e3nn agreement."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen.equivariance import assert_equivariant
+from deepsphere_gen.harmonic import real_spherical_harmonics
+from deepsphere_gen.harmonic._clebsch_gordan import clebsch_gordan
+from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
+
+
+def rotations(n, seed=0):
+    """Uniform random rotations on SO(3) as ZYZ angles (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(n, 3, generator=g, dtype=torch.float64)
+    return [torch.stack([2 * math.pi * a, torch.arccos(1 - 2 * b), 2 * math.pi * c]) for a, b, c in u]
+
+
+def rot(x, angles):
+    return x.rotate(angles)
+
+
+def random_signal(L, K, tau, B=2, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    tau = (tau,) * L if isinstance(tau, int) else tau
+    return GeneralizedSignal([torch.randn(B, K, 2 * l + 1, t, generator=g, dtype=torch.float64).to(dtype)
+                              for l, t in enumerate(tau)])
+
+
+@pytest.mark.parametrize("mixing", ["full", "mst", "rmst"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 5e-7)])
+def test_equivariance(mixing, dtype, tol):
+    tp = TensorProductActivation(6, 3, (2, 1, 2, 1, 1, 2), L_out=5, mixing=mixing).to(dtype)
+    x = random_signal(6, 3, tp.type_in, dtype=dtype)
+    res = assert_equivariant(tp, x, rotations(4), rot, tol=tol)
+    assert res.max < 10 * tol
+
+
+def test_type_and_explicit_sum():
+    L, tau = 4, (2, 3, 1, 2)
+    tp = TensorProductActivation(L, 2, tau, mixing="full").double()
+    x = random_signal(L, 2, tau)
+    y = tp(x)
+    assert y.type == tp.type_out
+    # expected type: sum over pairs, t1*t2 (l1 != l2), t(t+1)/2 (even l) or t(t-1)/2 (odd l)
+    for l, pairs in enumerate(tp.mixing.pairs):
+        n = 0
+        for a, b in pairs:
+            if a != b:
+                n += tau[a] * tau[b]
+            else:
+                n += tau[a] * (tau[a] + (1 if l % 2 == 0 else -1)) // 2
+        assert tp.type_out[l] == n
+    # explicit CG sum for every column of output degree 2, channel 1
+    l = 2
+    col = 0
+    for a, b in tp.mixing.pairs[l]:
+        C = clebsch_gordan(a, b, l)
+        for i in range(tau[a]):
+            for j in range(tau[b]):
+                if a == b and j < i:
+                    continue
+                ref = torch.einsum("pqM,zp,zq->zM", C, x.fragments[a][:, 1, :, i], x.fragments[b][:, 1, :, j])
+                assert torch.allclose(y.fragments[l][:, 1, :, col], ref, atol=1e-13)
+                col += 1
+    assert col == tp.type_out[l]
+
+
+def test_dropped_columns_are_redundant():
+    """(j, i) = (-1)^l (i, j) for l1 == l2, and (i, i) vanishes at odd l: keeping i <= j loses nothing."""
+    u, v = torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    for l in range(5):
+        C = clebsch_gordan(2, 2, l)
+        uv = torch.einsum("pqM,p,q->M", C, u, v)
+        vu = torch.einsum("pqM,p,q->M", C, v, u)
+        assert torch.allclose(vu, (-1) ** l * uv, atol=1e-13)
+        if l % 2:
+            assert torch.einsum("pqM,p,q->M", C, u, u).abs().max() < 1e-13
+
+
+def _e3nn_basis(L):
+    """Orthogonal Q_l with e3nn's real harmonics = Q_l @ ours (fitted at random points)."""
+    from e3nn import o3
+
+    rng = np.random.default_rng(0)
+    n = 4 * L * L + 50
+    th, ph = np.arccos(rng.uniform(-1, 1, n)), rng.uniform(0, 2 * np.pi, n)
+    xyz = torch.tensor(np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], 1))
+    Y = real_spherical_harmonics(L, th, ph)
+    Qs = []
+    for l in range(L):
+        ye = o3.spherical_harmonics(l, xyz, normalize=True, normalization="integral").numpy()
+        Qs.append(torch.tensor(np.linalg.lstsq(Y[:, l * l:(l + 1) ** 2], ye, rcond=None)[0].T))
+    return Qs
+
+
+def test_agrees_with_e3nn_uuu():
+    o3 = pytest.importorskip("e3nn.o3")
+    L, K, B = 5, 3, 2
+    tp = TensorProductActivation(L, K, 1, mixing="mst").double()
+    irr = o3.Irreps([(K, (l, 1)) for l in range(L)])
+    triples = [(a, b, l) for l, ps in enumerate(tp.mixing.pairs) for a, b in ps if not (a == b and l % 2)]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ref = o3.TensorProduct(irr, irr, o3.Irreps([(K, (l, 1)) for *_, l in triples]),
+                               [(a, b, i, "uuu", False) for i, (a, b, _) in enumerate(triples)],
+                               irrep_normalization="none", path_normalization="none")
+    finally:
+        torch.set_default_dtype(old)
+    Qs = _e3nn_basis(L)
+    x = random_signal(L, K, 1, B=B)
+    xe = torch.cat([torch.einsum("mn,bkn->bkm", Qs[l], f[..., 0]).reshape(B, -1) for l, f in enumerate(x.fragments)], 1)
+    ye, y = ref(xe, xe), tp(x)
+    off, col = 0, [0] * L
+    for a, b, l in triples:
+        d = K * (2 * l + 1)
+        theirs = torch.einsum("nm,bkn->bkm", Qs[l], ye[:, off:off + d].reshape(B, K, 2 * l + 1))
+        off += d
+        ours = y.fragments[l][..., col[l]]
+        col[l] += 1
+        c = (ours * theirs).sum() / (theirs * theirs).sum()
+        assert abs(abs(c.item()) - math.sqrt(2 * l + 1)) < 1e-10  # normalisation: ours orthonormal, e3nn unit-norm
+        assert (ours - c * theirs).norm() <= 1e-12 * ours.norm()
+    assert col == list(tp.type_out)
+
+
+def test_bad_input():
+    tp = TensorProductActivation(3, 2, 1, mixing="mst")
+    with pytest.raises(ValueError, match="L=4, the layer expects L=3"):
+        tp(random_signal(4, 2, 1, dtype=torch.float32))
+    with pytest.raises(ValueError, match="channels"):
+        tp(random_signal(3, 3, 1, dtype=torch.float32))
+    with pytest.raises(ValueError, match="type"):
+        tp(random_signal(3, 2, 2, dtype=torch.float32))
+    with pytest.raises(ValueError, match="GeneralizedSignal"):
+        tp([torch.zeros(1, 2, 1, 1)])
+    with pytest.raises(ValueError, match="mixing set is for"):
+        from deepsphere_gen.harmonic import mst_mixing_set
+
+        TensorProductActivation(3, 2, 1, mixing=mst_mixing_set(4))
+    with pytest.raises(ValueError, match="unknown mixing"):
+        TensorProductActivation(3, 2, 1, mixing="dense")
