@@ -1,0 +1,60 @@
+"""``deepsphere-gen bench``: run the benchmark suites of ``benchmarks/`` and write JSON records.
+
+Each record: suite, name, params, ours_s (median seconds), peer, peer_s, speedup
+(peer_s / ours_s), max_rel_diff, peak_mem_mb, device, extras.  How suites are written and
+how time and memory are measured: ``benchmarks/README.md`` and ``deepsphere_gen._bench``.
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from .. import _bench
+
+HELP = "Run the benchmark suites (benchmarks/bench_*.py), print a table and write JSON records."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", required=True, metavar="PATH", help="where to write the records (JSON, atomically)")
+    parser.add_argument("--quick", action="store_true", help="small cases and fewer repeats (minutes on a laptop)")
+    parser.add_argument("--only", nargs="+", action="extend", metavar="NAME", help="run only these suites")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default cpu)")
+    parser.add_argument("--repeats", type=int, default=None, metavar="N",
+                        help="timed calls per measurement, median reported (default 7, quick 3)")
+    parser.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed calls first (default 1)")
+    parser.add_argument("--suite-dir", default=None, metavar="DIR",
+                        help="directory of bench_*.py suites (default: benchmarks/ next to the package)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fail(msg: str) -> int:
+    print(f"deepsphere-gen bench: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return _fail(f"--device cuda requested but CUDA is not available (torch {torch.__version__}); use --device cpu")
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
+    try:
+        harness = _bench.Harness(args.device, repeats=repeats, warmup=args.warmup, quick=args.quick)
+        suites = _bench.discover_suites(args.suite_dir or _bench.default_suite_dir())
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.only:
+        unknown = sorted(set(args.only) - set(suites))
+        if unknown:
+            return _fail(f"unknown suite(s) {', '.join(unknown)}; available: {', '.join(suites) or 'none'}")
+        suites = {k: v for k, v in suites.items() if k in args.only}
+    if not suites:
+        return _fail("no benchmark suites found")
+    records = _bench.run_suites(suites, harness, progress=not args.no_progress)
+    print(_bench.format_table(records))
+    path = _bench.write_json(args.json, records, _bench.run_metadata(harness))
+    print(f"wrote {len(records)} record(s) to {path}")
+    failed = [r for r in records if "error" in r["extras"]]
+    if failed:
+        print(f"deepsphere-gen bench: {len(failed)} case(s) failed", file=sys.stderr)
+        return 1
+    return 0

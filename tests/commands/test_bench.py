@@ -1,0 +1,179 @@
+"""The benchmark harness and ``deepsphere-gen bench`` (no timing assertions)."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+from deepsphere_gen import _bench
+from deepsphere_gen.cli import main
+
+TRIVIAL_SUITE = textwrap.dedent(
+    '''
+    import torch
+
+    NAME = "trivial"
+
+    def cases(quick):
+        return [{"n": 8}] if quick else [{"n": 8}, {"n": 16}]
+
+    def run(case, device, harness):
+        x = torch.arange(case["n"], dtype=torch.float64, device=device)
+        t = harness.time(lambda: x * 2)
+        tp = harness.time(lambda: x + x)
+        mem = harness.peak_memory_mb(lambda: torch.ones(1 << 20, device=device))
+        return [harness.record("double", case, t.median, peer="add", peer_s=tp.median,
+                               max_rel_diff=_bench_diff(x * 2, x + x), peak_mem_mb=mem,
+                               timed_calls=len(t.times))]
+
+    def _bench_diff(a, b):
+        from deepsphere_gen._bench import max_rel_diff
+        return max_rel_diff(a, b)
+    '''
+)
+
+BROKEN_SUITE = textwrap.dedent(
+    '''
+    NAME = "broken"
+
+    def cases(quick):
+        return [{"n": 1}]
+
+    def run(case, device, harness):
+        raise RuntimeError("deliberate failure")
+    '''
+)
+
+
+class FakeClock:
+    """Advances by a scripted duration on each call made during a timed call."""
+
+    def __init__(self, durations):
+        self.durations = list(durations)
+        self.now = 0.0
+        self.started = False
+
+    def __call__(self):
+        if self.started:
+            self.now += self.durations.pop(0)
+        self.started = not self.started
+        return self.now
+
+
+def test_time_discards_warmup_and_reports_median():
+    calls = []
+    clock = FakeClock([5.0, 1.0, 9.0, 3.0, 2.0])
+    h = _bench.Harness("cpu", repeats=5, warmup=2, timer=clock)
+    t = h.time(lambda: calls.append(1))
+    assert len(calls) == 7  # 2 warm-up + 5 timed
+    assert t.times == [5.0, 1.0, 9.0, 3.0, 2.0]
+    assert t.median == 3.0 and t.min == 1.0 and t.warmup == 2
+
+
+def test_time_even_count_median_and_budget():
+    h = _bench.Harness("cpu", repeats=4, warmup=0, timer=FakeClock([4.0, 1.0, 2.0, 8.0]))
+    assert h.time(lambda: None).median == 3.0
+    # budget: stops once spent, after min_repeats calls
+    h = _bench.Harness("cpu", repeats=10, warmup=0, timer=FakeClock([10.0] * 10))
+    assert len(h.time(lambda: None, budget_s=1.0, min_repeats=3).times) == 3
+    assert len(h.time(lambda: None, budget_s=25.0).times) == 3
+    assert len(h.time(lambda: None, budget_s=0.0).times) == 1
+
+
+def test_record_schema_and_speedup():
+    h = _bench.Harness("cpu")
+    r = h.record("x", {"nside": 4, "shape": (1, 2)}, 0.5, peer="p", peer_s=2.0, max_rel_diff=1e-7,
+                 peak_mem_mb=3, note="hi", nan=float("nan"))
+    assert tuple(r) == _bench.RECORD_FIELDS
+    assert r["speedup"] == 4.0 and r["device"] == "cpu"
+    assert r["params"] == {"nside": 4, "shape": [1, 2]}
+    assert r["extras"] == {"note": "hi", "nan": None}
+    assert h.record("y", {}, 1.0)["speedup"] is None
+    with pytest.raises(ValueError, match="positive time"):
+        h.record("x", {}, 0.0)
+    with pytest.raises(ValueError, match="naming the peer"):
+        h.record("x", {}, 1.0, peer_s=1.0)
+    with pytest.raises(ValueError, match="JSON"):
+        h.record("x", {"obj": object()}, 1.0)
+
+
+def test_max_rel_diff():
+    b = torch.tensor([1.0, -4.0, 2.0])
+    a = b + torch.tensor([0.0, 0.0, 0.4])
+    assert _bench.max_rel_diff(a, b) == pytest.approx(0.1)
+    assert _bench.max_rel_diff([a, b], [b, b]) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="shape"):
+        _bench.max_rel_diff(a, b[:2])
+
+
+def test_peak_memory_sees_torch_allocations():
+    h = _bench.Harness("cpu")
+    small = h.peak_memory_mb(lambda: torch.empty(0))
+    big = h.peak_memory_mb(lambda: torch.ones(64 * 1024 * 1024 // 4))  # 64 MiB, touched
+    if h.memory_method() == "rss-hwm-reset":
+        assert big > 48 and small < 16
+    else:
+        assert big >= 0
+
+
+def test_roofline_floor_is_sum_of_kernel_bounds():
+    machine = {"bandwidth_gbs": 10.0, "gemm_gflops": 100.0}
+    # kernel 1 memory-bound (1 s), kernel 2 compute-bound (2 s)
+    assert _bench.roofline_floor([(10e9, 1e9), (1e9, 200e9)], machine) == pytest.approx(3.0)
+
+
+def test_cli_writes_json(tmp_path):
+    (tmp_path / "bench_trivial.py").write_text(TRIVIAL_SUITE)
+    out = tmp_path / "sub" / "out.json"
+    rc = main(["bench", "--suite-dir", str(tmp_path), "--quick", "--only", "trivial", "--repeats", "2",
+               "--no-progress", "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["schema"] == _bench.SCHEMA and doc["meta"]["quick"] is True
+    assert doc["meta"]["repeats"] == 2
+    (rec,) = doc["records"]
+    assert set(rec) == set(_bench.RECORD_FIELDS)
+    assert rec["suite"] == "trivial" and rec["name"] == "double" and rec["params"] == {"n": 8}
+    assert rec["peer"] == "add" and rec["speedup"] == pytest.approx(rec["peer_s"] / rec["ours_s"])
+    assert rec["max_rel_diff"] == 0.0 and rec["extras"]["timed_calls"] == 2
+    assert rec["peak_mem_mb"] >= 0 and rec["device"] == "cpu"
+    assert [p.name for p in out.parent.iterdir()] == ["out.json"]  # no temporary left behind
+
+
+def test_cli_failing_case_is_recorded(tmp_path, capsys):
+    (tmp_path / "bench_trivial.py").write_text(TRIVIAL_SUITE)
+    (tmp_path / "bench_broken.py").write_text(BROKEN_SUITE)
+    out = tmp_path / "out.json"
+    rc = main(["bench", "--suite-dir", str(tmp_path), "--repeats", "1", "--no-progress", "--json", str(out)])
+    assert rc == 1
+    recs = json.loads(out.read_text())["records"]
+    assert [r["suite"] for r in recs] == ["broken", "trivial", "trivial"]
+    assert "deliberate failure" in recs[0]["extras"]["error"]
+    assert "ERROR" in capsys.readouterr().out
+
+
+def test_cli_cuda_unavailable_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (tmp_path / "bench_trivial.py").write_text(TRIVIAL_SUITE)
+    out = tmp_path / "out.json"
+    rc = main(["bench", "--suite-dir", str(tmp_path), "--device", "cuda", "--json", str(out)])
+    assert rc == 2 and not out.exists()
+    assert "CUDA is not available" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        _bench.Harness("cuda")
+
+
+def test_cli_unknown_suite_and_bad_dir(tmp_path, capsys):
+    (tmp_path / "bench_trivial.py").write_text(TRIVIAL_SUITE)
+    rc = main(["bench", "--suite-dir", str(tmp_path), "--only", "nope", "--json", str(tmp_path / "o.json")])
+    assert rc == 2 and "available: trivial" in capsys.readouterr().err
+    rc = main(["bench", "--suite-dir", str(tmp_path / "missing"), "--json", str(tmp_path / "o.json")])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_repository_suites_are_discovered():
+    suites = _bench.discover_suites(_bench.default_suite_dir())
+    assert "chebconv" in suites
+    assert suites["chebconv"].cases(True) == [c for c in suites["chebconv"].cases(False) if c["nside"] == 64]
