@@ -1,6 +1,7 @@
 """SphereGraph: a sampling's graph, Laplacian and lmax, with exports, built or loaded from cache."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,14 +58,17 @@ class SphereGraph:
     def to_torch(self, dtype=torch.float32, device=None, rescaled: bool = True) -> torch.Tensor:
         """(npix, npix) torch sparse CSR tensor (int64 indices) of the rescaled (default) or plain Laplacian."""
         M = self.rescaled_laplacian() if rescaled else self.laplacian
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(M.indptr.astype(np.int64)),
-            torch.from_numpy(M.indices.astype(np.int64)),
-            torch.from_numpy(M.data).to(dtype),
-            size=M.shape,
-            dtype=dtype,
-            device=device,
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(
+                torch.from_numpy(M.indptr.astype(np.int64)),
+                torch.from_numpy(M.indices.astype(np.int64)),
+                torch.from_numpy(M.data).to(dtype),
+                size=M.shape,
+                dtype=dtype,
+                device=device,
+                check_invariants=False,  # canonical CSR by construction
+            )
 
     def to_pygsp(self):
         """``pygsp.graphs.Graph`` with the same weights, Laplacian kind and coords = xyz."""
