@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
+from ..harmonic import euler_to_matrix, rotate_map
 from ..sampling import Sampling
 
 __all__ = [
@@ -47,27 +48,6 @@ DEFAULT_FRAME = np.diag([1.0, 1.0, -1.0])
 HALF_WIDTH = 1.5
 # points this close to the hemisphere edge count as on it (rotations round exact zeros)
 _EDGE_TOL = 1e-12
-
-
-# TEMPORARY: until deepsphere_gen.harmonic provides euler_to_matrix / random_rotations.
-def euler_to_matrix(angles) -> np.ndarray:
-    """(n, 3) ZYZ angles (alpha, beta, gamma) -> (n, 3, 3) R = Rz(alpha) Ry(beta) Rz(gamma)."""
-    a, b, g = np.moveaxis(np.asarray(angles, dtype=np.float64), -1, 0)
-
-    def rz(t):
-        c, s, z, o = np.cos(t), np.sin(t), np.zeros_like(t), np.ones_like(t)
-        return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
-
-    c, s, z, o = np.cos(b), np.sin(b), np.zeros_like(b), np.ones_like(b)
-    ry = np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
-    return rz(a) @ ry @ rz(g)
-
-
-def random_rotations(n: int, seed=None) -> np.ndarray:
-    """(n, 3) ZYZ angles uniform on SO(3): alpha, gamma uniform, cos(beta) uniform."""
-    rng = np.random.default_rng(seed)
-    u = rng.random((n, 3))
-    return np.stack([2 * np.pi * u[:, 0], np.arccos(1 - 2 * u[:, 1]), 2 * np.pi * u[:, 2]], axis=-1)
 
 
 def _frame(frame) -> np.ndarray:
@@ -100,7 +80,7 @@ def _rotation_matrices(rotations, n: int) -> np.ndarray:
     r = rotations.detach().cpu().numpy() if torch.is_tensor(rotations) else np.asarray(rotations)
     r = r.astype(np.float64)
     if r.shape == (n, 3):
-        r = euler_to_matrix(r)
+        r = euler_to_matrix(r).numpy()
     elif r.shape != (n, 3, 3):
         raise ValueError(
             f"rotations must be ({n}, 3) ZYZ Euler angles or ({n}, 3, 3) matrices (one per image), "
@@ -148,6 +128,8 @@ def project_images(
     where,
     rotations=None,
     *,
+    method: str = "points",
+    L: int | None = None,
     half_width: float = HALF_WIDTH,
     frame=None,
     dtype: torch.dtype = torch.float32,
@@ -161,6 +143,11 @@ def project_images(
     where : a :class:`~deepsphere_gen.sampling.Sampling` or (npix, 3) unit vectors.
     rotations : None, or (n, 3) ZYZ Euler angles / (n, 3, 3) matrices; image k becomes
         ``(R_k f_k)(w) = f_k(R_k^T w)``.
+    method : how rotations are applied: "points" (exact: the image is sampled at the
+        rotated points R^T w) or "harmonic" (the unrotated projection is rotated through
+        the SHT at bandlimit ``L``, :func:`deepsphere_gen.harmonic.rotate_map`: the result
+        is band-limited to l < L, with ringing, and needs a full-sky sampling with rings;
+        ``L`` defaults to the sampling's own bandlimit).
     half_width, frame : the placement on the tangent plane (module docstring).
     chunk : images processed at once (bounds memory to chunk * npix * 3 floats).
 
@@ -174,10 +161,18 @@ def project_images(
         raise ValueError("images hold NaN or inf values")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if method not in ("points", "harmonic"):
+        raise ValueError(f"method must be 'points' or 'harmonic', got {method!r}")
     a = _half_width(half_width)
     xyz = _points(where)
     n = img.shape[0]
-    if rotations is None:
+    if rotations is not None and method == "harmonic":
+        if not isinstance(where, Sampling):
+            raise ValueError("method 'harmonic' needs a Sampling (the SHT works on its rings), not bare points")
+        mats = torch.as_tensor(_rotation_matrices(rotations, n))
+        flat = project_images(img, where, half_width=a, frame=frame, dtype=torch.float64, chunk=chunk)
+        parts = [rotate_map(flat[i : i + chunk], where, L=L, matrix=mats[i : i + chunk])[..., 0] for i in range(0, n, chunk)]
+    elif rotations is None:
         u, v, front = sphere_to_plane(xyz, frame)
         parts = [_sample(img[i : i + chunk], u[None], v[None], front[None], a) for i in range(0, n, chunk)]
     else:

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..harmonic import random_rotations
 from ..sampling import DriscollHealySampling, Sampling
 from ._mnist_files import load_mnist
-from ._projection import DEFAULT_FRAME, HALF_WIDTH, BackProjection, project_images, random_rotations
+from ._projection import DEFAULT_FRAME, HALF_WIDTH, BackProjection, project_images
 
 __all__ = [
     "SPLITS",
@@ -193,6 +194,8 @@ def build_split(
     n_train: int | None = None,
     n_test: int | None = None,
     test_fraction: float = 0.25,
+    rotation_method: str = "points",
+    L: int | None = None,
     half_width: float = HALF_WIDTH,
     dtype: torch.dtype = torch.float32,
     data_dir=None,
@@ -208,9 +211,14 @@ def build_split(
         or "mnist" (the files' own train / test parts, from ``mnist_path``).
     seed : seeds the sklearn train / test draw and the rotations.
     n_train, n_test : keep the first n of each part (default: all).
-    Returns a :class:`DigitSplit`; maps (n, npix, 1) of ``dtype`` with values in [0, 1].
+    rotation_method, L : "points" (exact) or "harmonic" (through the SHT at bandlimit L,
+        band-limited result); see :func:`project_images`.
+    Returns a :class:`DigitSplit`; maps (n, npix, 1) of ``dtype`` with values in [0, 1]
+    (rotation_method "points").  Unknown arguments raise ValueError before any work.
     """
     name = _split_name(split)
+    if rotation_method not in ("points", "harmonic"):
+        raise ValueError(f"rotation_method must be 'points' or 'harmonic', got {rotation_method!r}")
     sampling = sampling if sampling is not None else DriscollHealySampling(30)
     if not isinstance(sampling, Sampling):
         raise ValueError(f"sampling must be a deepsphere_gen.sampling.Sampling, got {type(sampling).__name__}")
@@ -228,6 +236,8 @@ def build_split(
         "n_test": nte,
         "test_fraction": float(test_fraction) if source == "sklearn" else None,
         "half_width": float(half_width),
+        "rotation_method": rotation_method,
+        "L": None if L is None else int(L),
         "dtype": str(dtype).replace("torch.", ""),
     }
     meta = {"params": params, "npix": sampling.npix, "image_shape": list(xtr.shape[1:]), "scale": scale}
@@ -235,10 +245,10 @@ def build_split(
     stem = Path(data_dir or default_data_dir()) / f"digits-{name.replace('/', '_')}-{sampling.cache_key()}-{key}"
     arrays = _load(stem, meta) if cache else None
     if arrays is None:
-        rtr = random_rotations(ntr, seed=_seed_for(seed, 1)) if rot_train else np.zeros((0, 3))
-        rte = random_rotations(nte, seed=_seed_for(seed, 2)) if rot_test else np.zeros((0, 3))
+        rtr = random_rotations(ntr, seed=_seed_for(seed, 1)).numpy() if rot_train else np.zeros((0, 3))
+        rte = random_rotations(nte, seed=_seed_for(seed, 2)).numpy() if rot_test else np.zeros((0, 3))
         itr, ite = np.asarray(xtr, np.float64) / scale, np.asarray(xte, np.float64) / scale
-        proj = dict(half_width=half_width, dtype=dtype)
+        proj = dict(half_width=half_width, dtype=dtype, method=rotation_method, L=L)
         arrays = {
             "x_train": project_images(itr, sampling, rtr if rot_train else None, **proj).numpy(),
             "x_test": project_images(ite, sampling, rte if rot_test else None, **proj).numpy(),
@@ -307,7 +317,7 @@ def plot_digits(
     images = np.asarray(images, dtype=np.float64)
     n = images.shape[0]
     sampling = sampling if sampling is not None else DriscollHealySampling(30)
-    rotations = random_rotations(n, seed=seed) if rotations is None else np.asarray(rotations, dtype=np.float64)
+    rotations = random_rotations(n, seed=seed).numpy() if rotations is None else np.asarray(rotations, dtype=np.float64)
     if rotations.shape != (n, 3):
         raise ValueError(f"rotations must be ({n}, 3) ZYZ Euler angles, got shape {rotations.shape}")
     flat = project_images(images, sampling, half_width=half_width, dtype=torch.float64)[..., 0].numpy()

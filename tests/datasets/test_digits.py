@@ -88,6 +88,18 @@ def test_cache_round_trip(tmp_path, monkeypatch):
         build_split("R/R", HP, data_dir=tmp_path, **SMALL)
 
 
+def test_harmonic_rotation_option(tmp_path):
+    dh = DriscollHealySampling(8)
+    h = build_split("NR/R", dh, data_dir=tmp_path, rotation_method="harmonic", n_train=4, n_test=4, dtype=torch.float64)
+    p = build_split("NR/R", dh, data_dir=tmp_path, n_train=4, n_test=4, dtype=torch.float64)
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # separate cache entries
+    np.testing.assert_array_equal(h.rotations_test, p.rotations_test)
+    torch.testing.assert_close(h.x_train, p.x_train)
+    expected = project_images(h.images_test, dh, h.rotations_test, method="harmonic", dtype=torch.float64)
+    torch.testing.assert_close(h.x_test, expected)
+    assert not torch.allclose(h.x_test, p.x_test)
+
+
 def test_no_cache_writes_nothing(tmp_path):
     build_split("NR/NR", HP, data_dir=tmp_path, cache=False, n_train=5, n_test=5)
     assert not list(tmp_path.iterdir())
@@ -140,6 +152,7 @@ def test_mnist_source(tmp_path):
         (dict(n_train=10**6), "n_train"),
         (dict(test_fraction=1.5), "test_fraction"),
         (dict(sampling="dh"), "Sampling"),
+        (dict(rotation_method="wigner"), "rotation_method"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, match):
