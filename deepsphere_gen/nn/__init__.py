@@ -1,4 +1,19 @@
 """nn sub-package (see ../shared/DESIGN.md)."""
+# graph layers (issue 2)
+from .chebconv import ChebConv, chebyshev_basis
+from .pooling import (
+    EquiangularAvgPool,
+    EquiangularMaxPool,
+    EquiangularMaxUnpool,
+    EquiangularUnpool,
+    HealpixAvgPool,
+    HealpixMaxPool,
+    HealpixMaxUnpool,
+    HealpixPartialPool,
+    HealpixPartialUnpool,
+    HealpixUnpool,
+    partial_sky_pool,
+)
 # harmonic layers (issue 4)
 from ._efficient_layer import EfficientGeneralizedLayer
 from ._generalized_conv import ChannelWiseConv, CrossChannelConv, DegreeNorm, UniformConv
@@ -8,6 +23,20 @@ from ._signal import GeneralizedSignal, normalize_type
 from ._tensor_product import TensorProductActivation
 
 __all__ = [
+    # graph layers (issue 2)
+    "ChebConv",
+    "chebyshev_basis",
+    "HealpixMaxPool",
+    "HealpixAvgPool",
+    "HealpixUnpool",
+    "HealpixMaxUnpool",
+    "HealpixPartialPool",
+    "HealpixPartialUnpool",
+    "partial_sky_pool",
+    "EquiangularMaxPool",
+    "EquiangularAvgPool",
+    "EquiangularUnpool",
+    "EquiangularMaxUnpool",
     # harmonic layers (issue 4)
     "GeneralizedSignal",
     "normalize_type",

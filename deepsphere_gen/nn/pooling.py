@@ -1,0 +1,312 @@
+"""Pooling and unpooling on HEALPix (NESTED, full or partial sky) and equiangular grids.
+
+HEALPix NESTED order puts the 4**p descendants of a pixel at nside/2**p in consecutive
+positions, so pooling is a reshape (batch, pixels / 4**p, 4**p, channels) and a reduction.
+Equiangular (Driscoll-Healy) maps in ring-major order (batch, ntheta * nphi, channels)
+pool by 2**p x 2**p blocks of (theta, phi), mapping DH(L) onto DH(L / 2**p).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..sampling import HealpixSampling
+
+__all__ = [
+    "HealpixMaxPool",
+    "HealpixAvgPool",
+    "HealpixUnpool",
+    "HealpixMaxUnpool",
+    "HealpixPartialPool",
+    "HealpixPartialUnpool",
+    "partial_sky_pool",
+    "EquiangularMaxPool",
+    "EquiangularAvgPool",
+    "EquiangularUnpool",
+    "EquiangularMaxUnpool",
+]
+
+
+def _check_levels(p) -> int:
+    if int(p) != p or p < 0:
+        raise ValueError(f"pooling levels p must be a non-negative integer, got {p!r}")
+    return int(p)
+
+
+def _check_map(x: torch.Tensor, name: str = "input") -> None:
+    if not torch.is_tensor(x) or x.dim() != 3:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} must be shaped (batch, pixels, channels), got {shape}")
+
+
+def _groups(x: torch.Tensor, f: int) -> torch.Tensor:
+    """(batch, pixels, channels) -> (batch, pixels / f, f, channels)."""
+    _check_map(x)
+    B, P, C = x.shape
+    if P % f:
+        raise ValueError(
+            f"input has {P} pixels, not a multiple of 4**p={f}: HEALPix pooling needs a NESTED map "
+            "whose pixels come in complete groups (use HealpixPartialPool for a partial sky)"
+        )
+    return x.reshape(B, P // f, f, C)
+
+
+def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch.Tensor:
+    """Zeros (batch, npix_out, channels) with y placed at ``indices`` along the pixel axis."""
+    _check_map(y)
+    if indices.shape != y.shape:
+        raise ValueError(f"indices shape {tuple(indices.shape)} differs from input shape {tuple(y.shape)}")
+    out = y.new_zeros(y.shape[0], npix_out, y.shape[2])
+    return out.scatter(1, indices, y)
+
+
+class HealpixMaxPool(nn.Module):
+    """Max over the 4**p children of each parent: (B, P, C) -> (B, P / 4**p, C).
+
+    With ``return_indices`` also returns the argmax as fine-pixel positions (B, P / 4**p, C),
+    the input of :class:`HealpixMaxUnpool`.
+    """
+
+    def __init__(self, p: int = 1, return_indices: bool = False):
+        super().__init__()
+        self.p, self.return_indices = _check_levels(p), bool(return_indices)
+
+    def forward(self, x: torch.Tensor):
+        f = 4**self.p
+        y, arg = _groups(x, f).max(dim=2)
+        if not self.return_indices:
+            return y
+        base = torch.arange(0, x.shape[1], f, device=x.device).view(1, -1, 1)
+        return y, arg + base
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, return_indices={self.return_indices}"
+
+
+class HealpixAvgPool(nn.Module):
+    """Mean over the 4**p children of each parent (equals ``healpy.ud_grade`` in NESTED order)."""
+
+    def __init__(self, p: int = 1):
+        super().__init__()
+        self.p = _check_levels(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _groups(x, 4**self.p).mean(dim=2)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class HealpixUnpool(nn.Module):
+    """Copy each pixel to its 4**p children: (B, P, C) -> (B, P * 4**p, C).
+
+    ``mode="repeat"`` (nearest-neighbour upsampling) is the only mode; the adjoint of
+    average pooling up to the factor 4**p.
+    """
+
+    def __init__(self, p: int = 1, mode: str = "repeat"):
+        super().__init__()
+        if mode != "repeat":
+            raise ValueError(f"unknown unpool mode {mode!r}; use 'repeat' (or HealpixMaxUnpool)")
+        self.p, self.mode = _check_levels(p), mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_map(x)
+        return torch.repeat_interleave(x, 4**self.p, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode!r}"
+
+
+class HealpixMaxUnpool(nn.Module):
+    """Place each value at the child its max pooling came from, zeros elsewhere."""
+
+    def __init__(self, p: int = 1):
+        super().__init__()
+        self.p = _check_levels(p)
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return _scatter_max(x, indices, x.shape[1] * 4**self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def partial_sky_pool(sampling: HealpixSampling, p: int = 1, warn: bool = True):
+    """Plan pooling of a partial-sky map by 4**p.
+
+    Returns ``(coarse, keep)``: the sampling at nside / 2**p made of the parents whose
+    4**p children are all present, and ``keep`` (int64, coarse.npix * 4**p) the positions,
+    in the fine map, of those children (grouped by parent).  Warns how many fine pixels
+    were dropped (those whose parent is incomplete).
+    """
+    if not isinstance(sampling, HealpixSampling):
+        raise ValueError(f"partial-sky pooling needs a HealpixSampling, got {type(sampling).__name__}")
+    p = _check_levels(p)
+    coarse, keep = sampling.coarsen(p)
+    dropped = int((~keep).sum())
+    if dropped and warn:
+        warnings.warn(
+            f"partial-sky pooling nside {sampling.nside} -> {coarse.nside}: dropped {dropped} of "
+            f"{sampling.npix} pixels whose parent is incomplete",
+            stacklevel=2,
+        )
+    return coarse, np.flatnonzero(keep).astype(np.int64)
+
+
+class HealpixPartialPool(nn.Module):
+    """Max or average pooling by 4**p of a partial-sky map on ``sampling``.
+
+    Keeps only the parents whose children are all present (see :func:`partial_sky_pool`);
+    ``self.coarse`` is the output sampling.  (B, sampling.npix, C) -> (B, coarse.npix, C).
+    """
+
+    def __init__(self, sampling: HealpixSampling, p: int = 1, mode: str = "max", return_indices: bool = False):
+        super().__init__()
+        if mode not in ("max", "avg"):
+            raise ValueError(f"unknown pooling mode {mode!r}; use 'max' or 'avg'")
+        if return_indices and mode != "max":
+            raise ValueError("return_indices needs mode='max'")
+        self.p, self.mode, self.return_indices = _check_levels(p), mode, bool(return_indices)
+        self.npix_in = sampling.npix
+        self.coarse, keep = partial_sky_pool(sampling, self.p)
+        self.dropped = self.npix_in - keep.size
+        self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
+        self._pool = HealpixMaxPool(self.p, return_indices) if mode == "max" else HealpixAvgPool(self.p)
+
+    def forward(self, x: torch.Tensor):
+        _check_map(x)
+        if x.shape[1] != self.npix_in:
+            raise ValueError(f"input has {x.shape[1]} pixels, the partial-sky sampling has {self.npix_in}")
+        xs = x if self.dropped == 0 else x.index_select(1, self.keep)
+        out = self._pool(xs)
+        if self.return_indices and self.dropped:
+            y, idx = out
+            return y, self.keep[idx]
+        return out
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode!r}, pixels {self.npix_in} -> {self.coarse.npix}, dropped={self.dropped}"
+
+
+class HealpixPartialUnpool(nn.Module):
+    """Inverse of :class:`HealpixPartialPool` on the fine ``sampling``: (B, coarse.npix, C) -> (B, sampling.npix, C).
+
+    ``mode="repeat"`` copies each parent to its children; ``mode="max"`` takes the indices
+    returned by the max pooling.  Fine pixels that pooling dropped get zeros.
+    """
+
+    def __init__(self, sampling: HealpixSampling, p: int = 1, mode: str = "repeat"):
+        super().__init__()
+        if mode not in ("repeat", "max"):
+            raise ValueError(f"unknown unpool mode {mode!r}; use 'repeat' or 'max'")
+        self.p, self.mode = _check_levels(p), mode
+        self.npix_out = sampling.npix
+        self.coarse, keep = partial_sky_pool(sampling, self.p, warn=False)
+        self.dropped = self.npix_out - keep.size
+        self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        _check_map(x)
+        if x.shape[1] != self.coarse.npix:
+            raise ValueError(f"input has {x.shape[1]} pixels, the coarse sampling has {self.coarse.npix}")
+        if self.mode == "max":
+            if indices is None:
+                raise ValueError("mode='max' unpooling needs the indices returned by the max pooling")
+            return _scatter_max(x, indices, self.npix_out)
+        y = torch.repeat_interleave(x, 4**self.p, dim=1)
+        if self.dropped == 0:
+            return y
+        out = y.new_zeros(y.shape[0], self.npix_out, y.shape[2])
+        return out.index_copy(1, self.keep, y)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode!r}, pixels {self.coarse.npix} -> {self.npix_out}"
+
+
+def _grid_shape(grid) -> tuple[int, int]:
+    shape = getattr(grid, "shape", grid)
+    try:
+        nt, nphi = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"grid must be an equiangular sampling or (ntheta, nphi), got {grid!r}") from None
+    return nt, nphi
+
+
+class _EquiangularBase(nn.Module):
+    def __init__(self, grid, p: int = 1):
+        super().__init__()
+        self.p = _check_levels(p)
+        self.ntheta, self.nphi = _grid_shape(grid)
+        f = 2**self.p
+        if self.ntheta % f or self.nphi % f:
+            raise ValueError(f"grid {self.ntheta} x {self.nphi} is not divisible by 2**p={f} in both directions")
+
+    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ntheta*nphi, C) -> (B, ntheta/f, nphi/f, f*f, C)."""
+        _check_map(x)
+        B, P, C = x.shape
+        if P != self.ntheta * self.nphi:
+            raise ValueError(f"input has {P} pixels, the grid {self.ntheta} x {self.nphi} has {self.ntheta * self.nphi}")
+        f = 2**self.p
+        x = x.reshape(B, self.ntheta // f, f, self.nphi // f, f, C).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(B, self.ntheta // f, self.nphi // f, f * f, C)
+
+    def extra_repr(self) -> str:
+        return f"grid=({self.ntheta}, {self.nphi}), p={self.p}"
+
+
+class EquiangularMaxPool(_EquiangularBase):
+    """Max over 2**p x 2**p (theta, phi) blocks of a ring-major grid map: DH(L) -> DH(L / 2**p).
+
+    With ``return_indices`` also returns the argmax as fine-pixel positions.
+    """
+
+    def __init__(self, grid, p: int = 1, return_indices: bool = False):
+        super().__init__(grid, p)
+        self.return_indices = bool(return_indices)
+
+    def forward(self, x: torch.Tensor):
+        blocks = self._blocks(x)
+        B, nt, nph, _, C = blocks.shape
+        y, arg = blocks.max(dim=3)
+        y = y.reshape(B, nt * nph, C)
+        if not self.return_indices:
+            return y
+        f = 2**self.p
+        it = torch.arange(nt, device=x.device).view(1, nt, 1, 1) * f + torch.div(arg, f, rounding_mode="floor")
+        ip = torch.arange(nph, device=x.device).view(1, 1, nph, 1) * f + arg % f
+        return y, (it * self.nphi + ip).reshape(B, nt * nph, C)
+
+
+class EquiangularAvgPool(_EquiangularBase):
+    """Mean over 2**p x 2**p (theta, phi) blocks of a ring-major grid map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = self._blocks(x)
+        B, nt, nph, _, C = blocks.shape
+        return blocks.mean(dim=3).reshape(B, nt * nph, C)
+
+
+class EquiangularUnpool(_EquiangularBase):
+    """Copy each coarse pixel to its 2**p x 2**p block; ``grid`` is the FINE grid."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_map(x)
+        f = 2**self.p
+        nt, nph = self.ntheta // f, self.nphi // f
+        B, P, C = x.shape
+        if P != nt * nph:
+            raise ValueError(f"input has {P} pixels, the coarse grid {nt} x {nph} has {nt * nph}")
+        x = x.reshape(B, nt, 1, nph, 1, C).expand(B, nt, f, nph, f, C)
+        return x.reshape(B, self.ntheta * self.nphi, C)
+
+
+class EquiangularMaxUnpool(_EquiangularBase):
+    """Place each value at the fine pixel its max pooling came from; ``grid`` is the FINE grid."""
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return _scatter_max(x, indices, self.ntheta * self.nphi)

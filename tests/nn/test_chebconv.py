@@ -1,0 +1,158 @@
+"""ChebConv against torch_geometric.nn.ChebConv on the same HEALPix kNN graph."""
+import io
+
+import healpy as hp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch_geometric
+from scipy.spatial import cKDTree
+
+from deepsphere_gen._validation import UNSEEN
+from deepsphere_gen.nn import ChebConv
+
+
+def _knn_weights(nside=4, k=8):
+    """Symmetrised Gaussian kNN weight matrix on the NESTED HEALPix pixel centres."""
+    npix = 12 * nside**2
+    xyz = np.stack(hp.pix2vec(nside, np.arange(npix), nest=True), axis=-1)
+    d, j = cKDTree(xyz).query(xyz, k + 1)
+    sigma = 0.03185 * 32 / nside
+    w = np.exp(-np.log(2) * d[:, 1:].ravel() ** 2 / sigma**2)
+    W = sp.csr_matrix((w, (np.repeat(np.arange(npix), k), j[:, 1:].ravel())), shape=(npix, npix))
+    return W.maximum(W.T).tocsr()
+
+
+def _laplacian(W, normalization):
+    deg = np.asarray(W.sum(1)).ravel()
+    if normalization is None:
+        L = sp.diags(deg) - W
+    else:  # "sym"
+        dm = sp.diags(1 / np.sqrt(deg))
+        L = sp.identity(W.shape[0]) - dm @ W @ dm
+    lmax = float(np.linalg.eigvalsh(L.toarray()).max())
+    return L, lmax
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return _knn_weights()
+
+
+def _pyg_pair(W, normalization, K, cin, cout, dtype):
+    L, lmax = _laplacian(W, normalization)
+    rescaled = (2.0 / lmax) * L - sp.identity(W.shape[0])
+    ours = ChebConv(cin, cout, K, rescaled, dtype=dtype)
+    with torch.no_grad():
+        ours.bias.normal_()
+    ref = torch_geometric.nn.ChebConv(cin, cout, K, normalization=normalization).to(dtype)
+    with torch.no_grad():
+        for k, lin in enumerate(ref.lins):
+            lin.weight.copy_(ours.weight[k].T)  # PyG Linear keeps (out, in)
+        ref.bias.copy_(ours.bias)
+    coo = W.tocoo()
+    edge_index = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
+    edge_weight = torch.from_numpy(coo.data).to(dtype)
+    return ours, ref, edge_index, edge_weight, lmax
+
+
+@pytest.mark.parametrize("normalization", [None, "sym"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("K", [1, 2, 3, 4, 5])
+def test_equals_torch_geometric_with_gradients(graph, normalization, dtype, tol, K):
+    torch.manual_seed(K)
+    ours, ref, ei, ew, lmax = _pyg_pair(graph, normalization, K, 3, 4, dtype)
+    x = torch.randn(3, graph.shape[0], 3, dtype=dtype)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y1 = ours(x1)
+    y2 = ref(x2, ei, ew, lambda_max=lmax)  # PyG broadcasts over the leading batch axis
+    scale = y2.abs().max()
+    assert y1.shape == (3, graph.shape[0], 4)
+    assert ((y1 - y2).abs().max() / scale) < tol
+    g = torch.randn_like(y1)
+    (y1 * g).sum().backward()
+    (y2 * g).sum().backward()
+    rel = lambda a, b: float((a - b).abs().max() / b.abs().max())  # noqa: E731
+    assert rel(x1.grad, x2.grad) < tol
+    for k, lin in enumerate(ref.lins):
+        assert rel(ours.weight.grad[k], lin.weight.grad.T) < tol
+    assert rel(ours.bias.grad, ref.bias.grad) < tol
+
+
+def test_k1_is_pointwise_linear(graph):
+    conv = ChebConv(3, 5, 1, sp.identity(graph.shape[0], format="csr"))
+    x = torch.randn(2, graph.shape[0], 3)
+    torch.testing.assert_close(conv(x), x @ conv.weight[0] + conv.bias)
+
+
+def test_accepts_torch_sparse_coo_and_csr(graph):
+    L, lmax = _laplacian(graph, None)
+    r = ((2 / lmax) * L - sp.identity(graph.shape[0])).tocoo()
+    coo = torch.sparse_coo_tensor(np.stack([r.row, r.col]), r.data, r.shape, dtype=torch.float32)
+    a = ChebConv(2, 2, 3, r)
+    b = ChebConv(2, 2, 3, coo)
+    c = ChebConv(2, 2, 3, coo.to_sparse_csr())
+    b.load_state_dict(a.state_dict())
+    c.load_state_dict(a.state_dict())
+    x = torch.randn(2, graph.shape[0], 2)
+    torch.testing.assert_close(a(x), b(x))
+    torch.testing.assert_close(a(x), c(x))
+
+
+def test_buffer_moves_and_state_dict_round_trip(graph):
+    L, lmax = _laplacian(graph, None)
+    r = (2 / lmax) * L - sp.identity(graph.shape[0])
+    conv = ChebConv(2, 3, 4, r).float().double()
+    assert "laplacian" in dict(conv.named_buffers())
+    assert conv.laplacian.dtype == torch.float64 and conv.laplacian.layout == torch.sparse_csr
+    x = torch.randn(2, graph.shape[0], 2, dtype=torch.float64)
+    y = conv(x)
+    buf = io.BytesIO()
+    torch.save(conv.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf)
+    # a layer built on another graph (other number of non-zeros) takes the saved Laplacian
+    other = ChebConv(2, 3, 4, sp.identity(graph.shape[0], format="csr")).double()
+    assert other.laplacian.values().numel() != conv.laplacian.values().numel()
+    other.load_state_dict(state)
+    torch.testing.assert_close(other(x), y, rtol=0, atol=1e-13)
+    same = ChebConv(2, 3, 4, r, dtype=torch.float64)
+    same.load_state_dict(state)
+    torch.testing.assert_close(same(x), y, rtol=0, atol=1e-13)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        ChebConv(2, 3, 4, sp.identity(7, format="csr")).double().load_state_dict(state)
+
+
+def test_bad_inputs(graph):
+    n = graph.shape[0]
+    conv = ChebConv(2, 3, 3, sp.identity(n, format="csr"))
+    with pytest.raises(ValueError, match="pixels"):
+        conv(torch.randn(1, n - 1, 2))
+    with pytest.raises(ValueError, match="channels"):
+        conv(torch.randn(1, n, 3))
+    with pytest.raises(ValueError, match="batch, pixels, channels"):
+        conv(torch.randn(n, 2))
+    x = torch.randn(1, n, 2)
+    x[0, 5, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        conv(x)
+    x[0, 5, 1] = UNSEEN
+    with pytest.raises(ValueError, match="UNSEEN"):
+        conv(x)
+    with pytest.raises(ValueError, match="dtype"):
+        conv(torch.randn(1, n, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="K"):
+        ChebConv(2, 3, 0, sp.identity(n, format="csr"))
+    with pytest.raises(ValueError, match="square"):
+        ChebConv(2, 3, 2, sp.csr_matrix((3, 4)))
+    with pytest.raises(ValueError, match="laplacian must be"):
+        ChebConv(2, 3, 2, np.eye(3))
+
+
+def test_init_scale_shrinks_with_K(graph):
+    n = graph.shape[0]
+    w1 = ChebConv(16, 16, 1, sp.identity(n, format="csr")).weight
+    w5 = ChebConv(16, 16, 5, sp.identity(n, format="csr")).weight
+    assert w5.shape == (5, 16, 16)
+    assert w5.abs().max() <= np.sqrt(6 / (5 * 32)) < w1.abs().max()

@@ -1,0 +1,150 @@
+"""HEALPix / equiangular pooling against healpy.ud_grade and reshape references."""
+import healpy as hp
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen.nn import (
+    EquiangularAvgPool,
+    EquiangularMaxPool,
+    EquiangularMaxUnpool,
+    EquiangularUnpool,
+    HealpixAvgPool,
+    HealpixMaxPool,
+    HealpixMaxUnpool,
+    HealpixPartialPool,
+    HealpixPartialUnpool,
+    HealpixUnpool,
+    partial_sky_pool,
+)
+from deepsphere_gen.sampling import DriscollHealySampling, HealpixSampling
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_avg_pool_equals_healpy_ud_grade(p):
+    nside = 16
+    rng = np.random.default_rng(p)
+    maps = rng.normal(size=(2, 12 * nside**2, 3))
+    y = HealpixAvgPool(p)(torch.from_numpy(maps))
+    for b in range(2):
+        for c in range(3):
+            ref = hp.ud_grade(maps[b, :, c], nside >> p, order_in="NESTED", order_out="NESTED")
+            np.testing.assert_allclose(y[b, :, c].numpy(), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_max_pool_equals_reshape_reference_and_indices(p):
+    nside, f = 8, 4**p
+    x = torch.randn(3, 12 * nside**2, 2, dtype=torch.float64)
+    y, idx = HealpixMaxPool(p, return_indices=True)(x)
+    xn = x.numpy()
+    ref = np.stack([xn[:, i * f:(i + 1) * f].max(axis=1) for i in range(xn.shape[1] // f)], axis=1)
+    np.testing.assert_array_equal(y.numpy(), ref)
+    np.testing.assert_array_equal(torch.gather(x, 1, idx).numpy(), ref)  # indices are fine positions
+    assert torch.equal(HealpixMaxPool(p)(x), y)
+    # max-unpool puts each maximum back at its argmax, zeros elsewhere
+    up = HealpixMaxUnpool(p)(y, idx)
+    assert up.shape == x.shape
+    mask = torch.zeros_like(x, dtype=torch.bool).scatter(1, idx, True)
+    assert torch.equal(up[mask], x[mask]) and bool((up[~mask] == 0).all())
+    assert int(mask.sum()) == y.numel()
+
+
+def test_unpool_repeat_and_round_trip():
+    nside = 4
+    x = torch.randn(2, 12 * nside**2, 3)
+    y = HealpixAvgPool(1)(x)
+    up = HealpixUnpool(1)(y)
+    assert up.shape == x.shape
+    # each child carries its parent's value; pooling the unpooled map gives it back
+    np.testing.assert_array_equal(up.numpy()[:, 4:8], np.repeat(y.numpy()[:, 1:2], 4, axis=1))
+    torch.testing.assert_close(HealpixAvgPool(1)(up), y)
+    torch.testing.assert_close(HealpixMaxPool(2)(HealpixUnpool(2)(y)), y)
+    # unpool of nside/2 equals healpy.ud_grade upsampling
+    ref = hp.ud_grade(y[0, :, 0].numpy().astype(np.float64), nside, order_in="NESTED", order_out="NESTED")
+    np.testing.assert_allclose(up[0, :, 0].numpy(), ref, rtol=1e-6)
+
+
+def test_gradients_flow():
+    x = torch.randn(2, 48, 2, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: HealpixAvgPool(1)(t), (x,))
+    torch.autograd.gradcheck(lambda t: HealpixUnpool(1)(t), (x,))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        HealpixAvgPool(1)(torch.randn(1, 50, 1))
+    with pytest.raises(ValueError, match="batch, pixels, channels"):
+        HealpixMaxPool(1)(torch.randn(48, 1))
+    with pytest.raises(ValueError, match="non-negative integer"):
+        HealpixAvgPool(-1)
+    with pytest.raises(ValueError, match="mode"):
+        HealpixUnpool(1, mode="bilinear")
+    with pytest.raises(ValueError, match="indices shape"):
+        HealpixMaxUnpool(1)(torch.randn(1, 12, 2), torch.zeros(1, 12, 1, dtype=torch.long))
+
+
+def test_partial_sky_keeps_exactly_the_complete_parents():
+    nside = 8
+    rng = np.random.default_rng(0)
+    mask = np.zeros(12 * nside**2, dtype=bool)
+    mask[: 12 * 16] = True  # 12 complete parents at nside 4 ...
+    mask[rng.choice(np.arange(12 * 16, 12 * nside**2), 100, replace=False)] = True  # ... plus scattered pixels
+    s = HealpixSampling(nside, mask=mask)
+    par = np.arange(12 * nside**2) // 4
+    complete = np.array([q for q in np.unique(par[mask]) if mask[par == q].all()])
+    with pytest.warns(UserWarning, match="dropped"):
+        pool = HealpixPartialPool(s, 1, mode="avg")
+    np.testing.assert_array_equal(pool.coarse.indices, complete)
+    assert pool.dropped == s.npix - 4 * complete.size
+    # values: the average over the four children, read from the full-sky map
+    full = rng.normal(size=12 * nside**2)
+    y = pool(torch.from_numpy(full[mask]).view(1, -1, 1))
+    ref = hp.ud_grade(full, nside // 2, order_in="NESTED", order_out="NESTED")[complete]
+    np.testing.assert_allclose(y[0, :, 0].numpy(), ref, rtol=1e-12)
+    # max with indices -> positions in the partial map; unpool fills zeros where parents were dropped
+    with pytest.warns(UserWarning):
+        mpool = HealpixPartialPool(s, 1, mode="max", return_indices=True)
+    x = torch.from_numpy(full[mask]).view(1, -1, 1)
+    ym, idx = mpool(x)
+    torch.testing.assert_close(torch.gather(x, 1, idx), ym)
+    up = HealpixPartialUnpool(s, 1, mode="max")(ym, idx)
+    assert up.shape == x.shape and torch.equal(torch.gather(up, 1, idx), ym)
+    rep = HealpixPartialUnpool(s, 1)(y)
+    child_of_kept = np.isin(s.indices // 4, complete)
+    assert bool((rep[0, ~torch.from_numpy(child_of_kept), 0] == 0).all())
+    torch.testing.assert_close(rep[0, torch.from_numpy(child_of_kept), 0], y[0, :, 0].repeat_interleave(4))
+
+
+def test_partial_sky_base_patch_drops_nothing():
+    s = HealpixSampling.base_patch(8, 1, 5)
+    coarse, keep = partial_sky_pool(s, 2)
+    assert coarse.nside == 2 and keep.size == s.npix
+    x = torch.randn(2, s.npix, 3)
+    torch.testing.assert_close(HealpixPartialPool(s, 2, mode="avg")(x), HealpixAvgPool(2)(x))
+    with pytest.raises(ValueError, match="pixels"):
+        HealpixPartialPool(s, 1)(torch.randn(1, s.npix + 4, 1))
+
+
+def test_equiangular_pool_on_driscoll_healy():
+    s = DriscollHealySampling(8)  # 16 x 16 grid
+    x = torch.randn(2, s.npix, 3, dtype=torch.float64)
+    grid = x.numpy().reshape(2, 8, 2, 8, 2, 3)
+    avg = EquiangularAvgPool(s)(x)
+    np.testing.assert_allclose(avg.numpy(), grid.mean(axis=(2, 4)).reshape(2, 64, 3), rtol=1e-12)
+    mx, idx = EquiangularMaxPool(s, return_indices=True)(x)
+    np.testing.assert_array_equal(mx.numpy(), grid.max(axis=(2, 4)).reshape(2, 64, 3))
+    torch.testing.assert_close(torch.gather(x, 1, idx), mx)
+    assert mx.shape[1] == DriscollHealySampling(4).npix
+    up = EquiangularUnpool(s)(avg)
+    assert up.shape == x.shape
+    np.testing.assert_array_equal(up.numpy().reshape(2, 8, 2, 8, 2, 3)[:, :, 1, :, 0], avg.numpy().reshape(2, 8, 8, 3))
+    torch.testing.assert_close(EquiangularAvgPool(s)(up), avg)
+    mu = EquiangularMaxUnpool(s)(mx, idx)
+    assert torch.equal(torch.gather(mu, 1, idx), mx) and int((mu != 0).sum()) == mx.numel()
+    # two levels at once equal two single levels
+    torch.testing.assert_close(EquiangularAvgPool((16, 16), p=2)(x), EquiangularAvgPool((8, 8))(avg))
+    with pytest.raises(ValueError, match="divisible"):
+        EquiangularAvgPool((6, 10), p=2)
+    with pytest.raises(ValueError, match="pixels"):
+        EquiangularAvgPool(s)(torch.randn(1, 100, 1))
