@@ -6,14 +6,18 @@ basis of :mod:`._wigner`, and couples two degrees equivariantly::
     out[M] = sum_{m1, m2} C[m1, m2, M] u[m1] v[m2]
     D^l(R) out(u, v) = out(D^l1(R) u, D^l2(R) v)        for every rotation R.
 
-Construction: the complex (Condon-Shortley) coefficients <l1 m1 l2 m2 | l M> are built
-by the highest-weight method (J+ |l l> = 0 gives a two-term ratio recursion, summed in
-log space; then J- lowers to every M, renormalising each step), which involves no
-factorials or alternating sums, so it is stable in float64 far beyond l = 64 (errors
-~1e-15).  Sign: <l1 l1 l2 (l-l1) | l l> > 0.  The change of basis to the real harmonics
+Construction: the complex (Condon-Shortley) coefficients <l1 m1 l2 m2 | l M> are, for
+each M >= 0, the eigenvector of J^2 restricted to m1 + m2 = M (symmetric tridiagonal,
+simple eigenvalues l'(l'+1), gaps >= 2: scipy's eigh_tridiagonal), with its sign fixed
+by <l, M-1| J- |l, M> > 0 down from the highest weight |l l> (two-term recursion of
+J+ |l l> = 0, exact signs, magnitudes in log space); negative M by symmetry.  No
+factorials or alternating sums, so it is stable in float64 far beyond l = 64 (entries
+agree with sympy's exact values to ~1e-15 at l1 = l2 = 63).  Sign: <l1 l1 l2 (l-l1) | l l>
+> 0.  The change of basis to the real harmonics
 (``C = U_l1 (x) U_l2 (x) conj(U_l)`` applied to the complex tensor) gives a purely real
 tensor when l1 + l2 + l is even and a purely imaginary one when it is odd; we return
 its real part, respectively its imaginary part (a global phase, so equivariance holds).
+Cost: first call for (63, 63, 63) ~0.3 s, then cached (see ``_CG_CACHE``).
 
 Normalisation (unitarity of the complex coefficients, kept by the unitary change of
 basis): ``sum_{m1, m2} C[m1, m2, M] C[m1, m2, M'] = delta_{M M'}``; and summing over all
@@ -23,13 +27,11 @@ C[1, 1 -> 1] is the cross product / sqrt2 and C[l, l -> 0] is ``delta_{m1 m2} / 
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import scipy.linalg
 import torch
 
-from ._wigner import _apply_u
+from ._wigner import _basis_weights, _ByteLRU
 
 __all__ = ["clebsch_gordan", "clebsch_gordan_block", "cg_triples"]
 
@@ -40,7 +42,7 @@ def _check_triple(l1, l2, l) -> tuple[int, int, int]:
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     l1, l2, l = int(l1), int(l2), int(l)
     if not abs(l1 - l2) <= l <= l1 + l2:
-        raise ValueError(f"(l1, l2, l) = ({l1}, {l2}, {l}) violates the triangle rule |l1 - l2| <= l <= l1 + l2")
+        raise ValueError(f"(l1, l2, l) = ({l1}, {l2}, {l}) violates the triangle rule |l1-l2| <= l <= l1+l2")
     return l1, l2, l
 
 
@@ -54,7 +56,6 @@ def _state_indices(l1: int, l2: int, M: int) -> np.ndarray:
     return np.arange(max(-l1, M - l2), min(l1, M + l2) + 1)
 
 
-@functools.lru_cache(maxsize=2048)
 def _complex_cg(l1: int, l2: int, l: int) -> np.ndarray:
     """Complex CG <l1 m1 l2 m2 | l M>, (2l1+1, 2l2+1, 2l+1) float64.
 
@@ -74,7 +75,8 @@ def _complex_cg(l1: int, l2: int, l: int) -> np.ndarray:
     top = (-1.0) ** np.arange(p.size) * np.exp(logc - logc.max())
     top *= np.sign(top[l1 - p[0]]) / np.linalg.norm(top)  # Condon-Shortley sign
     cols[l, p + l1] = top
-    prev, prev_m1 = top, p
+    q = np.arange(-l1, l1 + 1, dtype=float)
+    down1 = _ladder(l1, q, -1)
     for M in range(l - 1, -1, -1):
         m1 = _state_indices(l1, l2, M)
         m2 = M - m1
@@ -86,18 +88,13 @@ def _complex_cg(l1: int, l2: int, l: int) -> np.ndarray:
         else:
             _, v = scipy.linalg.eigh_tridiagonal(diag, off, select="i", select_range=(k, k))
             vec = v[:, 0]
-        # J- |l, M+1> expressed on the m1 grid of M
-        lowered = np.zeros(m1.size)
-        pos = {int(q): i for i, q in enumerate(m1)}
-        for j, q in enumerate(prev_m1):  # |q, M+1-q> -> |q-1, .> (J1-) and |q, M-q> (J2-)
-            if q - 1 in pos:
-                lowered[pos[q - 1]] += _ladder(l1, float(q), -1) * prev[j]
-            if q in pos:
-                lowered[pos[q]] += _ladder(l2, float(M + 1 - q), -1) * prev[j]
-        if vec @ lowered < 0:
+        # J- |l, M+1> on the m1 grid: J1- sends m1 -> m1 - 1, J2- keeps m1
+        prev = cols[M + 1]
+        lowered = _ladder(l2, M + 1 - q, -1) * prev
+        lowered[:-1] += (down1 * prev)[1:]
+        if vec @ lowered[m1 + l1] < 0:
             vec = -vec
         cols[M, m1 + l1] = vec
-        prev, prev_m1 = vec, m1
     out = np.zeros((n1, 2 * l2 + 1, 2 * l + 1))
     m1_all = np.arange(-l1, l1 + 1)
     parity = (-1.0) ** (l1 + l2 - l)
@@ -110,11 +107,38 @@ def _complex_cg(l1: int, l2: int, l: int) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=2048)
+#: real CG tensors per triple, float64, 8 (2l1+1)(2l2+1)(2l+1) bytes each (16 MB for
+#: (63, 63, 63); all triples with l1, l2, l < 16 together take 112 MB).  Bounded to 256 MiB.
+_CG_CACHE = _ByteLRU(256 * 2**20)
+
+
 def _real_cg(l1: int, l2: int, l: int) -> np.ndarray:
-    c = _complex_cg(l1, l2, l).astype(np.complex128)
-    c = _apply_u(_apply_u(_apply_u(c, l1, 0), l2, 1), l, 2, conj=True)
-    out = c.real if (l1 + l2 + l) % 2 == 0 else c.imag
+    return _CG_CACHE.get((l1, l2, l), lambda: _make_real_cg(l1, l2, l))
+
+
+def _make_real_cg(l1: int, l2: int, l: int) -> np.ndarray:
+    """conj(U_l) applied to the complex CG's output axis, U_l1 / U_l2 to the inputs.
+
+    Sparse: column c of ``U_n`` has its entries at rows c (weight a_c) and -c (weight
+    b_-c), so each of the ~(2l1+1)(2l2+1) non-zero complex entries feeds 8 real ones.
+    """
+    cc = _complex_cg(l1, l2, l)
+    idx = np.nonzero(cc)
+    vals = cc[idx].astype(np.complex128)
+    dims = (2 * l1 + 1, 2 * l2 + 1, 2 * l + 1)
+    options = []
+    for axis, (deg, n) in enumerate(zip((l1, l2, l), dims)):
+        a, b = _basis_weights(deg)
+        if axis == 2:
+            a, b = a.conj(), b.conj()
+        col = idx[axis]
+        options.append(((col, a[col]), (n - 1 - col, b[n - 1 - col])))
+    out = np.zeros(dims, dtype=np.complex128)
+    for i, wi in options[0]:
+        for j, wj in options[1]:
+            for k, wk in options[2]:
+                np.add.at(out, (i, j, k), wi * wj * wk * vals)
+    out = out.real if (l1 + l2 + l) % 2 == 0 else out.imag
     out = np.ascontiguousarray(out)
     out.setflags(write=False)
     return out
@@ -132,7 +156,9 @@ def clebsch_gordan(l1: int, l2: int, l: int, dtype: torch.dtype = torch.float64,
     return torch.tensor(_real_cg(l1, l2, l), dtype=dtype, device=device)
 
 
-def clebsch_gordan_block(l1: int, l2: int, ls, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+def clebsch_gordan_block(
+    l1: int, l2: int, ls, dtype: torch.dtype = torch.float64, device=None
+) -> torch.Tensor:
     """C[l1, l2 -> l] for every l in ``ls`` concatenated along the last axis.
 
     Shape (2l1+1, 2l2+1, sum_l (2l+1)); the block of degree ``ls[k]`` starts at

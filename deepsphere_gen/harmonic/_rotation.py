@@ -24,6 +24,7 @@ import math
 import numpy as np
 import torch
 
+from ..sampling import HealpixSampling
 from ._wigner import _as_angles, wigner_D_real
 
 __all__ = [
@@ -91,14 +92,15 @@ def matrix_to_euler(matrix, tol: float = 1e-6) -> torch.Tensor:
     if not bool(torch.isfinite(R).all()):
         raise ValueError("rotation matrices hold NaN or inf values")
     if R.numel() and (
-        float((R @ R.transpose(-1, -2) - eye).abs().max()) > tol or float((torch.linalg.det(R) - 1).abs().max()) > tol
+        float((R @ R.transpose(-1, -2) - eye).abs().max()) > tol
+        or float((torch.linalg.det(R) - 1).abs().max()) > tol
     ):
         raise ValueError("matrices are not rotations (orthogonal with determinant +1)")
     sb = torch.hypot(R[..., 0, 2], R[..., 1, 2])
     beta = torch.atan2(sb, R[..., 2, 2])
     pole = sb < 1e-12
-    alpha = torch.where(pole, torch.atan2(R[..., 1, 0] * torch.sign(R[..., 2, 2]), R[..., 0, 0] * torch.sign(R[..., 2, 2])),
-                        torch.atan2(R[..., 1, 2], R[..., 0, 2]))
+    s = torch.sign(R[..., 2, 2])  # beta = 0: R = Rz(alpha); beta = pi: R = Rz(alpha) Ry(pi)
+    alpha = torch.where(pole, torch.atan2(R[..., 1, 0] * s, R[..., 0, 0] * s), torch.atan2(R[..., 1, 2], R[..., 0, 2]))
     gamma = torch.where(pole, torch.zeros_like(sb), torch.atan2(R[..., 2, 1], -R[..., 2, 0]))
     return torch.stack([alpha, beta, gamma], dim=-1)
 
@@ -118,7 +120,9 @@ def _resolve(angles, matrix, dtype, device) -> torch.Tensor:
     if (angles is None) == (matrix is None):
         raise ValueError("give exactly one of angles (ZYZ Euler angles) or matrix (rotation matrices)")
     if matrix is not None:
-        angles = matrix_to_euler(torch.as_tensor(matrix, dtype=torch.float64) if not torch.is_tensor(matrix) else matrix)
+        if not torch.is_tensor(matrix):
+            matrix = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
+        angles = matrix_to_euler(matrix)
     return _as_angles(angles, dtype, device)
 
 
@@ -136,7 +140,8 @@ def rotate_points(points, angles=None, *, matrix=None, inverse: bool = False):
         theta, phi = points
         is_np = not torch.is_tensor(theta)
         theta = torch.as_tensor(theta, dtype=torch.float64) if is_np else theta
-        phi = torch.as_tensor(phi, dtype=theta.dtype, device=theta.device) if not torch.is_tensor(phi) else phi
+        if not torch.is_tensor(phi):
+            phi = torch.as_tensor(phi, dtype=theta.dtype, device=theta.device)
         st = torch.sin(theta)
         xyz = torch.stack([st * torch.cos(phi), st * torch.sin(phi), torch.cos(theta)], dim=-1)
     else:
@@ -151,12 +156,15 @@ def rotate_points(points, angles=None, *, matrix=None, inverse: bool = False):
         R = R.transpose(-1, -2)
     out = (R @ xyz.unsqueeze(-1)).squeeze(-1)
     if as_pair:
-        out = (torch.acos(out[..., 2].clamp(-1, 1)), torch.remainder(torch.atan2(out[..., 1], out[..., 0]), 2 * math.pi))
+        lon = torch.remainder(torch.atan2(out[..., 1], out[..., 0]), 2 * math.pi)
+        out = (torch.acos(out[..., 2].clamp(-1, 1)), lon)
         return tuple(o.numpy() for o in out) if is_np else out
     return out.numpy() if is_np else out
 
 
-def rotate_coefficients(coeffs: torch.Tensor, angles=None, L: int | None = None, *, matrix=None) -> torch.Tensor:
+def rotate_coefficients(
+    coeffs: torch.Tensor, angles=None, L: int | None = None, *, matrix=None
+) -> torch.Tensor:
     """Coefficients of ``R f`` from those of ``f``: (batch, L*L, channels) -> same shape.
 
     Flat index ``l*l + l + m``.  ``L`` defaults to sqrt(number of coefficients).  One
@@ -185,7 +193,7 @@ def rotate_fragments(fragments, angles=None, *, matrix=None) -> list[torch.Tenso
     One rotation for the batch, or (batch, 3) angles / (batch, 3, 3) matrices.
     """
     if not isinstance(fragments, (list, tuple)) or not fragments:
-        raise ValueError("fragments must be a non-empty list over l of (batch, channels, 2l+1, tau_l) tensors")
+        raise ValueError("fragments must be a non-empty list over l of (batch, channels, 2l+1, tau) tensors")
     first = fragments[0]
     ang = _resolve(angles, matrix, first.dtype, first.device)
     out = []
@@ -194,15 +202,25 @@ def rotate_fragments(fragments, angles=None, *, matrix=None) -> list[torch.Tenso
             shape = tuple(f.shape) if torch.is_tensor(f) else type(f).__name__
             raise ValueError(f"fragment {l} must be shaped (batch, channels, {2 * l + 1}, tau), got {shape}")
         if f.dtype != first.dtype or f.device != first.device:
-            raise ValueError(f"fragment {l} has dtype/device {f.dtype}/{f.device}, fragment 0 has {first.dtype}/{first.device}")
+            raise ValueError(
+                f"fragment {l} has dtype/device {f.dtype}/{f.device}, fragment 0 has {first.dtype}/{first.device}"
+            )
         _check_batch(ang, f.shape[0])
         D = wigner_D_real(l, ang)
-        out.append(torch.einsum("...mn,bcnt->bcmt", D, f) if D.dim() == 2 else torch.einsum("bmn,bcnt->bcmt", D, f))
+        out.append(torch.einsum("mn,bcnt->bcmt" if D.dim() == 2 else "bmn,bcnt->bcmt", D, f))
     return out
 
 
-def rotate_map(maps: torch.Tensor, sampling, angles=None, L: int | None = None, *, matrix=None,
-               iterations: int = 3, order: str = "NESTED") -> torch.Tensor:
+def rotate_map(
+    maps: torch.Tensor,
+    sampling,
+    angles=None,
+    L: int | None = None,
+    *,
+    matrix=None,
+    iterations: int | None = None,
+    order: str = "NESTED",
+) -> torch.Tensor:
     """Rotate maps (batch, npix, channels) on a full-sky sampling through the SHT at L.
 
     ``maps -> analysis -> rotate_coefficients -> synthesis``; any power at l >= L is
@@ -211,7 +229,8 @@ def rotate_map(maps: torch.Tensor, sampling, angles=None, L: int | None = None, 
     error of the rotated map (float64, random band-limited coefficients):
     nside 16, L = 17: 9e-4 (iterations=0), 2e-8 (3); nside 8, L = 17: 2e-2 (0), 4e-5 (3);
     nside 16, L = 48: 0.15 (0), 0.08 (3).  Keep L <= nside + 1 or so for accurate rotations.
-    ``L`` defaults to the sampling's own bandlimit ``sampling.L`` where it has one.
+    ``L`` defaults to the sampling's own bandlimit ``sampling.L`` where it has one;
+    ``iterations`` (Jacobi steps of the analysis) defaults to 3 on HEALPix, 0 elsewhere.
     """
     from ._sht import analysis, synthesis  # deferred: the SHT tables are heavy
 
@@ -219,6 +238,8 @@ def rotate_map(maps: torch.Tensor, sampling, angles=None, L: int | None = None, 
         L = getattr(sampling, "L", None)
         if L is None:
             raise ValueError(f"give the bandlimit L for {sampling!r}")
+    if iterations is None:
+        iterations = 3 if isinstance(sampling, HealpixSampling) else 0
     coeffs = analysis(maps, sampling, L, iterations=iterations, order=order)
     return synthesis(rotate_coefficients(coeffs, angles, L, matrix=matrix), sampling, L, order=order)
 
@@ -227,4 +248,6 @@ def _check_batch(ang: torch.Tensor, batch: int) -> None:
     if ang.dim() == 1:
         return
     if ang.dim() != 2 or ang.shape[0] != batch:
-        raise ValueError(f"give one rotation (3,) or one per batch element ({batch}, 3); got angles of shape {tuple(ang.shape)}")
+        raise ValueError(
+            f"give one rotation (3,) or one per batch element ({batch}, 3); got angles of shape {tuple(ang.shape)}"
+        )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 
 import numpy as np
 import scipy.linalg
@@ -34,7 +35,43 @@ import torch
 
 __all__ = ["complex_to_real_matrix", "wigner_d", "wigner_D_real", "wigner_D_blocks"]
 
-_TABLE_CACHE = 256  # degrees kept per cache; Delta_l takes 8 (2l+1)^2 bytes (33 MB at l = 1024)
+
+
+class _ByteLRU:
+    """Least-recently-used cache of arrays / tensors bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict = OrderedDict()
+        self._bytes = 0
+
+    @staticmethod
+    def _size(value) -> int:
+        return value.element_size() * value.numel() if torch.is_tensor(value) else value.nbytes
+
+    def get(self, key, make):
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+            return value
+        value = make()
+        size = self._size(value)
+        if size <= self.max_bytes:
+            self._items[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= self._size(old)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+
+#: Delta_l tables per (l, dtype, device): 8 (2l+1)^2 bytes each in float64 (33 MB at
+#: l = 1024; all l < 128 together take 22 MB).  Bounded to 256 MiB.
+_DELTA_CACHE = _ByteLRU(256 * 2**20)
 
 
 def _check_degree(l) -> int:
@@ -78,7 +115,7 @@ def _apply_u(x: np.ndarray, l: int, axis: int, conj: bool = False) -> np.ndarray
     return a.reshape(shape) * x + b.reshape(shape) * np.flip(x, axis=axis)
 
 
-@functools.lru_cache(maxsize=_TABLE_CACHE)
+@functools.lru_cache(maxsize=4)
 def _jx_eigen(l: int) -> np.ndarray:
     """Orthonormal eigenvectors of J_x (columns ordered by eigenvalue -l..l)."""
     m = np.arange(-l, l)
@@ -104,7 +141,6 @@ def _small_d_from_eigen(l: int, beta: float) -> np.ndarray:
     return np.where(even, sign_even * c, sign_odd * s)
 
 
-@functools.lru_cache(maxsize=_TABLE_CACHE)
 def _delta_real(l: int) -> np.ndarray:
     """Real-basis ``Delta_l = D^l(Ry(pi/2))`` (2l+1, 2l+1) float64, orthogonal."""
     d = _small_d_from_eigen(l, math.pi / 2)
@@ -112,9 +148,9 @@ def _delta_real(l: int) -> np.ndarray:
     return np.ascontiguousarray(out.real)
 
 
-@functools.lru_cache(maxsize=_TABLE_CACHE)
 def _delta_torch(l: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(_delta_real(l), dtype=dtype, device=device)
+    key = (l, dtype, str(device))
+    return _DELTA_CACHE.get(key, lambda: torch.as_tensor(_delta_real(l), dtype=dtype, device=device))
 
 
 def _as_angles(angles, dtype, device) -> torch.Tensor:
@@ -185,6 +221,8 @@ def wigner_d(l: int, beta, dtype: torch.dtype = torch.float64, device=None) -> t
     b = np.asarray(beta.detach().cpu().numpy() if torch.is_tensor(beta) else beta, dtype=np.float64)
     if not np.isfinite(b).all():
         raise ValueError("beta holds NaN or inf values")
-    out = np.stack([_small_d_from_eigen(l, float(x)) for x in b.reshape(-1)]) if b.size else np.zeros((0, 2 * l + 1, 2 * l + 1))
+    out = np.zeros((b.size, 2 * l + 1, 2 * l + 1))
+    for i, x in enumerate(b.reshape(-1)):
+        out[i] = _small_d_from_eigen(l, float(x))
     out = out.reshape(*b.shape, 2 * l + 1, 2 * l + 1)
     return torch.as_tensor(out, dtype=dtype, device=device)

@@ -51,7 +51,10 @@ def test_matches_sympy_small_exhaustive(l1, l2, l):
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize("l1,l2,l", [(63, 63, 0), (63, 63, 1), (63, 63, 63), (63, 60, 120), (40, 63, 30), (17, 29, 25)])
+LARGE = [(63, 63, 0), (63, 63, 1), (63, 63, 63), (63, 60, 120), (40, 63, 30), (17, 29, 25)]
+
+
+@pytest.mark.parametrize("l1,l2,l", LARGE)
 def test_complex_entries_match_sympy_large(l1, l2, l):
     """Random entries at L = 64 against sympy's exact values (no factorial overflow)."""
     from deepsphere_gen.harmonic._clebsch_gordan import _complex_cg
