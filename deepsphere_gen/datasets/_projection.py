@@ -171,18 +171,21 @@ def project_images(
             raise ValueError("method 'harmonic' needs a Sampling (the SHT works on its rings), not bare points")
         mats = torch.as_tensor(_rotation_matrices(rotations, n))
         flat = project_images(img, where, half_width=a, frame=frame, dtype=torch.float64, chunk=chunk)
-        parts = [rotate_map(flat[i : i + chunk], where, L=L, matrix=mats[i : i + chunk])[..., 0] for i in range(0, n, chunk)]
+        parts = [
+            rotate_map(flat[i : i + chunk], where, L=L, matrix=mats[i : i + chunk])[..., 0].to(dtype)
+            for i in range(0, n, chunk)
+        ]
     elif rotations is None:
         u, v, front = sphere_to_plane(xyz, frame)
-        parts = [_sample(img[i : i + chunk], u[None], v[None], front[None], a) for i in range(0, n, chunk)]
+        parts = [_sample(img[i : i + chunk], u[None], v[None], front[None], a).to(dtype) for i in range(0, n, chunk)]
     else:
         mats = _rotation_matrices(rotations, n)
         parts = []
         for i in range(0, n, chunk):
             pts = np.einsum("nji,pj->npi", mats[i : i + chunk], xyz)  # R^T w
             u, v, front = sphere_to_plane(pts, frame)
-            parts.append(_sample(img[i : i + chunk], u, v, front, a))
-    return torch.cat(parts).to(dtype)[..., None]
+            parts.append(_sample(img[i : i + chunk], u, v, front, a).to(dtype))
+    return torch.cat(parts)[..., None]
 
 
 class BackProjection(torch.nn.Module):
