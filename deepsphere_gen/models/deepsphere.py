@@ -1,0 +1,342 @@
+"""DeepSphere networks on HEALPix (NESTED, full or partial sky): classifier, regressor, UNet.
+
+Every block is ChebConv -> BatchNorm -> ReLU; pooling by 4**p follows the NESTED hierarchy
+(partial sky: only parents whose children are all present survive).  Graphs come from
+:func:`deepsphere_gen.graph.build_graph` (disk-cached) at each resolution.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._validation import check_channels, check_finite, check_pixels
+from ..graph import build_graph
+from ..nn.chebconv import ChebConv
+from ..nn.pooling import (
+    HealpixAvgPool,
+    HealpixMaxPool,
+    HealpixMaxUnpool,
+    HealpixPartialPool,
+    HealpixPartialUnpool,
+    HealpixUnpool,
+)
+from ..sampling import HealpixSampling
+
+__all__ = ["DeepSphereClassifier", "DeepSphereRegressor", "SphericalUNet", "STATISTICS"]
+
+#: pixel statistics available to the ``head="stats"`` readout (per channel).
+STATISTICS = ("mean", "var", "std", "max", "min")
+HEADS = ("gap", "stats", "fc")
+
+
+def _check_order(order: str) -> None:
+    if str(order).upper() != "NESTED":
+        raise ValueError(
+            f"maps must be in HEALPix NESTED order (got order={order!r}); convert a RING map with "
+            "healpy.reorder(m, r2n=True) and declare order='NESTED'"
+        )
+
+
+def _check_positive_ints(name: str, values) -> tuple[int, ...]:
+    values = tuple(values)
+    if not values or any(int(v) != v or v < 1 for v in values):
+        raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {values!r}")
+    return tuple(int(v) for v in values)
+
+
+def _per_block(value, n: int, name: str) -> tuple[int, ...]:
+    """An int for every block, or one value per block."""
+    vals = (value,) * n if isinstance(value, int) else tuple(value)
+    if len(vals) != n or any(int(v) != v or v < 0 for v in vals):
+        raise ValueError(f"{name} must be a non-negative int or {n} of them (one per block), got {value!r}")
+    return tuple(int(v) for v in vals)
+
+
+def _sampling(nside: int, indices) -> HealpixSampling:
+    return HealpixSampling(nside, indices=indices)
+
+
+class _Graphs:
+    """Rescaled Laplacian (torch sparse CSR) per sampling, built once through build_graph."""
+
+    def __init__(self, k: int, laplacian: str, dtype, cache: bool, cache_dir):
+        self.k, self.kind, self.dtype, self.cache, self.cache_dir = k, laplacian, dtype, cache, cache_dir
+        self._memo = {}
+
+    def __call__(self, sampling: HealpixSampling) -> torch.Tensor:
+        key = sampling.cache_key()
+        if key not in self._memo:
+            k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
+            g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
+            self._memo[key] = g.to_torch(dtype=self.dtype, rescaled=True)
+        return self._memo[key]
+
+
+class _PixelBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over batch and pixels of a (batch, pixels, channels) map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, P, C = x.shape
+        return super().forward(x.reshape(B * P, C)).view(B, P, C)
+
+
+class _ConvBlock(nn.Module):
+    """ChebConv -> BatchNorm -> ReLU, (B, P, in) -> (B, P, out)."""
+
+    def __init__(self, cin: int, cout: int, K: int, lap: torch.Tensor, batch_norm: bool, dtype):
+        super().__init__()
+        self.conv = ChebConv(cin, cout, K, lap, bias=not batch_norm, dtype=dtype)
+        self.norm = _PixelBatchNorm(cout, dtype=dtype) if batch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.conv(x)))
+
+
+def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = False):
+    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p."""
+    if mode not in ("max", "avg"):
+        raise ValueError(f"unknown pooling {mode!r}; use 'max' or 'avg'")
+    if (sampling.nside >> p) < 1 or (sampling.nside >> p) << p != sampling.nside:
+        raise ValueError(f"cannot pool nside {sampling.nside} by 4**{p}: too many pooling levels for this nside")
+    if sampling.is_full_sky:
+        pool = HealpixMaxPool(p, return_indices) if mode == "max" else HealpixAvgPool(p)
+        return pool, HealpixSampling(sampling.nside >> p)
+    pool = HealpixPartialPool(sampling, p, mode=mode, return_indices=return_indices)
+    return pool, pool.coarse
+
+
+def _summary(model: nn.Module) -> str:
+    lines = [f"{type(model).__name__}: {model.describe()}"]
+    for name, child in model.named_children():
+        n = sum(p.numel() for p in child.parameters())
+        lines.append(f"  {name:<12} {n:>10,d} parameters")
+    total = sum(p.numel() for p in model.parameters())
+    lines.append(f"  {'total':<12} {total:>10,d} parameters ({sum(p.numel() for p in model.parameters() if p.requires_grad):,d} trainable)")
+    return "\n".join(lines)
+
+
+class _DeepSphereNet(nn.Module):
+    """Encoder of conv blocks with pooling, then a map-level head; (B, npix, in) -> (B, n_out)."""
+
+    def __init__(self, nside, in_channels, n_out, channels, K, k, pool_levels, head, stats, fc_hidden,
+                 indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir):
+        super().__init__()
+        _check_order(order)
+        channels = _check_positive_ints("channels", channels)
+        (self.in_channels, n_out, K, k) = _check_positive_ints("in_channels, n_out, K and k", (in_channels, n_out, K, k))
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+        pools = _per_block(pool_levels, len(channels), "pool_levels")
+        dtype = dtype or torch.get_default_dtype()
+        self.sampling = _sampling(nside, indices)
+        self.npix = self.sampling.npix
+        self.head_kind = head
+        graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
+        blocks, s, cin = [], self.sampling, self.in_channels
+        for cout, p in zip(channels, pools):
+            stage = [_ConvBlock(cin, cout, K, graphs(s), batch_norm, dtype)]
+            if p:
+                pool_mod, s = _pool(s, p, pool)
+                stage.append(pool_mod)
+            blocks.append(nn.Sequential(*stage))
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.out_sampling = s
+        fk = {"dtype": dtype}
+        if head == "gap":
+            self.head = nn.Linear(cin, n_out, **fk)
+        elif head == "stats":
+            stats = tuple(stats)
+            bad = [t for t in stats if t not in STATISTICS]
+            if not stats or bad:
+                raise ValueError(f"stats must be a non-empty subset of {STATISTICS}, got {stats!r}")
+            self.stats = stats
+            self.head = nn.Linear(cin * len(stats), n_out, **fk)
+        else:
+            hidden = tuple(fc_hidden)
+            layers, width = [nn.Flatten()], cin * s.npix
+            for h in _check_positive_ints("fc_hidden", hidden) if hidden else ():
+                layers += [nn.Linear(width, h, **fk), nn.ReLU()]
+                width = h
+            layers.append(nn.Linear(width, n_out, **fk))
+            self.head = nn.Sequential(*layers)
+        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, k={k}, "
+                          f"pool_levels={pools}, head={head!r}, laplacian={laplacian!r}")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel features after the last block, (B, out_sampling.npix, channels[-1])."""
+        check_pixels(x, self.npix, what=f"HEALPix nside {self.sampling.nside}"
+                     + ("" if self.sampling.is_full_sky else " partial sky"))
+        check_channels(x, self.in_channels)
+        check_finite(x)
+        return self.blocks(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        if self.head_kind == "gap":
+            return self.head(h.mean(dim=1))
+        if self.head_kind == "stats":
+            return self.head(torch.cat([self._stat(h, t) for t in self.stats], dim=-1))
+        return self.head(h)
+
+    @staticmethod
+    def _stat(h: torch.Tensor, name: str) -> torch.Tensor:
+        if name == "mean":
+            return h.mean(dim=1)
+        if name == "var":
+            return h.var(dim=1, unbiased=False)
+        if name == "std":
+            return h.var(dim=1, unbiased=False).add(1e-12).sqrt()
+        return h.amax(dim=1) if name == "max" else h.amin(dim=1)
+
+    def describe(self) -> str:
+        return self._describe
+
+    def summary(self) -> str:
+        """Per-part and total parameter counts."""
+        return _summary(self)
+
+    def extra_repr(self) -> str:
+        return f"{self._describe}, parameters={sum(p.numel() for p in self.parameters()):,d}"
+
+
+class DeepSphereClassifier(_DeepSphereNet):
+    """DeepSphere classifier: (batch, pixels, in_channels) NESTED maps -> (batch, n_classes) logits.
+
+    Parameters
+    ----------
+    nside : HEALPix resolution of the input.
+    in_channels : input channels per pixel.
+    channels : output channels of each conv block (one block per entry).
+    n_classes : number of classes (logits out).
+    K : Chebyshev orders per conv.  k : neighbours of the kNN graphs (capped at pixels-1).
+    pool_levels : pooling by 4**p after each block (int for all, or one per block; 0 = none).
+    head : "gap" (global average -> linear), "stats" (pixel statistics ``stats`` per
+        channel -> linear) or "fc" (flatten -> ``fc_hidden`` ReLU layers -> linear).
+    indices : sorted NESTED pixel indices of a partial sky (None: full sky).
+    laplacian : "combinatorial" or "normalized".  pool : "max" or "avg".
+    order : must be "NESTED" (RING maps are rejected).  dtype : parameter/Laplacian dtype.
+    cache, cache_dir : graph disk cache (see ``build_graph``).
+    """
+
+    def __init__(self, nside: int, in_channels: int, channels=(16, 32, 64), n_classes: int = 2, K: int = 5,
+                 k: int = 20, pool_levels=1, head: str = "gap", stats=("mean", "var"), fc_hidden=(),
+                 indices=None, laplacian: str = "combinatorial", pool: str = "max", batch_norm: bool = True,
+                 order: str = "NESTED", dtype=None, cache: bool = True, cache_dir=None):
+        super().__init__(nside, in_channels, n_classes, channels, K, k, pool_levels, head, stats, fc_hidden,
+                         indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir)
+        self.n_classes = int(n_classes)
+
+
+class DeepSphereRegressor(_DeepSphereNet):
+    """DeepSphere regressor: (batch, pixels, in_channels) -> (batch, n_outputs); same options as
+    :class:`DeepSphereClassifier` (``n_outputs`` replaces ``n_classes``)."""
+
+    def __init__(self, nside: int, in_channels: int, channels=(16, 32, 64), n_outputs: int = 1, K: int = 5,
+                 k: int = 20, pool_levels=1, head: str = "gap", stats=("mean", "var"), fc_hidden=(),
+                 indices=None, laplacian: str = "combinatorial", pool: str = "max", batch_norm: bool = True,
+                 order: str = "NESTED", dtype=None, cache: bool = True, cache_dir=None):
+        super().__init__(nside, in_channels, n_outputs, channels, K, k, pool_levels, head, stats, fc_hidden,
+                         indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir)
+        self.n_outputs = int(n_outputs)
+
+
+class SphericalUNet(nn.Module):
+    """Spherical UNet for per-pixel outputs: (batch, pixels, in_channels) -> (batch, pixels, out_channels).
+
+    Level i (i = 0..len(channels)-1) runs ``convs_per_level`` conv blocks with ``channels[i]``
+    outputs at nside / 2**(sum of the poolings above it); between levels the map is pooled by
+    4**pool_levels.  The decoder unpools (``unpool="repeat"``, or ``"max"``: a linear projection
+    to channels[i] then max-unpooling at the encoder's argmax), concatenates the encoder's skip map and runs conv blocks back to ``channels[i]``;
+    a final ChebConv (no norm, no ReLU) maps to ``out_channels``.  Partial sky via ``indices``
+    (decoder pixels whose parent pooling dropped start from zeros and rely on the skip).
+    Other parameters as in :class:`DeepSphereClassifier`.
+    """
+
+    def __init__(self, nside: int, in_channels: int, out_channels: int, channels=(16, 32, 64), K: int = 5,
+                 k: int = 20, pool_levels: int = 1, convs_per_level: int = 1, indices=None,
+                 laplacian: str = "combinatorial", pool: str = "max", unpool: str = "repeat",
+                 batch_norm: bool = True, order: str = "NESTED", dtype=None, cache: bool = True, cache_dir=None):
+        super().__init__()
+        _check_order(order)
+        channels = _check_positive_ints("channels", channels)
+        self.in_channels, self.out_channels, K, k, reps = _check_positive_ints(
+            "in_channels, out_channels, K, k and convs_per_level", (in_channels, out_channels, K, k, convs_per_level))
+        n = len(channels)
+        pools = _per_block(pool_levels, n - 1, "pool_levels") if n > 1 else ()
+        if any(p == 0 for p in pools):
+            raise ValueError("pool_levels must be >= 1 between UNet levels")
+        if unpool not in ("repeat", "max"):
+            raise ValueError(f"unknown unpool {unpool!r}; use 'repeat' or 'max'")
+        if unpool == "max" and pool != "max":
+            raise ValueError("unpool='max' needs pool='max' (it reuses the argmax)")
+        self.unpool_mode = unpool
+        dtype = dtype or torch.get_default_dtype()
+        graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
+        self.sampling = _sampling(nside, indices)
+        self.npix = self.sampling.npix
+        samplings = [self.sampling]
+        self.pools, self.unpools = nn.ModuleList(), nn.ModuleList()
+        for p in pools:
+            s = samplings[-1]
+            pool_mod, coarse = _pool(s, p, pool, return_indices=unpool == "max")
+            self.pools.append(pool_mod)
+            if s.is_full_sky:
+                self.unpools.append(HealpixMaxUnpool(p) if unpool == "max" else HealpixUnpool(p))
+            else:
+                self.unpools.append(HealpixPartialUnpool(s, p, mode=unpool))
+            samplings.append(coarse)
+
+        def level(cin, cout, s):
+            laps = graphs(s)
+            return nn.Sequential(*[_ConvBlock(cin if r == 0 else cout, cout, K, laps, batch_norm, dtype) for r in range(reps)])
+
+        self.encoder = nn.ModuleList()
+        cin = self.in_channels
+        for c, s in zip(channels, samplings):
+            self.encoder.append(level(cin, c, s))
+            cin = c
+        # max-unpool reuses the argmax of channels[i] maps: project channels[i+1] -> channels[i] first
+        self.project = nn.ModuleList(
+            nn.Linear(channels[i + 1], channels[i], dtype=dtype) for i in range(n - 1)
+        ) if unpool == "max" else None
+        up_channels = channels if unpool == "max" else channels[1:]
+        self.decoder = nn.ModuleList(
+            level(up_channels[i] + channels[i], channels[i], samplings[i]) for i in range(n - 1)
+        )
+        self.out = ChebConv(channels[0], self.out_channels, K, graphs(samplings[0]), dtype=dtype)
+        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, k={k}, "
+                          f"pool_levels={pools}, unpool={unpool!r}, laplacian={laplacian!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_pixels(x, self.npix, what=f"HEALPix nside {self.sampling.nside}"
+                     + ("" if self.sampling.is_full_sky else " partial sky"))
+        check_channels(x, self.in_channels)
+        check_finite(x)
+        skips, argmax = [], []
+        h = x
+        for i, enc in enumerate(self.encoder):
+            h = enc(h)
+            if i < len(self.pools):
+                skips.append(h)
+                h = self.pools[i](h)
+                if self.unpool_mode == "max":
+                    h, idx = h
+                    argmax.append(idx)
+        for i in reversed(range(len(self.decoder))):
+            if self.unpool_mode == "max":
+                up = self.unpools[i](self.project[i](h), argmax[i])
+            else:
+                up = self.unpools[i](h)
+            h = self.decoder[i](torch.cat([up, skips[i]], dim=-1))
+        return self.out(h)
+
+    def describe(self) -> str:
+        return self._describe
+
+    def summary(self) -> str:
+        """Per-part and total parameter counts."""
+        return _summary(self)
+
+    def extra_repr(self) -> str:
+        return f"{self._describe}, parameters={sum(p.numel() for p in self.parameters()):,d}"

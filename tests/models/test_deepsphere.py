@@ -1,0 +1,145 @@
+"""DeepSphere classifier / regressor / UNet: shapes, gradients, dtypes, state_dict, bad input."""
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen._validation import UNSEEN
+from deepsphere_gen.graph import build_graph
+from deepsphere_gen.models import DeepSphereClassifier, DeepSphereRegressor, SphericalUNet
+from deepsphere_gen.sampling import HealpixSampling
+
+NSIDE = 4  # 192 pixels
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("graphs")
+
+
+def _kw(cache_dir):
+    return dict(K=3, k=8, cache_dir=cache_dir)
+
+
+@pytest.mark.parametrize("head", ["gap", "stats", "fc"])
+def test_classifier_shapes_backward_and_graph(cache_dir, head):
+    m = DeepSphereClassifier(NSIDE, 2, channels=(4, 6), n_classes=3, head=head, fc_hidden=(5,),
+                             stats=("mean", "var", "max"), **_kw(cache_dir))
+    x = torch.randn(5, 12 * NSIDE**2, 2)
+    y = m(x)
+    assert y.shape == (5, 3)
+    y.logsumexp(-1).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    # the first conv runs on the rescaled Laplacian of build_graph at this nside
+    ref = build_graph(HealpixSampling(NSIDE), k=8, cache_dir=cache_dir).rescaled_laplacian()
+    ours = m.blocks[0][0].conv.laplacian.to_dense().double().numpy()
+    np.testing.assert_allclose(ours, ref.toarray(), atol=1e-6)
+    assert m.out_sampling.nside == NSIDE // 4
+    assert "total" in m.summary() and "parameters" in repr(m)
+
+
+def test_regressor_and_pool_levels_per_block(cache_dir):
+    m = DeepSphereRegressor(8, 1, channels=(3, 4, 5), n_outputs=2, pool_levels=(2, 0, 1), pool="avg", **_kw(cache_dir))
+    assert m.out_sampling.nside == 1
+    y = m(torch.randn(2, 768, 1))
+    assert y.shape == (2, 2)
+    with pytest.raises(ValueError, match="pooling levels"):
+        DeepSphereRegressor(NSIDE, 1, channels=(3, 4, 5), pool_levels=1, **_kw(cache_dir))
+    with pytest.raises(ValueError, match="one per block"):
+        DeepSphereRegressor(NSIDE, 1, channels=(3, 4), pool_levels=(1, 1, 1), **_kw(cache_dir))
+
+
+def test_double_and_state_dict_round_trip(cache_dir):
+    torch.manual_seed(0)
+    a = DeepSphereClassifier(NSIDE, 2, channels=(4, 6), **_kw(cache_dir))
+    x = torch.randn(3, 192, 2)
+    a.train()
+    a(x)  # update BatchNorm running stats
+    a.eval()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = DeepSphereClassifier(NSIDE, 2, channels=(4, 6), **_kw(cache_dir))
+    b.load_state_dict(torch.load(buf))
+    b.eval()
+    torch.testing.assert_close(a(x), b(x))
+    a64 = DeepSphereClassifier(NSIDE, 2, channels=(4, 6), dtype=torch.float64, **_kw(cache_dir))
+    a64.load_state_dict(a.state_dict())
+    a64.eval()
+    y64 = a64(x.double())
+    assert y64.dtype == torch.float64
+    torch.testing.assert_close(y64.float(), a(x), rtol=1e-4, atol=1e-5)
+    assert a.double()(x.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("unpool", ["repeat", "max"])
+def test_unet_shapes_backward(cache_dir, unpool):
+    m = SphericalUNet(8, 2, 3, channels=(4, 6, 8), convs_per_level=2, unpool=unpool, **_kw(cache_dir))
+    x = torch.randn(2, 768, 2, requires_grad=True)
+    y = m(x)
+    assert y.shape == (2, 768, 3)
+    y.square().mean().backward()
+    assert x.grad is not None and all(p.grad is not None for p in m.parameters())
+    assert "total" in m.summary()
+
+
+def test_unet_is_local_per_pixel_segmentation(cache_dir):
+    """A UNet can fit a per-pixel target (the input's sign) quickly: outputs are per pixel."""
+    torch.manual_seed(0)
+    m = SphericalUNet(NSIDE, 1, 1, channels=(8, 8), **_kw(cache_dir))
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    x = torch.randn(8, 192, 1)
+    t = (x > 0).float()
+    for _ in range(60):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(m(x), t)
+        loss.backward()
+        opt.step()
+    m.eval()
+    assert ((m(x) > 0).float() == t).float().mean() > 0.95
+
+
+def test_partial_sky_models(cache_dir):
+    nside = 8
+    idx = np.arange(2 * 64, 4 * 64)  # two base pixels
+    extra = np.array([5 * 64 + 3, 7 * 64 + 1])  # two pixels without complete parents
+    indices = np.sort(np.concatenate([idx, extra]))
+    with pytest.warns(UserWarning, match="dropped 2"):
+        m = DeepSphereClassifier(nside, 1, channels=(3, 4), indices=indices, **_kw(cache_dir))
+    assert m(torch.randn(2, indices.size, 1)).shape == (2, 2)
+    assert m.out_sampling.npix == 2 * 4
+    with pytest.warns(UserWarning):
+        u = SphericalUNet(nside, 1, 2, channels=(3, 4), indices=indices, **_kw(cache_dir))
+    assert u(torch.randn(2, indices.size, 1)).shape == (2, indices.size, 2)
+    with pytest.raises(ValueError, match="partial sky"):
+        m(torch.randn(2, 12 * nside**2, 1))
+
+
+def test_bad_inputs(cache_dir):
+    m = DeepSphereClassifier(NSIDE, 2, channels=(4,), **_kw(cache_dir))
+    with pytest.raises(ValueError, match="pixels, expected 192.*nside 4"):
+        m(torch.randn(1, 768, 2))
+    with pytest.raises(ValueError, match="channels"):
+        m(torch.randn(1, 192, 3))
+    x = torch.randn(1, 192, 2)
+    x[0, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        m(x)
+    x[0, 3, 0] = UNSEEN
+    with pytest.raises(ValueError, match="UNSEEN"):
+        m(x)
+    with pytest.raises(ValueError, match="NESTED"):
+        DeepSphereClassifier(NSIDE, 2, order="RING", **_kw(cache_dir))
+    with pytest.raises(ValueError, match="NESTED"):
+        SphericalUNet(NSIDE, 2, 1, order="RING", **_kw(cache_dir))
+    with pytest.raises(ValueError, match="power of 2"):
+        DeepSphereClassifier(6, 2, **_kw(cache_dir))
+    with pytest.raises(ValueError, match="head"):
+        DeepSphereClassifier(NSIDE, 2, head="attention", **_kw(cache_dir))
+    with pytest.raises(ValueError, match="stats"):
+        DeepSphereClassifier(NSIDE, 2, channels=(4,), head="stats", stats=("kurtosis",), **_kw(cache_dir))
+    with pytest.raises(ValueError, match="channels"):
+        DeepSphereClassifier(NSIDE, 2, channels=(), **_kw(cache_dir))
+    with pytest.raises(ValueError, match="unpool"):
+        SphericalUNet(NSIDE, 2, 1, unpool="max", pool="avg", **_kw(cache_dir))
