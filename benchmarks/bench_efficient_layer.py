@@ -1,0 +1,65 @@
+"""Efficient generalized layer suite: time and memory of one layer vs L for full, MST, RMST.
+
+One EfficientGeneralizedLayer (TP activation -> degree norm -> uniform -> channel-wise ->
+cross-channel), K = 8 channels in and out, tau = 2, L_out = L, batch 8, float32:
+forward + backward (gradients of <y, g> w.r.t. input and weights).  No peer.  Extras:
+the mixing set's size and model cost (sum of (2l1+1)(2l2+1) over triples), the layer's
+dense multiply-adds per sample, parameters.  The full set keeps dense CG tables of
+O(L^6) entries in total, so it is run only up to L = 16.
+
+Threads: both sides run with ``torch.set_num_threads(1)`` (restored afterwards): the
+GEMMs are small, and on a shared 2-core CPU multi-threaded BLAS calls of this size
+stall for tens of ms on thread hand-offs, which would measure the machine's load
+rather than the code.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from deepsphere_gen.nn import EfficientGeneralizedLayer, GeneralizedSignal
+
+NAME = "efficient_layer"
+FULL_MAX_L = 16
+
+
+def cases(quick: bool) -> list[dict]:
+    Ls = (8, 16) if quick else (8, 16, 32)
+    return [{"L": L, "mixing": m, "channels": 8, "tau": 2, "batch": 8}
+            for L in Ls for m in ("full", "mst", "rmst") if not (m == "full" and L > FULL_MAX_L)]
+
+
+def run(case: dict, device, harness) -> list[dict]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see module doc: small GEMMs, shared CPU
+    try:
+        return _run(case, device, harness)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(case: dict, device, harness) -> list[dict]:
+    L, K, tau, B = case["L"], case["channels"], case["tau"], case["batch"]
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    layer = EfficientGeneralizedLayer(L, K, tau, channels_out=K, type_out=tau, mixing=case["mixing"]).to(device)
+    build_s = time.perf_counter() - t0
+    frags = [torch.randn(B, K, 2 * l + 1, tau, device=device, requires_grad=True) for l in range(L)]
+    g = [torch.randn(B, K, 2 * l + 1, tau, device=device) for l in range(L)]
+    params = list(layer.parameters())
+
+    def fwd_bwd():
+        y = layer(GeneralizedSignal(frags, check_values=False))
+        return torch.autograd.grad(y.fragments, frags + params, g)
+
+    t = harness.time(fwd_bwd)
+    mem = harness.peak_memory_mb(fwd_bwd)
+    mix = layer.activation.mixing
+    return [harness.record(
+        f"efficient layer fwd+bwd ({case['mixing']})", case, t.median, peak_mem_mb=mem,
+        mixing_size=mix.size, mixing_cost=mix.cost, flops_per_sample=layer.flops,
+        n_params=sum(p.numel() for p in params), build_s=build_s,
+        cg_table_mb=sum(m.numel() for m in layer.activation._masters) * 8 / 2**20,
+        threads=1,
+    )]

@@ -1,0 +1,102 @@
+"""Tensor-product suite: our channel-wise TP activation vs e3nn's TensorProduct ("uuu").
+
+Both compute, for each of K channels and each (l1, l2 -> l) triple of our MST mixing set
+(tau = 1, so one column per channel and degree; triples l1 == l2 with odd l are
+identically zero and are skipped by both), the Clebsch-Gordan projection of
+f^l1 (x) f^l2.  The peer is e3nn.o3.TensorProduct with one "uuu" instruction per triple,
+no weights, irrep/path normalisation "none", all irreps even (our basis has no parity).
+Outputs agree up to the basis convention: e3nn's real harmonics are Q_l @ ours (Q_l
+orthogonal, fitted at random points) and its CG tensors are unit-norm (ours
+orthonormal, a factor sqrt(2l+1) and a sign per triple, fitted); ``max_rel_diff`` is
+measured after undoing both.  Timed: forward, float32, on the harness device.
+
+Threads: both sides run with ``torch.set_num_threads(1)`` (restored afterwards): the
+GEMMs are small, and on a shared 2-core CPU multi-threaded BLAS calls of this size
+stall for tens of ms on thread hand-offs, which would measure the machine's load
+rather than the code.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepsphere_gen.harmonic import real_spherical_harmonics
+from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
+
+NAME = "tensor_product"
+PEER = "e3nn.o3.TensorProduct(uuu)"
+
+
+def cases(quick: bool) -> list[dict]:
+    Ls = (8,) if quick else (8, 12, 16)
+    return [{"L": L, "channels": 16, "batch": 32, "mixing": "mst"} for L in Ls]
+
+
+def e3nn_basis(L: int) -> list[torch.Tensor]:
+    """Orthogonal Q_l with e3nn's real harmonics = Q_l @ ours (float64)."""
+    from e3nn import o3
+
+    rng = np.random.default_rng(0)
+    n = 4 * L * L + 50
+    th, ph = np.arccos(rng.uniform(-1, 1, n)), rng.uniform(0, 2 * np.pi, n)
+    xyz = torch.tensor(np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], 1))
+    Y = real_spherical_harmonics(L, th, ph)
+    out = []
+    for l in range(L):
+        ye = o3.spherical_harmonics(l, xyz, normalize=True, normalization="integral").numpy()
+        out.append(torch.tensor(np.linalg.lstsq(Y[:, l * l:(l + 1) ** 2], ye, rcond=None)[0].T))
+    return out
+
+
+def run(case: dict, device, harness) -> list[dict]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see module doc: small GEMMs, shared CPU
+    try:
+        return _run(case, device, harness)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(case: dict, device, harness) -> list[dict]:
+    from e3nn import o3
+
+    L, K, B = case["L"], case["channels"], case["batch"]
+    tp = TensorProductActivation(L, K, 1, mixing=case["mixing"]).to(device)
+    triples = [(a, b, l) for l, ps in enumerate(tp.mixing.pairs) for a, b in ps if not (a == b and l % 2)]
+    irr = o3.Irreps([(K, (l, 1)) for l in range(L)])
+    peer = o3.TensorProduct(irr, irr, o3.Irreps([(K, (l, 1)) for *_, l in triples]),
+                            [(a, b, i, "uuu", False) for i, (a, b, _) in enumerate(triples)],
+                            irrep_normalization="none", path_normalization="none").to(device)
+    Qs = [q.to(device=device, dtype=torch.float32) for q in e3nn_basis(L)]
+    g = torch.Generator().manual_seed(0)
+    frags = [torch.randn(B, K, 2 * l + 1, 1, generator=g).to(device) for l in range(L)]
+    x = GeneralizedSignal(frags)
+    xe = torch.cat([torch.einsum("mn,bkn->bkm", Qs[l], f[..., 0]).reshape(B, -1) for l, f in enumerate(frags)], 1)
+
+    with torch.no_grad():
+        y, ye = tp(x), peer(xe, xe)
+        off, col, worst = 0, [0] * L, 0.0
+        for a, b, l in triples:
+            d = K * (2 * l + 1)
+            theirs = torch.einsum("nm,bkn->bkm", Qs[l], ye[:, off:off + d].reshape(B, K, 2 * l + 1))
+            off += d
+            ours = y.fragments[l][..., col[l]]
+            col[l] += 1
+            c = (ours * theirs).sum() / (theirs * theirs).sum()
+            worst = max(worst, ((ours - c * theirs).abs().max() / ours.abs().max()).item())
+
+    def ours_fn():
+        with torch.no_grad():
+            return tp(x)
+
+    def peer_fn():
+        with torch.no_grad():
+            return peer(xe, xe)
+
+    t, tp_peer = harness.time(ours_fn), harness.time(peer_fn)
+    mem = harness.peak_memory_mb(ours_fn)
+    return [harness.record(
+        "channel-wise TP forward", case, t.median, peer=PEER, peer_s=tp_peer.median, max_rel_diff=worst,
+        peak_mem_mb=mem, triples=len(triples), type_out=list(tp.type_out), flops_per_sample=tp.flops,
+        peer_mem_mb=harness.peak_memory_mb(peer_fn), threads=1,
+    )]
