@@ -18,3 +18,43 @@ __all__ = [
     "SphericalDigits",
     "plot_digits",
 ]
+
+# cosmology mass maps (issue 7)
+from ._footprint import (
+    apply_footprint,
+    band_footprint,
+    builtin_footprint,
+    read_footprint,
+    read_healpix_fits,
+    split_patches,
+)
+from ._spectra import COSMOLOGIES, Cosmology, convergence_cl, gaussian_beam, lognormal_shift, pixel_window
+from .massmaps import (
+    DEEPSPHERE_NOISE_LEVELS,
+    MassMapConfig,
+    MassMapDataset,
+    convergence_map,
+    generate_massmaps,
+    load_massmaps,
+)
+
+__all__ += [
+    "COSMOLOGIES",
+    "Cosmology",
+    "convergence_cl",
+    "lognormal_shift",
+    "gaussian_beam",
+    "pixel_window",
+    "split_patches",
+    "band_footprint",
+    "builtin_footprint",
+    "read_footprint",
+    "read_healpix_fits",
+    "apply_footprint",
+    "DEEPSPHERE_NOISE_LEVELS",
+    "MassMapConfig",
+    "MassMapDataset",
+    "convergence_map",
+    "generate_massmaps",
+    "load_massmaps",
+]

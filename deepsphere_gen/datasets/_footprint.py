@@ -1,0 +1,167 @@
+"""Partial sky: nested base patches, survey footprints, HEALPix FITS input.
+
+Every function works on NESTED pixel order.  Pixels outside a patch or footprint are
+never returned: values come with the sorted nested indices of the pixels they belong to.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import healpy as hp
+import numpy as np
+
+from .._validation import UNSEEN
+from ..sampling import check_nside
+
+__all__ = [
+    "nside_of",
+    "split_patches",
+    "band_footprint",
+    "builtin_footprint",
+    "read_healpix_fits",
+    "read_footprint",
+    "check_mask",
+    "apply_footprint",
+]
+
+_DATA = Path(__file__).resolve().parents[2] / "data"
+#: Shipped footprint (see data/README.md): band_footprint(32) stored as NESTED uint8 FITS.
+BUILTIN_FOOTPRINT = _DATA / "footprint_band_nside32.fits"
+
+
+def _bad(values: np.ndarray) -> np.ndarray:
+    return ~np.isfinite(values) | (np.abs(values) > 1e29) | (values == UNSEEN)
+
+
+def nside_of(npix: int) -> int:
+    """nside of a full-sky map with ``npix`` pixels; ValueError if npix is not 12 nside^2."""
+    nside = int(round(np.sqrt(npix / 12)))
+    if nside < 1 or 12 * nside * nside != npix or (nside & (nside - 1)):
+        raise ValueError(f"{npix} pixels is not a full HEALPix sky (12 * nside**2 with nside a power of 2)")
+    return check_nside(nside)
+
+
+def split_patches(maps: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split full-sky NESTED maps into the 12 * 4**level nested base patches.
+
+    maps: (..., 12 nside^2).  Returns ``values`` (..., npatch, npix_patch) (a view) and
+    ``indices`` (npatch, npix_patch) int64 nested pixel indices; sky fraction per patch
+    1 / (12 * 4**level).
+    """
+    maps = np.asarray(maps)
+    npix = maps.shape[-1]
+    nside = nside_of(npix)
+    if int(level) != level or level < 0 or 2**level > nside:
+        raise ValueError(f"patch level must be an integer with 1 <= 2**level <= nside={nside}, got {level!r}")
+    npatch = 12 * 4**level
+    values = maps.reshape(maps.shape[:-1] + (npatch, npix // npatch))
+    indices = np.arange(npix, dtype=np.int64).reshape(npatch, npix // npatch)
+    return values, indices
+
+
+def band_footprint(nside: int, lat_min: float = -40.0, lat_max: float = -15.0,
+                   lon_min: float = 300.0, lon_max: float = 100.0) -> np.ndarray:
+    """Band-shaped footprint (like a ground-based survey stripe): boolean NESTED mask (12 nside^2,).
+
+    Pixel centres with latitude in [lat_min, lat_max] degrees and longitude in the
+    range from lon_min to lon_max degrees, going east and wrapping through 0.
+    """
+    nside = check_nside(nside)
+    if not -90 <= lat_min < lat_max <= 90:
+        raise ValueError(f"need -90 <= lat_min < lat_max <= 90, got {lat_min}, {lat_max}")
+    lon, lat = hp.pix2ang(nside, np.arange(12 * nside * nside), nest=True, lonlat=True)
+    span = (lon_max - lon_min) % 360.0 or 360.0
+    in_lon = (lon - lon_min) % 360.0 <= span
+    mask = in_lon & (lat >= lat_min) & (lat <= lat_max)
+    return check_mask(mask, nside)
+
+
+def builtin_footprint(nside: int) -> np.ndarray:
+    """The shipped band footprint (data/footprint_band_nside32.fits) at ``nside`` >= 32, NESTED bool."""
+    nside = check_nside(nside)
+    if nside < 32:
+        raise ValueError(f"the built-in footprint is defined at nside 32; got nside {nside} < 32")
+    mask32 = read_footprint(BUILTIN_FOOTPRINT, 32)
+    # nested children of a kept pixel are kept: upgrading is a repeat
+    return np.repeat(mask32, (nside // 32) ** 2)
+
+
+def read_healpix_fits(path, nside: int, ordering: str = "NESTED") -> np.ndarray:
+    """Read a one-field HEALPix FITS map and return it in NESTED order, float64 (12 nside^2,).
+
+    ordering: what the file must declare in its ORDERING header: "NESTED" (default),
+    "RING", or "any" (either, converted to NESTED).  Raises ValueError for a different
+    ordering, a wrong nside or an unreadable file; nothing is modified on disk.
+    """
+    nside = check_nside(nside)
+    ordering = ordering.upper()
+    if ordering not in ("NESTED", "RING", "ANY"):
+        raise ValueError(f"ordering must be 'NESTED', 'RING' or 'any', got {ordering!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such FITS file: {path}")
+    try:
+        values, header = hp.read_map(str(path), field=0, nest=None, h=True, dtype=np.float64)
+    except Exception as exc:  # astropy/healpy raise many types for broken files
+        raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
+    header = dict(header)
+    file_order = str(header.get("ORDERING", "")).strip().upper()
+    if file_order not in ("NESTED", "RING"):
+        raise ValueError(f"{path}: ORDERING header is {file_order or 'missing'!r}, expected NESTED or RING")
+    if ordering != "ANY" and file_order != ordering:
+        raise ValueError(
+            f"{path} is in {file_order} ordering but {ordering} was expected "
+            "(pass ordering='any' to convert, or rewrite the file with nest=True)"
+        )
+    file_nside = hp.npix2nside(values.size)
+    if file_nside != nside:
+        raise ValueError(f"{path} has nside {file_nside}, expected nside {nside}")
+    if file_order == "RING":
+        values = hp.reorder(values, r2n=True)
+    return np.asarray(values, dtype=np.float64)
+
+
+def check_mask(mask, nside: int) -> np.ndarray:
+    """Validate a footprint: (12 nside^2,) of booleans or 0/1; returns bool. Empty -> ValueError."""
+    nside = check_nside(nside)
+    mask = np.asarray(mask)
+    if mask.shape != (12 * nside * nside,):
+        raise ValueError(f"mask must have shape ({12 * nside * nside},) for nside {nside}, got {mask.shape}")
+    if mask.dtype != bool:
+        if not np.all(np.isin(mask, (0, 1))):
+            raise ValueError("mask values must be 0/1 or booleans (1 = pixel kept)")
+        mask = mask.astype(bool)
+    if not mask.any():
+        raise ValueError("empty footprint: the mask keeps no pixel")
+    return mask
+
+
+def read_footprint(path, nside: int, ordering: str = "any") -> np.ndarray:
+    """Footprint mask from a HEALPix FITS file, NESTED bool (12 nside^2,).
+
+    Non-zero finite pixels are kept; 0, UNSEEN and NaN are masked.  ``ordering`` as in
+    :func:`read_healpix_fits` (default: accept either and convert).
+    """
+    values = read_healpix_fits(path, nside, ordering=ordering)
+    return check_mask(~_bad(values) & (values != 0), nside)
+
+
+def apply_footprint(maps: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of NESTED maps (..., 12 nside^2) inside the footprint and their nested indices.
+
+    Returns ``values`` (..., n_kept) and ``indices`` (n_kept,) int64.  Pixels outside the
+    mask may hold anything (UNSEEN, NaN): they are dropped.  UNSEEN/NaN/inf pixels inside
+    the mask raise ValueError (extend the mask to exclude them).
+    """
+    maps = np.asarray(maps)
+    nside = nside_of(maps.shape[-1])
+    mask = check_mask(mask, nside)
+    indices = np.flatnonzero(mask).astype(np.int64)
+    values = maps[..., indices]
+    bad = _bad(values)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} UNSEEN/NaN/inf pixel value(s) lie inside the footprint; "
+            "the mask must exclude every missing pixel"
+        )
+    return values, indices

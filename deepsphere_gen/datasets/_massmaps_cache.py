@@ -1,0 +1,87 @@
+"""On-disk cache of generated mass maps: keys, atomic directory writes, metadata, estimates."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["cache_key", "package_versions", "atomic_directory", "read_metadata", "estimate_cost", "METADATA"]
+
+#: Bump when the generated content changes for the same parameters.
+FORMAT_VERSION = 1
+METADATA = "metadata.json"
+
+# Measured seconds per map at nside 1024 (lmax 3071, iter 1) on one core of the dev
+# machine; the cost scales like nside**3 (spherical harmonic transforms).
+_SECONDS_PER_MAP_1024 = 12.0
+_SECONDS_OVERHEAD = 0.01
+
+
+def cache_key(params: dict) -> str:
+    """Short stable hash of the generation parameters (JSON, sorted keys) and FORMAT_VERSION."""
+    blob = json.dumps({"format": FORMAT_VERSION, **params}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def package_versions() -> dict:
+    """Versions of the packages that determine the generated maps."""
+    import healpy
+    import numpy
+    import pyccl
+    import scipy
+
+    from .. import __version__ as ours
+
+    return {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "healpy": healpy.__version__,
+        "pyccl": pyccl.__version__,
+        "deepsphere_gen": ours,
+        "format": FORMAT_VERSION,
+    }
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path):
+    """Yield a fresh temporary directory next to ``final``; rename it to ``final`` on success.
+
+    On any exception the temporary directory is removed and nothing appears at ``final``.
+    If ``final`` appeared meanwhile (another process), the new copy is discarded.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / METADATA).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_metadata(directory: Path) -> dict | None:
+    """Parsed metadata.json of a dataset directory, or None if absent or unreadable."""
+    try:
+        with open(Path(directory) / METADATA) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def estimate_cost(nside: int, n_maps_total: int, itemsize: int = 4) -> tuple[int, float]:
+    """(bytes on disk, seconds) expected for ``n_maps_total`` full-sky maps at ``nside``."""
+    nbytes = n_maps_total * 12 * nside * nside * itemsize
+    seconds = n_maps_total * (_SECONDS_PER_MAP_1024 * (nside / 1024) ** 3 + _SECONDS_OVERHEAD)
+    return nbytes, seconds

@@ -1,0 +1,379 @@
+"""Weak-lensing convergence (mass) maps of two nearly degenerate cosmologies, and their Dataset.
+
+Pipeline for one map (class c = cosmology ``COSMOLOGIES[c]``):
+
+1. ``C_l^kappa`` from pyccl (:func:`convergence_cl`), l <= lmax = 3 nside - 1 by default;
+2. log-normal shift ``lambda`` (:func:`lognormal_shift`) and Gaussian spectrum ``C_l^G``
+   from ``xi_G = ln(1 + xi_kappa / lambda^2)`` (:func:`lognormal_gaussian_cl`);
+3. G synthesised band-limited at the pixel centres, ``kappa = lambda (exp(G - var_G/2) - 1)``;
+4. smoothing: ``map2alm`` (``iter`` iterations, no pixel weights), alm times the Gaussian
+   beam (FWHM ``smoothing_arcmin``, default 3') and the HEALPix pixel window (the map then
+   behaves like pixel-integrated data), ``alm2map``;
+5. NESTED order, float32 on disk.
+
+Noise is not stored: the Dataset adds white Gaussian noise of standard deviation
+``noise_level * clean_std``, where ``clean_std`` is ONE number per dataset, the pixel
+standard deviation of all clean maps of both classes together (so the noise amplitude
+carries no class information).  The noise of a sample is fixed by
+(seed, noise level, class, map, patch): reproducible, identical across epochs.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import healpy as hp
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..sampling import check_nside
+from ._footprint import apply_footprint, check_mask, nside_of, split_patches
+from ._lognormal import field_variance, lognormal_gaussian_cl, lognormal_map, synthesize_alm
+from ._massmaps_cache import (
+    METADATA,
+    atomic_directory,
+    cache_key,
+    estimate_cost,
+    package_versions,
+    read_metadata,
+)
+from ._spectra import (
+    COSMOLOGIES,
+    FIXED_PARAMETERS,
+    SMAIL_PARAMETERS,
+    Cosmology,
+    convergence_cl,
+    gaussian_beam,
+    lognormal_shift,
+    pixel_window,
+)
+
+__all__ = [
+    "MassMapConfig",
+    "DEEPSPHERE_NOISE_LEVELS",
+    "convergence_map",
+    "generate_massmaps",
+    "load_massmaps",
+    "MassMapDataset",
+]
+
+#: Relative noise levels of DeepSphere's experiments (2019: 0-2, ICLR 2020: 3.5).
+DEEPSPHERE_NOISE_LEVELS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.5)
+_MAPS_FILE = "maps_class{}.npy"
+_SPECTRA_FILE = "spectra.npz"
+
+
+def _check_noise(level) -> float:
+    try:
+        x = float(level)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise level must be a number, got {level!r}") from None
+    if not np.isfinite(x) or x < 0:
+        raise ValueError(f"noise level must be a finite number >= 0 (relative to the clean map std), got {level!r}")
+    return x
+
+
+@dataclass(frozen=True)
+class MassMapConfig:
+    """Parameters of a generated mass-map data set (both classes).
+
+    nside: HEALPix resolution (power of 2, <= 1024 supported in practice);
+    n_maps: full-sky maps per class; seed: base seed (map i of class c uses
+    ``SeedSequence([seed, c, i])``, so adding maps keeps the first ones);
+    smoothing_arcmin: Gaussian beam FWHM (0 = none); pixel_window: apply the HEALPix
+    pixel window; lmax: band limit (None -> 3 nside - 1); iter: map2alm iterations of
+    the smoothing step; lognormal: False gives Gaussian fields with the same C_l
+    (ablation); noise_levels: the relative noise levels the experiment uses (validated,
+    recorded; noise itself is added by :class:`MassMapDataset`).
+    """
+
+    nside: int = 64
+    n_maps: int = 16
+    seed: int = 0
+    smoothing_arcmin: float = 3.0
+    pixel_window: bool = True
+    lmax: int | None = None
+    iter: int = 1
+    lognormal: bool = True
+    noise_levels: tuple = field(default=DEEPSPHERE_NOISE_LEVELS)
+
+    def __post_init__(self):
+        check_nside(self.nside)
+        if int(self.n_maps) != self.n_maps or self.n_maps < 1:
+            raise ValueError(f"n_maps (per class) must be a positive integer, got {self.n_maps!r}")
+        if int(self.seed) != self.seed or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not np.isfinite(self.smoothing_arcmin) or self.smoothing_arcmin < 0:
+            raise ValueError(f"smoothing_arcmin must be >= 0, got {self.smoothing_arcmin!r}")
+        if self.lmax is not None and (int(self.lmax) != self.lmax or not 2 <= self.lmax <= 4 * self.nside):
+            raise ValueError(f"lmax must be an integer in [2, 4 nside = {4 * self.nside}], got {self.lmax!r}")
+        if int(self.iter) != self.iter or self.iter < 0:
+            raise ValueError(f"iter must be a non-negative integer, got {self.iter!r}")
+        object.__setattr__(self, "noise_levels", tuple(_check_noise(v) for v in self.noise_levels))
+
+    @property
+    def band_limit(self) -> int:
+        """lmax actually used (3 nside - 1 unless given)."""
+        return int(self.lmax) if self.lmax is not None else 3 * self.nside - 1
+
+    def generation_params(self) -> dict:
+        """Everything that determines the stored maps (the cache key); noise levels excluded."""
+        d = asdict(self)
+        d.pop("noise_levels")
+        d["lmax"] = self.band_limit
+        d["cosmologies"] = [asdict(c) for c in COSMOLOGIES]
+        d["fixed_parameters"] = FIXED_PARAMETERS
+        d["smail"] = SMAIL_PARAMETERS
+        return d
+
+
+@lru_cache(maxsize=16)
+def _gaussian_cl(cosmology: Cosmology, lmax: int) -> np.ndarray:
+    cl_g = lognormal_gaussian_cl(convergence_cl(cosmology, lmax), lognormal_shift(cosmology))
+    cl_g.setflags(write=False)
+    return cl_g
+
+
+def _transfer(config: MassMapConfig) -> np.ndarray:
+    lmax = config.band_limit
+    b = gaussian_beam(config.smoothing_arcmin, lmax)
+    if config.pixel_window:
+        b = b * pixel_window(config.nside, lmax)
+    return b
+
+
+def convergence_map(cosmology: Cosmology, config: MassMapConfig, rng: np.random.Generator) -> np.ndarray:
+    """One clean convergence map, NESTED, float64, shape (12 nside^2,).
+
+    Randomness comes only from ``rng``.
+    """
+    lmax, nside = config.band_limit, config.nside
+    cl = convergence_cl(cosmology, lmax)
+    if config.lognormal:
+        kappa = lognormal_map(_gaussian_cl(cosmology, lmax), lognormal_shift(cosmology), nside, rng)
+    else:
+        kappa = hp.alm2map(synthesize_alm(cl, rng), nside, lmax=lmax, pixwin=False)
+    if config.smoothing_arcmin > 0 or config.pixel_window:
+        alm = hp.map2alm(kappa, lmax=lmax, iter=config.iter, use_pixel_weights=False)
+        kappa = hp.alm2map(hp.almxfl(alm, _transfer(config)), nside, lmax=lmax, pixwin=False)
+    return hp.reorder(kappa, r2n=True)
+
+
+def _dataset_dir(config: MassMapConfig, data_dir) -> Path:
+    return Path(data_dir) / f"massmaps-nside{config.nside}-{cache_key(config.generation_params())}"
+
+
+def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, verbose: bool = True) -> Path:
+    """Generate (or reuse) the data set for ``config`` under ``data_dir``; returns its directory.
+
+    The directory holds ``maps_class0.npy``, ``maps_class1.npy`` (n_maps, 12 nside^2)
+    float32 NESTED, ``spectra.npz`` (input C_l^kappa, C_l^G, shifts, transfer b_l w_l)
+    and ``metadata.json`` (parameters, package versions, clean_std, timing).  It is
+    written to a temporary directory and renamed at the end: an error leaves nothing.
+    A directory with the same parameters is reused without recomputation.
+    """
+    if not isinstance(config, MassMapConfig):
+        raise ValueError(f"config must be a MassMapConfig, got {type(config).__name__}")
+    final = _dataset_dir(config, data_dir)
+    meta = read_metadata(final)
+    if meta is not None and meta.get("generation") == json.loads(json.dumps(config.generation_params())):
+        if verbose:
+            print(f"massmaps: reusing {final}")
+        return final
+    if final.exists():
+        raise ValueError(f"{final} exists but its metadata does not match; remove it to regenerate")
+
+    n_total = 2 * config.n_maps
+    nbytes, seconds = estimate_cost(config.nside, n_total)
+    if verbose:
+        print(
+            f"massmaps: generating {config.n_maps} maps x 2 classes at nside {config.nside} "
+            f"(lmax {config.band_limit}): ~{nbytes / 2**20:.1f} MiB, ~{seconds:.0f} s estimated -> {final}"
+        )
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    npix = 12 * config.nside**2
+    lmax = config.band_limit
+    with atomic_directory(final) as tmp:
+        spectra = {"transfer": _transfer(config)}
+        sums, sq = 0.0, 0.0
+        class_std = []
+        bar = tqdm(total=n_total, desc="massmaps", unit="map", disable=not progress)
+        for c, cosmo in enumerate(COSMOLOGIES):
+            cl = convergence_cl(cosmo, lmax)
+            shift = lognormal_shift(cosmo)
+            cl_g = _gaussian_cl(cosmo, lmax) if config.lognormal else cl
+            spectra[f"cl_kappa_{c}"], spectra[f"cl_gauss_{c}"] = cl, cl_g
+            spectra[f"shift_{c}"] = np.float64(shift)
+            out = np.lib.format.open_memmap(tmp / _MAPS_FILE.format(c), mode="w+", dtype=np.float32,
+                                            shape=(config.n_maps, npix))
+            csum, csq = 0.0, 0.0
+            for i in range(config.n_maps):
+                rng = np.random.default_rng(np.random.SeedSequence([config.seed, c, i]))
+                m = convergence_map(cosmo, config, rng)
+                out[i] = m
+                csum += float(m.sum())
+                csq += float(np.square(m).sum())
+                bar.update(1)
+            out.flush()
+            del out
+            n = config.n_maps * npix
+            class_std.append(float(np.sqrt(max(csq / n - (csum / n) ** 2, 0.0))))
+            sums, sq = sums + csum, sq + csq
+        bar.close()
+        np.savez(tmp / _SPECTRA_FILE, **spectra)
+        n = n_total * npix
+        elapsed = time.perf_counter() - t0
+        meta = {
+            "generation": config.generation_params(),
+            "noise_levels": list(config.noise_levels),
+            "classes": [{"label": c, **asdict(cosmo), "lognormal_shift": lognormal_shift(cosmo),
+                         "clean_std": class_std[c], "input_variance": field_variance(
+                             convergence_cl(cosmo, lmax) * spectra["transfer"] ** 2)}
+                        for c, cosmo in enumerate(COSMOLOGIES)],
+            "clean_std": float(np.sqrt(max(sq / n - (sums / n) ** 2, 0.0))),
+            "ordering": "NESTED",
+            "dtype": "float32",
+            "shape_per_class": [config.n_maps, npix],
+            "files": [_MAPS_FILE.format(c) for c in range(2)] + [_SPECTRA_FILE],
+            "versions": package_versions(),
+            "seconds": elapsed,
+            "seconds_per_map": elapsed / n_total,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        with open(tmp / METADATA, "w") as f:
+            json.dump(meta, f, indent=1)
+    if verbose:
+        print(f"massmaps: {n_total} maps in {elapsed:.1f} s ({elapsed / n_total:.2f} s/map)")
+    return final
+
+
+def load_massmaps(path) -> tuple[np.ndarray, dict]:
+    """Memory-mapped maps (2, n_maps, 12 nside^2) float32 NESTED... as a list per class, and metadata.
+
+    Returns ``(maps, metadata)`` with ``maps`` a read-only array stacked over classes.
+    """
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta is None:
+        raise ValueError(f"{path} is not a generated mass-map data set (no readable {METADATA})")
+    maps = np.stack([np.load(path / _MAPS_FILE.format(c), mmap_mode="r") for c in range(2)])
+    return maps, meta
+
+
+class MassMapDataset(Dataset):
+    """Samples (x, label, pixel_indices) of full-sky maps, nested base patches or a footprint.
+
+    Parameters
+    ----------
+    source : directory written by :func:`generate_massmaps`, or an array shaped
+        (n_classes, n_maps, 12 nside^2) of clean NESTED maps.
+    level : None for full sky, else the patch level k: 12 * 4**k patches of sky
+        fraction 1/12 (k=0), 1/48 (k=1), 1/192 (k=2).
+    footprint : boolean NESTED mask (12 nside^2,), instead of ``level``.
+    noise : relative noise level >= 0 (noise std = noise * clean_std).
+    split : "train", "test" or "all"; the last ``round(test_fraction * n_maps)`` maps
+        of each class (at least 1) are the test maps, so patches of one map never
+        straddle the split.
+    clean_std : reference std for arrays (default: std of the given array).
+    seed : noise seed (default: the data set's seed, 0 for arrays).
+
+    Item: ``x`` (pixels, 1) float tensor, ``label`` int64 scalar tensor, ``indices``
+    (pixels,) int64 sorted nested pixel indices of ``x`` (all items of a data set have
+    the same pixel count, so the default collate batches them).
+    """
+
+    def __init__(self, source, level: int | None = None, noise: float = 0.0, split: str = "train",
+                 test_fraction: float = 0.25, footprint=None, clean_std: float | None = None,
+                 seed: int | None = None, dtype: torch.dtype = torch.float32):
+        self.noise = _check_noise(noise)
+        if isinstance(source, (str, Path)):
+            maps, meta = load_massmaps(source)
+            ref_std = meta["clean_std"] if clean_std is None else clean_std
+            seed = meta["generation"]["seed"] if seed is None else seed
+        else:
+            maps = np.asarray(source)
+            if maps.ndim != 3:
+                raise ValueError(f"map array must be shaped (n_classes, n_maps, pixels), got {maps.shape}")
+            ref_std = float(np.std(maps)) if clean_std is None else clean_std
+            seed = 0 if seed is None else seed
+        n_classes, n_maps, npix = maps.shape
+        self.nside = nside_of(npix)
+        if not np.isfinite(ref_std) or ref_std <= 0:
+            raise ValueError(f"clean_std must be positive, got {ref_std}")
+        self.maps, self.clean_std, self.seed, self.dtype = maps, float(ref_std), int(seed), dtype
+
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        n_test = max(1, int(round(test_fraction * n_maps)))
+        if split != "all" and n_maps - n_test < 1:
+            raise ValueError(f"{n_maps} map(s) per class cannot be split into train and test")
+        self.map_ids = {"train": np.arange(n_maps - n_test), "test": np.arange(n_maps - n_test, n_maps),
+                        "all": np.arange(n_maps)}[split]
+        self.split = split
+
+        if footprint is not None and level is not None:
+            raise ValueError("give either a patch level or a footprint, not both")
+        self.level = level
+        if footprint is not None:
+            mask = check_mask(footprint, self.nside)
+            self.indices = np.flatnonzero(mask)[None, :].astype(np.int64)
+            apply_footprint(np.asarray(maps[0, :1]), mask)  # UNSEEN inside the footprint -> ValueError
+        elif level is not None:
+            _, self.indices = split_patches(np.empty(npix, dtype=np.int8), level)
+        else:
+            self.indices = np.arange(npix, dtype=np.int64)[None, :]
+        self.n_classes = n_classes
+        self._indices_t = torch.from_numpy(self.indices)
+
+    @property
+    def n_patches(self) -> int:
+        return self.indices.shape[0]
+
+    @property
+    def sky_fraction(self) -> float:
+        """Fraction of the sky seen by one sample."""
+        return self.indices.shape[1] / (12 * self.nside**2)
+
+    def __len__(self) -> int:
+        return self.n_classes * len(self.map_ids) * self.n_patches
+
+    def _locate(self, i: int) -> tuple[int, int, int]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        i %= len(self)
+        per_class = len(self.map_ids) * self.n_patches
+        c, r = divmod(i, per_class)
+        j, p = divmod(r, self.n_patches)
+        return c, int(self.map_ids[j]), p
+
+    def values(self, i: int) -> tuple[np.ndarray, int, int]:
+        """(pixel values float64 (pixels,), label, patch number) of sample ``i``, noise included."""
+        c, j, p = self._locate(i)
+        idx = self.indices[p]
+        x = np.asarray(self.maps[c, j, idx], dtype=np.float64)
+        if self.noise > 0:
+            key = [self.seed, 7919, int(round(self.noise * 1000)), c, j, 0 if self.level is None else self.level + 1, p]
+            rng = np.random.default_rng(np.random.SeedSequence(key))
+            x = x + self.noise * self.clean_std * rng.standard_normal(x.size)
+        return x, c, p
+
+    def __getitem__(self, i: int):
+        x, c, p = self.values(i)
+        return (torch.from_numpy(x).to(self.dtype).unsqueeze(-1), torch.tensor(c, dtype=torch.int64),
+                self._indices_t[p])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All samples as numpy: values (n, pixels) float64, indices (n, pixels) int64, labels (n,)."""
+        out = [self.values(i) for i in range(len(self))]
+        x = np.stack([o[0] for o in out])
+        labels = np.array([o[1] for o in out], dtype=np.int64)
+        idx = self.indices[[o[2] for o in out]]
+        return x, idx, labels

@@ -1,0 +1,113 @@
+"""Nested base patches, footprints and HEALPix FITS input."""
+import healpy as hp
+import numpy as np
+import pytest
+
+from deepsphere_gen._validation import UNSEEN
+from deepsphere_gen.datasets._footprint import (
+    BUILTIN_FOOTPRINT,
+    apply_footprint,
+    band_footprint,
+    builtin_footprint,
+    check_mask,
+    read_footprint,
+    read_healpix_fits,
+    split_patches,
+)
+from deepsphere_gen.sampling import base_patch_indices
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_split_patches_are_the_nested_base_patches(level):
+    nside = 16
+    maps = np.random.default_rng(0).standard_normal((3, 12 * nside**2))
+    values, idx = split_patches(maps, level)
+    npatch = 12 * 4**level
+    assert values.shape == (3, npatch, 12 * nside**2 // npatch) and idx.shape == values.shape[1:]
+    for p in (0, npatch // 2, npatch - 1):
+        np.testing.assert_array_equal(idx[p], base_patch_indices(nside, level, p))
+        np.testing.assert_array_equal(values[:, p], maps[:, idx[p]])
+    # a base patch is one connected nested block: its pixels share one ancestor at nside 2**level
+    assert np.all(idx[1] >> (2 * int(np.log2(nside) - level)) == 1)
+
+
+def test_split_patches_errors():
+    with pytest.raises(ValueError, match="12 \\* nside"):
+        split_patches(np.zeros(100), 0)
+    with pytest.raises(ValueError, match="level"):
+        split_patches(np.zeros(12 * 4), 2)
+
+
+def test_band_footprint_area():
+    nside = 64
+    m = band_footprint(nside, -40, -15, 300, 100)
+    area = (np.sin(np.radians(-15)) - np.sin(np.radians(-40))) * (160 / 360) / 2
+    assert m.dtype == bool and m.mean() == pytest.approx(area, rel=0.03)
+    full = band_footprint(nside, -90, 90, 0, 0)
+    assert full.all()
+
+
+def test_builtin_footprint_matches_function_and_upgrades():
+    np.testing.assert_array_equal(read_footprint(BUILTIN_FOOTPRINT, 32), band_footprint(32))
+    m64 = builtin_footprint(64)
+    assert m64.shape == (12 * 64**2,)
+    np.testing.assert_array_equal(
+        hp.ud_grade(m64.astype(float), 32, order_in="NESTED", order_out="NESTED") > 0.5, band_footprint(32))
+    with pytest.raises(ValueError, match="nside 32"):
+        builtin_footprint(16)
+
+
+def test_read_fits_orderings_and_nside(tmp_path):
+    nside = 8
+    nest = np.arange(12 * nside**2, dtype=np.float64)
+    f_nest, f_ring = tmp_path / "nest.fits", tmp_path / "ring.fits"
+    hp.write_map(str(f_nest), nest, nest=True, dtype=np.float64)
+    hp.write_map(str(f_ring), hp.reorder(nest, n2r=True), nest=False, dtype=np.float64)
+    np.testing.assert_array_equal(read_healpix_fits(f_nest, nside), nest)
+    with pytest.raises(ValueError, match="RING ordering but NESTED was expected"):
+        read_healpix_fits(f_ring, nside)
+    np.testing.assert_array_equal(read_healpix_fits(f_ring, nside, ordering="any"), nest)
+    np.testing.assert_array_equal(read_healpix_fits(f_ring, nside, ordering="RING"), nest)
+    with pytest.raises(ValueError, match="nside 8, expected nside 16"):
+        read_healpix_fits(f_nest, 16)
+    with pytest.raises(ValueError, match="no such FITS"):
+        read_healpix_fits(tmp_path / "missing.fits", nside)
+    (tmp_path / "junk.fits").write_text("not a fits file")
+    with pytest.raises(ValueError, match="cannot read"):
+        read_healpix_fits(tmp_path / "junk.fits", nside)
+
+
+def test_read_footprint_masks_unseen_and_zero(tmp_path):
+    nside = 8
+    mask = np.zeros(12 * nside**2)
+    mask[:100] = 1.0
+    mask[100:110] = UNSEEN
+    path = tmp_path / "mask_ring.fits"
+    hp.write_map(str(path), hp.reorder(mask, n2r=True), nest=False)
+    got = read_footprint(path, nside)  # RING converted (ordering='any')
+    np.testing.assert_array_equal(np.flatnonzero(got), np.arange(100))
+    empty = tmp_path / "empty.fits"
+    hp.write_map(str(empty), np.zeros(12 * nside**2), nest=True)
+    with pytest.raises(ValueError, match="empty footprint"):
+        read_footprint(empty, nside)
+
+
+def test_apply_footprint_drops_outside_and_rejects_unseen_inside():
+    nside = 8
+    maps = np.random.default_rng(1).standard_normal((2, 12 * nside**2))
+    mask = np.zeros(12 * nside**2, bool)
+    mask[50:90] = True
+    maps[:, :50] = UNSEEN  # outside: fine
+    maps[:, 95] = np.nan
+    values, idx = apply_footprint(maps, mask)
+    np.testing.assert_array_equal(idx, np.arange(50, 90))
+    np.testing.assert_array_equal(values, maps[:, 50:90])
+    maps[1, 60] = UNSEEN
+    with pytest.raises(ValueError, match="1 UNSEEN/NaN/inf pixel value\\(s\\) lie inside the footprint"):
+        apply_footprint(maps, mask)
+    with pytest.raises(ValueError, match="empty footprint"):
+        apply_footprint(maps, np.zeros(12 * nside**2, bool))
+    with pytest.raises(ValueError, match="0/1"):
+        check_mask(np.full(12 * nside**2, 2), nside)
+    with pytest.raises(ValueError, match="shape"):
+        check_mask(np.ones(10, bool), nside)

@@ -1,0 +1,207 @@
+"""Generated mass maps: spectra, one-point statistics, cache, metadata, Dataset, errors."""
+import json
+
+import healpy as hp
+import numpy as np
+import pytest
+import torch
+from scipy.stats import skew
+
+import deepsphere_gen.datasets.massmaps as mm
+from deepsphere_gen._validation import UNSEEN
+from deepsphere_gen.datasets._lognormal import lognormal_skewness
+from deepsphere_gen.datasets._spectra import COSMOLOGIES, convergence_cl, lognormal_shift
+from deepsphere_gen.datasets.massmaps import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
+from deepsphere_gen.sampling import base_patch_indices
+
+NSIDE = 32
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    cfg = MassMapConfig(nside=NSIDE, n_maps=6, seed=5)
+    return generate_massmaps(cfg, tmp_path_factory.mktemp("mm"), progress=False, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def raw_maps():
+    """Unsmoothed log-normal maps (values at pixel centres), 12 per class, same seeds in both classes."""
+    cfg = MassMapConfig(nside=NSIDE, smoothing_arcmin=0.0, pixel_window=False)
+    return [np.stack([mm.convergence_map(c, cfg, np.random.default_rng([9, i])) for i in range(12)])
+            for c in COSMOLOGIES]
+
+
+def test_anafast_matches_input_cl_times_beam_and_pixel_window(dataset_dir):
+    maps, meta = load_massmaps(dataset_dir)
+    spectra = np.load(dataset_dir / "spectra.npz")
+    lmax = meta["generation"]["lmax"]
+    ell = np.arange(lmax + 1)
+    for c in range(2):
+        measured = np.mean([hp.anafast(hp.reorder(np.asarray(m, np.float64), n2r=True), lmax=lmax, iter=3,
+                                       use_pixel_weights=False) for m in maps[c]], axis=0)
+        expected = convergence_cl(COSMOLOGIES[c], lmax) * spectra["transfer"] ** 2
+        np.testing.assert_allclose(spectra[f"cl_kappa_{c}"], convergence_cl(COSMOLOGIES[c], lmax))
+        # bands of 8 degrees, 2 <= l < 2 nside; Gaussian cosmic variance of the band mean
+        edges = np.arange(2, 2 * NSIDE + 1, 8)
+        z = []
+        for a, b in zip(edges[:-1], edges[1:]):
+            modes = maps.shape[1] * np.sum(2 * ell[a:b] + 1)
+            band = expected[a:b].mean()
+            z.append((measured[a:b].mean() - band) / (band * np.sqrt(2 / modes)))
+        z = np.array(z)
+        assert np.all(np.abs(z) < 4), z
+        assert np.mean(z**2) < 3, z  # chi^2 per band
+        # and the measurement is sharp enough to see a 15 % amplitude error
+        z_wrong = (measured[2:2 * NSIDE].sum() - 1.15 * expected[2:2 * NSIDE].sum()) / (
+            expected[2:2 * NSIDE].sum() * np.sqrt(2 / (maps.shape[1] * np.sum(2 * ell[2:2 * NSIDE] + 1))))
+        assert abs(z_wrong) > 4
+
+
+def test_skewness_matches_lognormal_prediction(raw_maps):
+    """Unsmoothed maps are exactly shifted log-normal at each pixel: skewness = 3r + r^3, r = std/lambda."""
+    for c, maps in enumerate(raw_maps):
+        shift = lognormal_shift(COSMOLOGIES[c])
+        sk = np.array([skew(m) for m in maps])
+        pred = lognormal_skewness(maps.var(axis=1), shift)
+        err = sk.std(ddof=1) / np.sqrt(sk.size)
+        assert abs(sk.mean() - pred.mean()) < 4 * err, (sk.mean(), pred.mean(), err)
+        assert np.all(maps.min(axis=1) > -shift)
+
+
+def test_cosmologies_differ_in_skewness_not_in_variance(raw_maps):
+    sk = [np.array([skew(m) for m in maps]) for maps in raw_maps]
+    d = sk[1] - sk[0]  # paired: same Gaussian seeds, different cosmology
+    assert d.mean() > 4 * d.std(ddof=1) / np.sqrt(d.size)  # (0.26, 0.91) is the more skewed model
+    assert np.all(d > 0)
+    var = [maps.var(axis=1).mean() for maps in raw_maps]
+    assert abs(var[1] / var[0] - 1) < 0.2
+
+
+def test_smoothed_maps_are_close_to_lognormal(dataset_dir):
+    """Pixel window + beam smoothing lowers the skewness a little below the log-normal value."""
+    maps, meta = load_massmaps(dataset_dir)
+    for c in range(2):
+        sk = np.mean([skew(np.asarray(m, np.float64)) for m in maps[c]])
+        pred = lognormal_skewness(np.var(maps[c], axis=1), meta["classes"][c]["lognormal_shift"]).mean()
+        assert 0.75 * pred < sk < 1.02 * pred
+
+
+def test_metadata_and_cache_reuse(dataset_dir, monkeypatch, capsys):
+    meta = json.loads((dataset_dir / "metadata.json").read_text())
+    assert meta["generation"]["nside"] == NSIDE and meta["generation"]["seed"] == 5
+    assert meta["generation"]["lmax"] == 3 * NSIDE - 1
+    assert {"numpy", "healpy", "pyccl", "deepsphere_gen"} <= set(meta["versions"])
+    assert meta["classes"][0]["omega_m"] == 0.31 and meta["classes"][1]["sigma8"] == 0.91
+    maps, _ = load_massmaps(dataset_dir)
+    assert maps.shape == (2, 6, 12 * NSIDE**2) and maps.dtype == np.float32
+    assert meta["clean_std"] == pytest.approx(np.std(np.asarray(maps, np.float64)), rel=1e-4)
+
+    def boom(*a, **k):
+        raise AssertionError("regenerated instead of reusing the cache")
+
+    monkeypatch.setattr(mm, "convergence_map", boom)
+    cfg = MassMapConfig(nside=NSIDE, n_maps=6, seed=5, noise_levels=(0, 2))  # noise levels: same data
+    assert generate_massmaps(cfg, dataset_dir.parent, progress=False) == dataset_dir
+    assert "reusing" in capsys.readouterr().out
+
+
+def test_generation_reproducible_and_prefix_stable(tmp_path):
+    a = generate_massmaps(MassMapConfig(nside=8, n_maps=2, seed=1), tmp_path / "a", progress=False, verbose=False)
+    b = generate_massmaps(MassMapConfig(nside=8, n_maps=3, seed=1), tmp_path / "b", progress=False, verbose=False)
+    c = generate_massmaps(MassMapConfig(nside=8, n_maps=2, seed=2), tmp_path / "c", progress=False, verbose=False)
+    ma, mb, mc = (load_massmaps(p)[0] for p in (a, b, c))
+    np.testing.assert_array_equal(ma, mb[:, :2])
+    assert not np.allclose(ma, mc)
+
+
+def test_estimate_printed_and_failure_leaves_nothing(tmp_path, monkeypatch, capsys):
+    calls = []
+    real = mm.convergence_map
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mm, "convergence_map", flaky)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate_massmaps(MassMapConfig(nside=8, n_maps=2), tmp_path, progress=False)
+    out = capsys.readouterr().out
+    assert "MiB" in out and "s estimated" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(noise_levels=(0, -0.5)), "noise level"),
+    (dict(nside=48), "power of 2"),
+    (dict(n_maps=0), "n_maps"),
+    (dict(smoothing_arcmin=-3), "smoothing"),
+    (dict(lmax=1), "lmax"),
+])
+def test_config_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        MassMapConfig(**bad)
+
+
+@pytest.mark.parametrize("level", [None, 0, 1, 2])
+def test_dataset_patches_split_and_labels(dataset_dir, level):
+    train = MassMapDataset(dataset_dir, level=level, split="train")
+    test = MassMapDataset(dataset_dir, level=level, split="test")
+    npatch = 1 if level is None else 12 * 4**level
+    assert len(train) == 2 * 4 * npatch and len(test) == 2 * 2 * npatch  # 6 maps: 4 train, 2 test
+    assert set(train.map_ids).isdisjoint(test.map_ids)
+    assert train.sky_fraction == pytest.approx(1 / (12 * 4**level) if level is not None else 1.0)
+    maps, _ = load_massmaps(dataset_dir)
+    for i in (0, len(train) - 1, len(train) // 2 + 1):
+        x, y, idx = train[i]
+        c, j, p = train._locate(i)
+        assert x.shape == (12 * NSIDE**2 // npatch, 1) and x.dtype == torch.float32
+        assert int(y) == c
+        if level is not None:
+            np.testing.assert_array_equal(idx.numpy(), base_patch_indices(NSIDE, level, p))
+        np.testing.assert_allclose(x[:, 0].numpy(), maps[c, j, idx.numpy()], rtol=1e-6)
+    xb, yb, ib = next(iter(torch.utils.data.DataLoader(train, batch_size=4, shuffle=True)))
+    assert xb.shape == (4, 12 * NSIDE**2 // npatch, 1) and yb.shape == (4,) and ib.shape == (4, xb.shape[1])
+
+
+def test_dataset_noise_level_definition(dataset_dir):
+    clean = MassMapDataset(dataset_dir, level=0, split="all")
+    noisy = MassMapDataset(dataset_dir, level=0, noise=2.0, split="all")
+    diff = np.concatenate([noisy.values(i)[0] - clean.values(i)[0] for i in range(len(clean))])
+    assert diff.std() == pytest.approx(2.0 * clean.clean_std, rel=0.02)
+    np.testing.assert_array_equal(noisy.values(3)[0], noisy.values(3)[0])  # fixed per sample
+    other = MassMapDataset(dataset_dir, level=0, noise=2.0, split="all", seed=123)
+    assert not np.allclose(other.values(3)[0], noisy.values(3)[0])
+    with pytest.raises(ValueError, match="noise level"):
+        MassMapDataset(dataset_dir, noise=-1.0)
+
+
+def test_dataset_footprint_and_arrays(dataset_dir):
+    from deepsphere_gen.datasets._footprint import builtin_footprint
+
+    mask = builtin_footprint(NSIDE)
+    ds = MassMapDataset(dataset_dir, footprint=mask, noise=1.0, split="test")
+    x, y, idx = ds[0]
+    np.testing.assert_array_equal(idx.numpy(), np.flatnonzero(mask))
+    values, indices, labels = ds.arrays()
+    assert values.shape == (4, mask.sum()) and indices.shape == values.shape
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="empty footprint"):
+        MassMapDataset(dataset_dir, footprint=np.zeros(12 * NSIDE**2, bool))
+    with pytest.raises(ValueError, match="either a patch level or a footprint"):
+        MassMapDataset(dataset_dir, footprint=mask, level=0)
+
+
+def test_dataset_from_arrays_rejects_unseen_inside_footprint():
+    maps = np.random.default_rng(0).standard_normal((2, 3, 12 * 8**2))
+    mask = np.zeros(12 * 8**2, bool)
+    mask[:64] = True
+    maps[:, :, 100:] = UNSEEN  # outside the footprint: never read
+    ds = MassMapDataset(maps, footprint=mask, split="all", clean_std=1.0)
+    assert len(ds) == 6 and torch.isfinite(ds[5][0]).all()
+    maps[0, 0, 10] = UNSEEN
+    with pytest.raises(ValueError, match="inside the footprint"):
+        MassMapDataset(maps, footprint=mask, split="all", clean_std=1.0)
+    with pytest.raises(ValueError, match="split"):
+        MassMapDataset(maps[:, :1], level=0)
