@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..sampling import HealpixSampling
-from ._wigner import _as_angles, wigner_D_real
+from ._wigner import _apply_D_real, _as_angles
 
 __all__ = [
     "random_rotations",
@@ -169,7 +169,9 @@ def rotate_coefficients(
 
     Flat index ``l*l + l + m``.  ``L`` defaults to sqrt(number of coefficients).  One
     rotation for the whole batch, or ``(batch, 3)`` angles / ``(batch, 3, 3)`` matrices.
-    Wigner-D blocks are computed in the coefficients' dtype on their device.
+    The Wigner-D factors are applied in the coefficients' dtype on their device
+    (``Delta_l`` tables cached per dtype/device), never forming D: cost
+    ~4 sum_l (2l+1)^2 * batch * channels.
     """
     if not torch.is_tensor(coeffs) or coeffs.dim() != 3 or not coeffs.is_floating_point():
         raise ValueError("coeffs must be a real floating tensor shaped (batch, L*L, channels)")
@@ -179,10 +181,7 @@ def rotate_coefficients(
         raise ValueError(f"coeffs has {n} coefficients per channel, expected L*L for bandlimit L={L!r}")
     ang = _resolve(angles, matrix, coeffs.dtype, coeffs.device)
     _check_batch(ang, coeffs.shape[0])
-    out = []
-    for l in range(L):
-        D = wigner_D_real(l, ang)  # (3,) -> (n, n); (batch, 3) -> (batch, n, n)
-        out.append(D @ coeffs[:, l * l : (l + 1) * (l + 1), :])
+    out = [_apply_D_real(l, ang, coeffs[:, l * l : (l + 1) * (l + 1), :]) for l in range(L)]
     return torch.cat(out, dim=1)
 
 
@@ -206,8 +205,9 @@ def rotate_fragments(fragments, angles=None, *, matrix=None) -> list[torch.Tenso
                 f"fragment {l} has dtype/device {f.dtype}/{f.device}, fragment 0 has {first.dtype}/{first.device}"
             )
         _check_batch(ang, f.shape[0])
-        D = wigner_D_real(l, ang)
-        out.append(torch.einsum("mn,bcnt->bcmt" if D.dim() == 2 else "bmn,bcnt->bcmt", D, f))
+        b, c, n, t = f.shape
+        x = _apply_D_real(l, ang, f.transpose(1, 2).reshape(b, n, c * t))
+        out.append(x.reshape(b, n, c, t).transpose(1, 2))
     return out
 
 

@@ -216,3 +216,9 @@ def test_rotate_map_healpix_approximate():
     assert errs[0] < 1e-2 and errs[1] < 1e-5 and errs[1] < errs[0]
     with pytest.raises(ValueError):
         rotate_map(maps, s, a)  # HEALPix has no intrinsic bandlimit: L is required
+
+
+def test_gradients_wrt_coefficients_and_angles():
+    c = torch.randn(1, 9, 2, dtype=torch.float64, requires_grad=True)
+    a = random_rotations(1, seed=13)[0].requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, y: rotate_coefficients(x, y), (c, a))
