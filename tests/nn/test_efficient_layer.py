@@ -1,17 +1,15 @@
 """Efficient generalized layer: equivariance, shapes, scale through depth, gradients."""
-import math
-
 import pytest
 import torch
 
+from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.equivariance import assert_equivariant
 from deepsphere_gen.nn import EfficientGeneralizedLayer, GeneralizedSignal
 
 
 def rotations(n, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, 3, generator=g, dtype=torch.float64)
-    return [torch.stack([2 * math.pi * a, torch.arccos(1 - 2 * b), 2 * math.pi * c]) for a, b, c in u]
+    """Uniform random rotations on SO(3) (ZYZ angles, float64)."""
+    return list(random_rotations(n, seed))
 
 
 def signal(L, K, tau, B=2, dtype=torch.float64, seed=0):

@@ -1,9 +1,8 @@
 """Constrained generalized convolutions and degree normalisation."""
-import math
-
 import pytest
 import torch
 
+from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.equivariance import assert_equivariant
 from deepsphere_gen.nn import ChannelWiseConv, CrossChannelConv, DegreeNorm, GeneralizedSignal, UniformConv
 
@@ -11,9 +10,8 @@ L, K, TAU = 5, 3, (2, 3, 1, 2, 2)
 
 
 def rotations(n, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, 3, generator=g, dtype=torch.float64)
-    return [torch.stack([2 * math.pi * a, torch.arccos(1 - 2 * b), 2 * math.pi * c]) for a, b, c in u]
+    """Uniform random rotations on SO(3) (ZYZ angles, float64)."""
+    return list(random_rotations(n, seed))
 
 
 def signal(dtype=torch.float64, K=K, tau=TAU, B=2, seed=0):

@@ -1,11 +1,10 @@
 """S2 input layer: maps / coefficients -> generalized signal, equivariance through the SHT."""
-import math
-
 import healpy as hp
 import numpy as np
 import pytest
 import torch
 
+from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.equivariance import assert_equivariant
 from deepsphere_gen.harmonic import SHT
 from deepsphere_gen.nn import GeneralizedSignal, S2InputLayer
@@ -13,9 +12,8 @@ from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling
 
 
 def rotations(n, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, 3, generator=g, dtype=torch.float64)
-    return [torch.stack([2 * math.pi * a, torch.arccos(1 - 2 * b), 2 * math.pi * c]) for a, b, c in u]
+    """Uniform random rotations on SO(3) (ZYZ angles, float64)."""
+    return list(random_rotations(n, seed))
 
 
 def rotate_coeffs(c, a):

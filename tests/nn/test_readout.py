@@ -1,17 +1,15 @@
 """Invariant readout: invariance and features."""
-import math
-
 import pytest
 import torch
 
+from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.equivariance import assert_equivariant
 from deepsphere_gen.nn import GeneralizedSignal, InvariantReadout
 
 
 def rotations(n, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, 3, generator=g, dtype=torch.float64)
-    return [torch.stack([2 * math.pi * a, torch.arccos(1 - 2 * b), 2 * math.pi * c]) for a, b, c in u]
+    """Uniform random rotations on SO(3) (ZYZ angles, float64)."""
+    return list(random_rotations(n, seed))
 
 
 def signal(L=4, K=3, tau=(2, 1, 2, 1), B=3, dtype=torch.float64):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.equivariance import assert_equivariant
 from deepsphere_gen.harmonic import real_spherical_harmonics
 from deepsphere_gen.harmonic._clebsch_gordan import clebsch_gordan
@@ -12,10 +13,8 @@ from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
 
 
 def rotations(n, seed=0):
-    """Uniform random rotations on SO(3) as ZYZ angles (float64)."""
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, 3, generator=g, dtype=torch.float64)
-    return [torch.stack([2 * math.pi * a, torch.arccos(1 - 2 * b), 2 * math.pi * c]) for a, b, c in u]
+    """Uniform random rotations on SO(3) (ZYZ angles, float64)."""
+    return list(random_rotations(n, seed))
 
 
 def rot(x, angles):
