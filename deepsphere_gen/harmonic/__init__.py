@@ -20,6 +20,9 @@ from ._rotation import (
 )
 from ._wigner import complex_to_real_matrix, wigner_d, wigner_D_blocks, wigner_D_real
 
+# Wigner transforms on SO(3) grids (issue 5)
+from ._so3_transform import SO3Transform, so3_coefficient_count
+
 # harmonic layers (issue 4)
 from ._mixing_sets import (
     MIXING_KINDS,
@@ -78,4 +81,7 @@ __all__ = [
     "real_to_healpy_alm",
     "healpy_alm_to_real",
     "healpy_alm_size",
+    # Wigner transforms on SO(3) grids (issue 5)
+    "SO3Transform",
+    "so3_coefficient_count",
 ]

@@ -21,6 +21,8 @@ from ._harmonic_input import S2InputLayer
 from ._readout import InvariantReadout
 from ._signal import GeneralizedSignal, normalize_type
 from ._tensor_product import TensorProductActivation
+# classical spherical CNN layers and baselines (issue 5)
+from ._s2_conv import S2Conv, S2ToSO3Conv, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
 
 __all__ = [
     # graph layers (issue 2)
@@ -48,4 +50,10 @@ __all__ = [
     "EfficientGeneralizedLayer",
     "S2InputLayer",
     "InvariantReadout",
+    # classical spherical CNN layers and baselines (issue 5)
+    "S2Conv",
+    "S2ToSO3Conv",
+    "SO3Conv",
+    "s2_near_identity_grid",
+    "so3_near_identity_grid",
 ]

@@ -9,6 +9,16 @@ from .equiangular import (
 )
 from .healpix import MAX_NSIDE, HealpixSampling, base_patch_indices, check_nside
 
+# SO(3) Euler-angle grids (issue 5)
+from .so3 import (
+    GaussLegendreSO3Sampling,
+    McEwenSO3Sampling,
+    SO3Sampling,
+    SOFTSampling,
+    so3_sampling,
+    soft_beta_weights,
+)
+
 __all__ = [
     "Sampling",
     "Rings",
@@ -21,4 +31,11 @@ __all__ = [
     "GaussLegendreSampling",
     "McEwenWiauxSampling",
     "dh_theta_weights",
+    # SO(3) Euler-angle grids (issue 5)
+    "SO3Sampling",
+    "SOFTSampling",
+    "GaussLegendreSO3Sampling",
+    "McEwenSO3Sampling",
+    "so3_sampling",
+    "soft_beta_weights",
 ]
