@@ -28,7 +28,7 @@ PEER = "e3nn.o3.TensorProduct(uuu)"
 
 
 def cases(quick: bool) -> list[dict]:
-    Ls = (8,) if quick else (8, 12, 16)
+    Ls = (8,) if quick else (8, 10, 12)  # e3nn's spherical_harmonics (basis fit) stops at l = 11
     return [{"L": L, "channels": 16, "batch": 32, "mixing": "mst"} for L in Ls]
 
 
