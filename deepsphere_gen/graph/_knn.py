@@ -68,7 +68,9 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     No self-loops; every node has at least k neighbours.
 
     Returns a (npix, npix) float64 CSR matrix with sorted indices (int32 when they fit).
-    Memory: about 30 bytes per edge at peak (nside 1024, k=20: see the package report).
+    Cost: one cKDTree query (all cores) and O(npix k) vectorised work in row chunks;
+    HEALPix nside 1024, k=20 (12.6M nodes, 254M edges): 7.4 GB peak, about 4 min on
+    2 busy cores.
     """
     xyz = sampling.xyz
     n = xyz.shape[0]

@@ -53,13 +53,13 @@ def laplacian(W, kind: str = "combinatorial") -> sp.csr_matrix:
     return L
 
 
-def estimate_lmax(L, tol: float = 1e-3, safety: float = 1.01) -> float:
+def estimate_lmax(L, tol: float = 5e-3, safety: float = 1.01) -> float:
     """Upper estimate of the largest eigenvalue of a symmetric Laplacian: lambda * ``safety``.
 
     lambda comes from Lanczos (``scipy.sparse.linalg.eigsh``, relative tolerance ``tol``,
     fixed random start vector so that the result is reproducible); Lanczos Ritz values
     never exceed the true largest eigenvalue, and the 1 % margin covers ``tol``, so the
-    result bounds the spectrum (as pygsp, which uses tol=5e-3 and the same 1 %).
+    result bounds the spectrum (the same choices as pygsp).
     Graphs below 64 nodes use a dense eigensolver.
     """
     L = _check_square(L, "Laplacian L")
