@@ -76,32 +76,34 @@ def euler_to_matrix(angles, dtype: torch.dtype | None = None, device=None) -> to
     return _rz(ang[..., 0]) @ _ry(ang[..., 1]) @ _rz(ang[..., 2])
 
 
-def matrix_to_euler(matrix, tol: float = 1e-6) -> torch.Tensor:
+def matrix_to_euler(matrix, tol: float = 1e-5) -> torch.Tensor:
     """Rotation matrices (..., 3, 3) -> ZYZ angles (..., 3), beta in [0, pi].
 
-    At the poles (sin(beta) = 0) the split between alpha and gamma is arbitrary; gamma = 0
-    is returned.  Raises ValueError unless the matrices are orthogonal with determinant
-    +1 to within ``tol``.
+    ``alpha`` comes from the third column, then ``gamma`` from ``alpha + gamma`` (upper
+    2x2 block: ``(R10 - R01, R00 + R11) = (1 + cos beta) (sin, cos)``) when cos beta >= 0,
+    else from ``alpha - gamma`` (``(-(R10 + R01), R11 - R00) = (1 - cos beta) (sin, cos)``):
+    the reconstructed matrix is accurate to working precision even next to the poles
+    (where the split between alpha and gamma is ill-defined).  Raises ValueError unless
+    the matrices are orthogonal with determinant +1 to within ``tol``.
     """
     R = torch.as_tensor(matrix)
     if not R.is_floating_point():
         R = R.to(torch.float64)
     if R.dim() < 2 or R.shape[-2:] != (3, 3):
         raise ValueError(f"rotation matrices must be shaped (..., 3, 3), got {tuple(R.shape)}")
-    eye = torch.eye(3, dtype=R.dtype, device=R.device)
     if not bool(torch.isfinite(R).all()):
         raise ValueError("rotation matrices hold NaN or inf values")
+    eye = torch.eye(3, dtype=R.dtype, device=R.device)
     if R.numel() and (
         float((R @ R.transpose(-1, -2) - eye).abs().max()) > tol
         or float((torch.linalg.det(R) - 1).abs().max()) > tol
     ):
         raise ValueError("matrices are not rotations (orthogonal with determinant +1)")
-    sb = torch.hypot(R[..., 0, 2], R[..., 1, 2])
-    beta = torch.atan2(sb, R[..., 2, 2])
-    pole = sb < 1e-12
-    s = torch.sign(R[..., 2, 2])  # beta = 0: R = Rz(alpha); beta = pi: R = Rz(alpha) Ry(pi)
-    alpha = torch.where(pole, torch.atan2(R[..., 1, 0] * s, R[..., 0, 0] * s), torch.atan2(R[..., 1, 2], R[..., 0, 2]))
-    gamma = torch.where(pole, torch.zeros_like(sb), torch.atan2(R[..., 2, 1], -R[..., 2, 0]))
+    beta = torch.atan2(torch.hypot(R[..., 0, 2], R[..., 1, 2]), R[..., 2, 2])
+    alpha = torch.atan2(R[..., 1, 2], R[..., 0, 2])
+    plus = torch.atan2(R[..., 1, 0] - R[..., 0, 1], R[..., 0, 0] + R[..., 1, 1])
+    minus = torch.atan2(-(R[..., 1, 0] + R[..., 0, 1]), R[..., 1, 1] - R[..., 0, 0])
+    gamma = torch.where(R[..., 2, 2] >= 0, plus - alpha, alpha - minus)
     return torch.stack([alpha, beta, gamma], dim=-1)
 
 
@@ -122,7 +124,7 @@ def _resolve(angles, matrix, dtype, device) -> torch.Tensor:
     if matrix is not None:
         if not torch.is_tensor(matrix):
             matrix = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
-        angles = matrix_to_euler(matrix)
+        angles = matrix_to_euler(matrix.to(torch.float64))
     return _as_angles(angles, dtype, device)
 
 

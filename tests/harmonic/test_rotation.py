@@ -59,10 +59,13 @@ def test_euler_matrix_round_trip_vs_scipy():
     R = euler_to_matrix(a)
     np.testing.assert_allclose(R.numpy(), Rotation.from_euler("ZYZ", a.numpy()).as_matrix(), atol=1e-15)
     np.testing.assert_allclose(euler_to_matrix(matrix_to_euler(R)).numpy(), R.numpy(), atol=1e-14)
-    # poles: beta = 0 and beta = pi
-    for beta in (0.0, math.pi):
+    # at and next to the poles (gimbal lock), also from float32 matrices
+    for beta in (0.0, 1e-9, 1e-4, math.pi - 1e-4, math.pi):
         R0 = euler_to_matrix([0.3, beta, 1.1])
         np.testing.assert_allclose(euler_to_matrix(matrix_to_euler(R0)).numpy(), R0.numpy(), atol=1e-14)
+        R32 = R0.float()
+        back = euler_to_matrix(matrix_to_euler(R32.double()))
+        assert (back - R32.double()).abs().max() < 1e-6
     with pytest.raises(ValueError):
         matrix_to_euler(torch.eye(3) * 2)
     with pytest.raises(ValueError):
