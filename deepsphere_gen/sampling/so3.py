@@ -133,7 +133,9 @@ class McEwenSO3Sampling(SO3Sampling):
 
     def __init__(self, L: int):
         L = _check_bandlimit(L)
-        super().__init__(L, np.pi * (2 * np.arange(L) + 1) / (2 * L - 1), 2 * L - 1, 2 * L - 1, None)
+        beta = np.pi * (2 * np.arange(L) + 1) / (2 * L - 1)
+        beta[-1] = np.pi  # exactly (the formula rounds above pi for some L, e.g. 7, 24)
+        super().__init__(L, beta, 2 * L - 1, 2 * L - 1, None)
 
 
 _KINDS = {"soft": SOFTSampling, "dh": SOFTSampling, "gl": GaussLegendreSO3Sampling, "mw": McEwenSO3Sampling}

@@ -37,6 +37,7 @@ def test_shapes_and_layout():
     assert np.allclose(a[:, 0, 0, 1], s.beta_1d) and np.allclose(a[0, :, 0, 0], s.alpha_1d)
     assert np.allclose(a[0, 0, :, 2], s.gamma_1d) and np.allclose(s.alpha_1d, np.pi * np.arange(6) / 3)
     assert isinstance(so3_sampling("mw", 4), McEwenSO3Sampling)
+    assert all(McEwenSO3Sampling(n).beta_1d[-1] == math.pi for n in (7, 24))  # not rounded above pi
 
 
 @pytest.mark.parametrize("make", [SOFTSampling, GaussLegendreSO3Sampling])
