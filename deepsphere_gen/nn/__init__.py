@@ -22,6 +22,7 @@ from ._readout import InvariantReadout
 from ._signal import GeneralizedSignal, normalize_type
 from ._tensor_product import TensorProductActivation
 # classical spherical CNN layers and baselines (issue 5)
+from ._full_cg import FullCGLayer
 from ._pointwise import S2Pointwise, S2ReLU, SO3Pointwise, SO3ReLU
 from ._s2_conv import S2Conv, S2ToSO3Conv, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
 
@@ -61,4 +62,5 @@ __all__ = [
     "SO3Pointwise",
     "S2ReLU",
     "SO3ReLU",
+    "FullCGLayer",
 ]
