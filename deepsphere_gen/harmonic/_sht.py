@@ -38,6 +38,10 @@ __all__ = ["SHT", "analysis", "synthesis", "max_bandlimit", "clear_sht_cache"]
 
 #: Above this many bytes the Legendre table is not stored but streamed over chunks of m.
 DEFAULT_MAX_TABLE_BYTES = 2**30
+#: Legendre tables are split into this many chunks of m (triangle trimming, ring skipping).
+_CHUNKS = 16
+#: Rings where every Legendre value of a chunk is below this are skipped for that chunk.
+_SKIP = 1e-30
 
 
 def max_bandlimit(sampling) -> int | None:
@@ -67,7 +71,8 @@ class SHT(torch.nn.Module):
     """Forward (analysis) and inverse (synthesis) real SHT on one sampling at bandlimit L.
 
     An ``nn.Module`` whose tables are non-persistent buffers: it moves with ``.to()`` and
-    can be a sub-module of a network (nothing is added to the state dict).
+    can be a sub-module of a network (nothing is added to the state dict).  ``.to(dtype)``
+    casts the tables; build with ``dtype=torch.float64`` for float64-exact transforms.
 
     Parameters
     ----------
@@ -80,10 +85,12 @@ class SHT(torch.nn.Module):
     max_table_bytes : cap on the stored Legendre table; above it the table is recomputed
         per chunk of m at every call (host float64, then copied to the device).
 
-    Memory: Legendre table L * L * nrings * itemsize bytes (GL L=256 float32: 64 MiB;
-    HEALPix nside=128, L=384 float64: 575 MiB), plus 2 * nrings * L phases, per-group
-    fold tables O(L) and, for MW, 2 * L * L mixing values.
-    Cost per call: O(L^2 nrings) for the Legendre matmuls + O(npix log nphi) FFTs.
+    Memory: the Legendre table keeps one ring of each north/south mirror pair (Rn rings:
+    about half the rings of GL, DH and HEALPix grids, all of MW's) and only l >= m split
+    by parity of l + m: L * 2 * Rn * ceil(L/2) * itemsize bytes (GL L=256 float32:
+    33 MiB; HEALPix nside=128, L=384 float64: 289 MiB), plus O(nrings * L) phase and fold
+    tables and, for MW, 2 * L * L mixing values.
+    Cost per call: O(L^2 Rn) per map for the Legendre matmuls + O(npix log nphi) FFTs.
     """
 
     def __init__(
@@ -113,93 +120,151 @@ class SHT(torch.nn.Module):
             raise ValueError(f"order must be 'NESTED' or 'RING', got {order!r}")
         if order == "RING" and not isinstance(sampling, HealpixSampling):
             raise ValueError("order='RING' only applies to HEALPix samplings")
-        self.sampling = sampling
-        self.order = order
-        self.npix = sampling.npix
+        self.sampling, self.order, self.npix = sampling, order, sampling.npix
         self.is_mw = isinstance(sampling, McEwenWiauxSampling)
         rings = sampling.rings()
         if not self.is_mw and sampling.weights is None:
             raise ValueError(f"{sampling!r} has no quadrature weights: no analysis possible")
+        f64 = dict(dtype=dtype, device=device)
 
+        # rings grouped by nphi; inside a group, samples k-major: position k * nr + i
         ring_pixels = rings.order if order == "NESTED" else np.arange(self.npix)
         groups = [(int(n), np.flatnonzero(rings.nphi == n)) for n in np.unique(rings.nphi)]
-        ring_seq = np.concatenate([idx for _, idx in groups])  # rings in group order
-        perm = np.concatenate([ring_pixels[rings.start[r] : rings.start[r] + rings.nphi[r]] for r in ring_seq])
-        self._identity = bool(np.array_equal(perm, np.arange(self.npix)))
-        self.register_buffer("perm", torch.as_tensor(perm, device=device), persistent=False)
-        self.register_buffer("inv_perm", torch.as_tensor(np.argsort(perm), device=device), persistent=False)
-        self._groups = []  # (n, nrings, ring offset, pixel offset)
-        m = np.arange(L)
-        r0 = p0 = 0
-        for gi, (n, idx) in enumerate(groups):
-            bin_, sign, mult = _fold(m, n)
-            mask = (m <= (n - 1) // 2).astype(np.float64) if self.is_mw else np.ones(L)
-            self._buffer(f"bin_{gi}", torch.as_tensor(bin_, device=device))
-            self._buffer(f"ana_re_{gi}", mask, dtype, device)
-            self._buffer(f"ana_im_{gi}", mask * sign, dtype, device)
-            self._buffer(f"syn_re_{gi}", n * mult, dtype, device)
-            self._buffer(f"syn_im_{gi}", n * mult * sign, dtype, device)
-            self._groups.append((n, idx.size, r0, p0))
-            r0 += idx.size
-            p0 += idx.size * n
-
-        self.theta = rings.theta[ring_seq]
-        nphi = rings.nphi[ring_seq]
-        phi0 = rings.phi0[ring_seq]
+        seq = np.concatenate([idx for _, idx in groups])  # rings in group order
+        perm = np.concatenate(
+            [ring_pixels[rings.start[idx][None, :] + np.arange(n)[:, None]].ravel() for n, idx in groups]
+        )
+        self._long("perm", perm, device)
+        self._long("inv_perm", np.argsort(perm), device)
+        theta, phi0 = rings.theta[seq], rings.phi0[seq]
         if self.is_mw:
-            q = 2 * np.pi / nphi
-            mix = mw_theta_mixing(sampling.L)[:, ring_seq][:, :, ring_seq]
-            self._buffer("mix", mix, dtype, device)
+            q = 2 * np.pi / rings.nphi[seq]
+            self._buffer("mix", mw_theta_mixing(sampling.L)[:, seq][:, :, seq], **f64)
         else:
-            w = np.asarray(sampling.weights)
-            q = w[ring_pixels[rings.start[ring_seq]]]  # pixel weight on each ring
+            q = np.asarray(sampling.weights)[ring_pixels[rings.start[seq]]]  # pixel weight per ring
             self.mix = None
         self._has_phase = bool(np.any(phi0 != 0))
-        psi = np.outer(phi0, m)
-        self._buffer("q", q, dtype, device)
-        self._buffer("phase_cos", np.cos(psi), dtype, device)
-        self._buffer("phase_sin", np.sin(psi), dtype, device)
-        c = np.where(m == 0, 1.0, np.sqrt(2.0))
-        self._buffer("ana_scale", np.stack([c, -c], axis=1), dtype, device)
-        self._buffer("syn_scale", np.stack([1 / c, -1 / c], axis=1), dtype, device)
+        m = np.arange(L)
+        c_ana = np.where(m == 0, 1.0, np.sqrt(2.0))
+        self._groups = []  # (n, nrings, ring offset, pixel offset, fold width P)
+        r0 = p0 = 0
+        for gi, (n, idx) in enumerate(groups):
+            nr = idx.size
+            bin_, sign, mult = _fold(m, n)
+            mask = (m <= (n - 1) // 2).astype(np.float64) if self.is_mw else np.ones(L)
+            psi = np.outer(m, phi0[r0 : r0 + nr])  # (L, nr)
+            cq = (c_ana * mask)[:, None] * q[None, r0 : r0 + nr]
+            sg = sign[:, None]
+            self._long(f"bin_{gi}", bin_, device)
+            ana = [cq * np.cos(psi), cq * sg * np.sin(psi), cq * np.sin(psi), -cq * sg * np.cos(psi)]
+            # synthesis fold: bin j gathers P orders m_jp (padding slots have weight 0)
+            nb = n // 2 + 1
+            P = int(np.bincount(bin_, minlength=nb).max())
+            fidx = np.zeros((nb, P), dtype=np.int64)
+            fw = np.zeros((nb, P, 1))
+            fill = np.zeros(nb, dtype=np.int64)
+            for mm in range(L):
+                j = bin_[mm]
+                fidx[j, fill[j]] = mm
+                fw[j, fill[j], 0] = 1.0
+                fill[j] += 1
+            fm = fidx.ravel()
+            s = (n * mult * np.where(m == 0, 1.0, np.sqrt(0.5)))[fm][:, None] * fw.reshape(-1, 1)
+            sgf = sign[fm][:, None]
+            psi_f = psi[fm]
+            syn = [s * np.cos(psi_f), s * np.sin(psi_f), s * sgf * np.sin(psi_f), -s * sgf * np.cos(psi_f)]
+            self._long(f"fold_{gi}", fm, device)
+            for name, tabs in (("ana", ana), ("syn", syn)):
+                for k, t in enumerate(tabs):
+                    if self._has_phase or k in (0, 3):
+                        self._buffer(f"{name}{k}_{gi}", t[:, :, None, None], **f64)
+            self._groups.append((n, nr, r0, p0, P))
+            r0 += nr
+            p0 += nr * n
+        R = r0
 
-        # flat index l*l+l+m <-> grid (part, m, l) with part 0 = cos (m >= 0), 1 = sin (m < 0)
-        ll, mm = np.meshgrid(np.arange(L), m, indexing="ij")
-        flat = ll * ll + ll + mm
-        valid = mm <= ll
-        grid_cos = np.where(valid, flat, L * L).T  # (m, l); L*L points to a zero pad
-        grid_sin = np.where(valid & (mm > 0), ll * ll + ll - mm, L * L).T
-        grid = np.stack([grid_cos, grid_sin], axis=-1)  # (m, l, part)
-        self.register_buffer("grid_from_flat", torch.as_tensor(grid.ravel(), device=device), persistent=False)
+        # north/south mirror pairs share Legendre values: lambda(pi - t) = (-1)^(l+m) lambda(t)
+        srt = np.argsort(theta)
+        south = np.full(R, -1)
+        taken = np.zeros(R, dtype=bool)
+        for i in np.flatnonzero(theta < np.pi / 2 - 1e-12):
+            k = int(np.searchsorted(theta[srt], np.pi - theta[i]))
+            for cand in (k - 1, k):
+                if 0 <= cand < R and not taken[srt[cand]] and abs(theta[srt[cand]] - (np.pi - theta[i])) < 1e-10:
+                    south[i] = srt[cand]
+                    taken[srt[cand]] = True
+                    break
+        slots = np.flatnonzero(~taken)  # rings whose Legendre values are stored
+        self._paired = bool(taken.any())
+        self.theta = theta[slots]
+        self._long("slot_ring", slots, device)
+        self._long("slot_south", np.where(south[slots] >= 0, south[slots], R), device)
+        paired = np.flatnonzero(south[slots] >= 0)
+        self._long("paired_slots", paired, device)
+        self._long("ring_from_cat", np.argsort(np.concatenate([slots, south[slots][paired]])), device)
+
+        # Legendre tables in chunks of m: chunk c holds m in [m0, m1), l = m + parity + 2h
+        # for h < ceil((L - m0) / 2) (no l < m0 waste), and only the rings where some value
+        # exceeds _SKIP (values below it cannot change a float64 result: ring skipping).
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        Rn = self.theta.size
+        nm = max(1, -(-L // _CHUNKS))
+        nm = max(1, min(nm, int(max_table_bytes // (2 * Rn * ((L + 1) // 2) * itemsize))))
+        self._chunks = []  # (m0, m1, width, grid offset, ring subset or None)
+        grid, flat_from_grid, off = [], np.zeros(L * L, dtype=np.int64), 0
         ell = np.floor(np.sqrt(np.arange(L * L))).astype(np.int64)
         em = np.arange(L * L) - ell * ell - ell
-        flat_from_grid = np.where(em >= 0, (em * L + ell) * 2, (-em * L + ell) * 2 + 1)
-        self.register_buffer("flat_from_grid", torch.as_tensor(flat_from_grid, device=device), persistent=False)
-
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        self.table_bytes = L * L * self.theta.size * itemsize
+        ma = np.abs(em)
+        tabs, self.table_bytes = [], 0
+        for ci, m0 in enumerate(range(0, L, nm)):
+            m1, w = min(L, m0 + nm), (L - m0 + 1) // 2
+            mm, pp, hh = np.meshgrid(np.arange(m0, m1), [0, 1], np.arange(w), indexing="ij")
+            ll = mm + pp + 2 * hh
+            ok = ll < L
+            grid.append(np.stack([np.where(ok, ll * ll + ll + mm, L * L),
+                                  np.where(ok & (mm > 0), ll * ll + ll - mm, L * L)], -1).ravel())
+            sel = (ma >= m0) & (ma < m1)
+            flat_from_grid[sel] = off + ((((ma - m0) * 2 + (ell - ma) % 2) * w + (ell - ma) // 2) * 2 + (em < 0))[sel]
+            tab = self._table(m0, m1, w)
+            keep = np.flatnonzero(np.abs(tab).max(axis=(0, 2)) > _SKIP)
+            subset = None if keep.size == Rn else keep
+            if subset is not None:
+                self._long(f"rings_{ci}", subset, device)
+                tab = tab[:, subset]
+            self.table_bytes += tab.size * itemsize
+            tabs = None if tabs is None or self.table_bytes > max_table_bytes else tabs + [tab]
+            self._chunks.append((m0, m1, w, off, subset is not None))
+            off += grid[-1].size
+        self._long("grid_from_flat", np.concatenate(grid), device)
+        self._long("flat_from_grid", flat_from_grid, device)
         self.streaming = self.table_bytes > max_table_bytes
-        self._chunk = max(1, int(max_table_bytes // max(1, L * self.theta.size * itemsize)))
-        if self.streaming:
-            self.legendre = None
-        else:
-            tab = normalized_legendre(L, self.theta).transpose(0, 2, 1)  # (m, ring, l)
-            self._buffer("legendre", tab, dtype, device)
+        for ci, tab in enumerate([] if self.streaming else tabs):
+            self._buffer(f"leg_{ci}", tab, **f64)
 
     # ------------------------------------------------------------------ helpers
     def _buffer(self, name, value, dtype=None, device=None):
         t = torch.as_tensor(np.ascontiguousarray(value), device=device)
-        if dtype is not None:
-            t = t.to(dtype)
-        self.register_buffer(name, t, persistent=False)
+        self.register_buffer(name, t if dtype is None else t.to(dtype), persistent=False)
+
+    def _long(self, name, value, device):
+        self.register_buffer(name, torch.as_tensor(np.asarray(value, dtype=np.int64), device=device), persistent=False)
+
+    def _table(self, m0: int, m1: int, width: int, subset=None) -> np.ndarray:
+        """(2 (m1-m0), rings, width) float64: lambda_{m + parity + 2h}^m at the stored rings."""
+        theta = self.theta if subset is None else self.theta[subset]
+        lam = normalized_legendre(self.L, theta, m0, m1)  # (nm, L, rings)
+        mi = np.arange(m1 - m0)[:, None, None]
+        ll = (mi + m0) + np.arange(2)[None, :, None] + 2 * np.arange(width)[None, None, :]
+        tab = lam[mi, np.minimum(ll, self.L - 1)] * (ll < self.L)[..., None]  # (nm, 2, width, rings)
+        return np.ascontiguousarray(tab.transpose(0, 1, 3, 2).reshape(2 * (m1 - m0), theta.size, width))
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.q.dtype
+        return self.ana0_0.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.q.device
+        return self.ana0_0.device
 
     def extra_repr(self) -> str:
         return f"{self.sampling!r}, L={self.L}, iterations={self.iterations}, streaming={self.streaming}"
@@ -208,27 +273,42 @@ class SHT(torch.nn.Module):
         if not torch.is_tensor(x):
             raise ValueError(f"{name} must be a torch tensor, got {type(x).__name__}")
         if x.dim() != 3 or x.shape[1] != n:
-            raise ValueError(
-                f"{name} must be shaped (batch, {n}, channels) ({what}), got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"{name} must be shaped (batch, {n}, channels) ({what}), got shape {tuple(x.shape)}")
         if x.dtype != self.dtype:
             raise ValueError(f"{name} has dtype {x.dtype} but the SHT tables are {self.dtype}; use .to()")
         if x.device != self.device:
             raise ValueError(f"{name} is on {x.device} but the SHT tables are on {self.device}; use .to()")
-        check_finite(x, name)
+        # one fused reduction; NaN fails the comparison, inf and UNSEEN exceed the bound
+        if x.numel() and not bool(torch.linalg.vector_norm(x.detach(), float("inf")) <= 1e29):
+            check_finite(x, name)
 
-    def _legendre(self, z: torch.Tensor, transpose: bool) -> torch.Tensor:
-        """(L, rings, K) -> (L, L, K) if transpose (projection) else (L, L, K) -> (L, rings, K)."""
-        if self.legendre is not None:
-            tab = self.legendre
-            return torch.bmm(tab.transpose(1, 2) if transpose else tab, z)
+    def _chunk_table(self, ci: int, z: torch.Tensor) -> torch.Tensor:
+        if not self.streaming:
+            return getattr(self, f"leg_{ci}")
+        m0, m1, w, _, sub = self._chunks[ci]
+        subset = getattr(self, f"rings_{ci}").cpu().numpy() if sub else None
+        return torch.as_tensor(self._table(m0, m1, w, subset)).to(device=z.device, dtype=z.dtype)
+
+    def _project(self, z: torch.Tensor) -> torch.Tensor:
+        """Legendre projection: ring values (2L, Rn, K) -> grid (n, K) in the chunked layout."""
         out = []
-        for m0 in range(0, self.L, self._chunk):
-            m1 = min(self.L, m0 + self._chunk)
-            tab = normalized_legendre(self.L, self.theta, m0, m1).transpose(0, 2, 1)
-            tab = torch.as_tensor(np.ascontiguousarray(tab)).to(device=z.device, dtype=z.dtype)
-            out.append(torch.bmm(tab.transpose(1, 2) if transpose else tab, z[m0:m1]))
-        return torch.cat(out, dim=0)
+        for ci, (m0, m1, w, _, sub) in enumerate(self._chunks):
+            zc = z[2 * m0 : 2 * m1]
+            if sub:
+                zc = zc.index_select(1, getattr(self, f"rings_{ci}"))
+            out.append(torch.bmm(self._chunk_table(ci, z).transpose(1, 2), zc).reshape(-1, z.shape[-1]))
+        return out[0] if len(out) == 1 else torch.cat(out, dim=0)
+
+    def _evaluate(self, at: torch.Tensor) -> torch.Tensor:
+        """Legendre sums: grid (n, K) in the chunked layout -> ring values (2L, Rn, K)."""
+        out, K, Rn = [], at.shape[-1], self.theta.size
+        for ci, (m0, m1, w, off, sub) in enumerate(self._chunks):
+            ac = at[off // 2 : off // 2 + 2 * (m1 - m0) * w].view(2 * (m1 - m0), w, K)
+            yc = torch.bmm(self._chunk_table(ci, at), ac)
+            if sub:
+                yc = yc.new_zeros(yc.shape[0], Rn, K).index_copy(1, getattr(self, f"rings_{ci}"), yc)
+            out.append(yc)
+        return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
     def _mix(self, z: torch.Tensor) -> torch.Tensor:
         """MW theta quadrature: (L, rings, K) ring values -> mixed values, per parity of m."""
@@ -241,60 +321,65 @@ class SHT(torch.nn.Module):
     def analysis(self, maps: torch.Tensor) -> torch.Tensor:
         """One quadrature pass (no iterations): (batch, npix, ch) -> (batch, L*L, ch)."""
         B, _, C = maps.shape
-        L = self.L
-        xt = maps.permute(1, 0, 2)
-        xt = xt.contiguous() if self._identity else xt.index_select(0, self.perm)
-        res, ims = [], []
-        for gi, (n, nr, _, p0) in enumerate(self._groups):
-            seg = xt[p0 : p0 + nr * n].reshape(nr, n, B, C)
-            spec = torch.fft.rfft(seg, dim=1).index_select(1, getattr(self, f"bin_{gi}"))
-            res.append(spec.real * getattr(self, f"ana_re_{gi}")[:, None, None])
-            ims.append(spec.imag * getattr(self, f"ana_im_{gi}")[:, None, None])
-        re = torch.cat(res, dim=0)  # (rings, L, B, C)
-        im = torch.cat(ims, dim=0)
-        q = self.q[:, None, None, None]
-        if self._has_phase:
-            c = self.phase_cos[:, :, None, None] * q
-            s = self.phase_sin[:, :, None, None] * q
-            re, im = c * re + s * im, c * im - s * re
-        else:
-            re, im = q * re, q * im
-        R = re.shape[0]
-        z = torch.stack([re, im], dim=2).permute(1, 0, 2, 3, 4).reshape(L, R, 2, B * C)
+        L, K = self.L, 2 * maps.shape[0] * maps.shape[2]
+        xt = maps.permute(1, 0, 2).index_select(0, self.perm)
+        parts = []
+        for gi, (n, nr, r0, p0, _) in enumerate(self._groups):
+            spec = torch.fft.rfft(xt[p0 : p0 + n * nr].view(n, nr, B, C), dim=0)
+            spec = spec.index_select(0, getattr(self, f"bin_{gi}"))  # (L, nr, B, C)
+            re, im = spec.real, spec.imag
+            if self._has_phase:
+                cos = getattr(self, f"ana0_{gi}") * re + getattr(self, f"ana1_{gi}") * im
+                sin = getattr(self, f"ana2_{gi}") * re + getattr(self, f"ana3_{gi}") * im
+            else:
+                cos = getattr(self, f"ana0_{gi}") * re
+                sin = getattr(self, f"ana3_{gi}") * im
+            parts.append(torch.stack([cos, sin], dim=2))  # (L, nr, 2, B, C)
+        z = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).reshape(L, -1, K)
         if self.mix is not None:
-            z = self._mix(z.reshape(L, R, 2 * B * C)).reshape(L, R, 2, B * C)
-        z = (z * self.ana_scale[:, None, :, None]).reshape(L, R, 2 * B * C)
-        out = self._legendre(z, transpose=True)  # (m, l, 2BC)
-        out = out.reshape(L, L, 2, B, C).reshape(L * L * 2, B, C).index_select(0, self.flat_from_grid)
+            z = self._mix(z)
+        if self._paired:
+            zn = z.index_select(1, self.slot_ring)
+            zs = torch.cat([z, z.new_zeros(L, 1, K)], dim=1).index_select(1, self.slot_south)
+            z = torch.stack([zn + zs, zn - zs], dim=1)
+        else:
+            z = z.index_select(1, self.slot_ring)
+            z = torch.stack([z, z], dim=1)
+        out = self._project(z.reshape(2 * L, -1, K)).view(-1, B, C).index_select(0, self.flat_from_grid)
         return out.permute(1, 0, 2)
 
     def synthesis(self, coeffs: torch.Tensor) -> torch.Tensor:
         """(batch, L*L, ch) -> (batch, npix, ch); exact for band-limited signals."""
         B, _, C = coeffs.shape
-        L = self.L
+        L, K = self.L, 2 * coeffs.shape[0] * coeffs.shape[2]
         at = coeffs.permute(1, 0, 2)
         at = torch.cat([at, at.new_zeros(1, B, C)], dim=0).index_select(0, self.grid_from_flat)
-        z = (at.reshape(L, L, 2, B * C) * self.syn_scale[:, None, :, None]).reshape(L, L, 2 * B * C)
-        y = self._legendre(z, transpose=False).reshape(L, -1, 2, B, C)  # (m, rings, part, B, C)
-        gre, gim = y[:, :, 0], y[:, :, 1]
-        if self._has_phase:
-            c = self.phase_cos.T[:, :, None, None]
-            s = self.phase_sin.T[:, :, None, None]
-            gre, gim = c * gre - s * gim, s * gre + c * gim
+        eo = self._evaluate(at.reshape(-1, K)).view(L, 2, -1, K)
+        even, odd = eo[:, 0], eo[:, 1]
+        y = even + odd
+        if self._paired:
+            y = torch.cat([y, (even - odd).index_select(1, self.paired_slots)], dim=1)
+        y = y.index_select(1, self.ring_from_cat)
+        y = y.view(L, -1, 2, B, C)
+        cpart, spart = y[:, :, 0], y[:, :, 1]
         pieces = []
-        for gi, (n, nr, r0, _) in enumerate(self._groups):
-            idx = getattr(self, f"bin_{gi}")
-            nb = n // 2 + 1
-            src_re = gre[:, r0 : r0 + nr] * getattr(self, f"syn_re_{gi}")[:, None, None, None]
-            src_im = gim[:, r0 : r0 + nr] * getattr(self, f"syn_im_{gi}")[:, None, None, None]
-            xre = src_re.new_zeros(nb, nr, B, C).index_add(0, idx, src_re)
-            xim = src_im.new_zeros(nb, nr, B, C).index_add(0, idx, src_im)
+        for gi, (n, nr, r0, _, P) in enumerate(self._groups):
+            fold = getattr(self, f"fold_{gi}")
+            cg = cpart[:, r0 : r0 + nr].index_select(0, fold)
+            sg = spart[:, r0 : r0 + nr].index_select(0, fold)
+            if self._has_phase:
+                xre = getattr(self, f"syn0_{gi}") * cg + getattr(self, f"syn1_{gi}") * sg
+                xim = getattr(self, f"syn2_{gi}") * cg + getattr(self, f"syn3_{gi}") * sg
+            else:
+                xre = getattr(self, f"syn0_{gi}") * cg
+                xim = getattr(self, f"syn3_{gi}") * sg
+            if P > 1:
+                xre = xre.view(-1, P, nr, B, C).sum(1)
+                xim = xim.view(-1, P, nr, B, C).sum(1)
             ring = torch.fft.irfft(torch.complex(xre, xim), n=n, dim=0)  # (n, nr, B, C)
-            pieces.append(ring.permute(1, 0, 2, 3).reshape(nr * n, B, C))
-        out = torch.cat(pieces, dim=0)
-        if not self._identity:
-            out = out.index_select(0, self.inv_perm)
-        return out.permute(1, 0, 2)
+            pieces.append(ring.reshape(n * nr, B, C))
+        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+        return out.index_select(0, self.inv_perm).permute(1, 0, 2)
 
     def forward(self, maps: torch.Tensor, iterations: int | None = None) -> torch.Tensor:
         """Analysis: maps (batch, npix, ch) -> coefficients (batch, L*L, ch).
