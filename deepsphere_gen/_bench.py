@@ -80,6 +80,9 @@ RECORD_FIELDS = (
 
 _MB = 1024.0**2
 
+#: environment variables that change CPU timings, copied into the JSON metadata
+_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD", "MALLOC_CONF")
+
 
 @dataclass
 class Timing:
@@ -542,6 +545,7 @@ def run_metadata(harness: Harness, argv=None) -> dict:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "machine": harness._machine,
+        "env": {k: os.environ[k] for k in _ENV_KEYS if k in os.environ},
     }
     if harness.device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(harness.device)

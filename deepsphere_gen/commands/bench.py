@@ -23,6 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=None, metavar="N",
                         help="timed calls per measurement, median reported (default 7, quick 3)")
     parser.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed calls first (default 1)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--suite-dir", default=None, metavar="DIR",
                         help="directory of bench_*.py suites (default: benchmarks/ next to the package)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -36,6 +38,10 @@ def _fail(msg: str) -> int:
 def run(args) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         return _fail(f"--device cuda requested but CUDA is not available (torch {torch.__version__}); use --device cpu")
+    if args.threads is not None:
+        if args.threads < 1:
+            return _fail(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
     try:
         harness = _bench.Harness(args.device, repeats=repeats, warmup=args.warmup, quick=args.quick)
