@@ -6,6 +6,9 @@ from .planar import PlanarCNN
 # harmonic layers (issue 4)
 from .harmonic import HarmonicClassifier
 
+# classic spherical CNNs (issue 5)
+from .classic import CobbHybrid, CohenS2CNN, EstevesS2CNN, KondorCGNet, classic_models
+
 __all__ = [
     # graph models (issue 2)
     "DeepSphereClassifier",
@@ -14,4 +17,10 @@ __all__ = [
     # harmonic layers (issue 4)
     "HarmonicClassifier",
     "PlanarCNN",
+    # classic spherical CNNs (issue 5)
+    "CohenS2CNN",
+    "EstevesS2CNN",
+    "KondorCGNet",
+    "CobbHybrid",
+    "classic_models",
 ]

@@ -1,0 +1,200 @@
+"""Spherical-MNIST architectures of the classic spherical CNNs, on the shared layers.
+
+Every model takes maps (batch, npix, in_channels) on ``sampling``, or coefficients
+(batch, L0^2, in_channels) when ``sampling`` is None, and returns logits (batch, n_classes).
+``summary()`` prints the layers and parameter counts.
+
+* :class:`CohenS2CNN` (Cohen et al. 2018, s2cnn's MNIST net): S2 -> SO(3) conv
+  (bandlimit 30 -> 10, 20 channels, 24-point kernel near the pole), SO(3) ReLU, SO(3) conv
+  (10 -> 6, 40 channels, 72-point kernel near the identity: 8 alphas x 3 betas x 3
+  gammas), SO(3) ReLU, integral over SO(3), linear: 58,550 parameters (paper: 58k).
+* :class:`EstevesS2CNN` (Esteves et al. 2018): zonal S2 convolutions with spectral
+  (anchor) filters and S2 ReLUs, spectral pooling (bandlimit truncation) between blocks,
+  global average (degree 0) -> linear.  Channels (16, 32, 32, 64, 64) with 8 anchors give
+  ~62k parameters (paper: 58k; the paper's per-layer table was not available offline).
+* :class:`KondorCGNet` (Kondor et al. 2018): full Clebsch-Gordan layers (products across
+  all channels), the degree-0 fragments of every layer concatenated -> MLP.  Strictly
+  invariant.  Defaults (L 8, tau 5, 4 layers) give ~59k parameters (paper: 286k; its exact
+  sizes were not available offline, all are arguments).
+* :class:`CobbHybrid` (Cobb et al. 2021): S2 -> SO(3) conv + SO(3) ReLU, SO(3) conv +
+  SO(3) ReLU, then efficient generalized layers (MST) at decreasing bandlimits, invariant
+  readout -> MLP.  Defaults give ~40k parameters (paper: 58k; its per-layer sizes were
+  not available offline, all are arguments).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .._validation import check_finite, check_pixels
+from ..nn._efficient_layer import EfficientGeneralizedLayer
+from ..nn._full_cg import FullCGLayer
+from ..nn._harmonic_input import S2InputLayer
+from ..nn._pointwise import S2ReLU, SO3ReLU
+from ..nn._readout import InvariantReadout
+from ..nn._s2_conv import S2Conv, S2ToSO3Conv, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
+from ..nn._signal import GeneralizedSignal
+
+__all__ = ["CohenS2CNN", "EstevesS2CNN", "KondorCGNet", "CobbHybrid", "classic_models"]
+
+
+def _params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+class _S2Signal(nn.Module):
+    """Maps on a sampling (or coefficients) -> S2 signal (batch, C, 2l+1, 1), no weights."""
+
+    def __init__(self, L: int, in_channels: int, sampling, dtype):
+        super().__init__()
+        self.L, self.in_channels, self.sampling = int(L), int(in_channels), sampling
+        if sampling is not None:
+            from ..harmonic._sht import SHT
+
+            self.sht = SHT(sampling, self.L, dtype=dtype or torch.get_default_dtype())
+        else:
+            self.sht = None
+
+    def forward(self, x) -> GeneralizedSignal:
+        if isinstance(x, GeneralizedSignal):
+            return x
+        if not torch.is_tensor(x) or x.dim() != 3:
+            raise ValueError(f"input must be a (batch, rows, channels) tensor, got {getattr(x, 'shape', x)!r}")
+        check_finite(x, "model input")
+        if x.shape[2] != self.in_channels:
+            raise ValueError(f"model input has {x.shape[2]} channels, expected {self.in_channels}")
+        if self.sht is None:
+            if x.shape[1] != self.L * self.L:
+                raise ValueError(f"coefficients have {x.shape[1]} rows, expected L*L = {self.L * self.L}")
+            a = x
+        else:
+            check_pixels(x, self.sampling.npix, "model input", type(self.sampling).__name__)
+            a = self.sht(x.to(self.sht.dtype)).to(x.dtype)
+        a = a.transpose(1, 2)  # (B, C, L*L)
+        return GeneralizedSignal([a[:, :, l * l : (l + 1) * (l + 1), None] for l in range(self.L)], check_values=False)
+
+
+class _Summary:
+    """``summary()``: one row per top-level child with its parameter count, and the total."""
+
+    def summary(self) -> str:
+        rows = [(name, type(m).__name__, _params(m)) for name, m in self.named_children()]
+        rows.append(("total", "", _params(self)))
+        w = max(len(r[0]) + len(r[1]) for r in rows) + 3
+        return "\n".join(f"{(n + ' ' + t).ljust(w)}{p:>9,d}" for n, t, p in rows)
+
+
+class CohenS2CNN(_Summary, nn.Module):
+    """Cohen et al. 2018: S2->SO(3) conv, SO(3) ReLU, SO(3) conv, SO(3) ReLU, SO(3) integral, linear."""
+
+    def __init__(self, n_classes: int = 10, bandlimits: Sequence[int] = (30, 10, 6), channels: Sequence[int] = (20, 40),
+                 in_channels: int = 1, sampling=None, grid: str = "soft", dtype: torch.dtype | None = None):
+        super().__init__()
+        L0, L1, L2 = bandlimits
+        c1, c2 = channels
+        self.input = _S2Signal(L0, in_channels, sampling, dtype)
+        self.conv1 = S2ToSO3Conv(L0, in_channels, c1, L_out=L1, kernel_grid=s2_near_identity_grid())
+        self.relu1 = SO3ReLU(L1, c1, grid=grid)
+        self.conv2 = SO3Conv(L1, c1, c2, L_out=L2, kernel_grid=so3_near_identity_grid())
+        self.relu2 = SO3ReLU(L2, c2, L_out=1, grid=grid)
+        self.fc = nn.Linear(c2, n_classes)
+
+    def forward(self, x) -> torch.Tensor:
+        f = self.relu2(self.conv2(self.relu1(self.conv1(self.input(x)))))
+        # int_SO(3) f dR = sqrt(8 pi^2) F^0
+        return self.fc(math.sqrt(8 * math.pi**2) * f.fragments[0].reshape(f.batch, -1))
+
+
+class EstevesS2CNN(_Summary, nn.Module):
+    """Esteves et al. 2018: [zonal S2 conv -> S2 ReLU] blocks with spectral pooling, global average, linear."""
+
+    def __init__(self, n_classes: int = 10, bandlimits: Sequence[int] = (32, 32, 16, 16, 8, 8),
+                 channels: Sequence[int] = (16, 32, 32, 64, 64), n_anchors: int = 8, in_channels: int = 1,
+                 sampling=None, grid: str = "mw", dtype: torch.dtype | None = None):
+        super().__init__()
+        if len(bandlimits) != len(channels) + 1:
+            raise ValueError(f"need one bandlimit more than channels, got {bandlimits} and {channels}")
+        self.input = _S2Signal(bandlimits[0], in_channels, sampling, dtype)
+        blocks, c_in = [], in_channels
+        for L, L_out, c in zip(bandlimits, bandlimits[1:], channels):
+            blocks += [S2Conv(L, c_in, c, L_out=L_out, n_anchors=min(n_anchors, L_out) if L_out > 1 else None),
+                       S2ReLU(L_out, c, grid=grid, dtype=dtype)]
+            c_in = c
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c_in, n_classes)
+
+    def forward(self, x) -> torch.Tensor:
+        f = self.blocks(self.input(x))
+        return self.fc(f.fragments[0].reshape(f.batch, -1) / math.sqrt(4 * math.pi))  # sphere average
+
+
+class KondorCGNet(_Summary, nn.Module):
+    """Kondor et al. 2018: S2 input -> full CG layers -> degree-0 fragments of all layers -> MLP (invariant)."""
+
+    def __init__(self, n_classes: int = 10, L: int = 8, channels: int = 1, tau: int = 5, n_layers: int = 4,
+                 hidden: Sequence[int] = (256,), in_channels: int = 1, sampling=None,
+                 dtype: torch.dtype | None = None):
+        super().__init__()
+        self.input = S2InputLayer(L, in_channels, channels, tau=tau, sampling=sampling, dtype=dtype)
+        # the last layer only needs its invariant (degree-0) output
+        self.layers = nn.ModuleList(FullCGLayer(L, channels, tau, L_out=L if i < n_layers - 1 else 1, type_out=tau,
+                                                mixing="full") for i in range(n_layers))
+        n_feat = channels * tau * (n_layers + 1)
+        dims = [n_feat, *hidden, n_classes]
+        mlp: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            mlp += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(dims) - 2 else [])
+        self.mlp = nn.Sequential(*mlp)
+
+    def forward(self, x) -> torch.Tensor:
+        f = x if isinstance(x, GeneralizedSignal) else self.input(x)
+        feats = [f.fragments[0].reshape(f.batch, -1)]  # invariant at every depth
+        for layer in self.layers:
+            f = layer(f)
+            feats.append(f.fragments[0].reshape(f.batch, -1))
+        return self.mlp(torch.cat(feats, dim=1))
+
+
+class CobbHybrid(_Summary, nn.Module):
+    """Cobb et al. 2021 hybrid: classic S2/SO(3) conv layers with SO(3) ReLUs, then efficient layers."""
+
+    def __init__(self, n_classes: int = 10, bandlimits: Sequence[int] = (20, 10, 6, 3, 1),
+                 channels: Sequence[int] = (20, 22, 24, 26), tau: int = 2, mixing: str = "mst",
+                 hidden: Sequence[int] = (64,), in_channels: int = 1, sampling=None, grid: str = "mw",
+                 dtype: torch.dtype | None = None):
+        super().__init__()
+        if len(bandlimits) < 3 or len(channels) != len(bandlimits) - 1:
+            raise ValueError(f"need bandlimits (L0, L1, L2, ...) and one channel count per layer, got "
+                             f"{bandlimits} and {channels}")
+        L0, L1, L2 = bandlimits[:3]
+        self.input = _S2Signal(L0, in_channels, sampling, dtype)
+        self.conv1 = S2ToSO3Conv(L0, in_channels, channels[0], L_out=L1, kernel_grid=s2_near_identity_grid())
+        self.relu1 = SO3ReLU(L1, channels[0], grid=grid)
+        self.conv2 = SO3Conv(L1, channels[0], channels[1], L_out=L2, kernel_grid=so3_near_identity_grid())
+        self.relu2 = SO3ReLU(L2, channels[1], grid=grid)
+        layers, type_in = [], tuple(2 * l + 1 for l in range(L2))
+        for L, L_out, k_in, k_out in zip(bandlimits[2:], bandlimits[3:], channels[1:], channels[2:]):
+            layer = EfficientGeneralizedLayer(L, k_in, type_in, L_out, k_out, type_out=tau, mixing=mixing)
+            layers.append(layer)
+            type_in = layer.type_out
+        self.efficient = nn.ModuleList(layers)
+        self.readout = InvariantReadout(bandlimits[-1], channels[-1], type_in, n_classes, hidden)
+
+    def forward(self, x) -> torch.Tensor:
+        f = self.relu2(self.conv2(self.relu1(self.conv1(self.input(x)))))
+        for layer in self.efficient:
+            f = layer(f)
+        return self.readout(f)
+
+
+def classic_models() -> dict[str, nn.Module]:
+    """The four spherical-MNIST models at their default (paper-shaped) sizes, by name."""
+    return {"cohen": CohenS2CNN(), "esteves": EstevesS2CNN(), "kondor": KondorCGNet(), "cobb": CobbHybrid()}
+
+
+if __name__ == "__main__":
+    for name, model in classic_models().items():
+        print(f"== {name}\n{model.summary()}\n")
