@@ -11,7 +11,8 @@ equispaced from 0.  Samples are stored beta-major, then alpha, then gamma, so a 
   and gammas.
 * :class:`McEwenSO3Sampling` (McEwen, Buttner, Leistedt, Peiris & Wiaux 2015, "MW-SO(3)"):
   beta_t = pi (2t+1) / (2L-1), t = 0..L-1 (the last at beta = pi), 2L-1 alphas and
-  gammas: (2L-1)^2 L samples, about a quarter of SOFT's.  No direct quadrature: its exact
+  gammas: (2L-1)^2 L samples, about a quarter of SOFT's (as many as Gauss-Legendre, but
+  equiangular in beta).  No direct quadrature: its exact
   transform extends the beta samples to the torus (see ``harmonic._so3_transform``).
 
 Quadrature weights (where the grid has them) integrate over SO(3) with the Haar measure
