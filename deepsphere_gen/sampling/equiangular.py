@@ -120,6 +120,7 @@ class McEwenWiauxSampling(Sampling):
         self.L = _check_bandlimit(L)
         t = np.arange(self.L)
         self.theta_1d = np.pi * (2 * t + 1) / (2 * self.L - 1)
+        self.theta_1d[-1] = np.pi  # exactly the south pole (rounding can land just above pi)
         self.nphi = 2 * self.L - 1
         self.phi_1d = 2 * np.pi * np.arange(self.nphi) / self.nphi
         th, ph = np.meshgrid(self.theta_1d[:-1], self.phi_1d, indexing="ij")

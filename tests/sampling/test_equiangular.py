@@ -55,3 +55,9 @@ def test_dh_pooling_grid_is_nested():
 def test_bad_bandlimit(bad):
     with pytest.raises(ValueError, match="bandlimit"):
         GaussLegendreSampling(bad)
+
+
+@pytest.mark.parametrize("L", [7, 24, 42, 50])
+def test_mw_last_ring_is_exactly_the_south_pole(L):
+    s = McEwenWiauxSampling(L)
+    assert s.theta_1d[-1] == np.pi and s.theta.max() == np.pi
