@@ -432,8 +432,13 @@ def _case_label(case: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in case.items())
 
 
-def run_suites(suites: dict, harness: Harness, progress: bool = True) -> list[dict]:
-    """Run every case of every suite; a failing case gives a record with an ``error`` extra."""
+def run_suites(suites: dict, harness: Harness, progress: bool = True,
+               after_case: Callable[[list], Any] | None = None) -> list[dict]:
+    """Run every case of every suite; a failing case gives a record with an ``error`` extra.
+
+    ``after_case(records)`` is called with the records so far after each case (e.g. to
+    save partial results of a long run).
+    """
     from tqdm import tqdm
 
     jobs = [(name, mod, case) for name, mod in suites.items() for case in mod.cases(harness.quick)]
@@ -459,6 +464,8 @@ def run_suites(suites: dict, harness: Harness, progress: bool = True) -> list[di
         finally:
             harness.suite = ""
             gc.collect()
+        if after_case is not None:
+            after_case(records)
     return records
 
 

@@ -55,9 +55,12 @@ def run(args) -> int:
         suites = {k: v for k, v in suites.items() if k in args.only}
     if not suites:
         return _fail("no benchmark suites found")
-    records = _bench.run_suites(suites, harness, progress=not args.no_progress)
+    def save(records):  # after every case: a long run interrupted keeps its figures
+        return _bench.write_json(args.json, records, _bench.run_metadata(harness))
+
+    records = _bench.run_suites(suites, harness, progress=not args.no_progress, after_case=save)
     print(_bench.format_table(records))
-    path = _bench.write_json(args.json, records, _bench.run_metadata(harness))
+    path = save(records)
     print(f"wrote {len(records)} record(s) to {path}")
     failed = [r for r in records if "error" in r["extras"]]
     if failed:

@@ -177,3 +177,18 @@ def test_repository_suites_are_discovered():
     suites = _bench.discover_suites(_bench.default_suite_dir())
     assert "chebconv" in suites
     assert suites["chebconv"].cases(True) == [c for c in suites["chebconv"].cases(False) if c["nside"] == 64]
+
+
+def test_chebconv_suite_tiny_case_matches_pyg():
+    suite = _bench.discover_suites(_bench.default_suite_dir())["chebconv"]
+    h = _bench.Harness("cpu", repeats=1, warmup=0, quick=True)
+    h.suite = "chebconv"
+    h._machine = {"bandwidth_gbs": 10.0, "gemm_gflops": 100.0}  # skip the rate measurement
+    case = {"mode": "fwd+bwd", "nside": 2, "k": 8, "batch": 2, "c_in": 3, "c_out": 4, "K": 3}
+    (rec,) = suite.run(case, h.device, h)
+    assert rec["peer"] == "torch_geometric.nn.ChebConv" and rec["peer_s"] > 0
+    assert rec["max_rel_diff"] < 1e-5  # output and gradients, float32
+    ex = rec["extras"]
+    assert ex["npix"] == 48 and ex["floor_s"] > 0 and "normalization=None" in ex["peer_config"]
+    # byte count: K-1 = 2 sparse products forward and backward, 3 GEMMs
+    assert len(suite.chebconv_phases(48, 400, 2, 3, 4, 3, backward=True)) == 2 + 1 + 2 + 2
