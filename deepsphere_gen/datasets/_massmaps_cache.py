@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["cache_key", "package_versions", "atomic_directory", "read_metadata", "estimate_cost", "METADATA"]
+__all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "read_metadata", "estimate_cost", "METADATA"]
 
 #: Bump when the generated content changes for the same parameters.
 FORMAT_VERSION = 1
@@ -20,6 +20,23 @@ METADATA = "metadata.json"
 # machine; the cost scales like nside**3 (spherical harmonic transforms).
 _SECONDS_PER_MAP_1024 = 12.0
 _SECONDS_OVERHEAD = 0.01
+
+
+def limit_threads(n: int | None):
+    """Context limiting OpenMP threads (healpy's transforms) to ``n``; None leaves them alone.
+
+    On a busy machine healpy's OpenMP threads spin against each other: anafast at
+    nside 64 took 90 ms with 2 threads against 1.8 ms with 1 on the 2-core dev box.
+    """
+    if n is None:
+        return contextlib.nullcontext()
+    if int(n) != n or n < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {n!r}")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=int(n), user_api="openmp")
 
 
 def cache_key(params: dict) -> str:

@@ -38,6 +38,7 @@ from ._massmaps_cache import (
     atomic_directory,
     cache_key,
     estimate_cost,
+    limit_threads,
     package_versions,
     read_metadata,
 )
@@ -167,7 +168,8 @@ def _dataset_dir(config: MassMapConfig, data_dir) -> Path:
     return Path(data_dir) / f"massmaps-nside{config.nside}-{cache_key(config.generation_params())}"
 
 
-def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, verbose: bool = True) -> Path:
+def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, verbose: bool = True,
+                      threads: int | None = 1) -> Path:
     """Generate (or reuse) the data set for ``config`` under ``data_dir``; returns its directory.
 
     The directory holds ``maps_class0.npy``, ``maps_class1.npy`` (n_maps, 12 nside^2)
@@ -175,6 +177,8 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
     and ``metadata.json`` (parameters, package versions, clean_std, timing).  It is
     written to a temporary directory and renamed at the end: an error leaves nothing.
     A directory with the same parameters is reused without recomputation.
+    ``threads``: OpenMP threads for healpy (1 by default: faster on a shared machine;
+    None = healpy's default).
     """
     if not isinstance(config, MassMapConfig):
         raise ValueError(f"config must be a MassMapConfig, got {type(config).__name__}")
@@ -199,7 +203,7 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
     t0 = time.perf_counter()
     npix = 12 * config.nside**2
     lmax = config.band_limit
-    with atomic_directory(final) as tmp:
+    with atomic_directory(final) as tmp, limit_threads(threads):
         spectra = {"transfer": _transfer(config)}
         sums, sq = 0.0, 0.0
         class_std = []
