@@ -16,10 +16,11 @@ __all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory",
 FORMAT_VERSION = 1
 METADATA = "metadata.json"
 
-# Measured seconds per map at nside 1024 (lmax 3071, iter 1) on one core of the dev
-# machine; the cost scales like nside**3 (spherical harmonic transforms).
-_SECONDS_PER_MAP_1024 = 12.0
-_SECONDS_OVERHEAD = 0.01
+# Measured on the shared 2-core dev box (healpy on 1 OpenMP thread, iter 1): 0.06 s
+# per map at nside 64, 2.5 s at 256, 109 s at 1024 (five transforms at lmax 3 nside - 1,
+# cost ~ nside**3); set-up (pyccl, log-normal C_l^G, pixel window) 3-4 s, 16 s at 1024.
+_SECONDS_PER_MAP_1024 = 110.0
+_SECONDS_PER_MAP_MIN = 0.05
 
 
 def limit_threads(n: int | None):
@@ -100,5 +101,6 @@ def read_metadata(directory: Path) -> dict | None:
 def estimate_cost(nside: int, n_maps_total: int, itemsize: int = 4) -> tuple[int, float]:
     """(bytes on disk, seconds) expected for ``n_maps_total`` full-sky maps at ``nside``."""
     nbytes = n_maps_total * 12 * nside * nside * itemsize
-    seconds = n_maps_total * (_SECONDS_PER_MAP_1024 * (nside / 1024) ** 3 + _SECONDS_OVERHEAD)
-    return nbytes, seconds
+    per_map = max(_SECONDS_PER_MAP_1024 * (nside / 1024) ** 3, _SECONDS_PER_MAP_MIN)
+    setup = 3.0 + 13.0 * (nside / 1024) ** 2
+    return nbytes, setup + n_maps_total * per_map

@@ -164,6 +164,12 @@ def convergence_map(cosmology: Cosmology, config: MassMapConfig, rng: np.random.
     return hp.reorder(kappa, r2n=True)
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def _dataset_dir(config: MassMapConfig, data_dir) -> Path:
     return Path(data_dir) / f"massmaps-nside{config.nside}-{cache_key(config.generation_params())}"
 
@@ -196,7 +202,8 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
     if verbose:
         print(
             f"massmaps: generating {config.n_maps} maps x 2 classes at nside {config.nside} "
-            f"(lmax {config.band_limit}): ~{nbytes / 2**20:.1f} MiB, ~{seconds:.0f} s estimated -> {final}"
+            f"(lmax {config.band_limit}): ~{nbytes / 2**20:.1f} MiB, ~{_duration(seconds)} estimated "
+            f"(1 core) -> {final}"
         )
     from tqdm.auto import tqdm
 

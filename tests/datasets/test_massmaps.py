@@ -10,6 +10,7 @@ from scipy.stats import skew
 import deepsphere_gen.datasets.massmaps as mm
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.datasets._lognormal import lognormal_skewness
+from deepsphere_gen.datasets._massmaps_cache import estimate_cost, limit_threads, read_metadata
 from deepsphere_gen.datasets._spectra import COSMOLOGIES, convergence_cl, lognormal_shift
 from deepsphere_gen.datasets.massmaps import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
 from deepsphere_gen.sampling import base_patch_indices
@@ -129,6 +130,8 @@ def test_estimate_printed_and_failure_leaves_nothing(tmp_path, monkeypatch, caps
         generate_massmaps(MassMapConfig(nside=8, n_maps=2), tmp_path, progress=False)
     out = capsys.readouterr().out
     assert "MiB" in out and "s estimated" in out
+    nbytes, seconds = estimate_cost(1024, 60)
+    assert nbytes == 60 * 12 * 1024**2 * 4 and 3600 < seconds < 3 * 3600  # measured 109 s/map
     assert list(tmp_path.iterdir()) == []
 
 
@@ -205,3 +208,23 @@ def test_dataset_from_arrays_rejects_unseen_inside_footprint():
         MassMapDataset(maps, footprint=mask, split="all", clean_std=1.0)
     with pytest.raises(ValueError, match="split"):
         MassMapDataset(maps[:, :1], level=0)
+
+
+def test_read_metadata_and_thread_limit_errors(tmp_path):
+    assert read_metadata(tmp_path) is None
+    (tmp_path / "metadata.json").write_text("{broken")
+    assert read_metadata(tmp_path) is None
+    with pytest.raises(ValueError, match="threads"):
+        limit_threads(0)
+    with limit_threads(None), limit_threads(1):
+        pass
+
+
+def test_existing_directory_with_other_parameters_is_not_overwritten(tmp_path):
+    cfg = MassMapConfig(nside=8, n_maps=1)
+    path = mm._dataset_dir(cfg, tmp_path)
+    path.mkdir()
+    (path / "metadata.json").write_text('{"generation": {"nside": 4}}')
+    with pytest.raises(ValueError, match="does not match"):
+        generate_massmaps(cfg, tmp_path, progress=False, verbose=False)
+    assert (path / "metadata.json").read_text() == '{"generation": {"nside": 4}}'
