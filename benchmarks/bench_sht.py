@@ -9,7 +9,8 @@ Cases
   (batch * channels, nlat, nlon) layout.  ``max_rel_diff`` compares the two reconstructed
   maps (both equal the band-limited input up to float32 rounding).
 - ``healpix analysis``: ``map2alm`` of random (not band-limited) NESTED maps at nside 128
-  (quick: 64), L = 3 nside, float64, iterations 0 and 3, 1 map and 8 maps.  Peer:
+  (quick: 64), L = 3 nside, float64, iterations 0 and 3, 1 map and 8 maps (and one
+  float32 single-map case).  Peer:
   ``healpy.map2alm(lmax=L-1, iter=n, use_pixel_weights=False, use_weights=False)`` on the
   RING-ordered maps (one call per map: healpy has no batch of spin-0 maps); healpy time
   excludes the reordering.  ``max_rel_diff`` compares coefficients after
@@ -38,6 +39,8 @@ def cases(quick: bool) -> list[dict]:
         {"kind": "healpix", "nside": nside, "iterations": it, "maps": nm, "dtype": "float64"}
         for it, nm in (((0, 1),) if quick else ((0, 1), (3, 1), (0, 8)))
     ]
+    if not quick:  # float32 tables: half the memory traffic, float32 accuracy
+        hp_cases.append({"kind": "healpix", "nside": nside, "iterations": 0, "maps": 1, "dtype": "float32"})
     return gl + hp_cases
 
 

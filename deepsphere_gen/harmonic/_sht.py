@@ -24,13 +24,7 @@ import numpy as np
 import torch
 
 from .._validation import check_finite
-from ..sampling import (
-    DriscollHealySampling,
-    EquiangularSampling,
-    GaussLegendreSampling,
-    HealpixSampling,
-    McEwenWiauxSampling,
-)
+from ..sampling import EquiangularSampling, HealpixSampling, McEwenWiauxSampling
 from ._legendre import normalized_legendre
 from ._mw import mw_theta_mixing
 
@@ -85,12 +79,15 @@ class SHT(torch.nn.Module):
     max_table_bytes : cap on the stored Legendre table; above it the table is recomputed
         per chunk of m at every call (host float64, then copied to the device).
 
-    Memory: the Legendre table keeps one ring of each north/south mirror pair (Rn rings:
-    about half the rings of GL, DH and HEALPix grids, all of MW's) and only l >= m split
-    by parity of l + m: L * 2 * Rn * ceil(L/2) * itemsize bytes (GL L=256 float32:
-    33 MiB; HEALPix nside=128, L=384 float64: 289 MiB), plus O(nrings * L) phase and fold
-    tables and, for MW, 2 * L * L mixing values.
-    Cost per call: O(L^2 Rn) per map for the Legendre matmuls + O(npix log nphi) FFTs.
+    Memory: the Legendre table keeps one ring of each north/south mirror pair (about half
+    the rings of GL, DH and HEALPix grids, all of MW's), only l >= m (split by parity of
+    l + m, in 16 chunks of m) and, per chunk, only rings where some value exceeds 1e-30:
+    at most L * Rn * (L + 1) * itemsize bytes for Rn stored rings (``table_bytes``: exact)
+    (GL L=256 float32: 15 MiB; DH / MW L=256 float64: 62 MiB; HEALPix nside=128, L=384
+    float64: 137 MiB), plus O(nrings * L) phase and fold tables and, for MW, 2 L^2 mixing
+    values.
+    Cost per call: O(L^2 Rn) per map for the Legendre matmuls + O(npix log nphi) FFTs
+    (one FFT call per distinct nphi: 1 on GL/DH, 2 on MW, nside on HEALPix).
     """
 
     def __init__(
@@ -125,7 +122,7 @@ class SHT(torch.nn.Module):
         rings = sampling.rings()
         if not self.is_mw and sampling.weights is None:
             raise ValueError(f"{sampling!r} has no quadrature weights: no analysis possible")
-        f64 = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device)
 
         # rings grouped by nphi; inside a group, samples k-major: position k * nr + i
         ring_pixels = rings.order if order == "NESTED" else np.arange(self.npix)
@@ -139,7 +136,7 @@ class SHT(torch.nn.Module):
         theta, phi0 = rings.theta[seq], rings.phi0[seq]
         if self.is_mw:
             q = 2 * np.pi / rings.nphi[seq]
-            self._buffer("mix", mw_theta_mixing(sampling.L)[:, seq][:, :, seq], **f64)
+            self._buffer("mix", mw_theta_mixing(sampling.L)[:, seq][:, :, seq], **kw)
         else:
             q = np.asarray(sampling.weights)[ring_pixels[rings.start[seq]]]  # pixel weight per ring
             self.mix = None
@@ -147,6 +144,7 @@ class SHT(torch.nn.Module):
         m = np.arange(L)
         c_ana = np.where(m == 0, 1.0, np.sqrt(2.0))
         self._groups = []  # (n, nrings, ring offset, pixel offset, fold width P)
+        ana, syn_c = [], np.where(m == 0, 1.0, np.sqrt(0.5))
         r0 = p0 = 0
         for gi, (n, idx) in enumerate(groups):
             nr = idx.size
@@ -156,31 +154,30 @@ class SHT(torch.nn.Module):
             cq = (c_ana * mask)[:, None] * q[None, r0 : r0 + nr]
             sg = sign[:, None]
             self._long(f"bin_{gi}", bin_, device)
-            ana = [cq * np.cos(psi), cq * sg * np.sin(psi), cq * np.sin(psi), -cq * sg * np.cos(psi)]
-            # synthesis fold: bin j gathers P orders m_jp (padding slots have weight 0)
+            ana.append([cq * np.cos(psi), cq * sg * np.sin(psi), cq * np.sin(psi), -cq * sg * np.cos(psi)])
+            # synthesis fold: rfft bin j gathers the P orders m_jp that alias onto it
             nb = n // 2 + 1
             P = int(np.bincount(bin_, minlength=nb).max())
             fidx = np.zeros((nb, P), dtype=np.int64)
-            fw = np.zeros((nb, P, 1))
+            fw = np.zeros((nb, P))
             fill = np.zeros(nb, dtype=np.int64)
             for mm in range(L):
                 j = bin_[mm]
-                fidx[j, fill[j]] = mm
-                fw[j, fill[j], 0] = 1.0
+                fidx[j, fill[j]], fw[j, fill[j]] = mm, n * mult[mm]
                 fill[j] += 1
             fm = fidx.ravel()
-            s = (n * mult * np.where(m == 0, 1.0, np.sqrt(0.5)))[fm][:, None] * fw.reshape(-1, 1)
-            sgf = sign[fm][:, None]
-            psi_f = psi[fm]
-            syn = [s * np.cos(psi_f), s * np.sin(psi_f), s * sgf * np.sin(psi_f), -s * sgf * np.cos(psi_f)]
+            scale = np.stack([fw.ravel(), fw.ravel() * sign[fm]], axis=-1)  # (nb P, re / im)
             self._long(f"fold_{gi}", fm, device)
-            for name, tabs in (("ana", ana), ("syn", syn)):
-                for k, t in enumerate(tabs):
-                    if self._has_phase or k in (0, 3):
-                        self._buffer(f"{name}{k}_{gi}", t[:, :, None, None], **f64)
+            self._buffer(f"fold_scale_{gi}", scale[:, None, None, None, :], **kw)
             self._groups.append((n, nr, r0, p0, P))
             r0 += nr
             p0 += nr * n
+        psi = np.outer(m, phi0)
+        syn = [syn_c[:, None] * np.cos(psi), syn_c[:, None] * np.sin(psi),
+               syn_c[:, None] * np.sin(psi), -syn_c[:, None] * np.cos(psi)]
+        for k in (range(4) if self._has_phase else (0, 3)):
+            self._buffer(f"ana{k}", np.concatenate([a[k] for a in ana], axis=1)[:, :, None, None], **kw)
+            self._buffer(f"syn{k}", syn[k][:, :, None, None], **kw)
         R = r0
 
         # north/south mirror pairs share Legendre values: lambda(pi - t) = (-1)^(l+m) lambda(t)
@@ -239,7 +236,7 @@ class SHT(torch.nn.Module):
         self._long("flat_from_grid", flat_from_grid, device)
         self.streaming = self.table_bytes > max_table_bytes
         for ci, tab in enumerate([] if self.streaming else tabs):
-            self._buffer(f"leg_{ci}", tab, **f64)
+            self._buffer(f"leg_{ci}", tab, **kw)
 
     # ------------------------------------------------------------------ helpers
     def _buffer(self, name, value, dtype=None, device=None):
@@ -260,11 +257,11 @@ class SHT(torch.nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.ana0_0.dtype
+        return self.ana0.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.ana0_0.device
+        return self.ana0.device
 
     def extra_repr(self) -> str:
         return f"{self.sampling!r}, L={self.L}, iterations={self.iterations}, streaming={self.streaming}"
@@ -324,18 +321,16 @@ class SHT(torch.nn.Module):
         L, K = self.L, 2 * maps.shape[0] * maps.shape[2]
         xt = maps.permute(1, 0, 2).index_select(0, self.perm)
         parts = []
-        for gi, (n, nr, r0, p0, _) in enumerate(self._groups):
+        for gi, (n, nr, _, p0, _) in enumerate(self._groups):
             spec = torch.fft.rfft(xt[p0 : p0 + n * nr].view(n, nr, B, C), dim=0)
-            spec = spec.index_select(0, getattr(self, f"bin_{gi}"))  # (L, nr, B, C)
-            re, im = spec.real, spec.imag
-            if self._has_phase:
-                cos = getattr(self, f"ana0_{gi}") * re + getattr(self, f"ana1_{gi}") * im
-                sin = getattr(self, f"ana2_{gi}") * re + getattr(self, f"ana3_{gi}") * im
-            else:
-                cos = getattr(self, f"ana0_{gi}") * re
-                sin = getattr(self, f"ana3_{gi}") * im
-            parts.append(torch.stack([cos, sin], dim=2))  # (L, nr, 2, B, C)
-        z = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).reshape(L, -1, K)
+            parts.append(spec.index_select(0, getattr(self, f"bin_{gi}")))  # (L, nr, B, C)
+        spec = torch.view_as_real(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
+        re, im = spec[..., 0], spec[..., 1]
+        if self._has_phase:
+            cos, sin = self.ana0 * re + self.ana1 * im, self.ana2 * re + self.ana3 * im
+        else:
+            cos, sin = self.ana0 * re, self.ana3 * im
+        z = torch.stack([cos, sin], dim=2).reshape(L, -1, K)  # (L, rings, 2 B C)
         if self.mix is not None:
             z = self._mix(z)
         if self._paired:
@@ -362,21 +357,16 @@ class SHT(torch.nn.Module):
         y = y.index_select(1, self.ring_from_cat)
         y = y.view(L, -1, 2, B, C)
         cpart, spart = y[:, :, 0], y[:, :, 1]
+        if self._has_phase:
+            h = torch.stack([self.syn0 * cpart + self.syn1 * spart, self.syn2 * cpart + self.syn3 * spart], -1)
+        else:
+            h = torch.stack([self.syn0 * cpart, self.syn3 * spart], dim=-1)  # (L, rings, B, C, 2)
         pieces = []
         for gi, (n, nr, r0, _, P) in enumerate(self._groups):
-            fold = getattr(self, f"fold_{gi}")
-            cg = cpart[:, r0 : r0 + nr].index_select(0, fold)
-            sg = spart[:, r0 : r0 + nr].index_select(0, fold)
-            if self._has_phase:
-                xre = getattr(self, f"syn0_{gi}") * cg + getattr(self, f"syn1_{gi}") * sg
-                xim = getattr(self, f"syn2_{gi}") * cg + getattr(self, f"syn3_{gi}") * sg
-            else:
-                xre = getattr(self, f"syn0_{gi}") * cg
-                xim = getattr(self, f"syn3_{gi}") * sg
+            x = h[:, r0 : r0 + nr].index_select(0, getattr(self, f"fold_{gi}")) * getattr(self, f"fold_scale_{gi}")
             if P > 1:
-                xre = xre.view(-1, P, nr, B, C).sum(1)
-                xim = xim.view(-1, P, nr, B, C).sum(1)
-            ring = torch.fft.irfft(torch.complex(xre, xim), n=n, dim=0)  # (n, nr, B, C)
+                x = x.view(-1, P, nr, B, C, 2).sum(1)
+            ring = torch.fft.irfft(torch.view_as_complex(x), n=n, dim=0)  # (n, nr, B, C)
             pieces.append(ring.reshape(n * nr, B, C))
         out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
         return out.index_select(0, self.inv_perm).permute(1, 0, 2)
