@@ -13,14 +13,15 @@ from pathlib import Path
 __all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "read_metadata", "estimate_cost", "METADATA"]
 
 #: Bump when the generated content changes for the same parameters.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA = "metadata.json"
 
-# Measured on the shared 2-core dev box (healpy on 1 OpenMP thread, iter 1): 0.06 s
-# per map at nside 64, 2.5 s at 256, 109 s at 1024 (five transforms at lmax 3 nside - 1,
-# cost ~ nside**3); set-up (pyccl, log-normal C_l^G, pixel window) 3-4 s, 16 s at 1024.
-_SECONDS_PER_MAP_1024 = 110.0
-_SECONDS_PER_MAP_MIN = 0.05
+# Measured on the shared 2-core dev box (healpy on 1 OpenMP thread, iter 0, three
+# transforms at lmax 3 nside - 1, cost ~ nside**3): 0.02 s per map at nside 64, 0.67 s
+# at 256, 33-37 s at 1024 (iter 1: 2.5 s and 109 s under heavier load); set-up (pyccl,
+# log-normal C_l^G, pixel window) 2-3 s, 6 s at nside 1024.
+_SECONDS_PER_MAP_1024 = 35.0
+_SECONDS_PER_MAP_MIN = 0.02
 
 
 def limit_threads(n: int | None):
@@ -102,5 +103,5 @@ def estimate_cost(nside: int, n_maps_total: int, itemsize: int = 4) -> tuple[int
     """(bytes on disk, seconds) expected for ``n_maps_total`` full-sky maps at ``nside``."""
     nbytes = n_maps_total * 12 * nside * nside * itemsize
     per_map = max(_SECONDS_PER_MAP_1024 * (nside / 1024) ** 3, _SECONDS_PER_MAP_MIN)
-    setup = 3.0 + 13.0 * (nside / 1024) ** 2
+    setup = 3.0 + 3.0 * (nside / 1024) ** 2
     return nbytes, setup + n_maps_total * per_map
