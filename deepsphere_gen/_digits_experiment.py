@@ -1,0 +1,315 @@
+"""Rotation benchmark on spherical digits: every model family on NR/NR, R/R and NR/R.
+
+The canonical spherical-CNN test (Cohen et al. 2018; Cobb et al. 2021, "Spherical MNIST"),
+here on scikit-learn's 8x8 digits (1,797 images) projected onto the sphere by
+:mod:`deepsphere_gen.datasets.digits`.  Each model is trained once on unrotated and once
+on rotated training maps; the unrotated model is tested on the unrotated (NR/NR) and the
+rotated (NR/R) test maps, the rotated model on the rotated ones (R/R).  The rotated test
+maps of NR/R and R/R are the same (``build_split``).
+
+Inputs per model family:
+
+* ``planar`` -- :class:`PlanarCNN` on the maps carried back to the 8x8 tangent-plane grid
+  (:meth:`DigitSplit.planar`): a rotated digit mostly leaves its view.
+* ``graph`` -- :class:`DeepSphereClassifier` on HEALPix (NESTED), global average head.
+* ``harmonic-mst`` / ``harmonic-rmst`` -- :class:`HarmonicClassifier` (S2 input layer on a
+  Driscoll-Healy grid, efficient generalized layers, invariant readout).
+* ``hybrid`` -- :class:`HybridClassifier` (graph blocks on HEALPix, bridge, harmonic layers),
+  when ``deepsphere_gen.models.hybrid`` is available.
+* ``cohen`` -- :class:`CohenS2CNN` (S2 -> SO(3) conv, SO(3) ReLU, SO(3) conv, SO(3) integral).
+
+Sizes are chosen so that parameter counts are comparable (about 10k to 20k; printed).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .datasets.digits import SPLITS, build_split
+from .sampling import DriscollHealySampling, HealpixSampling
+
+__all__ = [
+    "DigitsConfig",
+    "QUICK",
+    "ModelSpec",
+    "MODELS",
+    "PAPER",
+    "available_models",
+    "load_inputs",
+    "run_experiment",
+    "format_table",
+    "count_parameters",
+    "with_quick",
+]
+
+#: Cobb et al. 2021, Table "Spherical MNIST" (MNIST, 60k images): NR/NR, R/R, NR/R accuracy (%).
+PAPER = {
+    "Planar CNN": (99.32, 90.74, 11.36),
+    "Cohen et al. 2018": (95.59, 94.62, 93.40),
+    "Kondor et al. 2018": (96.40, 96.60, 96.00),
+    "Esteves et al. 2018": (99.37, 99.37, 99.08),
+    "Cobb et al. 2021 (MST)": (99.35, 99.38, 99.34),
+    "Cobb et al. 2021 (RMST)": (99.29, 99.17, 99.18),
+}
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    """Settings of one run.
+
+    n_train, n_test : first n of the stratified sklearn train / test parts (None: all,
+        1,347 / 450 with ``test_fraction`` 0.25).
+    epochs, batch_size, lr : of the training loop (:mod:`deepsphere_gen.training`, Adam).
+    seed : data split, rotations, weight init and batch order.
+    bandwidth : Driscoll-Healy grid (2b x 2b, b >= 10) of the harmonic and S2/SO(3) models
+        (their input bandlimit is 10: a finer grid lowers the aliasing of the non-band-limited
+        digits) and of the planar back-projection.  nside : HEALPix grid (power of 2 >= 8)
+        of the graph and hybrid models.
+    device : "cpu" or "cuda".  data_dir : digit cache (default: ``build_split``'s).
+    infer_batch : batch size of the inference timing.
+    """
+
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+    bandwidth: int = 20
+    nside: int = 8
+    device: str = "cpu"
+    data_dir: str | None = None
+    infer_batch: int = 64
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "bandwidth", "nside", "infer_batch"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.bandwidth < 10:
+            raise ValueError(f"bandwidth must be >= 10 (the harmonic and S2/SO(3) inputs use bandlimit 10), got {self.bandwidth}")
+        if self.nside < 8 or self.nside & (self.nside - 1):
+            raise ValueError(f"nside must be a power of 2 >= 8 (the graph model pools three times), got {self.nside}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+
+
+#: ``--quick``: a subset and fewer epochs (every model still runs on every split).
+QUICK = dict(n_train=600, n_test=300, epochs=8)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of the benchmark: display label, input kind and a factory.
+
+    input : "planar" (n, 1, 8, 8 images), "dh" (maps on the DH grid) or "healpix" (maps on HEALPix).
+    build : (sampling of that input, or None for "planar") -> nn.Module returning 10 logits.
+    lr_scale : multiplies the run's learning rate.
+    """
+
+    label: str
+    input: str
+    build: Callable[[object], nn.Module]
+    lr_scale: float = 1.0
+
+
+def _planar(_):
+    from .models import PlanarCNN
+
+    return PlanarCNN(8, channels=(24, 48), n_classes=10)
+
+
+def _graph(sampling):
+    from .models import DeepSphereClassifier
+
+    return DeepSphereClassifier(sampling.nside, 1, channels=(16, 32, 64), n_classes=10, K=5, k=8,
+                                pool_levels=1, head="gap")
+
+
+def _harmonic(mixing):
+    def build(sampling):
+        from .models import HarmonicClassifier
+
+        return HarmonicClassifier(10, bandlimits=(10, 8, 5, 3), channels=(6, 10, 16, 16), sampling=sampling,
+                                  tau=2, mixing=mixing, hidden=(64,))
+
+    return build
+
+
+def _hybrid(sampling):
+    from .models.hybrid import HybridClassifier
+
+    return HybridClassifier(sampling.nside, 1, n_classes=10)
+
+
+def _cohen(sampling):
+    from .models import CohenS2CNN
+
+    return CohenS2CNN(10, bandlimits=(10, 5, 3), channels=(12, 24), sampling=sampling)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "planar": ModelSpec("planar CNN", "planar", _planar),
+    "graph": ModelSpec("DeepSphere graph", "healpix", _graph),
+    "harmonic-mst": ModelSpec("harmonic MST", "dh", _harmonic("mst")),
+    "harmonic-rmst": ModelSpec("harmonic RMST", "dh", _harmonic("rmst")),
+    "hybrid": ModelSpec("hybrid graph+harmonic", "healpix", _hybrid),
+    "cohen": ModelSpec("Cohen S2/SO(3)", "dh", _cohen),
+}
+
+
+def available_models() -> list[str]:
+    """Names of MODELS whose code is present (the hybrid model may be missing)."""
+    import importlib.util
+
+    names = list(MODELS)
+    if importlib.util.find_spec("deepsphere_gen.models.hybrid") is None:
+        names.remove("hybrid")
+    return names
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _sampling(kind: str, config: DigitsConfig):
+    if kind == "healpix":
+        return HealpixSampling(config.nside)
+    return DriscollHealySampling(config.bandwidth)
+
+
+def load_inputs(kinds, config: DigitsConfig, progress: bool = False) -> dict:
+    """Train / test inputs of every split for each input kind.
+
+    Returns {kind: {split: (x_train, y_train, x_test, y_test)}}; "planar" tensors are
+    (n, 1, 8, 8) back-projections of the DH maps, the others (n, npix, 1) maps.
+    """
+    out = {}
+    needed = {"dh" if k == "planar" else k for k in kinds}
+    for grid in sorted(needed):
+        sampling = _sampling(grid, config)
+        for split in SPLITS:
+            if progress:
+                print(f"digits: building {split} on {type(sampling).__name__} ({sampling.npix} pixels)",
+                      file=sys.stderr, flush=True)
+            s = build_split(split, sampling, seed=config.seed, n_train=config.n_train, n_test=config.n_test,
+                            data_dir=config.data_dir)
+            if grid in kinds:
+                out.setdefault(grid, {})[split] = (s.x_train, s.y_train, s.x_test, s.y_test)
+            if grid == "dh" and "planar" in kinds:
+                ptr, pte = s.planar()
+                out.setdefault("planar", {})[split] = (ptr, s.y_train, pte, s.y_test)
+    return out
+
+
+def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: DigitsConfig, lr: float, desc: str,
+         progress: bool) -> float:
+    """Train with the project's loop (:func:`deepsphere_gen.training.fit`); returns the seconds of its epochs."""
+    from torch.utils.data import TensorDataset
+
+    from .training import TrainConfig, fit
+
+    tc = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=lr, seed=config.seed,
+                     device=config.device, progress=progress, desc=desc)
+    history = fit(model, TensorDataset(x, y), tc, log=None)
+    return float(sum(rec["seconds"] for rec in history))
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, config: DigitsConfig) -> tuple[torch.Tensor, float]:
+    """Predicted labels (n,) and the wall seconds of the forward passes."""
+    device = torch.device(config.device)
+    model.eval()
+    xs = [x[i : i + config.infer_batch].to(device) for i in range(0, len(x), config.infer_batch)]
+    model(xs[0])  # warm-up (caches, lazy tables)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    preds = [model(xb).argmax(1) for xb in xs]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return torch.cat(preds).cpu(), time.perf_counter() - t0
+
+
+def run_experiment(config: DigitsConfig, models=None, progress: bool = True, log=print) -> list[dict]:
+    """Train and evaluate ``models`` (names of MODELS; default: all available) on every split.
+
+    Returns one record per model and split: model, label, split, accuracy (%), correct,
+    n_test, params, n_train, epochs, train_seconds (of the training behind that split),
+    infer_ms_per_sample (forward only, batch ``infer_batch``, on that split's test maps).
+    """
+    names = list(models) if models else available_models()
+    unknown = [m for m in names if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    if "hybrid" in names and "hybrid" not in available_models():
+        raise ValueError("model 'hybrid' needs deepsphere_gen.models.hybrid, which is not installed yet")
+    specs = {m: MODELS[m] for m in names}
+    data = load_inputs({s.input for s in specs.values()}, config, progress)
+    records = []
+    for name, spec in specs.items():
+        trained = {}  # rotate-train flag -> (model, seconds)
+        for split, (rot_train, _) in SPLITS.items():
+            x_train, y_train, x_test, y_test = data[spec.input][split]
+            if rot_train not in trained:
+                torch.manual_seed(config.seed)
+                sampling = None if spec.input == "planar" else _sampling(spec.input, config)
+                model = spec.build(sampling).to(config.device)
+                if not trained:
+                    log(f"{name}: {count_parameters(model):,d} parameters")
+                desc = f"{name} train {'R' if rot_train else 'NR'}"
+                seconds = _fit(model, x_train, y_train, config, config.lr * spec.lr_scale, desc, progress)
+                trained[rot_train] = (model, seconds)
+            model, seconds = trained[rot_train]
+            pred, infer_s = _predict(model, x_test, config)
+            correct = int((pred == y_test).sum())
+            rec = {
+                "model": name,
+                "label": spec.label,
+                "split": split,
+                "accuracy": 100.0 * correct / len(y_test),
+                "correct": correct,
+                "n_test": len(y_test),
+                "params": count_parameters(model),
+                "n_train": len(y_train),
+                "epochs": config.epochs,
+                "train_seconds": seconds,
+                "infer_ms_per_sample": 1000.0 * infer_s / len(y_test),
+            }
+            records.append(rec)
+            log(f"{name} {split}: accuracy {rec['accuracy']:.2f}% ({correct}/{len(y_test)})")
+    return records
+
+
+def format_table(records: list[dict]) -> str:
+    """Rows = models; columns NR/NR, R/R, NR/R (% accuracy), params, train s (NR training),
+    inference ms per sample (NR/NR test)."""
+    by_model: dict[str, dict] = {}
+    for r in records:
+        by_model.setdefault(r["model"], {})[r["split"]] = r
+    head = ["model", *SPLITS, "params", "train s", "infer ms"]
+    rows = [head]
+    for name, recs in by_model.items():
+        first = recs.get("NR/NR") or next(iter(recs.values()))
+        rows.append([
+            recs[next(iter(recs))]["label"],
+            *(f"{recs[s]['accuracy']:.2f}" if s in recs else "-" for s in SPLITS),
+            f"{first['params']:,d}",
+            f"{first['train_seconds']:.0f}",
+            f"{first['infer_ms_per_sample']:.2f}",
+        ])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
+    fmt = lambda r: "  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths)))
+    return "\n".join([fmt(rows[0]), "  ".join("-" * w for w in widths), *map(fmt, rows[1:])])
+
+
+def with_quick(config: DigitsConfig) -> DigitsConfig:
+    """The config with the ``--quick`` subset and epochs."""
+    return replace(config, **QUICK)
