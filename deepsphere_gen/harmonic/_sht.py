@@ -323,7 +323,8 @@ class SHT(torch.nn.Module):
         parts = []
         for gi, (n, nr, _, p0, _) in enumerate(self._groups):
             spec = torch.fft.rfft(xt[p0 : p0 + n * nr].view(n, nr, B, C), dim=0)
-            parts.append(spec.index_select(0, getattr(self, f"bin_{gi}")))  # (L, nr, B, C)
+            # (L, nr, B, C): bin of each m (a plain slice when no order aliases)
+            parts.append(spec[:L] if n >= 2 * L - 1 else spec.index_select(0, getattr(self, f"bin_{gi}")))
         spec = torch.view_as_real(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
         re, im = spec[..., 0], spec[..., 1]
         if self._has_phase:
