@@ -1,0 +1,170 @@
+"""``deepsphere-gen massmaps``: DeepSphere's cosmology experiment, end to end.
+
+    deepsphere-gen massmaps                 # generate + train + evaluate (default settings)
+    deepsphere-gen massmaps --quick         # CI-sized run
+    deepsphere-gen massmaps generate|train|evaluate [options]
+    deepsphere-gen massmaps classify MAP.fits [...]   # apply a trained network to FITS maps
+
+Runs unchanged under ``torchrun --nproc_per_node N -m deepsphere_gen.cli massmaps ...``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import _massmaps_experiment as exp
+
+HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
+
+#: --quick: CI-sized run (about 2 minutes on 2 idle CPU cores)
+QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), noise_levels=(0.0, 2.0), epochs=3,
+             channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4))
+DEFAULTS = exp.ExperimentConfig()
+
+
+def _common(p, with_outputs: bool = True) -> None:
+    d = DEFAULTS
+    p.add_argument("--quick", action="store_true", help="small CI settings (nside 16, 24 maps/class, 2 noise levels)")
+    p.add_argument("--nside", type=int, default=None, help=f"HEALPix resolution (default {d.nside})")
+    p.add_argument("--n-maps", type=int, default=None, help=f"full-sky maps per class (default {d.n_maps})")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of maps, noise, initialisation and data order")
+    p.add_argument("--sky-fractions", nargs="+", default=None, metavar="F",
+                   help="1 (full sky), 1/12, 1/48, 1/192 (nested patches) or 'footprint' "
+                        f"(default {' '.join(d.sky_fractions)})")
+    p.add_argument("--footprint", default=None, metavar="builtin|FITS",
+                   help="survey footprint for sky fraction 'footprint': the built-in band or a HEALPix FITS mask")
+    p.add_argument("--noise", type=float, nargs="+", default=None, metavar="LEVEL",
+                   help=f"relative noise levels >= 0 (default {' '.join(f'{v:g}' for v in d.noise_levels)})")
+    p.add_argument("--methods", nargs="+", default=None, choices=exp.METHODS, metavar="METHOD",
+                   help=f"subset of {', '.join(exp.METHODS)} (default all)")
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    p.add_argument("--data-dir", default=d.data_dir, help="cache of generated maps")
+    p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small graphs run fastest single-threaded, "
+                        "and much faster on a busy machine)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if with_outputs:
+        p.add_argument("--json", default=None, metavar="PATH", help="write one record per method, sky fraction, noise")
+        p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+
+
+def add_arguments(parser) -> None:
+    _common(parser)
+    sub = parser.add_subparsers(dest="step", metavar="STEP")
+    for name, text in (("generate", "generate (or reuse) the mass-map data set"),
+                       ("train", "train the networks (checkpointed, resumable)"),
+                       ("evaluate", "evaluate networks and baselines; table, JSON, plots"),
+                       ("run", "generate, train and evaluate (the default)")):
+        _common(sub.add_parser(name, help=text, description=text), with_outputs=name in ("evaluate", "run"))
+    c = sub.add_parser("classify", help="classify HEALPix FITS maps with a trained network",
+                       description="classify NESTED HEALPix FITS convergence maps with a trained network")
+    _common(c, with_outputs=False)
+    c.add_argument("maps", nargs="+", metavar="FITS", help="NESTED HEALPix maps at --nside (UNSEEN only outside the footprint)")
+    c.add_argument("--method", default="fcn", choices=exp.NETWORK_METHODS, help="network to use (default fcn)")
+
+
+def _config(args) -> exp.ExperimentConfig:
+    base = dict(QUICK) if args.quick else {}
+    d = DEFAULTS
+    pick = lambda value, key: value if value is not None else base.get(key, getattr(d, key))  # noqa: E731
+    return exp.ExperimentConfig(
+        nside=pick(args.nside, "nside"), n_maps=pick(args.n_maps, "n_maps"), seed=args.seed,
+        sky_fractions=tuple(pick(args.sky_fractions, "sky_fractions")),
+        noise_levels=tuple(pick(args.noise, "noise_levels")),
+        methods=tuple(args.methods) if args.methods else d.methods,
+        epochs=pick(args.epochs, "epochs"), batch_size=args.batch_size, lr=args.lr,
+        channels=base.get("channels", d.channels),
+        harmonic_bandlimits=base.get("harmonic_bandlimits", d.harmonic_bandlimits),
+        harmonic_channels=base.get("harmonic_channels", d.harmonic_channels),
+        footprint=args.footprint, data_dir=args.data_dir, out_dir=args.out_dir, device=args.device,
+        progress=not args.no_progress,
+    )
+
+
+def _fail(msg: str) -> int:
+    print(f"deepsphere-gen massmaps: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _classify(config, args, ctx) -> int:
+    """Predicted class probabilities of user FITS maps, per sky setting (mean over its patches)."""
+    from ..datasets._footprint import apply_footprint, read_healpix_fits, split_patches
+
+    maps = [read_healpix_fits(p, config.nside, ordering="NESTED") for p in args.maps]  # all checked first
+    path = exp.generate(config, ctx)
+    for sky in exp.sky_settings(config):
+        for noise in config.noise_levels:
+            ckpt = exp.checkpoint_path(config, args.method, sky, noise)
+            if not ckpt.is_file():
+                return _fail(f"no trained {args.method} network at {ckpt}; run `deepsphere-gen massmaps train` first")
+            train_set, _ = exp._datasets(path, sky, noise, config)
+            model = exp.build_model(args.method, sky, config, exp._scale(train_set))
+            model.load_state_dict(exp.load_checkpoint(ckpt)["model"])
+            model.eval()
+            for file, m in zip(args.maps, maps):
+                if sky.footprint is not None:
+                    values = apply_footprint(m, sky.footprint)[0][None]
+                elif sky.level is not None:
+                    values = split_patches(m, sky.level)[0]
+                else:
+                    values = m[None]
+                bad = ~np.isfinite(values) | (np.abs(values) > 1e29)
+                if bad.any():
+                    raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky "
+                                     f"(sky fraction {sky.name}); mask them with --footprint")
+                with torch.no_grad():
+                    p = torch.softmax(model(torch.as_tensor(values, dtype=torch.float32)[..., None]), -1).mean(0)
+                print(f"{file}: sky {sky.name}, noise {noise:g}, {args.method}: "
+                      f"P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f}")
+    return 0
+
+
+def run(args) -> int:
+    step = getattr(args, "step", None) or "run"
+    if args.threads is not None:
+        if args.threads < 1:
+            return _fail(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    from ..training import distributed_context, shutdown_distributed
+
+    t0 = time.perf_counter()
+    try:
+        config = _config(args)
+        ctx = distributed_context(config.device)
+        if step == "classify":
+            return _classify(config, args, ctx)
+        path = exp.generate(config, ctx)
+        if step == "generate":
+            if ctx.is_main:
+                print(f"massmaps: data set at {path}")
+            return 0
+        if step in ("train", "run"):
+            exp.train(config, path, ctx)
+        if step == "train":
+            return 0
+        records = exp.evaluate_all(config, path, ctx)
+        if not ctx.is_main:
+            return 0
+        if not records:
+            return _fail("nothing to evaluate")
+        print(exp.format_table(records))
+        if args.json:
+            exp.write_json(args.json, records, config)
+            print(f"massmaps: wrote {args.json}")
+        if not args.no_plots:
+            for p in exp.plot_all(records, config, path):
+                print(f"massmaps: wrote {p}")
+        print(f"massmaps: done in {time.perf_counter() - t0:.0f} s (process CPU {time.process_time():.0f} s)")
+        return 0
+    except ValueError as exc:
+        return _fail(str(exc))
+    finally:
+        shutdown_distributed()

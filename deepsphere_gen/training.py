@@ -1,0 +1,337 @@
+"""A small reusable training loop: seeds, progress bars, atomic resumable checkpoints, DDP.
+
+One function, :func:`fit`, trains a classifier (or anything with a loss) on a map-style
+``Dataset`` whose items are ``(x, target, *extra)`` (extras, e.g. pixel indices, are
+ignored).  The same call runs
+
+- on one CPU or GPU (``device=None``: CUDA when present, else CPU);
+- under ``torchrun --nproc_per_node N`` unchanged: :func:`distributed_context` reads the
+  torchrun environment, starts the process group (gloo on CPU, nccl on CUDA), the model is
+  wrapped in ``DistributedDataParallel`` and the data go through a ``DistributedSampler``.
+
+``TrainConfig.batch_size`` is the GLOBAL batch (each of N processes takes batch_size / N):
+the permutation of an epoch depends only on (seed, epoch), and the N local batches of a
+step together are exactly the single-process batch, so a model without batch statistics
+follows the single-process loss trajectory up to float rounding (BatchNorm layers see
+their local batch only).  Every epoch re-seeds torch's RNG from (seed, epoch), so a run
+resumed from a checkpoint continues exactly like an uninterrupted one.
+
+Checkpoints hold only tensors and plain containers (``torch.save``; written to a temporary
+file, fsynced and renamed: never half-written) and are loaded with
+``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+__all__ = [
+    "TrainConfig",
+    "DistContext",
+    "distributed_context",
+    "shutdown_distributed",
+    "seed_everything",
+    "save_checkpoint",
+    "load_checkpoint",
+    "evaluate",
+    "fit",
+]
+
+#: keys of TrainConfig that must agree between a checkpoint and the run resuming it
+_RESUME_KEYS = ("batch_size", "lr", "weight_decay", "seed")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit`.
+
+    epochs: total epochs (a resumed run continues up to this number); batch_size: global
+    batch (divisible by the number of processes); lr, weight_decay: Adam(W) settings;
+    seed: seeds data order, initial RNG and per-epoch RNG; device: None = CUDA when
+    present (``cuda:LOCAL_RANK`` under torchrun), else CPU; checkpoint: file written after
+    every epoch and resumed from when present (None: no checkpoint); resume: False
+    ignores an existing checkpoint (it is overwritten); progress: tqdm bars (rank 0 only);
+    desc: label of bars and log lines; num_workers: DataLoader workers.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str | None = None
+    checkpoint: str | os.PathLike | None = None
+    resume: bool = True
+    progress: bool = True
+    desc: str = "train"
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if int(self.epochs) != self.epochs or self.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {self.epochs!r}")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process runs: rank, world size, local rank and torch device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def distributed_context(device: str | None = None) -> DistContext:
+    """Start (once) the process group when launched by torchrun; return this process's context.
+
+    Without torchrun's WORLD_SIZE/RANK environment (or with WORLD_SIZE=1) nothing is
+    started: rank 0 of 1.  Backend: nccl when the device is CUDA, else gloo.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device(f"cuda:{local}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistContext(rank, world, local, dev)
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group if one was started (call once at the end of a torchrun job)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices); cuDNN in deterministic mode."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def save_checkpoint(path, state: dict) -> Path:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot load checkpoint {path}: {exc}") from exc
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _all_sum(values, ctx: DistContext) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    if ctx.distributed:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def _inputs(batch, device):
+    x, y = batch[0], batch[1]
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: DistContext | None = None,
+             loss_fn: Callable = nn.functional.cross_entropy, return_predictions: bool = False) -> dict:
+    """Mean loss and accuracy of ``model`` on ``dataset`` (sharded over processes, summed).
+
+    Returns ``{"loss", "accuracy", "n"}``; with ``return_predictions`` also
+    ``"predictions"``: argmax classes in dataset order (single process only).
+    """
+    ctx = ctx or distributed_context()
+    was_training = model.training
+    model.eval()
+    shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed else dataset
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False)
+    loss_sum, correct, count, preds = 0.0, 0.0, 0.0, []
+    for batch in loader:
+        x, y = _inputs(batch, ctx.device)
+        out = model(x)
+        loss_sum += float(loss_fn(out, y, reduction="sum"))
+        if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+            p = out.argmax(-1)
+            correct += float((p == y).sum())
+            preds.append(p.cpu())
+        count += len(y)
+    model.train(was_training)
+    loss_sum, correct, count = _all_sum([loss_sum, correct, count], ctx)
+    if count == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    out = {"loss": loss_sum / count, "accuracy": correct / count, "n": int(count)}
+    if return_predictions:
+        if ctx.distributed:
+            raise ValueError("return_predictions needs a single process")
+        out["predictions"] = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+    return out
+
+
+def _check_resume(state: dict, config: TrainConfig, path) -> None:
+    saved = state.get("config", {})
+    diff = [k for k in _RESUME_KEYS if k in saved and saved[k] != getattr(config, k)]
+    if diff:
+        raise ValueError(f"checkpoint {path} was written with different settings ({', '.join(diff)}: "
+                         f"{[saved[k] for k in diff]} vs {[getattr(config, k) for k in diff]}); "
+                         "pass resume=False or another checkpoint path")
+
+
+def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Dataset | None = None,
+        loss_fn: Callable = nn.functional.cross_entropy, log: Callable[[str], None] | None = print,
+        ctx: DistContext | None = None) -> list[dict]:
+    """Train ``model`` in place with Adam(W); returns the history, one dict per epoch.
+
+    Each record: ``epoch`` (1-based), ``train_loss``, ``train_accuracy`` (running, over
+    the epoch's batches), ``val_loss``/``val_accuracy`` (when ``val_set`` is given),
+    ``seconds``, ``step_losses`` (global mean loss of every step).  Records of epochs
+    restored from a checkpoint are included.  ``log`` receives one line per epoch (rank 0).
+    """
+    if len(train_set) == 0:
+        raise ValueError("training set is empty")
+    ctx = ctx or distributed_context(config.device)
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {ctx.world_size} processes")
+    local_batch = config.batch_size // ctx.world_size
+    seed_everything(config.seed)
+    model.to(ctx.device)
+    net = model
+    if ctx.distributed:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        # constant sparse buffers (graph Laplacians) cannot be broadcast; every rank built the same ones
+        sparse = [name for name, b in model.named_buffers() if b.layout != torch.strided]
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, sparse)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    history, start = [], 0
+    ckpt = Path(config.checkpoint) if config.checkpoint is not None else None
+    if ckpt is not None and config.resume and ckpt.is_file():
+        state = load_checkpoint(ckpt, map_location=ctx.device)
+        _check_resume(state, config, ckpt)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history, start = list(state["history"]), int(state["epoch"])
+        if log and ctx.is_main:
+            log(f"{config.desc}: resumed from {ckpt} after epoch {start}")
+
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=config.seed, drop_last=False)
+    loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler, num_workers=config.num_workers,
+                        pin_memory=ctx.device.type == "cuda")
+    from tqdm.auto import tqdm
+
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        torch.manual_seed(_epoch_seed(config.seed, epoch))
+        net.train()
+        sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
+        step_losses = []
+        bar = tqdm(loader, desc=f"{config.desc} {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not (config.progress and ctx.is_main))
+        for batch in bar:
+            x, y = _inputs(batch, ctx.device)
+            out = net(x)
+            loss = loss_fn(out, y)
+            if not torch.isfinite(loss):
+                raise ValueError(f"{config.desc}: non-finite training loss at epoch {epoch + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n = len(y)
+            correct = float((out.argmax(-1) == y).sum()) if out.dim() == 2 and y.dim() == 1 else 0.0
+            g_loss, g_correct, g_n = _all_sum([float(loss.detach()) * n, correct, n], ctx)
+            step_losses.append(g_loss / g_n)
+            sums = [sums[0] + g_loss, sums[1] + g_correct, sums[2] + g_n]
+            bar.set_postfix(loss=f"{g_loss / g_n:.4f}")
+        bar.close()
+        rec = {"epoch": epoch + 1, "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2]}
+        if val_set is not None:
+            v = evaluate(model, val_set, batch_size=max(local_batch, 1), ctx=ctx, loss_fn=loss_fn)
+            rec.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
+        rec["seconds"] = time.perf_counter() - t0
+        rec["step_losses"] = step_losses
+        history.append(rec)
+        if log and ctx.is_main:
+            extra = f", val loss {rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.3f}" if val_set is not None else ""
+            log(f"{config.desc} epoch {epoch + 1}/{config.epochs}: loss {rec['train_loss']:.4f}, "
+                f"acc {rec['train_accuracy']:.3f}{extra} ({rec['seconds']:.1f} s)")
+        if ckpt is not None:
+            if ctx.is_main:
+                save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                       "epoch": epoch + 1, "history": history, "config": _plain(config),
+                                       "world_size": ctx.world_size})
+            ctx.barrier()
+    return history
+
+
+def _plain(config: TrainConfig) -> dict:
+    d = asdict(config)
+    d["checkpoint"] = None if d["checkpoint"] is None else str(d["checkpoint"])
+    return d
