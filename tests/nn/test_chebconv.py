@@ -156,3 +156,23 @@ def test_init_scale_shrinks_with_K(graph):
     w5 = ChebConv(16, 16, 5, sp.identity(n, format="csr")).weight
     assert w5.shape == (5, 16, 16)
     assert w5.abs().max() <= np.sqrt(6 / (5 * 32)) < w1.abs().max()
+
+
+def test_gradcheck_nonsymmetric_laplacian():
+    """The stored-transpose backward is right for a non-symmetric operator too (and twice differentiable)."""
+    A = sp.random(20, 20, density=0.2, random_state=0, format="csr") - 0.5 * sp.identity(20)
+    conv = ChebConv(2, 3, 4, A, dtype=torch.float64)
+    assert conv.laplacian_t is not None
+    x = torch.randn(2, 20, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(conv, (x,))
+    assert torch.autograd.gradgradcheck(conv, (x,))
+    dense = torch.from_numpy(A.toarray())
+    ref = sum(t @ w for t, w in zip(_dense_basis(dense, x, 4), conv.weight)) + conv.bias
+    torch.testing.assert_close(conv(x), ref)
+
+
+def _dense_basis(A, x, K):
+    out = [x, A @ x]
+    for _ in range(2, K):
+        out.append(2 * A @ out[-1] - out[-2])
+    return out[:K]
