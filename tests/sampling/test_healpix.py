@@ -5,7 +5,7 @@ import pytest
 from deepsphere_gen.sampling import HealpixSampling, base_patch_indices, check_nside
 
 
-@pytest.mark.parametrize("nside", [1, 2, 16, 1024])
+@pytest.mark.parametrize("nside", [1, 2, 16, 256, pytest.param(1024, marks=pytest.mark.slow)])
 def test_coordinates_match_healpy_nested(nside):
     s = HealpixSampling(nside)
     assert s.npix == 12 * nside**2
