@@ -79,9 +79,9 @@ class ExperimentConfig:
     sky_fractions: tuple = ("1", "1/12", "1/48")
     noise_levels: tuple = (0.0, 1.0, 2.0)
     methods: tuple = METHODS
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-3
     test_fraction: float = 0.25
     channels: tuple = (16, 32, 64)
     K: int = 5
@@ -327,7 +327,9 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
                     if arrays is None:
                         arrays = train_set.arrays(), test_set.arrays()
                     lmin = 2 if sky.full_sky else max(2, int(round(2.0 / math.sqrt(train_set.sky_fraction))))
-                    model = (PowerSpectrumSVM(config.nside, lmin=lmin, seed=config.seed) if method == "psd_svm"
+                    n_bins = min(24, 3 * config.nside - lmin)
+                    model = (PowerSpectrumSVM(config.nside, lmin=lmin, n_bins=n_bins, seed=config.seed)
+                             if method == "psd_svm"
                              else HistogramSVM(seed=config.seed))
                     rec["accuracy"] = model.fit(*arrays[0]).score(*arrays[1])
                     rec["seconds"] = time.perf_counter() - t0

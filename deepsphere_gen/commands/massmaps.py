@@ -94,34 +94,47 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _classify(config, args, ctx) -> int:
-    """Predicted class probabilities of user FITS maps, per sky setting (mean over its patches)."""
-    from ..datasets._footprint import apply_footprint, read_healpix_fits, split_patches
+def _sky_values(m: np.ndarray, sky, file) -> np.ndarray:
+    """(samples, pixels) values of one full-sky NESTED map for a sky setting; UNSEEN inside -> ValueError."""
+    from ..datasets._footprint import apply_footprint, split_patches
 
-    maps = [read_healpix_fits(p, config.nside, ordering="NESTED") for p in args.maps]  # all checked first
+    if sky.footprint is not None:
+        return apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
+    values = split_patches(m, sky.level)[0] if sky.level is not None else m[None]
+    bad = ~np.isfinite(values) | (np.abs(values) > 1e29)
+    if bad.any():
+        raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction "
+                         f"{sky.name}); analyse it with --sky-fractions footprint --footprint MASK that excludes them")
+    return values
+
+
+def _classify(config, args, ctx) -> int:
+    """Class probabilities of user FITS maps per sky setting and noise level (mean over patches).
+
+    Every file is read and checked (nside, NESTED ordering, UNSEEN inside the analysed sky)
+    before anything is generated or loaded.
+    """
+    from ..datasets._footprint import read_healpix_fits
+
+    skies = exp.sky_settings(config)
+    values = {(f, s.name): _sky_values(read_healpix_fits(f, config.nside, ordering="NESTED"), s, f)
+              for f in args.maps for s in skies}
+    missing = [str(exp.checkpoint_path(config, args.method, s, n)) for s in skies for n in config.noise_levels
+               if not exp.checkpoint_path(config, args.method, s, n).is_file()]
+    if missing:
+        return _fail(f"no trained {args.method} network at {', '.join(missing)}; "
+                     "run `deepsphere-gen massmaps train` with the same options first")
     path = exp.generate(config, ctx)
-    for sky in exp.sky_settings(config):
+    for sky in skies:
         for noise in config.noise_levels:
-            ckpt = exp.checkpoint_path(config, args.method, sky, noise)
-            if not ckpt.is_file():
-                return _fail(f"no trained {args.method} network at {ckpt}; run `deepsphere-gen massmaps train` first")
             train_set, _ = exp._datasets(path, sky, noise, config)
             model = exp.build_model(args.method, sky, config, exp._scale(train_set))
-            model.load_state_dict(exp.load_checkpoint(ckpt)["model"])
+            model.load_state_dict(exp.load_checkpoint(exp.checkpoint_path(config, args.method, sky, noise))["model"])
             model.eval()
-            for file, m in zip(args.maps, maps):
-                if sky.footprint is not None:
-                    values = apply_footprint(m, sky.footprint)[0][None]
-                elif sky.level is not None:
-                    values = split_patches(m, sky.level)[0]
-                else:
-                    values = m[None]
-                bad = ~np.isfinite(values) | (np.abs(values) > 1e29)
-                if bad.any():
-                    raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky "
-                                     f"(sky fraction {sky.name}); mask them with --footprint")
+            for file in args.maps:
+                x = torch.as_tensor(values[file, sky.name], dtype=torch.float32)[..., None]
                 with torch.no_grad():
-                    p = torch.softmax(model(torch.as_tensor(values, dtype=torch.float32)[..., None]), -1).mean(0)
+                    p = torch.softmax(model(x), -1).mean(0)
                 print(f"{file}: sky {sky.name}, noise {noise:g}, {args.method}: "
                       f"P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f}")
     return 0

@@ -1,0 +1,166 @@
+"""``deepsphere-gen massmaps``: sky settings, end-to-end run, JSON/plots, resume, bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import healpy as hp
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen import _massmaps_experiment as exp
+from deepsphere_gen._validation import UNSEEN
+from deepsphere_gen.cli import main
+from deepsphere_gen.training import load_checkpoint
+
+TINY = ["--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--noise", "0", "1", "--epochs", "2",
+        "--batch-size", "16", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)  # the command sets 1
+
+
+def _dirs(tmp_path):
+    return ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+
+
+@pytest.mark.parametrize("text, level, fraction", [("1", None, 1.0), ("1/12", 0, 1 / 12), ("1/48", 1, 1 / 48),
+                                                  ("1/192", 2, 1 / 192), (" 1/768 ", 3, 1 / 768)])
+def test_parse_sky_fraction(text, level, fraction):
+    sky = exp.parse_sky_fraction(text, nside=64)
+    assert sky.level == level and sky.fraction == pytest.approx(fraction)
+    assert sky.full_sky == (level is None)
+
+
+@pytest.mark.parametrize("text, match", [("1/24", "not a nested base-patch"), ("0.3", "not a nested"),
+                                         ("abc", "sky fraction must be"), ("1/0", "sky fraction must be"),
+                                         ("1/192", "needs nside >= 4")])
+def test_parse_sky_fraction_errors(text, match):
+    with pytest.raises(ValueError, match=match):
+        exp.parse_sky_fraction(text, nside=2)
+
+
+def test_reference_patch_is_equatorial():
+    idx = exp._reference_indices(exp.parse_sky_fraction("1/48", 16), 16)
+    assert idx.size == 12 * 16**2 // 48 and np.all(np.diff(idx) == 1)
+    theta, _ = hp.pix2ang(16, idx, nest=True)
+    assert np.all(idx // (16**2) == 4) and abs(np.degrees(theta.mean()) - 90) < 25  # base pixel 4
+
+
+def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
+    out_json = tmp_path / "res.json"
+    methods = ["fcn", "cnn", "harmonic", "psd_svm", "hist_svm"]
+    rc = main(["massmaps", *TINY, *_dirs(tmp_path), "--methods", *methods, "--json", str(out_json)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "psd_svm" in text and "hist_svm" in text and "1/12" in text and "accuracy in %" in text
+
+    records = json.loads(out_json.read_text())["records"]
+    # one record per (method, sky, noise); harmonic on the full sky only
+    keys = {(r["method"], r["sky"], r["noise"]) for r in records}
+    assert len(keys) == len(records) == 2 * 2 * 4 + 2 * 1
+    assert ("harmonic", "1/12", 0.0) not in keys and ("harmonic", "1", 1.0) in keys
+    for r in records:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["seconds"] > 0
+        assert {"method", "sky_fraction", "noise", "accuracy", "n_train", "n_test", "seconds"} <= set(r)
+    # same split for every method: 6 train + 2 test maps per class, 12 patches per map at 1/12
+    for r in records:
+        per_map = 1 if r["sky"] == "1" else 12
+        assert (r["n_train"], r["n_test"]) == (2 * 6 * per_map, 2 * 2 * per_map)
+        assert r["sky_fraction"] == pytest.approx(1.0 if r["sky"] == "1" else 1 / 12)
+    for name in ("examples.png", "training_curves.png", "accuracy_vs_noise.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 10_000
+
+    # checkpoints: finished runs are not trained again, evaluate reproduces the accuracies
+    ckpt = tmp_path / "out" / "checkpoints" / "fcn-sky1o12-noise1.pt"
+    state = load_checkpoint(ckpt)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    before = ckpt.stat().st_mtime_ns
+    assert main(["massmaps", "train", *TINY, *_dirs(tmp_path), "--methods", "fcn"]) == 0
+    assert ckpt.stat().st_mtime_ns == before
+    again = tmp_path / "again.json"
+    assert main(["massmaps", "evaluate", *TINY, *_dirs(tmp_path), "--methods", *methods, "--json", str(again),
+                 "--no-plots"]) == 0
+    acc = {(r["method"], r["sky"], r["noise"]): r["accuracy"] for r in records}
+    acc2 = {(r["method"], r["sky"], r["noise"]): r["accuracy"] for r in json.loads(again.read_text())["records"]}
+    assert acc2 == acc
+
+    # classify a user map (here: a generated test map written as NESTED FITS)
+    maps, _ = exp.load_massmaps(next((tmp_path / "data").iterdir()))
+    fits = tmp_path / "map.fits"
+    hp.write_map(str(fits), np.asarray(maps[1, -1], dtype=np.float64), nest=True)
+    capsys.readouterr()
+    assert main(["massmaps", "classify", str(fits), *TINY, *_dirs(tmp_path)]) == 0
+    lines = [s for s in capsys.readouterr().out.splitlines() if "P(class 0)" in s]
+    assert len(lines) == 4  # 2 sky settings x 2 noise levels
+
+
+def _fail(argv, capsys, match):
+    rc = main(["massmaps", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "deepsphere-gen massmaps: error:" in err and match in err, err
+    return err
+
+
+def test_bad_input_clear_messages_nothing_written(tmp_path, capsys):
+    d = _dirs(tmp_path)
+    _fail([*TINY[:-5], "--noise", "0", "-0.5", *d], capsys, "noise level must be a finite number >= 0")
+    _fail(["generate", *TINY, *d, "--sky-fractions", "1/24"], capsys, "not a nested base-patch")
+    _fail([*TINY, *d, "--sky-fractions", "footprint"], capsys, "needs --footprint")
+    # footprint FITS at the wrong nside, and an empty one
+    wrong = tmp_path / "wrong_nside.fits"
+    hp.write_map(str(wrong), np.ones(12 * 4**2), nest=True)
+    _fail([*TINY, *d, "--sky-fractions", "footprint", "--footprint", str(wrong)], capsys, "has nside 4, expected nside 8")
+    empty = tmp_path / "empty.fits"
+    hp.write_map(str(empty), np.zeros(12 * 8**2), nest=True)
+    _fail([*TINY, *d, "--sky-fractions", "footprint", "--footprint", str(empty)], capsys, "empty footprint")
+    # user maps: RING ordering, wrong nside, UNSEEN inside the analysed sky
+    ring = tmp_path / "ring.fits"
+    hp.write_map(str(ring), np.zeros(12 * 8**2), nest=False)
+    _fail(["classify", str(ring), *TINY, *d], capsys, "is in RING ordering but NESTED was expected")
+    small = tmp_path / "small.fits"
+    hp.write_map(str(small), np.zeros(12 * 4**2), nest=True)
+    _fail(["classify", str(small), *TINY, *d], capsys, "has nside 4, expected nside 8")
+    holes = np.zeros(12 * 8**2)
+    holes[:5] = UNSEEN
+    unseen = tmp_path / "unseen.fits"
+    hp.write_map(str(unseen), holes, nest=True)
+    _fail(["classify", str(unseen), *TINY, *d], capsys, "5 UNSEEN/NaN pixel(s) inside the analysed sky")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()  # nothing written
+    # no checkpoint yet: clear message
+    fine = tmp_path / "fine.fits"
+    hp.write_map(str(fine), np.zeros(12 * 8**2), nest=True)
+    _fail(["classify", str(fine), *TINY, *d], capsys, "no trained fcn network")
+
+
+def test_footprint_setting(tmp_path):
+    """A mask keeps its pixels only; UNSEEN outside the mask is fine, inside it is refused."""
+    mask = np.zeros(12 * 8**2, dtype=bool)
+    mask[100:400] = True
+    fits = tmp_path / "mask.fits"
+    hp.write_map(str(fits), mask.astype(np.float64), nest=True)
+    sky = exp.parse_sky_fraction("footprint", 8, str(fits))
+    assert sky.fraction == pytest.approx(300 / 768) and np.array_equal(sky.footprint, mask)
+    from deepsphere_gen.commands.massmaps import _sky_values
+
+    m = np.where(mask, 1.0, UNSEEN)
+    assert _sky_values(m, sky, "x").shape == (1, 300)
+    m[150] = UNSEEN
+    with pytest.raises(ValueError, match="inside the footprint"):
+        _sky_values(m, sky, "x")
+
+
+@pytest.mark.slow
+def test_quick_run_beats_chance(tmp_path):
+    """`--quick`: at 1/12 sky without noise the graph CNN and both baselines beat chance clearly."""
+    out = tmp_path / "q.json"
+    assert main(["massmaps", "--quick", "--no-progress", "--no-plots", *_dirs(tmp_path), "--json", str(out)]) == 0
+    acc = {(r["method"], r["sky"], r["noise"]): r["accuracy"] for r in json.loads(out.read_text())["records"]}
+    for method in ("fcn", "psd_svm", "hist_svm"):
+        assert acc[method, "1/12", 0.0] > 0.62, (method, acc)
