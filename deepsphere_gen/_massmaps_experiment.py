@@ -194,7 +194,8 @@ def _hybrid_classifier(nside: int, config: ExperimentConfig) -> nn.Module:
         from .models.hybrid import HybridClassifier
     except ImportError as exc:
         raise ValueError(f"the hybrid model is not available in this build ({exc})") from None
-    return HybridClassifier(nside=nside, n_classes=2)
+    L0 = max(1, min(8, 2 * (nside // 4)))  # two poolings by 4: the bridge stays below 2 nside_low
+    return HybridClassifier(nside=nside, n_classes=2, bandlimits=(L0, min(6, L0), min(4, L0)))
 
 
 def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: float) -> nn.Module:
