@@ -12,20 +12,39 @@ then (i, j) row-major.  For l1 == l2 the columns (i, j) and (j, i) give the same
 fragment up to the sign (-1)^l, and (i, i) vanishes for odd l, so only i <= j (even l)
 or i < j (odd l) are kept: no redundant or identically zero fragments.
 
-Implementation: per input pair (l1, l2), one outer product over (m1, m2) for all
-column pairs and one GEMM against the Clebsch-Gordan tensors of every output degree
-the pair feeds, concatenated; no loop over m.  Output type and cost are fixed in
-``__init__``.  The tables are built once in float64 and cast per (dtype, device) on
-first use (kept out of ``state_dict``; float64 masters so that ``.double()`` after
-``.float()`` keeps exact tables).
+Implementation: the whole layer is one sparse bilinear map on the flattened signal.
+Real CG tensors have at most 2 non-zeros per (m1, m2) (see
+:mod:`deepsphere_gen.harmonic._cg_sparse`), so ``__init__`` lists every product
+``x[a] x[b]`` (a <= b, flat indices of (l, m, column)) that some non-zero needs, once,
+and a sparse table S (outputs x products) holding the CG values.  For the signal
+flattened to x (entries, batch * channels), forward is
+
+    out = S @ (x[a] * x[b])          (gathers, a multiply and a sparse GEMM)
+
+with no Python loop over degrees, pairs or orders.  Products and outputs are grouped by
+input pair (l1, l2), which partitions both, so S is block diagonal; the blocks are cut
+into chunks of whole pairs whose product buffer stays cache-sized (``CHUNK_ELEMENTS``
+per device type: on CPU, 1 MiB of float32; fresh multi-MB buffers per call cost more in
+page faults than the arithmetic), each chunk writing its own output rows.  Backward,
+``g_x = scatter_a(S^T g * x[b]) + scatter_b(S^T g * x[a])``, chunk by chunk; only x is
+saved (no product buffers are kept for backward).  Work per sample: channels *
+(products + non-zeros of S), O((2l1+1)(2l2+1)) per triple instead of the dense
+O((2l1+1)(2l2+1)(2l+1)).  Tables are built once in float64 and cast per (dtype,
+device, chunk size) on first use (kept out of ``state_dict``; float64 masters so that
+``.double()`` after ``.float()`` keeps exact tables).
 """
 from __future__ import annotations
 
-from typing import Callable
+import warnings
+from typing import Callable, NamedTuple
 
+import numpy as np
+import scipy.sparse
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from ..harmonic._cg_sparse import SparseCG, sparse_clebsch_gordan, sparse_from_dense
 from ..harmonic._mixing_sets import MixingSet, mixing_set
 from ._signal import GeneralizedSignal, normalize_type
 
@@ -34,10 +53,45 @@ __all__ = ["TensorProductActivation"]
 CGFn = Callable[..., torch.Tensor]
 
 
-def _default_cg() -> CGFn:
-    from ..harmonic._clebsch_gordan import clebsch_gordan
+class _Chunk(NamedTuple):
+    """Products first/second (indices into x), output rows, S block (rows x products) and S^T."""
 
-    return clebsch_gordan
+    first: torch.Tensor
+    second: torch.Tensor
+    rows: torch.Tensor
+    table: torch.Tensor
+    table_t: torch.Tensor
+
+
+class _SparseBilinear(torch.autograd.Function):
+    """out (n, n_out) = (S @ (x[a] * x[b]))^T for x (entries, n), chunk by chunk; saves only x."""
+
+    @staticmethod
+    def forward(ctx, x, chunks, n_out, width, covered):
+        ctx.chunks, ctx.width = chunks, width
+        ctx.save_for_backward(x)
+        out = x.new_empty(x.shape[1], n_out) if covered else x.new_zeros(x.shape[1], n_out)
+        a, b = x.new_empty(width, x.shape[1]), x.new_empty(width, x.shape[1])
+        for c in chunks:
+            n = c.first.numel()
+            prod = torch.index_select(x, 0, c.first, out=a[:n])
+            prod.mul_(torch.index_select(x, 0, c.second, out=b[:n]))
+            out.index_copy_(1, c.rows, torch.sparse.mm(c.table, prod).t())
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        grad = grad.t()
+        g_x = torch.zeros_like(x)
+        a, b = x.new_empty(ctx.width, x.shape[1]), x.new_empty(ctx.width, x.shape[1])
+        for c in ctx.chunks:
+            n = c.first.numel()
+            g_prod = torch.sparse.mm(c.table_t, grad.index_select(0, c.rows))
+            g_x.index_add_(0, c.first, torch.index_select(x, 0, c.second, out=a[:n]).mul_(g_prod))
+            g_x.index_add_(0, c.second, torch.index_select(x, 0, c.first, out=b[:n]).mul_(g_prod))
+        return g_x, None, None, None, None
 
 
 class TensorProductActivation(nn.Module):
@@ -50,10 +104,13 @@ class TensorProductActivation(nn.Module):
         L_out: output bandlimit (<= L; default L).
         mixing: "full" | "mst" | "rmst" or a :class:`MixingSet` built for (L, L_out).
         cg: Clebsch-Gordan accessor ``cg(l1, l2, l, dtype, device) -> (2l1+1, 2l2+1, 2l+1)``
-            in the project's real basis (default: deepsphere_gen.harmonic.clebsch_gordan).
+            in the project's real basis (default: the project's tensors, built directly
+            in sparse form by :func:`deepsphere_gen.harmonic._cg_sparse.sparse_clebsch_gordan`).
 
     Input/output: :class:`GeneralizedSignal` (batch, K, 2l+1, tau_l); output type
-    ``self.type_out``.  ``self.flops`` counts the multiply-adds per sample of forward.
+    ``self.type_out``.  ``self.flops`` counts the multiply-adds per sample of forward
+    (products plus non-zeros of the sparse table, times K); ``self.n_products`` and
+    ``self.nnz`` give the per-channel figures.
     """
 
     def __init__(self, L: int, channels: int, type_in, L_out: int | None = None,
@@ -70,86 +127,120 @@ class TensorProductActivation(nn.Module):
         if (mixing.L, mixing.L_out) != (self.L, self.L_out):
             raise ValueError(f"mixing set is for (L, L_out) = {(mixing.L, mixing.L_out)}, layer has {(self.L, self.L_out)}")
         self.mixing = mixing
-        cg = cg or _default_cg()
+        by_input = mixing.pairs_by_input()
 
-        # Plan, per input pair (l1, l2): output degrees ls, widths 2l+1, whether each l keeps
-        # only i < j (l1 == l2, odd l); tables: concatenated CG (p*q, sum 2l+1) in float64;
-        # row index (i <= j rows when l1 == l2) and odd-l sub-index (i < j among them).
-        self._plan: list[tuple[int, int, tuple[int, ...], list[int], list[bool]]] = []
-        self._masters: list[torch.Tensor] = []
-        self._rows: list[torch.Tensor] = []
-        self._odd_rows: list[torch.Tensor] = []
-        # out_slots[l] = list of (plan index, position of l in that pair's ls)
-        self._slots: list[list[tuple[int, int]]] = [[] for _ in range(self.L_out)]
+        # output type: columns per (pair, l) in the order of the sorted pairs
         tau_out = [0] * self.L_out
-        flops = 0
-        for (l1, l2), ls in mixing.pairs_by_input().items():
-            t1, t2 = self.type_in[l1], self.type_in[l2]
-            pq = (2 * l1 + 1) * (2 * l2 + 1)
-            tables = []
+        col_base: dict[tuple[int, int, int], int] = {}
+        for (l1, l2), ls in by_input.items():
             for l in ls:
-                c = cg(l1, l2, l, dtype=torch.float64, device="cpu")
-                if tuple(c.shape) != (2 * l1 + 1, 2 * l2 + 1, 2 * l + 1):
-                    raise ValueError(f"cg({l1}, {l2}, {l}) has shape {tuple(c.shape)}, expected {(2*l1+1, 2*l2+1, 2*l+1)}")
-                tables.append(c.reshape(pq, 2 * l + 1))
-            self._masters.append(torch.cat(tables, dim=1).contiguous())
-            same = l1 == l2
-            if same:
-                upper = [(i, j) for i in range(t1) for j in range(i, t2)]
-                self._rows.append(torch.tensor([i * t2 + j for i, j in upper], dtype=torch.long))
-                self._odd_rows.append(torch.tensor([r for r, (i, j) in enumerate(upper) if j > i], dtype=torch.long))
-                n_rows = len(upper)
-            else:
-                self._rows.append(torch.empty(0, dtype=torch.long))
-                self._odd_rows.append(torch.empty(0, dtype=torch.long))
-                n_rows = t1 * t2
-            odd = [same and l % 2 == 1 for l in ls]
-            index = len(self._plan)
-            self._plan.append((l1, l2, ls, [2 * l + 1 for l in ls], odd))
-            for k, (l, o) in enumerate(zip(ls, odd)):
-                tau_out[l] += int(self._odd_rows[-1].numel()) if o else n_rows
-                self._slots[l].append((index, k))
-            flops += n_rows * pq * (1 + sum(2 * l + 1 for l in ls))
+                col_base[(l1, l2, l)] = tau_out[l]
+                tau_out[l] += len(self._columns(l1, l2, l)[0])
         if any(t == 0 for t in tau_out):
             missing = [l for l, t in enumerate(tau_out) if t == 0]
             raise ValueError(f"mixing set {mixing.kind!r} produces no fragment for output degrees {missing}")
         self.type_out = tuple(tau_out)
-        self.flops = flops * self.channels
+
+        # flat layouts: input entry (l, m, i) at in_off[l] + (m + l) tau_l + i, output alike
+        in_off = np.concatenate([[0], np.cumsum([(2 * l + 1) * t for l, t in enumerate(self.type_in)])])
+        out_off = np.concatenate([[0], np.cumsum([(2 * l + 1) * t for l, t in enumerate(tau_out)])])
+        self._sizes_out = [(2 * l + 1) * t for l, t in enumerate(tau_out)]
+        firsts, seconds, outs, vals, pair_ids = [], [], [], [], []
+        for pair_id, ((l1, l2), ls) in enumerate(by_input.items()):
+            t1, t2 = self.type_in[l1], self.type_in[l2]
+            for l in ls:
+                c = self._sparse_cg(cg, l1, l2, l)
+                ci, cj = self._columns(l1, l2, l)
+                firsts.append((in_off[l1] + c.m1[:, None] * t1 + ci).ravel())
+                seconds.append((in_off[l2] + c.m2[:, None] * t2 + cj).ravel())
+                cols = col_base[(l1, l2, l)] + np.arange(ci.size)
+                outs.append((out_off[l] + c.M[:, None] * tau_out[l] + cols).ravel())
+                vals.append(np.repeat(c.values, ci.size))
+                pair_ids.append(np.full(c.values.size * ci.size, pair_id))
+        first, second = np.concatenate(firsts), np.concatenate(seconds)
+        first, second = np.minimum(first, second), np.maximum(first, second)  # x_a x_b = x_b x_a
+        n_in, n_out = int(in_off[-1]), int(out_off[-1])
+        # products sorted by (pair, a, b): each pair's products are one contiguous range
+        keys, product = np.unique((np.concatenate(pair_ids) * n_in + first) * n_in + second, return_inverse=True)
+        table = scipy.sparse.csc_matrix((np.concatenate(vals), (np.concatenate(outs), product.ravel())),
+                                        shape=(n_out, keys.size))
+        table.sum_duplicates()
+        table.eliminate_zeros()
+        pair_of_product, ab = np.divmod(keys, n_in * n_in)
+        self._first, self._second = np.divmod(ab, n_in)
+        self._pair_starts = np.flatnonzero(np.diff(pair_of_product, prepend=-1))  # product index of each pair
+        self._table = table  # float64 master, (outputs, products), CSC
+        self._covered = bool(np.all(np.diff(table.tocsr().indptr) > 0))  # every output row has a term
+        self.n_products, self.nnz, self._n_out = int(keys.size), int(table.nnz), n_out
+        self.flops = self.channels * (self.n_products + self.nnz)
         self._cache: dict = {}
+
+    def _columns(self, l1: int, l2: int, l: int) -> tuple[np.ndarray, np.ndarray]:
+        """Kept column pairs (i, j) of (l1, l2 -> l), row-major (module doc)."""
+        t1, t2 = self.type_in[l1], self.type_in[l2]
+        i, j = np.divmod(np.arange(t1 * t2), t2)
+        if l1 == l2:
+            keep = j > i if l % 2 else j >= i
+            i, j = i[keep], j[keep]
+        return i, j
+
+    @staticmethod
+    def _sparse_cg(cg: CGFn | None, l1: int, l2: int, l: int) -> SparseCG:
+        if cg is None:
+            return sparse_clebsch_gordan(l1, l2, l)
+        c = cg(l1, l2, l, dtype=torch.float64, device="cpu")
+        if tuple(c.shape) != (2 * l1 + 1, 2 * l2 + 1, 2 * l + 1):
+            raise ValueError(f"cg({l1}, {l2}, {l}) has shape {tuple(c.shape)}, expected {(2*l1+1, 2*l2+1, 2*l+1)}")
+        return sparse_from_dense(c)
 
     def extra_repr(self) -> str:
         return (f"L={self.L}, L_out={self.L_out}, channels={self.channels}, mixing={self.mixing.kind!r}, "
-                f"pairs={self.mixing.size}, type_in={self.type_in}, type_out={self.type_out}, flops={self.flops}")
+                f"pairs={self.mixing.size}, type_in={self.type_in}, type_out={self.type_out}, "
+                f"products={self.n_products}, nnz={self.nnz}, flops={self.flops}")
 
-    def _tables(self, dtype: torch.dtype, device: torch.device):
-        """(CG tables, row indices, odd-l row indices) cast/moved once per (dtype, device)."""
-        key = (dtype, device)
+    #: product-buffer size (elements) per chunk, by device type (module doc)
+    CHUNK_ELEMENTS = {"cpu": 2**18, "cuda": 2**24}
+
+    def _chunks(self, dtype: torch.dtype, device: torch.device, columns: int) -> tuple[list[_Chunk], int]:
+        """Chunks of whole pairs with about CHUNK_ELEMENTS / columns products each (a power
+        of two, so few variants are cached), cast/moved once per (dtype, device, size); and
+        the largest chunk's product count."""
+        budget = self.CHUNK_ELEMENTS.get(device.type, self.CHUNK_ELEMENTS["cuda"]) // max(columns, 1)
+        size = 1 << max(int(budget).bit_length() - 1, 0)
+        key = (dtype, device, size)
         if key not in self._cache:
-            self._cache[key] = (
-                [t.to(device=device, dtype=dtype) for t in self._masters],
-                [i.to(device) for i in self._rows],
-                [i.to(device) for i in self._odd_rows],
-            )
+            bounds = [0]
+            for start in self._pair_starts[1:].tolist() + [self.n_products]:
+                if start - bounds[-1] >= size or start == self.n_products:
+                    bounds.append(start)
+            index = torch.long
+
+            def csr(m):
+                with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                    warnings.simplefilter("ignore", UserWarning)
+                    return torch.sparse_csr_tensor(
+                        torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
+                        torch.from_numpy(m.data), size=m.shape, dtype=dtype, device=device)
+
+            chunks = []
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                block = self._table[:, lo:hi].tocsr()
+                rows = np.flatnonzero(np.diff(block.indptr))
+                block = block[rows]
+                chunks.append(_Chunk(
+                    torch.from_numpy(self._first[lo:hi]).to(device, index),
+                    torch.from_numpy(self._second[lo:hi]).to(device, index),
+                    torch.from_numpy(rows).to(device, index), csr(block), csr(block.T.tocsr())))
+            self._cache[key] = (chunks, max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:])))
         return self._cache[key]
 
     def forward(self, x: GeneralizedSignal) -> GeneralizedSignal:
         if not isinstance(x, GeneralizedSignal):
             raise ValueError(f"TensorProductActivation expects a GeneralizedSignal, got {type(x).__name__}")
         x.check(L=self.L, channels=self.channels, type=self.type_in, name="TensorProductActivation input")
-        tables, rows, odd_rows = self._tables(x.dtype, x.device)
         B, K = x.batch, self.channels
-        blocks: list[list[torch.Tensor]] = []
-        for (l1, l2, _, widths, odd), table, row, odd_row in zip(self._plan, tables, rows, odd_rows):
-            a, b = x.fragments[l1], x.fragments[l2]
-            # outer product over orders for every column pair: (B, K, t1*t2, p*q)
-            outer = torch.einsum("bkpi,bkqj->bkijpq", a, b)
-            outer = outer.reshape(B, K, a.shape[3] * b.shape[3], a.shape[2] * b.shape[2])
-            if l1 == l2:
-                outer = outer.index_select(2, row)
-            parts = torch.split(outer @ table, widths, dim=3)  # each (B, K, rows, 2l+1)
-            blocks.append([part.index_select(2, odd_row) if o else part for part, o in zip(parts, odd)])
-        out = []
-        for l in range(self.L_out):
-            cols = [blocks[p][k] for p, k in self._slots[l]]
-            out.append(torch.cat(cols, dim=2).transpose(2, 3))
-        return GeneralizedSignal(out, check_values=False)
+        chunks, width = self._chunks(x.dtype, x.device, B * K)
+        flat = torch.cat([f.reshape(B * K, -1).t() for f in x.fragments], dim=0)  # (entries, B*K)
+        out = _SparseBilinear.apply(flat, chunks, self._n_out, width, self._covered)  # (B*K, outputs)
+        return GeneralizedSignal([o.view(B, K, 2 * l + 1, -1) for l, o in enumerate(out.split(self._sizes_out, 1))],
+                                 check_values=False)
