@@ -465,11 +465,7 @@ def plot_curves(records: list[dict], out: Path) -> Path:
         axes[1, j].set_ylabel("test accuracy")
         axes[1, j].set_xlabel("epoch")
         axes[1, j].set_ylim(0.4, 1.02)
-    handles = {}
-    for ax in axes.ravel():
-        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
-    fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.tight_layout()
+    _legend(fig, axes)
     return _savefig(fig, out)
 
 
@@ -495,8 +491,16 @@ def plot_accuracy(records: list[dict], out: Path) -> Path:
         ax.set_xlabel("relative noise level")
         ax.set_ylim(40, 101)
     axes[0, 0].set_ylabel("test accuracy (%)")
-    axes[0, -1].legend(fontsize=8)
+    _legend(fig, axes)
     return _savefig(fig, out)
+
+
+def _legend(fig, axes) -> None:
+    handles = {}
+    for ax in axes.ravel():
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
 
 
 def plot_all(records: list[dict], config: ExperimentConfig, path: Path) -> list[Path]:
