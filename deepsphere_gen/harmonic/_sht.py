@@ -81,13 +81,14 @@ class SHT(torch.nn.Module):
 
     Memory: the Legendre table keeps one ring of each north/south mirror pair (about half
     the rings of GL, DH and HEALPix grids, all of MW's), only l >= m (split by parity of
-    l + m, in 16 chunks of m) and, per chunk, only rings where some value exceeds 1e-30:
-    at most L * Rn * (L + 1) * itemsize bytes for Rn stored rings (``table_bytes``: exact)
-    (GL L=256 float32: 15 MiB; DH / MW L=256 float64: 62 MiB; HEALPix nside=128, L=384
-    float64: 137 MiB), plus O(nrings * L) phase and fold tables and, for MW, 2 L^2 mixing
-    values.
-    Cost per call: O(L^2 Rn) per map for the Legendre matmuls + O(npix log nphi) FFTs
-    (one FFT call per distinct nphi: 1 on GL/DH, 2 on MW, nside on HEALPix).
+    l + m, in 16 chunks of m) and, per chunk, only the range of rings (sorted by
+    colatitude) where some value exceeds 1e-30: at most L * Rn * (L + 1) * itemsize bytes
+    for Rn stored rings (``table_bytes``: exact) (GL L=256 float32: 15 MiB; DH / MW L=256
+    float64: 62 MiB; HEALPix nside=128, L=384 float64: 137 MiB), plus 8 nrings * L phase
+    values and, for MW, 2 L^2 mixing values.
+    Cost per call: O(L^2 Rn) per map for the Legendre matmuls (maps x rings times rings x
+    degrees per order m: the table is streamed once per call whatever the batch) + one
+    real FFT per distinct ring length (1 on GL/DH, 2 on MW, nside on HEALPix).
     """
 
     def __init__(
@@ -124,61 +125,64 @@ class SHT(torch.nn.Module):
             raise ValueError(f"{sampling!r} has no quadrature weights: no analysis possible")
         kw = dict(dtype=dtype, device=device)
 
-        # rings grouped by nphi; inside a group, samples k-major: position k * nr + i
+        # rings grouped by nphi ("group order"); samples ring-major: ring after ring
         ring_pixels = rings.order if order == "NESTED" else np.arange(self.npix)
         groups = [(int(n), np.flatnonzero(rings.nphi == n)) for n in np.unique(rings.nphi)]
-        seq = np.concatenate([idx for _, idx in groups])  # rings in group order
+        seq = np.concatenate([idx for _, idx in groups])
         perm = np.concatenate(
-            [ring_pixels[rings.start[idx][None, :] + np.arange(n)[:, None]].ravel() for n, idx in groups]
+            [ring_pixels[rings.start[idx][:, None] + np.arange(n)[None, :]].ravel() for n, idx in groups]
         )
-        self._long("perm", perm, device)
-        self._long("inv_perm", np.argsort(perm), device)
+        self._permuted = not np.array_equal(perm, np.arange(self.npix))
+        if self._permuted:
+            self._long("perm", perm, device)
+            self._long("inv_perm", np.argsort(perm), device)
         theta, phi0 = rings.theta[seq], rings.phi0[seq]
+        R = seq.size
         if self.is_mw:
             q = 2 * np.pi / rings.nphi[seq]
-            self._buffer("mix", mw_theta_mixing(sampling.L)[:, seq][:, :, seq], **kw)
+            mix = mw_theta_mixing(sampling.L)[:, seq][:, :, seq]
+            self._buffer("mix_t", mix.transpose(0, 2, 1), **kw)  # z @ mix_t == (mix @ z^T)^T
         else:
             q = np.asarray(sampling.weights)[ring_pixels[rings.start[seq]]]  # pixel weight per ring
-            self.mix = None
+            self.mix_t = None
         self._has_phase = bool(np.any(phi0 != 0))
+
+        # Phase tables: analysis (rings, L) on the rfft bins, synthesis (L, rings) with the
+        # irfft scale n * multiplicity and the conjugation sign of aliased orders folded in.
         m = np.arange(L)
         c_ana = np.where(m == 0, 1.0, np.sqrt(2.0))
-        self._groups = []  # (n, nrings, ring offset, pixel offset, fold width P)
-        ana, syn_c = [], np.where(m == 0, 1.0, np.sqrt(0.5))
+        c_syn = np.where(m == 0, 1.0, np.sqrt(0.5))
+        ana, syn = np.zeros((4, R, L)), np.zeros((4, L, R))
+        self._groups = []  # (n, nrings, ring offset, pixel offset, P: orders per bin, 0 = no aliasing)
         r0 = p0 = 0
         for gi, (n, idx) in enumerate(groups):
-            nr = idx.size
+            nr, rs = idx.size, slice(r0, r0 + idx.size)
             bin_, sign, mult = _fold(m, n)
             mask = (m <= (n - 1) // 2).astype(np.float64) if self.is_mw else np.ones(L)
-            psi = np.outer(m, phi0[r0 : r0 + nr])  # (L, nr)
-            cq = (c_ana * mask)[:, None] * q[None, r0 : r0 + nr]
-            sg = sign[:, None]
-            self._long(f"bin_{gi}", bin_, device)
-            ana.append([cq * np.cos(psi), cq * sg * np.sin(psi), cq * np.sin(psi), -cq * sg * np.cos(psi)])
-            # synthesis fold: rfft bin j gathers the P orders m_jp that alias onto it
-            nb = n // 2 + 1
-            P = int(np.bincount(bin_, minlength=nb).max())
-            fidx = np.zeros((nb, P), dtype=np.int64)
-            fw = np.zeros((nb, P))
-            fill = np.zeros(nb, dtype=np.int64)
-            for mm in range(L):
-                j = bin_[mm]
-                fidx[j, fill[j]], fw[j, fill[j]] = mm, n * mult[mm]
-                fill[j] += 1
-            fm = fidx.ravel()
-            scale = np.stack([fw.ravel(), fw.ravel() * sign[fm]], axis=-1)  # (nb P, re / im)
-            self._long(f"fold_{gi}", fm, device)
-            self._buffer(f"fold_scale_{gi}", scale[:, None, None, None, :], **kw)
+            psi = np.outer(phi0[rs], m)  # (nr, L)
+            cq = q[rs, None] * (c_ana * mask)[None, :]
+            ana[:, rs] = [cq * np.cos(psi), cq * sign * np.sin(psi), cq * np.sin(psi), -cq * sign * np.cos(psi)]
+            cs = (c_syn * n * mult)[None, :]
+            syn[:, :, rs] = np.stack([cs * np.cos(psi), cs * np.sin(psi),
+                                      cs * sign * np.sin(psi), -cs * sign * np.cos(psi)]).transpose(0, 2, 1)
+            if n >= 2 * L - 1:  # every order is its own bin: slice / zero-pad
+                P = 0
+            else:  # analysis gathers the bin of each m; synthesis sums the P orders of each bin
+                nb = n // 2 + 1
+                P = int(np.bincount(bin_, minlength=nb).max())
+                fidx = np.full((nb, P), L)  # index L: a zero row
+                fill = np.zeros(nb, dtype=np.int64)
+                for mm in range(L):
+                    fidx[bin_[mm], fill[bin_[mm]]] = mm
+                    fill[bin_[mm]] += 1
+                self._long(f"bin_{gi}", bin_, device)
+                self._long(f"fold_{gi}", fidx.ravel(), device)
             self._groups.append((n, nr, r0, p0, P))
             r0 += nr
             p0 += nr * n
-        psi = np.outer(m, phi0)
-        syn = [syn_c[:, None] * np.cos(psi), syn_c[:, None] * np.sin(psi),
-               syn_c[:, None] * np.sin(psi), -syn_c[:, None] * np.cos(psi)]
         for k in (range(4) if self._has_phase else (0, 3)):
-            self._buffer(f"ana{k}", np.concatenate([a[k] for a in ana], axis=1)[:, :, None, None], **kw)
-            self._buffer(f"syn{k}", syn[k][:, :, None, None], **kw)
-        R = r0
+            self._buffer(f"ana{k}", ana[k], **kw)
+            self._buffer(f"syn{k}", syn[k][:, None, :], **kw)
 
         # north/south mirror pairs share Legendre values: lambda(pi - t) = (-1)^(l+m) lambda(t)
         srt = np.argsort(theta)
@@ -191,46 +195,46 @@ class SHT(torch.nn.Module):
                     south[i] = srt[cand]
                     taken[srt[cand]] = True
                     break
-        slots = np.flatnonzero(~taken)  # rings whose Legendre values are stored
-        self._paired = bool(taken.any())
+        # stored rings ("slots"): paired north rings first, then unpaired, each by colatitude
+        slots = np.flatnonzero(~taken)
+        slots = slots[np.lexsort((theta[slots], south[slots] < 0))]
+        self._npair = npair = int((south[slots] >= 0).sum())
         self.theta = theta[slots]
         self._long("slot_ring", slots, device)
-        self._long("slot_south", np.where(south[slots] >= 0, south[slots], R), device)
-        paired = np.flatnonzero(south[slots] >= 0)
-        self._long("paired_slots", paired, device)
-        self._long("ring_from_cat", np.argsort(np.concatenate([slots, south[slots][paired]])), device)
+        self._long("south_ring", south[slots[:npair]], device)
+        self._long("ring_from_cat", np.argsort(np.concatenate([slots, south[slots[:npair]]])), device)
 
         # Legendre tables in chunks of m: chunk c holds m in [m0, m1), l = m + parity + 2h
-        # for h < ceil((L - m0) / 2) (no l < m0 waste), and only the rings where some value
-        # exceeds _SKIP (values below it cannot change a float64 result: ring skipping).
+        # for h < ceil((L - m0) / 2) (no l < m0 waste), laid out (2 (m1 - m0), h, ring), and
+        # only the range of stored rings where some value exceeds _SKIP (values below it
+        # cannot change a float64 result: ring skipping).
         itemsize = torch.empty((), dtype=dtype).element_size()
         Rn = self.theta.size
         nm = max(1, -(-L // _CHUNKS))
         nm = max(1, min(nm, int(max_table_bytes // (2 * Rn * ((L + 1) // 2) * itemsize))))
-        self._chunks = []  # (m0, m1, width, grid offset, ring subset or None)
+        self._chunks = []  # (m0, m1, width, grid offset, skips rings, ring start, ring stop)
         grid, flat_from_grid, off = [], np.zeros(L * L, dtype=np.int64), 0
         ell = np.floor(np.sqrt(np.arange(L * L))).astype(np.int64)
         em = np.arange(L * L) - ell * ell - ell
         ma = np.abs(em)
         tabs, self.table_bytes = [], 0
-        for ci, m0 in enumerate(range(0, L, nm)):
+        for m0 in range(0, L, nm):
             m1, w = min(L, m0 + nm), (L - m0 + 1) // 2
-            mm, pp, hh = np.meshgrid(np.arange(m0, m1), [0, 1], np.arange(w), indexing="ij")
+            # grid layout (m, parity, cos / sin, h): flat index of each entry (L*L: none)
+            mm, pp, ss, hh = np.meshgrid(np.arange(m0, m1), [0, 1], [0, 1], np.arange(w), indexing="ij")
             ll = mm + pp + 2 * hh
-            ok = ll < L
-            grid.append(np.stack([np.where(ok, ll * ll + ll + mm, L * L),
-                                  np.where(ok & (mm > 0), ll * ll + ll - mm, L * L)], -1).ravel())
+            ok = (ll < L) & ((ss == 0) | (mm > 0))
+            grid.append(np.where(ok, ll * ll + ll + np.where(ss == 0, mm, -mm), L * L).ravel())
             sel = (ma >= m0) & (ma < m1)
-            flat_from_grid[sel] = off + ((((ma - m0) * 2 + (ell - ma) % 2) * w + (ell - ma) // 2) * 2 + (em < 0))[sel]
-            tab = self._table(m0, m1, w)
-            keep = np.flatnonzero(np.abs(tab).max(axis=(0, 2)) > _SKIP)
-            subset = None if keep.size == Rn else keep
-            if subset is not None:
-                self._long(f"rings_{ci}", subset, device)
-                tab = tab[:, subset]
+            pos = (((ma - m0) * 2 + (ell - ma) % 2) * 2 + (em < 0)) * w + (ell - ma) // 2
+            flat_from_grid[sel] = off + pos[sel]
+            tab = self._table(m0, m1, w, 0, Rn)
+            keep = np.flatnonzero(np.abs(tab).max(axis=(0, 1)) > _SKIP)
+            a, b = (int(keep[0]), int(keep[-1]) + 1) if keep.size else (0, 1)
+            tab = tab[:, :, a:b]
             self.table_bytes += tab.size * itemsize
             tabs = None if tabs is None or self.table_bytes > max_table_bytes else tabs + [tab]
-            self._chunks.append((m0, m1, w, off, subset is not None))
+            self._chunks.append((m0, m1, w, off, (a, b) != (0, Rn), a, b))
             off += grid[-1].size
         self._long("grid_from_flat", np.concatenate(grid), device)
         self._long("flat_from_grid", flat_from_grid, device)
@@ -246,14 +250,13 @@ class SHT(torch.nn.Module):
     def _long(self, name, value, device):
         self.register_buffer(name, torch.as_tensor(np.asarray(value, dtype=np.int64), device=device), persistent=False)
 
-    def _table(self, m0: int, m1: int, width: int, subset=None) -> np.ndarray:
-        """(2 (m1-m0), rings, width) float64: lambda_{m + parity + 2h}^m at the stored rings."""
-        theta = self.theta if subset is None else self.theta[subset]
-        lam = normalized_legendre(self.L, theta, m0, m1)  # (nm, L, rings)
+    def _table(self, m0: int, m1: int, width: int, r0: int, r1: int) -> np.ndarray:
+        """(2 (m1-m0), width, r1-r0) float64: lambda_{m + parity + 2h}^m at stored rings r0..r1-1."""
+        lam = normalized_legendre(self.L, self.theta[r0:r1], m0, m1)  # (nm, L, rings)
         mi = np.arange(m1 - m0)[:, None, None]
         ll = (mi + m0) + np.arange(2)[None, :, None] + 2 * np.arange(width)[None, None, :]
         tab = lam[mi, np.minimum(ll, self.L - 1)] * (ll < self.L)[..., None]  # (nm, 2, width, rings)
-        return np.ascontiguousarray(tab.transpose(0, 1, 3, 2).reshape(2 * (m1 - m0), theta.size, width))
+        return np.ascontiguousarray(tab.reshape(2 * (m1 - m0), width, r1 - r0))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -279,38 +282,34 @@ class SHT(torch.nn.Module):
         if x.numel() and not bool(torch.linalg.vector_norm(x.detach(), float("inf")) <= 1e29):
             check_finite(x, name)
 
-    def _chunk_table(self, ci: int, z: torch.Tensor) -> torch.Tensor:
+    def _chunk_table(self, ci: int, like: torch.Tensor) -> torch.Tensor:
+        """(2 nm, width, ring range) Legendre values of chunk ci."""
         if not self.streaming:
             return getattr(self, f"leg_{ci}")
-        m0, m1, w, _, sub = self._chunks[ci]
-        subset = getattr(self, f"rings_{ci}").cpu().numpy() if sub else None
-        return torch.as_tensor(self._table(m0, m1, w, subset)).to(device=z.device, dtype=z.dtype)
+        m0, m1, w, _, _, a, b = self._chunks[ci]
+        return torch.as_tensor(self._table(m0, m1, w, a, b)).to(device=like.device, dtype=like.dtype)
 
     def _project(self, z: torch.Tensor) -> torch.Tensor:
-        """Legendre projection: ring values (2L, Rn, K) -> grid (n, K) in the chunked layout."""
-        out = []
-        for ci, (m0, m1, w, _, sub) in enumerate(self._chunks):
-            zc = z[2 * m0 : 2 * m1]
-            if sub:
-                zc = zc.index_select(1, getattr(self, f"rings_{ci}"))
-            out.append(torch.bmm(self._chunk_table(ci, z).transpose(1, 2), zc).reshape(-1, z.shape[-1]))
+        """Legendre projection: (2L, K, Rn) ring values -> (grid, K/2) cos / sin coefficients."""
+        out, K0 = [], z.shape[1] // 2
+        for ci, (m0, m1, w, _, _, a, b) in enumerate(self._chunks):
+            y = torch.bmm(z[2 * m0 : 2 * m1, :, a:b], self._chunk_table(ci, z).transpose(1, 2))
+            out.append(y.view(-1, K0, w).transpose(1, 2).reshape(-1, K0))  # (m, parity, cs, h) x maps
         return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
     def _evaluate(self, at: torch.Tensor) -> torch.Tensor:
-        """Legendre sums: grid (n, K) in the chunked layout -> ring values (2L, Rn, K)."""
-        out, K, Rn = [], at.shape[-1], self.theta.size
-        for ci, (m0, m1, w, off, sub) in enumerate(self._chunks):
-            ac = at[off // 2 : off // 2 + 2 * (m1 - m0) * w].view(2 * (m1 - m0), w, K)
-            yc = torch.bmm(self._chunk_table(ci, at), ac)
-            if sub:
-                yc = yc.new_zeros(yc.shape[0], Rn, K).index_copy(1, getattr(self, f"rings_{ci}"), yc)
-            out.append(yc)
+        """Legendre sums: (grid, K/2) cos / sin coefficients -> (2L, K, Rn) ring values."""
+        out, K0, Rn = [], at.shape[-1], self.theta.size
+        for ci, (m0, m1, w, off, _, a, b) in enumerate(self._chunks):
+            ac = at[off : off + 4 * (m1 - m0) * w].view(-1, w, K0).transpose(1, 2).reshape(2 * (m1 - m0), 2 * K0, w)
+            y = torch.bmm(ac, self._chunk_table(ci, at))
+            out.append(torch.nn.functional.pad(y, (a, Rn - b)) if (a, b) != (0, Rn) else y)
         return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
     def _mix(self, z: torch.Tensor) -> torch.Tensor:
-        """MW theta quadrature: (L, rings, K) ring values -> mixed values, per parity of m."""
-        even = torch.matmul(self.mix[0], z[0::2])
-        odd = torch.matmul(self.mix[1], z[1::2])
+        """MW theta quadrature on (L, ..., rings) ring values, per parity of m."""
+        even = torch.matmul(z[0::2], self.mix_t[0])
+        odd = torch.matmul(z[1::2], self.mix_t[1])
         both = torch.stack([even[: odd.shape[0]], odd], dim=1).reshape(-1, *z.shape[1:])
         return torch.cat([both, even[odd.shape[0] :]], dim=0)
 
@@ -318,59 +317,69 @@ class SHT(torch.nn.Module):
     def analysis(self, maps: torch.Tensor) -> torch.Tensor:
         """One quadrature pass (no iterations): (batch, npix, ch) -> (batch, L*L, ch)."""
         B, _, C = maps.shape
-        L, K = self.L, 2 * maps.shape[0] * maps.shape[2]
-        xt = maps.permute(1, 0, 2).index_select(0, self.perm)
+        L, K0, p = self.L, B * C, self._npair
+        x = maps.permute(0, 2, 1).reshape(K0, -1)
+        if self._permuted:
+            x = x.index_select(1, self.perm)
         parts = []
-        for gi, (n, nr, _, p0, _) in enumerate(self._groups):
-            spec = torch.fft.rfft(xt[p0 : p0 + n * nr].view(n, nr, B, C), dim=0)
-            # (L, nr, B, C): bin of each m (a plain slice when no order aliases)
-            parts.append(spec[:L] if n >= 2 * L - 1 else spec.index_select(0, getattr(self, f"bin_{gi}")))
+        for gi, (n, nr, _, p0, P) in enumerate(self._groups):
+            spec = torch.fft.rfft(x[:, p0 : p0 + n * nr].view(K0, nr, n), dim=-1)  # (K0, nr, bins)
+            parts.append(spec[..., :L] if P == 0 else spec.index_select(-1, getattr(self, f"bin_{gi}")))
         spec = torch.view_as_real(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
-        re, im = spec[..., 0], spec[..., 1]
+        re, im = spec[..., 0], spec[..., 1]  # (K0, rings, L)
         if self._has_phase:
             cos, sin = self.ana0 * re + self.ana1 * im, self.ana2 * re + self.ana3 * im
         else:
             cos, sin = self.ana0 * re, self.ana3 * im
-        z = torch.stack([cos, sin], dim=2).reshape(L, -1, K)  # (L, rings, 2 B C)
-        if self.mix is not None:
+        z = torch.stack([cos, sin], dim=0).permute(3, 0, 1, 2)  # (L, cos / sin, K0, rings)
+        if self.mix_t is not None:
             z = self._mix(z)
-        if self._paired:
-            zn = z.index_select(1, self.slot_ring)
-            zs = torch.cat([z, z.new_zeros(L, 1, K)], dim=1).index_select(1, self.slot_south)
-            z = torch.stack([zn + zs, zn - zs], dim=1)
+        zn = z.index_select(-1, self.slot_ring)
+        if p:  # mirror pairs: even l + m see north + south, odd l + m north - south
+            zs = z.index_select(-1, self.south_ring)
+            z = torch.stack([torch.cat([zn[..., :p] + zs, zn[..., p:]], -1),
+                             torch.cat([zn[..., :p] - zs, zn[..., p:]], -1)], dim=1)
         else:
-            z = z.index_select(1, self.slot_ring)
-            z = torch.stack([z, z], dim=1)
-        out = self._project(z.reshape(2 * L, -1, K)).view(-1, B, C).index_select(0, self.flat_from_grid)
-        return out.permute(1, 0, 2)
+            z = torch.stack([zn, zn], dim=1)
+        out = self._project(z.reshape(2 * L, 2 * K0, -1)).index_select(0, self.flat_from_grid)
+        return out.view(-1, B, C).permute(1, 0, 2)
 
     def synthesis(self, coeffs: torch.Tensor) -> torch.Tensor:
         """(batch, L*L, ch) -> (batch, npix, ch); exact for band-limited signals."""
         B, _, C = coeffs.shape
-        L, K = self.L, 2 * coeffs.shape[0] * coeffs.shape[2]
-        at = coeffs.permute(1, 0, 2)
-        at = torch.cat([at, at.new_zeros(1, B, C)], dim=0).index_select(0, self.grid_from_flat)
-        eo = self._evaluate(at.reshape(-1, K)).view(L, 2, -1, K)
+        L, K0, p = self.L, B * C, self._npair
+        at = coeffs.permute(1, 0, 2).reshape(-1, K0)
+        at = torch.cat([at, at.new_zeros(1, K0)], dim=0).index_select(0, self.grid_from_flat)
+        eo = self._evaluate(at).view(L, 2, 2, K0, -1)  # (L, parity, cos / sin, K0, Rn)
         even, odd = eo[:, 0], eo[:, 1]
         y = even + odd
-        if self._paired:
-            y = torch.cat([y, (even - odd).index_select(1, self.paired_slots)], dim=1)
-        y = y.index_select(1, self.ring_from_cat)
-        y = y.view(L, -1, 2, B, C)
-        cpart, spart = y[:, :, 0], y[:, :, 1]
+        if p:
+            y = torch.cat([y, (even[..., :p] - odd[..., :p])], dim=-1)
+        y = y.index_select(-1, self.ring_from_cat)  # (L, cos / sin, K0, rings)
+        c, s = y[:, 0], y[:, 1]
         if self._has_phase:
-            h = torch.stack([self.syn0 * cpart + self.syn1 * spart, self.syn2 * cpart + self.syn3 * spart], -1)
+            h = torch.stack([self.syn0 * c + self.syn1 * s, self.syn2 * c + self.syn3 * s], dim=-1)
         else:
-            h = torch.stack([self.syn0 * cpart, self.syn3 * spart], dim=-1)  # (L, rings, B, C, 2)
+            h = torch.stack([self.syn0 * c, self.syn3 * s], dim=-1)
+        h = h.permute(1, 2, 0, 3)  # (K0, rings, L, re / im)
+        if any(g[4] for g in self._groups):
+            h = torch.cat([h, h.new_zeros(K0, h.shape[1], 1, 2)], dim=2)  # zero row for the fold
+        else:
+            h = h.contiguous()
         pieces = []
         for gi, (n, nr, r0, _, P) in enumerate(self._groups):
-            x = h[:, r0 : r0 + nr].index_select(0, getattr(self, f"fold_{gi}")) * getattr(self, f"fold_scale_{gi}")
-            if P > 1:
-                x = x.view(-1, P, nr, B, C, 2).sum(1)
-            ring = torch.fft.irfft(torch.view_as_complex(x), n=n, dim=0)  # (n, nr, B, C)
-            pieces.append(ring.reshape(n * nr, B, C))
-        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
-        return out.index_select(0, self.inv_perm).permute(1, 0, 2)
+            g = h[:, r0 : r0 + nr]
+            if P == 0:
+                g = g[:, :, :L]
+            else:  # each rfft bin sums the P orders that alias onto it
+                g = g.index_select(2, getattr(self, f"fold_{gi}"))
+                g = g.view(K0, nr, -1, P, 2).sum(3) if P > 1 else g
+            ring = torch.fft.irfft(torch.view_as_complex(g.contiguous()), n=n, dim=-1)  # (K0, nr, n)
+            pieces.append(ring.reshape(K0, n * nr))
+        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        if self._permuted:
+            out = out.index_select(1, self.inv_perm)
+        return out.view(B, C, -1).permute(0, 2, 1)
 
     def forward(self, maps: torch.Tensor, iterations: int | None = None) -> torch.Tensor:
         """Analysis: maps (batch, npix, ch) -> coefficients (batch, L*L, ch).
