@@ -11,6 +11,9 @@ Inputs per model family:
 
 * ``planar`` -- :class:`PlanarCNN` on the maps carried back to the 8x8 tangent-plane grid
   (:meth:`DigitSplit.planar`): a rotated digit mostly leaves its view.
+* ``planar-grid`` -- :class:`PlanarCNN` on the Driscoll-Healy grid read as a 2b x 2b image
+  (colatitude rows, longitude columns): Cohen et al. 2018's planar baseline, which sees
+  the whole sphere and so can learn rotated digits (R/R) but not generalise to them (NR/R).
 * ``graph`` -- :class:`DeepSphereClassifier` on HEALPix (NESTED), global average head.
 * ``harmonic-mst`` / ``harmonic-rmst`` -- :class:`HarmonicClassifier` (S2 input layer on a
   Driscoll-Healy grid, efficient generalized layers, invariant readout).
@@ -64,7 +67,8 @@ class DigitsConfig:
 
     n_train, n_test : first n of the stratified sklearn train / test parts (None: all,
         1,347 / 450 with ``test_fraction`` 0.25).
-    epochs, batch_size, lr : of the training loop (:mod:`deepsphere_gen.training`, Adam).
+    epochs, batch_size, lr : of the training loop (:mod:`deepsphere_gen.training`, Adam);
+        after ``round(decay_at * epochs)`` epochs the learning rate drops to ``lr * decay``.
     seed : data split, rotations, weight init and batch order.
     bandwidth : Driscoll-Healy grid (2b x 2b, b >= 10) of the harmonic and S2/SO(3) models
         (their input bandlimit is 10: a finer grid lowers the aliasing of the non-band-limited
@@ -76,9 +80,11 @@ class DigitsConfig:
 
     n_train: int | None = None
     n_test: int | None = None
-    epochs: int = 15
+    epochs: int = 8
     batch_size: int = 32
     lr: float = 3e-3
+    decay_at: float = 2 / 3
+    decay: float = 0.1
     seed: int = 0
     bandwidth: int = 20
     nside: int = 8
@@ -95,6 +101,8 @@ class DigitsConfig:
             raise ValueError(f"bandwidth must be >= 10 (the harmonic and S2/SO(3) inputs use bandlimit 10), got {self.bandwidth}")
         if self.nside < 8 or self.nside & (self.nside - 1):
             raise ValueError(f"nside must be a power of 2 >= 8 (the graph model pools three times), got {self.nside}")
+        if not (0 <= self.decay_at <= 1 and 0 < self.decay <= 1):
+            raise ValueError(f"need 0 <= decay_at <= 1 and 0 < decay <= 1, got {self.decay_at!r} and {self.decay!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.device not in ("cpu", "cuda") and not str(self.device).startswith("cuda:"):
@@ -102,14 +110,15 @@ class DigitsConfig:
 
 
 #: ``--quick``: a subset and fewer epochs (every model still runs on every split).
-QUICK = dict(n_train=600, n_test=300, epochs=8)
+QUICK = dict(n_train=500, n_test=250, epochs=5)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A model of the benchmark: display label, input kind and a factory.
 
-    input : "planar" (n, 1, 8, 8 images), "dh" (maps on the DH grid) or "healpix" (maps on HEALPix).
+    input : "planar" (n, 1, 8, 8 back-projected images), "grid" (n, 1, 2b, 2b: the DH maps as
+        images), "dh" (maps (n, npix, 1) on the DH grid) or "healpix" (maps on HEALPix).
     build : (sampling of that input, or None for "planar") -> nn.Module returning 10 logits.
     lr_scale : multiplies the run's learning rate.
     """
@@ -124,6 +133,12 @@ def _planar(_):
     from .models import PlanarCNN
 
     return PlanarCNN(8, channels=(24, 48), n_classes=10)
+
+
+def _planar_grid(sampling):
+    from .models import PlanarCNN
+
+    return PlanarCNN(sampling.shape, channels=(12, 24, 32), n_classes=10)
 
 
 def _graph(sampling):
@@ -146,7 +161,10 @@ def _harmonic(mixing):
 def _hybrid(sampling):
     from .models.hybrid import HybridClassifier
 
-    return HybridClassifier(sampling.nside, 1, n_classes=10)
+    # one graph block at the input resolution (no pooling), bridge at L = 10, then the harmonic model's layers
+    return HybridClassifier(sampling.nside, 1, n_classes=10, graph_channels=(8,), K=5, k=8, pool_levels=0,
+                            bandlimits=(10, 8, 5, 3), harmonic_channels=(10, 16, 16), tau=2, mixing="mst",
+                            hidden=(64,))
 
 
 def _cohen(sampling):
@@ -157,6 +175,7 @@ def _cohen(sampling):
 
 MODELS: dict[str, ModelSpec] = {
     "planar": ModelSpec("planar CNN", "planar", _planar),
+    "planar-grid": ModelSpec("planar CNN, DH grid", "grid", _planar_grid),
     "graph": ModelSpec("DeepSphere graph", "healpix", _graph),
     "harmonic-mst": ModelSpec("harmonic MST", "dh", _harmonic("mst")),
     "harmonic-rmst": ModelSpec("harmonic RMST", "dh", _harmonic("rmst")),
@@ -189,10 +208,11 @@ def load_inputs(kinds, config: DigitsConfig, progress: bool = False) -> dict:
     """Train / test inputs of every split for each input kind.
 
     Returns {kind: {split: (x_train, y_train, x_test, y_test)}}; "planar" tensors are
-    (n, 1, 8, 8) back-projections of the DH maps, the others (n, npix, 1) maps.
+    (n, 1, 8, 8) back-projections of the DH maps, "grid" the DH maps as (n, 1, 2b, 2b)
+    images, the others (n, npix, 1) maps.
     """
     out = {}
-    needed = {"dh" if k == "planar" else k for k in kinds}
+    needed = {"dh" if k in ("planar", "grid") else k for k in kinds}
     for grid in sorted(needed):
         sampling = _sampling(grid, config)
         for split in SPLITS:
@@ -206,20 +226,32 @@ def load_inputs(kinds, config: DigitsConfig, progress: bool = False) -> dict:
             if grid == "dh" and "planar" in kinds:
                 ptr, pte = s.planar()
                 out.setdefault("planar", {})[split] = (ptr, s.y_train, pte, s.y_test)
+            if grid == "dh" and "grid" in kinds:
+                image = lambda x: x.reshape(len(x), 1, *sampling.shape)
+                out.setdefault("grid", {})[split] = (image(s.x_train), s.y_train, image(s.x_test), s.y_test)
     return out
 
 
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: DigitsConfig, lr: float, desc: str,
          progress: bool) -> float:
-    """Train with the project's loop (:func:`deepsphere_gen.training.fit`); returns the seconds of its epochs."""
+    """Train with the project's loop (:func:`deepsphere_gen.training.fit`) and a step learning-rate
+    schedule: ``lr`` for the first ``round(decay_at * epochs)`` epochs, then ``lr * decay`` (a
+    second ``fit`` call, fresh Adam state, batch order from seed + 1).  Returns the seconds of all epochs."""
     from torch.utils.data import TensorDataset
 
     from .training import TrainConfig, fit
 
-    tc = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=lr, seed=config.seed,
-                     device=config.device, progress=progress, desc=desc)
-    history = fit(model, TensorDataset(x, y), tc, log=None)
-    return float(sum(rec["seconds"] for rec in history))
+    first = min(max(round(config.decay_at * config.epochs), 1), config.epochs)
+    phases = [(first, lr, config.seed), (config.epochs - first, lr * config.decay, config.seed + 1)]
+    seconds = 0.0
+    for epochs, phase_lr, seed in phases:
+        if epochs == 0:
+            continue
+        tc = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=phase_lr, seed=seed, device=config.device,
+                         progress=progress, desc=f"{desc} lr {phase_lr:.0e}")
+        history = fit(model, TensorDataset(x, y), tc, log=None)
+        seconds += float(sum(rec["seconds"] for rec in history))
+    return seconds
 
 
 @torch.no_grad()
@@ -260,7 +292,7 @@ def run_experiment(config: DigitsConfig, models=None, progress: bool = True, log
             x_train, y_train, x_test, y_test = data[spec.input][split]
             if rot_train not in trained:
                 torch.manual_seed(config.seed)
-                sampling = None if spec.input == "planar" else _sampling(spec.input, config)
+                sampling = None if spec.input == "planar" else _sampling(spec.input, config)  # grid: DH
                 model = spec.build(sampling).to(config.device)
                 if not trained:
                     log(f"{name}: {count_parameters(model):,d} parameters")

@@ -46,7 +46,7 @@ def test_parameter_counts_comparable():
     counts = {}
     for name in exp.available_models():
         spec = exp.MODELS[name]
-        grid = {"planar": None, "dh": DriscollHealySampling(10)}.get(spec.input, "healpix")
+        grid = {"planar": None, "dh": DriscollHealySampling(10), "grid": DriscollHealySampling(10)}.get(spec.input, "healpix")
         if grid == "healpix":
             from deepsphere_gen.sampling import HealpixSampling
 
@@ -57,7 +57,7 @@ def test_parameter_counts_comparable():
 
 def test_inputs_match_the_data_module(data_dir):
     config = exp.DigitsConfig(data_dir=data_dir, **TINY)
-    data = exp.load_inputs({"planar", "dh"}, config)
+    data = exp.load_inputs({"planar", "grid", "dh"}, config)
     dh = DriscollHealySampling(10)
     s = build_split("NR/R", dh, n_train=40, n_test=20, data_dir=data_dir)
     xtr, ytr, xte, yte = data["dh"]["NR/R"]
@@ -66,6 +66,10 @@ def test_inputs_match_the_data_module(data_dir):
     ptr, pte = s.planar()
     torch.testing.assert_close(data["planar"]["NR/R"][2], pte)
     assert data["planar"]["NR/NR"][0].shape == (40, 1, 8, 8)
+    # the grid images are the DH maps, colatitude rows x longitude columns
+    img = data["grid"]["NR/R"][2]
+    assert img.shape == (20, 1, 20, 20)
+    torch.testing.assert_close(img[:, 0, 3, 7], xte[:, 3 * 20 + 7, 0])
     # the NR/R test maps are the R/R ones; NR/R trains on the NR/NR maps
     torch.testing.assert_close(data["dh"]["R/R"][2], xte)
     torch.testing.assert_close(data["dh"]["NR/NR"][0], xtr)
