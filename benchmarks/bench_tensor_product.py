@@ -8,7 +8,12 @@ no weights, irrep/path normalisation "none", all irreps even (our basis has no p
 Outputs agree up to the basis convention: e3nn's real harmonics are Q_l @ ours (Q_l
 orthogonal, fitted at random points) and its CG tensors are unit-norm (ours
 orthonormal, a factor sqrt(2l+1) and a sign per triple, fitted); ``max_rel_diff`` is
-measured after undoing both.  Timed: forward, float32, on the harness device.
+measured after undoing both.  Timed, float32, on the harness device: forward (no
+autograd graph), and forward + backward (gradient of <y, g> w.r.t. the input).
+
+Ours contracts sparse Clebsch-Gordan tables (at most 2 non-zeros per (m1, m2)); e3nn
+contracts its dense Wigner-3j tensor per instruction.  Extras: our products and
+non-zeros per channel, multiply-adds per sample.
 
 Threads: both sides run with ``torch.set_num_threads(1)`` (restored afterwards): the
 GEMMs are small, and on a shared 2-core CPU multi-threaded BLAS calls of this size
@@ -93,10 +98,27 @@ def _run(case: dict, device, harness) -> list[dict]:
         with torch.no_grad():
             return peer(xe, xe)
 
-    t, tp_peer = harness.time(ours_fn), harness.time(peer_fn)
-    mem = harness.peak_memory_mb(ours_fn)
-    return [harness.record(
-        "channel-wise TP forward", case, t.median, peer=PEER, peer_s=tp_peer.median, max_rel_diff=worst,
-        peak_mem_mb=mem, triples=len(triples), type_out=list(tp.type_out), flops_per_sample=tp.flops,
-        peer_mem_mb=harness.peak_memory_mb(peer_fn), threads=1,
-    )]
+    frags_g = [f.clone().requires_grad_(True) for f in frags]
+    xe_g = xe.clone().requires_grad_(True)
+    g_ours = [torch.randn(y_.shape, generator=g).to(device) for y_ in y.fragments]
+    g_peer = torch.randn(ye.shape, generator=g).to(device)
+
+    def ours_fb():
+        out = tp(GeneralizedSignal(frags_g, check_values=False))
+        return torch.autograd.grad(out.fragments, frags_g, g_ours)
+
+    def peer_fb():
+        return torch.autograd.grad(peer(xe_g, xe_g), xe_g, g_peer)
+
+    extras = dict(triples=len(triples), type_out=list(tp.type_out), products=tp.n_products, nnz=tp.nnz,
+                  flops_per_sample=tp.flops, threads=1)
+    t, t_peer = harness.time(ours_fn), harness.time(peer_fn)
+    fb, fb_peer = harness.time(ours_fb), harness.time(peer_fb)
+    return [
+        harness.record("channel-wise TP forward", case, t.median, peer=PEER, peer_s=t_peer.median,
+                       max_rel_diff=worst, peak_mem_mb=harness.peak_memory_mb(ours_fn),
+                       peer_mem_mb=harness.peak_memory_mb(peer_fn), **extras),
+        harness.record("channel-wise TP fwd+bwd", case, fb.median, peer=PEER, peer_s=fb_peer.median,
+                       peak_mem_mb=harness.peak_memory_mb(ours_fb), peer_mem_mb=harness.peak_memory_mb(peer_fb),
+                       **extras),
+    ]

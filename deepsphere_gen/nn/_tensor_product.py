@@ -63,6 +63,20 @@ class _Chunk(NamedTuple):
     table_t: torch.Tensor
 
 
+def _torch_sparse(m: scipy.sparse.csr_matrix, dtype, device, csr: bool) -> torch.Tensor:
+    """A scipy CSR matrix (sorted indices) as a torch CSR or coalesced COO tensor (checked once)."""
+    if csr:
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
+                                           torch.from_numpy(m.indices.astype(np.int64)), torch.from_numpy(m.data),
+                                           size=m.shape, dtype=dtype, device=device, check_invariants=True)
+    m = m.tocoo()
+    ij = torch.from_numpy(np.stack([m.row, m.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(ij, torch.from_numpy(m.data), size=m.shape, dtype=dtype, device=device,
+                                   is_coalesced=True, check_invariants=True)
+
+
 class _SparseBilinear(torch.autograd.Function):
     """out (n, n_out) = (S @ (x[a] * x[b]))^T for x (entries, n), chunk by chunk; saves only x."""
 
@@ -175,6 +189,13 @@ class TensorProductActivation(nn.Module):
         self.flops = self.channels * (self.n_products + self.nnz)
         self._cache: dict = {}
 
+    def __getstate__(self):
+        """Copies and pickles leave the per-(dtype, device) tables behind (rebuilt on use;
+        sparse CSR tensors cannot be deep-copied)."""
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
     def _columns(self, l1: int, l2: int, l: int) -> tuple[np.ndarray, np.ndarray]:
         """Kept column pairs (i, j) of (l1, l2 -> l), row-major (module doc)."""
         t1, t2 = self.type_in[l1], self.type_in[l2]
@@ -200,37 +221,35 @@ class TensorProductActivation(nn.Module):
 
     #: product-buffer size (elements) per chunk, by device type (module doc)
     CHUNK_ELEMENTS = {"cpu": 2**18, "cuda": 2**24}
+    #: on CPU, blocks with fewer (non-zeros x columns) use torch's COO kernel, larger ones
+    #: CSR (MKL: ~2x faster on large blocks, but it opens a thread team for any size,
+    #: which stalls on a loaded multi-threaded CPU); on CUDA always CSR (cuSPARSE)
+    CSR_MIN_WORK = 2**16
 
     def _chunks(self, dtype: torch.dtype, device: torch.device, columns: int) -> tuple[list[_Chunk], int]:
         """Chunks of whole pairs with about CHUNK_ELEMENTS / columns products each (a power
         of two, so few variants are cached), cast/moved once per (dtype, device, size); and
         the largest chunk's product count."""
-        budget = self.CHUNK_ELEMENTS.get(device.type, self.CHUNK_ELEMENTS["cuda"]) // max(columns, 1)
-        size = 1 << max(int(budget).bit_length() - 1, 0)
+        elements = self.CHUNK_ELEMENTS.get(device.type, self.CHUNK_ELEMENTS["cuda"])
+        size = 1 << max(int(elements // max(columns, 1)).bit_length() - 1, 0)
         key = (dtype, device, size)
         if key not in self._cache:
             bounds = [0]
             for start in self._pair_starts[1:].tolist() + [self.n_products]:
                 if start - bounds[-1] >= size or start == self.n_products:
                     bounds.append(start)
-            index = torch.long
-
-            def csr(m):
-                with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                    warnings.simplefilter("ignore", UserWarning)
-                    return torch.sparse_csr_tensor(
-                        torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
-                        torch.from_numpy(m.data), size=m.shape, dtype=dtype, device=device)
-
+            min_nnz = 0 if device.type == "cuda" else self.CSR_MIN_WORK * size // elements  # columns ~ elements / size
             chunks = []
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 block = self._table[:, lo:hi].tocsr()
                 rows = np.flatnonzero(np.diff(block.indptr))
                 block = block[rows]
+                block.sort_indices()
+                block_t = block.T.tocsr()
+                block_t.sort_indices()
                 chunks.append(_Chunk(
-                    torch.from_numpy(self._first[lo:hi]).to(device, index),
-                    torch.from_numpy(self._second[lo:hi]).to(device, index),
-                    torch.from_numpy(rows).to(device, index), csr(block), csr(block.T.tocsr())))
+                    *(torch.from_numpy(i).to(device) for i in (self._first[lo:hi], self._second[lo:hi], rows)),
+                    *(_torch_sparse(m, dtype, device, csr=block.nnz >= min_nnz) for m in (block, block_t))))
             self._cache[key] = (chunks, max(hi - lo for lo, hi in zip(bounds[:-1], bounds[1:])))
         return self._cache[key]
 

@@ -128,6 +128,21 @@ def test_chunking_and_gradients(monkeypatch):
                                     small)
 
 
+def test_copy_and_pickle():
+    import copy
+    import io
+
+    tp = TensorProductActivation(4, 2, 1)
+    x = random_signal(4, 2, 1, dtype=torch.float32)
+    y = tp(x)  # fills the table cache
+    buf = io.BytesIO()
+    torch.save(tp, buf)
+    buf.seek(0)
+    for other in (copy.deepcopy(tp), torch.load(buf, weights_only=False)):
+        for a, b in zip(other(x).fragments, y.fragments):
+            assert torch.equal(a, b)
+
+
 def test_dropped_columns_are_redundant():
     """(j, i) = (-1)^l (i, j) for l1 == l2, and (i, i) vanishes at odd l: keeping i <= j loses nothing."""
     u, v = torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
