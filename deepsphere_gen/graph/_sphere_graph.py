@@ -14,11 +14,12 @@ from ._grid import equiangular_4neighbour_graph
 from ._kernel import _check_k, default_sigma
 from ._knn import knn_graph
 from ._laplacian import check_laplacian_kind, estimate_lmax, rescale_laplacian
+from ._stencil import stencil_graph
 from ._laplacian import laplacian as laplacian_matrix
 
 __all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
 
-GRAPH_KINDS = ("knn", "4neighbour")
+GRAPH_KINDS = ("knn", "4neighbour", "stencil")
 
 
 @dataclass
@@ -99,7 +100,7 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
     check_laplacian_kind(laplacian)
     if kind not in GRAPH_KINDS:
         raise ValueError(f"unknown graph kind {kind!r}; choose one of {GRAPH_KINDS}")
-    if kind == "knn":
+    if kind in ("knn", "stencil"):
         k = _check_k(k)
         if k >= sampling.npix:
             raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {sampling.npix}")
@@ -137,6 +138,8 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         lmax = float(meta["lmax"])
     elif kind == "knn":
         W = knn_graph(sampling, params["k"], params["sigma"])
+    elif kind == "stencil":
+        W = stencil_graph(sampling, params["k"], params["sigma"])
     else:
         W = equiangular_4neighbour_graph(sampling)
     L = laplacian_matrix(W, params["laplacian"])

@@ -1,0 +1,61 @@
+"""``deepsphere-gen equivariance``: equivariance error of graph, harmonic and hybrid layers and models.
+
+Protocol and records: ``deepsphere_gen._equivariance_sweep``.  Prints a table, optionally
+writes the records as JSON (``--json``) and a PNG of the Laplacian's error against the
+degree per (nside, k) like DeepSphere's figure (``--plot``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HELP = "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="nside 32 (k = 8, 20, 40; l = 10, 50), harmonic layers, baselines, small models (< 1 min)")
+    parser.add_argument("--json", metavar="PATH", default=None, help="write the records as JSON (atomically)")
+    parser.add_argument("--plot", metavar="PNG", default=None, help="write a PNG of error vs degree per (nside, k)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the rotations and test signals (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _write_json(path, records, meta) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"meta": meta, "records": records}, fh, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def run(args) -> int:
+    from .. import _equivariance_sweep as sweep
+
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    try:
+        records = sweep.run_tasks(sweep.sweep_tasks(quick=args.quick, seed=args.seed), progress=not args.no_progress)
+    except ValueError as exc:
+        print(f"deepsphere-gen equivariance: error: {exc}", file=sys.stderr)
+        return 2
+    print(sweep.format_records(records))
+    elapsed = time.perf_counter() - t0
+    print(f"{len(records)} measurement(s) in {elapsed:.1f} s")
+    if args.json:
+        meta = {"quick": bool(args.quick), "seed": args.seed, "torch": torch.__version__, "threads": threads,
+                "python": platform.python_version(), "seconds": elapsed}
+        print(f"wrote {len(records)} record(s) to {_write_json(args.json, records, meta)}")
+    if args.plot:
+        sweep.plot_records(records, args.plot)
+        print(f"wrote plot to {args.plot}")
+    return 0

@@ -1,0 +1,119 @@
+"""Hybrid classifier: graph conv + pooling at high resolution, a bridge, harmonic layers at low L.
+
+    (B, npix, C_in) --[ChebConv -> BN -> ReLU -> pool] x n--> (B, npix_low, K_g)
+        --MapToSignal (SHT at L_0)--> GeneralizedSignal (B, K_g, 2l+1, 1)
+        --EfficientGeneralizedLayer x m--> (B, K_h, 2l+1, tau), l < L_m
+        --InvariantReadout--> (B, n_classes)
+
+The graph part is cheap and nearly equivariant (its error is the graph's, see
+``deepsphere-gen equivariance``); everything after the bridge is equivariant to
+floating-point precision, so the model's total invariance error is the graph part's
+error plus the bridge's HEALPix transform error (small for L_0 <= 2 nside_low).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .._validation import check_channels, check_finite, check_pixels
+from ..nn._bridge import MapToSignal
+from ..nn._efficient_layer import EfficientGeneralizedLayer
+from ..nn._readout import InvariantReadout
+from ..nn._signal import GeneralizedSignal
+from ..sampling import HealpixSampling
+from .deepsphere import _check_order, _check_positive_ints, _ConvBlock, _Graphs, _pool
+
+__all__ = ["HybridClassifier"]
+
+
+class HybridClassifier(nn.Module):
+    """Graph blocks on full-sky HEALPix, then harmonic layers; rotation-invariant readout.
+
+    Args:
+        nside: HEALPix resolution of the input (NESTED maps (B, 12 nside^2, in_channels)).
+        in_channels, n_classes: input channels, logits out.
+        graph_channels: output channels of each graph block (ChebConv -> BN -> ReLU ->
+            pooling by 4**pool_levels); K: Chebyshev orders; k: kNN neighbours;
+            laplacian, pool ("max" | "avg"), batch_norm as in DeepSphereClassifier.
+        bandlimits: (L_0, ..., L_m): L_0 of the bridge (at most 3 nside_low; <= 2 nside_low
+            keeps the bridge accurate), L_i the output bandlimit of efficient layer i.
+        harmonic_channels: channels after each efficient layer (len(bandlimits) - 1).
+        tau, mixing, normalize: efficient-layer options; hidden: readout MLP sizes.
+        iterations: Jacobi steps of the bridge's HEALPix analysis; dtype: of all parts.
+    """
+
+    def __init__(self, nside: int, in_channels: int = 1, n_classes: int = 2, graph_channels: Sequence[int] = (8, 16),
+                 K: int = 5, k: int = 20, pool_levels: int = 1, bandlimits: Sequence[int] = (8, 6, 4),
+                 harmonic_channels: Sequence[int] = (16, 16), tau: int = 2, mixing: str = "mst",
+                 normalize: bool = True, hidden: Sequence[int] = (32,), laplacian: str = "combinatorial",
+                 pool: str = "max", batch_norm: bool = True, iterations: int = 3, order: str = "NESTED",
+                 dtype: torch.dtype | None = None, cache: bool = True, cache_dir=None):
+        super().__init__()
+        _check_order(order)
+        graph_channels = _check_positive_ints("graph_channels", graph_channels)
+        bandlimits = _check_positive_ints("bandlimits", bandlimits)
+        harmonic_channels = tuple(harmonic_channels)
+        if len(harmonic_channels) != len(bandlimits) - 1:
+            raise ValueError(f"harmonic_channels needs one entry per efficient layer (len(bandlimits) - 1 = "
+                             f"{len(bandlimits) - 1}), got {harmonic_channels!r}")
+        if harmonic_channels:
+            _check_positive_ints("harmonic_channels", harmonic_channels)
+        if any(b > a for a, b in zip(bandlimits, bandlimits[1:])):
+            raise ValueError(f"bandlimits must be non-increasing, got {bandlimits}")
+        self.in_channels, K, k, p = _check_positive_ints("in_channels, K, k and pool_levels", (in_channels, K, k, max(pool_levels, 1)))
+        pool_levels = int(pool_levels)
+        dtype = dtype or torch.get_default_dtype()
+        self.sampling = HealpixSampling(nside)
+        self.npix = self.sampling.npix
+        graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
+        blocks, s, cin = [], self.sampling, self.in_channels
+        for cout in graph_channels:
+            stage = [_ConvBlock(cin, cout, K, graphs(s), batch_norm, dtype)]
+            if pool_levels:
+                pool_mod, s = _pool(s, pool_levels, pool)
+                stage.append(pool_mod)
+            blocks.append(nn.Sequential(*stage))
+            cin = cout
+        self.graph = nn.Sequential(*blocks)
+        self.low_sampling = s
+        if bandlimits[0] > 3 * s.nside:
+            raise ValueError(f"bridge bandlimit L_0={bandlimits[0]} exceeds 3 * nside = {3 * s.nside} of the "
+                             "pooled map; pool less or lower L_0")
+        self.bridge = MapToSignal(s, bandlimits[0], cin, dtype=dtype, iterations=iterations)
+        layers, type_in, k_in = [], self.bridge.type_out, cin
+        for L, L_out, k_out in zip(bandlimits, bandlimits[1:], harmonic_channels):
+            layer = EfficientGeneralizedLayer(L, k_in, type_in, L_out, k_out, type_out=tau, mixing=mixing,
+                                              normalize=normalize)
+            layers.append(layer)
+            type_in, k_in = layer.type_out, k_out
+        self.harmonic = nn.ModuleList(layers).to(dtype)
+        self.readout = InvariantReadout(bandlimits[-1], k_in, type_in, n_classes, hidden).to(dtype)
+        self.bandlimits, self.graph_channels, self.harmonic_channels = bandlimits, graph_channels, harmonic_channels
+        self.n_classes = int(n_classes)
+
+    def graph_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Graph part: (B, npix, in_channels) -> (B, npix_low, graph_channels[-1])."""
+        check_pixels(x, self.npix, what=f"HEALPix nside {self.sampling.nside}")
+        check_channels(x, self.in_channels)
+        check_finite(x)
+        return self.graph(x)
+
+    def harmonic_signal(self, f: GeneralizedSignal) -> GeneralizedSignal:
+        """Harmonic part (exactly equivariant): bridge output -> last efficient layer's output."""
+        for layer in self.harmonic:
+            f = layer(f)
+        return f
+
+    def signal(self, x: torch.Tensor) -> GeneralizedSignal:
+        """Map -> output of the last efficient layer (equivariant up to the graph part's error)."""
+        return self.harmonic_signal(self.bridge(self.graph_features(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.signal(x))
+
+    def extra_repr(self) -> str:
+        return (f"nside={self.sampling.nside}->{self.low_sampling.nside}, graph_channels={self.graph_channels}, "
+                f"bandlimits={self.bandlimits}, harmonic_channels={self.harmonic_channels}, "
+                f"params={sum(q.numel() for q in self.parameters()):,d}")

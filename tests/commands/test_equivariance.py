@@ -1,0 +1,36 @@
+"""``deepsphere-gen equivariance``: table, JSON records, PNG plot (small task list), --quick (slow)."""
+import json
+
+import pytest
+
+from deepsphere_gen import _equivariance_sweep as sw
+from deepsphere_gen.cli import main
+
+
+def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, capsys):
+    small = lambda quick=False, seed=0: sw.graph_operator_tasks((4,), (8,), {4: (2, 3)}, ("deepsphere-v2",),  # noqa
+                                                                 n_signals=1, n_rotations=1, seed=seed)
+    monkeypatch.setattr(sw, "sweep_tasks", small)
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    assert main(["equivariance", "--json", str(out), "--plot", str(png), "--seed", "3", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "laplacian" in text and "wrote 4 record(s)" in text
+    data = json.loads(out.read_text())
+    assert data["meta"]["seed"] == 3 and len(data["records"]) == 4
+    rec = data["records"][1]
+    assert rec["layer"] == "laplacian" and rec["variant"] == "deepsphere-v2" and rec["k"] == 8
+    for key in ("backend", "sampling", "resolution", "degree", "dtype", "mean", "mean_sq", "max", "seconds"):
+        assert key in rec
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_quick_covers_the_required_cases(tmp_path):
+    out = tmp_path / "q.json"
+    assert main(["equivariance", "--quick", "--json", str(out), "--no-progress"]) == 0
+    recs = json.loads(out.read_text())["records"]
+    lap = {(r["k"], r["degree"]) for r in recs if r["layer"] == "laplacian" and r["resolution"] == 32}
+    assert lap == {(k, l) for k in (8, 20, 40) for l in (10, 50)}
+    assert {r["dtype"] for r in recs if r["backend"] == "harmonic"} == {"float32", "float64"}
+    assert any("ReLU" in r["layer"] for r in recs)
+    assert all(r["mean"] <= r["published"] for r in recs if "published" in r and r["backend"] == "graph")

@@ -1,0 +1,65 @@
+"""HybridClassifier: shapes, end-to-end training, invariance of the part after the bridge, errors."""
+import pytest
+import torch
+
+from deepsphere_gen.equivariance import equivariance_error
+from deepsphere_gen.harmonic import random_rotations, rotate_coefficients, synthesis
+from deepsphere_gen.models.hybrid import HybridClassifier
+from deepsphere_gen.sampling import HealpixSampling
+
+
+def _model(dtype=torch.float64, **kw):
+    torch.manual_seed(0)
+    args = dict(graph_channels=(3, 4), K=3, k=8, bandlimits=(4, 3), harmonic_channels=(4,), hidden=(8,), dtype=dtype)
+    args.update(kw)
+    return HybridClassifier(8, 1, 3, **args)
+
+
+def test_shapes_and_parts():
+    m = _model()
+    x = torch.randn(2, 12 * 64, 1, dtype=torch.float64)
+    assert m(x).shape == (2, 3)
+    assert m.low_sampling.nside == 2 and m.graph_features(x).shape == (2, 48, 4)
+    assert m.signal(x).L == 3
+
+
+def test_trains_end_to_end_float32():
+    m = _model(dtype=torch.float32)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 12 * 64, 1, generator=gen)
+    y = torch.randint(0, 3, (8,), generator=gen)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_after_bridge_is_equivariant_to_float64_precision_and_total_error_small():
+    m = _model(graph_channels=(3,), bandlimits=(6, 4), pool_levels=1).eval()  # nside 8 -> 4, L=6 <= 2*4
+    s = HealpixSampling(8)
+    a = torch.randn(2, 36, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    rots = list(random_rotations(2, seed=3))
+    with torch.no_grad():
+        sig = m.bridge(m.graph_features(synthesis(a, s, 6)))
+    res = equivariance_error(m.harmonic_signal, sig, rots, lambda f, R: f.rotate(R))
+    assert res.mean < 1e-12
+    total = equivariance_error(lambda c: m(synthesis(c, s, 6)), a, rots, lambda c, R: rotate_coefficients(c, R),
+                               lambda y, R: y)
+    assert 1e-8 < total.mean < 0.5  # the graph part's (non-zero, moderate) error
+
+
+def test_bad_configuration_raises():
+    with pytest.raises(ValueError, match="harmonic_channels"):
+        _model(harmonic_channels=(4, 4))
+    with pytest.raises(ValueError, match="non-increasing"):
+        _model(bandlimits=(3, 4))
+    with pytest.raises(ValueError, match="exceeds"):
+        _model(bandlimits=(20, 4))
+    with pytest.raises(ValueError, match="pixels"):
+        _model()(torch.zeros(1, 10, 1, dtype=torch.float64))

@@ -1,0 +1,90 @@
+"""Graph <-> harmonic bridges: exactness on Gauss-Legendre grids, healpy agreement, gradients, errors."""
+import healpy as hp
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen.harmonic import real_to_healpy_alm, rotate_coefficients, rotate_map, synthesis
+from deepsphere_gen.nn import GeneralizedSignal
+from deepsphere_gen.nn._bridge import MapToSignal, SignalToMap
+from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling
+
+
+def _coeffs(L, B, C, seed=0):
+    return torch.randn(B, L * L, C, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_round_trip_exact_on_gauss_legendre():
+    L = 6
+    s = GaussLegendreSampling(L)
+    a = _coeffs(L, 2, 3)
+    x = synthesis(a, s, L)
+    sig = MapToSignal(s, L, 3, dtype=torch.float64)(x)
+    assert sig.type == (1,) * L and sig.channels == 3
+    for l, f in enumerate(sig.fragments):  # fragment l = coefficients of degree l, channels first
+        torch.testing.assert_close(f[..., 0], a[:, l * l:(l + 1) ** 2].transpose(1, 2), atol=1e-12, rtol=0)
+    back = SignalToMap(s, L, dtype=torch.float64)(sig)
+    torch.testing.assert_close(back, x, atol=1e-12, rtol=0)
+
+
+def test_healpix_coefficients_match_healpy_map2alm():
+    nside, L = 8, 12
+    s = HealpixSampling(nside)
+    x = torch.randn(1, s.npix, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    sig = MapToSignal(s, L, 1, dtype=torch.float64, iterations=3)(x)
+    ours = torch.cat([f[:, 0, :, 0] for f in sig.fragments], dim=1)[:, :, None]
+    ring = hp.reorder(x[0, :, 0].numpy(), n2r=True)
+    ref = hp.map2alm(ring, lmax=L - 1, iter=3, use_pixel_weights=False)
+    alm = real_to_healpy_alm(ours[0, :, 0], L)
+    np.testing.assert_allclose(np.asarray(alm), ref, atol=1e-10)
+
+
+def test_bridge_is_equivariant_on_gauss_legendre():
+    L = 5
+    s = GaussLegendreSampling(L)
+    bridge = MapToSignal(s, L, 2, dtype=torch.float64)
+    a = _coeffs(L, 2, 2, seed=3)
+    R = torch.tensor([0.3, 1.1, -0.7], dtype=torch.float64)
+    lhs = bridge(synthesis(rotate_coefficients(a, R), s, L))
+    rhs = bridge(synthesis(a, s, L)).rotate(R)
+    for f, g in zip(lhs.fragments, rhs.fragments):
+        torch.testing.assert_close(f, g, atol=1e-12, rtol=0)
+    # and back: SignalToMap(R signal) == R map
+    out = SignalToMap(s, L, dtype=torch.float64)
+    torch.testing.assert_close(out(rhs), rotate_map(out(bridge(synthesis(a, s, L))), s, R, L=L), atol=1e-12, rtol=0)
+
+
+def test_gradients_flow_through_both_bridges():
+    L = 4
+    s = GaussLegendreSampling(L)
+    x = synthesis(_coeffs(L, 1, 1), s, L).requires_grad_(True)
+    torch.autograd.gradcheck(lambda m: SignalToMap(s, L, dtype=torch.float64)(MapToSignal(s, L, 1, dtype=torch.float64)(m)),
+                             (x,), eps=1e-6, atol=1e-8)
+
+
+def test_signal_to_map_pads_lower_bandlimit_and_flattens_tau():
+    L = 6
+    s = GaussLegendreSampling(L)
+    sig = GeneralizedSignal([torch.randn(2, 3, 2 * l + 1, 2, dtype=torch.float64) for l in range(3)])
+    y = SignalToMap(s, L, dtype=torch.float64)(sig)
+    assert y.shape == (2, s.npix, 6)
+    # channel k * tau + t of the map is column t of channel k
+    ref = synthesis(torch.cat([sig.fragments[l][:, 1, :, 0] for l in range(3)], 1)[:, :, None], s, 3)
+    torch.testing.assert_close(y[:, :, 2:3], ref, atol=1e-12, rtol=0)
+
+
+def test_bad_inputs_raise():
+    s = GaussLegendreSampling(4)
+    b = MapToSignal(s, 4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="channels"):
+        b(torch.zeros(1, s.npix, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="pixels"):
+        b(torch.zeros(1, s.npix + 1, 2, dtype=torch.float64))
+    bad = torch.zeros(1, s.npix, 2, dtype=torch.float64)
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        b(bad)
+    with pytest.raises(ValueError, match="uniform type"):
+        SignalToMap(s, 4, dtype=torch.float64)(GeneralizedSignal([torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 3, 2)]))
+    with pytest.raises(ValueError, match="exceeds"):
+        SignalToMap(s, 2)(GeneralizedSignal([torch.zeros(1, 1, 2 * l + 1, 1) for l in range(3)]))

@@ -1,0 +1,90 @@
+"""The sweep's protocol: ~0 for exactly equivariant operators, large for a pixel permutation,
+DeepSphere v2 no worse than published, record layout, table and plot."""
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen import _equivariance_sweep as sw
+from deepsphere_gen.equivariance import equivariance_error
+from deepsphere_gen.harmonic import analysis, random_rotations, rotate_coefficients, synthesis
+from deepsphere_gen.sampling import HealpixSampling
+
+NSIDE = 8
+KEYS = {"layer", "backend", "sampling", "resolution", "k", "variant", "degree", "dtype", "mean", "mean_sq", "max",
+        "seconds"}
+
+
+def _measure(op, l=5, n=2):
+    s = HealpixSampling(NSIDE)
+    a = sw.single_degree_coefficients(l, n, seed=1)
+    rot = sw.MapRotator(s, 2 * NSIDE)
+    return equivariance_error(lambda c: op(synthesis(c, s, l + 1)), a, list(random_rotations(2, seed=2)),
+                              lambda c, R: rotate_coefficients(c, R), rot)
+
+
+def test_single_degree_coefficients_are_one_degree():
+    a = sw.single_degree_coefficients(4, 3, seed=0)
+    assert a.shape == (3, 25, 1) and a.dtype == torch.float64
+    assert torch.all(a[:, :16] == 0) and torch.all(a[:, 16:] != 0)
+
+
+def test_identity_and_harmonic_smoothing_give_zero_float64():
+    assert _measure(lambda x: x).mean < 1e-10
+    s = HealpixSampling(NSIDE)
+    L = 2 * NSIDE
+    ell = torch.arange(L, dtype=torch.float64).repeat_interleave(torch.arange(1, 2 * L, 2))
+    h = torch.exp(-ell * (ell + 1) / 20.0)[None, :, None]  # rotation-invariant (zonal) smoothing kernel
+    smooth = lambda x: synthesis(h * analysis(x, s, L, iterations=10), s, L)  # noqa: E731
+    res = _measure(smooth)
+    assert res.mean < 1e-10 and res.max < 1e-10
+
+
+def test_fixed_pixel_permutation_gives_large_error():
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(12 * NSIDE**2))
+    assert _measure(lambda x: x[:, perm]).mean > 0.5
+
+
+def test_graph_laplacian_record_and_floor():
+    recs = sw.run_tasks(sw.graph_operator_tasks((NSIDE,), (8,), {NSIDE: (3,)}, ("deepsphere-v2",)), progress=False)
+    assert [r["layer"] for r in recs] == ["identity (floor)", "laplacian"]
+    for r in recs:
+        assert KEYS <= set(r) and r["backend"] == "graph" and r["resolution"] == NSIDE and r["degree"] == 3
+        assert r["mean_sq"] <= r["mean"] and r["mean"] <= r["max"]
+    assert recs[0]["mean"] < 1e-10 < 1e-3 < recs[1]["mean"] < 0.5
+    assert recs[1]["k"] == 8 and recs[1]["variant"] == "deepsphere-v2" and recs[1]["dtype"] == "float64"
+
+
+def test_deepsphere_v2_no_worse_than_published_nside32_l10():
+    recs = sw.run_tasks(sw.graph_operator_tasks((32,), (20,), {32: (10,)}, ("deepsphere-v2",), floor=False,
+                                                n_signals=1, n_rotations=2), progress=False)
+    (r,) = recs
+    assert r["published"] == 0.083 and r["mean"] <= r["published"]
+
+
+@pytest.mark.slow
+def test_deepsphere_v2_no_worse_than_published_everywhere_nside32_64():
+    pts = {32: (10, 50), 64: (100,)}
+    recs = sw.run_tasks(sw.graph_operator_tasks((32, 64), (8, 20, 40), pts, ("deepsphere-v2",), floor=False),
+                        progress=False)
+    for r in recs:
+        assert r["mean"] <= r["published"], r
+
+
+def test_harmonic_tasks_float_precision_and_relu_baseline():
+    recs = sw.run_tasks(sw.harmonic_tasks(L=4, channels=2, dtypes=(torch.float64,), n_rotations=1), progress=False)
+    by = {r["layer"]: r for r in recs}
+    assert by["tensor-product activation"]["mean"] < 1e-12
+    assert by["S2 -> S2 conv"]["mean"] < 1e-12
+    assert by["S2 ReLU"]["mean"] > 1e-2 and by["S2 ReLU"]["published"] == 3.4e-1
+
+
+def test_format_and_plot(tmp_path):
+    recs = sw.run_tasks(sw.graph_operator_tasks((NSIDE,), (8, 20), {NSIDE: (2, 4)}, ("deepsphere-v2",)),
+                        progress=False)
+    text = sw.format_records(recs)
+    assert "laplacian" in text and "identity (floor)" in text
+    out = tmp_path / "fig.png"
+    sw.plot_records(recs, out)
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no Laplacian"):
+        sw.plot_records([r for r in recs if r["layer"] != "laplacian"], tmp_path / "x.png")
