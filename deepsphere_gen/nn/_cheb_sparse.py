@@ -1,4 +1,16 @@
-"""Turn a rescaled Laplacian (scipy sparse, torch sparse, or a graph object) into torch sparse CSR."""
+"""Sparse Chebyshev filtering: the rescaled Laplacian as torch CSR, and the filter kernels.
+
+- :func:`to_torch_csr`: a rescaled Laplacian (scipy, torch sparse, or a graph) as CSR.
+- :func:`chebyshev_basis`: ``[T_0(L~) x, ..., T_{K-1}(L~) x]`` built from differentiable
+  sparse products (any order of derivatives; the reference the fused filter is checked against).
+- :func:`cheb_filter`: ``y = sum_k T_k(L~) x W_k + b`` as ONE autograd node.  Forward runs the
+  three-term recursion in the pixel-major layout ``(pixels, batch*channels)`` (one sparse
+  product per order for all maps, written straight into a reused buffer) and accumulates each
+  order into the output with one GEMM; backward gets ``dW`` from the kept basis and ``dx``
+  from the adjoint (Clenshaw) recursion ``b_k = G_k + 2 L~^T b_{k+1} - b_{k+2}`` with
+  ``G_k = g W_k^T``, computed in place in the basis buffer: no per-order autograd graph,
+  no saved copies, K-1 sparse products each way.
+"""
 from __future__ import annotations
 
 import warnings
@@ -7,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["to_torch_csr"]
+__all__ = ["to_torch_csr", "chebyshev_basis", "cheb_filter", "Scratch"]
 
 
 def to_torch_csr(laplacian, dtype=None, device=None) -> torch.Tensor:
@@ -61,3 +73,171 @@ def _with_index_dtype(t: torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(t.crow_indices().to(idx), t.col_indices().to(idx), t.values(), size=t.shape)
+
+
+class _SparseMM(torch.autograd.Function):
+    """y = A x for sparse A (no gradient) and dense x, with the gradient A^T g from a given A^T.
+
+    torch's own backward of a CSR product re-sorts A^T on every call; a stored transpose (A
+    itself for a symmetric Laplacian) avoids it.  Differentiable any number of times.
+    """
+
+    @staticmethod
+    def forward(ctx, a, a_t, x):
+        ctx.a, ctx.a_t = a, a_t
+        return torch.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, _SparseMM.apply(ctx.a_t, ctx.a, grad)
+
+
+def chebyshev_basis(laplacian: torch.Tensor, x: torch.Tensor, K: int, laplacian_t: torch.Tensor | None = None):
+    """[T_0(L~) x, ..., T_{K-1}(L~) x] for x shaped (pixels, n): one sparse-dense product per order.
+
+    ``laplacian_t``: the transpose of ``laplacian`` for the backward pass (None: symmetric).
+    Built from differentiable operations (higher-order gradients work); :func:`cheb_filter`
+    is the fast fused filter.
+    """
+    lt = laplacian if laplacian_t is None else laplacian_t
+    out = [x]
+    if K > 1:
+        out.append(_SparseMM.apply(laplacian, lt, x))
+    for _ in range(2, K):
+        out.append(2.0 * _SparseMM.apply(laplacian, lt, out[-1]) - out[-2])
+    return out
+
+
+def _reference_filter(x, weight, bias, laplacian, laplacian_t):
+    """``sum_k T_k(L~) x W_k + b`` from :func:`chebyshev_basis` (x: (batch, pixels, C_in))."""
+    B, P, C = x.shape
+    K, _, O = weight.shape
+    terms = chebyshev_basis(laplacian, x.transpose(0, 1).reshape(P, B * C), K, laplacian_t)
+    t = torch.stack(terms, 0).view(K, P, B, C).permute(2, 1, 0, 3).reshape(B * P, K * C)
+    y = torch.mm(t, weight.reshape(K * C, O)).view(B, P, O)
+    return y if bias is None else y + bias
+
+
+class Scratch:
+    """Work buffers a layer reuses from call to call, one per role.
+
+    Fresh multi-megabyte CPU tensors cost a page fault per 4 KiB page on first touch (as much
+    as the arithmetic of a Chebyshev layer); a buffer handed back after use is taken again by
+    the next call of the same shape, dtype and device (else replaced).  A taken buffer belongs
+    to its caller until handed back, so overlapping calls never share one.  Never pickled or
+    deep-copied (an empty holder comes back).
+    """
+
+    def __init__(self):
+        self._idle: dict[str, torch.Tensor] = {}
+
+    def take(self, role: str, shape, like: torch.Tensor) -> torch.Tensor:
+        t = self._idle.pop(role, None)
+        if t is None or tuple(t.shape) != tuple(shape) or t.dtype != like.dtype or t.device != like.device:
+            t = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return t
+
+    def give(self, role: str, t: torch.Tensor) -> None:
+        self._idle[role] = t
+
+    def clear(self) -> None:
+        self._idle.clear()
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self._idle = {}
+
+
+class _ChebFilter(torch.autograd.Function):
+    """y = sum_k T_k(L~) x W_k + b with a hand-written backward (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, laplacian, laplacian_t, scratch):
+        B, P, C = x.shape
+        K, _, O = weight.shape
+        n = B * C
+        keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        # the whole basis (K slots) when backward needs it, else three rolling slots
+        basis = scratch.take("basis", (K, P, n), x) if keep else x.new_empty((min(K, 3), P, n))
+        slot = (lambda k: basis[k]) if keep else (lambda k: basis[k % 3])
+        slot(0).view(P, B, C).copy_(x.transpose(0, 1))
+        y = x.new_empty((P * B, O))
+        t0 = slot(0).view(P * B, C)
+        if bias is None:
+            torch.mm(t0, weight[0], out=y)
+        else:
+            torch.addmm(bias, t0, weight[0], out=y)
+        for k in range(1, K):
+            if k == 1:
+                torch.mm(laplacian, slot(0), out=slot(1))
+            else:  # T_k = 2 L~ T_{k-1} - T_{k-2}, one fused sparse product
+                torch.addmm(slot(k - 2), laplacian, slot(k - 1), beta=-1, alpha=2, out=slot(k))
+            y.addmm_(slot(k).view(P * B, C), weight[k])
+        ctx.save_for_backward(x, weight, bias)
+        ctx.basis = basis if keep else None
+        ctx.laplacian, ctx.laplacian_t, ctx.scratch = laplacian, laplacian_t, scratch
+        # (pixels, batch, out) buffer seen as (batch, pixels, out): no transposing copy
+        return y.view(P, B, O).transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight, bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        basis, ctx.basis = ctx.basis, None
+        if torch.is_grad_enabled() or (basis is None and (needs[0] or needs[1])):
+            # higher-order gradients (create_graph) or a second backward through a retained
+            # graph (the basis was consumed): differentiate the composable reference
+            return _reference_grads(x, weight, bias, ctx.laplacian, ctx.laplacian_t, gy, needs) + (None,) * 3
+        B, P, C = x.shape
+        K, _, O = weight.shape
+        scratch = ctx.scratch
+        gt = gy.transpose(0, 1)
+        gbuf = None
+        if not gt.is_contiguous():
+            gbuf = scratch.take("grad", (P, B, O), gy)
+            gt = gbuf.copy_(gt)
+        g = gt.view(P * B, O)
+        db = g.sum(0) if needs[2] else None
+        dW = dx = None
+        if needs[1]:
+            dW = weight.new_empty((K, C, O))
+            for k in range(K):
+                torch.mm(basis[k].view(P * B, C).t(), g, out=dW[k])
+        if needs[0]:
+            for k in range(K):  # G_k = g W_k^T, in place of T_k
+                torch.mm(g, weight[k].t(), out=basis[k].view(P * B, C))
+            lt = ctx.laplacian if ctx.laplacian_t is None else ctx.laplacian_t
+            for k in range(K - 2, -1, -1):  # slot k <- b_k; dx = b_0 (with alpha 1)
+                if k + 2 < K:
+                    basis[k].sub_(basis[k + 2])
+                basis[k].addmm_(lt, basis[k + 1], alpha=2 if k else 1)
+            dx = x.new_empty((B, P, C))
+            dx.transpose(0, 1).copy_(basis[0].view(P, B, C))
+        if basis is not None:
+            scratch.give("basis", basis)
+        if gbuf is not None:
+            scratch.give("grad", gbuf)
+        return dx, dW, db, None, None, None
+
+
+def _reference_grads(x, weight, bias, laplacian, laplacian_t, gy, needs):
+    """Gradients of the reference filter (a graph for double backward when grad mode is on)."""
+    inputs = [t for t, need in zip((x, weight, bias), needs) if need]
+    create_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        y = _reference_filter(x, weight, bias, laplacian, laplacian_t)
+        grads = iter(torch.autograd.grad(y, inputs, gy, create_graph=create_graph))
+    return tuple(next(grads) if need else None for need in needs)
+
+
+def cheb_filter(x, weight, bias, laplacian, laplacian_t=None, scratch: Scratch | None = None):
+    """``sum_k T_k(L~) x W_k + b`` for x (batch, pixels, C_in), weight (K, C_in, C_out).
+
+    ``laplacian``: CSR (pixels, pixels); ``laplacian_t``: its transpose for the backward pass
+    (None: symmetric); ``scratch``: reused work buffers (a fresh one if None).  Returns
+    (batch, pixels, C_out), a view of a pixel-major buffer (strides ``(C_out, batch*C_out,
+    1)``); gradients for x, weight and bias, of any order.
+    """
+    return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch())

@@ -8,40 +8,9 @@ import torch
 from torch import nn
 
 from .._validation import check_channels, check_finite, check_pixels
-from ._cheb_sparse import to_torch_csr
+from ._cheb_sparse import Scratch, cheb_filter, chebyshev_basis, to_torch_csr
 
 __all__ = ["ChebConv", "chebyshev_basis"]
-
-
-class _SparseMM(torch.autograd.Function):
-    """y = A x for sparse A (no gradient) and dense x, with the gradient A^T g from a given A^T.
-
-    torch's own backward of a CSR product re-sorts A^T on every call (most of the time of a
-    layer); a stored transpose (A itself for a symmetric Laplacian) avoids it.
-    """
-
-    @staticmethod
-    def forward(ctx, a, a_t, x):
-        ctx.a, ctx.a_t = a, a_t
-        return torch.mm(a, x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return None, None, _SparseMM.apply(ctx.a_t, ctx.a, grad)
-
-
-def chebyshev_basis(laplacian: torch.Tensor, x: torch.Tensor, K: int, laplacian_t: torch.Tensor | None = None):
-    """[T_0(L~) x, ..., T_{K-1}(L~) x] for x shaped (pixels, n): one sparse-dense product per order.
-
-    ``laplacian_t``: the transpose of ``laplacian`` for the backward pass (None: symmetric).
-    """
-    lt = laplacian if laplacian_t is None else laplacian_t
-    out = [x]
-    if K > 1:
-        out.append(_SparseMM.apply(laplacian, lt, x))
-    for _ in range(2, K):
-        out.append(2.0 * _SparseMM.apply(laplacian, lt, out[-1]) - out[-2])
-    return out
 
 
 class ChebConv(nn.Module):
@@ -58,8 +27,15 @@ class ChebConv(nn.Module):
     dtype, device : factory arguments (default: torch's default dtype, CPU).  Build in float64
         for float64 work: ``.double()`` on a float32 layer cannot restore the Laplacian's digits.
 
-    Shapes: input (batch, pixels, in_channels) -> output (batch, pixels, out_channels).
+    Shapes: input (batch, pixels, in_channels) -> output (batch, pixels, out_channels), a view
+    of a pixel-major buffer (strides ``(out, batch*out, 1)``: the next graph layer reads it
+    without a transposing copy; ``.contiguous()`` gives the batch-major one).
     ``weight`` is (K, in_channels, out_channels), ``weight[k]`` the order-k coefficient.
+
+    The filter is one fused autograd node (:func:`~deepsphere_gen.nn._cheb_sparse.cheb_filter`);
+    the layer keeps its work buffers (about K x pixels x batch x in_channels values, plus the
+    output gradient when it is not pixel-major) between training calls to skip the page faults
+    of fresh allocations; ``release_scratch()`` frees them.
     """
 
     def __init__(self, in_channels: int, out_channels: int, K: int, laplacian, bias: bool = True, dtype=None, device=None):
@@ -73,6 +49,7 @@ class ChebConv(nn.Module):
         self.npix = int(lap.shape[0])
         self.register_buffer("laplacian", lap)
         self._set_transpose()
+        self._scratch = Scratch()
         fk = {"dtype": dtype, "device": device}
         self.weight = nn.Parameter(torch.empty(self.K, self.in_channels, self.out_channels, **fk))
         self.bias = nn.Parameter(torch.empty(self.out_channels, **fk)) if bias else None
@@ -98,20 +75,18 @@ class ChebConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_pixels(x, self.npix, what="number of nodes of the layer's Laplacian")
         check_channels(x, self.in_channels)
-        check_finite(x)
-        B, P, C = x.shape
-        lap = self.laplacian
-        if lap.dtype != x.dtype:
-            raise ValueError(f"input dtype {x.dtype} differs from the layer's {lap.dtype}; call .to(dtype)")
-        # (pixels, batch*channels): every order is ONE sparse-dense product for all maps.
-        x0 = x.transpose(0, 1).reshape(P, B * C)
-        terms = chebyshev_basis(lap, x0, self.K, self.laplacian_t)
-        # (K, P, B, C) -> (B, P, K, C) -> one GEMM with weights (K*C, out).
-        t = torch.stack(terms, 0).view(self.K, P, B, C).permute(2, 1, 0, 3).reshape(B * P, self.K * C)
-        y = torch.mm(t, self.weight.reshape(self.K * C, self.out_channels)).view(B, P, self.out_channels)
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        _check_finite_fast(x)
+        if self.laplacian.dtype != x.dtype:
+            raise ValueError(f"input dtype {x.dtype} differs from the layer's {self.laplacian.dtype}; call .to(dtype)")
+        return cheb_filter(x, self.weight, self.bias, self.laplacian, self.laplacian_t, self._scratch)
+
+    def release_scratch(self) -> None:
+        """Free the work buffers kept between calls (they come back on the next training call)."""
+        self._scratch.clear()
+
+    def _apply(self, fn, *args, **kwargs):
+        self._scratch.clear()  # buffers of the old dtype/device
+        return super()._apply(fn, *args, **kwargs)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         # A sparse buffer cannot be copy_()'d into one with another number of non-zeros: replace it.
@@ -136,3 +111,13 @@ class ChebConv(nn.Module):
             f"{self.in_channels}, {self.out_channels}, K={self.K}, pixels={self.npix}, "
             f"nnz={self.laplacian.values().numel()}, bias={self.bias is not None}"
         )
+
+
+def _check_finite_fast(x: torch.Tensor) -> None:
+    """:func:`check_finite` with one reduction pass for clean input (NaN propagates to the extremes)."""
+    if x.numel() == 0:
+        return
+    try:
+        check_finite(torch.stack(torch.aminmax(x)))
+    except ValueError:
+        check_finite(x)  # the full count in the message
