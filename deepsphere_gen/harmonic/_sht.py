@@ -61,6 +61,28 @@ def _fold(m: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return bin_, sign, mult
 
 
+def _mirror_pairs(theta: np.ndarray, nphi: np.ndarray) -> np.ndarray:
+    """Per ring: index of its mirror ring (colatitude pi - theta, same nphi) for rings north of the equator, else -1."""
+    south = np.full(theta.size, -1)
+    taken = np.zeros(theta.size, dtype=bool)
+    srt = np.argsort(theta)
+    for i in np.flatnonzero(theta < np.pi / 2 - 1e-12):
+        k = int(np.searchsorted(theta[srt], np.pi - theta[i]))
+        for cand in (srt[j] for j in (k - 1, k) if 0 <= j < theta.size):
+            if not taken[cand] and nphi[cand] == nphi[i] and abs(theta[cand] - (np.pi - theta[i])) < 1e-10:
+                south[i] = cand
+                taken[cand] = True
+                break
+    return south
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of the maximal runs of equal consecutive values."""
+    cut = np.flatnonzero(np.diff(values)) + 1
+    edges = np.concatenate([[0], cut, [values.size]])
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
 class SHT(torch.nn.Module):
     """Forward (analysis) and inverse (synthesis) real SHT on one sampling at bandlimit L.
 
@@ -125,84 +147,76 @@ class SHT(torch.nn.Module):
             raise ValueError(f"{sampling!r} has no quadrature weights: no analysis possible")
         kw = dict(dtype=dtype, device=device)
 
-        # rings grouped by nphi ("group order"); samples ring-major: ring after ring
+        # Ring order: north/south mirror pairs interleaved (north, south), by colatitude of
+        # the north ring, then unpaired rings by colatitude; FFT blocks are the runs of equal
+        # nphi in that order.
         ring_pixels = rings.order if order == "NESTED" else np.arange(self.npix)
-        groups = [(int(n), np.flatnonzero(rings.nphi == n)) for n in np.unique(rings.nphi)]
-        seq = np.concatenate([idx for _, idx in groups])
-        perm = np.concatenate(
-            [ring_pixels[rings.start[idx][:, None] + np.arange(n)[None, :]].ravel() for n, idx in groups]
-        )
+        south = _mirror_pairs(rings.theta, rings.nphi)
+        north = np.flatnonzero(south >= 0)
+        unpaired = np.flatnonzero((south < 0) & ~np.isin(np.arange(rings.nrings), south))
+        seq = np.concatenate([np.stack([north, south[north]], axis=1).ravel(), unpaired]).astype(np.int64)
+        self._npair = p = north.size
+        # pixel order: per FFT block, sample-major (k * nrings + ring), see _runs below
+        perm = np.concatenate([
+            ring_pixels[rings.start[seq[a:b]][None, :] + np.arange(rings.nphi[seq[a]])[:, None]].ravel()
+            for a, b in _runs(rings.nphi[seq])
+        ])
         self._permuted = not np.array_equal(perm, np.arange(self.npix))
         if self._permuted:
             self._long("perm", perm, device)
             self._long("inv_perm", np.argsort(perm), device)
-        theta, phi0 = rings.theta[seq], rings.phi0[seq]
+        theta, phi0, nphi = rings.theta[seq], rings.phi0[seq], rings.nphi[seq]
         R = seq.size
+        self.theta = np.concatenate([theta[0 : 2 * p : 2], theta[2 * p :]])  # rings with stored Legendre values
         if self.is_mw:
-            q = 2 * np.pi / rings.nphi[seq]
+            q = 2 * np.pi / nphi
             mix = mw_theta_mixing(sampling.L)[:, seq][:, :, seq]
-            self._buffer("mix_t", mix.transpose(0, 2, 1), **kw)  # z @ mix_t == (mix @ z^T)^T
+            self._buffer("mix", mix, **kw)
         else:
             q = np.asarray(sampling.weights)[ring_pixels[rings.start[seq]]]  # pixel weight per ring
-            self.mix_t = None
+            self.mix = None
         self._has_phase = bool(np.any(phi0 != 0))
 
-        # Phase tables: analysis (rings, L) on the rfft bins, synthesis (L, rings) with the
-        # irfft scale n * multiplicity and the conjugation sign of aliased orders folded in.
+        # Spectra are m-major, (L, rings, maps) complex.  Analysis: per FFT block,
+        # ihfft = conj(X_j) for bins j <= n/2; order m reads bin (m mod n folded into
+        # [0, n/2]) and, where it folds from the upper half (sigma = -1), conjugates it back,
+        # giving conj(X_m); times q c e^{i m phi0} its (re, im) are the ring's cos / sin
+        # coefficients.  Synthesis runs the transpose: (c + i sigma s) e^{-i sigma m phi0} k
+        # summed onto the bins (index_add) and one hfft per block, with k the Hermitian scale
+        # (1 for m = 0, sqrt 2 on the edge bins 0 and n/2, sqrt 1/2 elsewhere).
         m = np.arange(L)
         c_ana = np.where(m == 0, 1.0, np.sqrt(2.0))
         c_syn = np.where(m == 0, 1.0, np.sqrt(0.5))
-        ana, syn = np.zeros((4, R, L)), np.zeros((4, L, R))
-        self._groups = []  # (n, nrings, ring offset, pixel offset, P: orders per bin, 0 = no aliasing)
-        r0 = p0 = 0
-        for gi, (n, idx) in enumerate(groups):
-            nr, rs = idx.size, slice(r0, r0 + idx.size)
+        mask = (m[None, :] <= (nphi[:, None] - 1) // 2) if self.is_mw else np.ones((1, L), dtype=bool)
+        psi = np.outer(m, phi0)  # (L, R)
+        w_ana = c_ana[:, None] * q[None, :] * mask.T
+        sig, k_syn, row = np.ones((L, R)), np.zeros((L, R)), np.zeros((L, R), dtype=np.int64)
+        self._blocks = []  # (n, nrings, ring offset, pixel offset, spectrum row offset)
+        self._aliased = False
+        p0 = s0 = 0
+        for start, stop in _runs(nphi):
+            n, nr = int(nphi[start]), stop - start
             bin_, sign, mult = _fold(m, n)
-            mask = (m <= (n - 1) // 2).astype(np.float64) if self.is_mw else np.ones(L)
-            psi = np.outer(phi0[rs], m)  # (nr, L)
-            cq = q[rs, None] * (c_ana * mask)[None, :]
-            ana[:, rs] = [cq * np.cos(psi), cq * sign * np.sin(psi), cq * np.sin(psi), -cq * sign * np.cos(psi)]
-            cs = (c_syn * n * mult)[None, :]
-            syn[:, :, rs] = np.stack([cs * np.cos(psi), cs * np.sin(psi),
-                                      cs * sign * np.sin(psi), -cs * sign * np.cos(psi)]).transpose(0, 2, 1)
-            if n >= 2 * L - 1:  # every order is its own bin: slice / zero-pad
-                P = 0
-            else:  # analysis gathers the bin of each m; synthesis sums the P orders of each bin
-                nb = n // 2 + 1
-                P = int(np.bincount(bin_, minlength=nb).max())
-                fidx = np.full((nb, P), L)  # index L: a zero row
-                fill = np.zeros(nb, dtype=np.int64)
-                for mm in range(L):
-                    fidx[bin_[mm], fill[bin_[mm]]] = mm
-                    fill[bin_[mm]] += 1
-                self._long(f"bin_{gi}", bin_, device)
-                self._long(f"fold_{gi}", fidx.ravel(), device)
-            self._groups.append((n, nr, r0, p0, P))
-            r0 += nr
-            p0 += nr * n
-        for k in (range(4) if self._has_phase else (0, 3)):
-            self._buffer(f"ana{k}", ana[k], **kw)
-            self._buffer(f"syn{k}", syn[k][:, None, :], **kw)
-
-        # north/south mirror pairs share Legendre values: lambda(pi - t) = (-1)^(l+m) lambda(t)
-        srt = np.argsort(theta)
-        south = np.full(R, -1)
-        taken = np.zeros(R, dtype=bool)
-        for i in np.flatnonzero(theta < np.pi / 2 - 1e-12):
-            k = int(np.searchsorted(theta[srt], np.pi - theta[i]))
-            for cand in (k - 1, k):
-                if 0 <= cand < R and not taken[srt[cand]] and abs(theta[srt[cand]] - (np.pi - theta[i])) < 1e-10:
-                    south[i] = srt[cand]
-                    taken[srt[cand]] = True
-                    break
-        # stored rings ("slots"): paired north rings first, then unpaired, each by colatitude
-        slots = np.flatnonzero(~taken)
-        slots = slots[np.lexsort((theta[slots], south[slots] < 0))]
-        self._npair = npair = int((south[slots] >= 0).sum())
-        self.theta = theta[slots]
-        self._long("slot_ring", slots, device)
-        self._long("south_ring", south[slots[:npair]], device)
-        self._long("ring_from_cat", np.argsort(np.concatenate([slots, south[slots[:npair]]])), device)
+            sig[:, start:stop] = sign[:, None]
+            k_syn[:, start:stop] = (c_syn * mult)[:, None]
+            row[:, start:stop] = s0 + bin_[:, None] * nr + np.arange(nr)[None, :]
+            self._aliased |= n < 2 * L - 1
+            self._blocks.append((n, nr, start, p0, s0))
+            p0 += n * nr
+            s0 += (n // 2 + 1) * nr
+        self._spec_rows = s0
+        if self._aliased:
+            self._long("spec_row", row.ravel(), device)
+        self._conj = bool((sig < 0).any())
+        if self._conj:
+            self._buffer("sigma", np.stack([np.ones((L, R)), sig], axis=-1)[:, :, None, :], **kw)
+        # complex tables stored as (re, im) pairs so that .to(dtype) keeps them intact
+        if self._has_phase:
+            self._buffer("ana_w", np.stack([w_ana * np.cos(psi), w_ana * np.sin(psi)], -1)[:, :, None, :], **kw)
+            self._buffer("syn_w", np.stack([k_syn * np.cos(psi), -sig * k_syn * np.sin(psi)], -1)[:, :, None, :], **kw)
+        else:
+            self._buffer("ana_w", w_ana[:, :, None], **kw)
+            self._buffer("syn_w", k_syn[:, :, None], **kw)
 
         # Legendre tables in chunks of m: chunk c holds m in [m0, m1), l = m + parity + 2h
         # for h < ceil((L - m0) / 2) (no l < m0 waste), laid out (2 (m1 - m0), h, ring), and
@@ -260,11 +274,11 @@ class SHT(torch.nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.ana0.dtype
+        return self.syn_w.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.ana0.device
+        return self.syn_w.device
 
     def extra_repr(self) -> str:
         return f"{self.sampling!r}, L={self.L}, iterations={self.iterations}, streaming={self.streaming}"
@@ -307,41 +321,48 @@ class SHT(torch.nn.Module):
         return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
     def _mix(self, z: torch.Tensor) -> torch.Tensor:
-        """MW theta quadrature on (L, ..., rings) ring values, per parity of m."""
-        even = torch.matmul(z[0::2], self.mix_t[0])
-        odd = torch.matmul(z[1::2], self.mix_t[1])
+        """MW theta quadrature on (L, rings, ...) ring values, per parity of m."""
+        shape = z.shape
+        z = z.reshape(shape[0], shape[1], -1)
+        even = torch.matmul(self.mix[0], z[0::2])
+        odd = torch.matmul(self.mix[1], z[1::2])
         both = torch.stack([even[: odd.shape[0]], odd], dim=1).reshape(-1, *z.shape[1:])
-        return torch.cat([both, even[odd.shape[0] :]], dim=0)
+        return torch.cat([both, even[odd.shape[0] :]], dim=0).view(shape)
+
+    def _complex(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        """Multiply complex y (L, rings, maps) by the complex (or real) table ``name``."""
+        w = getattr(self, name)
+        return y * (torch.view_as_complex(w) if self._has_phase else w)
 
     # --------------------------------------------------------------- transforms
     def analysis(self, maps: torch.Tensor) -> torch.Tensor:
         """One quadrature pass (no iterations): (batch, npix, ch) -> (batch, L*L, ch)."""
         B, _, C = maps.shape
         L, K0, p = self.L, B * C, self._npair
-        x = maps.permute(0, 2, 1).reshape(K0, -1)
+        x = maps.permute(1, 0, 2).reshape(-1, K0)  # (pixels, maps)
         if self._permuted:
-            x = x.index_select(1, self.perm)
-        parts = []
-        for gi, (n, nr, _, p0, P) in enumerate(self._groups):
-            spec = torch.fft.rfft(x[:, p0 : p0 + n * nr].view(K0, nr, n), dim=-1)  # (K0, nr, bins)
-            parts.append(spec[..., :L] if P == 0 else spec.index_select(-1, getattr(self, f"bin_{gi}")))
-        spec = torch.view_as_real(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
-        re, im = spec[..., 0], spec[..., 1]  # (K0, rings, L)
-        if self._has_phase:
-            cos, sin = self.ana0 * re + self.ana1 * im, self.ana2 * re + self.ana3 * im
+            x = x.index_select(0, self.perm)
+        parts = []  # per block: conj of the rfft bins, (bins, rings, maps)
+        for n, nr, _, p0, _ in self._blocks:
+            y = torch.fft.ihfft(x[p0 : p0 + n * nr].view(n, nr, K0), dim=0, norm="forward")
+            parts.append(y.reshape(-1, K0) if self._aliased else y[:L])
+        if self._aliased:  # gather the bin of every (m, ring); conjugate the upper-half folds
+            y = torch.cat(parts, dim=0).index_select(0, self.spec_row).view(L, -1, K0)
+            if self._conj:
+                y = torch.view_as_complex(torch.view_as_real(y) * self.sigma)
         else:
-            cos, sin = self.ana0 * re, self.ana3 * im
-        z = torch.stack([cos, sin], dim=0).permute(3, 0, 1, 2)  # (L, cos / sin, K0, rings)
-        if self.mix_t is not None:
+            y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        z = torch.view_as_real(self._complex("ana_w", y))  # (L, rings, maps, cos / sin)
+        if self.mix is not None:
             z = self._mix(z)
-        zn = z.index_select(-1, self.slot_ring)
-        if p:  # mirror pairs: even l + m see north + south, odd l + m north - south
-            zs = z.index_select(-1, self.south_ring)
-            z = torch.stack([torch.cat([zn[..., :p] + zs, zn[..., p:]], -1),
-                             torch.cat([zn[..., :p] - zs, zn[..., p:]], -1)], dim=1)
-        else:
-            z = torch.stack([zn, zn], dim=1)
-        out = self._project(z.reshape(2 * L, 2 * K0, -1)).index_select(0, self.flat_from_grid)
+        # to (L, parity, cos / sin, maps, stored rings); mirror pairs: even l + m see
+        # north + south, odd l + m north - south; unpaired rings see themselves
+        zn, zs, u = z[:, 0 : 2 * p : 2], z[:, 1 : 2 * p : 2], z[:, 2 * p :]
+        pieces = [torch.stack([zn + zs, zn - zs], dim=1).permute(0, 1, 4, 3, 2)] if p else []
+        if u.shape[1]:
+            pieces.append(u.permute(0, 3, 2, 1).unsqueeze(1).expand(-1, 2, -1, -1, -1))
+        z = torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0].contiguous()
+        out = self._project(z.view(2 * L, 2 * K0, -1)).index_select(0, self.flat_from_grid)
         return out.view(-1, B, C).permute(1, 0, 2)
 
     def synthesis(self, coeffs: torch.Tensor) -> torch.Tensor:
@@ -350,36 +371,32 @@ class SHT(torch.nn.Module):
         L, K0, p = self.L, B * C, self._npair
         at = coeffs.permute(1, 0, 2).reshape(-1, K0)
         at = torch.cat([at, at.new_zeros(1, K0)], dim=0).index_select(0, self.grid_from_flat)
-        eo = self._evaluate(at).view(L, 2, 2, K0, -1)  # (L, parity, cos / sin, K0, Rn)
+        eo = self._evaluate(at).view(L, 2, 2, K0, -1)  # (L, parity, cos / sin, maps, stored rings)
         even, odd = eo[:, 0], eo[:, 1]
-        y = even + odd
-        if p:
-            y = torch.cat([y, (even[..., :p] - odd[..., :p])], dim=-1)
-        y = y.index_select(-1, self.ring_from_cat)  # (L, cos / sin, K0, rings)
-        c, s = y[:, 0], y[:, 1]
-        if self._has_phase:
-            h = torch.stack([self.syn0 * c + self.syn1 * s, self.syn2 * c + self.syn3 * s], dim=-1)
-        else:
-            h = torch.stack([self.syn0 * c, self.syn3 * s], dim=-1)
-        h = h.permute(1, 2, 0, 3)  # (K0, rings, L, re / im)
-        if any(g[4] for g in self._groups):
-            h = torch.cat([h, h.new_zeros(K0, h.shape[1], 1, 2)], dim=2)  # zero row for the fold
-        else:
-            h = h.contiguous()
+        # to (L, rings, maps, cos / sin): north = even + odd, south = even - odd, interleaved
         pieces = []
-        for gi, (n, nr, r0, _, P) in enumerate(self._groups):
-            g = h[:, r0 : r0 + nr]
-            if P == 0:
-                g = g[:, :, :L]
-            else:  # each rfft bin sums the P orders that alias onto it
-                g = g.index_select(2, getattr(self, f"fold_{gi}"))
-                g = g.view(K0, nr, -1, P, 2).sum(3) if P > 1 else g
-            ring = torch.fft.irfft(torch.view_as_complex(g.contiguous()), n=n, dim=-1)  # (K0, nr, n)
-            pieces.append(ring.reshape(K0, n * nr))
-        out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        if p:
+            e, o = even[..., :p], odd[..., :p]
+            pieces.append(torch.stack([e + o, e - o], dim=-1).permute(0, 3, 4, 2, 1).reshape(L, 2 * p, K0, 2))
+        if even.shape[-1] > p:
+            pieces.append((even[..., p:] + odd[..., p:]).permute(0, 3, 2, 1))
+        y = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0].contiguous()
+        if self._conj:
+            y = y * self.sigma
+        y = self._complex("syn_w", torch.view_as_complex(y))  # (L, rings, maps)
+        if self._aliased:  # sum every (m, ring) onto its bin
+            y = y.new_zeros(self._spec_rows, K0).index_add(0, self.spec_row, y.view(-1, K0))
+        rings = []
+        for n, nr, r0, _, s0 in self._blocks:
+            if self._aliased:
+                g = y[s0 : s0 + (n // 2 + 1) * nr].view(-1, nr, K0)
+            else:
+                g = y[:, r0 : r0 + nr]
+            rings.append(torch.fft.hfft(g, n=n, dim=0).reshape(n * nr, K0))  # (pixels, maps)
+        out = rings[0] if len(rings) == 1 else torch.cat(rings, dim=0)
         if self._permuted:
-            out = out.index_select(1, self.inv_perm)
-        return out.view(B, C, -1).permute(0, 2, 1)
+            out = out.index_select(0, self.inv_perm)
+        return out.view(-1, B, C).permute(1, 0, 2)
 
     def forward(self, maps: torch.Tensor, iterations: int | None = None) -> torch.Tensor:
         """Analysis: maps (batch, npix, ch) -> coefficients (batch, L*L, ch).
