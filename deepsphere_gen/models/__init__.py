@@ -6,6 +6,9 @@ from .planar import PlanarCNN
 # harmonic layers (issue 4)
 from .harmonic import HarmonicClassifier
 
+# hybrid graph -> harmonic model (issue 6)
+from .hybrid import HybridClassifier
+
 # classic spherical CNNs (issue 5)
 from .classic import CobbHybrid, CohenS2CNN, EstevesS2CNN, KondorCGNet, classic_models
 
@@ -14,9 +17,11 @@ __all__ = [
     "DeepSphereClassifier",
     "DeepSphereRegressor",
     "SphericalUNet",
+    "PlanarCNN",
     # harmonic layers (issue 4)
     "HarmonicClassifier",
-    "PlanarCNN",
+    # hybrid graph -> harmonic model (issue 6)
+    "HybridClassifier",
     # classic spherical CNNs (issue 5)
     "CohenS2CNN",
     "EstevesS2CNN",

@@ -21,6 +21,8 @@ from ._harmonic_input import S2InputLayer
 from ._readout import InvariantReadout
 from ._signal import GeneralizedSignal, normalize_type
 from ._tensor_product import TensorProductActivation
+# graph <-> harmonic bridges (issue 6)
+from ._bridge import MapToSignal, SignalToMap
 # classical spherical CNN layers and baselines (issue 5)
 from ._full_cg import FullCGLayer
 from ._pointwise import S2Pointwise, S2ReLU, SO3Pointwise, SO3ReLU
@@ -52,6 +54,9 @@ __all__ = [
     "EfficientGeneralizedLayer",
     "S2InputLayer",
     "InvariantReadout",
+    # graph <-> harmonic bridges (issue 6)
+    "MapToSignal",
+    "SignalToMap",
     # classical spherical CNN layers and baselines (issue 5)
     "S2Conv",
     "S2ToSO3Conv",
