@@ -21,17 +21,23 @@ flattened to x (entries, batch * channels), forward is
 
     out = S @ (x[a] * x[b])          (gathers, a multiply and a sparse GEMM)
 
-with no Python loop over degrees, pairs or orders.  Products and outputs are grouped by
+with no Python loop over degrees or orders.  Products and outputs are grouped by
 input pair (l1, l2), which partitions both, so S is block diagonal; the blocks are cut
 into chunks of whole pairs whose product buffer stays cache-sized (``CHUNK_ELEMENTS``
 per device type: on CPU, 1 MiB of float32; fresh multi-MB buffers per call cost more in
-page faults than the arithmetic), each chunk writing its own output rows.  Backward,
+page faults than the arithmetic), each chunk writing its own output rows; the only
+Python loop is over chunks (1-3 for L <= 8, ~300 for MST at L = 32).  Backward,
 ``g_x = scatter_a(S^T g * x[b]) + scatter_b(S^T g * x[a])``, chunk by chunk; only x is
 saved (no product buffers are kept for backward).  Work per sample: channels *
 (products + non-zeros of S), O((2l1+1)(2l2+1)) per triple instead of the dense
 O((2l1+1)(2l2+1)(2l+1)).  Tables are built once in float64 and cast per (dtype,
 device, chunk size) on first use (kept out of ``state_dict``; float64 masters so that
 ``.double()`` after ``.float()`` keeps exact tables).
+
+Measured (``deepsphere-gen bench --only tensor_product efficient_layer``, 1 thread,
+shared 2-core CPU): forward 3-13x faster than e3nn's TensorProduct "uuu" at L = 8..12,
+fwd+bwd 3-4x; one MST efficient layer at L = 32 (K = 8, tau = 2, batch 8) 1.2 s
+fwd+bwd (dense tables: 13-27 s), RMST at L = 64 1.6 s (dense: 19-30 s).
 """
 from __future__ import annotations
 
@@ -124,7 +130,8 @@ class TensorProductActivation(nn.Module):
     Input/output: :class:`GeneralizedSignal` (batch, K, 2l+1, tau_l); output type
     ``self.type_out``.  ``self.flops`` counts the multiply-adds per sample of forward
     (products plus non-zeros of the sparse table, times K); ``self.n_products`` and
-    ``self.nnz`` give the per-channel figures.
+    ``self.nnz`` give the per-channel figures.  Differentiable once (first derivatives
+    only: the backward is a hand-written sparse kernel).
     """
 
     def __init__(self, L: int, channels: int, type_in, L_out: int | None = None,
