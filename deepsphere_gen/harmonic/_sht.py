@@ -171,10 +171,10 @@ class SHT(torch.nn.Module):
         if self.is_mw:
             q = 2 * np.pi / nphi
             mix = mw_theta_mixing(sampling.L)[:, seq][:, :, seq]
-            self._buffer("mix", mix, **kw)
+            self._buffer("mix_t", mix.transpose(0, 2, 1), **kw)  # z @ mix_t == (mix @ z^T)^T
         else:
             q = np.asarray(sampling.weights)[ring_pixels[rings.start[seq]]]  # pixel weight per ring
-            self.mix = None
+            self.mix_t = None
         self._has_phase = bool(np.any(phi0 != 0))
 
         # Spectra are m-major, (L, rings, maps) complex.  Analysis: per FFT block,
@@ -321,18 +321,11 @@ class SHT(torch.nn.Module):
         return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
     def _mix(self, z: torch.Tensor) -> torch.Tensor:
-        """MW theta quadrature on (L, rings, ...) ring values, per parity of m."""
-        shape = z.shape
-        z = z.reshape(shape[0], shape[1], -1)
-        even = torch.matmul(self.mix[0], z[0::2])
-        odd = torch.matmul(self.mix[1], z[1::2])
+        """MW theta quadrature on (L, ..., rings) ring values, per parity of m."""
+        even = torch.matmul(z[0::2], self.mix_t[0])
+        odd = torch.matmul(z[1::2], self.mix_t[1])
         both = torch.stack([even[: odd.shape[0]], odd], dim=1).reshape(-1, *z.shape[1:])
-        return torch.cat([both, even[odd.shape[0] :]], dim=0).view(shape)
-
-    def _complex(self, name: str, y: torch.Tensor) -> torch.Tensor:
-        """Multiply complex y (L, rings, maps) by the complex (or real) table ``name``."""
-        w = getattr(self, name)
-        return y * (torch.view_as_complex(w) if self._has_phase else w)
+        return torch.cat([both, even[odd.shape[0] :]], dim=0)
 
     # --------------------------------------------------------------- transforms
     def analysis(self, maps: torch.Tensor) -> torch.Tensor:
@@ -349,14 +342,16 @@ class SHT(torch.nn.Module):
         if self._aliased:  # gather the bin of every (m, ring); conjugate the upper-half folds
             y = torch.cat(parts, dim=0).index_select(0, self.spec_row).view(L, -1, K0)
             if self._conj:
-                y = torch.view_as_complex(torch.view_as_real(y) * self.sigma)
-        else:
+                torch.view_as_real(y).mul_(self.sigma)
+            y.mul_(torch.view_as_complex(self.ana_w) if self._has_phase else self.ana_w)
+        else:  # ihfft gives lazily conjugated views: multiply out of place
             y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        z = torch.view_as_real(self._complex("ana_w", y))  # (L, rings, maps, cos / sin)
-        if self.mix is not None:
-            z = self._mix(z)
-        # to (L, parity, cos / sin, maps, stored rings); mirror pairs: even l + m see
-        # north + south, odd l + m north - south; unpaired rings see themselves
+            y = y * (torch.view_as_complex(self.ana_w) if self._has_phase else self.ana_w)
+        z = torch.view_as_real(y)  # (L, rings, maps, cos / sin)
+        if self.mix_t is not None:
+            z = self._mix(z.permute(0, 3, 2, 1)).permute(0, 3, 2, 1)
+        # to (L, parity, cos / sin, maps, stored rings): mirror pairs give north + south to
+        # even l + m and north - south to odd l + m; unpaired rings give themselves to both
         zn, zs, u = z[:, 0 : 2 * p : 2], z[:, 1 : 2 * p : 2], z[:, 2 * p :]
         pieces = [torch.stack([zn + zs, zn - zs], dim=1).permute(0, 1, 4, 3, 2)] if p else []
         if u.shape[1]:
@@ -374,18 +369,21 @@ class SHT(torch.nn.Module):
         eo = self._evaluate(at).view(L, 2, 2, K0, -1)  # (L, parity, cos / sin, maps, stored rings)
         even, odd = eo[:, 0], eo[:, 1]
         # to (L, rings, maps, cos / sin): north = even + odd, south = even - odd, interleaved
-        pieces = []
-        if p:
-            e, o = even[..., :p], odd[..., :p]
-            pieces.append(torch.stack([e + o, e - o], dim=-1).permute(0, 3, 4, 2, 1).reshape(L, 2 * p, K0, 2))
-        if even.shape[-1] > p:
-            pieces.append((even[..., p:] + odd[..., p:]).permute(0, 3, 2, 1))
-        y = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0].contiguous()
+        u = even.shape[-1] - p  # unpaired rings
+        if p and u <= 1:  # every stored ring as a (north, south) pair; drop the last south if unpaired
+            y = torch.stack([even + odd, even - odd], dim=-1).permute(0, 3, 4, 2, 1).reshape(L, -1, K0, 2)
+            y = y[:, : 2 * p + u].contiguous()
+        else:
+            pieces = [(even[..., p:] + odd[..., p:]).permute(0, 3, 2, 1)]
+            if p:
+                e, o = even[..., :p], odd[..., :p]
+                pieces.insert(0, torch.stack([e + o, e - o], dim=-1).permute(0, 3, 4, 2, 1).reshape(L, 2 * p, K0, 2))
+            y = torch.cat(pieces, dim=1) if p else pieces[0].contiguous()
         if self._conj:
-            y = y * self.sigma
-        y = self._complex("syn_w", torch.view_as_complex(y))  # (L, rings, maps)
+            y.mul_(self.sigma)
+        y = torch.view_as_complex(y).mul_(torch.view_as_complex(self.syn_w) if self._has_phase else self.syn_w)
         if self._aliased:  # sum every (m, ring) onto its bin
-            y = y.new_zeros(self._spec_rows, K0).index_add(0, self.spec_row, y.view(-1, K0))
+            y = y.new_zeros(self._spec_rows, K0).index_add_(0, self.spec_row, y.view(-1, K0))
         rings = []
         for n, nr, r0, _, s0 in self._blocks:
             if self._aliased:
