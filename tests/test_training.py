@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from deepsphere_gen.training import (
     distributed_context,
     evaluate,
     fit,
+    learning_rate,
     load_checkpoint,
+    recalibrate_batchnorm,
     save_checkpoint,
 )
 
@@ -44,6 +47,12 @@ def _model(seed=0):
     return nn.Sequential(nn.Flatten(), nn.Linear(6, 8), nn.Dropout(0.3), nn.ReLU(), nn.Linear(8, 2))
 
 
+def _bn_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.ReLU(),
+                         nn.Linear(8, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+
+
 def _cfg(**kw):
     return TrainConfig(**{"epochs": 4, "batch_size": 8, "lr": 1e-2, "progress": False, **kw})
 
@@ -64,20 +73,29 @@ def test_same_seed_same_run_and_learns():
     assert h3[0]["step_losses"] != h1[0]["step_losses"]
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    full = fit(m_full := _model(), _data(), _cfg(), val_set=_data(seed=1), log=None)
+@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "warmup": 0.2}])
+@pytest.mark.parametrize("make_model", [_model, lambda seed=0: _bn_model(seed)])
+def test_resume_equals_uninterrupted(tmp_path, schedule, make_model):
+    full = fit(m_full := make_model(), _data(), _cfg(**schedule), val_set=_data(seed=1), log=None)
     ckpt = tmp_path / "run.pt"
-    fit(_model(), _data(), _cfg(epochs=2, checkpoint=ckpt), val_set=_data(seed=1), log=None)
+
+    def interrupt(line):
+        if "epoch 3/4" in line:
+            raise KeyboardInterrupt  # killed during epoch 3, before its checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model(), _data(), _cfg(checkpoint=ckpt, **schedule), val_set=_data(seed=1), log=interrupt)
     assert load_checkpoint(ckpt)["epoch"] == 2
     lines = []
-    resumed = fit(m_res := _model(seed=5), _data(), _cfg(checkpoint=ckpt), val_set=_data(seed=1), log=lines.append)
+    resumed = fit(m_res := make_model(seed=5), _data(), _cfg(checkpoint=ckpt, **schedule), val_set=_data(seed=1),
+                  log=lines.append)
     assert any("resumed" in s for s in lines)
     assert torch.equal(_params(m_full), _params(m_res))  # dropout RNG, data order and Adam state restored
     assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in full]
     assert [r["val_accuracy"] for r in resumed] == [r["val_accuracy"] for r in full]
     assert load_checkpoint(ckpt)["epoch"] == 4
     # a finished run is not trained further
-    again = fit(m_again := _model(seed=7), _data(), _cfg(checkpoint=ckpt), log=None)
+    again = fit(m_again := make_model(seed=7), _data(), _cfg(checkpoint=ckpt, **schedule), log=None)
     assert len(again) == 4 and torch.equal(_params(m_again), _params(m_full))
 
 
@@ -88,6 +106,94 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         fit(_model(), _data(), _cfg(lr=0.5, checkpoint=ckpt), log=None)
     fit(_model(), _data(), _cfg(epochs=1, lr=0.5, checkpoint=ckpt, resume=False), log=None)
     assert load_checkpoint(ckpt)["config"]["lr"] == 0.5
+    # a cosine schedule is defined by the total number of epochs: another total is refused
+    fit(_model(), _data(), _cfg(epochs=1, lr_schedule="cosine", checkpoint=ckpt, resume=False), log=None)
+    with pytest.raises(ValueError, match="different settings.*epochs"):
+        fit(_model(), _data(), _cfg(epochs=3, lr_schedule="cosine", checkpoint=ckpt), log=None)
+
+
+def _bn_inputs(model, x):
+    """Input of every BatchNorm of ``model`` (eval mode, i.e. with the running statistics)."""
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen.append(a[0])) for m in model.modules()
+             if isinstance(m, nn.BatchNorm1d)]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_recalibrate_batchnorm_population_statistics():
+    data = _data(n=23)  # batches 5, 5, 5, 5, 3: statistics weighted by count, not by batch
+    model = _bn_model()
+    model.train()
+    model[3].train(False)  # a mixed mode that must be restored
+    modes = [m.training for m in model.modules()]
+    assert recalibrate_batchnorm(model, data, batch_size=5) == 2
+    assert [m.training for m in model.modules()] == modes
+    assert model[2].momentum == 0.1  # momentum restored
+    x = data.tensors[0]
+    h = nn.Flatten()(x) @ model[1].weight.T + model[1].bias  # input of the first BN: exact
+    torch.testing.assert_close(model[2].running_mean, h.mean(0))
+    torch.testing.assert_close(model[2].running_var, h.var(0, unbiased=True))
+    # second BN: its input was normalised with batch statistics, as in training: close to the
+    # population statistics of its input in eval mode
+    h2 = _bn_inputs(model, x)[1]
+    torch.testing.assert_close(model[6].running_mean, h2.mean(0), atol=0.1, rtol=0.1)
+    torch.testing.assert_close(model[6].running_var, h2.var(0), atol=0.1, rtol=0.2)
+    # nothing to do without BatchNorm; pixel BatchNorm of (batch, pixels, channels) maps
+    assert recalibrate_batchnorm(_model(), data) == 0
+    from deepsphere_gen.models.deepsphere import _PixelBatchNorm
+
+    bn = _PixelBatchNorm(3)
+    maps = torch.randn(7, 11, 3) * torch.tensor([1.0, 2.0, 3.0]) + 5
+    recalibrate_batchnorm(bn, TensorDataset(maps, torch.zeros(7, dtype=torch.long)), batch_size=4)
+    torch.testing.assert_close(bn.running_mean, maps.reshape(-1, 3).mean(0))
+    torch.testing.assert_close(bn.running_var, maps.reshape(-1, 3).var(0))
+
+
+def test_fit_recalibrates_lagging_statistics():
+    """Few steps at a high learning rate: the running averages lag behind the weights; after
+    fit they are the statistics of the final weights (and the eval-mode model is usable)."""
+    data = _data(n=32)
+    for recal in (False, True):
+        model = _bn_model()
+        fit(model, data, _cfg(epochs=2, lr=0.05, recalibrate_bn=recal), log=None)
+        h = nn.Flatten()(data.tensors[0]) @ model[1].weight.T + model[1].bias
+        err = float((model[2].running_mean - h.mean(0)).abs().max().detach())
+        if recal:
+            assert err < 1e-5
+        else:
+            assert err > 1e-2  # the bug: stale statistics
+    sub = fit(m := _bn_model(), data, _cfg(epochs=1, recalibrate_samples=8), log=None)
+    assert len(sub) == 1 and torch.isfinite(m[2].running_var).all()
+
+
+def test_learning_rate_schedules():
+    const = TrainConfig(lr=0.1)
+    assert [learning_rate(const, s, 10) for s in range(10)] == [0.1] * 10
+    cos = TrainConfig(lr=0.1, lr_schedule="cosine", warmup=0.2)
+    lrs = [learning_rate(cos, s, 10) for s in range(10)]
+    assert lrs[:2] == pytest.approx([0.05, 0.1])  # linear warm-up over 2 steps
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))  # then non-increasing
+    assert lrs[2] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.05 * (1 + math.cos(math.pi * 7 / 8)))
+    # fit applies it step by step
+    model = _model()
+    opt_lrs = []
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        opt_lrs.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    torch.optim.AdamW.step = spy
+    try:
+        fit(model, _data(n=16), _cfg(epochs=2, lr=0.1, lr_schedule="cosine", warmup=0.25), log=None)
+    finally:
+        torch.optim.AdamW.step = orig
+    cfg = TrainConfig(lr=0.1, lr_schedule="cosine", warmup=0.25)
+    assert opt_lrs == pytest.approx([learning_rate(cfg, s, 4) for s in range(4)])
 
 
 def test_checkpoint_atomic_and_weights_only(tmp_path):
@@ -129,6 +235,14 @@ def test_bad_settings():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(lr=-1.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="warmup"):
+        TrainConfig(warmup=1.0)
+    with pytest.raises(ValueError, match="recalibrate_samples"):
+        TrainConfig(recalibrate_samples=0)
+    with pytest.raises(ValueError, match="empty"):
+        recalibrate_batchnorm(_bn_model(), TensorDataset(torch.zeros(0, 6, 1), torch.zeros(0, dtype=torch.long)))
     with pytest.raises(ValueError, match="empty"):
         fit(_model(), TensorDataset(torch.zeros(0, 6, 1), torch.zeros(0, dtype=torch.long)), _cfg(), log=None)
     bad = TensorDataset(torch.full((8, 6, 1), float("nan")), torch.zeros(8, dtype=torch.long))

@@ -21,7 +21,7 @@ from .. import _massmaps_experiment as exp
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 
 #: --quick: CI-sized run (about 2 minutes on 2 idle CPU cores)
-QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), noise_levels=(0.0, 2.0), epochs=3,
+QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), noise_levels=(0.0, 2.0), epochs=3, min_steps=40,
              channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4))
 DEFAULTS = exp.ExperimentConfig()
 
@@ -43,7 +43,12 @@ def _common(p, with_outputs: bool = True) -> None:
                    help=f"subset of {', '.join(exp.METHODS)} (default all)")
     p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (cosine schedule)")
+    p.add_argument("--min-steps", type=int, default=None,
+                   help=f"at least this many optimisation steps per network (default {d.min_steps}; "
+                        "small data sets get a smaller batch and more epochs)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train on the data set's fixed noise instead of a new noise realisation per draw")
     p.add_argument("--data-dir", default=d.data_dir, help="cache of generated maps")
     p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
@@ -81,6 +86,7 @@ def _config(args) -> exp.ExperimentConfig:
         noise_levels=tuple(pick(args.noise, "noise_levels")),
         methods=tuple(args.methods) if args.methods else d.methods,
         epochs=pick(args.epochs, "epochs"), batch_size=args.batch_size, lr=args.lr,
+        min_steps=pick(args.min_steps, "min_steps"), augment=not args.no_augment,
         channels=base.get("channels", d.channels),
         harmonic_bandlimits=base.get("harmonic_bandlimits", d.harmonic_bandlimits),
         harmonic_channels=base.get("harmonic_channels", d.harmonic_channels),

@@ -11,11 +11,12 @@ import torch
 
 from deepsphere_gen import _massmaps_experiment as exp
 from deepsphere_gen._validation import UNSEEN
+from deepsphere_gen.datasets import MassMapDataset
 from deepsphere_gen.cli import main
 from deepsphere_gen.training import load_checkpoint
 
 TINY = ["--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--noise", "0", "1", "--epochs", "2",
-        "--batch-size", "16", "--no-progress"]
+        "--min-steps", "0", "--batch-size", "16", "--no-progress"]
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,47 @@ def test_reference_patch_is_equatorial():
     assert idx.size == 12 * 16**2 // 48 and np.all(np.diff(idx) == 1)
     theta, _ = hp.pix2ang(16, idx, nest=True)
     assert np.all(idx // (16**2) == 4) and abs(np.degrees(theta.mean()) - 90) < 25  # base pixel 4
+
+
+def test_train_config_policy():
+    cfg = exp.ExperimentConfig(epochs=5, batch_size=32, lr=3e-3, min_steps=80)
+    full = exp.train_config("fcn", 60, cfg)  # 60 full-sky maps: batch 8, 8 steps/epoch, 10 epochs
+    assert (full.batch_size, full.epochs, full.lr, full.lr_schedule) == (8, 10, 3e-3, "cosine")
+    assert full.recalibrate_bn and full.recalibrate_samples == 512
+    harm = exp.train_config("harmonic", 60, cfg)  # cheap, slow starter: 3x lr and steps
+    assert (harm.batch_size, harm.epochs, harm.lr) == (8, 30, pytest.approx(9e-3))
+    patches = exp.train_config("cnn", 2880, cfg)  # 90 steps/epoch: min_steps already reached
+    assert (patches.batch_size, patches.epochs) == (32, 5)
+    assert exp.train_config("fcn", 720, exp.ExperimentConfig(epochs=2, min_steps=0)).epochs == 2
+    assert exp.train_config("fcn", 60, cfg, world_size=3).batch_size == 6  # divisible by the processes
+    with pytest.raises(ValueError, match="min_steps"):
+        exp.ExperimentConfig(min_steps=-1)
+
+
+def test_fresh_noise_training_samples():
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((2, 4, 12 * 4**2))
+    clean = MassMapDataset(maps, level=0, noise=0.0, split="train", test_fraction=0.25)
+    fixed = MassMapDataset(maps, level=0, noise=2.0, split="train", test_fraction=0.25)
+    fresh = exp.FreshNoise(clean, 2.0)
+    assert len(fresh) == len(clean) == len(fixed) == 2 * 3 * 12
+    torch.manual_seed(3)
+    a = [fresh[i] for i in range(len(fresh))]
+    b = [fresh[i] for i in range(len(fresh))]  # another draw: other noise
+    torch.manual_seed(3)
+    a2 = [fresh[i] for i in range(len(fresh))]  # same seed: same noise
+    for (xa, ya, ia), (xb, yb, ib), (xa2, _, _), (xc, yc, ic) in zip(a, b, a2, (clean[i] for i in range(len(clean)))):
+        assert torch.equal(xa, xa2) and not torch.equal(xa, xb)
+        assert ya == yb == yc and torch.equal(ia, ic) and torch.equal(ib, ic) and xa.shape == xc.shape
+    noise = torch.cat([xa - xc for (xa, _, _), (xc, _, _) in zip(a, (clean[i] for i in range(len(clean))))])
+    # std noise * clean_std, like the data set's fixed noise
+    fixed_noise = torch.cat([fixed[i][0] - clean[i][0] for i in range(len(clean))])
+    assert float(noise.std()) == pytest.approx(2.0 * clean.clean_std, rel=0.05)
+    assert float(fixed_noise.std()) == pytest.approx(2.0 * clean.clean_std, rel=0.05)
+    with pytest.raises(ValueError, match="noise-free"):
+        exp.FreshNoise(fixed, 2.0)
+    with pytest.raises(ValueError, match="noise level"):
+        exp.FreshNoise(clean, -1.0)
 
 
 def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
