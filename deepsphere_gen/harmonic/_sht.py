@@ -149,25 +149,36 @@ class SHT(torch.nn.Module):
 
         # Ring order: north/south mirror pairs interleaved (north, south), by colatitude of
         # the north ring, then unpaired rings by colatitude; FFT blocks are the runs of equal
-        # nphi in that order.
+        # nphi in that order.  Ring-major equiangular grids (GL, DH: one nphi >= 2L - 1, ring
+        # i mirrored by ring R-1-i) keep their own order and pixel layout ("ring-major path").
         ring_pixels = rings.order if order == "NESTED" else np.arange(self.npix)
         south = _mirror_pairs(rings.theta, rings.nphi)
         north = np.flatnonzero(south >= 0)
         unpaired = np.flatnonzero((south < 0) & ~np.isin(np.arange(rings.nrings), south))
-        seq = np.concatenate([np.stack([north, south[north]], axis=1).ravel(), unpaired]).astype(np.int64)
         self._npair = p = north.size
-        # pixel order: per FFT block, sample-major (k * nrings + ring), see _runs below
-        perm = np.concatenate([
-            ring_pixels[rings.start[seq[a:b]][None, :] + np.arange(rings.nphi[seq[a]])[:, None]].ravel()
-            for a, b in _runs(rings.nphi[seq])
-        ])
-        self._permuted = not np.array_equal(perm, np.arange(self.npix))
-        if self._permuted:
-            self._long("perm", perm, device)
-            self._long("inv_perm", np.argsort(perm), device)
+        R, n0 = rings.nrings, int(rings.nphi[0])
+        self._fast = bool(
+            not self.is_mw and np.all(rings.nphi == n0) and n0 >= 2 * L - 1
+            and np.array_equal(ring_pixels, np.arange(self.npix)) and np.array_equal(rings.start, np.arange(R) * n0)
+            and np.array_equal(north, np.arange(p)) and np.array_equal(south[north], R - 1 - north)
+        )
+        if self._fast:
+            seq = np.arange(R)
+            self._permuted = False
+        else:
+            seq = np.concatenate([np.stack([north, south[north]], axis=1).ravel(), unpaired]).astype(np.int64)
+            # pixel order: per FFT block, sample-major (k * nrings + ring), see _runs below
+            perm = np.concatenate([
+                ring_pixels[rings.start[seq[a:b]][None, :] + np.arange(rings.nphi[seq[a]])[:, None]].ravel()
+                for a, b in _runs(rings.nphi[seq])
+            ])
+            self._permuted = not np.array_equal(perm, np.arange(self.npix))
+            if self._permuted:
+                self._long("perm", perm, device)
+                self._long("inv_perm", np.argsort(perm), device)
         theta, phi0, nphi = rings.theta[seq], rings.phi0[seq], rings.nphi[seq]
-        R = seq.size
-        self.theta = np.concatenate([theta[0 : 2 * p : 2], theta[2 * p :]])  # rings with stored Legendre values
+        # rings with stored Legendre values: the north ring of each pair, then unpaired rings
+        self.theta = theta[: R - p] if self._fast else np.concatenate([theta[0 : 2 * p : 2], theta[2 * p :]])
         if self.is_mw:
             q = 2 * np.pi / nphi
             mix = mw_theta_mixing(sampling.L)[:, seq][:, :, seq]
@@ -211,12 +222,21 @@ class SHT(torch.nn.Module):
         if self._conj:
             self._buffer("sigma", np.stack([np.ones((L, R)), sig], axis=-1)[:, :, None, :], **kw)
         # complex tables stored as (re, im) pairs so that .to(dtype) keeps them intact
-        if self._has_phase:
-            self._buffer("ana_w", np.stack([w_ana * np.cos(psi), w_ana * np.sin(psi)], -1)[:, :, None, :], **kw)
-            self._buffer("syn_w", np.stack([k_syn * np.cos(psi), -sig * k_syn * np.sin(psi)], -1)[:, :, None, :], **kw)
+        if self._fast:  # (rings, L) tables for rfft / irfft along the ring; the sine coefficients
+            # then come out negated, which a sign on the m < 0 coefficients undoes
+            ana, syn = [w_ana.T, -w_ana.T], [k_syn.T, k_syn.T]
+            ell = np.floor(np.sqrt(np.arange(L * L)))
+            self._buffer("flat_sign", np.where(np.arange(L * L) < ell * ell + ell, -1.0, 1.0)[:, None], **kw)
         else:
-            self._buffer("ana_w", w_ana[:, :, None], **kw)
-            self._buffer("syn_w", k_syn[:, :, None], **kw)
+            ana, syn = [w_ana[:, :, None], w_ana[:, :, None]], [k_syn[:, :, None], -sig[:, :, None] * k_syn[:, :, None]]
+            psi = psi[:, :, None]
+        if self._has_phase:
+            psi = psi.T if self._fast else psi
+            self._buffer("ana_w", np.stack([ana[0] * np.cos(psi), ana[1] * np.sin(psi)], -1), **kw)
+            self._buffer("syn_w", np.stack([syn[0] * np.cos(psi), syn[1] * np.sin(psi)], -1), **kw)
+        else:
+            self._buffer("ana_w", ana[0], **kw)
+            self._buffer("syn_w", syn[0], **kw)
 
         # Legendre tables in chunks of m: chunk c holds m in [m0, m1), l = m + parity + 2h
         # for h < ceil((L - m0) / 2) (no l < m0 waste), laid out (2 (m1 - m0), h, ring), and
@@ -327,11 +347,53 @@ class SHT(torch.nn.Module):
         both = torch.stack([even[: odd.shape[0]], odd], dim=1).reshape(-1, *z.shape[1:])
         return torch.cat([both, even[odd.shape[0] :]], dim=0)
 
+    def _legendre_sums(self, coeffs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Even and odd (l + m) Legendre sums, each (L, cos / sin, maps, stored rings)."""
+        at = coeffs.permute(1, 0, 2).reshape(-1, coeffs.shape[0] * coeffs.shape[2])
+        if self._fast:
+            at = at * self.flat_sign
+        at = torch.cat([at, at.new_zeros(1, at.shape[1])], dim=0).index_select(0, self.grid_from_flat)
+        eo = self._evaluate(at).view(self.L, 2, 2, at.shape[1], -1)
+        return eo[:, 0], eo[:, 1]
+
+    def _analysis_ring_major(self, maps: torch.Tensor) -> torch.Tensor:
+        """Analysis on a ring-major grid: rfft along each ring, mirror pairs in natural ring order."""
+        B, _, C = maps.shape
+        L, K0, p = self.L, B * C, self._npair
+        R = self.ana_w.shape[0]
+        x = maps.permute(0, 2, 1).reshape(K0, R, -1)
+        y = torch.fft.rfft(x, dim=-1)[..., :L]  # X_m = conj(cos + i sin) / weights
+        y = y * (torch.view_as_complex(self.ana_w) if self._has_phase else self.ana_w)
+        z = torch.view_as_real(y).permute(2, 3, 0, 1)  # (L, cos / -sin, maps, rings)
+        zn, zs = z[..., :p], z[..., R - p :].flip(-1)
+        pieces = [torch.stack([zn + zs, zn - zs], dim=1)] if p else []
+        if R > 2 * p:
+            pieces.append(z[..., p : R - p].unsqueeze(1).expand(-1, 2, -1, -1, -1))
+        z = torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0].contiguous()
+        out = self._project(z.view(2 * L, 2 * K0, -1)).index_select(0, self.flat_from_grid) * self.flat_sign
+        return out.view(-1, B, C).permute(1, 0, 2)
+
+    def _synthesis_ring_major(self, even: torch.Tensor, odd: torch.Tensor, B: int, C: int) -> torch.Tensor:
+        """Synthesis on a ring-major grid from the Legendre sums: irfft along each ring."""
+        p, R = self._npair, self.syn_w.shape[0]
+        pieces = []
+        if p:
+            e, o = even[..., :p], odd[..., :p]
+            pieces += [e + o, (e - o).flip(-1)]
+        if R > 2 * p:
+            pieces.insert(1, even[..., p:] + odd[..., p:])
+        y = torch.cat([t.permute(2, 3, 0, 1) for t in pieces], dim=1)  # (maps, rings, L, cos / -sin)
+        y = torch.view_as_complex(y) * (torch.view_as_complex(self.syn_w) if self._has_phase else self.syn_w)
+        x = torch.fft.irfft(y, n=self.sampling.npix // R, dim=-1, norm="forward")  # (maps, rings, nphi)
+        return x.view(B, C, -1).permute(0, 2, 1)
+
     # --------------------------------------------------------------- transforms
     def analysis(self, maps: torch.Tensor) -> torch.Tensor:
         """One quadrature pass (no iterations): (batch, npix, ch) -> (batch, L*L, ch)."""
         B, _, C = maps.shape
         L, K0, p = self.L, B * C, self._npair
+        if self._fast:
+            return self._analysis_ring_major(maps)
         x = maps.permute(1, 0, 2).reshape(-1, K0)  # (pixels, maps)
         if self._permuted:
             x = x.index_select(0, self.perm)
@@ -364,10 +426,9 @@ class SHT(torch.nn.Module):
         """(batch, L*L, ch) -> (batch, npix, ch); exact for band-limited signals."""
         B, _, C = coeffs.shape
         L, K0, p = self.L, B * C, self._npair
-        at = coeffs.permute(1, 0, 2).reshape(-1, K0)
-        at = torch.cat([at, at.new_zeros(1, K0)], dim=0).index_select(0, self.grid_from_flat)
-        eo = self._evaluate(at).view(L, 2, 2, K0, -1)  # (L, parity, cos / sin, maps, stored rings)
-        even, odd = eo[:, 0], eo[:, 1]
+        even, odd = self._legendre_sums(coeffs)
+        if self._fast:
+            return self._synthesis_ring_major(even, odd, B, C)
         # to (L, rings, maps, cos / sin): north = even + odd, south = even - odd, interleaved
         u = even.shape[-1] - p  # unpaired rings
         if p and u <= 1:  # every stored ring as a (north, south) pair; drop the last south if unpaired
