@@ -26,7 +26,7 @@ HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R
 
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help=f"subset and fewer epochs ({exp.QUICK}); about 10 minutes on 2 cores")
+                        help=f"subset and fewer epochs ({exp.QUICK}); about 5 minutes on 1 CPU thread (the full run: about 12)")
     parser.add_argument("--json", metavar="PATH", help="write one record per model and split (JSON, atomically)")
     parser.add_argument("--plot", metavar="PNG", help="write a figure of a few projected digits, unrotated and rotated")
     parser.add_argument("--models", nargs="+", metavar="NAME", choices=list(exp.MODELS),
