@@ -27,7 +27,6 @@ import ctypes
 import datetime as _dt
 import gc
 import importlib.util
-import json
 import math
 import os
 import platform
@@ -35,13 +34,14 @@ import re
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+
+from ._io import atomic_write_json
 
 __all__ = [
     "SCHEMA",
@@ -561,19 +561,5 @@ def run_metadata(harness: Harness, argv=None) -> dict:
 
 def write_json(path, records: list[dict], meta: dict) -> Path:
     """Write ``{"meta": ..., "records": [...]}`` atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"meta": _jsonable(meta), "records": [_jsonable(r) for r in records]}
-    text = json.dumps(doc, indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_json(path, doc)

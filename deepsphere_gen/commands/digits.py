@@ -8,11 +8,8 @@ records as JSON and a PNG of a few projected digits, unrotated and rotated.  See
 """
 from __future__ import annotations
 
-import json
-import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -20,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import _digits_experiment as exp
+from .._io import atomic_write_json
 
 HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."
 
@@ -69,19 +67,7 @@ def _paper_table() -> str:
 
 
 def _write_json(path, records, meta) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"meta": meta, "records": records}, indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_json(path, {"meta": meta, "records": records})
 
 
 def _plot(path, config: exp.DigitsConfig) -> None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .._io import atomic_write, atomic_write_json
 from ..harmonic import random_rotations
 from ..sampling import DriscollHealySampling, Sampling
 from ._mnist_files import load_mnist
@@ -153,23 +153,11 @@ def _limit(n, available: int, name: str) -> int:
     return int(n)
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save(stem: Path, arrays: dict, meta: dict) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(stem.with_suffix(".npz"), lambda fh: np.savez(fh, **arrays))
+    atomic_write(stem.with_suffix(".npz"), lambda fh: np.savez(fh, **arrays))
     # the JSON is written last: its presence marks a complete entry
-    _atomic_write(stem.with_suffix(".json"), lambda fh: fh.write(json.dumps(meta, indent=1, sort_keys=True).encode()))
+    atomic_write_json(stem.with_suffix(".json"), meta, sort_keys=True)
 
 
 def _load(stem: Path, meta: dict) -> dict | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from .._io import atomic_write, atomic_write_json
 
 __all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached"]
 
@@ -36,18 +37,6 @@ def _stem(params: dict) -> str:
     return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def load_cached(directory: Path, params: dict):
     """``(W, meta)`` if a complete entry for exactly ``params`` exists, else None."""
     stem = _stem(params)
@@ -68,7 +57,7 @@ def save_cached(directory: Path, params: dict, W: sp.csr_matrix, extra: dict) ->
     """Write W (npz, uncompressed) then its metadata (JSON, the completeness marker)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(params)
-    _atomic_write(directory / f"{stem}.npz", lambda f: sp.save_npz(f, W, compressed=False))
+    atomic_write(directory / f"{stem}.npz", lambda f: sp.save_npz(f, W, compressed=False))
     meta = {"params": params, **extra}
-    _atomic_write(directory / f"{stem}.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    atomic_write_json(directory / f"{stem}.json", meta)
     return directory / f"{stem}.npz"
