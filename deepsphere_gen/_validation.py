@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["UNSEEN", "check_finite", "check_pixels", "check_channels"]
+__all__ = ["UNSEEN", "check_finite", "check_pixels", "check_channels", "check_positive_int"]
 
 #: healpy's sentinel for missing pixels.
 UNSEEN = -1.6375e30
@@ -38,3 +38,14 @@ def check_channels(x: torch.Tensor, channels: int, name: str = "input") -> None:
     """Raise ValueError unless the last dimension of ``x`` is ``channels``."""
     if x.shape[-1] != channels:
         raise ValueError(f"{name} has {x.shape[-1]} channels, the layer expects {channels}")
+
+
+def check_positive_int(value, name: str) -> int:
+    """Return ``value`` as int, or raise ValueError unless it is an integer >= 1."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if n != value or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return n

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .._validation import check_positive_int
 from ..sampling import HealpixSampling, check_nside
 
 __all__ = ["KERNEL_WIDTHS_NSIDE32", "kernel_width", "default_sigma"]
@@ -21,13 +22,7 @@ _TABLE_S2 = np.array([KERNEL_WIDTHS_NSIDE32[k] ** 2 for k in sorted(KERNEL_WIDTH
 
 
 def _check_k(k) -> int:
-    try:
-        n = int(k)
-    except (TypeError, ValueError):
-        raise ValueError(f"k (number of neighbours) must be a positive integer, got {k!r}") from None
-    if n != k or n < 1:
-        raise ValueError(f"k (number of neighbours) must be a positive integer, got {k!r}")
-    return n
+    return check_positive_int(k, "k (number of neighbours)")
 
 
 def _sigma2_nside32(k: int) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_positive_int
 from ._base import Rings, Sampling
 
 __all__ = [
@@ -19,13 +20,7 @@ __all__ = [
 
 
 def _check_bandlimit(L) -> int:
-    try:
-        n = int(L)
-    except (TypeError, ValueError):
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}") from None
-    if n != L or n < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    return n
+    return check_positive_int(L, "bandlimit L")
 
 
 def dh_theta_weights(ntheta: int) -> np.ndarray:
