@@ -151,7 +151,11 @@ class Scratch:
 
 
 class _ChebFilter(torch.autograd.Function):
-    """y = sum_k T_k(L~) x W_k + b with a hand-written backward (see the module docstring)."""
+    """y = sum_k T_k(L~) x W_k + b with a hand-written backward (see the module docstring).
+
+    Sparse products run in place (``addmm_``: no output zero-fill or input copy); the per-order
+    GEMMs of the backward pass are single batched products (one kernel launch, one thread team).
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, laplacian, laplacian_t, scratch):
@@ -159,9 +163,9 @@ class _ChebFilter(torch.autograd.Function):
         K, _, O = weight.shape
         n = B * C
         keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        # the whole basis (K slots) when backward needs it, else three rolling slots
-        basis = scratch.take("basis", (K, P, n), x) if keep else x.new_empty((min(K, 3), P, n))
-        slot = (lambda k: basis[k]) if keep else (lambda k: basis[k % 3])
+        # all K orders when backward needs them; else two slots, T_k overwriting T_{k-2}
+        basis = scratch.take("basis", (K, P, n), x) if keep else x.new_empty((min(K, 2), P, n))
+        slot = (lambda k: basis[k]) if keep else (lambda k: basis[k % 2])
         slot(0).view(P, B, C).copy_(x.transpose(0, 1))
         y = x.new_empty((P * B, O))
         t0 = slot(0).view(P * B, C)
@@ -170,11 +174,14 @@ class _ChebFilter(torch.autograd.Function):
         else:
             torch.addmm(bias, t0, weight[0], out=y)
         for k in range(1, K):
+            t = slot(k)
             if k == 1:
-                torch.mm(laplacian, slot(0), out=slot(1))
-            else:  # T_k = 2 L~ T_{k-1} - T_{k-2}, one fused sparse product
-                torch.addmm(slot(k - 2), laplacian, slot(k - 1), beta=-1, alpha=2, out=slot(k))
-            y.addmm_(slot(k).view(P * B, C), weight[k])
+                t.addmm_(laplacian, slot(0), beta=0)  # beta 0: the old contents are ignored
+            else:  # T_k = 2 L~ T_{k-1} - T_{k-2}
+                if keep:
+                    t.copy_(slot(k - 2))
+                t.addmm_(laplacian, slot(k - 1), beta=-1, alpha=2)
+            y.addmm_(t.view(P * B, C), weight[k])
         ctx.save_for_backward(x, weight, bias)
         ctx.basis = basis if keep else None
         ctx.laplacian, ctx.laplacian_t, ctx.scratch = laplacian, laplacian_t, scratch
@@ -199,22 +206,22 @@ class _ChebFilter(torch.autograd.Function):
             gbuf = scratch.take("grad", (P, B, O), gy)
             gt = gbuf.copy_(gt)
         g = gt.view(P * B, O)
+        gk = g.expand(K, P * B, O)
         db = g.sum(0) if needs[2] else None
         dW = dx = None
-        if needs[1]:
-            dW = weight.new_empty((K, C, O))
-            for k in range(K):
-                torch.mm(basis[k].view(P * B, C).t(), g, out=dW[k])
+        if needs[1]:  # dW_k = T_k^T g
+            dW = torch.bmm(basis.view(K, P * B, C).transpose(1, 2), gk)
         if needs[0]:
-            for k in range(K):  # G_k = g W_k^T, in place of T_k
-                torch.mm(g, weight[k].t(), out=basis[k].view(P * B, C))
+            torch.bmm(gk, weight.transpose(1, 2), out=basis.view(K, P * B, C))  # G_k = g W_k^T
             lt = ctx.laplacian if ctx.laplacian_t is None else ctx.laplacian_t
-            for k in range(K - 2, -1, -1):  # slot k <- b_k; dx = b_0 (with alpha 1)
+            for k in range(K - 2, 0, -1):  # slot k <- b_k = G_k + 2 L~^T b_{k+1} - b_{k+2}
                 if k + 2 < K:
                     basis[k].sub_(basis[k + 2])
-                basis[k].addmm_(lt, basis[k + 1], alpha=2 if k else 1)
-            dx = x.new_empty((B, P, C))
-            dx.transpose(0, 1).copy_(basis[0].view(P, B, C))
+                basis[k].addmm_(lt, basis[k + 1], alpha=2)
+            d = torch.sub(basis[0], basis[2]) if K > 2 else basis[0].clone()  # b_0, own memory
+            if K > 1:
+                d.addmm_(lt, basis[1])
+            dx = d.view(P, B, C).transpose(0, 1)  # pixel-major like the output
         if basis is not None:
             scratch.give("basis", basis)
         if gbuf is not None:
@@ -238,6 +245,6 @@ def cheb_filter(x, weight, bias, laplacian, laplacian_t=None, scratch: Scratch |
     ``laplacian``: CSR (pixels, pixels); ``laplacian_t``: its transpose for the backward pass
     (None: symmetric); ``scratch``: reused work buffers (a fresh one if None).  Returns
     (batch, pixels, C_out), a view of a pixel-major buffer (strides ``(C_out, batch*C_out,
-    1)``); gradients for x, weight and bias, of any order.
+    1)``); gradients for x, weight and bias, of any order (the one for x is pixel-major too).
     """
     return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch())

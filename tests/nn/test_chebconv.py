@@ -176,3 +176,124 @@ def _dense_basis(A, x, K):
     for _ in range(2, K):
         out.append(2 * A @ out[-1] - out[-2])
     return out[:K]
+
+
+# --- the fused filter (one autograd node, hand-written backward) -------------------------
+
+from deepsphere_gen.nn._cheb_sparse import Scratch, _reference_filter, cheb_filter, to_torch_csr  # noqa: E402
+
+
+def _operator(n=12, symmetric=True, seed=0):
+    A = sp.random(n, n, density=0.3, random_state=seed, format="csr") - 0.5 * sp.identity(n)
+    A = (A + A.T) / 2 if symmetric else A
+    lap = to_torch_csr(A, dtype=torch.float64)
+    lap_t = None if symmetric else to_torch_csr(A.T.tocsr(), dtype=torch.float64)
+    return A.toarray(), lap, lap_t
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("K", [1, 2, 3, 5])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fused_filter_gradcheck(symmetric, K, with_bias):
+    dense, lap, lap_t = _operator(symmetric=symmetric)
+    torch.manual_seed(K)
+    x = torch.randn(2, 12, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(K, 3, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if with_bias else None
+    scratch = Scratch()
+    f = lambda x, w, *b: cheb_filter(x, w, b[0] if b else None, lap, lap_t, scratch)  # noqa: E731
+    args = (x, w) + ((b,) if with_bias else ())
+    assert torch.autograd.gradcheck(f, args)
+    # against the dense polynomial, independent of the sparse code
+    A = torch.from_numpy(dense)
+    ref = sum(t @ wk for t, wk in zip(_dense_basis(A, x, K), w)) + (0 if b is None else b)
+    torch.testing.assert_close(f(*args), ref)
+
+
+def test_fused_filter_partial_requirements():
+    """Only the weight, or only the input, needs a gradient: same values as with both."""
+    _, lap, _ = _operator()
+    x = torch.randn(2, 12, 3, dtype=torch.float64)
+    w = torch.randn(4, 3, 2, dtype=torch.float64)
+    g = torch.randn(2, 12, 2, dtype=torch.float64)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    gx, gw = torch.autograd.grad(cheb_filter(xr, wr, None, lap), (xr, wr), g)
+    wo = w.clone().requires_grad_()
+    (gw_only,) = torch.autograd.grad(cheb_filter(x, wo, None, lap), (wo,), g)
+    xo = x.clone().requires_grad_()
+    (gx_only,) = torch.autograd.grad(cheb_filter(xo, w, None, lap), (xo,), g)
+    torch.testing.assert_close(gw_only, gw)
+    torch.testing.assert_close(gx_only, gx)
+
+
+def test_fused_filter_no_grad_and_retained_graph():
+    """Inference path (two rolling slots) equals the training one; a second backward through a
+    retained graph (the kept basis was consumed by the first) gives the same gradients."""
+    _, lap, _ = _operator()
+    x = torch.randn(3, 12, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 12, 3, dtype=torch.float64)
+    with torch.no_grad():
+        y0 = cheb_filter(x, w, None, lap)
+    y = cheb_filter(x, w, None, lap)
+    torch.testing.assert_close(y0, y, rtol=0, atol=1e-14)
+    first = torch.autograd.grad(y, (x, w), g, retain_graph=True)
+    second = torch.autograd.grad(y, (x, w), g)
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b)
+
+
+def test_fused_filter_matches_reference_float32():
+    _, lap64, _ = _operator()
+    lap = lap64.to(torch.float32)
+    x = torch.randn(4, 12, 3, requires_grad=True)
+    w = torch.randn(4, 3, 5, requires_grad=True)
+    b = torch.randn(5, requires_grad=True)
+    g = torch.randn(4, 12, 5)
+    y = cheb_filter(x, w, b, lap)
+    yr = _reference_filter(x, w, b, lap, None)
+    torch.testing.assert_close(y, yr)
+    for a, r in zip(torch.autograd.grad(y, (x, w, b), g), torch.autograd.grad(yr, (x, w, b), g)):
+        torch.testing.assert_close(a, r)
+
+
+def test_layout_and_chaining(graph):
+    """Output and input gradient are pixel-major views; a second layer consumes them as they are."""
+    L, lmax = _laplacian(graph, None)
+    r = (2 / lmax) * L - sp.identity(graph.shape[0])
+    c1, c2 = ChebConv(2, 3, 3, r, dtype=torch.float64), ChebConv(3, 2, 4, r, dtype=torch.float64)
+    x = torch.randn(5, graph.shape[0], 2, dtype=torch.float64, requires_grad=True)
+    y = c1(x)
+    assert y.shape == (5, graph.shape[0], 3) and y.transpose(0, 1).is_contiguous()
+    z = c2(torch.relu(y))
+    (gx,) = torch.autograd.grad(z.square().sum(), x)
+    assert gx.shape == x.shape and gx.transpose(0, 1).is_contiguous()
+    lap = c1.laplacian
+    zr = _reference_filter(torch.relu(_reference_filter(x, c1.weight, c1.bias, lap, None)), c2.weight, c2.bias, lap, None)
+    (gr,) = torch.autograd.grad(zr.square().sum(), x)
+    torch.testing.assert_close(z, zr)
+    torch.testing.assert_close(gx, gr)
+
+
+def test_scratch_reused_and_not_shared(graph):
+    """The basis buffer comes back to the layer after backward and is taken again; two forwards
+    before their backwards each get their own; copies of the holder carry no buffers."""
+    import copy
+    import pickle
+
+    conv = ChebConv(2, 3, 3, sp.identity(graph.shape[0], format="csr") * 0.5, dtype=torch.float64)
+    x = torch.randn(2, graph.shape[0], 2, dtype=torch.float64, requires_grad=True)
+    conv(x).sum().backward()
+    ptr = conv._scratch._idle["basis"].data_ptr()
+    conv(x).sum().backward()
+    assert conv._scratch._idle["basis"].data_ptr() == ptr
+    y1 = conv(x)
+    assert "basis" not in conv._scratch._idle  # taken by y1 until its backward
+    y2 = conv(2 * x)
+    gw1 = torch.autograd.grad(y1.sum(), conv.weight)[0]
+    gw2 = torch.autograd.grad(y2.sum(), conv.weight)[0]
+    torch.testing.assert_close(gw2, 2 * gw1)  # the basis of 2x is twice that of x
+    assert copy.deepcopy(conv._scratch)._idle == {}
+    assert pickle.loads(pickle.dumps(conv._scratch))._idle == {}
+    conv.release_scratch()
+    assert conv._scratch._idle == {}
