@@ -238,19 +238,22 @@ class SHT(torch.nn.Module):
             self._buffer("ana_w", ana[0], **kw)
             self._buffer("syn_w", syn[0], **kw)
 
-        # Legendre tables in chunks of m: chunk c holds m in [m0, m1) and only the even
-        # degrees l = m + 2h, h < ceil((L - m0) / 2) (no l < m0 waste), laid out
-        # (m1 - m0, h, ring), on the range of stored rings where some value exceeds _SKIP
-        # (values below it cannot change a float64 result: ring skipping).  Odd degrees come
-        # from the three-term recursion lambda_{l+1} = a (x lambda_l - b lambda_{l-1}),
-        # x = cos(theta): their projections are projections of x * (ring values) on the even
-        # degrees, chained by a first-order recurrence in h (closed form: c_h sum_{j<=h}
-        # a_j P_j / c_j with c_h = prod_{i<=h} (-a_i b_i), a cumulative sum); synthesis
-        # runs the transpose (a reversed cumulative sum).  Half the table bytes per call.
+        # Legendre tables in chunks of m: chunk c holds m in [m0, m1), degrees l = m + parity
+        # + 2h, h < ceil((L - m0) / 2) (no l < m0 waste), laid out (m, parity, h, ring), on
+        # the range of stored rings where some value exceeds _SKIP (values below it cannot
+        # change a float64 result: ring skipping).  float64 tables keep the even degrees only
+        # ("recursion mode"): odd degrees follow from lambda_{l+1} = a (x lambda_l - b
+        # lambda_{l-1}), x = cos(theta), so their projections are projections of x * (ring
+        # values) on the even degrees chained by a first-order recurrence in h (closed form
+        # c_h sum_{j<=h} a_j P_j / c_j, c_h = prod_{i<=h} (-a_i b_i): a cumulative sum);
+        # synthesis runs the transpose (a reversed cumulative sum).  Half the table bytes per
+        # call; the recurrence amplifies rounding a few times, so float32 keeps both parities.
+        self._recursion = dtype == torch.float64
+        self._parities = 1 if self._recursion else 2
         itemsize = torch.empty((), dtype=dtype).element_size()
         Rn = self.theta.size
         nm = max(1, -(-L // _CHUNKS))
-        nm = max(1, min(nm, int(max_table_bytes // (Rn * ((L + 1) // 2) * itemsize))))
+        nm = max(1, min(nm, int(max_table_bytes // (self._parities * Rn * ((L + 1) // 2) * itemsize))))
         self._chunks = []  # (m0, m1, width, grid offset, skips rings, ring start, ring stop)
         grid, flat_from_grid, off = [], np.zeros(L * L, dtype=np.int64), 0
         ell = np.floor(np.sqrt(np.arange(L * L))).astype(np.int64)
@@ -268,7 +271,8 @@ class SHT(torch.nn.Module):
             pos = (((ma - m0) * 2 + (ell - ma) % 2) * 2 + (em < 0)) * w + (ell - ma) // 2
             flat_from_grid[sel] = off + pos[sel]
             tab = self._table(m0, m1, w, 0, Rn)
-            self._recurrence(len(self._chunks), m0, m1, w, kw)
+            if self._recursion:
+                self._recurrence(len(self._chunks), m0, m1, w, kw)
             keep = np.flatnonzero(np.abs(tab).max(axis=(0, 1)) > _SKIP)
             a, b = (int(keep[0]), int(keep[-1]) + 1) if keep.size else (0, 1)
             tab = tab[:, :, a:b]
@@ -281,7 +285,8 @@ class SHT(torch.nn.Module):
         self.streaming = self.table_bytes > max_table_bytes
         for ci, tab in enumerate([] if self.streaming else tabs):
             self._buffer(f"leg_{ci}", tab, **kw)
-        self._buffer("ring_x", np.cos(self.theta), **kw)
+        if self._recursion:
+            self._buffer("ring_x", np.cos(self.theta), **kw)
 
     # ------------------------------------------------------------------ helpers
     def _buffer(self, name, value, dtype=None, device=None):
@@ -292,11 +297,13 @@ class SHT(torch.nn.Module):
         self.register_buffer(name, torch.as_tensor(np.asarray(value, dtype=np.int64), device=device), persistent=False)
 
     def _table(self, m0: int, m1: int, width: int, r0: int, r1: int) -> np.ndarray:
-        """(m1-m0, width, r1-r0) float64: lambda_{m + 2h}^m at stored rings r0..r1-1 (0 for l >= L)."""
+        """((m1-m0) parities, width, r1-r0) float64: lambda_{m + parity + 2h}^m at stored rings
+        r0..r1-1 (0 for l >= L); parity 0 only in recursion mode."""
         lam = normalized_legendre(self.L, self.theta[r0:r1], m0, m1)  # (nm, L, rings)
-        mi = np.arange(m1 - m0)[:, None]
-        ll = (mi + m0) + 2 * np.arange(width)[None, :]
-        return np.ascontiguousarray(lam[mi, np.minimum(ll, self.L - 1)] * (ll < self.L)[..., None])
+        mi = np.arange(m1 - m0)[:, None, None]
+        ll = (mi + m0) + np.arange(self._parities)[None, :, None] + 2 * np.arange(width)[None, None, :]
+        tab = lam[mi, np.minimum(ll, self.L - 1)] * (ll < self.L)[..., None]
+        return np.ascontiguousarray(tab.reshape(-1, width, r1 - r0))
 
     def _recurrence(self, ci: int, m0: int, m1: int, width: int, kw: dict) -> None:
         """Buffers rec_a_ci = a_h / c_h and rec_c_ci = c_h, (m1-m0, 1, width), for odd l = m+1+2h (0 where l >= L)."""
@@ -335,35 +342,40 @@ class SHT(torch.nn.Module):
             check_finite(x, name)
 
     def _chunk_table(self, ci: int, like: torch.Tensor) -> torch.Tensor:
-        """(nm, width, ring range) even-degree Legendre values of chunk ci."""
+        """(nm parities, width, ring range) Legendre values of chunk ci."""
         if not self.streaming:
             return getattr(self, f"leg_{ci}")
         m0, m1, w, _, _, a, b = self._chunks[ci]
         return torch.as_tensor(self._table(m0, m1, w, a, b)).to(device=like.device, dtype=like.dtype)
 
     def _project(self, z: torch.Tensor) -> torch.Tensor:
-        """Legendre projection: (L, parity, cos / sin, maps, Rn) ring values, odd parity already
-        times x = cos(theta) -> (grid, maps) coefficients in the (m, parity, cos / sin, h) layout."""
-        out, K0 = [], z.shape[3]
-        z = z.view(self.L, 4 * K0, -1)
+        """Legendre projection: (L, parity, cos / sin, maps, Rn) ring values (a fresh tensor:
+        modified in place) -> (grid, maps) coefficients in the (m, parity, cos / sin, h) layout."""
+        out, K0, P = [], z.shape[3], self._parities
+        if self._recursion:
+            z[:, 1].mul_(self.ring_x)
+        z = z.view(self.L * P, 4 * K0 // P, -1)
         for ci, (m0, m1, w, _, _, a, b) in enumerate(self._chunks):
-            y = torch.bmm(z[m0:m1, :, a:b], self._chunk_table(ci, z).transpose(1, 2)).view(m1 - m0, 2, 2 * K0, w)
-            odd = torch.cumsum(y[:, 1] * getattr(self, f"rec_a_{ci}"), dim=-1) * getattr(self, f"rec_c_{ci}")
-            y = torch.stack([y[:, 0], odd], dim=1)
+            y = torch.bmm(z[m0 * P : m1 * P, :, a:b], self._chunk_table(ci, z).transpose(1, 2))
+            if self._recursion:
+                y = y.view(m1 - m0, 2, 2 * K0, w)
+                odd = torch.cumsum(y[:, 1] * getattr(self, f"rec_a_{ci}"), dim=-1) * getattr(self, f"rec_c_{ci}")
+                y = torch.stack([y[:, 0], odd], dim=1)
             out.append(y.view(-1, K0, w).transpose(1, 2).reshape(-1, K0))
         return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
     def _evaluate(self, at: torch.Tensor) -> torch.Tensor:
         """Legendre sums: (grid, maps) coefficients -> (L, parity, cos / sin, maps, Rn) ring values."""
-        out, K0, Rn = [], at.shape[-1], self.theta.size
+        out, K0, Rn, P = [], at.shape[-1], self.theta.size, self._parities
         for ci, (m0, m1, w, off, _, a, b) in enumerate(self._chunks):
             ac = at[off : off + 4 * (m1 - m0) * w].view(-1, w, K0).transpose(1, 2).reshape(m1 - m0, 2, 2 * K0, w)
-            d = torch.cumsum((ac[:, 1] * getattr(self, f"rec_c_{ci}")).flip(-1), dim=-1).flip(-1)
-            ac = torch.stack([ac[:, 0], d * getattr(self, f"rec_a_{ci}")], dim=1).view(m1 - m0, 4 * K0, w)
-            y = torch.bmm(ac, self._chunk_table(ci, at))
+            if self._recursion:
+                d = torch.cumsum((ac[:, 1] * getattr(self, f"rec_c_{ci}")).flip(-1), dim=-1).flip(-1)
+                ac = torch.stack([ac[:, 0], d * getattr(self, f"rec_a_{ci}")], dim=1)
+            y = torch.bmm(ac.view((m1 - m0) * P, 4 * K0 // P, w), self._chunk_table(ci, at))
             out.append(torch.nn.functional.pad(y, (a, Rn - b)) if (a, b) != (0, Rn) else y)
         eo = (out[0] if len(out) == 1 else torch.cat(out, dim=0)).view(self.L, 2, 2, K0, Rn)
-        return torch.stack([eo[:, 0], eo[:, 1] * self.ring_x], dim=1)
+        return torch.stack([eo[:, 0], eo[:, 1] * self.ring_x], dim=1) if self._recursion else eo
 
     def _mix(self, z: torch.Tensor) -> torch.Tensor:
         """MW theta quadrature on (L, ..., rings) ring values, per parity of m."""
@@ -395,7 +407,6 @@ class SHT(torch.nn.Module):
         if R > 2 * p:
             pieces.append(z[..., p : R - p].unsqueeze(1).expand(-1, 2, -1, -1, -1))
         z = torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0].contiguous()
-        z[:, 1].mul_(self.ring_x)
         out = self._project(z).index_select(0, self.flat_from_grid) * self.flat_sign
         return out.view(-1, B, C).permute(1, 0, 2)
 
@@ -445,7 +456,6 @@ class SHT(torch.nn.Module):
         if u.shape[1]:
             pieces.append(u.permute(0, 3, 2, 1).unsqueeze(1).expand(-1, 2, -1, -1, -1))
         z = torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0].contiguous()
-        z[:, 1].mul_(self.ring_x)
         out = self._project(z).index_select(0, self.flat_from_grid)
         return out.view(-1, B, C).permute(1, 0, 2)
 
