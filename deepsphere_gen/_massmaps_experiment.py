@@ -59,6 +59,8 @@ __all__ = [
     "sky_settings",
     "build_model",
     "FreshNoise",
+    "RandomSymmetry",
+    "symmetry_permutations",
     "train_config",
     "generate",
     "train",
@@ -233,6 +235,12 @@ def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: f
             p = 1 if n >= 16 and (nside >> (len(pools) + 1)) >= 1 else 0
             pools.append(p)
             n //= 4**p
+        if method == "cnn" and indices is None:
+            # full sky: pool down to the 12 base pixels, so that the fully connected head has
+            # 12 x channels inputs (not 192 x channels: 60 training maps, and Adam's steps on
+            # thousands of inputs moved the logits by ~10 per step)
+            levels, nb = nside.bit_length() - 1, len(config.channels)
+            pools = [levels // nb + (1 if i < levels % nb else 0) for i in range(nb)]
         head = "gap" if method == "fcn" else "fc"
         model = DeepSphereClassifier(nside, 1, channels=config.channels, n_classes=2, K=config.K, k=20,
                                      pool_levels=pools, head=head, indices=indices)
@@ -342,11 +350,79 @@ def train_config(method: str, n_train: int, config: ExperimentConfig, world_size
 
 
 def _training_set(path: Path, sky: SkySetting, noise: float, config: ExperimentConfig, train_set: MassMapDataset):
-    if not config.augment or noise == 0:
+    """Training samples: fresh noise and random grid symmetries (``config.augment``)."""
+    if not config.augment:
         return train_set
-    clean = MassMapDataset(path, split="train", level=sky.level, footprint=sky.footprint, noise=0.0,
-                           test_fraction=config.test_fraction)
-    return FreshNoise(clean, noise)
+    samples = train_set
+    if noise > 0:
+        samples = FreshNoise(MassMapDataset(path, split="train", level=sky.level, footprint=sky.footprint, noise=0.0,
+                                            test_fraction=config.test_fraction), noise)
+    if sky.footprint is None:
+        samples = RandomSymmetry(samples, symmetry_permutations(config.nside, sky.level))
+    return samples
+
+
+def symmetry_permutations(nside: int, level: int | None = None) -> np.ndarray:
+    """Pixel permutations ``(n_ops, pixels)`` of the symmetries used to augment training maps.
+
+    Full sky (``level`` None): the 16 exact symmetries of the HEALPix grid (rotations by
+    multiples of 90 degrees about the polar axis, times the reflections z -> -z and
+    phi -> -phi), as NESTED permutations: ``x[perm]`` is the transformed map.  Nested patches
+    of ``level``: the 8 symmetries of the square on the patch's (x, y) pixel coordinates
+    (exact for the transposition on equatorial patches, approximate otherwise: the networks
+    already read every patch with the geometry of one equatorial patch).  The fields are
+    statistically isotropic and parity-even, so these are legitimate augmentations.
+    """
+    import healpy as hp
+
+    if level is None:
+        npix = 12 * nside**2
+        x, y, z = hp.pix2vec(nside, np.arange(npix), nest=True)
+        perms = []
+        for k in range(4):
+            c, s_ = round(math.cos(k * math.pi / 2)), round(math.sin(k * math.pi / 2))
+            for fz in (1, -1):
+                for fy in (1, -1):
+                    # (R f)(w) = f(R^-1 w): the new pixel w takes the value at R^-1 w
+                    xr, yr = c * x + s_ * (fy * y), -s_ * x + c * (fy * y)
+                    perms.append(hp.vec2pix(nside, xr, yr, fz * z, nest=True))
+        return np.stack(perms).astype(np.int64)
+    side = nside >> level
+    n = side * side
+    i = np.arange(n)
+    px = sum(((i >> (2 * b)) & 1) << b for b in range(side.bit_length()))
+    py = sum(((i >> (2 * b + 1)) & 1) << b for b in range(side.bit_length()))
+    perms = []
+    for sx, sy in ((px, py), (py, px)):
+        for fx in (False, True):
+            for fy in (False, True):
+                u = side - 1 - sx if fx else sx
+                v = side - 1 - sy if fy else sy
+                perms.append(sum(((u >> b) & 1) << (2 * b) | ((v >> b) & 1) << (2 * b + 1)
+                                 for b in range(side.bit_length())))
+    return np.stack(perms).astype(np.int64)
+
+
+class RandomSymmetry(Dataset):
+    """Items of ``dataset`` with their pixels permuted by one of ``permutations`` (n_ops,
+    pixels), drawn uniformly from torch's global RNG at every draw; labels and pixel indices
+    unchanged."""
+
+    def __init__(self, dataset: Dataset, permutations: np.ndarray):
+        perms = np.asarray(permutations)
+        if perms.ndim != 2 or np.any(np.sort(perms, axis=1) != np.arange(perms.shape[1])):
+            raise ValueError("permutations must be an (n_ops, pixels) array of permutations of range(pixels)")
+        self.dataset, self.permutations = dataset, torch.from_numpy(perms.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        x, label, idx = self.dataset[i]
+        if x.shape[0] != self.permutations.shape[1]:
+            raise ValueError(f"sample has {x.shape[0]} pixels, permutations act on {self.permutations.shape[1]}")
+        k = int(torch.randint(len(self.permutations), ()))
+        return x[self.permutations[k]], label, idx
 
 
 def train(config: ExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,

@@ -206,3 +206,41 @@ def test_quick_run_beats_chance(tmp_path):
     acc = {(r["method"], r["sky"], r["noise"]): r["accuracy"] for r in json.loads(out.read_text())["records"]}
     for method in ("fcn", "psd_svm", "hist_svm"):
         assert acc[method, "1/12", 0.0] > 0.62, (method, acc)
+
+
+def test_symmetry_permutations_are_grid_symmetries():
+    """Full sky: every permutation moves the pixel centres by one orthogonal matrix with entries
+    in {0, +-1} (a symmetry of the HEALPix grid, checked on healpy's pix2vec); the 16 are distinct."""
+    nside = 4
+    vec = np.stack(hp.pix2vec(nside, np.arange(12 * nside**2), nest=True), axis=1)
+    perms = exp.symmetry_permutations(nside)
+    assert perms.shape == (16, 12 * nside**2) and len({p.tobytes() for p in perms}) == 16
+    mats = set()
+    for p in perms:
+        m, *_ = np.linalg.lstsq(vec, vec[p], rcond=None)
+        np.testing.assert_allclose(vec @ m, vec[p], atol=1e-12)
+        np.testing.assert_allclose(np.abs(m).sum(0), 1, atol=1e-12)
+        np.testing.assert_allclose(m @ m.T, np.eye(3), atol=1e-12)
+        mats.add(tuple(np.round(m).astype(int).ravel()))
+    assert len(mats) == 16
+    # patches: the 8 symmetries of the square; the transposition of an equatorial patch is the
+    # mirror image across the meridian through its centre (exact)
+    side, level = 4, 1
+    idx = exp._reference_indices(exp.parse_sky_fraction("1/48", 8), 8)
+    patch = exp.symmetry_permutations(8, level)
+    assert patch.shape == (8, side * side) and len({p.tobytes() for p in patch}) == 8
+    assert any(np.array_equal(p, np.arange(side * side)) for p in patch)
+    v = np.stack(hp.pix2vec(8, idx, nest=True), axis=1)
+    phi_c = np.arctan2(v[:, 1].sum(), v[:, 0].sum())
+    mirror = np.array([[np.cos(2 * phi_c), np.sin(2 * phi_c), 0], [np.sin(2 * phi_c), -np.cos(2 * phi_c), 0],
+                       [0, 0, 1]])
+    assert sum(np.allclose(v[p], v @ mirror.T, atol=1e-12) for p in patch) == 1
+    # the wrapper draws a permutation per item, keeps label and indices
+    data = torch.utils.data.TensorDataset(torch.arange(16.0)[None, :, None].repeat(4, 1, 1),
+                                          torch.zeros(4, dtype=torch.long), torch.zeros(4, 16, dtype=torch.long))
+    aug = exp.RandomSymmetry(data, patch)
+    torch.manual_seed(0)
+    outs = {tuple(aug[i % 4][0].flatten().int().tolist()) for i in range(64)}
+    assert len(outs) > 1 and all(sorted(o) == list(range(16)) for o in outs)
+    with pytest.raises(ValueError, match="permutations"):
+        exp.RandomSymmetry(data, np.zeros((2, 16), dtype=int))
