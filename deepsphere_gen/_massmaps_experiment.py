@@ -461,7 +461,7 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     Networks are read from their checkpoints (missing ones are reported and skipped);
     baselines are fitted on the train split here.  Record keys: method, sky_fraction
     (float), sky (name), noise, accuracy, n_train, n_test, seconds (training + test for
-    networks, fit + test for baselines), epochs (networks).
+    networks, fit + test for baselines), epochs, batch_size, lr (networks).
     """
     from .baselines import HistogramSVM, PowerSpectrumSVM
 
@@ -501,6 +501,7 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
                     res = evaluate(model, test_set, batch_size=config.batch_size, ctx=ctx)
                     rec["accuracy"] = res["accuracy"]
                     rec["epochs"] = int(state["epoch"])
+                    rec.update({k: state["config"][k] for k in ("batch_size", "lr") if k in state.get("config", {})})
                     rec["seconds"] = sum(h["seconds"] for h in state["history"]) + time.perf_counter() - t0
                     rec["history"] = [{k: v for k, v in h.items() if k != "step_losses"} for h in state["history"]]
                 records.append(rec)

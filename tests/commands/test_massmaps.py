@@ -110,6 +110,8 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
     for r in records:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["seconds"] > 0
         assert {"method", "sky_fraction", "noise", "accuracy", "n_train", "n_test", "seconds"} <= set(r)
+        if r["method"] in exp.NETWORK_METHODS:
+            assert r["epochs"] == 2 and r["batch_size"] == min(16, max(8, r["n_train"] // 8))
     # same split for every method: 6 train + 2 test maps per class, 12 patches per map at 1/12
     for r in records:
         per_map = 1 if r["sky"] == "1" else 12
