@@ -17,9 +17,19 @@ Cases
   ``healpy_alm_to_real``.
 
 Roofline (``x_floor``): each transform direction reads the Legendre table once and does
-2 * table entries * (2 * maps) flops; FFTs and the map traffic are added as bytes.
+2 * table entries * (columns per map) * maps flops (2 columns, cos / sin; 4 for float64
+tables, which store even degrees only and project x * (odd part) too); FFTs and the map
+traffic are added as bytes.
+
+Threads: torch uses ``--threads``; healpy's OpenMP follows ``OMP_NUM_THREADS`` (recorded
+in ``peer_config``).  Run both single-threaded for a per-core comparison
+(``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht --threads 1 ...``); on an
+oversubscribed machine every multi-threaded call pays the wake-up latency of the thread
+pool, which penalises whoever makes more calls.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
@@ -48,8 +58,9 @@ def _floor(sht: SHT, maps: int, passes: int, harness) -> dict:
     """Roofline floor of ``passes`` transform directions over ``maps`` maps."""
     item = torch.empty((), dtype=sht.dtype).element_size()
     entries = sht.table_bytes / item
+    columns = 4 if getattr(sht, "_recursion", False) else 2
     io = 2 * (sht.npix + sht.L * sht.L) * maps * item
-    floor = roofline_floor([(sht.table_bytes + io, 2.0 * entries * 2 * maps)] * passes, harness.machine())
+    floor = roofline_floor([(sht.table_bytes + io, 2.0 * entries * columns * maps)] * passes, harness.machine())
     return {"floor_s": floor}
 
 
@@ -136,7 +147,8 @@ def _healpix(case: dict, device, harness) -> list[dict]:
         peer_peak_mem_mb=peer_mem, torch_threads=torch.get_num_threads(), floor_s=floor,
         x_floor=t.median / floor,
         peer_config=f"healpy {hp.__version__} map2alm per map (RING input), use_pixel_weights=False, "
-        "use_weights=False, same lmax and iter; healpy runs on the CPU",
+        f"use_weights=False, same lmax and iter; healpy runs on the CPU with OpenMP threads from "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
     )]
 
 

@@ -2,15 +2,23 @@
 
 One algorithm serves Gauss-Legendre, Driscoll-Healy, McEwen-Wiaux and HEALPix grids:
 
-- synthesis: per ring, a Legendre sum over l gives the Fourier coefficients G_m(theta)
-  (a batched matmul over m), the phase exp(i m phi0) moves them to the ring's first
-  sample, orders m >= nphi/2 are folded onto the ring's aliased bins, and an inverse real
-  FFT along the ring gives the samples.  Rings are grouped by nphi (one FFT per group).
-- analysis: real FFT per ring, the aliased bin of each m (the exact transpose of the
-  synthesis fold), the phase exp(-i m phi0), quadrature weights, then the Legendre
-  projection (the transposed matmul).  McEwen-Wiaux mixes the rings with its exact theta
-  quadrature (see ``_mw``) before the projection.  HEALPix adds optional Jacobi iterations
-  ``a <- a + analysis(f - synthesis(a))`` exactly as ``healpy.map2alm(iter=n)`` does.
+- analysis: a real FFT along each ring (one call per block of consecutive rings with the
+  same nphi), then for every order m < L the ring's coefficient conj(X_m) (read from the
+  bin m aliases onto, conjugated back where it folds from the upper half), the phase
+  exp(i m phi0) and the quadrature weight (one gather and one complex product over all
+  (m, ring) pairs), north/south mirror rings combined into their sum and difference, then
+  the Legendre projection: per order m a matmul (maps x rings) @ (rings x degrees).
+  McEwen-Wiaux mixes the rings with its exact theta quadrature (see ``_mw``) before the
+  projection.  HEALPix adds optional Jacobi iterations ``a <- a + analysis(f -
+  synthesis(a))`` exactly as ``healpy.map2alm(iter=n)`` does.
+- synthesis: the exact transpose: Legendre sums (maps x degrees) @ (degrees x rings),
+  mirror rings split again, phase and Hermitian scale, every order summed onto its aliased
+  bin (one ``index_add``), an inverse real FFT per block.
+- ring-major grids (GL, DH-like: one nphi >= 2L - 1, rings stored one after the other,
+  ring i mirrored by ring R-1-i) skip the gathers: the FFT runs along the maps' own ring
+  layout and no order aliases.
+- float64 tables store the even degrees l = m + 2h only; odd degrees come from the
+  three-term recursion (see ``SHT.__init__``), halving the bytes each call streams.
 
 Coefficients: real orthonormal basis, flat index l*l + l + m (see DESIGN.md), tensors
 (batch, L*L, channels); maps (batch, npix, channels) in the sampling's pixel order
@@ -36,6 +44,8 @@ DEFAULT_MAX_TABLE_BYTES = 2**30
 _CHUNKS = 16
 #: Rings where every Legendre value of a chunk is below this are skipped for that chunk.
 _SKIP = 1e-30
+#: Table dtypes that store even degrees only (odd degrees by recursion, see SHT.__init__).
+_RECURSION_DTYPES = (torch.float64,)
 
 
 def max_bandlimit(sampling) -> int | None:
@@ -102,15 +112,19 @@ class SHT(torch.nn.Module):
         per chunk of m at every call (host float64, then copied to the device).
 
     Memory: the Legendre table keeps one ring of each north/south mirror pair (about half
-    the rings of GL, DH and HEALPix grids, all of MW's), only l >= m (split by parity of
-    l + m, in 16 chunks of m) and, per chunk, only the range of rings (sorted by
-    colatitude) where some value exceeds 1e-30: at most L * Rn * (L + 1) * itemsize bytes
-    for Rn stored rings (``table_bytes``: exact) (GL L=256 float32: 15 MiB; DH / MW L=256
-    float64: 62 MiB; HEALPix nside=128, L=384 float64: 137 MiB), plus 8 nrings * L phase
-    values and, for MW, 2 L^2 mixing values.
-    Cost per call: O(L^2 Rn) per map for the Legendre matmuls (maps x rings times rings x
-    degrees per order m: the table is streamed once per call whatever the batch) + one
-    real FFT per distinct ring length (1 on GL/DH, 2 on MW, nside on HEALPix).
+    the rings of GL, DH and HEALPix grids, all of MW's), only l >= m (in 16 chunks of m),
+    only even l + m for float64 tables (odd degrees by recursion) and, per chunk, only the
+    range of rings (sorted by colatitude) where some value exceeds 1e-30: at most
+    L * Rn * (L + 1) * itemsize / (2 for float64) bytes for Rn stored rings
+    (``table_bytes``: exact) (GL L=256 float32: 15.5 MiB; DH / MW L=256 float64: 31 MiB;
+    HEALPix nside=128, L=384: 68 MiB in float64 and in float32), plus about 8 nrings * L
+    phase / sign values and, for MW, 2 L^2 mixing values.
+    Cost per call: O(L^2 Rn) per map for the Legendre matmuls (the table is streamed once
+    per call whatever the batch) + one real FFT per block of equal-nphi rings (1 on GL/DH,
+    2 on MW, nside on HEALPix) + O(L * nrings) per map for phases and gathers.
+    The table layout is fixed at construction: a float64-built module cast to float32 keeps
+    the recursion (float32 round trips then lose a few times more digits than when built in
+    float32).
     """
 
     def __init__(
@@ -149,8 +163,8 @@ class SHT(torch.nn.Module):
 
         # Ring order: north/south mirror pairs interleaved (north, south), by colatitude of
         # the north ring, then unpaired rings by colatitude; FFT blocks are the runs of equal
-        # nphi in that order.  Ring-major equiangular grids (GL, DH: one nphi >= 2L - 1, ring
-        # i mirrored by ring R-1-i) keep their own order and pixel layout ("ring-major path").
+        # nphi in that order.  Ring-major grids with one nphi >= 2L - 1 and ring i mirrored
+        # by ring R-1-i (GL) keep their own order and pixel layout ("ring-major path").
         ring_pixels = rings.order if order == "NESTED" else np.arange(self.npix)
         south = _mirror_pairs(rings.theta, rings.nphi)
         north = np.flatnonzero(south >= 0)
@@ -188,7 +202,7 @@ class SHT(torch.nn.Module):
             self.mix_t = None
         self._has_phase = bool(np.any(phi0 != 0))
 
-        # Spectra are m-major, (L, rings, maps) complex.  Analysis: per FFT block,
+        # General path: spectra are m-major, (L, rings, maps) complex.  Analysis: per FFT block,
         # ihfft = conj(X_j) for bins j <= n/2; order m reads bin (m mod n folded into
         # [0, n/2]) and, where it folds from the upper half (sigma = -1), conjugates it back,
         # giving conj(X_m); times q c e^{i m phi0} its (re, im) are the ring's cos / sin
@@ -248,7 +262,7 @@ class SHT(torch.nn.Module):
         # c_h sum_{j<=h} a_j P_j / c_j, c_h = prod_{i<=h} (-a_i b_i): a cumulative sum);
         # synthesis runs the transpose (a reversed cumulative sum).  Half the table bytes per
         # call; the recurrence amplifies rounding a few times, so float32 keeps both parities.
-        self._recursion = dtype == torch.float64
+        self._recursion = dtype in _RECURSION_DTYPES
         self._parities = 1 if self._recursion else 2
         itemsize = torch.empty((), dtype=dtype).element_size()
         Rn = self.theta.size
