@@ -4,12 +4,12 @@
 - :func:`chebyshev_basis`: ``[T_0(L~) x, ..., T_{K-1}(L~) x]`` built from differentiable
   sparse products (any order of derivatives; the reference the fused filter is checked against).
 - :func:`cheb_filter`: ``y = sum_k T_k(L~) x W_k + b`` as ONE autograd node.  Forward runs the
-  three-term recursion in the pixel-major layout ``(pixels, batch*channels)`` (one sparse
-  product per order for all maps, written straight into a reused buffer) and accumulates each
-  order into the output with one GEMM; backward gets ``dW`` from the kept basis and ``dx``
-  from the adjoint (Clenshaw) recursion ``b_k = G_k + 2 L~^T b_{k+1} - b_{k+2}`` with
-  ``G_k = g W_k^T``, computed in place in the basis buffer: no per-order autograd graph,
-  no saved copies, K-1 sparse products each way.
+  three-term recursion in the pixel-major layout ``(pixels, batch*channels)`` (one in-place
+  sparse product per order for all maps, into a reused buffer), then the K GEMMs into the
+  output by row blocks; backward gets ``dW = T^T g`` from the kept basis and ``dx`` from the
+  adjoint (Clenshaw) recursion ``b_k = G_k + 2 L~^T b_{k+1} - b_{k+2}`` with ``G_k = g W_k^T``
+  written over the basis: no per-order autograd graph, no saved copies, K-1 sparse products
+  each way.  The run time is memory traffic: every choice here saves passes over arrays.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["to_torch_csr", "chebyshev_basis", "cheb_filter", "Scratch"]
+__all__ = ["to_torch_csr", "chebyshev_basis", "cheb_filter", "Scratch", "BLOCK_BYTES"]
 
 
 def to_torch_csr(laplacian, dtype=None, device=None) -> torch.Tensor:
@@ -150,41 +150,64 @@ class Scratch:
         self._idle = {}
 
 
+#: bytes of a GEMM row block when blocking (see :func:`_block_rows`): a core's L2 or so
+BLOCK_BYTES = 2 << 20
+
+
+def _block_rows(total: int, row_bytes: int, device: torch.device) -> int:
+    """Rows per GEMM block: cache-sized on a single-threaded CPU, else all rows in one call.
+
+    Blocking keeps the rows of the output (forward) or of the output gradient (backward) in
+    cache while all K orders use them: they cross the memory bus once instead of K times.  It
+    also multiplies the number of BLAS calls; with several threads each call synchronises a
+    thread team, which on a shared machine can cost a scheduler time slice per call, and on a
+    GPU a kernel launch: there one call does all rows.
+    """
+    if device.type != "cpu" or torch.get_num_threads() > 1:
+        return total
+    return max(1, min(total, BLOCK_BYTES // row_bytes))
+
+
+def _blocks(total: int, size: int):
+    return ((r, min(r + size, total)) for r in range(0, total, size))
+
+
 class _ChebFilter(torch.autograd.Function):
     """y = sum_k T_k(L~) x W_k + b with a hand-written backward (see the module docstring).
 
-    Sparse products run in place (``addmm_``: no output zero-fill or input copy); the per-order
-    GEMMs of the backward pass are single batched products (one kernel launch, one thread team).
+    Sparse products run in place (``addmm_``: no output zero-fill or input copy); the GEMMs
+    run over row blocks (:func:`_block_rows`), the backward ones as batched products over k.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, laplacian, laplacian_t, scratch):
+    def forward(ctx, x, weight, bias, laplacian, laplacian_t, scratch, block_rows):
         B, P, C = x.shape
         K, _, O = weight.shape
         n = B * C
         keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        # all K orders when backward needs them; else two slots, T_k overwriting T_{k-2}
-        basis = scratch.take("basis", (K, P, n), x) if keep else x.new_empty((min(K, 2), P, n))
-        slot = (lambda k: basis[k]) if keep else (lambda k: basis[k % 2])
-        slot(0).view(P, B, C).copy_(x.transpose(0, 1))
-        y = x.new_empty((P * B, O))
-        t0 = slot(0).view(P * B, C)
-        if bias is None:
-            torch.mm(t0, weight[0], out=y)
-        else:
-            torch.addmm(bias, t0, weight[0], out=y)
+        basis = scratch.take("basis", (K, P, n), x) if keep else x.new_empty((K, P, n))
+        basis[0].view(P, B, C).copy_(x.transpose(0, 1))
         for k in range(1, K):
-            t = slot(k)
             if k == 1:
-                t.addmm_(laplacian, slot(0), beta=0)  # beta 0: the old contents are ignored
+                basis[1].addmm_(laplacian, basis[0], beta=0)  # beta 0: the old contents are ignored
             else:  # T_k = 2 L~ T_{k-1} - T_{k-2}
-                if keep:
-                    t.copy_(slot(k - 2))
-                t.addmm_(laplacian, slot(k - 1), beta=-1, alpha=2)
-            y.addmm_(t.view(P * B, C), weight[k])
+                basis[k].copy_(basis[k - 2])
+                basis[k].addmm_(laplacian, basis[k - 1], beta=-1, alpha=2)
+        # y = sum_k T_k W_k (+ b), rows (pixel, batch), one row block at a time
+        t = basis.view(K, P * B, C)
+        y = x.new_empty((P * B, O))
+        rows = block_rows or _block_rows(P * B, (K * C + O) * x.element_size(), x.device)
+        for r0, r1 in _blocks(P * B, rows):
+            yb = y[r0:r1]
+            if bias is None:
+                torch.mm(t[0, r0:r1], weight[0], out=yb)
+            else:
+                torch.addmm(bias, t[0, r0:r1], weight[0], out=yb)
+            for k in range(1, K):
+                yb.addmm_(t[k, r0:r1], weight[k])
         ctx.save_for_backward(x, weight, bias)
         ctx.basis = basis if keep else None
-        ctx.laplacian, ctx.laplacian_t, ctx.scratch = laplacian, laplacian_t, scratch
+        ctx.laplacian, ctx.laplacian_t, ctx.scratch, ctx.block_rows = laplacian, laplacian_t, scratch, block_rows
         # (pixels, batch, out) buffer seen as (batch, pixels, out): no transposing copy
         return y.view(P, B, O).transpose(0, 1)
 
@@ -196,23 +219,33 @@ class _ChebFilter(torch.autograd.Function):
         if torch.is_grad_enabled() or (basis is None and (needs[0] or needs[1])):
             # higher-order gradients (create_graph) or a second backward through a retained
             # graph (the basis was consumed): differentiate the composable reference
-            return _reference_grads(x, weight, bias, ctx.laplacian, ctx.laplacian_t, gy, needs) + (None,) * 3
+            return _reference_grads(x, weight, bias, ctx.laplacian, ctx.laplacian_t, gy, needs) + (None,) * 4
         B, P, C = x.shape
         K, _, O = weight.shape
         scratch = ctx.scratch
-        gt = gy.transpose(0, 1)
-        gbuf = None
-        if not gt.is_contiguous():
-            gbuf = scratch.take("grad", (P, B, O), gy)
-            gt = gbuf.copy_(gt)
-        g = gt.view(P * B, O)
-        gk = g.expand(K, P * B, O)
-        db = g.sum(0) if needs[2] else None
-        dW = dx = None
-        if needs[1]:  # dW_k = T_k^T g
-            dW = torch.bmm(basis.view(K, P * B, C).transpose(1, 2), gk)
+        rows = ctx.block_rows or _block_rows(P * B, (2 * K * C + O) * x.element_size(), x.device)
+        pix = max(1, rows // B)  # blocks of whole pixels: rows (pixel, batch) of g are contiguous
+        gt = gy.transpose(0, 1)  # (pixels, batch, out)
+        gbuf = None if gt.is_contiguous() else scratch.take("grad", (min(pix, P), B, O), gy)
+        t = basis.view(K, P * B, C) if basis is not None else None
+        wt = weight.transpose(1, 2)
+        db = gy.new_zeros(O) if needs[2] else None
+        dW = gy.new_zeros((K, C, O)) if needs[1] else None
+        for p0, p1 in _blocks(P, pix):
+            r0, r1 = p0 * B, p1 * B
+            gb = gt[p0:p1] if gbuf is None else gbuf[: p1 - p0].copy_(gt[p0:p1])
+            g = gb.reshape(r1 - r0, O)
+            if db is not None:
+                db.add_(g.sum(0))
+            if t is None:
+                continue
+            gk = g.expand(K, r1 - r0, O)
+            if dW is not None:  # dW_k += T_k^T g
+                dW.baddbmm_(t[:, r0:r1].transpose(1, 2), gk)
+            if needs[0]:  # G_k = g W_k^T, in place of T_k (used up by dW)
+                torch.bmm(gk, wt, out=t[:, r0:r1])
+        dx = None
         if needs[0]:
-            torch.bmm(gk, weight.transpose(1, 2), out=basis.view(K, P * B, C))  # G_k = g W_k^T
             lt = ctx.laplacian if ctx.laplacian_t is None else ctx.laplacian_t
             for k in range(K - 2, 0, -1):  # slot k <- b_k = G_k + 2 L~^T b_{k+1} - b_{k+2}
                 if k + 2 < K:
@@ -226,7 +259,7 @@ class _ChebFilter(torch.autograd.Function):
             scratch.give("basis", basis)
         if gbuf is not None:
             scratch.give("grad", gbuf)
-        return dx, dW, db, None, None, None
+        return dx, dW, db, None, None, None, None
 
 
 def _reference_grads(x, weight, bias, laplacian, laplacian_t, gy, needs):
@@ -239,12 +272,14 @@ def _reference_grads(x, weight, bias, laplacian, laplacian_t, gy, needs):
     return tuple(next(grads) if need else None for need in needs)
 
 
-def cheb_filter(x, weight, bias, laplacian, laplacian_t=None, scratch: Scratch | None = None):
+def cheb_filter(x, weight, bias, laplacian, laplacian_t=None, scratch: Scratch | None = None,
+                block_rows: int | None = None):
     """``sum_k T_k(L~) x W_k + b`` for x (batch, pixels, C_in), weight (K, C_in, C_out).
 
     ``laplacian``: CSR (pixels, pixels); ``laplacian_t``: its transpose for the backward pass
-    (None: symmetric); ``scratch``: reused work buffers (a fresh one if None).  Returns
+    (None: symmetric); ``scratch``: reused work buffers (a fresh one if None);
+    ``block_rows``: rows of (pixel, batch) per GEMM block (None: :func:`_block_rows`).  Returns
     (batch, pixels, C_out), a view of a pixel-major buffer (strides ``(C_out, batch*C_out,
     1)``); gradients for x, weight and bias, of any order (the one for x is pixel-major too).
     """
-    return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch())
+    return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch(), block_rows)

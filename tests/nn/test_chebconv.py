@@ -194,14 +194,15 @@ def _operator(n=12, symmetric=True, seed=0):
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("K", [1, 2, 3, 5])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_fused_filter_gradcheck(symmetric, K, with_bias):
+@pytest.mark.parametrize("block_rows", [None, 5])
+def test_fused_filter_gradcheck(symmetric, K, with_bias, block_rows):
     dense, lap, lap_t = _operator(symmetric=symmetric)
     torch.manual_seed(K)
     x = torch.randn(2, 12, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(K, 3, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, requires_grad=True) if with_bias else None
     scratch = Scratch()
-    f = lambda x, w, *b: cheb_filter(x, w, b[0] if b else None, lap, lap_t, scratch)  # noqa: E731
+    f = lambda x, w, *b: cheb_filter(x, w, b[0] if b else None, lap, lap_t, scratch, block_rows)  # noqa: E731
     args = (x, w) + ((b,) if with_bias else ())
     assert torch.autograd.gradcheck(f, args)
     # against the dense polynomial, independent of the sparse code
@@ -227,7 +228,7 @@ def test_fused_filter_partial_requirements():
 
 
 def test_fused_filter_no_grad_and_retained_graph():
-    """Inference path (two rolling slots) equals the training one; a second backward through a
+    """Inference path (no kept basis) equals the training one; a second backward through a
     retained graph (the kept basis was consumed by the first) gives the same gradients."""
     _, lap, _ = _operator()
     x = torch.randn(3, 12, 2, dtype=torch.float64, requires_grad=True)
@@ -243,14 +244,17 @@ def test_fused_filter_no_grad_and_retained_graph():
         torch.testing.assert_close(a, b)
 
 
-def test_fused_filter_matches_reference_float32():
+@pytest.mark.parametrize("block_rows", [None, 7, 10**6])
+@pytest.mark.parametrize("batch_major_grad", [True, False])
+def test_fused_filter_matches_reference_float32(block_rows, batch_major_grad):
+    """Row blocks (ragged, one, the default policy) and both layouts of the output gradient."""
     _, lap64, _ = _operator()
     lap = lap64.to(torch.float32)
     x = torch.randn(4, 12, 3, requires_grad=True)
     w = torch.randn(4, 3, 5, requires_grad=True)
     b = torch.randn(5, requires_grad=True)
-    g = torch.randn(4, 12, 5)
-    y = cheb_filter(x, w, b, lap)
+    g = torch.randn(4, 12, 5) if batch_major_grad else torch.randn(12, 4, 5).transpose(0, 1)
+    y = cheb_filter(x, w, b, lap, block_rows=block_rows)
     yr = _reference_filter(x, w, b, lap, None)
     torch.testing.assert_close(y, yr)
     for a, r in zip(torch.autograd.grad(y, (x, w, b), g), torch.autograd.grad(yr, (x, w, b), g)):
