@@ -35,7 +35,7 @@ from ..nn._full_cg import FullCGLayer
 from ..nn._harmonic_input import S2InputLayer
 from ..nn._pointwise import S2ReLU, SO3ReLU
 from ..nn._readout import InvariantReadout
-from ..nn._s2_conv import S2Conv, S2ToSO3Conv, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
+from ..nn._s2_conv import S2Conv, S2ToSO3Conv, SO3BatchNorm, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
 from ..nn._signal import GeneralizedSignal
 
 __all__ = ["CohenS2CNN", "EstevesS2CNN", "KondorCGNet", "CobbHybrid", "classic_models"]
@@ -88,24 +88,43 @@ class _Summary:
 
 
 class CohenS2CNN(_Summary, nn.Module):
-    """Cohen et al. 2018: S2->SO(3) conv, SO(3) ReLU, SO(3) conv, SO(3) ReLU, SO(3) integral, linear."""
+    """Cohen et al. 2018: S2->SO(3) conv, SO(3) ReLU, SO(3) conv, SO(3) ReLU, SO(3) integral, linear.
+
+    ``kernel_beta``: radii (rad) of the S2 and SO(3) near-identity kernel grids (paper: pi/8
+    at bandlimit 10; at a lower bandlimit a pi/8 kernel is below the resolution and the
+    filters are nearly isotropic, so scale it with 1 / bandlimit).  ``batchnorm``: an
+    equivariant :class:`SO3BatchNorm` before each SO(3) ReLU (+ 2 params per channel).
+    ``grid``, ``oversampling``: SO(3) ReLU grids (both layers); ``readout_oversampling``
+    for the last ReLU, whose output is only integrated (its aliasing is the model's
+    invariance error, and at L_out = 1 a fine grid is cheap).
+    """
 
     def __init__(self, n_classes: int = 10, bandlimits: Sequence[int] = (30, 10, 6), channels: Sequence[int] = (20, 40),
-                 in_channels: int = 1, sampling=None, grid: str = "soft", dtype: torch.dtype | None = None):
+                 in_channels: int = 1, sampling=None, grid: str = "soft", dtype: torch.dtype | None = None,
+                 kernel_beta: Sequence[float] = (math.pi / 8, math.pi / 8), batchnorm: bool = False,
+                 oversampling: float = 1.0, readout_oversampling: float | None = None, readout_grid: str | None = None):
         super().__init__()
         L0, L1, L2 = bandlimits
         c1, c2 = channels
+        b1, b2 = kernel_beta
         self.input = _S2Signal(L0, in_channels, sampling, dtype)
-        self.conv1 = S2ToSO3Conv(L0, in_channels, c1, L_out=L1, kernel_grid=s2_near_identity_grid())
-        self.relu1 = SO3ReLU(L1, c1, grid=grid)
-        self.conv2 = SO3Conv(L1, c1, c2, L_out=L2, kernel_grid=so3_near_identity_grid())
-        self.relu2 = SO3ReLU(L2, c2, L_out=1, grid=grid)
+        self.conv1 = S2ToSO3Conv(L0, in_channels, c1, L_out=L1, kernel_grid=s2_near_identity_grid(max_beta=b1))
+        self.norm1 = SO3BatchNorm(c1) if batchnorm else nn.Identity()
+        self.relu1 = SO3ReLU(L1, c1, grid=grid, oversampling=oversampling)
+        self.conv2 = SO3Conv(L1, c1, c2, L_out=L2, kernel_grid=so3_near_identity_grid(max_beta=b2))
+        self.norm2 = SO3BatchNorm(c2) if batchnorm else nn.Identity()
+        self.relu2 = SO3ReLU(L2, c2, L_out=1, grid=readout_grid or grid,
+                             oversampling=oversampling if readout_oversampling is None else readout_oversampling)
         self.fc = nn.Linear(c2, n_classes)
 
-    def forward(self, x) -> torch.Tensor:
-        f = self.relu2(self.conv2(self.relu1(self.conv1(self.input(x)))))
+    def features(self, x) -> torch.Tensor:
+        """Invariant features (batch, channels[1]): the SO(3) integrals of the last ReLU's output."""
+        f = self.relu2(self.norm2(self.conv2(self.relu1(self.norm1(self.conv1(self.input(x)))))))
         # int_SO(3) f dR = sqrt(8 pi^2) F^0
-        return self.fc(math.sqrt(8 * math.pi**2) * f.fragments[0].reshape(f.batch, -1))
+        return math.sqrt(8 * math.pi**2) * f.fragments[0].reshape(f.batch, -1)
+
+    def forward(self, x) -> torch.Tensor:
+        return self.fc(self.features(x))
 
 
 class EstevesS2CNN(_Summary, nn.Module):

@@ -26,7 +26,7 @@ from ._bridge import MapToSignal, SignalToMap
 # classical spherical CNN layers and baselines (issue 5)
 from ._full_cg import FullCGLayer
 from ._pointwise import S2Pointwise, S2ReLU, SO3Pointwise, SO3ReLU
-from ._s2_conv import S2Conv, S2ToSO3Conv, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
+from ._s2_conv import S2Conv, S2ToSO3Conv, SO3BatchNorm, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
 
 __all__ = [
     # graph layers (issue 2)
@@ -61,6 +61,7 @@ __all__ = [
     "S2Conv",
     "S2ToSO3Conv",
     "SO3Conv",
+    "SO3BatchNorm",
     "s2_near_identity_grid",
     "so3_near_identity_grid",
     "S2Pointwise",

@@ -21,6 +21,11 @@ linearly interpolated between a few anchor degrees (smooth spectrum = local filt
 Cohen-style weighted Dirac deltas on a grid of points / rotations near the north pole /
 identity (``s2_near_identity_grid``, ``so3_near_identity_grid``).  An optional bias adds
 a constant function per output channel (degree 0 only, so equivariant).
+
+* :class:`SO3BatchNorm`: batch normalisation of SO(3) signals with invariant statistics
+  (Cohen et al. 2018 normalise their SO(3) features before each ReLU): per channel, the
+  batch mean of the mean over SO(3) (degree 0) is removed and every degree is divided by
+  the batch RMS over SO(3) (Parseval), so it stays equivariant.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from ..harmonic._legendre import real_spherical_harmonics
 from ..harmonic._wigner import wigner_D_real
 from ._signal import GeneralizedSignal
 
-__all__ = ["S2Conv", "S2ToSO3Conv", "SO3Conv", "s2_near_identity_grid", "so3_near_identity_grid"]
+__all__ = ["S2Conv", "S2ToSO3Conv", "SO3Conv", "SO3BatchNorm", "s2_near_identity_grid", "so3_near_identity_grid"]
 
 
 def s2_near_identity_grid(max_beta: float = math.pi / 8, n_alpha: int = 8, n_beta: int = 3) -> np.ndarray:
@@ -230,3 +235,53 @@ class SO3Conv(_Conv):
         out = [self._gain[l] * torch.einsum("bcmk,cdnk->bdmn", x.fragments[l], psi)
                for l, psi in enumerate(self.filters())]
         return GeneralizedSignal(self._add_bias(out), check_values=False)
+
+
+class SO3BatchNorm(nn.Module):
+    """Equivariant batch normalisation of an SO(3) signal (batch, C, 2l+1, 2l+1), l < L.
+
+    Per channel c, with f_c(R) = sum_l sqrt((2l+1)/8pi^2) tr(F^l D^l(R)^T) and Haar volume 8 pi^2:
+    mean mu_c = E_batch[F^0_c] / sqrt(8 pi^2) (the batch mean of the SO(3) average) and
+    variance var_c = E_batch[int (f_c - mu_c)^2 dR] / 8 pi^2 (Parseval: squared Frobenius
+    norms of all fragments, F^0 centred).  Output (f - mu) w / sqrt(var + eps) + b: the
+    statistics are rotation invariant, so the layer commutes with rotations.  Running
+    averages (``momentum``) are used in eval mode, as in ``torch.nn.BatchNorm1d``.
+    Parameters: 2 C (w, b).
+    """
+
+    def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        if isinstance(channels, bool) or int(channels) != channels or channels < 1:
+            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        if not 0 < momentum <= 1 or not eps > 0:
+            raise ValueError(f"need 0 < momentum <= 1 and eps > 0, got {momentum!r} and {eps!r}")
+        self.channels, self.momentum, self.eps = int(channels), float(momentum), float(eps)
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))  # of the SO(3) average
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: GeneralizedSignal) -> GeneralizedSignal:
+        if not isinstance(x, GeneralizedSignal):
+            raise ValueError(f"SO3BatchNorm expects a GeneralizedSignal, got {type(x).__name__}")
+        x.check(channels=self.channels, type=tuple(2 * l + 1 for l in range(x.L)), name="SO3BatchNorm input")
+        root = math.sqrt(8 * math.pi**2)
+        if self.training:
+            if x.batch < 2 and x.L == 1:
+                raise ValueError("SO3BatchNorm needs a batch of at least 2 constant signals in training mode")
+            mean = x.fragments[0][:, :, 0, 0].mean(0) / root
+            var = ((x.fragments[0][:, :, 0, 0] / root - mean) ** 2).mean(0)
+            for f in x.fragments[1:]:
+                var = var + f.square().sum(dim=(2, 3)).mean(0) / root**2
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+                self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = (self.weight / torch.sqrt(var + self.eps)).view(1, -1, 1, 1)
+        shift = (root * (self.bias - mean * scale.view(-1))).view(1, -1, 1, 1)
+        out = [x.fragments[0] * scale + shift] + [f * scale for f in x.fragments[1:]]
+        return GeneralizedSignal(out, check_values=False)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, momentum={self.momentum}, eps={self.eps}"

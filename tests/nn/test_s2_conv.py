@@ -16,6 +16,7 @@ from deepsphere_gen.nn import (
     GeneralizedSignal,
     S2Conv,
     S2ToSO3Conv,
+    SO3BatchNorm,
     SO3Conv,
     s2_near_identity_grid,
     so3_near_identity_grid,
@@ -188,3 +189,47 @@ def test_bad_inputs():
         S2Conv(L, 3, 1)(s2_signal())
     with pytest.raises(ValueError, match="GeneralizedSignal"):
         S2Conv(L, 2, 1)(torch.zeros(2, 16, 2))
+
+
+def test_so3_batchnorm_statistics_match_grid_quadrature():
+    # ground truth: mean and variance over batch x SO(3) by Gauss-Legendre quadrature of the samples
+    torch.manual_seed(0)
+    x = so3_signal(L=3, C=3, B=5)
+    x = GeneralizedSignal([x.fragments[0] + 4.0] + x.fragments[1:])  # large common offset
+    bn = SO3BatchNorm(3).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        bn.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
+    y = bn(x)
+    sampling = GaussLegendreSO3Sampling(3)
+    w = torch.as_tensor(sampling.weights) / (8 * math.pi**2)  # probability weights on SO(3)
+    f = SO3Transform(sampling).inverse(y.fragments)  # (B, npoints, C)
+    mean = (f * w[None, :, None]).sum(1).mean(0)
+    var = ((f - mean) ** 2 * w[None, :, None]).sum(1).mean(0)
+    assert torch.allclose(mean, bn.bias.detach(), atol=1e-10)
+    assert torch.allclose(var, bn.weight.detach() ** 2, rtol=1e-4)
+    # eval mode uses the running averages (momentum 1: the last batch's statistics)
+    bn1 = SO3BatchNorm(3, momentum=1.0).double()
+    bn1(x)
+    bn1.eval()
+    assert all(torch.allclose(a, b) for a, b in zip(bn1(x).fragments, SO3BatchNorm(3).double()(x).fragments))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_so3_batchnorm_is_equivariant(dtype, tol):
+    bn = SO3BatchNorm(2).to(dtype)
+    assert_equivariant(bn, so3_signal(B=3, dtype=dtype), list(random_rotations(3, seed=2)), lambda s, a: s.rotate(a),
+                       tol=tol)
+
+
+def test_so3_batchnorm_bad_inputs():
+    with pytest.raises(ValueError, match="channels"):
+        SO3BatchNorm(0)
+    with pytest.raises(ValueError, match="momentum"):
+        SO3BatchNorm(2, momentum=0.0)
+    with pytest.raises(ValueError, match="channels"):
+        SO3BatchNorm(3)(so3_signal())
+    with pytest.raises(ValueError, match="type"):
+        SO3BatchNorm(2)(s2_signal())
+    with pytest.raises(ValueError, match="GeneralizedSignal"):
+        SO3BatchNorm(2)(torch.zeros(2, 1, 1, 1))
