@@ -14,8 +14,8 @@ One algorithm serves Gauss-Legendre, Driscoll-Healy, McEwen-Wiaux and HEALPix gr
 - synthesis: the exact transpose: Legendre sums (maps x degrees) @ (degrees x rings),
   mirror rings split again, phase and Hermitian scale, every order summed onto its aliased
   bin (one ``index_add``), an inverse real FFT per block.
-- ring-major grids (GL, DH-like: one nphi >= 2L - 1, rings stored one after the other,
-  ring i mirrored by ring R-1-i) skip the gathers: the FFT runs along the maps' own ring
+- ring-major grids (one nphi >= 2L - 1, rings stored one after the other, ring i mirrored
+  by ring R-1-i: Gauss-Legendre) skip the gathers: the FFT runs along the maps' own ring
   layout and no order aliases.
 - float64 tables store the even degrees l = m + 2h only; odd degrees come from the
   three-term recursion (see ``SHT.__init__``), halving the bytes each call streams.
