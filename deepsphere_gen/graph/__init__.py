@@ -5,7 +5,7 @@ from ._kernel import KERNEL_WIDTHS_NSIDE32, default_sigma, kernel_width
 from ._knn import knn_distances, knn_graph
 from ._laplacian import LAPLACIAN_KINDS, estimate_lmax, laplacian, rescale_laplacian
 from ._sphere_graph import GRAPH_KINDS, SphereGraph, build_graph, graph_params
-from ._stencil import STENCIL_MOMENTS, stencil_graph
+from ._optimized import optimized_graph, predicted_equivariance_error
 
 __all__ = [
     "KERNEL_WIDTHS_NSIDE32",
@@ -22,6 +22,6 @@ __all__ = [
     "SphereGraph",
     "build_graph",
     "graph_params",
-    "stencil_graph",
-    "STENCIL_MOMENTS",
+    "optimized_graph",
+    "predicted_equivariance_error",
 ]

@@ -14,12 +14,12 @@ from ._grid import equiangular_4neighbour_graph
 from ._kernel import _check_k, default_sigma
 from ._knn import knn_graph
 from ._laplacian import check_laplacian_kind, estimate_lmax, rescale_laplacian
-from ._stencil import stencil_graph
+from ._optimized import optimized_graph
 from ._laplacian import laplacian as laplacian_matrix
 
 __all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
 
-GRAPH_KINDS = ("knn", "4neighbour", "stencil")
+GRAPH_KINDS = ("knn", "4neighbour", "optimized")
 
 
 @dataclass
@@ -33,7 +33,7 @@ class SphereGraph:
     laplacian : (npix, npix) float64 CSR of kind ``laplacian_kind``.
     lmax : float, upper estimate of the largest Laplacian eigenvalue (:func:`estimate_lmax`).
     k, sigma : neighbours and kernel width of a kNN graph (None for ``"4neighbour"``).
-    kind : ``"knn"`` or ``"4neighbour"``.
+    kind : ``"knn"``, ``"optimized"`` or ``"4neighbour"``.
     laplacian_kind : ``"combinatorial"`` or ``"normalized"``.
     from_cache : True when the weights were loaded from the disk cache.
     """
@@ -100,7 +100,7 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
     check_laplacian_kind(laplacian)
     if kind not in GRAPH_KINDS:
         raise ValueError(f"unknown graph kind {kind!r}; choose one of {GRAPH_KINDS}")
-    if kind in ("knn", "stencil"):
+    if kind in ("knn", "optimized"):
         k = _check_k(k)
         if k >= sampling.npix:
             raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {sampling.npix}")
@@ -125,7 +125,8 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
                 kind: str = "knn", cache: bool = True, cache_dir=None) -> SphereGraph:
     """Graph, Laplacian and lmax of ``sampling``; loaded from / saved to the disk cache.
 
-    kind ``"knn"``: :func:`knn_graph` (k, sigma); ``"4neighbour"``:
+    kind ``"knn"``: :func:`knn_graph` (k, sigma); ``"optimized"``: :func:`optimized_graph`
+    (the kNN edges, weights fitted for equivariance; full-sky HEALPix); ``"4neighbour"``:
     :func:`equiangular_4neighbour_graph` (k and sigma ignored).  The cache entry is keyed
     by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
     ``cache_dir``, $DEEPSPHERE_GEN_CACHE or ~/.cache/deepsphere_gen (sub-folder graphs/).
@@ -138,8 +139,8 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         lmax = float(meta["lmax"])
     elif kind == "knn":
         W = knn_graph(sampling, params["k"], params["sigma"])
-    elif kind == "stencil":
-        W = stencil_graph(sampling, params["k"], params["sigma"])
+    elif kind == "optimized":
+        W = optimized_graph(sampling, params["k"], params["sigma"])
     else:
         W = equiangular_4neighbour_graph(sampling)
     L = laplacian_matrix(W, params["laplacian"])
