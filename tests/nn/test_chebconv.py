@@ -35,6 +35,15 @@ def _laplacian(W, normalization):
     return L, lmax
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny problems gain nothing from threads; each threaded sparse product syncs a team."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def graph():
     return _knn_weights()
@@ -191,16 +200,16 @@ def _operator(n=12, symmetric=True, seed=0):
     return A.toarray(), lap, lap_t
 
 
-@pytest.mark.parametrize("symmetric", [True, False])
-@pytest.mark.parametrize("K", [1, 2, 3, 5])
-@pytest.mark.parametrize("with_bias", [True, False])
-@pytest.mark.parametrize("block_rows", [None, 5])
+@pytest.mark.parametrize(
+    "symmetric,K,with_bias,block_rows",
+    [(True, 3, True, None), (False, 5, False, 5), (True, 1, True, 5), (False, 2, True, None), (True, 4, False, 3)],
+)
 def test_fused_filter_gradcheck(symmetric, K, with_bias, block_rows):
-    dense, lap, lap_t = _operator(symmetric=symmetric)
+    dense, lap, lap_t = _operator(n=8, symmetric=symmetric)
     torch.manual_seed(K)
-    x = torch.randn(2, 12, 3, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(K, 3, 4, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if with_bias else None
+    x = torch.randn(2, 8, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(K, 2, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True) if with_bias else None
     scratch = Scratch()
     f = lambda x, w, *b: cheb_filter(x, w, b[0] if b else None, lap, lap_t, scratch, block_rows)  # noqa: E731
     args = (x, w) + ((b,) if with_bias else ())
