@@ -23,9 +23,11 @@ traffic are added as bytes.
 
 Threads: torch uses ``--threads``; healpy's OpenMP follows ``OMP_NUM_THREADS`` (recorded
 in ``peer_config``).  Run both single-threaded for a per-core comparison
-(``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht --threads 1 ...``); on an
-oversubscribed machine every multi-threaded call pays the wake-up latency of the thread
-pool, which penalises whoever makes more calls.
+(``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht --threads 1 ...``).  On an
+oversubscribed machine, multi-threaded runs need ``OMP_WAIT_POLICY=PASSIVE`` in the
+environment: with OpenMP's default spin-waiting every parallel call pays tens of
+milliseconds of contention, which penalises whoever makes more calls (the SHT makes a few
+dozen per transform, torch-harmonics a handful).
 """
 from __future__ import annotations
 
