@@ -191,8 +191,7 @@ class _ChebFilter(torch.autograd.Function):
             if k == 1:
                 basis[1].addmm_(laplacian, basis[0], beta=0)  # beta 0: the old contents are ignored
             else:  # T_k = 2 L~ T_{k-1} - T_{k-2}
-                basis[k].copy_(basis[k - 2])
-                basis[k].addmm_(laplacian, basis[k - 1], beta=-1, alpha=2)
+                basis[k].addmm_(laplacian, basis[k - 1], beta=0, alpha=2).sub_(basis[k - 2])
         # y = sum_k T_k W_k (+ b), rows (pixel, batch), one row block at a time
         t = basis.view(K, P * B, C)
         y = x.new_empty((P * B, O))

@@ -28,14 +28,17 @@ class ChebConv(nn.Module):
         for float64 work: ``.double()`` on a float32 layer cannot restore the Laplacian's digits.
 
     Shapes: input (batch, pixels, in_channels) -> output (batch, pixels, out_channels), a view
-    of a pixel-major buffer (strides ``(out, batch*out, 1)``: the next graph layer reads it
-    without a transposing copy; ``.contiguous()`` gives the batch-major one).
+    of a pixel-major buffer (strides ``(out, batch*out, 1)``: the next graph layer takes it
+    without a transposing copy; ``.contiguous()`` gives the batch-major one).  The gradient
+    with respect to the input is pixel-major too.
     ``weight`` is (K, in_channels, out_channels), ``weight[k]`` the order-k coefficient.
 
-    The filter is one fused autograd node (:func:`~deepsphere_gen.nn._cheb_sparse.cheb_filter`);
-    the layer keeps its work buffers (about K x pixels x batch x in_channels values, plus the
-    output gradient when it is not pixel-major) between training calls to skip the page faults
-    of fresh allocations; ``release_scratch()`` frees them.
+    The filter is one fused autograd node (:func:`~deepsphere_gen.nn._cheb_sparse.cheb_filter`).
+    When a gradient is needed the layer keeps its work buffers (K x pixels x batch x
+    in_channels values, plus a block of the output gradient) from call to call, which skips
+    the page faults of fresh allocations; ``release_scratch()`` frees them.  Speed: the layer
+    is bound by memory traffic; on a CPU shared by other jobs, ``torch.set_num_threads(1)``
+    is faster (it also enables cache blocking of the GEMMs, see ``_cheb_sparse._block_rows``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, K: int, laplacian, bias: bool = True, dtype=None, device=None):
