@@ -313,8 +313,12 @@ def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs:
 
 
 # ----------------------------------------------------------------------------- sweep
-def sweep_tasks(quick: bool = False, seed: int = 0) -> list[Task]:
-    """The command's default (or ``quick``) list of measurement tasks."""
+def sweep_tasks(quick: bool = False, seed: int = 0, graphs: bool = False) -> list[Task]:
+    """The command's default, ``quick`` or ``graphs`` list of measurement tasks.
+
+    ``graphs``: only the Laplacian curves of the figure (v2 k = 8/20/40 and the optimised graph at
+    k = 20 on nside 32 and 64, every default degree) and the published nside-128, l = 350 point.
+    """
     if quick:
         tasks = graph_operator_tasks((32,), (8, 20, 40), {32: (10, 50)}, ("deepsphere-v2",),
                                      ("laplacian",), n_signals=2, n_rotations=2, seed=seed)
@@ -323,6 +327,13 @@ def sweep_tasks(quick: bool = False, seed: int = 0) -> list[Task]:
         tasks += harmonic_tasks(L=6, channels=3, n_rotations=2, seed=seed)
         tasks += model_tasks(nside=8, n_inputs=2, n_rotations=2, seed=seed)
         return tasks
+    if graphs:
+        tasks = graph_operator_tasks((32, 64), (8, 20, 40), None, ("deepsphere-v2",), n_signals=3, n_rotations=4,
+                                     seed=seed)
+        tasks += graph_operator_tasks((32, 64), (20,), None, ("optimized",), n_signals=3, n_rotations=4, seed=seed,
+                                      floor=False)
+        return tasks + graph_operator_tasks((128,), (8, 20, 40), {128: (350,)}, ("deepsphere-v2",), n_signals=3,
+                                            n_rotations=4, seed=seed)
     tasks = graph_operator_tasks((32, 64, 128), (8, 20, 40), None, ("deepsphere-v2",),
                                  ("laplacian", "chebconv", "pooling"), n_signals=3, n_rotations=4, seed=seed)
     # the equivariance-optimised graph at k = 20 (the goal: as equivariant as v2 at k = 40)

@@ -14,6 +14,15 @@ KEYS = {"layer", "backend", "sampling", "resolution", "k", "variant", "degree", 
         "seconds"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small FFTs / sparse products: a torch thread pool only adds waits on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _measure(op, l=5, n=2):
     s = HealpixSampling(NSIDE)
     a = sw.single_degree_coefficients(l, n, seed=1)

@@ -20,12 +20,20 @@ HELP = "Measure the rotation-equivariance error of graph / harmonic / hybrid lay
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--quick", action="store_true",
-                        help="nside 32 (k = 8, 20, 40; l = 10, 50), harmonic layers, baselines, small models (< 1 min)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true",
+                       help="nside 32 (k = 8, 20, 40; l = 10, 50), harmonic layers, baselines, small models (< 1 min)")
+    which.add_argument("--graphs", action="store_true",
+                       help="only the graph Laplacian curves: v2 k = 8, 20, 40 and the optimised graph at k = 20 "
+                            "on nside 32 and 64, and the published nside-128 point (builds the optimised graphs: "
+                            "minutes, cached)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the records as JSON (atomically)")
     parser.add_argument("--plot", metavar="PNG", default=None, help="write a PNG of error vs degree per (nside, k)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rotations and test signals (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads during the sweep (default 1: its many small FFTs and sparse products "
+                             "run faster without a thread pool, by far on a busy machine)")
 
 
 def _write_json(path, records, meta) -> Path:
@@ -41,18 +49,26 @@ def _write_json(path, records, meta) -> Path:
 def run(args) -> int:
     from .. import _equivariance_sweep as sweep
 
+    if args.threads < 1:
+        print(f"deepsphere-gen equivariance: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
-    threads = torch.get_num_threads()
+    threads, before = args.threads, torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        records = sweep.run_tasks(sweep.sweep_tasks(quick=args.quick, seed=args.seed), progress=not args.no_progress)
+        tasks = sweep.sweep_tasks(quick=args.quick, seed=args.seed, graphs=args.graphs)
+        records = sweep.run_tasks(tasks, progress=not args.no_progress)
     except ValueError as exc:
         print(f"deepsphere-gen equivariance: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(before)
     print(sweep.format_records(records))
     elapsed = time.perf_counter() - t0
     print(f"{len(records)} measurement(s) in {elapsed:.1f} s")
     if args.json:
-        meta = {"quick": bool(args.quick), "seed": args.seed, "torch": torch.__version__, "threads": threads,
+        meta = {"quick": bool(args.quick), "graphs": bool(args.graphs), "seed": args.seed, "torch": torch.__version__,
+                "threads": threads,
                 "python": platform.python_version(), "seconds": elapsed}
         print(f"wrote {len(records)} record(s) to {_write_json(args.json, records, meta)}")
     if args.plot:

@@ -5,7 +5,7 @@ from ._kernel import KERNEL_WIDTHS_NSIDE32, default_sigma, kernel_width
 from ._knn import knn_distances, knn_graph
 from ._laplacian import LAPLACIAN_KINDS, estimate_lmax, laplacian, rescale_laplacian
 from ._sphere_graph import GRAPH_KINDS, SphereGraph, build_graph, graph_params
-from ._optimized import optimized_graph, predicted_equivariance_error
+from ._optimized import OPTIMIZED_FIT, optimized_graph, predicted_equivariance_error
 
 __all__ = [
     "KERNEL_WIDTHS_NSIDE32",
@@ -24,4 +24,5 @@ __all__ = [
     "graph_params",
     "optimized_graph",
     "predicted_equivariance_error",
+    "OPTIMIZED_FIT",
 ]

@@ -44,24 +44,27 @@ from scipy.sparse.linalg import LinearOperator, cg
 from ..sampling import HealpixSampling
 from ._knn import knn_graph
 
-__all__ = ["optimized_graph", "predicted_equivariance_error"]
+__all__ = ["optimized_graph", "predicted_equivariance_error", "OPTIMIZED_FIT"]
 
-_CHUNK = 512  # pixels per chunk of the Legendre recurrence (bounds the (chunk, K, K) temporaries)
+#: version of the fit and its defaults (part of the graph cache key of ``build_graph``).
+OPTIMIZED_FIT = "1: reference 2k, 3 IRLS passes, reg 1e-6, CG tol 1e-8"
+
+_CHUNK = 1024  # pixels per chunk of the Legendre passes (bounds the (chunk, K, K) temporaries)
 _ACTIVE_SET_PASSES = 3
 
 
 class _Neighbourhoods:
     """Rows of a symmetric sparse W padded to K = max degree: nb (n, K) neighbour index (the
     pixel itself in padding), mask (n, K), w (n, K) weights (0 in padding), pos (n, K) the CSR
-    position of each entry (-1 in padding)."""
+    position of each entry (-1 in padding); ju, jv: the K (K - 1) / 2 slot pairs j < j'."""
 
-    def __init__(self, W: sp.csr_matrix):
+    def __init__(self, W: sp.csr_matrix, xyz: np.ndarray):
         W = sp.csr_matrix(W)
         W.sort_indices()
         n = W.shape[0]
         deg = np.diff(W.indptr)
         K = int(deg.max())
-        self.n, self.K, self.W = n, K, W
+        self.n, self.K, self.W, self.xyz = n, K, W, xyz
         self.mask = np.arange(K)[None, :] < deg[:, None]
         self.nb = np.repeat(np.arange(n)[:, None], K, axis=1)
         self.nb[self.mask] = W.indices
@@ -69,44 +72,78 @@ class _Neighbourhoods:
         self.w[self.mask] = W.data
         self.pos = np.full((n, K), -1, dtype=np.int64)
         self.pos[self.mask] = np.arange(W.nnz)
+        self.ju, self.jv = np.triu_indices(K, 1)
+
+    def chunks(self):
+        """Per chunk of pixels: (rows, c (c, K) = x_i . x_j, C (c, pairs) = x_j . x_j' for j < j')."""
+        for s in range(0, self.n, _CHUNK):
+            rows = slice(s, min(self.n, s + _CHUNK))
+            X = self.xyz[self.nb[rows]]
+            yield rows, np.einsum("ckd,cd->ck", X, self.xyz[rows]), np.einsum("cpd,cpd->cp", X[:, self.ju], X[:, self.jv])
 
 
-def _legendre_pass(xyz: np.ndarray, hood: _Neighbourhoods, lmax: int, visit) -> None:
-    """For every chunk of pixels and every degree l = 1..lmax call ``visit(l, rows, p, P)`` with
-    p (c, K) = P_l(x_i . x_j) and P (c, K, K) = P_l(x_j . x_j') (three-term recurrence)."""
-    for s in range(0, hood.n, _CHUNK):
-        rows = slice(s, min(hood.n, s + _CHUNK))
-        X = xyz[hood.nb[rows]]
-        ci = np.einsum("ckd,cd->ck", X, xyz[rows])
-        C = np.einsum("ckd,cjd->ckj", X, X)
-        p0, p1, P0, P1 = np.ones_like(ci), ci, np.ones_like(C), C
-        for l in range(1, lmax + 1):
-            visit(l, rows, p1, P1)
-            p0, p1 = p1, ((2 * l + 1) * ci * p1 - l * p0) / (l + 1)
-            P0, P1 = P1, ((2 * l + 1) * C * P1 - l * P0) / (l + 1)
+def _legendre(t: np.ndarray, degrees):
+    """Yield (l, P_l(t)) for the sorted ``degrees`` (three-term recurrence, in place)."""
+    wanted = set(int(l) for l in degrees)
+    p0, p1 = np.ones_like(t), t.copy()
+    tmp = np.empty_like(t)
+    for l in range(1, max(wanted) + 1):
+        if l in wanted:
+            yield l, p1
+        np.multiply(t, p1, out=tmp)
+        tmp *= (2 * l + 1) / (l + 1)
+        p0 *= -l / (l + 1)
+        p0 += tmp
+        p0, p1 = p1, p0
 
 
-def _centre_and_anisotropy(xyz, hood: _Neighbourhoods, lmax: int):
-    """c (lmax, n) and a (lmax, n) of the module docstring for l = 1..lmax."""
-    c = np.zeros((lmax, hood.n))
-    a = np.zeros((lmax, hood.n))
+def _legendre_sum(t: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """sum_l coef[l] P_l(t), elementwise (Clenshaw)."""
+    b1, b2 = np.zeros_like(t), np.zeros_like(t)
+    tmp = np.empty_like(t)
+    for l in range(len(coef) - 1, 0, -1):  # b_l = coef_l + (2l+1)/(l+1) t b_{l+1} - (l+1)/(l+2) b_{l+2}
+        np.multiply(t, b1, out=tmp)
+        tmp *= (2 * l + 1) / (l + 1)
+        b2 *= -(l + 1) / (l + 2)
+        b2 += tmp
+        b2 += coef[l]
+        b1, b2 = b2, b1
+    # P_0 = 1, P_1 = t: sum = coef_0 + t b_1 - b_2 / 2
+    return coef[0] + t * b1 - 0.5 * b2
 
-    def visit(l, rows, p, P):
+
+def _centre_and_anisotropy(hood: _Neighbourhoods, degrees, anisotropy: bool = True):
+    """c (len(degrees), n) and a (len(degrees), n) of the module docstring (a = 0 if not ``anisotropy``)."""
+    degrees = list(degrees)
+    c = np.zeros((len(degrees), hood.n))
+    a = np.zeros((len(degrees), hood.n))
+    at = {l: i for i, l in enumerate(degrees)}
+    for rows, ci, C in hood.chunks():
         w = hood.w[rows]
-        wp = np.einsum("ck,ck->c", w, p)
-        c[l - 1, rows] = w.sum(axis=1) - wp
-        a[l - 1, rows] = np.einsum("ck,ckj,cj->c", w, P, w) - wp**2
-
-    _legendre_pass(xyz, hood, lmax, visit)
+        ww = 2.0 * w[:, hood.ju] * w[:, hood.jv]
+        sq = (w * w).sum(axis=1)
+        sw = w.sum(axis=1)
+        for l, p in _legendre(ci, degrees):
+            wp = np.einsum("ck,ck->c", w, p)
+            c[at[l], rows] = sw - wp
+            a[at[l], rows] = sq - wp**2
+        for l, P in (_legendre(C, degrees) if anisotropy else ()):
+            a[at[l], rows] += np.einsum("cp,cp->c", ww, P)
     return c, a
 
 
-def _predict(xyz, W, lmax: int):
-    """(err (lmax,), lambda (lmax,)) for l = 1..lmax."""
-    c, a = _centre_and_anisotropy(xyz, _Neighbourhoods(W), lmax)
+def _predict(hood: _Neighbourhoods, degrees):
+    """(err, lambda), one value per degree."""
+    c, a = _centre_and_anisotropy(hood, degrees)
     lam = c.mean(axis=1)
     err = np.sqrt(2.0 * np.maximum(((c - lam[:, None]) ** 2 + a).mean(axis=1), 0.0)) / np.abs(lam)
     return err, lam
+
+
+def _fit_degrees(lmax: int) -> np.ndarray:
+    """Degrees where the error is predicted during the fit: every l <= 8, then ~24 log-spaced up to lmax."""
+    return np.unique(np.concatenate([np.arange(1, min(8, lmax) + 1),
+                                     np.round(np.geomspace(min(8, lmax), lmax, 24)).astype(np.int64)]))
 
 
 def _full_sky_healpix(sampling) -> None:
@@ -128,8 +165,7 @@ def predicted_equivariance_error(sampling, W, degrees) -> np.ndarray:
     W = sp.csr_matrix(W)
     if W.shape != (sampling.npix, sampling.npix):
         raise ValueError(f"W must be ({sampling.npix}, {sampling.npix}), got {W.shape}")
-    err, _ = _predict(np.asarray(sampling.xyz, dtype=np.float64), W, int(degrees.max()))
-    return err[degrees - 1]
+    return _predict(_Neighbourhoods(W, np.asarray(sampling.xyz, dtype=np.float64)), degrees)[0]
 
 
 class _EdgeSystem:
@@ -160,49 +196,58 @@ class _EdgeSystem:
         return W
 
 
-def _normal_equations(xyz, hood: _Neighbourhoods, lmax: int, alpha: np.ndarray, lam: np.ndarray):
-    """Per-pixel Q (n, K, K) and b (n, K): the objective is sum_i w_i^T Q_i w_i - 2 b_i^T w_i + const."""
-    Q = np.zeros((hood.n, hood.K, hood.K))
-    b = np.zeros((hood.n, hood.K))
-    m = hood.mask.astype(np.float64)
+def _normal_equations(hood: _Neighbourhoods, alpha: np.ndarray, lam: np.ndarray):
+    """Per-pixel Q (n, K, K) and b (n, K): the objective is sum_i w_i^T Q_i w_i - 2 b_i^T w_i + const.
 
-    def visit(l, rows, p, P):
-        mm = m[rows]
-        q = (1.0 - p) * mm  # c_i(l) = q . w
-        pm = p * mm
-        Q[rows] += alpha[l - 1] * (q[:, :, None] * q[:, None, :] + P * mm[:, :, None] * mm[:, None, :]
-                                   - pm[:, :, None] * pm[:, None, :])
-        b[rows] += (alpha[l - 1] * lam[l - 1]) * q
-
-    _legendre_pass(xyz, hood, lmax, visit)
+    With p = P_l(x_i . x_j), P = P_l(x_j . x_j'): (1 - p)(1 - p)^T + P - p p^T = 1 1^T - 1 p^T - p 1^T
+    + P, so Q_i[j, j'] = A - F(x_i . x_j) - F(x_i . x_j') + F(x_j . x_j') with F = sum_l alpha_l P_l,
+    A = F(1), and b_i[j] = B - H(x_i . x_j) with H = sum_l alpha_l lambda_l P_l, B = H(1)
+    (``alpha``, ``lam`` indexed by l, entry 0 unused).  Padding slots hold junk (masked later).
+    """
+    coef_f = np.concatenate([[0.0], alpha[1:]])
+    coef_h = np.concatenate([[0.0], alpha[1:] * lam[1:]])
+    A, B = coef_f.sum(), coef_h.sum()
+    Q = np.empty((hood.n, hood.K, hood.K))
+    b = np.empty((hood.n, hood.K))
+    d = np.arange(hood.K)
+    for rows, ci, C in hood.chunks():
+        f = _legendre_sum(ci, coef_f)
+        q = np.empty((f.shape[0], hood.K, hood.K))
+        fC = _legendre_sum(C, coef_f)
+        q[:, hood.ju, hood.jv] = fC
+        q[:, hood.jv, hood.ju] = fC
+        q[:, d, d] = A
+        q += A - f[:, :, None] - f[:, None, :]
+        Q[rows] = q
+        b[rows] = B - _legendre_sum(ci, coef_h)
     return Q, b
 
 
 def _solve(es: _EdgeSystem, Q, b, g, reg: float, w0: np.ndarray, free: np.ndarray, tol: float) -> np.ndarray:
     """Minimise sum_i w_i^T Q_i w_i - 2 b_i^T w_i + reg' sum ((w - g)/g)^2 over the free edges
-    (others fixed at 0): matrix-free Jacobi-preconditioned CG."""
-    eid, mask, E = es.eid, es.mask, es.E
-    diag = np.bincount(eid[mask], weights=np.einsum("nkk->nk", Q)[mask], minlength=E)
+    (others fixed at 0): matrix-free CG, additive-Schwarz preconditioner (each pixel's K x K block)."""
+    eid, E = es.eid, es.E
+    mask = es.mask & free[eid]
+    Qm = Q * (mask[:, :, None] & mask[:, None, :])
+    diag = np.bincount(eid[mask], weights=np.einsum("nkk->nk", Qm)[mask], minlength=E)
     r = reg * float(np.mean(diag * g**2)) / g**2  # Tikhonov weight relative to the mean curvature
-    rhs = np.bincount(eid[mask], weights=b[mask], minlength=E) + r * g
-    idx = np.nonzero(free)[0]
+    rhs = (np.bincount(eid[mask], weights=b[mask], minlength=E) + r * g) * free
+    # local blocks: Q_i + r/2 on the free slots, identity on the others, inverted once
+    blocks = Qm + np.where(mask, 0.5 * r[eid], 1.0)[:, :, None] * np.eye(Q.shape[1])
+    inv = np.linalg.inv(blocks) * (mask[:, :, None] & mask[:, None, :])
 
-    def full(x):
-        v = np.zeros(E)
-        v[idx] = x
-        return v
+    def local(M, v):
+        y = np.matmul(M, np.where(mask, v[eid], 0.0)[:, :, None])[:, :, 0]
+        return np.bincount(eid[mask], weights=y[mask], minlength=E)
 
-    def matvec(x):
-        v = full(np.ravel(x))
-        y = np.einsum("nkj,nj->nk", Q, np.where(mask, v[eid], 0.0))
-        return (np.bincount(eid[mask], weights=y[mask], minlength=E) + r * v)[idx]
-
-    A = LinearOperator((idx.size, idx.size), matvec=matvec, dtype=np.float64)
-    M = sp.diags(1.0 / (diag + r)[idx])
-    x, info = cg(A, rhs[idx], x0=w0[idx], rtol=tol, maxiter=4000, M=M)
+    A = LinearOperator((E, E), matvec=lambda x: local(Qm, np.ravel(x)) + r * np.ravel(x) * free
+                       + (1.0 - free) * np.ravel(x), dtype=np.float64)
+    Minv = LinearOperator((E, E), matvec=lambda x: 0.5 * local(inv, np.ravel(x)) + (1.0 - free) * np.ravel(x),
+                          dtype=np.float64)
+    x, info = cg(A, rhs, x0=w0 * free, rtol=tol, maxiter=2000, M=Minv)
     if info < 0 or not np.all(np.isfinite(x)):
         raise ValueError("equivariance fit failed (conjugate gradients broke down)")
-    return full(x)
+    return x * free
 
 
 def optimized_graph(sampling, k: int = 20, sigma: float | None = None, reference_k: int | None = None,
@@ -228,24 +273,29 @@ def optimized_graph(sampling, k: int = 20, sigma: float | None = None, reference
         raise ValueError(f"reg must be a non-negative finite number, got {reg!r}")
     xyz = np.asarray(sampling.xyz, dtype=np.float64)
     lmax = 2 * sampling.nside
+    degrees = _fit_degrees(lmax)  # the error is predicted there and interpolated in l (log scale)
+    ells = np.arange(lmax + 1)
+
+    def on_all_degrees(v):
+        return np.exp(np.interp(ells, degrees, np.log(v)))
+
     G = knn_graph(sampling, k, sigma)
-    err_ref, _ = _predict(xyz, knn_graph(sampling, reference_k), lmax)
-    hood = _Neighbourhoods(G)
+    err_ref = _predict(_Neighbourhoods(knn_graph(sampling, reference_k), xyz), degrees)[0]
+    hood = _Neighbourhoods(G, xyz)
     es = _EdgeSystem(hood)
-    W = G
-    _, lam = _predict(xyz, G, lmax)
-    weights = np.ones(lmax)
-    w = es.g.copy()
+    W, w, weights = G, es.g.copy(), np.ones(degrees.size)
     for it in range(int(iterations) + 1):
-        if it:  # reweight towards the minimax of err / err_ref, lambda from the current fit
-            err, lam = _predict(xyz, W, lmax)
-            ratio = err / err_ref
+        current = _Neighbourhoods(W, xyz)
+        if it:  # reweight towards the minimax of err / err_ref
+            ratio = _predict(current, degrees)[0] / err_ref
             weights *= (ratio / ratio.max()) ** 2
-        alpha = weights / (lam * err_ref) ** 2
-        Q, b = _normal_equations(xyz, hood, lmax, alpha / alpha.max(), lam)
+        c, _ = _centre_and_anisotropy(current, ells[1:], anisotropy=False)
+        lam = np.concatenate([[0.0], c.mean(axis=1)])  # the current symbol lambda_l
+        alpha = on_all_degrees(weights / err_ref**2) / np.maximum(lam, lam[1]) ** 2
+        Q, b = _normal_equations(hood, alpha / alpha[1:].max(), lam)
         free = np.ones(es.E, dtype=bool)
         for _ in range(_ACTIVE_SET_PASSES):
-            w = _solve(es, Q, b, es.g, reg, np.where(free, np.maximum(w, 0.0), 0.0), free, tol)
+            w = _solve(es, Q, b, es.g, reg, np.maximum(w, 0.0), free, tol)
             if not (w[free] < 0).any():
                 break
             free &= w > 0  # edges whose weight turns negative are fixed at 0, then refit

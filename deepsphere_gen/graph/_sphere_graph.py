@@ -14,7 +14,7 @@ from ._grid import equiangular_4neighbour_graph
 from ._kernel import _check_k, default_sigma
 from ._knn import knn_graph
 from ._laplacian import check_laplacian_kind, estimate_lmax, rescale_laplacian
-from ._optimized import optimized_graph
+from ._optimized import OPTIMIZED_FIT, optimized_graph
 from ._laplacian import laplacian as laplacian_matrix
 
 __all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
@@ -109,7 +109,7 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
             raise ValueError(f"kernel width sigma must be a positive finite number, got {sigma!r}")
     else:
         k, sigma = None, None
-    return {
+    params = {
         "format": 1,
         "version": __version__,
         "sampling": sampling_key(sampling),
@@ -119,6 +119,9 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
         "sigma": sigma,
         "laplacian": laplacian,
     }
+    if kind == "optimized":
+        params["fit"] = OPTIMIZED_FIT
+    return params
 
 
 def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: str = "combinatorial",

@@ -2,17 +2,22 @@
 import json
 
 import pytest
+import torch
 
 from deepsphere_gen import _equivariance_sweep as sw
 from deepsphere_gen.cli import main
 
 
 def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, capsys):
-    small = lambda quick=False, seed=0: sw.graph_operator_tasks((4,), (8,), {4: (2, 3)}, ("deepsphere-v2",),  # noqa
-                                                                 n_signals=1, n_rotations=1, seed=seed)
+    threads_before = torch.get_num_threads()
+    def small(quick=False, seed=0, graphs=False):
+        return sw.graph_operator_tasks((4,), (8,), {4: (2, 3)}, ("deepsphere-v2",), n_signals=1, n_rotations=1,
+                                       seed=seed)
+
     monkeypatch.setattr(sw, "sweep_tasks", small)
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    assert main(["equivariance", "--json", str(out), "--plot", str(png), "--seed", "3", "--no-progress"]) == 0
+    assert main(["equivariance", "--json", str(out), "--plot", str(png), "--seed", "3", "--no-progress",
+                 "--threads", "1"]) == 0
     text = capsys.readouterr().out
     assert "laplacian" in text and "wrote 4 record(s)" in text
     data = json.loads(out.read_text())
@@ -22,6 +27,20 @@ def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, capsys):
     for key in ("backend", "sampling", "resolution", "degree", "dtype", "mean", "mean_sq", "max", "seconds"):
         assert key in rec
     assert png.read_bytes()[:4] == b"\x89PNG"
+    assert data["meta"]["threads"] == 1 and torch.get_num_threads() == threads_before
+
+
+def test_bad_arguments(capsys):
+    assert main(["equivariance", "--threads", "0", "--no-progress"]) == 2
+    assert "--threads" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["equivariance", "--quick", "--graphs"])
+
+
+def test_graphs_sweep_lists_the_figure_curves():
+    tasks = sw.sweep_tasks(graphs=True)
+    # nside 32: 9 degrees x (floor + 3 v2 + 1 optimized); nside 64: 8 x 5; nside 128, l = 350: floor + 3
+    assert len(tasks) == 9 * 5 + 8 * 5 + 4
 
 
 @pytest.mark.slow

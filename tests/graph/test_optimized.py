@@ -15,6 +15,15 @@ from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling
 NSIDE = 8
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small FFTs / sparse products: a torch thread pool only adds waits on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _measured(W, degrees, n_signals=3, n_rotations=3):
     """The sweep's protocol: ||L R f - R L f|| / ||R L f|| on single-degree maps, exact rotations."""
     s = HealpixSampling(NSIDE)
