@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from scipy.special import eval_legendre
 
 from deepsphere_gen import _equivariance_sweep as sw
 from deepsphere_gen.equivariance import equivariance_error
-from scipy.special import eval_legendre
-
 from deepsphere_gen.graph import build_graph, knn_graph, laplacian, optimized_graph, predicted_equivariance_error
 from deepsphere_gen.graph._optimized import _legendre, _legendre_sum
 from deepsphere_gen.harmonic import random_rotations, rotate_coefficients, synthesis
@@ -82,6 +81,17 @@ def test_prediction_equals_dense_formula():
     c, a = np.array(c), np.array(a)
     expected = np.sqrt(2 * np.mean((c - c.mean()) ** 2 + a)) / c.mean()
     np.testing.assert_allclose(predicted_equivariance_error(s, sp.csr_matrix(W), [l]), [expected], rtol=1e-10)
+
+
+def test_prediction_on_a_pixel_subset():
+    s = HealpixSampling(4)
+    G = knn_graph(s, 8)
+    full = predicted_equivariance_error(s, G, (2, 5))
+    np.testing.assert_allclose(predicted_equivariance_error(s, G, (2, 5), pixels=np.arange(s.npix)[::-1]), full)
+    half = predicted_equivariance_error(s, G, (2, 5), pixels=np.random.default_rng(0).choice(s.npix, 96, False))
+    np.testing.assert_allclose(half, full, rtol=0.25)
+    with pytest.raises(ValueError, match="pixels"):
+        predicted_equivariance_error(s, G, (2,), pixels=[s.npix])
 
 
 def test_prediction_zero_for_an_isotropic_stencil():
