@@ -385,13 +385,20 @@ def plot_records(records: list[dict], path) -> None:
     fig, axes = plt.subplots(1, len(nsides), figsize=(5 * len(nsides), 4), squeeze=False)
     for ax, nside in zip(axes[0], nsides):
         rows = [r for r in lap if r["resolution"] == nside]
-        for (k, variant) in sorted({(r["k"], r["variant"]) for r in rows}):
+        curves = sorted({(r["variant"] != "deepsphere-v2", r["k"], r["variant"]) for r in rows})
+        for _, k, variant in curves:
             pts = sorted((r["degree"], r["mean"]) for r in rows if r["k"] == k and r["variant"] == variant)
-            ax.plot(*zip(*pts), marker="o", ls="-" if variant == "deepsphere-v2" else "--", label=f"{variant} k={k}")
+            v2 = variant == "deepsphere-v2"
+            ax.plot(*zip(*pts), marker="o" if v2 else "s", ls="-" if v2 else "--", color=None if v2 else "k",
+                    label=f"{variant} k={k}")
+        low = 0.5 * min(r["mean"] for r in rows)
         floor = sorted((r["degree"], r["mean"]) for r in records
                        if r["layer"] == "identity (floor)" and r["resolution"] == nside)
-        if floor:
+        if floor and max(e for _, e in floor) >= low:
             ax.plot(*zip(*floor), color="gray", ls=":", label="transform floor")
+        elif floor:  # far below the curves: say so instead of stretching the axis
+            ax.text(0.02, 0.02, f"transform floor <= {max(e for _, e in floor):.0e}", transform=ax.transAxes,
+                    fontsize=7, color="gray")
         pub = [(l, e) for (ns, l), d in PUBLISHED_V2.items() if ns == nside for e in d.values()]
         if pub:
             ax.plot(*zip(*pub), "kx", label="published (v2)")
