@@ -337,8 +337,8 @@ def sweep_tasks(quick: bool = False, seed: int = 0, graphs: bool = False) -> lis
     tasks = graph_operator_tasks((32, 64, 128), (8, 20, 40), None, ("deepsphere-v2",),
                                  ("laplacian", "chebconv", "pooling"), n_signals=3, n_rotations=4, seed=seed)
     # the equivariance-optimised graph at k = 20 (the goal: as equivariant as v2 at k = 40)
-    tasks += graph_operator_tasks((32, 64), (20,), None, ("optimized",), n_signals=3, n_rotations=4, seed=seed,
-                                  floor=False)
+    tasks += graph_operator_tasks((32, 64), (20,), None, ("optimized",), ("laplacian", "chebconv"), n_signals=3,
+                                  n_rotations=4, seed=seed, floor=False)
     tasks += harmonic_tasks(L=8, channels=4, n_rotations=4, seed=seed)
     tasks += model_tasks(nside=16, n_inputs=3, n_rotations=4, seed=seed)
     return tasks
