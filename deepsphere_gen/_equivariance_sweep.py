@@ -25,7 +25,6 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import numpy as np
 import torch
 
 from .equivariance import equivariance_error
