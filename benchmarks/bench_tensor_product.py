@@ -22,10 +22,9 @@ rather than the code.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from deepsphere_gen.harmonic import real_spherical_harmonics
+from deepsphere_gen._e3nn import e3nn_basis
 from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
 
 NAME = "tensor_product"
@@ -35,22 +34,6 @@ PEER = "e3nn.o3.TensorProduct(uuu)"
 def cases(quick: bool) -> list[dict]:
     Ls = (8,) if quick else (8, 10, 12)  # e3nn's spherical_harmonics (basis fit) stops at l = 11
     return [{"L": L, "channels": 16, "batch": 32, "mixing": "mst"} for L in Ls]
-
-
-def e3nn_basis(L: int) -> list[torch.Tensor]:
-    """Orthogonal Q_l with e3nn's real harmonics = Q_l @ ours (float64)."""
-    from e3nn import o3
-
-    rng = np.random.default_rng(0)
-    n = 4 * L * L + 50
-    th, ph = np.arccos(rng.uniform(-1, 1, n)), rng.uniform(0, 2 * np.pi, n)
-    xyz = torch.tensor(np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], 1))
-    Y = real_spherical_harmonics(L, th, ph)
-    out = []
-    for l in range(L):
-        ye = o3.spherical_harmonics(l, xyz, normalize=True, normalization="integral").numpy()
-        out.append(torch.tensor(np.linalg.lstsq(Y[:, l * l:(l + 1) ** 2], ye, rcond=None)[0].T))
-    return out
 
 
 def run(case: dict, device, harness) -> list[dict]:

@@ -1,13 +1,12 @@
 """Channel-wise tensor-product activation: equivariance, explicit CG sums, e3nn agreement."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.equivariance import assert_equivariant
-from deepsphere_gen.harmonic import real_spherical_harmonics
+from deepsphere_gen._e3nn import e3nn_basis
 from deepsphere_gen.harmonic._clebsch_gordan import clebsch_gordan
 from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
 
@@ -155,22 +154,6 @@ def test_dropped_columns_are_redundant():
             assert torch.einsum("pqM,p,q->M", C, u, u).abs().max() < 1e-13
 
 
-def _e3nn_basis(L):
-    """Orthogonal Q_l with e3nn's real harmonics = Q_l @ ours (fitted at random points)."""
-    from e3nn import o3
-
-    rng = np.random.default_rng(0)
-    n = 4 * L * L + 50
-    th, ph = np.arccos(rng.uniform(-1, 1, n)), rng.uniform(0, 2 * np.pi, n)
-    xyz = torch.tensor(np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], 1))
-    Y = real_spherical_harmonics(L, th, ph)
-    Qs = []
-    for l in range(L):
-        ye = o3.spherical_harmonics(l, xyz, normalize=True, normalization="integral").numpy()
-        Qs.append(torch.tensor(np.linalg.lstsq(Y[:, l * l:(l + 1) ** 2], ye, rcond=None)[0].T))
-    return Qs
-
-
 def test_agrees_with_e3nn_uuu():
     o3 = pytest.importorskip("e3nn.o3")
     L, K, B = 5, 3, 2
@@ -185,7 +168,7 @@ def test_agrees_with_e3nn_uuu():
                                irrep_normalization="none", path_normalization="none")
     finally:
         torch.set_default_dtype(old)
-    Qs = _e3nn_basis(L)
+    Qs = e3nn_basis(L)
     x = random_signal(L, K, 1, B=B)
     xe = torch.cat([torch.einsum("mn,bkn->bkm", Qs[l], f[..., 0]).reshape(B, -1) for l, f in enumerate(x.fragments)], 1)
     ye, y = ref(xe, xe), tp(x)
