@@ -56,6 +56,15 @@ def _sampling(nside: int, indices) -> HealpixSampling:
     return HealpixSampling(nside, indices=indices)
 
 
+
+def _check_map(x: torch.Tensor, sampling, in_channels: int) -> None:
+    """ValueError unless x is a finite (batch, sampling.npix, in_channels) map."""
+    check_pixels(x, sampling.npix, what=f"HEALPix nside {sampling.nside}"
+                 + ("" if sampling.is_full_sky else " partial sky"))
+    check_channels(x, in_channels)
+    check_finite(x)
+
+
 class _Graphs:
     """Rescaled Laplacian (torch sparse CSR) per sampling, built once through build_graph."""
 
@@ -165,10 +174,7 @@ class _DeepSphereNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel features after the last block, (B, out_sampling.npix, channels[-1])."""
-        check_pixels(x, self.npix, what=f"HEALPix nside {self.sampling.nside}"
-                     + ("" if self.sampling.is_full_sky else " partial sky"))
-        check_channels(x, self.in_channels)
-        check_finite(x)
+        _check_map(x, self.sampling, self.in_channels)
         return self.blocks(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -309,10 +315,7 @@ class SphericalUNet(nn.Module):
                           f"pool_levels={pools}, unpool={unpool!r}, laplacian={laplacian!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_pixels(x, self.npix, what=f"HEALPix nside {self.sampling.nside}"
-                     + ("" if self.sampling.is_full_sky else " partial sky"))
-        check_channels(x, self.in_channels)
-        check_finite(x)
+        _check_map(x, self.sampling, self.in_channels)
         skips, argmax = [], []
         h = x
         for i, enc in enumerate(self.encoder):
