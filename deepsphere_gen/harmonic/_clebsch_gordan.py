@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from ._wigner import _basis_weights, _ByteLRU
+from ._wigner import _ByteLRU
 
 __all__ = ["clebsch_gordan", "clebsch_gordan_block", "cg_triples"]
 
@@ -117,29 +117,13 @@ def _real_cg(l1: int, l2: int, l: int) -> np.ndarray:
 
 
 def _make_real_cg(l1: int, l2: int, l: int) -> np.ndarray:
-    """conj(U_l) applied to the complex CG's output axis, U_l1 / U_l2 to the inputs.
+    """Dense form of the sparse real tensor (``_cg_sparse``: conj(U_l) on the complex CG's
+    output axis, U_l1 / U_l2 on its inputs, cancelled entries dropped)."""
+    from ._cg_sparse import sparse_clebsch_gordan  # it builds on this module's helpers
 
-    Sparse: column c of ``U_n`` has its entries at rows c (weight a_c) and -c (weight
-    b_-c), so each of the ~(2l1+1)(2l2+1) non-zero complex entries feeds 8 real ones.
-    """
-    cc = _complex_cg(l1, l2, l)
-    idx = np.nonzero(cc)
-    vals = cc[idx].astype(np.complex128)
-    dims = (2 * l1 + 1, 2 * l2 + 1, 2 * l + 1)
-    options = []
-    for axis, (deg, n) in enumerate(zip((l1, l2, l), dims)):
-        a, b = _basis_weights(deg)
-        if axis == 2:
-            a, b = a.conj(), b.conj()
-        col = idx[axis]
-        options.append(((col, a[col]), (n - 1 - col, b[n - 1 - col])))
-    out = np.zeros(dims, dtype=np.complex128)
-    for i, wi in options[0]:
-        for j, wj in options[1]:
-            for k, wk in options[2]:
-                np.add.at(out, (i, j, k), wi * wj * wk * vals)
-    out = out.real if (l1 + l2 + l) % 2 == 0 else out.imag
-    out = np.ascontiguousarray(out)
+    sp = sparse_clebsch_gordan(l1, l2, l)
+    out = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l + 1))
+    out[sp.m1, sp.m2, sp.M] = sp.values
     out.setflags(write=False)
     return out
 

@@ -10,22 +10,12 @@ import torch
 
 from deepsphere_gen.equivariance import equivariance_error
 from deepsphere_gen.harmonic import random_rotations, real_spherical_harmonics
-from deepsphere_gen.nn import GeneralizedSignal, S2Pointwise, S2ReLU, SO3Pointwise, SO3ReLU
+from deepsphere_gen.nn import S2Pointwise, S2ReLU, SO3Pointwise, SO3ReLU
 from deepsphere_gen.sampling import GaussLegendreSampling
 
+from ._signals import s2_signal, so3_signal
+
 L = 4
-
-
-def s2_signal(L=L, C=2, B=2, dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return GeneralizedSignal([torch.randn(B, C, 2 * l + 1, 1, generator=g, dtype=torch.float64).to(dtype)
-                              for l in range(L)])
-
-
-def so3_signal(L=L, C=2, B=2, dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return GeneralizedSignal([torch.randn(B, C, 2 * l + 1, 2 * l + 1, generator=g, dtype=torch.float64).to(dtype)
-                              for l in range(L)])
 
 
 def max_diff(a, b):

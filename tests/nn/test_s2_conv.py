@@ -24,19 +24,9 @@ from deepsphere_gen.nn import (
 from deepsphere_gen.sampling import GaussLegendreSampling
 from deepsphere_gen.sampling.so3 import GaussLegendreSO3Sampling
 
+from ._signals import s2_signal, so3_signal
+
 L = 4
-
-
-def s2_signal(L=L, C=2, B=2, dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return GeneralizedSignal([torch.randn(B, C, 2 * l + 1, 1, generator=g, dtype=torch.float64).to(dtype)
-                              for l in range(L)])
-
-
-def so3_signal(L=L, C=2, B=2, dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return GeneralizedSignal([torch.randn(B, C, 2 * l + 1, 2 * l + 1, generator=g, dtype=torch.float64).to(dtype)
-                              for l in range(L)])
 
 
 def eval_s2(coeffs, theta, phi):
