@@ -501,3 +501,45 @@ def test_bench_harness_records_device(device):
     if device.type == "cuda":  # tensors only: exactly the 1 MiB of the output
         assert h.memory_method() == "cuda-max-memory-allocated"
         assert math.isclose(rec["peak_mem_mb"], 1.0, rel_tol=0.05)
+
+
+# ----------------------------------------------------------------------------- no hidden copies
+
+
+def _steady_state_cases(cache):
+    lap = build_graph(HealpixSampling(2), k=8, cache_dir=cache).rescaled_laplacian()
+    hp4 = HealpixSampling(4)
+    models = _models(cache)
+    return {
+        "chebconv": (lambda: ChebConv(2, 3, 4, lap), [(2, 48, 2)], lambda m, x: m(x)),
+        "sht": (lambda: SHT(hp4, 6, iterations=3), [(2, hp4.npix, 2)], lambda m, x: m.inverse(m(x))),
+        "efficient_layer": (lambda: EfficientGeneralizedLayer(4, 2, 2, mixing="mst"),
+                            [(2, 2, 2 * l + 1, 2) for l in range(4)], _signal_call),
+        "so3_relu": (lambda: SO3ReLU(3, 2), [(2, 2, 2 * l + 1, 2 * l + 1) for l in range(3)], _signal_call),
+        **{name: (models[name][0], [models[name][1]], lambda m, x: m(x)) for name in ("unet", "hybrid", "cohen")},
+    }
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["chebconv", "sht", "efficient_layer", "so3_relu", "unet", "hybrid", "cohen"])
+def test_no_host_to_device_copy_in_steady_state(name, graph_cache):
+    """DESIGN: no hidden host -> device copies in forward (nor backward) once the per-device
+    tables exist (the first calls may build them).  Device -> host syncs of the input checks
+    (``check_finite``, ``SHT._check``) are allowed: they raise ValueError on bad input."""
+    from torch.profiler import ProfilerActivity, profile
+
+    make, shapes, call = _steady_state_cases(graph_cache)[name]
+    torch.manual_seed(0)
+    mod = make().to("cuda", F32)
+    xs = [_randn(*s, seed=i).to("cuda", F32).requires_grad_() for i, s in enumerate(shapes)]
+
+    def step():
+        flatten_batch(call(mod, *xs)).square().sum().backward()
+
+    step(), step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    copies = sorted({e.name for e in prof.events() if "HtoD" in e.name})
+    assert not copies, f"{name}: host -> device copies in a steady-state forward + backward: {copies}"
