@@ -1,6 +1,7 @@
 """Chebyshev graph convolution (Defferrard et al. 2016), the DeepSphere layer."""
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -90,6 +91,17 @@ class ChebConv(nn.Module):
     def _apply(self, fn, *args, **kwargs):
         self._scratch.clear()  # buffers of the old dtype/device
         return super()._apply(fn, *args, **kwargs)
+
+    def __deepcopy__(self, memo):
+        # torch cannot deep-copy a sparse CSR tensor (no storage): clone the Laplacians first,
+        # memoised by object so convs sharing one Laplacian share one copy; the rest as usual.
+        for t in (self.laplacian, self.laplacian_t):
+            if t is not None and id(t) not in memo:
+                memo[id(t)] = t.clone()
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(self.__dict__, memo))
+        return new
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         # A sparse buffer cannot be copy_()'d into one with another number of non-zeros: replace it.

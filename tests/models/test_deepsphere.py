@@ -1,4 +1,5 @@
 """DeepSphere classifier / regressor / UNet: shapes, gradients, dtypes, state_dict, bad input."""
+import copy
 import io
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.models import DeepSphereClassifier, DeepSphereRegressor, SphericalUNet
+from deepsphere_gen.nn import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
 
 NSIDE = 4  # 192 pixels
@@ -71,6 +73,35 @@ def test_double_and_state_dict_round_trip(cache_dir):
     assert y64.dtype == torch.float64
     torch.testing.assert_close(y64.float(), a(x), rtol=1e-4, atol=1e-5)
     assert a.double()(x.double()).dtype == torch.float64
+
+
+def _models(cache_dir, dtype=None):
+    return {
+        "classifier": (DeepSphereClassifier(NSIDE, 2, channels=(4, 6), dtype=dtype, **_kw(cache_dir)), 2),
+        "unet": (SphericalUNet(NSIDE, 2, 3, channels=(4, 6), convs_per_level=2, dtype=dtype, **_kw(cache_dir)), 2),
+    }
+
+
+@pytest.mark.parametrize("name", ["classifier", "unet"])
+def test_deepcopy_is_independent_and_equal(cache_dir, name):
+    """copy.deepcopy (EMA/SWA copies, best-model snapshots) of models holding sparse Laplacians."""
+    torch.manual_seed(0)
+    m, cin = _models(cache_dir)[name]
+    x = torch.randn(3, 192, cin)
+    m(x).sum().backward()  # BatchNorm stats, kept work buffers
+    m.eval()
+    y = m(x)
+    twin = copy.deepcopy(m)
+    torch.testing.assert_close(twin(x), y, rtol=0, atol=0)
+    convs = [c for c in m.modules() if isinstance(c, ChebConv)]
+    twins = [c for c in twin.modules() if isinstance(c, ChebConv)]
+    for a, b in zip(convs, twins):
+        assert b.laplacian.dtype == a.laplacian.dtype and b.laplacian.device == a.laplacian.device
+        assert b.laplacian.values().data_ptr() != a.laplacian.values().data_ptr()
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.mul_(-1.5)
+    torch.testing.assert_close(m(x), y, rtol=0, atol=0)  # the original is untouched
 
 
 @pytest.mark.parametrize("unpool", ["repeat", "max"])

@@ -1,10 +1,14 @@
 """HybridClassifier: shapes, end-to-end training, invariance of the part after the bridge, errors."""
+import copy
+import io
+
 import pytest
 import torch
 
 from deepsphere_gen.equivariance import equivariance_error
 from deepsphere_gen.harmonic import random_rotations, rotate_coefficients, synthesis
 from deepsphere_gen.models.hybrid import HybridClassifier
+from deepsphere_gen.nn import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
 
 
@@ -63,3 +67,29 @@ def test_bad_configuration_raises():
         _model(bandlimits=(20, 4))
     with pytest.raises(ValueError, match="pixels"):
         _model()(torch.zeros(1, 10, 1, dtype=torch.float64))
+
+
+def test_deepcopy_and_pickle_are_independent_and_equal():
+    m = _model(dtype=torch.float32)
+    x = torch.randn(2, 12 * 64, 1)
+    m(x).sum().backward()
+    m.eval()
+    y = m(x)
+    twin = copy.deepcopy(m)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    for c in (twin, loaded):
+        torch.testing.assert_close(c(x), y, rtol=0, atol=0)
+        for a, b in zip(_convs(m), _convs(c)):
+            assert b.laplacian.dtype == a.laplacian.dtype and b.laplacian.device == a.laplacian.device
+            assert b.laplacian.values().data_ptr() != a.laplacian.values().data_ptr()
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.mul_(-1.5)
+    torch.testing.assert_close(m(x), y, rtol=0, atol=0)
+
+
+def _convs(model):
+    return [c for c in model.modules() if isinstance(c, ChebConv)]

@@ -1,4 +1,5 @@
 """ChebConv against torch_geometric.nn.ChebConv on the same HEALPix kNN graph."""
+import copy
 import io
 
 import healpy as hp
@@ -131,6 +132,35 @@ def test_buffer_moves_and_state_dict_round_trip(graph):
     torch.testing.assert_close(same(x), y, rtol=0, atol=1e-13)
     with pytest.raises(RuntimeError, match="size mismatch"):
         ChebConv(2, 3, 4, sp.identity(7, format="csr")).double().load_state_dict(state)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_deepcopy_and_pickle(graph, symmetric, dtype):
+    """copy.deepcopy (EMA/SWA copies) and torch.save of the module: independent, equal, same dtype."""
+    L, lmax = _laplacian(graph, None)
+    r = (2 / lmax) * L - sp.identity(graph.shape[0])
+    if not symmetric:
+        r = r + sp.random(*r.shape, density=0.01, random_state=0)
+    conv = ChebConv(2, 3, 4, r, dtype=dtype)
+    assert (conv.laplacian_t is None) == symmetric
+    x = torch.randn(2, graph.shape[0], 2, dtype=dtype)
+    y = conv(x)
+    y.sum().backward()  # fills the kept work buffers
+    twin = copy.deepcopy(conv)
+    buf = io.BytesIO()
+    torch.save(conv, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    for c in (twin, loaded):
+        assert c.laplacian.layout == torch.sparse_csr and c.laplacian.dtype == dtype
+        assert c.laplacian.device == conv.laplacian.device
+        assert c.laplacian.values().data_ptr() != conv.laplacian.values().data_ptr()
+        assert (c.laplacian_t is None) == symmetric
+        torch.testing.assert_close(c(x), y, rtol=0, atol=0)
+    with torch.no_grad():
+        twin.weight.mul_(2)
+    torch.testing.assert_close(conv(x), y, rtol=0, atol=0)  # the original is untouched
 
 
 def test_bad_inputs(graph):
