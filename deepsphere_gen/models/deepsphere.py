@@ -11,7 +11,8 @@ from torch import nn
 
 from .._validation import check_channels, check_finite, check_pixels
 from ..graph import build_graph
-from ..nn.chebconv import ChebConv
+from ..nn._cheb_sparse import to_torch_csr
+from ..nn.chebconv import ChebConv, _same_csr
 from ..nn.pooling import (
     HealpixAvgPool,
     HealpixMaxPool,
@@ -66,7 +67,8 @@ def _check_map(x: torch.Tensor, sampling, in_channels: int) -> None:
 
 
 class _Graphs:
-    """Rescaled Laplacian (torch sparse CSR) per sampling, built once through build_graph."""
+    """Rescaled Laplacian per sampling, built once through build_graph, as the CSR tensor
+    (int32 indices) that :class:`ChebConv` keeps as is: all convs of a resolution share it."""
 
     def __init__(self, k: int, laplacian: str, dtype, cache: bool, cache_dir):
         self.k, self.kind, self.dtype, self.cache, self.cache_dir = k, laplacian, dtype, cache, cache_dir
@@ -77,8 +79,51 @@ class _Graphs:
         if key not in self._memo:
             k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
             g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
-            self._memo[key] = g.to_torch(dtype=self.dtype, rescaled=True)
+            self._memo[key] = to_torch_csr(g.to_torch(dtype=self.dtype, rescaled=True), dtype=self.dtype)
         return self._memo[key]
+
+
+class _SharedLaplacians(nn.Module):
+    """Base of the models whose ChebConvs share Laplacians (one CSR tensor per resolution).
+
+    torch converts buffers one by one, module by module: ``.to()``/``.double()``/``.cuda()``
+    would give every conv its own copy.  Here each distinct sparse tensor is converted once
+    and the result handed to every conv that held it; after ``load_state_dict`` convs whose
+    Laplacians are equal share one tensor again.  (``copy.deepcopy`` and pickling keep the
+    sharing by themselves.)  Subclasses call ``super().__init__()`` first.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_load_state_dict_post_hook(_share_equal_laplacians)
+
+    def _apply(self, fn, *args, **kwargs):
+        done = {}  # id(source) -> (source, converted); the source is kept alive so ids stay unique
+
+        def once(t):
+            if t.layout != torch.sparse_csr:
+                return fn(t)
+            if id(t) not in done:
+                done[id(t)] = (t, fn(t))
+            return done[id(t)][1]
+
+        return super()._apply(once, *args, **kwargs)
+
+
+def _share_equal_laplacians(model: nn.Module, incompatible_keys=None) -> None:
+    """Point every ChebConv of ``model`` whose Laplacian equals an earlier one at that tensor."""
+    kept: list[ChebConv] = []
+    for conv in model.modules():
+        if not isinstance(conv, ChebConv):
+            continue
+        a = conv.laplacian
+        for ref in kept:
+            b = ref.laplacian
+            if a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and _same_csr(a, b):
+                conv.laplacian, conv.laplacian_t = b, ref.laplacian_t
+                break
+        else:
+            kept.append(conv)
 
 
 class _PixelBatchNorm(nn.BatchNorm1d):
@@ -124,7 +169,7 @@ def _summary(model: nn.Module) -> str:
     return "\n".join(lines)
 
 
-class _DeepSphereNet(nn.Module):
+class _DeepSphereNet(_SharedLaplacians):
     """Encoder of conv blocks with pooling, then a map-level head; (B, npix, in) -> (B, n_out)."""
 
     def __init__(self, nside, in_channels, n_out, channels, K, k, pool_levels, head, stats, fc_hidden,
@@ -247,7 +292,7 @@ class DeepSphereRegressor(_DeepSphereNet):
         self.n_outputs = int(n_outputs)
 
 
-class SphericalUNet(nn.Module):
+class SphericalUNet(_SharedLaplacians):
     """Spherical UNet for per-pixel outputs: (batch, pixels, in_channels) -> (batch, pixels, out_channels).
 
     Level i (i = 0..len(channels)-1) runs ``convs_per_level`` conv blocks with ``channels[i]``

@@ -23,12 +23,12 @@ from ..nn._efficient_layer import EfficientGeneralizedLayer
 from ..nn._readout import InvariantReadout
 from ..nn._signal import GeneralizedSignal
 from ..sampling import HealpixSampling
-from .deepsphere import _check_order, _check_positive_ints, _ConvBlock, _Graphs, _pool
+from .deepsphere import _check_order, _check_positive_ints, _ConvBlock, _Graphs, _pool, _SharedLaplacians
 
 __all__ = ["HybridClassifier"]
 
 
-class HybridClassifier(nn.Module):
+class HybridClassifier(_SharedLaplacians):
     """Graph blocks on full-sky HEALPix, then harmonic layers; rotation-invariant readout.
 
     Args:

@@ -104,7 +104,8 @@ class ChebConv(nn.Module):
         return new
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
-        # A sparse buffer cannot be copy_()'d into one with another number of non-zeros: replace it.
+        # A sparse buffer cannot be copy_()'d into one with another number of non-zeros: replace it,
+        # unless the checkpoint holds the same matrix (then keep ours: it may be shared with other convs).
         key = prefix + "laplacian"
         if key in state_dict:
             new = state_dict[key]
@@ -113,8 +114,10 @@ class ChebConv(nn.Module):
                     f"size mismatch for {key}: checkpoint {tuple(new.shape)}, model {tuple(self.laplacian.shape)}"
                 )
             else:
-                self.laplacian = to_torch_csr(new, dtype=self.laplacian.dtype, device=self.laplacian.device)
-                self._set_transpose()
+                new = to_torch_csr(new, dtype=self.laplacian.dtype, device=self.laplacian.device)
+                if not _same_csr(new, self.laplacian):
+                    self.laplacian = new
+                    self._set_transpose()
             state_dict = {k: v for k, v in state_dict.items() if k != key}
             super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
             missing[:] = [m for m in missing if m != key]
@@ -126,6 +129,12 @@ class ChebConv(nn.Module):
             f"{self.in_channels}, {self.out_channels}, K={self.K}, pixels={self.npix}, "
             f"nnz={self.laplacian.values().numel()}, bias={self.bias is not None}"
         )
+
+
+def _same_csr(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal CSR matrices (same indices and values)."""
+    return a is b or (a.values().numel() == b.values().numel() and torch.equal(a.crow_indices(), b.crow_indices())
+                      and torch.equal(a.col_indices(), b.col_indices()) and torch.equal(a.values(), b.values()))
 
 
 def _check_finite_fast(x: torch.Tensor) -> None:

@@ -24,6 +24,12 @@ def _kw(cache_dir):
     return dict(K=3, k=8, cache_dir=cache_dir)
 
 
+def _distinct_laplacians(model):
+    """Number of distinct Laplacian storages (index and value arrays) over the model's ChebConvs."""
+    return len({(c.laplacian.crow_indices().data_ptr(), c.laplacian.col_indices().data_ptr(),
+                 c.laplacian.values().data_ptr()) for c in model.modules() if isinstance(c, ChebConv)})
+
+
 @pytest.mark.parametrize("head", ["gap", "stats", "fc"])
 def test_classifier_shapes_backward_and_graph(cache_dir, head):
     m = DeepSphereClassifier(NSIDE, 2, channels=(4, 6), n_classes=3, head=head, fc_hidden=(5,),
@@ -98,10 +104,43 @@ def test_deepcopy_is_independent_and_equal(cache_dir, name):
     for a, b in zip(convs, twins):
         assert b.laplacian.dtype == a.laplacian.dtype and b.laplacian.device == a.laplacian.device
         assert b.laplacian.values().data_ptr() != a.laplacian.values().data_ptr()
+    assert _distinct_laplacians(twin) == _distinct_laplacians(m)  # sharing survives the copy
     with torch.no_grad():
         for p in twin.parameters():
             p.mul_(-1.5)
     torch.testing.assert_close(m(x), y, rtol=0, atol=0)  # the original is untouched
+
+
+@pytest.mark.parametrize("unpool", ["repeat", "max"])
+def test_unet_convs_share_one_laplacian_per_resolution(cache_dir, unpool):
+    """7 convs on 2 resolutions hold 2 Laplacians, also after .double()/.float(), deepcopy, pickle, load."""
+    torch.manual_seed(0)
+    m = SphericalUNet(NSIDE, 2, 3, channels=(4, 6), convs_per_level=2, unpool=unpool, **_kw(cache_dir)).eval()
+    assert sum(isinstance(c, ChebConv) for c in m.modules()) == 7
+    assert _distinct_laplacians(m) == 2
+    x = torch.randn(2, 192, 2, dtype=torch.float64)
+    want = m(x.float()).double()
+    m.double()
+    assert _distinct_laplacians(m) == 2
+    torch.testing.assert_close(m(x), want, rtol=1e-4, atol=1e-5)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    assert _distinct_laplacians(torch.load(buf, weights_only=False)) == 2
+    m.float().double()
+    assert _distinct_laplacians(m) == 2
+    # state_dict round trips, also across dtypes, keep one Laplacian per resolution
+    y = m(x)
+    for dtype in (torch.float64, torch.float32):
+        b = SphericalUNet(NSIDE, 2, 3, channels=(4, 6), convs_per_level=2, unpool=unpool, dtype=dtype,
+                          **_kw(cache_dir)).eval()
+        buf = io.BytesIO()
+        torch.save(m.state_dict(), buf)
+        buf.seek(0)
+        b.load_state_dict(torch.load(buf))
+        assert _distinct_laplacians(b) == 2
+        tol = dict(rtol=0, atol=0) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b(x.to(dtype)).double(), y, **tol)
 
 
 @pytest.mark.parametrize("unpool", ["repeat", "max"])

@@ -93,3 +93,19 @@ def test_deepcopy_and_pickle_are_independent_and_equal():
 
 def _convs(model):
     return [c for c in model.modules() if isinstance(c, ChebConv)]
+
+
+def test_convs_of_one_resolution_share_one_laplacian():
+    """Without pooling the three graph convs hold one Laplacian, also after .double() and deepcopy."""
+    m = _model(dtype=torch.float32, graph_channels=(3, 4, 4), pool_levels=0, bandlimits=(4,), harmonic_channels=()).eval()
+    x = torch.randn(2, 12 * 64, 1, dtype=torch.float64)
+    want = m(x.float()).double()
+    assert len(_convs(m)) == 3 and _distinct_laplacians(m) == 1
+    m.double()
+    assert _distinct_laplacians(m) == 1 and _distinct_laplacians(copy.deepcopy(m)) == 1
+    torch.testing.assert_close(m(x), want, rtol=1e-4, atol=1e-5)
+
+
+def _distinct_laplacians(model):
+    return len({(c.laplacian.crow_indices().data_ptr(), c.laplacian.col_indices().data_ptr(),
+                 c.laplacian.values().data_ptr()) for c in _convs(model)})
