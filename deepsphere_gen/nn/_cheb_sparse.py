@@ -124,30 +124,70 @@ class Scratch:
     Fresh multi-megabyte CPU tensors cost a page fault per 4 KiB page on first touch (as much
     as the arithmetic of a Chebyshev layer); a buffer handed back after use is taken again by
     the next call of the same shape, dtype and device (else replaced).  A taken buffer belongs
-    to its caller until handed back, so overlapping calls never share one.  Never pickled or
-    deep-copied (an empty holder comes back).
+    to its caller until handed back, so overlapping calls never share one.
+
+    Outputs (:meth:`take_output`) are recycled differently: the buffer stays referenced here
+    and is handed out again only once nothing else holds its storage (the caller has dropped
+    every tensor and view of the previous result), else a fresh one replaces it.  Never
+    pickled or deep-copied (an empty holder comes back).
     """
 
     def __init__(self):
         self._idle: dict[str, torch.Tensor] = {}
+        self._outputs: dict[str, torch.Tensor] = {}
 
     def take(self, role: str, shape, like: torch.Tensor) -> torch.Tensor:
         t = self._idle.pop(role, None)
-        if t is None or tuple(t.shape) != tuple(shape) or t.dtype != like.dtype or t.device != like.device:
+        if not _fits(t, shape, like):
             t = torch.empty(shape, dtype=like.dtype, device=like.device)
         return t
 
     def give(self, role: str, t: torch.Tensor) -> None:
         self._idle[role] = t
 
+    def take_output(self, role: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """A buffer for a result handed to the caller: the last one if it is free, else fresh.
+
+        CPU only (a GPU caching allocator already recycles memory; elsewhere this is
+        ``torch.empty``).
+        """
+        if like.device.type != "cpu":
+            return torch.empty(shape, dtype=like.dtype, device=like.device)
+        t = self._outputs.get(role)
+        if not (_fits(t, shape, like) and _unshared(t)):
+            t = torch.empty(shape, dtype=like.dtype, device=like.device)
+            self._outputs[role] = t
+        return t
+
     def clear(self) -> None:
         self._idle.clear()
+        self._outputs.clear()
 
     def __getstate__(self):
         return {}
 
     def __setstate__(self, state):
-        self._idle = {}
+        self.__init__()
+
+
+def _fits(t: torch.Tensor | None, shape, like: torch.Tensor) -> bool:
+    return t is not None and tuple(t.shape) == tuple(shape) and t.dtype == like.dtype and t.device == like.device
+
+
+def _storage_refs(t: torch.Tensor) -> int:
+    """References to t's storage (tensors, views, saved tensors), as torch counts them."""
+    return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+
+
+#: the count :func:`_storage_refs` gives for a tensor nothing else shares (None: not available)
+try:
+    _SOLE_REFS = _storage_refs(torch.empty(1))
+except (AttributeError, RuntimeError):  # private torch API gone: never recycle
+    _SOLE_REFS = None
+
+
+def _unshared(t: torch.Tensor) -> bool:
+    return _SOLE_REFS is not None and _storage_refs(t) == _SOLE_REFS
 
 
 #: bytes of a GEMM row block when blocking (see :func:`_block_rows`): a core's L2 or so
@@ -185,7 +225,7 @@ class _ChebFilter(torch.autograd.Function):
         K, _, O = weight.shape
         n = B * C
         keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        basis = scratch.take("basis", (K, P, n), x) if keep else x.new_empty((K, P, n))
+        basis = scratch.take("basis", (K, P, n), x)
         basis[0].view(P, B, C).copy_(x.transpose(0, 1))
         for k in range(1, K):
             if k == 1:
@@ -194,7 +234,7 @@ class _ChebFilter(torch.autograd.Function):
                 basis[k].addmm_(laplacian, basis[k - 1], beta=0, alpha=2).sub_(basis[k - 2])
         # y = sum_k T_k W_k (+ b), rows (pixel, batch), one row block at a time
         t = basis.view(K, P * B, C)
-        y = x.new_empty((P * B, O))
+        y = scratch.take_output("out", (P * B, O), x)
         rows = block_rows or _block_rows(P * B, (K * C + O) * x.element_size(), x.device)
         for r0, r1 in _blocks(P * B, rows):
             yb = y[r0:r1]
@@ -206,6 +246,8 @@ class _ChebFilter(torch.autograd.Function):
                 yb.addmm_(t[k, r0:r1], weight[k])
         ctx.save_for_backward(x, weight, bias)
         ctx.basis = basis if keep else None
+        if not keep:  # no backward will use it
+            scratch.give("basis", basis)
         ctx.laplacian, ctx.laplacian_t, ctx.scratch, ctx.block_rows = laplacian, laplacian_t, scratch, block_rows
         # (pixels, batch, out) buffer seen as (batch, pixels, out): no transposing copy
         return y.view(P, B, O).transpose(0, 1)

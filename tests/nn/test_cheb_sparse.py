@@ -1,0 +1,87 @@
+"""Buffer recycling of the fused Chebyshev filter (deepsphere_gen.nn._cheb_sparse.Scratch).
+
+The numerics of the filter are tested against torch_geometric and a dense polynomial in
+test_chebconv.py; here: a recycled output never overwrites a result the caller still holds.
+"""
+import copy
+import pickle
+
+import pytest
+import scipy.sparse as sp
+import torch
+
+from deepsphere_gen.nn._cheb_sparse import _SOLE_REFS, Scratch, cheb_filter, to_torch_csr
+
+pytestmark = pytest.mark.skipif(_SOLE_REFS is None, reason="torch lacks storage use counts: outputs never recycled")
+
+
+def _setup(n=10, B=2, C=3, O=4, K=3, seed=0):
+    A = sp.random(n, n, density=0.4, random_state=seed, format="csr")
+    lap = to_torch_csr((A + A.T) / 2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, n, C, dtype=torch.float64, generator=g)
+    w = torch.randn(K, C, O, dtype=torch.float64, generator=g)
+    return lap, x, w
+
+
+def test_output_recycled_once_dropped():
+    lap, x, w = _setup()
+    scratch = Scratch()
+    y = cheb_filter(x, w, None, lap, scratch=scratch)
+    ptr = y.data_ptr()
+    del y
+    assert cheb_filter(x, w, None, lap, scratch=scratch).data_ptr() == ptr
+
+
+@pytest.mark.parametrize("hold", ["tensor", "view", "numpy", "autograd"])
+def test_held_output_is_never_overwritten(hold):
+    lap, x, w = _setup()
+    scratch = Scratch()
+    wr = w.clone().requires_grad_(hold == "autograd")
+    y1 = cheb_filter(x, wr, None, lap, scratch=scratch)
+    expected = y1.detach().clone()
+    held = {"tensor": y1, "view": y1[:, 2:, :1], "numpy": y1.detach().numpy(),
+            "autograd": y1.pow(2).sum()}[hold]  # pow keeps its input for backward
+    keep_ptr = y1.data_ptr()
+    if hold != "tensor":
+        del y1
+    y2 = cheb_filter(2 * x, wr, None, lap, scratch=scratch)
+    assert y2.data_ptr() != keep_ptr
+    if hold == "autograd":  # the backward of pow reads the kept y1, not y2
+        (gw,) = torch.autograd.grad(held, wr)
+        wf = w.clone().requires_grad_()
+        (ref,) = torch.autograd.grad(cheb_filter(x, wf, None, lap).pow(2).sum(), wf)
+        torch.testing.assert_close(gw, ref, rtol=0, atol=1e-12)
+    else:
+        torch.testing.assert_close(torch.as_tensor(held), torch.as_tensor(
+            {"tensor": expected, "view": expected[:, 2:, :1], "numpy": expected.numpy()}[hold]), rtol=0, atol=0)
+    torch.testing.assert_close(y2.detach(), 2 * expected, rtol=0, atol=1e-12)
+
+
+def test_recycling_follows_shape_dtype_and_clear():
+    lap, x, w = _setup()
+    scratch = Scratch()
+    ptr = cheb_filter(x, w, None, lap, scratch=scratch).data_ptr()
+    y = cheb_filter(x[:1], w, None, lap, scratch=scratch)  # other batch: a fresh buffer
+    assert y.shape == (1, 10, 4) and y.data_ptr() != ptr
+    scratch.clear()
+    assert scratch._outputs == {} and scratch._idle == {}
+
+
+def test_scratch_copies_and_pickles_empty():
+    lap, x, w = _setup()
+    scratch = Scratch()
+    cheb_filter(x, w, None, lap, scratch=scratch)
+    for other in (copy.deepcopy(scratch), pickle.loads(pickle.dumps(scratch))):
+        assert other._outputs == {} and other._idle == {}
+
+
+def test_inference_basis_returned_to_scratch():
+    """Without gradients the Chebyshev stack goes back to the scratch at the end of forward."""
+    lap, x, w = _setup()
+    scratch = Scratch()
+    with torch.no_grad():
+        cheb_filter(x, w, None, lap, scratch=scratch)
+        basis = scratch._idle["basis"]
+        cheb_filter(x, w, None, lap, scratch=scratch)
+    assert scratch._idle["basis"] is basis
