@@ -67,6 +67,14 @@ def so3_near_identity_grid(max_beta: float = math.pi / 8, n_alpha: int = 8, n_be
     return np.stack([a.ravel(), b.ravel(), (g - a).ravel()], axis=-1)
 
 
+def _float_dtype(dtype) -> torch.dtype:
+    """``dtype`` or torch's default; ValueError unless floating point."""
+    dtype = dtype or torch.get_default_dtype()
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
+    return dtype
+
+
 def _check_bandlimits(L, L_out) -> tuple[int, int]:
     if isinstance(L, bool) or int(L) != L or L < 1:
         raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
@@ -77,16 +85,44 @@ def _check_bandlimits(L, L_out) -> tuple[int, int]:
 
 
 class _Conv(nn.Module):
-    """Bookkeeping shared by the three convolutions: bandlimits, channels, input checks, bias."""
+    """Bookkeeping shared by the three convolutions: bandlimits, channels, dtype, tables, input checks, bias.
 
-    def __init__(self, L, in_channels, out_channels, L_out, bias: bool, bias_scale: float):
+    Filter tables (interpolation matrix, spherical harmonics / Wigner-D at the kernel grid)
+    are computed in float64 and held as non-persistent buffers in the layer's dtype; a
+    float64 copy is kept for the inexact ones, and every dtype/device change
+    (``.double()``, ``.to(...)``) casts the buffers again from it, so a layer built in
+    float32 and moved to float64 has float64-accurate tables.
+    """
+
+    def __init__(self, L, in_channels, out_channels, L_out, bias: bool, bias_scale: float, dtype):
         super().__init__()
         self.L, self.L_out = _check_bandlimits(L, L_out)
         if min(in_channels, out_channels) < 1:
             raise ValueError(f"channels must be >= 1, got {in_channels} -> {out_channels}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.bias = nn.Parameter(torch.zeros(out_channels, dtype=dtype)) if bias else None
         self._bias_scale = bias_scale  # degree-0 coefficient of the constant function 1
+        self._tables64: dict[str, torch.Tensor] = {}  # float64 copies of the inexact tables
+
+    def _table(self, name: str, values, dtype: torch.dtype, exact: bool = False) -> None:
+        """Register ``values`` (float64) as buffer ``name`` in ``dtype``; ``exact``: no float64
+        copy needed (e.g. 0/1 entries, representable in every dtype)."""
+        t = torch.as_tensor(values, dtype=torch.float64)
+        if not exact:
+            self._tables64[name] = t
+        self.register_buffer(name, t.to(dtype), persistent=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Current dtype of the parameters and tables."""
+        return next(iter(self.parameters())).dtype
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for name, t in self._tables64.items():
+            buf = getattr(self, name)
+            setattr(self, name, t.to(device=buf.device, dtype=buf.dtype))
+        return self
 
     def _check(self, x, so3_in: bool) -> None:
         if not isinstance(x, GeneralizedSignal):
@@ -114,19 +150,23 @@ class S2Conv(_Conv):
     Filters: zonal coefficients h_l per (C_in, C_out); ``n_anchors`` (>= 2) learns them at
     ``n_anchors`` equispaced degrees and interpolates linearly (localised filters);
     None learns every h_l.  Parameters C_in C_out (n_anchors or L_out) (+ C_out bias).
+    ``dtype``: of parameters and tables (default torch's default dtype; see :class:`_Conv`).
     """
 
     def __init__(self, L: int, in_channels: int, out_channels: int, L_out: int | None = None,
-                 n_anchors: int | None = None, bias: bool = True):
-        super().__init__(L, in_channels, out_channels, L_out, bias, math.sqrt(4 * math.pi))
+                 n_anchors: int | None = None, bias: bool = True, dtype: torch.dtype | None = None):
+        dtype = _float_dtype(dtype)
+        super().__init__(L, in_channels, out_channels, L_out, bias, math.sqrt(4 * math.pi), dtype)
         n = self.L_out if n_anchors is None else int(n_anchors)
         if n_anchors is not None and not 2 <= n <= self.L_out:
             raise ValueError(f"n_anchors must be in [2, L_out={self.L_out}], got {n_anchors!r}")
-        interp = np.eye(self.L_out) if n_anchors is None else _linear_interpolation(n, self.L_out)
-        self.register_buffer("interp", torch.as_tensor(interp, dtype=torch.get_default_dtype()), persistent=False)
+        if n_anchors is None:
+            self._table("interp", np.eye(self.L_out), dtype, exact=True)
+        else:
+            self._table("interp", _linear_interpolation(n, self.L_out), dtype)
         # unit-variance inputs -> unit-variance degree-0 outputs
         scale = 1.0 / (2 * math.pi * math.sqrt(4 * math.pi) * math.sqrt(in_channels))
-        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, n) * scale)
+        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, n, dtype=dtype) * scale)
         self._gain = [2 * math.pi * math.sqrt(4 * math.pi / (2 * l + 1)) for l in range(self.L_out)]
 
     def filters(self) -> torch.Tensor:
@@ -159,11 +199,13 @@ class S2ToSO3Conv(_Conv):
     coefficients psi^l_n, C_in C_out L_out^2 parameters) or (n, 2) points (theta, phi):
     psi = sum_p w_p delta_{x_p}, i.e. psi^l_n = sum_p w_p Y_ln(x_p) (C_in C_out n
     parameters; ``s2_near_identity_grid()`` gives Cohen's localised kernel).
+    ``dtype``: of parameters and tables (default torch's default dtype; see :class:`_Conv`).
     """
 
     def __init__(self, L: int, in_channels: int, out_channels: int, L_out: int | None = None,
-                 kernel_grid=None, bias: bool = True):
-        super().__init__(L, in_channels, out_channels, L_out, bias, math.sqrt(8 * math.pi**2))
+                 kernel_grid=None, bias: bool = True, dtype: torch.dtype | None = None):
+        dtype = _float_dtype(dtype)
+        super().__init__(L, in_channels, out_channels, L_out, bias, math.sqrt(8 * math.pi**2), dtype)
         Lo = self.L_out
         if kernel_grid is None:
             basis = np.eye(Lo * Lo)
@@ -172,9 +214,9 @@ class S2ToSO3Conv(_Conv):
             if grid.ndim != 2 or grid.shape[1] != 2 or not np.isfinite(grid).all():
                 raise ValueError(f"kernel_grid must be finite (n, 2) points (theta, phi), got shape {grid.shape}")
             basis = real_spherical_harmonics(Lo, grid[:, 0], grid[:, 1])  # (n, Lo^2)
-        self.register_buffer("basis", torch.as_tensor(basis, dtype=torch.get_default_dtype()), persistent=False)
+        self._table("basis", basis, dtype, exact=kernel_grid is None)
         n = basis.shape[0]
-        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, n) / math.sqrt(in_channels * n))
+        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, n, dtype=dtype) / math.sqrt(in_channels * n))
         self._gain = [math.sqrt(8 * math.pi**2 / (2 * l + 1)) for l in range(Lo)]
 
     def filters(self) -> list[torch.Tensor]:
@@ -196,30 +238,33 @@ class SO3Conv(_Conv):
     2l+1), l < L_out.  ``kernel_grid``: None (free Psi^l, C_in C_out sum_l (2l+1)^2
     parameters) or (n, 3) ZYZ rotations: psi = sum_p w_p delta_{R_p}, i.e.
     Psi^l = sum_p w_p sqrt((2l+1)/8pi^2) D^l(R_p) (``so3_near_identity_grid()``).
+    ``dtype``: of parameters and tables (default torch's default dtype; see :class:`_Conv`).
     """
 
     def __init__(self, L: int, in_channels: int, out_channels: int, L_out: int | None = None,
-                 kernel_grid=None, bias: bool = True):
-        super().__init__(L, in_channels, out_channels, L_out, bias, math.sqrt(8 * math.pi**2))
+                 kernel_grid=None, bias: bool = True, dtype: torch.dtype | None = None):
+        dtype = _float_dtype(dtype)
+        super().__init__(L, in_channels, out_channels, L_out, bias, math.sqrt(8 * math.pi**2), dtype)
         Lo = self.L_out
-        dtype = torch.get_default_dtype()
         if kernel_grid is None:
-            bases = [torch.eye((2 * l + 1) ** 2, dtype=dtype).reshape(-1, 2 * l + 1, 2 * l + 1) for l in range(Lo)]
+            bases = [torch.eye((2 * l + 1) ** 2, dtype=torch.float64).reshape(-1, 2 * l + 1, 2 * l + 1)
+                     for l in range(Lo)]
         else:
             grid = torch.as_tensor(np.asarray(kernel_grid, dtype=np.float64))
             if grid.dim() != 2 or grid.shape[1] != 3 or not bool(torch.isfinite(grid).all()):
                 raise ValueError(f"kernel_grid must be finite (n, 3) ZYZ rotations, got shape {tuple(grid.shape)}")
-            bases = [(math.sqrt((2 * l + 1) / (8 * math.pi**2)) * wigner_D_real(l, grid)).to(dtype) for l in range(Lo)]
+            bases = [math.sqrt((2 * l + 1) / (8 * math.pi**2)) * wigner_D_real(l, grid) for l in range(Lo)]
         for l, b in enumerate(bases):
-            self.register_buffer(f"basis{l}", b, persistent=False)
+            self._table(f"basis{l}", b, dtype, exact=kernel_grid is None)
         n = bases[-1].shape[0] if kernel_grid is not None else None
         if n is None:
             self.weight = nn.ParameterList(
-                nn.Parameter(torch.randn(in_channels, out_channels, b.shape[0]) / math.sqrt(in_channels * (2 * l + 1)))
+                nn.Parameter(torch.randn(in_channels, out_channels, b.shape[0], dtype=dtype)
+                             / math.sqrt(in_channels * (2 * l + 1)))
                 for l, b in enumerate(bases)
             )
         else:
-            self.weight = nn.Parameter(torch.randn(in_channels, out_channels, n) / math.sqrt(in_channels * n))
+            self.weight = nn.Parameter(torch.randn(in_channels, out_channels, n, dtype=dtype) / math.sqrt(in_channels * n))
         self._gain = [math.sqrt(8 * math.pi**2 / (2 * l + 1)) for l in range(Lo)]
 
     def filters(self) -> list[torch.Tensor]:

@@ -46,10 +46,20 @@ def flat(fragments):
     return torch.cat([f[..., 0] for f in fragments], dim=-1)  # (B, C, L*L)
 
 
+def build64(make, route):
+    """A float64 layer: built in float64 (``dtype=``) or built in float32 then ``.double()``."""
+    return make(dtype=torch.float64) if route == "dtype" else make(dtype=torch.float32).double()
+
+
+ROUTES = pytest.mark.parametrize("route", ["dtype", "double"])
+
+
+@ROUTES
 @torch.no_grad()
-def test_s2_to_so3_matches_quadrature():
+def test_s2_to_so3_matches_quadrature(route):
     torch.manual_seed(0)
-    conv = S2ToSO3Conv(L, 2, 3, kernel_grid=s2_near_identity_grid(), bias=False).double()
+    kernel = s2_near_identity_grid()
+    conv = build64(lambda **kw: S2ToSO3Conv(L, 2, 3, kernel_grid=kernel, bias=False, **kw), route)
     x = s2_signal()
     y = conv(x)
     grid = GaussLegendreSO3Sampling(L)
@@ -57,19 +67,22 @@ def test_s2_to_so3_matches_quadrature():
     quad = GaussLegendreSampling(L + 1)  # exact for products of two degree < L harmonics
     w = torch.as_tensor(quad.weights)
     f = eval_s2(flat(x.fragments), quad.theta, quad.phi)  # (B, C_in, npix)
-    psi = torch.cat(conv.filters(), dim=-1)  # (C_in, C_out, L*L)
+    # psi = sum_p w_p delta_{x_p}: coefficients from float64 harmonics at the kernel points, not the layer's tables
+    psi = conv.weight @ torch.as_tensor(real_spherical_harmonics(L, kernel[:, 0], kernel[:, 1]))  # (C_in, C_out, L*L)
     R = torch.as_tensor(grid.angles)
     th, ph = inverse_rotated(R, quad.xyz)
     Y = torch.as_tensor(real_spherical_harmonics(L, th.reshape(-1).numpy(), ph.reshape(-1).numpy())).reshape(len(R), -1, L * L)
     psi_rot = torch.einsum("cdk,pxk->cdpx", psi, Y)  # psi(R^-1 x)
     want = torch.einsum("bcx,cdpx,x->bpd", f, psi_rot, w)
-    assert torch.allclose(got, want, atol=1e-11 * float(want.abs().max()))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-11 * float(want.abs().max()))
 
 
+@ROUTES
 @torch.no_grad()
-def test_so3_to_so3_matches_quadrature():
+def test_so3_to_so3_matches_quadrature(route):
     torch.manual_seed(1)
-    conv = SO3Conv(L, 2, 3, kernel_grid=so3_near_identity_grid(), bias=False).double()
+    kernel = torch.as_tensor(so3_near_identity_grid())
+    conv = build64(lambda **kw: SO3Conv(L, 2, 3, kernel_grid=kernel.numpy(), bias=False, **kw), route)
     x = so3_signal()
     y = conv(x)
     out_grid = GaussLegendreSO3Sampling(L)
@@ -79,18 +92,20 @@ def test_so3_to_so3_matches_quadrature():
     w = torch.as_tensor(quad.weights)
     R, Q = torch.as_tensor(out_grid.angles), torch.as_tensor(quad.angles)
     want = 0
-    for l, psi in enumerate(conv.filters()):
+    for l in range(L):
         c = math.sqrt((2 * l + 1) / (8 * math.pi**2))
+        psi = c * torch.einsum("cdp,pmn->cdmn", conv.weight, wigner_D_real(l, kernel))  # float64, not the tables
         D_rinv_q = wigner_D_real(l, R).transpose(-1, -2)[:, None] @ wigner_D_real(l, Q)[None]  # D(R^-1 Q)
-        psi_rq = c * torch.einsum("cdmn,pqmn->cdpq", psi, D_rinv_q)
+        psi_rq = c * torch.einsum("cdmn,pqmn->cdpq", psi, D_rinv_q)  # psi(R^-1 Q)
         want = want + torch.einsum("bqc,cdpq,q->bpd", f, psi_rq, w)
-    assert torch.allclose(got, want, atol=1e-11 * float(want.abs().max()))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-11 * float(want.abs().max()))
 
 
+@ROUTES
 @torch.no_grad()
-def test_s2_conv_matches_quadrature():
+def test_s2_conv_matches_quadrature(route):
     torch.manual_seed(2)
-    conv = S2Conv(L, 2, 3, n_anchors=3, bias=False).double()
+    conv = build64(lambda **kw: S2Conv(L, 2, 3, n_anchors=3, bias=False, **kw), route)
     x = s2_signal()
     y = conv(x)
     pts = GaussLegendreSampling(3)  # a few output points
@@ -101,14 +116,15 @@ def test_s2_conv_matches_quadrature():
     north = euler_to_matrix(R)[:, :, 2]  # R eta
     th, ph = torch.arccos(north[:, 2].clamp(-1, 1)), torch.atan2(north[:, 1], north[:, 0])
     f_eta = eval_s2(flat(x.fragments), th.numpy(), ph.numpy())  # (B, C_in, Q)
-    h = conv.filters()  # (C_in, C_out, L) zonal coefficients
+    # zonal coefficients (C_in, C_out, L): the anchors (l = 0, 1.5, 3) interpolated linearly in float64
+    h = torch.as_tensor(np.apply_along_axis(lambda a: np.interp(np.arange(L), [0, 1.5, 3], a), -1, conv.weight.numpy()))
     zonal = torch.zeros(*h.shape[:2], L * L, dtype=torch.float64)
     for l in range(L):
         zonal[:, :, l * l + l] = h[:, :, l]
     qt, qp = inverse_rotated(R, pts.xyz)
     Y = torch.as_tensor(real_spherical_harmonics(L, qt.reshape(-1).numpy(), qp.reshape(-1).numpy())).reshape(len(R), -1, L * L)
     want = torch.einsum("bcq,cdk,qxk,q->bdx", f_eta, zonal, Y, w)
-    assert torch.allclose(got, want, atol=1e-11 * float(want.abs().max()))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-11 * float(want.abs().max()))
 
 
 def test_s2_conv_is_zonal_multiplier_and_anchors_interpolate():
@@ -121,6 +137,42 @@ def test_s2_conv_is_zonal_multiplier_and_anchors_interpolate():
     for l in range(6):
         gain = 2 * math.pi * math.sqrt(4 * math.pi / (2 * l + 1)) * h[l]
         assert torch.allclose(y.fragments[l], gain * x.fragments[l])
+
+
+KERNEL_LAYERS = {  # layers with inexact tables (interpolation weights, harmonics, Wigner-D)
+    "s2": lambda **kw: S2Conv(L, 2, 3, n_anchors=3, **kw),
+    "s2_so3": lambda **kw: S2ToSO3Conv(L, 2, 3, kernel_grid=s2_near_identity_grid(), **kw),
+    "so3": lambda **kw: SO3Conv(L, 2, 3, kernel_grid=so3_near_identity_grid(), **kw),
+    "s2_free": lambda **kw: S2Conv(L, 2, 3, L_out=3, **kw),
+    "s2_so3_free": lambda **kw: S2ToSO3Conv(L, 2, 3, L_out=3, **kw),
+    "so3_free": lambda **kw: SO3Conv(L, 2, 3, L_out=3, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(KERNEL_LAYERS))
+def test_dtype_argument_and_tables_follow_dtype_changes(name):
+    make = KERNEL_LAYERS[name]
+
+    def tables(m):
+        return dict(m.named_buffers())
+
+    def dtypes(m):
+        return {t.dtype for t in [*m.parameters(), *m.buffers()]}
+
+    f64, f32 = make(dtype=torch.float64), make(dtype=torch.float32)
+    assert dtypes(f64) == {torch.float64} and f64.dtype == torch.float64
+    assert dtypes(f32) == {torch.float32} and f32.dtype == torch.float32
+    assert dtypes(make()) == {torch.get_default_dtype()}
+    # .double() of a float32 layer gives the float64 tables (not float32 values cast up), .float() the float32 ones
+    up = make(dtype=torch.float32).double()
+    assert dtypes(up) == {torch.float64} and up.dtype == torch.float64
+    for key, t in tables(f64).items():
+        assert torch.equal(tables(up)[key], t), key
+    down = up.float()
+    for key, t in tables(f32).items():
+        assert torch.equal(tables(down)[key], t), key
+    with pytest.raises(ValueError, match="dtype"):
+        make(dtype=torch.int64)
 
 
 LAYERS = {
