@@ -23,7 +23,11 @@ class ChebConv(nn.Module):
     K : number of Chebyshev orders (polynomial degree K-1); K = 1 is a pointwise linear layer.
     laplacian : RESCALED Laplacian L~ = 2 L / lmax - I, (pixels, pixels): scipy sparse, torch
         sparse (COO/CSR), or a graph with ``rescaled_laplacian()``.  Held as a sparse CSR
-        buffer ``laplacian`` (moves with ``.to()``/``.double()``, saved in ``state_dict``).
+        buffer ``laplacian`` (moves with ``.to()``/``.double()``, saved in ``state_dict``); a
+        CSR tensor with int32 indices in the layer's dtype/device is kept as is, so layers
+        given the same one share it (the models convert once per resolution and keep the
+        sharing through ``.to()``, see ``models.deepsphere._SharedLaplacians``).
+        ``copy.deepcopy`` and pickling work (shared Laplacians stay shared in the copy).
     bias : learn an additive bias.
     dtype, device : factory arguments (default: torch's default dtype, CPU).  Build in float64
         for float64 work: ``.double()`` on a float32 layer cannot restore the Laplacian's digits.
