@@ -283,7 +283,7 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, batch_size: int = 
         return 0
     if len(dataset) == 0:
         raise ValueError("cannot recalibrate BatchNorm on an empty dataset")
-    ctx = ctx or distributed_context()
+    ctx = ctx or distributed_context(str(norms[0].running_mean.device))  # batches go where the model is
     modes = {m: m.training for m in model.modules()}
     model.eval()
     momenta = {m: m.momentum for m in norms}

@@ -124,6 +124,12 @@ def _bn_inputs(model, x):
     return seen
 
 
+def test_recalibrate_batchnorm_uses_the_model_device(monkeypatch):
+    """Without a context the batches go to the model's device, not to the default CUDA one."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
+    assert recalibrate_batchnorm(_bn_model(), _data(n=6), batch_size=3) == 2
+
+
 def test_recalibrate_batchnorm_population_statistics():
     data = _data(n=23)  # batches 5, 5, 5, 5, 3: statistics weighted by count, not by batch
     model = _bn_model()
