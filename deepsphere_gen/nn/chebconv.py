@@ -39,11 +39,13 @@ class ChebConv(nn.Module):
     ``weight`` is (K, in_channels, out_channels), ``weight[k]`` the order-k coefficient.
 
     The filter is one fused autograd node (:func:`~deepsphere_gen.nn._cheb_sparse.cheb_filter`).
-    When a gradient is needed the layer keeps its work buffers (K x pixels x batch x
-    in_channels values, plus a block of the output gradient) from call to call, which skips
-    the page faults of fresh allocations; ``release_scratch()`` frees them.  Speed: the layer
-    is bound by memory traffic; on a CPU shared by other jobs, ``torch.set_num_threads(1)``
-    is faster (it also enables cache blocking of the GEMMs, see ``_cheb_sparse._block_rows``).
+    The layer keeps its work buffers (K x pixels x batch x in_channels values, plus a block
+    of the output gradient) from call to call, and reuses its last output buffer on CPU once
+    the caller has dropped every tensor that shares it: this skips the page faults of fresh
+    allocations (as costly as the arithmetic); ``release_scratch()`` frees them.  Speed: the
+    layer is bound by memory traffic; on a CPU shared by other jobs, ``torch.set_num_threads(1)``
+    avoids threads waiting on each other (the GEMMs run in cache-sized row blocks,
+    ``_cheb_sparse._block_rows``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, K: int, laplacian, bias: bool = True, dtype=None, device=None):
