@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from deepsphere_gen.graph import build_graph, graph_params
 from deepsphere_gen.graph._cache import ENV_VAR, _stem, cache_directory

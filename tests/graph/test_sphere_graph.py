@@ -1,7 +1,6 @@
 import healpy as hp
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import eigsh
 from torch_geometric.utils import get_laplacian, to_scipy_sparse_matrix

@@ -86,7 +86,7 @@ def test_summary_and_repr():
     model = HarmonicClassifier(10, bandlimits=(8, 6, 4), channels=(4, 8, 8))
     n = sum(p.numel() for p in model.parameters())
     text = model.summary()
-    assert f"total" in text and str(n) in text
+    assert "total" in text and str(n) in text
     assert f"params={n}" in repr(model)
 
 
