@@ -65,18 +65,13 @@ from deepsphere_gen.sampling import (
     McEwenWiauxSampling,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 F32, F64 = torch.float32, torch.float64
 TOL = {F64: 1e-10, F32: 1e-4}
 BOTH = pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems: threads only add synchronisation on the shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

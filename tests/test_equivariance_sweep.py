@@ -9,18 +9,13 @@ from deepsphere_gen.equivariance import equivariance_error
 from deepsphere_gen.harmonic import analysis, random_rotations, rotate_coefficients, synthesis
 from deepsphere_gen.sampling import HealpixSampling
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NSIDE = 8
 KEYS = {"layer", "backend", "sampling", "resolution", "k", "variant", "degree", "dtype", "mean", "mean_sq", "max",
         "seconds"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small FFTs / sparse products: a torch thread pool only adds waits on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _measure(op, l=5, n=2):

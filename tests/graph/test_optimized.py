@@ -14,16 +14,11 @@ from deepsphere_gen.graph._optimized import _legendre, _legendre_sum
 from deepsphere_gen.harmonic import random_rotations, rotate_coefficients, synthesis
 from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NSIDE = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small FFTs / sparse products: a torch thread pool only adds waits on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _measured(W, degrees, n_signals=3, n_rotations=3):

@@ -1,6 +1,5 @@
 """HybridClassifier: shapes, end-to-end training, invariance of the part after the bridge, errors."""
 import copy
-import io
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from deepsphere_gen.harmonic import random_rotations, rotate_coefficients, synth
 from deepsphere_gen.models.hybrid import HybridClassifier
 from deepsphere_gen.nn import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
+from tests._copies import deep_and_pickled_copies
 
 
 def _model(dtype=torch.float64, **kw):
@@ -75,11 +75,7 @@ def test_deepcopy_and_pickle_are_independent_and_equal():
     m(x).sum().backward()
     m.eval()
     y = m(x)
-    twin = copy.deepcopy(m)
-    buf = io.BytesIO()
-    torch.save(m, buf)
-    buf.seek(0)
-    loaded = torch.load(buf, weights_only=False)
+    twin, loaded = deep_and_pickled_copies(m)
     for c in (twin, loaded):
         torch.testing.assert_close(c(x), y, rtol=0, atol=0)
         for a, b in zip(_convs(m), _convs(c)):

@@ -41,15 +41,6 @@ def test_bad_input():
         m(torch.full((2, 8, 8), float("nan")))
 
 
-@pytest.fixture
-def one_thread():
-    # a tiny model on a shared machine: extra threads only add contention
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_learns_sklearn_digits(one_thread):
     from sklearn.datasets import load_digits
 

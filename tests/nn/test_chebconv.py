@@ -12,6 +12,9 @@ from scipy.spatial import cKDTree
 
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.nn import ChebConv
+from tests._copies import deep_and_pickled_copies
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _knn_weights(nside=4, k=8):
@@ -36,13 +39,6 @@ def _laplacian(W, normalization):
     return L, lmax
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny problems gain nothing from threads; each threaded sparse product syncs a team."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +143,7 @@ def test_deepcopy_and_pickle(graph, symmetric, dtype):
     x = torch.randn(2, graph.shape[0], 2, dtype=dtype)
     y = conv(x)
     y.sum().backward()  # fills the kept work buffers
-    twin = copy.deepcopy(conv)
-    buf = io.BytesIO()
-    torch.save(conv, buf)
-    buf.seek(0)
-    loaded = torch.load(buf, weights_only=False)
+    twin, loaded = deep_and_pickled_copies(conv)
     for c in (twin, loaded):
         assert c.laplacian.layout == torch.sparse_csr and c.laplacian.dtype == dtype
         assert c.laplacian.device == conv.laplacian.device
@@ -219,7 +211,12 @@ def _dense_basis(A, x, K):
 
 # --- the fused filter (one autograd node, hand-written backward) -------------------------
 
-from deepsphere_gen.nn._cheb_sparse import Scratch, _reference_filter, cheb_filter, to_torch_csr  # noqa: E402
+from deepsphere_gen.nn._cheb_sparse import (  # noqa: E402
+    Scratch,
+    _reference_filter,
+    cheb_filter,
+    to_torch_csr,
+)
 
 
 def _operator(n=12, symmetric=True, seed=0):
@@ -321,7 +318,6 @@ def test_layout_and_chaining(graph):
 def test_scratch_reused_and_not_shared(graph):
     """The basis buffer comes back to the layer after backward and is taken again; two forwards
     before their backwards each get their own; copies of the holder carry no buffers."""
-    import copy
     import pickle
 
     conv = ChebConv(2, 3, 3, sp.identity(graph.shape[0], format="csr") * 0.5, dtype=torch.float64)

@@ -4,11 +4,12 @@ import math
 import pytest
 import torch
 
-from deepsphere_gen.harmonic import random_rotations
-from deepsphere_gen.equivariance import assert_equivariant
 from deepsphere_gen._e3nn import e3nn_basis
+from deepsphere_gen.equivariance import assert_equivariant
+from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.harmonic._clebsch_gordan import clebsch_gordan
 from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
+from tests._copies import deep_and_pickled_copies
 
 
 def rotations(n, seed=0):
@@ -128,16 +129,11 @@ def test_chunking_and_gradients(monkeypatch):
 
 
 def test_copy_and_pickle():
-    import copy
-    import io
 
     tp = TensorProductActivation(4, 2, 1)
     x = random_signal(4, 2, 1, dtype=torch.float32)
     y = tp(x)  # fills the table cache
-    buf = io.BytesIO()
-    torch.save(tp, buf)
-    buf.seek(0)
-    for other in (copy.deepcopy(tp), torch.load(buf, weights_only=False)):
+    for other in deep_and_pickled_copies(tp):
         for a, b in zip(other(x).fragments, y.fragments):
             assert torch.equal(a, b)
 
