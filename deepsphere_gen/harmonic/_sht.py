@@ -110,6 +110,10 @@ class SHT(torch.nn.Module):
     order : pixel order of HEALPix maps, "NESTED" (default) or "RING".
     max_table_bytes : cap on the stored Legendre table; above it the table is recomputed
         per chunk of m at every call (host float64, then copied to the device).
+    check_input : reject NaN / inf / UNSEEN maps or coefficients (ValueError).  This value
+        check costs one host synchronisation per call; layers that feed the transform values
+        they computed (or checked) themselves build it with False.  Shape, dtype and device
+        are always checked.
 
     Memory: the Legendre table keeps one ring of each north/south mirror pair (about half
     the rings of GL, DH and HEALPix grids, all of MW's), only l >= m (in 16 chunks of m),
@@ -136,8 +140,10 @@ class SHT(torch.nn.Module):
         iterations: int = 0,
         order: str = "NESTED",
         max_table_bytes: int = DEFAULT_MAX_TABLE_BYTES,
+        check_input: bool = True,
     ):
         super().__init__()
+        self.check_input = bool(check_input)
         self.L = L = _check_bandlimit(L)
         if not dtype.is_floating_point or dtype.is_complex:
             raise ValueError(f"dtype must be a real floating dtype, got {dtype}")
@@ -351,8 +357,7 @@ class SHT(torch.nn.Module):
             raise ValueError(f"{name} has dtype {x.dtype} but the SHT tables are {self.dtype}; use .to()")
         if x.device != self.device:
             raise ValueError(f"{name} is on {x.device} but the SHT tables are on {self.device}; use .to()")
-        # one fused reduction; NaN fails the comparison, inf and UNSEEN exceed the bound
-        if x.numel() and not bool(torch.linalg.vector_norm(x.detach(), float("inf")) <= 1e29):
+        if self.check_input:
             check_finite(x, name)
 
     def _chunk_table(self, ci: int, like: torch.Tensor) -> torch.Tensor:

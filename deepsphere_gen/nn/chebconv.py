@@ -31,6 +31,10 @@ class ChebConv(nn.Module):
     bias : learn an additive bias.
     dtype, device : factory arguments (default: torch's default dtype, CPU).  Build in float64
         for float64 work: ``.double()`` on a float32 layer cannot restore the Laplacian's digits.
+    check_input : reject NaN / inf / UNSEEN input values (ValueError).  This value check costs
+        one host synchronisation per call (on a GPU: a wait for the device); models pass False
+        for convs fed by their own layers, having checked their input once.  Shape, channel
+        and dtype checks always run (they cost no synchronisation).
 
     Shapes: input (batch, pixels, in_channels) -> output (batch, pixels, out_channels), a view
     of a pixel-major buffer (strides ``(out, batch*out, 1)``: the next graph layer takes it
@@ -48,12 +52,14 @@ class ChebConv(nn.Module):
     ``_cheb_sparse._block_rows``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, K: int, laplacian, bias: bool = True, dtype=None, device=None):
+    def __init__(self, in_channels: int, out_channels: int, K: int, laplacian, bias: bool = True, dtype=None, device=None,
+                 check_input: bool = True):
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("K", K)):
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         self.in_channels, self.out_channels, self.K = int(in_channels), int(out_channels), int(K)
+        self.check_input = bool(check_input)
         dtype = dtype or torch.get_default_dtype()
         lap = to_torch_csr(laplacian, dtype=dtype, device=device)
         self.npix = int(lap.shape[0])
@@ -85,7 +91,8 @@ class ChebConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_pixels(x, self.npix, what="number of nodes of the layer's Laplacian")
         check_channels(x, self.in_channels)
-        _check_finite_fast(x)
+        if self.check_input:
+            check_finite(x)
         if self.laplacian.dtype != x.dtype:
             raise ValueError(f"input dtype {x.dtype} differs from the layer's {self.laplacian.dtype}; call .to(dtype)")
         return cheb_filter(x, self.weight, self.bias, self.laplacian, self.laplacian_t, self._scratch)
@@ -134,6 +141,7 @@ class ChebConv(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, K={self.K}, pixels={self.npix}, "
             f"nnz={self.laplacian.values().numel()}, bias={self.bias is not None}"
+            + ("" if self.check_input else ", check_input=False")
         )
 
 
@@ -141,13 +149,3 @@ def _same_csr(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal CSR matrices (same indices and values)."""
     return a is b or (a.values().numel() == b.values().numel() and torch.equal(a.crow_indices(), b.crow_indices())
                       and torch.equal(a.col_indices(), b.col_indices()) and torch.equal(a.values(), b.values()))
-
-
-def _check_finite_fast(x: torch.Tensor) -> None:
-    """:func:`check_finite` with one reduction pass for clean input (NaN propagates to the extremes)."""
-    if x.numel() == 0:
-        return
-    try:
-        check_finite(torch.stack(torch.aminmax(x)))
-    except ValueError:
-        check_finite(x)  # the full count in the message
