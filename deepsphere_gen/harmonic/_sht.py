@@ -346,7 +346,8 @@ class SHT(torch.nn.Module):
         return self.syn_w.device
 
     def extra_repr(self) -> str:
-        return f"{self.sampling!r}, L={self.L}, iterations={self.iterations}, streaming={self.streaming}"
+        return (f"{self.sampling!r}, L={self.L}, iterations={self.iterations}, streaming={self.streaming}"
+                + ("" if self.check_input else ", check_input=False"))
 
     def _check(self, x: torch.Tensor, n: int, what: str, name: str) -> None:
         if not torch.is_tensor(x):

@@ -192,8 +192,11 @@ def wigner_D_real(l: int, angles, dtype: torch.dtype | None = None, device=None)
     per rotation (one matmul): l = 512 ~0.4 s, l = 1024 ~2.6 s on a loaded CPU, plus
     ~1.3 s / 7 s to build the cached table ``Delta_l`` the first time.
     """
-    l = _check_degree(l)
-    ang = _as_angles(angles, dtype, device)
+    return _wigner_D_real(_check_degree(l), _as_angles(angles, dtype, device))
+
+
+def _wigner_D_real(l: int, ang: torch.Tensor) -> torch.Tensor:
+    """:func:`wigner_D_real` for checked angles (no host synchronisation)."""
     delta = _delta_torch(l, ang.dtype, ang.device)
     m = torch.arange(-l, l + 1, dtype=ang.dtype, device=ang.device)
     alpha, beta, gamma = ang[..., 0], ang[..., 1], ang[..., 2]
@@ -223,8 +226,8 @@ def wigner_D_blocks(L: int, angles, dtype: torch.dtype | None = None, device=Non
     """``[wigner_D_real(l, angles) for l in range(L)]`` (list over l of (..., 2l+1, 2l+1))."""
     if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
         raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    ang = _as_angles(angles, dtype, device)
-    return [wigner_D_real(l, ang) for l in range(int(L))]
+    ang = _as_angles(angles, dtype, device)  # the one check (host synchronisation) of the angles
+    return [_wigner_D_real(l, ang) for l in range(int(L))]
 
 
 def wigner_d(l: int, beta, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:

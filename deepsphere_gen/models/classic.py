@@ -46,7 +46,10 @@ def _params(m: nn.Module) -> int:
 
 
 class _S2Signal(nn.Module):
-    """Maps on a sampling (or coefficients) -> S2 signal (batch, C, 2l+1, 1), no weights."""
+    """Maps on a sampling (or coefficients) -> S2 signal (batch, C, 2l+1, 1), no weights.
+
+    The model's one value check (one host synchronisation) of a tensor input; a
+    GeneralizedSignal input was checked when it was built."""
 
     def __init__(self, L: int, in_channels: int, sampling, dtype):
         super().__init__()
@@ -54,7 +57,7 @@ class _S2Signal(nn.Module):
         if sampling is not None:
             from ..harmonic._sht import SHT
 
-            self.sht = SHT(sampling, self.L, dtype=dtype or torch.get_default_dtype())
+            self.sht = SHT(sampling, self.L, dtype=dtype or torch.get_default_dtype(), check_input=False)
         else:
             self.sht = None
 

@@ -59,7 +59,8 @@ def _sampling(nside: int, indices) -> HealpixSampling:
 
 
 def _check_map(x: torch.Tensor, sampling, in_channels: int) -> None:
-    """ValueError unless x is a finite (batch, sampling.npix, in_channels) map."""
+    """ValueError unless x is a finite (batch, sampling.npix, in_channels) map: a model's one
+    value check (one host synchronisation); its ChebConvs are built with ``check_input=False``."""
     check_pixels(x, sampling.npix, what=f"HEALPix nside {sampling.nside}"
                  + ("" if sampling.is_full_sky else " partial sky"))
     check_channels(x, in_channels)
@@ -135,11 +136,11 @@ class _PixelBatchNorm(nn.BatchNorm1d):
 
 
 class _ConvBlock(nn.Module):
-    """ChebConv -> BatchNorm -> ReLU, (B, P, in) -> (B, P, out)."""
+    """ChebConv -> BatchNorm -> ReLU, (B, P, in) -> (B, P, out); no value check (the model checks its input)."""
 
     def __init__(self, cin: int, cout: int, K: int, lap: torch.Tensor, batch_norm: bool, dtype):
         super().__init__()
-        self.conv = ChebConv(cin, cout, K, lap, bias=not batch_norm, dtype=dtype)
+        self.conv = ChebConv(cin, cout, K, lap, bias=not batch_norm, dtype=dtype, check_input=False)
         self.norm = _PixelBatchNorm(cout, dtype=dtype) if batch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -355,7 +356,7 @@ class SphericalUNet(_SharedLaplacians):
         self.decoder = nn.ModuleList(
             level(up_channels[i] + channels[i], channels[i], samplings[i]) for i in range(n - 1)
         )
-        self.out = ChebConv(channels[0], self.out_channels, K, graphs(samplings[0]), dtype=dtype)
+        self.out = ChebConv(channels[0], self.out_channels, K, graphs(samplings[0]), dtype=dtype, check_input=False)
         self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, k={k}, "
                           f"pool_levels={pools}, unpool={unpool!r}, laplacian={laplacian!r}")
 

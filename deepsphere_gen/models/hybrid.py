@@ -81,7 +81,8 @@ class HybridClassifier(_SharedLaplacians):
         if bandlimits[0] > 3 * s.nside:
             raise ValueError(f"bridge bandlimit L_0={bandlimits[0]} exceeds 3 * nside = {3 * s.nside} of the "
                              "pooled map; pool less or lower L_0")
-        self.bridge = MapToSignal(s, bandlimits[0], cin, dtype=dtype, iterations=iterations)
+        # the input is checked once (graph_features); the graph part and bridge do not re-check
+        self.bridge = MapToSignal(s, bandlimits[0], cin, dtype=dtype, iterations=iterations, check_input=False)
         layers, type_in, k_in = [], self.bridge.type_out, cin
         for L, L_out, k_out in zip(bandlimits, bandlimits[1:], harmonic_channels):
             layer = EfficientGeneralizedLayer(L, k_in, type_in, L_out, k_out, type_out=tau, mixing=mixing,

@@ -26,11 +26,12 @@ __all__ = ["MapToSignal", "SignalToMap"]
 
 
 def _sht(sampling, L: int, dtype, iterations: int):
+    """The bridge's transform; it skips the value check (the bridge's input is checked once, or trusted)."""
     from ..harmonic import SHT
 
     if int(L) != L or L < 1:
         raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    return SHT(sampling, int(L), dtype=dtype or torch.get_default_dtype(), iterations=iterations)
+    return SHT(sampling, int(L), dtype=dtype or torch.get_default_dtype(), iterations=iterations, check_input=False)
 
 
 class MapToSignal(nn.Module):
@@ -38,10 +39,15 @@ class MapToSignal(nn.Module):
 
     ``dtype`` (default: torch's default) fixes the transform tables: build in float64 for
     float64 work.  ``iterations``: Jacobi steps of the HEALPix analysis (ignored elsewhere).
+    ``check_input``: reject NaN / inf / UNSEEN maps (ValueError; one host synchronisation per
+    call); a model feeding the bridge its own graph features passes False.  Shape, channels,
+    dtype and device are always checked.
     """
 
-    def __init__(self, sampling, L: int, channels: int, dtype: torch.dtype | None = None, iterations: int = 3):
+    def __init__(self, sampling, L: int, channels: int, dtype: torch.dtype | None = None, iterations: int = 3,
+                 check_input: bool = True):
         super().__init__()
+        self.check_input = bool(check_input)
         if int(channels) != channels or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
         self.sampling, self.L, self.channels = sampling, int(L), int(channels)
@@ -54,8 +60,9 @@ class MapToSignal(nn.Module):
             raise ValueError(f"MapToSignal input must be a (batch, pixels, channels) tensor, got {getattr(x, 'shape', x)!r}")
         check_pixels(x, self.sampling.npix, "MapToSignal input", type(self.sampling).__name__)
         check_channels(x, self.channels, "MapToSignal input")
-        check_finite(x, "MapToSignal input")
-        return self.sht(x)  # checks dtype / device against the tables
+        if self.check_input:
+            check_finite(x, "MapToSignal input")
+        return self.sht(x)  # checks dtype / device against the tables (not the values: done above)
 
     def forward(self, x: torch.Tensor) -> GeneralizedSignal:
         a = self.coefficients(x)  # (B, L*L, C)
@@ -63,14 +70,16 @@ class MapToSignal(nn.Module):
                                   for l in range(self.L)], check_values=False)
 
     def extra_repr(self) -> str:
-        return f"{type(self.sampling).__name__}(npix={self.sampling.npix}), L={self.L}, channels={self.channels}"
+        return (f"{type(self.sampling).__name__}(npix={self.sampling.npix}), L={self.L}, channels={self.channels}"
+                + ("" if self.check_input else ", check_input=False"))
 
 
 class SignalToMap(nn.Module):
     """GeneralizedSignal (batch, K, 2l+1, tau), l < L_in <= L -> map (batch, npix, K * tau).
 
     Degrees l >= L_in are zero; the signal must have a uniform type tau.  ``dtype`` as in
-    :class:`MapToSignal`.
+    :class:`MapToSignal`.  No value check: a GeneralizedSignal's values are checked when it
+    is built (``check_values=True``, the default).
     """
 
     def __init__(self, sampling, L: int, dtype: torch.dtype | None = None):
@@ -94,7 +103,7 @@ class SignalToMap(nn.Module):
         return a
 
     def forward(self, x: GeneralizedSignal) -> torch.Tensor:
-        return self.sht.inverse(self.coefficients(x))  # checks dtype / device against the tables
+        return self.sht.inverse(self.coefficients(x))  # checks dtype / device against the tables, not values
 
     def extra_repr(self) -> str:
         return f"{type(self.sampling).__name__}(npix={self.sampling.npix}), L={self.L}"

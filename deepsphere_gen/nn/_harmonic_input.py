@@ -27,11 +27,15 @@ class S2InputLayer(nn.Module):
     ``dtype`` (default: torch's default) fixes the transform's tables (build the layer in
     float64 for exact float64 work: casting the module later keeps float32-rounded tables);
     ``iterations`` = Jacobi iterations of the HEALPix analysis (ignored on equiangular grids).
+    ``check_input``: reject NaN / inf / UNSEEN input (ValueError; one host synchronisation per
+    call, the transform does not check again); False for values a model produced itself.
+    Shapes are always checked.
     """
 
     def __init__(self, L: int, in_channels: int, channels: int, tau: int = 1, sampling=None,
-                 dtype: torch.dtype | None = None, iterations: int = 3):
+                 dtype: torch.dtype | None = None, iterations: int = 3, check_input: bool = True):
         super().__init__()
+        self.check_input = bool(check_input)
         if int(L) != L or L < 1:
             raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
         if min(in_channels, channels, tau) < 1:
@@ -41,7 +45,8 @@ class S2InputLayer(nn.Module):
         if sampling is not None:
             from ..harmonic import SHT
 
-            self.sht = SHT(sampling, self.L, dtype=dtype or torch.get_default_dtype(), iterations=iterations)
+            self.sht = SHT(sampling, self.L, dtype=dtype or torch.get_default_dtype(), iterations=iterations,
+                           check_input=False)
         else:
             self.sht = None
         self.weight = nn.ParameterList(
@@ -52,21 +57,23 @@ class S2InputLayer(nn.Module):
     def extra_repr(self) -> str:
         src = "coefficients" if self.sampling is None else type(self.sampling).__name__
         return (f"L={self.L}, in_channels={self.in_channels}, channels={self.channels}, tau={self.tau}, "
-                f"input={src}, params={sum(p.numel() for p in self.parameters())}")
+                f"input={src}, params={sum(p.numel() for p in self.parameters())}"
+                + ("" if self.check_input else ", check_input=False"))
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """Validate the input and return coefficients (batch, L*L, C_in)."""
         if not torch.is_tensor(x) or x.dim() != 3:
             raise ValueError(f"S2InputLayer input must be a (batch, rows, channels) tensor, got {getattr(x, 'shape', x)!r}")
-        check_finite(x, "S2InputLayer input")
         if x.shape[2] != self.in_channels:
             raise ValueError(f"S2InputLayer input has {x.shape[2]} channels, the layer expects {self.in_channels}")
         if self.sht is None:
             if x.shape[1] != self.L * self.L:
                 raise ValueError(f"coefficients have {x.shape[1]} rows, expected L*L = {self.L * self.L} (L = {self.L})")
-            return x
-        check_pixels(x, self.sampling.npix, "S2InputLayer input", type(self.sampling).__name__)
-        return self.sht(x)
+        else:
+            check_pixels(x, self.sampling.npix, "S2InputLayer input", type(self.sampling).__name__)
+        if self.check_input:
+            check_finite(x, "S2InputLayer input")
+        return x if self.sht is None else self.sht(x)
 
     def forward(self, x: torch.Tensor) -> GeneralizedSignal:
         a = self.coefficients(x)

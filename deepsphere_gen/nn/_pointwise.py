@@ -82,8 +82,9 @@ class S2Pointwise(_Pointwise):
             raise ValueError(f"unknown sphere grid {grid!r}; choose one of {sorted(_S2_GRIDS)}")
         self.sampling = _S2_GRIDS[grid](self.L_grid)
         dtype = dtype or torch.get_default_dtype()
-        self.synthesis = SHT(self.sampling, self.L, dtype=dtype)
-        self.analysis = SHT(self.sampling, self.L_out, dtype=dtype)
+        # no value checks: the input signal was checked when built, the grid values are ours
+        self.synthesis = SHT(self.sampling, self.L, dtype=dtype, check_input=False)
+        self.analysis = SHT(self.sampling, self.L_out, dtype=dtype, check_input=False)
 
     def forward(self, x: GeneralizedSignal) -> GeneralizedSignal:
         self._check(x, (1,) * self.L, "an S2 signal (tau_l = 1)")
@@ -105,8 +106,9 @@ class SO3Pointwise(_Pointwise):
                  grid: str = "mw", activation: Callable = torch.relu):
         super().__init__(L, channels, L_out, oversampling, grid, activation)
         self.sampling = so3_sampling(grid, self.L_grid)
-        self.synthesis = SO3Transform(self.sampling, self.L)
-        self.analysis = SO3Transform(self.sampling, self.L_out)
+        # no value checks: the input signal was checked when built, the grid values are ours
+        self.synthesis = SO3Transform(self.sampling, self.L, check_input=False)
+        self.analysis = SO3Transform(self.sampling, self.L_out, check_input=False)
 
     def forward(self, x: GeneralizedSignal) -> GeneralizedSignal:
         self._check(x, tuple(2 * l + 1 for l in range(self.L)), "an SO(3) signal (tau_l = 2l+1)")

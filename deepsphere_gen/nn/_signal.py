@@ -35,7 +35,10 @@ class GeneralizedSignal:
     """Fragments ``f[l]`` shaped (batch, channels, 2l+1, tau_l), l = 0..L-1.
 
     Construction validates the layout (dimensions, 2l+1 axis, common batch, channels,
-    dtype and device) and, unless ``check_values=False``, that all values are finite.
+    dtype and device) and, unless ``check_values=False``, that all values are finite (one
+    host synchronisation for all fragments).  This value check is the one a harmonic-side
+    input gets: layers taking a GeneralizedSignal only check its layout, and layers build
+    their outputs with ``check_values=False``.
     """
 
     __slots__ = ("fragments",)
@@ -59,8 +62,8 @@ class GeneralizedSignal:
                 raise ValueError(f"fragment l={l} is {f.dtype} on {f.device}, fragment 0 is {first.dtype} on {first.device}")
             if not f.is_floating_point():
                 raise ValueError(f"fragment l={l} must be a real floating-point tensor, got {f.dtype}")
-            if check_values:
-                check_finite(f, f"fragment l={l}")
+        if check_values:  # all fragments in one reduction: one host synchronisation
+            check_finite(fragments, [f"fragment l={l}" for l in range(len(fragments))])
         self.fragments = fragments
 
     # ---- description -------------------------------------------------------------
