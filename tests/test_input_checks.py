@@ -1,0 +1,192 @@
+"""Input value checks across models and layers: NaN / inf / UNSEEN still raise a ValueError
+naming the problem, and a forward checks each user input exactly once (one host sync).
+
+The counts come from ``tests._syncs.count_syncs`` on CPU: calls of the value check and every
+tensor -> Python conversion (each one a wait for the device on a GPU).
+"""
+import copy
+import math
+import sys
+
+import pytest
+import torch
+
+from deepsphere_gen._validation import UNSEEN, check_finite
+from deepsphere_gen.harmonic import SHT, SO3Transform
+from deepsphere_gen.models import DeepSphereClassifier, DeepSphereRegressor, HarmonicClassifier, SphericalUNet
+from deepsphere_gen.models.classic import CobbHybrid, CohenS2CNN, EstevesS2CNN, KondorCGNet
+from deepsphere_gen.models.hybrid import HybridClassifier
+from deepsphere_gen.nn import ChebConv, MapToSignal, S2InputLayer
+from deepsphere_gen.nn._signal import GeneralizedSignal
+from deepsphere_gen.sampling import GaussLegendreSampling, McEwenWiauxSampling
+from deepsphere_gen.sampling.so3 import SOFTSampling
+from tests._syncs import count_syncs
+
+BAD = {"nan": float("nan"), "inf": -math.inf, "unseen": UNSEEN}
+MW = McEwenWiauxSampling(6)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """name -> (model, clean input): small versions of every model of the package."""
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("graphs")
+    kw = dict(K=3, k=8, cache_dir=d)
+    mw = torch.randn(2, MW.npix, 1)
+    return {
+        "cohen": (CohenS2CNN(bandlimits=(6, 4, 3), channels=(3, 4), sampling=MW), mw),
+        "cohen_bn": (CohenS2CNN(bandlimits=(6, 4, 3), channels=(3, 4), sampling=MW, batchnorm=True), mw),
+        "esteves": (EstevesS2CNN(bandlimits=(6, 4, 2), channels=(3, 4), n_anchors=2, sampling=MW), mw),
+        "kondor": (KondorCGNet(L=3, tau=2, n_layers=2, hidden=(8,), sampling=MW), mw),
+        "cobb": (CobbHybrid(bandlimits=(6, 4, 3, 2, 1), channels=(3, 4, 4, 5), hidden=(8,), sampling=MW), mw),
+        "harmonic_map": (HarmonicClassifier(3, bandlimits=(6, 4), channels=(2, 3), sampling=MW), mw),
+        "harmonic_coeffs": (HarmonicClassifier(3, bandlimits=(6, 4), channels=(2, 3)), torch.randn(2, 36, 1)),
+        "deepsphere_classifier": (DeepSphereClassifier(4, 2, channels=(4, 6), **kw), torch.randn(2, 192, 2)),
+        "deepsphere_regressor": (DeepSphereRegressor(8, 1, channels=(3, 4, 5), pool_levels=(2, 0, 1), pool="avg", **kw),
+                                 torch.randn(2, 768, 1)),
+        "unet": (SphericalUNet(4, 2, 3, channels=(4, 6), convs_per_level=2, **kw), torch.randn(2, 192, 2)),
+        "unet_max": (SphericalUNet(4, 2, 3, channels=(4, 6), unpool="max", **kw), torch.randn(2, 192, 2)),
+        "hybrid": (HybridClassifier(8, 1, 3, graph_channels=(3, 4), K=3, k=8, bandlimits=(4, 3), harmonic_channels=(4,),
+                                    hidden=(8,), cache_dir=d), torch.randn(2, 768, 1)),
+    }
+
+
+MODELS = ["cohen", "cohen_bn", "esteves", "kondor", "cobb", "harmonic_map", "harmonic_coeffs", "deepsphere_classifier",
+          "deepsphere_regressor", "unet", "unet_max", "hybrid"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_forward_checks_its_input_once(models, name):
+    model, x = models[name]
+    for mode in (model.train, model.eval):
+        mode()
+        with count_syncs() as n:
+            y = model(x)
+        assert torch.isfinite(y).all()
+        # before: Cohen 11 syncs, Cobb 11, Esteves 6, Hybrid 5, UNet 8 (one per ChebConv + the model's)
+        assert n["check_finite"] == 1, dict(n)
+        assert n["host"] == 1, dict(n)  # no other host synchronisation in the forward
+
+
+@pytest.mark.parametrize("name", ["kondor", "harmonic_coeffs"])
+def test_signal_input_is_checked_when_built_not_in_forward(models, name):
+    model = models[name][0]
+    L = model.input.L
+    with count_syncs() as n:
+        sig = GeneralizedSignal([torch.randn(2, model.input.channels, 2 * l + 1, model.input.tau) for l in range(L)])
+        built = dict(n)
+        model(sig)
+    assert built == {"check_finite": 1, "host": 1}  # one reduction over all L fragments
+    assert dict(n) == built  # the forward adds none
+
+
+@pytest.mark.parametrize("bad", list(BAD))
+@pytest.mark.parametrize("name", MODELS)
+def test_model_rejects_nan_inf_unseen(models, name, bad):
+    model, x = models[name]
+    x = x.clone()
+    x[1, 3, 0] = BAD[bad]
+    with pytest.raises(ValueError, match="1 NaN/inf/UNSEEN value"):
+        model(x)
+
+
+def test_hybrid_graph_features_checks_once(models):
+    model, x = models["hybrid"]
+    with count_syncs() as n:
+        model.graph_features(x)
+    assert dict(n) == {"check_finite": 1, "host": 1}
+
+
+# ---- layers: checked by default, ``check_input=False`` skips only the value check ----------
+
+def _layers():
+    gl = GaussLegendreSampling(4)
+    lap = torch.eye(12).to_sparse_coo()
+    return {
+        "ChebConv": (lambda c: ChebConv(1, 2, 2, lap, check_input=c), torch.randn(2, 12, 1)),
+        "SHT": (lambda c: SHT(gl, 4, check_input=c), torch.randn(2, gl.npix, 1)),
+        "SHT.inverse": (lambda c: SHT(gl, 4, check_input=c).inverse, torch.randn(2, 16, 1)),
+        "MapToSignal": (lambda c: MapToSignal(gl, 4, 1, check_input=c), torch.randn(2, gl.npix, 1)),
+        "S2InputLayer": (lambda c: S2InputLayer(4, 1, 2, sampling=gl, check_input=c), torch.randn(2, gl.npix, 1)),
+        "S2InputLayer(coeffs)": (lambda c: S2InputLayer(4, 1, 2, check_input=c), torch.randn(2, 16, 1)),
+        "SO3Transform": (lambda c: SO3Transform(SOFTSampling(3), check_input=c), torch.randn(2, SOFTSampling(3).npoints, 1)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_layers()))
+def test_layer_value_check_and_its_switch(name):
+    make, x = _layers()[name]
+    checked, layer = make(True), make(False)
+    with count_syncs() as n:
+        checked(x)
+    assert dict(n) == {"check_finite": 1, "host": 1}  # bridge / input layer: not again in their SHT
+    x[0, 1, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        checked(x)
+    with count_syncs() as n:
+        layer(x)  # no value check, no sync: NaN goes through
+    assert n["host"] == 0 and n["check_finite"] in (0, 1)  # at most a call that returns at once
+    with pytest.raises(ValueError, match="pixels|shaped|points|rows"):
+        layer(x[:, :-1])  # shape checks stay
+
+
+def test_so3_inverse_checks_all_degrees_at_once():
+    L = 5
+    T = SO3Transform(SOFTSampling(L))
+    frags = [torch.randn(2, 3, 2 * l + 1, 2 * l + 1, dtype=torch.float64) for l in range(L)]
+    with count_syncs() as n:
+        T.inverse(frags)
+    assert dict(n) == {"check_finite": 1, "host": 1}  # was L
+    frags[3][1, 2, 0, 4] = UNSEEN
+    with pytest.raises(ValueError, match="SO\\(3\\) fragment l=3 has 1 NaN/inf/UNSEEN"):
+        T.inverse(frags)
+
+
+def test_rotate_checks_the_angles_once():
+    sig = GeneralizedSignal([torch.randn(1, 2, 2 * l + 1, 1) for l in range(6)])
+    with count_syncs() as n:
+        sig.rotate(torch.tensor([0.1, 0.2, 0.3]))
+    assert dict(n) == {"host": 1}  # was one per degree (+1)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        sig.rotate(torch.tensor([0.1, float("nan"), 0.3]))
+
+
+def test_check_finite_many_tensors_one_sync():
+    a, b = torch.randn(3, 4), torch.randn(5)
+    with count_syncs() as n:
+        check_finite([a, torch.zeros(0), torch.arange(3), b], "part")
+    assert dict(n) == {"host": 1}
+    b[2] = math.inf
+    with pytest.raises(ValueError, match=r"part\[3\] has 1 NaN/inf/UNSEEN"):
+        check_finite([a, torch.zeros(0), torch.arange(3), b], "part")
+    with pytest.raises(ValueError, match="second has 2 "):
+        check_finite([a, torch.tensor([float("nan"), UNSEEN])], ["first", "second"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["cohen", "esteves", "cobb", "harmonic_map", "deepsphere_classifier", "unet", "hybrid"])
+def test_cuda_forward_syncs_only_in_the_input_check(models, name, monkeypatch):
+    model, x = models[name]
+    model, x = copy.deepcopy(model).cuda(), x.cuda()
+    model(x)  # warm-up: tables cached per device, scratch buffers
+    torch.cuda.synchronize()
+    calls = []
+    original = check_finite
+
+    def allowed(*args, **kwargs):  # the one permitted synchronisation
+        calls.append(1)
+        torch.cuda.set_sync_debug_mode("default")
+        try:
+            return original(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    for mod_name, mod in list(sys.modules.items()):
+        if mod_name.startswith("deepsphere_gen") and getattr(mod, "check_finite", None) is original:
+            monkeypatch.setattr(mod, "check_finite", allowed)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        model(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(calls) == 1
