@@ -44,6 +44,8 @@ def models(tmp_path_factory):
         "deepsphere_classifier": (DeepSphereClassifier(4, 2, channels=(4, 6), **kw), torch.randn(2, 192, 2)),
         "deepsphere_regressor": (DeepSphereRegressor(8, 1, channels=(3, 4, 5), pool_levels=(2, 0, 1), pool="avg", **kw),
                                  torch.randn(2, 768, 1)),
+        "deepsphere_partial": (DeepSphereClassifier(4, 1, channels=(3, 4), indices=list(range(96)), **kw),
+                               torch.randn(2, 96, 1)),
         "unet": (SphericalUNet(4, 2, 3, channels=(4, 6), convs_per_level=2, **kw), torch.randn(2, 192, 2)),
         "unet_max": (SphericalUNet(4, 2, 3, channels=(4, 6), unpool="max", **kw), torch.randn(2, 192, 2)),
         "hybrid": (HybridClassifier(8, 1, 3, graph_channels=(3, 4), K=3, k=8, bandlimits=(4, 3), harmonic_channels=(4,),
@@ -52,7 +54,7 @@ def models(tmp_path_factory):
 
 
 MODELS = ["cohen", "cohen_bn", "esteves", "kondor", "cobb", "harmonic_map", "harmonic_coeffs", "deepsphere_classifier",
-          "deepsphere_regressor", "unet", "unet_max", "hybrid"]
+          "deepsphere_regressor", "deepsphere_partial", "unet", "unet_max", "hybrid"]
 
 
 @pytest.mark.parametrize("name", MODELS)
