@@ -14,6 +14,10 @@ from ._cheb_sparse import Scratch, cheb_filter, chebyshev_basis, to_torch_csr
 __all__ = ["ChebConv", "chebyshev_basis"]
 
 
+#: names of the CSR arrays of the Laplacian in a state dict: ``laplacian_crow`` etc.
+_CSR_PARTS = ("crow", "col", "values")
+
+
 class ChebConv(nn.Module):
     """Chebyshev polynomial graph filter ``y = sum_k T_k(L~) x W_k + b``.
 
@@ -27,7 +31,10 @@ class ChebConv(nn.Module):
         CSR tensor with int32 indices in the layer's dtype/device is kept as is, so layers
         given the same one share it (the models convert once per resolution and keep the
         sharing through ``.to()``, see ``models.deepsphere._SharedLaplacians``).
-        ``copy.deepcopy`` and pickling work (shared Laplacians stay shared in the copy).
+        ``copy.deepcopy`` and pickling work (shared Laplacians stay shared in the copy).  In
+        ``state_dict`` it appears as three dense arrays ``laplacian_crow``/``_col``/``_values``
+        (a state dict can be deep-copied and loaded with ``weights_only=True``); state dicts
+        of earlier versions, with a sparse ``laplacian``, still load.
     bias : learn an additive bias.
     dtype, device : factory arguments (default: torch's default dtype, CPU).  Build in float64
         for float64 work: ``.double()`` on a float32 layer cannot restore the Laplacian's digits.
@@ -116,10 +123,36 @@ class ChebConv(nn.Module):
         new.__setstate__(copy.deepcopy(self.__dict__, memo))
         return new
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        # The Laplacian goes in as its three dense CSR arrays (views, no copy): a state dict then
+        # survives copy.deepcopy (torch cannot deep-copy a sparse CSR tensor), e.g. for
+        # best-model snapshots, and loads with weights_only=True.
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        lap = destination.pop(prefix + "laplacian", None)
+        if lap is not None:
+            for part, t in zip(_CSR_PARTS, (lap.crow_indices(), lap.col_indices(), lap.values())):
+                destination[prefix + "laplacian_" + part] = t
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         # A sparse buffer cannot be copy_()'d into one with another number of non-zeros: replace it,
         # unless the checkpoint holds the same matrix (then keep ours: it may be shared with other convs).
+        # Checkpoints hold either the three CSR arrays (this version) or a sparse tensor (older ones).
         key = prefix + "laplacian"
+        parts = [key + "_" + part for part in _CSR_PARTS]
+        found = [k for k in parts if k in state_dict]
+        if found:
+            if len(found) < len(parts):
+                errors.append(f"incomplete Laplacian in the checkpoint: has {found}, needs {parts}")
+                return
+            crow, col, values = (state_dict[k] for k in parts)
+            if crow.dim() != 1 or col.shape != values.shape or crow.numel() < 1:
+                errors.append(f"malformed Laplacian arrays {parts} in the checkpoint")
+                return
+            n = crow.numel() - 1
+            state_dict = {k: v for k, v in state_dict.items() if k not in parts}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                state_dict[key] = torch.sparse_csr_tensor(crow, col, values, size=(n, n))
         if key in state_dict:
             new = state_dict[key]
             if tuple(new.shape) != tuple(self.laplacian.shape):

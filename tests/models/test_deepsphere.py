@@ -99,6 +99,11 @@ def test_deepcopy_is_independent_and_equal(cache_dir, name):
     y = m(x)
     twin = copy.deepcopy(m)
     torch.testing.assert_close(twin(x), y, rtol=0, atol=0)
+    best = copy.deepcopy(m.state_dict())  # the usual best-model snapshot
+    fresh = _models(cache_dir)[name][0].eval()
+    fresh.load_state_dict(best)
+    torch.testing.assert_close(fresh(x), y, rtol=0, atol=0)
+    assert _distinct_laplacians(fresh) == _distinct_laplacians(m)
     convs = [c for c in m.modules() if isinstance(c, ChebConv)]
     twins = [c for c in twin.modules() if isinstance(c, ChebConv)]
     for a, b in zip(convs, twins):

@@ -130,6 +130,36 @@ def test_buffer_moves_and_state_dict_round_trip(graph):
         ChebConv(2, 3, 4, sp.identity(7, format="csr")).double().load_state_dict(state)
 
 
+def test_state_dict_deep_copies_and_loads_both_formats(graph):
+    """The state dict holds the Laplacian as dense CSR arrays: copy.deepcopy (best-model
+    snapshots) and weights_only loading work; the older format (a sparse tensor) still loads."""
+    L, lmax = _laplacian(graph, None)
+    r = (2 / lmax) * L - sp.identity(graph.shape[0])
+    conv = ChebConv(2, 3, 4, r, dtype=torch.float64)
+    x = torch.randn(2, graph.shape[0], 2, dtype=torch.float64)
+    y = conv(x)
+    state = conv.state_dict()
+    assert {"laplacian_crow", "laplacian_col", "laplacian_values"} <= set(state) and "laplacian" not in state
+    snapshot = copy.deepcopy(state)
+    with torch.no_grad():
+        conv.weight.mul_(3)  # training goes on; the snapshot keeps the old weights
+    buf = io.BytesIO()
+    torch.save(snapshot, buf)
+    buf.seek(0)
+    for sd in (snapshot, torch.load(buf, weights_only=True)):
+        fresh = ChebConv(2, 3, 4, sp.identity(graph.shape[0], format="csr"), dtype=torch.float64)
+        fresh.load_state_dict(sd)
+        torch.testing.assert_close(fresh(x), y, rtol=0, atol=1e-13)
+    old = {k: v for k, v in snapshot.items() if not k.startswith("laplacian_")}
+    old["laplacian"] = conv.laplacian  # how earlier versions wrote it
+    fresh = ChebConv(2, 3, 4, sp.identity(graph.shape[0], format="csr"), dtype=torch.float64)
+    fresh.load_state_dict(old)
+    torch.testing.assert_close(fresh(x), y, rtol=0, atol=1e-13)
+    del old["laplacian"], snapshot["laplacian_col"]
+    with pytest.raises(RuntimeError, match="incomplete Laplacian"):
+        fresh.load_state_dict(snapshot)
+
+
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_deepcopy_and_pickle(graph, symmetric, dtype):
