@@ -243,7 +243,8 @@ def rotate_map(
     if iterations is None:
         iterations = 3 if isinstance(sampling, HealpixSampling) else 0
     coeffs = analysis(maps, sampling, L, iterations=iterations, order=order)
-    return synthesis(rotate_coefficients(coeffs, angles, L, matrix=matrix), sampling, L, order=order)
+    rotated = rotate_coefficients(coeffs, angles, L, matrix=matrix)
+    return synthesis(rotated, sampling, L, order=order, check_input=False)  # computed here: no re-check
 
 
 def _check_batch(ang: torch.Tensor, batch: int) -> None:

@@ -349,7 +349,7 @@ class SHT(torch.nn.Module):
         return (f"{self.sampling!r}, L={self.L}, iterations={self.iterations}, streaming={self.streaming}"
                 + ("" if self.check_input else ", check_input=False"))
 
-    def _check(self, x: torch.Tensor, n: int, what: str, name: str) -> None:
+    def _check(self, x: torch.Tensor, n: int, what: str, name: str, values: bool | None = None) -> None:
         if not torch.is_tensor(x):
             raise ValueError(f"{name} must be a torch tensor, got {type(x).__name__}")
         if x.dim() != 3 or x.shape[1] != n:
@@ -358,7 +358,7 @@ class SHT(torch.nn.Module):
             raise ValueError(f"{name} has dtype {x.dtype} but the SHT tables are {self.dtype}; use .to()")
         if x.device != self.device:
             raise ValueError(f"{name} is on {x.device} but the SHT tables are on {self.device}; use .to()")
-        if self.check_input:
+        if self.check_input if values is None else values:
             check_finite(x, name)
 
     def _chunk_table(self, ci: int, like: torch.Tensor) -> torch.Tensor:
@@ -527,9 +527,12 @@ class SHT(torch.nn.Module):
             a = a + self.analysis(maps - self.synthesis(a))
         return a
 
-    def inverse(self, coeffs: torch.Tensor) -> torch.Tensor:
-        """Synthesis: coefficients (batch, L*L, ch) -> maps (batch, npix, ch)."""
-        self._check(coeffs, self.L * self.L, f"L*L coefficients for L={self.L}", "coeffs")
+    def inverse(self, coeffs: torch.Tensor, check_input: bool | None = None) -> torch.Tensor:
+        """Synthesis: coefficients (batch, L*L, ch) -> maps (batch, npix, ch).
+
+        ``check_input``: this call's value check (None: the module's ``check_input``).
+        """
+        self._check(coeffs, self.L * self.L, f"L*L coefficients for L={self.L}", "coeffs", check_input)
         return self.synthesis(coeffs)
 
 
@@ -576,7 +579,8 @@ def analysis(maps: torch.Tensor, sampling, L: int, iterations: int = 0, order: s
     return _cached(sampling, L, maps.dtype, maps.device, order)(maps, iterations=iterations)
 
 
-def synthesis(coeffs: torch.Tensor, sampling, L: int, order: str = "NESTED") -> torch.Tensor:
-    """Functional inverse SHT (tables cached like :func:`analysis`)."""
+def synthesis(coeffs: torch.Tensor, sampling, L: int, order: str = "NESTED", check_input: bool = True) -> torch.Tensor:
+    """Functional inverse SHT (tables cached like :func:`analysis`); ``check_input=False``
+    skips the value check (for coefficients the caller computed itself)."""
     _tensor_check(coeffs, "coeffs")
-    return _cached(sampling, L, coeffs.dtype, coeffs.device, order).inverse(coeffs)
+    return _cached(sampling, L, coeffs.dtype, coeffs.device, order).inverse(coeffs, check_input)

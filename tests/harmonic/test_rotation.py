@@ -207,6 +207,24 @@ def test_rotate_map_gauss_legendre_exact():
     assert torch.allclose(rotate_map(maps, s, a), out)  # L defaults to the sampling's
 
 
+def test_rotate_map_checks_values_once():
+    """The input map is checked (NaN -> ValueError); the coefficients rotate_map computes are not
+    re-checked before the synthesis: two host syncs (map values, angles), not three."""
+    from tests._syncs import count_syncs
+
+    L = 6
+    s = GaussLegendreSampling(L)
+    maps = synthesis(torch.randn(1, L * L, 1, dtype=torch.float64), s, L)
+    a = random_rotations(1, seed=3)[0]
+    rotate_map(maps, s, a, L)  # tables cached
+    with count_syncs() as n:
+        rotate_map(maps, s, a, L)
+    assert n["check_finite"] == 1 and n["host"] == 2
+    maps[0, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        rotate_map(maps, s, a, L)
+
+
 def test_rotate_map_healpix_approximate():
     """HEALPix analysis is approximate: documented error ~1e-3 (0 iterations), <1e-6 (3)."""
     nside, L = 8, 9
