@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["to_torch_csr", "chebyshev_basis", "cheb_filter", "Scratch", "BLOCK_BYTES"]
+__all__ = ["to_torch_csr", "chebyshev_basis", "cheb_filter", "Scratch", "BLOCK_BYTES", "KEEP_BYTES"]
 
 
 def to_torch_csr(laplacian, dtype=None, device=None) -> torch.Tensor:
@@ -128,8 +128,10 @@ class Scratch:
 
     Outputs (:meth:`take_output`) are recycled differently: the buffer stays referenced here
     and is handed out again only once nothing else holds its storage (the caller has dropped
-    every tensor and view of the previous result), else a fresh one replaces it.  Never
-    pickled or deep-copied (an empty holder comes back).
+    every tensor and view of the previous result), else a fresh one replaces it.  Buffers no
+    backward needs (outputs, the inference-time stack) are kept only up to
+    :data:`KEEP_BYTES`, so large maps do not pin gigabytes between calls.  Never pickled or
+    deep-copied (an empty holder comes back).
     """
 
     def __init__(self):
@@ -151,13 +153,18 @@ class Scratch:
         CPU only (a GPU caching allocator already recycles memory; elsewhere this is
         ``torch.empty``).
         """
-        if like.device.type != "cpu":
+        if like.device.type != "cpu" or _nbytes(shape, like) > KEEP_BYTES:
             return torch.empty(shape, dtype=like.dtype, device=like.device)
         t = self._outputs.get(role)
         if not (_fits(t, shape, like) and _unshared(t)):
             t = torch.empty(shape, dtype=like.dtype, device=like.device)
             self._outputs[role] = t
         return t
+
+    def give_if_small(self, role: str, t: torch.Tensor) -> None:
+        """:meth:`give` for a buffer nothing else will need: kept up to :data:`KEEP_BYTES`."""
+        if t.numel() * t.element_size() <= KEEP_BYTES:
+            self.give(role, t)
 
     def clear(self) -> None:
         self._idle.clear()
@@ -168,6 +175,18 @@ class Scratch:
 
     def __setstate__(self, state):
         self.__init__()
+
+
+#: largest buffer kept between calls that no backward needs (inference stacks, outputs): above
+#: it the page faults of a fresh buffer cost a smaller share than the memory held would
+KEEP_BYTES = 256 << 20
+
+
+def _nbytes(shape, like: torch.Tensor) -> int:
+    n = like.element_size()
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def _fits(t: torch.Tensor | None, shape, like: torch.Tensor) -> bool:
@@ -247,7 +266,7 @@ class _ChebFilter(torch.autograd.Function):
         ctx.save_for_backward(x, weight, bias)
         ctx.basis = basis if keep else None
         if not keep:  # no backward will use it
-            scratch.give("basis", basis)
+            scratch.give_if_small("basis", basis)
         ctx.laplacian, ctx.laplacian_t, ctx.scratch, ctx.block_rows = laplacian, laplacian_t, scratch, block_rows
         # (pixels, batch, out) buffer seen as (batch, pixels, out): no transposing copy
         return y.view(P, B, O).transpose(0, 1)

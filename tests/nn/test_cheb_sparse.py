@@ -10,7 +10,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from deepsphere_gen.nn._cheb_sparse import _SOLE_REFS, Scratch, cheb_filter, to_torch_csr
+from deepsphere_gen.nn import _cheb_sparse
+from deepsphere_gen.nn._cheb_sparse import (
+    _SOLE_REFS,
+    Scratch,
+    cheb_filter,
+    to_torch_csr,
+)
 
 pytestmark = pytest.mark.skipif(_SOLE_REFS is None, reason="torch lacks storage use counts: outputs never recycled")
 
@@ -85,3 +91,15 @@ def test_inference_basis_returned_to_scratch():
         basis = scratch._idle["basis"]
         cheb_filter(x, w, None, lap, scratch=scratch)
     assert scratch._idle["basis"] is basis
+
+
+def test_large_buffers_are_not_kept(monkeypatch):
+    """Outputs and inference stacks above KEEP_BYTES are fresh each call and not held after it."""
+    lap, x, w = _setup()
+    monkeypatch.setattr(_cheb_sparse, "KEEP_BYTES", 100)  # the output here is 2*10*4*8 = 640 bytes
+    scratch = Scratch()
+    with torch.no_grad():
+        y = cheb_filter(x, w, None, lap, scratch=scratch)
+    assert scratch._outputs == {} and scratch._idle == {}
+    torch.testing.assert_close(cheb_filter(x, w, None, lap, scratch=scratch), y, rtol=0, atol=0)
+    assert scratch._outputs == {} and scratch._idle == {}
