@@ -14,20 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_positive_int
+
 __all__ = ["normalized_legendre", "real_spherical_harmonics"]
 
 _RESCALE_BITS = 600
 _BIG = 2.0**_RESCALE_BITS
-
-
-def _check_L(L) -> int:
-    try:
-        n = int(L)
-    except (TypeError, ValueError):
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}") from None
-    if n != L or n < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    return n
 
 
 def _cos_sin(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +48,7 @@ def normalized_legendre(L: int, theta, m_start: int = 0, m_stop: int | None = No
     -------
     (m_stop - m_start, L, n) float64 array, zero where l < m.  Memory 8 * nm * L * n bytes.
     """
-    L = _check_L(L)
+    L = check_positive_int(L, "bandlimit L")
     m_stop = L if m_stop is None else int(m_stop)
     if not 0 <= m_start <= m_stop <= L:
         raise ValueError(f"order range [{m_start}, {m_stop}) must lie inside [0, {L})")
@@ -112,7 +104,7 @@ def real_spherical_harmonics(L: int, theta, phi) -> np.ndarray:
     sqrt2 lambda_l^|m| sin(|m| phi) (m < 0); no Condon-Shortley phase.  float64 numpy.
     Memory 8 * L * L * n bytes (plus the Legendre table).
     """
-    L = _check_L(L)
+    L = check_positive_int(L, "bandlimit L")
     theta = np.atleast_1d(np.asarray(theta, dtype=np.float64))
     phi = np.atleast_1d(np.asarray(phi, dtype=np.float64))
     if theta.shape != phi.shape or theta.ndim != 1:

@@ -31,7 +31,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .._validation import check_finite
+from .._validation import check_finite, check_positive_int
 from ..sampling import EquiangularSampling, HealpixSampling, McEwenWiauxSampling
 from ._legendre import normalized_legendre
 from ._mw import mw_theta_mixing
@@ -144,7 +144,7 @@ class SHT(torch.nn.Module):
     ):
         super().__init__()
         self.check_input = bool(check_input)
-        self.L = L = _check_bandlimit(L)
+        self.L = L = check_positive_int(L, "bandlimit L")
         if not dtype.is_floating_point or dtype.is_complex:
             raise ValueError(f"dtype must be a real floating dtype, got {dtype}")
         if int(iterations) != iterations or iterations < 0:
@@ -534,16 +534,6 @@ class SHT(torch.nn.Module):
         """
         self._check(coeffs, self.L * self.L, f"L*L coefficients for L={self.L}", "coeffs", check_input)
         return self.synthesis(coeffs)
-
-
-def _check_bandlimit(L) -> int:
-    try:
-        n = int(L)
-    except (TypeError, ValueError):
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}") from None
-    if n != L or n < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    return n
 
 
 _CACHE: "OrderedDict[tuple, SHT]" = OrderedDict()

@@ -160,6 +160,20 @@ def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = F
     return pool, pool.coarse
 
 
+def _encoder(graphs: _Graphs, sampling, in_channels: int, channels, pools, K: int, batch_norm: bool,
+             pool: str, dtype) -> tuple[nn.Sequential, HealpixSampling]:
+    """Conv blocks, stage i pooling by 4**pools[i] after its conv (0: none); -> (stack, output sampling)."""
+    blocks, s, cin = [], sampling, in_channels
+    for cout, p in zip(channels, pools):
+        stage = [_ConvBlock(cin, cout, K, graphs(s), batch_norm, dtype)]
+        if p:
+            pool_mod, s = _pool(s, p, pool)
+            stage.append(pool_mod)
+        blocks.append(nn.Sequential(*stage))
+        cin = cout
+    return nn.Sequential(*blocks), s
+
+
 def _summary(model: nn.Module) -> str:
     lines = [f"{type(model).__name__}: {model.describe()}"]
     for name, child in model.named_children():
@@ -187,16 +201,9 @@ class _DeepSphereNet(_SharedLaplacians):
         self.npix = self.sampling.npix
         self.head_kind = head
         graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
-        blocks, s, cin = [], self.sampling, self.in_channels
-        for cout, p in zip(channels, pools):
-            stage = [_ConvBlock(cin, cout, K, graphs(s), batch_norm, dtype)]
-            if p:
-                pool_mod, s = _pool(s, p, pool)
-                stage.append(pool_mod)
-            blocks.append(nn.Sequential(*stage))
-            cin = cout
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks, s = _encoder(graphs, self.sampling, self.in_channels, channels, pools, K, batch_norm, pool, dtype)
         self.out_sampling = s
+        cin = channels[-1]
         fk = {"dtype": dtype}
         if head == "gap":
             self.head = nn.Linear(cin, n_out, **fk)

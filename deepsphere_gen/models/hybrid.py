@@ -23,7 +23,13 @@ from ..nn._efficient_layer import EfficientGeneralizedLayer
 from ..nn._readout import InvariantReadout
 from ..nn._signal import GeneralizedSignal
 from ..sampling import HealpixSampling
-from .deepsphere import _check_order, _check_positive_ints, _ConvBlock, _Graphs, _pool, _SharedLaplacians
+from .deepsphere import (
+    _check_order,
+    _check_positive_ints,
+    _encoder,
+    _Graphs,
+    _SharedLaplacians,
+)
 
 __all__ = ["HybridClassifier"]
 
@@ -68,16 +74,10 @@ class HybridClassifier(_SharedLaplacians):
         self.sampling = HealpixSampling(nside)
         self.npix = self.sampling.npix
         graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
-        blocks, s, cin = [], self.sampling, self.in_channels
-        for cout in graph_channels:
-            stage = [_ConvBlock(cin, cout, K, graphs(s), batch_norm, dtype)]
-            if pool_levels:
-                pool_mod, s = _pool(s, pool_levels, pool)
-                stage.append(pool_mod)
-            blocks.append(nn.Sequential(*stage))
-            cin = cout
-        self.graph = nn.Sequential(*blocks)
+        self.graph, s = _encoder(graphs, self.sampling, self.in_channels, graph_channels,
+                                 [pool_levels] * len(graph_channels), K, batch_norm, pool, dtype)
         self.low_sampling = s
+        cin = graph_channels[-1]
         if bandlimits[0] > 3 * s.nside:
             raise ValueError(f"bridge bandlimit L_0={bandlimits[0]} exceeds 3 * nside = {3 * s.nside} of the "
                              "pooled map; pool less or lower L_0")
