@@ -3,7 +3,7 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from deepsphere_gen.baselines import HistogramSVM, PowerSpectrumSVM, evaluate_baselines
+from deepsphere_gen.experiments.baselines import HistogramSVM, PowerSpectrumSVM, evaluate_baselines
 from deepsphere_gen.datasets import MassMapConfig, MassMapDataset, builtin_footprint, generate_massmaps
 
 NSIDE = 16

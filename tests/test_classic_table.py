@@ -1,7 +1,7 @@
 """The equivariance table of the spherical-CNN family reproduces the published pattern."""
 import torch
 
-from deepsphere_gen._classic_table import PUBLISHED, classic_equivariance_table, format_table
+from deepsphere_gen.experiments.classic_table import PUBLISHED, classic_equivariance_table, format_table
 
 
 def test_pattern_float32():

@@ -19,7 +19,7 @@ import types
 import pytest
 import torch
 
-from deepsphere_gen import _bench
+from deepsphere_gen.bench import harness as _bench
 from deepsphere_gen.equivariance import assert_equivariant, flatten_batch
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.harmonic import (
@@ -469,7 +469,7 @@ def test_model_float32_on_device(device, graph_cache):
 
 def test_bench_chebconv_suite_tiny_case(device, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPSPHERE_GEN_CACHE", str(tmp_path))
-    suite = _bench.discover_suites(_bench.default_suite_dir())["chebconv"]
+    suite = _bench.discover_suites()["chebconv"]
     h = _bench.Harness(device.type, repeats=2, warmup=1, quick=True)
     h.suite = "chebconv"
     h._machine = {"bandwidth_gbs": 10.0, "gemm_gflops": 100.0}  # skip the rate measurement

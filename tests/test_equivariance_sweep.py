@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepsphere_gen import _equivariance_sweep as sw
+from deepsphere_gen.experiments import equivariance_sweep as sw
 from deepsphere_gen.equivariance import equivariance_error
 from deepsphere_gen.harmonic import analysis, random_rotations, rotate_coefficients, synthesis
 from deepsphere_gen.sampling import HealpixSampling

@@ -2,7 +2,7 @@
 
 Each record: suite, name, params, ours_s (median seconds), peer, peer_s, speedup
 (peer_s / ours_s), max_rel_diff, peak_mem_mb, device, extras.  How suites are written and
-how time and memory are measured: ``benchmarks/README.md`` and ``deepsphere_gen._bench``.
+how time and memory are measured: ``benchmarks/README.md`` and ``deepsphere_gen.bench.harness``.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import sys
 
 import torch
 
-from .. import _bench
+from ..bench import harness as _bench
 
-HELP = "Run the benchmark suites (benchmarks/bench_*.py), print a table and write JSON records."
+HELP = "Run the benchmark suites (deepsphere_gen/bench/suites), print a table and write JSON records."
 
 
 def add_arguments(parser) -> None:
@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--suite-dir", default=None, metavar="DIR",
-                        help="directory of bench_*.py suites (default: benchmarks/ next to the package)")
+                        help="folder of extra *.py suites to run instead of the installed ones (deepsphere_gen.bench.suites)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -45,7 +45,7 @@ def run(args) -> int:
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
     try:
         harness = _bench.Harness(args.device, repeats=repeats, warmup=args.warmup, quick=args.quick)
-        suites = _bench.discover_suites(args.suite_dir or _bench.default_suite_dir())
+        suites = _bench.discover_suites(args.suite_dir)
     except ValueError as exc:
         return _fail(str(exc))
     if args.only:

@@ -4,7 +4,7 @@ Trains every model family (planar, DeepSphere graph, harmonic MST / RMST, hybrid
 S2/SO(3)) on scikit-learn's 8x8 digits projected onto the sphere, prints the accuracy
 table (and Cobb et al. 2021's spherical-MNIST table beside it), and optionally writes the
 records as JSON and a PNG of a few projected digits, unrotated and rotated.  See
-``deepsphere_gen._digits_experiment``.
+``deepsphere_gen.experiments.digits``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .. import _digits_experiment as exp
+from ..experiments import digits as exp
 from .._io import atomic_write_json
 
 HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."

@@ -1,6 +1,6 @@
 """``deepsphere-gen equivariance``: equivariance error of graph, harmonic and hybrid layers and models.
 
-Protocol and records: ``deepsphere_gen._equivariance_sweep``.  Prints a table, optionally
+Protocol and records: ``deepsphere_gen.experiments.equivariance_sweep``.  Prints a table, optionally
 writes the records as JSON (``--json``) and a PNG of the Laplacian's error against the
 degree per (nside, k) like DeepSphere's figure (``--plot``).
 """
@@ -47,7 +47,7 @@ def _write_json(path, records, meta) -> Path:
 
 
 def run(args) -> int:
-    from .. import _equivariance_sweep as sweep
+    from ..experiments import equivariance_sweep as sweep
 
     if args.threads < 1:
         print(f"deepsphere-gen equivariance: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)

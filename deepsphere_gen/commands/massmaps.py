@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from .. import _massmaps_experiment as exp
+from ..experiments import massmaps as exp
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 

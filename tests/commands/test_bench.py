@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import torch
 
-from deepsphere_gen import _bench
+from deepsphere_gen.bench import harness as _bench
 from deepsphere_gen.cli import main
 
 TRIVIAL_SUITE = textwrap.dedent(
@@ -29,7 +29,7 @@ TRIVIAL_SUITE = textwrap.dedent(
                                timed_calls=len(t.times))]
 
     def _bench_diff(a, b):
-        from deepsphere_gen._bench import max_rel_diff
+        from deepsphere_gen.bench.harness import max_rel_diff
         return max_rel_diff(a, b)
     '''
 )
@@ -174,13 +174,13 @@ def test_cli_unknown_suite_and_bad_dir(tmp_path, capsys):
 
 
 def test_repository_suites_are_discovered():
-    suites = _bench.discover_suites(_bench.default_suite_dir())
+    suites = _bench.discover_suites()
     assert "chebconv" in suites
     assert suites["chebconv"].cases(True) == [c for c in suites["chebconv"].cases(False) if c["nside"] == 64]
 
 
 def test_chebconv_suite_tiny_case_matches_pyg():
-    suite = _bench.discover_suites(_bench.default_suite_dir())["chebconv"]
+    suite = _bench.discover_suites()["chebconv"]
     h = _bench.Harness("cpu", repeats=1, warmup=0, quick=True)
     h.suite = "chebconv"
     h._machine = {"bandwidth_gbs": 10.0, "gemm_gflops": 100.0}  # skip the rate measurement

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from deepsphere_gen import _digits_experiment as exp
+from deepsphere_gen.experiments import digits as exp
 from deepsphere_gen.cli import main
 from deepsphere_gen.datasets.digits import SPLITS, build_split
 from deepsphere_gen.sampling import DriscollHealySampling

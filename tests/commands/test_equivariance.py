@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from deepsphere_gen import _equivariance_sweep as sw
+from deepsphere_gen.experiments import equivariance_sweep as sw
 from deepsphere_gen.cli import main
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepsphere_gen import _massmaps_experiment as exp
+from deepsphere_gen.experiments import massmaps as exp
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.datasets import MassMapDataset
 from deepsphere_gen.cli import main

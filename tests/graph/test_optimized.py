@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 from scipy.special import eval_legendre
 
-from deepsphere_gen import _equivariance_sweep as sw
+from deepsphere_gen.experiments import equivariance_sweep as sw
 from deepsphere_gen.equivariance import equivariance_error
 from deepsphere_gen.graph import build_graph, knn_graph, laplacian, optimized_graph, predicted_equivariance_error
 from deepsphere_gen.graph._optimized import _legendre, _legendre_sum

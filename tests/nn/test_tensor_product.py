@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from deepsphere_gen._e3nn import e3nn_basis
+from deepsphere_gen.bench.e3nn_basis import e3nn_basis
 from deepsphere_gen.equivariance import assert_equivariant
 from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.harmonic._clebsch_gordan import clebsch_gordan

@@ -11,7 +11,7 @@ maps, so patches of one map never straddle the split):
 - ``harmonic``: :class:`~deepsphere_gen.models.HarmonicClassifier` (full sky only);
 - ``hybrid``: the graph/harmonic hybrid classifier (full sky only; when available);
 - ``psd_svm`` / ``hist_svm``: linear SVMs on log power spectra / pixel histograms
-  (:mod:`deepsphere_gen.baselines`).
+  (:mod:`deepsphere_gen.experiments.baselines`).
 
 Partial sky: every patch of a level has the same nested pixel layout, so one network (its
 graph built on an equatorial patch, base pixel 4) reads all patches, as in DeepSphere.
@@ -44,10 +44,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .datasets import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
-from .datasets._footprint import builtin_footprint, read_footprint
-from .datasets.massmaps import _check_noise
-from .training import DistContext, TrainConfig, distributed_context, evaluate, fit, load_checkpoint
+from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
+from ..datasets._footprint import builtin_footprint, read_footprint
+from ..datasets.massmaps import _check_noise
+from ..training import DistContext, TrainConfig, distributed_context, evaluate, fit, load_checkpoint
 
 __all__ = [
     "METHODS",
@@ -212,7 +212,7 @@ def _reference_indices(sky: SkySetting, nside: int) -> np.ndarray | None:
 
 def _hybrid_classifier(nside: int, config: ExperimentConfig) -> nn.Module:
     try:
-        from .models.hybrid import HybridClassifier
+        from ..models.hybrid import HybridClassifier
     except ImportError as exc:
         raise ValueError(f"the hybrid model is not available in this build ({exc})") from None
     L0 = max(1, min(8, 2 * (nside // 4)))  # two poolings by 4: the bridge stays below 2 nside_low
@@ -221,8 +221,8 @@ def _hybrid_classifier(nside: int, config: ExperimentConfig) -> nn.Module:
 
 def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: float) -> nn.Module:
     """The network of ``method`` for ``sky``, wrapped in :class:`Standardized`."""
-    from .models import DeepSphereClassifier, HarmonicClassifier
-    from .sampling import HealpixSampling
+    from ..models import DeepSphereClassifier, HarmonicClassifier
+    from ..sampling import HealpixSampling
 
     torch.manual_seed(config.seed)
     nside = config.nside

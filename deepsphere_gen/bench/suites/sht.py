@@ -36,7 +36,7 @@ import os
 import numpy as np
 import torch
 
-from deepsphere_gen._bench import max_rel_diff, roofline_floor
+from ..harness import max_rel_diff, roofline_floor
 from deepsphere_gen.harmonic import SHT, healpy_alm_to_real
 from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling
 

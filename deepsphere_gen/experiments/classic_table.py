@@ -4,18 +4,18 @@ Every row is ``equivariance.equivariance_error`` of one layer on random band-lim
 generalized signals (white coefficients, float32 by default), random rotations uniform
 on SO(3), inputs and outputs rotated exactly in harmonic space (``GeneralizedSignal.rotate``).
 Convolutions and the tensor-product layer are equivariant to floating-point precision;
-the pointwise ReLUs on a grid are not.  Run ``python -m deepsphere_gen._classic_table``.
+the pointwise ReLUs on a grid are not.  Run ``python -m deepsphere_gen.experiments.classic_table``.
 """
 from __future__ import annotations
 
 import torch
 
-from .equivariance import equivariance_error
-from .harmonic._rotation import random_rotations
-from .nn._efficient_layer import EfficientGeneralizedLayer
-from .nn._pointwise import S2ReLU, SO3ReLU
-from .nn._s2_conv import S2Conv, S2ToSO3Conv, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
-from .nn._signal import GeneralizedSignal
+from ..equivariance import equivariance_error
+from ..harmonic._rotation import random_rotations
+from ..nn._efficient_layer import EfficientGeneralizedLayer
+from ..nn._pointwise import S2ReLU, SO3ReLU
+from ..nn._s2_conv import S2Conv, S2ToSO3Conv, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
+from ..nn._signal import GeneralizedSignal
 
 __all__ = ["PUBLISHED", "classic_equivariance_table", "format_table"]
 

@@ -32,7 +32,7 @@ import time
 import numpy as np
 import torch
 
-from deepsphere_gen._bench import max_rel_diff, roofline_floor
+from ..harness import max_rel_diff, roofline_floor
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.nn.chebconv import ChebConv
 from deepsphere_gen.sampling import HealpixSampling

@@ -1,6 +1,6 @@
 """Benchmark harness behind ``deepsphere-gen bench``: suites, timing, memory, records, JSON.
 
-A *suite* is a module ``bench_<name>.py`` (see ``benchmarks/README.md``) with
+A *suite* is a module of :mod:`deepsphere_gen.bench.suites` (see ``benchmarks/README.md``) with
 
 - ``NAME``: short name used by ``--only``;
 - ``cases(quick: bool) -> list[dict]``: JSON-serialisable parameters of each case;
@@ -26,7 +26,9 @@ from __future__ import annotations
 import ctypes
 import datetime as _dt
 import gc
+import importlib
 import importlib.util
+import pkgutil
 import math
 import os
 import platform
@@ -41,7 +43,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ._io import atomic_write_json
+from .._io import atomic_write_json
 
 __all__ = [
     "SCHEMA",
@@ -400,28 +402,37 @@ def measure_machine(device="cpu", quick: bool = False, timer=time.perf_counter) 
 # ----------------------------------------------------------------------------- suites
 
 
-def default_suite_dir() -> Path:
-    """``benchmarks/`` next to the package (a source checkout or an editable install)."""
-    import deepsphere_gen
+def discover_suites(suite_dir=None) -> dict:
+    """The benchmark suites: {NAME: module}, sorted by name.
 
-    return Path(deepsphere_gen.__file__).resolve().parents[1] / "benchmarks"
+    Default: every module of :mod:`deepsphere_gen.bench.suites` (installed with the package,
+    so an ordinary install runs them).  ``suite_dir``: a folder of extra ``*.py`` suites
+    (imported by path), e.g. a suite under development.
+    """
+    if suite_dir is None:
+        from . import suites as package
 
-
-def discover_suites(suite_dir) -> dict:
-    """Import every ``bench_*.py`` of ``suite_dir``; return {NAME: module}, sorted by name."""
-    suite_dir = Path(suite_dir)
-    if not suite_dir.is_dir():
-        raise ValueError(f"benchmark suite directory {str(suite_dir)!r} does not exist (pass --suite-dir)")
+        modules = [importlib.import_module(f"{package.__name__}.{info.name}")
+                   for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
+    else:
+        suite_dir = Path(suite_dir)
+        if not suite_dir.is_dir():
+            raise ValueError(f"benchmark suite directory {str(suite_dir)!r} does not exist (pass --suite-dir)")
+        modules = []
+        for path in sorted(suite_dir.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            modname = f"_deepsphere_gen_bench_{path.stem}"
+            spec = importlib.util.spec_from_file_location(modname, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module
+            spec.loader.exec_module(module)
+            modules.append(module)
     suites = {}
-    for path in sorted(suite_dir.glob("bench_*.py")):
-        modname = f"_deepsphere_gen_bench_{path.stem}"
-        spec = importlib.util.spec_from_file_location(modname, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[modname] = module
-        spec.loader.exec_module(module)
+    for module in modules:
         for attr in ("NAME", "cases", "run"):
             if not hasattr(module, attr):
-                raise ValueError(f"benchmark suite {path} lacks {attr} (see benchmarks/README.md)")
+                raise ValueError(f"benchmark suite {module.__name__} lacks {attr} (see benchmarks/README.md)")
         if module.NAME in suites:
             raise ValueError(f"two benchmark suites are named {module.NAME!r}")
         suites[module.NAME] = module

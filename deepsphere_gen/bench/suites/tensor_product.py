@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from deepsphere_gen._e3nn import e3nn_basis
+from ..e3nn_basis import e3nn_basis
 from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
 
 NAME = "tensor_product"

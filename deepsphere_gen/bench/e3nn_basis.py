@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .harmonic import real_spherical_harmonics
+from ..harmonic import real_spherical_harmonics
 
 __all__ = ["e3nn_basis"]
 

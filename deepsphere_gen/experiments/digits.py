@@ -34,8 +34,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .datasets.digits import SPLITS, build_split
-from .sampling import DriscollHealySampling, HealpixSampling
+from ..datasets.digits import SPLITS, build_split
+from ..sampling import DriscollHealySampling, HealpixSampling
 
 __all__ = [
     "DigitsConfig",
@@ -131,19 +131,19 @@ class ModelSpec:
 
 
 def _planar(_):
-    from .models import PlanarCNN
+    from ..models import PlanarCNN
 
     return PlanarCNN(8, channels=(24, 48), n_classes=10)
 
 
 def _planar_grid(sampling):
-    from .models import PlanarCNN
+    from ..models import PlanarCNN
 
     return PlanarCNN(sampling.shape, channels=(12, 24, 32), n_classes=10)
 
 
 def _graph(sampling):
-    from .models import DeepSphereClassifier
+    from ..models import DeepSphereClassifier
 
     return DeepSphereClassifier(sampling.nside, 1, channels=(16, 32, 64), n_classes=10, K=5, k=8,
                                 pool_levels=1, head="gap")
@@ -151,7 +151,7 @@ def _graph(sampling):
 
 def _harmonic(mixing):
     def build(sampling):
-        from .models import HarmonicClassifier
+        from ..models import HarmonicClassifier
 
         return HarmonicClassifier(10, bandlimits=(10, 8, 5, 3), channels=(6, 10, 16, 16), sampling=sampling,
                                   tau=2, mixing=mixing, hidden=(64,))
@@ -160,7 +160,7 @@ def _harmonic(mixing):
 
 
 def _hybrid(sampling):
-    from .models.hybrid import HybridClassifier
+    from ..models.hybrid import HybridClassifier
 
     # one graph block at the input resolution (no pooling), bridge at L = 10, then the harmonic model's layers
     return HybridClassifier(sampling.nside, 1, n_classes=10, graph_channels=(8,), K=5, k=8, pool_levels=0,
@@ -171,7 +171,7 @@ def _hybrid(sampling):
 def _cohen(sampling):
     import math
 
-    from .models import CohenS2CNN
+    from ..models import CohenS2CNN
 
     # equivariant BatchNorm before each SO(3) ReLU (without it the digits' large common degree 0
     # leaves dead / linear ReLU channels), kernel radius scaled to bandlimit 5 (pi/8 is below its
@@ -248,7 +248,7 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: DigitsConfi
     second ``fit`` call, fresh Adam state, batch order from seed + 1).  Returns the seconds of all epochs."""
     from torch.utils.data import TensorDataset
 
-    from .training import TrainConfig, fit
+    from ..training import TrainConfig, fit
 
     first = min(max(round(config.decay_at * config.epochs), 1), config.epochs)
     phases = [(first, lr, config.seed), (config.epochs - first, lr * config.decay, config.seed + 1)]

@@ -85,7 +85,7 @@ class PowerSpectrumSVM(_Baseline):
 
     def __init__(self, nside: int, lmax: int | None = None, n_bins: int = 24, lmin: int = 2,
                  iter: int = 0, C: float = 1.0, seed: int = 0, threads: int | None = 1):
-        from .sampling import check_nside
+        from ..sampling import check_nside
 
         super().__init__(C, seed)
         self.nside = check_nside(nside)
@@ -105,7 +105,7 @@ class PowerSpectrumSVM(_Baseline):
             raise ValueError(f"pixel indices outside [0, {npix}) for nside {self.nside}")
         out = np.empty((values.shape[0], self.lmax + 1))
         full = np.zeros(npix)
-        from .datasets._massmaps_cache import limit_threads
+        from ..datasets._massmaps_cache import limit_threads
 
         with limit_threads(self.threads):
             for k in range(values.shape[0]):

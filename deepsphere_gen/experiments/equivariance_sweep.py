@@ -12,7 +12,7 @@ every such record carries its own floor).  The error is ``equivariance.equivaria
 (plain ratio ``mean``, its square ``mean_sq``, ``max``).
 
 Harmonic layers: random generalized signals, exact rotations in harmonic space
-(``_classic_table``, tensor-product activation, efficient layer), float32 and float64.
+(``classic_table``, tensor-product activation, efficient layer), float32 and float64.
 Models: rotation-invariant logits of graph / harmonic / hybrid classifiers on random
 band-limited maps; the hybrid model is also split into its graph part, the bridge and the
 part after the bridge.
@@ -27,9 +27,9 @@ from typing import Callable
 
 import torch
 
-from .equivariance import equivariance_error
-from .harmonic import analysis, random_rotations, rotate_coefficients, synthesis
-from .sampling import HealpixSampling
+from ..equivariance import equivariance_error
+from ..harmonic import analysis, random_rotations, rotate_coefficients, synthesis
+from ..sampling import HealpixSampling
 
 __all__ = [
     "PUBLISHED_V2",
@@ -113,7 +113,7 @@ def _record(layer, backend, sampling, resolution, k, variant, degree, dtype, res
 
 
 def _sparse(M, dtype) -> torch.Tensor:
-    from .nn._cheb_sparse import to_torch_csr
+    from ..nn._cheb_sparse import to_torch_csr
 
     return to_torch_csr(M, dtype=dtype)
 
@@ -139,9 +139,9 @@ def graph_operator_tasks(nsides=(32,), ks=(8, 20, 40), degrees=None, variants=("
     rotated at the coarse nside).  ``floor`` adds the identity operator (the transform floor)
     at every (nside, degree).  Each (variant, k) graph is built once (disk-cached).
     """
-    from .graph import build_graph
-    from .nn.chebconv import ChebConv
-    from .nn.pooling import HealpixAvgPool
+    from ..graph import build_graph
+    from ..nn.chebconv import ChebConv
+    from ..nn.pooling import HealpixAvgPool
 
     tasks: list[Task] = []
     graphs: dict = {}
@@ -201,9 +201,9 @@ def harmonic_tasks(L: int = 8, channels: int = 4, dtypes=(torch.float32, torch.f
                    seed: int = 0) -> list[Task]:
     """Tasks: the classic layer table (S2/SO(3) convs, TP layer, S2/SO(3) ReLU baselines) and the
     tensor-product activation alone, in every dtype; exact rotations in harmonic space."""
-    from ._classic_table import PUBLISHED, classic_equivariance_table
-    from .nn._signal import GeneralizedSignal
-    from .nn._tensor_product import TensorProductActivation
+    from .classic_table import PUBLISHED, classic_equivariance_table
+    from ..nn._signal import GeneralizedSignal
+    from ..nn._tensor_product import TensorProductActivation
 
     tasks: list[Task] = []
     for dtype in dtypes:
@@ -250,8 +250,8 @@ def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs:
                 seed: int = 0, dtype=torch.float64) -> list[Task]:
     """Tasks: invariance error of whole graph / harmonic / hybrid classifiers (eval mode) on random
     maps band-limited below ``L_in`` (default nside), and the hybrid model's parts."""
-    from .models import DeepSphereClassifier, HarmonicClassifier
-    from .models.hybrid import HybridClassifier
+    from ..models import DeepSphereClassifier, HarmonicClassifier
+    from ..models.hybrid import HybridClassifier
 
     s = HealpixSampling(nside)
     L_in = L_in or nside

@@ -1,0 +1,12 @@
+"""Experiments: the top layer, above the library (``sampling`` -> ``graph`` / ``harmonic`` ->
+``nn`` -> ``models``); the ``deepsphere-gen`` commands call them, nothing in the library
+imports them.
+
+| module | experiment |
+| --- | --- |
+| :mod:`.massmaps` | DeepSphere's cosmology task: two cosmologies from convergence maps, networks vs baselines |
+| :mod:`.baselines` | the non-CNN baselines of :mod:`.massmaps` (power spectrum, histogram, SVMs) |
+| :mod:`.digits` | spherical digits: graph, harmonic, hybrid and planar networks |
+| :mod:`.equivariance_sweep` | equivariance error of graph vs harmonic layers under random rotations |
+| :mod:`.classic_table` | equivariance of the classic (Cohen, Esteves) layers vs the published table |
+"""
