@@ -2,7 +2,8 @@
 Laplacians rescaled to [-1, 1], disk cache, export to torch / pygsp / torch_geometric."""
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import KERNEL_WIDTHS_NSIDE32, default_sigma, kernel_width
-from ._knn import knn_distances, knn_graph
+from ._knn import knn_graph
+from ._neighbours import knn_distances
 from ._laplacian import LAPLACIAN_KINDS, estimate_lmax, laplacian, rescale_laplacian
 from ._sphere_graph import GRAPH_KINDS, SphereGraph, build_graph, graph_params
 from ._optimized import OPTIMIZED_FIT, optimized_graph, predicted_equivariance_error

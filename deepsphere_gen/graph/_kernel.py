@@ -9,8 +9,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._validation import check_positive_int
 from ..sampling import HealpixSampling, check_nside
+from ._neighbours import check_k, knn_distances
 
 __all__ = ["KERNEL_WIDTHS_NSIDE32", "kernel_width", "default_sigma"]
 
@@ -19,10 +19,6 @@ KERNEL_WIDTHS_NSIDE32 = {8: 0.02500, 20: 0.03185, 40: 0.042432, 60: 0.051720}
 
 _TABLE_K = np.array(sorted(KERNEL_WIDTHS_NSIDE32), dtype=np.float64)
 _TABLE_S2 = np.array([KERNEL_WIDTHS_NSIDE32[k] ** 2 for k in sorted(KERNEL_WIDTHS_NSIDE32)])
-
-
-def _check_k(k) -> int:
-    return check_positive_int(k, "k (number of neighbours)")
 
 
 def _sigma2_nside32(k: int) -> float:
@@ -50,7 +46,7 @@ def kernel_width(nside: int, k: int) -> float:
     the area covered by k neighbours does).
     """
     nside = check_nside(nside)
-    k = _check_k(k)
+    k = check_k(k)
     if k in KERNEL_WIDTHS_NSIDE32:
         s32 = KERNEL_WIDTHS_NSIDE32[k]
     else:
@@ -61,8 +57,6 @@ def kernel_width(nside: int, k: int) -> float:
 @lru_cache(maxsize=None)
 def _healpix_width_ratio(k: int) -> float:
     """kernel_width(32, k) / mean k-neighbour distance of the full nside-32 HEALPix sampling."""
-    from ._knn import knn_distances
-
     _, d2 = knn_distances(HealpixSampling(32).xyz, k)
     return kernel_width(32, k) / float(np.sqrt(d2).mean())
 
@@ -76,12 +70,10 @@ def default_sigma(sampling, k: int, mean_distance: float | None = None) -> float
     sigma / mean-neighbour-distance that the DeepSphere optimum has on the full
     nside-32 HEALPix sampling.
     """
-    k = _check_k(k)
+    k = check_k(k)
     if isinstance(sampling, HealpixSampling):
         return kernel_width(sampling.nside, k)
     if mean_distance is None:
-        from ._knn import knn_distances
-
         _, d2 = knn_distances(sampling.xyz, k)
         mean_distance = float(np.sqrt(d2).mean())
     return _healpix_width_ratio(k) * float(mean_distance)

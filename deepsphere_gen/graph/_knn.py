@@ -3,54 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.spatial import cKDTree
 
-from ._kernel import _check_k, default_sigma
+from ._kernel import default_sigma
+from ._neighbours import CHUNK, check_k, index_dtype, knn_distances
 
-__all__ = ["knn_graph", "knn_distances"]
-
-_CHUNK = 1 << 18  # rows per chunk: bounds the temporaries of the 12.6M-node graphs
-
-
-def _index_dtype(n: int):
-    return np.int32 if n < 2**31 else np.int64
-
-
-def knn_distances(xyz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest other points of every point, by euclidean distance in R^3.
-
-    Returns ``(idx, d2)``, both (npix, k): neighbour indices (int32 below 2**31 points)
-    sorted by increasing distance, and squared distances.  A point is never its own
-    neighbour; coincident points (e.g. a ring at a pole) are neighbours at distance 0.
-    """
-    xyz = np.ascontiguousarray(xyz, dtype=np.float64)
-    n = xyz.shape[0]
-    k = _check_k(k)
-    if k >= n:
-        raise ValueError(f"k={k} neighbours needs more than k points; the sampling has {n}")
-    tree = cKDTree(xyz, balanced_tree=False, compact_nodes=False)
-    idx = np.empty((n, k), dtype=_index_dtype(n))
-    d2 = np.empty((n, k), dtype=np.float64)
-    for s in range(0, n, _CHUNK):
-        e = min(n, s + _CHUNK)
-        d, j = tree.query(xyz[s:e], k + 1, workers=-1)
-        rows = np.arange(s, e)
-        is_self = j == rows[:, None]
-        # drop the point itself, or the farthest candidate if ties hid it
-        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
-        keep = np.ones(j.shape, dtype=bool)
-        keep[np.arange(e - s), drop] = False
-        idx[s:e] = j[keep].reshape(e - s, k)
-        # cKDTree sums (x_i - x_j)^2 over x, y, z in a fixed order: d(i, j) == d(j, i) exactly
-        d2[s:e] = np.square(d[keep]).reshape(e - s, k)
-    return idx, d2
-
+__all__ = ["knn_graph"]
 
 def _non_mutual(idx: np.ndarray) -> np.ndarray:
     """(npix, k) bool: True where i = row is not among the neighbours of j = idx[i, a]."""
     n, k = idx.shape
     out = np.empty((n, k), dtype=bool)
-    step = max(1, _CHUNK // k)
+    step = max(1, CHUNK // k)
     for s in range(0, n, step):
         e = min(n, s + step)
         rows = np.arange(s, e, dtype=idx.dtype)
@@ -74,7 +37,7 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     """
     xyz = sampling.xyz
     n = xyz.shape[0]
-    k = _check_k(k)
+    k = check_k(k)
     if k >= n:
         raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {n}")
     idx, d2 = knn_distances(xyz, k)
@@ -84,16 +47,16 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     if not np.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"kernel width sigma must be a positive finite number, got {sigma!r}")
     w = d2  # reuse the buffer: weights in place of squared distances
-    for s in range(0, n, _CHUNK):
-        np.multiply(w[s : s + _CHUNK], -np.log(2.0) / sigma**2, out=w[s : s + _CHUNK])
-        np.exp(w[s : s + _CHUNK], out=w[s : s + _CHUNK])
+    for s in range(0, n, CHUNK):
+        np.multiply(w[s : s + CHUNK], -np.log(2.0) / sigma**2, out=w[s : s + CHUNK])
+        np.exp(w[s : s + CHUNK], out=w[s : s + CHUNK])
     return _symmetrise(idx, w)
 
 
 def _mean_sqrt(d2: np.ndarray) -> float:
     total = 0.0
-    for s in range(0, d2.shape[0], _CHUNK):
-        total += float(np.sqrt(d2[s : s + _CHUNK]).sum())
+    for s in range(0, d2.shape[0], CHUNK):
+        total += float(np.sqrt(d2[s : s + CHUNK]).sum())
     return total / d2.size
 
 
@@ -115,7 +78,7 @@ def _symmetrise(idx: np.ndarray, w: np.ndarray) -> sp.csr_matrix:
     counts = np.full(n, k, dtype=np.int64)
     counts += np.bincount(extra_row, minlength=n)
     nnz = int(counts.sum())
-    itype = _index_dtype(max(n, nnz))
+    itype = index_dtype(max(n, nnz))
     indptr = np.zeros(n + 1, dtype=itype)
     np.cumsum(counts, out=indptr[1:])
     at = (extra_row + 1) * k  # insert each reverse edge at the end of its row's k entries

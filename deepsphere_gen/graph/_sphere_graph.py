@@ -11,8 +11,9 @@ import torch
 from .. import __version__
 from ._cache import cache_directory, load_cached, sampling_key, save_cached
 from ._grid import equiangular_4neighbour_graph
-from ._kernel import _check_k, default_sigma
+from ._kernel import default_sigma
 from ._knn import knn_graph
+from ._neighbours import check_k
 from ._laplacian import check_laplacian_kind, estimate_lmax, rescale_laplacian
 from ._optimized import OPTIMIZED_FIT, optimized_graph
 from ._laplacian import laplacian as laplacian_matrix
@@ -101,7 +102,7 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
     if kind not in GRAPH_KINDS:
         raise ValueError(f"unknown graph kind {kind!r}; choose one of {GRAPH_KINDS}")
     if kind in ("knn", "optimized"):
-        k = _check_k(k)
+        k = check_k(k)
         if k >= sampling.npix:
             raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {sampling.npix}")
         sigma = float(default_sigma(sampling, k) if sigma is None else sigma)
