@@ -53,7 +53,6 @@ __all__ = [
     "max_rel_diff",
     "roofline_floor",
     "measure_machine",
-    "default_suite_dir",
     "discover_suites",
     "run_suites",
     "run_metadata",

@@ -24,8 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._clebsch_gordan import _check_triple, _complex_cg
-from ._wigner import _basis_weights, _ByteLRU
+from ._cg_complex import check_triple, complex_cg
+from ._lru import ByteLRU
+from ._wigner import basis_weights
 
 __all__ = ["SparseCG", "sparse_clebsch_gordan", "sparse_from_dense"]
 
@@ -48,7 +49,7 @@ class SparseCG(NamedTuple):
 _CANCEL_ULPS = 16.0
 
 #: per triple, 32 bytes per non-zero (0.75 MB for (63, 63, 63)).  Bounded to 128 MiB.
-_SPARSE_CACHE = _ByteLRU(128 * 2**20)
+_SPARSE_CACHE = ByteLRU(128 * 2**20)
 
 
 def _frozen(*arrays: np.ndarray) -> SparseCG:
@@ -58,13 +59,13 @@ def _frozen(*arrays: np.ndarray) -> SparseCG:
 
 
 def _make_sparse(l1: int, l2: int, l: int) -> SparseCG:
-    cc = _complex_cg(l1, l2, l)
+    cc = complex_cg(l1, l2, l)
     idx = np.nonzero(np.abs(cc) > _CANCEL_ULPS * np.finfo(np.float64).eps)  # unit columns
     vals = cc[idx]
     dims = (2 * l1 + 1, 2 * l2 + 1, 2 * l + 1)
     options = []
     for axis, (deg, n) in enumerate(zip((l1, l2, l), dims)):
-        a, b = _basis_weights(deg)
+        a, b = basis_weights(deg)
         if axis == 2:
             a, b = a.conj(), b.conj()
         col = idx[axis]
@@ -95,7 +96,7 @@ def sparse_clebsch_gordan(l1: int, l2: int, l: int) -> SparseCG:
     :func:`deepsphere_gen.harmonic.clebsch_gordan` up to rounding.  Raises ValueError for
     negative or non-integer degrees or triples violating |l1 - l2| <= l <= l1 + l2.
     """
-    l1, l2, l = _check_triple(l1, l2, l)
+    l1, l2, l = check_triple(l1, l2, l)
     return _SPARSE_CACHE.get((l1, l2, l), lambda: _make_sparse(l1, l2, l))
 
 

@@ -28,88 +28,18 @@ C[1, 1 -> 1] is the cross product / sqrt2 and C[l, l -> 0] is ``delta_{m1 m2} / 
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 import torch
 
-from ._wigner import _ByteLRU
+from ._cg_complex import check_triple
+from ._cg_sparse import sparse_clebsch_gordan
+from ._lru import ByteLRU
 
 __all__ = ["clebsch_gordan", "clebsch_gordan_block", "cg_triples"]
 
 
-def _check_triple(l1, l2, l) -> tuple[int, int, int]:
-    for name, v in (("l1", l1), ("l2", l2), ("l", l)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-    l1, l2, l = int(l1), int(l2), int(l)
-    if not abs(l1 - l2) <= l <= l1 + l2:
-        raise ValueError(f"(l1, l2, l) = ({l1}, {l2}, {l}) violates the triangle rule |l1-l2| <= l <= l1+l2")
-    return l1, l2, l
-
-
-def _ladder(j: int, m: np.ndarray, step: int) -> np.ndarray:
-    """sqrt(j(j+1) - m(m+step)): coefficient of J+ (step=1) or J- (step=-1) on |j m>."""
-    return np.sqrt(np.maximum(j * (j + 1.0) - m * (m + step), 0.0))
-
-
-def _state_indices(l1: int, l2: int, M: int) -> np.ndarray:
-    """m1 values of the product states |m1, M - m1> that exist."""
-    return np.arange(max(-l1, M - l2), min(l1, M + l2) + 1)
-
-
-def _complex_cg(l1: int, l2: int, l: int) -> np.ndarray:
-    """Complex CG <l1 m1 l2 m2 | l M>, (2l1+1, 2l2+1, 2l+1) float64.
-
-    For each M >= 0 the vector over m1 is the eigenvector of J^2 (restricted to
-    m1 + m2 = M: a symmetric tridiagonal matrix with the simple eigenvalues
-    l'(l'+1), gaps >= 2) belonging to l(l+1); its sign follows the lowering chain
-    <l, M-1| J- |l, M> > 0 from the highest weight, whose signs are exact from the
-    two-term recursion of J+ |l l> = 0.  Negative M by
-    <l1 -m1 l2 -m2 | l -M> = (-1)^(l1+l2-l) <l1 m1 l2 m2 | l M>.
-    """
-    n1 = 2 * l1 + 1
-    cols = np.zeros((l + 1, n1))  # cols[M, m1 + l1] = <l1 m1 l2 M-m1 | l M>
-    # highest weight: c_p / c_(p-1) = -a1+(p-1) / a2+(l-p), exact signs, log magnitudes
-    p = _state_indices(l1, l2, l)
-    logr = np.log(_ladder(l1, p[1:] - 1.0, 1)) - np.log(_ladder(l2, (l - p[1:]).astype(float), 1))
-    logc = np.concatenate([[0.0], np.cumsum(logr)])
-    top = (-1.0) ** np.arange(p.size) * np.exp(logc - logc.max())
-    top *= np.sign(top[l1 - p[0]]) / np.linalg.norm(top)  # Condon-Shortley sign
-    cols[l, p + l1] = top
-    q = np.arange(-l1, l1 + 1, dtype=float)
-    down1 = _ladder(l1, q, -1)
-    for M in range(l - 1, -1, -1):
-        m1 = _state_indices(l1, l2, M)
-        m2 = M - m1
-        diag = 2.0 * m1 * m2
-        off = _ladder(l1, m1[:-1].astype(float), 1) * _ladder(l2, m2[:-1].astype(float), -1)
-        k = l - max(M, abs(l1 - l2))  # eigenvalues ascend with l' = max(M, |l1-l2|), ...
-        if m1.size == 1:
-            vec = np.ones(1)
-        else:
-            _, v = scipy.linalg.eigh_tridiagonal(diag, off, select="i", select_range=(k, k))
-            vec = v[:, 0]
-        # J- |l, M+1> on the m1 grid: J1- sends m1 -> m1 - 1, J2- keeps m1
-        prev = cols[M + 1]
-        lowered = _ladder(l2, M + 1 - q, -1) * prev
-        lowered[:-1] += (down1 * prev)[1:]
-        if vec @ lowered[m1 + l1] < 0:
-            vec = -vec
-        cols[M, m1 + l1] = vec
-    out = np.zeros((n1, 2 * l2 + 1, 2 * l + 1))
-    m1_all = np.arange(-l1, l1 + 1)
-    parity = (-1.0) ** (l1 + l2 - l)
-    for M in range(l + 1):
-        m2 = M - m1_all
-        ok = np.abs(m2) <= l2
-        out[m1_all[ok] + l1, m2[ok] + l2, M + l] = cols[M, ok]
-        if M > 0:
-            out[-m1_all[ok] + l1, -m2[ok] + l2, -M + l] = parity * cols[M, ok]
-    return out
-
-
 #: real CG tensors per triple, float64, 8 (2l1+1)(2l2+1)(2l+1) bytes each (16 MB for
 #: (63, 63, 63); all triples with l1, l2, l < 16 together take 112 MB).  Bounded to 256 MiB.
-_CG_CACHE = _ByteLRU(256 * 2**20)
+_CG_CACHE = ByteLRU(256 * 2**20)
 
 
 def _real_cg(l1: int, l2: int, l: int) -> np.ndarray:
@@ -119,8 +49,6 @@ def _real_cg(l1: int, l2: int, l: int) -> np.ndarray:
 def _make_real_cg(l1: int, l2: int, l: int) -> np.ndarray:
     """Dense form of the sparse real tensor (``_cg_sparse``: conj(U_l) on the complex CG's
     output axis, U_l1 / U_l2 on its inputs, cancelled entries dropped)."""
-    from ._cg_sparse import sparse_clebsch_gordan  # it builds on this module's helpers
-
     sp = sparse_clebsch_gordan(l1, l2, l)
     out = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l + 1))
     out[sp.m1, sp.m2, sp.M] = sp.values
@@ -136,7 +64,7 @@ def clebsch_gordan(l1: int, l2: int, l: int, dtype: torch.dtype = torch.float64,
     returned as a new tensor in ``dtype`` on ``device``.  Raises ValueError for negative
     or non-integer degrees or triples violating |l1 - l2| <= l <= l1 + l2.
     """
-    l1, l2, l = _check_triple(l1, l2, l)
+    l1, l2, l = check_triple(l1, l2, l)
     return torch.tensor(_real_cg(l1, l2, l), dtype=dtype, device=device)
 
 
@@ -153,7 +81,7 @@ def clebsch_gordan_block(
     ls = list(ls)
     if not ls:
         raise ValueError("ls is empty: give at least one output degree")
-    blocks = [_real_cg(*_check_triple(l1, l2, l)) for l in ls]
+    blocks = [_real_cg(*check_triple(l1, l2, l)) for l in ls]
     return torch.tensor(np.concatenate(blocks, axis=2), dtype=dtype, device=device)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..sampling import HealpixSampling
-from ._wigner import _apply_D_real, _as_angles
+from ._wigner import apply_D_real, as_angles
 
 __all__ = [
     "random_rotations",
@@ -72,7 +72,7 @@ def _ry(b: torch.Tensor) -> torch.Tensor:
 
 def euler_to_matrix(angles, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
     """ZYZ angles (..., 3) -> rotation matrices (..., 3, 3), ``Rz(alpha) Ry(beta) Rz(gamma)``."""
-    ang = _as_angles(angles, dtype, device)
+    ang = as_angles(angles, dtype, device)
     return _rz(ang[..., 0]) @ _ry(ang[..., 1]) @ _rz(ang[..., 2])
 
 
@@ -114,7 +114,7 @@ def compose_rotations(first, second) -> torch.Tensor:
 
 def invert_rotation(angles) -> torch.Tensor:
     """Angles of ``R^-1`` with beta in [0, pi]: (pi - gamma, beta, -pi - alpha)."""
-    ang = _as_angles(angles, None, None)
+    ang = as_angles(angles, None, None)
     return torch.stack([math.pi - ang[..., 2], ang[..., 1], -math.pi - ang[..., 0]], dim=-1)
 
 
@@ -125,7 +125,7 @@ def _resolve(angles, matrix, dtype, device) -> torch.Tensor:
         if not torch.is_tensor(matrix):
             matrix = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
         angles = matrix_to_euler(matrix.to(torch.float64))
-    return _as_angles(angles, dtype, device)
+    return as_angles(angles, dtype, device)
 
 
 def rotate_points(points, angles=None, *, matrix=None, inverse: bool = False):
@@ -183,7 +183,7 @@ def rotate_coefficients(
         raise ValueError(f"coeffs has {n} coefficients per channel, expected L*L for bandlimit L={L!r}")
     ang = _resolve(angles, matrix, coeffs.dtype, coeffs.device)
     _check_batch(ang, coeffs.shape[0])
-    out = [_apply_D_real(l, ang, coeffs[:, l * l : (l + 1) * (l + 1), :]) for l in range(L)]
+    out = [apply_D_real(l, ang, coeffs[:, l * l : (l + 1) * (l + 1), :]) for l in range(L)]
     return torch.cat(out, dim=1)
 
 
@@ -208,7 +208,7 @@ def rotate_fragments(fragments, angles=None, *, matrix=None) -> list[torch.Tenso
             )
         _check_batch(ang, f.shape[0])
         b, c, n, t = f.shape
-        x = _apply_D_real(l, ang, f.transpose(1, 2).reshape(b, n, c * t))
+        x = apply_D_real(l, ang, f.transpose(1, 2).reshape(b, n, c * t))
         out.append(x.reshape(b, n, c, t).transpose(1, 2))
     return out
 

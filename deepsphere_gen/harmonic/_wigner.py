@@ -27,51 +27,18 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import OrderedDict
 
 import numpy as np
 import scipy.linalg
 import torch
 
+from ._lru import ByteLRU
+
 __all__ = ["complex_to_real_matrix", "wigner_d", "wigner_D_real", "wigner_D_blocks"]
-
-
-
-class _ByteLRU:
-    """Least-recently-used cache of arrays / tensors bounded by their total size in bytes."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict = OrderedDict()
-        self._bytes = 0
-
-    @staticmethod
-    def _size(value) -> int:
-        return value.element_size() * value.numel() if torch.is_tensor(value) else value.nbytes
-
-    def get(self, key, make):
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-            return value
-        value = make()
-        size = self._size(value)
-        if size <= self.max_bytes:
-            self._items[key] = value
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= self._size(old)
-        return value
-
-    def clear(self) -> None:
-        self._items.clear()
-        self._bytes = 0
-
 
 #: Delta_l tables per (l, dtype, device): 8 (2l+1)^2 bytes each in float64 (33 MB at
 #: l = 1024; all l < 128 together take 22 MB).  Bounded to 256 MiB.
-_DELTA_CACHE = _ByteLRU(256 * 2**20)
+_DELTA_CACHE = ByteLRU(256 * 2**20)
 
 
 def _check_degree(l) -> int:
@@ -81,7 +48,7 @@ def _check_degree(l) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _basis_weights(l: int) -> tuple[np.ndarray, np.ndarray]:
+def basis_weights(l: int) -> tuple[np.ndarray, np.ndarray]:
     """``U_l = diag(a) + diag(b) F`` (``F`` flips m -> -m); returns (a, b) complex128."""
     m = np.arange(-l, l + 1)
     k = np.abs(m)
@@ -101,13 +68,13 @@ def complex_to_real_matrix(l: int) -> np.ndarray:
     Complex coefficients ``a`` and real ones ``r`` of one function: ``r = conj(U) a``.
     """
     l = _check_degree(l)
-    a, b = _basis_weights(l)
+    a, b = basis_weights(l)
     return np.diag(a) + np.diag(b)[:, ::-1]
 
 
 def _apply_u(x: np.ndarray, l: int, axis: int, conj: bool = False) -> np.ndarray:
     """``U_l`` (or ``conj(U_l)``) applied along ``axis`` of ``x`` (O(size))."""
-    a, b = _basis_weights(l)
+    a, b = basis_weights(l)
     if conj:
         a, b = a.conj(), b.conj()
     shape = [1] * x.ndim
@@ -153,7 +120,10 @@ def _delta_torch(l: int, dtype: torch.dtype, device: torch.device) -> torch.Tens
     return _DELTA_CACHE.get(key, lambda: torch.as_tensor(_delta_real(l), dtype=dtype, device=device))
 
 
-def _as_angles(angles, dtype, device) -> torch.Tensor:
+def as_angles(angles, dtype, device) -> torch.Tensor:
+    """(..., 3) ZYZ Euler angles as a float32 / float64 tensor on ``device``, checked once
+    (shape, finite values: one host synchronisation); ``dtype=None`` keeps a float32 /
+    float64 input's dtype, float64 otherwise."""
     if not torch.is_tensor(angles):
         angles = torch.as_tensor(np.asarray(angles, dtype=np.float64))
     if angles.dim() == 0 or angles.shape[-1] != 3:
@@ -192,7 +162,7 @@ def wigner_D_real(l: int, angles, dtype: torch.dtype | None = None, device=None)
     per rotation (one matmul): l = 512 ~0.4 s, l = 1024 ~2.6 s on a loaded CPU, plus
     ~1.3 s / 7 s to build the cached table ``Delta_l`` the first time.
     """
-    return _wigner_D_real(_check_degree(l), _as_angles(angles, dtype, device))
+    return _wigner_D_real(_check_degree(l), as_angles(angles, dtype, device))
 
 
 def _wigner_D_real(l: int, ang: torch.Tensor) -> torch.Tensor:
@@ -206,7 +176,7 @@ def _wigner_D_real(l: int, ang: torch.Tensor) -> torch.Tensor:
     return _z_left(x, m, alpha - half_pi)
 
 
-def _apply_D_real(l: int, ang: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def apply_D_real(l: int, ang: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``D^l(ang) @ x`` without forming D: x (..., 2l+1, k), ang (3,) or (..., 3) batch.
 
     Two (2l+1)^2 matmuls per column of x instead of one (2l+1)^3 product, so cheaper than
@@ -226,7 +196,7 @@ def wigner_D_blocks(L: int, angles, dtype: torch.dtype | None = None, device=Non
     """``[wigner_D_real(l, angles) for l in range(L)]`` (list over l of (..., 2l+1, 2l+1))."""
     if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
         raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    ang = _as_angles(angles, dtype, device)  # the one check (host synchronisation) of the angles
+    ang = as_angles(angles, dtype, device)  # the one check (host synchronisation) of the angles
     return [_wigner_D_real(l, ang) for l in range(int(L))]
 
 
