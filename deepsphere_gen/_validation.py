@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["UNSEEN", "check_finite", "check_pixels", "check_channels", "check_positive_int"]
+__all__ = [
+    "UNSEEN",
+    "check_finite",
+    "check_pixels",
+    "check_channels",
+    "check_positive_int",
+    "check_positive_ints",
+    "check_nested_order",
+]
 
 #: healpy's sentinel for missing pixels.
 UNSEEN = -1.6375e30
@@ -78,3 +86,21 @@ def check_positive_int(value, name: str) -> int:
     if n != value or n < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return n
+
+
+def check_positive_ints(name: str, values) -> tuple[int, ...]:
+    """``values`` as a tuple of ints, or ValueError unless it is a non-empty sequence of integers >= 1."""
+    values = tuple(values)
+    if not values or any(int(v) != v or v < 1 for v in values):
+        raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {values!r}")
+    return tuple(int(v) for v in values)
+
+
+def check_nested_order(order: str) -> None:
+    """ValueError unless ``order`` is "NESTED" (any case): the pixel order every graph model
+    and pooling layer assumes (children of a pixel are consecutive)."""
+    if str(order).upper() != "NESTED":
+        raise ValueError(
+            f"maps must be in HEALPix NESTED order (got order={order!r}); convert a RING map with "
+            "healpy.reorder(m, r2n=True) and declare order='NESTED'"
+        )

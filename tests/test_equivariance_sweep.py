@@ -6,7 +6,7 @@ import torch
 
 from deepsphere_gen.experiments import equivariance_sweep as sw
 from deepsphere_gen.equivariance import equivariance_error
-from deepsphere_gen.harmonic import analysis, random_rotations, rotate_coefficients, synthesis
+from deepsphere_gen.harmonic import MapRotator, analysis, random_rotations, rotate_coefficients, synthesis
 from deepsphere_gen.sampling import HealpixSampling
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,7 +21,7 @@ KEYS = {"layer", "backend", "sampling", "resolution", "k", "variant", "degree", 
 def _measure(op, l=5, n=2):
     s = HealpixSampling(NSIDE)
     a = sw.single_degree_coefficients(l, n, seed=1)
-    rot = sw.MapRotator(s, 2 * NSIDE)
+    rot = MapRotator(s, 2 * NSIDE)
     return equivariance_error(lambda c: op(synthesis(c, s, l + 1)), a, list(random_rotations(2, seed=2)),
                               lambda c, R: rotate_coefficients(c, R), rot)
 

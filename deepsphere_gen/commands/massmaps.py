@@ -101,7 +101,7 @@ def _fail(msg: str) -> int:
 
 def _sky_values(m: np.ndarray, sky, file) -> np.ndarray:
     """(samples, pixels) values of one full-sky NESTED map for a sky setting; UNSEEN inside -> ValueError."""
-    from ..datasets._footprint import apply_footprint, split_patches
+    from ..datasets import apply_footprint, split_patches
 
     if sky.footprint is not None:
         return apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
@@ -119,7 +119,7 @@ def _classify(config, args, ctx) -> int:
     Every file is read and checked (nside, NESTED ordering, UNSEEN inside the analysed sky)
     before anything is generated or loaded.
     """
-    from ..datasets._footprint import read_healpix_fits
+    from ..datasets import read_healpix_fits
 
     skies = exp.sky_settings(config)
     values = {(f, s.name): _sky_values(read_healpix_fits(f, config.nside, ordering="NESTED"), s, f)

@@ -20,6 +20,7 @@ __all__ = [
 ]
 
 # cosmology mass maps (issue 7)
+from ._massmaps_cache import limit_threads
 from ._footprint import (
     apply_footprint,
     band_footprint,
@@ -57,4 +58,5 @@ __all__ += [
     "convergence_map",
     "generate_massmaps",
     "load_massmaps",
+    "limit_threads",
 ]

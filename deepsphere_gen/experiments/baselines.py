@@ -105,7 +105,7 @@ class PowerSpectrumSVM(_Baseline):
             raise ValueError(f"pixel indices outside [0, {npix}) for nside {self.nside}")
         out = np.empty((values.shape[0], self.lmax + 1))
         full = np.zeros(npix)
-        from ..datasets._massmaps_cache import limit_threads
+        from ..datasets import limit_threads
 
         with limit_threads(self.threads):
             for k in range(values.shape[0]):

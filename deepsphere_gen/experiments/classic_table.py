@@ -11,11 +11,18 @@ from __future__ import annotations
 import torch
 
 from ..equivariance import equivariance_error
-from ..harmonic._rotation import random_rotations
-from ..nn._efficient_layer import EfficientGeneralizedLayer
-from ..nn._pointwise import S2ReLU, SO3ReLU
-from ..nn._s2_conv import S2Conv, S2ToSO3Conv, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
-from ..nn._signal import GeneralizedSignal
+from ..harmonic import random_rotations
+from ..nn import (
+    EfficientGeneralizedLayer,
+    GeneralizedSignal,
+    S2Conv,
+    S2ReLU,
+    S2ToSO3Conv,
+    SO3Conv,
+    SO3ReLU,
+    s2_near_identity_grid,
+    so3_near_identity_grid,
+)
 
 __all__ = ["PUBLISHED", "classic_equivariance_table", "format_table"]
 

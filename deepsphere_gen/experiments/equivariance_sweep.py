@@ -23,20 +23,28 @@ dtype, mean, mean_sq, max, seconds (+ n, published where a published figure exis
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Callable
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
+from tqdm import tqdm
+
 from ..equivariance import equivariance_error
-from ..harmonic import analysis, random_rotations, rotate_coefficients, synthesis
+from ..graph import build_graph
+from ..harmonic import MapRotator, random_rotations, rotate_coefficients, synthesis
+from ..models import DeepSphereClassifier, HarmonicClassifier, HybridClassifier
+from ..nn import ChebConv, GeneralizedSignal, HealpixAvgPool, TensorProductActivation
 from ..sampling import HealpixSampling
+from .classic_table import PUBLISHED, classic_equivariance_table
 
 __all__ = [
     "PUBLISHED_V2",
     "DEFAULT_DEGREES",
     "GRAPH_VARIANTS",
     "single_degree_coefficients",
-    "MapRotator",
     "graph_operator_tasks",
     "harmonic_tasks",
     "model_tasks",
@@ -84,22 +92,6 @@ def _band_coefficients(L: int, n: int, channels: int, seed: int, dtype) -> torch
     return torch.randn(n, L * L, channels, generator=gen, dtype=torch.float64).to(dtype)
 
 
-class MapRotator:
-    """Rotate pixel maps (batch, npix, C) on a HEALPix sampling through the SHT at bandlimit L.
-
-    analysis (``iterations`` Jacobi steps) -> ``rotate_coefficients`` -> synthesis.  For maps
-    band-limited below L <= 2 nside, 10 iterations reach float64 precision (measured floor
-    ~1e-12 at nside 32); at L = 3 nside the analysis is approximate (floor recorded).
-    """
-
-    def __init__(self, sampling, L: int, iterations: int = 10):
-        self.sampling, self.L, self.iterations = sampling, int(L), int(iterations)
-
-    def __call__(self, maps: torch.Tensor, angles) -> torch.Tensor:
-        a = analysis(maps, self.sampling, self.L, iterations=self.iterations)
-        return synthesis(rotate_coefficients(a, angles), self.sampling, self.L)
-
-
 def _rotation_bandlimit(nside: int, l: int) -> int:
     return 2 * nside if l < 2 * nside else 3 * nside
 
@@ -113,9 +105,15 @@ def _record(layer, backend, sampling, resolution, k, variant, degree, dtype, res
 
 
 def _sparse(M, dtype) -> torch.Tensor:
-    from ..nn._cheb_sparse import to_torch_csr
-
-    return to_torch_csr(M, dtype=dtype)
+    """scipy sparse matrix -> torch sparse CSR tensor (int64 indices) in ``dtype``."""
+    m = sp.csr_matrix(M)
+    m.sum_duplicates()
+    m.sort_indices()
+    with warnings.catch_warnings():  # torch flags sparse CSR support as beta
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
+                                       torch.from_numpy(m.indices.astype(np.int64)),
+                                       torch.from_numpy(np.asarray(m.data)).to(dtype), size=m.shape)
 
 
 def _pad(coeffs: torch.Tensor, L: int) -> torch.Tensor:
@@ -139,10 +137,6 @@ def graph_operator_tasks(nsides=(32,), ks=(8, 20, 40), degrees=None, variants=("
     rotated at the coarse nside).  ``floor`` adds the identity operator (the transform floor)
     at every (nside, degree).  Each (variant, k) graph is built once (disk-cached).
     """
-    from ..graph import build_graph
-    from ..nn.chebconv import ChebConv
-    from ..nn.pooling import HealpixAvgPool
-
     tasks: list[Task] = []
     graphs: dict = {}
 
@@ -201,10 +195,6 @@ def harmonic_tasks(L: int = 8, channels: int = 4, dtypes=(torch.float32, torch.f
                    seed: int = 0) -> list[Task]:
     """Tasks: the classic layer table (S2/SO(3) convs, TP layer, S2/SO(3) ReLU baselines) and the
     tensor-product activation alone, in every dtype; exact rotations in harmonic space."""
-    from .classic_table import PUBLISHED, classic_equivariance_table
-    from ..nn._signal import GeneralizedSignal
-    from ..nn._tensor_product import TensorProductActivation
-
     tasks: list[Task] = []
     for dtype in dtypes:
         def table(dtype=dtype):
@@ -237,7 +227,6 @@ def harmonic_tasks(L: int = 8, channels: int = 4, dtypes=(torch.float32, torch.f
 
 class _Fixed:
     """An EquivarianceResult-like holder for figures computed elsewhere."""
-
     def __init__(self, mean, mean_sq, mx):
         self.m = {"mean": float(mean), "mean_sq": float(mean_sq), "max": float(mx)}
 
@@ -250,9 +239,6 @@ def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs:
                 seed: int = 0, dtype=torch.float64) -> list[Task]:
     """Tasks: invariance error of whole graph / harmonic / hybrid classifiers (eval mode) on random
     maps band-limited below ``L_in`` (default nside), and the hybrid model's parts."""
-    from ..models import DeepSphereClassifier, HarmonicClassifier
-    from ..models.hybrid import HybridClassifier
-
     s = HealpixSampling(nside)
     L_in = L_in or nside
     rotations = list(random_rotations(n_rotations, seed=seed + 1))
@@ -345,8 +331,6 @@ def sweep_tasks(quick: bool = False, seed: int = 0, graphs: bool = False) -> lis
 
 def run_tasks(tasks: list[Task], progress: bool = True) -> list[dict]:
     """Run every task (tqdm progress bar) and concatenate the records."""
-    from tqdm import tqdm
-
     records: list[dict] = []
     for task in tqdm(tasks, desc="equivariance", unit="case", disable=not progress, leave=False):
         records += task()
@@ -372,7 +356,7 @@ def format_records(records: list[dict]) -> str:
 def plot_records(records: list[dict], path) -> None:
     """PNG: Laplacian error vs degree, one panel per nside, one line per (k, variant), like
     DeepSphere's figure; published points as crosses, the transform floor dotted."""
-    import matplotlib
+    import matplotlib  # deferred: only plotting needs it, and the backend must be set before pyplot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

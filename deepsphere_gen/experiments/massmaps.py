@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
-from ..datasets._footprint import builtin_footprint, read_footprint
+from ..datasets import builtin_footprint, read_footprint
 from ..datasets.massmaps import _check_noise
 from ..training import DistContext, TrainConfig, distributed_context, evaluate, fit, load_checkpoint
 

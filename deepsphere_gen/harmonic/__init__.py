@@ -6,8 +6,10 @@ from ._mw import mw_theta_mixing, mw_weight
 from ._sht import SHT, analysis, clear_sht_cache, max_bandlimit, synthesis
 
 # rotations, Wigner matrices, Clebsch-Gordan tensors (issue 3, rotations owner)
+from ._cg_sparse import SparseCG, sparse_clebsch_gordan, sparse_from_dense
 from ._clebsch_gordan import cg_triples, clebsch_gordan, clebsch_gordan_block
 from ._rotation import (
+    MapRotator,
     compose_rotations,
     euler_to_matrix,
     invert_rotation,
@@ -55,6 +57,9 @@ __all__ = [
     "clebsch_gordan",
     "clebsch_gordan_block",
     "cg_triples",
+    "SparseCG",
+    "sparse_clebsch_gordan",
+    "sparse_from_dense",
     "complex_to_real_matrix",
     "wigner_d",
     "wigner_D_real",
@@ -68,6 +73,7 @@ __all__ = [
     "rotate_coefficients",
     "rotate_fragments",
     "rotate_map",
+    "MapRotator",
     # spherical harmonic transforms (SHT owner)
     "SHT",
     "analysis",

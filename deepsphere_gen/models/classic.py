@@ -30,13 +30,21 @@ import torch
 from torch import nn
 
 from .._validation import check_finite, check_pixels
-from ..nn._efficient_layer import EfficientGeneralizedLayer
-from ..nn._full_cg import FullCGLayer
-from ..nn._harmonic_input import S2InputLayer
-from ..nn._pointwise import S2ReLU, SO3ReLU
-from ..nn._readout import InvariantReadout
-from ..nn._s2_conv import S2Conv, S2ToSO3Conv, SO3BatchNorm, SO3Conv, s2_near_identity_grid, so3_near_identity_grid
-from ..nn._signal import GeneralizedSignal
+from ..nn import (
+    EfficientGeneralizedLayer,
+    FullCGLayer,
+    GeneralizedSignal,
+    InvariantReadout,
+    S2Conv,
+    S2InputLayer,
+    S2ReLU,
+    S2ToSO3Conv,
+    SO3BatchNorm,
+    SO3Conv,
+    SO3ReLU,
+    s2_near_identity_grid,
+    so3_near_identity_grid,
+)
 
 __all__ = ["CohenS2CNN", "EstevesS2CNN", "KondorCGNet", "CobbHybrid", "classic_models"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_channels, check_finite, check_pixels
+from .._validation import check_channels, check_finite, check_nested_order, check_pixels, check_positive_ints
 from ..graph import build_graph
 from ..nn._cheb_sparse import to_torch_csr
 from ..nn.chebconv import ChebConv, _same_csr
@@ -23,26 +23,11 @@ from ..nn.pooling import (
 )
 from ..sampling import HealpixSampling
 
-__all__ = ["DeepSphereClassifier", "DeepSphereRegressor", "SphericalUNet", "STATISTICS"]
+__all__ = ["DeepSphereClassifier", "DeepSphereRegressor", "SphericalUNet", "STATISTICS", "graph_encoder"]
 
 #: pixel statistics available to the ``head="stats"`` readout (per channel).
 STATISTICS = ("mean", "var", "std", "max", "min")
 HEADS = ("gap", "stats", "fc")
-
-
-def _check_order(order: str) -> None:
-    if str(order).upper() != "NESTED":
-        raise ValueError(
-            f"maps must be in HEALPix NESTED order (got order={order!r}); convert a RING map with "
-            "healpy.reorder(m, r2n=True) and declare order='NESTED'"
-        )
-
-
-def _check_positive_ints(name: str, values) -> tuple[int, ...]:
-    values = tuple(values)
-    if not values or any(int(v) != v or v < 1 for v in values):
-        raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {values!r}")
-    return tuple(int(v) for v in values)
 
 
 def _per_block(value, n: int, name: str) -> tuple[int, ...]:
@@ -160,9 +145,17 @@ def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = F
     return pool, pool.coarse
 
 
-def _encoder(graphs: _Graphs, sampling, in_channels: int, channels, pools, K: int, batch_norm: bool,
-             pool: str, dtype) -> tuple[nn.Sequential, HealpixSampling]:
-    """Conv blocks, stage i pooling by 4**pools[i] after its conv (0: none); -> (stack, output sampling)."""
+def graph_encoder(graphs: _Graphs, sampling, in_channels: int, channels, pools, K: int, batch_norm: bool,
+                  pool: str, dtype) -> tuple[nn.Sequential, HealpixSampling]:
+    """The graph encoder shared by the DeepSphere nets and :class:`~.hybrid.HybridClassifier`.
+
+    One stage per entry of ``channels``: ChebConv (order ``K``, on ``graphs(s)``, the
+    rescaled Laplacian of the stage's sampling ``s``) -> BatchNorm over batch and pixels
+    (``batch_norm``) -> ReLU, then pooling by ``4**pools[i]`` (``pool``: "max" | "avg"; 0:
+    none; partial sky keeps only parents whose children are all present).  Maps
+    (B, sampling.npix, in_channels) -> (B, out.npix, channels[-1]).  Returns
+    ``(nn.Sequential of the stages, out)`` with ``out`` the sampling after the last pooling.
+    """
     blocks, s, cin = [], sampling, in_channels
     for cout, p in zip(channels, pools):
         stage = [_ConvBlock(cin, cout, K, graphs(s), batch_norm, dtype)]
@@ -190,9 +183,9 @@ class _DeepSphereNet(_SharedLaplacians):
     def __init__(self, nside, in_channels, n_out, channels, K, k, pool_levels, head, stats, fc_hidden,
                  indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir):
         super().__init__()
-        _check_order(order)
-        channels = _check_positive_ints("channels", channels)
-        (self.in_channels, n_out, K, k) = _check_positive_ints("in_channels, n_out, K and k", (in_channels, n_out, K, k))
+        check_nested_order(order)
+        channels = check_positive_ints("channels", channels)
+        (self.in_channels, n_out, K, k) = check_positive_ints("in_channels, n_out, K and k", (in_channels, n_out, K, k))
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
         pools = _per_block(pool_levels, len(channels), "pool_levels")
@@ -201,7 +194,7 @@ class _DeepSphereNet(_SharedLaplacians):
         self.npix = self.sampling.npix
         self.head_kind = head
         graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
-        self.blocks, s = _encoder(graphs, self.sampling, self.in_channels, channels, pools, K, batch_norm, pool, dtype)
+        self.blocks, s = graph_encoder(graphs, self.sampling, self.in_channels, channels, pools, K, batch_norm, pool, dtype)
         self.out_sampling = s
         cin = channels[-1]
         fk = {"dtype": dtype}
@@ -217,7 +210,7 @@ class _DeepSphereNet(_SharedLaplacians):
         else:
             hidden = tuple(fc_hidden)
             layers, width = [nn.Flatten()], cin * s.npix
-            for h in _check_positive_ints("fc_hidden", hidden) if hidden else ():
+            for h in check_positive_ints("fc_hidden", hidden) if hidden else ():
                 layers += [nn.Linear(width, h, **fk), nn.ReLU()]
                 width = h
             layers.append(nn.Linear(width, n_out, **fk))
@@ -317,9 +310,9 @@ class SphericalUNet(_SharedLaplacians):
                  laplacian: str = "combinatorial", pool: str = "max", unpool: str = "repeat",
                  batch_norm: bool = True, order: str = "NESTED", dtype=None, cache: bool = True, cache_dir=None):
         super().__init__()
-        _check_order(order)
-        channels = _check_positive_ints("channels", channels)
-        self.in_channels, self.out_channels, K, k, reps = _check_positive_ints(
+        check_nested_order(order)
+        channels = check_positive_ints("channels", channels)
+        self.in_channels, self.out_channels, K, k, reps = check_positive_ints(
             "in_channels, out_channels, K, k and convs_per_level", (in_channels, out_channels, K, k, convs_per_level))
         n = len(channels)
         pools = _per_block(pool_levels, n - 1, "pool_levels") if n > 1 else ()

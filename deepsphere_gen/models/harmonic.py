@@ -10,10 +10,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..nn._efficient_layer import EfficientGeneralizedLayer
-from ..nn._harmonic_input import S2InputLayer
-from ..nn._readout import InvariantReadout
-from ..nn._signal import GeneralizedSignal
+from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, S2InputLayer
 
 __all__ = ["HarmonicClassifier"]
 

@@ -17,19 +17,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._validation import check_channels, check_finite, check_pixels
-from ..nn._bridge import MapToSignal
-from ..nn._efficient_layer import EfficientGeneralizedLayer
-from ..nn._readout import InvariantReadout
-from ..nn._signal import GeneralizedSignal
+from .._validation import check_channels, check_finite, check_nested_order, check_pixels, check_positive_ints
+from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, MapToSignal
 from ..sampling import HealpixSampling
-from .deepsphere import (
-    _check_order,
-    _check_positive_ints,
-    _encoder,
-    _Graphs,
-    _SharedLaplacians,
-)
+from .deepsphere import _Graphs, _SharedLaplacians, graph_encoder
 
 __all__ = ["HybridClassifier"]
 
@@ -57,25 +48,25 @@ class HybridClassifier(_SharedLaplacians):
                  pool: str = "max", batch_norm: bool = True, iterations: int = 3, order: str = "NESTED",
                  dtype: torch.dtype | None = None, cache: bool = True, cache_dir=None):
         super().__init__()
-        _check_order(order)
-        graph_channels = _check_positive_ints("graph_channels", graph_channels)
-        bandlimits = _check_positive_ints("bandlimits", bandlimits)
+        check_nested_order(order)
+        graph_channels = check_positive_ints("graph_channels", graph_channels)
+        bandlimits = check_positive_ints("bandlimits", bandlimits)
         harmonic_channels = tuple(harmonic_channels)
         if len(harmonic_channels) != len(bandlimits) - 1:
             raise ValueError(f"harmonic_channels needs one entry per efficient layer (len(bandlimits) - 1 = "
                              f"{len(bandlimits) - 1}), got {harmonic_channels!r}")
         if harmonic_channels:
-            _check_positive_ints("harmonic_channels", harmonic_channels)
+            check_positive_ints("harmonic_channels", harmonic_channels)
         if any(b > a for a, b in zip(bandlimits, bandlimits[1:])):
             raise ValueError(f"bandlimits must be non-increasing, got {bandlimits}")
-        self.in_channels, K, k, p = _check_positive_ints("in_channels, K, k and pool_levels", (in_channels, K, k, max(pool_levels, 1)))
+        self.in_channels, K, k, p = check_positive_ints("in_channels, K, k and pool_levels", (in_channels, K, k, max(pool_levels, 1)))
         pool_levels = int(pool_levels)
         dtype = dtype or torch.get_default_dtype()
         self.sampling = HealpixSampling(nside)
         self.npix = self.sampling.npix
         graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
-        self.graph, s = _encoder(graphs, self.sampling, self.in_channels, graph_channels,
-                                 [pool_levels] * len(graph_channels), K, batch_norm, pool, dtype)
+        self.graph, s = graph_encoder(graphs, self.sampling, self.in_channels, graph_channels,
+                                      [pool_levels] * len(graph_channels), K, batch_norm, pool, dtype)
         self.low_sampling = s
         cin = graph_channels[-1]
         if bandlimits[0] > 3 * s.nside:

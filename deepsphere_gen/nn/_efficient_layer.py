@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..harmonic._mixing_sets import MixingSet
+from ..harmonic import MixingSet
 from ._generalized_conv import ChannelWiseConv, CrossChannelConv, DegreeNorm, UniformConv
 from ._signal import GeneralizedSignal, normalize_type
 from ._tensor_product import CGFn, TensorProductActivation

@@ -22,10 +22,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..harmonic._sht import SHT
-from ..harmonic._so3_transform import SO3Transform
-from ..sampling import DriscollHealySampling, GaussLegendreSampling, McEwenWiauxSampling
-from ..sampling.so3 import so3_sampling
+from ..harmonic import SHT, SO3Transform
+from ..sampling import DriscollHealySampling, GaussLegendreSampling, McEwenWiauxSampling, so3_sampling
 from ._signal import GeneralizedSignal
 
 __all__ = ["S2Pointwise", "SO3Pointwise", "S2ReLU", "SO3ReLU"]

@@ -35,8 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..harmonic._legendre import real_spherical_harmonics
-from ..harmonic._wigner import wigner_D_real
+from ..harmonic import real_spherical_harmonics, wigner_D_real
 from ._signal import GeneralizedSignal
 
 __all__ = ["S2Conv", "S2ToSO3Conv", "SO3Conv", "SO3BatchNorm", "s2_near_identity_grid", "so3_near_identity_grid"]

@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 
 from .._validation import check_finite
+from ..harmonic import wigner_D_blocks
 
 __all__ = ["GeneralizedSignal", "normalize_type"]
 
@@ -122,8 +123,6 @@ class GeneralizedSignal:
 
         The real Wigner-D matrices are built and applied in float64, the result cast back.
         """
-        from ..harmonic._wigner import wigner_D_blocks
-
         D = wigner_D_blocks(self.L, angles, dtype=torch.float64, device=self.device)
         if D[0].dim() != 2:
             raise ValueError("rotate takes one rotation: angles shaped (3,)")

@@ -50,8 +50,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..harmonic._cg_sparse import SparseCG, sparse_clebsch_gordan, sparse_from_dense
-from ..harmonic._mixing_sets import MixingSet, mixing_set
+from ..harmonic import MixingSet, SparseCG, mixing_set, sparse_clebsch_gordan, sparse_from_dense
 from ._signal import GeneralizedSignal, normalize_type
 
 __all__ = ["TensorProductActivation"]

@@ -11,7 +11,7 @@ from deepsphere_gen.experiments import equivariance_sweep as sw
 from deepsphere_gen.equivariance import equivariance_error
 from deepsphere_gen.graph import build_graph, knn_graph, laplacian, optimized_graph, predicted_equivariance_error
 from deepsphere_gen.graph._optimized import _legendre, _legendre_sum
-from deepsphere_gen.harmonic import random_rotations, rotate_coefficients, synthesis
+from deepsphere_gen.harmonic import MapRotator, random_rotations, rotate_coefficients, synthesis
 from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,7 +25,7 @@ def _measured(W, degrees, n_signals=3, n_rotations=3):
     """The sweep's protocol: ||L R f - R L f|| / ||R L f|| on single-degree maps, exact rotations."""
     s = HealpixSampling(NSIDE)
     L = torch.from_numpy(laplacian(W).toarray())
-    rot = sw.MapRotator(s, 2 * NSIDE)
+    rot = MapRotator(s, 2 * NSIDE)
     out = []
     for l in degrees:
         a = sw.single_degree_coefficients(l, n_signals, seed=10 + l)
