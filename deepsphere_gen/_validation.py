@@ -78,7 +78,10 @@ def check_channels(x: torch.Tensor, channels: int, name: str = "input") -> None:
 
 
 def check_positive_int(value, name: str) -> int:
-    """Return ``value`` as int, or raise ValueError unless it is an integer >= 1."""
+    """Return ``value`` as int, or raise ValueError naming ``name`` unless it is an integer >= 1
+    (an int, a numpy integer or an integral float; not a bool)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
     try:
         n = int(value)
     except (TypeError, ValueError):

@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +42,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from ._io import atomic_write
 
 __all__ = [
     "TrainConfig",
@@ -186,19 +187,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def save_checkpoint(path, state: dict) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

@@ -44,6 +44,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .._io import atomic_write_json
+from .._validation import check_positive_int
 
 __all__ = [
     "SCHEMA",
@@ -174,8 +175,7 @@ class Harness:
             )
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {device!r}")
-        if int(repeats) != repeats or repeats < 1:
-            raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+        check_positive_int(repeats, "repeats")
         if int(warmup) != warmup or warmup < 0:
             raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
         self.repeats, self.warmup, self.quick = int(repeats), int(warmup), bool(quick)
@@ -196,10 +196,8 @@ class Harness:
         ``budget_s``: stop once the timed calls have used this many seconds, after at least
         ``min_repeats`` of them (for slow peers).
         """
-        repeats = self.repeats if repeats is None else int(repeats)
+        repeats = self.repeats if repeats is None else check_positive_int(repeats, "repeats")
         warmup = self.warmup if warmup is None else int(warmup)
-        if repeats < 1:
-            raise ValueError(f"repeats must be >= 1, got {repeats}")
         for _ in range(warmup):
             fn()
         self.sync()

@@ -6,15 +6,13 @@ degree per (nside, k) like DeepSphere's figure (``--plot``).
 """
 from __future__ import annotations
 
-import json
-import os
 import platform
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
+
+from .._io import atomic_write_json
 
 HELP = "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."
 
@@ -34,16 +32,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads during the sweep (default 1: its many small FFTs and sparse products "
                              "run faster without a thread pool, by far on a busy machine)")
-
-
-def _write_json(path, records, meta) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"meta": meta, "records": records}, fh, indent=1)
-    os.replace(tmp, path)
-    return path
 
 
 def run(args) -> int:
@@ -70,7 +58,8 @@ def run(args) -> int:
         meta = {"quick": bool(args.quick), "graphs": bool(args.graphs), "seed": args.seed, "torch": torch.__version__,
                 "threads": threads,
                 "python": platform.python_version(), "seconds": elapsed}
-        print(f"wrote {len(records)} record(s) to {_write_json(args.json, records, meta)}")
+        out = atomic_write_json(args.json, {"meta": meta, "records": records})
+        print(f"wrote {len(records)} record(s) to {out}")
     if args.plot:
         sweep.plot_records(records, args.plot)
         print(f"wrote plot to {args.plot}")

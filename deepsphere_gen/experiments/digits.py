@@ -34,6 +34,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .._validation import check_positive_int
 from ..datasets.digits import SPLITS, build_split
 from ..sampling import DriscollHealySampling, HealpixSampling
 
@@ -95,9 +96,7 @@ class DigitsConfig:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "bandwidth", "nside", "infer_batch"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_positive_int(getattr(self, name), name)
         if self.bandwidth < 10:
             raise ValueError(f"bandwidth must be >= 10 (the harmonic and S2/SO(3) inputs use bandlimit 10), got {self.bandwidth}")
         if self.nside < 8 or self.nside & (self.nside - 1):

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -44,6 +42,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._io import atomic_write
 from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
 from ..datasets import builtin_footprint, read_footprint
 from ..datasets.massmaps import _check_noise
@@ -531,34 +530,17 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n(accuracy in % on the test maps; '-': not run for this sky setting)"
 
 
-def _atomic_write(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_json(path, records: list[dict], config: ExperimentConfig) -> Path:
     """JSON: {"config": ..., "records": [one per method, sky_fraction, noise]} written atomically."""
     payload = {"config": asdict(config), "records": records}
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=1, default=str)
-    return _atomic_write(path, write)
+    text = json.dumps(payload, indent=1, default=str)
+    return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _savefig(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    out = _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    out = atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, bbox_inches="tight", format="png"))
     plt.close(fig)
     return out
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validation import check_positive_int
 from ._cg_complex import check_triple
 from ._cg_sparse import sparse_clebsch_gordan
 from ._lru import ByteLRU
@@ -90,8 +91,7 @@ def cg_triples(L: int, max_l: int | None = None) -> list[tuple[int, int, int]]:
 
     Admissible: |l1 - l2| <= l <= l1 + l2 (the tensor is non-zero exactly then).
     """
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
+    L = check_positive_int(L, "bandlimit L")
     max_l = int(L) if max_l is None else int(max_l)
     return [
         (l1, l2, l)

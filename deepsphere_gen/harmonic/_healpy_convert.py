@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validation import check_positive_int
+
 __all__ = ["real_to_healpy_alm", "healpy_alm_to_real", "healpy_alm_size"]
 
 
@@ -25,8 +27,7 @@ def healpy_alm_size(L: int) -> int:
 
 
 def _tables(L: int):
-    if int(L) != L or L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
+    L = check_positive_int(L, "bandlimit L")
     m, ell = [], []
     for mm in range(L):
         m.extend([mm] * (L - mm))

@@ -34,6 +34,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .._validation import check_positive_int
+
 __all__ = [
     "MixingSet",
     "MIXING_KINDS",
@@ -89,8 +91,7 @@ class MixingSet:
 
 
 def _check_L(L: int, L_out: int | None) -> int:
-    if int(L) != L or L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
+    L = check_positive_int(L, "bandlimit L")
     L_out = L if L_out is None else L_out
     if int(L_out) != L_out or not 1 <= L_out <= L:
         raise ValueError(f"output bandlimit L_out must be in [1, L] = [1, {L}], got {L_out!r}")

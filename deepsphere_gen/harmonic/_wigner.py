@@ -32,6 +32,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from .._validation import check_positive_int
 from ._lru import ByteLRU
 
 __all__ = ["complex_to_real_matrix", "wigner_d", "wigner_D_real", "wigner_D_blocks"]
@@ -194,8 +195,7 @@ def apply_D_real(l: int, ang: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def wigner_D_blocks(L: int, angles, dtype: torch.dtype | None = None, device=None) -> list[torch.Tensor]:
     """``[wigner_D_real(l, angles) for l in range(L)]`` (list over l of (..., 2l+1, 2l+1))."""
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
+    L = check_positive_int(L, "bandlimit L")
     ang = as_angles(angles, dtype, device)  # the one check (host synchronisation) of the angles
     return [_wigner_D_real(l, ang) for l in range(int(L))]
 

@@ -29,12 +29,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._validation import check_finite, check_pixels
 from ..nn import (
     EfficientGeneralizedLayer,
     FullCGLayer,
     GeneralizedSignal,
     InvariantReadout,
+    MapToSignal,
     S2Conv,
     S2InputLayer,
     S2ReLU,
@@ -53,43 +53,20 @@ def _params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-class _S2Signal(nn.Module):
-    """Maps on a sampling (or coefficients) -> S2 signal (batch, C, 2l+1, 1), no weights.
-
-    The model's one value check (one host synchronisation) of a tensor input; a
-    GeneralizedSignal input was checked when it was built."""
-
-    def __init__(self, L: int, in_channels: int, sampling, dtype):
-        super().__init__()
-        self.L, self.in_channels, self.sampling = int(L), int(in_channels), sampling
-        if sampling is not None:
-            from ..harmonic._sht import SHT
-
-            self.sht = SHT(sampling, self.L, dtype=dtype or torch.get_default_dtype(), check_input=False)
-        else:
-            self.sht = None
-
-    def forward(self, x) -> GeneralizedSignal:
-        if isinstance(x, GeneralizedSignal):
-            return x
-        if not torch.is_tensor(x) or x.dim() != 3:
-            raise ValueError(f"input must be a (batch, rows, channels) tensor, got {getattr(x, 'shape', x)!r}")
-        check_finite(x, "model input")
-        if x.shape[2] != self.in_channels:
-            raise ValueError(f"model input has {x.shape[2]} channels, expected {self.in_channels}")
-        if self.sht is None:
-            if x.shape[1] != self.L * self.L:
-                raise ValueError(f"coefficients have {x.shape[1]} rows, expected L*L = {self.L * self.L}")
-            a = x
-        else:
-            check_pixels(x, self.sampling.npix, "model input", type(self.sampling).__name__)
-            a = self.sht(x.to(self.sht.dtype)).to(x.dtype)
-        a = a.transpose(1, 2)  # (B, C, L*L)
-        return GeneralizedSignal([a[:, :, l * l : (l + 1) * (l + 1), None] for l in range(self.L)], check_values=False)
+def _input(L: int, in_channels: int, sampling, dtype) -> MapToSignal:
+    """The models' input adapter: maps on ``sampling`` (or coefficients when None) -> S2 signal
+    (batch, C, 2l+1, 1), no weights; the model's one value check (one host synchronisation)
+    of a tensor input; the transform runs in ``dtype`` (default torch's) whatever the input's."""
+    return MapToSignal(sampling, L, in_channels, dtype=dtype, cast=True, name="model input")
 
 
 class _Summary:
-    """``summary()``: one row per top-level child with its parameter count, and the total."""
+    """``summary()``: one row per top-level child with its parameter count, and the total;
+    ``signal(x)``: a tensor input through ``self.input``, a GeneralizedSignal (checked when it
+    was built) as it is."""
+
+    def signal(self, x) -> GeneralizedSignal:
+        return x if isinstance(x, GeneralizedSignal) else self.input(x)
 
     def summary(self) -> str:
         rows = [(name, type(m).__name__, _params(m)) for name, m in self.named_children()]
@@ -118,7 +95,7 @@ class CohenS2CNN(_Summary, nn.Module):
         L0, L1, L2 = bandlimits
         c1, c2 = channels
         b1, b2 = kernel_beta
-        self.input = _S2Signal(L0, in_channels, sampling, dtype)
+        self.input = _input(L0, in_channels, sampling, dtype)
         self.conv1 = S2ToSO3Conv(L0, in_channels, c1, L_out=L1, kernel_grid=s2_near_identity_grid(max_beta=b1))
         self.norm1 = SO3BatchNorm(c1) if batchnorm else nn.Identity()
         self.relu1 = SO3ReLU(L1, c1, grid=grid, oversampling=oversampling)
@@ -130,7 +107,7 @@ class CohenS2CNN(_Summary, nn.Module):
 
     def features(self, x) -> torch.Tensor:
         """Invariant features (batch, channels[1]): the SO(3) integrals of the last ReLU's output."""
-        f = self.relu2(self.norm2(self.conv2(self.relu1(self.norm1(self.conv1(self.input(x)))))))
+        f = self.relu2(self.norm2(self.conv2(self.relu1(self.norm1(self.conv1(self.signal(x)))))))
         # int_SO(3) f dR = sqrt(8 pi^2) F^0
         return math.sqrt(8 * math.pi**2) * f.fragments[0].reshape(f.batch, -1)
 
@@ -147,7 +124,7 @@ class EstevesS2CNN(_Summary, nn.Module):
         super().__init__()
         if len(bandlimits) != len(channels) + 1:
             raise ValueError(f"need one bandlimit more than channels, got {bandlimits} and {channels}")
-        self.input = _S2Signal(bandlimits[0], in_channels, sampling, dtype)
+        self.input = _input(bandlimits[0], in_channels, sampling, dtype)
         blocks, c_in = [], in_channels
         for L, L_out, c in zip(bandlimits, bandlimits[1:], channels):
             blocks += [S2Conv(L, c_in, c, L_out=L_out, n_anchors=min(n_anchors, L_out) if L_out > 1 else None),
@@ -157,7 +134,7 @@ class EstevesS2CNN(_Summary, nn.Module):
         self.fc = nn.Linear(c_in, n_classes)
 
     def forward(self, x) -> torch.Tensor:
-        f = self.blocks(self.input(x))
+        f = self.blocks(self.signal(x))
         return self.fc(f.fragments[0].reshape(f.batch, -1) / math.sqrt(4 * math.pi))  # sphere average
 
 
@@ -180,7 +157,7 @@ class KondorCGNet(_Summary, nn.Module):
         self.mlp = nn.Sequential(*mlp)
 
     def forward(self, x) -> torch.Tensor:
-        f = x if isinstance(x, GeneralizedSignal) else self.input(x)
+        f = self.signal(x)
         feats = [f.fragments[0].reshape(f.batch, -1)]  # invariant at every depth
         for layer in self.layers:
             f = layer(f)
@@ -200,7 +177,7 @@ class CobbHybrid(_Summary, nn.Module):
             raise ValueError(f"need bandlimits (L0, L1, L2, ...) and one channel count per layer, got "
                              f"{bandlimits} and {channels}")
         L0, L1, L2 = bandlimits[:3]
-        self.input = _S2Signal(L0, in_channels, sampling, dtype)
+        self.input = _input(L0, in_channels, sampling, dtype)
         self.conv1 = S2ToSO3Conv(L0, in_channels, channels[0], L_out=L1, kernel_grid=s2_near_identity_grid())
         self.relu1 = SO3ReLU(L1, channels[0], grid=grid)
         self.conv2 = SO3Conv(L1, channels[0], channels[1], L_out=L2, kernel_grid=so3_near_identity_grid())
@@ -214,7 +191,7 @@ class CobbHybrid(_Summary, nn.Module):
         self.readout = InvariantReadout(bandlimits[-1], channels[-1], type_in, n_classes, hidden)
 
     def forward(self, x) -> torch.Tensor:
-        f = self.relu2(self.conv2(self.relu1(self.conv1(self.input(x)))))
+        f = self.relu2(self.conv2(self.relu1(self.conv1(self.signal(x)))))
         for layer in self.efficient:
             f = layer(f)
         return self.readout(f)

@@ -1,9 +1,11 @@
-"""Differentiable graph <-> harmonic bridges (the hybrid models' hinge).
+"""Differentiable pixel <-> harmonic adapters (the hybrid models' hinge, every harmonic model's input).
 
-:class:`MapToSignal`: a graph-side map (batch, npix, C) on a full-sky sampling (HEALPix
-NESTED, or an equiangular / Gauss-Legendre / McEwen-Wiaux grid) -> real coefficients
-(batch, L*L, C) through the project's SHT -> GeneralizedSignal with C channels and
-tau_l = 1 (fragment l: (batch, C, 2l+1, 1)).
+:class:`MapToSignal`: a map (batch, npix, C) on a full-sky sampling (HEALPix NESTED, or an
+equiangular / Gauss-Legendre / McEwen-Wiaux grid) -> real coefficients (batch, L*L, C)
+through the project's SHT -> GeneralizedSignal with C channels and tau_l = 1 (fragment l:
+(batch, C, 2l+1, 1)).  Without a sampling it takes the coefficients (batch, L*L, C)
+directly.  It is the one map-to-signal adapter: :class:`~._harmonic_input.S2InputLayer`
+adds learned per-degree weights on top of it, the classic models use it as their input.
 
 :class:`SignalToMap`: a GeneralizedSignal (batch, K, 2l+1, tau_l) with a uniform type
 -> coefficients (batch, L*L, K * tau) -> synthesis -> (batch, npix, K * tau) (channel
@@ -19,49 +21,59 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_channels, check_finite, check_pixels
+from .._validation import check_channels, check_finite, check_pixels, check_positive_int
+from ..harmonic import SHT
 from ._signal import GeneralizedSignal
 
 __all__ = ["MapToSignal", "SignalToMap"]
 
 
 def _sht(sampling, L: int, dtype, iterations: int):
-    """The bridge's transform; it skips the value check (the bridge's input is checked once, or trusted)."""
-    from ..harmonic import SHT
-
-    if int(L) != L or L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    return SHT(sampling, int(L), dtype=dtype or torch.get_default_dtype(), iterations=iterations, check_input=False)
+    """The adapter's transform; it skips the value check (the adapter's input is checked once, or trusted)."""
+    L = check_positive_int(L, "bandlimit L")
+    return SHT(sampling, L, dtype=dtype or torch.get_default_dtype(), iterations=iterations, check_input=False)
 
 
 class MapToSignal(nn.Module):
     """Map (batch, npix, channels) -> GeneralizedSignal (batch, channels, 2l+1, 1), l < L.
 
-    ``dtype`` (default: torch's default) fixes the transform tables: build in float64 for
-    float64 work.  ``iterations``: Jacobi steps of the HEALPix analysis (ignored elsewhere).
-    ``check_input``: reject NaN / inf / UNSEEN maps (ValueError; one host synchronisation per
-    call); a model feeding the bridge its own graph features passes False.  Shape, channels,
-    dtype and device are always checked.
+    ``sampling=None``: the input is already coefficients (batch, L*L, channels), in the real
+    orthonormal basis (flat index l*l + l + m).  ``dtype`` (default: torch's default) fixes
+    the transform tables: build in float64 for float64 work.  ``iterations``: Jacobi steps
+    of the HEALPix analysis (ignored elsewhere).  ``check_input``: reject NaN / inf / UNSEEN
+    input (ValueError; one host synchronisation per call); a model feeding the adapter its
+    own features passes False.  ``cast``: cast a map of another floating dtype to the
+    tables' dtype and the coefficients back (models whose transform precision differs from
+    their layers'); without it a dtype mismatch is a ValueError.  ``name``: how error
+    messages call the input.  Shape, channels, dtype and device are always checked.
     """
 
     def __init__(self, sampling, L: int, channels: int, dtype: torch.dtype | None = None, iterations: int = 3,
-                 check_input: bool = True):
+                 check_input: bool = True, cast: bool = False, name: str = "MapToSignal input"):
         super().__init__()
-        self.check_input = bool(check_input)
-        if int(channels) != channels or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        self.sampling, self.L, self.channels = sampling, int(L), int(channels)
-        self.sht = _sht(sampling, L, dtype, iterations)
+        self.check_input, self.cast, self.name = bool(check_input), bool(cast), str(name)
+        self.channels = check_positive_int(channels, "channels")
+        self.sampling, self.L = sampling, check_positive_int(L, "bandlimit L")
+        self.sht = None if sampling is None else _sht(sampling, L, dtype, iterations)
         self.type_out = (1,) * self.L
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        """Validated analysis: (batch, npix, C) -> (batch, L*L, C)."""
+        """Validated analysis: (batch, npix, C) -> (batch, L*L, C); coefficients pass through."""
         if not torch.is_tensor(x) or x.dim() != 3:
-            raise ValueError(f"MapToSignal input must be a (batch, pixels, channels) tensor, got {getattr(x, 'shape', x)!r}")
-        check_pixels(x, self.sampling.npix, "MapToSignal input", type(self.sampling).__name__)
-        check_channels(x, self.channels, "MapToSignal input")
+            raise ValueError(f"{self.name} must be a (batch, pixels, channels) tensor, got {getattr(x, 'shape', x)!r}")
+        if self.sht is None:
+            check_channels(x, self.channels, self.name)
+            if x.shape[1] != self.L * self.L:
+                raise ValueError(f"coefficients have {x.shape[1]} rows, expected L*L = {self.L * self.L} (L = {self.L})")
+        else:
+            check_pixels(x, self.sampling.npix, self.name, type(self.sampling).__name__)
+            check_channels(x, self.channels, self.name)
         if self.check_input:
-            check_finite(x, "MapToSignal input")
+            check_finite(x, self.name)
+        if self.sht is None:
+            return x
+        if self.cast and x.dtype != self.sht.dtype:
+            return self.sht(x.to(self.sht.dtype)).to(x.dtype)
         return self.sht(x)  # checks dtype / device against the tables (not the values: done above)
 
     def forward(self, x: torch.Tensor) -> GeneralizedSignal:
@@ -70,8 +82,9 @@ class MapToSignal(nn.Module):
                                   for l in range(self.L)], check_values=False)
 
     def extra_repr(self) -> str:
-        return (f"{type(self.sampling).__name__}(npix={self.sampling.npix}), L={self.L}, channels={self.channels}"
-                + ("" if self.check_input else ", check_input=False"))
+        src = "coefficients" if self.sampling is None else f"{type(self.sampling).__name__}(npix={self.sampling.npix})"
+        return (f"{src}, L={self.L}, channels={self.channels}"
+                + ("" if self.check_input else ", check_input=False") + (", cast=True" if self.cast else ""))
 
 
 class SignalToMap(nn.Module):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .._validation import check_positive_int
 from ..harmonic import MixingSet
 from ._generalized_conv import DegreeNorm, UniformConv
 from ._signal import GeneralizedSignal, normalize_type
@@ -35,12 +36,8 @@ class FullCGLayer(nn.Module):
                  channels_out: int | None = None, type_out=1, mixing: str | MixingSet = "full",
                  normalize: bool = True, cg: CGFn | None = None):
         super().__init__()
-        if int(channels_in) != channels_in or channels_in < 1:
-            raise ValueError(f"channels_in must be a positive integer, got {channels_in!r}")
-        self.channels_in = int(channels_in)
-        self.channels_out = self.channels_in if channels_out is None else int(channels_out)
-        if self.channels_out < 1:
-            raise ValueError(f"channels_out must be >= 1, got {channels_out!r}")
+        self.channels_in = check_positive_int(channels_in, "channels_in")
+        self.channels_out = self.channels_in if channels_out is None else check_positive_int(channels_out, "channels_out")
         self.type_in = normalize_type(type_in, int(L), "type_in")
         flat_in = [self.channels_in * t for t in self.type_in]
         self.activation = TensorProductActivation(L, 1, flat_in, L_out, mixing, cg)

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .._validation import check_positive_int
 from ._signal import GeneralizedSignal, normalize_type
 
 __all__ = ["UniformConv", "ChannelWiseConv", "CrossChannelConv", "DegreeNorm"]
@@ -36,13 +37,9 @@ class _PerDegree(nn.Module):
 
     def __init__(self, L: int, channels_in: int, channels_out: int, type_in, type_out):
         super().__init__()
-        if int(L) != L or L < 1:
-            raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-        if channels_in < 1 or channels_out < 1:
-            raise ValueError(f"channels must be >= 1, got {channels_in} -> {channels_out}")
-        self.L = int(L)
-        self.channels_in = int(channels_in)
-        self.channels_out = int(channels_out)
+        self.L = check_positive_int(L, "bandlimit L")
+        self.channels_in = check_positive_int(channels_in, "channels_in")
+        self.channels_out = check_positive_int(channels_out, "channels_out")
         self.type_in = normalize_type(type_in, L, "type_in")
         self.type_out = normalize_type(type_out, L, "type_out")
 

@@ -4,7 +4,8 @@ For input channels c and each degree l, ``g_k^l[m, t] = sum_c a^l_m[c] W^l[c, k,
 an isotropic (axisymmetric-filter) S2 convolution when tau = 1, equivariant because the
 weights act only on channels.  Maps go through the project's spherical harmonic
 transform on the given sampling (exact on equiangular grids for band-limited maps,
-approximate on HEALPix).
+approximate on HEALPix): the layer is :class:`~._bridge.MapToSignal` (checks and analysis)
+followed by the weights.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import math
 import torch
 from torch import nn
 
-from .._validation import check_finite, check_pixels
+from .._validation import check_positive_int
+from ._bridge import MapToSignal
 from ._signal import GeneralizedSignal
 
 __all__ = ["S2InputLayer"]
@@ -35,24 +37,24 @@ class S2InputLayer(nn.Module):
     def __init__(self, L: int, in_channels: int, channels: int, tau: int = 1, sampling=None,
                  dtype: torch.dtype | None = None, iterations: int = 3, check_input: bool = True):
         super().__init__()
-        self.check_input = bool(check_input)
-        if int(L) != L or L < 1:
-            raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-        if min(in_channels, channels, tau) < 1:
-            raise ValueError(f"in_channels, channels and tau must be >= 1, got {in_channels}, {channels}, {tau}")
-        self.L, self.in_channels, self.channels, self.tau = int(L), int(in_channels), int(channels), int(tau)
-        self.sampling = sampling
-        if sampling is not None:
-            from ..harmonic import SHT
-
-            self.sht = SHT(sampling, self.L, dtype=dtype or torch.get_default_dtype(), iterations=iterations,
-                           check_input=False)
-        else:
-            self.sht = None
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.channels, self.tau = check_positive_int(channels, "channels"), check_positive_int(tau, "tau")
+        self.adapter = MapToSignal(sampling, L, in_channels, dtype=dtype, iterations=iterations,
+                                   check_input=check_input, name="S2InputLayer input")
+        self.L, self.sampling = self.adapter.L, sampling
         self.weight = nn.ParameterList(
             nn.Parameter(torch.randn(in_channels, channels, tau) / math.sqrt(in_channels)) for _ in range(self.L)
         )
         self.type_out = (self.tau,) * self.L
+
+    @property
+    def sht(self):
+        """The adapter's SHT (None for coefficient input)."""
+        return self.adapter.sht
+
+    @property
+    def check_input(self) -> bool:
+        return self.adapter.check_input
 
     def extra_repr(self) -> str:
         src = "coefficients" if self.sampling is None else type(self.sampling).__name__
@@ -62,18 +64,7 @@ class S2InputLayer(nn.Module):
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """Validate the input and return coefficients (batch, L*L, C_in)."""
-        if not torch.is_tensor(x) or x.dim() != 3:
-            raise ValueError(f"S2InputLayer input must be a (batch, rows, channels) tensor, got {getattr(x, 'shape', x)!r}")
-        if x.shape[2] != self.in_channels:
-            raise ValueError(f"S2InputLayer input has {x.shape[2]} channels, the layer expects {self.in_channels}")
-        if self.sht is None:
-            if x.shape[1] != self.L * self.L:
-                raise ValueError(f"coefficients have {x.shape[1]} rows, expected L*L = {self.L * self.L} (L = {self.L})")
-        else:
-            check_pixels(x, self.sampling.npix, "S2InputLayer input", type(self.sampling).__name__)
-        if self.check_input:
-            check_finite(x, "S2InputLayer input")
-        return x if self.sht is None else self.sht(x)
+        return self.adapter.coefficients(x)
 
     def forward(self, x: torch.Tensor) -> GeneralizedSignal:
         a = self.coefficients(x)

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .._validation import check_positive_int
 from ..harmonic import SHT, SO3Transform
 from ..sampling import DriscollHealySampling, GaussLegendreSampling, McEwenWiauxSampling, so3_sampling
 from ._signal import GeneralizedSignal
@@ -32,11 +33,8 @@ _S2_GRIDS = {"mw": McEwenWiauxSampling, "gl": GaussLegendreSampling, "dh": Drisc
 
 
 def _grid_bandlimit(L: int, L_out, oversampling: float) -> tuple[int, int, int]:
-    if isinstance(L, bool) or int(L) != L or L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    L_out = L if L_out is None else L_out
-    if isinstance(L_out, bool) or int(L_out) != L_out or not 1 <= L_out:
-        raise ValueError(f"output bandlimit L_out must be a positive integer, got {L_out!r}")
+    L = check_positive_int(L, "bandlimit L")
+    L_out = check_positive_int(L if L_out is None else L_out, "output bandlimit L_out")
     if not (isinstance(oversampling, (int, float)) and math.isfinite(oversampling) and oversampling >= 1):
         raise ValueError(f"oversampling must be a finite number >= 1, got {oversampling!r}")
     return int(L), int(L_out), max(int(math.ceil(oversampling * max(L, L_out) - 1e-9)), L, int(L_out))
@@ -46,9 +44,7 @@ class _Pointwise(nn.Module):
     def __init__(self, L, channels, L_out, oversampling, grid, activation):
         super().__init__()
         self.L, self.L_out, self.L_grid = _grid_bandlimit(L, L_out, oversampling)
-        if int(channels) != channels or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        self.channels, self.grid, self.oversampling = int(channels), grid, float(oversampling)
+        self.channels, self.grid, self.oversampling = check_positive_int(channels, "channels"), grid, float(oversampling)
         if not callable(activation):
             raise ValueError(f"activation must be callable, got {activation!r}")
         self.activation = activation

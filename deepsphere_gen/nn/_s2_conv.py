@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import check_positive_int
 from ..harmonic import real_spherical_harmonics, wigner_D_real
 from ._signal import GeneralizedSignal
 
@@ -75,8 +76,7 @@ def _float_dtype(dtype) -> torch.dtype:
 
 
 def _check_bandlimits(L, L_out) -> tuple[int, int]:
-    if isinstance(L, bool) or int(L) != L or L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
+    L = check_positive_int(L, "bandlimit L")
     L_out = L if L_out is None else L_out
     if isinstance(L_out, bool) or int(L_out) != L_out or not 1 <= L_out <= L:
         raise ValueError(f"output bandlimit L_out must be an integer in [1, L={L}], got {L_out!r}")
@@ -96,9 +96,8 @@ class _Conv(nn.Module):
     def __init__(self, L, in_channels, out_channels, L_out, bias: bool, bias_scale: float, dtype):
         super().__init__()
         self.L, self.L_out = _check_bandlimits(L, L_out)
-        if min(in_channels, out_channels) < 1:
-            raise ValueError(f"channels must be >= 1, got {in_channels} -> {out_channels}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
         self.bias = nn.Parameter(torch.zeros(out_channels, dtype=dtype)) if bias else None
         self._bias_scale = bias_scale  # degree-0 coefficient of the constant function 1
         self._tables64: dict[str, torch.Tensor] = {}  # float64 copies of the inexact tables
@@ -295,8 +294,7 @@ class SO3BatchNorm(nn.Module):
 
     def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
-        if isinstance(channels, bool) or int(channels) != channels or channels < 1:
-            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        check_positive_int(channels, "channels")
         if not 0 < momentum <= 1 or not eps > 0:
             raise ValueError(f"need 0 < momentum <= 1 and eps > 0, got {momentum!r} and {eps!r}")
         self.channels, self.momentum, self.eps = int(channels), float(momentum), float(eps)

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .._validation import check_positive_int
 from ..harmonic import MixingSet, SparseCG, mixing_set, sparse_clebsch_gordan, sparse_from_dense
 from ._signal import GeneralizedSignal, normalize_type
 
@@ -138,9 +139,7 @@ class TensorProductActivation(nn.Module):
         super().__init__()
         self.L = int(L)
         self.L_out = self.L if L_out is None else int(L_out)
-        self.channels = int(channels)
-        if self.channels < 1:
-            raise ValueError(f"channels must be >= 1, got {channels}")
+        self.channels = check_positive_int(channels, "channels")
         self.type_in = normalize_type(type_in, self.L, "type_in")
         if isinstance(mixing, str):
             mixing = mixing_set(mixing, self.L, self.L_out)
