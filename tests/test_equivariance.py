@@ -47,3 +47,64 @@ def test_flatten_nested_outputs():
 def test_zero_output_is_an_error(vectors):
     with pytest.raises(ValueError, match="zero"):
         equivariance_error(lambda x: 0 * x, vectors, _rotations(1), _rotate_vectors)
+
+
+# --------------------------------------------------------------- public map / signal helpers
+from deepsphere_gen.equivariance import assert_map_equivariant, map_equivariance_error  # noqa: E402
+from deepsphere_gen.graph import build_graph  # noqa: E402
+from deepsphere_gen.harmonic import MapRotator, SHT, random_rotations, rotate_map  # noqa: E402
+from deepsphere_gen.nn import ChebConv, GeneralizedSignal  # noqa: E402
+from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling  # noqa: E402
+
+
+def test_map_rotator_is_rotate_map_and_exact_on_gauss_legendre():
+    """A band-limited map on a GL grid: rotating by alpha about z equals shifting every ring's
+    phi, i.e. the coefficients get the z rotation; MapRotator agrees with rotate_map."""
+    L = 6
+    s = GaussLegendreSampling(L)
+    sht = SHT(s, L, dtype=torch.float64)
+    x = sht.inverse(torch.randn(2, L * L, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    R = random_rotations(1, seed=3)[0]
+    rot = MapRotator(s, L)
+    torch.testing.assert_close(rot(x, R), rotate_map(x, s, R, L, iterations=10), rtol=0, atol=0)
+    # the inverse rotation undoes it (exact grid: float64 precision)
+    back = rot(rot(x, R), torch.stack([-R[2], -R[1], -R[0]]))
+    torch.testing.assert_close(back, x, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="positive integer"):
+        MapRotator(s, 0)
+
+
+def test_assert_map_equivariant_exact_layer_on_gauss_legendre():
+    """Degree-wise scaling of the coefficients commutes with every rotation (exactly, GL grid)."""
+    L = 5
+    s = GaussLegendreSampling(L)
+    sht = SHT(s, L, dtype=torch.float64)
+    gain = torch.cat([torch.full((2 * l + 1,), 1.0 / (1 + l), dtype=torch.float64) for l in range(L)])
+    layer = lambda m: sht.inverse(sht(m) * gain[:, None])  # noqa: E731
+    res = assert_map_equivariant(layer, s, L=L, rotations=4, channels=2, tol=1e-12)
+    assert res.errors.shape == (4, 2)
+    # a non-equivariant layer (a fixed pixel permutation) fails the same check
+    perm = torch.randperm(s.npix, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(AssertionError, match="mean equivariance error"):
+        assert_map_equivariant(lambda m: m[:, perm], s, L=L, tol=1e-3)
+
+
+def test_map_equivariance_of_a_graph_conv_between_floor_and_published_scale():
+    """A ChebConv on the HEALPix kNN graph: above the transform floor (identity layer), well
+    below 1 for smooth maps (L = nside), as DeepSphere's low-degree figures."""
+    nside, L = 8, 8
+    s = HealpixSampling(nside)
+    conv = ChebConv(1, 2, 3, build_graph(s, k=20, cache=False), dtype=torch.float64)
+    floor = map_equivariance_error(lambda m: m, s, L=L, rotations=2).mean
+    res = map_equivariance_error(conv, s, L=L, L_out=2 * nside, rotations=2)
+    assert floor < 1e-6 and 10 * floor < res.mean < 0.5
+
+
+def test_assert_equivariant_defaults_for_signals():
+    """GeneralizedSignal input: rotate() is the default action, an int draws random rotations."""
+    g = torch.Generator().manual_seed(0)
+    x = GeneralizedSignal([torch.randn(2, 3, 2 * l + 1, 2, dtype=torch.float64, generator=g) for l in range(4)])
+    res = assert_equivariant(lambda s: GeneralizedSignal([2.0 * f for f in s.fragments]), x, rotations=3)
+    assert res.errors.shape == (3, 2) and res.max < 1e-14
+    with pytest.raises(TypeError, match="rotate_input"):
+        assert_equivariant(lambda v: v, torch.zeros(2, 3), rotations=1)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from deepsphere_gen.harmonic import real_to_healpy_alm, rotate_coefficients, rotate_map, synthesis
-from deepsphere_gen.nn import GeneralizedSignal
-from deepsphere_gen.nn._bridge import MapToSignal, SignalToMap
-from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling
+from deepsphere_gen.equivariance import assert_map_equivariant
+from deepsphere_gen.nn import GeneralizedSignal, MapToSignal, SignalToMap
+from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling
 
 
 def _coeffs(L, B, C, seed=0):
@@ -88,3 +88,15 @@ def test_bad_inputs_raise():
         SignalToMap(s, 4, dtype=torch.float64)(GeneralizedSignal([torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 3, 2)]))
     with pytest.raises(ValueError, match="exceeds"):
         SignalToMap(s, 2)(GeneralizedSignal([torch.zeros(1, 1, 2 * l + 1, 1) for l in range(3)]))
+
+
+def test_bridge_round_trip_is_map_equivariant():
+    """Map -> signal -> map on Gauss-Legendre (L = 5) and, across samplings, GL -> DH at the
+    same bandlimit: exact, so the public map helper sees float64 precision."""
+    L = 5
+    gl, dh = GaussLegendreSampling(L), DriscollHealySampling(L)
+    to_sig = MapToSignal(gl, L, 2, dtype=torch.float64)
+    assert_map_equivariant(lambda m: SignalToMap(gl, L, dtype=torch.float64)(to_sig(m)), gl, L=L, channels=2,
+                           tol=1e-12)
+    assert_map_equivariant(lambda m: SignalToMap(dh, L, dtype=torch.float64)(to_sig(m)), gl, dh, L=L, channels=2,
+                           tol=1e-12)
