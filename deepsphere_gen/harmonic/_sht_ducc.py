@@ -191,7 +191,7 @@ class DuccEngine:
         n = self.geom.nrings
         x = self._ring_major(maps)[:, 0]
         grid = np.empty((x.shape[0], n, 2 * n - 1), dtype=x.dtype)
-        grid[:, :-1] = x[:, :-1].reshape(-1, n - 1, 2 * n - 1)
+        grid[:, :-1] = x[:, :-1].reshape(x.shape[0], n - 1, 2 * n - 1)
         grid[:, -1] = x[:, -1:]
         alm = np.stack([_ducc.analysis_2d(map=g[None], lmax=self.L - 1, spin=0, geometry="MW",
                                           nthreads=torch.get_num_threads()) for g in grid])
