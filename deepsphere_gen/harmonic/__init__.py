@@ -3,7 +3,16 @@
 from ._healpy_convert import healpy_alm_size, healpy_alm_to_real, real_to_healpy_alm
 from ._legendre import normalized_legendre, real_spherical_harmonics
 from ._mw import mw_theta_mixing, mw_weight
-from ._sht import SHT, analysis, clear_sht_cache, max_bandlimit, synthesis
+from ._sht import (
+    ENGINE_FOR_DEVICE,
+    SHT,
+    SphericalAnalysis,
+    SphericalSynthesis,
+    analysis,
+    clear_sht_cache,
+    max_bandlimit,
+    synthesis,
+)
 
 # rotations, Wigner matrices, Clebsch-Gordan tensors (issue 3, rotations owner)
 from ._cg_sparse import SparseCG, sparse_clebsch_gordan, sparse_from_dense
@@ -76,6 +85,9 @@ __all__ = [
     "MapRotator",
     # spherical harmonic transforms (SHT owner)
     "SHT",
+    "SphericalAnalysis",
+    "SphericalSynthesis",
+    "ENGINE_FOR_DEVICE",
     "analysis",
     "synthesis",
     "max_bandlimit",

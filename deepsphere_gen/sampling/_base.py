@@ -1,4 +1,10 @@
-"""Common interface of every sampling: where the pixels are, and their rings."""
+"""Common interface of every sampling: where the pixels are, their rings and quadrature.
+
+A sampling that declares its rings (:meth:`Sampling.rings`: colatitudes, samples per ring,
+first longitudes, pixel order, and either per-ring quadrature weights or the name of an
+exact theta rule) and its largest bandlimit (:attr:`Sampling.max_bandlimit`) gets the
+spherical harmonic transforms of :mod:`deepsphere_gen.harmonic` without any edit there.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +27,12 @@ class Rings:
     order : (npix,) int64, ``order[i]`` is the pixel index (in the sampling's own
         pixel order) of the i-th sample in ring-major order (ring by ring, phi
         increasing).  ``x[..., order, :]`` turns a map into ring-major order.
+    weights : (nrings,) float64 or None, quadrature weight (steradians) of every pixel of
+        each ring: ``sum_rings weights * nphi`` integrates band-limited products exactly
+        up to the sampling's bandlimit.  None where the analysis uses ``rule`` instead.
+    rule : how the SHT integrates over theta: ``"quadrature"`` (the ``weights``) or the
+        name of an exact rule that the harmonic package implements (``"mcewen-wiaux"``:
+        the McEwen-Wiaux torus extension, for samplings without a direct quadrature).
     """
 
     theta: np.ndarray
@@ -28,6 +40,8 @@ class Rings:
     phi0: np.ndarray
     start: np.ndarray
     order: np.ndarray
+    weights: np.ndarray | None = None
+    rule: str = "quadrature"
 
     @property
     def nrings(self) -> int:
@@ -39,8 +53,8 @@ class Sampling:
 
     Subclasses set ``theta`` and ``phi`` (colatitude / longitude in radians, float64,
     shape (npix,)) and may provide quadrature ``weights`` (steradians, sum 4 pi on the
-    full sphere) and ``rings()``.  Maps on a sampling are tensors shaped
-    (batch, npix, channels).
+    full sphere), ``rings()`` and ``max_bandlimit`` (what the SHT needs: see the module
+    docstring).  Maps on a sampling are tensors shaped (batch, npix, channels).
     """
 
     name: str = "sampling"
@@ -65,6 +79,11 @@ class Sampling:
     @property
     def is_full_sky(self) -> bool:
         return True
+
+    @property
+    def max_bandlimit(self) -> int | None:
+        """Largest bandlimit L (degrees l < L) the SHT may use on this sampling (None: no known limit)."""
+        return None
 
     def rings(self) -> Rings:
         raise NotImplementedError(f"{self.name} sampling has no iso-latitude ring structure")

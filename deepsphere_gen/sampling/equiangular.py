@@ -61,6 +61,11 @@ class EquiangularSampling(Sampling):
             return None
         return np.repeat(self._theta_weights * (2 * np.pi / self.nphi), self.nphi)
 
+    @property
+    def max_bandlimit(self) -> int:
+        """The grid's bandlimit L."""
+        return self.L
+
     def rings(self) -> Rings:
         n = self.ntheta
         return Rings(
@@ -69,6 +74,7 @@ class EquiangularSampling(Sampling):
             phi0=np.zeros(n),
             start=np.arange(n, dtype=np.int64) * self.nphi,
             order=np.arange(self.npix, dtype=np.int64),
+            weights=None if self._theta_weights is None else self._theta_weights * (2 * np.pi / self.nphi),
         )
 
     def cache_key(self) -> str:
@@ -122,7 +128,13 @@ class McEwenWiauxSampling(Sampling):
         self.theta = np.concatenate([th.ravel(), [np.pi]])
         self.phi = np.concatenate([ph.ravel(), [0.0]])
 
+    @property
+    def max_bandlimit(self) -> int:
+        """The grid's bandlimit L."""
+        return self.L
+
     def rings(self) -> Rings:
+        """L rings; no quadrature weights: the SHT uses the exact McEwen-Wiaux theta rule."""
         n = self.L
         nphi = np.full(n, self.nphi, dtype=np.int64)
         nphi[-1] = 1
@@ -132,6 +144,7 @@ class McEwenWiauxSampling(Sampling):
             phi0=np.zeros(n),
             start=np.arange(n, dtype=np.int64) * self.nphi,
             order=np.arange(self.npix, dtype=np.int64),
+            rule="mcewen-wiaux",
         )
 
     def cache_key(self) -> str:

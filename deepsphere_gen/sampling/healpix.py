@@ -97,6 +97,11 @@ class HealpixSampling(Sampling):
         return np.full(self.npix, self.pixel_area)
 
     @property
+    def max_bandlimit(self) -> int:
+        """3 nside (healpy's usual lmax = 3 nside - 1)."""
+        return 3 * self.nside
+
+    @property
     def sky_fraction(self) -> float:
         return self.npix / self.npix_full
 
@@ -155,6 +160,7 @@ class HealpixSampling(Sampling):
             phi0=phi0.astype(np.float64),
             start=start.astype(np.int64),
             order=np.asarray(order, dtype=np.int64),
+            weights=np.full(ring_numbers.size, self.pixel_area),
         )
 
     def cache_key(self) -> str:

@@ -1,0 +1,123 @@
+"""Torch Legendre engine of the SHT: values computed on the fly, never stored as an L^3 table.
+
+For every order m the orthonormal Legendre functions (``_legendre``: no Condon-Shortley
+phase) satisfy, with l = m + k and x = cos(theta),
+
+    lambda_{m+k}^m = A[k, m] (x lambda_{m+k-1}^m - B[k, m] lambda_{m+k-2}^m),
+
+so one step of the recursion in k advances every order at once (rows m < L - k: the
+triangle l < L) and its parity (-1)^(l+m) = (-1)^k is the same for all of them.  The
+sectoral start lambda_m^m = c_m sin(theta)^m is kept as mantissa and power of two (the
+mantissas rescaled by 2^-600 whenever they grow past 2^600), so sin^m never underflows
+before the recursion has grown the values back (float64 state whatever the transform's
+dtype; float32 values only for the matmuls).
+
+The steps are grouped in blocks of ``nk`` degrees offsets k (even, sized to a byte budget):
+a block's values (rows, nk, rings) feed two batched matmuls over m (even k with the
+north + south ring sums, odd k with north - south), then are dropped.  Memory: the state
+and the recursion coefficients, O(L * rings + L^2), plus one block, at most
+``block_bytes`` (but at least 2 steps: O(L * rings)).  Cost: O(L^2 rings) for the
+recursion plus O(L^2 rings maps) for the matmuls per transform direction; L sequential
+steps of a few element-wise kernels each.
+
+Coefficients live on an (m, k) grid (L, L, J): entry (m, k) is degree l = m + k (zero for
+l >= L), J columns (cos / sin parts of every map).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["ChunkedLegendre", "DEFAULT_BLOCK_BYTES"]
+
+#: byte budget of one block of Legendre values (the engine's only table-like buffer).
+DEFAULT_BLOCK_BYTES = 32 * 2**20
+_RESCALE_BITS = 600
+_RESCALE_EVERY = 8  # steps between rescales: mantissas grow by < 2^7 per step, 2^600 * 2^56 < 2^1023
+
+
+def _start_and_coefficients(L: int, theta: np.ndarray):
+    """Sectoral mantissas / exponents (L, R) and recursion coefficients A, B (L, L) [k, m], float64."""
+    x = np.cos(theta)
+    s = np.where((theta == 0) | (theta == np.pi), 0.0, np.sin(theta))
+    m = np.arange(L)
+    k = np.arange(1, L)
+    cum = np.concatenate([[0.0], np.cumsum(np.log2((2 * k + 1) / (2 * k)))])
+    log_c = 0.5 * (cum[m] - np.log2(4 * np.pi))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_mm = log_c[:, None] + np.where(m[:, None] == 0, 0.0, m[:, None] * np.log2(s)[None, :])
+    zero = np.isneginf(log_mm)
+    e = np.where(zero, 0.0, np.floor(np.where(zero, 0.0, log_mm)))
+    mant = np.where(zero, 0.0, np.exp2(np.where(zero, 0.0, log_mm) - e))
+    kk, mm = np.meshgrid(np.arange(L), m, indexing="ij")
+    ll = (kk + mm).astype(np.float64)
+    ok = (kk >= 1) & (ll < L)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        A = np.where(ok, np.sqrt((4 * ll * ll - 1) / (ll * ll - mm * mm)), 0.0)
+        B = np.where(ok & (kk >= 2), np.sqrt(((ll - 1) ** 2 - mm * mm) / (4 * (ll - 1) ** 2 - 1)), 0.0)
+    return x, mant, e, A, B
+
+
+class ChunkedLegendre(torch.nn.Module):
+    """Legendre sums (synthesis) and projections (analysis) on rings ``theta`` at bandlimit L.
+
+    Buffers (non-persistent; float64 recursion state): x (R,), start mantissa and exponent
+    (L, R), A and B (L, L).  ``block_bytes``: budget of one block of values in ``dtype``.
+    """
+
+    def __init__(self, L: int, theta: np.ndarray, dtype: torch.dtype, device=None,
+                 block_bytes: int = DEFAULT_BLOCK_BYTES):
+        super().__init__()
+        self.L, self.R, self.dtype = int(L), int(theta.size), dtype
+        x, mant, e, A, B = _start_and_coefficients(self.L, np.asarray(theta, dtype=np.float64))
+        for name, v in (("x", x), ("mant0", mant), ("exp0", e), ("A", A), ("B", B)):
+            self.register_buffer(name, torch.as_tensor(v, dtype=torch.float64, device=device), persistent=False)
+        row = self.L * self.R * max(torch.empty((), dtype=dtype).element_size(), 8)
+        nk = max(2, int(block_bytes) // max(row, 1))
+        self.nk = min(nk + nk % 2, self.L + self.L % 2)
+
+    def _blocks(self):
+        """Yield (k0, rows, lam_even, lam_odd): values lambda_{m+k}^m for k in [k0, k0 + nk),
+        rows m < L - k0, as (rows, steps of one parity, R) in the engine dtype."""
+        L, R, nk = self.L, self.R, self.nk
+        big = 2.0**_RESCALE_BITS
+        p1 = self.mant0.clone()  # lambda_{m+k}^m mantissas (k of the last step)
+        p2 = torch.zeros_like(p1)
+        ex = self.exp0.clone()
+        for k0 in range(0, L, nk):
+            rows = L - k0
+            steps = min(nk, L - k0)
+            lam = torch.zeros(2, rows, (nk + 1) // 2, R, dtype=self.dtype, device=self.x.device)
+            for j in range(steps):
+                k = k0 + j
+                M = L - k
+                if k > 0:  # p2 <- A (x p1 - B p2) in place, then swap: rows >= M are done
+                    p2[:M].mul_(-self.B[k, :M, None]).addcmul_(self.x.expand(M, R), p1[:M]).mul_(self.A[k, :M, None])
+                    p1, p2 = p2, p1
+                    if k % _RESCALE_EVERY == 0:
+                        over = p1[:M].abs() > big
+                        scale = torch.where(over, 1.0 / big, 1.0)
+                        p1[:M] *= scale
+                        p2[:M] *= scale
+                        ex[:M] += over * float(_RESCALE_BITS)
+                lam[k % 2, :M, j // 2] = torch.ldexp(p1[:M], ex[:M])
+            yield k0, rows, lam[0], lam[1]
+
+    def project(self, z_even: torch.Tensor, z_odd: torch.Tensor) -> torch.Tensor:
+        """Analysis: ring sums (L, R, J) of even / odd parity -> coefficient grid (L, L, J) [m, k]."""
+        out = z_even.new_zeros(self.L, self.L + self.L % 2 + self.nk, z_even.shape[-1])
+        for k0, rows, le, lo in self._blocks():
+            out[:rows, k0 : k0 + self.nk : 2] = torch.bmm(le, z_even[:rows])
+            out[:rows, k0 + 1 : k0 + self.nk : 2] = torch.bmm(lo, z_odd[:rows])
+        return out[:, : self.L]
+
+    def evaluate(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Synthesis: coefficient grid (L, L, J) [m, k] -> even and odd Legendre sums, each (L, R, J)."""
+        L, J = self.L, grid.shape[-1]
+        g = torch.nn.functional.pad(grid, (0, 0, 0, self.nk + L % 2))
+        even = grid.new_zeros(L, self.R, J)
+        odd = grid.new_zeros(L, self.R, J)
+        for k0, rows, le, lo in self._blocks():
+            even[:rows] += torch.bmm(le.transpose(1, 2), g[:rows, k0 : k0 + self.nk : 2])
+            odd[:rows] += torch.bmm(lo.transpose(1, 2), g[:rows, k0 + 1 : k0 + self.nk : 2])
+        return even, odd
