@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from tqdm import tqdm
 
 from .._io import atomic_write_json
 from .._validation import check_positive_int
@@ -407,7 +408,7 @@ def discover_suites(suite_dir=None) -> dict:
     (imported by path), e.g. a suite under development.
     """
     if suite_dir is None:
-        from . import suites as package
+        from . import suites as package  # deferred: the suites import this module (a real cycle)
 
         modules = [importlib.import_module(f"{package.__name__}.{info.name}")
                    for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
@@ -447,8 +448,6 @@ def run_suites(suites: dict, harness: Harness, progress: bool = True,
     ``after_case(records)`` is called with the records so far after each case (e.g. to
     save partial results of a long run).
     """
-    from tqdm import tqdm
-
     jobs = [(name, mod, case) for name, mod in suites.items() for case in mod.cases(harness.quick)]
     records: list[dict] = []
     bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, file=sys.stderr)
