@@ -20,7 +20,7 @@ One algorithm serves Gauss-Legendre, Driscoll-Healy, McEwen-Wiaux and HEALPix gr
 - float64 tables store the even degrees l = m + 2h only; odd degrees come from the
   three-term recursion (see ``SHT.__init__``), halving the bytes each call streams.
 
-Coefficients: real orthonormal basis, flat index l*l + l + m (see DESIGN.md), tensors
+Coefficients: real orthonormal basis, flat index l*l + l + m (docs/conventions.md), tensors
 (batch, L*L, channels); maps (batch, npix, channels) in the sampling's pixel order
 (HEALPix: NESTED, or RING with ``order="RING"``).
 """
