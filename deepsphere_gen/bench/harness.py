@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from .._io import atomic_write_json
 from .._validation import check_positive_int
+from . import suites as suite_package
 
 __all__ = [
     "SCHEMA",
@@ -408,10 +409,8 @@ def discover_suites(suite_dir=None) -> dict:
     (imported by path), e.g. a suite under development.
     """
     if suite_dir is None:
-        from . import suites as package  # deferred: the suites import this module (a real cycle)
-
-        modules = [importlib.import_module(f"{package.__name__}.{info.name}")
-                   for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
+        modules = [importlib.import_module(f"{suite_package.__name__}.{info.name}")
+                   for info in pkgutil.iter_modules(suite_package.__path__) if not info.name.startswith("_")]
     else:
         suite_dir = Path(suite_dir)
         if not suite_dir.is_dir():
