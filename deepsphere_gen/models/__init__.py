@@ -7,6 +7,7 @@
 | :mod:`.hybrid` | ``HybridClassifier``: graph blocks at high resolution, ``MapToSignal``, harmonic layers |
 | :mod:`.classic` | ``CohenS2CNN``, ``EstevesS2CNN``, ``KondorCGNet``, ``CobbHybrid`` (spherical-MNIST architectures) |
 | :mod:`.planar` | ``PlanarCNN``: the flat-image baseline |
+| :mod:`.spec` | ``ModelSpec`` (frozen, JSON), ``build_model``, ``save_model`` / ``load_model`` (checkpoints that rebuild their model) |
 """
 # graph models
 from .deepsphere import DeepSphereClassifier, DeepSphereRegressor, SphericalUNet
@@ -17,6 +18,9 @@ from .harmonic import HarmonicClassifier
 
 # hybrid graph -> harmonic model
 from .hybrid import HybridClassifier
+
+# model specs and self-describing checkpoints
+from .spec import ModelSpec, build_model, load_model, save_model
 
 # classic spherical CNNs
 from .classic import CobbHybrid, CohenS2CNN, EstevesS2CNN, KondorCGNet, classic_models
@@ -37,4 +41,9 @@ __all__ = [
     "KondorCGNet",
     "CobbHybrid",
     "classic_models",
+    # model specs and self-describing checkpoints
+    "ModelSpec",
+    "build_model",
+    "save_model",
+    "load_model",
 ]
