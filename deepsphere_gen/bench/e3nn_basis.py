@@ -17,7 +17,7 @@ def e3nn_basis(L: int) -> list[torch.Tensor]:
 
     Fitted by least squares at 4 L^2 + 50 random points (seeded).
     """
-    from e3nn import o3
+    from e3nn import o3  # deferred: e3nn is a test extra, not a dependency
 
     rng = np.random.default_rng(0)
     n = 4 * L * L + 50

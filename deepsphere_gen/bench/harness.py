@@ -42,9 +42,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from tqdm import tqdm
 
 from .._io import atomic_write_json
 from .._validation import check_positive_int
+from . import suites as suite_package
 
 __all__ = [
     "SCHEMA",
@@ -407,10 +409,8 @@ def discover_suites(suite_dir=None) -> dict:
     (imported by path), e.g. a suite under development.
     """
     if suite_dir is None:
-        from . import suites as package
-
-        modules = [importlib.import_module(f"{package.__name__}.{info.name}")
-                   for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
+        modules = [importlib.import_module(f"{suite_package.__name__}.{info.name}")
+                   for info in pkgutil.iter_modules(suite_package.__path__) if not info.name.startswith("_")]
     else:
         suite_dir = Path(suite_dir)
         if not suite_dir.is_dir():
@@ -447,8 +447,6 @@ def run_suites(suites: dict, harness: Harness, progress: bool = True,
     ``after_case(records)`` is called with the records so far after each case (e.g. to
     save partial results of a long run).
     """
-    from tqdm import tqdm
-
     jobs = [(name, mod, case) for name, mod in suites.items() for case in mod.cases(harness.quick)]
     records: list[dict] = []
     bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, file=sys.stderr)

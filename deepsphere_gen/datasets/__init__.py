@@ -1,4 +1,17 @@
-"""datasets sub-package (see ../shared/DESIGN.md)."""
+"""Data generation and loading (imports only :mod:`deepsphere_gen.sampling` and :mod:`deepsphere_gen.harmonic`).
+
+| module | holds |
+| --- | --- |
+| :mod:`._mnist_files` | readers for local MNIST files (IDX, NPZ); nothing is downloaded |
+| :mod:`._projection` | flat images <-> spherical maps (spherical-MNIST projection and back-projection) |
+| :mod:`.digits` | spherical digits: splits (NR/NR, R/R, NR/R), their cache, ``SphericalDigits`` |
+| :mod:`._spectra` | convergence power spectra (pyccl), cosmologies, log-normal shifts, beam, pixel window |
+| :mod:`._lognormal` | shifted log-normal fields: C_l <-> correlation transforms, map synthesis |
+| :mod:`._footprint` | partial sky: nested base patches, survey footprints, HEALPix FITS input |
+| :mod:`.massmaps` | convergence maps of two cosmologies: generation, cache, ``MassMapDataset`` |
+| :mod:`._massmaps_cache` | the mass-map cache: keys, metadata, atomic directories, thread limits |
+| :mod:`.shape_noise` | weak-lensing shape noise per HEALPix pixel from the galaxy density |
+"""
 from ._mnist_files import load_mnist, read_idx
 from ._projection import BackProjection, plane_to_sphere, project_images, sphere_to_plane
 from .digits import SPLITS, DigitSplit, SphericalDigits, build_split, load_sklearn_digits, plot_digits
@@ -19,7 +32,7 @@ __all__ = [
     "plot_digits",
 ]
 
-# cosmology mass maps (issue 7)
+# cosmology mass maps
 from ._massmaps_cache import limit_threads
 from ._footprint import (
     apply_footprint,

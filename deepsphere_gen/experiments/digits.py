@@ -26,6 +26,8 @@ results and their reading: the README section "Rotation benchmark: spherical dig
 """
 from __future__ import annotations
 
+import importlib.util
+import math
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -33,10 +35,19 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from .._validation import check_positive_int
 from ..datasets.digits import SPLITS, build_split
+from ..models import (
+    CohenS2CNN,
+    DeepSphereClassifier,
+    HarmonicClassifier,
+    HybridClassifier,
+    PlanarCNN,
+)
 from ..sampling import DriscollHealySampling, HealpixSampling
+from ..training import TrainConfig, fit
 
 __all__ = [
     "DigitsConfig",
@@ -130,28 +141,20 @@ class ModelSpec:
 
 
 def _planar(_):
-    from ..models import PlanarCNN
-
     return PlanarCNN(8, channels=(24, 48), n_classes=10)
 
 
 def _planar_grid(sampling):
-    from ..models import PlanarCNN
-
     return PlanarCNN(sampling.shape, channels=(12, 24, 32), n_classes=10)
 
 
 def _graph(sampling):
-    from ..models import DeepSphereClassifier
-
     return DeepSphereClassifier(sampling.nside, 1, channels=(16, 32, 64), n_classes=10, K=5, k=8,
                                 pool_levels=1, head="gap")
 
 
 def _harmonic(mixing):
     def build(sampling):
-        from ..models import HarmonicClassifier
-
         return HarmonicClassifier(10, bandlimits=(10, 8, 5, 3), channels=(6, 10, 16, 16), sampling=sampling,
                                   tau=2, mixing=mixing, hidden=(64,))
 
@@ -159,8 +162,6 @@ def _harmonic(mixing):
 
 
 def _hybrid(sampling):
-    from ..models.hybrid import HybridClassifier
-
     # one graph block at the input resolution (no pooling), bridge at L = 10, then the harmonic model's layers
     return HybridClassifier(sampling.nside, 1, n_classes=10, graph_channels=(8,), K=5, k=8, pool_levels=0,
                             bandlimits=(10, 8, 5, 3), harmonic_channels=(10, 16, 16), tau=2, mixing="mst",
@@ -168,10 +169,6 @@ def _hybrid(sampling):
 
 
 def _cohen(sampling):
-    import math
-
-    from ..models import CohenS2CNN
-
     # equivariant BatchNorm before each SO(3) ReLU (without it the digits' large common degree 0
     # leaves dead / linear ReLU channels), kernel radius scaled to bandlimit 5 (pi/8 is below its
     # resolution: near-isotropic filters), oversampled ReLU grids (the readout ReLU's aliasing is
@@ -194,8 +191,6 @@ MODELS: dict[str, ModelSpec] = {
 
 def available_models() -> list[str]:
     """Names of MODELS whose code is present (the hybrid model may be missing)."""
-    import importlib.util
-
     names = list(MODELS)
     if importlib.util.find_spec("deepsphere_gen.models.hybrid") is None:
         names.remove("hybrid")
@@ -245,10 +240,6 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: DigitsConfi
     """Train with the project's loop (:func:`deepsphere_gen.training.fit`) and a step learning-rate
     schedule: ``lr`` for the first ``round(decay_at * epochs)`` epochs, then ``lr * decay`` (a
     second ``fit`` call, fresh Adam state, batch order from seed + 1).  Returns the seconds of all epochs."""
-    from torch.utils.data import TensorDataset
-
-    from ..training import TrainConfig, fit
-
     first = min(max(round(config.decay_at * config.epochs), 1), config.epochs)
     phases = [(first, lr, config.seed), (config.epochs - first, lr * config.decay, config.seed + 1)]
     seconds = 0.0

@@ -1,5 +1,16 @@
-"""Graphs on a sampling: kNN (DeepSphere v2 kernel widths) or 4-neighbour grid graphs,
-Laplacians rescaled to [-1, 1], disk cache, export to torch / pygsp / torch_geometric."""
+"""Graphs on a sampling and their Laplacians (imports only :mod:`deepsphere_gen.sampling`).
+
+| module | holds |
+| --- | --- |
+| :mod:`._neighbours` | k-nearest-neighbour search (``knn_distances``) and the ``k`` check |
+| :mod:`._kernel` | Gaussian kernel widths: DeepSphere v2's table (``kernel_width``), ``default_sigma`` for any sampling |
+| :mod:`._knn` | symmetric weighted kNN graphs (``knn_graph``) |
+| :mod:`._grid` | Khasanova & Frossard's 4-neighbour graph on equiangular grids |
+| :mod:`._optimized` | equivariance-optimised kNN weights and the predicted equivariance error |
+| :mod:`._laplacian` | combinatorial / normalized Laplacians, lmax estimate, rescaling to [-1, 1] |
+| :mod:`._cache` | on-disk cache of weight matrices (npz + JSON, atomic writes) |
+| :mod:`._sphere_graph` | ``SphereGraph`` / ``build_graph``: weights, Laplacian, lmax, exports to torch / pygsp / PyG |
+"""
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import KERNEL_WIDTHS_NSIDE32, default_sigma, kernel_width
 from ._knn import knn_graph

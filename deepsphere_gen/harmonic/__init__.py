@@ -1,5 +1,23 @@
-"""harmonic sub-package (see ../shared/DESIGN.md)."""
-# spherical harmonic transforms (SHT owner)
+"""Harmonic analysis on the sphere and SO(3) (imports only :mod:`deepsphere_gen.sampling`).
+
+| module | holds |
+| --- | --- |
+| :mod:`._legendre` | orthonormal associated Legendre functions, real spherical harmonics at points |
+| :mod:`._mw` | McEwen-Wiaux exact theta quadrature (ring mixing) |
+| :mod:`._sht` | ``SHT`` (ring-FFT + Legendre transform on every iso-latitude sampling), ``analysis`` / ``synthesis`` |
+| :mod:`._healpy_convert` | exact conversion between our real coefficients and healpy's complex alm |
+| :mod:`._lru` | ``ByteLRU``, the byte-bounded cache of the Wigner / Clebsch-Gordan tables |
+| :mod:`._wigner` | Wigner small-d and real Wigner-D matrices, complex <-> real basis change |
+| :mod:`._rotation` | ZYZ rotations: random, matrices, rotating points / coefficients / fragments / maps, ``MapRotator`` |
+| :mod:`._cg_complex` | complex Clebsch-Gordan coefficients (eigenvector construction) |
+| :mod:`._cg_sparse` | real Clebsch-Gordan tensors as their non-zeros (``SparseCG``) |
+| :mod:`._clebsch_gordan` | dense real Clebsch-Gordan tensors, admissible triples |
+| :mod:`._so3_transform` | ``SO3Transform``: Wigner transforms on SO(3) grids |
+| :mod:`._mixing_sets` | degree-mixing sets of the tensor-product activation (full, MST, RMST) |
+
+Basis, normalisation, phase and rotation conventions: docs/conventions.md.
+"""
+# spherical harmonic transforms
 from ._healpy_convert import healpy_alm_size, healpy_alm_to_real, real_to_healpy_alm
 from ._legendre import normalized_legendre, real_spherical_harmonics
 from ._mw import mw_theta_mixing, mw_weight
@@ -14,7 +32,7 @@ from ._sht import (
     synthesis,
 )
 
-# rotations, Wigner matrices, Clebsch-Gordan tensors (issue 3, rotations owner)
+# rotations, Wigner matrices, Clebsch-Gordan tensors
 from ._cg_sparse import SparseCG, sparse_clebsch_gordan, sparse_from_dense
 from ._clebsch_gordan import cg_triples, clebsch_gordan, clebsch_gordan_block
 from ._rotation import (
@@ -31,10 +49,10 @@ from ._rotation import (
 )
 from ._wigner import complex_to_real_matrix, wigner_d, wigner_D_blocks, wigner_D_real
 
-# Wigner transforms on SO(3) grids (issue 5)
+# Wigner transforms on SO(3) grids
 from ._so3_transform import SO3Transform, so3_coefficient_count
 
-# harmonic layers (issue 4)
+# degree-mixing sets of the harmonic layers
 from ._mixing_sets import (
     MIXING_KINDS,
     MixingSet,
@@ -50,7 +68,7 @@ from ._mixing_sets import (
 )
 
 __all__ = [
-    # harmonic layers (issue 4)
+    # degree-mixing sets of the harmonic layers
     "MixingSet",
     "MIXING_KINDS",
     "pair_cost",
@@ -62,7 +80,7 @@ __all__ = [
     "mixing_set",
     "mixing_set_table",
     "fit_scaling_exponent",
-    # rotations, Wigner matrices, Clebsch-Gordan tensors (issue 3, rotations owner)
+    # rotations, Wigner matrices, Clebsch-Gordan tensors
     "clebsch_gordan",
     "clebsch_gordan_block",
     "cg_triples",
@@ -83,7 +101,7 @@ __all__ = [
     "rotate_fragments",
     "rotate_map",
     "MapRotator",
-    # spherical harmonic transforms (SHT owner)
+    # spherical harmonic transforms
     "SHT",
     "SphericalAnalysis",
     "SphericalSynthesis",
@@ -99,7 +117,7 @@ __all__ = [
     "real_to_healpy_alm",
     "healpy_alm_to_real",
     "healpy_alm_size",
-    # Wigner transforms on SO(3) grids (issue 5)
+    # Wigner transforms on SO(3) grids
     "SO3Transform",
     "so3_coefficient_count",
 ]

@@ -1,6 +1,6 @@
 """Exact conversion between our real coefficients and healpy's complex ``alm``.
 
-Real basis (DESIGN.md): Y_lm = sqrt2 (-1)^m Re Y_l^m (m > 0), Y_l^0, sqrt2 (-1)^m Im Y_l^|m|
+Real basis (docs/conventions.md): Y_lm = sqrt2 (-1)^m Re Y_l^m (m > 0), Y_l^0, sqrt2 (-1)^m Im Y_l^|m|
 (m < 0), with Y_l^m healpy's complex (Condon-Shortley) harmonics.  For a real map
 f = sum a_l^m Y_l^m = sum r_lm Y_lm:
 

@@ -1,6 +1,6 @@
 """Rotations: random ZYZ angles, matrices, and rotating points, coefficients, fragments, maps.
 
-Convention (DESIGN.md): active rotations, ZYZ Euler angles (alpha, beta, gamma) in
+Convention (docs/conventions.md): active rotations, ZYZ Euler angles (alpha, beta, gamma) in
 radians, ``R = Rz(alpha) Ry(beta) Rz(gamma)``, ``(R f)(w) = f(R^-1 w)``.  Angles are
 tensors shaped (..., 3); a single rotation is shaped (3,).  Functions that rotate data
 accept either one rotation (applied to the whole batch) or one per batch element

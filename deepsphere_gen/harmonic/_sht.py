@@ -10,7 +10,7 @@ Names (one meaning each, everywhere):
 - *synthesis*: coefficients -> maps, exact for band-limited signals.
   :class:`SphericalSynthesis`, ``SHT.inverse`` (alias ``SHT.synthesis``) and :func:`synthesis`.
 
-Coefficients: real orthonormal basis, flat index l*l + l + m (no Condon-Shortley phase);
+Coefficients: real orthonormal basis, flat index l*l + l + m (no Condon-Shortley phase; docs/conventions.md);
 maps in the sampling's pixel order (HEALPix: NESTED, or RING with ``order="RING"``).
 
 Engines, chosen per call by the input's device (:data:`ENGINE_FOR_DEVICE`, overridable

@@ -9,7 +9,7 @@ sin(beta) d alpha d beta d gamma (volume 8 pi^2).  The basis is orthonormal, so
 Parseval holds: int |f|^2 dR = sum_l ||F^l||_F^2.  A rotation Q acts on the left:
 (Q f)(R) = f(Q^-1 R) has coefficients D^l(Q) F^l, so the fragments F^l, shaped
 (batch, channels, 2l+1, 2l+1) (rows m, columns n), are a generalized signal with
-tau_l = 2l+1 (DESIGN.md).
+tau_l = 2l+1 (docs/conventions.md).
 
 Method: with the complex D^l_{mn} = e^{-i m alpha} d^l_{mn}(beta) e^{-i n gamma} and
 real = conj(U) D U^T (U of ``complex_to_real_matrix``), complex coefficients

@@ -1,6 +1,6 @@
 """Wigner small-d and real-basis Wigner-D matrices.
 
-Conventions (see ../shared/DESIGN.md):
+Conventions (docs/conventions.md):
 
 * Real orthonormal spherical harmonics ``Y_lm`` (Condon-Shortley phase folded in),
   index ``m + l`` inside a degree, and their relation to the complex (CS-phased)

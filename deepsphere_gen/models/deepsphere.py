@@ -22,6 +22,7 @@ from ..nn.pooling import (
     HealpixUnpool,
 )
 from ..sampling import HealpixSampling
+from .spec import specified
 
 __all__ = ["DeepSphereClassifier", "DeepSphereRegressor", "SphericalUNet", "STATISTICS", "graph_encoder"]
 
@@ -180,7 +181,7 @@ def _summary(model: nn.Module) -> str:
 class _DeepSphereNet(_SharedLaplacians):
     """Encoder of conv blocks with pooling, then a map-level head; (B, npix, in) -> (B, n_out)."""
 
-    def __init__(self, nside, in_channels, n_out, channels, K, k, pool_levels, head, stats, fc_hidden,
+    def __init__(self, *, nside, in_channels, n_out, channels, K, k, pool_levels, head, stats, fc_hidden,
                  indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir):
         super().__init__()
         check_nested_order(order)
@@ -252,6 +253,13 @@ class _DeepSphereNet(_SharedLaplacians):
         return f"{self._describe}, parameters={sum(p.numel() for p in self.parameters()):,d}"
 
 
+@specified({
+    "input": ("nside", "in_channels", "indices", "order"),
+    "encoder": ("channels", "K", "k", "pool_levels", "pool", "batch_norm", "laplacian"),
+    "head": ("n_classes", "head", "stats", "fc_hidden"),
+    "numerics": ("dtype",),
+    "runtime": ("cache", "cache_dir"),
+})
 class DeepSphereClassifier(_DeepSphereNet):
     """DeepSphere classifier: (batch, pixels, in_channels) NESTED maps -> (batch, n_classes) logits.
 
@@ -271,28 +279,46 @@ class DeepSphereClassifier(_DeepSphereNet):
     cache, cache_dir : graph disk cache (see ``build_graph``).
     """
 
-    def __init__(self, nside: int, in_channels: int, channels=(16, 32, 64), n_classes: int = 2, K: int = 5,
+    def __init__(self, nside: int, in_channels: int, *, channels=(16, 32, 64), n_classes: int = 2, K: int = 5,
                  k: int = 20, pool_levels=1, head: str = "gap", stats=("mean", "var"), fc_hidden=(),
                  indices=None, laplacian: str = "combinatorial", pool: str = "max", batch_norm: bool = True,
                  order: str = "NESTED", dtype=None, cache: bool = True, cache_dir=None):
-        super().__init__(nside, in_channels, n_classes, channels, K, k, pool_levels, head, stats, fc_hidden,
-                         indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir)
+        super().__init__(nside=nside, in_channels=in_channels, n_out=n_classes, channels=channels, K=K, k=k,
+                         pool_levels=pool_levels, head=head, stats=stats, fc_hidden=fc_hidden, indices=indices,
+                         laplacian=laplacian, pool=pool, batch_norm=batch_norm, order=order, dtype=dtype,
+                         cache=cache, cache_dir=cache_dir)
         self.n_classes = int(n_classes)
 
 
+@specified({
+    "input": ("nside", "in_channels", "indices", "order"),
+    "encoder": ("channels", "K", "k", "pool_levels", "pool", "batch_norm", "laplacian"),
+    "head": ("n_outputs", "head", "stats", "fc_hidden"),
+    "numerics": ("dtype",),
+    "runtime": ("cache", "cache_dir"),
+})
 class DeepSphereRegressor(_DeepSphereNet):
     """DeepSphere regressor: (batch, pixels, in_channels) -> (batch, n_outputs); same options as
     :class:`DeepSphereClassifier` (``n_outputs`` replaces ``n_classes``)."""
 
-    def __init__(self, nside: int, in_channels: int, channels=(16, 32, 64), n_outputs: int = 1, K: int = 5,
+    def __init__(self, nside: int, in_channels: int, *, channels=(16, 32, 64), n_outputs: int = 1, K: int = 5,
                  k: int = 20, pool_levels=1, head: str = "gap", stats=("mean", "var"), fc_hidden=(),
                  indices=None, laplacian: str = "combinatorial", pool: str = "max", batch_norm: bool = True,
                  order: str = "NESTED", dtype=None, cache: bool = True, cache_dir=None):
-        super().__init__(nside, in_channels, n_outputs, channels, K, k, pool_levels, head, stats, fc_hidden,
-                         indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir)
+        super().__init__(nside=nside, in_channels=in_channels, n_out=n_outputs, channels=channels, K=K, k=k,
+                         pool_levels=pool_levels, head=head, stats=stats, fc_hidden=fc_hidden, indices=indices,
+                         laplacian=laplacian, pool=pool, batch_norm=batch_norm, order=order, dtype=dtype,
+                         cache=cache, cache_dir=cache_dir)
         self.n_outputs = int(n_outputs)
 
 
+@specified({
+    "input": ("nside", "in_channels", "indices", "order"),
+    "encoder": ("channels", "K", "k", "pool_levels", "convs_per_level", "pool", "batch_norm", "laplacian"),
+    "decoder": ("out_channels", "unpool"),
+    "numerics": ("dtype",),
+    "runtime": ("cache", "cache_dir"),
+})
 class SphericalUNet(_SharedLaplacians):
     """Spherical UNet for per-pixel outputs: (batch, pixels, in_channels) -> (batch, pixels, out_channels).
 
@@ -305,7 +331,7 @@ class SphericalUNet(_SharedLaplacians):
     Other parameters as in :class:`DeepSphereClassifier`.
     """
 
-    def __init__(self, nside: int, in_channels: int, out_channels: int, channels=(16, 32, 64), K: int = 5,
+    def __init__(self, nside: int, in_channels: int, out_channels: int, *, channels=(16, 32, 64), K: int = 5,
                  k: int = 20, pool_levels: int = 1, convs_per_level: int = 1, indices=None,
                  laplacian: str = "combinatorial", pool: str = "max", unpool: str = "repeat",
                  batch_norm: bool = True, order: str = "NESTED", dtype=None, cache: bool = True, cache_dir=None):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, S2InputLayer
+from .spec import specified
 
 __all__ = ["HarmonicClassifier"]
 
@@ -19,6 +20,12 @@ def _params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
+@specified({
+    "input": ("in_channels", "sampling"),
+    "harmonic": ("bandlimits", "channels", "tau", "mixing", "normalize"),
+    "head": ("n_classes", "hidden"),
+    "numerics": ("dtype",),
+})
 class HarmonicClassifier(nn.Module):
     """Rotation-invariant classifier on the sphere (Cobb et al. 2021's efficient layers).
 
@@ -36,7 +43,7 @@ class HarmonicClassifier(nn.Module):
             S2InputLayer; cast the model itself with ``.to(dtype)``).
     """
 
-    def __init__(self, n_classes: int, bandlimits: Sequence[int] = (8, 6, 4), channels: Sequence[int] = (4, 8, 8),
+    def __init__(self, n_classes: int, *, bandlimits: Sequence[int] = (8, 6, 4), channels: Sequence[int] = (4, 8, 8),
                  in_channels: int = 1, sampling=None, tau: int = 2, mixing: str = "mst",
                  normalize: bool = True, hidden: Sequence[int] = (32,), dtype: torch.dtype | None = None):
         super().__init__()

@@ -21,10 +21,20 @@ from .._validation import check_channels, check_finite, check_nested_order, chec
 from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, MapToSignal
 from ..sampling import HealpixSampling
 from .deepsphere import _Graphs, _SharedLaplacians, graph_encoder
+from .spec import specified
 
 __all__ = ["HybridClassifier"]
 
 
+@specified({
+    "input": ("nside", "in_channels", "order"),
+    "encoder": ("graph_channels", "K", "k", "pool_levels", "pool", "batch_norm", "laplacian"),
+    "bridge": ("iterations",),
+    "harmonic": ("bandlimits", "harmonic_channels", "tau", "mixing", "normalize"),
+    "head": ("n_classes", "hidden"),
+    "numerics": ("dtype",),
+    "runtime": ("cache", "cache_dir"),
+})
 class HybridClassifier(_SharedLaplacians):
     """Graph blocks on full-sky HEALPix, then harmonic layers; rotation-invariant readout.
 
@@ -41,7 +51,7 @@ class HybridClassifier(_SharedLaplacians):
         iterations: Jacobi steps of the bridge's HEALPix analysis; dtype: of all parts.
     """
 
-    def __init__(self, nside: int, in_channels: int = 1, n_classes: int = 2, graph_channels: Sequence[int] = (8, 16),
+    def __init__(self, nside: int, in_channels: int = 1, n_classes: int = 2, *, graph_channels: Sequence[int] = (8, 16),
                  K: int = 5, k: int = 20, pool_levels: int = 1, bandlimits: Sequence[int] = (8, 6, 4),
                  harmonic_channels: Sequence[int] = (16, 16), tau: int = 2, mixing: str = "mst",
                  normalize: bool = True, hidden: Sequence[int] = (32,), laplacian: str = "combinatorial",

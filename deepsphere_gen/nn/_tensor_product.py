@@ -14,7 +14,7 @@ or i < j (odd l) are kept: no redundant or identically zero fragments.
 
 Implementation: the whole layer is one sparse bilinear map on the flattened signal.
 Real CG tensors have at most 2 non-zeros per (m1, m2) (see
-:mod:`deepsphere_gen.harmonic._cg_sparse`), so ``__init__`` lists every product
+:class:`deepsphere_gen.harmonic.SparseCG`), so ``__init__`` lists every product
 ``x[a] x[b]`` (a <= b, flat indices of (l, m, column)) that some non-zero needs, once,
 and a sparse table S (outputs x products) holding the CG values.  For the signal
 flattened to x (entries, batch * channels), forward is
@@ -125,7 +125,7 @@ class TensorProductActivation(nn.Module):
         mixing: "full" | "mst" | "rmst" or a :class:`MixingSet` built for (L, L_out).
         cg: Clebsch-Gordan accessor ``cg(l1, l2, l, dtype, device) -> (2l1+1, 2l2+1, 2l+1)``
             in the project's real basis (default: the project's tensors, built directly
-            in sparse form by :func:`deepsphere_gen.harmonic._cg_sparse.sparse_clebsch_gordan`).
+            in sparse form by :func:`deepsphere_gen.harmonic.sparse_clebsch_gordan`).
 
     Input/output: :class:`GeneralizedSignal` (batch, K, 2l+1, tau_l); output type
     ``self.type_out``.  ``self.flops`` counts the multiply-adds per sample of forward
@@ -193,6 +193,12 @@ class TensorProductActivation(nn.Module):
         self.n_products, self.nnz, self._n_out = int(keys.size), int(table.nnz), n_out
         self.flops = self.channels * (self.n_products + self.nnz)
         self._cache: dict = {}
+
+    @property
+    def table_nbytes(self) -> int:
+        """Bytes of the float64 CG table S (CSC: values, row indices, column pointers)."""
+        t = self._table
+        return t.data.nbytes + t.indices.nbytes + t.indptr.nbytes
 
     def __getstate__(self):
         """Copies and pickles leave the per-(dtype, device) tables behind (rebuilt on use;

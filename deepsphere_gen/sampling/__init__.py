@@ -1,4 +1,14 @@
-"""Where the pixels are: HEALPix (nested, full or partial sky) and equiangular grids."""
+"""Where the pixels are: the bottom layer (imports nothing else from the package).
+
+| module | holds |
+| --- | --- |
+| :mod:`._base` | ``Sampling`` (theta, phi, xyz, weights, rings, cache key) and ``Rings`` (iso-latitude structure for the SHT) |
+| :mod:`.healpix` | ``HealpixSampling`` (NESTED, full or partial sky, parents / children), ``check_nside``, base patches |
+| :mod:`.equiangular` | Driscoll-Healy, Gauss-Legendre, McEwen-Wiaux grids and their quadrature weights |
+| :mod:`.so3` | Euler-angle grids on SO(3): SOFT, Gauss-Legendre, McEwen-Wiaux (SO(3)) |
+
+Maps on a sampling are (batch, npix, channels) in its pixel order (docs/conventions.md).
+"""
 from ._base import Rings, Sampling
 from .equiangular import (
     DriscollHealySampling,
@@ -9,7 +19,7 @@ from .equiangular import (
 )
 from .healpix import MAX_NSIDE, HealpixSampling, base_patch_indices, check_nside
 
-# SO(3) Euler-angle grids (issue 5)
+# SO(3) Euler-angle grids
 from .so3 import (
     GaussLegendreSO3Sampling,
     McEwenSO3Sampling,
@@ -31,7 +41,7 @@ __all__ = [
     "GaussLegendreSampling",
     "McEwenWiauxSampling",
     "dh_theta_weights",
-    # SO(3) Euler-angle grids (issue 5)
+    # SO(3) Euler-angle grids
     "SO3Sampling",
     "SOFTSampling",
     "GaussLegendreSO3Sampling",

@@ -1,7 +1,7 @@
 """Euler-angle grids on the rotation group SO(3) for bandlimit L (degrees l < L).
 
 Each grid is a tensor product beta (nbeta,) x alpha (nalpha,) x gamma (ngamma,) of ZYZ
-Euler angles (R = Rz(alpha) Ry(beta) Rz(gamma), DESIGN.md), with alpha and gamma
+Euler angles (R = Rz(alpha) Ry(beta) Rz(gamma), docs/conventions.md), with alpha and gamma
 equispaced from 0.  Samples are stored beta-major, then alpha, then gamma, so a signal
 (batch, npoints, channels) reshapes to (batch, nbeta, nalpha, ngamma, channels).
 

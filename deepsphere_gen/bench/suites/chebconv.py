@@ -96,7 +96,7 @@ def _peer_edges(graph, device):
 
 
 def _available_mb() -> float:
-    import psutil
+    import psutil  # deferred: optional (not a dependency), only the memory guard uses it
 
     return psutil.virtual_memory().available / 2**20
 
@@ -163,7 +163,7 @@ def run(case: dict, device, harness) -> list[dict]:
 
 def _run_peer(conv, graph, x, g, ref, device, harness):
     """Time PyG's ChebConv in its two batchings; return (best time, config, max_rel_diff, extras)."""
-    from torch_geometric.nn import ChebConv as PygChebConv
+    from torch_geometric.nn import ChebConv as PygChebConv  # deferred: seconds to import, only the peer needs it
 
     B, npix, cin = x.shape
     K, cout = conv.K, conv.out_channels

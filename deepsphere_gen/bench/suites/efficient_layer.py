@@ -66,12 +66,11 @@ def _run(case: dict, device, harness) -> list[dict]:
     t_fwd = harness.time(fwd)
     mem = harness.peak_memory_mb(fwd_bwd)
     act = layer.activation
-    table = act._table
     return [harness.record(
         f"efficient layer fwd+bwd ({case['mixing']})", case, t.median, peak_mem_mb=mem,
         forward_s=t_fwd.median, mixing_size=act.mixing.size, mixing_cost=act.mixing.cost,
         products=act.n_products, nnz=act.nnz, flops_per_sample=layer.flops,
         n_params=sum(p.numel() for p in params), build_s=build_s,
-        cg_table_mb=(table.data.nbytes + table.indices.nbytes + table.indptr.nbytes) / 2**20,
+        cg_table_mb=act.table_nbytes / 2**20,
         type_out_max=max(act.type_out), threads=1,
     )]

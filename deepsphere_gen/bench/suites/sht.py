@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 
+import healpy as hp
 import numpy as np
 import torch
 
@@ -116,8 +117,6 @@ def _gl(case: dict, device, harness) -> list[dict]:
 
 
 def _healpix(case: dict, device, harness) -> list[dict]:
-    import healpy as hp
-
     nside, it, nm = case["nside"], case["iterations"], case["maps"]
     L = 3 * nside
     dtype = getattr(torch, case["dtype"])

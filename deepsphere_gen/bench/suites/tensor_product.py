@@ -46,7 +46,7 @@ def run(case: dict, device, harness) -> list[dict]:
 
 
 def _run(case: dict, device, harness) -> list[dict]:
-    from e3nn import o3
+    from e3nn import o3  # deferred: e3nn is a test extra, not a dependency
 
     L, K, B = case["L"], case["channels"], case["batch"]
     tp = TensorProductActivation(L, K, 1, mixing=case["mixing"]).to(device)

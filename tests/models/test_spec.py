@@ -1,0 +1,114 @@
+"""Model specs: JSON round trip, rebuilding, checkpoints that rebuild their model, errors."""
+import json
+
+import pytest
+import torch
+
+from deepsphere_gen.models import (
+    DeepSphereClassifier,
+    DeepSphereRegressor,
+    HarmonicClassifier,
+    HybridClassifier,
+    ModelSpec,
+    SphericalUNet,
+    build_model,
+    load_model,
+    save_model,
+)
+from deepsphere_gen.models.spec import specified
+from deepsphere_gen.sampling import GaussLegendreSampling
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("graphs")
+
+
+def _models(cache_dir):
+    kw = dict(K=3, k=8, cache_dir=cache_dir)
+    return {
+        "classifier": lambda: DeepSphereClassifier(4, 2, channels=(3, 4), n_classes=3, head="stats",
+                                                   stats=("mean", "max"), dtype=torch.float64, **kw),
+        "regressor": lambda: DeepSphereRegressor(4, 1, channels=(3, 4), n_outputs=2, pool_levels=(1, 0),
+                                                 pool="avg", indices=list(range(96)), **kw),
+        "unet": lambda: SphericalUNet(4, 2, 3, channels=(3, 4), unpool="max", **kw),
+        "hybrid": lambda: HybridClassifier(8, 1, 3, graph_channels=(3,), bandlimits=(4, 3), harmonic_channels=(3,),
+                                           hidden=(8,), **kw),
+        "harmonic": lambda: HarmonicClassifier(3, bandlimits=(4, 3), channels=(2, 3), hidden=(8,)),
+    }
+
+
+@pytest.mark.parametrize("name", ["classifier", "regressor", "unet", "hybrid", "harmonic"])
+def test_spec_round_trips_and_rebuilds_the_same_architecture(name, cache_dir):
+    model = _models(cache_dir)[name]()
+    spec = model.spec
+    text = spec.to_json()
+    assert ModelSpec.from_json(text) == spec and ModelSpec.from_dict(json.loads(text)) == spec
+    hash(spec)  # frozen all the way down
+    rebuilt = build_model(text)
+    assert type(rebuilt) is type(model) and rebuilt.spec == spec
+    shapes = lambda m: {k: (tuple(v.shape), v.dtype) for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(rebuilt) == shapes(model)
+
+
+def test_spec_groups_the_encoder_and_head(cache_dir):
+    d = _models(cache_dir)["classifier"]().spec.to_dict()
+    assert d["model"] == "DeepSphereClassifier" and d["version"] == 1
+    assert d["encoder"] == {"channels": [3, 4], "K": 3, "k": 8, "pool_levels": 1, "pool": "max",
+                            "batch_norm": True, "laplacian": "combinatorial"}
+    assert d["head"] == {"n_classes": 3, "head": "stats", "stats": ["mean", "max"], "fc_hidden": []}
+    assert d["numerics"] == {"dtype": "float64"} and d["runtime"]["cache_dir"] == str(cache_dir)
+    assert build_model(d).head.weight.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", ["classifier", "hybrid"])
+def test_checkpoint_rebuilds_its_model(name, cache_dir, tmp_path):
+    torch.manual_seed(0)
+    model = _models(cache_dir)[name]()
+    x = torch.randn(3, model.npix, model.in_channels, dtype=next(model.parameters()).dtype)
+    model.train()(x)  # move the batch-norm statistics away from their initial values
+    model.eval()
+    path = save_model(tmp_path / "net.pt", model, epoch=7)
+    torch.manual_seed(1)  # a different initialisation: only the checkpoint can make them equal
+    loaded = load_model(path)
+    assert not loaded.training
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert torch.load(path, weights_only=True)["epoch"] == 7
+
+
+def test_constructor_options_are_keyword_only(cache_dir):
+    with pytest.raises(TypeError):
+        DeepSphereClassifier(4, 1, (3, 4), cache_dir=cache_dir)
+    with pytest.raises(TypeError):
+        HybridClassifier(8, 1, 3, (3,))
+    with pytest.raises(TypeError):
+        HarmonicClassifier(3, (4, 3))
+
+
+def test_errors(cache_dir, tmp_path):
+    model = HarmonicClassifier(3, bandlimits=(4, 3), channels=(2, 3), sampling=GaussLegendreSampling(4))
+    with pytest.raises(ValueError, match="sampling=.*no JSON form"):
+        model.spec  # the model builds; only its spec is refused
+    d = _models(cache_dir)["unet"]().spec.to_dict()
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model({**d, "model": "Nope"})
+    with pytest.raises(ValueError, match="spec version"):
+        build_model({**d, "version": 99})
+    with pytest.raises(ValueError, match="no argument"):
+        build_model(d, widths=3)
+    with pytest.raises(ValueError, match="no model checkpoint"):
+        load_model(tmp_path / "missing.pt")
+    torch.save({"state_dict": {}}, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not a model checkpoint"):
+        load_model(tmp_path / "plain.pt")
+    with pytest.raises(TypeError, match="each argument"):
+        @specified({"a": ("x",)})
+        class Bad(torch.nn.Module):
+            def __init__(self, x, y):
+                super().__init__()
+
+    class Sub(DeepSphereRegressor):
+        pass
+
+    with pytest.raises(ValueError, match="not a @specified class"):
+        Sub(4, 1, channels=(3,), K=3, k=8, cache_dir=cache_dir).spec
