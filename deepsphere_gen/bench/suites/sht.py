@@ -16,6 +16,9 @@ band-limited, -> coefficients, no iterations), no autograd:
   pixel-area ``ringfactor``) on healpy's RING geometry, all maps in one call, and
   ``healpy.alm2map`` / ``map2alm(iter=0, use_weights=False, use_pixel_weights=False)``
   per map (RING order; the reorder is not timed for the peers, it is for us).
+- GL up to L = 512 also times torch-harmonics' ``RealSHT`` / ``InverseRealSHT`` (same
+  grid, ``norm="ortho"``; ``extras.torch_harmonics_s``; its stored Legendre table grows as
+  L^3, so it is not run above L = 512).
 
 ``speedup`` = ducc0 time / ours (>= 0.667: within 1.5x of ducc0); ``extras.healpy_s``,
 ``extras.healpy_speedup``; ``max_rel_diff`` against ducc0's output (converted to our real
@@ -32,8 +35,8 @@ Clock: CPU time of the process (``time.process_time``) on CPU runs (robust on a 
 machine; equal to wall time single-threaded), wall time on CUDA.  Threads: ours and
 ducc0 use ``torch.get_num_threads()`` (``--threads``), healpy ``OMP_NUM_THREADS``; run
 ``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht --threads 1 ...`` for a per-core
-comparison.  Large cases are timed until 2 s of timed calls (at least 3 calls); calls
-under 5 ms in loops of ~5 ms.
+comparison.  Timed until 2 s of timed calls (at least 3; the warm-up call is skipped
+for calls over 5 ms, already warmed by the first call); calls under 5 ms in loops of ~5 ms.
 """
 from __future__ import annotations
 
@@ -71,26 +74,31 @@ def cases(quick: bool) -> list[dict]:
     return out
 
 
-def _timer(harness, fn):
-    """Median time of one call of ``fn``: CPU time on CPU (see the module docstring), wall time
-    on CUDA.  Calls shorter than 5 ms are timed in loops of ~5 ms (per-call time reported):
-    single calls of tens of microseconds measure the scheduler more than the code."""
+def _timer(harness, fn, once: float):
+    """Median time of one call of ``fn`` (``once``: a first call's time, for the loop size):
+    CPU time on CPU (see the module docstring), wall time on CUDA.  Calls shorter than 5 ms
+    are timed in loops of ~5 ms (per-call time reported): single calls of tens of
+    microseconds measure the scheduler more than the code."""
     saved = harness.timer
-    clock = time.process_time if harness.device.type == "cpu" else time.perf_counter
-    t0 = clock()
-    fn()
-    harness.sync()
-    inner = max(1, min(1000, int(0.005 / max(clock() - t0, 1e-6))))
+    inner = max(1, min(1000, int(0.005 / max(once, 1e-6))))
 
     def loop():
         for _ in range(inner):
             fn()
 
-    harness.timer = clock
+    harness.timer = time.process_time if harness.device.type == "cpu" else time.perf_counter
     try:
-        return harness.time(loop, budget_s=2.0, min_repeats=3).median / inner
+        return harness.time(loop, warmup=0 if inner == 1 else None, budget_s=2.0, min_repeats=3).median / inner
     finally:
         harness.timer = saved
+
+
+def _first(harness, fn):
+    """(output, seconds) of a first call."""
+    t0 = time.perf_counter()
+    out = fn()
+    harness.sync()
+    return out, time.perf_counter() - t0
 
 
 def _engine_bytes(sht: SHT, dtype) -> tuple[float, float]:
@@ -178,6 +186,35 @@ def _healpix_peers(nside, L, dtype, coeffs, maps_nest):
     return d_syn, d_ana, h_syn, h_ana, syn_ours_layout, ana_ours_layout
 
 
+def _torch_harmonics(L: int, dtype, band_limited: torch.Tensor, common: dict) -> dict:
+    """torch-harmonics' RealSHT / InverseRealSHT on the same GL grid (L <= 512: it stores an
+    L^3 Legendre table), as extra peers; notes its round-trip error or why it is missing."""
+    th, reason = optional_peer("torch_harmonics")
+    if th is None or L > 512:
+        common["torch_harmonics_unavailable"] = reason or "not run above L = 512 (stores an L^3 Legendre table)"
+        return {}
+    kw = dict(lmax=L, mmax=L, grid="legendre-gauss", norm="ortho")
+    fwd = th.RealSHT(L, 2 * L - 1, **kw).to(dtype=dtype)
+    inv = th.InverseRealSHT(L, 2 * L - 1, **kw).to(dtype=dtype)
+    x = band_limited.cpu().permute(0, 2, 1).reshape(-1, L, 2 * L - 1).contiguous()  # (maps, nlat, nlon)
+    with torch.no_grad():
+        a = fwd(x)
+        back = inv(a)
+    common.update(torch_harmonics_round_trip_rel=float((back - x).norm() / x.norm()),
+                  torch_harmonics_config=f"torch_harmonics {getattr(th, '__version__', '?')} RealSHT / InverseRealSHT, "
+                  "legendre-gauss, lmax=mmax=L, norm=ortho, (maps, nlat, nlon)")
+
+    def t_ana():
+        with torch.no_grad():
+            return fwd(x)
+
+    def t_syn():
+        with torch.no_grad():
+            return inv(a)
+
+    return {"th_analysis": t_ana, "th_synthesis": t_syn}
+
+
 def run(case: dict, device, harness) -> list[dict]:
     """One case: synthesis and analysis records (see the module docstring)."""
     kind, L, nm = case["kind"], case["L"], case["maps"]
@@ -189,10 +226,10 @@ def run(case: dict, device, harness) -> list[dict]:
     maps = torch.randn(1, S.npix, nm, generator=g, dtype=dtype)
     cd, md = coeffs.to(device), maps.to(device)
     with torch.no_grad():
-        ours_syn = sht.inverse(cd)
-        ours_ana = sht(md)
-        t_syn = _timer(harness, lambda: sht.inverse(cd))
-        t_ana = _timer(harness, lambda: sht(md))
+        ours_syn, once_syn = _first(harness, lambda: sht.inverse(cd))
+        ours_ana, once_ana = _first(harness, lambda: sht(md))
+        t_syn = _timer(harness, lambda: sht.inverse(cd), once_syn)
+        t_ana = _timer(harness, lambda: sht(md), once_ana)
         mem_syn = harness.peak_memory_mb(lambda: sht.inverse(cd))
         mem_ana = harness.peak_memory_mb(lambda: sht(md))
     torch_mb, ducc_mb = _engine_bytes(sht, dtype)
@@ -213,16 +250,21 @@ def run(case: dict, device, harness) -> list[dict]:
     else:
         d_syn, d_ana, syn_layout, ana_layout = _grid_peer(case, L, dtype, coeffs, maps)
         extra_peers = {}
+    if kind == "gl":
+        extra_peers.update(_torch_harmonics(L, dtype, ours_syn, common))
     for direction, t, mem, ours, peer, layout in (("synthesis", t_syn, mem_syn, ours_syn, d_syn, syn_layout),
                                                   ("analysis", t_ana, mem_ana, ours_ana, d_ana, ana_layout)):
-        out, _, peer_mem = harness.measure(peer)
-        tp = _timer(harness, peer)
+        out, once, peer_mem = harness.measure(peer)
+        tp = _timer(harness, peer, once)
         extras = dict(common, peer_peak_mem_mb=peer_mem)
         if direction in extra_peers:
-            th = _timer(harness, extra_peers[direction])
+            th = _timer(harness, extra_peers[direction], once)
             import healpy as hp
 
             extras.update(healpy_s=th, healpy_speedup=th / t, healpy_config=f"healpy {hp.__version__}, per map")
+        if "th_" + direction in extra_peers:
+            th = _timer(harness, extra_peers["th_" + direction], once)
+            extras.update(torch_harmonics_s=th, torch_harmonics_speedup=th / t)
         records.append(harness.record(f"sht {kind} {direction}", case, t, peer="ducc0", peer_s=tp,
                                       max_rel_diff=max_rel_diff(ours.cpu(), layout(out)), peak_mem_mb=mem, **extras))
     return records
