@@ -54,6 +54,7 @@ __all__ = [
     "Timing",
     "Harness",
     "max_rel_diff",
+    "optional_peer",
     "roofline_floor",
     "measure_machine",
     "discover_suites",
@@ -315,6 +316,17 @@ class Harness:
         return rec
 
 
+def optional_peer(module: str):
+    """Import an optional benchmark peer: ``(module, None)``, or ``(None, reason)`` when it is
+    not installed (or fails to import).  Suites then record ``peer_unavailable=reason`` with
+    their own figures instead of failing the case (``pip install -e ".[bench]"`` installs
+    every peer)."""
+    try:
+        return importlib.import_module(module), None
+    except Exception as exc:  # ImportError, or a broken install of the peer
+        return None, f"{module}: {type(exc).__name__}: {exc}"
+
+
 def max_rel_diff(ours, peer) -> float:
     """max |ours - peer| / max |peer| over tensors (or matching sequences of tensors).
 
@@ -507,7 +519,7 @@ def format_table(records: list[dict]) -> str:
             r["name"],
             params,
             _fmt_s(r["ours_s"]),
-            r["peer"] or "-",
+            r["peer"] or ("unavailable" if r["extras"].get("peer_unavailable") else "-"),
             _fmt_s(r["peer_s"]),
             _fmt(r["speedup"], ".1f"),
             _fmt(r["max_rel_diff"], ".1e"),

@@ -85,14 +85,24 @@ class _Transform(torch.nn.Module):
         self.engine, self.check_input, self.block_bytes = engine, bool(check_input), int(block_bytes)
         self.register_buffer("_anchor", torch.empty(0, dtype=dtype, device=device), persistent=False)
         self._engines: dict = {}
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Cache the anchor's dtype and device (read at every call; buffers are slow to reach)."""
+        self._dtype, self._device = self._anchor.dtype, self._anchor.device
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._refresh()
+        return out
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._anchor.dtype
+        return self._dtype
 
     @property
     def device(self) -> torch.device:
-        return self._anchor.device
+        return self._device
 
     def engine_for(self, x: torch.Tensor):
         """The engine that transforms ``x`` (built and cached at the first call per device / dtype)."""
@@ -114,20 +124,23 @@ class _Transform(torch.nn.Module):
         return (f"{self.sampling!r}, L={self.L}" + (f", engine={self.engine!r}" if self.engine else "")
                 + ("" if self.check_input else ", check_input=False"))
 
-    def _check(self, x: torch.Tensor, n: int, what: str, name: str, values: bool | None = None) -> None:
+    def _check(self, x: torch.Tensor, name: str, values: bool | None = None) -> None:
+        """Checks of ``maps`` or ``coeffs`` (messages built only on failure: this runs per call)."""
         if not torch.is_tensor(x):
             raise ValueError(f"{name} must be a torch tensor, got {type(x).__name__}")
+        n = self.npix if name == "maps" else self.L * self.L
         if x.dim() != 3 or x.shape[1] != n:
+            what = f"pixels of {self.sampling!r}" if name == "maps" else f"L*L coefficients for L={self.L}"
             raise ValueError(f"{name} must be shaped (batch, {n}, channels) ({what}), got shape {tuple(x.shape)}")
-        if x.dtype != self.dtype:
-            raise ValueError(f"{name} has dtype {x.dtype} but the SHT is built for {self.dtype}; use .to()")
-        if x.device != self.device:
-            raise ValueError(f"{name} is on {x.device} but the SHT is on {self.device}; use .to()")
+        if x.dtype != self._dtype:
+            raise ValueError(f"{name} has dtype {x.dtype} but the SHT is built for {self._dtype}; use .to()")
+        if x.device != self._device:
+            raise ValueError(f"{name} is on {x.device} but the SHT is on {self._device}; use .to()")
         if self.check_input if values is None else values:
             check_finite(x, name)
 
     def _analysis(self, maps: torch.Tensor, iterations: int, check: bool | None = None) -> torch.Tensor:
-        self._check(maps, self.npix, f"pixels of {self.sampling!r}", "maps", check)
+        self._check(maps, "maps", check)
         eng = self.engine_for(maps)
         a = eng.analysis(maps)
         for _ in range(iterations):
@@ -135,7 +148,7 @@ class _Transform(torch.nn.Module):
         return a
 
     def _synthesis(self, coeffs: torch.Tensor, check: bool | None = None) -> torch.Tensor:
-        self._check(coeffs, self.L * self.L, f"L*L coefficients for L={self.L}", "coeffs", check)
+        self._check(coeffs, "coeffs", check)
         return self.engine_for(coeffs).synthesis(coeffs)
 
 

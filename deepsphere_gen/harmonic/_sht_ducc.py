@@ -136,7 +136,7 @@ class DuccEngine:
     # ------------------------------------------------------------------ layouts
     def _alm(self, coeffs: torch.Tensor) -> np.ndarray:
         """(B, L*L, C) tensor -> (B*C, 1, nalm) complex ducc0 coefficients."""
-        r = coeffs.detach().numpy()
+        r = (coeffs.detach() if coeffs.requires_grad else coeffs).numpy()
         B, n, C = r.shape
         r = r.reshape(B, n) if C == 1 else r.transpose(0, 2, 1).reshape(B * C, n)
         f = self._factors[r.dtype][0]
@@ -153,7 +153,7 @@ class DuccEngine:
 
     def _ring_major(self, maps: torch.Tensor) -> np.ndarray:
         """(B, npix, C) tensor -> (B*C, 1, npix) ring-major array."""
-        x = maps.detach().numpy()
+        x = (maps.detach() if maps.requires_grad else maps).numpy()
         B, n, C = x.shape
         x = x.transpose(0, 2, 1)
         if self._order is not None:

@@ -1,158 +1,270 @@
-"""SHT suite: our ring-based transforms against torch-harmonics (GL grid) and healpy (HEALPix).
+"""SHT suite: our transforms against ducc0 (every sampling) and healpy (HEALPix), and memory vs L.
 
 Cases
 -----
-- ``gl fwd+inv``: forward then inverse real SHT of a band-limited batch on the
-  Gauss-Legendre grid (L x (2L-1)), L = 128 (quick) and 256, float32, batch 4 x 4 channels,
-  no autograd.  Peer: ``torch_harmonics.RealSHT`` + ``InverseRealSHT`` on the same grid
-  (``grid="legendre-gauss"``, ``lmax = mmax = L``, ``norm="ortho"``), input reshaped to its
-  (batch * channels, nlat, nlon) layout.  ``max_rel_diff`` compares the two reconstructed
-  maps (both equal the band-limited input up to float32 rounding).
-- ``healpix analysis``: ``map2alm`` of random (not band-limited) NESTED maps at nside 128
-  (quick: 64), L = 3 nside, float64, iterations 0 and 3, 1 map and 8 maps (and one
-  float32 single-map case).  Peer:
-  ``healpy.map2alm(lmax=L-1, iter=n, use_pixel_weights=False, use_weights=False)`` on the
-  RING-ordered maps (one call per map: healpy has no batch of spin-0 maps); healpy time
-  excludes the reordering.  ``max_rel_diff`` compares coefficients after
-  ``healpy_alm_to_real``.
+One case per (sampling, L, dtype, maps); each gives two records, ``sht KIND synthesis``
+(band-limited random coefficients -> maps) and ``sht KIND analysis`` (random maps, not
+band-limited, -> coefficients, no iterations), no autograd:
 
-Roofline (``x_floor``): each transform direction reads the Legendre table once and does
-2 * table entries * (columns per map) * maps flops (2 columns, cos / sin; 4 for float64
-tables, which store even degrees only and project x * (odd part) too); FFTs and the map
-traffic are added as bytes.
+- GL, DH, MW grids at L = 32, 128, 512, 2048 (quick: 32, 128), float64 and float32,
+  1 map (and 8 maps in float64 up to L = 512).  Peer: ducc0's own 2D transforms
+  ``ducc0.sht.experimental.synthesis_2d`` / ``analysis_2d`` with ``geometry="GL" / "DH" /
+  "MW"`` (one call per map: they take one map), on the (ntheta, nphi) grid (MW: the pole
+  sample repeated along its ring).
+- HEALPix nside 16, 64, 256 with L = 3 nside, and nside 1024 with L = 2048 (quick: 16,
+  64), NESTED maps for us.  Peers: ducc0's ``synthesis`` / ``adjoint_synthesis`` (with the
+  pixel-area ``ringfactor``) on healpy's RING geometry, all maps in one call, and
+  ``healpy.alm2map`` / ``map2alm(iter=0, use_weights=False, use_pixel_weights=False)``
+  per map (RING order; the reorder is not timed for the peers, it is for us).
+- GL up to L = 512 also times torch-harmonics' ``RealSHT`` / ``InverseRealSHT`` (same
+  grid, ``norm="ortho"``; ``extras.torch_harmonics_s``; its stored Legendre table grows as
+  L^3, so it is not run above L = 512).
 
-Threads: torch uses ``--threads``; healpy's OpenMP follows ``OMP_NUM_THREADS`` (recorded
-in ``peer_config``).  Run both single-threaded for a per-core comparison
-(``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht --threads 1 ...``).  On an
-oversubscribed machine, multi-threaded runs need ``OMP_WAIT_POLICY=PASSIVE`` in the
-environment: with OpenMP's default spin-waiting every parallel call pays tens of
-milliseconds of contention, which penalises whoever makes more calls (the SHT makes a few
-dozen per transform, torch-harmonics a handful).
+``speedup`` = ducc0 time / ours (>= 0.667: within 1.5x of ducc0); ``extras.healpy_s``,
+``extras.healpy_speedup``; ``max_rel_diff`` against ducc0's output (converted to our real
+basis); ``peak_mem_mb`` of our call and ``extras.peer_peak_mem_mb`` of ducc0's.
+
+Memory growth: ``extras.torch_engine_mb`` = bytes the pure-torch engine (CUDA's engine)
+keeps for this geometry (its buffers + one block of Legendre values: O(L^2), no L^3
+table), ``extras.ducc0_engine_mb`` = our conversion tables around ducc0 (ducc0 itself
+keeps no table), ``extras.old_table_mb`` = the stored Legendre table of the previous
+design (one ring per mirror pair x L x (L + 1) / 2 entries, even degrees only in float64),
+for comparison.
+
+Clock: CPU time of the process (``time.process_time``) on CPU runs (robust on a loaded
+machine; equal to wall time single-threaded), wall time on CUDA.  Threads: ours and
+ducc0 use ``torch.get_num_threads()`` (``--threads``), healpy ``OMP_NUM_THREADS``; run
+``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht --threads 1 ...`` for a per-core
+comparison.  Timed until 2 s of timed calls (at least 3; the warm-up call is skipped
+for calls over 5 ms, already warmed by the first call); calls under 5 ms in loops of ~5 ms.
 """
 from __future__ import annotations
 
 import os
+import time
 
-import healpy as hp
 import numpy as np
 import torch
 
-from ..harness import max_rel_diff, roofline_floor
-from deepsphere_gen.harmonic import SHT, healpy_alm_to_real
-from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling
+from ..harness import max_rel_diff, optional_peer
+from deepsphere_gen.harmonic import SHT, healpy_alm_to_real, real_to_healpy_alm
+from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling
 
 NAME = "sht"
 
+_GRIDS = {
+    "gl": (GaussLegendreSampling, "GL", lambda L: (L, 2 * L - 1)),
+    "dh": (DriscollHealySampling, "DH", lambda L: (2 * L, 2 * L)),
+    "mw": (McEwenWiauxSampling, "MW", lambda L: (L, 2 * L - 1)),
+}
+
 
 def cases(quick: bool) -> list[dict]:
-    """GL L=128 (quick) and 256; HEALPix nside 128 (quick: 64) with 0 / 3 iterations, 1 / 8 maps."""
-    gl = [{"kind": "gl", "L": L, "batch": 4, "channels": 4, "dtype": "float32"} for L in ((128,) if quick else (128, 256))]
-    nside = 64 if quick else 128
-    hp_cases = [
-        {"kind": "healpix", "nside": nside, "iterations": it, "maps": nm, "dtype": "float64"}
-        for it, nm in (((0, 1),) if quick else ((0, 1), (3, 1), (0, 8)))
-    ]
-    if not quick:  # float32 tables: half the memory traffic, float32 accuracy
-        hp_cases.append({"kind": "healpix", "nside": nside, "iterations": 0, "maps": 1, "dtype": "float32"})
-    return gl + hp_cases
+    """See the module docstring."""
+    out = []
+    for kind in _GRIDS:
+        for L in (32, 128) if quick else (32, 128, 512, 2048):
+            for dtype, maps in (("float64", 1),) if quick else (("float64", 1), ("float32", 1), ("float64", 8)):
+                if maps == 1 or L <= 512:
+                    out.append({"kind": kind, "L": L, "dtype": dtype, "maps": maps})
+    for nside, L in ((16, 48), (64, 192)) if quick else ((16, 48), (64, 192), (256, 768), (1024, 2048)):
+        for dtype, maps in (("float64", 1),) if quick else (("float64", 1), ("float32", 1), ("float64", 8)):
+            if maps == 1 or nside <= 256:
+                out.append({"kind": "healpix", "nside": nside, "L": L, "dtype": dtype, "maps": maps})
+    return out
 
 
-def _floor(sht: SHT, maps: int, passes: int, harness) -> dict:
-    """Roofline floor of ``passes`` transform directions over ``maps`` maps."""
-    item = torch.empty((), dtype=sht.dtype).element_size()
-    entries = sht.table_bytes / item
-    columns = 4 if getattr(sht, "_recursion", False) else 2
-    io = 2 * (sht.npix + sht.L * sht.L) * maps * item
-    floor = roofline_floor([(sht.table_bytes + io, 2.0 * entries * columns * maps)] * passes, harness.machine())
-    return {"floor_s": floor}
+def _timer(harness, fn, once: float):
+    """Median time of one call of ``fn`` (``once``: a first call's time, for the loop size):
+    CPU time on CPU (see the module docstring), wall time on CUDA.  Calls shorter than 5 ms
+    are timed in loops of ~5 ms (per-call time reported): single calls of tens of
+    microseconds measure the scheduler more than the code."""
+    saved = harness.timer
+    inner = max(1, min(1000, int(0.005 / max(once, 1e-6))))
 
+    def loop():
+        for _ in range(inner):
+            fn()
 
-def _gl(case: dict, device, harness) -> list[dict]:
-    L, B, C = case["L"], case["batch"], case["channels"]
-    dtype = getattr(torch, case["dtype"])
-    S = GaussLegendreSampling(L)
-    sht = SHT(S, L, dtype=dtype, device=device)
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(B, L * L, C, generator=g, dtype=dtype).to(device)
-    with torch.no_grad():
-        x = sht.inverse(a)
-
-        def ours():
-            return sht.inverse(sht(x))
-
-        y = ours()
-        t = harness.time(ours)
-        mem = harness.peak_memory_mb(ours)
-    extras = {
-        "table_mb": sht.table_bytes / 2**20,
-        "ours_round_trip_rel": float((y - x).norm() / x.norm()),
-        "torch_threads": torch.get_num_threads(),
-    }
-    floor = _floor(sht, B * C, 2, harness)["floor_s"]
-    extras.update(floor_s=floor, x_floor=t.median / floor)
+    harness.timer = time.process_time if harness.device.type == "cpu" else time.perf_counter
     try:
-        import torch_harmonics as th
-    except ImportError as exc:  # peer is optional
-        return [harness.record("sht gl fwd+inv", case, t.median, peak_mem_mb=mem,
-                               peer_unavailable=f"torch_harmonics: {exc}", **extras)]
-    fwd = th.RealSHT(L, 2 * L - 1, lmax=L, mmax=L, grid="legendre-gauss", norm="ortho").to(device)
-    inv = th.InverseRealSHT(L, 2 * L - 1, lmax=L, mmax=L, grid="legendre-gauss", norm="ortho").to(device)
-    xt = x.reshape(B, L, 2 * L - 1, C).permute(0, 3, 1, 2).reshape(B * C, L, 2 * L - 1).contiguous()
+        return harness.time(loop, warmup=0 if inner == 1 else None, budget_s=2.0, min_repeats=3).median / inner
+    finally:
+        harness.timer = saved
+
+
+def _first(harness, fn):
+    """(output, seconds) of a first call."""
+    t0 = time.perf_counter()
+    out = fn()
+    harness.sync()
+    return out, time.perf_counter() - t0
+
+
+def _engine_bytes(sht: SHT, dtype) -> tuple[float, float]:
+    """(torch engine buffers + one Legendre block, ducc0 engine tables) in MiB for this geometry."""
+    ref = SHT(sht.sampling, sht.L, dtype=dtype, engine="torch", block_bytes=sht.block_bytes)
+    eng = ref.engine_for(torch.zeros(0, dtype=dtype))  # the pure-torch engine, built on the host to count it
+    leg = eng.legendre
+    block = leg.nk * leg.L * leg.R * torch.empty((), dtype=dtype).element_size()
+    torch_b = sum(b.numel() * b.element_size() for b in eng.buffers()) + block
+    L = sht.L
+    ducc_b = 3 * L * (L + 1) * 8 + 2 * L * L * 8 + (0 if sht.geometry.order is None else 2 * sht.npix * 8)
+    return torch_b / 2**20, ducc_b / 2**20
+
+
+def _old_table_mb(rings_stored: int, L: int, dtype) -> float:
+    item = torch.empty((), dtype=dtype).element_size()
+    return rings_stored * L * (L + 1) / 2 * item / (2 if dtype == torch.float64 else 1) / 2**20
+
+
+def _grid_peer(case, L, dtype, coeffs, maps):
+    """ducc0 2D transforms, one call per map: (synthesis fn, analysis fn, to-our-layout fns)."""
+    import ducc0.sht.experimental as ducc
+
+    _, geometry, shape = _GRIDS[case["kind"]]
+    ntheta, nphi = shape(L)
+    cdt = np.complex128 if dtype == torch.float64 else np.complex64
+    alms = [real_to_healpy_alm(c, L).astype(cdt)[None] for c in coeffs[0].T.numpy()]
+
+    def grid(x):
+        if case["kind"] == "mw":
+            return np.concatenate([x[:-1], np.full(nphi, x[-1])]).reshape(1, ntheta, nphi)
+        return np.ascontiguousarray(x).reshape(1, ntheta, nphi)
+
+    grids = [grid(x) for x in maps[0].T.numpy()]
+
+    def syn():
+        return [ducc.synthesis_2d(alm=a, lmax=L - 1, spin=0, geometry=geometry, ntheta=ntheta, nphi=nphi) for a in alms]
+
+    def ana():
+        return [ducc.analysis_2d(map=g, lmax=L - 1, spin=0, geometry=geometry) for g in grids]
+
+    def syn_ours_layout(out):
+        vals = [np.concatenate([o[0, :-1].ravel(), o[0, -1, :1]]) if case["kind"] == "mw" else o.ravel() for o in out]
+        return torch.as_tensor(np.stack(vals, axis=-1))[None]
+
+    def ana_ours_layout(out):
+        return torch.as_tensor(np.stack([healpy_alm_to_real(a[0], L) for a in out], axis=-1))[None]
+
+    return syn, ana, syn_ours_layout, ana_ours_layout
+
+
+def _healpix_peers(nside, L, dtype, coeffs, maps_nest):
+    import ducc0.sht.experimental as ducc
+    import healpy as hp
+
+    start, nphi, costheta, _, shifted = hp.ringinfo(nside, np.arange(1, 4 * nside))
+    geo = dict(theta=np.arccos(costheta), nphi=nphi.astype(np.uintp), phi0=np.where(shifted, np.pi / nphi, 0.0),
+               ringstart=start.astype(np.uintp), lmax=L - 1, spin=0, nthreads=torch.get_num_threads())
+    weights = np.full(nphi.size, hp.nside2pixarea(nside))
+    cdt = np.complex128 if dtype == torch.float64 else np.complex64
+    alm = np.stack([real_to_healpy_alm(c, L).astype(cdt) for c in coeffs[0].T.numpy()])[:, None, :]
+    n2r = hp.nest2ring(nside, np.arange(12 * nside * nside))
+    ring = np.ascontiguousarray(maps_nest[0].T.numpy()[:, np.argsort(n2r)])  # (maps, npix) RING
+    ring64 = ring.astype(np.float64)
+    alm64 = [a[0].astype(np.complex128) for a in alm]
+
+    def d_syn():
+        return ducc.synthesis(alm=alm, **geo)
+
+    def d_ana():
+        return ducc.adjoint_synthesis(map=ring[:, None, :], ringfactor=weights, **geo)
+
+    def h_syn():
+        return [hp.alm2map(a, nside, lmax=L - 1) for a in alm64]
+
+    def h_ana():
+        return [hp.map2alm(m, lmax=L - 1, iter=0, use_weights=False, use_pixel_weights=False) for m in ring64]
+
+    def syn_ours_layout(out):  # (maps, 1, npix) RING -> (1, npix, maps) NESTED
+        return torch.as_tensor(out[:, 0, n2r].T)[None]
+
+    def ana_ours_layout(out):
+        return torch.as_tensor(np.stack([healpy_alm_to_real(a[0], L) for a in out], axis=-1))[None]
+
+    return d_syn, d_ana, h_syn, h_ana, syn_ours_layout, ana_ours_layout
+
+
+def _torch_harmonics(L: int, dtype, band_limited: torch.Tensor, common: dict) -> dict:
+    """torch-harmonics' RealSHT / InverseRealSHT on the same GL grid (L <= 512: it stores an
+    L^3 Legendre table), as extra peers; notes its round-trip error or why it is missing."""
+    th, reason = optional_peer("torch_harmonics")
+    if th is None or L > 512:
+        common["torch_harmonics_unavailable"] = reason or "not run above L = 512 (stores an L^3 Legendre table)"
+        return {}
+    kw = dict(lmax=L, mmax=L, grid="legendre-gauss", norm="ortho")
+    fwd = th.RealSHT(L, 2 * L - 1, **kw).to(dtype=dtype)
+    inv = th.InverseRealSHT(L, 2 * L - 1, **kw).to(dtype=dtype)
+    x = band_limited.cpu().permute(0, 2, 1).reshape(-1, L, 2 * L - 1).contiguous()  # (maps, nlat, nlon)
     with torch.no_grad():
+        a = fwd(x)
+        back = inv(a)
+    common.update(torch_harmonics_round_trip_rel=float((back - x).norm() / x.norm()),
+                  torch_harmonics_config=f"torch_harmonics {getattr(th, '__version__', '?')} RealSHT / InverseRealSHT, "
+                  "legendre-gauss, lmax=mmax=L, norm=ortho, (maps, nlat, nlon)")
 
-        def peer():
-            return inv(fwd(xt))
+    def t_ana():
+        with torch.no_grad():
+            return fwd(x)
 
-        out, _, peer_mem = harness.measure(peer)
-        tp = harness.time(peer)
-    peer_map = out.reshape(B, C, L, 2 * L - 1).permute(0, 2, 3, 1).reshape(B, -1, C)
-    extras.update(
-        peer_round_trip_rel=float((peer_map - x).norm() / x.norm()),
-        peer_peak_mem_mb=peer_mem,
-        peer_config=f"torch_harmonics {getattr(th, '__version__', '?')} RealSHT+InverseRealSHT, "
-        "legendre-gauss, lmax=mmax=L, norm=ortho, (batch*channels, nlat, nlon)",
-    )
-    return [harness.record("sht gl fwd+inv", case, t.median, peer="torch_harmonics.RealSHT+InverseRealSHT",
-                           peer_s=tp.median, max_rel_diff=max_rel_diff(y, peer_map), peak_mem_mb=mem, **extras)]
+    def t_syn():
+        with torch.no_grad():
+            return inv(a)
 
-
-def _healpix(case: dict, device, harness) -> list[dict]:
-    nside, it, nm = case["nside"], case["iterations"], case["maps"]
-    L = 3 * nside
-    dtype = getattr(torch, case["dtype"])
-    S = HealpixSampling(nside)
-    sht = SHT(S, L, dtype=dtype, device=device, iterations=it)
-    rng = np.random.default_rng(1)
-    ring_maps = rng.standard_normal((nm, S.npix))
-    nest = np.stack([hp.reorder(m, r2n=True) for m in ring_maps], axis=-1)  # (npix, maps)
-    x = torch.as_tensor(nest, dtype=dtype, device=device)[None]
-    with torch.no_grad():
-
-        def ours():
-            return sht(x)
-
-        y = ours()
-        t = harness.time(ours)
-        mem = harness.peak_memory_mb(ours)
-
-    def peer():
-        return [hp.map2alm(m, lmax=L - 1, iter=it, use_pixel_weights=False, use_weights=False) for m in ring_maps]
-
-    out, _, peer_mem = harness.measure(peer)
-    tp = harness.time(peer)
-    ref = torch.as_tensor(np.stack([healpy_alm_to_real(a, L) for a in out], axis=-1))[None]
-    floor = _floor(sht, nm, 1 + 2 * it, harness)["floor_s"]
-    return [harness.record(
-        "sht healpix analysis", case, t.median, peer="healpy.map2alm", peer_s=tp.median,
-        max_rel_diff=max_rel_diff(y, ref), peak_mem_mb=mem, table_mb=sht.table_bytes / 2**20,
-        peer_peak_mem_mb=peer_mem, torch_threads=torch.get_num_threads(), floor_s=floor,
-        x_floor=t.median / floor,
-        peer_config=f"healpy {hp.__version__} map2alm per map (RING input), use_pixel_weights=False, "
-        f"use_weights=False, same lmax and iter; healpy runs on the CPU with OpenMP threads from "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
-    )]
+    return {"th_analysis": t_ana, "th_synthesis": t_syn}
 
 
 def run(case: dict, device, harness) -> list[dict]:
-    """One case: records with ours_s, the peer's time, max_rel_diff, peak memory, roofline."""
-    return _gl(case, device, harness) if case["kind"] == "gl" else _healpix(case, device, harness)
+    """One case: synthesis and analysis records (see the module docstring)."""
+    kind, L, nm = case["kind"], case["L"], case["maps"]
+    dtype = getattr(torch, case["dtype"])
+    S = HealpixSampling(case["nside"]) if kind == "healpix" else _GRIDS[kind][0](L)
+    sht = SHT(S, L, dtype=dtype, device=device, check_input=False)
+    g = torch.Generator().manual_seed(L)
+    coeffs = torch.randn(1, L * L, nm, generator=g, dtype=dtype)
+    maps = torch.randn(1, S.npix, nm, generator=g, dtype=dtype)
+    cd, md = coeffs.to(device), maps.to(device)
+    with torch.no_grad():
+        ours_syn, once_syn = _first(harness, lambda: sht.inverse(cd))
+        ours_ana, once_ana = _first(harness, lambda: sht(md))
+        t_syn = _timer(harness, lambda: sht.inverse(cd), once_syn)
+        t_ana = _timer(harness, lambda: sht(md), once_ana)
+        mem_syn = harness.peak_memory_mb(lambda: sht.inverse(cd))
+        mem_ana = harness.peak_memory_mb(lambda: sht(md))
+    torch_mb, ducc_mb = _engine_bytes(sht, dtype)
+    stored = sum(1 for t in S.rings().theta if t <= np.pi / 2 + 1e-12)
+    common = dict(torch_threads=torch.get_num_threads(), torch_engine_mb=torch_mb, ducc0_engine_mb=ducc_mb,
+                  old_table_mb=_old_table_mb(stored, L, dtype), npix=S.npix,
+                  clock="process_time" if harness.device.type == "cpu" else "wall",
+                  engine=sht.engine_for(cd).name, omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"))
+    ducc0, reason = optional_peer("ducc0")
+    if ducc0 is None:
+        return [harness.record(f"sht {kind} {d}", case, t, peak_mem_mb=m, peer_unavailable=reason, **common)
+                for d, t, m in (("synthesis", t_syn, mem_syn), ("analysis", t_ana, mem_ana))]
+    common["peer_config"] = f"ducc0 {ducc0.__version__}, nthreads={torch.get_num_threads()}"
+    records = []
+    if kind == "healpix":
+        d_syn, d_ana, h_syn, h_ana, syn_layout, ana_layout = _healpix_peers(case["nside"], L, dtype, coeffs, maps)
+        extra_peers = {"synthesis": h_syn, "analysis": h_ana}
+    else:
+        d_syn, d_ana, syn_layout, ana_layout = _grid_peer(case, L, dtype, coeffs, maps)
+        extra_peers = {}
+    if kind == "gl":
+        extra_peers.update(_torch_harmonics(L, dtype, ours_syn, common))
+    for direction, t, mem, ours, peer, layout in (("synthesis", t_syn, mem_syn, ours_syn, d_syn, syn_layout),
+                                                  ("analysis", t_ana, mem_ana, ours_ana, d_ana, ana_layout)):
+        out, once, peer_mem = harness.measure(peer)
+        tp = _timer(harness, peer, once)
+        extras = dict(common, peer_peak_mem_mb=peer_mem)
+        if direction in extra_peers:
+            th = _timer(harness, extra_peers[direction], once)
+            import healpy as hp
+
+            extras.update(healpy_s=th, healpy_speedup=th / t, healpy_config=f"healpy {hp.__version__}, per map")
+        if "th_" + direction in extra_peers:
+            th = _timer(harness, extra_peers["th_" + direction], once)
+            extras.update(torch_harmonics_s=th, torch_harmonics_speedup=th / t)
+        records.append(harness.record(f"sht {kind} {direction}", case, t, peer="ducc0", peer_s=tp,
+                                      max_rel_diff=max_rel_diff(ours.cpu(), layout(out)), peak_mem_mb=mem, **extras))
+    return records
