@@ -300,7 +300,7 @@ def _run_steps(args, step: str) -> int:
         return 0
     except TrainingInterrupted as exc:
         print(f"deepsphere-gen massmaps: interrupted after epoch {exc.epoch} of {exc.epochs} of {exc.desc} "
-              f"(finished runs and that epoch are checkpointed); rerun the same command to resume", file=sys.stderr)
+              "(checkpointed with every finished run); rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         kept = {"data generation": "nothing of the unfinished data set is kept",
