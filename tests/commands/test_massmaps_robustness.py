@@ -355,6 +355,7 @@ def test_ctrl_c_resumes_bit_identically(tmp_path, capsys, monkeypatch):
     assert [h["train_loss"] for h in sa["history"]] == [h["train_loss"] for h in sb["history"]]
 
 
+@pytest.mark.slow  # 12 s: a fresh interpreter imports torch; the in-process test above covers the handling
 def test_sigint_in_a_real_process(tmp_path):
     """A real SIGINT: no traceback, exit status 130, the message names the epoch; no '\\r' in the log."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -371,6 +372,36 @@ def test_sigint_in_a_real_process(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted after epoch" in err and "rerun the same command" in err
     assert "\r" not in "".join(lines) + out + err  # progress bars only on a terminal
+
+
+def test_ctrl_c_during_data_generation_keeps_nothing(tmp_path, capsys, monkeypatch):
+    import deepsphere_gen.datasets.massmaps as ds
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ds, "convergence_map", interrupted)
+    cap = _fail(["generate", *TINY, *_dirs(tmp_path)], capsys, "interrupted during data generation",
+                rc=cmd.EXIT_INTERRUPTED)
+    assert "rerun the same command" in cap.err and not any((tmp_path / "data").iterdir())  # no partial data set
+
+
+def test_bad_threads(tmp_path, capsys):
+    _fail([*TINY, *_dirs(tmp_path), "--threads", "0"], capsys, "--threads must be >= 1, got 0")
+
+
+def test_classify_ambiguous_runs_name_both(tmp_path, capsys):
+    """Two runs of other settings for the same sky and noise: classify names both files and asks."""
+    d = _dirs(tmp_path)
+    assert main(["massmaps", "train", *TINY, *d]) == 0
+    assert main(["massmaps", "train", *TINY, "--epochs", "3", *d]) == 0
+    (data,) = (tmp_path / "data").iterdir()
+    m = np.asarray(load_massmaps(data)[0][0, -1], dtype=np.float64)
+    hp.write_map(str(tmp_path / "m.fits"), m, nest=True, dtype=np.float64)
+    cap = _fail(["classify", str(tmp_path / "m.fits"), "--out-dir", str(tmp_path / "out")], capsys,
+                "2 trained fcn networks for sky 1, noise 0 at nside 8")
+    assert "choose one with --checkpoint FILE" in cap.err and all(str(p) in cap.err for p in _checkpoints(tmp_path))
+    assert main(["massmaps", "classify", str(tmp_path / "m.fits"), "--checkpoint", str(_checkpoints(tmp_path)[0])]) == 0
 
 
 def test_no_carriage_returns_in_logs(tmp_path, capsys):
