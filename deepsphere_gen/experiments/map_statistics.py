@@ -62,29 +62,35 @@ def sample_statistics(values: np.ndarray, indices: np.ndarray | None = None, ref
                 "small_scale": np.where(total > 0, inner / np.where(total > 0, total, 1.0), 0.0)}
 
 
-def training_distribution(samples, per_map: int = 1, max_maps: int = 256) -> dict:
-    """Summary of the statistics over the training maps (at most ``max_maps``, evenly spaced).
+def training_distribution(samples, per_map: int = 1, max_maps: int = 256, max_samples: int = 4096) -> dict:
+    """Summary of the statistics over the training maps (evenly spaced, at most ``max_maps``
+    maps and about ``max_samples`` samples).
 
     ``samples``: a sequence of ``(x, label, indices)`` items (``x``: (pixels, 1) tensor or
     array), e.g. a :class:`~deepsphere_gen.datasets.MassMapDataset`, whose consecutive
     runs of ``per_map`` items are the samples (patches) of one map.  Each statistic is
     summarised per map by its median over the map's samples, as :func:`check_inputs`
-    does for an input map.  Returns plain data (stored in checkpoints): ``{"maps": maps
-    used, "samples_per_map", "ref_std": median pixel std, name: {"min", "max", "median"}}``.
+    does for an input map; one map is held in memory at a time.  Returns plain data
+    (stored in checkpoints): ``{"maps": maps used, "samples_per_map", "ref_std": median
+    pixel std, name: {"min", "max", "median"}}``.
     """
     n_maps = len(samples) // per_map
     if n_maps == 0:
         raise ValueError("no training samples")
-    maps = np.unique(np.linspace(0, n_maps - 1, min(n_maps, max_maps)).round().astype(np.int64))
-    items = [samples[int(m) * per_map + k] for m in maps for k in range(per_map)]
-    x = np.stack([np.asarray(item[0], dtype=np.float64).reshape(-1) for item in items])
+    n_use = max(1, min(n_maps, max_maps, max_samples // per_map))
+    maps = np.unique(np.linspace(0, n_maps - 1, n_use).round().astype(np.int64))
     # a nested patch has the same sibling groups wherever it lies: one sample's indices serve all
-    idx = np.asarray(items[0][2], dtype=np.int64) if len(items[0]) > 2 else None
-    ref = float(np.median(x.std(axis=1)))
-    stats = sample_statistics(x, idx, ref)
+    first = samples[0]
+    idx = np.asarray(first[2], dtype=np.int64) if len(first) > 2 else None
+    per_map_stats = []
+    for m in maps:
+        x = np.stack([np.asarray(samples[int(m) * per_map + k][0], dtype=np.float64).reshape(-1)
+                      for k in range(per_map)])
+        per_map_stats.append(sample_statistics(x, idx))
+    ref = float(np.median([np.exp(st["log_std"]) for st in per_map_stats]))
     out = {"maps": int(len(maps)), "samples_per_map": int(per_map), "ref_std": ref}
-    for name, v in stats.items():
-        per = np.median(v.reshape(len(maps), per_map), axis=1)
+    for name in STATISTICS:
+        per = np.array([np.median(st[name] / (ref if name == "mean" else 1.0)) for st in per_map_stats])
         out[name] = {"min": float(per.min()), "max": float(per.max()), "median": float(np.median(per))}
     return out
 

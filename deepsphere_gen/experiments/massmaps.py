@@ -329,13 +329,6 @@ def _network_run(config: ExperimentConfig, path: Path, method: str, sky: SkySett
     return model, replace(tc, checkpoint=checkpoint_file(config.out_dir, name, meta["fingerprint"])), meta
 
 
-def checkpoint_path(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: float) -> Path:
-    """The checkpoint file of a run on the data set at ``path`` (under ``out_dir/checkpoints``,
-    named with the run's fingerprint)."""
-    train_set, _ = _datasets(path, sky, noise, config)
-    return _network_run(config, path, method, sky, noise, train_set)[1].checkpoint
-
-
 # ---------------------------------------------------------------------------- train / eval
 
 
