@@ -198,7 +198,8 @@ def _classify(args) -> int:
     from ..experiments import massmaps_classify as cl
     from ._preflight import check_device
 
-    given = [a for a in vars(args) if a not in _CLASSIFY_SHARED and a in _RUN_OPTIONS]
+    own = _CLASSIFY_SHARED | {"maps", "method", "checkpoint", "field", "force", "command", "step", "_run"}
+    given = [a for a in vars(args) if a not in own]  # run options are SUPPRESSed: present only when given
     if given:
         names = ", ".join("--" + a.replace("_", "-") for a in given)
         raise ValueError(f"{names} do(es) not apply to classify: the networks' settings come from their checkpoints "
@@ -230,12 +231,6 @@ def _classify(args) -> int:
               "no probabilities given for them (--force prints them anyway)", file=sys.stderr)
         return EXIT_OUT_OF_DISTRIBUTION
     return 0
-
-
-#: dest names of the run options (classify refuses those it does not use)
-_RUN_OPTIONS = {"quick", "nside", "n_maps", "seed", "sky_fractions", "footprint", "noise", "data_dir", "methods",
-                "epochs", "batch_size", "lr", "min_steps", "no_augment", "restart", "out_dir", "device", "threads",
-                "no_progress", "json", "no_plots"}
 
 
 def run(args) -> int:
