@@ -299,6 +299,7 @@ def _run_steps(args, step: str) -> int:
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         kept = {"data generation": "nothing of the unfinished data set is kept",
+                "training": "finished runs are checkpointed",
                 "evaluation": "all trained networks are checkpointed"}.get(stage, "nothing was started")
         print(f"deepsphere-gen massmaps: interrupted during {stage} ({kept}); rerun the same command to resume",
               file=sys.stderr)
