@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._cache_dirs import default_data_dir
 from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
 from ..datasets._footprint import builtin_footprint, read_footprint
 from ..datasets.massmaps import _check_noise
@@ -117,7 +118,7 @@ class ExperimentConfig:
     harmonic_bandlimits: tuple = (12, 6, 3)
     harmonic_channels: tuple = (8, 8, 8)
     footprint: str | None = None
-    data_dir: str = "massmaps-data"
+    data_dir: str = field(default_factory=lambda: str(default_data_dir()))  # XDG cache, see deepsphere_gen._cache_dirs
     out_dir: str = "massmaps-out"
     device: str | None = None
     progress: bool = True
