@@ -496,7 +496,8 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
         opt.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
         if log and ctx.is_main:
-            log(f"{config.desc}: resumed from {ckpt} after epoch {start}")
+            log(f"{config.desc}: finished run found at {ckpt} (epoch {start} of {config.epochs}); not trained again"
+                if start >= config.epochs else f"{config.desc}: resumed from {ckpt} after epoch {start}")
 
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=config.seed, drop_last=False)
