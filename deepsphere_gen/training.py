@@ -546,10 +546,6 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
             rec["seconds"] = time.perf_counter() - t0
             rec["step_losses"] = step_losses
             history.append(rec)
-            if log and ctx.is_main:
-                extra = f", val loss {rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.3f}" if val_set is not None else ""
-                log(f"{config.desc} epoch {epoch + 1}/{config.epochs}: loss {rec['train_loss']:.4f}, "
-                    f"acc {rec['train_accuracy']:.3f}{extra} ({rec['seconds']:.1f} s)")
             if ckpt is not None:
                 if ctx.is_main:
                     save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -557,6 +553,10 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
                                            "world_size": ctx.world_size, "meta": meta or {}})
                 ctx.barrier()
                 saved = epoch + 1
+            if log and ctx.is_main:
+                extra = f", val loss {rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.3f}" if val_set is not None else ""
+                log(f"{config.desc} epoch {epoch + 1}/{config.epochs}: loss {rec['train_loss']:.4f}, "
+                    f"acc {rec['train_accuracy']:.3f}{extra} ({rec['seconds']:.1f} s)")
     except KeyboardInterrupt:
         raise TrainingInterrupted(config.desc, saved, config.epochs, ckpt) from None
     return history

@@ -80,8 +80,8 @@ def test_resume_equals_uninterrupted(tmp_path, schedule, make_model):
     ckpt = tmp_path / "run.pt"
 
     def interrupt(line):
-        if "epoch 3/4" in line:
-            raise KeyboardInterrupt  # killed during epoch 3, before its checkpoint
+        if "epoch 2/4" in line:
+            raise KeyboardInterrupt  # killed right after epoch 2 was checkpointed and reported
 
     with pytest.raises(KeyboardInterrupt):
         fit(make_model(), _data(), _cfg(checkpoint=ckpt, **schedule), val_set=_data(seed=1), log=interrupt)
@@ -285,12 +285,24 @@ def test_fingerprint_mismatch_is_refused_and_restart_overwrites(tmp_path):
 def test_interrupt_names_the_last_saved_epoch(tmp_path):
     def interrupt(line):
         if "epoch 2/4" in line:
-            raise KeyboardInterrupt  # during epoch 2, before its checkpoint
+            raise KeyboardInterrupt  # the line of epoch 2 comes after its checkpoint
 
     with pytest.raises(TrainingInterrupted) as err:
         fit(_model(), _data(), _cfg(checkpoint=tmp_path / "c.pt", desc="fcn"), log=interrupt)
-    assert (err.value.epoch, err.value.epochs, err.value.desc) == (1, 4, "fcn")
-    assert isinstance(err.value, KeyboardInterrupt) and load_checkpoint(tmp_path / "c.pt")["epoch"] == 1
+    assert (err.value.epoch, err.value.epochs, err.value.desc) == (2, 4, "fcn")
+    assert isinstance(err.value, KeyboardInterrupt) and load_checkpoint(tmp_path / "c.pt")["epoch"] == 2
+    step = torch.optim.AdamW.step  # an interrupt inside the steps of epoch 3: the last saved epoch is still 2
+
+    def boom(self, *a, **k):
+        raise KeyboardInterrupt
+
+    torch.optim.AdamW.step = boom
+    try:
+        with pytest.raises(TrainingInterrupted) as err:
+            fit(_model(), _data(), _cfg(checkpoint=tmp_path / "c.pt", desc="fcn"), log=None)
+    finally:
+        torch.optim.AdamW.step = step
+    assert err.value.epoch == 2
 
 
 def test_evaluate_counts():
