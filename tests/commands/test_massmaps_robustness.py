@@ -234,6 +234,7 @@ def test_classify_refusals(trained, tmp_path, capsys):
     text = tmp_path / "notes.fits"
     text.write_text("not a FITS file\n")
     _fail(["classify", str(text), *out], capsys, "cannot read")
+    _fail(["classify", test, "--device", "gpu", *out], capsys, "unknown device 'gpu'; valid devices here: cpu")
 
 
 def test_classify_help_lists_only_its_options(capsys):
