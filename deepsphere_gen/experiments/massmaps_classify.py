@@ -91,17 +91,23 @@ def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction "
                          f"{sky.name}); analyse it with --sky-fractions footprint --footprint MASK that excludes them")
+    low = getattr(sky, "nside", None)  # a full sky analysed at a lower resolution: average the children
+    if sky.full_sky and low is not None and 12 * low**2 < values.shape[-1]:
+        values = values.reshape(1, 12 * low**2, -1).mean(-1)
+        idx = np.arange(12 * low**2)
     return values, idx
 
 
 @dataclass
 class Network:
-    """A trained network read from ``checkpoint``: method, sky (name), noise, nside, meta."""
+    """A trained network read from ``checkpoint``: method, sky (name), noise (name and level:
+    the relative level or galaxy density, 0 without noise), nside, meta."""
 
     checkpoint: Path
     method: str
     sky: str
-    noise: float
+    noise: str
+    noise_level: float
     nside: int
     meta: dict
 
@@ -109,7 +115,9 @@ class Network:
         """The SkySetting the network was trained on (reads its footprint, checks its hash)."""
         from .massmaps import parse_sky_fraction
 
-        sky = parse_sky_fraction(self.sky, self.nside, self.meta.get("footprint"))
+        experiment = self.meta["fields"]["experiment"]
+        kw = {"full_sky_nside": experiment["full_sky_nside"]} if "full_sky_nside" in experiment else {}
+        sky = parse_sky_fraction(self.sky, self.nside, self.meta.get("footprint"), **kw)
         if self.sky == "footprint" and mask_hash(sky.footprint) != self.meta["fields"]["run"]["footprint"]:
             raise ValueError(f"{self.checkpoint}: the footprint {self.meta.get('footprint')} differs from the one "
                              "the network was trained on")
@@ -126,7 +134,10 @@ def _network(path: Path) -> Network:
         raise CheckpointError(f"checkpoint {path} has no record of its settings and training inputs "
                               "(written by an older version): retrain it with `deepsphere-gen massmaps train`")
     run = fields["run"]
-    return Network(Path(path), run["method"], run["sky"], float(run["noise"]), int(fields["experiment"]["nside"]), meta)
+    noise = run["noise"]
+    level = float(noise) if not isinstance(noise, dict) else (0.0 if noise.get("kind") == "none" else noise["value"])
+    return Network(Path(path), run["method"], run["sky"], run.get("noise_name", f"{level:g}"), float(level),
+                   int(fields["experiment"]["nside"]), meta)
 
 
 def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, files=None) -> list[Network]:
@@ -144,9 +155,9 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
         return nets
     found = [_network(p) for p in find_checkpoints(out_dir, method)]
     nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies)
-            and (noises is None or any(abs(n.noise - v) < 1e-12 for v in noises))]
+            and (noises is None or any(abs(n.noise_level - v) < 1e-9 for v in noises))]
     if not nets:
-        trained = sorted({f"nside {n.nside} sky {n.sky} noise {n.noise:g}" for n in found})
+        trained = sorted({f"nside {n.nside} sky {n.sky} noise {n.noise}" for n in found})
         raise ValueError(f"no trained {method} network for nside {nside}"
                          + (f", sky fraction(s) {' '.join(skies)}" if skies else "")
                          + (f", noise {' '.join(f'{v:g}' for v in noises)}" if noises else "")
@@ -158,7 +169,7 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
         by_key.setdefault((n.sky, n.noise), []).append(n)
     for (sky, noise), group in by_key.items():
         if len(group) > 1:
-            raise ValueError(f"{len(group)} trained {method} networks for sky {sky}, noise {noise:g} at nside "
+            raise ValueError(f"{len(group)} trained {method} networks for sky {sky}, noise {noise} at nside "
                              f"{nside} (other settings): {', '.join(str(g.checkpoint) for g in group)}; "
                              "choose one with --checkpoint FILE")
     return sorted(nets, key=lambda n: (n.sky, n.noise))
@@ -196,7 +207,7 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
         model, sky = _model(net, device)
         for file in files:
             values, idx = sky_values(maps[file], sky, file)
-            head = f"{file}: sky {net.sky}, noise {net.noise:g}, {net.method}"
+            head = f"{file}: sky {net.sky}, noise {net.noise}, {net.method}"
             problems = check_inputs(values, idx, net.meta["distribution"])
             if problems:
                 flagged += 1

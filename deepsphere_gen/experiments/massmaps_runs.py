@@ -23,14 +23,14 @@ statistics (:mod:`.map_statistics`) that ``massmaps classify`` compares user map
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .._fingerprint import canonical, fingerprint
 
-__all__ = ["NOT_FINGERPRINTED", "run_name", "mask_hash", "run_fields", "run_meta", "checkpoint_file", "find_checkpoints"]
+__all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "mask_hash", "run_fields", "run_meta", "checkpoint_file", "find_checkpoints"]
 
 #: ExperimentConfig fields that do not change what a checkpoint holds
 NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "noise_levels",
@@ -39,9 +39,19 @@ NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sk
 _TRAIN_NOT_FINGERPRINTED = ("checkpoint", "resume", "progress", "desc", "device", "num_workers")
 
 
-def run_name(method: str, sky_name: str, noise: float) -> str:
-    """``fcn-sky1o12-noise2``: method, sky fraction (``/`` -> ``o``), noise level."""
-    return f"{method}-sky{sky_name.replace('/', 'o')}-noise{noise:g}"
+def noise_name(noise) -> str:
+    """Short name of a noise setting: a number (``2`` -> ``"2"``) or an object's ``name``."""
+    return noise.name if hasattr(noise, "name") else f"{float(noise):g}"
+
+
+def _noise_fields(noise):
+    """A noise setting as plain data: a number, or a dataclass's fields."""
+    return asdict(noise) if is_dataclass(noise) else float(noise)
+
+
+def run_name(method: str, sky_name: str, noise) -> str:
+    """``fcn-sky1o12-noise2``: method, sky fraction (``/`` -> ``o``), noise (:func:`noise_name`)."""
+    return f"{method}-sky{sky_name.replace('/', 'o')}-noise{noise_name(noise)}"
 
 
 def mask_hash(mask) -> str | None:
@@ -63,7 +73,8 @@ def run_fields(config, data_generation: dict, method: str, sky, noise: float, mo
     return canonical({
         "data": data_generation,
         "experiment": {k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED},
-        "run": {"method": method, "sky": sky.name, "footprint": mask_hash(sky.footprint), "noise": float(noise)},
+        "run": {"method": method, "sky": sky.name, "footprint": mask_hash(sky.footprint),
+                "noise": _noise_fields(noise), "noise_name": noise_name(noise)},
         "model": {"class": type(inner).__name__, "shapes": fingerprint(shapes), "entries": len(shapes)},
         "train": {k: v for k, v in asdict(train_config).items() if k not in _TRAIN_NOT_FINGERPRINTED},
     })
