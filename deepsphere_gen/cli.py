@@ -23,7 +23,8 @@ COMMANDS = {
     "equivariance": ("equivariance",
                      "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."),
     "massmaps": ("massmaps", "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"),
-    "digits": ("digits", "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."),
+    "digits": ("digits",
+               "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."),
 }
 
 

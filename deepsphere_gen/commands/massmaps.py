@@ -52,13 +52,15 @@ def _common(p, with_outputs: bool, d) -> None:
                    help="small CI settings (nside 16, 24 maps/class, 2 noise levels, short training)")
     g.add_argument("--nside", type=int, default=S, help=f"HEALPix resolution (default {d.nside})")
     g.add_argument("--n-maps", type=int, default=S, help=f"full-sky maps per class (default {d.n_maps})")
-    g.add_argument("--seed", type=int, default=S, help=f"seed of maps, noise, initialisation and data order (default {d.seed})")
+    g.add_argument("--seed", type=int, default=S,
+                   help=f"seed of maps, noise, initialisation and data order (default {d.seed})")
     g.add_argument("--sky-fractions", nargs="+", default=S, metavar="F",
                    help="1 (full sky), 1/12, 1/48, 1/192 (nested patches) or 'footprint' "
                         f"(default {' '.join(d.sky_fractions)})")
     g.add_argument("--footprint", default=S, metavar="builtin|FITS",
                    help="survey footprint for sky fraction 'footprint': the built-in band or a HEALPix FITS mask")
-    g.add_argument("--noise", type=float, nargs="+", default=S, metavar="LEVEL", help=f"noise levels >= 0 (default {' '.join(f'{v:g}' for v in d.noise_levels)})")
+    g.add_argument("--noise", type=float, nargs="+", default=S, metavar="LEVEL",
+                   help=f"noise levels >= 0 (default {' '.join(f'{v:g}' for v in d.noise_levels)})")
     g.add_argument("--data-dir", default=S,
                    help=f"cache of generated maps (default {_cache_dirs.default_data_dir()}: "
                         f"${_cache_dirs.ENV_VAR} or $XDG_CACHE_HOME move it)")

@@ -30,7 +30,8 @@ import numpy as np
 
 from .._fingerprint import canonical, fingerprint
 
-__all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "mask_hash", "run_fields", "run_meta", "checkpoint_file", "find_checkpoints"]
+__all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "mask_hash", "run_fields", "run_meta", "checkpoint_file",
+           "find_checkpoints"]
 
 #: ExperimentConfig fields that do not change what a checkpoint holds
 NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "noise_levels",
