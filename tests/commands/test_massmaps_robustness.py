@@ -387,6 +387,25 @@ def test_ctrl_c_during_data_generation_keeps_nothing(tmp_path, capsys, monkeypat
     assert "rerun the same command" in cap.err and not any((tmp_path / "data").iterdir())  # no partial data set
 
 
+@pytest.mark.parametrize("fault, match", [("truncate", "maps.npy is missing or damaged (ValueError"),
+                                           ("delete", "maps.npy is missing or damaged (FileNotFoundError"),
+                                           ("metadata", "exists but its metadata does not match")])
+def test_damaged_data_cache(tmp_path, capsys, fault, match):
+    d = _dirs(tmp_path)
+    assert main(["massmaps", "generate", *TINY, *d]) == 0
+    (data,) = (tmp_path / "data").iterdir()
+    if fault == "truncate":
+        with open(data / "maps.npy", "r+b") as f:
+            f.truncate(1000)
+    elif fault == "delete":
+        (data / "maps.npy").unlink()
+    else:
+        (data / "metadata.json").write_text("{ not json")
+    cap = _fail(["train", *TINY, *d], capsys, match)
+    assert "generate it again" in cap.err or "remove it to regenerate" in cap.err
+    assert len(cap.err.strip().splitlines()) == 1
+
+
 def test_bad_threads(tmp_path, capsys):
     _fail([*TINY, *_dirs(tmp_path), "--threads", "0"], capsys, "--threads must be >= 1, got 0")
 
