@@ -157,7 +157,7 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _preflight(config, step: str) -> None:
+def _preflight(config, step: str, json_path=None) -> None:
     """Device, folders and disk space, before any work (one-line ValueError)."""
     from ._preflight import check_device, check_free_space, check_writable_dir
 
@@ -165,6 +165,10 @@ def _preflight(config, step: str) -> None:
     check_writable_dir(config.data_dir, "--data-dir")
     if step != "generate":
         check_writable_dir(config.out_dir, "--out-dir")
+    if json_path is not None and step in ("evaluate", "run"):
+        if Path(json_path).is_dir():
+            raise ValueError(f"--json {json_path} is a folder, not a file")
+        check_writable_dir(Path(json_path).parent, "the folder of --json")
     data_bytes = 0 if _dataset_present(config) else 4 * 2 * config.n_maps * 12 * config.nside**2
     check_free_space(config.data_dir, data_bytes + 2**24,
                      f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})")
@@ -263,7 +267,7 @@ def _run_steps(args, step: str) -> int:
     stage = "setup"
     try:
         config = _config(args)
-        _preflight(config, step)
+        _preflight(config, step, _get(args, "json"))
         from ..experiments import massmaps as exp
 
         ctx = distributed_context(config.device)

@@ -303,6 +303,10 @@ def test_unwritable_folders_before_any_work(tmp_path, capsys):
     _fail([*TINY, "--data-dir", str(blocker), "--out-dir", str(tmp_path / "out")], capsys,
           f"--data-dir {blocker} is a file, not a folder")
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+    _fail([*TINY, *_dirs(tmp_path), "--json", str(blocker / "r.json")], capsys,
+          f"the folder of --json {blocker} is a file, not a folder")
+    _fail([*TINY, *_dirs(tmp_path), "--json", str(tmp_path)], capsys, f"--json {tmp_path} is a folder, not a file")
+    assert not any((tmp_path / "data").iterdir())  # nothing generated
 
 
 def test_read_only_out_dir(tmp_path, capsys):
