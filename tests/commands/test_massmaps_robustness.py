@@ -332,6 +332,18 @@ def test_full_disk_before_any_work(tmp_path, capsys, monkeypatch):
     assert not any((tmp_path / "data").iterdir())
 
 
+def test_disk_full_during_training(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(obj, f, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(getattr(f, "name", f)))
+
+    monkeypatch.setattr(torch, "save", full)
+    cap = _fail(["train", *TINY, *_dirs(tmp_path)], capsys, "No space left on device")
+    assert "during training" in cap.err and len(cap.err.strip().splitlines()) == 1
+    assert not list((tmp_path / "out" / "checkpoints").glob("*"))  # no half-written checkpoint
+
+
 def test_ctrl_c_resumes_bit_identically(tmp_path, capsys, monkeypatch):
     """Ctrl-C in epoch 2: one line, exit 130; the rerun resumes and ends where an uninterrupted run ends."""
     args = [*TINY, "--epochs", "3"]
