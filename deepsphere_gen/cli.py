@@ -2,6 +2,10 @@
 
 Each sub-command lives in ``deepsphere_gen/commands/<name>.py`` and defines
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Only the module of the command that runs is imported (torch and the models take seconds
+to import): ``deepsphere-gen --help`` reads the one-line help texts from :data:`COMMANDS`
+(a test keeps them equal to each module's ``HELP``).
 """
 from __future__ import annotations
 
@@ -10,42 +14,56 @@ import importlib
 import importlib.util
 import sys
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
-#: sub-command name -> module under deepsphere_gen.commands
+#: sub-command name -> (module under deepsphere_gen.commands, its one-line HELP)
 COMMANDS = {
-    "demo": "demo",
-    "bench": "bench",
-    "equivariance": "equivariance",
-    "massmaps": "massmaps",
-    "digits": "digits",
+    "demo": ("demo", "train a small DeepSphere classifier on two classes of generated maps and print its accuracy"),
+    "bench": ("bench", "Run the benchmark suites (deepsphere_gen/bench/suites), print a table and write JSON records."),
+    "equivariance": ("equivariance",
+                     "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."),
+    "massmaps": ("massmaps", "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"),
+    "digits": ("digits",
+               "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."),
 }
 
 
 def _available():
-    for name, mod in COMMANDS.items():
+    for name, (mod, text) in COMMANDS.items():
         full = f"deepsphere_gen.commands.{mod}"
         if importlib.util.find_spec(full) is not None:
-            yield name, full
+            yield name, full, text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv) -> str | None:
+    """The sub-command named in ``argv`` (its first non-option word), if any."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser; only the command named in ``argv`` gets its options (and its module imported)."""
+    chosen = _chosen(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="deepsphere-gen",
         description="Deep learning on the sphere: graph, harmonic and hybrid spherical CNNs.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, full in _available():
-        module = importlib.import_module(full)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    for name, full, text in _available():
+        p = sub.add_parser(name, help=text, description=text)
+        if name == chosen:
+            module = importlib.import_module(full)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     return int(args._run(args) or 0)
 
 

@@ -18,7 +18,16 @@ resumed from a checkpoint continues exactly like an uninterrupted one.
 
 Checkpoints hold only tensors and plain containers (``torch.save``; written to a temporary
 file, fsynced and renamed: never half-written) and are loaded with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``; a file that is not such a checkpoint, or one that does
+not fit the model, gives a one-line :class:`CheckpointError` naming the file and the
+problem.  ``fit(..., meta={"fingerprint": ..., "fields": {...}})`` stores a fingerprint of
+everything that determines the run in every checkpoint and refuses to resume a checkpoint
+with another fingerprint (:class:`CheckpointMismatch`, naming the differing fields).
+Ctrl-C during :func:`fit` raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``)
+that says after which epoch the last checkpoint was written.
+
+Progress bars (tqdm) are drawn only when the terminal is interactive (``disable=None``:
+off when stderr is not a TTY, so log files get the plain per-epoch lines, no ``\r``).
 
 BatchNorm: after every epoch (``TrainConfig.recalibrate_bn``) the running statistics are
 recomputed from the training set with the current weights (:func:`recalibrate_batchnorm`).
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -44,6 +54,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ._io import atomic_write
+from ._fingerprint import differing_fields
 
 __all__ = [
     "TrainConfig",
@@ -53,6 +64,10 @@ __all__ = [
     "seed_everything",
     "save_checkpoint",
     "load_checkpoint",
+    "load_model_state",
+    "CheckpointError",
+    "CheckpointMismatch",
+    "TrainingInterrupted",
     "evaluate",
     "recalibrate_batchnorm",
     "learning_rate",
@@ -190,15 +205,81 @@ def save_checkpoint(path, state: dict) -> Path:
     return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint written by another run (other fingerprint): not resumed."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`: ``desc``, ``epoch`` (last epoch saved to ``checkpoint``, 0 if
+    none), ``epochs`` (the run's total), ``checkpoint`` (path or None)."""
+
+    def __init__(self, desc: str, epoch: int, epochs: int, checkpoint):
+        super().__init__(f"{desc}: interrupted after epoch {epoch} of {epochs}")
+        self.desc, self.epoch, self.epochs, self.checkpoint = desc, epoch, epochs, checkpoint
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises :class:`CheckpointError` (one line: file and problem) for a missing or empty
+    file, a file that is not a ``torch.save`` archive (text, anything else), one holding
+    objects other than tensors and plain containers (refused, never unpickled), or one
+    whose content is not a dict.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is an empty file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"cannot load checkpoint {path}: {exc}") from exc
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain containers; "
+                                  "refused (only checkpoints written by deepsphere_gen's training are read)") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ... for damaged files
+        with open(path, "rb") as f:
+            zip_header = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        if not zip_header:
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
+        raise CheckpointError(f"checkpoint {path} is damaged or truncated ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict of training state")
+    return state
+
+
+def load_model_state(model: nn.Module, state: dict, path="checkpoint") -> nn.Module:
+    """``model.load_state_dict(state["model"])`` with one-line :class:`CheckpointError` messages.
+
+    Checks first that ``state`` is a training checkpoint (a ``"model"`` dict of tensors),
+    then that its keys and tensor shapes are exactly the model's (names the first missing,
+    unexpected or mismatching entry and how many there are).
+    """
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"checkpoint {path} has no model weights (not a training checkpoint)")
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    extra = [k for k in weights if k not in own]
+    if not weights:
+        raise CheckpointError(f"checkpoint {path} has an empty state dict ({len(own)} entries expected)")
+    if missing or extra:
+        parts = ([f"{len(missing)} of {len(own)} entries missing (first: {missing[0]!r})"] if missing else []) + \
+                ([f"{len(extra)} unexpected (first: {extra[0]!r})"] if extra else [])
+        raise CheckpointError(f"checkpoint {path} does not fit this network: {'; '.join(parts)}")
+    for k, v in own.items():
+        w = weights[k]
+        if not isinstance(w, torch.Tensor) or w.shape != v.shape:
+            got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise CheckpointError(f"checkpoint {path} does not fit this network: {k!r} is {got} in the file, "
+                                  f"{tuple(v.shape)} in the network")
+    model.load_state_dict(weights)
+    return model
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -338,19 +419,30 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
 
-def _check_resume(state: dict, config: TrainConfig, path) -> None:
+def _check_resume(state: dict, config: TrainConfig, path, meta: dict | None) -> None:
+    for key in ("model", "optimizer", "epoch", "history"):
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} is not a training checkpoint (no {key!r})")
+    if meta is not None and "fingerprint" in meta:
+        saved_meta = state.get("meta") or {}
+        if saved_meta.get("fingerprint") != meta["fingerprint"]:
+            diff = differing_fields(saved_meta.get("fields", {}), meta.get("fields", {}))
+            raise CheckpointMismatch(
+                f"checkpoint {path} belongs to another run (fingerprint {saved_meta.get('fingerprint', 'none')} vs "
+                f"{meta['fingerprint']}; differing: {', '.join(diff) or 'unknown fields'}); not resumed: "
+                "pass resume=False (command line: --restart) to start afresh, or another checkpoint path")
     saved = state.get("config", {})
     keys = _RESUME_KEYS + (("epochs",) if config.lr_schedule != "constant" else ())  # cosine: fixed length
     diff = [k for k in keys if k in saved and saved[k] != getattr(config, k)]
     if diff:
-        raise ValueError(f"checkpoint {path} was written with different settings ({', '.join(diff)}: "
-                         f"{[saved[k] for k in diff]} vs {[getattr(config, k) for k in diff]}); "
-                         "pass resume=False or another checkpoint path")
+        raise CheckpointMismatch(f"checkpoint {path} was written with different settings ({', '.join(diff)}: "
+                                 f"{[saved[k] for k in diff]} vs {[getattr(config, k) for k in diff]}); "
+                                 "pass resume=False (command line: --restart) or another checkpoint path")
 
 
 def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Dataset | None = None,
         loss_fn: Callable = nn.functional.cross_entropy, log: Callable[[str], None] | None = print,
-        ctx: DistContext | None = None) -> list[dict]:
+        ctx: DistContext | None = None, meta: dict | None = None) -> list[dict]:
     """Train ``model`` in place with Adam(W); returns the history, one dict per epoch.
 
     Each record: ``epoch`` (1-based), ``train_loss``, ``train_accuracy`` (running, over
@@ -359,6 +451,12 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
     restored from a checkpoint are included.  After every epoch the BatchNorm statistics
     are recalibrated on the training set (``config.recalibrate_bn``), so validation,
     checkpoints and the returned model use statistics of the final weights.  ``log`` receives one line per epoch (rank 0).
+
+    ``meta``: plain data stored with every checkpoint (``state["meta"]``); when it holds a
+    ``"fingerprint"``, an existing checkpoint is resumed only if its fingerprint is the
+    same (else :class:`CheckpointMismatch`, naming the differing entries of
+    ``meta["fields"]``; ``config.resume=False`` starts afresh and overwrites it).  Ctrl-C
+    raises :class:`TrainingInterrupted`.
     """
     if len(train_set) == 0:
         raise ValueError("training set is empty")
@@ -381,68 +479,74 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
     ckpt = Path(config.checkpoint) if config.checkpoint is not None else None
     if ckpt is not None and config.resume and ckpt.is_file():
         state = load_checkpoint(ckpt, map_location=ctx.device)
-        _check_resume(state, config, ckpt)
-        model.load_state_dict(state["model"])
+        _check_resume(state, config, ckpt, meta)
+        load_model_state(model, state, ckpt)
         opt.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
         if log and ctx.is_main:
-            log(f"{config.desc}: resumed from {ckpt} after epoch {start}")
+            log(f"{config.desc}: finished run found at {ckpt} (epoch {start} of {config.epochs}); not trained again"
+                if start >= config.epochs else f"{config.desc}: resumed from {ckpt} after epoch {start}")
 
     sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=config.seed, drop_last=False)
     loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler, num_workers=config.num_workers,
                         pin_memory=ctx.device.type == "cuda")
-    from tqdm.auto import tqdm
-
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
-    for epoch in range(start, config.epochs):
-        t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        torch.manual_seed(_epoch_seed(config.seed, epoch))
-        net.train()
-        sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
-        step_losses = []
-        bar = tqdm(loader, desc=f"{config.desc} {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not (config.progress and ctx.is_main))
-        for i, batch in enumerate(bar):
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, total_steps)
-            x, y = _inputs(batch, ctx.device)
-            out = net(x)
-            loss = loss_fn(out, y)
-            if not torch.isfinite(loss):
-                raise ValueError(f"{config.desc}: non-finite training loss at epoch {epoch + 1}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            n = len(y)
-            correct = float((out.argmax(-1) == y).sum()) if out.dim() == 2 and y.dim() == 1 else 0.0
-            g_loss, g_correct, g_n = _all_sum([float(loss.detach()) * n, correct, n], ctx)
-            step_losses.append(g_loss / g_n)
-            sums = [sums[0] + g_loss, sums[1] + g_correct, sums[2] + g_n]
-            bar.set_postfix(loss=f"{g_loss / g_n:.4f}")
-        bar.close()
-        rec = {"epoch": epoch + 1, "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2]}
-        if config.recalibrate_bn:
-            recalibrate_batchnorm(model, _evenly_spaced(train_set, config.recalibrate_samples),
-                                  batch_size=local_batch, ctx=ctx)
-        if val_set is not None:
-            v = evaluate(model, val_set, batch_size=max(local_batch, 1), ctx=ctx, loss_fn=loss_fn)
-            rec.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
-        rec["seconds"] = time.perf_counter() - t0
-        rec["step_losses"] = step_losses
-        history.append(rec)
-        if log and ctx.is_main:
-            extra = f", val loss {rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.3f}" if val_set is not None else ""
-            log(f"{config.desc} epoch {epoch + 1}/{config.epochs}: loss {rec['train_loss']:.4f}, "
-                f"acc {rec['train_accuracy']:.3f}{extra} ({rec['seconds']:.1f} s)")
-        if ckpt is not None:
-            if ctx.is_main:
-                save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                       "epoch": epoch + 1, "history": history, "config": _plain(config),
-                                       "world_size": ctx.world_size})
-            ctx.barrier()
+    from tqdm.auto import tqdm
+
+    saved = start if ckpt is not None else 0  # last epoch written to the checkpoint
+    try:
+        for epoch in range(start, config.epochs):
+            t0 = time.perf_counter()
+            sampler.set_epoch(epoch)
+            torch.manual_seed(_epoch_seed(config.seed, epoch))
+            net.train()
+            sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
+            step_losses = []
+            bar = tqdm(loader, desc=f"{config.desc} {epoch + 1}/{config.epochs}", leave=False,
+                       disable=None if (config.progress and ctx.is_main) else True)  # None: only on a terminal
+            for i, batch in enumerate(bar):
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, total_steps)
+                x, y = _inputs(batch, ctx.device)
+                out = net(x)
+                loss = loss_fn(out, y)
+                if not torch.isfinite(loss):
+                    raise ValueError(f"{config.desc}: non-finite training loss at epoch {epoch + 1}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                n = len(y)
+                correct = float((out.argmax(-1) == y).sum()) if out.dim() == 2 and y.dim() == 1 else 0.0
+                g_loss, g_correct, g_n = _all_sum([float(loss.detach()) * n, correct, n], ctx)
+                step_losses.append(g_loss / g_n)
+                sums = [sums[0] + g_loss, sums[1] + g_correct, sums[2] + g_n]
+                bar.set_postfix(loss=f"{g_loss / g_n:.4f}")
+            bar.close()
+            rec = {"epoch": epoch + 1, "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2]}
+            if config.recalibrate_bn:
+                recalibrate_batchnorm(model, _evenly_spaced(train_set, config.recalibrate_samples),
+                                      batch_size=local_batch, ctx=ctx)
+            if val_set is not None:
+                v = evaluate(model, val_set, batch_size=max(local_batch, 1), ctx=ctx, loss_fn=loss_fn)
+                rec.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
+            rec["seconds"] = time.perf_counter() - t0
+            rec["step_losses"] = step_losses
+            history.append(rec)
+            if ckpt is not None:
+                if ctx.is_main:
+                    save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                           "epoch": epoch + 1, "history": history, "config": _plain(config),
+                                           "world_size": ctx.world_size, "meta": meta or {}})
+                ctx.barrier()
+                saved = epoch + 1
+            if log and ctx.is_main:
+                extra = f", val loss {rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.3f}" if val_set is not None else ""
+                log(f"{config.desc} epoch {epoch + 1}/{config.epochs}: loss {rec['train_loss']:.4f}, "
+                    f"acc {rec['train_accuracy']:.3f}{extra} ({rec['seconds']:.1f} s)")
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(config.desc, saved, config.epochs, ckpt) from None
     return history
 
 

@@ -14,12 +14,16 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from deepsphere_gen.training import (
+    CheckpointError,
+    CheckpointMismatch,
     TrainConfig,
+    TrainingInterrupted,
     distributed_context,
     evaluate,
     fit,
     learning_rate,
     load_checkpoint,
+    load_model_state,
     recalibrate_batchnorm,
     save_checkpoint,
 )
@@ -76,8 +80,8 @@ def test_resume_equals_uninterrupted(tmp_path, schedule, make_model):
     ckpt = tmp_path / "run.pt"
 
     def interrupt(line):
-        if "epoch 3/4" in line:
-            raise KeyboardInterrupt  # killed during epoch 3, before its checkpoint
+        if "epoch 2/4" in line:
+            raise KeyboardInterrupt  # killed right after epoch 2 was checkpointed and reported
 
     with pytest.raises(KeyboardInterrupt):
         fit(make_model(), _data(), _cfg(checkpoint=ckpt, **schedule), val_set=_data(seed=1), log=interrupt)
@@ -214,10 +218,91 @@ def test_checkpoint_atomic_and_weights_only(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["c.pt"]  # no temporary left
     # arbitrary pickled objects are refused by weights_only loading
     torch.save({"obj": TrainConfig()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="cannot load checkpoint"):
+    with pytest.raises(CheckpointError, match="holds objects other than tensors") as err:
         load_checkpoint(tmp_path / "evil.pt")
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)  # never relay torch's advice
     with pytest.raises(ValueError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"epoch 3\nthis is a text file\n", "is not a PyTorch checkpoint"),
+    (b"", "is an empty file"),
+    ("truncated", "is damaged or truncated"),
+    ("list", "holds a list, not a dict"),
+])
+def test_bad_checkpoint_files_one_line_errors(tmp_path, content, match):
+    path = tmp_path / "bad.pt"
+    if content == "truncated":
+        save_checkpoint(path, {"model": _model().state_dict(), "epoch": 1})
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif content == "list":
+        torch.save([1, 2], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert str(path) in msg and "\n" not in msg and "weights_only" not in msg
+
+
+def test_load_model_state_names_the_problem(tmp_path):
+    path = tmp_path / "c.pt"
+    with pytest.raises(CheckpointError, match="empty state dict"):
+        load_model_state(_model(), {"model": {}}, path)
+    with pytest.raises(CheckpointError, match="no model weights"):
+        load_model_state(_model(), {"weights": 1}, path)
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(6, 9), nn.Dropout(0.3), nn.ReLU(), nn.Linear(9, 2))
+    with pytest.raises(CheckpointError, match=r"'1.weight' is \(9, 6\) in the file, \(8, 6\) in the network"):
+        load_model_state(_model(), {"model": wide.state_dict()}, path)
+    with pytest.raises(CheckpointError, match="2 of 16 entries missing \\(first: .8.weight.\\)"):
+        load_model_state(_bn_model(), {"model": {k: v for k, v in _bn_model().state_dict().items()
+                                                 if not k.startswith("8.")}}, path)
+    m = load_model_state(_model(seed=3), {"model": _model(seed=4).state_dict()}, path)
+    assert torch.equal(_params(m), _params(_model(seed=4)))
+    # fit refuses a checkpoint file that is not a training checkpoint
+    save_checkpoint(path, {"model": _model().state_dict()})
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        fit(_model(), _data(), _cfg(checkpoint=path), log=None)
+
+
+def test_fingerprint_mismatch_is_refused_and_restart_overwrites(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    meta_a = {"fingerprint": "aaa", "fields": {"data": {"nside": 8, "n_maps": 8}, "train": {"epochs": 1}}}
+    meta_b = {"fingerprint": "bbb", "fields": {"data": {"nside": 16, "n_maps": 8}, "train": {"epochs": 1}}}
+    fit(_model(), _data(), _cfg(epochs=1, checkpoint=ckpt), log=None, meta=meta_a)
+    assert load_checkpoint(ckpt)["meta"] == meta_a
+    with pytest.raises(CheckpointMismatch, match=r"another run .*differing: data\.nside.*--restart"):
+        fit(_model(), _data(), _cfg(epochs=2, checkpoint=ckpt), log=None, meta=meta_b)
+    assert load_checkpoint(ckpt)["meta"] == meta_a  # untouched
+    lines = []
+    fit(_model(), _data(), _cfg(epochs=1, checkpoint=ckpt, resume=False), log=lines.append, meta=meta_b)
+    assert load_checkpoint(ckpt)["meta"] == meta_b and not any("resumed" in s for s in lines)
+    fit(_model(), _data(), _cfg(epochs=2, checkpoint=ckpt), log=lines.append, meta=meta_b)  # same fingerprint
+    assert any("resumed" in s for s in lines) and load_checkpoint(ckpt)["epoch"] == 2
+
+
+def test_interrupt_names_the_last_saved_epoch(tmp_path):
+    def interrupt(line):
+        if "epoch 2/4" in line:
+            raise KeyboardInterrupt  # the line of epoch 2 comes after its checkpoint
+
+    with pytest.raises(TrainingInterrupted) as err:
+        fit(_model(), _data(), _cfg(checkpoint=tmp_path / "c.pt", desc="fcn"), log=interrupt)
+    assert (err.value.epoch, err.value.epochs, err.value.desc) == (2, 4, "fcn")
+    assert isinstance(err.value, KeyboardInterrupt) and load_checkpoint(tmp_path / "c.pt")["epoch"] == 2
+    step = torch.optim.AdamW.step  # an interrupt inside the steps of epoch 3: the last saved epoch is still 2
+
+    def boom(self, *a, **k):
+        raise KeyboardInterrupt
+
+    torch.optim.AdamW.step = boom
+    try:
+        with pytest.raises(TrainingInterrupted) as err:
+            fit(_model(), _data(), _cfg(checkpoint=tmp_path / "c.pt", desc="fcn"), log=None)
+    finally:
+        torch.optim.AdamW.step = step
+    assert err.value.epoch == 2
 
 
 def test_evaluate_counts():

@@ -6,6 +6,7 @@ neither the amplitude nor a single pixel gives the class away.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import healpy as hp
@@ -14,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from ..models import DeepSphereClassifier
+from ._preflight import check_device
 
 HELP = "train a small DeepSphere classifier on two classes of generated maps and print its accuracy"
 
@@ -100,7 +102,11 @@ def run(args) -> int:
     lr = args.lr or preset["lr"]
     if epochs < 1 or n_train < 2 or n_test < 2 or args.batch_size < 1:
         raise ValueError("epochs, batch size must be >= 1 and n-train, n-test >= 2")
-    device = torch.device(args.device)
+    try:
+        device = torch.device(check_device(args.device))
+    except ValueError as exc:
+        print(f"deepsphere-gen demo: error: {exc}", file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()

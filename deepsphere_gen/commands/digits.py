@@ -18,6 +18,7 @@ import torch
 
 from ..experiments import digits as exp
 from .._io import atomic_write_json
+from ._preflight import check_device
 
 HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."
 
@@ -87,8 +88,10 @@ def _plot(path, config: exp.DigitsConfig) -> None:
 
 
 def run(args) -> int:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        return _fail(f"--device {args.device} requested but CUDA is not available; use --device cpu")
+    try:
+        check_device(args.device)
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.threads is not None:
         if args.threads < 1:
             return _fail(f"--threads must be >= 1, got {args.threads}")

@@ -3,94 +3,152 @@
     deepsphere-gen massmaps                 # generate + train + evaluate (default settings)
     deepsphere-gen massmaps --quick         # CI-sized run
     deepsphere-gen massmaps generate|train|evaluate [options]
-    deepsphere-gen massmaps classify MAP.fits [...]   # apply a trained network to FITS maps
+    deepsphere-gen massmaps classify MAP.fits [...]   # apply trained networks to FITS maps
 
+Options may stand before or after the step (``massmaps --nside 8 generate`` ==
+``massmaps generate --nside 8``): every option is parsed with ``default=SUPPRESS`` and
+the defaults are applied once, in :func:`_config`.  Before any work the device, the
+folders and the free disk space are checked (:mod:`._preflight`); Ctrl-C ends with
+"interrupted after epoch N ...; rerun the same command to resume" and exit status 130.
 Runs unchanged under ``torchrun --nproc_per_node N -m deepsphere_gen.cli massmaps ...``.
+Imports torch and the experiment only when the command runs (``--help`` stays fast).
 """
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-
-from ..experiments import massmaps as exp
+from .. import _cache_dirs
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 
 #: --quick: CI-sized run (about 2 minutes on 2 idle CPU cores)
 QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), noise_levels=(0.0, 2.0), epochs=3, min_steps=40,
              channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4))
-DEFAULTS = exp.ExperimentConfig()
+#: default output folder (relative to the current folder; printed at start)
+OUT_DIR = "massmaps-out"
+#: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
+EXIT_INTERRUPTED = 130
+#: exit status of classify when an input is outside the training distribution (without --force)
+EXIT_OUT_OF_DISTRIBUTION = 3
+
+_STEPS = {"generate": "generate (or reuse) the mass-map data set",
+          "train": "train the networks (checkpointed, resumable)",
+          "evaluate": "evaluate networks and baselines; table, JSON, plots",
+          "run": "generate, train and evaluate (the default)"}
+#: options that classify reads (the others are fixed by the checkpoints it uses)
+_CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", "noise"}
 
 
-def _common(p, with_outputs: bool = True) -> None:
-    d = DEFAULTS
-    p.add_argument("--quick", action="store_true", help="small CI settings (nside 16, 24 maps/class, 2 noise levels)")
-    p.add_argument("--nside", type=int, default=None, help=f"HEALPix resolution (default {d.nside})")
-    p.add_argument("--n-maps", type=int, default=None, help=f"full-sky maps per class (default {d.n_maps})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of maps, noise, initialisation and data order")
-    p.add_argument("--sky-fractions", nargs="+", default=None, metavar="F",
+def _common(p, with_outputs: bool, d) -> None:
+    """The run options; every default is SUPPRESS (see the module docstring); ``d``: the
+    ExperimentConfig whose defaults the help texts name."""
+    S = argparse.SUPPRESS
+    g = p.add_argument_group("data set")
+    g.add_argument("--quick", action="store_true", default=S,
+                   help="small CI settings (nside 16, 24 maps/class, 2 noise levels, short training)")
+    g.add_argument("--nside", type=int, default=S, help=f"HEALPix resolution (default {d.nside})")
+    g.add_argument("--n-maps", type=int, default=S, help=f"full-sky maps per class (default {d.n_maps})")
+    g.add_argument("--seed", type=int, default=S,
+                   help=f"seed of maps, noise, initialisation and data order (default {d.seed})")
+    g.add_argument("--sky-fractions", nargs="+", default=S, metavar="F",
                    help="1 (full sky), 1/12, 1/48, 1/192 (nested patches) or 'footprint' "
                         f"(default {' '.join(d.sky_fractions)})")
-    p.add_argument("--footprint", default=None, metavar="builtin|FITS",
+    g.add_argument("--footprint", default=S, metavar="builtin|FITS",
                    help="survey footprint for sky fraction 'footprint': the built-in band or a HEALPix FITS mask")
-    p.add_argument("--noise", type=float, nargs="+", default=None, metavar="LEVEL",
-                   help=f"relative noise levels >= 0 (default {' '.join(f'{v:g}' for v in d.noise_levels)})")
-    p.add_argument("--methods", nargs="+", default=None, choices=exp.METHODS, metavar="METHOD",
-                   help=f"subset of {', '.join(exp.METHODS)} (default all)")
-    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (cosine schedule)")
-    p.add_argument("--min-steps", type=int, default=None,
-                   help=f"at least this many optimisation steps per network (default {d.min_steps}; "
-                        "small data sets get a smaller batch and more epochs)")
-    p.add_argument("--no-augment", action="store_true",
+    g.add_argument("--noise", type=float, nargs="+", default=S, metavar="LEVEL",
+                   help=f"noise levels >= 0 (default {' '.join(f'{v:g}' for v in d.noise_levels)})")
+    g.add_argument("--data-dir", default=S,
+                   help=f"cache of generated maps (default {_cache_dirs.default_data_dir()}: "
+                        f"${_cache_dirs.ENV_VAR} or $XDG_CACHE_HOME move it)")
+    t = p.add_argument_group("training")
+    t.add_argument("--methods", nargs="+", default=S, choices=d.methods, metavar="METHOD",
+                   help=f"subset of {', '.join(d.methods)} (default all)")
+    t.add_argument("--epochs", type=int, default=S, help=f"training epochs (default {d.epochs})")
+    t.add_argument("--batch-size", type=int, default=S, help=f"global batch size (default {d.batch_size})")
+    t.add_argument("--lr", type=float, default=S, help=f"peak AdamW learning rate, cosine schedule (default {d.lr:g})")
+    t.add_argument("--min-steps", type=int, default=S,
+                   help=f"at least this many optimisation steps per network (default {d.min_steps}; small data "
+                        "sets get a smaller batch and more epochs)")
+    t.add_argument("--no-augment", action="store_true", default=S,
                    help="train on the data set's fixed noise instead of a new noise realisation per draw")
-    p.add_argument("--data-dir", default=d.data_dir, help="cache of generated maps")
-    p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: small graphs run fastest single-threaded, "
-                        "and much faster on a busy machine)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--restart", action="store_true", default=S,
+                   help="retrain from scratch even where a checkpoint of the same settings exists")
+    r = p.add_argument_group("where and how")
+    _where(r)
+    r.add_argument("--no-progress", action="store_true", default=S,
+                   help="no progress bars (they are drawn only on a terminal anyway)")
     if with_outputs:
-        p.add_argument("--json", default=None, metavar="PATH", help="write one record per method, sky fraction, noise")
-        p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+        r.add_argument("--json", default=S, metavar="PATH", help="write one record per method, sky fraction, noise")
+        r.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
+
+
+def _where(group) -> None:
+    S = argparse.SUPPRESS
+    group.add_argument("--out-dir", default=S, help=f"checkpoints, JSON and plots (default ./{OUT_DIR})")
+    group.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present)")
+    group.add_argument("--threads", type=int, default=S,
+                       help="torch CPU threads (default 1: small graphs run fastest single-threaded, "
+                            "and much faster on a busy machine)")
 
 
 def add_arguments(parser) -> None:
-    _common(parser)
+    from ..experiments import massmaps as exp  # the defaults named in the help texts
+
+    d = exp.ExperimentConfig()
+    _common(parser, True, d)
     sub = parser.add_subparsers(dest="step", metavar="STEP")
-    for name, text in (("generate", "generate (or reuse) the mass-map data set"),
-                       ("train", "train the networks (checkpointed, resumable)"),
-                       ("evaluate", "evaluate networks and baselines; table, JSON, plots"),
-                       ("run", "generate, train and evaluate (the default)")):
-        _common(sub.add_parser(name, help=text, description=text), with_outputs=name in ("evaluate", "run"))
-    c = sub.add_parser("classify", help="classify HEALPix FITS maps with a trained network",
-                       description="classify NESTED HEALPix FITS convergence maps with a trained network")
-    _common(c, with_outputs=False)
-    c.add_argument("maps", nargs="+", metavar="FITS", help="NESTED HEALPix maps at --nside (UNSEEN only outside the footprint)")
+    for name, text in _STEPS.items():
+        _common(sub.add_parser(name, help=text, description=text), name in ("evaluate", "run"), d)
+    c = sub.add_parser("classify", help="classify HEALPix FITS maps with trained networks",
+                       description="Classify NESTED HEALPix FITS convergence maps with the networks trained by "
+                                   "`massmaps train` (found under --out-dir by the map's nside; the training "
+                                   "settings come from the checkpoints). Inputs unlike the training maps are "
+                                   f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}).")
+    c.add_argument("maps", nargs="+", metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
     c.add_argument("--method", default="fcn", choices=exp.NETWORK_METHODS, help="network to use (default fcn)")
+    c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
+                   help="only networks of these sky fractions (default: all trained)")
+    c.add_argument("--noise", type=float, nargs="+", default=argparse.SUPPRESS, metavar="LEVEL",
+                   help="only networks trained at these noise levels (default: all trained)")
+    c.add_argument("--checkpoint", nargs="+", default=None, metavar="FILE",
+                   help="use these checkpoint files instead of searching --out-dir")
+    c.add_argument("--field", type=int, default=None, metavar="N",
+                   help="0-based column of multi-column FITS files (required for them)")
+    c.add_argument("--force", action="store_true",
+                   help="print probabilities also for inputs outside the training distribution")
+    _where(c)
 
 
-def _config(args) -> exp.ExperimentConfig:
-    base = dict(QUICK) if args.quick else {}
-    d = DEFAULTS
+def _get(args, name, default=None):
+    return getattr(args, name, default)
+
+
+def _config(args):
+    from ..experiments import massmaps as exp
+
+    d = exp.ExperimentConfig()
+    base = dict(QUICK) if _get(args, "quick") else {}
     pick = lambda value, key: value if value is not None else base.get(key, getattr(d, key))  # noqa: E731
     return exp.ExperimentConfig(
-        nside=pick(args.nside, "nside"), n_maps=pick(args.n_maps, "n_maps"), seed=args.seed,
-        sky_fractions=tuple(pick(args.sky_fractions, "sky_fractions")),
-        noise_levels=tuple(pick(args.noise, "noise_levels")),
-        methods=tuple(args.methods) if args.methods else d.methods,
-        epochs=pick(args.epochs, "epochs"), batch_size=args.batch_size, lr=args.lr,
-        min_steps=pick(args.min_steps, "min_steps"), augment=not args.no_augment,
+        nside=pick(_get(args, "nside"), "nside"), n_maps=pick(_get(args, "n_maps"), "n_maps"),
+        seed=pick(_get(args, "seed"), "seed"),
+        sky_fractions=tuple(pick(_get(args, "sky_fractions"), "sky_fractions")),
+        noise_levels=tuple(pick(_get(args, "noise"), "noise_levels")),
+        methods=tuple(_get(args, "methods") or d.methods),
+        epochs=pick(_get(args, "epochs"), "epochs"), batch_size=pick(_get(args, "batch_size"), "batch_size"),
+        lr=pick(_get(args, "lr"), "lr"),
+        min_steps=pick(_get(args, "min_steps"), "min_steps"), augment=not _get(args, "no_augment", False),
         channels=base.get("channels", d.channels),
         harmonic_bandlimits=base.get("harmonic_bandlimits", d.harmonic_bandlimits),
         harmonic_channels=base.get("harmonic_channels", d.harmonic_channels),
-        footprint=args.footprint, data_dir=args.data_dir, out_dir=args.out_dir, device=args.device,
-        progress=not args.no_progress,
+        footprint=_get(args, "footprint"),
+        data_dir=str(_get(args, "data_dir") or _cache_dirs.default_data_dir()),
+        out_dir=str(_get(args, "out_dir") or OUT_DIR), device=_get(args, "device"),
+        progress=not _get(args, "no_progress", False) and sys.stderr.isatty(),
     )
 
 
@@ -99,90 +157,163 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _sky_values(m: np.ndarray, sky, file) -> np.ndarray:
-    """(samples, pixels) values of one full-sky NESTED map for a sky setting; UNSEEN inside -> ValueError."""
-    from ..datasets import apply_footprint, split_patches
+def _preflight(config, step: str, json_path=None) -> None:
+    """Device, folders and disk space, before any work (one-line ValueError)."""
+    from ._preflight import check_device, check_free_space, check_writable_dir
 
-    if sky.footprint is not None:
-        return apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
-    values = split_patches(m, sky.level)[0] if sky.level is not None else m[None]
-    bad = ~np.isfinite(values) | (np.abs(values) > 1e29)
-    if bad.any():
-        raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction "
-                         f"{sky.name}); analyse it with --sky-fractions footprint --footprint MASK that excludes them")
-    return values
+    check_device(config.device)
+    check_writable_dir(config.data_dir, "--data-dir")
+    if step != "generate":
+        check_writable_dir(config.out_dir, "--out-dir")
+    if json_path is not None and step in ("evaluate", "run"):
+        if Path(json_path).is_dir():
+            raise ValueError(f"--json {json_path} is a folder, not a file")
+        check_writable_dir(Path(json_path).parent, "the folder of --json")
+    data_bytes = 0 if _dataset_present(config) else 4 * 2 * config.n_maps * 12 * config.nside**2
+    check_free_space(config.data_dir, data_bytes + 2**24,
+                     f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})")
+    if step != "generate":
+        check_free_space(config.out_dir, 2**24, "checkpoints and figures")
 
 
-def _classify(config, args, ctx) -> int:
-    """Class probabilities of user FITS maps per sky setting and noise level (mean over patches).
+def _dataset_present(config) -> bool:
+    """A generated data set of these nside, maps and seed exists under the data folder."""
+    import json
 
-    Every file is read and checked (nside, NESTED ordering, UNSEEN inside the analysed sky)
-    before anything is generated or loaded.
-    """
-    from ..datasets import read_healpix_fits
+    for meta in Path(config.data_dir).glob(f"massmaps-nside{config.nside}-*/metadata.json"):
+        try:
+            gen = json.loads(meta.read_text()).get("generation", {})
+        except (OSError, ValueError):
+            continue
+        if gen.get("n_maps") == config.n_maps and gen.get("seed") == config.seed:
+            return True
+    return False
 
-    skies = exp.sky_settings(config)
-    values = {(f, s.name): _sky_values(read_healpix_fits(f, config.nside, ordering="NESTED"), s, f)
-              for f in args.maps for s in skies}
-    missing = [str(exp.checkpoint_path(config, args.method, s, n)) for s in skies for n in config.noise_levels
-               if not exp.checkpoint_path(config, args.method, s, n).is_file()]
-    if missing:
-        return _fail(f"no trained {args.method} network at {', '.join(missing)}; "
-                     "run `deepsphere-gen massmaps train` with the same options first")
-    path = exp.generate(config, ctx)
-    for sky in skies:
-        for noise in config.noise_levels:
-            train_set, _ = exp._datasets(path, sky, noise, config)
-            model = exp.build_model(args.method, sky, config, exp._scale(train_set))
-            model.load_state_dict(exp.load_checkpoint(exp.checkpoint_path(config, args.method, sky, noise))["model"])
-            model.eval()
-            for file in args.maps:
-                x = torch.as_tensor(values[file, sky.name], dtype=torch.float32)[..., None]
-                with torch.no_grad():
-                    p = torch.softmax(model(x), -1).mean(0)
-                print(f"{file}: sky {sky.name}, noise {noise:g}, {args.method}: "
-                      f"P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f}")
+
+def _where_message(config, step: str) -> str:
+    graphs = os.environ.get(_cache_dirs.ENV_VAR) and Path(os.environ[_cache_dirs.ENV_VAR]) / "graphs"
+    parts = [f"data {Path(config.data_dir).resolve()}"]
+    if step != "generate":
+        parts.append(f"outputs {Path(config.out_dir).resolve()}")
+    parts.append(f"graph cache {graphs or _cache_dirs.graph_cache_dir()}")
+    return "massmaps: " + ", ".join(parts)
+
+
+def _classify(args) -> int:
+    """``massmaps classify``: check the inputs, find the networks, classify (see experiments.massmaps_classify)."""
+    from ..experiments import massmaps_classify as cl
+    from ._preflight import check_device
+
+    own = _CLASSIFY_SHARED | {"maps", "method", "checkpoint", "field", "force", "command", "step", "_run"}
+    given = [a for a in vars(args) if a not in own]  # run options are SUPPRESSed: present only when given
+    if given:
+        names = ", ".join("--" + a.replace("_", "-") for a in given)
+        raise ValueError(f"{names} do(es) not apply to classify: the networks' settings come from their checkpoints "
+                         "(choose networks with --sky-fractions, --noise or --checkpoint)")
+    skies = _get(args, "sky_fractions")
+    if skies is not None:
+        skies = [s.strip() for s in skies]
+    if args.method in ("harmonic", "hybrid") and skies and any(s != "1" for s in skies):
+        raise ValueError(f"{args.method} networks are full-sky only (trained on sky fraction 1, never on patches); "
+                         "use --method fcn or cnn for sky fractions " + " ".join(s for s in skies if s != "1"))
+    device = check_device(_get(args, "device")) or "cpu"
+    # every file is read and checked before any network is loaded
+    nsides = {}
+    for f in args.maps:
+        nsides[f] = cl.fits_nside(f)
+    if len(set(nsides.values())) > 1:
+        raise ValueError("the maps have different nside (" + ", ".join(f"{f}: {n}" for f, n in nsides.items())
+                         + "); classify maps of one nside at a time")
+    nside = next(iter(nsides.values()))
+    maps = {f: cl.read_user_map(f, nside, args.field) for f in args.maps}
+    nets = cl.select_networks(args.method, _get(args, "out_dir") or OUT_DIR, nside, skies,
+                              _get(args, "noise"), args.checkpoint)
+    for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
+        for f in args.maps:
+            cl.check_sky(maps[f], net, f)
+    flagged = cl.classify(args.maps, maps, nets, device=device, force=args.force)
+    if flagged and not args.force:
+        print(f"deepsphere-gen massmaps: {flagged} input(s) outside the training distribution; "
+              "no probabilities given for them (--force prints them anyway)", file=sys.stderr)
+        return EXIT_OUT_OF_DISTRIBUTION
     return 0
 
 
 def run(args) -> int:
-    step = getattr(args, "step", None) or "run"
-    if args.threads is not None:
-        if args.threads < 1:
-            return _fail(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    from ..training import distributed_context, shutdown_distributed
+    step = _get(args, "step") or "run"
+    threads = _get(args, "threads", 1)
+    if threads < 1:
+        return _fail(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+    if os.environ.get("XDG_CACHE_HOME") and not os.environ.get(_cache_dirs.ENV_VAR):
+        os.environ[_cache_dirs.ENV_VAR] = str(_cache_dirs.cache_root())  # the graph cache follows XDG too
+    if step == "classify":
+        try:
+            return _classify(args)
+        except ValueError as exc:
+            return _fail(str(exc))
+        except KeyboardInterrupt:
+            print("deepsphere-gen massmaps: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return _run_steps(args, step)
+
+
+def _run_steps(args, step: str) -> int:
+    from ..training import TrainingInterrupted, distributed_context, shutdown_distributed
 
     t0 = time.perf_counter()
+    stage = "setup"
     try:
         config = _config(args)
+        _preflight(config, step, _get(args, "json"))
+        from ..experiments import massmaps as exp
+
         ctx = distributed_context(config.device)
-        if step == "classify":
-            return _classify(config, args, ctx)
+        if ctx.is_main:
+            print(_where_message(config, step), flush=True)
+        stage = "data generation"
         path = exp.generate(config, ctx)
         if step == "generate":
             if ctx.is_main:
                 print(f"massmaps: data set at {path}")
             return 0
         if step in ("train", "run"):
-            exp.train(config, path, ctx)
+            stage = "training"
+            exp.train(config, path, ctx, restart=bool(_get(args, "restart")))
         if step == "train":
             return 0
+        stage = "evaluation"
         records = exp.evaluate_all(config, path, ctx)
         if not ctx.is_main:
             return 0
         if not records:
             return _fail("nothing to evaluate")
         print(exp.format_table(records))
-        if args.json:
+        if _get(args, "json"):
             exp.write_json(args.json, records, config)
             print(f"massmaps: wrote {args.json}")
-        if not args.no_plots:
+        if not _get(args, "no_plots"):
             for p in exp.plot_all(records, config, path):
                 print(f"massmaps: wrote {p}")
         print(f"massmaps: done in {time.perf_counter() - t0:.0f} s (process CPU {time.process_time():.0f} s)")
         return 0
+    except TrainingInterrupted as exc:
+        print(f"deepsphere-gen massmaps: interrupted after epoch {exc.epoch} of {exc.epochs} of {exc.desc} "
+              "(checkpointed with every finished run); rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        kept = {"data generation": "nothing of the unfinished data set is kept",
+                "training": "finished runs are checkpointed",
+                "evaluation": "all trained networks are checkpointed"}.get(stage, "nothing was started")
+        print(f"deepsphere-gen massmaps: interrupted during {stage} ({kept}); rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ValueError as exc:
         return _fail(str(exc))
+    except OSError as exc:  # e.g. the disk filled up during the run: the file system's own words, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where} (during {stage}; finished checkpoints are kept)")
     finally:
         shutdown_distributed()

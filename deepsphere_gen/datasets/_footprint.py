@@ -86,8 +86,8 @@ def builtin_footprint(nside: int) -> np.ndarray:
     return np.repeat(mask32, (nside // 32) ** 2)
 
 
-def read_healpix_fits(path, nside: int, ordering: str = "NESTED") -> np.ndarray:
-    """Read a one-field HEALPix FITS map and return it in NESTED order, float64 (12 nside^2,).
+def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0) -> np.ndarray:
+    """Read column ``field`` (0-based) of a HEALPix FITS map and return it in NESTED order, float64 (12 nside^2,).
 
     ordering: what the file must declare in its ORDERING header: "NESTED" (default),
     "RING", or "any" (either, converted to NESTED).  Raises ValueError for a different
@@ -101,7 +101,7 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED") -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"no such FITS file: {path}")
     try:
-        values, header = hp.read_map(str(path), field=0, nest=None, h=True, dtype=np.float64)
+        values, header = hp.read_map(str(path), field=field, nest=None, h=True, dtype=np.float64)
     except Exception as exc:  # astropy/healpy raise many types for broken files
         raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
     header = dict(header)

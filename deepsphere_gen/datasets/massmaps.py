@@ -274,7 +274,14 @@ def load_massmaps(path) -> tuple[np.ndarray, dict]:
     meta = read_metadata(path)
     if meta is None:
         raise ValueError(f"{path} is not a generated mass-map data set (no readable {METADATA})")
-    maps = np.load(path / _MAPS_FILE, mmap_mode="r")
+    try:
+        maps = np.load(path / _MAPS_FILE, mmap_mode="r")
+    except (OSError, ValueError) as exc:  # missing, truncated or not an .npy file
+        raise ValueError(f"{path / _MAPS_FILE} is missing or damaged ({type(exc).__name__}: {exc}); "
+                         f"remove {path} to generate it again") from None
+    if list(maps.shape) != list(meta.get("shape", maps.shape)):
+        raise ValueError(f"{path / _MAPS_FILE} holds shape {list(maps.shape)}, its metadata says {meta['shape']}; "
+                         f"remove {path} to generate it again")
     return maps, meta
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -43,10 +43,21 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._io import atomic_write
+from .._cache_dirs import default_data_dir
 from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
 from ..datasets import builtin_footprint, read_footprint
 from ..datasets.massmaps import _check_noise
-from ..training import DistContext, TrainConfig, distributed_context, evaluate, fit, load_checkpoint
+from ..training import (
+    DistContext,
+    TrainConfig,
+    distributed_context,
+    evaluate,
+    fit,
+    load_checkpoint,
+    load_model_state,
+)
+from .map_statistics import training_distribution
+from .massmaps_runs import checkpoint_file, run_fields, run_meta, run_name
 
 __all__ = [
     "METHODS",
@@ -106,7 +117,7 @@ class ExperimentConfig:
     harmonic_bandlimits: tuple = (12, 6, 3)
     harmonic_channels: tuple = (8, 8, 8)
     footprint: str | None = None
-    data_dir: str = "massmaps-data"
+    data_dir: str = field(default_factory=lambda: str(default_data_dir()))  # XDG cache, see deepsphere_gen._cache_dirs
     out_dir: str = "massmaps-out"
     device: str | None = None
     progress: bool = True
@@ -304,12 +315,18 @@ def _scale(dataset: MassMapDataset) -> float:
     return dataset.clean_std * math.sqrt(1.0 + dataset.noise**2)
 
 
-def _run_name(method: str, sky: SkySetting, noise: float) -> str:
-    return f"{method}-sky{sky.name.replace('/', 'o')}-noise{noise:g}"
-
-
-def checkpoint_path(config: ExperimentConfig, method: str, sky: SkySetting, noise: float) -> Path:
-    return Path(config.out_dir) / "checkpoints" / f"{_run_name(method, sky, noise)}.pt"
+def _network_run(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: float,
+                 train_set: MassMapDataset, world_size: int = 1):
+    """``(model, TrainConfig with its checkpoint, meta)`` of one network run; the checkpoint
+    file name carries the run's fingerprint (:mod:`.massmaps_runs`)."""
+    model = build_model(method, sky, config, _scale(train_set))
+    name = run_name(method, sky.name, noise)
+    tc = train_config(method, len(train_set), config, world_size, desc=name)
+    _, data_meta = load_massmaps(path)
+    meta = run_meta(run_fields(config, data_meta.get("generation", data_meta), method, sky, noise, model, tc),
+                    footprint=config.footprint if config.footprint in (None, "builtin")
+                    else str(Path(config.footprint).resolve()))
+    return model, replace(tc, checkpoint=checkpoint_file(config.out_dir, name, meta["fingerprint"])), meta
 
 
 # ---------------------------------------------------------------------------- train / eval
@@ -425,10 +442,13 @@ class RandomSymmetry(Dataset):
 
 
 def train(config: ExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
-          log=print) -> dict:
+          log=print, restart: bool = False) -> dict:
     """Train every network (method, sky, noise); checkpoints under ``out_dir/checkpoints``.
 
-    A finished run (checkpoint at the last epoch) is skipped, an interrupted one resumed.
+    A finished run (checkpoint at the last epoch) is skipped, an interrupted one resumed;
+    checkpoint names carry the run's fingerprint, so other settings train afresh beside
+    them (``restart``: retrain even runs with a checkpoint).  Every checkpoint also stores
+    the statistics of its training inputs (for ``classify``'s out-of-distribution check).
     Returns ``{run name: history}``.  A hybrid model that is not available is skipped
     with a message.
     """
@@ -438,18 +458,17 @@ def train(config: ExperimentConfig, path: Path | None = None, ctx: DistContext |
     for sky, noise, method in _network_runs(config):
         train_set, test_set = _datasets(path, sky, noise, config)
         try:
-            model = build_model(method, sky, config, _scale(train_set))
+            model, tc, meta = _network_run(config, path, method, sky, noise, train_set, ctx.world_size)
         except ValueError as exc:
             if method == "hybrid":
                 if ctx.is_main and log:
                     log(f"massmaps: skipping hybrid: {exc}")
                 continue
             raise
-        name = _run_name(method, sky, noise)
-        tc = train_config(method, len(train_set), config, ctx.world_size,
-                          checkpoint=checkpoint_path(config, method, sky, noise), desc=name)
+        meta["distribution"] = training_distribution(train_set, per_map=train_set.n_patches)
         samples = _training_set(path, sky, noise, config, train_set)
-        histories[name] = fit(model, samples, tc, val_set=test_set, log=log, ctx=ctx)
+        histories[tc.desc] = fit(model, samples, replace(tc, resume=not restart), val_set=test_set, log=log,
+                                 ctx=ctx, meta=meta)
     return histories
 
 
@@ -488,14 +507,25 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
                     rec["accuracy"] = model.fit(*arrays[0]).score(*arrays[1])
                     rec["seconds"] = time.perf_counter() - t0
                 else:
-                    ckpt = checkpoint_path(config, method, sky, noise)
+                    try:
+                        model, tc, _ = _network_run(config, path, method, sky, noise, train_set, ctx.world_size)
+                    except ValueError:
+                        if method == "hybrid":
+                            continue  # not available in this build (train said so)
+                        raise
+                    ckpt = tc.checkpoint
                     if not ckpt.is_file():
                         if ctx.is_main and log and method != "hybrid":
-                            log(f"massmaps: no checkpoint {ckpt}: run `deepsphere-gen massmaps train` first")
+                            log(f"massmaps: no checkpoint {ckpt} for these settings: "
+                                "run `deepsphere-gen massmaps train` with the same options first")
                         continue
                     state = load_checkpoint(ckpt, map_location=ctx.device)
-                    model = build_model(method, sky, config, _scale(train_set))
-                    model.load_state_dict(state["model"])
+                    if int(state.get("epoch", 0)) < tc.epochs:
+                        if ctx.is_main and log:
+                            log(f"massmaps: {ckpt} stopped after epoch {state.get('epoch', 0)} of {tc.epochs}; "
+                                "not evaluated: run `deepsphere-gen massmaps train` with the same options to finish it")
+                        continue
+                    load_model_state(model, state, ckpt)
                     model.to(ctx.device)
                     res = evaluate(model, test_set, batch_size=config.batch_size, ctx=ctx)
                     rec["accuracy"] = res["accuracy"]

@@ -14,7 +14,14 @@ def test_demo_runs_and_prints_accuracy(capsys, monkeypatch, tmp_path):
     assert rc == 0
     assert "epoch 1/1: train loss" in out and "test accuracy:" in out
     acc = float(out.split("test accuracy:")[1].split("%")[0])
-    assert 0 <= acc <= 100
+    assert 0 <= acc <= 100 and abs(acc * 8 / 100 - round(acc * 8 / 100)) < 0.01  # k of the 8 test maps
+
+
+def test_demo_bad_device_is_one_line(capsys):
+    assert main(["demo", "--quick", "--device", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "deepsphere-gen demo: error: unknown device 'gpu'; valid devices here: cpu" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_generated_maps_follow_their_power_law():

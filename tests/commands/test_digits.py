@@ -133,5 +133,7 @@ def test_cli_errors(capsys, data_dir):
     assert "--threads" in capsys.readouterr().err
     assert main(["digits", "--bandwidth", "4", "--data-dir", data_dir]) == 2
     assert "bandwidth" in capsys.readouterr().err
+    assert main(["digits", "--device", "gpu", "--data-dir", data_dir]) == 2
+    assert "unknown device 'gpu'; valid devices here: cpu" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["digits", "--models", "resnet"])

@@ -1,0 +1,45 @@
+"""Fingerprints of training runs: one short hash of everything that determines a checkpoint.
+
+A fingerprint is the SHA-256 (first 12 hex digits) of a JSON object with sorted keys, so
+it depends on values, not on the order the fields were collected in.  The fields
+themselves are stored beside it in the checkpoint, so that a mismatch can be explained
+field by field (:func:`differing_fields`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+__all__ = ["fingerprint", "canonical", "differing_fields"]
+
+
+def canonical(fields: dict) -> dict:
+    """``fields`` as plain JSON values (tuples become lists, numpy scalars numbers, others ``str``)."""
+    return json.loads(json.dumps(fields, sort_keys=True, default=_plain))
+
+
+def _plain(value):
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return str(value)
+
+
+def fingerprint(fields: dict) -> str:
+    """12 hex digits of the SHA-256 of ``canonical(fields)`` (sorted-key JSON)."""
+    blob = json.dumps(canonical(fields), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def differing_fields(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ between two field dicts, e.g.
+    ``["data.nside", "train.epochs"]`` (missing on one side counts as different)."""
+    a, b = canonical(a), canonical(b)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differing_fields(va, vb, prefix=f"{name}.")
+        elif va != vb:
+            out.append(name)
+    return out

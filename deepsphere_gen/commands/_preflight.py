@@ -1,0 +1,80 @@
+"""Checks a command runs before any work: device, output and data folders, free disk.
+
+Each raises ``ValueError`` with a one-line message (the commands print it as
+``deepsphere-gen COMMAND: error: ...`` and exit 2), so that a wrong ``--device`` or a
+read-only ``--out-dir`` is reported in the first second, not after data generation and
+a first epoch.
+"""
+from __future__ import annotations
+
+import errno
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["valid_devices", "check_device", "check_writable_dir", "check_free_space"]
+
+
+def valid_devices() -> list[str]:
+    """Devices torch can use on this machine: cpu, then cuda, cuda:0 ... when CUDA is present, mps."""
+    import torch
+
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+def check_device(name: str | None) -> str | None:
+    """``name`` if torch can run on it here (None: automatic), else ValueError listing the valid ones."""
+    if name is None:
+        return None
+    import torch
+
+    valid = valid_devices()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {name!r}; valid devices here: {', '.join(valid)}") from None
+    if dev.type == "cpu" or str(dev) in valid:
+        return name
+    what = "CUDA" if dev.type == "cuda" else dev.type
+    missing = f"{name!r} is not present" if dev.type == "cuda" and torch.cuda.is_available() else \
+        f"{name!r} requested but {what} is not available on this machine"
+    raise ValueError(f"device {missing}; valid devices here: {', '.join(valid)}")
+
+
+def check_writable_dir(path, option: str) -> Path:
+    """Create ``path`` (and parents) if needed and check a file can be written in it.
+
+    ``option`` names the setting in messages (``--out-dir``).
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        reason = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                  errno.EPERM: "operation not permitted", errno.ENOTDIR: "a parent is a file, not a folder",
+                  errno.ENOSPC: "no space left on device"}.get(exc.errno, exc.strerror or type(exc).__name__)
+        raise ValueError(f"{option} {path} is not a writable folder ({reason})") from None
+    return path
+
+
+def check_free_space(path, need_bytes: int, what: str) -> int:
+    """Free bytes on the file system of ``path``; ValueError if fewer than ``need_bytes``."""
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < need_bytes:
+        raise ValueError(f"not enough free disk space in {path} for {what}: about {need_bytes / 2**20:.0f} MiB "
+                         f"needed, {free / 2**20:.0f} MiB free")
+    return free

@@ -1,0 +1,223 @@
+"""``massmaps classify``: apply trained networks to user HEALPix maps, carefully.
+
+- FITS files are read column by column: a file with several columns is refused unless a
+  column is chosen (``field``); the message names the columns.  NESTED ordering, the nside
+  of the networks and no UNSEEN pixel inside the analysed sky are required.
+- The networks are found by their checkpoints under ``out_dir/checkpoints`` (or given as
+  files): each checkpoint holds the settings it was trained with (:mod:`.massmaps_runs`),
+  so nothing about training has to be repeated on the command line; the map's nside
+  selects among runs of different settings.
+- Each input is compared with the statistics of the training inputs stored in the
+  checkpoint (:mod:`.map_statistics`): an input outside the training distribution
+  (another amplitude, white noise, an offset) gets no class probabilities unless forced.
+- Harmonic and hybrid networks are full-sky only (they are never trained on patches).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .map_statistics import check_inputs
+from .massmaps_runs import find_checkpoints, mask_hash
+
+__all__ = ["fits_columns", "fits_nside", "read_user_map", "sky_values", "Network", "select_networks", "check_sky",
+           "classify"]
+
+
+def fits_columns(path) -> list[str]:
+    """Names of the columns of the first binary table of a FITS file (a HEALPix map has one per field)."""
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such FITS file: {path}")
+    try:
+        with fits.open(path, memmap=False) as hdus:
+            for hdu in hdus[1:]:
+                if isinstance(hdu, fits.BinTableHDU):
+                    return list(hdu.columns.names)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} as FITS ({exc})") from None
+    raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
+
+
+def fits_nside(path) -> int:
+    """NSIDE of a HEALPix FITS file (from its header; the file is checked to be FITS first)."""
+    from astropy.io import fits
+
+    fits_columns(path)
+    with fits.open(path, memmap=False) as hdus:
+        for hdu in hdus[1:]:
+            if "NSIDE" in hdu.header:
+                return int(hdu.header["NSIDE"])
+    raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
+
+
+def read_user_map(path, nside: int | None = None, field: int | None = None) -> np.ndarray:
+    """One NESTED map (12 nside^2,) float64 from a HEALPix FITS file.
+
+    ``field``: 0-based column; required when the file has several columns (ValueError
+    naming them).  ``nside``: required resolution (None: the file's).
+    """
+    from ..datasets import read_healpix_fits
+
+    columns = fits_columns(path)
+    if field is None:
+        if len(columns) > 1:
+            listed = ", ".join(f"{i}: {c}" for i, c in enumerate(columns))
+            raise ValueError(f"{path} has {len(columns)} columns ({listed}); choose one with --field N")
+        field = 0
+    elif not 0 <= field < len(columns):
+        raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) ({', '.join(columns)})")
+    return read_healpix_fits(path, nside or fits_nside(path), ordering="NESTED", field=field)
+
+
+def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
+    """``(values (samples, pixels), indices (pixels,))`` of one full-sky NESTED map for a sky
+    setting (full sky, nested patches, footprint); UNSEEN/NaN inside -> ValueError."""
+    from ..datasets import apply_footprint, split_patches
+
+    if sky.footprint is not None:
+        values = apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
+        return values, np.flatnonzero(sky.footprint)
+    if sky.level is not None:
+        values, idx = split_patches(m, sky.level)
+        idx = idx[0]
+    else:
+        values, idx = m[None], np.arange(m.size)
+    bad = ~np.isfinite(values) | (np.abs(values) > 1e29)
+    if bad.any():
+        raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction "
+                         f"{sky.name}); analyse it with --sky-fractions footprint --footprint MASK that excludes them")
+    low = getattr(sky, "nside", None)  # a full sky analysed at a lower resolution: average the children
+    if sky.full_sky and low is not None and 12 * low**2 < values.shape[-1]:
+        values = values.reshape(1, 12 * low**2, -1).mean(-1)
+        idx = np.arange(12 * low**2)
+    return values, idx
+
+
+@dataclass
+class Network:
+    """A trained network read from ``checkpoint``: method, sky (name), noise (name and level:
+    the relative level or galaxy density, 0 without noise), nside, meta."""
+
+    checkpoint: Path
+    method: str
+    sky: str
+    noise: str
+    noise_level: float
+    nside: int
+    meta: dict
+
+    def sky_setting(self):
+        """The SkySetting the network was trained on (reads its footprint, checks its hash)."""
+        from .massmaps import parse_sky_fraction
+
+        experiment = self.meta["fields"]["experiment"]
+        kw = {"full_sky_nside": experiment["full_sky_nside"]} if "full_sky_nside" in experiment else {}
+        sky = parse_sky_fraction(self.sky, self.nside, self.meta.get("footprint"), **kw)
+        if self.sky == "footprint" and mask_hash(sky.footprint) != self.meta["fields"]["run"]["footprint"]:
+            raise ValueError(f"{self.checkpoint}: the footprint {self.meta.get('footprint')} differs from the one "
+                             "the network was trained on")
+        return sky
+
+
+def _network(path: Path) -> Network:
+    from ..training import CheckpointError, load_checkpoint
+
+    state = load_checkpoint(path)
+    meta = state.get("meta") or {}
+    fields = meta.get("fields")
+    if not fields or "distribution" not in meta:
+        raise CheckpointError(f"checkpoint {path} has no record of its settings and training inputs "
+                              "(written by an older version): retrain it with `deepsphere-gen massmaps train`")
+    run = fields["run"]
+    noise = run["noise"]
+    level = float(noise) if not isinstance(noise, dict) else (0.0 if noise.get("kind") == "none" else noise["value"])
+    return Network(Path(path), run["method"], run["sky"], run.get("noise_name", f"{level:g}"), float(level),
+                   int(fields["experiment"]["nside"]), meta)
+
+
+def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, files=None) -> list[Network]:
+    """The trained networks to apply: the given checkpoint ``files``, else those of ``method``
+    under ``out_dir`` at ``nside`` (optionally only sky names ``skies`` and ``noises``).
+
+    Raises ValueError when none fits, or when two runs of other settings share a
+    (sky, noise) (names both files: choose one with --checkpoint).
+    """
+    if files:
+        nets = [_network(Path(f)) for f in files]
+        for n in nets:
+            if n.nside != nside:
+                raise ValueError(f"{n.checkpoint} was trained at nside {n.nside}, the map has nside {nside}")
+        return nets
+    found = [_network(p) for p in find_checkpoints(out_dir, method)]
+    nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies)
+            and (noises is None or any(abs(n.noise_level - v) < 1e-9 for v in noises))]
+    if not nets:
+        trained = sorted({f"nside {n.nside} sky {n.sky} noise {n.noise}" for n in found})
+        raise ValueError(f"no trained {method} network for nside {nside}"
+                         + (f", sky fraction(s) {' '.join(skies)}" if skies else "")
+                         + (f", noise {' '.join(f'{v:g}' for v in noises)}" if noises else "")
+                         + f" in {Path(out_dir) / 'checkpoints'}"
+                         + (f" (trained there: {'; '.join(trained)})" if trained else "")
+                         + "; run `deepsphere-gen massmaps train` with those settings first")
+    by_key = {}
+    for n in nets:
+        by_key.setdefault((n.sky, n.noise), []).append(n)
+    for (sky, noise), group in by_key.items():
+        if len(group) > 1:
+            raise ValueError(f"{len(group)} trained {method} networks for sky {sky}, noise {noise} at nside "
+                             f"{nside} (other settings): {', '.join(str(g.checkpoint) for g in group)}; "
+                             "choose one with --checkpoint FILE")
+    return sorted(nets, key=lambda n: (n.sky, n.noise))
+
+
+def check_sky(m: np.ndarray, net: Network, file) -> None:
+    """ValueError if ``m`` has UNSEEN/NaN pixels inside the sky ``net`` analyses."""
+    sky_values(m, net.sky_setting(), file)
+
+
+def _model(net: Network, device):
+    from ..training import load_checkpoint, load_model_state
+    from . import massmaps as exp
+
+    fields = net.meta["fields"]
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in fields["experiment"].items()}
+    config = exp.ExperimentConfig(**cfg)
+    sky = net.sky_setting()
+    model = exp.build_model(net.method, sky, config, scale=1.0)  # the scale is a buffer of the checkpoint
+    load_model_state(model, load_checkpoint(net.checkpoint, map_location=device), net.checkpoint)
+    return model.to(device).eval(), sky
+
+
+def classify(files, maps: dict, networks: list[Network], device="cpu", force: bool = False, out=print) -> int:
+    """Print class probabilities of every map (mean over its patches) for every network.
+
+    ``maps``: ``{file: NESTED map}``.  An input outside the network's training
+    distribution is reported instead of probabilities (with them when ``force``).
+    Returns the number of (file, network) pairs flagged as out of distribution.
+    """
+    import torch
+
+    flagged = 0
+    for net in networks:
+        model, sky = _model(net, device)
+        for file in files:
+            values, idx = sky_values(maps[file], sky, file)
+            head = f"{file}: sky {net.sky}, noise {net.noise}, {net.method}"
+            problems = check_inputs(values, idx, net.meta["distribution"])
+            if problems:
+                flagged += 1
+                out(f"{head}: input is outside the training distribution ({'; '.join(problems)}); "
+                    "the class probabilities are not meaningful" + ("" if force else " (--force prints them)"))
+                if not force:
+                    continue
+            x = torch.as_tensor(values, dtype=torch.float32, device=device)[..., None]
+            with torch.no_grad():
+                p = torch.softmax(model(x), -1).mean(0)
+            out(f"{head}: P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f}"
+                + (" (out of distribution, forced)" if problems else ""))
+    return flagged

@@ -1,0 +1,101 @@
+"""Checkpoints of the mass-map experiment: what determines a network run, and where it is kept.
+
+Every network run (method, sky setting, noise level) is identified by a fingerprint
+(:func:`deepsphere_gen._fingerprint.fingerprint`) of all that determines its checkpoint:
+
+- ``data``: the generation parameters of the data set (its ``metadata.json``: nside,
+  maps per class, seed, smoothing, band limit, cosmologies, ...);
+- ``experiment``: every field of the experiment configuration except where things are
+  kept and which runs are selected (:data:`NOT_FINGERPRINTED`: directories, device,
+  progress, the lists of methods, sky fractions and noise levels, the footprint's path);
+  new fields are fingerprinted automatically;
+- ``run``: method, sky fraction, a hash of the footprint mask, noise level;
+- ``model``: network class and a hash of its parameter and buffer shapes;
+- ``train``: the :class:`~deepsphere_gen.training.TrainConfig` of the run (epochs,
+  batch, learning rate, schedule, seed, ...), without paths and display settings.
+
+The checkpoint file is ``<out_dir>/checkpoints/<method>-sky<f>-noise<n>-<fingerprint>.pt``:
+another setting is another file (a fresh run), never a silently reused one, and runs of
+different settings (``--quick`` and the default run) live side by side.  The fields are
+stored with the checkpoint (``state["meta"]``) together with the training-input
+statistics (:mod:`.map_statistics`) that ``massmaps classify`` compares user maps with.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._fingerprint import canonical, fingerprint
+
+__all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "mask_hash", "run_fields", "run_meta", "checkpoint_file",
+           "find_checkpoints"]
+
+#: ExperimentConfig fields that do not change what a checkpoint holds
+NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "noise_levels",
+                     "footprint")
+#: TrainConfig fields that do not change what a checkpoint holds
+_TRAIN_NOT_FINGERPRINTED = ("checkpoint", "resume", "progress", "desc", "device", "num_workers")
+
+
+def noise_name(noise) -> str:
+    """Short name of a noise setting: a number (``2`` -> ``"2"``) or an object's ``name``."""
+    return noise.name if hasattr(noise, "name") else f"{float(noise):g}"
+
+
+def _noise_fields(noise):
+    """A noise setting as plain data: a number, or a dataclass's fields."""
+    return asdict(noise) if is_dataclass(noise) else float(noise)
+
+
+def run_name(method: str, sky_name: str, noise) -> str:
+    """``fcn-sky1o12-noise2``: method, sky fraction (``/`` -> ``o``), noise (:func:`noise_name`)."""
+    return f"{method}-sky{sky_name.replace('/', 'o')}-noise{noise_name(noise)}"
+
+
+def mask_hash(mask) -> str | None:
+    """16 hex digits identifying a footprint mask (None for no mask)."""
+    if mask is None:
+        return None
+    return hashlib.sha256(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).hexdigest()[:16]
+
+
+def run_fields(config, data_generation: dict, method: str, sky, noise: float, model, train_config) -> dict:
+    """The fingerprinted fields of one run (plain JSON data; see the module docstring).
+
+    ``config``: the ExperimentConfig; ``data_generation``: the data set's generation
+    parameters; ``sky``: a SkySetting; ``model``: the network (its state-dict shapes);
+    ``train_config``: its TrainConfig.
+    """
+    inner = getattr(model, "model", model)
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    return canonical({
+        "data": data_generation,
+        "experiment": {k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED},
+        "run": {"method": method, "sky": sky.name, "footprint": mask_hash(sky.footprint),
+                "noise": _noise_fields(noise), "noise_name": noise_name(noise)},
+        "model": {"class": type(inner).__name__, "shapes": fingerprint(shapes), "entries": len(shapes)},
+        "train": {k: v for k, v in asdict(train_config).items() if k not in _TRAIN_NOT_FINGERPRINTED},
+    })
+
+
+def run_meta(fields: dict, distribution: dict | None = None, footprint: str | None = None) -> dict:
+    """What a checkpoint stores beside the weights: fingerprint, fields, input statistics
+    and the footprint's path (not fingerprinted: its mask hash is)."""
+    meta = {"fingerprint": fingerprint(fields), "fields": fields, "footprint": footprint}
+    if distribution is not None:
+        meta["distribution"] = distribution
+    return meta
+
+
+def checkpoint_file(out_dir, name: str, fp: str) -> Path:
+    """``<out_dir>/checkpoints/<name>-<fp>.pt``."""
+    return Path(out_dir) / "checkpoints" / f"{name}-{fp}.pt"
+
+
+def find_checkpoints(out_dir, method: str) -> list[Path]:
+    """Checkpoint files of ``method`` under ``<out_dir>/checkpoints`` (sorted by name)."""
+    folder = Path(out_dir) / "checkpoints"
+    return sorted(folder.glob(f"{method}-sky*-noise*-*.pt")) if folder.is_dir() else []
