@@ -19,6 +19,7 @@ COMMANDS = {
     "equivariance": "equivariance",
     "massmaps": "massmaps",
     "digits": "digits",
+    "cosmo": "cosmo",
 }
 
 

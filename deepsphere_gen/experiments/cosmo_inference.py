@@ -1,0 +1,513 @@
+"""Partial-sky cosmological inference on a survey footprint: DeepSphere vs the power spectrum.
+
+The pipeline of Fluri et al. (2019, 2022) on generated data: tomographic log-normal
+convergence maps over a Sobol design in (Omega_m, sigma_8)
+(:mod:`deepsphere_gen.datasets.cosmo_grid`), seen through a ~1,000 deg^2 footprint with
+shape noise per redshift bin, and three estimators of the parameters trained on the same
+samples and judged on the same held-out cosmologies and fiducial realisations:
+
+- ``graph``: :class:`~deepsphere_gen.models.DeepSphereRegressor` on the footprint pixels
+  only (``indices=``: masked pixels never enter; partial-sky pooling keeps only parents
+  whose children are all inside), channels = redshift bins, inputs divided by each bin's
+  pixel std; a new noise realisation at every draw;
+- ``power_spectrum``: an MLP on the MASTER band powers of every auto and cross spectrum
+  (the power-spectrum analysis);
+- ``handcrafted``: the same MLP on band powers + moments and quantiles at three
+  resolutions (:mod:`.cosmo_summaries`): how much the maps carry beyond the spectra.
+
+Every estimator outputs a 2-d Gaussian posterior over (Omega_m, S8), S8 = sigma_8
+sqrt(Omega_m / 0.3), scaled to the prior box: a mean and a Cholesky factor
+``L = [[exp(a), 0], [b, exp(c)]]`` of its covariance, trained with the Gaussian negative log
+likelihood :func:`gaussian_nll` (S8 rather than sigma_8 because lensing constrains S8: the
+posterior is close to Gaussian there, and banana-shaped in (Omega_m, sigma_8); sigma_8's
+mean and variance follow by the delta method).  Outputs: RMSE on held-out cosmologies,
+the constraint width at the fiducial cosmology (square root of the mean predicted variance,
+and the scatter of the means over fiducial realisations), coverage of 68 % / 95 % intervals
+(:func:`interval_coverage`), a predicted-vs-true figure and the fiducial constraint ellipses.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from .._io import atomic_write_json
+from ..datasets.cosmo_grid import CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
+from ..datasets.pseudo_cl import PseudoCl
+from ..datasets.shape_noise import DEFAULT_SIGMA_E, pixel_noise_std
+from ..models import DeepSphereRegressor
+from ..training import DistContext, TrainConfig, distributed_context, fit, load_checkpoint
+from .cosmo_summaries import summary_features
+
+__all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
+           "posterior_metrics", "build_graph_model", "generate", "train", "evaluate_all", "format_table",
+           "write_json", "plot_all"]
+
+METHODS = ("graph", "power_spectrum", "handcrafted")
+FEATURE_METHODS = ("power_spectrum", "handcrafted")
+LEVELS = (0.68, 0.95)
+
+
+@dataclass
+class CosmoExperimentConfig:
+    """Settings of a run.  grid: the simulations; ngal: galaxies per arcmin^2 over all bins
+    (split equally); sigma_e: ellipticity dispersion per component; methods: subset of METHODS;
+    epochs / mlp_epochs: training of the graph network / MLPs; channels, K, k: the graph
+    network; mlp_hidden: hidden widths of the MLPs; ps_noise_draws: noise realisations per
+    training sample for the summary-statistic MLPs (the graph net draws new noise every time)."""
+
+    grid: CosmoGridConfig = field(default_factory=CosmoGridConfig)
+    ngal: float = 6.0
+    sigma_e: float = DEFAULT_SIGMA_E
+    methods: tuple = METHODS
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    channels: tuple = (16, 32, 64, 64)
+    K: int = 5
+    k: int = 8
+    mlp_hidden: tuple = (128, 128)
+    mlp_epochs: int = 300
+    ps_noise_draws: int = 2
+    seed: int = 0
+    data_dir: str | None = None
+    out_dir: str = "cosmo-out"
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
+        if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
+            raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
+        for name in ("epochs", "mlp_epochs", "ps_noise_draws", "batch_size"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
+    def noise_std(self) -> np.ndarray:
+        """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
+        per_bin = self.ngal / self.grid.n_bins
+        return np.full(self.grid.n_bins, pixel_noise_std(self.grid.nside, per_bin, self.sigma_e))
+
+
+class ParameterSpace:
+    """Map (Omega_m, sigma_8) to standardised u = ((Omega_m - c_m) / h_m, (S8 - c_s) / h_s) over the prior box."""
+
+    def __init__(self, grid: CosmoGridConfig):
+        (om0, om1), (s0, s1) = grid.omega_m_range, grid.sigma8_range
+        corners = s8(np.array([om0, om0, om1, om1]), np.array([s0, s1, s0, s1]))
+        self.centre = np.array([(om0 + om1) / 2, (corners.min() + corners.max()) / 2])
+        self.half = np.array([(om1 - om0) / 2, (corners.max() - corners.min()) / 2])
+
+    def to_u(self, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        phys = np.stack([theta[..., 0], s8(theta[..., 0], theta[..., 1])], -1)
+        return (phys - self.centre) / self.half
+
+    def from_u(self, mean_u: np.ndarray, cov_u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean (n, 2), cov (n, 2, 2)) in (Omega_m, S8)."""
+        return mean_u * self.half + self.centre, cov_u * np.outer(self.half, self.half)
+
+
+class _Targets(Dataset):
+    """(x, theta) items -> (x, u) with u the standardised (Omega_m, S8)."""
+
+    def __init__(self, dataset: Dataset, space: ParameterSpace):
+        self.dataset, self.space = dataset, space
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, theta = self.dataset[i]
+        return x, torch.as_tensor(self.space.to_u(theta.numpy()), dtype=torch.float32)
+
+
+def _cholesky(out: torch.Tensor):
+    mu = out[:, :2]
+    a, b, c = out[:, 2].clamp(-10, 5), out[:, 3], out[:, 4].clamp(-10, 5)
+    return mu, a, b, c
+
+
+def gaussian_nll(out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Negative log likelihood (up to log 2 pi) of ``target`` (B, 2) under N(mu, L L^T).
+
+    out (B, 5): mu (2), a, b, c with ``L = [[exp(a), 0], [b, exp(c)]]``; the log-scales are
+    clamped to [-10, 5].  reduction: "mean", "sum" or "none".
+    """
+    if out.dim() != 2 or out.shape[1] != 5 or target.shape != (out.shape[0], 2):
+        raise ValueError(f"need outputs (B, 5) and targets (B, 2), got {tuple(out.shape)} and {tuple(target.shape)}")
+    mu, a, b, c = _cholesky(out)
+    d = target - mu
+    z1 = d[:, 0] * torch.exp(-a)
+    z2 = (d[:, 1] - b * z1) * torch.exp(-c)
+    nll = 0.5 * (z1.square() + z2.square()) + a + c
+    if reduction == "none":
+        return nll
+    return nll.sum() if reduction == "sum" else nll.mean()
+
+
+def _mean_cov(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu, a, b, c = (t.numpy() for t in _cholesky(torch.as_tensor(out, dtype=torch.float64)))
+    L = np.zeros((len(mu), 2, 2))
+    L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = np.exp(a), b, np.exp(c)
+    return mu, L @ np.swapaxes(L, 1, 2)
+
+
+def interval_coverage(mean, std, truth, levels=LEVELS) -> dict[float, float]:
+    """Fraction of central Gaussian intervals ``mean +- z_level std`` that contain ``truth`` (arrays (n,))."""
+    mean, std, truth = (np.asarray(v, dtype=np.float64) for v in (mean, std, truth))
+    if not (mean.shape == std.shape == truth.shape) or mean.size == 0:
+        raise ValueError(f"mean, std and truth must be equal non-empty shapes, got {mean.shape}, {std.shape}, {truth.shape}")
+    if np.any(~(std > 0)):
+        raise ValueError("standard deviations must be positive")
+    return {lv: float(np.mean(np.abs(truth - mean) <= stats.norm.ppf(0.5 + lv / 2) * std)) for lv in levels}
+
+
+def _sigma8(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Delta-method mean and std of sigma_8 = S8 / sqrt(Omega_m / 0.3) from (Omega_m, S8) Gaussians."""
+    om = np.clip(mean[:, 0], 1e-3, None)
+    val = mean[:, 1] / np.sqrt(om / 0.3)
+    jac = np.stack([-0.5 * val / om, 1.0 / np.sqrt(om / 0.3)], -1)
+    return val, np.sqrt(np.einsum("ni,nij,nj->n", jac, cov, jac))
+
+
+def posterior_metrics(mean: np.ndarray, cov: np.ndarray, theta: np.ndarray) -> dict:
+    """RMSE, mean predicted std and coverage per parameter for (Omega_m, S8) posteriors
+    (mean (n, 2), cov (n, 2, 2)) of true (Omega_m, sigma_8) ``theta`` (n, 2); plus the 2-d
+    coverage of the 68 % / 95 % ellipses (chi^2 with 2 degrees of freedom)."""
+    truth = {"omega_m": theta[:, 0], "s8": s8(theta[:, 0], theta[:, 1]), "sigma8": theta[:, 1]}
+    s8_mean, s8_std = _sigma8(mean, cov)
+    est = {"omega_m": (mean[:, 0], np.sqrt(cov[:, 0, 0])), "s8": (mean[:, 1], np.sqrt(cov[:, 1, 1])),
+           "sigma8": (s8_mean, s8_std)}
+    out = {}
+    for name, (m, s) in est.items():
+        cov_ = interval_coverage(m, s, truth[name])
+        out[name] = {"rmse": float(np.sqrt(np.mean((m - truth[name]) ** 2))), "bias": float(np.mean(m - truth[name])),
+                     "mean_std": float(np.sqrt(np.mean(s**2))), "scatter": float(np.std(m, ddof=1)) if len(m) > 1 else 0.0,
+                     "mean": float(np.mean(m)), **{f"coverage_{int(lv * 100)}": v for lv, v in cov_.items()}}
+    d = np.stack([truth["omega_m"], truth["s8"]], -1) - mean
+    chi2 = np.einsum("ni,nij,nj->n", d, np.linalg.inv(cov), d)
+    out["joint"] = {f"coverage_{int(lv * 100)}": float(np.mean(chi2 <= stats.chi2.ppf(lv, 2))) for lv in LEVELS}
+    out["n"] = int(len(theta))
+    return out
+
+
+# ------------------------------------------------------------------------------ models
+
+
+class _ScaledInput(nn.Module):
+    """Divide every input channel by a fixed scale, then run ``model``; (B, P, C) -> model's output."""
+
+    def __init__(self, model: nn.Module, scale):
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", torch.as_tensor(np.asarray(scale), dtype=torch.float32))
+
+    def forward(self, x):
+        return self.model(x / self.scale)
+
+
+def build_graph_model(config: CosmoExperimentConfig, indices: np.ndarray, scale) -> nn.Module:
+    """DeepSphere regressor on the footprint pixels ``indices``: (B, pixels, n_bins) -> (B, 5)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="partial-sky pooling")  # edge pixels of incomplete parents
+        net = DeepSphereRegressor(config.grid.nside, config.grid.n_bins, channels=config.channels, n_outputs=5,
+                                  K=config.K, k=config.k, pool_levels=1, head="stats", stats=("mean", "std"),
+                                  indices=indices)
+    return _ScaledInput(net, scale)
+
+
+def _mlp(n_in: int, hidden) -> nn.Module:
+    layers, width = [], n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, 5))
+    return nn.Sequential(*layers)
+
+
+def generate(config: CosmoExperimentConfig, ctx: DistContext | None = None) -> Path:
+    """Generate (rank 0; other ranks reuse) or reuse the simulations; returns their directory."""
+    ctx = ctx or distributed_context(config.device)
+    if ctx.is_main:
+        path = generate_cosmo_grid(config.grid, config.data_dir, progress=config.progress)
+    ctx.barrier()
+    if not ctx.is_main:
+        path = generate_cosmo_grid(config.grid, config.data_dir, progress=False, verbose=False)
+    return path
+
+
+def _estimator(config: CosmoExperimentConfig) -> PseudoCl:
+    return PseudoCl(load_footprint(config.grid.footprint, config.grid.nside))
+
+
+def _features(config, path, est, split, draws=1):
+    """Summary features of a split: {method: (n * draws, n_features)}, params (n * draws, 2)."""
+    params = np.load(Path(path) / f"params_{split}.npy")
+    out = {m: [] for m in FEATURE_METHODS}
+    for r in range(draws):
+        f = summary_features(path, split, config.noise_std(), est, realisation=r, seed=config.seed,
+                             progress=config.progress)
+        for m in FEATURE_METHODS:
+            out[m].append(f[m])
+    return {m: np.concatenate(v) for m, v in out.items()}, np.tile(params, (draws, 1))
+
+
+def _checkpoint(config: CosmoExperimentConfig, method: str) -> Path:
+    return Path(config.out_dir) / "checkpoints" / f"cosmo-{method}.pt"
+
+
+def _train_config(config: CosmoExperimentConfig, method: str, n_train: int, world: int) -> TrainConfig:
+    epochs = config.epochs if method == "graph" else config.mlp_epochs
+    batch = config.batch_size if method == "graph" else max(config.batch_size, 128)
+    batch = max(world, min(batch, n_train) - min(batch, n_train) % world)
+    return TrainConfig(epochs=epochs, batch_size=batch, lr=config.lr, weight_decay=config.weight_decay,
+                       seed=config.seed, device=config.device, progress=config.progress, lr_schedule="cosine",
+                       warmup=0.05, recalibrate_samples=512, checkpoint=_checkpoint(config, method),
+                       desc=f"cosmo {method}")
+
+
+def _graph_scale(config: CosmoExperimentConfig, path: Path) -> np.ndarray:
+    """Per-bin pixel std of signal + noise over (at most 64) training samples: (n_bins,)."""
+    maps = np.load(Path(path) / "maps_train.npy", mmap_mode="r")
+    pick = np.linspace(0, len(maps) - 1, min(64, len(maps))).astype(int)
+    sig = np.asarray(maps[pick], dtype=np.float64).std(axis=(0, 1))
+    return np.sqrt(sig**2 + config.noise_std() ** 2)
+
+
+class _FeatureScaler:
+    def __init__(self, train: np.ndarray):
+        self.mean, self.std = train.mean(0), train.std(0) + 1e-30
+
+    def __call__(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((x - self.mean) / self.std, dtype=torch.float32)
+
+
+def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
+          log=print) -> dict:
+    """Train every method of ``config.methods`` (checkpointed, resumable); returns the histories."""
+    ctx = ctx or distributed_context(config.device)
+    path = path or generate(config, ctx)
+    space = ParameterSpace(config.grid)
+    histories = {}
+    if "graph" in config.methods:
+        ds = CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True, seed=config.seed)
+        model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
+        t0 = time.process_time()
+        histories["graph"] = fit(model, _Targets(ds, space), _train_config(config, "graph", len(ds), ctx.world_size),
+                                 loss_fn=gaussian_nll, log=log, ctx=ctx)
+        if log and ctx.is_main:
+            log(f"cosmo graph: trained, {time.process_time() - t0:.0f} s process CPU")
+    feats = [m for m in FEATURE_METHODS if m in config.methods]
+    if feats:
+        est = _estimator(config)
+        x, theta = _features(config, path, est, "train", config.ps_noise_draws)
+        u = torch.as_tensor(space.to_u(theta), dtype=torch.float32)
+        for m in feats:
+            scaler = _FeatureScaler(x[m])
+            model = _mlp(x[m].shape[1], config.mlp_hidden)
+            histories[m] = fit(model, TensorDataset(scaler(x[m]), u),
+                               _train_config(config, m, len(u), ctx.world_size), loss_fn=gaussian_nll,
+                               log=None, ctx=ctx)
+            if log and ctx.is_main:
+                log(f"cosmo {m}: trained {len(histories[m])} epochs, final loss {histories[m][-1]['train_loss']:.3f}")
+    return histories
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, dataset: Dataset, device, batch: int = 64) -> np.ndarray:
+    model.eval()
+    outs = [model(b[0].to(device)).double().cpu() for b in DataLoader(dataset, batch_size=batch)]
+    return torch.cat(outs).numpy()
+
+
+def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
+                 log=print) -> dict:
+    """Posterior metrics of every trained method on the held-out cosmologies and the fiducial
+    realisations (rank 0); returns {"records": [...], "summary": {...}, "predictions": {...}}."""
+    ctx = ctx or distributed_context(config.device)
+    path = path or generate(config, ctx)
+    space = ParameterSpace(config.grid)
+    records, preds = [], {}
+    if not ctx.is_main:
+        return {"records": [], "summary": {}, "predictions": {}}
+    feats = {}
+    for method in config.methods:
+        ckpt = _checkpoint(config, method)
+        if not ckpt.is_file():
+            if log:
+                log(f"cosmo: no checkpoint {ckpt}: run `deepsphere-gen cosmo train` first")
+            continue
+        state = load_checkpoint(ckpt, map_location=ctx.device)
+        t0 = time.process_time()
+        out = {}
+        if method == "graph":
+            model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
+            model.load_state_dict(state["model"])
+            model.to(ctx.device)
+            for split in ("test", "fiducial"):
+                out[split] = _predict(model, CosmoMapDataset(path, split, config.noise_std(), seed=config.seed),
+                                      ctx.device)
+        else:
+            if not feats:
+                est = _estimator(config)
+                feats["train"] = _features(config, path, est, "train", config.ps_noise_draws)[0]
+                feats["test"] = _features(config, path, est, "test")[0]
+                feats["fiducial"] = _features(config, path, est, "fiducial")[0]
+            scaler = _FeatureScaler(feats["train"][method])
+            model = _mlp(feats["train"][method].shape[1], config.mlp_hidden)
+            model.load_state_dict(state["model"])
+            model.to(ctx.device)
+            for split in ("test", "fiducial"):
+                out[split] = _predict(model, TensorDataset(scaler(feats[split][method])), ctx.device, 512)
+        rec = {"method": method, "epochs": int(state["epoch"]),
+               "train_seconds": float(sum(h["seconds"] for h in state["history"])),
+               "final_train_loss": float(state["history"][-1]["train_loss"])}
+        preds[method] = {}
+        for split in ("test", "fiducial"):
+            theta = np.load(path / f"params_{split}.npy")
+            mean, cov = space.from_u(*_mean_cov(out[split]))
+            rec[split] = posterior_metrics(mean, cov, theta)
+            preds[method][split] = {"mean": mean, "cov": cov, "theta": theta}
+        rec["fiducial"]["mean_cov"] = np.mean(preds[method]["fiducial"]["cov"], 0).tolist()
+        rec["eval_cpu_seconds"] = time.process_time() - t0
+        records.append(rec)
+    return {"records": records, "summary": _summary(records), "predictions": preds}
+
+
+def _summary(records: list[dict]) -> dict:
+    by = {r["method"]: r for r in records}
+    out = {}
+    if "graph" in by and "power_spectrum" in by:
+        for key in ("mean_std", "scatter"):
+            g, p = by["graph"]["fiducial"]["s8"][key], by["power_spectrum"]["fiducial"]["s8"][key]
+            out[f"s8_{key}_ratio_graph_over_ps"] = g / p
+            out[f"s8_{key}_gain_graph_vs_ps"] = 1 - g / p
+        out["target_gain"] = 0.16
+        out["target_reached"] = bool(out["s8_mean_std_gain_graph_vs_ps"] >= 0.16
+                                     and 0.60 <= by["graph"]["test"]["s8"]["coverage_68"] <= 0.76)
+    if "handcrafted" in by and "power_spectrum" in by:
+        out["s8_mean_std_gain_handcrafted_vs_ps"] = 1 - (by["handcrafted"]["fiducial"]["s8"]["mean_std"]
+                                                         / by["power_spectrum"]["fiducial"]["s8"]["mean_std"])
+    return out
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def format_table(result: dict) -> str:
+    """One row per method: held-out RMSE and coverage, fiducial constraint widths."""
+    head = ["method", "RMSE Om", "RMSE S8", "RMSE s8", "cov68 S8", "cov95 S8", "cov68 Om", "cov68 2d",
+            "fid sd(S8)", "fid scat(S8)", "fid sd(Om)"]
+    rows = [head]
+    for r in result["records"]:
+        t, f = r["test"], r["fiducial"]
+        rows.append([r["method"], f"{t['omega_m']['rmse']:.4f}", f"{t['s8']['rmse']:.4f}", f"{t['sigma8']['rmse']:.4f}",
+                     f"{100 * t['s8']['coverage_68']:.0f}%", f"{100 * t['s8']['coverage_95']:.0f}%",
+                     f"{100 * t['omega_m']['coverage_68']:.0f}%", f"{100 * t['joint']['coverage_68']:.0f}%",
+                     f"{f['s8']['mean_std']:.4f}", f"{f['s8']['scatter']:.4f}", f"{f['omega_m']['mean_std']:.4f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    s = result["summary"]
+    if "s8_mean_std_ratio_graph_over_ps" in s:
+        lines.append(f"S8 constraint at the fiducial, graph / power spectrum: {s['s8_mean_std_ratio_graph_over_ps']:.3f} "
+                     f"(gain {100 * s['s8_mean_std_gain_graph_vs_ps']:.1f} %; scatter of means: "
+                     f"{100 * s['s8_scatter_gain_graph_vs_ps']:.1f} %); target 16 % with 60-76 % coverage: "
+                     f"{'reached' if s['target_reached'] else 'NOT reached'}")
+    if "s8_mean_std_gain_handcrafted_vs_ps" in s:
+        lines.append(f"hand-crafted statistics vs power spectrum, S8 gain: {100 * s['s8_mean_std_gain_handcrafted_vs_ps']:.1f} %")
+    return "\n".join(lines)
+
+
+def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
+    """JSON {"config", "records", "summary", **extra} (predictions left out), written atomically."""
+    payload = {"config": json.loads(json.dumps(asdict(config), default=str)), "records": result["records"],
+               "summary": result["summary"], **(extra or {})}
+    return atomic_write_json(path, payload)
+
+
+def _ellipse(ax, mean, cov, level, **kw):
+    from matplotlib.patches import Ellipse
+
+    vals, vecs = np.linalg.eigh(cov)
+    r = np.sqrt(stats.chi2.ppf(level, 2) * vals)
+    angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
+    ax.add_patch(Ellipse(mean, 2 * r[1], 2 * r[0], angle=angle, fill=False, **kw))
+
+
+_LABELS = {"graph": "DeepSphere (maps)", "power_spectrum": "power spectrum", "handcrafted": "PS + moments/quantiles"}
+_COLORS = {"graph": "C3", "power_spectrum": "C0", "handcrafted": "C2"}
+
+
+def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
+    """predicted-vs-true (held-out cosmologies) and fiducial-ellipse PNGs in out_dir."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    preds = result["predictions"]
+    methods = list(preds)
+    fig, axes = plt.subplots(2, len(methods), figsize=(4 * len(methods), 7.5), squeeze=False)
+    for j, m in enumerate(methods):
+        p = preds[m]["test"]
+        truth = [p["theta"][:, 0], s8(p["theta"][:, 0], p["theta"][:, 1])]
+        for i, name in enumerate((r"$\Omega_m$", r"$S_8$")):
+            ax = axes[i, j]
+            ax.errorbar(truth[i], p["mean"][:, i], yerr=np.sqrt(p["cov"][:, i, i]), fmt=".", ms=3, alpha=0.4,
+                        color=_COLORS[m], elinewidth=0.6)
+            lo, hi = min(truth[i].min(), p["mean"][:, i].min()), max(truth[i].max(), p["mean"][:, i].max())
+            ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+            ax.set_xlabel(f"true {name}")
+            ax.set_ylabel(f"predicted {name}")
+            ax.set_title(f"{_LABELS[m]}: {name}")
+    fig.tight_layout()
+    paths = [out / "cosmo_predicted_vs_true.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    fid = np.array(config.grid.fiducial)
+    for m in methods:
+        p = preds[m]["fiducial"]
+        mean, cov = p["mean"].mean(0), p["cov"].mean(0)
+        # (Omega_m, S8) -> (Omega_m, sigma_8): linearised at the mean
+        jac = np.array([[1.0, 0.0], [-0.5 * mean[1] / math.sqrt(mean[0] / 0.3) / mean[0], 1 / math.sqrt(mean[0] / 0.3)]])
+        planes = ((mean, cov), (np.array([mean[0], mean[1] / math.sqrt(mean[0] / 0.3)]), jac @ cov @ jac.T))
+        for ax, (mu, c) in zip(axes[::-1], planes):
+            for lv, ls in zip(LEVELS, ("-", "--")):
+                _ellipse(ax, mu, c, lv, color=_COLORS[m], ls=ls, label=_LABELS[m] if lv == LEVELS[0] else None)
+    axes[1].plot(fid[0], s8(*fid), "k+", ms=12)
+    axes[0].plot(fid[0], fid[1], "k+", ms=12, label="fiducial")
+    for ax, ylab in zip(axes, (r"$\sigma_8$", r"$S_8 = \sigma_8 \sqrt{\Omega_m / 0.3}$")):
+        ax.set_xlabel(r"$\Omega_m$")
+        ax.set_ylabel(ylab)
+        ax.autoscale_view()
+    axes[0].set_xlim(*config.grid.omega_m_range)
+    axes[0].set_ylim(*config.grid.sigma8_range)
+    axes[1].set_xlim(*config.grid.omega_m_range)
+    axes[1].set_ylim(s8(fid[0], fid[1]) - 0.2, s8(fid[0], fid[1]) + 0.2)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"mean posterior at the fiducial ({len(preds[methods[0]]['fiducial']['mean'])} noisy realisations), "
+                 f"68 % solid / 95 % dashed; {config.grid.n_bins} bins, nside {config.grid.nside}, "
+                 f"{config.ngal:g} gal/arcmin$^2$")
+    fig.tight_layout()
+    paths.append(out / "cosmo_fiducial_ellipses.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
