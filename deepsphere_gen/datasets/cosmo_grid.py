@@ -254,6 +254,6 @@ class CosmoMapDataset(Dataset):
         i %= len(self)
         theta = torch.as_tensor(self.params[i], dtype=torch.float32)
         if self.fresh:
-            x = torch.from_numpy(np.asarray(self.maps[i], dtype=np.float32))
+            x = torch.from_numpy(np.array(self.maps[i], dtype=np.float32))
             return x + torch.randn(x.shape) * torch.as_tensor(self.noise_std, dtype=torch.float32), theta
         return torch.from_numpy(self.values(i).astype(np.float32)), theta

@@ -38,14 +38,14 @@ import numpy as np
 import torch
 from scipy import stats
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from .._io import atomic_write_json
 from ..datasets.cosmo_grid import CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
 from ..datasets.pseudo_cl import PseudoCl
 from ..datasets.shape_noise import DEFAULT_SIGMA_E, pixel_noise_std
 from ..models import DeepSphereRegressor
-from ..training import DistContext, TrainConfig, distributed_context, fit, load_checkpoint
+from ..training import DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint, seed_everything
 from .cosmo_summaries import summary_features
 
 __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
@@ -55,13 +55,16 @@ __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll",
 METHODS = ("graph", "power_spectrum", "handcrafted")
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
 LEVELS = (0.68, 0.95)
+#: training cosmologies c with c % VALIDATION_EVERY == VALIDATION_EVERY - 1 are the validation set
+VALIDATION_EVERY = 8
 
 
 @dataclass
 class CosmoExperimentConfig:
     """Settings of a run.  grid: the simulations; ngal: galaxies per arcmin^2 over all bins
     (split equally); sigma_e: ellipticity dispersion per component; methods: subset of METHODS;
-    epochs / mlp_epochs: training of the graph network / MLPs; channels, K, k: the graph
+    epochs: training epochs of the graph network; mlp_epochs: at most this many MLP epochs
+    (early stopping on the validation cosmologies, patience 40); channels, K, k: the graph
     network; mlp_hidden: hidden widths of the MLPs; ps_noise_draws: noise realisations per
     training sample for the summary-statistic MLPs (the graph net draws new noise every time)."""
 
@@ -269,14 +272,18 @@ def _checkpoint(config: CosmoExperimentConfig, method: str) -> Path:
     return Path(config.out_dir) / "checkpoints" / f"cosmo-{method}.pt"
 
 
-def _train_config(config: CosmoExperimentConfig, method: str, n_train: int, world: int) -> TrainConfig:
-    epochs = config.epochs if method == "graph" else config.mlp_epochs
-    batch = config.batch_size if method == "graph" else max(config.batch_size, 128)
-    batch = max(world, min(batch, n_train) - min(batch, n_train) % world)
-    return TrainConfig(epochs=epochs, batch_size=batch, lr=config.lr, weight_decay=config.weight_decay,
+def _train_config(config: CosmoExperimentConfig, n_train: int, world: int) -> TrainConfig:
+    batch = max(world, min(config.batch_size, n_train) - min(config.batch_size, n_train) % world)
+    return TrainConfig(epochs=config.epochs, batch_size=batch, lr=config.lr, weight_decay=config.weight_decay,
                        seed=config.seed, device=config.device, progress=config.progress, lr_schedule="cosine",
-                       warmup=0.05, recalibrate_samples=512, checkpoint=_checkpoint(config, method),
-                       desc=f"cosmo {method}")
+                       warmup=0.05, recalibrate_samples=512, checkpoint=_checkpoint(config, "graph"),
+                       desc="cosmo graph")
+
+
+def validation_mask(path) -> np.ndarray:
+    """(n_train_samples,) bool: samples of the training split's validation cosmologies."""
+    ids = np.load(Path(path) / "ids_train.npy")
+    return ids[:, 0] % VALIDATION_EVERY == VALIDATION_EVERY - 1
 
 
 def _graph_scale(config: CosmoExperimentConfig, path: Path) -> np.ndarray:
@@ -295,34 +302,83 @@ class _FeatureScaler:
         return torch.as_tensor((x - self.mean) / self.std, dtype=torch.float32)
 
 
+def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tensor, uv: torch.Tensor,
+             config: CosmoExperimentConfig, patience: int = 40) -> tuple[dict, list[dict]]:
+    """AdamW on the Gaussian NLL with early stopping on the validation NLL; returns (best state, history)."""
+    seed_everything(config.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    best, best_state, history, since = math.inf, None, [], 0
+    for epoch in range(config.mlp_epochs):
+        t0 = time.perf_counter()
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(x), generator=gen).split(128):
+            loss = gaussian_nll(model(x[idx]), u[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            val = float(gaussian_nll(model(xv), uv))
+        history.append({"epoch": epoch + 1, "train_loss": total / len(x), "val_loss": val,
+                        "seconds": time.perf_counter() - t0})
+        if val < best:
+            best, since = val, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since += 1
+            if since >= patience:
+                break
+    return best_state, history
+
+
 def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
           log=print) -> dict:
-    """Train every method of ``config.methods`` (checkpointed, resumable); returns the histories."""
+    """Train every method of ``config.methods`` on the training cosmologies minus the validation
+    ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories."""
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
     space = ParameterSpace(config.grid)
+    val = validation_mask(path)
+    tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
     histories = {}
     if "graph" in config.methods:
-        ds = CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True, seed=config.seed)
+        fresh = CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True, seed=config.seed)
+        fixed = CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed)
         model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
         t0 = time.process_time()
-        histories["graph"] = fit(model, _Targets(ds, space), _train_config(config, "graph", len(ds), ctx.world_size),
-                                 loss_fn=gaussian_nll, log=log, ctx=ctx)
+        quiet = (lambda line: log(line.replace(", acc 0.000", "").replace(", val acc 0.000", ""))) if log else None
+        histories["graph"] = fit(model, Subset(_Targets(fresh, space), tr_idx),
+                                 _train_config(config, len(tr_idx), ctx.world_size),
+                                 val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=quiet,
+                                 ctx=ctx)
         if log and ctx.is_main:
             log(f"cosmo graph: trained, {time.process_time() - t0:.0f} s process CPU")
     feats = [m for m in FEATURE_METHODS if m in config.methods]
-    if feats:
+    if feats and ctx.is_main:
         est = _estimator(config)
         x, theta = _features(config, path, est, "train", config.ps_noise_draws)
         u = torch.as_tensor(space.to_u(theta), dtype=torch.float32)
+        val_draws = np.tile(val, config.ps_noise_draws)
         for m in feats:
-            scaler = _FeatureScaler(x[m])
+            ckpt = _checkpoint(config, m)
+            if ckpt.is_file():
+                histories[m] = load_checkpoint(ckpt)["history"]
+                continue
+            t0 = time.process_time()
+            scaler = _FeatureScaler(x[m][~val_draws])
+            xs = scaler(x[m])
             model = _mlp(x[m].shape[1], config.mlp_hidden)
-            histories[m] = fit(model, TensorDataset(scaler(x[m]), u),
-                               _train_config(config, m, len(u), ctx.world_size), loss_fn=gaussian_nll,
-                               log=None, ctx=ctx)
-            if log and ctx.is_main:
-                log(f"cosmo {m}: trained {len(histories[m])} epochs, final loss {histories[m][-1]['train_loss']:.3f}")
+            state, hist = _fit_mlp(model, xs[~val_draws], u[~val_draws], xs[val_draws], u[val_draws], config)
+            best = int(np.argmin([h["val_loss"] for h in hist]))
+            save_checkpoint(ckpt, {"model": state, "epoch": best + 1, "history": hist})
+            histories[m] = hist
+            if log:
+                log(f"cosmo {m}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
+                    f"(train {hist[best]['train_loss']:.3f}), {time.process_time() - t0:.0f} s process CPU")
+    ctx.barrier()
     return histories
 
 
@@ -366,15 +422,16 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                 feats["train"] = _features(config, path, est, "train", config.ps_noise_draws)[0]
                 feats["test"] = _features(config, path, est, "test")[0]
                 feats["fiducial"] = _features(config, path, est, "fiducial")[0]
-            scaler = _FeatureScaler(feats["train"][method])
+            scaler = _FeatureScaler(feats["train"][method][~np.tile(validation_mask(path), config.ps_noise_draws)])
             model = _mlp(feats["train"][method].shape[1], config.mlp_hidden)
             model.load_state_dict(state["model"])
             model.to(ctx.device)
             for split in ("test", "fiducial"):
                 out[split] = _predict(model, TensorDataset(scaler(feats[split][method])), ctx.device, 512)
-        rec = {"method": method, "epochs": int(state["epoch"]),
+        last = state["history"][int(state["epoch"]) - 1]
+        rec = {"method": method, "epochs": int(state["epoch"]), "epochs_run": len(state["history"]),
                "train_seconds": float(sum(h["seconds"] for h in state["history"])),
-               "final_train_loss": float(state["history"][-1]["train_loss"])}
+               "train_loss": float(last["train_loss"]), "val_loss": float(last.get("val_loss", math.nan))}
         preds[method] = {}
         for split in ("test", "fiducial"):
             theta = np.load(path / f"params_{split}.npy")
