@@ -12,9 +12,11 @@ from deepsphere_gen.experiments.cosmo_inference import (
     CosmoExperimentConfig,
     ParameterSpace,
     build_graph_model,
+    calibration_scales,
     gaussian_nll,
     interval_coverage,
     posterior_metrics,
+    summary_widths,
 )
 
 
@@ -128,3 +130,25 @@ def test_no_masked_pixel_reaches_the_network(tiny_grid):
     np.testing.assert_array_equal(ds[0][0], x)  # fixed noise
     with pytest.raises(ValueError, match="one per bin"):
         CosmoMapDataset(path, "test", [0.01])
+
+
+def test_calibration_scales_undo_a_known_miscalibration():
+    rng = np.random.default_rng(2)
+    n = 50_000
+    mean = np.column_stack([rng.uniform(0.2, 0.4, n), rng.uniform(0.6, 0.9, n)])
+    true_cov = np.diag([0.03**2, 0.02**2])
+    phys = mean + rng.multivariate_normal([0, 0], true_cov, n)
+    theta = np.column_stack([phys[:, 0], phys[:, 1] / np.sqrt(phys[:, 0] / 0.3)])
+    reported = np.broadcast_to(np.diag([0.015**2, 0.04**2]), (n, 2, 2))  # Omega_m 2x too narrow, S8 2x too wide
+    np.testing.assert_allclose(calibration_scales(mean, reported, theta), [2.0, 0.5], rtol=0.02)
+
+
+def test_summary_widths_of_an_unbiased_estimator_are_its_scatter():
+    rng = np.random.default_rng(3)
+    truth = np.column_stack([rng.uniform(0.2, 0.4, 400), rng.uniform(0.6, 1.0, 400)])  # (Omega_m, sigma_8)
+    phys = np.column_stack([truth[:, 0], s8(truth[:, 0], truth[:, 1])])
+    est = 0.5 * phys + 0.1 + rng.normal(0, 0.01, phys.shape)  # response 0.5: widths double the scatter
+    fid = 0.5 * np.array([0.3, 0.8]) + 0.1 + rng.normal(0, 0.01, (4000, 2))
+    w = summary_widths(est, truth, fid)
+    assert w["omega_m"] == pytest.approx(0.02, rel=0.05) and w["s8"] == pytest.approx(0.02, rel=0.05)
+    np.testing.assert_allclose(w["slope"], 0.5 * np.eye(2), atol=0.02)
