@@ -58,7 +58,7 @@ from ..training import DistContext, TrainConfig, distributed_context, fit, load_
 from .cosmo_summaries import summary_features
 
 __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
-           "posterior_metrics", "calibration_scales", "summary_widths", "build_graph_model", "generate", "train", "evaluate_all", "format_table",
+           "posterior_metrics", "calibration_scales", "summary_widths", "bootstrap_ratios", "build_graph_model", "generate", "train", "evaluate_all", "format_table",
            "write_json", "plot_all"]
 
 METHODS = ("graph", "power_spectrum", "handcrafted")
@@ -495,7 +495,35 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                                                           preds[method]["fiducial"]["mean"])
         rec["eval_cpu_seconds"] = time.process_time() - t0
         records.append(rec)
-    return {"records": records, "summary": _summary(records), "predictions": preds}
+    summary = _summary(records)
+    if "graph" in preds and "power_spectrum" in preds:
+        summary["bootstrap_95"] = bootstrap_ratios(preds, path, seed=config.seed)
+    return {"records": records, "summary": summary, "predictions": preds}
+
+
+def bootstrap_ratios(preds: dict, path, other: str = "graph", n_boot: int = 1000, seed: int = 0) -> dict:
+    """95 % bootstrap intervals of the S8 width ratios ``other`` / power spectrum: held-out
+    cosmologies and fiducial realisations (all footprint copies of a map together) are resampled
+    with replacement.  Returns {"posterior": [lo, hi], "summary": [lo, hi], "rmse_test": [lo, hi]}."""
+    cosmo = np.load(Path(path) / "ids_test.npy")[:, 0]
+    real = np.load(Path(path) / "ids_fiducial.npy")[:, 1]
+    groups_t = [np.flatnonzero(cosmo == c) for c in np.unique(cosmo)]
+    groups_f = [np.flatnonzero(real == r) for r in np.unique(real)]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 6007]))
+    out = {"posterior": [], "summary": [], "rmse_test": []}
+    for _ in range(n_boot):
+        it = np.concatenate([groups_t[i] for i in rng.integers(len(groups_t), size=len(groups_t))])
+        jf = np.concatenate([groups_f[i] for i in rng.integers(len(groups_f), size=len(groups_f))])
+        w = {}
+        for m in (other, "power_spectrum"):
+            t, f = preds[m]["test"], preds[m]["fiducial"]
+            s8_true = s8(t["theta"][it, 0], t["theta"][it, 1])
+            w[m] = (np.sqrt(np.mean(f["cov"][jf, 1, 1])),
+                    summary_widths(t["mean"][it], t["theta"][it], f["mean"][jf])["s8"],
+                    np.sqrt(np.mean((t["mean"][it, 1] - s8_true) ** 2)))
+        for k, key in enumerate(out):
+            out[key].append(w[other][k] / w["power_spectrum"][k])
+    return {k: np.percentile(v, [2.5, 97.5]).tolist() for k, v in out.items()}
 
 
 def _widths(rec: dict) -> dict:
@@ -548,6 +576,10 @@ def format_table(result: dict) -> str:
             r = {k: s[f"s8_{k}_ratio_{other}_over_ps"] for k in ("posterior", "summary", "rmse_test")}
             lines.append(f"S8 width {other} / power spectrum: calibrated posterior at the fiducial {r['posterior']:.3f}, "
                          f"summary Fisher width {r['summary']:.3f}, held-out RMSE {r['rmse_test']:.3f}")
+    if "bootstrap_95" in s:
+        b = s["bootstrap_95"]
+        lines.append("  95 % bootstrap over held-out cosmologies and fiducial maps: " + ", ".join(
+            f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in b.items()))
     if "target_reached" in s:
         lines.append(f"target (graph S8 posterior >= 16 % tighter, 68 % coverage in [60, 76] %): "
                      f"{'reached' if s['target_reached'] else 'NOT reached'}")
