@@ -206,6 +206,8 @@ def summary_widths(mean_test: np.ndarray, theta_test: np.ndarray, mean_fid: np.n
     {"omega_m", "s8", "slope" (J as nested lists)}.
     """
     truth = np.stack([theta_test[:, 0], s8(theta_test[:, 0], theta_test[:, 1])], -1)
+    if len(np.unique(truth, axis=0)) < 3 or len(mean_fid) < 6:
+        raise ValueError("summary widths need >= 3 distinct held-out cosmologies and >= 6 fiducial samples")
     design_ = np.column_stack([truth, np.ones(len(truth))])
     coef = np.linalg.lstsq(design_, mean_test, rcond=None)[0]  # (3, 2)
     jac = coef[:2].T  # d estimate_i / d truth_j
@@ -491,8 +493,11 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             rec[split] = posterior_metrics(mean, cov, theta)
             preds[method][split] = {"mean": mean, "cov": cov, "theta": theta}
         rec["fiducial"]["mean_cov"] = np.mean(preds[method]["fiducial"]["cov"], 0).tolist()
-        rec["fiducial"]["summary_width"] = summary_widths(preds[method]["test"]["mean"], preds[method]["test"]["theta"],
-                                                          preds[method]["fiducial"]["mean"])
+        try:
+            rec["fiducial"]["summary_width"] = summary_widths(
+                preds[method]["test"]["mean"], preds[method]["test"]["theta"], preds[method]["fiducial"]["mean"])
+        except (ValueError, np.linalg.LinAlgError):  # too few held-out cosmologies (tiny runs)
+            rec["fiducial"]["summary_width"] = {"omega_m": None, "s8": None, "slope": None}
         rec["eval_cpu_seconds"] = time.process_time() - t0
         records.append(rec)
     summary = _summary(records)
@@ -518,17 +523,24 @@ def bootstrap_ratios(preds: dict, path, other: str = "graph", n_boot: int = 1000
         for m in (other, "power_spectrum"):
             t, f = preds[m]["test"], preds[m]["fiducial"]
             s8_true = s8(t["theta"][it, 0], t["theta"][it, 1])
-            w[m] = (np.sqrt(np.mean(f["cov"][jf, 1, 1])),
-                    summary_widths(t["mean"][it], t["theta"][it], f["mean"][jf])["s8"],
-                    np.sqrt(np.mean((t["mean"][it, 1] - s8_true) ** 2)))
+            try:
+                fisher = summary_widths(t["mean"][it], t["theta"][it], f["mean"][jf])["s8"]
+            except (ValueError, np.linalg.LinAlgError):
+                fisher = math.nan
+            w[m] = (np.sqrt(np.mean(f["cov"][jf, 1, 1])), fisher, np.sqrt(np.mean((t["mean"][it, 1] - s8_true) ** 2)))
         for k, key in enumerate(out):
             out[key].append(w[other][k] / w["power_spectrum"][k])
-    return {k: np.percentile(v, [2.5, 97.5]).tolist() for k, v in out.items()}
+    return {k: (np.nanpercentile(v, [2.5, 97.5]).tolist() if np.isfinite(v).sum() >= 100 else None)
+            for k, v in out.items()}
 
 
 def _widths(rec: dict) -> dict:
     f = rec["fiducial"]
     return {"posterior": f["s8"]["mean_std"], "summary": f["summary_width"]["s8"], "rmse_test": rec["test"]["s8"]["rmse"]}
+
+
+def _ratio(a, b):
+    return None if a is None or b is None else a / b
 
 
 def _summary(records: list[dict]) -> dict:
@@ -540,7 +552,7 @@ def _summary(records: list[dict]) -> dict:
     for other in ("graph", "handcrafted"):
         if other in by and "power_spectrum" in by:
             for key, v in by[other].items():
-                out[f"s8_{key}_ratio_{other}_over_ps"] = v / by["power_spectrum"][key]
+                out[f"s8_{key}_ratio_{other}_over_ps"] = _ratio(v, by["power_spectrum"][key])
     if "s8_posterior_ratio_graph_over_ps" in out:
         cov68 = next(r for r in records if r["method"] == "graph")["test"]["s8"]["coverage_68"]
         out["target_gain"] = 0.16
@@ -562,7 +574,9 @@ def format_table(result: dict) -> str:
         rows.append([r["method"], f"{t['omega_m']['rmse']:.4f}", f"{t['s8']['rmse']:.4f}", f"{t['sigma8']['rmse']:.4f}",
                      f"{100 * t['s8']['coverage_68']:.0f}%", f"{100 * t['s8']['coverage_95']:.0f}%",
                      f"{100 * t['omega_m']['coverage_68']:.0f}%", f"{100 * t['joint']['coverage_68']:.0f}%",
-                     f"{f['s8']['mean_std']:.4f}", f"{f['summary_width']['s8']:.4f}", f"{f['omega_m']['mean_std']:.4f}",
+                     f"{f['s8']['mean_std']:.4f}",
+                     "-" if f["summary_width"]["s8"] is None else f"{f['summary_width']['s8']:.4f}",
+                     f"{f['omega_m']['mean_std']:.4f}",
                      "{:.2f},{:.2f}".format(*r["calibration_scales"])])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
@@ -574,12 +588,13 @@ def format_table(result: dict) -> str:
     for other in ("graph", "handcrafted"):
         if f"s8_posterior_ratio_{other}_over_ps" in s:
             r = {k: s[f"s8_{k}_ratio_{other}_over_ps"] for k in ("posterior", "summary", "rmse_test")}
-            lines.append(f"S8 width {other} / power spectrum: calibrated posterior at the fiducial {r['posterior']:.3f}, "
-                         f"summary Fisher width {r['summary']:.3f}, held-out RMSE {r['rmse_test']:.3f}")
+            r = {k: "-" if v is None else f"{v:.3f}" for k, v in r.items()}
+            lines.append(f"S8 width {other} / power spectrum: calibrated posterior at the fiducial {r['posterior']}, "
+                         f"summary Fisher width {r['summary']}, held-out RMSE {r['rmse_test']}")
     if "bootstrap_95" in s:
         b = s["bootstrap_95"]
         lines.append("  95 % bootstrap over held-out cosmologies and fiducial maps: " + ", ".join(
-            f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in b.items()))
+            f"{k} [{v[0]:.3f}, {v[1]:.3f}]" if v else f"{k} -" for k, v in b.items()))
     if "target_reached" in s:
         lines.append(f"target (graph S8 posterior >= 16 % tighter, 68 % coverage in [60, 76] %): "
                      f"{'reached' if s['target_reached'] else 'NOT reached'}")
