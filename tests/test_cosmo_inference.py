@@ -1,5 +1,4 @@
 """Cosmological inference on a footprint: calibration metrics, Gaussian NLL, footprint handling."""
-import healpy as hp
 import numpy as np
 import pytest
 import torch
@@ -21,10 +20,10 @@ from deepsphere_gen.experiments.cosmo_inference import (
 
 
 def test_interval_coverage_on_a_known_case():
-    # truths placed at fixed multiples of sigma: exactly 68.3 % / 95.4 % lie within 1 / 2 sigma
-    z = np.linspace(-3, 3, 6001)
-    mean, std = np.zeros_like(z), np.ones_like(z)
+    # truths drawn from the Gaussian the intervals describe: 68 % / 95 % coverage
     from scipy import stats
+
+    z = np.linspace(-3, 3, 6001)
 
     w = stats.norm.pdf(z)
     truth = np.random.default_rng(0).choice(z, size=200_000, p=w / w.sum())
@@ -34,7 +33,7 @@ def test_interval_coverage_on_a_known_case():
     half = interval_coverage(np.zeros_like(truth), np.full_like(truth, 0.5), truth)
     assert half[0.68] == pytest.approx(0.381, abs=0.01)
     with pytest.raises(ValueError, match="positive"):
-        interval_coverage(mean, np.zeros_like(z), z)
+        interval_coverage(np.zeros_like(z), np.zeros_like(z), z)
 
 
 def test_posterior_metrics_of_calibrated_correlated_posteriors():
