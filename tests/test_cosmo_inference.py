@@ -151,3 +151,11 @@ def test_summary_widths_of_an_unbiased_estimator_are_its_scatter():
     w = summary_widths(est, truth, fid)
     assert w["omega_m"] == pytest.approx(0.02, rel=0.05) and w["s8"] == pytest.approx(0.02, rel=0.05)
     np.testing.assert_allclose(w["slope"], 0.5 * np.eye(2), atol=0.02)
+
+
+def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
+    from deepsphere_gen.datasets import band_footprint
+    from deepsphere_gen.experiments.cosmo_inference import pooling_plan
+
+    assert pooling_plan(128, np.flatnonzero(stage3_footprint(128)), 4) == (1, 1, 1, 1)
+    assert pooling_plan(32, np.flatnonzero(band_footprint(32)), 3) == (1, 1, 0)  # the band is 25 deg wide

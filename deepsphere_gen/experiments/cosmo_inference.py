@@ -54,12 +54,13 @@ from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, gene
 from ..datasets.pseudo_cl import PseudoCl
 from ..datasets.shape_noise import DEFAULT_SIGMA_E, pixel_noise_std
 from ..models import DeepSphereRegressor
+from ..sampling import HealpixSampling
 from ..training import DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint, seed_everything
 from .cosmo_summaries import summary_features
 
 __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
-           "posterior_metrics", "calibration_scales", "summary_widths", "bootstrap_ratios", "build_graph_model", "generate", "train", "evaluate_all", "format_table",
-           "write_json", "plot_all"]
+           "posterior_metrics", "calibration_scales", "summary_widths", "bootstrap_ratios", "pooling_plan",
+           "build_graph_model", "generate", "train", "evaluate_all", "format_table", "write_json", "plot_all"]
 
 METHODS = ("graph", "power_spectrum", "handcrafted")
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
@@ -262,12 +263,34 @@ class _ScaledInput(nn.Module):
         return self.model(x / self.scale)
 
 
+def pooling_plan(nside: int, indices: np.ndarray, n_blocks: int, min_pixels: int = 1) -> tuple[int, ...]:
+    """Pool by 4 after each block while the footprint keeps at least ``min_pixels`` complete parents
+    (then 0): a fragmented user mask stops pooling instead of failing.  One entry per block
+    (the built-in footprint at nside 128: (1, 1, 1, 1), 6 pixels left at nside 8)."""
+    sampling, plan = HealpixSampling(nside, indices=indices), []
+    for _ in range(n_blocks):
+        coarse = None
+        if sampling.nside >= 2:
+            try:
+                coarse = sampling.coarsen(1)[0]
+            except ValueError:  # no complete parent left
+                coarse = None
+        if coarse is None or coarse.npix < min_pixels:
+            plan.append(0)
+        else:
+            plan.append(1)
+            sampling = coarse
+    return tuple(plan)
+
+
 def build_graph_model(config: CosmoExperimentConfig, indices: np.ndarray, scale) -> nn.Module:
-    """DeepSphere regressor on the footprint pixels ``indices``: (B, pixels, n_bins) -> (B, 5)."""
+    """DeepSphere regressor on the footprint pixels ``indices``: (B, pixels, n_bins) -> (B, 5); pooling by
+    :func:`pooling_plan`."""
+    pools = pooling_plan(config.grid.nside, indices, len(config.channels))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="partial-sky pooling")  # edge pixels of incomplete parents
         net = DeepSphereRegressor(config.grid.nside, config.grid.n_bins, channels=config.channels, n_outputs=5,
-                                  K=config.K, k=config.k, pool_levels=1, head="stats", stats=("mean", "std"),
+                                  K=config.K, k=config.k, pool_levels=pools, head="stats", stats=("mean", "std"),
                                   indices=indices)
     return _ScaledInput(net, scale)
 
