@@ -25,6 +25,7 @@ COMMANDS = {
     "massmaps": ("massmaps", "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"),
     "digits": ("digits",
                "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."),
+    "cosmo": ("cosmo", "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"),
 }
 
 

@@ -5,6 +5,8 @@ imports them.
 | module | experiment |
 | --- | --- |
 | :mod:`.massmaps` | DeepSphere's cosmology task: two cosmologies from convergence maps, networks vs baselines |
+| :mod:`.cosmo_inference` | (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere regressor vs band-power MLPs |
+| :mod:`.cosmo_summaries` | band powers and hand-crafted statistics of :mod:`.cosmo_inference` |
 | :mod:`.baselines` | the non-CNN baselines of :mod:`.massmaps` (power spectrum, histogram, SVMs) |
 | :mod:`.digits` | spherical digits: graph, harmonic, hybrid and planar networks |
 | :mod:`.equivariance_sweep` | equivariance error of graph vs harmonic layers under random rotations |

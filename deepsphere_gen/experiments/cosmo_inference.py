@@ -1,0 +1,705 @@
+"""Partial-sky cosmological inference on a survey footprint: DeepSphere vs the power spectrum.
+
+The pipeline of Fluri et al. (2019, 2022) on generated data: tomographic log-normal
+convergence maps over a Sobol design in (Omega_m, sigma_8)
+(:mod:`deepsphere_gen.datasets.cosmo_grid`), seen through a ~1,000 deg^2 footprint with
+shape noise per redshift bin, and three estimators of the parameters trained on the same
+samples and judged on the same held-out cosmologies and fiducial realisations:
+
+- ``graph``: :class:`~deepsphere_gen.models.DeepSphereRegressor` on the footprint pixels
+  only (``indices=``: masked pixels never enter; partial-sky pooling keeps only parents
+  whose children are all inside), channels = redshift bins, inputs divided by each bin's
+  pixel std; a new noise realisation at every draw;
+- ``power_spectrum``: an MLP on the MASTER band powers of every auto and cross spectrum
+  (the power-spectrum analysis);
+- ``handcrafted``: the same MLP on band powers + moments and quantiles at three
+  resolutions (:mod:`.cosmo_summaries`): how much the maps carry beyond the spectra.
+
+Every estimator outputs a 2-d Gaussian posterior over (Omega_m, S8), S8 = sigma_8
+sqrt(Omega_m / 0.3), scaled to the prior box: a mean and a Cholesky factor
+``L = [[exp(a), 0], [b, exp(c)]]`` of its covariance, trained with the Gaussian negative log
+likelihood :func:`gaussian_nll` (S8 rather than sigma_8 because lensing constrains S8: the
+posterior is close to Gaussian there, and banana-shaped in (Omega_m, sigma_8); sigma_8's
+mean and variance follow by the delta method).  Outputs: RMSE on held-out cosmologies,
+the constraint width at the fiducial cosmology (square root of the mean predicted variance,
+and the scatter of the means over fiducial realisations), coverage of 68 % / 95 % intervals
+(:func:`interval_coverage`), a predicted-vs-true figure and the fiducial constraint ellipses.
+
+Validation and calibration: every 8th training cosmology is held out of training (validation:
+early stopping of the MLPs, the graph network's validation loss).  The posteriors of every
+method are then recalibrated on these validation cosmologies by one factor per parameter
+(:func:`calibration_scales`, the "variance scaling" of regression calibration): a network
+trained by Gaussian NLL reaches a good mean before its variance head settles, and the MLPs
+on fixed-noise features overfit their variance.  The held-out test cosmologies never enter
+the calibration, so their coverage checks it; raw (uncalibrated) metrics are kept in the
+records.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from .._io import atomic_write_json
+from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
+from ..datasets.pseudo_cl import PseudoCl
+from ..datasets.shape_noise import DEFAULT_SIGMA_E, pixel_noise_std
+from ..models import DeepSphereRegressor
+from ..sampling import HealpixSampling
+from ..training import DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint, seed_everything
+from .cosmo_summaries import summary_features
+
+__all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
+           "posterior_metrics", "calibration_scales", "summary_widths", "bootstrap_ratios", "pooling_plan",
+           "build_graph_model", "generate", "train", "evaluate_all", "format_table", "write_json", "plot_all"]
+
+METHODS = ("graph", "power_spectrum", "handcrafted")
+FEATURE_METHODS = ("power_spectrum", "handcrafted")
+LEVELS = (0.68, 0.95)
+#: one training cosmology in VALIDATION_EVERY (drawn at random: strided Sobol subsets cluster) validates
+VALIDATION_EVERY = 8
+
+
+@dataclass
+class CosmoExperimentConfig:
+    """Settings of a run.  grid: the simulations; ngal: galaxies per arcmin^2 over all bins
+    (split equally); sigma_e: ellipticity dispersion per component; methods: subset of METHODS;
+    epochs: training epochs of the graph network; mlp_epochs: at most this many MLP epochs
+    (early stopping on the validation cosmologies, patience 40); channels, K, k: the graph
+    network; mlp_hidden, mlp_dropout: hidden widths and dropout of the MLPs; ps_noise_draws: noise realisations per
+    training sample for the summary-statistic MLPs (the graph net draws new noise every time)."""
+
+    grid: CosmoGridConfig = field(default_factory=CosmoGridConfig)
+    ngal: float = 6.0
+    sigma_e: float = DEFAULT_SIGMA_E
+    methods: tuple = METHODS
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    channels: tuple = (16, 32, 64, 64)
+    K: int = 5
+    k: int = 8
+    mlp_hidden: tuple = (256, 256)
+    mlp_dropout: float = 0.3
+    mlp_epochs: int = 300
+    ps_noise_draws: int = 2
+    seed: int = 0
+    data_dir: str | None = None
+    out_dir: str = "cosmo-out"
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
+        if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
+            raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
+        for name in ("epochs", "mlp_epochs", "ps_noise_draws", "batch_size"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
+    def noise_std(self) -> np.ndarray:
+        """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
+        per_bin = self.ngal / self.grid.n_bins
+        return np.full(self.grid.n_bins, pixel_noise_std(self.grid.nside, per_bin, self.sigma_e))
+
+
+class ParameterSpace:
+    """Map (Omega_m, sigma_8) to standardised u = ((Omega_m - c_m) / h_m, (S8 - c_s) / h_s) over the prior box."""
+
+    def __init__(self, grid: CosmoGridConfig):
+        (om0, om1), (s0, s1) = grid.omega_m_range, grid.sigma8_range
+        corners = s8(np.array([om0, om0, om1, om1]), np.array([s0, s1, s0, s1]))
+        self.centre = np.array([(om0 + om1) / 2, (corners.min() + corners.max()) / 2])
+        self.half = np.array([(om1 - om0) / 2, (corners.max() - corners.min()) / 2])
+
+    def to_u(self, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=np.float64)
+        phys = np.stack([theta[..., 0], s8(theta[..., 0], theta[..., 1])], -1)
+        return (phys - self.centre) / self.half
+
+    def from_u(self, mean_u: np.ndarray, cov_u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean (n, 2), cov (n, 2, 2)) in (Omega_m, S8)."""
+        return mean_u * self.half + self.centre, cov_u * np.outer(self.half, self.half)
+
+
+class _Targets(Dataset):
+    """(x, theta) items -> (x, u) with u the standardised (Omega_m, S8)."""
+
+    def __init__(self, dataset: Dataset, space: ParameterSpace):
+        self.dataset, self.space = dataset, space
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, theta = self.dataset[i]
+        return x, torch.as_tensor(self.space.to_u(theta.numpy()), dtype=torch.float32)
+
+
+def _cholesky(out: torch.Tensor):
+    mu = out[:, :2]
+    a, b, c = out[:, 2].clamp(-10, 5), out[:, 3], out[:, 4].clamp(-10, 5)
+    return mu, a, b, c
+
+
+def gaussian_nll(out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Negative log likelihood (up to log 2 pi) of ``target`` (B, 2) under N(mu, L L^T).
+
+    out (B, 5): mu (2), a, b, c with ``L = [[exp(a), 0], [b, exp(c)]]``; the log-scales are
+    clamped to [-10, 5].  reduction: "mean", "sum" or "none".
+    """
+    if out.dim() != 2 or out.shape[1] != 5 or target.shape != (out.shape[0], 2):
+        raise ValueError(f"need outputs (B, 5) and targets (B, 2), got {tuple(out.shape)} and {tuple(target.shape)}")
+    mu, a, b, c = _cholesky(out)
+    d = target - mu
+    z1 = d[:, 0] * torch.exp(-a)
+    z2 = (d[:, 1] - b * z1) * torch.exp(-c)
+    nll = 0.5 * (z1.square() + z2.square()) + a + c
+    if reduction == "none":
+        return nll
+    return nll.sum() if reduction == "sum" else nll.mean()
+
+
+def _mean_cov(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu, a, b, c = (t.numpy() for t in _cholesky(torch.as_tensor(out, dtype=torch.float64)))
+    L = np.zeros((len(mu), 2, 2))
+    L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = np.exp(a), b, np.exp(c)
+    return mu, L @ np.swapaxes(L, 1, 2)
+
+
+def interval_coverage(mean, std, truth, levels=LEVELS) -> dict[float, float]:
+    """Fraction of central Gaussian intervals ``mean +- z_level std`` that contain ``truth`` (arrays (n,))."""
+    mean, std, truth = (np.asarray(v, dtype=np.float64) for v in (mean, std, truth))
+    if not (mean.shape == std.shape == truth.shape) or mean.size == 0:
+        raise ValueError(f"mean, std and truth must be equal non-empty shapes, got {mean.shape}, {std.shape}, {truth.shape}")
+    if np.any(~(std > 0)):
+        raise ValueError("standard deviations must be positive")
+    return {lv: float(np.mean(np.abs(truth - mean) <= stats.norm.ppf(0.5 + lv / 2) * std)) for lv in levels}
+
+
+def calibration_scales(mean: np.ndarray, cov: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Per-parameter factors s (2,) for (Omega_m, S8) that make posteriors (mean (n, 2), cov (n, 2, 2))
+    of true (Omega_m, sigma_8) ``theta`` calibrated on average: ``s_i^2 = mean((truth_i - mean_i)^2 / cov_ii)``.
+    The covariance becomes ``D cov D`` with D = diag(s) (correlations kept)."""
+    truth = np.stack([theta[:, 0], s8(theta[:, 0], theta[:, 1])], -1)
+    return np.sqrt(np.mean((truth - mean) ** 2 / np.diagonal(cov, axis1=1, axis2=2), axis=0))
+
+
+def summary_widths(mean_test: np.ndarray, theta_test: np.ndarray, mean_fid: np.ndarray) -> dict:
+    """Constraint widths of a method's point estimates used as summary statistics (as in Fluri et al.).
+
+    The estimates' response J (2 x 2) to the true (Omega_m, S8) is the least-squares slope of
+    ``mean_test`` on the truth over the held-out cosmologies, their covariance C at the fiducial
+    that of ``mean_fid`` (with the Hartlap factor); a Gaussian likelihood of the summaries then
+    has Fisher matrix ``J^T C^-1 J`` and marginal errors sqrt(diag(F^-1)).  Returns
+    {"omega_m", "s8", "slope" (J as nested lists)}.
+    """
+    truth = np.stack([theta_test[:, 0], s8(theta_test[:, 0], theta_test[:, 1])], -1)
+    if len(np.unique(truth, axis=0)) < 3 or len(mean_fid) < 6:
+        raise ValueError("summary widths need >= 3 distinct held-out cosmologies and >= 6 fiducial samples")
+    design_ = np.column_stack([truth, np.ones(len(truth))])
+    coef = np.linalg.lstsq(design_, mean_test, rcond=None)[0]  # (3, 2)
+    jac = coef[:2].T  # d estimate_i / d truth_j
+    n = len(mean_fid)
+    cov = np.cov(mean_fid, rowvar=False) / ((n - 2 - 2) / (n - 1))
+    fisher_inv = np.linalg.inv(jac.T @ np.linalg.inv(cov) @ jac)
+    return {"omega_m": float(np.sqrt(fisher_inv[0, 0])), "s8": float(np.sqrt(fisher_inv[1, 1])),
+            "slope": jac.tolist()}
+
+
+def _sigma8(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Delta-method mean and std of sigma_8 = S8 / sqrt(Omega_m / 0.3) from (Omega_m, S8) Gaussians."""
+    om = np.clip(mean[:, 0], 1e-3, None)
+    val = mean[:, 1] / np.sqrt(om / 0.3)
+    jac = np.stack([-0.5 * val / om, 1.0 / np.sqrt(om / 0.3)], -1)
+    return val, np.sqrt(np.einsum("ni,nij,nj->n", jac, cov, jac))
+
+
+def posterior_metrics(mean: np.ndarray, cov: np.ndarray, theta: np.ndarray) -> dict:
+    """RMSE, mean predicted std and coverage per parameter for (Omega_m, S8) posteriors
+    (mean (n, 2), cov (n, 2, 2)) of true (Omega_m, sigma_8) ``theta`` (n, 2); plus the 2-d
+    coverage of the 68 % / 95 % ellipses (chi^2 with 2 degrees of freedom)."""
+    truth = {"omega_m": theta[:, 0], "s8": s8(theta[:, 0], theta[:, 1]), "sigma8": theta[:, 1]}
+    s8_mean, s8_std = _sigma8(mean, cov)
+    est = {"omega_m": (mean[:, 0], np.sqrt(cov[:, 0, 0])), "s8": (mean[:, 1], np.sqrt(cov[:, 1, 1])),
+           "sigma8": (s8_mean, s8_std)}
+    out = {}
+    for name, (m, s) in est.items():
+        cov_ = interval_coverage(m, s, truth[name])
+        out[name] = {"rmse": float(np.sqrt(np.mean((m - truth[name]) ** 2))), "bias": float(np.mean(m - truth[name])),
+                     "mean_std": float(np.sqrt(np.mean(s**2))), "scatter": float(np.std(m, ddof=1)) if len(m) > 1 else 0.0,
+                     "mean": float(np.mean(m)), **{f"coverage_{int(lv * 100)}": v for lv, v in cov_.items()}}
+    d = np.stack([truth["omega_m"], truth["s8"]], -1) - mean
+    chi2 = np.einsum("ni,nij,nj->n", d, np.linalg.inv(cov), d)
+    out["joint"] = {f"coverage_{int(lv * 100)}": float(np.mean(chi2 <= stats.chi2.ppf(lv, 2))) for lv in LEVELS}
+    out["n"] = int(len(theta))
+    return out
+
+
+# ------------------------------------------------------------------------------ models
+
+
+class _ScaledInput(nn.Module):
+    """Divide every input channel by a fixed scale, then run ``model``; (B, P, C) -> model's output."""
+
+    def __init__(self, model: nn.Module, scale):
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", torch.as_tensor(np.asarray(scale), dtype=torch.float32))
+
+    def forward(self, x):
+        return self.model(x / self.scale)
+
+
+def pooling_plan(nside: int, indices: np.ndarray, n_blocks: int, min_pixels: int = 1) -> tuple[int, ...]:
+    """Pool by 4 after each block while the footprint keeps at least ``min_pixels`` complete parents
+    (then 0): a fragmented user mask stops pooling instead of failing.  One entry per block
+    (the built-in footprint at nside 128: (1, 1, 1, 1), 6 pixels left at nside 8)."""
+    sampling, plan = HealpixSampling(nside, indices=indices), []
+    for _ in range(n_blocks):
+        coarse = None
+        if sampling.nside >= 2:
+            try:
+                coarse = sampling.coarsen(1)[0]
+            except ValueError:  # no complete parent left
+                coarse = None
+        if coarse is None or coarse.npix < min_pixels:
+            plan.append(0)
+        else:
+            plan.append(1)
+            sampling = coarse
+    return tuple(plan)
+
+
+def build_graph_model(config: CosmoExperimentConfig, indices: np.ndarray, scale) -> nn.Module:
+    """DeepSphere regressor on the footprint pixels ``indices``: (B, pixels, n_bins) -> (B, 5); pooling by
+    :func:`pooling_plan`."""
+    pools = pooling_plan(config.grid.nside, indices, len(config.channels))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="partial-sky pooling")  # edge pixels of incomplete parents
+        net = DeepSphereRegressor(config.grid.nside, config.grid.n_bins, channels=config.channels, n_outputs=5,
+                                  K=config.K, k=config.k, pool_levels=pools, head="stats", stats=("mean", "std"),
+                                  indices=indices)
+    return _ScaledInput(net, scale)
+
+
+def _mlp(n_in: int, hidden, dropout: float = 0.0) -> nn.Module:
+    layers, width = [], n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+        width = h
+    layers.append(nn.Linear(width, 5))
+    return nn.Sequential(*layers)
+
+
+def generate(config: CosmoExperimentConfig, ctx: DistContext | None = None) -> Path:
+    """Generate (rank 0; other ranks reuse) or reuse the simulations; returns their directory."""
+    ctx = ctx or distributed_context(config.device)
+    if ctx.is_main:
+        path = generate_cosmo_grid(config.grid, config.data_dir, progress=config.progress)
+    ctx.barrier()
+    if not ctx.is_main:
+        path = generate_cosmo_grid(config.grid, config.data_dir, progress=False, verbose=False)
+    return path
+
+
+def _estimator(config: CosmoExperimentConfig) -> PseudoCl:
+    return PseudoCl(load_footprint(config.grid.footprint, config.grid.nside))
+
+
+def _features(config, path, est, split, draws=1):
+    """Summary features of a split: {method: (n * draws, n_features)}, params (n * draws, 2)."""
+    params = np.load(Path(path) / f"params_{split}.npy")
+    out = {m: [] for m in FEATURE_METHODS}
+    for r in range(draws):
+        f = summary_features(path, split, config.noise_std(), est, realisation=r, seed=config.seed,
+                             progress=config.progress)
+        for m in FEATURE_METHODS:
+            out[m].append(f[m])
+    return {m: np.concatenate(v) for m, v in out.items()}, np.tile(params, (draws, 1))
+
+
+def _checkpoint(config: CosmoExperimentConfig, method: str) -> Path:
+    return Path(config.out_dir) / "checkpoints" / f"cosmo-{method}.pt"
+
+
+def _train_config(config: CosmoExperimentConfig, n_train: int, world: int) -> TrainConfig:
+    batch = max(world, min(config.batch_size, n_train) - min(config.batch_size, n_train) % world)
+    return TrainConfig(epochs=config.epochs, batch_size=batch, lr=config.lr, weight_decay=config.weight_decay,
+                       seed=config.seed, device=config.device, progress=config.progress, lr_schedule="cosine",
+                       warmup=0.05, recalibrate_samples=512, checkpoint=_checkpoint(config, "graph"),
+                       desc="cosmo graph")
+
+
+def validation_mask(path, seed: int = 0) -> np.ndarray:
+    """(n_train_samples,) bool: samples of the validation cosmologies, ``n_train // VALIDATION_EVERY``
+    (at least 1) training cosmologies drawn at random with ``seed``."""
+    ids = np.load(Path(path) / "ids_train.npy")
+    n = int(ids[:, 0].max()) + 1
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 8111]))
+    chosen = rng.permutation(n)[: max(1, n // VALIDATION_EVERY)]
+    return np.isin(ids[:, 0], chosen)
+
+
+def _graph_scale(config: CosmoExperimentConfig, path: Path) -> np.ndarray:
+    """Per-bin pixel std of signal + noise over (at most 64) training samples: (n_bins,)."""
+    maps = np.load(Path(path) / "maps_train.npy", mmap_mode="r")
+    pick = np.linspace(0, len(maps) - 1, min(64, len(maps))).astype(int)
+    sig = np.asarray(maps[pick], dtype=np.float64).std(axis=(0, 1))
+    return np.sqrt(sig**2 + config.noise_std() ** 2)
+
+
+class _FeatureScaler:
+    def __init__(self, train: np.ndarray):
+        self.mean, self.std = train.mean(0), train.std(0) + 1e-30
+
+    def __call__(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((x - self.mean) / self.std, dtype=torch.float32)
+
+
+def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tensor, uv: torch.Tensor,
+             config: CosmoExperimentConfig, patience: int = 40) -> tuple[dict, list[dict]]:
+    """AdamW on the Gaussian NLL with early stopping on the validation NLL; returns (best state, history)."""
+    seed_everything(config.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    best, best_state, history, since = math.inf, None, [], 0
+    for epoch in range(config.mlp_epochs):
+        t0 = time.perf_counter()
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(x), generator=gen).split(128):
+            loss = gaussian_nll(model(x[idx]), u[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            val = float(gaussian_nll(model(xv), uv))
+        history.append({"epoch": epoch + 1, "train_loss": total / len(x), "val_loss": val,
+                        "seconds": time.perf_counter() - t0})
+        if val < best:
+            best, since = val, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since += 1
+            if since >= patience:
+                break
+    return best_state, history
+
+
+def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
+          log=print) -> dict:
+    """Train every method of ``config.methods`` on the training cosmologies minus the validation
+    ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories."""
+    ctx = ctx or distributed_context(config.device)
+    path = path or generate(config, ctx)
+    space = ParameterSpace(config.grid)
+    val = validation_mask(path, config.seed)
+    tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
+    histories = {}
+    if "graph" in config.methods:
+        fresh = CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True, seed=config.seed)
+        fixed = CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed)
+        model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
+        t0 = time.process_time()
+        quiet = (lambda line: log(line.replace(", acc 0.000", "").replace(", val acc 0.000", ""))) if log else None
+        histories["graph"] = fit(model, Subset(_Targets(fresh, space), tr_idx),
+                                 _train_config(config, len(tr_idx), ctx.world_size),
+                                 val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=quiet,
+                                 ctx=ctx)
+        if log and ctx.is_main:
+            log(f"cosmo graph: trained, {time.process_time() - t0:.0f} s process CPU")
+    feats = [m for m in FEATURE_METHODS if m in config.methods]
+    if feats and ctx.is_main:
+        est = _estimator(config)
+        x, theta = _features(config, path, est, "train", config.ps_noise_draws)
+        u = torch.as_tensor(space.to_u(theta), dtype=torch.float32)
+        val_draws = np.tile(val, config.ps_noise_draws)
+        for m in feats:
+            ckpt = _checkpoint(config, m)
+            if ckpt.is_file():
+                histories[m] = load_checkpoint(ckpt)["history"]
+                continue
+            t0 = time.process_time()
+            scaler = _FeatureScaler(x[m][~val_draws])
+            xs = scaler(x[m])
+            model = _mlp(x[m].shape[1], config.mlp_hidden, config.mlp_dropout)
+            state, hist = _fit_mlp(model, xs[~val_draws], u[~val_draws], xs[val_draws], u[val_draws], config)
+            best = int(np.argmin([h["val_loss"] for h in hist]))
+            save_checkpoint(ckpt, {"model": state, "epoch": best + 1, "history": hist})
+            histories[m] = hist
+            if log:
+                log(f"cosmo {m}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
+                    f"(train {hist[best]['train_loss']:.3f}), {time.process_time() - t0:.0f} s process CPU")
+    ctx.barrier()
+    return histories
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, dataset: Dataset, device, batch: int = 64) -> np.ndarray:
+    model.eval()
+    outs = [model(b[0].to(device)).double().cpu() for b in DataLoader(dataset, batch_size=batch)]
+    return torch.cat(outs).numpy()
+
+
+def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
+                 log=print) -> dict:
+    """Posterior metrics of every trained method on the held-out cosmologies and the fiducial
+    realisations (rank 0); returns {"records": [...], "summary": {...}, "predictions": {...}}."""
+    ctx = ctx or distributed_context(config.device)
+    path = path or generate(config, ctx)
+    space = ParameterSpace(config.grid)
+    records, preds = [], {}
+    if not ctx.is_main:
+        return {"records": [], "summary": {}, "predictions": {}}
+    feats = {}
+    for method in config.methods:
+        ckpt = _checkpoint(config, method)
+        if not ckpt.is_file():
+            if log:
+                log(f"cosmo: no checkpoint {ckpt}: run `deepsphere-gen cosmo train` first")
+            continue
+        state = load_checkpoint(ckpt, map_location=ctx.device)
+        t0 = time.process_time()
+        out = {}
+        val_idx = np.flatnonzero(validation_mask(path, config.seed))
+        if method == "graph":
+            model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
+            model.load_state_dict(state["model"])
+            model.to(ctx.device)
+            data = {split: CosmoMapDataset(path, split, config.noise_std(), seed=config.seed) for split in SPLITS}
+            data["validation"] = Subset(data.pop("train"), val_idx.tolist())
+            out = {split: _predict(model, ds, ctx.device) for split, ds in data.items()}
+        else:
+            if not feats:
+                est = _estimator(config)
+                feats["train"] = _features(config, path, est, "train", config.ps_noise_draws)[0]
+                feats["test"] = _features(config, path, est, "test")[0]
+                feats["fiducial"] = _features(config, path, est, "fiducial")[0]
+            train_x = feats["train"][method]
+            scaler = _FeatureScaler(train_x[~np.tile(validation_mask(path, config.seed), config.ps_noise_draws)])
+            model = _mlp(train_x.shape[1], config.mlp_hidden, config.mlp_dropout)
+            model.load_state_dict(state["model"])
+            model.to(ctx.device)
+            inputs = {"test": feats["test"][method], "fiducial": feats["fiducial"][method],
+                      "validation": train_x[val_idx]}  # noise draw 0 of the validation samples
+            out = {split: _predict(model, TensorDataset(scaler(x)), ctx.device, 512) for split, x in inputs.items()}
+        last = state["history"][int(state["epoch"]) - 1]
+        rec = {"method": method, "epochs": int(state["epoch"]), "epochs_run": len(state["history"]),
+               "train_seconds": float(sum(h["seconds"] for h in state["history"])),
+               "train_loss": float(last["train_loss"]), "val_loss": float(last.get("val_loss", math.nan))}
+        theta_val = np.load(path / "params_train.npy")[val_idx]
+        scale = calibration_scales(*space.from_u(*_mean_cov(out["validation"])), theta_val)
+        rec["calibration_scales"] = scale.tolist()
+        rec["uncalibrated"] = {}
+        preds[method] = {}
+        for split in ("test", "fiducial"):
+            theta = np.load(path / f"params_{split}.npy")
+            mean, cov = space.from_u(*_mean_cov(out[split]))
+            raw = posterior_metrics(mean, cov, theta)
+            rec["uncalibrated"][split] = {k: raw[k] for k in ("omega_m", "s8", "joint")}
+            cov = cov * np.outer(scale, scale)
+            rec[split] = posterior_metrics(mean, cov, theta)
+            preds[method][split] = {"mean": mean, "cov": cov, "theta": theta}
+        rec["fiducial"]["mean_cov"] = np.mean(preds[method]["fiducial"]["cov"], 0).tolist()
+        try:
+            rec["fiducial"]["summary_width"] = summary_widths(
+                preds[method]["test"]["mean"], preds[method]["test"]["theta"], preds[method]["fiducial"]["mean"])
+        except (ValueError, np.linalg.LinAlgError):  # too few held-out cosmologies (tiny runs)
+            rec["fiducial"]["summary_width"] = {"omega_m": None, "s8": None, "slope": None}
+        rec["eval_cpu_seconds"] = time.process_time() - t0
+        records.append(rec)
+    summary = _summary(records)
+    if "graph" in preds and "power_spectrum" in preds:
+        summary["bootstrap_95"] = bootstrap_ratios(preds, path, seed=config.seed)
+    return {"records": records, "summary": summary, "predictions": preds}
+
+
+def bootstrap_ratios(preds: dict, path, other: str = "graph", n_boot: int = 1000, seed: int = 0) -> dict:
+    """95 % bootstrap intervals of the S8 width ratios ``other`` / power spectrum: held-out
+    cosmologies and fiducial realisations (all footprint copies of a map together) are resampled
+    with replacement.  Returns {"posterior": [lo, hi], "summary": [lo, hi], "rmse_test": [lo, hi]}."""
+    cosmo = np.load(Path(path) / "ids_test.npy")[:, 0]
+    real = np.load(Path(path) / "ids_fiducial.npy")[:, 1]
+    groups_t = [np.flatnonzero(cosmo == c) for c in np.unique(cosmo)]
+    groups_f = [np.flatnonzero(real == r) for r in np.unique(real)]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 6007]))
+    out = {"posterior": [], "summary": [], "rmse_test": []}
+    for _ in range(n_boot):
+        it = np.concatenate([groups_t[i] for i in rng.integers(len(groups_t), size=len(groups_t))])
+        jf = np.concatenate([groups_f[i] for i in rng.integers(len(groups_f), size=len(groups_f))])
+        w = {}
+        for m in (other, "power_spectrum"):
+            t, f = preds[m]["test"], preds[m]["fiducial"]
+            s8_true = s8(t["theta"][it, 0], t["theta"][it, 1])
+            try:
+                fisher = summary_widths(t["mean"][it], t["theta"][it], f["mean"][jf])["s8"]
+            except (ValueError, np.linalg.LinAlgError):
+                fisher = math.nan
+            w[m] = (np.sqrt(np.mean(f["cov"][jf, 1, 1])), fisher, np.sqrt(np.mean((t["mean"][it, 1] - s8_true) ** 2)))
+        for k, key in enumerate(out):
+            out[key].append(w[other][k] / w["power_spectrum"][k])
+    return {k: (np.nanpercentile(v, [2.5, 97.5]).tolist() if np.isfinite(v).sum() >= 100 else None)
+            for k, v in out.items()}
+
+
+def _widths(rec: dict) -> dict:
+    f = rec["fiducial"]
+    return {"posterior": f["s8"]["mean_std"], "summary": f["summary_width"]["s8"], "rmse_test": rec["test"]["s8"]["rmse"]}
+
+
+def _ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+def _summary(records: list[dict]) -> dict:
+    """S8 width ratios graph / power spectrum (and hand-crafted / power spectrum) for three
+    width measures: the calibrated posterior std at the fiducial ("posterior"), the Fisher width
+    of the point estimates used as summaries ("summary") and the held-out RMSE ("rmse_test")."""
+    by = {r["method"]: _widths(r) for r in records}
+    out = {}
+    for other in ("graph", "handcrafted"):
+        if other in by and "power_spectrum" in by:
+            for key, v in by[other].items():
+                out[f"s8_{key}_ratio_{other}_over_ps"] = _ratio(v, by["power_spectrum"][key])
+    if "s8_posterior_ratio_graph_over_ps" in out:
+        cov68 = next(r for r in records if r["method"] == "graph")["test"]["s8"]["coverage_68"]
+        out["target_gain"] = 0.16
+        out["graph_s8_coverage_68"] = cov68
+        out["target_reached"] = bool(out["s8_posterior_ratio_graph_over_ps"] <= 0.84 and 0.60 <= cov68 <= 0.76)
+    return out
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def format_table(result: dict) -> str:
+    """One row per method: held-out RMSE and coverage, fiducial constraint widths."""
+    head = ["method", "RMSE Om", "RMSE S8", "RMSE s8", "cov68 S8", "cov95 S8", "cov68 Om", "cov68 2d",
+            "fid sd(S8)", "fid F(S8)", "fid sd(Om)", "calib Om,S8"]
+    rows = [head]
+    for r in result["records"]:
+        t, f = r["test"], r["fiducial"]
+        rows.append([r["method"], f"{t['omega_m']['rmse']:.4f}", f"{t['s8']['rmse']:.4f}", f"{t['sigma8']['rmse']:.4f}",
+                     f"{100 * t['s8']['coverage_68']:.0f}%", f"{100 * t['s8']['coverage_95']:.0f}%",
+                     f"{100 * t['omega_m']['coverage_68']:.0f}%", f"{100 * t['joint']['coverage_68']:.0f}%",
+                     f"{f['s8']['mean_std']:.4f}",
+                     "-" if f["summary_width"]["s8"] is None else f"{f['summary_width']['s8']:.4f}",
+                     f"{f['omega_m']['mean_std']:.4f}",
+                     "{:.2f},{:.2f}".format(*r["calibration_scales"])])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("(RMSE and coverage of the calibrated intervals on the held-out cosmologies; at the fiducial: fid sd = "
+                 "mean calibrated posterior std, fid F = Fisher width of the point estimates used as summaries; "
+                 "calib = variance scales fitted on the validation cosmologies)")
+    s = result["summary"]
+    for other in ("graph", "handcrafted"):
+        if f"s8_posterior_ratio_{other}_over_ps" in s:
+            r = {k: s[f"s8_{k}_ratio_{other}_over_ps"] for k in ("posterior", "summary", "rmse_test")}
+            r = {k: "-" if v is None else f"{v:.3f}" for k, v in r.items()}
+            lines.append(f"S8 width {other} / power spectrum: calibrated posterior at the fiducial {r['posterior']}, "
+                         f"summary Fisher width {r['summary']}, held-out RMSE {r['rmse_test']}")
+    if "bootstrap_95" in s:
+        b = s["bootstrap_95"]
+        lines.append("  95 % bootstrap over held-out cosmologies and fiducial maps: " + ", ".join(
+            f"{k} [{v[0]:.3f}, {v[1]:.3f}]" if v else f"{k} -" for k, v in b.items()))
+    if "target_reached" in s:
+        lines.append(f"target (graph S8 posterior >= 16 % tighter, 68 % coverage in [60, 76] %): "
+                     f"{'reached' if s['target_reached'] else 'NOT reached'}")
+    return "\n".join(lines)
+
+
+def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
+    """JSON {"config", "records", "summary", **extra} (predictions left out), written atomically."""
+    payload = {"config": json.loads(json.dumps(asdict(config), default=str)), "records": result["records"],
+               "summary": result["summary"], **(extra or {})}
+    return atomic_write_json(path, payload)
+
+
+def _ellipse(ax, mean, cov, level, **kw):
+    from matplotlib.patches import Ellipse
+
+    vals, vecs = np.linalg.eigh(cov)
+    r = np.sqrt(stats.chi2.ppf(level, 2) * vals)
+    angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
+    ax.add_patch(Ellipse(mean, 2 * r[1], 2 * r[0], angle=angle, fill=False, **kw))
+
+
+_LABELS = {"graph": "DeepSphere (maps)", "power_spectrum": "power spectrum", "handcrafted": "PS + moments/quantiles"}
+_COLORS = {"graph": "C3", "power_spectrum": "C0", "handcrafted": "C2"}
+
+
+def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
+    """predicted-vs-true (held-out cosmologies) and fiducial-ellipse PNGs in out_dir."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    preds = result["predictions"]
+    methods = list(preds)
+    fig, axes = plt.subplots(2, len(methods), figsize=(4 * len(methods), 7.5), squeeze=False)
+    for j, m in enumerate(methods):
+        p = preds[m]["test"]
+        truth = [p["theta"][:, 0], s8(p["theta"][:, 0], p["theta"][:, 1])]
+        for i, name in enumerate((r"$\Omega_m$", r"$S_8$")):
+            ax = axes[i, j]
+            ax.errorbar(truth[i], p["mean"][:, i], yerr=np.sqrt(p["cov"][:, i, i]), fmt=".", ms=3, alpha=0.4,
+                        color=_COLORS[m], elinewidth=0.6)
+            lo, hi = min(truth[i].min(), p["mean"][:, i].min()), max(truth[i].max(), p["mean"][:, i].max())
+            ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+            ax.set_xlabel(f"true {name}")
+            ax.set_ylabel(f"predicted {name}")
+            ax.set_title(f"{_LABELS[m]}: {name}")
+    fig.tight_layout()
+    paths = [out / "cosmo_predicted_vs_true.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    fid = np.array(config.grid.fiducial)
+    for m in methods:
+        p = preds[m]["fiducial"]
+        mean, cov = p["mean"].mean(0), p["cov"].mean(0)
+        # (Omega_m, S8) -> (Omega_m, sigma_8): linearised at the mean
+        jac = np.array([[1.0, 0.0], [-0.5 * mean[1] / math.sqrt(mean[0] / 0.3) / mean[0], 1 / math.sqrt(mean[0] / 0.3)]])
+        planes = ((mean, cov), (np.array([mean[0], mean[1] / math.sqrt(mean[0] / 0.3)]), jac @ cov @ jac.T))
+        for ax, (mu, c) in zip(axes[::-1], planes):
+            for lv, ls in zip(LEVELS, ("-", "--")):
+                _ellipse(ax, mu, c, lv, color=_COLORS[m], ls=ls, label=_LABELS[m] if lv == LEVELS[0] else None)
+    axes[1].plot(fid[0], s8(*fid), "k+", ms=12)
+    axes[0].plot(fid[0], fid[1], "k+", ms=12, label="fiducial")
+    for ax, ylab in zip(axes, (r"$\sigma_8$", r"$S_8 = \sigma_8 \sqrt{\Omega_m / 0.3}$")):
+        ax.set_xlabel(r"$\Omega_m$")
+        ax.set_ylabel(ylab)
+        ax.autoscale_view()
+    axes[0].set_xlim(*config.grid.omega_m_range)
+    axes[0].set_ylim(*config.grid.sigma8_range)
+    axes[1].set_xlim(*config.grid.omega_m_range)
+    axes[1].set_ylim(s8(fid[0], fid[1]) - 0.2, s8(fid[0], fid[1]) + 0.2)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"mean posterior at the fiducial ({len(preds[methods[0]]['fiducial']['mean'])} noisy realisations), "
+                 f"68 % solid / 95 % dashed; {config.grid.n_bins} bins, nside {config.grid.nside}, "
+                 f"{config.ngal:g} gal/arcmin$^2$")
+    fig.tight_layout()
+    paths.append(out / "cosmo_fiducial_ellipses.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths

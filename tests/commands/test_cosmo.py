@@ -1,0 +1,38 @@
+"""``deepsphere-gen cosmo``: a tiny end-to-end run writes the table, JSON and figures."""
+import json
+
+import pytest
+import torch
+
+from deepsphere_gen.cli import main
+
+TINY = ["--quick", "--n-train", "8", "--n-test", "2", "--n-real", "1", "--n-fiducial", "2", "--epochs", "1",
+        "--mlp-epochs", "3", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_cosmo_quick_end_to_end(tmp_path, capsys):
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    assert main(["cosmo", *TINY, *dirs]) == 0
+    text = capsys.readouterr().out
+    assert "power_spectrum" in text and "S8 width graph / power spectrum" in text
+    rec = json.loads((tmp_path / "out" / "cosmo.json").read_text())
+    methods = {r["method"] for r in rec["records"]}
+    assert methods == {"graph", "power_spectrum", "handcrafted"}
+    for r in rec["records"]:
+        assert 0 <= r["test"]["s8"]["coverage_68"] <= 1 and r["fiducial"]["s8"]["mean_std"] > 0
+    assert "s8_posterior_ratio_graph_over_ps" in rec["summary"] and rec["timing"]["process_cpu_seconds"] > 0
+    assert (tmp_path / "out" / "cosmo_fiducial_ellipses.png").is_file()
+    # evaluate alone reuses data and checkpoints
+    assert main(["cosmo", "evaluate", *TINY, *dirs, "--no-plots"]) == 0
+
+
+def test_cosmo_bad_input(tmp_path, capsys):
+    assert main(["cosmo", "--quick", "--ngal", "-1", "--data-dir", str(tmp_path)]) == 2
+    assert "ngal" in capsys.readouterr().err

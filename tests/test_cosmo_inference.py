@@ -1,0 +1,161 @@
+"""Cosmological inference on a footprint: calibration metrics, Gaussian NLL, footprint handling."""
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig, CosmoMapDataset, design, generate_cosmo_grid, s8
+from deepsphere_gen.datasets.survey_footprint import footprint_copies, stage3_footprint
+from deepsphere_gen.datasets.tomography import gaussian_cl_matrix, lognormal_maps, tomographic_cl, tomographic_shifts
+from deepsphere_gen.datasets._spectra import Cosmology
+from deepsphere_gen.experiments.cosmo_inference import (
+    CosmoExperimentConfig,
+    ParameterSpace,
+    build_graph_model,
+    calibration_scales,
+    gaussian_nll,
+    interval_coverage,
+    posterior_metrics,
+    summary_widths,
+)
+
+
+def test_interval_coverage_on_a_known_case():
+    # truths drawn from the Gaussian the intervals describe: 68 % / 95 % coverage
+    from scipy import stats
+
+    z = np.linspace(-3, 3, 6001)
+
+    w = stats.norm.pdf(z)
+    truth = np.random.default_rng(0).choice(z, size=200_000, p=w / w.sum())
+    cov = interval_coverage(np.zeros_like(truth), np.ones_like(truth), truth)
+    assert cov[0.68] == pytest.approx(0.68, abs=0.005) and cov[0.95] == pytest.approx(0.95, abs=0.005)
+    # over-confident intervals (std halved) cover less: P(|z| < 0.497) = 0.381
+    half = interval_coverage(np.zeros_like(truth), np.full_like(truth, 0.5), truth)
+    assert half[0.68] == pytest.approx(0.381, abs=0.01)
+    with pytest.raises(ValueError, match="positive"):
+        interval_coverage(np.zeros_like(z), np.zeros_like(z), z)
+
+
+def test_posterior_metrics_of_calibrated_correlated_posteriors():
+    rng = np.random.default_rng(1)
+    n = 20_000
+    mean = np.column_stack([rng.uniform(0.2, 0.4, n), rng.uniform(0.6, 0.9, n)])
+    cov = np.array([[0.03**2, -0.6 * 0.03 * 0.02], [-0.6 * 0.03 * 0.02, 0.02**2]])
+    truth_phys = mean + rng.multivariate_normal([0, 0], cov, n)  # (Omega_m, S8), calibrated by construction
+    theta = np.column_stack([truth_phys[:, 0], truth_phys[:, 1] / np.sqrt(truth_phys[:, 0] / 0.3)])
+    m = posterior_metrics(mean, np.broadcast_to(cov, (n, 2, 2)), theta)
+    for key in ("omega_m", "s8", "joint"):
+        assert m[key]["coverage_68"] == pytest.approx(0.68, abs=0.015)
+        assert m[key]["coverage_95"] == pytest.approx(0.95, abs=0.01)
+    assert m["s8"]["rmse"] == pytest.approx(0.02, rel=0.03) and m["s8"]["mean_std"] == pytest.approx(0.02)
+    assert m["sigma8"]["coverage_68"] == pytest.approx(0.68, abs=0.03)  # delta method, nearly linear here
+
+
+def test_gaussian_nll_is_the_bivariate_normal_density():
+    torch.manual_seed(0)
+    out, y = torch.randn(7, 5, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
+    L = torch.zeros(7, 2, 2, dtype=torch.float64)
+    L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = out[:, 2].exp(), out[:, 3], out[:, 4].exp()
+    ref = -torch.distributions.MultivariateNormal(out[:, :2], scale_tril=L).log_prob(y) - np.log(2 * np.pi)
+    torch.testing.assert_close(gaussian_nll(out, y, reduction="none"), ref)
+    assert float(gaussian_nll(out, y, reduction="sum")) == pytest.approx(float(ref.sum()))
+
+
+def test_parameter_space_round_trip():
+    space = ParameterSpace(CosmoGridConfig())
+    theta = np.array([[0.2, 0.6], [0.4, 1.0], [0.3, 0.8]])
+    u = space.to_u(theta)
+    assert np.all(np.abs(u) <= 1 + 1e-12)
+    mean, _ = space.from_u(u, np.zeros((3, 2, 2)))
+    np.testing.assert_allclose(mean, np.column_stack([theta[:, 0], s8(theta[:, 0], theta[:, 1])]))
+
+
+def test_design_is_seeded_and_inside_the_box():
+    cfg = CosmoGridConfig(n_train=16, n_test=4)
+    a, b = design(cfg), design(cfg)
+    np.testing.assert_array_equal(a["train"], b["train"])
+    pts = np.concatenate([a["train"], a["test"]])
+    assert pts.shape == (20, 2) and len(np.unique(pts[:, 0])) == 20
+    assert np.all((pts[:, 0] >= 0.2) & (pts[:, 0] <= 0.4) & (pts[:, 1] >= 0.6) & (pts[:, 1] <= 1.0))
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory):
+    cfg = CosmoGridConfig(nside=32, n_train=2, n_test=1, n_real=1, n_fiducial=1)
+    return cfg, generate_cosmo_grid(cfg, tmp_path_factory.mktemp("cosmo"), progress=False, verbose=False)
+
+
+def test_stored_samples_are_the_footprint_pixels_of_the_maps(tiny_grid):
+    cfg, path = tiny_grid
+    copies = footprint_copies(stage3_footprint(cfg.nside))
+    maps = np.load(path / "maps_train.npy", mmap_mode="r")
+    params, ids = np.load(path / "params_train.npy"), np.load(path / "ids_train.npy")
+    c, r = 1, 0
+    cosmo = Cosmology(*params[np.flatnonzero(ids[:, 0] == c)[0]])
+    cl = tomographic_cl(cosmo, cfg.n_bins, cfg.lmax)
+    lam = tomographic_shifts(cosmo, cfg.n_bins)
+    full = lognormal_maps(gaussian_cl_matrix(cl, lam)[0], lam, cfg.nside,
+                          np.random.default_rng(np.random.SeedSequence([cfg.seed, 0, c, r])))
+    for j, idx in enumerate(copies):
+        i = np.flatnonzero((ids == (c, r, j)).all(1))[0]
+        np.testing.assert_allclose(maps[i], full[:, idx].T, rtol=1e-6)
+    # a second call reuses the cache
+    assert generate_cosmo_grid(cfg, path.parent, progress=False, verbose=False) == path
+
+
+def test_no_masked_pixel_reaches_the_network(tiny_grid):
+    cfg, path = tiny_grid
+    mask = stage3_footprint(cfg.nside)
+    idx = np.flatnonzero(mask)
+    config = CosmoExperimentConfig(grid=cfg, channels=(4, 4))
+    model = build_graph_model(config, idx, np.ones(cfg.n_bins)).eval()
+    net = model.model
+    assert net.sampling.npix == idx.size
+    np.testing.assert_array_equal(net.sampling.indices, idx)
+    # coarse levels keep only parents whose children all lie in the footprint
+    coarse, k = net.out_sampling.indices, (cfg.nside // net.out_sampling.nside) ** 2
+    assert k == 16 and coarse.size > 0
+    assert np.all(np.isin(coarse[:, None] * k + np.arange(k), idx))
+    # NaN in every masked pixel of a full-sky map: the footprint values give a finite output
+    full = np.full((cfg.n_bins, 12 * cfg.nside**2), np.nan)
+    full[:, idx] = np.random.default_rng(0).standard_normal((cfg.n_bins, idx.size))
+    x = torch.as_tensor(full[:, idx].T[None], dtype=torch.float32)
+    assert torch.isfinite(model(x)).all()
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, 12 * cfg.nside**2, cfg.n_bins))  # a full-sky map is refused
+    ds = CosmoMapDataset(path, "test", [0.01] * cfg.n_bins)
+    x, theta = ds[0]
+    assert x.shape == (idx.size, cfg.n_bins) and torch.isfinite(x).all() and theta.shape == (2,)
+    np.testing.assert_array_equal(ds[0][0], x)  # fixed noise
+    with pytest.raises(ValueError, match="one per bin"):
+        CosmoMapDataset(path, "test", [0.01])
+
+
+def test_calibration_scales_undo_a_known_miscalibration():
+    rng = np.random.default_rng(2)
+    n = 50_000
+    mean = np.column_stack([rng.uniform(0.2, 0.4, n), rng.uniform(0.6, 0.9, n)])
+    true_cov = np.diag([0.03**2, 0.02**2])
+    phys = mean + rng.multivariate_normal([0, 0], true_cov, n)
+    theta = np.column_stack([phys[:, 0], phys[:, 1] / np.sqrt(phys[:, 0] / 0.3)])
+    reported = np.broadcast_to(np.diag([0.015**2, 0.04**2]), (n, 2, 2))  # Omega_m 2x too narrow, S8 2x too wide
+    np.testing.assert_allclose(calibration_scales(mean, reported, theta), [2.0, 0.5], rtol=0.02)
+
+
+def test_summary_widths_of_an_unbiased_estimator_are_its_scatter():
+    rng = np.random.default_rng(3)
+    truth = np.column_stack([rng.uniform(0.2, 0.4, 400), rng.uniform(0.6, 1.0, 400)])  # (Omega_m, sigma_8)
+    phys = np.column_stack([truth[:, 0], s8(truth[:, 0], truth[:, 1])])
+    est = 0.5 * phys + 0.1 + rng.normal(0, 0.01, phys.shape)  # response 0.5: widths double the scatter
+    fid = 0.5 * np.array([0.3, 0.8]) + 0.1 + rng.normal(0, 0.01, (4000, 2))
+    w = summary_widths(est, truth, fid)
+    assert w["omega_m"] == pytest.approx(0.02, rel=0.05) and w["s8"] == pytest.approx(0.02, rel=0.05)
+    np.testing.assert_allclose(w["slope"], 0.5 * np.eye(2), atol=0.02)
+
+
+def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
+    from deepsphere_gen.datasets import band_footprint
+    from deepsphere_gen.experiments.cosmo_inference import pooling_plan
+
+    assert pooling_plan(128, np.flatnonzero(stage3_footprint(128)), 4) == (1, 1, 1, 1)
+    assert pooling_plan(32, np.flatnonzero(band_footprint(32)), 3) == (1, 1, 0)  # the band is 25 deg wide
