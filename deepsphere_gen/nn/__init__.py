@@ -1,6 +1,7 @@
 """nn sub-package (see ../shared/DESIGN.md)."""
 # graph layers (issue 2)
 from .chebconv import ChebConv, chebyshev_basis
+from .laplacian import Laplacian
 from .pooling import (
     EquiangularAvgPool,
     EquiangularMaxPool,
@@ -32,6 +33,7 @@ __all__ = [
     # graph layers (issue 2)
     "ChebConv",
     "chebyshev_basis",
+    "Laplacian",
     "HealpixMaxPool",
     "HealpixAvgPool",
     "HealpixUnpool",
