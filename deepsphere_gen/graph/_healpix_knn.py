@@ -153,9 +153,9 @@ def _pick(s, c, shell, k):
     return np.take_along_axis(c, pick, axis=1), sk, certified
 
 
-def _face_grid_knn(nside: int, X, k: int, idx: np.ndarray, s_out: np.ndarray) -> np.ndarray:
+def _face_grid_knn(nside: int, X, k: int, out: "_Out") -> np.ndarray:
     """Full sky: the ball search of every pixel at least R from its face's edge, as array
-    slices of the face's (x, y) grid (no gathers).  Fills idx / s_out; returns the done mask.
+    slices of the face's (x, y) grid (no gathers).  Fills ``out``; returns the done mask.
 
     Per tile of the grid, the k offsets nearest to the tile's middle pixel are a guess
     that each pixel verifies with two reductions (its guessed distances all strictly below
@@ -199,15 +199,14 @@ def _face_grid_knn(nside: int, X, k: int, idx: np.ndarray, s_out: np.ndarray) ->
                 ok = sg.max(axis=0) < st[rest].min(axis=0)
                 ct = cand[:, :, y0 : y0 + _TILE]
                 sel = centre[:, y0 : y0 + _TILE][ok]
-                idx[sel] = ct[guess][:, ok].T
-                s_out[sel] = sg[:, ok].T
+                out.put(sel, ct[guess][:, ok].T, sg[:, ok].T)
                 done[sel] = True
                 if not ok.all():
                     bad = ~ok
                     j, sk, cert = _pick(np.ascontiguousarray(st[:, bad].T), np.ascontiguousarray(ct[:, bad].T),
                                         shell, k)
                     sel = centre[:, y0 : y0 + _TILE][bad][cert]
-                    idx[sel], s_out[sel] = j[cert], sk[cert]
+                    out.put(sel, j[cert], sk[cert])
                     done[sel] = True
 
     # the faces fill disjoint rows; numpy releases the GIL in the array arithmetic
@@ -220,13 +219,31 @@ def _workers() -> int:
     return max(1, min(12, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-def healpix_knn(sampling, k: int):
+class _Out:
+    """Where the searches put their results: the neighbours, and each row's k-th (largest)
+    (squared distance, index) pair, the key of the symmetrisation."""
+
+    def __init__(self, idx: np.ndarray):
+        self.idx = idx
+        self.kth = np.empty(idx.shape[0])
+        self.last = np.empty(idx.shape[0], dtype=np.int64)
+
+    def put(self, rows, j, s) -> None:
+        self.idx[rows] = j
+        kth = s.max(axis=1)
+        self.kth[rows] = kth
+        self.last[rows] = np.where(s == kth[:, None], j, -1).max(axis=1)
+
+
+def healpix_knn(sampling, k: int, idx: np.ndarray | None = None):
     """k nearest other pixels of every pixel of a (full or partial sky) HEALPix sampling.
 
-    Returns ``(idx, s)``: (npix, k) int32 local neighbour indices (ascending distance, ties
-    by index) and (npix, k) float64 squared chordal distances summed over x, y, z (the
-    k-d tree reports ``sqrt(s)``: square it back for its rounding).  Cost O(npix (2R + 1)^2) with R = :func:`ball_radius`; memory: the
-    two outputs plus a chunk.
+    Fills ``idx`` ((npix, k) int32 local neighbour indices, any order within a row; allocated
+    if None) and returns ``(kth, last)``: each row's k-th (largest) squared chordal distance
+    (summed over x, y, z in that order; the k-d tree reports its square root) and the
+    largest neighbour index at that distance.  j is among i's neighbours iff
+    ``(s_ij, j) <= (kth[i], last[i])``.  Cost O(npix (2R + 1)^2) with R = :func:`ball_radius`;
+    memory: ``idx``, 12 bytes per pixel, the coordinates and a chunk.
     """
     nside, n = sampling.nside, sampling.npix
     xyz = np.ascontiguousarray(sampling.xyz, dtype=np.float64)
@@ -244,11 +261,12 @@ def healpix_knn(sampling, k: int):
 
     X = [np.ascontiguousarray(xyz[:, a]) for a in range(3)]
     del xyz
-    idx = np.empty((n, k), dtype=np.int32 if n < 2**31 else np.int64)
-    s_out = np.empty((n, k), dtype=np.float64)
+    if idx is None:
+        idx = np.empty((n, k), dtype=np.int32 if n < 2**31 else np.int64)
+    out = _Out(idx)
     R0 = ball_radius(k)
     if full:
-        todo_all = [np.flatnonzero(~_face_grid_knn(nside, X, k, idx, s_out))]
+        todo_all = [np.flatnonzero(~_face_grid_knn(nside, X, k, out))]
     else:
         todo_all = []
     for s0 in range(0, n if not full else 0, _CHUNK):
@@ -266,8 +284,7 @@ def healpix_knn(sampling, k: int):
                 cand, shell, ok = _face_balls(nside, pix[sel], R)
                 sel, cand = sel[ok], cand[ok]
                 j, s, cert = _select(rows[sel], local(cand), shell, X, k)
-                idx[rows[sel[cert]]] = j[cert]
-                s_out[rows[sel[cert]]] = s[cert]
+                out.put(rows[sel[cert]], j[cert], s[cert])
                 done[sel[cert]] = True
         todo_all.append(rows[~done])
     todo = np.concatenate(todo_all)
@@ -278,8 +295,7 @@ def healpix_knn(sampling, k: int):
             rows = todo[s0 : s0 + _CHUNK // 4]
             cand, shell = _bfs_balls(nside, sampling.indices[rows], R)
             j, s, cert = _select(rows, local(cand), shell, X, k)
-            idx[rows[cert]] = j[cert]
-            s_out[rows[cert]] = s[cert]
+            out.put(rows[cert], j[cert], s[cert])
             left.append(rows[~cert])
         todo = np.concatenate(left)
         R += 1
@@ -290,5 +306,5 @@ def healpix_knn(sampling, k: int):
         j = tree.query(xyz[todo], m)[1]
         j = np.where((j == todo[:, None]) | (j >= n), -1, j)
         j, s, _ = _select(todo, j, np.zeros(m, dtype=bool), X, k)
-        idx[todo], s_out[todo] = j, s
-    return idx, s_out
+        out.put(todo, j, s)
+    return out.kth, out.last

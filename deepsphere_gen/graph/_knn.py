@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from ..sampling import HealpixSampling
-from ._healpix_knn import healpix_knn
+from ._pattern import healpix_knn_pattern
 from ._kernel import _check_k, default_sigma
 
 __all__ = ["knn_graph", "knn_distances"]
@@ -69,10 +69,10 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     the k nearest of the other (the weight only depends on d, so both directions agree).
     No self-loops; every node has at least k neighbours.
 
-    HEALPix: the neighbours come from the grid (:func:`healpix_knn`, ties at the k-th
-    distance broken by the smaller pixel index) and the symmetrisation from each node's
-    k-th (distance, index) pair, both O(npix k); other samplings: a k-d tree (ties broken
-    as it returns them) and a check of every edge's reverse, O(npix k^2).
+    HEALPix: the neighbours come from the grid (``healpix_knn``, ties at the k-th distance
+    broken by the smaller pixel index) and the symmetrisation from each node's k-th
+    (distance, index) pair, both O(npix k) (``healpix_knn_pattern``); other samplings: a
+    k-d tree (ties broken as it returns them) and a check of every edge's reverse, O(npix k^2).
 
     Returns a (npix, npix) float64 CSR matrix with sorted indices (int32 when they fit).
     Cost (HEALPix nside 1024, k = 20: 12.6M nodes, 254M edges): see the ``graph_build``
@@ -85,44 +85,24 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
         raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {n}")
     if isinstance(sampling, HealpixSampling):
         del xyz
-        idx, d2 = healpix_knn(sampling, k)  # d2: raw sums, the ranking key
-        nm = _non_mutual_ranked(idx, d2)
-        for s in range(0, n, _CHUNK):  # the k-d tree's rounding: sqrt(d2)**2
-            np.sqrt(d2[s : s + _CHUNK], out=d2[s : s + _CHUNK])
-            np.square(d2[s : s + _CHUNK], out=d2[s : s + _CHUNK])
-    else:
-        idx, d2 = knn_distances(xyz, k)
-        nm = None
+        sigma = default_sigma(sampling, k) if sigma is None else sigma
+        return healpix_knn_pattern(sampling, k, _check_sigma(sigma)).weights(sampling)
+    idx, d2 = knn_distances(xyz, k)
     if sigma is None:
-        sigma = default_sigma(sampling, k, mean_distance=None if isinstance(sampling, HealpixSampling)
-                              else _mean_sqrt(d2))
-    sigma = float(sigma)
-    if not np.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"kernel width sigma must be a positive finite number, got {sigma!r}")
+        sigma = default_sigma(sampling, k, mean_distance=_mean_sqrt(d2))
+    sigma = _check_sigma(sigma)
     w = d2  # reuse the buffer: weights in place of squared distances
     for s in range(0, n, _CHUNK):
         np.multiply(w[s : s + _CHUNK], -np.log(2.0) / sigma**2, out=w[s : s + _CHUNK])
         np.exp(w[s : s + _CHUNK], out=w[s : s + _CHUNK])
-    return _symmetrise(idx, w, nm)
+    return _symmetrise(idx, w)
 
 
-def _non_mutual_ranked(idx: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """(npix, k) bool non-mutual mask when every row holds the k smallest (key, index) pairs.
-
-    i is among the neighbours of j = idx[i, a] iff (key[i, a], i) <= (key_k(j), index_k(j)),
-    the k-th (largest) pair of j's row: one comparison per edge.
-    """
-    n, k = idx.shape
-    kth = key.max(axis=1)
-    last = np.where(key == kth[:, None], idx, -1).max(axis=1)
-    out = np.empty((n, k), dtype=bool)
-    for s in range(0, n, _CHUNK):
-        e = min(n, s + _CHUNK)
-        j = idx[s:e]
-        kj = kth[j]
-        rows = np.arange(s, e)[:, None]
-        out[s:e] = (key[s:e] > kj) | ((key[s:e] == kj) & (rows > last[j]))
-    return out
+def _check_sigma(sigma) -> float:
+    sigma = float(sigma)
+    if not np.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"kernel width sigma must be a positive finite number, got {sigma!r}")
+    return sigma
 
 
 def _mean_sqrt(d2: np.ndarray) -> float:
@@ -132,16 +112,14 @@ def _mean_sqrt(d2: np.ndarray) -> float:
     return total / d2.size
 
 
-def _symmetrise(idx: np.ndarray, w: np.ndarray, nm: np.ndarray | None = None) -> sp.csr_matrix:
+def _symmetrise(idx: np.ndarray, w: np.ndarray) -> sp.csr_matrix:
     """CSR of max(W, W^T) for the directed kNN graph (row i -> idx[i], weights w).
 
-    ``nm``: the non-mutual mask (None: found by :func:`_non_mutual`).  Built directly (no
-    transpose, no sparse binary op): every directed edge, plus the reverse of each
-    non-mutual edge, written row block by row block with the columns sorted.
+    Built directly (no transpose, no sparse binary op): every directed edge, plus the
+    reverse of each non-mutual edge, written row block by row block with the columns sorted.
     """
     n, k = idx.shape
-    if nm is None:
-        nm = _non_mutual(idx)
+    nm = _non_mutual(idx)
     src = np.flatnonzero(nm.ravel())  # flat positions of the non-mutual edges
     del nm
     extra_row = idx.ravel()[src].astype(np.int64)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -13,15 +12,16 @@ from ._cache import cache_directory, load_cached, sampling_key, save_cached
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import _check_k, default_sigma
 from ._knn import knn_graph
-from ._laplacian import check_laplacian_kind, degrees, estimate_lmax, lanczos_lmax, laplacian_csr
+from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, laplacian_csr
 from ._optimized import OPTIMIZED_FIT, optimized_graph
+from ._pattern import KnnPattern, healpix_knn_pattern
+from ..sampling import HealpixSampling
 
 __all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
 
 GRAPH_KINDS = ("knn", "4neighbour", "optimized")
 
 
-@dataclass
 class SphereGraph:
     """Graph of a sampling.
 
@@ -33,41 +33,68 @@ class SphereGraph:
     k, sigma : neighbours and kernel width of a kNN graph (None for ``"4neighbour"``).
     kind : ``"knn"``, ``"optimized"`` or ``"4neighbour"``.
     laplacian_kind : ``"combinatorial"`` or ``"normalized"``.
-    from_cache : True when the weights were loaded from the disk cache.
+    from_cache : True when the graph was loaded from the disk cache.
+    pattern : for HEALPix kNN graphs, the :class:`KnnPattern` the graph is stored as (the
+        Laplacian's sparsity pattern and sigma; weights recomputed from the coordinates,
+        bitwise equal); None when the weights are stored (``weights`` then is that CSR).
 
-    The Laplacian is not stored: :attr:`laplacian`, :meth:`rescaled_laplacian` and
-    :meth:`to_torch` each write it from the weights in one O(nnz) pass (no sparse algebra),
-    so a graph costs the memory of W alone (HEALPix nside 1024, k = 20: 3.0 GB).
+    No matrix but the stored one is kept: :attr:`weights` (of a pattern graph),
+    :attr:`laplacian`, :meth:`rescaled_laplacian` and :meth:`to_torch` are written on each
+    call in one O(nnz) pass (no sparse algebra).  A HEALPix nside-1024 k = 20 graph holds
+    1.1 GB (its int32 pattern); ``to_torch`` on CPU shares those index arrays, adding only
+    the values (float32: 1.1 GB).
     """
 
-    sampling: object
-    weights: sp.csr_matrix
-    lmax: float
-    k: int | None
-    sigma: float | None
-    kind: str
-    laplacian_kind: str
-    from_cache: bool = field(default=False, compare=False)
+    def __init__(self, sampling, weights: sp.csr_matrix | None, lmax: float, k, sigma, kind: str,
+                 laplacian_kind: str, from_cache: bool = False, pattern: KnnPattern | None = None):
+        if (weights is None) == (pattern is None):
+            raise ValueError("a SphereGraph stores either its weights or its kNN pattern")
+        self.sampling, self._weights, self.pattern = sampling, weights, pattern
+        self.lmax, self.k, self.sigma, self.kind = float(lmax), k, sigma, kind
+        self.laplacian_kind, self.from_cache = laplacian_kind, from_cache
+
+    def __repr__(self) -> str:
+        return (f"SphereGraph(npix={self.npix}, nnz={self.nnz}, kind={self.kind!r}, k={self.k}, "
+                f"sigma={self.sigma}, laplacian={self.laplacian_kind!r}, lmax={self.lmax:.6g})")
 
     @property
     def npix(self) -> int:
-        return int(self.weights.shape[0])
+        return self.pattern.npix if self.pattern is not None else int(self._weights.shape[0])
+
+    @property
+    def nnz(self) -> int:
+        """Stored entries of W (twice the edges)."""
+        return self.pattern.nnz if self.pattern is not None else int(self._weights.nnz)
+
+    @property
+    def weights(self) -> sp.csr_matrix:
+        """(npix, npix) float64 CSR W (written from the pattern on each access for pattern graphs)."""
+        return self._weights if self.pattern is None else self.pattern.weights(self.sampling)
+
+    def _matrix(self, scale: float = 1.0, shift: float = 0.0, dtype=np.float64) -> sp.csr_matrix:
+        if self.pattern is None:
+            return laplacian_csr(self._weights, self.laplacian_kind, scale, shift, dtype=dtype)
+        p = self.pattern
+        vals = p.values(self.sampling, self.laplacian_kind, scale, shift, dtype=dtype)
+        M = sp.csr_matrix((vals, p.indices, p.indptr), shape=(p.npix, p.npix), copy=False)
+        M.has_sorted_indices = True
+        return M
 
     @property
     def laplacian(self) -> sp.csr_matrix:
         """(npix, npix) float64 CSR of kind ``laplacian_kind`` (written on each access)."""
-        return laplacian_csr(self.weights, self.laplacian_kind)
+        return self._matrix()
 
     def rescaled_laplacian(self, dtype=np.float64) -> sp.csr_matrix:
         """2 L / lmax - I, spectrum in [-1, 1] (CSR, values computed in float64, stored as ``dtype``)."""
-        return laplacian_csr(self.weights, self.laplacian_kind, 2.0 / self.lmax, -1.0, dtype=dtype)
+        return self._matrix(2.0 / self.lmax, -1.0, dtype=dtype)
 
     def to_torch(self, dtype=torch.float32, device=None, rescaled: bool = True) -> torch.Tensor:
         """(npix, npix) torch sparse CSR tensor (int32 indices when they fit) of the rescaled
-        (default) or plain Laplacian, made from numpy arrays without copies on CPU."""
+        (default) or plain Laplacian.  On CPU its index arrays are the graph's own (no copy):
+        treat them as read-only."""
         np_dtype = torch.empty((), dtype=dtype).numpy().dtype
-        M = laplacian_csr(self.weights, self.laplacian_kind, *((2.0 / self.lmax, -1.0) if rescaled else ()),
-                          dtype=np_dtype)
+        M = self._matrix(*((2.0 / self.lmax, -1.0) if rescaled else ()), dtype=np_dtype)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             return torch.sparse_csr_tensor(
@@ -146,46 +173,45 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     params = graph_params(sampling, k, sigma, laplacian, kind)
     directory = cache_directory(cache_dir)
     hit = load_cached(directory, params) if cache else None
+    W = pattern = None
     if hit is not None:
-        W, meta = hit
+        stored, meta = hit
         lmax = float(meta["lmax"])
+        if isinstance(stored, tuple):
+            pattern = KnnPattern(*stored, params["sigma"])
+        else:
+            W = stored
     else:
-        if kind == "knn":
+        if kind == "knn" and isinstance(sampling, HealpixSampling):
+            pattern = healpix_knn_pattern(sampling, params["k"], params["sigma"])
+        elif kind == "knn":
             W = knn_graph(sampling, params["k"], params["sigma"])
         elif kind == "optimized":
             W = optimized_graph(sampling, params["k"], params["sigma"])
         else:
             W = equiangular_4neighbour_graph(sampling)
-        lmax = _lmax(W, params["laplacian"])
+        g = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"], pattern=pattern)
+        lmax = _lmax(g)
         if cache:
-            save_cached(directory, params, W, {"lmax": lmax, "nnz": int(W.nnz)})
+            stored = W if pattern is None else (pattern.indptr, pattern.indices)
+            save_cached(directory, params, stored, {"lmax": lmax, "nnz": g.nnz})
     return SphereGraph(sampling, W, lmax, params["k"], params["sigma"], kind, params["laplacian"],
-                       from_cache=hit is not None)
+                       from_cache=hit is not None, pattern=pattern)
 
 
-#: above this many non-zeros, the Lanczos of :func:`_lmax` runs on a float32 copy of W
+#: above this many non-zeros, the Lanczos of :func:`_lmax` runs on a float32 Laplacian
 _FLOAT32_LANCZOS_NNZ = 1 << 24
 
 
-def _lmax(W: sp.csr_matrix, kind: str) -> float:
-    """:func:`estimate_lmax` of the Laplacian of W.  Large graphs: the same Lanczos on
-    ``L x = D x - W x`` with W in float32 (torch CSR sharing W's indices; half the memory
-    traffic of each of the ~40 products, Ritz value within ~1e-6 of the float64 one)."""
-    if W.nnz <= _FLOAT32_LANCZOS_NNZ:
-        return estimate_lmax(laplacian_csr(W, kind))
-    deg = degrees(W)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        W32 = torch.sparse_csr_tensor(torch.from_numpy(W.indptr), torch.from_numpy(W.indices),
-                                      torch.from_numpy(W.data.astype(np.float32)), size=W.shape)
-    if kind == "normalized":
-        dinv = np.zeros_like(deg)
-        np.power(deg, -0.5, where=deg > 0, out=dinv)
+def _lmax(graph: SphereGraph) -> float:
+    """:func:`estimate_lmax` of the graph's Laplacian.  Large graphs: the same Lanczos with the
+    Laplacian's values in float32 (a torch CSR sharing the index arrays; half the memory
+    traffic of each of the ~40 products; the Ritz value moves by ~1e-7 relative)."""
+    if graph.nnz <= _FLOAT32_LANCZOS_NNZ:
+        return estimate_lmax(graph.laplacian)
+    L32 = graph.to_torch(dtype=torch.float32, rescaled=False)
 
-        def matvec(x):
-            y = torch.mv(W32, torch.from_numpy((dinv * x).astype(np.float32))).numpy()
-            return (deg > 0) * x - dinv * y
-    else:
-        def matvec(x):
-            return deg * x - torch.mv(W32, torch.from_numpy(x.astype(np.float32))).numpy()
-    return lanczos_lmax(matvec, W.shape[0])
+    def matvec(x):
+        return torch.mv(L32, torch.from_numpy(x.astype(np.float32))).numpy()
+
+    return lanczos_lmax(matvec, graph.npix)
