@@ -21,10 +21,22 @@ import healpy as hp
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["healpix_knn"]
+__all__ = ["healpix_knn", "squared_distances"]
 
 _TILE = 16  # the face-grid search guesses the k nearest offsets once per _TILE x _TILE pixels
 _CHUNK = 1 << 15  # pixels per chunk: (chunk, (2R+1)^2, 3) float64 temporaries of ~20-60 MB
+
+
+def squared_distances(xyz: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """sum over x, y, z (in that order) of (x[col] - x[row])^2, the ranking key of the search
+    (the k-d tree's sum, before its square root).  ``xyz``: (npix, 3) float64; ``rows``,
+    ``cols``: index arrays that broadcast together."""
+    diff = xyz[cols]
+    diff -= xyz[rows]
+    diff *= diff
+    s = diff[..., 0] + diff[..., 1]  # == (0 + dx^2) + dy^2
+    s += diff[..., 2]
+    return s
 
 
 def _spread(v: np.ndarray) -> np.ndarray:
@@ -107,11 +119,11 @@ def _bfs_balls(nside: int, pix: np.ndarray, R: int):
     return cand, shell
 
 
-def _select(i_local, cand_local, shell, X, k):
+def _select(i_local, cand_local, shell, xyz, k):
     """k nearest candidates by (squared distance, index): (idx (m, k), s (m, k), certified (m,)).
 
     ``cand_local``: (m, M) local indices, -1 where absent; ``shell``: (M,) or (m, M) bool
-    (shell pixels only bound the search); ``X``: the x, y, z coordinate arrays.
+    (shell pixels only bound the search); ``xyz``: (npix, 3) coordinates.
     """
     m, M = cand_local.shape
     if M < k:  # fewer candidates than k: never certified
@@ -119,12 +131,7 @@ def _select(i_local, cand_local, shell, X, k):
         shell = np.pad(np.broadcast_to(shell, (m, M)), ((0, 0), (0, k - M)))
     present = cand_local >= 0
     c = np.where(present, cand_local, 0)
-    s = np.zeros(c.shape)
-    for x in X:  # summed over x, y, z in this order, as the k-d tree does
-        diff = x[c]
-        diff -= x[i_local][:, None]
-        diff *= diff
-        s += diff
+    s = squared_distances(xyz, i_local[:, None], c)
     s[~present] = np.inf
     return _pick(s, c, shell, k)
 
@@ -153,7 +160,7 @@ def _pick(s, c, shell, k):
     return np.take_along_axis(c, pick, axis=1), sk, certified
 
 
-def _face_grid_knn(nside: int, X, k: int, out: "_Out") -> np.ndarray:
+def _face_grid_knn(nside: int, xyz: np.ndarray, k: int, out: "_Out") -> np.ndarray:
     """Full sky: the ball search of every pixel at least R from its face's edge, as array
     slices of the face's (x, y) grid (no gathers).  Fills ``out``; returns the done mask.
 
@@ -175,7 +182,7 @@ def _face_grid_knn(nside: int, X, k: int, out: "_Out") -> np.ndarray:
         offsets = [(a, b) for a in d for b in d if a or b]
         M = len(offsets)
         shell = np.array([max(abs(a), abs(b)) == R for a, b in offsets])
-        G = [x[face * ns2 + grid] for x in X]  # (nside, nside) coordinate grids
+        G = [np.ascontiguousarray(xyz[face * ns2 + grid, a]) for a in range(3)]  # (nside, nside) grids
         ys = slice(R, nside - R)
         for x0 in range(R, nside - R, _TILE):
             x1 = min(nside - R, x0 + _TILE)
@@ -235,7 +242,7 @@ class _Out:
         self.last[rows] = np.where(s == kth[:, None], j, -1).max(axis=1)
 
 
-def healpix_knn(sampling, k: int, idx: np.ndarray | None = None):
+def healpix_knn(sampling, k: int, idx: np.ndarray | None = None, xyz: np.ndarray | None = None):
     """k nearest other pixels of every pixel of a (full or partial sky) HEALPix sampling.
 
     Fills ``idx`` ((npix, k) int32 local neighbour indices, any order within a row; allocated
@@ -243,10 +250,11 @@ def healpix_knn(sampling, k: int, idx: np.ndarray | None = None):
     (summed over x, y, z in that order; the k-d tree reports its square root) and the
     largest neighbour index at that distance.  j is among i's neighbours iff
     ``(s_ij, j) <= (kth[i], last[i])``.  Cost O(npix (2R + 1)^2) with R = :func:`ball_radius`;
-    memory: ``idx``, 12 bytes per pixel, the coordinates and a chunk.
+    memory: ``idx``, 12 bytes per pixel, the coordinates (``xyz``: ``sampling.xyz`` if
+    already computed) and a chunk.
     """
     nside, n = sampling.nside, sampling.npix
-    xyz = np.ascontiguousarray(sampling.xyz, dtype=np.float64)
+    xyz = np.ascontiguousarray(sampling.xyz if xyz is None else xyz, dtype=np.float64)
     full = sampling.is_full_sky
     if full:
         to_local = None
@@ -259,14 +267,12 @@ def healpix_knn(sampling, k: int, idx: np.ndarray | None = None):
             return nest
         return np.where(nest >= 0, to_local[np.maximum(nest, 0)], -1)
 
-    X = [np.ascontiguousarray(xyz[:, a]) for a in range(3)]
-    del xyz
     if idx is None:
         idx = np.empty((n, k), dtype=np.int32 if n < 2**31 else np.int64)
     out = _Out(idx)
     R0 = ball_radius(k)
     if full:
-        todo_all = [np.flatnonzero(~_face_grid_knn(nside, X, k, out))]
+        todo_all = [np.flatnonzero(~_face_grid_knn(nside, xyz, k, out))]
     else:
         todo_all = []
     for s0 in range(0, n if not full else 0, _CHUNK):
@@ -283,7 +289,7 @@ def healpix_knn(sampling, k: int, idx: np.ndarray | None = None):
                     continue
                 cand, shell, ok = _face_balls(nside, pix[sel], R)
                 sel, cand = sel[ok], cand[ok]
-                j, s, cert = _select(rows[sel], local(cand), shell, X, k)
+                j, s, cert = _select(rows[sel], local(cand), shell, xyz, k)
                 out.put(rows[sel[cert]], j[cert], s[cert])
                 done[sel[cert]] = True
         todo_all.append(rows[~done])
@@ -294,17 +300,16 @@ def healpix_knn(sampling, k: int, idx: np.ndarray | None = None):
         for s0 in range(0, todo.size, _CHUNK // 4):
             rows = todo[s0 : s0 + _CHUNK // 4]
             cand, shell = _bfs_balls(nside, sampling.indices[rows], R)
-            j, s, cert = _select(rows, local(cand), shell, X, k)
+            j, s, cert = _select(rows, local(cand), shell, xyz, k)
             out.put(rows[cert], j[cert], s[cert])
             left.append(rows[~cert])
         todo = np.concatenate(left)
         R += 1
     if todo.size:  # e.g. the edge of a small partial sky: a k-d tree over the sampling
-        xyz = np.stack(X, axis=1)
         tree = cKDTree(xyz, balanced_tree=False, compact_nodes=False)
         m = min(n, k + 9)  # a margin for ties at the k-th distance
         j = tree.query(xyz[todo], m)[1]
         j = np.where((j == todo[:, None]) | (j >= n), -1, j)
-        j, s, _ = _select(todo, j, np.zeros(m, dtype=bool), X, k)
+        j, s, _ = _select(todo, j, np.zeros(m, dtype=bool), xyz, k)
         out.put(todo, j, s)
     return out.kth, out.last

@@ -118,18 +118,21 @@ def lanczos_lmax(matvec, n: int, tol: float = 5e-3, safety: float = 1.01, max_st
     repeats converged ones), and the 1 % margin covers ``tol``.  Cost: one ``matvec`` per
     step (about 40 for the HEALPix kNN graphs), memory three vectors.
     """
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    q = v0 / np.linalg.norm(v0)
+    q = np.random.default_rng(seed).standard_normal(n)
+    q /= np.linalg.norm(q)
     q_prev = np.zeros(n)
     alpha, beta = [], []
     b = 0.0
     lam = 0.0
-    for _ in range(min(n, max_steps)):
+    for _ in range(min(n, max_steps)):  # in place: three n-vectors (and the product's output)
         w = np.asarray(matvec(q), dtype=np.float64).ravel()
         if b:
-            w -= b * q_prev
+            q_prev *= b
+            w -= q_prev
         a = float(q @ w)
-        w -= a * q
+        q_prev[:] = q
+        q *= a
+        w -= q
         b = float(np.linalg.norm(w))
         alpha.append(a)
         beta.append(b)
@@ -137,7 +140,8 @@ def lanczos_lmax(matvec, n: int, tol: float = 5e-3, safety: float = 1.01, max_st
         lam = float(theta[-1])
         if b * abs(S[-1, -1]) <= tol * abs(lam) or b <= 1e-12 * max(abs(lam), 1.0):
             break
-        q_prev, q = q, w / b
+        w /= b
+        q = w
     if lam <= 0:
         raise ValueError("Laplacian has no positive eigenvalue (graph without edges?)")
     return lam * float(safety)

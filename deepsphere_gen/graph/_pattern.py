@@ -14,27 +14,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._healpix_knn import healpix_knn
+from ._healpix_knn import healpix_knn, squared_distances
 
 __all__ = ["KnnPattern", "healpix_knn_pattern"]
 
 _ROWS = 1 << 16  # rows per block
-
-
-def _coords(sampling):
-    xyz = sampling.xyz
-    return [np.ascontiguousarray(xyz[:, a]) for a in range(3)]
-
-
-def squared_distances(X, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """sum over x, y, z (in that order) of (x[col] - x[row])^2: the neighbour search's ranking key."""
-    s = np.zeros(rows.shape)
-    for x in X:
-        diff = x[cols]
-        diff -= x[rows]
-        diff *= diff
-        s += diff
-    return s
 
 
 class KnnPattern:
@@ -82,7 +66,7 @@ class KnnPattern:
         return np.asarray(block.sum(axis=1)).ravel()
 
     def degrees(self, sampling) -> np.ndarray:
-        X = _coords(sampling)
+        X = np.ascontiguousarray(sampling.xyz)
         deg = np.empty(self.npix)
         for s, e, lo, hi, rows, cols in self._blocks():
             deg[s:e] = self._row_sums(s, e, lo, hi, self._weights(X, rows, cols), rows != cols)
@@ -92,7 +76,7 @@ class KnnPattern:
                dtype=np.float64, weights_only: bool = False) -> np.ndarray:
         """Values on the pattern of ``scale * L + shift * I`` (or of W with ``weights_only``),
         computed in float64 with the operations of ``laplacian_csr`` and stored as ``dtype``."""
-        X = _coords(sampling)
+        X = np.ascontiguousarray(sampling.xyz)
         out = np.empty(self.indices.size, dtype=dtype)
         dinv = None
         if kind == "normalized" and not weights_only:
@@ -144,8 +128,8 @@ def healpix_knn_pattern(sampling, k: int, sigma: float) -> KnnPattern:
     itype = np.int32 if cap < 2**31 - 1 else np.int64
     buf = np.empty(cap, dtype=itype)
     idx = buf[: n * k].reshape(n, k)
-    kth, last = healpix_knn(sampling, k, idx)
-    X = _coords(sampling)
+    X = np.ascontiguousarray(sampling.xyz)
+    kth, last = healpix_knn(sampling, k, idx, X)
     extra_row, extra_col = [], []
     for s in range(0, n, _ROWS):
         e = min(n, s + _ROWS)

@@ -63,7 +63,9 @@ def to_torch_csr(laplacian, dtype=None, device=None) -> torch.Tensor:
         raise ValueError(f"laplacian must be a square matrix, got shape {tuple(t.shape)}")
     if not t.is_floating_point():
         raise ValueError(f"laplacian must hold floating-point values, got {t.dtype}")
-    if not bool(torch.isfinite(t.values()).all()):
+    values = t.values()
+    step = 1 << 24  # in slices: no full-size temporary
+    if not all(bool(torch.isfinite(values[i : i + step]).all()) for i in range(0, values.numel(), step)):
         raise ValueError("laplacian has NaN/inf entries")
     return _with_index_dtype(t).to(dtype=dtype or t.dtype, device=device)
 
