@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._healpix_knn import healpix_knn, squared_distances
+from ._healpix_knn import coordinates, healpix_knn, squared_distances
 
 __all__ = ["KnnPattern", "healpix_knn_pattern"]
 
@@ -45,12 +45,12 @@ class KnnPattern:
         for s in range(0, n, _ROWS):
             e = min(n, s + _ROWS)
             lo, hi = int(self.indptr[s]), int(self.indptr[e])
-            rows = np.repeat(np.arange(s, e), np.diff(self.indptr[s : e + 1]))
-            yield s, e, lo, hi, rows, self.indices[lo:hi]
+            counts = np.diff(self.indptr[s : e + 1])
+            yield s, e, lo, hi, np.repeat(np.arange(s, e), counts), self.indices[lo:hi]
 
     def _weights(self, X, rows, cols) -> np.ndarray:
         """w on the block's entries (0 on the diagonal), as the explicit kNN graph computes them."""
-        d2 = squared_distances(X, rows, cols)
+        d2 = squared_distances(X, rows, cols)  # rows: sorted, so the gather runs sequentially
         np.sqrt(d2, out=d2)  # the k-d tree's rounding: sqrt(s)**2
         np.square(d2, out=d2)
         np.multiply(d2, -np.log(2.0) / self.sigma**2, out=d2)
@@ -66,7 +66,7 @@ class KnnPattern:
         return np.asarray(block.sum(axis=1)).ravel()
 
     def degrees(self, sampling) -> np.ndarray:
-        X = np.ascontiguousarray(sampling.xyz)
+        X = coordinates(sampling)
         deg = np.empty(self.npix)
         for s, e, lo, hi, rows, cols in self._blocks():
             deg[s:e] = self._row_sums(s, e, lo, hi, self._weights(X, rows, cols), rows != cols)
@@ -76,7 +76,7 @@ class KnnPattern:
                dtype=np.float64, weights_only: bool = False) -> np.ndarray:
         """Values on the pattern of ``scale * L + shift * I`` (or of W with ``weights_only``),
         computed in float64 with the operations of ``laplacian_csr`` and stored as ``dtype``."""
-        X = np.ascontiguousarray(sampling.xyz)
+        X = coordinates(sampling)
         out = np.empty(self.indices.size, dtype=dtype)
         dinv = None
         if kind == "normalized" and not weights_only:
@@ -128,7 +128,7 @@ def healpix_knn_pattern(sampling, k: int, sigma: float) -> KnnPattern:
     itype = np.int32 if cap < 2**31 - 1 else np.int64
     buf = np.empty(cap, dtype=itype)
     idx = buf[: n * k].reshape(n, k)
-    X = np.ascontiguousarray(sampling.xyz)
+    X = coordinates(sampling)
     kth, last = healpix_knn(sampling, k, idx, X)
     extra_row, extra_col = [], []
     for s in range(0, n, _ROWS):
