@@ -130,20 +130,32 @@ def _bfs_balls(nside: int, pix: np.ndarray, R: int):
     return cand, shell
 
 
-def _select(i_local, cand_local, shell, X, k):
+def _select(i_local, cand_local, shell, X, k, cand_nest=None, nside=None):
     """k nearest candidates by (squared distance, index): (idx (m, k), s (m, k), certified (m,)).
 
     ``cand_local``: (m, M) local indices, -1 where absent; ``shell``: (M,) or (m, M) bool
-    (shell pixels only bound the search); ``X``: :func:`coordinates`.
+    (shell pixels only bound the search); ``X``: :func:`coordinates`.  Partial sky:
+    ``cand_nest`` (m, M) NESTED indices (-1: none) and ``nside`` let shell pixels outside the
+    sampling bound the search too (their distances from ``healpy.pix2vec``, with a margin).
     """
     m, M = cand_local.shape
     if M < k:  # fewer candidates than k: never certified
         cand_local = np.pad(cand_local, ((0, 0), (0, k - M)), constant_values=-1)
         shell = np.pad(np.broadcast_to(shell, (m, M)), ((0, 0), (0, k - M)))
+        if cand_nest is not None:
+            cand_nest = np.pad(cand_nest, ((0, 0), (0, k - M)), constant_values=-1)
     present = cand_local >= 0
     c = np.where(present, cand_local, 0)
     s = squared_distances(X, i_local[:, None], c)
     s[~present] = np.inf
+    if cand_nest is not None:  # the sky's edge: absent shell pixels are barriers all the same
+        shell = np.broadcast_to(shell, s.shape)
+        gone = shell & ~present & (cand_nest >= 0)
+        if gone.any():
+            rows = np.broadcast_to(i_local[:, None], s.shape)[gone]
+            v = np.stack(hp.pix2vec(nside, cand_nest[gone], nest=True), axis=-1)
+            centre = np.stack([x[rows] for x in X], axis=-1)
+            s[gone] = ((v - centre) ** 2).sum(-1) * (1 - 1e-9)  # shell: barrier only, never picked
     return _pick(s, c, shell, k)
 
 
@@ -300,7 +312,7 @@ def healpix_knn(sampling, k: int, idx: np.ndarray | None = None, X=None):
                     continue
                 cand, shell, ok = _face_balls(nside, pix[sel], R)
                 sel, cand = sel[ok], cand[ok]
-                j, s, cert = _select(rows[sel], local(cand), shell, X, k)
+                j, s, cert = _select(rows[sel], local(cand), shell, X, k, None if full else cand, nside)
                 out.put(rows[sel[cert]], j[cert], s[cert])
                 done[sel[cert]] = True
         todo_all.append(rows[~done])
@@ -311,7 +323,7 @@ def healpix_knn(sampling, k: int, idx: np.ndarray | None = None, X=None):
         for s0 in range(0, todo.size, _CHUNK // 4):
             rows = todo[s0 : s0 + _CHUNK // 4]
             cand, shell = _bfs_balls(nside, sampling.indices[rows], R)
-            j, s, cert = _select(rows, local(cand), shell, X, k)
+            j, s, cert = _select(rows, local(cand), shell, X, k, None if full else cand, nside)
             out.put(rows[cert], j[cert], s[cert])
             left.append(rows[~cert])
         todo = np.concatenate(left)
