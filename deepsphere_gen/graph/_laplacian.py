@@ -107,8 +107,17 @@ def laplacian_csr(W: sp.csr_matrix, kind: str = "combinatorial", scale: float = 
     return out
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """a . b accumulated in float64 (slices of float32 vectors converted on the fly)."""
+    if a.dtype == np.float64 and b.dtype == np.float64:
+        return float(a @ b)
+    step = 1 << 20
+    return float(sum(a[i : i + step].astype(np.float64) @ b[i : i + step].astype(np.float64)
+                     for i in range(0, a.size, step)))
+
+
 def lanczos_lmax(matvec, n: int, tol: float = 5e-3, safety: float = 1.01, max_steps: int = 300,
-                 seed: int = 0) -> float:
+                 seed: int = 0, dtype=np.float64) -> float:
     """Upper estimate of the largest eigenvalue of a symmetric PSD operator: lambda * ``safety``.
 
     lambda: the largest Ritz value of plain Lanczos (three vectors kept, no re-orthogonalisation)
@@ -116,24 +125,25 @@ def lanczos_lmax(matvec, n: int, tol: float = 5e-3, safety: float = 1.01, max_st
     ``tol * lambda`` (the criterion of ARPACK's ``eigsh``, which pygsp calls with the same
     tolerance).  Ritz values never exceed the largest eigenvalue (loss of orthogonality only
     repeats converged ones), and the 1 % margin covers ``tol``.  Cost: one ``matvec`` per
-    step (about 40 for the HEALPix kNN graphs), memory three vectors.
+    step (about 40 for the HEALPix kNN graphs), memory three vectors of ``dtype`` (float32 for
+    the largest graphs: dot products still accumulate in float64).
     """
-    q = np.random.default_rng(seed).standard_normal(n)
-    q /= np.linalg.norm(q)
-    q_prev = np.zeros(n)
+    q = np.random.default_rng(seed).standard_normal(n).astype(dtype, copy=False)
+    q /= np.sqrt(_dot(q, q))
+    q_prev = np.zeros(n, dtype=dtype)
     alpha, beta = [], []
     b = 0.0
     lam = 0.0
     for _ in range(min(n, max_steps)):  # in place: three n-vectors (and the product's output)
-        w = np.asarray(matvec(q), dtype=np.float64).ravel()
+        w = np.asarray(matvec(q), dtype=dtype).ravel()
         if b:
             q_prev *= b
             w -= q_prev
-        a = float(q @ w)
+        a = _dot(q, w)
         q_prev[:] = q
         q *= a
         w -= q
-        b = float(np.linalg.norm(w))
+        b = float(np.sqrt(_dot(w, w)))
         alpha.append(a)
         beta.append(b)
         theta, S = np.linalg.eigh(np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1))

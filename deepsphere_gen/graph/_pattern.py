@@ -18,7 +18,7 @@ from ._healpix_knn import coordinates, healpix_knn, squared_distances
 
 __all__ = ["KnnPattern", "healpix_knn_pattern"]
 
-_ROWS = 1 << 16  # rows per block
+_ROWS = 1 << 14  # rows per block (temporaries of a few MB)
 
 
 class KnnPattern:
