@@ -6,9 +6,9 @@ distance R of pixel (x, y) in the face's (x, y) grid are the (2R + 1)^2 - 1 pixe
 ``healpy.get_all_neighbours``.  The k nearest candidates (by squared chordal distance,
 ties broken by the smaller pixel index) are the true k nearest when the k-th candidate is
 strictly closer than every pixel of the ball's outer shell (the shell separates the ball
-from the rest of the sphere).  Pixels that fail this test (a distorted neighbourhood, the
-edge of a partial sky) are searched again in a ball two rings larger, and as a last resort
-with a k-d tree.  Squared distances are summed over x, y, z in that order, then
+from the rest of the sphere; pixels of the shell outside a partial sky count too).  Pixels
+that fail this test (a distorted neighbourhood, the edge of a partial sky) are searched
+again in balls one ring larger (up to four), and as a last resort with a k-d tree.  Squared distances are summed over x, y, z in that order, then
 square-rooted and squared back, exactly as ``scipy.spatial.cKDTree`` reports them, so the
 graphs equal the k-d tree ones bit for bit (tested).
 """
@@ -294,11 +294,8 @@ def healpix_knn(sampling, k: int, idx: np.ndarray | None = None, X=None):
         idx = np.empty((n, k), dtype=np.int32 if n < 2**31 else np.int64)
     out = _Out(idx)
     R0 = ball_radius(k)
-    if full:
-        todo_all = [np.flatnonzero(~_face_grid_knn(nside, X, k, out))]
-    else:
-        todo_all = []
-    for s0 in range(0, n if not full else 0, _CHUNK):
+    todo_all = [np.flatnonzero(~_face_grid_knn(nside, X, k, out))] if full else []
+    for s0 in range(0, 0 if full else n, _CHUNK):  # partial sky: balls gathered pixel by pixel
         rows = np.arange(s0, min(n, s0 + _CHUNK))
         pix = sampling.indices[rows]
         face = pix // (nside * nside)
