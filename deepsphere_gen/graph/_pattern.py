@@ -46,36 +46,56 @@ class KnnPattern:
             e = min(n, s + _ROWS)
             lo, hi = int(self.indptr[s]), int(self.indptr[e])
             counts = np.diff(self.indptr[s : e + 1])
-            yield s, e, lo, hi, np.repeat(np.arange(s, e), counts), self.indices[lo:hi]
+            yield s, e, lo, hi, counts, self.indices[lo:hi]
 
-    def _weights(self, X, rows, cols) -> np.ndarray:
+    def _weights(self, X, s, e, counts, cols) -> np.ndarray:
         """w on the block's entries (0 on the diagonal), as the explicit kNN graph computes them."""
-        d2 = squared_distances(X, rows, cols)  # rows: sorted, so the gather runs sequentially
+        d2 = None
+        for x in X:  # (x[col] - x[row])^2 summed over x, y, z in this order, as the search does
+            diff = x[cols]
+            diff -= np.repeat(x[s:e], counts)
+            diff *= diff
+            if d2 is None:
+                d2 = diff
+            else:
+                d2 += diff
         np.sqrt(d2, out=d2)  # the k-d tree's rounding: sqrt(s)**2
         np.square(d2, out=d2)
         np.multiply(d2, -np.log(2.0) / self.sigma**2, out=d2)
         np.exp(d2, out=d2)
-        d2[rows == cols] = 0.0
+        d2[self._diagonal(s, e, counts, cols)] = 0.0
         return d2
 
-    def _row_sums(self, s, e, lo, hi, w, off) -> np.ndarray:
-        """Row sums of W over rows s..e (``off``: the block's off-diagonal entries), with the
-        same rows, hence the same summation, as ``W.sum(axis=1)``."""
-        indptr = self.indptr[s : e + 1] - lo - np.arange(e - s + 1)
-        block = sp.csr_matrix((w[off], self.indices[lo:hi][off], indptr), shape=(e - s, self.npix))
-        return np.asarray(block.sum(axis=1)).ravel()
+    @staticmethod
+    def _diagonal(s, e, counts, cols) -> np.ndarray:
+        """Positions (within the block) of the diagonal entries, one per row."""
+        rows = np.repeat(np.arange(s, e, dtype=cols.dtype), counts)
+        return np.flatnonzero(rows == cols)
+
+    @staticmethod
+    def _row_sums(w, counts, diag) -> np.ndarray:
+        """Row sums of W, the diagonal (0) left out so that each row's sum runs over the same
+        entries, hence rounds the same, as ``W.sum(axis=1)`` (numpy's ``add.reduceat``)."""
+        off = np.delete(w, diag)
+        n_off = counts - 1
+        starts = np.concatenate([[0], np.cumsum(n_off)[:-1]])
+        sums = np.add.reduceat(off, np.minimum(starts, max(off.size - 1, 0))) if off.size else np.zeros(counts.size)
+        sums[n_off == 0] = 0.0  # reduceat gives an element, not 0, for an empty segment
+        return sums
 
     def degrees(self, sampling) -> np.ndarray:
         X = coordinates(sampling)
         deg = np.empty(self.npix)
-        for s, e, lo, hi, rows, cols in self._blocks():
-            deg[s:e] = self._row_sums(s, e, lo, hi, self._weights(X, rows, cols), rows != cols)
+        for s, e, lo, hi, counts, cols in self._blocks():
+            w = self._weights(X, s, e, counts, cols)
+            deg[s:e] = self._row_sums(w, counts, self._diagonal(s, e, counts, cols))
         return deg
 
     def values(self, sampling, kind: str = "combinatorial", scale: float = 1.0, shift: float = 0.0,
-               dtype=np.float64, weights_only: bool = False) -> np.ndarray:
+               dtype=np.float64, weights_only: bool = False, diagonal_out: np.ndarray | None = None) -> np.ndarray:
         """Values on the pattern of ``scale * L + shift * I`` (or of W with ``weights_only``),
-        computed in float64 with the operations of ``laplacian_csr`` and stored as ``dtype``."""
+        computed in float64 with the operations of ``laplacian_csr`` and stored as ``dtype``.
+        ``diagonal_out``: (npix,) array that receives the position of each row's diagonal."""
         X = coordinates(sampling)
         out = np.empty(self.indices.size, dtype=dtype)
         dinv = None
@@ -83,18 +103,20 @@ class KnnPattern:
             deg = self.degrees(sampling)
             dinv = np.zeros(self.npix)
             np.power(deg, -0.5, where=deg > 0, out=dinv)
-        for s, e, lo, hi, rows, cols in self._blocks():
-            w = self._weights(X, rows, cols)
+        for s, e, lo, hi, counts, cols in self._blocks():
+            w = self._weights(X, s, e, counts, cols)
             if weights_only:
                 out[lo:hi] = w
                 continue
-            diag = rows == cols
+            diag = self._diagonal(s, e, counts, cols)
+            if diagonal_out is not None:
+                diagonal_out[s:e] = diag + lo
             if dinv is None:
-                d = self._row_sums(s, e, lo, hi, w, ~diag)
+                d = self._row_sums(w, counts, diag)
                 vals = w
             else:
                 d = (dinv[s:e] > 0).astype(np.float64)
-                vals = (dinv[rows] * w) * dinv[cols]
+                vals = (np.repeat(dinv[s:e], counts) * w) * dinv[cols]
             vals = scale * -vals if scale != 1.0 else -vals
             dd = d * scale if scale != 1.0 else d
             vals[diag] = dd + shift if shift != 0.0 else dd
@@ -106,8 +128,8 @@ class KnnPattern:
         n = self.npix
         w = self.values(sampling, weights_only=True)
         keep = np.ones(self.indices.size, dtype=bool)
-        for s, e, lo, hi, rows, cols in self._blocks():
-            keep[lo:hi] = rows != cols
+        for s, e, lo, hi, counts, cols in self._blocks():
+            keep[lo + self._diagonal(s, e, counts, cols)] = False
         indptr = (self.indptr - np.arange(n + 1)).astype(self.indptr.dtype)
         W = sp.csr_matrix((w[keep], self.indices[keep], indptr), shape=(n, n), copy=False)
         W.has_sorted_indices = True

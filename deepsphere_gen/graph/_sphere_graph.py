@@ -50,6 +50,7 @@ class SphereGraph:
         if (weights is None) == (pattern is None):
             raise ValueError("a SphereGraph stores either its weights or its kNN pattern")
         self.sampling, self._weights, self.pattern = sampling, weights, pattern
+        self._rescaled32: np.ndarray | None = None  # see _lmax
         self.lmax, self.k, self.sigma, self.kind = float(lmax), k, sigma, kind
         self.laplacian_kind, self.from_cache = laplacian_kind, from_cache
 
@@ -94,7 +95,11 @@ class SphereGraph:
         (default) or plain Laplacian.  On CPU its index arrays are the graph's own (no copy):
         treat them as read-only."""
         np_dtype = torch.empty((), dtype=dtype).numpy().dtype
-        M = self._matrix(*((2.0 / self.lmax, -1.0) if rescaled else ()), dtype=np_dtype)
+        if rescaled and dtype == torch.float32 and self._rescaled32 is not None:  # kept by build_graph
+            p = self.pattern
+            M = sp.csr_matrix((self._rescaled32, p.indices, p.indptr), shape=(p.npix, p.npix), copy=False)
+        else:
+            M = self._matrix(*((2.0 / self.lmax, -1.0) if rescaled else ()), dtype=np_dtype)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             return torch.sparse_csr_tensor(
@@ -191,28 +196,52 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         else:
             W = equiangular_4neighbour_graph(sampling)
         g = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"], pattern=pattern)
-        lmax = _lmax(g)
+        lmax, rescaled32 = _lmax(g)
         if cache:
             stored = W if pattern is None else (pattern.indptr, pattern.indices)
             save_cached(directory, params, stored, {"lmax": lmax, "nnz": g.nnz})
-    return SphereGraph(sampling, W, lmax, params["k"], params["sigma"], kind, params["laplacian"],
-                       from_cache=hit is not None, pattern=pattern)
+    graph = SphereGraph(sampling, W, lmax, params["k"], params["sigma"], kind, params["laplacian"],
+                        from_cache=hit is not None, pattern=pattern)
+    if hit is None:
+        graph._rescaled32 = rescaled32
+    return graph
 
 
 #: above this many non-zeros, the Lanczos of :func:`_lmax` runs on a float32 Laplacian
 _FLOAT32_LANCZOS_NNZ = 1 << 24
 
 
-def _lmax(graph: SphereGraph) -> float:
-    """:func:`estimate_lmax` of the graph's Laplacian.  Large graphs: the same Lanczos with the
-    Laplacian's values and the Lanczos vectors in float32 (a torch CSR sharing the index
-    arrays; half the memory traffic of each of the ~40 products and half the vectors' memory;
-    dot products in float64; the estimate moves by ~1e-6 relative, far inside its 1 % margin)."""
+def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
+    """:func:`estimate_lmax` of the graph's Laplacian, and for large pattern graphs its float32
+    rescaled values.
+
+    Large graphs: the same Lanczos with the Laplacian's values and the Lanczos vectors in
+    float32 (a torch CSR sharing the index arrays; half the memory traffic of each of the
+    ~40 products and half the vectors' memory; dot products in float64; the estimate moves
+    by ~1e-6 relative, far inside its 1 % margin).  The float32 values are then rescaled in
+    place, ``2 L / lmax - I`` (one float32 rounding from the float64 values), and kept by the
+    graph for ``to_torch(torch.float32)``: a float32 layer then shares them instead of
+    writing its own (one pass over the pattern less, no coordinates in memory).
+    """
     if graph.nnz <= _FLOAT32_LANCZOS_NNZ:
-        return estimate_lmax(graph.laplacian)
-    L32 = graph.to_torch(dtype=torch.float32, rescaled=False)
+        return estimate_lmax(graph.laplacian), None
+    if graph.pattern is None:
+        L32 = graph.to_torch(dtype=torch.float32, rescaled=False)
+        values, diagonal = None, None
+    else:
+        p = graph.pattern
+        diagonal = np.empty(p.npix, dtype=np.int64)
+        values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32, diagonal_out=diagonal)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            L32 = torch.sparse_csr_tensor(torch.from_numpy(p.indptr), torch.from_numpy(p.indices),
+                                          torch.from_numpy(values), size=(p.npix, p.npix), check_invariants=False)
 
     def matvec(x):
         return torch.mv(L32, torch.from_numpy(x)).numpy()
 
-    return lanczos_lmax(matvec, graph.npix, dtype=np.float32)
+    lmax = lanczos_lmax(matvec, graph.npix, dtype=np.float32)
+    if values is not None:
+        values *= np.float32(2.0 / lmax)
+        values[diagonal] -= np.float32(1.0)
+    return lmax, values

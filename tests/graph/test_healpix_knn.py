@@ -85,3 +85,22 @@ def test_pattern_graph_matrices_equal_scipy_algebra(kind):
         assert (g.rescaled_laplacian() != R).nnz == 0
         T = g.to_torch(rescaled=True)
         np.testing.assert_array_equal(T.values().numpy(), g.rescaled_laplacian().data.astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["combinatorial", "normalized"])
+def test_large_graph_path_float32_lanczos_and_kept_values(monkeypatch, kind):
+    """The path of graphs over 16M non-zeros, forced on a small one: float32 Lanczos bound close to
+    the float64 one (and above the top eigenvalue), float32 rescaled values kept for the layers."""
+    from deepsphere_gen.graph import _sphere_graph
+    from deepsphere_gen.nn import ChebConv
+
+    ref = build_graph(HealpixSampling(8), k=8, laplacian=kind, cache=False)
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+    g = build_graph(HealpixSampling(8), k=8, laplacian=kind, cache=False)
+    assert g.lmax == pytest.approx(ref.lmax, rel=1e-4)
+    assert g.lmax > np.linalg.eigvalsh(g.laplacian.toarray())[-1]
+    assert g._rescaled32 is not None
+    T = g.to_torch()  # the kept values
+    np.testing.assert_allclose(T.values().numpy(), g.rescaled_laplacian().data, rtol=1e-6, atol=1e-7)
+    conv = ChebConv(1, 2, 3, g)
+    assert conv.laplacian.values().data_ptr() == g._rescaled32.ctypes.data  # shared, not copied
