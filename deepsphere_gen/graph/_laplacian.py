@@ -128,7 +128,7 @@ def lanczos_lmax(matvec, n: int, tol: float = 5e-3, safety: float = 1.01, max_st
     step (about 40 for the HEALPix kNN graphs), memory three vectors of ``dtype`` (float32 for
     the largest graphs: dot products still accumulate in float64).
     """
-    q = np.random.default_rng(seed).standard_normal(n).astype(dtype, copy=False)
+    q = np.random.default_rng(seed).standard_normal(n, dtype=dtype)
     q /= np.sqrt(_dot(q, q))
     q_prev = np.zeros(n, dtype=dtype)
     alpha, beta = [], []

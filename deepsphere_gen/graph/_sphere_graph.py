@@ -230,7 +230,7 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
         values, diagonal = None, None
     else:
         p = graph.pattern
-        diagonal = np.empty(p.npix, dtype=np.int64)
+        diagonal = np.empty(p.npix, dtype=p.indices.dtype)
         values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32, diagonal_out=diagonal)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")

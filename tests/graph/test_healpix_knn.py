@@ -97,7 +97,7 @@ def test_large_graph_path_float32_lanczos_and_kept_values(monkeypatch, kind):
     ref = build_graph(HealpixSampling(8), k=8, laplacian=kind, cache=False)
     monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
     g = build_graph(HealpixSampling(8), k=8, laplacian=kind, cache=False)
-    assert g.lmax == pytest.approx(ref.lmax, rel=1e-4)
+    assert g.lmax == pytest.approx(ref.lmax, rel=5e-3)  # the Lanczos tolerance (another start vector)
     assert g.lmax > np.linalg.eigvalsh(g.laplacian.toarray())[-1]
     assert g._rescaled32 is not None
     T = g.to_torch()  # the kept values
