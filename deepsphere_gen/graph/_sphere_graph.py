@@ -169,11 +169,16 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
                 kind: str = "knn", cache: bool = True, cache_dir=None) -> SphereGraph:
     """Graph, Laplacian and lmax of ``sampling``; loaded from / saved to the disk cache.
 
-    kind ``"knn"``: :func:`knn_graph` (k, sigma); ``"optimized"``: :func:`optimized_graph`
-    (the kNN edges, weights fitted for equivariance; full-sky HEALPix); ``"4neighbour"``:
+    kind ``"knn"``: :func:`knn_graph` (k, sigma; on HEALPix stored as its kNN pattern, see
+    :class:`SphereGraph`); ``"optimized"``: :func:`optimized_graph` (the kNN edges, weights
+    fitted for equivariance; full-sky HEALPix); ``"4neighbour"``:
     :func:`equiangular_4neighbour_graph` (k and sigma ignored).  The cache entry is keyed
     by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
     ``cache_dir``, $DEEPSPHERE_GEN_CACHE or ~/.cache/deepsphere_gen (sub-folder graphs/).
+    Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~41 s of
+    CPU and 3.1 GiB peak for the whole process including a float32 ChebConv on it (the
+    ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M
+    non-zeros, 1.0 GiB of float32 rescaled values that float32 layers share.
     """
     params = graph_params(sampling, k, sigma, laplacian, kind)
     directory = cache_directory(cache_dir)
