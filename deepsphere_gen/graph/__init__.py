@@ -15,7 +15,16 @@ from ._grid import equiangular_4neighbour_graph
 from ._kernel import KERNEL_WIDTHS_NSIDE32, default_sigma, kernel_width
 from ._knn import knn_graph
 from ._neighbours import knn_distances
-from ._laplacian import LAPLACIAN_KINDS, estimate_lmax, laplacian, rescale_laplacian
+from ._laplacian import (
+    LAPLACIAN_KINDS,
+    degrees,
+    estimate_lmax,
+    lanczos_extremes,
+    lanczos_lmax,
+    laplacian,
+    laplacian_csr,
+    rescale_laplacian,
+)
 from ._sphere_graph import GRAPH_KINDS, SphereGraph, build_graph, graph_params
 from ._optimized import OPTIMIZED_FIT, optimized_graph, predicted_equivariance_error
 
@@ -29,6 +38,10 @@ __all__ = [
     "LAPLACIAN_KINDS",
     "laplacian",
     "estimate_lmax",
+    "lanczos_lmax",
+    "lanczos_extremes",
+    "laplacian_csr",
+    "degrees",
     "rescale_laplacian",
     "GRAPH_KINDS",
     "SphereGraph",

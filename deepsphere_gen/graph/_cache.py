@@ -38,7 +38,8 @@ def _stem(params: dict) -> str:
 
 
 def load_cached(directory: Path, params: dict):
-    """``(W, meta)`` if a complete entry for exactly ``params`` exists, else None."""
+    """``(stored, meta)`` if a complete entry for exactly ``params`` exists, else None; ``stored``
+    is W (a scipy CSR) or a kNN pattern's ``(indptr, indices)``."""
     stem = _stem(params)
     meta_path, npz_path = directory / f"{stem}.json", directory / f"{stem}.npz"
     if not (meta_path.exists() and npz_path.exists()):
@@ -47,17 +48,27 @@ def load_cached(directory: Path, params: dict):
         meta = json.loads(meta_path.read_text())
         if meta.get("params") != params:
             return None
-        W = sp.load_npz(npz_path).tocsr()
+        if meta.get("stored") == "pattern":
+            with np.load(npz_path) as f:
+                stored = (f["indptr"], f["indices"])
+        else:
+            stored = sp.load_npz(npz_path).tocsr()
     except (OSError, ValueError, KeyError):
         return None  # unreadable or partial entry: rebuild (and overwrite)
-    return W, meta
+    return stored, meta
 
 
-def save_cached(directory: Path, params: dict, W: sp.csr_matrix, extra: dict) -> Path:
-    """Write W (npz, uncompressed) then its metadata (JSON, the completeness marker)."""
+def save_cached(directory: Path, params: dict, stored, extra: dict) -> Path:
+    """Write W or a pattern's ``(indptr, indices)`` (npz, uncompressed), then the metadata
+    (JSON, the completeness marker)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(params)
-    atomic_write(directory / f"{stem}.npz", lambda f: sp.save_npz(f, W, compressed=False))
+    if isinstance(stored, tuple):
+        indptr, indices = stored
+        atomic_write(directory / f"{stem}.npz", lambda f: np.savez(f, indptr=indptr, indices=indices))
+        extra = {**extra, "stored": "pattern"}
+    else:
+        atomic_write(directory / f"{stem}.npz", lambda f: sp.save_npz(f, stored, compressed=False))
     meta = {"params": params, **extra}
     atomic_write_json(directory / f"{stem}.json", meta)
     return directory / f"{stem}.npz"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,58 +13,100 @@ from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
 from ._knn import knn_graph
 from ._neighbours import check_k
-from ._laplacian import check_laplacian_kind, estimate_lmax, rescale_laplacian
+from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, laplacian_csr
 from ._optimized import OPTIMIZED_FIT, optimized_graph
-from ._laplacian import laplacian as laplacian_matrix
+from ._pattern import KnnPattern, healpix_knn_pattern
+from ..sampling import HealpixSampling
 
 __all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
 
 GRAPH_KINDS = ("knn", "4neighbour", "optimized")
 
 
-@dataclass
 class SphereGraph:
     """Graph of a sampling.
 
     Attributes
     ----------
     sampling : the :class:`~deepsphere_gen.sampling.Sampling` (nodes = its pixels, in its order).
-    weights : (npix, npix) float64 CSR, symmetric, no self-loops.
-    laplacian : (npix, npix) float64 CSR of kind ``laplacian_kind``.
+    weights : (npix, npix) float64 CSR, symmetric, no self-loops, sorted int32 indices.
     lmax : float, upper estimate of the largest Laplacian eigenvalue (:func:`estimate_lmax`).
     k, sigma : neighbours and kernel width of a kNN graph (None for ``"4neighbour"``).
     kind : ``"knn"``, ``"optimized"`` or ``"4neighbour"``.
     laplacian_kind : ``"combinatorial"`` or ``"normalized"``.
-    from_cache : True when the weights were loaded from the disk cache.
+    from_cache : True when the graph was loaded from the disk cache.
+    pattern : for HEALPix kNN graphs, the :class:`KnnPattern` the graph is stored as (the
+        Laplacian's sparsity pattern and sigma; weights recomputed from the coordinates,
+        bitwise equal); None when the weights are stored (``weights`` then is that CSR).
+
+    No matrix but the stored one is kept: :attr:`weights` (of a pattern graph),
+    :attr:`laplacian`, :meth:`rescaled_laplacian` and :meth:`to_torch` are written on each
+    call in one O(nnz) pass (no sparse algebra).  A HEALPix nside-1024 k = 20 graph holds
+    1.1 GB (its int32 pattern); ``to_torch`` on CPU shares those index arrays, adding only
+    the values (float32: 1.1 GB).
     """
 
-    sampling: object
-    weights: sp.csr_matrix
-    laplacian: sp.csr_matrix
-    lmax: float
-    k: int | None
-    sigma: float | None
-    kind: str
-    laplacian_kind: str
-    from_cache: bool = field(default=False, compare=False)
+    def __init__(self, sampling, weights: sp.csr_matrix | None, lmax: float, k, sigma, kind: str,
+                 laplacian_kind: str, from_cache: bool = False, pattern: KnnPattern | None = None):
+        if (weights is None) == (pattern is None):
+            raise ValueError("a SphereGraph stores either its weights or its kNN pattern")
+        self.sampling, self._weights, self.pattern = sampling, weights, pattern
+        self._rescaled32: np.ndarray | None = None  # see _lmax
+        self.lmax, self.k, self.sigma, self.kind = float(lmax), k, sigma, kind
+        self.laplacian_kind, self.from_cache = laplacian_kind, from_cache
+
+    def __repr__(self) -> str:
+        return (f"SphereGraph(npix={self.npix}, nnz={self.nnz}, kind={self.kind!r}, k={self.k}, "
+                f"sigma={self.sigma}, laplacian={self.laplacian_kind!r}, lmax={self.lmax:.6g})")
 
     @property
     def npix(self) -> int:
-        return int(self.weights.shape[0])
+        return self.pattern.npix if self.pattern is not None else int(self._weights.shape[0])
 
-    def rescaled_laplacian(self) -> sp.csr_matrix:
-        """2 L / lmax - I, spectrum in [-1, 1] (float64 CSR)."""
-        return rescale_laplacian(self.laplacian, self.lmax)
+    @property
+    def nnz(self) -> int:
+        """Stored entries of W (twice the edges)."""
+        return self.pattern.nnz if self.pattern is not None else int(self._weights.nnz)
+
+    @property
+    def weights(self) -> sp.csr_matrix:
+        """(npix, npix) float64 CSR W (written from the pattern on each access for pattern graphs)."""
+        return self._weights if self.pattern is None else self.pattern.weights(self.sampling)
+
+    def _matrix(self, scale: float = 1.0, shift: float = 0.0, dtype=np.float64) -> sp.csr_matrix:
+        if self.pattern is None:
+            return laplacian_csr(self._weights, self.laplacian_kind, scale, shift, dtype=dtype)
+        p = self.pattern
+        vals = p.values(self.sampling, self.laplacian_kind, scale, shift, dtype=dtype)
+        M = sp.csr_matrix((vals, p.indices, p.indptr), shape=(p.npix, p.npix), copy=False)
+        M.has_sorted_indices = True
+        return M
+
+    @property
+    def laplacian(self) -> sp.csr_matrix:
+        """(npix, npix) float64 CSR of kind ``laplacian_kind`` (written on each access)."""
+        return self._matrix()
+
+    def rescaled_laplacian(self, dtype=np.float64) -> sp.csr_matrix:
+        """2 L / lmax - I, spectrum in [-1, 1] (CSR, values computed in float64, stored as ``dtype``)."""
+        return self._matrix(2.0 / self.lmax, -1.0, dtype=dtype)
 
     def to_torch(self, dtype=torch.float32, device=None, rescaled: bool = True) -> torch.Tensor:
-        """(npix, npix) torch sparse CSR tensor (int64 indices) of the rescaled (default) or plain Laplacian."""
-        M = self.rescaled_laplacian() if rescaled else self.laplacian
+        """(npix, npix) torch sparse CSR tensor (int32 indices when they fit) of the rescaled
+        (default) or plain Laplacian.  On CPU its index arrays are the graph's own (no copy):
+        treat them as read-only."""
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        if rescaled and dtype == torch.float32 and self._rescaled32 is not None:  # kept by build_graph
+            p = self.pattern
+            M = sp.csr_matrix((self._rescaled32, p.indices, p.indptr), shape=(p.npix, p.npix), copy=False)
+        else:
+            M = self._matrix(*((2.0 / self.lmax, -1.0) if rescaled else ()), dtype=np_dtype)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             return torch.sparse_csr_tensor(
-                torch.from_numpy(M.indptr.astype(np.int64)),
-                torch.from_numpy(M.indices.astype(np.int64)),
-                torch.from_numpy(M.data).to(dtype),
+                torch.from_numpy(M.indptr),
+                torch.from_numpy(M.indices),
+                torch.from_numpy(M.data),
                 size=M.shape,
                 dtype=dtype,
                 device=device,
@@ -111,7 +152,7 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
     else:
         k, sigma = None, None
     params = {
-        "format": 1,
+        "format": 2,  # 2: HEALPix ties at the k-th distance go to the smaller index
         "version": __version__,
         "sampling": sampling_key(sampling),
         "npix": int(sampling.npix),
@@ -129,28 +170,84 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
                 kind: str = "knn", cache: bool = True, cache_dir=None) -> SphereGraph:
     """Graph, Laplacian and lmax of ``sampling``; loaded from / saved to the disk cache.
 
-    kind ``"knn"``: :func:`knn_graph` (k, sigma); ``"optimized"``: :func:`optimized_graph`
-    (the kNN edges, weights fitted for equivariance; full-sky HEALPix); ``"4neighbour"``:
+    kind ``"knn"``: :func:`knn_graph` (k, sigma; on HEALPix stored as its kNN pattern, see
+    :class:`SphereGraph`); ``"optimized"``: :func:`optimized_graph` (the kNN edges, weights
+    fitted for equivariance; full-sky HEALPix); ``"4neighbour"``:
     :func:`equiangular_4neighbour_graph` (k and sigma ignored).  The cache entry is keyed
     by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
     ``cache_dir``, $DEEPSPHERE_GEN_CACHE or ~/.cache/deepsphere_gen (sub-folder graphs/).
+    Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~41 s of
+    CPU and 3.1 GiB peak for the whole process including a float32 ChebConv on it (the
+    ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M
+    non-zeros, 1.0 GiB of float32 rescaled values that float32 layers share.
     """
     params = graph_params(sampling, k, sigma, laplacian, kind)
     directory = cache_directory(cache_dir)
     hit = load_cached(directory, params) if cache else None
+    W = pattern = None
     if hit is not None:
-        W, meta = hit
+        stored, meta = hit
         lmax = float(meta["lmax"])
-    elif kind == "knn":
-        W = knn_graph(sampling, params["k"], params["sigma"])
-    elif kind == "optimized":
-        W = optimized_graph(sampling, params["k"], params["sigma"])
+        if isinstance(stored, tuple):
+            pattern = KnnPattern(*stored, params["sigma"])
+        else:
+            W = stored
     else:
-        W = equiangular_4neighbour_graph(sampling)
-    L = laplacian_matrix(W, params["laplacian"])
-    if hit is None:
-        lmax = estimate_lmax(L)
+        if kind == "knn" and isinstance(sampling, HealpixSampling):
+            pattern = healpix_knn_pattern(sampling, params["k"], params["sigma"])
+        elif kind == "knn":
+            W = knn_graph(sampling, params["k"], params["sigma"])
+        elif kind == "optimized":
+            W = optimized_graph(sampling, params["k"], params["sigma"])
+        else:
+            W = equiangular_4neighbour_graph(sampling)
+        g = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"], pattern=pattern)
+        lmax, rescaled32 = _lmax(g)
         if cache:
-            save_cached(directory, params, W, {"lmax": lmax, "nnz": int(W.nnz)})
-    return SphereGraph(sampling, W, L, lmax, params["k"], params["sigma"], kind, params["laplacian"],
-                       from_cache=hit is not None)
+            stored = W if pattern is None else (pattern.indptr, pattern.indices)
+            save_cached(directory, params, stored, {"lmax": lmax, "nnz": g.nnz})
+    graph = SphereGraph(sampling, W, lmax, params["k"], params["sigma"], kind, params["laplacian"],
+                        from_cache=hit is not None, pattern=pattern)
+    if hit is None:
+        graph._rescaled32 = rescaled32
+    return graph
+
+
+#: above this many non-zeros, the Lanczos of :func:`_lmax` runs on a float32 Laplacian
+_FLOAT32_LANCZOS_NNZ = 1 << 24
+
+
+def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
+    """:func:`estimate_lmax` of the graph's Laplacian, and for large pattern graphs its float32
+    rescaled values.
+
+    Large graphs: the same Lanczos with the Laplacian's values and the Lanczos vectors in
+    float32 (a torch CSR sharing the index arrays; half the memory traffic of each of the
+    ~40 products and half the vectors' memory; dot products in float64; the estimate moves
+    by ~1e-6 relative, far inside its 1 % margin).  The float32 values are then rescaled in
+    place, ``2 L / lmax - I`` (one float32 rounding from the float64 values), and kept by the
+    graph for ``to_torch(torch.float32)``: a float32 layer then shares them instead of
+    writing its own (one pass over the pattern less, no coordinates in memory).
+    """
+    if graph.nnz <= _FLOAT32_LANCZOS_NNZ:
+        return estimate_lmax(graph.laplacian), None
+    if graph.pattern is None:
+        L32 = graph.to_torch(dtype=torch.float32, rescaled=False)
+        values, diagonal = None, None
+    else:
+        p = graph.pattern
+        diagonal = np.empty(p.npix, dtype=p.indices.dtype)
+        values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32, diagonal_out=diagonal)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            L32 = torch.sparse_csr_tensor(torch.from_numpy(p.indptr), torch.from_numpy(p.indices),
+                                          torch.from_numpy(values), size=(p.npix, p.npix), check_invariants=False)
+
+    def matvec(x):
+        return torch.mv(L32, torch.from_numpy(x)).numpy()
+
+    lmax = lanczos_lmax(matvec, graph.npix, dtype=np.float32)
+    if values is not None:
+        values *= np.float32(2.0 / lmax)
+        values[diagonal] -= np.float32(1.0)
+    return lmax, values

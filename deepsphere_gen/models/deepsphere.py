@@ -11,8 +11,7 @@ from torch import nn
 
 from .._validation import check_channels, check_finite, check_nested_order, check_pixels, check_positive_ints
 from ..graph import build_graph
-from ..nn._cheb_sparse import to_torch_csr
-from ..nn.chebconv import ChebConv, _same_csr
+from ..nn import ChebConv, Laplacian
 from ..nn.pooling import (
     HealpixAvgPool,
     HealpixMaxPool,
@@ -54,47 +53,34 @@ def _check_map(x: torch.Tensor, sampling, in_channels: int) -> None:
 
 
 class _Graphs:
-    """Rescaled Laplacian per sampling, built once through build_graph, as the CSR tensor
-    (int32 indices) that :class:`ChebConv` keeps as is: all convs of a resolution share it."""
+    """One :class:`~deepsphere_gen.nn.Laplacian` per sampling, built once through build_graph:
+    all convs of a resolution share its tensors."""
 
     def __init__(self, k: int, laplacian: str, dtype, cache: bool, cache_dir):
         self.k, self.kind, self.dtype, self.cache, self.cache_dir = k, laplacian, dtype, cache, cache_dir
         self._memo = {}
 
-    def __call__(self, sampling: HealpixSampling) -> torch.Tensor:
+    def __call__(self, sampling: HealpixSampling) -> Laplacian:
         key = sampling.cache_key()
         if key not in self._memo:
             k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
             g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
-            self._memo[key] = to_torch_csr(g.to_torch(dtype=self.dtype, rescaled=True), dtype=self.dtype)
+            self._memo[key] = Laplacian.from_graph(g, dtype=self.dtype)
         return self._memo[key]
 
 
 class _SharedLaplacians(nn.Module):
     """Base of the models whose ChebConvs share Laplacians (one CSR tensor per resolution).
 
-    torch converts buffers one by one, module by module: ``.to()``/``.double()``/``.cuda()``
-    would give every conv its own copy.  Here each distinct sparse tensor is converted once
-    and the result handed to every conv that held it; after ``load_state_dict`` convs whose
-    Laplacians are equal share one tensor again.  (``copy.deepcopy`` and pickling keep the
-    sharing by themselves.)  Subclasses call ``super().__init__()`` first.
+    ``.to()``/``.double()``/``.cuda()`` keep the sharing by themselves (ChebConv converts each
+    distinct Laplacian once per call), as do ``copy.deepcopy`` and pickling; after
+    ``load_state_dict`` convs whose Laplacians are equal share one tensor again.
+    Subclasses call ``super().__init__()`` first.
     """
 
     def __init__(self):
         super().__init__()
         self.register_load_state_dict_post_hook(_share_equal_laplacians)
-
-    def _apply(self, fn, *args, **kwargs):
-        done = {}  # id(source) -> (source, converted); the source is kept alive so ids stay unique
-
-        def once(t):
-            if t.layout != torch.sparse_csr:
-                return fn(t)
-            if id(t) not in done:
-                done[id(t)] = (t, fn(t))
-            return done[id(t)][1]
-
-        return super()._apply(once, *args, **kwargs)
 
 
 def _share_equal_laplacians(model: nn.Module, incompatible_keys=None) -> None:
@@ -106,7 +92,7 @@ def _share_equal_laplacians(model: nn.Module, incompatible_keys=None) -> None:
         a = conv.laplacian
         for ref in kept:
             b = ref.laplacian
-            if a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and _same_csr(a, b):
+            if Laplacian.same(a, b):
                 conv.laplacian, conv.laplacian_t = b, ref.laplacian_t
                 break
         else:
@@ -124,7 +110,7 @@ class _PixelBatchNorm(nn.BatchNorm1d):
 class _ConvBlock(nn.Module):
     """ChebConv -> BatchNorm -> ReLU, (B, P, in) -> (B, P, out); no value check (the model checks its input)."""
 
-    def __init__(self, cin: int, cout: int, K: int, lap: torch.Tensor, batch_norm: bool, dtype):
+    def __init__(self, cin: int, cout: int, K: int, lap: Laplacian, batch_norm: bool, dtype):
         super().__init__()
         self.conv = ChebConv(cin, cout, K, lap, bias=not batch_norm, dtype=dtype, check_input=False)
         self.norm = _PixelBatchNorm(cout, dtype=dtype) if batch_norm else nn.Identity()

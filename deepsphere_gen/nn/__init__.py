@@ -20,6 +20,7 @@ Shapes: maps (batch, pixels, channels), signals as above (docs/conventions.md).
 """
 # graph layers
 from .chebconv import ChebConv, chebyshev_basis
+from .laplacian import Laplacian
 from .pooling import (
     EquiangularAvgPool,
     EquiangularMaxPool,
@@ -51,6 +52,7 @@ __all__ = [
     # graph layers
     "ChebConv",
     "chebyshev_basis",
+    "Laplacian",
     "HealpixMaxPool",
     "HealpixAvgPool",
     "HealpixUnpool",

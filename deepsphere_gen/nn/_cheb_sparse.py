@@ -25,11 +25,14 @@ __all__ = ["to_torch_csr", "chebyshev_basis", "cheb_filter", "Scratch", "BLOCK_B
 def to_torch_csr(laplacian, dtype=None, device=None) -> torch.Tensor:
     """Rescaled Laplacian as a square torch sparse CSR tensor (int32 indices when they fit).
 
-    ``laplacian``: scipy sparse matrix, torch sparse tensor (COO or CSR), or an object with
-    ``rescaled_laplacian()`` (e.g. ``deepsphere_gen.graph.SphereGraph``).  The matrix must
-    already be rescaled to spectrum [-1, 1] (``2 L / lmax - I``).
+    ``laplacian``: scipy sparse matrix, torch sparse tensor (COO or CSR), or a graph with
+    ``to_torch(dtype, device, rescaled=True)`` (``deepsphere_gen.graph.SphereGraph``: written
+    directly in ``dtype``) or ``rescaled_laplacian()``.  The matrix must already be rescaled to
+    spectrum [-1, 1] (``2 L / lmax - I``); :class:`~deepsphere_gen.nn.Laplacian` checks that.
     """
-    if hasattr(laplacian, "rescaled_laplacian") and not sp.issparse(laplacian):
+    if hasattr(laplacian, "to_torch") and not sp.issparse(laplacian) and not torch.is_tensor(laplacian):
+        laplacian = laplacian.to_torch(dtype=dtype or torch.get_default_dtype(), device=device, rescaled=True)
+    elif hasattr(laplacian, "rescaled_laplacian") and not sp.issparse(laplacian):
         laplacian = laplacian.rescaled_laplacian()
     if sp.issparse(laplacian):
         m = sp.csr_matrix(laplacian)
@@ -60,7 +63,9 @@ def to_torch_csr(laplacian, dtype=None, device=None) -> torch.Tensor:
         raise ValueError(f"laplacian must be a square matrix, got shape {tuple(t.shape)}")
     if not t.is_floating_point():
         raise ValueError(f"laplacian must hold floating-point values, got {t.dtype}")
-    if not bool(torch.isfinite(t.values()).all()):
+    values = t.values()
+    step = 1 << 24  # in slices: no full-size temporary
+    if not all(bool(torch.isfinite(values[i : i + step]).all()) for i in range(0, values.numel(), step)):
         raise ValueError("laplacian has NaN/inf entries")
     return _with_index_dtype(t).to(dtype=dtype or t.dtype, device=device)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+import weakref
 
 import torch
 from torch import nn
 
 from .._validation import check_channels, check_finite, check_pixels
 from ._cheb_sparse import Scratch, cheb_filter, chebyshev_basis, to_torch_csr
+from .laplacian import Laplacian
 
 __all__ = ["ChebConv", "chebyshev_basis"]
 
@@ -25,12 +27,14 @@ class ChebConv(nn.Module):
     ----------
     in_channels, out_channels : feature sizes.
     K : number of Chebyshev orders (polynomial degree K-1); K = 1 is a pointwise linear layer.
-    laplacian : RESCALED Laplacian L~ = 2 L / lmax - I, (pixels, pixels): scipy sparse, torch
-        sparse (COO/CSR), or a graph with ``rescaled_laplacian()``.  Held as a sparse CSR
-        buffer ``laplacian`` (moves with ``.to()``/``.double()``, saved in ``state_dict``); a
-        CSR tensor with int32 indices in the layer's dtype/device is kept as is, so layers
-        given the same one share it (the models convert once per resolution and keep the
-        sharing through ``.to()``, see ``models.deepsphere._SharedLaplacians``).
+    laplacian : RESCALED Laplacian L~ = 2 L / lmax - I, (pixels, pixels): a
+        :class:`~deepsphere_gen.nn.Laplacian` (layers given the same one share its tensors), a
+        graph (``SphereGraph``: written directly in the layer's dtype, symmetric and with a
+        certified spectrum), or a scipy / torch sparse (COO/CSR) matrix, checked by
+        :meth:`Laplacian.from_matrix`: a matrix whose spectrum leaves [-1, 1] (e.g. an
+        unrescaled Laplacian) raises ValueError.  Held as a sparse CSR buffer ``laplacian``
+        (moves with ``.to()``/``.double()``, saved in ``state_dict``); layers sharing one keep
+        sharing it through ``.to()`` (each distinct CSR tensor is converted once per call).
         ``copy.deepcopy`` and pickling work (shared Laplacians stay shared in the copy).  In
         ``state_dict`` it appears as three dense arrays ``laplacian_crow``/``_col``/``_values``
         (a state dict can be deep-copied and loaded with ``weights_only=True``); state dicts
@@ -70,25 +74,15 @@ class ChebConv(nn.Module):
         self.in_channels, self.out_channels, self.K = int(in_channels), int(out_channels), int(K)
         self.check_input = bool(check_input)
         dtype = dtype or torch.get_default_dtype()
-        lap = to_torch_csr(laplacian, dtype=dtype, device=device)
-        self.npix = int(lap.shape[0])
-        self.register_buffer("laplacian", lap)
-        self._set_transpose()
+        lap = Laplacian.of(laplacian, dtype=dtype, device=device)
+        self.npix = lap.npix
+        self.register_buffer("laplacian", lap.matrix)
+        self.register_buffer("laplacian_t", lap.transpose, persistent=False)
         self._scratch = Scratch()
         fk = {"dtype": dtype, "device": device}
         self.weight = nn.Parameter(torch.empty(self.K, self.in_channels, self.out_channels, **fk))
         self.bias = nn.Parameter(torch.empty(self.out_channels, **fk)) if bias else None
         self.reset_parameters()
-
-    def _set_transpose(self) -> None:
-        """Non-persistent buffer ``laplacian_t``: None when L~ is symmetric, else its transpose."""
-        lap = self.laplacian
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            t = to_torch_csr(lap.to_sparse_coo().t())
-            symmetric = torch.equal(t.crow_indices(), lap.crow_indices()) and torch.equal(
-                t.col_indices(), lap.col_indices()) and torch.equal(t.values(), lap.values())
-        self.register_buffer("laplacian_t", None if symmetric else t, persistent=False)
 
     def reset_parameters(self) -> None:
         """Glorot-uniform scaled by K: the K terms of the sum share the fan-in budget."""
@@ -111,8 +105,23 @@ class ChebConv(nn.Module):
         self._scratch.clear()
 
     def _apply(self, fn, *args, **kwargs):
+        # One call of model.to()/.double()/... hands the same fn to every module: convert each
+        # distinct sparse Laplacian once per fn, so that convs sharing one keep sharing it.
         self._scratch.clear()  # buffers of the old dtype/device
-        return super()._apply(fn, *args, **kwargs)
+        try:
+            memo = _CONVERSIONS.setdefault(fn, {})
+        except TypeError:  # fn not weak-referenceable: no sharing across modules
+            memo = {}
+
+        def once(t):
+            if t.layout != torch.sparse_csr:
+                return fn(t)
+            hit = memo.get(id(t))
+            if hit is None or hit[0] is not t:
+                hit = memo[id(t)] = (t, fn(t))
+            return hit[1]
+
+        return super()._apply(once, *args, **kwargs)
 
     def __deepcopy__(self, memo):
         # torch cannot deep-copy a sparse CSR tensor (no storage): clone the Laplacians first,
@@ -163,9 +172,9 @@ class ChebConv(nn.Module):
                 )
             else:
                 new = to_torch_csr(new, dtype=self.laplacian.dtype, device=self.laplacian.device)
-                if not _same_csr(new, self.laplacian):
-                    self.laplacian = new
-                    self._set_transpose()
+                if not Laplacian.same(new, self.laplacian):
+                    lap = Laplacian.from_matrix(new)
+                    self.laplacian, self.laplacian_t = lap.matrix, lap.transpose
             state_dict = {k: v for k, v in state_dict.items() if k != key}
             super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
             missing[:] = [m for m in missing if m != key]
@@ -180,7 +189,6 @@ class ChebConv(nn.Module):
         )
 
 
-def _same_csr(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal CSR matrices (same indices and values)."""
-    return a is b or (a.values().numel() == b.values().numel() and torch.equal(a.crow_indices(), b.crow_indices())
-                      and torch.equal(a.col_indices(), b.col_indices()) and torch.equal(a.values(), b.values()))
+
+#: fn of a Module._apply call -> {id(source CSR): (source, converted)}; entries die with fn
+_CONVERSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

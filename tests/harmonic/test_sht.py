@@ -197,7 +197,6 @@ def test_functional_helpers_cache_and_agree():
     a = _coeffs(8)
     f = synthesis(a, S, 8)
     assert _rel(analysis(f, S, 8), a) <= 1e-12
-    from deepsphere_gen.harmonic import _sht
 
     assert len(_sht._CACHE) == 1  # one table serves both directions
     analysis(f.float(), S, 8)

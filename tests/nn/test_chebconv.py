@@ -166,8 +166,8 @@ def test_deepcopy_and_pickle(graph, symmetric, dtype):
     """copy.deepcopy (EMA/SWA copies) and torch.save of the module: independent, equal, same dtype."""
     L, lmax = _laplacian(graph, None)
     r = (2 / lmax) * L - sp.identity(graph.shape[0])
-    if not symmetric:
-        r = r + sp.random(*r.shape, density=0.01, random_state=0)
+    if not symmetric:  # a small non-symmetric perturbation, the spectrum kept inside [-1, 1]
+        r = 0.8 * r + 0.05 * sp.random(*r.shape, density=0.01, random_state=0)
     conv = ChebConv(2, 3, 4, r, dtype=dtype)
     assert (conv.laplacian_t is None) == symmetric
     x = torch.randn(2, graph.shape[0], 2, dtype=dtype)
@@ -221,7 +221,7 @@ def test_init_scale_shrinks_with_K(graph):
 
 def test_gradcheck_nonsymmetric_laplacian():
     """The stored-transpose backward is right for a non-symmetric operator too (and twice differentiable)."""
-    A = sp.random(20, 20, density=0.2, random_state=0, format="csr") - 0.5 * sp.identity(20)
+    A = (sp.random(20, 20, density=0.2, random_state=0, format="csr") - 0.5 * sp.identity(20)) / 4  # spectrum in [-1, 1]
     conv = ChebConv(2, 3, 4, A, dtype=torch.float64)
     assert conv.laplacian_t is not None
     x = torch.randn(2, 20, 2, dtype=torch.float64, requires_grad=True)
@@ -366,3 +366,47 @@ def test_scratch_reused_and_not_shared(graph):
     assert pickle.loads(pickle.dumps(conv._scratch))._idle == {}
     conv.release_scratch()
     assert conv._scratch._idle == {}
+
+
+# --- the spectrum check (an unrescaled Laplacian is rejected) ----------------------------
+
+from deepsphere_gen.graph import build_graph, estimate_lmax, rescale_laplacian  # noqa: E402
+from deepsphere_gen.nn import Laplacian  # noqa: E402
+from deepsphere_gen.sampling import HealpixSampling  # noqa: E402
+
+
+@pytest.mark.parametrize("nside", [2, 8])  # dense (48 nodes) and Lanczos (768 nodes) checks
+@pytest.mark.parametrize("kind", ["combinatorial", "normalized"])
+def test_unrescaled_laplacian_is_rejected(nside, kind):
+    """Issue 14.5: the raw Laplacian (eigenvalues up to ~2 max degree or 2) raises a ValueError that
+    names the problem and the fix; the rescaled one, the graph and a Laplacian object pass."""
+    g = build_graph(HealpixSampling(nside), k=8, laplacian=kind, cache=False)
+    L = g.laplacian
+    top = float(np.linalg.eigvalsh(L.toarray())[-1])
+    assert top > (1.5 if kind == "combinatorial" else 1.1)
+    for bad in (L, torch.sparse_csr_tensor(torch.from_numpy(L.indptr.astype(np.int64)),
+                                           torch.from_numpy(L.indices.astype(np.int64)),
+                                           torch.from_numpy(L.data), size=L.shape)):
+        with pytest.raises(ValueError, match=r"outside \[-1, 1\].*rescale_laplacian"):
+            ChebConv(1, 2, 3, bad)
+    with pytest.raises(ValueError, match="RESCALED"):
+        ChebConv(1, 2, 3, 3.0 * g.rescaled_laplacian())  # a wrong lmax is caught too
+    ok = rescale_laplacian(L, estimate_lmax(L))
+    ChebConv(1, 2, 3, ok)
+    conv = ChebConv(1, 2, 3, g)  # certified by the graph's lmax: no check
+    np.testing.assert_allclose(conv.laplacian.to_dense().double().numpy(), ok.toarray(), rtol=0, atol=1e-6)
+    lap = Laplacian.from_graph(g)
+    assert lap.spectrum == (-1.0, 1.0) and lap.transpose is None
+    assert Laplacian.from_matrix(ok).spectrum[1] <= 1.0 + 1e-12  # Ritz values never exceed the spectrum
+
+
+def test_laplacian_object_is_shared_and_converted_once():
+    g = build_graph(HealpixSampling(2), k=8, cache=False)
+    lap = Laplacian.from_graph(g)
+    a, b = ChebConv(1, 2, 3, lap), ChebConv(2, 2, 3, lap)
+    assert a.laplacian is b.laplacian is lap.matrix
+    assert lap.to(torch.float64) is lap.to(torch.float64)  # memoised
+    c = ChebConv(1, 2, 3, lap, dtype=torch.float64)
+    assert c.laplacian is lap.to(torch.float64).matrix
+    seq = torch.nn.Sequential(a, b).double()  # one .to() call converts the shared tensor once
+    assert seq[0].laplacian is seq[1].laplacian and seq[0].laplacian.dtype == torch.float64
