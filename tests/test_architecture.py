@@ -35,12 +35,8 @@ LAYER = {
 
 #: (importing module, imported module, name) pairs allowed for now, with why.
 KNOWN = {
-    # The Laplacian's ownership moves to nn (issue 15, item 3: the graph helper's branch):
-    # these go when models ask nn's Laplacian object instead of converting it themselves.
-    ("deepsphere_gen.models.deepsphere", "deepsphere_gen.nn._cheb_sparse", "to_torch_csr"):
-        "Laplacian conversion, moving into nn (item 3)",
-    ("deepsphere_gen.models.deepsphere", "deepsphere_gen.nn.chebconv", "_same_csr"):
-        "Laplacian sharing, moving into nn (item 3)",
+    # Per-resolution Laplacians of the models (issue 15, item 3): the hybrid reuses the
+    # DeepSphere models' holder; it goes when the holder moves into nn next to nn.Laplacian.
     ("deepsphere_gen.models.hybrid", "deepsphere_gen.models.deepsphere", "_Graphs"):
         "Laplacian per resolution, moving into nn (item 3)",
     ("deepsphere_gen.models.hybrid", "deepsphere_gen.models.deepsphere", "_SharedLaplacians"):
