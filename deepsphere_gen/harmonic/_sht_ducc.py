@@ -86,6 +86,13 @@ def _conversion(L: int):
     return to_alm, to_alm_f, to_real, to_real_f
 
 
+#: analysis operator and its adjoint (method names of DuccEngine) per theta rule
+_RULES = {
+    "quadrature": ("_analysis_quadrature", "_adjoint_analysis_quadrature"),
+    "mcewen-wiaux": ("_analysis_mw", "_adjoint_analysis_mw"),
+}
+
+
 class DuccEngine:
     """The four linear operators of one ring geometry on CPU tensors, each with its adjoint.
 
@@ -110,9 +117,8 @@ class DuccEngine:
         self._factors = {np.dtype(t): (to_alm_f.astype(t), to_real_f.astype(t)) for t in (np.float32, np.float64)}
         if geom.rule == "mcewen-wiaux":
             self._check_mw(geom)
-        self._analysis = self._analysis_mw if geom.rule == "mcewen-wiaux" else self._analysis_quadrature
-        self._adjoint_analysis = (self._adjoint_analysis_mw if geom.rule == "mcewen-wiaux"
-                                  else self._adjoint_analysis_quadrature)
+        analysis, adjoint = _RULES[geom.rule]
+        self._analysis, self._adjoint_analysis = getattr(self, analysis), getattr(self, adjoint)
 
     @staticmethod
     def _check_mw(geom: RingGeometry) -> None:

@@ -70,7 +70,8 @@ class ChunkedLegendre(torch.nn.Module):
         super().__init__()
         self.L, self.R, self.dtype = int(L), int(theta.size), dtype
         x, mant, e, A, B = _start_and_coefficients(self.L, np.asarray(theta, dtype=np.float64))
-        for name, v in (("x", x), ("mant0", mant), ("exp0", e), ("A", A), ("B", B)):
+        rescale = np.array([2.0**-_RESCALE_BITS, 1.0])
+        for name, v in (("x", x), ("mant0", mant), ("exp0", e), ("A", A), ("B", B), ("rescale", rescale)):
             self.register_buffer(name, torch.as_tensor(v, dtype=torch.float64, device=device), persistent=False)
         row = self.L * self.R * max(torch.empty((), dtype=dtype).element_size(), 8)
         nk = max(2, int(block_bytes) // max(row, 1))
@@ -80,7 +81,7 @@ class ChunkedLegendre(torch.nn.Module):
         """Yield (k0, rows, lam_even, lam_odd): values lambda_{m+k}^m for k in [k0, k0 + nk),
         rows m < L - k0, as (rows, steps of one parity, R) in the engine dtype."""
         L, R, nk = self.L, self.R, self.nk
-        big = 2.0**_RESCALE_BITS
+        big = 2.0**_RESCALE_BITS  # compared with float64 mantissas: exact
         p1 = self.mant0.clone()  # lambda_{m+k}^m mantissas (k of the last step)
         p2 = torch.zeros_like(p1)
         ex = self.exp0.clone()
@@ -96,7 +97,8 @@ class ChunkedLegendre(torch.nn.Module):
                     p1, p2 = p2, p1
                     if k % _RESCALE_EVERY == 0:
                         over = p1[:M].abs() > big
-                        scale = torch.where(over, 1.0 / big, 1.0)
+                        # float64 device scalars: a Python 2^-600 would become float32 (0) in where
+                        scale = torch.where(over, self.rescale[0], self.rescale[1])
                         p1[:M] *= scale
                         p2[:M] *= scale
                         ex[:M] += over * float(_RESCALE_BITS)

@@ -85,8 +85,7 @@ class RingPlan(torch.nn.Module):
             pixel_of[geom.start[seq[a:b]][None, :] + np.arange(geom.nphi[seq[a]])[:, None]].ravel()
             for a, b in _runs(geom.nphi[seq])
         ])
-        self._long("perm", perm, device)
-        self._long("inv_perm", np.argsort(perm), device)
+        self._long("perm", perm, device)  # gathered by analysis, scattered back (index_copy_) by synthesis
         theta, phi0, nphi = geom.theta[seq], geom.phi0[seq], geom.nphi[seq]
         self.theta_stored = np.concatenate([theta[0 : 2 * p : 2], theta[2 * p :]])
         mw = geom.rule == "mcewen-wiaux"
@@ -116,7 +115,7 @@ class RingPlan(torch.nn.Module):
             s0 += (n // 2 + 1) * nr
         self._spec_rows = s0
         self._long("spec_row", row.ravel(), device)
-        self._buffer("sigma", np.stack([np.ones((L, R)), sig], axis=-1)[:, :, None, :], **kw)
+        self._buffer("sigma", sig[:, :, None], **kw)  # conjugation sign of the sine part, (L, R, 1)
         w_ana = c_ana[:, None] * q[None, :] * mask.T
         # complex weights stored as (re, im) pairs so that .to(dtype) keeps them intact
         self._buffer("ana_w", np.stack([w_ana * np.cos(psi), w_ana * np.sin(psi)], -1)[:, :, None], **kw)
@@ -144,9 +143,9 @@ class RingPlan(torch.nn.Module):
         parts = [torch.fft.ihfft(x[p0 : p0 + n * nr].view(n, nr, K), dim=0, norm="forward").reshape(-1, K)
                  for n, nr, p0, _ in self._blocks]
         y = torch.cat(parts, dim=0).index_select(0, self.spec_row).view(L, -1, K)
-        z = torch.view_as_real(y) * self.sigma  # conj(X_m), (L, rings, maps, 2)
-        w = self.ana_w
-        z = torch.stack([z[..., 0] * w[..., 0] - z[..., 1] * w[..., 1], z[..., 0] * w[..., 1] + z[..., 1] * w[..., 0]], -1)
+        z = torch.view_as_real(y)  # (L, rings, maps, 2); with the sine sign: conj(X_m)
+        c, s, w = z[..., 0], z[..., 1] * self.sigma, self.ana_w
+        z = torch.stack([c * w[..., 0] - s * w[..., 1], c * w[..., 1] + s * w[..., 0]], -1)
         if self.mix_t is not None:
             z = self._mix(z.permute(0, 3, 2, 1)).permute(0, 3, 2, 1)
         zn, zs, u = z[:, 0 : 2 * p : 2], z[:, 1 : 2 * p : 2], z[:, 2 * p :]
@@ -159,11 +158,12 @@ class RingPlan(torch.nn.Module):
         L, K, p = self.L, B * C, self.npair
         e, o = even.view(L, -1, K, 2), odd.view(L, -1, K, 2)
         pairs = torch.stack([e[:, :p] + o[:, :p], e[:, :p] - o[:, :p]], dim=2).reshape(L, 2 * p, K, 2)
-        y = torch.cat([pairs, e[:, p:] + o[:, p:]], dim=1) * self.sigma  # (L, rings, maps, 2)
-        w = self.syn_w
-        y = torch.complex(y[..., 0] * w[..., 0] - y[..., 1] * w[..., 1], y[..., 0] * w[..., 1] + y[..., 1] * w[..., 0])
+        y = torch.cat([pairs, e[:, p:] + o[:, p:]], dim=1)  # (L, rings, maps, 2)
+        c, s, w = y[..., 0], y[..., 1] * self.sigma, self.syn_w
+        y = torch.complex(c * w[..., 0] - s * w[..., 1], c * w[..., 1] + s * w[..., 0])
         spec = y.new_zeros(self._spec_rows, K).index_add_(0, self.spec_row, y.reshape(-1, K))
         rings = [torch.fft.hfft(spec[s0 : s0 + (n // 2 + 1) * nr].view(-1, nr, K), n=n, dim=0).reshape(n * nr, K)
                  for n, nr, _, s0 in self._blocks]
-        out = torch.cat(rings, dim=0).index_select(0, self.inv_perm)
+        rings = torch.cat(rings, dim=0)
+        out = torch.empty_like(rings).index_copy_(0, self.perm, rings)
         return out.view(-1, B, C).permute(1, 0, 2)

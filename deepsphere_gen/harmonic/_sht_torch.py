@@ -32,11 +32,8 @@ class TorchEngine(torch.nn.Module):
         ell = np.floor(np.sqrt(np.arange(L * L))).astype(np.int64)
         em = np.arange(L * L) - ell * ell - ell
         ma = np.abs(em)
-        flat_to_grid = (ma * L + (ell - ma)) * 2 + (em < 0)
-        grid_from_flat = np.full(L * L * 2, L * L, dtype=np.int64)  # L*L: the zero row
-        grid_from_flat[flat_to_grid] = np.arange(L * L)
+        flat_to_grid = (ma * L + (ell - ma)) * 2 + (em < 0)  # gathered by analysis, scattered by synthesis
         self.register_buffer("flat_to_grid", torch.as_tensor(flat_to_grid, device=device), persistent=False)
-        self.register_buffer("grid_from_flat", torch.as_tensor(grid_from_flat, device=device), persistent=False)
 
     def analysis(self, maps: torch.Tensor) -> torch.Tensor:
         B, _, C = maps.shape
@@ -50,7 +47,7 @@ class TorchEngine(torch.nn.Module):
         B, _, C = coeffs.shape
         L, K = self.L, B * C
         flat = coeffs.permute(1, 0, 2).reshape(-1, K)
-        grid = torch.cat([flat, flat.new_zeros(1, K)]).index_select(0, self.grid_from_flat)
+        grid = flat.new_zeros(L * L * 2, K).index_copy_(0, self.flat_to_grid, flat)
         grid = grid.view(L, L, 2, K).permute(0, 1, 3, 2).reshape(L, L, 2 * K)
         even, odd = self.legendre.evaluate(grid)
         return self.rings.synthesis(even, odd, B, C)

@@ -195,3 +195,37 @@ def test_chebconv_suite_tiny_case_matches_pyg():
     assert ex["npix"] == 48 and ex["floor_s"] > 0 and "normalization=None" in ex["peer_config"]
     # byte count: K-1 = 2 sparse products forward and backward, 3 GEMMs
     assert len(suite.chebconv_phases(48, 400, 2, 3, 4, 3, backward=True)) == 2 + 1 + 2 + 2
+
+
+def test_optional_peer_reports_a_missing_module():
+    mod, why = _bench.optional_peer("json")
+    assert mod is json and why is None
+    mod, why = _bench.optional_peer("no_such_peer_module_xyz")
+    assert mod is None and "no_such_peer_module_xyz" in why
+
+
+def test_tensor_product_suite_records_unavailable_e3nn(monkeypatch):
+    # without e3nn the suite times our layer and records why the peer is missing (no crash)
+    from deepsphere_gen.bench.suites import tensor_product
+
+    real = _bench.optional_peer
+    monkeypatch.setattr(tensor_product, "optional_peer",
+                        lambda name: (None, f"{name}: ImportError: hidden") if name.startswith("e3nn") else real(name))
+    h = _bench.Harness("cpu", repeats=1, warmup=0)
+    recs = tensor_product.run({"L": 3, "channels": 2, "batch": 2, "mixing": "mst"}, torch.device("cpu"), h)
+    assert [r["name"] for r in recs] == ["channel-wise TP forward", "channel-wise TP fwd+bwd"]
+    assert all(r["peer"] is None and "e3nn" in r["extras"]["peer_unavailable"] and r["ours_s"] > 0 for r in recs)
+    assert "unavailable" in _bench.format_table(recs)
+
+
+def test_sht_suite_tiny_cases_match_ducc0():
+    from deepsphere_gen.bench.suites import sht
+
+    h = _bench.Harness("cpu", repeats=1, warmup=0)
+    for case in ({"kind": "mw", "L": 6, "dtype": "float64", "maps": 2},
+                 {"kind": "healpix", "nside": 2, "L": 6, "dtype": "float32", "maps": 1}):
+        recs = sht.run(case, torch.device("cpu"), h)
+        assert [r["name"].split()[-1] for r in recs] == ["synthesis", "analysis"]
+        tol = 1e-12 if case["dtype"] == "float64" else 1e-6
+        assert all(r["peer"] == "ducc0" and r["max_rel_diff"] < tol for r in recs)
+        assert all(r["extras"]["torch_engine_mb"] > 0 for r in recs)

@@ -295,3 +295,20 @@ def test_device_mismatch_and_cuda_round_trip():
     sht = sht.to("cuda")
     a = _coeffs(16).cuda()
     assert _rel(sht(sht.inverse(a)), a) <= 1e-12
+
+
+def test_one_direction_modules_equal_the_sht():
+    from deepsphere_gen.harmonic import SphericalAnalysis, SphericalSynthesis
+
+    S = HealpixSampling(4)
+    sht = SHT(S, 12, dtype=F64, iterations=2)
+    ana = SphericalAnalysis(S, 12, iterations=2, dtype=F64)
+    syn = SphericalSynthesis(S, 12, dtype=F64)
+    a = _coeffs(12)
+    x = torch.randn(2, S.npix, 3, dtype=F64)
+    torch.testing.assert_close(syn(a), sht.inverse(a), atol=0, rtol=0)
+    torch.testing.assert_close(ana(x), sht(x), atol=0, rtol=0)
+    torch.testing.assert_close(sht.analysis(x), sht(x), atol=0, rtol=0)  # aliases: one meaning each
+    torch.testing.assert_close(sht.synthesis(a), sht.inverse(a), atol=0, rtol=0)
+    torch.testing.assert_close(analysis(x, S, 12, iterations=2), sht(x), atol=1e-15, rtol=0)
+    assert len(ana.state_dict()) == 0 and len(syn.state_dict()) == 0

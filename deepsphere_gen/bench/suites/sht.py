@@ -35,8 +35,10 @@ Clock: CPU time of the process (``time.process_time``) on CPU runs (robust on a 
 machine; equal to wall time single-threaded), wall time on CUDA.  Threads: ours and
 ducc0 use ``torch.get_num_threads()`` (``--threads``), healpy ``OMP_NUM_THREADS``; run
 ``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht --threads 1 ...`` for a per-core
-comparison.  Timed until 2 s of timed calls (at least 3; the warm-up call is skipped
-for calls over 5 ms, already warmed by the first call); calls under 5 ms in loops of ~5 ms.
+comparison.  Ours and the peers are timed in interleaved rounds (every side sees the same
+load), after a first untimed call each; calls under 5 ms in loops of ~5 ms; at most
+``--repeats`` rounds, stopped after 3 once 4 s are spent; the best round is reported
+(``ours_s``, ``peer_s``), the medians in ``extras``.
 """
 from __future__ import annotations
 
@@ -74,23 +76,33 @@ def cases(quick: bool) -> list[dict]:
     return out
 
 
-def _timer(harness, fn, once: float):
-    """Median time of one call of ``fn`` (``once``: a first call's time, for the loop size):
-    CPU time on CPU (see the module docstring), wall time on CUDA.  Calls shorter than 5 ms
-    are timed in loops of ~5 ms (per-call time reported): single calls of tens of
-    microseconds measure the scheduler more than the code."""
-    saved = harness.timer
-    inner = max(1, min(1000, int(0.005 / max(once, 1e-6))))
-
-    def loop():
-        for _ in range(inner):
-            fn()
-
-    harness.timer = time.process_time if harness.device.type == "cpu" else time.perf_counter
-    try:
-        return harness.time(loop, warmup=0 if inner == 1 else None, budget_s=2.0, min_repeats=3).median / inner
-    finally:
-        harness.timer = saved
+def _paired(harness, fns: dict) -> dict:
+    """(Best, median) time of one call of each ``fns[name] = (fn, first call's seconds)``,
+    timed in interleaved rounds (ours, then each peer, round after round), so that every side
+    sees the same machine load.  The best round is the figure reported: on a shared machine
+    it is the least disturbed one (medians moved by up to 2x between runs, see extras).  CPU time on CPU (see the module docstring), wall time on CUDA.
+    Calls shorter than 5 ms are timed in loops of ~5 ms (per-call time reported): single
+    calls of tens of microseconds measure the scheduler more than the code; calls under 50 ms
+    get one untimed call before each timed loop (warm caches for every side).  Rounds:
+    ``harness.repeats`` at most, stopped after 3 once 4 s of timed calls are spent."""
+    clock = time.process_time if harness.device.type == "cpu" else time.perf_counter
+    loops = {name: (fn, max(1, min(1000, int(0.005 / max(once, 1e-6)))), once < 0.05) for name, (fn, once) in fns.items()}
+    times = {name: [] for name in fns}
+    spent = 0.0
+    for r in range(harness.repeats):
+        for name, (fn, inner, short) in loops.items():
+            if short:  # one untimed call: the previous side (e.g. torch-harmonics' L^3 table) evicted the caches
+                fn()
+            t0 = clock()
+            for _ in range(inner):
+                fn()
+            harness.sync()
+            dt = clock() - t0
+            spent += dt
+            times[name].append(dt / inner)
+        if r >= 2 and spent > 4.0:
+            break
+    return {name: (float(np.min(t)), float(np.median(t))) for name, t in times.items()}
 
 
 def _first(harness, fn):
@@ -228,10 +240,9 @@ def run(case: dict, device, harness) -> list[dict]:
     with torch.no_grad():
         ours_syn, once_syn = _first(harness, lambda: sht.inverse(cd))
         ours_ana, once_ana = _first(harness, lambda: sht(md))
-        t_syn = _timer(harness, lambda: sht.inverse(cd), once_syn)
-        t_ana = _timer(harness, lambda: sht(md), once_ana)
         mem_syn = harness.peak_memory_mb(lambda: sht.inverse(cd))
         mem_ana = harness.peak_memory_mb(lambda: sht(md))
+    ours = {"synthesis": (lambda: sht.inverse(cd), once_syn), "analysis": (lambda: sht(md), once_ana)}
     torch_mb, ducc_mb = _engine_bytes(sht, dtype)
     stored = sum(1 for t in S.rings().theta if t <= np.pi / 2 + 1e-12)
     common = dict(torch_threads=torch.get_num_threads(), torch_engine_mb=torch_mb, ducc0_engine_mb=ducc_mb,
@@ -240,8 +251,10 @@ def run(case: dict, device, harness) -> list[dict]:
                   engine=sht.engine_for(cd).name, omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"))
     ducc0, reason = optional_peer("ducc0")
     if ducc0 is None:
-        return [harness.record(f"sht {kind} {d}", case, t, peak_mem_mb=m, peer_unavailable=reason, **common)
-                for d, t, m in (("synthesis", t_syn, mem_syn), ("analysis", t_ana, mem_ana))]
+        with torch.no_grad():
+            return [harness.record(f"sht {kind} {d}", case, _paired(harness, {"ours": ours[d]})["ours"][0], peak_mem_mb=m,
+                                   peer_unavailable=reason, **common)
+                    for d, m in (("synthesis", mem_syn), ("analysis", mem_ana))]
     common["peer_config"] = f"ducc0 {ducc0.__version__}, nthreads={torch.get_num_threads()}"
     records = []
     if kind == "healpix":
@@ -252,19 +265,27 @@ def run(case: dict, device, harness) -> list[dict]:
         extra_peers = {}
     if kind == "gl":
         extra_peers.update(_torch_harmonics(L, dtype, ours_syn, common))
-    for direction, t, mem, ours, peer, layout in (("synthesis", t_syn, mem_syn, ours_syn, d_syn, syn_layout),
-                                                  ("analysis", t_ana, mem_ana, ours_ana, d_ana, ana_layout)):
+    for direction, mem, result, peer, layout in (("synthesis", mem_syn, ours_syn, d_syn, syn_layout),
+                                                 ("analysis", mem_ana, ours_ana, d_ana, ana_layout)):
         out, once, peer_mem = harness.measure(peer)
-        tp = _timer(harness, peer, once)
-        extras = dict(common, peer_peak_mem_mb=peer_mem)
+        fns = {"ours": ours[direction], "ducc0": (peer, once)}
         if direction in extra_peers:
-            th = _timer(harness, extra_peers[direction], once)
+            fns["healpy"] = (extra_peers[direction], _first(harness, extra_peers[direction])[1])
+        if "th_" + direction in extra_peers:
+            fns["torch_harmonics"] = (extra_peers["th_" + direction], _first(harness, extra_peers["th_" + direction])[1])
+        with torch.no_grad():
+            t = _paired(harness, fns)
+        med = {name: v[1] for name, v in t.items()}
+        t = {name: v[0] for name, v in t.items()}
+        extras = dict(common, peer_peak_mem_mb=peer_mem, ours_median_s=med["ours"], peer_median_s=med["ducc0"],
+                      timing="best of interleaved rounds (medians in *_median_s)")
+        if "healpy" in t:
             import healpy as hp
 
-            extras.update(healpy_s=th, healpy_speedup=th / t, healpy_config=f"healpy {hp.__version__}, per map")
-        if "th_" + direction in extra_peers:
-            th = _timer(harness, extra_peers["th_" + direction], once)
-            extras.update(torch_harmonics_s=th, torch_harmonics_speedup=th / t)
-        records.append(harness.record(f"sht {kind} {direction}", case, t, peer="ducc0", peer_s=tp,
-                                      max_rel_diff=max_rel_diff(ours.cpu(), layout(out)), peak_mem_mb=mem, **extras))
+            extras.update(healpy_s=t["healpy"], healpy_speedup=t["healpy"] / t["ours"],
+                          healpy_config=f"healpy {hp.__version__}, per map")
+        if "torch_harmonics" in t:
+            extras.update(torch_harmonics_s=t["torch_harmonics"], torch_harmonics_speedup=t["torch_harmonics"] / t["ours"])
+        records.append(harness.record(f"sht {kind} {direction}", case, t["ours"], peer="ducc0", peer_s=t["ducc0"],
+                                      max_rel_diff=max_rel_diff(result.cpu(), layout(out)), peak_mem_mb=mem, **extras))
     return records
