@@ -518,7 +518,7 @@ def _steady_state_cases(cache):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", ["chebconv", "sht", "efficient_layer", "so3_relu", "unet", "hybrid", "cohen"])
 def test_no_host_to_device_copy_in_steady_state(name, graph_cache):
-    """DESIGN: no hidden host -> device copies in forward (nor backward) once the per-device
+    """No hidden host -> device copies in forward (nor backward) once the per-device
     tables exist (the first calls may build them).  Device -> host syncs of the input checks
     (``check_finite``, ``SHT._check``) are allowed: they raise ValueError on bad input."""
     from torch.profiler import ProfilerActivity, profile
