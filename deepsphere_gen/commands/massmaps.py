@@ -20,8 +20,8 @@ from ..experiments import massmaps as exp
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 
 #: --quick: CI-sized run (about 2 minutes on 2 idle CPU cores)
-QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), noise_levels=(0.0, 2.0), epochs=3, min_steps=40,
-             channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4))
+QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), deepsphere_levels=(0.0, 2.0), epochs=3, min_steps=40,
+             channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4), baseline_noise_draws=2)
 DEFAULTS = exp.ExperimentConfig()
 
 
@@ -36,8 +36,21 @@ def _common(p, with_outputs: bool = True) -> None:
                         f"(default {' '.join(d.sky_fractions)})")
     p.add_argument("--footprint", default=None, metavar="builtin|FITS",
                    help="survey footprint for sky fraction 'footprint': the built-in band or a HEALPix FITS mask")
-    p.add_argument("--noise", type=float, nargs="+", default=None, metavar="LEVEL",
-                   help=f"relative noise levels >= 0 (default {' '.join(f'{v:g}' for v in d.noise_levels)})")
+    p.add_argument("--deepsphere-level", type=float, nargs="+", default=None, metavar="LEVEL",
+                   help="noise as DeepSphere's relative levels (std = LEVEL x clean pixel std of nside-1024 maps "
+                        "smoothed by a sigma-3' Gaussian), converted to galaxy densities; 0 = no noise "
+                        f"(default {' '.join(f'{v:g}' for v in d.deepsphere_levels)}: level 2 = 22.5 galaxies/arcmin^2)")
+    p.add_argument("--ngal", nargs="+", default=None, metavar="N",
+                   help="shape noise of a survey with N galaxies per arcmin^2 (inf or none: no noise)")
+    p.add_argument("--sigma-e", type=float, default=d.sigma_e,
+                   help=f"intrinsic ellipticity dispersion per component (default {d.sigma_e})")
+    p.add_argument("--relative-noise", type=float, nargs="+", default=None, metavar="LEVEL",
+                   help="explicit option: noise std = LEVEL x the clean pixel std of the samples at the run's own "
+                        "nside (not a survey property; for comparison with older runs)")
+    p.add_argument("--full-sky-nside", type=int, default=None,
+                   help=f"resolution the full sky (sky fraction 1) is averaged down to (default {d.full_sky_nside})")
+    p.add_argument("--k", type=int, default=None, dest="neighbours",
+                   help=f"neighbours of the graph CNN's kNN graph (default {d.k})")
     p.add_argument("--methods", nargs="+", default=None, choices=exp.METHODS, metavar="METHOD",
                    help=f"subset of {', '.join(exp.METHODS)} (default all)")
     p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d.epochs})")
@@ -47,7 +60,8 @@ def _common(p, with_outputs: bool = True) -> None:
                    help=f"at least this many optimisation steps per network (default {d.min_steps}; "
                         "small data sets get a smaller batch and more epochs)")
     p.add_argument("--no-augment", action="store_true",
-                   help="train on the data set's fixed noise instead of a new noise realisation per draw")
+                   help="train on the data set's fixed noise instead of a new noise realisation per draw "
+                        "(and one noise realisation per training patch for the baselines)")
     p.add_argument("--data-dir", default=d.data_dir, help="cache of generated maps")
     p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
@@ -82,16 +96,28 @@ def _config(args) -> exp.ExperimentConfig:
     return exp.ExperimentConfig(
         nside=pick(args.nside, "nside"), n_maps=pick(args.n_maps, "n_maps"), seed=args.seed,
         sky_fractions=tuple(pick(args.sky_fractions, "sky_fractions")),
-        noise_levels=tuple(pick(args.noise, "noise_levels")),
-        methods=tuple(args.methods) if args.methods else d.methods,
+        **_noise(args, base),
+        methods=tuple(args.methods) if args.methods else base.get("methods", d.methods),
         epochs=pick(args.epochs, "epochs"), batch_size=args.batch_size, lr=args.lr,
         min_steps=pick(args.min_steps, "min_steps"), augment=not args.no_augment,
-        channels=base.get("channels", d.channels),
+        channels=base.get("channels", d.channels), k=pick(args.neighbours, "k"),
+        full_sky_nside=pick(args.full_sky_nside, "full_sky_nside"),
+        baseline_noise_draws=base.get("baseline_noise_draws", d.baseline_noise_draws),
         harmonic_bandlimits=base.get("harmonic_bandlimits", d.harmonic_bandlimits),
         harmonic_channels=base.get("harmonic_channels", d.harmonic_channels),
         footprint=args.footprint, data_dir=args.data_dir, out_dir=args.out_dir, device=args.device,
         progress=not args.no_progress,
     )
+
+
+def _noise(args, base: dict) -> dict:
+    """Noise options: any of --deepsphere-level/--ngal/--relative-noise replaces the default levels."""
+    given = [args.deepsphere_level, args.ngal, args.relative_noise]
+    if all(v is None for v in given):
+        levels = base.get("deepsphere_levels", DEFAULTS.deepsphere_levels)
+        return dict(deepsphere_levels=tuple(levels), ngal=(), relative_noise=(), sigma_e=args.sigma_e)
+    return dict(deepsphere_levels=tuple(args.deepsphere_level or ()), ngal=tuple(args.ngal or ()),
+                relative_noise=tuple(args.relative_noise or ()), sigma_e=args.sigma_e)
 
 
 def _fail(msg: str) -> int:
@@ -110,6 +136,8 @@ def _sky_values(m: np.ndarray, sky, file) -> np.ndarray:
     if bad.any():
         raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction "
                          f"{sky.name}); analyse it with --sky-fractions footprint --footprint MASK that excludes them")
+    if sky.full_sky and sky.nside is not None and 12 * sky.nside**2 < values.shape[-1]:  # averaged down
+        values = values.reshape(1, 12 * sky.nside**2, -1).mean(-1)
     return values
 
 
@@ -124,15 +152,16 @@ def _classify(config, args, ctx) -> int:
     skies = exp.sky_settings(config)
     values = {(f, s.name): _sky_values(read_healpix_fits(f, config.nside, ordering="NESTED"), s, f)
               for f in args.maps for s in skies}
-    missing = [str(exp.checkpoint_path(config, args.method, s, n)) for s in skies for n in config.noise_levels
+    noises = exp.noise_settings(config)
+    missing = [str(exp.checkpoint_path(config, args.method, s, n)) for s in skies for n in noises
                if not exp.checkpoint_path(config, args.method, s, n).is_file()]
     if missing:
         return _fail(f"no trained {args.method} network at {', '.join(missing)}; "
                      "run `deepsphere-gen massmaps train` with the same options first")
     path = exp.generate(config, ctx)
     for sky in skies:
-        for noise in config.noise_levels:
-            train_set, _ = exp._datasets(path, sky, noise, config)
+        for noise in noises:
+            train_set = exp._dataset(path, sky, noise, config, "train")
             model = exp.build_model(args.method, sky, config, exp._scale(train_set))
             model.load_state_dict(exp.load_checkpoint(exp.checkpoint_path(config, args.method, sky, noise))["model"])
             model.eval()
@@ -140,7 +169,7 @@ def _classify(config, args, ctx) -> int:
                 x = torch.as_tensor(values[file, sky.name], dtype=torch.float32)[..., None]
                 with torch.no_grad():
                     p = torch.softmax(model(x), -1).mean(0)
-                print(f"{file}: sky {sky.name}, noise {noise:g}, {args.method}: "
+                print(f"{file}: sky {sky.name}, {noise.label}, {args.method}: "
                       f"P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f}")
     return 0
 

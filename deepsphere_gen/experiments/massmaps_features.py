@@ -108,7 +108,7 @@ class PatchFeatures:
     per-scale thresholds), then :meth:`transform` -> ``{group: (n, n_features)}``.
     scales_pix: Gaussian smoothing sigmas in pixels (0: none) for moments/peaks/minkowski;
     nu: thresholds in units of the per-scale training std (equally spaced); n_hist: histogram
-    bins; n_psd: PSD bands.
+    bins; n_psd: PSD bands (fewer on small patches, where some bands would hold no FFT mode).
     """
 
     def __init__(self, nside: int, side: int, scales_pix=(0.0, 1.0, 2.0, 4.0), nu=np.linspace(-2.0, 4.0, 13),
@@ -123,8 +123,11 @@ class PatchFeatures:
         self.n_hist, self.n_psd = int(n_hist), int(n_psd)
         ell = fft_ell(self.side, self.nside)
         lo, hi = ell[0, 2], ell[0, self.side // 2]  # 2 cycles per patch .. Nyquist along an axis
-        self.ell_edges = np.geomspace(lo, hi, self.n_psd + 1)
-        self.ell_edges[-1] *= 1.0001
+        edges = np.geomspace(lo, hi, self.n_psd + 1)
+        edges[-1] *= 1.0001
+        # small patches: merge bands that hold no FFT mode into their upper neighbour
+        counts = np.histogram(ell.ravel(), bins=edges)[0]
+        self.ell_edges = np.concatenate([edges[:1], edges[1:][counts > 0]])
         self.hist_edges, self.sigma = None, None
 
     def _smooth(self, images: np.ndarray, s: float) -> np.ndarray:
