@@ -13,8 +13,8 @@ A nested base patch is a ``side x side`` image (:func:`deepsphere_gen.datasets.p
   ``n_thresholds`` thresholds (:func:`minkowski_functionals`).
 
 ``moments``, ``peaks`` and ``minkowski`` are measured at every smoothing scale of
-``scales_pix`` (Gaussian sigma in pixels, 0 = unsmoothed; ``scipy.ndimage.gaussian_filter`` on
-the square image with reflecting edges, so the flat-sky approximation of a curved patch),
+``scales_pix`` (Gaussian sigma in pixels, 0 = unsmoothed; on the square image with reflecting
+edges, computed through the DCT; the flat-sky approximation of a curved patch),
 with thresholds ``nu * sigma_s`` fixed at fit time from the training pixels' std sigma_s at
 that scale (one number for both classes, so thresholds carry no class information).
 
@@ -60,7 +60,11 @@ def minkowski_functionals(images: np.ndarray, thresholds: np.ndarray) -> np.ndar
         raise ValueError("thresholds must be increasing and equally spaced (at least 2)")
     n, area = len(u), u.shape[1] * u.shape[2]
     d = t[1] - t[0]
-    v0 = (u.reshape(n, -1, 1) > t).mean(axis=1)
+    # V0: pixels above each threshold, from the count of pixels between consecutive thresholds
+    above = np.searchsorted(t, u.reshape(n, -1), side="left")  # number of thresholds below u
+    counts = np.bincount((np.arange(n)[:, None] * (t.size + 1) + above).ravel(),
+                         minlength=n * (t.size + 1)).reshape(n, t.size + 1)
+    v0 = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1][:, 1:] / area
     ux, uy, uxx, uyy, uxy = _derivatives(u)
     g2 = ux * ux + uy * uy
     grad = np.sqrt(g2)
@@ -95,10 +99,11 @@ def moments(images: np.ndarray) -> np.ndarray:
     x = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
     m = x.mean(axis=1)
     c = x - m[:, None]
-    var = (c * c).mean(axis=1)
+    c2 = c * c  # products, not c**3 / c**4 (numpy's float power is ~10x slower)
+    var = c2.mean(axis=1)
     s = np.sqrt(var)
     safe = np.where(s > 0, s, 1.0)
-    return np.stack([m, s, (c**3).mean(axis=1) / safe**3, (c**4).mean(axis=1) / safe**4 - 3], axis=1)
+    return np.stack([m, s, (c2 * c).mean(axis=1) / safe**3, (c2 * c2).mean(axis=1) / safe**4 - 3], axis=1)
 
 
 class PatchFeatures:
@@ -130,12 +135,19 @@ class PatchFeatures:
         self.ell_edges = np.concatenate([edges[:1], edges[1:][counts > 0]])
         self.hist_edges, self.sigma = None, None
 
-    def _smooth(self, images: np.ndarray, s: float) -> np.ndarray:
+    def _smooth(self, images: np.ndarray, s: float, coeffs: np.ndarray | None = None) -> np.ndarray:
+        """Gaussian smoothing of sigma ``s`` pixels with reflecting edges, through the DCT-II (whose
+        implied extension is the half-sample mirror image: ``scipy.ndimage.gaussian_filter`` with mode
+        "reflect", untruncated and with the continuous kernel's transform (0.4 % apart at sigma 1
+        pixel, identical from ~2 pixels), at FFT cost).  ``coeffs``: the images' DCT."""
         if s == 0:
             return images
-        from scipy.ndimage import gaussian_filter
+        from scipy.fft import dctn, idctn
 
-        return gaussian_filter(images, sigma=(0, s, s), mode="reflect")
+        c = dctn(images, type=2, axes=(1, 2), norm="ortho") if coeffs is None else coeffs
+        k = np.pi * np.arange(images.shape[1]) / images.shape[1]
+        g = np.exp(-0.5 * (k * s) ** 2)
+        return idctn(c * g[:, None] * g[None, :], type=2, axes=(1, 2), norm="ortho")
 
     def fit(self, values: np.ndarray) -> "PatchFeatures":
         """Histogram edges and per-scale stds from training values (n, side^2) (both classes)."""
@@ -164,8 +176,11 @@ class PatchFeatures:
             out["hist"] = np.stack([np.bincount(r, minlength=self.n_hist) for r in b]) / b.shape[1]
         per_scale = {g: [] for g in ("moments", "peaks", "minkowski") if g in groups}
         if per_scale:
+            from scipy.fft import dctn
+
+            coeffs = dctn(img, type=2, axes=(1, 2), norm="ortho")
             for s, sig in zip(self.scales, self.sigma):
-                u = self._smooth(img, s)
+                u = self._smooth(img, s, coeffs)
                 t = self.nu * sig
                 if "moments" in per_scale:
                     per_scale["moments"].append(moments(u))
