@@ -87,6 +87,7 @@ __all__ = [
     "generate",
     "train",
     "evaluate_all",
+    "BaselineWorker",
     "format_table",
     "write_json",
     "plot_all",
@@ -663,16 +664,24 @@ class _FullSkyFeatures:
         return out
 
 
+def _base_record(sky: SkySetting, noise: NoiseSetting, sets) -> dict:
+    train_set, val_set, test_set = sets
+    return {"sky_fraction": train_set.sky_fraction, "sky": sky.name, "nside": train_set.nside,
+            **noise.record(), "noise_std": train_set.noise_std, "clean_std": train_set.clean_std,
+            "n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_set)}
+
+
 def _baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig,
-                      methods, base: dict) -> list[dict]:
+                      methods) -> list[dict]:
     """Fit the baselines ``methods`` on the training maps (C chosen on the validation maps) and
     score them on the test maps; one record each."""
     from .baselines import FeatureSVM
     from .massmaps_features import PatchFeatures
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     train_clean = _dataset(path, sky, None, config, "train")
     train_set, val_set, test_set = _datasets(path, sky, noise, config)
+    base = _base_record(sky, noise, (train_set, val_set, test_set))
     groups = sorted({g for m in methods for g in BASELINE_FEATURES[m]})
     if sky.level is not None:
         side = int(round(math.sqrt(train_set.indices.shape[1])))
@@ -702,11 +711,51 @@ def _baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: 
                         "ci95": list(wilson_interval(k, len(yte))), "C": clf.C, "val_accuracy": clf.val_accuracy,
                         "features": cols, "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
                         "seconds": t_feat + time.perf_counter() - t1})
+    cpu = time.process_time() - c0
+    for r in records:
+        r["cpu_seconds_all_baselines"] = cpu
     return records
 
 
+def _baseline_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentConfig, methods) -> list[dict]:
+    from ..datasets._massmaps_cache import limit_threads
+
+    sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
+    with limit_threads(1):
+        return _baseline_records(Path(path), sky, noise, config, methods)
+
+
+class BaselineWorker:
+    """Fits the baselines in one background process while the networks train (the second core).
+
+    ``with BaselineWorker(config, path) as jobs: ...; evaluate_all(..., baselines=jobs)``.
+    A spawned process (no state shared with torch) on one BLAS/OpenMP thread; ``jobs`` maps
+    (sky name, noise name) to a future of the records.  Leaving the block waits for the jobs.
+    """
+
+    def __init__(self, config: ExperimentConfig, path: Path):
+        self.config, self.path, self.jobs, self._pool = config, Path(path), {}, None
+
+    def __enter__(self) -> dict:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        for sky in sky_settings(self.config):
+            methods = [m for m in _methods_for(sky, self.config.methods) if m in BASELINES]
+            if not methods:
+                continue
+            for noise in noise_settings(self.config):
+                self.jobs[sky.name, noise.name] = self._pool.submit(_baseline_job, str(self.path), sky.name, noise,
+                                                                    self.config, methods)
+        return self.jobs
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._pool.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+
+
 def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
-                 log=print) -> list[dict]:
+                 log=print, baselines: dict | None = None) -> list[dict]:
     """Accuracy of every method on the test maps: one record per (method, sky, noise).
 
     Networks are read from their checkpoints (missing ones are reported and skipped);
@@ -715,7 +764,8 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     noise_label, ngal, deepsphere_level, noise_std (per pixel), accuracy, n_correct, ci95
     ([lo, hi], Wilson, approximate), n_train, n_val, n_test, seconds (training + test for
     networks, features + fit + test for baselines), epochs, batch_size, lr, history
-    (networks), C, val_accuracy, features (baselines).
+    (networks), C, val_accuracy, features (baselines).  ``baselines``: the jobs of a
+    :class:`BaselineWorker` (records computed in the background), else fitted here.
     """
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
@@ -723,11 +773,9 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     for sky in sky_settings(config):
         for noise in noise_settings(config):
             train_set, val_set, test_set = _datasets(path, sky, noise, config)
-            base = {"sky_fraction": train_set.sky_fraction, "sky": sky.name, "nside": train_set.nside,
-                    **noise.record(), "noise_std": train_set.noise_std, "clean_std": train_set.clean_std,
-                    "n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_set)}
+            base = _base_record(sky, noise, (train_set, val_set, test_set))
             methods = _methods_for(sky, config.methods)
-            baselines = [m for m in methods if m in BASELINES]
+            baseline_methods = [m for m in methods if m in BASELINES]
             for method in methods:
                 if method in BASELINES:
                     continue
@@ -749,8 +797,10 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
                 rec["seconds"] = sum(h["seconds"] for h in state["history"]) + time.perf_counter() - t0
                 rec["history"] = [{k_: v for k_, v in h.items() if k_ != "step_losses"} for h in state["history"]]
                 records.append(rec)
-            if baselines and ctx.is_main:
-                records.extend(_baseline_records(path, sky, noise, config, baselines, base))
+            if baseline_methods and ctx.is_main:
+                job = (baselines or {}).get((sky.name, noise.name))
+                records.extend(job.result() if job is not None
+                               else _baseline_records(path, sky, noise, config, baseline_methods))
     order = {m: i for i, m in enumerate(METHODS)}
     return sorted(records, key=lambda r: (config.sky_fractions.index(r["sky"]),
                                           [n.name for n in noise_settings(config)].index(r["noise"]),
