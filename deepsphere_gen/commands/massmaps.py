@@ -218,8 +218,9 @@ def run(args) -> int:
         import resource
 
         child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, child.ru_maxrss) / 2**20  # KiB -> GiB
         print(f"massmaps: done in {time.perf_counter() - t0:.0f} s wall (CPU: {time.process_time():.0f} s this process"
-              f" + {child.ru_utime + child.ru_stime:.0f} s the baseline worker)")
+              f" + {child.ru_utime + child.ru_stime:.0f} s the baseline worker; peak memory {peak:.2f} GiB per process)")
         return 0
     except ValueError as exc:
         return _fail(str(exc))
