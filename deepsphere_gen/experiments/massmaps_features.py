@@ -117,7 +117,7 @@ class PatchFeatures:
     """
 
     def __init__(self, nside: int, side: int, scales_pix=(0.0, 1.0, 2.0, 4.0), nu=np.linspace(-2.0, 4.0, 13),
-                 n_hist: int = 40, n_psd: int = 12):
+                 n_hist: int = 40, n_psd: int = 16):
         self.nside, self.side = int(nside), patch_side(int(side) ** 2)
         if self.side < 8:
             raise ValueError(f"patches of {self.side} x {self.side} pixels are too small for these statistics")
