@@ -851,17 +851,26 @@ def _savefig(fig, path: Path) -> Path:
 
 
 def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
-    """Full-sky example maps of both cosmologies (clean and with the strongest noise setting,
-    averaged down to ``full_sky_nside``) and the one-point distributions."""
+    """Example maps of both cosmologies: full sky (averaged down to ``full_sky_nside``) and one
+    equatorial patch of the largest patch level run (else 1/12), clean and with the strongest
+    noise setting, on one colour scale; and one-point distributions."""
+    from ..datasets.patch_psd import to_square
+
     maps, meta = load_massmaps(path)
-    sky = parse_sky_fraction("1", config.nside, None, config.full_sky_nside)
+    full = parse_sky_fraction("1", config.nside, None, config.full_sky_nside)
+    group = (config.nside // full.nside) ** 2
+    full_sky = np.asarray(maps[:, 0], dtype=np.float64).reshape(2, -1, group).mean(-1)
+    levels = [s.level for s in sky_settings(config) if s.level is not None]
+    sky = parse_sky_fraction(f"1/{12 * 4 ** (min(levels) if levels else 0)}", config.nside)
     noises = noise_settings(config)
-    noise = max(noises, key=lambda n: n.pixel_std(sky.nside, 1.0))
-    ds = _dataset(path, sky, noise, config, "all")
-    noisy = np.stack([ds.values(c * ds.maps.shape[1])[0] for c in range(2)])
-    group = (config.nside // sky.nside) ** 2
-    clean = np.asarray(maps[:, :4], dtype=np.float64).reshape(2, 4, -1, group).mean(-1)
-    return reporting.plot_examples(clean, meta["classes"], noisy, noise.label, sky.nside, out, _savefig)
+    noise = max(noises, key=lambda n: n.pixel_std(config.nside, 1.0))
+    clean, noisy = _dataset(path, sky, None, config, "all"), _dataset(path, sky, noise, config, "all")
+    p = 4 * 4**sky.level  # an equatorial patch (base pixel 4)
+    first = [c * clean.maps.shape[1] * clean.n_patches + p for c in range(2)]
+    patches = np.stack([to_square(clean.values(i)[0]) for i in first])
+    noisy_p = np.stack([to_square(noisy.values(i)[0]) for i in first])
+    return reporting.plot_examples(full_sky, patches, noisy_p, meta["classes"], noise.label, full.nside,
+                                   f"{sky.name} patch, nside {config.nside}", out, _savefig)
 
 
 def plot_all(records: list[dict], config: ExperimentConfig, path: Path) -> list[Path]:

@@ -82,32 +82,44 @@ def _plt():
     return plt
 
 
-def plot_examples(maps: np.ndarray, classes: list[dict], noisy: np.ndarray, noise_label: str, nside: int, out,
-                  savefig) -> Path:
-    """Full-sky example maps of both cosmologies (clean and noisy) on one kappa colour scale,
-    and the one-point distributions.  maps: (2, n, npix) clean NESTED; noisy: (2, npix)."""
+def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, classes: list[dict],
+                  noise_label: str, full_nside: int, patch_text: str, out, savefig) -> Path:
+    """Example maps of both cosmologies on ONE convergence colour scale: the full sky (averaged
+    down to ``full_nside``), one patch without and with noise (square images, nested face
+    coordinates), and the one-point distributions of the patches.
+
+    full_sky: (2, npix) NESTED; patches, noisy: (2, side, side); classes: metadata dicts with
+    omega_m and sigma8; patch_text: e.g. "1/48 patch, nside 256".
+    """
     import healpy as hp
 
     plt = _plt()
     names = [f"$\\Omega_m$ = {c['omega_m']:g}, $\\sigma_8$ = {c['sigma8']:g}" for c in classes]
-    fig = plt.figure(figsize=(13, 6.5))
-    clean = [np.asarray(maps[c, 0], dtype=np.float64) for c in range(2)]
-    vmax = float(np.quantile(np.abs(np.concatenate(clean)), 0.999))
-    nmax = float(np.quantile(np.abs(noisy), 0.999))
+    vmax = float(np.quantile(np.abs(noisy), 0.995))
+    fig = plt.figure(figsize=(15, 7))
+    kw = dict(vmin=-vmax, vmax=vmax, cmap="RdBu_r")
+    im = None
     for c in range(2):
-        hp.mollview(clean[c], nest=True, fig=fig.number, sub=(2, 3, 3 * c + 1), min=-vmax, max=vmax, cmap="RdBu_r",
-                    title=f"{names[c]}\nno noise (nside {nside})", unit="convergence $\\kappa$", cbar=True)
-        hp.mollview(noisy[c], nest=True, fig=fig.number, sub=(2, 3, 3 * c + 2), min=-nmax, max=nmax, cmap="RdBu_r",
-                    title=f"{names[c]}\n{noise_label}", unit="convergence $\\kappa$", cbar=True)
-    ax = fig.add_subplot(1, 3, 3)
-    std = float(np.std(np.asarray(maps[:, :4])))
-    bins = np.linspace(-4 * std, 8 * std, 80)
+        hp.mollview(full_sky[c], nest=True, fig=fig.number, sub=(2, 4, 4 * c + 1), min=-vmax, max=vmax,
+                    cmap="RdBu_r", title=f"{names[c]}\nfull sky, nside {full_nside}, no noise", cbar=False)
+        for j, (img, what) in enumerate(((patches[c], "no noise"), (noisy[c], noise_label))):
+            ax = fig.add_subplot(2, 4, 4 * c + 2 + j)
+            im = ax.imshow(img, origin="lower", **kw)
+            ax.set_title(f"{names[c]}, {patch_text}\n{what}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    cax = fig.add_axes([0.08, 0.04, 0.6, 0.02])
+    fig.colorbar(im, cax=cax, orientation="horizontal", label="convergence $\\kappa$ (one scale for all maps)")
+    ax = fig.add_subplot(1, 4, 4)
+    bins = np.linspace(-vmax, 2 * vmax, 80)
     for c in range(2):
-        ax.hist(np.asarray(maps[c, :4]).ravel(), bins=bins, histtype="step", density=True, log=True, label=names[c])
-    ax.set_xlabel("convergence $\\kappa$ (no noise)")
+        ax.hist(patches[c].ravel(), bins=bins, histtype="step", density=True, log=True, label=f"{names[c]}, no noise")
+        ax.hist(noisy[c].ravel(), bins=bins, histtype="step", density=True, log=True, ls="--",
+                label=f"{names[c]}, with noise")
+    ax.set_xlabel("convergence $\\kappa$ (the patches shown)")
     ax.set_ylabel("probability density")
-    ax.set_title("one-point distribution (4 maps per cosmology)")
-    ax.legend(fontsize=8)
+    ax.set_title("one-point distribution", fontsize=9)
+    ax.legend(fontsize=7)
     return savefig(fig, out)
 
 
