@@ -68,6 +68,9 @@ def _common(p, with_outputs: bool = True) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: small graphs run fastest single-threaded, "
                         "and much faster on a busy machine)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="CPU processes of the run step: network trainings and baseline fits run side by side, "
+                        "one thread each (default 2; 1: one after the other in this process)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if with_outputs:
         p.add_argument("--json", default=None, metavar="PATH", help="write one record per method, sky fraction, noise")
@@ -176,6 +179,8 @@ def _classify(config, args, ctx) -> int:
 
 def run(args) -> int:
     step = getattr(args, "step", None) or "run"
+    if args.workers < 1:
+        return _fail(f"--workers must be >= 1, got {args.workers}")
     if args.threads is not None:
         if args.threads < 1:
             return _fail(f"--threads must be >= 1, got {args.threads}")
@@ -196,10 +201,10 @@ def run(args) -> int:
         if step == "train":
             exp.train(config, path, ctx)
             return 0
-        if step == "run" and ctx.is_main and any(m in exp.BASELINES for m in config.methods):
-            with exp.BaselineWorker(config, path) as jobs:  # baselines on the second core meanwhile
-                exp.train(config, path, ctx)
-                records = exp.evaluate_all(config, path, ctx, baselines=jobs)
+        if step == "run" and args.workers > 1 and not ctx.distributed and ctx.device.type == "cpu":
+            with exp.ParallelRun(config, path, args.workers) as par:  # networks and baselines side by side
+                par.wait_training()
+                records = exp.evaluate_all(config, path, ctx, baselines=par.baselines)
         else:
             if step == "run":
                 exp.train(config, path, ctx)
@@ -220,7 +225,7 @@ def run(args) -> int:
         child = resource.getrusage(resource.RUSAGE_CHILDREN)
         peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, child.ru_maxrss) / 2**20  # KiB -> GiB
         print(f"massmaps: done in {time.perf_counter() - t0:.0f} s wall (CPU: {time.process_time():.0f} s this process"
-              f" + {child.ru_utime + child.ru_stime:.0f} s the baseline worker; peak memory {peak:.2f} GiB per process)")
+              f" + {child.ru_utime + child.ru_stime:.0f} s worker processes; peak memory {peak:.2f} GiB per process)")
         return 0
     except ValueError as exc:
         return _fail(str(exc))

@@ -87,7 +87,8 @@ __all__ = [
     "generate",
     "train",
     "evaluate_all",
-    "BaselineWorker",
+    "ParallelRun",
+    "train_one",
     "format_table",
     "write_json",
     "plot_all",
@@ -127,7 +128,7 @@ class ExperimentConfig:
     """
 
     nside: int = 256
-    n_maps: int = 40
+    n_maps: int = 48
     seed: int = 0
     sky_fractions: tuple = ("1", "1/48", "1/192")
     full_sky_nside: int = 64
@@ -136,7 +137,7 @@ class ExperimentConfig:
     relative_noise: tuple = ()
     sigma_e: float = DEFAULT_SIGMA_E
     methods: tuple = DEFAULT_METHODS
-    epochs: int = 5
+    epochs: int = 6
     batch_size: int = 32
     lr: float = 3e-3
     min_steps: int = 80
@@ -576,6 +577,26 @@ class RandomSymmetry(Dataset):
         return x[self.permutations[k]], label, idx
 
 
+def train_one(config: ExperimentConfig, path: Path, sky: SkySetting, noise: NoiseSetting, method: str,
+              ctx: DistContext | None = None, log=print) -> list[dict] | None:
+    """Train one network (checkpointed, resumable); its history, or None for an unavailable hybrid."""
+    ctx = ctx or distributed_context(config.device)
+    train_set, val_set, _ = _datasets(path, sky, noise, config)
+    try:
+        model = build_model(method, sky, config, _scale(train_set))
+    except ValueError as exc:
+        if method == "hybrid":
+            if ctx.is_main and log:
+                log(f"massmaps: skipping hybrid: {exc}")
+            return None
+        raise
+    name = _run_name(method, sky, noise)
+    tc = train_config(method, len(train_set), config, ctx.world_size,
+                      checkpoint=checkpoint_path(config, method, sky, noise), desc=name)
+    samples = _training_set(path, sky, noise, config, train_set)
+    return fit(model, samples, tc, val_set=val_set, log=log, ctx=ctx)
+
+
 def train(config: ExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
           log=print) -> dict:
     """Train every network (method, sky, noise); checkpoints under ``out_dir/checkpoints``.
@@ -588,20 +609,9 @@ def train(config: ExperimentConfig, path: Path | None = None, ctx: DistContext |
     path = path or generate(config, ctx)
     histories = {}
     for sky, noise, method in _network_runs(config):
-        train_set, val_set, _ = _datasets(path, sky, noise, config)
-        try:
-            model = build_model(method, sky, config, _scale(train_set))
-        except ValueError as exc:
-            if method == "hybrid":
-                if ctx.is_main and log:
-                    log(f"massmaps: skipping hybrid: {exc}")
-                continue
-            raise
-        name = _run_name(method, sky, noise)
-        tc = train_config(method, len(train_set), config, ctx.world_size,
-                          checkpoint=checkpoint_path(config, method, sky, noise), desc=name)
-        samples = _training_set(path, sky, noise, config, train_set)
-        histories[name] = fit(model, samples, tc, val_set=val_set, log=log, ctx=ctx)
+        history = train_one(config, path, sky, noise, method, ctx, log)
+        if history is not None:
+            histories[_run_name(method, sky, noise)] = history
     return histories
 
 
@@ -717,6 +727,10 @@ def _baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: 
     return records
 
 
+def _worker_setup() -> None:
+    torch.set_num_threads(1)
+
+
 def _baseline_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentConfig, methods) -> list[dict]:
     from ..datasets._massmaps_cache import limit_threads
 
@@ -725,30 +739,66 @@ def _baseline_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentCo
         return _baseline_records(Path(path), sky, noise, config, methods)
 
 
-class BaselineWorker:
-    """Fits the baselines in one background process while the networks train (the second core).
+def _train_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentConfig, method: str) -> None:
+    from ..datasets._massmaps_cache import limit_threads
 
-    ``with BaselineWorker(config, path) as jobs: ...; evaluate_all(..., baselines=jobs)``.
-    A spawned process (no state shared with torch) on one BLAS/OpenMP thread; ``jobs`` maps
-    (sky name, noise name) to a future of the records.  Leaving the block waits for the jobs.
+    sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
+    with limit_threads(1):
+        train_one(config, Path(path), sky, noise, method, distributed_context("cpu"))
+
+
+class ParallelRun:
+    """The run step on ``workers`` CPU processes: network trainings and baseline fits side by side.
+
+    One network run or one (sky, noise) baseline fit per job, one thread each, in spawned
+    processes (no state shared with the parent's torch); jobs go largest first (estimated
+    from samples x pixels x epochs).  Results are those of the sequential run: every job is
+    seeded by itself; networks write their usual checkpoints, which :func:`evaluate_all` then
+    reads; baseline records come back through ``baselines`` ((sky, noise) -> future).
+    ``with ParallelRun(config, path, 2) as run: run.wait_training(); evaluate_all(..., baselines=run.baselines)``.
     """
 
-    def __init__(self, config: ExperimentConfig, path: Path):
-        self.config, self.path, self.jobs, self._pool = config, Path(path), {}, None
+    def __init__(self, config: ExperimentConfig, path: Path, workers: int = 2):
+        if int(workers) != workers or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.config, self.path, self.workers = config, Path(path), int(workers)
+        self.baselines, self.training, self._pool = {}, [], None
 
-    def __enter__(self) -> dict:
+    def _jobs(self):
+        cfg, jobs = self.config, []
+        for sky in sky_settings(cfg):
+            for noise in noise_settings(cfg):
+                train_set = _dataset(self.path, sky, noise, cfg, "train")
+                size = len(train_set) * train_set.indices.shape[1]
+                for method in _methods_for(sky, cfg.methods):
+                    if method in NETWORK_METHODS:
+                        epochs = train_config(method, len(train_set), cfg).epochs
+                        jobs.append((size * epochs * (0.3 if method == "harmonic" else 1.0), "train", sky, noise,
+                                     method))
+                methods = [m for m in _methods_for(sky, cfg.methods) if m in BASELINES]
+                if methods:
+                    draws = cfg.baseline_noise_draws if noise.kind != "none" else 1
+                    jobs.append((size * (draws + 0.5), "baselines", sky, noise, methods))
+        return sorted(jobs, key=lambda j: -j[0])
+
+    def __enter__(self) -> "ParallelRun":
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        for sky in sky_settings(self.config):
-            methods = [m for m in _methods_for(sky, self.config.methods) if m in BASELINES]
-            if not methods:
-                continue
-            for noise in noise_settings(self.config):
-                self.jobs[sky.name, noise.name] = self._pool.submit(_baseline_job, str(self.path), sky.name, noise,
-                                                                    self.config, methods)
-        return self.jobs
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_worker_setup)
+        for _, kind, sky, noise, what in self._jobs():
+            if kind == "train":
+                self.training.append(self._pool.submit(_train_job, str(self.path), sky.name, noise, self.config, what))
+            else:
+                self.baselines[sky.name, noise.name] = self._pool.submit(_baseline_job, str(self.path), sky.name,
+                                                                         noise, self.config, what)
+        return self
+
+    def wait_training(self) -> None:
+        """Wait for every network run; re-raises the first error."""
+        for f in self.training:
+            f.result()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._pool.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
@@ -764,8 +814,8 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     noise_label, ngal, deepsphere_level, noise_std (per pixel), accuracy, n_correct, ci95
     ([lo, hi], Wilson, approximate), n_train, n_val, n_test, seconds (training + test for
     networks, features + fit + test for baselines), epochs, batch_size, lr, history
-    (networks), C, val_accuracy, features (baselines).  ``baselines``: the jobs of a
-    :class:`BaselineWorker` (records computed in the background), else fitted here.
+    (networks), C, val_accuracy, features (baselines).  ``baselines``: the futures of a
+    :class:`ParallelRun` (records computed in worker processes), else fitted here.
     """
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
