@@ -6,6 +6,8 @@ imports them.
 | --- | --- |
 | :mod:`.massmaps` | DeepSphere's cosmology task: two cosmologies from convergence maps, networks vs baselines |
 | :mod:`.baselines` | the non-CNN baselines of :mod:`.massmaps` (power spectrum, histogram, SVMs) |
+| :mod:`.massmaps_features` | hand-crafted patch statistics (PSD, histogram, moments, peaks, Minkowski functionals) |
+| :mod:`.reporting` | 95 % Wilson intervals, the accuracy table and the figures of :mod:`.massmaps` |
 | :mod:`.digits` | spherical digits: graph, harmonic, hybrid and planar networks |
 | :mod:`.equivariance_sweep` | equivariance error of graph vs harmonic layers under random rotations |
 | :mod:`.classic_table` | equivariance of the classic (Cohen, Esteves) layers vs the published table |
