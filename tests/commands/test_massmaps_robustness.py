@@ -27,9 +27,11 @@ from deepsphere_gen.training import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 #: nside 16: the smallest resolution where white noise differs from the maps' small-scale power
-SMALL = ["--nside", "16", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--noise", "0", "1", "--epochs", "1",
+SMALL = ["--nside", "16", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--relative-noise", "0", "1",
+         "--epochs", "1",
          "--min-steps", "0", "--batch-size", "16", "--methods", "fcn", "--no-progress"]
-TINY = ["--nside", "8", "--n-maps", "6", "--sky-fractions", "1", "--noise", "0", "--epochs", "2", "--min-steps", "0",
+TINY = ["--nside", "8", "--n-maps", "6", "--sky-fractions", "1", "--relative-noise", "0", "--epochs", "2",
+        "--min-steps", "0",
         "--batch-size", "8", "--methods", "fcn", "--no-progress"]
 
 
@@ -97,25 +99,32 @@ def test_options_before_the_step_are_honoured(tmp_path, capsys):
 
 @pytest.mark.parametrize("step", ["generate", "train", "evaluate", "run"])
 def test_every_option_is_honoured_before_and_after_the_step(step):
-    opts = ["--nside", "8", "--n-maps", "5", "--seed", "3", "--sky-fractions", "1/12", "--noise", "0.5",
+    opts = ["--nside", "8", "--n-maps", "5", "--seed", "3", "--sky-fractions", "1/12", "--relative-noise", "0.5",
+            "--deepsphere-level", "1", "--ngal", "30", "--sigma-e", "0.3", "--full-sky-nside", "4", "--k", "6",
             "--methods", "fcn", "--epochs", "7", "--batch-size", "4", "--lr", "0.01", "--min-steps", "9",
             "--no-augment", "--data-dir", "D", "--out-dir", "O", "--device", "cpu", "--no-progress", "--quick"]
-    before = cmd._config(build_parser(["massmaps"]).parse_args(["massmaps", *opts, step]))
-    after = cmd._config(build_parser(["massmaps"]).parse_args(["massmaps", step, *opts]))
-    default = cmd._config(build_parser(["massmaps"]).parse_args(["massmaps", step]))
+    parse = lambda argv: build_parser(["massmaps"]).parse_args(["massmaps", *argv])  # noqa: E731
+    before = cmd._config(parse([*opts, step]))
+    after = cmd._config(parse([step, *opts]))
+    default = cmd._config(parse([step]))
     assert before == after
-    assert (before.nside, before.n_maps, before.seed, before.sky_fractions, before.noise_levels, before.epochs,
+    assert (before.nside, before.n_maps, before.seed, before.sky_fractions, before.relative_noise,
+            before.deepsphere_levels, before.ngal, before.sigma_e, before.full_sky_nside, before.k, before.epochs,
             before.batch_size, before.lr, before.min_steps, before.augment, before.data_dir, before.out_dir) == \
-        (8, 5, 3, ("1/12",), (0.5,), 7, 4, 0.01, 9, False, "D", "O")
+        (8, 5, 3, ("1/12",), (0.5,), (1.0,), (30.0,), 0.3, 4, 6, 7, 4, 0.01, 9, False, "D", "O")
     assert before.channels == cmd.QUICK["channels"]  # --quick before the step counts too
     assert default.nside != 8 and default.data_dir == str(_cache_dirs.default_data_dir())
+    # options of the run itself, not of the configuration
+    for argv in (["--workers", "1", "--restart", step], [step, "--workers", "1", "--restart"]):
+        args = parse(argv)
+        assert (args.workers, args.restart) == (1, True)
 
 
 # ------------------------------------------------------- 2. stale checkpoints, 3. README sequence
 
 
 def _fcn_state(root: Path, nside: int) -> dict:
-    (ckpt,) = [p for p in _checkpoints(root, "fcn-sky1-noise0-*.pt")
+    (ckpt,) = [p for p in _checkpoints(root, "fcn-sky1-noisenone-*.pt")
                if load_checkpoint(p)["meta"]["fields"]["experiment"]["nside"] == nside
                and load_checkpoint(p)["meta"]["fields"]["data"]["n_maps"] == 6]
     return load_checkpoint(ckpt)
@@ -142,11 +151,11 @@ def test_stale_checkpoint_after_changing_nside_and_n_maps(tmp_path, capsys):
     # the first settings again: the finished run is found, not retrained
     assert main(["massmaps", "train", *TINY, *d]) == 0
     assert first.stat().st_mtime_ns == before
-    # evaluate reads the checkpoint of its own settings (n_train of 8 maps per class: 6 + 6)
+    # evaluate reads the checkpoint of its own settings (8 maps per class: 2 test, 1 validation, 5 + 5 training)
     js = tmp_path / "r.json"
     assert main(["massmaps", "evaluate", *more, *d, "--json", str(js), "--no-plots"]) == 0
     (rec,) = json.loads(js.read_text())["records"]
-    assert rec["n_train"] == 12 and len(rec["history"]) == 2
+    assert (rec["n_train"], rec["n_val"]) == (10, 2) and len(rec["history"]) == 2
 
 
 def test_quick_then_default_sequence_keeps_both(tmp_path, capsys):
@@ -186,31 +195,31 @@ def test_restart_retrains(tmp_path, capsys):
 
 def test_classify_in_distribution_maps_are_classified(trained, capsys):
     out = ["--out-dir", str(trained / "out")]
-    assert main(["massmaps", "classify", str(trained / "test.fits"), "--noise", "0", *out]) == 0
+    assert main(["massmaps", "classify", str(trained / "test.fits"), "--relative-noise", "0", *out]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len([s for s in lines if "P(class 1)" in s]) == 2 and not any("outside" in s for s in lines)
-    assert main(["massmaps", "classify", str(trained / "noisy.fits"), "--noise", "1", *out]) == 0
+    assert main(["massmaps", "classify", str(trained / "noisy.fits"), "--relative-noise", "1", *out]) == 0
     assert len([s for s in capsys.readouterr().out.splitlines() if "P(class 1)" in s]) == 2
 
 
 @pytest.mark.parametrize("name, statistic", [("white", "small-scale variance fraction"), ("bright", "pixel std")])
 def test_classify_flags_out_of_distribution(trained, capsys, name, statistic):
     fits = str(trained / f"{name}.fits")
-    cap = _fail(["classify", fits, "--noise", "0", "--out-dir", str(trained / "out")], capsys,
+    cap = _fail(["classify", fits, "--relative-noise", "0", "--out-dir", str(trained / "out")], capsys,
                 "input is outside the training distribution", rc=cmd.EXIT_OUT_OF_DISTRIBUTION)
     assert cap.out.count("the class probabilities are not meaningful") == 2 and "P(class" not in cap.out
     assert statistic in cap.out and "vs trained range [" in cap.out
-    assert main(["massmaps", "classify", fits, "--noise", "0", "--out-dir", str(trained / "out"), "--force"]) == 0
+    assert main(["massmaps", "classify", fits, "--relative-noise", "0", "--out-dir", str(trained / "out"), "--force"]) == 0
     assert capsys.readouterr().out.count("(out of distribution, forced)") == 2
 
 
 def test_classify_clean_map_is_outside_a_noisy_network(trained, capsys):
-    _fail(["classify", str(trained / "test.fits"), "--noise", "1", "--out-dir", str(trained / "out")], capsys,
+    _fail(["classify", str(trained / "test.fits"), "--relative-noise", "1", "--out-dir", str(trained / "out")], capsys,
           "pixel std", rc=cmd.EXIT_OUT_OF_DISTRIBUTION)
 
 
 def test_classify_two_column_fits(trained, capsys):
-    out = ["--out-dir", str(trained / "out"), "--noise", "0"]
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0"]
     two = str(trained / "two.fits")
     _fail(["classify", two, *out], capsys, "has 2 columns (0: KAPPA_E6, 1: KAPPA); choose one with --field N")
     _fail(["classify", two, *out, "--field", "2"], capsys, "--field 2 is out of range")
@@ -248,7 +257,7 @@ def test_classify_help_lists_only_its_options(capsys):
 
 def test_bad_checkpoint_files(trained, tmp_path, capsys):
     test = str(trained / "test.fits")
-    (good,) = _checkpoints(trained, "fcn-sky1-noise0-*.pt")
+    (good,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
     text = tmp_path / "text.pt"
     text.write_text("hello\n")
     _fail(["classify", test, "--checkpoint", str(text)], capsys, f"{text} is not a PyTorch checkpoint")
@@ -360,7 +369,7 @@ def test_ctrl_c_resumes_bit_identically(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.optim.AdamW, "step", interrupting_step)
     capsys.readouterr()
     cap = _fail(["train", *args, *_dirs(tmp_path / "cut")], capsys,
-                "interrupted after epoch 2 of 3 of fcn-sky1-noise0", rc=cmd.EXIT_INTERRUPTED)
+                "interrupted after epoch 2 of 3 of fcn-sky1-noisenone", rc=cmd.EXIT_INTERRUPTED)
     assert "rerun the same command to resume" in cap.err and len(cap.err.strip().splitlines()) == 1
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
     assert main(["massmaps", "train", *args, *_dirs(tmp_path / "cut")]) == 0
@@ -435,7 +444,7 @@ def test_classify_ambiguous_runs_name_both(tmp_path, capsys):
     m = np.asarray(load_massmaps(data)[0][0, -1], dtype=np.float64)
     hp.write_map(str(tmp_path / "m.fits"), m, nest=True, dtype=np.float64)
     cap = _fail(["classify", str(tmp_path / "m.fits"), "--out-dir", str(tmp_path / "out")], capsys,
-                "2 trained fcn networks for sky 1, noise 0 at nside 8")
+                "2 trained fcn networks for sky 1, noise none at nside 8")
     assert "choose one with --checkpoint FILE" in cap.err and all(str(p) in cap.err for p in _checkpoints(tmp_path))
     assert main(["massmaps", "classify", str(tmp_path / "m.fits"), "--checkpoint", str(_checkpoints(tmp_path)[0])]) == 0
 
@@ -450,13 +459,13 @@ def test_no_carriage_returns_in_logs(tmp_path, capsys):
 def test_xdg_cache_defaults(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert main(["massmaps", "generate", "--nside", "4", "--n-maps", "2"]) == 0
+    assert main(["massmaps", "generate", "--nside", "4", "--n-maps", "3"]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "xdg" / "deepsphere_gen" / "massmaps").is_dir()
     assert f"data {tmp_path / 'xdg' / 'deepsphere_gen' / 'massmaps'}" in out
     assert f"graph cache {tmp_path / 'xdg' / 'deepsphere_gen' / 'graphs'}" in out
     monkeypatch.setenv(_cache_dirs.ENV_VAR, str(tmp_path / "moved"))
-    assert main(["massmaps", "generate", "--nside", "4", "--n-maps", "2"]) == 0
+    assert main(["massmaps", "generate", "--nside", "4", "--n-maps", "3"]) == 0
     assert (tmp_path / "moved" / "massmaps").is_dir() and not (tmp_path / "massmaps-out").exists()
     assert _cache_dirs.graph_cache_dir() == tmp_path / "moved" / "graphs"
     from deepsphere_gen.graph._cache import cache_directory
