@@ -230,7 +230,28 @@ def _preflight(config, step: str, json_path=None) -> None:
     check_free_space(config.data_dir, data_bytes + 2**24,
                      f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})")
     if step != "generate":
-        check_free_space(config.out_dir, 2**24, "checkpoints and figures")
+        check_free_space(config.out_dir, _output_bytes(config), "checkpoints and figures")
+
+
+def _output_bytes(config) -> int:
+    """Disk for the checkpoints, JSON and figures of a run: per network run 1 MiB (weights and
+    optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
+    measured at the default settings: 115-220 bytes per pixel for the FCN and the hybrid on the
+    full sky at nside 64, 140-260 on 1/48 and 1/192 patches at nside 256; about 40 MiB in all),
+    and 16 MiB for figures and JSON."""
+    from ..experiments import massmaps as exp
+
+    total = 2**24
+    n_noise = len(exp.noise_settings(config))
+    for sky in exp.sky_settings(config):
+        if sky.level is not None:
+            pixels = sky.nside**2 // 4**sky.level
+        else:
+            pixels = 12 * sky.nside**2 if sky.footprint is None else int(sky.footprint.sum())
+        runs = [m for m in config.methods if m in exp.NETWORK_METHODS
+                and (sky.full_sky or m not in exp.FULL_SKY_METHODS)]
+        total += n_noise * len(runs) * (2**20 + 256 * pixels)
+    return total
 
 
 def _dataset_present(config) -> bool:

@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import healpy as hp
@@ -398,6 +400,93 @@ def test_sigint_in_a_real_process(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted after epoch" in err and "rerun the same command" in err
     assert "\r" not in "".join(lines) + out + err  # progress bars only on a terminal
+
+
+def _interrupt_when_saved(checkpoints: Path, timeout: float = 120.0) -> threading.Thread:
+    """A thread that sends SIGINT to this process (as Ctrl-C does) once a checkpoint appears under
+    ``checkpoints`` (written atomically: its first epoch is saved), or after ``timeout`` seconds."""
+    def watch():
+        t0 = time.monotonic()
+        while not list(checkpoints.glob("*.pt")) and time.monotonic() - t0 < timeout:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_parallel_run_resumes_and_shares_checkpoints(tmp_path, capfd, monkeypatch):
+    """--workers 2 (networks trained in worker processes) uses the fingerprinted checkpoints of one
+    process: it resumes an interrupted run bit-identically, a one-process run then finds it finished
+    (same fingerprint, same records), and --restart retrains."""
+    args = [*TINY, "--epochs", "3"]
+    assert main(["massmaps", "train", *args, *_dirs(tmp_path / "whole")]) == 0
+    calls = {"n": 0}
+    step = torch.optim.AdamW.step
+
+    def interrupting_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", interrupting_step)
+    assert main(["massmaps", "train", *args, *_dirs(tmp_path / "cut")]) == cmd.EXIT_INTERRUPTED
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    capfd.readouterr()
+    cut = tmp_path / "cut"
+    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "2", "--json", str(tmp_path / "w2.json")]) == 0
+    out = capfd.readouterr().out
+    assert "resumed from" in out and "epoch 3/3" in out  # in the worker process
+    (a,), (b,) = _checkpoints(tmp_path / "whole"), _checkpoints(cut)
+    sa, sb = load_checkpoint(a), load_checkpoint(b)
+    assert a.name == b.name and all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+    # one process on the parallel run's checkpoint: found finished, the same records
+    before = b.stat().st_mtime_ns
+    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "1", "--json", str(tmp_path / "w1.json")]) == 0
+    assert "not trained again" in capfd.readouterr().out and b.stat().st_mtime_ns == before
+    records = [json.loads((tmp_path / f"w{n}.json").read_text())["records"] for n in (1, 2)]
+    assert [(r["method"], r["accuracy"], r["n_train"]) for r in records[0]] == \
+        [(r["method"], r["accuracy"], r["n_train"]) for r in records[1]]
+    # --restart in worker processes retrains
+    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "2", "--restart"]) == 0
+    out = capfd.readouterr().out
+    assert b.stat().st_mtime_ns != before and "epoch 1/3" in out and "resumed" not in out
+
+
+def test_ctrl_c_in_a_parallel_run(tmp_path, capfd):
+    """Ctrl-C while the networks train in worker processes: the workers stop after saving their last
+    epoch, one line names it, exit 130, no traceback from any process; the checkpoint is the one a
+    one-process run of the same settings continues (same fingerprint)."""
+    args = [*TINY, "--epochs", "5000", "--no-plots"]
+    _interrupt_when_saved(tmp_path / "out" / "checkpoints")
+    rc = main(["massmaps", *args, *_dirs(tmp_path), "--workers", "2"])
+    cap = capfd.readouterr()
+    assert rc == cmd.EXIT_INTERRUPTED, cap.err
+    assert "Traceback" not in cap.err and len(cap.err.strip().splitlines()) == 1, cap.err
+    assert "of 5000 of fcn-sky1-noisenone" in cap.err and "rerun the same command to resume" in cap.err
+    (ckpt,) = _checkpoints(tmp_path)
+    epoch = load_checkpoint(ckpt)["epoch"]
+    assert f"interrupted after epoch {epoch} of 5000" in cap.err and 1 <= epoch < 5000
+    _fail(["evaluate", *args, *_dirs(tmp_path)], capfd, f"stopped after epoch {epoch} of 5000")
+
+
+@pytest.mark.slow  # ~20 s: three fresh interpreters import torch
+def test_sigint_to_the_process_group_of_a_parallel_run(tmp_path):
+    """A terminal's Ctrl-C reaches the parent and both workers at once: still one line, exit 130."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "deepsphere_gen.cli", "massmaps", *TINY, "--epochs", "5000", "--workers", "2",
+            "--no-plots", *_dirs(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    for line in proc.stdout:
+        if "epoch 2/5000" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted after epoch" in err, err
 
 
 def test_ctrl_c_during_data_generation_keeps_nothing(tmp_path, capsys, monkeypatch):
