@@ -522,6 +522,14 @@ def test_damaged_data_cache(tmp_path, capsys, fault, match):
 
 def test_bad_threads(tmp_path, capsys):
     _fail([*TINY, *_dirs(tmp_path), "--threads", "0"], capsys, "--threads must be >= 1, got 0")
+    _fail([*TINY, *_dirs(tmp_path), "--workers", "0"], capsys, "--workers must be >= 1, got 0")
+    assert not (tmp_path / "data").exists()
+
+
+def test_too_few_maps_for_the_splits(tmp_path, capsys):
+    _fail(["generate", *TINY, "--n-maps", "2", *_dirs(tmp_path)], capsys,
+          "2 maps per class leave no training map after 1 test and 1 validation map(s); use more maps")
+    assert not (tmp_path / "data").exists()
 
 
 def test_classify_ambiguous_runs_name_both(tmp_path, capsys):
