@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
@@ -183,11 +184,15 @@ def check_sky(m: np.ndarray, net: Network, file) -> None:
 
 
 def _model(net: Network, device):
-    from ..training import load_checkpoint, load_model_state
+    from ..training import CheckpointError, load_checkpoint, load_model_state
     from . import massmaps as exp
 
     fields = net.meta["fields"]
     cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in fields["experiment"].items()}
+    unknown = sorted(set(cfg) - {f.name for f in dataclass_fields(exp.ExperimentConfig)})
+    if unknown:
+        raise CheckpointError(f"checkpoint {net.checkpoint} was written by an older version (settings "
+                              f"{', '.join(unknown)} no longer exist): retrain it with `deepsphere-gen massmaps train`")
     config = exp.ExperimentConfig(**cfg)
     sky = net.sky_setting()
     model = exp.build_model(net.method, sky, config, scale=1.0)  # the scale is a buffer of the checkpoint

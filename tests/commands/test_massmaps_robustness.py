@@ -272,6 +272,12 @@ def test_bad_checkpoint_files(trained, tmp_path, capsys):
     meta["fields"]["run"]["method"] = "cnn"  # a fully connected head: other weights
     save_checkpoint(wrong, {**state, "meta": meta})
     _fail(["classify", test, "--checkpoint", str(wrong)], capsys, f"checkpoint {wrong} does not fit this network")
+    older = tmp_path / "older.pt"
+    meta = json.loads(json.dumps(state["meta"]))
+    meta["fields"]["experiment"]["noise_levels"] = [0.0]  # a setting of the version before physical noise
+    save_checkpoint(older, {**state, "meta": meta})
+    _fail(["classify", test, "--checkpoint", str(older)], capsys,
+          f"checkpoint {older} was written by an older version (settings noise_levels no longer exist)")
     assert main(["massmaps", "classify", test, "--checkpoint", str(good)]) == 0
 
 
