@@ -39,6 +39,10 @@ steps per run, random square/grid symmetries (:class:`RandomSymmetry`), and per-
 validation on the validation maps (the test maps are used for the final table only).
 The harmonic and hybrid models run without their per-sample ``DegreeNorm`` (it divides out
 the amplitude, which is what separates the two cosmologies).
+
+Checkpoints are named by a fingerprint of everything that determines them
+(:mod:`.massmaps_runs`): other settings train afresh beside them, the same settings resume or
+are found finished, whether trained in this process or in the workers of a :class:`ParallelRun`.
 """
 from __future__ import annotations
 
@@ -71,11 +75,11 @@ from ..datasets.shape_noise import (
 from ..training import (
     DistContext,
     TrainConfig,
+    TrainingInterrupted,
     distributed_context,
     evaluate,
     fit,
     load_checkpoint,
-    TrainingInterrupted,
     load_model_state,
 )
 from . import reporting

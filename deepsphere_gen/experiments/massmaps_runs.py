@@ -70,8 +70,8 @@ def run_fields(config, data_generation: dict, method: str, sky, noise, model, tr
     """The fingerprinted fields of one run (plain JSON data; see the module docstring).
 
     ``config``: the ExperimentConfig; ``data_generation``: the data set's generation
-    parameters; ``sky``: a SkySetting; ``noise``: a NoiseSetting (or a number); ``model``: the network (its state-dict shapes);
-    ``train_config``: its TrainConfig.
+    parameters; ``sky``: a SkySetting; ``noise``: a NoiseSetting (or a number); ``model``: the
+    network (its state-dict shapes); ``train_config``: its TrainConfig.
     """
     inner = getattr(model, "model", model)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}

@@ -211,7 +211,8 @@ def test_classify_flags_out_of_distribution(trained, capsys, name, statistic):
                 "input is outside the training distribution", rc=cmd.EXIT_OUT_OF_DISTRIBUTION)
     assert cap.out.count("the class probabilities are not meaningful") == 2 and "P(class" not in cap.out
     assert statistic in cap.out and "vs trained range [" in cap.out
-    assert main(["massmaps", "classify", fits, "--relative-noise", "0", "--out-dir", str(trained / "out"), "--force"]) == 0
+    assert main(["massmaps", "classify", fits, "--relative-noise", "0", "--out-dir", str(trained / "out"),
+                 "--force"]) == 0
     assert capsys.readouterr().out.count("(out of distribution, forced)") == 2
 
 
@@ -442,7 +443,8 @@ def test_parallel_run_resumes_and_shares_checkpoints(tmp_path, capfd, monkeypatc
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
     capfd.readouterr()
     cut = tmp_path / "cut"
-    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "2", "--json", str(tmp_path / "w2.json")]) == 0
+    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "2",
+                 "--json", str(tmp_path / "w2.json")]) == 0
     out = capfd.readouterr().out
     assert "resumed from" in out and "epoch 3/3" in out  # in the worker process
     (a,), (b,) = _checkpoints(tmp_path / "whole"), _checkpoints(cut)
@@ -450,7 +452,8 @@ def test_parallel_run_resumes_and_shares_checkpoints(tmp_path, capfd, monkeypatc
     assert a.name == b.name and all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
     # one process on the parallel run's checkpoint: found finished, the same records
     before = b.stat().st_mtime_ns
-    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "1", "--json", str(tmp_path / "w1.json")]) == 0
+    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "1",
+                 "--json", str(tmp_path / "w1.json")]) == 0
     assert "not trained again" in capfd.readouterr().out and b.stat().st_mtime_ns == before
     records = [json.loads((tmp_path / f"w{n}.json").read_text())["records"] for n in (1, 2)]
     assert [(r["method"], r["accuracy"], r["n_train"]) for r in records[0]] == \
