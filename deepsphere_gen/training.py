@@ -496,6 +496,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
     from tqdm.auto import tqdm
 
     saved = start if ckpt is not None else 0  # last epoch written to the checkpoint
+    pending = None  # the epoch whose checkpoint is being written
     try:
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()
@@ -535,19 +536,32 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
             rec["step_losses"] = step_losses
             history.append(rec)
             if ckpt is not None:
+                pending = epoch + 1  # being written: see _saved_epoch
                 if ctx.is_main:
                     save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                            "epoch": epoch + 1, "history": history, "config": _plain(config),
                                            "world_size": ctx.world_size, "meta": meta or {}})
                 ctx.barrier()
-                saved = epoch + 1
+                saved, pending = epoch + 1, None
             if log and ctx.is_main:
                 extra = f", val loss {rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.3f}" if val_set is not None else ""
                 log(f"{config.desc} epoch {epoch + 1}/{config.epochs}: loss {rec['train_loss']:.4f}, "
                     f"acc {rec['train_accuracy']:.3f}{extra} ({rec['seconds']:.1f} s)")
     except KeyboardInterrupt:
+        if pending is not None and ctx.is_main and _saved_epoch(ckpt) == pending:
+            saved = pending
         raise TrainingInterrupted(config.desc, saved, config.epochs, ckpt) from None
     return history
+
+
+def _saved_epoch(ckpt: Path) -> int | None:
+    """The epoch stored in ``ckpt`` (None if unreadable).  Ctrl-C can land after :func:`fit`
+    replaced its checkpoint but before it noted so (e.g. during the directory fsync): then the
+    file, not the bookkeeping, says which epoch was saved."""
+    try:
+        return int(load_checkpoint(ckpt).get("epoch", -1))
+    except (CheckpointError, OSError):
+        return None
 
 
 def _plain(config: TrainConfig) -> dict:

@@ -88,3 +88,28 @@ def test_baseline_errors():
         PowerSpectrumSVM(NSIDE, n_bins=1000)
     with pytest.raises(ValueError, match="C must be positive"):
         HistogramSVM(C=0)
+
+
+def test_feature_svm_chooses_c_on_the_validation_set():
+    from deepsphere_gen.experiments.baselines import FeatureSVM
+
+    rng = np.random.default_rng(0)
+    # one informative feature among 200 noise features, few training samples: strong
+    # regularisation generalises, weak regularisation overfits the noise features
+    def data(n):
+        y = rng.integers(0, 2, n)
+        X = rng.standard_normal((n, 201))
+        X[:, 0] += 1.5 * (2 * y - 1)
+        return X, y
+    Xtr, ytr = data(60)
+    Xva, yva = data(400)
+    Xte, yte = data(400)
+    Cs = (1e-4, 1e-2, 1.0, 1e3)
+    clf = FeatureSVM(Cs=Cs).fit(Xtr, ytr, Xva, yva)
+    single = [FeatureSVM(Cs=(C,)).fit(Xtr, ytr).score(Xva, yva) for C in Cs]
+    assert clf.val_accuracy == max(single) and clf.C == Cs[int(np.argmax(single))]
+    assert clf.score(Xte, yte) > 0.6
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(np.full((2, 201), np.nan))
+    with pytest.raises(ValueError, match="single class"):
+        FeatureSVM().fit(Xtr, np.zeros(60, dtype=int))

@@ -305,6 +305,35 @@ def test_interrupt_names_the_last_saved_epoch(tmp_path):
     assert err.value.epoch == 2
 
 
+def test_interrupt_after_the_checkpoint_was_replaced(tmp_path, monkeypatch):
+    """Ctrl-C after epoch 2's checkpoint replaced the file but before fit noted it (e.g. during the
+    directory fsync): the message names epoch 2, the epoch the file holds; during the write: epoch 1."""
+    import deepsphere_gen.training as training
+
+    save = training.save_checkpoint
+
+    def save_then_interrupt(path, state):
+        if state["epoch"] == 2:
+            save(path, state)
+            raise KeyboardInterrupt
+        save(path, state)
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(TrainingInterrupted) as err:
+        fit(_model(), _data(), _cfg(checkpoint=tmp_path / "c.pt", desc="fcn"), log=None)
+    assert err.value.epoch == 2 == load_checkpoint(tmp_path / "c.pt")["epoch"]
+
+    def interrupt_before_replacing(path, state):
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+        save(path, state)
+
+    monkeypatch.setattr(training, "save_checkpoint", interrupt_before_replacing)
+    with pytest.raises(TrainingInterrupted) as err:
+        fit(_model(), _data(), _cfg(checkpoint=tmp_path / "d.pt", desc="fcn"), log=None)
+    assert err.value.epoch == 1 == load_checkpoint(tmp_path / "d.pt")["epoch"]
+
+
 def test_evaluate_counts():
     data = _data(n=10)
     model = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))

@@ -10,6 +10,10 @@ Options may stand before or after the step (``massmaps --nside 8 generate`` ==
 the defaults are applied once, in :func:`_config`.  Before any work the device, the
 folders and the free disk space are checked (:mod:`._preflight`); Ctrl-C ends with
 "interrupted after epoch N ...; rerun the same command to resume" and exit status 130.
+The run step trains the networks and fits the baselines side by side in ``--workers``
+processes (:class:`~deepsphere_gen.experiments.massmaps.ParallelRun`; the same fingerprinted
+checkpoints, the same Ctrl-C handling and resume as one process).  Noise is physical
+(``--deepsphere-level``, ``--ngal``, ``--sigma-e``) or, explicitly, ``--relative-noise``.
 Runs unchanged under ``torchrun --nproc_per_node N -m deepsphere_gen.cli massmaps ...``.
 Imports torch and the experiment only when the command runs (``--help`` stays fast).
 """
@@ -26,10 +30,12 @@ from .. import _cache_dirs
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 
 #: --quick: CI-sized run (about 2 minutes on 2 idle CPU cores)
-QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), noise_levels=(0.0, 2.0), epochs=3, min_steps=40,
-             channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4))
+QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), deepsphere_levels=(0.0, 2.0), epochs=3, min_steps=40,
+             channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4), baseline_noise_draws=2)
 #: default output folder (relative to the current folder; printed at start)
 OUT_DIR = "massmaps-out"
+#: default number of worker processes of the run step
+WORKERS = 2
 #: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
 EXIT_INTERRUPTED = 130
 #: exit status of classify when an input is outside the training distribution (without --force)
@@ -39,13 +45,17 @@ _STEPS = {"generate": "generate (or reuse) the mass-map data set",
           "train": "train the networks (checkpointed, resumable)",
           "evaluate": "evaluate networks and baselines; table, JSON, plots",
           "run": "generate, train and evaluate (the default)"}
+#: noise options (run options; classify uses them to choose networks)
+_NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
 #: options that classify reads (the others are fixed by the checkpoints it uses)
-_CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", "noise"}
+_CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPTIONS}
 
 
 def _common(p, with_outputs: bool, d) -> None:
     """The run options; every default is SUPPRESS (see the module docstring); ``d``: the
     ExperimentConfig whose defaults the help texts name."""
+    from ..experiments.massmaps import METHODS
+
     S = argparse.SUPPRESS
     g = p.add_argument_group("data set")
     g.add_argument("--quick", action="store_true", default=S,
@@ -59,26 +69,34 @@ def _common(p, with_outputs: bool, d) -> None:
                         f"(default {' '.join(d.sky_fractions)})")
     g.add_argument("--footprint", default=S, metavar="builtin|FITS",
                    help="survey footprint for sky fraction 'footprint': the built-in band or a HEALPix FITS mask")
-    g.add_argument("--noise", type=float, nargs="+", default=S, metavar="LEVEL",
-                   help=f"noise levels >= 0 (default {' '.join(f'{v:g}' for v in d.noise_levels)})")
+    _noise_options(g, d)
+    g.add_argument("--full-sky-nside", type=int, default=S,
+                   help=f"resolution the full sky (sky fraction 1) is averaged down to (default {d.full_sky_nside})")
     g.add_argument("--data-dir", default=S,
                    help=f"cache of generated maps (default {_cache_dirs.default_data_dir()}: "
                         f"${_cache_dirs.ENV_VAR} or $XDG_CACHE_HOME move it)")
     t = p.add_argument_group("training")
-    t.add_argument("--methods", nargs="+", default=S, choices=d.methods, metavar="METHOD",
-                   help=f"subset of {', '.join(d.methods)} (default all)")
+    t.add_argument("--methods", nargs="+", default=S, choices=METHODS, metavar="METHOD",
+                   help=f"subset of {', '.join(METHODS)} (default {' '.join(d.methods)})")
     t.add_argument("--epochs", type=int, default=S, help=f"training epochs (default {d.epochs})")
     t.add_argument("--batch-size", type=int, default=S, help=f"global batch size (default {d.batch_size})")
     t.add_argument("--lr", type=float, default=S, help=f"peak AdamW learning rate, cosine schedule (default {d.lr:g})")
     t.add_argument("--min-steps", type=int, default=S,
                    help=f"at least this many optimisation steps per network (default {d.min_steps}; small data "
                         "sets get a smaller batch and more epochs)")
+    t.add_argument("--k", type=int, default=S, dest="neighbours",
+                   help=f"neighbours of the graph CNN's kNN graph (default {d.k})")
     t.add_argument("--no-augment", action="store_true", default=S,
-                   help="train on the data set's fixed noise instead of a new noise realisation per draw")
+                   help="train on the data set's fixed noise instead of a new noise realisation per draw "
+                        "(and one noise realisation per training patch for the baselines)")
     t.add_argument("--restart", action="store_true", default=S,
                    help="retrain from scratch even where a checkpoint of the same settings exists")
     r = p.add_argument_group("where and how")
     _where(r)
+    r.add_argument("--workers", type=int, default=S,
+                   help="CPU processes of the run step: network trainings and baseline fits run side by side, "
+                        f"one thread each (default {WORKERS}; 1: one after the other in this process; "
+                        "checkpoints are the same either way)")
     r.add_argument("--no-progress", action="store_true", default=S,
                    help="no progress bars (they are drawn only on a terminal anyway)")
     if with_outputs:
@@ -112,8 +130,15 @@ def add_arguments(parser) -> None:
     c.add_argument("--method", default="fcn", choices=exp.NETWORK_METHODS, help="network to use (default fcn)")
     c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
                    help="only networks of these sky fractions (default: all trained)")
-    c.add_argument("--noise", type=float, nargs="+", default=argparse.SUPPRESS, metavar="LEVEL",
-                   help="only networks trained at these noise levels (default: all trained)")
+    S = argparse.SUPPRESS
+    c.add_argument("--deepsphere-level", type=float, nargs="+", default=S, metavar="LEVEL",
+                   help="only networks trained at these DeepSphere noise levels (0: no noise; default: all trained)")
+    c.add_argument("--ngal", nargs="+", default=S, metavar="N",
+                   help="only networks trained with these galaxy densities per arcmin^2 (inf or none: no noise)")
+    c.add_argument("--relative-noise", type=float, nargs="+", default=S, metavar="LEVEL",
+                   help="only networks trained at these relative noise levels (0: no noise)")
+    c.add_argument("--sigma-e", type=float, default=S,
+                   help=f"ellipticity dispersion of the chosen noise settings (default {d.sigma_e})")
     c.add_argument("--checkpoint", nargs="+", default=None, metavar="FILE",
                    help="use these checkpoint files instead of searching --out-dir")
     c.add_argument("--field", type=int, default=None, metavar="N",
@@ -137,12 +162,14 @@ def _config(args):
         nside=pick(_get(args, "nside"), "nside"), n_maps=pick(_get(args, "n_maps"), "n_maps"),
         seed=pick(_get(args, "seed"), "seed"),
         sky_fractions=tuple(pick(_get(args, "sky_fractions"), "sky_fractions")),
-        noise_levels=tuple(pick(_get(args, "noise"), "noise_levels")),
-        methods=tuple(_get(args, "methods") or d.methods),
+        **_noise(args, base),
+        methods=tuple(_get(args, "methods") or base.get("methods", d.methods)),
         epochs=pick(_get(args, "epochs"), "epochs"), batch_size=pick(_get(args, "batch_size"), "batch_size"),
         lr=pick(_get(args, "lr"), "lr"),
         min_steps=pick(_get(args, "min_steps"), "min_steps"), augment=not _get(args, "no_augment", False),
-        channels=base.get("channels", d.channels),
+        channels=base.get("channels", d.channels), k=pick(_get(args, "neighbours"), "k"),
+        full_sky_nside=pick(_get(args, "full_sky_nside"), "full_sky_nside"),
+        baseline_noise_draws=base.get("baseline_noise_draws", d.baseline_noise_draws),
         harmonic_bandlimits=base.get("harmonic_bandlimits", d.harmonic_bandlimits),
         harmonic_channels=base.get("harmonic_channels", d.harmonic_channels),
         footprint=_get(args, "footprint"),
@@ -150,6 +177,36 @@ def _config(args):
         out_dir=str(_get(args, "out_dir") or OUT_DIR), device=_get(args, "device"),
         progress=not _get(args, "no_progress", False) and sys.stderr.isatty(),
     )
+
+
+def _noise_options(group, d) -> None:
+    """--deepsphere-level, --ngal, --relative-noise, --sigma-e (SUPPRESSed; read by :func:`_noise`)."""
+    S = argparse.SUPPRESS
+    group.add_argument("--deepsphere-level", type=float, nargs="+", default=S, metavar="LEVEL",
+                       help="noise as DeepSphere's relative levels (std = LEVEL x clean pixel std of nside-1024 maps "
+                            "smoothed by a sigma-3' Gaussian), converted to galaxy densities; 0 = no noise (default "
+                            f"{' '.join(f'{v:g}' for v in d.deepsphere_levels)}: level 2 = 22.5 galaxies/arcmin^2)")
+    group.add_argument("--ngal", nargs="+", default=S, metavar="N",
+                       help="shape noise of a survey with N galaxies per arcmin^2 (inf or none: no noise)")
+    group.add_argument("--relative-noise", type=float, nargs="+", default=S, metavar="LEVEL",
+                       help="explicit option: noise std = LEVEL x the clean pixel std of the samples at the run's own "
+                            "nside (not a survey property; for comparison with older runs)")
+    group.add_argument("--sigma-e", type=float, default=S,
+                       help=f"intrinsic ellipticity dispersion per component (default {d.sigma_e})")
+
+
+def _noise(args, base: dict) -> dict:
+    """Noise options: any of --deepsphere-level/--ngal/--relative-noise replaces the default levels."""
+    from ..experiments import massmaps as exp
+
+    d = exp.ExperimentConfig()
+    sigma_e = _get(args, "sigma_e", d.sigma_e)
+    given = [_get(args, name) for name in ("deepsphere_level", "ngal", "relative_noise")]
+    if all(v is None for v in given):
+        levels = base.get("deepsphere_levels", d.deepsphere_levels)
+        return dict(deepsphere_levels=tuple(levels), ngal=(), relative_noise=(), sigma_e=sigma_e)
+    return dict(deepsphere_levels=tuple(given[0] or ()), ngal=tuple(given[1] or ()),
+                relative_noise=tuple(given[2] or ()), sigma_e=sigma_e)
 
 
 def _fail(msg: str) -> int:
@@ -169,23 +226,49 @@ def _preflight(config, step: str, json_path=None) -> None:
         if Path(json_path).is_dir():
             raise ValueError(f"--json {json_path} is a folder, not a file")
         check_writable_dir(Path(json_path).parent, "the folder of --json")
-    data_bytes = 0 if _dataset_present(config) else 4 * 2 * config.n_maps * 12 * config.nside**2
+    data_bytes = 0 if _dataset_present(config) else 4 * 2 * config.n_maps * 12 * config.nside**2  # float32
     check_free_space(config.data_dir, data_bytes + 2**24,
                      f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})")
     if step != "generate":
-        check_free_space(config.out_dir, 2**24, "checkpoints and figures")
+        check_free_space(config.out_dir, _output_bytes(config), "checkpoints and figures")
+
+
+def _output_bytes(config) -> int:
+    """Disk for the checkpoints, JSON and figures of a run: per network run 1 MiB (weights and
+    optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
+    measured at the default settings: 115-220 bytes per pixel for the FCN and the hybrid on the
+    full sky at nside 64, 140-260 on 1/48 and 1/192 patches at nside 256; about 40 MiB in all),
+    and 16 MiB for figures and JSON."""
+    from ..experiments import massmaps as exp
+
+    total = 2**24
+    n_noise = len(exp.noise_settings(config))
+    for sky in exp.sky_settings(config):
+        if sky.level is not None:
+            pixels = sky.nside**2 // 4**sky.level
+        else:
+            pixels = 12 * sky.nside**2 if sky.footprint is None else int(sky.footprint.sum())
+        runs = [m for m in config.methods if m in exp.NETWORK_METHODS
+                and (sky.full_sky or m not in exp.FULL_SKY_METHODS)]
+        total += n_noise * len(runs) * (2**20 + 256 * pixels)
+    return total
 
 
 def _dataset_present(config) -> bool:
-    """A generated data set of these nside, maps and seed exists under the data folder."""
+    """The data set of these generation parameters (nside, maps, seed, smoothing, ...) exists
+    under the data folder (then it is reused and needs no disk space)."""
     import json
 
+    from .._fingerprint import canonical
+    from ..datasets import MassMapConfig
+
+    want = canonical(MassMapConfig(nside=config.nside, n_maps=config.n_maps, seed=config.seed).generation_params())
     for meta in Path(config.data_dir).glob(f"massmaps-nside{config.nside}-*/metadata.json"):
         try:
             gen = json.loads(meta.read_text()).get("generation", {})
         except (OSError, ValueError):
             continue
-        if gen.get("n_maps") == config.n_maps and gen.get("seed") == config.seed:
+        if canonical(gen) == want:
             return True
     return False
 
@@ -199,6 +282,15 @@ def _where_message(config, step: str) -> str:
     return "massmaps: " + ", ".join(parts)
 
 
+def _classify_noises(args) -> list[str] | None:
+    """Names of the noise settings classify's noise options select ("none", "ngal22.47", "rel1"), or None (all)."""
+    if all(_get(args, name) is None for name in ("deepsphere_level", "ngal", "relative_noise")):
+        return None
+    from ..experiments import massmaps as exp
+
+    return [n.name for n in exp.noise_settings(exp.ExperimentConfig(**_noise(args, {})))]
+
+
 def _classify(args) -> int:
     """``massmaps classify``: check the inputs, find the networks, classify (see experiments.massmaps_classify)."""
     from ..experiments import massmaps_classify as cl
@@ -209,7 +301,8 @@ def _classify(args) -> int:
     if given:
         names = ", ".join("--" + a.replace("_", "-") for a in given)
         raise ValueError(f"{names} do(es) not apply to classify: the networks' settings come from their checkpoints "
-                         "(choose networks with --sky-fractions, --noise or --checkpoint)")
+                         "(choose networks with --sky-fractions, --deepsphere-level/--ngal/--relative-noise "
+                         "or --checkpoint)")
     skies = _get(args, "sky_fractions")
     if skies is not None:
         skies = [s.strip() for s in skies]
@@ -227,7 +320,7 @@ def _classify(args) -> int:
     nside = next(iter(nsides.values()))
     maps = {f: cl.read_user_map(f, nside, args.field) for f in args.maps}
     nets = cl.select_networks(args.method, _get(args, "out_dir") or OUT_DIR, nside, skies,
-                              _get(args, "noise"), args.checkpoint)
+                              _classify_noises(args), args.checkpoint)
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
         for f in args.maps:
             cl.check_sky(maps[f], net, f)
@@ -244,6 +337,9 @@ def run(args) -> int:
     threads = _get(args, "threads", 1)
     if threads < 1:
         return _fail(f"--threads must be >= 1, got {threads}")
+    workers = _get(args, "workers", WORKERS)
+    if workers < 1:
+        return _fail(f"--workers must be >= 1, got {workers}")
     import torch
 
     torch.set_num_threads(threads)
@@ -279,13 +375,24 @@ def _run_steps(args, step: str) -> int:
             if ctx.is_main:
                 print(f"massmaps: data set at {path}")
             return 0
-        if step in ("train", "run"):
-            stage = "training"
-            exp.train(config, path, ctx, restart=bool(_get(args, "restart")))
+        restart = bool(_get(args, "restart"))
         if step == "train":
+            stage = "training"
+            exp.train(config, path, ctx, restart=restart)
             return 0
-        stage = "evaluation"
-        records = exp.evaluate_all(config, path, ctx)
+        workers = _get(args, "workers", WORKERS)
+        if step == "run" and workers > 1 and not ctx.distributed and ctx.device.type == "cpu":
+            stage = "training"
+            with exp.ParallelRun(config, path, workers, restart=restart) as par:  # networks and baselines side by side
+                par.wait_training()
+                stage = "evaluation"
+                records = exp.evaluate_all(config, path, ctx, baselines=par.baselines)
+        else:
+            if step == "run":
+                stage = "training"
+                exp.train(config, path, ctx, restart=restart)
+            stage = "evaluation"
+            records = exp.evaluate_all(config, path, ctx)
         if not ctx.is_main:
             return 0
         if not records:
@@ -297,7 +404,12 @@ def _run_steps(args, step: str) -> int:
         if not _get(args, "no_plots"):
             for p in exp.plot_all(records, config, path):
                 print(f"massmaps: wrote {p}")
-        print(f"massmaps: done in {time.perf_counter() - t0:.0f} s (process CPU {time.process_time():.0f} s)")
+        import resource
+
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, child.ru_maxrss) / 2**20  # KiB -> GiB
+        print(f"massmaps: done in {time.perf_counter() - t0:.0f} s wall (CPU: {time.process_time():.0f} s this process"
+              f" + {child.ru_utime + child.ru_stime:.0f} s worker processes; peak memory {peak:.2f} GiB per process)")
         return 0
     except TrainingInterrupted as exc:
         print(f"deepsphere-gen massmaps: interrupted after epoch {exc.epoch} of {exc.epochs} of {exc.desc} "

@@ -7,15 +7,16 @@ Pipeline for one map (class c = cosmology ``COSMOLOGIES[c]``):
    from ``xi_G = ln(1 + xi_kappa / lambda^2)`` (:func:`lognormal_gaussian_cl`);
 3. G synthesised band-limited at the pixel centres, ``kappa = lambda (exp(G - var_G/2) - 1)``;
 4. smoothing: ``map2alm`` (``iter`` iterations, no pixel weights), alm times the Gaussian
-   beam (FWHM ``smoothing_arcmin``, default 3') and the HEALPix pixel window (the map then
+   beam (FWHM ``smoothing_arcmin``, default 7.06' = sigma 3' as in DeepSphere) and the HEALPix pixel window (the map then
    behaves like pixel-integrated data), ``alm2map``;
 5. NESTED order, float32 on disk.
 
-Noise is not stored: the Dataset adds white Gaussian noise of standard deviation
-``noise_level * clean_std``, where ``clean_std`` is ONE number per dataset, the pixel
-standard deviation of all clean maps of both classes together (so the noise amplitude
-carries no class information).  The noise of a sample is fixed by
-(seed, noise level, class, map, patch): reproducible, identical across epochs.
+Noise is not stored: the Dataset adds white Gaussian noise of a given per-pixel standard
+deviation ``noise_std`` (physical shape noise: :mod:`deepsphere_gen.datasets.shape_noise`), or,
+as an explicit option, ``noise_level * clean_std`` where ``clean_std`` is ONE number per
+dataset, the pixel std of all clean maps of both classes together.  Either way the noise
+amplitude carries no class information.  The noise of a sample is fixed by
+(seed, noise std, class, map, patch): reproducible, identical across epochs.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from ._massmaps_cache import (
     package_versions,
     read_metadata,
 )
+from .shape_noise import DEEPSPHERE_SMOOTHING_FWHM_ARCMIN
 from ._spectra import (
     COSMOLOGIES,
     FIXED_PARAMETERS,
@@ -85,7 +87,8 @@ class MassMapConfig:
     nside: HEALPix resolution (power of 2, <= 1024 supported in practice);
     n_maps: full-sky maps per class; seed: base seed (map i of class c uses
     ``SeedSequence([seed, c, i])``, so adding maps keeps the first ones);
-    smoothing_arcmin: Gaussian beam FWHM (0 = none); pixel_window: apply the HEALPix
+    smoothing_arcmin: Gaussian beam FWHM in arcmin (0 = none; default 7.06', i.e. sigma 3'
+    as DeepSphere's maps); pixel_window: apply the HEALPix
     pixel window; lmax: band limit (None -> 3 nside - 1); iter: map2alm iterations of
     the smoothing step (0 by default: the log-normal map has power above lmax, and
     iterating fits its aliases; measured at nside 64 in the top band 160 <= l < 192:
@@ -97,7 +100,7 @@ class MassMapConfig:
     nside: int = 64
     n_maps: int = 16
     seed: int = 0
-    smoothing_arcmin: float = 3.0
+    smoothing_arcmin: float = DEEPSPHERE_SMOOTHING_FWHM_ARCMIN
     pixel_window: bool = True
     lmax: int | None = None
     iter: int = 0
@@ -291,14 +294,23 @@ class MassMapDataset(Dataset):
     Parameters
     ----------
     source : directory written by :func:`generate_massmaps`, or an array shaped
-        (n_classes, n_maps, 12 nside^2) of clean NESTED maps.
+        (n_classes, n_maps, 12 nside^2) of clean NESTED maps (a memory map is read lazily:
+        one sample at a time).
     level : None for full sky, else the patch level k: 12 * 4**k patches of sky
         fraction 1/12 (k=0), 1/48 (k=1), 1/192 (k=2).
     footprint : boolean NESTED mask (12 nside^2,), instead of ``level``.
-    noise : relative noise level >= 0 (noise std = noise * clean_std).
-    split : "train", "test" or "all"; the last ``round(test_fraction * n_maps)`` maps
-        of each class (at least 1) are the test maps, so patches of one map never
-        straddle the split.
+    noise : relative noise level >= 0 (noise std = noise * clean_std); the explicit
+        alternative to ``noise_std``.
+    noise_std : per-pixel noise std of a sample, in convergence units, at the sample's
+        resolution (physical shape noise: ``shape_noise.pixel_noise_std(nside, ngal)``).
+    split : "train", "val", "test" or "all"; the last ``round(test_fraction * n_maps)`` maps
+        of each class (at least 1) are the test maps, the ``round(val_fraction * n_maps)``
+        maps before them the validation maps (taken from the training maps), so patches of
+        one map never straddle a split.
+    nside_out : full sky only: samples are the maps averaged down (NESTED children means,
+        like ``healpy.ud_grade``) to this resolution; ``clean_std`` then refers to the
+        averaged maps (measured on the first 8 maps of each class) and ``noise_std`` to the
+        coarse pixels.
     clean_std : reference std for arrays (default: std of the given array).
     seed : noise seed (default: the data set's seed, 0 for arrays).
 
@@ -309,8 +321,8 @@ class MassMapDataset(Dataset):
 
     def __init__(self, source, level: int | None = None, noise: float = 0.0, split: str = "train",
                  test_fraction: float = 0.25, footprint=None, clean_std: float | None = None,
-                 seed: int | None = None, dtype: torch.dtype = torch.float32):
-        self.noise = _check_noise(noise)
+                 seed: int | None = None, dtype: torch.dtype = torch.float32, noise_std: float | None = None,
+                 val_fraction: float = 0.0, nside_out: int | None = None):
         if isinstance(source, (str, Path)):
             maps, meta = load_massmaps(source)
             ref_std = meta["clean_std"] if clean_std is None else clean_std
@@ -322,20 +334,50 @@ class MassMapDataset(Dataset):
             ref_std = float(np.std(maps)) if clean_std is None else clean_std
             seed = 0 if seed is None else seed
         n_classes, n_maps, npix = maps.shape
-        self.nside = nside_of(npix)
+        self.nside = self.map_nside = nside_of(npix)
+        self._group = 1
+        if nside_out is not None and int(nside_out) != self.nside:
+            if level is not None or footprint is not None:
+                raise ValueError("nside_out (averaging down) applies to full-sky samples only")
+            nside_out = check_nside(nside_out)
+            if nside_out > self.nside:
+                raise ValueError(f"nside_out {nside_out} must not exceed the maps' nside {self.nside}")
+            self.nside, self._group = nside_out, (self.nside // nside_out) ** 2
+            if clean_std is None:
+                sub = np.asarray(maps[:, :min(8, n_maps)], dtype=np.float64)
+                ref_std = float(sub.reshape(sub.shape[:2] + (-1, self._group)).mean(-1).std())
         if not np.isfinite(ref_std) or ref_std <= 0:
             raise ValueError(f"clean_std must be positive, got {ref_std}")
         self.maps, self.clean_std, self.seed, self.dtype = maps, float(ref_std), int(seed), dtype
+        if noise_std is not None:
+            if noise:
+                raise ValueError("give either a relative noise level or noise_std, not both")
+            std = float(noise_std)
+            if not (np.isfinite(std) and std >= 0):
+                raise ValueError(f"noise_std must be a finite number >= 0 (convergence units), got {noise_std!r}")
+            self.noise_std, self._noise_key = std, [7920, int(round(std * 1e9))]
+        else:
+            rel = _check_noise(noise)
+            self.noise_std, self._noise_key = rel * self.clean_std, [7919, int(round(rel * 1000))]
+        self.noise = self.noise_std / self.clean_std  # relative to the clean std of the samples
 
-        if split not in ("train", "test", "all"):
-            raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        if split not in ("train", "val", "test", "all"):
+            raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        if not 0 <= val_fraction < 1 - test_fraction:
+            raise ValueError(f"val_fraction must lie in [0, 1 - test_fraction), got {val_fraction}")
         n_test = max(1, int(round(test_fraction * n_maps)))
-        if split != "all" and n_maps - n_test < 1:
-            raise ValueError(f"{n_maps} map(s) per class cannot be split into train and test")
-        self.map_ids = {"train": np.arange(n_maps - n_test), "test": np.arange(n_maps - n_test, n_maps),
-                        "all": np.arange(n_maps)}[split]
+        n_val = int(round(val_fraction * n_maps)) if val_fraction > 0 else 0
+        n_val = max(1, n_val) if val_fraction > 0 else 0
+        n_train = n_maps - n_test - n_val
+        if split != "all" and n_train < 1:
+            raise ValueError(f"{n_maps} map(s) per class cannot be split into train"
+                             f"{', validation' if n_val else ''} and test")
+        self.map_ids = {"train": np.arange(n_train), "val": np.arange(n_train, n_train + n_val),
+                        "test": np.arange(n_maps - n_test, n_maps), "all": np.arange(n_maps)}[split]
+        if len(self.map_ids) == 0:
+            raise ValueError("the validation split is empty: give val_fraction > 0")
         self.split = split
 
         if footprint is not None and level is not None:
@@ -348,7 +390,7 @@ class MassMapDataset(Dataset):
         elif level is not None:
             _, self.indices = split_patches(np.empty(npix, dtype=np.int8), level)
         else:
-            self.indices = np.arange(npix, dtype=np.int64)[None, :]
+            self.indices = np.arange(12 * self.nside**2, dtype=np.int64)[None, :]
         self.n_classes = n_classes
         self._indices_t = torch.from_numpy(self.indices)
 
@@ -360,6 +402,11 @@ class MassMapDataset(Dataset):
     def sky_fraction(self) -> float:
         """Fraction of the sky seen by one sample."""
         return self.indices.shape[1] / (12 * self.nside**2)
+
+    def sample_map(self, i: int) -> tuple[int, int]:
+        """(class, map number) of sample ``i``."""
+        c, j, _ = self._locate(i)
+        return c, j
 
     def __len__(self) -> int:
         return self.n_classes * len(self.map_ids) * self.n_patches
@@ -376,15 +423,22 @@ class MassMapDataset(Dataset):
     def values(self, i: int) -> tuple[np.ndarray, int, int]:
         """(pixel values float64 (pixels,), label, patch number) of sample ``i``, noise included."""
         c, j, p = self._locate(i)
-        idx = self.indices[p]
-        x = np.asarray(self.maps[c, j, idx], dtype=np.float64)
+        if self._group > 1:
+            x = np.asarray(self.maps[c, j], dtype=np.float64).reshape(-1, self._group).mean(axis=1)
+        elif self.level is not None:  # nested patches are contiguous pixel ranges
+            n = self.indices.shape[1]
+            x = np.asarray(self.maps[c, j, p * n:(p + 1) * n], dtype=np.float64)
+        else:
+            x = np.asarray(self.maps[c, j, self.indices[p]], dtype=np.float64)
         if not np.all(np.isfinite(x)) or np.any(np.abs(x) > 1e29):
             raise ValueError(f"map {j} of class {c} has UNSEEN/NaN/inf pixels inside patch {p}: "
                              "pass a footprint that excludes them")
-        if self.noise > 0:
-            key = [self.seed, 7919, int(round(self.noise * 1000)), c, j, 0 if self.level is None else self.level + 1, p]
+        if self.noise_std > 0:
+            key = [self.seed, *self._noise_key, c, j, 0 if self.level is None else self.level + 1, p]
+            if self._group > 1:
+                key.append(self.nside)
             rng = np.random.default_rng(np.random.SeedSequence(key))
-            x = x + self.noise * self.clean_std * rng.standard_normal(x.size)
+            x = x + self.noise_std * rng.standard_normal(x.size)
         return x, c, p
 
     def __getitem__(self, i: int):

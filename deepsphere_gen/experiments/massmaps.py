@@ -1,38 +1,57 @@
 """DeepSphere's cosmology experiment: methods side by side on the same mass-map split.
 
-For every sky setting (full sky, nested base patches of sky fraction 1/12, 1/48, 1/192,
-or a footprint) and every relative noise level, all methods see the same train/test maps
-(:class:`deepsphere_gen.datasets.MassMapDataset`: the last maps of each class are the test
-maps, so patches of one map never straddle the split):
+For every sky setting (full sky averaged down to ``full_sky_nside``, nested base patches of
+sky fraction 1/12, 1/48, 1/192 at the run's nside, or a footprint) and every noise setting, all
+methods see the same maps (:class:`deepsphere_gen.datasets.MassMapDataset`, split by map: the
+last maps of each class are the test maps, the ones before them the validation maps, so
+patches of one map never straddle a split):
 
-- ``fcn``: DeepSphere graph CNN, conv blocks + global average pooling (rotation invariant);
-- ``cnn``: the same blocks with a fully connected head on the pooled pixels (DeepSphere's
-  CNN variant, not invariant);
+- ``fcn``: DeepSphere graph CNN, conv blocks + global average pooling (rotation invariant;
+  DeepSphere's architecture for this task by default: K=5, channels 16-32-64-64-64, batch
+  norm, max pooling by 4 after every block, global mean, linear head);
+- ``cnn``: the same blocks with a fully connected head (DeepSphere's CNN variant);
 - ``harmonic``: :class:`~deepsphere_gen.models.HarmonicClassifier` (full sky only);
 - ``hybrid``: the graph/harmonic hybrid classifier (full sky only; when available);
-- ``psd_svm`` / ``hist_svm``: linear SVMs on log power spectra / pixel histograms
-  (:mod:`deepsphere_gen.experiments.baselines`).
+- ``psd_svm`` / ``hist_svm``: linear SVMs on log power spectra / pixel histograms;
+- ``strong_svm``: one linear SVM on PSD + histogram + moments + peak counts + Minkowski
+  functionals at 4 smoothing scales (patches; :mod:`.massmaps_features`).
+  Baselines choose C on the validation maps; on patches the PSD is the FFT band power of the
+  patch square (:mod:`deepsphere_gen.datasets.patch_psd`), on the full sky ``anafast``.
+
+Noise (:class:`NoiseSetting`): physical shape noise of a survey with ``n_gal`` galaxies per
+arcmin^2 and ellipticity dispersion ``sigma_e`` (per-pixel std
+``sigma_e / sqrt(n_gal A_pix)`` at the samples' resolution), given directly or as
+DeepSphere's relative levels (:func:`~deepsphere_gen.datasets.shape_noise.deepsphere_level_to_ngal`:
+level 2 = 22.5 galaxies/arcmin^2); the old noise relative to the run's own clean std only as
+an explicit option.  Training samples get fresh noise at every draw (:class:`FreshNoise`),
+the baselines ``baseline_noise_draws`` noise realisations per training patch; validation and
+test samples keep the data set's fixed noise.
 
 Partial sky: every patch of a level has the same nested pixel layout, so one network (its
 graph built on an equatorial patch, base pixel 4) reads all patches, as in DeepSphere.
-Networks see maps divided by one per-data-set constant, ``clean_std * sqrt(1 + noise^2)``
+Networks see maps divided by one per-data-set constant, ``sqrt(clean_std^2 + noise_std^2)``
 (the expected pixel std), which carries no class information.
 
-Training (see :func:`train_config`): AdamW with a cosine learning-rate schedule, BatchNorm
-statistics recalibrated on the training set after every epoch (the exponential running
-averages lagged behind the weights and made every full-sky graph network predict one
-class: exactly 50 %), at least ``min_steps`` optimisation steps per run (60 full-sky maps
-are a few steps per epoch; small data sets get a smaller batch and more epochs), and a new
-noise realisation at every draw of a training sample (:class:`FreshNoise`; test samples
-keep their fixed noise).  The harmonic and hybrid models run without their per-sample
-``DegreeNorm``: it divides every degree by the sample's own amplitude, and the amplitude
-(sigma_8) is what separates the two cosmologies.
+Training (see :func:`train_config`): AdamW with a cosine-decaying learning rate (the budget's
+version of DeepSphere's Adam 2e-4 x 0.999 per step over 80 epochs), BatchNorm statistics
+recalibrated on the training set after every epoch, at least ``min_steps`` optimisation
+steps per run, random square/grid symmetries (:class:`RandomSymmetry`), and per-epoch
+validation on the validation maps (the test maps are used for the final table only).
+The harmonic and hybrid models run without their per-sample ``DegreeNorm`` (it divides out
+the amplitude, which is what separates the two cosmologies).
+
+Checkpoints are named by a fingerprint of everything that determines them
+(:mod:`.massmaps_runs`): other settings train afresh beside them, the same settings resume or
+are found finished, whether trained in this process or in the workers of a :class:`ParallelRun`.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -44,26 +63,37 @@ from torch.utils.data import Dataset
 
 from .._io import atomic_write
 from .._cache_dirs import default_data_dir
-from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
+from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, limit_threads, load_massmaps
 from ..datasets import builtin_footprint, read_footprint
 from ..datasets.massmaps import _check_noise
+from ..datasets.shape_noise import (
+    DEFAULT_SIGMA_E,
+    deepsphere_level_to_ngal,
+    ngal_to_deepsphere_level,
+    pixel_noise_std,
+)
 from ..training import (
     DistContext,
     TrainConfig,
+    TrainingInterrupted,
     distributed_context,
     evaluate,
     fit,
     load_checkpoint,
     load_model_state,
 )
+from . import reporting
 from .map_statistics import training_distribution
 from .massmaps_runs import checkpoint_file, run_fields, run_meta, run_name
+from .reporting import wilson_interval
 
 __all__ = [
     "METHODS",
     "NETWORK_METHODS",
     "FULL_SKY_METHODS",
     "ExperimentConfig",
+    "NoiseSetting",
+    "noise_settings",
     "SkySetting",
     "parse_sky_fraction",
     "sky_settings",
@@ -75,45 +105,67 @@ __all__ = [
     "generate",
     "train",
     "evaluate_all",
+    "ParallelRun",
+    "train_one",
     "format_table",
     "write_json",
     "plot_all",
 ]
 
-METHODS = ("fcn", "cnn", "harmonic", "hybrid", "psd_svm", "hist_svm")
+METHODS = ("fcn", "cnn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
 NETWORK_METHODS = ("fcn", "cnn", "harmonic", "hybrid")
 FULL_SKY_METHODS = ("harmonic", "hybrid")
-BASELINES = ("psd_svm", "hist_svm")
+PATCH_METHODS = ("strong_svm",)
+BASELINES = ("psd_svm", "hist_svm", "strong_svm")
+#: feature groups (:mod:`.massmaps_features`) of each baseline
+BASELINE_FEATURES = {"psd_svm": ("psd",), "hist_svm": ("hist",),
+                     "strong_svm": ("psd", "hist", "moments", "peaks", "minkowski")}
+DEFAULT_METHODS = ("fcn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
 
 
 @dataclass
 class ExperimentConfig:
     """Settings of the experiment (CLI flags map 1:1).
 
-    nside, n_maps (per class), seed: the generated data set; sky_fractions: "1", "1/12",
-    "1/48", "1/192" (nested patches) or "footprint" (needs ``footprint``: "builtin" or a
-    HEALPix FITS mask); noise_levels: relative noise (std = level x clean map std);
+    nside, n_maps (per class), seed: the generated data set; sky_fractions: "1" (full sky,
+    averaged down to ``full_sky_nside``), "1/12", "1/48", "1/192" (nested patches at
+    ``nside``) or "footprint" (needs ``footprint``: "builtin" or a HEALPix FITS mask);
+    noise (see :func:`noise_settings`): ``deepsphere_levels`` (DeepSphere's relative levels,
+    converted to galaxy densities; 0 = no noise), ``ngal`` (galaxies per arcmin^2, inf = no
+    noise), ``relative_noise`` (explicit option: std = level x the samples' clean std),
+    ``sigma_e`` (ellipticity dispersion per component);
     methods: subset of METHODS; epochs, batch_size, lr: training of the networks (at
     least ``min_steps`` steps per run: see :func:`train_config`); augment: fresh noise at
-    every draw of a training sample (False: the fixed noise of the data set);
-    channels, K: graph conv blocks; harmonic_bandlimits, harmonic_channels: harmonic
-    model; data_dir: generated data cache; out_dir: checkpoints, JSON, plots.
+    every draw of a training sample and random symmetries (False: the fixed noise of the
+    data set); test_fraction, val_fraction: maps per class held out for the final table and
+    for validation (C of the baselines, per-epoch curves of the networks);
+    baseline_noise_draws: noise realisations per training patch for the baselines;
+    channels, K, k: graph conv blocks (k nearest neighbours of the graph);
+    harmonic_bandlimits, harmonic_channels: harmonic model; data_dir: generated data cache;
+    out_dir: checkpoints, JSON, plots.
     """
 
-    nside: int = 32
-    n_maps: int = 40
+    nside: int = 256
+    n_maps: int = 48
     seed: int = 0
-    sky_fractions: tuple = ("1", "1/12", "1/48")
-    noise_levels: tuple = (0.0, 1.0, 2.0)
-    methods: tuple = METHODS
-    epochs: int = 5
+    sky_fractions: tuple = ("1", "1/48", "1/192")
+    full_sky_nside: int = 64
+    deepsphere_levels: tuple = (0.0, 2.0)
+    ngal: tuple = ()
+    relative_noise: tuple = ()
+    sigma_e: float = DEFAULT_SIGMA_E
+    methods: tuple = DEFAULT_METHODS
+    epochs: int = 6
     batch_size: int = 32
     lr: float = 3e-3
     min_steps: int = 80
     augment: bool = True
     test_fraction: float = 0.25
-    channels: tuple = (16, 32, 64)
+    val_fraction: float = 0.1
+    baseline_noise_draws: int = 3
+    channels: tuple = (16, 32, 64, 64, 64)
     K: int = 5
+    k: int = 8
     harmonic_bandlimits: tuple = (12, 6, 3)
     harmonic_channels: tuple = (8, 8, 8)
     footprint: str | None = None
@@ -124,9 +176,15 @@ class ExperimentConfig:
 
     def __post_init__(self):
         MassMapConfig(nside=self.nside, n_maps=self.n_maps, seed=self.seed)  # validates nside, n_maps, seed
-        self.noise_levels = tuple(_check_noise(v) for v in self.noise_levels)
-        if not self.noise_levels:
-            raise ValueError("give at least one noise level")
+        from ..sampling import check_nside
+
+        check_nside(self.full_sky_nside)
+        self.deepsphere_levels = tuple(_check_noise(v) for v in self.deepsphere_levels)
+        self.relative_noise = tuple(_check_noise(v) for v in self.relative_noise)
+        self.ngal = tuple(_check_ngal(v) for v in self.ngal)
+        pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e
+        if not (self.deepsphere_levels or self.ngal or self.relative_noise):
+            raise ValueError("give at least one noise setting (--deepsphere-level, --ngal or --relative-noise)")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
@@ -139,59 +197,148 @@ class ExperimentConfig:
             raise ValueError("sky fraction 'footprint' needs --footprint builtin|PATH")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+        if not 0 < self.val_fraction < 1 - self.test_fraction:
+            raise ValueError(f"val_fraction must lie in (0, 1 - test_fraction), got {self.val_fraction}")
+        n_test = max(1, round(self.test_fraction * self.n_maps))
+        n_val = max(1, round(self.val_fraction * self.n_maps))
+        if self.n_maps - n_test - n_val < 1:
+            raise ValueError(f"{self.n_maps} maps per class leave no training map after {n_test} test and "
+                             f"{n_val} validation map(s); use more maps")
+        if int(self.baseline_noise_draws) != self.baseline_noise_draws or self.baseline_noise_draws < 1:
+            raise ValueError(f"baseline_noise_draws must be a positive integer, got {self.baseline_noise_draws!r}")
+        if int(self.k) != self.k or self.k < 1:
+            raise ValueError(f"k (graph neighbours) must be a positive integer, got {self.k!r}")
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
         if int(self.min_steps) != self.min_steps or self.min_steps < 0:
             raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")
 
 
+def _check_ngal(value) -> float:
+    if isinstance(value, str) and value.strip().lower() in ("inf", "none"):
+        return math.inf
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"galaxy density must be a number of galaxies per arcmin^2 or inf/none, got {value!r}") from None
+    if not x > 0:
+        raise ValueError(f"galaxy density must be > 0 galaxies per arcmin^2 (inf or none: no noise), got {value!r}")
+    return x
+
+
+@dataclass(frozen=True)
+class NoiseSetting:
+    """One noise setting: ``kind`` "none", "ngal" (``value`` galaxies per arcmin^2) or
+    "relative" (``value`` x the samples' clean std); ``sigma_e``: ellipticity dispersion."""
+
+    kind: str
+    value: float = 0.0
+    sigma_e: float = DEFAULT_SIGMA_E
+
+    @property
+    def name(self) -> str:
+        """Short stable name (checkpoints, JSON): "none", "ngal22.47", "rel2"."""
+        if self.kind == "none":
+            return "none"
+        return f"ngal{self.value:.4g}" if self.kind == "ngal" else f"rel{self.value:g}"
+
+    @property
+    def deepsphere_level(self) -> float | None:
+        """DeepSphere's relative level of the same per-pixel noise at nside 1024 (None: relative kind)."""
+        if self.kind == "none":
+            return 0.0
+        return ngal_to_deepsphere_level(self.value, self.sigma_e) if self.kind == "ngal" else None
+
+    @property
+    def label(self) -> str:
+        """For tables and figures: "no noise", "n_gal 22.5/arcmin^2 (DeepSphere level 2)", "relative 2"."""
+        if self.kind == "none":
+            return "no noise"
+        if self.kind == "relative":
+            return f"relative {self.value:g} x clean std"
+        return f"n_gal {self.value:.3g}/arcmin^2 (DeepSphere level {self.deepsphere_level:.3g})"
+
+    def pixel_std(self, nside: int, clean_std: float) -> float:
+        """Per-pixel noise std at ``nside`` for samples of clean std ``clean_std``."""
+        if self.kind == "none":
+            return 0.0
+        if self.kind == "relative":
+            return self.value * clean_std
+        return pixel_noise_std(nside, self.value, self.sigma_e)
+
+    def record(self) -> dict:
+        return {"noise": self.name, "noise_label": self.label, "noise_kind": self.kind,
+                "ngal": None if self.kind != "ngal" else self.value, "sigma_e": self.sigma_e,
+                "deepsphere_level": self.deepsphere_level, "relative_noise": self.value if self.kind == "relative" else None}
+
+
+def noise_settings(config: ExperimentConfig) -> list[NoiseSetting]:
+    """DeepSphere levels (as galaxy densities), then galaxy densities, then relative levels; 0 / inf
+    mean no noise; duplicates removed."""
+    out = []
+    for level in config.deepsphere_levels:
+        ngal = deepsphere_level_to_ngal(level, config.sigma_e)
+        out.append(NoiseSetting("none") if math.isinf(ngal) else NoiseSetting("ngal", ngal, config.sigma_e))
+    for ngal in config.ngal:
+        out.append(NoiseSetting("none") if math.isinf(ngal) else NoiseSetting("ngal", ngal, config.sigma_e))
+    for rel in config.relative_noise:
+        out.append(NoiseSetting("none") if rel == 0 else NoiseSetting("relative", rel, config.sigma_e))
+    return list(dict.fromkeys(out))
+
+
 @dataclass
 class SkySetting:
     """One way of cutting the sky: name ("1/12"), patch level (None: full sky or
-    footprint), footprint mask (NESTED bool) or None, and the sky fraction of a sample."""
+    footprint), footprint mask (NESTED bool) or None, the sky fraction of a sample, and the
+    resolution of the samples (``nside``; the full sky is averaged down)."""
 
     name: str
     level: int | None
     footprint: np.ndarray | None = field(default=None, repr=False)
     fraction: float = 1.0
+    nside: int | None = None
 
     @property
     def full_sky(self) -> bool:
         return self.level is None and self.footprint is None
 
 
-def parse_sky_fraction(text: str, nside: int, footprint=None) -> SkySetting:
-    """"1" -> full sky; "1/12", "1/48", "1/192", ... -> patch level; "footprint" -> mask.
+def parse_sky_fraction(text: str, nside: int, footprint=None, full_sky_nside: int | None = None) -> SkySetting:
+    """"1" -> full sky (at ``min(nside, full_sky_nside)``); "1/12", "1/48", "1/192", ... -> patch
+    level; "footprint" -> mask.
 
     The footprint is only read (and checked) when ``footprint`` is given.
     """
     text = str(text).strip()
     if text == "footprint":
         if footprint is None:
-            return SkySetting("footprint", None, None, float("nan"))
+            return SkySetting("footprint", None, None, float("nan"), nside)
         mask = builtin_footprint(nside) if footprint == "builtin" else read_footprint(footprint, nside)
-        return SkySetting("footprint", None, mask, float(mask.mean()))
+        return SkySetting("footprint", None, mask, float(mask.mean()), nside)
     try:
         frac = Fraction(text)
     except (ValueError, ZeroDivisionError):
         raise ValueError(f"sky fraction must be 1, 1/12, 1/48, 1/192, ... or 'footprint', got {text!r}") from None
     if frac == 1:
-        return SkySetting("1", None, None, 1.0)
+        return SkySetting("1", None, None, 1.0, nside if full_sky_nside is None else min(nside, full_sky_nside))
     if frac.numerator == 1 and frac.denominator % 12 == 0:
         q = frac.denominator // 12
         level = int(round(math.log(q, 4))) if q >= 1 else -1
         if level >= 0 and 4**level == q:
             if 2**level > nside:
                 raise ValueError(f"sky fraction {text} needs nside >= {2**level}, got nside {nside}")
-            return SkySetting(text, level, None, float(frac))
+            return SkySetting(text, level, None, float(frac), nside)
     raise ValueError(f"sky fraction {text!r} is not a nested base-patch fraction 1/(12*4^k) nor 1")
 
 
 def sky_settings(config: ExperimentConfig) -> list[SkySetting]:
-    return [parse_sky_fraction(s, config.nside, config.footprint) for s in config.sky_fractions]
+    return [parse_sky_fraction(s, config.nside, config.footprint, config.full_sky_nside)
+            for s in config.sky_fractions]
 
 
 def _methods_for(sky: SkySetting, methods) -> list[str]:
-    return [m for m in methods if sky.full_sky or m not in FULL_SKY_METHODS]
+    """Methods run on ``sky``: full-sky-only models on the full sky, patch statistics on patches."""
+    return [m for m in methods if (sky.full_sky or m not in FULL_SKY_METHODS)
+            and (sky.level is not None or m not in PATCH_METHODS)]
 
 
 # ----------------------------------------------------------------------------------- models
@@ -235,7 +382,7 @@ def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: f
     from ..sampling import HealpixSampling
 
     torch.manual_seed(config.seed)
-    nside = config.nside
+    nside = sky.nside or config.nside
     if method in ("fcn", "cnn"):
         indices = _reference_indices(sky, nside)
         npix = 12 * nside**2 if indices is None else len(indices)
@@ -252,7 +399,7 @@ def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: f
             levels, nb = nside.bit_length() - 1, len(config.channels)
             pools = [levels // nb + (1 if i < levels % nb else 0) for i in range(nb)]
         head = "gap" if method == "fcn" else "fc"
-        model = DeepSphereClassifier(nside, 1, channels=config.channels, n_classes=2, K=config.K, k=20,
+        model = DeepSphereClassifier(nside, 1, channels=config.channels, n_classes=2, K=config.K, k=config.k,
                                      pool_levels=pools, head=head, indices=indices)
     elif method == "harmonic":
         model = HarmonicClassifier(2, bandlimits=config.harmonic_bandlimits, channels=config.harmonic_channels,
@@ -270,8 +417,7 @@ def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: f
 def generate(config: ExperimentConfig, ctx: DistContext | None = None) -> Path:
     """Generate (rank 0; other ranks then reuse) or reuse the data set; returns its directory."""
     ctx = ctx or distributed_context(config.device)
-    mc = MassMapConfig(nside=config.nside, n_maps=config.n_maps, seed=config.seed,
-                       noise_levels=config.noise_levels)
+    mc = MassMapConfig(nside=config.nside, n_maps=config.n_maps, seed=config.seed)
     if ctx.is_main:
         path = generate_massmaps(mc, config.data_dir, progress=config.progress)
     ctx.barrier()
@@ -280,26 +426,39 @@ def generate(config: ExperimentConfig, ctx: DistContext | None = None) -> Path:
     return path
 
 
-def _datasets(path: Path, sky: SkySetting, noise: float, config: ExperimentConfig):
-    kw = dict(level=sky.level, footprint=sky.footprint, noise=noise, test_fraction=config.test_fraction)
-    return MassMapDataset(path, split="train", **kw), MassMapDataset(path, split="test", **kw)
+def _dataset(path: Path, sky: SkySetting, noise: NoiseSetting | None, config: ExperimentConfig,
+             split: str) -> MassMapDataset:
+    """The samples of one split for (sky, noise); ``noise`` None: clean samples."""
+    kw = dict(level=sky.level, footprint=sky.footprint, split=split, test_fraction=config.test_fraction,
+              val_fraction=config.val_fraction, nside_out=sky.nside if sky.full_sky else None)
+    clean = MassMapDataset(path, **kw)
+    if noise is None or noise.kind == "none":
+        return clean
+    return MassMapDataset(path, noise_std=noise.pixel_std(clean.nside, clean.clean_std), **kw)
+
+
+def _datasets(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig):
+    """(train, validation, test) samples for (sky, noise), each with the data set's fixed noise."""
+    return tuple(_dataset(path, sky, noise, config, split) for split in ("train", "val", "test"))
 
 
 class FreshNoise(Dataset):
-    """Training samples of ``clean`` (a noise-free :class:`MassMapDataset`) with a new noise
-    realisation at every draw: std ``noise * clean.clean_std``, drawn from torch's global RNG
-    (which :func:`~deepsphere_gen.training.fit` re-seeds every epoch: reproducible, resumable).
+    """Training samples of ``clean`` (a noise-free :class:`MassMapDataset`) with a new white-noise
+    realisation of per-pixel std ``noise_std`` at every draw, from torch's global RNG (which
+    :func:`~deepsphere_gen.training.fit` re-seeds every epoch: reproducible, resumable).
 
     The noise model is known, so a network need not see the same noise twice: with fixed
     noise the full-sky networks memorise the 60 noise realisations (training accuracy 100 %,
     test 75 % at noise 2).  Items as in :class:`MassMapDataset`.
     """
 
-    def __init__(self, clean: MassMapDataset, noise: float):
-        if clean.noise != 0:
+    def __init__(self, clean: MassMapDataset, noise_std: float):
+        if clean.noise_std != 0:
             raise ValueError("FreshNoise needs a noise-free dataset")
-        self.clean, self.noise = clean, _check_noise(noise)
-        self.sigma = self.noise * clean.clean_std
+        std = float(noise_std)
+        if not (math.isfinite(std) and std >= 0):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+        self.clean, self.sigma = clean, std
 
     def __len__(self) -> int:
         return len(self.clean)
@@ -312,10 +471,11 @@ class FreshNoise(Dataset):
 
 
 def _scale(dataset: MassMapDataset) -> float:
-    return dataset.clean_std * math.sqrt(1.0 + dataset.noise**2)
+    """Expected pixel std of the samples (clean and noise; one number for both classes)."""
+    return math.sqrt(dataset.clean_std**2 + dataset.noise_std**2)
 
 
-def _network_run(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: float,
+def _network_run(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: NoiseSetting,
                  train_set: MassMapDataset, world_size: int = 1):
     """``(model, TrainConfig with its checkpoint, meta)`` of one network run; the checkpoint
     file name carries the run's fingerprint (:mod:`.massmaps_runs`)."""
@@ -334,7 +494,7 @@ def _network_run(config: ExperimentConfig, path: Path, method: str, sky: SkySett
 
 def _network_runs(config: ExperimentConfig):
     for sky in sky_settings(config):
-        for noise in config.noise_levels:
+        for noise in noise_settings(config):
             for method in _methods_for(sky, config.methods):
                 if method in NETWORK_METHODS:
                     yield sky, noise, method
@@ -365,16 +525,16 @@ def train_config(method: str, n_train: int, config: ExperimentConfig, world_size
                        recalibrate_samples=512, **kw)
 
 
-def _training_set(path: Path, sky: SkySetting, noise: float, config: ExperimentConfig, train_set: MassMapDataset):
+def _training_set(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig,
+                  train_set: MassMapDataset):
     """Training samples: fresh noise and random grid symmetries (``config.augment``)."""
     if not config.augment:
         return train_set
     samples = train_set
-    if noise > 0:
-        samples = FreshNoise(MassMapDataset(path, split="train", level=sky.level, footprint=sky.footprint, noise=0.0,
-                                            test_fraction=config.test_fraction), noise)
+    if train_set.noise_std > 0:
+        samples = FreshNoise(_dataset(path, sky, None, config, "train"), train_set.noise_std)
     if sky.footprint is None:
-        samples = RandomSymmetry(samples, symmetry_permutations(config.nside, sky.level))
+        samples = RandomSymmetry(samples, symmetry_permutations(train_set.nside, sky.level))
     return samples
 
 
@@ -441,128 +601,364 @@ class RandomSymmetry(Dataset):
         return x[self.permutations[k]], label, idx
 
 
+def train_one(config: ExperimentConfig, path: Path, sky: SkySetting, noise: NoiseSetting, method: str,
+              ctx: DistContext | None = None, log=print, restart: bool = False) -> list[dict] | None:
+    """Train one network (checkpointed, resumable; ``restart``: from scratch even if a checkpoint
+    of the same settings exists); its history, or None for an unavailable hybrid.
+
+    The checkpoint name carries the run's fingerprint (:func:`_network_run`); the checkpoint
+    also stores the statistics of the training inputs (``classify``'s out-of-distribution check).
+    """
+    ctx = ctx or distributed_context(config.device)
+    train_set, val_set, _ = _datasets(path, sky, noise, config)
+    try:
+        model, tc, meta = _network_run(config, path, method, sky, noise, train_set, ctx.world_size)
+    except ValueError as exc:
+        if method == "hybrid":
+            if ctx.is_main and log:
+                log(f"massmaps: skipping hybrid: {exc}")
+            return None
+        raise
+    meta["distribution"] = training_distribution(train_set, per_map=train_set.n_patches)
+    samples = _training_set(path, sky, noise, config, train_set)
+    return fit(model, samples, replace(tc, resume=not restart), val_set=val_set, log=log, ctx=ctx, meta=meta)
+
+
 def train(config: ExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
           log=print, restart: bool = False) -> dict:
     """Train every network (method, sky, noise); checkpoints under ``out_dir/checkpoints``.
 
-    A finished run (checkpoint at the last epoch) is skipped, an interrupted one resumed;
-    checkpoint names carry the run's fingerprint, so other settings train afresh beside
-    them (``restart``: retrain even runs with a checkpoint).  Every checkpoint also stores
-    the statistics of its training inputs (for ``classify``'s out-of-distribution check).
-    Returns ``{run name: history}``.  A hybrid model that is not available is skipped
-    with a message.
+    Per-epoch validation on the validation maps (never the test maps).  A finished run
+    (checkpoint at the last epoch) is skipped, an interrupted one resumed; checkpoint names
+    carry the run's fingerprint, so other settings train afresh beside them (``restart``:
+    retrain even runs with a checkpoint).  Every checkpoint also stores the statistics of
+    its training inputs (for ``classify``'s out-of-distribution check).  Returns
+    ``{run name: history}``.  A hybrid model that is not available is skipped with a message.
     """
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
     histories = {}
     for sky, noise, method in _network_runs(config):
-        train_set, test_set = _datasets(path, sky, noise, config)
-        try:
-            model, tc, meta = _network_run(config, path, method, sky, noise, train_set, ctx.world_size)
-        except ValueError as exc:
-            if method == "hybrid":
-                if ctx.is_main and log:
-                    log(f"massmaps: skipping hybrid: {exc}")
-                continue
-            raise
-        meta["distribution"] = training_distribution(train_set, per_map=train_set.n_patches)
-        samples = _training_set(path, sky, noise, config, train_set)
-        histories[tc.desc] = fit(model, samples, replace(tc, resume=not restart), val_set=test_set, log=log,
-                                 ctx=ctx, meta=meta)
+        history = train_one(config, path, sky, noise, method, ctx, log, restart)
+        if history is not None:
+            histories[run_name(method, sky.name, noise)] = history
     return histories
 
 
+# ------------------------------------------------------------------------------- baselines
+
+
+def _map_blocks(dataset: MassMapDataset):
+    """Consecutive sample ranges of one map each: ``range``s of ``dataset.n_patches`` samples."""
+    n = dataset.n_patches
+    for start in range(0, len(dataset), n):
+        yield range(start, start + n)
+
+
+def _features(dataset: MassMapDataset, featurize, draws: int = 0, noise_std: float = 0.0, seed: int = 0):
+    """(features dict of stacked groups, labels) over ``dataset``, one map at a time.
+
+    ``draws`` > 0 (training): ``draws`` fresh white-noise realisations of std ``noise_std``
+    per sample of the (clean) ``dataset``, seeded by (seed, draw, sample); else the samples
+    as they are (validation and test: the data set's fixed noise, as the networks see it).
+    """
+    parts, labels = [], []
+    for block in _map_blocks(dataset):
+        x = np.stack([dataset.values(i)[0] for i in block])
+        y = [dataset.sample_map(i)[0] for i in block]
+        for d in range(max(draws, 1)):
+            xd = x
+            if draws and noise_std > 0:
+                rng = np.random.default_rng(np.random.SeedSequence([seed, 104729, d, block.start]))
+                xd = x + noise_std * rng.standard_normal(x.shape)
+            parts.append(featurize(xd))
+            labels.extend(y)
+            if not (draws and noise_std > 0):
+                break
+    groups = {g: np.concatenate([p[g] for p in parts]) for g in parts[0]}
+    return groups, np.asarray(labels, dtype=np.int64)
+
+
+class _FullSkyFeatures:
+    """``psd`` (log anafast band powers) and ``hist`` features of full-sky samples."""
+
+    def __init__(self, nside: int, seed: int):
+        from .baselines import HistogramSVM, PowerSpectrumSVM
+
+        n_bins = min(24, 3 * nside - 2)
+        self.psd = PowerSpectrumSVM(nside, lmin=2, n_bins=n_bins, seed=seed)
+        self.hist = HistogramSVM(seed=seed)
+        self.nside = nside
+
+    def fit(self, values):
+        self.hist._prepare(values, None)
+        return self
+
+    def transform(self, values, groups=("psd", "hist")) -> dict:
+        idx = np.arange(12 * self.nside**2)
+        out = {}
+        if "psd" in groups:
+            out["psd"] = self.psd.features(values, idx)
+        if "hist" in groups:
+            out["hist"] = self.hist.features(values, idx)
+        return out
+
+
+def _base_record(sky: SkySetting, noise: NoiseSetting, sets) -> dict:
+    train_set, val_set, test_set = sets
+    return {"sky_fraction": train_set.sky_fraction, "sky": sky.name, "nside": train_set.nside,
+            **noise.record(), "noise_std": train_set.noise_std, "clean_std": train_set.clean_std,
+            "n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_set)}
+
+
+def _baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig,
+                      methods) -> list[dict]:
+    """Fit the baselines ``methods`` on the training maps (C chosen on the validation maps) and
+    score them on the test maps; one record each."""
+    from .baselines import FeatureSVM
+    from .massmaps_features import PatchFeatures
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    train_clean = _dataset(path, sky, None, config, "train")
+    train_set, val_set, test_set = _datasets(path, sky, noise, config)
+    base = _base_record(sky, noise, (train_set, val_set, test_set))
+    groups = sorted({g for m in methods for g in BASELINE_FEATURES[m]})
+    if sky.level is not None:
+        side = int(round(math.sqrt(train_set.indices.shape[1])))
+        feats = PatchFeatures(train_set.nside, side)
+    else:
+        groups = [g for g in groups if g in ("psd", "hist")]
+        feats = _FullSkyFeatures(train_set.nside, config.seed)
+    # histogram bins and thresholds from (noisy) training pixels of both classes, 4 maps per class
+    sub = [i for b in list(_map_blocks(train_set))[::max(1, len(train_set) // train_set.n_patches // 8)]
+           for i in b]
+    feats.fit(np.stack([train_set.values(i)[0] for i in sub]))
+    featurize = lambda x: feats.transform(x, groups)  # noqa: E731
+    draws = config.baseline_noise_draws if train_set.noise_std > 0 and config.augment else 0
+    Xtr, ytr = (_features(train_clean, featurize, draws, train_set.noise_std, config.seed) if draws
+                else _features(train_set, featurize))
+    Xva, yva = _features(val_set, featurize)
+    Xte, yte = _features(test_set, featurize)
+    t_feat = time.perf_counter() - t0
+    records = []
+    for m in methods:
+        t1 = time.perf_counter()
+        cols = [g for g in BASELINE_FEATURES[m] if g in Xtr]
+        pick = lambda X: np.concatenate([X[g] for g in cols], axis=1)  # noqa: E731
+        clf = FeatureSVM(seed=config.seed).fit(pick(Xtr), ytr, pick(Xva), yva)
+        k = int(np.sum(clf.predict(pick(Xte)) == yte))
+        records.append({**base, "method": m, "accuracy": k / len(yte), "n_correct": k,
+                        "ci95": list(wilson_interval(k, len(yte))), "C": clf.C, "val_accuracy": clf.val_accuracy,
+                        "features": cols, "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
+                        "seconds": t_feat + time.perf_counter() - t1})
+    cpu = time.process_time() - c0
+    for r in records:
+        r["cpu_seconds_all_baselines"] = cpu
+    return records
+
+
+def _worker_setup() -> None:
+    """A worker process: one torch thread; Ctrl-C ignored while idle (jobs take it, see :func:`_interruptible`)."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def _interruptible():
+    """Ctrl-C raises KeyboardInterrupt inside a job (and only there: an idle worker ignores it)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _baseline_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentConfig, methods) -> list[dict]:
+    sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
+    with _interruptible(), limit_threads(1):
+        return _baseline_records(Path(path), sky, noise, config, methods)
+
+
+def _train_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentConfig, method: str,
+               restart: bool = False) -> tuple | None:
+    """One network run in a worker; ``(desc, epoch, epochs)`` if it was interrupted (Ctrl-C), else None
+    (plain data: :class:`~deepsphere_gen.training.TrainingInterrupted` does not survive pickling)."""
+    sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
+    try:
+        with _interruptible(), limit_threads(1):
+            train_one(config, Path(path), sky, noise, method, distributed_context("cpu"), restart=restart)
+    except TrainingInterrupted as exc:
+        return exc.desc, exc.epoch, exc.epochs
+    return None
+
+
+class ParallelRun:
+    """The run step on ``workers`` CPU processes: network trainings and baseline fits side by side.
+
+    One network run or one (sky, noise) baseline fit per job, one thread each, in spawned
+    processes (no state shared with the parent's torch); jobs go largest first (estimated
+    from samples x pixels x epochs).  Results are those of the sequential run: every job is
+    seeded by itself; networks write their usual checkpoints, which :func:`evaluate_all` then
+    reads (the same fingerprinted files as the sequential run: ``workers`` is not part of a run's
+    fingerprint, so either run resumes or reuses the other's checkpoints; ``restart``: retrain
+    even runs with a checkpoint); baseline records come back through ``baselines``
+    ((sky, noise) -> future).
+    ``with ParallelRun(config, path, 2) as run: run.wait_training(); evaluate_all(..., baselines=run.baselines)``.
+
+    Ctrl-C: every worker stops its job (each network keeps its checkpoint of the last finished
+    epoch), and :meth:`wait_training` raises :class:`~deepsphere_gen.training.TrainingInterrupted`
+    of an interrupted run; any other error also stops the running jobs before it propagates.
+    """
+
+    def __init__(self, config: ExperimentConfig, path: Path, workers: int = 2, restart: bool = False):
+        if int(workers) != workers or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.config, self.path, self.workers, self.restart = config, Path(path), int(workers), bool(restart)
+        self.baselines, self.training, self._pool = {}, [], None
+
+    def _jobs(self):
+        cfg, jobs = self.config, []
+        for sky in sky_settings(cfg):
+            for noise in noise_settings(cfg):
+                train_set = _dataset(self.path, sky, noise, cfg, "train")
+                size = len(train_set) * train_set.indices.shape[1]
+                for method in _methods_for(sky, cfg.methods):
+                    if method in NETWORK_METHODS:
+                        epochs = train_config(method, len(train_set), cfg).epochs
+                        jobs.append((size * epochs * (0.3 if method == "harmonic" else 1.0), "train", sky, noise,
+                                     method))
+                methods = [m for m in _methods_for(sky, cfg.methods) if m in BASELINES]
+                if methods:
+                    draws = cfg.baseline_noise_draws if noise.kind != "none" else 1
+                    jobs.append((size * (draws + 0.5), "baselines", sky, noise, methods))
+        return sorted(jobs, key=lambda j: -j[0])
+
+    def __enter__(self) -> "ParallelRun":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_worker_setup)
+        for _, kind, sky, noise, what in self._jobs():
+            if kind == "train":
+                self.training.append(self._pool.submit(_train_job, str(self.path), sky.name, noise, self.config, what,
+                                                       self.restart))
+            else:
+                self.baselines[sky.name, noise.name] = self._pool.submit(_baseline_job, str(self.path), sky.name,
+                                                                         noise, self.config, what)
+        return self
+
+    def wait_training(self) -> None:
+        """Wait for every network run; re-raises the first error, or TrainingInterrupted after Ctrl-C."""
+        try:
+            stopped = [s for s in (f.result() for f in self.training) if s is not None]
+        except KeyboardInterrupt:
+            self._stop()
+            stopped = [f.result() for f in self.training if not f.cancelled() and f.exception() is None]
+            stopped = [s for s in stopped if s is not None]
+            if not stopped:
+                raise
+        if stopped:  # a worker interrupted on its own (Ctrl-C reached it first)
+            self._stop()
+            raise TrainingInterrupted(*stopped[0], checkpoint=None)
+
+    def _stop(self) -> None:
+        """Cancel the jobs not started, interrupt the running ones (an idle worker ignores it), wait for them."""
+        for f in [*self.training, *self.baselines.values()]:
+            f.cancel()
+        for proc in list((getattr(self._pool, "_processes", None) or {}).values()):  # no public handle on them
+            if proc.is_alive():
+                try:
+                    os.kill(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._pool.shutdown(wait=True)
+        else:
+            self._stop()
+
+
 def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
-                 log=print) -> list[dict]:
-    """Accuracy of every method on the test split: one record per (method, sky, noise).
+                 log=print, baselines: dict | None = None) -> list[dict]:
+    """Accuracy of every method on the test maps: one record per (method, sky, noise).
 
     Networks are read from their checkpoints (missing ones are reported and skipped);
-    baselines are fitted on the train split here.  Record keys: method, sky_fraction
-    (float), sky (name), noise, accuracy, n_train, n_test, seconds (training + test for
-    networks, fit + test for baselines), epochs, batch_size, lr (networks).
+    baselines are fitted here (training maps, C chosen on the validation maps).  Record keys:
+    method, sky_fraction (float), sky (name), nside (of the samples), noise (setting name),
+    noise_label, ngal, deepsphere_level, noise_std (per pixel), accuracy, n_correct, ci95
+    ([lo, hi], Wilson, approximate), n_train, n_val, n_test, seconds (training + test for
+    networks, features + fit + test for baselines), epochs, batch_size, lr, history
+    (networks), C, val_accuracy, features (baselines).  ``baselines``: the futures of a
+    :class:`ParallelRun` (records computed in worker processes), else fitted here.
     """
-    from .baselines import HistogramSVM, PowerSpectrumSVM
-
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
     records = []
     for sky in sky_settings(config):
-        for noise in config.noise_levels:
-            train_set, test_set = _datasets(path, sky, noise, config)
-            arrays = None
-            for method in _methods_for(sky, config.methods):
-                rec = {"method": method, "sky_fraction": train_set.sky_fraction, "sky": sky.name, "noise": noise,
-                       "n_train": len(train_set), "n_test": len(test_set)}
-                t0 = time.perf_counter()
+        for noise in noise_settings(config):
+            train_set, val_set, test_set = _datasets(path, sky, noise, config)
+            base = _base_record(sky, noise, (train_set, val_set, test_set))
+            methods = _methods_for(sky, config.methods)
+            baseline_methods = [m for m in methods if m in BASELINES]
+            for method in methods:
                 if method in BASELINES:
-                    if not ctx.is_main:
-                        continue
-                    if arrays is None:
-                        arrays = train_set.arrays(), test_set.arrays()
-                    lmin = 2 if sky.full_sky else max(2, int(round(2.0 / math.sqrt(train_set.sky_fraction))))
-                    n_bins = min(24, 3 * config.nside - lmin)
-                    model = (PowerSpectrumSVM(config.nside, lmin=lmin, n_bins=n_bins, seed=config.seed)
-                             if method == "psd_svm"
-                             else HistogramSVM(seed=config.seed))
-                    rec["accuracy"] = model.fit(*arrays[0]).score(*arrays[1])
-                    rec["seconds"] = time.perf_counter() - t0
-                else:
-                    try:
-                        model, tc, _ = _network_run(config, path, method, sky, noise, train_set, ctx.world_size)
-                    except ValueError:
-                        if method == "hybrid":
-                            continue  # not available in this build (train said so)
-                        raise
-                    ckpt = tc.checkpoint
-                    if not ckpt.is_file():
-                        if ctx.is_main and log and method != "hybrid":
-                            log(f"massmaps: no checkpoint {ckpt} for these settings: "
-                                "run `deepsphere-gen massmaps train` with the same options first")
-                        continue
-                    state = load_checkpoint(ckpt, map_location=ctx.device)
-                    if int(state.get("epoch", 0)) < tc.epochs:
-                        if ctx.is_main and log:
-                            log(f"massmaps: {ckpt} stopped after epoch {state.get('epoch', 0)} of {tc.epochs}; "
-                                "not evaluated: run `deepsphere-gen massmaps train` with the same options to finish it")
-                        continue
-                    load_model_state(model, state, ckpt)
-                    model.to(ctx.device)
-                    res = evaluate(model, test_set, batch_size=config.batch_size, ctx=ctx)
-                    rec["accuracy"] = res["accuracy"]
-                    rec["epochs"] = int(state["epoch"])
-                    rec.update({k: state["config"][k] for k in ("batch_size", "lr") if k in state.get("config", {})})
-                    rec["seconds"] = sum(h["seconds"] for h in state["history"]) + time.perf_counter() - t0
-                    rec["history"] = [{k: v for k, v in h.items() if k != "step_losses"} for h in state["history"]]
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    model, tc, _ = _network_run(config, path, method, sky, noise, train_set, ctx.world_size)
+                except ValueError:
+                    if method == "hybrid":
+                        continue  # not available in this build (train said so)
+                    raise
+                ckpt = tc.checkpoint
+                if not ckpt.is_file():
+                    if ctx.is_main and log and method != "hybrid":
+                        log(f"massmaps: no checkpoint {ckpt} for these settings: "
+                            "run `deepsphere-gen massmaps train` with the same options first")
+                    continue
+                state = load_checkpoint(ckpt, map_location=ctx.device)
+                if int(state.get("epoch", 0)) < tc.epochs:
+                    if ctx.is_main and log:
+                        log(f"massmaps: {ckpt} stopped after epoch {state.get('epoch', 0)} of {tc.epochs}; "
+                            "not evaluated: run `deepsphere-gen massmaps train` with the same options to finish it")
+                    continue
+                load_model_state(model, state, ckpt)
+                model.to(ctx.device)
+                res = evaluate(model, test_set, batch_size=config.batch_size, ctx=ctx)
+                k = int(round(res["accuracy"] * len(test_set)))
+                rec = {**base, "method": method, "accuracy": res["accuracy"], "n_correct": k,
+                       "ci95": list(wilson_interval(k, len(test_set))), "epochs": int(state["epoch"])}
+                rec.update({k_: state["config"][k_] for k_ in ("batch_size", "lr") if k_ in state.get("config", {})})
+                rec["seconds"] = sum(h["seconds"] for h in state["history"]) + time.perf_counter() - t0
+                rec["history"] = [{k_: v for k_, v in h.items() if k_ != "step_losses"} for h in state["history"]]
                 records.append(rec)
-    return records
+            if baseline_methods and ctx.is_main:
+                job = (baselines or {}).get((sky.name, noise.name))
+                records.extend(job.result() if job is not None
+                               else _baseline_records(path, sky, noise, config, baseline_methods))
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(records, key=lambda r: (config.sky_fractions.index(r["sky"]),
+                                          [n.name for n in noise_settings(config)].index(r["noise"]),
+                                          order[r["method"]]))
 
 
 # ---------------------------------------------------------------------------------- outputs
 
 
 def format_table(records: list[dict]) -> str:
-    """Accuracy (%) table: one row per (sky, noise), one column per method."""
-    methods = [m for m in METHODS if any(r["method"] == m for r in records)]
-    keys = list(dict.fromkeys((r["sky"], r["noise"]) for r in records))
-    acc = {(r["sky"], r["noise"], r["method"]): r for r in records}
-    head = ["sky", "noise", "n_train", "n_test"] + methods
-    rows = [head]
-    for sky, noise in keys:
-        any_rec = next(r for r in records if (r["sky"], r["noise"]) == (sky, noise))
-        row = [sky, f"{noise:g}", str(any_rec["n_train"]), str(any_rec["n_test"])]
-        for m in methods:
-            r = acc.get((sky, noise, m))
-            row.append("-" if r is None else f"{100 * r['accuracy']:.1f}")
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n(accuracy in % on the test maps; '-': not run for this sky setting)"
+    """Accuracy (%) table with 95 % intervals: one row per (sky, noise), one column per method."""
+    return reporting.format_table(records, METHODS)
 
 
-def write_json(path, records: list[dict], config: ExperimentConfig) -> Path:
-    """JSON: {"config": ..., "records": [one per method, sky_fraction, noise]} written atomically."""
-    payload = {"config": asdict(config), "records": records}
+def write_json(path, records: list[dict], config: ExperimentConfig, extra: dict | None = None) -> Path:
+    """JSON: {"config", "noise_settings", "interval_note", "records": [one per method, sky, noise], **extra},
+    written atomically."""
+    payload = {"config": asdict(config), "noise_settings": [n.record() for n in noise_settings(config)],
+               "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
+               **(extra or {}), "records": records}
     text = json.dumps(payload, indent=1, default=str)
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
@@ -576,102 +972,31 @@ def _savefig(fig, path: Path) -> Path:
 
 
 def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
-    """Full-sky example maps of both classes (noise-free and at the highest noise) and one-point histograms."""
-    import healpy as hp
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Example maps of both cosmologies: full sky (averaged down to ``full_sky_nside``) and one
+    equatorial patch of the largest patch level run (else 1/12), clean and with the strongest
+    noise setting, on one colour scale; and one-point distributions."""
+    from ..datasets.patch_psd import to_square
 
     maps, meta = load_massmaps(path)
-    names = [f"Om={c['omega_m']:g}, s8={c['sigma8']:g}" for c in meta["classes"]]
-    noise = max(config.noise_levels)
-    fig = plt.figure(figsize=(13, 6.5))
-    vmax = 4 * meta["clean_std"]
-    ds = MassMapDataset(path, noise=noise, split="all")
-    for c in range(2):
-        clean = np.asarray(maps[c, 0], dtype=np.float64)
-        noisy = ds.values(c * ds.maps.shape[1])[0]
-        hp.mollview(clean, nest=True, fig=fig.number, sub=(2, 3, 3 * c + 1), min=-vmax, max=vmax, cmap="RdBu_r",
-                    title=f"class {c} ({names[c]}), noise 0", cbar=True)
-        hp.mollview(noisy, nest=True, fig=fig.number, sub=(2, 3, 3 * c + 2), min=-vmax * (1 + noise),
-                    max=vmax * (1 + noise), cmap="RdBu_r", title=f"class {c}, noise {noise:g}", cbar=True)
-    ax = fig.add_subplot(1, 3, 3)
-    bins = np.linspace(-4 * meta["clean_std"], 8 * meta["clean_std"], 80)
-    for c in range(2):
-        ax.hist(np.asarray(maps[c]).ravel(), bins=bins, histtype="step", density=True, log=True, label=names[c])
-    ax.set_xlabel("convergence kappa (noise-free)")
-    ax.set_ylabel("density")
-    ax.set_title("one-point distribution (all maps)")
-    ax.legend(fontsize=8)
-    return _savefig(fig, out)
-
-
-def plot_curves(records: list[dict], out: Path) -> Path:
-    """Training loss and test accuracy per epoch, one column per sky setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    nets = [r for r in records if r.get("history")]
-    skies = list(dict.fromkeys(r["sky"] for r in nets)) or ["-"]
-    fig, axes = plt.subplots(2, len(skies), figsize=(4.2 * len(skies), 6.5), squeeze=False)
-    methods = list(dict.fromkeys(r["method"] for r in nets))
-    noises = sorted({r["noise"] for r in nets})
-    styles = ["-", "--", ":", "-."]
-    for j, sky in enumerate(skies):
-        for r in (r for r in nets if r["sky"] == sky):
-            ep = [h["epoch"] for h in r["history"]]
-            kw = dict(color=f"C{methods.index(r['method'])}", ls=styles[noises.index(r["noise"]) % 4],
-                      label=f"{r['method']} noise {r['noise']:g}")
-            axes[0, j].plot(ep, [h["train_loss"] for h in r["history"]], **kw)
-            axes[1, j].plot(ep, [h.get("val_accuracy", np.nan) for h in r["history"]], **kw)
-        axes[0, j].set_title(f"sky fraction {sky}")
-        axes[0, j].set_ylabel("training loss")
-        axes[1, j].set_ylabel("test accuracy")
-        axes[1, j].set_xlabel("epoch")
-        axes[1, j].set_ylim(0.4, 1.02)
-    _legend(fig, axes)
-    return _savefig(fig, out)
-
-
-def plot_accuracy(records: list[dict], out: Path) -> Path:
-    """Accuracy against noise level per method, one panel per sky setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    skies = list(dict.fromkeys(r["sky"] for r in records))
-    fig, axes = plt.subplots(1, len(skies), figsize=(4.2 * len(skies), 3.6), squeeze=False)
-    methods = [m for m in METHODS if any(r["method"] == m for r in records)]
-    for j, sky in enumerate(skies):
-        ax = axes[0, j]
-        for i, m in enumerate(methods):
-            rs = sorted((r for r in records if r["sky"] == sky and r["method"] == m), key=lambda r: r["noise"])
-            if rs:
-                ax.plot([r["noise"] for r in rs], [100 * r["accuracy"] for r in rs], marker="o", color=f"C{i}",
-                        ls="--" if m in BASELINES else "-", label=m)
-        ax.axhline(50, color="gray", lw=0.8)
-        ax.set_title(f"sky fraction {sky}")
-        ax.set_xlabel("relative noise level")
-        ax.set_ylim(40, 101)
-    axes[0, 0].set_ylabel("test accuracy (%)")
-    _legend(fig, axes)
-    return _savefig(fig, out)
-
-
-def _legend(fig, axes) -> None:
-    handles = {}
-    for ax in axes.ravel():
-        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
-    fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.tight_layout()
+    full = parse_sky_fraction("1", config.nside, None, config.full_sky_nside)
+    group = (config.nside // full.nside) ** 2
+    full_sky = np.asarray(maps[:, 0], dtype=np.float64).reshape(2, -1, group).mean(-1)
+    levels = [s.level for s in sky_settings(config) if s.level is not None]
+    sky = parse_sky_fraction(f"1/{12 * 4 ** (min(levels) if levels else 0)}", config.nside)
+    noises = noise_settings(config)
+    noise = max(noises, key=lambda n: n.pixel_std(config.nside, 1.0))
+    clean, noisy = _dataset(path, sky, None, config, "all"), _dataset(path, sky, noise, config, "all")
+    p = 4 * 4**sky.level  # an equatorial patch (base pixel 4)
+    first = [c * clean.maps.shape[1] * clean.n_patches + p for c in range(2)]
+    patches = np.stack([to_square(clean.values(i)[0]) for i in first])
+    noisy_p = np.stack([to_square(noisy.values(i)[0]) for i in first])
+    return reporting.plot_examples(full_sky, patches, noisy_p, meta["classes"], noise.label, full.nside,
+                                   f"{sky.name} patch, nside {config.nside}", out, _savefig)
 
 
 def plot_all(records: list[dict], config: ExperimentConfig, path: Path) -> list[Path]:
     """The three figures under ``out_dir``: examples.png, training_curves.png, accuracy_vs_noise.png."""
     out = Path(config.out_dir)
-    return [plot_examples(path, config, out / "examples.png"), plot_curves(records, out / "training_curves.png"),
-            plot_accuracy(records, out / "accuracy_vs_noise.png")]
+    return [plot_examples(path, config, out / "examples.png"),
+            reporting.plot_curves(records, out / "training_curves.png", _savefig),
+            reporting.plot_accuracy(records, out / "accuracy_vs_noise.png", _savefig, METHODS)]

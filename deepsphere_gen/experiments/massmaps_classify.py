@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,9 @@ def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Network:
-    """A trained network read from ``checkpoint``: method, sky (name), noise (name and level:
-    the relative level or galaxy density, 0 without noise), nside, meta."""
+    """A trained network read from ``checkpoint``: method, sky (name), noise (the setting's name:
+    "none", "ngal22.47", "rel2"; and its value: galaxies per arcmin^2 or the relative level, 0
+    without noise), nside (of the data set), meta."""
 
     checkpoint: Path
     method: str
@@ -142,7 +144,8 @@ def _network(path: Path) -> Network:
 
 def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, files=None) -> list[Network]:
     """The trained networks to apply: the given checkpoint ``files``, else those of ``method``
-    under ``out_dir`` at ``nside`` (optionally only sky names ``skies`` and ``noises``).
+    under ``out_dir`` at ``nside`` (optionally only sky names ``skies`` and noise setting
+    names ``noises``, e.g. ``["none", "ngal22.47"]``).
 
     Raises ValueError when none fits, or when two runs of other settings share a
     (sky, noise) (names both files: choose one with --checkpoint).
@@ -155,12 +158,12 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
         return nets
     found = [_network(p) for p in find_checkpoints(out_dir, method)]
     nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies)
-            and (noises is None or any(abs(n.noise_level - v) < 1e-9 for v in noises))]
+            and (noises is None or n.noise in noises)]
     if not nets:
         trained = sorted({f"nside {n.nside} sky {n.sky} noise {n.noise}" for n in found})
         raise ValueError(f"no trained {method} network for nside {nside}"
                          + (f", sky fraction(s) {' '.join(skies)}" if skies else "")
-                         + (f", noise {' '.join(f'{v:g}' for v in noises)}" if noises else "")
+                         + (f", noise {' '.join(noises)}" if noises else "")
                          + f" in {Path(out_dir) / 'checkpoints'}"
                          + (f" (trained there: {'; '.join(trained)})" if trained else "")
                          + "; run `deepsphere-gen massmaps train` with those settings first")
@@ -181,11 +184,15 @@ def check_sky(m: np.ndarray, net: Network, file) -> None:
 
 
 def _model(net: Network, device):
-    from ..training import load_checkpoint, load_model_state
+    from ..training import CheckpointError, load_checkpoint, load_model_state
     from . import massmaps as exp
 
     fields = net.meta["fields"]
     cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in fields["experiment"].items()}
+    unknown = sorted(set(cfg) - {f.name for f in dataclass_fields(exp.ExperimentConfig)})
+    if unknown:
+        raise CheckpointError(f"checkpoint {net.checkpoint} was written by an older version (settings "
+                              f"{', '.join(unknown)} no longer exist): retrain it with `deepsphere-gen massmaps train`")
     config = exp.ExperimentConfig(**cfg)
     sky = net.sky_setting()
     model = exp.build_model(net.method, sky, config, scale=1.0)  # the scale is a buffer of the checkpoint

@@ -6,10 +6,13 @@ Every network run (method, sky setting, noise level) is identified by a fingerpr
 - ``data``: the generation parameters of the data set (its ``metadata.json``: nside,
   maps per class, seed, smoothing, band limit, cosmologies, ...);
 - ``experiment``: every field of the experiment configuration except where things are
-  kept and which runs are selected (:data:`NOT_FINGERPRINTED`: directories, device,
-  progress, the lists of methods, sky fractions and noise levels, the footprint's path);
-  new fields are fingerprinted automatically;
-- ``run``: method, sky fraction, a hash of the footprint mask, noise level;
+  kept, which runs are selected and what only the baselines use (:data:`NOT_FINGERPRINTED`:
+  directories, device, progress, the lists of methods, sky fractions and noise settings,
+  sigma_e (part of each run's noise setting), the footprint's path, the baselines' noise
+  draws); new fields (e.g. ``k``, ``full_sky_nside``, ``val_fraction``) are fingerprinted
+  automatically; how the run step is spread over processes (``--workers``) is no field;
+- ``run``: method, sky fraction, a hash of the footprint mask, noise setting (kind, value,
+  sigma_e: e.g. ``{"kind": "ngal", "value": 22.47, "sigma_e": 0.26}``);
 - ``model``: network class and a hash of its parameter and buffer shapes;
 - ``train``: the :class:`~deepsphere_gen.training.TrainConfig` of the run (epochs,
   batch, learning rate, schedule, seed, ...), without paths and display settings.
@@ -34,14 +37,15 @@ __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "mask_hash", "run_fiel
            "find_checkpoints"]
 
 #: ExperimentConfig fields that do not change what a checkpoint holds
-NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "noise_levels",
-                     "footprint")
+NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "deepsphere_levels",
+                     "ngal", "relative_noise", "sigma_e", "footprint", "baseline_noise_draws")
 #: TrainConfig fields that do not change what a checkpoint holds
 _TRAIN_NOT_FINGERPRINTED = ("checkpoint", "resume", "progress", "desc", "device", "num_workers")
 
 
 def noise_name(noise) -> str:
-    """Short name of a noise setting: a number (``2`` -> ``"2"``) or an object's ``name``."""
+    """Short name of a noise setting: an object's ``name`` (``"none"``, ``"ngal22.47"``, ``"rel2"``)
+    or a number (``2`` -> ``"2"``)."""
     return noise.name if hasattr(noise, "name") else f"{float(noise):g}"
 
 
@@ -51,7 +55,7 @@ def _noise_fields(noise):
 
 
 def run_name(method: str, sky_name: str, noise) -> str:
-    """``fcn-sky1o12-noise2``: method, sky fraction (``/`` -> ``o``), noise (:func:`noise_name`)."""
+    """``fcn-sky1o12-noisengal22.47``: method, sky fraction (``/`` -> ``o``), noise (:func:`noise_name`)."""
     return f"{method}-sky{sky_name.replace('/', 'o')}-noise{noise_name(noise)}"
 
 
@@ -62,12 +66,12 @@ def mask_hash(mask) -> str | None:
     return hashlib.sha256(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).hexdigest()[:16]
 
 
-def run_fields(config, data_generation: dict, method: str, sky, noise: float, model, train_config) -> dict:
+def run_fields(config, data_generation: dict, method: str, sky, noise, model, train_config) -> dict:
     """The fingerprinted fields of one run (plain JSON data; see the module docstring).
 
     ``config``: the ExperimentConfig; ``data_generation``: the data set's generation
-    parameters; ``sky``: a SkySetting; ``model``: the network (its state-dict shapes);
-    ``train_config``: its TrainConfig.
+    parameters; ``sky``: a SkySetting; ``noise``: a NoiseSetting (or a number); ``model``: the
+    network (its state-dict shapes); ``train_config``: its TrainConfig.
     """
     inner = getattr(model, "model", model)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}

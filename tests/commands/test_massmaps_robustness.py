@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import healpy as hp
@@ -27,9 +29,11 @@ from deepsphere_gen.training import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 #: nside 16: the smallest resolution where white noise differs from the maps' small-scale power
-SMALL = ["--nside", "16", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--noise", "0", "1", "--epochs", "1",
+SMALL = ["--nside", "16", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--relative-noise", "0", "1",
+         "--epochs", "1",
          "--min-steps", "0", "--batch-size", "16", "--methods", "fcn", "--no-progress"]
-TINY = ["--nside", "8", "--n-maps", "6", "--sky-fractions", "1", "--noise", "0", "--epochs", "2", "--min-steps", "0",
+TINY = ["--nside", "8", "--n-maps", "6", "--sky-fractions", "1", "--relative-noise", "0", "--epochs", "2",
+        "--min-steps", "0",
         "--batch-size", "8", "--methods", "fcn", "--no-progress"]
 
 
@@ -97,25 +101,32 @@ def test_options_before_the_step_are_honoured(tmp_path, capsys):
 
 @pytest.mark.parametrize("step", ["generate", "train", "evaluate", "run"])
 def test_every_option_is_honoured_before_and_after_the_step(step):
-    opts = ["--nside", "8", "--n-maps", "5", "--seed", "3", "--sky-fractions", "1/12", "--noise", "0.5",
+    opts = ["--nside", "8", "--n-maps", "5", "--seed", "3", "--sky-fractions", "1/12", "--relative-noise", "0.5",
+            "--deepsphere-level", "1", "--ngal", "30", "--sigma-e", "0.3", "--full-sky-nside", "4", "--k", "6",
             "--methods", "fcn", "--epochs", "7", "--batch-size", "4", "--lr", "0.01", "--min-steps", "9",
             "--no-augment", "--data-dir", "D", "--out-dir", "O", "--device", "cpu", "--no-progress", "--quick"]
-    before = cmd._config(build_parser(["massmaps"]).parse_args(["massmaps", *opts, step]))
-    after = cmd._config(build_parser(["massmaps"]).parse_args(["massmaps", step, *opts]))
-    default = cmd._config(build_parser(["massmaps"]).parse_args(["massmaps", step]))
+    parse = lambda argv: build_parser(["massmaps"]).parse_args(["massmaps", *argv])  # noqa: E731
+    before = cmd._config(parse([*opts, step]))
+    after = cmd._config(parse([step, *opts]))
+    default = cmd._config(parse([step]))
     assert before == after
-    assert (before.nside, before.n_maps, before.seed, before.sky_fractions, before.noise_levels, before.epochs,
+    assert (before.nside, before.n_maps, before.seed, before.sky_fractions, before.relative_noise,
+            before.deepsphere_levels, before.ngal, before.sigma_e, before.full_sky_nside, before.k, before.epochs,
             before.batch_size, before.lr, before.min_steps, before.augment, before.data_dir, before.out_dir) == \
-        (8, 5, 3, ("1/12",), (0.5,), 7, 4, 0.01, 9, False, "D", "O")
+        (8, 5, 3, ("1/12",), (0.5,), (1.0,), (30.0,), 0.3, 4, 6, 7, 4, 0.01, 9, False, "D", "O")
     assert before.channels == cmd.QUICK["channels"]  # --quick before the step counts too
     assert default.nside != 8 and default.data_dir == str(_cache_dirs.default_data_dir())
+    # options of the run itself, not of the configuration
+    for argv in (["--workers", "1", "--restart", step], [step, "--workers", "1", "--restart"]):
+        args = parse(argv)
+        assert (args.workers, args.restart) == (1, True)
 
 
 # ------------------------------------------------------- 2. stale checkpoints, 3. README sequence
 
 
 def _fcn_state(root: Path, nside: int) -> dict:
-    (ckpt,) = [p for p in _checkpoints(root, "fcn-sky1-noise0-*.pt")
+    (ckpt,) = [p for p in _checkpoints(root, "fcn-sky1-noisenone-*.pt")
                if load_checkpoint(p)["meta"]["fields"]["experiment"]["nside"] == nside
                and load_checkpoint(p)["meta"]["fields"]["data"]["n_maps"] == 6]
     return load_checkpoint(ckpt)
@@ -142,11 +153,11 @@ def test_stale_checkpoint_after_changing_nside_and_n_maps(tmp_path, capsys):
     # the first settings again: the finished run is found, not retrained
     assert main(["massmaps", "train", *TINY, *d]) == 0
     assert first.stat().st_mtime_ns == before
-    # evaluate reads the checkpoint of its own settings (n_train of 8 maps per class: 6 + 6)
+    # evaluate reads the checkpoint of its own settings (8 maps per class: 2 test, 1 validation, 5 + 5 training)
     js = tmp_path / "r.json"
     assert main(["massmaps", "evaluate", *more, *d, "--json", str(js), "--no-plots"]) == 0
     (rec,) = json.loads(js.read_text())["records"]
-    assert rec["n_train"] == 12 and len(rec["history"]) == 2
+    assert (rec["n_train"], rec["n_val"]) == (10, 2) and len(rec["history"]) == 2
 
 
 def test_quick_then_default_sequence_keeps_both(tmp_path, capsys):
@@ -186,31 +197,32 @@ def test_restart_retrains(tmp_path, capsys):
 
 def test_classify_in_distribution_maps_are_classified(trained, capsys):
     out = ["--out-dir", str(trained / "out")]
-    assert main(["massmaps", "classify", str(trained / "test.fits"), "--noise", "0", *out]) == 0
+    assert main(["massmaps", "classify", str(trained / "test.fits"), "--relative-noise", "0", *out]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len([s for s in lines if "P(class 1)" in s]) == 2 and not any("outside" in s for s in lines)
-    assert main(["massmaps", "classify", str(trained / "noisy.fits"), "--noise", "1", *out]) == 0
+    assert main(["massmaps", "classify", str(trained / "noisy.fits"), "--relative-noise", "1", *out]) == 0
     assert len([s for s in capsys.readouterr().out.splitlines() if "P(class 1)" in s]) == 2
 
 
 @pytest.mark.parametrize("name, statistic", [("white", "small-scale variance fraction"), ("bright", "pixel std")])
 def test_classify_flags_out_of_distribution(trained, capsys, name, statistic):
     fits = str(trained / f"{name}.fits")
-    cap = _fail(["classify", fits, "--noise", "0", "--out-dir", str(trained / "out")], capsys,
+    cap = _fail(["classify", fits, "--relative-noise", "0", "--out-dir", str(trained / "out")], capsys,
                 "input is outside the training distribution", rc=cmd.EXIT_OUT_OF_DISTRIBUTION)
     assert cap.out.count("the class probabilities are not meaningful") == 2 and "P(class" not in cap.out
     assert statistic in cap.out and "vs trained range [" in cap.out
-    assert main(["massmaps", "classify", fits, "--noise", "0", "--out-dir", str(trained / "out"), "--force"]) == 0
+    assert main(["massmaps", "classify", fits, "--relative-noise", "0", "--out-dir", str(trained / "out"),
+                 "--force"]) == 0
     assert capsys.readouterr().out.count("(out of distribution, forced)") == 2
 
 
 def test_classify_clean_map_is_outside_a_noisy_network(trained, capsys):
-    _fail(["classify", str(trained / "test.fits"), "--noise", "1", "--out-dir", str(trained / "out")], capsys,
+    _fail(["classify", str(trained / "test.fits"), "--relative-noise", "1", "--out-dir", str(trained / "out")], capsys,
           "pixel std", rc=cmd.EXIT_OUT_OF_DISTRIBUTION)
 
 
 def test_classify_two_column_fits(trained, capsys):
-    out = ["--out-dir", str(trained / "out"), "--noise", "0"]
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0"]
     two = str(trained / "two.fits")
     _fail(["classify", two, *out], capsys, "has 2 columns (0: KAPPA_E6, 1: KAPPA); choose one with --field N")
     _fail(["classify", two, *out, "--field", "2"], capsys, "--field 2 is out of range")
@@ -248,7 +260,7 @@ def test_classify_help_lists_only_its_options(capsys):
 
 def test_bad_checkpoint_files(trained, tmp_path, capsys):
     test = str(trained / "test.fits")
-    (good,) = _checkpoints(trained, "fcn-sky1-noise0-*.pt")
+    (good,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
     text = tmp_path / "text.pt"
     text.write_text("hello\n")
     _fail(["classify", test, "--checkpoint", str(text)], capsys, f"{text} is not a PyTorch checkpoint")
@@ -261,6 +273,12 @@ def test_bad_checkpoint_files(trained, tmp_path, capsys):
     meta["fields"]["run"]["method"] = "cnn"  # a fully connected head: other weights
     save_checkpoint(wrong, {**state, "meta": meta})
     _fail(["classify", test, "--checkpoint", str(wrong)], capsys, f"checkpoint {wrong} does not fit this network")
+    older = tmp_path / "older.pt"
+    meta = json.loads(json.dumps(state["meta"]))
+    meta["fields"]["experiment"]["noise_levels"] = [0.0]  # a setting of the version before physical noise
+    save_checkpoint(older, {**state, "meta": meta})
+    _fail(["classify", test, "--checkpoint", str(older)], capsys,
+          f"checkpoint {older} was written by an older version (settings noise_levels no longer exist)")
     assert main(["massmaps", "classify", test, "--checkpoint", str(good)]) == 0
 
 
@@ -360,7 +378,7 @@ def test_ctrl_c_resumes_bit_identically(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.optim.AdamW, "step", interrupting_step)
     capsys.readouterr()
     cap = _fail(["train", *args, *_dirs(tmp_path / "cut")], capsys,
-                "interrupted after epoch 2 of 3 of fcn-sky1-noise0", rc=cmd.EXIT_INTERRUPTED)
+                "interrupted after epoch 2 of 3 of fcn-sky1-noisenone", rc=cmd.EXIT_INTERRUPTED)
     assert "rerun the same command to resume" in cap.err and len(cap.err.strip().splitlines()) == 1
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
     assert main(["massmaps", "train", *args, *_dirs(tmp_path / "cut")]) == 0
@@ -389,6 +407,95 @@ def test_sigint_in_a_real_process(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted after epoch" in err and "rerun the same command" in err
     assert "\r" not in "".join(lines) + out + err  # progress bars only on a terminal
+
+
+def _interrupt_when_saved(checkpoints: Path, timeout: float = 120.0) -> threading.Thread:
+    """A thread that sends SIGINT to this process (as Ctrl-C does) once a checkpoint appears under
+    ``checkpoints`` (written atomically: its first epoch is saved), or after ``timeout`` seconds."""
+    def watch():
+        t0 = time.monotonic()
+        while not list(checkpoints.glob("*.pt")) and time.monotonic() - t0 < timeout:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_parallel_run_resumes_and_shares_checkpoints(tmp_path, capfd, monkeypatch):
+    """--workers 2 (networks trained in worker processes) uses the fingerprinted checkpoints of one
+    process: it resumes an interrupted run bit-identically, a one-process run then finds it finished
+    (same fingerprint, same records), and --restart retrains."""
+    args = [*TINY, "--epochs", "3"]
+    assert main(["massmaps", "train", *args, *_dirs(tmp_path / "whole")]) == 0
+    calls = {"n": 0}
+    step = torch.optim.AdamW.step
+
+    def interrupting_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", interrupting_step)
+    assert main(["massmaps", "train", *args, *_dirs(tmp_path / "cut")]) == cmd.EXIT_INTERRUPTED
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    capfd.readouterr()
+    cut = tmp_path / "cut"
+    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "2",
+                 "--json", str(tmp_path / "w2.json")]) == 0
+    out = capfd.readouterr().out
+    assert "resumed from" in out and "epoch 3/3" in out  # in the worker process
+    (a,), (b,) = _checkpoints(tmp_path / "whole"), _checkpoints(cut)
+    sa, sb = load_checkpoint(a), load_checkpoint(b)
+    assert a.name == b.name and all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+    # one process on the parallel run's checkpoint: found finished, the same records
+    before = b.stat().st_mtime_ns
+    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "1",
+                 "--json", str(tmp_path / "w1.json")]) == 0
+    assert "not trained again" in capfd.readouterr().out and b.stat().st_mtime_ns == before
+    records = [json.loads((tmp_path / f"w{n}.json").read_text())["records"] for n in (1, 2)]
+    assert [(r["method"], r["accuracy"], r["n_train"]) for r in records[0]] == \
+        [(r["method"], r["accuracy"], r["n_train"]) for r in records[1]]
+    # --restart in worker processes retrains
+    assert main(["massmaps", *args, "--no-plots", *_dirs(cut), "--workers", "2", "--restart"]) == 0
+    out = capfd.readouterr().out
+    assert b.stat().st_mtime_ns != before and "epoch 1/3" in out and "resumed" not in out
+
+
+def test_ctrl_c_in_a_parallel_run(tmp_path, capfd):
+    """Ctrl-C while the networks train in worker processes: the workers stop after saving their last
+    epoch, one line names it, exit 130, no traceback from any process; the checkpoint is the one a
+    one-process run of the same settings continues (same fingerprint)."""
+    args = [*TINY, "--epochs", "5000", "--no-plots"]
+    _interrupt_when_saved(tmp_path / "out" / "checkpoints")
+    rc = main(["massmaps", *args, *_dirs(tmp_path), "--workers", "2"])
+    cap = capfd.readouterr()
+    assert rc == cmd.EXIT_INTERRUPTED, cap.err
+    assert "Traceback" not in cap.err and len(cap.err.strip().splitlines()) == 1, cap.err
+    assert "of 5000 of fcn-sky1-noisenone" in cap.err and "rerun the same command to resume" in cap.err
+    (ckpt,) = _checkpoints(tmp_path)
+    epoch = load_checkpoint(ckpt)["epoch"]
+    assert f"interrupted after epoch {epoch} of 5000" in cap.err and 1 <= epoch < 5000
+    _fail(["evaluate", *args, *_dirs(tmp_path)], capfd, f"stopped after epoch {epoch} of 5000")
+
+
+@pytest.mark.slow  # ~20 s: three fresh interpreters import torch
+def test_sigint_to_the_process_group_of_a_parallel_run(tmp_path):
+    """A terminal's Ctrl-C reaches the parent and both workers at once: still one line, exit 130."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "deepsphere_gen.cli", "massmaps", *TINY, "--epochs", "5000", "--workers", "2",
+            "--no-plots", *_dirs(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    for line in proc.stdout:
+        if "epoch 2/5000" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted after epoch" in err, err
 
 
 def test_ctrl_c_during_data_generation_keeps_nothing(tmp_path, capsys, monkeypatch):
@@ -424,6 +531,14 @@ def test_damaged_data_cache(tmp_path, capsys, fault, match):
 
 def test_bad_threads(tmp_path, capsys):
     _fail([*TINY, *_dirs(tmp_path), "--threads", "0"], capsys, "--threads must be >= 1, got 0")
+    _fail([*TINY, *_dirs(tmp_path), "--workers", "0"], capsys, "--workers must be >= 1, got 0")
+    assert not (tmp_path / "data").exists()
+
+
+def test_too_few_maps_for_the_splits(tmp_path, capsys):
+    _fail(["generate", *TINY, "--n-maps", "2", *_dirs(tmp_path)], capsys,
+          "2 maps per class leave no training map after 1 test and 1 validation map(s); use more maps")
+    assert not (tmp_path / "data").exists()
 
 
 def test_classify_ambiguous_runs_name_both(tmp_path, capsys):
@@ -435,7 +550,7 @@ def test_classify_ambiguous_runs_name_both(tmp_path, capsys):
     m = np.asarray(load_massmaps(data)[0][0, -1], dtype=np.float64)
     hp.write_map(str(tmp_path / "m.fits"), m, nest=True, dtype=np.float64)
     cap = _fail(["classify", str(tmp_path / "m.fits"), "--out-dir", str(tmp_path / "out")], capsys,
-                "2 trained fcn networks for sky 1, noise 0 at nside 8")
+                "2 trained fcn networks for sky 1, noise none at nside 8")
     assert "choose one with --checkpoint FILE" in cap.err and all(str(p) in cap.err for p in _checkpoints(tmp_path))
     assert main(["massmaps", "classify", str(tmp_path / "m.fits"), "--checkpoint", str(_checkpoints(tmp_path)[0])]) == 0
 
@@ -450,13 +565,13 @@ def test_no_carriage_returns_in_logs(tmp_path, capsys):
 def test_xdg_cache_defaults(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert main(["massmaps", "generate", "--nside", "4", "--n-maps", "2"]) == 0
+    assert main(["massmaps", "generate", "--nside", "4", "--n-maps", "3"]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "xdg" / "deepsphere_gen" / "massmaps").is_dir()
     assert f"data {tmp_path / 'xdg' / 'deepsphere_gen' / 'massmaps'}" in out
     assert f"graph cache {tmp_path / 'xdg' / 'deepsphere_gen' / 'graphs'}" in out
     monkeypatch.setenv(_cache_dirs.ENV_VAR, str(tmp_path / "moved"))
-    assert main(["massmaps", "generate", "--nside", "4", "--n-maps", "2"]) == 0
+    assert main(["massmaps", "generate", "--nside", "4", "--n-maps", "3"]) == 0
     assert (tmp_path / "moved" / "massmaps").is_dir() and not (tmp_path / "massmaps-out").exists()
     assert _cache_dirs.graph_cache_dir() == tmp_path / "moved" / "graphs"
     from deepsphere_gen.graph._cache import cache_directory

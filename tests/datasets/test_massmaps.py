@@ -233,3 +233,30 @@ def test_existing_directory_with_other_parameters_is_not_overwritten(tmp_path):
     with pytest.raises(ValueError, match="does not match"):
         generate_massmaps(cfg, tmp_path, progress=False, verbose=False)
     assert (path / "metadata.json").read_text() == '{"generation": {"nside": 4}}'
+
+
+def test_dataset_noise_std_validation_split_and_averaging_down(dataset_dir):
+    maps, meta = load_massmaps(dataset_dir)
+    kw = dict(test_fraction=0.34, val_fraction=0.17)  # 6 maps per class: 3 train, 1 val, 2 test
+    ids = {s: MassMapDataset(dataset_dir, split=s, **kw).map_ids.tolist() for s in ("train", "val", "test")}
+    assert ids == {"train": [0, 1, 2], "val": [3], "test": [4, 5]}
+    # absolute noise: the given std, independent of the data set's clean std; reproducible
+    clean = MassMapDataset(dataset_dir, level=1, split="val", **kw)
+    noisy = MassMapDataset(dataset_dir, level=1, split="val", noise_std=0.01, **kw)
+    d = np.concatenate([noisy.values(i)[0] - clean.values(i)[0] for i in range(len(clean))])
+    assert d.std() == pytest.approx(0.01, rel=0.02) and noisy.noise == pytest.approx(0.01 / clean.clean_std)
+    np.testing.assert_array_equal(noisy.values(3)[0], noisy.values(3)[0])
+    with pytest.raises(ValueError, match="not both"):
+        MassMapDataset(dataset_dir, noise=1.0, noise_std=0.01)
+    with pytest.raises(ValueError, match="noise_std"):
+        MassMapDataset(dataset_dir, noise_std=-1.0)
+    # full sky averaged down: healpy's ud_grade of the NESTED map, clean std of the coarse maps
+    down = MassMapDataset(dataset_dir, split="all", nside_out=8)
+    ref = hp.ud_grade(np.asarray(maps[1, 2], np.float64), 8, order_in="NESTED", order_out="NESTED")
+    np.testing.assert_allclose(down.values(6 + 2)[0], ref, rtol=1e-6, atol=1e-9)
+    assert down.nside == 8 and down.indices.shape == (1, 768) and down[0][0].shape == (768, 1)
+    assert down.clean_std < meta["clean_std"]
+    with pytest.raises(ValueError, match="full-sky samples only"):
+        MassMapDataset(dataset_dir, level=0, nside_out=8)
+    with pytest.raises(ValueError, match="cannot be split into train, validation and test"):
+        MassMapDataset(dataset_dir, test_fraction=0.5, val_fraction=0.45)

@@ -30,3 +30,42 @@ def test_known_value_and_bad_inputs():
             pixel_noise_std(64, bad)
     with pytest.raises(ValueError, match="sigma_e"):
         pixel_noise_std(64, 10, -0.1)
+
+
+def test_clean_pixel_std_matches_generated_maps(tmp_path):
+    """The analytic clean std (C_l x beam^2 x pixel window^2) is the std of the generator's maps."""
+    from deepsphere_gen.datasets import MassMapConfig, generate_massmaps, load_massmaps
+    from deepsphere_gen.datasets.shape_noise import DEEPSPHERE_SMOOTHING_FWHM_ARCMIN, clean_pixel_std
+
+    cfg = MassMapConfig(nside=32, n_maps=6, seed=1)
+    assert cfg.smoothing_arcmin == pytest.approx(7.064, abs=1e-3)  # sigma 3' as DeepSphere
+    maps, meta = load_massmaps(generate_massmaps(cfg, tmp_path, progress=False, verbose=False))
+    per_class = clean_pixel_std(32, DEEPSPHERE_SMOOTHING_FWHM_ARCMIN, per_class=True)
+    for c in range(2):
+        assert meta["classes"][c]["clean_std"] == pytest.approx(per_class[c], rel=0.03)
+    assert meta["clean_std"] == pytest.approx(clean_pixel_std(32), rel=0.03)
+
+
+def test_deepsphere_levels_as_galaxy_densities():
+    from deepsphere_gen.datasets.shape_noise import (
+        DEEPSPHERE_REFERENCE_NSIDE,
+        clean_pixel_std,
+        deepsphere_level_to_ngal,
+        ngal_to_deepsphere_level,
+    )
+
+    ref = clean_pixel_std(DEEPSPHERE_REFERENCE_NSIDE)
+    for level in (0.5, 1.0, 2.0, 3.5):
+        ngal = deepsphere_level_to_ngal(level)
+        # definition: the per-pixel shape noise at nside 1024 is level x the clean std there
+        assert pixel_noise_std(DEEPSPHERE_REFERENCE_NSIDE, ngal) == pytest.approx(level * ref, rel=1e-12)
+        assert ngal_to_deepsphere_level(ngal) == pytest.approx(level, rel=1e-12)
+    # DeepSphere's level 2 is a stage-III-like survey (about 22 galaxies/arcmin^2 with sigma_e 0.26)
+    assert 18 < deepsphere_level_to_ngal(2.0) < 27
+    assert deepsphere_level_to_ngal(2.0, sigma_e=0.52) == pytest.approx(4 * deepsphere_level_to_ngal(2.0))
+    assert deepsphere_level_to_ngal(0.0) == math.inf and ngal_to_deepsphere_level(math.inf) == 0.0
+    # the same survey is relatively noisier at higher resolution: ~0.63 x clean std at nside 256
+    rel256 = pixel_noise_std(256, deepsphere_level_to_ngal(2.0)) / clean_pixel_std(256)
+    assert 0.5 < rel256 < 0.75
+    with pytest.raises(ValueError, match="DeepSphere noise level"):
+        deepsphere_level_to_ngal(-1)
