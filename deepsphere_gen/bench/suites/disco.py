@@ -5,7 +5,9 @@ Cases
 HEALPix nside 32 (quick) and 64 for ChebConv (kNN graph k = 20, K = 5); for the peer, a
 Gauss-Legendre grid L x (2L - 1) with about the same pixel count (L = 78: 12,090 pixels vs
 12,288; L = 157: 49,141 vs 49,152).  Batch 8, 16 -> 32 channels, float32, forward then the
-gradients of <y, g> (fixed random g) w.r.t. input, weights and bias.
+gradients of <y, g> (fixed random g) w.r.t. input, weights and bias.  Cost: the nside-32
+case ~1.5 min (1 thread); the nside-64 case did not finish in 13 min on the shared 2-core
+development CPU (the peer's CPU path loops over longitudes in Python).
 
 Peer: ``torch_harmonics.DiscreteContinuousConvS2`` (same grid in and out, grid
 ``"legendre-gauss"``, isotropic piecewise-linear basis with ``kernel_shape=9``: 5 weights
