@@ -2,8 +2,8 @@
 
 Cache root: ``$DEEPSPHERE_GEN_CACHE`` when set, else ``$XDG_CACHE_HOME/deepsphere_gen``,
 else ``~/.cache/deepsphere_gen``.  Generated mass maps go to ``<root>/massmaps`` by
-default; graph weight matrices to ``<root>/graphs`` (``deepsphere_gen.graph``'s own cache
-reads ``$DEEPSPHERE_GEN_CACHE`` the same way).  Cheap to import (no torch).
+default; graph weight matrices to ``<root>/graphs`` (``deepsphere_gen.graph``'s cache uses
+:func:`graph_cache_dir` unless given an explicit cache directory).  Cheap to import (no torch).
 """
 from __future__ import annotations
 

@@ -35,12 +35,6 @@ LAYER = {
 
 #: (importing module, imported module, name) pairs allowed for now, with why.
 KNOWN = {
-    # Per-resolution Laplacians of the models (issue 15, item 3): the hybrid reuses the
-    # DeepSphere models' holder; it goes when the holder moves into nn next to nn.Laplacian.
-    ("deepsphere_gen.models.hybrid", "deepsphere_gen.models.deepsphere", "_Graphs"):
-        "Laplacian per resolution, moving into nn (item 3)",
-    ("deepsphere_gen.models.hybrid", "deepsphere_gen.models.deepsphere", "_SharedLaplacians"):
-        "Laplacian sharing across .to(), moving into nn (item 3)",
     # experiments/massmaps.py and datasets/massmaps.py are being reworked on the cosmology
     # branches; the noise check becomes public there.
     ("deepsphere_gen.experiments.massmaps", "deepsphere_gen.datasets.massmaps", "_check_noise"):

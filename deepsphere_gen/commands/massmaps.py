@@ -20,7 +20,6 @@ Imports torch and the experiment only when the command runs (``--help`` stays fa
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -274,11 +273,10 @@ def _dataset_present(config) -> bool:
 
 
 def _where_message(config, step: str) -> str:
-    graphs = os.environ.get(_cache_dirs.ENV_VAR) and Path(os.environ[_cache_dirs.ENV_VAR]) / "graphs"
     parts = [f"data {Path(config.data_dir).resolve()}"]
     if step != "generate":
         parts.append(f"outputs {Path(config.out_dir).resolve()}")
-    parts.append(f"graph cache {graphs or _cache_dirs.graph_cache_dir()}")
+    parts.append(f"graph cache {_cache_dirs.graph_cache_dir()}")
     return "massmaps: " + ", ".join(parts)
 
 
@@ -343,8 +341,6 @@ def run(args) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    if os.environ.get("XDG_CACHE_HOME") and not os.environ.get(_cache_dirs.ENV_VAR):
-        os.environ[_cache_dirs.ENV_VAR] = str(_cache_dirs.cache_root())  # the graph cache follows XDG too
     if step == "classify":
         try:
             return _classify(args)

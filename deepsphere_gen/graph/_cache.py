@@ -3,23 +3,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from .. import _cache_dirs
 from .._io import atomic_write, atomic_write_json
 
 __all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached"]
 
-ENV_VAR = "DEEPSPHERE_GEN_CACHE"
+ENV_VAR = _cache_dirs.ENV_VAR
 
 
 def cache_directory(cache_dir=None) -> Path:
-    """``cache_dir``, else $DEEPSPHERE_GEN_CACHE, else ~/.cache/deepsphere_gen; graphs go in ``graphs/``."""
-    base = cache_dir or os.environ.get(ENV_VAR) or Path.home() / ".cache" / "deepsphere_gen"
-    return Path(base) / "graphs"
+    """Folder of the graph cache: ``<cache_dir>/graphs`` when ``cache_dir`` is given, else
+    :func:`deepsphere_gen._cache_dirs.graph_cache_dir` (``$DEEPSPHERE_GEN_CACHE/graphs``, else
+    ``$XDG_CACHE_HOME/deepsphere_gen/graphs``, else ``~/.cache/deepsphere_gen/graphs``)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser() / "graphs"
+    return _cache_dirs.graph_cache_dir()
 
 
 def sampling_key(sampling) -> str:

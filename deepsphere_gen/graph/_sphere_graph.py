@@ -175,7 +175,8 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     fitted for equivariance; full-sky HEALPix); ``"4neighbour"``:
     :func:`equiangular_4neighbour_graph` (k and sigma ignored).  The cache entry is keyed
     by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
-    ``cache_dir``, $DEEPSPHERE_GEN_CACHE or ~/.cache/deepsphere_gen (sub-folder graphs/).
+    ``cache_dir``, else $DEEPSPHERE_GEN_CACHE, else $XDG_CACHE_HOME/deepsphere_gen, else
+    ~/.cache/deepsphere_gen (sub-folder graphs/ in each case).
     Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~41 s of
     CPU and 3.1 GiB peak for the whole process including a float32 ChebConv on it (the
     ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M

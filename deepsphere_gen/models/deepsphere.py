@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from .._validation import check_channels, check_finite, check_nested_order, check_pixels, check_positive_ints
-from ..graph import build_graph
-from ..nn import ChebConv, Laplacian
+from ..nn import ChebConv, Laplacian, LaplacianPyramid, SharedLaplacians
 from ..nn.pooling import (
     HealpixAvgPool,
     HealpixMaxPool,
@@ -52,53 +51,6 @@ def _check_map(x: torch.Tensor, sampling, in_channels: int) -> None:
     check_finite(x)
 
 
-class _Graphs:
-    """One :class:`~deepsphere_gen.nn.Laplacian` per sampling, built once through build_graph:
-    all convs of a resolution share its tensors."""
-
-    def __init__(self, k: int, laplacian: str, dtype, cache: bool, cache_dir):
-        self.k, self.kind, self.dtype, self.cache, self.cache_dir = k, laplacian, dtype, cache, cache_dir
-        self._memo = {}
-
-    def __call__(self, sampling: HealpixSampling) -> Laplacian:
-        key = sampling.cache_key()
-        if key not in self._memo:
-            k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
-            g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
-            self._memo[key] = Laplacian.from_graph(g, dtype=self.dtype)
-        return self._memo[key]
-
-
-class _SharedLaplacians(nn.Module):
-    """Base of the models whose ChebConvs share Laplacians (one CSR tensor per resolution).
-
-    ``.to()``/``.double()``/``.cuda()`` keep the sharing by themselves (ChebConv converts each
-    distinct Laplacian once per call), as do ``copy.deepcopy`` and pickling; after
-    ``load_state_dict`` convs whose Laplacians are equal share one tensor again.
-    Subclasses call ``super().__init__()`` first.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.register_load_state_dict_post_hook(_share_equal_laplacians)
-
-
-def _share_equal_laplacians(model: nn.Module, incompatible_keys=None) -> None:
-    """Point every ChebConv of ``model`` whose Laplacian equals an earlier one at that tensor."""
-    kept: list[ChebConv] = []
-    for conv in model.modules():
-        if not isinstance(conv, ChebConv):
-            continue
-        a = conv.laplacian
-        for ref in kept:
-            b = ref.laplacian
-            if Laplacian.same(a, b):
-                conv.laplacian, conv.laplacian_t = b, ref.laplacian_t
-                break
-        else:
-            kept.append(conv)
-
-
 class _PixelBatchNorm(nn.BatchNorm1d):
     """BatchNorm over batch and pixels of a (batch, pixels, channels) map."""
 
@@ -132,7 +84,7 @@ def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = F
     return pool, pool.coarse
 
 
-def graph_encoder(graphs: _Graphs, sampling, in_channels: int, channels, pools, K: int, batch_norm: bool,
+def graph_encoder(graphs: LaplacianPyramid, sampling, in_channels: int, channels, pools, K: int, batch_norm: bool,
                   pool: str, dtype) -> tuple[nn.Sequential, HealpixSampling]:
     """The graph encoder shared by the DeepSphere nets and :class:`~.hybrid.HybridClassifier`.
 
@@ -164,7 +116,7 @@ def _summary(model: nn.Module) -> str:
     return "\n".join(lines)
 
 
-class _DeepSphereNet(_SharedLaplacians):
+class _DeepSphereNet(SharedLaplacians):
     """Encoder of conv blocks with pooling, then a map-level head; (B, npix, in) -> (B, n_out)."""
 
     def __init__(self, *, nside, in_channels, n_out, channels, K, k, pool_levels, head, stats, fc_hidden,
@@ -180,7 +132,7 @@ class _DeepSphereNet(_SharedLaplacians):
         self.sampling = _sampling(nside, indices)
         self.npix = self.sampling.npix
         self.head_kind = head
-        graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
+        graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
         self.blocks, s = graph_encoder(graphs, self.sampling, self.in_channels, channels, pools, K, batch_norm, pool, dtype)
         self.out_sampling = s
         cin = channels[-1]
@@ -305,7 +257,7 @@ class DeepSphereRegressor(_DeepSphereNet):
     "numerics": ("dtype",),
     "runtime": ("cache", "cache_dir"),
 })
-class SphericalUNet(_SharedLaplacians):
+class SphericalUNet(SharedLaplacians):
     """Spherical UNet for per-pixel outputs: (batch, pixels, in_channels) -> (batch, pixels, out_channels).
 
     Level i (i = 0..len(channels)-1) runs ``convs_per_level`` conv blocks with ``channels[i]``
@@ -336,7 +288,7 @@ class SphericalUNet(_SharedLaplacians):
             raise ValueError("unpool='max' needs pool='max' (it reuses the argmax)")
         self.unpool_mode = unpool
         dtype = dtype or torch.get_default_dtype()
-        graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
+        graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
         self.sampling = _sampling(nside, indices)
         self.npix = self.sampling.npix
         samplings = [self.sampling]

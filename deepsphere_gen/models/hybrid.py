@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from .._validation import check_channels, check_finite, check_nested_order, check_pixels, check_positive_ints
-from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, MapToSignal
+from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, LaplacianPyramid, MapToSignal, SharedLaplacians
 from ..sampling import HealpixSampling
-from .deepsphere import _Graphs, _SharedLaplacians, graph_encoder
+from .deepsphere import graph_encoder
 from .spec import specified
 
 __all__ = ["HybridClassifier"]
@@ -35,7 +35,7 @@ __all__ = ["HybridClassifier"]
     "numerics": ("dtype",),
     "runtime": ("cache", "cache_dir"),
 })
-class HybridClassifier(_SharedLaplacians):
+class HybridClassifier(SharedLaplacians):
     """Graph blocks on full-sky HEALPix, then harmonic layers; rotation-invariant readout.
 
     Args:
@@ -74,7 +74,7 @@ class HybridClassifier(_SharedLaplacians):
         dtype = dtype or torch.get_default_dtype()
         self.sampling = HealpixSampling(nside)
         self.npix = self.sampling.npix
-        graphs = _Graphs(k, laplacian, dtype, cache, cache_dir)
+        graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
         self.graph, s = graph_encoder(graphs, self.sampling, self.in_channels, graph_channels,
                                       [pool_levels] * len(graph_channels), K, batch_norm, pool, dtype)
         self.low_sampling = s

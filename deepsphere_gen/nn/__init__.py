@@ -3,6 +3,8 @@
 | module | holds |
 | --- | --- |
 | :mod:`.chebconv` | ``ChebConv``: Chebyshev graph convolution (DeepSphere's layer) |
+| :mod:`.laplacian` | ``Laplacian``: the rescaled Laplacian a ChebConv filters with (torch CSR, checked) |
+| :mod:`.laplacian_pyramid` | ``LaplacianPyramid`` (one Laplacian per resolution) and ``SharedLaplacians`` (sharing kept across ``load_state_dict``) |
 | :mod:`._cheb_sparse` | the Laplacian as torch CSR and the sparse Chebyshev kernels behind ``ChebConv`` |
 | :mod:`.pooling` | pooling / unpooling on HEALPix (full and partial sky) and equiangular grids |
 | :mod:`._signal` | ``GeneralizedSignal``: fragments (batch, channels, 2l+1, tau_l), the harmonic layers' data type |
@@ -21,6 +23,7 @@ Shapes: maps (batch, pixels, channels), signals as above (docs/conventions.md).
 # graph layers
 from .chebconv import ChebConv, chebyshev_basis
 from .laplacian import Laplacian
+from .laplacian_pyramid import LaplacianPyramid, SharedLaplacians, share_equal_laplacians
 from .pooling import (
     EquiangularAvgPool,
     EquiangularMaxPool,
@@ -53,6 +56,9 @@ __all__ = [
     "ChebConv",
     "chebyshev_basis",
     "Laplacian",
+    "LaplacianPyramid",
+    "SharedLaplacians",
+    "share_equal_laplacians",
     "HealpixMaxPool",
     "HealpixAvgPool",
     "HealpixUnpool",

@@ -229,3 +229,48 @@ def test_sht_suite_tiny_cases_match_ducc0():
         tol = 1e-12 if case["dtype"] == "float64" else 1e-6
         assert all(r["peer"] == "ducc0" and r["max_rel_diff"] < tol for r in recs)
         assert all(r["extras"]["torch_engine_mb"] > 0 for r in recs)
+
+
+def test_disco_suite_tiny_case():
+    import numpy as np
+
+    from deepsphere_gen.graph import build_graph
+    from deepsphere_gen.sampling import HealpixSampling
+
+    suite = _bench.discover_suites()["disco"]
+    assert [c["nside"] for c in suite.cases(True)] == [32] and [c["L"] for c in suite.cases(False)] == [78, 157]
+    # reach of a filter: K = 1 stays on the pixel; on nside 1 with k = 11 (complete graph)
+    # one hop reaches every pixel, the farthest being the antipode (pixel 0 <-> 10)
+    g = build_graph(HealpixSampling(1), k=11, cache=False)
+    assert suite.support_radius(g, K=1) < 1e-7
+    assert abs(suite.support_radius(g, K=2) - np.pi) < 1e-7
+    h = _bench.Harness("cpu", repeats=1, warmup=0, quick=True)
+    h.suite = "disco"
+    old = suite.BUDGET_S
+    suite.BUDGET_S = 0.0
+    try:
+        recs = suite.run({"nside": 4, "L": 10, "k": 8, "K": 3, "batch": 1, "c_in": 2, "c_out": 3, "band": 4}, h.device, h)
+    finally:
+        suite.BUDGET_S = old
+    ex = recs[0]["extras"]
+    assert ex["npix"] == 192 and ex["peer_npix"] == 190 and 0 < ex["ours_equivariance"] < 1
+    th, reason = _bench.optional_peer("torch_harmonics")
+    if th is None:
+        assert [r["name"] for r in recs] == ["chebconv_vs_disco"] and ex["peer_unavailable"] == reason
+        return
+    assert [r["name"] for r in recs] == ["disco_default", "disco_matched"]
+    assert abs(recs[0]["extras"]["cutoff_rad"] - np.pi / 9) < 1e-12
+    assert recs[1]["extras"]["cutoff_rad"] == ex["support_radius_rad"] > 0
+    for r in recs:
+        assert r["peer_s"] > 0 and 0 < r["extras"]["peer_equivariance"] < 2
+    # the adapter puts our ring-major maps in torch-harmonics' (lat, lon) layout: a shift by one
+    # longitude step (a rotation about z the grid holds exactly) commutes with the layer
+    L = 10
+    layer = suite._on_maps(suite._disco(th, 1, 2, L, None, torch.float32), L)
+    x = torch.randn(2, L * (2 * L - 1), 1)
+
+    def shift(m):
+        return m.reshape(2, L, 2 * L - 1, -1).roll(1, dims=2).reshape(2, L * (2 * L - 1), -1)
+
+    with torch.no_grad():
+        torch.testing.assert_close(layer(shift(x)), shift(layer(x)), rtol=1e-5, atol=1e-5)

@@ -59,7 +59,28 @@ def test_env_var_and_default_location(tmp_path, monkeypatch):
     build_graph(HealpixSampling(2), k=4)
     assert len(files(tmp_path / "env")) == 2
     monkeypatch.delenv(ENV_VAR)
-    assert cache_directory().parts[-3:] == (".cache", "deepsphere_gen", "graphs")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_directory() == tmp_path / "home" / ".cache" / "deepsphere_gen" / "graphs"
+
+
+def test_default_location_follows_xdg(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_directory() == tmp_path / "xdg" / "deepsphere_gen" / "graphs"
+    build_graph(HealpixSampling(2), k=4)
+    assert len(files(tmp_path / "xdg" / "deepsphere_gen")) == 2
+    assert not (tmp_path / "home").exists()
+    # an explicit directory wins over XDG, and $DEEPSPHERE_GEN_CACHE wins over XDG
+    assert cache_directory(tmp_path / "arg") == tmp_path / "arg" / "graphs"
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    assert cache_directory() == tmp_path / "env" / "graphs"
+    assert cache_directory(tmp_path / "arg") == tmp_path / "arg" / "graphs"
+    # a relative XDG_CACHE_HOME is invalid under the XDG spec and ignored
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")
+    assert cache_directory() == tmp_path / "home" / ".cache" / "deepsphere_gen" / "graphs"
 
 
 def test_corrupt_entry_is_rebuilt(tmp_path):
