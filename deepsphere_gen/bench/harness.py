@@ -37,6 +37,7 @@ import resource
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -49,6 +50,7 @@ from .._validation import check_positive_int
 from . import suites as suite_package
 
 __all__ = [
+    "one_torch_thread",
     "SCHEMA",
     "RECORD_FIELDS",
     "Timing",
@@ -314,6 +316,18 @@ class Harness:
             "extras": _jsonable(extras),
         }
         return rec
+
+
+@contextmanager
+def one_torch_thread():
+    """Run the block with one torch CPU thread, restoring the caller's count after it
+    (suites of small kernels, whose per-core speed is what they compare)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def optional_peer(module: str):

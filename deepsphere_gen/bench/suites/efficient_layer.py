@@ -23,6 +23,8 @@ import time
 
 import torch
 
+from ..harness import one_torch_thread
+
 from deepsphere_gen.nn import EfficientGeneralizedLayer, GeneralizedSignal
 
 NAME = "efficient_layer"
@@ -36,12 +38,8 @@ def cases(quick: bool) -> list[dict]:
 
 
 def run(case: dict, device, harness) -> list[dict]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see module doc: small kernels, shared CPU
-    try:
+    with one_torch_thread():  # see module doc: small kernels, shared CPU
         return _run(case, device, harness)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(case: dict, device, harness) -> list[dict]:

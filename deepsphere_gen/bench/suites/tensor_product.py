@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..e3nn_basis import e3nn_basis
-from ..harness import optional_peer
+from ..harness import one_torch_thread, optional_peer
 from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
 
 NAME = "tensor_product"
@@ -39,12 +39,8 @@ def cases(quick: bool) -> list[dict]:
 
 
 def run(case: dict, device, harness) -> list[dict]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see module doc: small GEMMs, shared CPU
-    try:
+    with one_torch_thread():  # see module doc: small GEMMs, shared CPU
         return _run(case, device, harness)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _ours_only(case: dict, device, harness, reason: str) -> list[dict]:
