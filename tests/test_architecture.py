@@ -35,10 +35,6 @@ LAYER = {
 
 #: (importing module, imported module, name) pairs allowed for now, with why.
 KNOWN = {
-    # experiments/massmaps.py and datasets/massmaps.py are being reworked on the cosmology
-    # branches; the noise check becomes public there.
-    ("deepsphere_gen.experiments.massmaps", "deepsphere_gen.datasets.massmaps", "_check_noise"):
-        "noise-level check of the mass-map datasets (cosmology branches)",
 }
 
 

@@ -44,6 +44,7 @@ from ._footprint import (
 )
 from ._spectra import COSMOLOGIES, Cosmology, convergence_cl, gaussian_beam, lognormal_shift, pixel_window
 from .massmaps import (
+    check_noise_level,
     DEEPSPHERE_NOISE_LEVELS,
     MassMapConfig,
     MassMapDataset,
@@ -66,6 +67,7 @@ __all__ += [
     "read_healpix_fits",
     "apply_footprint",
     "DEEPSPHERE_NOISE_LEVELS",
+    "check_noise_level",
     "MassMapConfig",
     "MassMapDataset",
     "convergence_map",

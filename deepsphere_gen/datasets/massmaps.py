@@ -56,6 +56,7 @@ from ._spectra import (
 )
 
 __all__ = [
+    "check_noise_level",
     "MassMapConfig",
     "DEEPSPHERE_NOISE_LEVELS",
     "convergence_map",
@@ -70,7 +71,8 @@ _MAPS_FILE = "maps.npy"
 _SPECTRA_FILE = "spectra.npz"
 
 
-def _check_noise(level) -> float:
+def check_noise_level(level) -> float:
+    """A noise level (a multiple of a pixel std) as a finite float >= 0, else ValueError naming it."""
     try:
         x = float(level)
     except (TypeError, ValueError):
@@ -119,7 +121,7 @@ class MassMapConfig:
             raise ValueError(f"lmax must be an integer in [2, 4 nside = {4 * self.nside}], got {self.lmax!r}")
         if int(self.iter) != self.iter or self.iter < 0:
             raise ValueError(f"iter must be a non-negative integer, got {self.iter!r}")
-        object.__setattr__(self, "noise_levels", tuple(_check_noise(v) for v in self.noise_levels))
+        object.__setattr__(self, "noise_levels", tuple(check_noise_level(v) for v in self.noise_levels))
 
     @property
     def band_limit(self) -> int:
@@ -357,7 +359,7 @@ class MassMapDataset(Dataset):
                 raise ValueError(f"noise_std must be a finite number >= 0 (convergence units), got {noise_std!r}")
             self.noise_std, self._noise_key = std, [7920, int(round(std * 1e9))]
         else:
-            rel = _check_noise(noise)
+            rel = check_noise_level(noise)
             self.noise_std, self._noise_key = rel * self.clean_std, [7919, int(round(rel * 1000))]
         self.noise = self.noise_std / self.clean_std  # relative to the clean std of the samples
 

@@ -65,7 +65,7 @@ from .._io import atomic_write
 from .._cache_dirs import default_data_dir
 from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, limit_threads, load_massmaps
 from ..datasets import builtin_footprint, read_footprint
-from ..datasets.massmaps import _check_noise
+from ..datasets import check_noise_level
 from ..datasets.shape_noise import (
     DEFAULT_SIGMA_E,
     deepsphere_level_to_ngal,
@@ -179,8 +179,8 @@ class ExperimentConfig:
         from ..sampling import check_nside
 
         check_nside(self.full_sky_nside)
-        self.deepsphere_levels = tuple(_check_noise(v) for v in self.deepsphere_levels)
-        self.relative_noise = tuple(_check_noise(v) for v in self.relative_noise)
+        self.deepsphere_levels = tuple(check_noise_level(v) for v in self.deepsphere_levels)
+        self.relative_noise = tuple(check_noise_level(v) for v in self.relative_noise)
         self.ngal = tuple(_check_ngal(v) for v in self.ngal)
         pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e
         if not (self.deepsphere_levels or self.ngal or self.relative_noise):
