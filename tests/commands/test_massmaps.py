@@ -258,3 +258,25 @@ def test_graph_network_learns_where_it_must(tmp_path):
     acc = {r["method"]: r for r in json.loads(out.read_text())["records"]}
     assert acc["fcn"]["n_test"] == 20
     assert acc["fcn"]["accuracy"] >= 0.8, acc["fcn"]
+
+
+def test_epoch_monitoring_uses_validation_maps_never_test_maps(tmp_path, monkeypatch):
+    # issue 14 item 6: the per-epoch "val" lines and curves once monitored the test maps
+    seen = []
+
+    def recording_fit(model, samples, tc, val_set=None, **kw):
+        seen.append(val_set)
+        return []
+
+    monkeypatch.setattr(exp, "fit", recording_fit)
+    config = exp.ExperimentConfig(nside=8, n_maps=8, sky_fractions=("1", "1/12"), relative_noise=(0.0,),
+                                  methods=("fcn",), epochs=1, min_steps=0, progress=False,
+                                  data_dir=str(tmp_path / "data"), out_dir=str(tmp_path / "out"))
+    exp.train(config, log=None)
+    assert len(seen) >= 2  # full sky and 1/12, every noise setting
+    path = exp.generate(config)
+    for val_set in seen:
+        test_set = MassMapDataset(path, level=val_set.level, split="test", test_fraction=config.test_fraction,
+                                  val_fraction=config.val_fraction)
+        assert val_set.split == "val" and len(val_set) > 0
+        assert not set(val_set.map_ids.tolist()) & set(test_set.map_ids.tolist())
