@@ -26,13 +26,12 @@ def healpy_alm_size(L: int) -> int:
     return L * (L + 1) // 2
 
 
-def _tables(L: int):
+def healpy_tables(L: int):
+    """Per healpy index (m-major, also ducc0's order): m, real index of (l, +m), of (l, -m),
+    (-1)^m and the scale (1 for m = 0, sqrt 2 else); each (L(L+1)/2,)."""
     L = check_positive_int(L, "bandlimit L")
-    m, ell = [], []
-    for mm in range(L):
-        m.extend([mm] * (L - mm))
-        ell.extend(range(mm, L))
-    m, ell = np.asarray(m), np.asarray(ell)
+    m = np.concatenate([np.full(L - mm, mm) for mm in range(L)])
+    ell = np.concatenate([np.arange(mm, L) for mm in range(L)])
     pos = ell * ell + ell + m  # real index of (l, +m) for each healpy index
     neg = ell * ell + ell - m  # real index of (l, -m)
     sign = np.where(m % 2 == 0, 1.0, -1.0)
@@ -47,7 +46,7 @@ def _check_len(n: int, expected: int, what: str) -> None:
 
 def real_to_healpy_alm(coeffs, L: int, axis: int = -1):
     """Real coefficients (L*L along ``axis``) -> healpy complex alm (L(L+1)/2 along ``axis``)."""
-    m, pos, neg, sign, scale = _tables(L)
+    m, pos, neg, sign, scale = healpy_tables(L)
     if torch.is_tensor(coeffs):
         x = coeffs.movedim(axis, -1)
         _check_len(x.shape[-1], L * L, "coefficient")
@@ -68,7 +67,7 @@ def healpy_alm_to_real(alm, L: int, axis: int = -1):
 
     The imaginary part of the m = 0 terms (zero for a real map) is dropped.
     """
-    m, pos, neg, sign, scale = _tables(L)
+    m, pos, neg, sign, scale = healpy_tables(L)
     nonzero = m > 0
     if torch.is_tensor(alm):
         a = alm.movedim(axis, -1)

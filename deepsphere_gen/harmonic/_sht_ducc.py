@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import ducc0.sht.experimental as _ducc
 
+from ._healpy_convert import healpy_tables
 from ._sht_geometry import RingGeometry
 
 __all__ = ["DuccEngine", "LinearOperator"]
@@ -69,20 +70,17 @@ def _conversion(L: int):
     ``alm_ri[2 i + c] = r[to_alm[2 i + c]] * to_alm_f[2 i + c]`` (c = 0 real, 1 imaginary;
     the imaginary part of m = 0 has factor 0) and ``r[j] = alm_ri[to_real[j]] * to_real_f[j]``.
     """
-    m = np.concatenate([np.full(L - mm, mm) for mm in range(L)])
-    ell = np.concatenate([np.arange(mm, L) for mm in range(L)])
-    sign = np.where(m % 2 == 0, 1.0, -1.0)
-    scale = np.where(m == 0, 1.0, np.sqrt(2.0))
-    to_alm = np.stack([ell * ell + ell + m, ell * ell + ell - m], axis=1).ravel()
+    m, pos, neg, sign, scale = healpy_tables(L)  # ducc0's alm order is healpy's
+    to_alm = np.stack([pos, neg], axis=1).ravel()
     to_alm_f = np.stack([sign / scale, np.where(m == 0, 0.0, -sign / scale)], axis=1).ravel()
     to_real = np.zeros(L * L, dtype=np.int64)
     to_real_f = np.zeros(L * L)
     i = np.arange(m.size)
-    to_real[ell * ell + ell + m] = 2 * i
-    to_real_f[ell * ell + ell + m] = sign * scale
-    neg = m > 0
-    to_real[(ell * ell + ell - m)[neg]] = 2 * i[neg] + 1
-    to_real_f[(ell * ell + ell - m)[neg]] = -(sign * scale)[neg]
+    to_real[pos] = 2 * i
+    to_real_f[pos] = sign * scale
+    nz = m > 0
+    to_real[neg[nz]] = 2 * i[nz] + 1
+    to_real_f[neg[nz]] = -(sign * scale)[nz]
     return to_alm, to_alm_f, to_real, to_real_f
 
 
