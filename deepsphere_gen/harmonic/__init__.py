@@ -5,6 +5,11 @@
 | :mod:`._legendre` | orthonormal associated Legendre functions, real spherical harmonics at points |
 | :mod:`._mw` | McEwen-Wiaux exact theta quadrature (ring mixing) |
 | :mod:`._sht` | ``SHT`` (ring-FFT + Legendre transform on every iso-latitude sampling), ``analysis`` / ``synthesis`` |
+| :mod:`._sht_geometry` | ``RingGeometry``: a sampling's rings, pixel order and theta rule, validated for the SHT |
+| :mod:`._sht_ducc` | CPU engine of the SHT: ducc0's transforms with their adjoints as backward |
+| :mod:`._sht_torch` | pure-torch engine of the SHT (CUDA; reference anywhere): ``_sht_rings`` + ``_sht_legendre`` |
+| :mod:`._sht_rings` | pixels <-> per-ring Fourier coefficients, north / south mirror pairs |
+| :mod:`._sht_legendre` | blocked on-the-fly Legendre recursion (no L^3 table) |
 | :mod:`._healpy_convert` | exact conversion between our real coefficients and healpy's complex alm |
 | :mod:`._lru` | ``ByteLRU``, the byte-bounded cache of the Wigner / Clebsch-Gordan tables |
 | :mod:`._wigner` | Wigner small-d and real Wigner-D matrices, complex <-> real basis change |
