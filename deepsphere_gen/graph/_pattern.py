@@ -50,15 +50,7 @@ class KnnPattern:
 
     def _weights(self, X, s, e, counts, cols) -> np.ndarray:
         """w on the block's entries (0 on the diagonal), as the explicit kNN graph computes them."""
-        d2 = None
-        for x in X:  # (x[col] - x[row])^2 summed over x, y, z in this order, as the search does
-            diff = x[cols]
-            diff -= np.repeat(x[s:e], counts)
-            diff *= diff
-            if d2 is None:
-                d2 = diff
-            else:
-                d2 += diff
+        d2 = squared_distances(X, np.repeat(np.arange(s, e), counts), cols)  # the search's ranking key
         np.sqrt(d2, out=d2)  # the k-d tree's rounding: sqrt(s)**2
         np.square(d2, out=d2)
         np.multiply(d2, -np.log(2.0) / self.sigma**2, out=d2)

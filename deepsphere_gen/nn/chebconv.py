@@ -9,7 +9,7 @@ import weakref
 import torch
 from torch import nn
 
-from .._validation import check_channels, check_finite, check_pixels
+from .._validation import check_channels, check_finite, check_pixels, check_positive_int
 from ._cheb_sparse import Scratch, cheb_filter, chebyshev_basis, to_torch_csr
 from .laplacian import Laplacian
 
@@ -68,10 +68,9 @@ class ChebConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, K: int, laplacian, bias: bool = True, dtype=None, device=None,
                  check_input: bool = True):
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("K", K)):
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        self.in_channels, self.out_channels, self.K = int(in_channels), int(out_channels), int(K)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.K = check_positive_int(K, "K")
         self.check_input = bool(check_input)
         dtype = dtype or torch.get_default_dtype()
         lap = Laplacian.of(laplacian, dtype=dtype, device=device)
