@@ -24,7 +24,7 @@ import healpy as hp
 import numpy as np
 
 from ._lognormal import cl_to_xi, gauss_legendre, xi_to_cl
-from ._spectra import Cosmology, hilbert2011_shift, source_nz
+from ._spectra import MILLENNIUM, Cosmology, hilbert2011_shift, source_nz
 
 __all__ = [
     "redshift_bins",
@@ -34,9 +34,6 @@ __all__ = [
     "lognormal_maps",
     "MILLENNIUM",
 ]
-
-#: cosmology of the Millennium Simulation, on which the shift fit was calibrated
-MILLENNIUM = Cosmology(0.25, 0.9)
 
 
 def _check_bins(n_bins) -> int:
