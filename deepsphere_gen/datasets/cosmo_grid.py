@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .._cache_dirs import cache_root
+from .._validation import check_positive_int
 from ..sampling import check_nside
 from ._footprint import read_footprint
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, limit_threads, package_versions, read_metadata
@@ -74,9 +75,7 @@ class CosmoGridConfig:
     def __post_init__(self):
         check_nside(self.nside)
         for name in ("n_bins", "n_train", "n_test", "n_real", "n_fiducial"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_positive_int(getattr(self, name), name)
         for name in ("omega_m_range", "sigma8_range"):
             lo, hi = getattr(self, name)
             if not lo < hi:

@@ -23,6 +23,7 @@ from functools import lru_cache
 import healpy as hp
 import numpy as np
 
+from .._validation import check_positive_int
 from ._lognormal import cl_to_xi, gauss_legendre, xi_to_cl
 from ._spectra import MILLENNIUM, Cosmology, hilbert2011_shift, source_nz
 
@@ -37,9 +38,10 @@ __all__ = [
 
 
 def _check_bins(n_bins) -> int:
-    if int(n_bins) != n_bins or not 1 <= n_bins <= 8:
+    n = check_positive_int(n_bins, "number of redshift bins")
+    if n > 8:
         raise ValueError(f"number of redshift bins must be an integer in [1, 8], got {n_bins!r}")
-    return int(n_bins)
+    return n
 
 
 @lru_cache(maxsize=8)

@@ -50,6 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from .._io import atomic_write_json
+from .._validation import check_positive_int
 from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
 from ..datasets.pseudo_cl import PseudoCl
 from ..datasets.shape_noise import DEFAULT_SIGMA_E, pixel_noise_std
@@ -106,8 +107,7 @@ class CosmoExperimentConfig:
         if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "batch_size"):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_positive_int(getattr(self, name), name)
 
     def noise_std(self) -> np.ndarray:
         """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
