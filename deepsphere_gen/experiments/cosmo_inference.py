@@ -58,6 +58,7 @@ from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
 from ..training import DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint, seed_everything
 from .cosmo_summaries import summary_features
+from .reporting import save_png
 
 __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
            "posterior_metrics", "calibration_scales", "summary_widths", "bootstrap_ratios", "pooling_plan",
@@ -670,8 +671,7 @@ def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
             ax.set_title(f"{_LABELS[m]}: {name}")
     fig.tight_layout()
     paths = [out / "cosmo_predicted_vs_true.png"]
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
+    save_png(fig, paths[0])
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     fid = np.array(config.grid.fiducial)
@@ -700,6 +700,5 @@ def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
                  f"{config.ngal:g} gal/arcmin$^2$")
     fig.tight_layout()
     paths.append(out / "cosmo_fiducial_ellipses.png")
-    fig.savefig(paths[1], dpi=110)
-    plt.close(fig)
+    save_png(fig, paths[1])
     return paths

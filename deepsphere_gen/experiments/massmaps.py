@@ -961,14 +961,6 @@ def write_json(path, records: list[dict], config: ExperimentConfig, extra: dict 
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
-def _savefig(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    out = atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, bbox_inches="tight", format="png"))
-    plt.close(fig)
-    return out
-
-
 def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
     """Example maps of both cosmologies: full sky (averaged down to ``full_sky_nside``) and one
     equatorial patch of the largest patch level run (else 1/12), clean and with the strongest
@@ -989,12 +981,12 @@ def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
     patches = np.stack([to_square(clean.values(i)[0]) for i in first])
     noisy_p = np.stack([to_square(noisy.values(i)[0]) for i in first])
     return reporting.plot_examples(full_sky, patches, noisy_p, meta["classes"], noise.label, full.nside,
-                                   f"{sky.name} patch, nside {config.nside}", out, _savefig)
+                                   f"{sky.name} patch, nside {config.nside}", out, reporting.save_png)
 
 
 def plot_all(records: list[dict], config: ExperimentConfig, path: Path) -> list[Path]:
     """The three figures under ``out_dir``: examples.png, training_curves.png, accuracy_vs_noise.png."""
     out = Path(config.out_dir)
     return [plot_examples(path, config, out / "examples.png"),
-            reporting.plot_curves(records, out / "training_curves.png", _savefig),
-            reporting.plot_accuracy(records, out / "accuracy_vs_noise.png", _savefig, METHODS)]
+            reporting.plot_curves(records, out / "training_curves.png", reporting.save_png),
+            reporting.plot_accuracy(records, out / "accuracy_vs_noise.png", reporting.save_png, METHODS)]
