@@ -313,10 +313,9 @@ def test_interrupt_after_the_checkpoint_was_replaced(tmp_path, monkeypatch):
     save = training.save_checkpoint
 
     def save_then_interrupt(path, state):
-        if state["epoch"] == 2:
-            save(path, state)
-            raise KeyboardInterrupt
         save(path, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(training, "save_checkpoint", save_then_interrupt)
     with pytest.raises(TrainingInterrupted) as err:

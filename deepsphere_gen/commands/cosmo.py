@@ -52,7 +52,7 @@ def _common(p, with_outputs: bool = True) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size of the graph network")
     p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (cosine schedule)")
     p.add_argument("--seed", type=int, default=0, help="seed of the design, maps, noise and training")
-    p.add_argument("--data-dir", default=None, help="simulation cache (default $XDG_CACHE_HOME/deepsphere_gen/cosmo)")
+    p.add_argument("--data-dir", default=None, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
     p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

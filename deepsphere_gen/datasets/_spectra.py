@@ -27,6 +27,7 @@ __all__ = [
     "empty_beam_convergence",
     "hilbert2011_shift",
     "lognormal_shift",
+    "MILLENNIUM",
     "gaussian_beam",
     "pixel_window",
 ]
@@ -133,7 +134,7 @@ def hilbert2011_shift(z) -> np.ndarray:
 
 
 #: Cosmology of the Millennium Simulation, on which hilbert2011_shift was calibrated.
-_MILLENNIUM = dict(omega_m=0.25, sigma8=0.9)
+MILLENNIUM = Cosmology(0.25, 0.9)
 
 
 def lognormal_shift(cosmology: Cosmology) -> float:
@@ -147,7 +148,7 @@ def lognormal_shift(cosmology: Cosmology) -> float:
     """
     z, nz = source_nz()
     base = float(np.trapezoid(hilbert2011_shift(z) * nz, z))
-    ref = _empty_beam(_MILLENNIUM["omega_m"], _MILLENNIUM["sigma8"])
+    ref = _empty_beam(MILLENNIUM.omega_m, MILLENNIUM.sigma8)
     return base * empty_beam_convergence(cosmology) / ref
 
 

@@ -15,14 +15,14 @@ footprint's NESTED indices; read through a memory map), ``params_<split>.npy`` (
 ``spectra.npz`` (theory C_l per cosmology, shifts), ``footprint.npy`` (NESTED indices of
 copy 0) and ``metadata.json``.  Realisation r of cosmology c of a split is drawn from
 ``SeedSequence([seed, split, c, r])``: reproducible, independent of the other settings.
-The default data directory is ``$XDG_CACHE_HOME/deepsphere_gen/cosmo`` (``~/.cache/...``).
+The default data directory is ``cache_root() / "cosmo"`` (``~/.cache/deepsphere_gen/cosmo`` unless
+``$DEEPSPHERE_GEN_CACHE`` or ``$XDG_CACHE_HOME`` moves it).
 Noise is not stored: :class:`CosmoMapDataset` adds white shape noise per bin.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._cache_dirs import cache_root
+from .._validation import check_positive_int
 from ..sampling import check_nside
 from ._footprint import read_footprint
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, limit_threads, package_versions, read_metadata
@@ -50,9 +52,8 @@ def s8(omega_m, sigma8):
 
 
 def default_data_dir() -> Path:
-    """``$XDG_CACHE_HOME/deepsphere_gen/cosmo`` (XDG_CACHE_HOME defaults to ~/.cache)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "deepsphere_gen" / "cosmo"
+    """``cache_root() / "cosmo"`` (``$DEEPSPHERE_GEN_CACHE``, else ``$XDG_CACHE_HOME/deepsphere_gen``, see _cache_dirs)."""
+    return cache_root() / "cosmo"
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,7 @@ class CosmoGridConfig:
     def __post_init__(self):
         check_nside(self.nside)
         for name in ("n_bins", "n_train", "n_test", "n_real", "n_fiducial"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_positive_int(getattr(self, name), name)
         for name in ("omega_m_range", "sigma8_range"):
             lo, hi = getattr(self, name)
             if not lo < hi:

@@ -23,8 +23,9 @@ from functools import lru_cache
 import healpy as hp
 import numpy as np
 
+from .._validation import check_positive_int
 from ._lognormal import cl_to_xi, gauss_legendre, xi_to_cl
-from ._spectra import Cosmology, hilbert2011_shift, source_nz
+from ._spectra import MILLENNIUM, Cosmology, hilbert2011_shift, source_nz
 
 __all__ = [
     "redshift_bins",
@@ -35,14 +36,12 @@ __all__ = [
     "MILLENNIUM",
 ]
 
-#: cosmology of the Millennium Simulation, on which the shift fit was calibrated
-MILLENNIUM = Cosmology(0.25, 0.9)
-
 
 def _check_bins(n_bins) -> int:
-    if int(n_bins) != n_bins or not 1 <= n_bins <= 8:
+    n = check_positive_int(n_bins, "number of redshift bins")
+    if n > 8:
         raise ValueError(f"number of redshift bins must be an integer in [1, 8], got {n_bins!r}")
-    return int(n_bins)
+    return n
 
 
 @lru_cache(maxsize=8)

@@ -50,6 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from .._io import atomic_write_json
+from .._validation import check_positive_int
 from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
 from ..datasets.pseudo_cl import PseudoCl
 from ..datasets.shape_noise import DEFAULT_SIGMA_E, pixel_noise_std
@@ -57,6 +58,7 @@ from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
 from ..training import DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint, seed_everything
 from .cosmo_summaries import summary_features
+from .reporting import save_png
 
 __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
            "posterior_metrics", "calibration_scales", "summary_widths", "bootstrap_ratios", "pooling_plan",
@@ -106,8 +108,7 @@ class CosmoExperimentConfig:
         if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "batch_size"):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_positive_int(getattr(self, name), name)
 
     def noise_std(self) -> np.ndarray:
         """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
@@ -670,8 +671,7 @@ def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
             ax.set_title(f"{_LABELS[m]}: {name}")
     fig.tight_layout()
     paths = [out / "cosmo_predicted_vs_true.png"]
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
+    save_png(fig, paths[0])
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     fid = np.array(config.grid.fiducial)
@@ -700,6 +700,5 @@ def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
                  f"{config.ngal:g} gal/arcmin$^2$")
     fig.tight_layout()
     paths.append(out / "cosmo_fiducial_ellipses.png")
-    fig.savefig(paths[1], dpi=110)
-    plt.close(fig)
+    save_png(fig, paths[1])
     return paths

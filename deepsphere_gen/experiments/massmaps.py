@@ -62,6 +62,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._io import atomic_write
+from .._validation import check_positive_int
 from .._cache_dirs import default_data_dir
 from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, limit_threads, load_massmaps
 from ..datasets import builtin_footprint, read_footprint
@@ -204,10 +205,8 @@ class ExperimentConfig:
         if self.n_maps - n_test - n_val < 1:
             raise ValueError(f"{self.n_maps} maps per class leave no training map after {n_test} test and "
                              f"{n_val} validation map(s); use more maps")
-        if int(self.baseline_noise_draws) != self.baseline_noise_draws or self.baseline_noise_draws < 1:
-            raise ValueError(f"baseline_noise_draws must be a positive integer, got {self.baseline_noise_draws!r}")
-        if int(self.k) != self.k or self.k < 1:
-            raise ValueError(f"k (graph neighbours) must be a positive integer, got {self.k!r}")
+        check_positive_int(self.baseline_noise_draws, "baseline_noise_draws")
+        check_positive_int(self.k, "k (graph neighbours)")
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
         if int(self.min_steps) != self.min_steps or self.min_steps < 0:
             raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")
@@ -811,9 +810,8 @@ class ParallelRun:
     """
 
     def __init__(self, config: ExperimentConfig, path: Path, workers: int = 2, restart: bool = False):
-        if int(workers) != workers or workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        self.config, self.path, self.workers, self.restart = config, Path(path), int(workers), bool(restart)
+        self.config, self.path, self.restart = config, Path(path), bool(restart)
+        self.workers = check_positive_int(workers, "workers")
         self.baselines, self.training, self._pool = {}, [], None
 
     def _jobs(self):
@@ -963,14 +961,6 @@ def write_json(path, records: list[dict], config: ExperimentConfig, extra: dict 
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
-def _savefig(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    out = atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, bbox_inches="tight", format="png"))
-    plt.close(fig)
-    return out
-
-
 def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
     """Example maps of both cosmologies: full sky (averaged down to ``full_sky_nside``) and one
     equatorial patch of the largest patch level run (else 1/12), clean and with the strongest
@@ -991,12 +981,12 @@ def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
     patches = np.stack([to_square(clean.values(i)[0]) for i in first])
     noisy_p = np.stack([to_square(noisy.values(i)[0]) for i in first])
     return reporting.plot_examples(full_sky, patches, noisy_p, meta["classes"], noise.label, full.nside,
-                                   f"{sky.name} patch, nside {config.nside}", out, _savefig)
+                                   f"{sky.name} patch, nside {config.nside}", out, reporting.save_png)
 
 
 def plot_all(records: list[dict], config: ExperimentConfig, path: Path) -> list[Path]:
     """The three figures under ``out_dir``: examples.png, training_curves.png, accuracy_vs_noise.png."""
     out = Path(config.out_dir)
     return [plot_examples(path, config, out / "examples.png"),
-            reporting.plot_curves(records, out / "training_curves.png", _savefig),
-            reporting.plot_accuracy(records, out / "accuracy_vs_noise.png", _savefig, METHODS)]
+            reporting.plot_curves(records, out / "training_curves.png", reporting.save_png),
+            reporting.plot_accuracy(records, out / "accuracy_vs_noise.png", reporting.save_png, METHODS)]

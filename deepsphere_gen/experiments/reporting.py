@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["METHOD_NAMES", "wilson_interval", "format_table", "plot_examples", "plot_curves", "plot_accuracy"]
+from .._io import atomic_write
+
+__all__ = ["METHOD_NAMES", "wilson_interval", "format_table", "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
 
 #: readable method names for tables and figures
 METHOD_NAMES = {
@@ -80,6 +82,13 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_png(fig, path) -> Path:
+    """Write ``fig`` as a PNG (110 dpi, tight box) atomically to ``path`` and close it."""
+    out = atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, bbox_inches="tight", format="png"))
+    _plt().close(fig)
+    return out
 
 
 def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, classes: list[dict],

@@ -362,20 +362,26 @@ def test_disk_full_during_training(tmp_path, capsys, monkeypatch):
     assert not list((tmp_path / "out" / "checkpoints").glob("*"))  # no half-written checkpoint
 
 
-def test_ctrl_c_resumes_bit_identically(tmp_path, capsys, monkeypatch):
-    """Ctrl-C in epoch 2: one line, exit 130; the rerun resumes and ends where an uninterrupted run ends."""
-    args = [*TINY, "--epochs", "3"]
-    assert main(["massmaps", "train", *args, *_dirs(tmp_path / "whole")]) == 0
+def _interrupt_at_step(monkeypatch, n: int):
+    """AdamW.step raises KeyboardInterrupt at its n-th call; returns the original step (to restore)."""
     calls = {"n": 0}
     step = torch.optim.AdamW.step
 
     def interrupting_step(self, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 3:  # 8 training maps, batch 8: one step per epoch -> in epoch 3
+        if calls["n"] == n:
             raise KeyboardInterrupt
         return step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", interrupting_step)
+    return step
+
+
+def test_ctrl_c_resumes_bit_identically(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in epoch 2: one line, exit 130; the rerun resumes and ends where an uninterrupted run ends."""
+    args = [*TINY, "--epochs", "3"]
+    assert main(["massmaps", "train", *args, *_dirs(tmp_path / "whole")]) == 0
+    step = _interrupt_at_step(monkeypatch, 3)  # 8 training maps, batch 8: one step per epoch -> in epoch 3
     capsys.readouterr()
     cap = _fail(["train", *args, *_dirs(tmp_path / "cut")], capsys,
                 "interrupted after epoch 2 of 3 of fcn-sky1-noisenone", rc=cmd.EXIT_INTERRUPTED)
@@ -429,16 +435,7 @@ def test_parallel_run_resumes_and_shares_checkpoints(tmp_path, capfd, monkeypatc
     (same fingerprint, same records), and --restart retrains."""
     args = [*TINY, "--epochs", "3"]
     assert main(["massmaps", "train", *args, *_dirs(tmp_path / "whole")]) == 0
-    calls = {"n": 0}
-    step = torch.optim.AdamW.step
-
-    def interrupting_step(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return step(self, *a, **k)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", interrupting_step)
+    step = _interrupt_at_step(monkeypatch, 3)
     assert main(["massmaps", "train", *args, *_dirs(tmp_path / "cut")]) == cmd.EXIT_INTERRUPTED
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
     capfd.readouterr()
