@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import ducc0.misc as _ducc_misc
 import ducc0.sht.experimental as _ducc
 
 from ._healpy_convert import healpy_tables
 from ._sht_geometry import RingGeometry
 
-__all__ = ["DuccEngine", "LinearOperator"]
+__all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
 
 
 class LinearOperator(torch.autograd.Function):
@@ -55,13 +56,6 @@ class LinearOperator(torch.autograd.Function):
     def backward(ctx, grad):
         forward, adjoint = ctx.ops
         return LinearOperator.apply(grad, adjoint, forward), None, None
-
-
-def apply_linear(x: torch.Tensor, forward, adjoint) -> torch.Tensor:
-    """``forward(x)`` recorded for autograd (backward ``adjoint``) only when a gradient is needed."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return LinearOperator.apply(x, forward, adjoint)
-    return forward(x)
 
 
 def _conversion(L: int):
@@ -84,6 +78,35 @@ def _conversion(L: int):
     return to_alm, to_alm_f, to_real, to_real_f
 
 
+def ducc_grid(geom: RingGeometry) -> tuple[str, int, int] | None:
+    """(ducc0's name, ntheta, nphi) of the 2D grid that ``geom`` is, or None.
+
+    A grid: ring-major pixels, nphi samples on every ring from longitude 0, and either the
+    McEwen-Wiaux rule on MW's rings (L rings of 2L-1 samples, the last one the south pole
+    stored as one sample) or the quadrature rule with ducc0's own Gauss-Legendre or
+    Driscoll-Healy colatitudes and weights (``ducc0.misc.GL_thetas``,
+    ``get_gridweights``), with enough rings and samples for bandlimit L (so that ducc0's
+    2D functions accept it).
+    """
+    n, nphi = geom.nrings, int(geom.nphi[0])
+    if geom.order is not None or np.any(geom.phi0 != 0) or not np.array_equal(geom.start, np.arange(n) * nphi):
+        return None
+    if geom.rule == "mcewen-wiaux":
+        t = np.arange(n)
+        ok = (np.allclose(geom.theta, np.pi * (2 * t + 1) / (2 * n - 1), rtol=0, atol=1e-13)
+              and np.all(geom.nphi[:-1] == 2 * n - 1) and geom.nphi[-1] == 1 and n >= geom.L)
+        return ("MW", n, 2 * n - 1) if ok else None
+    if np.any(geom.nphi != nphi) or nphi < 2 * geom.L - 1:
+        return None
+    for name, theta, rings_needed in (("GL", _ducc_misc.GL_thetas(n), geom.L),
+                                      ("DH", np.pi * np.arange(n) / n, 2 * geom.L)):
+        w = _ducc.get_gridweights(name, n) / nphi
+        if (n >= rings_needed and np.allclose(geom.theta, theta, rtol=0, atol=1e-13)
+                and np.allclose(geom.weights, w, rtol=0, atol=1e-13 * np.abs(w).max())):
+            return name, n, nphi
+    return None
+
+
 #: analysis operator and its adjoint (method names of DuccEngine) per theta rule
 _RULES = {
     "quadrature": ("_analysis_quadrature", "_adjoint_analysis_quadrature"),
@@ -95,7 +118,7 @@ class DuccEngine:
     """The four linear operators of one ring geometry on CPU tensors, each with its adjoint.
 
     ``synthesis`` (coeffs (B, L*L, C) -> maps (B, npix, C)), ``analysis`` (maps -> coeffs):
-    autograd-aware (see :func:`apply_linear`); float32 and float64 (ducc0 computes in the
+    recorded for autograd (:class:`LinearOperator`) only when the input needs a gradient; float32 and float64 (ducc0 computes in the
     input's precision).  Cost: ducc0's O(L^2 nrings) per map; conversions O(L^2 + npix).
     """
 
@@ -108,105 +131,170 @@ class DuccEngine:
             ringstart=geom.start.astype(np.uintp), lmax=geom.L - 1, spin=0,
         )
         self._ringfactor = geom.weights
+        self._nalm = geom.L * (geom.L + 1) // 2
+        self._grid = ducc_grid(geom)
+        if self._grid is not None:
+            name, nt, nphi = self._grid
+            self._kw2d_adj = dict(lmax=geom.L - 1, spin=0, geometry=name)  # map shape gives ntheta, nphi
+            self._kw2d = dict(self._kw2d_adj, ntheta=nt, nphi=nphi)
         self._order = geom.order
         self._unorder = None if geom.order is None else np.argsort(geom.order)
         to_alm, to_alm_f, to_real, to_real_f = _conversion(geom.L)
-        self._to_alm, self._to_real = to_alm, to_real
-        self._factors = {np.dtype(t): (to_alm_f.astype(t), to_real_f.astype(t)) for t in (np.float32, np.float64)}
-        if geom.rule == "mcewen-wiaux":
-            self._check_mw(geom)
+        # keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, complex
+        # dtype), complex -> (gather back into the real layout, factors, real dtype)
+        self._tables = {}
+        for t, c in ((np.dtype(np.float32), np.dtype(np.complex64)), (np.dtype(np.float64), np.dtype(np.complex128))):
+            self._tables[t] = (to_alm, to_alm_f.astype(t), c)
+            self._tables[c] = (to_real, to_real_f.astype(t), t)
+        if geom.rule == "mcewen-wiaux" and (self._grid is None or self._grid[0] != "MW"):
+            raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
+                             "the last one the south pole as one sample, ring-major pixels)")
         analysis, adjoint = _RULES[geom.rule]
         self._analysis, self._adjoint_analysis = getattr(self, analysis), getattr(self, adjoint)
 
-    @staticmethod
-    def _check_mw(geom: RingGeometry) -> None:
-        n = geom.nrings
-        t = np.arange(n)
-        ok = (np.allclose(geom.theta, np.pi * (2 * t + 1) / (2 * n - 1)) and np.all(geom.nphi[:-1] == 2 * n - 1)
-              and geom.nphi[-1] == 1 and np.all(geom.phi0 == 0) and geom.order is None)
-        if not ok:
-            raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
-                             "the last one the south pole as one sample, ring-major pixels)")
-
     # ------------------------------------------------------------------ public operators
+    # An input that needs no gradient skips the autograd Function (same values; the Function
+    # costs ~10 us a call, a third of a transform at L = 32).
     def synthesis(self, coeffs: torch.Tensor) -> torch.Tensor:
         """coeffs (B, L*L, C) -> maps (B, npix, C); backward: ``adjoint_synthesis``."""
-        return apply_linear(coeffs, self._synthesis, self._adjoint_synthesis)
+        if coeffs.requires_grad and torch.is_grad_enabled():
+            return LinearOperator.apply(coeffs, self._synthesis, self._adjoint_synthesis)
+        return self._synthesis(coeffs)
 
     def analysis(self, maps: torch.Tensor) -> torch.Tensor:
         """maps (B, npix, C) -> coeffs (B, L*L, C) by the geometry's theta rule; backward: its adjoint."""
-        return apply_linear(maps, self._analysis, self._adjoint_analysis)
+        if maps.requires_grad and torch.is_grad_enabled():
+            return LinearOperator.apply(maps, self._analysis, self._adjoint_analysis)
+        return self._analysis(maps)
 
     # ------------------------------------------------------------------ layouts
+    # One map (B * C == 1, the latency-bound case) takes flat 1-D gathers; several maps one
+    # strided gather along the pixel / coefficient axis (no transpose copy first).
     def _alm(self, coeffs: torch.Tensor) -> np.ndarray:
         """(B, L*L, C) tensor -> (B*C, 1, nalm) complex ducc0 coefficients."""
         r = (coeffs.detach() if coeffs.requires_grad else coeffs).numpy()
-        B, n, C = r.shape
-        r = r.reshape(B, n) if C == 1 else r.transpose(0, 2, 1).reshape(B * C, n)
-        f = self._factors[r.dtype][0]
-        ri = np.take(r, self._to_alm, axis=1)
+        B, _, C = r.shape
+        to_alm, f, cdt = self._tables[r.dtype]
+        if B * C == 1:
+            ri = r.take(to_alm)
+            ri *= f
+            return ri.view(cdt)[None, None]
+        ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2)  # (B, C, 2 nalm), contiguous
         ri *= f
-        return ri.view(np.complex64 if r.dtype == np.float32 else np.complex128)[:, None, :]
+        return ri.view(cdt).reshape(B * C, 1, -1)
 
     def _real(self, alm: np.ndarray, B: int, C: int) -> torch.Tensor:
         """(B*C, 1, nalm) complex -> (B, L*L, C) real tensor."""
-        ri = alm.reshape(B * C, -1).view(np.float32 if alm.dtype == np.complex64 else np.float64)
-        r = np.take(ri, self._to_real, axis=1)
-        r *= self._factors[r.dtype][1]
+        to_real, f, rdt = self._tables[alm.dtype]
+        ri = alm.view(rdt)
+        if B * C == 1:
+            r = ri.take(to_real)
+            r *= f
+            return torch.from_numpy(r.reshape(1, -1, 1))
+        r = np.take(ri.reshape(B * C, -1), to_real, axis=1)
+        r *= f
         return torch.from_numpy(r.reshape(B, C, -1).transpose(0, 2, 1))
 
     def _ring_major(self, maps: torch.Tensor) -> np.ndarray:
         """(B, npix, C) tensor -> (B*C, 1, npix) ring-major array."""
         x = (maps.detach() if maps.requires_grad else maps).numpy()
         B, n, C = x.shape
+        if B * C == 1:
+            return x.reshape(1, 1, n) if self._order is None else x.take(self._order)[None, None]
         x = x.transpose(0, 2, 1)
-        if self._order is not None:
-            x = np.take(x, self._order, axis=2)
-        return np.ascontiguousarray(x).reshape(B * C, 1, n)
+        x = np.ascontiguousarray(x) if self._order is None else np.take(x, self._order, axis=2)
+        return x.reshape(B * C, 1, n)
 
     def _pixels(self, ring: np.ndarray, B: int, C: int) -> torch.Tensor:
         """(B*C, 1, npix) ring-major -> (B, npix, C) tensor in the maps' pixel order."""
+        if B * C == 1:
+            return torch.from_numpy(ring.reshape(1, -1, 1) if self._unorder is None
+                                    else ring.take(self._unorder).reshape(1, -1, 1))
         x = ring.reshape(B, C, -1)
         if self._unorder is not None:
             x = np.take(x, self._unorder, axis=2)
         return torch.from_numpy(x.transpose(0, 2, 1))
 
     # ------------------------------------------------------------------ operators (no autograd)
-    def _synthesis(self, coeffs, ringfactor=None):
+    # One map on one of ducc0's own 2D grids (``self._grid``) goes through ducc0's 2D functions:
+    # same nodes and weights (checked at construction), so the same operators to rounding, minus
+    # the per-ring geometry arguments (~1.5 us of a ~22 us transform at L = 32).  Several maps
+    # go through the ring functions, which transform a batch in one call.
+    def _synthesis(self, coeffs):
         B, _, C = coeffs.shape
-        out = _ducc.synthesis(alm=self._alm(coeffs), ringfactor=ringfactor, nthreads=torch.get_num_threads(),
-                              **self._kw)
+        alm = self._alm(coeffs)
+        if self._grid is not None and B * C == 1:
+            out = _ducc.synthesis_2d(alm=alm[0], nthreads=torch.get_num_threads(), **self._kw2d)
+            if self._grid[0] == "MW":  # the pole ring's first sample
+                out = out.reshape(-1)[: self.geom.npix]
+            return self._pixels(out, 1, 1)
+        out = _ducc.synthesis(alm=alm, nthreads=torch.get_num_threads(), **self._kw)
         return self._pixels(out, B, C)
 
-    def _adjoint_synthesis(self, maps, ringfactor=None):
+    def _adjoint_synthesis(self, maps):
         B, _, C = maps.shape
-        alm = _ducc.adjoint_synthesis(map=self._ring_major(maps), ringfactor=ringfactor,
-                                      nthreads=torch.get_num_threads(), **self._kw)
+        x = self._ring_major(maps)
+        if self._grid is not None and B * C == 1:
+            alm = _ducc.adjoint_synthesis_2d(map=self._on_grid(x, pole="first"), nthreads=torch.get_num_threads(),
+                                             **self._kw2d_adj)
+            return self._real(alm, 1, 1)
+        alm = _ducc.adjoint_synthesis(map=x, nthreads=torch.get_num_threads(), **self._kw)
         return self._real(alm, B, C)
 
     def _analysis_quadrature(self, maps):
-        return self._adjoint_synthesis(maps, self._ringfactor)
+        B, _, C = maps.shape
+        x = self._ring_major(maps)
+        if self._grid is not None and B * C == 1:
+            alm = _ducc.analysis_2d(map=self._on_grid(x), nthreads=torch.get_num_threads(), **self._kw2d_adj)
+            return self._real(alm, 1, 1)
+        alm = _ducc.adjoint_synthesis(map=x, ringfactor=self._ringfactor, nthreads=torch.get_num_threads(), **self._kw)
+        return self._real(alm, B, C)
 
     def _adjoint_analysis_quadrature(self, coeffs):
-        return self._synthesis(coeffs, self._ringfactor)
+        B, _, C = coeffs.shape
+        alm = self._alm(coeffs)
+        if self._grid is not None and B * C == 1:
+            out = _ducc.adjoint_analysis_2d(alm=alm[0], nthreads=torch.get_num_threads(), **self._kw2d)
+            return self._pixels(out.reshape(1, 1, -1), 1, 1)
+        out = _ducc.synthesis(alm=alm, ringfactor=self._ringfactor, nthreads=torch.get_num_threads(), **self._kw)
+        return self._pixels(out, B, C)
+
+    def _on_grid(self, x: np.ndarray, pole: str = "repeat") -> np.ndarray:
+        """(K, 1, npix) ring-major maps -> (K, ntheta, nphi) on ducc0's 2D grid.  MW's pole sample
+        is repeated along its ring (analysis: the function's value there) or put in its first
+        sample with zeros after it (``pole="first"``: adjoint of taking the first sample)."""
+        _, nt, nphi = self._grid
+        if x.shape[-1] == nt * nphi:
+            return x.reshape(-1, nt, nphi)
+        g = np.empty((x.shape[0], nt, nphi), dtype=x.dtype)
+        g[:, :-1] = x[:, 0, :-1].reshape(-1, nt - 1, nphi)
+        if pole == "first":
+            g[:, -1] = 0
+            g[:, -1, 0] = x[:, 0, -1]
+        else:
+            g[:, -1] = x[:, 0, -1:]
+        return g
 
     def _analysis_mw(self, maps):
+        """McEwen-Wiaux's exact rule: ducc0's ``analysis_2d`` per map (it takes one map per call),
+        written into one output array."""
         B, _, C = maps.shape
-        n = self.geom.nrings
-        x = self._ring_major(maps)[:, 0]
-        grid = np.empty((x.shape[0], n, 2 * n - 1), dtype=x.dtype)
-        grid[:, :-1] = x[:, :-1].reshape(x.shape[0], n - 1, 2 * n - 1)
-        grid[:, -1] = x[:, -1:]
-        alm = np.stack([_ducc.analysis_2d(map=g[None], lmax=self.L - 1, spin=0, geometry="MW",
-                                          nthreads=torch.get_num_threads()) for g in grid])
+        grid = self._on_grid(self._ring_major(maps))
+        alm = np.empty((grid.shape[0], 1, self._nalm), dtype=np.result_type(grid.dtype, np.complex64))
+        for g, a in zip(grid, alm):
+            _ducc.analysis_2d(map=g[None], alm=a, nthreads=torch.get_num_threads(), **self._kw2d_adj)
         return self._real(alm, B, C)
 
     def _adjoint_analysis_mw(self, coeffs):
+        """Adjoint of :meth:`_analysis_mw`: ``adjoint_analysis_2d`` per map, the pole ring summed
+        back onto its sample."""
         B, _, C = coeffs.shape
-        n = self.geom.nrings
+        _, nt, nphi = self._grid
         alm = self._alm(coeffs)
-        grid = np.stack([_ducc.adjoint_analysis_2d(alm=a, lmax=self.L - 1, spin=0, geometry="MW", ntheta=n,
-                                                   nphi=2 * n - 1, nthreads=torch.get_num_threads())[0]
-                         for a in alm])
-        x = np.concatenate([grid[:, :-1].reshape(grid.shape[0], -1), grid[:, -1].sum(axis=1, keepdims=True)], 1)
+        grid = np.empty((alm.shape[0], nt, nphi), dtype=alm.real.dtype)
+        for a, g in zip(alm, grid):
+            _ducc.adjoint_analysis_2d(alm=a, map=g[None], nthreads=torch.get_num_threads(), **self._kw2d)
+        x = np.empty((grid.shape[0], 1, self.geom.npix), dtype=grid.dtype)
+        x[:, 0, :-1] = grid[:, :-1].reshape(grid.shape[0], -1)
+        x[:, 0, -1] = grid[:, -1].sum(axis=1)
         return self._pixels(x, B, C)
