@@ -139,13 +139,17 @@ class DuccEngine:
             self._kw2d = dict(self._kw2d_adj, ntheta=nt, nphi=nphi)
         self._order = geom.order
         self._unorder = None if geom.order is None else np.argsort(geom.order)
+        if geom.order is not None:  # one map's gathers, shaped as their outputs
+            self._order_one, self._unorder_one = geom.order[None], self._unorder[None, :, None]
         to_alm, to_alm_f, to_real, to_real_f = _conversion(geom.L)
         # keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, complex
-        # dtype), complex -> (gather back into the real layout, factors, real dtype)
+        # dtype), complex -> (gather back into the real layout, factors, real dtype); each index and
+        # factor array also shaped as one map's output: (1, 2 nalm) and (1, L*L, 1)
         self._tables = {}
         for t, c in ((np.dtype(np.float32), np.dtype(np.complex64)), (np.dtype(np.float64), np.dtype(np.complex128))):
-            self._tables[t] = (to_alm, to_alm_f.astype(t), c)
-            self._tables[c] = (to_real, to_real_f.astype(t), t)
+            fa, fr = to_alm_f.astype(t), to_real_f.astype(t)
+            self._tables[t] = (to_alm, fa, to_alm[None], fa[None], c)
+            self._tables[c] = (to_real, fr, to_real[None, :, None], fr[None, :, None], t)
         if geom.rule == "mcewen-wiaux" and (self._grid is None or self._grid[0] != "MW"):
             raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
                              "the last one the south pole as one sample, ring-major pixels)")
@@ -168,52 +172,72 @@ class DuccEngine:
         return self._analysis(maps)
 
     # ------------------------------------------------------------------ layouts
-    # One map (B * C == 1, the latency-bound case) takes flat 1-D gathers; several maps one
-    # strided gather along the pixel / coefficient axis (no transpose copy first).
+    # One map (B * C == 1, the latency-bound case) takes flat gathers whose index arrays have
+    # the output's shape (no reshape after them); several maps one strided gather along the
+    # pixel / coefficient axis (no transpose copy first).
     def _alm(self, coeffs: torch.Tensor) -> np.ndarray:
-        """(B, L*L, C) tensor -> (B*C, 1, nalm) complex ducc0 coefficients."""
+        """(B, L*L, C) tensor -> (B*C, nalm) complex ducc0 coefficients."""
         r = (coeffs.detach() if coeffs.requires_grad else coeffs).numpy()
         B, _, C = r.shape
-        to_alm, f, cdt = self._tables[r.dtype]
+        to_alm, f, one, f_one, cdt = self._tables[r.dtype]
         if B * C == 1:
-            ri = r.take(to_alm)
-            ri *= f
-            return ri.view(cdt)[None, None]
+            ri = r.take(one)  # (1, 2 nalm)
+            ri *= f_one
+            return ri.view(cdt)
         ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2)  # (B, C, 2 nalm), contiguous
         ri *= f
-        return ri.view(cdt).reshape(B * C, 1, -1)
+        return ri.view(cdt).reshape(B * C, -1)
 
     def _real(self, alm: np.ndarray, B: int, C: int) -> torch.Tensor:
-        """(B*C, 1, nalm) complex -> (B, L*L, C) real tensor."""
-        to_real, f, rdt = self._tables[alm.dtype]
+        """(B*C, [1,] nalm) complex -> (B, L*L, C) real tensor."""
+        to_real, f, one, f_one, rdt = self._tables[alm.dtype]
         ri = alm.view(rdt)
         if B * C == 1:
-            r = ri.take(to_real)
-            r *= f
-            return torch.from_numpy(r.reshape(1, -1, 1))
+            r = ri.take(one)  # (1, L*L, 1)
+            r *= f_one
+            return torch.from_numpy(r)
         r = np.take(ri.reshape(B * C, -1), to_real, axis=1)
         r *= f
         return torch.from_numpy(r.reshape(B, C, -1).transpose(0, 2, 1))
 
     def _ring_major(self, maps: torch.Tensor) -> np.ndarray:
-        """(B, npix, C) tensor -> (B*C, 1, npix) ring-major array."""
+        """(B, npix, C) tensor -> (B*C, npix) ring-major array."""
         x = (maps.detach() if maps.requires_grad else maps).numpy()
         B, n, C = x.shape
         if B * C == 1:
-            return x.reshape(1, 1, n) if self._order is None else x.take(self._order)[None, None]
+            return x.reshape(1, n) if self._order is None else x.take(self._order_one)
         x = x.transpose(0, 2, 1)
         x = np.ascontiguousarray(x) if self._order is None else np.take(x, self._order, axis=2)
-        return x.reshape(B * C, 1, n)
+        return x.reshape(B * C, n)
 
     def _pixels(self, ring: np.ndarray, B: int, C: int) -> torch.Tensor:
-        """(B*C, 1, npix) ring-major -> (B, npix, C) tensor in the maps' pixel order."""
+        """(B*C, [1,] npix) ring-major -> (B, npix, C) tensor in the maps' pixel order."""
         if B * C == 1:
-            return torch.from_numpy(ring.reshape(1, -1, 1) if self._unorder is None
-                                    else ring.take(self._unorder).reshape(1, -1, 1))
+            return torch.from_numpy(ring.reshape(1, -1, 1) if self._unorder is None else ring.take(self._unorder_one))
         x = ring.reshape(B, C, -1)
         if self._unorder is not None:
             x = np.take(x, self._unorder, axis=2)
         return torch.from_numpy(x.transpose(0, 2, 1))
+
+    def _on_grid(self, x: np.ndarray, pole: str = "repeat") -> np.ndarray:
+        """(K, npix) ring-major maps -> (K, ntheta, nphi) on ducc0's 2D grid.  MW's pole sample
+        is repeated along its ring (analysis: the function's value there) or put in its first
+        sample with zeros after it (``pole="first"``: adjoint of taking the first sample)."""
+        _, nt, nphi = self._grid
+        if x.shape[-1] == nt * nphi:
+            return x.reshape(-1, nt, nphi)
+        g = np.empty((x.shape[0], nt, nphi), dtype=x.dtype)
+        g[:, :-1] = x[:, :-1].reshape(-1, nt - 1, nphi)
+        if pole == "first":
+            g[:, -1] = 0
+            g[:, -1, 0] = x[:, -1]
+        else:
+            g[:, -1] = x[:, -1:]
+        return g
+
+    def _off_grid(self, g: np.ndarray) -> np.ndarray:
+        """(K, ntheta, nphi) ducc0 2D grid -> (K, npix) ring-major maps (MW: the pole ring's first sample)."""
+        return g.reshape(g.shape[0], -1)[:, : self.geom.npix]
 
     # ------------------------------------------------------------------ operators (no autograd)
     # One map on one of ducc0's own 2D grids (``self._grid``) goes through ducc0's 2D functions:
@@ -224,11 +248,9 @@ class DuccEngine:
         B, _, C = coeffs.shape
         alm = self._alm(coeffs)
         if self._grid is not None and B * C == 1:
-            out = _ducc.synthesis_2d(alm=alm[0], nthreads=torch.get_num_threads(), **self._kw2d)
-            if self._grid[0] == "MW":  # the pole ring's first sample
-                out = out.reshape(-1)[: self.geom.npix]
-            return self._pixels(out, 1, 1)
-        out = _ducc.synthesis(alm=alm, nthreads=torch.get_num_threads(), **self._kw)
+            out = _ducc.synthesis_2d(alm=alm, nthreads=torch.get_num_threads(), **self._kw2d)
+            return self._pixels(self._off_grid(out) if self._grid[0] == "MW" else out, 1, 1)
+        out = _ducc.synthesis(alm=alm[:, None], nthreads=torch.get_num_threads(), **self._kw)
         return self._pixels(out, B, C)
 
     def _adjoint_synthesis(self, maps):
@@ -237,8 +259,8 @@ class DuccEngine:
         if self._grid is not None and B * C == 1:
             alm = _ducc.adjoint_synthesis_2d(map=self._on_grid(x, pole="first"), nthreads=torch.get_num_threads(),
                                              **self._kw2d_adj)
-            return self._real(alm, 1, 1)
-        alm = _ducc.adjoint_synthesis(map=x, nthreads=torch.get_num_threads(), **self._kw)
+        else:
+            alm = _ducc.adjoint_synthesis(map=x[:, None], nthreads=torch.get_num_threads(), **self._kw)
         return self._real(alm, B, C)
 
     def _analysis_quadrature(self, maps):
@@ -246,43 +268,30 @@ class DuccEngine:
         x = self._ring_major(maps)
         if self._grid is not None and B * C == 1:
             alm = _ducc.analysis_2d(map=self._on_grid(x), nthreads=torch.get_num_threads(), **self._kw2d_adj)
-            return self._real(alm, 1, 1)
-        alm = _ducc.adjoint_synthesis(map=x, ringfactor=self._ringfactor, nthreads=torch.get_num_threads(), **self._kw)
+        else:
+            alm = _ducc.adjoint_synthesis(map=x[:, None], ringfactor=self._ringfactor,
+                                          nthreads=torch.get_num_threads(), **self._kw)
         return self._real(alm, B, C)
 
     def _adjoint_analysis_quadrature(self, coeffs):
         B, _, C = coeffs.shape
         alm = self._alm(coeffs)
         if self._grid is not None and B * C == 1:
-            out = _ducc.adjoint_analysis_2d(alm=alm[0], nthreads=torch.get_num_threads(), **self._kw2d)
-            return self._pixels(out.reshape(1, 1, -1), 1, 1)
-        out = _ducc.synthesis(alm=alm, ringfactor=self._ringfactor, nthreads=torch.get_num_threads(), **self._kw)
-        return self._pixels(out, B, C)
-
-    def _on_grid(self, x: np.ndarray, pole: str = "repeat") -> np.ndarray:
-        """(K, 1, npix) ring-major maps -> (K, ntheta, nphi) on ducc0's 2D grid.  MW's pole sample
-        is repeated along its ring (analysis: the function's value there) or put in its first
-        sample with zeros after it (``pole="first"``: adjoint of taking the first sample)."""
-        _, nt, nphi = self._grid
-        if x.shape[-1] == nt * nphi:
-            return x.reshape(-1, nt, nphi)
-        g = np.empty((x.shape[0], nt, nphi), dtype=x.dtype)
-        g[:, :-1] = x[:, 0, :-1].reshape(-1, nt - 1, nphi)
-        if pole == "first":
-            g[:, -1] = 0
-            g[:, -1, 0] = x[:, 0, -1]
+            out = _ducc.adjoint_analysis_2d(alm=alm, nthreads=torch.get_num_threads(), **self._kw2d)
         else:
-            g[:, -1] = x[:, 0, -1:]
-        return g
+            out = _ducc.synthesis(alm=alm[:, None], ringfactor=self._ringfactor, nthreads=torch.get_num_threads(),
+                                  **self._kw)
+        return self._pixels(out, B, C)
 
     def _analysis_mw(self, maps):
         """McEwen-Wiaux's exact rule: ducc0's ``analysis_2d`` per map (it takes one map per call),
         written into one output array."""
         B, _, C = maps.shape
         grid = self._on_grid(self._ring_major(maps))
-        alm = np.empty((grid.shape[0], 1, self._nalm), dtype=np.result_type(grid.dtype, np.complex64))
-        for g, a in zip(grid, alm):
-            _ducc.analysis_2d(map=g[None], alm=a, nthreads=torch.get_num_threads(), **self._kw2d_adj)
+        alm = np.empty((grid.shape[0], self._nalm), dtype=np.result_type(grid.dtype, np.complex64))
+        for k in range(grid.shape[0]):
+            _ducc.analysis_2d(map=grid[k : k + 1], alm=alm[k : k + 1], nthreads=torch.get_num_threads(),
+                              **self._kw2d_adj)
         return self._real(alm, B, C)
 
     def _adjoint_analysis_mw(self, coeffs):
@@ -292,9 +301,9 @@ class DuccEngine:
         _, nt, nphi = self._grid
         alm = self._alm(coeffs)
         grid = np.empty((alm.shape[0], nt, nphi), dtype=alm.real.dtype)
-        for a, g in zip(alm, grid):
-            _ducc.adjoint_analysis_2d(alm=a, map=g[None], nthreads=torch.get_num_threads(), **self._kw2d)
-        x = np.empty((grid.shape[0], 1, self.geom.npix), dtype=grid.dtype)
-        x[:, 0, :-1] = grid[:, :-1].reshape(grid.shape[0], -1)
-        x[:, 0, -1] = grid[:, -1].sum(axis=1)
+        for k in range(alm.shape[0]):
+            _ducc.adjoint_analysis_2d(alm=alm[k : k + 1], map=grid[k : k + 1], nthreads=torch.get_num_threads(),
+                                      **self._kw2d)
+        x = self._off_grid(grid).copy()
+        x[:, -1] = grid[:, -1].sum(axis=1)
         return self._pixels(x, B, C)
