@@ -25,6 +25,20 @@ def test_quadrature_is_exact_for_bandlimit(cls, L):
     np.testing.assert_allclose(gram, np.eye(L * L), atol=1e-12)
 
 
+def test_gauss_legendre_weights_exact_at_large_bandlimit():
+    # int_{-1}^{1} P_l(x)^2 dx = 2 / (2l + 1) by the L-node rule for l < L, to rounding even at
+    # L = 2048 (numpy's leggauss weights were off by 1e-10 there)
+    from scipy.special import eval_legendre
+
+    L = 2048
+    s = GaussLegendreSampling(L)
+    x = np.cos(s.theta_1d)
+    w = s.rings().weights * s.nphi / (2 * np.pi)
+    assert np.all(np.diff(s.theta_1d) > 0)
+    for l in (7, L // 2, L - 1):
+        assert abs((w * eval_legendre(l, x) ** 2).sum() * (2 * l + 1) / 2 - 1) < 1e-13
+
+
 def test_grid_sizes():
     L = 10
     assert DriscollHealySampling(L).shape == (2 * L, 2 * L)
