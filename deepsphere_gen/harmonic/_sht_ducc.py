@@ -35,6 +35,9 @@ tables 3 * L^2 int64 / float entries.
 """
 from __future__ import annotations
 
+import math
+import threading
+
 import numpy as np
 import torch
 import ducc0.misc as _ducc_misc
@@ -44,6 +47,13 @@ from ._healpy_convert import healpy_tables
 from ._sht_geometry import RingGeometry
 
 __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
+
+#: work arrays (converted coefficients, RING-ordered maps) of this many bytes are kept per engine
+#: and thread between calls: a fresh array above glibc's mmap threshold comes back from the
+#: kernel page by page (~2.4 us per 4 KiB page on the development VM: 1500 page faults, 3.7 ms,
+#: +50 % for 8 HEALPix maps at nside 64); smaller ones are fresh (no faults), larger ones too
+#: (faults are then a few % of the transform, and they would stay allocated).
+WORK_BYTES = (2**17, 2**25)
 
 
 class LinearOperator(torch.autograd.Function):
@@ -117,8 +127,8 @@ class DuccEngine:
     """The four linear operators of one ring geometry on CPU tensors, each with its adjoint.
 
     ``synthesis`` (coeffs (B, L*L, C) -> maps (B, npix, C)), ``analysis`` (maps -> coeffs):
-    recorded for autograd (:class:`LinearOperator`) only when the input needs a gradient; float32 and float64 (ducc0 computes in the
-    input's precision).  Cost: ducc0's O(L^2 nrings) per map; conversions O(L^2 + npix).
+    recorded for autograd (:class:`LinearOperator`) only when the input needs a gradient;
+    float32 and float64 (ducc0 computes in the input's precision).  Cost: ducc0's O(L^2 nrings) per map; conversions O(L^2 + npix).
     """
 
     name = "ducc0"
@@ -130,6 +140,9 @@ class DuccEngine:
             ringstart=geom.start.astype(np.uintp), lmax=geom.L - 1, spin=0,
         )
         self._ringfactor = geom.weights
+        self._scratch = threading.local()
+        # one float64 map's coefficients / pixels below the work-array size: fresh arrays, no lookup
+        self._small = (geom.L * (geom.L + 1) * 8 < WORK_BYTES[0], geom.npix * 8 < WORK_BYTES[0])
         self._nalm = geom.L * (geom.L + 1) // 2
         self._grid = ducc_grid(geom)
         if self._grid is not None:
@@ -138,7 +151,7 @@ class DuccEngine:
             self._kw2d = dict(self._kw2d_adj, ntheta=nt, nphi=nphi)
         self._order = geom.order
         self._unorder = None if geom.order is None else np.argsort(geom.order)
-        if geom.order is not None:  # one map's gathers, shaped as their outputs
+        if geom.order is not None:  # one map's gathers, index shaped as their outputs
             self._order_one, self._unorder_one = geom.order[None], self._unorder[None, :, None]
         to_alm, to_alm_f, to_real, to_real_f = _conversion(geom.L)
         # keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, complex
@@ -168,21 +181,33 @@ class DuccEngine:
             return LinearOperator.apply(maps, self._analysis, self._adjoint_analysis)
         return self._analysis(maps)
 
-    # ------------------------------------------------------------------ layouts
+    def _work(self, name: str, shape: tuple, dtype) -> np.ndarray | None:
+        """This thread's kept work array ``name`` of ``shape`` / ``dtype`` (see :data:`WORK_BYTES`),
+        or None where the size calls for a fresh one.  Never returned to the caller."""
+        if not WORK_BYTES[0] <= math.prod(shape) * dtype.itemsize <= WORK_BYTES[1]:  # (dtype: a numpy dtype)
+            return None
+        a = getattr(self._scratch, name, None)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = np.empty(shape, dtype)
+            setattr(self._scratch, name, a)
+        return a
+
+    # ------------------------------------------------------------------ coefficient layouts
     # One map (B * C == 1, the latency-bound case) takes flat gathers whose index arrays have
-    # the output's shape (no reshape after them); several maps one strided gather along the
-    # pixel / coefficient axis (no transpose copy first).
+    # the output's shape (no reshape after them); several maps one gather along the
+    # coefficient axis.
     def _alm(self, coeffs: torch.Tensor) -> np.ndarray:
-        """(B, L*L, C) tensor -> (B*C, nalm) complex ducc0 coefficients."""
+        """(B, L*L, C) tensor -> (B*C, nalm) complex ducc0 coefficients (map b * C + c)."""
         r = (coeffs.detach() if coeffs.requires_grad else coeffs).numpy()
         B, _, C = r.shape
         to_alm, f, one, f_one, cdt = self._tables[r.dtype]
         if B * C == 1:
-            ri = r.take(one)  # (1, 2 nalm)
+            w = None if self._small[0] else self._work("alm", one.shape, r.dtype)
+            ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
             ri *= f_one
             return ri.view(cdt)
-        ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2)  # (B, C, 2 nalm), contiguous
-        ri *= f
+        ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=self._work("alm", (B, C, to_alm.size), r.dtype))
+        ri *= f  # (B, C, 2 nalm), contiguous
         return ri.view(cdt).reshape(B * C, -1)
 
     def _real(self, alm: np.ndarray, B: int, C: int) -> torch.Tensor:
@@ -197,28 +222,51 @@ class DuccEngine:
         r *= f
         return torch.from_numpy(r.reshape(B, C, -1).transpose(0, 2, 1))
 
-    def _ring_major(self, maps: torch.Tensor) -> np.ndarray:
-        """(B, npix, C) tensor -> (B*C, npix) ring-major array."""
+    # ------------------------------------------------------------------ calls into ducc0
+    # ducc0 reads strided arrays, so the maps of our (B, npix, C) layout are handed over as views
+    # (the C maps of one batch entry: a (C, 1, npix) view with pixel stride C), without a
+    # transpose copy; HEALPix NESTED maps take one row gather to / from RING order.
+    def _coeffs_from(self, fn, maps: torch.Tensor, **kw) -> np.ndarray:
+        """ducc0 ring function ``fn`` (maps -> coefficients), C maps per call: (B, npix, C) -> (B*C, [1,] nalm)."""
         x = (maps.detach() if maps.requires_grad else maps).numpy()
         B, n, C = x.shape
-        if B * C == 1:
-            return x.reshape(1, n) if self._order is None else x.take(self._order_one)
-        x = x.transpose(0, 2, 1)
-        x = np.ascontiguousarray(x) if self._order is None else np.take(x, self._order, axis=2)
-        return x.reshape(B * C, n)
+        nthreads = torch.get_num_threads()
+        cdt = self._tables[x.dtype][4]
+        if B * C == 1:  # flat gathers (numpy's fastest)
+            if self._small[1]:
+                return fn(map=x.reshape(1, n) if self._order is None else x.take(self._order_one), nthreads=nthreads,
+                          **kw, **self._kw)
+            if self._order is not None:
+                w = self._work("maps", (1, n), x.dtype)
+                x = x.take(self._order_one) if w is None else x.take(self._order_one, out=w)
+            return fn(map=x.reshape(1, n), alm=self._work("alm_out", (1, self._nalm), cdt), nthreads=nthreads, **kw,
+                      **self._kw)
+        if self._order is not None:
+            x = np.take(x, self._order, axis=1, out=self._work("maps", x.shape, x.dtype))
+        alm = self._work("alm_out", (B * C, 1, self._nalm), cdt)
+        alm = np.empty((B * C, 1, self._nalm), dtype=cdt) if alm is None else alm
+        for b in range(B):
+            fn(map=x[b].T[:, None], alm=alm[b * C : (b + 1) * C], nthreads=nthreads, **kw, **self._kw)
+        return alm
 
-    def _pixels(self, ring: np.ndarray, B: int, C: int) -> torch.Tensor:
-        """(B*C, [1,] npix) ring-major -> (B, npix, C) tensor in the maps' pixel order."""
+    def _maps_from(self, fn, alm: np.ndarray, B: int, C: int, **kw) -> torch.Tensor:
+        """ducc0 ring function ``fn`` (coefficients -> maps), C maps per call: (B*C, nalm) -> (B, npix, C)."""
+        nthreads = torch.get_num_threads()
+        # RING-ordered maps that are gathered into NESTED order afterwards: a kept work array
+        rdt = self._tables[alm.dtype][4]
+        ring = (None if self._unorder is None or (B * C == 1 and self._small[1])
+                else self._work("ring", (B * C, 1, self.geom.npix), rdt))
         if B * C == 1:
-            return torch.from_numpy(ring.reshape(1, -1, 1) if self._unorder is None else ring.take(self._unorder_one))
-        x = ring.reshape(B, C, -1)
+            out = fn(alm=alm, map=None if ring is None else ring[0], nthreads=nthreads, **kw, **self._kw)  # (1, npix)
+            return torch.from_numpy(out.reshape(1, -1, 1) if self._unorder is None else out.take(self._unorder_one))
+        # all maps in one call, written contiguously; returned as a transposed view
+        out = fn(alm=alm[:, None], map=ring, nthreads=nthreads, **kw, **self._kw).reshape(B * C, -1)
         if self._unorder is not None:
-            x = np.take(x, self._unorder, axis=2)
-        return torch.from_numpy(x.transpose(0, 2, 1))
+            out = np.take(out, self._unorder, axis=1)
+        return torch.from_numpy(out.reshape(B, C, -1).transpose(0, 2, 1))
 
-    # ducc0's 2D functions take one map per call; they read and write strided arrays, so every
-    # map (b, c) of our (B, npix, C) layout is handed over as a view, without a transpose copy
-    # (MW: through one scratch grid, its pole ring filled from / folded into the pole sample).
+    # ducc0's 2D functions take one map per call (the rings of map (b, c) as a strided view;
+    # MW through one scratch grid, its pole ring filled from / folded into the pole sample).
     def _to_grids(self, fn, maps: torch.Tensor, pole: str) -> np.ndarray:
         """ducc0 2D function ``fn`` (grid -> coefficients) on every map: (B, npix, C) -> (B*C, nalm).
 
@@ -232,7 +280,7 @@ class DuccEngine:
         mw = name == "MW"
         if B * C == 1 and not mw:
             return fn(map=x.reshape(1, nt, nphi), nthreads=nthreads, **self._kw2d_adj)
-        alm = np.empty((B * C, self._nalm), dtype=np.result_type(x.dtype, np.complex64))
+        alm = np.empty((B * C, self._nalm), dtype=self._tables[x.dtype][4])
         if mw:
             rings = x[:, :-1].reshape(B, nt - 1, nphi, C)
             g = np.zeros((1, nt, nphi), dtype=x.dtype)
@@ -255,62 +303,50 @@ class DuccEngine:
         nthreads = torch.get_num_threads()
         if B * C == 1 and name != "MW":
             return torch.from_numpy(fn(alm=alm, nthreads=nthreads, **self._kw2d).reshape(1, -1, 1))
-        rdt = np.float32 if alm.dtype == np.complex64 else np.float64
-        if name != "MW":
-            out = np.empty((B, nt, nphi, C), dtype=rdt)
-            for k in range(B * C):
-                b, c = divmod(k, C)
-                fn(alm=alm[k : k + 1], map=out[b, :, :, c][None], nthreads=nthreads, **self._kw2d)
-            return torch.from_numpy(out.reshape(B, nt * nphi, C))
+        rdt = self._tables[alm.dtype][4]
         out = np.empty((B, self.geom.npix, C), dtype=rdt)
         g = np.empty((1, nt, nphi), dtype=rdt)
         for k in range(B * C):
             b, c = divmod(k, C)
             fn(alm=alm[k : k + 1], map=g, nthreads=nthreads, **self._kw2d)
-            out[b, :-1, c] = g[0, :-1].reshape(-1)
-            out[b, -1, c] = g[0, -1, 0] if pole == "first" else g[0, -1].sum()
+            if name == "MW":
+                out[b, :-1, c] = g[0, :-1].reshape(-1)
+                out[b, -1, c] = g[0, -1, 0] if pole == "first" else g[0, -1].sum()
+            else:
+                out[b, :, c] = g.reshape(-1)
         return torch.from_numpy(out)
 
     # ------------------------------------------------------------------ operators (no autograd)
-    # On one of ducc0's own 2D grids (``self._grid``: same nodes and weights, checked at
-    # construction) the maps go through ducc0's 2D functions, one call per map: the same
-    # operators to rounding, without the per-ring geometry arguments (~1.5 us of a ~22 us
-    # transform at L = 32), and ``analysis_2d`` is ducc0's fastest analysis on equiangular
-    # grids (1.4x faster than its batched ring analysis on DH, 8 maps at L = 512).  Other
-    # geometries (HEALPix) go through the ring functions, all maps in one call.
+    # One map on one of ducc0's own 2D grids (``self._grid``: same nodes and weights, checked at
+    # construction) goes through ducc0's 2D functions: the same operators to rounding, without
+    # the per-ring geometry arguments (~1.5 us of a ~22 us transform at L = 32).  Several maps
+    # go through the ring functions, C maps per call (faster than one 2D call per map: 15 %
+    # at L = 32, equal at L = 512), except MW's exact analysis, which only ducc0's 2D
+    # ``analysis_2d`` implements (one call per map).
     def _synthesis(self, coeffs):
         B, _, C = coeffs.shape
         alm = self._alm(coeffs)
-        if self._grid is not None:
-            return self._from_grids(_ducc.synthesis_2d, alm, B, C, pole="first")
-        out = _ducc.synthesis(alm=alm[:, None], nthreads=torch.get_num_threads(), **self._kw)
-        return self._pixels(out, B, C)
+        if self._grid is not None and B * C == 1:
+            return self._from_grids(_ducc.synthesis_2d, alm, 1, 1, pole="first")
+        return self._maps_from(_ducc.synthesis, alm, B, C)
 
     def _adjoint_synthesis(self, maps):
         B, _, C = maps.shape
-        if self._grid is not None:
-            alm = self._to_grids(_ducc.adjoint_synthesis_2d, maps, pole="first")
-        else:
-            alm = _ducc.adjoint_synthesis(map=self._ring_major(maps)[:, None], nthreads=torch.get_num_threads(),
-                                          **self._kw)
-        return self._real(alm, B, C)
+        if self._grid is not None and B * C == 1:
+            return self._real(self._to_grids(_ducc.adjoint_synthesis_2d, maps, pole="first"), 1, 1)
+        return self._real(self._coeffs_from(_ducc.adjoint_synthesis, maps), B, C)
 
     def _analysis(self, maps):
-        """The geometry's theta rule: quadrature with the rings' weights, or on ducc0's grids its
-        own rule (GL, DH: the same quadrature; MW: McEwen-Wiaux's exact rule)."""
+        """The geometry's theta rule: quadrature with the rings' weights (GL, DH: ducc0's own),
+        or McEwen-Wiaux's exact rule on MW."""
         B, _, C = maps.shape
-        if self._grid is not None:
-            alm = self._to_grids(_ducc.analysis_2d, maps, pole="repeat")
-        else:
-            alm = _ducc.adjoint_synthesis(map=self._ring_major(maps)[:, None], ringfactor=self._ringfactor,
-                                          nthreads=torch.get_num_threads(), **self._kw)
-        return self._real(alm, B, C)
+        if self._grid is not None and (B * C == 1 or self._grid[0] == "MW"):
+            return self._real(self._to_grids(_ducc.analysis_2d, maps, pole="repeat"), B, C)
+        return self._real(self._coeffs_from(_ducc.adjoint_synthesis, maps, ringfactor=self._ringfactor), B, C)
 
     def _adjoint_analysis(self, coeffs):
         B, _, C = coeffs.shape
         alm = self._alm(coeffs)
-        if self._grid is not None:
+        if self._grid is not None and (B * C == 1 or self._grid[0] == "MW"):
             return self._from_grids(_ducc.adjoint_analysis_2d, alm, B, C, pole="sum")
-        out = _ducc.synthesis(alm=alm[:, None], ringfactor=self._ringfactor, nthreads=torch.get_num_threads(),
-                              **self._kw)
-        return self._pixels(out, B, C)
+        return self._maps_from(_ducc.synthesis, alm, B, C, ringfactor=self._ringfactor)
