@@ -5,6 +5,8 @@ DH and MW grids (geometry computed by ducc0, not from our rings), and ducc0's
 ``synthesis`` / ``adjoint_synthesis`` on the HEALPix rings of ``healpy.ringinfo``;
 coefficients compared through healpy's complex layout (``real_to_healpy_alm``).
 """
+import dataclasses
+
 import ducc0.sht.experimental as ducc
 import healpy as hp
 import numpy as np
@@ -93,3 +95,76 @@ def test_torch_engine_large_bandlimit_float64(L):
     ref = SHT(S, L, dtype=F64).inverse(a)
     ours = SHT(S, L, dtype=F64, engine="torch").inverse(a)
     assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-10  # measured 1.5e-11 at L = 2048
+
+
+SAMPLINGS = [(GaussLegendreSampling(12), 12), (DriscollHealySampling(10), 10), (McEwenWiauxSampling(9), 9),
+             (HealpixSampling(4), 12)]
+
+
+@pytest.mark.parametrize("sampling,L", SAMPLINGS)
+def test_many_maps_equal_one_map_at_a_time(sampling, L):
+    # one map takes ducc0's 2D functions on its own grids (flat gathers), several maps the
+    # ring functions (C maps per call, strided views) or, for MW's analysis, one 2D call per
+    # map: every path and its backward (the adjoint) give the same numbers
+    sht = SHT(sampling, L, dtype=F64)
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(2, L * L, 3, dtype=F64, generator=g, requires_grad=True)
+    x = torch.randn(2, sampling.npix, 3, dtype=F64, generator=g, requires_grad=True)
+    wa = torch.randn(2, sampling.npix, 3, dtype=F64, generator=g)
+    wx = torch.randn(2, L * L, 3, dtype=F64, generator=g)
+    syn, ana = sht.inverse(a), sht(x)
+    (ga,) = torch.autograd.grad((syn * wa).sum(), a)
+    (gx,) = torch.autograd.grad((ana * wx).sum(), x)
+    for b in range(2):
+        for c in range(3):
+            ab = a[b : b + 1, :, c : c + 1].detach().requires_grad_()
+            xb = x[b : b + 1, :, c : c + 1].detach().requires_grad_()
+            s1, a1 = sht.inverse(ab), sht(xb)
+            (g1,) = torch.autograd.grad((s1 * wa[b : b + 1, :, c : c + 1]).sum(), ab)
+            (h1,) = torch.autograd.grad((a1 * wx[b : b + 1, :, c : c + 1]).sum(), xb)
+            for many, one in ((syn, s1), (ana, a1), (ga, g1), (gx, h1)):
+                torch.testing.assert_close(many[b : b + 1, :, c : c + 1], one, atol=1e-13, rtol=0)
+
+
+@pytest.mark.parametrize("sampling,L", SAMPLINGS)
+def test_no_grad_path_equals_autograd_path(sampling, L):
+    # an input that needs no gradient skips the autograd Function: same values, bit for bit
+    sht = SHT(sampling, L, dtype=F64)
+    a = torch.randn(1, L * L, 1, dtype=F64)
+    x = torch.randn(1, sampling.npix, 1, dtype=F64)
+    assert not sht.inverse(a).requires_grad
+    for fn, v in ((sht.inverse, a), (sht, x)):
+        with_grad = fn(v.clone().requires_grad_())
+        assert with_grad.requires_grad and with_grad.grad_fn is not None
+        torch.testing.assert_close(fn(v), with_grad.detach(), atol=0, rtol=0)
+        with torch.no_grad():
+            torch.testing.assert_close(fn(v.clone().requires_grad_()), with_grad.detach(), atol=0, rtol=0)
+
+
+def test_ducc_grid_recognises_its_grids_only():
+    from deepsphere_gen.harmonic._sht_ducc import ducc_grid
+    from deepsphere_gen.harmonic._sht_geometry import RingGeometry
+
+    assert ducc_grid(RingGeometry.from_sampling(GaussLegendreSampling(16), 16)) == ("GL", 16, 31)
+    assert ducc_grid(RingGeometry.from_sampling(GaussLegendreSampling(16), 9)) == ("GL", 16, 31)  # L below the grid's
+    assert ducc_grid(RingGeometry.from_sampling(DriscollHealySampling(8), 8)) == ("DH", 16, 16)
+    assert ducc_grid(RingGeometry.from_sampling(McEwenWiauxSampling(8), 8)) == ("MW", 8, 15)
+    assert ducc_grid(RingGeometry.from_sampling(HealpixSampling(4), 12)) is None
+    assert ducc_grid(RingGeometry.from_sampling(HealpixSampling(4), 12, order="RING")) is None
+    g = RingGeometry.from_sampling(GaussLegendreSampling(16), 16)
+    for change in (dict(weights=g.weights * (1 + 1e-9)), dict(phi0=g.phi0 + 0.1), dict(theta=g.theta + 1e-9)):
+        assert ducc_grid(dataclasses.replace(g, **change)) is None  # not ducc0's grid: the ring functions
+
+
+@pytest.mark.parametrize("sampling,L,maps", [(HealpixSampling(64), 64, 1), (HealpixSampling(32), 48, 3),
+                                             (GaussLegendreSampling(128), 128, 1)])
+def test_kept_work_arrays_never_alias_results(sampling, L, maps):
+    # work arrays over 128 KiB are kept between calls: a later call must not change an earlier result
+    sht = SHT(sampling, L, dtype=F64)
+    a1, a2 = torch.randn(2, 2, L * L, maps, dtype=F64)
+    x1, x2 = torch.randn(2, 2, sampling.npix, maps, dtype=F64)
+    y1, c1 = sht.inverse(a1), sht(x1)
+    y1c, c1c = y1.clone(), c1.clone()
+    sht.inverse(a2), sht(x2)
+    assert torch.equal(y1, y1c) and torch.equal(c1, c1c)
+    torch.testing.assert_close(sht.inverse(a1), y1c, atol=0, rtol=0)
