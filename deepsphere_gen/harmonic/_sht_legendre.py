@@ -62,7 +62,7 @@ class ChunkedLegendre(torch.nn.Module):
     """Legendre sums (synthesis) and projections (analysis) on rings ``theta`` at bandlimit L.
 
     Buffers (non-persistent; float64 recursion state): x (R,), start mantissa and exponent
-    (L, R), A and B (L, L).  ``block_bytes``: budget of one block of values in ``dtype``.
+    (L, R), A and -B (L, L, 1).  ``block_bytes``: budget of one block of values in ``dtype``.
     """
 
     def __init__(self, L: int, theta: np.ndarray, dtype: torch.dtype, device=None,
@@ -71,44 +71,62 @@ class ChunkedLegendre(torch.nn.Module):
         self.L, self.R, self.dtype = int(L), int(theta.size), dtype
         x, mant, e, A, B = _start_and_coefficients(self.L, np.asarray(theta, dtype=np.float64))
         rescale = np.array([2.0**-_RESCALE_BITS, 1.0])
-        for name, v in (("x", x), ("mant0", mant), ("exp0", e), ("A", A), ("B", B), ("rescale", rescale)):
+        # A and -B as (L, L, 1) [k, m, 1]: a step reads A[k, :M] with no indexing beyond a slice
+        for name, v in (("x", x), ("mant0", mant), ("exp0", e), ("A", A[:, :, None]), ("negB", -B[:, :, None]),
+                        ("rescale", rescale)):
             self.register_buffer(name, torch.as_tensor(v, dtype=torch.float64, device=device), persistent=False)
         row = self.L * self.R * max(torch.empty((), dtype=dtype).element_size(), 8)
         nk = max(2, int(block_bytes) // max(row, 1))
         self.nk = min(nk + nk % 2, self.L + self.L % 2)
 
-    def _blocks(self):
+    def _blocks(self, recorded: bool):
         """Yield (k0, rows, lam_even, lam_odd): values lambda_{m+k}^m for k in [k0, k0 + nk),
-        rows m < L - k0, as (rows, steps of one parity, R) in the engine dtype."""
+        rows m < L - k0, as (rows, steps of one parity, R) in the engine dtype.
+
+        One step of k costs three in-place kernels on the active rows (the recursion) and one
+        that writes the values, mantissa times 2^exponent, into the block; the factors 2^e are
+        recomputed only when the exponents change (every ``_RESCALE_EVERY`` steps).  The block
+        buffer is allocated once per call and zeroed per block (entries l >= L stay zero), or
+        fresh per block when autograd records the matmuls (``recorded``: it keeps the blocks)."""
         L, R, nk = self.L, self.R, self.nk
         big = 2.0**_RESCALE_BITS  # compared with float64 mantissas: exact
         p1 = self.mant0.clone()  # lambda_{m+k}^m mantissas (k of the last step)
         p2 = torch.zeros_like(p1)
         ex = self.exp0.clone()
+        two = self.rescale.new_tensor(2.0)
+        scale = torch.pow(two, ex)  # what torch.ldexp multiplies by (0 below 2^-1074: values too small to matter)
+        lam = torch.empty(2, L, (nk + 1) // 2, R, dtype=self.dtype, device=self.x.device)
+        direct = self.dtype == torch.float64
         for k0 in range(0, L, nk):
             rows = L - k0
-            steps = min(nk, L - k0)
-            lam = torch.zeros(2, rows, (nk + 1) // 2, R, dtype=self.dtype, device=self.x.device)
-            for j in range(steps):
+            if recorded and k0 > 0:
+                lam = torch.empty_like(lam)
+            lam[:, :rows].zero_()
+            for j in range(min(nk, L - k0)):
                 k = k0 + j
                 M = L - k
                 if k > 0:  # p2 <- A (x p1 - B p2) in place, then swap: rows >= M are done
-                    p2[:M].mul_(-self.B[k, :M, None]).addcmul_(self.x.expand(M, R), p1[:M]).mul_(self.A[k, :M, None])
+                    p2[:M].mul_(self.negB[k, :M]).addcmul_(self.x, p1[:M]).mul_(self.A[k, :M])
                     p1, p2 = p2, p1
                     if k % _RESCALE_EVERY == 0:
                         over = p1[:M].abs() > big
                         # float64 device scalars: a Python 2^-600 would become float32 (0) in where
-                        scale = torch.where(over, self.rescale[0], self.rescale[1])
-                        p1[:M] *= scale
-                        p2[:M] *= scale
+                        factor = torch.where(over, self.rescale[0], self.rescale[1])
+                        p1[:M] *= factor
+                        p2[:M] *= factor
                         ex[:M] += over * float(_RESCALE_BITS)
-                lam[k % 2, :M, j // 2] = torch.ldexp(p1[:M], ex[:M])
-            yield k0, rows, lam[0], lam[1]
+                        torch.pow(two, ex[:M], out=scale[:M])
+                dst = lam[k % 2, :M, j // 2]
+                if direct:
+                    torch.mul(p1[:M], scale[:M], out=dst)
+                else:
+                    dst.copy_(p1[:M] * scale[:M])
+            yield k0, rows, lam[0, :rows], lam[1, :rows]
 
     def project(self, z_even: torch.Tensor, z_odd: torch.Tensor) -> torch.Tensor:
         """Analysis: ring sums (L, R, J) of even / odd parity -> coefficient grid (L, L, J) [m, k]."""
         out = z_even.new_zeros(self.L, self.L + self.L % 2 + self.nk, z_even.shape[-1])
-        for k0, rows, le, lo in self._blocks():
+        for k0, rows, le, lo in self._blocks(torch.is_grad_enabled() and z_even.requires_grad):
             out[:rows, k0 : k0 + self.nk : 2] = torch.bmm(le, z_even[:rows])
             out[:rows, k0 + 1 : k0 + self.nk : 2] = torch.bmm(lo, z_odd[:rows])
         return out[:, : self.L]
@@ -119,7 +137,7 @@ class ChunkedLegendre(torch.nn.Module):
         g = torch.nn.functional.pad(grid, (0, 0, 0, self.nk + L % 2))
         even = grid.new_zeros(L, self.R, J)
         odd = grid.new_zeros(L, self.R, J)
-        for k0, rows, le, lo in self._blocks():
-            even[:rows] += torch.bmm(le.transpose(1, 2), g[:rows, k0 : k0 + self.nk : 2])
-            odd[:rows] += torch.bmm(lo.transpose(1, 2), g[:rows, k0 + 1 : k0 + self.nk : 2])
+        for k0, rows, le, lo in self._blocks(torch.is_grad_enabled() and grid.requires_grad):
+            even[:rows].baddbmm_(le.transpose(1, 2), g[:rows, k0 : k0 + self.nk : 2])
+            odd[:rows].baddbmm_(lo.transpose(1, 2), g[:rows, k0 + 1 : k0 + self.nk : 2])
         return even, odd

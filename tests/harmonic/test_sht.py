@@ -110,6 +110,18 @@ def test_gradcheck(sampling, L, it, engine):
     assert torch.autograd.gradcheck(sht, (x,), fast_mode=True)
 
 
+@pytest.mark.parametrize("sampling,L", [(GaussLegendreSampling(6), 6), (HealpixSampling(2), 6), (McEwenWiauxSampling(5), 5)])
+def test_torch_engine_gradcheck_over_several_legendre_blocks(sampling, L):
+    # without autograd the Legendre block buffer is reused block after block; with autograd
+    # recording the matmuls each block must be a fresh tensor (else: "modified by an inplace operation")
+    sht = SHT(sampling, L, dtype=F64, engine="torch", block_bytes=1)
+    assert sht.engine_for(torch.zeros(0, dtype=F64)).legendre.nk < L
+    a = _coeffs(L, batch=1, channels=2).requires_grad_()
+    x = torch.randn(1, sampling.npix, 2, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(sht.inverse, (a,), fast_mode=True)
+    assert torch.autograd.gradcheck(sht, (x,), fast_mode=True)
+
+
 @pytest.mark.parametrize("sampling,L", [(GaussLegendreSampling(5), 5), (McEwenWiauxSampling(5), 5)])
 def test_ducc0_double_backward(sampling, L):
     # the backward applies the adjoint through the same Function: second derivatives too
