@@ -36,7 +36,6 @@ tables 3 * L^2 int64 / float entries.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import torch
@@ -44,6 +43,7 @@ import ducc0.misc as _ducc_misc
 import ducc0.sht.experimental as _ducc
 
 from ._healpy_convert import healpy_tables
+from ._per_thread import PerThread
 from ._sht_geometry import RingGeometry
 
 __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
@@ -140,7 +140,7 @@ class DuccEngine:
             ringstart=geom.start.astype(np.uintp), lmax=geom.L - 1, spin=0,
         )
         self._ringfactor = geom.weights
-        self._scratch = threading.local()
+        self._scratch = PerThread()
         # one float64 map's coefficients / pixels below the work-array size: fresh arrays, no lookup
         self._small = (geom.L * (geom.L + 1) * 8 < WORK_BYTES[0], geom.npix * 8 < WORK_BYTES[0])
         self._nalm = geom.L * (geom.L + 1) // 2

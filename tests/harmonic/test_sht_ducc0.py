@@ -168,3 +168,20 @@ def test_kept_work_arrays_never_alias_results(sampling, L, maps):
     sht.inverse(a2), sht(x2)
     assert torch.equal(y1, y1c) and torch.equal(c1, c1c)
     torch.testing.assert_close(sht.inverse(a1), y1c, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("engine", ["ducc0", "torch"])
+def test_used_module_deep_copies_and_pickles(engine):
+    # engines keep per-thread work arrays between calls; copies start without them
+    import copy
+    import io
+
+    S = HealpixSampling(32)
+    sht = SHT(S, 48, dtype=F64, engine=engine)
+    a = torch.randn(2, 48 * 48, 3, dtype=F64)
+    y = sht.inverse(a)
+    buf = io.BytesIO()
+    torch.save(sht, buf)
+    buf.seek(0)
+    for other in (copy.deepcopy(sht), torch.load(buf, weights_only=False)):
+        torch.testing.assert_close(other.inverse(a), y, atol=0, rtol=0)
