@@ -82,17 +82,39 @@ class ChunkedLegendre(torch.nn.Module):
         nk = max(2, int(block_bytes) // max(row, 1))
         self.nk = min(nk + nk % 2, self.L + self.L % 2)
 
-    def _block_buffer(self, recorded: bool) -> torch.Tensor:
-        """The (2, L, nk / 2, R) block buffer: kept per thread between calls on the CPU when autograd
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._kept = PerThread()  # kept views point at the old buffers
+        return out
+
+    def _steps(self):
+        """This thread's recursion state (two mantissa buffers, exponents, factors 2^e) and, per
+        step k (rows M = L - k), its views: (new, old, -B, A, exponents, factors), all [:M].
+        Built at the first call: a step then creates no tensor views (at L = 64 the views cost
+        as much as the kernels)."""
+        st = getattr(self._kept, "steps", None)
+        if st is None:
+            L = self.L
+            bufs = (torch.empty_like(self.mant0), torch.empty_like(self.mant0))
+            ex, scale = torch.empty_like(self.exp0), torch.empty_like(self.exp0)
+            views = [(bufs[k % 2][: L - k], bufs[(k - 1) % 2][: L - k], self.negB[k, : L - k], self.A[k, : L - k],
+                      ex[: L - k], scale[: L - k]) for k in range(L)]
+            st = self._kept.steps = (bufs, ex, scale, views)
+        return st
+
+    def _block_buffer(self, recorded: bool):
+        """The (2, L, nk / 2, R) block buffer and, if it is kept, its per-step destinations (the
+        slot of step k, rows [:L - k]).  Kept per thread between calls on the CPU when autograd
         does not record (a fresh 32 MiB buffer costs 8192 page faults, ~20 ms on the development
         VM, 40 % of a GL L = 256 transform; CUDA's caching allocator reuses memory by itself)."""
         shape = (2, self.L, (self.nk + 1) // 2, self.R)
         if recorded or self.x.device.type != "cpu":
-            return torch.empty(shape, dtype=self.dtype, device=self.x.device)
-        buf = getattr(self._kept, "block", None)
-        if buf is None or buf.dtype != self.dtype:
-            buf = self._kept.block = torch.empty(shape, dtype=self.dtype)
-        return buf
+            return torch.empty(shape, dtype=self.dtype, device=self.x.device), None
+        kept = getattr(self._kept, "block", None)
+        if kept is None:
+            buf = torch.empty(shape, dtype=self.dtype)
+            kept = self._kept.block = (buf, [buf[k % 2, : self.L - k, (k % self.nk) // 2] for k in range(self.L)])
+        return kept
 
     def _blocks(self, recorded: bool):
         """Yield (k0, rows, lam_even, lam_odd): values lambda_{m+k}^m for k in [k0, k0 + nk),
@@ -103,39 +125,38 @@ class ChunkedLegendre(torch.nn.Module):
         recomputed only when the exponents change (every ``_RESCALE_EVERY`` steps).  The block
         buffer (:meth:`_block_buffer`) is zeroed per block (entries l >= L stay zero), or fresh
         per block when autograd records the matmuls (``recorded``: it keeps the blocks)."""
-        L, R, nk = self.L, self.R, self.nk
+        L, nk = self.L, self.nk
         big = 2.0**_RESCALE_BITS  # compared with float64 mantissas: exact
-        p1 = self.mant0.clone()  # lambda_{m+k}^m mantissas (k of the last step)
-        p2 = torch.zeros_like(p1)
-        ex = self.exp0.clone()
+        bufs, ex, scale, views = self._steps()
+        bufs[0].copy_(self.mant0)  # lambda_{m+k}^m mantissas, k even / odd
+        bufs[1].zero_()
+        ex.copy_(self.exp0)
         two = self.rescale.new_tensor(2.0)
-        scale = torch.pow(two, ex)  # what torch.ldexp multiplies by (0 below 2^-1074: values too small to matter)
-        lam = self._block_buffer(recorded)
+        torch.pow(two, ex, out=scale)  # what torch.ldexp multiplies by (0 below 2^-1074: values too small to matter)
+        lam, dsts = self._block_buffer(recorded)
         direct = self.dtype == torch.float64
         for k0 in range(0, L, nk):
             rows = L - k0
             if recorded and k0 > 0:
                 lam = torch.empty_like(lam)
             lam[:, :rows].zero_()
-            for j in range(min(nk, L - k0)):
-                k = k0 + j
-                M = L - k
-                if k > 0:  # p2 <- A (x p1 - B p2) in place, then swap: rows >= M are done
-                    p2[:M].mul_(self.negB[k, :M]).addcmul_(self.x, p1[:M]).mul_(self.A[k, :M])
-                    p1, p2 = p2, p1
+            for k in range(k0, min(k0 + nk, L)):
+                new, old, neg_b, a, e, sc = views[k]
+                if k > 0:  # new <- A (x old - B new) in place: rows >= L - k are done
+                    new.mul_(neg_b).addcmul_(self.x, old).mul_(a)
                     if k % _RESCALE_EVERY == 0:
-                        over = p1[:M].abs() > big
+                        over = new.abs() > big
                         # float64 device scalars: a Python 2^-600 would become float32 (0) in where
                         factor = torch.where(over, self.rescale[0], self.rescale[1])
-                        p1[:M] *= factor
-                        p2[:M] *= factor
-                        ex[:M] += over * float(_RESCALE_BITS)
-                        torch.pow(two, ex[:M], out=scale[:M])
-                dst = lam[k % 2, :M, j // 2]
+                        new *= factor
+                        old *= factor
+                        e += over * float(_RESCALE_BITS)
+                        torch.pow(two, e, out=sc)
+                dst = lam[k % 2, : L - k, (k - k0) // 2] if dsts is None else dsts[k]
                 if direct:
-                    torch.mul(p1[:M], scale[:M], out=dst)
+                    torch.mul(new, sc, out=dst)
                 else:
-                    dst.copy_(p1[:M] * scale[:M])
+                    dst.copy_(new * sc)
             yield k0, rows, lam[0, :rows], lam[1, :rows]
 
     def project(self, z_even: torch.Tensor, z_odd: torch.Tensor) -> torch.Tensor:
