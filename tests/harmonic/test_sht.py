@@ -110,7 +110,8 @@ def test_gradcheck(sampling, L, it, engine):
     assert torch.autograd.gradcheck(sht, (x,), fast_mode=True)
 
 
-@pytest.mark.parametrize("sampling,L", [(GaussLegendreSampling(6), 6), (HealpixSampling(2), 6), (McEwenWiauxSampling(5), 5)])
+@pytest.mark.parametrize("sampling,L",
+                         [(GaussLegendreSampling(6), 6), (HealpixSampling(2), 6), (McEwenWiauxSampling(5), 5)])
 def test_torch_engine_gradcheck_over_several_legendre_blocks(sampling, L):
     # without autograd the Legendre block buffer is reused block after block; with autograd
     # recording the matmuls each block must be a fresh tensor (else: "modified by an inplace operation")
