@@ -226,7 +226,9 @@ class DuccEngine:
     # ------------------------------------------------------------------ calls into ducc0
     # ducc0 reads strided arrays, so the maps of our (B, npix, C) layout are handed over as views
     # (the C maps of one batch entry: a (C, 1, npix) view with pixel stride C), without a
-    # transpose copy; HEALPix NESTED maps take one row gather to / from RING order.
+    # transpose copy; HEALPix NESTED maps take one row gather to / from RING order.  Arrays go
+    # in with their (ntrans, ncomp, n) shape even for one map: ducc0's synthesis of a 2D
+    # (ncomp, nalm) input was 18 % slower at HEALPix nside 1024.
     def _coeffs_from(self, fn, maps: torch.Tensor, **kw) -> np.ndarray:
         """ducc0 ring function ``fn`` (maps -> coefficients), C maps per call: (B, npix, C) -> (B*C, [1,] nalm)."""
         x = (maps.detach() if maps.requires_grad else maps).numpy()
@@ -235,13 +237,13 @@ class DuccEngine:
         cdt = self._tables[x.dtype][4]
         if B * C == 1:  # flat gathers (numpy's fastest)
             if self._small[1]:
-                return fn(map=x.reshape(1, n) if self._order is None else x.take(self._order_one), nthreads=nthreads,
-                          **kw, **self._kw)
+                x = x if self._order is None else x.take(self._order_one)
+            return fn(map=x.reshape(1, 1, n), nthreads=nthreads, **kw, **self._kw)
             if self._order is not None:
                 w = self._work("maps", (1, n), x.dtype)
                 x = x.take(self._order_one) if w is None else x.take(self._order_one, out=w)
-            return fn(map=x.reshape(1, n), alm=self._work("alm_out", (1, self._nalm), cdt), nthreads=nthreads, **kw,
-                      **self._kw)
+            return fn(map=x.reshape(1, 1, n), alm=self._work("alm_out", (1, 1, self._nalm), cdt), nthreads=nthreads,
+                      **kw, **self._kw)
         if self._order is not None:
             x = np.take(x, self._order, axis=1, out=self._work("maps", x.shape, x.dtype))
         alm = self._work("alm_out", (B * C, 1, self._nalm), cdt)
@@ -258,7 +260,7 @@ class DuccEngine:
         ring = (None if self._unorder is None or (B * C == 1 and self._small[1])
                 else self._work("ring", (B * C, 1, self.geom.npix), rdt))
         if B * C == 1:
-            out = fn(alm=alm, map=None if ring is None else ring[0], nthreads=nthreads, **kw, **self._kw)  # (1, npix)
+            out = fn(alm=alm[:, None], map=ring, nthreads=nthreads, **kw, **self._kw)  # (1, 1, npix)
             return torch.from_numpy(out.reshape(1, -1, 1) if self._unorder is None else out.take(self._unorder_one))
         # all maps in one call, written contiguously; returned as a transposed view
         out = fn(alm=alm[:, None], map=ring, nthreads=nthreads, **kw, **self._kw).reshape(B * C, -1)
