@@ -238,7 +238,7 @@ class DuccEngine:
         if B * C == 1:  # flat gathers (numpy's fastest)
             if self._small[1]:
                 x = x if self._order is None else x.take(self._order_one)
-            return fn(map=x.reshape(1, 1, n), nthreads=nthreads, **kw, **self._kw)
+                return fn(map=x.reshape(1, 1, n), nthreads=nthreads, **kw, **self._kw)
             if self._order is not None:
                 w = self._work("maps", (1, n), x.dtype)
                 x = x.take(self._order_one) if w is None else x.take(self._order_one, out=w)

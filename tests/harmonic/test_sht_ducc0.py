@@ -53,7 +53,7 @@ def test_grids_match_ducc0_2d(geometry, L, dtype, engine):
 
 @pytest.mark.parametrize("engine", ["ducc0", "torch"])
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
-@pytest.mark.parametrize("nside,L", [(4, 12), (16, 40)])
+@pytest.mark.parametrize("nside,L", [(4, 12), (16, 40), (64, 96)])  # nside 64: one map's arrays over 128 KiB
 def test_healpix_matches_ducc0_ring_transforms(nside, L, dtype, engine):
     start, nphi, costheta, _, shifted = hp.ringinfo(nside, np.arange(1, 4 * nside))
     geo = dict(theta=np.arccos(costheta), nphi=nphi.astype(np.uintp), phi0=np.where(shifted, np.pi / nphi, 0.0),
