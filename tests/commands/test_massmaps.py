@@ -114,6 +114,10 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
         assert {"method", "sky_fraction", "noise", "accuracy", "n_train", "n_test", "seconds"} <= set(r)
         if r["method"] in exp.NETWORK_METHODS:
             assert r["epochs"] == 2 and r["batch_size"] == min(16, max(8, r["n_train"] // 8))
+            assert r["views"] == (1 if r["sky"] == "1" else 4) and 0 <= r["accuracy_one_view"] <= 1
+            assert r["warm_start"] is None  # off by default
+            if r["sky"] == "1":
+                assert r["accuracy_one_view"] == r["accuracy"]
     # same split for every method: 5 train + 1 validation + 2 test maps per class, 12 patches per map at 1/12
     for r in records:
         per_map = 1 if r["sky"] == "1" else 12
@@ -272,7 +276,6 @@ def test_epoch_monitoring_uses_validation_maps_never_test_maps(tmp_path, monkeyp
     monkeypatch.setattr(exp, "fit", recording_fit)
     config = exp.ExperimentConfig(nside=8, n_maps=8, sky_fractions=("1", "1/12"), relative_noise=(0.0,),
                                   methods=("fcn",), epochs=1, min_steps=0, progress=False,
-                                  warm_start=False,  # the recording fit writes no checkpoint to start from
                                   data_dir=str(tmp_path / "data"), out_dir=str(tmp_path / "out"))
     exp.train(config, log=None)
     assert len(seen) >= 2  # full sky and 1/12, every noise setting
@@ -287,7 +290,7 @@ def test_epoch_monitoring_uses_validation_maps_never_test_maps(tmp_path, monkeyp
 def _tiny_config(tmp_path, **kw):
     base = dict(nside=8, n_maps=8, sky_fractions=("1/12",), deepsphere_levels=(), relative_noise=(0.0, 1.0),
                 methods=("fcn",), epochs=2,
-                min_steps=0, batch_size=16, progress=False, data_dir=str(tmp_path / "data"),
+                min_steps=0, batch_size=16, progress=False, warm_start=True, data_dir=str(tmp_path / "data"),
                 out_dir=str(tmp_path / "out"))
     return exp.ExperimentConfig(**{**base, **kw})
 
@@ -388,3 +391,12 @@ def test_evaluation_views_of_a_patch():
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(averaged8, averaged, rtol=1e-4, atol=1e-5)
     assert torch.allclose(averaged.exp().sum(-1), torch.ones(6))
+    # the evaluation's accuracies: first view and average from one pass per view, as evaluate() gives them
+    from deepsphere_gen.training import distributed_context, evaluate
+
+    data = [(x[i], torch.tensor(i % 2)) for i in range(6)]
+    ctx = distributed_context("cpu")
+    acc, one = exp._view_accuracies(model, data, views, 4, ctx)
+    assert one == evaluate(model, data, batch_size=4, ctx=ctx)["accuracy"]
+    assert acc == evaluate(exp.SymmetryAverage(model, views), data, batch_size=4, ctx=ctx)["accuracy"]
+    assert exp._view_accuracies(model, data, None, 4, ctx) == (one, one)
