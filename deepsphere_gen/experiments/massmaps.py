@@ -147,7 +147,9 @@ class ExperimentConfig:
     baseline_noise_draws: noise realisations per training patch for the baselines;
     warm_start: a network run with noise starts from the finished noise-free run of the same
     method and sky (trained first when missing) instead of a random initialisation (see
-    :func:`train_one`; off by default: no reliable gain measured);
+    :func:`train_one`; off by default: no reliable gain measured); average_views: the test
+    prediction on patches is averaged over the reflections of the square
+    (:func:`evaluation_symmetries`; 4 forward passes; off by default: see the README);
     channels, K, k: graph conv blocks (k nearest neighbours of the graph);
     harmonic_bandlimits, harmonic_channels: harmonic model; data_dir: generated data cache;
     out_dir: checkpoints, JSON, plots.
@@ -172,6 +174,7 @@ class ExperimentConfig:
     val_fraction: float = 0.1
     baseline_noise_draws: int = 3
     warm_start: bool = False
+    average_views: bool = False
     channels: tuple = (16, 32, 64, 64, 64)
     K: int = 5
     k: int = 8
@@ -1035,9 +1038,9 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     noise_label, ngal, deepsphere_level, noise_std (per pixel), accuracy, n_correct, ci95
     ([lo, hi], Wilson, approximate), n_train, n_val, n_test, seconds (training + test for
     networks, features + fit + test for baselines), epochs, batch_size, lr, history
-    (networks), views, accuracy_one_view (networks: the test accuracy is that of the logits
-    averaged over ``views`` symmetries of the input, :func:`evaluation_symmetries`;
-    accuracy_one_view that of the input as it is), warm_start (networks: the run it started
+    (networks), views, accuracy_one_view (networks: with ``config.average_views`` the test
+    accuracy is that of the class probabilities averaged over ``views`` symmetries of the input,
+    :func:`evaluation_symmetries`; accuracy_one_view that of the input as it is), warm_start (networks: the run it started
     from and its fingerprint, or None), C, val_accuracy, features (baselines).  ``baselines``: the futures of a
     :class:`ParallelRun` (records computed in worker processes), else fitted here.
     """
@@ -1075,7 +1078,8 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
                     continue
                 load_model_state(model, state, ckpt)
                 model.to(ctx.device)
-                perms = evaluation_symmetries(test_set.nside, sky.level) if sky.footprint is None else None
+                perms = (evaluation_symmetries(test_set.nside, sky.level)
+                         if config.average_views and sky.footprint is None else None)
                 acc, one = _view_accuracies(model, test_set, perms, config.batch_size, ctx)
                 k = int(round(acc * len(test_set)))
                 rec = {**base, "method": method, "accuracy": acc, "n_correct": k,

@@ -9,7 +9,8 @@ Every network run (method, sky setting, noise level) is identified by a fingerpr
   kept, which runs are selected and what only the baselines use (:data:`NOT_FINGERPRINTED`:
   directories, device, progress, the lists of methods, sky fractions and noise settings,
   sigma_e (part of each run's noise setting), the footprint's path, the baselines' noise
-  draws, whether runs with noise are warm-started: that is the ``init`` field of those runs);
+  draws, whether runs with noise are warm-started: that is the ``init`` field of those runs,
+  and whether test predictions average views: evaluation only);
   new fields (e.g. ``k``, ``full_sky_nside``, ``val_fraction``) are fingerprinted
   automatically; how the run step is spread over processes (``--workers``) is no field;
 - ``run``: method, sky fraction, a hash of the footprint mask, noise setting (kind, value,
@@ -42,7 +43,8 @@ __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "mask_hash", "run_fiel
 
 #: ExperimentConfig fields that do not change what a checkpoint holds
 NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "deepsphere_levels",
-                     "ngal", "relative_noise", "sigma_e", "footprint", "baseline_noise_draws", "warm_start")
+                     "ngal", "relative_noise", "sigma_e", "footprint", "baseline_noise_draws", "warm_start",
+                     "average_views")
 #: TrainConfig fields that do not change what a checkpoint holds
 _TRAIN_NOT_FINGERPRINTED = ("checkpoint", "resume", "progress", "desc", "device", "num_workers")
 
