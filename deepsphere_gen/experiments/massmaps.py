@@ -1040,9 +1040,10 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     networks, features + fit + test for baselines), epochs, batch_size, lr, history
     (networks), views, accuracy_one_view (networks: with ``config.average_views`` the test
     accuracy is that of the class probabilities averaged over ``views`` symmetries of the input,
-    :func:`evaluation_symmetries`; accuracy_one_view that of the input as it is), warm_start (networks: the run it started
-    from and its fingerprint, or None), C, val_accuracy, features (baselines).  ``baselines``: the futures of a
-    :class:`ParallelRun` (records computed in worker processes), else fitted here.
+    :func:`evaluation_symmetries`; accuracy_one_view that of the input as it is), warm_start
+    (networks: the run it started from and its fingerprint, or None), C, val_accuracy, features
+    (baselines).  ``baselines``: the futures of a :class:`ParallelRun` (records computed in
+    worker processes), else fitted here.
     """
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)

@@ -104,8 +104,8 @@ def test_every_option_is_honoured_before_and_after_the_step(step):
     opts = ["--nside", "8", "--n-maps", "5", "--seed", "3", "--sky-fractions", "1/12", "--relative-noise", "0.5",
             "--deepsphere-level", "1", "--ngal", "30", "--sigma-e", "0.3", "--full-sky-nside", "4", "--k", "6",
             "--methods", "fcn", "--epochs", "7", "--batch-size", "4", "--lr", "0.01", "--min-steps", "9",
-            "--no-augment", "--warm-start", "--average-views", "--data-dir", "D", "--out-dir", "O", "--device", "cpu", "--no-progress",
-            "--quick"]
+            "--no-augment", "--warm-start", "--average-views", "--data-dir", "D", "--out-dir", "O", "--device", "cpu",
+            "--no-progress", "--quick"]
     parse = lambda argv: build_parser(["massmaps"]).parse_args(["massmaps", *argv])  # noqa: E731
     before = cmd._config(parse([*opts, step]))
     after = cmd._config(parse([step, *opts]))
