@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import _cheb_native
+
 __all__ = ["to_torch_csr", "chebyshev_basis", "cheb_filter", "Scratch", "BLOCK_BYTES", "KEEP_BYTES"]
 
 
@@ -236,6 +238,34 @@ def _blocks(total: int, size: int):
     return ((r, min(r + size, total)) for r in range(0, total, size))
 
 
+def _recur(out, lap, x, alpha, a_term, z_term):
+    """``out = alpha lap x + a_term - z_term`` (terms None: left out; ``a_term`` may be ``out``).
+
+    The compiled kernel (:mod:`._cheb_native`, one pass, CPU) where it applies, else torch's
+    sparse product in place plus the axpy terms.
+    """
+    if _cheb_native.step(out, lap, x, alpha, a_term, 1.0, z_term, 1.0):
+        return out
+    if a_term is None:
+        out.addmm_(lap, x, beta=0, alpha=alpha)  # beta 0: the old contents are ignored
+    else:
+        if a_term is not out:
+            out.copy_(a_term)
+        out.addmm_(lap, x, alpha=alpha)
+    if z_term is not None:
+        out.sub_(z_term)
+    return out
+
+
+def _fill_basis(basis, x, laplacian):
+    """basis (K, pixels, batch*C_in) <- [T_0(L~) x, ..., T_{K-1}(L~) x], x (batch, pixels, C_in)."""
+    B, P, C = x.shape
+    basis[0].view(P, B, C).copy_(x.transpose(0, 1))
+    for k in range(1, basis.shape[0]):  # T_1 = L~ T_0, T_k = 2 L~ T_{k-1} - T_{k-2}
+        _recur(basis[k], laplacian, basis[k - 1], 1.0 if k == 1 else 2.0, None, basis[k - 2] if k > 1 else None)
+    return basis
+
+
 class _ChebFilter(torch.autograd.Function):
     """y = sum_k T_k(L~) x W_k + b with a hand-written backward (see the module docstring).
 
@@ -249,13 +279,7 @@ class _ChebFilter(torch.autograd.Function):
         K, _, O = weight.shape
         n = B * C
         keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        basis = scratch.take("basis", (K, P, n), x)
-        basis[0].view(P, B, C).copy_(x.transpose(0, 1))
-        for k in range(1, K):
-            if k == 1:
-                basis[1].addmm_(laplacian, basis[0], beta=0)  # beta 0: the old contents are ignored
-            else:  # T_k = 2 L~ T_{k-1} - T_{k-2}
-                basis[k].addmm_(laplacian, basis[k - 1], beta=0, alpha=2).sub_(basis[k - 2])
+        basis = _fill_basis(scratch.take("basis", (K, P, n), x), x, laplacian)
         # y = sum_k T_k W_k (+ b), rows (pixel, batch), one row block at a time
         t = basis.view(K, P * B, C)
         y = scratch.take_output("out", (P * B, O), x)
@@ -281,13 +305,16 @@ class _ChebFilter(torch.autograd.Function):
         x, weight, bias = ctx.saved_tensors
         needs = ctx.needs_input_grad[:3]
         basis, ctx.basis = ctx.basis, None
-        if torch.is_grad_enabled() or (basis is None and (needs[0] or needs[1])):
-            # higher-order gradients (create_graph) or a second backward through a retained
-            # graph (the basis was consumed): differentiate the composable reference
+        if torch.is_grad_enabled():
+            # higher-order gradients (create_graph): differentiate the composable reference
             return _reference_grads(x, weight, bias, ctx.laplacian, ctx.laplacian_t, gy, needs) + (None,) * 4
         B, P, C = x.shape
         K, _, O = weight.shape
         scratch = ctx.scratch
+        if basis is None and (needs[0] or needs[1]):
+            # a second backward through a retained graph (the basis was consumed): rebuild it,
+            # so that every backward runs the same arithmetic (bitwise equal gradients)
+            basis = _fill_basis(scratch.take("basis", (K, P, B * C), x), x, ctx.laplacian)
         rows = ctx.block_rows or _block_rows(P * B, (2 * K * C + O) * x.element_size(), x.device)
         pix = max(1, rows // B)  # blocks of whole pixels: rows (pixel, batch) of g are contiguous
         gt = gy.transpose(0, 1)  # (pixels, batch, out)
@@ -317,12 +344,12 @@ class _ChebFilter(torch.autograd.Function):
         if needs[0]:
             lt = ctx.laplacian if ctx.laplacian_t is None else ctx.laplacian_t
             for k in range(K - 2, 0, -1):  # slot k <- b_k = G_k + 2 L~^T b_{k+1} - b_{k+2}
-                if k + 2 < K:
-                    basis[k].sub_(basis[k + 2])
-                basis[k].addmm_(lt, basis[k + 1], alpha=2)
-            d = torch.sub(basis[0], basis[2]) if K > 2 else basis[0].clone()  # b_0, own memory
-            if K > 1:
-                d.addmm_(lt, basis[1])
+                _recur(basis[k], lt, basis[k + 1], 2.0, basis[k], basis[k + 2] if k + 2 < K else None)
+            if K > 1:  # b_0 = G_0 + L~^T b_1 - b_2, in its own memory
+                d = torch.empty_like(basis[0])
+                _recur(d, lt, basis[1], 1.0, basis[0], basis[2] if K > 2 else None)
+            else:
+                d = basis[0].clone()
             dx = d.view(P, B, C).transpose(0, 1)  # pixel-major like the output
         if basis is not None:
             scratch.give("basis", basis)
