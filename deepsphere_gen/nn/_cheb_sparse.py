@@ -274,11 +274,13 @@ class _ChebFilter(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, laplacian, laplacian_t, scratch, block_rows):
+    def forward(ctx, x, weight, bias, laplacian, laplacian_t, scratch, block_rows, grad_mode):
         B, P, C = x.shape
         K, _, O = weight.shape
         n = B * C
-        keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        # needs_input_grad says True under torch.no_grad() too: without grad mode no backward
+        # comes, and the basis goes back to the scratch (no fresh buffer, no page faults, next call)
+        keep = grad_mode and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
         basis = _fill_basis(scratch.take("basis", (K, P, n), x), x, laplacian)
         # y = sum_k T_k W_k (+ b), rows (pixel, batch), one row block at a time
         t = basis.view(K, P * B, C)
@@ -307,7 +309,7 @@ class _ChebFilter(torch.autograd.Function):
         basis, ctx.basis = ctx.basis, None
         if torch.is_grad_enabled():
             # higher-order gradients (create_graph): differentiate the composable reference
-            return _reference_grads(x, weight, bias, ctx.laplacian, ctx.laplacian_t, gy, needs) + (None,) * 4
+            return _reference_grads(x, weight, bias, ctx.laplacian, ctx.laplacian_t, gy, needs) + (None,) * 5
         B, P, C = x.shape
         K, _, O = weight.shape
         scratch = ctx.scratch
@@ -355,7 +357,7 @@ class _ChebFilter(torch.autograd.Function):
             scratch.give("basis", basis)
         if gbuf is not None:
             scratch.give("grad", gbuf)
-        return dx, dW, db, None, None, None, None
+        return dx, dW, db, None, None, None, None, None
 
 
 def _reference_grads(x, weight, bias, laplacian, laplacian_t, gy, needs):
@@ -378,4 +380,5 @@ def cheb_filter(x, weight, bias, laplacian, laplacian_t=None, scratch: Scratch |
     (batch, pixels, C_out), a view of a pixel-major buffer (strides ``(C_out, batch*C_out,
     1)``); gradients for x, weight and bias, of any order (the one for x is pixel-major too).
     """
-    return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch(), block_rows)
+    return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch(), block_rows,
+                             torch.is_grad_enabled())

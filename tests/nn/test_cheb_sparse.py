@@ -103,3 +103,19 @@ def test_large_buffers_are_not_kept(monkeypatch):
     assert scratch._outputs == {} and scratch._idle == {}
     torch.testing.assert_close(cheb_filter(x, w, None, lap, scratch=scratch), y, rtol=0, atol=0)
     assert scratch._outputs == {} and scratch._idle == {}
+
+
+def test_inference_recycles_the_basis_of_trainable_weights():
+    """Under torch.no_grad() no backward comes: the Chebyshev stack goes back to the scratch
+    even when the weights require gradients (autograd still reports needs_input_grad)."""
+    lap, x, w = _setup()
+    scratch = Scratch()
+    wr = w.clone().requires_grad_()
+    with torch.no_grad():
+        cheb_filter(x, wr, None, lap, scratch=scratch)
+    ptr = scratch._idle["basis"].data_ptr()
+    with torch.no_grad():
+        cheb_filter(x, wr, None, lap, scratch=scratch)
+    assert scratch._idle["basis"].data_ptr() == ptr
+    cheb_filter(x, wr, None, lap, scratch=scratch)  # grad mode: the basis waits for a backward
+    assert "basis" not in scratch._idle
