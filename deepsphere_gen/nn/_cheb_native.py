@@ -34,7 +34,7 @@ import torch
 
 from .._cache_dirs import cache_root
 
-__all__ = ["ENV_VAR", "available", "step"]
+__all__ = ["ENV_VAR", "available", "step", "forward", "backward"]
 
 #: set to 0 to never compile or use the kernel (torch's sparse product instead)
 ENV_VAR = "DEEPSPHERE_GEN_NATIVE"
@@ -85,11 +85,16 @@ def _compile() -> ctypes.CDLL | None:
         dll = ctypes.CDLL(str(lib))
     except OSError:
         return None
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
     for suffix, scalar in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
-        fn = getattr(dll, f"cheb_step_{suffix}")
-        fn.argtypes = [i64, i64, ptr, ptr, ptr, ptr, i64, ptr, i64, ptr, i64, ptr, i64, i64, scalar, scalar, scalar]
-        fn.restype = None
+        signatures = {
+            "cheb_step": [i64, i64, ptr, ptr, ptr, ptr, i64, ptr, i64, ptr, i64, ptr, i64, i64, scalar, scalar, scalar],
+            "cheb_forward": [i64, i64, i64, i64, i64, ptr, i64, ptr, ptr, ptr],
+            "cheb_backward": [i64, i64, i64, i64, i64, ptr, i64, ptr, i64, i64, i64, ptr, ptr, ptr, i32],
+        }
+        for name, args in signatures.items():
+            fn = getattr(dll, f"{name}_{suffix}")
+            fn.argtypes, fn.restype = args, None
     return dll
 
 
@@ -146,15 +151,90 @@ def step(out: torch.Tensor, m: torch.Tensor, x: torch.Tensor, alpha: float = 1.0
             None if z_term is None else z_term.data_ptr(), 0 if z_term is None else z_term.stride(0),
             n, float(alpha), float(a), float(z))
     nnz = val.numel()
-    workers = min(torch.get_num_threads(), max(1, nnz * n // _THREAD_MIN_WORK))
-    if workers <= 1 or rows < 2 * workers:
+    workers = _workers(nnz * n, rows)
+    if workers == 1:
         fn(0, rows, *ptrs)
         return True
     # rows split at equal shares of non-zeros
     bounds = torch.searchsorted(crow, torch.linspace(0, nnz, workers + 1, dtype=torch.float64).to(crow.dtype))
     cuts = [0] + [min(max(int(b), 0), rows) for b in bounds[1:-1].tolist()] + [rows]
-    pool = _executor(workers)
-    futures = [pool.submit(fn, r0, r1, *ptrs) for r0, r1 in zip(cuts[:-1], cuts[1:]) if r1 > r0]
-    for f in futures:
-        f.result()
+    _run([(fn, (r0, r1) + ptrs) for r0, r1 in zip(cuts[:-1], cuts[1:]) if r1 > r0])
     return True
+
+
+def _workers(work: int, rows: int) -> int:
+    """Threads for a call of ``work`` multiply-adds over ``rows`` rows (1: run inline)."""
+    workers = min(torch.get_num_threads(), max(1, work // _THREAD_MIN_WORK))
+    return workers if rows >= 2 * workers else 1
+
+
+def _run(calls) -> None:
+    """Run [(fn, args), ...] on the thread pool (ctypes drops the GIL during each call)."""
+    if len(calls) == 1:
+        fn, args = calls[0]
+        fn(*args)
+        return
+    pool = _executor(len(calls))
+    for f in [pool.submit(fn, *args) for fn, args in calls]:
+        f.result()
+
+
+def _even_cuts(rows: int, parts: int) -> list[tuple[int, int]]:
+    edges = [rows * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _dense_ok(basis: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor | None) -> bool:
+    return (basis.device.type == "cpu" and basis.dtype in (torch.float32, torch.float64) and basis.is_contiguous()
+            and weight.dtype == basis.dtype and weight.device == basis.device
+            and all(t is None or (t.dtype == basis.dtype and t.device == basis.device) for t in others))
+
+
+def forward(y: torch.Tensor, basis: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """``y[r] = bias + sum_k T_k[r] W_k`` for the stack ``basis`` (K, P, B*C) seen as K (P*B, C)
+    matrices (row r = (pixel, batch)), ``weight`` (K, C, O), ``y`` (P*B, O) contiguous.
+
+    Returns False, doing nothing, when the kernel is unavailable or the operands are outside
+    its scope.  Cost: 2 P B K C O flops, one pass over the stack and the output.
+    """
+    if not (_dense_ok(basis, weight, y, bias) and y.is_contiguous()) or _library() is None:
+        return False
+    K, C, O = weight.shape
+    rows = y.shape[0]
+    dll = _library()
+    fn = dll.cheb_forward_f32 if basis.dtype == torch.float32 else dll.cheb_forward_f64
+    w = weight.detach().contiguous()
+    b = None if bias is None else bias.detach().contiguous()
+    args = (K, C, O, basis.data_ptr(), basis.stride(0), w.data_ptr(), None if b is None else b.data_ptr(), y.data_ptr())
+    workers = _workers(rows * K * C * O, rows)
+    _run([(fn, (r0, r1) + args) for r0, r1 in _even_cuts(rows, workers)])
+    return True
+
+
+def backward(basis: torch.Tensor, gy: torch.Tensor, weight: torch.Tensor, need_dw: bool, need_db: bool,
+             need_dt: bool):
+    """Gradient products of :func:`forward` for the output gradient ``gy`` (B, P, O).
+
+    Returns (dW (K, C, O) or None, db (O,) or None) and, if ``need_dt``, writes
+    ``G_k = g W_k^T`` over the stack (``basis[k]`` seen as (P*B, C)); None, doing nothing,
+    when the kernel is unavailable or the operands are outside its scope.
+    Cost: 4 P B K C O flops (2 each for dW and G), one pass over the stack and over g.
+    """
+    if not (_dense_ok(basis, weight, gy) and gy.dim() == 3 and gy.stride(2) == 1) or _library() is None:
+        return None
+    K, C, O = weight.shape
+    B, P, _ = gy.shape
+    rows = P * B
+    dll = _library()
+    fn = dll.cheb_backward_f32 if basis.dtype == torch.float32 else dll.cheb_backward_f64
+    wt = weight.detach().transpose(1, 2).contiguous()  # (K, O, C)
+    cuts = _even_cuts(rows, _workers(rows * K * C * O * (need_dw + need_dt), rows))
+    dw = torch.zeros((len(cuts), K, C, O), dtype=basis.dtype) if need_dw else None
+    db = torch.zeros((len(cuts), O), dtype=basis.dtype) if need_db else None
+    calls = []
+    for i, (r0, r1) in enumerate(cuts):
+        calls.append((fn, (r0, r1, K, C, O, basis.data_ptr(), basis.stride(0), gy.data_ptr(), B, gy.stride(0),
+                           gy.stride(1), wt.data_ptr(), None if dw is None else dw[i].data_ptr(),
+                           None if db is None else db[i].data_ptr(), int(need_dt))))
+    _run(calls)
+    return (None if dw is None else dw.sum(0)), (None if db is None else db.sum(0))

@@ -285,15 +285,16 @@ class _ChebFilter(torch.autograd.Function):
         # y = sum_k T_k W_k (+ b), rows (pixel, batch), one row block at a time
         t = basis.view(K, P * B, C)
         y = scratch.take_output("out", (P * B, O), x)
-        rows = block_rows or _block_rows(P * B, (K * C + O) * x.element_size(), x.device)
-        for r0, r1 in _blocks(P * B, rows):
-            yb = y[r0:r1]
-            if bias is None:
-                torch.mm(t[0, r0:r1], weight[0], out=yb)
-            else:
-                torch.addmm(bias, t[0, r0:r1], weight[0], out=yb)
-            for k in range(1, K):
-                yb.addmm_(t[k, r0:r1], weight[k])
+        if not _cheb_native.forward(y, basis, weight, bias):
+            rows = block_rows or _block_rows(P * B, (K * C + O) * x.element_size(), x.device)
+            for r0, r1 in _blocks(P * B, rows):
+                yb = y[r0:r1]
+                if bias is None:
+                    torch.mm(t[0, r0:r1], weight[0], out=yb)
+                else:
+                    torch.addmm(bias, t[0, r0:r1], weight[0], out=yb)
+                for k in range(1, K):
+                    yb.addmm_(t[k, r0:r1], weight[k])
         ctx.save_for_backward(x, weight, bias)
         ctx.basis = basis if keep else None
         if not keep:  # no backward will use it
@@ -317,31 +318,11 @@ class _ChebFilter(torch.autograd.Function):
             # a second backward through a retained graph (the basis was consumed): rebuild it,
             # so that every backward runs the same arithmetic (bitwise equal gradients)
             basis = _fill_basis(scratch.take("basis", (K, P, B * C), x), x, ctx.laplacian)
-        rows = ctx.block_rows or _block_rows(P * B, (2 * K * C + O) * x.element_size(), x.device)
-        pix = max(1, rows // B)  # blocks of whole pixels: rows (pixel, batch) of g are contiguous
-        gt = gy.transpose(0, 1)  # (pixels, batch, out)
-        gbuf = None if gt.is_contiguous() else scratch.take("grad", (min(pix, P), B, O), gy)
-        t = basis.view(K, P * B, C) if basis is not None else None
-        wt = weight.transpose(1, 2)
-        db = gy.new_zeros(O) if needs[2] else None
-        dW = gy.new_zeros((K, C, O)) if needs[1] else None
-        for p0, p1 in _blocks(P, pix):
-            r0, r1 = p0 * B, p1 * B
-            gb = gt[p0:p1] if gbuf is None else gbuf[: p1 - p0].copy_(gt[p0:p1])
-            g = gb.reshape(r1 - r0, O)
-            if db is not None:
-                db.add_(g.sum(0))
-            if t is None:
-                continue
-            gk = g.expand(K, r1 - r0, O)
-            if dW is not None:  # dW_k += T_k^T g
-                if gy.device.type == "cpu":
-                    dW.baddbmm_(t[:, r0:r1].transpose(1, 2), gk)
-                else:  # cuBLAS runs this long reduction 25x faster as 2-D products than batched
-                    for k in range(K):
-                        dW[k].addmm_(t[k, r0:r1].T, g)
-            if needs[0]:  # G_k = g W_k^T, in place of T_k (used up by dW)
-                torch.bmm(gk, wt, out=t[:, r0:r1])
+        native = None if basis is None else _cheb_native.backward(basis, gy, weight, needs[1], needs[2], needs[0])
+        if native is not None:
+            dW, db = native
+        else:
+            dW, db = _dense_grads(basis, gy, weight, needs, scratch, ctx.block_rows)
         dx = None
         if needs[0]:
             lt = ctx.laplacian if ctx.laplacian_t is None else ctx.laplacian_t
@@ -355,9 +336,41 @@ class _ChebFilter(torch.autograd.Function):
             dx = d.view(P, B, C).transpose(0, 1)  # pixel-major like the output
         if basis is not None:
             scratch.give("basis", basis)
-        if gbuf is not None:
-            scratch.give("grad", gbuf)
         return dx, dW, db, None, None, None, None, None
+
+
+def _dense_grads(basis, gy, weight, needs, scratch, block_rows):
+    """dW, db of the filter and G_k = g W_k^T written over the stack, with torch products by row blocks."""
+    K, C, O = weight.shape
+    B, P, _ = gy.shape
+    rows = block_rows or _block_rows(P * B, (2 * K * C + O) * gy.element_size(), gy.device)
+    pix = max(1, rows // B)  # blocks of whole pixels: rows (pixel, batch) of g are contiguous
+    gt = gy.transpose(0, 1)  # (pixels, batch, out)
+    gbuf = None if gt.is_contiguous() else scratch.take("grad", (min(pix, P), B, O), gy)
+    t = basis.view(K, P * B, C) if basis is not None else None
+    wt = weight.transpose(1, 2)
+    db = gy.new_zeros(O) if needs[2] else None
+    dW = gy.new_zeros((K, C, O)) if needs[1] else None
+    for p0, p1 in _blocks(P, pix):
+        r0, r1 = p0 * B, p1 * B
+        gb = gt[p0:p1] if gbuf is None else gbuf[: p1 - p0].copy_(gt[p0:p1])
+        g = gb.reshape(r1 - r0, O)
+        if db is not None:
+            db.add_(g.sum(0))
+        if t is None:
+            continue
+        gk = g.expand(K, r1 - r0, O)
+        if dW is not None:  # dW_k += T_k^T g
+            if gy.device.type == "cpu":
+                dW.baddbmm_(t[:, r0:r1].transpose(1, 2), gk)
+            else:  # cuBLAS runs this long reduction 25x faster as 2-D products than batched
+                for k in range(K):
+                    dW[k].addmm_(t[k, r0:r1].T, g)
+        if needs[0]:  # G_k = g W_k^T, in place of T_k (used up by dW)
+            torch.bmm(gk, wt, out=t[:, r0:r1])
+    if gbuf is not None:
+        scratch.give("grad", gbuf)
+    return dW, db
 
 
 def _reference_grads(x, weight, bias, laplacian, laplacian_t, gy, needs):
