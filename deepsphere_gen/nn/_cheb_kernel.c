@@ -11,7 +11,8 @@
  *                columns and needs a second pass for the axpy.
  * cheb_forward:  Y[r, :] = bias + sum_k T_k[r, :] W_k, the (rows, K C) x (K C, O) product of the
  *                Chebyshev stack (T_k[r, c] at T + k ks + r C) with the weights (K, C, O).
- * cheb_backward: per block of SUB rows (kept in cache): db += sum_r g[r, :]; dW_k += T_k^T g;
+ * cheb_backward: per block of SUB rows (kept in cache): db += sum_r g[r, :] (summed in double;
+ *                returns 1 if that buffer cannot be allocated, else 0); dW_k += T_k^T g;
  *                then G_k = g W_k^T written over T_k (the Clenshaw recursion's input).
  *                Row r of g is g + (r % B) sB + (r / B) sP (the layer's (batch, pixels, O)
  *                gradient, any batch / pixel strides).
@@ -20,6 +21,7 @@
  * shapes (inner dimension 16-80) and ~88 on square ones.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TILE(T, SUF, VW, NV)                                                                        \
@@ -73,11 +75,23 @@
       Y[i * ldy] = s;                                                                               \
     }                                                                                               \
   }                                                                                                 \
+  /* one contiguous column: the rows are short (~10-21 entries), two partial sums, j carried */   \
   static void contiguous_column_##SUF(int64_t r0, int64_t r1, const int32_t* crow,                  \
                                       const int32_t* col, const T* val, const T* X, T* Y,           \
                                       const T* A, const T* Z, T alpha, T a, T z) {                  \
+    int32_t j = crow[r0];                                                                           \
     for (int64_t i = r0; i < r1; ++i) {                                                             \
-      T s = alpha * dot_##SUF(crow[i], crow[i + 1], col, val, X, 1);                                \
+      int32_t j1 = crow[i + 1];                                                                     \
+      T s0 = 0, s1 = 0;                                                                             \
+      for (; j + 1 < j1; j += 2) {                                                                  \
+        s0 += val[j] * X[col[j]];                                                                   \
+        s1 += val[j + 1] * X[col[j + 1]];                                                           \
+      }                                                                                             \
+      if (j < j1) {                                                                                 \
+        s0 += val[j] * X[col[j]];                                                                   \
+        ++j;                                                                                        \
+      }                                                                                             \
+      T s = alpha * (s0 + s1);                                                                      \
       if (A) s += a * A[i];                                                                         \
       if (Z) s -= z * Z[i];                                                                         \
       Y[i] = s;                                                                                     \
@@ -263,16 +277,18 @@
   DT_TILE(T, SUF, VW, 1)                                                                            \
   DW_COLS(T, SUF, VW, 8)                                                                            \
   DW_COLS(T, SUF, VW, 1)                                                                            \
-  void cheb_backward_##SUF(int64_t r0, int64_t r1, int64_t K, int64_t C, int64_t O, T* Tb,          \
+  int cheb_backward_##SUF(int64_t r0, int64_t r1, int64_t K, int64_t C, int64_t O, T* Tb,          \
                            int64_t ks, const T* g, int64_t B, int64_t sB, int64_t sP, const T* Wt,  \
                            T* dW, T* db, int32_t dT) {                                              \
     const T* gp[SUB];                                                                               \
+    double* dbacc = db ? calloc((size_t)O, sizeof(double)) : 0; /* the bias gradient sums in double */ \
+    if (db && !dbacc) return 1; /* out of memory: the caller raises */                              \
     for (int64_t rs = r0; rs < r1; rs += SUB) {                                                     \
       int64_t m = r1 - rs < SUB ? r1 - rs : SUB;                                                    \
       for (int64_t r = 0; r < m; ++r) gp[r] = g + ((rs + r) % B) * sB + ((rs + r) / B) * sP;       \
-      if (db)                                                                                       \
+      if (dbacc)                                                                                    \
         for (int64_t r = 0; r < m; ++r)                                                             \
-          for (int64_t o = 0; o < O; ++o) db[o] += gp[r][o];                                        \
+          for (int64_t o = 0; o < O; ++o) dbacc[o] += gp[r][o];                                     \
       if (dW)                                                                                       \
         for (int64_t k = 0; k < K; ++k) {                                                           \
           const T* t = Tb + k * ks + rs * C;                                                        \
@@ -286,6 +302,11 @@
         for (; r < m; ++r) dt_rows1_##SUF(gp + r, K, C, O, Wt, Tb, ks, rs + r);                     \
       }                                                                                             \
     }                                                                                               \
+    if (dbacc) {                                                                                    \
+      for (int64_t o = 0; o < O; ++o) db[o] += (T)dbacc[o];                                         \
+      free(dbacc);                                                                                  \
+    }                                                                                               \
+    return 0;                                                                                       \
   }
 
 KERNELS(float, f32, 16)

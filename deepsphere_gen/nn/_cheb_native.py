@@ -94,7 +94,7 @@ def _compile() -> ctypes.CDLL | None:
         }
         for name, args in signatures.items():
             fn = getattr(dll, f"{name}_{suffix}")
-            fn.argtypes, fn.restype = args, None
+            fn.argtypes, fn.restype = args, (ctypes.c_int if name == "cheb_backward" else None)
     return dll
 
 
@@ -168,15 +168,13 @@ def _workers(work: int, rows: int) -> int:
     return workers if rows >= 2 * workers else 1
 
 
-def _run(calls) -> None:
-    """Run [(fn, args), ...] on the thread pool (ctypes drops the GIL during each call)."""
+def _run(calls) -> list:
+    """Run [(fn, args), ...] on the thread pool (ctypes drops the GIL during each call); results."""
     if len(calls) == 1:
         fn, args = calls[0]
-        fn(*args)
-        return
+        return [fn(*args)]
     pool = _executor(len(calls))
-    for f in [pool.submit(fn, *args) for fn, args in calls]:
-        f.result()
+    return [f.result() for f in [pool.submit(fn, *args) for fn, args in calls]]
 
 
 def _even_cuts(rows: int, parts: int) -> list[tuple[int, int]]:
@@ -236,5 +234,6 @@ def backward(basis: torch.Tensor, gy: torch.Tensor, weight: torch.Tensor, need_d
         calls.append((fn, (r0, r1, K, C, O, basis.data_ptr(), basis.stride(0), gy.data_ptr(), B, gy.stride(0),
                            gy.stride(1), wt.data_ptr(), None if dw is None else dw[i].data_ptr(),
                            None if db is None else db[i].data_ptr(), int(need_dt))))
-    _run(calls)
+    if any(_run(calls)):
+        raise MemoryError("ChebConv backward kernel: no memory for the bias-gradient sums")
     return (None if dw is None else dw.sum(0)), (None if db is None else db.sum(0))

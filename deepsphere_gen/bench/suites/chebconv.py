@@ -23,7 +23,13 @@ warm-up (and gives the compared outputs and its peak memory); a peer call longer
 
 Roofline: bytes and flops that one forward(+backward) must move and do (see
 :func:`chebconv_phases`), floor = sum over kernels of max(bytes / bandwidth, flops / GEMM
-rate) with both rates measured in the same run; ``x_floor`` = measured / floor.
+rate) with both rates measured in the same run (bandwidth: the better of copy and triad on
+64 MiB arrays; GEMM rate: float32 square matmul, n = 1536); ``x_floor`` = measured / floor.
+``kernels``: which CPU kernels ran (``native``: the compiled ones of
+:mod:`deepsphere_gen.nn._cheb_native`; ``torch``: torch's sparse and dense products).
+The forward case also records ``fresh_output_s``: allocating and first touching a buffer of
+the output's size (the page faults an inference call pays for an output above
+``KEEP_BYTES``, which is not kept between calls), measured in the same run.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import torch
 
 from ..harness import max_rel_diff, roofline_floor
 from deepsphere_gen.graph import build_graph
+from deepsphere_gen.nn import _cheb_native
 from deepsphere_gen.nn.chebconv import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
 
@@ -114,7 +121,8 @@ def run(case: dict, device, harness) -> list[dict]:
     x = torch.randn(B, npix, cin, device=device)
     machine = harness.machine()
     common = dict(npix=npix, nnz=nnz, graph_s=graph_s, graph_from_cache=graph.from_cache,
-                  lmax=graph.lmax, threads=torch.get_num_threads())
+                  lmax=graph.lmax, threads=torch.get_num_threads(),
+                  kernels="native" if device.type == "cpu" and _cheb_native.available() else "torch")
 
     if case["mode"] == "forward":
         def ours():
@@ -126,8 +134,9 @@ def run(case: dict, device, harness) -> list[dict]:
         mem = harness.peak_memory_mb(ours)
         phases = chebconv_phases(npix, nnz, B, cin, cout, K, backward=False, idx=idx_bytes)
         floor = roofline_floor(phases, machine)
+        fresh = harness.time(lambda: torch.empty(B, npix, cout, device=device).fill_(0), min_repeats=3).median
         return [harness.record(
-            "chebconv forward", case, t.median, peak_mem_mb=mem,
+            "chebconv forward", case, t.median, peak_mem_mb=mem, fresh_output_s=fresh,
             **common, floor_s=floor, x_floor=t.median / floor, roofline_fraction=floor / t.median,
             bytes=sum(b for b, _ in phases), flops=sum(f for _, f in phases),
             input_mb=x.numel() * x.element_size() / 2**20,
