@@ -23,6 +23,7 @@ Shapes: maps (batch, pixels, channels), signals as above (docs/conventions.md).
 """
 # graph layers
 from .chebconv import ChebConv, chebyshev_basis
+from ._cheb_native import available as native_kernels_available
 from .laplacian import Laplacian
 from .laplacian_pyramid import LaplacianPyramid, SharedLaplacians, share_equal_laplacians
 from .pooling import (
@@ -56,6 +57,7 @@ __all__ = [
     # graph layers
     "ChebConv",
     "chebyshev_basis",
+    "native_kernels_available",
     "Laplacian",
     "LaplacianPyramid",
     "SharedLaplacians",

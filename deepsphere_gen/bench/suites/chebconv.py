@@ -30,8 +30,8 @@ and GEMM rate of the floor, re-measured by this suite) is the process's CPU time
 (``time.process_time``: on a machine shared with other jobs it leaves out the time the
 process waits for a core); otherwise the harness's wall clock.  ``clock`` and the rates used
 (``bandwidth_gbs``, ``gemm_gflops``) are in each record.
-``kernels``: which CPU kernels ran (``native``: the compiled ones of
-:mod:`deepsphere_gen.nn._cheb_native`; ``torch``: torch's sparse and dense products).
+``kernels``: which CPU kernels ran (``native``: the compiled ones,
+:func:`deepsphere_gen.nn.native_kernels_available`; ``torch``: torch's sparse and dense products).
 The forward case also records ``fresh_output_s``: allocating and first touching a buffer of
 the output's size (the page faults an inference call pays for an output above
 ``KEEP_BYTES``, which is not kept between calls), measured in the same run.
@@ -45,7 +45,7 @@ import torch
 
 from ..harness import max_rel_diff, measure_machine, roofline_floor
 from deepsphere_gen.graph import build_graph
-from deepsphere_gen.nn import _cheb_native
+from deepsphere_gen.nn import native_kernels_available
 from deepsphere_gen.nn.chebconv import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
 
@@ -152,7 +152,7 @@ def _run(case: dict, device, harness, clock: str, machine: dict) -> list[dict]:
     common = dict(npix=npix, nnz=nnz, graph_s=graph_s, graph_from_cache=graph.from_cache, clock=clock,
                   bandwidth_gbs=machine["bandwidth_gbs"], gemm_gflops=machine["gemm_gflops"],
                   lmax=graph.lmax, threads=torch.get_num_threads(),
-                  kernels="native" if torch.device(device).type == "cpu" and _cheb_native.available() else "torch")
+                  kernels="native" if torch.device(device).type == "cpu" and native_kernels_available() else "torch")
 
     if case["mode"] == "forward":
         def ours():
