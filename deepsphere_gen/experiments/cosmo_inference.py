@@ -70,6 +70,8 @@ __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll",
 METHODS = ("graph", "power_spectrum", "handcrafted")
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
 LEVELS = (0.68, 0.95)
+#: which weights of the graph network are evaluated: its epoch of lowest validation loss, or its last epoch
+GRAPH_WEIGHTS = ("best", "last")
 #: one training cosmology in VALIDATION_EVERY (drawn at random: strided Sobol subsets cluster) validates
 VALIDATION_EVERY = 8
 
@@ -78,7 +80,8 @@ VALIDATION_EVERY = 8
 class CosmoExperimentConfig:
     """Settings of a run.  grid: the simulations; ngal: galaxies per arcmin^2 over all bins
     (split equally); sigma_e: ellipticity dispersion per component; methods: subset of METHODS;
-    epochs: training epochs of the graph network (the epoch of lowest validation loss is kept); mlp_epochs: at most this many MLP epochs
+    epochs: training epochs of the graph network; graph_weights: which of its weights are evaluated,
+    "best" (the epoch of lowest validation loss) or "last" (both are in its checkpoint); mlp_epochs: at most this many MLP epochs
     (early stopping on the validation cosmologies, patience 40); channels, K, k: the graph
     network; mlp_hidden, mlp_dropout: hidden widths and dropout of the MLPs; ps_noise_draws: noise realisations per
     training sample for the summary-statistic MLPs (the graph net draws new noise every time)."""
@@ -103,6 +106,7 @@ class CosmoExperimentConfig:
     out_dir: str = "cosmo-out"
     device: str | None = None
     progress: bool = True
+    graph_weights: str = "best"
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
@@ -112,6 +116,8 @@ class CosmoExperimentConfig:
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "batch_size"):
             check_positive_int(getattr(self, name), name)
+        if self.graph_weights not in GRAPH_WEIGHTS:
+            raise ValueError(f"graph_weights must be one of {GRAPH_WEIGHTS}, got {self.graph_weights!r}")
 
     def noise_std(self) -> np.ndarray:
         """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
@@ -482,7 +488,9 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
         val_idx = np.flatnonzero(validation_mask(path, config.seed))
         if method == "graph":
             model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
-            model.load_state_dict(trained_weights(state))  # the epoch of lowest validation loss
+            if config.graph_weights == "last" or "best" not in state:
+                state = {**state, "best": {"epoch": int(state["epoch"]), "model": state["model"]}}
+            model.load_state_dict(trained_weights(state))
             model.to(ctx.device)
             data = {split: CosmoMapDataset(path, split, config.noise_std(), seed=config.seed) for split in SPLITS}
             data["validation"] = Subset(data.pop("train"), val_idx.tolist())

@@ -40,8 +40,11 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     assert f["s8"] > 0 and 0 < f["fsky"] < 0.05 and "Fisher forecast" in text
     ps = next(r for r in rec["records"] if r["method"] == "power_spectrum")
     assert f["s8_width_power_spectrum_over_forecast"] == pytest.approx(ps["fiducial"]["s8"]["mean_std"] / f["s8"])
-    # evaluate alone reuses data and checkpoints
-    assert main(["cosmo", "evaluate", *TINY, *dirs, "--no-plots"]) == 0
+    # evaluate alone reuses data and checkpoints; --graph-weights last: the last epoch's weights
+    assert main(["cosmo", "evaluate", *TINY, *dirs, "--no-plots", "--graph-weights", "last"]) == 0
+    last = json.loads((tmp_path / "out" / "cosmo.json").read_text())
+    assert next(r for r in last["records"] if r["method"] == "graph")["epochs"] == 2
+    assert last["config"]["graph_weights"] == "last"
 
 
 def test_cosmo_bad_input(tmp_path, capsys):
