@@ -572,7 +572,8 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
                 rec.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
             if config.keep_best:
                 value, larger = rec[config.keep_best], KEEP_BEST[config.keep_best]
-                if best is None or (value > best["value"] if larger else value < best["value"]):
+                if (best is None or (math.isnan(best["value"]) and not math.isnan(value))  # NaN: never better
+                        or (value > best["value"] if larger else value < best["value"])):
                     best = {"epoch": epoch + 1, "key": config.keep_best, "value": value,
                             "model": {k: t.detach().clone() for k, t in model.state_dict().items()}}
                 rec["best_epoch"] = best["epoch"]
