@@ -65,6 +65,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_model_state",
+    "trained_weights",
     "CheckpointError",
     "CheckpointMismatch",
     "TrainingInterrupted",
@@ -76,10 +77,13 @@ __all__ = [
 ]
 
 #: keys of TrainConfig that must agree between a checkpoint and the run resuming it
-_RESUME_KEYS = ("batch_size", "lr", "weight_decay", "seed", "lr_schedule", "warmup")
+_RESUME_KEYS = ("batch_size", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "keep_best")
 
 #: learning-rate schedules of :func:`learning_rate`
 LR_SCHEDULES = ("constant", "cosine")
+
+#: ``TrainConfig.keep_best`` criteria: validation record key -> True when larger is better
+KEEP_BEST = {"val_loss": False, "val_accuracy": True}
 
 
 @dataclass
@@ -98,7 +102,12 @@ class TrainConfig:
     recalibrate_samples: use at most this many evenly spaced training samples for it
     (None: all);
     lr_schedule: "constant" or "cosine" (linear warm-up over the first ``warmup`` fraction
-    of all steps, then cosine decay to 0 at the last step of epoch ``epochs``).
+    of all steps, then cosine decay to 0 at the last step of epoch ``epochs``);
+    keep_best: None (default: the model ends with the last epoch's weights), "val_loss"
+    (regression: the epoch of lowest validation loss) or "val_accuracy" (classification:
+    highest validation accuracy; the earliest epoch wins ties): :func:`fit` ends with that
+    epoch's weights and stores them in every checkpoint (``state["best"]``), so a resumed
+    run keeps the same choice.  Needs a validation set.
     """
 
     epochs: int = 10
@@ -116,6 +125,7 @@ class TrainConfig:
     recalibrate_samples: int | None = None
     lr_schedule: str = "constant"
     warmup: float = 0.0
+    keep_best: str | None = None
 
     def __post_init__(self):
         if int(self.epochs) != self.epochs or self.epochs < 0:
@@ -133,6 +143,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not (math.isfinite(self.warmup) and 0 <= self.warmup < 1):
             raise ValueError(f"warmup must be a fraction in [0, 1), got {self.warmup!r}")
+        if self.keep_best is not None and self.keep_best not in KEEP_BEST:
+            raise ValueError(f"keep_best must be None or one of {tuple(KEEP_BEST)}, got {self.keep_best!r}")
 
 
 @dataclass(frozen=True)
@@ -282,6 +294,14 @@ def load_model_state(model: nn.Module, state: dict, path="checkpoint") -> nn.Mod
     return model
 
 
+def trained_weights(state: dict) -> dict:
+    """The weights a finished :func:`fit` left in the model, from its checkpoint ``state``: the
+    best epoch's (``state["best"]["model"]``) when it ran with ``keep_best``, else the last
+    epoch's (``state["model"]``).  Load them with ``load_model_state(model, {"model": ...})``."""
+    best = state.get("best") if isinstance(state, dict) else None
+    return best["model"] if isinstance(best, dict) and "model" in best else state.get("model")
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -423,6 +443,9 @@ def _check_resume(state: dict, config: TrainConfig, path, meta: dict | None) -> 
     for key in ("model", "optimizer", "epoch", "history"):
         if key not in state:
             raise CheckpointError(f"checkpoint {path} is not a training checkpoint (no {key!r})")
+    if config.keep_best and int(state["epoch"]) > 0 and not isinstance(state.get("best"), dict):
+        raise CheckpointMismatch(f"checkpoint {path} was written without keep_best (its best epoch's weights are "
+                                 "not stored); pass resume=False (command line: --restart) or another checkpoint path")
     if meta is not None and "fingerprint" in meta:
         saved_meta = state.get("meta") or {}
         if saved_meta.get("fingerprint") != meta["fingerprint"]:
@@ -450,7 +473,15 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
     ``seconds``, ``step_losses`` (global mean loss of every step).  Records of epochs
     restored from a checkpoint are included.  After every epoch the BatchNorm statistics
     are recalibrated on the training set (``config.recalibrate_bn``), so validation,
-    checkpoints and the returned model use statistics of the final weights.  ``log`` receives one line per epoch (rank 0).
+    checkpoints and the returned model use statistics of the final weights.  ``log`` receives
+    one line per epoch (rank 0): training loss, and validation loss; accuracies only for
+    classification (outputs (B, classes) and integer targets (B,)).
+
+    ``config.keep_best`` ("val_loss" / "val_accuracy"): every record also holds ``best_epoch``
+    (the best epoch so far), the checkpoint holds ``"best"`` = {"epoch", "key", "value",
+    "model"} besides the last epoch's weights and optimizer (so resuming continues the last
+    epoch and keeps the best one), and the model ends with the best epoch's weights
+    (:func:`trained_weights` reads them from a checkpoint).
 
     ``meta``: plain data stored with every checkpoint (``state["meta"]``); when it holds a
     ``"fingerprint"``, an existing checkpoint is resumed only if its fingerprint is the
@@ -460,6 +491,8 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
     """
     if len(train_set) == 0:
         raise ValueError("training set is empty")
+    if config.keep_best and val_set is None:
+        raise ValueError(f"keep_best={config.keep_best!r} needs a validation set (val_set)")
     ctx = ctx or distributed_context(config.device)
     if config.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {ctx.world_size} processes")
@@ -475,7 +508,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
-    history, start = [], 0
+    history, start, best = [], 0, None  # best: {"epoch", "key", "value", "model"} with keep_best
     ckpt = Path(config.checkpoint) if config.checkpoint is not None else None
     if ckpt is not None and config.resume and ckpt.is_file():
         state = load_checkpoint(ckpt, map_location=ctx.device)
@@ -483,6 +516,8 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
         load_model_state(model, state, ckpt)
         opt.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
+        if config.keep_best and start > 0:
+            best = dict(state["best"])
         if log and ctx.is_main:
             log(f"{config.desc}: finished run found at {ckpt} (epoch {start} of {config.epochs}); not trained again"
                 if start >= config.epochs else f"{config.desc}: resumed from {ckpt} after epoch {start}")
@@ -497,6 +532,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
 
     saved = start if ckpt is not None else 0  # last epoch written to the checkpoint
     pending = None  # the epoch whose checkpoint is being written
+    classify = None  # outputs (B, classes) with integer targets (B,): accuracies are meaningful
     try:
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()
@@ -519,7 +555,9 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
                 loss.backward()
                 opt.step()
                 n = len(y)
-                correct = float((out.argmax(-1) == y).sum()) if out.dim() == 2 and y.dim() == 1 else 0.0
+                if classify is None:
+                    classify = out.dim() == 2 and y.dim() == 1 and not y.is_floating_point()
+                correct = float((out.argmax(-1) == y).sum()) if classify else 0.0
                 g_loss, g_correct, g_n = _all_sum([float(loss.detach()) * n, correct, n], ctx)
                 step_losses.append(g_loss / g_n)
                 sums = [sums[0] + g_loss, sums[1] + g_correct, sums[2] + g_n]
@@ -532,6 +570,13 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
             if val_set is not None:
                 v = evaluate(model, val_set, batch_size=max(local_batch, 1), ctx=ctx, loss_fn=loss_fn)
                 rec.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
+            if config.keep_best:
+                value, larger = rec[config.keep_best], KEEP_BEST[config.keep_best]
+                if (best is None or (math.isnan(best["value"]) and not math.isnan(value))  # NaN: never better
+                        or (value > best["value"] if larger else value < best["value"])):
+                    best = {"epoch": epoch + 1, "key": config.keep_best, "value": value,
+                            "model": {k: t.detach().clone() for k, t in model.state_dict().items()}}
+                rec["best_epoch"] = best["epoch"]
             rec["seconds"] = time.perf_counter() - t0
             rec["step_losses"] = step_losses
             history.append(rec)
@@ -540,18 +585,32 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
                 if ctx.is_main:
                     save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                            "epoch": epoch + 1, "history": history, "config": _plain(config),
-                                           "world_size": ctx.world_size, "meta": meta or {}})
+                                           "world_size": ctx.world_size, "meta": meta or {},
+                                           **({"best": best} if best is not None else {})})
                 ctx.barrier()
                 saved, pending = epoch + 1, None
             if log and ctx.is_main:
-                extra = f", val loss {rec['val_loss']:.4f}, val acc {rec['val_accuracy']:.3f}" if val_set is not None else ""
-                log(f"{config.desc} epoch {epoch + 1}/{config.epochs}: loss {rec['train_loss']:.4f}, "
-                    f"acc {rec['train_accuracy']:.3f}{extra} ({rec['seconds']:.1f} s)")
+                log(_epoch_line(config, rec, classify, val_set is not None))
     except KeyboardInterrupt:
         if pending is not None and ctx.is_main and _saved_epoch(ckpt) == pending:
             saved = pending
         raise TrainingInterrupted(config.desc, saved, config.epochs, ckpt) from None
+    if best is not None:
+        model.load_state_dict(best["model"])
+        if log and ctx.is_main:
+            log(f"{config.desc}: kept epoch {best['epoch']} of {len(history)} "
+                f"({best['key'].replace('_', ' ')} {best['value']:.4f})")
     return history
+
+
+def _epoch_line(config: TrainConfig, rec: dict, classify: bool, validated: bool) -> str:
+    """One log line per epoch: losses always, accuracies only for a classifier."""
+    parts = [f"loss {rec['train_loss']:.4f}"] + ([f"acc {rec['train_accuracy']:.3f}"] if classify else [])
+    if validated:
+        parts += [f"val loss {rec['val_loss']:.4f}"] + ([f"val acc {rec['val_accuracy']:.3f}"] if classify else [])
+    if "best_epoch" in rec:
+        parts.append(f"best epoch {rec['best_epoch']}")
+    return f"{config.desc} epoch {rec['epoch']}/{config.epochs}: {', '.join(parts)} ({rec['seconds']:.1f} s)"
 
 
 def _saved_epoch(ckpt: Path) -> int | None:

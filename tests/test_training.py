@@ -26,6 +26,7 @@ from deepsphere_gen.training import (
     load_model_state,
     recalibrate_batchnorm,
     save_checkpoint,
+    trained_weights,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -388,3 +389,101 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     assert lb == pytest.approx(la, rel=1e-10)
     assert b["params"] == pytest.approx(a["params"], rel=1e-9, abs=1e-12)
     assert la[-1] < la[0]  # it trains
+
+
+# ------------------------------------------------------------------ keep_best
+
+
+def _toward(target=1.0, n=16):
+    """A regression set: constant input, constant target (the model drifts monotonically toward it)."""
+    return TensorDataset(torch.ones(n, 1), torch.full((n, 1), target))
+
+
+def _line(seed=0):
+    torch.manual_seed(seed)
+    m = nn.Linear(1, 1)
+    with torch.no_grad():
+        m.weight.zero_()
+        m.bias.zero_()
+    return m
+
+
+def _reg_cfg(**kw):
+    return _cfg(**{"epochs": 6, "lr": 0.03, **kw})
+
+
+def test_keep_best_returns_the_best_epoch_not_the_last(tmp_path):
+    # training pulls the output from 0 toward 1; the validation target 0.35 is passed on the way:
+    # the validation loss falls, then rises, so the last epoch is worse than an earlier one
+    ckpt = tmp_path / "best.pt"
+    mse = nn.functional.mse_loss
+    hist = fit(m := _line(), _toward(), _reg_cfg(keep_best="val_loss", checkpoint=ckpt), val_set=_toward(0.35),
+               loss_fn=mse, log=None)
+    val = [r["val_loss"] for r in hist]
+    best = min(range(len(val)), key=val.__getitem__) + 1
+    assert 1 < best < len(val) and val[-1] > val[best - 1]  # the scenario the option is for
+    assert [r["best_epoch"] for r in hist][-1] == best
+    fit(m_short := _line(), _toward(), _reg_cfg(epochs=best), val_set=_toward(0.35), loss_fn=mse, log=None)
+    assert torch.equal(_params(m), _params(m_short))  # the best epoch's weights, exactly
+    fit(m_last := _line(), _toward(), _reg_cfg(), val_set=_toward(0.35), loss_fn=mse, log=None)
+    assert not torch.equal(_params(m), _params(m_last))  # default: the last epoch's weights
+    state = load_checkpoint(ckpt)
+    assert state["best"]["epoch"] == best and state["best"]["value"] == pytest.approx(val[best - 1])
+    assert torch.equal(trained_weights(state)["bias"], m.bias.detach())
+    assert torch.equal(state["model"]["bias"], m_last.bias.detach())  # last weights kept for resuming
+    assert trained_weights({"model": {"x": 1}}) == {"x": 1}  # no keep_best: the last weights
+
+
+def test_keep_best_survives_resume(tmp_path):
+    mse = nn.functional.mse_loss
+    cfg = dict(keep_best="val_loss", lr_schedule="cosine", warmup=0.1)
+    full = fit(m_full := _line(), _toward(), _reg_cfg(**cfg), val_set=_toward(0.35), loss_fn=mse, log=None)
+    assert full[-1]["best_epoch"] <= 4  # best epoch before the interruption: only the checkpoint knows it
+    ckpt = tmp_path / "run.pt"
+
+    def interrupt(line):
+        if "epoch 4/6" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_line(), _toward(), _reg_cfg(checkpoint=ckpt, **cfg), val_set=_toward(0.35), loss_fn=mse, log=interrupt)
+    resumed = fit(m_res := _line(), _toward(), _reg_cfg(checkpoint=ckpt, **cfg), val_set=_toward(0.35), loss_fn=mse,
+                  log=None)
+    assert [r["best_epoch"] for r in resumed] == [r["best_epoch"] for r in full]
+    assert torch.equal(_params(m_res), _params(m_full))
+    # a finished run found again: the best weights, not the last
+    fit(m_again := _line(seed=3), _toward(), _reg_cfg(checkpoint=ckpt, **cfg), val_set=_toward(0.35), loss_fn=mse,
+        log=None)
+    assert torch.equal(_params(m_again), _params(m_full))
+    # a checkpoint written without keep_best cannot say which epoch was best: refused
+    plain = tmp_path / "plain.pt"
+    fit(_line(), _toward(), _reg_cfg(epochs=2, checkpoint=plain), val_set=_toward(0.35), loss_fn=mse, log=None)
+    with pytest.raises(CheckpointMismatch, match="keep_best"):
+        fit(_line(), _toward(), _reg_cfg(checkpoint=plain, **cfg), val_set=_toward(0.35), loss_fn=mse, log=None)
+
+
+def test_keep_best_accuracy_for_classification():
+    hist = fit(m := _model(), _data(), _cfg(epochs=6, lr=5e-2, keep_best="val_accuracy"), val_set=_data(n=24, seed=1),
+               log=None)
+    acc = [r["val_accuracy"] for r in hist]
+    best = acc.index(max(acc)) + 1  # the earliest of ties
+    assert hist[-1]["best_epoch"] == best
+    fit(m_short := _model(), _data(), _cfg(epochs=best, lr=5e-2), val_set=_data(n=24, seed=1), log=None)
+    assert torch.equal(_params(m), _params(m_short))
+
+
+def test_keep_best_settings_are_checked():
+    with pytest.raises(ValueError, match="keep_best"):
+        _cfg(keep_best="accuracy")
+    with pytest.raises(ValueError, match="validation set"):
+        fit(_model(), _data(), _cfg(keep_best="val_loss"), log=None)
+
+
+def test_log_lines_show_accuracy_only_for_classification():
+    cls, reg = [], []
+    fit(_model(), _data(), _cfg(epochs=1), val_set=_data(seed=1), log=cls.append)
+    fit(_line(), _toward(), _reg_cfg(epochs=1, keep_best="val_loss"), val_set=_toward(0.35),
+        loss_fn=nn.functional.mse_loss, log=reg.append)
+    assert "acc" in cls[0] and "val acc" in cls[0] and "val loss" in cls[0]
+    assert "acc" not in reg[0] and "val loss" in reg[0] and "best epoch 1" in reg[0]
+    assert "kept epoch 1" in reg[-1]

@@ -51,6 +51,8 @@ def _common(p, with_outputs: bool = True) -> None:
     p.add_argument("--mlp-epochs", type=int, default=None, help=f"summary-statistic MLP epochs (default {d.mlp_epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size of the graph network")
     p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (cosine schedule)")
+    p.add_argument("--graph-weights", choices=("best", "last"), default=d.graph_weights,
+                   help="evaluate the graph network's epoch of lowest validation loss (best) or its last epoch")
     p.add_argument("--seed", type=int, default=0, help="seed of the design, maps, noise and training")
     p.add_argument("--data-dir", default=None, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
     p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")
@@ -89,7 +91,8 @@ def _config(args):
                                 epochs=pick(args.epochs, "epochs", d.epochs),
                                 mlp_epochs=pick(args.mlp_epochs, "mlp_epochs", d.mlp_epochs),
                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
-                                out_dir=args.out_dir, device=args.device, progress=not args.no_progress)
+                                out_dir=args.out_dir, device=args.device, progress=not args.no_progress,
+                                graph_weights=args.graph_weights)
     return replace(cfg, channels=q["channels"]) if args.quick else cfg
 
 

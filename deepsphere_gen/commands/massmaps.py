@@ -88,6 +88,12 @@ def _common(p, with_outputs: bool, d) -> None:
     t.add_argument("--no-augment", action="store_true", default=S,
                    help="train on the data set's fixed noise instead of a new noise realisation per draw "
                         "(and one noise realisation per training patch for the baselines)")
+    t.add_argument("--warm-start", action="store_true", default=S,
+                   help="start the networks with noise from the noise-free network of the same method and sky "
+                        "(trained first if missing) instead of a random initialisation")
+    t.add_argument("--average-views", action="store_true", default=S,
+                   help="patches: average the networks' test predictions over the 4 reflections of the square "
+                        "(4 forward passes; the JSON keeps the single-view accuracy too)")
     t.add_argument("--restart", action="store_true", default=S,
                    help="retrain from scratch even where a checkpoint of the same settings exists")
     r = p.add_argument_group("where and how")
@@ -166,6 +172,8 @@ def _config(args):
         epochs=pick(_get(args, "epochs"), "epochs"), batch_size=pick(_get(args, "batch_size"), "batch_size"),
         lr=pick(_get(args, "lr"), "lr"),
         min_steps=pick(_get(args, "min_steps"), "min_steps"), augment=not _get(args, "no_augment", False),
+        warm_start=bool(_get(args, "warm_start", False)),
+        average_views=bool(_get(args, "average_views", False)),
         channels=base.get("channels", d.channels), k=pick(_get(args, "neighbours"), "k"),
         full_sky_nside=pick(_get(args, "full_sky_nside"), "full_sky_nside"),
         baseline_noise_draws=base.get("baseline_noise_draws", d.baseline_noise_draws),

@@ -25,8 +25,9 @@ the constraint width at the fiducial cosmology (square root of the mean predicte
 and the scatter of the means over fiducial realisations), coverage of 68 % / 95 % intervals
 (:func:`interval_coverage`), a predicted-vs-true figure and the fiducial constraint ellipses.
 
-Validation and calibration: every 8th training cosmology is held out of training (validation:
-early stopping of the MLPs, the graph network's validation loss).  The posteriors of every
+Validation and calibration: one training cosmology in 8 is held out of training (validation:
+early stopping of the MLPs; the graph network keeps the weights of its epoch of lowest
+validation loss, ``TrainConfig.keep_best``).  The posteriors of every
 method are then recalibrated on these validation cosmologies by one factor per parameter
 (:func:`calibration_scales`, the "variance scaling" of regression calibration): a network
 trained by Gaussian NLL reaches a good mean before its variance head settles, and the MLPs
@@ -56,9 +57,11 @@ from ..datasets.pseudo_cl import PseudoCl
 from ..datasets.shape_noise import DEFAULT_SIGMA_E, pixel_noise_std
 from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
-from ..training import DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint, seed_everything
+from ..training import (DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint,
+                        seed_everything, trained_weights)
+from .cosmo_fisher import power_spectrum_forecast
 from .cosmo_summaries import summary_features
-from .reporting import save_png
+from .reporting import align_rows, save_png
 
 __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
            "posterior_metrics", "calibration_scales", "summary_widths", "bootstrap_ratios", "pooling_plan",
@@ -67,6 +70,8 @@ __all__ = ["METHODS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll",
 METHODS = ("graph", "power_spectrum", "handcrafted")
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
 LEVELS = (0.68, 0.95)
+#: which weights of the graph network are evaluated: its epoch of lowest validation loss, or its last epoch
+GRAPH_WEIGHTS = ("best", "last")
 #: one training cosmology in VALIDATION_EVERY (drawn at random: strided Sobol subsets cluster) validates
 VALIDATION_EVERY = 8
 
@@ -75,7 +80,8 @@ VALIDATION_EVERY = 8
 class CosmoExperimentConfig:
     """Settings of a run.  grid: the simulations; ngal: galaxies per arcmin^2 over all bins
     (split equally); sigma_e: ellipticity dispersion per component; methods: subset of METHODS;
-    epochs: training epochs of the graph network; mlp_epochs: at most this many MLP epochs
+    epochs: training epochs of the graph network; graph_weights: which of its weights are evaluated,
+    "best" (the epoch of lowest validation loss) or "last" (both are in its checkpoint); mlp_epochs: at most this many MLP epochs
     (early stopping on the validation cosmologies, patience 40); channels, K, k: the graph
     network; mlp_hidden, mlp_dropout: hidden widths and dropout of the MLPs; ps_noise_draws: noise realisations per
     training sample for the summary-statistic MLPs (the graph net draws new noise every time)."""
@@ -100,6 +106,7 @@ class CosmoExperimentConfig:
     out_dir: str = "cosmo-out"
     device: str | None = None
     progress: bool = True
+    graph_weights: str = "best"
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
@@ -109,6 +116,8 @@ class CosmoExperimentConfig:
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "batch_size"):
             check_positive_int(getattr(self, name), name)
+        if self.graph_weights not in GRAPH_WEIGHTS:
+            raise ValueError(f"graph_weights must be one of {GRAPH_WEIGHTS}, got {self.graph_weights!r}")
 
     def noise_std(self) -> np.ndarray:
         """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
@@ -341,7 +350,7 @@ def _train_config(config: CosmoExperimentConfig, n_train: int, world: int) -> Tr
     return TrainConfig(epochs=config.epochs, batch_size=batch, lr=config.lr, weight_decay=config.weight_decay,
                        seed=config.seed, device=config.device, progress=config.progress, lr_schedule="cosine",
                        warmup=0.05, recalibrate_samples=512, checkpoint=_checkpoint(config, "graph"),
-                       desc="cosmo graph")
+                       desc="cosmo graph", keep_best="val_loss")
 
 
 def validation_mask(path, seed: int = 0) -> np.ndarray:
@@ -417,10 +426,9 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
         fixed = CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed)
         model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
         t0 = time.process_time()
-        quiet = (lambda line: log(line.replace(", acc 0.000", "").replace(", val acc 0.000", ""))) if log else None
         histories["graph"] = fit(model, Subset(_Targets(fresh, space), tr_idx),
                                  _train_config(config, len(tr_idx), ctx.world_size),
-                                 val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=quiet,
+                                 val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=log,
                                  ctx=ctx)
         if log and ctx.is_main:
             log(f"cosmo graph: trained, {time.process_time() - t0:.0f} s process CPU")
@@ -480,7 +488,9 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
         val_idx = np.flatnonzero(validation_mask(path, config.seed))
         if method == "graph":
             model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
-            model.load_state_dict(state["model"])
+            if config.graph_weights == "last" or "best" not in state:
+                state = {**state, "best": {"epoch": int(state["epoch"]), "model": state["model"]}}
+            model.load_state_dict(trained_weights(state))
             model.to(ctx.device)
             data = {split: CosmoMapDataset(path, split, config.noise_std(), seed=config.seed) for split in SPLITS}
             data["validation"] = Subset(data.pop("train"), val_idx.tolist())
@@ -499,8 +509,9 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             inputs = {"test": feats["test"][method], "fiducial": feats["fiducial"][method],
                       "validation": train_x[val_idx]}  # noise draw 0 of the validation samples
             out = {split: _predict(model, TensorDataset(scaler(x)), ctx.device, 512) for split, x in inputs.items()}
-        last = state["history"][int(state["epoch"]) - 1]
-        rec = {"method": method, "epochs": int(state["epoch"]), "epochs_run": len(state["history"]),
+        kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])  # MLPs: epoch = the best one
+        last = state["history"][kept - 1]
+        rec = {"method": method, "epochs": kept, "epochs_run": len(state["history"]),
                "train_seconds": float(sum(h["seconds"] for h in state["history"])),
                "train_loss": float(last["train_loss"]), "val_loss": float(last.get("val_loss", math.nan))}
         theta_val = np.load(path / "params_train.npy")[val_idx]
@@ -525,9 +536,27 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
         rec["eval_cpu_seconds"] = time.process_time() - t0
         records.append(rec)
     summary = _summary(records)
+    if "power_spectrum" in preds:
+        summary["fisher_forecast"] = _forecast(config, path, records, feats.get("fiducial", {}).get("power_spectrum"))
     if "graph" in preds and "power_spectrum" in preds:
         summary["bootstrap_95"] = bootstrap_ratios(preds, path, seed=config.seed)
     return {"records": records, "summary": summary, "predictions": preds}
+
+
+def _forecast(config: CosmoExperimentConfig, path: Path, records: list[dict], fid_ps: np.ndarray | None) -> dict:
+    """The power spectrum's Fisher forecast (:mod:`.cosmo_fisher`) beside the networks' S8 widths at the
+    fiducial, and the band powers' simulated variance at the fiducial over the Gaussian (Knox) one."""
+    mask = np.zeros(12 * config.grid.nside**2, dtype=bool)
+    mask[np.load(Path(path) / "footprint.npy")] = True
+    f = power_spectrum_forecast(config.grid, config.noise_std(), mask=mask)
+    knox = np.asarray(f.pop("knox_std"))
+    for r in records:
+        f[f"s8_width_{r['method']}_over_forecast"] = r["fiducial"]["s8"]["mean_std"] / f["s8"]
+    if fid_ps is not None and fid_ps.shape[1] == knox.size and len(fid_ps) > 2:
+        ratio = np.var(fid_ps, axis=0, ddof=1) / knox**2
+        f["simulated_over_knox_variance"] = {"median": float(np.median(ratio)), "min": float(ratio.min()),
+                                             "max": float(ratio.max())}
+    return f
 
 
 def bootstrap_ratios(preds: dict, path, other: str = "graph", n_boot: int = 1000, seed: int = 0) -> dict:
@@ -602,9 +631,7 @@ def format_table(result: dict) -> str:
                      "-" if f["summary_width"]["s8"] is None else f"{f['summary_width']['s8']:.4f}",
                      f"{f['omega_m']['mean_std']:.4f}",
                      "{:.2f},{:.2f}".format(*r["calibration_scales"])])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = align_rows(rows)
     lines.append("(RMSE and coverage of the calibrated intervals on the held-out cosmologies; at the fiducial: fid sd = "
                  "mean calibrated posterior std, fid F = Fisher width of the point estimates used as summaries; "
                  "calib = variance scales fitted on the validation cosmologies)")
@@ -619,6 +646,17 @@ def format_table(result: dict) -> str:
         b = s["bootstrap_95"]
         lines.append("  95 % bootstrap over held-out cosmologies and fiducial maps: " + ", ".join(
             f"{k} [{v[0]:.3f}, {v[1]:.3f}]" if v else f"{k} -" for k, v in b.items()))
+    if "fisher_forecast" in s:
+        f = s["fisher_forecast"]
+        ratios = ", ".join(f"{m} {f[f's8_width_{m}_over_forecast']:.2f}" for m in METHODS
+                           if f"s8_width_{m}_over_forecast" in f)
+        lines.append(f"power-spectrum Fisher forecast (Gaussian covariance, f_sky {f['fsky']:.4f}): sd(S8) {f['s8']:.4f} "
+                     f"({f['s8_with_box_prior']:.4f} with the prior box), sd(Om) {f['omega_m']:.4f}; "
+                     f"posterior sd(S8) / forecast: {ratios}")
+        if "simulated_over_knox_variance" in f:
+            v = f["simulated_over_knox_variance"]
+            lines.append(f"  band powers at the fiducial: simulated / Gaussian variance median {v['median']:.2f} "
+                         f"[{v['min']:.2f}, {v['max']:.2f}]")
     if "target_reached" in s:
         lines.append(f"target (graph S8 posterior >= 16 % tighter, 68 % coverage in [60, 76] %): "
                      f"{'reached' if s['target_reached'] else 'NOT reached'}")

@@ -9,13 +9,18 @@ Every network run (method, sky setting, noise level) is identified by a fingerpr
   kept, which runs are selected and what only the baselines use (:data:`NOT_FINGERPRINTED`:
   directories, device, progress, the lists of methods, sky fractions and noise settings,
   sigma_e (part of each run's noise setting), the footprint's path, the baselines' noise
-  draws); new fields (e.g. ``k``, ``full_sky_nside``, ``val_fraction``) are fingerprinted
+  draws, whether runs with noise are warm-started: that is the ``init`` field of those runs,
+  and whether test predictions average views: evaluation only);
+  new fields (e.g. ``k``, ``full_sky_nside``, ``val_fraction``) are fingerprinted
   automatically; how the run step is spread over processes (``--workers``) is no field;
 - ``run``: method, sky fraction, a hash of the footprint mask, noise setting (kind, value,
   sigma_e: e.g. ``{"kind": "ngal", "value": 22.47, "sigma_e": 0.26}``);
 - ``model``: network class and a hash of its parameter and buffer shapes;
 - ``train``: the :class:`~deepsphere_gen.training.TrainConfig` of the run (epochs,
-  batch, learning rate, schedule, seed, ...), without paths and display settings.
+  batch, learning rate, schedule, seed, ...), without paths and display settings;
+- ``init`` (only for a warm-started run): the run whose weights it starts from (its name and
+  fingerprint, e.g. ``{"warm_start": "fcn-sky1o48-noisenone", "fingerprint": "..."}``); a run
+  from a random initialisation has no such field.
 
 The checkpoint file is ``<out_dir>/checkpoints/<method>-sky<f>-noise<n>-<fingerprint>.pt``:
 another setting is another file (a fresh run), never a silently reused one, and runs of
@@ -38,7 +43,8 @@ __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "mask_hash", "run_fiel
 
 #: ExperimentConfig fields that do not change what a checkpoint holds
 NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "deepsphere_levels",
-                     "ngal", "relative_noise", "sigma_e", "footprint", "baseline_noise_draws")
+                     "ngal", "relative_noise", "sigma_e", "footprint", "baseline_noise_draws", "warm_start",
+                     "average_views")
 #: TrainConfig fields that do not change what a checkpoint holds
 _TRAIN_NOT_FINGERPRINTED = ("checkpoint", "resume", "progress", "desc", "device", "num_workers")
 
@@ -66,23 +72,28 @@ def mask_hash(mask) -> str | None:
     return hashlib.sha256(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).hexdigest()[:16]
 
 
-def run_fields(config, data_generation: dict, method: str, sky, noise, model, train_config) -> dict:
+def run_fields(config, data_generation: dict, method: str, sky, noise, model, train_config,
+               init: dict | None = None) -> dict:
     """The fingerprinted fields of one run (plain JSON data; see the module docstring).
 
     ``config``: the ExperimentConfig; ``data_generation``: the data set's generation
     parameters; ``sky``: a SkySetting; ``noise``: a NoiseSetting (or a number); ``model``: the
-    network (its state-dict shapes); ``train_config``: its TrainConfig.
+    network (its state-dict shapes); ``train_config``: its TrainConfig; ``init``: the run it
+    starts from (None: random initialisation, no ``init`` field).
     """
     inner = getattr(model, "model", model)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return canonical({
+    fields = {
         "data": data_generation,
         "experiment": {k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED},
         "run": {"method": method, "sky": sky.name, "footprint": mask_hash(sky.footprint),
                 "noise": _noise_fields(noise), "noise_name": noise_name(noise)},
         "model": {"class": type(inner).__name__, "shapes": fingerprint(shapes), "entries": len(shapes)},
         "train": {k: v for k, v in asdict(train_config).items() if k not in _TRAIN_NOT_FINGERPRINTED},
-    })
+    }
+    if init is not None:
+        fields["init"] = init
+    return canonical(fields)
 
 
 def run_meta(fields: dict, distribution: dict | None = None, footprint: str | None = None) -> dict:

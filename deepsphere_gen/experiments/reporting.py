@@ -14,7 +14,7 @@ import numpy as np
 
 from .._io import atomic_write
 
-__all__ = ["METHOD_NAMES", "wilson_interval", "format_table", "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
+__all__ = ["METHOD_NAMES", "wilson_interval", "align_rows", "format_table", "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
 
 #: readable method names for tables and figures
 METHOD_NAMES = {
@@ -48,6 +48,14 @@ def _order(records, key, preferred=()):
     return [m for m in preferred if m in seen] + [m for m in seen if m not in preferred]
 
 
+def align_rows(rows: list[list[str]]) -> list[str]:
+    """Right-aligned text columns of ``rows`` (the first is the header, underlined by dashes)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
 def format_table(records: list[dict], methods_order=()) -> str:
     """Accuracy table: one row per (sky, noise), one column per method, "acc [lo, hi]" in %."""
     methods = _order(records, "method", methods_order)
@@ -67,9 +75,7 @@ def format_table(records: list[dict], methods_order=()) -> str:
                 lo, hi = r.get("ci95", (math.nan, math.nan))
                 row.append(f"{100 * r['accuracy']:.1f} [{100 * lo:.0f},{100 * hi:.0f}]")
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = align_rows(rows)
     legend = "; ".join(f"{m} = {METHOD_NAMES.get(m, m)}" for m in methods)
     return "\n".join(lines) + (f"\n(accuracy in % on the test maps [{INTERVAL_NOTE}]; '-': not run for this sky "
                                f"setting; sky @N: samples at HEALPix nside N)\n({legend})")

@@ -5,8 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["LAPLACIAN_KINDS", "laplacian", "laplacian_csr", "degrees", "estimate_lmax", "lanczos_lmax",
-           "lanczos_extremes",
-           "rescale_laplacian"]
+           "lanczos_ritz", "rescale_laplacian"]
 
 LAPLACIAN_KINDS = ("combinatorial", "normalized")
 
@@ -116,24 +115,24 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
                      for i in range(0, a.size, step)))
 
 
-def lanczos_lmax(matvec, n: int, tol: float = 5e-3, safety: float = 1.01, max_steps: int = 300,
-                 seed: int = 0, dtype=np.float64) -> float:
-    """Upper estimate of the largest eigenvalue of a symmetric PSD operator: lambda * ``safety``.
+def lanczos_ritz(matvec, n: int, max_steps: int = 300, tol: float | None = None, seed: int = 0,
+                 dtype=np.float64) -> np.ndarray:
+    """Ritz values (ascending) of a symmetric operator: plain Lanczos from a fixed random start.
 
-    lambda: the largest Ritz value of plain Lanczos (three vectors kept, no re-orthogonalisation)
-    from a fixed random start vector, stopped once its residual estimate is below
-    ``tol * lambda`` (the criterion of ARPACK's ``eigsh``, which pygsp calls with the same
-    tolerance).  Ritz values never exceed the largest eigenvalue (loss of orthogonality only
-    repeats converged ones), and the 1 % margin covers ``tol``.  Cost: one ``matvec`` per
-    step (about 40 for the HEALPix kNN graphs), memory three vectors of ``dtype`` (float32 for
-    the largest graphs: dot products still accumulate in float64).
+    Three vectors kept, no re-orthogonalisation: Ritz values lie inside the spectrum (loss of
+    orthogonality only repeats converged ones), so a value outside an interval proves that the
+    spectrum leaves it.  Stops after ``max_steps`` steps, on breakdown, or, with ``tol``, once
+    the residual estimate of the largest Ritz value is below ``tol`` times it (the criterion of
+    ARPACK's ``eigsh``, which pygsp calls with the same tolerance).  Cost: one ``matvec`` per
+    step, memory three vectors of ``dtype`` (float32 for the largest graphs: dot products still
+    accumulate in float64).
     """
     q = np.random.default_rng(seed).standard_normal(n, dtype=dtype)
     q /= np.sqrt(_dot(q, q))
     q_prev = np.zeros(n, dtype=dtype)
     alpha, beta = [], []
     b = 0.0
-    lam = 0.0
+    theta = np.zeros(0)
     for _ in range(min(n, max_steps)):  # in place: three n-vectors (and the product's output)
         w = np.asarray(matvec(q), dtype=dtype).ravel()
         if b:
@@ -146,42 +145,33 @@ def lanczos_lmax(matvec, n: int, tol: float = 5e-3, safety: float = 1.01, max_st
         b = float(np.sqrt(_dot(w, w)))
         alpha.append(a)
         beta.append(b)
-        theta, S = np.linalg.eigh(np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1))
-        lam = float(theta[-1])
-        if b * abs(S[-1, -1]) <= tol * abs(lam) or b <= 1e-12 * max(abs(lam), 1.0):
+        if tol is not None:
+            theta, S = np.linalg.eigh(_tridiagonal(alpha, beta))
+            if b * abs(S[-1, -1]) <= tol * abs(theta[-1]):
+                return theta
+        if b <= 1e-12 * max(abs(a), abs(theta[-1]) if theta.size else 0.0, 1.0):
             break
         w /= b
         q = w
+    return np.linalg.eigvalsh(_tridiagonal(alpha, beta))
+
+
+def _tridiagonal(alpha: list, beta: list) -> np.ndarray:
+    return np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
+
+
+def lanczos_lmax(matvec, n: int, tol: float = 5e-3, safety: float = 1.01, max_steps: int = 300,
+                 seed: int = 0, dtype=np.float64) -> float:
+    """Upper estimate of the largest eigenvalue of a symmetric PSD operator: lambda * ``safety``.
+
+    lambda: the largest Ritz value of :func:`lanczos_ritz` stopped at relative residual
+    ``tol``; Ritz values never exceed the largest eigenvalue, and the 1 % margin covers
+    ``tol``.  About 40 ``matvec`` for the HEALPix kNN graphs.
+    """
+    lam = float(lanczos_ritz(matvec, n, max_steps=max_steps, tol=tol, seed=seed, dtype=dtype)[-1])
     if lam <= 0:
         raise ValueError("Laplacian has no positive eigenvalue (graph without edges?)")
     return lam * float(safety)
-
-
-def lanczos_extremes(matvec, n: int, steps: int = 30, seed: int = 0) -> tuple[float, float]:
-    """(smallest, largest) Ritz values of a symmetric operator after ``steps`` Lanczos steps.
-
-    Both lie inside the spectrum (up to rounding): a value outside an interval proves that
-    the spectrum leaves it.  Plain Lanczos from a fixed random start, three vectors kept.
-    """
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    q = v0 / np.linalg.norm(v0)
-    q_prev = np.zeros(n)
-    alpha, beta = [], []
-    b = 0.0
-    for _ in range(min(n, steps)):
-        w = np.asarray(matvec(q), dtype=np.float64).ravel()
-        if b:
-            w -= b * q_prev
-        a = float(q @ w)
-        w -= a * q
-        b = float(np.linalg.norm(w))
-        alpha.append(a)
-        beta.append(b)
-        if b <= 1e-12 * max(abs(a), 1.0):
-            break
-        q_prev, q = q, w / b
-    theta = np.linalg.eigvalsh(np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1))
-    return float(theta[0]), float(theta[-1])
 
 
 def estimate_lmax(L, tol: float = 5e-3, safety: float = 1.01) -> float:

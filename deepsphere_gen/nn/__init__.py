@@ -6,6 +6,7 @@
 | :mod:`.laplacian` | ``Laplacian``: the rescaled Laplacian a ChebConv filters with (torch CSR, checked) |
 | :mod:`.laplacian_pyramid` | ``LaplacianPyramid`` (one Laplacian per resolution) and ``SharedLaplacians`` (sharing kept across ``load_state_dict``) |
 | :mod:`._cheb_sparse` | the Laplacian as torch CSR and the sparse Chebyshev kernels behind ``ChebConv`` |
+| :mod:`._cheb_native` | compiled CPU kernels of the filter (recursion step, dense products), built at first use; torch fallback |
 | :mod:`.pooling` | pooling / unpooling on HEALPix (full and partial sky) and equiangular grids |
 | :mod:`._signal` | ``GeneralizedSignal``: fragments (batch, channels, 2l+1, tau_l), the harmonic layers' data type |
 | :mod:`._bridge` | ``MapToSignal`` / ``SignalToMap``: the adapters between pixel maps and generalized signals |
@@ -22,6 +23,7 @@ Shapes: maps (batch, pixels, channels), signals as above (docs/conventions.md).
 """
 # graph layers
 from .chebconv import ChebConv, chebyshev_basis
+from ._cheb_native import available as native_kernels_available
 from .laplacian import Laplacian
 from .laplacian_pyramid import LaplacianPyramid, SharedLaplacians, share_equal_laplacians
 from .pooling import (
@@ -55,6 +57,7 @@ __all__ = [
     # graph layers
     "ChebConv",
     "chebyshev_basis",
+    "native_kernels_available",
     "Laplacian",
     "LaplacianPyramid",
     "SharedLaplacians",

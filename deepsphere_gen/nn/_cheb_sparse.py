@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import _cheb_native
+
 __all__ = ["to_torch_csr", "chebyshev_basis", "cheb_filter", "Scratch", "BLOCK_BYTES", "KEEP_BYTES"]
 
 
@@ -152,13 +154,15 @@ class Scratch:
     def give(self, role: str, t: torch.Tensor) -> None:
         self._idle[role] = t
 
-    def take_output(self, role: str, shape, like: torch.Tensor) -> torch.Tensor:
+    def take_output(self, role: str, shape, like: torch.Tensor, keep_bytes: int = 0) -> torch.Tensor:
         """A buffer for a result handed to the caller: the last one if it is free, else fresh.
 
-        CPU only (a GPU caching allocator already recycles memory; elsewhere this is
-        ``torch.empty``).
+        Kept between calls up to ``max(KEEP_BYTES, keep_bytes)`` (training passes the size of
+        the Chebyshev stack, which the scratch holds anyway: a fresh 800 MB output costs ~0.3 s
+        of page faults).  CPU only (a GPU caching allocator already recycles memory; elsewhere
+        this is ``torch.empty``).
         """
-        if like.device.type != "cpu" or _nbytes(shape, like) > KEEP_BYTES:
+        if like.device.type != "cpu" or _nbytes(shape, like) > max(KEEP_BYTES, keep_bytes):
             return torch.empty(shape, dtype=like.dtype, device=like.device)
         t = self._outputs.get(role)
         if not (_fits(t, shape, like) and _unshared(t)):
@@ -236,6 +240,34 @@ def _blocks(total: int, size: int):
     return ((r, min(r + size, total)) for r in range(0, total, size))
 
 
+def _recur(out, lap, x, alpha, a_term, z_term):
+    """``out = alpha lap x + a_term - z_term`` (terms None: left out; ``a_term`` may be ``out``).
+
+    The compiled kernel (:mod:`._cheb_native`, one pass, CPU) where it applies, else torch's
+    sparse product in place plus the axpy terms.
+    """
+    if _cheb_native.step(out, lap, x, alpha, a_term, 1.0, z_term, 1.0):
+        return out
+    if a_term is None:
+        out.addmm_(lap, x, beta=0, alpha=alpha)  # beta 0: the old contents are ignored
+    else:
+        if a_term is not out:
+            out.copy_(a_term)
+        out.addmm_(lap, x, alpha=alpha)
+    if z_term is not None:
+        out.sub_(z_term)
+    return out
+
+
+def _fill_basis(basis, x, laplacian):
+    """basis (K, pixels, batch*C_in) <- [T_0(L~) x, ..., T_{K-1}(L~) x], x (batch, pixels, C_in)."""
+    B, P, C = x.shape
+    basis[0].view(P, B, C).copy_(x.transpose(0, 1))
+    for k in range(1, basis.shape[0]):  # T_1 = L~ T_0, T_k = 2 L~ T_{k-1} - T_{k-2}
+        _recur(basis[k], laplacian, basis[k - 1], 1.0 if k == 1 else 2.0, None, basis[k - 2] if k > 1 else None)
+    return basis
+
+
 class _ChebFilter(torch.autograd.Function):
     """y = sum_k T_k(L~) x W_k + b with a hand-written backward (see the module docstring).
 
@@ -244,30 +276,28 @@ class _ChebFilter(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, laplacian, laplacian_t, scratch, block_rows):
+    def forward(ctx, x, weight, bias, laplacian, laplacian_t, scratch, block_rows, grad_mode):
         B, P, C = x.shape
         K, _, O = weight.shape
         n = B * C
-        keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        basis = scratch.take("basis", (K, P, n), x)
-        basis[0].view(P, B, C).copy_(x.transpose(0, 1))
-        for k in range(1, K):
-            if k == 1:
-                basis[1].addmm_(laplacian, basis[0], beta=0)  # beta 0: the old contents are ignored
-            else:  # T_k = 2 L~ T_{k-1} - T_{k-2}
-                basis[k].addmm_(laplacian, basis[k - 1], beta=0, alpha=2).sub_(basis[k - 2])
+        # needs_input_grad says True under torch.no_grad() too: without grad mode no backward
+        # comes, and the basis goes back to the scratch (no fresh buffer, no page faults, next call)
+        keep = grad_mode and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        basis = _fill_basis(scratch.take("basis", (K, P, n), x), x, laplacian)
         # y = sum_k T_k W_k (+ b), rows (pixel, batch), one row block at a time
         t = basis.view(K, P * B, C)
-        y = scratch.take_output("out", (P * B, O), x)
-        rows = block_rows or _block_rows(P * B, (K * C + O) * x.element_size(), x.device)
-        for r0, r1 in _blocks(P * B, rows):
-            yb = y[r0:r1]
-            if bias is None:
-                torch.mm(t[0, r0:r1], weight[0], out=yb)
-            else:
-                torch.addmm(bias, t[0, r0:r1], weight[0], out=yb)
-            for k in range(1, K):
-                yb.addmm_(t[k, r0:r1], weight[k])
+        held = basis.numel() * basis.element_size() if keep else 0  # the stack stays in the scratch
+        y = scratch.take_output("out", (P * B, O), x, keep_bytes=held)
+        if not _cheb_native.forward(y, basis, weight, bias):
+            rows = block_rows or _block_rows(P * B, (K * C + O) * x.element_size(), x.device)
+            for r0, r1 in _blocks(P * B, rows):
+                yb = y[r0:r1]
+                if bias is None:
+                    torch.mm(t[0, r0:r1], weight[0], out=yb)
+                else:
+                    torch.addmm(bias, t[0, r0:r1], weight[0], out=yb)
+                for k in range(1, K):
+                    yb.addmm_(t[k, r0:r1], weight[k])
         ctx.save_for_backward(x, weight, bias)
         ctx.basis = basis if keep else None
         if not keep:  # no backward will use it
@@ -281,54 +311,69 @@ class _ChebFilter(torch.autograd.Function):
         x, weight, bias = ctx.saved_tensors
         needs = ctx.needs_input_grad[:3]
         basis, ctx.basis = ctx.basis, None
-        if torch.is_grad_enabled() or (basis is None and (needs[0] or needs[1])):
-            # higher-order gradients (create_graph) or a second backward through a retained
-            # graph (the basis was consumed): differentiate the composable reference
-            return _reference_grads(x, weight, bias, ctx.laplacian, ctx.laplacian_t, gy, needs) + (None,) * 4
+        if torch.is_grad_enabled():
+            # higher-order gradients (create_graph): differentiate the composable reference
+            return _reference_grads(x, weight, bias, ctx.laplacian, ctx.laplacian_t, gy, needs) + (None,) * 5
         B, P, C = x.shape
         K, _, O = weight.shape
         scratch = ctx.scratch
-        rows = ctx.block_rows or _block_rows(P * B, (2 * K * C + O) * x.element_size(), x.device)
-        pix = max(1, rows // B)  # blocks of whole pixels: rows (pixel, batch) of g are contiguous
-        gt = gy.transpose(0, 1)  # (pixels, batch, out)
-        gbuf = None if gt.is_contiguous() else scratch.take("grad", (min(pix, P), B, O), gy)
-        t = basis.view(K, P * B, C) if basis is not None else None
-        wt = weight.transpose(1, 2)
-        db = gy.new_zeros(O) if needs[2] else None
-        dW = gy.new_zeros((K, C, O)) if needs[1] else None
-        for p0, p1 in _blocks(P, pix):
-            r0, r1 = p0 * B, p1 * B
-            gb = gt[p0:p1] if gbuf is None else gbuf[: p1 - p0].copy_(gt[p0:p1])
-            g = gb.reshape(r1 - r0, O)
-            if db is not None:
-                db.add_(g.sum(0))
-            if t is None:
-                continue
-            gk = g.expand(K, r1 - r0, O)
-            if dW is not None:  # dW_k += T_k^T g
-                if gy.device.type == "cpu":
-                    dW.baddbmm_(t[:, r0:r1].transpose(1, 2), gk)
-                else:  # cuBLAS runs this long reduction 25x faster as 2-D products than batched
-                    for k in range(K):
-                        dW[k].addmm_(t[k, r0:r1].T, g)
-            if needs[0]:  # G_k = g W_k^T, in place of T_k (used up by dW)
-                torch.bmm(gk, wt, out=t[:, r0:r1])
+        if basis is None and (needs[0] or needs[1]):
+            # a second backward through a retained graph (the basis was consumed): rebuild it,
+            # so that every backward runs the same arithmetic (bitwise equal gradients)
+            basis = _fill_basis(scratch.take("basis", (K, P, B * C), x), x, ctx.laplacian)
+        native = None if basis is None else _cheb_native.backward(basis, gy, weight, needs[1], needs[2], needs[0])
+        if native is not None:
+            dW, db = native
+        else:
+            dW, db = _dense_grads(basis, gy, weight, needs, scratch, ctx.block_rows)
         dx = None
         if needs[0]:
             lt = ctx.laplacian if ctx.laplacian_t is None else ctx.laplacian_t
             for k in range(K - 2, 0, -1):  # slot k <- b_k = G_k + 2 L~^T b_{k+1} - b_{k+2}
-                if k + 2 < K:
-                    basis[k].sub_(basis[k + 2])
-                basis[k].addmm_(lt, basis[k + 1], alpha=2)
-            d = torch.sub(basis[0], basis[2]) if K > 2 else basis[0].clone()  # b_0, own memory
-            if K > 1:
-                d.addmm_(lt, basis[1])
+                _recur(basis[k], lt, basis[k + 1], 2.0, basis[k], basis[k + 2] if k + 2 < K else None)
+            if K > 1:  # b_0 = G_0 + L~^T b_1 - b_2, in its own memory
+                d = scratch.take_output("dx", basis[0].shape, basis, keep_bytes=basis.numel() * basis.element_size())
+                _recur(d, lt, basis[1], 1.0, basis[0], basis[2] if K > 2 else None)
+            else:
+                d = basis[0].clone()
             dx = d.view(P, B, C).transpose(0, 1)  # pixel-major like the output
         if basis is not None:
             scratch.give("basis", basis)
-        if gbuf is not None:
-            scratch.give("grad", gbuf)
-        return dx, dW, db, None, None, None, None
+        return dx, dW, db, None, None, None, None, None
+
+
+def _dense_grads(basis, gy, weight, needs, scratch, block_rows):
+    """dW, db of the filter and G_k = g W_k^T written over the stack, with torch products by row blocks."""
+    K, C, O = weight.shape
+    B, P, _ = gy.shape
+    rows = block_rows or _block_rows(P * B, (2 * K * C + O) * gy.element_size(), gy.device)
+    pix = max(1, rows // B)  # blocks of whole pixels: rows (pixel, batch) of g are contiguous
+    gt = gy.transpose(0, 1)  # (pixels, batch, out)
+    gbuf = None if gt.is_contiguous() else scratch.take("grad", (min(pix, P), B, O), gy)
+    t = basis.view(K, P * B, C) if basis is not None else None
+    wt = weight.transpose(1, 2)
+    db = gy.new_zeros(O) if needs[2] else None
+    dW = gy.new_zeros((K, C, O)) if needs[1] else None
+    for p0, p1 in _blocks(P, pix):
+        r0, r1 = p0 * B, p1 * B
+        gb = gt[p0:p1] if gbuf is None else gbuf[: p1 - p0].copy_(gt[p0:p1])
+        g = gb.reshape(r1 - r0, O)
+        if db is not None:
+            db.add_(g.sum(0))
+        if t is None:
+            continue
+        gk = g.expand(K, r1 - r0, O)
+        if dW is not None:  # dW_k += T_k^T g
+            if gy.device.type == "cpu":
+                dW.baddbmm_(t[:, r0:r1].transpose(1, 2), gk)
+            else:  # cuBLAS runs this long reduction 25x faster as 2-D products than batched
+                for k in range(K):
+                    dW[k].addmm_(t[k, r0:r1].T, g)
+        if needs[0]:  # G_k = g W_k^T, in place of T_k (used up by dW)
+            torch.bmm(gk, wt, out=t[:, r0:r1])
+    if gbuf is not None:
+        scratch.give("grad", gbuf)
+    return dW, db
 
 
 def _reference_grads(x, weight, bias, laplacian, laplacian_t, gy, needs):
@@ -351,4 +396,5 @@ def cheb_filter(x, weight, bias, laplacian, laplacian_t=None, scratch: Scratch |
     (batch, pixels, C_out), a view of a pixel-major buffer (strides ``(C_out, batch*C_out,
     1)``); gradients for x, weight and bias, of any order (the one for x is pixel-major too).
     """
-    return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch(), block_rows)
+    return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch(), block_rows,
+                             torch.is_grad_enabled())

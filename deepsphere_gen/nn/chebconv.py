@@ -54,12 +54,13 @@ class ChebConv(nn.Module):
     ``weight`` is (K, in_channels, out_channels), ``weight[k]`` the order-k coefficient.
 
     The filter is one fused autograd node (:func:`~deepsphere_gen.nn._cheb_sparse.cheb_filter`).
-    The layer keeps its work buffers (K x pixels x batch x in_channels values, plus a block
-    of the output gradient) from call to call, and reuses its last output buffer on CPU once
+    The layer keeps its work buffers (K x pixels x batch x in_channels values, the output and
+    the input gradient) from call to call, and reuses its last output buffer on CPU once
     the caller has dropped every tensor that shares it: this skips the page faults of fresh
     allocations (as costly as the arithmetic); ``release_scratch()`` frees them.  Buffers
     that no backward needs (outputs, the inference-time stack) are kept only up to
-    ``_cheb_sparse.KEEP_BYTES`` (256 MiB).  Speed: the
+    ``_cheb_sparse.KEEP_BYTES`` (256 MiB), or in training (where the stack is kept for the
+    backward anyway) each up to the stack's size.  Speed: the
     layer is bound by memory traffic; on a CPU shared by other jobs, ``torch.set_num_threads(1)``
     avoids threads waiting on each other (the GEMMs run in cache-sized row blocks,
     ``_cheb_sparse._block_rows``).

@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..graph import lanczos_extremes
+from ..graph import lanczos_ritz
 from ._cheb_sparse import to_torch_csr
 
 __all__ = ["Laplacian", "SPECTRUM_TOL"]
@@ -142,7 +142,8 @@ def _check_spectrum(a: sp.csr_matrix) -> tuple[float, float]:
         e = np.linalg.eigvalsh(a.toarray())
         lo, hi = float(e[0]), float(e[-1])
     else:
-        lo, hi = lanczos_extremes(a.dot, n, steps=_CHECK_STEPS)
+        theta = lanczos_ritz(a.dot, n, max_steps=_CHECK_STEPS)
+        lo, hi = float(theta[0]), float(theta[-1])
     if lo < -1 - SPECTRUM_TOL or hi > 1 + SPECTRUM_TOL:
         raise ValueError(
             f"the Laplacian given to ChebConv has eigenvalues in about [{lo:.4g}, {hi:.4g}], outside [-1, 1]: "

@@ -6,7 +6,7 @@ import torch
 
 from deepsphere_gen.cli import main
 
-TINY = ["--quick", "--n-train", "8", "--n-test", "2", "--n-real", "1", "--n-fiducial", "2", "--epochs", "1",
+TINY = ["--quick", "--n-train", "8", "--n-test", "2", "--n-real", "1", "--n-fiducial", "2", "--epochs", "2",
         "--mlp-epochs", "3", "--no-progress"]
 
 
@@ -29,8 +29,22 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
         assert 0 <= r["test"]["s8"]["coverage_68"] <= 1 and r["fiducial"]["s8"]["mean_std"] > 0
     assert "s8_posterior_ratio_graph_over_ps" in rec["summary"] and rec["timing"]["process_cpu_seconds"] > 0
     assert (tmp_path / "out" / "cosmo_fiducial_ellipses.png").is_file()
-    # evaluate alone reuses data and checkpoints
-    assert main(["cosmo", "evaluate", *TINY, *dirs, "--no-plots"]) == 0
+    # the graph network keeps its epoch of lowest validation loss; regression logs print no accuracy
+    state = torch.load(tmp_path / "out" / "checkpoints" / "cosmo-graph.pt", weights_only=True)
+    val = [h["val_loss"] for h in state["history"]]
+    graph = next(r for r in rec["records"] if r["method"] == "graph")
+    assert graph["epochs"] == state["best"]["epoch"] == val.index(min(val)) + 1 and graph["epochs_run"] == 2
+    assert f"kept epoch {graph['epochs']} of 2" in text and " acc " not in text
+    # the power spectrum's Fisher forecast beside the networks' widths
+    f = rec["summary"]["fisher_forecast"]
+    assert f["s8"] > 0 and 0 < f["fsky"] < 0.05 and "Fisher forecast" in text
+    ps = next(r for r in rec["records"] if r["method"] == "power_spectrum")
+    assert f["s8_width_power_spectrum_over_forecast"] == pytest.approx(ps["fiducial"]["s8"]["mean_std"] / f["s8"])
+    # evaluate alone reuses data and checkpoints; --graph-weights last: the last epoch's weights
+    assert main(["cosmo", "evaluate", *TINY, *dirs, "--no-plots", "--graph-weights", "last"]) == 0
+    last = json.loads((tmp_path / "out" / "cosmo.json").read_text())
+    assert next(r for r in last["records"] if r["method"] == "graph")["epochs"] == 2
+    assert last["config"]["graph_weights"] == "last"
 
 
 def test_cosmo_bad_input(tmp_path, capsys):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import healpy as hp
 import numpy as np
@@ -12,7 +13,7 @@ from deepsphere_gen.experiments import massmaps as exp
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.datasets import MassMapDataset
 from deepsphere_gen.cli import main
-from deepsphere_gen.training import load_checkpoint
+from deepsphere_gen.training import load_checkpoint, save_checkpoint
 
 TINY = ["--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--relative-noise", "0", "1", "--epochs", "2",
         "--min-steps", "0", "--batch-size", "16", "--no-progress"]
@@ -113,6 +114,8 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
         assert {"method", "sky_fraction", "noise", "accuracy", "n_train", "n_test", "seconds"} <= set(r)
         if r["method"] in exp.NETWORK_METHODS:
             assert r["epochs"] == 2 and r["batch_size"] == min(16, max(8, r["n_train"] // 8))
+            assert r["views"] == 1 and r["accuracy_one_view"] == r["accuracy"]  # one view by default
+            assert r["warm_start"] is None  # off by default
     # same split for every method: 5 train + 1 validation + 2 test maps per class, 12 patches per map at 1/12
     for r in records:
         per_map = 1 if r["sky"] == "1" else 12
@@ -280,3 +283,119 @@ def test_epoch_monitoring_uses_validation_maps_never_test_maps(tmp_path, monkeyp
                                   val_fraction=config.val_fraction)
         assert val_set.split == "val" and len(val_set) > 0
         assert not set(val_set.map_ids.tolist()) & set(test_set.map_ids.tolist())
+
+
+def _tiny_config(tmp_path, **kw):
+    base = dict(nside=8, n_maps=8, sky_fractions=("1/12",), deepsphere_levels=(), relative_noise=(0.0, 1.0),
+                methods=("fcn",), epochs=2,
+                min_steps=0, batch_size=16, progress=False, warm_start=True, data_dir=str(tmp_path / "data"),
+                out_dir=str(tmp_path / "out"))
+    return exp.ExperimentConfig(**{**base, **kw})
+
+
+def test_warm_start_from_the_noise_free_run(tmp_path, monkeypatch):
+    """A run with noise starts from the finished noise-free run of its method and sky: its first
+    weights are that run's (but its own input scale), the source's fingerprint is part of its
+    fingerprint and record, the noise-free run is trained first when only the noisy one is asked
+    for, and a finished or interrupted noisy run resumes from its own checkpoint."""
+    starts = []
+    real_fit = exp.fit
+
+    def spying_fit(model, samples, tc, **kw):
+        starts.append((tc.desc, {k: v.clone() for k, v in model.state_dict().items()}))
+        return real_fit(model, samples, tc, **kw)
+
+    monkeypatch.setattr(exp, "fit", spying_fit)
+    noisy_only = _tiny_config(tmp_path, relative_noise=(1.0,))  # the noise-free run is trained first anyway
+    exp.train(noisy_only, log=None)
+    assert [d for d, _ in starts] == ["fcn-sky1o12-noisenone", "fcn-sky1o12-noiserel1"]
+    (clean,) = (tmp_path / "out" / "checkpoints").glob("fcn-sky1o12-noisenone-*.pt")
+    (noisy,) = (tmp_path / "out" / "checkpoints").glob("fcn-sky1o12-noiserel1-*.pt")
+    source, state = load_checkpoint(clean), load_checkpoint(noisy)
+    first = starts[1][1]
+    assert float(first["scale"]) != float(source["model"]["scale"])  # its own scale: noise included
+    assert float(first["scale"]) == pytest.approx(float(state["model"]["scale"]))
+    assert all(torch.equal(first[k], v) for k, v in source["model"].items() if k != "scale")
+    assert state["meta"]["fields"]["init"] == {"warm_start": "fcn-sky1o12-noisenone",
+                                               "fingerprint": source["meta"]["fingerprint"]}
+    assert "init" not in source["meta"]["fields"]
+    # from scratch: another fingerprint (another checkpoint); the noise-free run is the same either way
+    path = exp.generate(noisy_only)
+    sky, (rel1,) = exp.sky_settings(noisy_only)[0], exp.noise_settings(noisy_only)
+    train_set = exp._dataset(path, sky, rel1, noisy_only, "train")
+    scratch = exp._network_run(replace(noisy_only, warm_start=False), path, "fcn", sky, rel1, train_set)
+    warm = exp._network_run(noisy_only, path, "fcn", sky, rel1, train_set)
+    assert scratch.source is None and "init" not in scratch.meta["fields"]
+    assert warm.train_config.checkpoint == noisy and scratch.train_config.checkpoint != noisy
+    assert warm.source.train_config.checkpoint == clean
+    # both settings now: nothing retrained, the records name the source
+    starts.clear()
+    both = _tiny_config(tmp_path)
+    stamps = clean.stat().st_mtime_ns, noisy.stat().st_mtime_ns
+    logs = []
+    exp.train(both, log=logs.append)
+    assert (clean.stat().st_mtime_ns, noisy.stat().st_mtime_ns) == stamps
+    assert sum("not trained again" in line for line in logs) == 2 and not any("starts from" in s for s in logs)
+    records = {r["noise"]: r for r in exp.evaluate_all(replace(both, average_views=True), log=None)}
+    assert records["rel1"]["warm_start"]["fingerprint"] == source["meta"]["fingerprint"]
+    assert records["none"]["warm_start"] is None
+    assert all(r["views"] == 4 and 0 <= r["accuracy_one_view"] <= 1 for r in records.values())
+    # an interrupted noisy run resumes from its own checkpoint, not from the noise-free weights
+    cut = load_checkpoint(noisy)
+    cut["epoch"], cut["history"] = 1, cut["history"][:1]
+    cut["model"] = {k: v + 1 if k.endswith(("weight", "bias")) else v for k, v in cut["model"].items()}
+    save_checkpoint(noisy, cut)
+    logs = []
+    exp.train(both, log=logs.append)
+    assert any("resumed from" in line for line in logs) and not any("starts from" in line for line in logs)
+
+
+def test_parallel_jobs_chain_the_noisy_runs_after_the_noise_free_one(tmp_path):
+    config = _tiny_config(tmp_path, sky_fractions=("1", "1/12"), relative_noise=(1.0, 0.0, 2.0),
+                          methods=("fcn", "hist_svm"))
+    path = exp.generate(config)
+    jobs = exp.ParallelRun(config, path, 2)._jobs()
+    train = [(j[2].name, j[4], [n.name for n in j[3]]) for j in jobs if j[1] == "train"]
+    assert sorted(train) == [("1", "fcn", ["none", "rel1", "rel2"]), ("1/12", "fcn", ["none", "rel1", "rel2"])]
+    assert sum(j[1] == "baselines" for j in jobs) == 2 * 3
+    alone = exp.ParallelRun(replace(config, warm_start=False), path, 2)._jobs()
+    assert sum(j[1] == "train" for j in alone) == 2 * 3  # one job per run when nothing chains them
+
+
+def test_evaluation_views_of_a_patch():
+    """Test-time views: the 4 reflections of the square give other logits (every patch is read with
+    the reference patch's graph); the transposition is an automorphism of that graph (same logits),
+    so averaging over all 8 training symmetries equals averaging over the 4 reflections."""
+    config = exp.ExperimentConfig(nside=16, channels=(8, 8), k=8, progress=False)
+    sky = exp.parse_sky_fraction("1/48", 16)
+    model = exp.build_model("fcn", sky, config, scale=1.0).eval()
+    all8 = exp.symmetry_permutations(16, sky.level)
+    views = exp.evaluation_symmetries(16, sky.level)
+    assert views.shape == (4, 64) and np.array_equal(views, all8[:4])
+    assert exp.evaluation_symmetries(16, None) is None
+    torch.manual_seed(0)
+    for m in model.modules():  # non-trivial BatchNorm statistics
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(6, 64, 1)
+    with torch.no_grad():
+        logits = torch.stack([model(x[:, torch.as_tensor(p)]) for p in all8])
+        averaged = exp.SymmetryAverage(model, views)(x)
+        averaged8 = exp.SymmetryAverage(model, all8)(x)
+    for i in range(4):
+        torch.testing.assert_close(logits[i + 4], logits[i], rtol=1e-4, atol=1e-5)  # transposed view: same
+    assert (logits[1:4] - logits[0]).abs().max() > 1e-3  # reflections: other views
+    expected = torch.log(torch.softmax(logits[:4], -1).mean(0))
+    torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(averaged8, averaged, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(averaged.exp().sum(-1), torch.ones(6))
+    # the evaluation's accuracies: first view and average from one pass per view, as evaluate() gives them
+    from deepsphere_gen.training import distributed_context, evaluate
+
+    data = [(x[i], torch.tensor(i % 2)) for i in range(6)]
+    ctx = distributed_context("cpu")
+    acc, one = exp._view_accuracies(model, data, views, 4, ctx)
+    assert one == evaluate(model, data, batch_size=4, ctx=ctx)["accuracy"]
+    assert acc == evaluate(exp.SymmetryAverage(model, views), data, batch_size=4, ctx=ctx)["accuracy"]
+    assert exp._view_accuracies(model, data, None, 4, ctx) == (one, one)

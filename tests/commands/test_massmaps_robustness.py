@@ -104,7 +104,8 @@ def test_every_option_is_honoured_before_and_after_the_step(step):
     opts = ["--nside", "8", "--n-maps", "5", "--seed", "3", "--sky-fractions", "1/12", "--relative-noise", "0.5",
             "--deepsphere-level", "1", "--ngal", "30", "--sigma-e", "0.3", "--full-sky-nside", "4", "--k", "6",
             "--methods", "fcn", "--epochs", "7", "--batch-size", "4", "--lr", "0.01", "--min-steps", "9",
-            "--no-augment", "--data-dir", "D", "--out-dir", "O", "--device", "cpu", "--no-progress", "--quick"]
+            "--no-augment", "--warm-start", "--average-views", "--data-dir", "D", "--out-dir", "O", "--device", "cpu",
+            "--no-progress", "--quick"]
     parse = lambda argv: build_parser(["massmaps"]).parse_args(["massmaps", *argv])  # noqa: E731
     before = cmd._config(parse([*opts, step]))
     after = cmd._config(parse([step, *opts]))
@@ -112,8 +113,10 @@ def test_every_option_is_honoured_before_and_after_the_step(step):
     assert before == after
     assert (before.nside, before.n_maps, before.seed, before.sky_fractions, before.relative_noise,
             before.deepsphere_levels, before.ngal, before.sigma_e, before.full_sky_nside, before.k, before.epochs,
-            before.batch_size, before.lr, before.min_steps, before.augment, before.data_dir, before.out_dir) == \
-        (8, 5, 3, ("1/12",), (0.5,), (1.0,), (30.0,), 0.3, 4, 6, 7, 4, 0.01, 9, False, "D", "O")
+            before.batch_size, before.lr, before.min_steps, before.augment, before.warm_start, before.average_views,
+            before.data_dir, before.out_dir) == \
+        (8, 5, 3, ("1/12",), (0.5,), (1.0,), (30.0,), 0.3, 4, 6, 7, 4, 0.01, 9, False, True, True, "D", "O")
+    assert not (default.warm_start or default.average_views)
     assert before.channels == cmd.QUICK["channels"]  # --quick before the step counts too
     assert default.nside != 8 and default.data_dir == str(_cache_dirs.default_data_dir())
     # options of the run itself, not of the configuration
@@ -254,7 +257,8 @@ def test_classify_help_lists_only_its_options(capsys):
         main(["massmaps", "classify", "--help"])
     text = capsys.readouterr().out
     assert "--field" in text and "--force" in text and "--checkpoint" in text
-    for training_option in ("--epochs", "--lr", "--batch-size", "--n-maps", "--min-steps", "--no-augment", "--quick"):
+    for training_option in ("--epochs", "--lr", "--batch-size", "--n-maps", "--min-steps", "--no-augment",
+                            "--warm-start", "--average-views", "--quick"):
         assert training_option not in text
 
 

@@ -74,3 +74,17 @@ def test_errors(W):
         rescale_laplacian(laplacian(W), 0.0)
     with pytest.raises(ValueError, match="no positive eigenvalue"):
         estimate_lmax(sp.csr_matrix((5, 5)))
+
+
+def test_lanczos_ritz_values_lie_inside_the_spectrum():
+    """The one Lanczos of the package: Ritz values inside [min, max] of a known spectrum, the
+    extremes found after n steps, and the lmax stop rule on top of it."""
+    from deepsphere_gen.graph import lanczos_lmax, lanczos_ritz
+
+    eig = np.linspace(-0.9, 0.7, 200) ** 3
+    ritz = lanczos_ritz(lambda v: eig * v, eig.size, max_steps=30)
+    assert ritz.size == 30 and ritz[0] >= eig.min() - 1e-12 and ritz[-1] <= eig.max() + 1e-12
+    assert abs(ritz[0] - eig.min()) < 1e-3 and abs(ritz[-1] - eig.max()) < 1e-3
+    psd = np.linspace(0.0, 3.0, 500)
+    lam = lanczos_lmax(lambda v: psd * v, psd.size)
+    assert 3.0 <= lam <= 3.0 * 1.01 * (1 + 5e-3)

@@ -103,3 +103,40 @@ def test_large_buffers_are_not_kept(monkeypatch):
     assert scratch._outputs == {} and scratch._idle == {}
     torch.testing.assert_close(cheb_filter(x, w, None, lap, scratch=scratch), y, rtol=0, atol=0)
     assert scratch._outputs == {} and scratch._idle == {}
+
+
+def test_inference_recycles_the_basis_of_trainable_weights():
+    """Under torch.no_grad() no backward comes: the Chebyshev stack goes back to the scratch
+    even when the weights require gradients (autograd still reports needs_input_grad)."""
+    lap, x, w = _setup()
+    scratch = Scratch()
+    wr = w.clone().requires_grad_()
+    with torch.no_grad():
+        cheb_filter(x, wr, None, lap, scratch=scratch)
+    ptr = scratch._idle["basis"].data_ptr()
+    with torch.no_grad():
+        cheb_filter(x, wr, None, lap, scratch=scratch)
+    assert scratch._idle["basis"].data_ptr() == ptr
+    cheb_filter(x, wr, None, lap, scratch=scratch)  # grad mode: the basis waits for a backward
+    assert "basis" not in scratch._idle
+
+
+def test_training_keeps_outputs_up_to_the_stack_size(monkeypatch):
+    """In training the output and input-gradient buffers are recycled even above KEEP_BYTES
+    (up to the size of the stack the scratch keeps anyway); the values stay right."""
+    lap, x, w = _setup()
+    monkeypatch.setattr(_cheb_sparse, "KEEP_BYTES", 100)  # output 640 bytes, stack 3*10*2*3*8 = 1440
+    scratch = Scratch()
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    g = torch.randn(2, 10, 4, dtype=torch.float64)
+
+    def step():
+        y = cheb_filter(xr, wr, None, lap, scratch=scratch)
+        gx, gw = torch.autograd.grad(y, (xr, wr), g)
+        return y.data_ptr(), gx.data_ptr(), y.detach().clone(), gx.clone(), gw
+
+    p1, q1, y1, gx1, gw1 = step()
+    p2, q2, y2, gx2, gw2 = step()
+    assert (p2, q2) == (p1, q1)
+    for a, b in ((y1, y2), (gx1, gx2), (gw1, gw2)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -313,18 +313,22 @@ def test_fused_filter_no_grad_and_retained_graph():
 @pytest.mark.parametrize("block_rows", [None, 7, 10**6])
 @pytest.mark.parametrize("batch_major_grad", [True, False])
 def test_fused_filter_matches_reference_float32(block_rows, batch_major_grad):
-    """Row blocks (ragged, one, the default policy) and both layouts of the output gradient."""
+    """Row blocks (ragged, one, the default policy) and both layouts of the output gradient.
+
+    float32 sums in another order than the reference's: compared to 2e-6 of each tensor's
+    largest magnitude (element-wise 1e-5 failed ~1 run in 5 on cancelling entries)."""
     _, lap64, _ = _operator()
     lap = lap64.to(torch.float32)
+    torch.manual_seed(0)
     x = torch.randn(4, 12, 3, requires_grad=True)
     w = torch.randn(4, 3, 5, requires_grad=True)
     b = torch.randn(5, requires_grad=True)
     g = torch.randn(4, 12, 5) if batch_major_grad else torch.randn(12, 4, 5).transpose(0, 1)
     y = cheb_filter(x, w, b, lap, block_rows=block_rows)
     yr = _reference_filter(x, w, b, lap, None)
-    torch.testing.assert_close(y, yr)
-    for a, r in zip(torch.autograd.grad(y, (x, w, b), g), torch.autograd.grad(yr, (x, w, b), g)):
-        torch.testing.assert_close(a, r)
+    outs = (y,) + torch.autograd.grad(y, (x, w, b), g)
+    for a, r in zip(outs, (yr,) + torch.autograd.grad(yr, (x, w, b), g)):
+        torch.testing.assert_close(a, r, rtol=1.3e-6, atol=2e-6 * float(r.abs().max()))
 
 
 def test_layout_and_chaining(graph):

@@ -23,16 +23,29 @@ warm-up (and gives the compared outputs and its peak memory); a peer call longer
 
 Roofline: bytes and flops that one forward(+backward) must move and do (see
 :func:`chebconv_phases`), floor = sum over kernels of max(bytes / bandwidth, flops / GEMM
-rate) with both rates measured in the same run; ``x_floor`` = measured / floor.
+rate) with both rates measured in the same run (bandwidth: the better of copy and triad on
+64 MiB arrays; GEMM rate: float32 square matmul, n = 1536); ``x_floor`` = measured / floor.
+Clock: with one torch thread on the CPU, every time here (ours, the peer, and the bandwidth
+and GEMM rate of the floor, re-measured by this suite) is the process's CPU time
+(``time.process_time``: on a machine shared with other jobs it leaves out the time the
+process waits for a core); otherwise the harness's wall clock.  ``clock`` and the rates used
+(``bandwidth_gbs``, ``gemm_gflops``) are in each record.
+``kernels``: which CPU kernels ran (``native``: the compiled ones,
+:func:`deepsphere_gen.nn.native_kernels_available`; ``torch``: torch's sparse and dense products).
+The forward case also records ``fresh_output_s``: allocating and first touching a buffer of
+the output's size (the page faults an inference call pays for an output above
+``KEEP_BYTES``, which is not kept between calls), measured in the same run.
 """
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import torch
 
-from ..harness import max_rel_diff, roofline_floor
+from ..harness import max_rel_diff, measure_machine, roofline_floor
 from deepsphere_gen.graph import build_graph
+from deepsphere_gen.nn import native_kernels_available
 from deepsphere_gen.nn.chebconv import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
 
@@ -98,7 +111,31 @@ def _available_mb() -> float:
     return psutil.virtual_memory().available / 2**20
 
 
+_CPU_MACHINE: dict = {}
+
+
+@contextmanager
+def _clock(harness, device):
+    """Yield (clock name, machine rates) with the harness timing on that clock (see the module doc)."""
+    if device.type != "cpu" or torch.get_num_threads() != 1:
+        yield "wall", harness.machine()
+        return
+    harness.machine()  # the run's metadata keeps the harness's (wall-clock) rates too
+    if harness.quick not in _CPU_MACHINE:
+        _CPU_MACHINE[harness.quick] = measure_machine("cpu", quick=harness.quick, timer=time.process_time)
+    saved, harness.timer = harness.timer, time.process_time
+    try:
+        yield "cpu (process_time), 1 thread", _CPU_MACHINE[harness.quick]
+    finally:
+        harness.timer = saved
+
+
 def run(case: dict, device, harness) -> list[dict]:
+    with _clock(harness, torch.device(device)) as (clock, machine):
+        return _run(case, device, harness, clock, machine)
+
+
+def _run(case: dict, device, harness, clock: str, machine: dict) -> list[dict]:
     nside, k, B, cin, cout, K = (case[x] for x in ("nside", "k", "batch", "c_in", "c_out", "K"))
     t0 = time.perf_counter()
     graph = build_graph(HealpixSampling(nside), k=k)
@@ -112,9 +149,10 @@ def run(case: dict, device, harness) -> list[dict]:
     npix, nnz = graph.npix, int(conv.laplacian.values().numel())
     idx_bytes = conv.laplacian.col_indices().element_size()
     x = torch.randn(B, npix, cin, device=device)
-    machine = harness.machine()
-    common = dict(npix=npix, nnz=nnz, graph_s=graph_s, graph_from_cache=graph.from_cache,
-                  lmax=graph.lmax, threads=torch.get_num_threads())
+    common = dict(npix=npix, nnz=nnz, graph_s=graph_s, graph_from_cache=graph.from_cache, clock=clock,
+                  bandwidth_gbs=machine["bandwidth_gbs"], gemm_gflops=machine["gemm_gflops"],
+                  lmax=graph.lmax, threads=torch.get_num_threads(),
+                  kernels="native" if torch.device(device).type == "cpu" and native_kernels_available() else "torch")
 
     if case["mode"] == "forward":
         def ours():
@@ -126,8 +164,9 @@ def run(case: dict, device, harness) -> list[dict]:
         mem = harness.peak_memory_mb(ours)
         phases = chebconv_phases(npix, nnz, B, cin, cout, K, backward=False, idx=idx_bytes)
         floor = roofline_floor(phases, machine)
+        fresh = harness.time(lambda: torch.empty(B, npix, cout, device=device).fill_(0), min_repeats=3).median
         return [harness.record(
-            "chebconv forward", case, t.median, peak_mem_mb=mem,
+            "chebconv forward", case, t.median, peak_mem_mb=mem, fresh_output_s=fresh,
             **common, floor_s=floor, x_floor=t.median / floor, roofline_fraction=floor / t.median,
             bytes=sum(b for b, _ in phases), flops=sum(f for _, f in phases),
             input_mb=x.numel() * x.element_size() / 2**20,

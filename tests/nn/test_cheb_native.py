@@ -1,0 +1,110 @@
+"""The compiled CPU kernels of the Chebyshev filter (deepsphere_gen.nn._cheb_native).
+
+Checked against scipy (the step), the dense polynomial and torch's sparse/dense products
+(the filter with the kernels switched off by DEEPSPHERE_GEN_NATIVE=0), on shapes that hit
+every tile and remainder path of the C code (channels not multiples of the vector width,
+row counts not multiples of the row blocks), float32 and float64, one and two threads.
+"""
+import shutil
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from deepsphere_gen.nn import _cheb_native
+from deepsphere_gen.nn._cheb_sparse import Scratch, cheb_filter, to_torch_csr
+
+HAVE_CC = shutil.which("cc") is not None
+
+pytestmark = pytest.mark.skipif(not HAVE_CC, reason="no C compiler: the kernels are not built (torch fallback)")
+
+
+def test_kernel_builds_where_a_compiler_exists():
+    assert _cheb_native.available()
+
+
+def _laplacian(n, seed=0, dtype=torch.float64):
+    A = sp.random(n, n, density=min(1.0, 20 / n), random_state=seed, format="csr")
+    A = (A + A.T) / 2 - 0.5 * sp.identity(n)
+    return A.tocsr(), to_torch_csr(A, dtype=dtype)
+
+
+@pytest.mark.parametrize("n_cols", [1, 3, 16, 17, 130])
+def test_step_against_scipy(n_cols):
+    A, lap = _laplacian(50)
+    rng = np.random.default_rng(n_cols)
+    x, a, z = (rng.standard_normal((50, n_cols)) for _ in range(3))
+    out = torch.empty(50, 2 * n_cols, dtype=torch.float64)[:, :n_cols]  # row stride != n_cols
+    assert _cheb_native.step(out, lap, torch.from_numpy(x), 2.0, torch.from_numpy(a), 1.0, torch.from_numpy(z), 1.0)
+    np.testing.assert_allclose(out.numpy(), 2 * (A @ x) + a - z, rtol=1e-12, atol=1e-12)
+    assert _cheb_native.step(out, lap, torch.from_numpy(x))  # terms left out
+    np.testing.assert_allclose(out.numpy(), A @ x, rtol=1e-12, atol=1e-12)
+
+
+def test_step_declines_what_it_does_not_cover():
+    _, lap = _laplacian(20)
+    x = torch.randn(20, 4, dtype=torch.float64)
+    assert not _cheb_native.step(torch.empty(20, 4), lap, x.float())  # dtype mismatch with the matrix
+    assert not _cheb_native.step(torch.empty(4, 20, dtype=torch.float64).T, lap, x)  # column stride != 1
+
+
+def _close(a, r, tol):
+    """max |a - r| within tol of max |r| (float32 sums of growing Chebyshev terms: relative to the scale)."""
+    assert float((a - r).abs().max()) <= tol * float(r.abs().max()), (float((a - r).abs().max()), float(r.abs().max()))
+
+
+def _filter(x, w, b, lap, native, monkeypatch):
+    monkeypatch.setenv(_cheb_native.ENV_VAR, "1" if native else "0")
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    br = None if b is None else b.clone().requires_grad_()
+    y = cheb_filter(xr, wr, br, lap, scratch=Scratch())
+    g = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(1))
+    grads = torch.autograd.grad(y, [t for t in (xr, wr, br) if t is not None], g)
+    return [y.detach()] + list(grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B,C,O,K,bias", [(1, 1, 1, 5, False), (3, 17, 33, 4, True), (2, 16, 32, 5, True),
+                                          (1, 5, 40, 1, True), (4, 40, 3, 2, False), (2, 9, 18, 3, True)])
+def test_filter_equals_torch_products(B, C, O, K, bias, dtype, monkeypatch):
+    n = 301  # not a multiple of the 6-row tiles or of the 256-row backward blocks (with B > 1)
+    _, lap = _laplacian(n, seed=C, dtype=dtype)
+    g = torch.Generator().manual_seed(B * C * O)
+    x = torch.randn(B, n, C, dtype=dtype, generator=g)
+    w = torch.randn(K, C, O, dtype=dtype, generator=g)
+    b = torch.randn(O, dtype=dtype, generator=g) if bias else None
+    ours = _filter(x, w, b, lap, True, monkeypatch)
+    ref = _filter(x, w, b, lap, False, monkeypatch)
+    for a, r in zip(ours, ref):
+        _close(a, r, 1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_filter_gradcheck_native():
+    _, lap = _laplacian(13, seed=3)
+    x = torch.randn(2, 13, 17, dtype=torch.float64, requires_grad=True)  # 17: 2 vectors of 8 + 1
+    w = torch.randn(3, 17, 9, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    scratch = Scratch()
+    assert torch.autograd.gradcheck(lambda x, w, b: cheb_filter(x, w, b, lap, scratch=scratch), (x, w, b))
+
+
+def test_two_threads_equal_one(monkeypatch):
+    """Rows split over threads: the same values (the weight gradient sums per-thread parts)."""
+    n = 3000
+    _, lap = _laplacian(n, seed=5, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, n, 16, generator=g)
+    w = torch.randn(5, 16, 32, generator=g)
+    b = torch.randn(32, generator=g)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _filter(x, w, b, lap, True, monkeypatch)
+        torch.set_num_threads(2)
+        two = _filter(x, w, b, lap, True, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(two[0], one[0], rtol=0, atol=0)  # output rows: same arithmetic
+    for a, r in zip(two[1:], one[1:]):
+        _close(a, r, 1e-5)
