@@ -237,7 +237,8 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
         values, diagonal = None, None
     else:
         p = graph.pattern
-        diagonal = np.empty(p.npix, dtype=p.indices.dtype)
+        longest = int(np.diff(p.indptr).max(initial=0))
+        diagonal = np.empty(p.npix, dtype=np.uint8 if longest <= 256 else p.indices.dtype)  # offsets in rows
         values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32, diagonal_out=diagonal)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -250,5 +251,8 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
     lmax = lanczos_lmax(matvec, graph.npix, dtype=np.float32)
     if values is not None:
         values *= np.float32(2.0 / lmax)
-        values[diagonal] -= np.float32(1.0)
+        step = 1 << 20
+        for s in range(0, graph.npix, step):  # positions in slices: no (npix,) int64 temporary
+            e = min(graph.npix, s + step)
+            values[p.indptr[s:e] + diagonal[s:e]] -= np.float32(1.0)
     return lmax, values
