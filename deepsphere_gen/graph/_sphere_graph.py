@@ -177,8 +177,8 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
     ``cache_dir``, else $DEEPSPHERE_GEN_CACHE, else $XDG_CACHE_HOME/deepsphere_gen, else
     ~/.cache/deepsphere_gen (sub-folder graphs/ in each case).
-    Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~41 s of
-    CPU and 3.1 GiB peak for the whole process including a float32 ChebConv on it (the
+    Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~47 s of
+    CPU and 2.7 GiB peak for the whole process including a float32 ChebConv on it (the
     ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M
     non-zeros, 1.0 GiB of float32 rescaled values that float32 layers share.
     """
