@@ -319,7 +319,7 @@ def healpix_knn(sampling, k: int, idx: np.ndarray | None = None, X=None):
         left = []
         for s0 in range(0, todo.size, _CHUNK // 4):
             rows = todo[s0 : s0 + _CHUNK // 4]
-            cand, shell = _bfs_balls(nside, sampling.indices[rows], R)
+            cand, shell = _bfs_balls(nside, rows if full else sampling.indices[rows], R)
             j, s, cert = _select(rows, local(cand), shell, X, k, None if full else cand, nside)
             out.put(rows[cert], j[cert], s[cert])
             left.append(rows[~cert])

@@ -11,6 +11,9 @@ index arrays: at HEALPix nside 1024, k = 20 the graph costs 1.1 GB and a float32
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -19,6 +22,34 @@ from ._healpix_knn import coordinates, healpix_knn, squared_distances
 __all__ = ["KnnPattern", "healpix_knn_pattern"]
 
 _ROWS = 1 << 14  # rows per block (temporaries of a few MB)
+
+
+class _BlockCoordinates:
+    """The coordinates a row block's weights need, computed for that block alone.
+
+    :meth:`block` gathers the block's distinct pixels (its rows and columns), computes their
+    x, y, z with ``sampling.xyz_of`` (equal bit for bit to the rows of ``sampling.xyz``) and
+    renumbers the block's entries into them: the squared distances then equal those of the
+    neighbour search (same operands, same operations) while no (npix,) coordinate array
+    exists (288 MiB at nside 1024; a block's are ~1 MiB).  Memory: 5 bytes per pixel (a mark
+    and an int32 renumbering table), kept across blocks.
+    """
+
+    def __init__(self, sampling):
+        self.sampling = sampling
+        self.mark = np.zeros(sampling.npix, dtype=bool)
+        self.where = np.empty(sampling.npix, dtype=np.int32 if sampling.npix < 2**31 else np.int64)
+
+    def block(self, s, e, rows, cols):
+        """(x, y, z of the block's distinct pixels, ``rows`` and ``cols`` renumbered into them)."""
+        lo, hi = min(s, int(cols.min(initial=s))), max(e, int(cols.max(initial=e - 1)) + 1)
+        self.mark[s:e] = True
+        self.mark[cols] = True
+        pix = np.flatnonzero(self.mark[lo:hi])
+        pix += lo
+        self.mark[pix] = False
+        self.where[pix] = np.arange(pix.size, dtype=self.where.dtype)
+        return self.sampling.xyz_of(pix), self.where[rows], self.where[cols]
 
 
 class KnnPattern:
@@ -48,9 +79,10 @@ class KnnPattern:
             counts = np.diff(self.indptr[s : e + 1])
             yield s, e, lo, hi, counts, self.indices[lo:hi]
 
-    def _weights(self, X, s, e, counts, cols) -> np.ndarray:
+    def _weights(self, X: "_BlockCoordinates", s, e, counts, cols) -> np.ndarray:
         """w on the block's entries (0 on the diagonal), as the explicit kNN graph computes them."""
-        d2 = squared_distances(X, np.repeat(np.arange(s, e), counts), cols)  # the search's ranking key
+        Xb, rows, cols = X.block(s, e, np.repeat(np.arange(s, e), counts), cols)
+        d2 = squared_distances(Xb, rows, cols)  # the search's ranking key
         np.sqrt(d2, out=d2)  # the k-d tree's rounding: sqrt(s)**2
         np.square(d2, out=d2)
         np.multiply(d2, -np.log(2.0) / self.sigma**2, out=d2)
@@ -76,7 +108,7 @@ class KnnPattern:
         return sums
 
     def degrees(self, sampling) -> np.ndarray:
-        X = coordinates(sampling)
+        X = _BlockCoordinates(sampling)
         deg = np.empty(self.npix)
         for s, e, lo, hi, counts, cols in self._blocks():
             w = self._weights(X, s, e, counts, cols)
@@ -87,8 +119,9 @@ class KnnPattern:
                dtype=np.float64, weights_only: bool = False, diagonal_out: np.ndarray | None = None) -> np.ndarray:
         """Values on the pattern of ``scale * L + shift * I`` (or of W with ``weights_only``),
         computed in float64 with the operations of ``laplacian_csr`` and stored as ``dtype``.
-        ``diagonal_out``: (npix,) array that receives the position of each row's diagonal."""
-        X = coordinates(sampling)
+        ``diagonal_out``: (npix,) integer array that receives each row's diagonal offset within
+        the row (its position minus ``indptr[row]``; the dtype must hold the longest row)."""
+        X = _BlockCoordinates(sampling)
         out = np.empty(self.indices.size, dtype=dtype)
         dinv = None
         if kind == "normalized" and not weights_only:
@@ -102,7 +135,7 @@ class KnnPattern:
                 continue
             diag = self._diagonal(s, e, counts, cols)
             if diagonal_out is not None:
-                diagonal_out[s:e] = diag + lo
+                diagonal_out[s:e] = diag - (self.indptr[s:e] - lo)
             if dinv is None:
                 d = self._row_sums(w, counts, diag)
                 vals = w
@@ -191,4 +224,21 @@ def healpix_knn_pattern(sampling, k: int, sigma: float) -> KnnPattern:
             vals = buf[pos]
             buf[pos] = vals[np.lexsort((vals, seg))]
     buf.resize(total, refcheck=False)  # shrinks in place
-    return KnnPattern(indptr.astype(itype), buf, sigma)
+    pattern = KnnPattern(indptr.astype(itype), buf, sigma)
+    del indptr, extra_row, extra_col, order, at
+    release_free_memory()
+    return pattern
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the operating system (glibc's ``malloc_trim``;
+    nothing elsewhere).  The search's many block temporaries below glibc's mmap threshold
+    (32 MiB), some freed by worker threads into their own arenas, leave ~130 MiB of free
+    but resident heap at nside 1024, which would add to the peak of the values that follow."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)

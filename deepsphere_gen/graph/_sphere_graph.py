@@ -177,8 +177,8 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
     ``cache_dir``, else $DEEPSPHERE_GEN_CACHE, else $XDG_CACHE_HOME/deepsphere_gen, else
     ~/.cache/deepsphere_gen (sub-folder graphs/ in each case).
-    Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~41 s of
-    CPU and 3.1 GiB peak for the whole process including a float32 ChebConv on it (the
+    Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~47 s of
+    CPU and 2.7 GiB peak for the whole process including a float32 ChebConv on it (the
     ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M
     non-zeros, 1.0 GiB of float32 rescaled values that float32 layers share.
     """
@@ -237,7 +237,8 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
         values, diagonal = None, None
     else:
         p = graph.pattern
-        diagonal = np.empty(p.npix, dtype=p.indices.dtype)
+        longest = int(np.diff(p.indptr).max(initial=0))
+        diagonal = np.empty(p.npix, dtype=np.uint8 if longest <= 256 else p.indices.dtype)  # offsets in rows
         values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32, diagonal_out=diagonal)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -250,5 +251,8 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
     lmax = lanczos_lmax(matvec, graph.npix, dtype=np.float32)
     if values is not None:
         values *= np.float32(2.0 / lmax)
-        values[diagonal] -= np.float32(1.0)
+        step = 1 << 20
+        for s in range(0, graph.npix, step):  # positions in slices: no (npix,) int64 temporary
+            e = min(graph.npix, s + step)
+            values[p.indptr[s:e] + diagonal[s:e]] -= np.float32(1.0)
     return lmax, values

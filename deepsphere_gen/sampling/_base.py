@@ -68,8 +68,15 @@ class Sampling:
     @property
     def xyz(self) -> np.ndarray:
         """(npix, 3) float64 unit vectors."""
-        st = np.sin(self.theta)
-        return np.stack([st * np.cos(self.phi), st * np.sin(self.phi), np.cos(self.theta)], axis=-1)
+        return np.stack(self.xyz_of(slice(None)), axis=-1)
+
+    def xyz_of(self, index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x, y, z of the pixels ``index`` (an index array or a slice) as three float64 arrays,
+        computed element by element as :attr:`xyz` computes them (equal to its rows bit for
+        bit), so that a pass over a few pixels needs no (npix, 3) array."""
+        theta, phi = self.theta[index], self.phi[index]
+        st = np.sin(theta)
+        return st * np.cos(phi), st * np.sin(phi), np.cos(theta)
 
     @property
     def weights(self) -> np.ndarray | None:

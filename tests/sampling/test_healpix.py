@@ -79,3 +79,25 @@ def test_rings_reorder_nested_to_ring():
     first = r.start
     np.testing.assert_allclose(phi_ring[first], r.phi0)
     np.testing.assert_allclose(theta_ring[first], r.theta)
+
+
+@pytest.mark.parametrize("indices", [None, np.arange(100, 3000, 7)])
+def test_xyz_of_equals_rows_of_xyz_bitwise(indices):
+    """The graph's values pass computes coordinates block by block with xyz_of: they must equal
+    the rows of xyz (what the neighbour search used) bit for bit, for any subset and order."""
+    s = HealpixSampling(32, indices=indices)
+    xyz = s.xyz
+    rng = np.random.default_rng(0)
+    for size in (1, 5, 17, 300, s.npix):
+        pix = rng.choice(s.npix, size=size, replace=False)
+        got = np.stack(s.xyz_of(pix), axis=-1)
+        assert np.array_equal(got.view(np.uint64), xyz[pix].view(np.uint64))
+    assert np.array_equal(np.stack(s.xyz_of(slice(10, 20)), axis=-1), xyz[10:20])
+
+
+def test_full_sky_indices_made_on_demand():
+    s = HealpixSampling(8)
+    assert s._indices is None  # not kept until asked for
+    assert np.array_equal(s.indices, np.arange(12 * 64))
+    assert s.indices is s.indices
+    assert np.array_equal(HealpixSampling(8, indices=np.arange(5, 9)).indices, np.arange(5, 9))
