@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "atomic_write_json"]
+__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred"]
 
 
 def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
@@ -37,3 +40,29 @@ def atomic_write_json(path, obj, **dumps_kwargs) -> Path:
     dumps_kwargs.setdefault("indent", 1)
     text = json.dumps(obj, allow_nan=False, **dumps_kwargs) + "\n"
     return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+@contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) until the block has finished, then deliver it as the previous handler
+    would (``KeyboardInterrupt`` with Python's default handler; nothing if it was ignored).
+
+    For writes that must not be cut half-way: ``torch.save`` turns a ``KeyboardInterrupt`` raised
+    inside its zip writer into a ``RuntimeError`` ("enforce fail at inline_container.cc"), so a
+    Ctrl-C during a checkpoint write would surface as an error instead of an interruption.  Only
+    the main thread receives signals; elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)

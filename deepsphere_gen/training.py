@@ -53,7 +53,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ._io import atomic_write
+from ._io import atomic_write, interrupts_deferred
 from ._fingerprint import differing_fields
 
 __all__ = [
@@ -213,8 +213,10 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def save_checkpoint(path, state: dict) -> Path:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically."""
-    return atomic_write(path, lambda fh: torch.save(state, fh))
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically; Ctrl-C
+    during the write is delivered once the file is in place (:func:`._io.interrupts_deferred`)."""
+    with interrupts_deferred():
+        return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 class CheckpointError(ValueError):

@@ -26,3 +26,49 @@ def test_atomic_write_json_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(tmp_path / "bad.json", {"x": float("nan")})
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_interrupts_deferred_delivers_ctrl_c_after_the_block():
+    import os
+    import signal
+
+    from deepsphere_gen._io import interrupts_deferred
+
+    before = signal.getsignal(signal.SIGINT)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("rest of the block ran")
+    assert done == ["rest of the block ran"]
+    assert signal.getsignal(signal.SIGINT) is before
+    with interrupts_deferred():  # no signal: nothing raised
+        done.append("again")
+    assert done[-1] == "again"
+
+
+class _CtrlCWhilePickled:
+    """Sends SIGINT to this process while torch.save pickles it (Ctrl-C in the middle of a write)."""
+
+    def __reduce__(self):
+        import os
+        import signal
+
+        from collections import OrderedDict
+
+        os.kill(os.getpid(), signal.SIGINT)
+        return (OrderedDict, ())
+
+
+def test_ctrl_c_during_checkpoint_write_is_an_interrupt_after_a_complete_file(tmp_path):
+    """torch.save turns a KeyboardInterrupt inside its writer into a RuntimeError; the checkpoint
+    writer holds Ctrl-C until the file is in place, then raises KeyboardInterrupt."""
+    import torch
+
+    from deepsphere_gen.training import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"epoch": 3, "w": torch.ones(1000), "x": _CtrlCWhilePickled()})
+    assert load_checkpoint(path)["epoch"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
