@@ -23,7 +23,6 @@ allocated before it:
 """
 from __future__ import annotations
 
-import ctypes
 import datetime as _dt
 import gc
 import importlib
@@ -46,6 +45,7 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_write_json
+from .._memory import release_free_memory
 from .._validation import check_positive_int
 from . import suites as suite_package
 
@@ -128,13 +128,6 @@ def _reset_rss_peak() -> bool:
     except OSError:
         return False
     return True
-
-
-def _malloc_trim() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _ru_maxrss_kb() -> int:
@@ -239,7 +232,7 @@ class Harness:
             peak = torch.cuda.max_memory_allocated(self.device)
             del out
             return max(peak - base, 0) / _MB
-        _malloc_trim()
+        release_free_memory()
         if _proc_status_kb("VmHWM") is not None and _reset_rss_peak():
             base = _proc_status_kb("VmRSS")
             out = fn()

@@ -11,12 +11,10 @@ index arrays: at HEALPix nside 1024, k = 20 the graph costs 1.1 GB and a float32
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-
 import numpy as np
 import scipy.sparse as sp
 
+from .._memory import release_free_memory
 from ._healpix_knn import coordinates, healpix_knn, squared_distances
 
 __all__ = ["KnnPattern", "healpix_knn_pattern"]
@@ -228,17 +226,3 @@ def healpix_knn_pattern(sampling, k: int, sigma: float) -> KnnPattern:
     del indptr, extra_row, extra_col, order, at
     release_free_memory()
     return pattern
-
-
-def release_free_memory() -> None:
-    """Hand the C heap's free pages back to the operating system (glibc's ``malloc_trim``;
-    nothing elsewhere).  The search's many block temporaries below glibc's mmap threshold
-    (32 MiB), some freed by worker threads into their own arenas, leave ~130 MiB of free
-    but resident heap at nside 1024, which would add to the peak of the values that follow."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    trim(0)
