@@ -5,6 +5,7 @@ imports them.
 | module | experiment |
 | --- | --- |
 | :mod:`.massmaps` | DeepSphere's cosmology task: two cosmologies from convergence maps, networks vs baselines |
+| :mod:`.massmaps_config` | its settings (methods, ``ExperimentConfig``, sky fractions), importable without torch |
 | :mod:`.cosmo_inference` | (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere regressor vs band-power MLPs |
 | :mod:`.cosmo_summaries` | band powers and hand-crafted statistics of :mod:`.cosmo_inference` |
 | :mod:`.baselines` | the non-CNN baselines of :mod:`.massmaps` (power spectrum, histogram, SVMs) |
