@@ -89,11 +89,12 @@ def _paired(harness, fns: dict) -> dict:
     timed in loops of ~1 ms (per-call time reported): single calls of tens of microseconds
     measure the scheduler more than the code; calls under 50 ms get one untimed call before
     each timed loop (warm caches for every side).  Rounds: ``harness.repeats`` at most, or
-    :data:`MICRO_ROUNDS` where every side's call is under 1 ms (the best of a few ~1 ms loops
-    still varied by 1.3x between runs at load 4 on 2 cores; of 30, by a few %), stopped after 3
-    once 4 s of timed calls are spent."""
+    :data:`MICRO_ROUNDS` where every side's call is under 1 ms (MW L = 32 synthesis / ducc0, 6
+    repeats at load 3.6: best of 7 ~5 ms loops 1.30-1.37x, best of 35 ~1 ms loops 1.30-1.31x),
+    stopped after 3 once 4 s of timed calls are spent."""
     clock = time.process_time if harness.device.type == "cpu" else time.perf_counter
-    loops = {name: (fn, *(_calls_per_ms(harness, fn, clock) if once < 0.05 else (1, once))) for name, (fn, once) in fns.items()}
+    loops = {name: (fn, *(_calls_per_ms(harness, fn, clock) if once < 0.05 else (1, once)))
+             for name, (fn, once) in fns.items()}
     rounds = max(harness.repeats, MICRO_ROUNDS) if all(t < 0.001 for _, _, t in loops.values()) else harness.repeats
     times = {name: [] for name in fns}
     spent = 0.0
