@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
 def generate_maps(n: int, nside: int, alpha: float, noise: float, rng: np.random.Generator) -> np.ndarray:
     """(n, 12 nside**2) float32 NESTED maps: Gaussian field with C_l ~ (l+1)**-alpha (l >= 1),
     scaled to unit variance, plus white noise of std ``noise``."""
-    import healpy as hp
+    import healpy as hp  # here, not at the top: ``demo --help`` stays fast
     import numpy as np
 
     lmax = 3 * nside - 1
@@ -64,7 +64,7 @@ def generate_maps(n: int, nside: int, alpha: float, noise: float, rng: np.random
 
 def make_dataset(n: int, nside: int, noise: float, rng: np.random.Generator):
     """Balanced maps (n, npix, 1) and labels (n,) for the two slopes, shuffled."""
-    import numpy as np
+    import numpy as np  # (as in generate_maps)
     import torch
 
     half = [n // 2, n - n // 2]
@@ -77,7 +77,7 @@ def make_dataset(n: int, nside: int, noise: float, rng: np.random.Generator):
 def recalibrate_batch_norm(model, x, batch_size: int, device) -> None:
     """Recompute BatchNorm running statistics with the final weights (cumulative average over
     ``x``), so that evaluation does not use statistics that lag behind the training."""
-    import torch
+    import torch  # (as in generate_maps)
 
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in norms:
@@ -90,7 +90,7 @@ def recalibrate_batch_norm(model, x, batch_size: int, device) -> None:
 
 
 def accuracy(model, x, y, batch_size: int, device) -> float:
-    import torch
+    import torch  # (as in generate_maps)
 
     model.eval()
     correct = 0
@@ -102,7 +102,7 @@ def accuracy(model, x, y, batch_size: int, device) -> float:
 
 
 def run(args) -> int:
-    import numpy as np
+    import numpy as np  # (as in generate_maps)
     import torch
     from tqdm import tqdm
 

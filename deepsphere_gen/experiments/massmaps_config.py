@@ -99,6 +99,7 @@ class ExperimentConfig:
     progress: bool = True
 
     def __post_init__(self):
+        # the validators import torch and the data sets: here, so that importing this module stays cheap
         from .._validation import check_positive_int
         from ..datasets import MassMapConfig, check_noise_level
         from ..datasets.shape_noise import pixel_noise_std
@@ -178,7 +179,7 @@ def parse_sky_fraction(text: str, nside: int, footprint=None, full_sky_nside: in
     if text == "footprint":
         if footprint is None:
             return SkySetting("footprint", None, None, float("nan"), nside)
-        from ..datasets import builtin_footprint, read_footprint
+        from ..datasets import builtin_footprint, read_footprint  # (see __post_init__)
 
         mask = builtin_footprint(nside) if footprint == "builtin" else read_footprint(footprint, nside)
         return SkySetting("footprint", None, mask, float(mask.mean()), nside)
