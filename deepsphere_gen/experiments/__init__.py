@@ -12,6 +12,7 @@ imports them.
 | :mod:`.massmaps_features` | hand-crafted patch statistics (PSD, histogram, moments, peaks, Minkowski functionals) |
 | :mod:`.reporting` | 95 % Wilson intervals, the accuracy table and the figures of :mod:`.massmaps` |
 | :mod:`.digits` | spherical digits: graph, harmonic, hybrid and planar networks |
+| :mod:`.digits_config` | its settings (``DigitsConfig``, ``--quick``, model names), importable without torch |
 | :mod:`.equivariance_sweep` | equivariance error of graph vs harmonic layers under random rotations |
 | :mod:`.classic_table` | equivariance of the classic (Cohen, Esteves) layers vs the published table |
 """
