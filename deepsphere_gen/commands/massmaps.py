@@ -27,6 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import _cache_dirs
+from ..experiments.massmaps_config import METHODS, NETWORK_METHODS, ExperimentConfig
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 
@@ -54,9 +55,7 @@ _CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPT
 
 def _common(p, with_outputs: bool, d) -> None:
     """The run options; every default is SUPPRESS (see the module docstring); ``d``: the
-    ExperimentConfig whose defaults the help texts name."""
-    from ..experiments.massmaps_config import METHODS
-
+    ExperimentConfig defaults that the help texts name (:func:`_defaults`)."""
     S = argparse.SUPPRESS
     g = p.add_argument_group("data set")
     g.add_argument("--quick", action="store_true", default=S,
@@ -123,15 +122,11 @@ def _where(group) -> None:
 def _defaults() -> SimpleNamespace:
     """ExperimentConfig's defaults, read from its fields: building one validates it, which
     imports torch and the data sets (seconds; ``--help`` and argument errors need none of it)."""
-    from ..experiments.massmaps_config import ExperimentConfig
-
     return SimpleNamespace(**{f.name: f.default_factory() if f.default is MISSING else f.default
                               for f in fields(ExperimentConfig)})
 
 
 def add_arguments(parser) -> None:
-    from ..experiments.massmaps_config import NETWORK_METHODS
-
     d = _defaults()  # the defaults named in the help texts
     _common(parser, True, d)
     sub = parser.add_subparsers(dest="step", metavar="STEP")
