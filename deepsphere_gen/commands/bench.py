@@ -3,14 +3,11 @@
 Each record: suite, name, params, ours_s (median seconds), peer, peer_s, speedup
 (peer_s / ours_s), max_rel_diff, peak_mem_mb, device, extras.  How suites are written and
 how time and memory are measured: ``benchmarks/README.md`` and ``deepsphere_gen.bench.harness``.
+Imports torch and the harness only when the command runs (``--help`` stays fast).
 """
 from __future__ import annotations
 
 import sys
-
-import torch
-
-from ..bench import harness as _bench
 
 HELP = "Run the benchmark suites (deepsphere_gen/bench/suites), print a table and write JSON records."
 
@@ -36,6 +33,10 @@ def _fail(msg: str) -> int:
 
 
 def run(args) -> int:
+    import torch  # here, not at the top: ``bench --help`` and argument errors stay fast
+
+    from ..bench import harness as _bench
+
     if args.device == "cuda" and not torch.cuda.is_available():
         return _fail(f"--device cuda requested but CUDA is not available (torch {torch.__version__}); use --device cpu")
     if args.threads is not None:

@@ -2,20 +2,19 @@
 
 Two classes of random Gaussian HEALPix maps whose power spectra differ only in their slope,
 C_l ~ (l + 1) ** -alpha, every map scaled to unit variance and buried in white noise, so
-neither the amplitude nor a single pixel gives the class away.
+neither the amplitude nor a single pixel gives the class away.  numpy, healpy, torch and
+the model are imported inside the functions that use them (``demo --help`` stays fast).
 """
 from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import healpy as hp
-import numpy as np
-import torch
-from tqdm import tqdm
-
-from ..models import DeepSphereClassifier
 from ._preflight import check_device
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HELP = "train a small DeepSphere classifier on two classes of generated maps and print its accuracy"
 
@@ -43,6 +42,9 @@ def add_arguments(parser) -> None:
 def generate_maps(n: int, nside: int, alpha: float, noise: float, rng: np.random.Generator) -> np.ndarray:
     """(n, 12 nside**2) float32 NESTED maps: Gaussian field with C_l ~ (l+1)**-alpha (l >= 1),
     scaled to unit variance, plus white noise of std ``noise``."""
+    import healpy as hp  # here, not at the top: ``demo --help`` stays fast
+    import numpy as np
+
     lmax = 3 * nside - 1
     ell = np.arange(lmax + 1)
     cl = (ell + 1.0) ** -alpha
@@ -62,6 +64,9 @@ def generate_maps(n: int, nside: int, alpha: float, noise: float, rng: np.random
 
 def make_dataset(n: int, nside: int, noise: float, rng: np.random.Generator):
     """Balanced maps (n, npix, 1) and labels (n,) for the two slopes, shuffled."""
+    import numpy as np  # (as in generate_maps)
+    import torch
+
     half = [n // 2, n - n // 2]
     x = np.concatenate([generate_maps(h, nside, a, noise, rng) for h, a in zip(half, SLOPES)])
     y = np.concatenate([np.full(h, c) for c, h in enumerate(half)])
@@ -69,30 +74,40 @@ def make_dataset(n: int, nside: int, noise: float, rng: np.random.Generator):
     return torch.from_numpy(x[perm, :, None]), torch.from_numpy(y[perm]).long()
 
 
-@torch.no_grad()
 def recalibrate_batch_norm(model, x, batch_size: int, device) -> None:
     """Recompute BatchNorm running statistics with the final weights (cumulative average over
     ``x``), so that evaluation does not use statistics that lag behind the training."""
+    import torch  # (as in generate_maps)
+
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
     model.train()
-    for i in range(0, len(x), batch_size):
-        model(x[i:i + batch_size].to(device))
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size].to(device))
 
 
-@torch.no_grad()
 def accuracy(model, x, y, batch_size: int, device) -> float:
+    import torch  # (as in generate_maps)
+
     model.eval()
     correct = 0
-    for i in range(0, len(x), batch_size):
-        pred = model(x[i:i + batch_size].to(device)).argmax(-1)
-        correct += int((pred == y[i:i + batch_size].to(device)).sum())
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            pred = model(x[i:i + batch_size].to(device)).argmax(-1)
+            correct += int((pred == y[i:i + batch_size].to(device)).sum())
     return correct / len(x)
 
 
 def run(args) -> int:
+    import numpy as np  # (as in generate_maps)
+    import torch
+    from tqdm import tqdm
+
+    from ..models import DeepSphereClassifier
+
     preset = QUICK if args.quick else FULL
     nside = args.nside or preset["nside"]
     epochs = args.epochs if args.epochs is not None else preset["epochs"]

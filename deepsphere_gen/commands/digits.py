@@ -4,7 +4,8 @@ Trains every model family (planar, DeepSphere graph, harmonic MST / RMST, hybrid
 S2/SO(3)) on scikit-learn's 8x8 digits projected onto the sphere, prints the accuracy
 table (and Cobb et al. 2021's spherical-MNIST table beside it), and optionally writes the
 records as JSON and a PNG of a few projected digits, unrotated and rotated.  See
-``deepsphere_gen.experiments.digits``.
+``deepsphere_gen.experiments.digits``.  Imports torch and the experiment only when the command
+runs (the help reads ``experiments.digits_config``).
 """
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-
-from ..experiments import digits as exp
+from ..experiments import digits_config as cfg
 from .._io import atomic_write_json
 from ._preflight import check_device
 
@@ -25,11 +24,11 @@ HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R
 
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help=f"subset and fewer epochs ({exp.QUICK}); about 5 minutes on 1 CPU thread (the full run: about 12)")
+                        help=f"subset and fewer epochs ({cfg.QUICK}); about 5 minutes on 1 CPU thread (the full run: about 12)")
     parser.add_argument("--json", metavar="PATH", help="write one record per model and split (JSON, atomically)")
     parser.add_argument("--plot", metavar="PNG", help="write a figure of a few projected digits, unrotated and rotated")
-    parser.add_argument("--models", nargs="+", metavar="NAME", choices=list(exp.MODELS),
-                        help=f"models to run (default: all available: {', '.join(exp.available_models())})")
+    parser.add_argument("--models", nargs="+", metavar="NAME", choices=cfg.MODEL_NAMES,
+                        help=f"models to run (default: those available of {', '.join(cfg.MODEL_NAMES)})")
     parser.add_argument("--seed", type=int, default=0, help="data split, rotations, init and batch order (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--epochs", type=int, default=None, metavar="N", help="override the epochs")
@@ -50,10 +49,10 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _config(args) -> exp.DigitsConfig:
-    config = exp.DigitsConfig(seed=args.seed, device=args.device, data_dir=args.data_dir)
+def _config(args) -> cfg.DigitsConfig:
+    config = cfg.DigitsConfig(seed=args.seed, device=args.device, data_dir=args.data_dir)
     if args.quick:
-        config = exp.with_quick(config)
+        config = cfg.with_quick(config)
     pairs = (("epochs", args.epochs), ("n_train", args.n_train), ("n_test", args.n_test),
              ("bandwidth", args.bandwidth), ("nside", args.nside))
     overrides = {k: v for k, v in pairs if v is not None}
@@ -62,7 +61,7 @@ def _config(args) -> exp.DigitsConfig:
 
 def _paper_table() -> str:
     rows = [("Cobb et al. 2021, spherical MNIST", "NR/NR", "R/R", "NR/R")]
-    rows += [(k, *(f"{v:.2f}" for v in vals)) for k, vals in exp.PAPER.items()]
+    rows += [(k, *(f"{v:.2f}" for v in vals)) for k, vals in cfg.PAPER.items()]
     w = [max(len(r[c]) for r in rows) for c in range(4)]
     return "\n".join("  ".join(v.ljust(w[c]) if c == 0 else v.rjust(w[c]) for c, v in enumerate(r)) for r in rows)
 
@@ -71,15 +70,16 @@ def _write_json(path, records, meta) -> Path:
     return atomic_write_json(path, {"meta": meta, "records": records})
 
 
-def _plot(path, config: exp.DigitsConfig) -> None:
+def _plot(path, config: cfg.DigitsConfig) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ..datasets.digits import build_split, plot_digits
+    from ..sampling import DriscollHealySampling
 
-    s = build_split("NR/R", exp.DriscollHealySampling(config.bandwidth), seed=config.seed,
+    s = build_split("NR/R", DriscollHealySampling(config.bandwidth), seed=config.seed,
                     n_train=config.n_train, n_test=config.n_test, data_dir=config.data_dir)
     n = min(6, len(s.y_test))
     fig = plot_digits(s.images_test[:n].numpy(), s.sampling, s.rotations_test[:n],
@@ -88,6 +88,10 @@ def _plot(path, config: exp.DigitsConfig) -> None:
 
 
 def run(args) -> int:
+    import torch  # here, not at the top: ``digits --help`` and argument errors stay fast
+
+    from ..experiments import digits as exp
+
     try:
         check_device(args.device)
     except ValueError as exc:
@@ -100,8 +104,8 @@ def run(args) -> int:
         config = _config(args)
     except ValueError as exc:
         return _fail(str(exc))
-    models = args.models or exp.available_models()
-    if "hybrid" in models and "hybrid" not in exp.available_models():
+    models = args.models or cfg.available_models()
+    if "hybrid" in models and "hybrid" not in cfg.available_models():
         return _fail("model 'hybrid' needs deepsphere_gen.models.hybrid, which is not available in this install")
     t0 = time.perf_counter()
     if args.plot:
@@ -131,7 +135,7 @@ def run(args) -> int:
             "python": platform.python_version(),
             "machine": platform.machine(),
             "dataset": "scikit-learn load_digits (1,797 8x8 images), stratified train/test 0.75/0.25",
-            "paper": {k: dict(zip(("NR/NR", "R/R", "NR/R"), v)) for k, v in exp.PAPER.items()},
+            "paper": {k: dict(zip(("NR/NR", "R/R", "NR/R"), v)) for k, v in cfg.PAPER.items()},
         }
         print(f"wrote {len(records)} record(s) to {_write_json(args.json, records, meta)}")
     return 0

@@ -10,8 +10,6 @@ import platform
 import sys
 import time
 
-import torch
-
 from .._io import atomic_write_json
 
 HELP = "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."
@@ -35,6 +33,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import torch  # here, not at the top: ``equivariance --help`` and argument errors stay fast
+
     from ..experiments import equivariance_sweep as sweep
 
     if args.threads < 1:

@@ -22,9 +22,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import MISSING, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 from .. import _cache_dirs
+from ..experiments.massmaps_config import METHODS, NETWORK_METHODS, ExperimentConfig
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 
@@ -52,9 +55,7 @@ _CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPT
 
 def _common(p, with_outputs: bool, d) -> None:
     """The run options; every default is SUPPRESS (see the module docstring); ``d``: the
-    ExperimentConfig whose defaults the help texts name."""
-    from ..experiments.massmaps import METHODS
-
+    ExperimentConfig defaults that the help texts name (:func:`_defaults`)."""
     S = argparse.SUPPRESS
     g = p.add_argument_group("data set")
     g.add_argument("--quick", action="store_true", default=S,
@@ -118,10 +119,15 @@ def _where(group) -> None:
                             "and much faster on a busy machine)")
 
 
-def add_arguments(parser) -> None:
-    from ..experiments import massmaps as exp  # the defaults named in the help texts
+def _defaults() -> SimpleNamespace:
+    """ExperimentConfig's defaults, read from its fields: building one validates it, which
+    imports torch and the data sets (seconds; ``--help`` and argument errors need none of it)."""
+    return SimpleNamespace(**{f.name: f.default_factory() if f.default is MISSING else f.default
+                              for f in fields(ExperimentConfig)})
 
-    d = exp.ExperimentConfig()
+
+def add_arguments(parser) -> None:
+    d = _defaults()  # the defaults named in the help texts
     _common(parser, True, d)
     sub = parser.add_subparsers(dest="step", metavar="STEP")
     for name, text in _STEPS.items():
@@ -132,7 +138,7 @@ def add_arguments(parser) -> None:
                                    "settings come from the checkpoints). Inputs unlike the training maps are "
                                    f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}).")
     c.add_argument("maps", nargs="+", metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
-    c.add_argument("--method", default="fcn", choices=exp.NETWORK_METHODS, help="network to use (default fcn)")
+    c.add_argument("--method", default="fcn", choices=NETWORK_METHODS, help="network to use (default fcn)")
     c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
                    help="only networks of these sky fractions (default: all trained)")
     S = argparse.SUPPRESS

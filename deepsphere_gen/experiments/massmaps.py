@@ -52,8 +52,7 @@ import os
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
-from fractions import Fraction
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +62,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .._io import atomic_write
 from .._validation import check_positive_int
-from .._cache_dirs import default_data_dir
 from ..datasets import MassMapConfig, MassMapDataset, generate_massmaps, limit_threads, load_massmaps
-from ..datasets import builtin_footprint, read_footprint
-from ..datasets import check_noise_level
 from ..datasets.shape_noise import (
     DEFAULT_SIGMA_E,
     deepsphere_level_to_ngal,
@@ -85,6 +81,17 @@ from ..training import (
 )
 from . import reporting
 from .map_statistics import training_distribution
+from .massmaps_config import (
+    BASELINE_FEATURES,
+    BASELINES,
+    FULL_SKY_METHODS,
+    METHODS,
+    NETWORK_METHODS,
+    PATCH_METHODS,
+    ExperimentConfig,
+    SkySetting,
+    parse_sky_fraction,
+)
 from .massmaps_runs import checkpoint_file, run_fields, run_meta, run_name
 from .reporting import wilson_interval
 
@@ -116,124 +123,6 @@ __all__ = [
     "write_json",
     "plot_all",
 ]
-
-METHODS = ("fcn", "cnn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
-NETWORK_METHODS = ("fcn", "cnn", "harmonic", "hybrid")
-FULL_SKY_METHODS = ("harmonic", "hybrid")
-PATCH_METHODS = ("strong_svm",)
-BASELINES = ("psd_svm", "hist_svm", "strong_svm")
-#: feature groups (:mod:`.massmaps_features`) of each baseline
-BASELINE_FEATURES = {"psd_svm": ("psd",), "hist_svm": ("hist",),
-                     "strong_svm": ("psd", "hist", "moments", "peaks", "minkowski")}
-DEFAULT_METHODS = ("fcn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
-
-
-@dataclass
-class ExperimentConfig:
-    """Settings of the experiment (CLI flags map 1:1).
-
-    nside, n_maps (per class), seed: the generated data set; sky_fractions: "1" (full sky,
-    averaged down to ``full_sky_nside``), "1/12", "1/48", "1/192" (nested patches at
-    ``nside``) or "footprint" (needs ``footprint``: "builtin" or a HEALPix FITS mask);
-    noise (see :func:`noise_settings`): ``deepsphere_levels`` (DeepSphere's relative levels,
-    converted to galaxy densities; 0 = no noise), ``ngal`` (galaxies per arcmin^2, inf = no
-    noise), ``relative_noise`` (explicit option: std = level x the samples' clean std),
-    ``sigma_e`` (ellipticity dispersion per component);
-    methods: subset of METHODS; epochs, batch_size, lr: training of the networks (at
-    least ``min_steps`` steps per run: see :func:`train_config`); augment: fresh noise at
-    every draw of a training sample and random symmetries (False: the fixed noise of the
-    data set); test_fraction, val_fraction: maps per class held out for the final table and
-    for validation (C of the baselines, per-epoch curves of the networks);
-    baseline_noise_draws: noise realisations per training patch for the baselines;
-    warm_start: a network run with noise starts from the finished noise-free run of the same
-    method and sky (trained first when missing) instead of a random initialisation (see
-    :func:`train_one`; off by default: no reliable gain measured); average_views: the test
-    prediction on patches is averaged over the reflections of the square
-    (:func:`evaluation_symmetries`; 4 forward passes; off by default: see the README);
-    channels, K, k: graph conv blocks (k nearest neighbours of the graph);
-    harmonic_bandlimits, harmonic_channels: harmonic model; data_dir: generated data cache;
-    out_dir: checkpoints, JSON, plots.
-    """
-
-    nside: int = 256
-    n_maps: int = 48
-    seed: int = 0
-    sky_fractions: tuple = ("1", "1/48", "1/192")
-    full_sky_nside: int = 64
-    deepsphere_levels: tuple = (0.0, 2.0)
-    ngal: tuple = ()
-    relative_noise: tuple = ()
-    sigma_e: float = DEFAULT_SIGMA_E
-    methods: tuple = DEFAULT_METHODS
-    epochs: int = 6
-    batch_size: int = 32
-    lr: float = 3e-3
-    min_steps: int = 80
-    augment: bool = True
-    test_fraction: float = 0.25
-    val_fraction: float = 0.1
-    baseline_noise_draws: int = 3
-    warm_start: bool = False
-    average_views: bool = False
-    channels: tuple = (16, 32, 64, 64, 64)
-    K: int = 5
-    k: int = 8
-    harmonic_bandlimits: tuple = (12, 6, 3)
-    harmonic_channels: tuple = (8, 8, 8)
-    footprint: str | None = None
-    data_dir: str = field(default_factory=lambda: str(default_data_dir()))  # XDG cache, see deepsphere_gen._cache_dirs
-    out_dir: str = "massmaps-out"
-    device: str | None = None
-    progress: bool = True
-
-    def __post_init__(self):
-        MassMapConfig(nside=self.nside, n_maps=self.n_maps, seed=self.seed)  # validates nside, n_maps, seed
-        from ..sampling import check_nside
-
-        check_nside(self.full_sky_nside)
-        self.deepsphere_levels = tuple(check_noise_level(v) for v in self.deepsphere_levels)
-        self.relative_noise = tuple(check_noise_level(v) for v in self.relative_noise)
-        self.ngal = tuple(_check_ngal(v) for v in self.ngal)
-        pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e
-        if not (self.deepsphere_levels or self.ngal or self.relative_noise):
-            raise ValueError("give at least one noise setting (--deepsphere-level, --ngal or --relative-noise)")
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-        self.methods = tuple(dict.fromkeys(self.methods))
-        if not self.sky_fractions:
-            raise ValueError("give at least one sky fraction")
-        for s in self.sky_fractions:
-            parse_sky_fraction(s, self.nside, self.footprint)
-        if "footprint" in self.sky_fractions and self.footprint is None:
-            raise ValueError("sky fraction 'footprint' needs --footprint builtin|PATH")
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
-        if not 0 < self.val_fraction < 1 - self.test_fraction:
-            raise ValueError(f"val_fraction must lie in (0, 1 - test_fraction), got {self.val_fraction}")
-        n_test = max(1, round(self.test_fraction * self.n_maps))
-        n_val = max(1, round(self.val_fraction * self.n_maps))
-        if self.n_maps - n_test - n_val < 1:
-            raise ValueError(f"{self.n_maps} maps per class leave no training map after {n_test} test and "
-                             f"{n_val} validation map(s); use more maps")
-        check_positive_int(self.baseline_noise_draws, "baseline_noise_draws")
-        check_positive_int(self.k, "k (graph neighbours)")
-        TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
-        if int(self.min_steps) != self.min_steps or self.min_steps < 0:
-            raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")
-
-
-def _check_ngal(value) -> float:
-    if isinstance(value, str) and value.strip().lower() in ("inf", "none"):
-        return math.inf
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"galaxy density must be a number of galaxies per arcmin^2 or inf/none, got {value!r}") from None
-    if not x > 0:
-        raise ValueError(f"galaxy density must be > 0 galaxies per arcmin^2 (inf or none: no noise), got {value!r}")
-    return x
-
 
 @dataclass(frozen=True)
 class NoiseSetting:
@@ -293,51 +182,6 @@ def noise_settings(config: ExperimentConfig) -> list[NoiseSetting]:
     for rel in config.relative_noise:
         out.append(NoiseSetting("none") if rel == 0 else NoiseSetting("relative", rel, config.sigma_e))
     return list(dict.fromkeys(out))
-
-
-@dataclass
-class SkySetting:
-    """One way of cutting the sky: name ("1/12"), patch level (None: full sky or
-    footprint), footprint mask (NESTED bool) or None, the sky fraction of a sample, and the
-    resolution of the samples (``nside``; the full sky is averaged down)."""
-
-    name: str
-    level: int | None
-    footprint: np.ndarray | None = field(default=None, repr=False)
-    fraction: float = 1.0
-    nside: int | None = None
-
-    @property
-    def full_sky(self) -> bool:
-        return self.level is None and self.footprint is None
-
-
-def parse_sky_fraction(text: str, nside: int, footprint=None, full_sky_nside: int | None = None) -> SkySetting:
-    """"1" -> full sky (at ``min(nside, full_sky_nside)``); "1/12", "1/48", "1/192", ... -> patch
-    level; "footprint" -> mask.
-
-    The footprint is only read (and checked) when ``footprint`` is given.
-    """
-    text = str(text).strip()
-    if text == "footprint":
-        if footprint is None:
-            return SkySetting("footprint", None, None, float("nan"), nside)
-        mask = builtin_footprint(nside) if footprint == "builtin" else read_footprint(footprint, nside)
-        return SkySetting("footprint", None, mask, float(mask.mean()), nside)
-    try:
-        frac = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"sky fraction must be 1, 1/12, 1/48, 1/192, ... or 'footprint', got {text!r}") from None
-    if frac == 1:
-        return SkySetting("1", None, None, 1.0, nside if full_sky_nside is None else min(nside, full_sky_nside))
-    if frac.numerator == 1 and frac.denominator % 12 == 0:
-        q = frac.denominator // 12
-        level = int(round(math.log(q, 4))) if q >= 1 else -1
-        if level >= 0 and 4**level == q:
-            if 2**level > nside:
-                raise ValueError(f"sky fraction {text} needs nside >= {2**level}, got nside {nside}")
-            return SkySetting(text, level, None, float(frac), nside)
-    raise ValueError(f"sky fraction {text!r} is not a nested base-patch fraction 1/(12*4^k) nor 1")
 
 
 def sky_settings(config: ExperimentConfig) -> list[SkySetting]:

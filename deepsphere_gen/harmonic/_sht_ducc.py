@@ -270,6 +270,9 @@ class DuccEngine:
 
     # ducc0's 2D functions take one map per call (the rings of map (b, c) as a strided view;
     # MW through one scratch grid, its pole ring filled from / folded into the pole sample).
+    # MW's pixels are its grid's first npix samples, so one map needs no per-ring loop: one
+    # copy into a fresh grid, or the output grid returned as a view (2 us of a 28 us
+    # synthesis at L = 32).
     def _to_grids(self, fn, maps: torch.Tensor, pole: str) -> np.ndarray:
         """ducc0 2D function ``fn`` (grid -> coefficients) on every map: (B, npix, C) -> (B*C, nalm).
 
@@ -281,8 +284,13 @@ class DuccEngine:
         name, nt, nphi = self._grid
         nthreads = torch.get_num_threads()
         mw = name == "MW"
-        if B * C == 1 and not mw:
-            return fn(map=x.reshape(1, nt, nphi), nthreads=nthreads, **self._kw2d_adj)
+        if B * C == 1:  # the map is the grid (GL, DH), or its pixels then the rest of the pole ring (MW)
+            if not mw:
+                return fn(map=x.reshape(1, nt, nphi), nthreads=nthreads, **self._kw2d_adj)
+            g = np.empty((1, nt, nphi), dtype=x.dtype)
+            g.reshape(-1)[: x.size] = x.reshape(-1)
+            g[0, -1, 1:] = g[0, -1, 0] if pole == "repeat" else 0
+            return fn(map=g, nthreads=nthreads, **self._kw2d_adj)
         alm = np.empty((B * C, self._nalm), dtype=self._tables[x.dtype][4])
         if mw:
             rings = x[:, :-1].reshape(B, nt - 1, nphi, C)
@@ -304,8 +312,13 @@ class DuccEngine:
         there) or its sum (``"sum"``: the adjoint of repeating the sample)."""
         name, nt, nphi = self._grid
         nthreads = torch.get_num_threads()
-        if B * C == 1 and name != "MW":
-            return torch.from_numpy(fn(alm=alm, nthreads=nthreads, **self._kw2d).reshape(1, -1, 1))
+        if B * C == 1:  # a fresh grid, returned as a view (MW's pixels: its first npix samples)
+            g = fn(alm=alm, nthreads=nthreads, **self._kw2d)
+            if name != "MW":
+                return torch.from_numpy(g.reshape(1, -1, 1))
+            if pole == "sum":
+                g[0, -1, 0] = g[0, -1].sum()
+            return torch.from_numpy(g.reshape(-1)[: self.geom.npix].reshape(1, -1, 1))
         rdt = self._tables[alm.dtype][4]
         out = np.empty((B, self.geom.npix, C), dtype=rdt)
         g = np.empty((1, nt, nphi), dtype=rdt)

@@ -102,6 +102,13 @@ def test_bad_config(kwargs, match):
         exp.DigitsConfig(**kwargs)
 
 
+def test_model_names_of_the_light_config_are_the_models():
+    # the command's help reads digits_config.MODEL_NAMES (no torch); the models live in MODELS
+    from deepsphere_gen.experiments.digits_config import MODEL_NAMES
+
+    assert tuple(exp.MODELS) == MODEL_NAMES
+
+
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model"):
         exp.run_experiment(exp.DigitsConfig(), ["resnet"], progress=False)

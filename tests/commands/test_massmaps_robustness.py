@@ -597,6 +597,31 @@ def test_top_level_help_imports_no_torch():
         assert name in res.stdout
 
 
+@pytest.mark.parametrize("argv", [["massmaps", "--help"], ["massmaps", "classify", "--help"], ["demo", "--help"],
+                                  ["bench", "--help"], ["equivariance", "--help"], ["digits", "--help"],
+                                  ["digits", "--models", "nope"],
+                                  ["massmaps", "--nside", "eight"], ["massmaps", "--methods", "nope"]])
+def test_command_help_and_argument_errors_import_no_torch(argv):
+    # the help texts name the defaults, methods and models, read from massmaps_config and
+    # digits_config without torch
+    code = (f"import sys\nfrom deepsphere_gen.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as e:\n"
+            "    print('exit', e.code)\nprint(sorted(m for m in ('torch', 'numpy', 'healpy') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    lines = res.stdout.strip().splitlines()
+    assert lines[-2:] == ["exit " + ("0" if "--help" in argv else "2"), "[]"], res.stdout + res.stderr
+    if "--help" not in argv:
+        assert "invalid" in res.stderr
+
+
+def test_massmaps_config_sigma_e_default_is_the_shape_noise_one():
+    from deepsphere_gen.datasets.shape_noise import DEFAULT_SIGMA_E
+    from deepsphere_gen.experiments.massmaps_config import ExperimentConfig
+
+    assert ExperimentConfig.sigma_e == DEFAULT_SIGMA_E
+    assert cmd._defaults().sigma_e == DEFAULT_SIGMA_E
+
+
 def test_command_help_lines_match_modules():
     import importlib
 

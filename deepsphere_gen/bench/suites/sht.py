@@ -36,8 +36,9 @@ machine; equal to wall time single-threaded), wall time on CUDA.  Threads: ours 
 ducc0 use ``torch.get_num_threads()`` (``--threads``), healpy ``OMP_NUM_THREADS``; run
 ``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht --threads 1 ...`` for a per-core
 comparison.  Ours and the peers are timed in interleaved rounds (every side sees the same
-load), after a first untimed call each; calls under 5 ms in loops of ~5 ms; at most
-``--repeats`` rounds, stopped after 3 once 4 s are spent; the best round is reported
+load), after a first untimed call each; calls under 1 ms in loops of ~1 ms; at most
+``--repeats`` rounds (30 where every side's call is under 1 ms), stopped after 3 once 4 s
+are spent; the best round is reported
 (``ours_s``, ``peer_s``), the medians in ``extras``.
 """
 from __future__ import annotations
@@ -53,6 +54,9 @@ from deepsphere_gen.harmonic import SHT, healpy_alm_to_real, real_to_healpy_alm
 from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling
 
 NAME = "sht"
+
+#: rounds of the interleaved timing where every side's call is under 1 ms (see :func:`_paired`)
+MICRO_ROUNDS = 30
 
 _GRIDS = {
     "gl": (GaussLegendreSampling, "GL", lambda L: (L, 2 * L - 1)),
@@ -80,18 +84,23 @@ def _paired(harness, fns: dict) -> dict:
     """(Best, median) time of one call of each ``fns[name] = (fn, first call's seconds)``,
     timed in interleaved rounds (ours, then each peer, round after round), so that every side
     sees the same machine load.  The best round is the figure reported: on a shared machine
-    it is the least disturbed one (medians moved by up to 2x between runs, see extras).  CPU time on CPU (see the module docstring), wall time on CUDA.
-    Calls shorter than 5 ms are timed in loops of ~5 ms (per-call time reported): single
-    calls of tens of microseconds measure the scheduler more than the code; calls under 50 ms
-    get one untimed call before each timed loop (warm caches for every side).  Rounds:
-    ``harness.repeats`` at most, stopped after 3 once 4 s of timed calls are spent."""
+    it is the least disturbed one (medians moved by up to 2x between runs, see extras).  CPU
+    time on CPU (see the module docstring), wall time on CUDA.  Calls shorter than 1 ms are
+    timed in loops of ~1 ms (per-call time reported): single calls of tens of microseconds
+    measure the scheduler more than the code; calls under 50 ms get one untimed call before
+    each timed loop (warm caches for every side).  Rounds: ``harness.repeats`` at most, or
+    :data:`MICRO_ROUNDS` where every side's call is under 1 ms (MW L = 32 synthesis / ducc0, 6
+    repeats at load 3.6: best of 7 ~5 ms loops 1.30-1.37x, best of 35 ~1 ms loops 1.30-1.31x),
+    stopped after 3 once 4 s of timed calls are spent."""
     clock = time.process_time if harness.device.type == "cpu" else time.perf_counter
-    loops = {name: (fn, max(1, min(1000, int(0.005 / max(once, 1e-6)))), once < 0.05) for name, (fn, once) in fns.items()}
+    loops = {name: (fn, *(_calls_per_ms(harness, fn, clock) if once < 0.05 else (1, once)))
+             for name, (fn, once) in fns.items()}
+    rounds = max(harness.repeats, MICRO_ROUNDS) if all(t < 0.001 for _, _, t in loops.values()) else harness.repeats
     times = {name: [] for name in fns}
     spent = 0.0
-    for r in range(harness.repeats):
-        for name, (fn, inner, short) in loops.items():
-            if short:  # one untimed call: the previous side (e.g. torch-harmonics' L^3 table) evicted the caches
+    for r in range(rounds):
+        for name, (fn, inner, once) in loops.items():
+            if once < 0.05:  # one untimed call: the previous side (e.g. torch-harmonics' L^3 table) evicted the caches
                 fn()
             t0 = clock()
             for _ in range(inner):
@@ -103,6 +112,20 @@ def _paired(harness, fns: dict) -> dict:
         if r >= 2 and spent > 4.0:
             break
     return {name: (float(np.min(t)), float(np.median(t))) for name, t in times.items()}
+
+
+def _calls_per_ms(harness, fn, clock) -> tuple[int, float]:
+    """(Calls in a ~1 ms loop (1 to 1000), seconds of one call) of ``fn``, from warm calls (a
+    first call, which builds engines and tables, says little about the next ones)."""
+    fn()
+    harness.sync()
+    n, t0 = 0, clock()
+    while True:
+        fn()
+        harness.sync()
+        n, dt = n + 1, clock() - t0
+        if dt >= 0.001 or n >= 1000:
+            return min(1000, max(1, round(n * 0.001 / max(dt, 1e-9)))), dt / n
 
 
 def _first(harness, fn):
