@@ -113,11 +113,14 @@
     }                                                                                               \
   }                                                                                                 \
   /* one contiguous column: the rows are short (~10-21 entries), two partial sums, j carried */   \
+  /* pf_dist > 0: x[i + pf_dist] is prefetched at row i (once per cache line; i + pf_dist < r1) */ \
   SCALAR_LOOPS static void contiguous_column_##SUF(int64_t r0, int64_t r1, const int32_t* crow,                  \
                                       const int32_t* col, const T* val, const T* X, T* Y,           \
-                                      const T* A, const T* Z, T alpha, T a, T z) {                  \
+                                      const T* A, const T* Z, T alpha, T a, T z, int64_t pf_dist) { \
     int32_t j = crow[r0];                                                                           \
     for (int64_t i = r0; i < r1; ++i) {                                                             \
+      if (pf_dist > 0 && (i & (64 / sizeof(T) - 1)) == 0 && i + pf_dist < r1)                       \
+        __builtin_prefetch(X + i + pf_dist, 0, 3);                                                  \
       int32_t j1 = crow[i + 1];                                                                     \
       T s0 = 0, s1 = 0;                                                                             \
       for (; j + 1 < j1; j += 2) {                                                                  \
@@ -184,7 +187,7 @@
                        const int32_t* pf_ptr, const int32_t* pf_rows, int64_t pf_dist, int32_t nt) { \
     if (n == 1) {                                                                                   \
       if (ldx == 1 && ldy == 1 && (!A || lda == 1) && (!Z || ldz == 1))                             \
-        contiguous_column_##SUF(r0, r1, crow, col, val, X, Y, A, Z, alpha, a, z);                   \
+        contiguous_column_##SUF(r0, r1, crow, col, val, X, Y, A, Z, alpha, a, z, pf_dist);          \
       else                                                                                          \
         column_##SUF(r0, r1, crow, col, val, X, ldx, Y, ldy, A, lda, Z, ldz, alpha, a, z);          \
       return;                                                                                       \
@@ -197,8 +200,7 @@
 /* ---- forward product: R rows x NV vectors of outputs from column o0 ---- */
 #define FWD_TILE(T, SUF, VW, R, NV)                                                                 \
   static inline void fwd_##R##_##NV##_##SUF(int64_t r, int64_t K, int64_t C, int64_t O, const T* Tb, \
-                                            int64_t ks, const T* W, const T* bias, T* Y, int64_t o0,    \
-                                            int nt) {                                               \
+                                            int64_t ks, const T* W, const T* bias, T* Y, int64_t o0) { \
     vec_##SUF acc[R][NV];                                                                           \
     for (int i = 0; i < R; ++i)                                                                     \
       for (int v = 0; v < NV; ++v) acc[i][v] = bias ? ld_##SUF(bias + o0 + VW * v) : (vec_##SUF){0}; \
@@ -215,22 +217,17 @@
       }                                                                                             \
     }                                                                                               \
     for (int i = 0; i < R; ++i)                                                                     \
-      for (int v = 0; v < NV; ++v) {                                                                \
-        if (nt)                                                                                     \
-          STREAM(SUF, Y + (r + i) * O + o0 + VW * v, acc[i][v]);                                    \
-        else                                                                                        \
-          st_##SUF(Y + (r + i) * O + o0 + VW * v, acc[i][v]);                                       \
-      }                                                                                             \
+      for (int v = 0; v < NV; ++v) st_##SUF(Y + (r + i) * O + o0 + VW * v, acc[i][v]);             \
   }
 
 #define FWD_ROWS(T, SUF, VW, R)                                                                     \
   FWD_TILE(T, SUF, VW, R, 2)                                                                        \
   FWD_TILE(T, SUF, VW, R, 1)                                                                        \
   static inline void fwd_rows##R##_##SUF(int64_t r, int64_t K, int64_t C, int64_t O, const T* Tb,   \
-                                         int64_t ks, const T* W, const T* bias, T* Y, int nt) {     \
+                                         int64_t ks, const T* W, const T* bias, T* Y) {             \
     int64_t o0 = 0;                                                                                 \
-    for (; o0 + 2 * VW <= O; o0 += 2 * VW) fwd_##R##_2_##SUF(r, K, C, O, Tb, ks, W, bias, Y, o0, nt);  \
-    if (o0 + VW <= O) { fwd_##R##_1_##SUF(r, K, C, O, Tb, ks, W, bias, Y, o0, nt); o0 += VW; }         \
+    for (; o0 + 2 * VW <= O; o0 += 2 * VW) fwd_##R##_2_##SUF(r, K, C, O, Tb, ks, W, bias, Y, o0);  \
+    if (o0 + VW <= O) { fwd_##R##_1_##SUF(r, K, C, O, Tb, ks, W, bias, Y, o0); o0 += VW; }         \
     for (; o0 < O; ++o0)                                                                            \
       for (int i = 0; i < R; ++i) {                                                                 \
         T s = bias ? bias[o0] : 0;                                                                  \
@@ -328,11 +325,10 @@
   FWD_ROWS(T, SUF, VW, 6)                                                                           \
   FWD_ROWS(T, SUF, VW, 1)                                                                           \
   void cheb_forward_##SUF(int64_t r0, int64_t r1, int64_t K, int64_t C, int64_t O, const T* Tb,     \
-                          int64_t ks, const T* W, const T* bias, T* Y, int32_t nt) {                \
+                          int64_t ks, const T* W, const T* bias, T* Y) {                            \
     int64_t r = r0;                                                                                 \
-    for (; r + 6 <= r1; r += 6) fwd_rows6_##SUF(r, K, C, O, Tb, ks, W, bias, Y, nt);                \
-    for (; r < r1; ++r) fwd_rows1_##SUF(r, K, C, O, Tb, ks, W, bias, Y, nt);                        \
-    if (nt) STREAM_FENCE();                                                                         \
+    for (; r + 6 <= r1; r += 6) fwd_rows6_##SUF(r, K, C, O, Tb, ks, W, bias, Y);                    \
+    for (; r < r1; ++r) fwd_rows1_##SUF(r, K, C, O, Tb, ks, W, bias, Y);                            \
   }                                                                                                 \
   DT_TILE(T, SUF, VW, 6)                                                                            \
   DT_TILE(T, SUF, VW, 1)                                                                            \
