@@ -14,10 +14,12 @@ read waits on memory (a step ran ~2.5x the time of the same arithmetic on a sequ
 input).  :func:`schedule` lists, once per matrix, the rows of the input each output row
 reads that no row in the :data:`PREFETCH_WINDOW` rows before it read; the kernel prefetches
 the list of row i + :data:`PREFETCH_AHEAD` while it computes row i (~1.4 input rows per
-output row: -25 % time per step); with one column, x is prefetched
+output row: -25 % time per step), and the rows of the streamed operands 32 rows ahead (the
+hardware prefetcher fell behind: -15 to -25 % more); with one column, x is prefetched
 :data:`COLUMN_PREFETCH_BYTES` ahead of the current row (-20 % at nside 1024).  Outputs above
 :data:`STREAM_MIN_BYTES` are written with streaming stores (no read of each output line
-before its write: -10 %).
+before its write: -10 %), except in place (``a_term`` is ``out``: the line was just read;
+streaming it out cost +19 % at nside 256).
 
 The C source is compiled on first use with the system C compiler (``$CC``, else ``cc``;
 ``-O3 -march=native``: vectorised for this CPU) into the cache directory
@@ -181,7 +183,7 @@ def step(out: torch.Tensor, m: torch.Tensor, x: torch.Tensor, alpha: float = 1.0
             None if z_term is None else z_term.data_ptr(), 0 if z_term is None else z_term.stride(0),
             n, float(alpha), float(a), float(z),
             None if sched is None else sched[0].data_ptr(), None if sched is None else sched[1].data_ptr(),
-            _prefetch_distance(m, x, n), int(_stream(out)))
+            _prefetch_distance(m, x, n), int(_stream(out) and (a_term is None or a_term.data_ptr() != out.data_ptr())))
     nnz = val.numel()
     workers = _workers(nnz * n, rows)
     if workers == 1:
