@@ -137,7 +137,8 @@ class Scratch:
     and is handed out again only once nothing else holds its storage (the caller has dropped
     every tensor and view of the previous result), else a fresh one replaces it.  Buffers no
     backward needs (outputs, the inference-time stack) are kept only up to
-    :data:`KEEP_BYTES`, so large maps do not pin gigabytes between calls.  Never pickled or
+    :data:`KEEP_BYTES` (outputs: or up to the size the caller passes), so large maps do not
+    pin gigabytes between calls.  Never pickled or
     deep-copied (an empty holder comes back).
     """
 
@@ -157,9 +158,9 @@ class Scratch:
     def take_output(self, role: str, shape, like: torch.Tensor, keep_bytes: int = 0) -> torch.Tensor:
         """A buffer for a result handed to the caller: the last one if it is free, else fresh.
 
-        Kept between calls up to ``max(KEEP_BYTES, keep_bytes)`` (training passes the size of
-        the Chebyshev stack, which the scratch holds anyway: a fresh 800 MB output costs ~0.3 s
-        of page faults).  CPU only (a GPU caching allocator already recycles memory; elsewhere
+        Kept between calls up to ``max(KEEP_BYTES, keep_bytes)`` (the filter passes the size of
+        its Laplacian, and in training that of the Chebyshev stack, which the layer holds
+        anyway: a fresh 800 MB output costs ~0.3 s of page faults).  CPU only (a GPU caching allocator already recycles memory; elsewhere
         this is ``torch.empty``).
         """
         if like.device.type != "cpu" or _nbytes(shape, like) > max(KEEP_BYTES, keep_bytes):
@@ -196,6 +197,11 @@ def _nbytes(shape, like: torch.Tensor) -> int:
     for d in shape:
         n *= int(d)
     return n
+
+
+def _csr_bytes(m: torch.Tensor) -> int:
+    """Bytes of a sparse CSR matrix's three arrays."""
+    return sum(t.numel() * t.element_size() for t in (m.crow_indices(), m.col_indices(), m.values()))
 
 
 def _fits(t: torch.Tensor | None, shape, like: torch.Tensor) -> bool:
@@ -287,7 +293,9 @@ class _ChebFilter(torch.autograd.Function):
         # y = sum_k T_k W_k (+ b), rows (pixel, batch), one row block at a time
         t = basis.view(K, P * B, C)
         held = basis.numel() * basis.element_size() if keep else 0  # the stack stays in the scratch
-        y = scratch.take_output("out", (P * B, O), x, keep_bytes=held)
+        # an output as large as the Laplacian the layer holds anyway is kept too (inference on
+        # large maps: a fresh 768 MiB output at nside 1024 costs more page faults than the arithmetic)
+        y = scratch.take_output("out", (P * B, O), x, keep_bytes=max(held, _csr_bytes(laplacian)))
         if not _cheb_native.forward(y, basis, weight, bias):
             rows = block_rows or _block_rows(P * B, (K * C + O) * x.element_size(), x.device)
             for r0, r1 in _blocks(P * B, rows):

@@ -59,8 +59,9 @@ class ChebConv(nn.Module):
     the caller has dropped every tensor that shares it: this skips the page faults of fresh
     allocations (as costly as the arithmetic); ``release_scratch()`` frees them.  Buffers
     that no backward needs (outputs, the inference-time stack) are kept only up to
-    ``_cheb_sparse.KEEP_BYTES`` (256 MiB), or in training (where the stack is kept for the
-    backward anyway) each up to the stack's size.  Speed: the
+    ``_cheb_sparse.KEEP_BYTES`` (256 MiB), or up to the size of the layer's Laplacian
+    (outputs), or in training (where the stack is kept for the backward anyway) each up to
+    the stack's size.  Speed: the
     layer is bound by memory traffic; on a CPU shared by other jobs, ``torch.set_num_threads(1)``
     avoids threads waiting on each other (the GEMMs run in cache-sized row blocks,
     ``_cheb_sparse._block_rows``).

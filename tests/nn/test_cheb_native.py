@@ -108,3 +108,66 @@ def test_two_threads_equal_one(monkeypatch):
     torch.testing.assert_close(two[0], one[0], rtol=0, atol=0)  # output rows: same arithmetic
     for a, r in zip(two[1:], one[1:]):
         _close(a, r, 1e-5)
+
+
+def _schedule_reference(crow, col, window):
+    """Columns each row reads that no row in (i - window, i) read, by the definition."""
+    last, out = {}, []
+    for i in range(len(crow) - 1):
+        row = []
+        for j in col[crow[i]:crow[i + 1]]:
+            if i - last.get(j, -(1 << 40)) > window:
+                row.append(j)
+            last[j] = i
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_prefetch_schedule_matches_its_definition(partial, monkeypatch):
+    """The schedule of a HEALPix graph (full sky, and a partial sky whose edge rows have fewer
+    neighbours), against a Python transcription of its definition, for two windows."""
+    from deepsphere_gen.graph import build_graph
+    from deepsphere_gen.sampling import HealpixSampling
+
+    nside = 8
+    sampling = HealpixSampling(nside, indices=np.arange(0, 12 * nside**2, 3)[:150] if partial else None)
+    lap = to_torch_csr(build_graph(sampling, k=8, cache=False), dtype=torch.float32)
+    crow, col = lap.crow_indices().tolist(), lap.col_indices().tolist()
+    if partial:
+        counts = np.diff(crow)
+        assert counts.min() < counts.max()  # rows with fewer neighbours
+    for window in (3, 256):
+        monkeypatch.setattr(_cheb_native, "PREFETCH_WINDOW", window)
+        _cheb_native._schedules.clear()
+        ptr, rows = _cheb_native.schedule(lap)
+        ref = _schedule_reference(crow, col, window)
+        assert ptr.tolist() == list(np.cumsum([0] + [len(r) for r in ref]))
+        assert rows.tolist() == [j for r in ref for j in r]
+    assert _cheb_native.schedule(lap)[0] is ptr  # computed once per matrix
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_cols", [1, 17, 32, 130])
+def test_step_with_prefetch_and_streaming_stores(n_cols, dtype, monkeypatch):
+    """The prefetching and streaming-store paths (thresholds lowered to reach them on a small
+    matrix) give the products of scipy, in place (a_term = out) too; 64-byte aligned rows
+    (streamed) and unaligned ones (17 columns: plain stores), a 1-column prefetch distance
+    shorter than the matrix."""
+    monkeypatch.setattr(_cheb_native, "PREFETCH_MIN_BYTES", 0)
+    monkeypatch.setattr(_cheb_native, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_cheb_native, "PREFETCH_WINDOW", 4)
+    monkeypatch.setattr(_cheb_native, "COLUMN_PREFETCH_BYTES", 64)
+    _cheb_native._schedules.clear()
+    A, lap = _laplacian(203, seed=n_cols, dtype=dtype)
+    rng = np.random.default_rng(n_cols)
+    x, a, z = (rng.standard_normal((203, n_cols)) for _ in range(3))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    t = lambda v: torch.from_numpy(v).to(dtype)
+    out = torch.empty(203, n_cols, dtype=dtype)
+    assert _cheb_native.step(out, lap, t(x), 2.0, t(a), 1.0, t(z), 1.0)
+    np.testing.assert_allclose(out.double().numpy(), 2 * (A @ x) + a - z, rtol=tol, atol=tol * 10)
+    out = t(a).clone()
+    assert _cheb_native.step(out, lap, t(x), 2.0, out, 1.0, None)  # a_term is out
+    np.testing.assert_allclose(out.double().numpy(), 2 * (A @ x) + a, rtol=tol, atol=tol * 10)
+    assert _cheb_native._stream(out) == (n_cols * out.element_size() % 64 == 0)

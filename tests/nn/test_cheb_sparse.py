@@ -94,15 +94,37 @@ def test_inference_basis_returned_to_scratch():
 
 
 def test_large_buffers_are_not_kept(monkeypatch):
-    """Outputs and inference stacks above KEEP_BYTES are fresh each call and not held after it."""
-    lap, x, w = _setup()
-    monkeypatch.setattr(_cheb_sparse, "KEEP_BYTES", 100)  # the output here is 2*10*4*8 = 640 bytes
+    """Outputs above KEEP_BYTES and the Laplacian's size, and inference stacks above KEEP_BYTES,
+    are fresh each call and not held after it."""
+    lap, x, w = _setup(B=8)
+    assert _cheb_sparse._csr_bytes(lap) < 8 * 10 * 4 * 8  # the output: 2560 bytes
+    monkeypatch.setattr(_cheb_sparse, "KEEP_BYTES", 100)
     scratch = Scratch()
     with torch.no_grad():
         y = cheb_filter(x, w, None, lap, scratch=scratch)
     assert scratch._outputs == {} and scratch._idle == {}
     torch.testing.assert_close(cheb_filter(x, w, None, lap, scratch=scratch), y, rtol=0, atol=0)
     assert scratch._outputs == {} and scratch._idle == {}
+
+
+def test_inference_output_up_to_the_laplacian_size_is_kept(monkeypatch):
+    """Above KEEP_BYTES, an inference output no larger than the Laplacian is recycled once
+    dropped (no page faults of a fresh buffer per call); the values stay right."""
+    lap, x, w = _setup(B=1)
+    out_bytes = 1 * 10 * 4 * 8
+    assert out_bytes <= _cheb_sparse._csr_bytes(lap)
+    monkeypatch.setattr(_cheb_sparse, "KEEP_BYTES", 100)
+    scratch = Scratch()
+    with torch.no_grad():
+        y = cheb_filter(x, w, None, lap, scratch=scratch)
+        ptr, ref = y.data_ptr(), y.clone()
+        held = cheb_filter(x, w, None, lap, scratch=scratch)  # y still held: a fresh buffer
+        hptr = held.data_ptr()
+        assert hptr != ptr
+        del y, held
+        y = cheb_filter(x, w, None, lap, scratch=scratch)  # the last buffer, now free
+    assert y.data_ptr() == hptr
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
 
 
 def test_inference_recycles_the_basis_of_trainable_weights():

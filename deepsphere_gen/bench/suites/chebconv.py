@@ -33,8 +33,9 @@ process waits for a core); otherwise the harness's wall clock.  ``clock`` and th
 ``kernels``: which CPU kernels ran (``native``: the compiled ones,
 :func:`deepsphere_gen.nn.native_kernels_available`; ``torch``: torch's sparse and dense products).
 The forward case also records ``fresh_output_s``: allocating and first touching a buffer of
-the output's size (the page faults an inference call pays for an output above
-``KEEP_BYTES``, which is not kept between calls), measured in the same run.
+the output's size (the page faults an inference call would pay for a fresh output; the layer
+recycles an output up to ``KEEP_BYTES`` or its Laplacian's size once the caller has dropped
+the previous one, as the timed calls here do), measured in the same run.
 """
 from __future__ import annotations
 
