@@ -210,3 +210,49 @@ def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
 
     assert pooling_plan(128, np.flatnonzero(stage3_footprint(128)), 4) == (1, 1, 1, 1)
     assert pooling_plan(32, np.flatnonzero(band_footprint(32)), 3) == (1, 1, 0)  # the band is 25 deg wide
+
+
+def _heteroscedastic(rng, n_groups, per_group, slope):
+    """Posteriors whose reported S8 sd is 0.03 everywhere while the true error sd is 0.02 exp(slope * u_S8 / 2)."""
+    from deepsphere_gen.experiments.cosmo_calibration import features  # noqa: F401  (public module under test)
+
+    space = ParameterSpace(CosmoGridConfig())
+    u = np.repeat(rng.uniform(-0.8, 0.8, (n_groups, 2)), per_group, axis=0)
+    truth = u * space.half + space.centre
+    sd = 0.02 * np.exp(slope * u[:, 1] / 2)
+    # Omega_m errors small against the box (0.005 of +-0.1): its error given the *predicted* mean stays flat
+    mean = truth + np.column_stack([rng.normal(0, 0.005, len(u)), rng.normal(0, 1, len(u)) * sd])
+    cov = np.broadcast_to(np.diag([0.005**2, 0.03**2]), (len(u), 2, 2))
+    return space, mean, cov, truth, np.repeat(np.arange(n_groups), per_group), sd
+
+
+def test_variance_calibration_recovers_a_location_dependent_scale_and_keeps_a_global_one():
+    from deepsphere_gen.experiments.cosmo_calibration import VarianceCalibration
+
+    rng = np.random.default_rng(6)
+    # the true error grows with S8 (variance x e^1.6 across the box): cross-validation picks a degree >= 1,
+    # the fitted factor follows the truth, and intervals are calibrated at each end of the box
+    space, mean, cov, truth, groups, sd = _heteroscedastic(rng, 200, 8, slope=1.0)
+    cal = VarianceCalibration(space.centre, space.half, seed=0).fit(mean, cov, truth, groups)
+    assert cal.degree[1] >= 1 and cal.degree[0] == 0  # Omega_m: reported sd is right everywhere
+    rel = np.abs(cal.scales(mean)[:, 1] / (sd / 0.03) - 1)
+    assert np.median(rel) < 0.04 and rel.max() < 0.2
+    np.testing.assert_allclose(cal.scales(mean)[:, 0], 1.0, rtol=0.05)
+    space, mean, cov, truth, groups, _ = _heteroscedastic(rng, 2000, 2, slope=1.0)
+    cov_c = cal.apply(mean, cov)
+    z = (truth - mean)[:, 1] / np.sqrt(cov_c[:, 1, 1])
+    u = (mean[:, 1] - space.centre[1]) / space.half[1]
+    for sel in (u < -0.3, u > 0.3):
+        assert np.mean(np.abs(z[sel]) <= 1) == pytest.approx(0.683, abs=0.04)
+    # a constant miscalibration: degree 0 chosen, equal to calibration_scales
+    space, mean, cov, truth, groups, _ = _heteroscedastic(rng, 200, 8, slope=0.0)
+    cal = VarianceCalibration(space.centre, space.half, seed=0).fit(mean, cov, truth, groups)
+    assert cal.degree == [0, 0]
+    theta = np.column_stack([truth[:, 0], truth[:, 1] / np.sqrt(truth[:, 0] / 0.3)])
+    np.testing.assert_allclose(cal.scales(mean)[0], calibration_scales(mean, cov, theta), rtol=1e-12)
+    glob = VarianceCalibration(space.centre, space.half, degrees=(0,)).fit(mean, cov, truth, groups)
+    assert glob.cv_nll is None and glob.degree == [0, 0]
+    with pytest.raises(ValueError, match="groups"):
+        VarianceCalibration(space.centre, space.half).fit(mean[:16], cov[:16], truth[:16], groups[:16])
+    with pytest.raises(ValueError, match="not fitted"):
+        VarianceCalibration(space.centre, space.half).scales(mean)

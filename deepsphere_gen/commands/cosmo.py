@@ -45,6 +45,9 @@ def _common(p, with_outputs: bool = True) -> None:
                    help=f"calibration cosmologies, never trained on (default {g.n_calib}; they fit the variance calibration)")
     p.add_argument("--calib-noise-draws", type=int, default=d.calib_noise_draws,
                    help="noise realisations of every calibration map in the variance calibration")
+    p.add_argument("--calibration", choices=("cv", "global"), default=d.calibration,
+                   help="variance calibration: cv (global, linear or quadratic in the parameters, chosen by "
+                        "cross-validation on the calibration cosmologies) or global (one factor per parameter)")
     p.add_argument("--footprint", default=g.footprint, metavar="stage3|FITS",
                    help="built-in ~1,000 deg^2 footprint (stage3) or a HEALPix FITS mask")
     p.add_argument("--ngal", type=float, default=d.ngal, help="galaxies per arcmin^2, all bins together (inf: no noise)")
@@ -95,7 +98,7 @@ def _config(args):
                                 methods=tuple(args.methods) if args.methods else d.methods,
                                 epochs=pick(args.epochs, "epochs", d.epochs),
                                 mlp_epochs=pick(args.mlp_epochs, "mlp_epochs", d.mlp_epochs),
-                                calib_noise_draws=args.calib_noise_draws,
+                                calib_noise_draws=args.calib_noise_draws, calibration=args.calibration,
                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
                                 out_dir=args.out_dir, device=args.device, progress=not args.no_progress,
                                 graph_weights=args.graph_weights)

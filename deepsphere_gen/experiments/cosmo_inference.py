@@ -28,8 +28,10 @@ and the scatter of the means over fiducial realisations), coverage of 68 % / 95 
 Validation and calibration: one training cosmology in 8 is held out of training (validation:
 early stopping of the MLPs; the graph network keeps the weights of its epoch of lowest
 validation loss, ``TrainConfig.keep_best``).  The posteriors of every
-method are then recalibrated by one factor per parameter (:func:`calibration_scales`, the
-"variance scaling" of regression calibration) fitted on the calibration data: the validation
+method are then recalibrated by a variance factor per parameter fitted on the calibration data
+(:class:`~.cosmo_calibration.VarianceCalibration`: one global factor, :func:`calibration_scales`,
+the "variance scaling" of regression calibration, or a factor linear or quadratic in the
+predicted parameters where grouped cross-validation prefers it): the validation
 samples pooled with the calibration split's cosmologies (never trained on), each of its maps with
 ``calib_noise_draws`` noise realisations.  A network trained by Gaussian NLL reaches a good mean
 before its variance head settles, and the MLPs on fixed-noise features overfit their variance.
@@ -64,6 +66,7 @@ from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
 from ..training import (DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint,
                         seed_everything, trained_weights)
+from .cosmo_calibration import DEGREES, VarianceCalibration
 from .cosmo_fisher import power_spectrum_forecast
 from .cosmo_summaries import summary_features
 from .reporting import align_rows, save_png
@@ -77,6 +80,8 @@ FEATURE_METHODS = ("power_spectrum", "handcrafted")
 LEVELS = (0.68, 0.95)
 #: which weights of the graph network are evaluated: its epoch of lowest validation loss, or its last epoch
 GRAPH_WEIGHTS = ("best", "last")
+#: variance calibration: degree chosen by cross-validation on the calibration data, or one global factor
+CALIBRATIONS = ("cv", "global")
 #: one training cosmology in VALIDATION_EVERY (drawn at random: strided Sobol subsets cluster) validates
 VALIDATION_EVERY = 8
 
@@ -90,7 +95,9 @@ class CosmoExperimentConfig:
     (early stopping on the validation cosmologies, patience 40); channels, K, k: the graph
     network; mlp_hidden, mlp_dropout: hidden widths and dropout of the MLPs; ps_noise_draws: noise realisations per
     training sample for the summary-statistic MLPs (the graph net draws new noise every time); calib_noise_draws:
-    noise realisations of every calibration-split sample in the variance calibration (all methods)."""
+    noise realisations of every calibration-split sample in the variance calibration (all methods); calibration:
+    "cv" (the variance factor of each parameter global, linear or quadratic in the predicted parameters, chosen by
+    grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor)."""
 
     grid: CosmoGridConfig = field(default_factory=CosmoGridConfig)
     ngal: float = 6.0
@@ -108,6 +115,7 @@ class CosmoExperimentConfig:
     mlp_epochs: int = 300
     ps_noise_draws: int = 2
     calib_noise_draws: int = 2
+    calibration: str = "cv"
     seed: int = 0
     data_dir: str | None = None
     out_dir: str = "cosmo-out"
@@ -123,6 +131,8 @@ class CosmoExperimentConfig:
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size"):
             check_positive_int(getattr(self, name), name)
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.graph_weights not in GRAPH_WEIGHTS:
             raise ValueError(f"graph_weights must be one of {GRAPH_WEIGHTS}, got {self.graph_weights!r}")
 
@@ -544,6 +554,9 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                "train_seconds": float(sum(h["seconds"] for h in state["history"])),
                "train_loss": float(last["train_loss"]), "val_loss": float(last.get("val_loss", math.nan))}
         mean_c, cov_c, theta_c, groups = _calibration_set(config, path, space, val_idx, out)
+        cv = config.calibration == "cv" and len(np.unique(groups)) >= 5
+        cal = VarianceCalibration(space.centre, space.half, DEGREES if cv else (0,), seed=config.seed).fit(
+            mean_c, cov_c, np.stack([theta_c[:, 0], s8(theta_c[:, 0], theta_c[:, 1])], -1), groups)
         scale = calibration_scales(mean_c, cov_c, theta_c)
         rec["calibration_scales"] = scale.tolist()
         n_val = len(val_idx)
@@ -552,7 +565,8 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             "scales_bootstrap_sd": _maybe(calibration_scale_sd, mean_c, cov_c, theta_c, groups, seed=config.seed),
             "validation_only_scales": calibration_scales(mean_c[:n_val], cov_c[:n_val], theta_c[:n_val]).tolist(),
             "validation_only_bootstrap_sd": _maybe(calibration_scale_sd, mean_c[:n_val], cov_c[:n_val],
-                                                   theta_c[:n_val], groups[:n_val], seed=config.seed)}
+                                                   theta_c[:n_val], groups[:n_val], seed=config.seed),
+            "model": cal.to_dict()}
         rec["uncalibrated"] = {}
         preds[method] = {}
         for split in ("test", "fiducial"):
@@ -560,10 +574,11 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             mean, cov = space.from_u(*_mean_cov(out[split]))
             raw = posterior_metrics(mean, cov, theta)
             rec["uncalibrated"][split] = {k: raw[k] for k in ("omega_m", "s8", "joint")}
-            cov = cov * np.outer(scale, scale)
+            cov = cal.apply(mean, cov)
             rec[split] = posterior_metrics(mean, cov, theta)
             preds[method][split] = {"mean": mean, "cov": cov, "theta": theta}
         rec["fiducial"]["mean_cov"] = np.mean(preds[method]["fiducial"]["cov"], 0).tolist()
+        rec["calibration"]["scales_at_fiducial"] = np.mean(cal.scales(preds[method]["fiducial"]["mean"]), 0).tolist()
         try:
             rec["fiducial"]["summary_width"] = summary_widths(
                 preds[method]["test"]["mean"], preds[method]["test"]["theta"], preds[method]["fiducial"]["mean"])
@@ -678,7 +693,7 @@ def _summary(records: list[dict]) -> dict:
 def format_table(result: dict) -> str:
     """One row per method: held-out RMSE and coverage, fiducial constraint widths."""
     head = ["method", "RMSE Om", "RMSE S8", "RMSE s8", "cov68 S8", "cov95 S8", "cov68 Om", "cov68 2d",
-            "fid sd(S8)", "fid F(S8)", "fid sd(Om)", "calib Om,S8"]
+            "fid sd(S8)", "fid F(S8)", "fid sd(Om)", "calib Om,S8", "deg, at fid"]
     rows = [head]
     for r in result["records"]:
         t, f = r["test"], r["fiducial"]
@@ -690,11 +705,14 @@ def format_table(result: dict) -> str:
                      f"{f['omega_m']['mean_std']:.4f}",
                      "{:.2f},{:.2f}".format(*r["calibration_scales"])
                      + ("" if not (r.get("calibration") or {}).get("scales_bootstrap_sd")
-                        else " (sd {:.2f},{:.2f})".format(*r["calibration"]["scales_bootstrap_sd"]))])
+                        else " (sd {:.2f},{:.2f})".format(*r["calibration"]["scales_bootstrap_sd"])),
+                     _degree_cell(r)])
     lines = align_rows(rows)
     lines.append("(RMSE and coverage of the calibrated intervals on the held-out cosmologies; at the fiducial: fid sd = "
                  "mean calibrated posterior std, fid F = Fisher width of the point estimates used as summaries; "
-                 "calib = variance scales fitted on the validation and calibration cosmologies, bootstrap sd over them)")
+                 "calib = global variance scales fitted on the validation and calibration cosmologies, bootstrap sd over them; "
+                 "deg = degree of each parameter's variance factor chosen by cross-validation, at fid = its mean at the "
+                 "fiducial predictions: the one applied)")
     s = result["summary"]
     for other in ("graph", "handcrafted"):
         if f"s8_posterior_ratio_{other}_over_ps" in s:
@@ -721,6 +739,13 @@ def format_table(result: dict) -> str:
         lines.append(f"target (graph S8 posterior >= 16 % tighter, 68 % coverage in [60, 76] %): "
                      f"{'reached' if s['target_reached'] else 'NOT reached'}")
     return "\n".join(lines)
+
+
+def _degree_cell(rec: dict) -> str:
+    c = rec.get("calibration") or {}
+    if "model" not in c:
+        return "-"
+    return "{},{} / {:.2f},{:.2f}".format(*c["model"]["degree"], *c["scales_at_fiducial"])
 
 
 def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
