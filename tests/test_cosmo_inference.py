@@ -11,6 +11,7 @@ from deepsphere_gen.experiments.cosmo_inference import (
     CosmoExperimentConfig,
     ParameterSpace,
     build_graph_model,
+    calibration_scale_sd,
     calibration_scales,
     gaussian_nll,
     interval_coverage,
@@ -74,14 +75,19 @@ def test_design_is_seeded_and_inside_the_box():
     cfg = CosmoGridConfig(n_train=16, n_test=4)
     a, b = design(cfg), design(cfg)
     np.testing.assert_array_equal(a["train"], b["train"])
-    pts = np.concatenate([a["train"], a["test"]])
-    assert pts.shape == (20, 2) and len(np.unique(pts[:, 0])) == 20
+    pts = np.concatenate([a["train"], a["test"], a["calibration"]])
+    assert pts.shape == (20 + cfg.n_calib, 2) and len(np.unique(pts[:, 0])) == len(pts)
+    # the calibration cosmologies continue the sequence: train and test points do not depend on them
+    c = design(CosmoGridConfig(n_train=16, n_test=4, n_calib=12))
+    np.testing.assert_array_equal(c["train"], design(CosmoGridConfig(n_train=16, n_test=4, n_calib=8))["train"])
+    np.testing.assert_array_equal(c["test"], design(CosmoGridConfig(n_train=16, n_test=4, n_calib=8))["test"])
+    assert c["calibration"].shape == (12, 2)
     assert np.all((pts[:, 0] >= 0.2) & (pts[:, 0] <= 0.4) & (pts[:, 1] >= 0.6) & (pts[:, 1] <= 1.0))
 
 
 @pytest.fixture(scope="module")
 def tiny_grid(tmp_path_factory):
-    cfg = CosmoGridConfig(nside=32, n_train=2, n_test=1, n_real=1, n_fiducial=1)
+    cfg = CosmoGridConfig(nside=32, n_train=2, n_test=1, n_real=1, n_fiducial=1, n_calib=1)
     return cfg, generate_cosmo_grid(cfg, tmp_path_factory.mktemp("cosmo"), progress=False, verbose=False)
 
 
@@ -142,6 +148,51 @@ def test_calibration_scales_undo_a_known_miscalibration():
     np.testing.assert_allclose(calibration_scales(mean, reported, theta), [2.0, 0.5], rtol=0.02)
 
 
+def _grouped_predictions(rng, n_groups, per_group, bias_sd=0.02, noise_sd=0.02, reported_sd=0.04):
+    """Synthetic S8 posteriors: each group (cosmology) shares a bias; true error sd = hypot(bias_sd, noise_sd)."""
+    truth_om = np.repeat(rng.uniform(0.2, 0.4, n_groups), per_group)
+    truth_s8 = np.repeat(rng.uniform(0.6, 0.9, n_groups), per_group)
+    err = np.repeat(rng.normal(0, bias_sd, n_groups), per_group) + rng.normal(0, noise_sd, n_groups * per_group)
+    mean = np.column_stack([truth_om + rng.normal(0, 0.03, truth_om.size), truth_s8 + err])
+    cov = np.broadcast_to(np.diag([0.03**2, reported_sd**2]), (truth_om.size, 2, 2))
+    theta = np.column_stack([truth_om, truth_s8 / np.sqrt(truth_om / 0.3)])
+    return mean, cov, theta, np.repeat(np.arange(n_groups), per_group)
+
+
+def test_calibration_scale_sd_matches_the_scatter_over_repeated_calibration_sets():
+    rng = np.random.default_rng(4)
+    true_scale = np.hypot(0.02, 0.02) / 0.04  # intervals 1.41x too wide
+    # Monte-Carlo truth: the scatter of the fitted S8 scale over independent calibration sets of 40 x 8
+    fits = [calibration_scales(*_grouped_predictions(rng, 40, 8)[:3])[1] for _ in range(400)]
+    assert np.mean(fits) == pytest.approx(true_scale, rel=0.02)
+    # the bootstrap over cosmologies of one calibration set estimates it (averaged over 8 sets: the
+    # bootstrap's own scatter is ~20 % at 40 groups)
+    sets = [_grouped_predictions(rng, 40, 8) for _ in range(8)]
+    sd = np.mean([calibration_scale_sd(*d, n_boot=300)[1] for d in sets])
+    assert sd == pytest.approx(np.std(fits), rel=0.2)
+    # resampling single samples instead of cosmologies would miss the shared bias: clearly smaller
+    single = np.mean([calibration_scale_sd(*d[:3], np.arange(len(d[2])), n_boot=300)[1] for d in sets])
+    assert single < 0.75 * sd
+    # pooling 4x more cosmologies halves it
+    big = np.mean([calibration_scale_sd(*_grouped_predictions(rng, 160, 8), n_boot=300)[1] for _ in range(4)])
+    assert big == pytest.approx(sd / 2, rel=0.25)
+    mean, cov, theta, groups = sets[0]
+    with pytest.raises(ValueError, match="one label per prediction"):
+        calibration_scale_sd(mean, cov, theta, groups[:-1])
+
+
+def test_scales_fitted_on_calibration_data_give_calibrated_intervals_elsewhere():
+    # fit on one set of synthetic Gaussian predictions, apply to an independent one: 68 % / 95 % coverage
+    rng = np.random.default_rng(5)
+    scale = calibration_scales(*_grouped_predictions(rng, 1000, 8)[:3])
+    mean, cov, theta, _ = _grouped_predictions(rng, 4000, 4)
+    m = posterior_metrics(mean, cov * np.outer(scale, scale), theta)
+    assert m["s8"]["coverage_68"] == pytest.approx(0.683, abs=0.02)
+    assert m["s8"]["coverage_95"] == pytest.approx(0.954, abs=0.01)
+    # before: intervals sqrt(2) too wide cover P(|z| < sqrt(2)) = 0.843
+    assert posterior_metrics(mean, cov, theta)["s8"]["coverage_68"] == pytest.approx(0.843, abs=0.02)
+
+
 def test_summary_widths_of_an_unbiased_estimator_are_its_scatter():
     rng = np.random.default_rng(3)
     truth = np.column_stack([rng.uniform(0.2, 0.4, 400), rng.uniform(0.6, 1.0, 400)])  # (Omega_m, sigma_8)
@@ -159,3 +210,49 @@ def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
 
     assert pooling_plan(128, np.flatnonzero(stage3_footprint(128)), 4) == (1, 1, 1, 1)
     assert pooling_plan(32, np.flatnonzero(band_footprint(32)), 3) == (1, 1, 0)  # the band is 25 deg wide
+
+
+def _heteroscedastic(rng, n_groups, per_group, slope):
+    """Posteriors whose reported S8 sd is 0.03 everywhere while the true error sd is 0.02 exp(slope * u_S8 / 2)."""
+    from deepsphere_gen.experiments.cosmo_calibration import features  # noqa: F401  (public module under test)
+
+    space = ParameterSpace(CosmoGridConfig())
+    u = np.repeat(rng.uniform(-0.8, 0.8, (n_groups, 2)), per_group, axis=0)
+    truth = u * space.half + space.centre
+    sd = 0.02 * np.exp(slope * u[:, 1] / 2)
+    # Omega_m errors small against the box (0.005 of +-0.1): its error given the *predicted* mean stays flat
+    mean = truth + np.column_stack([rng.normal(0, 0.005, len(u)), rng.normal(0, 1, len(u)) * sd])
+    cov = np.broadcast_to(np.diag([0.005**2, 0.03**2]), (len(u), 2, 2))
+    return space, mean, cov, truth, np.repeat(np.arange(n_groups), per_group), sd
+
+
+def test_variance_calibration_recovers_a_location_dependent_scale_and_keeps_a_global_one():
+    from deepsphere_gen.experiments.cosmo_calibration import VarianceCalibration
+
+    rng = np.random.default_rng(6)
+    # the true error grows with S8 (variance x e^1.6 across the box): cross-validation picks a degree >= 1,
+    # the fitted factor follows the truth, and intervals are calibrated at each end of the box
+    space, mean, cov, truth, groups, sd = _heteroscedastic(rng, 200, 8, slope=1.0)
+    cal = VarianceCalibration(space.centre, space.half, seed=0).fit(mean, cov, truth, groups)
+    assert cal.degree[1] >= 1 and cal.degree[0] == 0  # Omega_m: reported sd is right everywhere
+    rel = np.abs(cal.scales(mean)[:, 1] / (sd / 0.03) - 1)
+    assert np.median(rel) < 0.04 and rel.max() < 0.2
+    np.testing.assert_allclose(cal.scales(mean)[:, 0], 1.0, rtol=0.05)
+    space, mean, cov, truth, groups, _ = _heteroscedastic(rng, 2000, 2, slope=1.0)
+    cov_c = cal.apply(mean, cov)
+    z = (truth - mean)[:, 1] / np.sqrt(cov_c[:, 1, 1])
+    u = (mean[:, 1] - space.centre[1]) / space.half[1]
+    for sel in (u < -0.3, u > 0.3):
+        assert np.mean(np.abs(z[sel]) <= 1) == pytest.approx(0.683, abs=0.04)
+    # a constant miscalibration: degree 0 chosen, equal to calibration_scales
+    space, mean, cov, truth, groups, _ = _heteroscedastic(rng, 200, 8, slope=0.0)
+    cal = VarianceCalibration(space.centre, space.half, seed=0).fit(mean, cov, truth, groups)
+    assert cal.degree == [0, 0]
+    theta = np.column_stack([truth[:, 0], truth[:, 1] / np.sqrt(truth[:, 0] / 0.3)])
+    np.testing.assert_allclose(cal.scales(mean)[0], calibration_scales(mean, cov, theta), rtol=1e-12)
+    glob = VarianceCalibration(space.centre, space.half, degrees=(0,)).fit(mean, cov, truth, groups)
+    assert glob.cv_nll is None and glob.degree == [0, 0]
+    with pytest.raises(ValueError, match="groups"):
+        VarianceCalibration(space.centre, space.half).fit(mean[:16], cov[:16], truth[:16], groups[:16])
+    with pytest.raises(ValueError, match="not fitted"):
+        VarianceCalibration(space.centre, space.half).scales(mean)

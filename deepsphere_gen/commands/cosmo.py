@@ -20,7 +20,7 @@ import torch
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
 
 #: --quick: CI-sized run (about a minute on one core)
-QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, epochs=4, mlp_epochs=40,
+QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, n_calib=8, epochs=4, mlp_epochs=40,
              channels=(8, 16, 16))
 
 
@@ -41,6 +41,13 @@ def _common(p, with_outputs: bool = True) -> None:
     p.add_argument("--n-real", type=int, default=None,
                    help=f"full-sky realisations per cosmology (default {g.n_real}; each gives one sample per footprint copy)")
     p.add_argument("--n-fiducial", type=int, default=None, help=f"realisations at the fiducial (default {g.n_fiducial})")
+    p.add_argument("--n-calib", type=int, default=None,
+                   help=f"calibration cosmologies, never trained on (default {g.n_calib}; they fit the variance calibration)")
+    p.add_argument("--calib-noise-draws", type=int, default=d.calib_noise_draws,
+                   help="noise realisations of every calibration map in the variance calibration")
+    p.add_argument("--calibration", choices=("cv", "global"), default=d.calibration,
+                   help="variance calibration: cv (global, linear or quadratic in the parameters, chosen by "
+                        "cross-validation on the calibration cosmologies) or global (one factor per parameter)")
     p.add_argument("--footprint", default=g.footprint, metavar="stage3|FITS",
                    help="built-in ~1,000 deg^2 footprint (stage3) or a HEALPix FITS mask")
     p.add_argument("--ngal", type=float, default=d.ngal, help="galaxies per arcmin^2, all bins together (inf: no noise)")
@@ -85,11 +92,13 @@ def _config(args):
                            n_train=pick(args.n_train, "n_train", g.n_train), n_test=pick(args.n_test, "n_test", g.n_test),
                            n_real=pick(args.n_real, "n_real", g.n_real),
                            n_fiducial=pick(args.n_fiducial, "n_fiducial", g.n_fiducial),
+                           n_calib=pick(args.n_calib, "n_calib", g.n_calib),
                            footprint=args.footprint, seed=args.seed)
     cfg = CosmoExperimentConfig(grid=grid, ngal=args.ngal, sigma_e=args.sigma_e,
                                 methods=tuple(args.methods) if args.methods else d.methods,
                                 epochs=pick(args.epochs, "epochs", d.epochs),
                                 mlp_epochs=pick(args.mlp_epochs, "mlp_epochs", d.mlp_epochs),
+                                calib_noise_draws=args.calib_noise_draws, calibration=args.calibration,
                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
                                 out_dir=args.out_dir, device=args.device, progress=not args.no_progress,
                                 graph_weights=args.graph_weights)

@@ -2,13 +2,14 @@
 
 Design (:func:`design`): a scrambled Sobol sequence (``scipy.stats.qmc``, seeded) over the
 box ``omega_m_range x sigma8_range``; its first ``n_train`` points are the training
-cosmologies, the next ``n_test`` the held-out ones.  A ``fiducial`` cosmology gets
+cosmologies, the next ``n_test`` the held-out ones, the next ``n_calib`` the calibration
+cosmologies (never trained on: they fit the variance calibration of the estimators).  A ``fiducial`` cosmology gets
 ``n_fiducial`` extra maps for the constraint widths.  Every cosmology has ``n_real``
 full-sky realisations of ``n_bins`` correlated log-normal maps (:mod:`.tomography`);
 each realisation yields one survey sample per exact copy of the footprint
 (:func:`~.survey_footprint.footprint_copies`: 4 for the built-in one).
 
-Cache: ``<data_dir>/cosmo-nside<N>-<key>/`` with, per split (train, test, fiducial),
+Cache: ``<data_dir>/cosmo-nside<N>-<key>/`` with, per split (train, test, fiducial, calibration),
 ``maps_<split>.npy`` (samples, footprint pixels, n_bins) float32 (pixels in the order of the
 footprint's NESTED indices; read through a memory map), ``params_<split>.npy`` (samples, 2)
 (Omega_m, sigma_8), ``ids_<split>.npy`` (samples, 3) (cosmology, realisation, copy);
@@ -43,7 +44,9 @@ from .tomography import gaussian_cl_matrix, lognormal_maps, redshift_bins, tomog
 __all__ = ["CosmoGridConfig", "SPLITS", "default_data_dir", "design", "load_footprint", "generate_cosmo_grid",
            "load_split", "CosmoMapDataset", "s8"]
 
-SPLITS = ("train", "test", "fiducial")
+#: the split index in a realisation's SeedSequence is its position here (calibration last: adding it
+#: left the maps of the other splits unchanged)
+SPLITS = ("train", "test", "fiducial", "calibration")
 
 
 def s8(omega_m, sigma8):
@@ -58,7 +61,8 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class CosmoGridConfig:
-    """What is simulated.  footprint: "stage3" (built-in) or a HEALPix FITS mask path."""
+    """What is simulated.  footprint: "stage3" (built-in) or a HEALPix FITS mask path; n_calib:
+    cosmologies of the calibration split (n_real maps each)."""
 
     nside: int = 128
     n_bins: int = 3
@@ -66,6 +70,7 @@ class CosmoGridConfig:
     n_test: int = 32
     n_real: int = 4
     n_fiducial: int = 24
+    n_calib: int = 64
     omega_m_range: tuple = (0.2, 0.4)
     sigma8_range: tuple = (0.6, 1.0)
     fiducial: tuple = (0.3, 0.8)
@@ -74,7 +79,7 @@ class CosmoGridConfig:
 
     def __post_init__(self):
         check_nside(self.nside)
-        for name in ("n_bins", "n_train", "n_test", "n_real", "n_fiducial"):
+        for name in ("n_bins", "n_train", "n_test", "n_real", "n_fiducial", "n_calib"):
             check_positive_int(getattr(self, name), name)
         for name in ("omega_m_range", "sigma8_range"):
             lo, hi = getattr(self, name)
@@ -92,16 +97,20 @@ class CosmoGridConfig:
 
 
 def design(config: CosmoGridConfig) -> dict[str, np.ndarray]:
-    """(Omega_m, sigma_8) per split: {"train": (n_train, 2), "test": (n_test, 2), "fiducial": (1, 2)}."""
+    """(Omega_m, sigma_8) per split: {"train": (n_train, 2), "test": (n_test, 2), "fiducial": (1, 2),
+    "calibration": (n_calib, 2)}: consecutive points of one Sobol sequence (the training and test points
+    do not depend on n_calib as long as n_train + n_test + n_calib stays within the same power of 2)."""
     from scipy.stats import qmc
 
-    n = config.n_train + config.n_test
+    n = config.n_train + config.n_test + config.n_calib
     m = int(np.ceil(np.log2(n)))
     unit = qmc.Sobol(d=2, scramble=True, seed=config.seed).random_base2(m)[:n]
     lo = np.array([config.omega_m_range[0], config.sigma8_range[0]])
     hi = np.array([config.omega_m_range[1], config.sigma8_range[1]])
     pts = qmc.scale(unit, lo, hi)
-    return {"train": pts[: config.n_train], "test": pts[config.n_train:], "fiducial": np.array([config.fiducial])}
+    held = config.n_train + config.n_test
+    return {"train": pts[: config.n_train], "test": pts[config.n_train:held], "fiducial": np.array([config.fiducial]),
+            "calibration": pts[held:]}
 
 
 def load_footprint(spec: str, nside: int) -> np.ndarray:
@@ -147,7 +156,8 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     n_pix, lmax = copies.shape[1], config.lmax
     total = sum(len(points[s]) * _n_maps(config, s) for s in SPLITS)
     if verbose:
-        print(f"cosmo: {len(points['train'])} training + {len(points['test'])} held-out cosmologies x {config.n_real} "
+        print(f"cosmo: {len(points['train'])} training + {len(points['test'])} held-out + {len(points['calibration'])} "
+              f"calibration cosmologies x {config.n_real} "
               f"maps, fiducial x {config.n_fiducial}, {config.n_bins} bins, nside {config.nside}, footprint "
               f"{footprint_area_deg2(mask):.0f} deg^2 x {len(copies)} copies per map -> "
               f"{total * len(copies) * n_pix * config.n_bins * 4 / 2**20:.0f} MiB at {final}")

@@ -114,14 +114,21 @@ def _empty_beam(omega_m: float, sigma8: float, n_bins: int) -> np.ndarray:
     return np.array(out)
 
 
+@lru_cache(maxsize=8)
+def _millennium_shifts(n_bins: int) -> np.ndarray:
+    """Hilbert et al.'s shift averaged over each bin's n(z), (n_bins,): cosmology-independent, computed once."""
+    z, nz, _ = redshift_bins(n_bins)
+    out = np.trapezoid(hilbert2011_shift(z) * nz, z, axis=1) / np.trapezoid(nz, z, axis=1)
+    out.setflags(write=False)
+    return out
+
+
 def tomographic_shifts(cosmology: Cosmology, n_bins: int) -> np.ndarray:
     """Log-normal shift lambda_i > 0 of every bin, (n_bins,) (kappa_i > -lambda_i)."""
     n_bins = _check_bins(n_bins)
-    z, nz, _ = redshift_bins(n_bins)
-    base = np.array([np.trapezoid(hilbert2011_shift(z) * nz[i], z) / np.trapezoid(nz[i], z) for i in range(n_bins)])
     ratio = _empty_beam(float(cosmology.omega_m), float(cosmology.sigma8), n_bins) / _empty_beam(
         MILLENNIUM.omega_m, MILLENNIUM.sigma8, n_bins)
-    return base * ratio
+    return _millennium_shifts(n_bins) * ratio
 
 
 def gaussian_cl_matrix(cl: np.ndarray, shifts: np.ndarray) -> tuple[np.ndarray, float]:

@@ -8,6 +8,7 @@ imports them.
 | :mod:`.massmaps_config` | its settings (methods, ``ExperimentConfig``, sky fractions), importable without torch |
 | :mod:`.cosmo_inference` | (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere regressor vs band-power MLPs |
 | :mod:`.cosmo_summaries` | band powers and hand-crafted statistics of :mod:`.cosmo_inference` |
+| :mod:`.cosmo_calibration` | variance recalibration of the posteriors of :mod:`.cosmo_inference` (global or location-dependent, chosen by grouped cross-validation) |
 | :mod:`.baselines` | the non-CNN baselines of :mod:`.massmaps` (power spectrum, histogram, SVMs) |
 | :mod:`.massmaps_features` | hand-crafted patch statistics (PSD, histogram, moments, peaks, Minkowski functionals) |
 | :mod:`.reporting` | 95 % Wilson intervals, the accuracy table and the figures of :mod:`.massmaps` |

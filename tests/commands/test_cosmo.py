@@ -28,6 +28,12 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     for r in rec["records"]:
         assert 0 <= r["test"]["s8"]["coverage_68"] <= 1 and r["fiducial"]["s8"]["mean_std"] > 0
     assert "s8_posterior_ratio_graph_over_ps" in rec["summary"] and rec["timing"]["process_cpu_seconds"] > 0
+    # the calibration pools the validation cosmology (1 of 8, 4 footprint copies) with the 8 calibration
+    # cosmologies of --quick, 2 noise draws each
+    for r in rec["records"]:
+        c = r["calibration"]
+        assert c["n_cosmologies"] == 1 + 8 and c["n_samples"] == 4 + 8 * 4 * 2 and c["scales"] == r["calibration_scales"]
+        assert all(v > 0 for v in c["scales_bootstrap_sd"]) and c["validation_only_bootstrap_sd"] is None
     assert (tmp_path / "out" / "cosmo_fiducial_ellipses.png").is_file()
     # the graph network keeps its epoch of lowest validation loss; regression logs print no accuracy
     state = torch.load(tmp_path / "out" / "checkpoints" / "cosmo-graph.pt", weights_only=True)
