@@ -202,6 +202,31 @@ def test_summary_widths_of_an_unbiased_estimator_are_its_scatter():
     w = summary_widths(est, truth, fid)
     assert w["omega_m"] == pytest.approx(0.02, rel=0.05) and w["s8"] == pytest.approx(0.02, rel=0.05)
     np.testing.assert_allclose(w["slope"], 0.5 * np.eye(2), atol=0.02)
+    assert "coverage" not in w
+
+
+def test_summary_likelihood_intervals_cover_independent_test_cosmologies():
+    # response fitted on one set of cosmologies, intervals checked on another: 68 % / 95 % coverage;
+    # with a response fitted as twice the true one the intervals are half as wide and cover less
+    rng = np.random.default_rng(4)
+
+    def draw(n):
+        truth = np.column_stack([rng.uniform(0.2, 0.4, n), rng.uniform(0.6, 1.0, n)])
+        phys = np.column_stack([truth[:, 0], s8(truth[:, 0], truth[:, 1])])
+        mix = np.array([[0.5, 0.2], [0.1, 0.4]])  # correlated summaries of both parameters
+        return truth, phys @ mix.T + 0.1 + rng.normal(0, 0.01, phys.shape)
+
+    truth_fit, est_fit = draw(2000)
+    truth_test, est_test = draw(4000)
+    fid = np.array([0.3, s8(0.3, 0.8)]) @ np.array([[0.5, 0.2], [0.1, 0.4]]).T + 0.1 + rng.normal(0, 0.01, (2000, 2))
+    w = summary_widths(est_fit, truth_fit, fid, est_test, truth_test)
+    for name in ("omega_m", "s8"):
+        assert w["coverage"][name]["coverage_68"] == pytest.approx(0.683, abs=0.03)
+        assert w["coverage"][name]["coverage_95"] == pytest.approx(0.954, abs=0.015)
+    off = summary_widths(2 * est_fit, truth_fit, 2 * fid - 0.1, est_test, truth_test)  # wrong offset and response
+    assert off["coverage"]["s8"]["coverage_68"] < 0.2
+    with pytest.raises(ValueError, match="fitting cosmologies"):
+        summary_widths(est_fit[:2], truth_fit[:2], fid)
 
 
 def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
