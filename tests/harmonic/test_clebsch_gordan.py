@@ -114,7 +114,6 @@ def test_matches_e3nn_up_to_basis_and_sign(l1, l2, l):
     one global sign (e3nn normalises ||3j|| = 1, we normalise each output column)."""
     e3nn_o3 = pytest.importorskip("e3nn.o3")
     torch.manual_seed(0)
-    Rs = e3nn_o3.rand_matrix(4, dtype=torch.float64)
 
     def q(ll):  # orthogonal Q with ours(R) = Q e3nn(R) Q^T, from the harmonics
         pts = torch.randn(64, 3, dtype=torch.float64)
