@@ -261,15 +261,24 @@ def _even_cuts(rows: int, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
+def _orders_contiguous(basis: torch.Tensor) -> bool:
+    """(K, P, n) with each ``basis[k]`` contiguous and the orders apart by any stride (padded stack)."""
+    if basis.dim() != 3:
+        return False
+    K, P, n = basis.shape
+    return (n <= 1 or basis.stride(2) == 1) and (P <= 1 or basis.stride(1) == n) and (K <= 1 or basis.stride(0) >= P * n)
+
+
 def _dense_ok(basis: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor | None) -> bool:
-    return (basis.device.type == "cpu" and basis.dtype in (torch.float32, torch.float64) and basis.is_contiguous()
+    return (basis.device.type == "cpu" and basis.dtype in (torch.float32, torch.float64) and _orders_contiguous(basis)
             and weight.dtype == basis.dtype and weight.device == basis.device
             and all(t is None or (t.dtype == basis.dtype and t.device == basis.device) for t in others))
 
 
 def forward(y: torch.Tensor, basis: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """``y[r] = bias + sum_k T_k[r] W_k`` for the stack ``basis`` (K, P, B*C) seen as K (P*B, C)
-    matrices (row r = (pixel, batch)), ``weight`` (K, C, O), ``y`` (P*B, O) contiguous.
+    matrices (row r = (pixel, batch)), ``weight`` (K, C, O), ``y`` (P*B, O) contiguous; each
+    ``basis[k]`` contiguous, the orders ``basis.stride(0)`` elements apart (may be padded).
 
     Returns False, doing nothing, when the kernel is unavailable or the operands are outside
     its scope.  Cost: 2 P B K C O flops, one pass over the stack and the output.

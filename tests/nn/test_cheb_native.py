@@ -171,3 +171,33 @@ def test_step_with_prefetch_and_streaming_stores(n_cols, dtype, monkeypatch):
     assert _cheb_native.step(out, lap, t(x), 2.0, out, 1.0, None)  # a_term is out
     np.testing.assert_allclose(out.double().numpy(), 2 * (A @ x) + a, rtol=tol, atol=tol * 10)
     assert _cheb_native._stream(out) == (n_cols * out.element_size() % 64 == 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B,C,O,K", [(1, 1, 16, 5), (2, 16, 32, 5), (3, 17, 9, 3)])
+def test_padded_stack_equals_contiguous_one(B, C, O, K, dtype):
+    """The dense kernels on a stack whose orders are padded apart (the layer's CPU layout)
+    give bitwise the products of the same stack contiguous, and leave the padding alone."""
+    from deepsphere_gen.nn._cheb_sparse import _empty_stack
+
+    P = 301
+    g = torch.Generator().manual_seed(B * C + K)
+    dense = torch.randn(K, P, B * C, dtype=dtype, generator=g)
+    padded = _empty_stack(dense.shape, dense, 1024)
+    assert not padded.is_contiguous() and padded.stride(0) > P * B * C and padded[1].is_contiguous()
+    padded.copy_(dense)
+    pad = padded.as_strided((K - 1, padded.stride(0) - P * B * C), (padded.stride(0), 1), P * B * C)
+    pad.fill_(7.0)  # between the orders: must stay untouched
+    w = torch.randn(K, C, O, dtype=dtype, generator=g)
+    b = torch.randn(O, dtype=dtype, generator=g)
+    gy = torch.randn(B, P, O, dtype=dtype, generator=g)
+    ys = [torch.empty(P * B, O, dtype=dtype) for _ in range(2)]
+    assert _cheb_native.forward(ys[0], dense, w, b) and _cheb_native.forward(ys[1], padded, w, b)
+    torch.testing.assert_close(ys[1], ys[0], rtol=0, atol=0)
+    ref = torch.einsum("kpbc,kco->pbo", dense.view(K, P, B, C), w).reshape(P * B, O) + b
+    _close(ys[0], ref, 1e-5 if dtype == torch.float32 else 1e-12)
+    grads = [_cheb_native.backward(s, gy, w, True, True, True) for s in (dense, padded)]
+    for a, r in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, r, rtol=0, atol=0)
+    torch.testing.assert_close(padded, dense, rtol=0, atol=0)  # G_k = g W_k^T, written alike
+    assert bool((pad == 7.0).all())

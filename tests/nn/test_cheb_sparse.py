@@ -162,3 +162,25 @@ def test_training_keeps_outputs_up_to_the_stack_size(monkeypatch):
     assert (p2, q2) == (p1, q1)
     for a, b in ((y1, y2), (gx1, gx2), (gw1, gw2)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("B,C", [(2, 3), (1, 1), (8, 16)])
+def test_cpu_stack_orders_are_padded_apart(B, C, monkeypatch):
+    """On CPU the stack's orders lie whole rows >= STACK_PAD_BYTES apart (each contiguous), and
+    the padding changes no value: output and gradients bitwise equal to an unpadded stack."""
+    lap, x, w = _setup(n=40, B=B, C=C, K=4)
+    x.requires_grad_(), w.requires_grad_()
+    results = []
+    for pad in (_cheb_sparse.STACK_PAD_BYTES, 0):
+        monkeypatch.setattr(_cheb_sparse, "STACK_PAD_BYTES", pad)
+        scratch = Scratch()
+        y = cheb_filter(x, w, None, lap, scratch=scratch)
+        results.append([y.detach().clone()] + list(torch.autograd.grad(y, (x, w), torch.ones_like(y))))
+        basis = scratch._idle["basis"]
+        row = B * C * basis.element_size()
+        assert basis.shape == (4, 40, B * C) and basis[2].is_contiguous()
+        gap = basis.stride(0) * basis.element_size() - 40 * row
+        assert gap == (-(-pad // row) * row if pad else 0)
+        assert gap >= pad
+    for a, r in zip(*results):
+        torch.testing.assert_close(a, r, rtol=0, atol=0)
