@@ -239,8 +239,6 @@ def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
 
 def _heteroscedastic(rng, n_groups, per_group, slope):
     """Posteriors whose reported S8 sd is 0.03 everywhere while the true error sd is 0.02 exp(slope * u_S8 / 2)."""
-    from deepsphere_gen.experiments.cosmo_calibration import features  # noqa: F401  (public module under test)
-
     space = ParameterSpace(CosmoGridConfig())
     u = np.repeat(rng.uniform(-0.8, 0.8, (n_groups, 2)), per_group, axis=0)
     truth = u * space.half + space.centre

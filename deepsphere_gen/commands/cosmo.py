@@ -30,7 +30,7 @@ def _cpu() -> float:
 
 
 def _common(p, with_outputs: bool = True) -> None:
-    from ..experiments.cosmo_inference import METHODS, CosmoExperimentConfig
+    from ..experiments.cosmo_inference import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
 
     d, g = CosmoExperimentConfig(), CosmoExperimentConfig().grid
     p.add_argument("--quick", action="store_true", help="CI-sized settings (nside 32, 40 cosmologies, few epochs)")
@@ -45,7 +45,7 @@ def _common(p, with_outputs: bool = True) -> None:
                    help=f"calibration cosmologies, never trained on (default {g.n_calib}; they fit the variance calibration)")
     p.add_argument("--calib-noise-draws", type=int, default=d.calib_noise_draws,
                    help="noise realisations of every calibration map in the variance calibration")
-    p.add_argument("--calibration", choices=("cv", "global"), default=d.calibration,
+    p.add_argument("--calibration", choices=CALIBRATIONS, default=d.calibration,
                    help="variance calibration: cv (global, linear or quadratic in the parameters, chosen by "
                         "cross-validation on the calibration cosmologies) or global (one factor per parameter)")
     p.add_argument("--footprint", default=g.footprint, metavar="stage3|FITS",
@@ -58,7 +58,7 @@ def _common(p, with_outputs: bool = True) -> None:
     p.add_argument("--mlp-epochs", type=int, default=None, help=f"summary-statistic MLP epochs (default {d.mlp_epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size of the graph network")
     p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (cosine schedule)")
-    p.add_argument("--graph-weights", choices=("best", "last"), default=d.graph_weights,
+    p.add_argument("--graph-weights", choices=GRAPH_WEIGHTS, default=d.graph_weights,
                    help="evaluate the graph network's epoch of lowest validation loss (best) or its last epoch")
     p.add_argument("--seed", type=int, default=0, help="seed of the design, maps, noise and training")
     p.add_argument("--data-dir", default=None, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
