@@ -103,11 +103,14 @@ def _compile() -> ctypes.CDLL | None:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
             os.close(fd)
-            done = subprocess.run(cc + list(_FLAGS) + ["-o", tmp, str(_SOURCE)], capture_output=True, timeout=120)
-            if done.returncode != 0:
-                os.unlink(tmp)
-                return None
-            os.replace(tmp, lib)  # atomic: concurrent processes never load a half-written file
+            try:
+                done = subprocess.run(cc + list(_FLAGS) + ["-o", tmp, str(_SOURCE)], capture_output=True, timeout=120)
+                if done.returncode != 0:
+                    return None
+                os.replace(tmp, lib)  # atomic: concurrent processes never load a half-written file
+            finally:
+                if os.path.exists(tmp):  # failed, timed out or interrupted: no stray file in the cache
+                    os.unlink(tmp)
         except (OSError, subprocess.SubprocessError):
             return None
     try:
@@ -220,10 +223,17 @@ def schedule(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     listed = torch.empty(int(ptr[-1]), dtype=torch.int32)
     dll.cheb_schedule(*args, listed.data_ptr())
     with _lock:
-        for k in [k for k, v in _schedules.items() if v[0]() is None]:
-            del _schedules[k]
-        _schedules[id(m)] = (weakref.ref(m), key, (ptr, listed))
+        _schedules[id(m)] = (weakref.ref(m, _forget_schedule), key, (ptr, listed))
     return ptr, listed
+
+
+def _forget_schedule(ref: weakref.ref) -> None:
+    """Weakref callback: drop a collected matrix's schedule at once (at nside 1024 it is ~100 MB).
+    Runs inside garbage collection, possibly while this thread holds ``_lock``: no lock, only
+    single dictionary operations (atomic under the GIL), and only the entry of this very ref."""
+    for k, v in list(_schedules.items()):
+        if v[0] is ref:
+            _schedules.pop(k, None)
 
 
 def _prefetch_distance(m: torch.Tensor, x: torch.Tensor, n: int) -> int:

@@ -5,6 +5,9 @@ Checked against scipy (the step), the dense polynomial and torch's sparse/dense 
 every tile and remainder path of the C code (channels not multiples of the vector width,
 row counts not multiples of the row blocks), float32 and float64, one and two threads.
 """
+import gc
+import os
+import shlex
 import shutil
 
 import numpy as np
@@ -15,9 +18,15 @@ import torch
 from deepsphere_gen.nn import _cheb_native
 from deepsphere_gen.nn._cheb_sparse import Scratch, cheb_filter, to_torch_csr
 
-HAVE_CC = shutil.which("cc") is not None
+HAVE_CC = shutil.which(shlex.split(os.environ.get("CC") or "cc")[0]) is not None  # the compiler the build uses
 
 pytestmark = pytest.mark.skipif(not HAVE_CC, reason="no C compiler: the kernels are not built (torch fallback)")
+
+
+@pytest.fixture(autouse=True)
+def _kernels_on(monkeypatch):
+    """These tests exercise the kernels: a user's DEEPSPHERE_GEN_NATIVE=0 must not turn them into failures."""
+    monkeypatch.setenv(_cheb_native.ENV_VAR, "1")
 
 
 def test_kernel_builds_where_a_compiler_exists():
@@ -145,6 +154,10 @@ def test_prefetch_schedule_matches_its_definition(partial, monkeypatch):
         assert ptr.tolist() == list(np.cumsum([0] + [len(r) for r in ref]))
         assert rows.tolist() == [j for r in ref for j in r]
     assert _cheb_native.schedule(lap)[0] is ptr  # computed once per matrix
+    key = id(lap)
+    del lap, ptr, rows
+    gc.collect()
+    assert key not in _cheb_native._schedules  # dropped with its matrix, not at the next schedule
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
