@@ -164,12 +164,10 @@ def _get(args, name, default=None):
 
 
 def _config(args):
-    from ..experiments import massmaps as exp
-
-    d = exp.ExperimentConfig()
+    d = _defaults()
     base = dict(QUICK) if _get(args, "quick") else {}
     pick = lambda value, key: value if value is not None else base.get(key, getattr(d, key))  # noqa: E731
-    return exp.ExperimentConfig(
+    return ExperimentConfig(
         nside=pick(_get(args, "nside"), "nside"), n_maps=pick(_get(args, "n_maps"), "n_maps"),
         seed=pick(_get(args, "seed"), "seed"),
         sky_fractions=tuple(pick(_get(args, "sky_fractions"), "sky_fractions")),
@@ -210,9 +208,7 @@ def _noise_options(group, d) -> None:
 
 def _noise(args, base: dict) -> dict:
     """Noise options: any of --deepsphere-level/--ngal/--relative-noise replaces the default levels."""
-    from ..experiments import massmaps as exp
-
-    d = exp.ExperimentConfig()
+    d = _defaults()
     sigma_e = _get(args, "sigma_e", d.sigma_e)
     given = [_get(args, name) for name in ("deepsphere_level", "ngal", "relative_noise")]
     if all(v is None for v in given):

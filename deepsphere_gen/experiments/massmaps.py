@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from .._io import atomic_write
 from .._validation import check_positive_int
@@ -78,6 +78,7 @@ from ..training import (
     fit,
     load_checkpoint,
     load_model_state,
+    trained_weights,
 )
 from . import reporting
 from .map_statistics import training_distribution
@@ -506,17 +507,9 @@ class SymmetryAverage(nn.Module):
         self.model = model
         self.register_buffer("permutations", torch.as_tensor(np.asarray(permutations), dtype=torch.long))
 
-    def view_log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Log class probabilities of every view, (n_views, B, classes)."""
-        return torch.stack([torch.log_softmax(self.model(x[:, p]), -1) for p in self.permutations])
-
-    @staticmethod
-    def average(view_log_probs: torch.Tensor) -> torch.Tensor:
-        """Log of the mean class probability over the views (first axis)."""
-        return torch.logsumexp(view_log_probs, 0) - math.log(view_log_probs.shape[0])
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.average(self.view_log_probs(x))
+        views = torch.stack([torch.log_softmax(self.model(x[:, p]), -1) for p in self.permutations])
+        return torch.logsumexp(views, 0) - math.log(len(views))
 
 
 def _finished(tc: TrainConfig) -> bool:
@@ -530,8 +523,7 @@ def warm_start(model: nn.Module, checkpoint) -> nn.Module:
     network of the same method and sky), keeping the model's own input ``scale`` (the expected
     pixel std of its noisy samples).  BatchNorm statistics come along; :func:`~deepsphere_gen.training.fit`
     recomputes them on the noisy training samples after every epoch."""
-    state = load_checkpoint(checkpoint)
-    weights = dict(state.get("model") or {})
+    weights = dict(trained_weights(load_checkpoint(checkpoint)))
     if "scale" in weights:
         weights["scale"] = model.state_dict()["scale"]
     return load_model_state(model, {"model": weights}, checkpoint)
@@ -846,32 +838,6 @@ class ParallelRun:
             self._stop()
 
 
-@torch.no_grad()
-def _view_accuracies(model: nn.Module, dataset: Dataset, permutations, batch_size: int,
-                     ctx: DistContext) -> tuple[float, float]:
-    """``(accuracy of the class probabilities averaged over the views, accuracy of the first view)``
-    on ``dataset`` (views: pixel ``permutations`` (n_views, pixels), the identity first; None: the
-    input as it is), one forward pass per view, sharded over processes like
-    :func:`~deepsphere_gen.training.evaluate`."""
-    if permutations is None:
-        acc = evaluate(model, dataset, batch_size=batch_size, ctx=ctx)["accuracy"]
-        return acc, acc
-    views = SymmetryAverage(model, permutations).to(ctx.device).eval()
-    shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed else dataset
-    counts = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # averaged correct, first view correct, n
-    for batch in DataLoader(shard, batch_size=batch_size, shuffle=False):
-        x, y = batch[0].to(ctx.device), batch[1].to(ctx.device)
-        logp = views.view_log_probs(x)
-        counts += torch.tensor([float((views.average(logp).argmax(-1) == y).sum()),
-                                float((logp[0].argmax(-1) == y).sum()), float(len(y))],
-                               dtype=torch.float64, device=ctx.device)
-    if ctx.distributed:
-        torch.distributed.all_reduce(counts)
-    if counts[2] == 0:
-        raise ValueError("cannot evaluate on an empty dataset")
-    return float(counts[0] / counts[2]), float(counts[1] / counts[2])
-
-
 def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
                  log=print, baselines: dict | None = None) -> list[dict]:
     """Accuracy of every method on the test maps: one record per (method, sky, noise).
@@ -923,9 +889,10 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
                     continue
                 load_model_state(model, state, ckpt)
                 model.to(ctx.device)
-                perms = (evaluation_symmetries(test_set.nside, sky.level)
-                         if config.average_views and sky.footprint is None else None)
-                acc, one = _view_accuracies(model, test_set, perms, config.batch_size, ctx)
+                perms = evaluation_symmetries(test_set.nside, sky.level) if config.average_views else None
+                one = evaluate(model, test_set, batch_size=config.batch_size, ctx=ctx)["accuracy"]
+                acc = one if perms is None else evaluate(SymmetryAverage(model, perms).to(ctx.device), test_set,
+                                                         batch_size=config.batch_size, ctx=ctx)["accuracy"]
                 k = int(round(acc * len(test_set)))
                 rec = {**base, "method": method, "accuracy": acc, "n_correct": k,
                        "ci95": list(wilson_interval(k, len(test_set))), "views": 1 if perms is None else len(perms),

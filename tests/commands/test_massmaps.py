@@ -390,12 +390,3 @@ def test_evaluation_views_of_a_patch():
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(averaged8, averaged, rtol=1e-4, atol=1e-5)
     assert torch.allclose(averaged.exp().sum(-1), torch.ones(6))
-    # the evaluation's accuracies: first view and average from one pass per view, as evaluate() gives them
-    from deepsphere_gen.training import distributed_context, evaluate
-
-    data = [(x[i], torch.tensor(i % 2)) for i in range(6)]
-    ctx = distributed_context("cpu")
-    acc, one = exp._view_accuracies(model, data, views, 4, ctx)
-    assert one == evaluate(model, data, batch_size=4, ctx=ctx)["accuracy"]
-    assert acc == evaluate(exp.SymmetryAverage(model, views), data, batch_size=4, ctx=ctx)["accuracy"]
-    assert exp._view_accuracies(model, data, None, 4, ctx) == (one, one)
