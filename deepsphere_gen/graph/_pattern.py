@@ -79,13 +79,13 @@ class KnnPattern:
 
     def _weights(self, X: "_BlockCoordinates", s, e, counts, cols) -> np.ndarray:
         """w on the block's entries (0 on the diagonal), as the explicit kNN graph computes them."""
-        Xb, rows, cols = X.block(s, e, np.repeat(np.arange(s, e), counts), cols)
-        d2 = squared_distances(Xb, rows, cols)  # the search's ranking key
+        Xb, r, c = X.block(s, e, np.repeat(np.arange(s, e), counts), cols)  # renumbered into the block's pixels
+        d2 = squared_distances(Xb, r, c)  # the search's ranking key
         np.sqrt(d2, out=d2)  # the k-d tree's rounding: sqrt(s)**2
         np.square(d2, out=d2)
         np.multiply(d2, -np.log(2.0) / self.sigma**2, out=d2)
         np.exp(d2, out=d2)
-        d2[self._diagonal(s, e, counts, cols)] = 0.0
+        d2[self._diagonal(s, e, counts, cols)] = 0.0  # positions from the pixel numbers, not the renumbered ones
         return d2
 
     @staticmethod

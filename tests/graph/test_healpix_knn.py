@@ -87,6 +87,23 @@ def test_pattern_graph_matrices_equal_scipy_algebra(kind):
         np.testing.assert_array_equal(T.values().numpy(), g.rescaled_laplacian().data.astype(np.float32))
 
 
+def test_pattern_weights_are_zero_on_the_diagonal_of_every_row_block(monkeypatch):
+    """W on the pattern (``weights_only``) over several row blocks: 0 exactly on the diagonal,
+    the explicit kNN graph's weights elsewhere (the blocks renumber their pixels)."""
+    from deepsphere_gen.graph import _pattern
+
+    monkeypatch.setattr(_pattern, "_ROWS", 100)  # 768 pixels: 8 blocks
+    s = HealpixSampling(8)
+    g = build_graph(s, k=8, cache=False)
+    p = g.pattern
+    w = p.values(s, weights_only=True)
+    rows = np.repeat(np.arange(p.npix), np.diff(p.indptr))
+    diag = rows == p.indices
+    assert diag.sum() == p.npix and np.all(w[diag] == 0.0)
+    W = knn_graph(s, 8).tocsr()
+    np.testing.assert_array_equal(w[~diag], np.asarray(W[rows[~diag], p.indices[~diag]]).ravel())
+
+
 @pytest.mark.parametrize("kind", ["combinatorial", "normalized"])
 def test_large_graph_path_float32_lanczos_and_kept_values(monkeypatch, kind):
     """The path of graphs over 16M non-zeros, forced on a small one: float32 Lanczos bound close to
