@@ -29,9 +29,9 @@ _CHUNK = 1 << 15  # pixels per chunk: (chunk, (2R+1)^2, 3) float64 temporaries o
 
 def coordinates(sampling) -> list[np.ndarray]:
     """x, y, z of the pixels as three contiguous float64 arrays (1-D gathers are ~2.5x
-    faster than gathers of (npix, 3) rows)."""
-    xyz = sampling.xyz
-    return [np.ascontiguousarray(xyz[:, a], dtype=np.float64) for a in range(3)]
+    faster than gathers of (npix, 3) rows), bit-equal to the columns of ``sampling.xyz``
+    without making that (npix, 3) array."""
+    return list(sampling.xyz_of(slice(None)))
 
 
 def squared_distances(X, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

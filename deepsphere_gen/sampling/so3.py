@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .equiangular import gauss_legendre_theta
+
 __all__ = [
     "SO3Sampling",
     "SOFTSampling",
@@ -119,8 +121,8 @@ class GaussLegendreSO3Sampling(SO3Sampling):
 
     def __init__(self, L: int):
         L = _check_bandlimit(L)
-        x, w = np.polynomial.legendre.leggauss(L)
-        super().__init__(L, np.arccos(x[::-1]), 2 * L - 1, 2 * L - 1, w[::-1].copy())
+        theta, weights = gauss_legendre_theta(L)
+        super().__init__(L, theta, 2 * L - 1, 2 * L - 1, weights)
 
 
 class McEwenSO3Sampling(SO3Sampling):
