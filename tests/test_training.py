@@ -434,6 +434,24 @@ def test_keep_best_returns_the_best_epoch_not_the_last(tmp_path):
     assert trained_weights({"model": {"x": 1}}) == {"x": 1}  # no keep_best: the last weights
 
 
+def test_keep_best_passes_over_a_nan_validation_epoch():
+    # the first epoch's validation loss is NaN (e.g. a diverged first step): a NaN is never the
+    # best, so the best epoch moves to the first finite one (a plain "<" would keep epoch 1 forever)
+    mse, calls = nn.functional.mse_loss, []
+
+    def loss_fn(out, y, **kw):
+        if not torch.is_grad_enabled():  # evaluate(): 2 batches of 8 per epoch
+            calls.append(1)
+            if len(calls) <= 2:
+                return torch.tensor(math.nan)
+        return mse(out, y, **kw)
+
+    hist = fit(_line(), _toward(), _reg_cfg(keep_best="val_loss"), val_set=_toward(0.35), loss_fn=loss_fn, log=None)
+    assert math.isnan(hist[0]["val_loss"]) and hist[0]["best_epoch"] == 1  # nothing better yet
+    finite = [r["val_loss"] for r in hist[1:]]
+    assert hist[-1]["best_epoch"] == 2 + min(range(len(finite)), key=finite.__getitem__)
+
+
 def test_keep_best_survives_resume(tmp_path):
     mse = nn.functional.mse_loss
     cfg = dict(keep_best="val_loss", lr_schedule="cosine", warmup=0.1)
