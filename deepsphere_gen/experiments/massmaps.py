@@ -764,7 +764,7 @@ class ParallelRun:
     def __init__(self, config: ExperimentConfig, path: Path, workers: int = 2, restart: bool = False):
         self.config, self.path, self.restart = config, Path(path), bool(restart)
         self.workers = check_positive_int(workers, "workers")
-        self.baselines, self.training, self._pool, self._pids, self._pid_queue = {}, [], None, set(), None
+        self.baselines, self.training, self._pool, self._pid_queue = {}, [], None, None
 
     def _jobs(self):
         """``(size, "train", sky, [noise, ...], method)`` and ``(size, "baselines", sky, noise, [method, ...])``,
@@ -822,9 +822,10 @@ class ParallelRun:
         """Cancel the jobs not started, interrupt the running ones (an idle worker ignores it), wait for them."""
         for f in [*self.training, *self.baselines.values()]:
             f.cancel()
+        pids = set()
         while not self._pid_queue.empty():  # the workers started so far announced their ids
-            self._pids.add(self._pid_queue.get())
-        for pid in sorted(self._pids):
+            pids.add(self._pid_queue.get())
+        for pid in sorted(pids):
             try:
                 os.kill(pid, signal.SIGINT)
             except ProcessLookupError:  # already gone
