@@ -278,7 +278,8 @@ class DuccEngine:
 
         MW's pole sample is repeated along its ring (``pole="repeat"``: the function's value
         there) or put in its first sample, zeros after it (``"first"``: the adjoint of taking
-        the first sample)."""
+        the first sample).  Several maps come here only for MW's exact analysis (``"repeat"``):
+        every other operator takes ducc0's ring functions for them."""
         x = (maps.detach() if maps.requires_grad else maps).numpy()
         B, _, C = x.shape
         name, nt, nphi = self._grid
@@ -291,25 +292,23 @@ class DuccEngine:
             g.reshape(-1)[: x.size] = x.reshape(-1)
             g[0, -1, 1:] = g[0, -1, 0] if pole == "repeat" else 0
             return fn(map=g, nthreads=nthreads, **self._kw2d_adj)
+        assert mw and pole == "repeat", "several maps: only MW's exact analysis"
         alm = np.empty((B * C, self._nalm), dtype=self._tables[x.dtype][4])
-        if mw:
-            rings = x[:, :-1].reshape(B, nt - 1, nphi, C)
-            g = np.zeros((1, nt, nphi), dtype=x.dtype)
-        else:
-            rings = x.reshape(B, nt, nphi, C)
+        rings = x[:, :-1].reshape(B, nt - 1, nphi, C)
+        g = np.empty((1, nt, nphi), dtype=x.dtype)
         for k in range(B * C):
             b, c = divmod(k, C)
-            if mw:
-                g[0, :-1] = rings[b, :, :, c]
-                g[0, -1, 0 if pole == "first" else slice(None)] = x[b, -1, c]
-            fn(map=g if mw else rings[b, :, :, c][None], alm=alm[k : k + 1], nthreads=nthreads, **self._kw2d_adj)
+            g[0, :-1] = rings[b, :, :, c]
+            g[0, -1] = x[b, -1, c]
+            fn(map=g, alm=alm[k : k + 1], nthreads=nthreads, **self._kw2d_adj)
         return alm
 
     def _from_grids(self, fn, alm: np.ndarray, B: int, C: int, pole: str) -> torch.Tensor:
         """ducc0 2D function ``fn`` (coefficients -> grid) on every map: (B*C, nalm) -> (B, npix, C).
 
         MW's pole ring gives its first sample (``pole="first"``: a band-limited map is constant
-        there) or its sum (``"sum"``: the adjoint of repeating the sample)."""
+        there) or its sum (``"sum"``: the adjoint of repeating the sample).  Several maps come
+        here only for the adjoint of MW's exact analysis (``"sum"``)."""
         name, nt, nphi = self._grid
         nthreads = torch.get_num_threads()
         if B * C == 1:  # a fresh grid, returned as a view (MW's pixels: its first npix samples)
@@ -319,17 +318,15 @@ class DuccEngine:
             if pole == "sum":
                 g[0, -1, 0] = g[0, -1].sum()
             return torch.from_numpy(g.reshape(-1)[: self.geom.npix].reshape(1, -1, 1))
+        assert name == "MW" and pole == "sum", "several maps: only the adjoint of MW's exact analysis"
         rdt = self._tables[alm.dtype][4]
         out = np.empty((B, self.geom.npix, C), dtype=rdt)
         g = np.empty((1, nt, nphi), dtype=rdt)
         for k in range(B * C):
             b, c = divmod(k, C)
             fn(alm=alm[k : k + 1], map=g, nthreads=nthreads, **self._kw2d)
-            if name == "MW":
-                out[b, :-1, c] = g[0, :-1].reshape(-1)
-                out[b, -1, c] = g[0, -1, 0] if pole == "first" else g[0, -1].sum()
-            else:
-                out[b, :, c] = g.reshape(-1)
+            out[b, :-1, c] = g[0, :-1].reshape(-1)
+            out[b, -1, c] = g[0, -1].sum()
         return torch.from_numpy(out)
 
     # ------------------------------------------------------------------ operators (no autograd)
