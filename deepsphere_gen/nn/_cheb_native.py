@@ -163,6 +163,15 @@ def _usable(m: torch.Tensor, *dense: torch.Tensor | None) -> bool:
                for t in dense)
 
 
+def _check_shapes(what: str, **pairs) -> None:
+    """ValueError naming the operand whose shape differs: the kernels index raw pointers, so a
+    wrong shape would read or write out of bounds instead of failing.  ``pairs``: name ->
+    (actual shape, expected shape)."""
+    for name, (got, want) in pairs.items():
+        if tuple(got) != tuple(want):
+            raise ValueError(f"{what}: {name} has shape {tuple(got)}, expected {tuple(want)}")
+
+
 def step(out: torch.Tensor, m: torch.Tensor, x: torch.Tensor, alpha: float = 1.0, a_term: torch.Tensor | None = None,
          a: float = 1.0, z_term: torch.Tensor | None = None, z: float = 1.0) -> bool:
     """``out = alpha m x + a a_term - z z_term`` for CSR ``m`` (rows, cols), dense (rows|cols, n).
@@ -178,6 +187,8 @@ def step(out: torch.Tensor, m: torch.Tensor, x: torch.Tensor, alpha: float = 1.0
     if dll is None:
         return False
     rows, n = out.shape
+    _check_shapes("ChebConv step", out=(out.shape, (m.shape[0], n)), x=(x.shape, (m.shape[1], n)),
+                  **{k: (t.shape, out.shape) for k, t in (("a_term", a_term), ("z_term", z_term)) if t is not None})
     fn = dll.cheb_step_f32 if m.dtype == torch.float32 else dll.cheb_step_f64
     crow, col, val = m.crow_indices(), m.col_indices(), m.values()
     sched = schedule(m) if n > 1 and x.shape[0] * x.stride(0) * x.element_size() >= PREFETCH_MIN_BYTES else None
@@ -297,6 +308,10 @@ def forward(y: torch.Tensor, basis: torch.Tensor, weight: torch.Tensor, bias: to
         return False
     K, C, O = weight.shape
     rows = y.shape[0]
+    _check_shapes("ChebConv forward", basis_orders=((basis.shape[0],), (K,)), y=(y.shape, (basis[0].numel() // C, O)),
+                  bias=((O,) if bias is None else bias.shape, (O,)))
+    if basis[0].numel() % C:
+        raise ValueError(f"ChebConv forward: basis orders of {basis[0].numel()} values are not rows of {C} channels")
     dll = _library()
     fn = dll.cheb_forward_f32 if basis.dtype == torch.float32 else dll.cheb_forward_f64
     w = weight.detach().contiguous()
@@ -321,6 +336,7 @@ def backward(basis: torch.Tensor, gy: torch.Tensor, weight: torch.Tensor, need_d
     K, C, O = weight.shape
     B, P, _ = gy.shape
     rows = P * B
+    _check_shapes("ChebConv backward", basis=((basis.shape[0], basis[0].numel()), (K, rows * C)), gy=(gy.shape, (B, P, O)))
     dll = _library()
     fn = dll.cheb_backward_f32 if basis.dtype == torch.float32 else dll.cheb_backward_f64
     wt = weight.detach().transpose(1, 2).contiguous()  # (K, O, C)

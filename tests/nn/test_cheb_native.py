@@ -58,6 +58,25 @@ def test_step_declines_what_it_does_not_cover():
     assert not _cheb_native.step(torch.empty(4, 20, dtype=torch.float64).T, lap, x)  # column stride != 1
 
 
+def test_kernels_refuse_wrong_shapes_before_touching_memory():
+    # the kernels index raw pointers: a shape that does not fit must be an error naming the operand
+    _, lap = _laplacian(20)
+    x = torch.randn(20, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="x has shape"):
+        _cheb_native.step(torch.empty(20, 4, dtype=torch.float64), lap, x[:12])
+    with pytest.raises(ValueError, match="a_term has shape"):
+        _cheb_native.step(torch.empty(20, 4, dtype=torch.float64), lap, x, a_term=x[:10])
+    basis, weight = torch.randn(3, 6, 8), torch.randn(3, 4, 5)  # K=3, P*B=12 rows of C=4 channels
+    with pytest.raises(ValueError, match="y has shape"):
+        _cheb_native.forward(torch.empty(10, 5), basis, weight, None)
+    with pytest.raises(ValueError, match="bias has shape"):
+        _cheb_native.forward(torch.empty(12, 5), basis, weight, torch.zeros(4))
+    with pytest.raises(ValueError, match="gy has shape"):
+        _cheb_native.backward(basis, torch.randn(2, 6, 4), weight, True, True, True)
+    assert _cheb_native.forward(y := torch.empty(12, 5), basis, weight, None)
+    torch.testing.assert_close(y, torch.einsum("krc,kco->ro", basis.reshape(3, 12, 4), weight))
+
+
 def _close(a, r, tol):
     """max |a - r| within tol of max |r| (float32 sums of growing Chebyshev terms: relative to the scale)."""
     assert float((a - r).abs().max()) <= tol * float(r.abs().max()), (float((a - r).abs().max()), float(r.abs().max()))
