@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from deepsphere_gen.harmonic import SHT, healpy_alm_to_real, real_to_healpy_alm
+from deepsphere_gen.harmonic._sht_legendre import ChunkedLegendre
 from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling
 
 F64 = torch.float64
@@ -190,8 +191,9 @@ def test_used_module_deep_copies_and_pickles(engine):
 @pytest.mark.parametrize("dtype,tol", [(F64, 1e-11), (torch.float32, 3e-6)])
 def test_torch_engine_rescaled_recursion_matches_ducc0(dtype, tol):
     # at L = 320 the near-pole sectoral values sin(theta)^m underflow float64 (theta_0 ~ 0.0075:
-    # sin^319 ~ 2^-2200): the recursion carries them as mantissa and exponent and rescales the
-    # mantissas; several Legendre blocks, both directions, against ducc0
+    # sin^319 ~ 2^-2200): the recursion carries them as mantissa and exponent (the mantissas
+    # never grow past 2^600 here, so no rescale: see the L = 2048 rings test); several Legendre
+    # blocks, both directions, against ducc0
     L = 320
     S = GaussLegendreSampling(L)
     ref = SHT(S, L, dtype=dtype)
@@ -203,3 +205,34 @@ def test_torch_engine_rescaled_recursion_matches_ducc0(dtype, tol):
     x = torch.randn(1, S.npix, 1, dtype=dtype, generator=g)
     for ours, truth in ((eng.inverse(a), ref.inverse(a)), (eng(x), ref(x))):
         assert float((ours - truth).abs().max() / truth.abs().max()) < tol
+
+
+def test_torch_legendre_mantissa_rescale_matches_ducc0_at_L2048():
+    # the mantissas grow past 2^600 (and are rescaled by 2^-600) only at L >~ 1000; at L = 2048
+    # rows m ~ 700 on rings with sin(theta) ~ 1/e start near 2^-1060 and grow back to O(1)
+    # values, so a wrong rescale (none: inf / NaN; exponent, factor or previous step left
+    # unscaled) shows in the Legendre sums.  A few rings, every m, both directions, float64 and
+    # float32, against ducc0's alm2leg / leg2alm (its lambda_l^m has the Condon-Shortley phase)
+    L, theta = 2048, np.array([0.3, 0.3767, 0.45, np.pi - 0.3767])
+    g = torch.Generator().manual_seed(5)
+    m, k = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")
+    inside = m + k < L
+    flat = (m * L + k)[inside]  # ducc0's index of a_lm: m L + l - m (mstart = m (L - 1))
+    mval, mstart = np.arange(L, dtype=np.uintp), (np.arange(L) * (L - 1)).astype(np.uintp)
+    phase = (-1.0) ** np.arange(L)
+    grid = torch.randn(L, L, 1, dtype=F64, generator=g) * torch.as_tensor(inside)[..., None]
+    alm = np.zeros((1, L * L), np.complex128)
+    alm[0, flat] = grid[..., 0].numpy()[inside]
+    sums = ducc.alm2leg(alm=alm, lmax=L - 1, theta=theta, mval=mval, mstart=mstart)[0].real.T * phase[:, None]
+    z = torch.randn(L, theta.size, 1, dtype=F64, generator=g)
+    leg = (z[..., 0].numpy().T * phase)[None].astype(np.complex128)
+    proj = ducc.leg2alm(leg=leg, lmax=L - 1, theta=theta, mval=mval, mstart=mstart)[0].real[flat]
+    for dtype, tol in ((F64, 1e-11), (torch.float32, 3e-6)):  # measured 2.8e-13, 2.3e-7
+        ours = ChunkedLegendre(L, theta, dtype, block_bytes=2**20)
+        even, odd = ours.evaluate(grid.to(dtype))
+        err = np.abs((even + odd)[..., 0].double().numpy() - sums).max() / np.abs(sums).max()
+        assert err < tol, (dtype, err)
+        err = np.abs(ours.project(z.to(dtype), z.to(dtype))[..., 0].double().numpy()[inside] - proj).max()
+        assert err / np.abs(proj).max() < tol, (dtype, err / np.abs(proj).max())
+        rescaled = float((ours._steps()[1] - ours.exp0).max())  # the exponents after the last step
+        assert rescaled > 0, rescaled  # the test exercised the rescale
