@@ -237,9 +237,8 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
         values, diagonal = None, None
     else:
         p = graph.pattern
-        longest = int(np.diff(p.indptr).max(initial=0))
-        diagonal = np.empty(p.npix, dtype=np.uint8 if longest <= 256 else p.indices.dtype)  # offsets in rows
-        values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32, diagonal_out=diagonal)
+        diagonal = p.diagonal_offsets()
+        values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             L32 = torch.sparse_csr_tensor(torch.from_numpy(p.indptr), torch.from_numpy(p.indices),

@@ -46,10 +46,17 @@ def test_neighbours_equal_kdtree_up_to_ties(nside, k):
         np.testing.assert_array_equal(last, np.where(s_raw == kth[:, None], idx, -1).max(1))
 
 
+@pytest.mark.parametrize("rows_per_block", [None, 100])
 @pytest.mark.parametrize("nside,k", [(8, 8), (16, 20), (32, 20), (64, 8)])
-def test_graph_equals_kdtree_builder_on_the_same_neighbours(nside, k):
+def test_graph_equals_kdtree_builder_on_the_same_neighbours(nside, k, rows_per_block, monkeypatch):
     """knn_graph (in-place pattern, O(npix k) symmetrisation) == the k-d tree builder's
-    symmetrisation (every edge's reverse checked) of the same neighbour table, bit for bit."""
+    symmetrisation (every edge's reverse checked) of the same neighbour table, bit for bit;
+    also with row blocks of 100 pixels (each block's coordinates: its rows and the columns
+    outside it, renumbered)."""
+    from deepsphere_gen.graph import _pattern
+
+    if rows_per_block is not None:
+        monkeypatch.setattr(_pattern, "_ROWS", rows_per_block)
     for s in _samplings(nside):
         sigma = kernel_width(nside, k)
         idx = np.empty((s.npix, k), dtype=np.int32)
@@ -89,7 +96,8 @@ def test_pattern_graph_matrices_equal_scipy_algebra(kind):
 
 def test_pattern_weights_are_zero_on_the_diagonal_of_every_row_block(monkeypatch):
     """W on the pattern (``weights_only``) over several row blocks: 0 exactly on the diagonal,
-    the explicit kNN graph's weights elsewhere (the blocks renumber their pixels)."""
+    the explicit kNN graph's weights elsewhere (the blocks renumber their pixels); the
+    diagonal's offsets within the rows."""
     from deepsphere_gen.graph import _pattern
 
     monkeypatch.setattr(_pattern, "_ROWS", 100)  # 768 pixels: 8 blocks
@@ -100,6 +108,9 @@ def test_pattern_weights_are_zero_on_the_diagonal_of_every_row_block(monkeypatch
     rows = np.repeat(np.arange(p.npix), np.diff(p.indptr))
     diag = rows == p.indices
     assert diag.sum() == p.npix and np.all(w[diag] == 0.0)
+    offsets = p.diagonal_offsets()
+    assert offsets.dtype == np.uint8
+    np.testing.assert_array_equal(p.indptr[:-1] + offsets, np.flatnonzero(diag))
     W = knn_graph(s, 8).tocsr()
     np.testing.assert_array_equal(w[~diag], np.asarray(W[rows[~diag], p.indices[~diag]]).ravel())
 
