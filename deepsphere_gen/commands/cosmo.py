@@ -13,9 +13,10 @@ import math
 import resource
 import sys
 import time
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
+from types import SimpleNamespace
 
-import torch
+from ..experiments.cosmo_config import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
 
@@ -29,10 +30,15 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _common(p, with_outputs: bool = True) -> None:
-    from ..experiments.cosmo_inference import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
+def _defaults() -> tuple[SimpleNamespace, SimpleNamespace]:
+    """CosmoExperimentConfig's and the grid's defaults, read without building a config (that
+    imports torch and the data sets: seconds; ``--help`` and argument errors need none of it)."""
+    d = {f.name: f.default for f in fields(CosmoExperimentConfig) if f.default is not MISSING}
+    return SimpleNamespace(**d), SimpleNamespace(**GRID_DEFAULTS)
 
-    d, g = CosmoExperimentConfig(), CosmoExperimentConfig().grid
+
+def _common(p, with_outputs: bool = True) -> None:
+    d, g = _defaults()
     p.add_argument("--quick", action="store_true", help="CI-sized settings (nside 32, 40 cosmologies, few epochs)")
     p.add_argument("--nside", type=int, default=None, help=f"HEALPix resolution (default {g.nside})")
     p.add_argument("--bins", type=int, default=g.n_bins, help="tomographic redshift bins (equal-count split)")
@@ -83,7 +89,6 @@ def add_arguments(parser) -> None:
 
 def _config(args):
     from ..datasets.cosmo_grid import CosmoGridConfig
-    from ..experiments.cosmo_inference import CosmoExperimentConfig
 
     q = QUICK if args.quick else {}
     d, g = CosmoExperimentConfig(), CosmoGridConfig()
@@ -114,6 +119,8 @@ def run(args) -> int:
     step = getattr(args, "step", None) or "run"
     if args.threads < 1:
         return _fail(f"--threads must be >= 1, got {args.threads}")
+    import torch
+
     torch.set_num_threads(args.threads)
     from ..experiments import cosmo_inference as exp
     from ..training import distributed_context, shutdown_distributed

@@ -48,7 +48,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +58,14 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
 from .._io import atomic_write_json
-from .._validation import check_positive_int
 from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
 from ..datasets.pseudo_cl import PseudoCl
-from ..datasets.shape_noise import DEFAULT_SIGMA_E, pixel_noise_std
 from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
 from ..training import (DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint,
                         seed_everything, trained_weights)
 from .cosmo_calibration import DEGREES, VarianceCalibration
+from .cosmo_config import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
 from .cosmo_fisher import power_spectrum_forecast
 from .cosmo_summaries import summary_features
 from .reporting import align_rows, save_png
@@ -75,71 +74,10 @@ __all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "CosmoExperimentConfig", 
            "posterior_metrics", "calibration_scales", "calibration_scale_sd", "summary_widths", "bootstrap_ratios", "pooling_plan",
            "build_graph_model", "generate", "train", "evaluate_all", "format_table", "write_json", "plot_all"]
 
-METHODS = ("graph", "power_spectrum", "handcrafted")
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
 LEVELS = (0.68, 0.95)
-#: which weights of the graph network are evaluated: its epoch of lowest validation loss, or its last epoch
-GRAPH_WEIGHTS = ("best", "last")
-#: variance calibration: degree chosen by cross-validation on the calibration data, or one global factor
-CALIBRATIONS = ("cv", "global")
 #: one training cosmology in VALIDATION_EVERY (drawn at random: strided Sobol subsets cluster) validates
 VALIDATION_EVERY = 8
-
-
-@dataclass
-class CosmoExperimentConfig:
-    """Settings of a run.  grid: the simulations; ngal: galaxies per arcmin^2 over all bins
-    (split equally); sigma_e: ellipticity dispersion per component; methods: subset of METHODS;
-    epochs: training epochs of the graph network; graph_weights: which of its weights are evaluated,
-    "best" (the epoch of lowest validation loss) or "last" (both are in its checkpoint); mlp_epochs: at most this many MLP epochs
-    (early stopping on the validation cosmologies, patience 40); channels, K, k: the graph
-    network; mlp_hidden, mlp_dropout: hidden widths and dropout of the MLPs; ps_noise_draws: noise realisations per
-    training sample for the summary-statistic MLPs (the graph net draws new noise every time); calib_noise_draws:
-    noise realisations of every calibration-split sample in the variance calibration (all methods); calibration:
-    "cv" (the variance factor of each parameter global, linear or quadratic in the predicted parameters, chosen by
-    grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor)."""
-
-    grid: CosmoGridConfig = field(default_factory=CosmoGridConfig)
-    ngal: float = 6.0
-    sigma_e: float = DEFAULT_SIGMA_E
-    methods: tuple = METHODS
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    channels: tuple = (16, 32, 64, 64)
-    K: int = 5
-    k: int = 8
-    mlp_hidden: tuple = (256, 256)
-    mlp_dropout: float = 0.3
-    mlp_epochs: int = 300
-    ps_noise_draws: int = 2
-    calib_noise_draws: int = 2
-    calibration: str = "cv"
-    seed: int = 0
-    data_dir: str | None = None
-    out_dir: str = "cosmo-out"
-    device: str | None = None
-    progress: bool = True
-    graph_weights: str = "best"
-
-    def __post_init__(self):
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
-        if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
-            raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
-        for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size"):
-            check_positive_int(getattr(self, name), name)
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
-        if self.graph_weights not in GRAPH_WEIGHTS:
-            raise ValueError(f"graph_weights must be one of {GRAPH_WEIGHTS}, got {self.graph_weights!r}")
-
-    def noise_std(self) -> np.ndarray:
-        """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
-        per_bin = self.ngal / self.grid.n_bins
-        return np.full(self.grid.n_bins, pixel_noise_std(self.grid.nside, per_bin, self.sigma_e))
 
 
 class ParameterSpace:

@@ -56,3 +56,21 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
 def test_cosmo_bad_input(tmp_path, capsys):
     assert main(["cosmo", "--quick", "--ngal", "-1", "--data-dir", str(tmp_path)]) == 2
     assert "ngal" in capsys.readouterr().err
+
+
+def test_config_defaults_named_by_the_help_match_the_data_set():
+    # cosmo_config keeps, without torch, defaults that the data-set modules define
+    from dataclasses import fields
+
+    from deepsphere_gen.commands import cosmo as cmd
+    from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig
+    from deepsphere_gen.datasets.shape_noise import DEFAULT_SIGMA_E
+    from deepsphere_gen.experiments.cosmo_config import GRID_DEFAULTS, CosmoExperimentConfig
+
+    grid = {f.name: f.default for f in fields(CosmoGridConfig)}
+    assert GRID_DEFAULTS == {name: grid[name] for name in GRID_DEFAULTS}
+    assert CosmoExperimentConfig.sigma_e == DEFAULT_SIGMA_E
+    d, g = cmd._defaults()
+    built = CosmoExperimentConfig()
+    assert vars(g) == {name: getattr(built.grid, name) for name in GRID_DEFAULTS}
+    assert vars(d) == {name: getattr(built, name) for name in vars(d)} and len(vars(d)) == len(fields(built)) - 1

@@ -600,10 +600,12 @@ def test_top_level_help_imports_no_torch():
 @pytest.mark.parametrize("argv", [["massmaps", "--help"], ["massmaps", "classify", "--help"], ["demo", "--help"],
                                   ["bench", "--help"], ["equivariance", "--help"], ["digits", "--help"],
                                   ["digits", "--models", "nope"],
-                                  ["massmaps", "--nside", "eight"], ["massmaps", "--methods", "nope"]])
+                                  ["massmaps", "--nside", "eight"], ["massmaps", "--methods", "nope"],
+                                  ["cosmo", "--help"], ["cosmo", "train", "--help"], ["cosmo", "--nside", "eight"],
+                                  ["cosmo", "evaluate", "--methods", "nope"]])
 def test_command_help_and_argument_errors_import_no_torch(argv):
-    # the help texts name the defaults, methods and models, read from massmaps_config and
-    # digits_config without torch
+    # the help texts name the defaults, methods and models, read from massmaps_config,
+    # digits_config and cosmo_config without torch
     code = (f"import sys\nfrom deepsphere_gen.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as e:\n"
             "    print('exit', e.code)\nprint(sorted(m for m in ('torch', 'numpy', 'healpy') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -1,0 +1,97 @@
+"""Settings of the cosmological-inference experiment (:mod:`.cosmo_inference`): methods,
+:class:`CosmoExperimentConfig` and the simulation-grid defaults that the command names.
+
+Importing this module costs no torch, numpy or data-set import (those are imported where a
+config is built or used), so that ``deepsphere-gen cosmo --help`` can name every default in
+a fraction of a second; :mod:`.cosmo_inference` re-exports all of it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..datasets.cosmo_grid import CosmoGridConfig
+
+__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "CosmoExperimentConfig"]
+
+METHODS = ("graph", "power_spectrum", "handcrafted")
+#: which weights of the graph network are evaluated: its epoch of lowest validation loss, or its last epoch
+GRAPH_WEIGHTS = ("best", "last")
+#: variance calibration: degree chosen by cross-validation on the calibration data, or one global factor
+CALIBRATIONS = ("cv", "global")
+#: the defaults of :class:`~deepsphere_gen.datasets.cosmo_grid.CosmoGridConfig` that the command
+#: names (that module imports torch; a test keeps these equal to its fields)
+GRID_DEFAULTS = {"nside": 128, "n_bins": 3, "n_train": 128, "n_test": 32, "n_real": 4, "n_fiducial": 24,
+                 "n_calib": 64, "footprint": "stage3"}
+
+
+def _default_grid() -> CosmoGridConfig:
+    from ..datasets.cosmo_grid import CosmoGridConfig
+
+    return CosmoGridConfig()
+
+
+@dataclass
+class CosmoExperimentConfig:
+    """Settings of a run.  grid: the simulations; ngal: galaxies per arcmin^2 over all bins
+    (split equally); sigma_e: ellipticity dispersion per component; methods: subset of METHODS;
+    epochs: training epochs of the graph network; graph_weights: which of its weights are evaluated,
+    "best" (the epoch of lowest validation loss) or "last" (both are in its checkpoint); mlp_epochs: at most this many MLP epochs
+    (early stopping on the validation cosmologies, patience 40); channels, K, k: the graph
+    network; mlp_hidden, mlp_dropout: hidden widths and dropout of the MLPs; ps_noise_draws: noise realisations per
+    training sample for the summary-statistic MLPs (the graph net draws new noise every time); calib_noise_draws:
+    noise realisations of every calibration-split sample in the variance calibration (all methods); calibration:
+    "cv" (the variance factor of each parameter global, linear or quadratic in the predicted parameters, chosen by
+    grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor)."""
+
+    grid: CosmoGridConfig = field(default_factory=_default_grid)
+    ngal: float = 6.0
+    sigma_e: float = 0.26  # datasets.shape_noise.DEFAULT_SIGMA_E (a test keeps them equal)
+    methods: tuple = METHODS
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    channels: tuple = (16, 32, 64, 64)
+    K: int = 5
+    k: int = 8
+    mlp_hidden: tuple = (256, 256)
+    mlp_dropout: float = 0.3
+    mlp_epochs: int = 300
+    ps_noise_draws: int = 2
+    calib_noise_draws: int = 2
+    calibration: str = "cv"
+    seed: int = 0
+    data_dir: str | None = None
+    out_dir: str = "cosmo-out"
+    device: str | None = None
+    progress: bool = True
+    graph_weights: str = "best"
+
+    def __post_init__(self):
+        from .._validation import check_positive_int
+
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
+        if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
+            raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
+        for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size"):
+            check_positive_int(getattr(self, name), name)
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.graph_weights not in GRAPH_WEIGHTS:
+            raise ValueError(f"graph_weights must be one of {GRAPH_WEIGHTS}, got {self.graph_weights!r}")
+
+    def noise_std(self) -> np.ndarray:
+        """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
+        import numpy as np
+
+        from ..datasets.shape_noise import pixel_noise_std
+
+        per_bin = self.ngal / self.grid.n_bins
+        return np.full(self.grid.n_bins, pixel_noise_std(self.grid.nside, per_bin, self.sigma_e))
