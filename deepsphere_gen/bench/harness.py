@@ -180,12 +180,26 @@ class Harness:
         self.timer = timer
         self.suite = ""  # set by run_suites while a suite runs
         self._machine: dict | None = None
+        self._on_timers: dict = {}  # harnesses of with_timer, one per clock
 
     # -- timing -------------------------------------------------------------------------
     def sync(self) -> None:
         """Wait for queued device work (no-op on CPU)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def with_timer(self, timer: Callable[[], float]) -> "Harness":
+        """This harness's settings (device, repeats, warm-up, quick, current suite) timing on
+        ``timer``: its :meth:`time`, :meth:`measure` and :meth:`machine` rates use that clock
+        (e.g. ``time.process_time`` for a suite that reports CPU time).  One per clock and
+        harness, so the rates are measured once per run; ``self`` where ``timer`` is its own."""
+        if timer is self.timer:
+            return self
+        other = self._on_timers.get(timer)
+        if other is None:
+            other = self._on_timers[timer] = Harness(self.device, self.repeats, self.warmup, self.quick, timer)
+        other.suite = self.suite
+        return other
 
     def time(self, fn: Callable[[], Any], repeats: int | None = None, warmup: int | None = None,
              budget_s: float | None = None, min_repeats: int = 1) -> Timing:

@@ -82,6 +82,23 @@ def test_time_even_count_median_and_budget():
     assert len(h.time(lambda: None, budget_s=0.0).times) == 1
 
 
+def test_with_timer_times_on_its_clock_with_the_same_settings(monkeypatch):
+    rates = []
+    monkeypatch.setattr(_bench, "measure_machine", lambda device, quick, timer: rates.append(timer) or {"r": timer})
+    h = _bench.Harness("cpu", repeats=3, warmup=1, quick=True)
+    h.suite = "s"
+    clock = FakeClock([2.0, 4.0, 6.0])
+    t = h.with_timer(clock)
+    assert t is not h and t is h.with_timer(clock) and h.with_timer(h.timer) is h
+    assert (t.device, t.repeats, t.warmup, t.quick, t.suite) == (h.device, 3, 1, True, "s")
+    assert t.time(lambda: None).times == [2.0, 4.0, 6.0]  # the warm-up call is not timed
+    assert t.machine() == {"r": clock} and t.machine() == {"r": clock} and rates == [clock]  # measured once
+    assert h._machine is None and h.timer is not clock  # the harness itself is unchanged
+    h.suite = "next"
+    assert h.with_timer(clock).suite == "next"
+    assert t.record("x", {}, 1.0)["suite"] == "next"
+
+
 def test_record_schema_and_speedup():
     h = _bench.Harness("cpu")
     r = h.record("x", {"nside": 4, "shape": (1, 2)}, 0.5, peer="p", peer_s=2.0, max_rel_diff=1e-7,

@@ -40,11 +40,10 @@ the previous one, as the timed calls here do), measured in the same run.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import torch
 
-from ..harness import max_rel_diff, measure_machine, roofline_floor
+from ..harness import max_rel_diff, roofline_floor
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.nn import native_kernels_available
 from deepsphere_gen.nn.chebconv import ChebConv
@@ -112,28 +111,17 @@ def _available_mb() -> float:
     return psutil.virtual_memory().available / 2**20
 
 
-_CPU_MACHINE: dict = {}
-
-
-@contextmanager
-def _clock(harness, device):
-    """Yield (clock name, machine rates) with the harness timing on that clock (see the module doc)."""
+def _timing_harness(harness, device):
+    """(harness that times this suite, clock name): see the module doc."""
     if device.type != "cpu" or torch.get_num_threads() != 1:
-        yield "wall", harness.machine()
-        return
+        return harness, "wall"
     harness.machine()  # the run's metadata keeps the harness's (wall-clock) rates too
-    if harness.quick not in _CPU_MACHINE:
-        _CPU_MACHINE[harness.quick] = measure_machine("cpu", quick=harness.quick, timer=time.process_time)
-    saved, harness.timer = harness.timer, time.process_time
-    try:
-        yield "cpu (process_time), 1 thread", _CPU_MACHINE[harness.quick]
-    finally:
-        harness.timer = saved
+    return harness.with_timer(time.process_time), "cpu (process_time), 1 thread"
 
 
 def run(case: dict, device, harness) -> list[dict]:
-    with _clock(harness, torch.device(device)) as (clock, machine):
-        return _run(case, device, harness, clock, machine)
+    timed, clock = _timing_harness(harness, torch.device(device))
+    return _run(case, device, timed, clock, timed.machine())
 
 
 def _run(case: dict, device, harness, clock: str, machine: dict) -> list[dict]:
