@@ -46,8 +46,8 @@ def test_neighbours_equal_kdtree_up_to_ties(nside, k):
         np.testing.assert_array_equal(last, np.where(s_raw == kth[:, None], idx, -1).max(1))
 
 
-@pytest.mark.parametrize("rows_per_block", [None, 100])
-@pytest.mark.parametrize("nside,k", [(8, 8), (16, 20), (32, 20), (64, 8)])
+@pytest.mark.parametrize("nside,k,rows_per_block", [(8, 8, None), (16, 20, None), (32, 20, None), (64, 8, None),
+                                                   (8, 8, 100), (16, 20, 100)])
 def test_graph_equals_kdtree_builder_on_the_same_neighbours(nside, k, rows_per_block, monkeypatch):
     """knn_graph (in-place pattern, O(npix k) symmetrisation) == the k-d tree builder's
     symmetrisation (every edge's reverse checked) of the same neighbour table, bit for bit;
