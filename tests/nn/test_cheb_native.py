@@ -351,21 +351,27 @@ def test_sliced_layout_only_where_it_applies(monkeypatch):
         torch.testing.assert_close(out, torch.mm(rnd.to_dense(), x1), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype,O", [(torch.float32, 16), (torch.float32, 48), (torch.float64, 8), (torch.float32, 17)])
-def test_forward_streaming_stores_equal_plain_ones(dtype, O, monkeypatch):
+@pytest.mark.parametrize("C", [1, 3])
+@pytest.mark.parametrize("dtype,O", [(torch.float32, 16), (torch.float32, 48), (torch.float64, 8), (torch.float64, 24),
+                                     (torch.float32, 17)])
+def test_forward_streaming_stores_equal_plain_ones(dtype, O, C, monkeypatch):
     """The forward product with streaming stores (64-byte rows of whole vectors) gives bitwise
-    the plain stores' output; other widths (17) stay on plain stores."""
-    K, C, P = 5, 3, 301
-    g = torch.Generator().manual_seed(O)
-    basis = torch.randn(K, P, C, dtype=dtype, generator=g)
-    w = torch.randn(K, C, O, dtype=dtype, generator=g)
-    b = torch.randn(O, dtype=dtype, generator=g)
-    ys = []
-    for limit in (1 << 62, 0):
-        monkeypatch.setattr(_cheb_native, "STREAM_MIN_BYTES", limit)
-        y = torch.empty(P, O, dtype=dtype)
-        assert _cheb_native.forward(y, basis, w, b)
-        ys.append(y)
-    assert _cheb_native._stream(ys[1]) == (O * ys[1].element_size() % 64 == 0 and ys[1].data_ptr() % 64 == 0)
-    torch.testing.assert_close(ys[1], ys[0], rtol=0, atol=0)
-    _close(ys[0], torch.einsum("kpc,kco->po", basis, w) + b, 1e-5 if dtype == torch.float32 else 1e-12)
+    the plain stores' output; other widths (17) stay on plain stores.  C = 1: the one-channel
+    kernel (4 rows at a time: 301-303 rows leave 1-3 over), O of 1-3 vectors."""
+    K = 5
+    for P in (301, 302, 303) if C == 1 else (301,):
+        g = torch.Generator().manual_seed(O + P)
+        basis = torch.randn(K, P, C, dtype=dtype, generator=g)
+        w = torch.randn(K, C, O, dtype=dtype, generator=g)
+        b = torch.randn(O, dtype=dtype, generator=g)
+        ys = []
+        for limit in (1 << 62, 0):
+            monkeypatch.setattr(_cheb_native, "STREAM_MIN_BYTES", limit)
+            y = torch.empty(P, O, dtype=dtype)
+            assert _cheb_native.forward(y, basis, w, b)
+            ys.append(y)
+        assert _cheb_native._stream(ys[1]) == (O * ys[1].element_size() % 64 == 0 and ys[1].data_ptr() % 64 == 0)
+        torch.testing.assert_close(ys[1], ys[0], rtol=0, atol=0)
+        _close(ys[0], torch.einsum("kpc,kco->po", basis, w) + b, 1e-5 if dtype == torch.float32 else 1e-12)
+        assert _cheb_native.forward(y, basis, w, None)  # no bias
+        _close(y, torch.einsum("kpc,kco->po", basis, w), 1e-5 if dtype == torch.float32 else 1e-12)
