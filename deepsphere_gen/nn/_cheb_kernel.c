@@ -347,6 +347,22 @@
       }                                                                                             \
   }
 
+/* 16 channels x one vector of outputs: each T value feeds one product, which takes it as an
+ * embedded broadcast from memory; the 8 x 2 tile broadcasts it into a register first, an extra
+ * shuffle that competes with the products for Zen 4's FP pipes */
+#define DW_COLS_ONE(T, SUF, VW, CB)                                                                 \
+  static inline void dw_cols##CB##_##SUF(const T* const* g, const T* t, int64_t C, int64_t m,       \
+                                         T* dw, int64_t O) {                                        \
+    int64_t o0 = 0;                                                                                 \
+    for (; o0 + VW <= O; o0 += VW) dw_##CB##_1_##SUF(g, t, C, m, dw, O, o0);                        \
+    for (; o0 < O; ++o0)                                                                            \
+      for (int c = 0; c < CB; ++c) {                                                                \
+        T s = 0;                                                                                    \
+        for (int64_t r = 0; r < m; ++r) s += t[r * C + c] * g[r][o0];                               \
+        dw[c * O + o0] += s;                                                                        \
+      }                                                                                             \
+  }
+
 #define SUB 256 /* rows per backward block: T (K x SUB x C) and g (SUB x O) stay in L2 */
 
 #define DENSE(T, SUF, VW)                                                                           \
@@ -399,6 +415,8 @@
   }                                                                                                 \
   DT_TILE(T, SUF, VW, 6)                                                                            \
   DT_TILE(T, SUF, VW, 1)                                                                            \
+  DW_TILE(T, SUF, VW, 16, 1)                                                                        \
+  DW_COLS_ONE(T, SUF, VW, 16)                                                                       \
   DW_COLS(T, SUF, VW, 8)                                                                            \
   DW_COLS(T, SUF, VW, 1)                                                                            \
   int cheb_backward_##SUF(int64_t r0, int64_t r1, int64_t K, int64_t C, int64_t O, T* Tb,          \
@@ -409,7 +427,13 @@
     if (db && !dbacc) return 1; /* out of memory: the caller raises */                              \
     for (int64_t rs = r0; rs < r1; rs += SUB) {                                                     \
       int64_t m = r1 - rs < SUB ? r1 - rs : SUB;                                                    \
-      for (int64_t r = 0; r < m; ++r) gp[r] = g + ((rs + r) % B) * sB + ((rs + r) / B) * sP;       \
+      { /* row rs + r = (pixel p, batch b): counters, no division per row */                      \
+        int64_t b = rs % B, p = rs / B;                                                             \
+        for (int64_t r = 0; r < m; ++r) {                                                           \
+          gp[r] = g + b * sB + p * sP;                                                              \
+          if (++b == B) { b = 0; ++p; }                                                             \
+        }                                                                                           \
+      }                                                                                             \
       if (dbacc) { /* the block's sum in vectors (two chains), added to the double sums */         \
         int64_t o = 0;                                                                              \
         for (; o + VW <= O; o += VW) {                                                              \
@@ -428,6 +452,7 @@
         for (int64_t k = 0; k < K; ++k) {                                                           \
           const T* t = Tb + k * ks + rs * C;                                                        \
           int64_t c = 0;                                                                            \
+          for (; c + 16 <= C; c += 16) dw_cols16_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);  \
           for (; c + 8 <= C; c += 8) dw_cols8_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);      \
           for (; c < C; ++c) dw_cols1_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);              \
         }                                                                                           \
