@@ -54,7 +54,7 @@ import torch
 
 from .._cache_dirs import cache_root
 
-__all__ = ["ENV_VAR", "available", "step", "forward", "backward", "schedule"]
+__all__ = ["ENV_VAR", "available", "step", "forward", "backward", "schedule", "sliced", "release"]
 
 #: set to 0 to never compile or use the kernel (torch's sparse product instead)
 ENV_VAR = "DEEPSPHERE_GEN_NATIVE"
@@ -321,6 +321,16 @@ def schedule(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     with _lock:
         _schedules[id(m)] = (weakref.ref(m, _forget_schedule), key, (ptr, listed))
     return ptr, listed
+
+
+def release(m: torch.Tensor) -> None:
+    """Drop the prefetch schedule and the sliced layout kept for CSR ``m`` (rebuilt at its next
+    use, e.g. the sliced one in ~0.6 s at HEALPix nside 1024)."""
+    with _lock:
+        for cache in (_schedules, _sliced):
+            hit = cache.get(id(m))
+            if hit is not None and hit[0]() is m:
+                del cache[id(m)]
 
 
 def _forget_schedule(ref: weakref.ref) -> None:

@@ -375,3 +375,22 @@ def test_forward_streaming_stores_equal_plain_ones(dtype, O, C, monkeypatch):
         _close(ys[0], torch.einsum("kpc,kco->po", basis, w) + b, 1e-5 if dtype == torch.float32 else 1e-12)
         assert _cheb_native.forward(y, basis, w, None)  # no bias
         _close(y, torch.einsum("kpc,kco->po", basis, w), 1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_layer_release_scratch_drops_the_sliced_copy():
+    """A one-map one-channel float32 layer builds the sliced copy at its first call;
+    release_scratch() drops it, and the next call rebuilds it with the same output."""
+    from deepsphere_gen.nn import ChebConv
+
+    lap = _healpix_laplacian(4)
+    _sliced_or_skip(lap)
+    conv = ChebConv(1, 4, 3, lap)
+    _cheb_native.release(conv.laplacian)
+    x = torch.randn(1, lap.shape[0], 1)
+    with torch.no_grad():
+        y = conv(x).clone()
+        assert _cheb_native._sliced[id(conv.laplacian)][2] is not None
+        conv.release_scratch()
+        assert id(conv.laplacian) not in _cheb_native._sliced
+        torch.testing.assert_close(conv(x), y, rtol=0, atol=0)
+    assert id(conv.laplacian) in _cheb_native._sliced
