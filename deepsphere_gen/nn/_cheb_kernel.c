@@ -11,6 +11,8 @@
  *                columns and needs a second pass for the axpy.
  * cheb_forward:  Y[r, :] = bias + sum_k T_k[r, :] W_k, the (rows, K C) x (K C, O) product of the
  *                Chebyshev stack (T_k[r, c] at T + k ks + r C) with the weights (K, C, O).
+ *                nt: streaming stores of Y (the caller guarantees 64-byte aligned rows of whole
+ *                vectors; HEALPix nside 1024, 1 -> 16 channels: 805 MB written, 69 -> ~40 ms).
  *                No software prefetch: the stack's rows 24-96 ahead cost +5 % at HEALPix nside
  *                32-224 (batch 8, 16 -> 32 channels, K = 5) and helped (-10 %) only at nside 256
  *                with ks = 3 * 2**27 bytes, a slowdown that padding the stack removes (-25 %,
@@ -61,6 +63,11 @@
 #else
 #define SCALAR_LOOPS
 #endif
+
+/* The forward's register tiles are forced inline: called out of line (GCC's choice), each call
+ * spilled its accumulators to the stack and back (HEALPix nside 64, 16 -> 32 channels: the
+ * forward product 20.2 -> 18.6 ms inlined; the step's tiles ran slower inlined: left alone). */
+#define TILE_FN static inline __attribute__((always_inline))
 
 /* rows ahead at which cheb_step prefetches its streamed operands A and Z (with a schedule, i.e.
  * operands beyond the caches): the hardware prefetcher alone fell behind with the gathered
@@ -214,8 +221,9 @@
 
 /* ---- forward product: R rows x NV vectors of outputs from column o0 ---- */
 #define FWD_TILE(T, SUF, VW, R, NV)                                                                 \
-  static inline void fwd_##R##_##NV##_##SUF(int64_t r, int64_t K, int64_t C, int64_t O, const T* Tb, \
-                                            int64_t ks, const T* W, const T* bias, T* Y, int64_t o0) { \
+  TILE_FN void fwd_##R##_##NV##_##SUF(int64_t r, int64_t K, int64_t C, int64_t O, const T* Tb, \
+                                            int64_t ks, const T* W, const T* bias, T* Y, int64_t o0,   \
+                                            int nt) {                                                   \
     vec_##SUF acc[R][NV];                                                                           \
     for (int i = 0; i < R; ++i)                                                                     \
       for (int v = 0; v < NV; ++v) acc[i][v] = bias ? ld_##SUF(bias + o0 + VW * v) : (vec_##SUF){0}; \
@@ -232,17 +240,22 @@
       }                                                                                             \
     }                                                                                               \
     for (int i = 0; i < R; ++i)                                                                     \
-      for (int v = 0; v < NV; ++v) st_##SUF(Y + (r + i) * O + o0 + VW * v, acc[i][v]);             \
+      for (int v = 0; v < NV; ++v) {                                                                \
+        if (nt)                                                                                     \
+          STREAM(SUF, Y + (r + i) * O + o0 + VW * v, acc[i][v]);                                    \
+        else                                                                                        \
+          st_##SUF(Y + (r + i) * O + o0 + VW * v, acc[i][v]);                                       \
+      }                                                                                             \
   }
 
 #define FWD_ROWS(T, SUF, VW, R)                                                                     \
   FWD_TILE(T, SUF, VW, R, 2)                                                                        \
   FWD_TILE(T, SUF, VW, R, 1)                                                                        \
-  static inline void fwd_rows##R##_##SUF(int64_t r, int64_t K, int64_t C, int64_t O, const T* Tb,   \
-                                         int64_t ks, const T* W, const T* bias, T* Y) {             \
+  TILE_FN void fwd_rows##R##_##SUF(int64_t r, int64_t K, int64_t C, int64_t O, const T* Tb,   \
+                                         int64_t ks, const T* W, const T* bias, T* Y, int nt) {     \
     int64_t o0 = 0;                                                                                 \
-    for (; o0 + 2 * VW <= O; o0 += 2 * VW) fwd_##R##_2_##SUF(r, K, C, O, Tb, ks, W, bias, Y, o0);  \
-    if (o0 + VW <= O) { fwd_##R##_1_##SUF(r, K, C, O, Tb, ks, W, bias, Y, o0); o0 += VW; }         \
+    for (; o0 + 2 * VW <= O; o0 += 2 * VW) fwd_##R##_2_##SUF(r, K, C, O, Tb, ks, W, bias, Y, o0, nt); \
+    if (o0 + VW <= O) { fwd_##R##_1_##SUF(r, K, C, O, Tb, ks, W, bias, Y, o0, nt); o0 += VW; }     \
     for (; o0 < O; ++o0)                                                                            \
       for (int i = 0; i < R; ++i) {                                                                 \
         T s = bias ? bias[o0] : 0;                                                                  \
@@ -334,19 +347,76 @@
       }                                                                                             \
   }
 
+/* 16 channels x one vector of outputs: each T value feeds one product, which takes it as an
+ * embedded broadcast from memory; the 8 x 2 tile broadcasts it into a register first, an extra
+ * shuffle that competes with the products for Zen 4's FP pipes */
+#define DW_COLS_ONE(T, SUF, VW, CB)                                                                 \
+  static inline void dw_cols##CB##_##SUF(const T* const* g, const T* t, int64_t C, int64_t m,       \
+                                         T* dw, int64_t O) {                                        \
+    int64_t o0 = 0;                                                                                 \
+    for (; o0 + VW <= O; o0 += VW) dw_##CB##_1_##SUF(g, t, C, m, dw, O, o0);                        \
+    for (; o0 < O; ++o0)                                                                            \
+      for (int c = 0; c < CB; ++c) {                                                                \
+        T s = 0;                                                                                    \
+        for (int64_t r = 0; r < m; ++r) s += t[r * C + c] * g[r][o0];                               \
+        dw[c * O + o0] += s;                                                                        \
+      }                                                                                             \
+  }
+
 #define SUB 256 /* rows per backward block: T (K x SUB x C) and g (SUB x O) stay in L2 */
 
 #define DENSE(T, SUF, VW)                                                                           \
   FWD_ROWS(T, SUF, VW, 6)                                                                           \
   FWD_ROWS(T, SUF, VW, 1)                                                                           \
+  /* one input channel (C = 1, O a multiple of VW): y_r = bias + sum_k T_k[r] W_k, 4 rows at a */  \
+  /* time, no channel loop (the general tiles spent more on loop overhead than on arithmetic) */    \
+  static void fwd_c1_##SUF(int64_t r0, int64_t r1, int64_t K, int64_t O, const T* Tb, int64_t ks,   \
+                           const T* W, const T* bias, T* Y, int32_t nt) {                           \
+    for (int64_t r = r0; r < r1; r += 4) {                                                          \
+      int R = r1 - r < 4 ? (int)(r1 - r) : 4;                                                       \
+      for (int64_t o0 = 0; o0 < O; o0 += VW) {                                                      \
+        vec_##SUF b = bias ? ld_##SUF(bias + o0) : (vec_##SUF){0};                                  \
+        vec_##SUF acc0 = b, acc1 = b, acc2 = b, acc3 = b;                                           \
+        if (R == 4)                                                                                 \
+          for (int64_t k = 0; k < K; ++k) {                                                         \
+            vec_##SUF w = ld_##SUF(W + k * O + o0);                                                 \
+            const T* t = Tb + k * ks + r;                                                           \
+            acc0 += t[0] * w; acc1 += t[1] * w; acc2 += t[2] * w; acc3 += t[3] * w;                 \
+          }                                                                                         \
+        else                                                                                        \
+          for (int64_t k = 0; k < K; ++k) {                                                         \
+            vec_##SUF w = ld_##SUF(W + k * O + o0);                                                 \
+            const T* t = Tb + k * ks + r;                                                           \
+            acc0 += t[0] * w;                                                                       \
+            if (R > 1) acc1 += t[1] * w;                                                            \
+            if (R > 2) acc2 += t[2] * w;                                                            \
+          }                                                                                         \
+        vec_##SUF acc[4] = {acc0, acc1, acc2, acc3};                                                \
+        for (int i = 0; i < R; ++i) {                                                               \
+          if (nt)                                                                                   \
+            STREAM(SUF, Y + (r + i) * O + o0, acc[i]);                                              \
+          else                                                                                      \
+            st_##SUF(Y + (r + i) * O + o0, acc[i]);                                                 \
+        }                                                                                           \
+      }                                                                                             \
+    }                                                                                               \
+  }                                                                                                 \
   void cheb_forward_##SUF(int64_t r0, int64_t r1, int64_t K, int64_t C, int64_t O, const T* Tb,     \
-                          int64_t ks, const T* W, const T* bias, T* Y) {                            \
+                          int64_t ks, const T* W, const T* bias, T* Y, int32_t nt) {                \
+    if (C == 1 && O % VW == 0) {                                                                    \
+      fwd_c1_##SUF(r0, r1, K, O, Tb, ks, W, bias, Y, nt);                                           \
+      if (nt) STREAM_FENCE();                                                                       \
+      return;                                                                                       \
+    }                                                                                               \
     int64_t r = r0;                                                                                 \
-    for (; r + 6 <= r1; r += 6) fwd_rows6_##SUF(r, K, C, O, Tb, ks, W, bias, Y);                    \
-    for (; r < r1; ++r) fwd_rows1_##SUF(r, K, C, O, Tb, ks, W, bias, Y);                            \
+    for (; r + 6 <= r1; r += 6) fwd_rows6_##SUF(r, K, C, O, Tb, ks, W, bias, Y, nt);                \
+    for (; r < r1; ++r) fwd_rows1_##SUF(r, K, C, O, Tb, ks, W, bias, Y, nt);                        \
+    if (nt) STREAM_FENCE();                                                                         \
   }                                                                                                 \
   DT_TILE(T, SUF, VW, 6)                                                                            \
   DT_TILE(T, SUF, VW, 1)                                                                            \
+  DW_TILE(T, SUF, VW, 16, 1)                                                                        \
+  DW_COLS_ONE(T, SUF, VW, 16)                                                                       \
   DW_COLS(T, SUF, VW, 8)                                                                            \
   DW_COLS(T, SUF, VW, 1)                                                                            \
   int cheb_backward_##SUF(int64_t r0, int64_t r1, int64_t K, int64_t C, int64_t O, T* Tb,          \
@@ -357,7 +427,13 @@
     if (db && !dbacc) return 1; /* out of memory: the caller raises */                              \
     for (int64_t rs = r0; rs < r1; rs += SUB) {                                                     \
       int64_t m = r1 - rs < SUB ? r1 - rs : SUB;                                                    \
-      for (int64_t r = 0; r < m; ++r) gp[r] = g + ((rs + r) % B) * sB + ((rs + r) / B) * sP;       \
+      { /* row rs + r = (pixel p, batch b): counters, no division per row */                      \
+        int64_t b = rs % B, p = rs / B;                                                             \
+        for (int64_t r = 0; r < m; ++r) {                                                           \
+          gp[r] = g + b * sB + p * sP;                                                              \
+          if (++b == B) { b = 0; ++p; }                                                             \
+        }                                                                                           \
+      }                                                                                             \
       if (dbacc) { /* the block's sum in vectors (two chains), added to the double sums */         \
         int64_t o = 0;                                                                              \
         for (; o + VW <= O; o += VW) {                                                              \
@@ -376,6 +452,7 @@
         for (int64_t k = 0; k < K; ++k) {                                                           \
           const T* t = Tb + k * ks + rs * C;                                                        \
           int64_t c = 0;                                                                            \
+          for (; c + 16 <= C; c += 16) dw_cols16_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);  \
           for (; c + 8 <= C; c += 8) dw_cols8_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);      \
           for (; c < C; ++c) dw_cols1_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);              \
         }                                                                                           \
@@ -419,3 +496,93 @@ KERNELS(float, f32, 16)
 KERNELS(double, f64, 8)
 DENSE(float, f32, 16)
 DENSE(double, f64, 8)
+
+/* ---- one float32 column in a sliced layout (SELL-16, AVX-512 only) ----
+ * The one-column CSR loop is bound by its loads (matrix column, value, gathered x: three per
+ * non-zero, ~1.7 cycles each on Zen 4, a HEALPix nside-1024 step at 1.8x the bytes it must
+ * move).  Rows are cut into slices of 16 (rows 16 s .. 16 s + 15, one vector of outputs);
+ * slice s has width w_s = its longest row, and holds w_s slots of 16 (column, value) pairs,
+ * lane l of slot q being an entry of row 16 s + l (column-major within the slice).  Each row
+ * lists first its entries whose column lies in the slice's own window [16 s, 16 s + 16),
+ * then padding (column = the row itself, value 0), then the entries outside the window, at
+ * the end of the row; so the first np_s slots read x only inside the window, which is loaded
+ * once as one vector, each slot a register permutation (vpermps) instead of 16 loads; the
+ * other slots gather.  A HEALPix kNN graph in NESTED order (16 consecutive pixels: a 4 x 4
+ * block) has ~70 % of its entries inside the window and np_s ~ 3.8 of 9 slots: a step runs
+ * 0.64x the time of the CSR loop (nside 1024, k = 8).  The padding computes 0 * x (NaN where
+ * x is infinite).  The layout is built once per matrix by cheb_sell_build. */
+#if defined(__AVX512F__)
+int cheb_sell_available(void) { return 1; }
+
+/* The sliced layout of rows [0, 16 S) of CSR (crow, col, val), S = rows / 16, in two calls:
+ * out_val NULL: writes soff (S + 1 prefix sums of 16 w_s) and np (S); else fills out_col and
+ * out_val (soff[S] entries each).  O(nnz) each. */
+void cheb_sell_build(int64_t rows, const int32_t* crow, const int32_t* col, const float* val, int64_t* soff,
+                     int32_t* np, int32_t* out_col, float* out_val) {
+  int64_t S = rows / 16;
+  if (!out_val) soff[0] = 0;
+  for (int64_t s = 0; s < S; ++s) {
+    int32_t w = 0, maxout = 0;
+    for (int l = 0; l < 16; ++l) {
+      int64_t i = 16 * s + l;
+      int32_t nout = 0;
+      for (int32_t j = crow[i]; j < crow[i + 1]; ++j) nout += (col[j] >> 4) != s;
+      if (crow[i + 1] - crow[i] > w) w = crow[i + 1] - crow[i];
+      if (nout > maxout) maxout = nout;
+    }
+    if (!out_val) {
+      soff[s + 1] = soff[s] + 16 * (int64_t)w;
+      np[s] = w - maxout;
+      continue;
+    }
+    w = (int32_t)((soff[s + 1] - soff[s]) / 16);
+    for (int l = 0; l < 16; ++l) {
+      int64_t i = 16 * s + l;
+      int32_t* c = out_col + soff[s] + l;
+      float* v = out_val + soff[s] + l;
+      int32_t q = 0, nout = 0;
+      for (int32_t j = crow[i]; j < crow[i + 1]; ++j) nout += (col[j] >> 4) != s;
+      int32_t qo = w - nout; /* the entries outside the window fill the last slots */
+      for (int32_t j = crow[i]; j < crow[i + 1]; ++j) {
+        if ((col[j] >> 4) == s) { c[16 * q] = col[j]; v[16 * q] = val[j]; ++q; }
+        else { c[16 * qo] = col[j]; v[16 * qo] = val[j]; ++qo; }
+      }
+      for (; q < w - nout; ++q) { c[16 * q] = (int32_t)i; v[16 * q] = 0.0f; }
+    }
+  }
+}
+
+/* Y = alpha L X + a A - z Z for rows [r0, r1) (r0 a multiple of 16; A or Z may be NULL, A may
+ * be Y): whole slices from the sliced layout, the rows of the last partial slice (rows % 16)
+ * from CSR.  pf_dist > 0: X prefetched that many elements ahead.  nt: streaming stores of Y
+ * (64-byte aligned). */
+void cheb_sell_step_f32(int64_t r0, int64_t r1, int64_t rows, const int64_t* soff, const int32_t* np,
+                        const int32_t* scol, const float* sval, const int32_t* crow, const int32_t* col,
+                        const float* val, const float* X, float* Y, const float* A, const float* Z, float alpha,
+                        float a, float z, int64_t pf_dist, int32_t nt) {
+  int64_t full = 16 * (rows / 16), re = r1 < full ? r1 : full;
+  __m512 va = _mm512_set1_ps(alpha), vA = _mm512_set1_ps(a), vZ = _mm512_set1_ps(z);
+  for (int64_t i = r0; i < re; i += 16) {
+    int64_t s = i / 16;
+    if (pf_dist > 0 && i + pf_dist < rows) __builtin_prefetch(X + i + pf_dist, 0, 3);
+    int64_t o = soff[s], e = soff[s + 1], m = o + 16 * (int64_t)np[s];
+    __m512 xw = _mm512_loadu_ps(X + i);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; o < m; o += 16)
+      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(sval + o), _mm512_permutexvar_ps(_mm512_loadu_si512(scol + o), xw), acc0);
+    for (; o < e; o += 16)
+      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(sval + o), _mm512_i32gather_ps(_mm512_loadu_si512(scol + o), X, 4), acc1);
+    __m512 r = _mm512_mul_ps(va, _mm512_add_ps(acc0, acc1));
+    if (A) r = _mm512_fmadd_ps(vA, _mm512_loadu_ps(A + i), r);
+    if (Z) r = _mm512_fnmadd_ps(vZ, _mm512_loadu_ps(Z + i), r);
+    if (nt) _mm512_stream_ps(Y + i, r); else _mm512_storeu_ps(Y + i, r);
+  }
+  if (nt) _mm_sfence();
+  if (r1 > full) {
+    int64_t t0 = r0 > full ? r0 : full;
+    contiguous_column_f32(t0, r1, crow, col, val, X, Y, A, Z, alpha, a, z, 0);
+  }
+}
+#else
+int cheb_sell_available(void) { return 0; }
+#endif

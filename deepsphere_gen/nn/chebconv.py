@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .._validation import check_channels, check_finite, check_pixels, check_positive_int
+from . import _cheb_native
 from ._cheb_sparse import Scratch, cheb_filter, chebyshev_basis, to_torch_csr
 from .laplacian import Laplacian
 
@@ -57,7 +58,10 @@ class ChebConv(nn.Module):
     The layer keeps its work buffers (K x pixels x batch x in_channels values, the output and
     the input gradient) from call to call, and reuses its last output buffer on CPU once
     the caller has dropped every tensor that shares it: this skips the page faults of fresh
-    allocations (as costly as the arithmetic); ``release_scratch()`` frees them.  Buffers
+    allocations (as costly as the arithmetic); ``release_scratch()`` frees them, and the
+    sliced copy of the Laplacian that float32 layers with ONE input map and channel keep on
+    CPUs with AVX-512 (the one-column kernel's layout, 8 bytes per non-zero: +865 MiB at HEALPix
+    nside 1024, k = 8, beside the CSR's 913 MiB; shared by layers sharing the Laplacian).  Buffers
     that no backward needs (outputs, the inference-time stack) are kept only up to
     ``_cheb_sparse.KEEP_BYTES`` (256 MiB), or up to the size of the layer's Laplacian
     (outputs), or in training (where the stack is kept for the backward anyway) each up to
@@ -102,8 +106,10 @@ class ChebConv(nn.Module):
         return cheb_filter(x, self.weight, self.bias, self.laplacian, self.laplacian_t, self._scratch)
 
     def release_scratch(self) -> None:
-        """Free the work buffers kept between calls (they come back on the next training call)."""
+        """Free the work buffers kept between calls (they come back on the next call), and the
+        copies of the Laplacian the CPU kernels keep (see the class docstring)."""
         self._scratch.clear()
+        _cheb_native.release(self.laplacian)
 
     def _apply(self, fn, *args, **kwargs):
         # One call of model.to()/.double()/... hands the same fn to every module: convert each

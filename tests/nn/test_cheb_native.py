@@ -233,3 +233,164 @@ def test_padded_stack_equals_contiguous_one(B, C, O, K, dtype):
         torch.testing.assert_close(a, r, rtol=0, atol=0)
     torch.testing.assert_close(padded, dense, rtol=0, atol=0)  # G_k = g W_k^T, written alike
     assert bool((pad == 7.0).all())
+
+
+def _healpix_laplacian(nside, indices=None):
+    from deepsphere_gen.graph import build_graph
+    from deepsphere_gen.sampling import HealpixSampling
+
+    graph = build_graph(HealpixSampling(nside, indices=indices), k=8, cache=False)
+    return to_torch_csr(graph, dtype=torch.float32)
+
+
+def _sliced_or_skip(lap):
+    layout = _cheb_native.sliced(lap)
+    if layout is None and not _cheb_native._library().cheb_sell_available():
+        pytest.skip("the sliced one-column kernel needs AVX-512")
+    return layout
+
+
+@pytest.mark.parametrize("case", ["full", "partial", "random"])
+def test_sliced_layout_matches_its_definition(case, monkeypatch):
+    """Each slice of 16 rows holds every entry of its rows once (plus zero padding on the row's
+    own column), in-window entries first, out-of-window ones in the last slots, and its first
+    np slots read only inside the window [16 s, 16 s + 16)."""
+    monkeypatch.setattr(_cheb_native, "SLICE_MAX_PADDING", 10.0)  # random rows differ in length
+    if case == "random":
+        _, lap = _laplacian(203, seed=4, dtype=torch.float32)
+    else:
+        lap = _healpix_laplacian(8, np.arange(0, 768, 3)[:150] if case == "partial" else None)
+    soff, npm, scol, sval = _sliced_or_skip(lap)
+    crow, col, val = (t.numpy() for t in (lap.crow_indices(), lap.col_indices(), lap.values()))
+    S = lap.shape[0] // 16
+    assert len(npm) == S and soff[-1] == len(scol) == len(sval)
+    in_window = 0
+    for s in range(S):
+        w = int(soff[s + 1] - soff[s]) // 16
+        slots_c = scol[soff[s]:soff[s + 1]].numpy().reshape(w, 16)
+        slots_v = sval[soff[s]:soff[s + 1]].numpy().reshape(w, 16)
+        assert (slots_c[: int(npm[s])] // 16 == s).all()
+        for lane in range(16):
+            i = 16 * s + lane
+            entries = sorted(zip(col[crow[i]:crow[i + 1]].tolist(), val[crow[i]:crow[i + 1]].tolist()))
+            pads = [(c, v) for c, v in zip(slots_c[:, lane].tolist(), slots_v[:, lane].tolist()) if v == 0 and c == i]
+            stored = [(c, v) for c, v in zip(slots_c[:, lane].tolist(), slots_v[:, lane].tolist())
+                      if not (v == 0 and c == i)]
+            assert sorted(stored) == [e for e in entries if not (e[1] == 0 and e[0] == i)]
+            assert len(pads) + len(stored) == w
+            inside = (slots_c[:, lane] // 16 == s)
+            assert not (~inside[:-1] & inside[1:]).any()  # outside entries come last
+            in_window += int(inside.sum())
+    if case == "full":  # NESTED 4 x 4 blocks: most entries inside the window, > 3 permuted slots per slice
+        assert in_window > 0.6 * soff[-1] and npm.double().mean() > 3
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", ["full", "partial", "random"])
+def test_sliced_step_against_scipy_and_csr(case, threads, monkeypatch):
+    """The one-column float32 step from the sliced layout equals scipy's product (all terms, terms
+    left out, in place, streaming stores, prefetch), and the CSR kernel's up to rounding; row
+    counts not multiples of 16 (partial sky: 150 rows, random: 203) run their last rows from CSR."""
+    if case == "random":
+        A, lap = _laplacian(203, seed=7, dtype=torch.float32)
+    else:
+        lap = _healpix_laplacian(8, np.arange(0, 768, 3)[:150] if case == "partial" else None)
+        A = sp.csr_matrix((lap.values().double().numpy(), lap.col_indices().numpy(), lap.crow_indices().numpy()),
+                          shape=lap.shape)
+    monkeypatch.setattr(_cheb_native, "SLICE_MAX_PADDING", 10.0)  # random rows differ in length
+    assert _sliced_or_skip(lap) is not None
+    n = lap.shape[0]
+    monkeypatch.setattr(_cheb_native, "_THREAD_MIN_WORK", 1)
+    monkeypatch.setattr(_cheb_native, "PREFETCH_MIN_BYTES", 0)
+    monkeypatch.setattr(_cheb_native, "SLICE_PREFETCH_BYTES", 64)
+    monkeypatch.setattr(_cheb_native, "STREAM_MIN_BYTES", 0)
+    rng = np.random.default_rng(n)
+    x, a, z = (torch.from_numpy(rng.standard_normal((n, 1))).float() for _ in range(3))
+    ref = 2 * (A @ x.double().numpy()) + a.double().numpy() - z.double().numpy()
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        out = torch.empty(n + 16, 1)[16:] if threads == 2 else torch.empty(n, 1)  # aligned (streamed) or not
+        assert _cheb_native.step(out, lap, x, 2.0, a, 1.0, z, 1.0)
+        np.testing.assert_allclose(out.double().numpy(), ref, rtol=1e-5, atol=1e-5)
+        inplace = a.clone()
+        assert _cheb_native.step(inplace, lap, x, 2.0, inplace, 1.0, z, 1.0)
+        torch.testing.assert_close(inplace, out, rtol=0, atol=0)
+        assert _cheb_native.step(out, lap, x)
+        np.testing.assert_allclose(out.double().numpy(), A @ x.double().numpy(), rtol=1e-5, atol=1e-5)
+        monkeypatch.setattr(_cheb_native, "SLICE", 1 << 40)  # the CSR kernel
+        csr = torch.empty(n, 1)
+        assert _cheb_native.step(csr, lap, x)
+        _close(out, csr, 1e-6)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_sliced_layout_only_where_it_applies(monkeypatch):
+    """float64, several columns, strided columns and padding above SLICE_MAX_PADDING use the CSR
+    kernel (same products); the layout is built once per matrix and dropped with it."""
+    lap = _healpix_laplacian(4)
+    layout = _sliced_or_skip(lap)
+    assert _cheb_native.sliced(lap) is layout
+    lap64 = lap.double()
+    x = torch.randn(lap.shape[0], 2, dtype=torch.float64)
+    out = torch.empty(lap.shape[0], 1, dtype=torch.float64)
+    assert _cheb_native.step(out, lap64, x[:, :1])  # float64, x strided: the CSR kernel
+    torch.testing.assert_close(out, torch.mm(lap64.to_dense(), x[:, :1]), rtol=1e-12, atol=1e-12)
+    assert id(lap64) not in _cheb_native._sliced
+    key = id(lap)
+    del lap, layout
+    gc.collect()
+    assert key not in _cheb_native._sliced
+    _, rnd = _laplacian(64, seed=1, dtype=torch.float32)
+    monkeypatch.setattr(_cheb_native, "SLICE_MAX_PADDING", 0.0)
+    _cheb_native._sliced.clear()
+    if _cheb_native.sliced(rnd) is None:  # random rows differ in length: padding
+        out, x1 = torch.empty(64, 1), torch.randn(64, 1)
+        assert _cheb_native.step(out, rnd, x1)
+        torch.testing.assert_close(out, torch.mm(rnd.to_dense(), x1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("C", [1, 3])
+@pytest.mark.parametrize("dtype,O", [(torch.float32, 16), (torch.float32, 48), (torch.float64, 8), (torch.float64, 24),
+                                     (torch.float32, 17)])
+def test_forward_streaming_stores_equal_plain_ones(dtype, O, C, monkeypatch):
+    """The forward product with streaming stores (64-byte rows of whole vectors) gives bitwise
+    the plain stores' output; other widths (17) stay on plain stores.  C = 1: the one-channel
+    kernel (4 rows at a time: 301-303 rows leave 1-3 over), O of 1-3 vectors."""
+    K = 5
+    for P in (301, 302, 303) if C == 1 else (301,):
+        g = torch.Generator().manual_seed(O + P)
+        basis = torch.randn(K, P, C, dtype=dtype, generator=g)
+        w = torch.randn(K, C, O, dtype=dtype, generator=g)
+        b = torch.randn(O, dtype=dtype, generator=g)
+        ys = []
+        for limit in (1 << 62, 0):
+            monkeypatch.setattr(_cheb_native, "STREAM_MIN_BYTES", limit)
+            y = torch.empty(P, O, dtype=dtype)
+            assert _cheb_native.forward(y, basis, w, b)
+            ys.append(y)
+        assert _cheb_native._stream(ys[1]) == (O * ys[1].element_size() % 64 == 0 and ys[1].data_ptr() % 64 == 0)
+        torch.testing.assert_close(ys[1], ys[0], rtol=0, atol=0)
+        _close(ys[0], torch.einsum("kpc,kco->po", basis, w) + b, 1e-5 if dtype == torch.float32 else 1e-12)
+        assert _cheb_native.forward(y, basis, w, None)  # no bias
+        _close(y, torch.einsum("kpc,kco->po", basis, w), 1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_layer_release_scratch_drops_the_sliced_copy():
+    """A one-map one-channel float32 layer builds the sliced copy at its first call;
+    release_scratch() drops it, and the next call rebuilds it with the same output."""
+    from deepsphere_gen.nn import ChebConv
+
+    lap = _healpix_laplacian(4)
+    _sliced_or_skip(lap)
+    conv = ChebConv(1, 4, 3, lap)
+    _cheb_native.release(conv.laplacian)
+    x = torch.randn(1, lap.shape[0], 1)
+    with torch.no_grad():
+        y = conv(x).clone()
+        assert _cheb_native._sliced[id(conv.laplacian)][2] is not None
+        conv.release_scratch()
+        assert id(conv.laplacian) not in _cheb_native._sliced
+        torch.testing.assert_close(conv(x), y, rtol=0, atol=0)
+    assert id(conv.laplacian) in _cheb_native._sliced
