@@ -4,7 +4,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-__all__ = ["release_free_memory"]
+__all__ = ["available_memory", "release_free_memory"]
 
 
 def release_free_memory() -> None:
@@ -20,3 +20,16 @@ def release_free_memory() -> None:
         return
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
+
+
+def available_memory() -> int | None:
+    """Bytes the system can still give processes without swapping (Linux ``MemAvailable`` of
+    ``/proc/meminfo``); None where that is not known (other systems)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -53,6 +53,7 @@ from pathlib import Path
 import torch
 
 from .._cache_dirs import cache_root
+from .._memory import available_memory
 
 __all__ = ["ENV_VAR", "available", "step", "forward", "backward", "schedule", "sliced", "release"]
 
@@ -79,6 +80,8 @@ STREAM_MIN_BYTES = 16 << 20
 SLICE = 16
 #: the sliced layout is built only if its padding is at most this fraction of the non-zeros
 SLICE_MAX_PADDING = 0.25
+#: ... and only if the copy takes at most this fraction of the memory still available
+SLICE_MAX_MEMORY_FRACTION = 0.25
 #: the sliced one-column kernel prefetches x this many bytes ahead (HEALPix nside 1024, k = 8:
 #: a step 44 ms at 32 KiB, 41-42 at 128 KiB, 40 at 512 KiB)
 SLICE_PREFETCH_BYTES = 512 << 10
@@ -260,8 +263,10 @@ def _sliced_step(dll, out, m, x, alpha, a_term, a, z_term, z) -> bool:
 
 def sliced(m: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
     """The sliced layout of float32 CSR ``m`` for the one-column kernel (see _cheb_kernel.c),
-    built once per matrix; None where the kernel lacks it (no AVX-512) or where its padding
-    would exceed :data:`SLICE_MAX_PADDING` of the non-zeros.
+    built once per matrix; None where the kernel lacks it (no AVX-512), where its padding
+    would exceed :data:`SLICE_MAX_PADDING` of the non-zeros, or where the copy would take more
+    than :data:`SLICE_MAX_MEMORY_FRACTION` of the memory still available (``MemAvailable``):
+    a copy for speed never pushes a large map towards the OOM killer (the CSR kernel runs then).
 
     Returns (soff (S + 1,) int64, np (S,) int32, col (soff[S],) int32, values (soff[S],)) for
     S = rows // 16 slices.  Memory: 8 bytes per stored entry (non-zeros of the first 16 S rows
@@ -285,7 +290,9 @@ def sliced(m: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
     dll.cheb_sell_build(*args, None, None)
     stored = int(soff[-1])
     layout = None
-    if stored - int(m.crow_indices()[S * SLICE]) <= SLICE_MAX_PADDING * col.numel():
+    free = available_memory()
+    fits = free is None or 8 * stored <= SLICE_MAX_MEMORY_FRACTION * free
+    if fits and stored - int(m.crow_indices()[S * SLICE]) <= SLICE_MAX_PADDING * col.numel():
         scol = torch.empty(stored, dtype=torch.int32)
         sval = torch.empty(stored, dtype=torch.float32)
         dll.cheb_sell_build(*args, scol.data_ptr(), sval.data_ptr())

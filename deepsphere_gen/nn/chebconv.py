@@ -61,7 +61,8 @@ class ChebConv(nn.Module):
     allocations (as costly as the arithmetic); ``release_scratch()`` frees them, and the
     sliced copy of the Laplacian that float32 layers with ONE input map and channel keep on
     CPUs with AVX-512 (the one-column kernel's layout, 8 bytes per non-zero: +865 MiB at HEALPix
-    nside 1024, k = 8, beside the CSR's 913 MiB; shared by layers sharing the Laplacian).  Buffers
+    nside 1024, k = 8, beside the CSR's 913 MiB; shared by layers sharing the Laplacian; not built
+    where it would take over a quarter of the available memory).  Buffers
     that no backward needs (outputs, the inference-time stack) are kept only up to
     ``_cheb_sparse.KEEP_BYTES`` (256 MiB), or up to the size of the layer's Laplacian
     (outputs), or in training (where the stack is kept for the backward anyway) each up to

@@ -351,6 +351,32 @@ def test_sliced_layout_only_where_it_applies(monkeypatch):
         torch.testing.assert_close(out, torch.mm(rnd.to_dense(), x1), rtol=1e-5, atol=1e-5)
 
 
+def test_sliced_copy_not_built_beyond_its_memory_share(monkeypatch):
+    """A sliced copy larger than SLICE_MAX_MEMORY_FRACTION of the available memory is not built
+    (the CSR kernel gives the product); with room it is."""
+    lap = _healpix_laplacian(4)
+    _sliced_or_skip(lap)
+    _cheb_native._sliced.clear()
+    nbytes = 8 * lap.values().numel()
+    monkeypatch.setattr(_cheb_native, "available_memory", lambda: int(nbytes / _cheb_native.SLICE_MAX_MEMORY_FRACTION) - 1)
+    assert _cheb_native.sliced(lap) is None
+    x, out = torch.randn(lap.shape[0], 1), torch.empty(lap.shape[0], 1)
+    assert _cheb_native.step(out, lap, x)
+    torch.testing.assert_close(out, torch.mm(lap.to_dense(), x), rtol=1e-5, atol=1e-5)
+    _cheb_native._sliced.clear()
+    monkeypatch.setattr(_cheb_native, "available_memory", lambda: 100 * nbytes)
+    assert _cheb_native.sliced(lap) is not None
+
+
+def test_available_memory_reads_the_system():
+    from deepsphere_gen._memory import available_memory
+
+    free = available_memory()
+    if free is None:
+        pytest.skip("no /proc/meminfo")
+    assert 0 < free < 1 << 50
+
+
 @pytest.mark.parametrize("C", [1, 3])
 @pytest.mark.parametrize("dtype,O", [(torch.float32, 16), (torch.float32, 48), (torch.float64, 8), (torch.float64, 24),
                                      (torch.float32, 17)])
