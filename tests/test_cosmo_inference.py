@@ -327,7 +327,7 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
     assert _checkpoint(config, "graph", 1).name == "cosmo-graph-m1.pt"
     tc1 = _train_config(config, 7, 1, member=1)
     assert tc1.seed == member_seed(1, 1) != 1 and tc1.checkpoint == _checkpoint(config, "graph", 1)
-    assert _train_config(config, 7, 1).seed == 1 and _member_meta(config, 0) is None
+    assert _train_config(config, 7, 1).seed == 1
     # every setting that shapes a member's training changes its fingerprint
     base = member_fields(config, 1)
     for change in ({"ngal": 3.0}, {"epochs": 5}, {"channels": (8, 8)}, {"seed": 2},
@@ -335,14 +335,21 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
         other = CosmoExperimentConfig(**{**vars(config), **change})
         assert member_fields(other, 1) != base and _member_meta(other, 1)["fingerprint"] != _member_meta(config, 1)["fingerprint"]
     assert member_fields(config, 2) != base
-    # evaluation refuses checkpoints of other settings: member 0 by its stored training settings, members
-    # >= 1 also by their fingerprint
+    # evaluation refuses checkpoints of other settings: by their stored training settings and fingerprint
+    # (a member-0 checkpoint without fingerprint, written before them, by its training settings only)
     from deepsphere_gen._fingerprint import canonical
 
     asdict = lambda tc: canonical(vars(tc))  # noqa: E731  (as fit stores its TrainConfig: plain values)
     state = {"model": {}, "optimizer": {}, "epoch": config.epochs, "history": []}
     save_checkpoint(_checkpoint(config, "graph", 0), {**state, "config": {**asdict(_train_config(config, 7, 1)), "seed": 5}})
     with pytest.raises(CheckpointMismatch, match="cosmo-graph.pt belongs to another run.*seed"):
+        _graph_state(config, 0, "cpu")
+    legacy = {**state, "config": asdict(_train_config(config, 7, 1)), "meta": {}}
+    save_checkpoint(_checkpoint(config, "graph", 0), legacy)
+    assert _graph_state(config, 0, "cpu")["epoch"] == config.epochs
+    save_checkpoint(_checkpoint(config, "graph", 0), {**legacy, "meta": _member_meta(CosmoExperimentConfig(
+        **{**vars(config), "sigma_e": 0.3}), 0)})
+    with pytest.raises(CheckpointMismatch, match="differing: sigma_e"):
         _graph_state(config, 0, "cpu")
     good = {**state, "config": asdict(tc1)}
     save_checkpoint(_checkpoint(config, "graph", 1), good)  # no fingerprint: written by another code or run

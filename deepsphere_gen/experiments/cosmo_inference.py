@@ -343,9 +343,9 @@ def member_seed(seed: int, member: int) -> int:
 
 
 def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
-    """What determines the checkpoint of graph member ``member`` >= 1 (fingerprinted into it, so a
-    checkpoint of another configuration is neither resumed nor evaluated): the simulations' settings,
-    noise, network, training settings, the run's seed and the member."""
+    """What determines the checkpoint of graph member ``member`` (fingerprinted into it, so a checkpoint
+    of another configuration is neither resumed nor evaluated): the simulations' settings, noise,
+    network, training settings, the run's seed and the member."""
     return canonical({"grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
                       "network": {"channels": config.channels, "K": config.K, "k": config.k},
                       "train": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
@@ -353,12 +353,17 @@ def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
                       "seed": config.seed, "member": member, "member_seed": member_seed(config.seed, member)})
 
 
-def _member_meta(config: CosmoExperimentConfig, member: int) -> dict | None:
-    """``fit``'s meta of a member (None for member 0: its checkpoints predate fingerprints and stay reusable)."""
-    if member == 0:
-        return None
+def _member_meta(config: CosmoExperimentConfig, member: int) -> dict:
+    """``fit``'s meta of a member: the fingerprint of :func:`member_fields` and the fields."""
     fields_ = member_fields(config, member)
     return {"fingerprint": fingerprint(fields_), "fields": fields_}
+
+
+def _legacy(member: int, state: dict | None) -> bool:
+    """A checkpoint of member 0 written before the fingerprints (no ``meta["fingerprint"]``): still
+    resumed and evaluated (only its training settings are checked), so earlier single-network runs
+    stay usable; members >= 1 always carry one."""
+    return member == 0 and state is not None and "fingerprint" not in (state.get("meta") or {})
 
 
 def _train_config(config: CosmoExperimentConfig, n_train: int, world: int, member: int = 0) -> TrainConfig:
@@ -376,8 +381,8 @@ _EVAL_KEYS = ("epochs", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "
 
 def _graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | None:
     """The checkpoint of graph member ``member`` (None if absent), checked against ``config``: its stored
-    training settings (seed included) and, for members >= 1, its fingerprint (:func:`member_fields`)
-    must match, else :class:`~deepsphere_gen.training.CheckpointMismatch`."""
+    training settings (seed included) and its fingerprint (:func:`member_fields`; a member-0 checkpoint
+    without one, :func:`_legacy`, is checked on its training settings only) must match, else :class:`~deepsphere_gen.training.CheckpointMismatch`."""
     ckpt = _checkpoint(config, "graph", member)
     if not ckpt.is_file():
         return None
@@ -386,7 +391,7 @@ def _graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | N
     saved = state.get("config") or {}
     diff = [k for k in _EVAL_KEYS if saved.get(k) != getattr(want, k)]
     meta = _member_meta(config, member)
-    if meta is not None and (state.get("meta") or {}).get("fingerprint") != meta["fingerprint"]:
+    if not _legacy(member, state) and (state.get("meta") or {}).get("fingerprint") != meta["fingerprint"]:
         diff += differing_fields((state.get("meta") or {}).get("fields", {}), meta["fields"]) or ["fingerprint"]
     if diff:
         raise CheckpointMismatch(f"checkpoint {ckpt} belongs to another run (differing: {', '.join(diff)}); "
@@ -466,13 +471,17 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
         fresh = CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True, seed=config.seed)
         fixed = CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed)
         for member in range(config.graph_members):  # one after another (under torchrun: all ranks each)
+            ckpt = _checkpoint(config, "graph", member)
+            legacy = ckpt.is_file() and _legacy(member, load_checkpoint(ckpt))
+            if legacy and log and ctx.is_main:
+                log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
             model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
             t0 = time.process_time()
             key = "graph" if member == 0 else f"graph-m{member}"
             histories[key] = fit(model, Subset(_Targets(fresh, space), tr_idx),
                                  _train_config(config, len(tr_idx), ctx.world_size, member),
                                  val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=log,
-                                 ctx=ctx, meta=_member_meta(config, member))
+                                 ctx=ctx, meta=None if legacy else _member_meta(config, member))
             if log and ctx.is_main:
                 log(f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
     feats = [m for m in FEATURE_METHODS if m in config.methods]

@@ -99,8 +99,20 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     for key in ("s8_posterior_ratio_graph_over_ps", "s8_summary_ratio_graph_over_ps", "s8_rmse_test_ratio_graph_over_ps"):
         assert members[0][key] == one[key]
     assert "members" not in one and "graph_members" not in one
-    # a member checkpoint of other settings is neither resumed nor evaluated
+    # a member checkpoint of other settings is neither resumed nor evaluated (member 0's included)
     assert main(["cosmo", *TINY, *dirs, *two, "--ngal", "3"]) == 2
-    assert "cosmo-graph-m1.pt belongs to another run" in capsys.readouterr().err
+    assert "cosmo-graph.pt belongs to another run" in capsys.readouterr().err
+    (ckpts / "cosmo-graph.pt").rename(tmp_path / "graph0.pt")
     assert main(["cosmo", "evaluate", *TINY, *dirs, *two, "--ngal", "3"]) == 2
-    assert "differing: ngal" in capsys.readouterr().err
+    assert "cosmo-graph-m1.pt belongs to another run" in capsys.readouterr().err
+    (tmp_path / "graph0.pt").rename(ckpts / "cosmo-graph.pt")
+    assert main(["cosmo", "evaluate", *TINY, *dirs, *two, "--ngal", "3"]) == 2
+    assert "cosmo-graph.pt belongs to another run (differing: ngal)" in capsys.readouterr().err
+    # a member-0 checkpoint written before the fingerprints is still reused (its training settings checked)
+    state = torch.load(ckpts / "cosmo-graph.pt", weights_only=True)
+    torch.save({**state, "meta": {}}, ckpts / "cosmo-graph.pt")
+    assert main(["cosmo", *TINY, *dirs, "--methods", "graph", "power_spectrum", "--json", str(tmp_path / "old.json")]) == 0
+    out = capsys.readouterr().out
+    assert "predates checkpoint fingerprints" in out and "finished run found" in out
+    assert json.loads((tmp_path / "old.json").read_text())["summary"]["s8_posterior_ratio_graph_over_ps"] == \
+        one["s8_posterior_ratio_graph_over_ps"]
