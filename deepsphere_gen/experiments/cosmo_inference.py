@@ -460,30 +460,36 @@ def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tenso
 def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
           log=print) -> dict:
     """Train every method of ``config.methods`` on the training cosmologies minus the validation
-    ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories."""
+    ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories.
+    Order: graph member 0, the MLPs, graph members >= 1 (so the MLPs do not depend on
+    ``graph_members``); every graph member's initial weights are seeded by :func:`member_seed`."""
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
     space = ParameterSpace(config.grid)
     val = validation_mask(path, config.seed)
     tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
     histories = {}
-    if "graph" in config.methods:
+
+    def train_graph(member: int) -> None:
+        ckpt = _checkpoint(config, "graph", member)
+        legacy = ckpt.is_file() and _legacy(member, load_checkpoint(ckpt))
+        if legacy and log and ctx.is_main:
+            log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
         fresh = CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True, seed=config.seed)
         fixed = CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed)
-        for member in range(config.graph_members):  # one after another (under torchrun: all ranks each)
-            ckpt = _checkpoint(config, "graph", member)
-            legacy = ckpt.is_file() and _legacy(member, load_checkpoint(ckpt))
-            if legacy and log and ctx.is_main:
-                log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
-            model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
-            t0 = time.process_time()
-            key = "graph" if member == 0 else f"graph-m{member}"
-            histories[key] = fit(model, Subset(_Targets(fresh, space), tr_idx),
-                                 _train_config(config, len(tr_idx), ctx.world_size, member),
-                                 val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=log,
-                                 ctx=ctx, meta=None if legacy else _member_meta(config, member))
-            if log and ctx.is_main:
-                log(f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
+        seed_everything(member_seed(config.seed, member))  # the initial weights
+        model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
+        t0 = time.process_time()
+        key = "graph" if member == 0 else f"graph-m{member}"
+        histories[key] = fit(model, Subset(_Targets(fresh, space), tr_idx),
+                             _train_config(config, len(tr_idx), ctx.world_size, member),
+                             val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=log,
+                             ctx=ctx, meta=None if legacy else _member_meta(config, member))
+        if log and ctx.is_main:
+            log(f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
+
+    if "graph" in config.methods:
+        train_graph(0)
     feats = [m for m in FEATURE_METHODS if m in config.methods]
     if feats and ctx.is_main:
         est = _estimator(config)
@@ -507,6 +513,10 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
                 log(f"cosmo {m}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
                     f"(train {hist[best]['train_loss']:.3f}), {time.process_time() - t0:.0f} s process CPU")
     ctx.barrier()
+    if "graph" in config.methods:  # after the MLPs, whose initial weights follow member 0's training
+        for member in range(1, config.graph_members):  # one after another (under torchrun: all ranks each)
+            train_graph(member)
+        ctx.barrier()
     return histories
 
 

@@ -99,6 +99,12 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     for key in ("s8_posterior_ratio_graph_over_ps", "s8_summary_ratio_graph_over_ps", "s8_rmse_test_ratio_graph_over_ps"):
         assert members[0][key] == one[key]
     assert "members" not in one and "graph_members" not in one
+    # training is reproducible (member 0's initial weights are seeded) and the MLPs do not depend on the members
+    assert main(["cosmo", "train", *TINY, "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "single"),
+                 "--methods", "graph", "power_spectrum"]) == 0
+    for name in ("cosmo-graph.pt", "cosmo-power_spectrum.pt"):
+        a, b = (torch.load(d / "checkpoints" / name, weights_only=True)["model"] for d in (tmp_path / "out", tmp_path / "single"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     # a member checkpoint of other settings is neither resumed nor evaluated (member 0's included)
     assert main(["cosmo", *TINY, *dirs, *two, "--ngal", "3"]) == 2
     assert "cosmo-graph.pt belongs to another run" in capsys.readouterr().err
