@@ -41,6 +41,15 @@ the width ratio; the pooled fit's bootstrap standard deviation is in the records
 (:func:`calibration_scale_sd`).  The held-out test cosmologies and the fiducial maps never
 enter the calibration, so their coverage checks it; raw (uncalibrated) metrics are kept in the
 records.
+
+Graph ensemble (``graph_members`` M > 1): M graph networks trained one after another on the same
+data with training seeds :func:`member_seed` (member 0 is the single network, checkpoint
+``cosmo-graph.pt``; member i: ``cosmo-graph-m<i>.pt``; every checkpoint carries a fingerprint of
+:func:`member_fields`).  Each sample's M Gaussians in u-space become one by moment matching their
+equal-weight mixture (:func:`mixture_moments`) before the variance calibration, which runs
+unchanged; the summary likelihood uses the ensemble mean.  Each member alone is evaluated too
+(``records[graph]["members"]``, ``summary["members"]``).  Cost: M times the graph training, M
+prediction passes.
 """
 from __future__ import annotations
 
