@@ -15,6 +15,9 @@ from deepsphere_gen.experiments.cosmo_inference import (
     calibration_scales,
     gaussian_nll,
     interval_coverage,
+    member_fields,
+    member_seed,
+    mixture_moments,
     posterior_metrics,
     summary_widths,
 )
@@ -279,3 +282,82 @@ def test_variance_calibration_recovers_a_location_dependent_scale_and_keeps_a_gl
         VarianceCalibration(space.centre, space.half).fit(mean[:16], cov[:16], truth[:16], groups[:16])
     with pytest.raises(ValueError, match="not fitted"):
         VarianceCalibration(space.centre, space.half).scales(mean)
+
+
+def test_mixture_moments_match_an_explicit_computation_and_samples_of_the_mixture():
+    rng = np.random.default_rng(11)
+    m, n = 3, 4
+    means = rng.normal(size=(m, n, 2))
+    a = rng.normal(size=(m, n, 2, 2))
+    covs = a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(2)
+    mean, cov = mixture_moments(means, covs)
+    for j in range(n):  # law of total expectation / variance, written out per sample
+        mu = sum(means[i, j] for i in range(m)) / m
+        second = sum(covs[i, j] + np.outer(means[i, j], means[i, j]) for i in range(m)) / m
+        np.testing.assert_allclose(mean[j], mu, rtol=1e-12)
+        np.testing.assert_allclose(cov[j], second - np.outer(mu, mu), rtol=1e-10, atol=1e-12)
+    # sampling: pick a member uniformly, draw from its Gaussian; empirical moments of sample 0
+    k = 400_000
+    pick = rng.integers(m, size=k)
+    draws = np.stack([rng.multivariate_normal(means[i, 0], covs[i, 0], size=k) for i in range(m)])[pick, np.arange(k)]
+    np.testing.assert_allclose(draws.mean(0), mean[0], atol=0.01)
+    np.testing.assert_allclose(np.cov(draws, rowvar=False), cov[0], atol=0.02 * np.abs(cov[0]).max())
+    # one member: returned unchanged (the single network's results are bit-identical)
+    one_mean, one_cov = mixture_moments(means[:1], covs[:1])
+    assert np.array_equal(one_mean, means[0]) and np.array_equal(one_cov, covs[0])
+    # equal members: the same Gaussian
+    same_mean, same_cov = mixture_moments(np.stack([means[0]] * 2), np.stack([covs[0]] * 2))
+    np.testing.assert_allclose(same_cov, covs[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="covs"):
+        mixture_moments(means, covs[:, :, :1])
+
+
+def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
+    from deepsphere_gen.experiments.cosmo_inference import _checkpoint, _graph_state, _member_meta, _train_config
+    from deepsphere_gen.training import CheckpointMismatch, save_checkpoint
+
+    assert member_seed(3, 0) == 3 and member_seed(3, 1) == member_seed(3, 1)
+    seeds = {member_seed(s, i) for s in range(20) for i in range(5)}
+    assert len(seeds) == 100  # no member shares a training seed with another run's member (seeds 0..19)
+    with pytest.raises(ValueError, match="graph_members"):
+        CosmoExperimentConfig(graph_members=0)
+    grid = CosmoGridConfig(nside=16, n_train=8)
+    config = CosmoExperimentConfig(grid=grid, out_dir=str(tmp_path), graph_members=2, seed=1)
+    assert _checkpoint(config, "graph", 0).name == "cosmo-graph.pt"
+    assert _checkpoint(config, "graph", 1).name == "cosmo-graph-m1.pt"
+    tc1 = _train_config(config, 7, 1, member=1)
+    assert tc1.seed == member_seed(1, 1) != 1 and tc1.checkpoint == _checkpoint(config, "graph", 1)
+    assert _train_config(config, 7, 1).seed == 1
+    # every setting that shapes a member's training changes its fingerprint
+    base = member_fields(config, 1)
+    for change in ({"ngal": 3.0}, {"epochs": 5}, {"channels": (8, 8)}, {"seed": 2},
+                   {"grid": CosmoGridConfig(nside=16, n_train=9)}):
+        other = CosmoExperimentConfig(**{**vars(config), **change})
+        assert member_fields(other, 1) != base and _member_meta(other, 1)["fingerprint"] != _member_meta(config, 1)["fingerprint"]
+    assert member_fields(config, 2) != base
+    # evaluation refuses checkpoints of other settings: by their stored training settings and fingerprint
+    # (a member-0 checkpoint without fingerprint, written before them, by its training settings only)
+    from deepsphere_gen._fingerprint import canonical
+
+    asdict = lambda tc: canonical(vars(tc))  # noqa: E731  (as fit stores its TrainConfig: plain values)
+    state = {"model": {}, "optimizer": {}, "epoch": config.epochs, "history": []}
+    save_checkpoint(_checkpoint(config, "graph", 0), {**state, "config": {**asdict(_train_config(config, 7, 1)), "seed": 5}})
+    with pytest.raises(CheckpointMismatch, match="cosmo-graph.pt belongs to another run.*seed"):
+        _graph_state(config, 0, "cpu")
+    legacy = {**state, "config": asdict(_train_config(config, 7, 1)), "meta": {}}
+    save_checkpoint(_checkpoint(config, "graph", 0), legacy)
+    assert _graph_state(config, 0, "cpu")["epoch"] == config.epochs
+    save_checkpoint(_checkpoint(config, "graph", 0), {**legacy, "meta": _member_meta(CosmoExperimentConfig(
+        **{**vars(config), "sigma_e": 0.3}), 0)})
+    with pytest.raises(CheckpointMismatch, match="differing: sigma_e"):
+        _graph_state(config, 0, "cpu")
+    good = {**state, "config": asdict(tc1)}
+    save_checkpoint(_checkpoint(config, "graph", 1), good)  # no fingerprint: written by another code or run
+    with pytest.raises(CheckpointMismatch, match="cosmo-graph-m1.pt belongs to another run"):
+        _graph_state(config, 1, "cpu")
+    other = CosmoExperimentConfig(**{**vars(config), "ngal": 3.0})
+    save_checkpoint(_checkpoint(config, "graph", 1), {**good, "meta": _member_meta(other, 1)})
+    with pytest.raises(CheckpointMismatch, match="differing: ngal"):
+        _graph_state(config, 1, "cpu")
+    save_checkpoint(_checkpoint(config, "graph", 1), {**good, "meta": _member_meta(config, 1)})
+    assert _graph_state(config, 1, "cpu")["epoch"] == config.epochs

@@ -66,6 +66,9 @@ def _common(p, with_outputs: bool = True) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (cosine schedule)")
     p.add_argument("--graph-weights", choices=GRAPH_WEIGHTS, default=d.graph_weights,
                    help="evaluate the graph network's epoch of lowest validation loss (best) or its last epoch")
+    p.add_argument("--graph-members", type=int, default=d.graph_members,
+                   help="graph networks trained with different seeds on the same data, their posteriors combined "
+                        "(member 0: the single network and its checkpoint; member i: checkpoint cosmo-graph-m<i>.pt)")
     p.add_argument("--seed", type=int, default=0, help="seed of the design, maps, noise and training")
     p.add_argument("--data-dir", default=None, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
     p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")
@@ -106,7 +109,7 @@ def _config(args):
                                 calib_noise_draws=args.calib_noise_draws, calibration=args.calibration,
                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
                                 out_dir=args.out_dir, device=args.device, progress=not args.no_progress,
-                                graph_weights=args.graph_weights)
+                                graph_weights=args.graph_weights, graph_members=args.graph_members)
     return replace(cfg, channels=q["channels"]) if args.quick else cfg
 
 

@@ -46,7 +46,10 @@ class CosmoExperimentConfig:
     training sample for the summary-statistic MLPs (the graph net draws new noise every time); calib_noise_draws:
     noise realisations of every calibration-split sample in the variance calibration (all methods); calibration:
     "cv" (the variance factor of each parameter global, linear or quadratic in the predicted parameters, chosen by
-    grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor)."""
+    grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor);
+    graph_members: graph networks trained on the same data with different training seeds, their Gaussian
+    posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
+    ``cosmo-graph.pt``; member i >= 1: :func:`.cosmo_inference.member_seed`, ``cosmo-graph-m{i}.pt``)."""
 
     grid: CosmoGridConfig = field(default_factory=_default_grid)
     ngal: float = 6.0
@@ -71,6 +74,7 @@ class CosmoExperimentConfig:
     device: str | None = None
     progress: bool = True
     graph_weights: str = "best"
+    graph_members: int = 1
 
     def __post_init__(self):
         from .._validation import check_positive_int
@@ -80,7 +84,7 @@ class CosmoExperimentConfig:
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
         if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
-        for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size"):
+        for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size", "graph_members"):
             check_positive_int(getattr(self, name), name)
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")

@@ -41,6 +41,15 @@ the width ratio; the pooled fit's bootstrap standard deviation is in the records
 (:func:`calibration_scale_sd`).  The held-out test cosmologies and the fiducial maps never
 enter the calibration, so their coverage checks it; raw (uncalibrated) metrics are kept in the
 records.
+
+Graph ensemble (``graph_members`` M > 1): M graph networks trained one after another on the same
+data with training seeds :func:`member_seed` (member 0 is the single network, checkpoint
+``cosmo-graph.pt``; member i: ``cosmo-graph-m<i>.pt``; every checkpoint carries a fingerprint of
+:func:`member_fields`).  Each sample's M Gaussians in u-space become one by moment matching their
+equal-weight mixture (:func:`mixture_moments`) before the variance calibration, which runs
+unchanged; the summary likelihood uses the ensemble mean.  Each member alone is evaluated too
+(``records[graph]["members"]``, ``summary["members"]``).  Cost: M times the graph training, M
+prediction passes.
 """
 from __future__ import annotations
 
@@ -57,13 +66,14 @@ from scipy import stats
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
+from .._fingerprint import canonical, differing_fields, fingerprint
 from .._io import atomic_write_json
 from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
 from ..datasets.pseudo_cl import PseudoCl
 from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
-from ..training import (DistContext, TrainConfig, distributed_context, fit, load_checkpoint, save_checkpoint,
-                        seed_everything, trained_weights)
+from ..training import (CheckpointMismatch, DistContext, TrainConfig, distributed_context, fit, load_checkpoint,
+                        save_checkpoint, seed_everything, trained_weights)
 from .cosmo_calibration import DEGREES, VarianceCalibration
 from .cosmo_config import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
 from .cosmo_fisher import power_spectrum_forecast
@@ -71,7 +81,7 @@ from .cosmo_summaries import summary_features
 from .reporting import align_rows, save_png
 
 __all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
-           "posterior_metrics", "calibration_scales", "calibration_scale_sd", "summary_widths", "bootstrap_ratios", "pooling_plan",
+           "posterior_metrics", "mixture_moments", "member_seed", "member_fields", "calibration_scales", "calibration_scale_sd", "summary_widths", "bootstrap_ratios", "pooling_plan",
            "build_graph_model", "generate", "train", "evaluate_all", "format_table", "write_json", "plot_all"]
 
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
@@ -326,16 +336,76 @@ def _features(config, path, est, split, draws=1):
     return {m: np.concatenate(v) for m, v in out.items()}, np.tile(params, (draws, 1))
 
 
-def _checkpoint(config: CosmoExperimentConfig, method: str) -> Path:
-    return Path(config.out_dir) / "checkpoints" / f"cosmo-{method}.pt"
+def _checkpoint(config: CosmoExperimentConfig, method: str, member: int = 0) -> Path:
+    """``checkpoints/cosmo-<method>.pt``; graph ensemble member i >= 1: ``cosmo-graph-m<i>.pt``."""
+    return Path(config.out_dir) / "checkpoints" / (f"cosmo-{method}.pt" if member == 0 else f"cosmo-{method}-m{member}.pt")
 
 
-def _train_config(config: CosmoExperimentConfig, n_train: int, world: int) -> TrainConfig:
+def member_seed(seed: int, member: int) -> int:
+    """Training seed of graph ensemble member ``member`` of a run with ``seed``: ``seed`` itself for
+    member 0 (the single network), else 31 bits of ``SeedSequence([seed, 7477, member])`` (weights,
+    data order and training noise differ; the data, validation split and noise of the evaluation
+    stay those of ``seed``)."""
+    if member == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), 7477, int(member)]).generate_state(1)[0] >> 1)
+
+
+def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
+    """What determines the checkpoint of graph member ``member`` (fingerprinted into it, so a checkpoint
+    of another configuration is neither resumed nor evaluated): the simulations' settings, noise,
+    network, training settings, the run's seed and the member."""
+    return canonical({"grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
+                      "network": {"channels": config.channels, "K": config.K, "k": config.k},
+                      "train": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                                "weight_decay": config.weight_decay},
+                      "seed": config.seed, "member": member, "member_seed": member_seed(config.seed, member)})
+
+
+def _member_meta(config: CosmoExperimentConfig, member: int) -> dict:
+    """``fit``'s meta of a member: the fingerprint of :func:`member_fields` and the fields."""
+    fields_ = member_fields(config, member)
+    return {"fingerprint": fingerprint(fields_), "fields": fields_}
+
+
+def _legacy(member: int, state: dict | None) -> bool:
+    """A checkpoint of member 0 written before the fingerprints (no ``meta["fingerprint"]``): still
+    resumed and evaluated (only its training settings are checked), so earlier single-network runs
+    stay usable; members >= 1 always carry one."""
+    return member == 0 and state is not None and "fingerprint" not in (state.get("meta") or {})
+
+
+def _train_config(config: CosmoExperimentConfig, n_train: int, world: int, member: int = 0) -> TrainConfig:
     batch = max(world, min(config.batch_size, n_train) - min(config.batch_size, n_train) % world)
     return TrainConfig(epochs=config.epochs, batch_size=batch, lr=config.lr, weight_decay=config.weight_decay,
-                       seed=config.seed, device=config.device, progress=config.progress, lr_schedule="cosine",
-                       warmup=0.05, recalibrate_samples=512, checkpoint=_checkpoint(config, "graph"),
-                       desc="cosmo graph", keep_best="val_loss")
+                       seed=member_seed(config.seed, member), device=config.device, progress=config.progress,
+                       lr_schedule="cosine", warmup=0.05, recalibrate_samples=512,
+                       checkpoint=_checkpoint(config, "graph", member),
+                       desc="cosmo graph" if member == 0 else f"cosmo graph m{member}", keep_best="val_loss")
+
+
+#: TrainConfig fields a graph checkpoint must share with the run that evaluates it
+_EVAL_KEYS = ("epochs", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "keep_best")
+
+
+def _graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | None:
+    """The checkpoint of graph member ``member`` (None if absent), checked against ``config``: its stored
+    training settings (seed included) and its fingerprint (:func:`member_fields`; a member-0 checkpoint
+    without one, :func:`_legacy`, is checked on its training settings only) must match, else :class:`~deepsphere_gen.training.CheckpointMismatch`."""
+    ckpt = _checkpoint(config, "graph", member)
+    if not ckpt.is_file():
+        return None
+    state = load_checkpoint(ckpt, map_location=device)
+    want = _train_config(config, 1, 1, member)
+    saved = state.get("config") or {}
+    diff = [k for k in _EVAL_KEYS if saved.get(k) != getattr(want, k)]
+    meta = _member_meta(config, member)
+    if not _legacy(member, state) and (state.get("meta") or {}).get("fingerprint") != meta["fingerprint"]:
+        diff += differing_fields((state.get("meta") or {}).get("fields", {}), meta["fields"]) or ["fingerprint"]
+    if diff:
+        raise CheckpointMismatch(f"checkpoint {ckpt} belongs to another run (differing: {', '.join(diff)}); "
+                                 "not evaluated: train again in another --out-dir or remove it")
+    return state
 
 
 def validation_mask(path, seed: int = 0) -> np.ndarray:
@@ -399,24 +469,36 @@ def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tenso
 def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
           log=print) -> dict:
     """Train every method of ``config.methods`` on the training cosmologies minus the validation
-    ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories."""
+    ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories.
+    Order: graph member 0, the MLPs, graph members >= 1 (so the MLPs do not depend on
+    ``graph_members``); every graph member's initial weights are seeded by :func:`member_seed`."""
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
     space = ParameterSpace(config.grid)
     val = validation_mask(path, config.seed)
     tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
     histories = {}
-    if "graph" in config.methods:
+
+    def train_graph(member: int) -> None:
+        ckpt = _checkpoint(config, "graph", member)
+        legacy = ckpt.is_file() and _legacy(member, load_checkpoint(ckpt))
+        if legacy and log and ctx.is_main:
+            log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
         fresh = CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True, seed=config.seed)
         fixed = CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed)
+        seed_everything(member_seed(config.seed, member))  # the initial weights
         model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
         t0 = time.process_time()
-        histories["graph"] = fit(model, Subset(_Targets(fresh, space), tr_idx),
-                                 _train_config(config, len(tr_idx), ctx.world_size),
-                                 val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=log,
-                                 ctx=ctx)
+        key = "graph" if member == 0 else f"graph-m{member}"
+        histories[key] = fit(model, Subset(_Targets(fresh, space), tr_idx),
+                             _train_config(config, len(tr_idx), ctx.world_size, member),
+                             val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=log,
+                             ctx=ctx, meta=None if legacy else _member_meta(config, member))
         if log and ctx.is_main:
-            log(f"cosmo graph: trained, {time.process_time() - t0:.0f} s process CPU")
+            log(f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
+
+    if "graph" in config.methods:
+        train_graph(0)
     feats = [m for m in FEATURE_METHODS if m in config.methods]
     if feats and ctx.is_main:
         est = _estimator(config)
@@ -440,6 +522,10 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
                 log(f"cosmo {m}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
                     f"(train {hist[best]['train_loss']:.3f}), {time.process_time() - t0:.0f} s process CPU")
     ctx.barrier()
+    if "graph" in config.methods:  # after the MLPs, whose initial weights follow member 0's training
+        for member in range(1, config.graph_members):  # one after another (under torchrun: all ranks each)
+            train_graph(member)
+        ctx.barrier()
     return histories
 
 
@@ -461,29 +547,25 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
     if not ctx.is_main:
         return {"records": [], "summary": {}, "predictions": {}}
     feats = {}
+    val_idx = np.flatnonzero(validation_mask(path, config.seed))
     for method in config.methods:
-        ckpt = _checkpoint(config, method)
-        if not ckpt.is_file():
-            if log:
-                log(f"cosmo: no checkpoint {ckpt}: run `deepsphere-gen cosmo train` first")
-            continue
-        state = load_checkpoint(ckpt, map_location=ctx.device)
         t0 = time.process_time()
-        out = {}
-        val_idx = np.flatnonzero(validation_mask(path, config.seed))
         if method == "graph":
-            model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
-            if config.graph_weights == "last" or "best" not in state:
-                state = {**state, "best": {"epoch": int(state["epoch"]), "model": state["model"]}}
-            model.load_state_dict(trained_weights(state))
-            model.to(ctx.device)
-            data = {split: CosmoMapDataset(path, split, config.noise_std(), seed=config.seed) for split in SPLITS}
-            data["validation"] = Subset(data.pop("train"), val_idx.tolist())
-            data["calibration"] = ConcatDataset([data["calibration"]] + [  # the noise draws of summary_features
-                CosmoMapDataset(path, "calibration", config.noise_std(), seed=config.seed + 7919 * r)
-                for r in range(1, config.calib_noise_draws)])
-            out = {split: _predict(model, ds, ctx.device) for split, ds in data.items()}
+            states = [_graph_state(config, i, ctx.device) for i in range(config.graph_members)]
+            missing = [str(_checkpoint(config, method, i)) for i, st in enumerate(states) if st is None]
+            if missing:
+                if log:
+                    log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
+                continue
+            outs = [_graph_outputs(config, path, st, val_idx, ctx.device) for st in states]
+            state = states[0]
         else:
+            ckpt = _checkpoint(config, method)
+            if not ckpt.is_file():
+                if log:
+                    log(f"cosmo: no checkpoint {ckpt}: run `deepsphere-gen cosmo train` first")
+                continue
+            state = load_checkpoint(ckpt, map_location=ctx.device)
             if not feats:
                 est = _estimator(config)
                 feats["train"] = _features(config, path, est, "train", config.ps_noise_draws)[0]
@@ -498,45 +580,30 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             inputs = {"test": feats["test"][method], "fiducial": feats["fiducial"][method],
                       "validation": train_x[val_idx],  # noise draw 0 of the validation samples
                       "calibration": feats["calibration"][method]}
-            out = {split: _predict(model, TensorDataset(scaler(x)), ctx.device, 512) for split, x in inputs.items()}
-        kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])  # MLPs: epoch = the best one
+            outs = [{split: _predict(model, TensorDataset(scaler(x)), ctx.device, 512) for split, x in inputs.items()}]
+        if method == "graph" and config.graph_weights == "last":
+            kept = int(state["epoch"])
+        else:
+            kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])  # MLPs: epoch = the best one
         last = state["history"][kept - 1]
         rec = {"method": method, "epochs": kept, "epochs_run": len(state["history"]),
                "train_seconds": float(sum(h["seconds"] for h in state["history"])),
                "train_loss": float(last["train_loss"]), "val_loss": float(last.get("val_loss", math.nan))}
-        mean_c, cov_c, theta_c, groups = _calibration_set(config, path, space, val_idx, out)
-        cv = config.calibration == "cv" and len(np.unique(groups)) >= 5
-        cal = VarianceCalibration(space.centre, space.half, DEGREES if cv else (0,), seed=config.seed).fit(
-            mean_c, cov_c, np.stack([theta_c[:, 0], s8(theta_c[:, 0], theta_c[:, 1])], -1), groups)
-        scale = calibration_scales(mean_c, cov_c, theta_c)
-        rec["calibration_scales"] = scale.tolist()
-        n_val = len(val_idx)
-        rec["calibration"] = {
-            "scales": scale.tolist(), "n_samples": int(len(theta_c)), "n_cosmologies": int(len(np.unique(groups))),
-            "scales_bootstrap_sd": _maybe(calibration_scale_sd, mean_c, cov_c, theta_c, groups, seed=config.seed),
-            "validation_only_scales": calibration_scales(mean_c[:n_val], cov_c[:n_val], theta_c[:n_val]).tolist(),
-            "validation_only_bootstrap_sd": _maybe(calibration_scale_sd, mean_c[:n_val], cov_c[:n_val],
-                                                   theta_c[:n_val], groups[:n_val], seed=config.seed),
-            "model": cal.to_dict()}
-        rec["uncalibrated"] = {}
-        preds[method] = {}
-        for split in ("test", "fiducial"):
-            theta = np.load(path / f"params_{split}.npy")
-            mean, cov = space.from_u(*_mean_cov(out[split]))
-            raw = posterior_metrics(mean, cov, theta)
-            rec["uncalibrated"][split] = {k: raw[k] for k in ("omega_m", "s8", "joint")}
-            cov = cal.apply(mean, cov)
-            rec[split] = posterior_metrics(mean, cov, theta)
-            preds[method][split] = {"mean": mean, "cov": cov, "theta": theta}
-        rec["fiducial"]["mean_cov"] = np.mean(preds[method]["fiducial"]["cov"], 0).tolist()
-        rec["calibration"]["scales_at_fiducial"] = np.mean(cal.scales(preds[method]["fiducial"]["mean"]), 0).tolist()
-        preds[method]["calibration"] = {"mean": mean_c, "theta": theta_c}
-        try:
-            rec["fiducial"]["summary_width"] = summary_widths(
-                mean_c, theta_c, preds[method]["fiducial"]["mean"], preds[method]["test"]["mean"],
-                preds[method]["test"]["theta"])
-        except (ValueError, np.linalg.LinAlgError):  # too few calibration cosmologies (tiny runs)
-            rec["fiducial"]["summary_width"] = {"omega_m": None, "s8": None, "slope": None}
+        per_member = [{split: _mean_cov(o) for split, o in out.items()} for out in outs]
+        moments = per_member[0] if len(outs) == 1 else {
+            split: mixture_moments(np.stack([m[split][0] for m in per_member]), np.stack([m[split][1] for m in per_member]))
+            for split in per_member[0]}
+        part, preds[method] = _posterior_record(config, path, space, val_idx, moments)
+        rec.update(part)
+        if len(outs) > 1:
+            rec["members"] = []
+            for i, (st, mom) in enumerate(zip(states, per_member)):
+                one = _posterior_record(config, path, space, val_idx, mom)[0]
+                rec["members"].append({"member": i, "seed": member_seed(config.seed, i),
+                                       "train_seconds": float(sum(h["seconds"] for h in st["history"])),
+                                       **_widths(one), "coverage_68": one["test"]["s8"]["coverage_68"],
+                                       "summary_coverage_68": _summary_coverage(one)})
+            rec["graph_members"] = len(outs)
         rec["eval_cpu_seconds"] = time.process_time() - t0
         records.append(rec)
     summary = _summary(records)
@@ -547,15 +614,90 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
     return {"records": records, "summary": summary, "predictions": preds}
 
 
+def mixture_moments(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (n, d) and covariance (n, d, d) of the equal-weight mixture of M Gaussians per sample,
+    means (M, n, d), covs (M, n, d, d): ``mean = avg_i mu_i``, ``cov = avg_i C_i + avg_i (mu_i - mean)(mu_i - mean)^T``
+    (the moment-matched Gaussian of a deep ensemble; M = 1 returns the inputs unchanged)."""
+    means, covs = np.asarray(means, dtype=np.float64), np.asarray(covs, dtype=np.float64)
+    if means.ndim != 3 or covs.shape != means.shape + means.shape[-1:] or len(means) == 0:
+        raise ValueError(f"need means (M, n, d) and covs (M, n, d, d), got {means.shape} and {covs.shape}")
+    if len(means) == 1:
+        return means[0], covs[0]
+    mean = means.mean(0)
+    d = means - mean
+    return mean, covs.mean(0) + np.einsum("mni,mnj->nij", d, d) / len(means)
+
+
+def _graph_outputs(config: CosmoExperimentConfig, path: Path, state: dict, val_idx: np.ndarray, device) -> dict:
+    """Raw outputs (n, 5) of one graph network (checkpoint ``state``) on every evaluated split."""
+    model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
+    if config.graph_weights == "last" or "best" not in state:
+        state = {**state, "best": {"epoch": int(state["epoch"]), "model": state["model"]}}
+    model.load_state_dict(trained_weights(state))
+    model.to(device)
+    data = {split: CosmoMapDataset(path, split, config.noise_std(), seed=config.seed) for split in SPLITS}
+    data["validation"] = Subset(data.pop("train"), val_idx.tolist())
+    data["calibration"] = ConcatDataset([data["calibration"]] + [  # the noise draws of summary_features
+        CosmoMapDataset(path, "calibration", config.noise_std(), seed=config.seed + 7919 * r)
+        for r in range(1, config.calib_noise_draws)])
+    return {split: _predict(model, ds, device) for split, ds in data.items()}
+
+
+def _posterior_record(config: CosmoExperimentConfig, path: Path, space: ParameterSpace, val_idx: np.ndarray,
+                      moments: dict) -> tuple[dict, dict]:
+    """Calibration, posterior metrics and summary widths of one method from its Gaussians in u-space
+    ``moments`` {split: (mean (n, 2), cov (n, 2, 2))}; returns (record entries, predictions)."""
+    rec, preds = {}, {}
+    mean_c, cov_c, theta_c, groups = _calibration_set(config, path, space, val_idx, moments)
+    cv = config.calibration == "cv" and len(np.unique(groups)) >= 5
+    cal = VarianceCalibration(space.centre, space.half, DEGREES if cv else (0,), seed=config.seed).fit(
+        mean_c, cov_c, np.stack([theta_c[:, 0], s8(theta_c[:, 0], theta_c[:, 1])], -1), groups)
+    scale = calibration_scales(mean_c, cov_c, theta_c)
+    rec["calibration_scales"] = scale.tolist()
+    n_val = len(val_idx)
+    rec["calibration"] = {
+        "scales": scale.tolist(), "n_samples": int(len(theta_c)), "n_cosmologies": int(len(np.unique(groups))),
+        "scales_bootstrap_sd": _maybe(calibration_scale_sd, mean_c, cov_c, theta_c, groups, seed=config.seed),
+        "validation_only_scales": calibration_scales(mean_c[:n_val], cov_c[:n_val], theta_c[:n_val]).tolist(),
+        "validation_only_bootstrap_sd": _maybe(calibration_scale_sd, mean_c[:n_val], cov_c[:n_val],
+                                               theta_c[:n_val], groups[:n_val], seed=config.seed),
+        "model": cal.to_dict()}
+    rec["uncalibrated"] = {}
+    for split in ("test", "fiducial"):
+        theta = np.load(path / f"params_{split}.npy")
+        mean, cov = space.from_u(*moments[split])
+        raw = posterior_metrics(mean, cov, theta)
+        rec["uncalibrated"][split] = {k: raw[k] for k in ("omega_m", "s8", "joint")}
+        cov = cal.apply(mean, cov)
+        rec[split] = posterior_metrics(mean, cov, theta)
+        preds[split] = {"mean": mean, "cov": cov, "theta": theta}
+    rec["fiducial"]["mean_cov"] = np.mean(preds["fiducial"]["cov"], 0).tolist()
+    rec["calibration"]["scales_at_fiducial"] = np.mean(cal.scales(preds["fiducial"]["mean"]), 0).tolist()
+    preds["calibration"] = {"mean": mean_c, "theta": theta_c}
+    try:
+        rec["fiducial"]["summary_width"] = summary_widths(mean_c, theta_c, preds["fiducial"]["mean"],
+                                                          preds["test"]["mean"], preds["test"]["theta"])
+    except (ValueError, np.linalg.LinAlgError):  # too few calibration cosmologies (tiny runs)
+        rec["fiducial"]["summary_width"] = {"omega_m": None, "s8": None, "slope": None}
+    return rec, preds
+
+
+def _summary_coverage(rec: dict) -> float | None:
+    """Held-out 68 % coverage of S8 with the estimates as summaries (None where not computed)."""
+    c = rec["fiducial"]["summary_width"].get("coverage")
+    return None if c is None else c["s8"]["coverage_68"]
+
+
 def _calibration_set(config: CosmoExperimentConfig, path: Path, space: ParameterSpace, val_idx: np.ndarray,
-                     out: dict) -> tuple:
+                     moments: dict) -> tuple:
     """The pooled calibration data of one method: (mean (n, 2), cov (n, 2, 2), theta (n, 2), cosmology label (n,)),
-    validation samples first, then the calibration split's noise draws (in the order of ``out``)."""
+    validation samples first, then the calibration split's noise draws (in the order of ``moments``, the
+    u-space Gaussians {split: (mean, cov)})."""
     theta_c = np.load(path / "params_calibration.npy")
     cosmo_c = np.load(path / "ids_calibration.npy")[:, 0]
-    draws = len(out["calibration"]) // len(theta_c)
-    mean_v, cov_v = space.from_u(*_mean_cov(out["validation"]))
-    mean_c, cov_c = space.from_u(*_mean_cov(out["calibration"]))
+    draws = len(moments["calibration"][0]) // len(theta_c)
+    mean_v, cov_v = space.from_u(*moments["validation"])
+    mean_c, cov_c = space.from_u(*moments["calibration"])
     theta = np.concatenate([np.load(path / "params_train.npy")[val_idx], np.tile(theta_c, (draws, 1))])
     groups = np.concatenate([np.load(path / "ids_train.npy")[val_idx, 0], -1 - np.tile(cosmo_c, draws)])
     return np.concatenate([mean_v, mean_c]), np.concatenate([cov_v, cov_c]), theta, groups
@@ -639,6 +781,13 @@ def _summary(records: list[dict]) -> dict:
         out["graph_s8_coverage_68"] = cov68
         out["target_reached"] = bool(out["s8_posterior_ratio_graph_over_ps"] <= 0.84 and 0.60 <= cov68 <= 0.76)
     graph = next((r for r in records if r["method"] == "graph"), None)
+    if graph is not None and "members" in graph and "power_spectrum" in by:
+        out["graph_members"] = graph["graph_members"]
+        out["members"] = [{"member": m["member"], "seed": m["seed"],
+                           **{f"s8_{key}_ratio_graph_over_ps": _ratio(m[key], by["power_spectrum"][key])
+                              for key in ("posterior", "summary", "rmse_test")},
+                           "graph_s8_coverage_68": m["coverage_68"],
+                           "graph_s8_summary_coverage_68": m["summary_coverage_68"]} for m in graph["members"]]
     if out.get("s8_summary_ratio_graph_over_ps") is not None and "coverage" in graph["fiducial"]["summary_width"]:
         cov68 = graph["fiducial"]["summary_width"]["coverage"]["s8"]["coverage_68"]
         out["graph_s8_summary_coverage_68"] = cov68
@@ -680,6 +829,14 @@ def format_table(result: dict) -> str:
             r = {k: "-" if v is None else f"{v:.3f}" for k, v in r.items()}
             lines.append(f"S8 width {other} / power spectrum: calibrated posterior at the fiducial {r['posterior']}, "
                          f"summary Fisher width {r['summary']}, held-out RMSE {r['rmse_test']}")
+    for m in s.get("members", []):
+        r = {k: m[f"s8_{k}_ratio_graph_over_ps"] for k in ("posterior", "summary", "rmse_test")}
+        r = {k: "-" if v is None else f"{v:.3f}" for k, v in r.items()}
+        cov = [m["graph_s8_coverage_68"], m["graph_s8_summary_coverage_68"]]
+        cov = ["-" if v is None else f"{100 * v:.0f} %" for v in cov]
+        lines.append(f"  graph member {m['member']} of {s['graph_members']} alone (training seed {m['seed']}): "
+                     f"posterior {r['posterior']}, summary {r['summary']}, held-out RMSE {r['rmse_test']}; "
+                     f"held-out 68 % coverage {cov[0]} (posterior), {cov[1]} (summary)")
     if "bootstrap_95" in s:
         b = s["bootstrap_95"]
         lines.append("  95 % bootstrap over held-out cosmologies and fiducial maps: " + ", ".join(

@@ -74,3 +74,51 @@ def test_config_defaults_named_by_the_help_match_the_data_set():
     built = CosmoExperimentConfig()
     assert vars(g) == {name: getattr(built.grid, name) for name in GRID_DEFAULTS}
     assert vars(d) == {name: getattr(built, name) for name in vars(d)} and len(vars(d)) == len(fields(built)) - 1
+
+
+def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsys):
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out"), "--no-plots"]
+    two = ["--methods", "graph", "power_spectrum", "--graph-members", "2"]
+    assert main(["cosmo", *TINY, *dirs, *two]) == 0
+    text = capsys.readouterr().out
+    ckpts = tmp_path / "out" / "checkpoints"
+    assert (ckpts / "cosmo-graph.pt").is_file() and (ckpts / "cosmo-graph-m1.pt").is_file()
+    seeds = [torch.load(ckpts / name, weights_only=True)["config"]["seed"] for name in ("cosmo-graph.pt", "cosmo-graph-m1.pt")]
+    assert seeds[0] == 0 and seeds[1] != 0
+    rec = json.loads((tmp_path / "out" / "cosmo.json").read_text())
+    assert rec["config"]["graph_members"] == 2 and rec["summary"]["graph_members"] == 2
+    members = rec["summary"]["members"]
+    assert [m["member"] for m in members] == [0, 1] and "graph member 1 of 2 alone" in text
+    # the ensemble's mean is the members' average: its held-out S8 errors are no worse than their mean error
+    graph = next(r for r in rec["records"] if r["method"] == "graph")
+    assert graph["test"]["s8"]["rmse"] <= max(m["rmse_test"] for m in graph["members"]) + 1e-12
+    # member 0 alone is exactly the single network (--graph-members 1 reuses its checkpoint)
+    assert main(["cosmo", *TINY, *dirs, "--methods", "graph", "power_spectrum", "--json", str(tmp_path / "one.json")]) == 0
+    assert "finished run found" in capsys.readouterr().out
+    one = json.loads((tmp_path / "one.json").read_text())["summary"]
+    for key in ("s8_posterior_ratio_graph_over_ps", "s8_summary_ratio_graph_over_ps", "s8_rmse_test_ratio_graph_over_ps"):
+        assert members[0][key] == one[key]
+    assert "members" not in one and "graph_members" not in one
+    # training is reproducible (member 0's initial weights are seeded) and the MLPs do not depend on the members
+    assert main(["cosmo", "train", *TINY, "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "single"),
+                 "--methods", "graph", "power_spectrum"]) == 0
+    for name in ("cosmo-graph.pt", "cosmo-power_spectrum.pt"):
+        a, b = (torch.load(d / "checkpoints" / name, weights_only=True)["model"] for d in (tmp_path / "out", tmp_path / "single"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    # a member checkpoint of other settings is neither resumed nor evaluated (member 0's included)
+    assert main(["cosmo", *TINY, *dirs, *two, "--ngal", "3"]) == 2
+    assert "cosmo-graph.pt belongs to another run" in capsys.readouterr().err
+    (ckpts / "cosmo-graph.pt").rename(tmp_path / "graph0.pt")
+    assert main(["cosmo", "evaluate", *TINY, *dirs, *two, "--ngal", "3"]) == 2
+    assert "cosmo-graph-m1.pt belongs to another run" in capsys.readouterr().err
+    (tmp_path / "graph0.pt").rename(ckpts / "cosmo-graph.pt")
+    assert main(["cosmo", "evaluate", *TINY, *dirs, *two, "--ngal", "3"]) == 2
+    assert "cosmo-graph.pt belongs to another run (differing: ngal)" in capsys.readouterr().err
+    # a member-0 checkpoint written before the fingerprints is still reused (its training settings checked)
+    state = torch.load(ckpts / "cosmo-graph.pt", weights_only=True)
+    torch.save({**state, "meta": {}}, ckpts / "cosmo-graph.pt")
+    assert main(["cosmo", *TINY, *dirs, "--methods", "graph", "power_spectrum", "--json", str(tmp_path / "old.json")]) == 0
+    out = capsys.readouterr().out
+    assert "predates checkpoint fingerprints" in out and "finished run found" in out
+    assert json.loads((tmp_path / "old.json").read_text())["summary"]["s8_posterior_ratio_graph_over_ps"] == \
+        one["s8_posterior_ratio_graph_over_ps"]
