@@ -49,7 +49,9 @@ class CosmoExperimentConfig:
     grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor);
     graph_members: graph networks trained on the same data with different training seeds, their Gaussian
     posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
-    ``cosmo-graph.pt``; member i >= 1: :func:`.cosmo_inference.member_seed`, ``cosmo-graph-m{i}.pt``)."""
+    ``cosmo-graph.pt``; member i >= 1: :func:`.cosmo_inference.member_seed`, ``cosmo-graph-m{i}.pt``); default 2:
+    averaging two networks removes much of one network's training scatter (5 seeds: S8 width ratio
+    0.865 +- 0.033 with one, 0.825 +- 0.025 with two) for twice the graph training (~5.5 min CPU each)."""
 
     grid: CosmoGridConfig = field(default_factory=_default_grid)
     ngal: float = 6.0
@@ -74,7 +76,7 @@ class CosmoExperimentConfig:
     device: str | None = None
     progress: bool = True
     graph_weights: str = "best"
-    graph_members: int = 1
+    graph_members: int = 2
 
     def __post_init__(self):
         from .._validation import check_positive_int

@@ -93,7 +93,8 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     graph = next(r for r in rec["records"] if r["method"] == "graph")
     assert graph["test"]["s8"]["rmse"] <= max(m["rmse_test"] for m in graph["members"]) + 1e-12
     # member 0 alone is exactly the single network (--graph-members 1 reuses its checkpoint)
-    assert main(["cosmo", *TINY, *dirs, "--methods", "graph", "power_spectrum", "--json", str(tmp_path / "one.json")]) == 0
+    assert main(["cosmo", *TINY, *dirs, "--methods", "graph", "power_spectrum", "--graph-members", "1",
+                 "--json", str(tmp_path / "one.json")]) == 0
     assert "finished run found" in capsys.readouterr().out
     one = json.loads((tmp_path / "one.json").read_text())["summary"]
     for key in ("s8_posterior_ratio_graph_over_ps", "s8_summary_ratio_graph_over_ps", "s8_rmse_test_ratio_graph_over_ps"):
@@ -101,7 +102,7 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     assert "members" not in one and "graph_members" not in one
     # training is reproducible (member 0's initial weights are seeded) and the MLPs do not depend on the members
     assert main(["cosmo", "train", *TINY, "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "single"),
-                 "--methods", "graph", "power_spectrum"]) == 0
+                 "--methods", "graph", "power_spectrum", "--graph-members", "1"]) == 0
     for name in ("cosmo-graph.pt", "cosmo-power_spectrum.pt"):
         a, b = (torch.load(d / "checkpoints" / name, weights_only=True)["model"] for d in (tmp_path / "out", tmp_path / "single"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
