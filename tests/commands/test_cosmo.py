@@ -118,7 +118,8 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     # a member-0 checkpoint written before the fingerprints is still reused (its training settings checked)
     state = torch.load(ckpts / "cosmo-graph.pt", weights_only=True)
     torch.save({**state, "meta": {}}, ckpts / "cosmo-graph.pt")
-    assert main(["cosmo", *TINY, *dirs, "--methods", "graph", "power_spectrum", "--json", str(tmp_path / "old.json")]) == 0
+    assert main(["cosmo", *TINY, *dirs, "--methods", "graph", "power_spectrum", "--graph-members", "1",
+                 "--json", str(tmp_path / "old.json")]) == 0
     out = capsys.readouterr().out
     assert "predates checkpoint fingerprints" in out and "finished run found" in out
     assert json.loads((tmp_path / "old.json").read_text())["summary"]["s8_posterior_ratio_graph_over_ps"] == \
