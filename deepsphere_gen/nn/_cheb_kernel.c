@@ -331,6 +331,15 @@
       }                                                                                             \
   }
 
+/* the output columns o0.. that no vector tile covers, one scalar dot product each */
+#define DW_TAIL(T, CB)                                                                              \
+    for (; o0 < O; ++o0)                                                                            \
+      for (int c = 0; c < CB; ++c) {                                                                \
+        T s = 0;                                                                                    \
+        for (int64_t r = 0; r < m; ++r) s += t[r * C + c] * g[r][o0];                               \
+        dw[c * O + o0] += s;                                                                        \
+      }
+
 #define DW_COLS(T, SUF, VW, CB)                                                                     \
   DW_TILE(T, SUF, VW, CB, 2)                                                                        \
   DW_TILE(T, SUF, VW, CB, 1)                                                                        \
@@ -339,12 +348,7 @@
     int64_t o0 = 0;                                                                                 \
     for (; o0 + 2 * VW <= O; o0 += 2 * VW) dw_##CB##_2_##SUF(g, t, C, m, dw, O, o0);                \
     if (o0 + VW <= O) { dw_##CB##_1_##SUF(g, t, C, m, dw, O, o0); o0 += VW; }                      \
-    for (; o0 < O; ++o0)                                                                            \
-      for (int c = 0; c < CB; ++c) {                                                                \
-        T s = 0;                                                                                    \
-        for (int64_t r = 0; r < m; ++r) s += t[r * C + c] * g[r][o0];                               \
-        dw[c * O + o0] += s;                                                                        \
-      }                                                                                             \
+    DW_TAIL(T, CB)                                                                                  \
   }
 
 /* 16 channels x one vector of outputs: each T value feeds one product, which takes it as an
@@ -355,12 +359,7 @@
                                          T* dw, int64_t O) {                                        \
     int64_t o0 = 0;                                                                                 \
     for (; o0 + VW <= O; o0 += VW) dw_##CB##_1_##SUF(g, t, C, m, dw, O, o0);                        \
-    for (; o0 < O; ++o0)                                                                            \
-      for (int c = 0; c < CB; ++c) {                                                                \
-        T s = 0;                                                                                    \
-        for (int64_t r = 0; r < m; ++r) s += t[r * C + c] * g[r][o0];                               \
-        dw[c * O + o0] += s;                                                                        \
-      }                                                                                             \
+    DW_TAIL(T, CB)                                                                                  \
   }
 
 #define SUB 256 /* rows per backward block: T (K x SUB x C) and g (SUB x O) stay in L2 */
