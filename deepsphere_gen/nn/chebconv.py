@@ -110,7 +110,9 @@ class ChebConv(nn.Module):
         """Free the work buffers kept between calls (they come back on the next call), and the
         copies of the Laplacian the CPU kernels keep (see the class docstring)."""
         self._scratch.clear()
-        _cheb_native.release(self.laplacian)
+        for lap in (self.laplacian, self.laplacian_t):  # the backward's transpose, where it is its own matrix
+            if lap is not None:
+                _cheb_native.release(lap)
 
     def _apply(self, fn, *args, **kwargs):
         # One call of model.to()/.double()/... hands the same fn to every module: convert each

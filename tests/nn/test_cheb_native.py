@@ -310,7 +310,7 @@ def test_sliced_step_against_scipy_and_csr(case, threads, monkeypatch):
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        out = torch.empty(n + 16, 1)[16:] if threads == 2 else torch.empty(n, 1)  # aligned (streamed) or not
+        out = torch.empty(n + 1, 1)[1:] if threads == 2 else torch.empty(n, 1)  # 4 bytes off 64-byte alignment (plain stores) or aligned (streamed)
         assert _cheb_native.step(out, lap, x, 2.0, a, 1.0, z, 1.0)
         np.testing.assert_allclose(out.double().numpy(), ref, rtol=1e-5, atol=1e-5)
         inplace = a.clone()
@@ -327,7 +327,7 @@ def test_sliced_step_against_scipy_and_csr(case, threads, monkeypatch):
 
 
 def test_sliced_layout_only_where_it_applies(monkeypatch):
-    """float64, several columns, strided columns and padding above SLICE_MAX_PADDING use the CSR
+    """float64, strided columns and padding above SLICE_MAX_PADDING use the CSR
     kernel (same products); the layout is built once per matrix and dropped with it."""
     lap = _healpix_laplacian(4)
     layout = _sliced_or_skip(lap)
@@ -345,10 +345,10 @@ def test_sliced_layout_only_where_it_applies(monkeypatch):
     _, rnd = _laplacian(64, seed=1, dtype=torch.float32)
     monkeypatch.setattr(_cheb_native, "SLICE_MAX_PADDING", 0.0)
     _cheb_native._sliced.clear()
-    if _cheb_native.sliced(rnd) is None:  # random rows differ in length: padding
-        out, x1 = torch.empty(64, 1), torch.randn(64, 1)
-        assert _cheb_native.step(out, rnd, x1)
-        torch.testing.assert_close(out, torch.mm(rnd.to_dense(), x1), rtol=1e-5, atol=1e-5)
+    assert _cheb_native.sliced(rnd) is None  # random rows differ in length: padding above the limit
+    out, x1 = torch.empty(64, 1), torch.randn(64, 1)
+    assert _cheb_native.step(out, rnd, x1)
+    torch.testing.assert_close(out, torch.mm(rnd.to_dense(), x1), rtol=1e-5, atol=1e-5)
 
 
 def test_sliced_copy_not_built_beyond_its_memory_share(monkeypatch):
@@ -420,3 +420,7 @@ def test_layer_release_scratch_drops_the_sliced_copy():
         assert id(conv.laplacian) not in _cheb_native._sliced
         torch.testing.assert_close(conv(x), y, rtol=0, atol=0)
     assert id(conv.laplacian) in _cheb_native._sliced
+    if conv.laplacian_t is not None:  # the backward's transpose: its copy is dropped too
+        assert _cheb_native.sliced(conv.laplacian_t) is not None and id(conv.laplacian_t) in _cheb_native._sliced
+        conv.release_scratch()
+        assert id(conv.laplacian_t) not in _cheb_native._sliced
