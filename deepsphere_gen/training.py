@@ -58,6 +58,7 @@ from ._fingerprint import differing_fields
 
 __all__ = [
     "TrainConfig",
+    "check_fingerprint",
     "DistContext",
     "distributed_context",
     "shutdown_distributed",
@@ -441,6 +442,22 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
 
+def check_fingerprint(state: dict, meta: dict | None, path,
+                      remedy: str = "not resumed: pass resume=False (command line: --restart) to start afresh, "
+                                    "or another checkpoint path") -> None:
+    """Raise :class:`CheckpointMismatch` (naming the differing fields, then ``remedy``) where checkpoint
+    ``state`` was written by ``fit`` with another ``meta["fingerprint"]`` than ``meta``'s; nothing to check
+    where ``meta`` carries no fingerprint."""
+    if meta is None or "fingerprint" not in meta:
+        return
+    saved_meta = state.get("meta") or {}
+    if saved_meta.get("fingerprint") != meta["fingerprint"]:
+        diff = differing_fields(saved_meta.get("fields", {}), meta.get("fields", {}))
+        raise CheckpointMismatch(
+            f"checkpoint {path} belongs to another run (fingerprint {saved_meta.get('fingerprint', 'none')} vs "
+            f"{meta['fingerprint']}; differing: {', '.join(diff) or 'unknown fields'}); {remedy}")
+
+
 def _check_resume(state: dict, config: TrainConfig, path, meta: dict | None) -> None:
     for key in ("model", "optimizer", "epoch", "history"):
         if key not in state:
@@ -448,14 +465,7 @@ def _check_resume(state: dict, config: TrainConfig, path, meta: dict | None) -> 
     if config.keep_best and int(state["epoch"]) > 0 and not isinstance(state.get("best"), dict):
         raise CheckpointMismatch(f"checkpoint {path} was written without keep_best (its best epoch's weights are "
                                  "not stored); pass resume=False (command line: --restart) or another checkpoint path")
-    if meta is not None and "fingerprint" in meta:
-        saved_meta = state.get("meta") or {}
-        if saved_meta.get("fingerprint") != meta["fingerprint"]:
-            diff = differing_fields(saved_meta.get("fields", {}), meta.get("fields", {}))
-            raise CheckpointMismatch(
-                f"checkpoint {path} belongs to another run (fingerprint {saved_meta.get('fingerprint', 'none')} vs "
-                f"{meta['fingerprint']}; differing: {', '.join(diff) or 'unknown fields'}); not resumed: "
-                "pass resume=False (command line: --restart) to start afresh, or another checkpoint path")
+    check_fingerprint(state, meta, path)
     saved = state.get("config", {})
     keys = _RESUME_KEYS + (("epochs",) if config.lr_schedule != "constant" else ())  # cosine: fixed length
     diff = [k for k in keys if k in saved and saved[k] != getattr(config, k)]

@@ -66,14 +66,14 @@ from scipy import stats
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
-from .._fingerprint import canonical, differing_fields, fingerprint
+from .._fingerprint import canonical, fingerprint
 from .._io import atomic_write_json
 from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
 from ..datasets.pseudo_cl import PseudoCl
 from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
-from ..training import (CheckpointMismatch, DistContext, TrainConfig, distributed_context, fit, load_checkpoint,
-                        save_checkpoint, seed_everything, trained_weights)
+from ..training import (CheckpointMismatch, DistContext, TrainConfig, check_fingerprint, distributed_context, fit,
+                        load_checkpoint, save_checkpoint, seed_everything, trained_weights)
 from .cosmo_calibration import DEGREES, VarianceCalibration
 from .cosmo_config import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
 from .cosmo_fisher import power_spectrum_forecast
@@ -384,27 +384,28 @@ def _train_config(config: CosmoExperimentConfig, n_train: int, world: int, membe
                        desc="cosmo graph" if member == 0 else f"cosmo graph m{member}", keep_best="val_loss")
 
 
-#: TrainConfig fields a graph checkpoint must share with the run that evaluates it
-_EVAL_KEYS = ("epochs", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "keep_best")
+#: TrainConfig fields a member-0 checkpoint without a fingerprint (:func:`_legacy`) must share with the run
+#: that evaluates it (a fingerprint covers them all)
+_LEGACY_KEYS = ("epochs", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "keep_best")
 
 
 def _graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | None:
-    """The checkpoint of graph member ``member`` (None if absent), checked against ``config``: its stored
-    training settings (seed included) and its fingerprint (:func:`member_fields`; a member-0 checkpoint
-    without one, :func:`_legacy`, is checked on its training settings only) must match, else :class:`~deepsphere_gen.training.CheckpointMismatch`."""
+    """The checkpoint of graph member ``member`` (None if absent), checked against ``config``: its
+    fingerprint (:func:`member_fields`, :func:`~deepsphere_gen.training.check_fingerprint`; a member-0
+    checkpoint without one, :func:`_legacy`, on its stored training settings) must match, else
+    :class:`~deepsphere_gen.training.CheckpointMismatch`."""
     ckpt = _checkpoint(config, "graph", member)
     if not ckpt.is_file():
         return None
     state = load_checkpoint(ckpt, map_location=device)
-    want = _train_config(config, 1, 1, member)
-    saved = state.get("config") or {}
-    diff = [k for k in _EVAL_KEYS if saved.get(k) != getattr(want, k)]
-    meta = _member_meta(config, member)
-    if not _legacy(member, state) and (state.get("meta") or {}).get("fingerprint") != meta["fingerprint"]:
-        diff += differing_fields((state.get("meta") or {}).get("fields", {}), meta["fields"]) or ["fingerprint"]
+    remedy = "not evaluated: train again in another --out-dir or remove it"
+    if not _legacy(member, state):
+        check_fingerprint(state, _member_meta(config, member), ckpt, remedy)
+        return state
+    want, saved = _train_config(config, 1, 1, member), state.get("config") or {}
+    diff = [k for k in _LEGACY_KEYS if saved.get(k) != getattr(want, k)]
     if diff:
-        raise CheckpointMismatch(f"checkpoint {ckpt} belongs to another run (differing: {', '.join(diff)}); "
-                                 "not evaluated: train again in another --out-dir or remove it")
+        raise CheckpointMismatch(f"checkpoint {ckpt} belongs to another run (differing: {', '.join(diff)}); {remedy}")
     return state
 
 
@@ -479,20 +480,23 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
     tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
     histories = {}
 
+    if "graph" in config.methods:  # shared by the ensemble members: only the weights differ
+        train_set = Subset(_Targets(CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True,
+                                                    seed=config.seed), space), tr_idx)
+        val_set = Subset(_Targets(CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed), space), val_idx)
+        footprint, scale = np.load(path / "footprint.npy"), _graph_scale(config, path)
+
     def train_graph(member: int) -> None:
         ckpt = _checkpoint(config, "graph", member)
         legacy = ckpt.is_file() and _legacy(member, load_checkpoint(ckpt))
         if legacy and log and ctx.is_main:
             log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
-        fresh = CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True, seed=config.seed)
-        fixed = CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed)
         seed_everything(member_seed(config.seed, member))  # the initial weights
-        model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
+        model = build_graph_model(config, footprint, scale)
         t0 = time.process_time()
         key = "graph" if member == 0 else f"graph-m{member}"
-        histories[key] = fit(model, Subset(_Targets(fresh, space), tr_idx),
-                             _train_config(config, len(tr_idx), ctx.world_size, member),
-                             val_set=Subset(_Targets(fixed, space), val_idx), loss_fn=gaussian_nll, log=log,
+        histories[key] = fit(model, train_set, _train_config(config, len(tr_idx), ctx.world_size, member),
+                             val_set=val_set, loss_fn=gaussian_nll, log=log,
                              ctx=ctx, meta=None if legacy else _member_meta(config, member))
         if log and ctx.is_main:
             log(f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
@@ -557,7 +561,7 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                 if log:
                     log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
                 continue
-            outs = [_graph_outputs(config, path, st, val_idx, ctx.device) for st in states]
+            outs = _graph_outputs(config, path, states, val_idx, ctx.device)
             state = states[0]
         else:
             ckpt = _checkpoint(config, method)
@@ -587,7 +591,8 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])  # MLPs: epoch = the best one
         last = state["history"][kept - 1]
         rec = {"method": method, "epochs": kept, "epochs_run": len(state["history"]),
-               "train_seconds": float(sum(h["seconds"] for h in state["history"])),
+               "train_seconds": float(sum(h["seconds"] for st in (states if method == "graph" else [state])
+                                          for h in st["history"])),  # every ensemble member's
                "train_loss": float(last["train_loss"]), "val_loss": float(last.get("val_loss", math.nan))}
         per_member = [{split: _mean_cov(o) for split, o in out.items()} for out in outs]
         moments = per_member[0] if len(outs) == 1 else {
@@ -628,19 +633,23 @@ def mixture_moments(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np
     return mean, covs.mean(0) + np.einsum("mni,mnj->nij", d, d) / len(means)
 
 
-def _graph_outputs(config: CosmoExperimentConfig, path: Path, state: dict, val_idx: np.ndarray, device) -> dict:
-    """Raw outputs (n, 5) of one graph network (checkpoint ``state``) on every evaluated split."""
-    model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path))
-    if config.graph_weights == "last" or "best" not in state:
-        state = {**state, "best": {"epoch": int(state["epoch"]), "model": state["model"]}}
-    model.load_state_dict(trained_weights(state))
-    model.to(device)
+def _graph_outputs(config: CosmoExperimentConfig, path: Path, states: list[dict], val_idx: np.ndarray,
+                   device) -> list[dict]:
+    """Raw outputs (n, 5) on every evaluated split of each graph network (checkpoints ``states``, one
+    per ensemble member): the model and the data sets are built once, only the weights change."""
+    model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path)).to(device)
     data = {split: CosmoMapDataset(path, split, config.noise_std(), seed=config.seed) for split in SPLITS}
     data["validation"] = Subset(data.pop("train"), val_idx.tolist())
     data["calibration"] = ConcatDataset([data["calibration"]] + [  # the noise draws of summary_features
         CosmoMapDataset(path, "calibration", config.noise_std(), seed=config.seed + 7919 * r)
         for r in range(1, config.calib_noise_draws)])
-    return {split: _predict(model, ds, device) for split, ds in data.items()}
+    outs = []
+    for state in states:
+        if config.graph_weights == "last" or "best" not in state:
+            state = {**state, "best": {"epoch": int(state["epoch"]), "model": state["model"]}}
+        model.load_state_dict(trained_weights(state))
+        outs.append({split: _predict(model, ds, device) for split, ds in data.items()})
+    return outs
 
 
 def _posterior_record(config: CosmoExperimentConfig, path: Path, space: ParameterSpace, val_idx: np.ndarray,
