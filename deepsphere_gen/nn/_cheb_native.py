@@ -298,7 +298,7 @@ def sliced(m: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
         dll.cheb_sell_build(*args, scol.data_ptr(), sval.data_ptr())
         layout = (soff, npm, scol, sval)
     with _lock:
-        _sliced[id(m)] = (weakref.ref(m, _forget_schedule), key, layout)
+        _sliced[id(m)] = (weakref.ref(m, _forget_matrix), key, layout)
     return layout
 
 
@@ -326,7 +326,7 @@ def schedule(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     listed = torch.empty(int(ptr[-1]), dtype=torch.int32)
     dll.cheb_schedule(*args, listed.data_ptr())
     with _lock:
-        _schedules[id(m)] = (weakref.ref(m, _forget_schedule), key, (ptr, listed))
+        _schedules[id(m)] = (weakref.ref(m, _forget_matrix), key, (ptr, listed))
     return ptr, listed
 
 
@@ -340,8 +340,9 @@ def release(m: torch.Tensor) -> None:
                 del cache[id(m)]
 
 
-def _forget_schedule(ref: weakref.ref) -> None:
-    """Weakref callback: drop a collected matrix's schedule at once (at nside 1024 it is ~100 MB).
+def _forget_matrix(ref: weakref.ref) -> None:
+    """Weakref callback: drop a collected matrix's schedule and sliced copy at once (at nside 1024
+    ~100 MB and ~865 MB).
     Runs inside garbage collection, possibly while this thread holds ``_lock``: no lock, only
     single dictionary operations (atomic under the GIL), and only the entry of this very ref."""
     for cache in (_schedules, _sliced):
