@@ -51,7 +51,7 @@ class CosmoExperimentConfig:
     posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
     ``cosmo-graph.pt``; member i >= 1: :func:`.cosmo_inference.member_seed`, ``cosmo-graph-m{i}.pt``); default 2:
     averaging two networks removes much of one network's training scatter (5 seeds: S8 width ratio
-    0.865 +- 0.033 with one, 0.825 +- 0.025 with two) for twice the graph training (~5.5 min CPU each)."""
+    0.865 +- 0.033 with one, 0.840 +- 0.031 with two: docs/results) for twice the graph training (~5.5 min CPU each)."""
 
     grid: CosmoGridConfig = field(default_factory=_default_grid)
     ngal: float = 6.0
