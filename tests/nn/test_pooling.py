@@ -50,6 +50,30 @@ def test_max_pool_equals_reshape_reference_and_indices(p):
     assert int(mask.sum()) == y.numel()
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "pixel-major"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_max_pool_is_torch_max_bit_for_bit_with_ties(p, layout):
+    """The max_pool2d path gives torch.max's values, first-maximum indices and gradients, bit for bit,
+    on ties (repeated values, ReLU zeros) and on a pixel-major input (a ChebConv output's layout)."""
+    nside, f, B, C = 8, 4**p, 3, 5
+    gen = torch.Generator().manual_seed(p)
+    x = torch.relu(torch.randn(B, 12 * nside**2, C, generator=gen))  # many all-zero groups
+    x[:, 1::f] = x[:, ::f]  # ties between the first two children of every group
+    if layout == "pixel-major":
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    x.requires_grad_(True)
+    y, idx = HealpixMaxPool(p, return_indices=True)(x)
+    g = torch.randn(y.shape, generator=gen)
+    (gx,) = torch.autograd.grad(y, x, g)
+    # reference: torch.max over the group axis (indices: the first maximum), its backward
+    xr = x.detach().clone().requires_grad_(True)
+    yr, arg = xr.reshape(B, -1, f, C).max(dim=2)
+    (gr,) = torch.autograd.grad(yr, xr, g)
+    assert torch.equal(y, yr) and y.is_contiguous()
+    assert torch.equal(idx, arg + torch.arange(0, x.shape[1], f).view(1, -1, 1))
+    assert torch.equal(gx, gr)
+
+
 def test_unpool_repeat_and_round_trip():
     nside = 4
     x = torch.randn(2, 12 * nside**2, 3)
