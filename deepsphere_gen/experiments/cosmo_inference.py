@@ -448,6 +448,14 @@ def _graph_scale(config: CosmoExperimentConfig, path: Path) -> np.ndarray:
     return np.sqrt(sig**2 + config.noise_std() ** 2)
 
 
+def _in_memory(dataset: Dataset) -> TensorDataset:
+    """The (x, u) items of a data set without randomness (fixed noise) stacked once into tensors: the
+    validation set is read at every epoch, and each read of a map with its fixed noise costs ~0.3 ms
+    (256 maps of 4,762 pixels x 3 bins: 15 MB held, 0.08 s CPU saved per epoch)."""
+    xs, us = zip(*(dataset[i] for i in range(len(dataset))))
+    return TensorDataset(torch.stack(xs), torch.stack(us))
+
+
 class _FeatureScaler:
     def __init__(self, train: np.ndarray):
         self.mean, self.std = train.mean(0), train.std(0) + 1e-30
@@ -504,7 +512,8 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
     if "graph" in config.methods:  # shared by the ensemble members: only the weights differ
         train_set = Subset(_Targets(CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True,
                                                     seed=config.seed), space), tr_idx)
-        val_set = Subset(_Targets(CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed), space), val_idx)
+        val_set = _in_memory(Subset(_Targets(CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed),
+                                             space), val_idx))
         footprint, scale = np.load(path / "footprint.npy"), _graph_scale(config, path)
 
     def train_graph(member: int) -> None:
