@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..sampling import HealpixSampling
+from . import _pool_native
 
 __all__ = [
     "HealpixMaxPool",
@@ -191,12 +192,21 @@ class HealpixPartialPool(nn.Module):
         self.coarse, keep = partial_sky_pool(sampling, self.p)
         self.dropped = self.npix_in - keep.size
         self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
+        # the compiled max pooling's operands: children by parent, and the pixels no parent keeps
+        self.register_buffer("_groups", torch.from_numpy(keep.reshape(-1, 4**self.p)), persistent=False)
+        self.register_buffer("_dropped", torch.from_numpy(np.setdiff1d(np.arange(self.npix_in), keep)), persistent=False)
         self._pool = HealpixMaxPool(self.p, return_indices) if mode == "max" else HealpixAvgPool(self.p)
 
     def forward(self, x: torch.Tensor):
         _check_map(x)
         if x.shape[1] != self.npix_in:
             raise ValueError(f"input has {x.shape[1]} pixels, the partial-sky sampling has {self.npix_in}")
+        if self.mode == "max" and self.dropped and not self.return_indices and _pool_native.usable(x, self._groups):
+            return _pool_native.gather_max(x, self._groups, self._dropped, self._torch_forward)
+        return self._torch_forward(x)
+
+    def _torch_forward(self, x: torch.Tensor):
+        """The pooling with torch operations: gather of the kept children, then the pooling."""
         xs = x if self.dropped == 0 else x.index_select(1, self.keep)
         out = self._pool(xs)
         if self.return_indices and self.dropped:

@@ -140,6 +140,40 @@ def test_partial_sky_keeps_exactly_the_complete_parents():
     torch.testing.assert_close(rep[0, torch.from_numpy(child_of_kept), 0], y[0, :, 0].repeat_interleave(4))
 
 
+@pytest.mark.filterwarnings("ignore:partial-sky pooling")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("p", [1, 2])
+def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype):
+    """The compiled partial-sky max pooling gives the values and gradients of the torch path
+    (gather, max_pool2d, and their backward) bit for bit: ties, all-zero groups, -0 gradients,
+    dropped pixels; its second derivative is the torch path's."""
+    from deepsphere_gen.nn import _pool_native
+
+    if not _pool_native.available():
+        pytest.skip("no C compiler: the pooling runs on torch operations")
+    nside, B, C = 16, 3, 20
+    keep = np.flatnonzero(np.arange(12 * nside**2) % 53 != 7)  # holes: parents dropped at every level
+    pool = HealpixPartialPool(HealpixSampling(nside, indices=keep), p, mode="max")
+    gen = torch.Generator().manual_seed(p)
+    x = torch.relu(torch.randn(B, pool.npix_in, C, generator=gen, dtype=dtype))
+    x[:, 1::4] = x[:, ::4][:, : x[:, 1::4].shape[1]]  # ties
+    x.requires_grad_(True)
+    y = pool(x)
+    assert y.grad_fn is not None and "GatherMax" in type(y.grad_fn).__name__  # the kernel ran
+    yr = pool._torch_forward(x)
+    assert torch.equal(y, yr) and y.is_contiguous()
+    g = torch.randn(y.shape, generator=gen, dtype=dtype)
+    g[:, ::3] = -0.0
+    (gx,), (gr,) = torch.autograd.grad(y, x, g), torch.autograd.grad(yr, x, g)
+    assert torch.equal(gx, gr) and not torch.signbit(gx[gx == 0]).any()
+    if dtype == torch.float64:  # double backward through the torch path
+        small = HealpixPartialPool(HealpixSampling(4, indices=np.delete(np.arange(192), [5, 70])), p=1)
+        xs = torch.randn(1, small.npix_in, 2, dtype=dtype, generator=gen).requires_grad_(True)
+        assert torch.autograd.gradgradcheck(lambda t: small(t).square(), (xs,))
+    with pytest.raises(ValueError, match="positions"):
+        _pool_native.gather_max(x, pool._groups.clamp(max=pool.npix_in) + 1, pool._dropped, pool._torch_forward)
+
+
 def test_partial_sky_base_patch_drops_nothing():
     s = HealpixSampling.base_patch(8, 1, 5)
     coarse, keep = partial_sky_pool(s, 2)
