@@ -687,7 +687,7 @@ def _graph_outputs(config: CosmoExperimentConfig, path: Path, states: list[dict]
 def _predict_members(model: nn.Module, weights: list[dict], dataset: Dataset, device, batch: int = 64) -> list[np.ndarray]:
     """Outputs (n, 5) of ``model`` with each state dict of ``weights`` (ensemble members) on ``dataset``:
     each batch is read, its noise drawn, once and run by every member in turn (a ``load_state_dict``
-    per batch and member, ~1 ms; reading a batch of 64 maps with their fixed noise costs ~30 ms)."""
+    per batch and member, ~1 ms; reading a batch of 64 maps with their fixed noise costs ~20 ms)."""
     model.eval()
     if len(weights) == 1:
         model.load_state_dict(weights[0])
