@@ -63,10 +63,6 @@ def usable(x: torch.Tensor, groups: torch.Tensor) -> bool:
             and groups.dim() == 2 and groups.shape[1] >= 1 and available())
 
 
-def _pointer(t: torch.Tensor | None):
-    return None if t is None else t.data_ptr()
-
-
 class _GatherMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, groups, dropped, reference):
@@ -85,10 +81,8 @@ class _GatherMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, groups, dropped, arg = ctx.saved_tensors
-        if torch.is_grad_enabled():  # double backward: differentiate the torch path
-            with torch.enable_grad():
-                xr = x.detach().requires_grad_(True)
-                (gx,) = torch.autograd.grad(ctx.reference(xr), xr, g, create_graph=True)
+        if torch.is_grad_enabled():  # double backward (create_graph): the torch path's gradient, a graph
+            (gx,) = torch.autograd.grad(ctx.reference(x), x, g, create_graph=True)
             return gx, None, None, None
         B, P, C = x.shape
         Q, f = groups.shape
@@ -97,7 +91,7 @@ class _GatherMax(torch.autograd.Function):
         dll = _library()
         fn = dll.pool_max_backward_f32 if x.dtype == torch.float32 else dll.pool_max_backward_f64
         parallel_rows(fn, B, B * P * C * 4, P, C, Q, f, groups.data_ptr(), arg.data_ptr(), gc.data_ptr(),
-                      dropped.numel(), _pointer(dropped) if dropped.numel() else None, gx.data_ptr())
+                      dropped.numel(), dropped.data_ptr() if dropped.numel() else None, gx.data_ptr())
         return gx, None, None, None
 
 
