@@ -362,3 +362,27 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
         _graph_state(config, 1, "cpu")
     save_checkpoint(_checkpoint(config, "graph", 1), {**good, "meta": _member_meta(config, 1)})
     assert _graph_state(config, 1, "cpu")["epoch"] == config.epochs
+
+
+def test_members_predicted_batch_by_batch_are_one_member_after_another():
+    """_predict_members (each batch read once, run by every member) gives each member's outputs bit for
+    bit as predicting the whole set with one member after another, BatchNorm statistics included."""
+    from deepsphere_gen.experiments.cosmo_inference import _predict, _predict_members
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
+    weights = []
+    for _ in range(3):
+        for p in model.parameters():
+            p.data.normal_()
+        model[1].running_mean.normal_()
+        model[1].running_var.uniform_(0.5, 2.0)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    data = torch.utils.data.TensorDataset(torch.randn(23, 6))
+    together = _predict_members(model, weights, data, "cpu", batch=4)
+    for w, out in zip(weights, together):
+        model.load_state_dict(w)
+        assert np.array_equal(out, _predict(model, data, "cpu", 4))
+    model.load_state_dict(weights[0])
+    assert np.array_equal(_predict_members(model, weights[1:2], data, "cpu", 4)[0], together[1])
+

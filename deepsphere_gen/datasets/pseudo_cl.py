@@ -11,7 +11,7 @@ average over the band, ``Q_lb`` = 1 on it): ``C_b = K^-1 P C~`` with ``K = P M Q
 expectation is exactly ``windows @ C_l`` (``windows = K^-1 P M``, the band-power window
 functions), close to the band average of C_l when C_l varies slowly in a band.  The Wigner
 3j symbols come from the closed form with a log-factorial table; the coupling matrix costs
-O(lmax^2 lmax_mask) (~2 s at lmax 383, once per footprint).
+O(lmax^2 lmax_mask) (~3 s CPU at lmax 383, once per footprint).
 """
 from __future__ import annotations
 
@@ -24,32 +24,46 @@ from ._footprint import check_mask
 __all__ = ["wigner3j_000_squared", "coupling_matrix", "PseudoCl", "default_bin_edges"]
 
 
-def wigner3j_000_squared(l1: int, l2: np.ndarray, l3: np.ndarray) -> np.ndarray:
+def _log_factorial(n: np.ndarray) -> np.ndarray:
+    """log(max(n, 0)!) of an integer array (negative entries: log 0! = 0; callers zero them)."""
+    return gammaln(np.maximum(n, 0) + 1.0)
+
+
+def wigner3j_000_squared(l1: int, l2: np.ndarray, l3: np.ndarray, log_factorial=_log_factorial) -> np.ndarray:
     """(l1 l2 l3; 0 0 0)^2 for one l1 and broadcastable integer arrays l2, l3 (0 where forbidden).
 
     Closed form: for L = l1 + l2 + l3 even and the triangle condition,
     ``(L-2l1)! (L-2l2)! (L-2l3)! / (L+1)! * [(L/2)! / ((L/2-l1)! (L/2-l2)! (L/2-l3)!)]^2``.
+    ``log_factorial``: n (int array) -> log(max(n, 0)!) (default ``gammaln``; :func:`coupling_matrix`
+    passes a lookup in a table of the same values).
     """
     l2, l3 = np.broadcast_arrays(np.asarray(l2, dtype=np.int64), np.asarray(l3, dtype=np.int64))
     L = l1 + l2 + l3
     ok = (L % 2 == 0) & (l3 >= np.abs(l1 - l2)) & (l3 <= l1 + l2)
     L, a, b = np.where(ok, L, 0), np.where(ok, l2, 0), np.where(ok, l3, 0)
     g = L // 2
-    lf = lambda n: gammaln(np.maximum(n, 0) + 1.0)  # noqa: E731  (forbidden entries are zeroed below)
+    lf = log_factorial  # forbidden entries are zeroed below
     log = (lf(L - 2 * l1) + lf(L - 2 * a) + lf(L - 2 * b) - lf(L + 1)
            + 2 * (lf(g) - lf(g - l1) - lf(g - a) - lf(g - b)))
     return np.where(ok, np.exp(log), 0.0)
 
 
 def coupling_matrix(mask_cl: np.ndarray, lmax: int) -> np.ndarray:
-    """Mode-coupling matrix M (lmax+1, lmax+1) from the mask's pseudo spectrum ``mask_cl`` (l = 0..L)."""
+    """Mode-coupling matrix M (lmax+1, lmax+1) from the mask's pseudo spectrum ``mask_cl`` (l = 0..L).
+
+    The log-factorials are looked up in a table of ``gammaln(n + 1)`` for n = 0..lmax + L + lmax + 1
+    (the same values as :func:`wigner3j_000_squared`'s default ``gammaln``, so the same bits; the
+    1,000 deg^2 footprint at nside 128, lmax 383, one thread: the estimator's construction 6.6 -> 3.5 s CPU).
+    """
     w = np.asarray(mask_cl, dtype=np.float64)
     l3 = np.arange(w.size)
     wt = (2 * l3 + 1) * w
     l2 = np.arange(lmax + 1)
+    table = _log_factorial(np.arange(2 * lmax + w.size + 1))  # L + 1 <= 2 lmax + (w.size - 1) + 1
+    lookup = lambda n: table[np.maximum(n, 0)]  # noqa: E731
     m = np.empty((lmax + 1, lmax + 1))
     for l1 in range(lmax + 1):
-        m[l1] = wigner3j_000_squared(l1, l2[:, None], l3[None, :]) @ wt
+        m[l1] = wigner3j_000_squared(l1, l2[:, None], l3[None, :], lookup) @ wt
     return m * (2 * l2 + 1)[None, :] / (4 * np.pi)
 
 
@@ -121,7 +135,7 @@ class PseudoCl:
         self._rows = np.arange(first, first + edges.size - 1)
         self.windows = (self._kinv_p @ self.coupling)[self._rows]
         self.ell = 0.5 * (edges[:-1] + edges[1:] - 1)
-        self._ring = None
+        self._ring_indices = hp.nest2ring(self.nside, self.indices)  # footprint pixels in RING order
 
     @property
     def n_bands(self) -> int:
@@ -139,9 +153,9 @@ class PseudoCl:
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != self.indices.size:
             raise ValueError(f"values must be (n_fields, {self.indices.size}) footprint pixels, got {values.shape}")
-        full = np.zeros((values.shape[0], self.mask.size))
-        full[:, self.indices] = values
-        alms = [hp.map2alm(hp.reorder(f, n2r=True), lmax=self.lmax, iter=0) for f in full]
+        ring = np.zeros((values.shape[0], self.mask.size))  # the RING map of healpy.reorder(full NESTED map)
+        ring[:, self._ring_indices] = values
+        alms = [hp.map2alm(f, lmax=self.lmax, iter=0) for f in ring]
         n = len(alms)
         return np.stack([hp.alm2cl(alms[i], alms[j]) for i in range(n) for j in range(i, n)])
 

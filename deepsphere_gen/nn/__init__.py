@@ -6,8 +6,9 @@
 | :mod:`.laplacian` | ``Laplacian``: the rescaled Laplacian a ChebConv filters with (torch CSR, checked) |
 | :mod:`.laplacian_pyramid` | ``LaplacianPyramid`` (one Laplacian per resolution) and ``SharedLaplacians`` (sharing kept across ``load_state_dict``) |
 | :mod:`._cheb_sparse` | the Laplacian as torch CSR and the sparse Chebyshev kernels behind ``ChebConv`` |
-| :mod:`._cheb_native` | compiled CPU kernels of the filter (recursion step, dense products), built at first use; torch fallback |
+| :mod:`._cheb_native` | compiled CPU kernels of the filter (recursion step, dense products), built at first use (its builder also builds ``_pool_native``'s); torch fallback |
 | :mod:`.pooling` | pooling / unpooling on HEALPix (full and partial sky) and equiangular grids |
+| :mod:`._pool_native` | the compiled CPU kernel of partial-sky HEALPix max pooling, built at first use; torch fallback |
 | :mod:`._signal` | ``GeneralizedSignal``: fragments (batch, channels, 2l+1, tau_l), the harmonic layers' data type |
 | :mod:`._bridge` | ``MapToSignal`` / ``SignalToMap``: the adapters between pixel maps and generalized signals |
 | :mod:`._harmonic_input` | ``S2InputLayer``: ``MapToSignal`` plus learned per-degree weights |

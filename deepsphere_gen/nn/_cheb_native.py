@@ -55,7 +55,8 @@ import torch
 from .._cache_dirs import cache_root
 from .._memory import available_memory
 
-__all__ = ["ENV_VAR", "available", "step", "forward", "backward", "schedule", "sliced", "release"]
+__all__ = ["ENV_VAR", "available", "step", "forward", "backward", "schedule", "sliced", "release", "build_library",
+           "parallel_rows"]
 
 #: set to 0 to never compile or use the kernel (torch's sparse product instead)
 ENV_VAR = "DEEPSPHERE_GEN_NATIVE"
@@ -104,24 +105,26 @@ def _cpu_id() -> str:
         return platform.platform() + platform.processor()
 
 
-def _compile() -> ctypes.CDLL | None:
+def build_library(source: Path, stem: str) -> ctypes.CDLL | None:
+    """Compile the C file ``source`` (:data:`_FLAGS`) into the kernel cache as ``<stem>-<key>.so``
+    (key: the source, the compiler, its flags and the CPU), once, and load it; None without a
+    working compiler.  Also used by :mod:`._pool_native`."""
     cc = shlex.split(os.environ.get("CC") or "cc")
     try:
         version = subprocess.run(cc + ["--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(cc + list(_FLAGS)).encode(), version.encode(),
+    key = hashlib.sha256(b"\0".join([source.read_bytes(), " ".join(cc + list(_FLAGS)).encode(), version.encode(),
                                      _cpu_id().encode()])).hexdigest()[:20]
     folder = cache_root() / "kernels"
-    lib = folder / f"cheb-{key}.so"
+    lib = folder / f"{stem}-{key}.so"
     if not lib.exists():
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
             os.close(fd)
             try:
-                done = subprocess.run(cc + list(_FLAGS) + ["-o", tmp, str(_SOURCE)], capture_output=True, timeout=120)
+                done = subprocess.run(cc + list(_FLAGS) + ["-o", tmp, str(source)], capture_output=True, timeout=120)
                 if done.returncode != 0:
                     return None
                 os.replace(tmp, lib)  # atomic: concurrent processes never load a half-written file
@@ -131,8 +134,14 @@ def _compile() -> ctypes.CDLL | None:
         except (OSError, subprocess.SubprocessError):
             return None
     try:
-        dll = ctypes.CDLL(str(lib))
+        return ctypes.CDLL(str(lib))
     except OSError:
+        return None
+
+
+def _compile() -> ctypes.CDLL | None:
+    dll = build_library(_SOURCE, "cheb")
+    if dll is None:
         return None
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
     for suffix, scalar in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
@@ -379,6 +388,12 @@ def _run(calls) -> list:
         return [fn(*args)]
     pool = _executor(len(calls))
     return [f.result() for f in [pool.submit(fn, *args) for fn, args in calls]]
+
+
+def parallel_rows(fn, rows: int, work: int, *args) -> list:
+    """``fn(r0, r1, *args)`` over ``rows`` cut into even ranges, one per thread (as many as ``work``
+    multiply-adds or bytes justify, :func:`_workers`); their results.  Also used by :mod:`._pool_native`."""
+    return _run([(fn, (r0, r1) + args) for r0, r1 in _even_cuts(rows, _workers(work, rows))])
 
 
 def _even_cuts(rows: int, parts: int) -> list[tuple[int, int]]:

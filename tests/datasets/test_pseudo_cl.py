@@ -25,6 +25,23 @@ def test_full_sky_coupling_is_identity():
     np.testing.assert_allclose(coupling_matrix(mask_cl, lmax), np.eye(lmax + 1), atol=1e-12)
 
 
+def test_coupling_table_and_ring_placement_are_the_reference_bits():
+    """The coupling matrix's log-factorial table gives the bits of gammaln per entry, and the pseudo
+    spectra place the footprint straight into a RING map: the bits of healpy.reorder of the NESTED map."""
+    est = PseudoCl(stage3_footprint(32))
+    mask_cl = hp.anafast(hp.reorder(est.mask.astype(np.float64), n2r=True), lmax=est.lmax, iter=0)
+    l2, l3 = np.arange(est.lmax + 1), np.arange(mask_cl.size)
+    ref = np.stack([wigner3j_000_squared(l1, l2[:, None], l3[None, :]) @ ((2 * l3 + 1) * mask_cl)
+                    for l1 in range(est.lmax + 1)]) * (2 * l2 + 1)[None, :] / (4 * np.pi)
+    assert np.array_equal(coupling_matrix(mask_cl, est.lmax), ref) and np.array_equal(est.coupling, ref)
+    v = np.random.default_rng(1).standard_normal((2, est.indices.size))
+    full = np.zeros((2, est.mask.size))
+    full[:, est.indices] = v
+    alms = [hp.map2alm(hp.reorder(f, n2r=True), lmax=est.lmax, iter=0) for f in full]
+    want = np.stack([hp.alm2cl(alms[0]), hp.alm2cl(alms[0], alms[1]), hp.alm2cl(alms[1])])
+    assert np.array_equal(est.pseudo_spectra(v), want)
+
+
 def test_pseudo_cl_recovers_the_input_spectrum_on_the_footprint():
     nside, n_sims = 64, 40
     est = PseudoCl(stage3_footprint(nside))

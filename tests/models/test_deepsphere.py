@@ -58,6 +58,39 @@ def test_regressor_and_pool_levels_per_block(cache_dir):
         DeepSphereRegressor(NSIDE, 1, channels=(3, 4), pool_levels=(1, 1, 1), **_kw(cache_dir))
 
 
+@pytest.mark.filterwarnings("ignore:partial-sky pooling")
+@pytest.mark.parametrize("partial", [False, True])
+def test_relu_after_max_pooling_is_the_same_bits(cache_dir, partial):
+    """A max-pooling stage applies its ReLU after the pooling: outputs and gradients equal those of
+    ReLU -> pool (the order every non-pooling stage keeps) bit for bit, in train and eval mode."""
+    nside = 8
+    indices = np.flatnonzero(np.arange(12 * nside**2) % 37 != 5) if partial else None  # holes: dropped pixels
+    torch.manual_seed(0)
+    m = DeepSphereRegressor(nside, 2, channels=(4, 6, 5), n_outputs=3, pool_levels=(1, 0, 1), head="stats",
+                            stats=("mean", "std", "max"), indices=indices, **_kw(cache_dir))
+    assert [type(s[-1]).__name__ for s in m.blocks] == ["ReLU", "_ConvBlock", "ReLU"]
+
+    def reference(x):  # ReLU -> pool in every stage
+        for stage in m.blocks:
+            block = stage[0]
+            x = torch.relu(block.norm(block.conv(x)))
+            if len(stage) > 1:
+                x = stage[1](x)
+        return m.head(torch.cat([m._stat(x, t) for t in m.stats], dim=-1))
+
+    x = torch.randn(4, m.npix, 2)
+    for train in (True, False):
+        m.train(train)
+        outs = []
+        for fn in (m, reference):
+            m.zero_grad()
+            y = fn(x)
+            y.square().sum().backward()
+            outs.append((y.detach(), [p.grad.clone() for p in m.parameters()]))
+        assert torch.equal(outs[0][0], outs[1][0])
+        assert all(torch.equal(a, b) for a, b in zip(outs[0][1], outs[1][1]))
+
+
 def test_double_and_state_dict_round_trip(cache_dir):
     torch.manual_seed(0)
     a = DeepSphereClassifier(NSIDE, 2, channels=(4, 6), **_kw(cache_dir))

@@ -50,6 +50,30 @@ def test_max_pool_equals_reshape_reference_and_indices(p):
     assert int(mask.sum()) == y.numel()
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "pixel-major"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_max_pool_is_torch_max_bit_for_bit_with_ties(p, layout):
+    """The max_pool2d path gives torch.max's values, first-maximum indices and gradients, bit for bit,
+    on ties (repeated values, ReLU zeros) and on a pixel-major input (a ChebConv output's layout)."""
+    nside, f, B, C = 8, 4**p, 3, 5
+    gen = torch.Generator().manual_seed(p)
+    x = torch.relu(torch.randn(B, 12 * nside**2, C, generator=gen))  # many all-zero groups
+    x[:, 1::f] = x[:, ::f]  # ties between the first two children of every group
+    if layout == "pixel-major":
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    x.requires_grad_(True)
+    y, idx = HealpixMaxPool(p, return_indices=True)(x)
+    g = torch.randn(y.shape, generator=gen)
+    (gx,) = torch.autograd.grad(y, x, g)
+    # reference: torch.max over the group axis (indices: the first maximum), its backward
+    xr = x.detach().clone().requires_grad_(True)
+    yr, arg = xr.reshape(B, -1, f, C).max(dim=2)
+    (gr,) = torch.autograd.grad(yr, xr, g)
+    assert torch.equal(y, yr) and y.is_contiguous()
+    assert torch.equal(idx, arg + torch.arange(0, x.shape[1], f).view(1, -1, 1))
+    assert torch.equal(gx, gr)
+
+
 def test_unpool_repeat_and_round_trip():
     nside = 4
     x = torch.randn(2, 12 * nside**2, 3)
@@ -114,6 +138,40 @@ def test_partial_sky_keeps_exactly_the_complete_parents():
     child_of_kept = np.isin(s.indices // 4, complete)
     assert bool((rep[0, ~torch.from_numpy(child_of_kept), 0] == 0).all())
     torch.testing.assert_close(rep[0, torch.from_numpy(child_of_kept), 0], y[0, :, 0].repeat_interleave(4))
+
+
+@pytest.mark.filterwarnings("ignore:partial-sky pooling")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("p", [1, 2])
+def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype):
+    """The compiled partial-sky max pooling gives the values and gradients of the torch path
+    (gather, max_pool2d, and their backward) bit for bit: ties, all-zero groups, -0 gradients,
+    dropped pixels; its second derivative is the torch path's."""
+    from deepsphere_gen.nn import _pool_native
+
+    if not _pool_native.available():
+        pytest.skip("no C compiler: the pooling runs on torch operations")
+    nside, B, C = 16, 3, 20
+    keep = np.flatnonzero(np.arange(12 * nside**2) % 53 != 7)  # holes: parents dropped at every level
+    pool = HealpixPartialPool(HealpixSampling(nside, indices=keep), p, mode="max")
+    gen = torch.Generator().manual_seed(p)
+    x = torch.relu(torch.randn(B, pool.npix_in, C, generator=gen, dtype=dtype))
+    x[:, 1::4] = x[:, ::4][:, : x[:, 1::4].shape[1]]  # ties
+    x.requires_grad_(True)
+    y = pool(x)
+    assert y.grad_fn is not None and "GatherMax" in type(y.grad_fn).__name__  # the kernel ran
+    yr = pool._torch_forward(x)
+    assert torch.equal(y, yr) and y.is_contiguous()
+    g = torch.randn(y.shape, generator=gen, dtype=dtype)
+    g[:, ::3] = -0.0
+    (gx,), (gr,) = torch.autograd.grad(y, x, g), torch.autograd.grad(yr, x, g)
+    assert torch.equal(gx, gr) and not torch.signbit(gx[gx == 0]).any()
+    if dtype == torch.float64:  # double backward through the torch path
+        small = HealpixPartialPool(HealpixSampling(4, indices=np.delete(np.arange(192), [5, 70])), p=1)
+        xs = torch.randn(1, small.npix_in, 2, dtype=dtype, generator=gen).requires_grad_(True)
+        assert torch.autograd.gradgradcheck(lambda t: small(t).square(), (xs,))
+    with pytest.raises(ValueError, match="positions"):
+        _pool_native.gather_max(x, pool._groups.clamp(max=pool.npix_in) + 1, pool._dropped, pool._torch_forward)
 
 
 def test_partial_sky_base_patch_drops_nothing():
