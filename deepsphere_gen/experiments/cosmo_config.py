@@ -49,9 +49,10 @@ class CosmoExperimentConfig:
     grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor);
     graph_members: graph networks trained on the same data with different training seeds, their Gaussian
     posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
-    ``cosmo-graph.pt``; member i >= 1: :func:`.cosmo_inference.member_seed`, ``cosmo-graph-m{i}.pt``); default 2:
-    averaging two networks removes much of one network's training scatter (5 seeds: S8 width ratio
-    0.865 +- 0.033 with one, 0.840 +- 0.031 with two: docs/results) for twice the graph training (~5.5 min CPU each)."""
+    ``cosmo-graph.pt``; member i >= 1: :func:`.cosmo_inference.member_seed`, ``cosmo-graph-m{i}.pt``); default 3:
+    averaging networks removes much of one network's training scatter (5 seeds, docs/results: S8 width ratio
+    0.865 +- 0.033 with one, 0.840 +- 0.031 with two, 0.812 +- 0.035 with three) for M times the graph training
+    (~4 min CPU each at nside 128)."""
 
     grid: CosmoGridConfig = field(default_factory=_default_grid)
     ngal: float = 6.0
@@ -76,7 +77,7 @@ class CosmoExperimentConfig:
     device: str | None = None
     progress: bool = True
     graph_weights: str = "best"
-    graph_members: int = 2
+    graph_members: int = 3
 
     def __post_init__(self):
         from .._validation import check_positive_int
