@@ -79,6 +79,7 @@ from ..training import (
     DistContext,
     TrainConfig,
     TrainingInterrupted,
+    check_fingerprint,
     distributed_context,
     evaluate,
     fit,
@@ -884,7 +885,8 @@ class ParallelRun:
 def _trained_member(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: NoiseSetting,
                     train_set: MassMapDataset, ctx: DistContext, log, member: int):
     """(model with the trained weights of ensemble ``member``, its checkpoint state), or None (reported)
-    where its checkpoint is missing or unfinished; ValueError for an unavailable hybrid."""
+    where its checkpoint is missing or unfinished; ValueError for an unavailable hybrid,
+    :class:`~deepsphere_gen.training.CheckpointMismatch` for a file of another run's fingerprint."""
     run = _network_run(config, path, method, sky, noise, train_set, ctx.world_size, member)
     model, tc = run.model, run.train_config
     ckpt = tc.checkpoint
@@ -899,6 +901,8 @@ def _trained_member(config: ExperimentConfig, path: Path, method: str, sky: SkyS
             log(f"massmaps: {ckpt} stopped after epoch {state.get('epoch', 0)} of {tc.epochs}; "
                 "not evaluated: run `deepsphere-gen massmaps train` with the same options to finish it")
         return None
+    check_fingerprint(state, run.meta, ckpt, "not evaluated: remove it, or rerun `deepsphere-gen massmaps train` "
+                      "with --restart")
     load_model_state(model, state, ckpt)
     return model.to(ctx.device), state
 
