@@ -248,8 +248,8 @@ def _preflight(config, step: str, json_path=None) -> None:
 
 
 def _output_bytes(config) -> int:
-    """Disk for the checkpoints, JSON and figures of a run: per network run 1 MiB (weights and
-    optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
+    """Disk for the checkpoints, JSON and figures of a run: per network run (every ensemble member)
+    1 MiB (weights and optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
     measured at the default settings: 115-220 bytes per pixel for the FCN and the hybrid on the
     full sky at nside 64, 140-260 on 1/48 and 1/192 patches at nside 256; about 40 MiB in all),
     and 16 MiB for figures and JSON."""
@@ -262,9 +262,9 @@ def _output_bytes(config) -> int:
             pixels = sky.nside**2 // 4**sky.level
         else:
             pixels = 12 * sky.nside**2 if sky.footprint is None else int(sky.footprint.sum())
-        runs = [m for m in config.methods if m in exp.NETWORK_METHODS
-                and (sky.full_sky or m not in exp.FULL_SKY_METHODS)]
-        total += n_noise * len(runs) * (2**20 + 256 * pixels)
+        runs = sum(exp.members_of(config, m) for m in config.methods if m in exp.NETWORK_METHODS
+                   and (sky.full_sky or m not in exp.FULL_SKY_METHODS))
+        total += n_noise * runs * (2**20 + 256 * pixels)
     return total
 
 
