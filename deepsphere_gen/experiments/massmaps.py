@@ -928,9 +928,9 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
     n = len(test_set)
 
     def accuracy(models, views: bool) -> float:
-        model = models[0] if len(models) == 1 else ProbabilityAverage(models)
         if views and perms is not None:
-            model = ProbabilityAverage([SymmetryAverage(m, perms) for m in models])
+            models = [SymmetryAverage(m, perms) for m in models]
+        model = models[0] if len(models) == 1 else ProbabilityAverage(models)
         return evaluate(model.to(ctx.device), test_set, batch_size=config.batch_size, ctx=ctx)["accuracy"]
 
     def scores(models) -> dict:

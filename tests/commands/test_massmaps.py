@@ -479,6 +479,9 @@ def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
     assert all(len(m["ci95"]) == 2 and m["train_seconds"] > 0 for m in rec["members"])
     (alone,) = exp.evaluate_all(single, log=None)
     assert "members" not in alone and alone["accuracy"] == rec["members"][0]["accuracy"]
+    (views,) = exp.evaluate_all(replace(pair, average_views=True), log=None)  # views within each member
+    assert views["views"] == 4 and views["accuracy_one_view"] == rec["accuracy"]
+    assert [m["accuracy_one_view"] for m in views["members"]] == [m["accuracy"] for m in rec["members"]]
 
     # three members: the finished two are reused, only member 2 trains; other settings: all afresh
     starts.clear()
