@@ -95,6 +95,10 @@ def _common(p, with_outputs: bool, d) -> None:
     t.add_argument("--average-views", action="store_true", default=S,
                    help="patches: average the networks' test predictions over the 4 reflections of the square "
                         "(4 forward passes; the JSON keeps the single-view accuracy too)")
+    t.add_argument("--fcn-members", type=int, default=S, metavar="N",
+                   help="train N fcn (and cnn) networks per run with different training seeds (initial weights, "
+                        "batch order, training noise) and average their class probabilities at test time; the JSON "
+                        f"keeps each member's accuracy (default {d.fcn_members}; N x the fcn training time)")
     t.add_argument("--restart", action="store_true", default=S,
                    help="retrain from scratch even where a checkpoint of the same settings exists")
     r = p.add_argument_group("where and how")
@@ -178,6 +182,7 @@ def _config(args):
         min_steps=pick(_get(args, "min_steps"), "min_steps"), augment=not _get(args, "no_augment", False),
         warm_start=bool(_get(args, "warm_start", False)),
         average_views=bool(_get(args, "average_views", False)),
+        fcn_members=pick(_get(args, "fcn_members"), "fcn_members"),
         channels=base.get("channels", d.channels), k=pick(_get(args, "neighbours"), "k"),
         full_sky_nside=pick(_get(args, "full_sky_nside"), "full_sky_nside"),
         baseline_noise_draws=base.get("baseline_noise_draws", d.baseline_noise_draws),
@@ -243,8 +248,8 @@ def _preflight(config, step: str, json_path=None) -> None:
 
 
 def _output_bytes(config) -> int:
-    """Disk for the checkpoints, JSON and figures of a run: per network run 1 MiB (weights and
-    optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
+    """Disk for the checkpoints, JSON and figures of a run: per network run (every ensemble member)
+    1 MiB (weights and optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
     measured at the default settings: 115-220 bytes per pixel for the FCN and the hybrid on the
     full sky at nside 64, 140-260 on 1/48 and 1/192 patches at nside 256; about 40 MiB in all),
     and 16 MiB for figures and JSON."""
@@ -257,9 +262,9 @@ def _output_bytes(config) -> int:
             pixels = sky.nside**2 // 4**sky.level
         else:
             pixels = 12 * sky.nside**2 if sky.footprint is None else int(sky.footprint.sum())
-        runs = [m for m in config.methods if m in exp.NETWORK_METHODS
-                and (sky.full_sky or m not in exp.FULL_SKY_METHODS)]
-        total += n_noise * len(runs) * (2**20 + 256 * pixels)
+        runs = sum(exp.members_of(config, m) for m in config.methods if m in exp.NETWORK_METHODS
+                   and (sky.full_sky or m not in exp.FULL_SKY_METHODS))
+        total += n_noise * runs * (2**20 + 256 * pixels)
     return total
 
 

@@ -40,6 +40,12 @@ validation on the validation maps (the test maps are used for the final table on
 The harmonic and hybrid models run without their per-sample ``DegreeNorm`` (it divides out
 the amplitude, which is what separates the two cosmologies).
 
+Ensembles (``fcn_members`` M > 1): every ``fcn`` (and ``cnn``) run is M networks trained on the
+same samples with the training seeds :func:`~.massmaps_runs.member_seed` (member 0: the single
+network and its checkpoint; member i: its own fingerprinted checkpoint ``...-m<i>-<fingerprint>.pt``);
+the test prediction is the mean of their class probabilities (:class:`ProbabilityAverage`), and
+each member's own accuracy is recorded too.
+
 Checkpoints are named by a fingerprint of everything that determines them
 (:mod:`.massmaps_runs`): other settings train afresh beside them, the same settings resume or
 are found finished, whether trained in this process or in the workers of a :class:`ParallelRun`.
@@ -73,6 +79,7 @@ from ..training import (
     DistContext,
     TrainConfig,
     TrainingInterrupted,
+    check_fingerprint,
     distributed_context,
     evaluate,
     fit,
@@ -85,6 +92,7 @@ from .map_statistics import training_distribution
 from .massmaps_config import (
     BASELINE_FEATURES,
     BASELINES,
+    ENSEMBLE_METHODS,
     FULL_SKY_METHODS,
     METHODS,
     NETWORK_METHODS,
@@ -93,7 +101,7 @@ from .massmaps_config import (
     SkySetting,
     parse_sky_fraction,
 )
-from .massmaps_runs import checkpoint_file, run_fields, run_meta, run_name
+from .massmaps_runs import checkpoint_file, member_name, member_seed, run_fields, run_meta, run_name
 from .reporting import wilson_interval
 
 __all__ = [
@@ -112,6 +120,8 @@ __all__ = [
     "symmetry_permutations",
     "evaluation_symmetries",
     "SymmetryAverage",
+    "ProbabilityAverage",
+    "members_of",
     "NetworkRun",
     "warm_start",
     "train_config",
@@ -231,12 +241,14 @@ def _hybrid_classifier(nside: int, config: ExperimentConfig) -> nn.Module:
     return HybridClassifier(nside=nside, n_classes=2, bandlimits=(L0, min(6, L0), min(4, L0)), normalize=False)
 
 
-def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: float) -> nn.Module:
-    """The network of ``method`` for ``sky``, wrapped in :class:`Standardized`."""
+def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: float,
+                seed: int | None = None) -> nn.Module:
+    """The network of ``method`` for ``sky``, wrapped in :class:`Standardized`; its initial weights
+    seeded by ``seed`` (None: ``config.seed``)."""
     from ..models import DeepSphereClassifier, HarmonicClassifier
     from ..sampling import HealpixSampling
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed if seed is None else seed)
     nside = sky.nside or config.nside
     if method in ("fcn", "cnn"):
         indices = _reference_indices(sky, nside)
@@ -346,22 +358,31 @@ def _warm_start_source(config: ExperimentConfig, noise: NoiseSetting) -> NoiseSe
     return NoiseSetting("none") if config.warm_start and noise.kind != "none" else None
 
 
+def members_of(config: ExperimentConfig, method: str) -> int:
+    """Networks per run of ``method``: ``config.fcn_members`` for :data:`ENSEMBLE_METHODS`, else 1."""
+    return config.fcn_members if method in ENSEMBLE_METHODS else 1
+
+
 def _network_run(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: NoiseSetting,
-                 train_set: MassMapDataset, world_size: int = 1) -> NetworkRun:
-    """The :class:`NetworkRun` of (method, sky, noise); the checkpoint file name carries the run's
-    fingerprint (:mod:`.massmaps_runs`), which for a warm-started run includes the fingerprint of the
-    noise-free run it starts from (field ``init``)."""
-    model = build_model(method, sky, config, _scale(train_set))
-    name = run_name(method, sky.name, noise)
-    tc = train_config(method, len(train_set), config, world_size, desc=name)
+                 train_set: MassMapDataset, world_size: int = 1, member: int = 0) -> NetworkRun:
+    """The :class:`NetworkRun` of (method, sky, noise) and ensemble ``member``; the checkpoint file
+    name carries the run's fingerprint (:mod:`.massmaps_runs`), which for a warm-started run includes
+    the fingerprint of the noise-free run (of the same member) it starts from (field ``init``), for a
+    member i >= 1 the member and its seed (initial weights and training: :func:`member_seed`)."""
+    seed = member_seed(config.seed, member)
+    model = build_model(method, sky, config, _scale(train_set), seed)
+    name = member_name(run_name(method, sky.name, noise), member)
+    tc = replace(train_config(method, len(train_set), config, world_size, desc=name), seed=seed)
     source, init = None, None
     src_noise = _warm_start_source(config, noise)
     if src_noise is not None:
         source = _network_run(config, path, method, sky, src_noise, _dataset(path, sky, None, config, "train"),
-                              world_size)
-        init = {"warm_start": run_name(method, sky.name, src_noise), "fingerprint": source.meta["fingerprint"]}
+                              world_size, member)
+        init = {"warm_start": member_name(run_name(method, sky.name, src_noise), member),
+                "fingerprint": source.meta["fingerprint"]}
     _, data_meta = load_massmaps(path)
-    meta = run_meta(run_fields(config, data_meta.get("generation", data_meta), method, sky, noise, model, tc, init),
+    meta = run_meta(run_fields(config, data_meta.get("generation", data_meta), method, sky, noise, model, tc, init,
+                               member),
                     footprint=config.footprint if config.footprint in (None, "builtin")
                     else str(Path(config.footprint).resolve()))
     tc = replace(tc, checkpoint=checkpoint_file(config.out_dir, name, meta["fingerprint"]))
@@ -372,14 +393,16 @@ def _network_run(config: ExperimentConfig, path: Path, method: str, sky: SkySett
 
 
 def _network_runs(config: ExperimentConfig):
-    """(sky, noise, method) of every network run; per sky and method the noise-free run first (the
-    runs with noise start from it: :func:`train_one`)."""
+    """(sky, noise, method, member) of every network run; per sky and method the noise-free run
+    first (the runs with noise start from it: :func:`train_one`), member 0 of every run before the
+    other members."""
     noises = sorted(noise_settings(config), key=lambda n: n.kind != "none")
     for sky in sky_settings(config):
         for method in _methods_for(sky, config.methods):
             if method in NETWORK_METHODS:
-                for noise in noises:
-                    yield sky, noise, method
+                for member in range(members_of(config, method)):
+                    for noise in noises:
+                        yield sky, noise, method, member
 
 
 #: per method: (learning-rate factor, minimum-steps factor); the harmonic model (no
@@ -512,6 +535,22 @@ class SymmetryAverage(nn.Module):
         return torch.logsumexp(views, 0) - math.log(len(views))
 
 
+class ProbabilityAverage(nn.Module):
+    """``log(mean_m softmax(models[m](x)))``: the class probabilities of an ensemble's members averaged
+    (each member's output taken as logits; a :class:`SymmetryAverage` member's log probabilities give
+    its own averaged probabilities back).  Cost: one forward pass per member."""
+
+    def __init__(self, models):
+        super().__init__()
+        if not models:
+            raise ValueError("ProbabilityAverage needs at least one model")
+        self.members = nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = torch.stack([torch.log_softmax(m(x), -1) for m in self.members])
+        return torch.logsumexp(logp, 0) - math.log(len(logp))
+
+
 def _finished(tc: TrainConfig) -> bool:
     """Whether ``tc.checkpoint`` holds a run trained to its last epoch."""
     ckpt = Path(tc.checkpoint)
@@ -530,9 +569,10 @@ def warm_start(model: nn.Module, checkpoint) -> nn.Module:
 
 
 def train_one(config: ExperimentConfig, path: Path, sky: SkySetting, noise: NoiseSetting, method: str,
-              ctx: DistContext | None = None, log=print, restart: bool = False) -> list[dict] | None:
-    """Train one network (checkpointed, resumable; ``restart``: from scratch even if a checkpoint
-    of the same settings exists); its history, or None for an unavailable hybrid.
+              ctx: DistContext | None = None, log=print, restart: bool = False, member: int = 0) -> list[dict] | None:
+    """Train one network, ensemble member ``member`` of its run (checkpointed, resumable; ``restart``:
+    from scratch even if a checkpoint of the same settings exists); its history, or None for an
+    unavailable hybrid.
 
     The checkpoint name carries the run's fingerprint (:func:`_network_run`); the checkpoint
     also stores the statistics of the training inputs (``classify``'s out-of-distribution check).
@@ -549,7 +589,7 @@ def train_one(config: ExperimentConfig, path: Path, sky: SkySetting, noise: Nois
     ctx = ctx or distributed_context(config.device)
     train_set, val_set, _ = _datasets(path, sky, noise, config)
     try:
-        run = _network_run(config, path, method, sky, noise, train_set, ctx.world_size)
+        run = _network_run(config, path, method, sky, noise, train_set, ctx.world_size, member)
     except ValueError as exc:
         if method == "hybrid":
             if ctx.is_main and log:
@@ -560,7 +600,7 @@ def train_one(config: ExperimentConfig, path: Path, sky: SkySetting, noise: Nois
     fresh = restart or not Path(tc.checkpoint).is_file()
     if run.source is not None and fresh:
         if not _finished(run.source.train_config):
-            train_one(config, path, sky, _warm_start_source(config, noise), method, ctx, log)
+            train_one(config, path, sky, _warm_start_source(config, noise), method, ctx, log, member=member)
         warm_start(run.model, run.source.train_config.checkpoint)
         if ctx.is_main and log:
             log(f"{tc.desc}: starts from {run.source.train_config.checkpoint}")
@@ -578,15 +618,16 @@ def train(config: ExperimentConfig, path: Path | None = None, ctx: DistContext |
     carry the run's fingerprint, so other settings train afresh beside them (``restart``:
     retrain even runs with a checkpoint).  Every checkpoint also stores the statistics of
     its training inputs (for ``classify``'s out-of-distribution check).  Returns
-    ``{run name: history}``.  A hybrid model that is not available is skipped with a message.
+    ``{run name: history}`` (ensemble members i >= 1: ``<run name>-m<i>``).  A hybrid model that is
+    not available is skipped with a message.
     """
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
     histories = {}
-    for sky, noise, method in _network_runs(config):
-        history = train_one(config, path, sky, noise, method, ctx, log, restart)
+    for sky, noise, method, member in _network_runs(config):
+        history = train_one(config, path, sky, noise, method, ctx, log, restart, member)
         if history is not None:
-            histories[run_name(method, sky.name, noise)] = history
+            histories[member_name(run_name(method, sky.name, noise), member)] = history
     return histories
 
 
@@ -727,15 +768,16 @@ def _baseline_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentCo
 
 
 def _train_job(path, sky_name: str, noises, config: ExperimentConfig, method: str,
-               restart: bool = False) -> tuple | None:
-    """Network runs of one method and sky, one per noise setting of ``noises`` in that order, in a
-    worker; ``(desc, epoch, epochs)`` if one was interrupted (Ctrl-C), else None (plain data:
-    :class:`~deepsphere_gen.training.TrainingInterrupted` does not survive pickling)."""
+               restart: bool = False, member: int = 0) -> tuple | None:
+    """Network runs of one method, sky and ensemble member, one per noise setting of ``noises`` in that
+    order, in a worker; ``(desc, epoch, epochs)`` if one was interrupted (Ctrl-C), else None (plain
+    data: :class:`~deepsphere_gen.training.TrainingInterrupted` does not survive pickling)."""
     sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
     try:
         with _interruptible(), limit_threads(1):
             for noise in noises:
-                train_one(config, Path(path), sky, noise, method, distributed_context("cpu"), restart=restart)
+                train_one(config, Path(path), sky, noise, method, distributed_context("cpu"), restart=restart,
+                          member=member)
     except TrainingInterrupted as exc:
         return exc.desc, exc.epoch, exc.epochs
     return None
@@ -744,9 +786,9 @@ def _train_job(path, sky_name: str, noises, config: ExperimentConfig, method: st
 class ParallelRun:
     """The run step on ``workers`` CPU processes: network trainings and baseline fits side by side.
 
-    One job per network method and sky (its runs one after the other, the noise-free one first:
-    the runs with noise start from it, see :func:`train_one`; without ``config.warm_start`` one
-    job per run) or per (sky, noise) baseline fit, one thread each, in spawned processes (no
+    One job per network method, sky and ensemble member (its runs one after the other, the
+    noise-free one first: the runs with noise start from it, see :func:`train_one`; without
+    ``config.warm_start`` one job per run and member) or per (sky, noise) baseline fit, one thread each, in spawned processes (no
     state shared with the parent's torch); jobs go largest first (estimated from samples x
     pixels x epochs).  Results are those of the sequential run: every job is
     seeded by itself; networks write their usual checkpoints, which :func:`evaluate_all` then
@@ -767,17 +809,18 @@ class ParallelRun:
         self.baselines, self.training, self._pool, self._pid_queue = {}, [], None, None
 
     def _jobs(self):
-        """``(size, "train", sky, [noise, ...], method)`` and ``(size, "baselines", sky, noise, [method, ...])``,
-        largest first."""
+        """``(size, "train", sky, [noise, ...], method, member)`` and ``(size, "baselines", sky, noise,
+        [method, ...])``, largest first."""
         cfg, jobs, chains = self.config, [], {}
-        for sky, noise, method in _network_runs(cfg):
+        for sky, noise, method, member in _network_runs(cfg):
             train_set = _dataset(self.path, sky, noise, cfg, "train")
             size = len(train_set) * train_set.indices.shape[1] * train_config(method, len(train_set), cfg).epochs
-            key = (sky.name, method) if cfg.warm_start else (sky.name, method, noise.name)
-            chain = chains.setdefault(key, [0.0, sky, [], method])
+            key = (sky.name, method, member) if cfg.warm_start else (sky.name, method, member, noise.name)
+            chain = chains.setdefault(key, [0.0, sky, [], method, member])
             chain[0] += size * (0.3 if method == "harmonic" else 1.0)
             chain[2].append(noise)
-        jobs.extend((size, "train", sky, noises, method) for size, sky, noises, method in chains.values())
+        jobs.extend((size, "train", sky, noises, method, member)
+                    for size, sky, noises, method, member in chains.values())
         for sky in sky_settings(cfg):
             methods = [m for m in _methods_for(sky, cfg.methods) if m in BASELINES]
             for noise in noise_settings(cfg) if methods else ():
@@ -795,10 +838,10 @@ class ParallelRun:
         self._pid_queue = context.SimpleQueue()
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_setup,
                                          initargs=(self._pid_queue,))
-        for _, kind, sky, noise, what in self._jobs():
+        for _, kind, sky, noise, what, *member in self._jobs():
             if kind == "train":
                 self.training.append(self._pool.submit(_train_job, str(self.path), sky.name, noise, self.config, what,
-                                                       self.restart))
+                                                       self.restart, *member))
             else:
                 self.baselines[sky.name, noise.name] = self._pool.submit(_baseline_job, str(self.path), sky.name,
                                                                          noise, self.config, what)
@@ -839,6 +882,78 @@ class ParallelRun:
             self._stop()
 
 
+def _trained_member(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: NoiseSetting,
+                    train_set: MassMapDataset, ctx: DistContext, log, member: int):
+    """(model with the trained weights of ensemble ``member``, its checkpoint state), or None (reported)
+    where its checkpoint is missing or unfinished; ValueError for an unavailable hybrid,
+    :class:`~deepsphere_gen.training.CheckpointMismatch` for a file of another run's fingerprint."""
+    run = _network_run(config, path, method, sky, noise, train_set, ctx.world_size, member)
+    model, tc = run.model, run.train_config
+    ckpt = tc.checkpoint
+    if not ckpt.is_file():
+        if ctx.is_main and log and method != "hybrid":
+            log(f"massmaps: no checkpoint {ckpt} for these settings: "
+                "run `deepsphere-gen massmaps train` with the same options first")
+        return None
+    state = load_checkpoint(ckpt, map_location=ctx.device)
+    if int(state.get("epoch", 0)) < tc.epochs:
+        if ctx.is_main and log:
+            log(f"massmaps: {ckpt} stopped after epoch {state.get('epoch', 0)} of {tc.epochs}; "
+                "not evaluated: run `deepsphere-gen massmaps train` with the same options to finish it")
+        return None
+    check_fingerprint(state, run.meta, ckpt, "not evaluated: remove it, or rerun `deepsphere-gen massmaps train` "
+                      "with --restart")
+    load_model_state(model, state, ckpt)
+    return model.to(ctx.device), state
+
+
+def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: NoiseSetting,
+                    sets, ctx: DistContext, log) -> dict | None:
+    """The record of one network run (see :func:`evaluate_all`), or None where a member's checkpoint
+    is missing or unfinished (reported) or the hybrid is unavailable."""
+    train_set, test_set = sets
+    t0 = time.perf_counter()
+    members = []
+    for member in range(members_of(config, method)):
+        try:
+            found = _trained_member(config, path, method, sky, noise, train_set, ctx, log, member)
+        except ValueError:
+            if method == "hybrid":
+                return None  # not available in this build (train said so)
+            raise
+        if found is None:
+            return None
+        members.append(found)
+    perms = evaluation_symmetries(test_set.nside, sky.level) if config.average_views else None
+    n = len(test_set)
+
+    def accuracy(models, views: bool) -> float:
+        if views and perms is not None:
+            models = [SymmetryAverage(m, perms) for m in models]
+        model = models[0] if len(models) == 1 else ProbabilityAverage(models)
+        return evaluate(model.to(ctx.device), test_set, batch_size=config.batch_size, ctx=ctx)["accuracy"]
+
+    def scores(models) -> dict:
+        one = accuracy(models, False)
+        acc = one if perms is None else accuracy(models, True)
+        k = int(round(acc * n))
+        return {"accuracy": acc, "n_correct": k, "ci95": list(wilson_interval(k, n)), "accuracy_one_view": one}
+
+    models = [m for m, _ in members]
+    state = members[0][1]
+    rec = {"method": method, **scores(models), "views": 1 if perms is None else len(perms),
+           "epochs": int(state["epoch"]), "warm_start": ((state.get("meta") or {}).get("fields") or {}).get("init")}
+    rec.update({k_: state["config"][k_] for k_ in ("batch_size", "lr") if k_ in state.get("config", {})})
+    if len(members) > 1:
+        rec["members"] = [{"member": i, "seed": int(st["config"]["seed"]), **scores([m]),
+                           "fingerprint": (st.get("meta") or {}).get("fingerprint"),
+                           "train_seconds": sum(h["seconds"] for h in st["history"])}
+                          for i, (m, st) in enumerate(members)]
+    rec["seconds"] = sum(h["seconds"] for _, st in members for h in st["history"]) + time.perf_counter() - t0
+    rec["history"] = [{k_: v for k_, v in h.items() if k_ != "step_losses"} for h in state["history"]]
+    return rec
+
+
 def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
                  log=print, baselines: dict | None = None) -> list[dict]:
     """Accuracy of every method on the test maps: one record per (method, sky, noise).
@@ -852,8 +967,11 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     (networks), views, accuracy_one_view (networks: with ``config.average_views`` the test
     accuracy is that of the class probabilities averaged over ``views`` symmetries of the input,
     :func:`evaluation_symmetries`; accuracy_one_view that of the input as it is), warm_start
-    (networks: the run it started from and its fingerprint, or None), C, val_accuracy, features
-    (baselines).  ``baselines``: the futures of a :class:`ParallelRun` (records computed in
+    (networks: the run it started from and its fingerprint, or None), members (networks with
+    ``config.fcn_members`` > 1: per ensemble member its seed, fingerprint, train_seconds and own
+    accuracy, n_correct, ci95, accuracy_one_view; the record's accuracy is then the ensemble's, its
+    class probabilities averaged over the members, :class:`ProbabilityAverage`; seconds count every
+    member's training, history and epochs are member 0's), C, val_accuracy, features (baselines).  ``baselines``: the futures of a :class:`ParallelRun` (records computed in
     worker processes), else fitted here.
     """
     ctx = ctx or distributed_context(config.device)
@@ -868,41 +986,9 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
             for method in methods:
                 if method in BASELINES:
                     continue
-                t0 = time.perf_counter()
-                try:
-                    run = _network_run(config, path, method, sky, noise, train_set, ctx.world_size)
-                except ValueError:
-                    if method == "hybrid":
-                        continue  # not available in this build (train said so)
-                    raise
-                model, tc = run.model, run.train_config
-                ckpt = tc.checkpoint
-                if not ckpt.is_file():
-                    if ctx.is_main and log and method != "hybrid":
-                        log(f"massmaps: no checkpoint {ckpt} for these settings: "
-                            "run `deepsphere-gen massmaps train` with the same options first")
-                    continue
-                state = load_checkpoint(ckpt, map_location=ctx.device)
-                if int(state.get("epoch", 0)) < tc.epochs:
-                    if ctx.is_main and log:
-                        log(f"massmaps: {ckpt} stopped after epoch {state.get('epoch', 0)} of {tc.epochs}; "
-                            "not evaluated: run `deepsphere-gen massmaps train` with the same options to finish it")
-                    continue
-                load_model_state(model, state, ckpt)
-                model.to(ctx.device)
-                perms = evaluation_symmetries(test_set.nside, sky.level) if config.average_views else None
-                one = evaluate(model, test_set, batch_size=config.batch_size, ctx=ctx)["accuracy"]
-                acc = one if perms is None else evaluate(SymmetryAverage(model, perms).to(ctx.device), test_set,
-                                                         batch_size=config.batch_size, ctx=ctx)["accuracy"]
-                k = int(round(acc * len(test_set)))
-                rec = {**base, "method": method, "accuracy": acc, "n_correct": k,
-                       "ci95": list(wilson_interval(k, len(test_set))), "views": 1 if perms is None else len(perms),
-                       "accuracy_one_view": one, "epochs": int(state["epoch"]),
-                       "warm_start": ((state.get("meta") or {}).get("fields") or {}).get("init")}
-                rec.update({k_: state["config"][k_] for k_ in ("batch_size", "lr") if k_ in state.get("config", {})})
-                rec["seconds"] = sum(h["seconds"] for h in state["history"]) + time.perf_counter() - t0
-                rec["history"] = [{k_: v for k_, v in h.items() if k_ != "step_losses"} for h in state["history"]]
-                records.append(rec)
+                rec = _network_record(config, path, method, sky, noise, (train_set, test_set), ctx, log)
+                if rec is not None:
+                    records.append({**base, **rec})
             if baseline_methods and ctx.is_main:
                 job = (baselines or {}).get((sky.name, noise.name))
                 records.extend(job.result() if job is not None

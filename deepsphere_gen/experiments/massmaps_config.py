@@ -24,6 +24,7 @@ __all__ = [
     "BASELINES",
     "BASELINE_FEATURES",
     "DEFAULT_METHODS",
+    "ENSEMBLE_METHODS",
     "ExperimentConfig",
     "SkySetting",
     "parse_sky_fraction",
@@ -38,6 +39,8 @@ BASELINES = ("psd_svm", "hist_svm", "strong_svm")
 BASELINE_FEATURES = {"psd_svm": ("psd",), "hist_svm": ("hist",),
                      "strong_svm": ("psd", "hist", "moments", "peaks", "minkowski")}
 DEFAULT_METHODS = ("fcn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
+#: networks that ``fcn_members`` > 1 trains as ensembles (the harmonic and hybrid models stay single)
+ENSEMBLE_METHODS = ("fcn", "cnn")
 
 
 @dataclass
@@ -62,6 +65,10 @@ class ExperimentConfig:
     :func:`train_one`; off by default: no reliable gain measured); average_views: the test
     prediction on patches is averaged over the reflections of the square
     (:func:`evaluation_symmetries`; 4 forward passes; off by default: see the README);
+    fcn_members: networks of each ``fcn`` and ``cnn`` run (sky, noise) trained on the same
+    data with different training seeds (initial weights, batch order, training noise;
+    :func:`~.massmaps_runs.member_seed`), their class probabilities averaged at test time
+    (member 0 is the single network of ``fcn_members`` = 1, same checkpoint);
     channels, K, k: graph conv blocks (k nearest neighbours of the graph);
     harmonic_bandlimits, harmonic_channels: harmonic model; data_dir: generated data cache;
     out_dir: checkpoints, JSON, plots.
@@ -87,6 +94,7 @@ class ExperimentConfig:
     baseline_noise_draws: int = 3
     warm_start: bool = False
     average_views: bool = False
+    fcn_members: int = 1
     channels: tuple = (16, 32, 64, 64, 64)
     K: int = 5
     k: int = 8
@@ -135,6 +143,7 @@ class ExperimentConfig:
                              f"{n_val} validation map(s); use more maps")
         check_positive_int(self.baseline_noise_draws, "baseline_noise_draws")
         check_positive_int(self.k, "k (graph neighbours)")
+        check_positive_int(self.fcn_members, "fcn_members (networks per fcn/cnn run)")
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
         if int(self.min_steps) != self.min_steps or self.min_steps < 0:
             raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")

@@ -10,11 +10,14 @@ Every network run (method, sky setting, noise level) is identified by a fingerpr
   directories, device, progress, the lists of methods, sky fractions and noise settings,
   sigma_e (part of each run's noise setting), the footprint's path, the baselines' noise
   draws, whether runs with noise are warm-started: that is the ``init`` field of those runs,
-  and whether test predictions average views: evaluation only);
+  whether test predictions average views: evaluation only, and the number of ensemble
+  members ``fcn_members``: each member is a run of its own, see ``member`` below);
   new fields (e.g. ``k``, ``full_sky_nside``, ``val_fraction``) are fingerprinted
   automatically; how the run step is spread over processes (``--workers``) is no field;
 - ``run``: method, sky fraction, a hash of the footprint mask, noise setting (kind, value,
-  sigma_e: e.g. ``{"kind": "ngal", "value": 22.47, "sigma_e": 0.26}``);
+  sigma_e: e.g. ``{"kind": "ngal", "value": 22.47, "sigma_e": 0.26}``); for ensemble member
+  i >= 1 (``fcn_members``) also ``member`` (i) and ``member_seed`` (:func:`member_seed`, also its
+  ``train`` seed); member 0 has neither: it is the single network, same fingerprint and file;
 - ``model``: network class and a hash of its parameter and buffer shapes;
 - ``train``: the :class:`~deepsphere_gen.training.TrainConfig` of the run (epochs,
   batch, learning rate, schedule, seed, ...), without paths and display settings;
@@ -22,7 +25,8 @@ Every network run (method, sky setting, noise level) is identified by a fingerpr
   fingerprint, e.g. ``{"warm_start": "fcn-sky1o48-noisenone", "fingerprint": "..."}``); a run
   from a random initialisation has no such field.
 
-The checkpoint file is ``<out_dir>/checkpoints/<method>-sky<f>-noise<n>-<fingerprint>.pt``:
+The checkpoint file is ``<out_dir>/checkpoints/<method>-sky<f>-noise<n>-<fingerprint>.pt``
+(member i >= 1: ``<method>-sky<f>-noise<n>-m<i>-<fingerprint>.pt``):
 another setting is another file (a fresh run), never a silently reused one, and runs of
 different settings (``--quick`` and the default run) live side by side.  The fields are
 stored with the checkpoint (``state["meta"]``) together with the training-input
@@ -31,6 +35,7 @@ statistics (:mod:`.map_statistics`) that ``massmaps classify`` compares user map
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -38,13 +43,13 @@ import numpy as np
 
 from .._fingerprint import canonical, fingerprint
 
-__all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "mask_hash", "run_fields", "run_meta", "checkpoint_file",
-           "find_checkpoints"]
+__all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "mask_hash", "run_fields",
+           "run_meta", "checkpoint_file", "find_checkpoints"]
 
 #: ExperimentConfig fields that do not change what a checkpoint holds
 NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "deepsphere_levels",
                      "ngal", "relative_noise", "sigma_e", "footprint", "baseline_noise_draws", "warm_start",
-                     "average_views")
+                     "average_views", "fcn_members")
 #: TrainConfig fields that do not change what a checkpoint holds
 _TRAIN_NOT_FINGERPRINTED = ("checkpoint", "resume", "progress", "desc", "device", "num_workers")
 
@@ -65,6 +70,26 @@ def run_name(method: str, sky_name: str, noise) -> str:
     return f"{method}-sky{sky_name.replace('/', 'o')}-noise{noise_name(noise)}"
 
 
+def member_seed(seed: int, member: int) -> int:
+    """Training seed of ensemble member ``member`` of a run with data seed ``seed``: ``seed`` itself
+    for member 0 (the single network), else 31 bits of ``SeedSequence([seed, 4813, member])``. It
+    seeds the member's initial weights, batch order, training noise and symmetries; the data, the
+    splits and the fixed noise of the validation and test samples stay those of ``seed``."""
+    if member == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), 4813, int(member)]).generate_state(1)[0] >> 1)
+
+
+def member_name(name: str, member: int) -> str:
+    """Name of ensemble member ``member`` of run ``name``: ``name`` itself for member 0, else
+    ``<name>-m<member>`` (e.g. ``fcn-sky1o48-noisengal22.47-m2``)."""
+    return name if member == 0 else f"{name}-m{member}"
+
+
+#: stem of a checkpoint of an ensemble member >= 1: ``...-m<i>-<fingerprint>``
+_MEMBER_STEM = re.compile(r"-m[1-9][0-9]*-[0-9a-f]+$")
+
+
 def mask_hash(mask) -> str | None:
     """16 hex digits identifying a footprint mask (None for no mask)."""
     if mask is None:
@@ -73,13 +98,14 @@ def mask_hash(mask) -> str | None:
 
 
 def run_fields(config, data_generation: dict, method: str, sky, noise, model, train_config,
-               init: dict | None = None) -> dict:
+               init: dict | None = None, member: int = 0) -> dict:
     """The fingerprinted fields of one run (plain JSON data; see the module docstring).
 
     ``config``: the ExperimentConfig; ``data_generation``: the data set's generation
     parameters; ``sky``: a SkySetting; ``noise``: a NoiseSetting (or a number); ``model``: the
     network (its state-dict shapes); ``train_config``: its TrainConfig; ``init``: the run it
-    starts from (None: random initialisation, no ``init`` field).
+    starts from (None: random initialisation, no ``init`` field); ``member``: ensemble member
+    (0: no member fields, the single network's fingerprint).
     """
     inner = getattr(model, "model", model)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
@@ -87,7 +113,8 @@ def run_fields(config, data_generation: dict, method: str, sky, noise, model, tr
         "data": data_generation,
         "experiment": {k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED},
         "run": {"method": method, "sky": sky.name, "footprint": mask_hash(sky.footprint),
-                "noise": _noise_fields(noise), "noise_name": noise_name(noise)},
+                "noise": _noise_fields(noise), "noise_name": noise_name(noise),
+                **({"member": int(member), "member_seed": member_seed(config.seed, member)} if member else {})},
         "model": {"class": type(inner).__name__, "shapes": fingerprint(shapes), "entries": len(shapes)},
         "train": {k: v for k, v in asdict(train_config).items() if k not in _TRAIN_NOT_FINGERPRINTED},
     }
@@ -111,6 +138,9 @@ def checkpoint_file(out_dir, name: str, fp: str) -> Path:
 
 
 def find_checkpoints(out_dir, method: str) -> list[Path]:
-    """Checkpoint files of ``method`` under ``<out_dir>/checkpoints`` (sorted by name)."""
+    """Checkpoint files of ``method`` under ``<out_dir>/checkpoints`` (sorted by name), without those
+    of ensemble members >= 1 (member 0 is the run's network)."""
     folder = Path(out_dir) / "checkpoints"
-    return sorted(folder.glob(f"{method}-sky*-noise*-*.pt")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"{method}-sky*-noise*-*.pt") if not _MEMBER_STEM.search(p.stem))

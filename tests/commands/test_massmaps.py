@@ -13,7 +13,8 @@ from deepsphere_gen.experiments import massmaps as exp
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.datasets import MassMapDataset
 from deepsphere_gen.cli import main
-from deepsphere_gen.training import load_checkpoint, save_checkpoint
+from deepsphere_gen.experiments.massmaps_runs import find_checkpoints, member_name, member_seed
+from deepsphere_gen.training import CheckpointMismatch, load_checkpoint, load_model_state, save_checkpoint
 
 TINY = ["--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--relative-noise", "0", "1", "--epochs", "2",
         "--min-steps", "0", "--batch-size", "16", "--no-progress"]
@@ -390,3 +391,120 @@ def test_evaluation_views_of_a_patch():
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(averaged8, averaged, rtol=1e-4, atol=1e-5)
     assert torch.allclose(averaged.exp().sum(-1), torch.ones(6))
+
+
+def test_probability_average_is_the_mean_of_the_members_probabilities():
+    """ProbabilityAverage = log of the mean of the members' softmax (not of their logits); a
+    SymmetryAverage member contributes its own view-averaged probabilities."""
+    torch.manual_seed(0)
+    nets = [torch.nn.Linear(5, 2) for _ in range(3)]
+    x = torch.randn(7, 5)
+    with torch.no_grad():
+        out = exp.ProbabilityAverage(nets)(x)
+        probs = torch.stack([torch.softmax(n(x), -1) for n in nets]).mean(0)
+        torch.testing.assert_close(out, probs.log())
+        logit_mean = torch.log_softmax(torch.stack([n(x) for n in nets]).mean(0), -1)
+        assert (out - logit_mean).abs().max() > 1e-4  # another rule than averaging logits
+        perms = np.array([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
+        views = exp.ProbabilityAverage([exp.SymmetryAverage(nets[0], perms), nets[1]])(x)
+        p0 = (torch.softmax(nets[0](x), -1) + torch.softmax(nets[0](x[:, [4, 3, 2, 1, 0]]), -1)) / 2
+        torch.testing.assert_close(views, ((p0 + torch.softmax(nets[1](x), -1)) / 2).log())
+    with pytest.raises(ValueError, match="at least one model"):
+        exp.ProbabilityAverage([])
+
+
+def test_member_seeds_and_checkpoint_names():
+    assert member_seed(0, 0) == 0 and member_seed(5, 0) == 5  # member 0: the single network's seed
+    seeds = {member_seed(s, m) for s in (0, 1) for m in (1, 2, 3)}
+    assert len(seeds) == 6 and not seeds & {0, 1} and all(0 <= v < 2**31 for v in seeds)
+    assert member_name("fcn-sky1o48-noisenone", 0) == "fcn-sky1o48-noisenone"
+    assert member_name("fcn-sky1o48-noisenone", 2) == "fcn-sky1o48-noisenone-m2"
+    with pytest.raises(ValueError, match="fcn_members"):
+        exp.ExperimentConfig(fcn_members=0, progress=False)
+
+
+def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
+    """--fcn-members 2: member 0 is the single network (same checkpoint file and weights as a
+    one-member run), member 1 trains with its own seed (other initial weights) into its own
+    fingerprinted checkpoint; evaluation averages the members' class probabilities and records each
+    member; more members reuse the finished ones, other settings train afresh, a file of other
+    settings under a member's name is refused, classify sees member 0 only."""
+    starts = []
+    real_fit = exp.fit
+
+    def spying_fit(model, samples, tc, **kw):  # the runs that train (not those found finished)
+        if not exp._finished(tc):
+            starts.append((tc.desc, tc.seed, {k: v.clone() for k, v in model.state_dict().items()}))
+        return real_fit(model, samples, tc, **kw)
+
+    monkeypatch.setattr(exp, "fit", spying_fit)
+    single = _tiny_config(tmp_path, relative_noise=(1.0,), warm_start=False, out_dir=str(tmp_path / "one"))
+    exp.train(single, log=None)
+    pair = replace(single, fcn_members=2, out_dir=str(tmp_path / "out"))
+    exp.train(pair, log=None)
+    (one,) = (tmp_path / "one" / "checkpoints").glob("*.pt")
+    ckpts = tmp_path / "out" / "checkpoints"
+    (m0,) = ckpts.glob("fcn-sky1o12-noiserel1-[0-9a-f]*.pt")
+    (m1,) = ckpts.glob("fcn-sky1o12-noiserel1-m1-*.pt")
+    assert m0.name == one.name and len(list(ckpts.iterdir())) == 2
+    s_one, s0, s1 = load_checkpoint(one), load_checkpoint(m0), load_checkpoint(m1)
+    assert all(torch.equal(v, s0["model"][k]) for k, v in s_one["model"].items())  # member 0 = single run
+    assert [(d, seed) for d, seed, _ in starts] == [("fcn-sky1o12-noiserel1", 0), ("fcn-sky1o12-noiserel1", 0),
+                                                   ("fcn-sky1o12-noiserel1-m1", member_seed(0, 1))]
+    first0, first1 = starts[1][2], starts[2][2]
+    assert any(not torch.equal(first0[k], first1[k]) for k in first0 if k.endswith("weight"))  # other init
+    assert s1["config"]["seed"] == member_seed(0, 1) != s0["config"]["seed"]
+    assert s1["meta"]["fields"]["run"]["member"] == 1 and "member" not in s0["meta"]["fields"]["run"]
+    assert m1.stem.endswith(s1["meta"]["fingerprint"]) and s1["meta"]["fingerprint"] != s0["meta"]["fingerprint"]
+    assert find_checkpoints(tmp_path / "out", "fcn") == [m0]  # classify: member 0 only
+
+    # evaluation: the mean of the members' probabilities, and each member on its own
+    (rec,) = exp.evaluate_all(pair, log=None)
+    path = exp.generate(pair)
+    sky, (noise,) = exp.sky_settings(pair)[0], exp.noise_settings(pair)
+    train_set, _, test_set = exp._datasets(path, sky, noise, pair)
+    probs = []
+    for i, state in enumerate((s0, s1)):
+        model = exp._network_run(pair, path, "fcn", sky, noise, train_set, member=i).model
+        load_model_state(model, state, "x")
+        with torch.no_grad():
+            model.eval()
+            x = torch.stack([test_set[j][0] for j in range(len(test_set))])
+            probs.append(torch.softmax(model(x), -1))
+    labels = np.array([test_set[j][1] for j in range(len(test_set))])
+    mean = torch.stack(probs).mean(0).argmax(-1).numpy()
+    assert rec["n_correct"] == int((mean == labels).sum()) and rec["n_test"] == len(labels)
+    assert [m["n_correct"] for m in rec["members"]] == [int((p.argmax(-1).numpy() == labels).sum()) for p in probs]
+    assert [m["seed"] for m in rec["members"]] == [0, member_seed(0, 1)]
+    assert all(len(m["ci95"]) == 2 and m["train_seconds"] > 0 for m in rec["members"])
+    (alone,) = exp.evaluate_all(single, log=None)
+    assert "members" not in alone and alone["accuracy"] == rec["members"][0]["accuracy"]
+    (views,) = exp.evaluate_all(replace(pair, average_views=True), log=None)  # views within each member
+    assert views["views"] == 4 and views["accuracy_one_view"] == rec["accuracy"]
+    assert [m["accuracy_one_view"] for m in views["members"]] == [m["accuracy"] for m in rec["members"]]
+
+    # three members: the finished two are reused, only member 2 trains; other settings: all afresh
+    starts.clear()
+    exp.train(replace(pair, fcn_members=3), log=None)
+    assert [d for d, _, _ in starts] == ["fcn-sky1o12-noiserel1-m2"]
+    starts.clear()
+    exp.train(replace(pair, epochs=3), log=None)
+    assert [d for d, _, _ in starts] == ["fcn-sky1o12-noiserel1", "fcn-sky1o12-noiserel1-m1"]
+    assert len(list(ckpts.glob("fcn-sky1o12-noiserel1-m1-*.pt"))) == 2
+    # a checkpoint of other settings put under member 1's name is neither resumed nor evaluated
+    m1.write_bytes(next(ckpts.glob("fcn-sky1o12-noiserel1-m2-*.pt")).read_bytes())
+    with pytest.raises(CheckpointMismatch, match="member"):
+        exp.evaluate_all(pair, log=None)
+    with pytest.raises(CheckpointMismatch, match="member"):
+        exp.train(pair, log=None)
+
+
+def test_parallel_jobs_train_ensemble_members_separately(tmp_path):
+    config = _tiny_config(tmp_path, sky_fractions=("1/12",), relative_noise=(0.0, 1.0), methods=("fcn", "hist_svm"),
+                          warm_start=False, fcn_members=3)
+    jobs = exp.ParallelRun(config, exp.generate(config), 2)._jobs()
+    train = sorted((j[4], j[5], [n.name for n in j[3]]) for j in jobs if j[1] == "train")
+    assert train == [("fcn", m, [n]) for m in range(3) for n in ("none", "rel1")]
+    warm = exp.ParallelRun(replace(config, warm_start=True), exp.generate(config), 2)._jobs()
+    assert sorted((j[5], [n.name for n in j[3]]) for j in warm if j[1] == "train") == \
+        [(m, ["none", "rel1"]) for m in range(3)]  # each member's noisy run after its own noise-free one

@@ -104,7 +104,7 @@ def test_every_option_is_honoured_before_and_after_the_step(step):
     opts = ["--nside", "8", "--n-maps", "5", "--seed", "3", "--sky-fractions", "1/12", "--relative-noise", "0.5",
             "--deepsphere-level", "1", "--ngal", "30", "--sigma-e", "0.3", "--full-sky-nside", "4", "--k", "6",
             "--methods", "fcn", "--epochs", "7", "--batch-size", "4", "--lr", "0.01", "--min-steps", "9",
-            "--no-augment", "--warm-start", "--average-views", "--data-dir", "D", "--out-dir", "O", "--device", "cpu",
+            "--no-augment", "--warm-start", "--average-views", "--fcn-members", "3", "--data-dir", "D", "--out-dir", "O", "--device", "cpu",
             "--no-progress", "--quick"]
     parse = lambda argv: build_parser(["massmaps"]).parse_args(["massmaps", *argv])  # noqa: E731
     before = cmd._config(parse([*opts, step]))
@@ -114,9 +114,9 @@ def test_every_option_is_honoured_before_and_after_the_step(step):
     assert (before.nside, before.n_maps, before.seed, before.sky_fractions, before.relative_noise,
             before.deepsphere_levels, before.ngal, before.sigma_e, before.full_sky_nside, before.k, before.epochs,
             before.batch_size, before.lr, before.min_steps, before.augment, before.warm_start, before.average_views,
-            before.data_dir, before.out_dir) == \
-        (8, 5, 3, ("1/12",), (0.5,), (1.0,), (30.0,), 0.3, 4, 6, 7, 4, 0.01, 9, False, True, True, "D", "O")
-    assert not (default.warm_start or default.average_views)
+            before.fcn_members, before.data_dir, before.out_dir) == \
+        (8, 5, 3, ("1/12",), (0.5,), (1.0,), (30.0,), 0.3, 4, 6, 7, 4, 0.01, 9, False, True, True, 3, "D", "O")
+    assert not (default.warm_start or default.average_views) and default.fcn_members == 1
     assert before.channels == cmd.QUICK["channels"]  # --quick before the step counts too
     assert default.nside != 8 and default.data_dir == str(_cache_dirs.default_data_dir())
     # options of the run itself, not of the configuration
