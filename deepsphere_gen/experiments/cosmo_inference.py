@@ -69,6 +69,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorD
 
 from .._fingerprint import canonical, fingerprint
 from .._io import atomic_write_json
+from .._seeds import ensemble_seed
 from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
 from ..datasets.pseudo_cl import PseudoCl
 from ..models import DeepSphereRegressor
@@ -366,10 +367,8 @@ def member_seed(seed: int, member: int) -> int:
     """Training seed of graph ensemble member ``member`` of a run with ``seed``: ``seed`` itself for
     member 0 (the single network), else 31 bits of ``SeedSequence([seed, 7477, member])`` (weights,
     data order and training noise differ; the data, validation split and noise of the evaluation
-    stay those of ``seed``)."""
-    if member == 0:
-        return int(seed)
-    return int(np.random.SeedSequence([int(seed), 7477, int(member)]).generate_state(1)[0] >> 1)
+    stay those of ``seed``); :func:`~deepsphere_gen._seeds.ensemble_seed` with stream 7477."""
+    return ensemble_seed(seed, member, 7477)
 
 
 def member_fields(config: CosmoExperimentConfig, member: int) -> dict:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .._fingerprint import canonical, fingerprint
+from .._seeds import ensemble_seed
 
 __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "mask_hash", "run_fields",
            "run_meta", "checkpoint_file", "find_checkpoints"]
@@ -74,10 +75,9 @@ def member_seed(seed: int, member: int) -> int:
     """Training seed of ensemble member ``member`` of a run with data seed ``seed``: ``seed`` itself
     for member 0 (the single network), else 31 bits of ``SeedSequence([seed, 4813, member])``. It
     seeds the member's initial weights, batch order, training noise and symmetries; the data, the
-    splits and the fixed noise of the validation and test samples stay those of ``seed``."""
-    if member == 0:
-        return int(seed)
-    return int(np.random.SeedSequence([int(seed), 4813, int(member)]).generate_state(1)[0] >> 1)
+    splits and the fixed noise of the validation and test samples stay those of ``seed``;
+    :func:`~deepsphere_gen._seeds.ensemble_seed` with stream 4813."""
+    return ensemble_seed(seed, member, 4813)
 
 
 def member_name(name: str, member: int) -> str:
