@@ -49,6 +49,7 @@ import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -164,13 +165,24 @@ def _compile() -> ctypes.CDLL | None:
     return dll
 
 
-def _library() -> ctypes.CDLL | None:
-    if os.environ.get(ENV_VAR, "1") == "0":
-        return None
-    with _lock:
-        if "dll" not in _state:
-            _state["dll"] = _compile()
-        return _state["dll"]
+def lazy_library(compile_library: Callable[[], ctypes.CDLL | None]) -> Callable[[], ctypes.CDLL | None]:
+    """A function returning the library that ``compile_library`` builds, built once at its first
+    call (thread-safe); it returns None while :data:`ENV_VAR` is "0" or where the build failed.
+    Also used by :mod:`._pool_native`."""
+    lock, built = threading.Lock(), {}
+
+    def library() -> ctypes.CDLL | None:
+        if os.environ.get(ENV_VAR, "1") == "0":
+            return None
+        with lock:
+            if "dll" not in built:
+                built["dll"] = compile_library()
+            return built["dll"]
+
+    return library
+
+
+_library = lazy_library(_compile)
 
 
 def available() -> bool:

@@ -16,19 +16,15 @@ Scope: CPU, float32 / float64.
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
 from pathlib import Path
 
 import torch
 
-from ._cheb_native import ENV_VAR, build_library, parallel_rows
+from ._cheb_native import build_library, lazy_library, parallel_rows
 
 __all__ = ["available", "usable", "gather_max"]
 
 _SOURCE = Path(__file__).with_name("_pool_kernel.c")
-_lock = threading.Lock()
-_state: dict = {}
 
 
 def _compile() -> ctypes.CDLL | None:
@@ -43,13 +39,7 @@ def _compile() -> ctypes.CDLL | None:
     return dll
 
 
-def _library() -> ctypes.CDLL | None:
-    if os.environ.get(ENV_VAR, "1") == "0":
-        return None
-    with _lock:
-        if "dll" not in _state:
-            _state["dll"] = _compile()
-        return _state["dll"]
+_library = lazy_library(_compile)
 
 
 def available() -> bool:
