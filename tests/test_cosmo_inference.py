@@ -386,3 +386,24 @@ def test_members_predicted_batch_by_batch_are_one_member_after_another():
     model.load_state_dict(weights[0])
     assert np.array_equal(_predict_members(model, weights[1:2], data, "cpu", 4)[0], together[1])
 
+
+
+def test_estimator_follows_the_mask_content(tmp_path):
+    """The per-process pseudo-C_l estimator is keyed by the footprint's content: a FITS mask
+    rewritten under the same name gets a new estimator, the same mask the same one."""
+    import healpy as hp
+
+    from deepsphere_gen.experiments import cosmo_inference
+
+    nside, path = 16, tmp_path / "mask.fits"
+    first = np.zeros(12 * nside**2)
+    first[: 6 * nside**2] = 1
+    second = first.copy()
+    second[:nside**2] = 0
+    config = CosmoExperimentConfig(grid=CosmoGridConfig(nside=nside, footprint=str(path)))
+    hp.write_map(str(path), first, nest=True, dtype=np.float64)
+    est = cosmo_inference._estimator(config)
+    assert cosmo_inference._estimator(config) is est
+    hp.write_map(str(path), second, nest=True, dtype=np.float64, overwrite=True)
+    again = cosmo_inference._estimator(config)
+    assert again is not est and int(again.mask.sum()) == int(second.sum()) == int(est.mask.sum()) - nside**2

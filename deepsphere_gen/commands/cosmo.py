@@ -68,8 +68,8 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="evaluate the graph network's epoch of lowest validation loss (best) or its last epoch")
     p.add_argument("--graph-members", type=int, default=d.graph_members,
                    help="graph networks trained with different seeds on the same data, their posteriors combined "
-                        "(default 3; member 0: the single network and its checkpoint; member i: checkpoint "
-                        "cosmo-graph-m<i>.pt)")
+                        f"(default {d.graph_members}; member 0: the single network and its checkpoint; member i: "
+                        "checkpoint cosmo-graph-m<i>.pt)")
     p.add_argument("--seed", type=int, default=0, help="seed of the design, maps, noise and training")
     p.add_argument("--data-dir", default=None, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
     p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")

@@ -53,7 +53,7 @@ prediction passes.
 """
 from __future__ import annotations
 
-import functools
+import hashlib
 import json
 import math
 import time
@@ -335,15 +335,22 @@ def generate(config: CosmoExperimentConfig, ctx: DistContext | None = None) -> P
     return path
 
 
+#: (footprint mask digest, nside) -> PseudoCl: the two most recent estimators of this process
+_ESTIMATORS: dict = {}
+
+
 def _estimator(config: CosmoExperimentConfig) -> PseudoCl:
-    """The pseudo-C_l estimator of the run's footprint, built once per process (its coupling matrix
-    costs ~3 s CPU at nside 128; :func:`train` and :func:`evaluate_all` of one run share it)."""
-    return _pseudo_cl(config.grid.footprint, config.grid.nside)
-
-
-@functools.lru_cache(maxsize=2)
-def _pseudo_cl(footprint: str, nside: int) -> PseudoCl:
-    return PseudoCl(load_footprint(footprint, nside))
+    """The pseudo-C_l estimator of the run's footprint, built once per process and mask (its
+    coupling matrix costs ~3 s CPU at nside 128; :func:`train` and :func:`evaluate_all` of one run
+    share it).  Keyed by the mask's content, so a FITS mask rewritten under the same name is a new
+    estimator."""
+    mask = np.ascontiguousarray(load_footprint(config.grid.footprint, config.grid.nside))
+    key = (hashlib.sha256(mask.tobytes()).hexdigest(), config.grid.nside)
+    if key not in _ESTIMATORS:
+        while len(_ESTIMATORS) >= 2:
+            _ESTIMATORS.pop(next(iter(_ESTIMATORS)))
+        _ESTIMATORS[key] = PseudoCl(mask)
+    return _ESTIMATORS[key]
 
 
 def _features(config, path, est, split, draws=1):

@@ -48,9 +48,11 @@ def available() -> bool:
 
 
 def usable(x: torch.Tensor, groups: torch.Tensor) -> bool:
-    """Whether :func:`gather_max` runs ``x`` (B, P, C) with ``groups`` (Q, f) on the kernel."""
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 3
-            and groups.dim() == 2 and groups.shape[1] >= 1 and available())
+    """Whether :func:`gather_max` runs ``x`` (B, P, C) with ``groups`` (Q, f) on the kernel: both on
+    the CPU (a CUDA module with a CPU map takes the torch path and its device error), x a float
+    map with at least one sample."""
+    return (x.device.type == "cpu" and groups.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and x.dim() == 3 and x.shape[0] > 0 and groups.dim() == 2 and groups.shape[1] >= 1 and available())
 
 
 class _GatherMax(torch.autograd.Function):
@@ -94,13 +96,16 @@ def gather_max(x: torch.Tensor, groups: torch.Tensor, dropped: torch.Tensor, ref
     8.4-10.2 -> 3.2-3.6 ms CPU, 1,131 -> 246 x 32: 2.7 -> 0.9-1.1 ms (the kernel's own passes take
     0.9 + 0.8 ms of the first: the rest is the fresh gradient buffer and autograd).
     """
-    if not usable(x, groups):
-        raise ValueError("gather_max: needs a CPU float (B, P, C) map, groups (Q, f) and the compiled kernel")
+    if not usable(x, groups) or dropped.device.type != "cpu":
+        raise ValueError("gather_max: needs a non-empty CPU float (B, P, C) map, CPU groups (Q, f) and dropped, "
+                         "and the compiled kernel")
     P = x.shape[1]
-    if (groups.dtype != torch.int64 or dropped.dtype != torch.int64 or groups.numel() + dropped.numel() != P
-            or int(groups.min()) < 0 or int(groups.max()) >= P
-            or dropped.numel() and (int(dropped.min()) < 0 or int(dropped.max()) >= P)):
-        # the kernel indexes raw pointers: positions outside the map are refused before any call
+    positions = torch.cat([groups.flatten(), dropped.flatten()])
+    # the kernel indexes raw pointers, and its backward writes each pixel's gradient once (no zero
+    # fill): positions outside the map, or a pixel missing or listed twice, are refused before any call
+    if (groups.dtype != torch.int64 or dropped.dtype != torch.int64 or positions.numel() != P
+            or P and (int(positions.min()) < 0 or int(positions.max()) >= P
+                      or not bool(torch.bincount(positions, minlength=P).eq(1).all()))):
         raise ValueError(f"gather_max: groups {tuple(groups.shape)} and dropped ({dropped.numel()}) must be int64 "
-                         f"positions in [0, {P}) covering the {P} pixels of x")
+                         f"positions in [0, {P}) listing each of the {P} pixels of x once")
     return _GatherMax.apply(x, groups.contiguous(), dropped.contiguous(), reference)

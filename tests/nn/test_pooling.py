@@ -143,12 +143,14 @@ def test_partial_sky_keeps_exactly_the_complete_parents():
 @pytest.mark.filterwarnings("ignore:partial-sky pooling")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("p", [1, 2])
-def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype):
+def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype, monkeypatch):
     """The compiled partial-sky max pooling gives the values and gradients of the torch path
-    (gather, max_pool2d, and their backward) bit for bit: ties, all-zero groups, -0 gradients,
-    dropped pixels; its second derivative is the torch path's."""
-    from deepsphere_gen.nn import _pool_native
+    (gather, max_pool2d, and their backward) bit for bit: ties, all-zero groups, NaN and inf, -0
+    gradients, dropped pixels; its second derivative is the torch path's; positions outside the
+    map or a pixel listed twice are refused, an empty batch takes the torch path."""
+    from deepsphere_gen.nn import _cheb_native, _pool_native
 
+    monkeypatch.setenv(_cheb_native.ENV_VAR, "1")
     if not _pool_native.available():
         pytest.skip("no C compiler: the pooling runs on torch operations")
     nside, B, C = 16, 3, 20
@@ -157,11 +159,15 @@ def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype):
     gen = torch.Generator().manual_seed(p)
     x = torch.relu(torch.randn(B, pool.npix_in, C, generator=gen, dtype=dtype))
     x[:, 1::4] = x[:, ::4][:, : x[:, 1::4].shape[1]]  # ties
+    first, second = pool._groups[1], pool._groups[2]  # parents whose gradient below is not -0
+    x[0, first[[0, -1]], 0] = float("nan")  # two NaN children of one parent: the later one takes the argmax
+    x[1, second[1], :3] = float("inf")
     x.requires_grad_(True)
     y = pool(x)
     assert y.grad_fn is not None and "GatherMax" in type(y.grad_fn).__name__  # the kernel ran
     yr = pool._torch_forward(x)
-    assert torch.equal(y, yr) and y.is_contiguous()
+    torch.testing.assert_close(y, yr, rtol=0, atol=0, equal_nan=True)  # bit for bit, NaN where torch has NaN
+    assert y.is_contiguous() and bool(y.isnan().any())
     g = torch.randn(y.shape, generator=gen, dtype=dtype)
     g[:, ::3] = -0.0
     (gx,), (gr,) = torch.autograd.grad(y, x, g), torch.autograd.grad(yr, x, g)
@@ -172,6 +178,12 @@ def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype):
         assert torch.autograd.gradgradcheck(lambda t: small(t).square(), (xs,))
     with pytest.raises(ValueError, match="positions"):
         _pool_native.gather_max(x, pool._groups.clamp(max=pool.npix_in) + 1, pool._dropped, pool._torch_forward)
+    twice = pool._groups.clone()
+    twice[0, 0] = twice[0, 1]  # one pixel twice, one missing: its gradient would be left unwritten
+    with pytest.raises(ValueError, match="once"):
+        _pool_native.gather_max(x, twice, pool._dropped, pool._torch_forward)
+    empty = pool(x[:0])
+    assert empty.shape == (0, pool.coarse.npix, C) and "GatherMax" not in type(empty.grad_fn).__name__
 
 
 def test_partial_sky_base_patch_drops_nothing():
