@@ -48,6 +48,11 @@ def test_max_pool_equals_reshape_reference_and_indices(p):
     mask = torch.zeros_like(x, dtype=torch.bool).scatter(1, idx, True)
     assert torch.equal(up[mask], x[mask]) and bool((up[~mask] == 0).all())
     assert int(mask.sum()) == y.numel()
+    # boolean maps (which max_pool2d refuses): any pixel of the group, at its first True
+    b = x > 0.5
+    yb, ib = HealpixMaxPool(p, return_indices=True)(b)
+    np.testing.assert_array_equal(yb.numpy(), b.numpy().reshape(3, -1, f, 2).any(axis=2))
+    assert torch.equal(torch.gather(b, 1, ib), yb)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "pixel-major"])
