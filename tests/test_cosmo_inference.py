@@ -228,8 +228,10 @@ def test_summary_likelihood_intervals_cover_independent_test_cosmologies():
         assert w["coverage"][name]["coverage_95"] == pytest.approx(0.954, abs=0.015)
     off = summary_widths(2 * est_fit, truth_fit, 2 * fid - 0.1, est_test, truth_test)  # wrong offset and response
     assert off["coverage"]["s8"]["coverage_68"] < 0.2
-    with pytest.raises(ValueError, match="fitting cosmologies"):
+    with pytest.raises(ValueError, match="fitting cosmologies, got 2"):
         summary_widths(est_fit[:2], truth_fit[:2], fid)
+    with pytest.raises(ValueError, match="fiducial samples, got 5"):
+        summary_widths(est_fit, truth_fit, fid[:5])
 
 
 def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
