@@ -524,7 +524,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
 
     def train_graph(member: int) -> None:
         ckpt = _checkpoint(config, "graph", member)
-        legacy = ckpt.is_file() and _legacy(member, load_checkpoint(ckpt))
+        legacy = member == 0 and ckpt.is_file() and _legacy(0, load_checkpoint(ckpt))  # members >= 1 never are
         if legacy and log and ctx.is_main:
             log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
         seed_everything(member_seed(config.seed, member))  # the initial weights
@@ -597,6 +597,8 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                 if log:
                     log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
                 continue
+            if config.graph_weights == "last":  # the evaluated weights in "best", where trained_weights reads them
+                states = [{**st, "best": {"epoch": int(st["epoch"]), "model": st["model"]}} for st in states]
             outs = _graph_outputs(config, path, states, val_idx, ctx.device)
             state = states[0]
         else:
@@ -621,19 +623,15 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                       "validation": train_x[val_idx],  # noise draw 0 of the validation samples
                       "calibration": feats["calibration"][method]}
             outs = [{split: _predict(model, TensorDataset(scaler(x)), ctx.device, 512) for split, x in inputs.items()}]
-        if method == "graph" and config.graph_weights == "last":
-            kept = int(state["epoch"])
-        else:
-            kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])  # MLPs: epoch = the best one
+        kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])  # MLPs: epoch = the best one
         last = state["history"][kept - 1]
         rec = {"method": method, "epochs": kept, "epochs_run": len(state["history"]),
                "train_seconds": float(sum(h["seconds"] for st in (states if method == "graph" else [state])
                                           for h in st["history"])),  # every ensemble member's
                "train_loss": float(last["train_loss"]), "val_loss": float(last.get("val_loss", math.nan))}
         per_member = [{split: _mean_cov(o) for split, o in out.items()} for out in outs]
-        moments = per_member[0] if len(outs) == 1 else {
-            split: mixture_moments(np.stack([m[split][0] for m in per_member]), np.stack([m[split][1] for m in per_member]))
-            for split in per_member[0]}
+        moments = {split: mixture_moments(np.stack([m[split][0] for m in per_member]),
+                                          np.stack([m[split][1] for m in per_member])) for split in per_member[0]}
         part, preds[method] = _posterior_record(config, path, space, val_idx, moments)
         rec.update(part)
         if len(outs) > 1:
@@ -672,19 +670,16 @@ def mixture_moments(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np
 def _graph_outputs(config: CosmoExperimentConfig, path: Path, states: list[dict], val_idx: np.ndarray,
                    device) -> list[dict]:
     """Raw outputs (n, 5) on every evaluated split of each graph network (checkpoints ``states``, one
-    per ensemble member): the model and the data sets are built once and every batch is read once,
-    only the weights change (:func:`_predict_members`)."""
+    per ensemble member, each evaluated with its ``best`` weights: :func:`evaluate_all` puts the
+    last epoch's there for ``graph_weights="last"``): the model and the data sets are built once and
+    every batch is read once, only the weights change (:func:`_predict_members`)."""
     model = build_graph_model(config, np.load(path / "footprint.npy"), _graph_scale(config, path)).to(device)
     data = {split: CosmoMapDataset(path, split, config.noise_std(), seed=config.seed) for split in SPLITS}
     data["validation"] = Subset(data.pop("train"), val_idx.tolist())
     data["calibration"] = ConcatDataset([data["calibration"]] + [  # the noise draws of summary_features
         CosmoMapDataset(path, "calibration", config.noise_std(), seed=config.seed + 7919 * r)
         for r in range(1, config.calib_noise_draws)])
-    weights = []
-    for state in states:
-        if config.graph_weights == "last" or "best" not in state:
-            state = {**state, "best": {"epoch": int(state["epoch"]), "model": state["model"]}}
-        weights.append(trained_weights(state))
+    weights = [trained_weights(state) for state in states]
     per_split = {split: _predict_members(model, weights, ds, device) for split, ds in data.items()}
     return [{split: out[i] for split, out in per_split.items()} for i in range(len(states))]
 

@@ -403,14 +403,22 @@ def test_forward_streaming_stores_equal_plain_ones(dtype, O, C, monkeypatch):
         _close(y, torch.einsum("kpc,kco->po", basis, w), 1e-5 if dtype == torch.float32 else 1e-12)
 
 
-def test_layer_release_scratch_drops_the_sliced_copy():
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_layer_release_scratch_drops_the_sliced_copy(symmetric, monkeypatch):
     """A one-map one-channel float32 layer builds the sliced copy at its first call;
-    release_scratch() drops it, and the next call rebuilds it with the same output."""
+    release_scratch() drops it, and the next call rebuilds it with the same output; a
+    non-symmetric layer's copy of its transposed Laplacian (the backward's) is dropped too."""
     from deepsphere_gen.nn import ChebConv
 
+    monkeypatch.setattr(_cheb_native, "SLICE_MAX_PADDING", 10.0)  # random entries: rows differ in length
     lap = _healpix_laplacian(4)
+    if not symmetric:  # a small non-symmetric perturbation, the spectrum kept inside [-1, 1]
+        A = sp.csr_matrix((lap.values().numpy(), lap.col_indices().numpy(), lap.crow_indices().numpy()),
+                          shape=lap.shape)
+        lap = to_torch_csr(0.8 * A + 0.05 * sp.random(*A.shape, density=0.01, random_state=0), dtype=torch.float32)
     _sliced_or_skip(lap)
     conv = ChebConv(1, 4, 3, lap)
+    assert (conv.laplacian_t is None) == symmetric
     _cheb_native.release(conv.laplacian)
     x = torch.randn(1, lap.shape[0], 1)
     with torch.no_grad():
@@ -420,7 +428,7 @@ def test_layer_release_scratch_drops_the_sliced_copy():
         assert id(conv.laplacian) not in _cheb_native._sliced
         torch.testing.assert_close(conv(x), y, rtol=0, atol=0)
     assert id(conv.laplacian) in _cheb_native._sliced
-    if conv.laplacian_t is not None:  # the backward's transpose: its copy is dropped too
+    if not symmetric:  # the backward's transpose: its copy is dropped too
         assert _cheb_native.sliced(conv.laplacian_t) is not None and id(conv.laplacian_t) in _cheb_native._sliced
         conv.release_scratch()
         assert id(conv.laplacian_t) not in _cheb_native._sliced
