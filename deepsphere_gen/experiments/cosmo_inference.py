@@ -74,7 +74,7 @@ from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, gene
 from ..datasets.pseudo_cl import PseudoCl
 from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
-from ..training import (CheckpointMismatch, DistContext, TrainConfig, check_fingerprint, distributed_context, fit,
+from ..training import (DistContext, TrainConfig, check_fingerprint, check_settings, distributed_context, fit,
                         load_checkpoint, save_checkpoint, seed_everything, trained_weights)
 from .cosmo_calibration import DEGREES, VarianceCalibration
 from .cosmo_config import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
@@ -411,28 +411,23 @@ def _train_config(config: CosmoExperimentConfig, n_train: int, world: int, membe
                        desc="cosmo graph" if member == 0 else f"cosmo graph m{member}", keep_best="val_loss")
 
 
-#: TrainConfig fields a member-0 checkpoint without a fingerprint (:func:`_legacy`) must share with the run
-#: that evaluates it (a fingerprint covers them all)
-_LEGACY_KEYS = ("epochs", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "keep_best")
-
-
 def _graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | None:
     """The checkpoint of graph member ``member`` (None if absent), checked against ``config``: its
-    fingerprint (:func:`member_fields`, :func:`~deepsphere_gen.training.check_fingerprint`; a member-0
-    checkpoint without one, :func:`_legacy`, on its stored training settings) must match, else
-    :class:`~deepsphere_gen.training.CheckpointMismatch`."""
+    fingerprint (:func:`member_fields`, :func:`~deepsphere_gen.training.check_fingerprint`) must match;
+    a member-0 checkpoint without one (:func:`_legacy`) is checked on its stored training settings, as a
+    resumed run checks them (:func:`~deepsphere_gen.training.check_settings`; a setting it does not store
+    counts as differing; the batch size is not compared: the effective one depends on the number of
+    processes that trained it); else :class:`~deepsphere_gen.training.CheckpointMismatch`."""
     ckpt = _checkpoint(config, "graph", member)
     if not ckpt.is_file():
         return None
     state = load_checkpoint(ckpt, map_location=device)
     remedy = "not evaluated: train again in another --out-dir or remove it"
-    if not _legacy(member, state):
+    if _legacy(member, state):
+        check_settings(state, _train_config(config, 1, 1, member), ckpt, remedy, ignore=("batch_size",),
+                       absent_differs=True)
+    else:
         check_fingerprint(state, _member_meta(config, member), ckpt, remedy)
-        return state
-    want, saved = _train_config(config, 1, 1, member), state.get("config") or {}
-    diff = [k for k in _LEGACY_KEYS if saved.get(k) != getattr(want, k)]
-    if diff:
-        raise CheckpointMismatch(f"checkpoint {ckpt} belongs to another run (differing: {', '.join(diff)}); {remedy}")
     return state
 
 
