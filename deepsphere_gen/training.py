@@ -59,6 +59,7 @@ from ._fingerprint import differing_fields
 __all__ = [
     "TrainConfig",
     "check_fingerprint",
+    "check_settings",
     "DistContext",
     "distributed_context",
     "shutdown_distributed",
@@ -77,8 +78,11 @@ __all__ = [
     "fit",
 ]
 
-#: keys of TrainConfig that must agree between a checkpoint and the run resuming it
+#: keys of TrainConfig that must agree between a checkpoint and the run resuming it (and ``epochs`` under a
+#: non-constant schedule): compared by :func:`check_settings`, the one place that lists them
 _RESUME_KEYS = ("batch_size", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "keep_best")
+#: what a refused resume tells the user to do
+_RESUME_REMEDY = "pass resume=False (command line: --restart) or another checkpoint path"
 
 #: learning-rate schedules of :func:`learning_rate`
 LR_SCHEDULES = ("constant", "cosine")
@@ -458,21 +462,33 @@ def check_fingerprint(state: dict, meta: dict | None, path,
             f"{meta['fingerprint']}; differing: {', '.join(diff) or 'unknown fields'}); {remedy}")
 
 
+def check_settings(state: dict, config: TrainConfig, path, remedy: str = _RESUME_REMEDY, ignore: tuple[str, ...] = (),
+                   absent_differs: bool = False) -> None:
+    """Raise :class:`CheckpointMismatch` (naming the differing fields with both values, then ``remedy``)
+    where the training settings stored in checkpoint ``state`` (``state["config"]``, written by :func:`fit`)
+    differ from ``config``'s in a field that fixes the training: those of ``_RESUME_KEYS`` (batch_size, lr,
+    weight_decay, seed, lr_schedule, warmup, keep_best) and ``epochs`` under a non-constant schedule (its
+    length is part of the schedule); fields in ``ignore`` are not compared.  A field the checkpoint does
+    not store (written before the field existed) is not compared, or counts as differing with
+    ``absent_differs`` (where nothing else vouches for the checkpoint)."""
+    saved = state.get("config") or {}
+    keys = _RESUME_KEYS + (("epochs",) if config.lr_schedule != "constant" else ())
+    diff = [k for k in keys if k not in ignore and (k in saved or absent_differs)
+            and saved.get(k) != getattr(config, k)]
+    if diff:
+        raise CheckpointMismatch(f"checkpoint {path} was written with different settings ({', '.join(diff)}: "
+                                 f"{[saved.get(k) for k in diff]} vs {[getattr(config, k) for k in diff]}); {remedy}")
+
+
 def _check_resume(state: dict, config: TrainConfig, path, meta: dict | None) -> None:
     for key in ("model", "optimizer", "epoch", "history"):
         if key not in state:
             raise CheckpointError(f"checkpoint {path} is not a training checkpoint (no {key!r})")
     if config.keep_best and int(state["epoch"]) > 0 and not isinstance(state.get("best"), dict):
         raise CheckpointMismatch(f"checkpoint {path} was written without keep_best (its best epoch's weights are "
-                                 "not stored); pass resume=False (command line: --restart) or another checkpoint path")
+                                 f"not stored); {_RESUME_REMEDY}")
     check_fingerprint(state, meta, path)
-    saved = state.get("config", {})
-    keys = _RESUME_KEYS + (("epochs",) if config.lr_schedule != "constant" else ())  # cosine: fixed length
-    diff = [k for k in keys if k in saved and saved[k] != getattr(config, k)]
-    if diff:
-        raise CheckpointMismatch(f"checkpoint {path} was written with different settings ({', '.join(diff)}: "
-                                 f"{[saved[k] for k in diff]} vs {[getattr(config, k) for k in diff]}); "
-                                 "pass resume=False (command line: --restart) or another checkpoint path")
+    check_settings(state, config, path)
 
 
 def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Dataset | None = None,

@@ -344,10 +344,23 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
 
     asdict = lambda tc: canonical(vars(tc))  # noqa: E731  (as fit stores its TrainConfig: plain values)
     state = {"model": {}, "optimizer": {}, "epoch": config.epochs, "history": []}
-    save_checkpoint(_checkpoint(config, "graph", 0), {**state, "config": {**asdict(_train_config(config, 7, 1)), "seed": 5}})
-    with pytest.raises(CheckpointMismatch, match="cosmo-graph.pt belongs to another run.*seed"):
+    # a legacy checkpoint is refused on any one training setting that a resumed run compares (the rule of
+    # training.check_settings), naming that setting with both values and the remedy; batch size aside
+    saved = asdict(_train_config(config, 7, 1))
+    for key, value in {"epochs": 3, "lr": 0.5, "weight_decay": 0.1, "seed": 5, "lr_schedule": "constant",
+                       "warmup": 0.0, "keep_best": None}.items():
+        assert saved[key] != value
+        save_checkpoint(_checkpoint(config, "graph", 0), {**state, "config": {**saved, key: value}})
+        with pytest.raises(CheckpointMismatch, match=rf"cosmo-graph.pt was written with different settings \({key}: "
+                                                     rf"\[{value!r}\] vs .*not evaluated: train again"):
+            _graph_state(config, 0, "cpu")
+        save_checkpoint(_checkpoint(config, "graph", 0), {**state, "config": {k: v for k, v in saved.items() if k != key}})
+        with pytest.raises(CheckpointMismatch, match=rf"different settings \({key}: \[None\]"):  # not stored: refused
+            _graph_state(config, 0, "cpu")
+    save_checkpoint(_checkpoint(config, "graph", 0), state)  # no settings at all
+    with pytest.raises(CheckpointMismatch, match="different settings"):
         _graph_state(config, 0, "cpu")
-    legacy = {**state, "config": asdict(_train_config(config, 7, 1)), "meta": {}}
+    legacy = {**state, "config": {**saved, "batch_size": 3}, "meta": {}}  # the effective batch is not compared
     save_checkpoint(_checkpoint(config, "graph", 0), legacy)
     assert _graph_state(config, 0, "cpu")["epoch"] == config.epochs
     save_checkpoint(_checkpoint(config, "graph", 0), {**legacy, "meta": _member_meta(CosmoExperimentConfig(

@@ -113,6 +113,34 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         fit(_model(), _data(), _cfg(epochs=3, lr_schedule="cosine", checkpoint=ckpt), log=None)
 
 
+def test_check_settings_names_each_differing_field():
+    """check_settings (used by fit's resume and by the cosmo evaluation of checkpoints without a
+    fingerprint) names each differing field with both values; epochs count only under a schedule;
+    fields the checkpoint lacks are skipped unless absent_differs; ignored fields are not compared."""
+    from deepsphere_gen.training import check_settings
+
+    _plain = vars  # as fit stores a TrainConfig: plain values
+
+    config = _cfg(lr_schedule="cosine", keep_best="val_loss", warmup=0.1)
+    state = {"config": _plain(config)}
+    check_settings(state, config, "run.pt")
+    for key, value in {"batch_size": 3, "lr": 0.5, "weight_decay": 0.1, "seed": 5, "lr_schedule": "constant",
+                       "warmup": 0.0, "keep_best": None, "epochs": 7}.items():
+        other = {"config": {**_plain(config), key: value}}
+        with pytest.raises(CheckpointMismatch, match=rf"run.pt was written with different settings \({key}: "
+                                                     rf"\[{value!r}\] vs \[{getattr(config, key)!r}\]\); remedy$"):
+            check_settings(other, config, "run.pt", "remedy")
+        check_settings(other, config, "run.pt", ignore=(key,))
+        lacking = {"config": {k: v for k, v in _plain(config).items() if k != key}}
+        check_settings(lacking, config, "run.pt")
+        with pytest.raises(CheckpointMismatch, match=rf"\({key}: \[None\]"):
+            check_settings(lacking, config, "run.pt", absent_differs=True)
+    constant = _cfg()
+    check_settings({"config": {**_plain(constant), "epochs": 7}}, constant, "run.pt")  # constant lr: any length
+    for key in ("device", "desc", "progress", "num_workers"):  # not settings of the training itself
+        check_settings({"config": {**_plain(config), key: "x"}}, config, "run.pt")
+
+
 def _bn_inputs(model, x):
     """Input of every BatchNorm of ``model`` (eval mode, i.e. with the running statistics)."""
     seen = []

@@ -48,8 +48,8 @@ data with training seeds :func:`member_seed` (member 0 is the single network, ch
 :func:`member_fields`).  Each sample's M Gaussians in u-space become one by moment matching their
 equal-weight mixture (:func:`mixture_moments`) before the variance calibration, which runs
 unchanged; the summary likelihood uses the ensemble mean.  Each member alone is evaluated too
-(``records[graph]["members"]``, ``summary["members"]``).  Cost: M times the graph training, M
-prediction passes.
+(``summary["members"]`` for M > 1) and its training recorded (``records[graph]["members"]``, M >= 1:
+:func:`evaluate_all`).  Cost: M times the graph training, M prediction passes.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, gene
 from ..datasets.pseudo_cl import PseudoCl
 from ..models import DeepSphereRegressor
 from ..sampling import HealpixSampling
-from ..training import (CheckpointMismatch, DistContext, TrainConfig, check_fingerprint, distributed_context, fit,
+from ..training import (DistContext, TrainConfig, check_fingerprint, check_settings, distributed_context, fit,
                         load_checkpoint, save_checkpoint, seed_everything, trained_weights)
 from .cosmo_calibration import DEGREES, VarianceCalibration
 from .cosmo_config import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
@@ -411,28 +411,23 @@ def _train_config(config: CosmoExperimentConfig, n_train: int, world: int, membe
                        desc="cosmo graph" if member == 0 else f"cosmo graph m{member}", keep_best="val_loss")
 
 
-#: TrainConfig fields a member-0 checkpoint without a fingerprint (:func:`_legacy`) must share with the run
-#: that evaluates it (a fingerprint covers them all)
-_LEGACY_KEYS = ("epochs", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "keep_best")
-
-
 def _graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | None:
     """The checkpoint of graph member ``member`` (None if absent), checked against ``config``: its
-    fingerprint (:func:`member_fields`, :func:`~deepsphere_gen.training.check_fingerprint`; a member-0
-    checkpoint without one, :func:`_legacy`, on its stored training settings) must match, else
-    :class:`~deepsphere_gen.training.CheckpointMismatch`."""
+    fingerprint (:func:`member_fields`, :func:`~deepsphere_gen.training.check_fingerprint`) must match;
+    a member-0 checkpoint without one (:func:`_legacy`) is checked on its stored training settings, as a
+    resumed run checks them (:func:`~deepsphere_gen.training.check_settings`; a setting it does not store
+    counts as differing; the batch size is not compared: the effective one depends on the number of
+    processes that trained it); else :class:`~deepsphere_gen.training.CheckpointMismatch`."""
     ckpt = _checkpoint(config, "graph", member)
     if not ckpt.is_file():
         return None
     state = load_checkpoint(ckpt, map_location=device)
     remedy = "not evaluated: train again in another --out-dir or remove it"
-    if not _legacy(member, state):
+    if _legacy(member, state):
+        check_settings(state, _train_config(config, 1, 1, member), ckpt, remedy, ignore=("batch_size",),
+                       absent_differs=True)
+    else:
         check_fingerprint(state, _member_meta(config, member), ckpt, remedy)
-        return state
-    want, saved = _train_config(config, 1, 1, member), state.get("config") or {}
-    diff = [k for k in _LEGACY_KEYS if saved.get(k) != getattr(want, k)]
-    if diff:
-        raise CheckpointMismatch(f"checkpoint {ckpt} belongs to another run (differing: {', '.join(diff)}); {remedy}")
     return state
 
 
@@ -579,7 +574,17 @@ def _predict(model: nn.Module, dataset: Dataset, device, batch: int = 64) -> np.
 def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
                  log=print) -> dict:
     """Posterior metrics of every trained method on the held-out cosmologies and the fiducial
-    realisations (rank 0); returns {"records": [...], "summary": {...}, "predictions": {...}}."""
+    realisations (rank 0); returns {"records": [...], "summary": {...}, "predictions": {...}}.
+
+    Training entries of a method's record: ``epochs`` (the epoch whose weights are evaluated), ``epochs_run``,
+    ``train_loss``/``val_loss`` (of that epoch): the MLP's own, for the graph method member 0's (the
+    single network, as in a ``graph_members=1`` run); ``train_seconds``: all its networks' training (every
+    graph member's).  The graph record also holds ``graph_members`` and ``members``, one entry per member
+    (one with ``graph_members=1``): member, seed, its own epochs, epochs_run, train_seconds, train_loss,
+    val_loss, ``best_epoch`` (lowest validation loss), ``history`` (per epoch: epoch, train_loss, val_loss,
+    best_epoch, seconds) and its S8 widths alone (posterior, summary, rmse_test, coverage_68,
+    summary_coverage_68; with one member the record's own).  Records written before the per-member
+    training entries hold ``members`` (widths and train_seconds only) only where ``graph_members`` > 1."""
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
     space = ParameterSpace(config.grid)
@@ -600,7 +605,6 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             if config.graph_weights == "last":  # the evaluated weights in "best", where trained_weights reads them
                 states = [{**st, "best": {"epoch": int(st["epoch"]), "model": st["model"]}} for st in states]
             outs = _graph_outputs(config, path, states, val_idx, ctx.device)
-            state = states[0]
         else:
             ckpt = _checkpoint(config, method)
             if not ckpt.is_file():
@@ -608,6 +612,7 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                     log(f"cosmo: no checkpoint {ckpt}: run `deepsphere-gen cosmo train` first")
                 continue
             state = load_checkpoint(ckpt, map_location=ctx.device)
+            states = [state]
             if not feats:
                 est = _estimator(config)
                 feats["train"] = _features(config, path, est, "train", config.ps_noise_draws)[0]
@@ -623,23 +628,23 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                       "validation": train_x[val_idx],  # noise draw 0 of the validation samples
                       "calibration": feats["calibration"][method]}
             outs = [{split: _predict(model, TensorDataset(scaler(x)), ctx.device, 512) for split, x in inputs.items()}]
-        kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])  # MLPs: epoch = the best one
-        last = state["history"][kept - 1]
-        rec = {"method": method, "epochs": kept, "epochs_run": len(state["history"]),
-               "train_seconds": float(sum(h["seconds"] for st in (states if method == "graph" else [state])
-                                          for h in st["history"])),  # every ensemble member's
-               "train_loss": float(last["train_loss"]), "val_loss": float(last.get("val_loss", math.nan))}
+        trained = [_training_record(st) for st in states]
+        rec = {"method": method, **{k: trained[0][k] for k in ("epochs", "epochs_run")},  # member 0's (MLP: its own)
+               "train_seconds": sum(t["train_seconds"] for t in trained),  # every ensemble member's
+               **{k: trained[0][k] for k in ("train_loss", "val_loss")}}
         per_member = [{split: _mean_cov(o) for split, o in out.items()} for out in outs]
         moments = {split: mixture_moments(np.stack([m[split][0] for m in per_member]),
                                           np.stack([m[split][1] for m in per_member])) for split in per_member[0]}
         part, preds[method] = _posterior_record(config, path, space, val_idx, moments)
         rec.update(part)
-        if len(outs) > 1:
+        if method == "graph":
             rec["members"] = []
             for i, (st, mom) in enumerate(zip(states, per_member)):
-                one = _posterior_record(config, path, space, val_idx, mom)[0]
-                rec["members"].append({"member": i, "seed": member_seed(config.seed, i),
-                                       "train_seconds": float(sum(h["seconds"] for h in st["history"])),
+                # one member: the ensemble is that member (mixture_moments of one Gaussian is the identity)
+                one = part if len(outs) == 1 else _posterior_record(config, path, space, val_idx, mom)[0]
+                rec["members"].append({"member": i, "seed": member_seed(config.seed, i), **trained[i],
+                                       "best_epoch": st["history"][-1].get("best_epoch"),
+                                       "history": [{k: h[k] for k in _HISTORY_KEYS if k in h} for h in st["history"]],
                                        **_widths(one), "coverage_68": one["test"]["s8"]["coverage_68"],
                                        "summary_coverage_68": _summary_coverage(one)})
             rec["graph_members"] = len(outs)
@@ -651,6 +656,22 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
     if "graph" in preds and "power_spectrum" in preds:
         summary["bootstrap_95"] = bootstrap_ratios(preds, path, seed=config.seed)
     return {"records": records, "summary": summary, "predictions": preds}
+
+
+#: the entries of a training epoch's record (:func:`~deepsphere_gen.training.fit`) kept in a cosmo record's
+#: ``members[i]["history"]`` (the per-step losses and the accuracies, meaningless for a regression, left out)
+_HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "best_epoch", "seconds")
+
+
+def _training_record(state: dict) -> dict:
+    """One network's training from its checkpoint ``state``: epochs (the epoch whose weights are evaluated:
+    ``state["best"]``'s where present, else ``state["epoch"]``, an MLP's best), epochs_run, train_seconds
+    (its epochs' wall seconds summed), train_loss and val_loss of that epoch."""
+    kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])
+    at = state["history"][kept - 1]
+    return {"epochs": kept, "epochs_run": len(state["history"]),
+            "train_seconds": float(sum(h["seconds"] for h in state["history"])),
+            "train_loss": float(at["train_loss"]), "val_loss": float(at.get("val_loss", math.nan))}
 
 
 def mixture_moments(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -846,7 +867,7 @@ def _summary(records: list[dict]) -> dict:
         out["graph_s8_coverage_68"] = cov68
         out["target_reached"] = bool(out["s8_posterior_ratio_graph_over_ps"] <= 0.84 and 0.60 <= cov68 <= 0.76)
     graph = next((r for r in records if r["method"] == "graph"), None)
-    if graph is not None and "members" in graph and "power_spectrum" in by:
+    if graph is not None and len(graph.get("members", ())) > 1 and "power_spectrum" in by:
         out["graph_members"] = graph["graph_members"]
         out["members"] = [{"member": m["member"], "seed": m["seed"],
                            **{f"s8_{key}_ratio_graph_over_ps": _ratio(m[key], by["power_spectrum"][key])

@@ -243,7 +243,7 @@ def step(out: torch.Tensor, m: torch.Tensor, x: torch.Tensor, alpha: float = 1.0
             None if z_term is None else z_term.data_ptr(), 0 if z_term is None else z_term.stride(0),
             n, float(alpha), float(a), float(z),
             None if sched is None else sched[0].data_ptr(), None if sched is None else sched[1].data_ptr(),
-            _prefetch_distance(m, x, n), int(_stream(out) and (a_term is None or a_term.data_ptr() != out.data_ptr())))
+            _prefetch_distance(m, x, n), int(_stream(out, a_term)))
     nnz = val.numel()
     workers = _workers(nnz * n, rows)
     if workers == 1:
@@ -268,13 +268,11 @@ def _sliced_step(dll, out, m, x, alpha, a_term, a, z_term, z) -> bool:
     if layout is None:
         return False
     soff, npm, scol, sval = layout
-    big = x.shape[0] * x.element_size() >= PREFETCH_MIN_BYTES
-    nt = (rows * out.element_size() >= STREAM_MIN_BYTES and out.data_ptr() % 64 == 0
-          and (a_term is None or a_term.data_ptr() != out.data_ptr()))
     args = (rows, soff.data_ptr(), npm.data_ptr(), scol.data_ptr(), sval.data_ptr(), m.crow_indices().data_ptr(),
             m.col_indices().data_ptr(), m.values().data_ptr(), x.data_ptr(), out.data_ptr(),
             None if a_term is None else a_term.data_ptr(), None if z_term is None else z_term.data_ptr(),
-            float(alpha), float(a), float(z), SLICE_PREFETCH_BYTES // x.element_size() if big else 0, int(nt))
+            float(alpha), float(a), float(z), _prefetch_distance(m, x, 1, SLICE_PREFETCH_BYTES),
+            int(_stream(out, a_term, rows_per_store=SLICE)))  # the kernel stores a slice's 16 rows at once
     slices = rows // SLICE
     parts = _even_cuts(slices, _workers(m.values().numel(), slices))
     cuts = [(s0 * SLICE, rows if s1 == slices else s1 * SLICE) for s0, s1 in parts]
@@ -372,19 +370,26 @@ def _forget_matrix(ref: weakref.ref) -> None:
                 cache.pop(k, None)
 
 
-def _prefetch_distance(m: torch.Tensor, x: torch.Tensor, n: int) -> int:
-    """The kernel's prefetch distance: rows ahead (n > 1, with a schedule), or for one
-    contiguous column, elements of x ahead (:data:`COLUMN_PREFETCH_BYTES`; 0: none)."""
+def _prefetch_distance(m: torch.Tensor, x: torch.Tensor, n: int, column_bytes: int | None = None) -> int:
+    """The kernels' prefetch distance: rows ahead (n > 1, with a schedule), or for one contiguous
+    column, elements of x ahead where x is beyond the caches (:data:`PREFETCH_MIN_BYTES`; else 0:
+    none): ``column_bytes`` of them (default :data:`COLUMN_PREFETCH_BYTES`, the CSR kernel's; the
+    sliced kernel's: :data:`SLICE_PREFETCH_BYTES`)."""
     if n > 1:
         return PREFETCH_AHEAD
     big = x.shape[0] * x.element_size() >= PREFETCH_MIN_BYTES and x.shape[0] >= m.shape[0]
-    return COLUMN_PREFETCH_BYTES // x.element_size() if big else 0
+    return (COLUMN_PREFETCH_BYTES if column_bytes is None else column_bytes) // x.element_size() if big else 0
 
 
-def _stream(out: torch.Tensor) -> bool:
-    """Streaming stores for ``out`` (rows, n): large, and rows on 64-byte boundaries."""
+def _stream(out: torch.Tensor, a_term: torch.Tensor | None = None, rows_per_store: int = 1) -> bool:
+    """Streaming stores for ``out`` (rows, n): large (:data:`STREAM_MIN_BYTES`), 64-byte aligned,
+    each store of whole 64-byte lines (a store: ``rows_per_store`` rows, one for the CSR and dense
+    kernels, :data:`SLICE` for the sliced one-column kernel), and not in place (``a_term`` is not
+    ``out``: the line was just read; see the module docstring)."""
     size = out.shape[0] * out.stride(0) * out.element_size()
-    return size >= STREAM_MIN_BYTES and out.data_ptr() % 64 == 0 and (out.stride(0) * out.element_size()) % 64 == 0
+    return (size >= STREAM_MIN_BYTES and out.data_ptr() % 64 == 0
+            and (rows_per_store * out.stride(0) * out.element_size()) % 64 == 0
+            and (a_term is None or a_term.data_ptr() != out.data_ptr()))
 
 
 def _workers(work: int, rows: int) -> int:

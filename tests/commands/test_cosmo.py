@@ -42,6 +42,24 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     graph = next(r for r in rec["records"] if r["method"] == "graph")
     assert graph["epochs"] == state["best"]["epoch"] == val.index(min(val)) + 1 and graph["epochs_run"] == 2
     assert f"kept epoch {graph['epochs']} of 2" in text and " acc " not in text
+    # the record keeps each member's own training (3 members by default); the top-level epochs and losses are
+    # member 0's, train_seconds is every member's
+    assert graph["graph_members"] == len(graph["members"]) == 3
+    for i, m in enumerate(graph["members"]):
+        st = torch.load(tmp_path / "out" / "checkpoints" / ("cosmo-graph.pt" if i == 0 else f"cosmo-graph-m{i}.pt"),
+                        weights_only=True)
+        val = [h["val_loss"] for h in st["history"]]
+        assert m["member"] == i and m["seed"] == st["config"]["seed"] and m["epochs_run"] == 2
+        assert m["epochs"] == m["best_epoch"] == st["best"]["epoch"] == val.index(min(val)) + 1
+        assert m["history"] == [{k: h[k] for k in ("epoch", "train_loss", "val_loss", "best_epoch", "seconds")}
+                                for h in st["history"]]
+        assert m["val_loss"] == val[m["epochs"] - 1] and m["train_loss"] == st["history"][m["epochs"] - 1]["train_loss"]
+        assert m["train_seconds"] == pytest.approx(sum(h["seconds"] for h in st["history"]), rel=1e-12)
+    assert len({m["history"][0]["val_loss"] for m in graph["members"]}) == 3  # each member's own, not member 0's
+    assert {k: graph[k] for k in ("epochs", "epochs_run", "train_loss", "val_loss")} == \
+        {k: graph["members"][0][k] for k in ("epochs", "epochs_run", "train_loss", "val_loss")}
+    assert graph["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in graph["members"]), rel=1e-12)
+    assert all("members" not in r for r in rec["records"] if r["method"] != "graph")
     # the power spectrum's Fisher forecast beside the networks' widths
     f = rec["summary"]["fisher_forecast"]
     assert f["s8"] > 0 and 0 < f["fsky"] < 0.05 and "Fisher forecast" in text
@@ -50,7 +68,9 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     # evaluate alone reuses data and checkpoints; --graph-weights last: the last epoch's weights
     assert main(["cosmo", "evaluate", *TINY, *dirs, "--no-plots", "--graph-weights", "last"]) == 0
     last = json.loads((tmp_path / "out" / "cosmo.json").read_text())
-    assert next(r for r in last["records"] if r["method"] == "graph")["epochs"] == 2
+    last_graph = next(r for r in last["records"] if r["method"] == "graph")
+    assert last_graph["epochs"] == 2 and [m["epochs"] for m in last_graph["members"]] == [2, 2, 2]
+    assert [m["best_epoch"] for m in last_graph["members"]] == [m["best_epoch"] for m in graph["members"]]
     assert last["config"]["graph_weights"] == "last"
 
 
@@ -101,6 +121,13 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     for key in ("s8_posterior_ratio_graph_over_ps", "s8_summary_ratio_graph_over_ps", "s8_rmse_test_ratio_graph_over_ps"):
         assert members[0][key] == one[key]
     assert "members" not in one and "graph_members" not in one
+    # one member: its entry is the record's own training and widths
+    single = next(r for r in json.loads((tmp_path / "one.json").read_text())["records"] if r["method"] == "graph")
+    (m0,) = single["members"]
+    assert single["graph_members"] == 1 and m0["history"] == graph["members"][0]["history"]
+    assert {k: m0[k] for k in ("epochs", "epochs_run", "train_seconds", "train_loss", "val_loss")} == \
+        {k: single[k] for k in ("epochs", "epochs_run", "train_seconds", "train_loss", "val_loss")}
+    assert m0["posterior"] == single["fiducial"]["s8"]["mean_std"] and m0["rmse_test"] == single["test"]["s8"]["rmse"]
     # training is reproducible (member 0's initial weights are seeded) and the MLPs do not depend on the members
     assert main(["cosmo", "train", *TINY, "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "single"),
                  "--methods", "graph", "power_spectrum", "--graph-members", "1"]) == 0
@@ -126,3 +153,19 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     assert "predates checkpoint fingerprints" in out and "finished run found" in out
     assert json.loads((tmp_path / "old.json").read_text())["summary"]["s8_posterior_ratio_graph_over_ps"] == \
         one["s8_posterior_ratio_graph_over_ps"]
+
+
+def test_stored_records_stay_readable():
+    """The records in docs/results (written before the per-member training entries; single networks
+    without ``members``) are read by the table and reproduce their summary."""
+    from pathlib import Path
+
+    from deepsphere_gen.experiments.cosmo_inference import _summary, format_table
+
+    paths = sorted((Path(__file__).parents[2] / "docs" / "results").glob("cosmo_*.json"))
+    assert len(paths) >= 15
+    for path in paths:
+        rec = json.loads(path.read_text())
+        summary = _summary(rec["records"])
+        assert summary == {k: rec["summary"][k] for k in summary}, path.name
+        assert "S8 width graph / power spectrum" in format_table(rec)

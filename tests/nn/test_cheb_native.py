@@ -326,6 +326,51 @@ def test_sliced_step_against_scipy_and_csr(case, threads, monkeypatch):
         torch.set_num_threads(saved)
 
 
+def test_one_column_prefetch_and_streaming_decisions(monkeypatch):
+    """The prefetch distance and streaming stores handed to the one-column kernels (the arguments the
+    kernel receives): x prefetched from PREFETCH_MIN_BYTES on (SLICE_PREFETCH_BYTES ahead in the sliced
+    kernel, COLUMN_PREFETCH_BYTES in the CSR one); streaming stores from STREAM_MIN_BYTES on, for a
+    64-byte aligned output written not in place, by the sliced kernel only (it stores 16 rows = one
+    line at once; a CSR row of one float32 is 4 bytes)."""
+    lap = _healpix_laplacian(8)
+    _sliced_or_skip(lap)
+    n = lap.shape[0]
+    x = torch.randn(n, 1, generator=torch.Generator().manual_seed(0))
+    seen, dll = [], _cheb_native._library()
+
+    class Recorder:  # the kernel library, recording each step kernel's name and arguments
+        def __getattr__(self, name):
+            fn = getattr(dll, name)
+            if name not in ("cheb_step_f32", "cheb_sell_step_f32"):
+                return fn
+            return lambda *args: seen.append((name, args)) or fn(*args)
+
+    monkeypatch.setattr(_cheb_native, "_library", Recorder)
+    monkeypatch.setattr(_cheb_native, "SLICE_PREFETCH_BYTES", 256)
+    monkeypatch.setattr(_cheb_native, "COLUMN_PREFETCH_BYTES", 128)
+
+    def decisions(out, a_term=None, x_min=n * 4, out_min=n * 4):
+        monkeypatch.setattr(_cheb_native, "PREFETCH_MIN_BYTES", x_min)
+        monkeypatch.setattr(_cheb_native, "STREAM_MIN_BYTES", out_min)
+        seen.clear()
+        assert _cheb_native.step(out, lap, x, 1.0, a_term)
+        names = {name for name, _ in seen}
+        assert len(names) == 1
+        return (names.pop(), *{tuple(args[-2:]) for _, args in seen})
+
+    aligned, shifted = torch.zeros(n, 1), torch.zeros(n + 1, 1)[1:]
+    assert aligned.data_ptr() % 64 == 0 and shifted.data_ptr() % 64 == 4
+    assert decisions(aligned) == ("cheb_sell_step_f32", (64, 1))
+    assert decisions(aligned, x_min=n * 4 + 1) == ("cheb_sell_step_f32", (0, 1))
+    assert decisions(aligned, out_min=n * 4 + 1) == ("cheb_sell_step_f32", (64, 0))
+    assert decisions(shifted) == ("cheb_sell_step_f32", (64, 0))
+    assert decisions(aligned, aligned.clone()) == ("cheb_sell_step_f32", (64, 1))
+    assert decisions(aligned, aligned) == ("cheb_sell_step_f32", (64, 0))  # in place
+    monkeypatch.setattr(_cheb_native, "sliced", lambda m: None)  # the CSR kernel
+    assert decisions(aligned) == ("cheb_step_f32", (32, 0))
+    assert decisions(aligned, x_min=n * 4 + 1) == ("cheb_step_f32", (0, 0))
+
+
 def test_sliced_layout_only_where_it_applies(monkeypatch):
     """float64, strided columns and padding above SLICE_MAX_PADDING use the CSR
     kernel (same products); the layout is built once per matrix and dropped with it."""
