@@ -219,7 +219,7 @@ def format_margins(margins: list[dict], networks=(), baselines=("psd_svm", "hist
         any_m = next(iter(ms.values()))
         rows.append([sky, any_m["noise_label"], net, *cells, str(any_m["n_test_maps"])])
     if len(rows) == 1:
-        return "(no paired margins: no network and baseline scored on the same test samples)"
+        return "(no paired margins: no network and baseline of one setting with per-sample results)"
     names = "; ".join(f"{m} = {METHOD_NAMES.get(m, m)}"
                       for m in dict.fromkeys([r[2] for r in rows[1:]] + [*baselines, "strong_svm"]))
     resamples = margins[0]["resamples"]
