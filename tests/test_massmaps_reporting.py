@@ -101,7 +101,8 @@ def test_paired_interval_is_much_narrower_when_the_methods_share_hard_samples():
     classes, maps, (a,) = _per_map_samples(rng, 12, 48, [rng.uniform(0.3, 1.0, 24)])
     b = a ^ (rng.random(a.size) < 0.02)
     paired = paired_margin(a, b, maps, classes)
-    unpaired = 100 * (cluster_bootstrap(a, maps, classes, seed=1)[:, 0] - cluster_bootstrap(b, maps, classes, seed=2)[:, 0])
+    unpaired = 100 * (cluster_bootstrap(a, maps, classes, seed=1)[:, 0]
+                      - cluster_bootstrap(b, maps, classes, seed=2)[:, 0])
     lo, hi = np.quantile(unpaired, [0.025, 0.975])
     assert paired["ci95"][1] - paired["ci95"][0] < 0.3 * (hi - lo)
 
@@ -151,7 +152,8 @@ def test_margin_records_and_table():
     rng = np.random.default_rng(6)
     classes, maps, (fcn, psd, hist, strong) = _per_map_samples(rng, 12, 4, [np.full(24, p) for p in (.9, .6, .8, .9)])
     runs = map_runs(classes, maps)
-    recs = [_record(m, c, runs) for m, c in (("fcn", fcn), ("psd_svm", psd), ("hist_svm", hist), ("strong_svm", strong))]
+    recs = [_record(m, c, runs)
+            for m, c in (("fcn", fcn), ("psd_svm", psd), ("hist_svm", hist), ("strong_svm", strong))]
     recs.append({"method": "fcn", "sky": "1/192", "noise": "none", "accuracy": 0.7})  # older record: no samples
     out = margin_records(recs, ("fcn", "cnn"), ("psd_svm", "hist_svm", "strong_svm"))
     assert [(m["method"], m["baseline"]) for m in out] == [("fcn", b) for b in ("psd_svm", "hist_svm", "strong_svm")]

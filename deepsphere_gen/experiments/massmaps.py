@@ -738,8 +738,8 @@ def _baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: 
         cols = [g for g in BASELINE_FEATURES[m] if g in Xtr]
         pick = lambda X: np.concatenate([X[g] for g in cols], axis=1)  # noqa: E731
         clf = FeatureSVM(seed=config.seed).fit(pick(Xtr), ytr, pick(Xva), yva)
-        records.append({**base, "method": m, **_accuracy_fields(clf.predict(pick(Xte)) == yte, test_set), "C": clf.C, "val_accuracy": clf.val_accuracy,
-                        "features": cols, "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
+        records.append({**base, "method": m, **_accuracy_fields(clf.predict(pick(Xte)) == yte, test_set),
+                        "C": clf.C, "val_accuracy": clf.val_accuracy, "features": cols, "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
                         "seconds": t_feat + time.perf_counter() - t1})
     cpu = time.process_time() - c0
     for r in records:
@@ -997,8 +997,7 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
 
     def scores(outputs_one, outputs_views, with_samples: bool) -> dict:
         c_one = correct(outputs_one)
-        c = c_one if outputs_views is outputs_one else correct(outputs_views)
-        out = _accuracy_fields(c, test_set if with_samples else None)
+        out = _accuracy_fields(correct(outputs_views), test_set if with_samples else None)
         out["accuracy_one_view"] = float(c_one.sum()) / len(c_one)
         return out
 
@@ -1028,9 +1027,9 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     test maps, :func:`.reporting.map_interval`), correct (per test sample in test-sample order,
     "1" correct / "0" wrong), test_maps ([[class, map number, consecutive samples], ...]: the map
     of every test sample, run-length encoded; every method of one (sky, noise) is scored on the
-    same test samples in the same order, with the data set's fixed noise), n_train, n_val, n_test, seconds (training + test for
-    networks, features + fit + test for baselines), epochs, batch_size, lr, history
-    (networks), views, accuracy_one_view (networks: with ``config.average_views`` the test
+    same test samples in the same order, with the data set's fixed noise), n_train, n_val,
+    n_test, seconds (training + test for networks, features + fit + test for baselines), epochs,
+    batch_size, lr, history (networks), views, accuracy_one_view (networks: with ``config.average_views`` the test
     accuracy is that of the class probabilities averaged over ``views`` symmetries of the input,
     :func:`evaluation_symmetries`; accuracy_one_view that of the input as it is), warm_start
     (networks: the run it started from and its fingerprint, or None), members (networks with

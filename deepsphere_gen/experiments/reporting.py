@@ -21,7 +21,8 @@ import numpy as np
 from .._io import atomic_write
 
 __all__ = ["METHOD_NAMES", "wilson_interval", "cluster_bootstrap", "map_interval", "paired_margin", "encode_correct",
-           "decode_correct", "map_runs", "expand_runs", "margin_records", "format_margins", "align_rows", "format_table", "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
+           "decode_correct", "map_runs", "expand_runs", "margin_records", "format_margins", "align_rows", "format_table",
+           "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
 
 #: readable method names for tables and figures
 METHOD_NAMES = {
