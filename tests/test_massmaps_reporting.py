@@ -1,8 +1,21 @@
-"""95 % intervals and the accuracy table of the mass-map experiment."""
+"""95 % intervals (Wilson, map bootstrap), paired margins and the tables of the mass-map experiment."""
+import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from deepsphere_gen.experiments.reporting import format_table, wilson_interval
+from deepsphere_gen.experiments.reporting import (
+    cluster_bootstrap,
+    decode_correct,
+    encode_correct,
+    expand_runs,
+    format_margins,
+    format_table,
+    map_interval,
+    map_runs,
+    margin_records,
+    paired_margin,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize("k, n", [(0, 10), (7, 10), (10, 10), (431, 500), (3315, 3840)])
@@ -28,3 +41,131 @@ def test_table_shows_intervals_and_readable_names():
     assert head[-2:] == ["fcn", "hist_svm"]
     assert "90.0 [88,92]" in text and "80.0 [77,82]" in text and "1/48 @256" in text
     assert "Wilson" in text and "histogram + SVM" in text and "approximate" in text
+
+
+# ------------------------------------------------------------------- map-level bootstrap, margins
+
+def _per_map_samples(rng, maps_per_class, patches, rates):
+    """Samples of 2 classes x ``maps_per_class`` maps (map numbers 10.. in both classes) x ``patches``:
+    (classes, maps, correct (k, n)) with sample-level Bernoulli(rate of its map) per method."""
+    classes = np.repeat([0, 1], maps_per_class * patches)
+    maps = np.tile(np.repeat(np.arange(10, 10 + maps_per_class), patches), 2)
+    correct = np.stack([rng.random(len(maps)) < np.repeat(r, patches) for r in rates])
+    return classes, maps, correct
+
+
+def test_identical_predictions_give_zero_margin_and_zero_width():
+    rng = np.random.default_rng(0)
+    classes, maps, (a,) = _per_map_samples(rng, 12, 48, [rng.uniform(0.5, 1, 24)])
+    m = paired_margin(a, a.copy(), maps, classes)
+    assert m["margin"] == 0.0 and m["ci95"] == [0.0, 0.0]
+    assert (m["n_test"], m["n_test_maps"], m["resamples"]) == (1152, 24, 2000)
+
+
+def test_bootstrap_width_matches_the_analytic_standard_error():
+    """Independent maps of equal size: the accuracy is the mean of the map means, and the stratified
+    bootstrap's variance is sum_s (m_s / M)^2 var_s / m_s (plug-in variance of the map means of
+    class s): the 95 % interval is 2 x 1.96 of its root, for a margin and for one accuracy."""
+    rng = np.random.default_rng(1)
+    m_s, patches = 80, 16
+    classes, maps, (a, b) = _per_map_samples(rng, m_s, patches, rng.uniform(0.4, 1.0, (2, 2 * m_s)))
+    d = (a.astype(float) - b).reshape(2, m_s, patches).mean(-1)  # (class, map) map-level differences
+    se = 100 * np.sqrt(sum(d[s].var() / m_s for s in range(2)) / 4)
+    res = paired_margin(a, b, maps, classes, resamples=4000, seed=3)
+    assert res["margin"] == pytest.approx(100 * d.mean())
+    lo, hi = res["ci95"]
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.08)
+    assert lo < res["margin"] < hi
+    ma = a.astype(float).reshape(2, m_s, patches).mean(-1)
+    se_a = np.sqrt(sum(ma[s].var() / m_s for s in range(2)) / 4)
+    lo, hi = map_interval(a, maps, classes, resamples=4000, seed=3)
+    assert hi - lo == pytest.approx(2 * 1.96 * se_a, rel=0.08)
+    # patches of one map are correlated here (map rates spread 0.4-1): the binomial interval is too narrow
+    w_lo, w_hi = wilson_interval(int(a.sum()), a.size)
+    assert (w_hi - w_lo) < 0.8 * (hi - lo)
+
+
+def test_resamples_keep_the_number_of_maps_per_class():
+    """Always right on class 0, always wrong on class 1, equal map sizes: every replicate draws as many
+    maps of each class as there are, so the accuracy is 1/2 in every one of them."""
+    classes = np.repeat([0, 1], [5 * 7, 3 * 7])  # 5 maps of class 0, 3 of class 1, 7 patches each
+    maps = np.concatenate([np.repeat(np.arange(5), 7), np.repeat(np.arange(3), 7)])
+    acc = cluster_bootstrap(classes == 0, maps, classes, resamples=500)
+    assert acc.shape == (500, 1) and np.all(acc == 5 / 8)
+
+
+def test_paired_interval_is_much_narrower_when_the_methods_share_hard_samples():
+    """Two methods wrong on the same hard maps (b = a with 2 % of the samples flipped): the map-to-map
+    spread cancels in the paired margin, not in the difference of two separate bootstraps."""
+    rng = np.random.default_rng(2)
+    classes, maps, (a,) = _per_map_samples(rng, 12, 48, [rng.uniform(0.3, 1.0, 24)])
+    b = a ^ (rng.random(a.size) < 0.02)
+    paired = paired_margin(a, b, maps, classes)
+    unpaired = 100 * (cluster_bootstrap(a, maps, classes, seed=1)[:, 0]
+                      - cluster_bootstrap(b, maps, classes, seed=2)[:, 0])
+    lo, hi = np.quantile(unpaired, [0.025, 0.975])
+    assert paired["ci95"][1] - paired["ci95"][0] < 0.3 * (hi - lo)
+
+
+def test_bootstrap_seeds_reproducible():
+    rng = np.random.default_rng(4)
+    classes, maps, (a, b) = _per_map_samples(rng, 12, 8, rng.uniform(0.5, 1.0, (2, 24)))
+    assert paired_margin(a, b, maps, classes, seed=5) == paired_margin(a, b, maps, classes, seed=5)
+    assert np.array_equal(cluster_bootstrap(a, maps, classes, seed=5), cluster_bootstrap(a, maps, classes, seed=5))
+    assert not np.array_equal(cluster_bootstrap(a, maps, classes, seed=5), cluster_bootstrap(a, maps, classes, seed=6))
+
+
+def test_bootstrap_errors():
+    a, maps, classes = np.ones(6, bool), np.arange(6), np.zeros(6, int)
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        paired_margin(a, a[:5], maps, classes)
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        cluster_bootstrap(a, maps[:5], classes)
+    with pytest.raises(ValueError, match="no test samples"):
+        paired_margin(a[:0], a[:0], maps[:0], classes[:0])
+    with pytest.raises(ValueError, match="booleans"):
+        map_interval(np.full(6, 2), maps, classes)
+    with pytest.raises(ValueError, match="resamples"):
+        map_interval(a, maps, classes, resamples=0)
+    with pytest.raises(ValueError, match="1-d"):
+        paired_margin(a[None], a[None], maps, classes)
+
+
+def test_per_sample_encodings_round_trip():
+    rng = np.random.default_rng(5)
+    c = rng.random(37) < 0.5
+    assert np.array_equal(decode_correct(encode_correct(c)), c) and len(encode_correct(c)) == 37
+    classes, maps = np.repeat([0, 0, 1, 1], [3, 2, 4, 1]), np.repeat([7, 8, 7, 9], [3, 2, 4, 1])
+    runs = map_runs(classes, maps)
+    assert runs == [[0, 7, 3], [0, 8, 2], [1, 7, 4], [1, 9, 1]]
+    assert all(np.array_equal(u, v) for u, v in zip(expand_runs(runs), (classes, maps)))
+    with pytest.raises(ValueError, match="0 and 1"):
+        decode_correct("01x")
+
+
+def _record(method, correct, runs, sky="1/48", noise="ngal22.47"):
+    return {"method": method, "sky": sky, "noise": noise, "noise_label": "n_gal 22.5/arcmin^2",
+            "accuracy": float(np.mean(correct)), "correct": encode_correct(correct), "test_maps": runs}
+
+
+def test_margin_records_and_table():
+    rng = np.random.default_rng(6)
+    classes, maps, (fcn, psd, hist, strong) = _per_map_samples(rng, 12, 4, [np.full(24, p) for p in (.9, .6, .8, .9)])
+    runs = map_runs(classes, maps)
+    recs = [_record(m, c, runs)
+            for m, c in (("fcn", fcn), ("psd_svm", psd), ("hist_svm", hist), ("strong_svm", strong))]
+    recs.append({"method": "fcn", "sky": "1/192", "noise": "none", "accuracy": 0.7})  # older record: no samples
+    out = margin_records(recs, ("fcn", "cnn"), ("psd_svm", "hist_svm", "strong_svm"))
+    assert [(m["method"], m["baseline"]) for m in out] == [("fcn", b) for b in ("psd_svm", "hist_svm", "strong_svm")]
+    hist_m = out[1]
+    assert hist_m["margin"] == pytest.approx(100 * (fcn.mean() - hist.mean()))
+    assert hist_m["n_test_maps"] == 24 and hist_m["ci95"][0] < hist_m["margin"] < hist_m["ci95"][1]
+    text = format_margins(out, ("fcn",))
+    assert f"{hist_m['margin']:+.1f} [{hist_m['ci95'][0]:+.1f},{hist_m['ci95'][1]:+.1f}] vs hist_svm" in text
+    assert "psd_svm" not in text.splitlines()[2] and "bootstrap over test maps" in text
+    assert "histogram + SVM" in text and "1/192" not in text
+    # one baseline scored on other samples: refused, not silently paired
+    recs[1]["test_maps"] = map_runs(classes[::-1], maps[::-1])
+    with pytest.raises(ValueError, match="different test samples"):
+        margin_records(recs, ("fcn",), ("psd_svm",))
+    assert "no paired margins" in format_margins([])

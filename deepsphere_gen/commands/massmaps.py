@@ -409,6 +409,7 @@ def _run_steps(args, step: str) -> int:
         if not records:
             return _fail("nothing to evaluate")
         print(exp.format_table(records))
+        print(exp.format_margins(records))
         if _get(args, "json"):
             exp.write_json(args.json, records, config)
             print(f"massmaps: wrote {args.json}")

@@ -12,7 +12,7 @@ imports them.
 | :mod:`.cosmo_calibration` | variance recalibration of the posteriors of :mod:`.cosmo_inference` (global or location-dependent, chosen by grouped cross-validation) |
 | :mod:`.baselines` | the non-CNN baselines of :mod:`.massmaps` (power spectrum, histogram, SVMs) |
 | :mod:`.massmaps_features` | hand-crafted patch statistics (PSD, histogram, moments, peaks, Minkowski functionals) |
-| :mod:`.reporting` | 95 % Wilson intervals, the accuracy table and the figures of :mod:`.massmaps` |
+| :mod:`.reporting` | 95 % Wilson and map-bootstrap intervals, paired margins, the tables and the figures of :mod:`.massmaps` |
 | :mod:`.digits` | spherical digits: graph, harmonic, hybrid and planar networks |
 | :mod:`.digits_config` | its settings (``DigitsConfig``, ``--quick``, model names), importable without torch |
 | :mod:`.equivariance_sweep` | equivariance error of graph vs harmonic layers under random rotations |

@@ -81,7 +81,6 @@ from ..training import (
     TrainingInterrupted,
     check_fingerprint,
     distributed_context,
-    evaluate,
     fit,
     load_checkpoint,
     load_model_state,
@@ -131,6 +130,8 @@ __all__ = [
     "ParallelRun",
     "train_one",
     "format_table",
+    "margins",
+    "format_margins",
     "write_json",
     "plot_all",
 ]
@@ -546,9 +547,14 @@ class ProbabilityAverage(nn.Module):
             raise ValueError("ProbabilityAverage needs at least one model")
         self.members = nn.ModuleList(models)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logp = torch.stack([torch.log_softmax(m(x), -1) for m in self.members])
+    @staticmethod
+    def combine(outputs) -> torch.Tensor:
+        """``log(mean_m softmax(outputs[m]))`` of the members' outputs, each (B, classes) logits: (B, classes)."""
+        logp = torch.stack([torch.log_softmax(o, -1) for o in outputs])
         return torch.logsumexp(logp, 0) - math.log(len(logp))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.combine([m(x) for m in self.members])
 
 
 def _finished(tc: TrainConfig) -> bool:
@@ -732,10 +738,8 @@ def _baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: 
         cols = [g for g in BASELINE_FEATURES[m] if g in Xtr]
         pick = lambda X: np.concatenate([X[g] for g in cols], axis=1)  # noqa: E731
         clf = FeatureSVM(seed=config.seed).fit(pick(Xtr), ytr, pick(Xva), yva)
-        k = int(np.sum(clf.predict(pick(Xte)) == yte))
-        records.append({**base, "method": m, "accuracy": k / len(yte), "n_correct": k,
-                        "ci95": list(wilson_interval(k, len(yte))), "C": clf.C, "val_accuracy": clf.val_accuracy,
-                        "features": cols, "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
+        records.append({**base, "method": m, **_accuracy_fields(clf.predict(pick(Xte)) == yte, test_set),
+                        "C": clf.C, "val_accuracy": clf.val_accuracy, "features": cols, "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
                         "seconds": t_feat + time.perf_counter() - t1})
     cpu = time.process_time() - c0
     for r in records:
@@ -907,6 +911,57 @@ def _trained_member(config: ExperimentConfig, path: Path, method: str, sky: SkyS
     return model.to(ctx.device), state
 
 
+@torch.no_grad()
+def _batch_outputs(model: nn.Module, dataset: Dataset, batch_size: int, ctx: DistContext) -> list:
+    """``[(output (B, classes), labels (B,)), ...]`` of ``model`` in eval mode on this process's shard
+    of ``dataset`` (samples rank, rank + world_size, ...), batch by batch in the order and sizes of
+    :func:`~deepsphere_gen.training.evaluate` (so the predictions are the ones it scores)."""
+    model = model.to(ctx.device)
+    was_training = model.training
+    model.eval()
+    shard = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed \
+        else dataset
+    out = []
+    for x, y, *_ in torch.utils.data.DataLoader(shard, batch_size=batch_size, shuffle=False):
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        out.append((model(x), y))
+    model.train(was_training)
+    if not out and not ctx.distributed:
+        raise ValueError("cannot evaluate on an empty dataset")
+    return out
+
+
+def _gather_correct(local, n: int, ctx: DistContext) -> np.ndarray:
+    """(n,) booleans of the whole test set from this process's per-batch correctness ``local`` (its
+    shard: samples rank, rank + world_size, ...), summed over the processes."""
+    mine = torch.cat(local) if local else torch.zeros(0, dtype=torch.bool, device=ctx.device)
+    if not ctx.distributed:
+        return mine.cpu().numpy().astype(bool)
+    full = torch.zeros(n, dtype=torch.int64, device=ctx.device)
+    full[ctx.rank::ctx.world_size] = mine.to(torch.int64)
+    torch.distributed.all_reduce(full)
+    return full.cpu().numpy().astype(bool)
+
+
+def _test_maps(test_set: MassMapDataset) -> list[list[int]]:
+    """(class, map number) of the test samples in order, run-length encoded (:func:`.reporting.map_runs`)."""
+    cm = np.array([test_set.sample_map(i) for i in range(len(test_set))], dtype=np.int64).reshape(-1, 2)
+    return reporting.map_runs(cm[:, 0], cm[:, 1])
+
+
+def _accuracy_fields(correct: np.ndarray, test_set: MassMapDataset | None = None) -> dict:
+    """accuracy, n_correct, ci95 (Wilson) of the per-sample ``correct`` (n,); with ``test_set`` (the
+    samples ``correct`` is about, in order) also ``correct`` (a "0"/"1" string, one per sample) and
+    ``test_maps`` (:func:`_test_maps`)."""
+    k, n = int(np.sum(correct)), len(correct)
+    out = {"accuracy": k / n, "n_correct": k, "ci95": list(wilson_interval(k, n))}
+    if test_set is not None:
+        if len(test_set) != n:
+            raise ValueError(f"{n} correctness values for {len(test_set)} test samples")
+        out.update(correct=reporting.encode_correct(correct), test_maps=_test_maps(test_set))
+    return out
+
+
 def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: NoiseSetting,
                     sets, ctx: DistContext, log) -> dict | None:
     """The record of one network run (see :func:`evaluate_all`), or None where a member's checkpoint
@@ -925,30 +980,36 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
             return None
         members.append(found)
     perms = evaluation_symmetries(test_set.nside, sky.level) if config.average_views else None
-    n = len(test_set)
-
-    def accuracy(models, views: bool) -> float:
-        if views and perms is not None:
-            models = [SymmetryAverage(m, perms) for m in models]
-        model = models[0] if len(models) == 1 else ProbabilityAverage(models)
-        return evaluate(model.to(ctx.device), test_set, batch_size=config.batch_size, ctx=ctx)["accuracy"]
-
-    def scores(models) -> dict:
-        one = accuracy(models, False)
-        acc = one if perms is None else accuracy(models, True)
-        k = int(round(acc * n))
-        return {"accuracy": acc, "n_correct": k, "ci95": list(wilson_interval(k, n)), "accuracy_one_view": one}
-
     models = [m for m, _ in members]
+    # every member's outputs once per view setting (one forward pass per member, batch and view); the
+    # members' and the ensemble's predictions all come from them
+    one = [_batch_outputs(m, test_set, config.batch_size, ctx) for m in models]
+    views = one if perms is None else [_batch_outputs(SymmetryAverage(m, perms), test_set, config.batch_size, ctx)
+                                       for m in models]
+    labels = [y for _, y in one[0]]
+
+    def correct(outputs) -> np.ndarray:
+        """(n,) correctness over the whole test set of the members ``outputs`` (one member: its own
+        prediction, several: :meth:`ProbabilityAverage.combine`, batch by batch as its forward does)."""
+        local = [(out[0][0] if len(out) == 1 else ProbabilityAverage.combine([o for o, _ in out])).argmax(-1) == y
+                 for out, y in zip(zip(*outputs), labels)]
+        return _gather_correct(local, len(test_set), ctx)
+
+    def scores(outputs_one, outputs_views, with_samples: bool) -> dict:
+        c_one = correct(outputs_one)
+        out = _accuracy_fields(correct(outputs_views), test_set if with_samples else None)
+        out["accuracy_one_view"] = float(c_one.sum()) / len(c_one)
+        return out
+
     state = members[0][1]
-    rec = {"method": method, **scores(models), "views": 1 if perms is None else len(perms),
+    rec = {"method": method, **scores(one, views, True), "views": 1 if perms is None else len(perms),
            "epochs": int(state["epoch"]), "warm_start": ((state.get("meta") or {}).get("fields") or {}).get("init")}
     rec.update({k_: state["config"][k_] for k_ in ("batch_size", "lr") if k_ in state.get("config", {})})
     if len(members) > 1:
-        rec["members"] = [{"member": i, "seed": int(st["config"]["seed"]), **scores([m]),
+        rec["members"] = [{"member": i, "seed": int(st["config"]["seed"]), **scores([one[i]], [views[i]], False),
                            "fingerprint": (st.get("meta") or {}).get("fingerprint"),
                            "train_seconds": sum(h["seconds"] for h in st["history"])}
-                          for i, (m, st) in enumerate(members)]
+                          for i, (_, st) in enumerate(members)]
     rec["seconds"] = sum(h["seconds"] for _, st in members for h in st["history"]) + time.perf_counter() - t0
     rec["history"] = [{k_: v for k_, v in h.items() if k_ != "step_losses"} for h in state["history"]]
     return rec
@@ -962,9 +1023,13 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     baselines are fitted here (training maps, C chosen on the validation maps).  Record keys:
     method, sky_fraction (float), sky (name), nside (of the samples), noise (setting name),
     noise_label, ngal, deepsphere_level, noise_std (per pixel), accuracy, n_correct, ci95
-    ([lo, hi], Wilson, approximate), n_train, n_val, n_test, seconds (training + test for
-    networks, features + fit + test for baselines), epochs, batch_size, lr, history
-    (networks), views, accuracy_one_view (networks: with ``config.average_views`` the test
+    ([lo, hi], Wilson, approximate), ci95_maps ([lo, hi], percentiles of a bootstrap over the
+    test maps, :func:`.reporting.map_interval`), correct (per test sample in test-sample order,
+    "1" correct / "0" wrong), test_maps ([[class, map number, consecutive samples], ...]: the map
+    of every test sample, run-length encoded; every method of one (sky, noise) is scored on the
+    same test samples in the same order, with the data set's fixed noise), n_train, n_val,
+    n_test, seconds (training + test for networks, features + fit + test for baselines), epochs,
+    batch_size, lr, history (networks), views, accuracy_one_view (networks: with ``config.average_views`` the test
     accuracy is that of the class probabilities averaged over ``views`` symmetries of the input,
     :func:`evaluation_symmetries`; accuracy_one_view that of the input as it is), warm_start
     (networks: the run it started from and its fingerprint, or None), members (networks with
@@ -993,6 +1058,9 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
                 job = (baselines or {}).get((sky.name, noise.name))
                 records.extend(job.result() if job is not None
                                else _baseline_records(path, sky, noise, config, baseline_methods))
+    for r in records:
+        classes, maps = reporting.expand_runs(r["test_maps"])
+        r["ci95_maps"] = list(reporting.map_interval(reporting.decode_correct(r["correct"]), maps, classes))
     order = {m: i for i, m in enumerate(METHODS)}
     return sorted(records, key=lambda r: (config.sky_fractions.index(r["sky"]),
                                           [n.name for n in noise_settings(config)].index(r["noise"]),
@@ -1007,11 +1075,24 @@ def format_table(records: list[dict]) -> str:
     return reporting.format_table(records, METHODS)
 
 
+def margins(records: list[dict]) -> list[dict]:
+    """Paired margins of every network method over every baseline on the same test samples, per (sky,
+    noise), with 95 % intervals from a bootstrap over test maps (:func:`.reporting.margin_records`)."""
+    return reporting.margin_records(records, NETWORK_METHODS, BASELINES)
+
+
+def format_margins(records: list[dict]) -> str:
+    """Margins table (points, 95 % map-bootstrap intervals): per (sky, noise) the fcn (else the first network
+    run) minus the better of the PSD and histogram SVMs, and minus the strong SVM."""
+    return reporting.format_margins(margins(records), NETWORK_METHODS, ("psd_svm", "hist_svm"))
+
+
 def write_json(path, records: list[dict], config: ExperimentConfig, extra: dict | None = None) -> Path:
-    """JSON: {"config", "noise_settings", "interval_note", "records": [one per method, sky, noise], **extra},
-    written atomically."""
+    """JSON: {"config", "noise_settings", "interval_note", "margin_note", "margins": [:func:`margins`],
+    "records": [one per method, sky, noise], **extra}, written atomically."""
     payload = {"config": asdict(config), "noise_settings": [n.record() for n in noise_settings(config)],
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
+               "margin_note": reporting.MARGIN_NOTE, "margins": margins(records),
                **(extra or {}), "records": records}
     text = json.dumps(payload, indent=1, default=str)
     return atomic_write(path, lambda fh: fh.write(text.encode()))

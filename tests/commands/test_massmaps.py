@@ -124,6 +124,25 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
         assert r["sky_fraction"] == pytest.approx(1.0 if r["sky"] == "1" else 1 / 12)
     for name in ("examples.png", "training_curves.png", "accuracy_vs_noise.png"):
         assert (tmp_path / "out" / name).stat().st_size > 10_000
+    # per-sample results: every method of one (sky, noise) on the same test samples (class, map) in order
+    doc = json.loads(out_json.read_text())
+    for r in records:
+        assert len(r["correct"]) == r["n_test"] and r["correct"].count("1") == r["n_correct"]
+        assert sum(n for _, _, n in r["test_maps"]) == r["n_test"] and len(r["test_maps"]) == 2 * 2  # 2 maps/class
+        lo, hi = r["ci95_maps"]
+        assert lo <= r["accuracy"] <= hi
+        first = next(q for q in records if (q["sky"], q["noise"]) == (r["sky"], r["noise"]))
+        assert r["test_maps"] == first["test_maps"]
+    pairs = {(m["sky"], m["noise"], m["method"], m["baseline"]) for m in doc["margins"]}
+    nets = {"1": ("fcn", "cnn", "harmonic"), "1/12": ("fcn", "cnn")}
+    assert pairs == {(s, n, net, b) for s in nets for n in ("none", "rel1") for net in nets[s]
+                     for b in ("psd_svm", "hist_svm")}
+    acc = {(r["method"], r["sky"], r["noise"]): r["accuracy"] for r in records}
+    for m in doc["margins"]:
+        key = (m["sky"], m["noise"])
+        assert m["margin"] == pytest.approx(100 * (acc[(m["method"], *key)] - acc[(m["baseline"], *key)]))
+        assert m["ci95"][0] <= m["margin"] <= m["ci95"][1] and m["n_test_maps"] == 4 and m["resamples"] == 2000
+    assert "minus better of PSD/hist SVM" in text and "bootstrap over test maps" in text
 
     # checkpoints: finished runs are not trained again, evaluate reproduces the accuracies
     (ckpt,) = (tmp_path / "out" / "checkpoints").glob("fcn-sky1o12-noiserel1-*.pt")  # name carries the fingerprint
@@ -474,12 +493,19 @@ def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
     labels = np.array([test_set[j][1] for j in range(len(test_set))])
     mean = torch.stack(probs).mean(0).argmax(-1).numpy()
     assert rec["n_correct"] == int((mean == labels).sum()) and rec["n_test"] == len(labels)
+    assert rec["correct"] == "".join("1" if v else "0" for v in mean == labels)  # per sample, in test order
     assert [m["n_correct"] for m in rec["members"]] == [int((p.argmax(-1).numpy() == labels).sum()) for p in probs]
     assert [m["seed"] for m in rec["members"]] == [0, member_seed(0, 1)]
     assert all(len(m["ci95"]) == 2 and m["train_seconds"] > 0 for m in rec["members"])
     (alone,) = exp.evaluate_all(single, log=None)
     assert "members" not in alone and alone["accuracy"] == rec["members"][0]["accuracy"]
+    # one forward pass per member, batch and view (the members' accuracies and the ensemble's from the same)
+    calls = []
+    real_forward = exp.Standardized.forward
+    monkeypatch.setattr(exp.Standardized, "forward", lambda self, x: calls.append(len(x)) or real_forward(self, x))
     (views,) = exp.evaluate_all(replace(pair, average_views=True), log=None)  # views within each member
+    assert sum(calls) == 2 * (1 + 4) * len(test_set)
+    monkeypatch.setattr(exp.Standardized, "forward", real_forward)
     assert views["views"] == 4 and views["accuracy_one_view"] == rec["accuracy"]
     assert [m["accuracy_one_view"] for m in views["members"]] == [m["accuracy"] for m in rec["members"]]
 
@@ -497,6 +523,40 @@ def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
         exp.evaluate_all(pair, log=None)
     with pytest.raises(CheckpointMismatch, match="member"):
         exp.train(pair, log=None)
+
+
+def test_networks_and_baselines_see_the_same_test_samples(tmp_path):
+    """The network evaluation (:func:`exp._batch_outputs`) and the baselines' features (:func:`exp._features`)
+    read the test samples in the same order, with the same fixed noise, whichever process builds the data
+    set (a ParallelRun worker builds its own); the records' test_maps describe that order."""
+    config = _tiny_config(tmp_path, relative_noise=(1.0,))
+    path = exp.generate(config)
+    sky, (noise,) = exp.sky_settings(config)[0], exp.noise_settings(config)
+    test_set = exp._datasets(path, sky, noise, config)[2]
+    again = exp._datasets(path, sky, noise, config)[2]  # as another process builds it
+    assert test_set.noise_std > 0
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append(x.clone())
+            return x[:, :2, 0]
+
+    net = Recorder()
+    outputs = exp._batch_outputs(net, test_set, 5, exp.distributed_context("cpu"))
+    groups, labels = exp._features(again, lambda x: {"x": x})
+    seen = torch.cat(net.seen)[..., 0].numpy()
+    assert seen.shape == groups["x"].shape == (len(test_set), test_set.indices.shape[1])
+    assert np.array_equal(seen, groups["x"].astype(np.float32))  # same samples, order and noise
+    assert np.array_equal(torch.cat([y for _, y in outputs]).numpy(), labels)
+    keys = [(*test_set.sample_map(i), test_set.values(i)[2]) for i in range(len(test_set))]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)  # (class, map, patch) in order, no repeats
+    classes, maps = exp.reporting.expand_runs(exp._test_maps(test_set))
+    assert [(c, m) for c, m, _ in keys] == list(zip(classes.tolist(), maps.tolist()))
+    assert labels.tolist() == classes.tolist()
 
 
 def test_parallel_jobs_train_ensemble_members_separately(tmp_path):
