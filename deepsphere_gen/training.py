@@ -60,6 +60,7 @@ __all__ = [
     "TrainConfig",
     "check_fingerprint",
     "check_settings",
+    "batch_outputs",
     "DistContext",
     "distributed_context",
     "shutdown_distributed",
@@ -326,29 +327,41 @@ def _inputs(batch, device):
 
 
 @torch.no_grad()
+def batch_outputs(model: nn.Module, dataset: Dataset, batch_size: int = 64,
+                  ctx: DistContext | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``[(output, target), ...]``: ``model``'s outputs in eval mode on this process's shard of
+    ``dataset`` (samples rank, rank + world_size, ...; the whole set on one process), one pair per
+    batch of ``batch_size`` in dataset order, on ``ctx.device`` (the model's mode is restored).
+    Memory: the outputs of the whole shard (samples x outputs)."""
+    ctx = ctx or distributed_context()
+    was_training = model.training
+    model.eval()
+    try:
+        shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed else dataset
+        return [(model(x), y) for x, y in (_inputs(b, ctx.device)
+                                           for b in DataLoader(shard, batch_size=batch_size, shuffle=False))]
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: DistContext | None = None,
              loss_fn: Callable = nn.functional.cross_entropy, return_predictions: bool = False) -> dict:
-    """Mean loss and accuracy of ``model`` on ``dataset`` (sharded over processes, summed).
+    """Mean loss and accuracy of ``model`` on ``dataset`` (:func:`batch_outputs`: sharded over
+    processes, summed).
 
     Returns ``{"loss", "accuracy", "n"}``; with ``return_predictions`` also
     ``"predictions"``: argmax classes in dataset order (single process only).
     """
     ctx = ctx or distributed_context()
-    was_training = model.training
-    model.eval()
-    shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed else dataset
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False)
     loss_sum, correct, count, preds = 0.0, 0.0, 0.0, []
-    for batch in loader:
-        x, y = _inputs(batch, ctx.device)
-        out = model(x)
+    for out, y in batch_outputs(model, dataset, batch_size, ctx):
         loss_sum += float(loss_fn(out, y, reduction="sum"))
         if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
             p = out.argmax(-1)
             correct += float((p == y).sum())
             preds.append(p.cpu())
         count += len(y)
-    model.train(was_training)
     loss_sum, correct, count = _all_sum([loss_sum, correct, count], ctx)
     if count == 0:
         raise ValueError("cannot evaluate on an empty dataset")

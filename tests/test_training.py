@@ -18,6 +18,7 @@ from deepsphere_gen.training import (
     CheckpointMismatch,
     TrainConfig,
     TrainingInterrupted,
+    batch_outputs,
     distributed_context,
     evaluate,
     fit,
@@ -372,6 +373,30 @@ def test_evaluate_counts():
     assert res["n"] == 10 and res["accuracy"] == pytest.approx(0.5)
     assert res["loss"] == pytest.approx(float(nn.functional.cross_entropy(torch.tensor([[1.0, 0.0]] * 10), data.tensors[1])))
     assert (res["predictions"] == 0).all()
+
+
+def test_batch_outputs_in_dataset_order_in_eval_mode():
+    data = _data(n=10)
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(6, 2))
+    model.train()
+    outputs = batch_outputs(model, data, batch_size=4)
+    assert [len(y) for _, y in outputs] == [4, 4, 2]  # batches of batch_size, dataset order
+    assert torch.equal(torch.cat([y for _, y in outputs]), data.tensors[1])
+    model.eval()
+    with torch.no_grad():
+        expected = model(data.tensors[0])  # eval mode: dropout off, so outputs are deterministic
+    assert torch.equal(torch.cat([o for o, _ in outputs]), expected)
+    model.train()
+
+    class Fails(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    failing = Fails().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        batch_outputs(failing, data)
+    assert failing.training  # the mode is restored after an error too
+    assert batch_outputs(model, torch.utils.data.TensorDataset(torch.zeros(0, 6), torch.zeros(0))) == []
 
 
 def test_bad_settings():

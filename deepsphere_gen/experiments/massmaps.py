@@ -79,6 +79,7 @@ from ..training import (
     DistContext,
     TrainConfig,
     TrainingInterrupted,
+    batch_outputs,
     check_fingerprint,
     distributed_context,
     fit,
@@ -911,26 +912,6 @@ def _trained_member(config: ExperimentConfig, path: Path, method: str, sky: SkyS
     return model.to(ctx.device), state
 
 
-@torch.no_grad()
-def _batch_outputs(model: nn.Module, dataset: Dataset, batch_size: int, ctx: DistContext) -> list:
-    """``[(output (B, classes), labels (B,)), ...]`` of ``model`` in eval mode on this process's shard
-    of ``dataset`` (samples rank, rank + world_size, ...), batch by batch in the order and sizes of
-    :func:`~deepsphere_gen.training.evaluate` (so the predictions are the ones it scores)."""
-    model = model.to(ctx.device)
-    was_training = model.training
-    model.eval()
-    shard = torch.utils.data.Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed \
-        else dataset
-    out = []
-    for x, y, *_ in torch.utils.data.DataLoader(shard, batch_size=batch_size, shuffle=False):
-        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-        out.append((model(x), y))
-    model.train(was_training)
-    if not out and not ctx.distributed:
-        raise ValueError("cannot evaluate on an empty dataset")
-    return out
-
-
 def _gather_correct(local, n: int, ctx: DistContext) -> np.ndarray:
     """(n,) booleans of the whole test set from this process's per-batch correctness ``local`` (its
     shard: samples rank, rank + world_size, ...), summed over the processes."""
@@ -954,6 +935,8 @@ def _accuracy_fields(correct: np.ndarray, test_set: MassMapDataset | None = None
     samples ``correct`` is about, in order) also ``correct`` (a "0"/"1" string, one per sample) and
     ``test_maps`` (:func:`_test_maps`)."""
     k, n = int(np.sum(correct)), len(correct)
+    if n == 0:
+        raise ValueError("cannot score an empty test set")
     out = {"accuracy": k / n, "n_correct": k, "ci95": list(wilson_interval(k, n))}
     if test_set is not None:
         if len(test_set) != n:
@@ -983,9 +966,9 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
     models = [m for m, _ in members]
     # every member's outputs once per view setting (one forward pass per member, batch and view); the
     # members' and the ensemble's predictions all come from them
-    one = [_batch_outputs(m, test_set, config.batch_size, ctx) for m in models]
-    views = one if perms is None else [_batch_outputs(SymmetryAverage(m, perms), test_set, config.batch_size, ctx)
-                                       for m in models]
+    one = [batch_outputs(m, test_set, config.batch_size, ctx) for m in models]
+    views = one if perms is None else [
+        batch_outputs(SymmetryAverage(m, perms).to(ctx.device), test_set, config.batch_size, ctx) for m in models]
     labels = [y for _, y in one[0]]
 
     def correct(outputs) -> np.ndarray:

@@ -14,7 +14,7 @@ from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.datasets import MassMapDataset
 from deepsphere_gen.cli import main
 from deepsphere_gen.experiments.massmaps_runs import find_checkpoints, member_name, member_seed
-from deepsphere_gen.training import CheckpointMismatch, load_checkpoint, load_model_state, save_checkpoint
+from deepsphere_gen.training import CheckpointMismatch, batch_outputs, load_checkpoint, load_model_state, save_checkpoint
 
 TINY = ["--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--relative-noise", "0", "1", "--epochs", "2",
         "--min-steps", "0", "--batch-size", "16", "--no-progress"]
@@ -546,7 +546,7 @@ def test_networks_and_baselines_see_the_same_test_samples(tmp_path):
             return x[:, :2, 0]
 
     net = Recorder()
-    outputs = exp._batch_outputs(net, test_set, 5, exp.distributed_context("cpu"))
+    outputs = batch_outputs(net, test_set, 5, exp.distributed_context("cpu"))
     groups, labels = exp._features(again, lambda x: {"x": x})
     seen = torch.cat(net.seen)[..., 0].numpy()
     assert seen.shape == groups["x"].shape == (len(test_set), test_set.indices.shape[1])
