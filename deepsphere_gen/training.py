@@ -45,7 +45,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -328,18 +328,20 @@ def _inputs(batch, device):
 
 @torch.no_grad()
 def batch_outputs(model: nn.Module, dataset: Dataset, batch_size: int = 64,
-                  ctx: DistContext | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``[(output, target), ...]``: ``model``'s outputs in eval mode on this process's shard of
-    ``dataset`` (samples rank, rank + world_size, ...; the whole set on one process), one pair per
-    batch of ``batch_size`` in dataset order, on ``ctx.device`` (the model's mode is restored).
-    Memory: the outputs of the whole shard (samples x outputs)."""
+                  ctx: DistContext | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yields ``(output, target)`` per batch: ``model``'s outputs in eval mode on this process's shard
+    of ``dataset`` (samples rank, rank + world_size, ...; the whole set on one process), batches of
+    ``batch_size`` in dataset order, on ``ctx.device``.  The model's mode is restored when the
+    iteration ends (exhausted, closed or failed).  Memory: one batch at a time (``list(...)`` keeps
+    them all)."""
     ctx = ctx or distributed_context()
     was_training = model.training
     model.eval()
     try:
         shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed else dataset
-        return [(model(x), y) for x, y in (_inputs(b, ctx.device)
-                                           for b in DataLoader(shard, batch_size=batch_size, shuffle=False))]
+        for batch in DataLoader(shard, batch_size=batch_size, shuffle=False):
+            x, y = _inputs(batch, ctx.device)
+            yield model(x), y
     finally:
         model.train(was_training)
 

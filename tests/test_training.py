@@ -379,7 +379,8 @@ def test_batch_outputs_in_dataset_order_in_eval_mode():
     data = _data(n=10)
     model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(6, 2))
     model.train()
-    outputs = batch_outputs(model, data, batch_size=4)
+    outputs = list(batch_outputs(model, data, batch_size=4))
+    assert model.training  # restored once the iteration ended
     assert [len(y) for _, y in outputs] == [4, 4, 2]  # batches of batch_size, dataset order
     assert torch.equal(torch.cat([y for _, y in outputs]), data.tensors[1])
     model.eval()
@@ -394,9 +395,9 @@ def test_batch_outputs_in_dataset_order_in_eval_mode():
 
     failing = Fails().train()
     with pytest.raises(RuntimeError, match="boom"):
-        batch_outputs(failing, data)
+        list(batch_outputs(failing, data))
     assert failing.training  # the mode is restored after an error too
-    assert batch_outputs(model, torch.utils.data.TensorDataset(torch.zeros(0, 6), torch.zeros(0))) == []
+    assert list(batch_outputs(model, torch.utils.data.TensorDataset(torch.zeros(0, 6), torch.zeros(0)))) == []
 
 
 def test_bad_settings():

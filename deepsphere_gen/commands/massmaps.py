@@ -409,9 +409,15 @@ def _run_steps(args, step: str) -> int:
         if not records:
             return _fail("nothing to evaluate")
         print(exp.format_table(records))
-        print(exp.format_margins(records))
+        try:
+            pairs = exp.margins(records)
+        except ValueError as err:  # records of one setting scored on different samples: keep the records
+            pairs = []
+            print(f"massmaps: no paired margins: {err}", file=sys.stderr)
+        else:
+            print(exp.format_margins(pairs))
         if _get(args, "json"):
-            exp.write_json(args.json, records, config)
+            exp.write_json(args.json, records, config, pairs)
             print(f"massmaps: wrote {args.json}")
         if not _get(args, "no_plots"):
             for p in exp.plot_all(records, config, path):

@@ -966,9 +966,10 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
     models = [m for m, _ in members]
     # every member's outputs once per view setting (one forward pass per member, batch and view); the
     # members' and the ensemble's predictions all come from them
-    one = [batch_outputs(m, test_set, config.batch_size, ctx) for m in models]
+    one = [list(batch_outputs(m, test_set, config.batch_size, ctx)) for m in models]
     views = one if perms is None else [
-        batch_outputs(SymmetryAverage(m, perms).to(ctx.device), test_set, config.batch_size, ctx) for m in models]
+        list(batch_outputs(SymmetryAverage(m, perms).to(ctx.device), test_set, config.batch_size, ctx))
+        for m in models]
     labels = [y for _, y in one[0]]
 
     def correct(outputs) -> np.ndarray:
@@ -981,7 +982,7 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
     def scores(outputs_one, outputs_views, with_samples: bool) -> dict:
         c_one = correct(outputs_one)
         out = _accuracy_fields(correct(outputs_views), test_set if with_samples else None)
-        out["accuracy_one_view"] = float(c_one.sum()) / len(c_one)
+        out["accuracy_one_view"] = _accuracy_fields(c_one)["accuracy"]
         return out
 
     state = members[0][1]
@@ -1064,18 +1065,20 @@ def margins(records: list[dict]) -> list[dict]:
     return reporting.margin_records(records, NETWORK_METHODS, BASELINES)
 
 
-def format_margins(records: list[dict]) -> str:
-    """Margins table (points, 95 % map-bootstrap intervals): per (sky, noise) the fcn (else the first network
-    run) minus the better of the PSD and histogram SVMs, and minus the strong SVM."""
-    return reporting.format_margins(margins(records), NETWORK_METHODS, ("psd_svm", "hist_svm"))
+def format_margins(pairs: list[dict]) -> str:
+    """Margins table of the paired margins ``pairs`` (:func:`margins`; points, 95 % map-bootstrap intervals):
+    per (sky, noise) the fcn (else the first network run) minus the better of the PSD and histogram SVMs,
+    and minus the strong SVM."""
+    return reporting.format_margins(pairs, NETWORK_METHODS, ("psd_svm", "hist_svm"))
 
 
-def write_json(path, records: list[dict], config: ExperimentConfig, extra: dict | None = None) -> Path:
-    """JSON: {"config", "noise_settings", "interval_note", "margin_note", "margins": [:func:`margins`],
-    "records": [one per method, sky, noise], **extra}, written atomically."""
+def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[dict] | None = None,
+               extra: dict | None = None) -> Path:
+    """JSON: {"config", "noise_settings", "interval_note", "margin_note", "margins": ``pairs`` (None:
+    :func:`margins` of ``records``), "records": [one per method, sky, noise], **extra}, written atomically."""
     payload = {"config": asdict(config), "noise_settings": [n.record() for n in noise_settings(config)],
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
-               "margin_note": reporting.MARGIN_NOTE, "margins": margins(records),
+               "margin_note": reporting.MARGIN_NOTE, "margins": margins(records) if pairs is None else pairs,
                **(extra or {}), "records": records}
     text = json.dumps(payload, indent=1, default=str)
     return atomic_write(path, lambda fh: fh.write(text.encode()))

@@ -159,6 +159,19 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
     acc2 = {(r["method"], r["sky"], r["noise"]): r["accuracy"] for r in json.loads(again.read_text())["records"]}
     assert acc2 == acc
 
+    def mismatched(records):
+        raise ValueError("fcn and hist_svm were scored on different test samples")
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:  # a margin failure loses neither the table nor the records
+        mp.setattr(exp, "margins", mismatched)
+        kept = tmp_path / "kept.json"
+        assert main(["massmaps", "evaluate", *TINY, *_dirs(tmp_path), "--methods", *methods, "--json", str(kept),
+                     "--no-plots"]) == 0
+    assert "no paired margins: fcn and hist_svm were scored on different" in capsys.readouterr().err
+    payload = json.loads(kept.read_text())
+    assert payload["margins"] == [] and len(payload["records"]) == len(records)
+
     # classify a user map (here: a generated test map written as NESTED FITS)
     maps, _ = exp.load_massmaps(next((tmp_path / "data").iterdir()))
     fits = tmp_path / "map.fits"
@@ -526,7 +539,7 @@ def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
 
 
 def test_networks_and_baselines_see_the_same_test_samples(tmp_path):
-    """The network evaluation (:func:`exp._batch_outputs`) and the baselines' features (:func:`exp._features`)
+    """The network evaluation (:func:`training.batch_outputs`) and the baselines' features (:func:`exp._features`)
     read the test samples in the same order, with the same fixed noise, whichever process builds the data
     set (a ParallelRun worker builds its own); the records' test_maps describe that order."""
     config = _tiny_config(tmp_path, relative_noise=(1.0,))
@@ -546,7 +559,7 @@ def test_networks_and_baselines_see_the_same_test_samples(tmp_path):
             return x[:, :2, 0]
 
     net = Recorder()
-    outputs = batch_outputs(net, test_set, 5, exp.distributed_context("cpu"))
+    outputs = list(batch_outputs(net, test_set, 5, exp.distributed_context("cpu")))
     groups, labels = exp._features(again, lambda x: {"x": x})
     seen = torch.cat(net.seen)[..., 0].numpy()
     assert seen.shape == groups["x"].shape == (len(test_set), test_set.indices.shape[1])
