@@ -82,8 +82,9 @@ from .cosmo_fisher import power_spectrum_forecast
 from .cosmo_summaries import summary_features
 from .reporting import align_rows, save_png
 
-__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll", "interval_coverage",
-           "posterior_metrics", "mixture_moments", "member_seed", "member_fields", "calibration_scales", "calibration_scale_sd", "summary_widths", "bootstrap_ratios", "pooling_plan",
+__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll",
+           "interval_coverage", "posterior_metrics", "mixture_moments", "member_seed", "member_fields",
+           "calibration_scales", "calibration_scale_sd", "summary_widths", "bootstrap_ratios", "pooling_plan",
            "build_graph_model", "generate", "train", "evaluate_all", "format_table", "write_json", "plot_all"]
 
 FEATURE_METHODS = ("power_spectrum", "handcrafted")

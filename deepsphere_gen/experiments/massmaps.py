@@ -43,7 +43,7 @@ the amplitude, which is what separates the two cosmologies).
 Ensembles (``fcn_members`` M > 1): every ``fcn`` (and ``cnn``) run is M networks trained on the
 same samples with the training seeds :func:`~.massmaps_runs.member_seed` (member 0: the single
 network and its checkpoint; member i: its own fingerprinted checkpoint ``...-m<i>-<fingerprint>.pt``);
-the test prediction is the mean of their class probabilities (:class:`ProbabilityAverage`), and
+the test prediction is the mean of their class probabilities (:func:`log_mean_probabilities`), and
 each member's own accuracy is recorded too.
 
 Checkpoints are named by a fingerprint of everything that determines them
@@ -120,7 +120,7 @@ __all__ = [
     "symmetry_permutations",
     "evaluation_symmetries",
     "SymmetryAverage",
-    "ProbabilityAverage",
+    "log_mean_probabilities",
     "members_of",
     "NetworkRun",
     "warm_start",
@@ -522,6 +522,14 @@ def evaluation_symmetries(nside: int, level: int | None) -> np.ndarray | None:
     return None if level is None else symmetry_permutations(nside, level)[:4]
 
 
+def log_mean_probabilities(outputs) -> torch.Tensor:
+    """``log(mean_m softmax(outputs[m]))``: the class probabilities of several predictions of the same
+    samples averaged (views of one input, members of an ensemble); ``outputs``: sequence of (B, classes)
+    logits (log probabilities give their probabilities back); returns (B, classes)."""
+    logp = torch.stack([torch.log_softmax(o, -1) for o in outputs])
+    return torch.logsumexp(logp, 0) - math.log(len(logp))
+
+
 class SymmetryAverage(nn.Module):
     """``log(mean_g softmax(model(x[:, g])))`` over the pixel permutations ``permutations`` (n_views,
     pixels): a prediction averaged over symmetric views of each input (B, pixels, channels).
@@ -533,29 +541,7 @@ class SymmetryAverage(nn.Module):
         self.register_buffer("permutations", torch.as_tensor(np.asarray(permutations), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        views = torch.stack([torch.log_softmax(self.model(x[:, p]), -1) for p in self.permutations])
-        return torch.logsumexp(views, 0) - math.log(len(views))
-
-
-class ProbabilityAverage(nn.Module):
-    """``log(mean_m softmax(models[m](x)))``: the class probabilities of an ensemble's members averaged
-    (each member's output taken as logits; a :class:`SymmetryAverage` member's log probabilities give
-    its own averaged probabilities back).  Cost: one forward pass per member."""
-
-    def __init__(self, models):
-        super().__init__()
-        if not models:
-            raise ValueError("ProbabilityAverage needs at least one model")
-        self.members = nn.ModuleList(models)
-
-    @staticmethod
-    def combine(outputs) -> torch.Tensor:
-        """``log(mean_m softmax(outputs[m]))`` of the members' outputs, each (B, classes) logits: (B, classes)."""
-        logp = torch.stack([torch.log_softmax(o, -1) for o in outputs])
-        return torch.logsumexp(logp, 0) - math.log(len(logp))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.combine([m(x) for m in self.members])
+        return log_mean_probabilities([self.model(x[:, p]) for p in self.permutations])
 
 
 def _finished(tc: TrainConfig) -> bool:
@@ -740,7 +726,8 @@ def _baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: 
         pick = lambda X: np.concatenate([X[g] for g in cols], axis=1)  # noqa: E731
         clf = FeatureSVM(seed=config.seed).fit(pick(Xtr), ytr, pick(Xva), yva)
         records.append({**base, "method": m, **_accuracy_fields(clf.predict(pick(Xte)) == yte, test_set),
-                        "C": clf.C, "val_accuracy": clf.val_accuracy, "features": cols, "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
+                        "C": clf.C, "val_accuracy": clf.val_accuracy, "features": cols,
+                        "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
                         "seconds": t_feat + time.perf_counter() - t1})
     cpu = time.process_time() - c0
     for r in records:
@@ -924,16 +911,17 @@ def _gather_correct(local, n: int, ctx: DistContext) -> np.ndarray:
     return full.cpu().numpy().astype(bool)
 
 
-def _test_maps(test_set: MassMapDataset) -> list[list[int]]:
-    """(class, map number) of the test samples in order, run-length encoded (:func:`.reporting.map_runs`)."""
+def _sample_maps(test_set: MassMapDataset) -> tuple[np.ndarray, np.ndarray]:
+    """(classes (n,), map numbers (n,)) of the test samples in order."""
     cm = np.array([test_set.sample_map(i) for i in range(len(test_set))], dtype=np.int64).reshape(-1, 2)
-    return reporting.map_runs(cm[:, 0], cm[:, 1])
+    return cm[:, 0], cm[:, 1]
 
 
 def _accuracy_fields(correct: np.ndarray, test_set: MassMapDataset | None = None) -> dict:
     """accuracy, n_correct, ci95 (Wilson) of the per-sample ``correct`` (n,); with ``test_set`` (the
-    samples ``correct`` is about, in order) also ``correct`` (a "0"/"1" string, one per sample) and
-    ``test_maps`` (:func:`_test_maps`)."""
+    samples ``correct`` is about, in order) also ``correct`` (a "0"/"1" string, one per sample),
+    ``test_maps`` (the (class, map) of every sample, :func:`.reporting.map_runs`) and ``ci95_maps``
+    (:func:`.reporting.map_interval`)."""
     k, n = int(np.sum(correct)), len(correct)
     if n == 0:
         raise ValueError("cannot score an empty test set")
@@ -941,7 +929,9 @@ def _accuracy_fields(correct: np.ndarray, test_set: MassMapDataset | None = None
     if test_set is not None:
         if len(test_set) != n:
             raise ValueError(f"{n} correctness values for {len(test_set)} test samples")
-        out.update(correct=reporting.encode_correct(correct), test_maps=_test_maps(test_set))
+        classes, maps = _sample_maps(test_set)
+        out.update(ci95_maps=list(reporting.map_interval(correct, maps, classes)),
+                   correct=reporting.encode_correct(correct), test_maps=reporting.map_runs(classes, maps))
     return out
 
 
@@ -974,8 +964,8 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
 
     def correct(outputs) -> np.ndarray:
         """(n,) correctness over the whole test set of the members ``outputs`` (one member: its own
-        prediction, several: :meth:`ProbabilityAverage.combine`, batch by batch as its forward does)."""
-        local = [(out[0][0] if len(out) == 1 else ProbabilityAverage.combine([o for o, _ in out])).argmax(-1) == y
+        prediction, several: :func:`log_mean_probabilities`, batch by batch)."""
+        local = [(out[0][0] if len(out) == 1 else log_mean_probabilities([o for o, _ in out])).argmax(-1) == y
                  for out, y in zip(zip(*outputs), labels)]
         return _gather_correct(local, len(test_set), ctx)
 
@@ -1013,15 +1003,16 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     of every test sample, run-length encoded; every method of one (sky, noise) is scored on the
     same test samples in the same order, with the data set's fixed noise), n_train, n_val,
     n_test, seconds (training + test for networks, features + fit + test for baselines), epochs,
-    batch_size, lr, history (networks), views, accuracy_one_view (networks: with ``config.average_views`` the test
-    accuracy is that of the class probabilities averaged over ``views`` symmetries of the input,
-    :func:`evaluation_symmetries`; accuracy_one_view that of the input as it is), warm_start
-    (networks: the run it started from and its fingerprint, or None), members (networks with
-    ``config.fcn_members`` > 1: per ensemble member its seed, fingerprint, train_seconds and own
-    accuracy, n_correct, ci95, accuracy_one_view; the record's accuracy is then the ensemble's, its
-    class probabilities averaged over the members, :class:`ProbabilityAverage`; seconds count every
-    member's training, history and epochs are member 0's), C, val_accuracy, features (baselines).  ``baselines``: the futures of a :class:`ParallelRun` (records computed in
-    worker processes), else fitted here.
+    batch_size, lr, history (networks), views, accuracy_one_view (networks: with
+    ``config.average_views`` the test accuracy is that of the class probabilities averaged over
+    ``views`` symmetries of the input, :func:`evaluation_symmetries`; accuracy_one_view that of the
+    input as it is), warm_start (networks: the run it started from and its fingerprint, or None),
+    members (networks with ``config.fcn_members`` > 1: per ensemble member its seed, fingerprint,
+    train_seconds and own accuracy, n_correct, ci95, accuracy_one_view; the record's accuracy is
+    then the ensemble's, its class probabilities averaged over the members,
+    :func:`log_mean_probabilities`; seconds count every member's training, history and epochs are
+    member 0's), C, val_accuracy, features (baselines).  ``baselines``: the futures of a
+    :class:`ParallelRun` (records computed in worker processes), else fitted here.
     """
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
@@ -1042,9 +1033,6 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
                 job = (baselines or {}).get((sky.name, noise.name))
                 records.extend(job.result() if job is not None
                                else _baseline_records(path, sky, noise, config, baseline_methods))
-    for r in records:
-        classes, maps = reporting.expand_runs(r["test_maps"])
-        r["ci95_maps"] = list(reporting.map_interval(reporting.decode_correct(r["correct"]), maps, classes))
     order = {m: i for i, m in enumerate(METHODS)}
     return sorted(records, key=lambda r: (config.sky_fractions.index(r["sky"]),
                                           [n.name for n in noise_settings(config)].index(r["noise"]),

@@ -213,8 +213,7 @@ def format_margins(margins: list[dict], networks=(), baselines=("psd_svm", "hist
     rows = [["sky", "noise", "network", "minus better of PSD/hist SVM", "minus strong SVM", "test maps"]]
     for sky, noise in keys:
         ms = [m for m in margins if (m["sky"], m["noise"]) == (sky, noise)]
-        present = list(dict.fromkeys(m["method"] for m in ms))
-        net = next((n for n in networks if n in present), present[0])
+        net = _order(ms, "method", networks)[0]
         ms = {m["baseline"]: m for m in ms if m["method"] == net}
         simple = [ms[b] for b in baselines if b in ms]
         cells = []

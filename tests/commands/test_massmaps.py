@@ -425,24 +425,22 @@ def test_evaluation_views_of_a_patch():
     assert torch.allclose(averaged.exp().sum(-1), torch.ones(6))
 
 
-def test_probability_average_is_the_mean_of_the_members_probabilities():
-    """ProbabilityAverage = log of the mean of the members' softmax (not of their logits); a
+def test_log_mean_probabilities_is_the_mean_of_the_members_probabilities():
+    """log_mean_probabilities = log of the mean of the members' softmax (not of their logits); a
     SymmetryAverage member contributes its own view-averaged probabilities."""
     torch.manual_seed(0)
     nets = [torch.nn.Linear(5, 2) for _ in range(3)]
     x = torch.randn(7, 5)
     with torch.no_grad():
-        out = exp.ProbabilityAverage(nets)(x)
+        out = exp.log_mean_probabilities([n(x) for n in nets])
         probs = torch.stack([torch.softmax(n(x), -1) for n in nets]).mean(0)
         torch.testing.assert_close(out, probs.log())
         logit_mean = torch.log_softmax(torch.stack([n(x) for n in nets]).mean(0), -1)
         assert (out - logit_mean).abs().max() > 1e-4  # another rule than averaging logits
         perms = np.array([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
-        views = exp.ProbabilityAverage([exp.SymmetryAverage(nets[0], perms), nets[1]])(x)
+        views = exp.log_mean_probabilities([exp.SymmetryAverage(nets[0], perms)(x), nets[1](x)])
         p0 = (torch.softmax(nets[0](x), -1) + torch.softmax(nets[0](x[:, [4, 3, 2, 1, 0]]), -1)) / 2
         torch.testing.assert_close(views, ((p0 + torch.softmax(nets[1](x), -1)) / 2).log())
-    with pytest.raises(ValueError, match="at least one model"):
-        exp.ProbabilityAverage([])
 
 
 def test_member_seeds_and_checkpoint_names():
@@ -567,7 +565,8 @@ def test_networks_and_baselines_see_the_same_test_samples(tmp_path):
     assert np.array_equal(torch.cat([y for _, y in outputs]).numpy(), labels)
     keys = [(*test_set.sample_map(i), test_set.values(i)[2]) for i in range(len(test_set))]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)  # (class, map, patch) in order, no repeats
-    classes, maps = exp.reporting.expand_runs(exp._test_maps(test_set))
+    fields = exp._accuracy_fields(np.ones(len(test_set), dtype=bool), test_set)  # what a record stores
+    classes, maps = exp.reporting.expand_runs(fields["test_maps"])
     assert [(c, m) for c, m, _ in keys] == list(zip(classes.tolist(), maps.tolist()))
     assert labels.tolist() == classes.tolist()
 
