@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-__all__ = ["fingerprint", "canonical", "differing_fields"]
+import numpy as np
+
+__all__ = ["fingerprint", "canonical", "differing_fields", "mask_hash"]
 
 
 def canonical(fields: dict) -> dict:
@@ -43,3 +45,10 @@ def differing_fields(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(name)
     return out
+
+
+def mask_hash(mask) -> str | None:
+    """16 hex digits identifying a footprint mask by its content (None for no mask)."""
+    if mask is None:
+        return None
+    return hashlib.sha256(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).hexdigest()[:16]

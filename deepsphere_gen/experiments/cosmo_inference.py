@@ -53,12 +53,12 @@ unchanged; the summary likelihood uses the ensemble mean.  Each member alone is 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 import warnings
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ from scipy import stats
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
-from .._fingerprint import canonical, fingerprint
+from .._fingerprint import canonical, fingerprint, mask_hash
 from .._io import atomic_write_json
 from .._seeds import ensemble_seed
 from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
@@ -336,22 +336,20 @@ def generate(config: CosmoExperimentConfig, ctx: DistContext | None = None) -> P
     return path
 
 
-#: (footprint mask digest, nside) -> PseudoCl: the two most recent estimators of this process
-_ESTIMATORS: dict = {}
-
-
 def _estimator(config: CosmoExperimentConfig) -> PseudoCl:
     """The pseudo-C_l estimator of the run's footprint, built once per process and mask (its
     coupling matrix costs ~3 s CPU at nside 128; :func:`train` and :func:`evaluate_all` of one run
-    share it).  Keyed by the mask's content, so a FITS mask rewritten under the same name is a new
-    estimator."""
-    mask = np.ascontiguousarray(load_footprint(config.grid.footprint, config.grid.nside))
-    key = (hashlib.sha256(mask.tobytes()).hexdigest(), config.grid.nside)
-    if key not in _ESTIMATORS:
-        while len(_ESTIMATORS) >= 2:
-            _ESTIMATORS.pop(next(iter(_ESTIMATORS)))
-        _ESTIMATORS[key] = PseudoCl(mask)
-    return _ESTIMATORS[key]
+    share it).  Keyed by the mask's content (:func:`~deepsphere_gen._fingerprint.mask_hash`), so a FITS mask
+    rewritten under the same name is a new estimator."""
+    grid = config.grid
+    return _pseudo_cl(mask_hash(load_footprint(grid.footprint, grid.nside)), grid.footprint, grid.nside)
+
+
+@lru_cache(maxsize=2)
+def _pseudo_cl(digest: str, footprint: str, nside: int) -> PseudoCl:
+    """:class:`PseudoCl` of footprint ``footprint`` at ``nside`` whose mask has content ``digest``
+    (the two most recent of this process)."""
+    return PseudoCl(np.ascontiguousarray(load_footprint(footprint, nside)))
 
 
 def _features(config, path, est, split, draws=1):

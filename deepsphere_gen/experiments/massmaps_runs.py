@@ -34,14 +34,12 @@ statistics (:mod:`.map_statistics`) that ``massmaps classify`` compares user map
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-import numpy as np
 
-from .._fingerprint import canonical, fingerprint
+from .._fingerprint import canonical, fingerprint, mask_hash
 from .._seeds import ensemble_seed
 
 __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "mask_hash", "run_fields",
@@ -88,13 +86,6 @@ def member_name(name: str, member: int) -> str:
 
 #: stem of a checkpoint of an ensemble member >= 1: ``...-m<i>-<fingerprint>``
 _MEMBER_STEM = re.compile(r"-m[1-9][0-9]*-[0-9a-f]+$")
-
-
-def mask_hash(mask) -> str | None:
-    """16 hex digits identifying a footprint mask (None for no mask)."""
-    if mask is None:
-        return None
-    return hashlib.sha256(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).hexdigest()[:16]
 
 
 def run_fields(config, data_generation: dict, method: str, sky, noise, model, train_config,

@@ -57,7 +57,7 @@ from .._cache_dirs import cache_root
 from .._memory import available_memory
 
 __all__ = ["ENV_VAR", "available", "step", "forward", "backward", "schedule", "sliced", "release", "build_library",
-           "parallel_rows"]
+           "lazy_library", "parallel_rows"]
 
 #: set to 0 to never compile or use the kernel (torch's sparse product instead)
 ENV_VAR = "DEEPSPHERE_GEN_NATIVE"
@@ -409,7 +409,8 @@ def _run(calls) -> list:
 
 def parallel_rows(fn, rows: int, work: int, *args) -> list:
     """``fn(r0, r1, *args)`` over ``rows`` cut into even ranges, one per thread (as many as ``work``
-    multiply-adds or bytes justify, :func:`_workers`); their results.  Also used by :mod:`._pool_native`."""
+    multiply-adds or bytes justify, :func:`_workers`); their results.  The dense forward's split, also
+    used by :mod:`._pool_native`."""
     return _run([(fn, (r0, r1) + args) for r0, r1 in _even_cuts(rows, _workers(work, rows))])
 
 
@@ -454,8 +455,7 @@ def forward(y: torch.Tensor, basis: torch.Tensor, weight: torch.Tensor, bias: to
     b = None if bias is None else bias.detach().contiguous()
     args = (K, C, O, basis.data_ptr(), basis.stride(0), w.data_ptr(), None if b is None else b.data_ptr(), y.data_ptr(),
             int(_stream(y)))
-    workers = _workers(rows * K * C * O, rows)
-    _run([(fn, (r0, r1) + args) for r0, r1 in _even_cuts(rows, workers)])
+    parallel_rows(fn, rows, rows * K * C * O, *args)
     return True
 
 

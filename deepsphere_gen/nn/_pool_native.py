@@ -22,7 +22,7 @@ import torch
 
 from ._cheb_native import build_library, lazy_library, parallel_rows
 
-__all__ = ["available", "usable", "gather_max"]
+__all__ = ["available", "usable", "check_groups", "gather_max"]
 
 _SOURCE = Path(__file__).with_name("_pool_kernel.c")
 
@@ -65,7 +65,7 @@ class _GatherMax(torch.autograd.Function):
         arg = torch.empty((B, Q, C), dtype=torch.int32 if x.dtype == torch.float32 else torch.int64)
         dll = _library()
         fn = dll.pool_max_forward_f32 if x.dtype == torch.float32 else dll.pool_max_forward_f64
-        parallel_rows(fn, B, B * P * C * 4, P, C, Q, f, groups.data_ptr(), xc.data_ptr(), y.data_ptr(), arg.data_ptr())
+        parallel_rows(fn, B, B * P * C * x.element_size(), P, C, Q, f, groups.data_ptr(), xc.data_ptr(), y.data_ptr(), arg.data_ptr())
         ctx.save_for_backward(x, groups, dropped, arg)
         ctx.reference = reference
         return y
@@ -82,30 +82,35 @@ class _GatherMax(torch.autograd.Function):
         gx = torch.empty((B, P, C), dtype=x.dtype)
         dll = _library()
         fn = dll.pool_max_backward_f32 if x.dtype == torch.float32 else dll.pool_max_backward_f64
-        parallel_rows(fn, B, B * P * C * 4, P, C, Q, f, groups.data_ptr(), arg.data_ptr(), gc.data_ptr(),
+        parallel_rows(fn, B, B * P * C * x.element_size(), P, C, Q, f, groups.data_ptr(), arg.data_ptr(), gc.data_ptr(),
                       dropped.numel(), dropped.data_ptr() if dropped.numel() else None, gx.data_ptr())
         return gx, None, None, None
 
 
-def gather_max(x: torch.Tensor, groups: torch.Tensor, dropped: torch.Tensor, reference) -> torch.Tensor:
-    """Max over the children ``groups`` (Q, f) int64 (positions in x's pixel axis, every pixel of x
-    in one group or in ``dropped`` (int64)) of x (B, P, C): (B, Q, C), contiguous.  The gradient is
-    written by the kernel; ``reference`` (x -> the same values with torch operations) serves a
-    second derivative.  Check :func:`usable` first.  The default cosmo network's poolings (32 maps),
-    forward + backward on one thread, torch path -> kernel: 4,762 -> 1,131 pixels x 16 channels
-    8.4-10.2 -> 3.2-3.6 ms CPU, 1,131 -> 246 x 32: 2.7 -> 0.9-1.1 ms (the kernel's own passes take
-    0.9 + 0.8 ms of the first: the rest is the fresh gradient buffer and autograd).
-    """
-    if not usable(x, groups) or dropped.device.type != "cpu":
-        raise ValueError("gather_max: needs a non-empty CPU float (B, P, C) map, CPU groups (Q, f) and dropped, "
-                         "and the compiled kernel")
-    P = x.shape[1]
+def check_groups(groups: torch.Tensor, dropped: torch.Tensor, P: int) -> None:
+    """ValueError unless ``groups`` (Q, f) and ``dropped`` are int64 positions in [0, P) listing each
+    of the P pixels of a map once: the kernel indexes raw pointers, and its backward writes each
+    pixel's gradient once (no zero fill).  Once per pair of tables (their owner checks them when it
+    builds them), not per call of :func:`gather_max`.  Cost: O(P)."""
     positions = torch.cat([groups.flatten(), dropped.flatten()])
-    # the kernel indexes raw pointers, and its backward writes each pixel's gradient once (no zero
-    # fill): positions outside the map, or a pixel missing or listed twice, are refused before any call
-    if (groups.dtype != torch.int64 or dropped.dtype != torch.int64 or positions.numel() != P
+    if (groups.dtype != torch.int64 or dropped.dtype != torch.int64 or groups.dim() != 2 or positions.numel() != P
             or P and (int(positions.min()) < 0 or int(positions.max()) >= P
                       or not bool(torch.bincount(positions, minlength=P).eq(1).all()))):
         raise ValueError(f"gather_max: groups {tuple(groups.shape)} and dropped ({dropped.numel()}) must be int64 "
                          f"positions in [0, {P}) listing each of the {P} pixels of x once")
+
+
+def gather_max(x: torch.Tensor, groups: torch.Tensor, dropped: torch.Tensor, reference) -> torch.Tensor:
+    """Max over the children ``groups`` (Q, f) int64 (positions in x's pixel axis, every pixel of x
+    in one group or in ``dropped`` (int64): tables that passed :func:`check_groups` for P = x.shape[1])
+    of x (B, P, C): (B, Q, C), contiguous.  The gradient is written by the kernel; ``reference`` (x ->
+    the same values with torch operations) serves a second derivative.  Check :func:`usable` first.
+    The default cosmo network's poolings (32 maps), forward + backward on one thread, torch path ->
+    kernel: 4,762 -> 1,131 pixels x 16 channels 8.4-10.2 -> 3.2-3.6 ms CPU, 1,131 -> 246 x 32: 2.7 ->
+    0.9-1.1 ms (the kernel's own passes take 0.9 + 0.8 ms of the first: the rest is the fresh
+    gradient buffer and autograd).
+    """
+    if dropped.device.type != "cpu" or groups.numel() + dropped.numel() != x.shape[1]:
+        raise ValueError(f"gather_max: groups {tuple(groups.shape)} and dropped ({dropped.numel()}) on the CPU must "
+                         f"cover the {x.shape[1]} pixels of x (tables checked by check_groups)")
     return _GatherMax.apply(x, groups.contiguous(), dropped.contiguous(), reference)

@@ -197,9 +197,10 @@ class HealpixPartialPool(nn.Module):
         self.coarse, keep = partial_sky_pool(sampling, self.p)
         self.dropped = self.npix_in - keep.size
         self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
-        # the compiled max pooling's operands: children by parent, and the pixels no parent keeps
-        self.register_buffer("_groups", torch.from_numpy(keep.reshape(-1, 4**self.p)), persistent=False)
-        self.register_buffer("_dropped", torch.from_numpy(np.setdiff1d(np.arange(self.npix_in), keep)), persistent=False)
+        if mode == "max" and self.dropped:  # the compiled max pooling's other operand: pixels no parent keeps
+            self.register_buffer("_dropped", torch.from_numpy(np.setdiff1d(np.arange(self.npix_in), keep)),
+                                 persistent=False)
+            _pool_native.check_groups(self._groups, self._dropped, self.npix_in)
         self._pool = HealpixMaxPool(self.p, return_indices) if mode == "max" else HealpixAvgPool(self.p)
 
     def forward(self, x: torch.Tensor):
@@ -209,6 +210,11 @@ class HealpixPartialPool(nn.Module):
         if self.mode == "max" and self.dropped and not self.return_indices and _pool_native.usable(x, self._groups):
             return _pool_native.gather_max(x, self._groups, self._dropped, self._torch_forward)
         return self._torch_forward(x)
+
+    @property
+    def _groups(self) -> torch.Tensor:
+        """(coarse pixels, 4**p) positions of the kept children by parent: a view of ``keep``."""
+        return self.keep.view(-1, 4**self.p)
 
     def _torch_forward(self, x: torch.Tensor):
         """The pooling with torch operations: gather of the kept children, then the pooling."""

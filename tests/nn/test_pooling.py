@@ -181,12 +181,15 @@ def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype, monkeyp
         small = HealpixPartialPool(HealpixSampling(4, indices=np.delete(np.arange(192), [5, 70])), p=1)
         xs = torch.randn(1, small.npix_in, 2, dtype=dtype, generator=gen).requires_grad_(True)
         assert torch.autograd.gradgradcheck(lambda t: small(t).square(), (xs,))
+    _pool_native.check_groups(pool._groups, pool._dropped, pool.npix_in)  # the module's tables pass
     with pytest.raises(ValueError, match="positions"):
-        _pool_native.gather_max(x, pool._groups.clamp(max=pool.npix_in) + 1, pool._dropped, pool._torch_forward)
+        _pool_native.check_groups(pool._groups.clamp(max=pool.npix_in) + 1, pool._dropped, pool.npix_in)
     twice = pool._groups.clone()
     twice[0, 0] = twice[0, 1]  # one pixel twice, one missing: its gradient would be left unwritten
     with pytest.raises(ValueError, match="once"):
-        _pool_native.gather_max(x, twice, pool._dropped, pool._torch_forward)
+        _pool_native.check_groups(twice, pool._dropped, pool.npix_in)
+    with pytest.raises(ValueError, match="cover"):  # tables of another map
+        _pool_native.gather_max(x[:, 1:], pool._groups, pool._dropped, pool._torch_forward)
     empty = pool(x[:0])
     assert empty.shape == (0, pool.coarse.npix, C) and "GatherMax" not in type(empty.grad_fn).__name__
 
