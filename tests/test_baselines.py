@@ -3,7 +3,7 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from deepsphere_gen.experiments.baselines import HistogramSVM, PowerSpectrumSVM, evaluate_baselines
+from deepsphere_gen.experiments.massmaps.baselines import HistogramSVM, PowerSpectrumSVM, evaluate_baselines
 from deepsphere_gen.datasets import MassMapConfig, MassMapDataset, builtin_footprint, generate_massmaps
 
 NSIDE = 16
@@ -91,7 +91,7 @@ def test_baseline_errors():
 
 
 def test_feature_svm_chooses_c_on_the_validation_set():
-    from deepsphere_gen.experiments.baselines import FeatureSVM
+    from deepsphere_gen.experiments.massmaps.baselines import FeatureSVM
 
     rng = np.random.default_rng(0)
     # one informative feature among 200 noise features, few training samples: strong

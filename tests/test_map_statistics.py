@@ -1,4 +1,4 @@
-"""Out-of-distribution statistics of map samples (experiments.map_statistics) and run fingerprints."""
+"""Out-of-distribution statistics of map samples (experiments.massmaps.map_statistics) and run fingerprints."""
 from __future__ import annotations
 
 import healpy as hp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepsphere_gen._fingerprint import differing_fields, fingerprint
-from deepsphere_gen.experiments.map_statistics import check_inputs, sample_statistics, training_distribution
+from deepsphere_gen.experiments.massmaps.map_statistics import check_inputs, sample_statistics, training_distribution
 
 
 def test_small_scale_fraction_ground_truth():

@@ -4,7 +4,7 @@ import pytest
 from scipy.special import erfc
 from scipy.stats import kurtosis, skew
 
-from deepsphere_gen.experiments.massmaps_features import (
+from deepsphere_gen.experiments.massmaps.features import (
     PatchFeatures,
     minkowski_functionals,
     moments,

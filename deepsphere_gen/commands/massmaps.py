@@ -27,7 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import _cache_dirs
-from ..experiments.massmaps_config import METHODS, NETWORK_METHODS, ExperimentConfig
+from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 
@@ -305,8 +305,8 @@ def _classify_noises(args) -> list[str] | None:
 
 
 def _classify(args) -> int:
-    """``massmaps classify``: check the inputs, find the networks, classify (see experiments.massmaps_classify)."""
-    from ..experiments import massmaps_classify as cl
+    """``massmaps classify``: check the inputs, find the networks, classify (see experiments.massmaps.classify)."""
+    from ..experiments.massmaps import classify as cl
     from ._preflight import check_device
 
     own = _CLASSIFY_SHARED | {"maps", "method", "checkpoint", "field", "force", "command", "step", "_run"}

@@ -10,11 +10,18 @@ import pytest
 import torch
 
 from deepsphere_gen.experiments import massmaps as exp
+from deepsphere_gen.experiments import reporting
+from deepsphere_gen.experiments.massmaps import baseline_records as mm_baselines
+from deepsphere_gen.experiments.massmaps import data as mm_data
+from deepsphere_gen.experiments.massmaps import models as mm_models
+from deepsphere_gen.experiments.massmaps import records as mm_records
+from deepsphere_gen.experiments.massmaps import training as mm_training
 from deepsphere_gen._validation import UNSEEN
-from deepsphere_gen.datasets import MassMapDataset
+from deepsphere_gen.datasets import MassMapDataset, load_massmaps
 from deepsphere_gen.cli import main
-from deepsphere_gen.experiments.massmaps_runs import find_checkpoints, member_name, member_seed
-from deepsphere_gen.training import CheckpointMismatch, batch_outputs, load_checkpoint, load_model_state, save_checkpoint
+from deepsphere_gen.experiments.massmaps.runs import find_checkpoints, member_name, member_seed
+from deepsphere_gen.training import (CheckpointMismatch, batch_outputs, distributed_context, load_checkpoint,
+                                     load_model_state, save_checkpoint)
 
 TINY = ["--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--relative-noise", "0", "1", "--epochs", "2",
         "--min-steps", "0", "--batch-size", "16", "--no-progress"]
@@ -48,7 +55,7 @@ def test_parse_sky_fraction_errors(text, match):
 
 
 def test_reference_patch_is_equatorial():
-    idx = exp._reference_indices(exp.parse_sky_fraction("1/48", 16), 16)
+    idx = mm_models._reference_indices(exp.parse_sky_fraction("1/48", 16), 16)
     assert idx.size == 12 * 16**2 // 48 and np.all(np.diff(idx) == 1)
     theta, _ = hp.pix2ang(16, idx, nest=True)
     assert np.all(idx // (16**2) == 4) and abs(np.degrees(theta.mean()) - 90) < 25  # base pixel 4
@@ -173,7 +180,7 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
     assert payload["margins"] == [] and len(payload["records"]) == len(records)
 
     # classify a user map (here: a generated test map written as NESTED FITS)
-    maps, _ = exp.load_massmaps(next((tmp_path / "data").iterdir()))
+    maps, _ = load_massmaps(next((tmp_path / "data").iterdir()))
     fits = tmp_path / "map.fits"
     hp.write_map(str(fits), np.asarray(maps[1, -1], dtype=np.float64), nest=True)
     capsys.readouterr()
@@ -224,7 +231,7 @@ def test_footprint_setting(tmp_path):
     hp.write_map(str(fits), mask.astype(np.float64), nest=True)
     sky = exp.parse_sky_fraction("footprint", 8, str(fits))
     assert sky.fraction == pytest.approx(300 / 768) and np.array_equal(sky.footprint, mask)
-    from deepsphere_gen.experiments.massmaps_classify import sky_values
+    from deepsphere_gen.experiments.massmaps.classify import sky_values
 
     m = np.where(mask, 1.0, UNSEEN)
     values, idx = sky_values(m, sky, "x")
@@ -262,7 +269,7 @@ def test_symmetry_permutations_are_grid_symmetries():
     # patches: the 8 symmetries of the square; the transposition of an equatorial patch is the
     # mirror image across the meridian through its centre (exact)
     side, level = 4, 1
-    idx = exp._reference_indices(exp.parse_sky_fraction("1/48", 8), 8)
+    idx = mm_models._reference_indices(exp.parse_sky_fraction("1/48", 8), 8)
     patch = exp.symmetry_permutations(8, level)
     assert patch.shape == (8, side * side) and len({p.tobytes() for p in patch}) == 8
     assert any(np.array_equal(p, np.arange(side * side)) for p in patch)
@@ -304,7 +311,7 @@ def test_epoch_monitoring_uses_validation_maps_never_test_maps(tmp_path, monkeyp
         seen.append(val_set)
         return []
 
-    monkeypatch.setattr(exp, "fit", recording_fit)
+    monkeypatch.setattr(mm_training, "fit", recording_fit)
     config = exp.ExperimentConfig(nside=8, n_maps=8, sky_fractions=("1", "1/12"), relative_noise=(0.0,),
                                   methods=("fcn",), epochs=1, min_steps=0, progress=False,
                                   data_dir=str(tmp_path / "data"), out_dir=str(tmp_path / "out"))
@@ -332,13 +339,13 @@ def test_warm_start_from_the_noise_free_run(tmp_path, monkeypatch):
     fingerprint and record, the noise-free run is trained first when only the noisy one is asked
     for, and a finished or interrupted noisy run resumes from its own checkpoint."""
     starts = []
-    real_fit = exp.fit
+    real_fit = mm_training.fit
 
     def spying_fit(model, samples, tc, **kw):
         starts.append((tc.desc, {k: v.clone() for k, v in model.state_dict().items()}))
         return real_fit(model, samples, tc, **kw)
 
-    monkeypatch.setattr(exp, "fit", spying_fit)
+    monkeypatch.setattr(mm_training, "fit", spying_fit)
     noisy_only = _tiny_config(tmp_path, relative_noise=(1.0,))  # the noise-free run is trained first anyway
     exp.train(noisy_only, log=None)
     assert [d for d, _ in starts] == ["fcn-sky1o12-noisenone", "fcn-sky1o12-noiserel1"]
@@ -355,9 +362,9 @@ def test_warm_start_from_the_noise_free_run(tmp_path, monkeypatch):
     # from scratch: another fingerprint (another checkpoint); the noise-free run is the same either way
     path = exp.generate(noisy_only)
     sky, (rel1,) = exp.sky_settings(noisy_only)[0], exp.noise_settings(noisy_only)
-    train_set = exp._dataset(path, sky, rel1, noisy_only, "train")
-    scratch = exp._network_run(replace(noisy_only, warm_start=False), path, "fcn", sky, rel1, train_set)
-    warm = exp._network_run(noisy_only, path, "fcn", sky, rel1, train_set)
+    train_set = mm_data.dataset_of(path, sky, rel1, noisy_only, "train")
+    scratch = mm_training.network_run(replace(noisy_only, warm_start=False), path, "fcn", sky, rel1, train_set)
+    warm = mm_training.network_run(noisy_only, path, "fcn", sky, rel1, train_set)
     assert scratch.source is None and "init" not in scratch.meta["fields"]
     assert warm.train_config.checkpoint == noisy and scratch.train_config.checkpoint != noisy
     assert warm.source.train_config.checkpoint == clean
@@ -460,14 +467,14 @@ def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
     member; more members reuse the finished ones, other settings train afresh, a file of other
     settings under a member's name is refused, classify sees member 0 only."""
     starts = []
-    real_fit = exp.fit
+    real_fit = mm_training.fit
 
     def spying_fit(model, samples, tc, **kw):  # the runs that train (not those found finished)
-        if not exp._finished(tc):
+        if not mm_training._finished(tc):
             starts.append((tc.desc, tc.seed, {k: v.clone() for k, v in model.state_dict().items()}))
         return real_fit(model, samples, tc, **kw)
 
-    monkeypatch.setattr(exp, "fit", spying_fit)
+    monkeypatch.setattr(mm_training, "fit", spying_fit)
     single = _tiny_config(tmp_path, relative_noise=(1.0,), warm_start=False, out_dir=str(tmp_path / "one"))
     exp.train(single, log=None)
     pair = replace(single, fcn_members=2, out_dir=str(tmp_path / "out"))
@@ -492,10 +499,10 @@ def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
     (rec,) = exp.evaluate_all(pair, log=None)
     path = exp.generate(pair)
     sky, (noise,) = exp.sky_settings(pair)[0], exp.noise_settings(pair)
-    train_set, _, test_set = exp._datasets(path, sky, noise, pair)
+    train_set, _, test_set = mm_data.datasets_of(path, sky, noise, pair)
     probs = []
     for i, state in enumerate((s0, s1)):
-        model = exp._network_run(pair, path, "fcn", sky, noise, train_set, member=i).model
+        model = mm_training.network_run(pair, path, "fcn", sky, noise, train_set, member=i).model
         load_model_state(model, state, "x")
         with torch.no_grad():
             model.eval()
@@ -537,14 +544,14 @@ def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
 
 
 def test_networks_and_baselines_see_the_same_test_samples(tmp_path):
-    """The network evaluation (:func:`training.batch_outputs`) and the baselines' features (:func:`exp._features`)
+    """The network evaluation (:func:`training.batch_outputs`) and the baselines' features (:func:`.baseline_records._features`)
     read the test samples in the same order, with the same fixed noise, whichever process builds the data
     set (a ParallelRun worker builds its own); the records' test_maps describe that order."""
     config = _tiny_config(tmp_path, relative_noise=(1.0,))
     path = exp.generate(config)
     sky, (noise,) = exp.sky_settings(config)[0], exp.noise_settings(config)
-    test_set = exp._datasets(path, sky, noise, config)[2]
-    again = exp._datasets(path, sky, noise, config)[2]  # as another process builds it
+    test_set = mm_data.datasets_of(path, sky, noise, config)[2]
+    again = mm_data.datasets_of(path, sky, noise, config)[2]  # as another process builds it
     assert test_set.noise_std > 0
 
     class Recorder(torch.nn.Module):
@@ -557,16 +564,16 @@ def test_networks_and_baselines_see_the_same_test_samples(tmp_path):
             return x[:, :2, 0]
 
     net = Recorder()
-    outputs = list(batch_outputs(net, test_set, 5, exp.distributed_context("cpu")))
-    groups, labels = exp._features(again, lambda x: {"x": x})
+    outputs = list(batch_outputs(net, test_set, 5, distributed_context("cpu")))
+    groups, labels = mm_baselines._features(again, lambda x: {"x": x})
     seen = torch.cat(net.seen)[..., 0].numpy()
     assert seen.shape == groups["x"].shape == (len(test_set), test_set.indices.shape[1])
     assert np.array_equal(seen, groups["x"].astype(np.float32))  # same samples, order and noise
     assert np.array_equal(torch.cat([y for _, y in outputs]).numpy(), labels)
     keys = [(*test_set.sample_map(i), test_set.values(i)[2]) for i in range(len(test_set))]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)  # (class, map, patch) in order, no repeats
-    fields = exp._accuracy_fields(np.ones(len(test_set), dtype=bool), test_set)  # what a record stores
-    classes, maps = exp.reporting.expand_runs(fields["test_maps"])
+    fields = mm_records.accuracy_fields(np.ones(len(test_set), dtype=bool), test_set)  # what a record stores
+    classes, maps = reporting.expand_runs(fields["test_maps"])
     assert [(c, m) for c, m, _ in keys] == list(zip(classes.tolist(), maps.tolist()))
     assert labels.tolist() == classes.tolist()
 

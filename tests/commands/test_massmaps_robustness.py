@@ -176,13 +176,14 @@ def test_quick_then_default_sequence_keeps_both(tmp_path, capsys):
     assert "resumed" not in out and "different settings" not in out and out.count("accuracy in %") == 2
     epochs = sorted(load_checkpoint(p)["epoch"] for p in _checkpoints(tmp_path))
     assert epochs == [2, 3]
+    from dataclasses import asdict
+
     from deepsphere_gen._fingerprint import fingerprint
-    from deepsphere_gen.experiments import massmaps as exp
-    from deepsphere_gen.experiments.massmaps_runs import NOT_FINGERPRINTED
+    from deepsphere_gen.experiments.massmaps.runs import NOT_FINGERPRINTED
 
     quick = cmd._config(build_parser(["massmaps"]).parse_args(["massmaps", "--quick"]))
     default = cmd._config(build_parser(["massmaps"]).parse_args(["massmaps"]))
-    strip = lambda c: {k: v for k, v in exp.asdict(c).items() if k not in NOT_FINGERPRINTED}  # noqa: E731
+    strip = lambda c: {k: v for k, v in asdict(c).items() if k not in NOT_FINGERPRINTED}  # noqa: E731
     assert fingerprint(strip(quick)) != fingerprint(strip(default))
 
 
@@ -604,7 +605,7 @@ def test_top_level_help_imports_no_torch():
                                   ["cosmo", "--help"], ["cosmo", "train", "--help"], ["cosmo", "--nside", "eight"],
                                   ["cosmo", "evaluate", "--methods", "nope"]])
 def test_command_help_and_argument_errors_import_no_torch(argv):
-    # the help texts name the defaults, methods and models, read from massmaps_config,
+    # the help texts name the defaults, methods and models, read from massmaps.config,
     # digits_config and cosmo_config without torch
     code = (f"import sys\nfrom deepsphere_gen.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as e:\n"
             "    print('exit', e.code)\nprint(sorted(m for m in ('torch', 'numpy', 'healpy') if m in sys.modules))")
@@ -618,7 +619,7 @@ def test_command_help_and_argument_errors_import_no_torch(argv):
 
 def test_massmaps_config_sigma_e_default_is_the_shape_noise_one():
     from deepsphere_gen.datasets.shape_noise import DEFAULT_SIGMA_E
-    from deepsphere_gen.experiments.massmaps_config import ExperimentConfig
+    from deepsphere_gen.experiments.massmaps.config import ExperimentConfig
 
     assert ExperimentConfig.sigma_e == DEFAULT_SIGMA_E
     assert cmd._defaults().sigma_e == DEFAULT_SIGMA_E

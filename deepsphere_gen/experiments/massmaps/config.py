@@ -1,8 +1,9 @@
-"""Settings of the mass-map experiment (:mod:`.massmaps`): methods, :class:`ExperimentConfig`, sky fractions.
+"""Settings of the mass-map experiment: methods, :class:`ExperimentConfig`, sky fractions.
 
 Importing this module costs no torch, healpy or data-set import (those are imported where
-a config is validated or a footprint read), so that ``deepsphere-gen massmaps --help`` can
-name every default and method in a fraction of a second; :mod:`.massmaps` re-exports all of it.
+a config is validated or a footprint read; the package ``__init__`` loads its other modules
+only at first use of one of their names), so that ``deepsphere-gen massmaps --help`` can
+name every default and method in a fraction of a second; the package re-exports all of it.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from .._cache_dirs import default_data_dir
+from ..._cache_dirs import default_data_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +36,7 @@ NETWORK_METHODS = ("fcn", "cnn", "harmonic", "hybrid")
 FULL_SKY_METHODS = ("harmonic", "hybrid")
 PATCH_METHODS = ("strong_svm",)
 BASELINES = ("psd_svm", "hist_svm", "strong_svm")
-#: feature groups (:mod:`.massmaps_features`) of each baseline
+#: feature groups (:mod:`.features`) of each baseline
 BASELINE_FEATURES = {"psd_svm": ("psd",), "hist_svm": ("hist",),
                      "strong_svm": ("psd", "hist", "moments", "peaks", "minkowski")}
 DEFAULT_METHODS = ("fcn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
@@ -50,24 +51,24 @@ class ExperimentConfig:
     nside, n_maps (per class), seed: the generated data set; sky_fractions: "1" (full sky,
     averaged down to ``full_sky_nside``), "1/12", "1/48", "1/192" (nested patches at
     ``nside``) or "footprint" (needs ``footprint``: "builtin" or a HEALPix FITS mask);
-    noise (see :func:`noise_settings`): ``deepsphere_levels`` (DeepSphere's relative levels,
+    noise (see :func:`.settings.noise_settings`): ``deepsphere_levels`` (DeepSphere's relative levels,
     converted to galaxy densities; 0 = no noise), ``ngal`` (galaxies per arcmin^2, inf = no
     noise), ``relative_noise`` (explicit option: std = level x the samples' clean std),
     ``sigma_e`` (ellipticity dispersion per component);
     methods: subset of METHODS; epochs, batch_size, lr: training of the networks (at
-    least ``min_steps`` steps per run: see :func:`train_config`); augment: fresh noise at
+    least ``min_steps`` steps per run: see :func:`.training.train_config`); augment: fresh noise at
     every draw of a training sample and random symmetries (False: the fixed noise of the
     data set); test_fraction, val_fraction: maps per class held out for the final table and
     for validation (C of the baselines, per-epoch curves of the networks);
     baseline_noise_draws: noise realisations per training patch for the baselines;
     warm_start: a network run with noise starts from the finished noise-free run of the same
     method and sky (trained first when missing) instead of a random initialisation (see
-    :func:`train_one`; off by default: no reliable gain measured); average_views: the test
+    :func:`.training.train_one`; off by default: no reliable gain measured); average_views: the test
     prediction on patches is averaged over the reflections of the square
-    (:func:`evaluation_symmetries`; 4 forward passes; off by default: see the README);
+    (:func:`.symmetry.evaluation_symmetries`; 4 forward passes; off by default: see the README);
     fcn_members: networks of each ``fcn`` and ``cnn`` run (sky, noise) trained on the same
     data with different training seeds (initial weights, batch order, training noise;
-    :func:`~.massmaps_runs.member_seed`), their class probabilities averaged at test time
+    :func:`~.runs.member_seed`), their class probabilities averaged at test time
     (member 0 is the single network of ``fcn_members`` = 1, same checkpoint);
     channels, K, k: graph conv blocks (k nearest neighbours of the graph);
     harmonic_bandlimits, harmonic_channels: harmonic model; data_dir: generated data cache;
@@ -108,11 +109,11 @@ class ExperimentConfig:
 
     def __post_init__(self):
         # the validators import torch and the data sets: here, so that importing this module stays cheap
-        from .._validation import check_positive_int
-        from ..datasets import MassMapConfig, check_noise_level
-        from ..datasets.shape_noise import pixel_noise_std
-        from ..sampling import check_nside
-        from ..training import TrainConfig
+        from ..._validation import check_positive_int
+        from ...datasets import MassMapConfig, check_noise_level
+        from ...datasets.shape_noise import pixel_noise_std
+        from ...sampling import check_nside
+        from ...training import TrainConfig
 
         MassMapConfig(nside=self.nside, n_maps=self.n_maps, seed=self.seed)  # validates nside, n_maps, seed
         check_nside(self.full_sky_nside)
@@ -188,7 +189,7 @@ def parse_sky_fraction(text: str, nside: int, footprint=None, full_sky_nside: in
     if text == "footprint":
         if footprint is None:
             return SkySetting("footprint", None, None, float("nan"), nside)
-        from ..datasets import builtin_footprint, read_footprint  # (see __post_init__)
+        from ...datasets import builtin_footprint, read_footprint  # (see __post_init__)
 
         mask = builtin_footprint(nside) if footprint == "builtin" else read_footprint(footprint, nside)
         return SkySetting("footprint", None, mask, float(mask.mean()), nside)

@@ -4,7 +4,7 @@
   column is chosen (``field``); the message names the columns.  NESTED ordering, the nside
   of the networks and no UNSEEN pixel inside the analysed sky are required.
 - The networks are found by their checkpoints under ``out_dir/checkpoints`` (or given as
-  files): each checkpoint holds the settings it was trained with (:mod:`.massmaps_runs`),
+  files): each checkpoint holds the settings it was trained with (:mod:`.runs`),
   so nothing about training has to be repeated on the command line; the map's nside
   selects among runs of different settings.
 - Each input is compared with the statistics of the training inputs stored in the
@@ -19,9 +19,14 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ...datasets import apply_footprint, read_healpix_fits, split_patches
+from ...training import CheckpointError, load_checkpoint, load_model_state
+from .config import ExperimentConfig, parse_sky_fraction
 from .map_statistics import check_inputs
-from .massmaps_runs import find_checkpoints, mask_hash
+from .models import build_model
+from .runs import find_checkpoints, mask_hash
 
 __all__ = ["fits_columns", "fits_nside", "read_user_map", "sky_values", "Network", "select_networks", "check_sky",
            "classify"]
@@ -62,8 +67,6 @@ def read_user_map(path, nside: int | None = None, field: int | None = None) -> n
     ``field``: 0-based column; required when the file has several columns (ValueError
     naming them).  ``nside``: required resolution (None: the file's).
     """
-    from ..datasets import read_healpix_fits
-
     columns = fits_columns(path)
     if field is None:
         if len(columns) > 1:
@@ -78,8 +81,6 @@ def read_user_map(path, nside: int | None = None, field: int | None = None) -> n
 def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
     """``(values (samples, pixels), indices (pixels,))`` of one full-sky NESTED map for a sky
     setting (full sky, nested patches, footprint); UNSEEN/NaN inside -> ValueError."""
-    from ..datasets import apply_footprint, split_patches
-
     if sky.footprint is not None:
         values = apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
         return values, np.flatnonzero(sky.footprint)
@@ -115,8 +116,6 @@ class Network:
 
     def sky_setting(self):
         """The SkySetting the network was trained on (reads its footprint, checks its hash)."""
-        from .massmaps import parse_sky_fraction
-
         experiment = self.meta["fields"]["experiment"]
         kw = {"full_sky_nside": experiment["full_sky_nside"]} if "full_sky_nside" in experiment else {}
         sky = parse_sky_fraction(self.sky, self.nside, self.meta.get("footprint"), **kw)
@@ -127,8 +126,6 @@ class Network:
 
 
 def _network(path: Path) -> Network:
-    from ..training import CheckpointError, load_checkpoint
-
     state = load_checkpoint(path)
     meta = state.get("meta") or {}
     fields = meta.get("fields")
@@ -184,18 +181,15 @@ def check_sky(m: np.ndarray, net: Network, file) -> None:
 
 
 def _model(net: Network, device):
-    from ..training import CheckpointError, load_checkpoint, load_model_state
-    from . import massmaps as exp
-
     fields = net.meta["fields"]
     cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in fields["experiment"].items()}
-    unknown = sorted(set(cfg) - {f.name for f in dataclass_fields(exp.ExperimentConfig)})
+    unknown = sorted(set(cfg) - {f.name for f in dataclass_fields(ExperimentConfig)})
     if unknown:
         raise CheckpointError(f"checkpoint {net.checkpoint} was written by an older version (settings "
                               f"{', '.join(unknown)} no longer exist): retrain it with `deepsphere-gen massmaps train`")
-    config = exp.ExperimentConfig(**cfg)
+    config = ExperimentConfig(**cfg)
     sky = net.sky_setting()
-    model = exp.build_model(net.method, sky, config, scale=1.0)  # the scale is a buffer of the checkpoint
+    model = build_model(net.method, sky, config, scale=1.0)  # the scale is a buffer of the checkpoint
     load_model_state(model, load_checkpoint(net.checkpoint, map_location=device), net.checkpoint)
     return model.to(device).eval(), sky
 
@@ -207,8 +201,6 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
     distribution is reported instead of probabilities (with them when ``force``).
     Returns the number of (file, network) pairs flagged as out of distribution.
     """
-    import torch
-
     flagged = 0
     for net in networks:
         model, sky = _model(net, device)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..datasets.patch_psd import fft_band_powers, fft_ell, patch_side, to_square
+from ...datasets.patch_psd import fft_band_powers, fft_ell, patch_side, to_square
 
 __all__ = ["FEATURE_GROUPS", "minkowski_functionals", "peak_counts", "moments", "PatchFeatures"]
 

@@ -9,7 +9,7 @@ Both work on partial-sky samples given as ``values`` (n, pixels) with their NEST
 
 Features are standardised, then a linear SVM (scikit-learn ``LinearSVC``) is fitted.
 :class:`FeatureSVM` is the same classifier on precomputed features (e.g. the patch statistics
-of :mod:`deepsphere_gen.experiments.massmaps_features`), with C chosen on a validation set
+of :mod:`.features`), with C chosen on a validation set
 as DeepSphere did.  ``anafast`` costs ~0.1 s CPU per nside-256 sample (0.6 s at nside 512);
 for patches the experiment uses FFT band powers of the patch square instead
 (:mod:`deepsphere_gen.datasets.patch_psd`, ~0.1 ms).
@@ -138,7 +138,7 @@ class PowerSpectrumSVM(_Baseline):
 
     def __init__(self, nside: int, lmax: int | None = None, n_bins: int = 24, lmin: int = 2,
                  iter: int = 0, C: float = 1.0, seed: int = 0, threads: int | None = 1):
-        from ..sampling import check_nside
+        from ...sampling import check_nside
 
         super().__init__(C, seed)
         self.nside = check_nside(nside)
@@ -158,7 +158,7 @@ class PowerSpectrumSVM(_Baseline):
             raise ValueError(f"pixel indices outside [0, {npix}) for nside {self.nside}")
         out = np.empty((values.shape[0], self.lmax + 1))
         full = np.zeros(npix)
-        from ..datasets import limit_threads
+        from ...datasets import limit_threads
 
         with limit_threads(self.threads):
             for k in range(values.shape[0]):

@@ -39,8 +39,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 
-from .._fingerprint import canonical, fingerprint, mask_hash
-from .._seeds import ensemble_seed
+from ..._fingerprint import canonical, fingerprint, mask_hash
+from ..._seeds import ensemble_seed
 
 __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "mask_hash", "run_fields",
            "run_meta", "checkpoint_file", "find_checkpoints"]

@@ -1,0 +1,160 @@
+"""The run step of the mass-map experiment on several CPU processes (:class:`ParallelRun`): network
+trainings and baseline fits side by side, one thread each, with the results of the sequential run.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from ..._validation import check_positive_int
+from ...datasets import limit_threads
+from ...training import TrainingInterrupted, distributed_context
+from .baseline_records import baseline_records
+from .config import BASELINES, ExperimentConfig, parse_sky_fraction
+from .data import dataset_of
+from .settings import NoiseSetting, methods_for, noise_settings, sky_settings
+from .training import network_runs, train_config, train_one
+
+__all__ = ["ParallelRun"]
+
+
+def _worker_setup(pids) -> None:
+    """A worker process: one torch thread; Ctrl-C ignored while idle (jobs take it, see :func:`_interruptible`);
+    announces its process id on the queue ``pids`` (how :class:`ParallelRun` reaches its workers)."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pids.put(os.getpid())
+
+
+@contextmanager
+def _interruptible():
+    """Ctrl-C raises KeyboardInterrupt inside a job (and only there: an idle worker ignores it)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _baseline_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentConfig, methods) -> list[dict]:
+    sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
+    with _interruptible(), limit_threads(1):
+        return baseline_records(Path(path), sky, noise, config, methods)
+
+
+def _train_job(path, sky_name: str, noises, config: ExperimentConfig, method: str,
+               restart: bool = False, member: int = 0) -> tuple | None:
+    """Network runs of one method, sky and ensemble member, one per noise setting of ``noises`` in that
+    order, in a worker; ``(desc, epoch, epochs)`` if one was interrupted (Ctrl-C), else None (plain
+    data: :class:`~deepsphere_gen.training.TrainingInterrupted` does not survive pickling)."""
+    sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
+    try:
+        with _interruptible(), limit_threads(1):
+            for noise in noises:
+                train_one(config, Path(path), sky, noise, method, distributed_context("cpu"), restart=restart,
+                          member=member)
+    except TrainingInterrupted as exc:
+        return exc.desc, exc.epoch, exc.epochs
+    return None
+
+
+class ParallelRun:
+    """The run step on ``workers`` CPU processes: network trainings and baseline fits side by side.
+
+    One job per network method, sky and ensemble member (its runs one after the other, the
+    noise-free one first: the runs with noise start from it, see :func:`.training.train_one`; without
+    ``config.warm_start`` one job per run and member) or per (sky, noise) baseline fit, one thread each, in spawned processes (no
+    state shared with the parent's torch); jobs go largest first (estimated from samples x
+    pixels x epochs).  Results are those of the sequential run: every job is
+    seeded by itself; networks write their usual checkpoints, which :func:`.evaluation.evaluate_all` then
+    reads (the same fingerprinted files as the sequential run: ``workers`` is not part of a run's
+    fingerprint, so either run resumes or reuses the other's checkpoints; ``restart``: retrain
+    even runs with a checkpoint); baseline records come back through ``baselines``
+    ((sky, noise) -> future).
+    ``with ParallelRun(config, path, 2) as run: run.wait_training(); evaluate_all(..., baselines=run.baselines)``.
+
+    Ctrl-C: every worker stops its job (each network keeps its checkpoint of the last finished
+    epoch), and :meth:`wait_training` raises :class:`~deepsphere_gen.training.TrainingInterrupted`
+    of an interrupted run; any other error also stops the running jobs before it propagates.
+    """
+
+    def __init__(self, config: ExperimentConfig, path: Path, workers: int = 2, restart: bool = False):
+        self.config, self.path, self.restart = config, Path(path), bool(restart)
+        self.workers = check_positive_int(workers, "workers")
+        self.baselines, self.training, self._pool, self._pid_queue = {}, [], None, None
+
+    def _jobs(self):
+        """``(size, "train", sky, [noise, ...], method, member)`` and ``(size, "baselines", sky, noise,
+        [method, ...])``, largest first."""
+        cfg, jobs, chains = self.config, [], {}
+        for sky, noise, method, member in network_runs(cfg):
+            train_set = dataset_of(self.path, sky, noise, cfg, "train")
+            size = len(train_set) * train_set.indices.shape[1] * train_config(method, len(train_set), cfg).epochs
+            key = (sky.name, method, member) if cfg.warm_start else (sky.name, method, member, noise.name)
+            chain = chains.setdefault(key, [0.0, sky, [], method, member])
+            chain[0] += size * (0.3 if method == "harmonic" else 1.0)
+            chain[2].append(noise)
+        jobs.extend((size, "train", sky, noises, method, member)
+                    for size, sky, noises, method, member in chains.values())
+        for sky in sky_settings(cfg):
+            methods = [m for m in methods_for(sky, cfg.methods) if m in BASELINES]
+            for noise in noise_settings(cfg) if methods else ():
+                train_set = dataset_of(self.path, sky, noise, cfg, "train")
+                draws = cfg.baseline_noise_draws if noise.kind != "none" else 1
+                jobs.append((len(train_set) * train_set.indices.shape[1] * (draws + 0.5), "baselines", sky, noise,
+                             methods))
+        return sorted(jobs, key=lambda j: -j[0])
+
+    def __enter__(self) -> "ParallelRun":
+        context = multiprocessing.get_context("spawn")
+        self._pid_queue = context.SimpleQueue()
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_setup,
+                                         initargs=(self._pid_queue,))
+        for _, kind, sky, noise, what, *member in self._jobs():
+            if kind == "train":
+                self.training.append(self._pool.submit(_train_job, str(self.path), sky.name, noise, self.config, what,
+                                                       self.restart, *member))
+            else:
+                self.baselines[sky.name, noise.name] = self._pool.submit(_baseline_job, str(self.path), sky.name,
+                                                                         noise, self.config, what)
+        return self
+
+    def wait_training(self) -> None:
+        """Wait for every network run; re-raises the first error, or TrainingInterrupted after Ctrl-C."""
+        try:
+            stopped = [s for s in (f.result() for f in self.training) if s is not None]
+        except KeyboardInterrupt:
+            self._stop()
+            stopped = [f.result() for f in self.training if not f.cancelled() and f.exception() is None]
+            stopped = [s for s in stopped if s is not None]
+            if not stopped:
+                raise
+        if stopped:  # a worker interrupted on its own (Ctrl-C reached it first)
+            self._stop()
+            raise TrainingInterrupted(*stopped[0], checkpoint=None)
+
+    def _stop(self) -> None:
+        """Cancel the jobs not started, interrupt the running ones (an idle worker ignores it), wait for them."""
+        for f in [*self.training, *self.baselines.values()]:
+            f.cancel()
+        pids = set()
+        while not self._pid_queue.empty():  # the workers started so far announced their ids
+            pids.add(self._pid_queue.get())
+        for pid in sorted(pids):
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:  # already gone
+                pass
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._pool.shutdown(wait=True)
+        else:
+            self._stop()
