@@ -54,6 +54,19 @@ def test_parse_sky_fraction_errors(text, match):
         exp.parse_sky_fraction(text, nside=2)
 
 
+def test_package_names_come_from_their_modules():
+    """Every name of the package's ``__all__`` is its module's own (loaded at first use), listed in that
+    module's ``__all__``; an unknown name is an AttributeError.  That ``massmaps.config`` alone imports
+    no torch is checked in a subprocess (test_command_help_and_argument_errors_import_no_torch)."""
+    import importlib
+
+    assert len(exp.__all__) == len(set(exp.__all__)) >= 30
+    for name in exp.__all__:
+        module = importlib.import_module(f"{exp.__name__}.{exp._MODULE_OF[name]}")
+        assert getattr(exp, name) is getattr(module, name) and name in module.__all__ and name in dir(exp)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        exp.nope
+
 def test_reference_patch_is_equatorial():
     idx = mm_models._reference_indices(exp.parse_sky_fraction("1/48", 16), 16)
     assert idx.size == 12 * 16**2 // 48 and np.all(np.diff(idx) == 1)
