@@ -19,7 +19,7 @@ import types
 import pytest
 import torch
 
-from deepsphere_gen.bench import harness as _bench
+import deepsphere_gen.bench as _bench
 from deepsphere_gen.equivariance import assert_equivariant, flatten_batch
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.harmonic import (

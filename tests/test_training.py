@@ -338,16 +338,16 @@ def test_interrupt_names_the_last_saved_epoch(tmp_path):
 def test_interrupt_after_the_checkpoint_was_replaced(tmp_path, monkeypatch):
     """Ctrl-C after epoch 2's checkpoint replaced the file but before fit noted it (e.g. during the
     directory fsync): the message names epoch 2, the epoch the file holds; during the write: epoch 1."""
-    import deepsphere_gen.training as training
+    import deepsphere_gen.training.loop as loop  # where fit looks save_checkpoint up
 
-    save = training.save_checkpoint
+    save = loop.save_checkpoint
 
     def save_then_interrupt(path, state):
         save(path, state)
         if state["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_interrupt)
     with pytest.raises(TrainingInterrupted) as err:
         fit(_model(), _data(), _cfg(checkpoint=tmp_path / "c.pt", desc="fcn"), log=None)
     assert err.value.epoch == 2 == load_checkpoint(tmp_path / "c.pt")["epoch"]
@@ -357,7 +357,7 @@ def test_interrupt_after_the_checkpoint_was_replaced(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         save(path, state)
 
-    monkeypatch.setattr(training, "save_checkpoint", interrupt_before_replacing)
+    monkeypatch.setattr(loop, "save_checkpoint", interrupt_before_replacing)
     with pytest.raises(TrainingInterrupted) as err:
         fit(_model(), _data(), _cfg(checkpoint=tmp_path / "d.pt", desc="fcn"), log=None)
     assert err.value.epoch == 1 == load_checkpoint(tmp_path / "d.pt")["epoch"]

@@ -2,7 +2,7 @@
 
 Each record: suite, name, params, ours_s (median seconds), peer, peer_s, speedup
 (peer_s / ours_s), max_rel_diff, peak_mem_mb, device, extras.  How suites are written and
-how time and memory are measured: ``benchmarks/README.md`` and ``deepsphere_gen.bench.harness``.
+how time and memory are measured: ``benchmarks/README.md`` and ``deepsphere_gen.bench``.
 Imports torch and the harness only when the command runs (``--help`` stays fast).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _fail(msg: str) -> int:
 def run(args) -> int:
     import torch  # here, not at the top: ``bench --help`` and argument errors stay fast
 
-    from ..bench import harness as _bench
+    from .. import bench as _bench  # (torch, as above)
 
     if args.device == "cuda" and not torch.cuda.is_available():
         return _fail(f"--device cuda requested but CUDA is not available (torch {torch.__version__}); use --device cpu")

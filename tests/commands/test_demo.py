@@ -12,9 +12,18 @@ def test_demo_runs_and_prints_accuracy(capsys, monkeypatch, tmp_path):
                "--K", "2", "--k", "8", "--seed", "1"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "epoch 1/1: train loss" in out and "test accuracy:" in out
+    assert "demo epoch 1/1: loss" in out and "test accuracy:" in out
     acc = float(out.split("test accuracy:")[1].split("%")[0])
     assert 0 <= acc <= 100 and abs(acc * 8 / 100 - round(acc * 8 / 100)) < 0.01  # k of the 8 test maps
+
+
+def test_demo_quick_learns(capsys, monkeypatch, tmp_path):
+    """The --quick preset (256 + 256 maps at nside 8, 5 epochs, ~3 s) tells the two slopes apart: a network at
+    chance (a broken loop, BatchNorm statistics or data) fails here."""
+    monkeypatch.setenv("DEEPSPHERE_GEN_CACHE", str(tmp_path))
+    assert main(["demo", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("test accuracy:")[1].split("%")[0]) >= 75.0
 
 
 def test_demo_bad_device_is_one_line(capsys):

@@ -1,7 +1,7 @@
 """The construction and filtering benchmark suites run and record what they claim (tiny cases)."""
 import pytest
 
-from deepsphere_gen.bench import harness as _bench
+import deepsphere_gen.bench as _bench
 
 
 def test_graph_build_suite_tiny_case():

@@ -1,1 +1,1 @@
-"""Benchmark suites, one module each (found by :func:`deepsphere_gen.bench.harness.discover_suites`)."""
+"""Benchmark suites, one module each (found by :func:`deepsphere_gen.bench.discover_suites`)."""

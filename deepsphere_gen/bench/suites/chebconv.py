@@ -43,7 +43,8 @@ import time
 
 import torch
 
-from ..harness import max_rel_diff, roofline_floor
+from ..machine import roofline_floor
+from ..peers import max_rel_diff
 from deepsphere_gen._memory import available_memory
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.nn import native_kernels_available

@@ -37,7 +37,7 @@ import time
 import numpy as np
 import torch
 
-from ..harness import optional_peer
+from ..peers import optional_peer
 from deepsphere_gen.equivariance import map_equivariance_error
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.nn import ChebConv

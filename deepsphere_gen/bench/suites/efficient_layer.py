@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from ..harness import one_torch_thread
+from ..peers import one_torch_thread
 
 from deepsphere_gen.nn import EfficientGeneralizedLayer, GeneralizedSignal
 

@@ -49,7 +49,7 @@ import time
 import numpy as np
 import torch
 
-from ..harness import max_rel_diff, optional_peer
+from ..peers import max_rel_diff, optional_peer
 from deepsphere_gen.harmonic import SHT, healpy_alm_to_real, real_to_healpy_alm
 from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..e3nn_basis import e3nn_basis
-from ..harness import one_torch_thread, optional_peer
+from ..peers import one_torch_thread, optional_peer
 from deepsphere_gen.nn import GeneralizedSignal, TensorProductActivation
 
 NAME = "tensor_product"

@@ -1,0 +1,60 @@
+"""Peak memory of one call on the CPU (the process's resident set; see :mod:`deepsphere_gen.bench`
+for the method and its fallback)."""
+from __future__ import annotations
+
+import re
+import resource
+import sys
+from typing import Any, Callable
+
+from .._memory import release_free_memory
+
+#: bytes per MiB
+MB = 1024.0**2
+
+
+def _proc_status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(rf"^{key}:\s+(\d+)\s+kB", f.read(), re.M)
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
+def _reset_rss_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _ru_maxrss_kb() -> int:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS, kB on Linux
+
+
+def cpu_memory_method() -> str:
+    """Name of the CPU peak-memory method available in this process."""
+    if _proc_status_kb("VmHWM") is not None and _reset_rss_peak():
+        return "rss-hwm-reset"
+    return "ru_maxrss-delta (lower bound)"
+
+
+def cpu_peak_mb(fn: Callable[[], Any]) -> float:
+    """Peak resident memory (MiB) that one call of ``fn`` adds to the process's resident set before it
+    (:func:`cpu_memory_method` names the method; freed heap pages are returned to the system first).
+    The call's return value is dropped only after the peak is read, so outputs count."""
+    release_free_memory()
+    if _proc_status_kb("VmHWM") is not None and _reset_rss_peak():
+        base = _proc_status_kb("VmRSS")
+        out = fn()
+        peak = _proc_status_kb("VmHWM")
+    else:
+        base = _ru_maxrss_kb()
+        out = fn()
+        peak = _ru_maxrss_kb()
+    del out
+    return max(peak - base, 0) * 1024 / MB

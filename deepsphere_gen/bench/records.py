@@ -1,0 +1,130 @@
+"""Benchmark records as data: the record and JSON layout (:data:`RECORD_FIELDS`, :data:`SCHEMA`), the
+run's metadata, the plain-text table and the JSON file."""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from .._io import atomic_write_json
+
+#: identifier of the JSON document layout written by :func:`write_json`.
+SCHEMA = "deepsphere_gen.bench/1"
+
+
+#: keys of every record, in table order (``extras`` holds free-form suite figures).
+RECORD_FIELDS = (
+    "suite",
+    "name",
+    "params",
+    "ours_s",
+    "peer",
+    "peer_s",
+    "speedup",
+    "max_rel_diff",
+    "peak_mem_mb",
+    "device",
+    "extras",
+)
+
+
+#: environment variables that change CPU timings, copied into the JSON metadata
+_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD", "MALLOC_CONF")
+
+
+def _fmt_s(t) -> str:
+    if t is None:
+        return "-"
+    if t >= 1:
+        return f"{t:.3g} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.3g} ms"
+    return f"{t * 1e6:.3g} us"
+
+
+def _fmt(v, spec) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(records: list[dict]) -> str:
+    """Plain-text table: one line per record (errors shown as such)."""
+    head = ("suite", "name", "params", "ours", "peer", "peer time", "speedup", "max rel diff", "peak MB", "x floor")
+    rows = [head]
+    for r in records:
+        err = r.get("extras", {}).get("error")
+        params = " ".join(f"{k}={v}" for k, v in r["params"].items())
+        if err:
+            rows.append((r["suite"], r["name"], params, "ERROR", err[:60], "", "", "", "", ""))
+            continue
+        rows.append((
+            r["suite"],
+            r["name"],
+            params,
+            _fmt_s(r["ours_s"]),
+            r["peer"] or ("unavailable" if r["extras"].get("peer_unavailable") else "-"),
+            _fmt_s(r["peer_s"]),
+            _fmt(r["speedup"], ".1f"),
+            _fmt(r["max_rel_diff"], ".1e"),
+            _fmt(r["peak_mem_mb"], ".0f"),
+            _fmt(r["extras"].get("x_floor"), ".1f"),
+        ))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def jsonable(obj):
+    """Plain JSON types: numpy/torch scalars -> numbers, tuples -> lists, NaN/inf -> None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if torch.is_tensor(obj) and obj.numel() == 1:
+        obj = obj.item()
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            obj = obj.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    raise ValueError(f"benchmark records must be JSON-serialisable; got {type(obj).__name__}: {obj!r}")
+
+
+def run_metadata(harness, argv=None) -> dict:
+    """Where and how the figures were measured by ``harness`` (a :class:`~deepsphere_gen.bench.Harness`)."""
+    meta = {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "argv": list(sys.argv if argv is None else argv),
+        "quick": harness.quick,
+        "device": str(harness.device),
+        "repeats": harness.repeats,
+        "warmup": harness.warmup,
+        "timing": "median of the timed calls after the warm-up calls",
+        "memory_method": harness.memory_method(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "machine": harness.machine_rates,
+        "env": {k: os.environ[k] for k in _ENV_KEYS if k in os.environ},
+    }
+    if harness.device.type == "cuda":
+        meta["gpu"] = torch.cuda.get_device_name(harness.device)
+    return meta
+
+
+def write_json(path, records: list[dict], meta: dict) -> Path:
+    """Write ``{"meta": ..., "records": [...]}`` atomically (temporary file + rename)."""
+    doc = {"meta": jsonable(meta), "records": [jsonable(r) for r in records]}
+    return atomic_write_json(path, doc)

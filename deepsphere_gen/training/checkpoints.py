@@ -1,0 +1,159 @@
+"""Checkpoints: atomic writes (:func:`save_checkpoint`), safe reads (:func:`load_checkpoint`,
+``weights_only=True``), one-line :class:`CheckpointError` messages naming the file and the problem,
+and the checks that decide whether a checkpoint may be resumed or reused (:func:`check_fingerprint`,
+:func:`check_settings`, :func:`check_resumable`)."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .._fingerprint import differing_fields
+from .._io import atomic_write, interrupts_deferred
+from .config import TrainConfig
+
+#: keys of TrainConfig that must agree between a checkpoint and the run resuming it (and ``epochs`` under a
+#: non-constant schedule): compared by :func:`check_settings`, the one place that lists them
+RESUME_KEYS = ("batch_size", "lr", "weight_decay", "seed", "lr_schedule", "warmup", "keep_best")
+#: what a refused resume tells the user to do
+RESUME_REMEDY = "pass resume=False (command line: --restart) or another checkpoint path"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint written by another run (other fingerprint): not resumed."""
+
+
+def save_checkpoint(path, state: dict) -> Path:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically; Ctrl-C
+    during the write is delivered once the file is in place (:func:`deepsphere_gen._io.interrupts_deferred`)."""
+    with interrupts_deferred():
+        return atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises :class:`CheckpointError` (one line: file and problem) for a missing or empty
+    file, a file that is not a ``torch.save`` archive (text, anything else), one holding
+    objects other than tensors and plain containers (refused, never unpickled), or one
+    whose content is not a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is an empty file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain containers; "
+                                  "refused (only checkpoints written by deepsphere_gen's training are read)") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ... for damaged files
+        with open(path, "rb") as f:
+            zip_header = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        if not zip_header:
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
+        raise CheckpointError(f"checkpoint {path} is damaged or truncated ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict of training state")
+    return state
+
+
+def load_model_state(model: nn.Module, state: dict, path="checkpoint") -> nn.Module:
+    """``model.load_state_dict(state["model"])`` with one-line :class:`CheckpointError` messages.
+
+    Checks first that ``state`` is a training checkpoint (a ``"model"`` dict of tensors),
+    then that its keys and tensor shapes are exactly the model's (names the first missing,
+    unexpected or mismatching entry and how many there are).
+    """
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"checkpoint {path} has no model weights (not a training checkpoint)")
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    extra = [k for k in weights if k not in own]
+    if not weights:
+        raise CheckpointError(f"checkpoint {path} has an empty state dict ({len(own)} entries expected)")
+    if missing or extra:
+        parts = ([f"{len(missing)} of {len(own)} entries missing (first: {missing[0]!r})"] if missing else []) + \
+                ([f"{len(extra)} unexpected (first: {extra[0]!r})"] if extra else [])
+        raise CheckpointError(f"checkpoint {path} does not fit this network: {'; '.join(parts)}")
+    for k, v in own.items():
+        w = weights[k]
+        if not isinstance(w, torch.Tensor) or w.shape != v.shape:
+            got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise CheckpointError(f"checkpoint {path} does not fit this network: {k!r} is {got} in the file, "
+                                  f"{tuple(v.shape)} in the network")
+    model.load_state_dict(weights)
+    return model
+
+
+def trained_weights(state: dict) -> dict:
+    """The weights a finished :func:`fit` left in the model, from its checkpoint ``state``: the
+    best epoch's (``state["best"]["model"]``) when it ran with ``keep_best``, else the last
+    epoch's (``state["model"]``).  Load them with ``load_model_state(model, {"model": ...})``."""
+    best = state.get("best") if isinstance(state, dict) else None
+    return best["model"] if isinstance(best, dict) and "model" in best else state.get("model")
+
+
+def check_fingerprint(state: dict, meta: dict | None, path,
+                      remedy: str = "not resumed: pass resume=False (command line: --restart) to start afresh, "
+                                    "or another checkpoint path") -> None:
+    """Raise :class:`CheckpointMismatch` (naming the differing fields, then ``remedy``) where checkpoint
+    ``state`` was written by ``fit`` with another ``meta["fingerprint"]`` than ``meta``'s; nothing to check
+    where ``meta`` carries no fingerprint."""
+    if meta is None or "fingerprint" not in meta:
+        return
+    saved_meta = state.get("meta") or {}
+    if saved_meta.get("fingerprint") != meta["fingerprint"]:
+        diff = differing_fields(saved_meta.get("fields", {}), meta.get("fields", {}))
+        raise CheckpointMismatch(
+            f"checkpoint {path} belongs to another run (fingerprint {saved_meta.get('fingerprint', 'none')} vs "
+            f"{meta['fingerprint']}; differing: {', '.join(diff) or 'unknown fields'}); {remedy}")
+
+
+def check_settings(state: dict, config: TrainConfig, path, remedy: str = RESUME_REMEDY, ignore: tuple[str, ...] = (),
+                   absent_differs: bool = False) -> None:
+    """Raise :class:`CheckpointMismatch` (naming the differing fields with both values, then ``remedy``)
+    where the training settings stored in checkpoint ``state`` (``state["config"]``, written by :func:`fit`)
+    differ from ``config``'s in a field that fixes the training: those of ``RESUME_KEYS`` (batch_size, lr,
+    weight_decay, seed, lr_schedule, warmup, keep_best) and ``epochs`` under a non-constant schedule (its
+    length is part of the schedule); fields in ``ignore`` are not compared.  A field the checkpoint does
+    not store (written before the field existed) is not compared, or counts as differing with
+    ``absent_differs`` (where nothing else vouches for the checkpoint)."""
+    saved = state.get("config") or {}
+    keys = RESUME_KEYS + (("epochs",) if config.lr_schedule != "constant" else ())
+    diff = [k for k in keys if k not in ignore and (k in saved or absent_differs)
+            and saved.get(k) != getattr(config, k)]
+    if diff:
+        raise CheckpointMismatch(f"checkpoint {path} was written with different settings ({', '.join(diff)}: "
+                                 f"{[saved.get(k) for k in diff]} vs {[getattr(config, k) for k in diff]}); {remedy}")
+
+
+def check_resumable(state: dict, config: TrainConfig, path, meta: dict | None) -> None:
+    for key in ("model", "optimizer", "epoch", "history"):
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} is not a training checkpoint (no {key!r})")
+    if config.keep_best and int(state["epoch"]) > 0 and not isinstance(state.get("best"), dict):
+        raise CheckpointMismatch(f"checkpoint {path} was written without keep_best (its best epoch's weights are "
+                                 f"not stored); {RESUME_REMEDY}")
+    check_fingerprint(state, meta, path)
+    check_settings(state, config, path)
+
+
+def saved_epoch(ckpt: Path) -> int | None:
+    """The epoch stored in ``ckpt`` (None if unreadable).  Ctrl-C can land after :func:`fit`
+    replaced its checkpoint but before it noted so (e.g. during the directory fsync): then the
+    file, not the bookkeeping, says which epoch was saved."""
+    try:
+        return int(load_checkpoint(ckpt).get("epoch", -1))
+    except (CheckpointError, OSError):
+        return None

@@ -1,0 +1,66 @@
+"""Evaluation of a trained model: outputs batch by batch (:func:`batch_outputs`, sharded over
+processes) and mean loss and accuracy (:func:`evaluate`)."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .distributed import DistContext, all_sum, distributed_context
+
+
+def batch_to_device(batch, device):
+    x, y = batch[0], batch[1]
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def batch_outputs(model: nn.Module, dataset: Dataset, batch_size: int = 64,
+                  ctx: DistContext | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yields ``(output, target)`` per batch: ``model``'s outputs in eval mode on this process's shard
+    of ``dataset`` (samples rank, rank + world_size, ...; the whole set on one process), batches of
+    ``batch_size`` in dataset order, on ``ctx.device``.  The model's mode is restored when the
+    iteration ends (exhausted, closed or failed).  Memory: one batch at a time (``list(...)`` keeps
+    them all)."""
+    ctx = ctx or distributed_context()
+    was_training = model.training
+    model.eval()
+    try:
+        shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.distributed else dataset
+        for batch in DataLoader(shard, batch_size=batch_size, shuffle=False):
+            x, y = batch_to_device(batch, ctx.device)
+            yield model(x), y
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: DistContext | None = None,
+             loss_fn: Callable = nn.functional.cross_entropy, return_predictions: bool = False) -> dict:
+    """Mean loss and accuracy of ``model`` on ``dataset`` (:func:`batch_outputs`: sharded over
+    processes, summed).
+
+    Returns ``{"loss", "accuracy", "n"}``; with ``return_predictions`` also
+    ``"predictions"``: argmax classes in dataset order (single process only).
+    """
+    ctx = ctx or distributed_context()
+    loss_sum, correct, count, preds = 0.0, 0.0, 0.0, []
+    for out, y in batch_outputs(model, dataset, batch_size, ctx):
+        loss_sum += float(loss_fn(out, y, reduction="sum"))
+        if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+            p = out.argmax(-1)
+            correct += float((p == y).sum())
+            preds.append(p.cpu())
+        count += len(y)
+    loss_sum, correct, count = all_sum([loss_sum, correct, count], ctx)
+    if count == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    out = {"loss": loss_sum / count, "accuracy": correct / count, "n": int(count)}
+    if return_predictions:
+        if ctx.distributed:
+            raise ValueError("return_predictions needs a single process")
+        out["predictions"] = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+    return out
