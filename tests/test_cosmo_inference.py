@@ -7,7 +7,7 @@ from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig, CosmoMapDataset,
 from deepsphere_gen.datasets.survey_footprint import footprint_copies, stage3_footprint
 from deepsphere_gen.datasets.tomography import gaussian_cl_matrix, lognormal_maps, tomographic_cl, tomographic_shifts
 from deepsphere_gen.datasets._spectra import Cosmology
-from deepsphere_gen.experiments.cosmo_inference import (
+from deepsphere_gen.experiments.cosmo.evaluation import (
     CosmoExperimentConfig,
     ParameterSpace,
     build_graph_model,
@@ -236,7 +236,7 @@ def test_summary_likelihood_intervals_cover_independent_test_cosmologies():
 
 def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
     from deepsphere_gen.datasets import band_footprint
-    from deepsphere_gen.experiments.cosmo_inference import pooling_plan
+    from deepsphere_gen.experiments.cosmo.evaluation import pooling_plan
 
     assert pooling_plan(128, np.flatnonzero(stage3_footprint(128)), 4) == (1, 1, 1, 1)
     assert pooling_plan(32, np.flatnonzero(band_footprint(32)), 3) == (1, 1, 0)  # the band is 25 deg wide
@@ -255,7 +255,7 @@ def _heteroscedastic(rng, n_groups, per_group, slope):
 
 
 def test_variance_calibration_recovers_a_location_dependent_scale_and_keeps_a_global_one():
-    from deepsphere_gen.experiments.cosmo_calibration import VarianceCalibration
+    from deepsphere_gen.experiments.cosmo.calibration import VarianceCalibration
 
     rng = np.random.default_rng(6)
     # the true error grows with S8 (variance x e^1.6 across the box): cross-validation picks a degree >= 1,
@@ -316,7 +316,7 @@ def test_mixture_moments_match_an_explicit_computation_and_samples_of_the_mixtur
 
 
 def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
-    from deepsphere_gen.experiments.cosmo_inference import _checkpoint, _graph_state, _member_meta, _train_config
+    from deepsphere_gen.experiments.cosmo.evaluation import _checkpoint, _graph_state, _member_meta, _train_config
     from deepsphere_gen.training import CheckpointMismatch, save_checkpoint
 
     assert member_seed(3, 0) == 3 and member_seed(3, 1) != 3
@@ -382,7 +382,7 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
 def test_members_predicted_batch_by_batch_are_one_member_after_another():
     """_predict_members (each batch read once, run by every member) gives each member's outputs bit for
     bit as predicting the whole set with one member after another, BatchNorm statistics included."""
-    from deepsphere_gen.experiments.cosmo_inference import _predict, _predict_members
+    from deepsphere_gen.experiments.cosmo.evaluation import _predict, _predict_members
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
@@ -408,7 +408,7 @@ def test_estimator_follows_the_mask_content(tmp_path):
     rewritten under the same name gets a new estimator, the same mask the same one."""
     import healpy as hp
 
-    from deepsphere_gen.experiments import cosmo_inference
+    from deepsphere_gen.experiments.cosmo import evaluation as cosmo_inference
 
     nside, path = 16, tmp_path / "mask.fits"
     first = np.zeros(12 * nside**2)

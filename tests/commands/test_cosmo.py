@@ -86,7 +86,7 @@ def test_config_defaults_named_by_the_help_match_the_data_set():
     from deepsphere_gen.commands import cosmo as cmd
     from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig
     from deepsphere_gen.datasets.shape_noise import DEFAULT_SIGMA_E
-    from deepsphere_gen.experiments.cosmo_config import GRID_DEFAULTS, CosmoExperimentConfig
+    from deepsphere_gen.experiments.cosmo.config import GRID_DEFAULTS, CosmoExperimentConfig
 
     grid = {f.name: f.default for f in fields(CosmoGridConfig)}
     assert GRID_DEFAULTS == {name: grid[name] for name in GRID_DEFAULTS}
@@ -160,7 +160,7 @@ def test_stored_records_stay_readable():
     without ``members``) are read by the table and reproduce their summary."""
     from pathlib import Path
 
-    from deepsphere_gen.experiments.cosmo_inference import _summary, format_table
+    from deepsphere_gen.experiments.cosmo.evaluation import _summary, format_table
 
     paths = sorted((Path(__file__).parents[2] / "docs" / "results").glob("cosmo_*.json"))
     assert len(paths) >= 15

@@ -29,10 +29,10 @@ import math
 import healpy as hp
 import numpy as np
 
-from ..datasets import Cosmology
-from ..datasets.cosmo_grid import CosmoGridConfig, load_footprint, s8
-from ..datasets.pseudo_cl import default_bin_edges
-from ..datasets.tomography import tomographic_cl
+from ...datasets import Cosmology
+from ...datasets.cosmo_grid import CosmoGridConfig, load_footprint, s8
+from ...datasets.pseudo_cl import default_bin_edges
+from ...datasets.tomography import tomographic_cl
 
 __all__ = ["band_average", "knox_covariance", "fisher_matrix", "marginal_errors", "power_spectrum_forecast"]
 

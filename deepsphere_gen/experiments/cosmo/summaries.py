@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write
-from ..datasets.cosmo_grid import CosmoMapDataset
-from ..datasets.pseudo_cl import PseudoCl
+from ..._io import atomic_write
+from ...datasets.cosmo_grid import CosmoMapDataset
+from ...datasets.pseudo_cl import PseudoCl
 
 __all__ = ["QUANTILES", "SCALES", "coarse_values", "map_statistics", "summary_features"]
 

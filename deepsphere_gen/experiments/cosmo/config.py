@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..datasets.cosmo_grid import CosmoGridConfig
+    from ...datasets.cosmo_grid import CosmoGridConfig
 
 __all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "CosmoExperimentConfig"]
 
@@ -30,7 +30,7 @@ GRID_DEFAULTS = {"nside": 128, "n_bins": 3, "n_train": 128, "n_test": 32, "n_rea
 
 
 def _default_grid() -> CosmoGridConfig:
-    from ..datasets.cosmo_grid import CosmoGridConfig
+    from ...datasets.cosmo_grid import CosmoGridConfig
 
     return CosmoGridConfig()
 
@@ -80,7 +80,7 @@ class CosmoExperimentConfig:
     graph_members: int = 3
 
     def __post_init__(self):
-        from .._validation import check_positive_int
+        from ..._validation import check_positive_int
 
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
@@ -98,7 +98,7 @@ class CosmoExperimentConfig:
         """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
         import numpy as np
 
-        from ..datasets.shape_noise import pixel_noise_std
+        from ...datasets.shape_noise import pixel_noise_std
 
         per_bin = self.ngal / self.grid.n_bins
         return np.full(self.grid.n_bins, pixel_noise_std(self.grid.nside, per_bin, self.sigma_e))

@@ -67,20 +67,20 @@ from scipy import stats
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
-from .._fingerprint import canonical, fingerprint, mask_hash
-from .._io import atomic_write_json
-from .._seeds import ensemble_seed
-from ..datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
-from ..datasets.pseudo_cl import PseudoCl
-from ..models import DeepSphereRegressor
-from ..sampling import HealpixSampling
-from ..training import (DistContext, TrainConfig, check_fingerprint, check_settings, distributed_context, fit,
+from ..._fingerprint import canonical, fingerprint, mask_hash
+from ..._io import atomic_write_json
+from ..._seeds import ensemble_seed
+from ...datasets.cosmo_grid import SPLITS, CosmoGridConfig, CosmoMapDataset, generate_cosmo_grid, load_footprint, s8
+from ...datasets.pseudo_cl import PseudoCl
+from ...models import DeepSphereRegressor
+from ...sampling import HealpixSampling
+from ...training import (DistContext, TrainConfig, check_fingerprint, check_settings, distributed_context, fit,
                         load_checkpoint, save_checkpoint, seed_everything, trained_weights)
-from .cosmo_calibration import DEGREES, VarianceCalibration
-from .cosmo_config import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
-from .cosmo_fisher import power_spectrum_forecast
-from .cosmo_summaries import summary_features
-from .reporting import align_rows, save_png
+from .calibration import DEGREES, VarianceCalibration
+from .config import CALIBRATIONS, GRAPH_WEIGHTS, METHODS, CosmoExperimentConfig
+from .fisher import power_spectrum_forecast
+from ..reporting import align_rows, save_png
+from .summaries import summary_features
 
 __all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "CosmoExperimentConfig", "ParameterSpace", "gaussian_nll",
            "interval_coverage", "posterior_metrics", "mixture_moments", "member_seed", "member_fields",

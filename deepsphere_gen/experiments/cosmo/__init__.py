@@ -1,0 +1,1 @@
+"""Cosmological inference on a survey footprint (being split into modules)."""
