@@ -1,9 +1,9 @@
-"""Settings of the cosmological-inference experiment (:mod:`.cosmo_inference`): methods,
+"""Settings of the cosmological-inference experiment (:mod:`deepsphere_gen.experiments.cosmo`): methods,
 :class:`CosmoExperimentConfig` and the simulation-grid defaults that the command names.
 
 Importing this module costs no torch, numpy or data-set import (those are imported where a
 config is built or used), so that ``deepsphere-gen cosmo --help`` can name every default in
-a fraction of a second; :mod:`.cosmo_inference` re-exports all of it.
+a fraction of a second; the package imports it (and nothing else) on import.
 """
 from __future__ import annotations
 
@@ -46,10 +46,10 @@ class CosmoExperimentConfig:
     training sample for the summary-statistic MLPs (the graph net draws new noise every time); calib_noise_draws:
     noise realisations of every calibration-split sample in the variance calibration (all methods); calibration:
     "cv" (the variance factor of each parameter global, linear or quadratic in the predicted parameters, chosen by
-    grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor);
+    grouped cross-validation on the calibration data, :mod:`.calibration`) or "global" (one factor);
     graph_members: graph networks trained on the same data with different training seeds, their Gaussian
     posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
-    ``cosmo-graph.pt``; member i >= 1: :func:`.cosmo_inference.member_seed`, ``cosmo-graph-m{i}.pt``); default 3:
+    ``cosmo-graph.pt``; member i >= 1: :func:`.members.member_seed`, ``cosmo-graph-m{i}.pt``); default 3:
     averaging networks removes much of one network's training scatter (5 seeds, docs/results: S8 width ratio
     0.865 +- 0.033 with one, 0.840 +- 0.031 with two, 0.812 +- 0.035 with three) for M times the graph training
     (~4 min CPU each at nside 128)."""

@@ -1,4 +1,4 @@
-"""Fisher forecast of the tomographic power-spectrum analysis of :mod:`.cosmo_inference`.
+"""Fisher forecast of the tomographic power-spectrum analysis of :mod:`deepsphere_gen.experiments.cosmo`.
 
 What the band powers of the pipeline can constrain at best, if their likelihood were Gaussian
 with the Gaussian (Knox) covariance: the yardstick that tells whether the power-spectrum

@@ -1,4 +1,4 @@
-"""Summary statistics of tomographic footprint maps for :mod:`.cosmo_inference`.
+"""Summary statistics of tomographic footprint maps for :mod:`deepsphere_gen.experiments.cosmo`.
 
 - ``power_spectrum``: MASTER pseudo-C_l band powers (:class:`~deepsphere_gen.datasets.pseudo_cl.PseudoCl`)
   of every auto and cross pair of redshift bins, noise included (n_bins (n_bins+1)/2 x
