@@ -422,3 +422,30 @@ def test_estimator_follows_the_mask_content(tmp_path):
     hp.write_map(str(path), second, nest=True, dtype=np.float64, overwrite=True)
     again = pseudo_cl_estimator(config)
     assert again is not est and int(again.mask.sum()) == int(second.sum()) == int(est.mask.sum()) - nside**2
+
+
+def test_package_exports_its_api_and_imports_torch_only_on_first_use():
+    """Every name of ``experiments.cosmo.__all__`` resolves (the settings at import, the rest on first
+    use) to the object of the module defining it; an unknown name is an AttributeError; importing the
+    package and reading its settings imports no torch."""
+    import importlib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from deepsphere_gen.experiments import cosmo
+
+    assert set(cosmo.__all__) <= set(dir(cosmo)) and len(set(cosmo.__all__)) == len(cosmo.__all__)
+    for name in cosmo.__all__:
+        obj = getattr(cosmo, name)
+        if callable(obj):
+            assert obj.__module__.startswith("deepsphere_gen.experiments.cosmo."), name
+            assert getattr(importlib.import_module(obj.__module__), name) is obj, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        cosmo.nope
+    code = ("import sys\nfrom deepsphere_gen.experiments.cosmo import METHODS, CosmoExperimentConfig\n"
+            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.stdout.strip() == "False False", res.stdout + res.stderr
