@@ -6,10 +6,7 @@ imports them.
 | --- | --- |
 | :mod:`.massmaps` | DeepSphere's cosmology task: two cosmologies from convergence maps, networks vs baselines |
 | :mod:`.massmaps_config` | its settings (methods, ``ExperimentConfig``, sky fractions), importable without torch |
-| :mod:`.cosmo_inference` | (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere regressor vs band-power MLPs |
-| :mod:`.cosmo_config` | its settings (methods, ``CosmoExperimentConfig``, grid defaults), importable without torch |
-| :mod:`.cosmo_summaries` | band powers and hand-crafted statistics of :mod:`.cosmo_inference` |
-| :mod:`.cosmo_calibration` | variance recalibration of the posteriors of :mod:`.cosmo_inference` (global or location-dependent, chosen by grouped cross-validation) |
+| :mod:`.cosmo` | (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere regressor vs band-power MLPs; a subpackage, its ``__init__`` tables its modules (settings in :mod:`.cosmo.config`, importable without torch) |
 | :mod:`.baselines` | the non-CNN baselines of :mod:`.massmaps` (power spectrum, histogram, SVMs) |
 | :mod:`.massmaps_features` | hand-crafted patch statistics (PSD, histogram, moments, peaks, Minkowski functionals) |
 | :mod:`.reporting` | 95 % Wilson and map-bootstrap intervals, paired margins, the tables and the figures of :mod:`.massmaps` |
