@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig
-from deepsphere_gen.experiments.cosmo_fisher import (
+from deepsphere_gen.experiments.cosmo.fisher import (
     band_average,
     fisher_matrix,
     knox_covariance,

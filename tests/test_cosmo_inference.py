@@ -7,7 +7,7 @@ from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig, CosmoMapDataset,
 from deepsphere_gen.datasets.survey_footprint import footprint_copies, stage3_footprint
 from deepsphere_gen.datasets.tomography import gaussian_cl_matrix, lognormal_maps, tomographic_cl, tomographic_shifts
 from deepsphere_gen.datasets._spectra import Cosmology
-from deepsphere_gen.experiments.cosmo_inference import (
+from deepsphere_gen.experiments.cosmo import (
     CosmoExperimentConfig,
     ParameterSpace,
     build_graph_model,
@@ -236,7 +236,7 @@ def test_summary_likelihood_intervals_cover_independent_test_cosmologies():
 
 def test_pooling_plan_stops_where_a_user_mask_has_no_complete_parent():
     from deepsphere_gen.datasets import band_footprint
-    from deepsphere_gen.experiments.cosmo_inference import pooling_plan
+    from deepsphere_gen.experiments.cosmo import pooling_plan
 
     assert pooling_plan(128, np.flatnonzero(stage3_footprint(128)), 4) == (1, 1, 1, 1)
     assert pooling_plan(32, np.flatnonzero(band_footprint(32)), 3) == (1, 1, 0)  # the band is 25 deg wide
@@ -255,7 +255,7 @@ def _heteroscedastic(rng, n_groups, per_group, slope):
 
 
 def test_variance_calibration_recovers_a_location_dependent_scale_and_keeps_a_global_one():
-    from deepsphere_gen.experiments.cosmo_calibration import VarianceCalibration
+    from deepsphere_gen.experiments.cosmo import VarianceCalibration
 
     rng = np.random.default_rng(6)
     # the true error grows with S8 (variance x e^1.6 across the box): cross-validation picks a degree >= 1,
@@ -316,7 +316,7 @@ def test_mixture_moments_match_an_explicit_computation_and_samples_of_the_mixtur
 
 
 def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
-    from deepsphere_gen.experiments.cosmo_inference import _checkpoint, _graph_state, _member_meta, _train_config
+    from deepsphere_gen.experiments.cosmo.members import checkpoint_path, graph_state, graph_train_config, member_meta
     from deepsphere_gen.training import CheckpointMismatch, save_checkpoint
 
     assert member_seed(3, 0) == 3 and member_seed(3, 1) != 3
@@ -326,17 +326,17 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
         CosmoExperimentConfig(graph_members=0)
     grid = CosmoGridConfig(nside=16, n_train=8)
     config = CosmoExperimentConfig(grid=grid, out_dir=str(tmp_path), graph_members=2, seed=1)
-    assert _checkpoint(config, "graph", 0).name == "cosmo-graph.pt"
-    assert _checkpoint(config, "graph", 1).name == "cosmo-graph-m1.pt"
-    tc1 = _train_config(config, 7, 1, member=1)
-    assert tc1.seed == member_seed(1, 1) != 1 and tc1.checkpoint == _checkpoint(config, "graph", 1)
-    assert _train_config(config, 7, 1).seed == 1
+    assert checkpoint_path(config, "graph", 0).name == "cosmo-graph.pt"
+    assert checkpoint_path(config, "graph", 1).name == "cosmo-graph-m1.pt"
+    tc1 = graph_train_config(config, 7, 1, member=1)
+    assert tc1.seed == member_seed(1, 1) != 1 and tc1.checkpoint == checkpoint_path(config, "graph", 1)
+    assert graph_train_config(config, 7, 1).seed == 1
     # every setting that shapes a member's training changes its fingerprint
     base = member_fields(config, 1)
     for change in ({"ngal": 3.0}, {"epochs": 5}, {"channels": (8, 8)}, {"seed": 2},
                    {"grid": CosmoGridConfig(nside=16, n_train=9)}):
         other = CosmoExperimentConfig(**{**vars(config), **change})
-        assert member_fields(other, 1) != base and _member_meta(other, 1)["fingerprint"] != _member_meta(config, 1)["fingerprint"]
+        assert member_fields(other, 1) != base and member_meta(other, 1)["fingerprint"] != member_meta(config, 1)["fingerprint"]
     assert member_fields(config, 2) != base
     # evaluation refuses checkpoints of other settings: by their stored training settings and fingerprint
     # (a member-0 checkpoint without fingerprint, written before them, by its training settings only)
@@ -346,43 +346,43 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
     state = {"model": {}, "optimizer": {}, "epoch": config.epochs, "history": []}
     # a legacy checkpoint is refused on any one training setting that a resumed run compares (the rule of
     # training.check_settings), naming that setting with both values and the remedy; batch size aside
-    saved = asdict(_train_config(config, 7, 1))
+    saved = asdict(graph_train_config(config, 7, 1))
     for key, value in {"epochs": 3, "lr": 0.5, "weight_decay": 0.1, "seed": 5, "lr_schedule": "constant",
                        "warmup": 0.0, "keep_best": None}.items():
         assert saved[key] != value
-        save_checkpoint(_checkpoint(config, "graph", 0), {**state, "config": {**saved, key: value}})
+        save_checkpoint(checkpoint_path(config, "graph", 0), {**state, "config": {**saved, key: value}})
         with pytest.raises(CheckpointMismatch, match=rf"cosmo-graph.pt was written with different settings \({key}: "
                                                      rf"\[{value!r}\] vs .*not evaluated: train again"):
-            _graph_state(config, 0, "cpu")
-        save_checkpoint(_checkpoint(config, "graph", 0), {**state, "config": {k: v for k, v in saved.items() if k != key}})
+            graph_state(config, 0, "cpu")
+        save_checkpoint(checkpoint_path(config, "graph", 0), {**state, "config": {k: v for k, v in saved.items() if k != key}})
         with pytest.raises(CheckpointMismatch, match=rf"different settings \({key}: \[None\]"):  # not stored: refused
-            _graph_state(config, 0, "cpu")
-    save_checkpoint(_checkpoint(config, "graph", 0), state)  # no settings at all
+            graph_state(config, 0, "cpu")
+    save_checkpoint(checkpoint_path(config, "graph", 0), state)  # no settings at all
     with pytest.raises(CheckpointMismatch, match="different settings"):
-        _graph_state(config, 0, "cpu")
+        graph_state(config, 0, "cpu")
     legacy = {**state, "config": {**saved, "batch_size": 3}, "meta": {}}  # the effective batch is not compared
-    save_checkpoint(_checkpoint(config, "graph", 0), legacy)
-    assert _graph_state(config, 0, "cpu")["epoch"] == config.epochs
-    save_checkpoint(_checkpoint(config, "graph", 0), {**legacy, "meta": _member_meta(CosmoExperimentConfig(
+    save_checkpoint(checkpoint_path(config, "graph", 0), legacy)
+    assert graph_state(config, 0, "cpu")["epoch"] == config.epochs
+    save_checkpoint(checkpoint_path(config, "graph", 0), {**legacy, "meta": member_meta(CosmoExperimentConfig(
         **{**vars(config), "sigma_e": 0.3}), 0)})
     with pytest.raises(CheckpointMismatch, match="differing: sigma_e"):
-        _graph_state(config, 0, "cpu")
+        graph_state(config, 0, "cpu")
     good = {**state, "config": asdict(tc1)}
-    save_checkpoint(_checkpoint(config, "graph", 1), good)  # no fingerprint: written by another code or run
+    save_checkpoint(checkpoint_path(config, "graph", 1), good)  # no fingerprint: written by another code or run
     with pytest.raises(CheckpointMismatch, match="cosmo-graph-m1.pt belongs to another run"):
-        _graph_state(config, 1, "cpu")
+        graph_state(config, 1, "cpu")
     other = CosmoExperimentConfig(**{**vars(config), "ngal": 3.0})
-    save_checkpoint(_checkpoint(config, "graph", 1), {**good, "meta": _member_meta(other, 1)})
+    save_checkpoint(checkpoint_path(config, "graph", 1), {**good, "meta": member_meta(other, 1)})
     with pytest.raises(CheckpointMismatch, match="differing: ngal"):
-        _graph_state(config, 1, "cpu")
-    save_checkpoint(_checkpoint(config, "graph", 1), {**good, "meta": _member_meta(config, 1)})
-    assert _graph_state(config, 1, "cpu")["epoch"] == config.epochs
+        graph_state(config, 1, "cpu")
+    save_checkpoint(checkpoint_path(config, "graph", 1), {**good, "meta": member_meta(config, 1)})
+    assert graph_state(config, 1, "cpu")["epoch"] == config.epochs
 
 
 def test_members_predicted_batch_by_batch_are_one_member_after_another():
-    """_predict_members (each batch read once, run by every member) gives each member's outputs bit for
+    """predict_members (each batch read once, run by every member) gives each member's outputs bit for
     bit as predicting the whole set with one member after another, BatchNorm statistics included."""
-    from deepsphere_gen.experiments.cosmo_inference import _predict, _predict_members
+    from deepsphere_gen.experiments.cosmo.prediction import predict, predict_members
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
@@ -394,12 +394,12 @@ def test_members_predicted_batch_by_batch_are_one_member_after_another():
         model[1].running_var.uniform_(0.5, 2.0)
         weights.append({k: v.clone() for k, v in model.state_dict().items()})
     data = torch.utils.data.TensorDataset(torch.randn(23, 6))
-    together = _predict_members(model, weights, data, "cpu", batch=4)
+    together = predict_members(model, weights, data, "cpu", batch=4)
     for w, out in zip(weights, together):
         model.load_state_dict(w)
-        assert np.array_equal(out, _predict(model, data, "cpu", 4))
+        assert np.array_equal(out, predict(model, data, "cpu", 4))
     model.load_state_dict(weights[0])
-    assert np.array_equal(_predict_members(model, weights[1:2], data, "cpu", 4)[0], together[1])
+    assert np.array_equal(predict_members(model, weights[1:2], data, "cpu", 4)[0], together[1])
 
 
 
@@ -408,7 +408,7 @@ def test_estimator_follows_the_mask_content(tmp_path):
     rewritten under the same name gets a new estimator, the same mask the same one."""
     import healpy as hp
 
-    from deepsphere_gen.experiments import cosmo_inference
+    from deepsphere_gen.experiments.cosmo.data import pseudo_cl_estimator
 
     nside, path = 16, tmp_path / "mask.fits"
     first = np.zeros(12 * nside**2)
@@ -417,8 +417,35 @@ def test_estimator_follows_the_mask_content(tmp_path):
     second[:nside**2] = 0
     config = CosmoExperimentConfig(grid=CosmoGridConfig(nside=nside, footprint=str(path)))
     hp.write_map(str(path), first, nest=True, dtype=np.float64)
-    est = cosmo_inference._estimator(config)
-    assert cosmo_inference._estimator(config) is est
+    est = pseudo_cl_estimator(config)
+    assert pseudo_cl_estimator(config) is est
     hp.write_map(str(path), second, nest=True, dtype=np.float64, overwrite=True)
-    again = cosmo_inference._estimator(config)
+    again = pseudo_cl_estimator(config)
     assert again is not est and int(again.mask.sum()) == int(second.sum()) == int(est.mask.sum()) - nside**2
+
+
+def test_package_exports_its_api_and_imports_torch_only_on_first_use():
+    """Every name of ``experiments.cosmo.__all__`` resolves (the settings at import, the rest on first
+    use) to the object of the module defining it; an unknown name is an AttributeError; importing the
+    package and reading its settings imports no torch."""
+    import importlib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from deepsphere_gen.experiments import cosmo
+
+    assert set(cosmo.__all__) <= set(dir(cosmo)) and len(set(cosmo.__all__)) == len(cosmo.__all__)
+    for name in cosmo.__all__:
+        obj = getattr(cosmo, name)
+        if callable(obj):
+            assert obj.__module__.startswith("deepsphere_gen.experiments.cosmo."), name
+            assert getattr(importlib.import_module(obj.__module__), name) is obj, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        cosmo.nope
+    code = ("import sys\nfrom deepsphere_gen.experiments.cosmo import METHODS, CosmoExperimentConfig\n"
+            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.stdout.strip() == "False False", res.stdout + res.stderr

@@ -16,7 +16,8 @@ import time
 from dataclasses import MISSING, fields, replace
 from types import SimpleNamespace
 
-from ..experiments.cosmo_config import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
+from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
+from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
 
@@ -126,7 +127,6 @@ def run(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ..experiments import cosmo_inference as exp
     from ..training import distributed_context, shutdown_distributed
 
     t0, c0 = time.perf_counter(), _cpu()

@@ -80,13 +80,13 @@ def test_cosmo_bad_input(tmp_path, capsys):
 
 
 def test_config_defaults_named_by_the_help_match_the_data_set():
-    # cosmo_config keeps, without torch, defaults that the data-set modules define
+    # cosmo.config keeps, without torch, defaults that the data-set modules define
     from dataclasses import fields
 
     from deepsphere_gen.commands import cosmo as cmd
     from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig
     from deepsphere_gen.datasets.shape_noise import DEFAULT_SIGMA_E
-    from deepsphere_gen.experiments.cosmo_config import GRID_DEFAULTS, CosmoExperimentConfig
+    from deepsphere_gen.experiments.cosmo import GRID_DEFAULTS, CosmoExperimentConfig
 
     grid = {f.name: f.default for f in fields(CosmoGridConfig)}
     assert GRID_DEFAULTS == {name: grid[name] for name in GRID_DEFAULTS}
@@ -160,12 +160,13 @@ def test_stored_records_stay_readable():
     without ``members``) are read by the table and reproduce their summary."""
     from pathlib import Path
 
-    from deepsphere_gen.experiments.cosmo_inference import _summary, format_table
+    from deepsphere_gen.experiments.cosmo import format_table
+    from deepsphere_gen.experiments.cosmo.comparison import summarise
 
     paths = sorted((Path(__file__).parents[2] / "docs" / "results").glob("cosmo_*.json"))
     assert len(paths) >= 15
     for path in paths:
         rec = json.loads(path.read_text())
-        summary = _summary(rec["records"])
+        summary = summarise(rec["records"])
         assert summary == {k: rec["summary"][k] for k in summary}, path.name
         assert "S8 width graph / power spectrum" in format_table(rec)

@@ -1,4 +1,4 @@
-"""Summary statistics of tomographic footprint maps for :mod:`.cosmo_inference`.
+"""Summary statistics of tomographic footprint maps for :mod:`deepsphere_gen.experiments.cosmo`.
 
 - ``power_spectrum``: MASTER pseudo-C_l band powers (:class:`~deepsphere_gen.datasets.pseudo_cl.PseudoCl`)
   of every auto and cross pair of redshift bins, noise included (n_bins (n_bins+1)/2 x
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write
-from ..datasets.cosmo_grid import CosmoMapDataset
-from ..datasets.pseudo_cl import PseudoCl
+from ..._io import atomic_write
+from ...datasets.cosmo_grid import CosmoMapDataset
+from ...datasets.pseudo_cl import PseudoCl
 
 __all__ = ["QUANTILES", "SCALES", "coarse_values", "map_statistics", "summary_features"]
 

@@ -1,9 +1,9 @@
-"""Settings of the cosmological-inference experiment (:mod:`.cosmo_inference`): methods,
+"""Settings of the cosmological-inference experiment (:mod:`deepsphere_gen.experiments.cosmo`): methods,
 :class:`CosmoExperimentConfig` and the simulation-grid defaults that the command names.
 
 Importing this module costs no torch, numpy or data-set import (those are imported where a
 config is built or used), so that ``deepsphere-gen cosmo --help`` can name every default in
-a fraction of a second; :mod:`.cosmo_inference` re-exports all of it.
+a fraction of a second; the package imports it (and nothing else) on import.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..datasets.cosmo_grid import CosmoGridConfig
+    from ...datasets.cosmo_grid import CosmoGridConfig
 
 __all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "CosmoExperimentConfig"]
 
@@ -30,7 +30,7 @@ GRID_DEFAULTS = {"nside": 128, "n_bins": 3, "n_train": 128, "n_test": 32, "n_rea
 
 
 def _default_grid() -> CosmoGridConfig:
-    from ..datasets.cosmo_grid import CosmoGridConfig
+    from ...datasets.cosmo_grid import CosmoGridConfig
 
     return CosmoGridConfig()
 
@@ -46,10 +46,10 @@ class CosmoExperimentConfig:
     training sample for the summary-statistic MLPs (the graph net draws new noise every time); calib_noise_draws:
     noise realisations of every calibration-split sample in the variance calibration (all methods); calibration:
     "cv" (the variance factor of each parameter global, linear or quadratic in the predicted parameters, chosen by
-    grouped cross-validation on the calibration data, :mod:`.cosmo_calibration`) or "global" (one factor);
+    grouped cross-validation on the calibration data, :mod:`.calibration`) or "global" (one factor);
     graph_members: graph networks trained on the same data with different training seeds, their Gaussian
     posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
-    ``cosmo-graph.pt``; member i >= 1: :func:`.cosmo_inference.member_seed`, ``cosmo-graph-m{i}.pt``); default 3:
+    ``cosmo-graph.pt``; member i >= 1: :func:`.members.member_seed`, ``cosmo-graph-m{i}.pt``); default 3:
     averaging networks removes much of one network's training scatter (5 seeds, docs/results: S8 width ratio
     0.865 +- 0.033 with one, 0.840 +- 0.031 with two, 0.812 +- 0.035 with three) for M times the graph training
     (~4 min CPU each at nside 128)."""
@@ -80,7 +80,7 @@ class CosmoExperimentConfig:
     graph_members: int = 3
 
     def __post_init__(self):
-        from .._validation import check_positive_int
+        from ..._validation import check_positive_int
 
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
@@ -98,7 +98,7 @@ class CosmoExperimentConfig:
         """Per-bin pixel noise std (n_bins,): each bin holds ngal / n_bins galaxies per arcmin^2."""
         import numpy as np
 
-        from ..datasets.shape_noise import pixel_noise_std
+        from ...datasets.shape_noise import pixel_noise_std
 
         per_bin = self.ngal / self.grid.n_bins
         return np.full(self.grid.n_bins, pixel_noise_std(self.grid.nside, per_bin, self.sigma_e))

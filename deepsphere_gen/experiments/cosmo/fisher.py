@@ -1,4 +1,4 @@
-"""Fisher forecast of the tomographic power-spectrum analysis of :mod:`.cosmo_inference`.
+"""Fisher forecast of the tomographic power-spectrum analysis of :mod:`deepsphere_gen.experiments.cosmo`.
 
 What the band powers of the pipeline can constrain at best, if their likelihood were Gaussian
 with the Gaussian (Knox) covariance: the yardstick that tells whether the power-spectrum
@@ -29,10 +29,10 @@ import math
 import healpy as hp
 import numpy as np
 
-from ..datasets import Cosmology
-from ..datasets.cosmo_grid import CosmoGridConfig, load_footprint, s8
-from ..datasets.pseudo_cl import default_bin_edges
-from ..datasets.tomography import tomographic_cl
+from ...datasets import Cosmology
+from ...datasets.cosmo_grid import CosmoGridConfig, load_footprint, s8
+from ...datasets.pseudo_cl import default_bin_edges
+from ...datasets.tomography import tomographic_cl
 
 __all__ = ["band_average", "knox_covariance", "fisher_matrix", "marginal_errors", "power_spectrum_forecast"]
 

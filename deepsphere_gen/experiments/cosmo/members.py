@@ -1,0 +1,94 @@
+"""The graph ensemble's members: their training seeds, checkpoint paths, fingerprints, training
+settings and the checked loading of their checkpoints.
+
+Graph ensemble (``graph_members`` M > 1): M graph networks trained one after another on the same
+data with training seeds :func:`member_seed` (member 0 is the single network, checkpoint
+``cosmo-graph.pt``; member i: ``cosmo-graph-m<i>.pt``, :func:`checkpoint_path`; every checkpoint
+carries a fingerprint of :func:`member_fields`, :func:`member_meta`, checked by
+:func:`graph_state`).  Each sample's M Gaussians in u-space become one by moment matching their
+equal-weight mixture (:func:`~.posterior.mixture_moments`) before the variance calibration, which
+runs unchanged; the summary likelihood uses the ensemble mean.  Each member alone is evaluated too
+(``summary["members"]`` for M > 1) and its training recorded (``records[graph]["members"]``,
+M >= 1: :func:`~.evaluation.evaluate_all`).  Cost: M times the graph training, M prediction passes.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ..._fingerprint import canonical, fingerprint
+from ..._seeds import ensemble_seed
+from ...training import TrainConfig, check_fingerprint, check_settings, load_checkpoint
+from .config import CosmoExperimentConfig
+
+__all__ = ["checkpoint_path", "member_seed", "member_fields", "member_meta", "is_legacy", "graph_train_config",
+           "graph_state"]
+
+
+def checkpoint_path(config: CosmoExperimentConfig, method: str, member: int = 0) -> Path:
+    """``checkpoints/cosmo-<method>.pt``; graph ensemble member i >= 1: ``cosmo-graph-m<i>.pt``."""
+    return Path(config.out_dir) / "checkpoints" / (f"cosmo-{method}.pt" if member == 0 else f"cosmo-{method}-m{member}.pt")
+
+
+def member_seed(seed: int, member: int) -> int:
+    """Training seed of graph ensemble member ``member`` of a run with ``seed``: ``seed`` itself for
+    member 0 (the single network), else 31 bits of ``SeedSequence([seed, 7477, member])`` (weights,
+    data order and training noise differ; the data, validation split and noise of the evaluation
+    stay those of ``seed``); :func:`~deepsphere_gen._seeds.ensemble_seed` with stream 7477."""
+    return ensemble_seed(seed, member, 7477)
+
+
+def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
+    """What determines the checkpoint of graph member ``member`` (fingerprinted into it, so a checkpoint
+    of another configuration is neither resumed nor evaluated): the simulations' settings, noise,
+    network, training settings, the run's seed and the member."""
+    return canonical({"grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
+                      "network": {"channels": config.channels, "K": config.K, "k": config.k},
+                      "train": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                                "weight_decay": config.weight_decay},
+                      "seed": config.seed, "member": member, "member_seed": member_seed(config.seed, member)})
+
+
+def member_meta(config: CosmoExperimentConfig, member: int) -> dict:
+    """``fit``'s meta of a member: the fingerprint of :func:`member_fields` and the fields."""
+    fields_ = member_fields(config, member)
+    return {"fingerprint": fingerprint(fields_), "fields": fields_}
+
+
+def is_legacy(member: int, state: dict | None) -> bool:
+    """A checkpoint of member 0 written before the fingerprints (no ``meta["fingerprint"]``): still
+    resumed and evaluated (only its training settings are checked), so earlier single-network runs
+    stay usable; members >= 1 always carry one."""
+    return member == 0 and state is not None and "fingerprint" not in (state.get("meta") or {})
+
+
+def graph_train_config(config: CosmoExperimentConfig, n_train: int, world: int, member: int = 0) -> TrainConfig:
+    """The :class:`~deepsphere_gen.training.TrainConfig` of graph member ``member`` on ``n_train`` training samples
+    and ``world`` processes: the global batch is ``config.batch_size`` (at most ``n_train``) rounded down to a
+    multiple of ``world``; cosine schedule, seed :func:`member_seed`, checkpoint :func:`checkpoint_path`."""
+    batch = max(world, min(config.batch_size, n_train) - min(config.batch_size, n_train) % world)
+    return TrainConfig(epochs=config.epochs, batch_size=batch, lr=config.lr, weight_decay=config.weight_decay,
+                       seed=member_seed(config.seed, member), device=config.device, progress=config.progress,
+                       lr_schedule="cosine", warmup=0.05, recalibrate_samples=512,
+                       checkpoint=checkpoint_path(config, "graph", member),
+                       desc="cosmo graph" if member == 0 else f"cosmo graph m{member}", keep_best="val_loss")
+
+
+def graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | None:
+    """The checkpoint of graph member ``member`` (None if absent), checked against ``config``: its
+    fingerprint (:func:`member_fields`, :func:`~deepsphere_gen.training.check_fingerprint`) must match;
+    a member-0 checkpoint without one (:func:`is_legacy`) is checked on its stored training settings, as a
+    resumed run checks them (:func:`~deepsphere_gen.training.check_settings`; a setting it does not store
+    counts as differing; the batch size is not compared: the effective one depends on the number of
+    processes that trained it); else :class:`~deepsphere_gen.training.CheckpointMismatch`."""
+    ckpt = checkpoint_path(config, "graph", member)
+    if not ckpt.is_file():
+        return None
+    state = load_checkpoint(ckpt, map_location=device)
+    remedy = "not evaluated: train again in another --out-dir or remove it"
+    if is_legacy(member, state):
+        check_settings(state, graph_train_config(config, 1, 1, member), ckpt, remedy, ignore=("batch_size",),
+                       absent_differs=True)
+    else:
+        check_fingerprint(state, member_meta(config, member), ckpt, remedy)
+    return state

@@ -1,0 +1,124 @@
+"""Training of every estimator of ``config.methods``: the graph ensemble's members through
+:func:`deepsphere_gen.training.fit` (checkpointed, resumable, under DDP too), the summary-statistic
+MLPs by AdamW with early stopping on the validation cosmologies.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from ...datasets.cosmo_grid import CosmoMapDataset
+from ...training import DistContext, distributed_context, fit, load_checkpoint, save_checkpoint, seed_everything
+from .config import CosmoExperimentConfig
+from .data import (FEATURE_METHODS, FeatureScaler, Targets, generate, graph_input_scale, in_memory, pseudo_cl_estimator,
+                   split_features, validation_mask)
+from .members import checkpoint_path, graph_train_config, is_legacy, member_meta, member_seed
+from .models import build_graph_model, build_mlp
+from .posterior import ParameterSpace, gaussian_nll
+
+__all__ = ["train"]
+
+
+def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tensor, uv: torch.Tensor,
+             config: CosmoExperimentConfig, patience: int = 40) -> tuple[dict, list[dict]]:
+    """AdamW on the Gaussian NLL with early stopping on the validation NLL; returns (best state, history)."""
+    seed_everything(config.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    best, best_state, history, since = math.inf, None, [], 0
+    for epoch in range(config.mlp_epochs):
+        t0 = time.perf_counter()
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(x), generator=gen).split(128):
+            loss = gaussian_nll(model(x[idx]), u[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            val = float(gaussian_nll(model(xv), uv))
+        history.append({"epoch": epoch + 1, "train_loss": total / len(x), "val_loss": val,
+                        "seconds": time.perf_counter() - t0})
+        if val < best:
+            best, since = val, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since += 1
+            if since >= patience:
+                break
+    return best_state, history
+
+
+def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
+          log=print) -> dict:
+    """Train every method of ``config.methods`` on the training cosmologies minus the validation
+    ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories.
+    Order: graph member 0, the MLPs, graph members >= 1 (so the MLPs do not depend on
+    ``graph_members``); every graph member's initial weights are seeded by :func:`~.members.member_seed`."""
+    ctx = ctx or distributed_context(config.device)
+    path = path or generate(config, ctx)
+    space = ParameterSpace(config.grid)
+    val = validation_mask(path, config.seed)
+    tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
+    histories = {}
+
+    if "graph" in config.methods:  # shared by the ensemble members: only the weights differ
+        train_set = Subset(Targets(CosmoMapDataset(path, "train", config.noise_std(), fresh_noise=True,
+                                                   seed=config.seed), space), tr_idx)
+        val_set = in_memory(Subset(Targets(CosmoMapDataset(path, "train", config.noise_std(), seed=config.seed),
+                                           space), val_idx))
+        footprint, scale = np.load(path / "footprint.npy"), graph_input_scale(config, path)
+
+    def train_graph(member: int) -> None:
+        ckpt = checkpoint_path(config, "graph", member)
+        legacy = member == 0 and ckpt.is_file() and is_legacy(0, load_checkpoint(ckpt))  # members >= 1 never are
+        if legacy and log and ctx.is_main:
+            log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
+        seed_everything(member_seed(config.seed, member))  # the initial weights
+        model = build_graph_model(config, footprint, scale)
+        t0 = time.process_time()
+        key = "graph" if member == 0 else f"graph-m{member}"
+        histories[key] = fit(model, train_set, graph_train_config(config, len(tr_idx), ctx.world_size, member),
+                             val_set=val_set, loss_fn=gaussian_nll, log=log,
+                             ctx=ctx, meta=None if legacy else member_meta(config, member))
+        if log and ctx.is_main:
+            log(f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
+
+    if "graph" in config.methods:
+        train_graph(0)
+    feats = [m for m in FEATURE_METHODS if m in config.methods]
+    if feats and ctx.is_main:
+        est = pseudo_cl_estimator(config)
+        x, theta = split_features(config, path, est, "train", config.ps_noise_draws)
+        u = torch.as_tensor(space.to_u(theta), dtype=torch.float32)
+        val_draws = np.tile(val, config.ps_noise_draws)
+        for m in feats:
+            ckpt = checkpoint_path(config, m)
+            if ckpt.is_file():
+                histories[m] = load_checkpoint(ckpt)["history"]
+                continue
+            t0 = time.process_time()
+            scaler = FeatureScaler(x[m][~val_draws])
+            xs = scaler(x[m])
+            model = build_mlp(x[m].shape[1], config.mlp_hidden, config.mlp_dropout)
+            state, hist = _fit_mlp(model, xs[~val_draws], u[~val_draws], xs[val_draws], u[val_draws], config)
+            best = int(np.argmin([h["val_loss"] for h in hist]))
+            save_checkpoint(ckpt, {"model": state, "epoch": best + 1, "history": hist})
+            histories[m] = hist
+            if log:
+                log(f"cosmo {m}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
+                    f"(train {hist[best]['train_loss']:.3f}), {time.process_time() - t0:.0f} s process CPU")
+    ctx.barrier()
+    if "graph" in config.methods:  # after the MLPs, whose initial weights follow member 0's training
+        for member in range(1, config.graph_members):  # one after another (under torchrun: all ranks each)
+            train_graph(member)
+        ctx.barrier()
+    return histories
