@@ -65,7 +65,7 @@ def run_suites(suites: dict, harness: Harness, progress: bool = True,
     """
     jobs = [(name, mod, case) for name, mod in suites.items() for case in mod.cases(harness.quick)]
     records: list[dict] = []
-    bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, file=sys.stderr)
+    bar = tqdm(jobs, desc="bench", unit="case", disable=None if progress else True, file=sys.stderr)
     for name, mod, case in bar:
         bar.set_postfix_str(f"{name} {_case_label(case)}"[:60])
         harness.suite = name

@@ -31,7 +31,7 @@ from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentCo
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
 
-#: --quick: CI-sized run (about 2 minutes on 2 idle CPU cores)
+#: --quick: CI-sized run (14-32 s wall on 2 CPU cores, data included)
 QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), deepsphere_levels=(0.0, 2.0), epochs=3, min_steps=40,
              channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4), baseline_noise_draws=2)
 #: default output folder (relative to the current folder; printed at start)

@@ -166,7 +166,7 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     t0 = time.perf_counter()
     spectra, clip = {}, 0.0
     with atomic_directory(final) as tmp, limit_threads(threads), \
-            tqdm(total=total, desc="cosmo maps", unit="map", disable=not progress) as bar:
+            tqdm(total=total, desc="cosmo maps", unit="map", disable=None if progress else True) as bar:
         np.save(tmp / "footprint.npy", copies[0])
         for k, split in enumerate(SPLITS):
             pts, n_maps = points[split], _n_maps(config, split)

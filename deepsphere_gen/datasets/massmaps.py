@@ -217,7 +217,7 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
     npix = 12 * config.nside**2
     lmax = config.band_limit
     with atomic_directory(final) as tmp, limit_threads(threads), \
-            tqdm(total=n_total, desc="massmaps", unit="map", disable=not progress) as bar:
+            tqdm(total=n_total, desc="massmaps", unit="map", disable=None if progress else True) as bar:
         spectra = {"transfer": _transfer(config)}
         out = np.lib.format.open_memmap(tmp / _MAPS_FILE, mode="w+", dtype=np.float32,
                                         shape=(2, config.n_maps, npix))

@@ -332,7 +332,7 @@ def sweep_tasks(quick: bool = False, seed: int = 0, graphs: bool = False) -> lis
 def run_tasks(tasks: list[Task], progress: bool = True) -> list[dict]:
     """Run every task (tqdm progress bar) and concatenate the records."""
     records: list[dict] = []
-    for task in tqdm(tasks, desc="equivariance", unit="case", disable=not progress, leave=False):
+    for task in tqdm(tasks, desc="equivariance", unit="case", disable=None if progress else True, leave=False):
         records += task()
     return records
 

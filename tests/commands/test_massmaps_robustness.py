@@ -606,7 +606,7 @@ def test_top_level_help_imports_no_torch():
                                   ["cosmo", "evaluate", "--methods", "nope"]])
 def test_command_help_and_argument_errors_import_no_torch(argv):
     # the help texts name the defaults, methods and models, read from massmaps.config,
-    # digits_config and cosmo_config without torch
+    # digits_config and cosmo.config without torch
     code = (f"import sys\nfrom deepsphere_gen.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as e:\n"
             "    print('exit', e.code)\nprint(sorted(m for m in ('torch', 'numpy', 'healpy') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

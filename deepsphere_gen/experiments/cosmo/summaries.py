@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..._io import atomic_write
 from ...datasets.cosmo_grid import CosmoMapDataset
@@ -82,10 +83,8 @@ def summary_features(path, split: str, noise_std, estimator: PseudoCl, realisati
     indices = np.load(path / "footprint.npy")
     if not np.array_equal(indices, estimator.indices):
         raise ValueError("the pseudo-C_l estimator was built on another footprint than the data set's")
-    from tqdm.auto import tqdm
-
     ps, hc = [], []
-    for i in tqdm(range(len(ds)), desc=f"summaries {split}", disable=not progress, leave=False):
+    for i in tqdm(range(len(ds)), desc=f"summaries {split}", disable=None if progress else True, leave=False):
         v = ds.values(i)  # (pixels, n_bins) with noise
         ps.append(estimator(v.T).ravel())
         hc.append(map_statistics(v, indices).ravel())

@@ -65,7 +65,7 @@ class _FullSkyFeatures:
         self.nside = nside
 
     def fit(self, values):
-        self.hist._prepare(values, None)
+        self.hist.prepare(values, None)
         return self
 
     def transform(self, values, groups=("psd", "hist")) -> dict:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import healpy as hp
 import numpy as np
 
-__all__ = ["PowerSpectrumSVM", "HistogramSVM", "FeatureSVM", "evaluate_baselines"]
+from ...datasets import limit_threads
+from ...sampling import check_nside
+
+__all__ = ["PowerSpectrumSVM", "HistogramSVM", "FeatureSVM"]
 
 
 def _as_samples(values, indices) -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +40,7 @@ def _as_samples(values, indices) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _svm(C: float, seed: int):
+    # scikit-learn imported here: ~1 s, needed only where a baseline is fitted
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
@@ -98,8 +102,9 @@ class _Baseline:
             raise ValueError(f"C must be positive, got {C}")
         self.C, self.seed, self.model = float(C), int(seed), None
 
-    def _prepare(self, values, indices):  # fit-time set-up (e.g. bins), overridden
-        pass
+    def prepare(self, values, indices) -> None:
+        """Fit-time set-up from the training samples (the histogram's bins); nothing by default.
+        ``fit`` calls it; call it directly to compute features without fitting an SVM."""
 
     def features(self, values, indices) -> np.ndarray:
         raise NotImplementedError
@@ -111,7 +116,7 @@ class _Baseline:
             raise ValueError(f"labels must be shaped ({values.shape[0]},), got {labels.shape}")
         if np.unique(labels).size < 2:
             raise ValueError("training labels hold a single class")
-        self._prepare(values, indices)
+        self.prepare(values, indices)
         self.model = _svm(self.C, self.seed).fit(self.features(values, indices), labels)
         return self
 
@@ -138,8 +143,6 @@ class PowerSpectrumSVM(_Baseline):
 
     def __init__(self, nside: int, lmax: int | None = None, n_bins: int = 24, lmin: int = 2,
                  iter: int = 0, C: float = 1.0, seed: int = 0, threads: int | None = 1):
-        from ...sampling import check_nside
-
         super().__init__(C, seed)
         self.nside = check_nside(nside)
         self.lmax = 3 * self.nside - 1 if lmax is None else int(lmax)
@@ -158,8 +161,6 @@ class PowerSpectrumSVM(_Baseline):
             raise ValueError(f"pixel indices outside [0, {npix}) for nside {self.nside}")
         out = np.empty((values.shape[0], self.lmax + 1))
         full = np.zeros(npix)
-        from ...datasets import limit_threads
-
         with limit_threads(self.threads):
             for k in range(values.shape[0]):
                 full[:] = 0.0
@@ -191,7 +192,8 @@ class HistogramSVM(_Baseline):
             raise ValueError(f"quantiles must satisfy 0 <= lo < hi <= 1, got {quantiles}")
         self.n_bins, self.quantiles, self.edges = int(n_bins), (float(lo), float(hi)), None
 
-    def _prepare(self, values, indices):
+    def prepare(self, values, indices) -> None:
+        """Bin edges from the training pixel values ``values`` (n, pixels) (``indices`` unused)."""
         lo, hi = np.quantile(values, self.quantiles)
         if not hi > lo:
             raise ValueError("training pixel values are constant: no histogram bins")
@@ -204,24 +206,3 @@ class HistogramSVM(_Baseline):
         which = np.clip(np.searchsorted(self.edges, values, side="right") - 1, 0, self.n_bins - 1)
         counts = np.stack([np.bincount(w, minlength=self.n_bins) for w in which])
         return counts / values.shape[1]
-
-
-def evaluate_baselines(train, test, nside: int, **kwargs) -> dict:
-    """Fit both baselines on ``train`` and score on ``test``.
-
-    ``train``/``test``: objects with ``arrays() -> (values, indices, labels)`` (e.g.
-    :class:`deepsphere_gen.datasets.MassMapDataset`) or such tuples.  Returns
-    ``{"psd_svm": {"accuracy", "n_train", "n_test", "seconds"}, "hist_svm": {...}}``.
-    ``kwargs`` go to :class:`PowerSpectrumSVM`.
-    """
-    import time
-
-    tr = train.arrays() if hasattr(train, "arrays") else train
-    te = test.arrays() if hasattr(test, "arrays") else test
-    out = {}
-    for name, model in (("psd_svm", PowerSpectrumSVM(nside, **kwargs)), ("hist_svm", HistogramSVM())):
-        t0 = time.perf_counter()
-        acc = model.fit(*tr).score(*te)
-        out[name] = {"accuracy": acc, "n_train": len(tr[2]), "n_test": len(te[2]),
-                     "seconds": time.perf_counter() - t0}
-    return out

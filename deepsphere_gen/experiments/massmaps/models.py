@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...models import DeepSphereClassifier, HarmonicClassifier
+from ...models import DeepSphereClassifier, HarmonicClassifier, HybridClassifier
 from ...sampling import HealpixSampling
 from .config import NETWORK_METHODS, ExperimentConfig, SkySetting
 
@@ -45,10 +45,6 @@ def _reference_indices(sky: SkySetting, nside: int) -> np.ndarray | None:
 
 
 def _hybrid_classifier(nside: int, config: ExperimentConfig) -> nn.Module:
-    try:
-        from ...models.hybrid import HybridClassifier  # (kept optional: a build may lack it)
-    except ImportError as exc:
-        raise ValueError(f"the hybrid model is not available in this build ({exc})") from None
     L0 = max(1, min(8, 2 * (nside // 4)))  # two poolings by 4: the bridge stays below 2 nside_low
     return HybridClassifier(nside=nside, n_classes=2, bandlimits=(L0, min(6, L0), min(4, L0)), normalize=False)
 

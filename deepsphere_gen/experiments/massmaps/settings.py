@@ -65,6 +65,8 @@ class NoiseSetting:
         return pixel_noise_std(nside, self.value, self.sigma_e)
 
     def record(self) -> dict:
+        """The setting's fields of a JSON record (``noise``, ``noise_label``, ``noise_kind``, ``ngal``,
+        ``sigma_e``, ``deepsphere_level``, ``relative_noise``; None where they do not apply)."""
         return {"noise": self.name, "noise_label": self.label, "noise_kind": self.kind,
                 "ngal": None if self.kind != "ngal" else self.value, "sigma_e": self.sigma_e,
                 "deepsphere_level": self.deepsphere_level, "relative_noise": self.value if self.kind == "relative" else None}
