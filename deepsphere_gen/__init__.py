@@ -13,10 +13,11 @@ docs/architecture.md describes them, docs/conventions.md the data conventions):
 | :mod:`.models` | networks: DeepSphere classifier / regressor / UNet, harmonic, hybrid, classic, planar |
 | :mod:`.datasets` | data generation: spherical digits, cosmological mass maps, footprints, shape noise |
 | :mod:`.training` | the training loop, checkpoints, distributed helpers |
-| :mod:`.experiments` | one module per experiment (config dataclass + run), called by the commands |
+| :mod:`.experiments` | one module or subpackage per experiment (config dataclass + run), called by the commands |
 | :mod:`.bench` | benchmark harness and suites (``deepsphere-gen bench``) |
 | :mod:`.commands`, :mod:`.cli` | the ``deepsphere-gen`` command and its sub-commands |
 
-Shared utilities: :mod:`._validation` (input checks), :mod:`._io` (atomic writes).
+Shared utilities: :mod:`._validation` (input checks), :mod:`._io` (atomic writes), :mod:`._cache_dirs`,
+:mod:`._fingerprint`, :mod:`._memory`, :mod:`._seeds`, :mod:`._lazy` (public names loaded at first use).
 """
 __version__ = "0.1.0"

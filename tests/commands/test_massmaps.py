@@ -61,8 +61,9 @@ def test_package_names_come_from_their_modules():
     import importlib
 
     assert len(exp.__all__) == len(set(exp.__all__)) >= 30
+    module_of = {name: module for module, names in exp._PUBLIC.items() for name in names}
     for name in exp.__all__:
-        module = importlib.import_module(f"{exp.__name__}.{exp._MODULE_OF[name]}")
+        module = importlib.import_module(f"{exp.__name__}.{module_of[name]}")
         assert getattr(exp, name) is getattr(module, name) and name in module.__all__ and name in dir(exp)
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         exp.nope

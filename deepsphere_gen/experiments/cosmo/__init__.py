@@ -36,45 +36,31 @@ on cosmologies it never trained on, and compared with the power spectrum's.
 | :mod:`.report` | the text table and the JSON record |
 | :mod:`.plots` | predicted-vs-true and fiducial-ellipse figures |
 
-The settings are imported with the package; every other public name on first use (``__getattr__``,
-PEP 562): those modules import torch (~3 s), which ``deepsphere-gen cosmo --help`` and its argument
+The settings are imported with the package; every other public name on first use
+(:func:`deepsphere_gen._lazy.lazy_exports`, PEP 562): those modules import torch (~3 s), which ``deepsphere-gen cosmo --help`` and its argument
 errors, importing :mod:`.config` through this package, do without.
 """
 from __future__ import annotations
 
-import importlib
-
+from ..._lazy import lazy_exports
 from .config import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 
-#: public name -> the module that defines it (imported on first use)
+#: the public names loaded at first use, by the module that defines them
 _LAZY = {
-    "ParameterSpace": "posterior", "gaussian_nll": "posterior", "mixture_moments": "posterior",
-    "interval_coverage": "metrics", "posterior_metrics": "metrics", "calibration_scales": "metrics",
-    "calibration_scale_sd": "metrics", "summary_widths": "metrics",
-    "summary_features": "summaries",
-    "generate": "data", "validation_mask": "data",
-    "pooling_plan": "models", "build_graph_model": "models",
-    "member_seed": "members", "member_fields": "members",
-    "train": "training",
-    "VarianceCalibration": "calibration",
-    "evaluate_all": "evaluation",
-    "bootstrap_ratios": "comparison",
-    "power_spectrum_forecast": "fisher",
-    "format_table": "report", "write_json": "report",
-    "plot_all": "plots",
+    "posterior": ("ParameterSpace", "gaussian_nll", "mixture_moments"),
+    "metrics": ("interval_coverage", "posterior_metrics", "calibration_scales", "calibration_scale_sd",
+                "summary_widths"),
+    "summaries": ("summary_features",),
+    "data": ("generate", "validation_mask"),
+    "models": ("pooling_plan", "build_graph_model"),
+    "members": ("member_seed", "member_fields"),
+    "training": ("train",),
+    "calibration": ("VarianceCalibration",),
+    "evaluation": ("evaluate_all",),
+    "comparison": ("bootstrap_ratios",),
+    "fisher": ("power_spectrum_forecast",),
+    "report": ("format_table", "write_json"),
+    "plots": ("plot_all",),
 }
-
-__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "CosmoExperimentConfig", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # imported here, not above: see the module docstring (the command's --help imports no torch)
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value  # found directly from now on
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, _lazy_names = lazy_exports(__name__, _LAZY)
+__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "CosmoExperimentConfig", *_lazy_names]

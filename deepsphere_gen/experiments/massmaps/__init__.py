@@ -20,7 +20,7 @@
 | :mod:`.classify` | ``massmaps classify``: trained networks applied to user HEALPix maps |
 
 The names below (``__all__``) are this package's interface; each module loads at the first use of
-one of its names (:func:`__getattr__`), so that :mod:`.config` (the command's ``--help`` and argument
+one of its names (:func:`deepsphere_gen._lazy.lazy_exports`), so that :mod:`.config` (the command's ``--help`` and argument
 errors) imports no torch.
 
 For every sky setting (full sky averaged down to ``full_sky_nside``, nested base patches of
@@ -34,7 +34,7 @@ patches of one map never straddle a split):
   norm, max pooling by 4 after every block, global mean, linear head);
 - ``cnn``: the same blocks with a fully connected head (DeepSphere's CNN variant);
 - ``harmonic``: :class:`~deepsphere_gen.models.HarmonicClassifier` (full sky only);
-- ``hybrid``: the graph/harmonic hybrid classifier (full sky only; when available);
+- ``hybrid``: the graph/harmonic hybrid classifier (full sky only);
 - ``psd_svm`` / ``hist_svm``: linear SVMs on log power spectra / pixel histograms;
 - ``strong_svm``: one linear SVM on PSD + histogram + moments + peak counts + Minkowski
   functionals at 4 smoothing scales (patches; :mod:`.features`).
@@ -48,7 +48,7 @@ training patch; validation and test samples keep the data set's fixed noise.
 """
 from __future__ import annotations
 
-import importlib
+from ..._lazy import lazy_exports
 
 #: the public names of the experiment, by the module that defines them
 _PUBLIC = {
@@ -64,23 +64,4 @@ _PUBLIC = {
     "evaluation": ("evaluate_all",),
     "output": ("format_table", "margins", "format_margins", "write_json", "plot_all"),
 }
-_MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
-
-__all__ = list(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    """A public name, imported from its module at first use (PEP 562; afterwards a plain attribute).
-
-    Loading lazily keeps ``import deepsphere_gen.experiments.massmaps.config`` (which runs this
-    ``__init__`` first) free of torch: the command line's help reads the defaults from it."""
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _PUBLIC)
