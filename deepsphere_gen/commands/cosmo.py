@@ -215,6 +215,12 @@ def run(args) -> int:
         json_path = _get(args, "json") or f"{config.out_dir}/cosmo.json"
         _preflight(config, step, json_path)
         ctx = distributed_context(config.device)
+        if step in ("train", "run") and not _get(args, "restart"):  # a checkpoint of other settings: refused now
+            exp.check_checkpoints(config)
+        elif step == "evaluate":
+            from ..experiments.cosmo.members import EVALUATE_REMEDY
+
+            exp.check_checkpoints(config, EVALUATE_REMEDY)
         stage = "data generation"
         path = exp.generate(config, ctx)
         if step == "generate":

@@ -246,6 +246,8 @@ def test_mlp_checkpoints_carry_a_fingerprint(tmp_path, capsys):
     err = _fail(["evaluate", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "belongs to another run")
     assert "not evaluated" in err
     _fail(["evaluate", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")  # was: size-mismatch traceback
+    _fail(["train", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")
+    assert len(list((tmp_path / "data").iterdir())) == 1  # refused before the data set of --bins 2 is generated
     assert main(["cosmo", "train", *TINY, *dirs, *ps, "--mlp-epochs", "4", "--restart"]) == 0
     again = torch.load(ckpt, weights_only=True)
     assert len(again["history"]) == 4 and again["meta"]["fields"]["train"]["epochs"] == 4
@@ -263,7 +265,7 @@ def test_restart_retrains_a_graph_network_of_other_settings(tmp_path, capsys):
     capsys.readouterr()
     assert main(["cosmo", "train", *TINY, *dirs, *graph]) == 0  # a rerun says it reused the network
     out = capsys.readouterr().out
-    assert "cosmo graph: reused the finished checkpoint" in out and "cosmo graph: trained" not in out
+    assert "cosmo graph: reused the finished network" in out and "cosmo graph: trained" not in out
     err = _fail(["train", *TINY, *dirs, *graph, "--epochs", "3"], capsys, "cosmo-graph.pt belongs to another run")
     assert "`deepsphere-gen cosmo --restart` retrains it" in err
     assert main(["cosmo", "train", "--restart", *TINY, *dirs, *graph, "--epochs", "3"]) == 0

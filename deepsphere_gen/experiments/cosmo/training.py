@@ -103,7 +103,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
         histories[key] = fit(model, train_set, tc, val_set=val_set, loss_fn=gaussian_nll, log=log,
                              ctx=ctx, meta=None if legacy else member_meta(config, member))
         if log and ctx.is_main:
-            log(f"cosmo {key}: reused the finished checkpoint {ckpt} (no epoch trained)" if done >= config.epochs
+            log(f"cosmo {key}: reused the finished network (no epoch trained now)" if done >= config.epochs
                 else f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
 
     if "graph" in config.methods:
@@ -142,18 +142,19 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
     return histories
 
 
-def check_checkpoints(config: CosmoExperimentConfig) -> None:
-    """Check every existing checkpoint of ``config.methods`` against ``config`` before any training (each is read
+def check_checkpoints(config: CosmoExperimentConfig, remedy: str = RETRAIN_REMEDY) -> None:
+    """Check every existing checkpoint of ``config.methods`` against ``config`` before any work (each is read
     once; a few ms): graph members by fingerprint (a member-0 checkpoint without one, :func:`~.members.is_legacy`,
-    is left to ``fit``'s check of its training settings), MLPs by :func:`~.members.mlp_state`; one of other settings
-    raises :class:`~deepsphere_gen.training.CheckpointMismatch` naming the differing fields and ``--restart``."""
+    is left to ``fit``'s and the evaluation's check of its training settings), MLPs by :func:`~.members.mlp_state`;
+    one of other settings raises :class:`~deepsphere_gen.training.CheckpointMismatch` naming the differing fields,
+    then ``remedy`` (default: ``--restart`` retrains it)."""
     if "graph" in config.methods:
         for member in range(config.graph_members):
             ckpt = checkpoint_path(config, "graph", member)
             if ckpt.is_file():
                 state = load_checkpoint(ckpt)
                 if not is_legacy(member, state):
-                    check_fingerprint(state, member_meta(config, member), ckpt, RETRAIN_REMEDY)
+                    check_fingerprint(state, member_meta(config, member), ckpt, remedy)
     for m in FEATURE_METHODS:
         if m in config.methods:
-            mlp_state(config, m, remedy=RETRAIN_REMEDY)
+            mlp_state(config, m, remedy=remedy)
