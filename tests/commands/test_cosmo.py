@@ -1,4 +1,6 @@
-"""``deepsphere-gen cosmo``: a tiny end-to-end run writes the table, JSON and figures."""
+"""``deepsphere-gen cosmo``: a tiny end-to-end run writes the table, JSON and figures; the robustness cases of
+docs/robustness.md, section "cosmo" (option order, fingerprinted checkpoints, --restart, checks before any work,
+Ctrl-C, footprint masks, help)."""
 import json
 
 import numpy as np
