@@ -449,3 +449,26 @@ def test_package_exports_its_api_and_imports_torch_only_on_first_use():
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert res.stdout.strip() == "False False", res.stdout + res.stderr
+
+
+def test_mlp_fingerprints_follow_their_settings_and_graph_fingerprints_stay():
+    from deepsphere_gen.experiments.cosmo.members import member_meta, mlp_fields, mlp_meta
+
+    config = CosmoExperimentConfig(grid=CosmoGridConfig(nside=16, n_train=8))
+    base = {m: mlp_meta(config, m)["fingerprint"] for m in ("power_spectrum", "handcrafted")}
+    assert base["power_spectrum"] != base["handcrafted"]
+    # every setting that shapes an MLP's training changes its fingerprint (the audit's --mlp-epochs, --seed, --bins)
+    for change in ({"mlp_epochs": 60}, {"seed": 3}, {"grid": CosmoGridConfig(nside=16, n_train=8, n_bins=2)},
+                   {"ngal": 3.0}, {"sigma_e": 0.3}, {"mlp_hidden": (64,)}, {"mlp_dropout": 0.1},
+                   {"ps_noise_draws": 3}, {"weight_decay": 0.0}):
+        other = CosmoExperimentConfig(**{**vars(config), **change})
+        assert mlp_meta(other, "power_spectrum")["fingerprint"] != base["power_spectrum"], change
+    # settings of the graph network alone do not
+    for change in ({"epochs": 5}, {"lr": 0.1}, {"channels": (8,)}, {"graph_members": 1}, {"batch_size": 4},
+                   {"calibration": "global"}, {"calib_noise_draws": 3}):
+        other = CosmoExperimentConfig(**{**vars(config), **change})
+        assert mlp_meta(other, "power_spectrum")["fingerprint"] == base["power_spectrum"], change
+    assert mlp_fields(config, "handcrafted")["train"]["epochs"] == config.mlp_epochs
+    # the graph members' fingerprints are those written before the MLPs had one (existing checkpoints stay valid)
+    assert [member_meta(CosmoExperimentConfig(), i)["fingerprint"] for i in range(3)] == \
+        ["7ba59c37891a", "726afd04f90e", "d3904caed4e7"]

@@ -4,16 +4,22 @@
     deepsphere-gen cosmo --quick          # CI-sized run
     deepsphere-gen cosmo generate|train|evaluate [options]
 
+Options may stand before or after the step (``cosmo --quick generate`` == ``cosmo generate --quick``):
+every option is parsed with ``default=SUPPRESS`` and the defaults are applied once, in :func:`_config`
+(as ``massmaps`` does).  Before any work the device, the folders, ``--json`` and a ``--footprint`` FITS
+file are checked (:func:`_preflight`); Ctrl-C ends with one line and exit status 130.  Checkpoints
+carry a fingerprint of their settings: one of other settings is refused, ``--restart`` retrains.
 Runs unchanged under ``torchrun --nproc_per_node N -m deepsphere_gen.cli cosmo ...`` and on
 CUDA where present (``--device``).
 """
 from __future__ import annotations
 
-import math
+import argparse
 import resource
 import sys
 import time
 from dataclasses import MISSING, fields, replace
+from pathlib import Path
 from types import SimpleNamespace
 
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
@@ -24,6 +30,8 @@ HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: Dee
 #: --quick: CI-sized run (about a minute on one core)
 QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, n_calib=8, epochs=4, mlp_epochs=40,
              channels=(8, 16, 16))
+#: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
+EXIT_INTERRUPTED = 130
 
 
 def _cpu() -> float:
@@ -39,47 +47,64 @@ def _defaults() -> tuple[SimpleNamespace, SimpleNamespace]:
 
 
 def _common(p, with_outputs: bool = True) -> None:
+    """The run options; every default is SUPPRESS, so that an option given before the step is not
+    overwritten by the step parser's default (see the module docstring); :func:`_config` applies them."""
     d, g = _defaults()
-    p.add_argument("--quick", action="store_true", help="CI-sized settings (nside 32, 40 cosmologies, few epochs)")
-    p.add_argument("--nside", type=int, default=None, help=f"HEALPix resolution (default {g.nside})")
-    p.add_argument("--bins", type=int, default=g.n_bins, help="tomographic redshift bins (equal-count split)")
-    p.add_argument("--n-train", type=int, default=None, help=f"training cosmologies (default {g.n_train})")
-    p.add_argument("--n-test", type=int, default=None, help=f"held-out cosmologies (default {g.n_test})")
-    p.add_argument("--n-real", type=int, default=None,
+    S = argparse.SUPPRESS
+    q = QUICK
+    p.add_argument("--quick", action="store_true", default=S,
+                   help=f"CI-sized settings (nside {q['nside']}, {q['n_train']} training + {q['n_test']} held-out + "
+                        f"{q['n_calib']} calibration cosmologies, {q['epochs']} graph epochs)")
+    p.add_argument("--nside", type=int, default=S, help=f"HEALPix resolution (default {g.nside})")
+    p.add_argument("--bins", type=int, default=S, help=f"tomographic redshift bins, equal-count split (default {g.n_bins})")
+    p.add_argument("--n-train", type=int, default=S, help=f"training cosmologies (default {g.n_train})")
+    p.add_argument("--n-test", type=int, default=S, help=f"held-out cosmologies (default {g.n_test})")
+    p.add_argument("--n-real", type=int, default=S,
                    help=f"full-sky realisations per cosmology (default {g.n_real}; each gives one sample per footprint copy)")
-    p.add_argument("--n-fiducial", type=int, default=None, help=f"realisations at the fiducial (default {g.n_fiducial})")
-    p.add_argument("--n-calib", type=int, default=None,
+    p.add_argument("--n-fiducial", type=int, default=S, help=f"realisations at the fiducial (default {g.n_fiducial})")
+    p.add_argument("--n-calib", type=int, default=S,
                    help=f"calibration cosmologies, never trained on (default {g.n_calib}; they fit the variance calibration)")
-    p.add_argument("--calib-noise-draws", type=int, default=d.calib_noise_draws,
-                   help="noise realisations of every calibration map in the variance calibration")
-    p.add_argument("--calibration", choices=CALIBRATIONS, default=d.calibration,
+    p.add_argument("--calib-noise-draws", type=int, default=S,
+                   help=f"noise realisations of every calibration map in the variance calibration "
+                        f"(default {d.calib_noise_draws})")
+    p.add_argument("--calibration", choices=CALIBRATIONS, default=S,
                    help="variance calibration: cv (global, linear or quadratic in the parameters, chosen by "
-                        "cross-validation on the calibration cosmologies) or global (one factor per parameter)")
-    p.add_argument("--footprint", default=g.footprint, metavar="stage3|FITS",
-                   help="built-in ~1,000 deg^2 footprint (stage3) or a HEALPix FITS mask")
-    p.add_argument("--ngal", type=float, default=d.ngal, help="galaxies per arcmin^2, all bins together (inf: no noise)")
-    p.add_argument("--sigma-e", type=float, default=d.sigma_e, help="ellipticity dispersion per component")
-    p.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="METHOD",
+                        "cross-validation on the calibration cosmologies) or global (one factor per parameter) "
+                        f"(default {d.calibration})")
+    p.add_argument("--footprint", default=S, metavar="stage3|FITS",
+                   help="built-in ~1,000 deg^2 footprint (stage3) or a HEALPix FITS mask: 1 inside the survey, "
+                        f"0 (or UNSEEN) outside (default {g.footprint})")
+    p.add_argument("--ngal", type=float, default=S,
+                   help=f"galaxies per arcmin^2, all bins together (inf: no noise; default {d.ngal:g})")
+    p.add_argument("--sigma-e", type=float, default=S,
+                   help=f"ellipticity dispersion per component (default {d.sigma_e:g})")
+    p.add_argument("--methods", nargs="+", default=S, choices=METHODS, metavar="METHOD",
                    help=f"subset of {', '.join(METHODS)} (default all)")
-    p.add_argument("--epochs", type=int, default=None, help=f"graph network epochs (default {d.epochs})")
-    p.add_argument("--mlp-epochs", type=int, default=None, help=f"summary-statistic MLP epochs (default {d.mlp_epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size of the graph network")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (cosine schedule)")
-    p.add_argument("--graph-weights", choices=GRAPH_WEIGHTS, default=d.graph_weights,
-                   help="evaluate the graph network's epoch of lowest validation loss (best) or its last epoch")
-    p.add_argument("--graph-members", type=int, default=d.graph_members,
+    p.add_argument("--epochs", type=int, default=S, help=f"graph network epochs (default {d.epochs})")
+    p.add_argument("--mlp-epochs", type=int, default=S, help=f"summary-statistic MLP epochs (default {d.mlp_epochs})")
+    p.add_argument("--batch-size", type=int, default=S,
+                   help=f"global batch size of the graph network (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=S,
+                   help=f"peak AdamW learning rate of the graph network, cosine schedule (default {d.lr:g})")
+    p.add_argument("--graph-weights", choices=GRAPH_WEIGHTS, default=S,
+                   help="evaluate the graph network's epoch of lowest validation loss (best) or its last epoch "
+                        f"(default {d.graph_weights})")
+    p.add_argument("--graph-members", type=int, default=S,
                    help="graph networks trained with different seeds on the same data, their posteriors combined "
                         f"(default {d.graph_members}; member 0: the single network and its checkpoint; member i: "
                         "checkpoint cosmo-graph-m<i>.pt)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the design, maps, noise and training")
-    p.add_argument("--data-dir", default=None, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
-    p.add_argument("--out-dir", default=d.out_dir, help="checkpoints, JSON and plots")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--restart", action="store_true", default=S,
+                   help="train the requested methods from scratch, overwriting their checkpoints (by default a "
+                        "checkpoint of the same settings is reused or resumed, one of other settings refused)")
+    p.add_argument("--seed", type=int, default=S, help=f"seed of the design, maps, noise and training (default {d.seed})")
+    p.add_argument("--data-dir", default=S, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
+    p.add_argument("--out-dir", default=S, help=f"checkpoints, JSON and plots (default ./{d.out_dir})")
+    p.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=int, default=S, help="torch CPU threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", default=S, help="no progress bars")
     if with_outputs:
-        p.add_argument("--json", default=None, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
-        p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+        p.add_argument("--json", default=S, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
+        p.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
 def add_arguments(parser) -> None:
@@ -92,27 +117,78 @@ def add_arguments(parser) -> None:
         _common(sub.add_parser(name, help=text, description=text), with_outputs=name in ("evaluate", "run"))
 
 
+def _get(args, name, default=None):
+    return getattr(args, name, default)
+
+
 def _config(args):
     from ..datasets.cosmo_grid import CosmoGridConfig
 
-    q = QUICK if args.quick else {}
+    q = QUICK if _get(args, "quick") else {}
     d, g = CosmoExperimentConfig(), CosmoGridConfig()
-    pick = lambda v, key, default: v if v is not None else q.get(key, default)  # noqa: E731
-    grid = CosmoGridConfig(nside=pick(args.nside, "nside", g.nside), n_bins=args.bins,
-                           n_train=pick(args.n_train, "n_train", g.n_train), n_test=pick(args.n_test, "n_test", g.n_test),
-                           n_real=pick(args.n_real, "n_real", g.n_real),
-                           n_fiducial=pick(args.n_fiducial, "n_fiducial", g.n_fiducial),
-                           n_calib=pick(args.n_calib, "n_calib", g.n_calib),
-                           footprint=args.footprint, seed=args.seed)
-    cfg = CosmoExperimentConfig(grid=grid, ngal=args.ngal, sigma_e=args.sigma_e,
-                                methods=tuple(args.methods) if args.methods else d.methods,
-                                epochs=pick(args.epochs, "epochs", d.epochs),
-                                mlp_epochs=pick(args.mlp_epochs, "mlp_epochs", d.mlp_epochs),
-                                calib_noise_draws=args.calib_noise_draws, calibration=args.calibration,
-                                batch_size=args.batch_size, lr=args.lr, seed=args.seed, data_dir=args.data_dir,
-                                out_dir=args.out_dir, device=args.device, progress=not args.no_progress,
-                                graph_weights=args.graph_weights, graph_members=args.graph_members)
-    return replace(cfg, channels=q["channels"]) if args.quick else cfg
+    pick = lambda key, default, name=None: _get(args, name or key) if _get(args, name or key) is not None \
+        else q.get(key, default)  # noqa: E731
+    seed = pick("seed", d.seed)
+    grid = CosmoGridConfig(nside=pick("nside", g.nside), n_bins=pick("n_bins", g.n_bins, "bins"),
+                           n_train=pick("n_train", g.n_train), n_test=pick("n_test", g.n_test),
+                           n_real=pick("n_real", g.n_real), n_fiducial=pick("n_fiducial", g.n_fiducial),
+                           n_calib=pick("n_calib", g.n_calib), footprint=pick("footprint", g.footprint), seed=seed)
+    methods = _get(args, "methods")
+    cfg = CosmoExperimentConfig(grid=grid, ngal=pick("ngal", d.ngal), sigma_e=pick("sigma_e", d.sigma_e),
+                                methods=tuple(methods) if methods else d.methods,
+                                epochs=pick("epochs", d.epochs), mlp_epochs=pick("mlp_epochs", d.mlp_epochs),
+                                calib_noise_draws=pick("calib_noise_draws", d.calib_noise_draws),
+                                calibration=pick("calibration", d.calibration),
+                                batch_size=pick("batch_size", d.batch_size), lr=pick("lr", d.lr), seed=seed,
+                                data_dir=_get(args, "data_dir"), out_dir=pick("out_dir", d.out_dir),
+                                device=_get(args, "device"), progress=not _get(args, "no_progress", False),
+                                graph_weights=pick("graph_weights", d.graph_weights),
+                                graph_members=pick("graph_members", d.graph_members))
+    return replace(cfg, channels=q["channels"]) if q else cfg
+
+
+def _preflight(config, step: str, json_path: str) -> None:
+    """Device, folders and the footprint, before any work (one-line ValueError)."""
+    from ..datasets.cosmo_grid import default_data_dir
+    from ._preflight import check_device, check_writable_dir
+
+    check_device(config.device)
+    check_writable_dir(config.data_dir if config.data_dir is not None else default_data_dir(), "--data-dir")
+    if step != "generate":
+        check_writable_dir(config.out_dir, "--out-dir")
+    if step in ("evaluate", "run"):
+        if Path(json_path).is_dir():
+            raise ValueError(f"--json {json_path} is a folder, not a file")
+        check_writable_dir(Path(json_path).parent, "the folder of --json")
+    check_footprint_file(config.grid.footprint, config.grid.nside)
+
+
+#: a --footprint FITS file keeping more than this fraction of the sky is refused (a map, not a survey mask)
+MAX_FOOTPRINT_FRACTION = 0.9
+
+
+def check_footprint_file(spec: str, nside: int) -> None:
+    """A --footprint FITS file must be a survey mask: 0/1 values (UNSEEN/NaN count as 0) keeping at most
+    :data:`MAX_FOOTPRINT_FRACTION` of the sky; a convergence map (any non-zero pixel would be kept: the
+    full sky) is refused with a message naming the problem.  Reads the file once (~0.1 s at nside 128)."""
+    if spec == "stage3":
+        return
+    import numpy as np
+
+    from ..datasets import read_healpix_fits
+
+    values = read_healpix_fits(spec, nside, ordering="any")
+    kept = np.isfinite(values) & (values != 0) & (np.abs(values) <= 1e29)
+    odd = kept & (values != 1)
+    if odd.any():
+        raise ValueError(f"--footprint {spec} is not a 0/1 mask: {int(odd.sum())} of {values.size} pixels hold other "
+                         f"values (e.g. {values[odd][0]:.3g}); pass a mask with 1 inside the survey, 0 or UNSEEN "
+                         "outside (a map given as a footprint would keep every non-zero pixel)")
+    frac = kept.mean()
+    if frac > MAX_FOOTPRINT_FRACTION:
+        raise ValueError(f"--footprint {spec} keeps {100 * frac:.1f} % of the sky: cosmo analyses a partial-sky "
+                         f"survey footprint (at most {100 * MAX_FOOTPRINT_FRACTION:.0f} % of the sky); pass the "
+                         "survey's mask (1 inside, 0 outside)")
 
 
 def _fail(msg: str) -> int:
@@ -121,27 +197,42 @@ def _fail(msg: str) -> int:
 
 
 def run(args) -> int:
-    step = getattr(args, "step", None) or "run"
-    if args.threads < 1:
-        return _fail(f"--threads must be >= 1, got {args.threads}")
+    step = _get(args, "step") or "run"
+    threads = _get(args, "threads", 1)
+    if threads < 1:
+        return _fail(f"--threads must be >= 1, got {threads}")
+    if _get(args, "restart") and step in ("generate", "evaluate"):
+        return _fail(f"--restart retrains the methods: it applies to the train and run steps, not to {step}")
     import torch
 
-    torch.set_num_threads(args.threads)
-    from ..training import distributed_context, shutdown_distributed
+    torch.set_num_threads(threads)
+    from ..training import TrainingInterrupted, distributed_context, shutdown_distributed
 
     t0, c0 = time.perf_counter(), _cpu()
+    stage = "setup"
     try:
         config = _config(args)
+        json_path = _get(args, "json") or f"{config.out_dir}/cosmo.json"
+        _preflight(config, step, json_path)
         ctx = distributed_context(config.device)
+        if step in ("train", "run") and not _get(args, "restart"):  # a checkpoint of other settings: refused now
+            exp.check_checkpoints(config)
+        elif step == "evaluate":
+            from ..experiments.cosmo.members import EVALUATE_REMEDY
+
+            exp.check_checkpoints(config, EVALUATE_REMEDY)
+        stage = "data generation"
         path = exp.generate(config, ctx)
         if step == "generate":
             if ctx.is_main:
                 print(f"cosmo: data set at {path} ({_cpu() - c0:.0f} s process CPU)")
             return 0
         if step in ("train", "run"):
-            exp.train(config, path, ctx)
+            stage = "training"
+            exp.train(config, path, ctx, restart=bool(_get(args, "restart")))
         if step == "train":
             return 0
+        stage = "evaluation"
         result = exp.evaluate_all(config, path, ctx)
         if not ctx.is_main:
             return 0
@@ -150,15 +241,25 @@ def run(args) -> int:
         print(exp.format_table(result))
         timing = {"wall_seconds": time.perf_counter() - t0, "process_cpu_seconds": _cpu() - c0,
                   "torch_threads": torch.get_num_threads(), "step": step}
-        json_path = args.json or f"{config.out_dir}/cosmo.json"
         exp.write_json(json_path, result, config, {"timing": timing, "data": str(path)})
         print(f"cosmo: wrote {json_path}")
-        if not args.no_plots:
+        if not _get(args, "no_plots"):
             for p in exp.plot_all(result, config):
                 print(f"cosmo: wrote {p}")
         print(f"cosmo: done in {timing['wall_seconds']:.0f} s wall, {timing['process_cpu_seconds']:.0f} s process CPU "
-              f"({math.ceil(timing['process_cpu_seconds'] / 60)} min)")
+              f"({timing['process_cpu_seconds'] / 60:.1f} min)")
         return 0
+    except TrainingInterrupted as exc:
+        print(f"deepsphere-gen cosmo: interrupted after epoch {exc.epoch} of {exc.epochs} of {exc.desc} "
+              "(checkpointed with every finished network); rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        kept = {"data generation": "nothing of the unfinished data set is kept",
+                "training": "finished networks are checkpointed",
+                "evaluation": "all trained networks are checkpointed"}.get(stage, "nothing was started")
+        print(f"deepsphere-gen cosmo: interrupted during {stage} ({kept}); rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ValueError as exc:
         return _fail(str(exc))
     finally:

@@ -1,4 +1,6 @@
-"""``deepsphere-gen cosmo``: a tiny end-to-end run writes the table, JSON and figures."""
+"""``deepsphere-gen cosmo``: a tiny end-to-end run writes the table, JSON and figures; the robustness cases of
+docs/robustness.md, section "cosmo" (option order, fingerprinted checkpoints, --restart, checks before any work,
+Ctrl-C, footprint masks, help)."""
 import json
 
 import numpy as np
@@ -170,3 +172,186 @@ def test_stored_records_stay_readable():
         summary = summarise(rec["records"])
         assert summary == {k: rec["summary"][k] for k in summary}, path.name
         assert "S8 width graph / power spectrum" in format_table(rec)
+
+
+# ---------------------------------------------------------------- robustness (docs/robustness.md, "## cosmo")
+
+def _parse(argv):
+    from deepsphere_gen.cli import build_parser
+
+    return build_parser(["cosmo"]).parse_args(["cosmo", *argv])
+
+
+def _fail(argv, capsys, match, rc=2):
+    assert main(["cosmo", *argv]) == rc
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("step", ["generate", "train", "evaluate", "run"])
+def test_every_option_is_honoured_before_and_after_the_step(step):
+    from deepsphere_gen.commands import cosmo as cmd
+
+    opts = ["--quick", "--nside", "64", "--bins", "2", "--n-train", "9", "--n-test", "3", "--n-real", "2",
+            "--n-fiducial", "5", "--n-calib", "6", "--calib-noise-draws", "3", "--calibration", "global",
+            "--footprint", "F.fits", "--ngal", "7", "--sigma-e", "0.3", "--methods", "graph", "--epochs", "5",
+            "--mlp-epochs", "6", "--batch-size", "4", "--lr", "0.01", "--graph-weights", "last", "--graph-members", "2",
+            "--seed", "3", "--data-dir", "D", "--out-dir", "O", "--device", "cpu", "--no-progress"]
+    before, after, default = (cmd._config(_parse(a)) for a in ([*opts, step], [step, *opts], [step]))
+    assert before == after != default
+    g = before.grid
+    assert (g.nside, g.n_bins, g.n_train, g.n_test, g.n_real, g.n_fiducial, g.n_calib, g.footprint, g.seed) == \
+        (64, 2, 9, 3, 2, 5, 6, "F.fits", 3)
+    assert (before.calib_noise_draws, before.calibration, before.ngal, before.sigma_e, before.methods, before.epochs,
+            before.mlp_epochs, before.batch_size, before.lr, before.graph_weights, before.graph_members, before.seed,
+            before.data_dir, before.out_dir, before.device, before.progress) == \
+        (3, "global", 7.0, 0.3, ("graph",), 5, 6, 4, 0.01, "last", 2, 3, "D", "O", "cpu", False)
+    assert before.channels == cmd.QUICK["channels"]  # --quick before the step counts
+    # the audit's cases: --seed before the step, --quick after it; --quick alone before the step
+    seeded = cmd._config(_parse(["--seed", "3", step, "--quick"]))
+    assert seeded.seed == seeded.grid.seed == 3 and seeded.grid.nside == cmd.QUICK["nside"]
+    quick = cmd._config(_parse(["--quick", "--no-progress", "--data-dir", "X", step]))
+    assert quick.grid.n_train == cmd.QUICK["n_train"] and quick.data_dir == "X" and not quick.progress
+    assert default.grid.nside == 128 and default.seed == 0 and default.data_dir is None and default.out_dir == "cosmo-out"
+    for argv in (["--restart", "--threads", "2", step], [step, "--restart", "--threads", "2"]):
+        args = _parse(argv)
+        assert (args.restart, args.threads) == (True, 2)
+
+
+def test_options_before_the_step_generate_that_data_set(tmp_path, capsys):
+    """`cosmo --quick ... --data-dir X generate`: the --quick data set, in X (was: the default job elsewhere)."""
+    assert main(["cosmo", *TINY, "--data-dir", str(tmp_path / "X"), "generate"]) == 0
+    (data,) = (tmp_path / "X").iterdir()
+    meta = json.loads((data / "metadata.json").read_text())
+    assert meta["generation"]["nside"] == 32 and meta["generation"]["n_train"] == 8
+    assert main(["cosmo", "--seed", "3", "generate", *TINY, "--data-dir", str(tmp_path / "X")]) == 0
+    seeds = sorted(json.loads((d / "metadata.json").read_text())["generation"]["seed"] for d in (tmp_path / "X").iterdir())
+    assert seeds == [0, 3]  # --seed before the step: a new data set of seed 3 (was: seed 0's reused)
+
+
+def test_mlp_checkpoints_carry_a_fingerprint(tmp_path, capsys):
+    """A summary-statistic MLP checkpoint of other settings is refused (training and evaluation), one of the same
+    settings reused, one without fingerprint refused; --restart retrains it (was: reused whatever its settings)."""
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    ps = ["--methods", "power_spectrum"]
+    ckpt = tmp_path / "out" / "checkpoints" / "cosmo-power_spectrum.pt"
+    assert main(["cosmo", "train", *TINY, *dirs, *ps]) == 0
+    state = torch.load(ckpt, weights_only=True)
+    assert len(state["meta"]["fingerprint"]) == 12 and state["meta"]["fields"]["train"]["epochs"] == 3
+    capsys.readouterr()
+    assert main(["cosmo", "train", *TINY, *dirs, *ps]) == 0
+    assert "cosmo power_spectrum: reused the checkpoint" in capsys.readouterr().out
+    assert torch.load(ckpt, weights_only=True)["history"] == state["history"]
+    err = _fail(["train", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "cosmo-power_spectrum.pt belongs to another run")
+    assert "differing: train.epochs)" in err and "cosmo --restart" in err
+    err = _fail(["evaluate", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "belongs to another run")
+    assert "not evaluated" in err
+    _fail(["evaluate", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")  # was: size-mismatch traceback
+    _fail(["train", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")
+    assert len(list((tmp_path / "data").iterdir())) == 1  # refused before the data set of --bins 2 is generated
+    assert main(["cosmo", "train", *TINY, *dirs, *ps, "--mlp-epochs", "4", "--restart"]) == 0
+    again = torch.load(ckpt, weights_only=True)
+    assert len(again["history"]) == 4 and again["meta"]["fields"]["train"]["epochs"] == 4
+    assert main(["cosmo", "evaluate", *TINY, *dirs, *ps, "--mlp-epochs", "4", "--no-plots"]) == 0
+    torch.save({k: v for k, v in again.items() if k != "meta"}, ckpt)  # written before the fingerprints
+    _fail(["--mlp-epochs", "4", *TINY, *dirs, *ps], capsys, "predates checkpoint fingerprints")
+
+
+def test_restart_retrains_a_graph_network_of_other_settings(tmp_path, capsys):
+    """The refusal of a graph checkpoint of other settings names --restart, which exists and retrains it."""
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    graph = ["--methods", "graph", "--graph-members", "1"]
+    ckpt = tmp_path / "out" / "checkpoints" / "cosmo-graph.pt"
+    assert main(["cosmo", "train", *TINY, *dirs, *graph]) == 0
+    capsys.readouterr()
+    assert main(["cosmo", "train", *TINY, *dirs, *graph]) == 0  # a rerun says it reused the network
+    out = capsys.readouterr().out
+    assert "cosmo graph: reused the finished network" in out and "cosmo graph: trained" not in out
+    err = _fail(["train", *TINY, *dirs, *graph, "--epochs", "3"], capsys, "cosmo-graph.pt belongs to another run")
+    assert "`deepsphere-gen cosmo --restart` retrains it" in err
+    assert main(["cosmo", "train", "--restart", *TINY, *dirs, *graph, "--epochs", "3"]) == 0
+    assert "cosmo graph: trained" in capsys.readouterr().out
+    assert len(torch.load(ckpt, weights_only=True)["history"]) == 3
+    assert main(["cosmo", "evaluate", *TINY, *dirs, *graph, "--epochs", "3", "--no-plots"]) == 0
+    _fail(["evaluate", "--restart", *TINY, *dirs, *graph], capsys, "--restart retrains the methods")
+
+
+def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
+    data = tmp_path / "data"
+    dirs = ["--data-dir", str(data), "--out-dir", str(tmp_path / "out")]
+    _fail([*TINY, *dirs, "--device", "gpu"], capsys, "unknown device 'gpu'")  # was: a RuntimeError traceback
+    (tmp_path / "folder").mkdir()
+    _fail(["evaluate", *TINY, *dirs, "--json", str(tmp_path / "folder")], capsys, "is a folder, not a file")
+    (tmp_path / "file").write_text("")
+    _fail([*TINY, "--data-dir", str(data), "--out-dir", str(tmp_path / "file")], capsys, "is a file, not a folder")
+    _fail([*TINY, *dirs, "--sigma-e", "-1"], capsys, "sigma_e must be a finite number >= 0")
+    _fail([*TINY, *dirs, "--seed", "-1"], capsys, "seed must be a non-negative integer, got -1")
+    assert not data.exists() or not any(data.iterdir())  # nothing generated
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    import deepsphere_gen.datasets.cosmo_grid as grid
+
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(grid, "lognormal_maps", interrupted)
+        _fail(["generate", *TINY, *dirs], capsys, "interrupted during data generation", rc=130)
+    assert not any((tmp_path / "data").iterdir())  # no partial data set
+    with monkeypatch.context() as m:
+        m.setattr(torch.optim.AdamW, "step", interrupted)
+        err = _fail([*TINY, *dirs, "--no-plots", "--methods", "graph"], capsys, "interrupted after epoch 0 of 2 of cosmo graph",
+                    rc=130)
+    assert "rerun the same command to resume" in err
+
+
+def test_footprint_must_be_a_partial_sky_mask(tmp_path, capsys):
+    """A convergence map or a full-sky mask given as --footprint is refused (was: every non-zero pixel kept)."""
+    import healpy as hp
+
+    from deepsphere_gen.datasets.survey_footprint import stage3_footprint
+
+    npix = 12 * 32**2
+    rng = np.random.default_rng(0)
+    hp.write_map(str(tmp_path / "kappa.fits"), rng.normal(0, 0.01, npix), nest=True, dtype=np.float64)
+    hp.write_map(str(tmp_path / "full.fits"), np.ones(npix), nest=True, dtype=np.float64)
+    mask = stage3_footprint(32).astype(np.float64)
+    mask[~stage3_footprint(32)] = hp.UNSEEN
+    hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    _fail([*TINY, *dirs, "--footprint", str(tmp_path / "kappa.fits")], capsys, "is not a 0/1 mask")
+    _fail([*TINY, *dirs, "--footprint", str(tmp_path / "full.fits")], capsys, "keeps 100.0 % of the sky")
+    from deepsphere_gen.commands.cosmo import check_footprint_file
+
+    check_footprint_file(str(tmp_path / "mask.fits"), 32)  # a survey mask (1 inside, UNSEEN outside) passes
+    check_footprint_file("stage3", 32)
+
+
+def test_help_names_every_default_and_the_quick_sizes():
+    from deepsphere_gen.cli import build_parser
+    from deepsphere_gen.commands import cosmo as cmd
+
+    parser = build_parser(["cosmo"])
+    sub = next(a for a in parser._actions if a.dest == "command").choices["cosmo"]
+    for action in sub._actions:
+        if action.option_strings and action.nargs != 0 and action.dest not in ("help", "json", "data_dir", "device",
+                                                                              "methods"):
+            assert "default" in action.help, action.option_strings
+    for dest in ("methods", "data_dir", "device"):
+        assert "default" in next(a for a in sub._actions if a.dest == dest).help
+    quick = next(a for a in sub._actions if a.dest == "quick").help
+    q = cmd.QUICK
+    assert f"{q['n_train']} training + {q['n_test']} held-out + {q['n_calib']} calibration cosmologies" in quick
+
+
+def test_done_line_gives_cpu_minutes_consistent_with_the_seconds(tmp_path, capsys):
+    import re
+
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out"), "--no-plots"]
+    assert main(["cosmo", *TINY, *dirs, "--methods", "power_spectrum"]) == 0
+    s, minutes = re.search(r"done in \d+ s wall, (\d+) s process CPU \(([\d.]+) min\)", capsys.readouterr().out).groups()
+    assert abs(float(minutes) * 60 - int(s)) <= 3.5  # was: "3 s process CPU (1 min)"

@@ -54,7 +54,7 @@ _LAZY = {
     "data": ("generate", "validation_mask"),
     "models": ("pooling_plan", "build_graph_model"),
     "members": ("member_seed", "member_fields"),
-    "training": ("train",),
+    "training": ("train", "check_checkpoints"),
     "calibration": ("VarianceCalibration",),
     "evaluation": ("evaluate_all",),
     "comparison": ("bootstrap_ratios",),

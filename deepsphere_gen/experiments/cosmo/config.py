@@ -8,6 +8,7 @@ a fraction of a second; the package imports it (and nothing else) on import.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
     from ...datasets.cosmo_grid import CosmoGridConfig
 
-__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "CosmoExperimentConfig"]
+__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "MLP_TRAINING", "CosmoExperimentConfig"]
 
 METHODS = ("graph", "power_spectrum", "handcrafted")
 #: which weights of the graph network are evaluated: its epoch of lowest validation loss, or its last epoch
@@ -27,6 +28,10 @@ CALIBRATIONS = ("cv", "global")
 #: names (that module imports torch; a test keeps these equal to its fields)
 GRID_DEFAULTS = {"nside": 128, "n_bins": 3, "n_train": 128, "n_test": 32, "n_real": 4, "n_fiducial": 24,
                  "n_calib": 64, "footprint": "stage3"}
+
+#: fixed training settings of the summary-statistic MLPs (AdamW learning rate, batch size, early-stopping
+#: patience in epochs): read by the training and fingerprinted into their checkpoints
+MLP_TRAINING = {"lr": 1e-3, "batch_size": 128, "patience": 40}
 
 
 def _default_grid() -> CosmoGridConfig:
@@ -81,12 +86,16 @@ class CosmoExperimentConfig:
 
     def __post_init__(self):
         from ..._validation import check_positive_int
+        from ...datasets.shape_noise import pixel_noise_std
 
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
         if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
+        pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e (finite, >= 0), as massmaps does
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size", "graph_members"):
             check_positive_int(getattr(self, name), name)
         if self.calibration not in CALIBRATIONS:

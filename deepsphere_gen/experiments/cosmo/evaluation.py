@@ -33,13 +33,13 @@ import numpy as np
 from torch.utils.data import TensorDataset
 
 from ...datasets.cosmo_grid import s8
-from ...training import DistContext, distributed_context, load_checkpoint
+from ...training import DistContext, distributed_context
 from .calibration import DEGREES, VarianceCalibration
 from .comparison import bootstrap_ratios, s8_widths, summarise
 from .config import CosmoExperimentConfig
 from .data import FeatureScaler, generate, pseudo_cl_estimator, split_features, validation_mask
 from .fisher import power_spectrum_forecast
-from .members import checkpoint_path, graph_state, member_seed
+from .members import checkpoint_path, graph_state, member_seed, mlp_state
 from .metrics import calibration_scale_sd, calibration_scales, posterior_metrics, summary_widths
 from .models import build_mlp
 from .posterior import ParameterSpace, mean_cov, mixture_moments
@@ -84,11 +84,11 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             outs = graph_outputs(config, path, states, val_idx, ctx.device)
         else:
             ckpt = checkpoint_path(config, method)
-            if not ckpt.is_file():
+            state = mlp_state(config, method, ctx.device)  # checked against config's settings (fingerprint)
+            if state is None:
                 if log:
                     log(f"cosmo: no checkpoint {ckpt}: run `deepsphere-gen cosmo train` first")
                 continue
-            state = load_checkpoint(ckpt, map_location=ctx.device)
             states = [state]
             if not feats:
                 est = pseudo_cl_estimator(config)

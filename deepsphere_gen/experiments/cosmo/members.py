@@ -10,6 +10,11 @@ equal-weight mixture (:func:`~.posterior.mixture_moments`) before the variance c
 runs unchanged; the summary likelihood uses the ensemble mean.  Each member alone is evaluated too
 (``summary["members"]`` for M > 1) and its training recorded (``records[graph]["members"]``,
 M >= 1: :func:`~.evaluation.evaluate_all`).  Cost: M times the graph training, M prediction passes.
+
+The summary-statistic MLPs' checkpoints (``cosmo-power_spectrum.pt``, ``cosmo-handcrafted.pt``) carry a
+fingerprint of :func:`mlp_fields` too (:func:`mlp_meta`), checked by :func:`mlp_state` before one is
+reused or evaluated; one of other settings, or written before the fingerprints, is refused (``cosmo
+--restart`` retrains it).
 """
 from __future__ import annotations
 
@@ -18,11 +23,16 @@ from pathlib import Path
 
 from ..._fingerprint import canonical, fingerprint
 from ..._seeds import ensemble_seed
-from ...training import TrainConfig, check_fingerprint, check_settings, load_checkpoint
-from .config import CosmoExperimentConfig
+from ...training import CheckpointMismatch, TrainConfig, check_fingerprint, check_settings, load_checkpoint
+from .config import MLP_TRAINING, CosmoExperimentConfig
 
 __all__ = ["checkpoint_path", "member_seed", "member_fields", "member_meta", "is_legacy", "graph_train_config",
-           "graph_state"]
+           "graph_state", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY", "RETRAIN_REMEDY"]
+
+#: what a refused checkpoint tells the user, in training and in evaluation
+RETRAIN_REMEDY = "not reused: `deepsphere-gen cosmo --restart` retrains it (overwriting it), or use another --out-dir"
+EVALUATE_REMEDY = ("not evaluated: train again with `deepsphere-gen cosmo train --restart` (overwriting it), "
+                   "in another --out-dir, or remove it")
 
 
 def checkpoint_path(config: CosmoExperimentConfig, method: str, member: int = 0) -> Path:
@@ -85,10 +95,45 @@ def graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | No
     if not ckpt.is_file():
         return None
     state = load_checkpoint(ckpt, map_location=device)
-    remedy = "not evaluated: train again in another --out-dir or remove it"
+    remedy = EVALUATE_REMEDY
     if is_legacy(member, state):
         check_settings(state, graph_train_config(config, 1, 1, member), ckpt, remedy, ignore=("batch_size",),
                        absent_differs=True)
     else:
         check_fingerprint(state, member_meta(config, member), ckpt, remedy)
+    return state
+
+
+def mlp_fields(config: CosmoExperimentConfig, method: str) -> dict:
+    """What determines the checkpoint of summary-statistic MLP ``method`` (fingerprinted into it): the
+    simulations' settings, noise, the features (their noise draws, quantiles, scales), the network, its
+    training (:data:`~.config.MLP_TRAINING` included) and the run's seed."""
+    from .summaries import QUANTILES, SCALES
+
+    return canonical({"method": method, "grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
+                      "features": {"noise_draws": config.ps_noise_draws, "quantiles": QUANTILES, "scales": SCALES},
+                      "network": {"hidden": config.mlp_hidden, "dropout": config.mlp_dropout},
+                      "train": {"epochs": config.mlp_epochs, "weight_decay": config.weight_decay, **MLP_TRAINING},
+                      "seed": config.seed})
+
+
+def mlp_meta(config: CosmoExperimentConfig, method: str) -> dict:
+    """The meta stored in MLP ``method``'s checkpoint: the fingerprint of :func:`mlp_fields` and the fields."""
+    fields_ = mlp_fields(config, method)
+    return {"fingerprint": fingerprint(fields_), "fields": fields_}
+
+
+def mlp_state(config: CosmoExperimentConfig, method: str, device="cpu", remedy: str = EVALUATE_REMEDY) -> dict | None:
+    """The checkpoint of MLP ``method`` (None if absent), checked against ``config``: its fingerprint must be
+    :func:`mlp_meta`'s, else :class:`~deepsphere_gen.training.CheckpointMismatch` naming the differing
+    fields and ``remedy``; a checkpoint without one (written before the fingerprints) is refused too, its
+    settings being unknown."""
+    ckpt = checkpoint_path(config, method)
+    if not ckpt.is_file():
+        return None
+    state = load_checkpoint(ckpt, map_location=device)
+    if "fingerprint" not in (state.get("meta") or {}):
+        raise CheckpointMismatch(f"checkpoint {ckpt} predates checkpoint fingerprints (the settings it was "
+                                 f"trained with are unknown); {remedy}")
+    check_fingerprint(state, mlp_meta(config, method), ckpt, remedy)
     return state

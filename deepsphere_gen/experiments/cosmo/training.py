@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,29 +15,33 @@ from torch import nn
 from torch.utils.data import Subset
 
 from ...datasets.cosmo_grid import CosmoMapDataset
-from ...training import DistContext, distributed_context, fit, load_checkpoint, save_checkpoint, seed_everything
-from .config import CosmoExperimentConfig
+from ...training import (DistContext, check_fingerprint, distributed_context, fit, load_checkpoint, save_checkpoint,
+                         seed_everything)
+from .config import MLP_TRAINING, CosmoExperimentConfig
 from .data import (FEATURE_METHODS, FeatureScaler, Targets, generate, graph_input_scale, in_memory, pseudo_cl_estimator,
                    split_features, validation_mask)
-from .members import checkpoint_path, graph_train_config, is_legacy, member_meta, member_seed
+from .members import (RETRAIN_REMEDY, checkpoint_path, graph_train_config, is_legacy, member_meta, member_seed, mlp_meta,
+                      mlp_state)
 from .models import build_graph_model, build_mlp
 from .posterior import ParameterSpace, gaussian_nll
 
-__all__ = ["train"]
+__all__ = ["train", "check_checkpoints"]
 
 
 def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tensor, uv: torch.Tensor,
-             config: CosmoExperimentConfig, patience: int = 40) -> tuple[dict, list[dict]]:
-    """AdamW on the Gaussian NLL with early stopping on the validation NLL; returns (best state, history)."""
+             config: CosmoExperimentConfig) -> tuple[dict, list[dict]]:
+    """AdamW on the Gaussian NLL with early stopping on the validation NLL (learning rate, batch size and
+    patience: :data:`~.config.MLP_TRAINING`); returns (best state, history)."""
+    lr, batch, patience = (MLP_TRAINING[k] for k in ("lr", "batch_size", "patience"))
     seed_everything(config.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     best, best_state, history, since = math.inf, None, [], 0
     for epoch in range(config.mlp_epochs):
         t0 = time.perf_counter()
         model.train()
         total = 0.0
-        for idx in torch.randperm(len(x), generator=gen).split(128):
+        for idx in torch.randperm(len(x), generator=gen).split(batch):
             loss = gaussian_nll(model(x[idx]), u[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -58,13 +63,20 @@ def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tenso
 
 
 def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
-          log=print) -> dict:
+          log=print, restart: bool = False) -> dict:
     """Train every method of ``config.methods`` on the training cosmologies minus the validation
     ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories.
     Order: graph member 0, the MLPs, graph members >= 1 (so the MLPs do not depend on
-    ``graph_members``); every graph member's initial weights are seeded by :func:`~.members.member_seed`."""
+    ``graph_members``); every graph member's initial weights are seeded by :func:`~.members.member_seed`.
+
+    Every existing checkpoint of the methods is checked first (:func:`check_checkpoints`): one of other
+    settings (another fingerprint, :func:`~.members.member_meta`, :func:`~.members.mlp_meta`) is refused
+    before any training; ``restart``: the methods are trained from scratch instead, their checkpoints
+    overwritten."""
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
+    if not restart:
+        check_checkpoints(config)
     space = ParameterSpace(config.grid)
     val = validation_mask(path, config.seed)
     tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
@@ -79,18 +91,20 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
 
     def train_graph(member: int) -> None:
         ckpt = checkpoint_path(config, "graph", member)
-        legacy = member == 0 and ckpt.is_file() and is_legacy(0, load_checkpoint(ckpt))  # members >= 1 never are
+        legacy = not restart and member == 0 and ckpt.is_file() and is_legacy(0, load_checkpoint(ckpt))  # never >= 1
         if legacy and log and ctx.is_main:
             log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
+        done = 0 if restart or not ckpt.is_file() else int(load_checkpoint(ckpt).get("epoch", 0))  # epochs before
         seed_everything(member_seed(config.seed, member))  # the initial weights
         model = build_graph_model(config, footprint, scale)
         t0 = time.process_time()
         key = "graph" if member == 0 else f"graph-m{member}"
-        histories[key] = fit(model, train_set, graph_train_config(config, len(tr_idx), ctx.world_size, member),
-                             val_set=val_set, loss_fn=gaussian_nll, log=log,
+        tc = replace(graph_train_config(config, len(tr_idx), ctx.world_size, member), resume=not restart)
+        histories[key] = fit(model, train_set, tc, val_set=val_set, loss_fn=gaussian_nll, log=log,
                              ctx=ctx, meta=None if legacy else member_meta(config, member))
         if log and ctx.is_main:
-            log(f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
+            log(f"cosmo {key}: reused the finished network (no epoch trained now)" if done >= config.epochs
+                else f"cosmo {key}: trained, {time.process_time() - t0:.0f} s process CPU")
 
     if "graph" in config.methods:
         train_graph(0)
@@ -102,8 +116,12 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
         val_draws = np.tile(val, config.ps_noise_draws)
         for m in feats:
             ckpt = checkpoint_path(config, m)
-            if ckpt.is_file():
-                histories[m] = load_checkpoint(ckpt)["history"]
+            state = None if restart else mlp_state(config, m, remedy=RETRAIN_REMEDY)
+            if state is not None:
+                histories[m] = state["history"]
+                if log:
+                    log(f"cosmo {m}: reused the checkpoint {ckpt} of the same settings (best epoch {state['epoch']} "
+                        f"of {len(state['history'])})")
                 continue
             t0 = time.process_time()
             scaler = FeatureScaler(x[m][~val_draws])
@@ -111,7 +129,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
             model = build_mlp(x[m].shape[1], config.mlp_hidden, config.mlp_dropout)
             state, hist = _fit_mlp(model, xs[~val_draws], u[~val_draws], xs[val_draws], u[val_draws], config)
             best = int(np.argmin([h["val_loss"] for h in hist]))
-            save_checkpoint(ckpt, {"model": state, "epoch": best + 1, "history": hist})
+            save_checkpoint(ckpt, {"model": state, "epoch": best + 1, "history": hist, "meta": mlp_meta(config, m)})
             histories[m] = hist
             if log:
                 log(f"cosmo {m}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
@@ -122,3 +140,21 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
             train_graph(member)
         ctx.barrier()
     return histories
+
+
+def check_checkpoints(config: CosmoExperimentConfig, remedy: str = RETRAIN_REMEDY) -> None:
+    """Check every existing checkpoint of ``config.methods`` against ``config`` before any work (each is read
+    once; a few ms): graph members by fingerprint (a member-0 checkpoint without one, :func:`~.members.is_legacy`,
+    is left to ``fit``'s and the evaluation's check of its training settings), MLPs by :func:`~.members.mlp_state`;
+    one of other settings raises :class:`~deepsphere_gen.training.CheckpointMismatch` naming the differing fields,
+    then ``remedy`` (default: ``--restart`` retrains it)."""
+    if "graph" in config.methods:
+        for member in range(config.graph_members):
+            ckpt = checkpoint_path(config, "graph", member)
+            if ckpt.is_file():
+                state = load_checkpoint(ckpt)
+                if not is_legacy(member, state):
+                    check_fingerprint(state, member_meta(config, member), ckpt, remedy)
+    for m in FEATURE_METHODS:
+        if m in config.methods:
+            mlp_state(config, m, remedy=remedy)
