@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .._io import plain_mode
+
 __all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "read_metadata", "estimate_cost", "METADATA"]
 
 #: Bump when the generated content changes for the same parameters.
@@ -71,6 +73,8 @@ def package_versions() -> dict:
 def atomic_directory(final: Path):
     """Yield a fresh temporary directory next to ``final``; rename it to ``final`` on success.
 
+    The directory gets the permissions of a plain ``mkdir`` (0o777 & ~umask), not mkdtemp's 0o700.
+
     On any exception the temporary directory is removed and nothing appears at ``final``.
     If ``final`` appeared meanwhile (another process), the new copy is discarded.
     """
@@ -78,6 +82,7 @@ def atomic_directory(final: Path):
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
+        os.chmod(tmp, plain_mode(directory=True))  # mkdtemp's 0o700 -> what mkdir would give
         yield tmp
         try:
             os.rename(tmp, final)
