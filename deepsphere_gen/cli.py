@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import sys
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+__all__ = ["main", "build_parser", "parse_args", "COMMANDS"]
 
 #: sub-command name -> (module under deepsphere_gen.commands, its one-line HELP)
 COMMANDS = {
@@ -62,9 +62,23 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv``; a command module may define ``reorder_argv(words) -> words``, applied to
+    the words after the command name first (massmaps: a step name after a list option's values)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    chosen = _chosen(argv)
+    if chosen is not None:
+        module = sys.modules.get(f"deepsphere_gen.commands.{COMMANDS[chosen][0]}")
+        reorder = getattr(module, "reorder_argv", None)
+        if reorder is not None:
+            i = argv.index(chosen)
+            argv = argv[:i + 1] + list(reorder(argv[i + 1:]))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     return int(args._run(args) or 0)
 
 

@@ -20,6 +20,7 @@ Imports torch and the experiment only when the command runs (``--help`` stays fa
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from dataclasses import MISSING, fields
@@ -47,6 +48,13 @@ _STEPS = {"generate": "generate (or reuse) the mass-map data set",
           "train": "train the networks (checkpointed, resumable)",
           "evaluate": "evaluate networks and baselines; table, JSON, plots",
           "run": "generate, train and evaluate (the default)"}
+#: the step names (never a value of a list option)
+_STEP_WORDS = (*_STEPS, "classify")
+#: options taking one or more values (nargs="+"), which would swallow a step name after them
+_LIST_OPTIONS = ("--sky-fractions", "--deepsphere-level", "--ngal", "--relative-noise", "--methods")
+#: options without a value
+_FLAGS = ("--quick", "--no-augment", "--warm-start", "--average-views", "--restart", "--no-progress", "--no-plots",
+          "--force", "--help")
 #: noise options (run options; classify uses them to choose networks)
 _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
 #: options that classify reads (the others are fixed by the checkpoints it uses)
@@ -161,6 +169,30 @@ def add_arguments(parser) -> None:
     c.add_argument("--force", action="store_true",
                    help="print probabilities also for inputs outside the training distribution")
     _where(c)
+
+
+def reorder_argv(words: list[str]) -> list[str]:
+    """The words after ``massmaps``, with a step name that follows a list option's values
+    (``--sky-fractions 1/12 generate``: argparse would read ``generate`` as a sky fraction) moved
+    in front of that option, which goes to the end: ``generate --sky-fractions 1/12``.  A step
+    name is never a value of a list option; one-value options keep theirs (``--out-dir train``)."""
+    words = list(words)
+    start = None  # index of the list option whose values are being read
+    for i, w in enumerate(words):
+        if w == "--":
+            break
+        if w.startswith("-") and not re.match(r"-(\d|\.\d|inf\b|nan\b)", w, re.IGNORECASE):
+            is_list = "=" not in w and len(w) > 2 and any(o.startswith(w) for o in _LIST_OPTIONS)
+            start = i if is_list else None
+            continue
+        if w not in _STEP_WORDS:
+            continue
+        if start is not None and i > start + 1:
+            return words[:start] + [w] + words[i + 1:] + words[start:i]
+        prev = words[i - 1] if i else ""
+        if not (prev.startswith("--") and "=" not in prev and not any(f.startswith(prev) for f in _FLAGS)):
+            break  # the step itself (not the value of a one-value option such as --out-dir)
+    return words
 
 
 def _get(args, name, default=None):

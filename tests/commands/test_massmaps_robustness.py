@@ -125,6 +125,26 @@ def test_every_option_is_honoured_before_and_after_the_step(step):
         assert (args.workers, args.restart) == (1, True)
 
 
+def test_a_step_after_a_list_option_ends_the_list():
+    """`massmaps --deepsphere-level nan generate`: the step is no value of the list option before it
+    (argparse alone read it as one: "invalid float value: 'generate'"); one-value options keep theirs."""
+    from deepsphere_gen.cli import parse_args
+
+    parse = lambda *argv: parse_args(["massmaps", *argv])  # noqa: E731
+    args = parse("--quick", "--deepsphere-level", "nan", "generate")
+    assert args.step == "generate" and np.isnan(args.deepsphere_level).all() and args.quick
+    args = parse("--sky-fractions", "1/12", "generate", "--nside", "8")
+    assert (args.step, args.sky_fractions, args.nside) == ("generate", ["1/12"], 8)
+    assert (parse("--methods", "fcn", "evaluate").step, parse("--methods", "fcn", "evaluate").methods) == \
+        ("evaluate", ["fcn"])
+    assert (parse("--relative-noise", "-1", "0", "run").relative_noise) == [-1.0, 0.0]
+    args = parse("--nside", "8", "--out-dir", "train", "--sky-fractions", "1", "1/12", "train")
+    assert (args.step, args.out_dir, args.sky_fractions) == ("train", "train", ["1", "1/12"])
+    assert (parse("--out-dir", "train", "generate").out_dir, parse("--out-dir", "train").step) == ("train", None)
+    args = parse("--sky-fractions", "1", "classify", "a.fits", "--force")
+    assert (args.step, args.maps, args.sky_fractions, args.force) == ("classify", ["a.fits"], ["1"], True)
+
+
 # ------------------------------------------------------- 2. stale checkpoints, 3. README sequence
 
 
