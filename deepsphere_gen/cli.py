@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 __all__ = ["main", "build_parser", "parse_args", "COMMANDS"]
@@ -77,9 +78,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+#: exit status when the reader of stdout went away (128 + SIGPIPE, as a shell reports a process killed by it)
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return int(args._run(args) or 0)
+    """Run one command; its exit status.  A closed stdout (``deepsphere-gen ... | head -1``) ends
+    the command quietly with status 141, as the usual command-line tools do, not with a traceback."""
+    try:
+        args = parse_args(argv)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a broken pipe surfaces here rather than at exit
+        return status
+    except BrokenPipeError:
+        try:  # Python flushes stdout again at exit: point it to /dev/null so that nothing more is written
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to redirect
+            pass
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -474,6 +474,8 @@ def _run_steps(args, step: str) -> int:
         return EXIT_INTERRUPTED
     except ValueError as exc:
         return _fail(str(exc))
+    except BrokenPipeError:  # the reader of stdout went away (| head): the command line ends quietly
+        raise
     except OSError as exc:  # e.g. the disk filled up during the run: the file system's own words, no traceback
         where = f": {exc.filename}" if exc.filename else ""
         return _fail(f"{exc.strerror or exc}{where} (during {stage}; finished checkpoints are kept)")

@@ -273,6 +273,16 @@ def test_classify_refusals(trained, tmp_path, capsys):
     _fail(["classify", test, "--device", "gpu", *out], capsys, "unknown device 'gpu'; valid devices here: cpu")
 
 
+def test_classify_into_a_closed_pipe(trained):
+    """`massmaps classify a.fits b.fits | head -1`: status 141, no BrokenPipeError traceback."""
+    from tests.test_cli import run_with_closed_stdout
+
+    test = str(trained / "test.fits")
+    got = run_with_closed_stdout(["massmaps", "classify", test, test, "--relative-noise", "0",
+                                  "--out-dir", str(trained / "out")])
+    assert got.returncode == 141 and "Traceback" not in got.stderr and "BrokenPipe" not in got.stderr, got.stderr
+
+
 def test_classify_help_lists_only_its_options(capsys):
     with pytest.raises(SystemExit):
         main(["massmaps", "classify", "--help"])
