@@ -150,7 +150,8 @@ def add_arguments(parser) -> None:
                                    "settings come from the checkpoints). Inputs unlike the training maps are "
                                    f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}).")
     c.add_argument("maps", nargs="+", metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
-    c.add_argument("--method", default="fcn", choices=NETWORK_METHODS, help="network to use (default fcn)")
+    c.add_argument("--method", default=None, choices=NETWORK_METHODS,
+                   help="network to use (default fcn; with --checkpoint: the checkpoints' own)")
     c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
                    help="only networks of these sky fractions (default: all trained)")
     S = argparse.SUPPRESS
@@ -327,13 +328,20 @@ def _where_message(config, step: str) -> str:
     return "massmaps: " + ", ".join(parts)
 
 
-def _classify_noises(args) -> list[str] | None:
-    """Names of the noise settings classify's noise options select ("none", "ngal22.47", "rel1"), or None (all)."""
+def _classify_noises(args) -> list | None:
+    """The noise settings classify's noise options select (kind and value: matched to the trained ones
+    within a relative 1e-2, so --ngal 22.5 selects the trained 22.47), or None (all); invalid values
+    (also of --sigma-e alone) are refused as `massmaps train` refuses them."""
+    from ..datasets.shape_noise import pixel_noise_std
+
+    sigma_e = _get(args, "sigma_e")
+    if sigma_e is not None:
+        pixel_noise_std(1, 1.0, sigma_e)  # ValueError for a negative or non-finite sigma_e
     if all(_get(args, name) is None for name in ("deepsphere_level", "ngal", "relative_noise")):
         return None
     from ..experiments import massmaps as exp
 
-    return [n.name for n in exp.noise_settings(exp.ExperimentConfig(**_noise(args, {})))]
+    return exp.noise_settings(exp.ExperimentConfig(**_noise(args, {})))
 
 
 def _classify(args) -> int:
@@ -351,9 +359,13 @@ def _classify(args) -> int:
     skies = _get(args, "sky_fractions")
     if skies is not None:
         skies = [s.strip() for s in skies]
-    if args.method in ("harmonic", "hybrid") and skies and any(s != "1" for s in skies):
-        raise ValueError(f"{args.method} networks are full-sky only (trained on sky fraction 1, never on patches); "
+        for s in skies:
+            cl.sky_name(s, 2**29)  # "abc", 0, -1, 2: refused as `massmaps train` refuses them
+    method = args.method or "fcn"
+    if method in ("harmonic", "hybrid") and skies and any(s != "1" for s in skies):
+        raise ValueError(f"{method} networks are full-sky only (trained on sky fraction 1, never on patches); "
                          "use --method fcn or cnn for sky fractions " + " ".join(s for s in skies if s != "1"))
+    noises = _classify_noises(args)
     device = check_device(_get(args, "device")) or "cpu"
     # every file is read and checked before any network is loaded
     nsides = {}
@@ -363,9 +375,11 @@ def _classify(args) -> int:
         raise ValueError("the maps have different nside (" + ", ".join(f"{f}: {n}" for f, n in nsides.items())
                          + "); classify maps of one nside at a time")
     nside = next(iter(nsides.values()))
+    if skies is not None:
+        skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
     maps = {f: cl.read_user_map(f, nside, args.field) for f in args.maps}
-    nets = cl.select_networks(args.method, _get(args, "out_dir") or OUT_DIR, nside, skies,
-                              _classify_noises(args), args.checkpoint)
+    nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
+                              method_given=args.method is not None)
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
         for f in args.maps:
             cl.check_sky(maps[f], net, f)

@@ -283,6 +283,110 @@ def test_classify_into_a_closed_pipe(trained):
     assert got.returncode == 141 and "Traceback" not in got.stderr and "BrokenPipe" not in got.stderr, got.stderr
 
 
+def test_classify_messages_name_only_what_classify_accepts(trained, tmp_path, capsys):
+    """NaN pixels and RING files: the advice works on this command line (before: --footprint, which
+    classify rejects, and ordering='any', a library argument); the library keeps its own advice."""
+    from deepsphere_gen.datasets import read_healpix_fits
+
+    out = ["--out-dir", str(trained / "out")]
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    holes = m.copy()
+    holes[:3] = np.nan
+    hp.write_map(str(tmp_path / "nan.fits"), holes, nest=True, dtype=np.float64)
+    cap = _fail(["classify", str(tmp_path / "nan.fits"), *out], capsys, "3 UNSEEN/NaN pixel(s) inside the analysed sky")
+    assert "--footprint MASK that excludes" not in cap.err and "massmaps train --sky-fractions footprint" in cap.err
+    ring = tmp_path / "ring.fits"
+    hp.write_map(str(ring), hp.reorder(m, n2r=True), nest=False, dtype=np.float64)
+    cap = _fail(["classify", str(ring), *out], capsys, "is in RING ordering; classify reads NESTED maps")
+    assert "ordering='any'" not in cap.err and "hp.read_map(" in cap.err
+    with pytest.raises(ValueError, match="ordering='any'"):
+        read_healpix_fits(ring, 16)
+    np.testing.assert_array_equal(read_healpix_fits(ring, 16, ordering="any"), m)  # healpy's own conversion
+
+
+def test_classify_reads_cut_sky_fits(trained, tmp_path, capsys):
+    """healpy's partial=True files (PIXEL, then data columns): --field counts the data columns; pixels
+    outside the file are UNSEEN (before: --field 1 failed with "list index out of range")."""
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0"]
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    hp.write_map(str(tmp_path / "cut.fits"), [1e6 * m, m], nest=True, partial=True, dtype=np.float64,
+                 column_names=["KAPPA_E6", "KAPPA"])
+    _fail(["classify", str(tmp_path / "cut.fits"), *out], capsys, "has 2 columns (0: KAPPA_E6, 1: KAPPA)")
+    assert main(["massmaps", "classify", str(tmp_path / "cut.fits"), *out, "--field", "1"]) == 0
+    got = capsys.readouterr().out
+    assert main(["massmaps", "classify", str(trained / "test.fits"), *out]) == 0
+    assert capsys.readouterr().out.replace(str(trained / "test.fits"), "F") == \
+        got.replace(str(tmp_path / "cut.fits"), "F")  # the same map, the same probabilities
+    part = m.copy()
+    part[: m.size // 12] = UNSEEN  # the first base pixel not in the file
+    hp.write_map(str(tmp_path / "part.fits"), part, nest=True, partial=True, dtype=np.float64)
+    cap = _fail(["classify", str(tmp_path / "part.fits"), *out, "--sky-fractions", "1"], capsys,
+                f"{m.size // 12} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1)")
+    assert "index out of range" not in cap.err
+
+
+def test_classify_noise_value_matches_within_the_given_precision(trained, capsys):
+    """--relative-noise 1.004 selects the trained level 1; 1.5 lists the trained settings as options to paste."""
+    out = ["--out-dir", str(trained / "out")]
+    noisy = str(trained / "noisy.fits")
+    assert main(["massmaps", "classify", noisy, "--relative-noise", "1.004", *out]) == 0
+    assert capsys.readouterr().out.count("noise rel1, fcn: P(class 0)") == 2
+    _fail(["classify", noisy, "--relative-noise", "1.5", *out], capsys,
+          "(--sky-fractions 1/12 --relative-noise 1)")
+
+
+def test_noise_selection_never_picks_a_farther_setting(tmp_path):
+    """--ngal 22.5 selects a trained 22.47 (DeepSphere level 2), not 22.6 beside it, nor 25."""
+    from deepsphere_gen.experiments.massmaps import NoiseSetting
+    from deepsphere_gen.experiments.massmaps import classify as cl
+
+    nets = [cl.Network(tmp_path / f"{v}.pt", "fcn", "1", f"ngal{v:.4g}", v, 16, {}, "ngal") for v in (22.47, 22.6, 25.0)]
+    nets.append(cl.Network(tmp_path / "none.pt", "fcn", "1", "none", 0.0, 16, {}, "none"))
+    pick = lambda *wanted: sorted(n.noise for n in cl._select_noise(nets, wanted))  # noqa: E731
+    assert pick(NoiseSetting("ngal", 22.5)) == ["ngal22.47"]
+    assert pick(NoiseSetting("ngal", 22.58)) == ["ngal22.6"]
+    assert pick(NoiseSetting("ngal", 24.0)) == [] and pick(NoiseSetting("relative", 22.47)) == []
+    assert pick(NoiseSetting("none"), NoiseSetting("ngal", 25.1)) == ["ngal25", "none"]
+    assert nets[0].noise_option == "--ngal 22.47"
+
+
+@pytest.mark.parametrize("sky", ["abc", "0", "-1", "2", "1/13"])
+def test_classify_checks_sky_fractions_as_train_does(trained, capsys, sky):
+    cap = _fail(["classify", str(trained / "test.fits"), "--sky-fractions", sky, "--out-dir", str(trained / "out")],
+                capsys, "sky fraction")
+    assert "no trained" not in cap.err
+
+
+def test_classify_refuses_options_it_would_ignore(trained, capsys):
+    """--sigma-e -1 without a noise option, and --checkpoint with a --method (or sky) it does not hold."""
+    test = str(trained / "test.fits")
+    out = ["--out-dir", str(trained / "out")]
+    _fail(["classify", test, "--sigma-e", "-1", *out], capsys, "sigma_e must be a finite number >= 0")
+    (good,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
+    _fail(["classify", test, "--checkpoint", str(good), "--method", "cnn"], capsys,
+          "which --method cnn exclude(s); --checkpoint chooses the network itself")
+    _fail(["classify", test, "--checkpoint", str(good), "--sky-fractions", "1/12"], capsys,
+          "which --sky-fractions 1/12 exclude(s)")
+    assert main(["massmaps", "classify", test, "--checkpoint", str(good), "--method", "fcn"]) == 0
+
+
+def test_classify_names_the_classes_and_foreign_checkpoints(trained, tmp_path, capsys):
+    from deepsphere_gen.datasets import COSMOLOGIES
+
+    test = str(trained / "test.fits")
+    assert main(["massmaps", "classify", test, "--relative-noise", "0", "--out-dir", str(trained / "out")]) == 0
+    c0, c1 = COSMOLOGIES
+    legend = (f"class 0: Omega_m {c0.omega_m:g}, sigma_8 {c0.sigma8:g}; "
+              f"class 1: Omega_m {c1.omega_m:g}, sigma_8 {c1.sigma8:g}")
+    assert capsys.readouterr().out.count(legend) == 2
+    (good,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
+    state = load_checkpoint(good)
+    cosmo = tmp_path / "cosmo-fcn.pt"  # what `deepsphere-gen cosmo` writes: fields of a simulation grid
+    save_checkpoint(cosmo, {**state, "meta": {"fingerprint": "0", "fields": {"grid": {}, "ngal": 10.0}}})
+    cap = _fail(["classify", test, "--checkpoint", str(cosmo)], capsys, "is not a massmaps checkpoint")
+    assert "older version" not in cap.err
+
+
 def test_classify_help_lists_only_its_options(capsys):
     with pytest.raises(SystemExit):
         main(["massmaps", "classify", "--help"])
