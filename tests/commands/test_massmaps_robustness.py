@@ -387,6 +387,24 @@ def test_classify_names_the_classes_and_foreign_checkpoints(trained, tmp_path, c
     assert "older version" not in cap.err
 
 
+def test_run_options_that_would_be_ignored_are_refused(tmp_path, capsys):
+    """--epochs 0 (trained min-steps' epochs instead) and --k above the finest graph's pixels (silently a
+    complete graph at every level)."""
+    d = _dirs(tmp_path)
+    _fail(["train", *TINY, *d, "--epochs", "0"], capsys, "epochs (--epochs) must be a positive integer")
+    assert not (tmp_path / "data").exists()
+    cap = _fail(["train", *TINY, *d, "--k", "100000"], capsys, "k=100000 graph neighbours needs more than")
+    assert "the finest graph has 768" in cap.err and not _checkpoints(tmp_path)
+
+
+def test_evaluate_without_checkpoints_reports_every_network(tmp_path, capsys):
+    """fcn, harmonic and hybrid are each reported as "no checkpoint" (the hybrid was dropped silently)."""
+    argv = [*TINY, "--methods", "fcn", "harmonic", "hybrid", *_dirs(tmp_path)]
+    cap = _fail(["evaluate", *argv, "--no-plots"], capsys, "nothing to evaluate")
+    for method in ("fcn", "harmonic", "hybrid"):
+        assert f"no checkpoint {tmp_path / 'out' / 'checkpoints'}/{method}-sky1-noisenone-" in cap.out, cap.out
+
+
 def test_classify_help_lists_only_its_options(capsys):
     with pytest.raises(SystemExit):
         main(["massmaps", "classify", "--help"])
