@@ -19,6 +19,7 @@ import healpy as hp
 import numpy as np
 import pytest
 import torch
+from scipy.stats import skew
 
 from deepsphere_gen import _cache_dirs
 from deepsphere_gen._validation import UNSEEN
@@ -238,6 +239,27 @@ def test_classify_flags_out_of_distribution(trained, capsys, name, statistic):
     assert main(["massmaps", "classify", fits, "--relative-noise", "0", "--out-dir", str(trained / "out"),
                  "--force"]) == 0
     assert capsys.readouterr().out.count("(out of distribution, forced)") == 2
+
+
+def test_classify_flags_a_sign_flipped_map(trained, tmp_path, capsys):
+    """-kappa of a training map (same std, mean, small-scale power) was classified with confidence: the
+    skewness stored with new checkpoints flags it; checkpoints without it skip that check."""
+    (data,) = (trained / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    first = np.asarray(maps[:, 0], dtype=np.float64)  # the first map of each class: training maps
+    m = first[np.argmax(skew(first, axis=-1))]
+    flipped = str(tmp_path / "flipped.fits")
+    hp.write_map(flipped, -m, nest=True, dtype=np.float64)
+    (ckpt,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
+    cap = _fail(["classify", flipped, "--checkpoint", str(ckpt)], capsys, "pixel skewness -",
+                rc=cmd.EXIT_OUT_OF_DISTRIBUTION)
+    assert "pixel std" not in cap.out and "small-scale" not in cap.out  # only the skewness tells
+    state = load_checkpoint(ckpt)
+    meta = json.loads(json.dumps(state["meta"]))
+    del meta["distribution"]["skew"]
+    older = tmp_path / "older.pt"
+    save_checkpoint(older, {**state, "meta": meta})
+    assert main(["massmaps", "classify", flipped, "--checkpoint", str(older)]) == 0
 
 
 def test_classify_clean_map_is_outside_a_noisy_network(trained, capsys):
