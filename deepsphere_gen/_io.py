@@ -10,19 +10,43 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred"]
+__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred", "umask", "plain_mode"]
+
+
+def umask() -> int:
+    """The process's file-creation mask (read from /proc where it is available: setting it to
+    read it back, the portable way, races with other threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(directory: bool = False) -> int:
+    """The permissions a plain ``open(path, "w")`` (0o666) or ``mkdir`` (0o777) would give under
+    the current umask: ``tempfile.mkstemp``/``mkdtemp`` create owner-only (0o600/0o700) files,
+    which an atomic write must not pass on to the final file or folder."""
+    return (0o777 if directory else 0o666) & ~umask()
 
 
 def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(fh)`` on a temporary binary file next to ``path``, then rename it to ``path``.
 
-    The parent folder is created; on any error the temporary file is removed and
+    The file gets the permissions of a plain ``open()`` (0o666 & ~umask).  The parent folder
+    is created; on any error the temporary file is removed and
     ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, plain_mode())  # mkstemp's 0o600 -> what open() would give (0o644 under umask 022)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

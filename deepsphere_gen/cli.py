@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+__all__ = ["main", "build_parser", "parse_args", "COMMANDS"]
 
 #: sub-command name -> (module under deepsphere_gen.commands, its one-line HELP)
 COMMANDS = {
@@ -62,10 +63,40 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv``; a command module may define ``reorder_argv(words) -> words``, applied to
+    the words after the command name first (massmaps: a step name after a list option's values)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
-    return int(args._run(args) or 0)
+    parser = build_parser(argv)
+    chosen = _chosen(argv)
+    if chosen is not None:
+        module = sys.modules.get(f"deepsphere_gen.commands.{COMMANDS[chosen][0]}")
+        reorder = getattr(module, "reorder_argv", None)
+        if reorder is not None:
+            i = argv.index(chosen)
+            argv = argv[:i + 1] + list(reorder(argv[i + 1:]))
+    return parser.parse_args(argv)
+
+
+#: exit status when the reader of stdout went away (128 + SIGPIPE, as a shell reports a process killed by it)
+EXIT_BROKEN_PIPE = 141
+
+
+def main(argv=None) -> int:
+    """Run one command; its exit status.  A closed stdout (``deepsphere-gen ... | head -1``) ends
+    the command quietly with status 141, as the usual command-line tools do, not with a traceback."""
+    try:
+        args = parse_args(argv)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # a broken pipe surfaces here rather than at exit
+        return status
+    except BrokenPipeError:
+        try:  # Python flushes stdout again at exit: point it to /dev/null so that nothing more is written
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to redirect
+            pass
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

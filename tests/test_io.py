@@ -72,3 +72,30 @@ def test_ctrl_c_during_checkpoint_write_is_an_interrupt_after_a_complete_file(tm
         save_checkpoint(path, {"epoch": 3, "w": torch.ones(1000), "x": _CtrlCWhilePickled()})
     assert load_checkpoint(path)["epoch"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_atomic_writes_get_plain_permissions_under_the_umask(tmp_path, mask):
+    """Files and data folders written atomically get what open()/mkdir would give (0o666/0o777 & ~umask),
+    not mkstemp's/mkdtemp's owner-only 0o600/0o700."""
+    import os
+    import stat
+
+    from deepsphere_gen.datasets._massmaps_cache import atomic_directory
+
+    old = os.umask(mask)
+    try:
+        plain_file, plain_dir = tmp_path / "plain.txt", tmp_path / "plain-dir"
+        plain_file.write_text("x")
+        plain_dir.mkdir()
+        atomic_write(tmp_path / "a.bin", lambda fh: fh.write(b"x"))
+        atomic_write_json(tmp_path / "r.json", {"x": 1})
+        with atomic_directory(tmp_path / "data") as tmp:
+            (tmp / "metadata.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(plain_file) == 0o666 & ~mask
+    assert mode(tmp_path / "a.bin") == mode(tmp_path / "r.json") == mode(plain_file)
+    assert mode(plain_dir) == 0o777 & ~mask
+    assert mode(tmp_path / "data") == mode(plain_dir)

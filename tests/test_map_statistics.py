@@ -67,3 +67,20 @@ def test_fingerprint_is_order_free_and_names_differences():
     assert fingerprint(c) != fingerprint(a)
     assert differing_fields(a, c) == ["data.nside", "extra", "train.epochs"]
     assert fingerprint({"t": (1, 2)}) == fingerprint({"t": [1, 2]})  # tuples and lists as JSON
+
+
+def test_skewness_is_scipys_and_flags_a_flipped_map():
+    """The skew statistic is scipy.stats.skew (biased, per sample); -x of log-normal samples lies outside."""
+    from scipy.stats import skew
+
+    from deepsphere_gen.experiments.massmaps.map_statistics import check_inputs, sample_statistics, training_distribution
+
+    rng = np.random.default_rng(3)
+    x = np.exp(0.5 * rng.standard_normal((20, 12 * 16**2))) - np.exp(0.125)  # log-normal, skewed, mean ~0
+    np.testing.assert_allclose(sample_statistics(x)["skew"], skew(x, axis=1), rtol=1e-10)
+    dist = training_distribution([(row[:, None], 0) for row in x[:16]])
+    assert check_inputs(x[16:17], None, dist) == []
+    (msg,) = check_inputs(-x[16:17], None, dist)
+    assert msg.startswith("pixel skewness -")
+    del dist["skew"]  # a checkpoint written before the statistic
+    assert check_inputs(-x[16:17], None, dist) == []

@@ -20,6 +20,7 @@ Imports torch and the experiment only when the command runs (``--help`` stays fa
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from dataclasses import MISSING, fields
@@ -47,6 +48,13 @@ _STEPS = {"generate": "generate (or reuse) the mass-map data set",
           "train": "train the networks (checkpointed, resumable)",
           "evaluate": "evaluate networks and baselines; table, JSON, plots",
           "run": "generate, train and evaluate (the default)"}
+#: the step names (never a value of a list option)
+_STEP_WORDS = (*_STEPS, "classify")
+#: options taking one or more values (nargs="+"), which would swallow a step name after them
+_LIST_OPTIONS = ("--sky-fractions", "--deepsphere-level", "--ngal", "--relative-noise", "--methods")
+#: options without a value
+_FLAGS = ("--quick", "--no-augment", "--warm-start", "--average-views", "--restart", "--no-progress", "--no-plots",
+          "--force", "--help")
 #: noise options (run options; classify uses them to choose networks)
 _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
 #: options that classify reads (the others are fixed by the checkpoints it uses)
@@ -142,7 +150,8 @@ def add_arguments(parser) -> None:
                                    "settings come from the checkpoints). Inputs unlike the training maps are "
                                    f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}).")
     c.add_argument("maps", nargs="+", metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
-    c.add_argument("--method", default="fcn", choices=NETWORK_METHODS, help="network to use (default fcn)")
+    c.add_argument("--method", default=None, choices=NETWORK_METHODS,
+                   help="network to use (default fcn; with --checkpoint: the checkpoints' own)")
     c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
                    help="only networks of these sky fractions (default: all trained)")
     S = argparse.SUPPRESS
@@ -161,6 +170,30 @@ def add_arguments(parser) -> None:
     c.add_argument("--force", action="store_true",
                    help="print probabilities also for inputs outside the training distribution")
     _where(c)
+
+
+def reorder_argv(words: list[str]) -> list[str]:
+    """The words after ``massmaps``, with a step name that follows a list option's values
+    (``--sky-fractions 1/12 generate``: argparse would read ``generate`` as a sky fraction) moved
+    in front of that option, which goes to the end: ``generate --sky-fractions 1/12``.  A step
+    name is never a value of a list option; one-value options keep theirs (``--out-dir train``)."""
+    words = list(words)
+    start = None  # index of the list option whose values are being read
+    for i, w in enumerate(words):
+        if w == "--":
+            break
+        if w.startswith("-") and not re.match(r"-(\d|\.\d|inf\b|nan\b)", w, re.IGNORECASE):
+            is_list = "=" not in w and len(w) > 2 and any(o.startswith(w) for o in _LIST_OPTIONS)
+            start = i if is_list else None
+            continue
+        if w not in _STEP_WORDS:
+            continue
+        if start is not None and i > start + 1:
+            return words[:start] + [w] + words[i + 1:] + words[start:i]
+        prev = words[i - 1] if i else ""
+        if not (prev.startswith("--") and "=" not in prev and not any(f.startswith(prev) for f in _FLAGS)):
+            break  # the step itself (not the value of a one-value option such as --out-dir)
+    return words
 
 
 def _get(args, name, default=None):
@@ -295,13 +328,20 @@ def _where_message(config, step: str) -> str:
     return "massmaps: " + ", ".join(parts)
 
 
-def _classify_noises(args) -> list[str] | None:
-    """Names of the noise settings classify's noise options select ("none", "ngal22.47", "rel1"), or None (all)."""
+def _classify_noises(args) -> list | None:
+    """The noise settings classify's noise options select (kind and value: matched to the trained ones
+    within a relative 1e-2, so --ngal 22.5 selects the trained 22.47), or None (all); invalid values
+    (also of --sigma-e alone) are refused as `massmaps train` refuses them."""
+    from ..datasets.shape_noise import pixel_noise_std
+
+    sigma_e = _get(args, "sigma_e")
+    if sigma_e is not None:
+        pixel_noise_std(1, 1.0, sigma_e)  # ValueError for a negative or non-finite sigma_e
     if all(_get(args, name) is None for name in ("deepsphere_level", "ngal", "relative_noise")):
         return None
     from ..experiments import massmaps as exp
 
-    return [n.name for n in exp.noise_settings(exp.ExperimentConfig(**_noise(args, {})))]
+    return exp.noise_settings(exp.ExperimentConfig(**_noise(args, {})))
 
 
 def _classify(args) -> int:
@@ -319,9 +359,13 @@ def _classify(args) -> int:
     skies = _get(args, "sky_fractions")
     if skies is not None:
         skies = [s.strip() for s in skies]
-    if args.method in ("harmonic", "hybrid") and skies and any(s != "1" for s in skies):
-        raise ValueError(f"{args.method} networks are full-sky only (trained on sky fraction 1, never on patches); "
+        for s in skies:
+            cl.sky_name(s, 2**29)  # "abc", 0, -1, 2: refused as `massmaps train` refuses them
+    method = args.method or "fcn"
+    if method in ("harmonic", "hybrid") and skies and any(s != "1" for s in skies):
+        raise ValueError(f"{method} networks are full-sky only (trained on sky fraction 1, never on patches); "
                          "use --method fcn or cnn for sky fractions " + " ".join(s for s in skies if s != "1"))
+    noises = _classify_noises(args)
     device = check_device(_get(args, "device")) or "cpu"
     # every file is read and checked before any network is loaded
     nsides = {}
@@ -331,9 +375,11 @@ def _classify(args) -> int:
         raise ValueError("the maps have different nside (" + ", ".join(f"{f}: {n}" for f, n in nsides.items())
                          + "); classify maps of one nside at a time")
     nside = next(iter(nsides.values()))
+    if skies is not None:
+        skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
     maps = {f: cl.read_user_map(f, nside, args.field) for f in args.maps}
-    nets = cl.select_networks(args.method, _get(args, "out_dir") or OUT_DIR, nside, skies,
-                              _classify_noises(args), args.checkpoint)
+    nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
+                              method_given=args.method is not None)
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
         for f in args.maps:
             cl.check_sky(maps[f], net, f)
@@ -442,6 +488,8 @@ def _run_steps(args, step: str) -> int:
         return EXIT_INTERRUPTED
     except ValueError as exc:
         return _fail(str(exc))
+    except BrokenPipeError:  # the reader of stdout went away (| head): the command line ends quietly
+        raise
     except OSError as exc:  # e.g. the disk filled up during the run: the file system's own words, no traceback
         where = f": {exc.filename}" if exc.filename else ""
         return _fail(f"{exc.strerror or exc}{where} (during {stage}; finished checkpoints are kept)")

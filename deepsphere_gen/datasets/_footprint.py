@@ -89,6 +89,8 @@ def builtin_footprint(nside: int) -> np.ndarray:
 def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0) -> np.ndarray:
     """Read column ``field`` (0-based) of a HEALPix FITS map and return it in NESTED order, float64 (12 nside^2,).
 
+    A cut-sky file (``healpy.write_map(..., partial=True)``: a PIXEL column, then the data columns,
+    which ``field`` counts) is read as a full sky with UNSEEN outside its pixels.
     ordering: what the file must declare in its ORDERING header: "NESTED" (default),
     "RING", or "any" (either, converted to NESTED).  Raises ValueError for a different
     ordering, a wrong nside or an unreadable file; nothing is modified on disk.
@@ -101,7 +103,8 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0
     if not path.is_file():
         raise ValueError(f"no such FITS file: {path}")
     try:
-        values, header = hp.read_map(str(path), field=field, nest=None, h=True, dtype=np.float64)
+        values, header = hp.read_map(str(path), field=field, nest=None, h=True, dtype=np.float64,
+                                     partial=_is_cut_sky(path))
     except Exception as exc:  # astropy/healpy raise many types for broken files
         raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
     header = dict(header)
@@ -119,6 +122,17 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0
     if file_order == "RING":
         values = hp.reorder(values, r2n=True)
     return np.asarray(values, dtype=np.float64)
+
+
+def _is_cut_sky(path: Path) -> bool:
+    """Whether a FITS map lists its pixels explicitly (header INDXSCHM = EXPLICIT: healpy's partial=True)."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdus:
+            return any(str(h.header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" for h in hdus[1:2])
+    except (OSError, ValueError):  # not FITS: healpy's reader says so
+        return False
 
 
 def check_mask(mask, nside: int) -> np.ndarray:

@@ -7,10 +7,14 @@ import json
 import os
 import platform
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
-__all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "read_metadata", "estimate_cost", "METADATA"]
+from .._io import plain_mode
+
+__all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "clean_stale_temporaries", "read_metadata",
+           "estimate_cost", "METADATA", "OWNER"]
 
 #: Bump when the generated content changes for the same parameters.
 FORMAT_VERSION = 2
@@ -67,18 +71,68 @@ def package_versions() -> dict:
     }
 
 
+#: file inside a temporary data folder naming the host and process writing it
+OWNER = ".owner"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: a process of another user
+        return True
+    return True
+
+
+def clean_stale_temporaries(final: Path, log=None) -> list[Path]:
+    """Remove the temporary folders of ``final`` (``.NAME.tmp-*``) that an interrupted writer left
+    (killed by SIGTERM or SIGKILL: no cleanup ran): those whose :data:`OWNER` names this host and a
+    process that no longer exists.  Folders without an owner (older versions) or of another host are
+    only reported through ``log``.  Returns the removed folders."""
+    final = Path(final)
+    removed, unknown = [], []
+    host = socket.gethostname()
+    for tmp in sorted(final.parent.glob(f".{final.name}.tmp-*")):
+        if not tmp.is_dir():
+            continue
+        try:
+            owner_host, pid = (tmp / OWNER).read_text().split()
+            pid = int(pid)
+        except (OSError, ValueError):
+            unknown.append(tmp)
+            continue
+        if owner_host == host and not _alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    if log is not None:
+        for tmp in removed:
+            log(f"massmaps: removed {tmp}, left by an interrupted generation")
+        for tmp in unknown:
+            log(f"massmaps: {tmp} may be left by an interrupted generation (no record of its writer): "
+                "remove it if no generation is running")
+    return removed
+
+
 @contextlib.contextmanager
-def atomic_directory(final: Path):
+def atomic_directory(final: Path, log=None):
     """Yield a fresh temporary directory next to ``final``; rename it to ``final`` on success.
 
+    The directory gets the permissions of a plain ``mkdir`` (0o777 & ~umask), not mkdtemp's 0o700,
+    and records its writer (:data:`OWNER`, removed before the rename), so that a later call
+    removes what a killed writer left (:func:`clean_stale_temporaries`, reported through ``log``).
     On any exception the temporary directory is removed and nothing appears at ``final``.
     If ``final`` appeared meanwhile (another process), the new copy is discarded.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(final, log)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
+        os.chmod(tmp, plain_mode(directory=True))  # mkdtemp's 0o700 -> what mkdir would give
+        (tmp / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         yield tmp
+        (tmp / OWNER).unlink(missing_ok=True)
         try:
             os.rename(tmp, final)
         except OSError:

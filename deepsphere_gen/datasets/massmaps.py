@@ -216,7 +216,7 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
     t0 = time.perf_counter()
     npix = 12 * config.nside**2
     lmax = config.band_limit
-    with atomic_directory(final) as tmp, limit_threads(threads), \
+    with atomic_directory(final, log=print if verbose else None) as tmp, limit_threads(threads), \
             tqdm(total=n_total, desc="massmaps", unit="map", disable=None if progress else True) as bar:
         spectra = {"transfer": _transfer(config)}
         out = np.lib.format.open_memmap(tmp / _MAPS_FILE, mode="w+", dtype=np.float32,

@@ -19,6 +19,7 @@ import healpy as hp
 import numpy as np
 import pytest
 import torch
+from scipy.stats import skew
 
 from deepsphere_gen import _cache_dirs
 from deepsphere_gen._validation import UNSEEN
@@ -125,6 +126,26 @@ def test_every_option_is_honoured_before_and_after_the_step(step):
         assert (args.workers, args.restart) == (1, True)
 
 
+def test_a_step_after_a_list_option_ends_the_list():
+    """`massmaps --deepsphere-level nan generate`: the step is no value of the list option before it
+    (argparse alone read it as one: "invalid float value: 'generate'"); one-value options keep theirs."""
+    from deepsphere_gen.cli import parse_args
+
+    parse = lambda *argv: parse_args(["massmaps", *argv])  # noqa: E731
+    args = parse("--quick", "--deepsphere-level", "nan", "generate")
+    assert args.step == "generate" and np.isnan(args.deepsphere_level).all() and args.quick
+    args = parse("--sky-fractions", "1/12", "generate", "--nside", "8")
+    assert (args.step, args.sky_fractions, args.nside) == ("generate", ["1/12"], 8)
+    assert (parse("--methods", "fcn", "evaluate").step, parse("--methods", "fcn", "evaluate").methods) == \
+        ("evaluate", ["fcn"])
+    assert (parse("--relative-noise", "-1", "0", "run").relative_noise) == [-1.0, 0.0]
+    args = parse("--nside", "8", "--out-dir", "train", "--sky-fractions", "1", "1/12", "train")
+    assert (args.step, args.out_dir, args.sky_fractions) == ("train", "train", ["1", "1/12"])
+    assert (parse("--out-dir", "train", "generate").out_dir, parse("--out-dir", "train").step) == ("train", None)
+    args = parse("--sky-fractions", "1", "classify", "a.fits", "--force")
+    assert (args.step, args.maps, args.sky_fractions, args.force) == ("classify", ["a.fits"], ["1"], True)
+
+
 # ------------------------------------------------------- 2. stale checkpoints, 3. README sequence
 
 
@@ -220,6 +241,27 @@ def test_classify_flags_out_of_distribution(trained, capsys, name, statistic):
     assert capsys.readouterr().out.count("(out of distribution, forced)") == 2
 
 
+def test_classify_flags_a_sign_flipped_map(trained, tmp_path, capsys):
+    """-kappa of a training map (same std, mean, small-scale power) was classified with confidence: the
+    skewness stored with new checkpoints flags it; checkpoints without it skip that check."""
+    (data,) = (trained / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    first = np.asarray(maps[:, 0], dtype=np.float64)  # the first map of each class: training maps
+    m = first[np.argmax(skew(first, axis=-1))]
+    flipped = str(tmp_path / "flipped.fits")
+    hp.write_map(flipped, -m, nest=True, dtype=np.float64)
+    (ckpt,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
+    cap = _fail(["classify", flipped, "--checkpoint", str(ckpt)], capsys, "pixel skewness -",
+                rc=cmd.EXIT_OUT_OF_DISTRIBUTION)
+    assert "pixel std" not in cap.out and "small-scale" not in cap.out  # only the skewness tells
+    state = load_checkpoint(ckpt)
+    meta = json.loads(json.dumps(state["meta"]))
+    del meta["distribution"]["skew"]
+    older = tmp_path / "older.pt"
+    save_checkpoint(older, {**state, "meta": meta})
+    assert main(["massmaps", "classify", flipped, "--checkpoint", str(older)]) == 0
+
+
 def test_classify_clean_map_is_outside_a_noisy_network(trained, capsys):
     _fail(["classify", str(trained / "test.fits"), "--relative-noise", "1", "--out-dir", str(trained / "out")], capsys,
           "pixel std", rc=cmd.EXIT_OUT_OF_DISTRIBUTION)
@@ -251,6 +293,138 @@ def test_classify_refusals(trained, tmp_path, capsys):
     text.write_text("not a FITS file\n")
     _fail(["classify", str(text), *out], capsys, "cannot read")
     _fail(["classify", test, "--device", "gpu", *out], capsys, "unknown device 'gpu'; valid devices here: cpu")
+
+
+def test_classify_into_a_closed_pipe(trained):
+    """`massmaps classify a.fits b.fits | head -1`: status 141, no BrokenPipeError traceback."""
+    from tests.test_cli import run_with_closed_stdout
+
+    test = str(trained / "test.fits")
+    got = run_with_closed_stdout(["massmaps", "classify", test, test, "--relative-noise", "0",
+                                  "--out-dir", str(trained / "out")])
+    assert got.returncode == 141 and "Traceback" not in got.stderr and "BrokenPipe" not in got.stderr, got.stderr
+
+
+def test_classify_messages_name_only_what_classify_accepts(trained, tmp_path, capsys):
+    """NaN pixels and RING files: the advice works on this command line (before: --footprint, which
+    classify rejects, and ordering='any', a library argument); the library keeps its own advice."""
+    from deepsphere_gen.datasets import read_healpix_fits
+
+    out = ["--out-dir", str(trained / "out")]
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    holes = m.copy()
+    holes[:3] = np.nan
+    hp.write_map(str(tmp_path / "nan.fits"), holes, nest=True, dtype=np.float64)
+    cap = _fail(["classify", str(tmp_path / "nan.fits"), *out], capsys, "3 UNSEEN/NaN pixel(s) inside the analysed sky")
+    assert "--footprint MASK that excludes" not in cap.err and "massmaps train --sky-fractions footprint" in cap.err
+    ring = tmp_path / "ring.fits"
+    hp.write_map(str(ring), hp.reorder(m, n2r=True), nest=False, dtype=np.float64)
+    cap = _fail(["classify", str(ring), *out], capsys, "is in RING ordering; classify reads NESTED maps")
+    assert "ordering='any'" not in cap.err and "hp.read_map(" in cap.err
+    with pytest.raises(ValueError, match="ordering='any'"):
+        read_healpix_fits(ring, 16)
+    np.testing.assert_array_equal(read_healpix_fits(ring, 16, ordering="any"), m)  # healpy's own conversion
+
+
+def test_classify_reads_cut_sky_fits(trained, tmp_path, capsys):
+    """healpy's partial=True files (PIXEL, then data columns): --field counts the data columns; pixels
+    outside the file are UNSEEN (before: --field 1 failed with "list index out of range")."""
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0"]
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    hp.write_map(str(tmp_path / "cut.fits"), [1e6 * m, m], nest=True, partial=True, dtype=np.float64,
+                 column_names=["KAPPA_E6", "KAPPA"])
+    _fail(["classify", str(tmp_path / "cut.fits"), *out], capsys, "has 2 columns (0: KAPPA_E6, 1: KAPPA)")
+    assert main(["massmaps", "classify", str(tmp_path / "cut.fits"), *out, "--field", "1"]) == 0
+    got = capsys.readouterr().out
+    assert main(["massmaps", "classify", str(trained / "test.fits"), *out]) == 0
+    assert capsys.readouterr().out.replace(str(trained / "test.fits"), "F") == \
+        got.replace(str(tmp_path / "cut.fits"), "F")  # the same map, the same probabilities
+    part = m.copy()
+    part[: m.size // 12] = UNSEEN  # the first base pixel not in the file
+    hp.write_map(str(tmp_path / "part.fits"), part, nest=True, partial=True, dtype=np.float64)
+    cap = _fail(["classify", str(tmp_path / "part.fits"), *out, "--sky-fractions", "1"], capsys,
+                f"{m.size // 12} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1)")
+    assert "index out of range" not in cap.err
+
+
+def test_classify_noise_value_matches_within_the_given_precision(trained, capsys):
+    """--relative-noise 1.004 selects the trained level 1; 1.5 lists the trained settings as options to paste."""
+    out = ["--out-dir", str(trained / "out")]
+    noisy = str(trained / "noisy.fits")
+    assert main(["massmaps", "classify", noisy, "--relative-noise", "1.004", *out]) == 0
+    assert capsys.readouterr().out.count("noise rel1, fcn: P(class 0)") == 2
+    _fail(["classify", noisy, "--relative-noise", "1.5", *out], capsys,
+          "(--sky-fractions 1/12 --relative-noise 1)")
+
+
+def test_noise_selection_never_picks_a_farther_setting(tmp_path):
+    """--ngal 22.5 selects a trained 22.47 (DeepSphere level 2), not 22.6 beside it, nor 25."""
+    from deepsphere_gen.experiments.massmaps import NoiseSetting
+    from deepsphere_gen.experiments.massmaps import classify as cl
+
+    nets = [cl.Network(tmp_path / f"{v}.pt", "fcn", "1", f"ngal{v:.4g}", v, 16, {}, "ngal") for v in (22.47, 22.6, 25.0)]
+    nets.append(cl.Network(tmp_path / "none.pt", "fcn", "1", "none", 0.0, 16, {}, "none"))
+    pick = lambda *wanted: sorted(n.noise for n in cl._select_noise(nets, wanted))  # noqa: E731
+    assert pick(NoiseSetting("ngal", 22.5)) == ["ngal22.47"]
+    assert pick(NoiseSetting("ngal", 22.58)) == ["ngal22.6"]
+    assert pick(NoiseSetting("ngal", 24.0)) == [] and pick(NoiseSetting("relative", 22.47)) == []
+    assert pick(NoiseSetting("none"), NoiseSetting("ngal", 25.1)) == ["ngal25", "none"]
+    assert nets[0].noise_option == "--ngal 22.47"
+
+
+@pytest.mark.parametrize("sky", ["abc", "0", "-1", "2", "1/13"])
+def test_classify_checks_sky_fractions_as_train_does(trained, capsys, sky):
+    cap = _fail(["classify", str(trained / "test.fits"), "--sky-fractions", sky, "--out-dir", str(trained / "out")],
+                capsys, "sky fraction")
+    assert "no trained" not in cap.err
+
+
+def test_classify_refuses_options_it_would_ignore(trained, capsys):
+    """--sigma-e -1 without a noise option, and --checkpoint with a --method (or sky) it does not hold."""
+    test = str(trained / "test.fits")
+    out = ["--out-dir", str(trained / "out")]
+    _fail(["classify", test, "--sigma-e", "-1", *out], capsys, "sigma_e must be a finite number >= 0")
+    (good,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
+    _fail(["classify", test, "--checkpoint", str(good), "--method", "cnn"], capsys,
+          "which --method cnn exclude(s); --checkpoint chooses the network itself")
+    _fail(["classify", test, "--checkpoint", str(good), "--sky-fractions", "1/12"], capsys,
+          "which --sky-fractions 1/12 exclude(s)")
+    assert main(["massmaps", "classify", test, "--checkpoint", str(good), "--method", "fcn"]) == 0
+
+
+def test_classify_names_the_classes_and_foreign_checkpoints(trained, tmp_path, capsys):
+    from deepsphere_gen.datasets import COSMOLOGIES
+
+    test = str(trained / "test.fits")
+    assert main(["massmaps", "classify", test, "--relative-noise", "0", "--out-dir", str(trained / "out")]) == 0
+    c0, c1 = COSMOLOGIES
+    legend = (f"class 0: Omega_m {c0.omega_m:g}, sigma_8 {c0.sigma8:g}; "
+              f"class 1: Omega_m {c1.omega_m:g}, sigma_8 {c1.sigma8:g}")
+    assert capsys.readouterr().out.count(legend) == 2
+    (good,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
+    state = load_checkpoint(good)
+    cosmo = tmp_path / "cosmo-fcn.pt"  # what `deepsphere-gen cosmo` writes: fields of a simulation grid
+    save_checkpoint(cosmo, {**state, "meta": {"fingerprint": "0", "fields": {"grid": {}, "ngal": 10.0}}})
+    cap = _fail(["classify", test, "--checkpoint", str(cosmo)], capsys, "is not a massmaps checkpoint")
+    assert "older version" not in cap.err
+
+
+def test_run_options_that_would_be_ignored_are_refused(tmp_path, capsys):
+    """--epochs 0 (trained min-steps' epochs instead) and --k above the finest graph's pixels (silently a
+    complete graph at every level)."""
+    d = _dirs(tmp_path)
+    _fail(["train", *TINY, *d, "--epochs", "0"], capsys, "epochs (--epochs) must be a positive integer")
+    assert not (tmp_path / "data").exists()
+    cap = _fail(["train", *TINY, *d, "--k", "100000"], capsys, "k=100000 graph neighbours needs more than")
+    assert "the finest graph has 768" in cap.err and not _checkpoints(tmp_path)
+
+
+def test_evaluate_without_checkpoints_reports_every_network(tmp_path, capsys):
+    """fcn, harmonic and hybrid are each reported as "no checkpoint" (the hybrid was dropped silently)."""
+    argv = [*TINY, "--methods", "fcn", "harmonic", "hybrid", *_dirs(tmp_path)]
+    cap = _fail(["evaluate", *argv, "--no-plots"], capsys, "nothing to evaluate")
+    for method in ("fcn", "harmonic", "hybrid"):
+        assert f"no checkpoint {tmp_path / 'out' / 'checkpoints'}/{method}-sky1-noisenone-" in cap.out, cap.out
 
 
 def test_classify_help_lists_only_its_options(capsys):

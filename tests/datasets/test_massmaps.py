@@ -1,5 +1,7 @@
 """Generated mass maps: spectra, one-point statistics, cache, metadata, Dataset, errors."""
 import json
+import os
+from pathlib import Path
 
 import healpy as hp
 import numpy as np
@@ -260,3 +262,38 @@ def test_dataset_noise_std_validation_split_and_averaging_down(dataset_dir):
         MassMapDataset(dataset_dir, level=0, nside_out=8)
     with pytest.raises(ValueError, match="cannot be split into train, validation and test"):
         MassMapDataset(dataset_dir, test_fraction=0.5, val_fraction=0.45)
+
+
+def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
+    """SIGTERM during a write leaves `.NAME.tmp-*` (no cleanup runs); the next write of the same
+    data set removes it (its writer is gone), keeps a live writer's, reports one without a record."""
+    import signal
+    import subprocess
+    import sys
+
+    from deepsphere_gen.datasets._massmaps_cache import atomic_directory
+
+    final = tmp_path / "massmaps-nside8-0123456789abcdef"
+    code = ("import sys, time; from deepsphere_gen.datasets._massmaps_cache import atomic_directory\n"
+            f"with atomic_directory({str(final)!r}) as tmp:\n"
+            "    (tmp / 'maps.npy').write_bytes(b'x'); print('ready', flush=True); time.sleep(60)\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    (killed,) = tmp_path.glob(f".{final.name}.tmp-*")  # what the killed writer left
+    live = tmp_path / f".{final.name}.tmp-live"
+    live.mkdir()
+    (live / ".owner").write_text(f"{__import__('socket').gethostname()} {os.getpid()}\n")  # being written
+    old = tmp_path / f".{final.name}.tmp-old"
+    old.mkdir()  # by an older version: no record of its writer
+    other = tmp_path / ".massmaps-nside8-fedcba9876543210.tmp-x"
+    other.mkdir()  # another data set: not looked at
+    said = []
+    with atomic_directory(final, log=said.append) as tmp:
+        (tmp / "metadata.json").write_text("{}")
+    assert not killed.exists() and live.exists() and old.exists() and other.exists()
+    assert sorted(p.name for p in final.iterdir()) == ["metadata.json"]  # the owner record is not kept
+    assert any(f"removed {killed}" in s for s in said) and any(f"{old} may be left" in s for s in said)

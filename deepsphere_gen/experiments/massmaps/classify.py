@@ -14,8 +14,10 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +29,17 @@ from .config import ExperimentConfig, parse_sky_fraction
 from .map_statistics import check_inputs
 from .models import build_model
 from .runs import find_checkpoints, mask_hash
+from .training import class_cosmologies
+
+#: relative tolerance within which a requested noise value (--ngal 22.5) selects a trained one (22.47)
+NOISE_RTOL = 1e-2
 
 __all__ = ["fits_columns", "fits_nside", "read_user_map", "sky_values", "Network", "select_networks", "check_sky",
-           "classify"]
+           "classify", "sky_name", "NOISE_RTOL"]
 
 
-def fits_columns(path) -> list[str]:
-    """Names of the columns of the first binary table of a FITS file (a HEALPix map has one per field)."""
+def _table_header(path):
+    """Column names and header of the first binary table of a FITS file (ValueError if none)."""
     from astropy.io import fits
 
     path = Path(path)
@@ -43,10 +49,20 @@ def fits_columns(path) -> list[str]:
         with fits.open(path, memmap=False) as hdus:
             for hdu in hdus[1:]:
                 if isinstance(hdu, fits.BinTableHDU):
-                    return list(hdu.columns.names)
+                    return list(hdu.columns.names), hdu.header.copy()
     except OSError as exc:
         raise ValueError(f"cannot read {path} as FITS ({exc})") from None
     raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
+
+
+def fits_columns(path) -> list[str]:
+    """Names of the data columns of the first binary table of a FITS file (a HEALPix map has one
+    per field; the PIXEL index column of a cut-sky file, ``healpy.write_map(..., partial=True)``, is no
+    data column): ``field`` N is the N-th of them."""
+    columns, header = _table_header(path)
+    if str(header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" and columns[:1] == ["PIXEL"]:
+        columns = columns[1:]
+    return columns
 
 
 def fits_nside(path) -> int:
@@ -75,6 +91,11 @@ def read_user_map(path, nside: int | None = None, field: int | None = None) -> n
         field = 0
     elif not 0 <= field < len(columns):
         raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) ({', '.join(columns)})")
+    order = str(_table_header(path)[1].get("ORDERING", "")).strip().upper()
+    if order == "RING":
+        raise ValueError(f"{path} is in RING ordering; classify reads NESTED maps: convert it with healpy, e.g. "
+                         f"`python -c \"import healpy as hp; hp.write_map('nested.fits', "
+                         f"hp.read_map('{path}', field={field}, nest=True), nest=True)\"`")
     return read_healpix_fits(path, nside or fits_nside(path), ordering="NESTED", field=field)
 
 
@@ -92,7 +113,9 @@ def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
     bad = ~np.isfinite(values) | (np.abs(values) > 1e29)
     if bad.any():
         raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction "
-                         f"{sky.name}); analyse it with --sky-fractions footprint --footprint MASK that excludes them")
+                         f"{sky.name}); classify it with networks trained on a footprint that excludes them "
+                         "(`deepsphere-gen massmaps train --sky-fractions footprint --footprint MASK`, then "
+                         "classify --sky-fractions footprint)")
     low = getattr(sky, "nside", None)  # a full sky analysed at a lower resolution: average the children
     if sky.full_sky and low is not None and 12 * low**2 < values.shape[-1]:
         values = values.reshape(1, 12 * low**2, -1).mean(-1)
@@ -113,6 +136,21 @@ class Network:
     noise_level: float
     nside: int
     meta: dict
+    noise_kind: str = "relative"
+
+    @property
+    def noise_option(self) -> str:
+        """The classify option that selects this network's noise (to paste: ``--ngal 22.47``)."""
+        if self.noise_kind == "none":
+            return "--deepsphere-level 0"
+        return f"--ngal {self.noise_level:.6g}" if self.noise_kind == "ngal" else f"--relative-noise {self.noise_level:g}"
+
+    @property
+    def classes(self) -> str:
+        """What class 0 and class 1 are: "class 0: Omega_m 0.31, sigma_8 0.82; class 1: ..." (stored with the
+        checkpoint; older checkpoints: the cosmologies of this version, which generated their data too)."""
+        cosmologies = self.meta.get("classes") or class_cosmologies()
+        return "; ".join(f"class {i}: Omega_m {c['omega_m']:g}, sigma_8 {c['sigma8']:g}" for i, c in enumerate(cosmologies))
 
     def sky_setting(self):
         """The SkySetting the network was trained on (reads its footprint, checks its hash)."""
@@ -129,41 +167,101 @@ def _network(path: Path) -> Network:
     state = load_checkpoint(path)
     meta = state.get("meta") or {}
     fields = meta.get("fields")
+    if isinstance(fields, dict) and "run" not in fields:
+        other = " (a `deepsphere-gen cosmo` network)" if "grid" in fields else ""
+        raise CheckpointError(f"checkpoint {path} is not a massmaps checkpoint{other}: classify applies the networks "
+                              "of `deepsphere-gen massmaps train`")
     if not fields or "distribution" not in meta:
         raise CheckpointError(f"checkpoint {path} has no record of its settings and training inputs "
-                              "(written by an older version): retrain it with `deepsphere-gen massmaps train`")
+                              "(not a massmaps checkpoint, or one written by an older version: retrain it with "
+                              "`deepsphere-gen massmaps train`)")
     run = fields["run"]
     noise = run["noise"]
-    level = float(noise) if not isinstance(noise, dict) else (0.0 if noise.get("kind") == "none" else noise["value"])
+    if isinstance(noise, dict):
+        kind = noise.get("kind", "relative")
+        level = 0.0 if kind == "none" else noise["value"]
+    else:
+        level = float(noise)
+        kind = "relative" if level else "none"
     return Network(Path(path), run["method"], run["sky"], run.get("noise_name", f"{level:g}"), float(level),
-                   int(fields["experiment"]["nside"]), meta)
+                   int(fields["experiment"]["nside"]), meta, kind)
 
 
-def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, files=None) -> list[Network]:
+def sky_name(text: str, nside: int) -> str:
+    """The name of a sky fraction as the networks record it ("1", "1/12", "footprint"), checked as
+    ``massmaps train`` checks it (ValueError for "abc", "0", "2", "1/13", or a patch finer than ``nside``)."""
+    parse_sky_fraction(text, nside)
+    text = str(text).strip()
+    return text if text == "footprint" else str(Fraction(text))
+
+
+def _noise_matches(net: Network, wanted) -> bool:
+    """``wanted``: a setting name ("ngal22.47") or a noise setting (kind, value): the same kind and
+    a value within :data:`NOISE_RTOL` (the precision a user types: 22.5 for 22.47)."""
+    if isinstance(wanted, str):
+        return net.noise == wanted
+    if net.noise_kind != wanted.kind:
+        return False
+    return wanted.kind == "none" or math.isclose(net.noise_level, wanted.value, rel_tol=NOISE_RTOL)
+
+
+def _select_noise(nets: list[Network], noises) -> list[Network]:
+    """The networks whose noise matches one of ``noises``; for each requested setting and sky, only
+    the trained noise value closest to it (so --ngal 22.5 never picks 22.6 beside a trained 22.47)."""
+    keep = set()
+    for wanted in noises:
+        for sky in {n.sky for n in nets}:
+            match = [n for n in nets if n.sky == sky and _noise_matches(n, wanted)]
+            if match:
+                target = getattr(wanted, "value", 0.0)
+                best = min(abs(n.noise_level - target) for n in match)
+                keep.update(id(n) for n in match if abs(n.noise_level - target) == best)
+    return [n for n in nets if id(n) in keep]
+
+
+def _describe(noise) -> str:
+    return noise if isinstance(noise, str) else noise.name
+
+
+def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, files=None,
+                    method_given: bool = False) -> list[Network]:
     """The trained networks to apply: the given checkpoint ``files``, else those of ``method``
-    under ``out_dir`` at ``nside`` (optionally only sky names ``skies`` and noise setting
-    names ``noises``, e.g. ``["none", "ngal22.47"]``).
+    under ``out_dir`` at ``nside`` (optionally only sky names ``skies`` and noise settings
+    ``noises``: names such as ``"ngal22.47"`` or settings with ``kind`` and ``value``, matched
+    within :data:`NOISE_RTOL`).
 
-    Raises ValueError when none fits, or when two runs of other settings share a
-    (sky, noise) (names both files: choose one with --checkpoint).
+    Raises ValueError when none fits (listing the trained settings as options to paste), when
+    two runs of other settings share a (sky, noise) (names both files: choose one with
+    --checkpoint), or when given ``files`` disagree with ``method`` (if ``method_given``),
+    ``skies`` or ``noises``.
     """
     if files:
         nets = [_network(Path(f)) for f in files]
         for n in nets:
             if n.nside != nside:
                 raise ValueError(f"{n.checkpoint} was trained at nside {n.nside}, the map has nside {nside}")
+            wrong = [f"--method {method}" if method_given and n.method != method else "",
+                     f"--sky-fractions {' '.join(skies)}" if skies is not None and n.sky not in skies else "",
+                     "the noise options" if noises is not None and not _select_noise([n], noises) else ""]
+            wrong = [w for w in wrong if w]
+            if wrong:
+                raise ValueError(f"{n.checkpoint} holds a {n.method} network of sky {n.sky}, noise {n.noise}, "
+                                 f"which {' and '.join(wrong)} exclude(s); --checkpoint chooses the network itself: "
+                                 "leave out the other options")
         return nets
     found = [_network(p) for p in find_checkpoints(out_dir, method)]
-    nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies)
-            and (noises is None or n.noise in noises)]
+    nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies)]
+    if noises is not None:
+        nets = _select_noise(nets, noises)
     if not nets:
-        trained = sorted({f"nside {n.nside} sky {n.sky} noise {n.noise}" for n in found})
+        trained = sorted({f"nside {n.nside} sky {n.sky} noise {n.noise} (--sky-fractions {n.sky} {n.noise_option})"
+                          for n in found})
         raise ValueError(f"no trained {method} network for nside {nside}"
                          + (f", sky fraction(s) {' '.join(skies)}" if skies else "")
-                         + (f", noise {' '.join(noises)}" if noises else "")
+                         + (f", noise {' '.join(_describe(x) for x in noises)}" if noises else "")
                          + f" in {Path(out_dir) / 'checkpoints'}"
                          + (f" (trained there: {'; '.join(trained)})" if trained else "")
-                         + "; run `deepsphere-gen massmaps train` with those settings first")
+                         + "; choose a trained setting or run `deepsphere-gen massmaps train` with those settings first")
     by_key = {}
     for n in nets:
         by_key.setdefault((n.sky, n.noise), []).append(n)
@@ -217,6 +315,6 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
             x = torch.as_tensor(values, dtype=torch.float32, device=device)[..., None]
             with torch.no_grad():
                 p = torch.softmax(model(x), -1).mean(0)
-            out(f"{head}: P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f}"
+            out(f"{head}: P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f} ({net.classes})"
                 + (" (out of distribution, forced)" if problems else ""))
     return flagged

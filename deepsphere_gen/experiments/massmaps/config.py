@@ -145,6 +145,7 @@ class ExperimentConfig:
         check_positive_int(self.baseline_noise_draws, "baseline_noise_draws")
         check_positive_int(self.k, "k (graph neighbours)")
         check_positive_int(self.fcn_members, "fcn_members (networks per fcn/cnn run)")
+        check_positive_int(self.epochs, "epochs (--epochs)")  # 0 would train min_steps' epochs anyway
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
         if int(self.min_steps) != self.min_steps or self.min_steps < 0:
             raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")

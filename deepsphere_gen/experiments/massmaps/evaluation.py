@@ -39,7 +39,7 @@ def _trained_member(config: ExperimentConfig, path: Path, method: str, sky: SkyS
     model, tc = run.model, run.train_config
     ckpt = tc.checkpoint
     if not ckpt.is_file():
-        if ctx.is_main and log and method != "hybrid":
+        if ctx.is_main and log:  # an unavailable hybrid raised ValueError above: this one was never trained
             log(f"massmaps: no checkpoint {ckpt} for these settings: "
                 "run `deepsphere-gen massmaps train` with the same options first")
         return None

@@ -1,7 +1,7 @@
 """One-point and small-scale statistics of map samples: is an input like the training maps?
 
 A network trained on maps of one amplitude and smoothness answers anything with confidence
-(a white-noise map or a map 1000x too bright got ``P(class 1) = 1.000``).  Three cheap
+(a white-noise map or a map 1000x too bright got ``P(class 1) = 1.000``).  Four cheap
 statistics per sample summarise what the network was trained on and are stored with each
 checkpoint (:func:`training_distribution`):
 
@@ -12,7 +12,11 @@ checkpoint (:func:`training_distribution`):
   multipoles: 0.75 for white noise, near 0 for a smooth map (the generated log-normal
   maps: about 0.5 at nside 16, 0.43 at 64, 0.38 at 128); a power-spectrum *shape*
   statistic that needs no transform (O(pixels)).  At nside 8 the maps are nearly white
-  at the pixel scale (0.68) and white noise cannot be told apart by it.
+  at the pixel scale (0.68) and white noise cannot be told apart by it;
+- ``skew``: the pixel skewness (third standardised moment): positive for the log-normal
+  convergence maps (the generated nside-16 maps: 0.04 to 0.25), negative for a sign-flipped
+  map (``-kappa``, which the other three statistics cannot tell apart).  Checkpoints written
+  before it was added have no range for it: the check skips it there.
 
 :func:`check_inputs` compares an input with the stored ranges, widened by half their
 width plus a tolerance, and returns one message per statistic that lies outside.
@@ -27,7 +31,7 @@ __all__ = ["STATISTICS", "sample_statistics", "training_distribution", "check_in
 
 #: statistic -> (label in messages, absolute tolerance added to the widened range)
 STATISTICS = {"log_std": ("log pixel std", 0.1), "mean": ("pixel mean / trained std", 0.25),
-              "small_scale": ("small-scale variance fraction", 0.05)}
+              "small_scale": ("small-scale variance fraction", 0.05), "skew": ("pixel skewness", 0.05)}
 
 
 def _sibling_groups(indices: np.ndarray) -> np.ndarray:
@@ -53,13 +57,15 @@ def sample_statistics(values: np.ndarray, indices: np.ndarray | None = None, ref
     groups = _sibling_groups(idx)
     if groups.size == 0:
         raise ValueError("samples need at least one complete group of 4 NESTED sibling pixels")
-    std = x.std(axis=1)
+    mean, std = x.mean(axis=1), x.std(axis=1)
     g = x[:, groups]  # (samples, groups, 4)
     inner = ((g - g.mean(axis=2, keepdims=True)) ** 2).sum(axis=(1, 2))
     total = ((g - x.mean(axis=1)[:, None, None]) ** 2).sum(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return {"log_std": np.log(std), "mean": x.mean(axis=1) / ref_std,
-                "small_scale": np.where(total > 0, inner / np.where(total > 0, total, 1.0), 0.0)}
+        third = (((x - mean[:, None]) / np.where(std > 0, std, 1.0)[:, None]) ** 3).mean(axis=1)
+        return {"log_std": np.log(std), "mean": mean / ref_std,
+                "small_scale": np.where(total > 0, inner / np.where(total > 0, total, 1.0), 0.0),
+                "skew": np.where(std > 0, third, 0.0)}
 
 
 def training_distribution(samples, per_map: int = 1, max_maps: int = 256, max_samples: int = 4096) -> dict:
@@ -106,12 +112,15 @@ def check_inputs(values: np.ndarray, indices: np.ndarray | None, distribution: d
 
     The median over the samples (the patches of the map) is compared with the range
     ``[min, max]`` of the same median over the training maps, widened by half its width
-    plus the statistic's tolerance (:data:`STATISTICS`).  Empty list: the input looks
+    plus the statistic's tolerance (:data:`STATISTICS`); a statistic without a stored range (older
+    checkpoints) is skipped.  Empty list: the input looks
     like the training maps.  Pixel std is reported as a std (not its log).
     """
     stats = sample_statistics(values, indices, distribution["ref_std"])
     msgs = []
     for name, (label, tol) in STATISTICS.items():
+        if name not in distribution:  # a checkpoint written before the statistic was added
+            continue
         value = float(np.median(stats[name]))
         lo, hi = _range(distribution[name], tol)
         if not lo <= value <= hi:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ...datasets import MassMapDataset, load_massmaps
+from ...datasets import COSMOLOGIES, MassMapDataset, load_massmaps
 from ...training import (
     DistContext,
     TrainConfig,
@@ -155,6 +155,11 @@ def warm_start(model: nn.Module, checkpoint) -> nn.Module:
     return load_model_state(model, {"model": weights}, checkpoint)
 
 
+def class_cosmologies() -> list[dict]:
+    """The cosmology of each class, ``[{"omega_m", "sigma8"}, ...]`` (class c = ``COSMOLOGIES[c]``)."""
+    return [{"omega_m": c.omega_m, "sigma8": c.sigma8} for c in COSMOLOGIES]
+
+
 def train_one(config: ExperimentConfig, path: Path, sky: SkySetting, noise: NoiseSetting, method: str,
               ctx: DistContext | None = None, log=print, restart: bool = False, member: int = 0) -> list[dict] | None:
     """Train one network, ensemble member ``member`` of its run (checkpointed, resumable; ``restart``:
@@ -192,6 +197,7 @@ def train_one(config: ExperimentConfig, path: Path, sky: SkySetting, noise: Nois
         if ctx.is_main and log:
             log(f"{tc.desc}: starts from {run.source.train_config.checkpoint}")
     meta["distribution"] = training_distribution(train_set, per_map=train_set.n_patches)
+    meta["classes"] = class_cosmologies()  # what class 0 and 1 are (classify names them)
     samples = training_set(path, sky, noise, config, train_set)
     return fit(run.model, samples, replace(tc, resume=not restart), val_set=val_set, log=log, ctx=ctx, meta=meta)
 
