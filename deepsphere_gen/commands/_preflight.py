@@ -1,4 +1,4 @@
-"""Checks a command runs before any work: device, output and data folders, free disk.
+"""Checks a command runs before any work: device, output and data folders, output files, free disk.
 
 Each raises ``ValueError`` with a one-line message (the commands print it as
 ``deepsphere-gen COMMAND: error: ...`` and exit 2), so that a wrong ``--device`` or a

@@ -51,11 +51,10 @@ def add_arguments(parser) -> None:
 
 
 def _settings(args) -> dict:
-    """The run's settings: each option, or the preset's value where it is not given (None);
+    """The preset (``QUICK`` or ``FULL``) with every option given (not None) in its place;
     ValueError naming the first bad option."""
     preset = QUICK if args.quick else FULL
-    out = {key: preset[key] if getattr(args, key) is None else getattr(args, key)
-           for key in ("nside", "epochs", "n_train", "n_test", "lr", "noise")}
+    out = {key: default if getattr(args, key, None) is None else getattr(args, key) for key, default in preset.items()}
     nside = out["nside"]
     if nside < 1 or nside & (nside - 1):
         raise ValueError(f"--nside must be a power of 2 >= 1, got {nside}")
@@ -123,7 +122,6 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"deepsphere-gen demo: error: {exc}", file=sys.stderr)
         return 2
-    preset = QUICK if args.quick else FULL
     nside, epochs, n_train, n_test, noise, lr = (settings[k] for k in ("nside", "epochs", "n_train", "n_test",
                                                                        "noise", "lr"))
     torch.manual_seed(args.seed)
@@ -132,8 +130,8 @@ def run(args) -> int:
     x_train, y_train = make_dataset(n_train, nside, noise, rng)
     x_test, y_test = make_dataset(n_test, nside, noise, rng)
     # as many pooling blocks as the resolution allows (down to nside 1)
-    depth = min(len(preset["channels"]), int(np.log2(nside)))
-    channels = preset["channels"][:max(depth, 1)]
+    depth = min(len(settings["channels"]), int(np.log2(nside)))
+    channels = settings["channels"][:max(depth, 1)]
     model = DeepSphereClassifier(nside, 1, channels=channels, n_classes=2, K=args.K, k=args.k,
                                  pool_levels=1 if depth else 0).to(device)
     print(f"data: {n_train} train / {n_test} test maps at nside {nside}, classes C_l ~ (l+1)^-{SLOPES[0]} "
