@@ -1,4 +1,4 @@
-"""Checks a command runs before any work: device, output and data folders, free disk.
+"""Checks a command runs before any work: device, output and data folders, output files, free disk.
 
 Each raises ``ValueError`` with a one-line message (the commands print it as
 ``deepsphere-gen COMMAND: error: ...`` and exit 2), so that a wrong ``--device`` or a
@@ -12,7 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["valid_devices", "check_device", "check_writable_dir", "check_free_space"]
+__all__ = ["valid_devices", "check_device", "check_writable_dir", "check_output_file", "figure_formats",
+           "check_free_space"]
 
 
 def valid_devices() -> list[str]:
@@ -64,6 +65,30 @@ def check_writable_dir(path, option: str) -> Path:
                   errno.EPERM: "operation not permitted", errno.ENOTDIR: "a parent is a file, not a folder",
                   errno.ENOSPC: "no space left on device"}.get(exc.errno, exc.strerror or type(exc).__name__)
         raise ValueError(f"{option} {path} is not a writable folder ({reason})") from None
+    return path
+
+
+def figure_formats() -> list[str]:
+    """File suffixes (lower case, no dot) matplotlib's ``savefig`` can write: png, pdf, svg, ..."""
+    from matplotlib.backend_bases import FigureCanvasBase  # here: only a --plot needs matplotlib (~0.2 s)
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_output_file(path, option: str, figure: bool = False) -> Path:
+    """Check before any work that a file can be written at ``path``: not a folder, its folder
+    created (with parents) if missing and writable (the atomic writes and ``savefig`` need no more).
+
+    ``option`` names the setting in messages (``--json``).  ``figure``: also refuse a suffix
+    matplotlib cannot write (none is fine: matplotlib then writes PNG and appends ``.png``).
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder, not a file")
+    if figure and path.suffix and path.suffix[1:].lower() not in figure_formats():
+        raise ValueError(f"{option} {path}: unsupported figure format {path.suffix[1:]!r}; "
+                         f"supported: {', '.join(figure_formats())}")
+    check_writable_dir(path.parent, f"the folder of {option}")
     return path
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from ._preflight import check_output_file
+
 HELP = "Run the benchmark suites (deepsphere_gen/bench/suites), print a table and write JSON records."
 
 
@@ -43,6 +45,10 @@ def run(args) -> int:
         if args.threads < 1:
             return _fail(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    try:  # before any suite runs (the records are saved after every case)
+        check_output_file(args.json, "--json")
+    except ValueError as exc:
+        return _fail(str(exc))
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
     try:
         harness = _bench.Harness(args.device, repeats=repeats, warmup=args.warmup, quick=args.quick)

@@ -7,6 +7,7 @@ the model are imported inside the functions that use them (``demo --help`` stays
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -21,22 +22,55 @@ HELP = "train a small DeepSphere classifier on two classes of generated maps and
 QUICK = dict(nside=8, epochs=5, n_train=256, n_test=256, channels=(8, 16, 32), noise=0.5, lr=5e-3)
 FULL = dict(nside=32, epochs=12, n_train=1536, n_test=512, channels=(16, 32, 64, 64), noise=1.0, lr=3e-3)
 SLOPES = (1.5, 2.0)  # power-law index alpha of the two classes
+BATCH_SIZE = 16
 
 
 def add_arguments(parser) -> None:
+    def default(key):
+        return f"default {FULL[key]:g}; {QUICK[key]:g} with --quick"
+
     parser.add_argument("--quick", action="store_true", help="small settings: runs in under a minute on 2 CPU cores")
-    parser.add_argument("--nside", type=int, default=None, help="HEALPix resolution (default 32; 8 with --quick)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 12; 5 with --quick)")
-    parser.add_argument("--n-train", type=int, default=None, help="training maps (balanced classes)")
-    parser.add_argument("--n-test", type=int, default=None, help="test maps (balanced classes)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 3e-3; 5e-3 with --quick)")
+    parser.add_argument("--nside", type=int, default=None,
+                        help=f"HEALPix resolution, a power of 2 ({default('nside')})")
+    parser.add_argument("--epochs", type=int, default=None, help=f"training epochs ({default('epochs')})")
+    parser.add_argument("--n-train", type=int, default=None, metavar="N",
+                        help=f"training maps, balanced classes, >= 2 ({default('n_train')})")
+    parser.add_argument("--n-test", type=int, default=None, metavar="N",
+                        help=f"test maps, balanced classes, >= 2 ({default('n_test')})")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
+                        help=f"training batch size (default {BATCH_SIZE})")
+    parser.add_argument("--lr", type=float, default=None, help=f"AdamW learning rate ({default('lr')})")
     parser.add_argument("--noise", type=float, default=None,
-                        help="white-noise std relative to the unit-variance signal (default 1.0; 0.5 with --quick)")
-    parser.add_argument("--K", type=int, default=5, help="Chebyshev orders per conv")
-    parser.add_argument("--k", type=int, default=20, help="neighbours of the kNN graphs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+                        help=f"white-noise std relative to the unit-variance signal, >= 0 ({default('noise')})")
+    parser.add_argument("--K", type=int, default=5, metavar="ORDERS",
+                        help="Chebyshev polynomial orders per graph convolution (default 5)")
+    parser.add_argument("--k", type=int, default=20, metavar="NEIGHBOURS",
+                        help="neighbours per pixel of the kNN graphs (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the maps, initialisation and batches (default 0)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+
+
+def _settings(args) -> dict:
+    """The preset (``QUICK`` or ``FULL``) with every option given (not None) in its place;
+    ValueError naming the first bad option."""
+    preset = QUICK if args.quick else FULL
+    out = {key: default if getattr(args, key, None) is None else getattr(args, key) for key, default in preset.items()}
+    nside = out["nside"]
+    if nside < 1 or nside & (nside - 1):
+        raise ValueError(f"--nside must be a power of 2 >= 1, got {nside}")
+    for key, low in (("epochs", 1), ("n_train", 2), ("n_test", 2)):
+        if out[key] < low:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {out[key]}")
+    for name, value in (("--batch-size", args.batch_size), ("--K", args.K), ("--k", args.k)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not (math.isfinite(out["lr"]) and out["lr"] > 0):
+        raise ValueError(f"--lr must be a positive number, got {out['lr']}")
+    if not (math.isfinite(out["noise"]) and out["noise"] >= 0):
+        raise ValueError(f"--noise must be a number >= 0, got {out['noise']}")
+    if not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed must be >= 0 and < 2**32, got {args.seed}")
+    return out
 
 
 def generate_maps(n: int, nside: int, alpha: float, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -82,28 +116,22 @@ def run(args) -> int:
     from ..models import DeepSphereClassifier
     from ..training import TrainConfig, distributed_context, evaluate, fit
 
-    preset = QUICK if args.quick else FULL
-    nside = args.nside or preset["nside"]
-    epochs = args.epochs if args.epochs is not None else preset["epochs"]
-    n_train = args.n_train or preset["n_train"]
-    n_test = args.n_test or preset["n_test"]
-    noise = preset["noise"] if args.noise is None else args.noise
-    lr = args.lr or preset["lr"]
-    if epochs < 1 or n_train < 2 or n_test < 2 or args.batch_size < 1:
-        raise ValueError("epochs, batch size must be >= 1 and n-train, n-test >= 2")
     try:
+        settings = _settings(args)
         device = torch.device(check_device(args.device))
     except ValueError as exc:
         print(f"deepsphere-gen demo: error: {exc}", file=sys.stderr)
         return 2
+    nside, epochs, n_train, n_test, noise, lr = (settings[k] for k in ("nside", "epochs", "n_train", "n_test",
+                                                                       "noise", "lr"))
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     x_train, y_train = make_dataset(n_train, nside, noise, rng)
     x_test, y_test = make_dataset(n_test, nside, noise, rng)
     # as many pooling blocks as the resolution allows (down to nside 1)
-    depth = min(len(preset["channels"]), int(np.log2(nside)))
-    channels = preset["channels"][:max(depth, 1)]
+    depth = min(len(settings["channels"]), int(np.log2(nside)))
+    channels = settings["channels"][:max(depth, 1)]
     model = DeepSphereClassifier(nside, 1, channels=channels, n_classes=2, K=args.K, k=args.k,
                                  pool_levels=1 if depth else 0).to(device)
     print(f"data: {n_train} train / {n_test} test maps at nside {nside}, classes C_l ~ (l+1)^-{SLOPES[0]} "

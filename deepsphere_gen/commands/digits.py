@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..experiments import digits_config as cfg
 from .._io import atomic_write_json
-from ._preflight import check_device
+from ._preflight import check_device, check_output_file, check_writable_dir
 
 HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."
 
@@ -40,7 +40,8 @@ def add_arguments(parser) -> None:
                         help="HEALPix grid of the graph and hybrid inputs (default 8; a power of 2 >= 8)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR", help="digit cache directory")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="digit cache directory (default $DEEPSPHERE_GEN_CACHE/digits or ~/.cache/deepsphere_gen/digits)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -57,6 +58,17 @@ def _config(args) -> cfg.DigitsConfig:
              ("bandwidth", args.bandwidth), ("nside", args.nside))
     overrides = {k: v for k, v in pairs if v is not None}
     return replace(config, **overrides)
+
+
+def _check_outputs(args) -> None:
+    """--data-dir, --json and --plot usable, before any work (one-line ValueError); missing folders are created."""
+    from ..datasets.digits import default_data_dir
+
+    check_writable_dir(args.data_dir or default_data_dir(), "--data-dir")
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.plot:
+        check_output_file(args.plot, "--plot", figure=True)
 
 
 def _paper_table() -> str:
@@ -100,8 +112,11 @@ def run(args) -> int:
         if args.threads < 1:
             return _fail(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if not 0 <= args.seed < 2**32:
+        return _fail(f"--seed must be >= 0 and < 2**32, got {args.seed}")
     try:
         config = _config(args)
+        _check_outputs(args)
     except ValueError as exc:
         return _fail(str(exc))
     models = args.models or cfg.available_models()

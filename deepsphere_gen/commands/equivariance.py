@@ -11,6 +11,7 @@ import sys
 import time
 
 from .._io import atomic_write_json
+from ._preflight import check_output_file
 
 HELP = "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."
 
@@ -32,14 +33,25 @@ def add_arguments(parser) -> None:
                              "run faster without a thread pool, by far on a busy machine)")
 
 
+def _fail(msg: str) -> int:
+    print(f"deepsphere-gen equivariance: error: {msg}", file=sys.stderr)
+    return 2
+
+
 def run(args) -> int:
     import torch  # here, not at the top: ``equivariance --help`` and argument errors stay fast
 
     from ..experiments import equivariance_sweep as sweep
 
     if args.threads < 1:
-        print(f"deepsphere-gen equivariance: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return 2
+        return _fail(f"--threads must be >= 1, got {args.threads}")
+    try:  # before the sweep: a wrong path is reported in the first second
+        if args.json:
+            check_output_file(args.json, "--json")
+        if args.plot:
+            check_output_file(args.plot, "--plot", figure=True)
+    except ValueError as exc:
+        return _fail(str(exc))
     t0 = time.perf_counter()
     threads, before = args.threads, torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -47,8 +59,7 @@ def run(args) -> int:
         tasks = sweep.sweep_tasks(quick=args.quick, seed=args.seed, graphs=args.graphs)
         records = sweep.run_tasks(tasks, progress=not args.no_progress)
     except ValueError as exc:
-        print(f"deepsphere-gen equivariance: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     finally:
         torch.set_num_threads(before)
     print(sweep.format_records(records))

@@ -194,6 +194,25 @@ def test_cli_unknown_suite_and_bad_dir(tmp_path, capsys):
     assert rc == 2 and "does not exist" in capsys.readouterr().err
 
 
+def test_cli_json_checked_before_any_suite(tmp_path, capsys):
+    (tmp_path / "bench_trivial.py").write_text(TRIVIAL_SUITE)
+    (tmp_path / "a-file").write_text("x")
+    for path, message in ((tmp_path, f"--json {tmp_path} is a folder, not a file"),
+                          (tmp_path / "a-file" / "o.json", f"the folder of --json {tmp_path / 'a-file'} is a file")):
+        rc = main(["bench", "--suite-dir", str(tmp_path), "--no-progress", "--json", str(path)])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"deepsphere-gen bench: error: {message}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_progress_bar_only_on_a_terminal(tmp_path, capsys):
+    """Without --no-progress and with stderr not a terminal (a log file; here pytest's capture), no bar."""
+    (tmp_path / "bench_trivial.py").write_text(TRIVIAL_SUITE)
+    assert main(["bench", "--suite-dir", str(tmp_path), "--quick", "--repeats", "1", "--json",
+                 str(tmp_path / "o.json")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "bench:" not in err
+
+
 def test_repository_suites_are_discovered():
     suites = _bench.discover_suites()
     assert "chebconv" in suites

@@ -1,6 +1,9 @@
 """``deepsphere-gen demo``: runs end to end on tiny settings; its data have the stated spectra."""
+import re
+
 import healpy as hp
 import numpy as np
+import pytest
 
 from deepsphere_gen.cli import main
 from deepsphere_gen.commands.demo import SLOPES, generate_maps
@@ -48,3 +51,32 @@ def test_generated_maps_follow_their_power_law():
         assert abs(slope + alpha) < 0.25
         ratios.append(cl[16] / cl[2])
     assert ratios[0] > ratios[1]  # the shallower class carries relatively more small-scale power
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--nside", "7", "--nside must be a power of 2 >= 1, got 7"), ("--nside", "-8", "--nside must be a power of 2"),
+    ("--nside", "0", "--nside must be a power of 2"), ("--epochs", "0", "--epochs must be >= 1"),
+    ("--batch-size", "0", "--batch-size must be >= 1"), ("--n-train", "1", "--n-train must be >= 2"),
+    ("--n-train", "0", "--n-train must be >= 2"), ("--n-test", "0", "--n-test must be >= 2"),
+    ("--lr", "-1", "--lr must be a positive number"), ("--lr", "0", "--lr must be a positive number"),
+    ("--K", "0", "--K must be >= 1"), ("--k", "0", "--k must be >= 1"), ("--noise", "nan", "--noise must be"),
+    ("--noise", "-1", "--noise must be a number >= 0"), ("--seed", "-1", "--seed must be >= 0"),
+])
+def test_demo_bad_values_are_one_line_errors(capsys, option, value, message):
+    """Each bad value is refused before any work (exit 2, one line naming the option); 0 is not "not given"."""
+    args = {"--nside": "4", "--epochs": "1", "--n-train": "8", "--n-test": "4", option: value}  # a valid run is ~1 s
+    assert main(["demo", "--quick", *(word for pair in args.items() for word in pair)]) == 2
+    err = capsys.readouterr().err
+    assert f"deepsphere-gen demo: error: {message}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_help_shows_defaults_and_distinct_metavars(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    entries = [" ".join(e.split()) for e in re.split(r"\n  (?=-)", capsys.readouterr().out)]
+    text = {e.split()[0] + " " + e.split()[1]: e for e in entries if e.startswith("--")}
+    for option, default in (("--nside NSIDE", "default 32; 8 with --quick"), ("--n-train N", "default 1536; 256"),
+                            ("--n-test N", "default 512; 256"), ("--batch-size N", "default 16"),
+                            ("--K ORDERS", "default 5"), ("--k NEIGHBOURS", "default 20"), ("--seed SEED", "default 0"),
+                            ("--lr LR", "default 0.003; 0.005")):
+        assert default in text[option], text.get(option, sorted(text))

@@ -121,7 +121,7 @@ def test_missing_hybrid_is_a_clear_error():
 
 
 def test_cli_json_and_plot(tmp_path, data_dir, capsys):
-    out, png = tmp_path / "d.json", tmp_path / "d.png"
+    out, png = tmp_path / "d.json", tmp_path / "figs" / "new" / "d.png"  # a missing folder of --plot is created
     rc = main(["digits", "--models", "planar", "graph", "--n-train", "30", "--n-test", "10", "--epochs", "1",
                "--bandwidth", "10", "--threads", "1", "--data-dir", data_dir, "--json", str(out),
                "--plot", str(png), "--no-progress"])
@@ -144,3 +144,27 @@ def test_cli_errors(capsys, data_dir):
     assert "unknown device 'gpu'; valid devices here: cpu" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["digits", "--models", "resnet"])
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--json", "{tmp}", "--json {tmp} is a folder, not a file"),
+    ("--plot", "{tmp}/p.txt", "--plot {tmp}/p.txt: unsupported figure format 'txt'"),
+    ("--plot", "{tmp}/a-file/p.png", "the folder of --plot {tmp}/a-file is a file, not a folder"),
+    ("--data-dir", "{tmp}/a-file", "--data-dir {tmp}/a-file is a file, not a folder"),
+    ("--seed", "-1", "--seed must be >= 0"),
+])
+def test_cli_output_paths_and_seed_checked_before_any_work(tmp_path, data_dir, monkeypatch, capsys, option, value,
+                                                          message):
+    """A bad --json, --plot, --data-dir or --seed is a one-line error (exit 2) before the data, the figure or the
+    training (which would otherwise run for minutes and then fail writing)."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output paths were checked")
+
+    monkeypatch.setattr(exp, "run_experiment", no_work)
+    monkeypatch.setattr("deepsphere_gen.commands.digits._plot", no_work)
+    (tmp_path / "a-file").write_text("x")
+    args = {"--models": "planar", "--data-dir": data_dir, option: value.format(tmp=tmp_path)}
+    assert main(["digits", "--no-progress", *(word for pair in args.items() for word in pair)]) == 2
+    err = capsys.readouterr().err
+    assert f"deepsphere-gen digits: error: {message.format(tmp=tmp_path)}" in err
+    assert len(err.strip().splitlines()) == 1

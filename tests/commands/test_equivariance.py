@@ -15,7 +15,7 @@ def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, capsys):
                                        seed=seed)
 
     monkeypatch.setattr(sw, "sweep_tasks", small)
-    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    out, png = tmp_path / "r.json", tmp_path / "figs" / "new" / "r.png"  # a missing folder of --plot is created
     assert main(["equivariance", "--json", str(out), "--plot", str(png), "--seed", "3", "--no-progress",
                  "--threads", "1"]) == 0
     text = capsys.readouterr().out
@@ -28,6 +28,33 @@ def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, capsys):
         assert key in rec
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert data["meta"]["threads"] == 1 and torch.get_num_threads() == threads_before
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--json", "{tmp}", "--json {tmp} is a folder, not a file"),
+    ("--plot", "{tmp}", "--plot {tmp} is a folder, not a file"),
+    ("--plot", "{tmp}/p.txt", "--plot {tmp}/p.txt: unsupported figure format 'txt'; supported: "),
+    ("--json", "{tmp}/a-file/r.json", "the folder of --json {tmp}/a-file is a file, not a folder"),
+])
+def test_output_paths_checked_before_the_sweep(tmp_path, monkeypatch, capsys, option, value, message):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the sweep started before the output paths were checked")
+
+    monkeypatch.setattr(sw, "run_tasks", no_work)
+    (tmp_path / "a-file").write_text("x")
+    assert main(["equivariance", "--quick", "--no-progress", option, value.format(tmp=tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"deepsphere-gen equivariance: error: {message.format(tmp=tmp_path)}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    """Without --no-progress and with stderr not a terminal (a log file; here pytest's capture), no bar."""
+    monkeypatch.setattr(sw, "sweep_tasks", lambda quick=False, seed=0, graphs=False: sw.graph_operator_tasks(
+        (4,), (8,), {4: (2,)}, ("deepsphere-v2",), n_signals=1, n_rotations=1, seed=seed))
+    assert main(["equivariance", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "equivariance:" not in err
 
 
 def test_bad_arguments(capsys):
