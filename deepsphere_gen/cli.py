@@ -65,7 +65,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
 
 def parse_args(argv=None) -> argparse.Namespace:
     """Parse ``argv``; a command module may define ``reorder_argv(words) -> words``, applied to
-    the words after the command name first (massmaps: a step name after a list option's values)."""
+    the words after the command name first (massmaps, cosmo: a step name after a list option's values)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     chosen = _chosen(argv)

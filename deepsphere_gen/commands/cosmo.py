@@ -19,11 +19,11 @@ import resource
 import sys
 import time
 from dataclasses import MISSING, fields, replace
-from pathlib import Path
 from types import SimpleNamespace
 
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
+from ._argv import step_out_of_lists
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
 
@@ -107,14 +107,27 @@ def _common(p, with_outputs: bool = True) -> None:
         p.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
+_STEPS = {"generate": "generate (or reuse) the simulations",
+          "train": "train the estimators (checkpointed, resumable)",
+          "evaluate": "evaluate on held-out cosmologies and the fiducial: table, JSON, plots",
+          "run": "generate, train and evaluate (the default)"}
+#: options taking one or more values (nargs="+"), which would swallow a step name after them
+_LIST_OPTIONS = ("--methods",)
+#: options without a value
+_FLAGS = ("--quick", "--restart", "--no-progress", "--no-plots", "--help")
+
+
 def add_arguments(parser) -> None:
     _common(parser)
     sub = parser.add_subparsers(dest="step", metavar="STEP")
-    for name, text in (("generate", "generate (or reuse) the simulations"),
-                       ("train", "train the estimators (checkpointed, resumable)"),
-                       ("evaluate", "evaluate on held-out cosmologies and the fiducial: table, JSON, plots"),
-                       ("run", "generate, train and evaluate (the default)")):
+    for name, text in _STEPS.items():
         _common(sub.add_parser(name, help=text, description=text), with_outputs=name in ("evaluate", "run"))
+
+
+def reorder_argv(words: list[str]) -> list[str]:
+    """The words after ``cosmo`` with a step name after ``--methods``' values ending that list
+    (:func:`._argv.step_out_of_lists`): ``--methods graph train`` reads as ``train --methods graph``."""
+    return step_out_of_lists(words, tuple(_STEPS), _LIST_OPTIONS, _FLAGS)
 
 
 def _get(args, name, default=None):
@@ -150,16 +163,14 @@ def _config(args):
 def _preflight(config, step: str, json_path: str) -> None:
     """Device, folders and the footprint, before any work (one-line ValueError)."""
     from ..datasets.cosmo_grid import default_data_dir
-    from ._preflight import check_device, check_writable_dir
+    from ._preflight import check_device, check_output_file, check_writable_dir
 
     check_device(config.device)
     check_writable_dir(config.data_dir if config.data_dir is not None else default_data_dir(), "--data-dir")
     if step != "generate":
         check_writable_dir(config.out_dir, "--out-dir")
     if step in ("evaluate", "run"):
-        if Path(json_path).is_dir():
-            raise ValueError(f"--json {json_path} is a folder, not a file")
-        check_writable_dir(Path(json_path).parent, "the folder of --json")
+        check_output_file(json_path, "--json")
     check_footprint_file(config.grid.footprint, config.grid.nside)
 
 

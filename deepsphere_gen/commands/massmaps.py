@@ -20,7 +20,6 @@ Imports torch and the experiment only when the command runs (``--help`` stays fa
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from dataclasses import MISSING, fields
@@ -28,6 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import _cache_dirs
+from ._argv import step_out_of_lists
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
@@ -173,27 +173,9 @@ def add_arguments(parser) -> None:
 
 
 def reorder_argv(words: list[str]) -> list[str]:
-    """The words after ``massmaps``, with a step name that follows a list option's values
-    (``--sky-fractions 1/12 generate``: argparse would read ``generate`` as a sky fraction) moved
-    in front of that option, which goes to the end: ``generate --sky-fractions 1/12``.  A step
-    name is never a value of a list option; one-value options keep theirs (``--out-dir train``)."""
-    words = list(words)
-    start = None  # index of the list option whose values are being read
-    for i, w in enumerate(words):
-        if w == "--":
-            break
-        if w.startswith("-") and not re.match(r"-(\d|\.\d|inf\b|nan\b)", w, re.IGNORECASE):
-            is_list = "=" not in w and len(w) > 2 and any(o.startswith(w) for o in _LIST_OPTIONS)
-            start = i if is_list else None
-            continue
-        if w not in _STEP_WORDS:
-            continue
-        if start is not None and i > start + 1:
-            return words[:start] + [w] + words[i + 1:] + words[start:i]
-        prev = words[i - 1] if i else ""
-        if not (prev.startswith("--") and "=" not in prev and not any(f.startswith(prev) for f in _FLAGS)):
-            break  # the step itself (not the value of a one-value option such as --out-dir)
-    return words
+    """The words after ``massmaps`` with a step name after a list option's values ending that list
+    (:func:`._argv.step_out_of_lists`): ``--sky-fractions 1/12 generate`` reads as ``generate --sky-fractions 1/12``."""
+    return step_out_of_lists(words, _STEP_WORDS, _LIST_OPTIONS, _FLAGS)
 
 
 def _get(args, name, default=None):
@@ -263,16 +245,14 @@ def _fail(msg: str) -> int:
 
 def _preflight(config, step: str, json_path=None) -> None:
     """Device, folders and disk space, before any work (one-line ValueError)."""
-    from ._preflight import check_device, check_free_space, check_writable_dir
+    from ._preflight import check_device, check_free_space, check_output_file, check_writable_dir
 
     check_device(config.device)
     check_writable_dir(config.data_dir, "--data-dir")
     if step != "generate":
         check_writable_dir(config.out_dir, "--out-dir")
     if json_path is not None and step in ("evaluate", "run"):
-        if Path(json_path).is_dir():
-            raise ValueError(f"--json {json_path} is a folder, not a file")
-        check_writable_dir(Path(json_path).parent, "the folder of --json")
+        check_output_file(json_path, "--json")
     data_bytes = 0 if _dataset_present(config) else 4 * 2 * config.n_maps * 12 * config.nside**2  # float32
     check_free_space(config.data_dir, data_bytes + 2**24,
                      f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})")

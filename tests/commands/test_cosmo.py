@@ -355,3 +355,14 @@ def test_done_line_gives_cpu_minutes_consistent_with_the_seconds(tmp_path, capsy
     assert main(["cosmo", *TINY, *dirs, "--methods", "power_spectrum"]) == 0
     s, minutes = re.search(r"done in \d+ s wall, (\d+) s process CPU \(([\d.]+) min\)", capsys.readouterr().out).groups()
     assert abs(float(minutes) * 60 - int(s)) <= 3.5  # was: "3 s process CPU (1 min)"
+
+
+def test_a_step_after_the_methods_list_ends_it():
+    """`cosmo --methods graph train`: the step is no method (argparse alone: "invalid choice: 'train'");
+    a one-value option keeps a step-like value (--out-dir run)."""
+    from deepsphere_gen.cli import parse_args
+
+    args = parse_args(["cosmo", "--quick", "--methods", "graph", "power_spectrum", "train", "--seed", "2"])
+    assert (args.step, args.methods, args.seed, args.quick) == ("train", ["graph", "power_spectrum"], 2, True)
+    args = parse_args(["cosmo", "--out-dir", "run", "--methods", "graph", "evaluate"])
+    assert (args.step, args.out_dir, args.methods) == ("evaluate", "run", ["graph"])
