@@ -24,14 +24,13 @@ from types import SimpleNamespace
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import step_out_of_lists
+from ._interrupts import report_interrupt
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
 
 #: --quick: CI-sized run (about a minute on one core)
 QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, n_calib=8, epochs=4, mlp_epochs=40,
              channels=(8, 16, 16))
-#: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
-EXIT_INTERRUPTED = 130
 
 
 def _cpu() -> float:
@@ -217,7 +216,7 @@ def run(args) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    from ..training import TrainingInterrupted, distributed_context, shutdown_distributed
+    from ..training import distributed_context, shutdown_distributed
 
     t0, c0 = time.perf_counter(), _cpu()
     stage = "setup"
@@ -260,17 +259,8 @@ def run(args) -> int:
         print(f"cosmo: done in {timing['wall_seconds']:.0f} s wall, {timing['process_cpu_seconds']:.0f} s process CPU "
               f"({timing['process_cpu_seconds'] / 60:.1f} min)")
         return 0
-    except TrainingInterrupted as exc:
-        print(f"deepsphere-gen cosmo: interrupted after epoch {exc.epoch} of {exc.epochs} of {exc.desc} "
-              "(checkpointed with every finished network); rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        kept = {"data generation": "nothing of the unfinished data set is kept",
-                "training": "finished networks are checkpointed",
-                "evaluation": "all trained networks are checkpointed"}.get(stage, "nothing was started")
-        print(f"deepsphere-gen cosmo: interrupted during {stage} ({kept}); rerun the same command to resume",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # a TrainingInterrupted names its epoch
+        return report_interrupt("cosmo", stage, exc, "networks")
     except ValueError as exc:
         return _fail(str(exc))
     finally:

@@ -28,6 +28,7 @@ from types import SimpleNamespace
 
 from .. import _cache_dirs
 from ._argv import step_out_of_lists
+from ._interrupts import EXIT_INTERRUPTED, report_interrupt
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
@@ -39,8 +40,6 @@ QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), deepsphere_levels
 OUT_DIR = "massmaps-out"
 #: default number of worker processes of the run step
 WORKERS = 2
-#: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
-EXIT_INTERRUPTED = 130
 #: exit status of classify when an input is outside the training distribution (without --force)
 EXIT_OUT_OF_DISTRIBUTION = 3
 
@@ -394,7 +393,7 @@ def run(args) -> int:
 
 
 def _run_steps(args, step: str) -> int:
-    from ..training import TrainingInterrupted, distributed_context, shutdown_distributed
+    from ..training import distributed_context, shutdown_distributed
 
     t0 = time.perf_counter()
     stage = "setup"
@@ -455,17 +454,8 @@ def _run_steps(args, step: str) -> int:
         print(f"massmaps: done in {time.perf_counter() - t0:.0f} s wall (CPU: {time.process_time():.0f} s this process"
               f" + {child.ru_utime + child.ru_stime:.0f} s worker processes; peak memory {peak:.2f} GiB per process)")
         return 0
-    except TrainingInterrupted as exc:
-        print(f"deepsphere-gen massmaps: interrupted after epoch {exc.epoch} of {exc.epochs} of {exc.desc} "
-              "(checkpointed with every finished run); rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        kept = {"data generation": "nothing of the unfinished data set is kept",
-                "training": "finished runs are checkpointed",
-                "evaluation": "all trained networks are checkpointed"}.get(stage, "nothing was started")
-        print(f"deepsphere-gen massmaps: interrupted during {stage} ({kept}); rerun the same command to resume",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # a TrainingInterrupted names its epoch
+        return report_interrupt("massmaps", stage, exc, "runs")
     except ValueError as exc:
         return _fail(str(exc))
     except BrokenPipeError:  # the reader of stdout went away (| head): the command line ends quietly

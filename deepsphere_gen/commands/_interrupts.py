@@ -1,0 +1,25 @@
+"""The one line a Ctrl-C ends a long command with, and its exit status."""
+from __future__ import annotations
+
+import sys
+
+#: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
+EXIT_INTERRUPTED = 130
+
+#: what is kept when Ctrl-C lands in each stage of a generate/train/evaluate command
+_KEPT = {"data generation": "nothing of the unfinished data set is kept",
+         "training": "finished {units} are checkpointed",
+         "evaluation": "all trained networks are checkpointed"}
+
+
+def report_interrupt(command: str, stage: str, exc: KeyboardInterrupt, units: str) -> int:
+    """Print to stderr how ``deepsphere-gen command`` was interrupted and that rerunning resumes; return
+    :data:`EXIT_INTERRUPTED`.  ``exc``: the interrupt (a :class:`~deepsphere_gen.training.TrainingInterrupted`
+    names the epoch last checkpointed and the run); ``stage``: what was running; ``units``: what the
+    command checkpoints one by one ("runs", "networks")."""
+    if getattr(exc, "epoch", None) is not None:  # TrainingInterrupted (duck-typed: no torch import here)
+        what = f"after epoch {exc.epoch} of {exc.epochs} of {exc.desc} (checkpointed with every finished {units[:-1]})"
+    else:
+        what = f"during {stage} ({_KEPT.get(stage, 'nothing was started').format(units=units)})"
+    print(f"deepsphere-gen {command}: interrupted {what}; rerun the same command to resume", file=sys.stderr)
+    return EXIT_INTERRUPTED
