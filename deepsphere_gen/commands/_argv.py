@@ -15,8 +15,9 @@ _NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|nan\b)", re.IGNORECASE)
 
 def step_out_of_lists(words: list[str], steps, list_options, flags) -> list[str]:
     """``words`` (after the command name) with a step name that follows a list option's values moved
-    in front of that option, which goes to the end: ``--sky-fractions 1/12 generate --nside 8`` ->
-    ``generate --nside 8 --sky-fractions 1/12``.  ``steps``: the step names; ``list_options``: the
+    in front of that option, which goes after the words that followed the step (before a ``--``):
+    ``--sky-fractions 1/12 generate --nside 8`` -> ``generate --nside 8 --sky-fractions 1/12``; where the
+    same option is given again later, the later one wins (as argparse's last-wins) and the moved one is dropped.  ``steps``: the step names; ``list_options``: the
     options with ``nargs="+"``; ``flags``: the options without a value (so that ``--quick generate``
     keeps ``generate`` as the step).  A one-value option keeps a step-like value (``--out-dir train``);
     options may be abbreviated as argparse allows; nothing after ``--`` is moved."""
@@ -32,8 +33,27 @@ def step_out_of_lists(words: list[str], steps, list_options, flags) -> list[str]
         if w not in steps:
             continue
         if start is not None and i > start + 1:
-            return words[:start] + [w] + words[i + 1:] + words[start:i]
+            return _moved(words, start, i, list_options)
         prev = words[i - 1] if i else ""
         if not (prev.startswith("--") and "=" not in prev and not any(f.startswith(prev) for f in flags)):
             break  # the step itself (not the value of a one-value option such as --out-dir)
     return words
+
+
+def _option_name(word: str, list_options) -> str:
+    """The list option a word names (argparse's unambiguous prefixes and ``--opt=value`` resolved)."""
+    name = word.split("=", 1)[0]
+    matches = [o for o in list_options if o.startswith(name)]
+    return matches[0] if len(matches) == 1 else name
+
+
+def _moved(words: list[str], start: int, step: int, list_options) -> list[str]:
+    """The step word ``words[step]`` before the list option ``words[start]``, whose values (up to the
+    step) go after the words that followed the step, before a ``--``; dropped where a later use of the
+    same option overrides them."""
+    option, rest = words[start:step], words[step + 1:]
+    cut = rest.index("--") if "--" in rest else len(rest)
+    name = _option_name(words[start], list_options)
+    if any(w.startswith("-") and _option_name(w, list_options) == name for w in rest[:cut]):
+        option = []
+    return words[:start] + [words[step]] + rest[:cut] + option + rest[cut:]

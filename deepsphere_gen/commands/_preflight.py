@@ -53,7 +53,7 @@ def check_writable_dir(path, option: str) -> Path:
 
     ``option`` names the setting in messages (``--out-dir``).
     """
-    path = Path(path).expanduser()
+    path = Path(path)  # as given: the command writes this path, not a ~-expanded one
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path} is a file, not a folder")
     try:
@@ -80,21 +80,24 @@ def check_output_file(path, option: str, figure: bool = False) -> Path:
     created (with parents) if missing and writable (the atomic writes and ``savefig`` need no more).
 
     ``option`` names the setting in messages (``--json``).  ``figure``: also refuse a suffix
-    matplotlib cannot write (none is fine: matplotlib then writes PNG and appends ``.png``).
+    matplotlib cannot write; a path without one gets ``.png`` (what matplotlib would write).  Returns
+    the path to write (the commands write and print that one).
     """
-    path = Path(path).expanduser()
+    path = Path(path)  # as given: the command writes this path, not a ~-expanded one
     if path.is_dir():
         raise ValueError(f"{option} {path} is a folder, not a file")
     if figure and path.suffix and path.suffix[1:].lower() not in figure_formats():
         raise ValueError(f"{option} {path}: unsupported figure format {path.suffix[1:]!r}; "
                          f"supported: {', '.join(figure_formats())}")
+    if figure and not path.suffix:
+        path = path.with_name(path.name + ".png")
     check_writable_dir(path.parent, f"the folder of {option}")
     return path
 
 
 def check_free_space(path, need_bytes: int, what: str) -> int:
     """Free bytes on the file system of ``path``; ValueError if fewer than ``need_bytes``."""
-    path = Path(path).expanduser()
+    path = Path(path)  # as given: the command writes this path, not a ~-expanded one
     probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

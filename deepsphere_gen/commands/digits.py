@@ -66,9 +66,9 @@ def _check_outputs(args) -> None:
 
     check_writable_dir(args.data_dir or default_data_dir(), "--data-dir")
     if args.json:
-        check_output_file(args.json, "--json")
+        args.json = str(check_output_file(args.json, "--json"))
     if args.plot:
-        check_output_file(args.plot, "--plot", figure=True)
+        args.plot = str(check_output_file(args.plot, "--plot", figure=True))
 
 
 def _paper_table() -> str:

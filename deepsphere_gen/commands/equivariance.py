@@ -47,9 +47,9 @@ def run(args) -> int:
         return _fail(f"--threads must be >= 1, got {args.threads}")
     try:  # before the sweep: a wrong path is reported in the first second
         if args.json:
-            check_output_file(args.json, "--json")
+            args.json = str(check_output_file(args.json, "--json"))
         if args.plot:
-            check_output_file(args.plot, "--plot", figure=True)
+            args.plot = str(check_output_file(args.plot, "--plot", figure=True))
     except ValueError as exc:
         return _fail(str(exc))
     t0 = time.perf_counter()

@@ -1,0 +1,39 @@
+"""``commands._preflight``: the checks a command runs before any work, on the path it will write."""
+import os
+from pathlib import Path
+
+import pytest
+
+from deepsphere_gen.commands._preflight import check_output_file, check_writable_dir
+
+
+def test_output_file_checks_the_path_the_command_writes(tmp_path, monkeypatch):
+    """A path is checked as given, not ~-expanded: the commands write ``args.json`` as given, so a
+    check of ``$HOME/...`` would have created one folder and let the write go to another."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert check_output_file("~/sub/r.json", "--json") == Path("~/sub/r.json")
+    assert (tmp_path / "~" / "sub").is_dir() and not (tmp_path / "home").exists()
+    (tmp_path / "~" / "sub" / "r.json").write_text("{}")
+    assert check_output_file("~/sub/r.json", "--json").is_file()  # an existing file is fine
+    with pytest.raises(ValueError, match=r"--json .*sub is a folder, not a file"):
+        check_output_file("~/sub", "--json")
+    with pytest.raises(ValueError, match="unsupported figure format 'txt'"):
+        check_output_file("p.txt", "--plot", figure=True)
+    assert check_output_file("plot", "--plot", figure=True) == Path("plot.png")  # what matplotlib writes
+
+
+def test_writable_dir_refuses_a_file_and_a_read_only_folder(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="--out-dir .*f is a file, not a folder"):
+        check_writable_dir(tmp_path / "f", "--out-dir")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores the mode
+            pytest.skip("running as root: a read-only folder is still writable")
+        with pytest.raises(ValueError, match="is not a writable folder"):
+            check_writable_dir(ro / "sub", "--out-dir")
+    finally:
+        ro.chmod(0o700)
