@@ -410,13 +410,25 @@ def test_classify_names_the_classes_and_foreign_checkpoints(trained, tmp_path, c
 
 
 def test_run_options_that_would_be_ignored_are_refused(tmp_path, capsys):
-    """--epochs 0 (trained min-steps' epochs instead) and --k above the finest graph's pixels (silently a
-    complete graph at every level)."""
+    """--epochs 0 (trained min-steps' epochs instead) and a given --k >= the pixels of an input (silently a
+    complete graph at every level), both before any data is generated; the default k on inputs that small
+    (4-pixel 1/192 patches at nside 8) is capped as before, with a note."""
     d = _dirs(tmp_path)
     _fail(["train", *TINY, *d, "--epochs", "0"], capsys, "epochs (--epochs) must be a positive integer")
     assert not (tmp_path / "data").exists()
-    cap = _fail(["train", *TINY, *d, "--k", "100000"], capsys, "k=100000 graph neighbours needs more than")
-    assert "the finest graph has 768" in cap.err and not _checkpoints(tmp_path)
+    for step in ("train", "run", "evaluate"):
+        _fail([step, *TINY, *d, "--k", "100000"], capsys, "--k 100000 graph neighbours needs inputs of more than "
+              "100000 pixels (sky fraction 1 at nside 8: 768 pixels): use --k <= 767")
+    assert not (tmp_path / "data").exists()
+    tiny = [*TINY, "--sky-fractions", "1", "1/192"]
+    _fail(["train", *tiny, *d, "--k", "4"], capsys, "(sky fraction 1/192 at nside 8: 4 pixels): use --k <= 3")
+    assert not (tmp_path / "data").exists()
+    assert main(["massmaps", "generate", *tiny, *d, "--k", "100000"]) == 0  # generate builds no graph
+    capsys.readouterr()
+    assert main(["massmaps", "train", *tiny, *d]) == 0  # ran at 870b60e: still runs
+    out = capsys.readouterr().out
+    assert "note: sky fraction 1/192 at nside 8 has 4 pixels: the default --k 8 is capped at 3 there" in out
+    assert "sky fraction 1 at nside 8" not in out and len(_checkpoints(tmp_path, "fcn-sky1o192-*.pt")) == 1
 
 
 def test_evaluate_without_checkpoints_reports_every_network(tmp_path, capsys):
