@@ -162,7 +162,9 @@ def add_arguments(parser) -> None:
     c.add_argument("--relative-noise", type=float, nargs="+", default=S, metavar="LEVEL",
                    help="only networks trained at these relative noise levels (0: no noise)")
     c.add_argument("--sigma-e", type=float, default=S,
-                   help=f"ellipticity dispersion of the chosen noise settings (default {d.sigma_e})")
+                   help="only shape-noise networks trained with this ellipticity dispersion, within a relative 1e-2 "
+                        "(default: any; --deepsphere-level converts at this value, default "
+                        f"{d.sigma_e})")
     c.add_argument("--checkpoint", nargs="+", default=None, metavar="FILE",
                    help="use these checkpoint files instead of searching --out-dir")
     c.add_argument("--field", type=int, default=None, metavar="N",
@@ -387,7 +389,7 @@ def _classify(args) -> int:
         skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
     maps = {f: cl.read_user_map(f, nside, args.field) for f in args.maps}
     nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
-                              method_given=args.method is not None)
+                              method_given=args.method is not None, sigma_e=_get(args, "sigma_e"))
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
         for f in args.maps:
             cl.check_sky(maps[f], net, f)

@@ -372,6 +372,37 @@ def test_noise_selection_never_picks_a_farther_setting(tmp_path):
     assert nets[0].noise_option == "--ngal 22.47"
 
 
+def test_classify_matches_the_ellipticity_dispersion(tmp_path, capsys):
+    """--ngal 22.47 --sigma-e 0.3 never uses a network trained at sigma_e 0.26 (it did, silently): the trained
+    settings are listed with their --sigma-e to paste; a value within 1e-2 (0.2613) selects 0.26; with networks of
+    both values, --sigma-e chooses (without it: both named); a --checkpoint of another sigma_e is refused."""
+    small = ["--nside", "8", "--n-maps", "6", "--sky-fractions", "1", "--ngal", "22.47", "--epochs", "1",
+             "--min-steps", "0", "--batch-size", "8", "--methods", "fcn", "--no-progress", *_dirs(tmp_path)]
+    assert main(["massmaps", "train", *small]) == 0
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    fits = str(tmp_path / "m.fits")
+    hp.write_map(fits, np.asarray(maps[0, -1], dtype=np.float64), nest=True, dtype=np.float64)
+    out = ["--out-dir", str(tmp_path / "out"), "--force"]
+    cap = _fail(["classify", fits, "--ngal", "22.47", "--sigma-e", "0.3", *out], capsys,
+                "no trained fcn network for nside 8, noise ngal22.47, sigma_e 0.3 in ")
+    assert "(--sky-fractions 1 --ngal 22.47 --sigma-e 0.26)" in cap.err
+    _fail(["classify", fits, "--sigma-e", "0.3", *out], capsys, "sigma_e 0.3")
+    (ckpt,) = _checkpoints(tmp_path)
+    _fail(["classify", fits, "--checkpoint", str(ckpt), "--sigma-e", "0.3", "--force"], capsys,
+          "which --sigma-e 0.3 exclude(s)")
+    for argv in (["--ngal", "22.47", "--sigma-e", "0.2613"], ["--ngal", "22.5"], []):
+        assert main(["massmaps", "classify", fits, *argv, *out]) == 0
+        assert capsys.readouterr().out.count("noise ngal22.47 (sigma_e 0.26), fcn: P(class 0)") == 1
+    assert main(["massmaps", "train", *small, "--sigma-e", "0.3"]) == 0
+    capsys.readouterr()
+    assert len(_checkpoints(tmp_path)) == 2
+    _fail(["classify", fits, "--ngal", "22.47", *out], capsys, "choose one with --sigma-e (0.26 or 0.3) or --checkpoint")
+    for sigma in ("0.26", "0.3"):
+        assert main(["massmaps", "classify", fits, "--ngal", "22.47", "--sigma-e", sigma, *out]) == 0
+        assert capsys.readouterr().out.count(f"noise ngal22.47 (sigma_e {sigma}), fcn: P(class 0)") == 1
+
+
 @pytest.mark.parametrize("sky", ["abc", "0", "-1", "2", "1/13"])
 def test_classify_checks_sky_fractions_as_train_does(trained, capsys, sky):
     cap = _fail(["classify", str(trained / "test.fits"), "--sky-fractions", sky, "--out-dir", str(trained / "out")],
