@@ -23,6 +23,7 @@ QUICK = dict(nside=8, epochs=5, n_train=256, n_test=256, channels=(8, 16, 32), n
 FULL = dict(nside=32, epochs=12, n_train=1536, n_test=512, channels=(16, 32, 64, 64), noise=1.0, lr=3e-3)
 SLOPES = (1.5, 2.0)  # power-law index alpha of the two classes
 BATCH_SIZE = 16
+K_NEIGHBOURS = 20  # default --k
 
 
 def add_arguments(parser) -> None:
@@ -44,15 +45,17 @@ def add_arguments(parser) -> None:
                         help=f"white-noise std relative to the unit-variance signal, >= 0 ({default('noise')})")
     parser.add_argument("--K", type=int, default=5, metavar="ORDERS",
                         help="Chebyshev polynomial orders per graph convolution (default 5)")
-    parser.add_argument("--k", type=int, default=20, metavar="NEIGHBOURS",
-                        help="neighbours per pixel of the kNN graphs (default 20)")
+    parser.add_argument("--k", type=int, default=None, metavar="NEIGHBOURS",
+                        help=f"neighbours per pixel of the kNN graphs, < 12 nside^2 (default {K_NEIGHBOURS}, "
+                             "capped at 12 nside^2 - 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the maps, initialisation and batches (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
 
 def _settings(args) -> dict:
-    """The preset (``QUICK`` or ``FULL``) with every option given (not None) in its place;
-    ValueError naming the first bad option."""
+    """The preset (``QUICK`` or ``FULL``) with every option given (not None) in its place, and ``k``
+    (a given --k must be < 12 nside^2, the pixels of the maps; the default is capped at 12 nside^2 - 1,
+    a complete graph, as the graphs of the coarse levels are); ValueError naming the first bad option."""
     preset = QUICK if args.quick else FULL
     out = {key: default if getattr(args, key, None) is None else getattr(args, key) for key, default in preset.items()}
     nside = out["nside"]
@@ -62,8 +65,13 @@ def _settings(args) -> dict:
         if out[key] < low:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {out[key]}")
     for name, value in (("--batch-size", args.batch_size), ("--K", args.K), ("--k", args.k)):
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+    npix = 12 * nside**2
+    if args.k is not None and args.k >= npix:
+        raise ValueError(f"--k {args.k} graph neighbours needs maps of more than {args.k} pixels; nside {nside} "
+                         f"has {npix}: use --k <= {npix - 1} or a larger --nside")
+    out["k"] = K_NEIGHBOURS if args.k is None else args.k
     if not (math.isfinite(out["lr"]) and out["lr"] > 0):
         raise ValueError(f"--lr must be a positive number, got {out['lr']}")
     if not (math.isfinite(out["noise"]) and out["noise"] >= 0):
@@ -132,10 +140,13 @@ def run(args) -> int:
     # as many pooling blocks as the resolution allows (down to nside 1)
     depth = min(len(settings["channels"]), int(np.log2(nside)))
     channels = settings["channels"][:max(depth, 1)]
-    model = DeepSphereClassifier(nside, 1, channels=channels, n_classes=2, K=args.K, k=args.k,
+    model = DeepSphereClassifier(nside, 1, channels=channels, n_classes=2, K=args.K, k=settings["k"],
                                  pool_levels=1 if depth else 0).to(device)
     print(f"data: {n_train} train / {n_test} test maps at nside {nside}, classes C_l ~ (l+1)^-{SLOPES[0]} "
           f"vs (l+1)^-{SLOPES[1]}, unit variance, noise {noise} ({time.perf_counter() - t0:.1f} s)")
+    if settings["k"] >= 12 * nside**2:
+        print(f"note: nside {nside} has {12 * nside**2} pixels: the default --k {settings['k']} is capped at "
+              f"{12 * nside**2 - 1} (a complete graph)")
     print(model.summary())
     # the project's loop: AdamW (no weight decay), seeded batches, BatchNorm statistics recomputed
     # with the final weights, progress bars only on a terminal

@@ -7,8 +7,8 @@
 
 Options may stand before or after the step (``massmaps --nside 8 generate`` ==
 ``massmaps generate --nside 8``): every option is parsed with ``default=SUPPRESS`` and
-the defaults are applied once, in :func:`_config`.  Before any work the device, the
-folders and the free disk space are checked (:mod:`._preflight`); Ctrl-C ends with
+the defaults are applied once, in :func:`_config`.  Before any work --k (:func:`_check_k`), the
+device, the folders and the free disk space are checked (:mod:`._preflight`); Ctrl-C ends with
 "interrupted after epoch N ...; rerun the same command to resume" and exit status 130.
 The run step trains the networks and fits the baselines side by side in ``--workers``
 processes (:class:`~deepsphere_gen.experiments.massmaps.ParallelRun`; the same fingerprinted
@@ -92,7 +92,8 @@ def _common(p, with_outputs: bool, d) -> None:
                    help=f"at least this many optimisation steps per network (default {d.min_steps}; small data "
                         "sets get a smaller batch and more epochs)")
     t.add_argument("--k", type=int, default=S, dest="neighbours",
-                   help=f"neighbours of the graph CNN's kNN graph (default {d.k})")
+                   help=f"neighbours of the graph CNN's kNN graph, fewer than the pixels of every input (default "
+                        f"{d.k}, capped at pixels - 1 on smaller inputs)")
     t.add_argument("--no-augment", action="store_true", default=S,
                    help="train on the data set's fixed noise instead of a new noise realisation per draw "
                         "(and one noise realisation per training patch for the baselines)")
@@ -161,7 +162,9 @@ def add_arguments(parser) -> None:
     c.add_argument("--relative-noise", type=float, nargs="+", default=S, metavar="LEVEL",
                    help="only networks trained at these relative noise levels (0: no noise)")
     c.add_argument("--sigma-e", type=float, default=S,
-                   help=f"ellipticity dispersion of the chosen noise settings (default {d.sigma_e})")
+                   help="only shape-noise networks trained with this ellipticity dispersion, within a relative 1e-2 "
+                        "(default: any; --deepsphere-level converts at this value, default "
+                        f"{d.sigma_e})")
     c.add_argument("--checkpoint", nargs="+", default=None, metavar="FILE",
                    help="use these checkpoint files instead of searching --out-dir")
     c.add_argument("--field", type=int, default=None, metavar="N",
@@ -259,6 +262,37 @@ def _preflight(config, step: str, json_path=None) -> None:
         check_free_space(config.out_dir, _output_bytes(config), "checkpoints and figures")
 
 
+def _input_pixels(sky) -> int:
+    """Pixels of one input of a sky setting: 12 nside^2 on the full sky (at ``full_sky_nside``),
+    nside^2 / 4^level on nested patches, the footprint's pixels."""
+    if sky.level is not None:
+        return sky.nside**2 // 4**sky.level
+    return 12 * sky.nside**2 if sky.footprint is None else int(sky.footprint.sum())
+
+
+def _check_k(config, step: str, k_given: bool) -> list[str]:
+    """--k against the inputs of the graph networks (fcn, cnn) of train/evaluate/run, before any work.
+
+    A kNN graph needs more pixels than ``k``: a given ``--k`` >= the pixels of an input is refused
+    (ValueError naming --k, each such sky fraction, nside and pixel count); the default k is capped at
+    pixels - 1 on such inputs, as the graphs of the coarse levels always are (a complete graph: tiny
+    settings such as 1/192 patches at nside 8 keep running), and one note per input says so (returned)."""
+    from ..experiments import massmaps as exp
+
+    if step == "generate":
+        return []
+    graph_inputs = [(sky.name, sky.nside, _input_pixels(sky)) for sky in exp.sky_settings(config)
+                    if any(m in ("fcn", "cnn") for m in exp.methods_for(sky, config.methods))]
+    small = [(name, nside, n) for name, nside, n in graph_inputs if n <= config.k]
+    if small and k_given:
+        where = "; ".join(f"sky fraction {name} at nside {nside}: {n} pixels" for name, nside, n in small)
+        raise ValueError(f"--k {config.k} graph neighbours needs inputs of more than {config.k} pixels ({where}): "
+                         f"use --k <= {min(n for *_, n in small) - 1}, or other --sky-fractions / --nside "
+                         "/ --full-sky-nside")
+    return [f"massmaps: note: sky fraction {name} at nside {nside} has {n} pixels: the default --k {config.k} "
+            f"is capped at {n - 1} there (a complete graph)" for name, nside, n in small]
+
+
 def _output_bytes(config) -> int:
     """Disk for the checkpoints, JSON and figures of a run: per network run (every ensemble member)
     1 MiB (weights and optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
@@ -270,10 +304,7 @@ def _output_bytes(config) -> int:
     total = 2**24
     n_noise = len(exp.noise_settings(config))
     for sky in exp.sky_settings(config):
-        if sky.level is not None:
-            pixels = sky.nside**2 // 4**sky.level
-        else:
-            pixels = 12 * sky.nside**2 if sky.footprint is None else int(sky.footprint.sum())
+        pixels = _input_pixels(sky)
         runs = sum(exp.members_of(config, m) for m in config.methods if m in exp.NETWORK_METHODS
                    and (sky.full_sky or m not in exp.FULL_SKY_METHODS))
         total += n_noise * runs * (2**20 + 256 * pixels)
@@ -358,7 +389,7 @@ def _classify(args) -> int:
         skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
     maps = {f: cl.read_user_map(f, nside, args.field) for f in args.maps}
     nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
-                              method_given=args.method is not None)
+                              method_given=args.method is not None, sigma_e=_get(args, "sigma_e"))
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
         for f in args.maps:
             cl.check_sky(maps[f], net, f)
@@ -399,12 +430,15 @@ def _run_steps(args, step: str) -> int:
     stage = "setup"
     try:
         config = _config(args)
+        notes = _check_k(config, step, _get(args, "neighbours") is not None)
         _preflight(config, step, _get(args, "json"))
         from ..experiments import massmaps as exp
 
         ctx = distributed_context(config.device)
         if ctx.is_main:
             print(_where_message(config, step), flush=True)
+            for note in notes:
+                print(note, flush=True)
         stage = "data generation"
         path = exp.generate(config, ctx)
         if step == "generate":

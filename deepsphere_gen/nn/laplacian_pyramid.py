@@ -21,9 +21,7 @@ class LaplacianPyramid:
     hierarchy), built once and then shared by all layers of that resolution.
 
     ``pyramid(sampling)`` returns the rescaled Laplacian of the kNN graph of ``sampling``
-    (``k`` neighbours, capped at ``npix - 1`` on the coarse levels where the pixel count forces
-    it: a complete graph there; the first sampling asked for, the network's input resolution,
-    must have more than ``k`` pixels (ValueError: a k so large would make every level complete),
+    (``k`` neighbours, capped at ``npix - 1`` on coarse levels: a complete graph there,
     ``laplacian`` "combinatorial" | "normalized") in ``dtype``, built through
     :func:`~deepsphere_gen.graph.build_graph` (``cache`` / ``cache_dir`` as there) on the
     first call and memoised by ``sampling.cache_key()`` (full or partial-sky HEALPix, any
@@ -40,9 +38,6 @@ class LaplacianPyramid:
     def __call__(self, sampling) -> Laplacian:
         key = sampling.cache_key()
         if key not in self._memo:
-            if not self._memo and self.k >= sampling.npix:
-                raise ValueError(f"k={self.k} graph neighbours needs more than {self.k} pixels; the finest "
-                                 f"graph has {sampling.npix}: use k <= {sampling.npix - 1}")
             k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
             g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
             self._memo[key] = Laplacian.from_graph(g, dtype=self.dtype)

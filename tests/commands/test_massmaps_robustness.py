@@ -372,6 +372,37 @@ def test_noise_selection_never_picks_a_farther_setting(tmp_path):
     assert nets[0].noise_option == "--ngal 22.47"
 
 
+def test_classify_matches_the_ellipticity_dispersion(tmp_path, capsys):
+    """--ngal 22.47 --sigma-e 0.3 never uses a network trained at sigma_e 0.26 (it did, silently): the trained
+    settings are listed with their --sigma-e to paste; a value within 1e-2 (0.2613) selects 0.26; with networks of
+    both values, --sigma-e chooses (without it: both named); a --checkpoint of another sigma_e is refused."""
+    small = ["--nside", "8", "--n-maps", "6", "--sky-fractions", "1", "--ngal", "22.47", "--epochs", "1",
+             "--min-steps", "0", "--batch-size", "8", "--methods", "fcn", "--no-progress", *_dirs(tmp_path)]
+    assert main(["massmaps", "train", *small]) == 0
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    fits = str(tmp_path / "m.fits")
+    hp.write_map(fits, np.asarray(maps[0, -1], dtype=np.float64), nest=True, dtype=np.float64)
+    out = ["--out-dir", str(tmp_path / "out"), "--force"]
+    cap = _fail(["classify", fits, "--ngal", "22.47", "--sigma-e", "0.3", *out], capsys,
+                "no trained fcn network for nside 8, noise ngal22.47, sigma_e 0.3 in ")
+    assert "(--sky-fractions 1 --ngal 22.47 --sigma-e 0.26)" in cap.err
+    _fail(["classify", fits, "--sigma-e", "0.3", *out], capsys, "sigma_e 0.3")
+    (ckpt,) = _checkpoints(tmp_path)
+    _fail(["classify", fits, "--checkpoint", str(ckpt), "--sigma-e", "0.3", "--force"], capsys,
+          "which --sigma-e 0.3 exclude(s)")
+    for argv in (["--ngal", "22.47", "--sigma-e", "0.2613"], ["--ngal", "22.5"], []):
+        assert main(["massmaps", "classify", fits, *argv, *out]) == 0
+        assert capsys.readouterr().out.count("noise ngal22.47 (sigma_e 0.26), fcn: P(class 0)") == 1
+    assert main(["massmaps", "train", *small, "--sigma-e", "0.3"]) == 0
+    capsys.readouterr()
+    assert len(_checkpoints(tmp_path)) == 2
+    _fail(["classify", fits, "--ngal", "22.47", *out], capsys, "choose one with --sigma-e (0.26 or 0.3) or --checkpoint")
+    for sigma in ("0.26", "0.3"):
+        assert main(["massmaps", "classify", fits, "--ngal", "22.47", "--sigma-e", sigma, *out]) == 0
+        assert capsys.readouterr().out.count(f"noise ngal22.47 (sigma_e {sigma}), fcn: P(class 0)") == 1
+
+
 @pytest.mark.parametrize("sky", ["abc", "0", "-1", "2", "1/13"])
 def test_classify_checks_sky_fractions_as_train_does(trained, capsys, sky):
     cap = _fail(["classify", str(trained / "test.fits"), "--sky-fractions", sky, "--out-dir", str(trained / "out")],
@@ -410,13 +441,25 @@ def test_classify_names_the_classes_and_foreign_checkpoints(trained, tmp_path, c
 
 
 def test_run_options_that_would_be_ignored_are_refused(tmp_path, capsys):
-    """--epochs 0 (trained min-steps' epochs instead) and --k above the finest graph's pixels (silently a
-    complete graph at every level)."""
+    """--epochs 0 (trained min-steps' epochs instead) and a given --k >= the pixels of an input (silently a
+    complete graph at every level), both before any data is generated; the default k on inputs that small
+    (4-pixel 1/192 patches at nside 8) is capped as before, with a note."""
     d = _dirs(tmp_path)
     _fail(["train", *TINY, *d, "--epochs", "0"], capsys, "epochs (--epochs) must be a positive integer")
     assert not (tmp_path / "data").exists()
-    cap = _fail(["train", *TINY, *d, "--k", "100000"], capsys, "k=100000 graph neighbours needs more than")
-    assert "the finest graph has 768" in cap.err and not _checkpoints(tmp_path)
+    for step in ("train", "run", "evaluate"):
+        _fail([step, *TINY, *d, "--k", "100000"], capsys, "--k 100000 graph neighbours needs inputs of more than "
+              "100000 pixels (sky fraction 1 at nside 8: 768 pixels): use --k <= 767")
+    assert not (tmp_path / "data").exists()
+    tiny = [*TINY, "--sky-fractions", "1", "1/192"]
+    _fail(["train", *tiny, *d, "--k", "4"], capsys, "(sky fraction 1/192 at nside 8: 4 pixels): use --k <= 3")
+    assert not (tmp_path / "data").exists()
+    assert main(["massmaps", "generate", *tiny, *d, "--k", "100000"]) == 0  # generate builds no graph
+    capsys.readouterr()
+    assert main(["massmaps", "train", *tiny, *d]) == 0  # ran at 870b60e: still runs
+    out = capsys.readouterr().out
+    assert "note: sky fraction 1/192 at nside 8 has 4 pixels: the default --k 8 is capped at 3 there" in out
+    assert "sky fraction 1 at nside 8" not in out and len(_checkpoints(tmp_path, "fcn-sky1o192-*.pt")) == 1
 
 
 def test_evaluate_without_checkpoints_reports_every_network(tmp_path, capsys):

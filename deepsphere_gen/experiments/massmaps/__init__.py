@@ -54,7 +54,7 @@ from ..._lazy import lazy_exports
 _PUBLIC = {
     "config": ("METHODS", "NETWORK_METHODS", "FULL_SKY_METHODS", "PATCH_METHODS", "BASELINES", "BASELINE_FEATURES",
                "DEFAULT_METHODS", "ENSEMBLE_METHODS", "ExperimentConfig", "SkySetting", "parse_sky_fraction"),
-    "settings": ("NoiseSetting", "noise_settings", "sky_settings"),
+    "settings": ("NoiseSetting", "noise_settings", "sky_settings", "methods_for"),
     "models": ("Standardized", "build_model"),
     "symmetry": ("RandomSymmetry", "symmetry_permutations", "evaluation_symmetries", "SymmetryAverage",
                  "log_mean_probabilities"),

@@ -31,7 +31,8 @@ from .models import build_model
 from .runs import find_checkpoints, mask_hash
 from .training import class_cosmologies
 
-#: relative tolerance within which a requested noise value (--ngal 22.5) selects a trained one (22.47)
+#: relative tolerance within which a requested noise value (--ngal 22.5) selects a trained one (22.47), and a
+#: requested ellipticity dispersion (--sigma-e 0.26) the trained one of shape-noise networks
 NOISE_RTOL = 1e-2
 
 __all__ = ["fits_columns", "fits_nside", "read_user_map", "sky_values", "Network", "select_networks", "check_sky",
@@ -127,7 +128,8 @@ def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
 class Network:
     """A trained network read from ``checkpoint``: method, sky (name), noise (the setting's name:
     "none", "ngal22.47", "rel2"; and its value: galaxies per arcmin^2 or the relative level, 0
-    without noise), nside (of the data set), meta."""
+    without noise), nside (of the data set), meta, noise kind ("none", "ngal", "relative") and
+    ``sigma_e``, the ellipticity dispersion of its shape noise (None unless the kind is "ngal")."""
 
     checkpoint: Path
     method: str
@@ -137,13 +139,16 @@ class Network:
     nside: int
     meta: dict
     noise_kind: str = "relative"
+    sigma_e: float | None = None
 
     @property
     def noise_option(self) -> str:
-        """The classify option that selects this network's noise (to paste: ``--ngal 22.47``)."""
+        """The classify options that select this network's noise (to paste: ``--ngal 22.47 --sigma-e 0.26``)."""
         if self.noise_kind == "none":
             return "--deepsphere-level 0"
-        return f"--ngal {self.noise_level:.6g}" if self.noise_kind == "ngal" else f"--relative-noise {self.noise_level:g}"
+        if self.noise_kind == "ngal":
+            return f"--ngal {self.noise_level:.6g}" + ("" if self.sigma_e is None else f" --sigma-e {self.sigma_e:g}")
+        return f"--relative-noise {self.noise_level:g}"
 
     @property
     def classes(self) -> str:
@@ -177,14 +182,17 @@ def _network(path: Path) -> Network:
                               "`deepsphere-gen massmaps train`)")
     run = fields["run"]
     noise = run["noise"]
+    sigma_e = None
     if isinstance(noise, dict):
         kind = noise.get("kind", "relative")
         level = 0.0 if kind == "none" else noise["value"]
+        if kind == "ngal" and noise.get("sigma_e") is not None:
+            sigma_e = float(noise["sigma_e"])
     else:
         level = float(noise)
         kind = "relative" if level else "none"
     return Network(Path(path), run["method"], run["sky"], run.get("noise_name", f"{level:g}"), float(level),
-                   int(fields["experiment"]["nside"]), meta, kind)
+                   int(fields["experiment"]["nside"]), meta, kind, sigma_e)
 
 
 def sky_name(text: str, nside: int) -> str:
@@ -203,6 +211,14 @@ def _noise_matches(net: Network, wanted) -> bool:
     if net.noise_kind != wanted.kind:
         return False
     return wanted.kind == "none" or math.isclose(net.noise_level, wanted.value, rel_tol=NOISE_RTOL)
+
+
+def _sigma_matches(net: Network, sigma_e: float | None) -> bool:
+    """``sigma_e`` (None: not asked for) is the network's ellipticity dispersion within :data:`NOISE_RTOL`;
+    networks without shape noise (noise-free, relative noise) match any."""
+    if sigma_e is None or net.noise_kind != "ngal" or net.sigma_e is None:
+        return True
+    return math.isclose(net.sigma_e, sigma_e, rel_tol=NOISE_RTOL)
 
 
 def _select_noise(nets: list[Network], noises) -> list[Network]:
@@ -224,16 +240,17 @@ def _describe(noise) -> str:
 
 
 def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, files=None,
-                    method_given: bool = False) -> list[Network]:
+                    method_given: bool = False, sigma_e: float | None = None) -> list[Network]:
     """The trained networks to apply: the given checkpoint ``files``, else those of ``method``
-    under ``out_dir`` at ``nside`` (optionally only sky names ``skies`` and noise settings
+    under ``out_dir`` at ``nside`` (optionally only sky names ``skies``, noise settings
     ``noises``: names such as ``"ngal22.47"`` or settings with ``kind`` and ``value``, matched
-    within :data:`NOISE_RTOL`).
+    within :data:`NOISE_RTOL`, and shape-noise networks of ellipticity dispersion ``sigma_e``,
+    matched within the same tolerance; None: any).
 
-    Raises ValueError when none fits (listing the trained settings as options to paste), when
-    two runs of other settings share a (sky, noise) (names both files: choose one with
-    --checkpoint), or when given ``files`` disagree with ``method`` (if ``method_given``),
-    ``skies`` or ``noises``.
+    Raises ValueError when none fits (listing the trained settings, with their --sigma-e, as options
+    to paste), when two runs of other settings share a (sky, noise) (names both files: choose one
+    with --checkpoint, or --sigma-e where theirs differ), or when given ``files`` disagree with
+    ``method`` (if ``method_given``), ``skies``, ``noises`` or ``sigma_e``.
     """
     if files:
         nets = [_network(Path(f)) for f in files]
@@ -242,7 +259,8 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
                 raise ValueError(f"{n.checkpoint} was trained at nside {n.nside}, the map has nside {nside}")
             wrong = [f"--method {method}" if method_given and n.method != method else "",
                      f"--sky-fractions {' '.join(skies)}" if skies is not None and n.sky not in skies else "",
-                     "the noise options" if noises is not None and not _select_noise([n], noises) else ""]
+                     "the noise options" if noises is not None and not _select_noise([n], noises) else "",
+                     f"--sigma-e {sigma_e:g}" if not _sigma_matches(n, sigma_e) else ""]
             wrong = [w for w in wrong if w]
             if wrong:
                 raise ValueError(f"{n.checkpoint} holds a {n.method} network of sky {n.sky}, noise {n.noise}, "
@@ -250,7 +268,7 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
                                  "leave out the other options")
         return nets
     found = [_network(p) for p in find_checkpoints(out_dir, method)]
-    nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies)]
+    nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies) and _sigma_matches(n, sigma_e)]
     if noises is not None:
         nets = _select_noise(nets, noises)
     if not nets:
@@ -259,6 +277,7 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
         raise ValueError(f"no trained {method} network for nside {nside}"
                          + (f", sky fraction(s) {' '.join(skies)}" if skies else "")
                          + (f", noise {' '.join(_describe(x) for x in noises)}" if noises else "")
+                         + (f", sigma_e {sigma_e:g}" if sigma_e is not None else "")
                          + f" in {Path(out_dir) / 'checkpoints'}"
                          + (f" (trained there: {'; '.join(trained)})" if trained else "")
                          + "; choose a trained setting or run `deepsphere-gen massmaps train` with those settings first")
@@ -267,9 +286,11 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
         by_key.setdefault((n.sky, n.noise), []).append(n)
     for (sky, noise), group in by_key.items():
         if len(group) > 1:
+            sigmas = sorted({g.sigma_e for g in group if g.sigma_e is not None})
+            by_sigma = f"--sigma-e ({' or '.join(f'{v:g}' for v in sigmas)}) or " if len(sigmas) > 1 else ""
             raise ValueError(f"{len(group)} trained {method} networks for sky {sky}, noise {noise} at nside "
                              f"{nside} (other settings): {', '.join(str(g.checkpoint) for g in group)}; "
-                             "choose one with --checkpoint FILE")
+                             f"choose one with {by_sigma}--checkpoint FILE")
     return sorted(nets, key=lambda n: (n.sky, n.noise))
 
 
@@ -304,7 +325,8 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
         model, sky = _model(net, device)
         for file in files:
             values, idx = sky_values(maps[file], sky, file)
-            head = f"{file}: sky {net.sky}, noise {net.noise}, {net.method}"
+            sigma = "" if net.sigma_e is None else f" (sigma_e {net.sigma_e:g})"
+            head = f"{file}: sky {net.sky}, noise {net.noise}{sigma}, {net.method}"
             problems = check_inputs(values, idx, net.meta["distribution"])
             if problems:
                 flagged += 1
