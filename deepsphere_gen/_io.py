@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -38,15 +39,20 @@ def plain_mode(directory: bool = False) -> int:
 def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(fh)`` on a temporary binary file next to ``path``, then rename it to ``path``.
 
-    The file gets the permissions of a plain ``open()`` (0o666 & ~umask).  The parent folder
-    is created; on any error the temporary file is removed and
-    ``path`` is left as it was.
+    The file keeps the permissions of the file it replaces, as a plain ``open()`` would (a
+    checkpoint set to 0o600 stays 0o600); a new file gets what ``open()`` gives (0o666 & ~umask).
+    The parent folder is created; on any error the temporary file is removed and ``path`` is left
+    as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # an existing file's own permissions (no set-id bits)
+    except FileNotFoundError:
+        mode = plain_mode()  # mkstemp's 0o600 -> what open() would give (0o644 under umask 022)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, plain_mode())  # mkstemp's 0o600 -> what open() would give (0o644 under umask 022)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

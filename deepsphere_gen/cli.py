@@ -13,6 +13,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import select
 import sys
 
 __all__ = ["main", "build_parser", "parse_args", "COMMANDS"]
@@ -82,15 +83,31 @@ def parse_args(argv=None) -> argparse.Namespace:
 EXIT_BROKEN_PIPE = 141
 
 
+def _stdout_broken() -> bool:
+    """Whether stdout is a pipe or socket whose reader has gone: ``poll`` reports POLLERR or POLLHUP
+    on its descriptor.  False where that cannot be told (no descriptor, no ``poll``)."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # stdout None or captured (no fileno); no poll (Windows)
+        return False
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
+
+
 def main(argv=None) -> int:
     """Run one command; its exit status.  A closed stdout (``deepsphere-gen ... | head -1``) ends
-    the command quietly with status 141, as the usual command-line tools do, not with a traceback."""
+    the command quietly with status 141, as the usual command-line tools do, not with a traceback.
+    A broken pipe of anything else (a worker's pipe, a socket) is an error: it is raised."""
     try:
         args = parse_args(argv)
         status = int(args._run(args) or 0)
         sys.stdout.flush()  # a broken pipe surfaces here rather than at exit
         return status
     except BrokenPipeError:
+        if not _stdout_broken():
+            raise
         try:  # Python flushes stdout again at exit: point it to /dev/null so that nothing more is written
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())

@@ -32,3 +32,30 @@ def test_closed_stdout_ends_quietly(tmp_path):
     assert got.returncode == EXIT_BROKEN_PIPE, got.stderr
     assert "Traceback" not in got.stderr and "BrokenPipe" not in got.stderr and "Broken pipe" not in got.stderr, \
         got.stderr
+
+
+def test_a_broken_pipe_other_than_stdout_is_an_error():
+    """A BrokenPipeError from a worker's pipe or a socket while stdout is fine is not a closed
+    stdout: it surfaces with its traceback and a failing status (before: exit 141, silently);
+    the same command printing into a closed stdout ends quietly with 141."""
+    code = ("import argparse, sys\n"
+            "import deepsphere_gen.cli as cli\n"
+            "def run(args):\n"
+            "    print('working', flush=sys.argv[1] == 'print')\n"
+            "    raise BrokenPipeError(32, 'Broken pipe (a worker went away)')\n"
+            "cli.parse_args = lambda argv=None: argparse.Namespace(_run=run)\n"
+            "sys.exit(cli.main([]))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    got = subprocess.run([sys.executable, "-c", code, "raise"], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=60)
+    assert got.returncode not in (0, EXIT_BROKEN_PIPE), got
+    assert "Traceback" in got.stderr and "a worker went away" in got.stderr, got.stderr
+    assert got.stdout == "working\n"
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        got = subprocess.run([sys.executable, "-c", code, "print"], stdout=write, stderr=subprocess.PIPE, text=True,
+                             env=env, cwd=ROOT, timeout=60)
+    finally:
+        os.close(write)
+    assert got.returncode == EXIT_BROKEN_PIPE and "Traceback" not in got.stderr, got.stderr

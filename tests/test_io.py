@@ -99,3 +99,27 @@ def test_atomic_writes_get_plain_permissions_under_the_umask(tmp_path, mask):
     assert mode(tmp_path / "a.bin") == mode(tmp_path / "r.json") == mode(plain_file)
     assert mode(plain_dir) == 0o777 & ~mask
     assert mode(tmp_path / "data") == mode(plain_dir)
+
+
+@pytest.mark.parametrize("own", [0o600, 0o640, 0o664])
+def test_atomic_writes_keep_an_existing_files_permissions(tmp_path, own):
+    """Replacing a file keeps its permissions, as a plain open() does: a checkpoint the user set
+    to 0o600 stays 0o600 at the next save (before: widened to 0o666 & ~umask, 0o644 under 022)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        for name, write in [("a.bin", lambda p: atomic_write(p, lambda fh: fh.write(b"new"))),
+                            ("r.json", lambda p: atomic_write_json(p, {"x": 2}))]:
+            path, plain = tmp_path / name, tmp_path / f"plain-{name}"
+            for p in (path, plain):
+                p.write_text("old")
+                os.chmod(p, own)
+            write(path)
+            with open(plain, "w") as fh:
+                fh.write("new")
+            assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == own
+            assert path.read_bytes() != b"old"
+    finally:
+        os.umask(old)

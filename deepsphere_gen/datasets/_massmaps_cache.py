@@ -11,10 +11,15 @@ import socket
 import tempfile
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock, stale folders are only reported
+    fcntl = None
+
 from .._io import plain_mode
 
 __all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "clean_stale_temporaries", "read_metadata",
-           "estimate_cost", "METADATA", "OWNER"]
+           "estimate_cost", "METADATA", "LOCK"]
 
 #: Bump when the generated content changes for the same parameters.
 FORMAT_VERSION = 2
@@ -71,46 +76,83 @@ def package_versions() -> dict:
     }
 
 
-#: file inside a temporary data folder naming the host and process writing it
-OWNER = ".owner"
+#: lock file inside a temporary data folder: its writer holds ``flock(LOCK_EX)`` on it for the folder's
+#: whole life (the kernel drops the lock when the writer ends, even by SIGKILL); it reads "HOST PID"
+LOCK = ".writer.lock"
 
 
-def _alive(pid: int) -> bool:
+def _lock_writer(tmp: Path):
+    """Open, lock and install ``tmp/LOCK``; the open descriptor (keep it open: closing drops the lock),
+    or None where this file system has no ``flock`` (then no lock file: the folder is never removed
+    by another process, only reported).  The file is locked under another name, then renamed, so a
+    cleaner never finds :data:`LOCK` unlocked while its writer lives."""
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return None
+    staging = tmp / (LOCK + ".new")
+    fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, plain_mode())
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. PermissionError: a process of another user
-        return True
-    return True
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        staging.unlink()
+        return None
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    os.rename(staging, tmp / LOCK)
+    return fd
+
+
+def _writer_gone(tmp: Path) -> tuple[bool, str | None]:
+    """(True, None) if ``tmp``'s writer has ended (:data:`LOCK` exists and ``LOCK_EX | LOCK_NB``
+    succeeds: no process holds it, in whatever PID namespace or host); (False, None) if a writer
+    holds it; (False, why) if it cannot be told (no lock file, or no ``flock`` on this file system).
+    An ended writer never comes back, so the lock is released at once (NFS could not remove an open file)."""
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return False, "no flock on this system"
+    try:
+        fd = os.open(tmp / LOCK, os.O_RDWR)  # NFS's emulated flock wants write access for LOCK_EX
+    except FileNotFoundError:
+        return False, "no record of its writer"
+    except OSError as err:
+        return False, f"its lock file cannot be opened: {err.strerror}"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False, None
+    except OSError as err:
+        return False, f"this file system does not lock files ({err.strerror})"
+    finally:
+        os.close(fd)
+    return True, None
 
 
 def clean_stale_temporaries(final: Path, log=None) -> list[Path]:
     """Remove the temporary folders of ``final`` (``.NAME.tmp-*``) that an interrupted writer left
-    (killed by SIGTERM or SIGKILL: no cleanup ran): those whose :data:`OWNER` names this host and a
-    process that no longer exists.  Folders without an owner (older versions) or of another host are
-    only reported through ``log``.  Returns the removed folders."""
+    (killed by SIGTERM or SIGKILL: no cleanup ran): those whose :data:`LOCK` no process holds.
+    A writer is detected by its lock, not its process id, so one in another PID namespace (a
+    container) or on another machine sharing the file system is never taken for gone.  Folders
+    that cannot be told (no lock file: older versions or a writer just starting; file systems
+    without ``flock``) are kept and reported through ``log``.  Returns the removed folders."""
     final = Path(final)
     removed, unknown = [], []
-    host = socket.gethostname()
     for tmp in sorted(final.parent.glob(f".{final.name}.tmp-*")):
         if not tmp.is_dir():
             continue
-        try:
-            owner_host, pid = (tmp / OWNER).read_text().split()
-            pid = int(pid)
-        except (OSError, ValueError):
-            unknown.append(tmp)
-            continue
-        if owner_host == host and not _alive(pid):
+        gone, why = _writer_gone(tmp)
+        if gone:
             shutil.rmtree(tmp, ignore_errors=True)
-            removed.append(tmp)
+            if tmp.exists():
+                unknown.append((tmp, "its writer has ended but it could not be removed"))
+            else:
+                removed.append(tmp)
+        elif why is not None:
+            unknown.append((tmp, why))
     if log is not None:
         for tmp in removed:
-            log(f"massmaps: removed {tmp}, left by an interrupted generation")
-        for tmp in unknown:
-            log(f"massmaps: {tmp} may be left by an interrupted generation (no record of its writer): "
-                "remove it if no generation is running")
+            log(f"deepsphere_gen: removed {tmp}, left by an interrupted generation")
+        for tmp, why in unknown:
+            if tmp.exists():  # not removed meanwhile by another process
+                log(f"deepsphere_gen: {tmp} may be left by an interrupted generation ({why}): "
+                    "remove it if no generation is running")
     return removed
 
 
@@ -119,20 +161,21 @@ def atomic_directory(final: Path, log=None):
     """Yield a fresh temporary directory next to ``final``; rename it to ``final`` on success.
 
     The directory gets the permissions of a plain ``mkdir`` (0o777 & ~umask), not mkdtemp's 0o700,
-    and records its writer (:data:`OWNER`, removed before the rename), so that a later call
-    removes what a killed writer left (:func:`clean_stale_temporaries`, reported through ``log``).
-    On any exception the temporary directory is removed and nothing appears at ``final``.
-    If ``final`` appeared meanwhile (another process), the new copy is discarded.
+    and holds a lock for its whole life (:data:`LOCK`, removed before the rename), so that a later
+    call removes what a killed writer left and nothing else (:func:`clean_stale_temporaries`,
+    reported through ``log``).  On any exception the temporary directory is removed and nothing
+    appears at ``final``.  If ``final`` appeared meanwhile (another process), the new copy is discarded.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(final, log)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    lock = None
     try:
         os.chmod(tmp, plain_mode(directory=True))  # mkdtemp's 0o700 -> what mkdir would give
-        (tmp / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        lock = _lock_writer(tmp)
         yield tmp
-        (tmp / OWNER).unlink(missing_ok=True)
+        (tmp / LOCK).unlink(missing_ok=True)  # still locked through the open descriptor until the end
         try:
             os.rename(tmp, final)
         except OSError:
@@ -140,8 +183,14 @@ def atomic_directory(final: Path, log=None):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
+        if lock is not None:  # closed first: NFS cannot remove an open file
+            os.close(lock)
+            lock = None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
 
 
 def read_metadata(directory: Path) -> dict | None:

@@ -264,36 +264,97 @@ def test_dataset_noise_std_validation_split_and_averaging_down(dataset_dir):
         MassMapDataset(dataset_dir, test_fraction=0.5, val_fraction=0.45)
 
 
-def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
-    """SIGTERM during a write leaves `.NAME.tmp-*` (no cleanup runs); the next write of the same
-    data set removes it (its writer is gone), keeps a live writer's, reports one without a record."""
-    import signal
+def _writer_process(final: Path):
+    """A process writing ``final`` through atomic_directory: it prints 'ready' once the temporary
+    folder is filled, then waits for a line on stdin before it finishes."""
     import subprocess
     import sys
 
-    from deepsphere_gen.datasets._massmaps_cache import atomic_directory
+    code = ("import sys; from deepsphere_gen.datasets._massmaps_cache import atomic_directory\n"
+            f"with atomic_directory({str(final)!r}) as tmp:\n"
+            "    (tmp / 'metadata.json').write_text('{}'); print('ready', flush=True); sys.stdin.readline()\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    return proc
+
+
+def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
+    """SIGTERM during a write leaves `.NAME.tmp-*` (no cleanup runs); the next write of the same
+    data set removes it (no process holds its lock), keeps a live writer's, reports one without a record."""
+    import fcntl
+    import signal
+
+    from deepsphere_gen.datasets._massmaps_cache import LOCK, atomic_directory
 
     final = tmp_path / "massmaps-nside8-0123456789abcdef"
-    code = ("import sys, time; from deepsphere_gen.datasets._massmaps_cache import atomic_directory\n"
-            f"with atomic_directory({str(final)!r}) as tmp:\n"
-            "    (tmp / 'maps.npy').write_bytes(b'x'); print('ready', flush=True); time.sleep(60)\n")
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(root)})
-    assert proc.stdout.readline().strip() == "ready"
+    proc = _writer_process(final)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     (killed,) = tmp_path.glob(f".{final.name}.tmp-*")  # what the killed writer left
     live = tmp_path / f".{final.name}.tmp-live"
     live.mkdir()
-    (live / ".owner").write_text(f"{__import__('socket').gethostname()} {os.getpid()}\n")  # being written
+    held = os.open(live / LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # being written (by this process: another open file is refused the lock)
     old = tmp_path / f".{final.name}.tmp-old"
     old.mkdir()  # by an older version: no record of its writer
     other = tmp_path / ".massmaps-nside8-fedcba9876543210.tmp-x"
     other.mkdir()  # another data set: not looked at
     said = []
-    with atomic_directory(final, log=said.append) as tmp:
-        (tmp / "metadata.json").write_text("{}")
+    try:
+        with atomic_directory(final, log=said.append) as tmp:
+            (tmp / "metadata.json").write_text("{}")
+    finally:
+        os.close(held)
     assert not killed.exists() and live.exists() and old.exists() and other.exists()
-    assert sorted(p.name for p in final.iterdir()) == ["metadata.json"]  # the owner record is not kept
-    assert any(f"removed {killed}" in s for s in said) and any(f"{old} may be left" in s for s in said)
+    assert sorted(p.name for p in final.iterdir()) == ["metadata.json"]  # the lock file is not kept
+    assert f"deepsphere_gen: removed {killed}, left by an interrupted generation" in said
+    assert any(f"{old} may be left" in s and "no record of its writer" in s for s in said), said
+    assert not any(str(live) in s for s in said), said
+
+
+def test_a_live_writer_is_kept_whatever_its_process_id_says(tmp_path, monkeypatch):
+    """A writer in another PID namespace (container) or on another host with the same name looks
+    dead to os.kill(pid, 0); its folder must be kept (before: removed, and the writer then failed
+    with FileNotFoundError at its rename).  Here os.kill says every process is gone."""
+    from deepsphere_gen.datasets._massmaps_cache import clean_stale_temporaries
+
+    def no_such_process(pid, sig):
+        raise ProcessLookupError(pid)
+
+    final = tmp_path / "massmaps-nside8-0123456789abcdef"
+    proc = _writer_process(final)
+    try:
+        monkeypatch.setattr(os, "kill", no_such_process)
+        said = []
+        assert clean_stale_temporaries(final, log=said.append) == [] and said == []
+        monkeypatch.undo()
+        (writing,) = tmp_path.glob(f".{final.name}.tmp-*")
+        out, err = proc.communicate("go\n", timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0, err
+    assert not writing.exists() and sorted(p.name for p in final.iterdir()) == ["metadata.json"]
+
+
+def test_a_folder_on_a_file_system_without_locks_is_kept_and_reported(tmp_path, monkeypatch):
+    """Where flock fails (some network file systems), whether the writer lives cannot be told: the
+    folder is kept and reported, never removed."""
+    import errno
+    import fcntl
+
+    from deepsphere_gen.datasets._massmaps_cache import LOCK, clean_stale_temporaries
+
+    final = tmp_path / "massmaps-nside8-0123456789abcdef"
+    stale = tmp_path / f".{final.name}.tmp-abc"
+    stale.mkdir()
+    (stale / LOCK).write_text("elsewhere 1\n")
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    said = []
+    assert clean_stale_temporaries(final, log=said.append) == [] and stale.exists()
+    assert len(said) == 1 and f"{stale} may be left" in said[0] and "does not lock files" in said[0], said
