@@ -165,7 +165,7 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
 
     t0 = time.perf_counter()
     spectra, clip = {}, 0.0
-    with atomic_directory(final) as tmp, limit_threads(threads), \
+    with atomic_directory(final, log=print if verbose else None) as tmp, limit_threads(threads), \
             tqdm(total=total, desc="cosmo maps", unit="map", disable=None if progress else True) as bar:
         np.save(tmp / "footprint.npy", copies[0])
         for k, split in enumerate(SPLITS):
