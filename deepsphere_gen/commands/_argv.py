@@ -57,3 +57,25 @@ def _moved(words: list[str], start: int, step: int, list_options) -> list[str]:
     if any(w.startswith("-") and _option_name(w, list_options) == name for w in rest[:cut]):
         option = []
     return words[:start] + [words[step]] + rest[:cut] + option + rest[cut:]
+
+
+def files_out_of_lists(words: list[str], list_options, is_file) -> list[str]:
+    """``words`` with the file names (``is_file(word)``) that follow a list option's values moved in front
+    of that option: ``classify --ngal 22.5 a.fits`` -> ``classify a.fits --ngal 22.5`` (argparse would
+    read ``a.fits`` as a galaxy density).  For list options whose values are never file names; nothing
+    after ``--`` is moved."""
+    out: list[str] = []
+    start = None  # where the current list option stands in ``out``
+    for k, w in enumerate(words):
+        if w == "--":
+            return out + words[k:]
+        if w.startswith("-") and not _NEGATIVE_NUMBER.match(w):
+            is_list = "=" not in w and len(w) > 2 and any(o.startswith(w) for o in list_options)
+            start = len(out) if is_list else None
+            out.append(w)
+        elif start is not None and is_file(w):
+            out.insert(start, w)
+            start += 1
+        else:
+            out.append(w)
+    return out

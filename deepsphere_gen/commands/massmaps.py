@@ -20,6 +20,7 @@ Imports torch and the experiment only when the command runs (``--help`` stays fa
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from dataclasses import MISSING, fields
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import _cache_dirs
-from ._argv import step_out_of_lists
+from ._argv import files_out_of_lists, step_out_of_lists
 from ._interrupts import EXIT_INTERRUPTED, report_interrupt
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
 
@@ -176,8 +177,14 @@ def add_arguments(parser) -> None:
 
 def reorder_argv(words: list[str]) -> list[str]:
     """The words after ``massmaps`` with a step name after a list option's values ending that list
-    (:func:`._argv.step_out_of_lists`): ``--sky-fractions 1/12 generate`` reads as ``generate --sky-fractions 1/12``."""
-    return step_out_of_lists(words, _STEP_WORDS, _LIST_OPTIONS, _FLAGS)
+    (:func:`._argv.step_out_of_lists`): ``--sky-fractions 1/12 generate`` reads as ``generate --sky-fractions 1/12``;
+    and classify's FITS files after a list option's values taken out of it (:func:`._argv.files_out_of_lists`)."""
+    return files_out_of_lists(step_out_of_lists(words, _STEP_WORDS, _LIST_OPTIONS, _FLAGS), _LIST_OPTIONS, _is_fits)
+
+
+def _is_fits(word: str) -> bool:
+    """A FITS file name (classify's maps): never a value of a list option."""
+    return re.search(r"\.(fits?|fz)(\.gz)?$", word, re.IGNORECASE) is not None
 
 
 def _get(args, name, default=None):

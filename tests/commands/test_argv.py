@@ -1,5 +1,5 @@
 """``commands._argv.step_out_of_lists``: a step name after a list option's values ends the list."""
-from deepsphere_gen.commands._argv import step_out_of_lists
+from deepsphere_gen.commands._argv import files_out_of_lists, step_out_of_lists
 
 STEPS, LISTS, FLAGS = ("generate", "train", "classify"), ("--sky-fractions", "--methods"), ("--quick", "--force")
 
@@ -29,3 +29,22 @@ def test_a_later_use_of_the_option_still_wins():
     assert move("--methods", "fcn", "psd_svm", "train", "--methods", "cnn") == ["train", "--methods", "cnn"]
     assert move("--methods", "fcn", "train", "--meth=cnn") == ["train", "--meth=cnn"]
     assert move("--methods", "fcn", "train", "--sky-fractions", "1") == ["train", "--sky-fractions", "1", "--methods", "fcn"]
+
+
+def test_file_names_leave_a_list_option():
+    """``classify --ngal 22.5 a.fits``: argparse alone read a.fits as a galaxy density ("the following
+    arguments are required: FITS"); the file names move in front of the option."""
+    fits = lambda w: w.endswith(".fits")  # noqa: E731
+    assert files_out_of_lists(["classify", "--ngal", "22.5", "a.fits", "b.fits", "--force"], ("--ngal",), fits) == \
+        ["classify", "a.fits", "b.fits", "--ngal", "22.5", "--force"]
+    assert files_out_of_lists(["--ngal", "22.5", "--", "a.fits"], ("--ngal",), fits) == ["--ngal", "22.5", "--", "a.fits"]
+    assert files_out_of_lists(["--footprint", "m.fits"], ("--ngal",), fits) == ["--footprint", "m.fits"]  # one value
+
+
+def test_classify_reads_its_maps_after_a_list_option():
+    from deepsphere_gen.cli import parse_args
+
+    args = parse_args(["massmaps", "classify", "--ngal", "22.5", "a.fits", "b.FITS.gz", "--force"])
+    assert (args.maps, args.ngal, args.force) == (["a.fits", "b.FITS.gz"], ["22.5"], True)
+    args = parse_args(["massmaps", "--sky-fractions", "1", "1/12", "classify", "--deepsphere-level", "2", "m.fits"])
+    assert (args.step, args.maps, args.sky_fractions, args.deepsphere_level) == ("classify", ["m.fits"], ["1", "1/12"], [2.0])
