@@ -14,6 +14,17 @@ _NEGATIVE_NUMBER = re.compile(r"-(\d|\.\d|inf\b|nan\b)", re.IGNORECASE)
 
 
 def step_out_of_lists(words: list[str], steps, list_options, flags) -> list[str]:
+    """:func:`_step_out_of_one_list` until the step follows no list option's values (two list options
+    before the step: ``--sky-fractions 1 --methods fcn train`` moves it in front of both)."""
+    words = list(words)
+    while True:
+        moved = _step_out_of_one_list(words, steps, list_options, flags)
+        if moved == words:
+            return moved
+        words = moved
+
+
+def _step_out_of_one_list(words: list[str], steps, list_options, flags) -> list[str]:
     """``words`` (after the command name) with a step name that follows a list option's values moved
     in front of that option, which goes after the words that followed the step (before a ``--``):
     ``--sky-fractions 1/12 generate --nside 8`` -> ``generate --nside 8 --sky-fractions 1/12``; where the

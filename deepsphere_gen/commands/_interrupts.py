@@ -21,5 +21,6 @@ def report_interrupt(command: str, stage: str, exc: KeyboardInterrupt, units: st
         what = f"after epoch {exc.epoch} of {exc.epochs} of {exc.desc} (checkpointed with every finished {units[:-1]})"
     else:
         what = f"during {stage} ({_KEPT.get(stage, 'nothing was started').format(units=units)})"
-    print(f"deepsphere-gen {command}: interrupted {what}; rerun the same command to resume", file=sys.stderr)
+    again = "generate the data set again" if stage == "data generation" else "resume"
+    print(f"deepsphere-gen {command}: interrupted {what}; rerun the same command to {again}", file=sys.stderr)
     return EXIT_INTERRUPTED

@@ -119,13 +119,14 @@ def _common(p, with_outputs: bool, d) -> None:
     r.add_argument("--no-progress", action="store_true", default=S,
                    help="no progress bars (they are drawn only on a terminal anyway)")
     if with_outputs:
-        r.add_argument("--json", default=S, metavar="PATH", help="write one record per method, sky fraction, noise")
+        r.add_argument("--json", default=S, metavar="PATH",
+                       help="write the results as JSON: one record per method, sky fraction and noise setting, and the margins")
         r.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
 def _where(group) -> None:
     S = argparse.SUPPRESS
-    group.add_argument("--out-dir", default=S, help=f"checkpoints, JSON and plots (default ./{OUT_DIR})")
+    group.add_argument("--out-dir", default=S, help=f"checkpoints and plots (default ./{OUT_DIR}; the JSON goes where --json says)")
     group.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present)")
     group.add_argument("--threads", type=int, default=S,
                        help="torch CPU threads (default 1: small graphs run fastest single-threaded, "
@@ -370,7 +371,8 @@ def _classify(args) -> int:
     given = [a for a in vars(args) if a not in own]  # run options are SUPPRESSed: present only when given
     if given:
         names = ", ".join("--" + a.replace("_", "-") for a in given)
-        raise ValueError(f"{names} do(es) not apply to classify: the networks' settings come from their checkpoints "
+        raise ValueError(f"{names} {'does' if len(given) == 1 else 'do'} not apply to classify: the networks' settings "
+                         "come from their checkpoints "
                          "(choose networks with --sky-fractions, --deepsphere-level/--ngal/--relative-noise "
                          "or --checkpoint)")
     skies = _get(args, "sky_fractions")

@@ -48,3 +48,16 @@ def test_classify_reads_its_maps_after_a_list_option():
     assert (args.maps, args.ngal, args.force) == (["a.fits", "b.FITS.gz"], ["22.5"], True)
     args = parse_args(["massmaps", "--sky-fractions", "1", "1/12", "classify", "--deepsphere-level", "2", "m.fits"])
     assert (args.step, args.maps, args.sky_fractions, args.deepsphere_level) == ("classify", ["m.fits"], ["1", "1/12"], [2.0])
+
+
+def test_two_list_options_before_the_step():
+    """The step after the second of two list options moves in front of both (it first landed after the
+    first one's values, which then read it: "sky fraction must be ..., got 'train'")."""
+    assert move("--quick", "--sky-fractions", "1", "--methods", "fcn", "train") == \
+        ["--quick", "train", "--methods", "fcn", "--sky-fractions", "1"]
+    from deepsphere_gen.cli import parse_args
+
+    args = parse_args(["massmaps", "--quick", "--ngal", "22.5", "--methods", "fcn", "train", "--epochs", "2"])
+    assert (args.step, args.ngal, args.methods, args.epochs, args.quick) == ("train", ["22.5"], ["fcn"], 2, True)
+    args = parse_args(["massmaps", "--methods", "fcn", "--sky-fractions", "1", "1/12", "evaluate"])
+    assert (args.step, args.methods, args.sky_fractions) == ("evaluate", ["fcn"], ["1", "1/12"])

@@ -282,7 +282,7 @@ def test_classify_refusals(trained, tmp_path, capsys):
     _fail(["classify", test, "--method", "harmonic", "--sky-fractions", "1/12", *out], capsys,
           "harmonic networks are full-sky only")
     _fail(["--nside", "16", "--epochs", "3", "classify", test, *out], capsys,
-          "--nside, --epochs do(es) not apply to classify")
+          "--nside, --epochs do not apply to classify")
     _fail(["classify", test, "--sky-fractions", "1/48", *out], capsys, "no trained fcn network for nside 16, sky "
                                                                        "fraction(s) 1/48")
     holes = hp.read_map(test, nest=True, dtype=np.float64)
@@ -401,6 +401,13 @@ def test_classify_matches_the_ellipticity_dispersion(tmp_path, capsys):
     for sigma in ("0.26", "0.3"):
         assert main(["massmaps", "classify", fits, "--ngal", "22.47", "--sigma-e", sigma, *out]) == 0
         assert capsys.readouterr().out.count(f"noise ngal22.47 (sigma_e {sigma}), fcn: P(class 0)") == 1
+    # beside a noise-free network, a --sigma-e that no shape-noise network has is refused, not answered by the
+    # noise-free network alone (it was, silently)
+    noise_free = [a if a != "22.47" else "inf" for a in small]
+    assert main(["massmaps", "train", *noise_free]) == 0
+    capsys.readouterr()
+    _fail(["classify", fits, "--sigma-e", "0.4", *out], capsys,
+          "no fcn network with shape noise of sigma_e 0.4 at nside 8 (trained: sigma_e 0.26, 0.3)")
 
 
 @pytest.mark.parametrize("sky", ["abc", "0", "-1", "2", "1/13"])
@@ -438,6 +445,15 @@ def test_classify_names_the_classes_and_foreign_checkpoints(trained, tmp_path, c
     save_checkpoint(cosmo, {**state, "meta": {"fingerprint": "0", "fields": {"grid": {}, "ngal": 10.0}}})
     cap = _fail(["classify", test, "--checkpoint", str(cosmo)], capsys, "is not a massmaps checkpoint")
     assert "older version" not in cap.err
+
+
+def test_epochs_raised_by_min_steps_are_announced(tmp_path, capsys):
+    """--epochs below what --min-steps needs: the run trains the needed epochs and says why (was: silent)."""
+    argv = [a if a != "0" or prev != "--min-steps" else "12" for prev, a in zip([""] + TINY, TINY)]
+    assert main(["massmaps", "train", *argv, *_dirs(tmp_path), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fcn-sky1-noiserel0" in out or "fcn-sky1-noisenone" in out
+    assert "epochs instead of --epochs 1, to reach 12 optimisation steps (--min-steps)" in out
 
 
 def test_run_options_that_would_be_ignored_are_refused(tmp_path, capsys):

@@ -248,7 +248,8 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
     matched within the same tolerance; None: any).
 
     Raises ValueError when none fits (listing the trained settings, with their --sigma-e, as options
-    to paste), when two runs of other settings share a (sky, noise) (names both files: choose one
+    to paste), when ``sigma_e`` matches none of the shape-noise networks (not a silent fall-back to
+    the noise-free ones), when two runs of other settings share a (sky, noise) (names both files: choose one
     with --checkpoint, or --sigma-e where theirs differ), or when given ``files`` disagree with
     ``method`` (if ``method_given``), ``skies``, ``noises`` or ``sigma_e``.
     """
@@ -271,6 +272,11 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
     nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies) and _sigma_matches(n, sigma_e)]
     if noises is not None:
         nets = _select_noise(nets, noises)
+    shape_noise = {n.sigma_e for n in found if n.nside == nside and n.noise_kind == "ngal" and n.sigma_e is not None}
+    if sigma_e is not None and noises is None and shape_noise and not any(n.noise_kind == "ngal" for n in nets):
+        raise ValueError(f"no {method} network with shape noise of sigma_e {sigma_e:g} at nside {nside} (trained: sigma_e "
+                         f"{', '.join(f'{v:g}' for v in sorted(shape_noise))}); leave out --sigma-e to use them, or "
+                         "train with that --sigma-e first")
     if not nets:
         trained = sorted({f"nside {n.nside} sky {n.sky} noise {n.noise} (--sky-fractions {n.sky} {n.noise_option})"
                           for n in found})

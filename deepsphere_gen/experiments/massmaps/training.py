@@ -199,6 +199,10 @@ def train_one(config: ExperimentConfig, path: Path, sky: SkySetting, noise: Nois
     meta["distribution"] = training_distribution(train_set, per_map=train_set.n_patches)
     meta["classes"] = class_cosmologies()  # what class 0 and 1 are (classify names them)
     samples = training_set(path, sky, noise, config, train_set)
+    if tc.epochs != config.epochs and fresh and ctx.is_main and log:  # say why (train_config's minimum of steps)
+        steps = config.min_steps * _METHOD_TRAINING.get(method, (1.0, 1))[1]
+        log(f"{tc.desc}: {tc.epochs} epochs instead of --epochs {config.epochs}, to reach {steps} optimisation steps "
+            f"(--min-steps) at {math.ceil(len(samples) / tc.batch_size)} steps per epoch")
     return fit(run.model, samples, replace(tc, resume=not restart), val_set=val_set, log=log, ctx=ctx, meta=meta)
 
 
