@@ -1,6 +1,14 @@
 """Shared fixtures."""
+import signal
+
 import pytest
 import torch
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # started in the background by a non-interactive shell (`pytest &`), which ignores SIGINT and passes the
+    # ignore on to every child: the Ctrl-C tests (in this process and in the commands they start) need
+    # Python's default handler, which a child then gets again (a handled signal is reset at exec)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
