@@ -47,6 +47,18 @@ def differing_fields(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def field_value(fields: dict, name: str, width: int = 40) -> str:
+    """The value of the dotted field ``name`` in ``fields`` as a short string (``repr``, cut to ``width``
+    characters; "missing" where it is absent): for messages that name a differing field."""
+    value = canonical(fields)
+    for key in name.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return "missing"
+        value = value[key]
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def mask_hash(mask) -> str | None:
     """16 hex digits identifying a footprint mask by its content (None for no mask)."""
     if mask is None:

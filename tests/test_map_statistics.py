@@ -5,7 +5,7 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from deepsphere_gen._fingerprint import differing_fields, fingerprint
+from deepsphere_gen._fingerprint import differing_fields, field_value, fingerprint
 from deepsphere_gen.experiments.massmaps.map_statistics import check_inputs, sample_statistics, training_distribution
 
 
@@ -66,6 +66,8 @@ def test_fingerprint_is_order_free_and_names_differences():
     c = {"data": {"nside": 16, "n_maps": 4}, "train": {"epochs": 3, "lr": 0.1}, "extra": 1}
     assert fingerprint(c) != fingerprint(a)
     assert differing_fields(a, c) == ["data.nside", "extra", "train.epochs"]
+    assert [field_value(a, n) for n in ("data.nside", "extra", "train.epochs")] == ["8", "missing", "2"]
+    assert field_value({"g": list(range(100))}, "g", width=12) == "[0, 1, 2..."  # cut to the width
     assert fingerprint({"t": (1, 2)}) == fingerprint({"t": [1, 2]})  # tuples and lists as JSON
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._fingerprint import differing_fields
+from .._fingerprint import differing_fields, field_value
 from .._io import atomic_write, interrupts_deferred
 from .config import TrainConfig
 
@@ -107,14 +107,16 @@ def trained_weights(state: dict) -> dict:
 def check_fingerprint(state: dict, meta: dict | None, path,
                       remedy: str = "not resumed: pass resume=False (command line: --restart) to start afresh, "
                                     "or another checkpoint path") -> None:
-    """Raise :class:`CheckpointMismatch` (naming the differing fields, then ``remedy``) where checkpoint
+    """Raise :class:`CheckpointMismatch` (naming the differing fields with both values, then ``remedy``) where checkpoint
     ``state`` was written by ``fit`` with another ``meta["fingerprint"]`` than ``meta``'s; nothing to check
     where ``meta`` carries no fingerprint."""
     if meta is None or "fingerprint" not in meta:
         return
     saved_meta = state.get("meta") or {}
     if saved_meta.get("fingerprint") != meta["fingerprint"]:
-        diff = differing_fields(saved_meta.get("fields", {}), meta.get("fields", {}))
+        saved, asked = saved_meta.get("fields", {}), meta.get("fields", {})
+        diff = [f"{name} ({field_value(saved, name)} in the file, {field_value(asked, name)} now)"
+                for name in differing_fields(saved, asked)]
         raise CheckpointMismatch(
             f"checkpoint {path} belongs to another run (fingerprint {saved_meta.get('fingerprint', 'none')} vs "
             f"{meta['fingerprint']}; differing: {', '.join(diff) or 'unknown fields'}); {remedy}")
