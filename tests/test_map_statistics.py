@@ -67,7 +67,7 @@ def test_fingerprint_is_order_free_and_names_differences():
     assert fingerprint(c) != fingerprint(a)
     assert differing_fields(a, c) == ["data.nside", "extra", "train.epochs"]
     assert [field_value(a, n) for n in ("data.nside", "extra", "train.epochs")] == ["8", "missing", "2"]
-    assert field_value({"g": list(range(100))}, "g", width=12) == "[0, 1, 2..."  # cut to the width
+    assert field_value({"g": list(range(100))}, "g", width=12) == "[0, 1, 2,..."  # cut to the width
     assert fingerprint({"t": (1, 2)}) == fingerprint({"t": [1, 2]})  # tuples and lists as JSON
 
 
