@@ -1,7 +1,14 @@
 """Sub-commands of ``deepsphere-gen`` (the top layer, with :mod:`deepsphere_gen.cli`).
 
 One module per sub-command, each with ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> exit code``: :mod:`.massmaps`, :mod:`.digits`, :mod:`.equivariance`,
+``run(args) -> exit code``: :mod:`.massmaps`, :mod:`.cosmo`, :mod:`.digits`, :mod:`.equivariance`,
 :mod:`.bench`, :mod:`.demo`.  They parse and check options, call
 :mod:`deepsphere_gen.experiments` (or the bench harness) and print or write the results.
+What they share:
+
+| module | holds |
+| --- | --- |
+| :mod:`._preflight` | checks before any work: device, folders, output files, free disk |
+| :mod:`._argv` | command-line words reordered before parsing (a step or a FITS file after a list option's values) |
+| :mod:`._interrupts` | the one line a Ctrl-C ends a long command with, and its exit status 130 |
 """
