@@ -58,9 +58,12 @@ def _settings(args) -> dict:
     a complete graph, as the graphs of the coarse levels are); ValueError naming the first bad option."""
     preset = QUICK if args.quick else FULL
     out = {key: default if getattr(args, key, None) is None else getattr(args, key) for key, default in preset.items()}
-    nside = out["nside"]
-    if nside < 1 or nside & (nside - 1):
-        raise ValueError(f"--nside must be a power of 2 >= 1, got {nside}")
+    from ..sampling import check_nside  # (torch, as in generate_maps: not for --help)
+
+    try:
+        nside = out["nside"] = check_nside(out["nside"])
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None
     for key, low in (("epochs", 1), ("n_train", 2), ("n_test", 2)):
         if out[key] < low:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {out[key]}")

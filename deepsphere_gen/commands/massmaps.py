@@ -313,8 +313,7 @@ def _output_bytes(config) -> int:
     n_noise = len(exp.noise_settings(config))
     for sky in exp.sky_settings(config):
         pixels = _input_pixels(sky)
-        runs = sum(exp.members_of(config, m) for m in config.methods if m in exp.NETWORK_METHODS
-                   and (sky.full_sky or m not in exp.FULL_SKY_METHODS))
+        runs = sum(exp.members_of(config, m) for m in exp.methods_for(sky, config.methods) if m in exp.NETWORK_METHODS)
         total += n_noise * runs * (2**20 + 256 * pixels)
     return total
 

@@ -54,7 +54,7 @@ def test_generated_maps_follow_their_power_law():
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--nside", "7", "--nside must be a power of 2 >= 1, got 7"), ("--nside", "-8", "--nside must be a power of 2"),
+    ("--nside", "7", "--nside must be a power of 2 between 1 and 8192, got 7"), ("--nside", "-8", "--nside must be a power of 2"),
     ("--nside", "0", "--nside must be a power of 2"), ("--epochs", "0", "--epochs must be >= 1"),
     ("--batch-size", "0", "--batch-size must be >= 1"), ("--n-train", "1", "--n-train must be >= 2"),
     ("--n-train", "0", "--n-train must be >= 2"), ("--n-test", "0", "--n-test must be >= 2"),
