@@ -178,23 +178,17 @@ MAX_FOOTPRINT_FRACTION = 0.9
 
 
 def check_footprint_file(spec: str, nside: int) -> None:
-    """A --footprint FITS file must be a survey mask: 0/1 values (UNSEEN/NaN count as 0) keeping at most
-    :data:`MAX_FOOTPRINT_FRACTION` of the sky; a convergence map (any non-zero pixel would be kept: the
-    full sky) is refused with a message naming the problem.  Reads the file once (~0.1 s at nside 128)."""
+    """A --footprint FITS file must be a survey mask (:func:`~deepsphere_gen.datasets.read_footprint`
+    refuses values other than 0/1) keeping at most :data:`MAX_FOOTPRINT_FRACTION` of the sky: cosmo
+    analyses a partial-sky survey.  Reads the file once (~0.1 s at nside 128)."""
     if spec == "stage3":
         return
-    import numpy as np
+    from ..datasets import read_footprint
 
-    from ..datasets import read_healpix_fits
-
-    values = read_healpix_fits(spec, nside, ordering="any")
-    kept = np.isfinite(values) & (values != 0) & (np.abs(values) <= 1e29)
-    odd = kept & (values != 1)
-    if odd.any():
-        raise ValueError(f"--footprint {spec} is not a 0/1 mask: {int(odd.sum())} of {values.size} pixels hold other "
-                         f"values (e.g. {values[odd][0]:.3g}); pass a mask with 1 inside the survey, 0 or UNSEEN "
-                         "outside (a map given as a footprint would keep every non-zero pixel)")
-    frac = kept.mean()
+    try:
+        frac = read_footprint(spec, nside).mean()
+    except ValueError as exc:
+        raise ValueError(f"--footprint: {exc}") from None
     if frac > MAX_FOOTPRINT_FRACTION:
         raise ValueError(f"--footprint {spec} keeps {100 * frac:.1f} % of the sky: cosmo analyses a partial-sky "
                          f"survey footprint (at most {100 * MAX_FOOTPRINT_FRACTION:.0f} % of the sky); pass the "

@@ -153,11 +153,18 @@ def check_mask(mask, nside: int) -> np.ndarray:
 def read_footprint(path, nside: int, ordering: str = "any") -> np.ndarray:
     """Footprint mask from a HEALPix FITS file, NESTED bool (12 nside^2,).
 
-    Non-zero finite pixels are kept; 0, UNSEEN and NaN are masked.  ``ordering`` as in
-    :func:`read_healpix_fits` (default: accept either and convert).
+    Pixels of value 1 are kept; 0, UNSEEN and NaN are masked; any other value is refused (ValueError
+    naming the file: a map given as a footprint would otherwise keep every non-zero pixel, usually the
+    whole sky).  ``ordering`` as in :func:`read_healpix_fits` (default: accept either and convert).
     """
     values = read_healpix_fits(path, nside, ordering=ordering)
-    return check_mask(~_bad(values) & (values != 0), nside)
+    kept = ~_bad(values) & (values != 0)
+    odd = kept & (values != 1)
+    if odd.any():
+        raise ValueError(f"footprint {path} is not a 0/1 mask: {int(odd.sum())} of {values.size} pixels hold other "
+                         f"values (e.g. {values[odd][0]:.3g}); pass a mask with 1 inside the survey, 0 or UNSEEN "
+                         "outside (a map given as a footprint would keep every non-zero pixel)")
+    return check_mask(kept, nside)
 
 
 def apply_footprint(maps: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

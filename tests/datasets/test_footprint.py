@@ -111,3 +111,20 @@ def test_apply_footprint_drops_outside_and_rejects_unseen_inside():
         check_mask(np.full(12 * nside**2, 2), nside)
     with pytest.raises(ValueError, match="shape"):
         check_mask(np.ones(10, bool), nside)
+
+
+def test_read_footprint_refuses_a_map(tmp_path):
+    """A convergence map given as a footprint kept every non-zero pixel (the whole sky), for massmaps and cosmo
+    alike: values other than 0/1 are refused, naming the file; UNSEEN and NaN count as outside."""
+    nside = 8
+    values = np.zeros(12 * nside**2)
+    values[:100] = 1.0
+    values[100:110] = hp.UNSEEN
+    path = tmp_path / "mask.fits"
+    hp.write_map(str(path), values, nest=True, dtype=np.float64)
+    mask = read_footprint(path, nside)
+    assert mask.sum() == 100 and mask[:100].all()
+    values[:100] = np.random.default_rng(0).normal(size=100)  # a map, not a mask
+    hp.write_map(str(path), values, nest=True, dtype=np.float64, overwrite=True)
+    with pytest.raises(ValueError, match=r"mask.fits is not a 0/1 mask: 100 of 768 pixels hold other values"):
+        read_footprint(path, nside)
