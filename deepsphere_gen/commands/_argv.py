@@ -38,7 +38,7 @@ def _step_out_of_one_list(words: list[str], steps, list_options, flags) -> list[
         if w == "--":
             break
         if w.startswith("-") and not _NEGATIVE_NUMBER.match(w):
-            is_list = "=" not in w and len(w) > 2 and any(o.startswith(w) for o in list_options)
+            is_list = _is_list_option(w, list_options)
             start = i if is_list else None
             continue
         if w not in steps:
@@ -49,6 +49,11 @@ def _step_out_of_one_list(words: list[str], steps, list_options, flags) -> list[
         if not (prev.startswith("--") and "=" not in prev and not any(f.startswith(prev) for f in flags)):
             break  # the step itself (not the value of a one-value option such as --out-dir)
     return words
+
+
+def _is_list_option(word: str, list_options) -> bool:
+    """``word`` names one of ``list_options`` (itself or an abbreviation argparse accepts), without ``=value``."""
+    return "=" not in word and len(word) > 2 and any(o.startswith(word) for o in list_options)
 
 
 def _option_name(word: str, list_options) -> str:
@@ -81,7 +86,7 @@ def files_out_of_lists(words: list[str], list_options, is_file) -> list[str]:
         if w == "--":
             return out + words[k:]
         if w.startswith("-") and not _NEGATIVE_NUMBER.match(w):
-            is_list = "=" not in w and len(w) > 2 and any(o.startswith(w) for o in list_options)
+            is_list = _is_list_option(w, list_options)
             start = len(out) if is_list else None
             out.append(w)
         elif start is not None and is_file(w):

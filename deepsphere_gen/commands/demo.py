@@ -58,18 +58,20 @@ def _settings(args) -> dict:
     a complete graph, as the graphs of the coarse levels are); ValueError naming the first bad option."""
     preset = QUICK if args.quick else FULL
     out = {key: default if getattr(args, key, None) is None else getattr(args, key) for key, default in preset.items()}
+    from .._validation import check_positive_int
     from ..sampling import check_nside  # (torch, as in generate_maps: not for --help)
 
     try:
         nside = out["nside"] = check_nside(out["nside"])
     except ValueError as exc:
-        raise ValueError(f"--{exc}") from None
-    for key, low in (("epochs", 1), ("n_train", 2), ("n_test", 2)):
-        if out[key] < low:
-            raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {out[key]}")
+        raise ValueError(f"--nside: {exc}") from None
+    check_positive_int(out["epochs"], "--epochs")
+    for key in ("n_train", "n_test"):
+        if out[key] < 2:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= 2, got {out[key]}")
     for name, value in (("--batch-size", args.batch_size), ("--K", args.K), ("--k", args.k)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+        if value is not None:
+            check_positive_int(value, name)
     npix = 12 * nside**2
     if args.k is not None and args.k >= npix:
         raise ValueError(f"--k {args.k} graph neighbours needs maps of more than {args.k} pixels; nside {nside} "

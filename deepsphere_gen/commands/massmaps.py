@@ -51,7 +51,7 @@ _STEPS = {"generate": "generate (or reuse) the mass-map data set",
 #: the step names (never a value of a list option)
 _STEP_WORDS = (*_STEPS, "classify")
 #: options taking one or more values (nargs="+"), which would swallow a step name after them
-_LIST_OPTIONS = ("--sky-fractions", "--deepsphere-level", "--ngal", "--relative-noise", "--methods")
+_LIST_OPTIONS = ("--sky-fractions", "--deepsphere-level", "--ngal", "--relative-noise", "--methods", "--checkpoint")
 #: options without a value
 _FLAGS = ("--quick", "--no-augment", "--warm-start", "--average-views", "--restart", "--no-progress", "--no-plots",
           "--force", "--help")

@@ -1,4 +1,6 @@
 """``commands._argv.step_out_of_lists``: a step name after a list option's values ends the list."""
+import pytest
+
 from deepsphere_gen.commands._argv import files_out_of_lists, step_out_of_lists
 
 STEPS, LISTS, FLAGS = ("generate", "train", "classify"), ("--sky-fractions", "--methods"), ("--quick", "--force")
@@ -48,6 +50,8 @@ def test_classify_reads_its_maps_after_a_list_option():
     assert (args.maps, args.ngal, args.force) == (["a.fits", "b.FITS.gz"], ["22.5"], True)
     args = parse_args(["massmaps", "--sky-fractions", "1", "1/12", "classify", "--deepsphere-level", "2", "m.fits"])
     assert (args.step, args.maps, args.sky_fractions, args.deepsphere_level) == ("classify", ["m.fits"], ["1", "1/12"], [2.0])
+    args = parse_args(["massmaps", "classify", "--checkpoint", "a.pt", "b.pt", "m.fits"])
+    assert (args.maps, args.checkpoint) == (["m.fits"], ["a.pt", "b.pt"])
 
 
 def test_two_list_options_before_the_step():
@@ -61,3 +65,33 @@ def test_two_list_options_before_the_step():
     assert (args.step, args.ngal, args.methods, args.epochs, args.quick) == ("train", ["22.5"], ["fcn"], 2, True)
     args = parse_args(["massmaps", "--methods", "fcn", "--sky-fractions", "1", "1/12", "evaluate"])
     assert (args.step, args.methods, args.sky_fractions) == ("evaluate", ["fcn"], ["1", "1/12"])
+
+
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+def test_the_option_lists_match_the_parser(command):
+    """A command's hand-kept lists of list options and flags are exactly what its parser (every step's
+    parser included) declares: one drifted before (classify's ``--checkpoint FILE ...`` was missing)."""
+    import argparse
+    import importlib
+
+    from deepsphere_gen.cli import build_parser
+
+    def parsers(p):
+        yield p
+        for action in p._actions:  # argparse keeps its actions and sub-parsers here (test-only inspection)
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    lists, flags = set(), set()
+    for p in parsers(build_parser([command])):
+        for action in p._actions:
+            long = [o for o in action.option_strings if o.startswith("--")]
+            if action.nargs == "+":
+                lists.update(long)
+            elif action.nargs == 0:
+                flags.update(long)
+    module = importlib.import_module(f"deepsphere_gen.commands.{command}")
+    lists -= {"--version"}
+    assert set(module._LIST_OPTIONS) == lists
+    assert set(module._FLAGS) == flags

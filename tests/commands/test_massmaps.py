@@ -462,6 +462,8 @@ def test_log_mean_probabilities_is_the_mean_of_the_members_probabilities():
         views = exp.log_mean_probabilities([exp.SymmetryAverage(nets[0], perms)(x), nets[1](x)])
         p0 = (torch.softmax(nets[0](x), -1) + torch.softmax(nets[0](x[:, [4, 3, 2, 1, 0]]), -1)) / 2
         torch.testing.assert_close(views, ((p0 + torch.softmax(nets[1](x), -1)) / 2).log())
+    with pytest.raises(ValueError, match="at least one prediction"):  # not torch.stack's own error
+        exp.log_mean_probabilities([])
 
 
 def test_member_seeds_and_checkpoint_names():

@@ -91,10 +91,11 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
 
     def train_graph(member: int) -> None:
         ckpt = checkpoint_path(config, "graph", member)
-        legacy = not restart and member == 0 and ckpt.is_file() and is_legacy(0, load_checkpoint(ckpt))  # never >= 1
+        state = None if restart or not ckpt.is_file() else load_checkpoint(ckpt)  # read once; fit reads it to resume
+        legacy = member == 0 and state is not None and is_legacy(0, state)  # never >= 1
         if legacy and log and ctx.is_main:
             log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
-        done = 0 if restart or not ckpt.is_file() else int(load_checkpoint(ckpt).get("epoch", 0))  # epochs before
+        done = 0 if state is None else int(state.get("epoch", 0))  # epochs before
         seed_everything(member_seed(config.seed, member))  # the initial weights
         model = build_graph_model(config, footprint, scale)
         t0 = time.process_time()

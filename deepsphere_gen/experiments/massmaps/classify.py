@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..._fingerprint import mask_hash
 from ...datasets import apply_footprint, read_healpix_fits, split_patches
 from ...training import CheckpointError, load_checkpoint, load_model_state
 from .config import ExperimentConfig, parse_sky_fraction
 from .map_statistics import check_inputs
 from .models import build_model
-from .runs import find_checkpoints, mask_hash
+from .runs import find_checkpoints
 from .training import class_cosmologies
 
 #: relative tolerance within which a requested noise value (--ngal 22.5) selects a trained one (22.47), and a

@@ -103,7 +103,8 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
 
     def scores(outputs_one, outputs_views, with_samples: bool) -> dict:
         c_one = correct(outputs_one)
-        out = accuracy_fields(correct(outputs_views), test_set if with_samples else None)
+        c_views = c_one if outputs_views is outputs_one else correct(outputs_views)  # no view averaging: the same
+        out = accuracy_fields(c_views, test_set if with_samples else None)
         out["accuracy_one_view"] = accuracy_fields(c_one)["accuracy"]
         return out
 

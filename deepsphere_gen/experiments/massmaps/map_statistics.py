@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from .features import moments
+
 __all__ = ["STATISTICS", "sample_statistics", "training_distribution", "check_inputs"]
 
 #: statistic -> (label in messages, absolute tolerance added to the widened range)
@@ -60,12 +62,11 @@ def sample_statistics(values: np.ndarray, indices: np.ndarray | None = None, ref
     mean, std = x.mean(axis=1), x.std(axis=1)
     g = x[:, groups]  # (samples, groups, 4)
     inner = ((g - g.mean(axis=2, keepdims=True)) ** 2).sum(axis=(1, 2))
-    total = ((g - x.mean(axis=1)[:, None, None]) ** 2).sum(axis=(1, 2))
+    total = ((g - mean[:, None, None]) ** 2).sum(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        third = (((x - mean[:, None]) / np.where(std > 0, std, 1.0)[:, None]) ** 3).mean(axis=1)
         return {"log_std": np.log(std), "mean": mean / ref_std,
                 "small_scale": np.where(total > 0, inner / np.where(total > 0, total, 1.0), 0.0),
-                "skew": np.where(std > 0, third, 0.0)}
+                "skew": moments(x)[:, 2]}  # 0 for a constant map
 
 
 def training_distribution(samples, per_map: int = 1, max_maps: int = 256, max_samples: int = 4096) -> dict:

@@ -42,7 +42,7 @@ from pathlib import Path
 from ..._fingerprint import canonical, fingerprint, mask_hash
 from ..._seeds import ensemble_seed
 
-__all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "mask_hash", "run_fields",
+__all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "run_fields",
            "run_meta", "checkpoint_file", "find_checkpoints"]
 
 #: ExperimentConfig fields that do not change what a checkpoint holds

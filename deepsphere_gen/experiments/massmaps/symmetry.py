@@ -96,6 +96,8 @@ def log_mean_probabilities(outputs) -> torch.Tensor:
     """``log(mean_m softmax(outputs[m]))``: the class probabilities of several predictions of the same
     samples averaged (views of one input, members of an ensemble); ``outputs``: sequence of (B, classes)
     logits (log probabilities give their probabilities back); returns (B, classes)."""
+    if not len(outputs):
+        raise ValueError("log_mean_probabilities needs at least one prediction")
     logp = torch.stack([torch.log_softmax(o, -1) for o in outputs])
     return torch.logsumexp(logp, 0) - math.log(len(logp))
 
