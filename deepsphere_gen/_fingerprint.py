@@ -47,6 +47,12 @@ def differing_fields(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def fingerprint_meta(fields: dict) -> dict:
+    """``{"fingerprint": fingerprint(fields), "fields": fields}``: what ``training.fit(meta=...)`` stores in a
+    checkpoint and checks before resuming it (``training.check_fingerprint`` names the differing fields)."""
+    return {"fingerprint": fingerprint(fields), "fields": fields}
+
+
 def field_value(fields: dict, name: str, width: int = 40) -> str:
     """The value of the dotted field ``name`` in ``fields`` as a short string (``repr``, cut to ``width``
     characters; "missing" where it is absent): for messages that name a differing field."""

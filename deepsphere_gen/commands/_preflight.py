@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["valid_devices", "check_device", "check_writable_dir", "check_output_file", "figure_formats",
+__all__ = ["valid_devices", "check_device", "check_writable_dir", "check_output_file", "check_seed", "figure_formats",
            "check_free_space"]
 
 
@@ -93,6 +93,13 @@ def check_output_file(path, option: str, figure: bool = False) -> Path:
         path = path.with_name(path.name + ".png")
     check_writable_dir(path.parent, f"the folder of {option}")
     return path
+
+
+def check_seed(seed: int, option: str = "--seed") -> int:
+    """``seed`` if numpy and scikit-learn take it (0 <= seed < 2**32); else ValueError naming ``option``."""
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"{option} must be >= 0 and < 2**32, got {seed}")
+    return seed
 
 
 def check_free_space(path, need_bytes: int, what: str) -> int:

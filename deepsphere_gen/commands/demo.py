@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from ._preflight import check_device
+from ._preflight import check_device, check_seed
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,8 +81,7 @@ def _settings(args) -> dict:
         raise ValueError(f"--lr must be a positive number, got {out['lr']}")
     if not (math.isfinite(out["noise"]) and out["noise"] >= 0):
         raise ValueError(f"--noise must be a number >= 0, got {out['noise']}")
-    if not 0 <= args.seed < 2**32:
-        raise ValueError(f"--seed must be >= 0 and < 2**32, got {args.seed}")
+    check_seed(args.seed)
     return out
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..experiments import digits_config as cfg
 from .._io import atomic_write_json
-from ._preflight import check_device, check_output_file, check_writable_dir
+from ._preflight import check_device, check_output_file, check_seed, check_writable_dir
 
 HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."
 
@@ -112,9 +112,8 @@ def run(args) -> int:
         if args.threads < 1:
             return _fail(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if not 0 <= args.seed < 2**32:
-        return _fail(f"--seed must be >= 0 and < 2**32, got {args.seed}")
     try:
+        check_seed(args.seed)
         config = _config(args)
         _check_outputs(args)
     except ValueError as exc:

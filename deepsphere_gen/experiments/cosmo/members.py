@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..._fingerprint import canonical, fingerprint
+from ..._fingerprint import canonical, fingerprint_meta
 from ..._seeds import ensemble_seed
 from ...training import CheckpointMismatch, TrainConfig, check_fingerprint, check_settings, load_checkpoint
 from .config import MLP_TRAINING, CosmoExperimentConfig
@@ -61,8 +61,7 @@ def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
 
 def member_meta(config: CosmoExperimentConfig, member: int) -> dict:
     """``fit``'s meta of a member: the fingerprint of :func:`member_fields` and the fields."""
-    fields_ = member_fields(config, member)
-    return {"fingerprint": fingerprint(fields_), "fields": fields_}
+    return fingerprint_meta(member_fields(config, member))
 
 
 def is_legacy(member: int, state: dict | None) -> bool:
@@ -119,8 +118,7 @@ def mlp_fields(config: CosmoExperimentConfig, method: str) -> dict:
 
 def mlp_meta(config: CosmoExperimentConfig, method: str) -> dict:
     """The meta stored in MLP ``method``'s checkpoint: the fingerprint of :func:`mlp_fields` and the fields."""
-    fields_ = mlp_fields(config, method)
-    return {"fingerprint": fingerprint(fields_), "fields": fields_}
+    return fingerprint_meta(mlp_fields(config, method))
 
 
 def mlp_state(config: CosmoExperimentConfig, method: str, device="cpu", remedy: str = EVALUATE_REMEDY) -> dict | None:

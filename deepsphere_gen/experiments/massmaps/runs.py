@@ -39,7 +39,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 
-from ..._fingerprint import canonical, fingerprint, mask_hash
+from ..._fingerprint import canonical, fingerprint, fingerprint_meta, mask_hash
 from ..._seeds import ensemble_seed
 
 __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "run_fields",
@@ -117,7 +117,7 @@ def run_fields(config, data_generation: dict, method: str, sky, noise, model, tr
 def run_meta(fields: dict, distribution: dict | None = None, footprint: str | None = None) -> dict:
     """What a checkpoint stores beside the weights: fingerprint, fields, input statistics
     and the footprint's path (not fingerprinted: its mask hash is)."""
-    meta = {"fingerprint": fingerprint(fields), "fields": fields, "footprint": footprint}
+    meta = {**fingerprint_meta(fields), "footprint": footprint}
     if distribution is not None:
         meta["distribution"] = distribution
     return meta
