@@ -11,10 +11,12 @@ runs unchanged; the summary likelihood uses the ensemble mean.  Each member alon
 (``summary["members"]`` for M > 1) and its training recorded (``records[graph]["members"]``,
 M >= 1: :func:`~.evaluation.evaluate_all`).  Cost: M times the graph training, M prediction passes.
 
-The summary-statistic MLPs' checkpoints (``cosmo-power_spectrum.pt``, ``cosmo-handcrafted.pt``) carry a
-fingerprint of :func:`mlp_fields` too (:func:`mlp_meta`), checked by :func:`mlp_state` before one is
-reused or evaluated; one of other settings, or written before the fingerprints, is refused (``cosmo
---restart`` retrains it).
+The summary-statistic MLPs' initial weights are seeded by :func:`mlp_init_seed` (the run's seed and the
+method alone: the same MLP whatever else the run trains or reuses).  Their checkpoints
+(``cosmo-power_spectrum.pt``, ``cosmo-handcrafted.pt``) carry a fingerprint of :func:`mlp_fields` too
+(:func:`mlp_meta`, its ``init_seed`` included), checked by :func:`mlp_state` before one is reused or
+evaluated; one of other settings, written before the fingerprints or before the seeded initialisation
+(no ``init_seed``), is refused (``cosmo --restart`` retrains it).
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from ..._seeds import ensemble_seed
 from ...training import CheckpointMismatch, TrainConfig, check_fingerprint, check_settings, load_checkpoint
 from .config import MLP_TRAINING, CosmoExperimentConfig
 
-__all__ = ["checkpoint_path", "member_seed", "member_fields", "member_meta", "is_legacy", "graph_train_config",
-           "graph_state", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY", "RETRAIN_REMEDY"]
+__all__ = ["checkpoint_path", "member_seed", "mlp_init_seed", "member_fields", "member_meta", "is_legacy",
+           "graph_train_config", "graph_state", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY", "RETRAIN_REMEDY"]
 
 #: what a refused checkpoint tells the user, in training and in evaluation
 RETRAIN_REMEDY = "not reused: `deepsphere-gen cosmo --restart` retrains it (overwriting it), or use another --out-dir"
@@ -46,6 +48,19 @@ def member_seed(seed: int, member: int) -> int:
     data order and training noise differ; the data, validation split and noise of the evaluation
     stay those of ``seed``); :func:`~deepsphere_gen._seeds.ensemble_seed` with stream 7477."""
     return ensemble_seed(seed, member, 7477)
+
+
+#: the summary-statistic MLPs' numbers in :func:`mlp_init_seed` (fixed: a new method takes a new one)
+_MLP_NUMBERS = {"power_spectrum": 1, "handcrafted": 2}
+
+
+def mlp_init_seed(seed: int, method: str) -> int:
+    """Seed of the initial weights of summary-statistic MLP ``method`` in a run with ``seed``: 31 bits of
+    ``SeedSequence([seed, 8311, n])``, n = 1 (power_spectrum) or 2 (handcrafted)
+    (:func:`~deepsphere_gen._seeds.ensemble_seed` with stream 8311).  ``seed_everything`` with it right before
+    the MLP is built, so that its weights depend on nothing else in the run (which methods are trained, a graph
+    network trained, reused or absent); its training is seeded by ``seed`` itself."""
+    return ensemble_seed(seed, _MLP_NUMBERS[method], 8311)
 
 
 def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
@@ -106,14 +121,15 @@ def graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | No
 def mlp_fields(config: CosmoExperimentConfig, method: str) -> dict:
     """What determines the checkpoint of summary-statistic MLP ``method`` (fingerprinted into it): the
     simulations' settings, noise, the features (their noise draws, quantiles, scales), the network, its
-    training (:data:`~.config.MLP_TRAINING` included) and the run's seed."""
+    training (:data:`~.config.MLP_TRAINING` included), the run's seed and the seed of its initial weights
+    (``init_seed``, :func:`mlp_init_seed`: a checkpoint without it predates the seeded initialisation)."""
     from .summaries import QUANTILES, SCALES
 
     return canonical({"method": method, "grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
                       "features": {"noise_draws": config.ps_noise_draws, "quantiles": QUANTILES, "scales": SCALES},
                       "network": {"hidden": config.mlp_hidden, "dropout": config.mlp_dropout},
                       "train": {"epochs": config.mlp_epochs, "weight_decay": config.weight_decay, **MLP_TRAINING},
-                      "seed": config.seed})
+                      "seed": config.seed, "init_seed": mlp_init_seed(config.seed, method)})
 
 
 def mlp_meta(config: CosmoExperimentConfig, method: str) -> dict:

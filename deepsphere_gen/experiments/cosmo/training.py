@@ -20,8 +20,8 @@ from ...training import (DistContext, check_fingerprint, distributed_context, fi
 from .config import MLP_TRAINING, CosmoExperimentConfig
 from .data import (FEATURE_METHODS, FeatureScaler, Targets, generate, graph_input_scale, in_memory, pseudo_cl_estimator,
                    split_features, validation_mask)
-from .members import (RETRAIN_REMEDY, checkpoint_path, graph_train_config, is_legacy, member_meta, member_seed, mlp_meta,
-                      mlp_state)
+from .members import (RETRAIN_REMEDY, checkpoint_path, graph_train_config, is_legacy, member_meta, member_seed,
+                      mlp_init_seed, mlp_meta, mlp_state)
 from .models import build_graph_model, build_mlp
 from .posterior import ParameterSpace, gaussian_nll
 
@@ -31,7 +31,8 @@ __all__ = ["train", "check_checkpoints"]
 def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tensor, uv: torch.Tensor,
              config: CosmoExperimentConfig) -> tuple[dict, list[dict]]:
     """AdamW on the Gaussian NLL with early stopping on the validation NLL (learning rate, batch size and
-    patience: :data:`~.config.MLP_TRAINING`); returns (best state, history)."""
+    patience: :data:`~.config.MLP_TRAINING`); dropout and the batch order seeded by ``config.seed`` (the
+    initial weights: by the caller, :func:`~.members.mlp_init_seed`); returns (best state, history)."""
     lr, batch, patience = (MLP_TRAINING[k] for k in ("lr", "batch_size", "patience"))
     seed_everything(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
@@ -66,8 +67,9 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
           log=print, restart: bool = False) -> dict:
     """Train every method of ``config.methods`` on the training cosmologies minus the validation
     ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories.
-    Order: graph member 0, the MLPs, graph members >= 1 (so the MLPs do not depend on
-    ``graph_members``); every graph member's initial weights are seeded by :func:`~.members.member_seed`.
+    Order: graph member 0, the MLPs, graph members >= 1; every graph member's initial weights are seeded
+    by :func:`~.members.member_seed`, every MLP's by :func:`~.members.mlp_init_seed` right before it is
+    built, so that no network depends on what else the run trains, reuses or leaves out.
 
     Every existing checkpoint of the methods is checked first (:func:`check_checkpoints`): one of other
     settings (another fingerprint, :func:`~.members.member_meta`, :func:`~.members.mlp_meta`) is refused
@@ -127,6 +129,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
             t0 = time.process_time()
             scaler = FeatureScaler(x[m][~val_draws])
             xs = scaler(x[m])
+            seed_everything(mlp_init_seed(config.seed, m))  # the initial weights
             model = build_mlp(x[m].shape[1], config.mlp_hidden, config.mlp_dropout)
             state, hist = _fit_mlp(model, xs[~val_draws], u[~val_draws], xs[val_draws], u[val_draws], config)
             best = int(np.argmin([h["val_loss"] for h in hist]))
@@ -136,7 +139,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
                 log(f"cosmo {m}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
                     f"(train {hist[best]['train_loss']:.3f}), {time.process_time() - t0:.0f} s process CPU")
     ctx.barrier()
-    if "graph" in config.methods:  # after the MLPs, whose initial weights follow member 0's training
+    if "graph" in config.methods:
         for member in range(1, config.graph_members):  # one after another (under torchrun: all ranks each)
             train_graph(member)
         ctx.barrier()
