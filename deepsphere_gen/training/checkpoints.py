@@ -106,16 +106,18 @@ def trained_weights(state: dict) -> dict:
 
 def check_fingerprint(state: dict, meta: dict | None, path,
                       remedy: str = "not resumed: pass resume=False (command line: --restart) to start afresh, "
-                                    "or another checkpoint path") -> None:
-    """Raise :class:`CheckpointMismatch` (naming the differing fields with both values, then ``remedy``) where checkpoint
-    ``state`` was written by ``fit`` with another ``meta["fingerprint"]`` than ``meta``'s; nothing to check
-    where ``meta`` carries no fingerprint."""
+                                    "or another checkpoint path", options: dict[str, str] | None = None) -> None:
+    """Raise :class:`CheckpointMismatch` (naming the differing fields with both values, then ``remedy``) where
+    checkpoint ``state`` was written by ``fit`` with another ``meta["fingerprint"]`` than ``meta``'s; nothing to
+    check where ``meta`` carries no fingerprint.  ``options``: the command-line option that sets a field, by dotted
+    field name, named beside it (``train.epochs (3 in the file, 4 now; set by --epochs)``)."""
     if meta is None or "fingerprint" not in meta:
         return
     saved_meta = state.get("meta") or {}
     if saved_meta.get("fingerprint") != meta["fingerprint"]:
-        saved, asked = saved_meta.get("fields", {}), meta.get("fields", {})
-        diff = [f"{name} ({field_value(saved, name)} in the file, {field_value(asked, name)} now)"
+        saved, asked, options = saved_meta.get("fields", {}), meta.get("fields", {}), options or {}
+        diff = [f"{name} ({field_value(saved, name)} in the file, {field_value(asked, name)} now"
+                f"{f'; set by {options[name]}' if name in options else ''})"
                 for name in differing_fields(saved, asked)]
         raise CheckpointMismatch(
             f"checkpoint {path} belongs to another run (fingerprint {saved_meta.get('fingerprint', 'none')} vs "

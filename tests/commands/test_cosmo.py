@@ -244,7 +244,7 @@ def test_mlp_checkpoints_carry_a_fingerprint(tmp_path, capsys):
     assert "cosmo power_spectrum: reused the checkpoint" in capsys.readouterr().out
     assert torch.load(ckpt, weights_only=True)["history"] == state["history"]
     err = _fail(["train", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "cosmo-power_spectrum.pt belongs to another run")
-    assert "differing: train.epochs (3 in the file, 4 now))" in err and "cosmo --restart" in err
+    assert "differing: train.epochs (3 in the file, 4 now; set by --mlp-epochs))" in err and "cosmo --restart" in err
     err = _fail(["evaluate", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "belongs to another run")
     assert "not evaluated" in err
     _fail(["evaluate", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")  # was: size-mismatch traceback

@@ -17,6 +17,9 @@ method alone: the same MLP whatever else the run trains or reuses).  Their check
 (:func:`mlp_meta`, its ``init_seed`` included), checked by :func:`mlp_state` before one is reused or
 evaluated; one of other settings, written before the fingerprints or before the seeded initialisation
 (no ``init_seed``), is refused (``cosmo --restart`` retrains it).
+
+A refusal names each differing field with the ``deepsphere-gen cosmo`` option that sets it, where one does
+(:data:`GRAPH_OPTIONS`, :data:`MLP_OPTIONS`).
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from ...training import CheckpointMismatch, TrainConfig, check_fingerprint, chec
 from .config import MLP_TRAINING, CosmoExperimentConfig
 
 __all__ = ["checkpoint_path", "member_seed", "mlp_init_seed", "member_fields", "member_meta", "is_legacy",
-           "graph_train_config", "graph_state", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY", "RETRAIN_REMEDY"]
+           "graph_train_config", "graph_state", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY",
+           "RETRAIN_REMEDY", "GRAPH_OPTIONS", "MLP_OPTIONS"]
 
 #: what a refused checkpoint tells the user, in training and in evaluation
 RETRAIN_REMEDY = "not reused: `deepsphere-gen cosmo --restart` retrains it (overwriting it), or use another --out-dir"
@@ -61,6 +65,19 @@ def mlp_init_seed(seed: int, method: str) -> int:
     the MLP is built, so that its weights depend on nothing else in the run (which methods are trained, a graph
     network trained, reused or absent); its training is seeded by ``seed`` itself."""
     return ensemble_seed(seed, _MLP_NUMBERS[method], 8311)
+
+
+#: the ``deepsphere-gen cosmo`` option that sets each field of :func:`member_fields` (named in a refusal; fields
+#: that no option sets, or that follow from others such as ``member_seed``, have none)
+GRAPH_OPTIONS = {"grid.nside": "--nside", "grid.n_bins": "--bins", "grid.n_train": "--n-train",
+                 "grid.n_test": "--n-test", "grid.n_real": "--n-real", "grid.n_fiducial": "--n-fiducial",
+                 "grid.n_calib": "--n-calib", "grid.footprint": "--footprint", "grid.seed": "--seed", "ngal": "--ngal",
+                 "sigma_e": "--sigma-e",
+                 "network.channels": "--quick", "train.epochs": "--epochs", "train.batch_size": "--batch-size",
+                 "train.lr": "--lr", "seed": "--seed"}
+#: the ``deepsphere-gen cosmo`` option that sets each field of :func:`mlp_fields` (named in a refusal)
+MLP_OPTIONS = {**{k: v for k, v in GRAPH_OPTIONS.items() if k.startswith("grid.")}, "ngal": "--ngal",
+               "sigma_e": "--sigma-e", "train.epochs": "--mlp-epochs", "seed": "--seed"}
 
 
 def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
@@ -114,7 +131,7 @@ def graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | No
         check_settings(state, graph_train_config(config, 1, 1, member), ckpt, remedy, ignore=("batch_size",),
                        absent_differs=True)
     else:
-        check_fingerprint(state, member_meta(config, member), ckpt, remedy)
+        check_fingerprint(state, member_meta(config, member), ckpt, remedy, options=GRAPH_OPTIONS)
     return state
 
 
@@ -149,5 +166,5 @@ def mlp_state(config: CosmoExperimentConfig, method: str, device="cpu", remedy: 
     if "fingerprint" not in (state.get("meta") or {}):
         raise CheckpointMismatch(f"checkpoint {ckpt} predates checkpoint fingerprints (the settings it was "
                                  f"trained with are unknown); {remedy}")
-    check_fingerprint(state, mlp_meta(config, method), ckpt, remedy)
+    check_fingerprint(state, mlp_meta(config, method), ckpt, remedy, options=MLP_OPTIONS)
     return state

@@ -20,8 +20,8 @@ from ...training import (DistContext, check_fingerprint, distributed_context, fi
 from .config import MLP_TRAINING, CosmoExperimentConfig
 from .data import (FEATURE_METHODS, FeatureScaler, Targets, generate, graph_input_scale, in_memory, pseudo_cl_estimator,
                    split_features, validation_mask)
-from .members import (RETRAIN_REMEDY, checkpoint_path, graph_train_config, is_legacy, member_meta, member_seed,
-                      mlp_init_seed, mlp_meta, mlp_state)
+from .members import (GRAPH_OPTIONS, RETRAIN_REMEDY, checkpoint_path, graph_train_config, is_legacy, member_meta,
+                      member_seed, mlp_init_seed, mlp_meta, mlp_state)
 from .models import build_graph_model, build_mlp
 from .posterior import ParameterSpace, gaussian_nll
 
@@ -64,21 +64,22 @@ def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tenso
 
 
 def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
-          log=print, restart: bool = False) -> dict:
+          log=print, restart: bool = False, check: bool = True) -> dict:
     """Train every method of ``config.methods`` on the training cosmologies minus the validation
     ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories.
     Order: graph member 0, the MLPs, graph members >= 1; every graph member's initial weights are seeded
     by :func:`~.members.member_seed`, every MLP's by :func:`~.members.mlp_init_seed` right before it is
     built, so that no network depends on what else the run trains, reuses or leaves out.
 
-    Every existing checkpoint of the methods is checked first (:func:`check_checkpoints`): one of other
-    settings (another fingerprint, :func:`~.members.member_meta`, :func:`~.members.mlp_meta`) is refused
-    before any training; ``restart``: the methods are trained from scratch instead, their checkpoints
-    overwritten."""
+    ``check``: every existing checkpoint of the methods is checked first (:func:`check_checkpoints`), before
+    the data are generated where ``path`` is None: one of other settings (another fingerprint,
+    :func:`~.members.member_meta`, :func:`~.members.mlp_meta`) is refused before any work; False where the
+    caller has checked them already (``deepsphere-gen cosmo``, before generating the data: once per command).
+    ``restart``: the methods are trained from scratch instead, their checkpoints overwritten (nothing checked)."""
+    if check and not restart:
+        check_checkpoints(config)
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx)
-    if not restart:
-        check_checkpoints(config)
     space = ParameterSpace(config.grid)
     val = validation_mask(path, config.seed)
     tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
@@ -150,15 +151,16 @@ def check_checkpoints(config: CosmoExperimentConfig, remedy: str = RETRAIN_REMED
     """Check every existing checkpoint of ``config.methods`` against ``config`` before any work (each is read
     once; a few ms): graph members by fingerprint (a member-0 checkpoint without one, :func:`~.members.is_legacy`,
     is left to ``fit``'s and the evaluation's check of its training settings), MLPs by :func:`~.members.mlp_state`;
-    one of other settings raises :class:`~deepsphere_gen.training.CheckpointMismatch` naming the differing fields,
-    then ``remedy`` (default: ``--restart`` retrains it)."""
+    one of other settings raises :class:`~deepsphere_gen.training.CheckpointMismatch` naming the differing fields
+    (and the option that sets each, :data:`~.members.GRAPH_OPTIONS`, :data:`~.members.MLP_OPTIONS`), then ``remedy``
+    (default: ``--restart`` retrains it)."""
     if "graph" in config.methods:
         for member in range(config.graph_members):
             ckpt = checkpoint_path(config, "graph", member)
             if ckpt.is_file():
                 state = load_checkpoint(ckpt)
                 if not is_legacy(member, state):
-                    check_fingerprint(state, member_meta(config, member), ckpt, remedy)
+                    check_fingerprint(state, member_meta(config, member), ckpt, remedy, options=GRAPH_OPTIONS)
     for m in FEATURE_METHODS:
         if m in config.methods:
             mlp_state(config, m, remedy=remedy)
