@@ -55,8 +55,8 @@ class CosmoExperimentConfig:
     graph_members: graph networks trained on the same data with different training seeds, their Gaussian
     posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
     ``cosmo-graph.pt``; member i >= 1: :func:`.members.member_seed`, ``cosmo-graph-m{i}.pt``); default 3:
-    averaging networks removes much of one network's training scatter (5 seeds, docs/results: S8 width ratio
-    0.865 +- 0.033 with one, 0.840 +- 0.031 with two, 0.812 +- 0.035 with three) for M times the graph training
+    averaging networks removes much of one network's training scatter (5 seeds, docs/results, README: S8 width
+    ratio 0.869 +- 0.049 with one, 0.821 +- 0.031 with two, 0.794 +- 0.015 with three) for M times the graph training
     (~4 min CPU each at nside 128)."""
 
     grid: CosmoGridConfig = field(default_factory=_default_grid)
