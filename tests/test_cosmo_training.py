@@ -22,8 +22,10 @@ def tiny(tmp_path_factory):
     grid = CosmoGridConfig(nside=32, n_train=8, n_test=2, n_real=1, n_fiducial=2, n_calib=8)
     config = CosmoExperimentConfig(grid=grid, channels=(8, 16, 16), epochs=2, mlp_epochs=3, graph_members=1,
                                    data_dir=str(root / "data"), progress=False, seed=1)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return config, generate(config), root
+    yield config, generate(config), root
+    torch.set_num_threads(threads)
 
 
 def _mlp_weights(config) -> dict:

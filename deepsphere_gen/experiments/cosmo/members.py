@@ -72,9 +72,8 @@ def mlp_init_seed(seed: int, method: str) -> int:
 GRAPH_OPTIONS = {"grid.nside": "--nside", "grid.n_bins": "--bins", "grid.n_train": "--n-train",
                  "grid.n_test": "--n-test", "grid.n_real": "--n-real", "grid.n_fiducial": "--n-fiducial",
                  "grid.n_calib": "--n-calib", "grid.footprint": "--footprint", "grid.seed": "--seed", "ngal": "--ngal",
-                 "sigma_e": "--sigma-e",
-                 "network.channels": "--quick", "train.epochs": "--epochs", "train.batch_size": "--batch-size",
-                 "train.lr": "--lr", "seed": "--seed"}
+                 "sigma_e": "--sigma-e", "network.channels": "--quick", "train.epochs": "--epochs",
+                 "train.batch_size": "--batch-size", "train.lr": "--lr", "seed": "--seed"}
 #: the ``deepsphere-gen cosmo`` option that sets each field of :func:`mlp_fields` (named in a refusal)
 MLP_OPTIONS = {**{k: v for k, v in GRAPH_OPTIONS.items() if k.startswith("grid.")}, "ngal": "--ngal",
                "sigma_e": "--sigma-e", "train.epochs": "--mlp-epochs", "seed": "--seed"}
