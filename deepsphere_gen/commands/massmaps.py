@@ -363,6 +363,8 @@ def _classify_noises(args) -> list | None:
 
 def _classify(args) -> int:
     """``massmaps classify``: check the inputs, find the networks, classify (see experiments.massmaps.classify)."""
+    import healpy as hp
+
     from ..experiments.massmaps import classify as cl
     from ._preflight import check_device
 
@@ -385,17 +387,15 @@ def _classify(args) -> int:
                          "use --method fcn or cnn for sky fractions " + " ".join(s for s in skies if s != "1"))
     noises = _classify_noises(args)
     device = check_device(_get(args, "device")) or "cpu"
-    # every file is read and checked before any network is loaded
-    nsides = {}
-    for f in args.maps:
-        nsides[f] = cl.fits_nside(f)
+    # every file is read (once) and checked before any network is loaded
+    maps = {f: cl.read_user_map(f, args.field) for f in args.maps}
+    nsides = {f: hp.npix2nside(m.size) for f, m in maps.items()}
     if len(set(nsides.values())) > 1:
         raise ValueError("the maps have different nside (" + ", ".join(f"{f}: {n}" for f, n in nsides.items())
                          + "); classify maps of one nside at a time")
     nside = next(iter(nsides.values()))
     if skies is not None:
         skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
-    maps = {f: cl.read_user_map(f, nside, args.field) for f in args.maps}
     nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
                               method_given=args.method is not None, sigma_e=_get(args, "sigma_e"))
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front

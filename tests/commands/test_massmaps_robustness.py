@@ -347,6 +347,48 @@ def test_classify_reads_cut_sky_fits(trained, tmp_path, capsys):
     assert "index out of range" not in cap.err
 
 
+#: paths opened while :func:`_count_opens` records (an audit hook sees every open, whichever library reads)
+_OPENED: list[str] | None = None
+
+
+def _record_open(event, args):
+    if event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+def _count_opens(run, paths) -> dict:
+    """How often each of ``paths`` is opened while ``run()`` runs (sys audit hook "open")."""
+    global _OPENED
+    if not getattr(_count_opens, "hooked", False):
+        sys.addaudithook(_record_open)
+        _count_opens.hooked = True
+    _OPENED = []
+    try:
+        run()
+    finally:
+        opened, _OPENED = _OPENED, None
+    return {str(p): sum(os.path.samefile(o, p) for o in opened if os.path.exists(o)) for p in paths}
+
+
+def test_classify_reads_each_fits_file_once(trained, tmp_path, capsys):
+    """Header, columns, ordering, nside and data of every FITS map come from one astropy ``fits.open`` of
+    the file (it was opened 6 times: columns, NSIDE, columns again, ORDERING, cut-sky test, healpy's read)."""
+    from astropy.io import fits
+
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    cut = tmp_path / "cut.fits"
+    hp.write_map(str(cut), [1e6 * m, m], nest=True, partial=True, dtype=np.float64, column_names=["KAPPA_E6", "KAPPA"])
+    files = [trained / "test.fits", trained / "noisy.fits"]
+    once = _count_opens(lambda: fits.open(files[0], memmap=False).close(), files[:1])[str(files[0])]  # 2 (astropy 7)
+    assert once >= 1
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0", "--force"]
+    counts = _count_opens(lambda: main(["massmaps", "classify", *map(str, files), *out]), files)
+    assert counts == {str(f): once for f in files}
+    counts = _count_opens(lambda: main(["massmaps", "classify", str(cut), "--field", "1", *out]), [cut])
+    assert counts == {str(cut): once}
+    assert capsys.readouterr().out.count("P(class 0)") == 6
+
+
 def test_classify_noise_value_matches_within_the_given_precision(trained, capsys):
     """--relative-noise 1.004 selects the trained level 1; 1.5 lists the trained settings as options to paste."""
     out = ["--out-dir", str(trained / "out")]

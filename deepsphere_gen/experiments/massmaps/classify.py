@@ -1,6 +1,6 @@
 """``massmaps classify``: apply trained networks to user HEALPix maps, carefully.
 
-- FITS files are read column by column: a file with several columns is refused unless a
+- Each FITS file is opened once (:func:`read_user_map`): a file with several columns is refused unless a
   column is chosen (``field``); the message names the columns.  NESTED ordering, the nside
   of the networks and no UNSEEN pixel inside the analysed sky are required.
 - The networks are found by their checkpoints under ``out_dir/checkpoints`` (or given as
@@ -20,11 +20,13 @@ from dataclasses import fields as dataclass_fields
 from fractions import Fraction
 from pathlib import Path
 
+import healpy as hp
 import numpy as np
 import torch
 
 from ..._fingerprint import mask_hash
-from ...datasets import apply_footprint, read_healpix_fits, split_patches
+from ...datasets import apply_footprint, split_patches
+from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
 from .config import ExperimentConfig, parse_sky_fraction
 from .map_statistics import check_inputs
@@ -36,69 +38,66 @@ from .training import class_cosmologies
 #: requested ellipticity dispersion (--sigma-e 0.26) the trained one of shape-noise networks
 NOISE_RTOL = 1e-2
 
-__all__ = ["fits_columns", "fits_nside", "read_user_map", "sky_values", "Network", "select_networks", "check_sky",
+__all__ = ["read_user_map", "sky_values", "Network", "select_networks", "check_sky",
            "classify", "sky_name", "NOISE_RTOL"]
 
 
-def _table_header(path):
-    """Column names and header of the first binary table of a FITS file (ValueError if none)."""
+def read_user_map(path, field: int | None = None) -> np.ndarray:
+    """One NESTED map (12 nside^2,) float64 from a HEALPix FITS file, read with one ``fits.open``:
+    columns, ORDERING, NSIDE and the data all come from the file's first binary table.
+
+    ``field``: 0-based data column (the PIXEL index column of a cut-sky file, ``healpy.write_map(...,
+    partial=True)``, is no data column; its pixels outside the file are UNSEEN); required when the file
+    has several columns (ValueError naming them).  The nside is the map's (``hp.npix2nside(m.size)``).
+    ValueError for a missing or unreadable file, a file without a binary table or NSIDE, a RING map
+    (with the healpy line that converts it) or a missing ORDERING.
+    """
     from astropy.io import fits
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no such FITS file: {path}")
     try:
-        with fits.open(path, memmap=False) as hdus:
-            for hdu in hdus[1:]:
-                if isinstance(hdu, fits.BinTableHDU):
-                    return list(hdu.columns.names), hdu.header.copy()
+        hdus = fits.open(path, memmap=False)
     except OSError as exc:
         raise ValueError(f"cannot read {path} as FITS ({exc})") from None
-    raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
-
-
-def fits_columns(path) -> list[str]:
-    """Names of the data columns of the first binary table of a FITS file (a HEALPix map has one
-    per field; the PIXEL index column of a cut-sky file, ``healpy.write_map(..., partial=True)``, is no
-    data column): ``field`` N is the N-th of them."""
-    columns, header = _table_header(path)
-    if str(header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" and columns[:1] == ["PIXEL"]:
-        columns = columns[1:]
-    return columns
-
-
-def fits_nside(path) -> int:
-    """NSIDE of a HEALPix FITS file (from its header; the file is checked to be FITS first)."""
-    from astropy.io import fits
-
-    fits_columns(path)
-    with fits.open(path, memmap=False) as hdus:
-        for hdu in hdus[1:]:
-            if "NSIDE" in hdu.header:
-                return int(hdu.header["NSIDE"])
-    raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
-
-
-def read_user_map(path, nside: int | None = None, field: int | None = None) -> np.ndarray:
-    """One NESTED map (12 nside^2,) float64 from a HEALPix FITS file.
-
-    ``field``: 0-based column; required when the file has several columns (ValueError
-    naming them).  ``nside``: required resolution (None: the file's).
-    """
-    columns = fits_columns(path)
-    if field is None:
-        if len(columns) > 1:
-            listed = ", ".join(f"{i}: {c}" for i, c in enumerate(columns))
-            raise ValueError(f"{path} has {len(columns)} columns ({listed}); choose one with --field N")
-        field = 0
-    elif not 0 <= field < len(columns):
-        raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) ({', '.join(columns)})")
-    order = str(_table_header(path)[1].get("ORDERING", "")).strip().upper()
-    if order == "RING":
-        raise ValueError(f"{path} is in RING ordering; classify reads NESTED maps: convert it with healpy, e.g. "
-                         f"`python -c \"import healpy as hp; hp.write_map('nested.fits', "
-                         f"hp.read_map('{path}', field={field}, nest=True), nest=True)\"`")
-    return read_healpix_fits(path, nside or fits_nside(path), ordering="NESTED", field=field)
+    with hdus:
+        try:
+            table = next((h for h in hdus[1:] if isinstance(h, fits.BinTableHDU)), None)
+        except OSError as exc:
+            raise ValueError(f"cannot read {path} as FITS ({exc})") from None
+        if table is None:
+            raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
+        header = table.header
+        columns = list(table.columns.names)
+        if str(header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" and columns[:1] == ["PIXEL"]:
+            columns = columns[1:]
+        if "NSIDE" not in header:
+            raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
+        try:
+            check_nside(header["NSIDE"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: header NSIDE: {exc}") from None
+        if field is None:
+            if len(columns) > 1:
+                listed = ", ".join(f"{i}: {c}" for i, c in enumerate(columns))
+                raise ValueError(f"{path} has {len(columns)} columns ({listed}); choose one with --field N")
+            field = 0
+        elif not 0 <= field < len(columns):
+            raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) "
+                             f"({', '.join(columns)})")
+        order = str(header.get("ORDERING", "")).strip().upper()
+        if order == "RING":
+            raise ValueError(f"{path} is in RING ordering; classify reads NESTED maps: convert it with healpy, e.g. "
+                             f"`python -c \"import healpy as hp; hp.write_map('nested.fits', "
+                             f"hp.read_map('{path}', field={field}, nest=True), nest=True)\"`")
+        if order != "NESTED":
+            raise ValueError(f"{path}: ORDERING header is {order or 'missing'!r}, expected NESTED or RING")
+        try:  # healpy reads the opened table: cut-sky files (INDXSCHM EXPLICIT) filled with UNSEEN
+            values = hp.read_map(table, field=field, nest=None, dtype=np.float64)
+        except Exception as exc:  # astropy/healpy raise many types for broken files
+            raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
+    return np.asarray(values, dtype=np.float64)
 
 
 def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
