@@ -1,6 +1,6 @@
 """``massmaps classify``: apply trained networks to user HEALPix maps, carefully.
 
-- Each FITS file is opened once (:func:`read_user_map`): a file with several columns is refused unless a
+- Each FITS file is opened once (:func:`read_user_fits`): a file with several columns is refused unless a
   column is chosen (``field``); the message names the columns.  NESTED ordering, the nside
   of the networks and no UNSEEN pixel inside the analysed sky are required.
 - The networks are found by their checkpoints under ``out_dir/checkpoints`` (or given as
@@ -38,19 +38,29 @@ from .training import class_cosmologies
 #: requested ellipticity dispersion (--sigma-e 0.26) the trained one of shape-noise networks
 NOISE_RTOL = 1e-2
 
-__all__ = ["read_user_map", "sky_values", "Network", "select_networks", "check_sky",
+__all__ = ["UserFits", "read_user_fits", "user_map", "sky_values", "Network", "select_networks", "check_sky",
            "classify", "sky_name", "NOISE_RTOL"]
 
 
-def read_user_map(path, field: int | None = None) -> np.ndarray:
-    """One NESTED map (12 nside^2,) float64 from a HEALPix FITS file, read with one ``fits.open``:
-    columns, ORDERING, NSIDE and the data all come from the file's first binary table.
+@dataclass(frozen=True)
+class UserFits:
+    """A HEALPix FITS file as one ``fits.open`` read it (:func:`read_user_fits`): ``nside`` (header NSIDE),
+    the names of its data ``columns`` (without the PIXEL column of a cut-sky file), its ``ordering``
+    (header ORDERING, upper case, "" if missing) and its first binary ``table``, data in memory (the file
+    is closed); :func:`user_map` makes the map."""
 
-    ``field``: 0-based data column (the PIXEL index column of a cut-sky file, ``healpy.write_map(...,
-    partial=True)``, is no data column; its pixels outside the file are UNSEEN); required when the file
-    has several columns (ValueError naming them).  The nside is the map's (``hp.npix2nside(m.size)``).
-    ValueError for a missing or unreadable file, a file without a binary table or NSIDE, a RING map
-    (with the healpy line that converts it) or a missing ORDERING.
+    path: Path
+    nside: int
+    columns: tuple[str, ...]
+    ordering: str
+    table: object  # astropy.io.fits.BinTableHDU
+
+
+def read_user_fits(path) -> UserFits:
+    """Open a HEALPix FITS file once and keep what classify needs of it (:class:`UserFits`).
+
+    ValueError for a missing or unreadable file, a file without a binary table or NSIDE, or an NSIDE that
+    is not a power of 2.  Costs one read of the first binary table (all its columns, in the file's dtype).
     """
     from astropy.io import fits
 
@@ -58,45 +68,54 @@ def read_user_map(path, field: int | None = None) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"no such FITS file: {path}")
     try:
-        hdus = fits.open(path, memmap=False)
+        with fits.open(path, memmap=False) as hdus:
+            table = next((h for h in hdus[1:] if isinstance(h, fits.BinTableHDU)), None)
+            if table is None:
+                raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
+            try:
+                table.data  # noqa: B018 (read into memory before the file closes)
+            except Exception as exc:  # astropy raises many types for a truncated or damaged table
+                raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
     except OSError as exc:
         raise ValueError(f"cannot read {path} as FITS ({exc})") from None
-    with hdus:
-        try:
-            table = next((h for h in hdus[1:] if isinstance(h, fits.BinTableHDU)), None)
-        except OSError as exc:
-            raise ValueError(f"cannot read {path} as FITS ({exc})") from None
-        if table is None:
-            raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
-        header = table.header
-        columns = list(table.columns.names)
-        if str(header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" and columns[:1] == ["PIXEL"]:
-            columns = columns[1:]
-        if "NSIDE" not in header:
-            raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
-        try:
-            check_nside(header["NSIDE"])
-        except ValueError as exc:
-            raise ValueError(f"{path}: header NSIDE: {exc}") from None
-        if field is None:
-            if len(columns) > 1:
-                listed = ", ".join(f"{i}: {c}" for i, c in enumerate(columns))
-                raise ValueError(f"{path} has {len(columns)} columns ({listed}); choose one with --field N")
-            field = 0
-        elif not 0 <= field < len(columns):
-            raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) "
-                             f"({', '.join(columns)})")
-        order = str(header.get("ORDERING", "")).strip().upper()
-        if order == "RING":
-            raise ValueError(f"{path} is in RING ordering; classify reads NESTED maps: convert it with healpy, e.g. "
-                             f"`python -c \"import healpy as hp; hp.write_map('nested.fits', "
-                             f"hp.read_map('{path}', field={field}, nest=True), nest=True)\"`")
-        if order != "NESTED":
-            raise ValueError(f"{path}: ORDERING header is {order or 'missing'!r}, expected NESTED or RING")
-        try:  # healpy reads the opened table: cut-sky files (INDXSCHM EXPLICIT) filled with UNSEEN
-            values = hp.read_map(table, field=field, nest=None, dtype=np.float64)
-        except Exception as exc:  # astropy/healpy raise many types for broken files
-            raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
+    header = table.header
+    columns = list(table.columns.names)
+    if str(header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" and columns[:1] == ["PIXEL"]:
+        columns = columns[1:]
+    if "NSIDE" not in header:
+        raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
+    try:
+        nside = check_nside(header["NSIDE"])
+    except ValueError as exc:
+        raise ValueError(f"{path}: header NSIDE: {exc}") from None
+    return UserFits(path, nside, tuple(columns), str(header.get("ORDERING", "")).strip().upper(), table)
+
+
+def user_map(f: UserFits, field: int | None = None) -> np.ndarray:
+    """One NESTED map (12 nside^2,) float64 from a read FITS file (no new read).
+
+    ``field``: 0-based data column; required when the file has several (ValueError naming them).  A
+    cut-sky file (``healpy.write_map(..., partial=True)``) gives UNSEEN outside its pixels.  ValueError
+    for a RING map (with the healpy line that converts it), a missing ORDERING or data that do not fit NSIDE.
+    """
+    path, columns = f.path, f.columns
+    if field is None:
+        if len(columns) > 1:
+            listed = ", ".join(f"{i}: {c}" for i, c in enumerate(columns))
+            raise ValueError(f"{path} has {len(columns)} columns ({listed}); choose one with --field N")
+        field = 0
+    elif not 0 <= field < len(columns):
+        raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) ({', '.join(columns)})")
+    if f.ordering == "RING":
+        raise ValueError(f"{path} is in RING ordering; classify reads NESTED maps: convert it with healpy, e.g. "
+                         f"`python -c \"import healpy as hp; hp.write_map('nested.fits', "
+                         f"hp.read_map('{path}', field={field}, nest=True), nest=True)\"`")
+    if f.ordering != "NESTED":
+        raise ValueError(f"{path}: ORDERING header is {f.ordering or 'missing'!r}, expected NESTED or RING")
+    try:  # healpy reads the table in memory: cut-sky files (INDXSCHM EXPLICIT) filled with UNSEEN
+        values = hp.read_map(f.table, field=field, nest=None, dtype=np.float64)
+    except Exception as exc:  # astropy/healpy raise many types for broken files
+        raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
     return np.asarray(values, dtype=np.float64)
 
 
