@@ -2,7 +2,9 @@
 
 - Each FITS file is opened once (:func:`read_user_fits`): a file with several columns is refused unless a
   column is chosen (``field``); the message names the columns.  NESTED ordering, the nside
-  of the networks and no UNSEEN pixel inside the analysed sky are required.
+  of the networks and no UNSEEN pixel inside the analysed sky are required; networks of nested
+  patches analyse the patches the map covers whole (a cut-sky file of one base pixel is one 1/12
+  sample) and leave out those entirely outside it (:func:`sky_values`).
 - The networks are found by their checkpoints under ``out_dir/checkpoints`` (or given as
   files): each checkpoint holds the settings it was trained with (:mod:`.runs`),
   so nothing about training has to be repeated on the command line; the map's nside
@@ -119,23 +121,70 @@ def user_map(f: UserFits, field: int | None = None) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
+def _bad_pixels(m: np.ndarray) -> np.ndarray:
+    """UNSEEN (healpy's fill outside a cut-sky file), NaN or inf pixels of a map (bool, same shape)."""
+    return ~np.isfinite(m) | (np.abs(m) > 1e29)
+
+
+def _patch_sky_that_fits(bad: np.ndarray) -> str | None:
+    """The largest nested patches (sky fraction "1/12", "1/48", ...) that a map with ``bad`` pixels (12 nside^2,)
+    gives whole: every patch either without a bad pixel or all bad (outside the map), one at least whole;
+    patches of 4 pixels at least (the smallest a network input is checked on).  None if there are none."""
+    nside = int(round(np.sqrt(bad.size / 12)))
+    level = 0
+    while 2 ** (level + 1) <= nside:  # nside^2 / 4^level >= 4 pixels
+        per_patch = bad.reshape(12 * 4**level, -1)
+        whole, outside = ~per_patch.any(-1), per_patch.all(-1)
+        if whole.any() and np.all(whole | outside):
+            return f"1/{12 * 4**level}"
+        level += 1
+    return None
+
+
+def _unseen_message(file, n_bad: int, sky, bad: np.ndarray, whole: str = "") -> str:
+    """The refusal of UNSEEN/NaN pixels inside the analysed sky, with what would classify the map: networks of
+    patches the map gives whole (:func:`_patch_sky_that_fits`), else of a footprint that excludes them."""
+    fits_sky = _patch_sky_that_fits(bad)
+    if fits_sky is not None and fits_sky != sky.name:
+        advice = (f"the map gives whole {fits_sky} patches: classify them with networks of sky fraction {fits_sky} "
+                  f"(`deepsphere-gen massmaps train --sky-fractions {fits_sky}`, then classify --sky-fractions "
+                  f"{fits_sky}), or with networks")
+    else:
+        advice = "classify it with networks"
+    return (f"{file}: {n_bad} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction {sky.name}{whole}); {advice} "
+            "trained on a footprint that excludes them (`deepsphere-gen massmaps train --sky-fractions footprint "
+            "--footprint MASK`, then classify --sky-fractions footprint)")
+
+
 def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
     """``(values (samples, pixels), indices (pixels,))`` of one full-sky NESTED map for a sky
-    setting (full sky, nested patches, footprint); UNSEEN/NaN inside -> ValueError."""
+    setting (full sky, nested patches, footprint).
+
+    Nested patches: the patches the map covers whole are the samples; patches entirely UNSEEN/NaN lie
+    outside the map (a cut-sky file: ``healpy.write_map(..., partial=True)``) and are left out, so a map
+    of one base pixel is one 1/12 sample.  UNSEEN/NaN inside the analysed sky (the full sky, a footprint,
+    a patch partly covered) -> ValueError naming the patch size that would classify the map, if any
+    (:func:`_unseen_message`); a map without a valid pixel -> ValueError."""
     if sky.footprint is not None:
         values = apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
         return values, np.flatnonzero(sky.footprint)
+    bad = _bad_pixels(m)
     if sky.level is not None:
         values, idx = split_patches(m, sky.level)
-        idx = idx[0]
-    else:
-        values, idx = m[None], np.arange(m.size)
-    bad = ~np.isfinite(values) | (np.abs(values) > 1e29)
+        per_patch = bad.reshape(values.shape)
+        inside = ~per_patch.all(-1)  # patches the map covers, at least in part
+        if not inside.any():
+            raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
+        n_bad = int(per_patch[inside].sum())
+        if n_bad:
+            partial = int((inside & per_patch.any(-1)).sum())
+            raise ValueError(_unseen_message(file, n_bad, sky, bad, f": {partial} of {len(inside)} patches partly covered"))
+        return values[inside], idx[inside][0]
+    if bad.all():
+        raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
     if bad.any():
-        raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction "
-                         f"{sky.name}); classify it with networks trained on a footprint that excludes them "
-                         "(`deepsphere-gen massmaps train --sky-fractions footprint --footprint MASK`, then "
-                         "classify --sky-fractions footprint)")
+        raise ValueError(_unseen_message(file, int(bad.sum()), sky, bad))
+    values, idx = m[None], np.arange(m.size)
     low = getattr(sky, "nside", None)  # a full sky analysed at a lower resolution: average the children
     if sky.full_sky and low is not None and 12 * low**2 < values.shape[-1]:
         values = values.reshape(1, 12 * low**2, -1).mean(-1)
@@ -339,7 +388,8 @@ def _model(net: Network, device):
 
 
 def classify(files, maps: dict, networks: list[Network], device="cpu", force: bool = False, out=print) -> int:
-    """Print class probabilities of every map (mean over its patches) for every network.
+    """Print class probabilities of every map (mean over its patches: those the map covers whole, named
+    "sky 1/12 (1 of 12 patches in the map)" where the map covers fewer than all) for every network.
 
     ``maps``: ``{file: NESTED map}``.  An input outside the network's training
     distribution is reported instead of probabilities (with them when ``force``).
@@ -351,7 +401,9 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
         for file in files:
             values, idx = sky_values(maps[file], sky, file)
             sigma = "" if net.sigma_e is None else f" (sigma_e {net.sigma_e:g})"
-            head = f"{file}: sky {net.sky}, noise {net.noise}{sigma}, {net.method}"
+            n_patches = None if sky.level is None else 12 * 4**sky.level
+            part = f" ({len(values)} of {n_patches} patches in the map)" if n_patches and len(values) < n_patches else ""
+            head = f"{file}: sky {net.sky}{part}, noise {net.noise}{sigma}, {net.method}"
             problems = check_inputs(values, idx, net.meta["distribution"])
             if problems:
                 flagged += 1
