@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from deepsphere_gen._fingerprint import differing_fields, field_value, fingerprint
-from deepsphere_gen.experiments.massmaps.map_statistics import check_inputs, sample_statistics, training_distribution
+from deepsphere_gen.experiments.massmaps.map_statistics import (STATISTICS, check_inputs, sample_statistics,
+                                                                 training_distribution)
 
 
 def test_small_scale_fraction_ground_truth():
@@ -86,3 +87,31 @@ def test_skewness_is_scipys_and_flags_a_flipped_map():
     assert msg.startswith("pixel skewness -")
     del dist["skew"]  # a checkpoint written before the statistic
     assert check_inputs(-x[16:17], None, dist) == []
+
+
+def test_an_input_of_fewer_patches_is_compared_with_single_patches():
+    """A cut-sky map covering one patch was compared with the range of whole-map medians (over 12 patches),
+    which single patches of new maps of the same kind leave often; training_distribution stores the range
+    of the single samples too (their own statistics: ground truth sample_statistics), and check_inputs uses it
+    for inputs of fewer samples than a map, padded by the tolerance only; white noise is still flagged."""
+    nside = 16
+    np.random.seed(3)  # healpy's synfast draws from numpy's global generator
+    cl = 1.0 / (np.arange(3 * nside) + 1.0) ** 2
+    train = [hp.reorder(hp.synfast(cl, nside), r2n=True) for _ in range(12)]
+    patches = [(m.reshape(12, -1)[k][:, None], 0, np.arange(nside**2)) for m in train for k in range(12)]
+    dist = training_distribution(patches, per_map=12)
+    single = sample_statistics(np.stack([p[0][:, 0] for p in patches]), np.arange(nside**2), dist["ref_std"])
+    for name in STATISTICS:
+        assert dist["per_sample"][name]["min"] == pytest.approx(single[name].min())
+        assert dist["per_sample"][name]["max"] == pytest.approx(single[name].max())
+    assert "per_sample" not in training_distribution([(m[:, None], 0, np.arange(m.size)) for m in train])
+    new = [hp.reorder(hp.synfast(cl, nside), r2n=True).reshape(12, -1) for _ in range(6)]
+    older = {k: v for k, v in dist.items() if k != "per_sample"}  # a checkpoint written before per_sample
+    flagged = lambda d: sum(bool(check_inputs(m[k:k + 1], None, d)) for m in new for k in range(12))  # noqa: E731
+    assert flagged(dist) <= 2 < flagged(older)
+    assert all(check_inputs(m, None, dist) == [] for m in new)  # whole maps: the whole-map ranges, as before
+    rng = np.random.default_rng(0)
+    white = [m[k].std() * rng.standard_normal((1, nside**2)) for m in new for k in range(12)]
+    got = [check_inputs(w, None, dist) for w in white]
+    assert sum("small-scale variance fraction" in " ".join(g) for g in got) >= 0.6 * len(white)
+    assert any("trained range of single patches" in " ".join(g) for g in got)

@@ -3,7 +3,9 @@
 Options go before or after a command's step (``massmaps --quick generate``, ``massmaps generate
 --quick``).  An option taking a list (``nargs="+"``) would read a step name that follows its values
 as one more value (``--sky-fractions 1/12 generate``: "invalid ... 'generate'"); a step name is never
-a value of a list option, so :func:`step_out_of_lists` ends the list there.
+a value of a list option, so :func:`step_out_of_lists` ends the list there.  The commands parse
+their options with ``default=SUPPRESS`` (so that an option before the step is not reset by the
+step's parser): :func:`option` reads one that may be absent.
 """
 from __future__ import annotations
 
@@ -95,3 +97,9 @@ def files_out_of_lists(words: list[str], list_options, is_file) -> list[str]:
         else:
             out.append(w)
     return out
+
+
+def option(args, name: str, default=None):
+    """``args.name``, or ``default`` where argparse left the option out (an option parsed with
+    ``default=SUPPRESS`` and not given).  ``name``: the attribute (``"out_dir"`` for ``--out-dir``)."""
+    return getattr(args, name, default)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["valid_devices", "check_device", "check_writable_dir", "check_output_file", "check_seed", "figure_formats",
-           "check_free_space"]
+           "check_free_space", "check_step_paths"]
 
 
 def valid_devices() -> list[str]:
@@ -113,3 +113,16 @@ def check_free_space(path, need_bytes: int, what: str) -> int:
         raise ValueError(f"not enough free disk space in {path} for {what}: about {need_bytes / 2**20:.0f} MiB "
                          f"needed, {free / 2**20:.0f} MiB free")
     return free
+
+
+def check_step_paths(device: str | None, data_dir, out_dir, step: str, json_path=None) -> None:
+    """The first checks of a step of a generate/train/evaluate/run command (massmaps, cosmo), in this
+    order: ``device`` (:func:`check_device`); ``data_dir`` a writable folder (``--data-dir``); ``out_dir``
+    one (``--out-dir``) unless the step is ``generate``; for the ``evaluate`` and ``run`` steps
+    ``json_path`` a writable file (``--json``; None: the step writes no JSON)."""
+    check_device(device)
+    check_writable_dir(data_dir, "--data-dir")
+    if step != "generate":
+        check_writable_dir(out_dir, "--out-dir")
+    if json_path is not None and step in ("evaluate", "run"):
+        check_output_file(json_path, "--json")

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
+from ._argv import option as _get
 from ._argv import step_out_of_lists
 from ._interrupts import report_interrupt
 
@@ -130,10 +131,6 @@ def reorder_argv(words: list[str]) -> list[str]:
     return step_out_of_lists(words, tuple(_STEPS), _LIST_OPTIONS, _FLAGS)
 
 
-def _get(args, name, default=None):
-    return getattr(args, name, default)
-
-
 def _config(args):
     from ..datasets.cosmo_grid import CosmoGridConfig
 
@@ -163,14 +160,10 @@ def _config(args):
 def _preflight(config, step: str, json_path: str) -> None:
     """Device, folders and the footprint, before any work (one-line ValueError)."""
     from ..datasets.cosmo_grid import default_data_dir
-    from ._preflight import check_device, check_output_file, check_writable_dir
+    from ._preflight import check_step_paths
 
-    check_device(config.device)
-    check_writable_dir(config.data_dir if config.data_dir is not None else default_data_dir(), "--data-dir")
-    if step != "generate":
-        check_writable_dir(config.out_dir, "--out-dir")
-    if step in ("evaluate", "run"):
-        check_output_file(json_path, "--json")
+    data_dir = config.data_dir if config.data_dir is not None else default_data_dir()
+    check_step_paths(config.device, data_dir, config.out_dir, step, json_path)
     check_footprint_file(config.grid.footprint, config.grid.nside)
 
 

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 from .. import _cache_dirs
 from ._argv import files_out_of_lists, step_out_of_lists
+from ._argv import option as _get
 from ._interrupts import EXIT_INTERRUPTED, report_interrupt
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
 
@@ -188,10 +189,6 @@ def _is_fits(word: str) -> bool:
     return re.search(r"\.(fits?|fz)(\.gz)?$", word, re.IGNORECASE) is not None
 
 
-def _get(args, name, default=None):
-    return getattr(args, name, default)
-
-
 def _config(args):
     d = _defaults()
     base = dict(QUICK) if _get(args, "quick") else {}
@@ -255,14 +252,9 @@ def _fail(msg: str) -> int:
 
 def _preflight(config, step: str, json_path=None) -> None:
     """Device, folders and disk space, before any work (one-line ValueError)."""
-    from ._preflight import check_device, check_free_space, check_output_file, check_writable_dir
+    from ._preflight import check_free_space, check_step_paths
 
-    check_device(config.device)
-    check_writable_dir(config.data_dir, "--data-dir")
-    if step != "generate":
-        check_writable_dir(config.out_dir, "--out-dir")
-    if json_path is not None and step in ("evaluate", "run"):
-        check_output_file(json_path, "--json")
+    check_step_paths(config.device, config.data_dir, config.out_dir, step, json_path)
     data_bytes = 0 if _dataset_present(config) else 4 * 2 * config.n_maps * 12 * config.nside**2  # float32
     check_free_space(config.data_dir, data_bytes + 2**24,
                      f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})")
@@ -385,17 +377,18 @@ def _classify(args) -> int:
                          "use --method fcn or cnn for sky fractions " + " ".join(s for s in skies if s != "1"))
     noises = _classify_noises(args)
     device = check_device(_get(args, "device")) or "cpu"
-    # every file is read and checked before any network is loaded
-    nsides = {}
-    for f in args.maps:
-        nsides[f] = cl.fits_nside(f)
+    # every file is read (once) and checked before any network is loaded
+    files = {f: cl.read_user_fits(f) for f in args.maps}
+    nsides = {f: u.nside for f, u in files.items()}
     if len(set(nsides.values())) > 1:
         raise ValueError("the maps have different nside (" + ", ".join(f"{f}: {n}" for f, n in nsides.items())
                          + "); classify maps of one nside at a time")
     nside = next(iter(nsides.values()))
     if skies is not None:
         skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
-    maps = {f: cl.read_user_map(f, nside, args.field) for f in args.maps}
+    maps = {}
+    for f in list(files):  # each table dropped once its map is made
+        maps[f] = cl.user_map(files.pop(f), args.field)
     nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
                               method_given=args.method is not None, sigma_e=_get(args, "sigma_e"))
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front

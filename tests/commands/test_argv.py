@@ -95,3 +95,13 @@ def test_the_option_lists_match_the_parser(command):
     lists -= {"--version"}
     assert set(module._LIST_OPTIONS) == lists
     assert set(module._FLAGS) == flags
+
+
+def test_the_commands_read_absent_options_with_one_function():
+    """massmaps and cosmo each wrote ``_get(args, name, default=None)``: both use :func:`_argv.option`."""
+    from argparse import Namespace
+
+    from deepsphere_gen.commands import _argv, cosmo, massmaps
+
+    assert massmaps._get is cosmo._get is _argv.option
+    assert _argv.option(Namespace(nside=8), "nside") == 8 and _argv.option(Namespace(), "nside", 4) == 4

@@ -603,3 +603,26 @@ def test_parallel_jobs_train_ensemble_members_separately(tmp_path):
     warm = exp.ParallelRun(replace(config, warm_start=True), exp.generate(config), 2)._jobs()
     assert sorted((j[5], [n.name for n in j[3]]) for j in warm if j[1] == "train") == \
         [(m, ["none", "rel1"]) for m in range(3)]  # each member's noisy run after its own noise-free one
+
+
+def test_sample_maps_are_those_of_each_sample_in_order(tmp_path):
+    """records._sample_maps (vectorised) gives what MassMapDataset.sample_map gives sample by sample, on a
+    generated data set (full sky, averaged down, patches of 3 levels, a footprint; every split) and on
+    an array of 3 classes."""
+    from deepsphere_gen.datasets.massmaps import MassMapConfig, generate_massmaps
+
+    path = generate_massmaps(MassMapConfig(nside=8, n_maps=7, seed=2), tmp_path, progress=False, verbose=False)
+    mask = np.zeros(12 * 8**2, dtype=bool)
+    mask[40:300] = True
+    kinds = [{}, {"nside_out": 4}, {"level": 0}, {"level": 1}, {"level": 2}, {"footprint": mask}]
+    sets = [MassMapDataset(path, split=split, val_fraction=0.2, **kw) for kw in kinds
+            for split in ("train", "val", "test", "all")]
+    sets.append(MassMapDataset(np.random.default_rng(0).standard_normal((3, 5, 12 * 4**2)), level=1, split="test",
+                               test_fraction=0.4))
+    for ds in sets:
+        want = np.array([ds.sample_map(i) for i in range(len(ds))], dtype=np.int64).reshape(-1, 2)
+        classes, maps = mm_records._sample_maps(ds)
+        assert classes.dtype == maps.dtype == np.int64
+        np.testing.assert_array_equal(classes, want[:, 0])
+        np.testing.assert_array_equal(maps, want[:, 1])
+    assert {ds.n_classes for ds in sets} == {2, 3} and len({len(ds) for ds in sets}) > 5

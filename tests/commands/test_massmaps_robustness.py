@@ -347,6 +347,88 @@ def test_classify_reads_cut_sky_fits(trained, tmp_path, capsys):
     assert "index out of range" not in cap.err
 
 
+#: paths opened while :func:`_count_opens` records (an audit hook sees every open, whichever library reads)
+_OPENED: list[str] | None = None
+
+
+def _record_open(event, args):
+    if event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+def _count_opens(run, paths) -> dict:
+    """How often each of ``paths`` is opened while ``run()`` runs (sys audit hook "open")."""
+    global _OPENED
+    if not getattr(_count_opens, "hooked", False):
+        sys.addaudithook(_record_open)
+        _count_opens.hooked = True
+    _OPENED = []
+    try:
+        run()
+    finally:
+        opened, _OPENED = _OPENED, None
+    return {str(p): sum(os.path.samefile(o, p) for o in opened if os.path.exists(o)) for p in paths}
+
+
+def test_classify_reads_each_fits_file_once(trained, tmp_path, capsys):
+    """Header, columns, ordering, nside and data of every FITS map come from one astropy ``fits.open`` of
+    the file (it was opened 6 times: columns, NSIDE, columns again, ORDERING, cut-sky test, healpy's read)."""
+    from astropy.io import fits
+
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    cut = tmp_path / "cut.fits"
+    hp.write_map(str(cut), [1e6 * m, m], nest=True, partial=True, dtype=np.float64, column_names=["KAPPA_E6", "KAPPA"])
+    files = [trained / "test.fits", trained / "noisy.fits"]
+    once = _count_opens(lambda: fits.open(files[0], memmap=False).close(), files[:1])[str(files[0])]  # 2 (astropy 7)
+    assert once >= 1
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0", "--force"]
+    counts = _count_opens(lambda: main(["massmaps", "classify", *map(str, files), *out]), files)
+    assert counts == {str(f): once for f in files}
+    counts = _count_opens(lambda: main(["massmaps", "classify", str(cut), "--field", "1", *out]), [cut])
+    assert counts == {str(cut): once}
+    assert capsys.readouterr().out.count("P(class 0)") == 6
+
+
+def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
+    """A cut-sky file covering exactly one base pixel is one 1/12 sample: the 1/12 networks classify it with
+    that patch's probabilities (was: refused, "2816 UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction
+    1/12)": the other 11 patches, outside the file, counted as holes); two base pixels: the mean over those
+    two.  Full-sky networks, and a patch only partly in the file, are refused naming the sky fractions that
+    would classify the map."""
+    from deepsphere_gen.experiments.massmaps import classify as cl
+
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    n = m.size // 12
+    (ckpt,) = _checkpoints(trained, "fcn-sky1o12-noisenone-*.pt")
+    model, _ = cl._model(cl._network(ckpt), "cpu")
+    with torch.no_grad():  # the network on each base pixel of the full map
+        p = torch.softmax(model(torch.as_tensor(m.reshape(12, n, 1), dtype=torch.float32)), -1).numpy()
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0"]
+    for pixels in ([3], [3, 7]):
+        cut = np.full_like(m, UNSEEN)
+        for b in pixels:
+            cut[b * n:(b + 1) * n] = m[b * n:(b + 1) * n]
+        hp.write_map(str(tmp_path / "cut.fits"), cut, nest=True, partial=True, dtype=np.float64, overwrite=True)
+        assert main(["massmaps", "classify", str(tmp_path / "cut.fits"), "--sky-fractions", "1/12", *out]) == 0
+        (line,) = capsys.readouterr().out.splitlines()
+        want = p[pixels].mean(0)
+        assert f"sky 1/12 ({len(pixels)} of 12 patches in the map), noise none" in line
+        assert f"P(class 0) = {want[0]:.3f}, P(class 1) = {want[1]:.3f}" in line
+    cap = _fail(["classify", str(tmp_path / "cut.fits"), *out], capsys,  # the full-sky network too
+                f"{10 * n} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); the map gives whole 1/12 "
+                "patches: classify them with networks of sky fraction 1/12 (`deepsphere-gen massmaps train "
+                "--sky-fractions 1/12`, then classify --sky-fractions 1/12)")
+    assert "P(class" not in cap.out
+    cut[3 * n:3 * n + 16] = UNSEEN  # the first 1/192 patch of base pixel 3 missing: 1/12 and 1/48 patches partly
+    hp.write_map(str(tmp_path / "cut.fits"), cut, nest=True, partial=True, dtype=np.float64, overwrite=True)
+    _fail(["classify", str(tmp_path / "cut.fits"), "--sky-fractions", "1/12", *out], capsys,
+          "16 UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1/12: 1 of 12 patches partly covered); "
+          "the map gives whole 1/192 patches")
+    hp.write_map(str(tmp_path / "none.fits"), np.full_like(m, UNSEEN), nest=True, dtype=np.float64)
+    _fail(["classify", str(tmp_path / "none.fits"), "--sky-fractions", "1/12", *out], capsys,
+          "every pixel is UNSEEN/NaN (no map to classify)")
+
+
 def test_classify_noise_value_matches_within_the_given_precision(trained, capsys):
     """--relative-noise 1.004 selects the trained level 1; 1.5 lists the trained settings as options to paste."""
     out = ["--out-dir", str(trained / "out")]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from deepsphere_gen.commands._preflight import check_output_file, check_writable_dir
+from deepsphere_gen.commands._preflight import check_output_file, check_step_paths, check_writable_dir
 
 
 def test_output_file_checks_the_path_the_command_writes(tmp_path, monkeypatch):
@@ -37,3 +37,24 @@ def test_writable_dir_refuses_a_file_and_a_read_only_folder(tmp_path):
             check_writable_dir(ro / "sub", "--out-dir")
     finally:
         ro.chmod(0o700)
+
+
+def test_step_paths_check_what_each_step_writes_in_order(tmp_path):
+    """massmaps' and cosmo's first checks (one function since both wrote them out): the device first, then
+    --data-dir, --out-dir except for generate, --json only for evaluate and run (and only when given)."""
+    afile, folder = tmp_path / "f", tmp_path / "d"
+    afile.write_text("x")
+    folder.mkdir()
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        check_step_paths("gpu", afile, afile, "run", folder)
+    with pytest.raises(ValueError, match="--data-dir .* is a file"):
+        check_step_paths("cpu", afile, afile, "run", folder)
+    check_step_paths("cpu", tmp_path / "data", afile, "generate", folder)  # generate writes no outputs
+    with pytest.raises(ValueError, match="--out-dir .* is a file"):
+        check_step_paths("cpu", tmp_path / "data", afile, "train", folder)
+    check_step_paths("cpu", tmp_path / "data", tmp_path / "out", "train", folder)  # train writes no JSON
+    check_step_paths("cpu", tmp_path / "data", tmp_path / "out", "evaluate", None)
+    for step in ("evaluate", "run"):
+        with pytest.raises(ValueError, match="--json .* is a folder, not a file"):
+            check_step_paths("cpu", tmp_path / "data", tmp_path / "out", step, folder)
+    assert (tmp_path / "data").is_dir() and (tmp_path / "out").is_dir()

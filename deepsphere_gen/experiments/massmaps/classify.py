@@ -1,8 +1,10 @@
 """``massmaps classify``: apply trained networks to user HEALPix maps, carefully.
 
-- FITS files are read column by column: a file with several columns is refused unless a
+- Each FITS file is opened once (:func:`read_user_fits`): a file with several columns is refused unless a
   column is chosen (``field``); the message names the columns.  NESTED ordering, the nside
-  of the networks and no UNSEEN pixel inside the analysed sky are required.
+  of the networks and no UNSEEN pixel inside the analysed sky are required; networks of nested
+  patches analyse the patches the map covers whole (a cut-sky file of one base pixel is one 1/12
+  sample) and leave out those entirely outside it (:func:`sky_values`).
 - The networks are found by their checkpoints under ``out_dir/checkpoints`` (or given as
   files): each checkpoint holds the settings it was trained with (:mod:`.runs`),
   so nothing about training has to be repeated on the command line; the map's nside
@@ -20,11 +22,13 @@ from dataclasses import fields as dataclass_fields
 from fractions import Fraction
 from pathlib import Path
 
+import healpy as hp
 import numpy as np
 import torch
 
 from ..._fingerprint import mask_hash
-from ...datasets import apply_footprint, read_healpix_fits, split_patches
+from ...datasets import apply_footprint, split_patches
+from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
 from .config import ExperimentConfig, parse_sky_fraction
 from .map_statistics import check_inputs
@@ -36,12 +40,30 @@ from .training import class_cosmologies
 #: requested ellipticity dispersion (--sigma-e 0.26) the trained one of shape-noise networks
 NOISE_RTOL = 1e-2
 
-__all__ = ["fits_columns", "fits_nside", "read_user_map", "sky_values", "Network", "select_networks", "check_sky",
+__all__ = ["UserFits", "read_user_fits", "user_map", "sky_values", "Network", "select_networks", "check_sky",
            "classify", "sky_name", "NOISE_RTOL"]
 
 
-def _table_header(path):
-    """Column names and header of the first binary table of a FITS file (ValueError if none)."""
+@dataclass(frozen=True)
+class UserFits:
+    """A HEALPix FITS file as one ``fits.open`` read it (:func:`read_user_fits`): ``nside`` (header NSIDE),
+    the names of its data ``columns`` (without the PIXEL column of a cut-sky file), its ``ordering``
+    (header ORDERING, upper case, "" if missing) and its first binary ``table``, data in memory (the file
+    is closed); :func:`user_map` makes the map."""
+
+    path: Path
+    nside: int
+    columns: tuple[str, ...]
+    ordering: str
+    table: object  # astropy.io.fits.BinTableHDU
+
+
+def read_user_fits(path) -> UserFits:
+    """Open a HEALPix FITS file once and keep what classify needs of it (:class:`UserFits`).
+
+    ValueError for a missing or unreadable file, a file without a binary table or NSIDE, or an NSIDE that
+    is not a power of 2.  Costs one read of the first binary table (all its columns, in the file's dtype).
+    """
     from astropy.io import fits
 
     path = Path(path)
@@ -49,43 +71,36 @@ def _table_header(path):
         raise ValueError(f"no such FITS file: {path}")
     try:
         with fits.open(path, memmap=False) as hdus:
-            for hdu in hdus[1:]:
-                if isinstance(hdu, fits.BinTableHDU):
-                    return list(hdu.columns.names), hdu.header.copy()
+            table = next((h for h in hdus[1:] if isinstance(h, fits.BinTableHDU)), None)
+            if table is None:
+                raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
+            try:
+                table.data  # noqa: B018 (read into memory before the file closes)
+            except Exception as exc:  # astropy raises many types for a truncated or damaged table
+                raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
     except OSError as exc:
         raise ValueError(f"cannot read {path} as FITS ({exc})") from None
-    raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
-
-
-def fits_columns(path) -> list[str]:
-    """Names of the data columns of the first binary table of a FITS file (a HEALPix map has one
-    per field; the PIXEL index column of a cut-sky file, ``healpy.write_map(..., partial=True)``, is no
-    data column): ``field`` N is the N-th of them."""
-    columns, header = _table_header(path)
+    header = table.header
+    columns = list(table.columns.names)
     if str(header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" and columns[:1] == ["PIXEL"]:
         columns = columns[1:]
-    return columns
+    if "NSIDE" not in header:
+        raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
+    try:
+        nside = check_nside(header["NSIDE"])
+    except ValueError as exc:
+        raise ValueError(f"{path}: header NSIDE: {exc}") from None
+    return UserFits(path, nside, tuple(columns), str(header.get("ORDERING", "")).strip().upper(), table)
 
 
-def fits_nside(path) -> int:
-    """NSIDE of a HEALPix FITS file (from its header; the file is checked to be FITS first)."""
-    from astropy.io import fits
+def user_map(f: UserFits, field: int | None = None) -> np.ndarray:
+    """One NESTED map (12 nside^2,) float64 from a read FITS file (no new read).
 
-    fits_columns(path)
-    with fits.open(path, memmap=False) as hdus:
-        for hdu in hdus[1:]:
-            if "NSIDE" in hdu.header:
-                return int(hdu.header["NSIDE"])
-    raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
-
-
-def read_user_map(path, nside: int | None = None, field: int | None = None) -> np.ndarray:
-    """One NESTED map (12 nside^2,) float64 from a HEALPix FITS file.
-
-    ``field``: 0-based column; required when the file has several columns (ValueError
-    naming them).  ``nside``: required resolution (None: the file's).
+    ``field``: 0-based data column; required when the file has several (ValueError naming them).  A
+    cut-sky file (``healpy.write_map(..., partial=True)``) gives UNSEEN outside its pixels.  ValueError
+    for a RING map (with the healpy line that converts it), a missing ORDERING or data that do not fit NSIDE.
     """
-    columns = fits_columns(path)
+    path, columns = f.path, f.columns
     if field is None:
         if len(columns) > 1:
             listed = ", ".join(f"{i}: {c}" for i, c in enumerate(columns))
@@ -93,31 +108,83 @@ def read_user_map(path, nside: int | None = None, field: int | None = None) -> n
         field = 0
     elif not 0 <= field < len(columns):
         raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) ({', '.join(columns)})")
-    order = str(_table_header(path)[1].get("ORDERING", "")).strip().upper()
-    if order == "RING":
+    if f.ordering == "RING":
         raise ValueError(f"{path} is in RING ordering; classify reads NESTED maps: convert it with healpy, e.g. "
                          f"`python -c \"import healpy as hp; hp.write_map('nested.fits', "
                          f"hp.read_map('{path}', field={field}, nest=True), nest=True)\"`")
-    return read_healpix_fits(path, nside or fits_nside(path), ordering="NESTED", field=field)
+    if f.ordering != "NESTED":
+        raise ValueError(f"{path}: ORDERING header is {f.ordering or 'missing'!r}, expected NESTED or RING")
+    try:  # healpy reads the table in memory: cut-sky files (INDXSCHM EXPLICIT) filled with UNSEEN
+        values = hp.read_map(f.table, field=field, nest=None, dtype=np.float64)
+    except Exception as exc:  # astropy/healpy raise many types for broken files
+        raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
+    return np.asarray(values, dtype=np.float64)
+
+
+def _bad_pixels(m: np.ndarray) -> np.ndarray:
+    """UNSEEN (healpy's fill outside a cut-sky file), NaN or inf pixels of a map (bool, same shape)."""
+    return ~np.isfinite(m) | (np.abs(m) > 1e29)
+
+
+def _patch_sky_that_fits(bad: np.ndarray) -> str | None:
+    """The largest nested patches (sky fraction "1/12", "1/48", ...) that a map with ``bad`` pixels (12 nside^2,)
+    gives whole: every patch either without a bad pixel or all bad (outside the map), one at least whole;
+    patches of 4 pixels at least (the smallest a network input is checked on).  None if there are none."""
+    nside = int(round(np.sqrt(bad.size / 12)))
+    level = 0
+    while 2 ** (level + 1) <= nside:  # nside^2 / 4^level >= 4 pixels
+        per_patch = bad.reshape(12 * 4**level, -1)
+        whole, outside = ~per_patch.any(-1), per_patch.all(-1)
+        if whole.any() and np.all(whole | outside):
+            return f"1/{12 * 4**level}"
+        level += 1
+    return None
+
+
+def _unseen_message(file, n_bad: int, sky, bad: np.ndarray, whole: str = "") -> str:
+    """The refusal of UNSEEN/NaN pixels inside the analysed sky, with what would classify the map: networks of
+    patches the map gives whole (:func:`_patch_sky_that_fits`), else of a footprint that excludes them."""
+    fits_sky = _patch_sky_that_fits(bad)
+    if fits_sky is not None and fits_sky != sky.name:
+        advice = (f"the map gives whole {fits_sky} patches: classify them with networks of sky fraction {fits_sky} "
+                  f"(`deepsphere-gen massmaps train --sky-fractions {fits_sky}`, then classify --sky-fractions "
+                  f"{fits_sky}), or with networks")
+    else:
+        advice = "classify it with networks"
+    return (f"{file}: {n_bad} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction {sky.name}{whole}); {advice} "
+            "trained on a footprint that excludes them (`deepsphere-gen massmaps train --sky-fractions footprint "
+            "--footprint MASK`, then classify --sky-fractions footprint)")
 
 
 def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
     """``(values (samples, pixels), indices (pixels,))`` of one full-sky NESTED map for a sky
-    setting (full sky, nested patches, footprint); UNSEEN/NaN inside -> ValueError."""
+    setting (full sky, nested patches, footprint).
+
+    Nested patches: the patches the map covers whole are the samples; patches entirely UNSEEN/NaN lie
+    outside the map (a cut-sky file: ``healpy.write_map(..., partial=True)``) and are left out, so a map
+    of one base pixel is one 1/12 sample.  UNSEEN/NaN inside the analysed sky (the full sky, a footprint,
+    a patch partly covered) -> ValueError naming the patch size that would classify the map, if any
+    (:func:`_unseen_message`); a map without a valid pixel -> ValueError."""
     if sky.footprint is not None:
         values = apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
         return values, np.flatnonzero(sky.footprint)
+    bad = _bad_pixels(m)
     if sky.level is not None:
         values, idx = split_patches(m, sky.level)
-        idx = idx[0]
-    else:
-        values, idx = m[None], np.arange(m.size)
-    bad = ~np.isfinite(values) | (np.abs(values) > 1e29)
+        per_patch = bad.reshape(values.shape)
+        inside = ~per_patch.all(-1)  # patches the map covers, at least in part
+        if not inside.any():
+            raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
+        n_bad = int(per_patch[inside].sum())
+        if n_bad:
+            partial = int((inside & per_patch.any(-1)).sum())
+            raise ValueError(_unseen_message(file, n_bad, sky, bad, f": {partial} of {len(inside)} patches partly covered"))
+        return values[inside], idx[inside][0]
+    if bad.all():
+        raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
     if bad.any():
-        raise ValueError(f"{file}: {int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction "
-                         f"{sky.name}); classify it with networks trained on a footprint that excludes them "
-                         "(`deepsphere-gen massmaps train --sky-fractions footprint --footprint MASK`, then "
-                         "classify --sky-fractions footprint)")
+        raise ValueError(_unseen_message(file, int(bad.sum()), sky, bad))
+    values, idx = m[None], np.arange(m.size)
     low = getattr(sky, "nside", None)  # a full sky analysed at a lower resolution: average the children
     if sky.full_sky and low is not None and 12 * low**2 < values.shape[-1]:
         values = values.reshape(1, 12 * low**2, -1).mean(-1)
@@ -321,7 +388,8 @@ def _model(net: Network, device):
 
 
 def classify(files, maps: dict, networks: list[Network], device="cpu", force: bool = False, out=print) -> int:
-    """Print class probabilities of every map (mean over its patches) for every network.
+    """Print class probabilities of every map (mean over its patches: those the map covers whole, named
+    "sky 1/12 (1 of 12 patches in the map)" where the map covers fewer than all) for every network.
 
     ``maps``: ``{file: NESTED map}``.  An input outside the network's training
     distribution is reported instead of probabilities (with them when ``force``).
@@ -333,7 +401,9 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
         for file in files:
             values, idx = sky_values(maps[file], sky, file)
             sigma = "" if net.sigma_e is None else f" (sigma_e {net.sigma_e:g})"
-            head = f"{file}: sky {net.sky}, noise {net.noise}{sigma}, {net.method}"
+            n_patches = None if sky.level is None else 12 * 4**sky.level
+            part = f" ({len(values)} of {n_patches} patches in the map)" if n_patches and len(values) < n_patches else ""
+            head = f"{file}: sky {net.sky}{part}, noise {net.noise}{sigma}, {net.method}"
             problems = check_inputs(values, idx, net.meta["distribution"])
             if problems:
                 flagged += 1
