@@ -8,7 +8,7 @@ What they share:
 
 | module | holds |
 | --- | --- |
-| :mod:`._preflight` | checks before any work: device, folders, output files, free disk |
-| :mod:`._argv` | command-line words reordered before parsing (a step or a FITS file after a list option's values) |
+| :mod:`._preflight` | checks before any work: device, folders, output files, free disk (``check_step_paths``: those of a generate/train/evaluate/run step) |
+| :mod:`._argv` | command-line words reordered before parsing (a step or a FITS file after a list option's values); ``option``: an option parsed with ``default=SUPPRESS``, or its default |
 | :mod:`._interrupts` | the one line a Ctrl-C ends a long command with, and its exit status 130 |
 """

@@ -389,6 +389,32 @@ def test_classify_reads_each_fits_file_once(trained, tmp_path, capsys):
     assert capsys.readouterr().out.count("P(class 0)") == 6
 
 
+def test_classify_with_a_footprint_network_reads_the_mask_once(tmp_path, capsys, monkeypatch):
+    """Networks trained on a footprint classify maps with UNSEEN outside it; the footprint FITS is read once
+    (it was read again for every map checked and for the network: 1 + number of maps times)."""
+    mask = np.zeros(12 * 8**2)
+    mask[100:400] = 1
+    hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
+    argv = [*TINY, "--sky-fractions", "footprint", "--footprint", str(tmp_path / "mask.fits"), *_dirs(tmp_path)]
+    assert main(["massmaps", "train", *argv]) == 0
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    files = []
+    for k in range(2):
+        m = np.where(mask > 0, np.asarray(maps[k, -1], dtype=np.float64), UNSEEN)  # a test map of each class
+        files.append(str(tmp_path / f"m{k}.fits"))
+        hp.write_map(files[-1], m, nest=True, dtype=np.float64)
+    capsys.readouterr()
+    import deepsphere_gen.datasets as datasets
+
+    reads, read_footprint = [], datasets.read_footprint
+    monkeypatch.setattr(datasets, "read_footprint", lambda *a, **k: reads.append(a[0]) or read_footprint(*a, **k))
+    assert main(["massmaps", "classify", *files, "--out-dir", str(tmp_path / "out"), "--force"]) == 0
+    assert reads == [str(tmp_path / "mask.fits")]
+    out = capsys.readouterr().out
+    assert out.count("sky footprint, noise none, fcn: P(class 0) = ") == 2, out
+
+
 def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
     """A cut-sky file covering exactly one base pixel is one 1/12 sample: the 1/12 networks classify it with
     that patch's probabilities (was: refused, "2816 UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from fractions import Fraction
 from pathlib import Path
@@ -208,6 +208,7 @@ class Network:
     meta: dict
     noise_kind: str = "relative"
     sigma_e: float | None = None
+    _sky: object = field(default=None, init=False, repr=False, compare=False)  # sky_setting(), once read
 
     @property
     def noise_option(self) -> str:
@@ -226,13 +227,17 @@ class Network:
         return "; ".join(f"class {i}: Omega_m {c['omega_m']:g}, sigma_8 {c['sigma8']:g}" for i, c in enumerate(cosmologies))
 
     def sky_setting(self):
-        """The SkySetting the network was trained on (reads its footprint, checks its hash)."""
+        """The SkySetting the network was trained on (reads its footprint, checks its hash: on the first
+        call only, the later ones return the same setting)."""
+        if self._sky is not None:
+            return self._sky
         experiment = self.meta["fields"]["experiment"]
         kw = {"full_sky_nside": experiment["full_sky_nside"]} if "full_sky_nside" in experiment else {}
         sky = parse_sky_fraction(self.sky, self.nside, self.meta.get("footprint"), **kw)
         if self.sky == "footprint" and mask_hash(sky.footprint) != self.meta["fields"]["run"]["footprint"]:
             raise ValueError(f"{self.checkpoint}: the footprint {self.meta.get('footprint')} differs from the one "
                              "the network was trained on")
+        self._sky = sky
         return sky
 
 
