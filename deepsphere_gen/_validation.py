@@ -8,6 +8,7 @@ __all__ = [
     "check_finite",
     "check_pixels",
     "check_channels",
+    "check_dtype",
     "check_positive_int",
     "check_positive_ints",
     "check_nested_order",
@@ -75,6 +76,16 @@ def check_channels(x: torch.Tensor, channels: int, name: str = "input") -> None:
     """Raise ValueError unless the last dimension of ``x`` is ``channels``."""
     if x.shape[-1] != channels:
         raise ValueError(f"{name} has {x.shape[-1]} channels, the layer expects {channels}")
+
+
+def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", owner: str = "the layer's") -> None:
+    """Raise ValueError unless ``dtype`` (of an input) is ``expected`` (a layer's parameters or
+    tables): a clear message instead of torch's "expected m1 and m2 to have the same dtype"."""
+    if dtype != expected:
+        raise ValueError(
+            f"{name} dtype {dtype} differs from {owner} {expected}; cast the input (x.to({expected})) or the "
+            f"module (module.to({dtype}), e.g. .double() for float64)"
+        )
 
 
 def check_positive_int(value, name: str) -> int:
