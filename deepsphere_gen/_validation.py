@@ -7,6 +7,7 @@ __all__ = [
     "UNSEEN",
     "check_finite",
     "check_pixels",
+    "check_tensor",
     "check_channels",
     "check_dtype",
     "check_positive_int",
@@ -63,8 +64,16 @@ def _within(minmax, bound: float = 1e29) -> torch.Tensor:
     return (lo >= -bound) & (hi <= bound)
 
 
+def check_tensor(x, name: str = "input") -> None:
+    """Raise ValueError unless ``x`` is a torch tensor (a numpy map is named as such)."""
+    if not torch.is_tensor(x):
+        raise ValueError(f"{name} must be a torch tensor, got {type(x).__name__}"
+                         + (" (convert with torch.from_numpy)" if type(x).__module__ == "numpy" else ""))
+
+
 def check_pixels(x: torch.Tensor, npix: int, name: str = "input", what: str = "") -> None:
-    """Raise ValueError unless ``x`` is shaped (batch, npix, channels)."""
+    """Raise ValueError unless ``x`` is a tensor shaped (batch, npix, channels)."""
+    check_tensor(x, name)
     if x.dim() != 3:
         raise ValueError(f"{name} must be shaped (batch, pixels, channels), got shape {tuple(x.shape)}")
     if x.shape[1] != npix:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import check_tensor
 from ..sampling import HealpixSampling
 from . import _pool_native
 
@@ -39,9 +40,9 @@ def _check_levels(p) -> int:
 
 
 def _check_map(x: torch.Tensor, name: str = "input") -> None:
-    if not torch.is_tensor(x) or x.dim() != 3:
-        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"{name} must be shaped (batch, pixels, channels), got {shape}")
+    check_tensor(x, name)
+    if x.dim() != 3:
+        raise ValueError(f"{name} must be shaped (batch, pixels, channels), got {tuple(x.shape)}")
 
 
 def _groups(x: torch.Tensor, f: int) -> torch.Tensor:
