@@ -237,7 +237,10 @@ class DeepSphereClassifier(_DeepSphereNet):
         channel -> linear) or "fc" (flatten -> ``fc_hidden`` ReLU layers -> linear).
     indices : sorted NESTED pixel indices of a partial sky (None: full sky).
     laplacian : "combinatorial" or "normalized".  pool : "max" or "avg".
-    order : must be "NESTED" (RING maps are rejected).  dtype : parameter/Laplacian dtype.
+    order : must be "NESTED" (a declared "RING" is rejected; a RING tensor cannot be detected).
+    dtype : parameter/Laplacian dtype (default torch's).  Build with ``dtype=torch.float64``
+        for exact float64 work: ``.double()`` after construction casts the float32-rounded
+        Laplacian values (as for :class:`~deepsphere_gen.nn.ChebConv`).
     cache, cache_dir : graph disk cache (see ``build_graph``).
     """
 

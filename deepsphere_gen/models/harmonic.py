@@ -40,9 +40,9 @@ class HarmonicClassifier(nn.Module):
         tau: columns per channel and degree between layers.
         mixing: "mst" | "rmst" | "full"; normalize: DegreeNorm inside each layer;
         hidden: MLP sizes of the readout; dtype: of every parameter and of the input
-            transform's tables (default torch's); build with ``dtype=torch.float64`` for exact
-            float64 work (``.double()`` after construction keeps the transform's float32-rounded
-            tables, see S2InputLayer).  An input of another dtype is a ValueError.
+            transform (default torch's; ``.double()`` after construction gives the same float64
+            model: the transform and the Clebsch-Gordan tables are recomputed / cast from
+            float64, not from float32 values).  An input of another dtype is a ValueError.
     """
 
     def __init__(self, n_classes: int, *, bandlimits: Sequence[int] = (8, 6, 4), channels: Sequence[int] = (4, 8, 8),

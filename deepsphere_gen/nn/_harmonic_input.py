@@ -26,9 +26,9 @@ class S2InputLayer(nn.Module):
     ``sampling`` is None -- to a GeneralizedSignal (batch, channels, 2l+1, tau), l < L.
 
     Weights W^l (C_in, channels, tau) per degree, init N(0, 1/C_in).  ``dtype`` (default:
-    torch's default) of the weights and, with a sampling, of the transform's tables (build the
-    layer in float64 for exact float64 work: casting the module later keeps float32-rounded
-    tables); an input of another dtype is a ValueError;
+    torch's default) of the weights and, with a sampling, of the transform (``.double()``
+    later gives the same float64 transform: it is recomputed in the new dtype, not cast); an
+    input of another dtype is a ValueError;
     ``iterations`` = Jacobi iterations of the HEALPix analysis (ignored on equiangular grids).
     ``check_input``: reject NaN / inf / UNSEEN input (ValueError; one host synchronisation per
     call, the transform does not check again); False for values a model produced itself.

@@ -33,7 +33,8 @@ def normalize_type(tau: int | Sequence[int], L: int, name: str = "type") -> tupl
 
 
 class GeneralizedSignal:
-    """Fragments ``f[l]`` shaped (batch, channels, 2l+1, tau_l), l = 0..L-1.
+    """A list ``.fragments`` over degrees: ``signal.fragments[l]`` shaped (batch, channels,
+    2l+1, tau_l), l = 0..L-1 (the signal itself is not indexable).
 
     Construction validates the layout (dimensions, 2l+1 axis, common batch, channels,
     dtype and device) and, unless ``check_values=False``, that all values are finite (one

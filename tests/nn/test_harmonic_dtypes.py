@@ -60,3 +60,22 @@ def test_efficient_layer_and_readout_refuse_another_dtype():
     readout = InvariantReadout(L, 4, 1, 3)
     with pytest.raises(ValueError, match=r"InvariantReadout input dtype torch.float64 differs"):
         readout(_signal(torch.float64))
+
+
+def test_double_after_construction_equals_building_in_float64(tmp_path):
+    """As the docstrings say: a harmonic model cast with .double() computes what one built with
+    dtype=float64 computes (transform and CG tables recomputed, not cast from float32); a
+    DeepSphere model's .double() keeps the float32-rounded Laplacian values."""
+    from deepsphere_gen.models import DeepSphereClassifier
+    from deepsphere_gen.nn import ChebConv
+    from deepsphere_gen.sampling import HealpixSampling
+    hs = HealpixSampling(4)
+    up = HarmonicClassifier(3, bandlimits=(L, 4), channels=(2, 3), sampling=hs).double()
+    built = HarmonicClassifier(3, bandlimits=(L, 4), channels=(2, 3), sampling=hs, dtype=torch.float64)
+    built.load_state_dict(up.state_dict())
+    x = torch.randn(2, hs.npix, 1, dtype=torch.float64)
+    assert torch.equal(up(x), built(x))
+    lap = [next(m for m in net.modules() if isinstance(m, ChebConv)).laplacian.values()
+           for net in (DeepSphereClassifier(4, 1, channels=(2,), cache_dir=tmp_path).double(),
+                       DeepSphereClassifier(4, 1, channels=(2,), dtype=torch.float64, cache_dir=tmp_path))]
+    assert 1e-10 < (lap[0] - lap[1]).abs().max() < 1e-6
