@@ -81,7 +81,8 @@ def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = F
     if (sampling.nside >> p) < 1 or (sampling.nside >> p) << p != sampling.nside:
         raise ValueError(f"cannot pool nside {sampling.nside} by 4**{p}: too many pooling levels for this nside")
     if sampling.is_full_sky:
-        pool = HealpixMaxPool(p, return_indices) if mode == "max" else HealpixAvgPool(p)
+        n = sampling.npix
+        pool = HealpixMaxPool(p, return_indices, npix=n) if mode == "max" else HealpixAvgPool(p, npix=n)
         return pool, HealpixSampling(sampling.nside >> p)
     pool = HealpixPartialPool(sampling, p, mode=mode, return_indices=return_indices)
     return pool, pool.coarse
