@@ -74,7 +74,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
     before any training; ``restart``: the methods are trained from scratch instead, their checkpoints
     overwritten."""
     ctx = ctx or distributed_context(config.device)
-    path = path or generate(config, ctx)
+    path = path or generate(config, ctx, log=log)
     if not restart:
         check_checkpoints(config)
     space = ParameterSpace(config.grid)
