@@ -104,8 +104,39 @@ class HealpixSampling(Sampling):
                 raise ValueError("partial-sky indices must be sorted and unique (nested order)")
             self._indices = idx
             self._full = idx.size == self.npix_full
-        pix = np.arange(self.npix_full, dtype=np.int64) if self._indices is None else self._indices
-        self.theta, self.phi = hp.pix2ang(self.nside, pix, nest=True)
+        self._coords: tuple[np.ndarray, np.ndarray] | None = None  # (theta, phi), made on first access
+
+    #: pixels per hp.pix2ang call when the coordinates are made (bounds the temporaries)
+    COORD_CHUNK = 1 << 20
+
+    @property
+    def npix(self) -> int:
+        return self.npix_full if self._indices is None else int(self._indices.size)
+
+    def _coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, phi) of every pixel, made on first access by ``hp.pix2ang(nest=True)`` in chunks
+        of :attr:`COORD_CHUNK` pixels and kept: 16 bytes per pixel (12 GiB at nside 8192) and
+        ~8 MiB of temporaries, none until asked for (a graph read from the cache, the SHT and
+        pooling never ask)."""
+        if self._coords is None:
+            n = self.npix
+            theta, phi = np.empty(n), np.empty(n)
+            for lo in range(0, n, self.COORD_CHUNK):
+                hi = min(lo + self.COORD_CHUNK, n)
+                pix = np.arange(lo, hi, dtype=np.int64) if self._indices is None else self._indices[lo:hi]
+                theta[lo:hi], phi[lo:hi] = hp.pix2ang(self.nside, pix, nest=True)
+            self._coords = theta, phi
+        return self._coords
+
+    @property
+    def theta(self) -> np.ndarray:
+        """(npix,) float64 colatitudes (radians) of the pixel centres (see :meth:`_coordinates`)."""
+        return self._coordinates()[0]
+
+    @property
+    def phi(self) -> np.ndarray:
+        """(npix,) float64 longitudes (radians) of the pixel centres (see :meth:`_coordinates`)."""
+        return self._coordinates()[1]
 
     @property
     def indices(self) -> np.ndarray:

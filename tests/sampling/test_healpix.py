@@ -138,3 +138,20 @@ def test_full_sky_indices_made_on_demand():
     assert np.array_equal(s.indices, np.arange(12 * 64))
     assert s.indices is s.indices
     assert np.array_equal(HealpixSampling(8, indices=np.arange(5, 9)).indices, np.arange(5, 9))
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_coordinates_made_on_demand_in_chunks_equal_healpy(partial, monkeypatch):
+    """Construction computes no coordinates (HealpixSampling(2048) peaked at +1.15 GiB); the
+    first access makes them chunk by chunk, equal bit for bit to one hp.pix2ang call."""
+    nside = 16
+    idx = np.arange(3, 12 * nside**2, 7) if partial else None
+    s = HealpixSampling(nside, indices=idx)
+    assert s._coords is None and s.npix == (idx.size if partial else 12 * nside**2)
+    repr(s), s.cache_key(), s.weights, s.is_full_sky  # none of these needs coordinates
+    assert s._coords is None
+    monkeypatch.setattr(HealpixSampling, "COORD_CHUNK", 100)  # many chunks, a ragged last one
+    theta, phi = hp.pix2ang(nside, s.indices, nest=True)
+    np.testing.assert_array_equal(s.theta, theta)
+    np.testing.assert_array_equal(s.phi, phi)
+    assert s.theta is s.theta  # kept
