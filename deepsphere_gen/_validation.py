@@ -7,7 +7,9 @@ __all__ = [
     "UNSEEN",
     "check_finite",
     "check_pixels",
+    "check_tensor",
     "check_channels",
+    "check_dtype",
     "check_positive_int",
     "check_positive_ints",
     "check_nested_order",
@@ -62,8 +64,16 @@ def _within(minmax, bound: float = 1e29) -> torch.Tensor:
     return (lo >= -bound) & (hi <= bound)
 
 
+def check_tensor(x, name: str = "input") -> None:
+    """Raise ValueError unless ``x`` is a torch tensor (a numpy map is named as such)."""
+    if not torch.is_tensor(x):
+        raise ValueError(f"{name} must be a torch tensor, got {type(x).__name__}"
+                         + (" (convert with torch.from_numpy)" if type(x).__module__ == "numpy" else ""))
+
+
 def check_pixels(x: torch.Tensor, npix: int, name: str = "input", what: str = "") -> None:
-    """Raise ValueError unless ``x`` is shaped (batch, npix, channels)."""
+    """Raise ValueError unless ``x`` is a tensor shaped (batch, npix, channels)."""
+    check_tensor(x, name)
     if x.dim() != 3:
         raise ValueError(f"{name} must be shaped (batch, pixels, channels), got shape {tuple(x.shape)}")
     if x.shape[1] != npix:
@@ -75,6 +85,16 @@ def check_channels(x: torch.Tensor, channels: int, name: str = "input") -> None:
     """Raise ValueError unless the last dimension of ``x`` is ``channels``."""
     if x.shape[-1] != channels:
         raise ValueError(f"{name} has {x.shape[-1]} channels, the layer expects {channels}")
+
+
+def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", owner: str = "the layer's") -> None:
+    """Raise ValueError unless ``dtype`` (of an input) is ``expected`` (a layer's parameters or
+    tables): a clear message instead of torch's "expected m1 and m2 to have the same dtype"."""
+    if dtype != expected:
+        raise ValueError(
+            f"{name} dtype {dtype} differs from {owner} {expected}; cast the input (x.to({expected})) or the "
+            f"module (module.to({dtype}), e.g. .double() for float64)"
+        )
 
 
 def check_positive_int(value, name: str) -> int:

@@ -16,7 +16,7 @@ from deepsphere_gen.harmonic import SHT, SO3Transform
 from deepsphere_gen.models import DeepSphereClassifier, DeepSphereRegressor, HarmonicClassifier, SphericalUNet
 from deepsphere_gen.models.classic import CobbHybrid, CohenS2CNN, EstevesS2CNN, KondorCGNet
 from deepsphere_gen.models.hybrid import HybridClassifier
-from deepsphere_gen.nn import ChebConv, MapToSignal, S2InputLayer
+from deepsphere_gen.nn import ChebConv, HealpixAvgPool, HealpixMaxPool, MapToSignal, S2InputLayer
 from deepsphere_gen.nn._signal import GeneralizedSignal
 from deepsphere_gen.sampling import GaussLegendreSampling, McEwenWiauxSampling
 from deepsphere_gen.sampling.so3 import SOFTSampling
@@ -90,6 +90,23 @@ def test_model_rejects_nan_inf_unseen(models, name, bad):
     x[1, 3, 0] = BAD[bad]
     with pytest.raises(ValueError, match="1 NaN/inf/UNSEEN value"):
         model(x)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_names_a_numpy_input(models, name):
+    """A numpy map (a healpy user's) is named, not an AttributeError "'numpy.ndarray' object
+    has no attribute 'dim'"."""
+    model, x = models[name]
+    with pytest.raises(ValueError, match="must be a torch tensor, got ndarray"):
+        model(x.numpy())
+
+
+def test_layers_name_a_numpy_input(models):
+    conv = next(m for m in models["deepsphere_classifier"][0].modules() if isinstance(m, ChebConv))
+    x = torch.randn(2, 192, 2).numpy()
+    for layer in (conv, HealpixMaxPool(1), HealpixAvgPool(1), S2InputLayer(4, 1, 2, sampling=MW)):
+        with pytest.raises(ValueError, match="must be a torch tensor, got ndarray"):
+            layer(x)
 
 
 def test_hybrid_graph_features_checks_once(models):

@@ -134,20 +134,24 @@ def _n_maps(config: CosmoGridConfig, split: str) -> int:
 
 
 def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool = True, verbose: bool = True,
-                        threads: int | None = 1) -> Path:
+                        threads: int | None = 1, log=print) -> Path:
     """Generate (or reuse) the data set of ``config``; returns its directory (see the module docstring).
+
+    ``log``: where the "cosmo: ..." lines go (None, or ``verbose=False``: nowhere); ``progress``:
+    the tqdm bar.
 
     Cost at nside 128, 3 bins: ~0.3 s of pyccl per cosmology, ~0.08 s per full-sky realisation
     (one core); disk 4 bytes x pixels x bins per sample (58 KiB at nside 128).
     """
+    log = log if verbose else None
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     mask = load_footprint(config.footprint, config.nside)
     params = _params(config, mask)
     final = data_dir / f"cosmo-nside{config.nside}-{cache_key(params)}"
     meta = read_metadata(final)
     if meta is not None and meta.get("generation") == json.loads(json.dumps(params)):
-        if verbose:
-            print(f"cosmo: reusing {final}")
+        if log:
+            log(f"cosmo: reusing {final}")
         return final
     if final.exists():
         raise ValueError(f"{final} exists but its metadata does not match; remove it to regenerate")
@@ -155,17 +159,17 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     points = design(config)
     n_pix, lmax = copies.shape[1], config.lmax
     total = sum(len(points[s]) * _n_maps(config, s) for s in SPLITS)
-    if verbose:
-        print(f"cosmo: {len(points['train'])} training + {len(points['test'])} held-out + {len(points['calibration'])} "
-              f"calibration cosmologies x {config.n_real} "
-              f"maps, fiducial x {config.n_fiducial}, {config.n_bins} bins, nside {config.nside}, footprint "
-              f"{footprint_area_deg2(mask):.0f} deg^2 x {len(copies)} copies per map -> "
-              f"{total * len(copies) * n_pix * config.n_bins * 4 / 2**20:.0f} MiB at {final}")
+    if log:
+        log(f"cosmo: {len(points['train'])} training + {len(points['test'])} held-out + {len(points['calibration'])} "
+            f"calibration cosmologies x {config.n_real} "
+            f"maps, fiducial x {config.n_fiducial}, {config.n_bins} bins, nside {config.nside}, footprint "
+            f"{footprint_area_deg2(mask):.0f} deg^2 x {len(copies)} copies per map -> "
+            f"{total * len(copies) * n_pix * config.n_bins * 4 / 2**20:.0f} MiB at {final}")
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     spectra, clip = {}, 0.0
-    with atomic_directory(final, log=print if verbose else None) as tmp, limit_threads(threads), \
+    with atomic_directory(final, log=log) as tmp, limit_threads(threads), \
             tqdm(total=total, desc="cosmo maps", unit="map", disable=None if progress else True) as bar:
         np.save(tmp / "footprint.npy", copies[0])
         for k, split in enumerate(SPLITS):
@@ -210,8 +214,8 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(tmp / METADATA, "w") as f:
             json.dump(meta, f, indent=1)
-    if verbose:
-        print(f"cosmo: {total} full-sky maps in {elapsed:.0f} s")
+    if log:
+        log(f"cosmo: {total} full-sky maps in {elapsed:.0f} s")
     return final
 
 

@@ -290,6 +290,23 @@ def load_massmaps(path) -> tuple[np.ndarray, dict]:
     return maps, meta
 
 
+def _check_estimable(maps: np.ndarray) -> None:
+    """ValueError naming the first map with UNSEEN/NaN/inf pixels in ``maps`` (classes, maps,
+    pixels), from which no clean std can be estimated.  Cost: a min and a max pass; the map
+    search runs on the error path only."""
+    lo, hi = np.min(maps), np.max(maps)  # NaN propagates, UNSEEN / inf exceed the bound
+    if np.isfinite(lo) and np.isfinite(hi) and -1e29 <= lo and hi <= 1e29:
+        return
+    for c in range(maps.shape[0]):
+        for j in range(maps.shape[1]):
+            m = np.asarray(maps[c, j])
+            n = int(np.count_nonzero(~np.isfinite(m) | (np.abs(m) > 1e29)))
+            if n:
+                raise ValueError(
+                    f"map {j} of class {c} has UNSEEN/NaN/inf pixels ({n}): the clean std cannot be estimated "
+                    "from them; give clean_std, and a footprint that excludes the missing pixels")
+
+
 class MassMapDataset(Dataset):
     """Samples (x, label, pixel_indices) of full-sky maps, nested base patches or a footprint.
 
@@ -313,7 +330,8 @@ class MassMapDataset(Dataset):
         like ``healpy.ud_grade``) to this resolution; ``clean_std`` then refers to the
         averaged maps (measured on the first 8 maps of each class) and ``noise_std`` to the
         coarse pixels.
-    clean_std : reference std for arrays (default: std of the given array).
+    clean_std : reference std for arrays (default: std of the given array, which must then hold
+        no UNSEEN/NaN/inf pixel: ValueError naming the first such map).
     seed : noise seed (default: the data set's seed, 0 for arrays).
 
     Item: ``x`` (pixels, 1) float tensor, ``label`` int64 scalar tensor, ``indices``
@@ -333,6 +351,8 @@ class MassMapDataset(Dataset):
             maps = np.asarray(source)
             if maps.ndim != 3:
                 raise ValueError(f"map array must be shaped (n_classes, n_maps, pixels), got {maps.shape}")
+            if clean_std is None:
+                _check_estimable(maps)
             ref_std = float(np.std(maps)) if clean_std is None else clean_std
             seed = 0 if seed is None else seed
         n_classes, n_maps, npix = maps.shape
@@ -347,6 +367,7 @@ class MassMapDataset(Dataset):
             self.nside, self._group = nside_out, (self.nside // nside_out) ** 2
             if clean_std is None:
                 sub = np.asarray(maps[:, :min(8, n_maps)], dtype=np.float64)
+                _check_estimable(sub)
                 ref_std = float(sub.reshape(sub.shape[:2] + (-1, self._group)).mean(-1).std())
         if not np.isfinite(ref_std) or ref_std <= 0:
             raise ValueError(f"clean_std must be positive, got {ref_std}")

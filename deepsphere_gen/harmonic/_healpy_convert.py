@@ -39,9 +39,29 @@ def healpy_tables(L: int):
     return m, pos, neg, sign, scale
 
 
-def _check_len(n: int, expected: int, what: str) -> None:
-    if n != expected:
-        raise ValueError(f"{what} axis has length {n}, expected {expected}")
+def _lmax_of_size(n: int) -> int | None:
+    """healpy's lmax (= mmax) of an alm array of ``n`` entries (``hp.Alm.getlmax(n)``), None
+    when no lmax has that size."""
+    lmax = (int(round(np.sqrt(1 + 8 * n))) - 3) // 2
+    return lmax if lmax >= 0 and healpy_alm_size(lmax + 1) == n else None
+
+
+def _check_coefficients(n: int, L: int) -> None:
+    if n != L * L:
+        r = int(round(np.sqrt(n)))
+        hint = f" (L*L for L={r})" if r * r == n else " (not L*L for any L)"
+        raise ValueError(f"coefficient axis has length {n}{hint}, expected L*L = {L * L} for L={L}")
+
+
+def _check_alm(n: int, L: int) -> None:
+    if n != healpy_alm_size(L):
+        lmax = _lmax_of_size(n)
+        got = (f"healpy's size for lmax = mmax = {lmax} (pass L={lmax + 1})" if lmax is not None
+               else "no healpy size with mmax = lmax")
+        raise ValueError(
+            f"alm axis has length {n}: {got}; L={L} expects lmax = mmax = {L - 1} ({healpy_alm_size(L)} alm).  "
+            f"Only mmax = lmax alm are supported: pad an mmax < lmax alm with "
+            f"healpy.resize_alm(alm, lmax, mmax, lmax, lmax)")
 
 
 def real_to_healpy_alm(coeffs, L: int, axis: int = -1):
@@ -49,7 +69,7 @@ def real_to_healpy_alm(coeffs, L: int, axis: int = -1):
     m, pos, neg, sign, scale = healpy_tables(L)
     if torch.is_tensor(coeffs):
         x = coeffs.movedim(axis, -1)
-        _check_len(x.shape[-1], L * L, "coefficient")
+        _check_coefficients(x.shape[-1], L)
         dev = x.device
         re = x[..., torch.as_tensor(pos, device=dev)] * torch.as_tensor(sign / scale, dtype=x.dtype, device=dev)
         im = x[..., torch.as_tensor(neg, device=dev)] * torch.as_tensor(
@@ -57,7 +77,7 @@ def real_to_healpy_alm(coeffs, L: int, axis: int = -1):
         )
         return torch.complex(re, im).movedim(-1, axis)
     x = np.moveaxis(np.asarray(coeffs, dtype=np.float64), axis, -1)
-    _check_len(x.shape[-1], L * L, "coefficient")
+    _check_coefficients(x.shape[-1], L)
     alm = x[..., pos] * (sign / scale) - 1j * np.where(m == 0, 0.0, sign / scale) * x[..., neg]
     return np.moveaxis(alm, -1, axis)
 
@@ -65,13 +85,14 @@ def real_to_healpy_alm(coeffs, L: int, axis: int = -1):
 def healpy_alm_to_real(alm, L: int, axis: int = -1):
     """healpy complex alm (L(L+1)/2 along ``axis``) -> real coefficients (L*L along ``axis``).
 
-    The imaginary part of the m = 0 terms (zero for a real map) is dropped.
+    The alm must have lmax = mmax = L - 1 (ValueError naming the lmax of another size; pad
+    an mmax < lmax alm with ``healpy.resize_alm``).  The imaginary part of the m = 0 terms (zero for a real map) is dropped.
     """
     m, pos, neg, sign, scale = healpy_tables(L)
     nonzero = m > 0
     if torch.is_tensor(alm):
         a = alm.movedim(axis, -1)
-        _check_len(a.shape[-1], healpy_alm_size(L), "alm")
+        _check_alm(a.shape[-1], L)
         if not a.is_complex():
             a = torch.complex(a, torch.zeros_like(a))
         dev = a.device
@@ -82,7 +103,7 @@ def healpy_alm_to_real(alm, L: int, axis: int = -1):
         out[..., torch.as_tensor(neg[nonzero], device=dev)] = -a.imag[..., nz] * f[nz]
         return out.movedim(-1, axis)
     a = np.moveaxis(np.asarray(alm, dtype=np.complex128), axis, -1)
-    _check_len(a.shape[-1], healpy_alm_size(L), "alm")
+    _check_alm(a.shape[-1], L)
     out = np.zeros(a.shape[:-1] + (L * L,))
     out[..., pos] = a.real * (sign * scale)
     out[..., neg[nonzero]] = -a.imag[..., nonzero] * (sign * scale)[nonzero]

@@ -139,7 +139,11 @@ class EstevesS2CNN(_Summary, nn.Module):
 
 
 class KondorCGNet(_Summary, nn.Module):
-    """Kondor et al. 2018: S2 input -> full CG layers -> degree-0 fragments of all layers -> MLP (invariant)."""
+    """Kondor et al. 2018: S2 input -> full CG layers -> degree-0 fragments of all layers -> MLP (invariant).
+
+    ``dtype`` (default torch's): of every parameter and the input transform's tables; the
+    input must have it (see :class:`~deepsphere_gen.nn.S2InputLayer`).
+    """
 
     def __init__(self, n_classes: int = 10, L: int = 8, channels: int = 1, tau: int = 5, n_layers: int = 4,
                  hidden: Sequence[int] = (256,), in_channels: int = 1, sampling=None,
@@ -155,6 +159,9 @@ class KondorCGNet(_Summary, nn.Module):
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             mlp += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(dims) - 2 else [])
         self.mlp = nn.Sequential(*mlp)
+        dtype = self.input.weight[0].dtype  # the S2 input layer's: every part in one dtype
+        self.layers.to(dtype)
+        self.mlp.to(dtype)
 
     def forward(self, x) -> torch.Tensor:
         f = self.signal(x)

@@ -81,10 +81,22 @@ def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = F
     if (sampling.nside >> p) < 1 or (sampling.nside >> p) << p != sampling.nside:
         raise ValueError(f"cannot pool nside {sampling.nside} by 4**{p}: too many pooling levels for this nside")
     if sampling.is_full_sky:
-        pool = HealpixMaxPool(p, return_indices) if mode == "max" else HealpixAvgPool(p)
+        n = sampling.npix
+        pool = HealpixMaxPool(p, return_indices, npix=n) if mode == "max" else HealpixAvgPool(p, npix=n)
         return pool, HealpixSampling(sampling.nside >> p)
     pool = HealpixPartialPool(sampling, p, mode=mode, return_indices=return_indices)
     return pool, pool.coarse
+
+
+def check_graph_level(s: HealpixSampling, where: str, pooled: int) -> None:
+    """ValueError unless the sampling ``s`` of ``where`` (e.g. "block 3"), reached after
+    ``pooled`` poolings by 4, has the 2 pixels a graph convolution needs (a small partial
+    sky pooled down to one pixel has no neighbours)."""
+    if s.npix < 2:
+        raise ValueError(
+            f"{where} works on the map pooled {pooled} time(s) by 4 (nside {s.nside}), which has {s.npix} "
+            f"pixel: a graph convolution needs at least 2; use fewer pooling levels (at most {pooled - 1} "
+            f"before {where}: pool_levels) or a larger footprint")
 
 
 def graph_encoder(graphs: LaplacianPyramid, sampling, in_channels: int, channels, pools, K: int, batch_norm: bool,
@@ -103,13 +115,15 @@ def graph_encoder(graphs: LaplacianPyramid, sampling, in_channels: int, channels
     bits, and the ReLU runs on 4**p times fewer pixels (a training step of the default cosmo
     network, 32 maps of 4,762 pixels, one thread: 74 -> 58 ms CPU).
     """
-    blocks, s, cin = [], sampling, in_channels
-    for cout, p in zip(channels, pools):
+    blocks, s, cin, pooled = [], sampling, in_channels, 0
+    for i, (cout, p) in enumerate(zip(channels, pools)):
+        check_graph_level(s, f"block {i + 1}", pooled)
         late_relu = bool(p) and pool == "max"
         stage = [_ConvBlock(cin, cout, K, graphs(s), batch_norm, dtype, relu=not late_relu)]
         if p:
             pool_mod, s = _pool(s, p, pool)
             stage.append(pool_mod)
+            pooled += p
         if late_relu:
             stage.append(nn.ReLU())
         blocks.append(nn.Sequential(*stage))
@@ -224,7 +238,10 @@ class DeepSphereClassifier(_DeepSphereNet):
         channel -> linear) or "fc" (flatten -> ``fc_hidden`` ReLU layers -> linear).
     indices : sorted NESTED pixel indices of a partial sky (None: full sky).
     laplacian : "combinatorial" or "normalized".  pool : "max" or "avg".
-    order : must be "NESTED" (RING maps are rejected).  dtype : parameter/Laplacian dtype.
+    order : must be "NESTED" (a declared "RING" is rejected; a RING tensor cannot be detected).
+    dtype : parameter/Laplacian dtype (default torch's).  Build with ``dtype=torch.float64``
+        for exact float64 work: ``.double()`` after construction casts the float32-rounded
+        Laplacian values (as for :class:`~deepsphere_gen.nn.ChebConv`).
     cache, cache_dir : graph disk cache (see ``build_graph``).
     """
 
@@ -314,14 +331,15 @@ class SphericalUNet(SharedLaplacians):
                 self.unpools.append(HealpixPartialUnpool(s, p, mode=unpool))
             samplings.append(coarse)
 
-        def level(cin, cout, s):
+        def level(cin, cout, s, i):
+            check_graph_level(s, f"UNet level {i}", sum(pools[:i]))
             laps = graphs(s)
             return nn.Sequential(*[_ConvBlock(cin if r == 0 else cout, cout, K, laps, batch_norm, dtype) for r in range(reps)])
 
         self.encoder = nn.ModuleList()
         cin = self.in_channels
         for c, s in zip(channels, samplings):
-            self.encoder.append(level(cin, c, s))
+            self.encoder.append(level(cin, c, s, len(self.encoder)))
             cin = c
         # max-unpool reuses the argmax of channels[i] maps: project channels[i+1] -> channels[i] first
         self.project = nn.ModuleList(
@@ -329,7 +347,7 @@ class SphericalUNet(SharedLaplacians):
         ) if unpool == "max" else None
         up_channels = channels if unpool == "max" else channels[1:]
         self.decoder = nn.ModuleList(
-            level(up_channels[i] + channels[i], channels[i], samplings[i]) for i in range(n - 1)
+            level(up_channels[i] + channels[i], channels[i], samplings[i], i) for i in range(n - 1)
         )
         self.out = ChebConv(channels[0], self.out_channels, K, graphs(samplings[0]), dtype=dtype, check_input=False)
         self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, k={k}, "

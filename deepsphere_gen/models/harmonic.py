@@ -39,8 +39,10 @@ class HarmonicClassifier(nn.Module):
             or None (input = coefficients (batch, L_0^2, in_channels) or a GeneralizedSignal).
         tau: columns per channel and degree between layers.
         mixing: "mst" | "rmst" | "full"; normalize: DegreeNorm inside each layer;
-        hidden: MLP sizes of the readout; dtype: of the input transform's tables (see
-            S2InputLayer; cast the model itself with ``.to(dtype)``).
+        hidden: MLP sizes of the readout; dtype: of every parameter and of the input
+            transform (default torch's; ``.double()`` after construction gives the same float64
+            model: the transform and the Clebsch-Gordan tables are recomputed / cast from
+            float64, not from float32 values).  An input of another dtype is a ValueError.
     """
 
     def __init__(self, n_classes: int, *, bandlimits: Sequence[int] = (8, 6, 4), channels: Sequence[int] = (4, 8, 8),
@@ -60,8 +62,9 @@ class HarmonicClassifier(nn.Module):
                                               mixing=mixing, normalize=normalize)
             layers.append(layer)
             type_in = layer.type_out
-        self.layers = nn.ModuleList(layers)
-        self.readout = InvariantReadout(bandlimits[-1], channels[-1], type_in, n_classes, hidden)
+        self.layers = nn.ModuleList(layers).to(self.input.weight[0].dtype)  # CG tables stay float64 masters
+        self.readout = InvariantReadout(bandlimits[-1], channels[-1], type_in, n_classes, hidden).to(
+            self.input.weight[0].dtype)
 
     def signal(self, x) -> GeneralizedSignal:
         """Output of the last generalized layer (equivariant)."""

@@ -48,7 +48,10 @@ class HybridClassifier(SharedLaplacians):
             keeps the bridge accurate), L_i the output bandlimit of efficient layer i.
         harmonic_channels: channels after each efficient layer (len(bandlimits) - 1).
         tau, mixing, normalize: efficient-layer options; hidden: readout MLP sizes.
-        iterations: Jacobi steps of the bridge's HEALPix analysis; dtype: of all parts.
+        iterations: Jacobi steps of the bridge's HEALPix analysis; dtype: of all parts
+            (parameters, Laplacians, bridge tables; default torch's); build with
+            ``dtype=torch.float64`` for exact float64 work: ``.double()`` after construction
+            keeps the float32-rounded Laplacian values (the bridge's transform is recomputed).
     """
 
     def __init__(self, nside: int, in_channels: int = 1, n_classes: int = 2, *, graph_channels: Sequence[int] = (8, 16),

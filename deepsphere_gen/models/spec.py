@@ -59,7 +59,9 @@ def _to_json(name: str, value: Any) -> Any:
         return [_to_json(name, v) for v in value.tolist()]
     if isinstance(value, (list, tuple)):
         return [_to_json(name, v) for v in value]
-    raise ValueError(f"argument {name}={value!r} ({type(value).__name__}) has no JSON form: the model has no spec")
+    raise ValueError(f"argument {name}={value!r} ({type(value).__name__}) has no JSON form: the model has no spec "
+                     "(so no save_model); save its weights with torch.save(model.state_dict(), path) instead and "
+                     "load them into a model built with the same arguments (model.load_state_dict(torch.load(path)))")
 
 
 def _from_json(name: str, value: Any) -> Any:

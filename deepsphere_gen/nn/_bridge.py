@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_channels, check_finite, check_pixels, check_positive_int
+from .._validation import check_channels, check_finite, check_pixels, check_positive_int, check_tensor
 from ..harmonic import SHT
 from ._signal import GeneralizedSignal
 
@@ -59,8 +59,9 @@ class MapToSignal(nn.Module):
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """Validated analysis: (batch, npix, C) -> (batch, L*L, C); coefficients pass through."""
-        if not torch.is_tensor(x) or x.dim() != 3:
-            raise ValueError(f"{self.name} must be a (batch, pixels, channels) tensor, got {getattr(x, 'shape', x)!r}")
+        check_tensor(x, self.name)
+        if x.dim() != 3:
+            raise ValueError(f"{self.name} must be a (batch, pixels, channels) tensor, got shape {tuple(x.shape)}")
         if self.sht is None:
             check_channels(x, self.channels, self.name)
             if x.shape[1] != self.L * self.L:

@@ -34,7 +34,9 @@ class EfficientGeneralizedLayer(nn.Module):
         cg: Clebsch-Gordan accessor (default: the project's).
 
     Input/output: GeneralizedSignal (batch, K_in, 2l+1, type_in[l]) ->
-    (batch, K_out, 2l+1, type_out[l]), l < L_out.
+    (batch, K_out, 2l+1, type_out[l]), l < L_out.  Parameters in torch's default dtype: cast
+    with ``.to(dtype)`` / ``.double()`` (the Clebsch-Gordan tables are float64 masters, exact
+    in either dtype); a signal of another dtype is a ValueError.
     """
 
     def __init__(self, L: int, channels_in: int, type_in, L_out: int | None = None,
@@ -61,6 +63,8 @@ class EfficientGeneralizedLayer(nn.Module):
         return self.activation.flops
 
     def forward(self, x: GeneralizedSignal) -> GeneralizedSignal:
+        if isinstance(x, GeneralizedSignal):  # the activation has no parameters: check the dtype here
+            x.check(name="EfficientGeneralizedLayer input", dtype=self.cross.weight[0].dtype)
         y = self.activation(x)
         if self.norm is not None:
             y = self.norm(y)

@@ -46,7 +46,9 @@ class _PerDegree(nn.Module):
     def _check(self, x: GeneralizedSignal) -> None:
         if not isinstance(x, GeneralizedSignal):
             raise ValueError(f"{type(self).__name__} expects a GeneralizedSignal, got {type(x).__name__}")
-        x.check(L=self.L, channels=self.channels_in, type=self.type_in, name=f"{type(self).__name__} input")
+        param = next(self.parameters(), None)  # DegreeNorm(affine=False) has none: any dtype
+        x.check(L=self.L, channels=self.channels_in, type=self.type_in, name=f"{type(self).__name__} input",
+                dtype=None if param is None else param.dtype)
 
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())

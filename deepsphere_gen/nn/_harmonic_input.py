@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .._validation import check_positive_int
+from .._validation import check_dtype, check_positive_int
 from ._bridge import MapToSignal
 from ._signal import GeneralizedSignal
 
@@ -25,9 +25,10 @@ class S2InputLayer(nn.Module):
     """Map (batch, npix, C_in) on ``sampling`` -- or coefficients (batch, L*L, C_in) when
     ``sampling`` is None -- to a GeneralizedSignal (batch, channels, 2l+1, tau), l < L.
 
-    Weights W^l (C_in, channels, tau) per degree, init N(0, 1/C_in).  With a sampling,
-    ``dtype`` (default: torch's default) fixes the transform's tables (build the layer in
-    float64 for exact float64 work: casting the module later keeps float32-rounded tables);
+    Weights W^l (C_in, channels, tau) per degree, init N(0, 1/C_in).  ``dtype`` (default:
+    torch's default) of the weights and, with a sampling, of the transform (``.double()``
+    later gives the same float64 transform: it is recomputed in the new dtype, not cast); an
+    input of another dtype is a ValueError;
     ``iterations`` = Jacobi iterations of the HEALPix analysis (ignored on equiangular grids).
     ``check_input``: reject NaN / inf / UNSEEN input (ValueError; one host synchronisation per
     call, the transform does not check again); False for values a model produced itself.
@@ -43,7 +44,8 @@ class S2InputLayer(nn.Module):
                                    check_input=check_input, name="S2InputLayer input")
         self.L, self.sampling = self.adapter.L, sampling
         self.weight = nn.ParameterList(
-            nn.Parameter(torch.randn(in_channels, channels, tau) / math.sqrt(in_channels)) for _ in range(self.L)
+            nn.Parameter(torch.randn(in_channels, channels, tau, dtype=dtype) / math.sqrt(in_channels))
+            for _ in range(self.L)
         )
         self.type_out = (self.tau,) * self.L
 
@@ -64,7 +66,9 @@ class S2InputLayer(nn.Module):
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """Validate the input and return coefficients (batch, L*L, C_in)."""
-        return self.adapter.coefficients(x)
+        a = self.adapter.coefficients(x)
+        check_dtype(a.dtype, self.weight[0].dtype, self.adapter.name)
+        return a
 
     def forward(self, x: torch.Tensor) -> GeneralizedSignal:
         a = self.coefficients(x)

@@ -41,7 +41,8 @@ class InvariantReadout(nn.Module):
         """Invariant features (batch, n_features)."""
         if not isinstance(x, GeneralizedSignal):
             raise ValueError(f"InvariantReadout expects a GeneralizedSignal, got {type(x).__name__}")
-        x.check(L=self.L, channels=self.channels, type=self.type_in, name="InvariantReadout input")
+        x.check(L=self.L, channels=self.channels, type=self.type_in, name="InvariantReadout input",
+                dtype=self.mlp[0].weight.dtype)
         B = x.batch
         feats = [x.fragments[0].reshape(B, -1)]
         if self.use_norms:

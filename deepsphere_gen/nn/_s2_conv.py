@@ -129,7 +129,7 @@ class _Conv(nn.Module):
         what = "an SO(3) signal (tau_l = 2l+1)" if so3_in else "an S2 signal (tau_l = 1)"
         if x.type != want and x.L == self.L:
             raise ValueError(f"{type(self).__name__} expects {what}, got type {x.type}")
-        x.check(L=self.L, channels=self.in_channels, type=want, name=f"{type(self).__name__} input")
+        x.check(L=self.L, channels=self.in_channels, type=want, name=f"{type(self).__name__} input", dtype=self.dtype)
 
     def _add_bias(self, out: list[torch.Tensor]) -> list[torch.Tensor]:
         if self.bias is not None:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from .._validation import check_finite
+from .._validation import check_dtype, check_finite
 from ..harmonic import wigner_D_blocks
 
 __all__ = ["GeneralizedSignal", "normalize_type"]
@@ -33,7 +33,8 @@ def normalize_type(tau: int | Sequence[int], L: int, name: str = "type") -> tupl
 
 
 class GeneralizedSignal:
-    """Fragments ``f[l]`` shaped (batch, channels, 2l+1, tau_l), l = 0..L-1.
+    """A list ``.fragments`` over degrees: ``signal.fragments[l]`` shaped (batch, channels,
+    2l+1, tau_l), l = 0..L-1 (the signal itself is not indexable).
 
     Construction validates the layout (dimensions, 2l+1 axis, common batch, channels,
     dtype and device) and, unless ``check_values=False``, that all values are finite (one
@@ -99,14 +100,17 @@ class GeneralizedSignal:
         )
 
     def check(self, L: int | None = None, channels: int | None = None, type: Sequence[int] | None = None,
-              name: str = "input") -> "GeneralizedSignal":
-        """Raise ValueError if the signal does not have the declared L, channels or type."""
+              name: str = "input", dtype: torch.dtype | None = None) -> "GeneralizedSignal":
+        """Raise ValueError if the signal does not have the declared L, channels, type or dtype
+        (``dtype``: the layer's parameters' dtype; None: any)."""
         if L is not None and self.L != L:
             raise ValueError(f"{name} has bandlimit L={self.L}, the layer expects L={L}")
         if channels is not None and self.channels != channels:
             raise ValueError(f"{name} has {self.channels} channels, the layer expects {channels}")
         if type is not None and self.type != tuple(type):
             raise ValueError(f"{name} has type {self.type}, the layer expects {tuple(type)}")
+        if dtype is not None:
+            check_dtype(self.dtype, dtype, name)
         return self
 
     # ---- operations --------------------------------------------------------------

@@ -9,7 +9,7 @@ import weakref
 import torch
 from torch import nn
 
-from .._validation import check_channels, check_finite, check_pixels, check_positive_int
+from .._validation import check_channels, check_dtype, check_finite, check_pixels, check_positive_int
 from . import _cheb_native
 from ._cheb_sparse import Scratch, cheb_filter, chebyshev_basis, to_torch_csr
 from .laplacian import Laplacian
@@ -102,8 +102,7 @@ class ChebConv(nn.Module):
         check_channels(x, self.in_channels)
         if self.check_input:
             check_finite(x)
-        if self.laplacian.dtype != x.dtype:
-            raise ValueError(f"input dtype {x.dtype} differs from the layer's {self.laplacian.dtype}; call .to(dtype)")
+        check_dtype(x.dtype, self.laplacian.dtype)
         return cheb_filter(x, self.weight, self.bias, self.laplacian, self.laplacian_t, self._scratch)
 
     def release_scratch(self) -> None:

@@ -38,6 +38,9 @@ class LaplacianPyramid:
     def __call__(self, sampling) -> Laplacian:
         key = sampling.cache_key()
         if key not in self._memo:
+            if sampling.npix < 2:
+                raise ValueError(f"{sampling!r} has {sampling.npix} pixel: a graph needs at least 2 (a partial "
+                                 "sky pooled too far? pool less or use a larger footprint)")
             k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
             g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
             self._memo[key] = Laplacian.from_graph(g, dtype=self.dtype)

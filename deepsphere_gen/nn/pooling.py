@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import check_positive_int, check_tensor
 from ..sampling import HealpixSampling
 from . import _pool_native
 
@@ -39,9 +40,18 @@ def _check_levels(p) -> int:
 
 
 def _check_map(x: torch.Tensor, name: str = "input") -> None:
-    if not torch.is_tensor(x) or x.dim() != 3:
-        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"{name} must be shaped (batch, pixels, channels), got {shape}")
+    check_tensor(x, name)
+    if x.dim() != 3:
+        raise ValueError(f"{name} must be shaped (batch, pixels, channels), got {tuple(x.shape)}")
+
+
+def _check_npix(x: torch.Tensor, npix: int | None) -> None:
+    """ValueError unless x has ``npix`` pixels on axis 1 (None: any); names a channels-first
+    (batch, channels, pixels) tensor."""
+    _check_map(x)
+    if npix is not None and x.shape[1] != npix:
+        flipped = " (channels-first? the layout is (batch, pixels, channels))" if x.shape[2] == npix else ""
+        raise ValueError(f"input has {x.shape[1]} pixels on axis 1, the layer expects {npix}{flipped}")
 
 
 def _groups(x: torch.Tensor, f: int) -> torch.Tensor:
@@ -90,36 +100,44 @@ def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch
 
 
 class HealpixMaxPool(nn.Module):
-    """Max over the 4**p children of each parent: (B, P, C) -> (B, P / 4**p, C).
+    """Max over the 4**p children of each parent: (B, P, C) -> (B, P / 4**p, C), NESTED pixels
+    on axis 1 (channels LAST: a channels-first (B, C, P) tensor whose C is a multiple of 4**p
+    would be pooled over its channels; give ``npix`` to have that refused).
 
     With ``return_indices`` also returns the argmax as fine-pixel positions (B, P / 4**p, C),
-    the input of :class:`HealpixMaxUnpool`.
+    the input of :class:`HealpixMaxUnpool`.  ``npix`` (optional): the input's pixel count P,
+    checked on every call (the models pass it).
     """
 
-    def __init__(self, p: int = 1, return_indices: bool = False):
+    def __init__(self, p: int = 1, return_indices: bool = False, npix: int | None = None):
         super().__init__()
         self.p, self.return_indices = _check_levels(p), bool(return_indices)
+        self.npix = None if npix is None else check_positive_int(npix, "npix")
 
     def forward(self, x: torch.Tensor):
+        _check_npix(x, getattr(self, "npix", None))  # getattr: layers pickled before npix existed
         y, arg = _max_groups(x, 4**self.p)
         return (y, arg) if self.return_indices else y
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, return_indices={self.return_indices}"
+        return f"p={self.p}, return_indices={self.return_indices}" + (f", npix={self.npix}" if self.npix else "")
 
 
 class HealpixAvgPool(nn.Module):
-    """Mean over the 4**p children of each parent (equals ``healpy.ud_grade`` in NESTED order)."""
+    """Mean over the 4**p children of each parent (equals ``healpy.ud_grade`` in NESTED order):
+    (B, P, C) -> (B, P / 4**p, C), channels last; ``npix`` as in :class:`HealpixMaxPool`."""
 
-    def __init__(self, p: int = 1):
+    def __init__(self, p: int = 1, npix: int | None = None):
         super().__init__()
         self.p = _check_levels(p)
+        self.npix = None if npix is None else check_positive_int(npix, "npix")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_npix(x, getattr(self, "npix", None))
         return _groups(x, 4**self.p).mean(dim=2)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}" + (f", npix={self.npix}" if self.npix else "")
 
 
 class HealpixUnpool(nn.Module):

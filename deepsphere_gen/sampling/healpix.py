@@ -37,22 +37,45 @@ def base_patch_indices(nside: int, level: int, index: int) -> np.ndarray:
     return np.arange(index * n, (index + 1) * n, dtype=np.int64)
 
 
+def _integer_indices(indices) -> np.ndarray:
+    """``indices`` flattened to int64; ValueError for a boolean mask or non-integer values
+    (which a cast would truncate: 2.5 -> 2)."""
+    raw = np.asarray(indices).ravel()
+    if raw.dtype == bool:
+        raise ValueError("indices is a boolean mask: use mask= (or np.flatnonzero(mask) as indices)")
+    if raw.dtype.kind not in "iu":
+        if raw.dtype.kind != "f":
+            raise ValueError(f"indices must be integers, got dtype {raw.dtype}")
+        bad = raw[~np.isfinite(raw) | (raw != np.round(raw))]
+        if bad.size:
+            raise ValueError(f"indices must be integers, got non-integer value(s) {bad[:5].tolist()}"
+                             + (f" and {bad.size - 5} more" if bad.size > 5 else ""))
+    return raw.astype(np.int64, copy=False)
+
+
 class HealpixSampling(Sampling):
     """HEALPix pixel centres in NESTED order.
 
     Parameters
     ----------
     nside : power of 2.
-    indices : optional sorted nested pixel indices of a partial sky; ``None`` is full sky.
-    mask : optional boolean array of length 12*nside**2 (NESTED) selecting the pixels
-        (alternative to ``indices``).
+    indices : optional sorted nested pixel indices of a partial sky (integers); ``None`` is
+        full sky.
+    mask : optional boolean array of length 12*nside**2 selecting the pixels (alternative to
+        ``indices``), in the pixel order ``order``.
+    order : "NESTED" (default) or "RING": the order of ``mask`` (a healpy RING mask is
+        converted with ``healpy.reorder(mask, r2n=True)``).  The sampling, its indices and its
+        maps are NESTED whatever the mask's order.
     """
 
     name = "healpix"
 
-    def __init__(self, nside: int, indices=None, mask=None):
+    def __init__(self, nside: int, indices=None, mask=None, order: str = "NESTED"):
         self.nside = check_nside(nside)
         self.npix_full = 12 * self.nside**2
+        order = str(order).upper()
+        if order not in ("NESTED", "RING"):
+            raise ValueError(f"order (of the mask) must be 'NESTED' or 'RING', got {order!r}")
         if indices is not None and mask is not None:
             raise ValueError("give either indices or mask, not both")
         if mask is not None:
@@ -60,14 +83,19 @@ class HealpixSampling(Sampling):
             if mask.dtype != bool or mask.shape != (self.npix_full,):
                 raise ValueError(
                     f"mask must be a boolean array of length 12*nside**2={self.npix_full} "
-                    f"(NESTED), got dtype {mask.dtype} shape {mask.shape}"
+                    f"({order}), got dtype {mask.dtype} shape {mask.shape}"
                 )
+            if order == "RING":
+                mask = hp.reorder(mask, r2n=True).astype(bool)
             indices = np.flatnonzero(mask)
+        elif order == "RING":
+            raise ValueError("order='RING' applies to mask=; indices are NESTED (convert RING indices with "
+                             "healpy.ring2nest and sort them)")
         if indices is None:
             self._indices = None  # np.arange(npix_full), made on first access (see indices)
             self._full = True
         else:
-            idx = np.asarray(indices, dtype=np.int64).ravel()
+            idx = _integer_indices(indices)
             if idx.size == 0:
                 raise ValueError("partial-sky sampling with no pixels (empty mask or index list)")
             if idx.min() < 0 or idx.max() >= self.npix_full:
@@ -76,8 +104,39 @@ class HealpixSampling(Sampling):
                 raise ValueError("partial-sky indices must be sorted and unique (nested order)")
             self._indices = idx
             self._full = idx.size == self.npix_full
-        pix = np.arange(self.npix_full, dtype=np.int64) if self._indices is None else self._indices
-        self.theta, self.phi = hp.pix2ang(self.nside, pix, nest=True)
+        self._coords: tuple[np.ndarray, np.ndarray] | None = None  # (theta, phi), made on first access
+
+    #: pixels per hp.pix2ang call when the coordinates are made (bounds the temporaries)
+    COORD_CHUNK = 1 << 20
+
+    @property
+    def npix(self) -> int:
+        return self.npix_full if self._indices is None else int(self._indices.size)
+
+    def _coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, phi) of every pixel, made on first access by ``hp.pix2ang(nest=True)`` in chunks
+        of :attr:`COORD_CHUNK` pixels and kept: 16 bytes per pixel (12 GiB at nside 8192) and
+        ~8 MiB of temporaries, none until asked for (a graph read from the cache, the SHT and
+        pooling never ask)."""
+        if self._coords is None:
+            n = self.npix
+            theta, phi = np.empty(n), np.empty(n)
+            for lo in range(0, n, self.COORD_CHUNK):
+                hi = min(lo + self.COORD_CHUNK, n)
+                pix = np.arange(lo, hi, dtype=np.int64) if self._indices is None else self._indices[lo:hi]
+                theta[lo:hi], phi[lo:hi] = hp.pix2ang(self.nside, pix, nest=True)
+            self._coords = theta, phi
+        return self._coords
+
+    @property
+    def theta(self) -> np.ndarray:
+        """(npix,) float64 colatitudes (radians) of the pixel centres (see :meth:`_coordinates`)."""
+        return self._coordinates()[0]
+
+    @property
+    def phi(self) -> np.ndarray:
+        """(npix,) float64 longitudes (radians) of the pixel centres (see :meth:`_coordinates`)."""
+        return self._coordinates()[1]
 
     @property
     def indices(self) -> np.ndarray:

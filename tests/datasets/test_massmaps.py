@@ -214,7 +214,20 @@ def test_dataset_from_arrays_rejects_unseen_inside_footprint():
     with pytest.raises(ValueError, match="map 2 of class 1 has UNSEEN/NaN/inf"):
         ds[5]
     with pytest.raises(ValueError, match="split"):
-        MassMapDataset(maps[:, :1], level=0)
+        MassMapDataset(maps[:, :1], level=0, clean_std=1.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, UNSEEN, np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dataset_std_from_maps_with_missing_pixels_names_the_map(bad, dtype):
+    """Without clean_std the std is estimated from the maps: a missing pixel is named (map,
+    class), not reported as "clean_std must be positive, got nan" (or, for UNSEEN in
+    float64, a silently huge std)."""
+    maps = np.random.default_rng(1).standard_normal((2, 4, 12 * 4**2)).astype(dtype)
+    maps[1, 2, 7] = bad
+    for kw in ({}, {"noise_std": 0.1}, {"nside_out": 2}):
+        with pytest.raises(ValueError, match=r"map 2 of class 1 has UNSEEN/NaN/inf pixels.*give clean_std"):
+            MassMapDataset(maps, split="all", **kw)
 
 
 def test_read_metadata_and_thread_limit_errors(tmp_path):

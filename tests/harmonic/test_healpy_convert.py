@@ -79,9 +79,30 @@ def test_torch_conversion_is_differentiable():
 
 
 def test_wrong_lengths():
-    with pytest.raises(ValueError, match="expected 16"):
+    with pytest.raises(ValueError, match=r"length 15 \(not L\*L for any L\), expected L\*L = 16 for L=4"):
         real_to_healpy_alm(np.zeros(15), 4)
-    with pytest.raises(ValueError, match="expected 10"):
+    with pytest.raises(ValueError, match=r"length 25 \(L\*L for L=5\)"):
+        real_to_healpy_alm(np.zeros(25), 4)
+    with pytest.raises(ValueError, match=r"length 11: no healpy size.*lmax = mmax = 3 \(10 alm\)"):
         healpy_alm_to_real(torch.zeros(11, dtype=torch.complex128), 4)
     with pytest.raises(ValueError, match="positive integer"):
         real_to_healpy_alm(np.zeros(1), 0)
+
+
+@pytest.mark.parametrize("nside", [8, 64])
+def test_alm_size_errors_speak_healpy_lmax(nside):
+    """An alm of another lmax is named by healpy's own lmax (hp.Alm.getlmax) and the L that
+    would take it; an mmax < lmax alm is said to be unsupported, with the padding that works."""
+    m = np.random.default_rng(nside).normal(size=12 * nside**2)
+    L = 2 * nside
+    big = hp.map2alm(m, lmax=3 * nside - 1, iter=0)  # healpy's default lmax
+    lmax = hp.Alm.getlmax(big.size)
+    with pytest.raises(ValueError, match=rf"lmax = mmax = {lmax} \(pass L={lmax + 1}\); L={L} expects lmax = mmax = "
+                                         rf"{L - 1} \({hp.Alm.getsize(L - 1)} alm\)"):
+        healpy_alm_to_real(big, L)
+    assert healpy_alm_to_real(big, lmax + 1).shape == ((lmax + 1) ** 2,)  # the L it names works
+    cut = hp.map2alm(m, lmax=L - 1, mmax=nside // 2, iter=0)
+    with pytest.raises(ValueError, match="Only mmax = lmax alm are supported.*resize_alm"):
+        healpy_alm_to_real(cut, L)
+    padded = hp.resize_alm(cut, L - 1, nside // 2, L - 1, L - 1)  # the cure it names
+    np.testing.assert_allclose(real_to_healpy_alm(healpy_alm_to_real(padded, L), L), padded, atol=1e-12)

@@ -251,3 +251,18 @@ def test_bad_inputs(cache_dir):
         DeepSphereClassifier(NSIDE, 2, channels=(), **_kw(cache_dir))
     with pytest.raises(ValueError, match="unpool"):
         SphericalUNet(NSIDE, 2, 1, unpool="max", pool="avg", **_kw(cache_dir))
+
+
+def test_footprint_pooled_to_one_pixel_is_refused_by_name(cache_dir):
+    """16 pixels at nside 16 pooled twice by 4 leave 1 pixel: no graph. The error names the
+    block, the pooled level and its pixel count (not "k must be a positive integer, got 0")."""
+    idx = np.arange(16)
+    with pytest.raises(ValueError, match=r"block 3 .*pooled 2 time.*nside 4.* 1 pixel.*fewer pooling levels"):
+        DeepSphereClassifier(16, 1, channels=(8, 8, 8), indices=idx, **_kw(cache_dir))
+    with pytest.raises(ValueError, match=r"UNet level 2 .* 1 pixel"):
+        SphericalUNet(16, 1, 1, channels=(4, 4, 4), indices=idx, **_kw(cache_dir))
+    # what the message proposes works: one pooling less, or a larger footprint
+    m = DeepSphereClassifier(16, 1, channels=(8, 8, 8), pool_levels=(1, 0, 0), indices=idx, **_kw(cache_dir))
+    assert m(torch.randn(2, 16, 1)).shape == (2, 2)
+    big = DeepSphereClassifier(16, 1, channels=(8, 8, 8), indices=np.arange(64), **_kw(cache_dir))
+    assert big(torch.randn(2, 64, 1)).shape == (2, 2)  # last conv on 4 pixels: k capped at 3 as before

@@ -89,6 +89,9 @@ def test_errors(cache_dir, tmp_path):
     model = HarmonicClassifier(3, bandlimits=(4, 3), channels=(2, 3), sampling=GaussLegendreSampling(4))
     with pytest.raises(ValueError, match="sampling=.*no JSON form"):
         model.spec  # the model builds; only its spec is refused
+    with pytest.raises(ValueError, match=r"no spec \(so no save_model\); save its weights with torch.save\(model.state_dict"):
+        save_model(tmp_path / "h.pt", model)
+    assert not (tmp_path / "h.pt").exists()
     d = _models(cache_dir)["unet"]().spec.to_dict()
     with pytest.raises(ValueError, match="unknown model"):
         build_model({**d, "model": "Nope"})

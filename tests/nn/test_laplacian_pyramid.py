@@ -1,5 +1,6 @@
 """nn.LaplacianPyramid and nn.SharedLaplacians: one Laplacian per resolution, shared by the convs."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -53,3 +54,8 @@ def test_sharing_survives_to_and_load_state_dict(tmp_path):
     plain.a, plain.b = ChebConv(1, 2, 3, pyr(HealpixSampling(2))), ChebConv(2, 1, 3, pyr(HealpixSampling(2)))
     plain.double().load_state_dict(other)
     assert plain.a.laplacian is not plain.b.laplacian
+
+
+def test_one_pixel_sampling_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="1 pixel: a graph needs at least 2"):
+        LaplacianPyramid(k=8, cache_dir=tmp_path)(HealpixSampling(4, indices=np.array([5])))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepsphere_gen.models import DeepSphereClassifier
 from deepsphere_gen.nn import (
     EquiangularAvgPool,
     EquiangularMaxPool,
@@ -111,6 +112,26 @@ def test_bad_inputs():
         HealpixUnpool(1, mode="bilinear")
     with pytest.raises(ValueError, match="indices shape"):
         HealpixMaxUnpool(1)(torch.randn(1, 12, 2), torch.zeros(1, 12, 1, dtype=torch.long))
+
+
+def test_npix_refuses_channels_first_and_changes_no_valid_use(tmp_path):
+    """Without npix a channels-first (B, C, P) tensor with C a multiple of 4**p is pooled over
+    its channels (nothing in the tensor tells); with npix (which the models pass) it is refused
+    by name, and a (B, P, C) map gives the same bits as without."""
+    x = torch.randn(2, 768, 16)
+    wrong = x.transpose(1, 2).contiguous()  # (B, C, P)
+    for make in (lambda **kw: HealpixMaxPool(1, **kw), lambda **kw: HealpixAvgPool(1, **kw)):
+        assert make()(wrong).shape == (2, 4, 768)  # documented limit without npix
+        with pytest.raises(ValueError, match=r"16 pixels on axis 1, the layer expects 768 \(channels-first"):
+            make(npix=768)(wrong)
+        assert torch.equal(make(npix=768)(x), make()(x))
+    y, arg = HealpixMaxPool(2, return_indices=True, npix=768)(x)
+    assert y.shape == arg.shape == (2, 48, 16)
+    with pytest.raises(ValueError, match="npix must be a positive integer"):
+        HealpixAvgPool(1, npix=0)
+    model = DeepSphereClassifier(8, 1, channels=(2, 2), cache_dir=tmp_path)
+    pools = [m for m in model.modules() if isinstance(m, HealpixMaxPool)]
+    assert [m.npix for m in pools] == [768, 192]
 
 
 def test_partial_sky_keeps_exactly_the_complete_parents():

@@ -57,6 +57,43 @@ def test_partial_sky_errors():
         HealpixSampling(4, mask=np.zeros(100, dtype=bool))
 
 
+def test_ring_mask_selects_the_same_sky_as_healpy():
+    """A polar cap from hp.query_disc in RING order, given with order="RING", selects the
+    NESTED pixels healpy's query_disc(nest=True) returns; read as NESTED (the default) it
+    would be another region (the mask is taken in the order it is declared in)."""
+    nside = 16
+    npix = 12 * nside**2
+    cap = hp.query_disc(nside, hp.ang2vec(0.0, 0.0), np.radians(30))  # RING indices
+    ring_mask = np.zeros(npix, bool)
+    ring_mask[cap] = True
+    s = HealpixSampling(nside, mask=ring_mask, order="RING")
+    np.testing.assert_array_equal(s.indices, np.sort(hp.query_disc(nside, hp.ang2vec(0.0, 0.0), np.radians(30),
+                                                                   nest=True)))
+    assert s.theta.max() < np.radians(31)
+    assert HealpixSampling(nside, mask=ring_mask, order="ring").indices.tolist() == s.indices.tolist()
+    nested_reading = HealpixSampling(nside, mask=ring_mask)  # default order: NESTED, unchanged
+    np.testing.assert_array_equal(nested_reading.indices, np.flatnonzero(ring_mask))
+    with pytest.raises(ValueError, match="'NESTED' or 'RING'"):
+        HealpixSampling(nside, mask=ring_mask, order="GALACTIC")
+    with pytest.raises(ValueError, match="applies to mask"):
+        HealpixSampling(nside, indices=cap, order="RING")
+
+
+def test_indices_must_be_integers():
+    """Float indices are not truncated ([1.0, 2.5, 7.9] was read as [1, 2, 7]); a boolean
+    mask given as indices is named (it was 'must be sorted and unique')."""
+    with pytest.raises(ValueError, match=r"non-integer value\(s\) \[2.5, 7.9\]"):
+        HealpixSampling(16, indices=np.array([1.0, 2.5, 7.9]))
+    with pytest.raises(ValueError, match="non-integer"):
+        HealpixSampling(16, indices=[1, float("nan")])
+    with pytest.raises(ValueError, match="boolean mask: use mask="):
+        HealpixSampling(4, indices=np.ones(192, bool))
+    with pytest.raises(ValueError, match="must be integers"):
+        HealpixSampling(4, indices=np.array(["1", "2"]))
+    assert HealpixSampling(16, indices=np.array([1.0, 2.0, 7.0])).indices.tolist() == [1, 2, 7]  # integral: kept
+    assert HealpixSampling(16, indices=np.array([1, 2, 7], np.uint16)).indices.dtype == np.int64
+
+
 @pytest.mark.parametrize("level", [0, 1, 2])
 def test_base_patches_tile_the_sky(level):
     nside = 16
@@ -101,3 +138,20 @@ def test_full_sky_indices_made_on_demand():
     assert np.array_equal(s.indices, np.arange(12 * 64))
     assert s.indices is s.indices
     assert np.array_equal(HealpixSampling(8, indices=np.arange(5, 9)).indices, np.arange(5, 9))
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_coordinates_made_on_demand_in_chunks_equal_healpy(partial, monkeypatch):
+    """Construction computes no coordinates (HealpixSampling(2048) peaked at +1.15 GiB); the
+    first access makes them chunk by chunk, equal bit for bit to one hp.pix2ang call."""
+    nside = 16
+    idx = np.arange(3, 12 * nside**2, 7) if partial else None
+    s = HealpixSampling(nside, indices=idx)
+    assert s._coords is None and s.npix == (idx.size if partial else 12 * nside**2)
+    repr(s), s.cache_key(), s.weights, s.is_full_sky  # none of these needs coordinates
+    assert s._coords is None
+    monkeypatch.setattr(HealpixSampling, "COORD_CHUNK", 100)  # many chunks, a ragged last one
+    theta, phi = hp.pix2ang(nside, s.indices, nest=True)
+    np.testing.assert_array_equal(s.theta, theta)
+    np.testing.assert_array_equal(s.phi, phi)
+    assert s.theta is s.theta  # kept

@@ -36,11 +36,12 @@ FEATURE_METHODS = ("power_spectrum", "handcrafted")
 VALIDATION_EVERY = 8
 
 
-def generate(config: CosmoExperimentConfig, ctx: DistContext | None = None) -> Path:
-    """Generate (rank 0; other ranks reuse) or reuse the simulations; returns their directory."""
+def generate(config: CosmoExperimentConfig, ctx: DistContext | None = None, log=print) -> Path:
+    """Generate (rank 0; other ranks reuse) or reuse the simulations; returns their directory.
+    ``log``: where the "cosmo: ..." lines go (None: quiet; ``config.progress`` is the bar)."""
     ctx = ctx or distributed_context(config.device)
     if ctx.is_main:
-        path = generate_cosmo_grid(config.grid, config.data_dir, progress=config.progress)
+        path = generate_cosmo_grid(config.grid, config.data_dir, progress=config.progress, log=log)
     ctx.barrier()
     if not ctx.is_main:
         path = generate_cosmo_grid(config.grid, config.data_dir, progress=False, verbose=False)

@@ -63,7 +63,7 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
     summary_coverage_68; with one member the record's own).  Records written before the per-member
     training entries hold ``members`` (widths and train_seconds only) only where ``graph_members`` > 1."""
     ctx = ctx or distributed_context(config.device)
-    path = path or generate(config, ctx)
+    path = path or generate(config, ctx, log=log)
     space = ParameterSpace(config.grid)
     records, preds = [], {}
     if not ctx.is_main:

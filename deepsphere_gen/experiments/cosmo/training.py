@@ -79,7 +79,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
     if check and not restart:
         check_checkpoints(config)
     ctx = ctx or distributed_context(config.device)
-    path = path or generate(config, ctx)
+    path = path or generate(config, ctx, log=log)
     space = ParameterSpace(config.grid)
     val = validation_mask(path, config.seed)
     tr_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
