@@ -56,11 +56,12 @@ class CosmoExperimentConfig:
     posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
     ``cosmo-graph.pt``; member i >= 1: :func:`.members.member_seed`, ``cosmo-graph-m{i}.pt``); default 3:
     averaging networks removes much of one network's training scatter (5 seeds, docs/results, README: S8 width
-    ratio 0.869 +- 0.049 with one, 0.821 +- 0.031 with two, 0.794 +- 0.015 with three, against one power-spectrum MLP)
-    for M times the graph training (~4 min CPU each at nside 128); mlp_members: the same for each summary-statistic
-    MLP (member 0: the single MLP, seeds :func:`.members.mlp_member_seeds`, checkpoint ``cosmo-<method>.pt``; member
-    k >= 1: ``cosmo-<method>-m{k}.pt``), combined as the graph members are; default 3, as the graph's, so that the
-    comparison sets an ensemble against an ensemble (~10-13 s CPU per MLP at nside 128)."""
+    ratio to the three-MLP power-spectrum ensemble 0.916 +- 0.061 with one, 0.864 +- 0.043 with two, 0.836 +- 0.034
+    with three) for M times the graph training (~4 min CPU each at nside 128); mlp_members: the same for each
+    summary-statistic MLP (member 0: the single MLP, seeds :func:`.members.mlp_member_seeds`, checkpoint
+    ``cosmo-<method>.pt``; member k >= 1: ``cosmo-<method>-m{k}.pt``), combined as the graph members are; default 3,
+    as the graph's, so that the comparison sets an ensemble against an ensemble (against member 0 alone the three
+    graph networks' ratio was 0.794 +- 0.015; ~9 s CPU per MLP at nside 128)."""
 
     grid: CosmoGridConfig = field(default_factory=_default_grid)
     ngal: float = 6.0
