@@ -75,24 +75,19 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
     val_idx = np.flatnonzero(validation_mask(path, config.seed))
     for method in config.methods:
         t0 = time.process_time()
+        # every member's checkpoint, checked against config's settings (fingerprint)
+        states = [graph_state(config, i, ctx.device) for i in range(config.graph_members)] if method == "graph" \
+            else [mlp_state(config, method, ctx.device, member=i) for i in range(config.mlp_members)]
+        missing = [str(checkpoint_path(config, method, i)) for i, st in enumerate(states) if st is None]
+        if missing:
+            if log:
+                log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
+            continue
         if method == "graph":
-            states = [graph_state(config, i, ctx.device) for i in range(config.graph_members)]
-            missing = [str(checkpoint_path(config, method, i)) for i, st in enumerate(states) if st is None]
-            if missing:
-                if log:
-                    log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
-                continue
             if config.graph_weights == "last":  # the evaluated weights in "best", where trained_weights reads them
                 states = [{**st, "best": {"epoch": int(st["epoch"]), "model": st["model"]}} for st in states]
             outs = graph_outputs(config, path, states, val_idx, ctx.device)
         else:
-            states = [mlp_state(config, method, ctx.device, member=i)  # checked against config (fingerprint)
-                      for i in range(config.mlp_members)]
-            missing = [str(checkpoint_path(config, method, i)) for i, st in enumerate(states) if st is None]
-            if missing:
-                if log:
-                    log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
-                continue
             if not feats:
                 est = pseudo_cl_estimator(config)
                 feats["train"] = split_features(config, path, est, "train", config.ps_noise_draws)[0]
