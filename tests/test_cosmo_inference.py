@@ -315,6 +315,22 @@ def test_mixture_moments_match_an_explicit_computation_and_samples_of_the_mixtur
         mixture_moments(means, covs[:, :, :1])
 
 
+def test_mlp_member_seeds_are_distinct_and_member_0_is_the_single_mlp():
+    from deepsphere_gen.experiments.cosmo.members import mlp_init_seed, mlp_member_seeds
+
+    for seed in (0, 3):
+        for m in ("power_spectrum", "handcrafted"):
+            assert mlp_member_seeds(seed, m, 0) == (mlp_init_seed(seed, m), seed)
+    seeds = [s for seed in range(10) for m in ("power_spectrum", "handcrafted") for k in range(1, 5)
+             for s in mlp_member_seeds(seed, m, k)]
+    inits = {mlp_init_seed(seed, m) for seed in range(10) for m in ("power_spectrum", "handcrafted")}
+    assert len(set(seeds)) == len(seeds) and not inits & set(seeds) and all(0 <= s < 2**31 for s in seeds)
+    with pytest.raises(ValueError, match="mlp_members must be a positive integer"):
+        CosmoExperimentConfig(mlp_members=0)
+    with pytest.raises(ValueError, match="mlp_members must be a positive integer"):
+        CosmoExperimentConfig(mlp_members=1.5)
+
+
 def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
     from deepsphere_gen.experiments.cosmo.members import checkpoint_path, graph_state, graph_train_config, member_meta
     from deepsphere_gen.training import CheckpointMismatch, save_checkpoint
@@ -382,7 +398,12 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
 def test_members_predicted_batch_by_batch_are_one_member_after_another():
     """predict_members (each batch read once, run by every member) gives each member's outputs bit for
     bit as predicting the whole set with one member after another, BatchNorm statistics included."""
-    from deepsphere_gen.experiments.cosmo.prediction import predict, predict_members
+    from deepsphere_gen.experiments.cosmo.prediction import predict_members
+
+    def predict(model, data, batch):  # one member over the whole set
+        model.eval()
+        with torch.no_grad():
+            return torch.cat([model(b[0]).double() for b in torch.utils.data.DataLoader(data, batch_size=batch)]).numpy()
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
@@ -397,7 +418,7 @@ def test_members_predicted_batch_by_batch_are_one_member_after_another():
     together = predict_members(model, weights, data, "cpu", batch=4)
     for w, out in zip(weights, together):
         model.load_state_dict(w)
-        assert np.array_equal(out, predict(model, data, "cpu", 4))
+        assert np.array_equal(out, predict(model, data, 4))
     model.load_state_dict(weights[0])
     assert np.array_equal(predict_members(model, weights[1:2], data, "cpu", 4)[0], together[1])
 
@@ -472,3 +493,12 @@ def test_mlp_fingerprints_follow_their_settings_and_graph_fingerprints_stay():
     # the graph members' fingerprints are those written before the MLPs had one (existing checkpoints stay valid)
     assert [member_meta(CosmoExperimentConfig(), i)["fingerprint"] for i in range(3)] == \
         ["7ba59c37891a", "726afd04f90e", "d3904caed4e7"]
+    # MLP member 0 keeps the single MLP's fingerprint (the recorded checkpoints, seed 0, stay valid); the
+    # number of members is in no fingerprint; members >= 1 differ from it and from each other
+    assert [mlp_meta(CosmoExperimentConfig(), m)["fingerprint"] for m in ("power_spectrum", "handcrafted")] == \
+        ["fa411c1d83b8", "72a96166e113"]
+    for n in (1, 5):
+        assert mlp_meta(CosmoExperimentConfig(mlp_members=n), "power_spectrum", 1) == \
+            mlp_meta(CosmoExperimentConfig(), "power_spectrum", 1)
+    prints = {mlp_meta(config, m, k)["fingerprint"] for m in ("power_spectrum", "handcrafted") for k in range(4)}
+    assert len(prints) == 8

@@ -1,8 +1,10 @@
 """Training of the cosmo estimators (experiments.cosmo.training): the summary-statistic MLPs' initial
-weights depend on the run's seed and the method alone, and an MLP checkpoint of the earlier rule (weights
-initialised from whatever the graph training left in the global RNG) is refused."""
+weights depend on the run's seed and the method alone, an MLP checkpoint of the earlier rule (weights
+initialised from whatever the graph training left in the global RNG) is refused, and the MLP ensembles'
+members (member 0 the single MLP) are trained, reused and combined as the graph's."""
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +84,79 @@ def test_mlp_checkpoint_of_the_unseeded_initialisation_is_refused(tiny):
     train(ps, path, log=None, restart=True)
     assert load_checkpoint(ckpt)["meta"] == mlp_meta(ps, "power_spectrum")
     assert _same(load_checkpoint(ckpt)["model"], state["model"])
+
+
+def test_mlp_ensemble_members_reuse_and_combination(tiny, monkeypatch, capsys):
+    """``mlp_members``: member 0 is the single MLP bit for bit (weights and evaluated numbers), members >= 1
+    differ and have their own checkpoints; a rerun reuses every member; fewer members reuse those they share,
+    more train the missing ones only; evaluation refuses an ensemble with a member missing; a member of other
+    settings is refused by name; the members' outputs are combined by the graph's function
+    (``posterior.ensemble_moments``), whose ensemble mean is no worse than its members' on held-out data."""
+    import deepsphere_gen.experiments.cosmo.evaluation as evaluation
+    from deepsphere_gen.experiments.cosmo import evaluate_all
+    from deepsphere_gen.experiments.cosmo.posterior import ensemble_moments, mean_cov, mixture_moments
+
+    config, path, root = tiny
+    single = replace(config, methods=("power_spectrum",), mlp_members=1, out_dir=str(root / "ens1"))
+    three = replace(config, methods=("graph", "power_spectrum"), graph_members=2, mlp_members=3,
+                    out_dir=str(root / "ens3"))
+    train(single, path, log=None)
+    train(three, path, log=None)
+    ck = {k: checkpoint_path(three, "power_spectrum", k) for k in range(3)}
+    assert ck[1].name == "cosmo-power_spectrum-m1.pt" and all(c.is_file() for c in ck.values())
+    weights = {k: load_checkpoint(c)["model"] for k, c in ck.items()}
+    assert _same(weights[0], _mlp_weights(single)["power_spectrum"])
+    assert not _same(weights[0], weights[1]) and not _same(weights[1], weights[2])
+    assert load_checkpoint(ck[1])["meta"] == mlp_meta(three, "power_spectrum", 1) != mlp_meta(three, "power_spectrum")
+    # a rerun reuses every member (nothing retrained); two members reuse 0 and 1; four train member 3 only
+    mtimes = {k: c.stat().st_mtime_ns for k, c in ck.items()}
+    train(three, path)
+    out = capsys.readouterr().out
+    assert all(f"cosmo power_spectrum{s}: reused the checkpoint" in out for s in ("", " m1", " m2"))
+    assert "power_spectrum: best epoch" not in out and " m1: best epoch" not in out and " m2: best epoch" not in out
+    assert {k: c.stat().st_mtime_ns for k, c in ck.items()} == mtimes
+    four = replace(three, mlp_members=4)
+    res = evaluate_all(four, path)  # member 3 missing: the method is not evaluated
+    assert "cosmo-power_spectrum-m3.pt: run `deepsphere-gen cosmo train` first" in capsys.readouterr().out
+    assert [r["method"] for r in res["records"]] == ["graph"]
+    train(four, path)
+    out = capsys.readouterr().out
+    assert "power_spectrum m3: best epoch" in out and "power_spectrum m2: reused" in out
+    assert {k: c.stat().st_mtime_ns for k, c in ck.items()} == mtimes
+    two = evaluate_all(replace(three, mlp_members=2), path, log=None)
+    assert [m["member"] for m in next(r for r in two["records"] if r["method"] == "power_spectrum")["members"]] == [0, 1]
+    # the combination: one function for the graph's and the MLPs' members
+    calls = []
+
+    def spy(outs):
+        calls.append(len(outs))
+        return ensemble_moments(outs)
+
+    monkeypatch.setattr(evaluation, "ensemble_moments", spy)
+    res = evaluate_all(three, path, log=None)
+    assert calls == [2, 3]
+    one = evaluate_all(single, path, log=None)["records"][0]
+    ps = next(r for r in res["records"] if r["method"] == "power_spectrum")
+    assert ps["mlp_members"] == 3 and [m["member"] for m in ps["members"]] == [0, 1, 2]
+    # member 0 alone: the single MLP's numbers bit for bit
+    m0 = ps["members"][0]
+    assert (m0["posterior"], m0["summary"], m0["rmse_test"], m0["coverage_68"]) == \
+        (one["fiducial"]["s8"]["mean_std"], one["fiducial"]["summary_width"]["s8"], one["test"]["s8"]["rmse"],
+         one["test"]["s8"]["coverage_68"])
+    assert (m0["seed"], m0["epochs"], m0["val_loss"]) == (config.seed, one["epochs"], one["val_loss"])
+    assert len({m["rmse_test"] for m in ps["members"]}) == 3
+    # the ensemble's mean is the members' average: its held-out S8 error is no worse than their mean error
+    assert ps["test"]["s8"]["rmse"] <= np.mean([m["rmse_test"] for m in ps["members"]]) + 1e-12
+    # ensemble_moments is mean_cov per member, then the moment-matched mixture
+    rng = np.random.default_rng(0)
+    outs = [{"a": rng.normal(size=(4, 5))} for _ in range(3)]
+    per, mom = ensemble_moments(outs)
+    ref = mixture_moments(np.stack([mean_cov(o["a"])[0] for o in outs]), np.stack([mean_cov(o["a"])[1] for o in outs]))
+    assert np.array_equal(mom["a"][0], ref[0]) and np.array_equal(mom["a"][1], ref[1])
+    assert np.array_equal(per[1]["a"][1], mean_cov(outs[1]["a"])[1])
+    # a member >= 1 of other settings is refused, naming its file
+    state = load_checkpoint(ck[2])
+    save_checkpoint(ck[2], {**state, "meta": mlp_meta(replace(three, mlp_epochs=4), "power_spectrum", 2)})
+    with pytest.raises(CheckpointMismatch, match=r"cosmo-power_spectrum-m2.pt belongs to another run .*differing: "
+                                                 r"train.epochs"):
+        train(three, path, log=None)

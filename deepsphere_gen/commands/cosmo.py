@@ -94,6 +94,10 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="graph networks trained with different seeds on the same data, their posteriors combined "
                         f"(default {d.graph_members}; member 0: the single network and its checkpoint; member i: "
                         "checkpoint cosmo-graph-m<i>.pt)")
+    p.add_argument("--mlp-members", type=int, default=S,
+                   help="summary-statistic MLPs trained per method with different seeds on the same features, their "
+                        f"posteriors combined as the graph members' (default {d.mlp_members}, as --graph-members; "
+                        "member 0: the single MLP and its checkpoint; member i: checkpoint cosmo-<method>-m<i>.pt)")
     p.add_argument("--restart", action="store_true", default=S,
                    help="train the requested methods from scratch, overwriting their checkpoints (by default a "
                         "checkpoint of the same settings is reused or resumed, one of other settings refused)")
@@ -153,7 +157,8 @@ def _config(args):
                                 data_dir=_get(args, "data_dir"), out_dir=pick("out_dir", d.out_dir),
                                 device=_get(args, "device"), progress=not _get(args, "no_progress", False),
                                 graph_weights=pick("graph_weights", d.graph_weights),
-                                graph_members=pick("graph_members", d.graph_members))
+                                graph_members=pick("graph_members", d.graph_members),
+                                mlp_members=pick("mlp_members", d.mlp_members))
     return replace(cfg, channels=q["channels"]) if q else cfg
 
 

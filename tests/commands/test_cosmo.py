@@ -61,7 +61,14 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     assert {k: graph[k] for k in ("epochs", "epochs_run", "train_loss", "val_loss")} == \
         {k: graph["members"][0][k] for k in ("epochs", "epochs_run", "train_loss", "val_loss")}
     assert graph["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in graph["members"]), rel=1e-12)
-    assert all("members" not in r for r in rec["records"] if r["method"] != "graph")
+    # each summary-statistic MLP is an ensemble of 3 too (member k >= 1: its own checkpoint), kept member by member
+    for r in (r for r in rec["records"] if r["method"] != "graph"):
+        assert r["mlp_members"] == len(r["members"]) == 3 and [m["member"] for m in r["members"]] == [0, 1, 2]
+        assert all((tmp_path / "out" / "checkpoints" / f"cosmo-{r['method']}-m{i}.pt").is_file() for i in (1, 2))
+        assert len({m["posterior"] for m in r["members"]}) == 3 and len({m["init_seed"] for m in r["members"]}) == 3
+        assert r["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in r["members"]), rel=1e-12)
+    assert rec["summary"]["mlp_members"] == 3 and len(rec["summary"]["ps_members"]) == 3
+    assert "graph / power-spectrum member 2 of 3 alone" in text
     # the power spectrum's Fisher forecast beside the networks' widths
     f = rec["summary"]["fisher_forecast"]
     assert f["s8"] > 0 and 0 < f["fsky"] < 0.05 and "Fisher forecast" in text
@@ -197,16 +204,16 @@ def test_every_option_is_honoured_before_and_after_the_step(step):
             "--n-fiducial", "5", "--n-calib", "6", "--calib-noise-draws", "3", "--calibration", "global",
             "--footprint", "F.fits", "--ngal", "7", "--sigma-e", "0.3", "--methods", "graph", "--epochs", "5",
             "--mlp-epochs", "6", "--batch-size", "4", "--lr", "0.01", "--graph-weights", "last", "--graph-members", "2",
-            "--seed", "3", "--data-dir", "D", "--out-dir", "O", "--device", "cpu", "--no-progress"]
+            "--mlp-members", "4", "--seed", "3", "--data-dir", "D", "--out-dir", "O", "--device", "cpu", "--no-progress"]
     before, after, default = (cmd._config(_parse(a)) for a in ([*opts, step], [step, *opts], [step]))
     assert before == after != default
     g = before.grid
     assert (g.nside, g.n_bins, g.n_train, g.n_test, g.n_real, g.n_fiducial, g.n_calib, g.footprint, g.seed) == \
         (64, 2, 9, 3, 2, 5, 6, "F.fits", 3)
     assert (before.calib_noise_draws, before.calibration, before.ngal, before.sigma_e, before.methods, before.epochs,
-            before.mlp_epochs, before.batch_size, before.lr, before.graph_weights, before.graph_members, before.seed,
-            before.data_dir, before.out_dir, before.device, before.progress) == \
-        (3, "global", 7.0, 0.3, ("graph",), 5, 6, 4, 0.01, "last", 2, 3, "D", "O", "cpu", False)
+            before.mlp_epochs, before.batch_size, before.lr, before.graph_weights, before.graph_members,
+            before.mlp_members, before.seed, before.data_dir, before.out_dir, before.device, before.progress) == \
+        (3, "global", 7.0, 0.3, ("graph",), 5, 6, 4, 0.01, "last", 2, 4, 3, "D", "O", "cpu", False)
     assert before.channels == cmd.QUICK["channels"]  # --quick before the step counts
     # the audit's cases: --seed before the step, --quick after it; --quick alone before the step
     seeded = cmd._config(_parse(["--seed", "3", step, "--quick"]))
@@ -287,6 +294,8 @@ def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
     _fail([*TINY, "--data-dir", str(data), "--out-dir", str(tmp_path / "file")], capsys, "is a file, not a folder")
     _fail([*TINY, *dirs, "--sigma-e", "-1"], capsys, "sigma_e must be a finite number >= 0")
     _fail([*TINY, *dirs, "--seed", "-1"], capsys, "seed must be a non-negative integer, got -1")
+    for option in ("--graph-members", "--mlp-members"):
+        _fail([*TINY, *dirs, option, "0"], capsys, f"{option[2:].replace('-', '_')} must be a positive integer, got 0")
     assert not data.exists() or not any(data.iterdir())  # nothing generated
 
 

@@ -13,7 +13,8 @@ samples and judged on the same held-out cosmologies and fiducial realisations:
 - ``power_spectrum``: an MLP on the MASTER band powers of every auto and cross spectrum
   (the power-spectrum analysis);
 - ``handcrafted``: the same MLP on band powers + moments and quantiles at three
-  resolutions (:mod:`.summaries`): how much the maps carry beyond the spectra.
+  resolutions (:mod:`.summaries`): how much the maps carry beyond the spectra;
+  each MLP by default an ensemble of three too, combined as the graph's.
 
 Every estimator outputs a 2-d Gaussian posterior over (Omega_m, S8), recalibrated in variance
 on cosmologies it never trained on, and compared with the power spectrum's.
@@ -26,7 +27,7 @@ on cosmologies it never trained on, and compared with the power spectrum's.
 | :mod:`.summaries` | band powers and hand-crafted statistics of the footprint maps, cached on disk |
 | :mod:`.data` | simulations, summary features per split, validation split, input scales, (x, u) data sets |
 | :mod:`.models` | the DeepSphere regressor on the footprint and the summary-statistic MLP |
-| :mod:`.members` | graph ensemble members: seeds, checkpoint paths, fingerprints, checked checkpoint loading |
+| :mod:`.members` | ensemble members (graph, MLPs): seeds, checkpoint paths, fingerprints, checked checkpoint loading |
 | :mod:`.training` | training of every method (graph members through ``training.fit``, MLPs with early stopping) |
 | :mod:`.prediction` | trained networks run over the evaluated splits |
 | :mod:`.calibration` | variance recalibration (global or location-dependent, chosen by grouped cross-validation) |
@@ -47,7 +48,7 @@ from .config import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoEx
 
 #: the public names loaded at first use, by the module that defines them
 _LAZY = {
-    "posterior": ("ParameterSpace", "gaussian_nll", "mixture_moments"),
+    "posterior": ("ParameterSpace", "gaussian_nll", "mixture_moments", "ensemble_moments"),
     "metrics": ("interval_coverage", "posterior_metrics", "calibration_scales", "calibration_scale_sd",
                 "summary_widths"),
     "summaries": ("summary_features",),

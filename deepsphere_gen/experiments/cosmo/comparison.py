@@ -28,7 +28,10 @@ def _ratio(a, b):
 def summarise(records: list[dict]) -> dict:
     """S8 width ratios graph / power spectrum (and hand-crafted / power spectrum) for three
     width measures: the calibrated posterior std at the fiducial ("posterior"), the Fisher width
-    of the point estimates used as summaries ("summary") and the held-out RMSE ("rmse_test")."""
+    of the point estimates used as summaries ("summary") and the held-out RMSE ("rmse_test").  Ensembles of
+    more than one member add the graph members alone over the power spectrum (``members``) and the graph
+    (ensemble) over each power-spectrum MLP member alone (``ps_members``: how much the baseline's own ensemble
+    moves the ratio)."""
     by = {r["method"]: s8_widths(r) for r in records}
     out = {}
     for other in ("graph", "handcrafted"):
@@ -48,6 +51,13 @@ def summarise(records: list[dict]) -> dict:
                               for key in ("posterior", "summary", "rmse_test")},
                            "graph_s8_coverage_68": m["coverage_68"],
                            "graph_s8_summary_coverage_68": m["summary_coverage_68"]} for m in graph["members"]]
+    ps = next((r for r in records if r["method"] == "power_spectrum"), None)
+    if graph is not None and ps is not None and len(ps.get("members", ())) > 1:
+        out["mlp_members"] = ps["mlp_members"]
+        out["ps_members"] = [{"member": m["member"], "init_seed": m["init_seed"],
+                              **{f"s8_{key}_ratio_graph_over_ps_member": _ratio(by["graph"][key], m[key])
+                                 for key in ("posterior", "summary", "rmse_test")},
+                              "ps_s8_coverage_68": m["coverage_68"]} for m in ps["members"]]
     if out.get("s8_summary_ratio_graph_over_ps") is not None and "coverage" in graph["fiducial"]["summary_width"]:
         cov68 = graph["fiducial"]["summary_width"]["coverage"]["s8"]["coverage_68"]
         out["graph_s8_summary_coverage_68"] = cov68

@@ -56,8 +56,12 @@ class CosmoExperimentConfig:
     posteriors combined by moment matching (member 0 is the single network: seed ``seed``, checkpoint
     ``cosmo-graph.pt``; member i >= 1: :func:`.members.member_seed`, ``cosmo-graph-m{i}.pt``); default 3:
     averaging networks removes much of one network's training scatter (5 seeds, docs/results, README: S8 width
-    ratio 0.869 +- 0.049 with one, 0.821 +- 0.031 with two, 0.794 +- 0.015 with three) for M times the graph training
-    (~4 min CPU each at nside 128)."""
+    ratio to the three-MLP power-spectrum ensemble 0.916 +- 0.061 with one, 0.864 +- 0.043 with two, 0.836 +- 0.034
+    with three) for M times the graph training (~4 min CPU each at nside 128); mlp_members: the same for each
+    summary-statistic MLP (member 0: the single MLP, seeds :func:`.members.mlp_member_seeds`, checkpoint
+    ``cosmo-<method>.pt``; member k >= 1: ``cosmo-<method>-m{k}.pt``), combined as the graph members are; default 3,
+    as the graph's, so that the comparison sets an ensemble against an ensemble (against member 0 alone the three
+    graph networks' ratio was 0.794 +- 0.015; ~9 s CPU per MLP at nside 128)."""
 
     grid: CosmoGridConfig = field(default_factory=_default_grid)
     ngal: float = 6.0
@@ -83,6 +87,7 @@ class CosmoExperimentConfig:
     progress: bool = True
     graph_weights: str = "best"
     graph_members: int = 3
+    mlp_members: int = 3
 
     def __post_init__(self):
         from ..._validation import check_positive_int
@@ -96,7 +101,8 @@ class CosmoExperimentConfig:
         pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e (finite, >= 0), as massmaps does
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size", "graph_members"):
+        for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size", "graph_members",
+                     "mlp_members"):
             check_positive_int(getattr(self, name), name)
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")

@@ -39,11 +39,11 @@ from .comparison import bootstrap_ratios, s8_widths, summarise
 from .config import CosmoExperimentConfig
 from .data import FeatureScaler, generate, pseudo_cl_estimator, split_features, validation_mask
 from .fisher import power_spectrum_forecast
-from .members import checkpoint_path, graph_state, member_seed, mlp_state
+from .members import checkpoint_path, graph_state, member_seed, mlp_member_seeds, mlp_state
 from .metrics import calibration_scale_sd, calibration_scales, posterior_metrics, summary_widths
 from .models import build_mlp
-from .posterior import ParameterSpace, mean_cov, mixture_moments
-from .prediction import graph_outputs, predict
+from .posterior import ParameterSpace, ensemble_moments
+from .prediction import graph_outputs, predict_members
 
 __all__ = ["evaluate_all"]
 
@@ -53,15 +53,18 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
     """Posterior metrics of every trained method on the held-out cosmologies and the fiducial
     realisations (rank 0); returns {"records": [...], "summary": {...}, "predictions": {...}}.
 
-    Training entries of a method's record: ``epochs`` (the epoch whose weights are evaluated), ``epochs_run``,
-    ``train_loss``/``val_loss`` (of that epoch): the MLP's own, for the graph method member 0's (the
-    single network, as in a ``graph_members=1`` run); ``train_seconds``: all its networks' training (every
-    graph member's).  The graph record also holds ``graph_members`` and ``members``, one entry per member
-    (one with ``graph_members=1``): member, seed, its own epochs, epochs_run, train_seconds, train_loss,
-    val_loss, ``best_epoch`` (lowest validation loss), ``history`` (per epoch: epoch, train_loss, val_loss,
-    best_epoch, seconds) and its S8 widths alone (posterior, summary, rmse_test, coverage_68,
-    summary_coverage_68; with one member the record's own).  Records written before the per-member
-    training entries hold ``members`` (widths and train_seconds only) only where ``graph_members`` > 1."""
+    Every method is an ensemble (``graph_members`` graph networks, ``mlp_members`` MLPs per summary method):
+    its members' Gaussians are combined by :func:`~.posterior.ensemble_moments` (one code for every method),
+    then calibrated.  Training entries of a method's record: ``epochs`` (the epoch whose weights are evaluated),
+    ``epochs_run``, ``train_loss``/``val_loss`` (of that epoch): member 0's (the single network, as in a
+    one-member run); ``train_seconds``: all its networks' training (every member's).  Each record also holds
+    ``graph_members`` (graph) or ``mlp_members`` (MLPs) and ``members``, one entry per member (one with one
+    member): member, seed (its training seed), its own epochs, epochs_run, train_seconds, train_loss, val_loss
+    and its S8 widths alone (posterior, summary, rmse_test, coverage_68, summary_coverage_68; with one member the
+    record's own); graph members add ``best_epoch`` (lowest validation loss) and ``history`` (per epoch: epoch,
+    train_loss, val_loss, best_epoch, seconds), MLP members ``init_seed`` (of their initial weights).  Records
+    written before the per-member training entries hold graph ``members`` (widths and train_seconds only) only
+    where ``graph_members`` > 1; those written before the MLP ensembles hold no MLP ``members``."""
     ctx = ctx or distributed_context(config.device)
     path = path or generate(config, ctx, log=log)
     space = ParameterSpace(config.grid)
@@ -72,24 +75,19 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
     val_idx = np.flatnonzero(validation_mask(path, config.seed))
     for method in config.methods:
         t0 = time.process_time()
+        # every member's checkpoint, checked against config's settings (fingerprint)
+        states = [graph_state(config, i, ctx.device) for i in range(config.graph_members)] if method == "graph" \
+            else [mlp_state(config, method, ctx.device, member=i) for i in range(config.mlp_members)]
+        missing = [str(checkpoint_path(config, method, i)) for i, st in enumerate(states) if st is None]
+        if missing:
+            if log:
+                log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
+            continue
         if method == "graph":
-            states = [graph_state(config, i, ctx.device) for i in range(config.graph_members)]
-            missing = [str(checkpoint_path(config, method, i)) for i, st in enumerate(states) if st is None]
-            if missing:
-                if log:
-                    log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
-                continue
             if config.graph_weights == "last":  # the evaluated weights in "best", where trained_weights reads them
                 states = [{**st, "best": {"epoch": int(st["epoch"]), "model": st["model"]}} for st in states]
             outs = graph_outputs(config, path, states, val_idx, ctx.device)
         else:
-            ckpt = checkpoint_path(config, method)
-            state = mlp_state(config, method, ctx.device)  # checked against config's settings (fingerprint)
-            if state is None:
-                if log:
-                    log(f"cosmo: no checkpoint {ckpt}: run `deepsphere-gen cosmo train` first")
-                continue
-            states = [state]
             if not feats:
                 est = pseudo_cl_estimator(config)
                 feats["train"] = split_features(config, path, est, "train", config.ps_noise_draws)[0]
@@ -98,33 +96,35 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                 feats["calibration"] = split_features(config, path, est, "calibration", config.calib_noise_draws)[0]
             train_x = feats["train"][method]
             scaler = FeatureScaler(train_x[~np.tile(validation_mask(path, config.seed), config.ps_noise_draws)])
-            model = build_mlp(train_x.shape[1], config.mlp_hidden, config.mlp_dropout)
-            model.load_state_dict(state["model"])
-            model.to(ctx.device)
+            model = build_mlp(train_x.shape[1], config.mlp_hidden, config.mlp_dropout).to(ctx.device)
             inputs = {"test": feats["test"][method], "fiducial": feats["fiducial"][method],
                       "validation": train_x[val_idx],  # noise draw 0 of the validation samples
                       "calibration": feats["calibration"][method]}
-            outs = [{split: predict(model, TensorDataset(scaler(x)), ctx.device, 512) for split, x in inputs.items()}]
+            weights = [st["model"] for st in states]
+            per_split = {split: predict_members(model, weights, TensorDataset(scaler(x)), ctx.device, 512)
+                         for split, x in inputs.items()}
+            outs = [{split: out[i] for split, out in per_split.items()} for i in range(len(states))]
         trained = [_training_record(st) for st in states]
-        rec = {"method": method, **{k: trained[0][k] for k in ("epochs", "epochs_run")},  # member 0's (MLP: its own)
+        rec = {"method": method, **{k: trained[0][k] for k in ("epochs", "epochs_run")},  # member 0's
                "train_seconds": sum(t["train_seconds"] for t in trained),  # every ensemble member's
                **{k: trained[0][k] for k in ("train_loss", "val_loss")}}
-        per_member = [{split: mean_cov(o) for split, o in out.items()} for out in outs]
-        moments = {split: mixture_moments(np.stack([m[split][0] for m in per_member]),
-                                          np.stack([m[split][1] for m in per_member])) for split in per_member[0]}
+        per_member, moments = ensemble_moments(outs)  # the same combination for every method
         part, preds[method] = _posterior_record(config, path, space, val_idx, moments)
         rec.update(part)
-        if method == "graph":
-            rec["members"] = []
-            for i, (st, mom) in enumerate(zip(states, per_member)):
-                # one member: the ensemble is that member (mixture_moments of one Gaussian is the identity)
-                one = part if len(outs) == 1 else _posterior_record(config, path, space, val_idx, mom)[0]
-                rec["members"].append({"member": i, "seed": member_seed(config.seed, i), **trained[i],
-                                       "best_epoch": st["history"][-1].get("best_epoch"),
-                                       "history": [{k: h[k] for k in _HISTORY_KEYS if k in h} for h in st["history"]],
-                                       **s8_widths(one), "coverage_68": one["test"]["s8"]["coverage_68"],
-                                       "summary_coverage_68": _summary_coverage(one)})
-            rec["graph_members"] = len(outs)
+        rec["members"] = []
+        for i, (st, mom) in enumerate(zip(states, per_member)):
+            # one member: the ensemble is that member (ensemble_moments of one member is the identity)
+            one = part if len(outs) == 1 else _posterior_record(config, path, space, val_idx, mom)[0]
+            if method == "graph":
+                entry = {"member": i, "seed": member_seed(config.seed, i), **trained[i],
+                         "best_epoch": st["history"][-1].get("best_epoch"),
+                         "history": [{k: h[k] for k in _HISTORY_KEYS if k in h} for h in st["history"]]}
+            else:
+                init_seed, train_seed = mlp_member_seeds(config.seed, method, i)
+                entry = {"member": i, "seed": train_seed, "init_seed": init_seed, **trained[i]}
+            rec["members"].append({**entry, **s8_widths(one), "coverage_68": one["test"]["s8"]["coverage_68"],
+                                   "summary_coverage_68": _summary_coverage(one)})
+        rec["graph_members" if method == "graph" else "mlp_members"] = len(outs)
         rec["eval_cpu_seconds"] = time.process_time() - t0
         records.append(rec)
     summary = summarise(records)

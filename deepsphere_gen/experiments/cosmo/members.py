@@ -1,12 +1,12 @@
-"""The graph ensemble's members: their training seeds, checkpoint paths, fingerprints, training
-settings and the checked loading of their checkpoints.
+"""The ensembles' members (graph networks and summary-statistic MLPs): their seeds, checkpoint paths,
+fingerprints, training settings and the checked loading of their checkpoints.
 
 Graph ensemble (``graph_members`` M > 1): M graph networks trained one after another on the same
 data with training seeds :func:`member_seed` (member 0 is the single network, checkpoint
 ``cosmo-graph.pt``; member i: ``cosmo-graph-m<i>.pt``, :func:`checkpoint_path`; every checkpoint
 carries a fingerprint of :func:`member_fields`, :func:`member_meta`, checked by
 :func:`graph_state`).  Each sample's M Gaussians in u-space become one by moment matching their
-equal-weight mixture (:func:`~.posterior.mixture_moments`) before the variance calibration, which
+equal-weight mixture (:func:`~.posterior.ensemble_moments`) before the variance calibration, which
 runs unchanged; the summary likelihood uses the ensemble mean.  Each member alone is evaluated too
 (``summary["members"]`` for M > 1) and its training recorded (``records[graph]["members"]``,
 M >= 1: :func:`~.evaluation.evaluate_all`).  Cost: M times the graph training, M prediction passes.
@@ -18,6 +18,14 @@ method alone: the same MLP whatever else the run trains or reuses).  Their check
 evaluated; one of other settings, written before the fingerprints or before the seeded initialisation
 (no ``init_seed``), is refused (``cosmo --restart`` retrains it).
 
+MLP ensembles (``mlp_members`` N > 1), as the graph's: N MLPs per method trained on the same features,
+member k's initial weights and training (dropout, batch order) seeded by :func:`mlp_member_seeds` (member 0
+is the single MLP above, checkpoint and fingerprint unchanged; member k >= 1: ``cosmo-<method>-m<k>.pt``,
+fingerprint :func:`mlp_fields` with ``member``, ``init_seed`` and ``train_seed``).  Their Gaussians are
+combined by the graph ensemble's code (:func:`~.posterior.ensemble_moments`), then calibrated; each member
+alone is in ``records[method]["members"]``.  A member's fingerprint does not hold N: another
+``--mlp-members`` reuses the members both runs share.
+
 A refusal names each differing field with the ``deepsphere-gen cosmo`` option that sets it, where one does
 (:data:`GRAPH_OPTIONS`, :data:`MLP_OPTIONS`).
 """
@@ -26,13 +34,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from ..._fingerprint import canonical, fingerprint_meta
 from ..._seeds import ensemble_seed
 from ...training import CheckpointMismatch, TrainConfig, check_fingerprint, check_settings, load_checkpoint
 from .config import MLP_TRAINING, CosmoExperimentConfig
 
 __all__ = ["checkpoint_path", "member_seed", "mlp_init_seed", "member_fields", "member_meta", "is_legacy",
-           "graph_train_config", "graph_state", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY",
+           "graph_train_config", "graph_state", "mlp_member_seeds", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY",
            "RETRAIN_REMEDY", "GRAPH_OPTIONS", "MLP_OPTIONS"]
 
 #: what a refused checkpoint tells the user, in training and in evaluation
@@ -42,7 +52,7 @@ EVALUATE_REMEDY = ("not evaluated: train again with `deepsphere-gen cosmo train 
 
 
 def checkpoint_path(config: CosmoExperimentConfig, method: str, member: int = 0) -> Path:
-    """``checkpoints/cosmo-<method>.pt``; graph ensemble member i >= 1: ``cosmo-graph-m<i>.pt``."""
+    """``checkpoints/cosmo-<method>.pt``; ensemble member i >= 1: ``cosmo-<method>-m<i>.pt``."""
     return Path(config.out_dir) / "checkpoints" / (f"cosmo-{method}.pt" if member == 0 else f"cosmo-{method}-m{member}.pt")
 
 
@@ -65,6 +75,18 @@ def mlp_init_seed(seed: int, method: str) -> int:
     the MLP is built, so that its weights depend on nothing else in the run (which methods are trained, a graph
     network trained, reused or absent); its training is seeded by ``seed`` itself."""
     return ensemble_seed(seed, _MLP_NUMBERS[method], 8311)
+
+
+def mlp_member_seeds(seed: int, method: str, member: int) -> tuple[int, int]:
+    """(initial-weight seed, training seed) of member ``member`` of MLP ``method``'s ensemble in a run with
+    ``seed``: member 0 (the single MLP) ``(mlp_init_seed(seed, method), seed)``; member k >= 1 two 31-bit words
+    of ``SeedSequence([seed, 8311, n, k])`` (n as in :func:`mlp_init_seed`), so that its weights, dropout and
+    batch order differ from every other member's and method's; its features (noise draws) and validation
+    split stay those of ``seed``."""
+    if member == 0:
+        return mlp_init_seed(seed, method), int(seed)
+    words = np.random.SeedSequence([int(seed), 8311, _MLP_NUMBERS[method], int(member)]).generate_state(2) >> 1
+    return int(words[0]), int(words[1])
 
 
 #: the ``deepsphere-gen cosmo`` option that sets each field of :func:`member_fields` (named in a refusal; fields
@@ -134,36 +156,42 @@ def graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | No
     return state
 
 
-def mlp_fields(config: CosmoExperimentConfig, method: str) -> dict:
-    """What determines the checkpoint of summary-statistic MLP ``method`` (fingerprinted into it): the
-    simulations' settings, noise, the features (their noise draws, quantiles, scales), the network, its
-    training (:data:`~.config.MLP_TRAINING` included), the run's seed and the seed of its initial weights
-    (``init_seed``, :func:`mlp_init_seed`: a checkpoint without it predates the seeded initialisation)."""
+def mlp_fields(config: CosmoExperimentConfig, method: str, member: int = 0) -> dict:
+    """What determines the checkpoint of member ``member`` of summary-statistic MLP ``method`` (fingerprinted
+    into it): the simulations' settings, noise, the features (their noise draws, quantiles, scales), the network,
+    its training (:data:`~.config.MLP_TRAINING` included), the run's seed and the seed of its initial weights
+    (``init_seed``, :func:`mlp_init_seed`: a checkpoint without it predates the seeded initialisation); member
+    k >= 1 adds ``member`` and its seeds (:func:`mlp_member_seeds`), member 0's fields are those of the single
+    MLP (its checkpoints stay valid)."""
     from .summaries import QUANTILES, SCALES
 
+    init, train = mlp_member_seeds(config.seed, method, member)
+    extra = {} if member == 0 else {"member": member, "train_seed": train}
     return canonical({"method": method, "grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
                       "features": {"noise_draws": config.ps_noise_draws, "quantiles": QUANTILES, "scales": SCALES},
                       "network": {"hidden": config.mlp_hidden, "dropout": config.mlp_dropout},
                       "train": {"epochs": config.mlp_epochs, "weight_decay": config.weight_decay, **MLP_TRAINING},
-                      "seed": config.seed, "init_seed": mlp_init_seed(config.seed, method)})
+                      "seed": config.seed, "init_seed": init, **extra})
 
 
-def mlp_meta(config: CosmoExperimentConfig, method: str) -> dict:
-    """The meta stored in MLP ``method``'s checkpoint: the fingerprint of :func:`mlp_fields` and the fields."""
-    return fingerprint_meta(mlp_fields(config, method))
+def mlp_meta(config: CosmoExperimentConfig, method: str, member: int = 0) -> dict:
+    """The meta stored in the checkpoint of MLP ``method``'s member ``member``: the fingerprint of
+    :func:`mlp_fields` and the fields."""
+    return fingerprint_meta(mlp_fields(config, method, member))
 
 
-def mlp_state(config: CosmoExperimentConfig, method: str, device="cpu", remedy: str = EVALUATE_REMEDY) -> dict | None:
-    """The checkpoint of MLP ``method`` (None if absent), checked against ``config``: its fingerprint must be
-    :func:`mlp_meta`'s, else :class:`~deepsphere_gen.training.CheckpointMismatch` naming the differing
-    fields and ``remedy``; a checkpoint without one (written before the fingerprints) is refused too, its
-    settings being unknown."""
-    ckpt = checkpoint_path(config, method)
+def mlp_state(config: CosmoExperimentConfig, method: str, device="cpu", remedy: str = EVALUATE_REMEDY,
+              member: int = 0) -> dict | None:
+    """The checkpoint of member ``member`` of MLP ``method`` (None if absent), checked against ``config``: its
+    fingerprint must be :func:`mlp_meta`'s, else :class:`~deepsphere_gen.training.CheckpointMismatch` naming the
+    differing fields and ``remedy``; a checkpoint without one (written before the fingerprints) is refused too,
+    its settings being unknown."""
+    ckpt = checkpoint_path(config, method, member)
     if not ckpt.is_file():
         return None
     state = load_checkpoint(ckpt, map_location=device)
     if "fingerprint" not in (state.get("meta") or {}):
         raise CheckpointMismatch(f"checkpoint {ckpt} predates checkpoint fingerprints (the settings it was "
                                  f"trained with are unknown); {remedy}")
-    check_fingerprint(state, mlp_meta(config, method), ckpt, remedy, options=MLP_OPTIONS)
+    check_fingerprint(state, mlp_meta(config, method, member), ckpt, remedy, options=MLP_OPTIONS)
     return state

@@ -6,8 +6,9 @@ The posterior is over (Omega_m, S8), S8 = sigma_8 sqrt(Omega_m / 0.3), scaled to
 likelihood :func:`gaussian_nll` (S8 rather than sigma_8 because lensing constrains S8: the
 posterior is close to Gaussian there, and banana-shaped in (Omega_m, sigma_8); sigma_8's mean and
 variance follow by the delta method, :mod:`.metrics`).  :func:`mean_cov` turns raw outputs (n, 5)
-into means and covariances; :func:`mixture_moments` merges the Gaussians of a graph ensemble's
-members into one.
+into means and covariances; :func:`mixture_moments` merges the Gaussians of an ensemble's members into
+one, :func:`ensemble_moments` does both for every split of an ensemble's raw outputs (graph networks and
+summary-statistic MLPs alike).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 
 from ...datasets.cosmo_grid import CosmoGridConfig, s8
 
-__all__ = ["ParameterSpace", "gaussian_nll", "mean_cov", "mixture_moments"]
+__all__ = ["ParameterSpace", "gaussian_nll", "mean_cov", "mixture_moments", "ensemble_moments"]
 
 
 class ParameterSpace:
@@ -83,3 +84,16 @@ def mixture_moments(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np
     mean = means.mean(0)
     d = means - mean
     return mean, covs.mean(0) + np.einsum("mni,mnj->nij", d, d) / len(means)
+
+
+def ensemble_moments(outs: list[dict]) -> tuple[list[dict], dict]:
+    """The Gaussians in u-space of an ensemble's members and of the ensemble, from the members' raw outputs
+    ``outs`` (one {split: (n, 5)} per member, the same splits and samples): (per member {split: (mean (n, 2),
+    cov (n, 2, 2))} by :func:`mean_cov`, the ensemble's {split: (mean, cov)} by :func:`mixture_moments`).  The
+    one combination of every method's members (graph networks, MLPs); one member: the ensemble is that member,
+    bit for bit."""
+    if not outs:
+        raise ValueError("an ensemble needs at least one member's outputs")
+    per_member = [{split: mean_cov(o) for split, o in out.items()} for out in outs]
+    return per_member, {split: mixture_moments(np.stack([m[split][0] for m in per_member]),
+                                               np.stack([m[split][1] for m in per_member])) for split in per_member[0]}

@@ -1,5 +1,5 @@
-"""Trained networks run over the evaluated splits: raw outputs (n, 5) per split, the graph
-ensemble's members on one pass over the data.
+"""Trained networks run over the evaluated splits: raw outputs (n, 5) per split, an ensemble's members
+(graph networks, MLPs) on one pass over the data.
 """
 from __future__ import annotations
 
@@ -16,15 +16,7 @@ from .config import CosmoExperimentConfig
 from .data import graph_input_scale
 from .models import build_graph_model
 
-__all__ = ["predict", "graph_outputs", "predict_members"]
-
-
-@torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, device, batch: int = 64) -> np.ndarray:
-    """Outputs (n, 5) of ``model`` in eval mode on the inputs of ``dataset`` (its items' first entry), float64."""
-    model.eval()
-    outs = [model(b[0].to(device)).double().cpu() for b in DataLoader(dataset, batch_size=batch)]
-    return torch.cat(outs).numpy()
+__all__ = ["graph_outputs", "predict_members"]
 
 
 def graph_outputs(config: CosmoExperimentConfig, path: Path, states: list[dict], val_idx: np.ndarray,

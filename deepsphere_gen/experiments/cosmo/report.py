@@ -51,6 +51,12 @@ def format_table(result: dict) -> str:
         lines.append(f"  graph member {m['member']} of {s['graph_members']} alone (training seed {m['seed']}): "
                      f"posterior {r['posterior']}, summary {r['summary']}, held-out RMSE {r['rmse_test']}; "
                      f"held-out 68 % coverage {cov[0]} (posterior), {cov[1]} (summary)")
+    for m in s.get("ps_members", []):
+        r = {k: m[f"s8_{k}_ratio_graph_over_ps_member"] for k in ("posterior", "summary", "rmse_test")}
+        r = {k: "-" if v is None else f"{v:.3f}" for k, v in r.items()}
+        lines.append(f"  graph / power-spectrum member {m['member']} of {s['mlp_members']} alone (initial-weight seed "
+                     f"{m['init_seed']}): posterior {r['posterior']}, summary {r['summary']}, held-out RMSE "
+                     f"{r['rmse_test']}; its held-out 68 % coverage {100 * m['ps_s8_coverage_68']:.0f} %")
     if "bootstrap_95" in s:
         b = s["bootstrap_95"]
         lines.append("  95 % bootstrap over held-out cosmologies and fiducial maps: " + ", ".join(

@@ -1,6 +1,6 @@
 """Training of every estimator of ``config.methods``: the graph ensemble's members through
 :func:`deepsphere_gen.training.fit` (checkpointed, resumable, under DDP too), the summary-statistic
-MLPs by AdamW with early stopping on the validation cosmologies.
+MLPs' ensemble members by AdamW with early stopping on the validation cosmologies.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .config import MLP_TRAINING, CosmoExperimentConfig
 from .data import (FEATURE_METHODS, FeatureScaler, Targets, generate, graph_input_scale, in_memory, pseudo_cl_estimator,
                    split_features, validation_mask)
 from .members import (GRAPH_OPTIONS, RETRAIN_REMEDY, checkpoint_path, graph_train_config, is_legacy, member_meta,
-                      member_seed, mlp_init_seed, mlp_meta, mlp_state)
+                      member_seed, mlp_member_seeds, mlp_meta, mlp_state)
 from .models import build_graph_model, build_mlp
 from .posterior import ParameterSpace, gaussian_nll
 
@@ -29,14 +29,15 @@ __all__ = ["train", "check_checkpoints"]
 
 
 def _fit_mlp(model: nn.Module, x: torch.Tensor, u: torch.Tensor, xv: torch.Tensor, uv: torch.Tensor,
-             config: CosmoExperimentConfig) -> tuple[dict, list[dict]]:
+             config: CosmoExperimentConfig, seed: int) -> tuple[dict, list[dict]]:
     """AdamW on the Gaussian NLL with early stopping on the validation NLL (learning rate, batch size and
-    patience: :data:`~.config.MLP_TRAINING`); dropout and the batch order seeded by ``config.seed`` (the
-    initial weights: by the caller, :func:`~.members.mlp_init_seed`); returns (best state, history)."""
+    patience: :data:`~.config.MLP_TRAINING`); dropout and the batch order seeded by ``seed`` (the member's
+    training seed, ``config.seed`` for member 0; the initial weights: by the caller,
+    :func:`~.members.mlp_member_seeds`); returns (best state, history)."""
     lr, batch, patience = (MLP_TRAINING[k] for k in ("lr", "batch_size", "patience"))
-    seed_everything(config.seed)
+    seed_everything(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(seed)
     best, best_state, history, since = math.inf, None, [], 0
     for epoch in range(config.mlp_epochs):
         t0 = time.perf_counter()
@@ -67,9 +68,10 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
           log=print, restart: bool = False, check: bool = True) -> dict:
     """Train every method of ``config.methods`` on the training cosmologies minus the validation
     ones (checkpointed; the graph network resumes, a finished MLP is kept); returns the histories.
-    Order: graph member 0, the MLPs, graph members >= 1; every graph member's initial weights are seeded
-    by :func:`~.members.member_seed`, every MLP's by :func:`~.members.mlp_init_seed` right before it is
-    built, so that no network depends on what else the run trains, reuses or leaves out.
+    Order: graph member 0, the MLPs (each method's ``config.mlp_members`` members in turn), graph members >= 1;
+    every graph member's initial weights are seeded by :func:`~.members.member_seed`, every MLP member's by
+    :func:`~.members.mlp_member_seeds` right before it is built, so that no network depends on what else the
+    run trains, reuses or leaves out.
 
     ``check``: every existing checkpoint of the methods is checked first (:func:`check_checkpoints`), before
     the data are generated where ``path`` is None: one of other settings (another fingerprint,
@@ -119,26 +121,11 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
         u = torch.as_tensor(space.to_u(theta), dtype=torch.float32)
         val_draws = np.tile(val, config.ps_noise_draws)
         for m in feats:
-            ckpt = checkpoint_path(config, m)
-            state = None if restart else mlp_state(config, m, remedy=RETRAIN_REMEDY)
-            if state is not None:
-                histories[m] = state["history"]
-                if log:
-                    log(f"cosmo {m}: reused the checkpoint {ckpt} of the same settings (best epoch {state['epoch']} "
-                        f"of {len(state['history'])})")
-                continue
-            t0 = time.process_time()
             scaler = FeatureScaler(x[m][~val_draws])
             xs = scaler(x[m])
-            seed_everything(mlp_init_seed(config.seed, m))  # the initial weights
-            model = build_mlp(x[m].shape[1], config.mlp_hidden, config.mlp_dropout)
-            state, hist = _fit_mlp(model, xs[~val_draws], u[~val_draws], xs[val_draws], u[val_draws], config)
-            best = int(np.argmin([h["val_loss"] for h in hist]))
-            save_checkpoint(ckpt, {"model": state, "epoch": best + 1, "history": hist, "meta": mlp_meta(config, m)})
-            histories[m] = hist
-            if log:
-                log(f"cosmo {m}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
-                    f"(train {hist[best]['train_loss']:.3f}), {time.process_time() - t0:.0f} s process CPU")
+            for member in range(config.mlp_members):
+                histories[m if member == 0 else f"{m}-m{member}"] = _train_mlp(
+                    config, m, member, xs, u, val_draws, restart, log)
     ctx.barrier()
     if "graph" in config.methods:
         for member in range(1, config.graph_members):  # one after another (under torchrun: all ranks each)
@@ -147,13 +134,39 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
     return histories
 
 
+def _train_mlp(config: CosmoExperimentConfig, method: str, member: int, xs: torch.Tensor, u: torch.Tensor,
+               val_draws: np.ndarray, restart: bool, log) -> list[dict]:
+    """Train member ``member`` of MLP ``method`` on the scaled features ``xs`` (n, f) and targets ``u`` (n, 2)
+    (``val_draws``: the validation rows), or reuse its checkpoint of the same settings; returns its history."""
+    ckpt = checkpoint_path(config, method, member)
+    name = method if member == 0 else f"{method} m{member}"
+    state = None if restart else mlp_state(config, method, remedy=RETRAIN_REMEDY, member=member)
+    if state is not None:
+        if log:
+            log(f"cosmo {name}: reused the checkpoint {ckpt} of the same settings (best epoch {state['epoch']} "
+                f"of {len(state['history'])})")
+        return state["history"]
+    t0 = time.process_time()
+    init_seed, train_seed = mlp_member_seeds(config.seed, method, member)
+    seed_everything(init_seed)  # the initial weights
+    model = build_mlp(xs.shape[1], config.mlp_hidden, config.mlp_dropout)
+    state, hist = _fit_mlp(model, xs[~val_draws], u[~val_draws], xs[val_draws], u[val_draws], config, train_seed)
+    best = int(np.argmin([h["val_loss"] for h in hist]))
+    save_checkpoint(ckpt, {"model": state, "epoch": best + 1, "history": hist,
+                           "meta": mlp_meta(config, method, member)})
+    if log:
+        log(f"cosmo {name}: best epoch {best + 1} of {len(hist)}, val loss {hist[best]['val_loss']:.3f} "
+            f"(train {hist[best]['train_loss']:.3f}), {time.process_time() - t0:.0f} s process CPU")
+    return hist
+
+
 def check_checkpoints(config: CosmoExperimentConfig, remedy: str = RETRAIN_REMEDY) -> None:
     """Check every existing checkpoint of ``config.methods`` against ``config`` before any work (each is read
     once; a few ms): graph members by fingerprint (a member-0 checkpoint without one, :func:`~.members.is_legacy`,
-    is left to ``fit``'s and the evaluation's check of its training settings), MLPs by :func:`~.members.mlp_state`;
-    one of other settings raises :class:`~deepsphere_gen.training.CheckpointMismatch` naming the differing fields
-    (and the option that sets each, :data:`~.members.GRAPH_OPTIONS`, :data:`~.members.MLP_OPTIONS`), then ``remedy``
-    (default: ``--restart`` retrains it)."""
+    is left to ``fit``'s and the evaluation's check of its training settings), MLP members by
+    :func:`~.members.mlp_state`; one of other settings raises :class:`~deepsphere_gen.training.CheckpointMismatch`
+    naming the differing fields (and the option that sets each, :data:`~.members.GRAPH_OPTIONS`,
+    :data:`~.members.MLP_OPTIONS`), then ``remedy`` (default: ``--restart`` retrains it)."""
     if "graph" in config.methods:
         for member in range(config.graph_members):
             ckpt = checkpoint_path(config, "graph", member)
@@ -163,4 +176,5 @@ def check_checkpoints(config: CosmoExperimentConfig, remedy: str = RETRAIN_REMED
                     check_fingerprint(state, member_meta(config, member), ckpt, remedy, options=GRAPH_OPTIONS)
     for m in FEATURE_METHODS:
         if m in config.methods:
-            mlp_state(config, m, remedy=remedy)
+            for member in range(config.mlp_members):
+                mlp_state(config, m, remedy=remedy, member=member)
