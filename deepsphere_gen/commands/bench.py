@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from ._preflight import check_output_file
+from ._exits import fail
 
 HELP = "Run the benchmark suites (deepsphere_gen/bench/suites), print a table and write JSON records."
 
@@ -29,39 +30,34 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _fail(msg: str) -> int:
-    print(f"deepsphere-gen bench: error: {msg}", file=sys.stderr)
-    return 2
-
-
 def run(args) -> int:
     import torch  # here, not at the top: ``bench --help`` and argument errors stay fast
 
     from .. import bench as _bench  # (torch, as above)
 
     if args.device == "cuda" and not torch.cuda.is_available():
-        return _fail(f"--device cuda requested but CUDA is not available (torch {torch.__version__}); use --device cpu")
+        return fail("bench", f"--device cuda requested but CUDA is not available (torch {torch.__version__}); use --device cpu")
     if args.threads is not None:
         if args.threads < 1:
-            return _fail(f"--threads must be >= 1, got {args.threads}")
+            return fail("bench", f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     try:  # before any suite runs (the records are saved after every case)
         check_output_file(args.json, "--json")
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("bench", str(exc))
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
     try:
         harness = _bench.Harness(args.device, repeats=repeats, warmup=args.warmup, quick=args.quick)
         suites = _bench.discover_suites(args.suite_dir)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("bench", str(exc))
     if args.only:
         unknown = sorted(set(args.only) - set(suites))
         if unknown:
-            return _fail(f"unknown suite(s) {', '.join(unknown)}; available: {', '.join(suites) or 'none'}")
+            return fail("bench", f"unknown suite(s) {', '.join(unknown)}; available: {', '.join(suites) or 'none'}")
         suites = {k: v for k, v in suites.items() if k in args.only}
     if not suites:
-        return _fail("no benchmark suites found")
+        return fail("bench", "no benchmark suites found")
     def save(records):  # after every case: a long run interrupted keeps its figures
         return _bench.write_json(args.json, records, _bench.run_metadata(harness))
 

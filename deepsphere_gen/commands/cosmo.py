@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from dataclasses import MISSING, fields, replace
 from types import SimpleNamespace
@@ -26,7 +25,7 @@ from ..experiments import cosmo as exp  # its settings only: the rest (torch) is
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
 from ._argv import step_out_of_lists
-from ._interrupts import report_interrupt
+from ._exits import fail, report_interrupt
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
 
@@ -194,18 +193,13 @@ def check_footprint_file(spec: str, nside: int) -> None:
                          "survey's mask (1 inside, 0 outside)")
 
 
-def _fail(msg: str) -> int:
-    print(f"deepsphere-gen cosmo: error: {msg}", file=sys.stderr)
-    return 2
-
-
 def run(args) -> int:
     step = _get(args, "step") or "run"
     threads = _get(args, "threads", 1)
     if threads < 1:
-        return _fail(f"--threads must be >= 1, got {threads}")
+        return fail("cosmo", f"--threads must be >= 1, got {threads}")
     if _get(args, "restart") and step in ("generate", "evaluate"):
-        return _fail(f"--restart retrains the methods: it applies to the train and run steps, not to {step}")
+        return fail("cosmo", f"--restart retrains the methods: it applies to the train and run steps, not to {step}")
     import torch
 
     torch.set_num_threads(threads)
@@ -241,7 +235,7 @@ def run(args) -> int:
         if not ctx.is_main:
             return 0
         if not result["records"]:
-            return _fail("nothing to evaluate")
+            return fail("cosmo", "nothing to evaluate")
         print(exp.format_table(result))
         timing = {"wall_seconds": time.perf_counter() - t0, "process_cpu_seconds": _cpu() - c0,
                   "torch_threads": torch.get_num_threads(), "step": step}
@@ -256,6 +250,6 @@ def run(args) -> int:
     except KeyboardInterrupt as exc:  # a TrainingInterrupted names its epoch
         return report_interrupt("cosmo", stage, exc, "networks")
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("cosmo", str(exc))
     finally:
         shutdown_distributed()

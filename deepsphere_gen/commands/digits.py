@@ -10,7 +10,6 @@ runs (the help reads ``experiments.digits_config``).
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from ..experiments import digits_config as cfg
 from .._io import atomic_write_json
 from ._preflight import check_device, check_output_file, check_seed, check_writable_dir
+from ._exits import fail
 
 HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R (table, JSON, PNG)."
 
@@ -43,11 +43,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="digit cache directory (default $DEEPSPHERE_GEN_CACHE/digits or ~/.cache/deepsphere_gen/digits)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _fail(msg: str) -> int:
-    print(f"deepsphere-gen digits: error: {msg}", file=sys.stderr)
-    return 2
 
 
 def _config(args) -> cfg.DigitsConfig:
@@ -107,20 +102,20 @@ def run(args) -> int:
     try:
         check_device(args.device)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("digits", str(exc))
     if args.threads is not None:
         if args.threads < 1:
-            return _fail(f"--threads must be >= 1, got {args.threads}")
+            return fail("digits", f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     try:
         check_seed(args.seed)
         config = _config(args)
         _check_outputs(args)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("digits", str(exc))
     models = args.models or cfg.available_models()
     if "hybrid" in models and "hybrid" not in cfg.available_models():
-        return _fail("model 'hybrid' needs deepsphere_gen.models.hybrid, which is not available in this install")
+        return fail("digits", "model 'hybrid' needs deepsphere_gen.models.hybrid, which is not available in this install")
     t0 = time.perf_counter()
     if args.plot:
         _plot(args.plot, config)
@@ -128,7 +123,7 @@ def run(args) -> int:
     try:
         records = exp.run_experiment(config, models, progress=not args.no_progress)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("digits", str(exc))
     wall = time.perf_counter() - t0
     print()
     print(f"Spherical digits (scikit-learn 8x8 digits, {records[0]['n_train']} train / {records[0]['n_test']} test,"

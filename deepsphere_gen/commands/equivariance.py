@@ -7,11 +7,11 @@ degree per (nside, k) like DeepSphere's figure (``--plot``).
 from __future__ import annotations
 
 import platform
-import sys
 import time
 
 from .._io import atomic_write_json
 from ._preflight import check_output_file
+from ._exits import fail
 
 HELP = "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."
 
@@ -33,25 +33,20 @@ def add_arguments(parser) -> None:
                              "run faster without a thread pool, by far on a busy machine)")
 
 
-def _fail(msg: str) -> int:
-    print(f"deepsphere-gen equivariance: error: {msg}", file=sys.stderr)
-    return 2
-
-
 def run(args) -> int:
     import torch  # here, not at the top: ``equivariance --help`` and argument errors stay fast
 
     from ..experiments import equivariance_sweep as sweep
 
     if args.threads < 1:
-        return _fail(f"--threads must be >= 1, got {args.threads}")
+        return fail("equivariance", f"--threads must be >= 1, got {args.threads}")
     try:  # before the sweep: a wrong path is reported in the first second
         if args.json:
             args.json = str(check_output_file(args.json, "--json"))
         if args.plot:
             args.plot = str(check_output_file(args.plot, "--plot", figure=True))
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("equivariance", str(exc))
     t0 = time.perf_counter()
     threads, before = args.threads, torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -59,7 +54,7 @@ def run(args) -> int:
         tasks = sweep.sweep_tasks(quick=args.quick, seed=args.seed, graphs=args.graphs)
         records = sweep.run_tasks(tasks, progress=not args.no_progress)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("equivariance", str(exc))
     finally:
         torch.set_num_threads(before)
     print(sweep.format_records(records))

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from .. import _cache_dirs
 from ._argv import files_out_of_lists, step_out_of_lists
 from ._argv import option as _get
-from ._interrupts import EXIT_INTERRUPTED, report_interrupt
+from ._exits import EXIT_INTERRUPTED, fail, report_interrupt
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
@@ -245,11 +245,6 @@ def _noise(args, base: dict) -> dict:
                 relative_noise=tuple(given[2] or ()), sigma_e=sigma_e)
 
 
-def _fail(msg: str) -> int:
-    print(f"deepsphere-gen massmaps: error: {msg}", file=sys.stderr)
-    return 2
-
-
 def _preflight(config, step: str, json_path=None) -> None:
     """Device, folders and disk space, before any work (one-line ValueError)."""
     from ._preflight import check_free_space, check_step_paths
@@ -406,10 +401,10 @@ def run(args) -> int:
     step = _get(args, "step") or "run"
     threads = _get(args, "threads", 1)
     if threads < 1:
-        return _fail(f"--threads must be >= 1, got {threads}")
+        return fail("massmaps", f"--threads must be >= 1, got {threads}")
     workers = _get(args, "workers", WORKERS)
     if workers < 1:
-        return _fail(f"--workers must be >= 1, got {workers}")
+        return fail("massmaps", f"--workers must be >= 1, got {workers}")
     import torch
 
     torch.set_num_threads(threads)
@@ -417,7 +412,7 @@ def run(args) -> int:
         try:
             return _classify(args)
         except ValueError as exc:
-            return _fail(str(exc))
+            return fail("massmaps", str(exc))
         except KeyboardInterrupt:
             print("deepsphere-gen massmaps: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -467,7 +462,7 @@ def _run_steps(args, step: str) -> int:
         if not ctx.is_main:
             return 0
         if not records:
-            return _fail("nothing to evaluate")
+            return fail("massmaps", "nothing to evaluate")
         print(exp.format_table(records))
         try:
             pairs = exp.margins(records)
@@ -492,11 +487,11 @@ def _run_steps(args, step: str) -> int:
     except KeyboardInterrupt as exc:  # a TrainingInterrupted names its epoch
         return report_interrupt("massmaps", stage, exc, "runs")
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail("massmaps", str(exc))
     except BrokenPipeError:  # the reader of stdout went away (| head): the command line ends quietly
         raise
     except OSError as exc:  # e.g. the disk filled up during the run: the file system's own words, no traceback
         where = f": {exc.filename}" if exc.filename else ""
-        return _fail(f"{exc.strerror or exc}{where} (during {stage}; finished checkpoints are kept)")
+        return fail("massmaps", f"{exc.strerror or exc}{where} (during {stage}; finished checkpoints are kept)")
     finally:
         shutdown_distributed()

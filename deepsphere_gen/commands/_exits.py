@@ -1,8 +1,11 @@
-"""The one line a Ctrl-C ends a long command with, and its exit status."""
+"""The one line a command ends early with, and its exit status: an error in its options or inputs
+(:func:`fail`, status 2, argparse's format) or a Ctrl-C (:func:`report_interrupt`, status 130)."""
 from __future__ import annotations
 
 import sys
 
+#: exit status of an error in the options or inputs, as argparse exits with
+EXIT_USAGE = 2
 #: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
 EXIT_INTERRUPTED = 130
 
@@ -10,6 +13,12 @@ EXIT_INTERRUPTED = 130
 _KEPT = {"data generation": "nothing of the unfinished data set is kept",
          "training": "finished {units} are checkpointed",
          "evaluation": "all trained networks are checkpointed"}
+
+
+def fail(command: str, msg: str) -> int:
+    """Print ``deepsphere-gen command: error: msg`` to stderr (argparse's format) and return :data:`EXIT_USAGE`."""
+    print(f"deepsphere-gen {command}: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def report_interrupt(command: str, stage: str, exc: KeyboardInterrupt, units: str) -> int:
