@@ -368,7 +368,7 @@ def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
         assert saved[key] != value
         save_checkpoint(checkpoint_path(config, "graph", 0), {**state, "config": {**saved, key: value}})
         with pytest.raises(CheckpointMismatch, match=rf"cosmo-graph.pt was written with different settings \({key}: "
-                                                     rf"\[{value!r}\] vs .*not evaluated: train again"):
+                                                     rf"\[{value!r}\] vs .*not evaluated: train it again"):
             graph_state(config, 0, "cpu")
         save_checkpoint(checkpoint_path(config, "graph", 0), {**state, "config": {k: v for k, v in saved.items() if k != key}})
         with pytest.raises(CheckpointMismatch, match=rf"different settings \({key}: \[None\]"):  # not stored: refused

@@ -77,7 +77,7 @@ def test_mlp_checkpoint_of_the_unseeded_initialisation_is_refused(tiny):
     old_fields = {k: v for k, v in mlp_meta(ps, "power_spectrum")["fields"].items() if k != "init_seed"}
     save_checkpoint(ckpt, {**state, "meta": fingerprint_meta(old_fields)})  # as the earlier code wrote it
     with pytest.raises(CheckpointMismatch, match=r"cosmo-power_spectrum.pt belongs to another run .*differing: "
-                                                 r"init_seed \(missing in the file, \d+ now.*cosmo --restart"):
+                                                 r"init_seed \(missing in the file, \d+ now.*--methods power_spectrum --restart"):
         train(ps, path, log=None)
     with pytest.raises(CheckpointMismatch, match=r"differing: init_seed .*not evaluated"):
         evaluate_all(ps, path, log=None)
@@ -117,7 +117,8 @@ def test_mlp_ensemble_members_reuse_and_combination(tiny, monkeypatch, capsys):
     assert {k: c.stat().st_mtime_ns for k, c in ck.items()} == mtimes
     four = replace(three, mlp_members=4)
     res = evaluate_all(four, path)  # member 3 missing: the method is not evaluated
-    assert "cosmo-power_spectrum-m3.pt: run `deepsphere-gen cosmo train` first" in capsys.readouterr().out
+    assert ("cosmo-power_spectrum-m3.pt: train them first with `deepsphere-gen cosmo train --methods power_spectrum "
+            "--mlp-members 4`") in capsys.readouterr().out  # the remedy names the member count (a plain train: 3)
     assert [r["method"] for r in res["records"]] == ["graph"]
     train(four, path)
     out = capsys.readouterr().out

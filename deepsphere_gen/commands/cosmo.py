@@ -8,8 +8,9 @@ Options may stand before or after the step (``cosmo --quick generate`` == ``cosm
 every option is parsed with ``default=SUPPRESS`` and the defaults are applied once, in :func:`_config`
 (as ``massmaps`` does).  Before any work the device, the folders, ``--json`` and a ``--footprint`` FITS
 file are checked (:func:`_preflight`); Ctrl-C ends with one line and exit status 130.  Checkpoints
-carry a fingerprint of their settings, checked once before any work: one of other settings is refused
-(naming each differing setting and the option that sets it), ``--restart`` retrains.
+carry a fingerprint of their settings, checked before any work (``train`` once; ``evaluate`` again where it
+loads the weights): one of other settings is refused (naming each differing setting, the option that sets it,
+and ``--methods METHOD --restart``, which retrains that method alone).
 Runs unchanged under ``torchrun --nproc_per_node N -m deepsphere_gen.cli cosmo ...`` and on
 CUDA where present (``--device``).
 """
@@ -212,7 +213,7 @@ def run(args) -> int:
         json_path = _get(args, "json") or f"{config.out_dir}/cosmo.json"
         _preflight(config, step, json_path)
         ctx = distributed_context(config.device)
-        # every checkpoint the step reads, checked once, before any work: one of other settings is refused now
+        # every checkpoint the step reads, checked before any work: one of other settings is refused now
         if step in ("train", "run") and not _get(args, "restart"):
             exp.check_checkpoints(config)
         elif step == "evaluate":

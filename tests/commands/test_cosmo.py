@@ -251,7 +251,8 @@ def test_mlp_checkpoints_carry_a_fingerprint(tmp_path, capsys):
     assert "cosmo power_spectrum: reused the checkpoint" in capsys.readouterr().out
     assert torch.load(ckpt, weights_only=True)["history"] == state["history"]
     err = _fail(["train", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "cosmo-power_spectrum.pt belongs to another run")
-    assert "differing: train.epochs (3 in the file, 4 now; set by --mlp-epochs))" in err and "cosmo --restart" in err
+    assert "differing: train.epochs (3 in the file, 4 now; set by --mlp-epochs))" in err
+    assert "add `--methods power_spectrum --restart` to the command" in err
     err = _fail(["evaluate", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "belongs to another run")
     assert "not evaluated" in err
     _fail(["evaluate", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")  # was: size-mismatch traceback
@@ -265,6 +266,28 @@ def test_mlp_checkpoints_carry_a_fingerprint(tmp_path, capsys):
     _fail(["--mlp-epochs", "4", *TINY, *dirs, *ps], capsys, "predates checkpoint fingerprints")
 
 
+def test_following_the_refusal_retrains_only_the_refused_method(tmp_path, capsys):
+    """The refusal's remedy (add ``--methods METHOD --restart``) retrains the refused MLP and leaves the graph
+    network's checkpoint as it was (a plain --restart retrained every method, the graph networks too); the
+    original command then reuses both."""
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    both = ["--methods", "graph", "power_spectrum", "--graph-members", "1", "--mlp-members", "1"]
+    ckpts = tmp_path / "out" / "checkpoints"
+    assert main(["cosmo", "train", *TINY, *dirs, *both]) == 0
+    graph_bytes = (ckpts / "cosmo-graph.pt").read_bytes()
+    capsys.readouterr()
+    err = _fail(["train", *TINY, *dirs, *both, "--mlp-epochs", "4"], capsys, "cosmo-power_spectrum.pt belongs to another run")
+    assert "add `--methods power_spectrum --restart` to the command" in err
+    argv = ["cosmo", "train", *TINY, *dirs, *both, "--mlp-epochs", "4", "--methods", "power_spectrum", "--restart"]
+    assert main(argv) == 0  # the remedy as printed: the last --methods wins
+    assert (ckpts / "cosmo-graph.pt").read_bytes() == graph_bytes
+    assert len(torch.load(ckpts / "cosmo-power_spectrum.pt", weights_only=True)["history"]) == 4
+    capsys.readouterr()
+    assert main(["cosmo", "train", *TINY, *dirs, *both, "--mlp-epochs", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "cosmo graph: reused the finished network" in out and "cosmo power_spectrum: reused the checkpoint" in out
+
+
 def test_restart_retrains_a_graph_network_of_other_settings(tmp_path, capsys):
     """The refusal of a graph checkpoint of other settings names --restart, which exists and retrains it."""
     dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
@@ -276,7 +299,7 @@ def test_restart_retrains_a_graph_network_of_other_settings(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cosmo graph: reused the finished network" in out and "cosmo graph: trained" not in out
     err = _fail(["train", *TINY, *dirs, *graph, "--epochs", "3"], capsys, "cosmo-graph.pt belongs to another run")
-    assert "`deepsphere-gen cosmo --restart` retrains it" in err
+    assert "add `--methods graph --restart` to the command to retrain it" in err
     assert main(["cosmo", "train", "--restart", *TINY, *dirs, *graph, "--epochs", "3"]) == 0
     assert "cosmo graph: trained" in capsys.readouterr().out
     assert len(torch.load(ckpt, weights_only=True)["history"]) == 3

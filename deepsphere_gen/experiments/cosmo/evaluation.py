@@ -81,7 +81,10 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
         missing = [str(checkpoint_path(config, method, i)) for i, st in enumerate(states) if st is None]
         if missing:
             if log:
-                log(f"cosmo: no checkpoint {', '.join(missing)}: run `deepsphere-gen cosmo train` first")
+                members = (f"--graph-members {config.graph_members}" if method == "graph"
+                           else f"--mlp-members {config.mlp_members}")
+                log(f"cosmo: no checkpoint {', '.join(missing)}: train them first with `deepsphere-gen cosmo train "
+                    f"--methods {method} {members}` and this run's other options")
             continue
         if method == "graph":
             if config.graph_weights == "last":  # the evaluated weights in "best", where trained_weights reads them

@@ -43,12 +43,20 @@ from .config import MLP_TRAINING, CosmoExperimentConfig
 
 __all__ = ["checkpoint_path", "member_seed", "mlp_init_seed", "member_fields", "member_meta", "is_legacy",
            "graph_train_config", "graph_state", "mlp_member_seeds", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY",
-           "RETRAIN_REMEDY", "GRAPH_OPTIONS", "MLP_OPTIONS"]
+           "RETRAIN_REMEDY", "remedy_for", "GRAPH_OPTIONS", "MLP_OPTIONS"]
 
 #: what a refused checkpoint tells the user, in training and in evaluation
-RETRAIN_REMEDY = "not reused: `deepsphere-gen cosmo --restart` retrains it (overwriting it), or use another --out-dir"
-EVALUATE_REMEDY = ("not evaluated: train again with `deepsphere-gen cosmo train --restart` (overwriting it), "
-                   "in another --out-dir, or remove it")
+#: what to do about a checkpoint of other settings, per method (``{method}``: :func:`remedy_for` fills it in):
+#: ``--restart`` alone would retrain every method of the run, the graph networks too
+RETRAIN_REMEDY = ("not reused: add `--methods {method} --restart` to the command to retrain it (overwriting it; the "
+                  "other methods' networks are kept), or use another --out-dir")
+EVALUATE_REMEDY = ("not evaluated: train it again with `deepsphere-gen cosmo train --methods {method} --restart` and "
+                   "this run's options (overwriting it), use another --out-dir, or remove it")
+
+
+def remedy_for(remedy: str, method: str) -> str:
+    """``remedy`` with its ``{method}`` placeholder (if any) replaced by ``method``."""
+    return remedy.replace("{method}", method)
 
 
 def checkpoint_path(config: CosmoExperimentConfig, method: str, member: int = 0) -> Path:
@@ -147,7 +155,7 @@ def graph_state(config: CosmoExperimentConfig, member: int, device) -> dict | No
     if not ckpt.is_file():
         return None
     state = load_checkpoint(ckpt, map_location=device)
-    remedy = EVALUATE_REMEDY
+    remedy = remedy_for(EVALUATE_REMEDY, "graph")
     if is_legacy(member, state):
         check_settings(state, graph_train_config(config, 1, 1, member), ckpt, remedy, ignore=("batch_size",),
                        absent_differs=True)
@@ -192,6 +200,6 @@ def mlp_state(config: CosmoExperimentConfig, method: str, device="cpu", remedy: 
     state = load_checkpoint(ckpt, map_location=device)
     if "fingerprint" not in (state.get("meta") or {}):
         raise CheckpointMismatch(f"checkpoint {ckpt} predates checkpoint fingerprints (the settings it was "
-                                 f"trained with are unknown); {remedy}")
-    check_fingerprint(state, mlp_meta(config, method, member), ckpt, remedy, options=MLP_OPTIONS)
+                                 f"trained with are unknown); {remedy_for(remedy, method)}")
+    check_fingerprint(state, mlp_meta(config, method, member), ckpt, remedy_for(remedy, method), options=MLP_OPTIONS)
     return state

@@ -21,7 +21,7 @@ from .config import MLP_TRAINING, CosmoExperimentConfig
 from .data import (FEATURE_METHODS, FeatureScaler, Targets, generate, graph_input_scale, in_memory, pseudo_cl_estimator,
                    split_features, validation_mask)
 from .members import (GRAPH_OPTIONS, RETRAIN_REMEDY, checkpoint_path, graph_train_config, is_legacy, member_meta,
-                      member_seed, mlp_member_seeds, mlp_meta, mlp_state)
+                      member_seed, mlp_member_seeds, mlp_meta, mlp_state, remedy_for)
 from .models import build_graph_model, build_mlp
 from .posterior import ParameterSpace, gaussian_nll
 
@@ -166,14 +166,16 @@ def check_checkpoints(config: CosmoExperimentConfig, remedy: str = RETRAIN_REMED
     is left to ``fit``'s and the evaluation's check of its training settings), MLP members by
     :func:`~.members.mlp_state`; one of other settings raises :class:`~deepsphere_gen.training.CheckpointMismatch`
     naming the differing fields (and the option that sets each, :data:`~.members.GRAPH_OPTIONS`,
-    :data:`~.members.MLP_OPTIONS`), then ``remedy`` (default: ``--restart`` retrains it)."""
+    :data:`~.members.MLP_OPTIONS`), then ``remedy`` (default: ``--methods METHOD --restart`` retrains it; ``{method}`` filled in by
+    :func:`~.members.remedy_for`)."""
     if "graph" in config.methods:
         for member in range(config.graph_members):
             ckpt = checkpoint_path(config, "graph", member)
             if ckpt.is_file():
                 state = load_checkpoint(ckpt)
                 if not is_legacy(member, state):
-                    check_fingerprint(state, member_meta(config, member), ckpt, remedy, options=GRAPH_OPTIONS)
+                    check_fingerprint(state, member_meta(config, member), ckpt, remedy_for(remedy, "graph"),
+                                      options=GRAPH_OPTIONS)
     for m in FEATURE_METHODS:
         if m in config.methods:
             for member in range(config.mlp_members):
