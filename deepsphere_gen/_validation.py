@@ -92,8 +92,10 @@ def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", 
     tables): a clear message instead of torch's "expected m1 and m2 to have the same dtype"."""
     if dtype != expected:
         raise ValueError(
-            f"{name} dtype {dtype} differs from {owner} {expected}; cast the input (x.to({expected})) or the "
-            f"module (module.to({dtype}), e.g. .double() for float64)"
+            f"{name} dtype {dtype} differs from {owner} {expected}; cast the input (x.to({expected})) or build the "
+            f"module with dtype={dtype}" + (f" (module.to({dtype}) works too, but a graph layer's Laplacian then keeps "
+                                            f"its values rounded to {expected})" if dtype.itemsize > expected.itemsize
+                                           else f" or cast it (module.to({dtype}))")
         )
 
 

@@ -36,6 +36,7 @@ __all__ = [
 from ._massmaps_cache import limit_threads
 from ._footprint import (
     apply_footprint,
+    bad_pixels,
     band_footprint,
     builtin_footprint,
     read_footprint,
@@ -66,6 +67,7 @@ __all__ += [
     "read_footprint",
     "read_healpix_fits",
     "apply_footprint",
+    "bad_pixels",
     "DEEPSPHERE_NOISE_LEVELS",
     "check_noise_level",
     "MassMapConfig",

@@ -10,7 +10,6 @@ from pathlib import Path
 import healpy as hp
 import numpy as np
 
-from .._validation import UNSEEN
 from ..sampling import check_nside
 
 __all__ = [
@@ -22,6 +21,7 @@ __all__ = [
     "read_footprint",
     "check_mask",
     "apply_footprint",
+    "bad_pixels",
 ]
 
 _DATA = Path(__file__).resolve().parents[2] / "data"
@@ -29,8 +29,10 @@ _DATA = Path(__file__).resolve().parents[2] / "data"
 BUILTIN_FOOTPRINT = _DATA / "footprint_band_nside32.fits"
 
 
-def _bad(values: np.ndarray) -> np.ndarray:
-    return ~np.isfinite(values) | (np.abs(values) > 1e29) | (values == UNSEEN)
+def bad_pixels(values: np.ndarray) -> np.ndarray:
+    """Pixels of ``values`` that hold no value (bool, same shape): NaN, inf, or healpy's UNSEEN (-1.6375e30, the
+    fill outside a cut-sky file) and anything else beyond |1e29|."""
+    return ~np.isfinite(values) | (np.abs(values) > 1e29)
 
 
 def nside_of(npix: int) -> int:
@@ -158,7 +160,7 @@ def read_footprint(path, nside: int, ordering: str = "any") -> np.ndarray:
     whole sky).  ``ordering`` as in :func:`read_healpix_fits` (default: accept either and convert).
     """
     values = read_healpix_fits(path, nside, ordering=ordering)
-    kept = ~_bad(values) & (values != 0)
+    kept = ~bad_pixels(values) & (values != 0)
     odd = kept & (values != 1)
     if odd.any():
         raise ValueError(f"footprint {path} is not a 0/1 mask: {int(odd.sum())} of {values.size} pixels hold other "
@@ -179,7 +181,7 @@ def apply_footprint(maps: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.
     mask = check_mask(mask, nside)
     indices = np.flatnonzero(mask).astype(np.int64)
     values = maps[..., indices]
-    bad = _bad(values)
+    bad = bad_pixels(values)
     if bad.any():
         raise ValueError(
             f"{int(bad.sum())} UNSEEN/NaN/inf pixel value(s) lie inside the footprint; "

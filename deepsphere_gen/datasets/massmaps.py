@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..sampling import check_nside
-from ._footprint import apply_footprint, check_mask, nside_of, split_patches
+from ._footprint import apply_footprint, bad_pixels, check_mask, nside_of, split_patches
 from ._lognormal import field_variance, lognormal_gaussian_cl, lognormal_map, synthesize_alm
 from ._massmaps_cache import (
     METADATA,
@@ -300,7 +300,7 @@ def _check_estimable(maps: np.ndarray) -> None:
     for c in range(maps.shape[0]):
         for j in range(maps.shape[1]):
             m = np.asarray(maps[c, j])
-            n = int(np.count_nonzero(~np.isfinite(m) | (np.abs(m) > 1e29)))
+            n = int(np.count_nonzero(bad_pixels(m)))
             if n:
                 raise ValueError(
                     f"map {j} of class {c} has UNSEEN/NaN/inf pixels ({n}): the clean std cannot be estimated "

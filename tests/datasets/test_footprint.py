@@ -128,3 +128,16 @@ def test_read_footprint_refuses_a_map(tmp_path):
     hp.write_map(str(path), values, nest=True, dtype=np.float64, overwrite=True)
     with pytest.raises(ValueError, match=r"mask.fits is not a 0/1 mask: 100 of 768 pixels hold other values"):
         read_footprint(path, nside)
+
+
+def test_bad_pixels_flags_unseen_nan_inf_in_both_precisions():
+    """The one definition of a pixel without a value (classify, the mass-map data set and the footprint reader
+    share it): healpy's UNSEEN in float32 and float64, NaN, +-inf and anything beyond |1e29|; not ordinary values."""
+    import healpy as hp
+
+    from deepsphere_gen.datasets import bad_pixels
+
+    for dtype in (np.float32, np.float64):
+        v = np.array([0.0, -1.0, 1e28, -1e28, hp.UNSEEN, np.nan, np.inf, -np.inf, 2e29], dtype=dtype)
+        assert bad_pixels(v).tolist() == [False] * 4 + [True] * 5
+    assert bad_pixels(np.zeros((2, 3))).shape == (2, 3)

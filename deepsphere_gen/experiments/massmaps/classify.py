@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..._fingerprint import mask_hash
-from ...datasets import apply_footprint, split_patches
+from ...datasets import apply_footprint, bad_pixels, split_patches
 from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
 from .config import ExperimentConfig, parse_sky_fraction
@@ -121,11 +121,6 @@ def user_map(f: UserFits, field: int | None = None) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def _bad_pixels(m: np.ndarray) -> np.ndarray:
-    """UNSEEN (healpy's fill outside a cut-sky file), NaN or inf pixels of a map (bool, same shape)."""
-    return ~np.isfinite(m) | (np.abs(m) > 1e29)
-
-
 def _patch_sky_that_fits(bad: np.ndarray) -> str | None:
     """The largest nested patches (sky fraction "1/12", "1/48", ...) that a map with ``bad`` pixels (12 nside^2,)
     gives whole: every patch either without a bad pixel or all bad (outside the map), one at least whole;
@@ -168,7 +163,7 @@ def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
     if sky.footprint is not None:
         values = apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
         return values, np.flatnonzero(sky.footprint)
-    bad = _bad_pixels(m)
+    bad = bad_pixels(m)
     if sky.level is not None:
         values, idx = split_patches(m, sky.level)
         per_patch = bad.reshape(values.shape)
