@@ -9,15 +9,7 @@ import torch
 
 from deepsphere_gen.cli import main
 
-TINY = ["--quick", "--n-train", "8", "--n-test", "2", "--n-real", "1", "--n-fiducial", "2", "--epochs", "2",
-        "--mlp-epochs", "3", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+from ._cosmo_cli import TINY, refused, restore_threads  # noqa: F401 (restore_threads: autouse)
 
 
 def test_cosmo_quick_end_to_end(tmp_path, capsys):
@@ -189,13 +181,6 @@ def _parse(argv):
     return build_parser(["cosmo"]).parse_args(["cosmo", *argv])
 
 
-def _fail(argv, capsys, match, rc=2):
-    assert main(["cosmo", *argv]) == rc
-    err = capsys.readouterr().err
-    assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
-
-
 @pytest.mark.parametrize("step", ["generate", "train", "evaluate", "run"])
 def test_every_option_is_honoured_before_and_after_the_step(step):
     from deepsphere_gen.commands import cosmo as cmd
@@ -250,20 +235,20 @@ def test_mlp_checkpoints_carry_a_fingerprint(tmp_path, capsys):
     assert main(["cosmo", "train", *TINY, *dirs, *ps]) == 0
     assert "cosmo power_spectrum: reused the checkpoint" in capsys.readouterr().out
     assert torch.load(ckpt, weights_only=True)["history"] == state["history"]
-    err = _fail(["train", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "cosmo-power_spectrum.pt belongs to another run")
+    err = refused(["train", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "cosmo-power_spectrum.pt belongs to another run")
     assert "differing: train.epochs (3 in the file, 4 now; set by --mlp-epochs))" in err
     assert "add `--methods power_spectrum --restart` to the command" in err
-    err = _fail(["evaluate", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "belongs to another run")
+    err = refused(["evaluate", *TINY, *dirs, *ps, "--mlp-epochs", "4"], capsys, "belongs to another run")
     assert "not evaluated" in err
-    _fail(["evaluate", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")  # was: size-mismatch traceback
-    _fail(["train", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")
+    refused(["evaluate", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")  # was: size-mismatch traceback
+    refused(["train", *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")
     assert len(list((tmp_path / "data").iterdir())) == 1  # refused before the data set of --bins 2 is generated
     assert main(["cosmo", "train", *TINY, *dirs, *ps, "--mlp-epochs", "4", "--restart"]) == 0
     again = torch.load(ckpt, weights_only=True)
     assert len(again["history"]) == 4 and again["meta"]["fields"]["train"]["epochs"] == 4
     assert main(["cosmo", "evaluate", *TINY, *dirs, *ps, "--mlp-epochs", "4", "--no-plots"]) == 0
     torch.save({k: v for k, v in again.items() if k != "meta"}, ckpt)  # written before the fingerprints
-    _fail(["--mlp-epochs", "4", *TINY, *dirs, *ps], capsys, "predates checkpoint fingerprints")
+    refused(["--mlp-epochs", "4", *TINY, *dirs, *ps], capsys, "predates checkpoint fingerprints")
 
 
 def test_following_the_refusal_retrains_only_the_refused_method(tmp_path, capsys):
@@ -276,7 +261,7 @@ def test_following_the_refusal_retrains_only_the_refused_method(tmp_path, capsys
     assert main(["cosmo", "train", *TINY, *dirs, *both]) == 0
     graph_bytes = (ckpts / "cosmo-graph.pt").read_bytes()
     capsys.readouterr()
-    err = _fail(["train", *TINY, *dirs, *both, "--mlp-epochs", "4"], capsys, "cosmo-power_spectrum.pt belongs to another run")
+    err = refused(["train", *TINY, *dirs, *both, "--mlp-epochs", "4"], capsys, "cosmo-power_spectrum.pt belongs to another run")
     assert "add `--methods power_spectrum --restart` to the command" in err
     argv = ["cosmo", "train", *TINY, *dirs, *both, "--mlp-epochs", "4", "--methods", "power_spectrum", "--restart"]
     assert main(argv) == 0  # the remedy as printed: the last --methods wins
@@ -298,27 +283,27 @@ def test_restart_retrains_a_graph_network_of_other_settings(tmp_path, capsys):
     assert main(["cosmo", "train", *TINY, *dirs, *graph]) == 0  # a rerun says it reused the network
     out = capsys.readouterr().out
     assert "cosmo graph: reused the finished network" in out and "cosmo graph: trained" not in out
-    err = _fail(["train", *TINY, *dirs, *graph, "--epochs", "3"], capsys, "cosmo-graph.pt belongs to another run")
+    err = refused(["train", *TINY, *dirs, *graph, "--epochs", "3"], capsys, "cosmo-graph.pt belongs to another run")
     assert "add `--methods graph --restart` to the command to retrain it" in err
     assert main(["cosmo", "train", "--restart", *TINY, *dirs, *graph, "--epochs", "3"]) == 0
     assert "cosmo graph: trained" in capsys.readouterr().out
     assert len(torch.load(ckpt, weights_only=True)["history"]) == 3
     assert main(["cosmo", "evaluate", *TINY, *dirs, *graph, "--epochs", "3", "--no-plots"]) == 0
-    _fail(["evaluate", "--restart", *TINY, *dirs, *graph], capsys, "--restart retrains the methods")
+    refused(["evaluate", "--restart", *TINY, *dirs, *graph], capsys, "--restart retrains the methods")
 
 
 def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
     data = tmp_path / "data"
     dirs = ["--data-dir", str(data), "--out-dir", str(tmp_path / "out")]
-    _fail([*TINY, *dirs, "--device", "gpu"], capsys, "unknown device 'gpu'")  # was: a RuntimeError traceback
+    refused([*TINY, *dirs, "--device", "gpu"], capsys, "unknown device 'gpu'")  # was: a RuntimeError traceback
     (tmp_path / "folder").mkdir()
-    _fail(["evaluate", *TINY, *dirs, "--json", str(tmp_path / "folder")], capsys, "is a folder, not a file")
+    refused(["evaluate", *TINY, *dirs, "--json", str(tmp_path / "folder")], capsys, "is a folder, not a file")
     (tmp_path / "file").write_text("")
-    _fail([*TINY, "--data-dir", str(data), "--out-dir", str(tmp_path / "file")], capsys, "is a file, not a folder")
-    _fail([*TINY, *dirs, "--sigma-e", "-1"], capsys, "sigma_e must be a finite number >= 0")
-    _fail([*TINY, *dirs, "--seed", "-1"], capsys, "seed must be a non-negative integer, got -1")
+    refused([*TINY, "--data-dir", str(data), "--out-dir", str(tmp_path / "file")], capsys, "is a file, not a folder")
+    refused([*TINY, *dirs, "--sigma-e", "-1"], capsys, "sigma_e must be a finite number >= 0")
+    refused([*TINY, *dirs, "--seed", "-1"], capsys, "seed must be a non-negative integer, got -1")
     for option in ("--graph-members", "--mlp-members"):
-        _fail([*TINY, *dirs, option, "0"], capsys, f"{option[2:].replace('-', '_')} must be a positive integer, got 0")
+        refused([*TINY, *dirs, option, "0"], capsys, f"{option[2:].replace('-', '_')} must be a positive integer, got 0")
     assert not data.exists() or not any(data.iterdir())  # nothing generated
 
 
@@ -332,11 +317,11 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(grid, "lognormal_maps", interrupted)
-        _fail(["generate", *TINY, *dirs], capsys, "interrupted during data generation", rc=130)
+        refused(["generate", *TINY, *dirs], capsys, "interrupted during data generation", rc=130)
     assert not any((tmp_path / "data").iterdir())  # no partial data set
     with monkeypatch.context() as m:
         m.setattr(torch.optim.AdamW, "step", interrupted)
-        err = _fail([*TINY, *dirs, "--no-plots", "--methods", "graph"], capsys, "interrupted after epoch 0 of 2 of cosmo graph",
+        err = refused([*TINY, *dirs, "--no-plots", "--methods", "graph"], capsys, "interrupted after epoch 0 of 2 of cosmo graph",
                     rc=130)
     assert "rerun the same command to resume" in err
 
@@ -355,8 +340,8 @@ def test_footprint_must_be_a_partial_sky_mask(tmp_path, capsys):
     mask[~stage3_footprint(32)] = hp.UNSEEN
     hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
     dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
-    _fail([*TINY, *dirs, "--footprint", str(tmp_path / "kappa.fits")], capsys, "is not a 0/1 mask")
-    _fail([*TINY, *dirs, "--footprint", str(tmp_path / "full.fits")], capsys, "keeps 100.0 % of the sky")
+    refused([*TINY, *dirs, "--footprint", str(tmp_path / "kappa.fits")], capsys, "is not a 0/1 mask")
+    refused([*TINY, *dirs, "--footprint", str(tmp_path / "full.fits")], capsys, "keeps 100.0 % of the sky")
     from deepsphere_gen.commands.cosmo import check_footprint_file
 
     check_footprint_file(str(tmp_path / "mask.fits"), 32)  # a survey mask (1 inside, UNSEEN outside) passes

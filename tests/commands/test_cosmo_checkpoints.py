@@ -2,32 +2,13 @@
 and a refusal names each differing setting with the option that sets it."""
 import re
 
-import pytest
-import torch
-
 from deepsphere_gen.cli import main
 from deepsphere_gen.commands import cosmo as command
 from deepsphere_gen.experiments import cosmo as exp
 from deepsphere_gen.experiments.cosmo import training
 from deepsphere_gen.experiments.cosmo.members import GRAPH_OPTIONS, MLP_OPTIONS, member_fields, mlp_fields
 
-TINY = ["--quick", "--n-train", "8", "--n-test", "2", "--n-real", "1", "--n-fiducial", "2", "--epochs", "2",
-        "--mlp-epochs", "3", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-def _fail(argv, capsys, match):
-    capsys.readouterr()
-    assert main(["cosmo", *argv]) == 2
-    err = capsys.readouterr().err
-    assert match in err and err.count("\n") == 1, err  # one line
-    return err
+from ._cosmo_cli import TINY, refused, restore_threads  # noqa: F401 (restore_threads: autouse)
 
 
 def test_checkpoints_are_checked_once_per_command_and_before_any_work(tmp_path, capsys, monkeypatch):
@@ -51,25 +32,25 @@ def test_checkpoints_are_checked_once_per_command_and_before_any_work(tmp_path, 
         assert main(["cosmo", *argv]) == 0
         assert len(calls) == 1, argv
     for step in ("train", "evaluate", "run"):
-        _fail([step, *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")
+        refused([step, *TINY, *dirs, *ps, "--bins", "2"], capsys, "differing: grid.n_bins")
     assert len(list(data.iterdir())) == 1  # no data set of --bins 2 generated
 
 
 def test_a_refusal_names_the_option_that_sets_each_differing_setting(tmp_path, capsys):
     dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
     assert main(["cosmo", "train", *TINY, *dirs, "--methods", "graph", "power_spectrum", "--graph-members", "1"]) == 0
-    err = _fail(["train", *TINY, *dirs, "--methods", "power_spectrum", "--mlp-epochs", "4", "--ngal", "5"], capsys,
+    err = refused(["train", *TINY, *dirs, "--methods", "power_spectrum", "--mlp-epochs", "4", "--ngal", "5"], capsys,
                 "differing: ngal (6.0 in the file, 5.0 now; set by --ngal), "
                 "train.epochs (3 in the file, 4 now; set by --mlp-epochs)); not reused")
     assert "cosmo-power_spectrum.pt" in err
-    _fail(["evaluate", *TINY, *dirs, "--methods", "power_spectrum", "--mlp-epochs", "4"], capsys,
+    refused(["evaluate", *TINY, *dirs, "--methods", "power_spectrum", "--mlp-epochs", "4"], capsys,
           "train.epochs (3 in the file, 4 now; set by --mlp-epochs)); not evaluated")
-    _fail(["train", *TINY, *dirs, "--methods", "graph", "--graph-members", "1", "--epochs", "3"], capsys,
+    refused(["train", *TINY, *dirs, "--methods", "graph", "--graph-members", "1", "--epochs", "3"], capsys,
           "cosmo-graph.pt belongs to another run (fingerprint")
-    _fail(["evaluate", *TINY, *dirs, "--methods", "graph", "--graph-members", "1", "--epochs", "3"], capsys,
+    refused(["evaluate", *TINY, *dirs, "--methods", "graph", "--graph-members", "1", "--epochs", "3"], capsys,
           "differing: train.epochs (2 in the file, 3 now; set by --epochs)); not evaluated")
     # a setting that follows from another (the MLP's init_seed, from --seed): named without an option
-    err = _fail(["train", *dirs, *TINY, "--methods", "power_spectrum", "--seed", "1"], capsys,
+    err = refused(["train", *dirs, *TINY, "--methods", "power_spectrum", "--seed", "1"], capsys,
                 "differing: grid.seed (0 in the file, 1 now; set by --seed)")
     assert re.search(r", init_seed \(\d+ in the file, \d+ now\), seed \(0 in the file, 1 now; set by --seed\)\)",
                      err), err
