@@ -31,7 +31,8 @@ needs no gradient skips the autograd Function, and one map takes flat gathers.
 
 Threads: ducc0 uses ``torch.get_num_threads()`` threads.  Memory: the maps, the complex
 coefficients and O(L) per thread of ducc0 workspace (no Legendre table); conversion
-tables 3 * L^2 int64 / float entries.
+tables 3 * L^2 int64 / float entries; NESTED HEALPix maps: two int32 permutations (8 bytes
+per pixel, ``_permutation``).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ import ducc0.misc as _ducc_misc
 import ducc0.sht.experimental as _ducc
 
 from ._healpy_convert import healpy_tables
+from ._permutation import gather, inverse_permutation
 from ._per_thread import PerThread
 from ._sht_geometry import RingGeometry
 
@@ -150,10 +152,9 @@ class DuccEngine:
             name, nt, nphi = self._grid
             self._kw2d_adj = dict(lmax=geom.L - 1, spin=0, geometry=name)  # map shape gives ntheta, nphi
             self._kw2d = dict(self._kw2d_adj, ntheta=nt, nphi=nphi)
+        # NESTED -> RING gather and its inverse, int32 (_permutation): 8 bytes per pixel in all
         self._order = geom.order
-        self._unorder = None if geom.order is None else np.argsort(geom.order)
-        if geom.order is not None:  # one map's gathers, index shaped as their outputs
-            self._order_one, self._unorder_one = geom.order[None], self._unorder[None, :, None]
+        self._unorder = None if geom.order is None else inverse_permutation(geom.order)
         to_alm, to_alm_f, to_real, to_real_f = _conversion(geom.L)
         # keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, complex
         # dtype), complex -> (gather back into the real layout, factors, real dtype); each index and
@@ -237,15 +238,15 @@ class DuccEngine:
         cdt = self._tables[x.dtype][4]
         if B * C == 1:  # flat gathers (numpy's fastest)
             if self._small[1]:
-                x = x if self._order is None else x.take(self._order_one)
+                x = x if self._order is None else gather(x.reshape(n), self._order, 0)
                 return fn(map=x.reshape(1, 1, n), nthreads=nthreads, **kw, **self._kw)
             if self._order is not None:
-                w = self._work("maps", (1, n), x.dtype)
-                x = x.take(self._order_one) if w is None else x.take(self._order_one, out=w)
+                w = self._work("maps", (n,), x.dtype)
+                x = gather(x.reshape(n), self._order, 0, out=w)
             return fn(map=x.reshape(1, 1, n), alm=self._work("alm_out", (1, 1, self._nalm), cdt), nthreads=nthreads,
                       **kw, **self._kw)
         if self._order is not None:
-            x = np.take(x, self._order, axis=1, out=self._work("maps", x.shape, x.dtype))
+            x = gather(x, self._order, 1, out=self._work("maps", x.shape, x.dtype))
         alm = self._work("alm_out", (B * C, 1, self._nalm), cdt)
         alm = np.empty((B * C, 1, self._nalm), dtype=cdt) if alm is None else alm
         for b in range(B):
@@ -261,11 +262,12 @@ class DuccEngine:
                 else self._work("ring", (B * C, 1, self.geom.npix), rdt))
         if B * C == 1:
             out = fn(alm=alm[:, None], map=ring, nthreads=nthreads, **kw, **self._kw)  # (1, 1, npix)
-            return torch.from_numpy(out.reshape(1, -1, 1) if self._unorder is None else out.take(self._unorder_one))
+            out = out.reshape(-1)
+            return torch.from_numpy((out if self._unorder is None else gather(out, self._unorder, 0)).reshape(1, -1, 1))
         # all maps in one call, written contiguously; returned as a transposed view
         out = fn(alm=alm[:, None], map=ring, nthreads=nthreads, **kw, **self._kw).reshape(B * C, -1)
         if self._unorder is not None:
-            out = np.take(out, self._unorder, axis=1)
+            out = gather(out, self._unorder, 1)
         return torch.from_numpy(out.reshape(B, C, -1).transpose(0, 2, 1))
 
     # ducc0's 2D functions take one map per call (the rings of map (b, c) as a strided view;

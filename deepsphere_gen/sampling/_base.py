@@ -24,7 +24,7 @@ class Rings:
     nphi : (nrings,) int64, number of equispaced samples on each ring.
     phi0 : (nrings,) float64, longitude of the first sample of each ring (radians).
     start : (nrings,) int64, offset of each ring in ring-major order.
-    order : (npix,) int64, ``order[i]`` is the pixel index (in the sampling's own
+    order : (npix,) integers (int32 or int64), ``order[i]`` is the pixel index (in the sampling's own
         pixel order) of the i-th sample in ring-major order (ring by ring, phi
         increasing).  ``x[..., order, :]`` turns a map into ring-major order.
     weights : (nrings,) float64 or None, quadrature weight (steradians) of every pixel of

@@ -144,7 +144,7 @@ def _engine_bytes(sht: SHT, dtype) -> tuple[float, float]:
     block = leg.nk * leg.L * leg.R * torch.empty((), dtype=dtype).element_size()
     torch_b = sum(b.numel() * b.element_size() for b in eng.buffers()) + block
     L = sht.L
-    ducc_b = 3 * L * (L + 1) * 8 + 2 * L * L * 8 + (0 if sht.geometry.order is None else 2 * sht.npix * 8)
+    ducc_b = 3 * L * (L + 1) * 8 + 2 * L * L * 8 + (0 if sht.geometry.order is None else 2 * sht.geometry.order.nbytes)
     return torch_b / 2**20, ducc_b / 2**20
 
 
