@@ -74,9 +74,14 @@ class Sampling:
         """x, y, z of the pixels ``index`` (an index array or a slice) as three float64 arrays,
         computed element by element as :attr:`xyz` computes them (equal to its rows bit for
         bit), so that a pass over a few pixels needs no (npix, 3) array."""
-        theta, phi = self.theta[index], self.phi[index]
+        theta, phi = self._angles_of(index)
         st = np.sin(theta)
         return st * np.cos(phi), st * np.sin(phi), np.cos(theta)
+
+    def _angles_of(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, phi) of the pixels ``index``: ``self.theta[index], self.phi[index]`` (a sampling
+        whose coordinates are made on demand may compute a few pixels' without making them all)."""
+        return self.theta[index], self.phi[index]
 
     @property
     def weights(self) -> np.ndarray | None:
