@@ -31,7 +31,8 @@ needs no gradient skips the autograd Function, and one map takes flat gathers.
 
 Threads: ducc0 uses ``torch.get_num_threads()`` threads.  Memory: the maps, the complex
 coefficients and O(L) per thread of ducc0 workspace (no Legendre table); conversion
-tables of 2 x 8 + 2 x itemsize bytes per coefficient, per precision used; NESTED HEALPix maps: two int32 permutations (8 bytes
+tables of 2 x 8 (int32 above L = 1024: 2 x 4) + 2 x itemsize bytes per coefficient, per
+precision used; NESTED HEALPix maps: two int32 permutations (8 bytes
 per pixel, ``_permutation``).
 """
 from __future__ import annotations
@@ -57,6 +58,13 @@ __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
 #: (faults are then a few % of the transform, and they would stay allocated).
 WORK_BYTES = (2**17, 2**25)
 
+#: above this many coefficients (L > 1024) the conversion tables' indices are int32, gathered
+#: in chunks (``_permutation.gather``): 4 bytes per entry less (302 MiB at L = 6144), no
+#: slower (one float32 map at L = 3072: 51.5 -> 47.3 ms to ducc0's layout, 33.4 -> 30.2 ms
+#: back); below it, int64 and one ``np.take`` (no per-call Python work in the microsecond
+#: transforms of small L)
+WIDE_INDICES = 1 << 20
+
 
 class LinearOperator(torch.autograd.Function):
     """``y = forward(x)`` for a linear map whose adjoint is ``adjoint``: backward is ``adjoint(grad)``.
@@ -81,18 +89,18 @@ _COMPLEX = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): 
 _REAL = {c: r for r, c in _COMPLEX.items()}
 
 
-def _conversion(L: int):
+def _conversion(L: int, index_dtype=np.int64):
     """Index and factor tables between real flat coefficients and ducc0's (re, im) pairs.
 
     ``alm_ri[2 i + c] = r[to_alm[2 i + c]] * to_alm_f[2 i + c]`` (c = 0 real, 1 imaginary;
     the imaginary part of m = 0 has factor 0) and ``r[j] = alm_ri[to_real[j]] * to_real_f[j]``.
-    Filled one order m at a time (healpy's m-major layout, :func:`healpy_tables`'s values):
+    Indices of ``index_dtype``.  Filled one order m at a time (healpy's m-major layout, :func:`healpy_tables`'s values):
     no temporary but one m's (L,) arrays, where whole-table intermediates peaked at ~3x the
     tables (+384 MiB at L = 3072); O(L^2) time, one numpy pass per m.
     """
     nalm = L * (L + 1) // 2
-    to_alm, to_alm_f = np.empty((nalm, 2), dtype=np.int64), np.empty((nalm, 2))
-    to_real, to_real_f = np.empty(L * L, dtype=np.int64), np.empty(L * L)
+    to_alm, to_alm_f = np.empty((nalm, 2), dtype=index_dtype), np.empty((nalm, 2))
+    to_real, to_real_f = np.empty(L * L, dtype=index_dtype), np.empty(L * L)
     root2 = np.sqrt(2.0)
     i0 = 0
     for m in range(L):
@@ -181,13 +189,14 @@ class DuccEngine:
 
         Keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, complex
         dtype), complex -> (gather back into the real layout, factors, real dtype); each index and
-        factor array also shaped as one map's output: (1, 2 nalm) and (1, L*L, 1).  The int64
-        indices are shared by both precisions, the factors are per precision: a float32 user
-        keeps 2 x 8 + 2 x 4 bytes per coefficient (226 MiB at L = 3072), not the 376 MiB of
-        both precisions' factors made up front."""
+        factor array also shaped as one map's output: (1, 2 nalm) and (1, L*L, 1).  The indices
+        (int64; int32 above :data:`WIDE_INDICES` coefficients) are shared by both precisions,
+        the factors are per precision: a float32 user keeps 2 x 4 + 2 x 4 bytes per coefficient
+        at L = 3072 (151 MiB), not the 376 MiB of int64 indices and both precisions' factors
+        made up front."""
         t = _REAL.get(np.dtype(dtype), np.dtype(dtype))
         c = _COMPLEX[t]
-        to_alm, to_alm_f, to_real, to_real_f = _conversion(self.L)
+        to_alm, to_alm_f, to_real, to_real_f = _conversion(self.L, np.int32 if self.L**2 > WIDE_INDICES else np.int64)
         if self._indices is None:
             self._indices = to_alm, to_real
         to_alm, to_real = self._indices  # shared by both precisions
@@ -233,10 +242,15 @@ class DuccEngine:
         to_alm, f, one, f_one, cdt = self._tables.get(r.dtype) or self._precision(r.dtype)
         if B * C == 1:
             w = None if self._small[0] else self._work("alm", one.shape, r.dtype)
-            ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
+            if to_alm.dtype != np.intp:  # int32 indices (large L): chunked gather
+                ri = gather(r.reshape(-1), to_alm, 0, None if w is None else w.reshape(-1)).reshape(one.shape)
+            else:
+                ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
             ri *= f_one
             return ri.view(cdt)
-        ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=self._work("alm", (B, C, to_alm.size), r.dtype))
+        w = self._work("alm", (B, C, to_alm.size), r.dtype)
+        ri = (np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=w) if to_alm.dtype == np.intp
+              else gather(r.transpose(0, 2, 1), to_alm, 2, out=w))
         ri *= f  # (B, C, 2 nalm), contiguous
         return ri.view(cdt).reshape(B * C, -1)
 
@@ -245,10 +259,11 @@ class DuccEngine:
         to_real, f, one, f_one, rdt = self._tables.get(alm.dtype) or self._precision(alm.dtype)
         ri = alm.view(rdt)
         if B * C == 1:
-            r = ri.take(one)  # (1, L*L, 1)
-            r *= f_one
+            r = ri.take(one) if to_real.dtype == np.intp else gather(ri.reshape(-1), to_real, 0).reshape(one.shape)
+            r *= f_one  # (1, L*L, 1)
             return torch.from_numpy(r)
-        r = np.take(ri.reshape(B * C, -1), to_real, axis=1)
+        r = (np.take(ri.reshape(B * C, -1), to_real, axis=1) if to_real.dtype == np.intp
+             else gather(ri.reshape(B * C, -1), to_real, 1))
         r *= f
         return torch.from_numpy(r.reshape(B, C, -1).transpose(0, 2, 1))
 

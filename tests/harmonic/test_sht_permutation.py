@@ -81,3 +81,30 @@ def test_bad_ring_order_is_refused():
 
     with pytest.raises(ValueError, match="outside"):
         RingGeometry.from_sampling(Broken(4), 8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("B,C", [(1, 1), (2, 3)])
+def test_int32_conversion_indices_give_the_same_bits(B, C, dtype, small_chunks, monkeypatch):
+    """Large L keeps the coefficient conversion indices as int32 (chunked gathers): forced here at
+    L = 40, every operator equals the int64 path's output bit for bit."""
+    from deepsphere_gen.harmonic import _sht_ducc
+
+    S, L = HealpixSampling(16), 40
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randn(B, S.npix, C, generator=g, dtype=dtype, requires_grad=True)
+    coeffs = torch.randn(B, L * L, C, generator=g, dtype=dtype, requires_grad=True)
+
+    def run():
+        sht = SHT(S, L, dtype=dtype)
+        a, y = sht(maps), sht.inverse(coeffs)
+        ga, gy = torch.autograd.grad((a * a).sum() + (y * y).sum(), (maps, coeffs))  # the adjoints
+        return sht, [a, y, ga, gy]
+
+    wide, ref = run()
+    monkeypatch.setattr(_sht_ducc, "WIDE_INDICES", 100)
+    narrow, got = run()
+    assert next(iter(narrow.engine_for(maps)._tables.values()))[0].dtype == np.int32
+    assert next(iter(wide.engine_for(maps)._tables.values()))[0].dtype == np.int64
+    for x, y in zip(got, ref):
+        assert torch.equal(x, y)
