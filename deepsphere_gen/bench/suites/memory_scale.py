@@ -47,14 +47,16 @@ def cases(quick: bool) -> list[dict]:
 
 
 def _kept_mb(r0: float) -> float:
+    """Resident MiB now (freed heap returned to the system first), minus ``r0``."""
     import gc
 
     from deepsphere_gen._memory import release_free_memory
-    from deepsphere_gen.bench.memory import _proc_status_kb
 
     gc.collect()
     release_free_memory()
-    return _proc_status_kb("VmRSS") / 1024 - r0
+    with open("/proc/self/status") as f:
+        rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return rss_kb / 1024 - r0
 
 
 def _timed(box: dict, key: str, fn):
