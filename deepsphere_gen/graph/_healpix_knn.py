@@ -30,8 +30,17 @@ _CHUNK = 1 << 15  # pixels per chunk: (chunk, (2R+1)^2, 3) float64 temporaries o
 def coordinates(sampling) -> list[np.ndarray]:
     """x, y, z of the pixels as three contiguous float64 arrays (1-D gathers are ~2.5x
     faster than gathers of (npix, 3) rows), bit-equal to the columns of ``sampling.xyz``
-    without making that (npix, 3) array."""
-    return list(sampling.xyz_of(slice(None)))
+    without making that (npix, 3) array, filled ``sampling.COORD_CHUNK`` (default 2**20)
+    pixels at a time: a HEALPix sampling then computes each chunk's angles without storing its
+    (npix,) theta and phi (16 bytes per pixel)."""
+    n = sampling.npix
+    step = getattr(sampling, "COORD_CHUNK", 1 << 20)
+    X = [np.empty(n) for _ in range(3)]
+    for lo in range(0, n, step):
+        hi = min(lo + step, n)
+        for x, part in zip(X, sampling.xyz_of(slice(lo, hi))):
+            x[lo:hi] = part
+    return X
 
 
 def squared_distances(X, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@
 | :mod:`._sht_ducc` | CPU engine of the SHT: ducc0's transforms with their adjoints as backward |
 | :mod:`._sht_torch` | pure-torch engine of the SHT (CUDA; reference anywhere): ``_sht_rings`` + ``_sht_legendre`` |
 | :mod:`._sht_rings` | pixels <-> per-ring Fourier coefficients, north / south mirror pairs |
+| :mod:`._permutation` | int32 pixel permutations (NESTED <-> RING) and their chunked gathers |
 | :mod:`._sht_legendre` | blocked on-the-fly Legendre recursion (no L^3 table) |
 | :mod:`._healpy_convert` | exact conversion between our real coefficients and healpy's complex alm |
 | :mod:`._lru` | ``ByteLRU``, the byte-bounded cache of the Wigner / Clebsch-Gordan tables |

@@ -31,7 +31,9 @@ needs no gradient skips the autograd Function, and one map takes flat gathers.
 
 Threads: ducc0 uses ``torch.get_num_threads()`` threads.  Memory: the maps, the complex
 coefficients and O(L) per thread of ducc0 workspace (no Legendre table); conversion
-tables 3 * L^2 int64 / float entries.
+tables of 2 x 8 (int32 above L = 1024: 2 x 4) + 2 x itemsize bytes per coefficient, per
+precision used; NESTED HEALPix maps: two int32 permutations (8 bytes
+per pixel, ``_permutation``).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ import ducc0.misc as _ducc_misc
 import ducc0.sht.experimental as _ducc
 
 from ._healpy_convert import healpy_tables
+from ._permutation import gather, inverse_permutation
 from ._per_thread import PerThread
 from ._sht_geometry import RingGeometry
 
@@ -54,6 +57,13 @@ __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
 #: +50 % for 8 HEALPix maps at nside 64); smaller ones are fresh (no faults), larger ones too
 #: (faults are then a few % of the transform, and they would stay allocated).
 WORK_BYTES = (2**17, 2**25)
+
+#: above this many coefficients (L > 1024) the conversion tables' indices are int32, gathered
+#: in chunks (``_permutation.gather``): 4 bytes per entry less (302 MiB at L = 6144), no
+#: slower (one float32 map at L = 3072: 51.5 -> 47.3 ms to ducc0's layout, 33.4 -> 30.2 ms
+#: back); below it, int64 and one ``np.take`` (no per-call Python work in the microsecond
+#: transforms of small L)
+WIDE_INDICES = 1 << 20
 
 
 class LinearOperator(torch.autograd.Function):
@@ -74,24 +84,39 @@ class LinearOperator(torch.autograd.Function):
         return LinearOperator.apply(grad, adjoint, forward), None, None
 
 
-def _conversion(L: int):
+#: complex dtype of ducc0's coefficients for each real dtype, and back
+_COMPLEX = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
+_REAL = {c: r for r, c in _COMPLEX.items()}
+
+
+def _conversion(L: int, index_dtype=np.int64):
     """Index and factor tables between real flat coefficients and ducc0's (re, im) pairs.
 
     ``alm_ri[2 i + c] = r[to_alm[2 i + c]] * to_alm_f[2 i + c]`` (c = 0 real, 1 imaginary;
     the imaginary part of m = 0 has factor 0) and ``r[j] = alm_ri[to_real[j]] * to_real_f[j]``.
+    Indices of ``index_dtype``.  Filled one order m at a time (healpy's m-major layout, :func:`healpy_tables`'s values):
+    no temporary but one m's (L,) arrays, where whole-table intermediates peaked at ~3x the
+    tables (+384 MiB at L = 3072); O(L^2) time, one numpy pass per m.
     """
-    m, pos, neg, sign, scale = healpy_tables(L)  # ducc0's alm order is healpy's
-    to_alm = np.stack([pos, neg], axis=1).ravel()
-    to_alm_f = np.stack([sign / scale, np.where(m == 0, 0.0, -sign / scale)], axis=1).ravel()
-    to_real = np.zeros(L * L, dtype=np.int64)
-    to_real_f = np.zeros(L * L)
-    i = np.arange(m.size)
-    to_real[pos] = 2 * i
-    to_real_f[pos] = sign * scale
-    nz = m > 0
-    to_real[neg[nz]] = 2 * i[nz] + 1
-    to_real_f[neg[nz]] = -(sign * scale)[nz]
-    return to_alm, to_alm_f, to_real, to_real_f
+    nalm = L * (L + 1) // 2
+    to_alm, to_alm_f = np.empty((nalm, 2), dtype=index_dtype), np.empty((nalm, 2))
+    to_real, to_real_f = np.empty(L * L, dtype=index_dtype), np.empty(L * L)
+    root2 = np.sqrt(2.0)
+    i0 = 0
+    for m in range(L):
+        ell = np.arange(m, L)
+        i = np.arange(i0, i0 + ell.size)
+        pos = ell * ell + ell + m  # real index of (l, +m)
+        neg = pos - 2 * m  # of (l, -m)
+        sign, scale = (1.0 if m % 2 == 0 else -1.0), (1.0 if m == 0 else root2)
+        to_alm[i0 : i0 + ell.size, 0], to_alm[i0 : i0 + ell.size, 1] = pos, neg
+        to_alm_f[i0 : i0 + ell.size, 0] = sign / scale
+        to_alm_f[i0 : i0 + ell.size, 1] = 0.0 if m == 0 else -sign / scale
+        to_real[pos], to_real_f[pos] = 2 * i, sign * scale
+        if m > 0:
+            to_real[neg], to_real_f[neg] = 2 * i + 1, -(sign * scale)
+        i0 += ell.size
+    return to_alm.ravel(), to_alm_f.ravel(), to_real, to_real_f
 
 
 def ducc_grid(geom: RingGeometry) -> tuple[str, int, int] | None:
@@ -150,22 +175,35 @@ class DuccEngine:
             name, nt, nphi = self._grid
             self._kw2d_adj = dict(lmax=geom.L - 1, spin=0, geometry=name)  # map shape gives ntheta, nphi
             self._kw2d = dict(self._kw2d_adj, ntheta=nt, nphi=nphi)
+        # NESTED -> RING gather and its inverse, int32 (_permutation): 8 bytes per pixel in all
         self._order = geom.order
-        self._unorder = None if geom.order is None else np.argsort(geom.order)
-        if geom.order is not None:  # one map's gathers, index shaped as their outputs
-            self._order_one, self._unorder_one = geom.order[None], self._unorder[None, :, None]
-        to_alm, to_alm_f, to_real, to_real_f = _conversion(geom.L)
-        # keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, complex
-        # dtype), complex -> (gather back into the real layout, factors, real dtype); each index and
-        # factor array also shaped as one map's output: (1, 2 nalm) and (1, L*L, 1)
-        self._tables = {}
-        for t, c in ((np.dtype(np.float32), np.dtype(np.complex64)), (np.dtype(np.float64), np.dtype(np.complex128))):
-            fa, fr = to_alm_f.astype(t), to_real_f.astype(t)
-            self._tables[t] = (to_alm, fa, to_alm[None], fa[None], c)
-            self._tables[c] = (to_real, fr, to_real[None, :, None], fr[None, :, None], t)
+        self._unorder = None if geom.order is None else inverse_permutation(geom.order)
+        # conversion tables of each precision, made at its first call (:meth:`_precision`)
+        self._tables, self._indices = {}, None
         if geom.rule == "mcewen-wiaux" and (self._grid is None or self._grid[0] != "MW"):
             raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
                              "the last one the south pole as one sample, ring-major pixels)")
+
+    def _precision(self, dtype) -> tuple:
+        """The conversion tables for arrays of ``dtype`` (made at the first call of its precision).
+
+        Keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, complex
+        dtype), complex -> (gather back into the real layout, factors, real dtype); each index and
+        factor array also shaped as one map's output: (1, 2 nalm) and (1, L*L, 1).  The indices
+        (int64; int32 above :data:`WIDE_INDICES` coefficients) are shared by both precisions,
+        the factors are per precision: a float32 user keeps 2 x 4 + 2 x 4 bytes per coefficient
+        at L = 3072 (151 MiB), not the 376 MiB of int64 indices and both precisions' factors
+        made up front."""
+        t = _REAL.get(np.dtype(dtype), np.dtype(dtype))
+        c = _COMPLEX[t]
+        to_alm, to_alm_f, to_real, to_real_f = _conversion(self.L, np.int32 if self.L**2 > WIDE_INDICES else np.int64)
+        if self._indices is None:
+            self._indices = to_alm, to_real
+        to_alm, to_real = self._indices  # shared by both precisions
+        fa, fr = to_alm_f.astype(t, copy=False), to_real_f.astype(t, copy=False)
+        self._tables[t] = (to_alm, fa, to_alm[None], fa[None], c)
+        self._tables[c] = (to_real, fr, to_real[None, :, None], fr[None, :, None], t)
+        return self._tables[np.dtype(dtype)]
 
     # ------------------------------------------------------------------ public operators
     # An input that needs no gradient skips the autograd Function (same values, without its
@@ -201,25 +239,31 @@ class DuccEngine:
         """(B, L*L, C) tensor -> (B*C, nalm) complex ducc0 coefficients (map b * C + c)."""
         r = (coeffs.detach() if coeffs.requires_grad else coeffs).numpy()
         B, _, C = r.shape
-        to_alm, f, one, f_one, cdt = self._tables[r.dtype]
+        to_alm, f, one, f_one, cdt = self._tables.get(r.dtype) or self._precision(r.dtype)
         if B * C == 1:
             w = None if self._small[0] else self._work("alm", one.shape, r.dtype)
-            ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
+            if to_alm.dtype != np.intp:  # int32 indices (large L): chunked gather
+                ri = gather(r.reshape(-1), to_alm, 0, None if w is None else w.reshape(-1)).reshape(one.shape)
+            else:
+                ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
             ri *= f_one
             return ri.view(cdt)
-        ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=self._work("alm", (B, C, to_alm.size), r.dtype))
+        w = self._work("alm", (B, C, to_alm.size), r.dtype)
+        ri = (np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=w) if to_alm.dtype == np.intp
+              else gather(r.transpose(0, 2, 1), to_alm, 2, out=w))
         ri *= f  # (B, C, 2 nalm), contiguous
         return ri.view(cdt).reshape(B * C, -1)
 
     def _real(self, alm: np.ndarray, B: int, C: int) -> torch.Tensor:
         """(B*C, [1,] nalm) complex -> (B, L*L, C) real tensor."""
-        to_real, f, one, f_one, rdt = self._tables[alm.dtype]
+        to_real, f, one, f_one, rdt = self._tables.get(alm.dtype) or self._precision(alm.dtype)
         ri = alm.view(rdt)
         if B * C == 1:
-            r = ri.take(one)  # (1, L*L, 1)
-            r *= f_one
+            r = ri.take(one) if to_real.dtype == np.intp else gather(ri.reshape(-1), to_real, 0).reshape(one.shape)
+            r *= f_one  # (1, L*L, 1)
             return torch.from_numpy(r)
-        r = np.take(ri.reshape(B * C, -1), to_real, axis=1)
+        r = (np.take(ri.reshape(B * C, -1), to_real, axis=1) if to_real.dtype == np.intp
+             else gather(ri.reshape(B * C, -1), to_real, 1))
         r *= f
         return torch.from_numpy(r.reshape(B, C, -1).transpose(0, 2, 1))
 
@@ -234,18 +278,18 @@ class DuccEngine:
         x = (maps.detach() if maps.requires_grad else maps).numpy()
         B, n, C = x.shape
         nthreads = torch.get_num_threads()
-        cdt = self._tables[x.dtype][4]
+        cdt = _COMPLEX[x.dtype]
         if B * C == 1:  # flat gathers (numpy's fastest)
             if self._small[1]:
-                x = x if self._order is None else x.take(self._order_one)
+                x = x if self._order is None else gather(x.reshape(n), self._order, 0)
                 return fn(map=x.reshape(1, 1, n), nthreads=nthreads, **kw, **self._kw)
             if self._order is not None:
-                w = self._work("maps", (1, n), x.dtype)
-                x = x.take(self._order_one) if w is None else x.take(self._order_one, out=w)
+                w = self._work("maps", (n,), x.dtype)
+                x = gather(x.reshape(n), self._order, 0, out=w)
             return fn(map=x.reshape(1, 1, n), alm=self._work("alm_out", (1, 1, self._nalm), cdt), nthreads=nthreads,
                       **kw, **self._kw)
         if self._order is not None:
-            x = np.take(x, self._order, axis=1, out=self._work("maps", x.shape, x.dtype))
+            x = gather(x, self._order, 1, out=self._work("maps", x.shape, x.dtype))
         alm = self._work("alm_out", (B * C, 1, self._nalm), cdt)
         alm = np.empty((B * C, 1, self._nalm), dtype=cdt) if alm is None else alm
         for b in range(B):
@@ -256,16 +300,17 @@ class DuccEngine:
         """ducc0 ring function ``fn`` (coefficients -> maps), C maps per call: (B*C, nalm) -> (B, npix, C)."""
         nthreads = torch.get_num_threads()
         # RING-ordered maps that are gathered into NESTED order afterwards: a kept work array
-        rdt = self._tables[alm.dtype][4]
+        rdt = _REAL[alm.dtype]
         ring = (None if self._unorder is None or (B * C == 1 and self._small[1])
                 else self._work("ring", (B * C, 1, self.geom.npix), rdt))
         if B * C == 1:
             out = fn(alm=alm[:, None], map=ring, nthreads=nthreads, **kw, **self._kw)  # (1, 1, npix)
-            return torch.from_numpy(out.reshape(1, -1, 1) if self._unorder is None else out.take(self._unorder_one))
+            out = out.reshape(-1)
+            return torch.from_numpy((out if self._unorder is None else gather(out, self._unorder, 0)).reshape(1, -1, 1))
         # all maps in one call, written contiguously; returned as a transposed view
         out = fn(alm=alm[:, None], map=ring, nthreads=nthreads, **kw, **self._kw).reshape(B * C, -1)
         if self._unorder is not None:
-            out = np.take(out, self._unorder, axis=1)
+            out = gather(out, self._unorder, 1)
         return torch.from_numpy(out.reshape(B, C, -1).transpose(0, 2, 1))
 
     # ducc0's 2D functions take one map per call (the rings of map (b, c) as a strided view;
@@ -293,7 +338,7 @@ class DuccEngine:
             g[0, -1, 1:] = g[0, -1, 0] if pole == "repeat" else 0
             return fn(map=g, nthreads=nthreads, **self._kw2d_adj)
         assert mw and pole == "repeat", "several maps: only MW's exact analysis"
-        alm = np.empty((B * C, self._nalm), dtype=self._tables[x.dtype][4])
+        alm = np.empty((B * C, self._nalm), dtype=_COMPLEX[x.dtype])
         rings = x[:, :-1].reshape(B, nt - 1, nphi, C)
         g = np.empty((1, nt, nphi), dtype=x.dtype)
         for k in range(B * C):
@@ -319,7 +364,7 @@ class DuccEngine:
                 g[0, -1, 0] = g[0, -1].sum()
             return torch.from_numpy(g.reshape(-1)[: self.geom.npix].reshape(1, -1, 1))
         assert name == "MW" and pole == "sum", "several maps: only the adjoint of MW's exact analysis"
-        rdt = self._tables[alm.dtype][4]
+        rdt = _REAL[alm.dtype]
         out = np.empty((B, self.geom.npix, C), dtype=rdt)
         g = np.empty((1, nt, nphi), dtype=rdt)
         for k in range(B * C):

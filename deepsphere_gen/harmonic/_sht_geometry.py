@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_positive_int
+from ._permutation import check_permutation, is_identity
 
 __all__ = ["RingGeometry", "THETA_RULES", "max_bandlimit"]
 
@@ -38,8 +39,8 @@ class RingGeometry:
     npix : pixels per map.
     theta, nphi, phi0, start : (nrings,) colatitude (rad), samples, first longitude (rad)
         and offset of each ring in ring-major order.
-    order : (npix,) int64 pixel of each ring-major sample (``maps[:, order]`` is ring-major),
-        or None when the maps are ring-major already.
+    order : (npix,) int32 (int64 from 2**31 pixels) pixel of each ring-major sample
+        (``maps[:, order]`` is ring-major), or None when the maps are ring-major already.
     weights : (nrings,) quadrature weight of each pixel of the ring (sr), or None.
     rule : "quadrature" or "mcewen-wiaux" (see :data:`THETA_RULES`).
     label : the sampling's repr (for messages).
@@ -83,8 +84,7 @@ class RingGeometry:
         npix = int(nphi.sum())
         if npix != sampling.npix or np.any(nphi < 1):
             raise ValueError(f"{sampling!r}: its rings hold {npix} samples, not its {sampling.npix} pixels")
-        perm = np.asarray(rings.order, dtype=np.int64)
-        identity = order == "RING" or np.array_equal(perm, np.arange(npix))
+        perm = None if order == "RING" else check_permutation(rings.order, npix, repr(sampling))
         return cls(
             L=L,
             npix=npix,
@@ -92,7 +92,7 @@ class RingGeometry:
             nphi=nphi,
             phi0=np.asarray(rings.phi0, dtype=np.float64),
             start=start,
-            order=None if identity else perm,
+            order=None if perm is None or is_identity(perm) else perm,
             weights=None if rings.weights is None else np.asarray(rings.weights, dtype=np.float64),
             rule=rings.rule,
             label=repr(sampling),

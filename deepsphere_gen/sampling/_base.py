@@ -24,7 +24,7 @@ class Rings:
     nphi : (nrings,) int64, number of equispaced samples on each ring.
     phi0 : (nrings,) float64, longitude of the first sample of each ring (radians).
     start : (nrings,) int64, offset of each ring in ring-major order.
-    order : (npix,) int64, ``order[i]`` is the pixel index (in the sampling's own
+    order : (npix,) integers (int32 or int64), ``order[i]`` is the pixel index (in the sampling's own
         pixel order) of the i-th sample in ring-major order (ring by ring, phi
         increasing).  ``x[..., order, :]`` turns a map into ring-major order.
     weights : (nrings,) float64 or None, quadrature weight (steradians) of every pixel of
@@ -74,9 +74,14 @@ class Sampling:
         """x, y, z of the pixels ``index`` (an index array or a slice) as three float64 arrays,
         computed element by element as :attr:`xyz` computes them (equal to its rows bit for
         bit), so that a pass over a few pixels needs no (npix, 3) array."""
-        theta, phi = self.theta[index], self.phi[index]
+        theta, phi = self._angles_of(index)
         st = np.sin(theta)
         return st * np.cos(phi), st * np.sin(phi), np.cos(theta)
+
+    def _angles_of(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, phi) of the pixels ``index``: ``self.theta[index], self.phi[index]`` (a sampling
+        whose coordinates are made on demand may compute a few pixels' without making them all)."""
+        return self.theta[index], self.phi[index]
 
     @property
     def weights(self) -> np.ndarray | None:

@@ -106,7 +106,8 @@ class HealpixSampling(Sampling):
             self._full = idx.size == self.npix_full
         self._coords: tuple[np.ndarray, np.ndarray] | None = None  # (theta, phi), made on first access
 
-    #: pixels per hp.pix2ang call when the coordinates are made (bounds the temporaries)
+    #: pixels per hp.pix2ang / hp.ring2nest call when the coordinates / the RING order are made
+    #: (bounds the temporaries)
     COORD_CHUNK = 1 << 20
 
     @property
@@ -116,8 +117,8 @@ class HealpixSampling(Sampling):
     def _coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """(theta, phi) of every pixel, made on first access by ``hp.pix2ang(nest=True)`` in chunks
         of :attr:`COORD_CHUNK` pixels and kept: 16 bytes per pixel (12 GiB at nside 8192) and
-        ~8 MiB of temporaries, none until asked for (a graph read from the cache, the SHT and
-        pooling never ask)."""
+        ~8 MiB of temporaries, none until asked for (the SHT, pooling and a graph's values, which
+        take a block's pixels from :meth:`_angles_of`, never ask)."""
         if self._coords is None:
             n = self.npix
             theta, phi = np.empty(n), np.empty(n)
@@ -127,6 +128,32 @@ class HealpixSampling(Sampling):
                 theta[lo:hi], phi[lo:hi] = hp.pix2ang(self.nside, pix, nest=True)
             self._coords = theta, phi
         return self._coords
+
+    def _angles_of(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, phi) of the pixels ``index`` (a slice or an integer array): the stored
+        coordinates when they are made, else, for at most :attr:`COORD_CHUNK` pixels,
+        ``hp.pix2ang`` of these pixels only (element-wise: the same bits as the stored ones),
+        so that a graph's values pass (blocks of ~16K rows) makes no (npix,) array."""
+        if self._coords is None:
+            pix = self._pixels_of(index)
+            if pix is not None and pix.size <= self.COORD_CHUNK:
+                return hp.pix2ang(self.nside, pix, nest=True)
+        return self.theta[index], self.phi[index]
+
+    def _pixels_of(self, index) -> np.ndarray | None:
+        """int64 NESTED pixel numbers of ``index`` (a slice, or integers in [-npix, npix)); None for
+        anything else (the caller then indexes the stored coordinates, which raises as numpy does)."""
+        n = self.npix
+        if isinstance(index, slice):
+            if self._indices is not None:
+                return self._indices[index]
+            return np.arange(*index.indices(n), dtype=np.int64)
+        idx = np.asarray(index)
+        if idx.dtype.kind not in "iu" or (idx.size and (int(idx.min()) < -n or int(idx.max()) >= n)):
+            return None
+        idx = idx.astype(np.int64)
+        idx = np.where(idx < 0, idx + n, idx)
+        return idx if self._indices is None else self._indices[idx]
 
     @property
     def theta(self) -> np.ndarray:
@@ -221,15 +248,24 @@ class HealpixSampling(Sampling):
         start, nphi, costheta, _, shifted = hp.ringinfo(nside, ring_numbers)
         theta = np.arccos(np.clip(costheta, -1, 1))
         phi0 = np.where(shifted, np.pi / nphi, 0.0)
-        order = hp.ring2nest(nside, np.arange(self.npix_full))
         return Rings(
             theta=theta.astype(np.float64),
             nphi=nphi.astype(np.int64),
             phi0=phi0.astype(np.float64),
             start=start.astype(np.int64),
-            order=np.asarray(order, dtype=np.int64),
+            order=self._ring_to_nest(),
             weights=np.full(ring_numbers.size, self.pixel_area),
         )
+
+    def _ring_to_nest(self) -> np.ndarray:
+        """(npix,) int32 NESTED index of each RING-ordered pixel (``hp.ring2nest``), made in chunks of
+        :attr:`COORD_CHUNK` pixels: 4 bytes per pixel (192 MiB at nside 2048) and ~16 MiB of
+        temporaries, where ``hp.ring2nest(nside, np.arange(npix))`` took 16 bytes per pixel."""
+        out = np.empty(self.npix_full, dtype=np.int32)  # npix <= 12 * 8192**2 < 2**31
+        for lo in range(0, self.npix_full, self.COORD_CHUNK):
+            hi = min(lo + self.COORD_CHUNK, self.npix_full)
+            out[lo:hi] = hp.ring2nest(self.nside, np.arange(lo, hi, dtype=np.int64))
+        return out
 
     def cache_key(self) -> str:
         if self.is_full_sky:

@@ -236,3 +236,36 @@ def test_torch_legendre_mantissa_rescale_matches_ducc0_at_L2048():
         assert err / np.abs(proj).max() < tol, (dtype, err / np.abs(proj).max())
         rescaled = float((ours._steps()[1] - ours.exp0).max())  # the exponents after the last step
         assert rescaled > 0, rescaled  # the test exercised the rescale
+
+
+def test_conversion_tables_made_per_precision_used():
+    """A float32 SHT keeps float32 factors only; a float64 call adds its own, sharing the indices,
+    and gives the values of a module that only ever ran float64."""
+    S = HealpixSampling(8)
+    sht = SHT(S, 16, dtype=torch.float32)
+    x = torch.randn(1, S.npix, 1, dtype=F64)
+    sht(x.float())
+    eng = sht.engine_for(x.float())
+    assert {str(k) for k in eng._tables} == {"float32", "complex64"}
+    ref = SHT(S, 16, dtype=F64)
+    sht.double()
+    assert torch.equal(sht(x), ref(x)) and torch.equal(sht.inverse(ref(x)), ref.inverse(ref(x)))
+    assert {str(k) for k in eng._tables} == {"float32", "complex64", "float64", "complex128"}
+    assert eng._tables[np.dtype(np.float64)][0] is eng._tables[np.dtype(np.float32)][0]
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 40])
+def test_conversion_tables_equal_healpy_tables_formula(L):
+    """The per-m fill of the conversion tables equals the whole-table formula on healpy_tables, bit for bit."""
+    from deepsphere_gen.harmonic._healpy_convert import healpy_tables
+    from deepsphere_gen.harmonic._sht_ducc import _conversion
+
+    m, pos, neg, sign, scale = healpy_tables(L)
+    to_real, to_real_f = np.zeros(L * L, dtype=np.int64), np.zeros(L * L)
+    i, nz = np.arange(m.size), m > 0
+    to_real[pos], to_real_f[pos] = 2 * i, sign * scale
+    to_real[neg[nz]], to_real_f[neg[nz]] = 2 * i[nz] + 1, -(sign * scale)[nz]
+    ref = (np.stack([pos, neg], axis=1).ravel(), np.stack([sign / scale, np.where(m == 0, 0.0, -sign / scale)], 1).ravel(),
+           to_real, to_real_f)
+    for got, want in zip(_conversion(L), ref):
+        assert got.dtype == want.dtype and np.array_equal(got, want)

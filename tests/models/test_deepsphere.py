@@ -266,3 +266,22 @@ def test_footprint_pooled_to_one_pixel_is_refused_by_name(cache_dir):
     assert m(torch.randn(2, 16, 1)).shape == (2, 2)
     big = DeepSphereClassifier(16, 1, channels=(8, 8, 8), indices=np.arange(64), **_kw(cache_dir))
     assert big(torch.randn(2, 64, 1)).shape == (2, 2)  # last conv on 4 pixels: k capped at 3 as before
+
+
+def test_cached_and_fresh_builds_make_no_coordinates(tmp_path, monkeypatch):
+    """Neither the graph search nor the Laplacian values (recomputed from the cached pattern on
+    every build) need a sampling's stored (npix,) theta / phi: they compute the angles of a
+    block's pixels only.  The values are the same bits as with the stored coordinates."""
+    ref_graph = build_graph(HealpixSampling(16), k=8, cache=False)
+    ref_graph.sampling.theta  # stored coordinates made: the values below read them
+    ref = ref_graph.rescaled_laplacian(np.float32)
+
+    def refuse(self):
+        raise AssertionError(f"coordinates of {self!r} computed")
+
+    monkeypatch.setattr(HealpixSampling, "_coordinates", refuse)
+    fresh = DeepSphereClassifier(16, 1, channels=(4, 6), K=3, k=8, cache_dir=tmp_path)
+    cached = DeepSphereClassifier(16, 1, channels=(4, 6), K=3, k=8, cache_dir=tmp_path)
+    for m in (fresh, cached):
+        lap = m.blocks[0][0].conv.laplacian
+        assert np.array_equal(lap.values().numpy(), ref.data) and np.array_equal(lap.col_indices().numpy(), ref.indices)

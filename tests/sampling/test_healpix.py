@@ -155,3 +155,27 @@ def test_coordinates_made_on_demand_in_chunks_equal_healpy(partial, monkeypatch)
     np.testing.assert_array_equal(s.theta, theta)
     np.testing.assert_array_equal(s.phi, phi)
     assert s.theta is s.theta  # kept
+
+
+@pytest.mark.parametrize("indices", [None, np.arange(100, 3000, 7)])
+def test_xyz_of_few_pixels_makes_no_coordinates_and_equals_stored(indices, monkeypatch):
+    """xyz_of of up to COORD_CHUNK pixels computes their angles only (what a graph's values pass
+    asks for, block by block): the same bits as the stored coordinates, which stay unmade."""
+    nside = 32
+    s = HealpixSampling(nside, indices=indices)
+    ref = HealpixSampling(nside, indices=indices)
+    ref.theta  # stored coordinates: xyz_of then reads them
+    rng = np.random.default_rng(1)
+    picks = [rng.choice(s.npix, size=300, replace=False), np.array([-1, -s.npix, 0, 5]), np.arange(7, dtype=np.int32),
+             slice(10, 2000, 3), slice(None, None, -5), slice(None)]
+    for pix in picks:
+        for a, b in zip(s.xyz_of(pix), ref.xyz_of(pix)):
+            assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+    assert np.array_equal(s.xyz.view(np.uint64), ref.xyz.view(np.uint64))
+    assert s._coords is None
+    monkeypatch.setattr(HealpixSampling, "COORD_CHUNK", 100)  # over the limit: the stored coordinates are made
+    for a, b in zip(s.xyz_of(slice(0, 101)), ref.xyz_of(slice(0, 101))):
+        assert np.array_equal(a, b)
+    assert s._coords is not None
+    with pytest.raises(IndexError):
+        HealpixSampling(nside, indices=indices).xyz_of(np.array([s.npix]))

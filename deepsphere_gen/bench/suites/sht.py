@@ -26,8 +26,8 @@ basis); ``peak_mem_mb`` of our call and ``extras.peer_peak_mem_mb`` of ducc0's.
 
 Memory growth: ``extras.torch_engine_mb`` = bytes the pure-torch engine (CUDA's engine)
 keeps for this geometry (its buffers + one block of Legendre values: O(L^2), no L^3
-table), ``extras.ducc0_engine_mb`` = our conversion tables around ducc0 (ducc0 itself
-keeps no table), ``extras.old_table_mb`` = the stored Legendre table of the previous
+table), ``extras.ducc0_engine_mb`` = our conversion tables (one precision) and HEALPix
+permutations around ducc0 (ducc0 itself keeps no table), ``extras.old_table_mb`` = the stored Legendre table of the previous
 design (one ring per mirror pair x L x (L + 1) / 2 entries, even degrees only in float64),
 for comparison.
 
@@ -144,7 +144,9 @@ def _engine_bytes(sht: SHT, dtype) -> tuple[float, float]:
     block = leg.nk * leg.L * leg.R * torch.empty((), dtype=dtype).element_size()
     torch_b = sum(b.numel() * b.element_size() for b in eng.buffers()) + block
     L = sht.L
-    ducc_b = 3 * L * (L + 1) * 8 + 2 * L * L * 8 + (0 if sht.geometry.order is None else 2 * sht.npix * 8)
+    index_b = 4 if L * L > 2**20 else 8  # the conversion indices (harmonic/_sht_ducc.py: WIDE_INDICES)
+    item = torch.empty((), dtype=dtype).element_size()  # factors of the one precision used
+    ducc_b = (L * (L + 1) + L * L) * (index_b + item) + (0 if sht.geometry.order is None else 2 * sht.geometry.order.nbytes)
     return torch_b / 2**20, ducc_b / 2**20
 
 

@@ -1,0 +1,179 @@
+"""Memory at scale suite: a HEALPix SHT and a DeepSphere model built at nside 256-2048, against
+the data they must hold and against ducc0 / healpy doing the same transform.
+
+Every side runs in a fresh Python process (its peaks are its own; one torch / ducc0 thread,
+``OMP_NUM_THREADS`` as given to the run, normally 1), memory by
+:func:`deepsphere_gen.bench.memory.cpu_peak_mb` (resident-set high-water mark reset before
+each call, so a figure is what that call adds) and the resident set after it (``kept``).
+
+Cases
+-----
+- ``sht`` at nside 256, 512, 1024, 2048 (quick: 64), L = 3 nside, float32, one NESTED map.
+  Ours: ``SHT(HealpixSampling(nside), L)`` built (``build_peak_mb``, ``build_kept_mb``),
+  its first analysis (engines and tables made: ``first_peak_mb``, ``first_kept_mb``), a
+  second analysis and a synthesis (``analysis_peak_mb``, ``synthesis_peak_mb``).  Peers on the
+  RING map (the reorder not counted): ducc0's ``adjoint_synthesis`` (pixel-area
+  ``ringfactor``) / ``synthesis`` and healpy's ``map2alm(iter=0)`` / ``alm2map``, plus
+  ``healpy.reorder`` of the NESTED map (what a healpy user pays for NESTED input).  The data:
+  ``map_mb`` (the float32 map), ``alm_mb`` (L^2 float32 real coefficients).
+- ``model``: ``DeepSphereClassifier(nside, 1)`` (default channels (16, 32, 64), k = 20, K = 5)
+  at nside 256 and 1024 (quick: 64) with its graphs in the disk cache (a first process fills a
+  temporary cache): ``build_s`` (CPU), ``peak_mb``, ``kept_mb``, and ``coordinates_made`` (the
+  nsides whose (npix,) pixel coordinates were computed: none expected).
+
+``ours_s``: our build + first analysis (sht) or the model's construction (model), CPU time;
+``peer_s``: ducc0's analysis.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+NAME = "memory_scale"
+
+#: a side's process is stopped after this many seconds
+TIMEOUT_S = 900
+
+
+def cases(quick: bool) -> list[dict]:
+    """See the module docstring."""
+    if quick:
+        return [{"what": "sht", "nside": 64}, {"what": "model", "nside": 64}]
+    return ([{"what": "sht", "nside": n} for n in (256, 512, 1024, 2048)]
+            + [{"what": "model", "nside": n} for n in (256, 1024)])
+
+
+def _kept_mb(r0: float) -> float:
+    """Resident MiB now (freed heap returned to the system first), minus ``r0``."""
+    import gc
+
+    from deepsphere_gen._memory import release_free_memory
+
+    gc.collect()
+    release_free_memory()
+    with open("/proc/self/status") as f:
+        rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return rss_kb / 1024 - r0
+
+
+def _timed(box: dict, key: str, fn):
+    import time
+
+    def call():
+        t0 = time.process_time()
+        out = fn()
+        box[key] = time.process_time() - t0
+        return out
+
+    return call
+
+
+def sht_child(nside: int, side: str) -> dict:
+    """One side of the ``sht`` case, in this process (see the module docstring)."""
+    import ducc0.sht.experimental as ducc
+    import healpy as hp
+    import numpy as np
+    import torch
+
+    from deepsphere_gen.bench.memory import cpu_peak_mb
+    from deepsphere_gen.harmonic import SHT
+    from deepsphere_gen.sampling import HealpixSampling
+
+    torch.set_num_threads(1)
+    L, npix = 3 * nside, 12 * nside**2
+    m = np.random.default_rng(0).standard_normal(npix).astype(np.float32)  # NESTED
+    r0 = _kept_mb(0.0)  # after the imports: kept figures are the work's
+    out, t = {"map_mb": m.nbytes / 2**20, "alm_mb": L * L * 4 / 2**20}, {}
+    if side == "ours":
+        x = torch.from_numpy(m)[None, :, None]
+        box = {}
+        out["build_peak_mb"] = cpu_peak_mb(_timed(t, "build_s", lambda: box.setdefault(
+            "sht", SHT(HealpixSampling(nside), L, check_input=False))))
+        out["build_kept_mb"] = _kept_mb(r0)
+        sht = box["sht"]
+        with torch.no_grad():
+            out["first_peak_mb"] = cpu_peak_mb(_timed(t, "first_s", lambda: sht(x)))
+            out["first_kept_mb"] = _kept_mb(r0)
+            out["analysis_peak_mb"] = cpu_peak_mb(_timed(t, "analysis_s", lambda: sht(x)))
+            a = sht(x)
+            out["synthesis_peak_mb"] = cpu_peak_mb(_timed(t, "synthesis_s", lambda: sht.inverse(a)))
+    elif side == "ducc0":
+        start, nphi, costheta, _, shifted = hp.ringinfo(nside, np.arange(1, 4 * nside))
+        geo = dict(theta=np.arccos(costheta), nphi=nphi.astype(np.uintp), phi0=np.where(shifted, np.pi / nphi, 0.0),
+                   ringstart=start.astype(np.uintp), lmax=L - 1, spin=0, nthreads=1)
+        w = np.full(nphi.size, hp.nside2pixarea(nside))
+        ring = hp.reorder(m, n2r=True)[None]
+        out["analysis_peak_mb"] = cpu_peak_mb(_timed(t, "analysis_s", lambda: ducc.adjoint_synthesis(
+            map=ring, ringfactor=w, **geo)))
+        alm = ducc.adjoint_synthesis(map=ring, ringfactor=w, **geo)
+        out["synthesis_peak_mb"] = cpu_peak_mb(_timed(t, "synthesis_s", lambda: ducc.synthesis(alm=alm, **geo)))
+    else:  # healpy
+        ring = hp.reorder(m, n2r=True)
+        out["analysis_peak_mb"] = cpu_peak_mb(_timed(t, "analysis_s", lambda: hp.map2alm(
+            ring, lmax=L - 1, iter=0, use_weights=False, use_pixel_weights=False)))
+        alm = hp.map2alm(ring, lmax=L - 1, iter=0, use_weights=False, use_pixel_weights=False)
+        out["synthesis_peak_mb"] = cpu_peak_mb(_timed(t, "synthesis_s", lambda: hp.alm2map(alm, nside, lmax=L - 1)))
+        out["reorder_peak_mb"] = cpu_peak_mb(_timed(t, "reorder_s", lambda: hp.reorder(m, n2r=True)))
+    out.update(t)
+    return out
+
+
+def model_child(nside: int, cache_dir: str, fill: bool) -> dict:
+    """The ``model`` case in this process: fill the cache, or measure a cached construction."""
+    import torch
+
+    from deepsphere_gen.bench.memory import cpu_peak_mb
+    from deepsphere_gen.models import DeepSphereClassifier
+    from deepsphere_gen.sampling import HealpixSampling
+
+    torch.set_num_threads(1)
+    if fill:
+        DeepSphereClassifier(nside, 1, cache_dir=cache_dir)
+        return {}
+    made, make = [], HealpixSampling._coordinates
+
+    def counted(self):
+        if self._coords is None:
+            made.append(self.nside)
+        return make(self)
+
+    HealpixSampling._coordinates = counted
+    r0, t, box = _kept_mb(0.0), {}, {}
+    peak = cpu_peak_mb(_timed(t, "build_s", lambda: box.setdefault("m", DeepSphereClassifier(nside, 1, cache_dir=cache_dir))))
+    return {"peak_mb": peak, "kept_mb": _kept_mb(r0), "build_s": t["build_s"], "coordinates_made": made}
+
+
+def _child(call: str) -> dict:
+    code = f"import json; from deepsphere_gen.bench.suites.memory_scale import sht_child, model_child; print('RESULT ' + json.dumps({call}))"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{call} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def run(case: dict, device, harness) -> list[dict]:
+    """One case in fresh processes (see the module docstring)."""
+    if str(device) != "cpu":
+        raise ValueError("the memory_scale suite measures CPU memory")
+    nside = int(case["nside"])
+    common = dict(torch_threads=1, ducc0_threads=1, omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
+                  clock="process_time")
+    if case["what"] == "sht":
+        sides = {s: _child(f"sht_child({nside}, {s!r})") for s in ("ours", "ducc0", "healpy")}
+        ours = sides["ours"]
+        extras = dict(common, L=3 * nside, dtype="float32", **ours,
+                      **{f"{p}_{k}": v for p in ("ducc0", "healpy") for k, v in sides[p].items()
+                         if k not in ("map_mb", "alm_mb")})
+        return [harness.record("memory sht healpix", case, ours["build_s"] + ours["first_s"], peer="ducc0",
+                               peer_s=sides["ducc0"]["analysis_s"], peak_mem_mb=ours["first_peak_mb"], **extras)]
+    with tempfile.TemporaryDirectory() as cache_dir:
+        _child(f"model_child({nside}, {cache_dir!r}, True)")
+        r = _child(f"model_child({nside}, {cache_dir!r}, False)")
+    return [harness.record("memory DeepSphereClassifier cached build", case, r["build_s"], peak_mem_mb=r["peak_mb"],
+                           **common, **r)]
