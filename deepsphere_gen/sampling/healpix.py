@@ -110,6 +110,15 @@ class HealpixSampling(Sampling):
     #: (bounds the temporaries)
     COORD_CHUNK = 1 << 20
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling: a sampling pickled before the coordinates were made lazily (its ``theta`` and ``phi``
+        stored as attributes, which the properties below now shadow) keeps them as its made coordinates."""
+        if "theta" in state and "_coords" not in state:
+            state = dict(state)
+            state["_coords"] = (state.pop("theta"), state.pop("phi"))
+        state.setdefault("_coords", None)
+        self.__dict__.update(state)
+
     @property
     def npix(self) -> int:
         return self.npix_full if self._indices is None else int(self._indices.size)
@@ -117,8 +126,9 @@ class HealpixSampling(Sampling):
     def _coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """(theta, phi) of every pixel, made on first access by ``hp.pix2ang(nest=True)`` in chunks
         of :attr:`COORD_CHUNK` pixels and kept: 16 bytes per pixel (12 GiB at nside 8192) and
-        ~8 MiB of temporaries, none until asked for (the SHT, pooling and a graph's values, which
-        take a block's pixels from :meth:`_angles_of`, never ask)."""
+        ~24 MiB of temporaries per chunk (its int64 pixel numbers and healpy's two float64 outputs),
+        none until asked for (the SHT, pooling and a graph's values, which take a block's pixels from
+        :meth:`_angles_of`, never ask)."""
         if self._coords is None:
             n = self.npix
             theta, phi = np.empty(n), np.empty(n)

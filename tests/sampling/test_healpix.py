@@ -179,3 +179,23 @@ def test_xyz_of_few_pixels_makes_no_coordinates_and_equals_stored(indices, monke
     assert s._coords is not None
     with pytest.raises(IndexError):
         HealpixSampling(nside, indices=indices).xyz_of(np.array([s.npix]))
+
+
+def test_a_sampling_pickled_with_stored_coordinates_still_loads():
+    """A HealpixSampling pickled by the code that stored theta and phi as attributes (before they were made
+    lazily: a whole model saved with torch.save(model)) unpickles with those coordinates; a current one
+    round-trips with its coordinates not yet made."""
+    import pickle
+
+
+
+    old = HealpixSampling.__new__(HealpixSampling)
+    theta, phi = hp.pix2ang(4, np.arange(192), nest=True)
+    old.__dict__.update(nside=4, npix_full=192, _indices=None, _full=True, theta=theta, phi=phi)  # the old layout
+    loaded = pickle.loads(pickle.dumps(old))
+    np.testing.assert_array_equal(loaded.theta, theta)
+    np.testing.assert_array_equal(loaded.phi, phi)
+    assert loaded.npix == 192
+    new = pickle.loads(pickle.dumps(HealpixSampling(4, indices=np.arange(0, 192, 3))))
+    assert new._coords is None and new.npix == 64
+    np.testing.assert_array_equal(new.theta, hp.pix2ang(4, np.arange(0, 192, 3), nest=True)[0])
