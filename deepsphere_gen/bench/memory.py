@@ -36,6 +36,17 @@ def _ru_maxrss_kb() -> int:
     return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS, kB on Linux
 
 
+def resident_mb() -> float | None:
+    """The process's resident set now (MiB), after returning freed heap pages to the system and a garbage
+    collection (what a computation keeps); None where /proc/self/status is not available."""
+    import gc
+
+    gc.collect()
+    release_free_memory()
+    kb = _proc_status_kb("VmRSS")
+    return None if kb is None else kb * 1024 / MB
+
+
 def cpu_memory_method() -> str:
     """Name of the CPU peak-memory method available in this process."""
     if _proc_status_kb("VmHWM") is not None and _reset_rss_peak():

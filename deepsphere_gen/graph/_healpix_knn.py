@@ -21,6 +21,8 @@ import healpy as hp
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..sampling import HealpixSampling
+
 __all__ = ["healpix_knn", "coordinates", "squared_distances"]
 
 _TILE = 16  # the face-grid search guesses the k nearest offsets once per _TILE x _TILE pixels
@@ -30,11 +32,11 @@ _CHUNK = 1 << 15  # pixels per chunk: (chunk, (2R+1)^2, 3) float64 temporaries o
 def coordinates(sampling) -> list[np.ndarray]:
     """x, y, z of the pixels as three contiguous float64 arrays (1-D gathers are ~2.5x
     faster than gathers of (npix, 3) rows), bit-equal to the columns of ``sampling.xyz``
-    without making that (npix, 3) array, filled ``sampling.COORD_CHUNK`` (default 2**20)
-    pixels at a time: a HEALPix sampling then computes each chunk's angles without storing its
+    without making that (npix, 3) array, filled ``sampling.COORD_CHUNK`` pixels at a time
+    (default: HEALPix's): a HEALPix sampling then computes each chunk's angles without storing its
     (npix,) theta and phi (16 bytes per pixel)."""
     n = sampling.npix
-    step = getattr(sampling, "COORD_CHUNK", 1 << 20)
+    step = getattr(sampling, "COORD_CHUNK", HealpixSampling.COORD_CHUNK)
     X = [np.empty(n) for _ in range(3)]
     for lo in range(0, n, step):
         hi = min(lo + step, n)

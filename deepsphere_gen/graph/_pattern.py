@@ -34,7 +34,7 @@ def _block_temporaries_on_heap() -> None:
     and freeing one :data:`_HEAP_BLOCK` block (never touched: no page is faulted) applies that
     rule at once, so that the temporaries of every block reuse heap pages.  Without it, a
     values pass that made no large temporary before (the angles of a block's pixels computed
-    on the fly, nothing else freed) faulted ~7x more pages: 604K instead of 72-88K, +30 % time
+    on the fly, nothing else freed) faulted many more pages: 604K instead of 11K with it (72-88K with the stored coordinates of before), +30 % time
     (DeepSphereClassifier at nside 512 with a cached graph).  Other C libraries: a harmless
     allocation."""
     np.empty(_HEAP_BLOCK, dtype=np.uint8)

@@ -2,12 +2,13 @@
 
 A HEALPix NESTED map reaches ducc0 through one gather into RING order and comes back
 through the inverse gather.  Both permutations are kept as int32 (4 bytes per pixel each,
-npix < 2**31 up to nside 8192: 2 x 192 MiB at nside 4096) instead of int64 with an argsort
+npix < 2**31 up to nside 8192: 2 x 768 MiB at nside 4096) instead of int64 with an argsort
 temporary, and the gathers convert the indices to numpy's intp in chunks of
 :data:`CHUNK` (8 MiB of temporaries) with ``mode="clip"``: numpy's default ``mode="raise"``
 copies the whole output through a buffer when ``out=`` is given, and an int32 index array
 handed to ``np.take`` whole is first copied to intp (8 bytes per pixel).  The indices are
-checked once (:func:`check_permutation`), so clipping never changes a value.
+checked once (:func:`check_permutation`: in range; :func:`inverse_permutation`: each
+once), so clipping never changes a value.
 """
 from __future__ import annotations
 
@@ -41,11 +42,17 @@ def is_identity(order: np.ndarray) -> bool:
 
 def inverse_permutation(order: np.ndarray) -> np.ndarray:
     """``inv`` with ``inv[order[i]] = i`` (equal to ``np.argsort(order)`` for a permutation), in
-    ``order``'s dtype, by chunked scatters (no argsort temporaries)."""
-    inv = np.empty_like(order)
+    ``order``'s dtype, by chunked scatters (no argsort temporaries).  ValueError where ``order``
+    (checked in range by :func:`check_permutation`) repeats an index, i.e. misses another: a
+    slot no index writes would otherwise hold garbage that the clipped gathers would read."""
+    inv = np.full_like(order, -1)
     for lo in range(0, order.size, CHUNK):
         hi = min(lo + CHUNK, order.size)
         inv[order[lo:hi]] = np.arange(lo, hi, dtype=order.dtype)
+    missing = np.flatnonzero(inv < 0)
+    if missing.size:
+        raise ValueError(f"rings.order is not a permutation: {missing.size} pixel(s) never appear (e.g. "
+                         f"{missing[0]}), as many indices repeat")
     return inv
 
 
@@ -60,8 +67,12 @@ def gather(src: np.ndarray, index: np.ndarray, axis: int, out: np.ndarray | None
         out = np.empty(shape, dtype=src.dtype)
     n = index.size
     if n > CHUNK and axis > 0 and math.prod(src.shape[:axis]) > 1:
-        for lead in np.ndindex(*src.shape[:axis]):
-            gather(src[lead], index, 0, out[lead])
+        leads = list(np.ndindex(*src.shape[:axis]))
+        for lo in range(0, n, CHUNK):  # each index chunk converted once for every leading index
+            hi = min(lo + CHUNK, n)
+            idx = index[lo:hi].astype(np.intp, copy=False)
+            for lead in leads:
+                np.take(src[lead], idx, axis=0, out=out[lead][lo:hi], mode="clip")
         return out
     head = (slice(None),) * axis
     for lo in range(0, n, CHUNK):

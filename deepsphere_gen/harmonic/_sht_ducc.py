@@ -44,7 +44,6 @@ import torch
 import ducc0.misc as _ducc_misc
 import ducc0.sht.experimental as _ducc
 
-from ._healpy_convert import healpy_tables
 from ._permutation import gather, inverse_permutation
 from ._per_thread import PerThread
 from ._sht_geometry import RingGeometry
@@ -59,11 +58,17 @@ __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
 WORK_BYTES = (2**17, 2**25)
 
 #: above this many coefficients (L > 1024) the conversion tables' indices are int32, gathered
-#: in chunks (``_permutation.gather``): 4 bytes per entry less (302 MiB at L = 6144), no
-#: slower (one float32 map at L = 3072: 51.5 -> 47.3 ms to ducc0's layout, 33.4 -> 30.2 ms
-#: back); below it, int64 and one ``np.take`` (no per-call Python work in the microsecond
+#: in chunks (``_permutation.gather``): 4 bytes per entry less (288 MiB at L = 6144), no
+#: slower for one map (float32, L = 3072: 51.5 -> 47.3 ms to ducc0's layout, 33.4 -> 30.2 ms
+#: back), up to ~1.2x slower to ducc0's layout for 16 maps of a batch (strided source); below it, int64 and one ``np.take`` (no per-call Python work in the microsecond
 #: transforms of small L)
 WIDE_INDICES = 1 << 20
+
+
+def _index_dtype(L: int) -> type:
+    """Index dtype of the conversion tables at bandlimit L: int32 above :data:`WIDE_INDICES`
+    coefficients while every index fits (L (L + 1) < 2**31, i.e. L <= 46340), else int64."""
+    return np.int32 if WIDE_INDICES < L * L and L * (L + 1) < 2**31 else np.int64
 
 
 class LinearOperator(torch.autograd.Function):
@@ -94,7 +99,7 @@ def _conversion(L: int, index_dtype=np.int64):
 
     ``alm_ri[2 i + c] = r[to_alm[2 i + c]] * to_alm_f[2 i + c]`` (c = 0 real, 1 imaginary;
     the imaginary part of m = 0 has factor 0) and ``r[j] = alm_ri[to_real[j]] * to_real_f[j]``.
-    Indices of ``index_dtype``.  Filled one order m at a time (healpy's m-major layout, :func:`healpy_tables`'s values):
+    Indices of ``index_dtype``.  Filled one order m at a time (healpy's m-major layout, :func:`._healpy_convert.healpy_tables`'s values):
     no temporary but one m's (L,) arrays, where whole-table intermediates peaked at ~3x the
     tables (+384 MiB at L = 3072); O(L^2) time, one numpy pass per m.
     """
@@ -192,11 +197,11 @@ class DuccEngine:
         factor array also shaped as one map's output: (1, 2 nalm) and (1, L*L, 1).  The indices
         (int64; int32 above :data:`WIDE_INDICES` coefficients) are shared by both precisions,
         the factors are per precision: a float32 user keeps 2 x 4 + 2 x 4 bytes per coefficient
-        at L = 3072 (151 MiB), not the 376 MiB of int64 indices and both precisions' factors
+        at L = 3072 (144 MiB), not the 360 MiB of int64 indices and both precisions' factors
         made up front."""
         t = _REAL.get(np.dtype(dtype), np.dtype(dtype))
         c = _COMPLEX[t]
-        to_alm, to_alm_f, to_real, to_real_f = _conversion(self.L, np.int32 if self.L**2 > WIDE_INDICES else np.int64)
+        to_alm, to_alm_f, to_real, to_real_f = _conversion(self.L, _index_dtype(self.L))
         if self._indices is None:
             self._indices = to_alm, to_real
         to_alm, to_real = self._indices  # shared by both precisions

@@ -141,6 +141,23 @@ def test_peak_memory_sees_torch_allocations():
         assert h.memory_method() == "ru_maxrss-delta (lower bound)"
 
 
+def test_resident_mb_sees_what_is_kept():
+    """bench.memory.resident_mb (the memory_scale suite's 'kept' figures): a touched 64 MiB array kept adds
+    about 64 MiB; once freed it is no longer counted (freed heap returned to the system first)."""
+    import numpy as np
+
+    from deepsphere_gen.bench.memory import resident_mb
+
+    r0 = resident_mb()
+    if r0 is None:
+        pytest.skip("no /proc/self/status")
+    kept = np.ones(64 * 1024 * 1024 // 8)
+    r1 = resident_mb()
+    del kept
+    r2 = resident_mb()
+    assert 56 < r1 - r0 < 80 and r2 - r0 < 16
+
+
 def test_roofline_floor_is_sum_of_kernel_bounds():
     machine = {"bandwidth_gbs": 10.0, "gemm_gflops": 100.0}
     # kernel 1 memory-bound (1 s), kernel 2 compute-bound (2 s)

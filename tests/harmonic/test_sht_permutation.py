@@ -83,6 +83,34 @@ def test_bad_ring_order_is_refused():
         RingGeometry.from_sampling(Broken(4), 8)
 
 
+def test_a_ring_order_that_repeats_a_pixel_is_refused(small_chunks):
+    """In range but not a permutation (pixel 4 twice, pixel 3 never): refused by name, not a gather
+    reading the garbage of an unwritten inverse slot through mode='clip' (reviewer's repro)."""
+    with pytest.raises(ValueError, match=r"not a permutation: 1 pixel\(s\) never appear \(e.g. 1\)"):
+        _permutation.inverse_permutation(np.array([0, 0, 2, 3], np.int32))
+
+    class Repeating(HealpixSampling):
+        def rings(self):
+            r = super().rings()
+            bad = r.order.copy()
+            bad[3] = bad[4]
+            return dataclasses.replace(r, order=bad)
+
+    sht = SHT(Repeating(4), 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="not a permutation"):
+        sht.inverse(torch.zeros(1, 64, 1, dtype=torch.float64))  # the engine (and the inverse) made at the first call
+
+
+def test_conversion_indices_stay_int64_where_int32_would_wrap():
+    """int32 conversion indices above WIDE_INDICES coefficients only while L (L + 1) < 2**31 (L <= 46340):
+    beyond, int64 (writing larger values into int32 wraps them, and the clipped gathers would hide it)."""
+    from deepsphere_gen.harmonic._sht_ducc import _index_dtype
+
+    assert _index_dtype(1024) is np.int64 and _index_dtype(1025) is np.int32
+    assert _index_dtype(46340) is np.int32 and _index_dtype(46341) is np.int64
+    assert 46340 * 46341 - 1 < 2**31 <= 46341 * 46342 - 1
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("B,C", [(1, 1), (2, 3)])
 def test_int32_conversion_indices_give_the_same_bits(B, C, dtype, small_chunks, monkeypatch):
