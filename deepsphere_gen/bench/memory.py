@@ -47,6 +47,23 @@ def resident_mb() -> float | None:
     return None if kb is None else kb * 1024 / MB
 
 
+def fresh_process_result(code: str, timeout_s: float, what: str) -> dict:
+    """Run Python ``code`` in a fresh interpreter (this one's ``sys.path`` on its PYTHONPATH) and return the
+    JSON it prints on its last line starting ``RESULT `` (a suite's whole-process peaks are then its own).
+    RuntimeError naming ``what``, the exit status and the end of stderr if it fails or prints none."""
+    import json
+    import os
+    import subprocess
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def cpu_memory_method() -> str:
     """Name of the CPU peak-memory method available in this process."""
     if _proc_status_kb("VmHWM") is not None and _reset_rss_peak():

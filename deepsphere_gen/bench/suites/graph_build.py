@@ -12,10 +12,7 @@ are quoted in the README.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from ..memory import fresh_process_result
 
 NAME = "graph_build"
 
@@ -80,13 +77,7 @@ def run(case: dict, device, harness) -> list[dict]:
         raise ValueError("graph construction runs on the CPU")
     code = ("import json, sys; from deepsphere_gen.bench.suites.graph_build import child; "
             f"print('RESULT ' + json.dumps(child({int(case['nside'])}, {int(case['k'])})))")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"construction process failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
-    r = json.loads(lines[-1][len("RESULT "):])
+    r = fresh_process_result(code, TIMEOUT_S, "construction process")
     return [harness.record(
         "build_graph + ChebConv", case, r["graph_s"] + r["conv_s"], peak_mem_mb=r["peak_rss_mb"],
         cpu_s=r["graph_cpu_s"] + r["conv_cpu_s"], **r,

@@ -28,11 +28,10 @@ compares like with like.  Every figure is ONE call per side (``timed_calls``: 1;
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
+
+from ..memory import fresh_process_result
 
 NAME = "memory_scale"
 
@@ -144,13 +143,7 @@ def model_child(nside: int, cache_dir: str, fill: bool) -> dict:
 
 def _child(call: str) -> dict:
     code = f"import json; from deepsphere_gen.bench.suites.memory_scale import sht_child, model_child; print('RESULT ' + json.dumps({call}))"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{call} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return fresh_process_result(code, TIMEOUT_S, call)
 
 
 def run(case: dict, device, harness) -> list[dict]:
