@@ -164,19 +164,17 @@ def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
         values = apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
         return values, np.flatnonzero(sky.footprint)
     bad = bad_pixels(m)
+    if bad.all():
+        raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
     if sky.level is not None:
         values, idx = split_patches(m, sky.level)
         per_patch = bad.reshape(values.shape)
-        inside = ~per_patch.all(-1)  # patches the map covers, at least in part
-        if not inside.any():
-            raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
+        inside = ~per_patch.all(-1)  # patches the map covers, at least in part (one at least: not all bad)
         n_bad = int(per_patch[inside].sum())
         if n_bad:
             partial = int((inside & per_patch.any(-1)).sum())
             raise ValueError(_unseen_message(file, n_bad, sky, bad, f": {partial} of {len(inside)} patches partly covered"))
         return values[inside], idx[inside][0]
-    if bad.all():
-        raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
     if bad.any():
         raise ValueError(_unseen_message(file, int(bad.sum()), sky, bad))
     values, idx = m[None], np.arange(m.size)
