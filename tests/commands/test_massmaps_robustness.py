@@ -370,6 +370,19 @@ def _count_opens(run, paths) -> dict:
     return {str(p): sum(os.path.samefile(o, p) for o in opened if os.path.exists(o)) for p in paths}
 
 
+def test_classify_reads_each_checkpoint_once(trained, capsys, monkeypatch):
+    """The network's weights come from the same read as its settings (was: read again to build the model)."""
+    from deepsphere_gen.experiments.massmaps import classify as cl
+
+    reads = []
+    real = cl.load_checkpoint
+    monkeypatch.setattr(cl, "load_checkpoint", lambda path, **kw: reads.append(str(path)) or real(path, **kw))
+    (ckpt,) = _checkpoints(trained, "fcn-sky1-noisenone-*.pt")
+    capsys.readouterr()
+    assert main(["massmaps", "classify", str(trained / "test.fits"), "--checkpoint", str(ckpt), "--force"]) == 0
+    assert "P(class" in capsys.readouterr().out and reads == [str(ckpt)]
+
+
 def test_classify_reads_each_fits_file_once(trained, tmp_path, capsys):
     """Header, columns, ordering, nside and data of every FITS map come from one astropy ``fits.open`` of
     the file (it was opened 6 times: columns, NSIDE, columns again, ORDERING, cut-sky test, healpy's read)."""

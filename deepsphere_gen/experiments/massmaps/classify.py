@@ -202,6 +202,8 @@ class Network:
     noise_kind: str = "relative"
     sigma_e: float | None = None
     _sky: object = field(default=None, init=False, repr=False, compare=False)  # sky_setting(), once read
+    #: the checkpoint's model weights, kept from the one read that also gave ``meta`` (:func:`_model` uses them)
+    weights: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def noise_option(self) -> str:
@@ -258,7 +260,7 @@ def _network(path: Path) -> Network:
         level = float(noise)
         kind = "relative" if level else "none"
     return Network(Path(path), run["method"], run["sky"], run.get("noise_name", f"{level:g}"), float(level),
-                   int(fields["experiment"]["nside"]), meta, kind, sigma_e)
+                   int(fields["experiment"]["nside"]), meta, kind, sigma_e, weights=state.get("model"))
 
 
 def sky_name(text: str, nside: int) -> str:
@@ -381,7 +383,8 @@ def _model(net: Network, device):
     config = ExperimentConfig(**cfg)
     sky = net.sky_setting()
     model = build_model(net.method, sky, config, scale=1.0)  # the scale is a buffer of the checkpoint
-    load_model_state(model, load_checkpoint(net.checkpoint, map_location=device), net.checkpoint)
+    state = {"model": net.weights} if net.weights is not None else load_checkpoint(net.checkpoint, map_location=device)
+    load_model_state(model, state, net.checkpoint)  # the weights read with the meta: the file is read once
     return model.to(device).eval(), sky
 
 
