@@ -14,31 +14,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._memory import release_free_memory
+from .._memory import raise_mmap_threshold, release_free_memory
 from ._healpix_knn import coordinates, healpix_knn, squared_distances
 
 __all__ = ["KnnPattern", "healpix_knn_pattern"]
 
 _ROWS = 1 << 14  # rows per block (temporaries of a few MB)
-
-#: bytes of the block freed by :func:`_block_temporaries_on_heap` (under glibc's 32 MiB cap)
-_HEAP_BLOCK = 16 << 20
-
-
-def _block_temporaries_on_heap() -> None:
-    """Let the next passes' block temporaries (a few MB each, ~40 per block) come from the C heap.
-
-    glibc serves an allocation at or above its mmap threshold (128 KiB at start) with a fresh
-    mapping whose pages fault one by one on first touch, and raises the threshold to the size
-    of any mapped block that is freed (its documented dynamic rule, up to 32 MiB).  Allocating
-    and freeing one :data:`_HEAP_BLOCK` block (never touched: no page is faulted) applies that
-    rule at once, so that the temporaries of every block reuse heap pages.  Without it, a
-    values pass that made no large temporary before (the angles of a block's pixels computed
-    on the fly, nothing else freed) faulted many more pages: 604K instead of 11K with it (72-88K with the stored coordinates of before), +30 % time
-    (DeepSphereClassifier at nside 512 with a cached graph).  Other C libraries: a harmless
-    allocation."""
-    np.empty(_HEAP_BLOCK, dtype=np.uint8)
-
 
 def _block_coordinates(sampling, s: int, e: int, rows: np.ndarray, cols: np.ndarray):
     """(x, y, z of a row block's pixels, ``rows`` and ``cols`` renumbered into them).
@@ -79,7 +60,7 @@ class KnnPattern:
         return int(self.indices.size - self.npix)
 
     def _blocks(self):
-        _block_temporaries_on_heap()
+        raise_mmap_threshold()  # the blocks' temporaries reuse heap pages (values pass: 604K -> 11K page faults, nside 512)
         n = self.npix
         for s in range(0, n, _ROWS):
             e = min(n, s + _ROWS)

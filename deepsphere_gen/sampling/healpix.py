@@ -134,8 +134,7 @@ class HealpixSampling(Sampling):
             theta, phi = np.empty(n), np.empty(n)
             for lo in range(0, n, self.COORD_CHUNK):
                 hi = min(lo + self.COORD_CHUNK, n)
-                pix = np.arange(lo, hi, dtype=np.int64) if self._indices is None else self._indices[lo:hi]
-                theta[lo:hi], phi[lo:hi] = hp.pix2ang(self.nside, pix, nest=True)
+                theta[lo:hi], phi[lo:hi] = hp.pix2ang(self.nside, self._pixels_of(slice(lo, hi)), nest=True)
             self._coords = theta, phi
         return self._coords
 
