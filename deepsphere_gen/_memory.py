@@ -4,7 +4,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-__all__ = ["available_memory", "raise_mmap_threshold", "release_free_memory"]
+__all__ = ["available_memory", "index_dtype", "raise_mmap_threshold", "release_free_memory"]
 
 #: bytes of the block freed by :func:`raise_mmap_threshold` (under glibc's 32 MiB cap)
 _HEAP_BLOCK = 16 << 20
@@ -23,6 +23,14 @@ def release_free_memory() -> None:
         return
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
+
+
+def index_dtype(n: int):
+    """Smallest index dtype for indices below ``n``: numpy int32 below 2**31, else int64 (graphs'
+    neighbour lists, the SHT's pixel permutations and conversion tables)."""
+    import numpy as np
+
+    return np.int32 if n < 2**31 else np.int64
 
 
 def raise_mmap_threshold() -> None:

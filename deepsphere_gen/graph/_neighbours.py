@@ -5,16 +5,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .._memory import index_dtype
 from .._validation import check_positive_int
 
 __all__ = ["CHUNK", "check_k", "index_dtype", "knn_distances"]
 
 CHUNK = 1 << 18  # rows per chunk: bounds the temporaries of the 12.6M-node graphs
-
-
-def index_dtype(n: int):
-    """Smallest index dtype for n entries: int32 below 2**31, else int64."""
-    return np.int32 if n < 2**31 else np.int64
 
 
 def knn_distances(xyz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

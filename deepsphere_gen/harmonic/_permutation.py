@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .._memory import index_dtype
+
 __all__ = ["CHUNK", "check_permutation", "inverse_permutation", "gather", "is_identity"]
 
 #: indices converted to intp per ``np.take`` call (bounds the temporaries: 8 MiB)
@@ -31,7 +33,7 @@ def check_permutation(order, n: int, label: str) -> np.ndarray:
         raise ValueError(f"{label}: rings.order must be {n} integer pixel indices, got dtype {a.dtype} shape {a.shape}")
     if n and (int(a.min()) < 0 or int(a.max()) >= n):
         raise ValueError(f"{label}: rings.order holds pixel indices outside [0, {n})")
-    return a.astype(np.int32 if n < 2**31 else np.int64, copy=False)
+    return a.astype(index_dtype(n), copy=False)
 
 
 def is_identity(order: np.ndarray) -> bool:
@@ -66,7 +68,9 @@ def gather(src: np.ndarray, index: np.ndarray, axis: int, out: np.ndarray | None
         shape[axis] = index.size
         out = np.empty(shape, dtype=src.dtype)
     n = index.size
-    if n > CHUNK and axis > 0 and math.prod(src.shape[:axis]) > 1:
+    if n <= CHUNK:  # one chunk: one np.take (an int32 index converted by numpy; no Python loop per call)
+        return np.take(src, index, axis=axis, out=out, mode="clip")
+    if axis > 0 and math.prod(src.shape[:axis]) > 1:
         leads = list(np.ndindex(*src.shape[:axis]))
         for lo in range(0, n, CHUNK):  # each index chunk converted once for every leading index
             hi = min(lo + CHUNK, n)

@@ -44,6 +44,7 @@ import torch
 import ducc0.misc as _ducc_misc
 import ducc0.sht.experimental as _ducc
 
+from .._memory import index_dtype
 from ._permutation import gather, inverse_permutation
 from ._per_thread import PerThread
 from ._sht_geometry import RingGeometry
@@ -68,7 +69,7 @@ WIDE_INDICES = 1 << 20
 def _index_dtype(L: int) -> type:
     """Index dtype of the conversion tables at bandlimit L: int32 above :data:`WIDE_INDICES`
     coefficients while every index fits (L (L + 1) < 2**31, i.e. L <= 46340), else int64."""
-    return np.int32 if WIDE_INDICES < L * L and L * (L + 1) < 2**31 else np.int64
+    return index_dtype(L * (L + 1)) if WIDE_INDICES < L * L else np.int64
 
 
 class LinearOperator(torch.autograd.Function):
@@ -99,13 +100,16 @@ def _conversion(L: int, index_dtype=np.int64):
 
     ``alm_ri[2 i + c] = r[to_alm[2 i + c]] * to_alm_f[2 i + c]`` (c = 0 real, 1 imaginary;
     the imaginary part of m = 0 has factor 0) and ``r[j] = alm_ri[to_real[j]] * to_real_f[j]``.
-    Indices of ``index_dtype``.  Filled one order m at a time (healpy's m-major layout, :func:`._healpy_convert.healpy_tables`'s values):
+    Indices of ``index_dtype``; ``index_dtype=None``: the factors only (indices returned as None, not made:
+    a second precision reuses the first one's).  Filled one order m at a time (healpy's m-major layout, :func:`._healpy_convert.healpy_tables`'s values):
     no temporary but one m's (L,) arrays, where whole-table intermediates peaked at ~3x the
     tables (+384 MiB at L = 3072); O(L^2) time, one numpy pass per m.
     """
     nalm = L * (L + 1) // 2
-    to_alm, to_alm_f = np.empty((nalm, 2), dtype=index_dtype), np.empty((nalm, 2))
-    to_real, to_real_f = np.empty(L * L, dtype=index_dtype), np.empty(L * L)
+    indices = index_dtype is not None
+    to_alm = np.empty((nalm, 2), dtype=index_dtype) if indices else None
+    to_real = np.empty(L * L, dtype=index_dtype) if indices else None
+    to_alm_f, to_real_f = np.empty((nalm, 2)), np.empty(L * L)
     root2 = np.sqrt(2.0)
     i0 = 0
     for m in range(L):
@@ -114,14 +118,18 @@ def _conversion(L: int, index_dtype=np.int64):
         pos = ell * ell + ell + m  # real index of (l, +m)
         neg = pos - 2 * m  # of (l, -m)
         sign, scale = (1.0 if m % 2 == 0 else -1.0), (1.0 if m == 0 else root2)
-        to_alm[i0 : i0 + ell.size, 0], to_alm[i0 : i0 + ell.size, 1] = pos, neg
         to_alm_f[i0 : i0 + ell.size, 0] = sign / scale
         to_alm_f[i0 : i0 + ell.size, 1] = 0.0 if m == 0 else -sign / scale
-        to_real[pos], to_real_f[pos] = 2 * i, sign * scale
+        to_real_f[pos] = sign * scale
         if m > 0:
-            to_real[neg], to_real_f[neg] = 2 * i + 1, -(sign * scale)
+            to_real_f[neg] = -(sign * scale)
+        if indices:
+            to_alm[i0 : i0 + ell.size, 0], to_alm[i0 : i0 + ell.size, 1] = pos, neg
+            to_real[pos] = 2 * i
+            if m > 0:
+                to_real[neg] = 2 * i + 1
         i0 += ell.size
-    return to_alm.ravel(), to_alm_f.ravel(), to_real, to_real_f
+    return (to_alm.ravel() if indices else None), to_alm_f.ravel(), to_real, to_real_f
 
 
 def ducc_grid(geom: RingGeometry) -> tuple[str, int, int] | None:
@@ -201,10 +209,11 @@ class DuccEngine:
         made up front."""
         t = _REAL.get(np.dtype(dtype), np.dtype(dtype))
         c = _COMPLEX[t]
-        to_alm, to_alm_f, to_real, to_real_f = _conversion(self.L, _index_dtype(self.L))
-        if self._indices is None:
+        first = self._indices is None  # the indices are made once, shared by both precisions
+        to_alm, to_alm_f, to_real, to_real_f = _conversion(self.L, _index_dtype(self.L) if first else None)
+        if first:
             self._indices = to_alm, to_real
-        to_alm, to_real = self._indices  # shared by both precisions
+        to_alm, to_real = self._indices
         fa, fr = to_alm_f.astype(t, copy=False), to_real_f.astype(t, copy=False)
         self._tables[t] = (to_alm, fa, to_alm[None], fa[None], c)
         self._tables[c] = (to_real, fr, to_real[None, :, None], fr[None, :, None], t)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import healpy as hp
 import numpy as np
 
+from .._memory import index_dtype
+
 from ._base import Rings, Sampling
 
 __all__ = ["HealpixSampling", "check_nside", "base_patch_indices", "MAX_NSIDE"]
@@ -270,7 +272,7 @@ class HealpixSampling(Sampling):
         """(npix,) int32 NESTED index of each RING-ordered pixel (``hp.ring2nest``), made in chunks of
         :attr:`COORD_CHUNK` pixels: 4 bytes per pixel (192 MiB at nside 2048) and ~16 MiB of
         temporaries, where ``hp.ring2nest(nside, np.arange(npix))`` took 16 bytes per pixel."""
-        out = np.empty(self.npix_full, dtype=np.int32)  # npix <= 12 * 8192**2 < 2**31
+        out = np.empty(self.npix_full, dtype=index_dtype(self.npix_full))  # int32 up to MAX_NSIDE 8192
         for lo in range(0, self.npix_full, self.COORD_CHUNK):
             hi = min(lo + self.COORD_CHUNK, self.npix_full)
             out[lo:hi] = hp.ring2nest(self.nside, np.arange(lo, hi, dtype=np.int64))
