@@ -8,10 +8,10 @@ the model are imported inside the functions that use them (``demo --help`` stays
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import TYPE_CHECKING
 
+from ._exits import fail
 from ._preflight import check_device, check_seed
 
 if TYPE_CHECKING:
@@ -132,8 +132,7 @@ def run(args) -> int:
         settings = _settings(args)
         device = torch.device(check_device(args.device))
     except ValueError as exc:
-        print(f"deepsphere-gen demo: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("demo", str(exc))
     nside, epochs, n_train, n_test, noise, lr = (settings[k] for k in ("nside", "epochs", "n_train", "n_test",
                                                                        "noise", "lr"))
     torch.manual_seed(args.seed)

@@ -105,8 +105,8 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0
     if not path.is_file():
         raise ValueError(f"no such FITS file: {path}")
     try:
-        values, header = hp.read_map(str(path), field=field, nest=None, h=True, dtype=np.float64,
-                                     partial=_is_cut_sky(path))
+        # a cut-sky file (INDXSCHM = EXPLICIT) is detected and filled with UNSEEN by healpy itself
+        values, header = hp.read_map(str(path), field=field, nest=None, h=True, dtype=np.float64)
     except Exception as exc:  # astropy/healpy raise many types for broken files
         raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
     header = dict(header)
@@ -124,17 +124,6 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0
     if file_order == "RING":
         values = hp.reorder(values, r2n=True)
     return np.asarray(values, dtype=np.float64)
-
-
-def _is_cut_sky(path: Path) -> bool:
-    """Whether a FITS map lists its pixels explicitly (header INDXSCHM = EXPLICIT: healpy's partial=True)."""
-    from astropy.io import fits
-
-    try:
-        with fits.open(path, memmap=False) as hdus:
-            return any(str(h.header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" for h in hdus[1:2])
-    except (OSError, ValueError):  # not FITS: healpy's reader says so
-        return False
 
 
 def check_mask(mask, nside: int) -> np.ndarray:

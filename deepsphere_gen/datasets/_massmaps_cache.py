@@ -96,7 +96,7 @@ def _lock_writer(tmp: Path):
         os.close(fd)
         staging.unlink()
         return None
-    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())  # for a person looking; the lock decides
     os.rename(staging, tmp / LOCK)
     return fd
 

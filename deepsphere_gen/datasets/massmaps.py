@@ -294,8 +294,7 @@ def _check_estimable(maps: np.ndarray) -> None:
     """ValueError naming the first map with UNSEEN/NaN/inf pixels in ``maps`` (classes, maps,
     pixels), from which no clean std can be estimated.  Cost: a min and a max pass; the map
     search runs on the error path only."""
-    lo, hi = np.min(maps), np.max(maps)  # NaN propagates, UNSEEN / inf exceed the bound
-    if np.isfinite(lo) and np.isfinite(hi) and -1e29 <= lo and hi <= 1e29:
+    if not bad_pixels(np.array([np.min(maps), np.max(maps)])).any():  # NaN propagates, UNSEEN / inf are extremes
         return
     for c in range(maps.shape[0]):
         for j in range(maps.shape[1]):
@@ -453,7 +452,7 @@ class MassMapDataset(Dataset):
             x = np.asarray(self.maps[c, j, p * n:(p + 1) * n], dtype=np.float64)
         else:
             x = np.asarray(self.maps[c, j, self.indices[p]], dtype=np.float64)
-        if not np.all(np.isfinite(x)) or np.any(np.abs(x) > 1e29):
+        if bad_pixels(x).any():
             raise ValueError(f"map {j} of class {c} has UNSEEN/NaN/inf pixels inside patch {p}: "
                              "pass a footprint that excludes them")
         if self.noise_std > 0:

@@ -141,3 +141,20 @@ def test_bad_pixels_flags_unseen_nan_inf_in_both_precisions():
         v = np.array([0.0, -1.0, 1e28, -1e28, hp.UNSEEN, np.nan, np.inf, -np.inf, 2e29], dtype=dtype)
         assert bad_pixels(v).tolist() == [False] * 4 + [True] * 5
     assert bad_pixels(np.zeros((2, 3))).shape == (2, 3)
+
+
+def test_read_healpix_fits_reads_cut_sky_files(tmp_path):
+    """A healpy cut-sky file (partial=True: a PIXEL column, then the data columns) reads as the full sky with
+    UNSEEN outside its pixels; ``field`` counts the data columns (healpy detects the layout itself)."""
+    import healpy as hp
+
+    from deepsphere_gen.datasets import read_healpix_fits
+
+    m = np.full(12 * 8**2, hp.UNSEEN)
+    m[100:300] = np.arange(200.0)
+    path = tmp_path / "cut.fits"
+    hp.write_map(str(path), [m, 2 * m], nest=True, partial=True, dtype=np.float64)
+    for field, factor in ((0, 1.0), (1, 2.0)):
+        got = read_healpix_fits(path, 8, field=field)
+        np.testing.assert_array_equal(got[100:300], factor * np.arange(200.0))
+        assert np.all(got[:100] == hp.UNSEEN) and np.all(got[300:] == hp.UNSEEN)

@@ -330,7 +330,8 @@ def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
 def test_a_live_writer_is_kept_whatever_its_process_id_says(tmp_path, monkeypatch):
     """A writer in another PID namespace (container) or on another host with the same name looks
     dead to os.kill(pid, 0); its folder must be kept (before: removed, and the writer then failed
-    with FileNotFoundError at its rename).  Here os.kill says every process is gone."""
+    with FileNotFoundError at its rename).  The cleanup decides by the writer's flock alone; os.kill is made to
+    say every process is gone so that a pid-based rule (the earlier code's) coming back would fail here."""
     from deepsphere_gen.datasets._massmaps_cache import clean_stale_temporaries
 
     def no_such_process(pid, sig):

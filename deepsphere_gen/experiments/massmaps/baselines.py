@@ -19,7 +19,7 @@ from __future__ import annotations
 import healpy as hp
 import numpy as np
 
-from ...datasets import limit_threads
+from ...datasets import bad_pixels, limit_threads
 from ...sampling import check_nside
 
 __all__ = ["PowerSpectrumSVM", "HistogramSVM", "FeatureSVM"]
@@ -29,7 +29,7 @@ def _as_samples(values, indices) -> tuple[np.ndarray, np.ndarray]:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
         raise ValueError(f"values must be shaped (samples, pixels), got {values.shape}")
-    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1e29):
+    if bad_pixels(values).any():
         raise ValueError("values hold NaN/inf/UNSEEN: pass only the pixels inside the footprint")
     indices = np.asarray(indices, dtype=np.int64)
     if indices.ndim == 1 and indices.size == values.shape[1]:

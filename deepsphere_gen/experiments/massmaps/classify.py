@@ -365,6 +365,10 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
             raise ValueError(f"{len(group)} trained {method} networks for sky {sky}, noise {noise} at nside "
                              f"{nside} (other settings): {', '.join(str(g.checkpoint) for g in group)}; "
                              f"choose one with {by_sigma}--checkpoint FILE")
+    chosen = {id(n) for n in nets}
+    for n in found:  # only the chosen networks keep their weights in memory
+        if id(n) not in chosen:
+            n.weights = None
     return sorted(nets, key=lambda n: (n.sky, n.noise))
 
 
