@@ -28,7 +28,7 @@ from .posterior import ParameterSpace
 from .summaries import summary_features
 
 __all__ = ["FEATURE_METHODS", "VALIDATION_EVERY", "generate", "pseudo_cl_estimator", "split_features",
-           "validation_mask", "graph_input_scale", "FeatureScaler", "Targets", "in_memory"]
+           "validation_mask", "graph_input_scale", "FeatureScaler", "mlp_scaler", "Targets", "in_memory"]
 
 #: the methods whose inputs are summary features (an MLP each)
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
@@ -104,6 +104,13 @@ class FeatureScaler:
 
     def __call__(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor((x - self.mean) / self.std, dtype=torch.float32)
+
+
+def mlp_scaler(config, train_x: np.ndarray, val: np.ndarray) -> FeatureScaler:
+    """The scaler of a summary MLP's features, the same in training and evaluation: mean and std over the
+    training rows ``train_x`` ((n_train x ps_noise_draws, f): every noise draw of every training sample) without
+    the validation cosmologies (``val``: (n_train,) bool, :func:`validation_mask`)."""
+    return FeatureScaler(train_x[~np.tile(val, config.ps_noise_draws)])
 
 
 class Targets(Dataset):

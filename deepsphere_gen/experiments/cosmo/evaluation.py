@@ -37,7 +37,7 @@ from ...training import DistContext, distributed_context
 from .calibration import DEGREES, VarianceCalibration
 from .comparison import bootstrap_ratios, s8_widths, summarise
 from .config import CosmoExperimentConfig
-from .data import FeatureScaler, generate, pseudo_cl_estimator, split_features, validation_mask
+from .data import generate, mlp_scaler, pseudo_cl_estimator, split_features, validation_mask
 from .fisher import power_spectrum_forecast
 from .members import checkpoint_path, graph_state, member_seed, mlp_member_seeds, mlp_state
 from .metrics import calibration_scale_sd, calibration_scales, posterior_metrics, summary_widths
@@ -72,7 +72,8 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
     if not ctx.is_main:
         return {"records": [], "summary": {}, "predictions": {}}
     feats = {}
-    val_idx = np.flatnonzero(validation_mask(path, config.seed))
+    val = validation_mask(path, config.seed)
+    val_idx = np.flatnonzero(val)
     for method in config.methods:
         t0 = time.process_time()
         # every member's checkpoint, checked against config's settings (fingerprint)
@@ -98,7 +99,7 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
                 feats["fiducial"] = split_features(config, path, est, "fiducial")[0]
                 feats["calibration"] = split_features(config, path, est, "calibration", config.calib_noise_draws)[0]
             train_x = feats["train"][method]
-            scaler = FeatureScaler(train_x[~np.tile(validation_mask(path, config.seed), config.ps_noise_draws)])
+            scaler = mlp_scaler(config, train_x, val)
             model = build_mlp(train_x.shape[1], config.mlp_hidden, config.mlp_dropout).to(ctx.device)
             inputs = {"test": feats["test"][method], "fiducial": feats["fiducial"][method],
                       "validation": train_x[val_idx],  # noise draw 0 of the validation samples

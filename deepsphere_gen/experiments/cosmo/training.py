@@ -18,7 +18,7 @@ from ...datasets.cosmo_grid import CosmoMapDataset
 from ...training import (DistContext, check_fingerprint, distributed_context, fit, load_checkpoint, save_checkpoint,
                          seed_everything)
 from .config import MLP_TRAINING, CosmoExperimentConfig
-from .data import (FEATURE_METHODS, FeatureScaler, Targets, generate, graph_input_scale, in_memory, pseudo_cl_estimator,
+from .data import (FEATURE_METHODS, Targets, generate, graph_input_scale, in_memory, mlp_scaler, pseudo_cl_estimator,
                    split_features, validation_mask)
 from .members import (GRAPH_OPTIONS, RETRAIN_REMEDY, checkpoint_path, graph_train_config, is_legacy, member_meta,
                       member_seed, mlp_member_seeds, mlp_meta, mlp_state, remedy_for)
@@ -97,7 +97,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
     def train_graph(member: int) -> None:
         ckpt = checkpoint_path(config, "graph", member)
         state = None if restart or not ckpt.is_file() else load_checkpoint(ckpt)  # read once; fit reads it to resume
-        legacy = member == 0 and state is not None and is_legacy(0, state)  # never >= 1
+        legacy = is_legacy(member, state)  # member 0 only
         if legacy and log and ctx.is_main:
             log(f"cosmo graph: {ckpt} predates checkpoint fingerprints: only its training settings are checked")
         done = 0 if state is None else int(state.get("epoch", 0))  # epochs before
@@ -121,7 +121,7 @@ def train(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistCont
         u = torch.as_tensor(space.to_u(theta), dtype=torch.float32)
         val_draws = np.tile(val, config.ps_noise_draws)
         for m in feats:
-            scaler = FeatureScaler(x[m][~val_draws])
+            scaler = mlp_scaler(config, x[m], val)
             xs = scaler(x[m])
             for member in range(config.mlp_members):
                 histories[m if member == 0 else f"{m}-m{member}"] = _train_mlp(
