@@ -71,14 +71,16 @@ def check_tensor(x, name: str = "input") -> None:
                          + (" (convert with torch.from_numpy)" if type(x).__module__ == "numpy" else ""))
 
 
-def check_pixels(x: torch.Tensor, npix: int, name: str = "input", what: str = "") -> None:
-    """Raise ValueError unless ``x`` is a tensor shaped (batch, npix, channels)."""
+def check_pixels(x: torch.Tensor, npix: int | None, name: str = "input", what: str = "") -> None:
+    """Raise ValueError unless ``x`` is a tensor shaped (batch, npix, channels) (``npix`` None: any number of
+    pixels); a channels-first (batch, channels, npix) tensor is named as such."""
     check_tensor(x, name)
     if x.dim() != 3:
         raise ValueError(f"{name} must be shaped (batch, pixels, channels), got shape {tuple(x.shape)}")
-    if x.shape[1] != npix:
+    if npix is not None and x.shape[1] != npix:
         extra = f" ({what})" if what else ""
-        raise ValueError(f"{name} has {x.shape[1]} pixels, expected {npix}{extra}")
+        flipped = " (channels-first? the layout is (batch, pixels, channels))" if x.shape[2] == npix else ""
+        raise ValueError(f"{name} has {x.shape[1]} pixels, expected {npix}{extra}{flipped}")
 
 
 def check_channels(x: torch.Tensor, channels: int, name: str = "input") -> None:

@@ -24,7 +24,7 @@ allocated before it:
 | module | holds |
 | --- | --- |
 | :mod:`.harness` | :class:`Harness` (timing, peak memory, records) and :class:`Timing` |
-| :mod:`.memory` | the CPU peak-memory method, the resident set now (`resident_mb`), a suite side run in a fresh interpreter (`fresh_process_result`) |
+| :mod:`.memory` | the CPU peak-memory method, a /proc/self/status field (`status_mb`), the resident set now (`resident_mb`), a suite side run in a fresh interpreter (`fresh_process_result`) |
 | :mod:`.machine` | bandwidth and GEMM rates, roofline floors |
 | :mod:`.peers` | one torch thread, optional peers, relative differences |
 | :mod:`.runner` | suite discovery and the run over every case |

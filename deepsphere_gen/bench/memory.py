@@ -36,6 +36,13 @@ def _ru_maxrss_kb() -> int:
     return r // 1024 if sys.platform == "darwin" else r  # bytes on macOS, kB on Linux
 
 
+def status_mb(key: str) -> float | None:
+    """A memory field of /proc/self/status (``VmRSS``: resident now, ``VmHWM``: its peak) in MiB; None where
+    unknown."""
+    kb = _proc_status_kb(key)
+    return None if kb is None else kb * 1024 / MB
+
+
 def resident_mb() -> float | None:
     """The process's resident set now (MiB), after returning freed heap pages to the system and a garbage
     collection (what a computation keeps); None where /proc/self/status is not available."""
@@ -43,8 +50,7 @@ def resident_mb() -> float | None:
 
     gc.collect()
     release_free_memory()
-    kb = _proc_status_kb("VmRSS")
-    return None if kb is None else kb * 1024 / MB
+    return status_mb("VmRSS")
 
 
 def fresh_process_result(code: str, timeout_s: float, what: str) -> dict:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_positive_int, check_tensor
+from .._validation import check_pixels, check_positive_int
 from ..sampling import HealpixSampling
 from . import _pool_native
 
@@ -39,24 +39,9 @@ def _check_levels(p) -> int:
     return int(p)
 
 
-def _check_map(x: torch.Tensor, name: str = "input") -> None:
-    check_tensor(x, name)
-    if x.dim() != 3:
-        raise ValueError(f"{name} must be shaped (batch, pixels, channels), got {tuple(x.shape)}")
-
-
-def _check_npix(x: torch.Tensor, npix: int | None) -> None:
-    """ValueError unless x has ``npix`` pixels on axis 1 (None: any); names a channels-first
-    (batch, channels, pixels) tensor."""
-    _check_map(x)
-    if npix is not None and x.shape[1] != npix:
-        flipped = " (channels-first? the layout is (batch, pixels, channels))" if x.shape[2] == npix else ""
-        raise ValueError(f"input has {x.shape[1]} pixels on axis 1, the layer expects {npix}{flipped}")
-
-
 def _groups(x: torch.Tensor, f: int) -> torch.Tensor:
     """(batch, pixels, channels) -> (batch, pixels / f, f, channels)."""
-    _check_map(x)
+    check_pixels(x, None)
     B, P, C = x.shape
     if P % f:
         raise ValueError(
@@ -92,7 +77,7 @@ def _max_groups(x: torch.Tensor, f: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch.Tensor:
     """Zeros (batch, npix_out, channels) with y placed at ``indices`` along the pixel axis."""
-    _check_map(y)
+    check_pixels(y, None)
     if indices.shape != y.shape:
         raise ValueError(f"indices shape {tuple(indices.shape)} differs from input shape {tuple(y.shape)}")
     out = y.new_zeros(y.shape[0], npix_out, y.shape[2])
@@ -115,7 +100,7 @@ class HealpixMaxPool(nn.Module):
         self.npix = None if npix is None else check_positive_int(npix, "npix")
 
     def forward(self, x: torch.Tensor):
-        _check_npix(x, getattr(self, "npix", None))  # getattr: layers pickled before npix existed
+        check_pixels(x, getattr(self, "npix", None), what="the layer's")  # getattr: layers pickled before npix existed
         y, arg = _max_groups(x, 4**self.p)
         return (y, arg) if self.return_indices else y
 
@@ -133,7 +118,7 @@ class HealpixAvgPool(nn.Module):
         self.npix = None if npix is None else check_positive_int(npix, "npix")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_npix(x, getattr(self, "npix", None))
+        check_pixels(x, getattr(self, "npix", None), what="the layer's")
         return _groups(x, 4**self.p).mean(dim=2)
 
     def extra_repr(self) -> str:
@@ -154,7 +139,7 @@ class HealpixUnpool(nn.Module):
         self.p, self.mode = _check_levels(p), mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_map(x)
+        check_pixels(x, None)
         return torch.repeat_interleave(x, 4**self.p, dim=1)
 
     def extra_repr(self) -> str:
@@ -222,9 +207,7 @@ class HealpixPartialPool(nn.Module):
         self._pool = HealpixMaxPool(self.p, return_indices) if mode == "max" else HealpixAvgPool(self.p)
 
     def forward(self, x: torch.Tensor):
-        _check_map(x)
-        if x.shape[1] != self.npix_in:
-            raise ValueError(f"input has {x.shape[1]} pixels, the partial-sky sampling has {self.npix_in}")
+        check_pixels(x, self.npix_in, what="the partial-sky sampling's")
         if self.mode == "max" and self.dropped and not self.return_indices and _pool_native.usable(x, self._groups):
             return _pool_native.gather_max(x, self._groups, self._dropped, self._torch_forward)
         return self._torch_forward(x)
@@ -265,7 +248,7 @@ class HealpixPartialUnpool(nn.Module):
         self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
-        _check_map(x)
+        check_pixels(x, None)
         if x.shape[1] != self.coarse.npix:
             raise ValueError(f"input has {x.shape[1]} pixels, the coarse sampling has {self.coarse.npix}")
         if self.mode == "max":
@@ -302,7 +285,7 @@ class _EquiangularBase(nn.Module):
 
     def _blocks(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ntheta*nphi, C) -> (B, ntheta/f, nphi/f, f*f, C)."""
-        _check_map(x)
+        check_pixels(x, None)
         B, P, C = x.shape
         if P != self.ntheta * self.nphi:
             raise ValueError(f"input has {P} pixels, the grid {self.ntheta} x {self.nphi} has {self.ntheta * self.nphi}")
@@ -350,7 +333,7 @@ class EquiangularUnpool(_EquiangularBase):
     """Copy each coarse pixel to its 2**p x 2**p block; ``grid`` is the FINE grid."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_map(x)
+        check_pixels(x, None)
         f = 2**self.p
         nt, nph = self.ntheta // f, self.nphi // f
         B, P, C = x.shape

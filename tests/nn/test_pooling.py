@@ -122,7 +122,7 @@ def test_npix_refuses_channels_first_and_changes_no_valid_use(tmp_path):
     wrong = x.transpose(1, 2).contiguous()  # (B, C, P)
     for make in (lambda **kw: HealpixMaxPool(1, **kw), lambda **kw: HealpixAvgPool(1, **kw)):
         assert make()(wrong).shape == (2, 4, 768)  # documented limit without npix
-        with pytest.raises(ValueError, match=r"16 pixels on axis 1, the layer expects 768 \(channels-first"):
+        with pytest.raises(ValueError, match=r"input has 16 pixels, expected 768 \(the layer.s\) \(channels-first"):
             make(npix=768)(wrong)
         assert torch.equal(make(npix=768)(x), make()(x))
     y, arg = HealpixMaxPool(2, return_indices=True, npix=768)(x)

@@ -12,7 +12,7 @@ are quoted in the README.
 """
 from __future__ import annotations
 
-from ..memory import fresh_process_result
+from ..memory import fresh_process_result, status_mb
 
 NAME = "graph_build"
 
@@ -29,11 +29,9 @@ def cases(quick: bool) -> list[dict]:
 
 
 def _rss_mb(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """``key`` (VmRSS, VmHWM) of /proc/self/status in MiB (NaN where unknown)."""
+    mb = status_mb(key)
+    return float("nan") if mb is None else mb
 
 
 def _cpu_s() -> float:
