@@ -43,7 +43,7 @@ from .members import checkpoint_path, graph_state, member_seed, mlp_member_seeds
 from .metrics import calibration_scale_sd, calibration_scales, posterior_metrics, summary_widths
 from .models import build_mlp
 from .posterior import ParameterSpace, ensemble_moments
-from .prediction import graph_outputs, predict_members
+from .prediction import graph_outputs, predict_splits
 
 __all__ = ["evaluate_all"]
 
@@ -104,10 +104,8 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             inputs = {"test": feats["test"][method], "fiducial": feats["fiducial"][method],
                       "validation": train_x[val_idx],  # noise draw 0 of the validation samples
                       "calibration": feats["calibration"][method]}
-            weights = [st["model"] for st in states]
-            per_split = {split: predict_members(model, weights, TensorDataset(scaler(x)), ctx.device, 512)
-                         for split, x in inputs.items()}
-            outs = [{split: out[i] for split, out in per_split.items()} for i in range(len(states))]
+            outs = predict_splits(model, [st["model"] for st in states],
+                                  {split: TensorDataset(scaler(x)) for split, x in inputs.items()}, ctx.device, 512)
         trained = [_training_record(st) for st in states]
         rec = {"method": method, **{k: trained[0][k] for k in ("epochs", "epochs_run")},  # member 0's
                "train_seconds": sum(t["train_seconds"] for t in trained),  # every ensemble member's

@@ -16,7 +16,7 @@ from .config import CosmoExperimentConfig
 from .data import graph_input_scale
 from .models import build_graph_model
 
-__all__ = ["graph_outputs", "predict_members"]
+__all__ = ["predict_splits", "graph_outputs", "predict_members"]
 
 
 def graph_outputs(config: CosmoExperimentConfig, path: Path, states: list[dict], val_idx: np.ndarray,
@@ -31,9 +31,14 @@ def graph_outputs(config: CosmoExperimentConfig, path: Path, states: list[dict],
     data["calibration"] = ConcatDataset([data["calibration"]] + [  # the noise draws of summary_features
         CosmoMapDataset(path, "calibration", config.noise_std(), seed=config.seed + 7919 * r)
         for r in range(1, config.calib_noise_draws)])
-    weights = [trained_weights(state) for state in states]
-    per_split = {split: predict_members(model, weights, ds, device) for split, ds in data.items()}
-    return [{split: out[i] for split, out in per_split.items()} for i in range(len(states))]
+    return predict_splits(model, [trained_weights(state) for state in states], data, device)
+
+
+def predict_splits(model: nn.Module, weights: list[dict], splits: dict, device, batch: int = 64) -> list[dict]:
+    """:func:`predict_members` on each data set of ``splits`` ({split: Dataset}), regrouped per member:
+    one ``{split: (n, 5) outputs}`` per state dict of ``weights`` (the graph and the MLP ensembles alike)."""
+    per_split = {split: predict_members(model, weights, ds, device, batch) for split, ds in splits.items()}
+    return [{split: out[i] for split, out in per_split.items()} for i in range(len(weights))]
 
 
 @torch.no_grad()
