@@ -126,3 +126,19 @@ def check_step_paths(device: str | None, data_dir, out_dir, step: str, json_path
         check_writable_dir(out_dir, "--out-dir")
     if json_path is not None and step in ("evaluate", "run"):
         check_output_file(json_path, "--json")
+
+
+def check_k(k: int, given: bool, inputs: list[tuple[str, int]], remedy: str) -> list[str]:
+    """``--k`` (graph neighbours) against the pixels of a command's graph inputs, before any work.
+
+    ``inputs``: (label, pixels) per input (e.g. "sky fraction 1/192 at nside 8", 4).  A kNN graph needs
+    more pixels than k: a given ``--k`` >= an input's pixels is a ValueError naming --k, each such input
+    and its pixels, the largest k that works and ``remedy``; the default k is capped at pixels - 1 there
+    (a complete graph, as the graphs of coarse levels always are), one note per such input (returned)."""
+    small = [(label, n) for label, n in inputs if n <= k]
+    if small and given:
+        where = "; ".join(f"{label}: {n} pixels" for label, n in small)
+        raise ValueError(f"--k {k} graph neighbours needs inputs of more than {k} pixels ({where}): "
+                         f"use --k <= {min(n for _, n in small) - 1}, or {remedy}")
+    return [f"{label} has {n} pixels: the default --k {k} is capped at {n - 1} there (a complete graph)"
+            for label, n in small]

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._exits import fail
-from ._preflight import check_device, check_seed
+from ._preflight import check_device, check_k, check_seed
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,11 +72,8 @@ def _settings(args) -> dict:
     for name, value in (("--batch-size", args.batch_size), ("--K", args.K), ("--k", args.k)):
         if value is not None:
             check_positive_int(value, name)
-    npix = 12 * nside**2
-    if args.k is not None and args.k >= npix:
-        raise ValueError(f"--k {args.k} graph neighbours needs maps of more than {args.k} pixels; nside {nside} "
-                         f"has {npix}: use --k <= {npix - 1} or a larger --nside")
     out["k"] = K_NEIGHBOURS if args.k is None else args.k
+    out["k_notes"] = check_k(out["k"], args.k is not None, [(f"nside {nside}", 12 * nside**2)], "a larger --nside")
     if not (math.isfinite(out["lr"]) and out["lr"] > 0):
         raise ValueError(f"--lr must be a positive number, got {out['lr']}")
     if not (math.isfinite(out["noise"]) and out["noise"] >= 0):
@@ -148,9 +145,8 @@ def run(args) -> int:
                                  pool_levels=1 if depth else 0).to(device)
     print(f"data: {n_train} train / {n_test} test maps at nside {nside}, classes C_l ~ (l+1)^-{SLOPES[0]} "
           f"vs (l+1)^-{SLOPES[1]}, unit variance, noise {noise} ({time.perf_counter() - t0:.1f} s)")
-    if settings["k"] >= 12 * nside**2:
-        print(f"note: nside {nside} has {12 * nside**2} pixels: the default --k {settings['k']} is capped at "
-              f"{12 * nside**2 - 1} (a complete graph)")
+    for note in settings["k_notes"]:
+        print(f"note: {note}")
     print(model.summary())
     # the project's loop: AdamW (no weight decay), seeded batches, BatchNorm statistics recomputed
     # with the final weights, progress bars only on a terminal

@@ -273,19 +273,15 @@ def _check_k(config, step: str, k_given: bool) -> list[str]:
     pixels - 1 on such inputs, as the graphs of the coarse levels always are (a complete graph: tiny
     settings such as 1/192 patches at nside 8 keep running), and one note per input says so (returned)."""
     from ..experiments import massmaps as exp
+    from ._preflight import check_k
 
     if step == "generate":
         return []
     graph_inputs = [(sky.name, sky.nside, _input_pixels(sky)) for sky in exp.sky_settings(config)
                     if any(m in ("fcn", "cnn") for m in exp.methods_for(sky, config.methods))]
-    small = [(name, nside, n) for name, nside, n in graph_inputs if n <= config.k]
-    if small and k_given:
-        where = "; ".join(f"sky fraction {name} at nside {nside}: {n} pixels" for name, nside, n in small)
-        raise ValueError(f"--k {config.k} graph neighbours needs inputs of more than {config.k} pixels ({where}): "
-                         f"use --k <= {min(n for *_, n in small) - 1}, or other --sky-fractions / --nside "
-                         "/ --full-sky-nside")
-    return [f"massmaps: note: sky fraction {name} at nside {nside} has {n} pixels: the default --k {config.k} "
-            f"is capped at {n - 1} there (a complete graph)" for name, nside, n in small]
+    notes = check_k(config.k, k_given, [(f"sky fraction {name} at nside {nside}", n) for name, nside, n in graph_inputs],
+                    "other --sky-fractions / --nside / --full-sky-nside")
+    return [f"massmaps: note: {note}" for note in notes]
 
 
 def _output_bytes(config) -> int:

@@ -61,7 +61,7 @@ def test_generated_maps_follow_their_power_law():
     ("--lr", "-1", "--lr must be a positive number"), ("--lr", "0", "--lr must be a positive number"),
     ("--K", "0", "--K must be a positive integer"), ("--k", "0", "--k must be a positive integer"), ("--noise", "nan", "--noise must be"),
     ("--noise", "-1", "--noise must be a number >= 0"), ("--seed", "-1", "--seed must be >= 0"),
-    ("--k", "192", "--k 192 graph neighbours needs maps of more than 192 pixels; nside 4 has 192: use --k <= 191"),
+    ("--k", "192", "--k 192 graph neighbours needs inputs of more than 192 pixels (nside 4: 192 pixels): use --k <= 191"),
 ])
 def test_demo_bad_values_are_one_line_errors(capsys, option, value, message):
     """Each bad value is refused before any work (exit 2, one line naming the option); 0 is not "not given"."""
@@ -90,12 +90,12 @@ def test_demo_at_nside_1_caps_the_default_k(capsys, monkeypatch, tmp_path):
     small = ["demo", "--quick", "--epochs", "1", "--n-train", "8", "--n-test", "4"]
     assert main([*small, "--nside", "1"]) == 0
     out = capsys.readouterr().out
-    assert "note: nside 1 has 12 pixels: the default --k 20 is capped at 11 (a complete graph)" in out
+    assert "note: nside 1 has 12 pixels: the default --k 20 is capped at 11 there (a complete graph)" in out
     assert "test accuracy:" in out
     for nside, k in (("1", "12"), ("2", "48")):
         assert main([*small, "--nside", nside, "--k", k]) == 2
         err = capsys.readouterr().err
-        assert f"deepsphere-gen demo: error: --k {k} graph neighbours needs maps of more than {k} pixels" in err
+        assert f"deepsphere-gen demo: error: --k {k} graph neighbours needs inputs of more than {k} pixels" in err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main([*small, "--nside", "1", "--k", "11"]) == 0
     assert "note:" not in capsys.readouterr().out
