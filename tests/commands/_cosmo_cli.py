@@ -3,7 +3,7 @@ a fixture that restores torch's thread count (the command sets it)."""
 import pytest
 import torch
 
-from deepsphere_gen.cli import main
+from ._cli import refused as cli_refused
 
 #: a tiny cosmo run (seconds): the quick preset with fewer cosmologies, realisations and epochs
 TINY = ["--quick", "--n-train", "8", "--n-test", "2", "--n-real", "1", "--n-fiducial", "2", "--epochs", "2",
@@ -19,10 +19,9 @@ def restore_threads():
 
 
 def refused(argv, capsys, match, rc=2):
-    """Run ``deepsphere-gen cosmo *argv``; assert exit status ``rc`` and one stderr line containing ``match``
-    (no traceback); return that line.  Earlier captured output is discarded first."""
+    """Run ``deepsphere-gen cosmo *argv`` (earlier captured output discarded first): exit status ``rc``, one stderr
+    line containing ``match``, no traceback (:func:`._cli.refused`); return that line."""
     capsys.readouterr()
-    assert main(["cosmo", *argv]) == rc
-    err = capsys.readouterr().err
-    assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    err = cli_refused("cosmo", argv, capsys, match, rc).err
+    assert match in err and len(err.strip().splitlines()) == 1, err
     return err

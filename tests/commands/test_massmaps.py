@@ -23,6 +23,8 @@ from deepsphere_gen.experiments.massmaps.runs import find_checkpoints, member_na
 from deepsphere_gen.training import (CheckpointMismatch, batch_outputs, distributed_context, load_checkpoint,
                                      load_model_state, save_checkpoint)
 
+from ._cli import refused
+
 TINY = ["--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--relative-noise", "0", "1", "--epochs", "2",
         "--min-steps", "0", "--batch-size", "16", "--no-progress"]
 
@@ -204,9 +206,7 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
 
 
 def _fail(argv, capsys, match):
-    rc = main(["massmaps", *argv])
-    err = capsys.readouterr().err
-    assert rc == 2, err
+    err = refused("massmaps", argv, capsys, match).err
     assert "deepsphere-gen massmaps: error:" in err and match in err, err
     return err
 
