@@ -88,15 +88,10 @@ def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = F
     return pool, pool.coarse
 
 
-def check_graph_level(s: HealpixSampling, where: str, pooled: int) -> None:
-    """ValueError unless the sampling ``s`` of ``where`` (e.g. "block 3"), reached after
-    ``pooled`` poolings by 4, has the 2 pixels a graph convolution needs (a small partial
-    sky pooled down to one pixel has no neighbours)."""
-    if s.npix < 2:
-        raise ValueError(
-            f"{where} works on the map pooled {pooled} time(s) by 4 (nside {s.nside}), which has {s.npix} "
-            f"pixel: a graph convolution needs at least 2; use fewer pooling levels (at most {pooled - 1} "
-            f"before {where}: pool_levels) or a larger footprint")
+def _pooled(where: str, pooled: int) -> str:
+    """The context a graph level names when its sampling has too few pixels (:class:`~deepsphere_gen.nn.LaplacianPyramid`)."""
+    return (f"{where} works on the map pooled {pooled} time(s) by 4 (at most {pooled - 1} pooling level(s) before "
+            f"{where}: pool_levels)")
 
 
 def graph_encoder(graphs: LaplacianPyramid, sampling, in_channels: int, channels, pools, K: int, batch_norm: bool,
@@ -117,9 +112,9 @@ def graph_encoder(graphs: LaplacianPyramid, sampling, in_channels: int, channels
     """
     blocks, s, cin, pooled = [], sampling, in_channels, 0
     for i, (cout, p) in enumerate(zip(channels, pools)):
-        check_graph_level(s, f"block {i + 1}", pooled)
         late_relu = bool(p) and pool == "max"
-        stage = [_ConvBlock(cin, cout, K, graphs(s), batch_norm, dtype, relu=not late_relu)]
+        stage = [_ConvBlock(cin, cout, K, graphs(s, _pooled(f"block {i + 1}", pooled)), batch_norm, dtype,
+                            relu=not late_relu)]
         if p:
             pool_mod, s = _pool(s, p, pool)
             stage.append(pool_mod)
@@ -332,8 +327,7 @@ class SphericalUNet(SharedLaplacians):
             samplings.append(coarse)
 
         def level(cin, cout, s, i):
-            check_graph_level(s, f"UNet level {i}", sum(pools[:i]))
-            laps = graphs(s)
+            laps = graphs(s, _pooled(f"UNet level {i}", sum(pools[:i])))
             return nn.Sequential(*[_ConvBlock(cin if r == 0 else cout, cout, K, laps, batch_norm, dtype) for r in range(reps)])
 
         self.encoder = nn.ModuleList()

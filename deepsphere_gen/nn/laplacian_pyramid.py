@@ -35,12 +35,15 @@ class LaplacianPyramid:
         self.k, self.kind, self.dtype, self.cache, self.cache_dir = int(k), laplacian, dtype, cache, cache_dir
         self._memo: dict[str, Laplacian] = {}
 
-    def __call__(self, sampling) -> Laplacian:
+    def __call__(self, sampling, where: str | None = None) -> Laplacian:
+        """The rescaled Laplacian of ``sampling`` (built once).  A sampling of one pixel has no graph: ValueError,
+        naming ``where`` (the caller's context, e.g. "block 3 works on the map pooled 2 time(s) by 4") if given."""
         key = sampling.cache_key()
         if key not in self._memo:
             if sampling.npix < 2:
-                raise ValueError(f"{sampling!r} has {sampling.npix} pixel: a graph needs at least 2 (a partial "
-                                 "sky pooled too far? pool less or use a larger footprint)")
+                context = f"{where}: " if where else ""
+                raise ValueError(f"{context}{sampling!r} has {sampling.npix} pixel: a graph needs at least 2 (a partial "
+                                 "sky pooled too far? use fewer pooling levels or a larger footprint)")
             k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
             g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
             self._memo[key] = Laplacian.from_graph(g, dtype=self.dtype)
