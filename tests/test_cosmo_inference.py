@@ -351,6 +351,17 @@ def test_member_seeds_stay_those_recorded():
         assert [member_seed(seed, k) for k in range(4)] == _RECORDED_GRAPH_SEEDS[seed]
 
 
+def test_seed_is_checked_as_the_other_integer_settings():
+    """The run's seed: a non-negative integer as massmaps' min_steps (one check, _validation.check_nonnegative_int);
+    an integral float is the integer (was refused, while every other integer setting accepted it)."""
+    for bad in (-1, 1.5, True, "3", None):
+        with pytest.raises(ValueError, match=f"seed must be a non-negative integer, got {bad!r}"):
+            CosmoExperimentConfig(seed=bad)
+    for good in (3, 3.0, np.int64(3)):
+        seed = CosmoExperimentConfig(seed=good).seed
+        assert seed == 3 and type(seed) is int
+
+
 def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
     from deepsphere_gen.experiments.cosmo.members import checkpoint_path, graph_state, graph_train_config, member_meta
     from deepsphere_gen.training import CheckpointMismatch, save_checkpoint

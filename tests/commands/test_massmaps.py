@@ -88,8 +88,10 @@ def test_train_config_policy():
     assert (patches.batch_size, patches.epochs) == (32, 5)
     assert exp.train_config("fcn", 720, exp.ExperimentConfig(epochs=2, min_steps=0)).epochs == 2
     assert exp.train_config("fcn", 60, cfg, world_size=3).batch_size == 6  # divisible by the processes
-    with pytest.raises(ValueError, match="min_steps"):
-        exp.ExperimentConfig(min_steps=-1)
+    for bad in (-1, 2.5, True, None, "80", float("inf")):  # True and "80" passed, None raised a TypeError
+        with pytest.raises(ValueError, match=f"min_steps must be a non-negative integer, got {bad!r}"):
+            exp.ExperimentConfig(min_steps=bad)
+    assert exp.ExperimentConfig(min_steps=np.int64(3)).min_steps == 3
 
 
 def test_fresh_noise_training_samples():
