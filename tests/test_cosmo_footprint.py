@@ -6,7 +6,8 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from deepsphere_gen.datasets.cosmo_grid import MAX_FOOTPRINT_FRACTION, CosmoGridConfig, generate_cosmo_grid, load_footprint
+from deepsphere_gen.datasets.cosmo_grid import (MAX_FOOTPRINT_FRACTION, CosmoGridConfig, generate_cosmo_grid,
+                                                load_footprint)
 from deepsphere_gen.experiments.cosmo import CosmoExperimentConfig, generate
 from deepsphere_gen.experiments.cosmo.data import pseudo_cl_estimator
 
@@ -26,8 +27,8 @@ def test_the_library_refuses_a_footprint_of_nearly_the_whole_sky(tmp_path):
     ten = _mask_file(tmp_path / "ten.fits", 10)  # 83.3 % of the sky: a (large) survey
     assert load_footprint(ten, NSIDE).sum() == 10 * NSIDE**2
     eleven = _mask_file(tmp_path / "eleven.fits", 11)
-    with pytest.raises(ValueError, match=r"footprint .*eleven.fits keeps 91.7 % of the sky: cosmo analyses a "
-                                         r"partial-sky survey footprint \(at most 90 % of the sky\); pass the survey's mask"):
+    with pytest.raises(ValueError, match=r"footprint .*eleven.fits keeps 91.7 % of the sky: cosmo analyses a partial-sky "
+                                         r"survey footprint \(at most 90 % of the sky\); pass the survey's mask"):
         load_footprint(eleven, NSIDE)
     full = _mask_file(tmp_path / "full.fits", 12)
     grid = CosmoGridConfig(nside=NSIDE, n_train=2, n_test=1, n_real=1, n_fiducial=1, n_calib=1, footprint=full)

@@ -231,7 +231,7 @@ def test_bad_input_clear_messages_nothing_written(tmp_path, capsys):
     ring = tmp_path / "ring.fits"
     hp.write_map(str(ring), np.zeros(12 * 8**2), nest=False)
     out = ["--out-dir", str(tmp_path / "out")]
-    _fail(["classify", str(ring), *out], capsys, "is in RING ordering; classify reads NESTED maps")
+    _fail(["classify", str(ring), *out], capsys, "is in RING ordering but NESTED was expected (classify reads NESTED maps")
     small = tmp_path / "small.fits"
     hp.write_map(str(small), np.zeros(12 * 4**2), nest=True)
     _fail(["classify", str(small), *out], capsys, "no trained fcn network for nside 4")
