@@ -11,6 +11,7 @@ __all__ = [
     "check_channels",
     "check_dtype",
     "check_positive_int",
+    "check_nonnegative_int",
     "check_positive_ints",
     "check_nested_order",
 ]
@@ -101,18 +102,30 @@ def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", 
         )
 
 
+def _check_int(value, name: str, minimum: int, words: str) -> int:
+    """``value`` as int, or ValueError "``name`` must be ``words``, got ..." unless it is an integer >= ``minimum``
+    (an int, a numpy integer or an integral float; not a bool, a string, NaN or inf)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be {words}, got {value!r}")
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be {words}, got {value!r}") from None
+    if n != value or n < minimum:
+        raise ValueError(f"{name} must be {words}, got {value!r}")
+    return n
+
+
 def check_positive_int(value, name: str) -> int:
     """Return ``value`` as int, or raise ValueError naming ``name`` unless it is an integer >= 1
     (an int, a numpy integer or an integral float; not a bool)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if n != value or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return n
+    return _check_int(value, name, 1, "a positive integer")
+
+
+def check_nonnegative_int(value, name: str) -> int:
+    """Return ``value`` as int, or raise ValueError naming ``name`` unless it is an integer >= 0
+    (an int, a numpy integer or an integral float; not a bool)."""
+    return _check_int(value, name, 0, "a non-negative integer")
 
 
 def check_positive_ints(name: str, values) -> tuple[int, ...]:

@@ -331,6 +331,37 @@ def test_mlp_member_seeds_are_distinct_and_member_0_is_the_single_mlp():
         CosmoExperimentConfig(mlp_members=1.5)
 
 
+#: the seeds recorded by the code that trained the published ensembles (run seed -> method -> members 0..3): pinned,
+#: so that a refactoring of the seed derivation cannot silently retrain (or mismatch) existing checkpoints
+_RECORDED_MLP_SEEDS = {
+    0: {"power_spectrum": [(511866115, 0), (1650812294, 1389054849), (530076442, 170767196), (1550535619, 114647262)],
+        "handcrafted": [(948573552, 0), (1507691858, 1589267423), (171367888, 1334653540), (1489977481, 1949925943)]},
+    4: {"power_spectrum": [(1489600061, 4), (670920724, 1789759789), (1524901229, 654782732), (569210625, 908673286)],
+        "handcrafted": [(1321579219, 4), (942162087, 358246457), (1576136308, 1101675331), (1475354385, 182045979)]},
+}
+_RECORDED_GRAPH_SEEDS = {0: [0, 219600848, 1385419381, 928288930], 4: [4, 1650634972, 1360556890, 1742822034]}
+
+
+def test_member_seeds_stay_those_recorded():
+    from deepsphere_gen.experiments.cosmo.members import mlp_member_seeds
+
+    for seed, methods in _RECORDED_MLP_SEEDS.items():
+        for method, want in methods.items():
+            assert [mlp_member_seeds(seed, method, k) for k in range(4)] == want, (seed, method)
+        assert [member_seed(seed, k) for k in range(4)] == _RECORDED_GRAPH_SEEDS[seed]
+
+
+def test_seed_is_checked_as_the_other_integer_settings():
+    """The run's seed: a non-negative integer as massmaps' min_steps (one check, _validation.check_nonnegative_int);
+    an integral float is the integer (was refused, while every other integer setting accepted it)."""
+    for bad in (-1, 1.5, True, "3", None):
+        with pytest.raises(ValueError, match=f"seed must be a non-negative integer, got {bad!r}"):
+            CosmoExperimentConfig(seed=bad)
+    for good in (3, 3.0, np.int64(3)):
+        seed = CosmoExperimentConfig(seed=good).seed
+        assert seed == 3 and type(seed) is int
+
+
 def test_graph_members_seeds_checkpoints_and_fingerprints(tmp_path):
     from deepsphere_gen.experiments.cosmo.members import checkpoint_path, graph_state, graph_train_config, member_meta
     from deepsphere_gen.training import CheckpointMismatch, save_checkpoint

@@ -221,3 +221,18 @@ def test_cuda_forward_syncs_only_in_the_input_check(models, name, monkeypatch):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(calls) == 1
+
+
+def test_integer_checks_name_the_setting():
+    import numpy as np
+
+    from deepsphere_gen._validation import check_nonnegative_int, check_positive_int
+
+    assert check_nonnegative_int(0, "n") == 0 and check_positive_int(np.int64(2), "n") == 2
+    assert type(check_nonnegative_int(4.0, "n")) is int
+    for bad in (-1, 0.5, True, "1", None, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"n must be a non-negative integer, got {bad!r}"):
+            check_nonnegative_int(bad, "n")
+    for bad in (0, -1, 1.5, False, float("inf")):  # inf raised an OverflowError
+        with pytest.raises(ValueError, match=f"n must be a positive integer, got {bad!r}"):
+            check_positive_int(bad, "n")

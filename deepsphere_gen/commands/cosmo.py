@@ -172,26 +172,19 @@ def _preflight(config, step: str, json_path: str) -> None:
     check_footprint_file(config.grid.footprint, config.grid.nside)
 
 
-#: a --footprint FITS file keeping more than this fraction of the sky is refused (a map, not a survey mask)
-MAX_FOOTPRINT_FRACTION = 0.9
-
-
 def check_footprint_file(spec: str, nside: int) -> None:
-    """A --footprint FITS file must be a survey mask (:func:`~deepsphere_gen.datasets.read_footprint`
-    refuses values other than 0/1) keeping at most :data:`MAX_FOOTPRINT_FRACTION` of the sky: cosmo
-    analyses a partial-sky survey.  Reads the file once (~0.1 s at nside 128)."""
+    """A --footprint FITS file, checked before any work as the library checks it where the simulations read it
+    (:func:`~deepsphere_gen.datasets.cosmo_grid.load_footprint`: a 0/1 survey mask keeping at most
+    :data:`~deepsphere_gen.datasets.cosmo_grid.MAX_FOOTPRINT_FRACTION` of the sky); its refusal is prefixed
+    with the option.  Reads the file once (~0.1 s at nside 128)."""
     if spec == "stage3":
         return
-    from ..datasets import read_footprint
+    from ..datasets.cosmo_grid import load_footprint
 
     try:
-        frac = read_footprint(spec, nside).mean()
+        load_footprint(spec, nside)
     except ValueError as exc:
         raise ValueError(f"--footprint: {exc}") from None
-    if frac > MAX_FOOTPRINT_FRACTION:
-        raise ValueError(f"--footprint {spec} keeps {100 * frac:.1f} % of the sky: cosmo analyses a partial-sky "
-                         f"survey footprint (at most {100 * MAX_FOOTPRINT_FRACTION:.0f} % of the sky); pass the "
-                         "survey's mask (1 inside, 0 outside)")
 
 
 def run(args) -> int:

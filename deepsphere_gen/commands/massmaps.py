@@ -368,18 +368,12 @@ def _classify(args) -> int:
                          "use --method fcn or cnn for sky fractions " + " ".join(s for s in skies if s != "1"))
     noises = _classify_noises(args)
     device = check_device(_get(args, "device")) or "cpu"
-    # every file is read (once) and checked before any network is loaded
-    files = {f: cl.read_user_fits(f) for f in args.maps}
-    nsides = {f: u.nside for f, u in files.items()}
-    if len(set(nsides.values())) > 1:
-        raise ValueError("the maps have different nside (" + ", ".join(f"{f}: {n}" for f, n in nsides.items())
-                         + "); classify maps of one nside at a time")
-    nside = next(iter(nsides.values()))
+    # every file's header checked (nside, column, ordering) before any map is read, and the maps read (one column
+    # of one file at a time) before any network is loaded
+    nside, files = cl.read_user_headers(args.maps, args.field)
     if skies is not None:
         skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
-    maps = {}
-    for f in list(files):  # each table dropped once its map is made
-        maps[f] = cl.user_map(files.pop(f), args.field)
+    maps = {f: cl.user_map(u, args.field) for f, u in files.items()}
     nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
                               method_given=args.method is not None, sigma_e=_get(args, "sigma_e"))
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front

@@ -41,7 +41,8 @@ from ._spectra import FIXED_PARAMETERS, SMAIL_PARAMETERS, Cosmology
 from .survey_footprint import footprint_area_deg2, footprint_copies, stage3_footprint
 from .tomography import gaussian_cl_matrix, lognormal_maps, redshift_bins, tomographic_cl, tomographic_shifts
 
-__all__ = ["CosmoGridConfig", "SPLITS", "default_data_dir", "design", "load_footprint", "generate_cosmo_grid",
+__all__ = ["CosmoGridConfig", "SPLITS", "default_data_dir", "design", "load_footprint", "MAX_FOOTPRINT_FRACTION",
+           "generate_cosmo_grid",
            "load_split", "CosmoMapDataset", "s8"]
 
 #: the split index in a realisation's SeedSequence is its position here (calibration last: adding it
@@ -113,11 +114,26 @@ def design(config: CosmoGridConfig) -> dict[str, np.ndarray]:
             "calibration": pts[held:]}
 
 
+#: a footprint FITS file keeping more than this fraction of the sky is refused (:func:`load_footprint`): the grid
+#: simulates a partial-sky survey, and a full-sky "mask" is usually a file given by mistake
+MAX_FOOTPRINT_FRACTION = 0.9
+
+
 def load_footprint(spec: str, nside: int) -> np.ndarray:
-    """NESTED bool mask: "stage3" (built-in) or a HEALPix FITS file."""
+    """NESTED bool mask (12 nside^2,): "stage3" (built-in) or a HEALPix FITS survey mask
+    (:func:`~._footprint.read_footprint`: 1 inside, 0 or UNSEEN outside; other values refused) keeping at most
+    :data:`MAX_FOOTPRINT_FRACTION` of the sky (ValueError naming the fraction it keeps).  Every user of the
+    grid's footprint reads it here (generation, the pseudo-C_l estimator, the Fisher forecast); a FITS file
+    costs one read (~0.1 s at nside 128)."""
     if spec == "stage3":
         return stage3_footprint(nside)
-    return read_footprint(spec, nside)
+    mask = read_footprint(spec, nside)
+    frac = float(mask.mean())
+    if frac > MAX_FOOTPRINT_FRACTION:
+        raise ValueError(f"footprint {spec} keeps {100 * frac:.1f} % of the sky: cosmo analyses a partial-sky survey "
+                         f"footprint (at most {100 * MAX_FOOTPRINT_FRACTION:.0f} % of the sky); pass the survey's mask "
+                         "(1 inside, 0 outside)")
+    return mask
 
 
 def _params(config: CosmoGridConfig, mask: np.ndarray) -> dict:

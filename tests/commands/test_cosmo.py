@@ -341,7 +341,10 @@ def test_footprint_must_be_a_partial_sky_mask(tmp_path, capsys):
     hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
     dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
     refused([*TINY, *dirs, "--footprint", str(tmp_path / "kappa.fits")], capsys, "is not a 0/1 mask")
-    refused([*TINY, *dirs, "--footprint", str(tmp_path / "full.fits")], capsys, "keeps 100.0 % of the sky")
+    err = refused([*TINY, *dirs, "--footprint", str(tmp_path / "full.fits")], capsys, "keeps 100.0 % of the sky")
+    assert (f"--footprint: footprint {tmp_path / 'full.fits'} keeps 100.0 % of the sky: cosmo analyses a partial-sky "
+            "survey footprint (at most 90 % of the sky); pass the survey's mask (1 inside, 0 outside)") in err
+    assert not list((tmp_path / "data").iterdir())  # before any simulation (the library check: test_cosmo_footprint)
     from deepsphere_gen.commands.cosmo import check_footprint_file
 
     check_footprint_file(str(tmp_path / "mask.fits"), 32)  # a survey mask (1 inside, UNSEEN outside) passes

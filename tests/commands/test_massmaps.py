@@ -88,8 +88,10 @@ def test_train_config_policy():
     assert (patches.batch_size, patches.epochs) == (32, 5)
     assert exp.train_config("fcn", 720, exp.ExperimentConfig(epochs=2, min_steps=0)).epochs == 2
     assert exp.train_config("fcn", 60, cfg, world_size=3).batch_size == 6  # divisible by the processes
-    with pytest.raises(ValueError, match="min_steps"):
-        exp.ExperimentConfig(min_steps=-1)
+    for bad in (-1, 2.5, True, None, "80", float("inf")):  # True and "80" passed, None raised a TypeError
+        with pytest.raises(ValueError, match=f"min_steps must be a non-negative integer, got {bad!r}"):
+            exp.ExperimentConfig(min_steps=bad)
+    assert exp.ExperimentConfig(min_steps=np.int64(3)).min_steps == 3
 
 
 def test_fresh_noise_training_samples():
@@ -229,7 +231,7 @@ def test_bad_input_clear_messages_nothing_written(tmp_path, capsys):
     ring = tmp_path / "ring.fits"
     hp.write_map(str(ring), np.zeros(12 * 8**2), nest=False)
     out = ["--out-dir", str(tmp_path / "out")]
-    _fail(["classify", str(ring), *out], capsys, "is in RING ordering; classify reads NESTED maps")
+    _fail(["classify", str(ring), *out], capsys, "is in RING ordering but NESTED was expected (classify reads NESTED maps")
     small = tmp_path / "small.fits"
     hp.write_map(str(small), np.zeros(12 * 4**2), nest=True)
     _fail(["classify", str(small), *out], capsys, "no trained fcn network for nside 4")

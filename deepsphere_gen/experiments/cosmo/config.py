@@ -8,7 +8,6 @@ a fraction of a second; the package imports it (and nothing else) on import.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -90,7 +89,7 @@ class CosmoExperimentConfig:
     mlp_members: int = 3
 
     def __post_init__(self):
-        from ..._validation import check_positive_int
+        from ..._validation import check_nonnegative_int, check_positive_int
         from ...datasets.shape_noise import pixel_noise_std
 
         bad = [m for m in self.methods if m not in METHODS]
@@ -99,8 +98,7 @@ class CosmoExperimentConfig:
         if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
         pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e (finite, >= 0), as massmaps does
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        self.seed = check_nonnegative_int(self.seed, "seed")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size", "graph_members",
                      "mlp_members"):
             check_positive_int(getattr(self, name), name)

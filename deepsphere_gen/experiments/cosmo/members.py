@@ -34,10 +34,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from ..._fingerprint import canonical, fingerprint_meta
-from ..._seeds import ensemble_seed
+from ..._seeds import derived_seeds, ensemble_seed
 from ...training import CheckpointMismatch, TrainConfig, check_fingerprint, check_settings, load_checkpoint
 from .config import MLP_TRAINING, CosmoExperimentConfig
 
@@ -88,13 +86,12 @@ def mlp_init_seed(seed: int, method: str) -> int:
 def mlp_member_seeds(seed: int, method: str, member: int) -> tuple[int, int]:
     """(initial-weight seed, training seed) of member ``member`` of MLP ``method``'s ensemble in a run with
     ``seed``: member 0 (the single MLP) ``(mlp_init_seed(seed, method), seed)``; member k >= 1 two 31-bit words
-    of ``SeedSequence([seed, 8311, n, k])`` (n as in :func:`mlp_init_seed`), so that its weights, dropout and
-    batch order differ from every other member's and method's; its features (noise draws) and validation
-    split stay those of ``seed``."""
+    of ``SeedSequence([seed, 8311, n, k])`` (n as in :func:`mlp_init_seed`;
+    :func:`~deepsphere_gen._seeds.derived_seeds`), so that its weights, dropout and batch order differ from every
+    other member's and method's; its features (noise draws) and validation split stay those of ``seed``."""
     if member == 0:
         return mlp_init_seed(seed, method), int(seed)
-    words = np.random.SeedSequence([int(seed), 8311, _MLP_NUMBERS[method], int(member)]).generate_state(2) >> 1
-    return int(words[0]), int(words[1])
+    return derived_seeds(seed, (8311, _MLP_NUMBERS[method], member), 2)
 
 
 #: the ``deepsphere-gen cosmo`` option that sets each field of :func:`member_fields` (named in a refusal; fields

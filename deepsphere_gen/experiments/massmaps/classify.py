@@ -1,7 +1,8 @@
 """``massmaps classify``: apply trained networks to user HEALPix maps, carefully.
 
-- Each FITS file is opened once (:func:`read_user_fits`): a file with several columns is refused unless a
-  column is chosen (``field``); the message names the columns.  NESTED ordering, the nside
+- The headers of every FITS file are read first (:func:`read_user_fits`; files of different nside refused, a file
+  with several columns refused unless a column is chosen, ``field``, naming the columns), then the chosen column
+  of each file alone, one file at a time (:func:`read_user_headers`, :func:`user_map`).  NESTED ordering, the nside
   of the networks and no UNSEEN pixel inside the analysed sky are required; networks of nested
   patches analyse the patches the map covers whole (a cut-sky file of one base pixel is one 1/12
   sample) and leave out those entirely outside it (:func:`sky_values`).
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from ..._fingerprint import mask_hash
-from ...datasets import apply_footprint, bad_pixels, split_patches
+from ...datasets import apply_footprint, bad_pixels, check_fits_ordering, read_healpix_fits, split_patches
 from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
 from .config import ExperimentConfig, parse_sky_fraction
@@ -40,29 +41,35 @@ from .training import class_cosmologies
 #: requested ellipticity dispersion (--sigma-e 0.26) the trained one of shape-noise networks
 NOISE_RTOL = 1e-2
 
-__all__ = ["UserFits", "read_user_fits", "user_map", "sky_values", "Network", "select_networks", "check_sky",
-           "classify", "sky_name", "NOISE_RTOL"]
+__all__ = ["UserFits", "read_user_fits", "map_field", "user_map", "read_user_headers", "sky_values", "Network",
+           "select_networks", "check_sky", "classify", "sky_name", "NOISE_RTOL"]
 
 
 @dataclass(frozen=True)
 class UserFits:
-    """A HEALPix FITS file as one ``fits.open`` read it (:func:`read_user_fits`): ``nside`` (header NSIDE),
-    the names of its data ``columns`` (without the PIXEL column of a cut-sky file), its ``ordering``
-    (header ORDERING, upper case, "" if missing) and its first binary ``table``, data in memory (the file
-    is closed); :func:`user_map` makes the map."""
+    """The header of a HEALPix FITS file as :func:`read_user_fits` read it (no data): ``nside`` (header NSIDE),
+    the names of its data ``columns`` (without the PIXEL column of a cut-sky file) and its header ``ordering``
+    value as written (None if missing; :func:`map_field` checks it); :func:`user_map` reads the map."""
 
     path: Path
     nside: int
     columns: tuple[str, ...]
-    ordering: str
-    table: object  # astropy.io.fits.BinTableHDU
+    ordering: object
+
+
+def _cut_sky(header) -> bool:
+    """Whether healpy reads the table as a cut-sky file (its first column the pixel indices): INDXSCHM EXPLICIT, or
+    OBJECT PARTIAL without INDXSCHM IMPLICIT (``healpy.read_map``'s rule, so that --field counts what it reads)."""
+    scheme = str(header.get("INDXSCHM", "")).strip().upper()
+    return scheme == "EXPLICIT" or (scheme != "IMPLICIT" and str(header.get("OBJECT", "")).strip().upper() == "PARTIAL")
 
 
 def read_user_fits(path) -> UserFits:
-    """Open a HEALPix FITS file once and keep what classify needs of it (:class:`UserFits`).
+    """Read the header of a HEALPix FITS file's first binary table (:class:`UserFits`): no data are read
+    (astropy loads the headers alone), so every file is checked before any map is read (:func:`read_user_headers`).
 
     ValueError for a missing or unreadable file, a file without a binary table or NSIDE, or an NSIDE that
-    is not a power of 2.  Costs one read of the first binary table (all its columns, in the file's dtype).
+    is not a power of 2.
     """
     from astropy.io import fits
 
@@ -70,19 +77,14 @@ def read_user_fits(path) -> UserFits:
     if not path.is_file():
         raise ValueError(f"no such FITS file: {path}")
     try:
-        with fits.open(path, memmap=False) as hdus:
+        with fits.open(path, memmap=True) as hdus:  # lazy: headers are read as the HDUs are reached, data never
             table = next((h for h in hdus[1:] if isinstance(h, fits.BinTableHDU)), None)
             if table is None:
                 raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
-            try:
-                table.data  # noqa: B018 (read into memory before the file closes)
-            except Exception as exc:  # astropy raises many types for a truncated or damaged table
-                raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
+            header, columns = table.header, list(table.columns.names)  # the columns from TTYPEn/TFORMn
     except OSError as exc:
         raise ValueError(f"cannot read {path} as FITS ({exc})") from None
-    header = table.header
-    columns = list(table.columns.names)
-    if str(header.get("INDXSCHM", "")).strip().upper() == "EXPLICIT" and columns[:1] == ["PIXEL"]:
+    if _cut_sky(header):
         columns = columns[1:]
     if "NSIDE" not in header:
         raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
@@ -90,16 +92,13 @@ def read_user_fits(path) -> UserFits:
         nside = check_nside(header["NSIDE"])
     except ValueError as exc:
         raise ValueError(f"{path}: header NSIDE: {exc}") from None
-    return UserFits(path, nside, tuple(columns), str(header.get("ORDERING", "")).strip().upper(), table)
+    return UserFits(path, nside, tuple(columns), header.get("ORDERING"))
 
 
-def user_map(f: UserFits, field: int | None = None) -> np.ndarray:
-    """One NESTED map (12 nside^2,) float64 from a read FITS file (no new read).
-
-    ``field``: 0-based data column; required when the file has several (ValueError naming them).  A
-    cut-sky file (``healpy.write_map(..., partial=True)``) gives UNSEEN outside its pixels.  ValueError
-    for a RING map (with the healpy line that converts it), a missing ORDERING or data that do not fit NSIDE.
-    """
+def map_field(f: UserFits, field: int | None = None) -> int:
+    """The 0-based data column of ``f`` that classify reads, checked on the header alone: ``field`` is required
+    when the file has several columns (ValueError naming them) and must exist; the ORDERING must be NESTED
+    (:func:`~deepsphere_gen.datasets.check_fits_ordering`, advising the healpy line that converts a RING map)."""
     path, columns = f.path, f.columns
     if field is None:
         if len(columns) > 1:
@@ -108,17 +107,35 @@ def user_map(f: UserFits, field: int | None = None) -> np.ndarray:
         field = 0
     elif not 0 <= field < len(columns):
         raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) ({', '.join(columns)})")
-    if f.ordering == "RING":
-        raise ValueError(f"{path} is in RING ordering; classify reads NESTED maps: convert it with healpy, e.g. "
-                         f"`python -c \"import healpy as hp; hp.write_map('nested.fits', "
-                         f"hp.read_map('{path}', field={field}, nest=True), nest=True)\"`")
-    if f.ordering != "NESTED":
-        raise ValueError(f"{path}: ORDERING header is {f.ordering or 'missing'!r}, expected NESTED or RING")
-    try:  # healpy reads the table in memory: cut-sky files (INDXSCHM EXPLICIT) filled with UNSEEN
-        values = hp.read_map(f.table, field=field, nest=None, dtype=np.float64)
-    except Exception as exc:  # astropy/healpy raise many types for broken files
-        raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
-    return np.asarray(values, dtype=np.float64)
+    check_fits_ordering(f.ordering, path, "NESTED",
+                        advice="classify reads NESTED maps: convert it with healpy, e.g. `python -c \"import healpy "
+                               f"as hp; hp.write_map('nested.fits', hp.read_map('{path}', field={field}, nest=True), "
+                               "nest=True)\"`")
+    return field
+
+
+def user_map(f: UserFits, field: int | None = None) -> np.ndarray:
+    """One NESTED map (12 nside^2,) float64: data column :func:`map_field` of the file, read alone
+    (:func:`~deepsphere_gen.datasets.read_healpix_fits`: the file memory-mapped, the other columns never copied).
+    A cut-sky file (``healpy.write_map(..., partial=True)``) gives UNSEEN outside its pixels.  ValueError as
+    :func:`map_field`, and for data that do not fit NSIDE or cannot be read."""
+    return read_healpix_fits(f.path, f.nside, "NESTED", map_field(f, field))
+
+
+def read_user_headers(paths, field: int | None = None) -> tuple[int, dict]:
+    """``(nside, {path: UserFits})``: the headers of the FITS files ``paths``, every one checked before any map is
+    read (:func:`read_user_fits`, :func:`map_field`): files of different NSIDE, a missing or ambiguous column, a
+    RING file are refused here.  Then :func:`user_map` reads each file's column alone, one file at a time
+    (memory: one map per file, plus ~4 maps while one is read; was every file's whole table at once before the
+    nside comparison); each file is opened twice in all (header, data)."""
+    files = {p: read_user_fits(p) for p in paths}
+    nsides = {p: f.nside for p, f in files.items()}
+    if len(set(nsides.values())) > 1:
+        raise ValueError("the maps have different nside (" + ", ".join(f"{p}: {n}" for p, n in nsides.items())
+                         + "); classify maps of one nside at a time")
+    for f in files.values():
+        map_field(f, field)
+    return next(iter(nsides.values())), files
 
 
 def _patch_sky_that_fits(bad: np.ndarray) -> str | None:

@@ -109,7 +109,7 @@ class ExperimentConfig:
 
     def __post_init__(self):
         # the validators import torch and the data sets: here, so that importing this module stays cheap
-        from ..._validation import check_positive_int
+        from ..._validation import check_nonnegative_int, check_positive_int
         from ...datasets import MassMapConfig, check_noise_level
         from ...datasets.shape_noise import pixel_noise_std
         from ...sampling import check_nside
@@ -147,8 +147,7 @@ class ExperimentConfig:
         check_positive_int(self.fcn_members, "fcn_members (networks per fcn/cnn run)")
         check_positive_int(self.epochs, "epochs (--epochs)")  # 0 would train min_steps' epochs anyway
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
-        if int(self.min_steps) != self.min_steps or self.min_steps < 0:
-            raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")
+        self.min_steps = check_nonnegative_int(self.min_steps, "min_steps")
 
 
 def _check_ngal(value) -> float:
