@@ -23,9 +23,10 @@ Applied two ways, equal bit for bit (the same products of the same float values)
   and applied in turn, three numpy calls per order / degree on O(L) arrays; nothing of
   O(L^2) is kept (the tables were 576 MiB of the 966 MiB an nside-2048 SHT kept).
 
-Cost per call (one float32 map, one thread, ``time.process_time``, tables -> per block):
-L = 768 1.4 -> 6.7 ms, L = 1536 19 -> 27 ms, L = 3072 100 -> 101 ms (to ducc0's layout and
-back; ducc0's transforms take 28 ms, 190 ms, 1.1 s there).
+Cost of a round trip (to ducc0's layout and back; one float32 HEALPix map, one thread,
+``time.process_time``, best of 3-20 calls in the engine): L = 768 1.2 ms (tables; blocks
+would take 6.7), L = 1536 17 -> 27 ms, L = 3072 86 -> 108 ms (the former int32 tables ->
+blocks), against ducc0 transforms of 28 ms, 170 ms and 1.15 s each.
 """
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ from ._healpy_convert import healpy_orders
 
 __all__ = ["TABLE_MAX_L", "DuccLayout"]
 
-#: largest L whose conversion goes through per-coefficient tables (<= 24 MiB for float32 at
-#: L = 1024); above it, per order / degree blocks (within 1.4x of the tables' time at L = 1536,
-#: equal at 3072, always < 5 % of a transform there; at L = 768 they would take 5x the tables')
+#: largest L whose conversion goes through per-coefficient tables (24 MiB for float32 at
+#: L = 1024); above it, per order / degree blocks: +4 / +6 ms per synthesis / analysis at
+#: L = 1536 (2-4 % of a transform, for 36-54 MiB of tables not kept), +11 ms each at 3072
+#: (1 %); at L = 768 they would take 5x the tables' time (+20 % of a transform)
 TABLE_MAX_L = 1024
 
 
