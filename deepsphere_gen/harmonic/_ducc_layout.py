@@ -10,7 +10,7 @@ formula, in blocks:
   (entries 2 (off[m] + m) on) and gather our entries l (l + 1) + m, l (l + 1) - m (an index
   row kept for m = 0 and stepped by (+1, -1) per order), times the factor pair of m;
 - back, one block per degree l: our entries l^2..(l + 1)^2 - 1 (m = -l..l) are contiguous
-  and gather pair entries 2 (off[|m|] + l) + (m < 0), times (-1)^m s_|m| (m >= 0) or its
+  and gather pair entries 2 (off[|m|] + l) + (m < 0), times (-1)^|m| s_|m| (m >= 0) or its
   negative (m < 0).
 
 Applied two ways, equal bit for bit (the same products of the same float values):
