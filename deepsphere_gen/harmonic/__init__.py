@@ -7,6 +7,7 @@
 | :mod:`._sht` | ``SHT`` (ring-FFT + Legendre transform on every iso-latitude sampling), ``analysis`` / ``synthesis`` |
 | :mod:`._sht_geometry` | ``RingGeometry``: a sampling's rings, pixel order and theta rule, validated for the SHT |
 | :mod:`._sht_ducc` | CPU engine of the SHT: ducc0's transforms with their adjoints as backward |
+| :mod:`._ducc_layout` | our real coefficients <-> ducc0's (re, im) pairs: tables (small L) or per-order blocks |
 | :mod:`._sht_torch` | pure-torch engine of the SHT (CUDA; reference anywhere): ``_sht_rings`` + ``_sht_legendre`` |
 | :mod:`._sht_rings` | pixels <-> per-ring Fourier coefficients, north / south mirror pairs |
 | :mod:`._permutation` | int32 pixel permutations (NESTED <-> RING) and their chunked gathers |

@@ -26,17 +26,25 @@ def healpy_alm_size(L: int) -> int:
     return L * (L + 1) // 2
 
 
+def healpy_orders(L: int):
+    """Per order m < L: ``off`` (healpy's index of (l, m) is off[m] + l: m (2 L - 1 - m) / 2),
+    (-1)^m and the scale (1 for m = 0, sqrt 2 else); each (L,).  The one statement of the
+    layout and factors: :func:`healpy_tables` expands it per coefficient, the SHT's ducc0
+    engine (``_ducc_layout``) per order / degree."""
+    m = np.arange(L)
+    return m * (2 * L - 1 - m) // 2, np.where(m % 2 == 0, 1.0, -1.0), np.where(m == 0, 1.0, np.sqrt(2.0))
+
+
 def healpy_tables(L: int):
     """Per healpy index (m-major, also ducc0's order): m, real index of (l, +m), of (l, -m),
     (-1)^m and the scale (1 for m = 0, sqrt 2 else); each (L(L+1)/2,)."""
     L = check_positive_int(L, "bandlimit L")
-    m = np.concatenate([np.full(L - mm, mm) for mm in range(L)])
-    ell = np.concatenate([np.arange(mm, L) for mm in range(L)])
+    off, sign, scale = healpy_orders(L)
+    m = np.repeat(np.arange(L), np.arange(L, 0, -1))
+    ell = np.arange(m.size) - off[m]
     pos = ell * ell + ell + m  # real index of (l, +m) for each healpy index
     neg = ell * ell + ell - m  # real index of (l, -m)
-    sign = np.where(m % 2 == 0, 1.0, -1.0)
-    scale = np.where(m == 0, 1.0, np.sqrt(2.0))
-    return m, pos, neg, sign, scale
+    return m, pos, neg, sign[m], scale[m]
 
 
 def _lmax_of_size(n: int) -> int | None:

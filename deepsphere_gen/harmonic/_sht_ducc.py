@@ -14,8 +14,8 @@ Conventions: our real orthonormal coefficients (flat index l*l + l + m) map to d
 complex a_lm (m >= 0, healpy's m-major layout, Condon-Shortley phase) by an isometry T
 (``_healpy_convert``: a_lm = (-1)^m (r_lm - i r_l,-m) / sqrt2, m > 0).  With ducc0's
 inner product on a_lm (m > 0 counted twice), T is orthogonal, so the real adjoint of
-``synthesis o T`` is ``T^-1 o adjoint_synthesis``: one conversion table serves both
-directions (gathers with precomputed indices and factors).
+``synthesis o T`` is ``T^-1 o adjoint_synthesis``: one conversion serves both directions
+(``_ducc_layout``: per-coefficient tables up to L = 1024, per order / degree blocks above).
 
 Analysis: quadrature rule: ``adjoint_synthesis`` with the rings' weights as ``ringfactor``
 (healpy's ``map2alm`` with ``iter=0``; exact on GL / DH up to their bandlimit); adjoint:
@@ -31,9 +31,9 @@ needs no gradient skips the autograd Function, and one map takes flat gathers.
 
 Threads: ducc0 uses ``torch.get_num_threads()`` threads.  Memory: the maps, the complex
 coefficients and O(L) per thread of ducc0 workspace (no Legendre table); conversion
-tables of 2 x 8 (int32 above L = 1024: 2 x 4) + 2 x itemsize bytes per coefficient, per
-precision used; NESTED HEALPix maps: two int32 permutations (8 bytes
-per pixel, ``_permutation``).
+tables of 2 x 8 + 2 x itemsize bytes per coefficient, per precision used, up to
+L = :data:`._ducc_layout.TABLE_MAX_L` (<= 24 MiB for float32), none above (O(L) blocks);
+NESTED HEALPix maps: two int32 permutations (8 bytes per pixel, ``_permutation``).
 """
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ import torch
 import ducc0.misc as _ducc_misc
 import ducc0.sht.experimental as _ducc
 
-from .._memory import index_dtype
+from . import _ducc_layout
+from ._ducc_layout import DuccLayout
 from ._permutation import gather, inverse_permutation
 from ._per_thread import PerThread
 from ._sht_geometry import RingGeometry
@@ -57,20 +58,6 @@ __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
 #: +50 % for 8 HEALPix maps at nside 64); smaller ones are fresh (no faults), larger ones too
 #: (faults are then a few % of the transform, and they would stay allocated).
 WORK_BYTES = (2**17, 2**25)
-
-#: above this many coefficients (L > 1024) the conversion tables' indices are int32, gathered
-#: in chunks (``_permutation.gather``): 4 bytes per entry less (288 MiB at L = 6144), no
-#: slower for one map (float32, L = 3072: 51.5 -> 47.3 ms to ducc0's layout, 33.4 -> 30.2 ms
-#: back), up to ~1.2x slower to ducc0's layout for 16 maps of a batch (strided source); below it, int64 and one ``np.take`` (no per-call Python work in the microsecond
-#: transforms of small L)
-WIDE_INDICES = 1 << 20
-
-
-def _index_dtype(L: int) -> type:
-    """Index dtype of the conversion tables at bandlimit L: int32 above :data:`WIDE_INDICES`
-    coefficients while every index fits (L (L + 1) < 2**31, i.e. L <= 46340), else int64."""
-    return index_dtype(L * (L + 1)) if WIDE_INDICES < L * L else np.int64
-
 
 class LinearOperator(torch.autograd.Function):
     """``y = forward(x)`` for a linear map whose adjoint is ``adjoint``: backward is ``adjoint(grad)``.
@@ -93,43 +80,6 @@ class LinearOperator(torch.autograd.Function):
 #: complex dtype of ducc0's coefficients for each real dtype, and back
 _COMPLEX = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
 _REAL = {c: r for r, c in _COMPLEX.items()}
-
-
-def _conversion(L: int, index_dtype=np.int64):
-    """Index and factor tables between real flat coefficients and ducc0's (re, im) pairs.
-
-    ``alm_ri[2 i + c] = r[to_alm[2 i + c]] * to_alm_f[2 i + c]`` (c = 0 real, 1 imaginary;
-    the imaginary part of m = 0 has factor 0) and ``r[j] = alm_ri[to_real[j]] * to_real_f[j]``.
-    Indices of ``index_dtype``; ``index_dtype=None``: the factors only (indices returned as None, not made:
-    a second precision reuses the first one's).  Filled one order m at a time (healpy's m-major layout, :func:`._healpy_convert.healpy_tables`'s values):
-    no temporary but one m's (L,) arrays, where whole-table intermediates peaked at ~3x the
-    tables (+384 MiB at L = 3072); O(L^2) time, one numpy pass per m.
-    """
-    nalm = L * (L + 1) // 2
-    indices = index_dtype is not None
-    to_alm = np.empty((nalm, 2), dtype=index_dtype) if indices else None
-    to_real = np.empty(L * L, dtype=index_dtype) if indices else None
-    to_alm_f, to_real_f = np.empty((nalm, 2)), np.empty(L * L)
-    root2 = np.sqrt(2.0)
-    i0 = 0
-    for m in range(L):
-        ell = np.arange(m, L)
-        i = np.arange(i0, i0 + ell.size)
-        pos = ell * ell + ell + m  # real index of (l, +m)
-        neg = pos - 2 * m  # of (l, -m)
-        sign, scale = (1.0 if m % 2 == 0 else -1.0), (1.0 if m == 0 else root2)
-        to_alm_f[i0 : i0 + ell.size, 0] = sign / scale
-        to_alm_f[i0 : i0 + ell.size, 1] = 0.0 if m == 0 else -sign / scale
-        to_real_f[pos] = sign * scale
-        if m > 0:
-            to_real_f[neg] = -(sign * scale)
-        if indices:
-            to_alm[i0 : i0 + ell.size, 0], to_alm[i0 : i0 + ell.size, 1] = pos, neg
-            to_real[pos] = 2 * i
-            if m > 0:
-                to_real[neg] = 2 * i + 1
-        i0 += ell.size
-    return (to_alm.ravel() if indices else None), to_alm_f.ravel(), to_real, to_real_f
 
 
 def ducc_grid(geom: RingGeometry) -> tuple[str, int, int] | None:
@@ -191,30 +141,32 @@ class DuccEngine:
         # NESTED -> RING gather and its inverse, int32 (_permutation): 8 bytes per pixel in all
         self._order = geom.order
         self._unorder = None if geom.order is None else inverse_permutation(geom.order)
-        # conversion tables of each precision, made at its first call (:meth:`_precision`)
-        self._tables, self._indices = {}, None
+        # the coefficient conversion of each precision, made at its first call (:meth:`_precision`)
+        self._layout, self._tables, self._indices = DuccLayout(geom.L), {}, None
         if geom.rule == "mcewen-wiaux" and (self._grid is None or self._grid[0] != "MW"):
             raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
                              "the last one the south pole as one sample, ring-major pixels)")
 
     def _precision(self, dtype) -> tuple:
-        """The conversion tables for arrays of ``dtype`` (made at the first call of its precision).
+        """The conversion of arrays of ``dtype`` (made at the first call of its precision).
 
-        Keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, complex
-        dtype), complex -> (gather back into the real layout, factors, real dtype); each index and
-        factor array also shaped as one map's output: (1, 2 nalm) and (1, L*L, 1).  The indices
-        (int64; int32 above :data:`WIDE_INDICES` coefficients) are shared by both precisions,
-        the factors are per precision: a float32 user keeps 2 x 4 + 2 x 4 bytes per coefficient
-        at L = 3072 (144 MiB), not the 360 MiB of int64 indices and both precisions' factors
-        made up front."""
+        Keyed by the array's dtype: real -> (gather into ducc0's (re, im) pairs, factors, index
+        and factors shaped as one map's output (1, 2 nalm), complex dtype), complex -> (gather
+        back into the real layout, factors, the same as (1, L*L, 1), real dtype).  Up to
+        :data:`._ducc_layout.TABLE_MAX_L` the indices are per-coefficient int64 tables shared by
+        both precisions and the factors per-precision tables (float32 at L = 1024: 24 MiB);
+        above it the index entries are None and the factors the layout's O(L) per-block ones
+        (:meth:`._ducc_layout.DuccLayout.to_ducc`; nothing of O(L^2) kept)."""
         t = _REAL.get(np.dtype(dtype), np.dtype(dtype))
         c = _COMPLEX[t]
-        first = self._indices is None  # the indices are made once, shared by both precisions
-        to_alm, to_alm_f, to_real, to_real_f = _conversion(self.L, _index_dtype(self.L) if first else None)
-        if first:
-            self._indices = to_alm, to_real
+        if self.L > _ducc_layout.TABLE_MAX_L:
+            f = self._layout.factors(t)
+            self._tables[t], self._tables[c] = (None, f, None, None, c), (None, f, None, None, t)
+            return self._tables[np.dtype(dtype)]
+        if self._indices is None:  # made once, shared by both precisions
+            self._indices = self._layout.tables()
         to_alm, to_real = self._indices
-        fa, fr = to_alm_f.astype(t, copy=False), to_real_f.astype(t, copy=False)
+        fa, fr = self._layout.table_factors(t)
         self._tables[t] = (to_alm, fa, to_alm[None], fa[None], c)
         self._tables[c] = (to_real, fr, to_real[None, :, None], fr[None, :, None], t)
         return self._tables[np.dtype(dtype)]
@@ -246,25 +198,26 @@ class DuccEngine:
         return a
 
     # ------------------------------------------------------------------ coefficient layouts
-    # One map (B * C == 1, the latency-bound case) takes flat gathers whose index arrays have
-    # the output's shape (no reshape after them); several maps one gather along the
-    # coefficient axis.
+    # Tables (L <= TABLE_MAX_L): one map (B * C == 1, the latency-bound case) takes flat gathers
+    # whose index arrays have the output's shape (no reshape after them); several maps one
+    # gather along the coefficient axis.  Above: the layout's per-order / per-degree blocks.
     def _alm(self, coeffs: torch.Tensor) -> np.ndarray:
         """(B, L*L, C) tensor -> (B*C, nalm) complex ducc0 coefficients (map b * C + c)."""
         r = (coeffs.detach() if coeffs.requires_grad else coeffs).numpy()
         B, _, C = r.shape
         to_alm, f, one, f_one, cdt = self._tables.get(r.dtype) or self._precision(r.dtype)
+        if to_alm is None:  # blocks: (B*C, L*L) contiguous (a copy only for C > 1)
+            real = np.ascontiguousarray(r.transpose(0, 2, 1)).reshape(B * C, -1)
+            w = self._work("alm", (B * C, 2 * self._nalm), r.dtype)
+            w = np.empty((B * C, 2 * self._nalm), r.dtype) if w is None else w
+            return self._layout.to_ducc(real, w, f).view(cdt)
         if B * C == 1:
             w = None if self._small[0] else self._work("alm", one.shape, r.dtype)
-            if to_alm.dtype != np.intp:  # int32 indices (large L): chunked gather
-                ri = gather(r.reshape(-1), to_alm, 0, None if w is None else w.reshape(-1)).reshape(one.shape)
-            else:
-                ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
+            ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
             ri *= f_one
             return ri.view(cdt)
         w = self._work("alm", (B, C, to_alm.size), r.dtype)
-        ri = (np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=w) if to_alm.dtype == np.intp
-              else gather(r.transpose(0, 2, 1), to_alm, 2, out=w))
+        ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=w)
         ri *= f  # (B, C, 2 nalm), contiguous
         return ri.view(cdt).reshape(B * C, -1)
 
@@ -272,13 +225,15 @@ class DuccEngine:
         """(B*C, [1,] nalm) complex -> (B, L*L, C) real tensor."""
         to_real, f, one, f_one, rdt = self._tables.get(alm.dtype) or self._precision(alm.dtype)
         ri = alm.view(rdt)
-        if B * C == 1:
-            r = ri.take(one) if to_real.dtype == np.intp else gather(ri.reshape(-1), to_real, 0).reshape(one.shape)
+        if to_real is None:  # blocks
+            r = self._layout.to_real(ri.reshape(B * C, -1), np.empty((B * C, self.L * self.L), rdt), f)
+        elif B * C == 1:
+            r = ri.take(one)
             r *= f_one  # (1, L*L, 1)
             return torch.from_numpy(r)
-        r = (np.take(ri.reshape(B * C, -1), to_real, axis=1) if to_real.dtype == np.intp
-             else gather(ri.reshape(B * C, -1), to_real, 1))
-        r *= f
+        else:
+            r = np.take(ri.reshape(B * C, -1), to_real, axis=1)
+            r *= f
         return torch.from_numpy(r.reshape(B, C, -1).transpose(0, 2, 1))
 
     # ------------------------------------------------------------------ calls into ducc0

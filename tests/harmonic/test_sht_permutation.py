@@ -101,38 +101,25 @@ def test_a_ring_order_that_repeats_a_pixel_is_refused(small_chunks):
         sht.inverse(torch.zeros(1, 64, 1, dtype=torch.float64))  # the engine (and the inverse) made at the first call
 
 
-def test_conversion_indices_stay_int64_where_int32_would_wrap():
-    """int32 conversion indices above WIDE_INDICES coefficients only while L (L + 1) < 2**31 (L <= 46340):
-    beyond, int64 (writing larger values into int32 wraps them, and the clipped gathers would hide it)."""
-    from deepsphere_gen.harmonic._sht_ducc import _index_dtype
-
-    assert _index_dtype(1024) is np.int64 and _index_dtype(1025) is np.int32
-    assert _index_dtype(46340) is np.int32 and _index_dtype(46341) is np.int64
-    assert 46340 * 46341 - 1 < 2**31 <= 46341 * 46342 - 1
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("B,C", [(1, 1), (2, 3)])
-def test_int32_conversion_indices_give_the_same_bits(B, C, dtype, small_chunks, monkeypatch):
-    """Large L keeps the coefficient conversion indices as int32 (chunked gathers): forced here at
-    L = 40, every operator equals the int64 path's output bit for bit."""
-    from deepsphere_gen.harmonic import _sht_ducc
-
+def test_torch_engine_keeps_int32_indices_with_the_int64_bits(dtype):
+    """The pure-torch engine keeps its pixel permutation and coefficient rows as int32 (torch's
+    index_select / index_put_ take them) and gives every operator, gradients included, bit for
+    bit as with the same buffers as int64 (the spectrum rows stay int64: their index_add_)."""
     S, L = HealpixSampling(16), 40
-    g = torch.Generator().manual_seed(3)
-    maps = torch.randn(B, S.npix, C, generator=g, dtype=dtype, requires_grad=True)
-    coeffs = torch.randn(B, L * L, C, generator=g, dtype=dtype, requires_grad=True)
+    g = torch.Generator().manual_seed(4)
+    maps = torch.randn(2, S.npix, 3, generator=g, dtype=dtype, requires_grad=True)
+    coeffs = torch.randn(2, L * L, 3, generator=g, dtype=dtype, requires_grad=True)
 
-    def run():
-        sht = SHT(S, L, dtype=dtype)
+    def run(sht):
         a, y = sht(maps), sht.inverse(coeffs)
-        ga, gy = torch.autograd.grad((a * a).sum() + (y * y).sum(), (maps, coeffs))  # the adjoints
-        return sht, [a, y, ga, gy]
+        return [a, y, *torch.autograd.grad((a * a).sum() + (y * y).sum(), (maps, coeffs))]
 
-    wide, ref = run()
-    monkeypatch.setattr(_sht_ducc, "WIDE_INDICES", 100)
-    narrow, got = run()
-    assert next(iter(narrow.engine_for(maps)._tables.values()))[0].dtype == np.int32
-    assert next(iter(wide.engine_for(maps)._tables.values()))[0].dtype == np.int64
-    for x, y in zip(got, ref):
+    sht = SHT(S, L, dtype=dtype, engine="torch")
+    got = run(sht)
+    eng = sht.engine_for(maps)
+    assert eng.rings.perm.dtype == torch.int32 and eng.flat_to_grid.dtype == torch.int32
+    assert eng.rings.spec_row.dtype == torch.int64
+    eng.rings.perm, eng.flat_to_grid = eng.rings.perm.long(), eng.flat_to_grid.long()
+    for x, y in zip(got, run(sht)):
         assert torch.equal(x, y)

@@ -144,9 +144,11 @@ def _engine_bytes(sht: SHT, dtype) -> tuple[float, float]:
     block = leg.nk * leg.L * leg.R * torch.empty((), dtype=dtype).element_size()
     torch_b = sum(b.numel() * b.element_size() for b in eng.buffers()) + block
     L = sht.L
-    index_b = 4 if L * L > 2**20 else 8  # the conversion indices (harmonic/_sht_ducc.py: WIDE_INDICES)
-    item = torch.empty((), dtype=dtype).element_size()  # factors of the one precision used
-    ducc_b = (L * (L + 1) + L * L) * (index_b + item) + (0 if sht.geometry.order is None else 2 * sht.geometry.order.nbytes)
+    # int64 conversion tables and the one precision's factors up to L = 1024, none above
+    # (harmonic/_ducc_layout.py: TABLE_MAX_L)
+    item = torch.empty((), dtype=dtype).element_size()
+    tables_b = (L * (L + 1) + L * L) * (8 + item) if L <= 1024 else 0
+    ducc_b = tables_b + (0 if sht.geometry.order is None else 2 * sht.geometry.order.nbytes)
     return torch_b / 2**20, ducc_b / 2**20
 
 
