@@ -116,16 +116,22 @@ def _check_int(value, name: str, minimum: int, words: str) -> int:
     return n
 
 
-def check_positive_int(value, name: str) -> int:
+def check_positive_int(value, name: str, optional: bool = False) -> int | None:
     """Return ``value`` as int, or raise ValueError naming ``name`` unless it is an integer >= 1
-    (an int, a numpy integer or an integral float; not a bool)."""
-    return _check_int(value, name, 1, "a positive integer")
+    (an int, a numpy integer or an integral float; not a bool).  ``optional``: None passes
+    (returned as None) and the message says "or None"."""
+    if optional and value is None:
+        return None
+    return _check_int(value, name, 1, "a positive integer or None" if optional else "a positive integer")
 
 
-def check_nonnegative_int(value, name: str) -> int:
+def check_nonnegative_int(value, name: str, optional: bool = False) -> int | None:
     """Return ``value`` as int, or raise ValueError naming ``name`` unless it is an integer >= 0
-    (an int, a numpy integer or an integral float; not a bool)."""
-    return _check_int(value, name, 0, "a non-negative integer")
+    (an int, a numpy integer or an integral float; not a bool).  ``optional``: None passes
+    (returned as None) and the message says "or None"."""
+    if optional and value is None:
+        return None
+    return _check_int(value, name, 0, "a non-negative integer or None" if optional else "a non-negative integer")
 
 
 def check_positive_ints(name: str, values) -> tuple[int, ...]:

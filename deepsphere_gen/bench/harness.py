@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from .._validation import check_positive_int
+from .._validation import check_nonnegative_int, check_positive_int
 from .machine import measure_machine
 from .memory import MB, cpu_memory_method, cpu_peak_mb
 from .records import jsonable
@@ -63,10 +63,8 @@ class Harness:
             )
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {device!r}")
-        check_positive_int(repeats, "repeats")
-        if int(warmup) != warmup or warmup < 0:
-            raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
-        self.repeats, self.warmup, self.quick = int(repeats), int(warmup), bool(quick)
+        self.repeats = check_positive_int(repeats, "repeats")
+        self.warmup, self.quick = check_nonnegative_int(warmup, "warmup"), bool(quick)
         self.timer = timer
         self.suite = ""  # set by run_suites while a suite runs
         self._machine: dict | None = None
@@ -99,7 +97,7 @@ class Harness:
         ``min_repeats`` of them (for slow peers).
         """
         repeats = self.repeats if repeats is None else check_positive_int(repeats, "repeats")
-        warmup = self.warmup if warmup is None else int(warmup)
+        warmup = self.warmup if warmup is None else check_nonnegative_int(warmup, "warmup")
         for _ in range(warmup):
             fn()
         self.sync()

@@ -17,6 +17,8 @@ from functools import lru_cache
 import healpy as hp
 import numpy as np
 
+from .._validation import check_nonnegative_int
+
 __all__ = [
     "Cosmology",
     "COSMOLOGIES",
@@ -197,6 +199,4 @@ def pixel_window(nside: int, lmax: int, subdiv: int = 3, n_sample: int = 96) -> 
     sub-pixel centres, averaged over ``n_sample`` pixels spread over all latitudes.
     (healpy.pixwin would download its tables; this needs no network.)
     """
-    if int(lmax) != lmax or lmax < 0:
-        raise ValueError(f"lmax must be a non-negative integer, got {lmax!r}")
-    return _pixel_window_cached(int(nside), int(lmax), int(subdiv), int(n_sample))
+    return _pixel_window_cached(int(nside), check_nonnegative_int(lmax, "lmax"), int(subdiv), int(n_sample))

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._validation import check_nonnegative_int, check_positive_int
 from ..sampling import check_nside
 from ._footprint import apply_footprint, bad_pixels, check_mask, nside_of, split_patches
 from ._lognormal import field_variance, lognormal_gaussian_cl, lognormal_map, synthesize_alm
@@ -111,16 +112,13 @@ class MassMapConfig:
 
     def __post_init__(self):
         check_nside(self.nside)
-        if int(self.n_maps) != self.n_maps or self.n_maps < 1:
-            raise ValueError(f"n_maps (per class) must be a positive integer, got {self.n_maps!r}")
-        if int(self.seed) != self.seed or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        object.__setattr__(self, "n_maps", check_positive_int(self.n_maps, "n_maps (per class)"))
+        object.__setattr__(self, "seed", check_nonnegative_int(self.seed, "seed"))
         if not np.isfinite(self.smoothing_arcmin) or self.smoothing_arcmin < 0:
             raise ValueError(f"smoothing_arcmin must be >= 0, got {self.smoothing_arcmin!r}")
         if self.lmax is not None and (int(self.lmax) != self.lmax or not 2 <= self.lmax <= 4 * self.nside):
             raise ValueError(f"lmax must be an integer in [2, 4 nside = {4 * self.nside}], got {self.lmax!r}")
-        if int(self.iter) != self.iter or self.iter < 0:
-            raise ValueError(f"iter must be a non-negative integer, got {self.iter!r}")
+        object.__setattr__(self, "iter", check_nonnegative_int(self.iter, "iter"))
         object.__setattr__(self, "noise_levels", tuple(check_noise_level(v) for v in self.noise_levels))
 
     @property

@@ -45,6 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, cg
 
+from .._validation import check_nonnegative_int
 from ..sampling import HealpixSampling
 from ._knn import knn_graph
 
@@ -282,8 +283,7 @@ def optimized_graph(sampling, k: int = 20, sigma: float | None = None, reference
     _full_sky_healpix(sampling)
     if reference_k is None:
         reference_k = 2 * k
-    if int(iterations) != iterations or iterations < 0:
-        raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
+    iterations = check_nonnegative_int(iterations, "iterations")
     if not (np.isfinite(reg) and reg >= 0):
         raise ValueError(f"reg must be a non-negative finite number, got {reg!r}")
     xyz = np.asarray(sampling.xyz, dtype=np.float64)
@@ -299,7 +299,7 @@ def optimized_graph(sampling, k: int = 20, sigma: float | None = None, reference
     hood = _Neighbourhoods(G, xyz)
     es = _EdgeSystem(hood)
     W, w, weights = G, es.g.copy(), np.ones(degrees.size)
-    for it in range(int(iterations) + 1):
+    for it in range(iterations + 1):
         current = _Neighbourhoods(W, xyz)
         if it:  # reweight towards the minimax of err / err_ref
             ratio = _predict(current, degrees)[0] / err_ref

@@ -6,16 +6,15 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from .._validation import check_nonnegative_int
+
 __all__ = ["check_triple", "complex_cg"]
 
 
 def check_triple(l1, l2, l) -> tuple[int, int, int]:
     """(l1, l2, l) as ints, or a ValueError for negative / non-integer degrees or a
     triple violating the triangle rule |l1 - l2| <= l <= l1 + l2."""
-    for name, v in (("l1", l1), ("l2", l2), ("l", l)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-    l1, l2, l = int(l1), int(l2), int(l)
+    l1, l2, l = (check_nonnegative_int(v, name) for name, v in (("l1", l1), ("l2", l2), ("l", l)))
     if not abs(l1 - l2) <= l <= l1 + l2:
         raise ValueError(f"(l1, l2, l) = ({l1}, {l2}, {l}) violates the triangle rule |l1-l2| <= l <= l1+l2")
     return l1, l2, l

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from .._validation import check_positive_int
+from .._validation import check_nonnegative_int, check_positive_int
 from ..sampling import HealpixSampling
 from ._sht import analysis, synthesis
 from ._wigner import apply_D_real, as_angles
@@ -49,8 +49,7 @@ def random_rotations(n: int, seed=None) -> torch.Tensor:
     alpha, gamma uniform in [0, 2 pi), cos(beta) uniform in [-1, 1] (Haar measure).
     ``seed``: None (fresh entropy), an int, or a ``torch.Generator``.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    n = check_nonnegative_int(n, "n (number of rotations)")
     if isinstance(seed, torch.Generator):
         gen = seed
     else:
@@ -59,7 +58,7 @@ def random_rotations(n: int, seed=None) -> torch.Tensor:
             gen.seed()
         else:
             gen.manual_seed(int(seed))
-    u = torch.rand(int(n), 3, generator=gen, dtype=torch.float64)
+    u = torch.rand(n, 3, generator=gen, dtype=torch.float64)
     return torch.stack([2 * math.pi * u[:, 0], torch.acos(1 - 2 * u[:, 1]), 2 * math.pi * u[:, 2]], dim=1)
 
 
@@ -181,8 +180,8 @@ def rotate_coefficients(
     if not torch.is_tensor(coeffs) or coeffs.dim() != 3 or not coeffs.is_floating_point():
         raise ValueError("coeffs must be a real floating tensor shaped (batch, L*L, channels)")
     n = coeffs.shape[1]
-    L = int(round(math.sqrt(n))) if L is None else L
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1 or L * L != n:
+    L = int(round(math.sqrt(n))) if L is None else check_positive_int(L, "bandlimit L")
+    if L < 1 or L * L != n:
         raise ValueError(f"coeffs has {n} coefficients per channel, expected L*L for bandlimit L={L!r}")
     ang = _resolve(angles, matrix, coeffs.dtype, coeffs.device)
     _check_batch(ang, coeffs.shape[0])
@@ -260,7 +259,8 @@ class MapRotator:
     """
 
     def __init__(self, sampling, L: int, iterations: int = 10):
-        self.sampling, self.L, self.iterations = sampling, check_positive_int(L, "bandlimit L"), int(iterations)
+        self.sampling, self.L = sampling, check_positive_int(L, "bandlimit L")
+        self.iterations = check_nonnegative_int(iterations, "iterations")
 
     def __call__(self, maps: torch.Tensor, angles) -> torch.Tensor:
         return rotate_map(maps, self.sampling, angles, self.L, iterations=self.iterations)

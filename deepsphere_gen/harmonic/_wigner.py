@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .._validation import check_positive_int
+from .._validation import check_nonnegative_int, check_positive_int
 from ._lru import ByteLRU
 
 __all__ = ["complex_to_real_matrix", "wigner_d", "wigner_D_real", "wigner_D_blocks"]
@@ -43,9 +43,7 @@ _DELTA_CACHE = ByteLRU(256 * 2**20)
 
 
 def _check_degree(l) -> int:
-    if isinstance(l, bool) or not isinstance(l, (int, np.integer)) or l < 0:
-        raise ValueError(f"degree l must be a non-negative integer, got {l!r}")
-    return int(l)
+    return check_nonnegative_int(l, "degree l")
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_channels, check_finite, check_nested_order, check_pixels, check_positive_ints
+from .._validation import (
+    check_channels,
+    check_finite,
+    check_nested_order,
+    check_nonnegative_int,
+    check_pixels,
+    check_positive_ints,
+)
 from ..nn import ChebConv, Laplacian, LaplacianPyramid, SharedLaplacians
 from ..nn.pooling import (
     HealpixAvgPool,
@@ -30,11 +37,17 @@ HEADS = ("gap", "stats", "fc")
 
 
 def _per_block(value, n: int, name: str) -> tuple[int, ...]:
-    """An int for every block, or one value per block."""
-    vals = (value,) * n if isinstance(value, int) else tuple(value)
-    if len(vals) != n or any(int(v) != v or v < 0 for v in vals):
-        raise ValueError(f"{name} must be a non-negative int or {n} of them (one per block), got {value!r}")
-    return tuple(int(v) for v in vals)
+    """One non-negative integer for every block, or a sequence of ``n`` (one per block)."""
+    try:
+        vals = tuple(value)
+    except TypeError:  # a scalar: the same for every block
+        vals = (value,) * n
+    if len(vals) == n:
+        try:
+            return tuple(check_nonnegative_int(v, name) for v in vals)
+        except ValueError:
+            pass  # the message below names the whole setting
+    raise ValueError(f"{name} must be a non-negative int or {n} of them (one per block), got {value!r}")
 
 
 def _sampling(nside: int, indices) -> HealpixSampling:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_pixels, check_positive_int
+from .._validation import check_nonnegative_int, check_pixels, check_positive_int
 from ..sampling import HealpixSampling
 from . import _pool_native
 
@@ -34,9 +34,7 @@ __all__ = [
 
 
 def _check_levels(p) -> int:
-    if int(p) != p or p < 0:
-        raise ValueError(f"pooling levels p must be a non-negative integer, got {p!r}")
-    return int(p)
+    return check_nonnegative_int(p, "pooling levels p")
 
 
 def _groups(x: torch.Tensor, f: int) -> torch.Tensor:

@@ -7,6 +7,8 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
+from .._validation import check_nonnegative_int, check_positive_int
+
 #: learning-rate schedules of :func:`learning_rate`
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -57,17 +59,13 @@ class TrainConfig:
     keep_best: str | None = None
 
     def __post_init__(self):
-        if int(self.epochs) != self.epochs or self.epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {self.epochs!r}")
-        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        self.epochs = check_nonnegative_int(self.epochs, "epochs")
+        self.batch_size = check_positive_int(self.batch_size, "batch_size")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.recalibrate_samples is not None and (int(self.recalibrate_samples) != self.recalibrate_samples
-                                                     or self.recalibrate_samples < 1):
-            raise ValueError(f"recalibrate_samples must be a positive integer or None, got {self.recalibrate_samples!r}")
+        self.recalibrate_samples = check_positive_int(self.recalibrate_samples, "recalibrate_samples", optional=True)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not (math.isfinite(self.warmup) and 0 <= self.warmup < 1):

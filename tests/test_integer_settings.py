@@ -1,0 +1,116 @@
+"""Integer settings checked by the shared helpers (check_positive_int / check_nonnegative_int):
+every site refuses a bool, a value below its minimum, a non-integral float, a string and None
+with a ValueError naming the setting, and accepts a numpy integer and an integral float as
+the int they equal (stored as a Python int where the setting is stored)."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from deepsphere_gen.bench import Harness
+from deepsphere_gen.datasets import MassMapConfig, pixel_window
+from deepsphere_gen.graph import optimized_graph
+from deepsphere_gen.harmonic import (
+    MapRotator,
+    clebsch_gordan,
+    random_rotations,
+    rotate_coefficients,
+    sparse_clebsch_gordan,
+    wigner_d,
+)
+from deepsphere_gen.models import DeepSphereClassifier
+from deepsphere_gen.nn import HealpixAvgPool
+from deepsphere_gen.sampling import HealpixSampling
+from deepsphere_gen.training import TrainConfig
+
+NONNEG, POSITIVE = "a non-negative integer", "a positive integer"
+
+
+def _pools(levels):
+    model = DeepSphereClassifier(4, 1, channels=(2, 2), K=2, k=8, pool_levels=levels, cache=False)
+    return [m.p for m in model.modules() if isinstance(getattr(m, "p", None), int)]
+
+
+_COEFFS = torch.randn(1, 4, 1, dtype=torch.float64)
+
+# id -> (call of the setting's value, message up to ", got", smallest accepted value, good values)
+SITES = {
+    "TrainConfig.epochs": (lambda v: TrainConfig(epochs=v).epochs, f"epochs must be {NONNEG}", 0, (0, 3)),
+    "TrainConfig.batch_size": (lambda v: TrainConfig(batch_size=v).batch_size, f"batch_size must be {POSITIVE}", 1,
+                               (1, 8)),
+    "TrainConfig.recalibrate_samples": (lambda v: TrainConfig(recalibrate_samples=v).recalibrate_samples,
+                                        f"recalibrate_samples must be {POSITIVE} or None", 1, (1, 5)),
+    "MassMapConfig.n_maps": (lambda v: MassMapConfig(nside=4, n_maps=v).n_maps,
+                             f"n_maps (per class) must be {POSITIVE}", 1, (1, 2)),
+    "MassMapConfig.seed": (lambda v: MassMapConfig(nside=4, seed=v).seed, f"seed must be {NONNEG}", 0, (0, 7)),
+    "MassMapConfig.iter": (lambda v: MassMapConfig(nside=4, iter=v).iter, f"iter must be {NONNEG}", 0, (0, 2)),
+    "pixel_window.lmax": (lambda v: pixel_window(4, v), f"lmax must be {NONNEG}", 0, (0, 3)),
+    "HealpixAvgPool.p": (lambda v: HealpixAvgPool(v).p, f"pooling levels p must be {NONNEG}", 0, (0, 1)),
+    "DeepSphereClassifier.pool_levels": (_pools, "pool_levels must be a non-negative int or 2 of them (one per block)",
+                                         0, (0, 1)),
+    "Harness.warmup": (lambda v: Harness("cpu", warmup=v).warmup, f"warmup must be {NONNEG}", 0, (0, 2)),
+    "Harness.time.warmup": (lambda v: Harness("cpu", repeats=1).time(lambda: None, warmup=v).warmup,
+                            f"warmup must be {NONNEG}", 0, (0, 2)),
+    "random_rotations.n": (lambda v: random_rotations(v, seed=0), f"n (number of rotations) must be {NONNEG}", 0,
+                           (0, 3)),
+    "MapRotator.iterations": (lambda v: MapRotator(HealpixSampling(2), 4, iterations=v).iterations,
+                              f"iterations must be {NONNEG}", 0, (0, 3)),
+    "rotate_coefficients.L": (lambda v: rotate_coefficients(_COEFFS, [0.1, 0.2, 0.3], L=v),
+                              f"bandlimit L must be {POSITIVE}", 1, (2,)),  # 4 coefficients: L = 2 only
+    "wigner_d.l": (lambda v: wigner_d(v, 0.3), f"degree l must be {NONNEG}", 0, (0, 2)),
+    "clebsch_gordan.l1": (lambda v: clebsch_gordan(v, 1, 1), f"l1 must be {NONNEG}", 0, (0, 1)),
+    "sparse_clebsch_gordan.l": (lambda v: sparse_clebsch_gordan(1, 1, v).values, f"l must be {NONNEG}", 0, (0, 1)),
+    "optimized_graph.iterations": (lambda v: optimized_graph(HealpixSampling(1), 4, iterations=v),
+                                   f"iterations must be {NONNEG}", 0, ()),  # a fit: refusals only
+}
+
+
+#: settings where None is accepted (no cap; the harness's warm-up; L from the coefficients' count)
+NONE_OK = {"TrainConfig.recalibrate_samples", "Harness.time.warmup", "rotate_coefficients.L"}
+
+
+def _bad_values(site):
+    minimum = SITES[site][2]
+    bad = [True, False, minimum - 1, 1.5, float("nan"), "2"]
+    return bad if site in NONE_OK else bad + [None]
+
+
+@pytest.mark.parametrize("site, bad", [(s, b) for s in SITES for b in _bad_values(s)])
+def test_refused_with_the_setting_named(site, bad):
+    call, message, _, _ = SITES[site]
+    with pytest.raises(ValueError, match=re.escape(f"{message}, got {bad!r}")):
+        call(bad)
+
+
+def _same(a, b):
+    if torch.is_tensor(a):
+        return torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b and type(a) is type(b)
+
+
+@pytest.mark.parametrize("site", [s for s in SITES if SITES[s][3]])
+@pytest.mark.parametrize("kind", [np.int64, np.int32, float])
+def test_numpy_ints_and_integral_floats_accepted(site, kind):
+    call, _, _, good = SITES[site]
+    for v in good:
+        assert _same(call(kind(v)), call(v)), (site, kind, v)
+
+
+def test_stored_as_python_ints():
+    assert type(TrainConfig(epochs=np.int64(2)).epochs) is int
+    assert type(TrainConfig(recalibrate_samples=4.0).recalibrate_samples) is int
+    assert TrainConfig(recalibrate_samples=None).recalibrate_samples is None
+    cfg = MassMapConfig(nside=4, n_maps=np.int32(2), seed=3.0, iter=np.int64(1))
+    assert [type(v) for v in (cfg.n_maps, cfg.seed, cfg.iter)] == [int, int, int]
+    assert cfg.generation_params() == MassMapConfig(nside=4, n_maps=2, seed=3, iter=1).generation_params()
+    assert type(MapRotator(HealpixSampling(2), 4, iterations=np.int64(2)).iterations) is int
+
+
+def test_pool_levels_per_block_values():
+    assert _pools((1, np.int64(0))) == _pools((1.0, 0)) == _pools([1, 0])
+    for bad in ((1, -1), (1, 0.5), (True, 0), (1, 1, 1), (1,)):
+        with pytest.raises(ValueError, match="pool_levels must be a non-negative int or 2 of them"):
+            _pools(bad)
