@@ -9,11 +9,15 @@ import pytest
 import torch
 
 from deepsphere_gen.bench import Harness
-from deepsphere_gen.datasets import MassMapConfig, pixel_window
+from deepsphere_gen.datasets import MassMapConfig, limit_threads, pixel_window
+from deepsphere_gen.datasets.shape_noise import pixel_area_arcmin2
+from deepsphere_gen.experiments.reporting import cluster_bootstrap
 from deepsphere_gen.graph import optimized_graph
 from deepsphere_gen.harmonic import (
+    SHT,
     MapRotator,
     clebsch_gordan,
+    mw_theta_mixing,
     random_rotations,
     rotate_coefficients,
     sparse_clebsch_gordan,
@@ -21,7 +25,7 @@ from deepsphere_gen.harmonic import (
 )
 from deepsphere_gen.models import DeepSphereClassifier
 from deepsphere_gen.nn import HealpixAvgPool
-from deepsphere_gen.sampling import HealpixSampling
+from deepsphere_gen.sampling import HealpixSampling, SOFTSampling
 from deepsphere_gen.training import TrainConfig
 
 NONNEG, POSITIVE = "a non-negative integer", "a positive integer"
@@ -63,11 +67,19 @@ SITES = {
     "sparse_clebsch_gordan.l": (lambda v: sparse_clebsch_gordan(1, 1, v).values, f"l must be {NONNEG}", 0, (0, 1)),
     "optimized_graph.iterations": (lambda v: optimized_graph(HealpixSampling(1), 4, iterations=v),
                                    f"iterations must be {NONNEG}", 0, ()),  # a fit: refusals only
+    "SHT.iterations": (lambda v: SHT(HealpixSampling(2), 4, iterations=v).iterations, f"iterations must be {NONNEG}",
+                       0, (0, 2)),
+    "mw_theta_mixing.L": (mw_theta_mixing, f"bandlimit L must be {POSITIVE}", 1, (1, 3)),
+    "SOFTSampling.L": (lambda v: SOFTSampling(v).L, f"bandlimit L must be {POSITIVE}", 1, (1, 2)),
+    "limit_threads": (lambda v: limit_threads(v).__enter__() and None, f"threads must be {POSITIVE} or None", 1, ()),
+    "pixel_area_arcmin2.nside": (pixel_area_arcmin2, f"nside must be {POSITIVE}", 1, (1, 4)),
+    "cluster_bootstrap.resamples": (lambda v: cluster_bootstrap(np.ones(4), [0, 1, 0, 1], [0, 0, 1, 1], resamples=v),
+                                    f"resamples must be {POSITIVE}", 1, (1, 3)),
 }
 
 
 #: settings where None is accepted (no cap; the harness's warm-up; L from the coefficients' count)
-NONE_OK = {"TrainConfig.recalibrate_samples", "Harness.time.warmup", "rotate_coefficients.L"}
+NONE_OK = {"TrainConfig.recalibrate_samples", "Harness.time.warmup", "rotate_coefficients.L", "limit_threads"}
 
 
 def _bad_values(site):

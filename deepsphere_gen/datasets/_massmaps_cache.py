@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - not POSIX: no lock, stale folders are 
     fcntl = None
 
 from .._io import plain_mode
+from .._validation import check_positive_int
 
 __all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "clean_stale_temporaries", "read_metadata",
            "estimate_cost", "METADATA", "LOCK"]
@@ -41,8 +42,7 @@ def limit_threads(n: int | None):
     """
     if n is None:
         return contextlib.nullcontext()
-    if int(n) != n or n < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {n!r}")
+    n = check_positive_int(n, "threads", optional=True)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+from .._validation import check_positive_int
+
 __all__ = [
     "DEFAULT_SIGMA_E",
     "DEEPSPHERE_REFERENCE_NSIDE",
@@ -42,9 +44,7 @@ DEEPSPHERE_SMOOTHING_FWHM_ARCMIN = DEEPSPHERE_SMOOTHING_SIGMA_ARCMIN * math.sqrt
 
 def pixel_area_arcmin2(nside: int) -> float:
     """Area of one HEALPix pixel in arcmin^2: 4 pi / (12 nside^2) sr."""
-    nside = int(nside)
-    if nside < 1:
-        raise ValueError(f"nside must be a positive integer, got {nside}")
+    nside = check_positive_int(nside, "nside")
     return 4 * math.pi / (12 * nside * nside) * (180 * 60 / math.pi) ** 2
 
 

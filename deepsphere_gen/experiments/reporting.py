@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
+from .._validation import check_positive_int
 
 __all__ = ["METHOD_NAMES", "wilson_interval", "cluster_bootstrap", "map_interval", "paired_margin", "encode_correct",
            "decode_correct", "map_runs", "expand_runs", "margin_records", "format_margins", "align_rows", "format_table",
@@ -94,9 +95,7 @@ def cluster_bootstrap(correct, maps, classes, resamples: int = BOOTSTRAP_RESAMPL
     draws (paired).  Cost: O(n) to sum per map, then O(resamples x maps x k).
     """
     c, maps, classes = _sample_arrays(correct, maps, classes)
-    resamples = int(resamples)
-    if resamples < 1:
-        raise ValueError(f"resamples must be a positive integer, got {resamples}")
+    resamples = check_positive_int(resamples, "resamples")
     keys, cluster = np.unique(np.stack([classes, maps], axis=1), axis=0, return_inverse=True)
     cluster = cluster.ravel()
     size = np.bincount(cluster, minlength=len(keys)).astype(np.float64)  # (K,) samples per map

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_positive_int
+
 __all__ = ["mw_theta_mixing", "mw_weight"]
 
 
@@ -39,9 +41,7 @@ def mw_theta_mixing(L: int) -> np.ndarray:
 
     ``M[0]`` serves even m, ``M[1]`` odd m.  Cost O(L^3) once; memory 16 L^2 bytes.
     """
-    L = int(L)
-    if L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L}")
+    L = check_positive_int(L, "bandlimit L")
     N = 2 * L - 1
     k = np.arange(N)
     theta = np.pi * (2 * k + 1) / N

@@ -30,7 +30,7 @@ from collections import OrderedDict
 
 import torch
 
-from .._validation import check_finite
+from .._validation import check_finite, check_nonnegative_int
 from ._sht_ducc import DuccEngine
 from ._sht_geometry import RingGeometry, max_bandlimit
 from ._sht_legendre import DEFAULT_BLOCK_BYTES
@@ -168,9 +168,7 @@ class _Transform(torch.nn.Module):
 
 
 def _iterations(n) -> int:
-    if int(n) != n or n < 0:
-        raise ValueError(f"iterations must be a non-negative integer, got {n!r}")
-    return int(n)
+    return check_nonnegative_int(n, "iterations")
 
 
 class SphericalAnalysis(_Transform):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_positive_int
 from .equiangular import gauss_legendre_theta
 
 __all__ = [
@@ -36,9 +37,7 @@ __all__ = [
 
 
 def _check_bandlimit(L) -> int:
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
-        raise ValueError(f"bandlimit L must be a positive integer, got {L!r}")
-    return int(L)
+    return check_positive_int(L, "bandlimit L")
 
 
 def soft_beta_weights(L: int) -> np.ndarray:
