@@ -8,7 +8,7 @@
 | :mod:`._grid` | Khasanova & Frossard's 4-neighbour graph on equiangular grids |
 | :mod:`._optimized` | equivariance-optimised kNN weights and the predicted equivariance error |
 | :mod:`._laplacian` | combinatorial / normalized Laplacians, lmax estimate, rescaling to [-1, 1] |
-| :mod:`._cache` | on-disk cache of weight matrices (npz + JSON, atomic writes) |
+| :mod:`._cache` | on-disk cache of weight matrices (npz + JSON, atomic writes) and arrays derived from them (memory-mapped npy) |
 | :mod:`._sphere_graph` | ``SphereGraph`` / ``build_graph``: weights, Laplacian, lmax, exports to torch / pygsp / PyG |
 """
 from ._grid import equiangular_4neighbour_graph

@@ -1,8 +1,16 @@
-"""On-disk cache of graph weight matrices: scipy ``save_npz`` + JSON metadata, atomic writes."""
+"""On-disk cache of graph weight matrices: scipy ``save_npz`` + JSON metadata, atomic writes.
+
+An entry is ``<stem>.npz`` (W, or a kNN pattern's index arrays) and ``<stem>.json`` (the
+parameters, lmax, ...; written last: the completeness marker), ``<stem>`` naming the
+parameters' hash.  An entry may also hold arrays derived from it, each ``<stem>.<tag>.npy``
+(read by memory map) with a record in the JSON (dtype, size, CRC-32 and the lmax it was made
+with): a file whose record is missing or does not match is not used (it is rebuilt).
+"""
 from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +19,8 @@ import scipy.sparse as sp
 from .. import _cache_dirs
 from .._io import atomic_write, atomic_write_json
 
-__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached"]
+__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "update_meta", "load_array",
+           "save_array"]
 
 ENV_VAR = _cache_dirs.ENV_VAR
 
@@ -49,7 +58,7 @@ def load_cached(directory: Path, params: dict):
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("params") != params:
+        if not isinstance(meta, dict) or meta.get("params") != params:
             return None
         if meta.get("stored") == "pattern":
             with np.load(npz_path) as f:
@@ -61,9 +70,10 @@ def load_cached(directory: Path, params: dict):
     return stored, meta
 
 
-def save_cached(directory: Path, params: dict, stored, extra: dict) -> Path:
-    """Write W or a pattern's ``(indptr, indices)`` (npz, uncompressed), then the metadata
-    (JSON, the completeness marker)."""
+def save_cached(directory: Path, params: dict, stored, extra: dict, arrays: dict | None = None) -> Path:
+    """Write W or a pattern's ``(indptr, indices)`` (npz, uncompressed), then each derived array
+    of ``arrays`` (tag -> 1-d array made with ``extra["lmax"]``, see :func:`save_array`), then the
+    metadata (JSON, the completeness marker)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(params)
     if isinstance(stored, tuple):
@@ -73,5 +83,64 @@ def save_cached(directory: Path, params: dict, stored, extra: dict) -> Path:
     else:
         atomic_write(directory / f"{stem}.npz", lambda f: sp.save_npz(f, stored, compressed=False))
     meta = {"params": params, **extra}
+    for tag, array in (arrays or {}).items():
+        meta.setdefault("arrays", {})[tag] = _write_array(directory / f"{stem}.{tag}.npy", array, float(meta["lmax"]))
     atomic_write_json(directory / f"{stem}.json", meta)
     return directory / f"{stem}.npz"
+
+
+def update_meta(directory: Path, params: dict, **fields) -> bool:
+    """Set ``fields`` in the metadata of the entry of ``params`` (atomic rewrite); False (nothing
+    written) when there is no readable entry for exactly ``params``."""
+    path = directory / f"{_stem(params)}.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("params") != params:
+        return False
+    atomic_write_json(path, {**meta, **fields})
+    return True
+
+
+def _crc32(array: np.ndarray) -> int:
+    return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"))  # ~4 GB/s
+
+
+def _write_array(path: Path, array: np.ndarray, lmax) -> dict:
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+    return {"dtype": array.dtype.str, "size": int(array.size), "crc32": _crc32(array), "lmax": lmax}
+
+
+def _arrays(meta: dict) -> dict:
+    arrays = meta.get("arrays")
+    return arrays if isinstance(arrays, dict) else {}
+
+
+def save_array(directory: Path, params: dict, meta: dict, tag: str, array: np.ndarray, lmax: float) -> bool:
+    """Add the 1-d ``array`` derived with ``lmax`` to the entry of ``params`` (whose metadata, as
+    loaded, is ``meta``): ``<stem>.<tag>.npy``, then its record in the JSON.  Disk: the array's
+    bytes (float32 values on a HEALPix nside-1024, k = 20 pattern: 1.0 GiB).  False (nothing
+    written) if the entry is gone."""
+    if not (directory / f"{_stem(params)}.json").exists():
+        return False
+    record = _write_array(directory / f"{_stem(params)}.{tag}.npy", array, float(lmax))
+    return update_meta(directory, params, arrays={**_arrays(meta), tag: record})
+
+
+def load_array(directory: Path, params: dict, meta: dict, tag: str, lmax: float) -> np.ndarray | None:
+    """The array ``tag`` derived with ``lmax`` from the entry of ``params`` (metadata ``meta``),
+    memory-mapped copy-on-write (pages read on first touch, shared with the page cache; writes
+    stay private), or None when it is absent or does not match its record (dtype, size, lmax,
+    CRC-32: one pass over the file, ~0.25 s per GiB)."""
+    record = _arrays(meta).get(tag)
+    if not isinstance(record, dict) or record.get("lmax") != float(lmax):
+        return None
+    try:
+        array = np.load(directory / f"{_stem(params)}.{tag}.npy", mmap_mode="c", allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # missing, truncated or not an .npy file
+    if (array.ndim != 1 or array.dtype.str != record.get("dtype") or array.size != record.get("size")
+            or _crc32(array) != record.get("crc32")):
+        return None
+    return array

@@ -1,9 +1,13 @@
 import json
 
 import numpy as np
+import pytest
+import torch
 
 from deepsphere_gen.graph import build_graph, graph_params
+from deepsphere_gen.graph import _laplacian, _sphere_graph
 from deepsphere_gen.graph._cache import ENV_VAR, _stem, cache_directory
+from deepsphere_gen.graph._pattern import KnnPattern
 from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling, Sampling
 
 
@@ -110,3 +114,167 @@ def test_sampling_without_cache_key(tmp_path):
 def test_no_cache_writes_nothing(tmp_path):
     build_graph(HealpixSampling(2), k=4, cache=False, cache_dir=tmp_path)
     assert not (tmp_path / "graphs").exists()
+
+
+# --- lmax and the float32 rescaled values in the cache -------------------------------------------
+
+
+@pytest.fixture
+def counts(monkeypatch):
+    """Calls of the Lanczos (``_laplacian.lanczos_ritz``) and of the pattern's values pass."""
+    seen = {"lanczos": 0, "values": 0}
+    lanczos, values = _laplacian.lanczos_ritz, KnnPattern.values
+
+    def counted_lanczos(*a, **kw):
+        seen["lanczos"] += 1
+        return lanczos(*a, **kw)
+
+    def counted_values(self, *a, **kw):
+        seen["values"] += 1
+        return values(self, *a, **kw)
+
+    monkeypatch.setattr(_laplacian, "lanczos_ritz", counted_lanczos)
+    monkeypatch.setattr(KnnPattern, "values", counted_values)
+    return seen
+
+
+@pytest.fixture
+def large(monkeypatch):
+    """The path of graphs over 16M non-zeros (float32 Lanczos, float32 values kept and cached), on small graphs."""
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+
+
+def assert_same_graph(a, b):
+    assert a.lmax == b.lmax
+    for dtype in (torch.float32, torch.float64):
+        ta, tb = a.to_torch(dtype=dtype), b.to_torch(dtype=dtype)
+        assert torch.equal(ta.crow_indices(), tb.crow_indices()) and torch.equal(ta.col_indices(), tb.col_indices())
+        assert torch.equal(ta.values(), tb.values())  # bit for bit
+    assert np.array_equal(a.rescaled_laplacian().data, b.rescaled_laplacian().data)
+
+
+def values_file(d):
+    (path,) = (d / "graphs").glob("*.rescaled-float32.npy")
+    return path
+
+
+def entry_json(d):
+    (path,) = (d / "graphs").glob("*.json")
+    return path
+
+
+
+@pytest.mark.parametrize("laplacian", ["combinatorial", "normalized"])
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_cached_build_equals_uncached_and_runs_no_lanczos(tmp_path, request, counts, laplacian, size):
+    if size == "large":
+        request.getfixturevalue("large")
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, laplacian=laplacian, cache=False)
+    assert counts["lanczos"] == 1
+    build_graph(s, k=8, laplacian=laplacian, cache_dir=tmp_path)  # fills the cache
+    assert counts["lanczos"] == 2
+    passes = counts["values"]
+    g = build_graph(s, k=8, laplacian=laplacian, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == 2  # lmax from the entry
+    T = g.to_torch()
+    if size == "large":  # the values from the file (memory-mapped), no values pass
+        assert isinstance(g._rescaled32, np.memmap) and counts["values"] == passes
+        assert T.values().data_ptr() == g._rescaled32.ctypes.data
+        assert len(json.loads(entry_json(tmp_path).read_text())["arrays"]) == 1
+    else:  # no file: small graphs write their values on each call (float64, one rounding)
+        assert g._rescaled32 is None and not list((tmp_path / "graphs").glob("*.npy"))
+    assert_same_graph(g, ref)
+
+
+@pytest.mark.parametrize("damage", ["no lmax", "lmax nan", "lmax negative", "lmax text", "no arrays"])
+def test_entry_without_lmax_or_values_is_completed(tmp_path, counts, large, damage):
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    path = entry_json(tmp_path)
+    meta = json.loads(path.read_text())
+    good = dict(meta)
+    if damage == "no arrays":
+        del meta["arrays"]
+    elif damage == "no lmax":
+        del meta["lmax"]
+    else:
+        meta["lmax"] = {"lmax nan": "NaN", "lmax negative": -1.0, "lmax text": "4.5"}[damage]
+    path.write_text(json.dumps(meta))
+    before = dict(counts)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache
+    assert counts["lanczos"] - before["lanczos"] == (damage != "no arrays")  # lmax recomputed only if unusable
+    assert_same_graph(g, ref)
+    assert json.loads(path.read_text()) == good  # the entry has gained what it lacked
+    before = dict(counts)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    g.to_torch()
+    assert counts == before and isinstance(g._rescaled32, np.memmap)
+    assert not any(p.suffix == ".tmp" for p in (tmp_path / "graphs").iterdir())
+
+
+def _truncate(p):
+    p.write_bytes(p.read_bytes()[:-100])
+
+
+def _garbage(p):
+    p.write_bytes(b"not an npy file")
+
+
+def _one_value_changed(p):
+    a = np.load(p)
+    a[len(a) // 2] = np.nextafter(a[len(a) // 2], np.float32(2))
+    np.save(p, a)
+
+
+def _float64(p):
+    np.save(p, np.load(p).astype(np.float64))
+
+
+def _removed(p):
+    p.unlink()
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage, _one_value_changed, _float64, _removed])
+def test_damaged_values_file_is_rebuilt_not_trusted(tmp_path, counts, large, damage):
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    good = values_file(tmp_path).read_bytes()
+    damage(values_file(tmp_path))
+    before = dict(counts)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == before["lanczos"] and counts["values"] == before["values"] + 1
+    assert not isinstance(g._rescaled32, np.memmap)
+    assert_same_graph(g, ref)
+    assert values_file(tmp_path).read_bytes() == good  # rewritten
+    assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
+
+
+@pytest.mark.parametrize("other", [dict(laplacian="normalized"), dict(sigma=0.05), dict(k=9)])
+def test_values_of_other_parameters_are_not_reused(tmp_path, counts, large, other):
+    """Another entry's values file put in place of this one's (or its whole record) is not used."""
+    s = HealpixSampling(8)
+    mine = dict(k=8)
+    ref = build_graph(s, cache=False, **mine)
+    build_graph(s, cache_dir=tmp_path / "a", **mine)
+    build_graph(s, cache_dir=tmp_path / "b", **other)
+    a, b = values_file(tmp_path / "a"), values_file(tmp_path / "b")
+    assert a.name != b.name  # other parameters, other entry
+    a.write_bytes(b.read_bytes())
+    g = build_graph(s, cache_dir=tmp_path / "a", **mine)
+    assert g.from_cache and not isinstance(g._rescaled32, np.memmap)
+    assert_same_graph(g, ref)
+    # the other entry's record too (its CRC then matches the file, its lmax does not)
+    a.write_bytes(b.read_bytes())
+    meta_a, meta_b = (json.loads(entry_json(tmp_path / x).read_text()) for x in "ab")
+    entry_json(tmp_path / "a").write_text(json.dumps({**meta_a, "arrays": meta_b["arrays"]}))
+    g = build_graph(s, cache_dir=tmp_path / "a", **mine)
+    assert g.from_cache and not isinstance(g._rescaled32, np.memmap)
+    assert_same_graph(g, ref)
+    # float64 layers never read the float32 file
+    before = counts["values"]
+    g.to_torch(dtype=torch.float64)
+    assert counts["values"] == before + 1
