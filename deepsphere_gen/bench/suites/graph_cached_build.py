@@ -1,0 +1,152 @@
+"""Cached model build suite: ``DeepSphereClassifier(nside, 1)`` from a warm graph cache, where its time goes.
+
+Case (nside 256 and 1024, k = 20; quick: 64): a first fresh process fills a temporary graph
+cache (``fill_s``, CPU time, and the bytes the cache then holds: ``cache_npz_mb`` for the
+kNN patterns, ``cache_values_mb`` for the float32 rescaled values kept for graphs over 16M
+non-zeros); then, each in a fresh process, one torch thread, CPU time (``time.process_time``):
+
+- ``ours``: the cached build as the library does it (lmax from the entry, large graphs' values
+  memory-mapped from it, CRC-checked);
+- ``peer`` ("values recomputed"): the same build with the stored values ignored and nothing
+  written, i.e. what every cached build did before the values were cached: one values pass
+  (kernel weights from the pixel coordinates, degrees, float32 rescaling) per graph.
+
+Each side's time is split (exclusive times, seconds; ``other_s`` is the rest of the build:
+the layers' parameters, pooling, Python): ``load_pattern_s`` (the entry's npz: index arrays),
+``load_values_s`` (memory map + CRC of the stored values), ``values_s`` (values passes),
+``rescale_s`` (float32 ``2 L / lmax - I``), ``lanczos_s`` (and ``lanczos_calls``: 0 expected
+from a warm cache), ``save_s`` (cache writes: none expected), ``tensors_s`` (the layers'
+``Laplacian.from_graph``: the CSR tensors and their checks).  ``peak_mb`` / ``kept_mb``: what
+the build adds to the resident set (:func:`deepsphere_gen.bench.memory.cpu_peak_mb`; memory-
+mapped values count once touched).  ``values_crc32``: CRC-32 of each level's float32 Laplacian
+values; ``max_rel_diff`` is 0 when the two sides' are the same bits.  One timed call per side.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from ..memory import fresh_process_result
+
+NAME = "graph_cached_build"
+
+#: a side's process is stopped after this many seconds
+TIMEOUT_S = 900
+
+SECTIONS = ("load_pattern", "load_values", "values", "rescale", "lanczos", "save", "tensors")
+
+
+def cases(quick: bool) -> list[dict]:
+    """See the module docstring."""
+    return [{"nside": 64, "k": 20}] if quick else [{"nside": 256, "k": 20}, {"nside": 1024, "k": 20}]
+
+
+def _timers():
+    """(wrap, spent, calls): ``wrap(fn, section)`` times ``fn`` into ``spent[section]``, exclusive of the
+    wrapped calls it makes (a values pass inside ``Laplacian.from_graph`` counts as values)."""
+    import time
+
+    spent, calls, stack = dict.fromkeys(SECTIONS, 0.0), dict.fromkeys(SECTIONS, 0), []
+
+    def wrap(fn, section):
+        def timed(*args, **kwargs):
+            now = time.process_time()
+            if stack:
+                spent[stack[-1][0]] += now - stack[-1][1]
+            stack.append([section, now])
+            calls[section] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                now = time.process_time()
+                spent[section] += now - stack.pop()[1]
+                if stack:
+                    stack[-1][1] = now
+
+        return timed
+
+    return wrap, spent, calls
+
+
+def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
+    """One process of the case: ``side`` "fill", "ours" or "peer" (see the module docstring)."""
+    import time
+    import zlib
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from deepsphere_gen.bench.memory import cpu_peak_mb, resident_mb
+    from deepsphere_gen.graph import _laplacian, _sphere_graph
+    from deepsphere_gen.graph._pattern import KnnPattern
+    from deepsphere_gen.models import DeepSphereClassifier
+    from deepsphere_gen.nn import ChebConv, Laplacian
+
+    torch.set_num_threads(1)
+    build = (lambda: DeepSphereClassifier(nside, 1, k=k, cache_dir=cache_dir))
+    if side == "fill":
+        t0 = time.process_time()
+        build()
+        files = list((Path(cache_dir) / "graphs").iterdir())
+        return {"fill_s": time.process_time() - t0,
+                "cache_npz_mb": sum(f.stat().st_size for f in files if f.suffix == ".npz") / 2**20,
+                "cache_values_mb": sum(f.stat().st_size for f in files if f.suffix == ".npy") / 2**20}
+    wrap, spent, calls = _timers()
+    if side == "peer":
+        _sphere_graph.load_array = lambda *a, **kw: None
+        _sphere_graph.save_array = lambda *a, **kw: False
+    for name in ("load_cached", "load_array"):
+        setattr(_sphere_graph, name, wrap(getattr(_sphere_graph, name), name.replace("cached", "pattern")
+                                          .replace("array", "values")))
+    for name in ("save_cached", "save_array", "update_meta"):
+        setattr(_sphere_graph, name, wrap(getattr(_sphere_graph, name), "save"))
+    _sphere_graph._rescale32 = wrap(_sphere_graph._rescale32, "rescale")
+    _laplacian.lanczos_ritz = wrap(_laplacian.lanczos_ritz, "lanczos")
+    KnnPattern.values = wrap(KnnPattern.values, "values")
+    from_graph = Laplacian.from_graph
+    Laplacian.from_graph = classmethod(lambda cls, *a, **kw: timed_from_graph(*a, **kw))
+    timed_from_graph = wrap(from_graph, "tensors")
+
+    r0, box, t = resident_mb(), {}, {}
+
+    def call():
+        t0 = time.process_time()
+        box["model"] = build()
+        t["build_s"] = time.process_time() - t0
+
+    peak = cpu_peak_mb(call)
+    crcs, seen = [], set()
+    for conv in box["model"].modules():
+        if isinstance(conv, ChebConv) and id(conv.laplacian) not in seen:
+            seen.add(id(conv.laplacian))
+            v = np.ascontiguousarray(conv.laplacian.values().numpy())
+            crcs.append([int(conv.laplacian.shape[0]), zlib.crc32(memoryview(v).cast("B"))])
+    out = {f"{s}_s": spent[s] for s in SECTIONS}
+    out["other_s"] = t["build_s"] - sum(spent.values())
+    return {"build_s": t["build_s"], **out, "lanczos_calls": calls["lanczos"], "values_calls": calls["values"],
+            "peak_mb": peak, "kept_mb": resident_mb() - r0, "values_crc32": crcs}
+
+
+def run(case: dict, device, harness) -> list[dict]:
+    """One case in fresh processes (see the module docstring)."""
+    if str(device) != "cpu":
+        raise ValueError("the graph_cached_build suite measures CPU construction")
+    nside, k = int(case["nside"]), int(case["k"])
+
+    def side(cache_dir, name):
+        code = ("import json; from deepsphere_gen.bench.suites.graph_cached_build import child; "
+                f"print('RESULT ' + json.dumps(child({nside}, {k}, {cache_dir!r}, {name!r})))")
+        return fresh_process_result(code, TIMEOUT_S, f"{name} process")
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        fill = side(cache_dir, "fill")
+        ours = side(cache_dir, "ours")
+        peer = side(cache_dir, "peer")
+    same = ours["values_crc32"] == peer["values_crc32"]
+    extras = dict(torch_threads=1, omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
+                  clock="process_time", timed_calls=1, same_values=same, **fill, **ours,
+                  **{f"peer_{key}": v for key, v in peer.items() if key != "values_crc32"})
+    return [harness.record("DeepSphereClassifier cached build", case, ours["build_s"],
+                           peer="values recomputed", peer_s=peer["build_s"], max_rel_diff=0.0 if same else None,
+                           peak_mem_mb=ours["peak_mb"], **extras)]
