@@ -19,7 +19,9 @@ from a warm cache), ``save_s`` (cache writes: none expected), ``tensors_s`` (the
 ``Laplacian.from_graph``: the CSR tensors and their checks).  ``peak_mb`` / ``kept_mb``: what
 the build adds to the resident set (:func:`deepsphere_gen.bench.memory.cpu_peak_mb`; memory-
 mapped values count once touched).  ``values_crc32``: CRC-32 of each level's float32 Laplacian
-values; ``max_rel_diff`` is 0 when the two sides' are the same bits.  One timed call per side.
+values; ``max_rel_diff`` is 0 when every call of both sides gave the same bits.  :data:`CALLS` calls per
+side, each in its own process, alternated; a side's figures are those of its fastest call
+(``build_s_calls`` / ``peer_build_s_calls``: all of them).
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ NAME = "graph_cached_build"
 
 #: a side's process is stopped after this many seconds
 TIMEOUT_S = 900
+
+#: fresh processes per side, alternated (ours, peer, ours, ...); the faster call of each side is recorded
+CALLS = 2
 
 SECTIONS = ("load_pattern", "load_values", "values", "rescale", "lanczos", "save", "tensors")
 
@@ -141,11 +146,13 @@ def run(case: dict, device, harness) -> list[dict]:
 
     with tempfile.TemporaryDirectory() as cache_dir:
         fill = side(cache_dir, "fill")
-        ours = side(cache_dir, "ours")
-        peer = side(cache_dir, "peer")
-    same = ours["values_crc32"] == peer["values_crc32"]
+        runs = [side(cache_dir, name) for _ in range(CALLS) for name in ("ours", "peer")]
+    ours = min(runs[0::2], key=lambda r: r["build_s"])
+    peer = min(runs[1::2], key=lambda r: r["build_s"])
+    same = all(r["values_crc32"] == ours["values_crc32"] for r in runs)
     extras = dict(torch_threads=1, omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
-                  clock="process_time", timed_calls=1, same_values=same, **fill, **ours,
+                  clock="process_time", timed_calls=CALLS, same_values=same, **fill, **ours,
+                  build_s_calls=[r["build_s"] for r in runs[0::2]], peer_build_s_calls=[r["build_s"] for r in runs[1::2]],
                   **{f"peer_{key}": v for key, v in peer.items() if key != "values_crc32"})
     return [harness.record("DeepSphereClassifier cached build", case, ours["build_s"],
                            peer="values recomputed", peer_s=peer["build_s"], max_rel_diff=0.0 if same else None,
