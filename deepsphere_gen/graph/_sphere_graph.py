@@ -41,9 +41,11 @@ class SphereGraph:
 
     No matrix but the stored one is kept: :attr:`weights` (of a pattern graph),
     :attr:`laplacian`, :meth:`rescaled_laplacian` and :meth:`to_torch` are written on each
-    call in one O(nnz) pass (no sparse algebra).  A HEALPix nside-1024 k = 20 graph holds
-    1.1 GB (its int32 pattern); ``to_torch`` on CPU shares those index arrays, adding only
-    the values (float32: 1.1 GB).
+    call in one O(nnz) pass (no sparse algebra), except that :func:`build_graph` gives pattern
+    graphs over 16M non-zeros their float32 rescaled values (computed with lmax, or memory-
+    mapped from the cache), which ``to_torch(torch.float32)`` shares.  A HEALPix nside-1024
+    k = 20 graph holds 1.1 GB (its int32 pattern); ``to_torch`` on CPU shares those index
+    arrays, adding only the values (float32: 1.1 GB).
     """
 
     def __init__(self, sampling, weights: sp.csr_matrix | None, lmax: float, k, sigma, kind: str,
