@@ -70,10 +70,9 @@ def load_cached(directory: Path, params: dict):
     return stored, meta
 
 
-def save_cached(directory: Path, params: dict, stored, extra: dict, arrays: dict | None = None) -> Path:
-    """Write W or a pattern's ``(indptr, indices)`` (npz, uncompressed), then each derived array
-    of ``arrays`` (tag -> 1-d array made with ``extra["lmax"]``, see :func:`save_array`), then the
-    metadata (JSON, the completeness marker)."""
+def save_cached(directory: Path, params: dict, stored, extra: dict) -> Path:
+    """Write W or a pattern's ``(indptr, indices)`` (npz, uncompressed), then the metadata
+    (JSON, the completeness marker)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(params)
     if isinstance(stored, tuple):
@@ -82,16 +81,13 @@ def save_cached(directory: Path, params: dict, stored, extra: dict, arrays: dict
         extra = {**extra, "stored": "pattern"}
     else:
         atomic_write(directory / f"{stem}.npz", lambda f: sp.save_npz(f, stored, compressed=False))
-    meta = {"params": params, **extra}
-    for tag, array in (arrays or {}).items():
-        meta.setdefault("arrays", {})[tag] = _write_array(directory / f"{stem}.{tag}.npy", array, float(meta["lmax"]))
-    atomic_write_json(directory / f"{stem}.json", meta)
+    atomic_write_json(directory / f"{stem}.json", {"params": params, **extra})
     return directory / f"{stem}.npz"
 
 
-def update_meta(directory: Path, params: dict, **fields) -> bool:
-    """Set ``fields`` in the metadata of the entry of ``params`` (atomic rewrite); False (nothing
-    written) when there is no readable entry for exactly ``params``."""
+def _rewrite_meta(directory: Path, params: dict, change) -> bool:
+    """Replace the metadata of the entry of ``params`` by ``change(meta)`` (atomic rewrite); False
+    (nothing written) when there is no readable entry for exactly ``params``."""
     path = directory / f"{_stem(params)}.json"
     try:
         meta = json.loads(path.read_text())
@@ -99,17 +95,17 @@ def update_meta(directory: Path, params: dict, **fields) -> bool:
         return False
     if not isinstance(meta, dict) or meta.get("params") != params:
         return False
-    atomic_write_json(path, {**meta, **fields})
+    atomic_write_json(path, change(meta))
     return True
+
+
+def update_meta(directory: Path, params: dict, **fields) -> bool:
+    """Set ``fields`` in the metadata of the entry of ``params``; False if there is no such entry."""
+    return _rewrite_meta(directory, params, lambda meta: {**meta, **fields})
 
 
 def _crc32(array: np.ndarray) -> int:
     return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"))  # ~4 GB/s
-
-
-def _write_array(path: Path, array: np.ndarray, lmax) -> dict:
-    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
-    return {"dtype": array.dtype.str, "size": int(array.size), "crc32": _crc32(array), "lmax": lmax}
 
 
 def _arrays(meta: dict) -> dict:
@@ -117,15 +113,16 @@ def _arrays(meta: dict) -> dict:
     return arrays if isinstance(arrays, dict) else {}
 
 
-def save_array(directory: Path, params: dict, meta: dict, tag: str, array: np.ndarray, lmax: float) -> bool:
-    """Add the 1-d ``array`` derived with ``lmax`` to the entry of ``params`` (whose metadata, as
-    loaded, is ``meta``): ``<stem>.<tag>.npy``, then its record in the JSON.  Disk: the array's
-    bytes (float32 values on a HEALPix nside-1024, k = 20 pattern: 1.0 GiB).  False (nothing
-    written) if the entry is gone."""
+def save_array(directory: Path, params: dict, tag: str, array: np.ndarray, lmax: float) -> bool:
+    """Add the 1-d ``array`` derived with ``lmax`` to the entry of ``params``: ``<stem>.<tag>.npy``,
+    then its record (dtype, size, CRC-32, lmax) in the JSON.  Disk: the array's bytes (float32
+    values on a HEALPix nside-1024, k = 20 pattern: 1.0 GiB).  False (nothing written) if the
+    entry is gone."""
     if not (directory / f"{_stem(params)}.json").exists():
         return False
-    record = _write_array(directory / f"{_stem(params)}.{tag}.npy", array, float(lmax))
-    return update_meta(directory, params, arrays={**_arrays(meta), tag: record})
+    atomic_write(directory / f"{_stem(params)}.{tag}.npy", lambda f: np.save(f, array, allow_pickle=False))
+    record = {"dtype": array.dtype.str, "size": int(array.size), "crc32": _crc32(array), "lmax": float(lmax)}
+    return _rewrite_meta(directory, params, lambda meta: {**meta, "arrays": {**_arrays(meta), tag: record}})
 
 
 def load_array(directory: Path, params: dict, meta: dict, tag: str, lmax: float) -> np.ndarray | None:

@@ -214,22 +214,25 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     if new_lmax:
         lmax, graph._rescaled32 = _lmax(graph)
     graph.lmax = lmax
-    new_values = False
+    from_file = False
     if hit is not None and graph._rescaled32 is None and _keeps_rescaled32(graph):
         graph._rescaled32 = load_array(directory, params, meta, _RESCALED32, lmax)
-        if graph._rescaled32 is None:  # an entry without them (or with a damaged file): write them once
-            graph._rescaled32, new_values = _rescaled32(graph), True
+        from_file = graph._rescaled32 is not None
+        if not from_file:  # an entry without them (or with a damaged file): written once, below
+            graph._rescaled32 = _rescaled32(graph)
     if not cache:
         return graph
     if hit is None:
-        stored = W if pattern is None else (pattern.indptr, pattern.indices)
-        arrays = None if graph._rescaled32 is None else {_RESCALED32: graph._rescaled32}
-        save_cached(directory, params, stored, {"lmax": lmax, "nnz": graph.nnz}, arrays)
-        return graph
-    if new_lmax:
-        update_meta(directory, params, lmax=lmax)
-    if (new_lmax or new_values) and graph._rescaled32 is not None:
-        save_array(directory, params, meta, _RESCALED32, graph._rescaled32, lmax)
+        save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
+                    {"lmax": lmax, "nnz": graph.nnz})
+    try:  # complete the entry: lmax if it lacked one, the values if they are new
+        if hit is not None and new_lmax:
+            update_meta(directory, params, lmax=lmax)
+        if graph._rescaled32 is not None and not from_file:
+            save_array(directory, params, _RESCALED32, graph._rescaled32, lmax)
+    except OSError as err:  # read-only folder, full disk: the entry stays usable, what it lacks is recomputed
+        warnings.warn(f"graph cache entry in {directory} not completed ({err}); each build from it recomputes "
+                      "what it lacks", RuntimeWarning, stacklevel=2)
     return graph
 
 

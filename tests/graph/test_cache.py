@@ -278,3 +278,29 @@ def test_values_of_other_parameters_are_not_reused(tmp_path, counts, large, othe
     before = counts["values"]
     g.to_torch(dtype=torch.float64)
     assert counts["values"] == before + 1
+
+
+def test_entry_that_cannot_be_completed_still_loads(tmp_path, monkeypatch, large):
+    """A full disk or read-only folder when the values would be added: a warning, the graph from the cache."""
+    import errno
+
+    from deepsphere_gen.graph import _cache
+
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    values_file(tmp_path).unlink()
+    before = files(tmp_path)
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(_cache, "atomic_write", full)
+    with pytest.warns(RuntimeWarning, match="not completed.*No space left"):
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and files(tmp_path) == before
+    assert_same_graph(g, ref)
+    monkeypatch.undo()
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
