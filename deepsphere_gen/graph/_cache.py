@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -61,13 +63,44 @@ def load_cached(directory: Path, params: dict):
         if not isinstance(meta, dict) or meta.get("params") != params:
             return None
         if meta.get("stored") == "pattern":
-            with np.load(npz_path) as f:
-                stored = (f["indptr"], f["indices"])
+            arrays = _map_npz(npz_path)
+            stored = (arrays["indptr"], arrays["indices"])
         else:
             stored = sp.load_npz(npz_path).tocsr()
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable or partial entry: rebuild (and overwrite)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # unreadable, partial or damaged entry: rebuild (and overwrite)
     return stored, meta
+
+
+def _map_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an uncompressed npz (``np.savez``), each memory-mapped copy-on-write where it
+    lies in the zip file, after checking the member's CRC-32 over the mapping (the check
+    ``np.load`` makes while it copies the file: ~0.35 s instead of ~1.1 s for the 1.4 GiB of
+    patterns of an nside-1024 model).  ValueError / BadZipFile for anything else."""
+    out = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"{info.filename}: not an uncompressed .npy member")
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{info.filename}: bad local header")
+            start = info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30]))
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+            if dtype.hasobject or len(shape) != 1 or offset - start + shape[0] * dtype.itemsize != info.file_size:
+                raise ValueError(f"{info.filename}: not a 1-d array filling its member")
+            fh.seek(start)
+            crc = zlib.crc32(fh.read(offset - start))
+            array = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape) if shape[0] else np.empty(0, dtype)
+            if _crc32(array, crc) != info.CRC:
+                raise zipfile.BadZipFile(f"Bad CRC-32 for {info.filename}")
+            out[info.filename[:-4]] = array
+    return out
 
 
 def save_cached(directory: Path, params: dict, stored, extra: dict) -> Path:
@@ -104,8 +137,9 @@ def update_meta(directory: Path, params: dict, **fields) -> bool:
     return _rewrite_meta(directory, params, lambda meta: {**meta, **fields})
 
 
-def _crc32(array: np.ndarray) -> int:
-    return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"))  # ~4 GB/s
+def _crc32(array: np.ndarray, start: int = 0) -> int:
+    """CRC-32 of the array's bytes (continuing ``start``), ~4 GB/s."""
+    return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), start)
 
 
 def _arrays(meta: dict) -> dict:

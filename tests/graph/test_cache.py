@@ -304,3 +304,31 @@ def test_entry_that_cannot_be_completed_still_loads(tmp_path, monkeypatch, large
     monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
     build_graph(s, k=8, cache_dir=tmp_path)
     assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
+
+
+def _flip_a_byte(p):
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2] ^= 1  # inside the indices array
+    p.write_bytes(bytes(b))
+
+
+def _compressed(p):
+    with np.load(p) as f:
+        arrays = dict(f)
+    with open(p, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+@pytest.mark.parametrize("damage", [_flip_a_byte, _truncate, _compressed])
+def test_damaged_pattern_is_rebuilt(tmp_path, damage):
+    """The pattern is memory-mapped from the npz after checking each member's CRC-32 (np.load's check):
+    a changed byte or a cut file is rebuilt (both used to raise BadZipFile out of build_graph)."""
+    s = HealpixSampling(8)
+    g1 = build_graph(s, k=8, cache_dir=tmp_path)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and isinstance(g.pattern.indices, np.memmap) and isinstance(g.pattern.indptr, np.memmap)
+    assert np.array_equal(g.pattern.indices, g1.pattern.indices) and np.array_equal(g.pattern.indptr, g1.pattern.indptr)
+    damage(next((tmp_path / "graphs").glob("*.npz")))
+    g2 = build_graph(s, k=8, cache_dir=tmp_path)
+    assert not g2.from_cache and abs(g2.weights - g1.weights).max() == 0
+    assert build_graph(s, k=8, cache_dir=tmp_path).from_cache
