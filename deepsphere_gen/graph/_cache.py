@@ -1,8 +1,8 @@
 """On-disk cache of graph weight matrices: scipy ``save_npz`` + JSON metadata, atomic writes.
 
-An entry is ``<stem>.npz`` (W, or a kNN pattern's index arrays) and ``<stem>.json`` (the
-parameters, lmax, ...; written last: the completeness marker), ``<stem>`` naming the
-parameters' hash.  An entry may also hold arrays derived from it, each ``<stem>.<tag>.npy``
+An entry is ``<stem>.npz`` (W, or a kNN pattern's index arrays, memory-mapped on load) and
+``<stem>.json`` (the parameters, lmax, ...; written last: the completeness marker), ``<stem>``
+naming the parameters' hash.  An entry may also hold arrays derived from it, each ``<stem>.<tag>.npy``
 (read by memory map) with a record in the JSON (dtype, size, CRC-32 and the lmax it was made
 with): a file whose record is missing or does not match is not used (it is rebuilt).
 """
