@@ -89,6 +89,8 @@ def _map_npz(path: Path) -> dict[str, np.ndarray]:
             start = info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30]))
             fh.seek(start)
             version = np.lib.format.read_magic(fh)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"{info.filename}: .npy format {version}")
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = read_header(fh)
             offset = fh.tell()

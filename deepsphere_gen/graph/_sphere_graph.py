@@ -209,7 +209,10 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         W = equiangular_4neighbour_graph(sampling)
     graph = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"],
                         from_cache=hit is not None, pattern=pattern)
-    lmax = _valid_lmax(meta.get("lmax")) if hit is not None else None
+    lmax_dtype = _lmax_dtype(graph)
+    lmax = None
+    if hit is not None and meta.get("lmax_dtype", lmax_dtype) == lmax_dtype:  # entries before lmax_dtype: this rule's
+        lmax = _valid_lmax(meta.get("lmax"))
     new_lmax = lmax is None  # not in the cache (or an entry without a usable one): Lanczos
     if new_lmax:
         lmax, graph._rescaled32 = _lmax(graph)
@@ -224,10 +227,10 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         return graph
     if hit is None:
         save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
-                    {"lmax": lmax, "nnz": graph.nnz})
+                    {"lmax": lmax, "lmax_dtype": lmax_dtype, "nnz": graph.nnz})
     try:  # complete the entry: lmax if it lacked one, the values if they are new
         if hit is not None and new_lmax:
-            update_meta(directory, params, lmax=lmax)
+            update_meta(directory, params, lmax=lmax, lmax_dtype=lmax_dtype)
         if graph._rescaled32 is not None and not from_file:
             save_array(directory, params, _RESCALED32, graph._rescaled32, lmax)
     except OSError as err:  # read-only folder, full disk: the entry stays usable, what it lacks is recomputed
@@ -249,6 +252,11 @@ _FLOAT32_LANCZOS_NNZ = 1 << 24
 
 #: cache tag of the float32 rescaled values of large pattern graphs (see :func:`build_graph`)
 _RESCALED32 = "rescaled-float32"
+
+
+def _lmax_dtype(graph: SphereGraph) -> str:
+    """The precision of :func:`_lmax`'s Lanczos for this graph (part of what a cached lmax must match)."""
+    return "float64" if graph.nnz <= _FLOAT32_LANCZOS_NNZ else "float32"
 
 
 def _keeps_rescaled32(graph: SphereGraph) -> bool:

@@ -332,3 +332,30 @@ def test_damaged_pattern_is_rebuilt(tmp_path, damage):
     g2 = build_graph(s, k=8, cache_dir=tmp_path)
     assert not g2.from_cache and abs(g2.weights - g1.weights).max() == 0
     assert build_graph(s, k=8, cache_dir=tmp_path).from_cache
+
+
+def test_lmax_of_another_lanczos_precision_is_not_reused(tmp_path, monkeypatch, counts):
+    """Graphs over 16M non-zeros take lmax from a float32 Lanczos: an entry records which, and a
+    build that would use the other precision computes its own (then records it)."""
+    s = HealpixSampling(8)
+    ref64 = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    meta = json.loads(entry_json(tmp_path).read_text())
+    assert meta["lmax_dtype"] == "float64" and meta["lmax"] == ref64.lmax
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+    ref32 = build_graph(s, k=8, cache=False)
+    assert ref32.lmax != ref64.lmax
+    before = counts["lanczos"]
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == before + 1
+    assert_same_graph(g, ref32)
+    meta = json.loads(entry_json(tmp_path).read_text())
+    assert meta["lmax_dtype"] == "float32" and meta["lmax"] == ref32.lmax
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 1 << 24)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert counts["lanczos"] == before + 2 and g.lmax == ref64.lmax and g._rescaled32 is None
+    # an entry from before lmax_dtype was recorded is taken as this rule's
+    meta = json.loads(entry_json(tmp_path).read_text())
+    del meta["lmax_dtype"]
+    entry_json(tmp_path).write_text(json.dumps(meta))
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref64.lmax and counts["lanczos"] == before + 2
