@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import zipfile
 import zlib
@@ -22,9 +23,17 @@ from .. import _cache_dirs
 from .._io import atomic_write, atomic_write_json
 
 __all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "update_meta", "load_array",
-           "save_array"]
+           "save_array", "values_cached", "VALUES_ENV_VAR"]
 
 ENV_VAR = _cache_dirs.ENV_VAR
+
+#: set to 0 to neither write nor read cached float32 values (each build from the cache then recomputes them)
+VALUES_ENV_VAR = "DEEPSPHERE_GEN_GRAPH_CACHE_VALUES"
+
+
+def values_cached() -> bool:
+    """False when ``$DEEPSPHERE_GEN_GRAPH_CACHE_VALUES`` is 0 / false / no / off (read on each call)."""
+    return os.environ.get(VALUES_ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def cache_directory(cache_dir=None) -> Path:

@@ -8,7 +8,8 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
-from ._cache import cache_directory, load_array, load_cached, sampling_key, save_array, save_cached, update_meta
+from ._cache import (cache_directory, load_array, load_cached, sampling_key, save_array, save_cached, update_meta,
+                     values_cached)
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
 from ._knn import knn_graph
@@ -16,6 +17,7 @@ from ._neighbours import check_k
 from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, laplacian_csr
 from ._optimized import OPTIMIZED_FIT, optimized_graph
 from ._pattern import KnnPattern, healpix_knn_pattern
+from ._steps import step
 from ..sampling import HealpixSampling
 
 __all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
@@ -77,9 +79,11 @@ class SphereGraph:
 
     def _matrix(self, scale: float = 1.0, shift: float = 0.0, dtype=np.float64) -> sp.csr_matrix:
         if self.pattern is None:
-            return laplacian_csr(self._weights, self.laplacian_kind, scale, shift, dtype=dtype)
+            with step("values"):
+                return laplacian_csr(self._weights, self.laplacian_kind, scale, shift, dtype=dtype)
         p = self.pattern
-        vals = p.values(self.sampling, self.laplacian_kind, scale, shift, dtype=dtype)
+        with step("values"):
+            vals = p.values(self.sampling, self.laplacian_kind, scale, shift, dtype=dtype)
         M = sp.csr_matrix((vals, p.indices, p.indptr), shape=(p.npix, p.npix), copy=False)
         M.has_sorted_indices = True
         return M
@@ -191,7 +195,8 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     """
     params = graph_params(sampling, k, sigma, laplacian, kind)
     directory = cache_directory(cache_dir)
-    hit = load_cached(directory, params) if cache else None
+    with step("load_pattern"):
+        hit = load_cached(directory, params) if cache else None
     W = pattern = None
     if hit is not None:
         stored, meta = hit
@@ -218,24 +223,32 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         lmax, graph._rescaled32 = _lmax(graph)
     graph.lmax = lmax
     from_file = False
+    store_values = values_cached()
     if hit is not None and graph._rescaled32 is None and _keeps_rescaled32(graph):
-        graph._rescaled32 = load_array(directory, params, meta, _RESCALED32, lmax)
+        if store_values:
+            with step("load_values"):
+                graph._rescaled32 = load_array(directory, params, meta, _RESCALED32, lmax)
         from_file = graph._rescaled32 is not None
         if not from_file:  # an entry without them (or with a damaged file): written once, below
             graph._rescaled32 = _rescaled32(graph)
     if not cache:
         return graph
     if hit is None:
-        save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
-                    {"lmax": lmax, "lmax_dtype": lmax_dtype, "nnz": graph.nnz})
-    try:  # complete the entry: lmax if it lacked one, the values if they are new
-        if hit is not None and new_lmax:
-            update_meta(directory, params, lmax=lmax, lmax_dtype=lmax_dtype)
-        if graph._rescaled32 is not None and not from_file:
-            save_array(directory, params, _RESCALED32, graph._rescaled32, lmax)
-    except OSError as err:  # read-only folder, full disk: the entry stays usable, what it lacks is recomputed
-        warnings.warn(f"graph cache entry in {directory} not completed ({err}); each build from it recomputes "
-                      "what it lacks", RuntimeWarning, stacklevel=2)
+        with step("save"):
+            save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
+                        {"lmax": lmax, "lmax_dtype": lmax_dtype, "nnz": graph.nnz})
+    add_lmax = hit is not None and new_lmax
+    add_values = graph._rescaled32 is not None and not from_file and store_values
+    if add_lmax or add_values:  # complete the entry
+        try:
+            with step("save"):
+                if add_lmax:
+                    update_meta(directory, params, lmax=lmax, lmax_dtype=lmax_dtype)
+                if add_values:
+                    save_array(directory, params, _RESCALED32, graph._rescaled32, lmax)
+        except OSError as err:  # read-only folder, full disk: the entry stays usable, what it lacks is recomputed
+            warnings.warn(f"graph cache entry in {directory} not completed ({err}); each build from it recomputes "
+                          "what it lacks", RuntimeWarning, stacklevel=2)
     return graph
 
 
@@ -278,13 +291,16 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
     less, no coordinates in memory).
     """
     if graph.nnz <= _FLOAT32_LANCZOS_NNZ:
-        return estimate_lmax(graph.laplacian), None
+        L = graph.laplacian
+        with step("lanczos"):
+            return estimate_lmax(L), None
     if graph.pattern is None:
         L32 = graph.to_torch(dtype=torch.float32, rescaled=False)
         values = None
     else:
         p = graph.pattern
-        values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32)
+        with step("values"):
+            values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             L32 = torch.sparse_csr_tensor(torch.from_numpy(p.indptr), torch.from_numpy(p.indices),
@@ -293,7 +309,8 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
     def matvec(x):
         return torch.mv(L32, torch.from_numpy(x)).numpy()
 
-    lmax = lanczos_lmax(matvec, graph.npix, dtype=np.float32)
+    with step("lanczos"):
+        lmax = lanczos_lmax(matvec, graph.npix, dtype=np.float32)
     if values is not None:
         _rescale32(values, graph.pattern, lmax)
     return lmax, values
@@ -303,16 +320,18 @@ def _rescaled32(graph: SphereGraph) -> np.ndarray:
     """The float32 rescaled values :func:`_lmax` keeps, written again from the pattern (bit for
     bit the same: the float32 Laplacian values, then :func:`_rescale32`); one values pass
     (~3.4 s of CPU at HEALPix nside 1024, k = 20)."""
-    values = graph.pattern.values(graph.sampling, graph.laplacian_kind, dtype=np.float32)
+    with step("values"):
+        values = graph.pattern.values(graph.sampling, graph.laplacian_kind, dtype=np.float32)
     _rescale32(values, graph.pattern, graph.lmax)
     return values
 
 
 def _rescale32(values: np.ndarray, pattern: KnnPattern, lmax: float) -> None:
     """``2 L / lmax - I`` in place on float32 Laplacian values (float32 product and difference)."""
-    diagonal = pattern.diagonal_offsets()
-    values *= np.float32(2.0 / lmax)
-    step = 1 << 20
-    for s in range(0, pattern.npix, step):  # positions in slices: no (npix,) int64 temporary
-        e = min(pattern.npix, s + step)
-        values[pattern.indptr[s:e] + diagonal[s:e]] -= np.float32(1.0)
+    with step("rescale"):
+        diagonal = pattern.diagonal_offsets()
+        values *= np.float32(2.0 / lmax)
+        rows = 1 << 20
+        for s in range(0, pattern.npix, rows):  # positions in slices: no (npix,) int64 temporary
+            e = min(pattern.npix, s + rows)
+            values[pattern.indptr[s:e] + diagonal[s:e]] -= np.float32(1.0)

@@ -359,3 +359,46 @@ def test_lmax_of_another_lanczos_precision_is_not_reused(tmp_path, monkeypatch, 
     del meta["lmax_dtype"]
     entry_json(tmp_path).write_text(json.dumps(meta))
     assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref64.lmax and counts["lanczos"] == before + 2
+
+
+def test_values_can_be_left_out_of_the_cache(tmp_path, monkeypatch, large):
+    """DEEPSPHERE_GEN_GRAPH_CACHE_VALUES=0: no values file written, an existing one not read, the same graph."""
+    from deepsphere_gen.graph import VALUES_ENV_VAR, build_steps
+
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    monkeypatch.setenv(VALUES_ENV_VAR, "0")
+    build_graph(s, k=8, cache_dir=tmp_path)
+    assert not list((tmp_path / "graphs").glob("*.npy")) and "arrays" not in json.loads(entry_json(tmp_path).read_text())
+    with build_steps() as steps:
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and steps["values"]["calls"] == 1 and "lanczos" not in steps and "save" not in steps
+    assert_same_graph(g, ref)
+    monkeypatch.setenv(VALUES_ENV_VAR, "1")
+    build_graph(s, k=8, cache_dir=tmp_path)  # completes the entry
+    monkeypatch.setenv(VALUES_ENV_VAR, "off")
+    with build_steps() as steps:
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert not isinstance(g._rescaled32, np.memmap) and steps["values"]["calls"] == 1 and "load_values" not in steps
+    monkeypatch.delenv(VALUES_ENV_VAR)
+    with build_steps() as steps:
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert isinstance(g._rescaled32, np.memmap) and set(steps) == {"load_pattern", "load_values"}
+    assert_same_graph(g, ref)
+
+
+def test_build_steps_split_a_build(tmp_path, large):
+    """build_steps times each step once per call, exclusive of the steps nested in it."""
+    from deepsphere_gen.graph import build_steps
+
+    s = HealpixSampling(8)
+    with build_steps() as outer:
+        with build_steps() as steps:
+            build_graph(s, k=8, cache_dir=tmp_path)
+    assert outer == steps
+    assert {k: v["calls"] for k, v in steps.items()} == {"load_pattern": 1, "values": 1, "lanczos": 1, "rescale": 1,
+                                                         "save": 2}
+    assert all(v["s"] >= 0 for v in steps.values())
+    with build_steps() as steps:
+        build_graph(s, k=8, cache_dir=tmp_path).to_torch(dtype=torch.float64)
+    assert {k: v["calls"] for k, v in steps.items()} == {"load_pattern": 1, "load_values": 1, "values": 1}

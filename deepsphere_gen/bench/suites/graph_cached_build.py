@@ -7,11 +7,13 @@ non-zeros); then, each in a fresh process, one torch thread, CPU time (``time.pr
 
 - ``ours``: the cached build as the library does it (lmax from the entry, large graphs' values
   memory-mapped from it, CRC-checked);
-- ``peer`` ("values recomputed"): the same build with the stored values ignored and nothing
-  written, i.e. what every cached build did before the values were cached: one values pass
-  (kernel weights from the pixel coordinates, degrees, float32 rescaling) per graph.
+- ``peer`` ("values recomputed"): the same build with the stored values neither read nor
+  written (``DEEPSPHERE_GEN_GRAPH_CACHE_VALUES=0``), i.e. what every cached build did before
+  the values were cached: one values pass (kernel weights from the pixel coordinates,
+  degrees, float32 rescaling) per graph.
 
-Each side's time is split (exclusive times, seconds; ``other_s`` is the rest of the build:
+Each side's time is split (:func:`deepsphere_gen.graph.build_steps`: exclusive CPU times,
+seconds; ``other_s`` is the rest of the build:
 the layers' parameters, pooling, Python): ``load_pattern_s`` (the entry's npz: index arrays),
 ``load_values_s`` (memory map + CRC of the stored values), ``values_s`` (values passes),
 ``rescale_s`` (float32 ``2 L / lmax - I``), ``lanczos_s`` (and ``lanczos_calls``: 0 expected
@@ -46,35 +48,9 @@ def cases(quick: bool) -> list[dict]:
     return [{"nside": 64, "k": 20}] if quick else [{"nside": 256, "k": 20}, {"nside": 1024, "k": 20}]
 
 
-def _timers():
-    """(wrap, spent, calls): ``wrap(fn, section)`` times ``fn`` into ``spent[section]``, exclusive of the
-    wrapped calls it makes (a values pass inside ``Laplacian.from_graph`` counts as values)."""
-    import time
-
-    spent, calls, stack = dict.fromkeys(SECTIONS, 0.0), dict.fromkeys(SECTIONS, 0), []
-
-    def wrap(fn, section):
-        def timed(*args, **kwargs):
-            now = time.process_time()
-            if stack:
-                spent[stack[-1][0]] += now - stack[-1][1]
-            stack.append([section, now])
-            calls[section] += 1
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                now = time.process_time()
-                spent[section] += now - stack.pop()[1]
-                if stack:
-                    stack[-1][1] = now
-
-        return timed
-
-    return wrap, spent, calls
-
-
 def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
     """One process of the case: ``side`` "fill", "ours" or "peer" (see the module docstring)."""
+    import os
     import time
     import zlib
     from pathlib import Path
@@ -83,8 +59,7 @@ def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
     import torch
 
     from deepsphere_gen.bench.memory import cpu_peak_mb, resident_mb
-    from deepsphere_gen.graph import _laplacian, _sphere_graph
-    from deepsphere_gen.graph._pattern import KnnPattern
+    from deepsphere_gen.graph import VALUES_ENV_VAR, build_steps
     from deepsphere_gen.models import DeepSphereClassifier
     from deepsphere_gen.nn import ChebConv, Laplacian
 
@@ -97,22 +72,19 @@ def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
         return {"fill_s": time.process_time() - t0,
                 "cache_npz_mb": sum(f.stat().st_size for f in files if f.suffix == ".npz") / 2**20,
                 "cache_values_mb": sum(f.stat().st_size for f in files if f.suffix == ".npy") / 2**20}
-    wrap, spent, calls = _timers()
     if side == "peer":
-        _sphere_graph.load_array = lambda *a, **kw: None
-        _sphere_graph.save_array = lambda *a, **kw: False
-    for name in ("load_cached", "load_array"):
-        setattr(_sphere_graph, name, wrap(getattr(_sphere_graph, name), name.replace("cached", "pattern")
-                                          .replace("array", "values")))
-    for name in ("save_cached", "save_array", "update_meta"):
-        setattr(_sphere_graph, name, wrap(getattr(_sphere_graph, name), "save"))
-    _sphere_graph._rescale32 = wrap(_sphere_graph._rescale32, "rescale")
-    _laplacian.lanczos_ritz = wrap(_laplacian.lanczos_ritz, "lanczos")
-    KnnPattern.values = wrap(KnnPattern.values, "values")
+        os.environ[VALUES_ENV_VAR] = "0"  # the stored values neither read nor written
+    tensors = [0.0]
     from_graph = Laplacian.from_graph
-    Laplacian.from_graph = classmethod(lambda cls, *a, **kw: timed_from_graph(*a, **kw))
-    timed_from_graph = wrap(from_graph, "tensors")
 
+    def timed_from_graph(*args, **kwargs):  # the layers' tensors: from_graph less the graph steps inside it
+        t0, s0 = time.process_time(), sum(v["s"] for v in steps.values())
+        try:
+            return from_graph(*args, **kwargs)
+        finally:
+            tensors[0] += time.process_time() - t0 - (sum(v["s"] for v in steps.values()) - s0)
+
+    Laplacian.from_graph = staticmethod(timed_from_graph)
     r0, box, t = resident_mb(), {}, {}
 
     def call():
@@ -120,17 +92,20 @@ def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
         box["model"] = build()
         t["build_s"] = time.process_time() - t0
 
-    peak = cpu_peak_mb(call)
+    with build_steps() as steps:
+        peak = cpu_peak_mb(call)
     crcs, seen = [], set()
     for conv in box["model"].modules():
         if isinstance(conv, ChebConv) and id(conv.laplacian) not in seen:
             seen.add(id(conv.laplacian))
             v = np.ascontiguousarray(conv.laplacian.values().numpy())
             crcs.append([int(conv.laplacian.shape[0]), zlib.crc32(memoryview(v).cast("B"))])
-    out = {f"{s}_s": spent[s] for s in SECTIONS}
-    out["other_s"] = t["build_s"] - sum(spent.values())
-    return {"build_s": t["build_s"], **out, "lanczos_calls": calls["lanczos"], "values_calls": calls["values"],
-            "peak_mb": peak, "kept_mb": resident_mb() - r0, "values_crc32": crcs}
+    out = {f"{s}_s": steps.get(s, {"s": 0.0})["s"] for s in SECTIONS if s != "tensors"}
+    out["tensors_s"] = tensors[0]
+    out["other_s"] = t["build_s"] - sum(out.values())
+    return {"build_s": t["build_s"], **out, "lanczos_calls": steps.get("lanczos", {"calls": 0})["calls"],
+            "values_calls": steps.get("values", {"calls": 0})["calls"], "peak_mb": peak,
+            "kept_mb": resident_mb() - r0, "values_crc32": crcs}
 
 
 def run(case: dict, device, harness) -> list[dict]:
