@@ -188,6 +188,7 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     on load, CRC-checked, as large as the pattern: 1.0 GiB at nside 1024): a cached build
     runs no Lanczos, and at that size no values pass either.  An entry lacking them (or
     whose file does not match its record) is completed by the next build.
+    ``$DEEPSPHERE_GEN_GRAPH_CACHE_VALUES=0``: the values are neither written nor read.
     Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~47 s of
     CPU and 2.7 GiB peak for the whole process including a float32 ChebConv on it (the
     ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M
