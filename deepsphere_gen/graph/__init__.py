@@ -8,7 +8,8 @@
 | :mod:`._grid` | Khasanova & Frossard's 4-neighbour graph on equiangular grids |
 | :mod:`._optimized` | equivariance-optimised kNN weights and the predicted equivariance error |
 | :mod:`._laplacian` | combinatorial / normalized Laplacians, lmax estimate, rescaling to [-1, 1] |
-| :mod:`._cache` | on-disk cache of weight matrices (npz + JSON, atomic writes) |
+| :mod:`._cache` | on-disk cache of weight matrices (npz + JSON, atomic writes) and arrays derived from them (memory-mapped npy) |
+| :mod:`._steps` | ``build_steps``: CPU time of a build's steps (load, values, Lanczos, ...), for benchmarks |
 | :mod:`._sphere_graph` | ``SphereGraph`` / ``build_graph``: weights, Laplacian, lmax, exports to torch / pygsp / PyG |
 """
 from ._grid import equiangular_4neighbour_graph
@@ -27,6 +28,8 @@ from ._laplacian import (
 )
 from ._sphere_graph import GRAPH_KINDS, SphereGraph, build_graph, graph_params
 from ._optimized import OPTIMIZED_FIT, optimized_graph, predicted_equivariance_error
+from ._cache import VALUES_ENV_VAR
+from ._steps import build_steps
 
 __all__ = [
     "KERNEL_WIDTHS_NSIDE32",
@@ -50,4 +53,6 @@ __all__ = [
     "optimized_graph",
     "predicted_equivariance_error",
     "OPTIMIZED_FIT",
+    "VALUES_ENV_VAR",
+    "build_steps",
 ]

@@ -8,7 +8,8 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
-from ._cache import cache_directory, load_cached, sampling_key, save_cached
+from ._cache import (cache_directory, load_array, load_cached, sampling_key, save_array, save_cached, update_meta,
+                     values_cached)
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
 from ._knn import knn_graph
@@ -16,6 +17,7 @@ from ._neighbours import check_k
 from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, laplacian_csr
 from ._optimized import OPTIMIZED_FIT, optimized_graph
 from ._pattern import KnnPattern, healpix_knn_pattern
+from ._steps import step
 from ..sampling import HealpixSampling
 
 __all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
@@ -41,9 +43,11 @@ class SphereGraph:
 
     No matrix but the stored one is kept: :attr:`weights` (of a pattern graph),
     :attr:`laplacian`, :meth:`rescaled_laplacian` and :meth:`to_torch` are written on each
-    call in one O(nnz) pass (no sparse algebra).  A HEALPix nside-1024 k = 20 graph holds
-    1.1 GB (its int32 pattern); ``to_torch`` on CPU shares those index arrays, adding only
-    the values (float32: 1.1 GB).
+    call in one O(nnz) pass (no sparse algebra), except that :func:`build_graph` gives pattern
+    graphs over 16M non-zeros their float32 rescaled values (computed with lmax, or memory-
+    mapped from the cache), which ``to_torch(torch.float32)`` shares.  A HEALPix nside-1024
+    k = 20 graph holds 1.1 GB (its int32 pattern); ``to_torch`` on CPU shares those index
+    arrays, adding only the values (float32: 1.1 GB).
     """
 
     def __init__(self, sampling, weights: sp.csr_matrix | None, lmax: float, k, sigma, kind: str,
@@ -75,9 +79,11 @@ class SphereGraph:
 
     def _matrix(self, scale: float = 1.0, shift: float = 0.0, dtype=np.float64) -> sp.csr_matrix:
         if self.pattern is None:
-            return laplacian_csr(self._weights, self.laplacian_kind, scale, shift, dtype=dtype)
+            with step("values"):
+                return laplacian_csr(self._weights, self.laplacian_kind, scale, shift, dtype=dtype)
         p = self.pattern
-        vals = p.values(self.sampling, self.laplacian_kind, scale, shift, dtype=dtype)
+        with step("values"):
+            vals = p.values(self.sampling, self.laplacian_kind, scale, shift, dtype=dtype)
         M = sp.csr_matrix((vals, p.indices, p.indptr), shape=(p.npix, p.npix), copy=False)
         M.has_sorted_indices = True
         return M
@@ -176,7 +182,13 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     :func:`equiangular_4neighbour_graph` (k and sigma ignored).  The cache entry is keyed
     by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
     ``cache_dir``, else $DEEPSPHERE_GEN_CACHE, else $XDG_CACHE_HOME/deepsphere_gen, else
-    ~/.cache/deepsphere_gen (sub-folder graphs/ in each case).
+    ~/.cache/deepsphere_gen (sub-folder graphs/ in each case).  An entry holds the stored
+    matrix (W, or the kNN pattern), lmax, and for graphs over 16M non-zeros (HEALPix k = 20:
+    nside >= 512) the float32 rescaled values (``<entry>.rescaled-float32.npy``, memory-mapped
+    on load, CRC-checked, as large as the pattern: 1.0 GiB at nside 1024): a cached build
+    runs no Lanczos, and at that size no values pass either.  An entry lacking them (or
+    whose file does not match its record) is completed by the next build.
+    ``$DEEPSPHERE_GEN_GRAPH_CACHE_VALUES=0``: the values are neither written nor read.
     Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~47 s of
     CPU and 2.7 GiB peak for the whole process including a float32 ChebConv on it (the
     ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M
@@ -184,38 +196,87 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     """
     params = graph_params(sampling, k, sigma, laplacian, kind)
     directory = cache_directory(cache_dir)
-    hit = load_cached(directory, params) if cache else None
+    with step("load_pattern"):
+        hit = load_cached(directory, params) if cache else None
     W = pattern = None
     if hit is not None:
         stored, meta = hit
-        lmax = float(meta["lmax"])
         if isinstance(stored, tuple):
             pattern = KnnPattern(*stored, params["sigma"])
         else:
             W = stored
+    elif kind == "knn" and isinstance(sampling, HealpixSampling):
+        pattern = healpix_knn_pattern(sampling, params["k"], params["sigma"])
+    elif kind == "knn":
+        W = knn_graph(sampling, params["k"], params["sigma"])
+    elif kind == "optimized":
+        W = optimized_graph(sampling, params["k"], params["sigma"])
     else:
-        if kind == "knn" and isinstance(sampling, HealpixSampling):
-            pattern = healpix_knn_pattern(sampling, params["k"], params["sigma"])
-        elif kind == "knn":
-            W = knn_graph(sampling, params["k"], params["sigma"])
-        elif kind == "optimized":
-            W = optimized_graph(sampling, params["k"], params["sigma"])
-        else:
-            W = equiangular_4neighbour_graph(sampling)
-        g = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"], pattern=pattern)
-        lmax, rescaled32 = _lmax(g)
-        if cache:
-            stored = W if pattern is None else (pattern.indptr, pattern.indices)
-            save_cached(directory, params, stored, {"lmax": lmax, "nnz": g.nnz})
-    graph = SphereGraph(sampling, W, lmax, params["k"], params["sigma"], kind, params["laplacian"],
+        W = equiangular_4neighbour_graph(sampling)
+    graph = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"],
                         from_cache=hit is not None, pattern=pattern)
+    lmax_dtype = _lmax_dtype(graph)
+    lmax = None
+    if hit is not None and meta.get("lmax_dtype", lmax_dtype) == lmax_dtype:  # entries before lmax_dtype: this rule's
+        lmax = _valid_lmax(meta.get("lmax"))
+    new_lmax = lmax is None  # not in the cache (or an entry without a usable one): Lanczos
+    if new_lmax:
+        lmax, graph._rescaled32 = _lmax(graph)
+    graph.lmax = lmax
+    from_file = False
+    store_values = values_cached()
+    if hit is not None and graph._rescaled32 is None and _keeps_rescaled32(graph):
+        if store_values:
+            with step("load_values"):
+                graph._rescaled32 = load_array(directory, params, meta, _RESCALED32, lmax)
+        from_file = graph._rescaled32 is not None
+        if not from_file:  # an entry without them (or with a damaged file): written once, below
+            graph._rescaled32 = _rescaled32(graph)
+    if not cache:
+        return graph
     if hit is None:
-        graph._rescaled32 = rescaled32
+        with step("save"):
+            save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
+                        {"lmax": lmax, "lmax_dtype": lmax_dtype, "nnz": graph.nnz})
+    add_lmax = hit is not None and new_lmax
+    add_values = graph._rescaled32 is not None and not from_file and store_values
+    if add_lmax or add_values:  # complete the entry
+        try:
+            with step("save"):
+                if add_lmax:
+                    update_meta(directory, params, lmax=lmax, lmax_dtype=lmax_dtype)
+                if add_values:
+                    save_array(directory, params, _RESCALED32, graph._rescaled32, lmax)
+        except OSError as err:  # read-only folder, full disk: the entry stays usable, what it lacks is recomputed
+            warnings.warn(f"graph cache entry in {directory} not completed ({err}); each build from it recomputes "
+                          "what it lacks", RuntimeWarning, stacklevel=2)
     return graph
+
+
+def _valid_lmax(value) -> float | None:
+    """A cached lmax if it is a positive finite number, else None (recomputed)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        return None
+    return float(value)
 
 
 #: above this many non-zeros, the Lanczos of :func:`_lmax` runs on a float32 Laplacian
 _FLOAT32_LANCZOS_NNZ = 1 << 24
+
+
+#: cache tag of the float32 rescaled values of large pattern graphs (see :func:`build_graph`)
+_RESCALED32 = "rescaled-float32"
+
+
+def _lmax_dtype(graph: SphereGraph) -> str:
+    """The precision of :func:`_lmax`'s Lanczos for this graph (part of what a cached lmax must match)."""
+    return "float64" if graph.nnz <= _FLOAT32_LANCZOS_NNZ else "float32"
+
+
+def _keeps_rescaled32(graph: SphereGraph) -> bool:
+    """True for the graphs whose float32 rescaled values are kept (and cached): pattern graphs
+    over :data:`_FLOAT32_LANCZOS_NNZ` non-zeros."""
+    return graph.pattern is not None and graph.nnz > _FLOAT32_LANCZOS_NNZ
 
 
 def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
@@ -226,19 +287,21 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
     float32 (a torch CSR sharing the index arrays; half the memory traffic of each of the
     ~40 products and half the vectors' memory; dot products in float64; the estimate moves
     by ~1e-6 relative, far inside its 1 % margin).  The float32 values are then rescaled in
-    place, ``2 L / lmax - I`` (one float32 rounding from the float64 values), and kept by the
-    graph for ``to_torch(torch.float32)``: a float32 layer then shares them instead of
-    writing its own (one pass over the pattern less, no coordinates in memory).
+    place (:func:`_rescale32`) and kept by the graph for ``to_torch(torch.float32)``: a
+    float32 layer then shares them instead of writing its own (one pass over the pattern
+    less, no coordinates in memory).
     """
     if graph.nnz <= _FLOAT32_LANCZOS_NNZ:
-        return estimate_lmax(graph.laplacian), None
+        L = graph.laplacian
+        with step("lanczos"):
+            return estimate_lmax(L), None
     if graph.pattern is None:
         L32 = graph.to_torch(dtype=torch.float32, rescaled=False)
-        values, diagonal = None, None
+        values = None
     else:
         p = graph.pattern
-        diagonal = p.diagonal_offsets()
-        values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32)
+        with step("values"):
+            values = p.values(graph.sampling, graph.laplacian_kind, dtype=np.float32)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             L32 = torch.sparse_csr_tensor(torch.from_numpy(p.indptr), torch.from_numpy(p.indices),
@@ -247,11 +310,29 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
     def matvec(x):
         return torch.mv(L32, torch.from_numpy(x)).numpy()
 
-    lmax = lanczos_lmax(matvec, graph.npix, dtype=np.float32)
+    with step("lanczos"):
+        lmax = lanczos_lmax(matvec, graph.npix, dtype=np.float32)
     if values is not None:
-        values *= np.float32(2.0 / lmax)
-        step = 1 << 20
-        for s in range(0, graph.npix, step):  # positions in slices: no (npix,) int64 temporary
-            e = min(graph.npix, s + step)
-            values[p.indptr[s:e] + diagonal[s:e]] -= np.float32(1.0)
+        _rescale32(values, graph.pattern, lmax)
     return lmax, values
+
+
+def _rescaled32(graph: SphereGraph) -> np.ndarray:
+    """The float32 rescaled values :func:`_lmax` keeps, written again from the pattern (bit for
+    bit the same: the float32 Laplacian values, then :func:`_rescale32`); one values pass
+    (~3.4 s of CPU at HEALPix nside 1024, k = 20)."""
+    with step("values"):
+        values = graph.pattern.values(graph.sampling, graph.laplacian_kind, dtype=np.float32)
+    _rescale32(values, graph.pattern, graph.lmax)
+    return values
+
+
+def _rescale32(values: np.ndarray, pattern: KnnPattern, lmax: float) -> None:
+    """``2 L / lmax - I`` in place on float32 Laplacian values (float32 product and difference)."""
+    with step("rescale"):
+        diagonal = pattern.diagonal_offsets()
+        values *= np.float32(2.0 / lmax)
+        rows = 1 << 20
+        for s in range(0, pattern.npix, rows):  # positions in slices: no (npix,) int64 temporary
+            e = min(pattern.npix, s + rows)
+            values[pattern.indptr[s:e] + diagonal[s:e]] -= np.float32(1.0)

@@ -1,9 +1,13 @@
 import json
 
 import numpy as np
+import pytest
+import torch
 
 from deepsphere_gen.graph import build_graph, graph_params
+from deepsphere_gen.graph import _laplacian, _sphere_graph
 from deepsphere_gen.graph._cache import ENV_VAR, _stem, cache_directory
+from deepsphere_gen.graph._pattern import KnnPattern
 from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling, Sampling
 
 
@@ -110,3 +114,291 @@ def test_sampling_without_cache_key(tmp_path):
 def test_no_cache_writes_nothing(tmp_path):
     build_graph(HealpixSampling(2), k=4, cache=False, cache_dir=tmp_path)
     assert not (tmp_path / "graphs").exists()
+
+
+# --- lmax and the float32 rescaled values in the cache -------------------------------------------
+
+
+@pytest.fixture
+def counts(monkeypatch):
+    """Calls of the Lanczos (``_laplacian.lanczos_ritz``) and of the pattern's values pass."""
+    seen = {"lanczos": 0, "values": 0}
+    lanczos, values = _laplacian.lanczos_ritz, KnnPattern.values
+
+    def counted_lanczos(*a, **kw):
+        seen["lanczos"] += 1
+        return lanczos(*a, **kw)
+
+    def counted_values(self, *a, **kw):
+        seen["values"] += 1
+        return values(self, *a, **kw)
+
+    monkeypatch.setattr(_laplacian, "lanczos_ritz", counted_lanczos)
+    monkeypatch.setattr(KnnPattern, "values", counted_values)
+    return seen
+
+
+@pytest.fixture
+def large(monkeypatch):
+    """The path of graphs over 16M non-zeros (float32 Lanczos, float32 values kept and cached), on small graphs."""
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+
+
+def assert_same_graph(a, b):
+    assert a.lmax == b.lmax
+    for dtype in (torch.float32, torch.float64):
+        ta, tb = a.to_torch(dtype=dtype), b.to_torch(dtype=dtype)
+        assert torch.equal(ta.crow_indices(), tb.crow_indices()) and torch.equal(ta.col_indices(), tb.col_indices())
+        assert torch.equal(ta.values(), tb.values())  # bit for bit
+    assert np.array_equal(a.rescaled_laplacian().data, b.rescaled_laplacian().data)
+
+
+def values_file(d):
+    (path,) = (d / "graphs").glob("*.rescaled-float32.npy")
+    return path
+
+
+def entry_json(d):
+    (path,) = (d / "graphs").glob("*.json")
+    return path
+
+
+
+@pytest.mark.parametrize("laplacian", ["combinatorial", "normalized"])
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_cached_build_equals_uncached_and_runs_no_lanczos(tmp_path, request, counts, laplacian, size):
+    if size == "large":
+        request.getfixturevalue("large")
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, laplacian=laplacian, cache=False)
+    assert counts["lanczos"] == 1
+    build_graph(s, k=8, laplacian=laplacian, cache_dir=tmp_path)  # fills the cache
+    assert counts["lanczos"] == 2
+    passes = counts["values"]
+    g = build_graph(s, k=8, laplacian=laplacian, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == 2  # lmax from the entry
+    T = g.to_torch()
+    if size == "large":  # the values from the file (memory-mapped), no values pass
+        assert isinstance(g._rescaled32, np.memmap) and counts["values"] == passes
+        assert T.values().data_ptr() == g._rescaled32.ctypes.data
+        assert len(json.loads(entry_json(tmp_path).read_text())["arrays"]) == 1
+    else:  # no file: small graphs write their values on each call (float64, one rounding)
+        assert g._rescaled32 is None and not list((tmp_path / "graphs").glob("*.npy"))
+    assert_same_graph(g, ref)
+
+
+@pytest.mark.parametrize("damage", ["no lmax", "lmax nan", "lmax negative", "lmax text", "no arrays"])
+def test_entry_without_lmax_or_values_is_completed(tmp_path, counts, large, damage):
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    path = entry_json(tmp_path)
+    meta = json.loads(path.read_text())
+    good = dict(meta)
+    if damage == "no arrays":
+        del meta["arrays"]
+    elif damage == "no lmax":
+        del meta["lmax"]
+    else:
+        meta["lmax"] = {"lmax nan": "NaN", "lmax negative": -1.0, "lmax text": "4.5"}[damage]
+    path.write_text(json.dumps(meta))
+    before = dict(counts)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache
+    assert counts["lanczos"] - before["lanczos"] == (damage != "no arrays")  # lmax recomputed only if unusable
+    assert_same_graph(g, ref)
+    assert json.loads(path.read_text()) == good  # the entry has gained what it lacked
+    before = dict(counts)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    g.to_torch()
+    assert counts == before and isinstance(g._rescaled32, np.memmap)
+    assert not any(p.suffix == ".tmp" for p in (tmp_path / "graphs").iterdir())
+
+
+def _truncate(p):
+    p.write_bytes(p.read_bytes()[:-100])
+
+
+def _garbage(p):
+    p.write_bytes(b"not an npy file")
+
+
+def _one_value_changed(p):
+    a = np.load(p)
+    a[len(a) // 2] = np.nextafter(a[len(a) // 2], np.float32(2))
+    np.save(p, a)
+
+
+def _float64(p):
+    np.save(p, np.load(p).astype(np.float64))
+
+
+def _removed(p):
+    p.unlink()
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage, _one_value_changed, _float64, _removed])
+def test_damaged_values_file_is_rebuilt_not_trusted(tmp_path, counts, large, damage):
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    good = values_file(tmp_path).read_bytes()
+    damage(values_file(tmp_path))
+    before = dict(counts)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == before["lanczos"] and counts["values"] == before["values"] + 1
+    assert not isinstance(g._rescaled32, np.memmap)
+    assert_same_graph(g, ref)
+    assert values_file(tmp_path).read_bytes() == good  # rewritten
+    assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
+
+
+@pytest.mark.parametrize("other", [dict(laplacian="normalized"), dict(sigma=0.05), dict(k=9)])
+def test_values_of_other_parameters_are_not_reused(tmp_path, counts, large, other):
+    """Another entry's values file put in place of this one's (or its whole record) is not used."""
+    s = HealpixSampling(8)
+    mine = dict(k=8)
+    ref = build_graph(s, cache=False, **mine)
+    build_graph(s, cache_dir=tmp_path / "a", **mine)
+    build_graph(s, cache_dir=tmp_path / "b", **other)
+    a, b = values_file(tmp_path / "a"), values_file(tmp_path / "b")
+    assert a.name != b.name  # other parameters, other entry
+    a.write_bytes(b.read_bytes())
+    g = build_graph(s, cache_dir=tmp_path / "a", **mine)
+    assert g.from_cache and not isinstance(g._rescaled32, np.memmap)
+    assert_same_graph(g, ref)
+    # the other entry's record too (its CRC then matches the file, its lmax does not)
+    a.write_bytes(b.read_bytes())
+    meta_a, meta_b = (json.loads(entry_json(tmp_path / x).read_text()) for x in "ab")
+    entry_json(tmp_path / "a").write_text(json.dumps({**meta_a, "arrays": meta_b["arrays"]}))
+    g = build_graph(s, cache_dir=tmp_path / "a", **mine)
+    assert g.from_cache and not isinstance(g._rescaled32, np.memmap)
+    assert_same_graph(g, ref)
+    # float64 layers never read the float32 file
+    before = counts["values"]
+    g.to_torch(dtype=torch.float64)
+    assert counts["values"] == before + 1
+
+
+def test_entry_that_cannot_be_completed_still_loads(tmp_path, monkeypatch, large):
+    """A full disk or read-only folder when the values would be added: a warning, the graph from the cache."""
+    import errno
+
+    from deepsphere_gen.graph import _cache
+
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    values_file(tmp_path).unlink()
+    before = files(tmp_path)
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(_cache, "atomic_write", full)
+    with pytest.warns(RuntimeWarning, match="not completed.*No space left"):
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and files(tmp_path) == before
+    assert_same_graph(g, ref)
+    monkeypatch.undo()
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
+
+
+def _flip_a_byte(p):
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2] ^= 1  # inside the indices array
+    p.write_bytes(bytes(b))
+
+
+def _compressed(p):
+    with np.load(p) as f:
+        arrays = dict(f)
+    with open(p, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+@pytest.mark.parametrize("damage", [_flip_a_byte, _truncate, _compressed])
+def test_damaged_pattern_is_rebuilt(tmp_path, damage):
+    """The pattern is memory-mapped from the npz after checking each member's CRC-32 (np.load's check):
+    a changed byte or a cut file is rebuilt (both used to raise BadZipFile out of build_graph)."""
+    s = HealpixSampling(8)
+    g1 = build_graph(s, k=8, cache_dir=tmp_path)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and isinstance(g.pattern.indices, np.memmap) and isinstance(g.pattern.indptr, np.memmap)
+    assert np.array_equal(g.pattern.indices, g1.pattern.indices) and np.array_equal(g.pattern.indptr, g1.pattern.indptr)
+    damage(next((tmp_path / "graphs").glob("*.npz")))
+    g2 = build_graph(s, k=8, cache_dir=tmp_path)
+    assert not g2.from_cache and abs(g2.weights - g1.weights).max() == 0
+    assert build_graph(s, k=8, cache_dir=tmp_path).from_cache
+
+
+def test_lmax_of_another_lanczos_precision_is_not_reused(tmp_path, monkeypatch, counts):
+    """Graphs over 16M non-zeros take lmax from a float32 Lanczos: an entry records which, and a
+    build that would use the other precision computes its own (then records it)."""
+    s = HealpixSampling(8)
+    ref64 = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    meta = json.loads(entry_json(tmp_path).read_text())
+    assert meta["lmax_dtype"] == "float64" and meta["lmax"] == ref64.lmax
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+    ref32 = build_graph(s, k=8, cache=False)
+    assert ref32.lmax != ref64.lmax
+    before = counts["lanczos"]
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == before + 1
+    assert_same_graph(g, ref32)
+    meta = json.loads(entry_json(tmp_path).read_text())
+    assert meta["lmax_dtype"] == "float32" and meta["lmax"] == ref32.lmax
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 1 << 24)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert counts["lanczos"] == before + 2 and g.lmax == ref64.lmax and g._rescaled32 is None
+    # an entry from before lmax_dtype was recorded is taken as this rule's
+    meta = json.loads(entry_json(tmp_path).read_text())
+    del meta["lmax_dtype"]
+    entry_json(tmp_path).write_text(json.dumps(meta))
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref64.lmax and counts["lanczos"] == before + 2
+
+
+def test_values_can_be_left_out_of_the_cache(tmp_path, monkeypatch, large):
+    """DEEPSPHERE_GEN_GRAPH_CACHE_VALUES=0: no values file written, an existing one not read, the same graph."""
+    from deepsphere_gen.graph import VALUES_ENV_VAR, build_steps
+
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    monkeypatch.setenv(VALUES_ENV_VAR, "0")
+    build_graph(s, k=8, cache_dir=tmp_path)
+    assert not list((tmp_path / "graphs").glob("*.npy")) and "arrays" not in json.loads(entry_json(tmp_path).read_text())
+    with build_steps() as steps:
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and steps["values"]["calls"] == 1 and "lanczos" not in steps and "save" not in steps
+    assert_same_graph(g, ref)
+    monkeypatch.setenv(VALUES_ENV_VAR, "1")
+    build_graph(s, k=8, cache_dir=tmp_path)  # completes the entry
+    monkeypatch.setenv(VALUES_ENV_VAR, "off")
+    with build_steps() as steps:
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert not isinstance(g._rescaled32, np.memmap) and steps["values"]["calls"] == 1 and "load_values" not in steps
+    monkeypatch.delenv(VALUES_ENV_VAR)
+    with build_steps() as steps:
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert isinstance(g._rescaled32, np.memmap) and set(steps) == {"load_pattern", "load_values"}
+    assert_same_graph(g, ref)
+
+
+def test_build_steps_split_a_build(tmp_path, large):
+    """build_steps times each step once per call, exclusive of the steps nested in it."""
+    from deepsphere_gen.graph import build_steps
+
+    s = HealpixSampling(8)
+    with build_steps() as outer:
+        with build_steps() as steps:
+            build_graph(s, k=8, cache_dir=tmp_path)
+    assert outer == steps
+    assert {k: v["calls"] for k, v in steps.items()} == {"load_pattern": 1, "values": 1, "lanczos": 1, "rescale": 1,
+                                                         "save": 2}
+    assert all(v["s"] >= 0 for v in steps.values())
+    with build_steps() as steps:
+        build_graph(s, k=8, cache_dir=tmp_path).to_torch(dtype=torch.float64)
+    assert {k: v["calls"] for k, v in steps.items()} == {"load_pattern": 1, "load_values": 1, "values": 1}
