@@ -102,9 +102,13 @@ def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", 
         )
 
 
-def _check_int(value, name: str, minimum: int, words: str) -> int:
-    """``value`` as int, or ValueError "``name`` must be ``words``, got ..." unless it is an integer >= ``minimum``
-    (an int, a numpy integer or an integral float; not a bool, a string, NaN or inf)."""
+def _check_int(value, name: str, minimum: int, words: str, optional: bool) -> int | None:
+    """``value`` as int, or ValueError "``name`` must be ``words``[ or None], got ..." unless it is an
+    integer >= ``minimum`` (an int, a numpy integer or an integral float; not a bool, a string, NaN
+    or inf); ``optional``: None passes (returned as None) and the message says "or None"."""
+    if optional and value is None:
+        return None
+    words = f"{words} or None" if optional else words
     if isinstance(value, bool):
         raise ValueError(f"{name} must be {words}, got {value!r}")
     try:
@@ -117,21 +121,13 @@ def _check_int(value, name: str, minimum: int, words: str) -> int:
 
 
 def check_positive_int(value, name: str, optional: bool = False) -> int | None:
-    """Return ``value`` as int, or raise ValueError naming ``name`` unless it is an integer >= 1
-    (an int, a numpy integer or an integral float; not a bool).  ``optional``: None passes
-    (returned as None) and the message says "or None"."""
-    if optional and value is None:
-        return None
-    return _check_int(value, name, 1, "a positive integer or None" if optional else "a positive integer")
+    """``value`` as int if it is an integer >= 1, else ValueError naming ``name`` (see :func:`_check_int`)."""
+    return _check_int(value, name, 1, "a positive integer", optional)
 
 
 def check_nonnegative_int(value, name: str, optional: bool = False) -> int | None:
-    """Return ``value`` as int, or raise ValueError naming ``name`` unless it is an integer >= 0
-    (an int, a numpy integer or an integral float; not a bool).  ``optional``: None passes
-    (returned as None) and the message says "or None"."""
-    if optional and value is None:
-        return None
-    return _check_int(value, name, 0, "a non-negative integer or None" if optional else "a non-negative integer")
+    """``value`` as int if it is an integer >= 0, else ValueError naming ``name`` (see :func:`_check_int`)."""
+    return _check_int(value, name, 0, "a non-negative integer", optional)
 
 
 def check_positive_ints(name: str, values) -> tuple[int, ...]:
