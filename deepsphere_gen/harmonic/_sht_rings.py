@@ -17,17 +17,13 @@ Any iso-latitude geometry (GL, DH, MW, HEALPix or a sampling defined elsewhere):
   per block).
 
 Tensors: ring spectra (L, rings, maps, 2) real (cos, sin); parity sums (L, stored rings,
-maps * 2).  Buffers O(L * nrings + npix) (MW: 2 L^2 mixing values): the pixel permutation
-int32 (4 bytes per pixel; torch's ``index_select`` and ``index_put_`` take int32 indices), the
-spectrum rows int64 (8 bytes per (m, ring): their ``index_add_`` is ~16x slower with int32
-indices on CPU, torch 2.13).
+maps * 2).  Buffers O(L * nrings + npix) (MW: 2 L^2 mixing values).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .._memory import index_dtype
 from ._mw import mw_theta_mixing
 from ._sht_geometry import RingGeometry
 
@@ -79,8 +75,7 @@ class RingPlan(torch.nn.Module):
         L, R = geom.L, geom.nrings
         self.L, self.npix = L, geom.npix
         kw = dict(dtype=dtype, device=device)
-        # pixel of each plan sample: int32 (geom.order's dtype; int64 from 2**31 pixels), 4 bytes per pixel
-        pixel_of = geom.order if geom.order is not None else np.arange(geom.npix, dtype=index_dtype(geom.npix))
+        pixel_of = geom.order if geom.order is not None else np.arange(geom.npix)
         south = _mirror_pairs(geom.theta, geom.nphi)
         north = np.flatnonzero(south >= 0)
         unpaired = np.flatnonzero((south < 0) & ~np.isin(np.arange(R), south))
@@ -90,9 +85,7 @@ class RingPlan(torch.nn.Module):
             pixel_of[geom.start[seq[a:b]][None, :] + np.arange(geom.nphi[seq[a]])[:, None]].ravel()
             for a, b in _runs(geom.nphi[seq])
         ])
-        # gathered by analysis (index_select), scattered back by synthesis (index_put_: index_copy_
-        # takes int64 indices only, and an int32 inverse would keep as many bytes as one int64 perm)
-        self.register_buffer("perm", torch.as_tensor(perm, device=device), persistent=False)
+        self._long("perm", perm, device)  # gathered by analysis, scattered back (index_copy_) by synthesis
         theta, phi0, nphi = geom.theta[seq], geom.phi0[seq], geom.nphi[seq]
         self.theta_stored = np.concatenate([theta[0 : 2 * p : 2], theta[2 * p :]])
         mw = geom.rule == "mcewen-wiaux"
@@ -172,5 +165,5 @@ class RingPlan(torch.nn.Module):
         rings = [torch.fft.hfft(spec[s0 : s0 + (n // 2 + 1) * nr].view(-1, nr, K), n=n, dim=0).reshape(n * nr, K)
                  for n, nr, _, s0 in self._blocks]
         rings = torch.cat(rings, dim=0)
-        out = torch.empty_like(rings).index_put_((self.perm,), rings)
+        out = torch.empty_like(rings).index_copy_(0, self.perm, rings)
         return out.view(-1, B, C).permute(1, 0, 2)

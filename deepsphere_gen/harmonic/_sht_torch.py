@@ -3,16 +3,13 @@
 Ring / FFT plan (``_sht_rings``) + on-the-fly Legendre engine (``_sht_legendre``) + the
 gathers between the (m, k) coefficient grid and our flat real index l*l + l + m.  Every
 step is a differentiable torch operation: autograd gives the backward.  Memory O(L^2 +
-npix) buffers plus one Legendre block (no L^3 table); see the two modules for costs.  Index
-buffers are int32 where torch takes them (``index_select``, ``index_put_``; not ``index_copy_``,
-which takes int64 only): the coefficient rows here (4 bytes per coefficient).
+npix) buffers plus one Legendre block (no L^3 table); see the two modules for costs.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .._memory import index_dtype
 from ._sht_geometry import RingGeometry
 from ._sht_legendre import DEFAULT_BLOCK_BYTES, ChunkedLegendre
 from ._sht_rings import RingPlan
@@ -36,8 +33,7 @@ class TorchEngine(torch.nn.Module):
         em = np.arange(L * L) - ell * ell - ell
         ma = np.abs(em)
         flat_to_grid = (ma * L + (ell - ma)) * 2 + (em < 0)  # gathered by analysis, scattered by synthesis
-        flat_to_grid = torch.as_tensor(flat_to_grid.astype(index_dtype(2 * L * L)), device=device)
-        self.register_buffer("flat_to_grid", flat_to_grid, persistent=False)
+        self.register_buffer("flat_to_grid", torch.as_tensor(flat_to_grid, device=device), persistent=False)
 
     def analysis(self, maps: torch.Tensor) -> torch.Tensor:
         B, _, C = maps.shape
@@ -51,7 +47,7 @@ class TorchEngine(torch.nn.Module):
         B, _, C = coeffs.shape
         L, K = self.L, B * C
         flat = coeffs.permute(1, 0, 2).reshape(-1, K)
-        grid = flat.new_zeros(L * L * 2, K).index_put_((self.flat_to_grid,), flat)
+        grid = flat.new_zeros(L * L * 2, K).index_copy_(0, self.flat_to_grid, flat)
         grid = grid.view(L, L, 2, K).permute(0, 1, 3, 2).reshape(L, L, 2 * K)
         even, odd = self.legendre.evaluate(grid)
         return self.rings.synthesis(even, odd, B, C)

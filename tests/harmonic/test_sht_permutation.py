@@ -99,27 +99,3 @@ def test_a_ring_order_that_repeats_a_pixel_is_refused(small_chunks):
     sht = SHT(Repeating(4), 8, dtype=torch.float64)
     with pytest.raises(ValueError, match="not a permutation"):
         sht.inverse(torch.zeros(1, 64, 1, dtype=torch.float64))  # the engine (and the inverse) made at the first call
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_torch_engine_keeps_int32_indices_with_the_int64_bits(dtype):
-    """The pure-torch engine keeps its pixel permutation and coefficient rows as int32 (torch's
-    index_select / index_put_ take them) and gives every operator, gradients included, bit for
-    bit as with the same buffers as int64 (the spectrum rows stay int64: their index_add_)."""
-    S, L = HealpixSampling(16), 40
-    g = torch.Generator().manual_seed(4)
-    maps = torch.randn(2, S.npix, 3, generator=g, dtype=dtype, requires_grad=True)
-    coeffs = torch.randn(2, L * L, 3, generator=g, dtype=dtype, requires_grad=True)
-
-    def run(sht):
-        a, y = sht(maps), sht.inverse(coeffs)
-        return [a, y, *torch.autograd.grad((a * a).sum() + (y * y).sum(), (maps, coeffs))]
-
-    sht = SHT(S, L, dtype=dtype, engine="torch")
-    got = run(sht)
-    eng = sht.engine_for(maps)
-    assert eng.rings.perm.dtype == torch.int32 and eng.flat_to_grid.dtype == torch.int32
-    assert eng.rings.spec_row.dtype == torch.int64
-    eng.rings.perm, eng.flat_to_grid = eng.rings.perm.long(), eng.flat_to_grid.long()
-    for x, y in zip(got, run(sht)):
-        assert torch.equal(x, y)
