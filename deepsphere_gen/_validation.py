@@ -1,6 +1,7 @@
 """Input checks shared by every layer: clear errors instead of silent NaNs."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -104,12 +105,12 @@ def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", 
 
 def _check_int(value, name: str, minimum: int, words: str, optional: bool) -> int | None:
     """``value`` as int, or ValueError "``name`` must be ``words``[ or None], got ..." unless it is an
-    integer >= ``minimum`` (an int, a numpy integer or an integral float; not a bool, a string, NaN
+    integer >= ``minimum`` (an int, a numpy integer or an integral float; not a bool (Python, numpy or torch), a string, NaN
     or inf); ``optional``: None passes (returned as None) and the message says "or None"."""
     if optional and value is None:
         return None
     words = f"{words} or None" if optional else words
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)) or (torch.is_tensor(value) and value.dtype == torch.bool):
         raise ValueError(f"{name} must be {words}, got {value!r}")
     try:
         n = int(value)
@@ -132,10 +133,14 @@ def check_nonnegative_int(value, name: str, optional: bool = False) -> int | Non
 
 def check_positive_ints(name: str, values) -> tuple[int, ...]:
     """``values`` as a tuple of ints, or ValueError unless it is a non-empty sequence of integers >= 1."""
-    values = tuple(values)
-    if not values or any(int(v) != v or v < 1 for v in values):
-        raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {values!r}")
-    return tuple(int(v) for v in values)
+    message = f"{name} must be a non-empty sequence of positive integers, got {values!r}"
+    try:
+        values = tuple(values)
+        if not values:
+            raise ValueError(message)
+        return tuple(check_positive_int(v, name) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
 
 
 def check_nested_order(order: str) -> None:

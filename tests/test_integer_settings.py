@@ -50,6 +50,7 @@ SITES = {
     "MassMapConfig.seed": (lambda v: MassMapConfig(nside=4, seed=v).seed, f"seed must be {NONNEG}", 0, (0, 7)),
     "MassMapConfig.iter": (lambda v: MassMapConfig(nside=4, iter=v).iter, f"iter must be {NONNEG}", 0, (0, 2)),
     "pixel_window.lmax": (lambda v: pixel_window(4, v), f"lmax must be {NONNEG}", 0, (0, 3)),
+    "pixel_window.nside": (lambda v: pixel_window(v, 3), f"nside must be {POSITIVE}", 1, (2, 4)),
     "HealpixAvgPool.p": (lambda v: HealpixAvgPool(v).p, f"pooling levels p must be {NONNEG}", 0, (0, 1)),
     "DeepSphereClassifier.pool_levels": (_pools, "pool_levels must be a non-negative int or 2 of them (one per block)",
                                          0, (0, 1)),
@@ -84,7 +85,7 @@ NONE_OK = {"TrainConfig.recalibrate_samples", "Harness.time.warmup", "rotate_coe
 
 def _bad_values(site):
     minimum = SITES[site][2]
-    bad = [True, False, minimum - 1, 1.5, float("nan"), "2"]
+    bad = [True, False, np.True_, torch.tensor(True), minimum - 1, 1.5, float("nan"), "2"]
     return bad if site in NONE_OK else bad + [None]
 
 
@@ -126,3 +127,17 @@ def test_pool_levels_per_block_values():
     for bad in ((1, -1), (1, 0.5), (True, 0), (1, 1, 1), (1,)):
         with pytest.raises(ValueError, match="pool_levels must be a non-negative int or 2 of them"):
             _pools(bad)
+
+
+@pytest.mark.parametrize("bad", [(), (2, True), (2, np.True_), (2, 0), (2, 1.5), (2, None), (2, "3"), None, 3])
+def test_positive_int_sequences_refused_by_name(bad):
+    with pytest.raises(ValueError, match="channels must be a non-empty sequence of positive integers"):
+        DeepSphereClassifier(4, 1, channels=bad, K=2, k=8, cache=False)
+
+
+def test_positive_int_sequences_accept_numpy_ints_and_integral_floats():
+    def shapes(channels):
+        model = DeepSphereClassifier(4, 1, channels=channels, K=2, k=8, cache=False)
+        return {name: tuple(p.shape) for name, p in model.state_dict().items()}
+
+    assert shapes((np.int64(2), 3.0)) == shapes((2, 3)) != shapes((2, 2))

@@ -17,7 +17,7 @@ from functools import lru_cache
 import healpy as hp
 import numpy as np
 
-from .._validation import check_nonnegative_int
+from .._validation import check_nonnegative_int, check_positive_int
 
 __all__ = [
     "Cosmology",
@@ -199,4 +199,5 @@ def pixel_window(nside: int, lmax: int, subdiv: int = 3, n_sample: int = 96) -> 
     sub-pixel centres, averaged over ``n_sample`` pixels spread over all latitudes.
     (healpy.pixwin would download its tables; this needs no network.)
     """
-    return _pixel_window_cached(int(nside), check_nonnegative_int(lmax, "lmax"), int(subdiv), int(n_sample))
+    return _pixel_window_cached(check_positive_int(nside, "nside"), check_nonnegative_int(lmax, "lmax"),
+                                check_nonnegative_int(subdiv, "subdiv"), check_positive_int(n_sample, "n_sample"))

@@ -91,9 +91,18 @@ class DuccLayout:
         """The per-block factors of ``dtype`` for :meth:`to_ducc` / :meth:`to_real` (O(L))."""
         return self._to_ducc_f.astype(dtype), self._to_real_f.astype(dtype)
 
+    def _check_widths(self, real: np.ndarray, pairs: np.ndarray) -> None:
+        """ValueError unless ``real`` is (K, L*L) and ``pairs`` (K, L (L + 1)): the blocks' gathers
+        clip their indices (in range by construction), so a wrong width would pass silently."""
+        L = self.L
+        if real.shape[1:] != (L * L,) or pairs.shape[1:] != (L * (L + 1),) or real.shape[0] != pairs.shape[0]:
+            raise ValueError(f"ducc0 layout of L = {L}: expected (K, {L * L}) coefficients and (K, {L * (L + 1)}) "
+                             f"pairs, got {real.shape} and {pairs.shape}")
+
     def to_ducc(self, real: np.ndarray, out: np.ndarray, factors) -> np.ndarray:
         """C-contiguous (K, L*L) ``real`` -> ``out`` (K, 2 nalm) pairs, one order at a time."""
         L, f = self.L, factors[0]
+        self._check_widths(real, out)
         rows = self._rows0.copy()
         for m in range(L):
             a, n2 = self._start[m], 2 * (L - m)
@@ -106,6 +115,7 @@ class DuccLayout:
     def to_real(self, pairs: np.ndarray, out: np.ndarray, factors) -> np.ndarray:
         """C-contiguous (K, 2 nalm) ``pairs`` -> ``out`` (K, L*L), one degree at a time."""
         L, g = self.L, factors[1]
+        self._check_widths(out, pairs)
         for l in range(L):
             block = out[:, l * l : (l + 1) * (l + 1)]
             np.take(pairs, self._degree_entries(l), axis=1, out=block, mode="clip")

@@ -69,8 +69,9 @@ class _Transform(torch.nn.Module):
     block_bytes : budget of one block of Legendre values of the torch engine.
 
     The module holds no table in its state dict: engines are built at the first call on
-    each (device, dtype) and cached on the module (ducc0: conversion indices, 3 L^2
-    entries; torch: O(L^2 + npix) buffers).
+    each (device, dtype) and cached on the module (ducc0: conversion tables of 3 L^2
+    entries up to L = 1024, O(L) arrays above, and the NESTED <-> RING permutations; torch:
+    O(L^2 + npix) buffers).
     """
 
     def __init__(self, sampling, L: int, dtype: torch.dtype = torch.float32, device=None, order: str = "NESTED",

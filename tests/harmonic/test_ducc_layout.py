@@ -95,3 +95,15 @@ def test_tables_up_to_table_max_l_blocks_above():
         assert (to_ducc is not None) == tables
         if tables:
             assert to_ducc.dtype == np.int64 and to_ducc.size == L * (L + 1)
+
+
+def test_blocks_refuse_arrays_of_another_bandlimit():
+    """The blocks' gathers clip their indices: a coefficient or pair array of another width is
+    refused by name instead of converted from clipped entries."""
+    lay = DuccLayout(8)
+    f = lay.factors(np.float64)
+    with pytest.raises(ValueError, match="ducc0 layout of L = 8"):
+        lay.to_ducc(np.zeros((1, 63)), np.zeros((1, 72)), f)
+    with pytest.raises(ValueError, match="ducc0 layout of L = 8"):
+        lay.to_real(np.zeros((1, 70)), np.zeros((1, 64)), f)
+    lay.to_ducc(np.zeros((2, 64)), np.zeros((2, 72)), f)  # the right widths pass

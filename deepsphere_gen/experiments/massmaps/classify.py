@@ -23,7 +23,6 @@ from dataclasses import fields as dataclass_fields
 from fractions import Fraction
 from pathlib import Path
 
-import healpy as hp
 import numpy as np
 import torch
 
