@@ -1,14 +1,17 @@
-"""On-disk cache of graph weight matrices: scipy ``save_npz`` + JSON metadata, atomic writes.
+"""On-disk cache of graph weight matrices: npz + JSON metadata, atomic writes.
 
-An entry is ``<stem>.npz`` (W, or a kNN pattern's index arrays, memory-mapped on load) and
-``<stem>.json`` (the parameters, lmax, ...; written last: the completeness marker), ``<stem>``
-naming the parameters' hash.  An entry may also hold arrays derived from it, each ``<stem>.<tag>.npy``
-(read by memory map) with a record in the JSON (dtype, size, CRC-32 and the lmax it was made
-with): a file whose record is missing or does not match is not used (it is rebuilt).
+An entry is ``<stem>.npz`` (W as scipy's ``save_npz``, or a kNN pattern's index arrays,
+memory-mapped on load) and ``<stem>.json`` (the parameters, lmax, ...; written last: the
+completeness marker), ``<stem>`` naming the parameters' hash.  An entry may also hold arrays
+derived from it, each ``<stem>.<tag>.npy`` (read by memory map) with a record in the JSON
+(dtype, size, CRC-32, the CRC-32s of the npz members it was made from, and what the caller
+binds it to: lmax, the format of its computation): a file whose record is missing or does
+not match is not used (it is rebuilt).
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import struct
@@ -61,8 +64,10 @@ def _stem(params: dict) -> str:
 
 
 def load_cached(directory: Path, params: dict):
-    """``(stored, meta)`` if a complete entry for exactly ``params`` exists, else None; ``stored``
-    is W (a scipy CSR) or a kNN pattern's ``(indptr, indices)``."""
+    """``(stored, meta, source)`` if a complete entry for exactly ``params`` exists, else None;
+    ``stored`` is W (a scipy CSR) or a kNN pattern's ``(indptr, indices)``, ``source`` the
+    CRC-32s of the npz members it was read from (``{member: crc}``: what derived arrays are
+    bound to, see :func:`save_array`)."""
     stem = _stem(params)
     meta_path, npz_path = directory / f"{stem}.json", directory / f"{stem}.npz"
     if not (meta_path.exists() and npz_path.exists()):
@@ -71,23 +76,35 @@ def load_cached(directory: Path, params: dict):
         meta = json.loads(meta_path.read_text())
         if not isinstance(meta, dict) or meta.get("params") != params:
             return None
-        if meta.get("stored") == "pattern":
-            arrays = _map_npz(npz_path)
-            stored = (arrays["indptr"], arrays["indices"])
-        else:
-            stored = sp.load_npz(npz_path).tocsr()
+        with open(npz_path, "rb") as fh:  # one open file: the CRCs are those of the arrays read
+            if meta.get("stored") == "pattern":
+                arrays, source = _map_npz(fh)
+                stored = (arrays["indptr"], arrays["indices"])
+            else:
+                source = _member_crcs(fh)
+                fh.seek(0)
+                stored = sp.load_npz(fh).tocsr()
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # unreadable, partial or damaged entry: rebuild (and overwrite)
-    return stored, meta
+    return stored, meta, source
 
 
-def _map_npz(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an uncompressed npz (``np.savez``), each memory-mapped copy-on-write where it
-    lies in the zip file, after checking the member's CRC-32 over the mapping (the check
+def _member_crcs(fh) -> dict[str, int]:
+    """``{member name less .npy: CRC-32}`` from the zip's central directory (no data read)."""
+    with zipfile.ZipFile(fh) as zf:
+        return {info.filename.removesuffix(".npy"): info.CRC for info in zf.infolist()}
+
+
+def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The arrays of the uncompressed npz open as ``fh``, each memory-mapped copy-on-write where
+    it lies in the zip file, after checking the member's CRC-32 over the mapping (the check
     ``np.load`` makes while it copies the file: ~0.35 s instead of ~1.1 s for the 1.4 GiB of
-    patterns of an nside-1024 model).  ValueError / BadZipFile for anything else."""
-    out = {}
-    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+    patterns of an nside-1024 model), and the members' CRC-32s.  A member whose data is not
+    aligned to its item size (npz files of ``np.savez``, written before :func:`_write_npz`)
+    comes back as an aligned copy: nothing unaligned reaches torch or the C kernels.
+    ValueError / BadZipFile for anything else."""
+    out, crcs = {}, {}
+    with zipfile.ZipFile(fh) as zf:
         for info in zf.infolist():
             if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
                 raise ValueError(f"{info.filename}: not an uncompressed .npy member")
@@ -107,26 +124,67 @@ def _map_npz(path: Path) -> dict[str, np.ndarray]:
                 raise ValueError(f"{info.filename}: not a 1-d array filling its member")
             fh.seek(start)
             crc = zlib.crc32(fh.read(offset - start))
-            array = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape) if shape[0] else np.empty(0, dtype)
+            array = np.memmap(fh, dtype=dtype, mode="c", offset=offset, shape=shape) if shape[0] else np.empty(0, dtype)
             if _crc32(array, crc) != info.CRC:
                 raise zipfile.BadZipFile(f"Bad CRC-32 for {info.filename}")
-            out[info.filename[:-4]] = array
-    return out
+            if not array.flags.aligned:
+                array = np.array(array)  # a fresh (aligned) ndarray
+            name = info.filename[:-4]
+            out[name], crcs[name] = array, info.CRC
+    return out, crcs
 
 
-def save_cached(directory: Path, params: dict, stored, extra: dict) -> Path:
-    """Write W or a pattern's ``(indptr, indices)`` (npz, uncompressed), then the metadata
-    (JSON, the completeness marker)."""
+#: byte alignment of the array data in the npz files :func:`_write_npz` writes (numpy's own for .npy data)
+_ALIGN = 64
+
+#: id of the zip extra block that pads a local header (Android's zipalign / apksigner alignment block:
+#: 2 bytes of alignment, then zeros); zip readers skip extra blocks they do not know
+_ALIGN_EXTRA_ID = 0xD935
+
+
+def _write_npz(fh, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """Write ``arrays`` (1-d) as an uncompressed npz (what ``np.savez`` writes, ``np.load`` reads
+    it) whose members' array data start at multiples of 64 bytes in the file: each local header
+    is padded with an extra block, so a memory map of a member is aligned.  Returns the
+    members' CRC-32s (``{name: crc}``).  ``fh``: a new binary file, written from its start."""
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in arrays.items():
+            array = np.ascontiguousarray(array)
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            info.file_size = info.compress_size = header.tell() + array.nbytes
+            info.CRC, info.extra = 0, b""  # (the header's length does not depend on them)
+            data_at = fh.tell() + len(info.FileHeader(zip64=True)) + header.tell()
+            pad = -data_at % _ALIGN
+            pad += _ALIGN if pad < 6 else 0  # an extra block takes at least 6 bytes
+            info.extra = struct.pack("<HHH", _ALIGN_EXTRA_ID, pad - 4, _ALIGN) + bytes(pad - 6)
+            with zf.open(info, "w", force_zip64=True) as member:
+                member.write(header.getvalue())
+                member.write(memoryview(array).cast("B"))
+        return {info.filename[:-4]: info.CRC for info in zf.infolist()}
+
+
+def save_cached(directory: Path, params: dict, stored, extra: dict) -> dict[str, int]:
+    """Write W (scipy ``save_npz``, uncompressed) or a pattern's ``(indptr, indices)``
+    (:func:`_write_npz`: aligned members), then the metadata (JSON, the completeness marker).
+    Returns the npz members' CRC-32s (``source`` of :func:`load_cached`)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(params)
+    path = directory / f"{stem}.npz"
     if isinstance(stored, tuple):
         indptr, indices = stored
-        atomic_write(directory / f"{stem}.npz", lambda f: np.savez(f, indptr=indptr, indices=indices))
+        box = {}
+        atomic_write(path, lambda f: box.update(_write_npz(f, {"indptr": indptr, "indices": indices})))
+        source = box
         extra = {**extra, "stored": "pattern"}
     else:
-        atomic_write(directory / f"{stem}.npz", lambda f: sp.save_npz(f, stored, compressed=False))
+        atomic_write(path, lambda f: sp.save_npz(f, stored, compressed=False))
+        with open(path, "rb") as fh:
+            source = _member_crcs(fh)
     atomic_write_json(directory / f"{stem}.json", {"params": params, **extra})
-    return directory / f"{stem}.npz"
+    return source
 
 
 def _rewrite_meta(directory: Path, params: dict, change) -> bool:
@@ -143,9 +201,9 @@ def _rewrite_meta(directory: Path, params: dict, change) -> bool:
     return True
 
 
-def update_meta(directory: Path, params: dict, **fields) -> bool:
-    """Set ``fields`` in the metadata of the entry of ``params``; False if there is no such entry."""
-    return _rewrite_meta(directory, params, lambda meta: {**meta, **fields})
+def update_meta(directory: Path, params: dict, **fields) -> None:
+    """Set ``fields`` in the metadata of the entry of ``params`` (nothing if there is no such entry)."""
+    _rewrite_meta(directory, params, lambda meta: {**meta, **fields})
 
 
 def _crc32(array: np.ndarray, start: int = 0) -> int:
@@ -158,31 +216,41 @@ def _arrays(meta: dict) -> dict:
     return arrays if isinstance(arrays, dict) else {}
 
 
-def save_array(directory: Path, params: dict, tag: str, array: np.ndarray, lmax: float) -> bool:
-    """Add the 1-d ``array`` derived with ``lmax`` to the entry of ``params``: ``<stem>.<tag>.npy``,
-    then its record (dtype, size, CRC-32, lmax) in the JSON.  Disk: the array's bytes (float32
-    values on a HEALPix nside-1024, k = 20 pattern: 1.0 GiB).  False (nothing written) if the
-    entry is gone."""
+def _write_npy(fh, array: np.ndarray) -> None:
+    """``np.save`` by Python file writes (``np.save`` writes with ``ndarray.tofile``, whose error on
+    a full disk says only "N requested and M written"; a file write's OSError names the cause)."""
+    array = np.ascontiguousarray(array)
+    np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(array))
+    fh.write(memoryview(array).cast("B"))
+
+
+def save_array(directory: Path, params: dict, tag: str, array: np.ndarray, bound: dict) -> None:
+    """Add the 1-d ``array`` to the entry of ``params``: ``<stem>.<tag>.npy``, then its record in
+    the JSON: dtype, size, CRC-32 and the JSON-able ``bound`` (what it was made from and with,
+    e.g. lmax, the format of its computation, the ``source`` CRCs of the entry's npz), all
+    compared by :func:`load_array`.  Disk: the array's bytes (float32 values on a HEALPix
+    nside-1024, k = 20 pattern: 1.0 GiB).  Nothing is written if the entry is gone."""
     if not (directory / f"{_stem(params)}.json").exists():
-        return False
-    atomic_write(directory / f"{_stem(params)}.{tag}.npy", lambda f: np.save(f, array, allow_pickle=False))
-    record = {"dtype": array.dtype.str, "size": int(array.size), "crc32": _crc32(array), "lmax": float(lmax)}
-    return _rewrite_meta(directory, params, lambda meta: {**meta, "arrays": {**_arrays(meta), tag: record}})
+        return
+    atomic_write(directory / f"{_stem(params)}.{tag}.npy", lambda f: _write_npy(f, array))
+    record = {**bound, "dtype": array.dtype.str, "size": int(array.size), "crc32": _crc32(array)}
+    _rewrite_meta(directory, params, lambda meta: {**meta, "arrays": {**_arrays(meta), tag: record}})
 
 
-def load_array(directory: Path, params: dict, meta: dict, tag: str, lmax: float) -> np.ndarray | None:
-    """The array ``tag`` derived with ``lmax`` from the entry of ``params`` (metadata ``meta``),
-    memory-mapped copy-on-write (pages read on first touch, shared with the page cache; writes
-    stay private), or None when it is absent or does not match its record (dtype, size, lmax,
-    CRC-32: one pass over the file, ~0.25 s per GiB)."""
+def load_array(directory: Path, params: dict, meta: dict, tag: str, bound: dict) -> np.ndarray | None:
+    """The array ``tag`` of the entry of ``params`` (metadata ``meta``) made from and with
+    ``bound`` (see :func:`save_array`), memory-mapped copy-on-write (pages read on first touch,
+    shared with the page cache; writes stay private), or None when it is absent or does not
+    match its record (each item of ``bound``, dtype, size, CRC-32: one pass over the file,
+    ~0.25 s per GiB)."""
     record = _arrays(meta).get(tag)
-    if not isinstance(record, dict) or record.get("lmax") != float(lmax):
+    if not isinstance(record, dict) or any(record.get(key) != value for key, value in bound.items()):
         return None
     try:
         array = np.load(directory / f"{_stem(params)}.{tag}.npy", mmap_mode="c", allow_pickle=False)
     except (OSError, ValueError):
         return None  # missing, truncated or not an .npy file
     if (array.ndim != 1 or array.dtype.str != record.get("dtype") or array.size != record.get("size")
-            or _crc32(array) != record.get("crc32")):
+            or not array.flags.aligned or _crc32(array) != record.get("crc32")):
         return None
     return array

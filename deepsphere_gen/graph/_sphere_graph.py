@@ -200,7 +200,7 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         hit = load_cached(directory, params) if cache else None
     W = pattern = None
     if hit is not None:
-        stored, meta = hit
+        stored, meta, source = hit
         if isinstance(stored, tuple):
             pattern = KnnPattern(*stored, params["sigma"])
         else:
@@ -215,9 +215,9 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         W = equiangular_4neighbour_graph(sampling)
     graph = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"],
                         from_cache=hit is not None, pattern=pattern)
-    lmax_dtype = _lmax_dtype(graph)
+    lmax_tags = {"lmax_dtype": _lmax_dtype(graph), "lmax_rule": LMAX_RULE}
     lmax = None
-    if hit is not None and meta.get("lmax_dtype", lmax_dtype) == lmax_dtype:  # entries before lmax_dtype: this rule's
+    if hit is not None and all(meta.get(key, _UNTAGGED.get(key, value)) == value for key, value in lmax_tags.items()):
         lmax = _valid_lmax(meta.get("lmax"))
     new_lmax = lmax is None  # not in the cache (or an entry without a usable one): Lanczos
     if new_lmax:
@@ -228,28 +228,28 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     if hit is not None and graph._rescaled32 is None and _keeps_rescaled32(graph):
         if store_values:
             with step("load_values"):
-                graph._rescaled32 = load_array(directory, params, meta, _RESCALED32, lmax)
+                graph._rescaled32 = load_array(directory, params, meta, _RESCALED32, _values_tags(lmax, source))
         from_file = graph._rescaled32 is not None
-        if not from_file:  # an entry without them (or with a damaged file): written once, below
+        if not from_file:  # an entry without them (or with a damaged or outdated file): written once, below
             graph._rescaled32 = _rescaled32(graph)
     if not cache:
         return graph
-    if hit is None:
-        with step("save"):
-            save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
-                        {"lmax": lmax, "lmax_dtype": lmax_dtype, "nnz": graph.nnz})
-    add_lmax = hit is not None and new_lmax
     add_values = graph._rescaled32 is not None and not from_file and store_values
-    if add_lmax or add_values:  # complete the entry
-        try:
-            with step("save"):
-                if add_lmax:
-                    update_meta(directory, params, lmax=lmax, lmax_dtype=lmax_dtype)
-                if add_values:
-                    save_array(directory, params, _RESCALED32, graph._rescaled32, lmax)
-        except OSError as err:  # read-only folder, full disk: the entry stays usable, what it lacks is recomputed
-            warnings.warn(f"graph cache entry in {directory} not completed ({err}); each build from it recomputes "
-                          "what it lacks", RuntimeWarning, stacklevel=2)
+    if hit is not None and not (new_lmax or add_values):
+        return graph
+    try:  # a read-only folder, a full disk: the graph is returned, the entry is left as it was or incomplete
+        with step("save"):
+            if hit is None:
+                source = save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
+                                     {"lmax": lmax, **lmax_tags, "nnz": graph.nnz})
+            elif new_lmax:  # complete the entry
+                update_meta(directory, params, lmax=lmax, **lmax_tags)
+            if add_values:
+                save_array(directory, params, _RESCALED32, graph._rescaled32, _values_tags(lmax, source))
+    except OSError as err:
+        what = "not written" if hit is None else "not completed"
+        warnings.warn(f"graph cache entry in {directory} {what} ({err}); each build recomputes what it lacks",
+                      RuntimeWarning, stacklevel=2)
     return graph
 
 
@@ -267,9 +267,33 @@ _FLOAT32_LANCZOS_NNZ = 1 << 24
 #: cache tag of the float32 rescaled values of large pattern graphs (see :func:`build_graph`)
 _RESCALED32 = "rescaled-float32"
 
+#: version of the computation of the stored float32 rescaled values, recorded with them and
+#: compared on load (a mismatch: recomputed and rewritten).  BUMP IT whenever a change could
+#: alter their bits: ``KnnPattern.values`` (kernel, degrees, block coordinates, operation
+#: order), ``_rescaled32`` / ``_rescale32``, the pixel coordinates (``xyz_of``).
+VALUES_FORMAT = 1
+
+#: version of the lmax rule, recorded with lmax and compared on load (a mismatch: a new
+#: Lanczos).  BUMP IT whenever :func:`_lmax` could give another value: ``estimate_lmax`` /
+#: ``lanczos_lmax`` (tolerance 5e-3, safety factor 1.01, seed 0, 300 steps at most,
+#: ``lanczos_ritz``), the float32 precision rule.
+LMAX_RULE = 1
+
+#: the tags of entries written before they were recorded (their lmax was computed by rule 1, at
+#: the precision the entry's size gives); stored values without tags are recomputed (their
+#: pattern cannot be checked)
+_UNTAGGED = {"lmax_rule": 1}
+
+
+def _values_tags(lmax: float, source: dict) -> dict:
+    """What stored rescaled values must have been made with: lmax, :data:`VALUES_FORMAT`, and the
+    CRC-32s of the npz members of the pattern (``source``)."""
+    return {"lmax": float(lmax), "format": VALUES_FORMAT, "source": source}
+
 
 def _lmax_dtype(graph: SphereGraph) -> str:
-    """The precision of :func:`_lmax`'s Lanczos for this graph (part of what a cached lmax must match)."""
+    """The precision of :func:`_lmax`'s Lanczos for this graph (part of what a cached lmax must
+    match; an entry without it is taken as made at this precision)."""
     return "float64" if graph.nnz <= _FLOAT32_LANCZOS_NNZ else "float32"
 
 

@@ -397,8 +397,161 @@ def test_build_steps_split_a_build(tmp_path, large):
             build_graph(s, k=8, cache_dir=tmp_path)
     assert outer == steps
     assert {k: v["calls"] for k, v in steps.items()} == {"load_pattern": 1, "values": 1, "lanczos": 1, "rescale": 1,
-                                                         "save": 2}
+                                                         "save": 1}
     assert all(v["s"] >= 0 for v in steps.values())
     with build_steps() as steps:
         build_graph(s, k=8, cache_dir=tmp_path).to_torch(dtype=torch.float64)
     assert {k: v["calls"] for k, v in steps.items()} == {"load_pattern": 1, "load_values": 1, "values": 1}
+
+
+# --- stored values and lmax tagged with their computation and pattern ------------------------------
+
+
+def test_values_of_another_format_are_recomputed(tmp_path, monkeypatch, counts, large):
+    """A change of the values computation bumps VALUES_FORMAT: stored values of the old format are
+    recomputed and rewritten (the record says the format), not trusted."""
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    assert json.loads(entry_json(tmp_path).read_text())["arrays"]["rescaled-float32"]["format"] == 1
+    monkeypatch.setattr(_sphere_graph, "VALUES_FORMAT", 2)
+    before = dict(counts)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and not isinstance(g._rescaled32, np.memmap) and counts["values"] == before["values"] + 1
+    assert counts["lanczos"] == before["lanczos"]  # lmax has its own tag
+    assert_same_graph(g, ref)
+    assert json.loads(entry_json(tmp_path).read_text())["arrays"]["rescaled-float32"]["format"] == 2
+    assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
+    # records written before the tags (no format, no source) are recomputed once
+    meta = json.loads(entry_json(tmp_path).read_text())
+    for key in ("format", "source"):
+        del meta["arrays"]["rescaled-float32"][key]
+    entry_json(tmp_path).write_text(json.dumps(meta))
+    assert not isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
+    assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
+
+
+def test_lmax_of_another_rule_is_recomputed(tmp_path, monkeypatch, counts):
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    meta = json.loads(entry_json(tmp_path).read_text())
+    assert meta["lmax_rule"] == 1
+    del meta["lmax_rule"]  # entries before the tag: rule 1
+    entry_json(tmp_path).write_text(json.dumps(meta))
+    before = counts["lanczos"]
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref.lmax and counts["lanczos"] == before
+    monkeypatch.setattr(_sphere_graph, "LMAX_RULE", 2)
+    monkeypatch.setattr(_laplacian, "lanczos_lmax", lambda *a, **kw: 7.5)  # the new rule
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and g.lmax == 7.5
+    meta = json.loads(entry_json(tmp_path).read_text())
+    assert meta["lmax_rule"] == 2 and meta["lmax"] == 7.5
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == 7.5  # then read from the entry
+
+
+def _rewrite_pattern(npz, change):
+    """Write the entry's npz again (as the cache does) with ``change`` applied to its indices."""
+    from deepsphere_gen.graph._cache import _write_npz
+
+    with np.load(npz) as f:
+        arrays = dict(f)
+    change(arrays["indices"])
+    with open(npz, "wb") as fh:
+        _write_npz(fh, arrays)
+
+
+def test_values_of_another_pattern_are_recomputed(tmp_path, counts, large):
+    """Stored values are bound to the CRC-32s of the pattern they were made from: an npz replaced
+    beside them (its own CRCs valid, the JSON and the values file untouched) does not get them."""
+    s = HealpixSampling(8)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    npz = next((tmp_path / "graphs").glob("*.npz"))
+    values = values_file(tmp_path).read_bytes()
+
+    def move_an_edge(indices):  # row 0's last neighbour -> another pixel (keeps the row sorted)
+        g = build_graph(s, k=8, cache=False)
+        end = g.pattern.indptr[1] - 1
+        indices[end] = max(set(range(indices[end] + 1, 768)) - set(indices[: end + 1]))
+
+    _rewrite_pattern(npz, move_an_edge)
+    before = dict(counts)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and not isinstance(g._rescaled32, np.memmap) and counts["values"] == before["values"] + 1
+    # the values are those of the pattern now in the entry
+    assert np.array_equal(g._rescaled32, _sphere_graph._rescaled32(g))
+    assert values_file(tmp_path).read_bytes() != values
+    h = build_graph(s, k=8, cache_dir=tmp_path)
+    assert isinstance(h._rescaled32, np.memmap) and np.array_equal(h._rescaled32, g._rescaled32)
+
+
+# --- alignment of the memory-mapped pattern --------------------------------------------------------
+
+
+def _member_offsets(npz):
+    """Offset in the file of each member's array data."""
+    import struct
+    import zipfile
+
+    out = {}
+    with zipfile.ZipFile(npz) as zf, open(npz, "rb") as fh:
+        for info in zf.infolist():
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            fh.seek(info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30])))
+            np.lib.format.read_array_header_1_0(fh) if np.lib.format.read_magic(fh) == (1, 0) else None
+            out[info.filename] = fh.tell()
+    return out
+
+
+def test_new_entries_are_aligned_and_mapped(tmp_path):
+    """New npz files put each member's data at a multiple of 64 bytes (np.load reads them): the
+    loaded pattern is memory-mapped and aligned, the same bits as np.load."""
+    s = HealpixSampling(8)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    npz = next((tmp_path / "graphs").glob("*.npz"))
+    assert all(offset % 64 == 0 for offset in _member_offsets(npz).values())
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    with np.load(npz) as f:
+        for name in ("indptr", "indices"):
+            a = getattr(g.pattern, name)
+            assert isinstance(a, np.memmap) and a.flags.aligned and a.ctypes.data % 64 == 0
+            assert a.dtype == f[name].dtype and np.array_equal(a, f[name])
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_write_npz_aligns_any_member(tmp_path, dtype):
+    from deepsphere_gen.graph._cache import _map_npz, _write_npz
+
+    rng = np.random.default_rng(0)
+    arrays = {"a": rng.integers(0, 9, 5).astype(dtype), "bb": np.empty(0, dtype),
+              "c" * 40: rng.integers(0, 9, 1001).astype(dtype), "d": rng.standard_normal(3).astype(np.float32)}
+    path = tmp_path / "x.npz"
+    with open(path, "wb") as fh:
+        crcs = _write_npz(fh, arrays)
+    assert all(offset % 64 == 0 for offset in _member_offsets(path).values())
+    with np.load(path) as f:
+        assert sorted(f.files) == sorted(arrays) and all(np.array_equal(f[k], v) for k, v in arrays.items())
+    with open(path, "rb") as fh:
+        mapped, crcs2 = _map_npz(fh)
+    assert crcs2 == crcs and all(np.array_equal(mapped[k], v) and mapped[k].flags.aligned for k, v in arrays.items())
+
+
+def test_old_unaligned_entries_load_aligned(tmp_path):
+    """npz files of np.savez (entries written before): members at any offset; each array comes
+    back aligned (a copy where its mapping is not), the same bits as np.load."""
+    s = HealpixSampling(8)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    npz = next((tmp_path / "graphs").glob("*.npz"))
+    with np.load(npz) as f:
+        arrays = dict(f)
+    with open(npz, "wb") as fh:  # as the cache wrote them before
+        np.savez(fh, indptr=arrays["indptr"], indices=arrays["indices"])
+    assert _member_offsets(npz)["indices.npy"] % 4 == 1  # what the review found (int32 data at an odd address)
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache
+    for name in ("indptr", "indices"):
+        a = getattr(g.pattern, name)
+        assert a.flags.aligned and np.array_equal(a, arrays[name]) and a.dtype == arrays[name].dtype
+    assert not isinstance(g.pattern.indices, np.memmap)  # copied
+    assert_same_graph(g, build_graph(s, k=8, cache=False))
