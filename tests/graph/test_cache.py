@@ -555,3 +555,80 @@ def test_old_unaligned_entries_load_aligned(tmp_path):
         assert a.flags.aligned and np.array_equal(a, arrays[name]) and a.dtype == arrays[name].dtype
     assert not isinstance(g.pattern.indices, np.memmap)  # copied
     assert_same_graph(g, build_graph(s, k=8, cache=False))
+
+
+# --- writes that fail ------------------------------------------------------------------------------
+
+
+def test_fresh_build_into_a_full_disk_warns_and_returns_the_graph(tmp_path, monkeypatch, large):
+    """The first write of an entry fails like its completion: a warning naming the cause, the graph."""
+    import errno
+
+    from deepsphere_gen.graph import _cache
+
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(_cache, "atomic_write", full)
+    with pytest.warns(RuntimeWarning, match=r"not written \(\[Errno 28\] No space left on device"):
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert not g.from_cache and not list((tmp_path / "graphs").iterdir())
+    assert_same_graph(g, ref)
+    monkeypatch.undo()
+    monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_fresh_build_into_a_read_only_folder_warns(tmp_path):
+    s = HealpixSampling(4)
+    (tmp_path / "graphs").mkdir()
+    (tmp_path / "graphs").chmod(0o555)
+    try:
+        with pytest.warns(RuntimeWarning, match="not written.*Permission denied"):
+            g = build_graph(s, k=8, cache_dir=tmp_path)
+    finally:
+        (tmp_path / "graphs").chmod(0o755)
+    assert not g.from_cache and not list((tmp_path / "graphs").iterdir())
+
+
+@pytest.fixture
+def file_size_limit():
+    """``limit(n)``: writes past n bytes fail with EFBIG (RLIMIT_FSIZE; SIGXFSZ ignored); ``limit(None)``
+    and the test's end restore the limit."""
+    resource = pytest.importorskip("resource")
+    import signal
+
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        yield lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (old_limit[0] if n is None else n, old_limit[1]))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def test_failed_writes_name_their_cause(tmp_path, large, file_size_limit):
+    """A real write error (here EFBIG: RLIMIT_FSIZE) reaches the warning with its cause; np.save's
+    own message was "N requested and M written"."""
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    assert ref._rescaled32.nbytes > 16384
+    file_size_limit(16384)
+    with pytest.warns(RuntimeWarning, match=r"not written \(\[Errno 27\] File too large"):
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert_same_graph(g, ref)
+    assert not any(p.suffix == ".tmp" for p in (tmp_path / "graphs").iterdir())
+    file_size_limit(None)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    values_file(tmp_path).unlink()
+    file_size_limit(16384)  # the JSON fits, the values do not
+    with pytest.warns(RuntimeWarning, match=r"not completed \(\[Errno 27\] File too large"):
+        g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache
+    assert_same_graph(g, ref)
