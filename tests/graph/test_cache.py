@@ -632,3 +632,24 @@ def test_failed_writes_name_their_cause(tmp_path, large, file_size_limit):
         g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache
     assert_same_graph(g, ref)
+
+
+def test_memory_maps_are_copy_on_write(tmp_path, large):
+    """The tensors a cached graph gives share its memory maps; writing into them changes neither the
+    cache files nor the next build."""
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "graphs").iterdir()}
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    T = g.to_torch()
+    assert T.values().data_ptr() == g._rescaled32.ctypes.data and T.col_indices().data_ptr() == g.pattern.indices.ctypes.data
+    T.values().mul_(2)
+    T.col_indices().zero_()
+    T.crow_indices().add_(1)
+    g.pattern.indices[:] = 3
+    assert g._rescaled32[0] == 2 * ref.to_torch().values()[0].item() and (g.pattern.indices == 3).all()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "graphs").iterdir()} == before
+    h = build_graph(s, k=8, cache_dir=tmp_path)
+    assert h.from_cache and isinstance(h._rescaled32, np.memmap)
+    assert_same_graph(h, ref)
