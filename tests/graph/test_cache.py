@@ -653,3 +653,36 @@ def test_memory_maps_are_copy_on_write(tmp_path, large):
     h = build_graph(s, k=8, cache_dir=tmp_path)
     assert h.from_cache and isinstance(h._rescaled32, np.memmap)
     assert_same_graph(h, ref)
+
+
+def test_build_steps_are_per_thread():
+    """Two threads timing interleaved steps: each block sees its own thread's steps, properly nested."""
+    import threading
+
+    from deepsphere_gen.graph import build_steps
+    from deepsphere_gen.graph._steps import step
+
+    barrier = threading.Barrier(2)
+    seen, errors = {}, []
+
+    def work(name):
+        try:
+            with build_steps() as steps:
+                with step(name):
+                    barrier.wait()  # both steps open
+                    barrier.wait()
+                    with step(name + "-inner"):
+                        barrier.wait()
+                barrier.wait()
+            seen[name] = steps
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    for name in "ab":
+        assert {k: v["calls"] for k, v in seen[name].items()} == {name: 1, name + "-inner": 1}
