@@ -187,18 +187,16 @@ def save_cached(directory: Path, params: dict, stored, extra: dict) -> dict[str,
     return source
 
 
-def _rewrite_meta(directory: Path, params: dict, change) -> bool:
-    """Replace the metadata of the entry of ``params`` by ``change(meta)`` (atomic rewrite); False
-    (nothing written) when there is no readable entry for exactly ``params``."""
+def _rewrite_meta(directory: Path, params: dict, change) -> None:
+    """Replace the metadata of the entry of ``params`` by ``change(meta)`` (atomic rewrite); nothing
+    is written when there is no readable entry for exactly ``params``."""
     path = directory / f"{_stem(params)}.json"
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
-    if not isinstance(meta, dict) or meta.get("params") != params:
-        return False
-    atomic_write_json(path, change(meta))
-    return True
+        return
+    if isinstance(meta, dict) and meta.get("params") == params:
+        atomic_write_json(path, change(meta))
 
 
 def update_meta(directory: Path, params: dict, **fields) -> None:
