@@ -25,8 +25,8 @@ import scipy.sparse as sp
 from .. import _cache_dirs
 from .._io import atomic_write, atomic_write_json
 
-__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "update_meta", "load_array",
-           "save_array", "values_cached", "VALUES_ENV_VAR"]
+__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "save_pattern", "mapped", "update_meta",
+           "load_array", "save_array", "values_cached", "VALUES_ENV_VAR"]
 
 ENV_VAR = _cache_dirs.ENV_VAR
 
@@ -101,7 +101,8 @@ def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     ``np.load`` makes while it copies the file: ~0.35 s instead of ~1.1 s for the 1.4 GiB of
     patterns of an nside-1024 model), and the members' CRC-32s.  A member whose data is not
     aligned to its item size (npz files of ``np.savez``, written before :func:`_write_npz`)
-    comes back as an aligned copy: nothing unaligned reaches torch or the C kernels.
+    comes back as an aligned copy: nothing unaligned reaches torch or the C kernels
+    (:func:`~deepsphere_gen.graph.build_graph` then rewrites that npz aligned).
     ValueError / BadZipFile for anything else."""
     out, crcs = {}, {}
     with zipfile.ZipFile(fh) as zf:
@@ -168,23 +169,36 @@ def _write_npz(fh, arrays: dict[str, np.ndarray]) -> dict[str, int]:
 
 def save_cached(directory: Path, params: dict, stored, extra: dict) -> dict[str, int]:
     """Write W (scipy ``save_npz``, uncompressed) or a pattern's ``(indptr, indices)``
-    (:func:`_write_npz`: aligned members), then the metadata (JSON, the completeness marker).
-    Returns the npz members' CRC-32s (``source`` of :func:`load_cached`)."""
+    (:func:`save_pattern`), then the metadata (JSON, the completeness marker).  Returns the
+    npz members' CRC-32s (``source`` of :func:`load_cached`)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(params)
-    path = directory / f"{stem}.npz"
     if isinstance(stored, tuple):
-        indptr, indices = stored
-        box = {}
-        atomic_write(path, lambda f: box.update(_write_npz(f, {"indptr": indptr, "indices": indices})))
-        source = box
+        source = save_pattern(directory, params, stored)
         extra = {**extra, "stored": "pattern"}
     else:
+        path = directory / f"{stem}.npz"
         atomic_write(path, lambda f: sp.save_npz(f, stored, compressed=False))
         with open(path, "rb") as fh:
             source = _member_crcs(fh)
     atomic_write_json(directory / f"{stem}.json", {"params": params, **extra})
     return source
+
+
+def save_pattern(directory: Path, params: dict, pattern: tuple) -> dict[str, int]:
+    """(Re)write the npz of a pattern's ``(indptr, indices)`` (:func:`_write_npz`: aligned members;
+    the members' bytes, hence their CRC-32s, are those ``np.savez`` writes); returns the CRC-32s."""
+    indptr, indices = pattern
+    crcs = {}
+    atomic_write(directory / f"{_stem(params)}.npz",
+                 lambda f: crcs.update(_write_npz(f, {"indptr": indptr, "indices": indices})))
+    return crcs
+
+
+def mapped(array: np.ndarray) -> bool:
+    """True when ``array`` (from :func:`load_cached`) is memory-mapped from its file, False when it
+    was copied (an unaligned member) or is empty."""
+    return isinstance(array, np.memmap)
 
 
 def _rewrite_meta(directory: Path, params: dict, change) -> None:

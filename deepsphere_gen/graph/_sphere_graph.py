@@ -8,8 +8,8 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
-from ._cache import (cache_directory, load_array, load_cached, sampling_key, save_array, save_cached, update_meta,
-                     values_cached)
+from ._cache import (cache_directory, load_array, load_cached, mapped, sampling_key, save_array, save_cached,
+                     save_pattern, update_meta, values_cached)
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
 from ._knn import knn_graph
@@ -238,15 +238,20 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     if not cache:
         return graph
     add_values = graph._rescaled32 is not None and not from_file and store_values
-    if hit is not None and not (new_lmax or add_values):
+    # a pattern npz written before its members were aligned (loaded as copies): rewritten aligned, same member bytes
+    realign = hit is not None and pattern is not None and not all(mapped(a) for a in stored if a.size)
+    if hit is not None and not (new_lmax or add_values or realign):
         return graph
     try:  # a read-only folder, a full disk: the graph is returned, the entry is left as it was or incomplete
         with step("save"):
             if hit is None:
                 source = save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
                                      {"lmax": lmax, **lmax_tags, "nnz": graph.nnz})
-            elif new_lmax:  # complete the entry
-                update_meta(directory, params, lmax=lmax, **lmax_tags)
+            else:  # complete the entry
+                if realign:
+                    save_pattern(directory, params, stored)
+                if new_lmax:
+                    update_meta(directory, params, lmax=lmax, **lmax_tags)
             if add_values:
                 save_array(directory, params, _RESCALED32, graph._rescaled32, _values_tags(lmax, source))
     except OSError as err:

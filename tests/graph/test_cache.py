@@ -537,11 +537,13 @@ def test_write_npz_aligns_any_member(tmp_path, dtype):
     assert crcs2 == crcs and all(np.array_equal(mapped[k], v) and mapped[k].flags.aligned for k, v in arrays.items())
 
 
-def test_old_unaligned_entries_load_aligned(tmp_path):
+def test_old_unaligned_entries_load_aligned(tmp_path, counts, large):
     """npz files of np.savez (entries written before): members at any offset; each array comes
-    back aligned (a copy where its mapping is not), the same bits as np.load."""
+    back aligned (a copy where its mapping is not), the same bits as np.load; the npz is then
+    rewritten aligned (the same member bytes: the stored values stay bound to it)."""
     s = HealpixSampling(8)
     build_graph(s, k=8, cache_dir=tmp_path)
+    values = values_file(tmp_path).read_bytes()
     npz = next((tmp_path / "graphs").glob("*.npz"))
     with np.load(npz) as f:
         arrays = dict(f)
@@ -554,7 +556,14 @@ def test_old_unaligned_entries_load_aligned(tmp_path):
         a = getattr(g.pattern, name)
         assert a.flags.aligned and np.array_equal(a, arrays[name]) and a.dtype == arrays[name].dtype
     assert not isinstance(g.pattern.indices, np.memmap)  # copied
+    assert isinstance(g._rescaled32, np.memmap)  # the values still match the pattern's CRC-32s
     assert_same_graph(g, build_graph(s, k=8, cache=False))
+    assert all(offset % 64 == 0 for offset in _member_offsets(npz).values())  # rewritten aligned
+    assert values_file(tmp_path).read_bytes() == values
+    before = dict(counts)
+    h = build_graph(s, k=8, cache_dir=tmp_path)
+    assert isinstance(h.pattern.indices, np.memmap) and isinstance(h._rescaled32, np.memmap) and counts == before
+    assert_same_graph(h, g)
 
 
 # --- writes that fail ------------------------------------------------------------------------------
