@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from .. import _cache_dirs
 from .._io import atomic_write, atomic_write_json
 
-__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "save_pattern", "mapped", "update_meta",
+__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "save_pattern", "needs_realign", "update_meta",
            "load_array", "save_array", "values_cached", "VALUES_ENV_VAR"]
 
 ENV_VAR = _cache_dirs.ENV_VAR
@@ -159,7 +159,8 @@ def _write_npz(fh, arrays: dict[str, np.ndarray]) -> dict[str, int]:
             info.CRC, info.extra = 0, b""  # (the header's length does not depend on them)
             data_at = fh.tell() + len(info.FileHeader(zip64=True)) + header.tell()
             pad = -data_at % _ALIGN
-            pad += _ALIGN if pad < 6 else 0  # an extra block takes at least 6 bytes
+            while pad < 6:  # an extra block takes at least 6 bytes
+                pad += _ALIGN
             info.extra = struct.pack("<HHH", _ALIGN_EXTRA_ID, pad - 4, _ALIGN) + bytes(pad - 6)
             with zf.open(info, "w", force_zip64=True) as member:
                 member.write(header.getvalue())
@@ -195,10 +196,29 @@ def save_pattern(directory: Path, params: dict, pattern: tuple) -> dict[str, int
     return crcs
 
 
-def mapped(array: np.ndarray) -> bool:
-    """True when ``array`` (from :func:`load_cached`) is memory-mapped from its file, False when it
-    was copied (an unaligned member) or is empty."""
-    return isinstance(array, np.memmap)
+def needs_realign(directory: Path, params: dict, stored: tuple) -> bool:
+    """True when a pattern ``stored`` from :func:`load_cached` has a copied (unaligned) member and
+    its npz was not written by :func:`_write_npz` (whose members carry the padding block: were
+    they unaligned all the same, another zip layout than this Python's, rewriting would not
+    help).  Reads the zip's central directory only."""
+    if all(isinstance(a, np.memmap) or not a.size for a in stored):
+        return False
+    try:
+        with zipfile.ZipFile(directory / f"{_stem(params)}.npz") as zf:
+            return not all(_has_pad(info.extra) for info in zf.infolist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _has_pad(extra: bytes) -> bool:
+    """True when the zip extra field holds a :data:`_ALIGN_EXTRA_ID` block."""
+    at = 0
+    while at + 4 <= len(extra):
+        block_id, size = struct.unpack("<HH", extra[at : at + 4])
+        if block_id == _ALIGN_EXTRA_ID:
+            return True
+        at += 4 + size
+    return False
 
 
 def _rewrite_meta(directory: Path, params: dict, change) -> None:

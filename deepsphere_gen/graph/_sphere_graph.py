@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
-from ._cache import (cache_directory, load_array, load_cached, mapped, sampling_key, save_array, save_cached,
+from ._cache import (cache_directory, load_array, load_cached, needs_realign, sampling_key, save_array, save_cached,
                      save_pattern, update_meta, values_cached)
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
@@ -239,7 +239,7 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         return graph
     add_values = graph._rescaled32 is not None and not from_file and store_values
     # a pattern npz written before its members were aligned (loaded as copies): rewritten aligned, same member bytes
-    realign = hit is not None and pattern is not None and not all(mapped(a) for a in stored if a.size)
+    realign = hit is not None and pattern is not None and needs_realign(directory, params, stored)
     if hit is not None and not (new_lmax or add_values or realign):
         return graph
     try:  # a read-only folder, a full disk: the graph is returned, the entry is left as it was or incomplete

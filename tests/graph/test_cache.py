@@ -695,3 +695,24 @@ def test_build_steps_are_per_thread():
     assert not errors
     for name in "ab":
         assert {k: v["calls"] for k, v in seen[name].items()} == {name: 1, name + "-inner": 1}
+
+
+def test_unaligned_npz_with_padding_is_not_rewritten(tmp_path, monkeypatch):
+    """Were a zip layout to leave padded members unaligned (another Python's zipfile), the entry is
+    loaded by copies but not rewritten on every build."""
+    from deepsphere_gen.graph import _cache
+
+    s = HealpixSampling(8)
+    monkeypatch.setattr(_cache, "_ALIGN", 2)  # padded, yet int32 data at 2 mod 4 in general
+    for nudge in range(4):  # a layout that leaves indices unaligned
+        build_graph(s, k=8, cache_dir=tmp_path / str(nudge), sigma=0.1 + nudge * 1e-3)
+        npz = next((tmp_path / str(nudge) / "graphs").glob("*.npz"))
+        if _member_offsets(npz)["indices.npy"] % 4:
+            break
+    else:
+        pytest.skip("no unaligned layout found")
+    monkeypatch.undo()
+    mtime = npz.stat().st_mtime_ns
+    g = build_graph(s, k=8, cache_dir=tmp_path / str(nudge), sigma=0.1 + nudge * 1e-3)
+    assert g.from_cache and g.pattern.indices.flags.aligned and not isinstance(g.pattern.indices, np.memmap)
+    assert npz.stat().st_mtime_ns == mtime
