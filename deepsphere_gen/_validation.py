@@ -110,7 +110,7 @@ def _check_int(value, name: str, minimum: int, words: str, optional: bool) -> in
     if optional and value is None:
         return None
     words = f"{words} or None" if optional else words
-    if isinstance(value, (bool, np.bool_)) or (torch.is_tensor(value) and value.dtype == torch.bool):
+    if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) in (np.bool_, torch.bool):
         raise ValueError(f"{name} must be {words}, got {value!r}")
     try:
         n = int(value)

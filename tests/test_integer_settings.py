@@ -51,6 +51,7 @@ SITES = {
     "MassMapConfig.iter": (lambda v: MassMapConfig(nside=4, iter=v).iter, f"iter must be {NONNEG}", 0, (0, 2)),
     "pixel_window.lmax": (lambda v: pixel_window(4, v), f"lmax must be {NONNEG}", 0, (0, 3)),
     "pixel_window.nside": (lambda v: pixel_window(v, 3), f"nside must be {POSITIVE}", 1, (2, 4)),
+    "pixel_window.subdiv": (lambda v: pixel_window(2, 3, subdiv=v), f"subdiv must be {POSITIVE}", 1, (1, 2)),
     "HealpixAvgPool.p": (lambda v: HealpixAvgPool(v).p, f"pooling levels p must be {NONNEG}", 0, (0, 1)),
     "DeepSphereClassifier.pool_levels": (_pools, "pool_levels must be a non-negative int or 2 of them (one per block)",
                                          0, (0, 1)),
@@ -85,7 +86,7 @@ NONE_OK = {"TrainConfig.recalibrate_samples", "Harness.time.warmup", "rotate_coe
 
 def _bad_values(site):
     minimum = SITES[site][2]
-    bad = [True, False, np.True_, torch.tensor(True), minimum - 1, 1.5, float("nan"), "2"]
+    bad = [True, False, np.True_, np.array(True), torch.tensor(True), minimum - 1, 1.5, float("nan"), "2"]
     return bad if site in NONE_OK else bad + [None]
 
 

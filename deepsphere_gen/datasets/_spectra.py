@@ -200,4 +200,4 @@ def pixel_window(nside: int, lmax: int, subdiv: int = 3, n_sample: int = 96) -> 
     (healpy.pixwin would download its tables; this needs no network.)
     """
     return _pixel_window_cached(check_positive_int(nside, "nside"), check_nonnegative_int(lmax, "lmax"),
-                                check_nonnegative_int(subdiv, "subdiv"), check_positive_int(n_sample, "n_sample"))
+                                check_positive_int(subdiv, "subdiv"), check_positive_int(n_sample, "n_sample"))

@@ -192,7 +192,7 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     :data:`LMAX_RULE` or precision) is completed by the next build.  A cache folder that
     cannot be written (read-only, full) gives a RuntimeWarning naming the cause, not an error.
     ``$DEEPSPHERE_GEN_GRAPH_CACHE_VALUES=0``: the values are neither written nor read.
-    Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~47 s of
+    Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~45 s of
     CPU and 2.7 GiB peak for the whole process including a float32 ChebConv on it (the
     ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M
     non-zeros, 1.0 GiB of float32 rescaled values that float32 layers share.

@@ -37,8 +37,8 @@ def build_steps():
     _state.recorders.append(steps)
     try:
         yield steps
-    finally:
-        _state.recorders.remove(steps)
+    finally:  # by identity (list.remove compares contents: an inner block's equal dict would go instead)
+        del _state.recorders[next(i for i, r in enumerate(_state.recorders) if r is steps)]
 
 
 def _add(name: str, seconds: float, calls: int = 0) -> None:
