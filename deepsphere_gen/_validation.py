@@ -103,6 +103,12 @@ def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", 
         )
 
 
+def is_bool(value) -> bool:
+    """True for a Python, numpy or torch bool (scalar or 0-d array): what integer settings refuse,
+    though ``int(True) == True``."""
+    return isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) in (np.bool_, torch.bool)
+
+
 def _check_int(value, name: str, minimum: int, words: str, optional: bool) -> int | None:
     """``value`` as int, or ValueError "``name`` must be ``words``[ or None], got ..." unless it is an
     integer >= ``minimum`` (an int, a numpy integer or an integral float; not a bool (Python, numpy or torch), a string, NaN
@@ -110,7 +116,7 @@ def _check_int(value, name: str, minimum: int, words: str, optional: bool) -> in
     if optional and value is None:
         return None
     words = f"{words} or None" if optional else words
-    if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) in (np.bool_, torch.bool):
+    if is_bool(value):
         raise ValueError(f"{name} must be {words}, got {value!r}")
     try:
         n = int(value)

@@ -163,9 +163,6 @@ def gaussian_beam(fwhm_arcmin: float, lmax: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _pixel_window_cached(nside: int, lmax: int, subdiv: int, n_sample: int) -> np.ndarray:
-    from ..sampling import check_nside
-
-    nside = check_nside(nside)
     fine = nside << subdiv
     k = 4**subdiv
     npix = 12 * nside * nside
@@ -199,5 +196,7 @@ def pixel_window(nside: int, lmax: int, subdiv: int = 3, n_sample: int = 96) -> 
     sub-pixel centres, averaged over ``n_sample`` pixels spread over all latitudes.
     (healpy.pixwin would download its tables; this needs no network.)
     """
-    return _pixel_window_cached(check_positive_int(nside, "nside"), check_nonnegative_int(lmax, "lmax"),
+    from ..sampling import check_nside
+
+    return _pixel_window_cached(check_nside(nside), check_nonnegative_int(lmax, "lmax"),
                                 check_positive_int(subdiv, "subdiv"), check_positive_int(n_sample, "n_sample"))

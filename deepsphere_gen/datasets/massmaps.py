@@ -111,13 +111,16 @@ class MassMapConfig:
     noise_levels: tuple = field(default=DEEPSPHERE_NOISE_LEVELS)
 
     def __post_init__(self):
-        check_nside(self.nside)
+        object.__setattr__(self, "nside", check_nside(self.nside))
         object.__setattr__(self, "n_maps", check_positive_int(self.n_maps, "n_maps (per class)"))
         object.__setattr__(self, "seed", check_nonnegative_int(self.seed, "seed"))
         if not np.isfinite(self.smoothing_arcmin) or self.smoothing_arcmin < 0:
             raise ValueError(f"smoothing_arcmin must be >= 0, got {self.smoothing_arcmin!r}")
-        if self.lmax is not None and (int(self.lmax) != self.lmax or not 2 <= self.lmax <= 4 * self.nside):
-            raise ValueError(f"lmax must be an integer in [2, 4 nside = {4 * self.nside}], got {self.lmax!r}")
+        if self.lmax is not None:
+            lmax = check_positive_int(self.lmax, "lmax", optional=True)
+            if not 2 <= lmax <= 4 * self.nside:
+                raise ValueError(f"lmax must be an integer in [2, 4 nside = {4 * self.nside}], got {self.lmax!r}")
+            object.__setattr__(self, "lmax", lmax)
         object.__setattr__(self, "iter", check_nonnegative_int(self.iter, "iter"))
         object.__setattr__(self, "noise_levels", tuple(check_noise_level(v) for v in self.noise_levels))
 

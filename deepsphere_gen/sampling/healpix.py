@@ -5,6 +5,7 @@ import healpy as hp
 import numpy as np
 
 from .._memory import index_dtype
+from .._validation import is_bool
 
 from ._base import Rings, Sampling
 
@@ -16,6 +17,8 @@ MAX_NSIDE = 8192
 def check_nside(nside) -> int:
     """Return ``nside`` as int, or raise ValueError unless it is a power of 2 in [1, MAX_NSIDE]."""
     try:
+        if is_bool(nside):
+            raise TypeError
         n = int(nside)
     except (TypeError, ValueError):
         raise ValueError(f"nside must be an integer power of 2, got {nside!r}") from None

@@ -101,7 +101,7 @@ class CosmoExperimentConfig:
         self.seed = check_nonnegative_int(self.seed, "seed")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size", "graph_members",
                      "mlp_members"):
-            check_positive_int(getattr(self, name), name)
+            setattr(self, name, check_positive_int(getattr(self, name), name))
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.graph_weights not in GRAPH_WEIGHTS:

@@ -142,10 +142,10 @@ class ExperimentConfig:
         if self.n_maps - n_test - n_val < 1:
             raise ValueError(f"{self.n_maps} maps per class leave no training map after {n_test} test and "
                              f"{n_val} validation map(s); use more maps")
-        check_positive_int(self.baseline_noise_draws, "baseline_noise_draws")
-        check_positive_int(self.k, "k (graph neighbours)")
-        check_positive_int(self.fcn_members, "fcn_members (networks per fcn/cnn run)")
-        check_positive_int(self.epochs, "epochs (--epochs)")  # 0 would train min_steps' epochs anyway
+        self.baseline_noise_draws = check_positive_int(self.baseline_noise_draws, "baseline_noise_draws")
+        self.k = check_positive_int(self.k, "k (graph neighbours)")
+        self.fcn_members = check_positive_int(self.fcn_members, "fcn_members (networks per fcn/cnn run)")
+        self.epochs = check_positive_int(self.epochs, "epochs (--epochs)")  # 0 would train min_steps' epochs anyway
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
         self.min_steps = check_nonnegative_int(self.min_steps, "min_steps")
 
