@@ -27,7 +27,7 @@ def release_free_memory() -> None:
 
 def index_dtype(n: int):
     """Smallest index dtype for indices below ``n``: numpy int32 below 2**31, else int64 (graphs'
-    neighbour lists, the SHT's pixel permutations and conversion tables)."""
+    neighbour lists and patterns, the SHT's NESTED <-> RING permutations)."""
     import numpy as np
 
     return np.int32 if n < 2**31 else np.int64

@@ -146,9 +146,6 @@ def test_mlp_ensemble_members_reuse_and_combination(tiny, monkeypatch, capsys):
          one["test"]["s8"]["coverage_68"])
     assert (m0["seed"], m0["epochs"], m0["val_loss"]) == (config.seed, one["epochs"], one["val_loss"])
     assert len({m["rmse_test"] for m in ps["members"]}) == 3
-    # no worse than the members' mean error: true of ANY average of the members' means (triangle inequality), so
-    # this only catches a combination that is not an average; the combination itself is checked just below
-    assert ps["test"]["s8"]["rmse"] <= np.mean([m["rmse_test"] for m in ps["members"]]) + 1e-12
     # ensemble_moments is mean_cov per member, then the moment-matched mixture
     rng = np.random.default_rng(0)
     outs = [{"a": rng.normal(size=(4, 5))} for _ in range(3)]

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["valid_devices", "check_device", "check_writable_dir", "check_output_file", "check_seed", "figure_formats",
-           "check_free_space", "check_step_paths"]
+           "check_free_space", "check_step_paths", "check_k"]
 
 
 def valid_devices() -> list[str]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .._memory import index_dtype
 from ..sampling import HealpixSampling
 from ._kernel import default_sigma
-from ._neighbours import CHUNK, check_k, index_dtype, knn_distances
+from ._neighbours import CHUNK, check_k, knn_distances
 from ._pattern import healpix_knn_pattern
 
 __all__ = ["knn_graph"]

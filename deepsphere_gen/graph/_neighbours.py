@@ -8,7 +8,7 @@ from scipy.spatial import cKDTree
 from .._memory import index_dtype
 from .._validation import check_positive_int
 
-__all__ = ["CHUNK", "check_k", "index_dtype", "knn_distances"]
+__all__ = ["CHUNK", "check_k", "knn_distances"]
 
 CHUNK = 1 << 18  # rows per chunk: bounds the temporaries of the 12.6M-node graphs
 

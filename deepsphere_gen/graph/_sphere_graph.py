@@ -308,7 +308,7 @@ def _lmax_dtype(graph: SphereGraph) -> str:
 def _keeps_rescaled32(graph: SphereGraph) -> bool:
     """True for the graphs whose float32 rescaled values are kept (and cached): pattern graphs
     over :data:`_FLOAT32_LANCZOS_NNZ` non-zeros."""
-    return graph.pattern is not None and graph.nnz > _FLOAT32_LANCZOS_NNZ
+    return graph.pattern is not None and _lmax_dtype(graph) == "float32"
 
 
 def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
@@ -323,7 +323,7 @@ def _lmax(graph: SphereGraph) -> tuple[float, np.ndarray | None]:
     float32 layer then shares them instead of writing its own (one pass over the pattern
     less, no coordinates in memory).
     """
-    if graph.nnz <= _FLOAT32_LANCZOS_NNZ:
+    if _lmax_dtype(graph) == "float64":
         L = graph.laplacian
         with step("lanczos"):
             return estimate_lmax(L), None

@@ -13,6 +13,7 @@ axis given by ``axis`` (default last; use ``axis=1`` for (batch, L*L, channels))
 """
 from __future__ import annotations
 
+import healpy as hp
 import numpy as np
 import torch
 
@@ -48,10 +49,9 @@ def healpy_tables(L: int):
 
 
 def _lmax_of_size(n: int) -> int | None:
-    """healpy's lmax (= mmax) of an alm array of ``n`` entries (``hp.Alm.getlmax(n)``), None
-    when no lmax has that size."""
-    lmax = (int(round(np.sqrt(1 + 8 * n))) - 3) // 2
-    return lmax if lmax >= 0 and healpy_alm_size(lmax + 1) == n else None
+    """healpy's lmax (= mmax) of an alm array of ``n`` entries, None when no lmax has that size."""
+    lmax = hp.Alm.getlmax(n)
+    return None if lmax < 0 else int(lmax)
 
 
 def _check_coefficients(n: int, L: int) -> None:

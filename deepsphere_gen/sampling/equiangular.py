@@ -21,10 +21,6 @@ __all__ = [
 ]
 
 
-def _check_bandlimit(L) -> int:
-    return check_positive_int(L, "bandlimit L")
-
-
 def gauss_legendre_theta(L: int) -> tuple[np.ndarray, np.ndarray]:
     """The L Gauss-Legendre colatitudes (increasing, radians) and their weights for
     int_0^pi g(theta) sin(theta) dtheta (summing to 2), from ducc0: accurate to rounding at
@@ -53,7 +49,7 @@ class EquiangularSampling(Sampling):
     name = "equiangular"
 
     def __init__(self, L: int, theta_1d: np.ndarray, nphi: int, theta_weights: np.ndarray | None):
-        self.L = _check_bandlimit(L)
+        self.L = check_positive_int(L, "bandlimit L")
         self.theta_1d = np.asarray(theta_1d, dtype=np.float64)
         self.phi_1d = 2 * np.pi * np.arange(nphi) / nphi
         self.ntheta, self.nphi = self.theta_1d.size, int(nphi)
@@ -100,7 +96,7 @@ class DriscollHealySampling(EquiangularSampling):
     name = "dh"
 
     def __init__(self, L: int):
-        L = _check_bandlimit(L)
+        L = check_positive_int(L, "bandlimit L")
         super().__init__(L, np.pi * np.arange(2 * L) / (2 * L), 2 * L, dh_theta_weights(2 * L))
 
 
@@ -110,7 +106,7 @@ class GaussLegendreSampling(EquiangularSampling):
     name = "gl"
 
     def __init__(self, L: int):
-        L = _check_bandlimit(L)
+        L = check_positive_int(L, "bandlimit L")
         theta, weights = gauss_legendre_theta(L)
         super().__init__(L, theta, 2 * L - 1, weights)
 
@@ -127,7 +123,7 @@ class McEwenWiauxSampling(Sampling):
     name = "mw"
 
     def __init__(self, L: int):
-        self.L = _check_bandlimit(L)
+        self.L = check_positive_int(L, "bandlimit L")
         t = np.arange(self.L)
         self.theta_1d = np.pi * (2 * t + 1) / (2 * self.L - 1)
         self.theta_1d[-1] = np.pi  # exactly the south pole (rounding can land just above pi)

@@ -36,10 +36,6 @@ __all__ = [
 ]
 
 
-def _check_bandlimit(L) -> int:
-    return check_positive_int(L, "bandlimit L")
-
-
 def soft_beta_weights(L: int) -> np.ndarray:
     """(2L,) weights w_t on beta_t = pi (2t+1) / (4L) with sum_t w_t g(beta_t) = int_0^pi g sin(beta) d beta.
 
@@ -47,7 +43,7 @@ def soft_beta_weights(L: int) -> np.ndarray:
     of the same (m, n)).  Closed form (Kostelec & Rockmore 2008):
     w_t = (4 / (2L)) sin(beta_t) sum_{k<L} sin((2k+1) beta_t) / (2k+1).
     """
-    L = _check_bandlimit(L)
+    L = check_positive_int(L, "bandlimit L")
     beta = np.pi * (2 * np.arange(2 * L) + 1) / (4 * L)
     k = np.arange(L)[:, None]
     s = np.sum(np.sin((2 * k + 1) * beta[None, :]) / (2 * k + 1), axis=0)
@@ -65,7 +61,7 @@ class SO3Sampling:
     name = "so3"
 
     def __init__(self, L: int, beta_1d: np.ndarray, nalpha: int, ngamma: int, beta_weights: np.ndarray | None):
-        self.L = _check_bandlimit(L)
+        self.L = check_positive_int(L, "bandlimit L")
         self.beta_1d = np.asarray(beta_1d, dtype=np.float64)
         self.alpha_1d = 2 * np.pi * np.arange(nalpha) / nalpha
         self.gamma_1d = 2 * np.pi * np.arange(ngamma) / ngamma
@@ -109,7 +105,7 @@ class SOFTSampling(SO3Sampling):
     name = "soft"
 
     def __init__(self, L: int):
-        L = _check_bandlimit(L)
+        L = check_positive_int(L, "bandlimit L")
         super().__init__(L, np.pi * (2 * np.arange(2 * L) + 1) / (4 * L), 2 * L, 2 * L, soft_beta_weights(L))
 
 
@@ -119,7 +115,7 @@ class GaussLegendreSO3Sampling(SO3Sampling):
     name = "gl-so3"
 
     def __init__(self, L: int):
-        L = _check_bandlimit(L)
+        L = check_positive_int(L, "bandlimit L")
         theta, weights = gauss_legendre_theta(L)
         super().__init__(L, theta, 2 * L - 1, 2 * L - 1, weights)
 
@@ -134,7 +130,7 @@ class McEwenSO3Sampling(SO3Sampling):
     name = "mw-so3"
 
     def __init__(self, L: int):
-        L = _check_bandlimit(L)
+        L = check_positive_int(L, "bandlimit L")
         beta = np.pi * (2 * np.arange(L) + 1) / (2 * L - 1)
         beta[-1] = np.pi  # exactly (the formula rounds above pi for some L, e.g. 7, 24)
         super().__init__(L, beta, 2 * L - 1, 2 * L - 1, None)

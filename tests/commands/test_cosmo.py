@@ -9,7 +9,7 @@ import torch
 
 from deepsphere_gen.cli import main
 
-from ._cosmo_cli import TINY, refused, restore_threads  # noqa: F401 (restore_threads: autouse)
+from ._cosmo_cli import TINY, refused
 
 
 def test_cosmo_quick_end_to_end(tmp_path, capsys):

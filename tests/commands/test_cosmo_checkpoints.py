@@ -8,7 +8,7 @@ from deepsphere_gen.experiments import cosmo as exp
 from deepsphere_gen.experiments.cosmo import training
 from deepsphere_gen.experiments.cosmo.members import GRAPH_OPTIONS, MLP_OPTIONS, member_fields, mlp_fields
 
-from ._cosmo_cli import TINY, refused, restore_threads  # noqa: F401 (restore_threads: autouse)
+from ._cosmo_cli import TINY, refused
 
 
 def test_checkpoints_are_checked_once_per_command_and_before_any_work(tmp_path, capsys, monkeypatch):

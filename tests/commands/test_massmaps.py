@@ -29,13 +29,6 @@ TINY = ["--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--rela
         "--min-steps", "0", "--batch-size", "16", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)  # the command sets 1
-
-
 def _dirs(tmp_path):
     return ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
 

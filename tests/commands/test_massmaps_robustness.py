@@ -41,12 +41,9 @@ TINY = ["--nside", "8", "--n-maps", "6", "--sky-fractions", "1", "--relative-noi
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads_and_cache_env(monkeypatch):
-    n = torch.get_num_threads()
+def _restore_cache_env(monkeypatch):
     monkeypatch.setenv(_cache_dirs.ENV_VAR, "unset")  # so that monkeypatch restores it after the command set it
     monkeypatch.delenv(_cache_dirs.ENV_VAR)
-    yield
-    torch.set_num_threads(n)  # the command sets 1
 
 
 def _dirs(root: Path) -> list[str]:

@@ -43,5 +43,5 @@ def test_graph_cached_build_suite_tiny_case(monkeypatch):
     assert ex["same_values"] and rec["max_rel_diff"] == 0 and len(ex["values_crc32"]) == 3  # nside 8, 4, 2
     assert ex["timed_calls"] == 1 and ex["build_s_calls"] == [ex["build_s"]]
     assert ex["values_calls"] == ex["peer_values_calls"] == 3  # small graphs: no stored values
-    parts = sum(ex[f"{s}_s"] for s in suite.SECTIONS) + ex["other_s"]
-    assert abs(parts - ex["build_s"]) < 1e-6 and ex["load_pattern_s"] > 0 and ex["tensors_s"] > 0
+    # other_s is the build's time less the timed sections: negative if a section were counted twice
+    assert min(ex["other_s"], ex["peer_other_s"]) > -1e-6 and ex["load_pattern_s"] > 0 and ex["tensors_s"] > 0

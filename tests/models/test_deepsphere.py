@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepsphere_gen._validation import UNSEEN
-from deepsphere_gen.graph import build_graph
+from deepsphere_gen.graph import _pattern, build_graph
 from deepsphere_gen.models import DeepSphereClassifier, DeepSphereRegressor, SphericalUNet
 from deepsphere_gen.nn import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
@@ -280,6 +280,10 @@ def test_cached_and_fresh_builds_make_no_coordinates(tmp_path, monkeypatch):
         raise AssertionError(f"coordinates of {self!r} computed")
 
     monkeypatch.setattr(HealpixSampling, "_coordinates", refuse)
+    # blocks smaller than the 3072 pixels, as at nside >= 256 (else one block covers the sky and a
+    # whole-sky angles call would pass unnoticed); the values pass reads _ROWS rows per block
+    monkeypatch.setattr(HealpixSampling, "COORD_CHUNK", 1000)
+    monkeypatch.setattr(_pattern, "_ROWS", 512)
     fresh = DeepSphereClassifier(16, 1, channels=(4, 6), K=3, k=8, cache_dir=tmp_path)
     cached = DeepSphereClassifier(16, 1, channels=(4, 6), K=3, k=8, cache_dir=tmp_path)
     for m in (fresh, cached):

@@ -187,8 +187,6 @@ def test_a_sampling_pickled_with_stored_coordinates_still_loads():
     round-trips with its coordinates not yet made."""
     import pickle
 
-
-
     old = HealpixSampling.__new__(HealpixSampling)
     theta, phi = hp.pix2ang(4, np.arange(192), nest=True)
     old.__dict__.update(nside=4, npix_full=192, _indices=None, _full=True, theta=theta, phi=phi)  # the old layout

@@ -50,7 +50,6 @@ def cases(quick: bool) -> list[dict]:
 
 def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
     """One process of the case: ``side`` "fill", "ours" or "peer" (see the module docstring)."""
-    import os
     import time
     import zlib
     from pathlib import Path

@@ -43,7 +43,6 @@ __all__ = ["checkpoint_path", "member_seed", "mlp_init_seed", "member_fields", "
            "graph_train_config", "graph_state", "mlp_member_seeds", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY",
            "RETRAIN_REMEDY", "remedy_for", "GRAPH_OPTIONS", "MLP_OPTIONS"]
 
-#: what a refused checkpoint tells the user, in training and in evaluation
 #: what to do about a checkpoint of other settings, per method (``{method}``: :func:`remedy_for` fills it in):
 #: ``--restart`` alone would retrain every method of the run, the graph networks too
 RETRAIN_REMEDY = ("not reused: add `--methods {method} --restart` to the command to retrain it (overwriting it; the "
