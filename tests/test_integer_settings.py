@@ -171,3 +171,13 @@ def test_nside_refuses_bools(bad):
     for call in (check_nside, lambda v: MassMapConfig(nside=v), lambda v: pixel_window(v, 3)):
         with pytest.raises(ValueError, match="nside must be an integer power of 2"):
             call(bad)
+
+
+@pytest.mark.parametrize("bad", [True, np.True_])
+def test_range_checked_integers_refuse_bools(bad):
+    """An integer setting with its own range (a patch level) refuses a bool as the shared checks
+    do (int(True) == True passed it as level 1)."""
+    from deepsphere_gen.datasets import split_patches
+
+    with pytest.raises(ValueError, match="patch level must be an integer"):
+        split_patches(np.zeros((1, 12 * 4**2)), bad)

@@ -10,6 +10,7 @@ from pathlib import Path
 import healpy as hp
 import numpy as np
 
+from .._validation import is_bool
 from ..sampling import check_nside
 
 __all__ = [
@@ -54,7 +55,7 @@ def split_patches(maps: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]
     maps = np.asarray(maps)
     npix = maps.shape[-1]
     nside = nside_of(npix)
-    if int(level) != level or level < 0 or 2**level > nside:
+    if is_bool(level) or int(level) != level or level < 0 or 2**level > nside:
         raise ValueError(f"patch level must be an integer with 1 <= 2**level <= nside={nside}, got {level!r}")
     npatch = 12 * 4**level
     values = maps.reshape(maps.shape[:-1] + (npatch, npix // npatch))

@@ -17,7 +17,7 @@ from functools import lru_cache
 import healpy as hp
 import numpy as np
 
-from .._validation import check_nonnegative_int, check_positive_int
+from .._validation import check_nonnegative_int, check_positive_int, is_bool
 
 __all__ = [
     "Cosmology",
@@ -103,7 +103,7 @@ def convergence_cl(cosmology: Cosmology, lmax: int) -> np.ndarray:
     Computed once per (cosmology, lmax) per process (pyccl with Eisenstein-Hu +
     halofit takes ~0.2 s up to lmax 3071); returns a read-only array.
     """
-    if int(lmax) != lmax or lmax < 2:
+    if is_bool(lmax) or int(lmax) != lmax or lmax < 2:
         raise ValueError(f"lmax must be an integer >= 2, got {lmax!r}")
     return _cl_cached(float(cosmology.omega_m), float(cosmology.sigma8), int(lmax))
 

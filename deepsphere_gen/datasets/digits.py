@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_write, atomic_write_json
+from .._validation import is_bool
 from ..harmonic import random_rotations
 from ..sampling import DriscollHealySampling, Sampling
 from ._mnist_files import load_mnist
@@ -148,7 +149,7 @@ def _source(source: str, mnist_path, seed: int, test_fraction: float):
 def _limit(n, available: int, name: str) -> int:
     if n is None:
         return available
-    if int(n) != n or not 1 <= n <= available:
+    if is_bool(n) or int(n) != n or not 1 <= n <= available:
         raise ValueError(f"{name} must be an integer in [1, {available}], got {n!r}")
     return int(n)
 
