@@ -92,7 +92,11 @@ def load_cached(directory: Path, params: dict):
 def _member_crcs(fh) -> dict[str, int]:
     """``{member name less .npy: CRC-32}`` from the zip's central directory (no data read)."""
     with zipfile.ZipFile(fh) as zf:
-        return {info.filename.removesuffix(".npy"): info.CRC for info in zf.infolist()}
+        return _crcs(zf)
+
+
+def _crcs(zf: zipfile.ZipFile) -> dict[str, int]:
+    return {info.filename.removesuffix(".npy"): info.CRC for info in zf.infolist()}
 
 
 def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int]]:
@@ -104,7 +108,7 @@ def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     comes back as an aligned copy: nothing unaligned reaches torch or the C kernels
     (:func:`~deepsphere_gen.graph.build_graph` then rewrites that npz aligned).
     ValueError / BadZipFile for anything else."""
-    out, crcs = {}, {}
+    out = {}
     with zipfile.ZipFile(fh) as zf:
         for info in zf.infolist():
             if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
@@ -130,9 +134,8 @@ def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int]]:
                 raise zipfile.BadZipFile(f"Bad CRC-32 for {info.filename}")
             if not array.flags.aligned:
                 array = np.array(array)  # a fresh (aligned) ndarray
-            name = info.filename[:-4]
-            out[name], crcs[name] = array, info.CRC
-    return out, crcs
+            out[info.filename[:-4]] = array
+        return out, _crcs(zf)
 
 
 #: byte alignment of the array data in the npz files :func:`_write_npz` writes (numpy's own for .npy data)
@@ -165,7 +168,7 @@ def _write_npz(fh, arrays: dict[str, np.ndarray]) -> dict[str, int]:
             with zf.open(info, "w", force_zip64=True) as member:
                 member.write(header.getvalue())
                 member.write(memoryview(array).cast("B"))
-        return {info.filename[:-4]: info.CRC for info in zf.infolist()}
+        return _crcs(zf)
 
 
 def save_cached(directory: Path, params: dict, stored, extra: dict) -> dict[str, int]:

@@ -1,3 +1,4 @@
+import errno
 import json
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_corrupt_entry_is_rebuilt(tmp_path):
     g2 = build_graph(s, k=4, cache_dir=tmp_path)
     assert not g2.from_cache and abs(g2.weights - g1.weights).max() == 0
     assert build_graph(s, k=4, cache_dir=tmp_path).from_cache
-    assert not any(p.suffix == ".tmp" for p in (tmp_path / "graphs").iterdir())
+    assert_no_tmp(tmp_path)
 
 
 def test_sampling_without_cache_key(tmp_path):
@@ -142,6 +143,15 @@ def counts(monkeypatch):
 def large(monkeypatch):
     """The path of graphs over 16M non-zeros (float32 Lanczos, float32 values kept and cached), on small graphs."""
     monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 0)
+
+
+def disk_full(path, write):
+    """An ``atomic_write`` on a full disk."""
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+def assert_no_tmp(root):
+    assert not any(p.suffix == ".tmp" for p in (root / "graphs").iterdir())
 
 
 def assert_same_graph(a, b):
@@ -212,7 +222,7 @@ def test_entry_without_lmax_or_values_is_completed(tmp_path, counts, large, dama
     g = build_graph(s, k=8, cache_dir=tmp_path)
     g.to_torch()
     assert counts == before and isinstance(g._rescaled32, np.memmap)
-    assert not any(p.suffix == ".tmp" for p in (tmp_path / "graphs").iterdir())
+    assert_no_tmp(tmp_path)
 
 
 def _truncate(p):
@@ -282,8 +292,6 @@ def test_values_of_other_parameters_are_not_reused(tmp_path, counts, large, othe
 
 def test_entry_that_cannot_be_completed_still_loads(tmp_path, monkeypatch, large):
     """A full disk or read-only folder when the values would be added: a warning, the graph from the cache."""
-    import errno
-
     from deepsphere_gen.graph import _cache
 
     s = HealpixSampling(8)
@@ -292,10 +300,7 @@ def test_entry_that_cannot_be_completed_still_loads(tmp_path, monkeypatch, large
     values_file(tmp_path).unlink()
     before = files(tmp_path)
 
-    def full(path, write):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    monkeypatch.setattr(_cache, "atomic_write", full)
+    monkeypatch.setattr(_cache, "atomic_write", disk_full)
     with pytest.warns(RuntimeWarning, match="not completed.*No space left"):
         g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache and files(tmp_path) == before
@@ -573,17 +578,12 @@ def test_old_unaligned_entries_load_aligned(tmp_path, counts, large):
 
 def test_fresh_build_into_a_full_disk_warns_and_returns_the_graph(tmp_path, monkeypatch, large):
     """The first write of an entry fails like its completion: a warning naming the cause, the graph."""
-    import errno
-
     from deepsphere_gen.graph import _cache
 
     s = HealpixSampling(8)
     ref = build_graph(s, k=8, cache=False)
 
-    def full(path, write):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    monkeypatch.setattr(_cache, "atomic_write", full)
+    monkeypatch.setattr(_cache, "atomic_write", disk_full)
     with pytest.warns(RuntimeWarning, match=r"not written \(\[Errno 28\] No space left on device"):
         g = build_graph(s, k=8, cache_dir=tmp_path)
     assert not g.from_cache and not list((tmp_path / "graphs").iterdir())
@@ -639,7 +639,7 @@ def test_failed_writes_name_their_cause(tmp_path, large, file_size_limit):
     with pytest.warns(RuntimeWarning, match=r"not written \(\[Errno 27\] File too large"):
         g = build_graph(s, k=8, cache_dir=tmp_path)
     assert_same_graph(g, ref)
-    assert not any(p.suffix == ".tmp" for p in (tmp_path / "graphs").iterdir())
+    assert_no_tmp(tmp_path)
     file_size_limit(None)
     build_graph(s, k=8, cache_dir=tmp_path)
     values_file(tmp_path).unlink()
