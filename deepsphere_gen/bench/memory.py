@@ -92,3 +92,17 @@ def cpu_peak_mb(fn: Callable[[], Any]) -> float:
         peak = _ru_maxrss_kb()
     del out
     return max(peak - base, 0) * 1024 / MB
+
+
+def process_timed(times: dict, key: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` wrapped to store its CPU time (``time.process_time``, s) in ``times[key]`` when called
+    (for :func:`cpu_peak_mb`, which takes a function: the peak and the time of one call)."""
+    import time
+
+    def call():
+        t0 = time.process_time()
+        out = fn()
+        times[key] = time.process_time() - t0
+        return out
+
+    return call

@@ -57,7 +57,7 @@ def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
     import numpy as np
     import torch
 
-    from deepsphere_gen.bench.memory import cpu_peak_mb, resident_mb
+    from deepsphere_gen.bench.memory import cpu_peak_mb, process_timed, resident_mb
     from deepsphere_gen.graph import VALUES_ENV_VAR, build_steps
     from deepsphere_gen.models import DeepSphereClassifier
     from deepsphere_gen.nn import ChebConv, Laplacian
@@ -86,13 +86,8 @@ def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
     Laplacian.from_graph = staticmethod(timed_from_graph)
     r0, box, t = resident_mb(), {}, {}
 
-    def call():
-        t0 = time.process_time()
-        box["model"] = build()
-        t["build_s"] = time.process_time() - t0
-
     with build_steps() as steps:
-        peak = cpu_peak_mb(call)
+        peak = cpu_peak_mb(process_timed(t, "build_s", lambda: box.setdefault("model", build())))
     crcs, seen = [], set()
     for conv in box["model"].modules():
         if isinstance(conv, ChebConv) and id(conv.laplacian) not in seen:

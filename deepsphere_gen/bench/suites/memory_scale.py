@@ -54,18 +54,6 @@ def _kept_mb(r0: float) -> float:
     return resident_mb() - r0
 
 
-def _timed(box: dict, key: str, fn):
-    import time
-
-    def call():
-        t0 = time.process_time()
-        out = fn()
-        box[key] = time.process_time() - t0
-        return out
-
-    return call
-
-
 def sht_child(nside: int, side: str) -> dict:
     """One side of the ``sht`` case, in this process (see the module docstring)."""
     import ducc0.sht.experimental as ducc
@@ -73,45 +61,45 @@ def sht_child(nside: int, side: str) -> dict:
     import numpy as np
     import torch
 
-    from deepsphere_gen.bench.memory import cpu_peak_mb
+    from deepsphere_gen.bench.memory import cpu_peak_mb, process_timed, resident_mb
     from deepsphere_gen.harmonic import SHT
     from deepsphere_gen.sampling import HealpixSampling
 
     torch.set_num_threads(1)
     L, npix = 3 * nside, 12 * nside**2
     m = np.random.default_rng(0).standard_normal(npix).astype(np.float32)  # NESTED
-    r0 = _kept_mb(0.0)  # after the imports: kept figures are the work's
+    r0 = resident_mb()  # after the imports: kept figures are the work's
     out, t = {"map_mb": m.nbytes / 2**20, "alm_mb": L * L * 4 / 2**20}, {}
     if side == "ours":
         x = torch.from_numpy(m)[None, :, None]
         box = {}
-        out["build_peak_mb"] = cpu_peak_mb(_timed(t, "build_s", lambda: box.setdefault(
+        out["build_peak_mb"] = cpu_peak_mb(process_timed(t, "build_s", lambda: box.setdefault(
             "sht", SHT(HealpixSampling(nside), L, check_input=False))))
         out["build_kept_mb"] = _kept_mb(r0)
         sht = box["sht"]
         with torch.no_grad():
-            out["first_peak_mb"] = cpu_peak_mb(_timed(t, "first_s", lambda: sht(x)))
+            out["first_peak_mb"] = cpu_peak_mb(process_timed(t, "first_s", lambda: sht(x)))
             out["first_kept_mb"] = _kept_mb(r0)
-            out["analysis_peak_mb"] = cpu_peak_mb(_timed(t, "analysis_s", lambda: sht(x)))
+            out["analysis_peak_mb"] = cpu_peak_mb(process_timed(t, "analysis_s", lambda: sht(x)))
             a = sht(x)
-            out["synthesis_peak_mb"] = cpu_peak_mb(_timed(t, "synthesis_s", lambda: sht.inverse(a)))
+            out["synthesis_peak_mb"] = cpu_peak_mb(process_timed(t, "synthesis_s", lambda: sht.inverse(a)))
     elif side == "ducc0":
         start, nphi, costheta, _, shifted = hp.ringinfo(nside, np.arange(1, 4 * nside))
         geo = dict(theta=np.arccos(costheta), nphi=nphi.astype(np.uintp), phi0=np.where(shifted, np.pi / nphi, 0.0),
                    ringstart=start.astype(np.uintp), lmax=L - 1, spin=0, nthreads=1)
         w = np.full(nphi.size, hp.nside2pixarea(nside))
         ring = hp.reorder(m, n2r=True)[None]
-        out["analysis_peak_mb"] = cpu_peak_mb(_timed(t, "analysis_s", lambda: ducc.adjoint_synthesis(
+        out["analysis_peak_mb"] = cpu_peak_mb(process_timed(t, "analysis_s", lambda: ducc.adjoint_synthesis(
             map=ring, ringfactor=w, **geo)))
         alm = ducc.adjoint_synthesis(map=ring, ringfactor=w, **geo)
-        out["synthesis_peak_mb"] = cpu_peak_mb(_timed(t, "synthesis_s", lambda: ducc.synthesis(alm=alm, **geo)))
+        out["synthesis_peak_mb"] = cpu_peak_mb(process_timed(t, "synthesis_s", lambda: ducc.synthesis(alm=alm, **geo)))
     else:  # healpy
         ring = hp.reorder(m, n2r=True)
-        out["analysis_peak_mb"] = cpu_peak_mb(_timed(t, "analysis_s", lambda: hp.map2alm(
+        out["analysis_peak_mb"] = cpu_peak_mb(process_timed(t, "analysis_s", lambda: hp.map2alm(
             ring, lmax=L - 1, iter=0, use_weights=False, use_pixel_weights=False)))
         alm = hp.map2alm(ring, lmax=L - 1, iter=0, use_weights=False, use_pixel_weights=False)
-        out["synthesis_peak_mb"] = cpu_peak_mb(_timed(t, "synthesis_s", lambda: hp.alm2map(alm, nside, lmax=L - 1)))
-        out["reorder_peak_mb"] = cpu_peak_mb(_timed(t, "reorder_s", lambda: hp.reorder(m, n2r=True)))
+        out["synthesis_peak_mb"] = cpu_peak_mb(process_timed(t, "synthesis_s", lambda: hp.alm2map(alm, nside, lmax=L - 1)))
+        out["reorder_peak_mb"] = cpu_peak_mb(process_timed(t, "reorder_s", lambda: hp.reorder(m, n2r=True)))
     out.update(t)
     return out
 
@@ -120,7 +108,7 @@ def model_child(nside: int, cache_dir: str, fill: bool) -> dict:
     """The ``model`` case in this process: fill the cache, or measure a cached construction."""
     import torch
 
-    from deepsphere_gen.bench.memory import cpu_peak_mb
+    from deepsphere_gen.bench.memory import cpu_peak_mb, process_timed, resident_mb
     from deepsphere_gen.models import DeepSphereClassifier
     from deepsphere_gen.sampling import HealpixSampling
 
@@ -136,8 +124,8 @@ def model_child(nside: int, cache_dir: str, fill: bool) -> dict:
         return make(self)
 
     HealpixSampling._coordinates = counted
-    r0, t, box = _kept_mb(0.0), {}, {}
-    peak = cpu_peak_mb(_timed(t, "build_s", lambda: box.setdefault("m", DeepSphereClassifier(nside, 1, cache_dir=cache_dir))))
+    r0, t, box = resident_mb(), {}, {}
+    peak = cpu_peak_mb(process_timed(t, "build_s", lambda: box.setdefault("m", DeepSphereClassifier(nside, 1, cache_dir=cache_dir))))
     return {"peak_mb": peak, "kept_mb": _kept_mb(r0), "build_s": t["build_s"], "coordinates_made": made}
 
 

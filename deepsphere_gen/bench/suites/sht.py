@@ -271,7 +271,7 @@ def run(case: dict, device, harness) -> list[dict]:
         mem_ana = harness.peak_memory_mb(lambda: sht(md))
     ours = {"synthesis": (lambda: sht.inverse(cd), once_syn), "analysis": (lambda: sht(md), once_ana)}
     torch_mb, ducc_mb = _engine_bytes(sht, dtype)
-    stored = sum(1 for t in S.rings().theta if t <= np.pi / 2 + 1e-12)
+    stored = sum(1 for t in sht.geometry.theta if t <= np.pi / 2 + 1e-12)
     common = dict(torch_threads=torch.get_num_threads(), torch_engine_mb=torch_mb, ducc0_engine_mb=ducc_mb,
                   old_table_mb=_old_table_mb(stored, L, dtype), npix=S.npix,
                   clock="process_time" if harness.device.type == "cpu" else "wall",
