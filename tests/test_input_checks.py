@@ -236,3 +236,21 @@ def test_integer_checks_name_the_setting():
     for bad in (0, -1, 1.5, False, float("inf")):  # inf raised an OverflowError
         with pytest.raises(ValueError, match=f"n must be a positive integer, got {bad!r}"):
             check_positive_int(bad, "n")
+
+
+@pytest.mark.parametrize("value, off", [("0", True), (" Off ", True), ("false", True), ("no", True), ("1", False),
+                                        ("", False), (None, False)])
+def test_environment_switches_share_one_spelling(monkeypatch, value, off):
+    """The compiled-kernel switch and the graph cache's stored-values switch read 0/false/no/off alike
+    (the kernel switch took only "0")."""
+    from deepsphere_gen.graph import _cache
+    from deepsphere_gen.nn import _cheb_native
+
+    for name in (_cheb_native.ENV_VAR, _cache.VALUES_ENV_VAR):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert _cache.values_cached() is not off
+    if off:
+        assert _cheb_native._library() is None

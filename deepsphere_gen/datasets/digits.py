@@ -10,20 +10,21 @@ Splits (Cohen et al. 2018): ``"NR/NR"`` train and test unrotated, ``"R/R"`` both
 rotated, ``"NR/R"`` train unrotated, test rotated.  Rotations are uniform on SO(3), one
 per sample, drawn from ``seed`` (the test rotations of R/R and NR/R are the same), and
 applied by rotating the sample points (exact).  Built splits are cached on disk as
-NPZ + JSON metadata, written atomically, under ``data_dir`` (default: environment
-variable ``DEEPSPHERE_GEN_CACHE`` or ``~/.cache/deepsphere_gen``, sub-folder ``digits``).
+NPZ + JSON metadata, written atomically, under ``data_dir`` (default: the package's cache
+root, ``$DEEPSPHERE_GEN_CACHE``, else ``$XDG_CACHE_HOME/deepsphere_gen``, else
+``~/.cache/deepsphere_gen``, sub-folder ``digits``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .._cache_dirs import cache_root
 from .._io import atomic_write, atomic_write_json
 from .._validation import is_bool
 from ..harmonic import random_rotations
@@ -55,9 +56,9 @@ def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def default_data_dir() -> Path:
-    """``$DEEPSPHERE_GEN_CACHE/digits`` or ``~/.cache/deepsphere_gen/digits``."""
-    root = os.environ.get("DEEPSPHERE_GEN_CACHE") or Path.home() / ".cache" / "deepsphere_gen"
-    return Path(root) / "digits"
+    """``digits`` under the cache root (:func:`deepsphere_gen._cache_dirs.cache_root`: the same
+    ``$DEEPSPHERE_GEN_CACHE`` / ``$XDG_CACHE_HOME`` rules as the mass maps and graphs)."""
+    return cache_root() / "digits"
 
 
 def _split_name(split: str) -> str:

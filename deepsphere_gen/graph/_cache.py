@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import struct
 import zipfile
 import zlib
@@ -23,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import _cache_dirs
+from .._env import switched_off
 from .._io import atomic_write, atomic_write_json
 
 __all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "save_pattern", "needs_realign", "update_meta",
@@ -36,7 +36,7 @@ VALUES_ENV_VAR = "DEEPSPHERE_GEN_GRAPH_CACHE_VALUES"
 
 def values_cached() -> bool:
     """False when ``$DEEPSPHERE_GEN_GRAPH_CACHE_VALUES`` is 0 / false / no / off (read on each call)."""
-    return os.environ.get(VALUES_ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+    return not switched_off(VALUES_ENV_VAR)
 
 
 def cache_directory(cache_dir=None) -> Path:

@@ -54,6 +54,7 @@ from typing import Callable
 import torch
 
 from .._cache_dirs import cache_root
+from .._env import switched_off
 from .._memory import available_memory
 
 __all__ = ["ENV_VAR", "available", "step", "forward", "backward", "schedule", "sliced", "release", "build_library",
@@ -167,12 +168,12 @@ def _compile() -> ctypes.CDLL | None:
 
 def lazy_library(compile_library: Callable[[], ctypes.CDLL | None]) -> Callable[[], ctypes.CDLL | None]:
     """A function returning the library that ``compile_library`` builds, built once at its first
-    call (thread-safe); it returns None while :data:`ENV_VAR` is "0" or where the build failed.
+    call (thread-safe); it returns None while :data:`ENV_VAR` is 0 / false / no / off (:func:`deepsphere_gen._env.switched_off`) or where the build failed.
     Also used by :mod:`._pool_native`."""
     lock, built = threading.Lock(), {}
 
     def library() -> ctypes.CDLL | None:
-        if os.environ.get(ENV_VAR, "1") == "0":
+        if switched_off(ENV_VAR):
             return None
         with lock:
             if "dll" not in built:

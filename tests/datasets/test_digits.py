@@ -170,3 +170,15 @@ def test_plot_digits(tmp_path):
     assert len(fig.axes) == 12
     with pytest.raises(ValueError, match="ZYZ"):
         plot_digits(images[:3] / 16, HP, rotations=np.zeros((2, 3)))
+
+
+def test_default_data_dir_follows_the_cache_root(monkeypatch, tmp_path):
+    """The digits cache honours $XDG_CACHE_HOME as the mass maps and graphs do (it read only
+    $DEEPSPHERE_GEN_CACHE, else ~/.cache)."""
+    from deepsphere_gen.datasets.digits import default_data_dir
+
+    monkeypatch.delenv("DEEPSPHERE_GEN_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_data_dir() == tmp_path / "deepsphere_gen" / "digits"
+    monkeypatch.setenv("DEEPSPHERE_GEN_CACHE", str(tmp_path / "root"))
+    assert default_data_dir() == tmp_path / "root" / "digits"
