@@ -147,6 +147,19 @@ class DuccEngine:
             raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
                              "the last one the south pole as one sample, ring-major pixels)")
 
+    def kept_bytes(self) -> int:
+        """Bytes of the arrays this engine keeps between calls: the NESTED <-> RING permutations and
+        the conversion tables or block factors of the precisions called so far (not the per-thread
+        work arrays, not ducc0's own)."""
+        kept, todo = {}, [self._order, self._unorder, self._indices, *self._tables.values()]
+        while todo:
+            a = todo.pop()
+            if isinstance(a, tuple):
+                todo.extend(a)
+            elif isinstance(a, np.ndarray) and a.base is None:  # views (the tables reshaped) share their bytes
+                kept[id(a)] = a.nbytes
+        return sum(kept.values())
+
     def _precision(self, dtype) -> tuple:
         """The conversion of arrays of ``dtype`` (made at the first call of its precision).
 

@@ -107,3 +107,18 @@ def test_blocks_refuse_arrays_of_another_bandlimit():
     with pytest.raises(ValueError, match="ducc0 layout of L = 8"):
         lay.to_real(np.zeros((1, 70)), np.zeros((1, 64)), f)
     lay.to_ducc(np.zeros((2, 64)), np.zeros((2, 72)), f)  # the right widths pass
+
+
+def test_engine_kept_bytes(monkeypatch):
+    """What the ducc0 engine reports keeping: the two int32 permutations and, with tables, the int64
+    indices of both directions and one precision's factors; with blocks only O(L) factor rows."""
+    S, L = HealpixSampling(8), 24
+    maps = torch.randn(1, S.npix, 1, dtype=torch.float32)
+    sht = SHT(S, L, dtype=torch.float32)
+    sht(maps), sht.inverse(torch.randn(1, L * L, 1))
+    perms = 2 * 4 * S.npix
+    assert sht.engine_for(maps).kept_bytes() == perms + (L * (L + 1) + L * L) * (8 + 4)
+    monkeypatch.setattr(_ducc_layout, "TABLE_MAX_L", 0)
+    blocks = SHT(S, L, dtype=torch.float32)
+    blocks(maps), blocks.inverse(torch.randn(1, L * L, 1))
+    assert perms < blocks.engine_for(maps).kept_bytes() < perms + 4 * 6 * L + 4 * 2 * L

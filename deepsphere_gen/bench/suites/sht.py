@@ -136,19 +136,20 @@ def _first(harness, fn):
     return out, time.perf_counter() - t0
 
 
-def _engine_bytes(sht: SHT, dtype) -> tuple[float, float]:
-    """(torch engine buffers + one Legendre block, ducc0 engine tables) in MiB for this geometry."""
+def _engine_bytes(sht: SHT, dtype, maps: torch.Tensor, coeffs: torch.Tensor) -> tuple[float, float]:
+    """(torch engine buffers + one Legendre block, what the ducc0 engine keeps after both directions)
+    in MiB for this geometry; ``maps`` / ``coeffs``: host inputs (a transform on another device
+    has not made the ducc0 engine: a host twin is called once)."""
     ref = SHT(sht.sampling, sht.L, dtype=dtype, engine="torch", block_bytes=sht.block_bytes)
     eng = ref.engine_for(torch.zeros(0, dtype=dtype))  # the pure-torch engine, built on the host to count it
     leg = eng.legendre
     block = leg.nk * leg.L * leg.R * torch.empty((), dtype=dtype).element_size()
     torch_b = sum(b.numel() * b.element_size() for b in eng.buffers()) + block
-    L = sht.L
-    # int64 conversion tables and the one precision's factors up to L = 1024, none above
-    # (harmonic/_ducc_layout.py: TABLE_MAX_L)
-    item = torch.empty((), dtype=dtype).element_size()
-    tables_b = (L * (L + 1) + L * L) * (8 + item) if L <= 1024 else 0
-    ducc_b = tables_b + (0 if sht.geometry.order is None else 2 * sht.geometry.order.nbytes)
+    host = sht if sht.device.type == "cpu" else SHT(sht.sampling, sht.L, dtype=dtype, check_input=False)
+    if host is not sht:
+        with torch.no_grad():
+            host(maps), host.inverse(coeffs)
+    ducc_b = host.engine_for(maps).kept_bytes()
     return torch_b / 2**20, ducc_b / 2**20
 
 
@@ -270,7 +271,7 @@ def run(case: dict, device, harness) -> list[dict]:
         mem_syn = harness.peak_memory_mb(lambda: sht.inverse(cd))
         mem_ana = harness.peak_memory_mb(lambda: sht(md))
     ours = {"synthesis": (lambda: sht.inverse(cd), once_syn), "analysis": (lambda: sht(md), once_ana)}
-    torch_mb, ducc_mb = _engine_bytes(sht, dtype)
+    torch_mb, ducc_mb = _engine_bytes(sht, dtype, maps, coeffs)
     stored = sum(1 for t in sht.geometry.theta if t <= np.pi / 2 + 1e-12)
     common = dict(torch_threads=torch.get_num_threads(), torch_engine_mb=torch_mb, ducc0_engine_mb=ducc_mb,
                   old_table_mb=_old_table_mb(stored, L, dtype), npix=S.npix,
