@@ -26,11 +26,12 @@ __all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory",
 FORMAT_VERSION = 2
 METADATA = "metadata.json"
 
-# Measured on the shared 2-core dev box (healpy on 1 OpenMP thread, iter 0, three
-# transforms at lmax 3 nside - 1, cost ~ nside**3): 0.02 s per map at nside 64, 0.67 s
-# at 256, 33-37 s at 1024 (iter 1: 2.5 s and 109 s under heavier load); set-up (pyccl,
-# log-normal C_l^G, pixel window) 2-3 s, 6 s at nside 1024.
-_SECONDS_PER_MAP_1024 = 35.0
+# Measured on the 2-core dev box with no other job (healpy on 1 OpenMP thread, iter 0,
+# three transforms at lmax 3 nside - 1, cost ~ nside**3): 11.0 s per map at nside 1024
+# (44 s for 4 maps, 2026-12-07; 33-37 s had been measured under heavy load), the default
+# run's 96 maps at nside 256 in 21 s; set-up (pyccl, log-normal C_l^G, pixel window) 2-3 s,
+# about 6 s at nside 1024.
+_SECONDS_PER_MAP_1024 = 11.0
 _SECONDS_PER_MAP_MIN = 0.02
 
 
