@@ -297,7 +297,8 @@ def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, 
     plt = _plt()
     names = [f"$\\Omega_m$ = {c['omega_m']:g}, $\\sigma_8$ = {c['sigma8']:g}" for c in classes]
     vmax = float(np.quantile(np.abs(noisy), 0.995))
-    fig = plt.figure(figsize=(15, 7))
+    fig = plt.figure(figsize=(15, 7.5))
+    fig.subplots_adjust(hspace=0.4)  # room for the three-line patch titles
     kw = dict(vmin=-vmax, vmax=vmax, cmap="RdBu_r")
     im = None
     for c in range(2):
@@ -306,7 +307,7 @@ def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, 
         for j, (img, what) in enumerate(((patches[c], "no noise"), (noisy[c], noise_label))):
             ax = fig.add_subplot(2, 4, 4 * c + 2 + j)
             im = ax.imshow(img, origin="lower", **kw)
-            ax.set_title(f"{names[c]}, {patch_text}\n{what}", fontsize=8)
+            ax.set_title(f"{names[c]}\n{patch_text}\n{what}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
     cax = fig.add_axes([0.08, 0.04, 0.6, 0.02])
@@ -319,8 +320,11 @@ def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, 
                 label=f"{names[c]}, with noise")
     ax.set_xlabel("convergence $\\kappa$ (the patches shown)")
     ax.set_ylabel("probability density")
+    ax.yaxis.set_label_position("right")  # on the left it would overlap the patch images
+    ax.yaxis.tick_right()
     ax.set_title("one-point distribution", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylim(top=30 * ax.get_ylim()[1])  # an empty band above the peak for the legend
+    ax.legend(fontsize=7, loc="upper left")
     return savefig(fig, out)
 
 
