@@ -4,6 +4,8 @@ import pytest
 from scipy.stats import binomtest
 
 from deepsphere_gen.experiments.reporting import (
+    METHOD_COLORS,
+    METHOD_NAMES,
     cluster_bootstrap,
     decode_correct,
     encode_correct,
@@ -14,6 +16,9 @@ from deepsphere_gen.experiments.reporting import (
     map_runs,
     margin_records,
     paired_margin,
+    plot_accuracy,
+    plot_curves,
+    save_png,
     wilson_interval,
 )
 
@@ -169,3 +174,39 @@ def test_margin_records_and_table():
     with pytest.raises(ValueError, match="different test samples"):
         margin_records(recs, ("fcn",), ("psd_svm",))
     assert "no paired margins" in format_margins([])
+
+
+def _plotted_record(method, sky="1/48", noise=0.0, acc=0.8):
+    return {"method": method, "sky": sky, "noise": noise, "accuracy": acc, "ci95": (acc - 0.02, acc + 0.02),
+            "history": [{"epoch": 1, "train_loss": 0.5, "val_accuracy": acc}]}
+
+
+def test_a_method_keeps_its_colour_whichever_methods_a_figure_shows(tmp_path):
+    """The default run's figure (six methods) and the large run's (four) draw the FCN, the PSD and
+    the strong set in the same colours; before, colours followed the position among the methods shown."""
+    import matplotlib.colors as mcolors
+
+    colours = []
+
+    def keep(fig, path):
+        found = {}
+        for ax in fig.axes:
+            for container in ax.containers:
+                found[container.get_label()] = mcolors.to_hex(container.lines[0].get_color())
+            for line in ax.get_lines():
+                if line.get_label() and not line.get_label().startswith("_"):
+                    found[line.get_label().split(",")[0]] = mcolors.to_hex(line.get_color())
+        colours.append(found)
+        return save_png(fig, path)
+
+    few = ["fcn", "psd_svm", "hist_svm", "strong_svm"]
+    many = ["fcn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm"]
+    for methods in (few, many):
+        plot_accuracy([_plotted_record(m) for m in methods], tmp_path / "acc.png", keep, methods)
+    plot_curves([_plotted_record(m) for m in ("harmonic", "fcn")], tmp_path / "curves.png", keep)
+    acc_few, acc_many, curves = colours
+    for m in few:
+        assert acc_few[METHOD_NAMES[m]] == acc_many[METHOD_NAMES[m]] == mcolors.to_hex(METHOD_COLORS[m])
+    assert curves[METHOD_NAMES["fcn"]] == acc_many[METHOD_NAMES["fcn"]]
+    assert curves[METHOD_NAMES["harmonic"]] == acc_many[METHOD_NAMES["harmonic"]]
+    assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)

@@ -21,7 +21,7 @@ import numpy as np
 from .._io import atomic_write
 from .._validation import check_positive_int
 
-__all__ = ["METHOD_NAMES", "wilson_interval", "cluster_bootstrap", "map_interval", "paired_margin", "encode_correct",
+__all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap", "map_interval", "paired_margin", "encode_correct",
            "decode_correct", "map_runs", "expand_runs", "margin_records", "format_margins", "align_rows", "format_table",
            "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
 
@@ -35,6 +35,8 @@ METHOD_NAMES = {
     "hist_svm": "histogram + SVM",
     "strong_svm": "PSD+hist+moments+peaks+MFs + SVM",
 }
+#: One colour per method in every figure, so figures of different runs can be compared.
+METHOD_COLORS = {m: f"C{i}" for i, m in enumerate(METHOD_NAMES)}
 INTERVAL_NOTE = ("95 % Wilson intervals, binomial over test samples: approximate, since patches of one map "
                  "are correlated")
 
@@ -334,13 +336,12 @@ def plot_curves(records: list[dict], out, savefig) -> Path:
     nets = [r for r in records if r.get("history")]
     skies = list(dict.fromkeys(r["sky"] for r in nets)) or ["-"]
     fig, axes = plt.subplots(2, len(skies), figsize=(4.4 * len(skies), 6.5), squeeze=False)
-    methods = list(dict.fromkeys(r["method"] for r in nets))
     noises = list(dict.fromkeys(r["noise"] for r in nets))
     styles = ["-", "--", ":", "-."]
     for j, sky in enumerate(skies):
         for r in (r for r in nets if r["sky"] == sky):
             ep = [h["epoch"] for h in r["history"]]
-            kw = dict(color=f"C{methods.index(r['method'])}", ls=styles[noises.index(r["noise"]) % 4],
+            kw = dict(color=_color(r["method"]), ls=styles[noises.index(r["noise"]) % 4],
                       label=f"{METHOD_NAMES.get(r['method'], r['method'])}, {r.get('noise_label', r['noise'])}")
             axes[0, j].plot(ep, [h["train_loss"] for h in r["history"]], **kw)
             axes[1, j].plot(ep, [100 * h.get("val_accuracy", np.nan) for h in r["history"]], **kw)
@@ -374,7 +375,7 @@ def plot_accuracy(records: list[dict], out, savefig, methods_order=()) -> Path:
             lo = np.array([100 * r["ci95"][0] for r in rs])
             hi = np.array([100 * r["ci95"][1] for r in rs])
             ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o" if m in ("fcn", "cnn", "harmonic", "hybrid") else "s",
-                        color=f"C{i}", capsize=3, label=METHOD_NAMES.get(m, m))
+                        color=_color(m), capsize=3, label=METHOD_NAMES.get(m, m))
         ax.axhline(50, color="gray", lw=0.8, ls=":")
         nside = next((r.get("nside") for r in records if r["sky"] == sky), None)
         ax.set_title(f"sky fraction {sky}" + (f" (nside {nside})" if nside else ""))
@@ -384,6 +385,11 @@ def plot_accuracy(records: list[dict], out, savefig, methods_order=()) -> Path:
     axes[0, 0].set_ylabel("test accuracy (%), 95 % interval (approx.)")
     _legend(fig, axes)
     return savefig(fig, out)
+
+
+def _color(method: str) -> str:
+    """The method's colour (:data:`METHOD_COLORS`); methods not listed there get gray."""
+    return METHOD_COLORS.get(method, "0.4")
 
 
 def _legend(fig, axes) -> None:
