@@ -5,7 +5,7 @@ import healpy as hp
 import numpy as np
 
 from .._memory import index_dtype
-from .._validation import is_bool
+from .._validation import check_healpix_order, is_bool
 
 from ._base import Rings, Sampling
 
@@ -78,9 +78,7 @@ class HealpixSampling(Sampling):
     def __init__(self, nside: int, indices=None, mask=None, order: str = "NESTED"):
         self.nside = check_nside(nside)
         self.npix_full = 12 * self.nside**2
-        order = str(order).upper()
-        if order not in ("NESTED", "RING"):
-            raise ValueError(f"order (of the mask) must be 'NESTED' or 'RING', got {order!r}")
+        order = check_healpix_order(order, "order (of the mask)")
         if indices is not None and mask is not None:
             raise ValueError("give either indices or mask, not both")
         if mask is not None:
