@@ -15,6 +15,7 @@ __all__ = [
     "check_nonnegative_int",
     "check_positive_ints",
     "check_nested_order",
+    "check_healpix_order",
 ]
 
 #: healpy's sentinel for missing pixels.
@@ -157,3 +158,15 @@ def check_nested_order(order: str) -> None:
             f"maps must be in HEALPix NESTED order (got order={order!r}); convert a RING map with "
             "healpy.reorder(m, r2n=True) and declare order='NESTED'"
         )
+
+
+def check_healpix_order(order, name: str = "order", allow_any: bool = False) -> str:
+    """``order`` upper-cased if it is a HEALPix pixel ordering, "NESTED" or "RING" in any case ("ANY" too
+    where ``allow_any``: either ordering accepted), else ValueError "``name`` must be 'NESTED' or 'RING'
+    ..., got ``order``" (the value as given).  No other normalisation: a caller reading a file header
+    strips the spaces itself."""
+    upper = str(order).upper()
+    if upper not in ("NESTED", "RING") and not (allow_any and upper == "ANY"):
+        words = "'NESTED', 'RING' or 'ANY'" if allow_any else "'NESTED' or 'RING'"
+        raise ValueError(f"{name} must be {words} (case-insensitive), got {order!r}")
+    return upper

@@ -254,3 +254,46 @@ def test_environment_switches_share_one_spelling(monkeypatch, value, off):
     assert _cache.values_cached() is not off
     if off:
         assert _cheb_native._library() is None
+
+
+def test_healpix_ordering_checks_share_one_spelling(tmp_path):
+    """The mask order of HealpixSampling, the SHT's map order and the FITS reader's ordering (and header) are
+    checked by one function: any case accepted (as each did before), the refusal names the setting, the value as
+    given and the accepted values; only the FITS reader takes "any"."""
+    import healpy as hp
+    import numpy as np
+
+    from deepsphere_gen._validation import check_healpix_order
+    from deepsphere_gen.datasets import check_fits_ordering, read_healpix_fits
+    from deepsphere_gen.harmonic._sht_geometry import RingGeometry
+    from deepsphere_gen.sampling import HealpixSampling
+
+    assert [check_healpix_order(o) for o in ("nested", "Ring")] == ["NESTED", "RING"]
+    assert check_healpix_order("any", allow_any=True) == "ANY"
+    nside, L = 2, 4
+    S = HealpixSampling(nside)
+    ring_mask = np.zeros(S.npix, bool)
+    ring_mask[:5] = True  # RING pixels 0..4: the 4 polar pixels of the first ring and one of the second
+    assert np.array_equal(HealpixSampling(nside, mask=ring_mask, order="ring").indices,
+                          np.sort(hp.ring2nest(nside, np.arange(5))))
+    assert RingGeometry.from_sampling(S, L, "ring").order is None
+    assert np.array_equal(RingGeometry.from_sampling(S, L, "nested").order, hp.ring2nest(nside, np.arange(S.npix)))
+    f = tmp_path / "ring.fits"
+    m = np.arange(S.npix, dtype=np.float64)
+    hp.write_map(str(f), m, nest=False, dtype=np.float64)
+    assert np.array_equal(read_healpix_fits(f, nside, ordering="ring"), hp.reorder(m, r2n=True))
+    assert np.array_equal(read_healpix_fits(f, nside, ordering="Any"), hp.reorder(m, r2n=True))
+    assert check_fits_ordering(" ring ", f, "Ring") == "RING"
+    two = "'NESTED' or 'RING' (case-insensitive)"
+    three = "'NESTED', 'RING' or 'ANY' (case-insensitive)"
+    for call, message in [
+        (lambda: HealpixSampling(nside, mask=ring_mask, order="galactic"), f"order (of the mask) must be {two}, got 'galactic'"),
+        (lambda: RingGeometry.from_sampling(S, L, "any"), f"order must be {two}, got 'any'"),
+        (lambda: SHT(S, L, order=None), f"order must be {two}, got None"),
+        (lambda: read_healpix_fits(f, nside, ordering="row"), f"ordering must be {three}, got 'row'"),
+        (lambda: check_fits_ordering("RING", f, "row"), f"expected ordering must be {three}, got 'row'"),
+        (lambda: check_fits_ordering(" healpix ", "f.fits", "any"), f"f.fits: the ORDERING header must be {two}, got 'healpix'"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message

@@ -10,7 +10,7 @@ from pathlib import Path
 import healpy as hp
 import numpy as np
 
-from .._validation import is_bool
+from .._validation import check_healpix_order, is_bool
 from ..sampling import check_nside
 
 __all__ = [
@@ -94,14 +94,6 @@ def builtin_footprint(nside: int) -> np.ndarray:
 _ORDERING_ADVICE = "pass ordering='any' to convert, or rewrite the file with nest=True"
 
 
-def _expected_ordering(ordering) -> str:
-    """An ``ordering`` argument upper-cased: "NESTED", "RING" or "ANY" (ValueError otherwise)."""
-    expected = str(ordering).upper()
-    if expected not in ("NESTED", "RING", "ANY"):
-        raise ValueError(f"ordering must be 'NESTED', 'RING' or 'any', got {expected!r}")
-    return expected
-
-
 def check_fits_ordering(value, path, expected: str = "ANY", advice: str | None = None) -> str:
     """The pixel ordering a HEALPix FITS header declares: its ORDERING ``value`` as "NESTED" or "RING".
 
@@ -109,10 +101,11 @@ def check_fits_ordering(value, path, expected: str = "ANY", advice: str | None =
     ("NESTED" or "RING"; "ANY": either), with ``advice`` in parentheses (default: :func:`read_healpix_fits`'s,
     ``ordering='any'`` or a rewrite; ``massmaps classify`` passes its own).  Header only: no data read.
     """
-    order = str(value if value is not None else "").strip().upper()
-    if order not in ("NESTED", "RING"):
-        raise ValueError(f"{path}: ORDERING header is {order or 'missing'!r}, expected NESTED or RING")
-    expected = _expected_ordering(expected)
+    order = str(value if value is not None else "").strip()
+    if not order:
+        raise ValueError(f"{path}: the ORDERING header is missing, expected NESTED or RING")
+    order = check_healpix_order(order, f"{path}: the ORDERING header")
+    expected = check_healpix_order(expected, "expected ordering", allow_any=True)
     if expected != "ANY" and order != expected:
         raise ValueError(f"{path} is in {order} ordering but {expected} was expected ({advice or _ORDERING_ADVICE})")
     return order
@@ -131,7 +124,7 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0
     when its table was read whole); a gzip-compressed file is decompressed whole (astropy cannot map it).
     """
     nside = check_nside(nside)
-    ordering = _expected_ordering(ordering)
+    ordering = check_healpix_order(ordering, "ordering", allow_any=True)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no such FITS file: {path}")

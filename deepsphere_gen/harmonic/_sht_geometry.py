@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import check_positive_int
+from .._validation import check_healpix_order, check_positive_int
 from ._permutation import check_permutation, is_identity
 
 __all__ = ["RingGeometry", "THETA_RULES", "max_bandlimit"]
@@ -71,9 +71,7 @@ class RingGeometry:
             raise ValueError(f"bandlimit L={L} is too large for {sampling!r}: at most {limit}")
         if not getattr(sampling, "is_full_sky", True):
             raise ValueError("the SHT needs a full-sky sampling; mask partial-sky maps onto the full sphere")
-        order = str(order).upper()
-        if order not in ("NESTED", "RING"):
-            raise ValueError(f"order must be 'NESTED' or 'RING', got {order!r}")
+        order = check_healpix_order(order)
         rings = sampling.rings()
         if rings.rule not in THETA_RULES:
             raise ValueError(f"{sampling!r} declares theta rule {rings.rule!r}; the SHT knows {THETA_RULES}")

@@ -14,6 +14,26 @@ import numpy as np
 __all__ = ["Sampling", "Rings"]
 
 
+class _MadeOnFirstRead:
+    """Data descriptor of a dataclass field given either its value or a zero-argument function
+    that makes it: the function is called at the first read and its value kept, so a field
+    that costs time (HEALPix's ring permutation) is made only when someone reads it."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:  # class access: the dataclass reads no default (the field stays required)
+            raise AttributeError(self.name)
+        value = obj.__dict__[self.slot]
+        if callable(value):
+            value = obj.__dict__[self.slot] = value()
+        return value
+
+    def __set__(self, obj, value) -> None:  # the dataclass __init__ only (frozen: users cannot assign)
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class Rings:
     """Iso-latitude ring structure of a sampling (used by the ring-based SHT).
@@ -26,7 +46,9 @@ class Rings:
     start : (nrings,) int64, offset of each ring in ring-major order.
     order : (npix,) integers (int32 or int64), ``order[i]`` is the pixel index (in the sampling's own
         pixel order) of the i-th sample in ring-major order (ring by ring, phi
-        increasing).  ``x[..., order, :]`` turns a map into ring-major order.
+        increasing).  ``x[..., order, :]`` turns a map into ring-major order.  Given either as
+        the array or as a zero-argument function returning it, called at the first read of
+        ``order`` (its result kept): the SHT on ring-major maps never reads it.
     weights : (nrings,) float64 or None, quadrature weight (steradians) of every pixel of
         each ring: ``sum_rings weights * nphi`` integrates band-limited products exactly
         up to the sampling's bandlimit.  None where the analysis uses ``rule`` instead.
@@ -39,7 +61,7 @@ class Rings:
     nphi: np.ndarray
     phi0: np.ndarray
     start: np.ndarray
-    order: np.ndarray
+    order: np.ndarray = _MadeOnFirstRead()
     weights: np.ndarray | None = None
     rule: str = "quadrature"
 

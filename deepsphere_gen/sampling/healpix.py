@@ -5,7 +5,7 @@ import healpy as hp
 import numpy as np
 
 from .._memory import index_dtype
-from .._validation import is_bool
+from .._validation import check_healpix_order, is_bool
 
 from ._base import Rings, Sampling
 
@@ -78,9 +78,7 @@ class HealpixSampling(Sampling):
     def __init__(self, nside: int, indices=None, mask=None, order: str = "NESTED"):
         self.nside = check_nside(nside)
         self.npix_full = 12 * self.nside**2
-        order = str(order).upper()
-        if order not in ("NESTED", "RING"):
-            raise ValueError(f"order (of the mask) must be 'NESTED' or 'RING', got {order!r}")
+        order = check_healpix_order(order, "order (of the mask)")
         if indices is not None and mask is not None:
             raise ValueError("give either indices or mask, not both")
         if mask is not None:
@@ -254,7 +252,9 @@ class HealpixSampling(Sampling):
         return coarse, keep
 
     def rings(self) -> Rings:
-        """Rings of the full sky (the SHT needs every pixel)."""
+        """Rings of the full sky (the SHT needs every pixel).  Their ``order`` (NESTED pixel of each
+        RING sample, :meth:`_ring_to_nest`: ~0.15 s CPU and 4 bytes per pixel at nside 1024) is made
+        at its first read: never by the SHT on RING maps."""
         if not self.is_full_sky:
             raise ValueError("a partial-sky HEALPix sampling has no complete rings; mask the map instead")
         nside = self.nside
@@ -267,7 +267,7 @@ class HealpixSampling(Sampling):
             nphi=nphi.astype(np.int64),
             phi0=phi0.astype(np.float64),
             start=start.astype(np.int64),
-            order=self._ring_to_nest(),
+            order=self._ring_to_nest,  # called at the first read of Rings.order
             weights=np.full(ring_numbers.size, self.pixel_area),
         )
 

@@ -83,14 +83,16 @@ def test_one_ordering_check_for_the_library_and_classify(tmp_path):
     own advice): header value -> "NESTED"/"RING", refusals naming the file."""
     assert check_fits_ordering(" nested ", "f.fits") == "NESTED"
     assert check_fits_ordering("RING", "f.fits", "ring") == "RING"
-    for value in (None, "", "HEALPIX"):
-        with pytest.raises(ValueError, match=r"f.fits: ORDERING header is '(missing|HEALPIX)', expected NESTED or "):
+    for value in (None, "", " "):
+        with pytest.raises(ValueError, match=r"f.fits: the ORDERING header is missing, expected NESTED or RING"):
             check_fits_ordering(value, "f.fits", "NESTED")
+    with pytest.raises(ValueError, match=r"f.fits: the ORDERING header must be 'NESTED' or 'RING' .*got 'HEALPIX'"):
+        check_fits_ordering("HEALPIX", "f.fits", "NESTED")
     with pytest.raises(ValueError, match=r"f.fits is in RING ordering but NESTED was expected \(pass ordering='any'"):
         check_fits_ordering("RING", "f.fits", "NESTED")
     with pytest.raises(ValueError, match=r"but NESTED was expected \(convert it\)"):
         check_fits_ordering("RING", "f.fits", "NESTED", advice="convert it")
-    with pytest.raises(ValueError, match="ordering must be 'NESTED', 'RING' or 'any', got 'ROW'"):
+    with pytest.raises(ValueError, match=r"ordering must be 'NESTED', 'RING' or 'ANY' \(case-insensitive\), got 'row'"):
         check_fits_ordering("RING", "f.fits", "row")
     f = tmp_path / "none.fits"
     hp.write_map(str(f), np.zeros(12 * 4**2), nest=True, dtype=np.float64)
@@ -98,7 +100,7 @@ def test_one_ordering_check_for_the_library_and_classify(tmp_path):
 
     with fits.open(f, mode="update") as hdus:
         del hdus[1].header["ORDERING"]
-    with pytest.raises(ValueError, match="ORDERING header is 'missing'"):
+    with pytest.raises(ValueError, match="ORDERING header is missing"):
         read_healpix_fits(f, 4)
 
 

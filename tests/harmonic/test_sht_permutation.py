@@ -32,6 +32,39 @@ def test_rings_order_is_int32_ring2nest(nside, small_chunks):
     assert np.array_equal(order, hp.ring2nest(nside, np.arange(12 * nside**2)))
 
 
+
+def test_ring_permutation_made_only_when_read(monkeypatch):
+    """Rings.order is made at its first read and kept: the SHT on RING maps never makes it (and still equals
+    healpy's transform), the SHT on NESTED maps makes it once, and a second read of the same rings reuses it."""
+    calls = []
+    made = HealpixSampling._ring_to_nest
+
+    def counted(self):
+        calls.append(self.nside)
+        return made(self)
+
+    monkeypatch.setattr(HealpixSampling, "_ring_to_nest", counted)
+    nside, L = 8, 24
+    S = HealpixSampling(nside)
+    ring_sht = SHT(S, L, dtype=torch.float64, order="RING")
+    maps = torch.randn(1, S.npix, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a = ring_sht(maps)
+    y = ring_sht.inverse(a)
+    assert calls == [] and ring_sht.geometry.order is None
+    ref = healpy_alm_to_real(hp.map2alm(maps[0, :, 0].numpy(), lmax=L - 1, iter=0, use_weights=False,
+                                        use_pixel_weights=False), L)
+    np.testing.assert_allclose(a[0, :, 0].numpy(), ref, atol=1e-12 * np.abs(ref).max())
+    ref = hp.alm2map(real_to_healpy_alm(a[0, :, 0].numpy(), L), nside, lmax=L - 1)
+    np.testing.assert_allclose(y[0, :, 0].numpy(), ref, atol=1e-12 * np.abs(ref).max())
+    sht = SHT(S, L, dtype=torch.float64)
+    assert calls == [nside]
+    nested = torch.empty_like(maps)
+    nested[:, sht.geometry.order] = maps
+    assert torch.equal(sht(nested), a)
+    r = S.rings()
+    assert r.order is r.order and calls == [nside, nside]
+    assert np.array_equal(r.order, hp.ring2nest(nside, np.arange(S.npix)))
+
 def test_gather_and_inverse_equal_numpy(small_chunks):
     rng = np.random.default_rng(0)
     order = rng.permutation(4321).astype(np.int32)
