@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
-from ._cache import (cache_directory, load_array, load_cached, needs_realign, sampling_key, save_array, save_cached,
+from ._cache import (cache_directory, load_array, load_cached, sampling_key, save_array, save_cached,
                      save_pattern, update_meta, values_cached)
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
@@ -201,9 +201,9 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     directory = cache_directory(cache_dir)
     with step("load_pattern"):
         hit = load_cached(directory, params) if cache else None
-    W = pattern = None
+    W, pattern, realign = None, None, False
     if hit is not None:
-        stored, meta, source = hit
+        stored, meta, source, realign = hit
         if isinstance(stored, tuple):
             pattern = KnnPattern(*stored, params["sigma"])
         else:
@@ -238,8 +238,6 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     if not cache:
         return graph
     add_values = graph._rescaled32 is not None and not from_file and store_values
-    # a pattern npz written before its members were aligned (loaded as copies): rewritten aligned, same member bytes
-    realign = hit is not None and pattern is not None and needs_realign(directory, params, stored)
     if hit is not None and not (new_lmax or add_values or realign):
         return graph
     try:  # a read-only folder, a full disk: the graph is returned, the entry is left as it was or incomplete
@@ -248,7 +246,7 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
                 source = save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
                                      {"lmax": lmax, **lmax_tags, "nnz": graph.nnz})
             else:  # complete the entry
-                if realign:
+                if realign:  # a pattern npz written before its members were aligned (loaded as copies): same member bytes
                     save_pattern(directory, params, stored)
                 if new_lmax:
                     update_meta(directory, params, lmax=lmax, **lmax_tags)

@@ -540,8 +540,9 @@ def test_write_npz_aligns_any_member(tmp_path, dtype):
     with np.load(path) as f:
         assert sorted(f.files) == sorted(arrays) and all(np.array_equal(f[k], v) for k, v in arrays.items())
     with open(path, "rb") as fh:
-        mapped, crcs2 = _map_npz(fh)
+        mapped, crcs2, realign = _map_npz(fh)
     assert crcs2 == crcs and all(np.array_equal(mapped[k], v) and mapped[k].flags.aligned for k, v in arrays.items())
+    assert not realign and all(isinstance(mapped[k], np.memmap) for k in arrays if mapped[k].size)
 
 
 def test_old_unaligned_entries_load_aligned(tmp_path, counts, large):
@@ -719,3 +720,31 @@ def test_unaligned_npz_with_padding_is_not_rewritten(tmp_path, monkeypatch):
     g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache and g.pattern.indices.flags.aligned and not isinstance(g.pattern.indices, np.memmap)
     assert npz.stat().st_mtime_ns == mtime
+
+
+def test_only_copied_members_of_an_npz_without_padding_are_realigned(tmp_path, monkeypatch):
+    """An npz whose members are all aligned without the padding block (another writer's: here extra
+    blocks of another id) is mapped and left as written; so is the npz of a stored W."""
+    import zipfile
+
+    from deepsphere_gen.graph import _cache
+
+    s = HealpixSampling(8)
+    monkeypatch.setattr(_cache, "_ALIGN_EXTRA_ID", 0xCAFE)
+    build_graph(s, k=8, cache_dir=tmp_path / "p")
+    monkeypatch.undo()
+    npz = next((tmp_path / "p" / "graphs").glob("*.npz"))
+    with zipfile.ZipFile(npz) as zf:  # the preconditions: aligned, no padding block
+        assert not any(_cache._has_pad(info.extra) for info in zf.infolist())
+    assert all(offset % 64 == 0 for offset in _member_offsets(npz).values())
+    with open(npz, "rb") as fh:
+        assert _cache._map_npz(fh)[2] is False
+    build_graph(GaussLegendreSampling(4), k=8, cache_dir=tmp_path / "w")  # a stored W
+    for root, sampling in ((tmp_path / "p", s), (tmp_path / "w", GaussLegendreSampling(4))):
+        (npz,) = (root / "graphs").glob("*.npz")
+        written = (npz.stat().st_ino, npz.stat().st_mtime_ns)
+        g = build_graph(sampling, k=8, cache_dir=root)
+        assert g.from_cache and (npz.stat().st_ino, npz.stat().st_mtime_ns) == written
+        assert (g.pattern is None) == (root.name == "w")
+        if g.pattern is not None:
+            assert isinstance(g.pattern.indptr, np.memmap) and isinstance(g.pattern.indices, np.memmap)
