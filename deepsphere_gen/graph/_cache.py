@@ -175,21 +175,23 @@ def _write_npz(fh, arrays: dict[str, np.ndarray]) -> dict[str, int]:
         return _crcs(zf)
 
 
-def save_cached(directory: Path, params: dict, stored, extra: dict) -> dict[str, int]:
+def save_cached(directory: Path, params: dict, stored, extra) -> dict[str, int]:
     """Write W (scipy ``save_npz``, uncompressed) or a pattern's ``(indptr, indices)``
-    (:func:`save_pattern`), then the metadata (JSON, the completeness marker).  Returns the
-    npz members' CRC-32s (``source`` of :func:`load_cached`)."""
+    (:func:`save_pattern`), then the metadata ``extra(source)`` (JSON, the completeness marker;
+    ``source``: the npz members' CRC-32s just written, what the caller binds lmax to).  Returns
+    ``source`` (that of :func:`load_cached`)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(params)
     if isinstance(stored, tuple):
         source = save_pattern(directory, params, stored)
-        extra = {**extra, "stored": "pattern"}
+        kind = {"stored": "pattern"}
     else:
         path = directory / f"{stem}.npz"
         atomic_write(path, lambda f: sp.save_npz(f, stored, compressed=False))
         with open(path, "rb") as fh:
             source = _member_crcs(fh)
-    atomic_write_json(directory / f"{stem}.json", {"params": params, **extra})
+        kind = {}
+    atomic_write_json(directory / f"{stem}.json", {"params": params, **extra(source), **kind})
     return source
 
 

@@ -457,15 +457,26 @@ def test_lmax_of_another_rule_is_recomputed(tmp_path, monkeypatch, counts):
     assert build_graph(s, k=8, cache_dir=tmp_path).lmax == 7.5  # then read from the entry
 
 
-def _rewrite_pattern(npz, change):
-    """Write the entry's npz again (as the cache does) with ``change`` applied to its indices."""
+def _move_an_edge(npz):
+    """Write the entry's npz again (as the cache does) with row 0's last neighbour moved to another
+    pixel (the row stays sorted); returns the old and new members' CRC-32s."""
     from deepsphere_gen.graph._cache import _write_npz
 
     with np.load(npz) as f:
         arrays = dict(f)
-    change(arrays["indices"])
+    indices, end = arrays["indices"], arrays["indptr"][1] - 1
+    indices[end] = max(set(range(indices[end] + 1, len(arrays["indptr"]) - 1)) - set(indices[: end + 1]))
+    old = _npz_crcs(npz)
     with open(npz, "wb") as fh:
         _write_npz(fh, arrays)
+    return old, _npz_crcs(npz)
+
+
+def _npz_crcs(npz):
+    import zipfile
+
+    with zipfile.ZipFile(npz) as zf:
+        return {info.filename.removesuffix(".npy"): info.CRC for info in zf.infolist()}
 
 
 def test_values_of_another_pattern_are_recomputed(tmp_path, counts, large):
@@ -475,13 +486,7 @@ def test_values_of_another_pattern_are_recomputed(tmp_path, counts, large):
     build_graph(s, k=8, cache_dir=tmp_path)
     npz = next((tmp_path / "graphs").glob("*.npz"))
     values = values_file(tmp_path).read_bytes()
-
-    def move_an_edge(indices):  # row 0's last neighbour -> another pixel (keeps the row sorted)
-        g = build_graph(s, k=8, cache=False)
-        end = g.pattern.indptr[1] - 1
-        indices[end] = max(set(range(indices[end] + 1, 768)) - set(indices[: end + 1]))
-
-    _rewrite_pattern(npz, move_an_edge)
+    _move_an_edge(npz)
     before = dict(counts)
     g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache and not isinstance(g._rescaled32, np.memmap) and counts["values"] == before["values"] + 1
@@ -490,6 +495,40 @@ def test_values_of_another_pattern_are_recomputed(tmp_path, counts, large):
     assert values_file(tmp_path).read_bytes() != values
     h = build_graph(s, k=8, cache_dir=tmp_path)
     assert isinstance(h._rescaled32, np.memmap) and np.array_equal(h._rescaled32, g._rescaled32)
+
+
+def test_lmax_of_another_pattern_is_recomputed(tmp_path, counts):
+    """lmax is bound to the CRC-32s of the npz members it was computed from, as the stored values
+    are: an npz replaced under an unchanged JSON gets its own lmax (recorded with its CRC-32s);
+    an lmax recorded without them (entries from before) is recomputed once, then recorded with them."""
+    from scipy.sparse.linalg import eigsh
+
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    npz = next((tmp_path / "graphs").glob("*.npz"))
+    good = json.loads(entry_json(tmp_path).read_text())
+    assert good["lmax"] == ref.lmax and good["lmax_source"] == _npz_crcs(npz)
+    # an entry from before the binding
+    entry_json(tmp_path).write_text(json.dumps({k: v for k, v in good.items() if k != "lmax_source"}))
+    before = counts["lanczos"]
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == before + 1 and g.lmax == ref.lmax
+    assert json.loads(entry_json(tmp_path).read_text()) == good  # rewritten with the binding
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref.lmax and counts["lanczos"] == before + 1
+    # another pattern under the same JSON
+    old_crcs, new_crcs = _move_an_edge(npz)
+    assert old_crcs != new_crcs
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == before + 2
+    assert g.pattern.indices[g.pattern.indptr[1] - 1] != ref.pattern.indices[ref.pattern.indptr[1] - 1]
+    meta = json.loads(entry_json(tmp_path).read_text())
+    assert meta["lmax"] == g.lmax and meta["lmax_source"] == new_crcs
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == g.lmax and counts["lanczos"] == before + 2
+    true = {name: eigsh(graph.laplacian, k=1, which="LA", return_eigenvectors=False)[0] for name, graph in
+            (("old", ref), ("new", g))}
+    assert true["new"] != true["old"] and true["new"] <= g.lmax <= 1.02 * true["new"]
+    assert g.lmax == _laplacian.estimate_lmax(g.laplacian)  # the rule's lmax of the pattern in the entry
 
 
 # --- alignment of the memory-mapped pattern --------------------------------------------------------
