@@ -373,7 +373,7 @@ def _classify(args) -> int:
     nside, files = cl.read_user_headers(args.maps, args.field)
     if skies is not None:
         skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
-    maps = {f: cl.user_map(u, args.field) for f, u in files.items()}
+    maps = {p: cl.user_map(f, column) for p, (f, column) in files.items()}
     nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
                               method_given=args.method is not None, sigma_e=_get(args, "sigma_e"))
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front

@@ -25,7 +25,7 @@ from .. import _cache_dirs
 from .._env import switched_off
 from .._io import atomic_write, atomic_write_json
 
-__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "save_pattern", "needs_realign", "update_meta",
+__all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "save_pattern", "update_meta",
            "load_array", "save_array", "values_cached", "VALUES_ENV_VAR"]
 
 ENV_VAR = _cache_dirs.ENV_VAR
@@ -64,10 +64,11 @@ def _stem(params: dict) -> str:
 
 
 def load_cached(directory: Path, params: dict):
-    """``(stored, meta, source)`` if a complete entry for exactly ``params`` exists, else None;
-    ``stored`` is W (a scipy CSR) or a kNN pattern's ``(indptr, indices)``, ``source`` the
+    """``(stored, meta, source, realign)`` if a complete entry for exactly ``params`` exists, else
+    None; ``stored`` is W (a scipy CSR) or a kNN pattern's ``(indptr, indices)``, ``source`` the
     CRC-32s of the npz members it was read from (``{member: crc}``: what derived arrays are
-    bound to, see :func:`save_array`)."""
+    bound to, see :func:`save_array`), ``realign`` True when the pattern's npz should be
+    rewritten by :func:`save_pattern` (see :func:`_map_npz`; False for W)."""
     stem = _stem(params)
     meta_path, npz_path = directory / f"{stem}.json", directory / f"{stem}.npz"
     if not (meta_path.exists() and npz_path.exists()):
@@ -78,15 +79,15 @@ def load_cached(directory: Path, params: dict):
             return None
         with open(npz_path, "rb") as fh:  # one open file: the CRCs are those of the arrays read
             if meta.get("stored") == "pattern":
-                arrays, source = _map_npz(fh)
+                arrays, source, realign = _map_npz(fh)
                 stored = (arrays["indptr"], arrays["indices"])
             else:
-                source = _member_crcs(fh)
+                source, realign = _member_crcs(fh), False
                 fh.seek(0)
                 stored = sp.load_npz(fh).tocsr()
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # unreadable, partial or damaged entry: rebuild (and overwrite)
-    return stored, meta, source
+    return stored, meta, source, realign
 
 
 def _member_crcs(fh) -> dict[str, int]:
@@ -99,16 +100,19 @@ def _crcs(zf: zipfile.ZipFile) -> dict[str, int]:
     return {info.filename.removesuffix(".npy"): info.CRC for info in zf.infolist()}
 
 
-def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int], bool]:
     """The arrays of the uncompressed npz open as ``fh``, each memory-mapped copy-on-write where
     it lies in the zip file, after checking the member's CRC-32 over the mapping (the check
     ``np.load`` makes while it copies the file: ~0.35 s instead of ~1.1 s for the 1.4 GiB of
-    patterns of an nside-1024 model), and the members' CRC-32s.  A member whose data is not
-    aligned to its item size (npz files of ``np.savez``, written before :func:`_write_npz`)
-    comes back as an aligned copy: nothing unaligned reaches torch or the C kernels
-    (:func:`~deepsphere_gen.graph.build_graph` then rewrites that npz aligned).
+    patterns of an nside-1024 model), the members' CRC-32s, and ``realign``.  A member whose
+    data is not aligned to its item size (npz files of ``np.savez``, written before
+    :func:`_write_npz`) comes back as an aligned copy: nothing unaligned reaches torch or the C
+    kernels.  ``realign``: some member was copied and the npz was not written by
+    :func:`_write_npz` (its members carry the padding block: were they unaligned all the same,
+    another zip layout than this Python's, rewriting would not help);
+    :func:`~deepsphere_gen.graph.build_graph` then rewrites it aligned.
     ValueError / BadZipFile for anything else."""
-    out = {}
+    out, copied = {}, False
     with zipfile.ZipFile(fh) as zf:
         for info in zf.infolist():
             if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
@@ -133,9 +137,9 @@ def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int]]:
             if _crc32(array, crc) != info.CRC:
                 raise zipfile.BadZipFile(f"Bad CRC-32 for {info.filename}")
             if not array.flags.aligned:
-                array = np.array(array)  # a fresh (aligned) ndarray
+                array, copied = np.array(array), True  # a fresh (aligned) ndarray
             out[info.filename[:-4]] = array
-        return out, _crcs(zf)
+        return out, _crcs(zf), copied and not all(_has_pad(info.extra) for info in zf.infolist())
 
 
 #: byte alignment of the array data in the npz files :func:`_write_npz` writes (numpy's own for .npy data)
@@ -171,21 +175,23 @@ def _write_npz(fh, arrays: dict[str, np.ndarray]) -> dict[str, int]:
         return _crcs(zf)
 
 
-def save_cached(directory: Path, params: dict, stored, extra: dict) -> dict[str, int]:
+def save_cached(directory: Path, params: dict, stored, extra) -> dict[str, int]:
     """Write W (scipy ``save_npz``, uncompressed) or a pattern's ``(indptr, indices)``
-    (:func:`save_pattern`), then the metadata (JSON, the completeness marker).  Returns the
-    npz members' CRC-32s (``source`` of :func:`load_cached`)."""
+    (:func:`save_pattern`), then the metadata ``extra(source)`` (JSON, the completeness marker;
+    ``source``: the npz members' CRC-32s just written, what the caller binds lmax to).  Returns
+    ``source`` (that of :func:`load_cached`)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(params)
     if isinstance(stored, tuple):
         source = save_pattern(directory, params, stored)
-        extra = {**extra, "stored": "pattern"}
+        kind = {"stored": "pattern"}
     else:
         path = directory / f"{stem}.npz"
         atomic_write(path, lambda f: sp.save_npz(f, stored, compressed=False))
         with open(path, "rb") as fh:
             source = _member_crcs(fh)
-    atomic_write_json(directory / f"{stem}.json", {"params": params, **extra})
+        kind = {}
+    atomic_write_json(directory / f"{stem}.json", {"params": params, **extra(source), **kind})
     return source
 
 
@@ -197,20 +203,6 @@ def save_pattern(directory: Path, params: dict, pattern: tuple) -> dict[str, int
     atomic_write(directory / f"{_stem(params)}.npz",
                  lambda f: crcs.update(_write_npz(f, {"indptr": indptr, "indices": indices})))
     return crcs
-
-
-def needs_realign(directory: Path, params: dict, stored: tuple) -> bool:
-    """True when a pattern ``stored`` from :func:`load_cached` has a copied (unaligned) member and
-    its npz was not written by :func:`_write_npz` (whose members carry the padding block: were
-    they unaligned all the same, another zip layout than this Python's, rewriting would not
-    help).  Reads the zip's central directory only."""
-    if all(isinstance(a, np.memmap) or not a.size for a in stored):
-        return False
-    try:
-        with zipfile.ZipFile(directory / f"{_stem(params)}.npz") as zf:
-            return not all(_has_pad(info.extra) for info in zf.infolist())
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 def _has_pad(extra: bytes) -> bool:

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
-from ._cache import (cache_directory, load_array, load_cached, needs_realign, sampling_key, save_array, save_cached,
+from ._cache import (cache_directory, load_array, load_cached, sampling_key, save_array, save_cached,
                      save_pattern, update_meta, values_cached)
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
@@ -189,8 +189,10 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     runs no Lanczos, and at that size no values pass either.  An entry lacking them (or
     whose file does not match its record: CRC-32, dtype, size, lmax, :data:`VALUES_FORMAT`,
     the CRC-32s of the pattern's npz members; or whose lmax was made by another
-    :data:`LMAX_RULE` or precision) is completed by the next build.  A cache folder that
-    cannot be written (read-only, full) gives a RuntimeWarning naming the cause, not an error.
+    :data:`LMAX_RULE` or precision, or from other npz members than the entry's: CRC-32s
+    recorded beside it, an lmax recorded without them is recomputed once) is completed by the
+    next build.  A cache folder that cannot be written (read-only, full) gives a
+    RuntimeWarning naming the cause, not an error.
     ``$DEEPSPHERE_GEN_GRAPH_CACHE_VALUES=0``: the values are neither written nor read.
     Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~45 s of
     CPU and 2.7 GiB peak for the whole process including a float32 ChebConv on it (the
@@ -201,9 +203,9 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     directory = cache_directory(cache_dir)
     with step("load_pattern"):
         hit = load_cached(directory, params) if cache else None
-    W = pattern = None
+    W, pattern, realign = None, None, False
     if hit is not None:
-        stored, meta, source = hit
+        stored, meta, source, realign = hit
         if isinstance(stored, tuple):
             pattern = KnnPattern(*stored, params["sigma"])
         else:
@@ -218,9 +220,9 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         W = equiangular_4neighbour_graph(sampling)
     graph = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"],
                         from_cache=hit is not None, pattern=pattern)
-    lmax_tags = {"lmax_dtype": _lmax_dtype(graph), "lmax_rule": LMAX_RULE}
     lmax = None
-    if hit is not None and all(meta.get(key, _UNTAGGED.get(key, value)) == value for key, value in lmax_tags.items()):
+    if hit is not None and all(meta.get(key, _UNTAGGED.get(key, value)) == value
+                               for key, value in _lmax_tags(graph, source).items()):
         lmax = _valid_lmax(meta.get("lmax"))
     new_lmax = lmax is None  # not in the cache (or an entry without a usable one): Lanczos
     if new_lmax:
@@ -238,20 +240,18 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     if not cache:
         return graph
     add_values = graph._rescaled32 is not None and not from_file and store_values
-    # a pattern npz written before its members were aligned (loaded as copies): rewritten aligned, same member bytes
-    realign = hit is not None and pattern is not None and needs_realign(directory, params, stored)
     if hit is not None and not (new_lmax or add_values or realign):
         return graph
     try:  # a read-only folder, a full disk: the graph is returned, the entry is left as it was or incomplete
         with step("save"):
             if hit is None:
                 source = save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
-                                     {"lmax": lmax, **lmax_tags, "nnz": graph.nnz})
+                                     lambda source: {"lmax": lmax, **_lmax_tags(graph, source), "nnz": graph.nnz})
             else:  # complete the entry
-                if realign:
+                if realign:  # a pattern npz written before its members were aligned (loaded as copies): same member bytes
                     save_pattern(directory, params, stored)
                 if new_lmax:
-                    update_meta(directory, params, lmax=lmax, **lmax_tags)
+                    update_meta(directory, params, lmax=lmax, **_lmax_tags(graph, source))
             if add_values:
                 save_array(directory, params, _RESCALED32, graph._rescaled32, _values_tags(lmax, source))
     except OSError as err:
@@ -288,15 +288,23 @@ VALUES_FORMAT = 1
 LMAX_RULE = 1
 
 #: the tags of entries written before they were recorded (their lmax was computed by rule 1, at
-#: the precision the entry's size gives); stored values without tags are recomputed (their
-#: pattern cannot be checked)
-_UNTAGGED = {"lmax_rule": 1}
+#: the precision the entry's size gives; its npz is unknown: None matches no CRC-32s, so such an
+#: lmax is recomputed once, then recorded with them); stored values without tags are recomputed
+#: (their pattern cannot be checked)
+_UNTAGGED = {"lmax_rule": 1, "lmax_source": None}
 
 
 def _values_tags(lmax: float, source: dict) -> dict:
     """What stored rescaled values must have been made with: lmax, :data:`VALUES_FORMAT`, and the
     CRC-32s of the npz members of the pattern (``source``)."""
     return {"lmax": float(lmax), "format": VALUES_FORMAT, "source": source}
+
+
+def _lmax_tags(graph: SphereGraph, source: dict) -> dict:
+    """What a stored lmax must have been made with: the precision of the Lanczos
+    (:func:`_lmax_dtype`), :data:`LMAX_RULE`, and the CRC-32s of the npz members of the stored
+    matrix (``source``, as the stored values are bound to them)."""
+    return {"lmax_dtype": _lmax_dtype(graph), "lmax_rule": LMAX_RULE, "lmax_source": source}
 
 
 def _lmax_dtype(graph: SphereGraph) -> str:

@@ -158,6 +158,25 @@ def test_resident_mb_sees_what_is_kept():
     assert 56 < r1 - r0 < 80 and r2 - r0 < 16
 
 
+def test_memory_scale_suite_tiny_case():
+    """The suite measures the SHT alone (its former cached-model case was graph_cached_build's build and
+    figures); a tiny case runs our side and both peers, each in a fresh process."""
+    pytest.importorskip("ducc0")
+    pytest.importorskip("healpy")
+    suite = _bench.discover_suites()["memory_scale"]
+    assert suite.cases(True) == [{"what": "sht", "nside": 64}]
+    assert [c["nside"] for c in suite.cases(False)] == [256, 512, 1024, 2048]
+    assert {c["what"] for c in suite.cases(False)} == {"sht"}
+    h = _bench.Harness("cpu", repeats=1, warmup=0, quick=True)
+    h.suite = "memory_scale"
+    (rec,) = suite.run({"what": "sht", "nside": 4}, h.device, h)
+    ex = rec["extras"]
+    assert rec["name"] == "memory sht healpix" and rec["peer"] == "ducc0" and rec["params"] == {"what": "sht", "nside": 4}
+    assert ex["L"] == 12 and ex["map_mb"] == 192 * 4 / 2**20 and ex["alm_mb"] == 144 * 4 / 2**20
+    assert rec["ours_s"] == ex["analysis_s"] and rec["peer_s"] == ex["ducc0_analysis_s"] and ex["timed_calls"] == 1
+    assert rec["peak_mem_mb"] == ex["first_peak_mb"] and "healpy_reorder_s" in ex and "synthesis_s" in ex
+
+
 def test_roofline_floor_is_sum_of_kernel_bounds():
     machine = {"bandwidth_gbs": 10.0, "gemm_gflops": 100.0}
     # kernel 1 memory-bound (1 s), kernel 2 compute-bound (2 s)

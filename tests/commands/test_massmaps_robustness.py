@@ -270,6 +270,27 @@ def test_classify_two_column_fits(trained, capsys):
     assert main(["massmaps", "classify", two, *out, "--field", "1"]) == 0
 
 
+def test_classify_resolves_each_files_column_once(trained, tmp_path, capsys, monkeypatch):
+    """--field is resolved (and checked) once per file, on its header; the map read is that column (was: resolved
+    again for each file's read)."""
+    from deepsphere_gen.experiments.massmaps import classify as cl
+
+    resolved, real = [], cl.map_field
+    monkeypatch.setattr(cl, "map_field", lambda f, field=None: resolved.append((f.path.name, field)) or real(f, field))
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    cut = tmp_path / "cut.fits"
+    hp.write_map(str(cut), [1e6 * m, m], nest=True, partial=True, dtype=np.float64, column_names=["KAPPA_E6", "KAPPA"])
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0"]
+    files = [trained / "two.fits", cut]
+    assert main(["massmaps", "classify", *map(str, files), *out, "--field", "1"]) == 0
+    assert resolved == [("two.fits", 1), ("cut.fits", 1)]
+    got = capsys.readouterr().out.splitlines()
+    assert main(["massmaps", "classify", str(trained / "test.fits"), *out]) == 0  # the same map, one column
+    want = capsys.readouterr().out.replace(str(trained / "test.fits"), "F").splitlines()
+    for f in files:  # each file's column 1 is that map: the same probabilities
+        assert [line.replace(str(f), "F") for line in got if line.startswith(f"{f}:")] == want and len(want) == 2
+
+
 def test_classify_refusals(trained, tmp_path, capsys):
     out = ["--out-dir", str(trained / "out")]
     test = str(trained / "test.fits")

@@ -457,15 +457,26 @@ def test_lmax_of_another_rule_is_recomputed(tmp_path, monkeypatch, counts):
     assert build_graph(s, k=8, cache_dir=tmp_path).lmax == 7.5  # then read from the entry
 
 
-def _rewrite_pattern(npz, change):
-    """Write the entry's npz again (as the cache does) with ``change`` applied to its indices."""
+def _move_an_edge(npz):
+    """Write the entry's npz again (as the cache does) with row 0's last neighbour moved to another
+    pixel (the row stays sorted); returns the old and new members' CRC-32s."""
     from deepsphere_gen.graph._cache import _write_npz
 
     with np.load(npz) as f:
         arrays = dict(f)
-    change(arrays["indices"])
+    indices, end = arrays["indices"], arrays["indptr"][1] - 1
+    indices[end] = max(set(range(indices[end] + 1, len(arrays["indptr"]) - 1)) - set(indices[: end + 1]))
+    old = _npz_crcs(npz)
     with open(npz, "wb") as fh:
         _write_npz(fh, arrays)
+    return old, _npz_crcs(npz)
+
+
+def _npz_crcs(npz):
+    import zipfile
+
+    with zipfile.ZipFile(npz) as zf:
+        return {info.filename.removesuffix(".npy"): info.CRC for info in zf.infolist()}
 
 
 def test_values_of_another_pattern_are_recomputed(tmp_path, counts, large):
@@ -475,13 +486,7 @@ def test_values_of_another_pattern_are_recomputed(tmp_path, counts, large):
     build_graph(s, k=8, cache_dir=tmp_path)
     npz = next((tmp_path / "graphs").glob("*.npz"))
     values = values_file(tmp_path).read_bytes()
-
-    def move_an_edge(indices):  # row 0's last neighbour -> another pixel (keeps the row sorted)
-        g = build_graph(s, k=8, cache=False)
-        end = g.pattern.indptr[1] - 1
-        indices[end] = max(set(range(indices[end] + 1, 768)) - set(indices[: end + 1]))
-
-    _rewrite_pattern(npz, move_an_edge)
+    _move_an_edge(npz)
     before = dict(counts)
     g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache and not isinstance(g._rescaled32, np.memmap) and counts["values"] == before["values"] + 1
@@ -490,6 +495,40 @@ def test_values_of_another_pattern_are_recomputed(tmp_path, counts, large):
     assert values_file(tmp_path).read_bytes() != values
     h = build_graph(s, k=8, cache_dir=tmp_path)
     assert isinstance(h._rescaled32, np.memmap) and np.array_equal(h._rescaled32, g._rescaled32)
+
+
+def test_lmax_of_another_pattern_is_recomputed(tmp_path, counts):
+    """lmax is bound to the CRC-32s of the npz members it was computed from, as the stored values
+    are: an npz replaced under an unchanged JSON gets its own lmax (recorded with its CRC-32s);
+    an lmax recorded without them (entries from before) is recomputed once, then recorded with them."""
+    from scipy.sparse.linalg import eigsh
+
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    npz = next((tmp_path / "graphs").glob("*.npz"))
+    good = json.loads(entry_json(tmp_path).read_text())
+    assert good["lmax"] == ref.lmax and good["lmax_source"] == _npz_crcs(npz)
+    # an entry from before the binding
+    entry_json(tmp_path).write_text(json.dumps({k: v for k, v in good.items() if k != "lmax_source"}))
+    before = counts["lanczos"]
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == before + 1 and g.lmax == ref.lmax
+    assert json.loads(entry_json(tmp_path).read_text()) == good  # rewritten with the binding
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref.lmax and counts["lanczos"] == before + 1
+    # another pattern under the same JSON
+    old_crcs, new_crcs = _move_an_edge(npz)
+    assert old_crcs != new_crcs
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and counts["lanczos"] == before + 2
+    assert g.pattern.indices[g.pattern.indptr[1] - 1] != ref.pattern.indices[ref.pattern.indptr[1] - 1]
+    meta = json.loads(entry_json(tmp_path).read_text())
+    assert meta["lmax"] == g.lmax and meta["lmax_source"] == new_crcs
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == g.lmax and counts["lanczos"] == before + 2
+    true = {name: eigsh(graph.laplacian, k=1, which="LA", return_eigenvectors=False)[0] for name, graph in
+            (("old", ref), ("new", g))}
+    assert true["new"] != true["old"] and true["new"] <= g.lmax <= 1.02 * true["new"]
+    assert g.lmax == _laplacian.estimate_lmax(g.laplacian)  # the rule's lmax of the pattern in the entry
 
 
 # --- alignment of the memory-mapped pattern --------------------------------------------------------
@@ -540,8 +579,9 @@ def test_write_npz_aligns_any_member(tmp_path, dtype):
     with np.load(path) as f:
         assert sorted(f.files) == sorted(arrays) and all(np.array_equal(f[k], v) for k, v in arrays.items())
     with open(path, "rb") as fh:
-        mapped, crcs2 = _map_npz(fh)
+        mapped, crcs2, realign = _map_npz(fh)
     assert crcs2 == crcs and all(np.array_equal(mapped[k], v) and mapped[k].flags.aligned for k, v in arrays.items())
+    assert not realign and all(isinstance(mapped[k], np.memmap) for k in arrays if mapped[k].size)
 
 
 def test_old_unaligned_entries_load_aligned(tmp_path, counts, large):
@@ -719,3 +759,31 @@ def test_unaligned_npz_with_padding_is_not_rewritten(tmp_path, monkeypatch):
     g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache and g.pattern.indices.flags.aligned and not isinstance(g.pattern.indices, np.memmap)
     assert npz.stat().st_mtime_ns == mtime
+
+
+def test_only_copied_members_of_an_npz_without_padding_are_realigned(tmp_path, monkeypatch):
+    """An npz whose members are all aligned without the padding block (another writer's: here extra
+    blocks of another id) is mapped and left as written; so is the npz of a stored W."""
+    import zipfile
+
+    from deepsphere_gen.graph import _cache
+
+    s = HealpixSampling(8)
+    monkeypatch.setattr(_cache, "_ALIGN_EXTRA_ID", 0xCAFE)
+    build_graph(s, k=8, cache_dir=tmp_path / "p")
+    monkeypatch.undo()
+    npz = next((tmp_path / "p" / "graphs").glob("*.npz"))
+    with zipfile.ZipFile(npz) as zf:  # the preconditions: aligned, no padding block
+        assert not any(_cache._has_pad(info.extra) for info in zf.infolist())
+    assert all(offset % 64 == 0 for offset in _member_offsets(npz).values())
+    with open(npz, "rb") as fh:
+        assert _cache._map_npz(fh)[2] is False
+    build_graph(GaussLegendreSampling(4), k=8, cache_dir=tmp_path / "w")  # a stored W
+    for root, sampling in ((tmp_path / "p", s), (tmp_path / "w", GaussLegendreSampling(4))):
+        (npz,) = (root / "graphs").glob("*.npz")
+        written = (npz.stat().st_ino, npz.stat().st_mtime_ns)
+        g = build_graph(sampling, k=8, cache_dir=root)
+        assert g.from_cache and (npz.stat().st_ino, npz.stat().st_mtime_ns) == written
+        assert (g.pattern is None) == (root.name == "w")
+        if g.pattern is not None:
+            assert isinstance(g.pattern.indptr, np.memmap) and isinstance(g.pattern.indices, np.memmap)

@@ -1,5 +1,5 @@
-"""Memory at scale suite: a HEALPix SHT and a DeepSphere model built at nside 256-2048, against
-the data they must hold and against ducc0 / healpy doing the same transform.
+"""Memory at scale suite: a HEALPix SHT built and called at nside 256-2048, against the data it
+must hold and against ducc0 / healpy doing the same transform.
 
 Every side runs in a fresh Python process (its peaks are its own; one torch / ducc0 thread,
 ``OMP_NUM_THREADS`` as given to the run, normally 1), memory by
@@ -15,21 +15,23 @@ Cases
   RING map (the reorder not counted): ducc0's ``adjoint_synthesis`` (pixel-area
   ``ringfactor``) / ``synthesis`` and healpy's ``map2alm(iter=0)`` / ``alm2map``, plus
   ``healpy.reorder`` of the NESTED map (what a healpy user pays for NESTED input).  The data:
-  ``map_mb`` (the float32 map), ``alm_mb`` (L^2 float32 real coefficients).
-- ``model``: ``DeepSphereClassifier(nside, 1)`` (default channels (16, 32, 64), k = 20, K = 5)
-  at nside 256 and 1024 (quick: 64) with its graphs in the disk cache (a first process fills a
-  temporary cache): ``build_s`` (CPU), ``peak_mb``, ``kept_mb``, and ``coordinates_made`` (the
-  nsides whose (npix,) pixel coordinates were computed: none expected).
+  ``map_mb`` (the float32 map), ``alm_mb`` (L^2 float32 real coefficients).  The params keep
+  ``what: "sht"``, as in the recorded results (where it told these cases from ``model``).
 
-``ours_s``: our steady (second) analysis (sht; its build and first call are ``build_s``, ``first_s``)
-or the model's construction (model), CPU time; ``peer_s``: ducc0's analysis, so that ``speedup``
-compares like with like.  Every figure is ONE call per side (``timed_calls``: 1; not the harness's
-``repeats``, which this suite does not use): single timings on a possibly loaded machine.
+The suite's former ``model`` case, ``DeepSphereClassifier(nside, 1)`` (k = 20) built from cached
+graphs at nside 256 and 1024 (peak and kept memory, CPU time, in a fresh process), was the build
+the ``graph_cached_build`` suite measures with the same figures (``peak_mb``, ``kept_mb``,
+``build_s``: fastest of 2 calls, split by step); that such a build makes no (npix,) pixel
+coordinates, which it recorded too, is tested (``tests/models/test_deepsphere.py``).
+
+``ours_s``: our steady (second) analysis (its build and first call are ``build_s``, ``first_s``),
+CPU time; ``peer_s``: ducc0's analysis, so that ``speedup`` compares like with like.  Every figure
+is ONE call per side (``timed_calls``: 1; not the harness's ``repeats``, which this suite does not
+use): single timings on a possibly loaded machine.
 """
 from __future__ import annotations
 
 import os
-import tempfile
 
 from ..memory import fresh_process_result
 
@@ -41,10 +43,7 @@ TIMEOUT_S = 900
 
 def cases(quick: bool) -> list[dict]:
     """See the module docstring."""
-    if quick:
-        return [{"what": "sht", "nside": 64}, {"what": "model", "nside": 64}]
-    return ([{"what": "sht", "nside": n} for n in (256, 512, 1024, 2048)]
-            + [{"what": "model", "nside": n} for n in (256, 1024)])
+    return [{"what": "sht", "nside": n} for n in ((64,) if quick else (256, 512, 1024, 2048))]
 
 
 def _kept_mb(r0: float) -> float:
@@ -104,33 +103,8 @@ def sht_child(nside: int, side: str) -> dict:
     return out
 
 
-def model_child(nside: int, cache_dir: str, fill: bool) -> dict:
-    """The ``model`` case in this process: fill the cache, or measure a cached construction."""
-    import torch
-
-    from deepsphere_gen.bench.memory import cpu_peak_mb, process_timed, resident_mb
-    from deepsphere_gen.models import DeepSphereClassifier
-    from deepsphere_gen.sampling import HealpixSampling
-
-    torch.set_num_threads(1)
-    if fill:
-        DeepSphereClassifier(nside, 1, cache_dir=cache_dir)
-        return {}
-    made, make = [], HealpixSampling._coordinates
-
-    def counted(self):
-        if self._coords is None:
-            made.append(self.nside)
-        return make(self)
-
-    HealpixSampling._coordinates = counted
-    r0, t, box = resident_mb(), {}, {}
-    peak = cpu_peak_mb(process_timed(t, "build_s", lambda: box.setdefault("m", DeepSphereClassifier(nside, 1, cache_dir=cache_dir))))
-    return {"peak_mb": peak, "kept_mb": _kept_mb(r0), "build_s": t["build_s"], "coordinates_made": made}
-
-
 def _child(call: str) -> dict:
-    code = f"import json; from deepsphere_gen.bench.suites.memory_scale import sht_child, model_child; print('RESULT ' + json.dumps({call}))"
+    code = f"import json; from deepsphere_gen.bench.suites.memory_scale import sht_child; print('RESULT ' + json.dumps({call}))"
     return fresh_process_result(code, TIMEOUT_S, call)
 
 
@@ -139,18 +113,11 @@ def run(case: dict, device, harness) -> list[dict]:
     if str(device) != "cpu":
         raise ValueError("the memory_scale suite measures CPU memory")
     nside = int(case["nside"])
-    common = dict(torch_threads=1, ducc0_threads=1, omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
-                  clock="process_time", timed_calls=1)
-    if case["what"] == "sht":
-        sides = {s: _child(f"sht_child({nside}, {s!r})") for s in ("ours", "ducc0", "healpy")}
-        ours = sides["ours"]
-        extras = dict(common, L=3 * nside, dtype="float32", **ours,
-                      **{f"{p}_{k}": v for p in ("ducc0", "healpy") for k, v in sides[p].items()
-                         if k not in ("map_mb", "alm_mb")})
-        return [harness.record("memory sht healpix", case, ours["analysis_s"], peer="ducc0",
-                               peer_s=sides["ducc0"]["analysis_s"], peak_mem_mb=ours["first_peak_mb"], **extras)]
-    with tempfile.TemporaryDirectory() as cache_dir:
-        _child(f"model_child({nside}, {cache_dir!r}, True)")
-        r = _child(f"model_child({nside}, {cache_dir!r}, False)")
-    return [harness.record("memory DeepSphereClassifier cached build", case, r["build_s"], peak_mem_mb=r["peak_mb"],
-                           **common, **r)]
+    sides = {s: _child(f"sht_child({nside}, {s!r})") for s in ("ours", "ducc0", "healpy")}
+    ours = sides["ours"]
+    extras = dict(torch_threads=1, ducc0_threads=1, omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
+                  clock="process_time", timed_calls=1, L=3 * nside, dtype="float32", **ours,
+                  **{f"{p}_{k}": v for p in ("ducc0", "healpy") for k, v in sides[p].items()
+                     if k not in ("map_mb", "alm_mb")})
+    return [harness.record("memory sht healpix", case, ours["analysis_s"], peer="ducc0",
+                           peer_s=sides["ducc0"]["analysis_s"], peak_mem_mb=ours["first_peak_mb"], **extras)]

@@ -113,17 +113,18 @@ def map_field(f: UserFits, field: int | None = None) -> int:
     return field
 
 
-def user_map(f: UserFits, field: int | None = None) -> np.ndarray:
-    """One NESTED map (12 nside^2,) float64: data column :func:`map_field` of the file, read alone
-    (:func:`~deepsphere_gen.datasets.read_healpix_fits`: the file memory-mapped, the other columns never copied).
-    A cut-sky file (``healpy.write_map(..., partial=True)``) gives UNSEEN outside its pixels.  ValueError as
-    :func:`map_field`, and for data that do not fit NSIDE or cannot be read."""
-    return read_healpix_fits(f.path, f.nside, "NESTED", map_field(f, field))
+def user_map(f: UserFits, column: int) -> np.ndarray:
+    """One NESTED map (12 nside^2,) float64: the 0-based data ``column`` of the file as :func:`map_field` resolved it
+    (:func:`read_user_headers` gives it), read alone (:func:`~deepsphere_gen.datasets.read_healpix_fits`: the file
+    memory-mapped, the other columns never copied).  A cut-sky file (``healpy.write_map(..., partial=True)``) gives
+    UNSEEN outside its pixels.  ValueError for data that do not fit NSIDE or cannot be read."""
+    return read_healpix_fits(f.path, f.nside, "NESTED", column)
 
 
 def read_user_headers(paths, field: int | None = None) -> tuple[int, dict]:
-    """``(nside, {path: UserFits})``: the headers of the FITS files ``paths``, every one checked before any map is
-    read (:func:`read_user_fits`, :func:`map_field`): files of different NSIDE, a missing or ambiguous column, a
+    """``(nside, {path: (UserFits, column)})``: the headers of the FITS files ``paths`` and the data column of each
+    (:func:`map_field` of ``field``: resolved once, here), every one checked before any map is read
+    (:func:`read_user_fits`, :func:`map_field`): files of different NSIDE, a missing or ambiguous column, a
     RING file are refused here.  Then :func:`user_map` reads each file's column alone, one file at a time
     (memory: one map per file, plus ~4 maps while one is read; was every file's whole table at once before the
     nside comparison); each file is opened twice in all (header, data)."""
@@ -132,9 +133,7 @@ def read_user_headers(paths, field: int | None = None) -> tuple[int, dict]:
     if len(set(nsides.values())) > 1:
         raise ValueError("the maps have different nside (" + ", ".join(f"{p}: {n}" for p, n in nsides.items())
                          + "); classify maps of one nside at a time")
-    for f in files.values():
-        map_field(f, field)
-    return next(iter(nsides.values())), files
+    return next(iter(nsides.values())), {p: (f, map_field(f, field)) for p, f in files.items()}
 
 
 def _patch_sky_that_fits(bad: np.ndarray) -> str | None:
