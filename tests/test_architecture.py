@@ -24,7 +24,7 @@ PKG = "deepsphere_gen"
 
 #: layer of each top-level name under deepsphere_gen (a sub-package or a root module).
 LAYER = {
-    "": 0, "_validation": 0, "_io": 0, "_cache_dirs": 0, "_fingerprint": 0, "_memory": 0, "_seeds": 0, "_lazy": 0, "_env": 0,
+    "": 0, "_validation": 0, "_io": 0, "_cache_dirs": 0, "_fingerprint": 0, "_memory": 0, "_seeds": 0, "_lazy": 0, "_env": 0, "_platform": 0,
     "sampling": 1,
     "graph": 2, "harmonic": 2,
     "nn": 3, "datasets": 3, "equivariance": 3,

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .._io import atomic_write_json
+from .._platform import cpu_description
 
 #: identifier of the JSON document layout written by :func:`write_json`.
 SCHEMA = "deepsphere_gen.bench/1"
@@ -116,6 +117,7 @@ def run_metadata(harness, argv=None) -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "cpu": cpu_description(),
         "machine": harness.machine_rates,
         "env": {k: os.environ[k] for k in _ENV_KEYS if k in os.environ},
     }

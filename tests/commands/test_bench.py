@@ -192,6 +192,7 @@ def test_cli_writes_json(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["meta"]["schema"] == _bench.SCHEMA and doc["meta"]["quick"] is True
     assert doc["meta"]["repeats"] == 2
+    assert doc["meta"]["cpu"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     (rec,) = doc["records"]
     assert set(rec) == set(_bench.RECORD_FIELDS)
     assert rec["suite"] == "trivial" and rec["name"] == "double" and rec["params"] == {"n": 8}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._io import atomic_write
+from ..._platform import cpu_description
 from ...datasets import load_massmaps
 from ...datasets.patch_psd import to_square
 from .. import reporting
@@ -41,8 +42,10 @@ def format_margins(pairs: list[dict]) -> str:
 def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[dict] | None = None,
                extra: dict | None = None) -> Path:
     """JSON: {"config", "noise_settings", "interval_note", "margin_note", "margins": ``pairs`` (None:
-    :func:`margins` of ``records``), "records": [one per method, sky, noise], **extra}, written atomically."""
+    :func:`margins` of ``records``), "machine" (the processor: trained networks are bit-identical
+    on one processor type only), "records": [one per method, sky, noise], **extra}, written atomically."""
     payload = {"config": asdict(config), "noise_settings": [n.record() for n in noise_settings(config)],
+               "machine": cpu_description(),
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
                "margin_note": reporting.MARGIN_NOTE, "margins": margins(records) if pairs is None else pairs,
                **(extra or {}), "records": records}
