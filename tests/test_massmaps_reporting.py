@@ -210,3 +210,18 @@ def test_a_method_keeps_its_colour_whichever_methods_a_figure_shows(tmp_path):
     assert curves[METHOD_NAMES["fcn"]] == acc_many[METHOD_NAMES["fcn"]]
     assert curves[METHOD_NAMES["harmonic"]] == acc_many[METHOD_NAMES["harmonic"]]
     assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)
+
+
+def test_accuracy_axis_shows_every_interval_whole(tmp_path):
+    """The y axis starts at 40 % unless an interval reaches lower (a quick run's harmonic model:
+    38.9 % was cut off)."""
+    floors = []
+
+    def keep(fig, path):
+        floors.append(fig.axes[0].get_ylim()[0])
+        return save_png(fig, path)
+
+    low = dict(_plotted_record("harmonic", acc=0.5), ci95=(0.389, 0.61))
+    plot_accuracy([_plotted_record("fcn"), low], tmp_path / "a.png", keep)
+    plot_accuracy([_plotted_record("fcn")], tmp_path / "b.png", keep)
+    assert floors[0] <= 38.9 and floors[1] == 40

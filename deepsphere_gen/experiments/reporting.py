@@ -364,6 +364,8 @@ def plot_accuracy(records: list[dict], out, savefig, methods_order=()) -> Path:
     methods = _order(records, "method", methods_order)
     fig, axes = plt.subplots(1, len(skies), figsize=(4.6 * len(skies), 4.2), squeeze=False)
     width = 0.8 / max(len(methods), 1)
+    # 40 % unless an interval reaches lower: a cut-off error bar would hide how uncertain it is
+    bottom = min(40.0, 10 * np.floor(min(100 * r["ci95"][0] for r in records) / 10))
     for j, sky in enumerate(skies):
         ax = axes[0, j]
         for i, m in enumerate(methods):
@@ -381,7 +383,7 @@ def plot_accuracy(records: list[dict], out, savefig, methods_order=()) -> Path:
         ax.set_title(f"sky fraction {sky}" + (f" (nside {nside})" if nside else ""))
         ax.set_xticks(range(len(noises)))
         ax.set_xticklabels([labels[n].replace(" (", "\n(") for n in noises], fontsize=7)
-        ax.set_ylim(40, 101)
+        ax.set_ylim(bottom, 101)
     axes[0, 0].set_ylabel("test accuracy (%), 95 % interval (approx.)")
     _legend(fig, axes)
     return savefig(fig, out)
