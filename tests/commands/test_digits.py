@@ -130,6 +130,7 @@ def test_cli_json_and_plot(tmp_path, data_dir, capsys):
     assert [(r["model"], r["split"]) for r in doc["records"]] == [(m, s) for m in ("planar", "graph") for s in SPLITS]
     assert {"model", "split", "accuracy", "params"} <= set(doc["records"][0])
     assert doc["meta"]["config"]["n_train"] == 30 and doc["meta"]["paper"]["Planar CNN"]["NR/R"] == 11.36
+    assert doc["meta"]["cpu"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = capsys.readouterr().out
     assert "planar CNN" in text and "DeepSphere graph" in text and "Cobb et al. 2021" in text
