@@ -70,3 +70,26 @@ def test_the_option_tables_name_real_fields_and_real_options():
                 value = value[key]  # a KeyError: a field the fingerprint does not have
             assert option in options, option
     assert GRAPH_OPTIONS["train.epochs"] == "--epochs" and MLP_OPTIONS["train.epochs"] == "--mlp-epochs"
+
+
+def test_a_copy_of_the_footprint_file_by_another_path_is_the_same_run(tmp_path, capsys, monkeypatch):
+    """Trained with --footprint /abs/x/mask.fits, evaluated with a copy by a relative path (RING ordered): the
+    checkpoint and the data set are reused (was: "belongs to another run (... differing: grid.footprint
+    ('/abs/x/mask.fits' in the file, '../y/mask.fits' now ...)" and the data set generated again)."""
+    import healpy as hp
+    import numpy as np
+
+    mask = np.zeros(12 * 32**2)
+    mask[: 2 * 32**2] = 1.0
+    for name in ("x", "y"):
+        (tmp_path / name).mkdir()
+    hp.write_map(str(tmp_path / "x" / "mask.fits"), mask, nest=True, dtype=np.float64)
+    hp.write_map(str(tmp_path / "y" / "mask.fits"), hp.reorder(mask, n2r=True), nest=False, dtype=np.float64)
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    ps = ["--methods", "power_spectrum", "--mlp-members", "1"]
+    assert main(["cosmo", "train", *TINY, *dirs, *ps, "--footprint", str(tmp_path / "x" / "mask.fits")]) == 0
+    monkeypatch.chdir(tmp_path / "x")
+    capsys.readouterr()
+    assert main(["cosmo", "evaluate", *TINY, *dirs, *ps, "--no-plots", "--footprint", "../y/mask.fits"]) == 0
+    assert "cosmo: reusing" in capsys.readouterr().out
+    assert len(list((tmp_path / "data").iterdir())) == 1

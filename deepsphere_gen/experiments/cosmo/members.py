@@ -31,11 +31,11 @@ A refusal names each differing field with the ``deepsphere-gen cosmo`` option th
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from ..._fingerprint import canonical, fingerprint_meta
 from ..._seeds import derived_seeds, ensemble_seed
+from ...datasets.cosmo_grid import grid_fields
 from ...training import CheckpointMismatch, TrainConfig, check_fingerprint, check_settings, load_checkpoint
 from .config import MLP_TRAINING, CosmoExperimentConfig
 
@@ -109,7 +109,7 @@ def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
     """What determines the checkpoint of graph member ``member`` (fingerprinted into it, so a checkpoint
     of another configuration is neither resumed nor evaluated): the simulations' settings, noise,
     network, training settings, the run's seed and the member."""
-    return canonical({"grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
+    return canonical({"grid": grid_fields(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
                       "network": {"channels": config.channels, "K": config.K, "k": config.k},
                       "train": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                                 "weight_decay": config.weight_decay},
@@ -171,7 +171,7 @@ def mlp_fields(config: CosmoExperimentConfig, method: str, member: int = 0) -> d
 
     init, train = mlp_member_seeds(config.seed, method, member)
     extra = {} if member == 0 else {"member": member, "train_seed": train}
-    return canonical({"method": method, "grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
+    return canonical({"method": method, "grid": grid_fields(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
                       "features": {"noise_draws": config.ps_noise_draws, "quantiles": QUANTILES, "scales": SCALES},
                       "network": {"hidden": config.mlp_hidden, "dropout": config.mlp_dropout},
                       "train": {"epochs": config.mlp_epochs, "weight_decay": config.weight_decay, **MLP_TRAINING},
