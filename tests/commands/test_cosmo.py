@@ -304,6 +304,8 @@ def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
     refused([*TINY, *dirs, "--seed", "-1"], capsys, "seed must be a non-negative integer, got -1")
     for option in ("--graph-members", "--mlp-members"):
         refused([*TINY, *dirs, option, "0"], capsys, f"{option[2:].replace('-', '_')} must be a positive integer, got 0")
+    for lr in ("0", "nan", "inf", "-1"):  # was: refused by the graph training, after the maps were generated
+        refused([*TINY, *dirs, "--lr", lr], capsys, f"lr must be a positive number, got {float(lr)!r}")
     assert not data.exists() or not any(data.iterdir())  # nothing generated
 
 
