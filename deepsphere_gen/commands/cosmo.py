@@ -10,7 +10,9 @@ every option is parsed with ``default=SUPPRESS`` and the defaults are applied on
 file are checked (:func:`_preflight`); Ctrl-C ends with one line and exit status 130.  Checkpoints
 carry a fingerprint of their settings, checked before any work (``train`` once; ``evaluate`` again where it
 loads the weights): one of other settings is refused (naming each differing setting, the option that sets it,
-and ``--methods METHOD --restart``, which retrains that method alone).
+and ``--methods METHOD --restart``, which retrains that method alone).  ``evaluate`` refuses, before any work,
+where a requested network has no checkpoint (a member beyond those trained included: ``--graph-members 5`` with
+3 trained), naming the files, rather than write over OUT_DIR/cosmo.json a record without that method.
 Runs unchanged under ``torchrun --nproc_per_node N -m deepsphere_gen.cli cosmo ...`` and on
 CUDA where present (``--device``).
 """
@@ -210,9 +212,12 @@ def run(args) -> int:
         if step in ("train", "run") and not _get(args, "restart"):
             exp.check_checkpoints(config)
         elif step == "evaluate":
-            from ..experiments.cosmo.members import EVALUATE_REMEDY
+            from ..experiments.cosmo.members import EVALUATE_REMEDY, untrained_message
 
             exp.check_checkpoints(config, EVALUATE_REMEDY)
+            untrained = untrained_message(config)  # (the run step trains them): no record lacking a method
+            if untrained:
+                raise ValueError(untrained)
         stage = "data generation"
         path = exp.generate(config, ctx)
         if step == "generate":
