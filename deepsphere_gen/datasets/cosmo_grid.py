@@ -16,7 +16,8 @@ footprint's NESTED indices; read through a memory map), ``params_<split>.npy`` (
 ``spectra.npz`` (theory C_l per cosmology, shifts), ``footprint.npy`` (NESTED indices of
 copy 0) and ``metadata.json``.  The key and the checkpoints' fingerprints name the footprint by its content
 (:func:`footprint_id`: the pixels kept at the data nside), never by the FITS file's name, pixel ordering or
-fill value.  Realisation r of cosmology c of a split is drawn from
+fill value.  A data set is checked where it is reused (:func:`check_data_set`): a missing, truncated or
+reshaped file is named, with the advice to remove the folder (as ``massmaps`` words it).  Realisation r of cosmology c of a split is drawn from
 ``SeedSequence([seed, split, c, r])``: reproducible, independent of the other settings.
 The default data directory is ``cache_root() / "cosmo"`` (``~/.cache/deepsphere_gen/cosmo`` unless
 ``$DEEPSPHERE_GEN_CACHE`` or ``$XDG_CACHE_HOME`` moves it).
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -47,7 +49,7 @@ from .survey_footprint import footprint_area_deg2, footprint_copies, stage3_foot
 from .tomography import gaussian_cl_matrix, lognormal_maps, redshift_bins, tomographic_cl, tomographic_shifts
 
 __all__ = ["CosmoGridConfig", "SPLITS", "default_data_dir", "design", "load_footprint", "MAX_FOOTPRINT_FRACTION",
-           "footprint_id", "grid_fields", "generate_cosmo_grid",
+           "footprint_id", "grid_fields", "generate_cosmo_grid", "check_data_set",
            "load_split", "CosmoMapDataset", "s8"]
 
 #: the split index in a realisation's SeedSequence is its position here (calibration last: adding it
@@ -211,6 +213,7 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     final = data_dir / f"cosmo-nside{config.nside}-{cache_key(params)}"
     meta = read_metadata(final)
     if meta is not None and meta.get("generation") == json.loads(json.dumps(params)):
+        check_data_set(final, meta)
         if log:
             log(f"cosmo: reusing {final}")
         return final
@@ -280,15 +283,56 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     return final
 
 
+def _damaged(path: Path, file: Path, why: str) -> ValueError:
+    """The refusal of a data set with a missing or damaged ``file`` (massmaps's wording: remove the folder)."""
+    return ValueError(f"{file} is {why}; remove {path} to generate it again")
+
+
+def _open_npy(path: Path, name: str, mmap: bool = True) -> np.ndarray:
+    """``path / name`` as a read-only memory map (``mmap``; else read), or ValueError naming the file and
+    saying to remove the data set ``path`` where it is missing, truncated or not an .npy file."""
+    file = path / name
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError, EOFError) as exc:  # missing, truncated ("mmap length is greater ..."), not .npy
+        raise _damaged(path, file, f"missing or damaged ({type(exc).__name__}: {exc})") from None
+
+
+def check_data_set(path, meta: dict) -> None:
+    """ValueError naming the first file of the data set ``path`` (metadata ``meta``) that is missing, damaged
+    (truncated: numpy's "mmap length is greater than file size") or of another shape than ``meta`` gives, and
+    saying to remove ``path``; run where a data set is reused.  Reads the .npy headers and the .npz directory
+    only (memory maps: milliseconds)."""
+    path = Path(path)
+    samples, pixels = meta.get("samples", {}), meta.get("footprint_pixels")
+    bins = meta.get("generation", {}).get("n_bins")
+    for split in SPLITS:
+        n = samples.get(split)
+        for kind, shape in (("maps", (n, pixels, bins)), ("params", (n, 2)), ("ids", (n, 3))):
+            array = _open_npy(path, f"{kind}_{split}.npy")
+            if None not in shape and array.shape != shape:
+                raise _damaged(path, path / f"{kind}_{split}.npy",
+                               f"of shape {list(array.shape)}, its metadata says {list(shape)}")
+    footprint = _open_npy(path, "footprint.npy")
+    if pixels is not None and footprint.shape != (pixels,):
+        raise _damaged(path, path / "footprint.npy", f"of shape {list(footprint.shape)}, its metadata says {[pixels]}")
+    try:
+        with np.load(path / "spectra.npz") as f:
+            f.files
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _damaged(path, path / "spectra.npz", f"missing or damaged ({type(exc).__name__}: {exc})") from None
+
+
 def load_split(path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(maps memmap (samples, pixels, bins) float32, params (samples, 2), ids (samples, 3)) of a split."""
+    """(maps memmap (samples, pixels, bins) float32, params (samples, 2), ids (samples, 3)) of a split; a missing
+    or damaged file: ValueError naming it (remove the data set to generate it again)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     path = Path(path)
     if read_metadata(path) is None:
         raise ValueError(f"{path} is not a generated cosmology data set (no readable {METADATA})")
-    return (np.load(path / f"maps_{split}.npy", mmap_mode="r"), np.load(path / f"params_{split}.npy"),
-            np.load(path / f"ids_{split}.npy"))
+    return (_open_npy(path, f"maps_{split}.npy"), _open_npy(path, f"params_{split}.npy", mmap=False),
+            _open_npy(path, f"ids_{split}.npy", mmap=False))
 
 
 class CosmoMapDataset(Dataset):
