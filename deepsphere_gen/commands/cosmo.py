@@ -24,6 +24,7 @@ import time
 from dataclasses import MISSING, fields, replace
 from types import SimpleNamespace
 
+from .._cache_dirs import ENV_VAR, cache_root
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
@@ -104,7 +105,8 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="train the requested methods from scratch, overwriting their checkpoints (by default a "
                         "checkpoint of the same settings is reused or resumed, one of other settings refused)")
     p.add_argument("--seed", type=int, default=S, help=f"seed of the design, maps, noise and training (default {d.seed})")
-    p.add_argument("--data-dir", default=S, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
+    p.add_argument("--data-dir", default=S,
+                   help=f"simulation cache (default {cache_root() / 'cosmo'}: ${ENV_VAR} or $XDG_CACHE_HOME move it)")
     p.add_argument("--out-dir", default=S, help=f"checkpoints, JSON and plots (default ./{d.out_dir})")
     p.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=S, help="torch CPU threads (default 1)")
