@@ -39,3 +39,63 @@ def test_the_library_refuses_a_footprint_of_nearly_the_whole_sky(tmp_path):
         with pytest.raises(ValueError, match="keeps 100.0 % of the sky"):
             call()
     assert not (tmp_path / "data").exists()  # refused before any simulation
+
+
+def _write(path, mask, nest=True, outside=0.0):
+    """``mask`` (NESTED bool) written as a 0/1 HEALPix FITS file in NESTED or RING order, ``outside`` off the mask."""
+    values = np.where(mask, 1.0, outside)
+    hp.write_map(str(path), values if nest else hp.reorder(values, n2r=True), nest=nest, dtype=np.float64)
+    return str(path)
+
+
+def test_a_footprint_is_named_by_its_content_not_its_file(tmp_path, monkeypatch):
+    """The data set's folder and the checkpoints' fingerprints depend on the pixels a footprint keeps, not on the
+    file's name, path, pixel ordering or fill value (was: the --footprint string itself, so a copy of the file or a
+    relative path refused the checkpoints and generated the same data set again)."""
+    from deepsphere_gen.datasets.cosmo_grid import footprint_id, grid_fields
+    from deepsphere_gen.datasets.survey_footprint import stage3_footprint
+    from deepsphere_gen.experiments.cosmo.members import member_meta, mlp_meta
+
+    mask = np.zeros(12 * NSIDE**2, dtype=bool)
+    mask[: 2 * NSIDE**2] = True
+    (tmp_path / "a").mkdir()
+    files = [_write(tmp_path / "a" / "mask.fits", mask), _write(tmp_path / "ring.fits", mask, nest=False),
+             _write(tmp_path / "unseen.fits", mask, outside=hp.UNSEEN)]
+    monkeypatch.chdir(tmp_path / "a")
+    files.append("mask.fits")  # the first file by a relative path
+    ids = {footprint_id(f, NSIDE) for f in files}
+    assert len(ids) == 1 and ids.pop().startswith("mask-sha256:")
+    grids = [CosmoGridConfig(nside=NSIDE, n_train=2, n_test=1, n_real=1, n_fiducial=1, n_calib=1, footprint=f)
+             for f in files]
+    configs = [CosmoExperimentConfig(grid=g, data_dir=str(tmp_path / "data"), progress=False) for g in grids]
+    assert len({str(grid_fields(g)) for g in grids}) == 1
+    assert len({member_meta(c, 0)["fingerprint"] for c in configs}) == 1
+    assert len({mlp_meta(c, "power_spectrum")["fingerprint"] for c in configs}) == 1
+    paths = {generate_cosmo_grid(g, tmp_path / "data", progress=False, verbose=False) for g in grids}
+    assert len(paths) == 1 and len(list((tmp_path / "data").iterdir())) == 1  # one data set, generated once
+    # another mask is another data set and fingerprint
+    other = mask.copy()
+    other[0] = False
+    assert footprint_id(_write(tmp_path / "other.fits", other), NSIDE) != footprint_id(files[0], NSIDE)
+    # a file holding the built-in footprint is the built-in footprint: its data set and fingerprints
+    builtin = _write(tmp_path / "stage3.fits", stage3_footprint(NSIDE))
+    assert footprint_id(builtin, NSIDE) == "stage3"
+    a, b = (CosmoExperimentConfig(grid=CosmoGridConfig(nside=NSIDE, footprint=f)) for f in ("stage3", builtin))
+    assert member_meta(a, 1) == member_meta(b, 1) and mlp_meta(a, "handcrafted") == mlp_meta(b, "handcrafted")
+
+
+def test_the_default_data_set_key_and_fingerprints_are_unchanged():
+    """Naming the footprint by its content left the built-in footprint's key and fingerprints as they were: the
+    data sets and checkpoints of default runs stay valid (values recorded before the change)."""
+    from deepsphere_gen.datasets._massmaps_cache import cache_key
+    from deepsphere_gen.datasets.cosmo_grid import _params
+    from deepsphere_gen.experiments.cosmo.members import member_meta, mlp_meta
+
+    config = CosmoExperimentConfig()
+    grid = config.grid
+    assert cache_key(_params(grid, load_footprint(grid.footprint, grid.nside))) == "c300eb7c86270242"
+    quick = CosmoGridConfig(nside=32)
+    assert cache_key(_params(quick, load_footprint("stage3", 32))) == "b248b11111aa1ae8"
+    assert [member_meta(config, 0)["fingerprint"], member_meta(config, 2)["fingerprint"],
+            mlp_meta(config, "power_spectrum")["fingerprint"], mlp_meta(config, "handcrafted", 1)["fingerprint"]] == \
+        ["7ba59c37891a", "d3904caed4e7", "fa411c1d83b8", "5eb82aabae51"]

@@ -2,6 +2,7 @@
 weights depend on the run's seed and the method alone, an MLP checkpoint of the earlier rule (weights
 initialised from whatever the graph training left in the global RNG) is refused, and the MLP ensembles'
 members (member 0 the single MLP) are trained, reused and combined as the graph's."""
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -159,3 +160,18 @@ def test_mlp_ensemble_members_reuse_and_combination(tiny, monkeypatch, capsys):
     with pytest.raises(CheckpointMismatch, match=r"cosmo-power_spectrum-m2.pt belongs to another run .*differing: "
                                                  r"train.epochs"):
         train(three, path, log=None)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"lr": 0.0}, "lr must be a positive number"), ({"lr": float("nan")}, "lr must be a positive number"),
+    ({"lr": float("inf")}, "lr must be a positive number"), ({"weight_decay": -1e-4}, "weight_decay must be >= 0"),
+    ({"K": 0}, "K must be a positive integer"), ({"k": 0}, "k must be a positive integer"),
+    ({"channels": (8, 0)}, "channels must be a non-empty sequence of positive integers"),
+    ({"mlp_hidden": ()}, "mlp_hidden must be a non-empty sequence of positive integers"),
+    ({"mlp_dropout": 1.0}, "mlp_dropout must be a number in [0, 1)"),
+    ({"mlp_dropout": float("nan")}, "mlp_dropout must be a number in [0, 1)")])
+def test_every_training_setting_is_checked_by_the_config(setting, message):
+    """A training setting the networks cannot use is refused where the config is built, before any data are
+    generated (was: lr only by the graph training's TrainConfig, after the maps; the others not at all)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CosmoExperimentConfig(**setting)

@@ -10,7 +10,9 @@ every option is parsed with ``default=SUPPRESS`` and the defaults are applied on
 file are checked (:func:`_preflight`); Ctrl-C ends with one line and exit status 130.  Checkpoints
 carry a fingerprint of their settings, checked before any work (``train`` once; ``evaluate`` again where it
 loads the weights): one of other settings is refused (naming each differing setting, the option that sets it,
-and ``--methods METHOD --restart``, which retrains that method alone).
+and ``--methods METHOD --restart``, which retrains that method alone).  ``evaluate`` refuses, before any work,
+where a requested network has no checkpoint (a member beyond those trained included: ``--graph-members 5`` with
+3 trained), naming the files, rather than write over OUT_DIR/cosmo.json a record without that method.
 Runs unchanged under ``torchrun --nproc_per_node N -m deepsphere_gen.cli cosmo ...`` and on
 CUDA where present (``--device``).
 """
@@ -22,6 +24,7 @@ import time
 from dataclasses import MISSING, fields, replace
 from types import SimpleNamespace
 
+from .._cache_dirs import ENV_VAR, cache_root
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
@@ -102,7 +105,8 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="train the requested methods from scratch, overwriting their checkpoints (by default a "
                         "checkpoint of the same settings is reused or resumed, one of other settings refused)")
     p.add_argument("--seed", type=int, default=S, help=f"seed of the design, maps, noise and training (default {d.seed})")
-    p.add_argument("--data-dir", default=S, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
+    p.add_argument("--data-dir", default=S,
+                   help=f"simulation cache (default {cache_root() / 'cosmo'}: ${ENV_VAR} or $XDG_CACHE_HOME move it)")
     p.add_argument("--out-dir", default=S, help=f"checkpoints, JSON and plots (default ./{d.out_dir})")
     p.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=S, help="torch CPU threads (default 1)")
@@ -210,9 +214,12 @@ def run(args) -> int:
         if step in ("train", "run") and not _get(args, "restart"):
             exp.check_checkpoints(config)
         elif step == "evaluate":
-            from ..experiments.cosmo.members import EVALUATE_REMEDY
+            from ..experiments.cosmo.members import EVALUATE_REMEDY, untrained_message
 
             exp.check_checkpoints(config, EVALUATE_REMEDY)
+            untrained = untrained_message(config)  # (the run step trains them): no record lacking a method
+            if untrained:
+                raise ValueError(untrained)
         stage = "data generation"
         path = exp.generate(config, ctx)
         if step == "generate":

@@ -42,7 +42,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="digit cache directory (default $DEEPSPHERE_GEN_CACHE/digits or ~/.cache/deepsphere_gen/digits)")
+                        help="digit cache directory (default <cache root>/digits; cache root $DEEPSPHERE_GEN_CACHE, else "
+                             "$XDG_CACHE_HOME/deepsphere_gen, else ~/.cache/deepsphere_gen)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

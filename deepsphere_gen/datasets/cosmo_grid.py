@@ -14,7 +14,10 @@ Cache: ``<data_dir>/cosmo-nside<N>-<key>/`` with, per split (train, test, fiduci
 footprint's NESTED indices; read through a memory map), ``params_<split>.npy`` (samples, 2)
 (Omega_m, sigma_8), ``ids_<split>.npy`` (samples, 3) (cosmology, realisation, copy);
 ``spectra.npz`` (theory C_l per cosmology, shifts), ``footprint.npy`` (NESTED indices of
-copy 0) and ``metadata.json``.  Realisation r of cosmology c of a split is drawn from
+copy 0) and ``metadata.json``.  The key and the checkpoints' fingerprints name the footprint by its content
+(:func:`footprint_id`: the pixels kept at the data nside), never by the FITS file's name, pixel ordering or
+fill value.  A data set is checked where it is reused (:func:`check_data_set`): a missing, truncated or
+reshaped file is named, with the advice to remove the folder (as ``massmaps`` words it).  Realisation r of cosmology c of a split is drawn from
 ``SeedSequence([seed, split, c, r])``: reproducible, independent of the other settings.
 The default data directory is ``cache_root() / "cosmo"`` (``~/.cache/deepsphere_gen/cosmo`` unless
 ``$DEEPSPHERE_GEN_CACHE`` or ``$XDG_CACHE_HOME`` moves it).
@@ -24,8 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .._cache_dirs import cache_root
+from .._fingerprint import mask_hash
 from .._validation import check_positive_int
 from ..sampling import check_nside
 from ._footprint import read_footprint
@@ -42,7 +49,7 @@ from .survey_footprint import footprint_area_deg2, footprint_copies, stage3_foot
 from .tomography import gaussian_cl_matrix, lognormal_maps, redshift_bins, tomographic_cl, tomographic_shifts
 
 __all__ = ["CosmoGridConfig", "SPLITS", "default_data_dir", "design", "load_footprint", "MAX_FOOTPRINT_FRACTION",
-           "generate_cosmo_grid",
+           "footprint_id", "grid_fields", "generate_cosmo_grid", "check_data_set",
            "load_split", "CosmoMapDataset", "s8"]
 
 #: the split index in a realisation's SeedSequence is its position here (calibration last: adding it
@@ -136,8 +143,48 @@ def load_footprint(spec: str, nside: int) -> np.ndarray:
     return mask
 
 
+def _mask_id(mask: np.ndarray, nside: int) -> str:
+    """:func:`footprint_id` of a NESTED bool mask at ``nside``: "stage3" where it is the built-in footprint (only
+    a mask inside base pixel 4, as that one, is compared with it), else "mask-sha256:" and
+    :func:`~deepsphere_gen._fingerprint.mask_hash` (the hash ``massmaps`` fingerprints a footprint by)."""
+    n2 = nside * nside
+    if nside >= 32 and not mask[: 4 * n2].any() and not mask[5 * n2:].any() \
+            and np.array_equal(mask, stage3_footprint(nside)):
+        return "stage3"
+    return f"mask-sha256:{mask_hash(mask)}"
+
+
+def footprint_id(spec: str, nside: int) -> str:
+    """What names the footprint ``spec`` ("stage3" or a FITS mask path, as :func:`load_footprint`) in the data
+    set's cache key and the checkpoints' fingerprints (:func:`grid_fields`): its content, the pixels kept at
+    ``nside``: "stage3" for the built-in footprint (a FITS file holding the same pixels included: the keys and
+    fingerprints of runs on it are those of earlier versions), else "mask-sha256:<16 hex digits>", the same
+    for a copy of the file, another path to it, RING or NESTED ordering, 0 or UNSEEN outside.  A file is read
+    once per (path, nside, size, modification time) in a process (~0.1 s at nside 128)."""
+    if spec == "stage3":
+        return "stage3"
+    if not os.path.isfile(spec):
+        load_footprint(spec, nside)  # the ValueError naming the file
+    st = os.stat(spec)
+    return _file_id(os.path.realpath(spec), nside, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _file_id(path: str, nside: int, inode: int, size: int, mtime_ns: int) -> str:
+    """:func:`footprint_id` of the FITS mask at ``path`` (resolved) whose file has this inode, size and
+    modification time (a rewritten file is read again)."""
+    return _mask_id(load_footprint(path, nside), nside)
+
+
+def grid_fields(config: CosmoGridConfig) -> dict:
+    """The grid's settings as the checkpoints' fingerprints hold them: its fields, the footprint named by
+    :func:`footprint_id` (its content), not by the path it was given as."""
+    return {**asdict(config), "footprint": footprint_id(config.footprint, config.nside)}
+
+
 def _params(config: CosmoGridConfig, mask: np.ndarray) -> dict:
     d = asdict(config)
+    d["footprint"] = "stage3" if config.footprint == "stage3" else _mask_id(mask, config.nside)
     d["footprint_sha1"] = hashlib.sha1(np.packbits(mask).tobytes()).hexdigest()
     d["fixed_parameters"] = FIXED_PARAMETERS
     d["smail"] = SMAIL_PARAMETERS
@@ -166,6 +213,7 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     final = data_dir / f"cosmo-nside{config.nside}-{cache_key(params)}"
     meta = read_metadata(final)
     if meta is not None and meta.get("generation") == json.loads(json.dumps(params)):
+        check_data_set(final, meta)
         if log:
             log(f"cosmo: reusing {final}")
         return final
@@ -235,15 +283,56 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     return final
 
 
+def _damaged(path: Path, file: Path, why: str) -> ValueError:
+    """The refusal of a data set with a missing or damaged ``file`` (massmaps's wording: remove the folder)."""
+    return ValueError(f"{file} is {why}; remove {path} to generate it again")
+
+
+def _open_npy(path: Path, name: str, mmap: bool = True) -> np.ndarray:
+    """``path / name`` as a read-only memory map (``mmap``; else read), or ValueError naming the file and
+    saying to remove the data set ``path`` where it is missing, truncated or not an .npy file."""
+    file = path / name
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError, EOFError) as exc:  # missing, truncated ("mmap length is greater ..."), not .npy
+        raise _damaged(path, file, f"missing or damaged ({type(exc).__name__}: {exc})") from None
+
+
+def check_data_set(path, meta: dict) -> None:
+    """ValueError naming the first file of the data set ``path`` (metadata ``meta``) that is missing, damaged
+    (truncated: numpy's "mmap length is greater than file size") or of another shape than ``meta`` gives, and
+    saying to remove ``path``; run where a data set is reused.  Reads the .npy headers and the .npz directory
+    only (memory maps: milliseconds)."""
+    path = Path(path)
+    samples, pixels = meta.get("samples", {}), meta.get("footprint_pixels")
+    bins = meta.get("generation", {}).get("n_bins")
+    for split in SPLITS:
+        n = samples.get(split)
+        for kind, shape in (("maps", (n, pixels, bins)), ("params", (n, 2)), ("ids", (n, 3))):
+            array = _open_npy(path, f"{kind}_{split}.npy")
+            if None not in shape and array.shape != shape:
+                raise _damaged(path, path / f"{kind}_{split}.npy",
+                               f"of shape {list(array.shape)}, its metadata says {list(shape)}")
+    footprint = _open_npy(path, "footprint.npy")
+    if pixels is not None and footprint.shape != (pixels,):
+        raise _damaged(path, path / "footprint.npy", f"of shape {list(footprint.shape)}, its metadata says {[pixels]}")
+    try:
+        with np.load(path / "spectra.npz") as f:
+            f.files
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _damaged(path, path / "spectra.npz", f"missing or damaged ({type(exc).__name__}: {exc})") from None
+
+
 def load_split(path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(maps memmap (samples, pixels, bins) float32, params (samples, 2), ids (samples, 3)) of a split."""
+    """(maps memmap (samples, pixels, bins) float32, params (samples, 2), ids (samples, 3)) of a split; a missing
+    or damaged file: ValueError naming it (remove the data set to generate it again)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     path = Path(path)
     if read_metadata(path) is None:
         raise ValueError(f"{path} is not a generated cosmology data set (no readable {METADATA})")
-    return (np.load(path / f"maps_{split}.npy", mmap_mode="r"), np.load(path / f"params_{split}.npy"),
-            np.load(path / f"ids_{split}.npy"))
+    return (_open_npy(path, f"maps_{split}.npy"), _open_npy(path, f"params_{split}.npy", mmap=False),
+            _open_npy(path, f"ids_{split}.npy", mmap=False))
 
 
 class CosmoMapDataset(Dataset):

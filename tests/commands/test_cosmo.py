@@ -304,6 +304,8 @@ def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
     refused([*TINY, *dirs, "--seed", "-1"], capsys, "seed must be a non-negative integer, got -1")
     for option in ("--graph-members", "--mlp-members"):
         refused([*TINY, *dirs, option, "0"], capsys, f"{option[2:].replace('-', '_')} must be a positive integer, got 0")
+    for lr in ("0", "nan", "inf", "-1"):  # was: refused by the graph training, after the maps were generated
+        refused([*TINY, *dirs, "--lr", lr], capsys, f"lr must be a positive number, got {float(lr)!r}")
     assert not data.exists() or not any(data.iterdir())  # nothing generated
 
 
@@ -386,3 +388,17 @@ def test_a_step_after_the_methods_list_ends_it():
     assert (args.step, args.methods, args.seed, args.quick) == ("train", ["graph", "power_spectrum"], 2, True)
     args = parse_args(["cosmo", "--out-dir", "run", "--methods", "graph", "evaluate"])
     assert (args.step, args.out_dir, args.methods) == ("evaluate", "run", ["graph"])
+
+
+def test_data_dir_help_says_how_the_cache_folder_is_chosen(monkeypatch, tmp_path):
+    """cosmo's and digits' --data-dir help name $XDG_CACHE_HOME beside $DEEPSPHERE_GEN_CACHE, as massmaps's does
+    (was: left out, though it moves the cache); cosmo's names the folder it would use now."""
+    from deepsphere_gen.cli import build_parser
+
+    monkeypatch.delenv("DEEPSPHERE_GEN_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for command, folder in (("cosmo", tmp_path / "deepsphere_gen" / "cosmo"), ("digits", None)):
+        sub = next(a for a in build_parser([command])._actions if a.dest == "command").choices[command]
+        text = next(a for a in sub._actions if a.dest == "data_dir").help
+        assert "$XDG_CACHE_HOME" in text and "$DEEPSPHERE_GEN_CACHE" in text, text
+        assert folder is None or f"default {folder}:" in text, text

@@ -70,3 +70,68 @@ def test_the_option_tables_name_real_fields_and_real_options():
                 value = value[key]  # a KeyError: a field the fingerprint does not have
             assert option in options, option
     assert GRAPH_OPTIONS["train.epochs"] == "--epochs" and MLP_OPTIONS["train.epochs"] == "--mlp-epochs"
+
+
+def test_a_copy_of_the_footprint_file_by_another_path_is_the_same_run(tmp_path, capsys, monkeypatch):
+    """Trained with --footprint /abs/x/mask.fits, evaluated with a copy by a relative path (RING ordered): the
+    checkpoint and the data set are reused (was: "belongs to another run (... differing: grid.footprint
+    ('/abs/x/mask.fits' in the file, '../y/mask.fits' now ...)" and the data set generated again)."""
+    import healpy as hp
+    import numpy as np
+
+    mask = np.zeros(12 * 32**2)
+    mask[: 2 * 32**2] = 1.0
+    for name in ("x", "y"):
+        (tmp_path / name).mkdir()
+    hp.write_map(str(tmp_path / "x" / "mask.fits"), mask, nest=True, dtype=np.float64)
+    hp.write_map(str(tmp_path / "y" / "mask.fits"), hp.reorder(mask, n2r=True), nest=False, dtype=np.float64)
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    ps = ["--methods", "power_spectrum", "--mlp-members", "1"]
+    assert main(["cosmo", "train", *TINY, *dirs, *ps, "--footprint", str(tmp_path / "x" / "mask.fits")]) == 0
+    monkeypatch.chdir(tmp_path / "x")
+    capsys.readouterr()
+    assert main(["cosmo", "evaluate", *TINY, *dirs, *ps, "--no-plots", "--footprint", "../y/mask.fits"]) == 0
+    assert "cosmo: reusing" in capsys.readouterr().out
+    assert len(list((tmp_path / "data").iterdir())) == 1
+
+
+def test_evaluate_refuses_members_that_are_not_trained(tmp_path, capsys):
+    """evaluate with more members than trained (or a method never trained) is refused before any work, naming the
+    missing checkpoints and the option, and the complete record is kept (was: a note, exit 0, and OUT_DIR/cosmo.json
+    overwritten by a record without that method)."""
+    out = tmp_path / "out"
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(out)]
+    ps = ["--methods", "power_spectrum"]
+    assert main(["cosmo", *TINY, *dirs, *ps, "--mlp-members", "2", "--no-plots"]) == 0
+    record = (out / "cosmo.json").read_text()
+    ckpts = out / "checkpoints"
+    err = refused(["evaluate", *TINY, *dirs, *ps, "--mlp-members", "4", "--no-plots"], capsys,
+                  f"power_spectrum: no checkpoint {ckpts / 'cosmo-power_spectrum-m2.pt'}, "
+                  f"{ckpts / 'cosmo-power_spectrum-m3.pt'} (--mlp-members 4): train them with `deepsphere-gen cosmo "
+                  "train --methods power_spectrum --mlp-members 4` and this run's other options, or evaluate the 2 "
+                  "trained with `--mlp-members 2`")
+    assert err.startswith("deepsphere-gen cosmo: error: not every requested network is trained, nothing evaluated")
+    err = refused(["evaluate", *TINY, *dirs, "--methods", "power_spectrum", "handcrafted", "--mlp-members", "2"], capsys,
+                  "or leave handcrafted out of --methods")
+    assert "power_spectrum:" not in err
+    assert (out / "cosmo.json").read_text() == record  # the complete record kept
+    assert main(["cosmo", "evaluate", *TINY, *dirs, *ps, "--mlp-members", "2", "--no-plots"]) == 0
+
+
+def test_the_refusal_names_graph_members_beyond_those_trained(tmp_path):
+    from deepsphere_gen.experiments.cosmo.members import checkpoint_path, trained_members, untrained_message
+
+    config = exp.CosmoExperimentConfig(out_dir=str(tmp_path), methods=("graph",), graph_members=5)
+    assert untrained_message(config).endswith("or leave graph out of --methods")
+    for i in range(3):
+        path = checkpoint_path(config, "graph", i)
+        path.parent.mkdir(exist_ok=True)
+        path.touch()
+    assert trained_members(config, "graph") == 3
+    assert untrained_message(config) == (
+        f"not every requested network is trained, nothing evaluated: graph: no checkpoint "
+        f"{checkpoint_path(config, 'graph', 3)}, {checkpoint_path(config, 'graph', 4)} (--graph-members 5): train them "
+        "with `deepsphere-gen cosmo train --methods graph --graph-members 5` and this run's other options, or evaluate "
+        "the 3 trained with `--graph-members 3`")
+    assert untrained_message(exp.CosmoExperimentConfig(out_dir=str(tmp_path), methods=("graph",), graph_members=3)) \
+        is None

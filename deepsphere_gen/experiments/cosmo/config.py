@@ -89,8 +89,9 @@ class CosmoExperimentConfig:
     mlp_members: int = 3
 
     def __post_init__(self):
-        from ..._validation import check_nonnegative_int, check_positive_int
+        from ..._validation import check_nonnegative_int, check_positive_int, check_positive_ints
         from ...datasets.shape_noise import pixel_noise_std
+        from ...training import TrainConfig
 
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
@@ -102,6 +103,14 @@ class CosmoExperimentConfig:
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size", "graph_members",
                      "mlp_members"):
             setattr(self, name, check_positive_int(getattr(self, name), name))
+        # every training setting here, before the data are generated (was: lr checked by the graph training's
+        # TrainConfig, after minutes of generation); TrainConfig validates lr and weight_decay, as massmaps
+        TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay)
+        self.K, self.k = check_positive_int(self.K, "K"), check_positive_int(self.k, "k")
+        self.channels = check_positive_ints("channels", self.channels)
+        self.mlp_hidden = check_positive_ints("mlp_hidden", self.mlp_hidden)
+        if not (isinstance(self.mlp_dropout, (int, float)) and 0 <= self.mlp_dropout < 1):
+            raise ValueError(f"mlp_dropout must be a number in [0, 1), got {self.mlp_dropout!r}")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.graph_weights not in GRAPH_WEIGHTS:

@@ -31,17 +31,17 @@ A refusal names each differing field with the ``deepsphere-gen cosmo`` option th
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from ..._fingerprint import canonical, fingerprint_meta
 from ..._seeds import derived_seeds, ensemble_seed
+from ...datasets.cosmo_grid import grid_fields
 from ...training import CheckpointMismatch, TrainConfig, check_fingerprint, check_settings, load_checkpoint
 from .config import MLP_TRAINING, CosmoExperimentConfig
 
 __all__ = ["checkpoint_path", "member_seed", "mlp_init_seed", "member_fields", "member_meta", "is_legacy",
            "graph_train_config", "graph_state", "mlp_member_seeds", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY",
-           "RETRAIN_REMEDY", "remedy_for", "GRAPH_OPTIONS", "MLP_OPTIONS"]
+           "RETRAIN_REMEDY", "remedy_for", "GRAPH_OPTIONS", "MLP_OPTIONS", "trained_members", "untrained_message"]
 
 #: what to do about a checkpoint of other settings, per method (``{method}``: :func:`remedy_for` fills it in):
 #: ``--restart`` alone would retrain every method of the run, the graph networks too
@@ -109,7 +109,7 @@ def member_fields(config: CosmoExperimentConfig, member: int) -> dict:
     """What determines the checkpoint of graph member ``member`` (fingerprinted into it, so a checkpoint
     of another configuration is neither resumed nor evaluated): the simulations' settings, noise,
     network, training settings, the run's seed and the member."""
-    return canonical({"grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
+    return canonical({"grid": grid_fields(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
                       "network": {"channels": config.channels, "K": config.K, "k": config.k},
                       "train": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                                 "weight_decay": config.weight_decay},
@@ -171,7 +171,7 @@ def mlp_fields(config: CosmoExperimentConfig, method: str, member: int = 0) -> d
 
     init, train = mlp_member_seeds(config.seed, method, member)
     extra = {} if member == 0 else {"member": member, "train_seed": train}
-    return canonical({"method": method, "grid": asdict(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
+    return canonical({"method": method, "grid": grid_fields(config.grid), "ngal": config.ngal, "sigma_e": config.sigma_e,
                       "features": {"noise_draws": config.ps_noise_draws, "quantiles": QUANTILES, "scales": SCALES},
                       "network": {"hidden": config.mlp_hidden, "dropout": config.mlp_dropout},
                       "train": {"epochs": config.mlp_epochs, "weight_decay": config.weight_decay, **MLP_TRAINING},
@@ -199,3 +199,37 @@ def mlp_state(config: CosmoExperimentConfig, method: str, device="cpu", remedy: 
                                  f"trained with are unknown); {remedy_for(remedy, method)}")
     check_fingerprint(state, mlp_meta(config, method, member), ckpt, remedy_for(remedy, method), options=MLP_OPTIONS)
     return state
+
+
+def _members(config: CosmoExperimentConfig, method: str) -> tuple[int, str]:
+    """(members requested, the option that sets their number) of ``method``."""
+    return (config.graph_members, "--graph-members") if method == "graph" else (config.mlp_members, "--mlp-members")
+
+
+def trained_members(config: CosmoExperimentConfig, method: str) -> int:
+    """How many members of ``method``, from member 0 on, have a checkpoint (at most the number requested;
+    counting stops at the first missing one).  Existence only: their settings are checked elsewhere."""
+    n = _members(config, method)[0]
+    return next((i for i in range(n) if not checkpoint_path(config, method, i).is_file()), n)
+
+
+def untrained_message(config: CosmoExperimentConfig) -> str | None:
+    """None where every member of every method of ``config.methods`` has a checkpoint; else what
+    ``deepsphere-gen cosmo evaluate`` refuses with (one line): per method, the missing checkpoints, the command
+    that trains them, and the members that could be evaluated instead (``--graph-members 3``) or, where none is
+    trained, leaving the method out.  Evaluating without them would write a record lacking that method (or with
+    fewer members) over OUT_DIR/cosmo.json."""
+    parts = []
+    for method in config.methods:
+        n, option = _members(config, method)
+        missing = [i for i in range(n) if not checkpoint_path(config, method, i).is_file()]
+        if not missing:
+            continue
+        files = ", ".join(str(checkpoint_path(config, method, i)) for i in missing)
+        done = trained_members(config, method)
+        other = (f"or evaluate the {done} trained with `{option} {done}`" if done
+                 else f"or leave {method} out of --methods")
+        parts.append(f"{method}: no checkpoint {files} ({option} {n}): train {'them' if len(missing) > 1 else 'it'} "
+                     f"with `deepsphere-gen cosmo train --methods {method} {option} {n}` and this run's other options, "
+                     f"{other}")
+    return None if not parts else "not every requested network is trained, nothing evaluated: " + "; ".join(parts)

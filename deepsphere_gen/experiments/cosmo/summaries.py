@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,12 @@ def summary_features(path, split: str, noise_std, estimator: PseudoCl, realisati
     path = Path(path)
     file = path / f"features-{split}-{_key(path, split, noise_std, realisation, seed)}.npz"
     if file.is_file():
-        with np.load(file) as f:
-            return {k: f[k] for k in f.files}
+        try:
+            with np.load(file) as f:
+                return {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated, not an .npz file
+            raise ValueError(f"{file} is damaged ({type(exc).__name__}: {exc}); remove it to compute the features "
+                             "again") from None
     ds = CosmoMapDataset(path, split, noise_std, seed=seed + 7919 * realisation)
     indices = np.load(path / "footprint.npy")
     if not np.array_equal(indices, estimator.indices):
