@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..._io import atomic_write_json
+from ..._platform import cpu_description
 from ..reporting import align_rows
 from .config import METHODS, CosmoExperimentConfig
 
@@ -90,7 +91,8 @@ def _degree_cell(rec: dict) -> str:
 
 
 def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
-    """JSON {"config", "records", "summary", **extra} (predictions left out), written atomically."""
-    payload = {"config": json.loads(json.dumps(asdict(config), default=str)), "records": result["records"],
-               "summary": result["summary"], **(extra or {})}
+    """JSON {"config", "machine" (the processor: trained networks are bit-identical only on one
+    processor type), "records", "summary", **extra} (predictions left out), written atomically."""
+    payload = {"config": json.loads(json.dumps(asdict(config), default=str)), "machine": cpu_description(),
+               "records": result["records"], "summary": result["summary"], **(extra or {})}
     return atomic_write_json(path, payload)
