@@ -23,6 +23,7 @@ import argparse
 import re
 import sys
 import time
+import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -284,6 +285,51 @@ def _check_k(config, step: str, k_given: bool) -> list[str]:
     return [f"massmaps: note: {note}" for note in notes]
 
 
+def _check_methods(config, step: str, methods_given: bool):
+    """Methods that run on none of the sky fractions (harmonic and hybrid run on the full sky only, strong_svm
+    on nested patches only), before any work: given with --methods, refused (ValueError naming the method and
+    the sky fractions); from the default list, left out of ``config.methods`` (the JSON records what ran) with
+    a note.  Returns (config, notes)."""
+    from dataclasses import replace
+
+    from ..experiments import massmaps as exp
+
+    if step == "generate":
+        return config, []
+    skies = exp.sky_settings(config)
+    idle = [m for m in config.methods if not any(m in exp.methods_for(sky, (m,)) for sky in skies)]
+    if not idle:
+        return config, []
+    where = {m: "the full sky (sky fraction 1)" if m in exp.FULL_SKY_METHODS else
+             "nested patches (sky fractions 1/12, 1/48, 1/192, ...)" for m in idle}
+    what = "; ".join(f"{m} runs only on {where[m]}" for m in idle)
+    fractions = " ".join(config.sky_fractions)
+    if methods_given:
+        raise ValueError(f"--methods {' '.join(idle)}: {what}, not on --sky-fractions {fractions}")
+    kept = tuple(m for m in config.methods if m not in idle)
+    if not kept:
+        raise ValueError(f"none of the methods runs on --sky-fractions {fractions}: {what}")
+    return replace(config, methods=kept), [f"massmaps: note: {what}: not run on --sky-fractions {fractions}"]
+
+
+def _pooling_notes(config, step: str) -> list[str]:
+    """One note per footprint on which a graph network (fcn, cnn) runs: the pixels its pooling drops (those
+    whose parent pixel is partly outside the footprint), said here once instead of as the library's
+    UserWarning at every network built (which the command silences, also in its worker processes)."""
+    from ..experiments import massmaps as exp
+
+    if step == "generate":
+        return []
+    notes = []
+    for sky in exp.sky_settings(config):
+        losses = exp.footprint_pooling_losses(sky, config)
+        if losses and any(m in ("fcn", "cnn") for m in exp.methods_for(sky, config.methods)):
+            lost = ", ".join(f"{n} of {npix} at nside {nside} -> {nside // 2}" for nside, n, npix in losses)
+            notes.append(f"massmaps: note: sky fraction {sky.name}: the graph networks' pooling drops the pixels "
+                         f"whose parent pixel is partly outside the footprint ({lost})")
+    return notes
+
+
 def _output_bytes(config) -> int:
     """Disk for the checkpoints, JSON and figures of a run: per network run (every ensemble member)
     1 MiB (weights and optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
@@ -398,15 +444,18 @@ def run(args) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    if step == "classify":
-        try:
-            return _classify(args)
-        except ValueError as exc:
-            return fail("massmaps", str(exc))
-        except KeyboardInterrupt:
-            print("deepsphere-gen massmaps: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-    return _run_steps(args, step)
+    with warnings.catch_warnings():
+        # a note of the run step says it once (_pooling_notes); classify uses networks trained with that note
+        warnings.filterwarnings("ignore", message="partial-sky pooling", category=UserWarning)
+        if step == "classify":
+            try:
+                return _classify(args)
+            except ValueError as exc:
+                return fail("massmaps", str(exc))
+            except KeyboardInterrupt:
+                print("deepsphere-gen massmaps: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        return _run_steps(args, step)
 
 
 def _run_steps(args, step: str) -> int:
@@ -416,7 +465,9 @@ def _run_steps(args, step: str) -> int:
     stage = "setup"
     try:
         config = _config(args)
-        notes = _check_k(config, step, _get(args, "neighbours") is not None)
+        config, notes = _check_methods(config, step, _get(args, "methods") is not None)
+        notes += _check_k(config, step, _get(args, "neighbours") is not None)
+        notes += _pooling_notes(config, step)
         _preflight(config, step, _get(args, "json"))
         from ..experiments import massmaps as exp
 
