@@ -312,6 +312,56 @@ def _check_methods(config, step: str, methods_given: bool):
     return replace(config, methods=kept), [f"massmaps: note: {what}: not run on --sky-fractions {fractions}"]
 
 
+#: smallest side of a patch (pixels) for the baselines' statistics (features.PatchFeatures)
+_MIN_PATCH_SIDE = 8
+
+
+def _check_resolutions(config, step: str) -> None:
+    """Resolutions too small for a method that runs on them, before any work (one ValueError naming the option,
+    --nside or --full-sky-nside, and its smallest allowed value; was: the library's refusal after the data were
+    generated and the other networks trained): on the full sky (at min(--nside, --full-sky-nside)) the harmonic
+    network's first bandlimit L needs nside >= L / 3 (L <= 3 nside), the hybrid's two poolings by 4 nside >= 4,
+    the baselines' anafast band powers nside >= 2; on a footprint the baselines nside >= 2; on nested patches the
+    baselines' statistics patches of at least 8 x 8 pixels (nside >= 8 x 2^level); the baselines only where they
+    run (not in the train step)."""
+    from ..experiments import massmaps as exp
+
+    if step == "generate":
+        return
+    problems = []
+    for sky in exp.sky_settings(config):
+        methods = exp.methods_for(sky, config.methods)
+        baselines = [m for m in methods if m in exp.BASELINES and step != "train"]
+        if sky.level is not None:
+            side = config.nside >> sky.level
+            if baselines and side < _MIN_PATCH_SIDE:
+                problems.append(f"--nside {config.nside} gives {side} x {side} pixel patches at sky fraction {sky.name}, "
+                                f"too small for {', '.join(baselines)} (at least {_MIN_PATCH_SIDE} x "
+                                f"{_MIN_PATCH_SIDE}): use --nside >= {_MIN_PATCH_SIDE << sky.level}")
+            continue
+        need = {}
+        if sky.full_sky and "harmonic" in methods:
+            L = config.harmonic_bandlimits[0]
+            need["harmonic"] = (1 << max(0, (-(-L // 3) - 1).bit_length()), f"for its bandlimit L={L} (L <= 3 nside)")
+        if sky.full_sky and "hybrid" in methods:
+            need["hybrid"] = (4, "for its two poolings by 4")
+        if baselines:
+            need[" and ".join(baselines)] = (2, "for anafast band powers above l = 2")
+        too_small = {m: why for m, why in need.items() if sky.nside < why[0]}
+        if too_small:
+            smallest = max(n for n, _ in too_small.values())
+            if sky.footprint is not None or config.nside <= config.full_sky_nside:
+                option, value = "--nside", config.nside
+            else:
+                option, value = "--full-sky-nside", config.full_sky_nside
+            what = ", ".join(f"{m} need{'' if ' and ' in m else 's'} nside >= {n} {why}"
+                             for m, (n, why) in too_small.items())
+            problems.append(f"{option} {value} is too small for sky fraction {sky.name}: {what}; use {option} >= "
+                            f"{smallest}")
+    if problems:
+        raise ValueError("; ".join(problems) + " (or other --sky-fractions / --methods)")
+
+
 def _pooling_notes(config, step: str) -> list[str]:
     """One note per footprint on which a graph network (fcn, cnn) runs: the pixels its pooling drops (those
     whose parent pixel is partly outside the footprint), said here once instead of as the library's
@@ -466,6 +516,7 @@ def _run_steps(args, step: str) -> int:
     try:
         config = _config(args)
         config, notes = _check_methods(config, step, _get(args, "methods") is not None)
+        _check_resolutions(config, step)
         notes += _check_k(config, step, _get(args, "neighbours") is not None)
         notes += _pooling_notes(config, step)
         _preflight(config, step, _get(args, "json"))

@@ -1066,3 +1066,29 @@ def test_robustness_table_points_to_existing_tests():
             source = (ROOT / path) if path else files.get(prefix, Path(__file__))
             text = source.read_text() if path else "".join(f.read_text() for f in files.values())
             assert f"def {name}(" in text, (name, row)
+
+
+def test_resolutions_too_small_for_a_method_are_refused_before_any_work(tmp_path, capsys):
+    """A full sky too coarse for the harmonic or hybrid network or the baselines, patches too small for the baselines'
+    statistics: refused naming the option and its smallest value before any data are made (was: the library's
+    "bandlimit L=8 is too large for HealpixSampling(...)" / "patches of 4 x 4 pixels are too small for these
+    statistics" after the other networks had trained).  The --quick and default settings pass; train fits no
+    baseline, so 4 x 4 patches only stop run and evaluate."""
+    from deepsphere_gen.commands import massmaps as cmd
+    from deepsphere_gen.experiments import massmaps as exp
+
+    d = _dirs(tmp_path)
+    _fail(["--quick", *d, "--full-sky-nside", "2"], capsys, "--full-sky-nside 2 is too small for sky fraction 1: harmonic "
+          "needs nside >= 4 for its bandlimit L=8 (L <= 3 nside), hybrid needs nside >= 4 for its two poolings by 4; "
+          "use --full-sky-nside >= 4")
+    err = _fail(["--quick", *d, "--nside", "2"], capsys, "--nside 2 is too small for sky fraction 1: harmonic").err
+    assert "--nside 2 gives 2 x 2 pixel patches at sky fraction 1/12" in err
+    _fail(["--quick", *d, "--nside", "4"], capsys, "--nside 4 gives 4 x 4 pixel patches at sky fraction 1/12, too small "
+          "for psd_svm, hist_svm, strong_svm (at least 8 x 8): use --nside >= 8")
+    _fail(["evaluate", "--quick", *d, "--nside", "1", "--sky-fractions", "1", "--methods", "hist_svm"], capsys,
+          "--nside 1 is too small for sky fraction 1: hist_svm needs nside >= 2")
+    _fail(["--quick", *d, "--sky-fractions", "1/48", "--nside", "8"], capsys, "use --nside >= 16")
+    assert not (tmp_path / "data").exists()
+    cmd._check_resolutions(exp.ExperimentConfig(nside=4, sky_fractions=("1/12",)), "train")
+    cmd._check_resolutions(exp.ExperimentConfig(**cmd.QUICK), "run")
+    cmd._check_resolutions(exp.ExperimentConfig(), "run")
