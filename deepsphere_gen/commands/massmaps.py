@@ -428,11 +428,11 @@ def _classify_noises(args) -> list | None:
     """The noise settings classify's noise options select (kind and value: matched to the trained ones
     within a relative 1e-2, so --ngal 22.5 selects the trained 22.47), or None (all); invalid values
     (also of --sigma-e alone) are refused as `massmaps train` refuses them."""
-    from ..datasets.shape_noise import pixel_noise_std
+    from ..experiments.massmaps.config import check_sigma_e
 
     sigma_e = _get(args, "sigma_e")
     if sigma_e is not None:
-        pixel_noise_std(1, 1.0, sigma_e)  # ValueError for a negative or non-finite sigma_e
+        check_sigma_e(sigma_e)  # ValueError for 0, a negative or non-finite sigma_e
     if all(_get(args, name) is None for name in ("deepsphere_level", "ngal", "relative_noise")):
         return None
     from ..experiments import massmaps as exp

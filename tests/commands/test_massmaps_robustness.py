@@ -1092,3 +1092,20 @@ def test_resolutions_too_small_for_a_method_are_refused_before_any_work(tmp_path
     cmd._check_resolutions(exp.ExperimentConfig(nside=4, sky_fractions=("1/12",)), "train")
     cmd._check_resolutions(exp.ExperimentConfig(**cmd.QUICK), "run")
     cmd._check_resolutions(exp.ExperimentConfig(), "run")
+
+
+def test_sigma_e_zero_is_refused(tmp_path, capsys):
+    """--sigma-e 0 made every shape-noise setting noise-free: the default DeepSphere level-2 row vanished as a
+    duplicate of level 0 without a word.  Refused (run steps and classify, before any work); a positive value keeps
+    both rows."""
+    d = _dirs(tmp_path)
+    for step in ("train", "run"):
+        _fail([step, *TINY, *d, "--deepsphere-level", "0", "2", "--sigma-e", "0"], capsys,
+              "ellipticity dispersion sigma_e (--sigma-e) must be > 0, got 0.0: it sets the shape noise of every "
+              "--deepsphere-level and --ngal setting")
+    _fail(["classify", "x.fits", "--sigma-e", "0", "--out-dir", str(tmp_path / "out")], capsys, "must be > 0, got 0.0")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+    from deepsphere_gen.experiments import massmaps as exp
+
+    config = exp.ExperimentConfig(deepsphere_levels=(0.0, 2.0), sigma_e=0.3)
+    assert [n.kind for n in exp.noise_settings(config)] == ["none", "ngal"]
