@@ -285,6 +285,37 @@ def _check_k(config, step: str, k_given: bool) -> list[str]:
     return [f"massmaps: note: {note}" for note in notes]
 
 
+def _check_options_apply(args, config) -> None:
+    """Given options that would do nothing with the other options, refused before any work (one ValueError naming
+    them; was: silently ignored): --footprint without sky fraction 'footprint'; --full-sky-nside above --nside (the
+    full sky is averaged down, never up) or without sky fraction 1; --average-views without a patch sky fraction
+    that a graph network (fcn, cnn) runs on; --fcn-members N > 1 without fcn or cnn in --methods.  (The default
+    full_sky_nside above --nside is fine: the JSON records the resolution the full sky ran at.)"""
+    from ..experiments import massmaps as exp
+
+    skies = config.sky_fractions
+    if _get(args, "footprint") is not None and "footprint" not in skies:
+        raise ValueError(f"--footprint {config.footprint} applies only to sky fraction 'footprint': add footprint to "
+                         f"--sky-fractions (now {' '.join(skies)}) or leave --footprint out")
+    fsn = _get(args, "full_sky_nside")
+    if fsn is not None and fsn > config.nside:
+        raise ValueError(f"--full-sky-nside {fsn} exceeds --nside {config.nside}: the full sky is averaged down from "
+                         f"the maps' nside, never up; use --full-sky-nside <= {config.nside} or leave it out")
+    if fsn is not None and not any(s.full_sky for s in exp.sky_settings(config)):
+        raise ValueError(f"--full-sky-nside {fsn} applies only to sky fraction 1: add 1 to --sky-fractions (now "
+                         f"{' '.join(skies)}) or leave --full-sky-nside out")
+    graph = [m for m in config.methods if m in exp.ENSEMBLE_METHODS]
+    if _get(args, "average_views") and not any(sky.level is not None and exp.methods_for(sky, graph)
+                                               for sky in exp.sky_settings(config)):
+        raise ValueError(f"--average-views averages the fcn and cnn predictions over the reflections of nested "
+                         f"patches: it needs a patch sky fraction (1/12, 1/48, ...) in --sky-fractions (now "
+                         f"{' '.join(skies)}) and fcn or cnn in --methods (now {' '.join(config.methods)})")
+    members = _get(args, "fcn_members")
+    if members is not None and members > 1 and not graph:
+        raise ValueError(f"--fcn-members {members} trains ensembles of fcn and cnn networks: add fcn or cnn to "
+                         f"--methods (now {' '.join(config.methods)}) or leave --fcn-members out")
+
+
 def _check_methods(config, step: str, methods_given: bool):
     """Methods that run on none of the sky fractions (harmonic and hybrid run on the full sky only, strong_svm
     on nested patches only), before any work: given with --methods, refused (ValueError naming the method and
@@ -515,6 +546,7 @@ def _run_steps(args, step: str) -> int:
     stage = "setup"
     try:
         config = _config(args)
+        _check_options_apply(args, config)
         config, notes = _check_methods(config, step, _get(args, "methods") is not None)
         _check_resolutions(config, step)
         notes += _check_k(config, step, _get(args, "neighbours") is not None)

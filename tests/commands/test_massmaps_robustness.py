@@ -1074,7 +1074,6 @@ def test_resolutions_too_small_for_a_method_are_refused_before_any_work(tmp_path
     "bandlimit L=8 is too large for HealpixSampling(...)" / "patches of 4 x 4 pixels are too small for these
     statistics" after the other networks had trained).  The --quick and default settings pass; train fits no
     baseline, so 4 x 4 patches only stop run and evaluate."""
-    from deepsphere_gen.commands import massmaps as cmd
     from deepsphere_gen.experiments import massmaps as exp
 
     d = _dirs(tmp_path)
@@ -1109,3 +1108,36 @@ def test_sigma_e_zero_is_refused(tmp_path, capsys):
 
     config = exp.ExperimentConfig(deepsphere_levels=(0.0, 2.0), sigma_e=0.3)
     assert [n.kind for n in exp.noise_settings(config)] == ["none", "ngal"]
+
+
+def test_options_that_would_do_nothing_are_refused(tmp_path, capsys):
+    """Options that did nothing with the others given (exit 0, silently): --footprint without sky fraction
+    'footprint', --full-sky-nside above --nside or without sky fraction 1, --average-views without patches for
+    a graph network, --fcn-members N > 1 without fcn or cnn, --methods harmonic on patches only: each refused
+    before any work, naming the options.  The defaults trigger none of them (--quick, the default run); the JSON
+    config records the full-sky resolution that ran (the default 64 above --nside 8 ran at 8)."""
+    d = _dirs(tmp_path)
+    _fail([*TINY, *d, "--footprint", "builtin"], capsys,
+          "--footprint builtin applies only to sky fraction 'footprint': add footprint to --sky-fractions (now 1)")
+    _fail([*TINY, *d, "--full-sky-nside", "16"], capsys, "--full-sky-nside 16 exceeds --nside 8: the full sky is "
+          "averaged down from the maps' nside, never up; use --full-sky-nside <= 8")
+    _fail([*TINY, *d, "--sky-fractions", "1/12", "--full-sky-nside", "4"], capsys,
+          "--full-sky-nside 4 applies only to sky fraction 1")
+    _fail([*TINY, *d, "--average-views"], capsys, "--average-views averages the fcn and cnn predictions over the "
+          "reflections of nested patches: it needs a patch sky fraction")
+    _fail([*TINY, *d, "--sky-fractions", "1/12", "--methods", "psd_svm", "--average-views"], capsys,
+          "and fcn or cnn in --methods (now psd_svm)")
+    _fail([*TINY, *d, "--methods", "harmonic", "--fcn-members", "3"], capsys,
+          "--fcn-members 3 trains ensembles of fcn and cnn networks: add fcn or cnn to --methods (now harmonic)")
+    _fail(["train", *TINY, *d, "--sky-fractions", "1/12", "--methods", "harmonic"], capsys,
+          "--methods harmonic: harmonic runs only on the full sky (sky fraction 1), not on --sky-fractions 1/12")
+    assert not (tmp_path / "data").exists()
+    for argv in (["--quick"], []):  # the defaults: no refusal, no note
+        args = build_parser(["massmaps"]).parse_args(["massmaps", *argv])
+        config = cmd._config(args)
+        cmd._check_options_apply(args, config)
+        assert cmd._check_methods(config, "run", False) == (config, [])
+    out = tmp_path / "r.json"
+    assert main(["massmaps", *TINY, *d, "--sky-fractions", "1", "1/12", "--average-views", "--fcn-members", "2",
+                 "--no-plots", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["config"]["full_sky_nside"] == 8
