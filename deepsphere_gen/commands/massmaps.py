@@ -23,6 +23,7 @@ import argparse
 import re
 import sys
 import time
+import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -284,6 +285,132 @@ def _check_k(config, step: str, k_given: bool) -> list[str]:
     return [f"massmaps: note: {note}" for note in notes]
 
 
+def _check_options_apply(args, config) -> None:
+    """Given options that would do nothing with the other options, refused before any work (one ValueError naming
+    them; was: silently ignored): --footprint without sky fraction 'footprint'; --full-sky-nside above --nside (the
+    full sky is averaged down, never up) or without sky fraction 1; --average-views without a patch sky fraction
+    that a graph network (fcn, cnn) runs on; --fcn-members N > 1 without fcn or cnn in --methods.  (The default
+    full_sky_nside above --nside is fine: the JSON records the resolution the full sky ran at.)"""
+    from ..experiments import massmaps as exp
+
+    skies = config.sky_fractions
+    if _get(args, "footprint") is not None and "footprint" not in skies:
+        raise ValueError(f"--footprint {config.footprint} applies only to sky fraction 'footprint': add footprint to "
+                         f"--sky-fractions (now {' '.join(skies)}) or leave --footprint out")
+    fsn = _get(args, "full_sky_nside")
+    if fsn is not None and fsn > config.nside:
+        raise ValueError(f"--full-sky-nside {fsn} exceeds --nside {config.nside}: the full sky is averaged down from "
+                         f"the maps' nside, never up; use --full-sky-nside <= {config.nside} or leave it out")
+    if fsn is not None and not any(s.full_sky for s in exp.sky_settings(config)):
+        raise ValueError(f"--full-sky-nside {fsn} applies only to sky fraction 1: add 1 to --sky-fractions (now "
+                         f"{' '.join(skies)}) or leave --full-sky-nside out")
+    graph = [m for m in config.methods if m in exp.ENSEMBLE_METHODS]
+    if _get(args, "average_views") and not any(sky.level is not None and exp.methods_for(sky, graph)
+                                               for sky in exp.sky_settings(config)):
+        raise ValueError(f"--average-views averages the fcn and cnn predictions over the reflections of nested "
+                         f"patches: it needs a patch sky fraction (1/12, 1/48, ...) in --sky-fractions (now "
+                         f"{' '.join(skies)}) and fcn or cnn in --methods (now {' '.join(config.methods)})")
+    members = _get(args, "fcn_members")
+    if members is not None and members > 1 and not graph:
+        raise ValueError(f"--fcn-members {members} trains ensembles of fcn and cnn networks: add fcn or cnn to "
+                         f"--methods (now {' '.join(config.methods)}) or leave --fcn-members out")
+
+
+def _check_methods(config, step: str, methods_given: bool):
+    """Methods that run on none of the sky fractions (harmonic and hybrid run on the full sky only, strong_svm
+    on nested patches only), before any work: given with --methods, refused (ValueError naming the method and
+    the sky fractions); from the default list, left out of ``config.methods`` (the JSON records what ran) with
+    a note.  Returns (config, notes)."""
+    from dataclasses import replace
+
+    from ..experiments import massmaps as exp
+
+    if step == "generate":
+        return config, []
+    skies = exp.sky_settings(config)
+    idle = [m for m in config.methods if not any(m in exp.methods_for(sky, (m,)) for sky in skies)]
+    if not idle:
+        return config, []
+    where = {m: "the full sky (sky fraction 1)" if m in exp.FULL_SKY_METHODS else
+             "nested patches (sky fractions 1/12, 1/48, 1/192, ...)" for m in idle}
+    what = "; ".join(f"{m} runs only on {where[m]}" for m in idle)
+    fractions = " ".join(config.sky_fractions)
+    if methods_given:
+        raise ValueError(f"--methods {' '.join(idle)}: {what}, not on --sky-fractions {fractions}")
+    kept = tuple(m for m in config.methods if m not in idle)
+    if not kept:
+        raise ValueError(f"none of the methods runs on --sky-fractions {fractions}: {what}")
+    return replace(config, methods=kept), [f"massmaps: note: {what}: not run on --sky-fractions {fractions}"]
+
+
+#: smallest side of a patch (pixels) for the baselines' statistics (features.PatchFeatures)
+_MIN_PATCH_SIDE = 8
+
+
+def _check_resolutions(config, step: str) -> None:
+    """Resolutions too small for a method that runs on them, before any work (one ValueError naming the option,
+    --nside or --full-sky-nside, and its smallest allowed value; was: the library's refusal after the data were
+    generated and the other networks trained): on the full sky (at min(--nside, --full-sky-nside)) the harmonic
+    network's first bandlimit L needs nside >= L / 3 (L <= 3 nside), the hybrid's two poolings by 4 nside >= 4,
+    the baselines' anafast band powers nside >= 2; on a footprint the baselines nside >= 2; on nested patches the
+    baselines' statistics patches of at least 8 x 8 pixels (nside >= 8 x 2^level); the baselines only where they
+    run (not in the train step)."""
+    from ..experiments import massmaps as exp
+
+    if step == "generate":
+        return
+    problems = []
+    for sky in exp.sky_settings(config):
+        methods = exp.methods_for(sky, config.methods)
+        baselines = [m for m in methods if m in exp.BASELINES and step != "train"]
+        if sky.level is not None:
+            side = config.nside >> sky.level
+            if baselines and side < _MIN_PATCH_SIDE:
+                problems.append(f"--nside {config.nside} gives {side} x {side} pixel patches at sky fraction {sky.name}, "
+                                f"too small for {', '.join(baselines)} (at least {_MIN_PATCH_SIDE} x "
+                                f"{_MIN_PATCH_SIDE}): use --nside >= {_MIN_PATCH_SIDE << sky.level}")
+            continue
+        need = {}
+        if sky.full_sky and "harmonic" in methods:
+            L = config.harmonic_bandlimits[0]
+            need["harmonic"] = (1 << max(0, (-(-L // 3) - 1).bit_length()), f"for its bandlimit L={L} (L <= 3 nside)")
+        if sky.full_sky and "hybrid" in methods:
+            need["hybrid"] = (4, "for its two poolings by 4")
+        if baselines:
+            need[" and ".join(baselines)] = (2, "for anafast band powers above l = 2")
+        too_small = {m: why for m, why in need.items() if sky.nside < why[0]}
+        if too_small:
+            smallest = max(n for n, _ in too_small.values())
+            if sky.footprint is not None or config.nside <= config.full_sky_nside:
+                option, value = "--nside", config.nside
+            else:
+                option, value = "--full-sky-nside", config.full_sky_nside
+            what = ", ".join(f"{m} need{'' if ' and ' in m else 's'} nside >= {n} {why}"
+                             for m, (n, why) in too_small.items())
+            problems.append(f"{option} {value} is too small for sky fraction {sky.name}: {what}; use {option} >= "
+                            f"{smallest}")
+    if problems:
+        raise ValueError("; ".join(problems) + " (or other --sky-fractions / --methods)")
+
+
+def _pooling_notes(config, step: str) -> list[str]:
+    """One note per footprint on which a graph network (fcn, cnn) runs: the pixels its pooling drops (those
+    whose parent pixel is partly outside the footprint), said here once instead of as the library's
+    UserWarning at every network built (which the command silences, also in its worker processes)."""
+    from ..experiments import massmaps as exp
+
+    if step == "generate":
+        return []
+    notes = []
+    for sky in exp.sky_settings(config):
+        losses = exp.footprint_pooling_losses(sky, config)
+        if losses and any(m in ("fcn", "cnn") for m in exp.methods_for(sky, config.methods)):
+            lost = ", ".join(f"{n} of {npix} at nside {nside} -> {nside // 2}" for nside, n, npix in losses)
+            notes.append(f"massmaps: note: sky fraction {sky.name}: the graph networks' pooling drops the pixels "
+                         f"whose parent pixel is partly outside the footprint ({lost})")
+    return notes
+
+
 def _output_bytes(config) -> int:
     """Disk for the checkpoints, JSON and figures of a run: per network run (every ensemble member)
     1 MiB (weights and optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
@@ -332,11 +459,11 @@ def _classify_noises(args) -> list | None:
     """The noise settings classify's noise options select (kind and value: matched to the trained ones
     within a relative 1e-2, so --ngal 22.5 selects the trained 22.47), or None (all); invalid values
     (also of --sigma-e alone) are refused as `massmaps train` refuses them."""
-    from ..datasets.shape_noise import pixel_noise_std
+    from ..experiments.massmaps.config import check_sigma_e
 
     sigma_e = _get(args, "sigma_e")
     if sigma_e is not None:
-        pixel_noise_std(1, 1.0, sigma_e)  # ValueError for a negative or non-finite sigma_e
+        check_sigma_e(sigma_e)  # ValueError for 0, a negative or non-finite sigma_e
     if all(_get(args, name) is None for name in ("deepsphere_level", "ngal", "relative_noise")):
         return None
     from ..experiments import massmaps as exp
@@ -398,15 +525,18 @@ def run(args) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    if step == "classify":
-        try:
-            return _classify(args)
-        except ValueError as exc:
-            return fail("massmaps", str(exc))
-        except KeyboardInterrupt:
-            print("deepsphere-gen massmaps: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-    return _run_steps(args, step)
+    with warnings.catch_warnings():
+        # a note of the run step says it once (_pooling_notes); classify uses networks trained with that note
+        warnings.filterwarnings("ignore", message="partial-sky pooling", category=UserWarning)
+        if step == "classify":
+            try:
+                return _classify(args)
+            except ValueError as exc:
+                return fail("massmaps", str(exc))
+            except KeyboardInterrupt:
+                print("deepsphere-gen massmaps: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        return _run_steps(args, step)
 
 
 def _run_steps(args, step: str) -> int:
@@ -416,7 +546,11 @@ def _run_steps(args, step: str) -> int:
     stage = "setup"
     try:
         config = _config(args)
-        notes = _check_k(config, step, _get(args, "neighbours") is not None)
+        _check_options_apply(args, config)
+        config, notes = _check_methods(config, step, _get(args, "methods") is not None)
+        _check_resolutions(config, step)
+        notes += _check_k(config, step, _get(args, "neighbours") is not None)
+        notes += _pooling_notes(config, step)
         _preflight(config, step, _get(args, "json"))
         from ..experiments import massmaps as exp
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 
 import healpy as hp
@@ -622,3 +623,67 @@ def test_sample_maps_are_those_of_each_sample_in_order(tmp_path):
         np.testing.assert_array_equal(classes, want[:, 0])
         np.testing.assert_array_equal(maps, want[:, 1])
     assert {ds.n_classes for ds in sets} == {2, 3} and len({len(ds) for ds in sets}) > 5
+
+
+def test_quick_footprint_run_every_default_method(tmp_path, capfd):
+    """`--quick` on the built-in footprint at nside 64 with the default methods, in worker processes: the fcn
+    and both baselines that apply to a footprint run to the end (was: "indices shape (49152,) does not match
+    values shape (1, 4104)" after the FCN had trained: the PSD baseline got the full sky's pixel indices); the
+    default methods that do not apply (harmonic, hybrid: full sky; strong_svm: patches) are named in one note and
+    left out of the JSON config; the pooling losses are one note, never a UserWarning; --methods strong_svm alone
+    is refused by name before any work (was: "nothing to evaluate" after generating the data)."""
+    d, out = _dirs(tmp_path), tmp_path / "fp.json"
+    argv = ["massmaps", "--quick", "--nside", "64", "--sky-fractions", "footprint", "--footprint", "builtin",
+            "--deepsphere-level", "0", *d, "--workers", "2", "--no-plots", "--no-progress"]
+    _fail([*argv[1:], "--methods", "strong_svm"], capfd, "--methods strong_svm: strong_svm runs only on nested patches")
+    assert not (tmp_path / "data").exists()
+    assert main([*argv, "--json", str(out)]) == 0
+    cap = capfd.readouterr()
+    assert "Warning" not in cap.err and "Warning" not in cap.out, cap.err
+    notes = [s for s in cap.out.splitlines() if "note:" in s]
+    assert "massmaps: note: harmonic runs only on the full sky (sky fraction 1); hybrid runs only on the full sky " \
+           "(sky fraction 1); strong_svm runs only on nested patches" in cap.out, cap.out
+    assert ("massmaps: note: sky fraction footprint: the graph networks' pooling drops the pixels whose parent pixel "
+            "is partly outside the footprint (130 of 1026 at nside 32 -> 16, 60 of 224 at nside 16 -> 8)") in notes
+    doc = json.loads(out.read_text())
+    assert doc["config"]["methods"] == ["fcn", "psd_svm", "hist_svm"]
+    records = {r["method"]: r for r in doc["records"]}
+    assert set(records) == {"fcn", "psd_svm", "hist_svm"} and {r["sky"] for r in records.values()} == {"footprint"}
+    assert records["psd_svm"]["features"] == ["psd"] and records["psd_svm"]["n_features"] == 24
+    for r in records.values():
+        assert r["n_test"] == 2 * 6 and 0 <= r["accuracy"] <= 1  # one sample per map: 6 test maps per class
+
+
+def test_footprint_power_spectrum_is_the_pseudo_cl_of_the_masked_map():
+    """The PSD baseline's spectrum of a footprint sample: healpy's anafast of the RING map with the sample's mean
+    removed and zeros outside the footprint, divided by the footprint's sky fraction."""
+    from deepsphere_gen.datasets import builtin_footprint
+
+    nside = 32
+    mask = builtin_footprint(nside)
+    idx = np.flatnonzero(mask)
+    values = np.random.default_rng(0).standard_normal((2, idx.size))
+    feats = mm_baselines._SkyFeatures(nside, 0, idx)
+    full = np.zeros((2, 12 * nside**2))
+    full[:, idx] = values - values.mean(axis=1, keepdims=True)
+    want = np.stack([hp.anafast(hp.reorder(f, n2r=True), lmax=3 * nside - 1, iter=0) for f in full]) / mask.mean()
+    assert np.allclose(feats.psd.spectra(values, idx), want)
+    assert feats.transform(values, ("psd",))["psd"].shape == (2, 24)
+
+
+def test_fragmented_footprint_stops_pooling_instead_of_failing():
+    """--quick channels on the built-in footprint at nside 32: the third pooling (nside 8 -> 4) has no complete
+    parent pixel (was: "no complete parent at nside 4" after the data were made); pools that keep parents are
+    unchanged (nside 64: pooling by 4 after every block, as before)."""
+    from deepsphere_gen.commands.massmaps import QUICK
+
+    for nside, pools in ((32, [1, 1, 0]), (64, [1, 1, 1])):
+        config = exp.ExperimentConfig(nside=nside, sky_fractions=("footprint",), footprint="builtin",
+                                      channels=QUICK["channels"])
+        (sky,) = exp.sky_settings(config)
+        assert exp.pool_levels("fcn", sky, config) == pools
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mm_models.build_model("fcn", sky, config, 1.0)  # the library still warns
+        assert "partial-sky pooling nside 32 -> 16: dropped 130 of 1026 pixels" in str(caught[0].message)
+    assert exp.footprint_pooling_losses(sky, config) == [(32, 130, 1026), (16, 60, 224)]

@@ -516,7 +516,8 @@ def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
         (line,) = capsys.readouterr().out.splitlines()
         want = p[pixels].mean(0)
         assert f"sky 1/12 ({len(pixels)} of 12 patches in the map), noise none" in line
-        assert f"P(class 0) = {want[0]:.3f}, P(class 1) = {want[1]:.3f}" in line
+        mean = "mean over 2 patches: " if len(pixels) == 2 else ""  # one patch: its probabilities
+        assert f"noise none, fcn: {mean}P(class 0) = {want[0]:.3f}, P(class 1) = {want[1]:.3f}" in line
     cap = _fail(["classify", str(tmp_path / "cut.fits"), *out], capsys,  # the full-sky network too
                 f"{10 * n} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); the map gives whole 1/12 "
                 "patches: classify them with networks of sky fraction 1/12 (`deepsphere-gen massmaps train "
@@ -537,7 +538,9 @@ def test_classify_noise_value_matches_within_the_given_precision(trained, capsys
     out = ["--out-dir", str(trained / "out")]
     noisy = str(trained / "noisy.fits")
     assert main(["massmaps", "classify", noisy, "--relative-noise", "1.004", *out]) == 0
-    assert capsys.readouterr().out.count("noise rel1, fcn: P(class 0)") == 2
+    text = capsys.readouterr().out
+    assert "sky 1, noise rel1, fcn: P(class 0) = " in text  # one map: its probabilities
+    assert "sky 1/12, noise rel1, fcn: mean over 12 patches: P(class 0) = " in text  # the mean over the patches
     _fail(["classify", noisy, "--relative-noise", "1.5", *out], capsys,
           "(--sky-fractions 1/12 --relative-noise 1)")
 
@@ -1066,3 +1069,78 @@ def test_robustness_table_points_to_existing_tests():
             source = (ROOT / path) if path else files.get(prefix, Path(__file__))
             text = source.read_text() if path else "".join(f.read_text() for f in files.values())
             assert f"def {name}(" in text, (name, row)
+
+
+def test_resolutions_too_small_for_a_method_are_refused_before_any_work(tmp_path, capsys):
+    """A full sky too coarse for the harmonic or hybrid network or the baselines, patches too small for the baselines'
+    statistics: refused naming the option and its smallest value before any data are made (was: the library's
+    "bandlimit L=8 is too large for HealpixSampling(...)" / "patches of 4 x 4 pixels are too small for these
+    statistics" after the other networks had trained).  The --quick and default settings pass; train fits no
+    baseline, so 4 x 4 patches only stop run and evaluate."""
+    from deepsphere_gen.experiments import massmaps as exp
+
+    d = _dirs(tmp_path)
+    _fail(["--quick", *d, "--full-sky-nside", "2"], capsys, "--full-sky-nside 2 is too small for sky fraction 1: harmonic "
+          "needs nside >= 4 for its bandlimit L=8 (L <= 3 nside), hybrid needs nside >= 4 for its two poolings by 4; "
+          "use --full-sky-nside >= 4")
+    err = _fail(["--quick", *d, "--nside", "2"], capsys, "--nside 2 is too small for sky fraction 1: harmonic").err
+    assert "--nside 2 gives 2 x 2 pixel patches at sky fraction 1/12" in err
+    _fail(["--quick", *d, "--nside", "4"], capsys, "--nside 4 gives 4 x 4 pixel patches at sky fraction 1/12, too small "
+          "for psd_svm, hist_svm, strong_svm (at least 8 x 8): use --nside >= 8")
+    _fail(["evaluate", "--quick", *d, "--nside", "1", "--sky-fractions", "1", "--methods", "hist_svm"], capsys,
+          "--nside 1 is too small for sky fraction 1: hist_svm needs nside >= 2")
+    _fail(["--quick", *d, "--sky-fractions", "1/48", "--nside", "8"], capsys, "use --nside >= 16")
+    assert not (tmp_path / "data").exists()
+    cmd._check_resolutions(exp.ExperimentConfig(nside=4, sky_fractions=("1/12",)), "train")
+    cmd._check_resolutions(exp.ExperimentConfig(**cmd.QUICK), "run")
+    cmd._check_resolutions(exp.ExperimentConfig(), "run")
+
+
+def test_sigma_e_zero_is_refused(tmp_path, capsys):
+    """--sigma-e 0 made every shape-noise setting noise-free: the default DeepSphere level-2 row vanished as a
+    duplicate of level 0 without a word.  Refused (run steps and classify, before any work); a positive value keeps
+    both rows."""
+    d = _dirs(tmp_path)
+    for step in ("train", "run"):
+        _fail([step, *TINY, *d, "--deepsphere-level", "0", "2", "--sigma-e", "0"], capsys,
+              "ellipticity dispersion sigma_e (--sigma-e) must be > 0, got 0.0: it sets the shape noise of every "
+              "--deepsphere-level and --ngal setting")
+    _fail(["classify", "x.fits", "--sigma-e", "0", "--out-dir", str(tmp_path / "out")], capsys, "must be > 0, got 0.0")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+    from deepsphere_gen.experiments import massmaps as exp
+
+    config = exp.ExperimentConfig(deepsphere_levels=(0.0, 2.0), sigma_e=0.3)
+    assert [n.kind for n in exp.noise_settings(config)] == ["none", "ngal"]
+
+
+def test_options_that_would_do_nothing_are_refused(tmp_path, capsys):
+    """Options that did nothing with the others given (exit 0, silently): --footprint without sky fraction
+    'footprint', --full-sky-nside above --nside or without sky fraction 1, --average-views without patches for
+    a graph network, --fcn-members N > 1 without fcn or cnn, --methods harmonic on patches only: each refused
+    before any work, naming the options.  The defaults trigger none of them (--quick, the default run); the JSON
+    config records the full-sky resolution that ran (the default 64 above --nside 8 ran at 8)."""
+    d = _dirs(tmp_path)
+    _fail([*TINY, *d, "--footprint", "builtin"], capsys,
+          "--footprint builtin applies only to sky fraction 'footprint': add footprint to --sky-fractions (now 1)")
+    _fail([*TINY, *d, "--full-sky-nside", "16"], capsys, "--full-sky-nside 16 exceeds --nside 8: the full sky is "
+          "averaged down from the maps' nside, never up; use --full-sky-nside <= 8")
+    _fail([*TINY, *d, "--sky-fractions", "1/12", "--full-sky-nside", "4"], capsys,
+          "--full-sky-nside 4 applies only to sky fraction 1")
+    _fail([*TINY, *d, "--average-views"], capsys, "--average-views averages the fcn and cnn predictions over the "
+          "reflections of nested patches: it needs a patch sky fraction")
+    _fail([*TINY, *d, "--sky-fractions", "1/12", "--methods", "psd_svm", "--average-views"], capsys,
+          "and fcn or cnn in --methods (now psd_svm)")
+    _fail([*TINY, *d, "--methods", "harmonic", "--fcn-members", "3"], capsys,
+          "--fcn-members 3 trains ensembles of fcn and cnn networks: add fcn or cnn to --methods (now harmonic)")
+    _fail(["train", *TINY, *d, "--sky-fractions", "1/12", "--methods", "harmonic"], capsys,
+          "--methods harmonic: harmonic runs only on the full sky (sky fraction 1), not on --sky-fractions 1/12")
+    assert not (tmp_path / "data").exists()
+    for argv in (["--quick"], []):  # the defaults: no refusal, no note
+        args = build_parser(["massmaps"]).parse_args(["massmaps", *argv])
+        config = cmd._config(args)
+        cmd._check_options_apply(args, config)
+        assert cmd._check_methods(config, "run", False) == (config, [])
+    out = tmp_path / "r.json"
+    assert main(["massmaps", *TINY, *d, "--sky-fractions", "1", "1/12", "--average-views", "--fcn-members", "2",
+                 "--no-plots", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["config"]["full_sky_nside"] == 8

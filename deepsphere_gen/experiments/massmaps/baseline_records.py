@@ -1,5 +1,5 @@
 """The baselines' records of the mass-map experiment: the SVMs of :mod:`.baselines` on the features of
-:mod:`.features` (patches) or on anafast band powers and histograms (full sky), fitted on the training
+:mod:`.features` (patches) or on anafast band powers and histograms (full sky, footprint), fitted on the training
 maps with C chosen on the validation maps, scored on the test maps (:func:`baseline_records`).
 
 Training features: ``baseline_noise_draws`` noise realisations per training patch (fresh noise, as the
@@ -55,21 +55,25 @@ def _features(dataset: MassMapDataset, featurize, draws: int = 0, noise_std: flo
     return groups, np.asarray(labels, dtype=np.int64)
 
 
-class _FullSkyFeatures:
-    """``psd`` (log anafast band powers) and ``hist`` features of full-sky samples."""
+class _SkyFeatures:
+    """``psd`` and ``hist`` features of samples that are not nested patches: the full sky or a footprint
+    (``indices``: the samples' NESTED pixels, shared by all).  ``psd``: log band powers of
+    ``healpy.anafast`` of the map with the sample's mean removed and zeros outside the footprint,
+    divided by the sky fraction (the pseudo-C_l / f_sky estimator of
+    :meth:`~.baselines.PowerSpectrumSVM.spectra`; exact C_l estimates on the full sky)."""
 
-    def __init__(self, nside: int, seed: int):
+    def __init__(self, nside: int, seed: int, indices: np.ndarray):
         n_bins = min(24, 3 * nside - 2)
         self.psd = PowerSpectrumSVM(nside, lmin=2, n_bins=n_bins, seed=seed)
         self.hist = HistogramSVM(seed=seed)
-        self.nside = nside
+        self.nside, self.indices = nside, np.asarray(indices, dtype=np.int64)
 
     def fit(self, values):
         self.hist.prepare(values, None)
         return self
 
     def transform(self, values, groups=("psd", "hist")) -> dict:
-        idx = np.arange(12 * self.nside**2)
+        idx = self.indices
         out = {}
         if "psd" in groups:
             out["psd"] = self.psd.features(values, idx)
@@ -92,7 +96,7 @@ def baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: E
         feats = PatchFeatures(train_set.nside, side)
     else:
         groups = [g for g in groups if g in ("psd", "hist")]
-        feats = _FullSkyFeatures(train_set.nside, config.seed)
+        feats = _SkyFeatures(train_set.nside, config.seed, train_set.indices[0])
     # histogram bins and thresholds from (noisy) training pixels of both classes, 4 maps per class
     sub = [i for b in list(_map_blocks(train_set))[::max(1, len(train_set) // train_set.n_patches // 8)]
            for i in b]

@@ -408,8 +408,9 @@ def _model(net: Network, device):
 
 
 def classify(files, maps: dict, networks: list[Network], device="cpu", force: bool = False, out=print) -> int:
-    """Print class probabilities of every map (mean over its patches: those the map covers whole, named
-    "sky 1/12 (1 of 12 patches in the map)" where the map covers fewer than all) for every network.
+    """Print class probabilities of every map for every network: a patch network's are the mean of its
+    probabilities over the patches the map covers whole ("mean over 12 patches: P(class 0) = ..."; the sky named
+    "sky 1/12 (2 of 12 patches in the map)" where the map covers fewer than all).
 
     ``maps``: ``{file: NESTED map}``.  An input outside the network's training
     distribution is reported instead of probabilities (with them when ``force``).
@@ -434,6 +435,7 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
             x = torch.as_tensor(values, dtype=torch.float32, device=device)[..., None]
             with torch.no_grad():
                 p = torch.softmax(model(x), -1).mean(0)
-            out(f"{head}: P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f} ({net.classes})"
+            mean = f"mean over {len(values)} patches: " if len(values) > 1 else ""
+            out(f"{head}: {mean}P(class 0) = {float(p[0]):.3f}, P(class 1) = {float(p[1]):.3f} ({net.classes})"
                 + (" (out of distribution, forced)" if problems else ""))
     return flagged

@@ -29,6 +29,7 @@ __all__ = [
     "ExperimentConfig",
     "SkySetting",
     "parse_sky_fraction",
+    "check_sigma_e",
 ]
 
 METHODS = ("fcn", "cnn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
@@ -111,7 +112,6 @@ class ExperimentConfig:
         # the validators import torch and the data sets: here, so that importing this module stays cheap
         from ..._validation import check_nonnegative_int, check_positive_int
         from ...datasets import MassMapConfig, check_noise_level
-        from ...datasets.shape_noise import pixel_noise_std
         from ...sampling import check_nside
         from ...training import TrainConfig
 
@@ -120,7 +120,7 @@ class ExperimentConfig:
         self.deepsphere_levels = tuple(check_noise_level(v) for v in self.deepsphere_levels)
         self.relative_noise = tuple(check_noise_level(v) for v in self.relative_noise)
         self.ngal = tuple(_check_ngal(v) for v in self.ngal)
-        pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e
+        self.sigma_e = check_sigma_e(self.sigma_e)
         if not (self.deepsphere_levels or self.ngal or self.relative_noise):
             raise ValueError("give at least one noise setting (--deepsphere-level, --ngal or --relative-noise)")
         bad = [m for m in self.methods if m not in METHODS]
@@ -148,6 +148,20 @@ class ExperimentConfig:
         self.epochs = check_positive_int(self.epochs, "epochs (--epochs)")  # 0 would train min_steps' epochs anyway
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
         self.min_steps = check_nonnegative_int(self.min_steps, "min_steps")
+
+
+def check_sigma_e(value) -> float:
+    """The ellipticity dispersion of the experiment: a finite number > 0 (ValueError naming --sigma-e).  0 is
+    refused: it would make every shape-noise setting (DeepSphere levels, galaxy densities) noise-free, so that a
+    level-2 run silently became a duplicate of the noise-free one."""
+    from ...datasets.shape_noise import pixel_noise_std
+
+    pixel_noise_std(1, 1.0, value)  # a negative or non-finite value: the library's message
+    if not float(value) > 0:
+        raise ValueError(f"ellipticity dispersion sigma_e (--sigma-e) must be > 0, got {value!r}: it sets the shape "
+                         "noise of every --deepsphere-level and --ngal setting (0 would make them all noise-free); "
+                         "for no noise use --deepsphere-level 0 or --ngal inf")
+    return float(value)
 
 
 def _check_ngal(value) -> float:

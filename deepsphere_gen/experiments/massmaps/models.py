@@ -18,7 +18,7 @@ from ...models import DeepSphereClassifier, HarmonicClassifier, HybridClassifier
 from ...sampling import HealpixSampling
 from .config import NETWORK_METHODS, ExperimentConfig, SkySetting
 
-__all__ = ["Standardized", "build_model"]
+__all__ = ["Standardized", "build_model", "pool_levels", "footprint_pooling_losses"]
 
 
 class Standardized(nn.Module):
@@ -44,6 +44,49 @@ def _reference_indices(sky: SkySetting, nside: int) -> np.ndarray | None:
     return np.arange(p * n, (p + 1) * n)
 
 
+def pool_levels(method: str, sky: SkySetting, config: ExperimentConfig) -> list[int]:
+    """Pooling by 4**p after each block of the graph network ``method`` ("fcn", "cnn") on ``sky``: by 4 while
+    at least 4 pixels would remain (counted as pixels / 4 per pooling) and, on a footprint, while some parent
+    pixel has all 4 children in it (then no more pooling: a fragmented footprint stops pooling instead of failing);
+    the cnn on the full sky pools down to the 12 base pixels."""
+    nside = sky.nside or config.nside
+    indices = _reference_indices(sky, nside)
+    sampling = None if sky.footprint is None else HealpixSampling(nside, indices=indices)
+    pools, n = [], 12 * nside**2 if indices is None else len(indices)
+    for _ in config.channels:
+        p = 1 if n >= 16 and (nside >> (len(pools) + 1)) >= 1 else 0
+        if p and sampling is not None:
+            try:
+                sampling = sampling.coarsen(1)[0]
+            except ValueError:  # no complete parent left
+                p = 0
+        pools.append(p)
+        n //= 4**p
+    if method == "cnn" and indices is None:
+        # full sky: pool down to the 12 base pixels, so that the fully connected head has
+        # 12 x channels inputs (not 192 x channels: 60 training maps, and Adam's steps on
+        # thousands of inputs moved the logits by ~10 per step)
+        levels, nb = nside.bit_length() - 1, len(config.channels)
+        pools = [levels // nb + (1 if i < levels % nb else 0) for i in range(nb)]
+    return pools
+
+
+def footprint_pooling_losses(sky: SkySetting, config: ExperimentConfig) -> list[tuple[int, int, int]]:
+    """What the graph networks' pooling drops on the footprint ``sky`` (the pixels whose parent pixel is
+    partly outside it; :func:`~deepsphere_gen.nn.partial_sky_pool` warns of each): (nside before the pooling,
+    dropped pixels, pixels before) per pooling that drops any; [] for other skies."""
+    if sky.footprint is None:
+        return []
+    sampling, out = HealpixSampling(sky.nside or config.nside, indices=np.flatnonzero(sky.footprint)), []
+    for p in pool_levels("fcn", sky, config):
+        if p:
+            coarse, keep = sampling.coarsen(p)
+            if not keep.all():
+                out.append((sampling.nside, int((~keep).sum()), sampling.npix))
+            sampling = coarse
+    return out
+
+
 def _hybrid_classifier(nside: int, config: ExperimentConfig) -> nn.Module:
     L0 = max(1, min(8, 2 * (nside // 4)))  # two poolings by 4: the bridge stays below 2 nside_low
     return HybridClassifier(nside=nside, n_classes=2, bandlimits=(L0, min(6, L0), min(4, L0)), normalize=False)
@@ -57,19 +100,7 @@ def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: f
     nside = sky.nside or config.nside
     if method in ("fcn", "cnn"):
         indices = _reference_indices(sky, nside)
-        npix = 12 * nside**2 if indices is None else len(indices)
-        # pool by 4 per block while at least 4 pixels remain
-        pools, n = [], npix
-        for _ in config.channels:
-            p = 1 if n >= 16 and (nside >> (len(pools) + 1)) >= 1 else 0
-            pools.append(p)
-            n //= 4**p
-        if method == "cnn" and indices is None:
-            # full sky: pool down to the 12 base pixels, so that the fully connected head has
-            # 12 x channels inputs (not 192 x channels: 60 training maps, and Adam's steps on
-            # thousands of inputs moved the logits by ~10 per step)
-            levels, nb = nside.bit_length() - 1, len(config.channels)
-            pools = [levels // nb + (1 if i < levels % nb else 0) for i in range(nb)]
+        pools = pool_levels(method, sky, config)
         head = "gap" if method == "fcn" else "fc"
         model = DeepSphereClassifier(nside, 1, channels=config.channels, n_classes=2, K=config.K, k=config.k,
                                      pool_levels=pools, head=head, indices=indices)

@@ -43,8 +43,12 @@ def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[
                extra: dict | None = None) -> Path:
     """JSON: {"config", "noise_settings", "interval_note", "margin_note", "margins": ``pairs`` (None:
     :func:`margins` of ``records``), "machine" (the processor: trained networks are bit-identical
-    on one processor type only), "records": [one per method, sky, noise], **extra}, written atomically."""
-    payload = {"config": asdict(config), "noise_settings": [n.record() for n in noise_settings(config)],
+    on one processor type only), "records": [one per method, sky, noise], **extra}, written atomically.
+    The config's ``full_sky_nside`` is the resolution the full sky ran at, ``min(nside, full_sky_nside)`` (the
+    default 64 at ``--nside 16`` ran at 16; the field itself stays as given: it is part of the checkpoints'
+    fingerprints)."""
+    record = {**asdict(config), "full_sky_nside": min(config.nside, config.full_sky_nside)}
+    payload = {"config": record, "noise_settings": [n.record() for n in noise_settings(config)],
                "machine": cpu_description(),
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
                "margin_note": reporting.MARGIN_NOTE, "margins": margins(records) if pairs is None else pairs,

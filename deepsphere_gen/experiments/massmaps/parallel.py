@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,13 @@ from .training import network_runs, train_config, train_one
 __all__ = ["ParallelRun"]
 
 
-def _worker_setup(pids) -> None:
+def _worker_setup(pids, filters) -> None:
     """A worker process: one torch thread; Ctrl-C ignored while idle (jobs take it, see :func:`_interruptible`);
-    announces its process id on the queue ``pids`` (how :class:`ParallelRun` reaches its workers)."""
+    the warning filters ``filters`` of the process that started it (a spawned process starts with Python's
+    defaults: a warning the caller silenced would reach the terminal from every worker); announces its process id
+    on the queue ``pids`` (how :class:`ParallelRun` reaches its workers)."""
     torch.set_num_threads(1)
+    warnings.filters[:] = filters
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pids.put(os.getpid())
 
@@ -115,7 +119,7 @@ class ParallelRun:
         context = multiprocessing.get_context("spawn")
         self._pid_queue = context.SimpleQueue()
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_setup,
-                                         initargs=(self._pid_queue,))
+                                         initargs=(self._pid_queue, list(warnings.filters)))
         for _, kind, sky, noise, what, *member in self._jobs():
             if kind == "train":
                 self.training.append(self._pool.submit(_train_job, str(self.path), sky.name, noise, self.config, what,
