@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
-from ._argv import step_out_of_lists
+from ._argv import hidden, refuse_unused, step_out_of_lists
 from ._exits import fail, report_interrupt
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
@@ -107,9 +107,9 @@ def _common(p, with_outputs: bool = True) -> None:
     p.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=S, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", default=S, help="no progress bars")
-    if with_outputs:
-        p.add_argument("--json", default=S, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
-        p.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
+    out = p if with_outputs else hidden(p)  # accepted by every step, refused where unused (_USED_BY)
+    out.add_argument("--json", default=S, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
+    out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
 _STEPS = {"generate": "generate (or reuse) the simulations",
@@ -118,6 +118,8 @@ _STEPS = {"generate": "generate (or reuse) the simulations",
           "run": "generate, train and evaluate (the default)"}
 #: options taking one or more values (nargs="+"), which would swallow a step name after them
 _LIST_OPTIONS = ("--methods",)
+#: options only some steps use -> those steps (refused by the others, wherever they stand: _argv.refuse_unused)
+_USED_BY = {"--json": ("evaluate", "run"), "--no-plots": ("evaluate", "run")}
 #: options without a value
 _FLAGS = ("--quick", "--restart", "--no-progress", "--no-plots", "--help")
 
@@ -189,6 +191,10 @@ def check_footprint_file(spec: str, nside: int) -> None:
 
 def run(args) -> int:
     step = _get(args, "step") or "run"
+    try:
+        refuse_unused(args, step, _USED_BY)
+    except ValueError as exc:
+        return fail("cosmo", str(exc))
     threads = _get(args, "threads", 1)
     if threads < 1:
         return fail("cosmo", f"--threads must be >= 1, got {threads}")

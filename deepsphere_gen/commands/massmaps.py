@@ -28,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import _cache_dirs
-from ._argv import files_out_of_lists, step_out_of_lists
+from ._argv import files_out_of_lists, hidden, refuse_unused, step_out_of_lists
 from ._argv import option as _get
 from ._exits import EXIT_INTERRUPTED, fail, report_interrupt
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
@@ -58,6 +58,8 @@ _FLAGS = ("--quick", "--no-augment", "--warm-start", "--average-views", "--resta
           "--force", "--help")
 #: noise options (run options; classify uses them to choose networks)
 _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
+#: options only some steps use -> those steps (refused by the others, wherever they stand: _argv.refuse_unused)
+_USED_BY = {"--json": ("evaluate", "run"), "--no-plots": ("evaluate", "run")}
 #: options that classify reads (the others are fixed by the checkpoints it uses)
 _CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPTIONS}
 
@@ -119,10 +121,10 @@ def _common(p, with_outputs: bool, d) -> None:
                         "checkpoints are the same either way)")
     r.add_argument("--no-progress", action="store_true", default=S,
                    help="no progress bars (they are drawn only on a terminal anyway)")
-    if with_outputs:
-        r.add_argument("--json", default=S, metavar="PATH",
-                       help="write the results as JSON: one record per method, sky fraction and noise setting, and the margins")
-        r.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
+    out = r if with_outputs else hidden(r)  # accepted by every step, refused where unused (_USED_BY)
+    out.add_argument("--json", default=S, metavar="PATH",
+                     help="write the results as JSON: one record per method, sky fraction and noise setting, and the margins")
+    out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
 def _where(group) -> None:
@@ -389,6 +391,10 @@ def _classify(args) -> int:
 
 def run(args) -> int:
     step = _get(args, "step") or "run"
+    try:
+        refuse_unused(args, step, _USED_BY)
+    except ValueError as exc:
+        return fail("massmaps", str(exc))
     threads = _get(args, "threads", 1)
     if threads < 1:
         return fail("massmaps", f"--threads must be >= 1, got {threads}")

@@ -105,3 +105,30 @@ def test_the_commands_read_absent_options_with_one_function():
 
     assert massmaps._get is cosmo._get is _argv.option
     assert _argv.option(Namespace(nside=8), "nside") == 8 and _argv.option(Namespace(), "nside", 4) == 4
+
+
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+@pytest.mark.parametrize("step", ["generate", "train"])
+@pytest.mark.parametrize("option", [["--json", "x.json"], ["--no-plots"]])
+def test_an_option_the_step_does_not_use_is_refused_wherever_it_stands(command, step, option, capsys, tmp_path):
+    """``massmaps --json x.json train`` wrote no JSON and said nothing (exit 0); ``massmaps train --json x.json``
+    said "unrecognized arguments" with the top-level usage.  Both now: one line naming the option, the step
+    and the steps that use it, before any work (``--device nope``: without the refusal the command would
+    end at its device check, not train)."""
+    from ._cli import refused
+
+    common = ["--quick", "--device", "nope", "--data-dir", str(tmp_path / "d"), "--out-dir", str(tmp_path / "o")]
+    for argv in ([*option, step, *common], [step, *common, *option]):
+        cap = refused(command, argv, capsys, f"{option[0]} does not apply to {step}: only to evaluate and run")
+        assert cap.err.startswith(f"deepsphere-gen {command}: error: ") and cap.err.count("\n") == 1, cap.err
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+def test_the_help_of_a_step_lists_only_the_options_it_uses(command, capsys):
+    from deepsphere_gen.cli import main
+
+    for step, listed in (("train", False), ("evaluate", True)):
+        with pytest.raises(SystemExit):
+            main([command, step, "--help"])
+        assert ("--json PATH" in capsys.readouterr().out) == listed
