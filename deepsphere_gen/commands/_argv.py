@@ -10,7 +10,8 @@ step's parser): :func:`option` reads one that may be absent.
 Every parser of a command (the command's own and each step's) accepts every option of the command, so
 that where an option stands does not change how it is read: an option a step does not use stays out of
 that step's ``--help`` (:func:`hidden`) and is refused by :func:`refuse_unused`, before the step or
-after it alike ("--json does not apply to train: only to evaluate and run").
+after it alike ("--json does not apply to train: only to evaluate and run").  Every option naming a file or a
+folder reads its value with :func:`path_arg` (an empty one is refused, not read as the current folder or a default).
 """
 from __future__ import annotations
 
@@ -138,3 +139,12 @@ def refuse_unused(args, step: str, used_by: dict[str, tuple[str, ...]]) -> None:
         steps, names = next(iter(unused.items()))
         where = " and ".join(steps) if len(steps) <= 2 else ", ".join(steps[:-1]) + " and " + steps[-1]
         raise ValueError(f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not apply to {step}: only to {where}")
+
+
+def path_arg(text: str) -> str:
+    """The argparse ``type`` of every option naming a file or a folder: ``text`` as given, an empty one refused
+    (``--data-dir ""`` wrote into the default cache or the current folder, ``--json ""`` wrote nothing,
+    silently): "argument --data-dir: an empty path (an unset shell variable?)", exit 2."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return text

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
-from ._argv import hidden, refuse_unused, step_out_of_lists
+from ._argv import hidden, path_arg, refuse_unused, step_out_of_lists
 from ._exits import fail, report_interrupt
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
@@ -72,7 +72,7 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="variance calibration: cv (global, linear or quadratic in the parameters, chosen by "
                         "cross-validation on the calibration cosmologies) or global (one factor per parameter) "
                         f"(default {d.calibration})")
-    p.add_argument("--footprint", default=S, metavar="stage3|FITS",
+    p.add_argument("--footprint", type=path_arg, default=S, metavar="stage3|FITS",
                    help="built-in ~1,000 deg^2 footprint (stage3) or a HEALPix FITS mask: 1 inside the survey, "
                         f"0 (or UNSEEN) outside (default {g.footprint})")
     p.add_argument("--ngal", type=float, default=S,
@@ -102,13 +102,13 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="train the requested methods from scratch, overwriting their checkpoints (by default a "
                         "checkpoint of the same settings is reused or resumed, one of other settings refused)")
     p.add_argument("--seed", type=int, default=S, help=f"seed of the design, maps, noise and training (default {d.seed})")
-    p.add_argument("--data-dir", default=S, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
-    p.add_argument("--out-dir", default=S, help=f"checkpoints, JSON and plots (default ./{d.out_dir})")
+    p.add_argument("--data-dir", type=path_arg, default=S, help="simulation cache (default <cache root>/cosmo, cache root ~/.cache/deepsphere_gen or $DEEPSPHERE_GEN_CACHE)")
+    p.add_argument("--out-dir", type=path_arg, default=S, help=f"checkpoints, JSON and plots (default ./{d.out_dir})")
     p.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=S, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", default=S, help="no progress bars")
     out = p if with_outputs else hidden(p)  # accepted by every step, refused where unused (_USED_BY)
-    out.add_argument("--json", default=S, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
+    out.add_argument("--json", type=path_arg, default=S, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
     out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import _cache_dirs
-from ._argv import files_out_of_lists, hidden, refuse_unused, step_out_of_lists
+from ._argv import files_out_of_lists, hidden, path_arg, refuse_unused, step_out_of_lists
 from ._argv import option as _get
 from ._exits import EXIT_INTERRUPTED, fail, report_interrupt
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
@@ -78,12 +78,12 @@ def _common(p, with_outputs: bool, d) -> None:
     g.add_argument("--sky-fractions", nargs="+", default=S, metavar="F",
                    help="1 (full sky), 1/12, 1/48, 1/192 (nested patches) or 'footprint' "
                         f"(default {' '.join(d.sky_fractions)})")
-    g.add_argument("--footprint", default=S, metavar="builtin|FITS",
+    g.add_argument("--footprint", type=path_arg, default=S, metavar="builtin|FITS",
                    help="survey footprint for sky fraction 'footprint': the built-in band or a HEALPix FITS mask")
     _noise_options(g, d)
     g.add_argument("--full-sky-nside", type=int, default=S,
                    help=f"resolution the full sky (sky fraction 1) is averaged down to (default {d.full_sky_nside})")
-    g.add_argument("--data-dir", default=S,
+    g.add_argument("--data-dir", type=path_arg, default=S,
                    help=f"cache of generated maps (default {_cache_dirs.default_data_dir()}: "
                         f"${_cache_dirs.ENV_VAR} or $XDG_CACHE_HOME move it)")
     t = p.add_argument_group("training")
@@ -122,14 +122,14 @@ def _common(p, with_outputs: bool, d) -> None:
     r.add_argument("--no-progress", action="store_true", default=S,
                    help="no progress bars (they are drawn only on a terminal anyway)")
     out = r if with_outputs else hidden(r)  # accepted by every step, refused where unused (_USED_BY)
-    out.add_argument("--json", default=S, metavar="PATH",
+    out.add_argument("--json", type=path_arg, default=S, metavar="PATH",
                      help="write the results as JSON: one record per method, sky fraction and noise setting, and the margins")
     out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
 def _where(group) -> None:
     S = argparse.SUPPRESS
-    group.add_argument("--out-dir", default=S, help=f"checkpoints and plots (default ./{OUT_DIR}; the JSON goes where --json says)")
+    group.add_argument("--out-dir", type=path_arg, default=S, help=f"checkpoints and plots (default ./{OUT_DIR}; the JSON goes where --json says)")
     group.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present)")
     group.add_argument("--threads", type=int, default=S,
                        help="torch CPU threads (default 1: small graphs run fastest single-threaded, "
@@ -154,7 +154,7 @@ def add_arguments(parser) -> None:
                                    "`massmaps train` (found under --out-dir by the map's nside; the training "
                                    "settings come from the checkpoints). Inputs unlike the training maps are "
                                    f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}).")
-    c.add_argument("maps", nargs="+", metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
+    c.add_argument("maps", nargs="+", type=path_arg, metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
     c.add_argument("--method", default=None, choices=NETWORK_METHODS,
                    help="network to use (default fcn; with --checkpoint: the checkpoints' own)")
     c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
@@ -170,7 +170,7 @@ def add_arguments(parser) -> None:
                    help="only shape-noise networks trained with this ellipticity dispersion, within a relative 1e-2 "
                         "(default: any; --deepsphere-level converts at this value, default "
                         f"{d.sigma_e})")
-    c.add_argument("--checkpoint", nargs="+", default=None, metavar="FILE",
+    c.add_argument("--checkpoint", nargs="+", type=path_arg, default=None, metavar="FILE",
                    help="use these checkpoint files instead of searching --out-dir")
     c.add_argument("--field", type=int, default=None, metavar="N",
                    help="0-based column of multi-column FITS files (required for them)")

@@ -132,3 +132,27 @@ def test_the_help_of_a_step_lists_only_the_options_it_uses(command, capsys):
         with pytest.raises(SystemExit):
             main([command, step, "--help"])
         assert ("--json PATH" in capsys.readouterr().out) == listed
+
+
+@pytest.mark.parametrize("argv", [
+    ["massmaps", "--data-dir"], ["massmaps", "--out-dir"], ["massmaps", "--json"], ["massmaps", "--footprint"],
+    ["massmaps", "train", "--data-dir"], ["massmaps", "classify", "m.fits", "--out-dir"],
+    ["massmaps", "classify", "m.fits", "--checkpoint"], ["massmaps", "classify"],
+    ["cosmo", "--data-dir"], ["cosmo", "--out-dir"], ["cosmo", "--json"], ["cosmo", "--footprint"],
+    ["cosmo", "generate", "--data-dir"],
+    ["digits", "--data-dir"], ["digits", "--json"], ["digits", "--plot"],
+    ["equivariance", "--json"], ["equivariance", "--plot"],
+    ["bench", "--json"], ["bench", "--json", "b.json", "--suite-dir"],
+])
+def test_an_empty_path_is_refused(argv, capsys):
+    """``--data-dir ""`` (an unset shell variable) wrote into the default cache or the current folder and
+    ``equivariance --json ""`` wrote nothing, silently: every option naming a file or folder refuses it, at
+    parsing (before any work), naming the option."""
+    from deepsphere_gen.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([*argv, ""])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    name = argv[-1] if argv[-1].startswith("--") else "FITS"
+    assert f"error: argument {name}: an empty path (an unset shell variable?)" in err, err
