@@ -11,7 +11,7 @@ import time
 
 from .._io import atomic_write_json
 from ._argv import path_arg
-from ._preflight import check_output_file
+from ._preflight import check_output_file, check_seed
 from ._exits import fail
 
 HELP = "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."
@@ -41,7 +41,8 @@ def run(args) -> int:
 
     if args.threads < 1:
         return fail("equivariance", f"--threads must be >= 1, got {args.threads}")
-    try:  # before the sweep: a wrong path is reported in the first second
+    try:  # before the sweep: a wrong seed or path is reported in the first second
+        check_seed(args.seed)
         if args.json:
             args.json = str(check_output_file(args.json, "--json"))
         if args.plot:
