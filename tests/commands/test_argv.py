@@ -156,3 +156,45 @@ def test_an_empty_path_is_refused(argv, capsys):
     assert exit_.value.code == 2
     name = argv[-1] if argv[-1].startswith("--") else "FITS"
     assert f"error: argument {name}: an empty path (an unset shell variable?)" in err, err
+
+
+@pytest.mark.parametrize("argv", [["massmaps", "--quik"], ["massmaps", "train", "--quik"], ["cosmo", "--quik"],
+                                  ["digits", "--quik"], ["equivariance", "--seed", "1", "x"]])
+def test_an_unknown_word_is_refused_by_the_command(argv, capsys):
+    """``massmaps --quik`` printed the top-level usage and "deepsphere-gen: error: ..." (the README promises
+    "deepsphere-gen COMMAND: error: ..."): the command's parser refuses it, with the command's usage line."""
+    from deepsphere_gen.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"usage: deepsphere-gen {argv[0]} ")
+    assert err.endswith(f"\ndeepsphere-gen {argv[0]}: error: unrecognized arguments: {argv[-1]}\n"), err
+
+
+def test_classify_options_before_the_step_are_read():
+    """``massmaps --field 0 classify a.fits``: "argument STEP: invalid choice: '0'"; ``massmaps --force classify``:
+    "unrecognized arguments"."""
+    from deepsphere_gen.cli import parse_args
+
+    args = parse_args(["massmaps", "--field", "1", "--force", "--method", "cnn", "classify", "a.fits"])
+    assert (args.step, args.maps, args.field, args.force, args.method) == ("classify", ["a.fits"], 1, True, "cnn")
+    args = parse_args(["massmaps", "--checkpoint", "a.pt", "b.pt", "classify", "m.fits"])
+    assert (args.step, args.maps, args.checkpoint) == ("classify", ["m.fits"], ["a.pt", "b.pt"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--field", "0", "train"], "--field does not apply to train: only to classify"),
+    (["train", "--force"], "--force does not apply to train: only to classify"),
+    (["--checkpoint", "a.pt", "evaluate"], "--checkpoint does not apply to evaluate: only to classify"),
+    (["--method", "fcn"], "--method does not apply to run: only to classify"),
+    (["classify", "--nside", "8", "m.fits"], "--nside, --data-dir do not apply to classify"),  # was: unrecognized
+    (["classify", "m.fits", "--no-plots"], "--no-plots does not apply to classify: only to evaluate and run"),
+])
+def test_massmaps_options_of_another_step_are_refused_wherever_they_stand(argv, message, capsys, tmp_path):
+    """Refused before any work (``--device nope``: without the refusal the command would end at its device check)."""
+    from ._cli import refused
+
+    where = ["--device", "nope", "--data-dir", str(tmp_path / "d"), "--out-dir", str(tmp_path / "o")]
+    refused("massmaps", [*argv, *where], capsys, message)
