@@ -128,9 +128,9 @@ def _common(p, with_outputs: bool, d) -> None:
     out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
-def _where(group) -> None:
+def _where(group, out_dir_help: str = f"checkpoints and plots (default ./{OUT_DIR}; the JSON goes where --json says)") -> None:
     S = argparse.SUPPRESS
-    group.add_argument("--out-dir", type=path_arg, default=S, help=f"checkpoints and plots (default ./{OUT_DIR}; the JSON goes where --json says)")
+    group.add_argument("--out-dir", type=path_arg, default=S, help=out_dir_help)
     group.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present)")
     group.add_argument("--threads", type=int, default=S,
                        help="torch CPU threads (default 1: small graphs run fastest single-threaded, "
@@ -174,7 +174,7 @@ def add_arguments(parser) -> None:
                    help="only shape-noise networks trained with this ellipticity dispersion, within a relative 1e-2 "
                         "(default: any; --deepsphere-level converts at this value, default "
                         f"{d.sigma_e})")
-    _where(c)
+    _where(c, f"the output folder of `massmaps train`, whose checkpoints are searched (default ./{OUT_DIR})")
 
 
 def _classify_only(p) -> None:

@@ -198,3 +198,14 @@ def test_massmaps_options_of_another_step_are_refused_wherever_they_stand(argv, 
 
     where = ["--device", "nope", "--data-dir", str(tmp_path / "d"), "--out-dir", str(tmp_path / "o")]
     refused("massmaps", [*argv, *where], capsys, message)
+
+
+def test_classify_help_names_only_what_classify_does(capsys):
+    """classify's --out-dir help spoke of plots and --json, which classify has not."""
+    from deepsphere_gen.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["massmaps", "classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--out-dir OUT_DIR the output folder of `massmaps train`, whose checkpoints are searched" in text, text
+    assert "plots" not in text and "--json" not in text
