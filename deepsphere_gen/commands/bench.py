@@ -1,4 +1,4 @@
-"""``deepsphere-gen bench``: run the benchmark suites of ``benchmarks/`` and write JSON records.
+"""``deepsphere-gen bench``: run the benchmark suites of ``deepsphere_gen/bench/suites`` and write JSON records.
 
 Each record: suite, name, params, ours_s (median seconds), peer, peer_s, speedup
 (peer_s / ours_s), max_rel_diff, peak_mem_mb, device, extras.  How suites are written and
