@@ -48,7 +48,13 @@ def _chosen(argv) -> str | None:
 
 def build_parser(argv=None) -> argparse.ArgumentParser:
     """The parser; only the command named in ``argv`` gets its options (and its module imported)."""
+    return _build(argv)[0]
+
+
+def _build(argv=None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser | None]:
+    """:func:`build_parser`'s parser and the parser of the command named in ``argv`` (None: none named)."""
     chosen = _chosen(sys.argv[1:] if argv is None else argv)
+    command = None
     parser = argparse.ArgumentParser(
         prog="deepsphere-gen",
         description="Deep learning on the sphere: graph, harmonic and hybrid spherical CNNs.",
@@ -61,14 +67,18 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
             module = importlib.import_module(full)
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
-    return parser
+            command = p
+    return parser, command
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     """Parse ``argv``; a command module may define ``reorder_argv(words) -> words``, applied to
-    the words after the command name first (massmaps, cosmo: a step name after a list option's values)."""
+    the words after the command name first (massmaps, cosmo: a step name after a list option's values).
+    Words no parser takes are refused by the command's parser, with its usage line:
+    ``deepsphere-gen massmaps: error: unrecognized arguments: --quik`` (argparse's top-level parser named
+    no command)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
+    parser, command = _build(argv)
     chosen = _chosen(argv)
     if chosen is not None:
         module = sys.modules.get(f"deepsphere_gen.commands.{COMMANDS[chosen][0]}")
@@ -76,7 +86,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         if reorder is not None:
             i = argv.index(chosen)
             argv = argv[:i + 1] + list(reorder(argv[i + 1:]))
-    return parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        (command or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 #: exit status when the reader of stdout went away (128 + SIGPIPE, as a shell reports a process killed by it)

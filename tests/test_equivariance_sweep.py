@@ -82,6 +82,17 @@ def test_harmonic_tasks_float_precision_and_relu_baseline():
     assert by["S2 ReLU"]["mean"] > 1e-2 and by["S2 ReLU"]["published"] == 3.4e-1
 
 
+def test_the_table_shows_long_names_whole():
+    """A layer name longer than the column ("tensor-product activation -> generalized co...") is shown whole,
+    the columns after it aligned with the header."""
+    long = {"layer": "tensor-product activation -> generalized convolution (cross-channel)", "backend": "harmonic",
+            "sampling": "harmonic", "resolution": 8, "k": None, "variant": "cobb2021-efficient-layer", "degree": None,
+            "dtype": "float64", "mean": 1e-16, "mean_sq": 1e-32, "max": 2e-16, "published": None, "seconds": 0.5}
+    head, row = sw.format_records([long, {**long, "layer": "S2 ReLU", "variant": None}]).splitlines()[:2]
+    assert row.startswith(long["layer"] + " ") and " cobb2021-efficient-layer " in row
+    assert row.index("harmonic") == head.index("backend") and row.index("float64") == head.index("dtype")
+
+
 def test_format_and_plot(tmp_path):
     recs = sw.run_tasks(sw.graph_operator_tasks((NSIDE,), (8, 20), {NSIDE: (2, 4)}, ("deepsphere-v2",)),
                         progress=False)

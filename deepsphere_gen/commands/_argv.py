@@ -6,9 +6,16 @@ as one more value (``--sky-fractions 1/12 generate``: "invalid ... 'generate'");
 a value of a list option, so :func:`step_out_of_lists` ends the list there.  The commands parse
 their options with ``default=SUPPRESS`` (so that an option before the step is not reset by the
 step's parser): :func:`option` reads one that may be absent.
+
+Every parser of a command (the command's own and each step's) accepts every option of the command, so
+that where an option stands does not change how it is read: an option a step does not use stays out of
+that step's ``--help`` (:func:`hidden`) and is refused by :func:`refuse_unused`, before the step or
+after it alike ("--json does not apply to train: only to evaluate and run").  Every option naming a file or a
+folder reads its value with :func:`path_arg` (an empty one is refused, not read as the current folder or a default).
 """
 from __future__ import annotations
 
+import argparse
 import re
 
 #: a word starting with "-" that is a number (a negative value), not an option
@@ -103,3 +110,41 @@ def option(args, name: str, default=None):
     """``args.name``, or ``default`` where argparse left the option out (an option parsed with
     ``default=SUPPRESS`` and not given).  ``name``: the attribute (``"out_dir"`` for ``--out-dir``)."""
     return getattr(args, name, default)
+
+
+class hidden:
+    """A parser or argument group whose options are accepted but take no place in ``--help`` (options a
+    step does not use: :func:`refuse_unused` refuses them with a message)."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def add_argument(self, *names, **kwargs):
+        return self._target.add_argument(*names, **{**kwargs, "help": argparse.SUPPRESS})
+
+    def add_argument_group(self, *args, **kwargs):
+        return hidden(self._target.add_argument_group(*args, **kwargs))
+
+
+def refuse_unused(args, step: str, used_by: dict[str, tuple[str, ...]]) -> None:
+    """ValueError naming the given options that ``step`` does not use, and the steps that do:
+    ``--json does not apply to train: only to evaluate and run``.  ``used_by``: option (``"--json"``) ->
+    the steps that use it (options not listed: every step); ``args`` parsed with ``default=SUPPRESS``
+    (an option is present only where it was given)."""
+    unused: dict[tuple[str, ...], list[str]] = {}
+    for name, steps in used_by.items():
+        if step not in steps and hasattr(args, name.lstrip("-").replace("-", "_")):
+            unused.setdefault(steps, []).append(name)
+    if unused:
+        steps, names = next(iter(unused.items()))
+        where = " and ".join(steps) if len(steps) <= 2 else ", ".join(steps[:-1]) + " and " + steps[-1]
+        raise ValueError(f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not apply to {step}: only to {where}")
+
+
+def path_arg(text: str) -> str:
+    """The argparse ``type`` of every option naming a file or a folder: ``text`` as given, an empty one refused
+    (``--data-dir ""`` wrote into the default cache or the current folder, ``--json ""`` wrote nothing,
+    silently): "argument --data-dir: an empty path (an unset shell variable?)", exit 2."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return text

@@ -1,4 +1,4 @@
-"""``deepsphere-gen bench``: run the benchmark suites of ``benchmarks/`` and write JSON records.
+"""``deepsphere-gen bench``: run the benchmark suites of ``deepsphere_gen/bench/suites`` and write JSON records.
 
 Each record: suite, name, params, ours_s (median seconds), peer, peer_s, speedup
 (peer_s / ours_s), max_rel_diff, peak_mem_mb, device, extras.  How suites are written and
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from ._argv import path_arg
 from ._preflight import check_output_file
 from ._exits import fail
 
@@ -16,7 +17,7 @@ HELP = "Run the benchmark suites (deepsphere_gen/bench/suites), print a table an
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--json", required=True, metavar="PATH", help="where to write the records (JSON, atomically)")
+    parser.add_argument("--json", required=True, type=path_arg, metavar="PATH", help="where to write the records (JSON, atomically)")
     parser.add_argument("--quick", action="store_true", help="small cases and fewer repeats (minutes on a laptop)")
     parser.add_argument("--only", nargs="+", action="extend", metavar="NAME", help="run only these suites")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default cpu)")
@@ -25,7 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed calls first (default 1)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
-    parser.add_argument("--suite-dir", default=None, metavar="DIR",
+    parser.add_argument("--suite-dir", type=path_arg, default=None, metavar="DIR",
                         help="folder of extra *.py suites to run instead of the installed ones (deepsphere_gen.bench.suites)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

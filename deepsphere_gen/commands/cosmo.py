@@ -28,7 +28,7 @@ from .._cache_dirs import ENV_VAR, cache_root
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
-from ._argv import step_out_of_lists
+from ._argv import hidden, path_arg, refuse_unused, step_out_of_lists
 from ._exits import fail, report_interrupt
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
@@ -75,7 +75,7 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="variance calibration: cv (global, linear or quadratic in the parameters, chosen by "
                         "cross-validation on the calibration cosmologies) or global (one factor per parameter) "
                         f"(default {d.calibration})")
-    p.add_argument("--footprint", default=S, metavar="stage3|FITS",
+    p.add_argument("--footprint", type=path_arg, default=S, metavar="stage3|FITS",
                    help="built-in ~1,000 deg^2 footprint (stage3) or a HEALPix FITS mask: 1 inside the survey, "
                         f"0 (or UNSEEN) outside (default {g.footprint})")
     p.add_argument("--ngal", type=float, default=S,
@@ -105,15 +105,15 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="train the requested methods from scratch, overwriting their checkpoints (by default a "
                         "checkpoint of the same settings is reused or resumed, one of other settings refused)")
     p.add_argument("--seed", type=int, default=S, help=f"seed of the design, maps, noise and training (default {d.seed})")
-    p.add_argument("--data-dir", default=S,
+    p.add_argument("--data-dir", type=path_arg, default=S,
                    help=f"simulation cache (default {cache_root() / 'cosmo'}: ${ENV_VAR} or $XDG_CACHE_HOME move it)")
-    p.add_argument("--out-dir", default=S, help=f"checkpoints, JSON and plots (default ./{d.out_dir})")
+    p.add_argument("--out-dir", type=path_arg, default=S, help=f"checkpoints, JSON and plots (default ./{d.out_dir})")
     p.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=S, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", default=S, help="no progress bars")
-    if with_outputs:
-        p.add_argument("--json", default=S, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
-        p.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
+    out = p if with_outputs else hidden(p)  # accepted by every step, refused where unused (_USED_BY)
+    out.add_argument("--json", type=path_arg, default=S, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
+    out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
 _STEPS = {"generate": "generate (or reuse) the simulations",
@@ -122,6 +122,8 @@ _STEPS = {"generate": "generate (or reuse) the simulations",
           "run": "generate, train and evaluate (the default)"}
 #: options taking one or more values (nargs="+"), which would swallow a step name after them
 _LIST_OPTIONS = ("--methods",)
+#: options only some steps use -> those steps (refused by the others, wherever they stand: _argv.refuse_unused)
+_USED_BY = {"--json": ("evaluate", "run"), "--no-plots": ("evaluate", "run")}
 #: options without a value
 _FLAGS = ("--quick", "--restart", "--no-progress", "--no-plots", "--help")
 
@@ -193,6 +195,10 @@ def check_footprint_file(spec: str, nside: int) -> None:
 
 def run(args) -> int:
     step = _get(args, "step") or "run"
+    try:
+        refuse_unused(args, step, _USED_BY)
+    except ValueError as exc:
+        return fail("cosmo", str(exc))
     threads = _get(args, "threads", 1)
     if threads < 1:
         return fail("cosmo", f"--threads must be >= 1, got {threads}")

@@ -35,9 +35,9 @@ def add_arguments(parser) -> None:
                         help=f"HEALPix resolution, a power of 2 ({default('nside')})")
     parser.add_argument("--epochs", type=int, default=None, help=f"training epochs ({default('epochs')})")
     parser.add_argument("--n-train", type=int, default=None, metavar="N",
-                        help=f"training maps, balanced classes, >= 2 ({default('n_train')})")
+                        help=f"training maps, an even number >= 2: half per class ({default('n_train')})")
     parser.add_argument("--n-test", type=int, default=None, metavar="N",
-                        help=f"test maps, balanced classes, >= 2 ({default('n_test')})")
+                        help=f"test maps, an even number >= 2: half per class ({default('n_test')})")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
                         help=f"training batch size (default {BATCH_SIZE})")
     parser.add_argument("--lr", type=float, default=None, help=f"AdamW learning rate ({default('lr')})")
@@ -67,8 +67,9 @@ def _settings(args) -> dict:
         raise ValueError(f"--nside: {exc}") from None
     check_positive_int(out["epochs"], "--epochs")
     for key in ("n_train", "n_test"):
-        if out[key] < 2:
-            raise ValueError(f"--{key.replace('_', '-')} must be >= 2, got {out[key]}")
+        if out[key] < 2 or out[key] % 2:  # odd: unbalanced classes, and chance would not be 50 %
+            raise ValueError(f"--{key.replace('_', '-')} must be an even number >= 2 (half the maps per class), "
+                             f"got {out[key]}")
     for name, value in (("--batch-size", args.batch_size), ("--K", args.K), ("--k", args.k)):
         if value is not None:
             check_positive_int(value, name)
@@ -106,7 +107,8 @@ def generate_maps(n: int, nside: int, alpha: float, noise: float, rng: np.random
 
 
 def make_dataset(n: int, nside: int, noise: float, rng: np.random.Generator):
-    """Balanced maps (n, npix, 1) and labels (n,) for the two slopes, shuffled."""
+    """Maps (n, npix, 1) and labels (n,) for the two slopes, shuffled; n // 2 of the first class (balanced
+    for an even ``n``, as the command requires)."""
     import numpy as np  # (as in generate_maps)
     import torch
 

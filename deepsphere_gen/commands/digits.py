@@ -17,6 +17,7 @@ from pathlib import Path
 from ..experiments import digits_config as cfg
 from .._io import atomic_write_json
 from .._platform import cpu_description
+from ._argv import path_arg
 from ._preflight import check_device, check_output_file, check_seed, check_writable_dir
 from ._exits import fail
 
@@ -26,8 +27,8 @@ HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"subset and fewer epochs ({cfg.QUICK}); about 1.5 minutes on 1 CPU thread (95 s measured; the full run: about 12 min)")
-    parser.add_argument("--json", metavar="PATH", help="write one record per model and split (JSON, atomically)")
-    parser.add_argument("--plot", metavar="PNG", help="write a figure of a few projected digits, unrotated and rotated")
+    parser.add_argument("--json", type=path_arg, metavar="PATH", help="write one record per model and split (JSON, atomically)")
+    parser.add_argument("--plot", type=path_arg, metavar="PNG", help="write a figure of a few projected digits, unrotated and rotated")
     parser.add_argument("--models", nargs="+", metavar="NAME", choices=cfg.MODEL_NAMES,
                         help=f"models to run (default: those available of {', '.join(cfg.MODEL_NAMES)})")
     parser.add_argument("--seed", type=int, default=0, help="data split, rotations, init and batch order (default 0)")
@@ -41,7 +42,7 @@ def add_arguments(parser) -> None:
                         help="HEALPix grid of the graph and hybrid inputs (default 8; a power of 2 >= 8)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
+    parser.add_argument("--data-dir", type=path_arg, default=None, metavar="DIR",
                         help="digit cache directory (default <cache root>/digits; cache root $DEEPSPHERE_GEN_CACHE, else "
                              "$XDG_CACHE_HOME/deepsphere_gen, else ~/.cache/deepsphere_gen)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -10,7 +10,8 @@ import platform
 import time
 
 from .._io import atomic_write_json
-from ._preflight import check_output_file
+from ._argv import path_arg
+from ._preflight import check_output_file, check_seed
 from ._exits import fail
 
 HELP = "Measure the rotation-equivariance error of graph / harmonic / hybrid layers and models."
@@ -24,8 +25,8 @@ def add_arguments(parser) -> None:
                        help="only the graph Laplacian curves: v2 k = 8, 20, 40 and the optimised graph at k = 20 "
                             "on nside 32 and 64, and the published nside-128 point (builds the optimised graphs: "
                             "minutes, cached)")
-    parser.add_argument("--json", metavar="PATH", default=None, help="write the records as JSON (atomically)")
-    parser.add_argument("--plot", metavar="PNG", default=None, help="write a PNG of error vs degree per (nside, k)")
+    parser.add_argument("--json", type=path_arg, metavar="PATH", default=None, help="write the records as JSON (atomically)")
+    parser.add_argument("--plot", type=path_arg, metavar="PNG", default=None, help="write a PNG of error vs degree per (nside, k)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rotations and test signals (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=1,
@@ -40,7 +41,8 @@ def run(args) -> int:
 
     if args.threads < 1:
         return fail("equivariance", f"--threads must be >= 1, got {args.threads}")
-    try:  # before the sweep: a wrong path is reported in the first second
+    try:  # before the sweep: a wrong seed or path is reported in the first second
+        check_seed(args.seed)
         if args.json:
             args.json = str(check_output_file(args.json, "--json"))
         if args.plot:

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import _cache_dirs
-from ._argv import files_out_of_lists, step_out_of_lists
+from ._argv import files_out_of_lists, hidden, path_arg, refuse_unused, step_out_of_lists
 from ._argv import option as _get
 from ._exits import EXIT_INTERRUPTED, fail, report_interrupt
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
@@ -59,6 +59,9 @@ _FLAGS = ("--quick", "--no-augment", "--warm-start", "--average-views", "--resta
           "--force", "--help")
 #: noise options (run options; classify uses them to choose networks)
 _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
+#: options only some steps use -> those steps (refused by the others, wherever they stand: _argv.refuse_unused)
+_USED_BY = {"--json": ("evaluate", "run"), "--no-plots": ("evaluate", "run"),
+            **{name: ("classify",) for name in ("--method", "--checkpoint", "--field", "--force")}}
 #: options that classify reads (the others are fixed by the checkpoints it uses)
 _CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPTIONS}
 
@@ -77,12 +80,12 @@ def _common(p, with_outputs: bool, d) -> None:
     g.add_argument("--sky-fractions", nargs="+", default=S, metavar="F",
                    help="1 (full sky), 1/12, 1/48, 1/192 (nested patches) or 'footprint' "
                         f"(default {' '.join(d.sky_fractions)})")
-    g.add_argument("--footprint", default=S, metavar="builtin|FITS",
+    g.add_argument("--footprint", type=path_arg, default=S, metavar="builtin|FITS",
                    help="survey footprint for sky fraction 'footprint': the built-in band or a HEALPix FITS mask")
     _noise_options(g, d)
     g.add_argument("--full-sky-nside", type=int, default=S,
                    help=f"resolution the full sky (sky fraction 1) is averaged down to (default {d.full_sky_nside})")
-    g.add_argument("--data-dir", default=S,
+    g.add_argument("--data-dir", type=path_arg, default=S,
                    help=f"cache of generated maps (default {_cache_dirs.default_data_dir()}: "
                         f"${_cache_dirs.ENV_VAR} or $XDG_CACHE_HOME move it)")
     t = p.add_argument_group("training")
@@ -120,15 +123,15 @@ def _common(p, with_outputs: bool, d) -> None:
                         "checkpoints are the same either way)")
     r.add_argument("--no-progress", action="store_true", default=S,
                    help="no progress bars (they are drawn only on a terminal anyway)")
-    if with_outputs:
-        r.add_argument("--json", default=S, metavar="PATH",
-                       help="write the results as JSON: one record per method, sky fraction and noise setting, and the margins")
-        r.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
+    out = r if with_outputs else hidden(r)  # accepted by every step, refused where unused (_USED_BY)
+    out.add_argument("--json", type=path_arg, default=S, metavar="PATH",
+                     help="write the results as JSON: one record per method, sky fraction and noise setting, and the margins")
+    out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
 
 
-def _where(group) -> None:
+def _where(group, out_dir_help: str = f"checkpoints and plots (default ./{OUT_DIR}; the JSON goes where --json says)") -> None:
     S = argparse.SUPPRESS
-    group.add_argument("--out-dir", default=S, help=f"checkpoints and plots (default ./{OUT_DIR}; the JSON goes where --json says)")
+    group.add_argument("--out-dir", type=path_arg, default=S, help=out_dir_help)
     group.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present)")
     group.add_argument("--threads", type=int, default=S,
                        help="torch CPU threads (default 1: small graphs run fastest single-threaded, "
@@ -146,16 +149,19 @@ def add_arguments(parser) -> None:
     d = _defaults()  # the defaults named in the help texts
     _common(parser, True, d)
     sub = parser.add_subparsers(dest="step", metavar="STEP")
+    _classify_only(hidden(parser))  # accepted before the step (massmaps --field 0 classify m.fits), refused by the others
     for name, text in _STEPS.items():
-        _common(sub.add_parser(name, help=text, description=text), name in ("evaluate", "run"), d)
-    c = sub.add_parser("classify", help="classify HEALPix FITS maps with trained networks",
+        step = sub.add_parser(name, help=text, description=text)
+        _common(step, name in ("evaluate", "run"), d)
+        _classify_only(hidden(step))
+    c = sub.add_parser("classify", help="classify HEALPix FITS maps with trained networks", conflict_handler="resolve",
                        description="Classify NESTED HEALPix FITS convergence maps with the networks trained by "
                                    "`massmaps train` (found under --out-dir by the map's nside; the training "
                                    "settings come from the checkpoints). Inputs unlike the training maps are "
                                    f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}).")
-    c.add_argument("maps", nargs="+", metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
-    c.add_argument("--method", default=None, choices=NETWORK_METHODS,
-                   help="network to use (default fcn; with --checkpoint: the checkpoints' own)")
+    _common(hidden(c), True, d)  # the run options, refused by _classify (classify's own below replace theirs)
+    c.add_argument("maps", nargs="+", type=path_arg, metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
+    _classify_only(c)
     c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
                    help="only networks of these sky fractions (default: all trained)")
     S = argparse.SUPPRESS
@@ -169,13 +175,20 @@ def add_arguments(parser) -> None:
                    help="only shape-noise networks trained with this ellipticity dispersion, within a relative 1e-2 "
                         "(default: any; --deepsphere-level converts at this value, default "
                         f"{d.sigma_e})")
-    c.add_argument("--checkpoint", nargs="+", default=None, metavar="FILE",
+    _where(c, f"the output folder of `massmaps train`, whose checkpoints are searched (default ./{OUT_DIR})")
+
+
+def _classify_only(p) -> None:
+    """The options only classify uses (SUPPRESSed, as the run options: given before the step they stay)."""
+    S = argparse.SUPPRESS
+    p.add_argument("--method", default=S, choices=NETWORK_METHODS,
+                   help="network to use (default fcn; with --checkpoint: the checkpoints' own)")
+    p.add_argument("--checkpoint", nargs="+", type=path_arg, default=S, metavar="FILE",
                    help="use these checkpoint files instead of searching --out-dir")
-    c.add_argument("--field", type=int, default=None, metavar="N",
+    p.add_argument("--field", type=int, default=S, metavar="N",
                    help="0-based column of multi-column FITS files (required for them)")
-    c.add_argument("--force", action="store_true",
+    p.add_argument("--force", action="store_true", default=S,
                    help="print probabilities also for inputs outside the training distribution")
-    _where(c)
 
 
 def reorder_argv(words: list[str]) -> list[str]:
@@ -489,7 +502,8 @@ def _classify(args) -> int:
         skies = [s.strip() for s in skies]
         for s in skies:
             cl.sky_name(s, 2**29)  # "abc", 0, -1, 2: refused as `massmaps train` refuses them
-    method = args.method or "fcn"
+    method_given, checkpoints, force = _get(args, "method"), _get(args, "checkpoint"), bool(_get(args, "force"))
+    method = method_given or "fcn"
     if method in ("harmonic", "hybrid") and skies and any(s != "1" for s in skies):
         raise ValueError(f"{method} networks are full-sky only (trained on sky fraction 1, never on patches); "
                          "use --method fcn or cnn for sky fractions " + " ".join(s for s in skies if s != "1"))
@@ -497,17 +511,17 @@ def _classify(args) -> int:
     device = check_device(_get(args, "device")) or "cpu"
     # every file's header checked (nside, column, ordering) before any map is read, and the maps read (one column
     # of one file at a time) before any network is loaded
-    nside, files = cl.read_user_headers(args.maps, args.field)
+    nside, files = cl.read_user_headers(args.maps, _get(args, "field"))
     if skies is not None:
         skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
     maps = {p: cl.user_map(f, column) for p, (f, column) in files.items()}
-    nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, args.checkpoint,
-                              method_given=args.method is not None, sigma_e=_get(args, "sigma_e"))
+    nets = cl.select_networks(method, _get(args, "out_dir") or OUT_DIR, nside, skies, noises, checkpoints,
+                              method_given=method_given is not None, sigma_e=_get(args, "sigma_e"))
     for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
         for f in args.maps:
             cl.check_sky(maps[f], net, f)
-    flagged = cl.classify(args.maps, maps, nets, device=device, force=args.force)
-    if flagged and not args.force:
+    flagged = cl.classify(args.maps, maps, nets, device=device, force=force)
+    if flagged and not force:
         print(f"deepsphere-gen massmaps: {flagged} input(s) outside the training distribution; "
               "no probabilities given for them (--force prints them anyway)", file=sys.stderr)
         return EXIT_OUT_OF_DISTRIBUTION
@@ -516,6 +530,10 @@ def _classify(args) -> int:
 
 def run(args) -> int:
     step = _get(args, "step") or "run"
+    try:
+        refuse_unused(args, step, _USED_BY)
+    except ValueError as exc:
+        return fail("massmaps", str(exc))
     threads = _get(args, "threads", 1)
     if threads < 1:
         return fail("massmaps", f"--threads must be >= 1, got {threads}")

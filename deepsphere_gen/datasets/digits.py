@@ -266,6 +266,15 @@ def build_split(
     )
 
 
+def _viewpoint(frame) -> str:
+    """Where a frame's tangent point c (its third column) lies, in words: "the south pole", "lat 30, lon 45 deg"."""
+    c = np.asarray(frame, dtype=np.float64)[:, 2]
+    lat = np.degrees(np.arcsin(np.clip(c[2], -1.0, 1.0)))
+    if abs(abs(lat) - 90) < 1e-6:
+        return "the north pole" if lat > 0 else "the south pole"
+    return f"lat {lat:.0f}, lon {np.degrees(np.arctan2(c[1], c[0])) % 360:.0f} deg"
+
+
 def _ortho(ax, values, xyz, frame, title):
     """Orthographic view of the hemisphere centred on frame's c, rows (e_u) downwards."""
     import matplotlib.tri as mtri
@@ -316,18 +325,19 @@ def plot_digits(
     lon = np.where(sampling.phi > np.pi, sampling.phi - 2 * np.pi, sampling.phi)
     lat = np.pi / 2 - sampling.theta
     fig = plt.figure(figsize=(2.2 * n, 8.4))
+    seen = f"seen from {_viewpoint(DEFAULT_FRAME)}"  # the tangent point of the projection
     for k in range(n):
         ax = fig.add_subplot(4, n, k + 1)
         ax.imshow(images[k], cmap="gray_r", vmin=0, vmax=1)
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(f"flat{'' if labels is None else f' ({labels[k]})'}", fontsize=7)
-        _ortho(fig.add_subplot(4, n, n + k + 1), flat[k], xyz, DEFAULT_FRAME, "projected (view at c)")
+        _ortho(fig.add_subplot(4, n, n + k + 1), flat[k], xyz, DEFAULT_FRAME, f"projected ({seen})")
         ax = fig.add_subplot(4, n, 2 * n + k + 1, projection="mollweide")
         ax.scatter(lon, lat, c=rot[k], s=1.5, cmap="gray_r", vmin=0, vmax=1, linewidths=0)
         ax.set_xticks([]), ax.set_yticks([])
         a, b, g = np.degrees(rotations[k])
         ax.set_title(f"rotated ({a:.0f}, {b:.0f}, {g:.0f}) deg", fontsize=7)
-        _ortho(fig.add_subplot(4, n, 3 * n + k + 1), rot[k], xyz, DEFAULT_FRAME, "rotated (view at c)")
+        _ortho(fig.add_subplot(4, n, 3 * n + k + 1), rot[k], xyz, DEFAULT_FRAME, f"rotated ({seen})")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)

@@ -338,16 +338,19 @@ def run_tasks(tasks: list[Task], progress: bool = True) -> list[dict]:
 
 
 def format_records(records: list[dict]) -> str:
-    """Terminal table, one line per record."""
+    """Terminal table, one line per record; the layer and variant columns as wide as their longest name
+    (names are shown whole)."""
     cols = ("layer", "backend", "sampling", "resolution", "k", "variant", "degree", "dtype")
-    head = f"{'layer':<44}{'backend':<9}{'sampl.':<9}{'res':>5}{'k':>4} {'variant':<14}{'l':>5} {'dtype':<8}" \
+    values = [{c: str("-" if r.get(c) is None else r[c]) for c in cols} for r in records]
+    wl = max([43] + [len(v["layer"]) for v in values]) + 1
+    wv = max([13] + [len(v["variant"]) for v in values]) + 1
+    head = f"{'layer':<{wl}}{'backend':<9}{'sampl.':<9}{'res':>5}{'k':>4} {'variant':<{wv}}{'l':>5} {'dtype':<8}" \
            f"{'mean':>10}{'mean_sq':>10}{'max':>10}{'publ.':>9}{'s':>7}"
     lines = [head]
-    for r in records:
-        v = {c: ("-" if r.get(c) is None else r[c]) for c in cols}
+    for r, v in zip(records, values):
         pub = r.get("published")
-        lines.append(f"{str(v['layer'])[:43]:<44}{v['backend']:<9}{v['sampling']:<9}{v['resolution']:>5}{v['k']:>4} "
-                     f"{str(v['variant'])[:13]:<14}{v['degree']:>5} {v['dtype']:<8}{r['mean']:>10.2e}"
+        lines.append(f"{v['layer']:<{wl}}{v['backend']:<9}{v['sampling']:<9}{v['resolution']:>5}{v['k']:>4} "
+                     f"{v['variant']:<{wv}}{v['degree']:>5} {v['dtype']:<8}{r['mean']:>10.2e}"
                      f"{r['mean_sq']:>10.2e}{r['max']:>10.2e}{'-' if pub is None else f'{pub:.3g}':>9}"
                      f"{r['seconds']:>7.2f}")
     return "\n".join(lines)

@@ -105,3 +105,107 @@ def test_the_commands_read_absent_options_with_one_function():
 
     assert massmaps._get is cosmo._get is _argv.option
     assert _argv.option(Namespace(nside=8), "nside") == 8 and _argv.option(Namespace(), "nside", 4) == 4
+
+
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+@pytest.mark.parametrize("step", ["generate", "train"])
+@pytest.mark.parametrize("option", [["--json", "x.json"], ["--no-plots"]])
+def test_an_option_the_step_does_not_use_is_refused_wherever_it_stands(command, step, option, capsys, tmp_path):
+    """``massmaps --json x.json train`` wrote no JSON and said nothing (exit 0); ``massmaps train --json x.json``
+    said "unrecognized arguments" with the top-level usage.  Both now: one line naming the option, the step
+    and the steps that use it, before any work (``--device nope``: without the refusal the command would
+    end at its device check, not train)."""
+    from ._cli import refused
+
+    common = ["--quick", "--device", "nope", "--data-dir", str(tmp_path / "d"), "--out-dir", str(tmp_path / "o")]
+    for argv in ([*option, step, *common], [step, *common, *option]):
+        cap = refused(command, argv, capsys, f"{option[0]} does not apply to {step}: only to evaluate and run")
+        assert cap.err.startswith(f"deepsphere-gen {command}: error: ") and cap.err.count("\n") == 1, cap.err
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+def test_the_help_of_a_step_lists_only_the_options_it_uses(command, capsys):
+    from deepsphere_gen.cli import main
+
+    for step, listed in (("train", False), ("evaluate", True)):
+        with pytest.raises(SystemExit):
+            main([command, step, "--help"])
+        assert ("--json PATH" in capsys.readouterr().out) == listed
+
+
+@pytest.mark.parametrize("argv", [
+    ["massmaps", "--data-dir"], ["massmaps", "--out-dir"], ["massmaps", "--json"], ["massmaps", "--footprint"],
+    ["massmaps", "train", "--data-dir"], ["massmaps", "classify", "m.fits", "--out-dir"],
+    ["massmaps", "classify", "m.fits", "--checkpoint"], ["massmaps", "classify"],
+    ["cosmo", "--data-dir"], ["cosmo", "--out-dir"], ["cosmo", "--json"], ["cosmo", "--footprint"],
+    ["cosmo", "generate", "--data-dir"],
+    ["digits", "--data-dir"], ["digits", "--json"], ["digits", "--plot"],
+    ["equivariance", "--json"], ["equivariance", "--plot"],
+    ["bench", "--json"], ["bench", "--json", "b.json", "--suite-dir"],
+])
+def test_an_empty_path_is_refused(argv, capsys):
+    """``--data-dir ""`` (an unset shell variable) wrote into the default cache or the current folder and
+    ``equivariance --json ""`` wrote nothing, silently: every option naming a file or folder refuses it, at
+    parsing (before any work), naming the option."""
+    from deepsphere_gen.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([*argv, ""])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    name = argv[-1] if argv[-1].startswith("--") else "FITS"
+    assert f"error: argument {name}: an empty path (an unset shell variable?)" in err, err
+
+
+@pytest.mark.parametrize("argv", [["massmaps", "--quik"], ["massmaps", "train", "--quik"], ["cosmo", "--quik"],
+                                  ["digits", "--quik"], ["equivariance", "--seed", "1", "x"]])
+def test_an_unknown_word_is_refused_by_the_command(argv, capsys):
+    """``massmaps --quik`` printed the top-level usage and "deepsphere-gen: error: ..." (the README promises
+    "deepsphere-gen COMMAND: error: ..."): the command's parser refuses it, with the command's usage line."""
+    from deepsphere_gen.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"usage: deepsphere-gen {argv[0]} ")
+    assert err.endswith(f"\ndeepsphere-gen {argv[0]}: error: unrecognized arguments: {argv[-1]}\n"), err
+
+
+def test_classify_options_before_the_step_are_read():
+    """``massmaps --field 0 classify a.fits``: "argument STEP: invalid choice: '0'"; ``massmaps --force classify``:
+    "unrecognized arguments"."""
+    from deepsphere_gen.cli import parse_args
+
+    args = parse_args(["massmaps", "--field", "1", "--force", "--method", "cnn", "classify", "a.fits"])
+    assert (args.step, args.maps, args.field, args.force, args.method) == ("classify", ["a.fits"], 1, True, "cnn")
+    args = parse_args(["massmaps", "--checkpoint", "a.pt", "b.pt", "classify", "m.fits"])
+    assert (args.step, args.maps, args.checkpoint) == ("classify", ["m.fits"], ["a.pt", "b.pt"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--field", "0", "train"], "--field does not apply to train: only to classify"),
+    (["train", "--force"], "--force does not apply to train: only to classify"),
+    (["--checkpoint", "a.pt", "evaluate"], "--checkpoint does not apply to evaluate: only to classify"),
+    (["--method", "fcn"], "--method does not apply to run: only to classify"),
+    (["classify", "--nside", "8", "m.fits"], "--nside, --data-dir do not apply to classify"),  # was: unrecognized
+    (["classify", "m.fits", "--no-plots"], "--no-plots does not apply to classify: only to evaluate and run"),
+])
+def test_massmaps_options_of_another_step_are_refused_wherever_they_stand(argv, message, capsys, tmp_path):
+    """Refused before any work (``--device nope``: without the refusal the command would end at its device check)."""
+    from ._cli import refused
+
+    where = ["--device", "nope", "--data-dir", str(tmp_path / "d"), "--out-dir", str(tmp_path / "o")]
+    refused("massmaps", [*argv, *where], capsys, message)
+
+
+def test_classify_help_names_only_what_classify_does(capsys):
+    """classify's --out-dir help spoke of plots and --json, which classify has not."""
+    from deepsphere_gen.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["massmaps", "classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--out-dir OUT_DIR the output folder of `massmaps train`, whose checkpoints are searched" in text, text
+    assert "plots" not in text and "--json" not in text

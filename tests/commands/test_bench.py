@@ -363,3 +363,18 @@ def test_disco_suite_tiny_case():
 
     with torch.no_grad():
         torch.testing.assert_close(layer(shift(x)), shift(layer(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_the_texts_name_the_folder_of_the_suites():
+    """The README said "bench --json bench.json  # every suite in benchmarks/" (and the command's docstring
+    "the suites of benchmarks/"): the suites run by default are the modules of deepsphere_gen.bench.suites."""
+    from pathlib import Path
+
+    from deepsphere_gen.bench import suites
+    from deepsphere_gen.commands import bench as cmd
+
+    root = Path(cmd.__file__).resolve().parents[2]
+    folder = Path(suites.__file__).resolve().parent.relative_to(root).as_posix()
+    (line,) = [w for w in (root / "README.md").read_text().splitlines() if w.startswith("deepsphere-gen bench --json bench.json")]
+    assert line.endswith(f"# every suite in {folder}")
+    assert f"suites of ``{folder}``" in cmd.__doc__

@@ -56,8 +56,11 @@ def test_generated_maps_follow_their_power_law():
 @pytest.mark.parametrize("option, value, message", [
     ("--nside", "7", "--nside: nside must be a power of 2 between 1 and 8192, got 7"), ("--nside", "-8", "--nside: nside must be a power of 2"),
     ("--nside", "0", "--nside: nside must be a power of 2"), ("--epochs", "0", "--epochs must be a positive integer"),
-    ("--batch-size", "0", "--batch-size must be a positive integer"), ("--n-train", "1", "--n-train must be >= 2"),
-    ("--n-train", "0", "--n-train must be >= 2"), ("--n-test", "0", "--n-test must be >= 2"),
+    ("--batch-size", "0", "--batch-size must be a positive integer"), ("--n-train", "1", "--n-train must be an even number >= 2"),
+    ("--n-train", "0", "--n-train must be an even number >= 2"), ("--n-test", "0", "--n-test must be an even number >= 2"),
+    # odd: one class one map larger, while the help said "balanced classes" and the result line "chance 50.0 %"
+    ("--n-test", "3", "--n-test must be an even number >= 2 (half the maps per class), got 3"),
+    ("--n-train", "7", "--n-train must be an even number >= 2 (half the maps per class), got 7"),
     ("--lr", "-1", "--lr must be a positive number"), ("--lr", "0", "--lr must be a positive number"),
     ("--K", "0", "--K must be a positive integer"), ("--k", "0", "--k must be a positive integer"), ("--noise", "nan", "--noise must be"),
     ("--noise", "-1", "--noise must be a number >= 0"), ("--seed", "-1", "--seed must be >= 0"),

@@ -30,6 +30,19 @@ def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, capsys):
     assert data["meta"]["threads"] == 1 and torch.get_num_threads() == threads_before
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "99999999999999999999"])
+def test_a_seed_outside_the_range_of_the_other_commands_is_refused(seed, monkeypatch, capsys):
+    """-1 was accepted, 2**32 gave the records of seed 0 while the JSON said 4294967296, 10**20 ended with
+    "Overflow when unpacking long long": refused before the sweep, as the other commands refuse them."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("the sweep started with an unchecked seed")
+
+    monkeypatch.setattr(sw, "sweep_tasks", no_work)
+    assert main(["equivariance", "--quick", "--no-progress", "--seed", seed]) == 2
+    err = capsys.readouterr().err
+    assert err == f"deepsphere-gen equivariance: error: --seed must be >= 0 and < 2**32, got {seed}\n", err
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--json", "{tmp}", "--json {tmp} is a folder, not a file"),
     ("--plot", "{tmp}", "--plot {tmp} is a folder, not a file"),

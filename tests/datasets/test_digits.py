@@ -168,6 +168,9 @@ def test_plot_digits(tmp_path):
     fig = plot_digits(images[:3] / 16, DriscollHealySampling(16), labels=labels[:3], path=path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 12
+    titles = [ax.get_title() for ax in fig.axes]  # was "projected (view at c)": c, the frame's tangent point
+    assert titles[1::4] == ["projected (seen from the south pole)"] * 3, titles
+    assert titles[3::4] == ["rotated (seen from the south pole)"] * 3, titles
     with pytest.raises(ValueError, match="ZYZ"):
         plot_digits(images[:3] / 16, HP, rotations=np.zeros((2, 3)))
 
