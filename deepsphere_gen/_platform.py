@@ -10,8 +10,6 @@ import os
 import platform
 from pathlib import Path
 
-import torch
-
 __all__ = ["cpu_description"]
 
 #: instruction-set flags (Linux ``/proc/cpuinfo`` names) that change which kernels run
@@ -42,6 +40,8 @@ def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     processor's name (``platform.processor()`` where ``cpuinfo`` is missing), which of
     :data:`KERNEL_FLAGS` it has, the instruction set torch dispatches its CPU kernels to (e.g.
     "AVX2", "AVX512"), the threads torch uses and the processors the system has."""
+    import torch  # slow to import: the commands import this module for their --help, which must not load torch
+
     model, flags = _cpuinfo(cpuinfo)
     return {"cpu_model": model or platform.processor() or "unknown", "cpu_flags": flags,
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
