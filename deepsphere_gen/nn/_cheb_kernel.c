@@ -28,24 +28,39 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #if defined(__AVX512F__) || defined(__AVX__)
 #include <immintrin.h>
 #endif
 
-/* Streaming (non-temporal) stores of one 64-byte vector at a 64-byte aligned address: the
- * line is written to memory without being read first (a plain store of a line not in cache
- * reads it: 1.5x the traffic of a large output).  Used only for outputs much larger than the
- * caches (the caller decides); without AVX, a plain store. */
+/* The vector width: the widest the target has registers for (64 bytes with AVX-512, 32 with
+ * AVX/AVX2, else 16).  A GNU vector wider than the target's registers is split by the compiler
+ * into several registers per variable, which blows up the register tiles below: built with
+ * -march=haswell, 64-byte vectors spilled each accumulator to the stack and the layer ran 12x
+ * slower than torch's products (HEALPix nside 64, batch 8, 16 -> 32 channels, K = 5: 2.4 s vs
+ * 0.20 s forward+backward; 32-byte vectors: 0.19 s).  Each output element covered by whole
+ * vectors is summed in the same order at any width; the columns past the last whole vector are
+ * summed by scalar loops in another order, so with channel counts that are not multiples of
+ * the width, builds of different widths differ at float rounding. */
+#if defined(__AVX512F__)
+#define VEC_BYTES 64
+#elif defined(__AVX__)
+#define VEC_BYTES 32
+#else
+#define VEC_BYTES 16
+#endif
+
+/* Streaming (non-temporal) stores of one vector at an address aligned to its size: the line
+ * is written to memory without being read first (a plain store of a line not in cache reads
+ * it: 1.5x the traffic of a large output).  Used only for outputs much larger than the caches
+ * whose rows are whole 64-byte lines, 64-byte aligned (the caller decides); without AVX, a
+ * plain store. */
 #if defined(__AVX512F__)
 #define STREAM_F32(p, v) _mm512_stream_ps((p), (__m512)(v))
 #define STREAM_F64(p, v) _mm512_stream_pd((p), (__m512d)(v))
 #define STREAM_FENCE() _mm_sfence()
 #elif defined(__AVX__)
-#define STREAM_F32(p, v) do { vec_f32 v_ = (v); _mm256_stream_ps((p), _mm256_loadu_ps((const float*)&v_)); \
-                              _mm256_stream_ps((p) + 8, _mm256_loadu_ps((const float*)&v_ + 8)); } while (0)
-#define STREAM_F64(p, v) do { vec_f64 v_ = (v); _mm256_stream_pd((p), _mm256_loadu_pd((const double*)&v_)); \
-                              _mm256_stream_pd((p) + 4, _mm256_loadu_pd((const double*)&v_ + 4)); } while (0)
+#define STREAM_F32(p, v) _mm256_stream_ps((p), (__m256)(v))
+#define STREAM_F64(p, v) _mm256_stream_pd((p), (__m256d)(v))
 #define STREAM_FENCE() _mm_sfence()
 #else
 #define STREAM_F32(p, v) st_f32((p), (v))
@@ -96,10 +111,19 @@
     }                                                                                               \
   }
 
+/* ld_ / st_: unaligned vector loads and stores through a may_alias type, one instruction each.
+ * They were memcpy to / from a local vector, which GCC 12 expands "by pieces" no wider than the
+ * tuning's preferred width: with -march=native on a Xeon with AVX-512 (tuned as Rocket Lake,
+ * preferring 256 bits), each 64-byte load became two 32-byte copies to the stack read back as
+ * one 64-byte register, a failed store-to-load forwarding per load, and the accumulator tiles
+ * lived on the stack: the layer of the comment above ran 4x slower than torch's products (0.79
+ * vs 0.19 s); with -mtune=znver3 (Zen) or sapphirerapids the copy was one piece.  Same
+ * arithmetic, same bits. */
 #define KERNELS(T, SUF, VW)                                                                         \
-  typedef T vec_##SUF __attribute__((vector_size(64), aligned(sizeof(T))));                         \
-  static inline vec_##SUF ld_##SUF(const T* p) { vec_##SUF v; memcpy(&v, p, sizeof v); return v; } \
-  static inline void st_##SUF(T* p, vec_##SUF v) { memcpy(p, &v, sizeof v); }                       \
+  typedef T vec_##SUF __attribute__((vector_size(VEC_BYTES), aligned(sizeof(T))));                  \
+  typedef T uvec_##SUF __attribute__((vector_size(VEC_BYTES), aligned(sizeof(T)), may_alias));      \
+  static inline vec_##SUF ld_##SUF(const T* p) { return *(const uvec_##SUF*)p; }                    \
+  static inline void st_##SUF(T* p, vec_##SUF v) { *(uvec_##SUF*)p = v; }                           \
   TILE(T, SUF, VW, 8)                                                                               \
   TILE(T, SUF, VW, 4)                                                                               \
   TILE(T, SUF, VW, 2)                                                                               \
@@ -491,10 +515,10 @@ void cheb_schedule(int64_t rows, const int32_t* crow, const int32_t* col, int64_
   }
 }
 
-KERNELS(float, f32, 16)
-KERNELS(double, f64, 8)
-DENSE(float, f32, 16)
-DENSE(double, f64, 8)
+KERNELS(float, f32, (VEC_BYTES / 4))
+KERNELS(double, f64, (VEC_BYTES / 8))
+DENSE(float, f32, (VEC_BYTES / 4))
+DENSE(double, f64, (VEC_BYTES / 8))
 
 /* ---- one float32 column in a sliced layout (SELL-16, AVX-512 only) ----
  * The one-column CSR loop is bound by its loads (matrix column, value, gathered x: three per

@@ -64,6 +64,10 @@ __all__ = ["ENV_VAR", "available", "step", "forward", "backward", "schedule", "s
 ENV_VAR = "DEEPSPHERE_GEN_NATIVE"
 
 _SOURCE = Path(__file__).with_name("_cheb_kernel.c")
+#: -march=native: the vector width follows the host (VEC_BYTES in the C source: 64 bytes with
+#: AVX-512, 32 with AVX2); no -mtune / -mprefer-vector-width: the source's vector loads and
+#: stores are single instructions under any tuning (see ld_ there; copies through memcpy were
+#: split by the Rocket Lake tuning GCC picks for some AVX-512 Xeons: 4x slower than torch)
 _FLAGS = ("-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC")
 #: multiply-adds below which one call runs on one thread (thread start-up ~ 50 us)
 _THREAD_MIN_WORK = 1 << 22

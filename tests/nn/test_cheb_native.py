@@ -477,3 +477,53 @@ def test_layer_release_scratch_drops_the_sliced_copy(symmetric, monkeypatch):
         assert _cheb_native.sliced(conv.laplacian_t) is not None and id(conv.laplacian_t) in _cheb_native._sliced
         conv.release_scratch()
         assert id(conv.laplacian_t) not in _cheb_native._sliced
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        lines = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        return set()
+    return {f for ln in lines if ln.split(":")[0].strip() == "flags" for f in ln.split(":", 1)[1].split()}
+
+
+#: narrower builds than -march=native on an AVX-512 machine, and the CPU flags they need to run
+_NARROW = {"avx2": ("-march=haswell", {"avx2", "fma", "bmi2", "movbe", "f16c"}), "sse2": ("-march=x86-64", set())}
+
+
+@pytest.fixture(scope="module", params=sorted(_NARROW))
+def narrow_library(request, tmp_path_factory):
+    """The kernels built for 32-byte (AVX2) or 16-byte (SSE2) vectors, into a temporary cache."""
+    march, needs = _NARROW[request.param]
+    flags = _cpu_flags()
+    if "avx2" not in flags or not needs <= flags:  # not an x86 CPU that runs this build
+        pytest.skip(f"{march} builds do not run here")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPSPHERE_GEN_CACHE", str(tmp_path_factory.mktemp("kernels")))
+        mp.setattr(_cheb_native, "_FLAGS", ("-O3", march) + _cheb_native._FLAGS[2:])
+        dll = _cheb_native._compile()
+    assert dll is not None
+    return dll
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B,C,O,K", [(2, 16, 32, 5), (3, 17, 33, 4), (1, 1, 16, 5)])
+def test_narrow_vector_builds_equal_torch_products(B, C, O, K, dtype, narrow_library, monkeypatch):
+    """The kernels as an AVX2-only or SSE2 CPU builds them (vectors of 32 / 16 bytes: other tile
+    widths, tails and streaming stores) give torch's products, the streaming step included."""
+    monkeypatch.setattr(_cheb_native, "_library", _cheb_native.lazy_library(lambda: narrow_library))
+    n = 301
+    _, lap = _laplacian(n, seed=C, dtype=dtype)
+    g = torch.Generator().manual_seed(B * C * O)
+    x = torch.randn(B, n, C, dtype=dtype, generator=g)
+    w = torch.randn(K, C, O, dtype=dtype, generator=g)
+    b = torch.randn(O, dtype=dtype, generator=g)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, r in zip(_filter(x, w, b, lap, True, monkeypatch), _filter(x, w, b, lap, False, monkeypatch)):
+        _close(a, r, tol)
+    monkeypatch.setenv(_cheb_native.ENV_VAR, "1")  # _filter left the kernels off
+    monkeypatch.setattr(_cheb_native, "STREAM_MIN_BYTES", 0)
+    xs = x.reshape(n, -1) if B == 1 else x.transpose(0, 1).reshape(n, -1)
+    out = torch.empty_like(xs)
+    assert _cheb_native.step(out, lap, xs, 2.0, None, 1.0, xs, 1.0)
+    _close(out, 2 * (lap.to_dense() @ xs) - xs, tol)
