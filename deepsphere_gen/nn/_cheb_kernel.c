@@ -5,8 +5,9 @@
  * cheb_step:     Y[i, :] = alpha * sum_j val[j] X[col[j], :] + a * A[i, :] - z * Z[i, :]
  *                for a CSR matrix and n dense columns (row strides ldx, ldy, lda, ldz; A or Z
  *                may be NULL; A may be Y; X must not overlap Y).  One recursion step in one
- *                pass: each output row is accumulated in registers (8 vectors = 128 float32
- *                columns per tile) while the matrix row streams once, the axpy terms fused
+ *                pass: each output row is accumulated in registers (8 vectors per tile: 128
+ *                float32 columns with AVX-512, 64 with AVX2, 32 with SSE2) while the matrix row
+ *                streams once, the axpy terms fused
  *                into the store.  torch's CSR product (MKL) runs at ~5x the floor on 128
  *                columns and needs a second pass for the axpy.
  * cheb_forward:  Y[r, :] = bias + sum_k T_k[r, :] W_k, the (rows, K C) x (K C, O) product of the
@@ -37,10 +38,12 @@
  * into several registers per variable, which blows up the register tiles below: built with
  * -march=haswell, 64-byte vectors spilled each accumulator to the stack and the layer ran 12x
  * slower than torch's products (HEALPix nside 64, batch 8, 16 -> 32 channels, K = 5: 2.4 s vs
- * 0.20 s forward+backward; 32-byte vectors: 0.19 s).  Each output element covered by whole
- * vectors is summed in the same order at any width; the columns past the last whole vector are
- * summed by scalar loops in another order, so with channel counts that are not multiples of
- * the width, builds of different widths differ at float rounding. */
+ * 0.20 s forward+backward; 32-byte vectors: 0.19 s).  Between builds that both have FMA, each
+ * output element covered by whole vectors is summed in the same order at any width; the columns
+ * past the last whole vector are summed by scalar loops in another order, so with channel
+ * counts that are not multiples of the width, builds of different widths differ at float
+ * rounding.  A build without FMA (SSE2, AVX without FMA) rounds each multiply and add apart:
+ * other bits everywhere. */
 #if defined(__AVX512F__)
 #define VEC_BYTES 64
 #elif defined(__AVX__)
@@ -375,9 +378,10 @@
     DW_TAIL(T, CB)                                                                                  \
   }
 
-/* 16 channels x one vector of outputs: each T value feeds one product, which takes it as an
- * embedded broadcast from memory; the 8 x 2 tile broadcasts it into a register first, an extra
- * shuffle that competes with the products for Zen 4's FP pipes */
+/* 16 channels x one vector of outputs: each T value feeds one product, which with AVX-512 takes
+ * it as an embedded broadcast from memory; the 8 x 2 tile broadcasts it into a register first,
+ * an extra shuffle that competes with the products for Zen 4's FP pipes.  AVX-512 only (see
+ * DW_COLS16): its 16 accumulators, g and the broadcast need more than AVX2's 16 registers */
 #define DW_COLS_ONE(T, SUF, VW, CB)                                                                 \
   static inline void dw_cols##CB##_##SUF(const T* const* g, const T* t, int64_t C, int64_t m,       \
                                          T* dw, int64_t O) {                                        \
@@ -387,6 +391,12 @@
   }
 
 #define SUB 256 /* rows per backward block: T (K x SUB x C) and g (SUB x O) stay in L2 */
+
+/* 16-channel dW tiles with 32 vector registers (AVX-512) only: with AVX2's 16, two or three
+ * accumulators of the 16 x 1 and 8 x 2 tiles live on the stack inside the row loop (a
+ * -march=haswell build on an AVX-512 Xeon: dW of 393216 rows, K = 5, 16 -> 32 channels, 44 ms;
+ * through the 8-channel tiles 39 ms) */
+#define DW_COLS16 (VEC_BYTES == 64)
 
 #define DENSE(T, SUF, VW)                                                                           \
   FWD_ROWS(T, SUF, VW, 6)                                                                           \
@@ -475,7 +485,7 @@
         for (int64_t k = 0; k < K; ++k) {                                                           \
           const T* t = Tb + k * ks + rs * C;                                                        \
           int64_t c = 0;                                                                            \
-          for (; c + 16 <= C; c += 16) dw_cols16_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);  \
+          for (; DW_COLS16 && c + 16 <= C; c += 16) dw_cols16_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);  \
           for (; c + 8 <= C; c += 8) dw_cols8_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);      \
           for (; c < C; ++c) dw_cols1_##SUF(gp, t + c, C, m, dW + (k * C + c) * O, O);              \
         }                                                                                           \

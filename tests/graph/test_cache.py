@@ -761,7 +761,7 @@ def test_unaligned_npz_with_padding_is_not_rewritten(tmp_path, monkeypatch):
     assert npz.stat().st_mtime_ns == mtime
 
 
-def test_only_copied_members_of_an_npz_without_padding_are_realigned(tmp_path, monkeypatch):
+def test_aligned_npz_without_our_padding_and_w_entries_are_not_realigned(tmp_path, monkeypatch):
     """An npz whose members are all aligned without the padding block (another writer's: here extra
     blocks of another id) is mapped and left as written; so is the npz of a stored W."""
     import zipfile

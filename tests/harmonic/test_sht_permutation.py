@@ -32,7 +32,6 @@ def test_rings_order_is_int32_ring2nest(nside, small_chunks):
     assert np.array_equal(order, hp.ring2nest(nside, np.arange(12 * nside**2)))
 
 
-
 def test_ring_permutation_made_only_when_read(monkeypatch):
     """Rings.order is made at its first read and kept: the SHT on RING maps never makes it (and still equals
     healpy's transform), the SHT on NESTED maps makes it once, and a second read of the same rings reuses it."""
@@ -64,6 +63,7 @@ def test_ring_permutation_made_only_when_read(monkeypatch):
     r = S.rings()
     assert r.order is r.order and calls == [nside, nside]
     assert np.array_equal(r.order, hp.ring2nest(nside, np.arange(S.npix)))
+
 
 def test_gather_and_inverse_equal_numpy(small_chunks):
     rng = np.random.default_rng(0)
