@@ -8,9 +8,12 @@ their options with ``default=SUPPRESS`` (so that an option before the step is no
 step's parser): :func:`option` reads one that may be absent.
 
 Every parser of a command (the command's own and each step's) accepts every option of the command, so
-that where an option stands does not change how it is read: an option a step does not use stays out of
-that step's ``--help`` (:func:`hidden`) and is refused by :func:`refuse_unused`, before the step or
-after it alike ("--json does not apply to train: only to evaluate and run").  Every option naming a file or a
+that where an option stands does not change how it is read.  The options a command lists as used by
+some steps only (its ``_USED_BY``: ``--json`` and ``--no-plots``, and massmaps classify's own options)
+stay out of the other steps' ``--help`` (:func:`hidden`) and are refused there by :func:`refuse_unused`,
+before the step or after it alike ("--json does not apply to train: only to evaluate and run"); other
+options are accepted by every step.  Abbreviations must be unambiguous among all the command's options,
+the hidden ones included (``massmaps --meth`` could be ``--methods`` or classify's ``--method``).  Every option naming a file or a
 folder reads its value with :func:`path_arg` (an empty one is refused, not read as the current folder or a default).
 """
 from __future__ import annotations
@@ -40,7 +43,8 @@ def _step_out_of_one_list(words: list[str], steps, list_options, flags) -> list[
     same option is given again later, the later one wins (as argparse's last-wins) and the moved one is dropped.  ``steps``: the step names; ``list_options``: the
     options with ``nargs="+"``; ``flags``: the options without a value (so that ``--quick generate``
     keeps ``generate`` as the step).  A one-value option keeps a step-like value (``--out-dir train``);
-    options may be abbreviated as argparse allows; nothing after ``--`` is moved."""
+    options may be abbreviated as argparse allows (unambiguous among all the command's options);
+    nothing after ``--`` is moved."""
     words = list(words)
     start = None  # index of the list option whose values are being read
     for i, w in enumerate(words):
@@ -136,9 +140,14 @@ def refuse_unused(args, step: str, used_by: dict[str, tuple[str, ...]]) -> None:
         if step not in steps and hasattr(args, name.lstrip("-").replace("-", "_")):
             unused.setdefault(steps, []).append(name)
     if unused:
-        steps, names = next(iter(unused.items()))
-        where = " and ".join(steps) if len(steps) <= 2 else ", ".join(steps[:-1]) + " and " + steps[-1]
-        raise ValueError(f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not apply to {step}: only to {where}")
+        raise ValueError("; ".join(
+            f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not apply to {step}: only to {_and(steps)}"
+            for steps, names in unused.items()))
+
+
+def _and(words) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(words) if len(words) <= 2 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def path_arg(text: str) -> str:

@@ -132,7 +132,7 @@ def add_arguments(parser) -> None:
     _common(parser)
     sub = parser.add_subparsers(dest="step", metavar="STEP")
     for name, text in _STEPS.items():
-        _common(sub.add_parser(name, help=text, description=text), with_outputs=name in ("evaluate", "run"))
+        _common(sub.add_parser(name, help=text, description=text), with_outputs=name in _USED_BY["--json"])
 
 
 def reorder_argv(words: list[str]) -> list[str]:

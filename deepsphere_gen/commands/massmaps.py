@@ -152,7 +152,7 @@ def add_arguments(parser) -> None:
     _classify_only(hidden(parser))  # accepted before the step (massmaps --field 0 classify m.fits), refused by the others
     for name, text in _STEPS.items():
         step = sub.add_parser(name, help=text, description=text)
-        _common(step, name in ("evaluate", "run"), d)
+        _common(step, name in _USED_BY["--json"], d)
         _classify_only(hidden(step))
     c = sub.add_parser("classify", help="classify HEALPix FITS maps with trained networks", conflict_handler="resolve",
                        description="Classify NESTED HEALPix FITS convergence maps with the networks trained by "

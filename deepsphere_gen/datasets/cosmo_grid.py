@@ -172,7 +172,8 @@ def footprint_id(spec: str, nside: int) -> str:
 @lru_cache(maxsize=16)
 def _file_id(path: str, nside: int, inode: int, size: int, mtime_ns: int) -> str:
     """:func:`footprint_id` of the FITS mask at ``path`` (resolved) whose file has this inode, size and
-    modification time (a rewritten file is read again)."""
+    modification time (a rewritten file is read again, unless rewritten at the same size within the
+    file system's timestamp granularity: then this process keeps the old id)."""
     return _mask_id(load_footprint(path, nside), nside)
 
 

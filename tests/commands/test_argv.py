@@ -121,7 +121,19 @@ def test_an_option_the_step_does_not_use_is_refused_wherever_it_stands(command, 
     for argv in ([*option, step, *common], [step, *common, *option]):
         cap = refused(command, argv, capsys, f"{option[0]} does not apply to {step}: only to evaluate and run")
         assert cap.err.startswith(f"deepsphere-gen {command}: error: ") and cap.err.count("\n") == 1, cap.err
-    assert not (tmp_path / "x.json").exists()
+
+
+def test_every_unused_option_is_named_in_one_refusal():
+    """``massmaps --json x --field 0 train`` named --json only; a rerun then refused --field."""
+    from argparse import Namespace
+
+    from deepsphere_gen.commands import _argv
+    from deepsphere_gen.commands.massmaps import _USED_BY
+
+    with pytest.raises(ValueError) as err:
+        _argv.refuse_unused(Namespace(json="x", field=0, nside=8), "train", _USED_BY)
+    assert str(err.value) == ("--json does not apply to train: only to evaluate and run; "
+                              "--field does not apply to train: only to classify")
 
 
 @pytest.mark.parametrize("command", ["massmaps", "cosmo"])

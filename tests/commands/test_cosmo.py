@@ -20,7 +20,7 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     rec = json.loads((tmp_path / "out" / "cosmo.json").read_text())
     methods = {r["method"] for r in rec["records"]}
     assert methods == {"graph", "power_spectrum", "handcrafted"}
-    assert rec["machine"]["cpu_count"] >= 1 and rec["machine"]["torch_cpu_capability"]  # results depend on it
+    assert rec["cpu"]["cpu_count"] >= 1 and rec["cpu"]["torch_cpu_capability"]  # results depend on it
     for r in rec["records"]:
         assert 0 <= r["test"]["s8"]["coverage_68"] <= 1 and r["fiducial"]["s8"]["mean_std"] > 0
     assert "s8_posterior_ratio_graph_over_ps" in rec["summary"] and rec["timing"]["process_cpu_seconds"] > 0

@@ -1143,4 +1143,6 @@ def test_options_that_would_do_nothing_are_refused(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["massmaps", *TINY, *d, "--sky-fractions", "1", "1/12", "--average-views", "--fcn-members", "2",
                  "--no-plots", "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["config"]["full_sky_nside"] == 8
+    doc = json.loads(out.read_text())
+    assert {r["nside"] for r in doc["records"] if r["sky"] == "1"} == {8}  # ran at --nside, not the default 64
+    assert doc["config"]["full_sky_nside"] == 64  # as fingerprinted

@@ -98,7 +98,7 @@ class CosmoExperimentConfig:
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")
         if not (self.ngal > 0 and math.isfinite(self.ngal) or self.ngal == math.inf):
             raise ValueError(f"ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {self.ngal!r}")
-        pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e (finite, >= 0), as massmaps does
+        pixel_noise_std(1, 1.0, self.sigma_e)  # validates sigma_e (finite, >= 0; 0: no shape noise)
         self.seed = check_nonnegative_int(self.seed, "seed")
         for name in ("epochs", "mlp_epochs", "ps_noise_draws", "calib_noise_draws", "batch_size", "graph_members",
                      "mlp_members"):

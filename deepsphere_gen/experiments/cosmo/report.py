@@ -91,8 +91,8 @@ def _degree_cell(rec: dict) -> str:
 
 
 def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
-    """JSON {"config", "machine" (the processor: trained networks are bit-identical only on one
+    """JSON {"config", "cpu" (the processor: trained networks are bit-identical only on one
     processor type), "records", "summary", **extra} (predictions left out), written atomically."""
-    payload = {"config": json.loads(json.dumps(asdict(config), default=str)), "machine": cpu_description(),
+    payload = {"config": json.loads(json.dumps(asdict(config), default=str)), "cpu": cpu_description(),
                "records": result["records"], "summary": result["summary"], **(extra or {})}
     return atomic_write_json(path, payload)
