@@ -1,3 +1,4 @@
+import contextlib
 import errno
 import json
 
@@ -653,38 +654,38 @@ def test_fresh_build_into_a_read_only_folder_warns(tmp_path, monkeypatch):
     assert not g.from_cache and not list((tmp_path / "graphs").iterdir())
 
 
-@pytest.fixture
-def file_size_limit():
-    """``limit(n)``: writes past n bytes fail with EFBIG (RLIMIT_FSIZE; SIGXFSZ ignored); ``limit(None)``
-    and the test's end restore the limit."""
+@contextlib.contextmanager
+def file_size_limit(n: int):
+    """Within the block, writes past ``n`` bytes fail with EFBIG (RLIMIT_FSIZE; SIGXFSZ ignored).  The
+    limit is the process's: it must be lifted before pytest reports the test (its report line into a
+    log file longer than ``n`` failed with "File too large" when a fixture's teardown lifted it)."""
     resource = pytest.importorskip("resource")
     import signal
 
     old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (n, old_limit[1]))
     try:
-        yield lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (old_limit[0] if n is None else n, old_limit[1]))
+        yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
         signal.signal(signal.SIGXFSZ, old_handler)
 
 
-def test_failed_writes_name_their_cause(tmp_path, large, file_size_limit):
+def test_failed_writes_name_their_cause(tmp_path, large):
     """A real write error (here EFBIG: RLIMIT_FSIZE) reaches the warning with its cause; np.save's
     own message was "N requested and M written"."""
     s = HealpixSampling(8)
     ref = build_graph(s, k=8, cache=False)
     assert ref._rescaled32.nbytes > 16384
-    file_size_limit(16384)
-    with pytest.warns(RuntimeWarning, match=r"not written \(\[Errno 27\] File too large"):
+    with file_size_limit(16384), pytest.warns(RuntimeWarning, match=r"not written \(\[Errno 27\] File too large"):
         g = build_graph(s, k=8, cache_dir=tmp_path)
     assert_same_graph(g, ref)
     assert_no_tmp(tmp_path)
-    file_size_limit(None)
     build_graph(s, k=8, cache_dir=tmp_path)
     values_file(tmp_path).unlink()
-    file_size_limit(16384)  # the JSON fits, the values do not
-    with pytest.warns(RuntimeWarning, match=r"not completed \(\[Errno 27\] File too large"):
+    # the JSON fits, the values do not
+    with file_size_limit(16384), pytest.warns(RuntimeWarning, match=r"not completed \(\[Errno 27\] File too large"):
         g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache
     assert_same_graph(g, ref)
