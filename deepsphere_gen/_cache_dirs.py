@@ -2,7 +2,7 @@
 
 Cache root: ``$DEEPSPHERE_GEN_CACHE`` when set, else ``$XDG_CACHE_HOME/deepsphere_gen``,
 else ``~/.cache/deepsphere_gen``.  Generated mass maps go to ``<root>/massmaps`` by
-default; graph weight matrices to ``<root>/graphs`` (``deepsphere_gen.graph``'s cache uses
+default, the ``cosmo`` simulations to ``<root>/cosmo``; graph weight matrices to ``<root>/graphs`` (``deepsphere_gen.graph``'s cache uses
 :func:`graph_cache_dir` unless given an explicit cache directory).  Cheap to import (no torch).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ENV_VAR", "cache_root", "default_data_dir", "graph_cache_dir"]
+__all__ = ["ENV_VAR", "cache_root", "cosmo_data_dir", "default_data_dir", "graph_cache_dir"]
 
 #: environment variable that moves the whole cache
 ENV_VAR = "DEEPSPHERE_GEN_CACHE"
@@ -28,6 +28,11 @@ def cache_root() -> Path:
 def default_data_dir() -> Path:
     """Default cache of generated mass maps: ``cache_root() / "massmaps"``."""
     return cache_root() / "massmaps"
+
+
+def cosmo_data_dir() -> Path:
+    """Default cache of the ``cosmo`` simulations: ``cache_root() / "cosmo"``."""
+    return cache_root() / "cosmo"
 
 
 def graph_cache_dir() -> Path:

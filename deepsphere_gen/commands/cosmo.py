@@ -24,7 +24,7 @@ import time
 from dataclasses import MISSING, fields, replace
 from types import SimpleNamespace
 
-from .._cache_dirs import ENV_VAR, cache_root
+from .._cache_dirs import ENV_VAR, cosmo_data_dir
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
@@ -106,7 +106,7 @@ def _common(p, with_outputs: bool = True) -> None:
                         "checkpoint of the same settings is reused or resumed, one of other settings refused)")
     p.add_argument("--seed", type=int, default=S, help=f"seed of the design, maps, noise and training (default {d.seed})")
     p.add_argument("--data-dir", type=path_arg, default=S,
-                   help=f"simulation cache (default {cache_root() / 'cosmo'}: ${ENV_VAR} or $XDG_CACHE_HOME move it)")
+                   help=f"simulation cache (default {cosmo_data_dir()}: ${ENV_VAR} or $XDG_CACHE_HOME move it)")
     p.add_argument("--out-dir", type=path_arg, default=S, help=f"checkpoints, JSON and plots (default ./{d.out_dir})")
     p.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=S, help="torch CPU threads (default 1)")
@@ -170,10 +170,9 @@ def _config(args):
 
 def _preflight(config, step: str, json_path: str) -> None:
     """Device, folders and the footprint, before any work (one-line ValueError)."""
-    from ..datasets.cosmo_grid import default_data_dir
     from ._preflight import check_step_paths
 
-    data_dir = config.data_dir if config.data_dir is not None else default_data_dir()
+    data_dir = config.data_dir if config.data_dir is not None else cosmo_data_dir()
     check_step_paths(config.device, data_dir, config.out_dir, step, json_path)
     check_footprint_file(config.grid.footprint, config.grid.nside)
 

@@ -19,8 +19,8 @@ copy 0) and ``metadata.json``.  The key and the checkpoints' fingerprints name t
 fill value.  A data set is checked where it is reused (:func:`check_data_set`): a missing, truncated or
 reshaped file is named, with the advice to remove the folder (as ``massmaps`` words it).  Realisation r of cosmology c of a split is drawn from
 ``SeedSequence([seed, split, c, r])``: reproducible, independent of the other settings.
-The default data directory is ``cache_root() / "cosmo"`` (``~/.cache/deepsphere_gen/cosmo`` unless
-``$DEEPSPHERE_GEN_CACHE`` or ``$XDG_CACHE_HOME`` moves it).
+The default data directory is ``_cache_dirs.cosmo_data_dir()``: ``cache_root() / "cosmo"``
+(``~/.cache/deepsphere_gen/cosmo`` unless ``$DEEPSPHERE_GEN_CACHE`` or ``$XDG_CACHE_HOME`` moves it).
 Noise is not stored: :class:`CosmoMapDataset` adds white shape noise per bin.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._cache_dirs import cache_root
+from .._cache_dirs import cosmo_data_dir
 from .._fingerprint import mask_hash
 from .._validation import check_positive_int
 from ..sampling import check_nside
@@ -63,8 +63,9 @@ def s8(omega_m, sigma8):
 
 
 def default_data_dir() -> Path:
-    """``cache_root() / "cosmo"`` (``$DEEPSPHERE_GEN_CACHE``, else ``$XDG_CACHE_HOME/deepsphere_gen``, see _cache_dirs)."""
-    return cache_root() / "cosmo"
+    """``cache_root() / "cosmo"`` (``$DEEPSPHERE_GEN_CACHE``, else ``$XDG_CACHE_HOME/deepsphere_gen``, see
+    ``_cache_dirs.cosmo_data_dir``, which the command's help reads without importing torch)."""
+    return cosmo_data_dir()
 
 
 @dataclass(frozen=True)

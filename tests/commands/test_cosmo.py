@@ -403,3 +403,16 @@ def test_data_dir_help_says_how_the_cache_folder_is_chosen(monkeypatch, tmp_path
         text = next(a for a in sub._actions if a.dest == "data_dir").help
         assert "$XDG_CACHE_HOME" in text and "$DEEPSPHERE_GEN_CACHE" in text, text
         assert folder is None or f"default {folder}:" in text, text
+
+
+def test_data_dir_help_names_the_folder_the_library_uses(monkeypatch, tmp_path):
+    """The --data-dir help (built without torch) and datasets.cosmo_grid.default_data_dir read one function,
+    _cache_dirs.cosmo_data_dir (was: the help built the folder itself)."""
+    from deepsphere_gen.cli import build_parser
+    from deepsphere_gen.datasets.cosmo_grid import default_data_dir
+
+    monkeypatch.setenv("DEEPSPHERE_GEN_CACHE", str(tmp_path / "root"))
+    sub = next(a for a in build_parser(["cosmo"])._actions if a.dest == "command").choices["cosmo"]
+    text = next(a for a in sub._actions if a.dest == "data_dir").help
+    assert default_data_dir() == tmp_path / "root" / "cosmo"
+    assert f"(default {default_data_dir()}:" in text, text
