@@ -84,6 +84,18 @@ def test_a_footprint_is_named_by_its_content_not_its_file(tmp_path, monkeypatch)
     assert member_meta(a, 1) == member_meta(b, 1) and mlp_meta(a, "handcrafted") == mlp_meta(b, "handcrafted")
 
 
+@pytest.mark.parametrize("nside", [32, 64, 128, 256])
+def test_the_built_in_footprint_is_named_stage3_by_its_content(nside):
+    """_params names the footprint by _mask_id alone: the built-in mask's pixels give "stage3" (the name its cache
+    keys were computed with); one pixel fewer gives a mask hash."""
+    from deepsphere_gen.datasets.cosmo_grid import _mask_id
+
+    mask = load_footprint("stage3", nside)
+    assert _mask_id(mask, nside) == "stage3"
+    mask[np.flatnonzero(mask)[0]] = False
+    assert _mask_id(mask, nside).startswith("mask-sha256:")
+
+
 def test_the_default_data_set_key_and_fingerprints_are_unchanged():
     """Naming the footprint by its content left the built-in footprint's key and fingerprints as they were: the
     data sets and checkpoints of default runs stay valid (values recorded before the change)."""

@@ -186,7 +186,7 @@ def grid_fields(config: CosmoGridConfig) -> dict:
 
 def _params(config: CosmoGridConfig, mask: np.ndarray) -> dict:
     d = asdict(config)
-    d["footprint"] = "stage3" if config.footprint == "stage3" else _mask_id(mask, config.nside)
+    d["footprint"] = _mask_id(mask, config.nside)  # "stage3" for the built-in footprint
     d["footprint_sha1"] = hashlib.sha1(np.packbits(mask).tobytes()).hexdigest()
     d["fixed_parameters"] = FIXED_PARAMETERS
     d["smail"] = SMAIL_PARAMETERS
