@@ -117,9 +117,11 @@ def test_mlp_ensemble_members_reuse_and_combination(tiny, monkeypatch, capsys):
     assert "power_spectrum: best epoch" not in out and " m1: best epoch" not in out and " m2: best epoch" not in out
     assert {k: c.stat().st_mtime_ns for k, c in ck.items()} == mtimes
     four = replace(three, mlp_members=4)
-    res = evaluate_all(four, path)  # member 3 missing: the method is not evaluated
-    assert ("cosmo-power_spectrum-m3.pt: train them first with `deepsphere-gen cosmo train --methods power_spectrum "
-            "--mlp-members 4`") in capsys.readouterr().out  # the remedy names the member count (a plain train: 3)
+    res = evaluate_all(four, path)  # member 3 missing: the method is not evaluated, with the refusal's line
+    assert (f"cosmo: power_spectrum: no checkpoint {checkpoint_path(four, 'power_spectrum', 3)} (--mlp-members 4): "
+            "train it with `deepsphere-gen cosmo train --methods power_spectrum --mlp-members 4` and this run's other "
+            "options, or evaluate the 3 trained with `--mlp-members 3`; power_spectrum not evaluated\n") \
+        in capsys.readouterr().out  # the remedy names the member count (a plain train: 3)
     assert [r["method"] for r in res["records"]] == ["graph"]
     train(four, path)
     out = capsys.readouterr().out

@@ -39,7 +39,7 @@ from .comparison import bootstrap_ratios, s8_widths, summarise
 from .config import CosmoExperimentConfig
 from .data import generate, mlp_scaler, pseudo_cl_estimator, split_features, validation_mask
 from .fisher import power_spectrum_forecast
-from .members import checkpoint_path, graph_state, member_seed, mlp_member_seeds, mlp_state
+from .members import graph_state, member_seed, mlp_member_seeds, mlp_state, untrained_method_message
 from .metrics import calibration_scale_sd, calibration_scales, posterior_metrics, summary_widths
 from .models import build_mlp
 from .posterior import ParameterSpace, ensemble_moments
@@ -51,7 +51,8 @@ __all__ = ["evaluate_all"]
 def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: DistContext | None = None,
                  log=print) -> dict:
     """Posterior metrics of every trained method on the held-out cosmologies and the fiducial
-    realisations (rank 0); returns {"records": [...], "summary": {...}, "predictions": {...}}.
+    realisations (rank 0); returns {"records": [...], "summary": {...}, "predictions": {...}}.  A method with a
+    member lacking its checkpoint is left out, with the line :func:`~.members.untrained_method_message` gives it.
 
     Every method is an ensemble (``graph_members`` graph networks, ``mlp_members`` MLPs per summary method):
     its members' Gaussians are combined by :func:`~.posterior.ensemble_moments` (one code for every method),
@@ -79,13 +80,9 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
         # every member's checkpoint, checked against config's settings (fingerprint)
         states = [graph_state(config, i, ctx.device) for i in range(config.graph_members)] if method == "graph" \
             else [mlp_state(config, method, ctx.device, member=i) for i in range(config.mlp_members)]
-        missing = [str(checkpoint_path(config, method, i)) for i, st in enumerate(states) if st is None]
-        if missing:
+        if any(st is None for st in states):  # a member without a checkpoint: the method is left out
             if log:
-                members = (f"--graph-members {config.graph_members}" if method == "graph"
-                           else f"--mlp-members {config.mlp_members}")
-                log(f"cosmo: no checkpoint {', '.join(missing)}: train them first with `deepsphere-gen cosmo train "
-                    f"--methods {method} {members}` and this run's other options")
+                log(f"cosmo: {untrained_method_message(config, method)}; {method} not evaluated")
             continue
         if method == "graph":
             if config.graph_weights == "last":  # the evaluated weights in "best", where trained_weights reads them

@@ -41,7 +41,8 @@ from .config import MLP_TRAINING, CosmoExperimentConfig
 
 __all__ = ["checkpoint_path", "member_seed", "mlp_init_seed", "member_fields", "member_meta", "is_legacy",
            "graph_train_config", "graph_state", "mlp_member_seeds", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY",
-           "RETRAIN_REMEDY", "remedy_for", "GRAPH_OPTIONS", "MLP_OPTIONS", "trained_members", "untrained_message"]
+           "RETRAIN_REMEDY", "remedy_for", "GRAPH_OPTIONS", "MLP_OPTIONS", "trained_members", "untrained_method_message",
+           "untrained_message"]
 
 #: what to do about a checkpoint of other settings, per method (``{method}``: :func:`remedy_for` fills it in):
 #: ``--restart`` alone would retrain every method of the run, the graph networks too
@@ -213,23 +214,28 @@ def trained_members(config: CosmoExperimentConfig, method: str) -> int:
     return next((i for i in range(n) if not checkpoint_path(config, method, i).is_file()), n)
 
 
+def untrained_method_message(config: CosmoExperimentConfig, method: str) -> str | None:
+    """None where every member of ``method`` requested by ``config`` has a checkpoint; else one line: the missing
+    checkpoints, the command that trains them, and the members that could be evaluated instead
+    (``--graph-members 3``) or, where none is trained, leaving the method out.  ``deepsphere-gen cosmo evaluate``
+    refuses with it (:func:`untrained_message`); ``evaluate_all`` logs it and leaves the method out."""
+    n, option = _members(config, method)
+    missing = [i for i in range(n) if not checkpoint_path(config, method, i).is_file()]
+    if not missing:
+        return None
+    files = ", ".join(str(checkpoint_path(config, method, i)) for i in missing)
+    done = trained_members(config, method)
+    other = (f"or evaluate the {done} trained with `{option} {done}`" if done
+             else f"or leave {method} out of --methods")
+    return (f"{method}: no checkpoint {files} ({option} {n}): train {'them' if len(missing) > 1 else 'it'} "
+            f"with `deepsphere-gen cosmo train --methods {method} {option} {n}` and this run's other options, "
+            f"{other}")
+
+
 def untrained_message(config: CosmoExperimentConfig) -> str | None:
     """None where every member of every method of ``config.methods`` has a checkpoint; else what
-    ``deepsphere-gen cosmo evaluate`` refuses with (one line): per method, the missing checkpoints, the command
-    that trains them, and the members that could be evaluated instead (``--graph-members 3``) or, where none is
-    trained, leaving the method out.  Evaluating without them would write a record lacking that method (or with
-    fewer members) over OUT_DIR/cosmo.json."""
-    parts = []
-    for method in config.methods:
-        n, option = _members(config, method)
-        missing = [i for i in range(n) if not checkpoint_path(config, method, i).is_file()]
-        if not missing:
-            continue
-        files = ", ".join(str(checkpoint_path(config, method, i)) for i in missing)
-        done = trained_members(config, method)
-        other = (f"or evaluate the {done} trained with `{option} {done}`" if done
-                 else f"or leave {method} out of --methods")
-        parts.append(f"{method}: no checkpoint {files} ({option} {n}): train {'them' if len(missing) > 1 else 'it'} "
-                     f"with `deepsphere-gen cosmo train --methods {method} {option} {n}` and this run's other options, "
-                     f"{other}")
+    ``deepsphere-gen cosmo evaluate`` refuses with (one line): :func:`untrained_method_message` of each method
+    lacking one.  Evaluating without them would write a record lacking that method (or with fewer members) over
+    OUT_DIR/cosmo.json."""
+    parts = [m for m in (untrained_method_message(config, method) for method in config.methods) if m]
     return None if not parts else "not every requested network is trained, nothing evaluated: " + "; ".join(parts)
