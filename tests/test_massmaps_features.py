@@ -5,6 +5,7 @@ from scipy.special import erfc
 from scipy.stats import kurtosis, skew
 
 from deepsphere_gen.experiments.massmaps.features import (
+    MIN_SIDE,
     PatchFeatures,
     minkowski_functionals,
     moments,
@@ -85,7 +86,8 @@ def test_patch_features_shapes_and_errors():
     with pytest.raises(ValueError, match="equally spaced"):
         minkowski_functionals(values.reshape(6, 32, 32), np.array([0.0, 1.0, 3.0]))
     with pytest.raises(ValueError, match="too small"):
-        PatchFeatures(nside=8, side=4)
+        PatchFeatures(nside=8, side=MIN_SIDE // 2)
+    assert PatchFeatures(nside=8, side=MIN_SIDE).side == MIN_SIDE  # the smallest side accepted (the command's limit)
 
 
 def test_dct_smoothing_is_scipy_gaussian_filter_with_reflecting_edges():

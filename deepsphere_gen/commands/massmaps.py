@@ -356,10 +356,6 @@ def _check_methods(config, step: str, methods_given: bool):
     return replace(config, methods=kept), [f"massmaps: note: {what}: not run on --sky-fractions {fractions}"]
 
 
-#: smallest side of a patch (pixels) for the baselines' statistics (features.PatchFeatures)
-_MIN_PATCH_SIDE = 8
-
-
 def _check_resolutions(config, step: str) -> None:
     """Resolutions too small for a method that runs on them, before any work (one ValueError naming the option,
     --nside or --full-sky-nside, and its smallest allowed value; was: the library's refusal after the data were
@@ -367,8 +363,11 @@ def _check_resolutions(config, step: str) -> None:
     network's first bandlimit L needs nside >= L / 3 (L <= 3 nside), the hybrid's two poolings by 4 nside >= 4,
     the baselines' anafast band powers nside >= 2; on a footprint the baselines nside >= 2; on nested patches the
     baselines' statistics patches of at least 8 x 8 pixels (nside >= 8 x 2^level); the baselines only where they
-    run (not in the train step)."""
+    run (not in the train step).  The limits are the library's: ``HealpixSampling.max_bandlimit`` and
+    ``features.MIN_SIDE``."""
     from ..experiments import massmaps as exp
+    from ..experiments.massmaps.features import MIN_SIDE
+    from ..sampling import HealpixSampling
 
     if step == "generate":
         return
@@ -378,15 +377,18 @@ def _check_resolutions(config, step: str) -> None:
         baselines = [m for m in methods if m in exp.BASELINES and step != "train"]
         if sky.level is not None:
             side = config.nside >> sky.level
-            if baselines and side < _MIN_PATCH_SIDE:
+            if baselines and side < MIN_SIDE:
                 problems.append(f"--nside {config.nside} gives {side} x {side} pixel patches at sky fraction {sky.name}, "
-                                f"too small for {', '.join(baselines)} (at least {_MIN_PATCH_SIDE} x "
-                                f"{_MIN_PATCH_SIDE}): use --nside >= {_MIN_PATCH_SIDE << sky.level}")
+                                f"too small for {', '.join(baselines)} (at least {MIN_SIDE} x "
+                                f"{MIN_SIDE}): use --nside >= {MIN_SIDE << sky.level}")
             continue
         need = {}
         if sky.full_sky and "harmonic" in methods:
             L = config.harmonic_bandlimits[0]
-            need["harmonic"] = (1 << max(0, (-(-L // 3) - 1).bit_length()), f"for its bandlimit L={L} (L <= 3 nside)")
+            n = 1
+            while HealpixSampling(n).max_bandlimit < L:  # the smallest nside whose sampling supports L
+                n *= 2
+            need["harmonic"] = (n, f"for its bandlimit L={L} (L <= 3 nside)")
         if sky.full_sky and "hybrid" in methods:
             need["hybrid"] = (4, "for its two poolings by 4")
         if baselines:

@@ -28,7 +28,11 @@ import numpy as np
 
 from ...datasets.patch_psd import fft_band_powers, fft_ell, patch_side, to_square
 
-__all__ = ["FEATURE_GROUPS", "minkowski_functionals", "peak_counts", "moments", "PatchFeatures"]
+__all__ = ["FEATURE_GROUPS", "MIN_SIDE", "minkowski_functionals", "peak_counts", "moments", "PatchFeatures"]
+
+#: smallest patch side (pixels) :class:`PatchFeatures` accepts (smaller patches hold too few FFT modes,
+#: peaks and smoothing scales for these statistics)
+MIN_SIDE = 8
 
 FEATURE_GROUPS = ("psd", "hist", "moments", "peaks", "minkowski")
 
@@ -119,7 +123,7 @@ class PatchFeatures:
     def __init__(self, nside: int, side: int, scales_pix=(0.0, 1.0, 2.0, 4.0), nu=np.linspace(-2.0, 4.0, 13),
                  n_hist: int = 40, n_psd: int = 16):
         self.nside, self.side = int(nside), patch_side(int(side) ** 2)
-        if self.side < 8:
+        if self.side < MIN_SIDE:
             raise ValueError(f"patches of {self.side} x {self.side} pixels are too small for these statistics")
         self.scales = tuple(float(s) for s in scales_pix)
         if not self.scales or any(s < 0 for s in self.scales):

@@ -44,22 +44,25 @@ def _reference_indices(sky: SkySetting, nside: int) -> np.ndarray | None:
     return np.arange(p * n, (p + 1) * n)
 
 
-def pool_levels(method: str, sky: SkySetting, config: ExperimentConfig) -> list[int]:
-    """Pooling by 4**p after each block of the graph network ``method`` ("fcn", "cnn") on ``sky``: by 4 while
-    at least 4 pixels would remain (counted as pixels / 4 per pooling) and, on a footprint, while some parent
-    pixel has all 4 children in it (then no more pooling: a fragmented footprint stops pooling instead of failing);
-    the cnn on the full sky pools down to the 12 base pixels."""
+def _pooling_walk(method: str, sky: SkySetting, config: ExperimentConfig) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """The coarsening walk behind :func:`pool_levels` and :func:`footprint_pooling_losses`: (the pooling levels,
+    (nside before, dropped pixels, pixels before) per footprint pooling that drops any).  One ``coarsen(1)`` per
+    block on a footprint (cheap elsewhere: no sampling is built)."""
     nside = sky.nside or config.nside
     indices = _reference_indices(sky, nside)
     sampling = None if sky.footprint is None else HealpixSampling(nside, indices=indices)
-    pools, n = [], 12 * nside**2 if indices is None else len(indices)
+    pools, losses, n = [], [], 12 * nside**2 if indices is None else len(indices)
     for _ in config.channels:
         p = 1 if n >= 16 and (nside >> (len(pools) + 1)) >= 1 else 0
         if p and sampling is not None:
             try:
-                sampling = sampling.coarsen(1)[0]
+                coarse, keep = sampling.coarsen(1)
             except ValueError:  # no complete parent left
                 p = 0
+            else:
+                if not keep.all():
+                    losses.append((sampling.nside, int((~keep).sum()), sampling.npix))
+                sampling = coarse
         pools.append(p)
         n //= 4**p
     if method == "cnn" and indices is None:
@@ -68,23 +71,22 @@ def pool_levels(method: str, sky: SkySetting, config: ExperimentConfig) -> list[
         # thousands of inputs moved the logits by ~10 per step)
         levels, nb = nside.bit_length() - 1, len(config.channels)
         pools = [levels // nb + (1 if i < levels % nb else 0) for i in range(nb)]
-    return pools
+    return pools, losses
+
+
+def pool_levels(method: str, sky: SkySetting, config: ExperimentConfig) -> list[int]:
+    """Pooling by 4**p after each block of the graph network ``method`` ("fcn", "cnn") on ``sky``: by 4 while
+    at least 4 pixels would remain (counted as pixels / 4 per pooling) and, on a footprint, while some parent
+    pixel has all 4 children in it (then no more pooling: a fragmented footprint stops pooling instead of failing);
+    the cnn on the full sky pools down to the 12 base pixels."""
+    return _pooling_walk(method, sky, config)[0]
 
 
 def footprint_pooling_losses(sky: SkySetting, config: ExperimentConfig) -> list[tuple[int, int, int]]:
     """What the graph networks' pooling drops on the footprint ``sky`` (the pixels whose parent pixel is
     partly outside it; :func:`~deepsphere_gen.nn.partial_sky_pool` warns of each): (nside before the pooling,
     dropped pixels, pixels before) per pooling that drops any; [] for other skies."""
-    if sky.footprint is None:
-        return []
-    sampling, out = HealpixSampling(sky.nside or config.nside, indices=np.flatnonzero(sky.footprint)), []
-    for p in pool_levels("fcn", sky, config):
-        if p:
-            coarse, keep = sampling.coarsen(p)
-            if not keep.all():
-                out.append((sampling.nside, int((~keep).sum()), sampling.npix))
-            sampling = coarse
-    return out
+    return _pooling_walk("fcn", sky, config)[1]
 
 
 def _hybrid_classifier(nside: int, config: ExperimentConfig) -> nn.Module:
