@@ -6,7 +6,6 @@ bit-identical networks on one processor type and slightly different ones on anot
 """
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 
@@ -36,13 +35,11 @@ def _cpuinfo(cpuinfo: Path) -> tuple[str, list[str]]:
 
 
 def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
-    """``{"cpu_model", "cpu_flags", "torch_cpu_capability", "torch_threads", "cpu_count"}``: the
-    processor's name (``platform.processor()`` where ``cpuinfo`` is missing), which of
-    :data:`KERNEL_FLAGS` it has, the instruction set torch dispatches its CPU kernels to (e.g.
-    "AVX2", "AVX512"), the threads torch uses and the processors the system has."""
+    """``{"cpu_model", "cpu_flags", "torch_cpu_capability"}``: the processor's name
+    (``platform.processor()`` where ``cpuinfo`` is missing), which of :data:`KERNEL_FLAGS` it has,
+    and the instruction set torch dispatches its CPU kernels to (e.g. "AVX2", "AVX512")."""
     import torch  # slow to import: the commands import this module for their --help, which must not load torch
 
     model, flags = _cpuinfo(cpuinfo)
     return {"cpu_model": model or platform.processor() or "unknown", "cpu_flags": flags,
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}

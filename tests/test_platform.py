@@ -20,7 +20,6 @@ def test_model_and_kernel_flags_of_the_first_processor(tmp_path):
     assert d["cpu_model"] == "Example CPU @ 2.00GHz"
     assert d["cpu_flags"] == ["avx2", "fma", "avx512f", "amx_tile"]  # in KERNEL_FLAGS order, others dropped
     assert d["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert d["torch_threads"] == torch.get_num_threads()
 
 
 def test_without_cpuinfo_the_platform_names_the_processor(tmp_path):
