@@ -20,7 +20,7 @@ from .._io import plain_mode
 from .._validation import check_positive_int
 
 __all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "clean_stale_temporaries", "read_metadata",
-           "estimate_cost", "METADATA", "LOCK"]
+           "estimate_cost", "damaged_data_set", "open_data_npy", "METADATA", "LOCK"]
 
 #: Bump when the generated content changes for the same parameters.
 FORMAT_VERSION = 2
@@ -209,3 +209,22 @@ def estimate_cost(nside: int, n_maps_total: int, itemsize: int = 4) -> tuple[int
     per_map = max(_SECONDS_PER_MAP_1024 * (nside / 1024) ** 3, _SECONDS_PER_MAP_MIN)
     setup = 3.0 + 3.0 * (nside / 1024) ** 2
     return nbytes, setup + n_maps_total * per_map
+
+
+def damaged_data_set(path: Path, file: Path, why: str) -> ValueError:
+    """The refusal of a generated data set (mass maps, cosmo grid) whose ``file`` is ``why`` (missing,
+    damaged, of another shape): names the file and says to remove the folder ``path``."""
+    return ValueError(f"{file} is {why}; remove {path} to generate it again")
+
+
+def open_data_npy(path: Path, name: str, mmap: bool = True):
+    """``path / name`` as a read-only memory map (``mmap``; else read), or :func:`damaged_data_set`'s
+    ValueError where it is missing, truncated ("mmap length is greater than file size"), empty
+    (EOFError) or not an .npy file."""
+    import numpy as np
+
+    file = Path(path) / name
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError, EOFError) as exc:
+        raise damaged_data_set(path, file, f"missing or damaged ({type(exc).__name__}: {exc})") from None

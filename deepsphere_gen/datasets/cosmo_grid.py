@@ -43,7 +43,8 @@ from .._fingerprint import mask_hash
 from .._validation import check_positive_int
 from ..sampling import check_nside
 from ._footprint import read_footprint
-from ._massmaps_cache import METADATA, atomic_directory, cache_key, limit_threads, package_versions, read_metadata
+from ._massmaps_cache import (METADATA, atomic_directory, cache_key, damaged_data_set, limit_threads, open_data_npy,
+                              package_versions, read_metadata)
 from ._spectra import FIXED_PARAMETERS, SMAIL_PARAMETERS, Cosmology
 from .survey_footprint import footprint_area_deg2, footprint_copies, stage3_footprint
 from .tomography import gaussian_cl_matrix, lognormal_maps, redshift_bins, tomographic_cl, tomographic_shifts
@@ -285,21 +286,6 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     return final
 
 
-def _damaged(path: Path, file: Path, why: str) -> ValueError:
-    """The refusal of a data set with a missing or damaged ``file`` (massmaps's wording: remove the folder)."""
-    return ValueError(f"{file} is {why}; remove {path} to generate it again")
-
-
-def _open_npy(path: Path, name: str, mmap: bool = True) -> np.ndarray:
-    """``path / name`` as a read-only memory map (``mmap``; else read), or ValueError naming the file and
-    saying to remove the data set ``path`` where it is missing, truncated or not an .npy file."""
-    file = path / name
-    try:
-        return np.load(file, mmap_mode="r" if mmap else None)
-    except (OSError, ValueError, EOFError) as exc:  # missing, truncated ("mmap length is greater ..."), not .npy
-        raise _damaged(path, file, f"missing or damaged ({type(exc).__name__}: {exc})") from None
-
-
 def check_data_set(path, meta: dict) -> None:
     """ValueError naming the first file of the data set ``path`` (metadata ``meta``) that is missing, damaged
     (truncated: numpy's "mmap length is greater than file size") or of another shape than ``meta`` gives, and
@@ -311,18 +297,18 @@ def check_data_set(path, meta: dict) -> None:
     for split in SPLITS:
         n = samples.get(split)
         for kind, shape in (("maps", (n, pixels, bins)), ("params", (n, 2)), ("ids", (n, 3))):
-            array = _open_npy(path, f"{kind}_{split}.npy")
+            array = open_data_npy(path, f"{kind}_{split}.npy")
             if None not in shape and array.shape != shape:
-                raise _damaged(path, path / f"{kind}_{split}.npy",
+                raise damaged_data_set(path, path / f"{kind}_{split}.npy",
                                f"of shape {list(array.shape)}, its metadata says {list(shape)}")
-    footprint = _open_npy(path, "footprint.npy")
+    footprint = open_data_npy(path, "footprint.npy")
     if pixels is not None and footprint.shape != (pixels,):
-        raise _damaged(path, path / "footprint.npy", f"of shape {list(footprint.shape)}, its metadata says {[pixels]}")
+        raise damaged_data_set(path, path / "footprint.npy", f"of shape {list(footprint.shape)}, its metadata says {[pixels]}")
     try:
         with np.load(path / "spectra.npz") as f:
             f.files
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise _damaged(path, path / "spectra.npz", f"missing or damaged ({type(exc).__name__}: {exc})") from None
+        raise damaged_data_set(path, path / "spectra.npz", f"missing or damaged ({type(exc).__name__}: {exc})") from None
 
 
 def load_split(path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -333,8 +319,8 @@ def load_split(path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     path = Path(path)
     if read_metadata(path) is None:
         raise ValueError(f"{path} is not a generated cosmology data set (no readable {METADATA})")
-    return (_open_npy(path, f"maps_{split}.npy"), _open_npy(path, f"params_{split}.npy", mmap=False),
-            _open_npy(path, f"ids_{split}.npy", mmap=False))
+    return (open_data_npy(path, f"maps_{split}.npy"), open_data_npy(path, f"params_{split}.npy", mmap=False),
+            open_data_npy(path, f"ids_{split}.npy", mmap=False))
 
 
 class CosmoMapDataset(Dataset):

@@ -39,7 +39,9 @@ from ._massmaps_cache import (
     METADATA,
     atomic_directory,
     cache_key,
+    damaged_data_set,
     estimate_cost,
+    open_data_npy,
     limit_threads,
     package_versions,
     read_metadata,
@@ -280,14 +282,9 @@ def load_massmaps(path) -> tuple[np.ndarray, dict]:
     meta = read_metadata(path)
     if meta is None:
         raise ValueError(f"{path} is not a generated mass-map data set (no readable {METADATA})")
-    try:
-        maps = np.load(path / _MAPS_FILE, mmap_mode="r")
-    except (OSError, ValueError) as exc:  # missing, truncated or not an .npy file
-        raise ValueError(f"{path / _MAPS_FILE} is missing or damaged ({type(exc).__name__}: {exc}); "
-                         f"remove {path} to generate it again") from None
+    maps = open_data_npy(path, _MAPS_FILE)
     if list(maps.shape) != list(meta.get("shape", maps.shape)):
-        raise ValueError(f"{path / _MAPS_FILE} holds shape {list(maps.shape)}, its metadata says {meta['shape']}; "
-                         f"remove {path} to generate it again")
+        raise damaged_data_set(path, path / _MAPS_FILE, f"of shape {list(maps.shape)}, its metadata says {meta['shape']}")
     return maps, meta
 
 

@@ -935,6 +935,7 @@ def test_ctrl_c_during_data_generation_keeps_nothing(tmp_path, capsys, monkeypat
 
 @pytest.mark.parametrize("fault, match", [("truncate", "maps.npy is missing or damaged (ValueError"),
                                            ("delete", "maps.npy is missing or damaged (FileNotFoundError"),
+                                           ("empty", "maps.npy is missing or damaged (EOFError"),
                                            ("metadata", "exists but its metadata does not match")])
 def test_damaged_data_cache(tmp_path, capsys, fault, match):
     d = _dirs(tmp_path)
@@ -945,6 +946,8 @@ def test_damaged_data_cache(tmp_path, capsys, fault, match):
             f.truncate(1000)
     elif fault == "delete":
         (data / "maps.npy").unlink()
+    elif fault == "empty":  # an EOFError, a traceback before
+        (data / "maps.npy").write_bytes(b"")
     else:
         (data / "metadata.json").write_text("{ not json")
     cap = _fail(["train", *TINY, *d], capsys, match)
