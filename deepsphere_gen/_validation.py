@@ -110,6 +110,19 @@ def is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) in (np.bool_, torch.bool)
 
 
+def as_integer(value) -> int | None:
+    """``value`` as int if it is an integer (an int, a numpy integer or an integral float), else None (a
+    bool (Python, numpy or torch), a string, None, NaN, inf or a non-integral float): the test of every
+    integer setting, for checks whose range or message the ``check_*_int`` helpers do not cover."""
+    if is_bool(value):
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return n if n == value else None
+
+
 def _check_int(value, name: str, minimum: int, words: str, optional: bool) -> int | None:
     """``value`` as int, or ValueError "``name`` must be ``words``[ or None], got ..." unless it is an
     integer >= ``minimum`` (an int, a numpy integer or an integral float; not a bool (Python, numpy or torch), a string, NaN
@@ -117,13 +130,8 @@ def _check_int(value, name: str, minimum: int, words: str, optional: bool) -> in
     if optional and value is None:
         return None
     words = f"{words} or None" if optional else words
-    if is_bool(value):
-        raise ValueError(f"{name} must be {words}, got {value!r}")
-    try:
-        n = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be {words}, got {value!r}") from None
-    if n != value or n < minimum:
+    n = as_integer(value)
+    if n is None or n < minimum:
         raise ValueError(f"{name} must be {words}, got {value!r}")
     return n
 

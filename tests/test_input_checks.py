@@ -297,3 +297,18 @@ def test_healpix_ordering_checks_share_one_spelling(tmp_path):
         with pytest.raises(ValueError) as info:
             call()
         assert str(info.value) == message
+
+
+@pytest.mark.parametrize("bad", [None, "8", True, 2.5, float("nan")])
+def test_range_checked_integers_share_the_integer_test(bad):
+    """The checks with their own range (spectra lmax >= 2, patch level, digit counts) use
+    ``_validation.as_integer``: None or a string raised int()'s TypeError, not the check's message."""
+    import numpy as np
+
+    from deepsphere_gen.datasets import split_patches
+    from deepsphere_gen.datasets._spectra import COSMOLOGIES, convergence_cl
+
+    with pytest.raises(ValueError, match="lmax must be an integer >= 2"):
+        convergence_cl(COSMOLOGIES[0], bad)
+    with pytest.raises(ValueError, match="patch level must be an integer"):
+        split_patches(np.zeros((1, 12 * 16)), bad)

@@ -10,7 +10,7 @@ from pathlib import Path
 import healpy as hp
 import numpy as np
 
-from .._validation import check_healpix_order, is_bool
+from .._validation import check_healpix_order, as_integer
 from ..sampling import check_nside
 
 __all__ = [
@@ -55,8 +55,10 @@ def split_patches(maps: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]
     maps = np.asarray(maps)
     npix = maps.shape[-1]
     nside = nside_of(npix)
-    if is_bool(level) or int(level) != level or level < 0 or 2**level > nside:
+    n = as_integer(level)
+    if n is None or n < 0 or 2**n > nside:
         raise ValueError(f"patch level must be an integer with 1 <= 2**level <= nside={nside}, got {level!r}")
+    level = n
     npatch = 12 * 4**level
     values = maps.reshape(maps.shape[:-1] + (npatch, npix // npatch))
     indices = np.arange(npix, dtype=np.int64).reshape(npatch, npix // npatch)

@@ -17,7 +17,7 @@ from functools import lru_cache
 import healpy as hp
 import numpy as np
 
-from .._validation import check_nonnegative_int, check_positive_int, is_bool
+from .._validation import check_nonnegative_int, check_positive_int, as_integer
 
 __all__ = [
     "Cosmology",
@@ -103,9 +103,10 @@ def convergence_cl(cosmology: Cosmology, lmax: int) -> np.ndarray:
     Computed once per (cosmology, lmax) per process (pyccl with Eisenstein-Hu +
     halofit takes ~0.2 s up to lmax 3071); returns a read-only array.
     """
-    if is_bool(lmax) or int(lmax) != lmax or lmax < 2:
+    n = as_integer(lmax)
+    if n is None or n < 2:
         raise ValueError(f"lmax must be an integer >= 2, got {lmax!r}")
-    return _cl_cached(float(cosmology.omega_m), float(cosmology.sigma8), int(lmax))
+    return _cl_cached(float(cosmology.omega_m), float(cosmology.sigma8), n)
 
 
 @lru_cache(maxsize=16)

@@ -26,7 +26,7 @@ import torch
 
 from .._cache_dirs import cache_root
 from .._io import atomic_write, atomic_write_json
-from .._validation import is_bool
+from .._validation import as_integer
 from ..harmonic import random_rotations
 from ..sampling import DriscollHealySampling, Sampling
 from ._mnist_files import load_mnist
@@ -150,9 +150,10 @@ def _source(source: str, mnist_path, seed: int, test_fraction: float):
 def _limit(n, available: int, name: str) -> int:
     if n is None:
         return available
-    if is_bool(n) or int(n) != n or not 1 <= n <= available:
+    k = as_integer(n)
+    if k is None or not 1 <= k <= available:
         raise ValueError(f"{name} must be an integer in [1, {available}], got {n!r}")
-    return int(n)
+    return k
 
 
 def _save(stem: Path, arrays: dict, meta: dict) -> None:

@@ -119,7 +119,7 @@ class MassMapConfig:
         if not np.isfinite(self.smoothing_arcmin) or self.smoothing_arcmin < 0:
             raise ValueError(f"smoothing_arcmin must be >= 0, got {self.smoothing_arcmin!r}")
         if self.lmax is not None:
-            lmax = check_positive_int(self.lmax, "lmax", optional=True)
+            lmax = check_positive_int(self.lmax, "lmax")
             if not 2 <= lmax <= 4 * self.nside:
                 raise ValueError(f"lmax must be an integer in [2, 4 nside = {4 * self.nside}], got {self.lmax!r}")
             object.__setattr__(self, "lmax", lmax)

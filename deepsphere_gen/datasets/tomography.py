@@ -23,7 +23,7 @@ from functools import lru_cache
 import healpy as hp
 import numpy as np
 
-from .._validation import check_positive_int, is_bool
+from .._validation import check_positive_int, as_integer
 from ._lognormal import cl_to_xi, gauss_legendre, xi_to_cl
 from ._spectra import MILLENNIUM, Cosmology, hilbert2011_shift, source_nz
 
@@ -96,9 +96,10 @@ def tomographic_cl(cosmology: Cosmology, n_bins: int, lmax: int) -> np.ndarray:
     Cost: n_bins (n_bins + 1) / 2 calls of ``pyccl.angular_cl`` (~0.1 s each at lmax 383);
     cached per process.  Read-only.
     """
-    if is_bool(lmax) or int(lmax) != lmax or lmax < 2:
+    n = as_integer(lmax)
+    if n is None or n < 2:
         raise ValueError(f"lmax must be an integer >= 2, got {lmax!r}")
-    return _cl_cached(float(cosmology.omega_m), float(cosmology.sigma8), _check_bins(n_bins), int(lmax))
+    return _cl_cached(float(cosmology.omega_m), float(cosmology.sigma8), _check_bins(n_bins), n)
 
 
 @lru_cache(maxsize=64)
