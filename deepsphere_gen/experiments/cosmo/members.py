@@ -41,7 +41,7 @@ from .config import MLP_TRAINING, CosmoExperimentConfig
 
 __all__ = ["checkpoint_path", "member_seed", "mlp_init_seed", "member_fields", "member_meta", "is_legacy",
            "graph_train_config", "graph_state", "mlp_member_seeds", "mlp_fields", "mlp_meta", "mlp_state", "EVALUATE_REMEDY",
-           "RETRAIN_REMEDY", "remedy_for", "GRAPH_OPTIONS", "MLP_OPTIONS", "trained_members", "untrained_method_message",
+           "RETRAIN_REMEDY", "remedy_for", "GRAPH_OPTIONS", "MLP_OPTIONS", "untrained_method_message",
            "untrained_message"]
 
 #: what to do about a checkpoint of other settings, per method (``{method}``: :func:`remedy_for` fills it in):
@@ -207,13 +207,6 @@ def _members(config: CosmoExperimentConfig, method: str) -> tuple[int, str]:
     return (config.graph_members, "--graph-members") if method == "graph" else (config.mlp_members, "--mlp-members")
 
 
-def trained_members(config: CosmoExperimentConfig, method: str) -> int:
-    """How many members of ``method``, from member 0 on, have a checkpoint (at most the number requested;
-    counting stops at the first missing one).  Existence only: their settings are checked elsewhere."""
-    n = _members(config, method)[0]
-    return next((i for i in range(n) if not checkpoint_path(config, method, i).is_file()), n)
-
-
 def untrained_method_message(config: CosmoExperimentConfig, method: str) -> str | None:
     """None where every member of ``method`` requested by ``config`` has a checkpoint; else one line: the missing
     checkpoints, the command that trains them, and the members that could be evaluated instead
@@ -224,7 +217,7 @@ def untrained_method_message(config: CosmoExperimentConfig, method: str) -> str 
     if not missing:
         return None
     files = ", ".join(str(checkpoint_path(config, method, i)) for i in missing)
-    done = trained_members(config, method)
+    done = missing[0]  # members 0 .. done - 1 are trained
     other = (f"or evaluate the {done} trained with `{option} {done}`" if done
              else f"or leave {method} out of --methods")
     return (f"{method}: no checkpoint {files} ({option} {n}): train {'them' if len(missing) > 1 else 'it'} "
