@@ -491,14 +491,22 @@ def _classify(args) -> int:
     from ..experiments.massmaps import classify as cl
     from ._preflight import check_device
 
-    own = _CLASSIFY_SHARED | {"maps", "method", "checkpoint", "field", "force", "command", "step", "_run"}
-    given = [a for a in vars(args) if a not in own]  # run options are SUPPRESSed: present only when given
+    listed = {name: name.lstrip("-").replace("-", "_") for name in _USED_BY}
+    own = _CLASSIFY_SHARED | {a for n, a in listed.items() if "classify" in _USED_BY[n]} | {"maps", "command", "step", "_run"}
+    # run options are SUPPRESSed: present only when given; those of _USED_BY are named by refuse_unused
+    given = [a for a in vars(args) if a not in own and a not in listed.values()]
+    problems = []
+    try:
+        refuse_unused(args, "classify", _USED_BY)
+    except ValueError as exc:
+        problems.append(str(exc))
     if given:
         names = ", ".join("--" + a.replace("_", "-") for a in given)
-        raise ValueError(f"{names} {'does' if len(given) == 1 else 'do'} not apply to classify: the networks' settings "
-                         "come from their checkpoints "
-                         "(choose networks with --sky-fractions, --deepsphere-level/--ngal/--relative-noise "
-                         "or --checkpoint)")
+        problems.append(f"{names} {'does' if len(given) == 1 else 'do'} not apply to classify: the networks' settings "
+                        "come from their checkpoints (choose networks with --sky-fractions, "
+                        "--deepsphere-level/--ngal/--relative-noise or --checkpoint)")
+    if problems:  # every option classify does not use, in one line
+        raise ValueError("; ".join(problems))
     skies = _get(args, "sky_fractions")
     if skies is not None:
         skies = [s.strip() for s in skies]
@@ -533,7 +541,8 @@ def _classify(args) -> int:
 def run(args) -> int:
     step = _get(args, "step") or "run"
     try:
-        refuse_unused(args, step, _USED_BY)
+        if step != "classify":  # classify names these with its own refusals, in one line
+            refuse_unused(args, step, _USED_BY)
     except ValueError as exc:
         return fail("massmaps", str(exc))
     threads = _get(args, "threads", 1)

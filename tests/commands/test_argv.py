@@ -203,6 +203,8 @@ def test_classify_options_before_the_step_are_read():
     (["--method", "fcn"], "--method does not apply to run: only to classify"),
     (["classify", "--nside", "8", "m.fits"], "--nside, --data-dir do not apply to classify"),  # was: unrecognized
     (["classify", "m.fits", "--no-plots"], "--no-plots does not apply to classify: only to evaluate and run"),
+    (["classify", "m.fits", "--nside", "8", "--no-plots"],  # one line naming both (was: --no-plots, then on a rerun --nside)
+     "--no-plots does not apply to classify: only to evaluate and run; --nside, --data-dir do not apply to classify"),
 ])
 def test_massmaps_options_of_another_step_are_refused_wherever_they_stand(argv, message, capsys, tmp_path):
     """Refused before any work (``--device nope``: without the refusal the command would end at its device check)."""
