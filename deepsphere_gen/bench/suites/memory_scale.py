@@ -46,13 +46,6 @@ def cases(quick: bool) -> list[dict]:
     return [{"what": "sht", "nside": n} for n in ((64,) if quick else (256, 512, 1024, 2048))]
 
 
-def _kept_mb(r0: float) -> float:
-    """Resident MiB now (:func:`deepsphere_gen.bench.memory.resident_mb`), minus ``r0``."""
-    from deepsphere_gen.bench.memory import resident_mb
-
-    return resident_mb() - r0
-
-
 def sht_child(nside: int, side: str) -> dict:
     """One side of the ``sht`` case, in this process (see the module docstring)."""
     import ducc0.sht.experimental as ducc
@@ -74,11 +67,11 @@ def sht_child(nside: int, side: str) -> dict:
         box = {}
         out["build_peak_mb"] = cpu_peak_mb(process_timed(t, "build_s", lambda: box.setdefault(
             "sht", SHT(HealpixSampling(nside), L, check_input=False))))
-        out["build_kept_mb"] = _kept_mb(r0)
+        out["build_kept_mb"] = resident_mb() - r0
         sht = box["sht"]
         with torch.no_grad():
             out["first_peak_mb"] = cpu_peak_mb(process_timed(t, "first_s", lambda: sht(x)))
-            out["first_kept_mb"] = _kept_mb(r0)
+            out["first_kept_mb"] = resident_mb() - r0
             out["analysis_peak_mb"] = cpu_peak_mb(process_timed(t, "analysis_s", lambda: sht(x)))
             a = sht(x)
             out["synthesis_peak_mb"] = cpu_peak_mb(process_timed(t, "synthesis_s", lambda: sht.inverse(a)))
