@@ -221,8 +221,7 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     graph = SphereGraph(sampling, W, 1.0, params["k"], params["sigma"], kind, params["laplacian"],
                         from_cache=hit is not None, pattern=pattern)
     lmax = None
-    if hit is not None and all(meta.get(key, _UNTAGGED.get(key, value)) == value
-                               for key, value in _lmax_tags(graph, source).items()):
+    if hit is not None and all(meta.get(key) == value for key, value in _lmax_tags(graph, source).items()):
         lmax = _valid_lmax(meta.get("lmax"))
     new_lmax = lmax is None  # not in the cache (or an entry without a usable one): Lanczos
     if new_lmax:
@@ -287,13 +286,6 @@ VALUES_FORMAT = 1
 #: ``lanczos_ritz``), the float32 precision rule.
 LMAX_RULE = 1
 
-#: the tags of entries written before they were recorded (their lmax was computed by rule 1, at
-#: the precision the entry's size gives; its npz is unknown: None matches no CRC-32s, so such an
-#: lmax is recomputed once, then recorded with them); stored values without tags are recomputed
-#: (their pattern cannot be checked)
-_UNTAGGED = {"lmax_rule": 1, "lmax_source": None}
-
-
 def _values_tags(lmax: float, source: dict) -> dict:
     """What stored rescaled values must have been made with: lmax, :data:`VALUES_FORMAT`, and the
     CRC-32s of the npz members of the pattern (``source``)."""
@@ -309,7 +301,7 @@ def _lmax_tags(graph: SphereGraph, source: dict) -> dict:
 
 def _lmax_dtype(graph: SphereGraph) -> str:
     """The precision of :func:`_lmax`'s Lanczos for this graph (part of what a cached lmax must
-    match; an entry without it is taken as made at this precision)."""
+    match; an entry without it is recomputed)."""
     return "float64" if graph.nnz <= _FLOAT32_LANCZOS_NNZ else "float32"
 
 

@@ -360,11 +360,12 @@ def test_lmax_of_another_lanczos_precision_is_not_reused(tmp_path, monkeypatch, 
     monkeypatch.setattr(_sphere_graph, "_FLOAT32_LANCZOS_NNZ", 1 << 24)
     g = build_graph(s, k=8, cache_dir=tmp_path)
     assert counts["lanczos"] == before + 2 and g.lmax == ref64.lmax and g._rescaled32 is None
-    # an entry from before lmax_dtype was recorded is taken as this rule's
+    # an entry without the tag (every such entry also predates lmax_source) is recomputed once
     meta = json.loads(entry_json(tmp_path).read_text())
     del meta["lmax_dtype"]
     entry_json(tmp_path).write_text(json.dumps(meta))
-    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref64.lmax and counts["lanczos"] == before + 2
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref64.lmax and counts["lanczos"] == before + 3
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref64.lmax and counts["lanczos"] == before + 3
 
 
 def test_values_can_be_left_out_of_the_cache(tmp_path, monkeypatch, large):
@@ -445,10 +446,11 @@ def test_lmax_of_another_rule_is_recomputed(tmp_path, monkeypatch, counts):
     build_graph(s, k=8, cache_dir=tmp_path)
     meta = json.loads(entry_json(tmp_path).read_text())
     assert meta["lmax_rule"] == 1
-    del meta["lmax_rule"]  # entries before the tag: rule 1
+    del meta["lmax_rule"]  # an entry without the tag: recomputed once, then tagged
     entry_json(tmp_path).write_text(json.dumps(meta))
     before = counts["lanczos"]
-    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref.lmax and counts["lanczos"] == before
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref.lmax and counts["lanczos"] == before + 1
+    assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref.lmax and counts["lanczos"] == before + 1
     monkeypatch.setattr(_sphere_graph, "LMAX_RULE", 2)
     monkeypatch.setattr(_laplacian, "lanczos_lmax", lambda *a, **kw: 7.5)  # the new rule
     g = build_graph(s, k=8, cache_dir=tmp_path)
