@@ -72,6 +72,13 @@ def atomic_write_json(path, obj, **dumps_kwargs) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
+def atomic_savefig(fig, path, **savefig_kwargs) -> Path:
+    """Write the matplotlib figure ``fig`` atomically to ``path``; the format is the path's suffix
+    (png without one, as ``savefig`` would), ``savefig_kwargs`` go to ``fig.savefig`` (dpi, bbox_inches)."""
+    fmt = Path(path).suffix[1:].lower() or "png"
+    return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **savefig_kwargs))
+
+
 @contextmanager
 def interrupts_deferred():
     """Hold Ctrl-C (SIGINT) until the block has finished, then deliver it as the previous handler

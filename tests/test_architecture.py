@@ -4,7 +4,7 @@
    (``sampling`` < ``graph``, ``harmonic`` < ``nn``, ``datasets``, ``equivariance`` <
    ``models``, ``training`` < ``experiments``, ``bench`` < ``commands``, ``cli``); siblings
    of one layer do not import each other.  The root utilities (``_validation``, ``_io``,
-   ``_cache_dirs``, ``_fingerprint``, ``_memory``, ``_seeds``, ``_lazy``, the version in ``__init__``) are below everything.
+   ``_cache_dirs``, ``_fingerprint``, ``_memory``, ``_seeds``, ``_lazy``, ``_env``, ``_platform``, the version in ``__init__``) are below everything.
 2. No module imports another sub-package's private module (``deepsphere_gen.nn._signal``
    from outside ``nn``) or a private name (``_helper``) defined in another file.
 3. No import cycles between modules, counting imports made inside functions too.
@@ -179,3 +179,22 @@ def test_the_checks_catch_violations():
     assert len(_privacy_violations(private)) == 2
     ring = [("a", "b", "", 1), ("b", "c", "", 1), ("c", "a", "", 1), ("c", "d", "", 1)]
     assert _cycles(ring, ["a", "b", "c", "d"]) == [["a", "b", "c"]]
+
+
+#: packages whose modules are found by discovery, not listed (the bench suites: benchmarks/README.md lists them).
+UNLISTED_PACKAGES = {"deepsphere_gen/bench/suites"}
+
+
+def test_every_package_docstring_names_each_of_its_modules():
+    """docs/architecture.md: every package ``__init__`` docstring is a table of its modules, so a
+    new module must get its row (``:mod:`.name```)."""
+    missing = []
+    for init in sorted((ROOT / PKG).rglob("__init__.py")):
+        package = init.parent
+        if package.relative_to(ROOT).as_posix() in UNLISTED_PACKAGES:
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        modules = [p.stem for p in package.glob("*.py") if p.stem != "__init__"]
+        modules += [p.name for p in package.iterdir() if (p / "__init__.py").is_file()]
+        missing += [f"{package.relative_to(ROOT)}: {name}" for name in sorted(modules) if f":mod:`.{name}`" not in doc]
+    assert missing == []

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from deepsphere_gen._io import atomic_write, atomic_write_json
+from deepsphere_gen._io import atomic_savefig, atomic_write, atomic_write_json
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -18,6 +18,25 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
         atomic_write(path, failing)
     assert path.read_bytes() == b"first"
     assert [p.name for p in path.parent.iterdir()] == ["a.bin"]  # no temporary file left
+
+
+@pytest.mark.parametrize("name, magic", [("f.png", b"\x89PNG"), ("f.pdf", b"%PDF"), ("f.SVG", b"<?xml"), ("f", b"\x89PNG")])
+def test_atomic_savefig_writes_the_suffixs_format_and_keeps_the_old_file_on_error(tmp_path, name, magic):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    path = tmp_path / name
+    atomic_savefig(fig, path, dpi=20)
+    assert path.read_bytes().startswith(magic)
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        atomic_savefig(fig, path, not_a_savefig_option=1)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+    plt.close(fig)
 
 
 def test_atomic_write_json_refuses_nan(tmp_path):

@@ -26,7 +26,7 @@ HELP = "Rotation benchmark on spherical digits: models x splits NR/NR, R/R, NR/R
 
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help=f"subset and fewer epochs ({cfg.QUICK}); about 1.5 minutes on 1 CPU thread (95 s measured; the full run: about 12 min)")
+                        help=f"subset and fewer epochs ({cfg.QUICK}); about 1.5 minutes on 1 CPU thread (95 s measured; the full run: about 6 min)")
     parser.add_argument("--json", type=path_arg, metavar="PATH", help="write one record per model and split (JSON, atomically)")
     parser.add_argument("--plot", type=path_arg, metavar="PNG", help="write a figure of a few projected digits, unrotated and rotated")
     parser.add_argument("--models", nargs="+", metavar="NAME", choices=cfg.MODEL_NAMES,

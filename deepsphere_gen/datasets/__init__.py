@@ -11,6 +11,11 @@
 | :mod:`.massmaps` | convergence maps of two cosmologies: generation, cache, ``MassMapDataset`` |
 | :mod:`._massmaps_cache` | the mass-map cache: keys, metadata, atomic directories, thread limits |
 | :mod:`.shape_noise` | weak-lensing shape noise per HEALPix pixel from the galaxy density |
+| :mod:`.patch_psd` | nested base patches as square images, their FFT band powers (a cheap patch PSD) |
+| :mod:`.pseudo_cl` | pseudo-C_l band powers on a footprint with the MASTER mode-coupling correction |
+| :mod:`.survey_footprint` | a stage-III-sized survey footprint and its rotated copies on one sky |
+| :mod:`.tomography` | tomographic convergence: redshift bins, pyccl spectra, correlated log-normal maps |
+| :mod:`.cosmo_grid` | tomographic maps over an (Omega_m, sigma_8) design on a footprint, cached on disk |
 """
 from ._mnist_files import load_mnist, read_idx
 from ._projection import BackProjection, plane_to_sphere, project_images, sphere_to_plane

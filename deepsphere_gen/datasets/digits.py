@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .._cache_dirs import cache_root
-from .._io import atomic_write, atomic_write_json
+from .._io import atomic_savefig, atomic_write, atomic_write_json
 from .._validation import as_integer
 from ..harmonic import random_rotations
 from ..sampling import DriscollHealySampling, Sampling
@@ -341,5 +341,5 @@ def plot_digits(
         _ortho(fig.add_subplot(4, n, 3 * n + k + 1), rot[k], xyz, DEFAULT_FRAME, f"rotated ({seen})")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=110)
+        atomic_savefig(fig, path, dpi=110)
     return fig

@@ -32,6 +32,7 @@ import torch
 
 from tqdm import tqdm
 
+from .._io import atomic_savefig
 from ..equivariance import equivariance_error
 from ..graph import build_graph
 from ..harmonic import MapRotator, random_rotations, rotate_coefficients, synthesis
@@ -394,5 +395,5 @@ def plot_records(records: list[dict], path) -> None:
         ax.set_title(f"HEALPix nside {nside}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write
+from .._io import atomic_savefig
 from .._validation import check_positive_int
 
 __all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap", "map_interval", "paired_margin", "encode_correct",
@@ -280,7 +280,7 @@ def _plt():
 
 def save_png(fig, path) -> Path:
     """Write ``fig`` as a PNG (110 dpi, tight box) atomically to ``path`` and close it."""
-    out = atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, bbox_inches="tight", format="png"))
+    out = atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
     _plt().close(fig)
     return out
 

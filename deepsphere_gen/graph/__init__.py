@@ -3,6 +3,8 @@
 | module | holds |
 | --- | --- |
 | :mod:`._neighbours` | k-nearest-neighbour search (``knn_distances``) and the ``k`` check |
+| :mod:`._healpix_knn` | exact kNN on HEALPix from the grid itself (no k-d tree) |
+| :mod:`._pattern` | kNN graphs kept as a sparsity pattern, weights recomputed from the coordinates on demand |
 | :mod:`._kernel` | Gaussian kernel widths: DeepSphere v2's table (``kernel_width``), ``default_sigma`` for any sampling |
 | :mod:`._knn` | symmetric weighted kNN graphs (``knn_graph``) |
 | :mod:`._grid` | Khasanova & Frossard's 4-neighbour graph on equiangular grids |

@@ -14,6 +14,7 @@
 | :mod:`._sht_legendre` | blocked on-the-fly Legendre recursion (no L^3 table) |
 | :mod:`._healpy_convert` | exact conversion between our real coefficients and healpy's complex alm |
 | :mod:`._lru` | ``ByteLRU``, the byte-bounded cache of the Wigner / Clebsch-Gordan tables |
+| :mod:`._per_thread` | per-thread work arrays engines keep between calls (copies and pickles start empty) |
 | :mod:`._wigner` | Wigner small-d and real Wigner-D matrices, complex <-> real basis change |
 | :mod:`._rotation` | ZYZ rotations: random, matrices, rotating points / coefficients / fragments / maps, ``MapRotator`` |
 | :mod:`._cg_complex` | complex Clebsch-Gordan coefficients (eigenvector construction) |
