@@ -334,7 +334,7 @@ def _check_methods(config, step: str, methods_given: bool):
     on nested patches only), before any work: given with --methods, refused (ValueError naming the method and
     the sky fractions); from the default list, left out of ``config.methods`` (the JSON records what ran) with
     a note.  Returns (config, notes)."""
-    from dataclasses import replace
+    from copy import copy
 
     from ..experiments import massmaps as exp
 
@@ -353,7 +353,9 @@ def _check_methods(config, step: str, methods_given: bool):
     kept = tuple(m for m in config.methods if m not in idle)
     if not kept:
         raise ValueError(f"none of the methods runs on --sky-fractions {fractions}: {what}")
-    return replace(config, methods=kept), [f"massmaps: note: {what}: not run on --sky-fractions {fractions}"]
+    narrowed = copy(config)  # not dataclasses.replace: validating again would read the footprint file again
+    narrowed.methods = kept
+    return narrowed, [f"massmaps: note: {what}: not run on --sky-fractions {fractions}"]
 
 
 def _check_resolutions(config, step: str) -> None:
