@@ -170,11 +170,14 @@ def test_an_empty_path_is_refused(argv, capsys):
     assert f"error: argument {name}: an empty path (an unset shell variable?)" in err, err
 
 
-@pytest.mark.parametrize("argv", [["massmaps", "--quik"], ["massmaps", "train", "--quik"], ["cosmo", "--quik"],
-                                  ["digits", "--quik"], ["equivariance", "--seed", "1", "x"]])
-def test_an_unknown_word_is_refused_by_the_command(argv, capsys):
+@pytest.mark.parametrize("argv, hint", [(["massmaps", "--quik"], " (did you mean --quick?)"),
+                                        (["cosmo", "--quik"], " (did you mean --quick?)"),
+                                        (["digits", "--quik"], " (did you mean --quick?)"),
+                                        (["equivariance", "--seed", "1", "x"], "")])
+def test_an_unknown_word_is_refused_by_the_command(argv, hint, capsys):
     """``massmaps --quik`` printed the top-level usage and "deepsphere-gen: error: ..." (the README promises
-    "deepsphere-gen COMMAND: error: ..."): the command's parser refuses it, with the command's usage line."""
+    "deepsphere-gen COMMAND: error: ..."): the command's parser refuses it, with the command's usage line, and
+    names the option meant where one is close."""
     from deepsphere_gen.cli import parse_args
 
     with pytest.raises(SystemExit) as exit_:
@@ -182,7 +185,28 @@ def test_an_unknown_word_is_refused_by_the_command(argv, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     assert err.startswith(f"usage: deepsphere-gen {argv[0]} ")
-    assert err.endswith(f"\ndeepsphere-gen {argv[0]}: error: unrecognized arguments: {argv[-1]}\n"), err
+    assert err.endswith(f"\ndeepsphere-gen {argv[0]}: error: unrecognized arguments: {argv[-1]}{hint}\n"), err
+
+
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+@pytest.mark.parametrize("words, bad, hint", [
+    (["train", "--nsidee", "64"], "--nsidee 64", " (did you mean --nside?)"),
+    (["evaluate", "--quik", "--methds", "graph"], "--quik --methds graph",
+     " (did you mean --quick for --quik, --methods for --methds?)"),
+    (["train", "--jsn", "x.json"], "--jsn x.json", ""),  # --json: not an option of train (hidden from its help)
+])
+def test_a_mistyped_option_after_a_step_is_refused_by_the_step(command, words, bad, hint, capsys):
+    """``massmaps train --nsidee 64`` was refused with the command's usage and "deepsphere-gen massmaps: error:
+    unrecognized arguments: --nsidee 64": now the step's usage and name, and the option meant where one of the
+    step's options is close."""
+    from deepsphere_gen.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([command, *words])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"usage: deepsphere-gen {command} {words[0]} "), err
+    assert err.endswith(f"\ndeepsphere-gen {command} {words[0]}: error: unrecognized arguments: {bad}{hint}\n"), err
 
 
 def test_classify_options_before_the_step_are_read():
