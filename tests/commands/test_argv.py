@@ -123,6 +123,26 @@ def test_an_option_the_step_does_not_use_is_refused_wherever_it_stands(command, 
         assert cap.err.startswith(f"deepsphere-gen {command}: error: ") and cap.err.count("\n") == 1, cap.err
 
 
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+@pytest.mark.parametrize("step", ["generate", "evaluate"])
+def test_restart_is_refused_by_the_steps_that_train_nothing(command, step, capsys, tmp_path):
+    """``cosmo evaluate --restart`` had its own words ("--restart retrains the methods: it applies to the train and
+    run steps, not to evaluate"); ``massmaps generate --restart`` was silently ignored.  Both commands now refuse
+    it through _USED_BY, worded as --json and --no-plots are, and leave it out of those steps' --help."""
+    from deepsphere_gen.cli import main
+
+    from ._cli import refused
+
+    common = ["--quick", "--device", "nope", "--data-dir", str(tmp_path / "d"), "--out-dir", str(tmp_path / "o")]
+    for argv in (["--restart", step, *common], [step, *common, "--restart"]):
+        cap = refused(command, argv, capsys, f"--restart does not apply to {step}: only to train and run")
+        assert cap.err == f"deepsphere-gen {command}: error: --restart does not apply to {step}: only to train and run\n"
+    for shown_in, listed in ((step, False), ("train", True)):
+        with pytest.raises(SystemExit):
+            main([command, shown_in, "--help"])
+        assert ("--restart" in capsys.readouterr().out) == listed
+
+
 def test_every_unused_option_is_named_in_one_refusal():
     """``massmaps --json x --field 0 train`` named --json only; a rerun then refused --field."""
     from argparse import Namespace

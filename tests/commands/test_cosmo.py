@@ -291,7 +291,7 @@ def test_restart_retrains_a_graph_network_of_other_settings(tmp_path, capsys):
     assert "cosmo graph: trained" in capsys.readouterr().out
     assert len(torch.load(ckpt, weights_only=True)["history"]) == 3
     assert main(["cosmo", "evaluate", *TINY, *dirs, *graph, "--epochs", "3", "--no-plots"]) == 0
-    refused(["evaluate", "--restart", *TINY, *dirs, *graph], capsys, "--restart retrains the methods")
+    refused(["evaluate", "--restart", *TINY, *dirs, *graph], capsys, "--restart does not apply to evaluate: only to train and run")
 
 
 def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
