@@ -2,15 +2,17 @@
 
 Cache root: ``$DEEPSPHERE_GEN_CACHE`` when set, else ``$XDG_CACHE_HOME/deepsphere_gen``,
 else ``~/.cache/deepsphere_gen``.  Generated mass maps go to ``<root>/massmaps`` by
-default, the ``cosmo`` simulations to ``<root>/cosmo``; graph weight matrices to ``<root>/graphs`` (``deepsphere_gen.graph``'s cache uses
-:func:`graph_cache_dir` unless given an explicit cache directory).  Cheap to import (no torch).
+default, the ``cosmo`` simulations to ``<root>/cosmo``, the spherical digits' splits to ``<root>/digits``; graph
+weight matrices to ``<root>/graphs`` (``deepsphere_gen.graph``'s cache uses :func:`graph_cache_dir` unless given an
+explicit cache directory).  The one place of these rules: the data sets, the commands and their help texts read
+them here.  Cheap to import (no torch).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["ENV_VAR", "cache_root", "cosmo_data_dir", "default_data_dir", "graph_cache_dir"]
+__all__ = ["ENV_VAR", "cache_root", "cosmo_data_dir", "default_data_dir", "digits_data_dir", "graph_cache_dir"]
 
 #: environment variable that moves the whole cache
 ENV_VAR = "DEEPSPHERE_GEN_CACHE"
@@ -33,6 +35,11 @@ def default_data_dir() -> Path:
 def cosmo_data_dir() -> Path:
     """Default cache of the ``cosmo`` simulations: ``cache_root() / "cosmo"``."""
     return cache_root() / "cosmo"
+
+
+def digits_data_dir() -> Path:
+    """Default cache of the spherical digits' splits: ``cache_root() / "digits"``."""
+    return cache_root() / "digits"
 
 
 def graph_cache_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes: a reader never sees a half-written file; the CRC-32 of an array's bytes (:func:`array_crc32`)."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,12 @@ import signal
 import stat
 import tempfile
 import threading
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred", "umask", "plain_mode"]
+__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred", "umask", "plain_mode", "array_crc32"]
 
 
 def umask() -> int:
@@ -103,3 +104,11 @@ def interrupts_deferred():
             previous(signal.SIGINT, None)
         elif previous == signal.SIG_DFL:
             signal.raise_signal(signal.SIGINT)
+
+
+def array_crc32(array, start: int = 0) -> int:
+    """CRC-32 (``zlib.crc32``) of the array's bytes in C order, continuing ``start``; ~4 GB/s (a non-contiguous
+    array is copied first).  The graph cache checks its stored arrays by it; the benchmarks compare results."""
+    import numpy as np  # here: the other helpers of this module need no numpy
+
+    return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), start)

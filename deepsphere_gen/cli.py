@@ -10,6 +10,7 @@ to import): ``deepsphere-gen --help`` reads the one-line help texts from :data:`
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.util
 import os
@@ -74,9 +75,10 @@ def _build(argv=None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser 
 def parse_args(argv=None) -> argparse.Namespace:
     """Parse ``argv``; a command module may define ``reorder_argv(words) -> words``, applied to
     the words after the command name first (massmaps, cosmo: a step name after a list option's values).
-    Words no parser takes are refused by the command's parser, with its usage line:
-    ``deepsphere-gen massmaps: error: unrecognized arguments: --quik`` (argparse's top-level parser named
-    no command)."""
+    Words no parser takes are refused by the parser of the step given (``massmaps train --nsidee 64``:
+    ``deepsphere-gen massmaps train: error: unrecognized arguments: --nsidee 64 (did you mean --nside?)``, with
+    the step's usage; was: the command's), else of the command, with its usage line (argparse's top-level parser
+    named no command); see :func:`_unrecognized`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, command = _build(argv)
     chosen = _chosen(argv)
@@ -88,8 +90,37 @@ def parse_args(argv=None) -> argparse.Namespace:
             argv = argv[:i + 1] + list(reorder(argv[i + 1:]))
     args, extra = parser.parse_known_args(argv)
     if extra:
-        (command or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+        refuser = _step_parser(command, args) or command or parser
+        refuser.error(_unrecognized(refuser, extra))
     return args
+
+
+def _step_parser(command, args) -> argparse.ArgumentParser | None:
+    """The parser of the step ``args`` chose (``massmaps train``), or None where the command has no steps."""
+    for action in getattr(command, "_actions", ()):
+        choices = action.choices  # the step parsers by name (a dict only for sub-parsers)
+        if isinstance(choices, dict) and getattr(args, action.dest, None) in choices:
+            return choices[getattr(args, action.dest)]
+    return None
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """argparse's "unrecognized arguments: ..." and, for each unknown option close to one that ``parser`` lists
+    in its ``--help`` (``difflib`` ratio >= 0.8: "did you mean --nside?" for ``--nsidee``), that option."""
+    listed = [name for action in parser._actions if action.help != argparse.SUPPRESS
+              for name in action.option_strings if name.startswith("--")]
+    guesses = {}
+    for word in extra:
+        name = word.split("=", 1)[0]
+        near = difflib.get_close_matches(name, listed, n=1, cutoff=0.8) if name.startswith("--") else []
+        if near:
+            guesses[name] = near[0]
+    text = f"unrecognized arguments: {' '.join(extra)}"
+    if len(guesses) == 1:
+        return f"{text} (did you mean {next(iter(guesses.values()))}?)"
+    if guesses:
+        return f"{text} (did you mean {', '.join(f'{near} for {name}' for name, near in guesses.items())}?)"
+    return text
 
 
 #: exit status when the reader of stdout went away (128 + SIGPIPE, as a shell reports a process killed by it)

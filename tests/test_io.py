@@ -1,8 +1,10 @@
 import json
+import zlib
 
+import numpy as np
 import pytest
 
-from deepsphere_gen._io import atomic_savefig, atomic_write, atomic_write_json
+from deepsphere_gen._io import array_crc32, atomic_savefig, atomic_write, atomic_write_json
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -142,3 +144,13 @@ def test_atomic_writes_keep_an_existing_files_permissions(tmp_path, own):
             assert path.read_bytes() != b"old"
     finally:
         os.umask(old)
+
+
+def test_array_crc32_is_zlib_of_the_c_order_bytes():
+    """The checksum of the graph cache's stored arrays and of the benchmarks' results: zlib's CRC-32 of the bytes
+    in C order, also of a strided view, and continuing a running CRC as zlib does."""
+    a = np.arange(24, dtype=np.float32).reshape(4, 6)
+    view = a[:, ::2]  # not contiguous
+    assert array_crc32(view) == zlib.crc32(view.tobytes(order="C"))
+    head, tail = a[:2], a[2:]
+    assert array_crc32(tail, array_crc32(head)) == zlib.crc32(a.tobytes())

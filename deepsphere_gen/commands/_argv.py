@@ -9,8 +9,9 @@ step's parser): :func:`option` reads one that may be absent.
 
 Every parser of a command (the command's own and each step's) accepts every option of the command, so
 that where an option stands does not change how it is read.  The options a command lists as used by
-some steps only (its ``_USED_BY``: ``--json`` and ``--no-plots``, and massmaps classify's own options)
-stay out of the other steps' ``--help`` (:func:`hidden`) and are refused there by :func:`refuse_unused`,
+some steps only (its ``_USED_BY``: ``--json``, ``--no-plots`` and ``--restart``, and massmaps classify's own
+options) stay out of the other steps' ``--help`` (:func:`shown`, :func:`hidden`) and are refused there by
+:func:`refuse_unused`,
 before the step or after it alike ("--json does not apply to train: only to evaluate and run"); other
 options are accepted by every step.  Abbreviations must be unambiguous among all the command's options,
 the hidden ones included (``massmaps --meth`` could be ``--methods`` or classify's ``--method``).  Every option naming a file or a
@@ -128,6 +129,13 @@ class hidden:
 
     def add_argument_group(self, *args, **kwargs):
         return hidden(self._target.add_argument_group(*args, **kwargs))
+
+
+def shown(group, step: str | None, name: str, used_by: dict[str, tuple[str, ...]]):
+    """Where to add the option ``name`` in the parser or group ``group`` of ``step`` (None: the command's own
+    parser, before any step): ``group`` itself where the step uses it (``used_by``, as :func:`refuse_unused`),
+    else ``hidden(group)`` (accepted, then refused, but not in the step's ``--help``)."""
+    return group if step is None or step in used_by.get(name, (step,)) else hidden(group)
 
 
 def refuse_unused(args, step: str, used_by: dict[str, tuple[str, ...]]) -> None:

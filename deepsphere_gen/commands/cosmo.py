@@ -28,7 +28,7 @@ from .._cache_dirs import ENV_VAR, cosmo_data_dir
 from ..experiments import cosmo as exp  # its settings only: the rest (torch) is imported on first use in run()
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
-from ._argv import hidden, path_arg, refuse_unused, step_out_of_lists
+from ._argv import path_arg, refuse_unused, shown, step_out_of_lists
 from ._exits import fail, report_interrupt
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
@@ -50,9 +50,11 @@ def _defaults() -> tuple[SimpleNamespace, SimpleNamespace]:
     return SimpleNamespace(**d), SimpleNamespace(**GRID_DEFAULTS)
 
 
-def _common(p, with_outputs: bool = True) -> None:
-    """The run options; every default is SUPPRESS, so that an option given before the step is not
-    overwritten by the step parser's default (see the module docstring); :func:`_config` applies them."""
+def _common(p, step: str | None = None) -> None:
+    """The run options of the parser of ``step`` (None: the command's own); every default is SUPPRESS, so that an
+    option given before the step is not overwritten by the step parser's default (see the module docstring);
+    :func:`_config` applies them.  Those of :data:`_USED_BY` are not in the step's ``--help`` where it does not
+    use them."""
     d, g = _defaults()
     S = argparse.SUPPRESS
     q = QUICK
@@ -101,7 +103,7 @@ def _common(p, with_outputs: bool = True) -> None:
                    help="summary-statistic MLPs trained per method with different seeds on the same features, their "
                         f"posteriors combined as the graph members' (default {d.mlp_members}, as --graph-members; "
                         "member 0: the single MLP and its checkpoint; member i: checkpoint cosmo-<method>-m<i>.pt)")
-    p.add_argument("--restart", action="store_true", default=S,
+    shown(p, step, "--restart", _USED_BY).add_argument("--restart", action="store_true", default=S,
                    help="train the requested methods from scratch, overwriting their checkpoints (by default a "
                         "checkpoint of the same settings is reused or resumed, one of other settings refused)")
     p.add_argument("--seed", type=int, default=S, help=f"seed of the design, maps, noise and training (default {d.seed})")
@@ -111,9 +113,11 @@ def _common(p, with_outputs: bool = True) -> None:
     p.add_argument("--device", default=S, help="torch device: cpu, cuda, cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=S, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", default=S, help="no progress bars")
-    out = p if with_outputs else hidden(p)  # accepted by every step, refused where unused (_USED_BY)
-    out.add_argument("--json", type=path_arg, default=S, metavar="PATH", help="write the records (default OUT_DIR/cosmo.json)")
-    out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
+    # accepted by every step, refused where unused (_USED_BY)
+    shown(p, step, "--json", _USED_BY).add_argument("--json", type=path_arg, default=S, metavar="PATH",
+                                                    help="write the records (default OUT_DIR/cosmo.json)")
+    shown(p, step, "--no-plots", _USED_BY).add_argument("--no-plots", action="store_true", default=S,
+                                                        help="skip the PNG figures")
 
 
 _STEPS = {"generate": "generate (or reuse) the simulations",
@@ -123,7 +127,7 @@ _STEPS = {"generate": "generate (or reuse) the simulations",
 #: options taking one or more values (nargs="+"), which would swallow a step name after them
 _LIST_OPTIONS = ("--methods",)
 #: options only some steps use -> those steps (refused by the others, wherever they stand: _argv.refuse_unused)
-_USED_BY = {"--json": ("evaluate", "run"), "--no-plots": ("evaluate", "run")}
+_USED_BY = {"--json": ("evaluate", "run"), "--no-plots": ("evaluate", "run"), "--restart": ("train", "run")}
 #: options without a value
 _FLAGS = ("--quick", "--restart", "--no-progress", "--no-plots", "--help")
 
@@ -132,7 +136,7 @@ def add_arguments(parser) -> None:
     _common(parser)
     sub = parser.add_subparsers(dest="step", metavar="STEP")
     for name, text in _STEPS.items():
-        _common(sub.add_parser(name, help=text, description=text), with_outputs=name in _USED_BY["--json"])
+        _common(sub.add_parser(name, help=text, description=text), name)
 
 
 def reorder_argv(words: list[str]) -> list[str]:
@@ -201,8 +205,6 @@ def run(args) -> int:
     threads = _get(args, "threads", 1)
     if threads < 1:
         return fail("cosmo", f"--threads must be >= 1, got {threads}")
-    if _get(args, "restart") and step in ("generate", "evaluate"):
-        return fail("cosmo", f"--restart retrains the methods: it applies to the train and run steps, not to {step}")
     import torch
 
     torch.set_num_threads(threads)

@@ -15,6 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..experiments import digits_config as cfg
+from .. import _cache_dirs
 from .._io import atomic_write_json
 from .._platform import cpu_description
 from ._argv import path_arg
@@ -43,8 +44,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--data-dir", type=path_arg, default=None, metavar="DIR",
-                        help="digit cache directory (default <cache root>/digits; cache root $DEEPSPHERE_GEN_CACHE, else "
-                             "$XDG_CACHE_HOME/deepsphere_gen, else ~/.cache/deepsphere_gen)")
+                        help=f"digit cache directory (default {_cache_dirs.digits_data_dir()}: "
+                             f"${_cache_dirs.ENV_VAR} or $XDG_CACHE_HOME move it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -60,9 +61,7 @@ def _config(args) -> cfg.DigitsConfig:
 
 def _check_outputs(args) -> None:
     """--data-dir, --json and --plot usable, before any work (one-line ValueError); missing folders are created."""
-    from ..datasets.digits import default_data_dir
-
-    check_writable_dir(args.data_dir or default_data_dir(), "--data-dir")
+    check_writable_dir(args.data_dir or _cache_dirs.digits_data_dir(), "--data-dir")
     if args.json:
         args.json = str(check_output_file(args.json, "--json"))
     if args.plot:

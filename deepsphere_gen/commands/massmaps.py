@@ -29,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .. import _cache_dirs
-from ._argv import files_out_of_lists, hidden, path_arg, refuse_unused, step_out_of_lists
+from ._argv import files_out_of_lists, hidden, path_arg, refuse_unused, shown, step_out_of_lists
 from ._argv import option as _get
 from ._exits import EXIT_INTERRUPTED, fail, report_interrupt
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
@@ -60,14 +60,15 @@ _FLAGS = ("--quick", "--no-augment", "--warm-start", "--average-views", "--resta
 #: noise options (run options; classify uses them to choose networks)
 _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
 #: options only some steps use -> those steps (refused by the others, wherever they stand: _argv.refuse_unused)
-_USED_BY = {"--json": ("evaluate", "run"), "--no-plots": ("evaluate", "run"),
+_USED_BY = {"--json": ("evaluate", "run"), "--no-plots": ("evaluate", "run"), "--restart": ("train", "run"),
             **{name: ("classify",) for name in ("--method", "--checkpoint", "--field", "--force")}}
 #: options that classify reads (the others are fixed by the checkpoints it uses)
 _CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPTIONS}
 
 
-def _common(p, with_outputs: bool, d) -> None:
-    """The run options; every default is SUPPRESS (see the module docstring); ``d``: the
+def _common(p, step: str | None, d) -> None:
+    """The run options of the parser of ``step`` (None: the command's own); every default is SUPPRESS (see the
+    module docstring); those of :data:`_USED_BY` not in the step's ``--help`` where it does not use them; ``d``: the
     ExperimentConfig defaults that the help texts name (:func:`_defaults`)."""
     S = argparse.SUPPRESS
     g = p.add_argument_group("data set")
@@ -113,7 +114,7 @@ def _common(p, with_outputs: bool, d) -> None:
                    help="train N fcn (and cnn) networks per run with different training seeds (initial weights, "
                         "batch order, training noise) and average their class probabilities at test time; the JSON "
                         f"keeps each member's accuracy (default {d.fcn_members}; N x the fcn training time)")
-    t.add_argument("--restart", action="store_true", default=S,
+    shown(t, step, "--restart", _USED_BY).add_argument("--restart", action="store_true", default=S,
                    help="retrain from scratch even where a checkpoint of the same settings exists")
     r = p.add_argument_group("where and how")
     _where(r)
@@ -123,10 +124,12 @@ def _common(p, with_outputs: bool, d) -> None:
                         "checkpoints are the same either way)")
     r.add_argument("--no-progress", action="store_true", default=S,
                    help="no progress bars (they are drawn only on a terminal anyway)")
-    out = r if with_outputs else hidden(r)  # accepted by every step, refused where unused (_USED_BY)
-    out.add_argument("--json", type=path_arg, default=S, metavar="PATH",
-                     help="write the results as JSON: one record per method, sky fraction and noise setting, and the margins")
-    out.add_argument("--no-plots", action="store_true", default=S, help="skip the PNG figures")
+    # accepted by every step, refused where unused (_USED_BY)
+    shown(r, step, "--json", _USED_BY).add_argument(
+        "--json", type=path_arg, default=S, metavar="PATH",
+        help="write the results as JSON: one record per method, sky fraction and noise setting, and the margins")
+    shown(r, step, "--no-plots", _USED_BY).add_argument("--no-plots", action="store_true", default=S,
+                                                        help="skip the PNG figures")
 
 
 def _where(group, out_dir_help: str = f"checkpoints and plots (default ./{OUT_DIR}; the JSON goes where --json says)") -> None:
@@ -147,19 +150,19 @@ def _defaults() -> SimpleNamespace:
 
 def add_arguments(parser) -> None:
     d = _defaults()  # the defaults named in the help texts
-    _common(parser, True, d)
+    _common(parser, None, d)
     sub = parser.add_subparsers(dest="step", metavar="STEP")
     _classify_only(hidden(parser))  # accepted before the step (massmaps --field 0 classify m.fits), refused by the others
     for name, text in _STEPS.items():
         step = sub.add_parser(name, help=text, description=text)
-        _common(step, name in _USED_BY["--json"], d)
+        _common(step, name, d)
         _classify_only(hidden(step))
     c = sub.add_parser("classify", help="classify HEALPix FITS maps with trained networks", conflict_handler="resolve",
                        description="Classify NESTED HEALPix FITS convergence maps with the networks trained by "
                                    "`massmaps train` (found under --out-dir by the map's nside; the training "
                                    "settings come from the checkpoints). Inputs unlike the training maps are "
                                    f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}).")
-    _common(hidden(c), True, d)  # the run options, refused by _classify (classify's own below replace theirs)
+    _common(hidden(c), None, d)  # the run options, refused by _classify (classify's own below replace theirs)
     c.add_argument("maps", nargs="+", type=path_arg, metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
     _classify_only(c)
     c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
@@ -334,7 +337,7 @@ def _check_methods(config, step: str, methods_given: bool):
     on nested patches only), before any work: given with --methods, refused (ValueError naming the method and
     the sky fractions); from the default list, left out of ``config.methods`` (the JSON records what ran) with
     a note.  Returns (config, notes)."""
-    from dataclasses import replace
+    from copy import copy
 
     from ..experiments import massmaps as exp
 
@@ -353,7 +356,9 @@ def _check_methods(config, step: str, methods_given: bool):
     kept = tuple(m for m in config.methods if m not in idle)
     if not kept:
         raise ValueError(f"none of the methods runs on --sky-fractions {fractions}: {what}")
-    return replace(config, methods=kept), [f"massmaps: note: {what}: not run on --sky-fractions {fractions}"]
+    narrowed = copy(config)  # not dataclasses.replace: validating again would read the footprint file again
+    narrowed.methods = kept
+    return narrowed, [f"massmaps: note: {what}: not run on --sky-fractions {fractions}"]
 
 
 def _check_resolutions(config, step: str) -> None:

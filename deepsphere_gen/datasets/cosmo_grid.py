@@ -49,7 +49,7 @@ from ._spectra import FIXED_PARAMETERS, SMAIL_PARAMETERS, Cosmology
 from .survey_footprint import footprint_area_deg2, footprint_copies, stage3_footprint
 from .tomography import gaussian_cl_matrix, lognormal_maps, redshift_bins, tomographic_cl, tomographic_shifts
 
-__all__ = ["CosmoGridConfig", "SPLITS", "default_data_dir", "design", "load_footprint", "MAX_FOOTPRINT_FRACTION",
+__all__ = ["CosmoGridConfig", "SPLITS", "design", "load_footprint", "MAX_FOOTPRINT_FRACTION",
            "footprint_id", "grid_fields", "generate_cosmo_grid", "check_data_set",
            "load_split", "CosmoMapDataset", "s8"]
 
@@ -61,12 +61,6 @@ SPLITS = ("train", "test", "fiducial", "calibration")
 def s8(omega_m, sigma8):
     """S_8 = sigma_8 sqrt(Omega_m / 0.3) (arrays broadcast)."""
     return np.asarray(sigma8) * np.sqrt(np.asarray(omega_m) / 0.3)
-
-
-def default_data_dir() -> Path:
-    """``cache_root() / "cosmo"`` (``$DEEPSPHERE_GEN_CACHE``, else ``$XDG_CACHE_HOME/deepsphere_gen``, see
-    ``_cache_dirs.cosmo_data_dir``, which the command's help reads without importing torch)."""
-    return cosmo_data_dir()
 
 
 @dataclass(frozen=True)
@@ -210,7 +204,7 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     (one core); disk 4 bytes x pixels x bins per sample (58 KiB at nside 128).
     """
     log = log if verbose else None
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir = Path(data_dir) if data_dir is not None else cosmo_data_dir()
     mask = load_footprint(config.footprint, config.nside)
     params = _params(config, mask)
     final = data_dir / f"cosmo-nside{config.nside}-{cache_key(params)}"

@@ -10,9 +10,9 @@ Splits (Cohen et al. 2018): ``"NR/NR"`` train and test unrotated, ``"R/R"`` both
 rotated, ``"NR/R"`` train unrotated, test rotated.  Rotations are uniform on SO(3), one
 per sample, drawn from ``seed`` (the test rotations of R/R and NR/R are the same), and
 applied by rotating the sample points (exact).  Built splits are cached on disk as
-NPZ + JSON metadata, written atomically, under ``data_dir`` (default: the package's cache
-root, ``$DEEPSPHERE_GEN_CACHE``, else ``$XDG_CACHE_HOME/deepsphere_gen``, else
-``~/.cache/deepsphere_gen``, sub-folder ``digits``).
+NPZ + JSON metadata, written atomically, under ``data_dir`` (default
+:func:`deepsphere_gen._cache_dirs.digits_data_dir`: ``digits`` under the cache root, ``$DEEPSPHERE_GEN_CACHE``,
+else ``$XDG_CACHE_HOME/deepsphere_gen``, else ``~/.cache/deepsphere_gen``).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._cache_dirs import cache_root
+from .._cache_dirs import digits_data_dir
 from .._io import atomic_savefig, atomic_write, atomic_write_json
 from .._validation import as_integer
 from ..harmonic import random_rotations
@@ -39,7 +39,6 @@ __all__ = [
     "SphericalDigits",
     "build_split",
     "plot_digits",
-    "default_data_dir",
 ]
 
 #: split name -> (rotate train, rotate test)
@@ -53,12 +52,6 @@ def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 
     d = load_digits()
     return d.images.astype(np.float64), d.target.astype(np.int64)
-
-
-def default_data_dir() -> Path:
-    """``digits`` under the cache root (:func:`deepsphere_gen._cache_dirs.cache_root`: the same
-    ``$DEEPSPHERE_GEN_CACHE`` / ``$XDG_CACHE_HOME`` rules as the mass maps and graphs)."""
-    return cache_root() / "digits"
 
 
 def _split_name(split: str) -> str:
@@ -233,7 +226,7 @@ def build_split(
     }
     meta = {"params": params, "npix": sampling.npix, "image_shape": list(xtr.shape[1:]), "scale": scale}
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    stem = Path(data_dir or default_data_dir()) / f"digits-{name.replace('/', '_')}-{sampling.cache_key()}-{key}"
+    stem = Path(data_dir or digits_data_dir()) / f"digits-{name.replace('/', '_')}-{sampling.cache_key()}-{key}"
     arrays = _load(stem, meta) if cache else None
     if arrays is None:
         rtr = random_rotations(ntr, seed=_seed_for(seed, 1)).numpy() if rot_train else np.zeros((0, 3))

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from .. import _cache_dirs
 from .._env import switched_off
-from .._io import atomic_write, atomic_write_json
+from .._io import array_crc32, atomic_write, atomic_write_json
 
 __all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "save_pattern", "update_meta",
            "load_array", "save_array", "values_cached", "VALUES_ENV_VAR"]
@@ -134,7 +134,7 @@ def _map_npz(fh) -> tuple[dict[str, np.ndarray], dict[str, int], bool]:
             fh.seek(start)
             crc = zlib.crc32(fh.read(offset - start))
             array = np.memmap(fh, dtype=dtype, mode="c", offset=offset, shape=shape) if shape[0] else np.empty(0, dtype)
-            if _crc32(array, crc) != info.CRC:
+            if array_crc32(array, crc) != info.CRC:
                 raise zipfile.BadZipFile(f"Bad CRC-32 for {info.filename}")
             if not array.flags.aligned:
                 array, copied = np.array(array), True  # a fresh (aligned) ndarray
@@ -233,11 +233,6 @@ def update_meta(directory: Path, params: dict, **fields) -> None:
     _rewrite_meta(directory, params, lambda meta: {**meta, **fields})
 
 
-def _crc32(array: np.ndarray, start: int = 0) -> int:
-    """CRC-32 of the array's bytes (continuing ``start``), ~4 GB/s."""
-    return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), start)
-
-
 def _arrays(meta: dict) -> dict:
     arrays = meta.get("arrays")
     return arrays if isinstance(arrays, dict) else {}
@@ -260,7 +255,7 @@ def save_array(directory: Path, params: dict, tag: str, array: np.ndarray, bound
     if not (directory / f"{_stem(params)}.json").exists():
         return
     atomic_write(directory / f"{_stem(params)}.{tag}.npy", lambda f: _write_npy(f, array))
-    record = {**bound, "dtype": array.dtype.str, "size": int(array.size), "crc32": _crc32(array)}
+    record = {**bound, "dtype": array.dtype.str, "size": int(array.size), "crc32": array_crc32(array)}
     _rewrite_meta(directory, params, lambda meta: {**meta, "arrays": {**_arrays(meta), tag: record}})
 
 
@@ -278,6 +273,6 @@ def load_array(directory: Path, params: dict, meta: dict, tag: str, bound: dict)
     except (OSError, ValueError):
         return None  # missing, truncated or not an .npy file
     if (array.ndim != 1 or array.dtype.str != record.get("dtype") or array.size != record.get("size")
-            or not array.flags.aligned or _crc32(array) != record.get("crc32")):
+            or not array.flags.aligned or array_crc32(array) != record.get("crc32")):
         return None
     return array

@@ -123,6 +123,26 @@ def test_an_option_the_step_does_not_use_is_refused_wherever_it_stands(command, 
         assert cap.err.startswith(f"deepsphere-gen {command}: error: ") and cap.err.count("\n") == 1, cap.err
 
 
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+@pytest.mark.parametrize("step", ["generate", "evaluate"])
+def test_restart_is_refused_by_the_steps_that_train_nothing(command, step, capsys, tmp_path):
+    """``cosmo evaluate --restart`` had its own words ("--restart retrains the methods: it applies to the train and
+    run steps, not to evaluate"); ``massmaps generate --restart`` was silently ignored.  Both commands now refuse
+    it through _USED_BY, worded as --json and --no-plots are, and leave it out of those steps' --help."""
+    from deepsphere_gen.cli import main
+
+    from ._cli import refused
+
+    common = ["--quick", "--device", "nope", "--data-dir", str(tmp_path / "d"), "--out-dir", str(tmp_path / "o")]
+    for argv in (["--restart", step, *common], [step, *common, "--restart"]):
+        cap = refused(command, argv, capsys, f"--restart does not apply to {step}: only to train and run")
+        assert cap.err == f"deepsphere-gen {command}: error: --restart does not apply to {step}: only to train and run\n"
+    for shown_in, listed in ((step, False), ("train", True)):
+        with pytest.raises(SystemExit):
+            main([command, shown_in, "--help"])
+        assert ("--restart" in capsys.readouterr().out) == listed
+
+
 def test_every_unused_option_is_named_in_one_refusal():
     """``massmaps --json x --field 0 train`` named --json only; a rerun then refused --field."""
     from argparse import Namespace
@@ -170,11 +190,14 @@ def test_an_empty_path_is_refused(argv, capsys):
     assert f"error: argument {name}: an empty path (an unset shell variable?)" in err, err
 
 
-@pytest.mark.parametrize("argv", [["massmaps", "--quik"], ["massmaps", "train", "--quik"], ["cosmo", "--quik"],
-                                  ["digits", "--quik"], ["equivariance", "--seed", "1", "x"]])
-def test_an_unknown_word_is_refused_by_the_command(argv, capsys):
+@pytest.mark.parametrize("argv, hint", [(["massmaps", "--quik"], " (did you mean --quick?)"),
+                                        (["cosmo", "--quik"], " (did you mean --quick?)"),
+                                        (["digits", "--quik"], " (did you mean --quick?)"),
+                                        (["equivariance", "--seed", "1", "x"], "")])
+def test_an_unknown_word_is_refused_by_the_command(argv, hint, capsys):
     """``massmaps --quik`` printed the top-level usage and "deepsphere-gen: error: ..." (the README promises
-    "deepsphere-gen COMMAND: error: ..."): the command's parser refuses it, with the command's usage line."""
+    "deepsphere-gen COMMAND: error: ..."): the command's parser refuses it, with the command's usage line, and
+    names the option meant where one is close."""
     from deepsphere_gen.cli import parse_args
 
     with pytest.raises(SystemExit) as exit_:
@@ -182,7 +205,28 @@ def test_an_unknown_word_is_refused_by_the_command(argv, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     assert err.startswith(f"usage: deepsphere-gen {argv[0]} ")
-    assert err.endswith(f"\ndeepsphere-gen {argv[0]}: error: unrecognized arguments: {argv[-1]}\n"), err
+    assert err.endswith(f"\ndeepsphere-gen {argv[0]}: error: unrecognized arguments: {argv[-1]}{hint}\n"), err
+
+
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+@pytest.mark.parametrize("words, bad, hint", [
+    (["train", "--nsidee", "64"], "--nsidee 64", " (did you mean --nside?)"),
+    (["evaluate", "--quik", "--methds", "graph"], "--quik --methds graph",
+     " (did you mean --quick for --quik, --methods for --methds?)"),
+    (["train", "--jsn", "x.json"], "--jsn x.json", ""),  # --json: not an option of train (hidden from its help)
+])
+def test_a_mistyped_option_after_a_step_is_refused_by_the_step(command, words, bad, hint, capsys):
+    """``massmaps train --nsidee 64`` was refused with the command's usage and "deepsphere-gen massmaps: error:
+    unrecognized arguments: --nsidee 64": now the step's usage and name, and the option meant where one of the
+    step's options is close."""
+    from deepsphere_gen.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([command, *words])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"usage: deepsphere-gen {command} {words[0]} "), err
+    assert err.endswith(f"\ndeepsphere-gen {command} {words[0]}: error: unrecognized arguments: {bad}{hint}\n"), err
 
 
 def test_classify_options_before_the_step_are_read():

@@ -291,7 +291,7 @@ def test_restart_retrains_a_graph_network_of_other_settings(tmp_path, capsys):
     assert "cosmo graph: trained" in capsys.readouterr().out
     assert len(torch.load(ckpt, weights_only=True)["history"]) == 3
     assert main(["cosmo", "evaluate", *TINY, *dirs, *graph, "--epochs", "3", "--no-plots"]) == 0
-    refused(["evaluate", "--restart", *TINY, *dirs, *graph], capsys, "--restart retrains the methods")
+    refused(["evaluate", "--restart", *TINY, *dirs, *graph], capsys, "--restart does not apply to evaluate: only to train and run")
 
 
 def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
@@ -394,26 +394,29 @@ def test_a_step_after_the_methods_list_ends_it():
 
 def test_data_dir_help_says_how_the_cache_folder_is_chosen(monkeypatch, tmp_path):
     """cosmo's and digits' --data-dir help name $XDG_CACHE_HOME beside $DEEPSPHERE_GEN_CACHE, as massmaps's does
-    (was: left out, though it moves the cache); cosmo's names the folder it would use now."""
+    (was: left out, though it moves the cache), and the folder they would use now (digits': was "<cache root>/digits")."""
     from deepsphere_gen.cli import build_parser
 
     monkeypatch.delenv("DEEPSPHERE_GEN_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    for command, folder in (("cosmo", tmp_path / "deepsphere_gen" / "cosmo"), ("digits", None)):
+    for command, folder in (("cosmo", tmp_path / "deepsphere_gen" / "cosmo"),
+                            ("digits", tmp_path / "deepsphere_gen" / "digits")):
         sub = next(a for a in build_parser([command])._actions if a.dest == "command").choices[command]
         text = next(a for a in sub._actions if a.dest == "data_dir").help
         assert "$XDG_CACHE_HOME" in text and "$DEEPSPHERE_GEN_CACHE" in text, text
-        assert folder is None or f"default {folder}:" in text, text
+        assert f"default {folder}:" in text, text
 
 
 def test_data_dir_help_names_the_folder_the_library_uses(monkeypatch, tmp_path):
-    """The --data-dir help (built without torch) and datasets.cosmo_grid.default_data_dir read one function,
-    _cache_dirs.cosmo_data_dir (was: the help built the folder itself)."""
+    """The --data-dir help (built without torch) and datasets.cosmo_grid read one function, _cache_dirs.cosmo_data_dir
+    (was: the help built the folder itself; then cosmo_grid had its own default_data_dir calling it)."""
+    from deepsphere_gen import _cache_dirs
     from deepsphere_gen.cli import build_parser
-    from deepsphere_gen.datasets.cosmo_grid import default_data_dir
+    from deepsphere_gen.datasets import cosmo_grid
 
     monkeypatch.setenv("DEEPSPHERE_GEN_CACHE", str(tmp_path / "root"))
     sub = next(a for a in build_parser(["cosmo"])._actions if a.dest == "command").choices["cosmo"]
     text = next(a for a in sub._actions if a.dest == "data_dir").help
-    assert default_data_dir() == tmp_path / "root" / "cosmo"
-    assert f"(default {default_data_dir()}:" in text, text
+    assert _cache_dirs.cosmo_data_dir() == tmp_path / "root" / "cosmo"
+    assert f"(default {_cache_dirs.cosmo_data_dir()}:" in text, text
+    assert not hasattr(cosmo_grid, "default_data_dir")  # one rule, in _cache_dirs

@@ -253,6 +253,37 @@ def test_footprint_setting(tmp_path):
         sky_values(m, sky, "x")
 
 
+def test_footprint_file_read_once_per_run(tmp_path, monkeypatch):
+    """A run on a --footprint FITS file reads it once (was 9 times: the config's check, each refusal check, the disk
+    estimate, training, evaluation, plots; and again in every worker job): the mask travels with the config."""
+    import pickle
+
+    import deepsphere_gen.datasets as ds
+    from deepsphere_gen.experiments.massmaps import parallel
+
+    mask = np.zeros(12 * 8**2)
+    mask[:384] = 1.0  # base pixels 0-5
+    fits = tmp_path / "mask.fits"
+    hp.write_map(str(fits), mask, nest=True, dtype=np.float64)
+    reads, read = [], ds.read_footprint
+    monkeypatch.setattr(ds, "read_footprint", lambda *a, **k: reads.append(a) or read(*a, **k))
+    argv = ["massmaps", "run", "--nside", "8", "--n-maps", "8", "--sky-fractions", "footprint", "--footprint", str(fits),
+            "--relative-noise", "0", "--epochs", "1", "--min-steps", "0", "--batch-size", "16", "--no-progress",
+            "--no-plots", "--workers", "1", *_dirs(tmp_path)]
+    assert main(argv) == 0
+    assert len(reads) == 1, reads
+    # a worker job takes the mask from the config it was sent, never from the file
+    config = exp.ExperimentConfig(nside=8, n_maps=8, sky_fractions=("1/12", "footprint"), footprint=str(fits),
+                                  deepsphere_levels=(0.0,))
+    sent = pickle.loads(pickle.dumps(config))
+    monkeypatch.setattr(ds, "read_footprint", lambda *a, **k: pytest.fail("footprint read again"))
+    sky = parallel._sky(sent, "footprint")
+    assert np.array_equal(sky.footprint, mask == 1)
+    assert not exp.sky_settings(config)[1].footprint.flags.writeable  # shared by every caller
+    config.sky_fractions = ("1/12",)  # changed in place: parsed again (no footprint, no read)
+    assert [s.name for s in exp.sky_settings(config)] == ["1/12"]
+
+
 @pytest.mark.slow
 def test_quick_run_beats_chance(tmp_path):
     """`--quick`: at 1/12 sky without noise the graph CNN and both baselines beat chance clearly."""

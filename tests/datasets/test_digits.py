@@ -177,11 +177,16 @@ def test_plot_digits(tmp_path):
 
 def test_default_data_dir_follows_the_cache_root(monkeypatch, tmp_path):
     """The digits cache honours $XDG_CACHE_HOME as the mass maps and graphs do (it read only
-    $DEEPSPHERE_GEN_CACHE, else ~/.cache)."""
-    from deepsphere_gen.datasets.digits import default_data_dir
+    $DEEPSPHERE_GEN_CACHE, else ~/.cache); the rule is _cache_dirs.digits_data_dir's (was: digits' own
+    default_data_dir), and build_split without data_dir writes there."""
+    from deepsphere_gen._cache_dirs import digits_data_dir
 
     monkeypatch.delenv("DEEPSPHERE_GEN_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert default_data_dir() == tmp_path / "deepsphere_gen" / "digits"
+    assert digits_data_dir() == tmp_path / "deepsphere_gen" / "digits"
+    build_split("NR/NR", HP, **SMALL)
+    assert list((tmp_path / "deepsphere_gen" / "digits").glob("digits-NR_NR-*"))
     monkeypatch.setenv("DEEPSPHERE_GEN_CACHE", str(tmp_path / "root"))
-    assert default_data_dir() == tmp_path / "root" / "digits"
+    assert digits_data_dir() == tmp_path / "root" / "digits"
+    build_split("NR/NR", HP, **SMALL)
+    assert list((tmp_path / "root" / "digits").glob("digits-NR_NR-*"))

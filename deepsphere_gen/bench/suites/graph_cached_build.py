@@ -51,12 +51,11 @@ def cases(quick: bool) -> list[dict]:
 def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
     """One process of the case: ``side`` "fill", "ours" or "peer" (see the module docstring)."""
     import time
-    import zlib
     from pathlib import Path
 
-    import numpy as np
     import torch
 
+    from deepsphere_gen._io import array_crc32
     from deepsphere_gen.bench.memory import cpu_peak_mb, process_timed, resident_mb
     from deepsphere_gen.graph import VALUES_ENV_VAR, build_steps
     from deepsphere_gen.models import DeepSphereClassifier
@@ -92,8 +91,7 @@ def child(nside: int, k: int, cache_dir: str, side: str) -> dict:
     for conv in box["model"].modules():
         if isinstance(conv, ChebConv) and id(conv.laplacian) not in seen:
             seen.add(id(conv.laplacian))
-            v = np.ascontiguousarray(conv.laplacian.values().numpy())
-            crcs.append([int(conv.laplacian.shape[0]), zlib.crc32(memoryview(v).cast("B"))])
+            crcs.append([int(conv.laplacian.shape[0]), array_crc32(conv.laplacian.values().numpy())])
     out = {f"{s}_s": steps.get(s, {"s": 0.0})["s"] for s in SECTIONS if s != "tensors"}
     out["tensors_s"] = tensors[0]
     out["other_s"] = t["build_s"] - sum(out.values())

@@ -54,8 +54,8 @@ from ..._lazy import lazy_exports
 _PUBLIC = {
     "config": ("METHODS", "NETWORK_METHODS", "FULL_SKY_METHODS", "PATCH_METHODS", "BASELINES", "BASELINE_FEATURES",
                "DEFAULT_METHODS", "ENSEMBLE_METHODS", "ExperimentConfig", "SkySetting", "parse_sky_fraction",
-               "check_sigma_e"),
-    "settings": ("NoiseSetting", "noise_settings", "sky_settings", "methods_for"),
+               "sky_settings", "check_sigma_e"),
+    "settings": ("NoiseSetting", "noise_settings", "methods_for"),
     "models": ("Standardized", "build_model", "pool_levels", "footprint_pooling_losses"),
     "symmetry": ("RandomSymmetry", "symmetry_permutations", "evaluation_symmetries", "SymmetryAverage",
                  "log_mean_probabilities"),

@@ -29,6 +29,7 @@ __all__ = [
     "ExperimentConfig",
     "SkySetting",
     "parse_sky_fraction",
+    "sky_settings",
     "check_sigma_e",
 ]
 
@@ -129,8 +130,7 @@ class ExperimentConfig:
         self.methods = tuple(dict.fromkeys(self.methods))
         if not self.sky_fractions:
             raise ValueError("give at least one sky fraction")
-        for s in self.sky_fractions:
-            parse_sky_fraction(s, self.nside, self.footprint)
+        sky_settings(self)  # validates each sky fraction; reads the footprint file (the one read of a run)
         if "footprint" in self.sky_fractions and self.footprint is None:
             raise ValueError("sky fraction 'footprint' needs --footprint builtin|PATH")
         if not 0 < self.test_fraction < 1:
@@ -221,3 +221,24 @@ def parse_sky_fraction(text: str, nside: int, footprint=None, full_sky_nside: in
                 raise ValueError(f"sky fraction {text} needs nside >= {2**level}, got nside {nside}")
             return SkySetting(text, level, None, float(frac), nside)
     raise ValueError(f"sky fraction {text!r} is not a nested base-patch fraction 1/(12*4^k) nor 1")
+
+
+def sky_settings(config: ExperimentConfig) -> list[SkySetting]:
+    """The sky settings of ``config.sky_fractions``, in order (:func:`parse_sky_fraction` at the config's
+    ``nside``, ``footprint`` and ``full_sky_nside``).
+
+    The footprint file is read once per config, when ``__post_init__`` validates it: the settings are kept on
+    the config (a plain attribute, not a field: not in its JSON, fingerprint or :func:`dataclasses.replace`;
+    pickled with it to worker processes) and parsed again only after one of those four fields changed.  Their
+    footprint mask is shared by every caller, hence read-only.
+    """
+    key = (tuple(config.sky_fractions), config.nside, config.footprint, config.full_sky_nside)
+    kept = getattr(config, "_sky_settings", None)
+    if kept is None or kept[0] != key:
+        parsed = {s: parse_sky_fraction(s, config.nside, config.footprint, config.full_sky_nside)
+                  for s in dict.fromkeys(config.sky_fractions)}
+        for sky in parsed.values():
+            if sky.footprint is not None:
+                sky.footprint.flags.writeable = False
+        kept = config._sky_settings = (key, [parsed[s] for s in config.sky_fractions])
+    return list(kept[1])

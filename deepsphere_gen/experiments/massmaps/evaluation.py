@@ -20,10 +20,10 @@ from ...training import (
     load_model_state,
 )
 from .baseline_records import baseline_records
-from .config import BASELINES, METHODS, ExperimentConfig, SkySetting
+from .config import BASELINES, METHODS, ExperimentConfig, SkySetting, sky_settings
 from .data import datasets_of, generate
 from .records import accuracy_fields, base_record
-from .settings import NoiseSetting, methods_for, noise_settings, sky_settings
+from .settings import NoiseSetting, methods_for, noise_settings
 from .symmetry import SymmetryAverage, evaluation_symmetries, log_mean_probabilities
 from .training import members_of, network_run
 

@@ -14,9 +14,9 @@ from ..._platform import cpu_description
 from ...datasets import load_massmaps
 from ...datasets.patch_psd import to_square
 from .. import reporting
-from .config import BASELINES, METHODS, NETWORK_METHODS, ExperimentConfig, parse_sky_fraction
+from .config import BASELINES, METHODS, NETWORK_METHODS, ExperimentConfig, parse_sky_fraction, sky_settings
 from .data import dataset_of
-from .settings import noise_settings, sky_settings
+from .settings import noise_settings
 
 __all__ = ["format_table", "margins", "format_margins", "write_json", "plot_examples", "plot_all"]
 

@@ -17,9 +17,9 @@ from ..._validation import check_positive_int
 from ...datasets import limit_threads
 from ...training import TrainingInterrupted, distributed_context
 from .baseline_records import baseline_records
-from .config import BASELINES, ExperimentConfig, parse_sky_fraction
+from .config import BASELINES, ExperimentConfig, sky_settings
 from .data import dataset_of
-from .settings import NoiseSetting, methods_for, noise_settings, sky_settings
+from .settings import NoiseSetting, methods_for, noise_settings
 from .training import network_runs, train_config, train_one
 
 __all__ = ["ParallelRun"]
@@ -46,8 +46,14 @@ def _interruptible():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _sky(config: ExperimentConfig, sky_name: str):
+    """The sky setting ``sky_name`` of ``config``, as the config arrived in the worker (with its footprint mask:
+    the file is not read again, see :func:`.config.sky_settings`)."""
+    return next(sky for sky in sky_settings(config) if sky.name == sky_name)
+
+
 def _baseline_job(path, sky_name: str, noise: NoiseSetting, config: ExperimentConfig, methods) -> list[dict]:
-    sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
+    sky = _sky(config, sky_name)
     with _interruptible(), limit_threads(1):
         return baseline_records(Path(path), sky, noise, config, methods)
 
@@ -57,7 +63,7 @@ def _train_job(path, sky_name: str, noises, config: ExperimentConfig, method: st
     """Network runs of one method, sky and ensemble member, one per noise setting of ``noises`` in that
     order, in a worker; ``(desc, epoch, epochs)`` if one was interrupted (Ctrl-C), else None (plain
     data: :class:`~deepsphere_gen.training.TrainingInterrupted` does not survive pickling)."""
-    sky = parse_sky_fraction(sky_name, config.nside, config.footprint, config.full_sky_nside)
+    sky = _sky(config, sky_name)
     try:
         with _interruptible(), limit_threads(1):
             for noise in noises:

@@ -5,8 +5,8 @@ arcmin^2 and ellipticity dispersion ``sigma_e`` (per-pixel std
 ``sigma_e / sqrt(n_gal A_pix)`` at the samples' resolution), given directly or as
 DeepSphere's relative levels (:func:`~deepsphere_gen.datasets.shape_noise.deepsphere_level_to_ngal`:
 level 2 = 22.5 galaxies/arcmin^2); the old noise relative to the run's own clean std only as
-an explicit option.  Sky settings (:func:`sky_settings`): the config's sky fractions parsed by
-:func:`.config.parse_sky_fraction`; :func:`methods_for`: the methods a sky setting runs.
+an explicit option.  Sky settings: :func:`.config.sky_settings`; :func:`methods_for`: the methods a sky
+setting runs.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from ...datasets.shape_noise import (
     ngal_to_deepsphere_level,
     pixel_noise_std,
 )
-from .config import FULL_SKY_METHODS, PATCH_METHODS, ExperimentConfig, SkySetting, parse_sky_fraction
+from .config import FULL_SKY_METHODS, PATCH_METHODS, ExperimentConfig, SkySetting
 
-__all__ = ["NoiseSetting", "noise_settings", "sky_settings", "methods_for"]
+__all__ = ["NoiseSetting", "noise_settings", "methods_for"]
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,6 @@ def noise_settings(config: ExperimentConfig) -> list[NoiseSetting]:
     for rel in config.relative_noise:
         out.append(NoiseSetting("none") if rel == 0 else NoiseSetting("relative", rel, config.sigma_e))
     return list(dict.fromkeys(out))
-
-
-def sky_settings(config: ExperimentConfig) -> list[SkySetting]:
-    return [parse_sky_fraction(s, config.nside, config.footprint, config.full_sky_nside)
-            for s in config.sky_fractions]
 
 
 def methods_for(sky: SkySetting, methods) -> list[str]:

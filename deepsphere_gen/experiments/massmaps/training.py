@@ -37,12 +37,12 @@ from ...training import (
     load_model_state,
     trained_weights,
 )
-from .config import ENSEMBLE_METHODS, NETWORK_METHODS, ExperimentConfig, SkySetting
+from .config import ENSEMBLE_METHODS, NETWORK_METHODS, ExperimentConfig, SkySetting, sky_settings
 from .data import dataset_of, datasets_of, generate, training_set
 from .map_statistics import training_distribution
 from .models import build_model
 from .runs import checkpoint_file, member_name, member_seed, run_fields, run_meta, run_name
-from .settings import NoiseSetting, methods_for, noise_settings, sky_settings
+from .settings import NoiseSetting, methods_for, noise_settings
 
 __all__ = ["NetworkRun", "members_of", "network_run", "network_runs", "train_config", "warm_start", "train_one",
            "train"]
