@@ -88,6 +88,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         if reorder is not None:
             i = argv.index(chosen)
             argv = argv[:i + 1] + list(reorder(argv[i + 1:]))
+    if command is not None:
+        unknown = _unknown_before_step(command, argv[argv.index(chosen) + 1:])
+        if unknown:
+            command.error(_unrecognized(command, unknown))
     args, extra = parser.parse_known_args(argv)
     if extra:
         refuser = _step_parser(command, args) or command or parser
@@ -102,6 +106,24 @@ def _step_parser(command, args) -> argparse.ArgumentParser | None:
         if isinstance(choices, dict) and getattr(args, action.dest, None) in choices:
             return choices[getattr(args, action.dest)]
     return None
+
+
+def _unknown_before_step(command, words: list[str]) -> list[str]:
+    """The ``--options`` in ``words`` before the step name that ``command`` does not know (neither exactly
+    nor as an abbreviation).  argparse would take the value after one for the step (``massmaps --nsidee 64
+    train``: "argument STEP: invalid choice: '64'"); [] for a command without steps."""
+    steps = next((a.choices for a in command._actions if isinstance(a.choices, dict)), None)
+    if not steps:
+        return []
+    known = [name for action in command._actions for name in action.option_strings]
+    unknown = []
+    for word in words:
+        if word in steps or word == "--":
+            break
+        name = word.split("=", 1)[0]
+        if name.startswith("--") and not any(k.startswith(name) for k in known):
+            unknown.append(word)
+    return unknown
 
 
 def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:

@@ -229,6 +229,25 @@ def test_a_mistyped_option_after_a_step_is_refused_by_the_step(command, words, b
     assert err.endswith(f"\ndeepsphere-gen {command} {words[0]}: error: unrecognized arguments: {bad}{hint}\n"), err
 
 
+@pytest.mark.parametrize("command", ["massmaps", "cosmo"])
+@pytest.mark.parametrize("words, bad, hint", [
+    (["--nsidee", "64", "train"], "--nsidee", " (did you mean --nside?)"),
+    (["--nsidee", "64"], "--nsidee", " (did you mean --nside?)"),  # no step: run
+    (["--seed", "1", "--epohcs=3", "train"], "--epohcs=3", " (did you mean --epochs?)"),
+    (["--zzz", "x", "--qiuck", "run"], "--zzz --qiuck", " (did you mean --quick?)"),
+])
+def test_a_mistyped_option_before_the_step_is_named(command, words, bad, hint, capsys):
+    """``massmaps --nsidee 64 train`` was refused with "argument STEP: invalid choice: '64'": argparse took the
+    mistyped option's value for the step.  Now the option itself is named, with the command's usage."""
+    from deepsphere_gen.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([command, *words])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.endswith(f"\ndeepsphere-gen {command}: error: unrecognized arguments: {bad}{hint}\n"), err
+
+
 def test_classify_options_before_the_step_are_read():
     """``massmaps --field 0 classify a.fits``: "argument STEP: invalid choice: '0'"; ``massmaps --force classify``:
     "unrecognized arguments"."""
