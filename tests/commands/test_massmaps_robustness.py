@@ -24,6 +24,7 @@ from scipy.stats import skew
 from deepsphere_gen import _cache_dirs
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.cli import COMMANDS, build_parser, main
+from deepsphere_gen.commands import _massmaps_checks as checks
 from deepsphere_gen.commands import massmaps as cmd
 from deepsphere_gen.datasets import load_massmaps
 from deepsphere_gen.training import load_checkpoint, save_checkpoint
@@ -1094,9 +1095,9 @@ def test_resolutions_too_small_for_a_method_are_refused_before_any_work(tmp_path
           "--nside 1 is too small for sky fraction 1: hist_svm needs nside >= 2")
     _fail(["--quick", *d, "--sky-fractions", "1/48", "--nside", "8"], capsys, "use --nside >= 16")
     assert not (tmp_path / "data").exists()
-    cmd._check_resolutions(exp.ExperimentConfig(nside=4, sky_fractions=("1/12",)), "train")
-    cmd._check_resolutions(exp.ExperimentConfig(**cmd.QUICK), "run")
-    cmd._check_resolutions(exp.ExperimentConfig(), "run")
+    checks.check_resolutions(exp.ExperimentConfig(nside=4, sky_fractions=("1/12",)), "train")
+    checks.check_resolutions(exp.ExperimentConfig(**cmd.QUICK), "run")
+    checks.check_resolutions(exp.ExperimentConfig(), "run")
 
 
 def test_sigma_e_zero_is_refused(tmp_path, capsys):
@@ -1141,8 +1142,8 @@ def test_options_that_would_do_nothing_are_refused(tmp_path, capsys):
     for argv in (["--quick"], []):  # the defaults: no refusal, no note
         args = build_parser(["massmaps"]).parse_args(["massmaps", *argv])
         config = cmd._config(args)
-        cmd._check_options_apply(args, config)
-        assert cmd._check_methods(config, "run", False) == (config, [])
+        checks.check_options_apply(args, config)
+        assert checks.check_methods(config, "run", False) == (config, [])
     out = tmp_path / "r.json"
     assert main(["massmaps", *TINY, *d, "--sky-fractions", "1", "1/12", "--average-views", "--fcn-members", "2",
                  "--no-plots", "--json", str(out)]) == 0

@@ -1,0 +1,94 @@
+"""``massmaps classify``: FITS maps classified by the networks that ``massmaps train`` wrote.
+
+Its refusals of the run options (the networks' settings come from their checkpoints), the networks chosen by
+sky fraction, method and noise, the inputs checked before any network is loaded, and the exit status
+:data:`EXIT_OUT_OF_DISTRIBUTION`; the work is :mod:`deepsphere_gen.experiments.massmaps.classify`'s.
+Called by :mod:`.massmaps` (its parser defines classify's options).
+"""
+from __future__ import annotations
+
+import sys
+
+from ._argv import option as _get
+from ._argv import refuse_unused
+
+__all__ = ["EXIT_OUT_OF_DISTRIBUTION", "classify"]
+
+#: exit status of classify when an input is outside the training distribution (without --force)
+EXIT_OUT_OF_DISTRIBUTION = 3
+#: noise options (run options; classify uses them to choose networks)
+_NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
+#: options that classify reads (the others are fixed by the checkpoints it uses)
+_CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPTIONS}
+
+
+def _classify_noises(args, noise: dict) -> list | None:
+    """The noise settings classify's noise options select (kind and value: matched to the trained ones
+    within a relative 1e-2, so --ngal 22.5 selects the trained 22.47), or None (all); invalid values
+    (also of --sigma-e alone) are refused as `massmaps train` refuses them.  ``noise``: the command's
+    ExperimentConfig noise fields of these options (``massmaps._noise(args, {})``)."""
+    from ..experiments.massmaps.config import check_sigma_e
+
+    sigma_e = _get(args, "sigma_e")
+    if sigma_e is not None:
+        check_sigma_e(sigma_e)  # ValueError for 0, a negative or non-finite sigma_e
+    if all(_get(args, name) is None for name in ("deepsphere_level", "ngal", "relative_noise")):
+        return None
+    from ..experiments import massmaps as exp
+
+    return exp.noise_settings(exp.ExperimentConfig(**noise))
+
+
+def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
+    """``massmaps classify``: check the inputs, find the networks, classify (see experiments.massmaps.classify).
+
+    From the command module (which imports this one): ``used_by``, its options only some steps use -> those
+    steps; ``out_dir``, its default output folder; ``noise``, see :func:`_classify_noises`."""
+    from ..experiments.massmaps import classify as cl
+    from ._preflight import check_device
+
+    listed = {name: name.lstrip("-").replace("-", "_") for name in used_by}
+    own = _CLASSIFY_SHARED | {a for n, a in listed.items() if "classify" in used_by[n]} | {"maps", "command", "step", "_run"}
+    # run options are SUPPRESSed: present only when given; those of used_by are named by refuse_unused
+    given = [a for a in vars(args) if a not in own and a not in listed.values()]
+    problems = []
+    try:
+        refuse_unused(args, "classify", used_by)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if given:
+        names = ", ".join("--" + a.replace("_", "-") for a in given)
+        problems.append(f"{names} {'does' if len(given) == 1 else 'do'} not apply to classify: the networks' settings "
+                        "come from their checkpoints (choose networks with --sky-fractions, "
+                        "--deepsphere-level/--ngal/--relative-noise or --checkpoint)")
+    if problems:  # every option classify does not use, in one line
+        raise ValueError("; ".join(problems))
+    skies = _get(args, "sky_fractions")
+    if skies is not None:
+        skies = [s.strip() for s in skies]
+        for s in skies:
+            cl.sky_name(s, 2**29)  # "abc", 0, -1, 2: refused as `massmaps train` refuses them
+    method_given, checkpoints, force = _get(args, "method"), _get(args, "checkpoint"), bool(_get(args, "force"))
+    method = method_given or "fcn"
+    if method in ("harmonic", "hybrid") and skies and any(s != "1" for s in skies):
+        raise ValueError(f"{method} networks are full-sky only (trained on sky fraction 1, never on patches); "
+                         "use --method fcn or cnn for sky fractions " + " ".join(s for s in skies if s != "1"))
+    noises = _classify_noises(args, noise)
+    device = check_device(_get(args, "device")) or "cpu"
+    # every file's header checked (nside, column, ordering) before any map is read, and the maps read (one column
+    # of one file at a time) before any network is loaded
+    nside, files = cl.read_user_headers(args.maps, _get(args, "field"))
+    if skies is not None:
+        skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
+    maps = {p: cl.user_map(f, column) for p, (f, column) in files.items()}
+    nets = cl.select_networks(method, _get(args, "out_dir") or out_dir, nside, skies, noises, checkpoints,
+                              method_given=method_given is not None, sigma_e=_get(args, "sigma_e"))
+    for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
+        for f in args.maps:
+            cl.check_sky(maps[f], net, f)
+    flagged = cl.classify(args.maps, maps, nets, device=device, force=force)
+    if flagged and not force:
+        print(f"deepsphere-gen massmaps: {flagged} input(s) outside the training distribution; "
+              "no probabilities given for them (--force prints them anyway)", file=sys.stderr)
+        return EXIT_OUT_OF_DISTRIBUTION
+    return 0
