@@ -146,12 +146,16 @@ def check_nonnegative_int(value, name: str, optional: bool = False) -> int | Non
     return _check_int(value, name, 0, "a non-negative integer", optional)
 
 
-def check_positive_ints(name: str, values) -> tuple[int, ...]:
-    """``values`` as a tuple of ints, or ValueError unless it is a non-empty sequence of integers >= 1."""
-    message = f"{name} must be a non-empty sequence of positive integers, got {values!r}"
+def check_positive_ints(name: str, values, allow_empty: bool = False) -> tuple[int, ...]:
+    """``values`` as a tuple of ints, or ValueError unless it is a non-empty sequence of integers >= 1
+    (``allow_empty``: an empty sequence passes too, e.g. the hidden sizes of an MLP)."""
+    message = (f"{name} must be a {'' if allow_empty else 'non-empty '}sequence of positive integers"
+               f"{' (or empty)' if allow_empty else ''}, got {values!r}")
     try:
         values = tuple(values)
         if not values:
+            if allow_empty:
+                return ()
             raise ValueError(message)
         return tuple(check_positive_int(v, name) for v in values)
     except (TypeError, ValueError):
