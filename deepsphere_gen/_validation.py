@@ -92,9 +92,15 @@ def check_channels(x: torch.Tensor, channels: int, name: str = "input") -> None:
         raise ValueError(f"{name} has {x.shape[-1]} channels, the layer expects {channels}")
 
 
-def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", owner: str = "the layer's") -> None:
+def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", owner: str = "the layer's",
+                supported: tuple[torch.dtype, ...] | None = None) -> None:
     """Raise ValueError unless ``dtype`` (of an input) is ``expected`` (a layer's parameters or
-    tables): a clear message instead of torch's "expected m1 and m2 to have the same dtype"."""
+    tables): a clear message instead of torch's "expected m1 and m2 to have the same dtype".
+    ``supported``: the dtypes the layer can be built in; an input dtype outside them is told to
+    cast the input only (building the module in it would fail)."""
+    if dtype != expected and supported is not None and dtype not in supported:
+        raise ValueError(f"{name} dtype {dtype} differs from {owner} {expected}; cast the input (x.to({expected})): "
+                         f"the layer computes in {' or '.join(map(str, supported))} only")
     if dtype != expected:
         raise ValueError(
             f"{name} dtype {dtype} differs from {owner} {expected}; cast the input (x.to({expected})) or build the "
