@@ -231,6 +231,20 @@ def test_unsupported_dtypes_refused_and_never_advised(graph, dtype):
         ChebConv(2, 3, 3, sp.identity(n, format="csr"), dtype=torch.float32)(torch.zeros(1, n, 2, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cin, K", [(1, 1), (1, 4), (2, 3)])
+def test_empty_batch_forward_and_backward(graph, dtype, cin, K):
+    """An empty batch: empty output and empty / zero gradients (was: ZeroDivisionError in the backward)."""
+    L, lmax = _laplacian(graph, None)
+    conv = ChebConv(cin, 3, K, (2.0 / lmax) * L - sp.identity(graph.shape[0]), dtype=dtype)
+    x = torch.zeros(0, graph.shape[0], cin, dtype=dtype, requires_grad=True)
+    y = conv(x)
+    assert y.shape == (0, graph.shape[0], 3)
+    y.sum().backward()
+    assert x.grad.shape == x.shape and conv.weight.grad.shape == conv.weight.shape
+    assert not conv.weight.grad.any() and not conv.bias.grad.any()
+
+
 def test_init_scale_shrinks_with_K(graph):
     n = graph.shape[0]
     w1 = ChebConv(16, 16, 1, sp.identity(n, format="csr")).weight
