@@ -1,8 +1,10 @@
-"""Atomic file writes: a reader never sees a half-written file; the CRC-32 of an array's bytes (:func:`array_crc32`)."""
+"""Atomic file writes: a reader never sees a half-written file; the CRC-32 of an array's bytes (:func:`array_crc32`);
+safe reads of ``torch.save`` files with one-line errors (:func:`load_torch_file`)."""
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import stat
 import tempfile
@@ -12,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred", "umask", "plain_mode", "array_crc32"]
+__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred", "umask", "plain_mode", "array_crc32",
+           "load_torch_file"]
 
 
 def umask() -> int:
@@ -112,3 +115,32 @@ def array_crc32(array, start: int = 0) -> int:
     import numpy as np  # here: the other helpers of this module need no numpy
 
     return zlib.crc32(memoryview(np.ascontiguousarray(array)).cast("B"), start)
+
+
+def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueError):
+    """``torch.load(path, weights_only=True)``, or ``error`` (a ValueError subclass) with a one-line
+    message naming the file and the problem: no file, an empty file, a file that is not a
+    ``torch.save`` archive (text, anything else), one holding objects other than tensors and plain
+    containers (refused, never unpickled), a damaged or truncated archive.  The one reader of
+    training checkpoints and saved models (torch is imported here, not at the top: the commands'
+    ``--help`` uses this module without torch)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise error(f"checkpoint {path} is an empty file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise error(f"checkpoint {path} holds objects other than tensors and plain containers; refused (only "
+                        "checkpoints written by deepsphere_gen are read)") from None
+        raise error(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for damaged files
+        with open(path, "rb") as f:
+            zip_header = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        if not zip_header:
+            raise error(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
+        raise error(f"checkpoint {path} is damaged or truncated ({type(exc).__name__})") from None

@@ -92,9 +92,15 @@ def check_channels(x: torch.Tensor, channels: int, name: str = "input") -> None:
         raise ValueError(f"{name} has {x.shape[-1]} channels, the layer expects {channels}")
 
 
-def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", owner: str = "the layer's") -> None:
+def check_dtype(dtype: torch.dtype, expected: torch.dtype, name: str = "input", owner: str = "the layer's",
+                supported: tuple[torch.dtype, ...] | None = None) -> None:
     """Raise ValueError unless ``dtype`` (of an input) is ``expected`` (a layer's parameters or
-    tables): a clear message instead of torch's "expected m1 and m2 to have the same dtype"."""
+    tables): a clear message instead of torch's "expected m1 and m2 to have the same dtype".
+    ``supported``: the dtypes the layer can be built in; an input dtype outside them is told to
+    cast the input only (building the module in it would fail)."""
+    if dtype != expected and supported is not None and dtype not in supported:
+        raise ValueError(f"{name} dtype {dtype} differs from {owner} {expected}; cast the input (x.to({expected})): "
+                         f"the layer computes in {' or '.join(map(str, supported))} only")
     if dtype != expected:
         raise ValueError(
             f"{name} dtype {dtype} differs from {owner} {expected}; cast the input (x.to({expected})) or build the "
@@ -146,12 +152,16 @@ def check_nonnegative_int(value, name: str, optional: bool = False) -> int | Non
     return _check_int(value, name, 0, "a non-negative integer", optional)
 
 
-def check_positive_ints(name: str, values) -> tuple[int, ...]:
-    """``values`` as a tuple of ints, or ValueError unless it is a non-empty sequence of integers >= 1."""
-    message = f"{name} must be a non-empty sequence of positive integers, got {values!r}"
+def check_positive_ints(name: str, values, allow_empty: bool = False) -> tuple[int, ...]:
+    """``values`` as a tuple of ints, or ValueError unless it is a non-empty sequence of integers >= 1
+    (``allow_empty``: an empty sequence passes too, e.g. the hidden sizes of an MLP)."""
+    message = (f"{name} must be a {'' if allow_empty else 'non-empty '}sequence of positive integers"
+               f"{' (or empty)' if allow_empty else ''}, got {values!r}")
     try:
         values = tuple(values)
         if not values:
+            if allow_empty:
+                return ()
             raise ValueError(message)
         return tuple(check_positive_int(v, name) for v in values)
     except (TypeError, ValueError):

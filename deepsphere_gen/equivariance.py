@@ -20,7 +20,8 @@ Test helpers (as e3nn's ``assert_equivariant``):
   draws three random rotations.
 * :func:`assert_map_equivariant` -- a layer on pixel maps, sampling in -> sampling out:
   random band-limited input maps, the input rotated exactly (in harmonic space), the
-  output rotated by :class:`~deepsphere_gen.harmonic.MapRotator`.
+  output rotated by :class:`~deepsphere_gen.harmonic.MapRotator`; with ``invariant=True``
+  the output is compared unrotated (a classifier's logits: its invariance error).
 """
 from __future__ import annotations
 
@@ -92,13 +93,15 @@ def equivariance_error(
     object the callables understand, e.g. ZYZ Euler angles) to an input / output;
     ``rotate_output`` defaults to ``rotate_input`` (same space in and out).
     Returns the errors ||op(R x) - R op(x)|| / ||R op(x)|| per rotation and input.
+    An output holding NaN or inf is a ValueError naming the operator's output (not its input).
     """
     rotate_output = rotate_output or rotate_input
     y = op(x)
+    _check_output(y, "op(x)")
     rows = []
     for R in rotations:
         expected = flatten_batch(rotate_output(y, R)).to(torch.float64)
-        got = flatten_batch(op(rotate_input(x, R))).to(torch.float64)
+        got = flatten_batch(_check_output(op(rotate_input(x, R)), "op(R x)")).to(torch.float64)
         if got.shape != expected.shape:
             raise ValueError(f"op(R x) has shape {tuple(got.shape)} but R op(x) has {tuple(expected.shape)}")
         num = torch.linalg.vector_norm(got - expected, dim=1)
@@ -109,6 +112,17 @@ def equivariance_error(
     if not rows:
         raise ValueError("no rotations given")
     return EquivarianceResult(torch.stack(rows).cpu())
+
+
+def _check_output(y, name: str):
+    """``y`` unchanged, or ValueError if it holds NaN or inf (before any rotation of it, whose
+    own input check would blame the operator's input)."""
+    flat = flatten_batch(y)
+    if flat.is_floating_point() or flat.is_complex():
+        bad = int((~torch.isfinite(flat)).sum())
+        if bad:
+            raise ValueError(f"{name}, the operator's output, is not finite: {bad} NaN/inf value(s) of {flat.numel()}")
+    return y
 
 
 def _rotations(rotations, seed) -> Iterable[Any]:
@@ -172,33 +186,71 @@ def map_equivariance_error(
     iterations: int = 10,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
+    invariant: bool = False,
 ) -> EquivarianceResult:
     """Equivariance error of a layer on pixel maps, ``sampling_in`` -> ``sampling_out``.
 
     Inputs: ``batch`` random maps (batch, sampling_in.npix, channels) band-limited below
-    ``L`` (white real coefficients, seeded, synthesised in ``dtype``).  ``R x`` is exact
-    (the coefficients are rotated, then synthesised).  ``R layer(x)``: an output with a
-    ``rotate`` method (a GeneralizedSignal) is rotated exactly by it; an output map goes
-    through :class:`~deepsphere_gen.harmonic.MapRotator` on ``sampling_out`` (default
-    ``sampling_in``) at ``L_out`` (default ``L``) with ``iterations`` Jacobi steps, so the
-    figure includes the transform's floor on HEALPix (measure it with the identity layer)
-    and any output power at l >= L_out.  ``rotations``: as :func:`assert_equivariant`.
+    ``L`` (white real coefficients, seeded, synthesised in ``dtype``: give the layer's dtype,
+    e.g. ``dtype=torch.float32`` for a float32 layer).  ``R x`` is exact (the coefficients are
+    rotated, then synthesised).  ``R layer(x)``: an output with a ``rotate`` method (a
+    GeneralizedSignal) is rotated exactly by it; an output map goes through
+    :class:`~deepsphere_gen.harmonic.MapRotator` on ``sampling_out`` (default ``sampling_in``)
+    at ``L_out`` (default ``L``) with ``iterations`` Jacobi steps, so the figure includes the
+    transform's floor on HEALPix (measure it with the identity layer) and any output power at
+    l >= L_out.  ``invariant=True``: the output is meant to be rotation-INVARIANT (a
+    classifier's logits, a global pooling) and is compared unrotated, err = ||layer(R x) -
+    layer(x)|| / ||layer(x)|| (any output shape; ``sampling_out``, ``L_out`` and
+    ``iterations`` are unused).  ``rotations``: as :func:`assert_equivariant`.
     """
-    rotate_map = MapRotator(sampling_in if sampling_out is None else sampling_out, L if L_out is None else L_out,
-                            iterations=iterations)
+    if invariant:
+        rotate_out = _unrotated
+    else:
+        s_out = sampling_in if sampling_out is None else sampling_out
+        rotate_map = MapRotator(s_out, L if L_out is None else L_out, iterations=iterations)
 
-    def rotate_out(y, R):
-        return y.rotate(R) if hasattr(y, "rotate") else rotate_map(y, R)
+        def rotate_out(y, R):
+            if hasattr(y, "rotate"):
+                return y.rotate(R)
+            if torch.is_tensor(y) and (y.dim() != 3 or y.shape[1] != s_out.npix):
+                raise ValueError(f"the layer's output has shape {tuple(y.shape)}, not maps (batch, {s_out.npix}, "
+                                 f"channels) on {s_out!r}; for a rotation-invariant output (a classifier's logits) "
+                                 "pass invariant=True")
+            return rotate_map(y, R)
+
+    def op(c):
+        x = synthesis(c, sampling_in, L)
+        try:
+            return layer(x)
+        except (ValueError, RuntimeError, TypeError, NotImplementedError) as exc:
+            own = _parameter_dtype(layer)
+            if own is None or own == dtype:
+                raise
+            raise ValueError(f"the layer's parameters are {own} but this helper's inputs are {dtype} (its dtype= "
+                             f"argument, default torch.float64): pass dtype={own} (the layer raised "
+                             f"{type(exc).__name__} on the {dtype} maps)") from exc
 
     gen = torch.Generator().manual_seed(int(seed))
     coeffs = torch.randn(batch, L * L, channels, generator=gen, dtype=torch.float64).to(dtype)
-    return equivariance_error(lambda c: layer(synthesis(c, sampling_in, L)), coeffs,
-                              _rotations(rotations, seed), rotate_coefficients, rotate_out)
+    return equivariance_error(op, coeffs, _rotations(rotations, seed), rotate_coefficients, rotate_out)
+
+
+def _unrotated(y, R):
+    """The output action of an invariant layer: none."""
+    return y
+
+
+def _parameter_dtype(layer) -> torch.dtype | None:
+    """The dtype of a module's floating-point parameters (None: not a module, no parameters, or mixed)."""
+    params = getattr(layer, "parameters", None)
+    dtypes = {p.dtype for p in params() if p.is_floating_point()} if callable(params) else set()
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def assert_map_equivariant(layer: Callable[[torch.Tensor], Any], sampling_in, sampling_out=None, *, L: int,
                            tol: float, **kwargs) -> EquivarianceResult:
-    """Assert that :func:`map_equivariance_error` (same arguments) has a mean below ``tol``.
+    """Assert that :func:`map_equivariance_error` (same arguments, ``invariant=True`` for a
+    rotation-invariant output) has a mean below ``tol``.
 
     No default tolerance: a graph layer's error depends on the graph, the degree range and
     the transform floor of the samplings (see ``deepsphere-gen equivariance``); an exact

@@ -108,3 +108,32 @@ def test_assert_equivariant_defaults_for_signals():
     assert res.errors.shape == (3, 2) and res.max < 1e-14
     with pytest.raises(TypeError, match="rotate_input"):
         assert_equivariant(lambda v: v, torch.zeros(2, 3), rotations=1)
+
+
+def test_map_invariance_of_a_global_mean_and_of_a_half_sky_mean():
+    """invariant=True compares outputs unrotated: the global mean of a ChebConv output is invariant up
+    to HEALPix quadrature (small error), the mean over the first half of the pixels is not."""
+    s = HealpixSampling(8)
+    torch.manual_seed(0)
+    conv = ChebConv(1, 3, 3, build_graph(s, k=20, cache=False), dtype=torch.float64)
+    R = random_rotations(2, seed=11)
+    good = map_equivariance_error(lambda m: conv(m).mean(dim=1), s, L=8, rotations=R, invariant=True)
+    bad = map_equivariance_error(lambda m: conv(m)[:, : s.npix // 2].mean(dim=1), s, L=8, rotations=R,
+                                 invariant=True)
+    assert good.errors.shape == (2, 2) and good.max < 0.05 and bad.mean > 0.5
+    assert_map_equivariant(lambda m: conv(m).mean(dim=1), s, L=8, rotations=R, invariant=True, tol=0.05)
+    # without invariant=True a non-map output is named, with the option to use
+    with pytest.raises(ValueError, match=r"output has shape \(2, 3\).*invariant=True"):
+        map_equivariance_error(lambda m: conv(m).mean(dim=1), s, L=8, rotations=1)
+
+
+def test_map_equivariance_errors_name_the_layer_output_and_the_dtype_argument():
+    s = HealpixSampling(4)
+    conv = ChebConv(1, 2, 3, build_graph(s, k=8, cache=False), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"op\(x\), the operator's output, is not finite: 768 NaN"):
+        map_equivariance_error(lambda m: conv(m) * float("nan"), s, L=4, rotations=1)
+    conv32 = ChebConv(1, 2, 3, build_graph(s, k=8, cache=False), dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"parameters are torch.float32.*pass dtype=torch.float32"):
+        map_equivariance_error(conv32, s, L=4, rotations=1)
+    res = map_equivariance_error(conv32, s, L=4, L_out=8, rotations=1, dtype=torch.float32)
+    assert 0 < res.mean < 0.5

@@ -24,7 +24,7 @@ from deepsphere_gen.harmonic import (
     sparse_clebsch_gordan,
     wigner_d,
 )
-from deepsphere_gen.models import DeepSphereClassifier
+from deepsphere_gen.models import DeepSphereClassifier, HarmonicClassifier, HybridClassifier
 from deepsphere_gen.nn import HealpixAvgPool
 from deepsphere_gen.sampling import HealpixSampling, SOFTSampling
 from deepsphere_gen.training import TrainConfig
@@ -38,6 +38,15 @@ def _pools(levels):
 
 
 _COEFFS = torch.randn(1, 4, 1, dtype=torch.float64)
+
+
+def _harmonic(n_classes=2, **kw):
+    return HarmonicClassifier(n_classes, **{"bandlimits": (2, 1), "channels": (1, 1), "hidden": (), **kw})
+
+
+def _hybrid(**kw):
+    return HybridClassifier(2, **{"graph_channels": (2,), "K": 2, "k": 8, "pool_levels": 0, "bandlimits": (2, 1),
+                                  "harmonic_channels": (1,), "hidden": (), "cache": False, **kw})
 
 # id -> (call of the setting's value, message up to ", got", smallest accepted value, good values)
 SITES = {
@@ -55,6 +64,15 @@ SITES = {
     "HealpixAvgPool.p": (lambda v: HealpixAvgPool(v).p, f"pooling levels p must be {NONNEG}", 0, (0, 1)),
     "DeepSphereClassifier.pool_levels": (_pools, "pool_levels must be a non-negative int or 2 of them (one per block)",
                                          0, (0, 1)),
+    "DeepSphereClassifier.n_classes": (lambda v: DeepSphereClassifier(4, 1, channels=(2,), K=2, k=8, n_classes=v,
+                                                                      cache=False).n_classes,
+                                       f"n_classes must be {POSITIVE}", 1, (1, 2)),
+    "HarmonicClassifier.n_classes": (lambda v: _harmonic(v).readout.mlp[-1].out_features,
+                                     f"n_classes must be {POSITIVE}", 1, (1, 2)),
+    "HybridClassifier.n_classes": (lambda v: _hybrid(n_classes=v).n_classes, f"n_classes must be {POSITIVE}", 1,
+                                   (1, 2)),
+    "HybridClassifier.pool_levels": (lambda v: _hybrid(pool_levels=v).low_sampling.nside,
+                                     f"pool_levels must be {NONNEG}", 0, (0, 1)),
     "Harness.warmup": (lambda v: Harness("cpu", warmup=v).warmup, f"warmup must be {NONNEG}", 0, (0, 2)),
     "Harness.time.warmup": (lambda v: Harness("cpu", repeats=1).time(lambda: None, warmup=v).warmup,
                             f"warmup must be {NONNEG}", 0, (0, 2)),
@@ -142,6 +160,15 @@ def test_pool_levels_per_block_values():
 def test_positive_int_sequences_refused_by_name(bad):
     with pytest.raises(ValueError, match="channels must be a non-empty sequence of positive integers"):
         DeepSphereClassifier(4, 1, channels=bad, K=2, k=8, cache=False)
+
+
+@pytest.mark.parametrize("build", [_harmonic, _hybrid])
+@pytest.mark.parametrize("name, bad", [("bandlimits", (2.7, 1)), ("bandlimits", (2, "a")), ("bandlimits", ()),
+                                       ("hidden", (0,)), ("hidden", 5)])
+def test_harmonic_and_hybrid_sequences_refused_by_name(build, name, bad):
+    """As DeepSphereClassifier's channels: 2.7 is not truncated to 2, "a" is named, hidden=(0,) refused."""
+    with pytest.raises(ValueError, match=re.escape(f"{name} must be a ") + ".*" + re.escape(f"got {bad!r}")):
+        build(**{name: bad})
 
 
 def test_positive_int_sequences_accept_numpy_ints_and_integral_floats():

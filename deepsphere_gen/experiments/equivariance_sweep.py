@@ -14,7 +14,7 @@ every such record carries its own floor).  The error is ``equivariance.equivaria
 Harmonic layers: random generalized signals, exact rotations in harmonic space
 (``classic_table``, tensor-product activation, efficient layer), float32 and float64.
 Models: rotation-invariant logits of graph / harmonic / hybrid classifiers on random
-band-limited maps; the hybrid model is also split into its graph part, the bridge and the
+band-limited maps (``map_equivariance_error(..., invariant=True)``); the hybrid model is also split into its graph part, the bridge and the
 part after the bridge.
 
 Every measurement is a record: layer, backend, sampling, resolution, k, variant, degree,
@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_savefig
-from ..equivariance import equivariance_error
+from ..equivariance import equivariance_error, map_equivariance_error
 from ..graph import build_graph
 from ..harmonic import MapRotator, random_rotations, rotate_coefficients, synthesis
 from ..models import DeepSphereClassifier, HarmonicClassifier, HybridClassifier
@@ -243,16 +243,15 @@ def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs:
     s = HealpixSampling(nside)
     L_in = L_in or nside
     rotations = list(random_rotations(n_rotations, seed=seed + 1))
-    a = _band_coefficients(L_in, n_inputs, 1, seed + 7, dtype)
-    rot_in = lambda c, R: rotate_coefficients(c, R)  # noqa: E731
-    same = lambda y, R: y  # noqa: E731  (invariant outputs)
+    # the same random band-limited maps (coefficients seeded by seed + 7) for every model
+    maps = {"rotations": rotations, "batch": n_inputs, "dtype": dtype, "seed": seed + 7}
 
     def invariant(name, backend, build, sampling="healpix", resolution=nside, kk=k):
         def task():
             torch.manual_seed(seed)
             model = build().eval()
             t0 = time.perf_counter()
-            res = equivariance_error(lambda c: model(synthesis(c, s, L_in)), a, rotations, rot_in, same)
+            res = map_equivariance_error(model, s, L=L_in, invariant=True, **maps)
             return [_record(name, backend, sampling, resolution, kk, "deepsphere-v2" if kk else None, None, dtype,
                             res, time.perf_counter() - t0, note=f"input band-limited below L={L_in}")]
         return task
@@ -264,26 +263,25 @@ def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs:
         low = model.low_sampling
         out = []
         t0 = time.perf_counter()
-        res = equivariance_error(lambda c: model.graph_features(synthesis(c, s, L_in)), a, rotations, rot_in,
-                                 MapRotator(low, 2 * low.nside))
+        res = map_equivariance_error(model.graph_features, s, low, L=L_in, L_out=2 * low.nside, **maps)
         out.append(_record("hybrid: graph part", "hybrid", "healpix", nside, k, "deepsphere-v2", None, dtype, res,
                            time.perf_counter() - t0))
         # bridge alone on maps band-limited below its L: the HEALPix analysis error
         Lb = model.bridge.L
-        b = _band_coefficients(Lb, n_inputs, model.bridge.channels, seed + 11, dtype)
         t0 = time.perf_counter()
-        res = equivariance_error(lambda c: model.bridge(synthesis(c, low, Lb)), b, rotations, rot_in,
-                                 lambda y, R: y.rotate(R))
+        res = map_equivariance_error(model.bridge, low, L=Lb, channels=model.bridge.channels,
+                                     **{**maps, "seed": seed + 11})
         out.append(_record("hybrid: bridge", "hybrid", "healpix", low.nside, None, None, None, dtype, res,
                            time.perf_counter() - t0, note=f"L={Lb}"))
         with torch.no_grad():
-            sig = model.bridge(model.graph_features(synthesis(a, s, L_in)))
+            sig = model.bridge(model.graph_features(synthesis(_band_coefficients(L_in, n_inputs, 1, seed + 7, dtype),
+                                                              s, L_in)))
         t0 = time.perf_counter()
         res = equivariance_error(model.harmonic_signal, sig, rotations, lambda y, R: y.rotate(R))
         out.append(_record("hybrid: after bridge", "hybrid", "harmonic", Lb, None, None, None, dtype, res,
                            time.perf_counter() - t0))
         t0 = time.perf_counter()
-        res = equivariance_error(lambda c: model(synthesis(c, s, L_in)), a, rotations, rot_in, same)
+        res = map_equivariance_error(model, s, L=L_in, invariant=True, **maps)
         out.append(_record("hybrid classifier (total)", "hybrid", "healpix", nside, k, "deepsphere-v2", None, dtype,
                            res, time.perf_counter() - t0, note=f"input band-limited below L={L_in}"))
         return out

@@ -157,6 +157,8 @@ class _Transform(torch.nn.Module):
 
     def _analysis(self, maps: torch.Tensor, iterations: int, check: bool | None = None) -> torch.Tensor:
         self._check(maps, "maps", check)
+        if not maps.numel():
+            return _empty(maps, self._sizes["coeffs"])
         eng = self._engines.get(None) or self._bind(maps)
         a = eng.analysis(maps)
         for _ in range(iterations):
@@ -165,7 +167,16 @@ class _Transform(torch.nn.Module):
 
     def _synthesis(self, coeffs: torch.Tensor, check: bool | None = None) -> torch.Tensor:
         self._check(coeffs, "coeffs", check)
+        if not coeffs.numel():
+            return _empty(coeffs, self._sizes["maps"])
         return (self._engines.get(None) or self._bind(coeffs)).synthesis(coeffs)
+
+
+def _empty(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The transform of an empty batch (batch or channels 0): (batch, n, channels), no values; in
+    the autograd graph of ``x`` (a sum over its empty pixel / coefficient axis, broadcast), so a
+    backward through it gives ``x`` its (empty) gradient.  The engines' reshapes cannot take it."""
+    return x.sum(dim=1, keepdim=True).expand(x.shape[0], n, x.shape[2]).clone(memory_format=torch.contiguous_format)
 
 
 def _iterations(n) -> int:

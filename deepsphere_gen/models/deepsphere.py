@@ -15,6 +15,7 @@ from .._validation import (
     check_nested_order,
     check_nonnegative_int,
     check_pixels,
+    check_positive_int,
     check_positive_ints,
 )
 from ..nn import ChebConv, Laplacian, LaplacianPyramid, SharedLaplacians
@@ -153,11 +154,12 @@ class _DeepSphereNet(SharedLaplacians):
     """Encoder of conv blocks with pooling, then a map-level head; (B, npix, in) -> (B, n_out)."""
 
     def __init__(self, *, nside, in_channels, n_out, channels, K, k, pool_levels, head, stats, fc_hidden,
-                 indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir):
+                 indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir, n_out_name="n_out"):
         super().__init__()
         check_nested_order(order)
         channels = check_positive_ints("channels", channels)
-        (self.in_channels, n_out, K, k) = check_positive_ints("in_channels, n_out, K and k", (in_channels, n_out, K, k))
+        self.in_channels, n_out = check_positive_int(in_channels, "in_channels"), check_positive_int(n_out, n_out_name)
+        K, k = check_positive_int(K, "K"), check_positive_int(k, "k")
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
         pools = _per_block(pool_levels, len(channels), "pool_levels")
@@ -260,7 +262,7 @@ class DeepSphereClassifier(_DeepSphereNet):
         super().__init__(nside=nside, in_channels=in_channels, n_out=n_classes, channels=channels, K=K, k=k,
                          pool_levels=pool_levels, head=head, stats=stats, fc_hidden=fc_hidden, indices=indices,
                          laplacian=laplacian, pool=pool, batch_norm=batch_norm, order=order, dtype=dtype,
-                         cache=cache, cache_dir=cache_dir)
+                         cache=cache, cache_dir=cache_dir, n_out_name="n_classes")
         self.n_classes = int(n_classes)
 
 
@@ -282,7 +284,7 @@ class DeepSphereRegressor(_DeepSphereNet):
         super().__init__(nside=nside, in_channels=in_channels, n_out=n_outputs, channels=channels, K=K, k=k,
                          pool_levels=pool_levels, head=head, stats=stats, fc_hidden=fc_hidden, indices=indices,
                          laplacian=laplacian, pool=pool, batch_norm=batch_norm, order=order, dtype=dtype,
-                         cache=cache, cache_dir=cache_dir)
+                         cache=cache, cache_dir=cache_dir, n_out_name="n_outputs")
         self.n_outputs = int(n_outputs)
 
 
@@ -312,8 +314,9 @@ class SphericalUNet(SharedLaplacians):
         super().__init__()
         check_nested_order(order)
         channels = check_positive_ints("channels", channels)
-        self.in_channels, self.out_channels, K, k, reps = check_positive_ints(
-            "in_channels, out_channels, K, k and convs_per_level", (in_channels, out_channels, K, k, convs_per_level))
+        self.in_channels, self.out_channels, K, k, reps = (
+            check_positive_int(v, name) for v, name in ((in_channels, "in_channels"), (out_channels, "out_channels"),
+                                                         (K, "K"), (k, "k"), (convs_per_level, "convs_per_level")))
         n = len(channels)
         pools = _per_block(pool_levels, n - 1, "pool_levels") if n > 1 else ()
         if any(p == 0 for p in pools):

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .._validation import check_positive_int, check_positive_ints
 from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, S2InputLayer
 from .spec import specified
 
@@ -49,7 +50,9 @@ class HarmonicClassifier(nn.Module):
                  in_channels: int = 1, sampling=None, tau: int = 2, mixing: str = "mst",
                  normalize: bool = True, hidden: Sequence[int] = (32,), dtype: torch.dtype | None = None):
         super().__init__()
-        bandlimits, channels = tuple(int(b) for b in bandlimits), tuple(int(c) for c in channels)
+        n_classes = check_positive_int(n_classes, "n_classes")
+        bandlimits, channels = check_positive_ints("bandlimits", bandlimits), check_positive_ints("channels", channels)
+        hidden = check_positive_ints("hidden", hidden, allow_empty=True)
         if len(bandlimits) != len(channels) or not bandlimits:
             raise ValueError(f"bandlimits {bandlimits} and channels {channels} must be non-empty and of equal length")
         if any(b2 > b1 for b1, b2 in zip(bandlimits, bandlimits[1:])):

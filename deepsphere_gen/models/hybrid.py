@@ -17,7 +17,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._validation import check_channels, check_finite, check_nested_order, check_pixels, check_positive_ints
+from .._validation import (
+    check_channels,
+    check_finite,
+    check_nested_order,
+    check_nonnegative_int,
+    check_pixels,
+    check_positive_int,
+    check_positive_ints,
+)
 from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, LaplacianPyramid, MapToSignal, SharedLaplacians
 from ..sampling import HealpixSampling
 from .deepsphere import graph_encoder
@@ -72,8 +80,11 @@ class HybridClassifier(SharedLaplacians):
             check_positive_ints("harmonic_channels", harmonic_channels)
         if any(b > a for a, b in zip(bandlimits, bandlimits[1:])):
             raise ValueError(f"bandlimits must be non-increasing, got {bandlimits}")
-        self.in_channels, K, k, p = check_positive_ints("in_channels, K, k and pool_levels", (in_channels, K, k, max(pool_levels, 1)))
-        pool_levels = int(pool_levels)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        n_classes = check_positive_int(n_classes, "n_classes")
+        K, k, tau = check_positive_int(K, "K"), check_positive_int(k, "k"), check_positive_int(tau, "tau")
+        pool_levels = check_nonnegative_int(pool_levels, "pool_levels")
+        hidden = check_positive_ints("hidden", hidden, allow_empty=True)
         dtype = dtype or torch.get_default_dtype()
         self.sampling = HealpixSampling(nside)
         self.npix = self.sampling.npix
@@ -96,7 +107,7 @@ class HybridClassifier(SharedLaplacians):
         self.harmonic = nn.ModuleList(layers).to(dtype)
         self.readout = InvariantReadout(bandlimits[-1], k_in, type_in, n_classes, hidden).to(dtype)
         self.bandlimits, self.graph_channels, self.harmonic_channels = bandlimits, graph_channels, harmonic_channels
-        self.n_classes = int(n_classes)
+        self.n_classes = n_classes
 
     def graph_features(self, x: torch.Tensor) -> torch.Tensor:
         """Graph part: (B, npix, in_channels) -> (B, npix_low, graph_channels[-1])."""

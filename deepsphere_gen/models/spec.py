@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write
+from .._io import atomic_write, load_torch_file
 
 __all__ = ["ModelSpec", "specified", "build_model", "save_model", "load_model", "SPEC_VERSION"]
 
@@ -196,11 +196,10 @@ def save_model(path, model: torch.nn.Module, **extra) -> Path:
 
 def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     """The model saved by :func:`save_model`: rebuilt from its spec (``overrides`` as in
-    :meth:`ModelSpec.build`), then its weights loaded (``weights_only=True``); in eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no model checkpoint at {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    :meth:`ModelSpec.build`), then its weights loaded (``weights_only=True``); in eval mode.
+    A missing, empty, damaged or foreign file (text, a pickle of other objects) is a one-line
+    ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``)."""
+    state = load_torch_file(path, map_location)
     if not isinstance(state, dict) or "spec" not in state or "state_dict" not in state:
         raise ValueError(f"{path} is not a model checkpoint of save_model (no 'spec' / 'state_dict')")
     model = build_model(state["spec"], **overrides)

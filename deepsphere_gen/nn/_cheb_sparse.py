@@ -384,7 +384,7 @@ def _dense_grads(basis, gy, weight, needs, scratch, block_rows):
     K, C, O = weight.shape
     B, P, _ = gy.shape
     rows = block_rows or _block_rows(P * B, (2 * K * C + O) * gy.element_size(), gy.device)
-    pix = max(1, rows // B)  # blocks of whole pixels: rows (pixel, batch) of g are contiguous
+    pix = max(1, rows // max(B, 1))  # blocks of whole pixels: rows (pixel, batch) of g are contiguous (B = 0: empty)
     gt = gy.transpose(0, 1)  # (pixels, batch, out)
     gbuf = None if gt.is_contiguous() else scratch.take("grad", (min(pix, P), B, O), gy)
     t = basis.view(K, P * B, C) if basis is not None else None

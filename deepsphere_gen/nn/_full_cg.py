@@ -57,7 +57,8 @@ class FullCGLayer(nn.Module):
             raise ValueError(f"FullCGLayer expects a GeneralizedSignal, got {type(x).__name__}")
         x.check(L=self.L, channels=self.channels_in, type=self.type_in, name="FullCGLayer input")
         B = x.batch
-        flat = GeneralizedSignal([f.permute(0, 2, 1, 3).reshape(B, 1, 2 * l + 1, -1) for l, f in enumerate(x.fragments)],
+        flat = GeneralizedSignal([f.permute(0, 2, 1, 3).reshape(B, 1, 2 * l + 1, f.shape[1] * f.shape[3])
+                                  for l, f in enumerate(x.fragments)],
                                  check_values=False)
         y = self.activation(flat)
         if self.norm is not None:

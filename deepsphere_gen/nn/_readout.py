@@ -43,10 +43,9 @@ class InvariantReadout(nn.Module):
             raise ValueError(f"InvariantReadout expects a GeneralizedSignal, got {type(x).__name__}")
         x.check(L=self.L, channels=self.channels, type=self.type_in, name="InvariantReadout input",
                 dtype=self.mlp[0].weight.dtype)
-        B = x.batch
-        feats = [x.fragments[0].reshape(B, -1)]
+        feats = [x.fragments[0].flatten(1)]  # flatten, not reshape(B, -1): an empty batch has no -1 to infer
         if self.use_norms:
-            feats += [torch.sqrt(f.pow(2).sum(dim=2) + self.eps).reshape(B, -1) for f in x.fragments[1:]]
+            feats += [torch.sqrt(f.pow(2).sum(dim=2) + self.eps).flatten(1) for f in x.fragments[1:]]
         return torch.cat(feats, dim=1)
 
     def forward(self, x: GeneralizedSignal) -> torch.Tensor:

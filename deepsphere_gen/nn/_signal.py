@@ -143,8 +143,7 @@ class GeneralizedSignal:
     # ---- flat conversions --------------------------------------------------------
     def to_flat(self) -> torch.Tensor:
         """Concatenate fragments into (batch, channels, sum_l (2l+1) tau_l), l-major then m then tau."""
-        b, k = self.batch, self.channels
-        return torch.cat([f.reshape(b, k, -1) for f in self.fragments], dim=2)
+        return torch.cat([f.flatten(2) for f in self.fragments], dim=2)
 
     @classmethod
     def from_flat(cls, flat: torch.Tensor, type: Sequence[int]) -> "GeneralizedSignal":

@@ -270,7 +270,9 @@ class TensorProductActivation(nn.Module):
         x.check(L=self.L, channels=self.channels, type=self.type_in, name="TensorProductActivation input")
         B, K = x.batch, self.channels
         chunks, width = self._chunks(x.dtype, x.device, B * K)
-        flat = torch.cat([f.reshape(B * K, -1).t() for f in x.fragments], dim=0)  # (entries, B*K)
+        # sizes written out, not -1: an empty batch (B = 0) has no size to infer
+        flat = torch.cat([f.reshape(B * K, f.shape[2] * f.shape[3]).t() for f in x.fragments], dim=0)  # (entries, B*K)
         out = _SparseBilinear.apply(flat, chunks, self._n_out, width, self._covered)  # (B*K, outputs)
-        return GeneralizedSignal([o.view(B, K, 2 * l + 1, -1) for l, o in enumerate(out.split(self._sizes_out, 1))],
+        return GeneralizedSignal([o.view(B, K, 2 * l + 1, n // (2 * l + 1))
+                                  for l, (o, n) in enumerate(zip(out.split(self._sizes_out, 1), self._sizes_out))],
                                  check_values=False)

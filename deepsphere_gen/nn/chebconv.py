@@ -17,6 +17,9 @@ from .laplacian import Laplacian
 __all__ = ["ChebConv", "chebyshev_basis"]
 
 
+#: the dtypes a ChebConv is built and runs in
+DTYPES = (torch.float32, torch.float64)
+
 #: names of the CSR arrays of the Laplacian in a state dict: ``laplacian_crow`` etc.
 _CSR_PARTS = ("crow", "col", "values")
 
@@ -41,8 +44,10 @@ class ChebConv(nn.Module):
         (a state dict can be deep-copied and loaded with ``weights_only=True``); state dicts
         of earlier versions, with a sparse ``laplacian``, still load.
     bias : learn an additive bias.
-    dtype, device : factory arguments (default: torch's default dtype, CPU).  Build in float64
-        for float64 work: ``.double()`` on a float32 layer cannot restore the Laplacian's digits.
+    dtype, device : factory arguments (default: torch's default dtype, CPU): torch.float32 or
+        torch.float64 (ValueError otherwise: torch's sparse CSR product has no half-precision CPU
+        kernel, and the layer is tested in these two only).  Build in float64 for float64 work:
+        ``.double()`` on a float32 layer cannot restore the Laplacian's digits.
     check_input : reject NaN / inf / UNSEEN input values (ValueError).  This value check costs
         one host synchronisation per call (on a GPU: a wait for the device); models pass False
         for convs fed by their own layers, having checked their input once.  Shape, channel
@@ -80,6 +85,8 @@ class ChebConv(nn.Module):
         self.K = check_positive_int(K, "K")
         self.check_input = bool(check_input)
         dtype = dtype or torch.get_default_dtype()
+        if dtype not in DTYPES:
+            raise ValueError(f"ChebConv computes in {' or '.join(map(str, DTYPES))}, got dtype={dtype}")
         lap = Laplacian.of(laplacian, dtype=dtype, device=device)
         self.npix = lap.npix
         self.register_buffer("laplacian", lap.matrix)
@@ -102,7 +109,11 @@ class ChebConv(nn.Module):
         check_channels(x, self.in_channels)
         if self.check_input:
             check_finite(x)
-        check_dtype(x.dtype, self.laplacian.dtype)
+        lap_dtype = self.laplacian.dtype
+        check_dtype(x.dtype, lap_dtype, supported=DTYPES)
+        if lap_dtype not in DTYPES:  # cast after construction (module.half())
+            raise ValueError(f"this ChebConv was cast to {lap_dtype}; it computes in {' or '.join(map(str, DTYPES))} "
+                             "only: cast it back (module.float() or module.double()) and its input too")
         return cheb_filter(x, self.weight, self.bias, self.laplacian, self.laplacian_t, self._scratch)
 
     def release_scratch(self) -> None:

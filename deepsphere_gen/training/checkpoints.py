@@ -4,14 +4,13 @@ and the checks that decide whether a checkpoint may be resumed or reused (:func:
 :func:`check_settings`, :func:`check_resumable`)."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .._fingerprint import differing_fields, field_value
-from .._io import atomic_write, interrupts_deferred
+from .._io import atomic_write, interrupts_deferred, load_torch_file
 from .config import TrainConfig
 
 #: keys of TrainConfig that must agree between a checkpoint and the run resuming it (and ``epochs`` under a
@@ -44,24 +43,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     objects other than tensors and plain containers (refused, never unpickled), or one
     whose content is not a dict.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is an empty file")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
-            raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain containers; "
-                                  "refused (only checkpoints written by deepsphere_gen's training are read)") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
-    except Exception as exc:  # torch raises RuntimeError, EOFError, ... for damaged files
-        with open(path, "rb") as f:
-            zip_header = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
-        if not zip_header:
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
-        raise CheckpointError(f"checkpoint {path} is damaged or truncated ({type(exc).__name__})") from None
+    state = load_torch_file(path, map_location, CheckpointError)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict of training state")
     return state

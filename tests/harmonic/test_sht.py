@@ -339,3 +339,20 @@ def test_one_direction_modules_equal_the_sht():
     torch.testing.assert_close(sht.synthesis(a), sht.inverse(a), atol=0, rtol=0)
     torch.testing.assert_close(analysis(x, S, 12, iterations=2), sht(x), atol=1e-15, rtol=0)
     assert len(ana.state_dict()) == 0 and len(syn.state_dict()) == 0
+
+
+@pytest.mark.parametrize("engine", ["ducc0", "torch"])
+@pytest.mark.parametrize("sampling,L", [(HealpixSampling(8), 16), (GaussLegendreSampling(6), 6)])
+@pytest.mark.parametrize("batch,channels", [(0, 1), (3, 0)])
+def test_empty_batch_gives_empty_outputs_and_gradients(engine, sampling, L, batch, channels):
+    """An empty batch (or no channels) transforms to correctly shaped empty outputs, both ways and
+    with Jacobi iterations, as ChebConv does; the backward reaches the input (was: ducc0's
+    "cannot reshape array of size 0")."""
+    sht = SHT(sampling, L, dtype=F64, engine=engine, iterations=2)
+    maps = torch.zeros(batch, sampling.npix, channels, dtype=F64, requires_grad=True)
+    coeffs = torch.zeros(batch, L * L, channels, dtype=F64, requires_grad=True)
+    a, m = sht(maps), sht.inverse(coeffs)
+    assert (a.shape, m.shape) == ((batch, L * L, channels), (batch, sampling.npix, channels))
+    assert a.dtype == m.dtype == F64 and a.is_contiguous() and m.is_contiguous()
+    (a.sum() + m.sum()).backward()
+    assert maps.grad.shape == maps.shape and coeffs.grad.shape == coeffs.shape

@@ -82,6 +82,18 @@ def test_learns_toy_invariant_task_and_gradients_reach_every_weight():
     assert acc > 0.85, acc
 
 
+@pytest.mark.parametrize("mixing", ["mst", "rmst", "full"])
+def test_empty_batch_gives_empty_logits_and_gradients(mixing):
+    """An empty batch of maps: (0, n_classes) logits, gradients to the input (was: a reshape error)."""
+    s = GaussLegendreSampling(4)
+    m = HarmonicClassifier(3, bandlimits=(4, 3), channels=(2, 2), sampling=s, mixing=mixing, dtype=torch.float64)
+    x = torch.zeros(0, s.npix, 1, dtype=torch.float64, requires_grad=True)
+    y = m(x)
+    assert y.shape == (0, 3)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+
+
 def test_summary_and_repr():
     model = HarmonicClassifier(10, bandlimits=(8, 6, 4), channels=(4, 8, 8))
     n = sum(p.numel() for p in model.parameters())

@@ -27,6 +27,17 @@ def test_shapes_and_parts():
     assert m.signal(x).L == 3
 
 
+def test_empty_batch_gives_empty_logits_and_gradients():
+    """As DeepSphereClassifier: (0, n_classes) logits, and a backward that reaches the input (was: a
+    reshape error in the tensor-product activation, then a ZeroDivisionError in ChebConv's backward)."""
+    m = _model().eval()
+    x = torch.zeros(0, 12 * 64, 1, dtype=torch.float64, requires_grad=True)
+    y = m(x)
+    assert y.shape == (0, 3)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+
+
 def test_trains_end_to_end_float32():
     m = _model(dtype=torch.float32)
     gen = torch.Generator().manual_seed(1)

@@ -1,5 +1,6 @@
 """Model specs: JSON round trip, rebuilding, checkpoints that rebuild their model, errors."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,7 +100,7 @@ def test_errors(cache_dir, tmp_path):
         build_model({**d, "version": 99})
     with pytest.raises(ValueError, match="no argument"):
         build_model(d, widths=3)
-    with pytest.raises(ValueError, match="no model checkpoint"):
+    with pytest.raises(ValueError, match="no checkpoint at"):
         load_model(tmp_path / "missing.pt")
     torch.save({"state_dict": {}}, tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="not a model checkpoint"):
@@ -115,3 +116,21 @@ def test_errors(cache_dir, tmp_path):
 
     with pytest.raises(ValueError, match="not a @specified class"):
         Sub(4, 1, channels=(3,), K=3, k=8, cache_dir=cache_dir).spec
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"epoch 3\nthis is a text file\n", "is not a PyTorch checkpoint"),
+    (b"", "is an empty file"),
+    ("pickle", "holds objects other than tensors"),
+])
+def test_load_model_of_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path, content, match):
+    """The training checkpoints' reader: no KeyError / EOFError / unpickling traceback from torch."""
+    path = tmp_path / "net.pt"
+    if content == "pickle":
+        torch.save({"spec": {}, "state_dict": {}, "obj": Path("x")}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as err:
+        load_model(path)
+    msg = str(err.value)
+    assert str(path) in msg and "\n" not in msg and "weights_only" not in msg

@@ -211,6 +211,40 @@ def test_bad_inputs(graph):
         ChebConv(2, 3, 2, np.eye(3))
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float16, torch.bfloat16])
+def test_unsupported_dtypes_refused_and_never_advised(graph, dtype):
+    """Only float32 / float64 are advised (torch's CPU sparse CSR product has no half kernel, an int64
+    Laplacian is refused): an input of another dtype is told to cast itself, building in it is refused."""
+    n = graph.shape[0]
+    conv = ChebConv(2, 3, 3, sp.identity(n, format="csr"), dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"cast the input \(x.to\(torch.float32\)\): the layer computes in "
+                                         r"torch.float32 or torch.float64 only") as err:
+        conv(torch.zeros(1, n, 2, dtype=dtype))
+    assert f"dtype={dtype}" not in str(err.value)
+    with pytest.raises(ValueError, match=f"ChebConv computes in torch.float32 or torch.float64, got dtype={dtype}"):
+        ChebConv(2, 3, 3, sp.identity(n, format="csr"), dtype=dtype)
+    if dtype.is_floating_point:  # cast after construction: named, before torch's NotImplementedError
+        with pytest.raises(ValueError, match=f"this ChebConv was cast to {dtype}"):
+            conv.to(dtype)(torch.zeros(1, n, 2, dtype=dtype))
+    # the advice a supported dtype gets still names dtype=
+    with pytest.raises(ValueError, match=r"build the module with dtype=torch.float64"):
+        ChebConv(2, 3, 3, sp.identity(n, format="csr"), dtype=torch.float32)(torch.zeros(1, n, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cin, K", [(1, 1), (1, 4), (2, 3)])
+def test_empty_batch_forward_and_backward(graph, dtype, cin, K):
+    """An empty batch: empty output and empty / zero gradients (was: ZeroDivisionError in the backward)."""
+    L, lmax = _laplacian(graph, None)
+    conv = ChebConv(cin, 3, K, (2.0 / lmax) * L - sp.identity(graph.shape[0]), dtype=dtype)
+    x = torch.zeros(0, graph.shape[0], cin, dtype=dtype, requires_grad=True)
+    y = conv(x)
+    assert y.shape == (0, graph.shape[0], 3)
+    y.sum().backward()
+    assert x.grad.shape == x.shape and conv.weight.grad.shape == conv.weight.shape
+    assert not conv.weight.grad.any() and not conv.bias.grad.any()
+
+
 def test_init_scale_shrinks_with_K(graph):
     n = graph.shape[0]
     w1 = ChebConv(16, 16, 1, sp.identity(n, format="csr")).weight
