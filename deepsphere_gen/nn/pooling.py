@@ -26,6 +26,7 @@ __all__ = [
     "HealpixPartialPool",
     "HealpixPartialUnpool",
     "partial_sky_pool",
+    "partial_sky_pool_plan",
     "EquiangularMaxPool",
     "EquiangularAvgPool",
     "EquiangularUnpool",
@@ -219,6 +220,35 @@ def partial_sky_pool(sampling: HealpixSampling, p: int = 1, warn: bool = True):
             stacklevel=2,
         )
     return coarse, np.flatnonzero(keep).astype(np.int64)
+
+
+def partial_sky_pool_plan(sampling: HealpixSampling, n_blocks: int, may_pool=None):
+    """Poolings by 4 after each of ``n_blocks`` blocks of a graph network on the partial sky ``sampling``
+    (what :class:`HealpixPartialPool` does at each): by 4 while nside >= 2, some parent pixel has all 4 children
+    in the map (the pooling fails otherwise) and ``may_pool(block, coarse)`` (default: always; ``coarse`` the
+    sampling that pooling would give), then none: a fragmented footprint stops pooling instead of failing.
+
+    Returns ``(plan, steps)``: ``plan`` one 1 or 0 per block (1s, then 0s); ``steps`` one ``(nside, pixels,
+    parents)`` per pooling done: the nside and pixel count before it, the complete parents it keeps (the
+    pixels after it; it drops ``pixels - 4 * parents``).  One ``coarsen(1)`` per block (O(pixels))."""
+    if not isinstance(sampling, HealpixSampling):
+        raise ValueError(f"partial-sky pooling needs a HealpixSampling, got {type(sampling).__name__}")
+    n_blocks = check_nonnegative_int(n_blocks, "n_blocks")
+    plan, steps = [], []
+    for block in range(n_blocks):
+        coarse = None
+        if sampling.nside >= 2 and len(plan) == len(steps):  # pooled after every block so far
+            try:
+                coarse = sampling.coarsen(1)[0]
+            except ValueError:  # no complete parent
+                coarse = None
+        if coarse is None or (may_pool is not None and not may_pool(block, coarse)):
+            plan.append(0)
+            continue
+        steps.append((sampling.nside, sampling.npix, coarse.npix))
+        plan.append(1)
+        sampling = coarse
+    return tuple(plan), steps
 
 
 class HealpixPartialPool(nn.Module):

@@ -718,27 +718,26 @@ def test_fragmented_footprint_stops_pooling_instead_of_failing():
             warnings.simplefilter("always")
             mm_models.build_model("fcn", sky, config, 1.0)  # the library still warns
         assert "partial-sky pooling nside 32 -> 16: dropped 130 of 1026 pixels" in str(caught[0].message)
-    assert exp.footprint_pooling_losses(sky, config) == [(32, 130, 1026), (16, 60, 224)]
+    assert exp.footprint_pooling_steps(sky, config) == [(64, 4104, 1026), (32, 1026, 224), (16, 224, 41)]  # 130, 60 dropped
 
 
 def test_footprint_pooling_levels_and_losses_match_a_nested_parent_count():
-    """pool_levels and footprint_pooling_losses on the built-in footprint (one coarsening walk behind both): each
+    """pool_levels and footprint_pooling_steps on the built-in footprint (one coarsening walk behind both): each
     pooling keeps the nested parents (index // 4) with all 4 children in the footprint and drops the other pixels,
     counted here with numpy; a block pools while some parent is complete, at least 16 pixels remain and nside
     allows it."""
     for nside in (32, 64, 128):
         config = exp.ExperimentConfig(nside=nside, sky_fractions=("footprint",), footprint="builtin")
         (sky,) = exp.sky_settings(config)
-        idx, n, pools, losses = np.flatnonzero(sky.footprint), nside, [], []
+        idx, n, pools, steps = np.flatnonzero(sky.footprint), nside, [], []
         for block in range(len(config.channels)):
             parents, counts = np.unique(idx // 4, return_counts=True)
             complete = parents[counts == 4]
             p = int(idx.size >= 16 and nside >> (block + 1) >= 1 and complete.size > 0)
             if p:
-                if complete.size * 4 < idx.size:
-                    losses.append((n, idx.size - 4 * complete.size, idx.size))
+                steps.append((n, idx.size, complete.size))
                 idx, n = complete, n // 2
             pools.append(p)
         assert exp.pool_levels("fcn", sky, config) == exp.pool_levels("cnn", sky, config) == pools
-        assert exp.footprint_pooling_losses(sky, config) == losses
-        assert losses  # the built-in footprint's edge loses pixels at every resolution
+        assert exp.footprint_pooling_steps(sky, config) == steps
+        assert any(4 * kept < pixels for _, pixels, kept in steps)  # the edge loses pixels

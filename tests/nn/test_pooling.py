@@ -1,4 +1,6 @@
 """HEALPix / equiangular pooling against healpy.ud_grade and reshape references."""
+import warnings
+
 import healpy as hp
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from deepsphere_gen.nn import (
     HealpixPartialUnpool,
     HealpixUnpool,
     partial_sky_pool,
+    partial_sky_pool_plan,
 )
 from deepsphere_gen.sampling import DriscollHealySampling, HealpixSampling
 
@@ -262,6 +265,39 @@ def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype, monkeyp
         _pool_native.gather_max(x[:, 1:], pool._groups, pool._dropped, pool._torch_forward)
     empty = pool(x[:0])
     assert empty.shape == (0, pool.coarse.npix, C) and "GatherMax" not in type(empty.grad_fn).__name__
+
+
+def test_partial_sky_pool_plan_counts_the_complete_nested_parents():
+    """partial_sky_pool_plan on a cap, a scattered mask and one without 4 siblings: each step's parents are the
+    nested parents (index // 4) with all 4 children present, counted with numpy, and the pixels of the
+    HealpixPartialPool chain; pooling stops at nside 1, where no parent is complete, or where ``may_pool`` says."""
+    nside, rng = 32, np.random.default_rng(3)
+    cap = np.sort(hp.query_disc(nside, hp.ang2vec(1.0, 2.0), np.radians(20), nest=True))
+    scattered = np.sort(rng.choice(12 * nside**2, 2000, replace=False))
+    single = np.sort(rng.choice(3 * nside**2, 500, replace=False) * 4 + rng.integers(0, 4, 500))  # one child each
+    for idx in (cap, scattered, single, np.arange(12 * nside**2)):
+        plan, steps = partial_sky_pool_plan(HealpixSampling(nside, indices=idx), 7)
+        want, n, level = [], nside, idx
+        while n >= 2:
+            parents, counts = np.unique(level // 4, return_counts=True)
+            if not (counts == 4).any():
+                break
+            want.append((n, level.size, int((counts == 4).sum())))
+            level, n = parents[counts == 4], n // 2
+        assert steps == want and plan == (1,) * len(want) + (0,) * (7 - len(want))
+        s = HealpixSampling(nside, indices=idx)
+        for _, pixels, kept in steps:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pool = HealpixPartialPool(s, 1)
+            assert (pool.npix_in, pool.coarse.npix) == (pixels, kept)
+            s = pool.coarse
+    assert partial_sky_pool_plan(HealpixSampling(nside, indices=single), 3) == ((0, 0, 0), [])
+    s = HealpixSampling(nside, indices=cap)
+    full = partial_sky_pool_plan(s, 4)[1]
+    assert [k for _, _, k in full] == [81, 15, 1]
+    assert partial_sky_pool_plan(s, 4, lambda block, coarse: coarse.npix >= 20) == ((1, 0, 0, 0), full[:1])
+    assert partial_sky_pool_plan(s, 4, lambda block, coarse: block < 2) == ((1, 1, 0, 0), full[:2])
 
 
 def test_partial_sky_base_patch_drops_nothing():
