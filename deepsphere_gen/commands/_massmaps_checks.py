@@ -171,18 +171,28 @@ def check_resolutions(config, step: str) -> None:
 def pooling_notes(config, step: str) -> list[str]:
     """One note per footprint on which a graph network (fcn, cnn) runs: the pixels its pooling drops (those
     whose parent pixel is partly outside the footprint), said here once instead of as the library's
-    UserWarning at every network built (which the command silences, also in its worker processes)."""
+    UserWarning at every network built (which the command silences, also in its worker processes), and a
+    second where the first pooling keeps less than half of them (:func:`._preflight.footprint_pooling_notes`,
+    cosmo's too).  A footprint without a complete group of 4 NESTED siblings is refused (ValueError naming
+    --footprint: the networks' pooling and the input statistics their checkpoints keep need one;
+    :func:`._preflight.check_footprint_groups`; was: "samples need at least one complete group of 4 NESTED
+    sibling pixels" at the start of training)."""
+    import numpy as np
+
     from ..experiments import massmaps as exp
+    from ._preflight import check_footprint_groups, footprint_pooling_notes
 
     if step == "generate":
         return []
     notes = []
     for sky in exp.sky_settings(config):
-        losses = exp.footprint_pooling_losses(sky, config)
-        if losses and any(m in ("fcn", "cnn") for m in exp.methods_for(sky, config.methods)):
-            lost = ", ".join(f"{n} of {npix} at nside {nside} -> {nside // 2}" for nside, n, npix in losses)
-            notes.append(f"massmaps: note: sky fraction {sky.name}: the graph networks' pooling drops the pixels "
-                         f"whose parent pixel is partly outside the footprint ({lost})")
+        if sky.footprint is None or not any(m in ("fcn", "cnn") for m in exp.methods_for(sky, config.methods)):
+            continue
+        check_footprint_groups(np.flatnonzero(sky.footprint), sky.nside or config.nside, f"--footprint {config.footprint}",
+                               "the graph networks (fcn, cnn)", "--methods without fcn and cnn")
+        notes += [f"massmaps: note: {note}" for note in
+                  footprint_pooling_notes(exp.footprint_pooling_steps(sky, config), f"sky fraction {sky.name}",
+                                          "the graph networks'")]
     return notes
 
 

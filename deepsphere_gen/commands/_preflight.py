@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["valid_devices", "check_device", "check_writable_dir", "check_output_file", "check_seed", "figure_formats",
-           "check_free_space", "check_step_paths", "check_k"]
+           "check_free_space", "check_step_paths", "check_k", "check_footprint_groups", "footprint_pooling_notes"]
 
 
 def valid_devices() -> list[str]:
@@ -142,3 +142,41 @@ def check_k(k: int, given: bool, inputs: list[tuple[str, int]], remedy: str) -> 
                          f"use --k <= {min(n for _, n in small) - 1}, or {remedy}")
     return [f"{label} has {n} pixels: the default --k {k} is capped at {n - 1} there (a complete graph)"
             for label, n in small]
+
+
+def check_footprint_groups(indices, nside: int, footprint: str, networks: str, remedy: str) -> None:
+    """A footprint of NESTED pixel ``indices`` at ``nside`` that a graph network pools, before any work: where no
+    4 NESTED siblings (the children of one pixel at nside / 2) are all in it, its first pooling keeps nothing
+    (:func:`~deepsphere_gen.nn.partial_sky_pool_plan` stops pooling there): a ValueError naming ``footprint`` (the
+    option and its value), why and what to change; ``networks``: who pools ("the graph network");
+    ``remedy``: the command's other way out ("--methods without graph")."""
+    import numpy as np
+
+    idx = np.asarray(indices, dtype=np.int64)
+    if nside < 2 or (idx.size and np.unique(idx // 4, return_counts=True)[1].max() == 4):
+        return
+    raise ValueError(f"{footprint}: no complete group of 4 NESTED sibling pixels (the 4 children of one pixel at nside "
+                     f"{nside // 2}) among its {idx.size} pixels at nside {nside}: the footprint is too fragmented at "
+                     f"this nside for the pooling of {networks}, which would keep none of it; use a more compact footprint, "
+                     f"or a mask made at a larger --nside, or {remedy}")
+
+
+def footprint_pooling_notes(steps, where: str, networks: str) -> list[str]:
+    """Notes (without the command's prefix) on what a graph network's pooling does to a footprint, from the steps
+    of :func:`~deepsphere_gen.nn.partial_sky_pool_plan` ((nside, pixels, parents kept) per pooling): the pixels each
+    pooling drops (those whose parent pixel is partly outside the footprint), and, where the first pooling keeps less
+    than half of the pixels (the later ones of any footprint end on a few), plainly that the footprint is too
+    fragmented and how few pixels the blocks see.  ``where``
+    names the footprint; ``networks`` who pools, possessive ("the graph networks'")."""
+    notes = []
+    lost = ", ".join(f"{n - 4 * kept} of {n} at nside {nside} -> {nside // 2}" for nside, n, kept in steps if n > 4 * kept)
+    if lost:
+        notes.append(f"{where}: {networks} pooling drops the pixels whose parent pixel is partly outside the footprint "
+                     f"({lost})")
+    if steps and 8 * steps[0][2] < steps[0][1]:  # the first pooling keeps less than half: fragmented, not small
+        nside, n, kept = steps[0]
+        blocks = " -> ".join([str(n)] + [str(k) for _, _, k in steps])
+        notes.append(f"{where}: the footprint is too fragmented to pool at nside {nside}: the first pooling keeps "
+                     f"{4 * kept} of its {n} pixels, and {networks} blocks see {blocks} pixels; a more compact "
+                     "footprint, or a mask made at a larger --nside, keeps more")
+    return notes

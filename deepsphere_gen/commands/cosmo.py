@@ -7,7 +7,8 @@
 Options may stand before or after the step (``cosmo --quick generate`` == ``cosmo generate --quick``):
 every option is parsed with ``default=SUPPRESS`` and the defaults are applied once, in :func:`_config`
 (as ``massmaps`` does).  Before any work the device, the folders, ``--json`` and a ``--footprint`` FITS
-file are checked (:func:`_preflight`); Ctrl-C ends with one line and exit status 130.  Checkpoints
+file are checked (:func:`_preflight`), and the footprint against the graph network's pooling (:func:`pooling_notes`,
+as ``massmaps`` does); Ctrl-C ends with one line and exit status 130.  Checkpoints
 carry a fingerprint of their settings, checked before any work (``train`` once; ``evaluate`` again where it
 loads the weights): one of other settings is refused (naming each differing setting, the option that sets it,
 and ``--methods METHOD --restart``, which retrains that method alone).  ``evaluate`` refuses, before any work,
@@ -172,28 +173,55 @@ def _config(args):
     return replace(cfg, channels=q["channels"]) if q else cfg
 
 
-def _preflight(config, step: str, json_path: str) -> None:
-    """Device, folders and the footprint, before any work (one-line ValueError)."""
+def _preflight(config, step: str, json_path: str) -> list[str]:
+    """Device, folders and the footprint, before any work (one-line ValueError); returns the notes of
+    :func:`pooling_notes`."""
     from ._preflight import check_step_paths
 
     data_dir = config.data_dir if config.data_dir is not None else cosmo_data_dir()
     check_step_paths(config.device, data_dir, config.out_dir, step, json_path)
-    check_footprint_file(config.grid.footprint, config.grid.nside)
+    mask = check_footprint_file(config.grid.footprint, config.grid.nside)
+    return pooling_notes(config, step, mask)
 
 
-def check_footprint_file(spec: str, nside: int) -> None:
+def check_footprint_file(spec: str, nside: int):
     """A --footprint FITS file, checked before any work as the library checks it where the simulations read it
     (:func:`~deepsphere_gen.datasets.cosmo_grid.load_footprint`: a 0/1 survey mask keeping at most
     :data:`~deepsphere_gen.datasets.cosmo_grid.MAX_FOOTPRINT_FRACTION` of the sky); its refusal is prefixed
-    with the option.  Reads the file once (~0.1 s at nside 128)."""
+    with the option.  Returns the NESTED bool mask (None for the built-in footprint: nothing to check, made where
+    needed).  Reads the file once (~0.1 s at nside 128)."""
     if spec == "stage3":
-        return
+        return None
     from ..datasets.cosmo_grid import load_footprint
 
     try:
-        load_footprint(spec, nside)
+        return load_footprint(spec, nside)
     except ValueError as exc:
         raise ValueError(f"--footprint: {exc}") from None
+
+
+def pooling_notes(config, step: str, mask=None) -> list[str]:
+    """What the graph network's pooling does to the footprint ``mask`` (NESTED bool; None: the config's, made
+    here: 0.1 s at nside 128, 5 s at 1024 for the built-in one), before any work, as
+    ``massmaps`` says it (:func:`._preflight.footprint_pooling_notes`): the pixels each pooling drops, and plainly
+    where the first keeps less than half of them; a footprint without a complete group of 4 NESTED siblings, which
+    its first pooling would leave empty, is refused naming --footprint (:func:`._preflight.check_footprint_groups`;
+    was: such a footprint ran unpooled, and 2000 scattered pixels at nside 32 were pooled to a handful, without a
+    word).  Only where the graph network trains or is evaluated."""
+    if step == "generate" or "graph" not in config.methods:
+        return []
+    import numpy as np
+
+    from ..datasets.cosmo_grid import load_footprint
+    from ..experiments.cosmo.models import pooling_steps
+    from ._preflight import check_footprint_groups, footprint_pooling_notes
+
+    spec, nside = config.grid.footprint, config.grid.nside
+    indices = np.flatnonzero(load_footprint(spec, nside) if mask is None else mask)
+    check_footprint_groups(indices, nside, f"--footprint {spec}", "the graph network", "--methods without graph")
+    return [f"cosmo: note: {note}" for note in
+            footprint_pooling_notes(pooling_steps(nside, indices, len(config.channels)), f"footprint {spec}",
+                                    "the graph network's")]
 
 
 def run(args) -> int:
@@ -215,8 +243,11 @@ def run(args) -> int:
     try:
         config = _config(args)
         json_path = _get(args, "json") or f"{config.out_dir}/cosmo.json"
-        _preflight(config, step, json_path)
+        notes = _preflight(config, step, json_path)
         ctx = distributed_context(config.device)
+        if ctx.is_main:
+            for note in notes:
+                print(note, flush=True)
         # every checkpoint the step reads, checked before any work: one of other settings is refused now
         if step in ("train", "run") and not _get(args, "restart"):
             exp.check_checkpoints(config)

@@ -39,6 +39,7 @@ from .pooling import (
     HealpixPartialUnpool,
     HealpixUnpool,
     partial_sky_pool,
+    partial_sky_pool_plan,
 )
 # harmonic layers
 from ._efficient_layer import EfficientGeneralizedLayer
@@ -70,6 +71,7 @@ __all__ = [
     "HealpixPartialPool",
     "HealpixPartialUnpool",
     "partial_sky_pool",
+    "partial_sky_pool_plan",
     "EquiangularMaxPool",
     "EquiangularAvgPool",
     "EquiangularUnpool",

@@ -26,6 +26,7 @@ __all__ = [
     "HealpixPartialPool",
     "HealpixPartialUnpool",
     "partial_sky_pool",
+    "partial_sky_pool_plan",
     "EquiangularMaxPool",
     "EquiangularAvgPool",
     "EquiangularUnpool",
@@ -37,15 +38,47 @@ def _check_levels(p) -> int:
     return check_nonnegative_int(p, "pooling levels p")
 
 
-def _groups(x: torch.Tensor, f: int) -> torch.Tensor:
-    """(batch, pixels, channels) -> (batch, pixels / f, f, channels)."""
-    check_pixels(x, None)
-    B, P, C = x.shape
-    if P % f:
+def _nested_count_levels(npix: int) -> int | None:
+    """n where ``npix`` is a NESTED full sky (12 * 4**n pixels, nside 2**n) or a nested base patch
+    (4**n pixels: the descendants of one pixel), else None."""
+    for base in (12, 1):
+        if npix >= base and npix % base == 0:
+            q = npix // base
+            if q & (q - 1) == 0 and (q.bit_length() - 1) % 2 == 0:  # a power of 4
+                return (q.bit_length() - 1) // 2
+    return None
+
+
+def _check_count(npix: int, p: int, layer: str) -> None:
+    """ValueError unless a map of ``npix`` pixels pools by 4**p into NESTED parents: a full sky 12 * 4**n or a
+    nested base patch 4**n with n >= p.  Any other count (a multiple of 4**p included) is a partial sky whose
+    consecutive pixels need not be siblings: reshaping it would group pixels of different parents."""
+    n = _nested_count_levels(npix)
+    if p == 0 or (n is not None and n >= p):  # p = 0: groups of one pixel, any count
+        return
+    if n is None:
         raise ValueError(
-            f"input has {P} pixels, not a multiple of 4**p={f}: HEALPix pooling needs a NESTED map "
-            "whose pixels come in complete groups (use HealpixPartialPool for a partial sky)"
+            f"input has {npix} pixels, neither a NESTED full sky (12 * 4**n pixels) nor a nested base patch (4**n "
+            f"pixels): {layer} groups each {4**p} consecutive pixels, which are siblings only in those (use "
+            "HealpixPartialPool for a partial sky)"
         )
+    what = f"a full sky at nside {2**n}" if npix % 3 == 0 else f"a nested patch of 4**{n} pixels"
+    raise ValueError(f"input has {npix} pixels, {what}: too few to pool by 4**p = {4**p} ({layer}(p={p}))")
+
+
+def _check_npix(npix, p: int, layer: str) -> int | None:
+    """A pooling layer's ``npix`` (None: any count of :func:`_check_count`), checked as its inputs are."""
+    if npix is None:
+        return None
+    npix = check_positive_int(npix, "npix")
+    _check_count(npix, p, layer)
+    return npix
+
+
+def _groups(x: torch.Tensor, f: int) -> torch.Tensor:
+    """(batch, pixels, channels) -> (batch, pixels / f, f, channels); pixels a multiple of f (the callers'
+    checks: :func:`_check_count`, or the complete groups :class:`HealpixPartialPool` keeps)."""
+    B, P, C = x.shape
     return x.reshape(B, P // f, f, C)
 
 
@@ -62,7 +95,7 @@ def _max_groups(x: torch.Tensor, f: int) -> tuple[torch.Tensor, torch.Tensor]:
     gradients are the same bits (tests/nn/test_pooling.py).  Boolean maps, which ``max_pool2d``
     does not take, use ``torch.max`` over the groups.
     """
-    groups = _groups(x, f)  # checks the shape
+    groups = _groups(x, f)
     B, Q, _, C = groups.shape
     if x.dtype == torch.bool:
         y, arg = groups.max(dim=2)
@@ -84,8 +117,11 @@ def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch
 
 class HealpixMaxPool(nn.Module):
     """Max over the 4**p children of each parent: (B, P, C) -> (B, P / 4**p, C), NESTED pixels
-    on axis 1 (channels LAST: a channels-first (B, C, P) tensor whose C is a multiple of 4**p
-    would be pooled over its channels; give ``npix`` to have that refused).
+    on axis 1 (channels LAST: a channels-first (B, C, P) tensor whose C is 12 * 4**n or 4**n
+    would be pooled over its channels; give ``npix`` to have that refused).  P must be a full
+    sky, 12 * 4**n, or a nested base patch, 4**n (n >= p): other counts, multiples of 4**p
+    included, are refused (a partial sky's consecutive pixels need not be siblings; pool it with
+    :class:`HealpixPartialPool`).
 
     With ``return_indices`` also returns the argmax as fine-pixel positions (B, P / 4**p, C),
     the input of :class:`HealpixMaxUnpool`.  ``npix`` (optional): the input's pixel count P,
@@ -95,10 +131,11 @@ class HealpixMaxPool(nn.Module):
     def __init__(self, p: int = 1, return_indices: bool = False, npix: int | None = None):
         super().__init__()
         self.p, self.return_indices = _check_levels(p), bool(return_indices)
-        self.npix = None if npix is None else check_positive_int(npix, "npix")
+        self.npix = _check_npix(npix, self.p, "HealpixMaxPool")
 
     def forward(self, x: torch.Tensor):
         check_pixels(x, getattr(self, "npix", None), what="the layer's")  # getattr: layers pickled before npix existed
+        _check_count(x.shape[1], self.p, "HealpixMaxPool")
         y, arg = _max_groups(x, 4**self.p)
         return (y, arg) if self.return_indices else y
 
@@ -108,15 +145,17 @@ class HealpixMaxPool(nn.Module):
 
 class HealpixAvgPool(nn.Module):
     """Mean over the 4**p children of each parent (equals ``healpy.ud_grade`` in NESTED order):
-    (B, P, C) -> (B, P / 4**p, C), channels last; ``npix`` as in :class:`HealpixMaxPool`."""
+    (B, P, C) -> (B, P / 4**p, C), channels last; ``npix`` and the pixel counts P taken as in
+    :class:`HealpixMaxPool`."""
 
     def __init__(self, p: int = 1, npix: int | None = None):
         super().__init__()
         self.p = _check_levels(p)
-        self.npix = None if npix is None else check_positive_int(npix, "npix")
+        self.npix = _check_npix(npix, self.p, "HealpixAvgPool")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_pixels(x, getattr(self, "npix", None), what="the layer's")
+        _check_count(x.shape[1], self.p, "HealpixAvgPool")
         return _groups(x, 4**self.p).mean(dim=2)
 
     def extra_repr(self) -> str:
@@ -127,7 +166,10 @@ class HealpixUnpool(nn.Module):
     """Copy each pixel to its 4**p children: (B, P, C) -> (B, P * 4**p, C).
 
     ``mode="repeat"`` (nearest-neighbour upsampling) is the only mode; the adjoint of
-    average pooling up to the factor 4**p.
+    average pooling up to the factor 4**p.  Any P is right (unlike pooling): the children of
+    NESTED-sorted parents, 4**p consecutive per parent, are the fine map of those parents in
+    NESTED order, a partial sky's included (the map :class:`HealpixPartialUnpool` gives where its
+    pooling dropped nothing).
     """
 
     def __init__(self, p: int = 1, mode: str = "repeat"):
@@ -180,6 +222,35 @@ def partial_sky_pool(sampling: HealpixSampling, p: int = 1, warn: bool = True):
     return coarse, np.flatnonzero(keep).astype(np.int64)
 
 
+def partial_sky_pool_plan(sampling: HealpixSampling, n_blocks: int, may_pool=None):
+    """Poolings by 4 after each of ``n_blocks`` blocks of a graph network on the partial sky ``sampling``
+    (what :class:`HealpixPartialPool` does at each): by 4 while nside >= 2, some parent pixel has all 4 children
+    in the map (the pooling fails otherwise) and ``may_pool(block, coarse)`` (default: always; ``coarse`` the
+    sampling that pooling would give), then none: a fragmented footprint stops pooling instead of failing.
+
+    Returns ``(plan, steps)``: ``plan`` one 1 or 0 per block (1s, then 0s); ``steps`` one ``(nside, pixels,
+    parents)`` per pooling done: the nside and pixel count before it, the complete parents it keeps (the
+    pixels after it; it drops ``pixels - 4 * parents``).  One ``coarsen(1)`` per block (O(pixels))."""
+    if not isinstance(sampling, HealpixSampling):
+        raise ValueError(f"partial-sky pooling needs a HealpixSampling, got {type(sampling).__name__}")
+    n_blocks = check_nonnegative_int(n_blocks, "n_blocks")
+    plan, steps = [], []
+    for block in range(n_blocks):
+        coarse = None
+        if sampling.nside >= 2 and len(plan) == len(steps):  # pooled after every block so far
+            try:
+                coarse = sampling.coarsen(1)[0]
+            except ValueError:  # no complete parent
+                coarse = None
+        if coarse is None or (may_pool is not None and not may_pool(block, coarse)):
+            plan.append(0)
+            continue
+        steps.append((sampling.nside, sampling.npix, coarse.npix))
+        plan.append(1)
+        sampling = coarse
+    return tuple(plan), steps
+
+
 class HealpixPartialPool(nn.Module):
     """Max or average pooling by 4**p of a partial-sky map on ``sampling``.
 
@@ -202,7 +273,6 @@ class HealpixPartialPool(nn.Module):
             self.register_buffer("_dropped", torch.from_numpy(np.setdiff1d(np.arange(self.npix_in), keep)),
                                  persistent=False)
             _pool_native.check_groups(self._groups, self._dropped, self.npix_in)
-        self._pool = HealpixMaxPool(self.p, return_indices) if mode == "max" else HealpixAvgPool(self.p)
 
     def forward(self, x: torch.Tensor):
         check_pixels(x, self.npix_in, what="the partial-sky sampling's")
@@ -218,11 +288,13 @@ class HealpixPartialPool(nn.Module):
     def _torch_forward(self, x: torch.Tensor):
         """The pooling with torch operations: gather of the kept children, then the pooling."""
         xs = x if self.dropped == 0 else x.index_select(1, self.keep)
-        out = self._pool(xs)
-        if self.return_indices and self.dropped:
-            y, idx = out
-            return y, self.keep[idx]
-        return out
+        f = 4**self.p
+        if self.mode == "avg":  # the kept children come in complete groups whatever their count: no _check_count
+            return _groups(xs, f).mean(dim=2)
+        y, idx = _max_groups(xs, f)
+        if not self.return_indices:
+            return y
+        return (y, self.keep[idx]) if self.dropped else (y, idx)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode!r}, pixels {self.npix_in} -> {self.coarse.npix}, dropped={self.dropped}"

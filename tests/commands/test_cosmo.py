@@ -10,6 +10,7 @@ import torch
 from deepsphere_gen._platform import cpu_description
 from deepsphere_gen.cli import main
 
+from ._cli import refused as cli_refused
 from ._cosmo_cli import TINY, refused
 
 
@@ -353,6 +354,52 @@ def test_footprint_must_be_a_partial_sky_mask(tmp_path, capsys):
 
     check_footprint_file(str(tmp_path / "mask.fits"), 32)  # a survey mask (1 inside, UNSEEN outside) passes
     check_footprint_file("stage3", 32)
+
+
+def test_footprint_pooling_is_said_before_any_work_and_a_footprint_it_would_empty_refused(tmp_path, capsys):
+    """The graph network's pooling of a --footprint, said before any work as massmaps says it (one shared check):
+    a mask holding one child of each of 500 parents at nside 32 (no complete group of 4 NESTED siblings: the first
+    pooling would keep nothing) is refused naming --footprint, why and what to do; 2000 scattered pixels (was:
+    trained and evaluated on a few pooled pixels without a word) get the drop note and a plain "too fragmented" one
+    (counts as numpy's); a cap the drop note alone; without the graph method neither."""
+    import healpy as hp
+
+    from deepsphere_gen.commands import cosmo as cmd
+
+    nside, rng = 32, np.random.default_rng(5)
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    path = tmp_path / "single.fits"
+    single = np.zeros(12 * nside**2)
+    single[rng.choice(3 * nside**2, 500, replace=False) * 4 + rng.integers(0, 4, 500)] = 1
+    hp.write_map(str(path), single, nest=True, dtype=np.float64)
+    err = refused([*TINY, *dirs, "--footprint", str(path)], capsys, f"--footprint {path}: no complete group of 4 NESTED")
+    assert ("among its 500 pixels at nside 32: the footprint is too fragmented at this nside for the pooling of the "
+            "graph network, which would keep none of it; use a more compact footprint, or a mask made at a larger "
+            "--nside, or --methods without graph") in err
+    assert not list((tmp_path / "data").iterdir())  # before any simulation
+    config = cmd._config(_parse([*TINY, "--footprint", str(path), "--methods", "power_spectrum"]))
+    assert cmd.pooling_notes(config, "run", single > 0) == []
+    idx = np.sort(rng.choice(12 * nside**2, 2000, replace=False))
+    scattered = np.zeros(12 * nside**2)
+    scattered[idx] = 1
+    hp.write_map(str(path), scattered, nest=True, dtype=np.float64, overwrite=True)
+    kept = int((np.unique(idx // 4, return_counts=True)[1] == 4).sum())
+    assert 0 < kept < 20
+    out = cli_refused("cosmo", [*TINY, *dirs, "--footprint", str(path), "evaluate"], capsys,
+                      "not every requested network is trained").out  # the notes come first
+    assert out.splitlines() == [
+        f"cosmo: note: footprint {path}: the graph network's pooling drops the pixels whose parent pixel is partly "
+        f"outside the footprint ({2000 - 4 * kept} of 2000 at nside 32 -> 16)",
+        f"cosmo: note: footprint {path}: the footprint is too fragmented to pool at nside 32: the first pooling keeps "
+        f"{4 * kept} of its 2000 pixels, and the graph network's blocks see 2000 -> {kept} pixels; a more compact "
+        "footprint, or a mask made at a larger --nside, keeps more"]
+    cap = np.zeros(12 * nside**2, dtype=bool)
+    cap[hp.query_disc(nside, hp.ang2vec(1.0, 2.0), np.radians(20), nest=True)] = True  # 372 -> 81 -> 15 -> 1
+    config = cmd._config(_parse([*TINY, "--footprint", str(path)]))
+    assert cmd.pooling_notes(config, "train", cap) == [
+        f"cosmo: note: footprint {path}: the graph network's pooling drops the pixels whose parent pixel is partly "
+        "outside the footprint (48 of 372 at nside 32 -> 16, 21 of 81 at nside 16 -> 8, 11 of 15 at nside 8 -> 4)"]
+    assert cmd.pooling_notes(config, "generate", cap) == []
 
 
 def test_help_names_every_default_and_the_quick_sizes():

@@ -21,6 +21,7 @@ from deepsphere_gen.experiments.massmaps import training as mm_training
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.datasets import MassMapDataset, load_massmaps
 from deepsphere_gen.cli import main
+from deepsphere_gen.commands import _massmaps_checks as mm_checks
 from deepsphere_gen.experiments.massmaps.runs import find_checkpoints, member_name, member_seed
 from deepsphere_gen.training import (CheckpointMismatch, batch_outputs, distributed_context, load_checkpoint,
                                      load_model_state, save_checkpoint)
@@ -718,27 +719,62 @@ def test_fragmented_footprint_stops_pooling_instead_of_failing():
             warnings.simplefilter("always")
             mm_models.build_model("fcn", sky, config, 1.0)  # the library still warns
         assert "partial-sky pooling nside 32 -> 16: dropped 130 of 1026 pixels" in str(caught[0].message)
-    assert exp.footprint_pooling_losses(sky, config) == [(32, 130, 1026), (16, 60, 224)]
+    assert exp.footprint_pooling_steps(sky, config) == [(64, 4104, 1026), (32, 1026, 224), (16, 224, 41)]  # 130, 60 dropped
+
+
+def test_footprint_without_four_siblings_is_refused_and_a_fragmented_one_named(tmp_path, capsys):
+    """A --footprint FITS mask at nside 16 holding one child of each of 150 parents: refused before any work,
+    naming the option and the file, why (no complete group of 4 NESTED siblings: the networks' pooling keeps none
+    of it) and what to do (was: "samples need at least one complete group of 4 NESTED sibling pixels" at the
+    start of training, no pooling note); without fcn and cnn it is not refused.  600 scattered pixels with a few
+    complete groups: the drop note and a plain "too fragmented" one, counts as numpy's, before any work."""
+    nside, rng = 16, np.random.default_rng(4)
+    single = np.zeros(12 * nside**2)
+    single[rng.choice(3 * nside**2, 150, replace=False) * 4 + rng.integers(0, 4, 150)] = 1
+    path = tmp_path / "single.fits"
+    hp.write_map(str(path), single, nest=True, dtype=np.float64)
+    argv = ["--quick", "--sky-fractions", "footprint", "--footprint", str(path), *_dirs(tmp_path), "--no-progress"]
+    err = _fail(["train", *argv, "--methods", "fcn"], capsys, f"--footprint {path}: no complete group of 4 NESTED")
+    assert ("among its 150 pixels at nside 16: the footprint is too fragmented at this nside for the pooling of the "
+            "graph networks (fcn, cnn), which would keep none of it; use a more compact footprint, or a mask made at "
+            "a larger --nside, or --methods without fcn and cnn") in err
+    assert not (tmp_path / "data").exists()
+    config = exp.ExperimentConfig(nside=nside, sky_fractions=("footprint",), footprint=str(path),
+                                  methods=("psd_svm",))
+    assert mm_checks.pooling_notes(config, "run") == []
+    scattered = np.zeros(12 * nside**2)
+    idx = np.sort(rng.choice(12 * nside**2, 600, replace=False))
+    scattered[idx] = 1
+    hp.write_map(str(path), scattered, nest=True, dtype=np.float64, overwrite=True)
+    parents, counts = np.unique(idx // 4, return_counts=True)
+    kept = int((counts == 4).sum())
+    assert 0 < kept < 10
+    config = exp.ExperimentConfig(nside=nside, sky_fractions=("footprint",), footprint=str(path), methods=("fcn",))
+    assert mm_checks.pooling_notes(config, "train") == [
+        "massmaps: note: sky fraction footprint: the graph networks' pooling drops the pixels whose parent pixel is "
+        f"partly outside the footprint ({600 - 4 * kept} of 600 at nside 16 -> 8)",
+        "massmaps: note: sky fraction footprint: the footprint is too fragmented to pool at nside 16: the first "
+        f"pooling keeps {4 * kept} of its 600 pixels, and the graph networks' blocks see 600 -> {kept} pixels; a more "
+        "compact footprint, or a mask made at a larger --nside, keeps more"]
 
 
 def test_footprint_pooling_levels_and_losses_match_a_nested_parent_count():
-    """pool_levels and footprint_pooling_losses on the built-in footprint (one coarsening walk behind both): each
+    """pool_levels and footprint_pooling_steps on the built-in footprint (one coarsening walk behind both): each
     pooling keeps the nested parents (index // 4) with all 4 children in the footprint and drops the other pixels,
     counted here with numpy; a block pools while some parent is complete, at least 16 pixels remain and nside
     allows it."""
     for nside in (32, 64, 128):
         config = exp.ExperimentConfig(nside=nside, sky_fractions=("footprint",), footprint="builtin")
         (sky,) = exp.sky_settings(config)
-        idx, n, pools, losses = np.flatnonzero(sky.footprint), nside, [], []
+        idx, n, pools, steps = np.flatnonzero(sky.footprint), nside, [], []
         for block in range(len(config.channels)):
             parents, counts = np.unique(idx // 4, return_counts=True)
             complete = parents[counts == 4]
             p = int(idx.size >= 16 and nside >> (block + 1) >= 1 and complete.size > 0)
             if p:
-                if complete.size * 4 < idx.size:
-                    losses.append((n, idx.size - 4 * complete.size, idx.size))
+                steps.append((n, idx.size, complete.size))
                 idx, n = complete, n // 2
             pools.append(p)
         assert exp.pool_levels("fcn", sky, config) == exp.pool_levels("cnn", sky, config) == pools
-        assert exp.footprint_pooling_losses(sky, config) == losses
-        assert losses  # the built-in footprint's edge loses pixels at every resolution
+        assert exp.footprint_pooling_steps(sky, config) == steps
+        assert any(4 * kept < pixels for _, pixels, kept in steps)  # the edge loses pixels

@@ -1,4 +1,6 @@
 """HEALPix / equiangular pooling against healpy.ud_grade and reshape references."""
+import warnings
+
 import healpy as hp
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from deepsphere_gen.nn import (
     HealpixPartialUnpool,
     HealpixUnpool,
     partial_sky_pool,
+    partial_sky_pool_plan,
 )
 from deepsphere_gen.sampling import DriscollHealySampling, HealpixSampling
 
@@ -102,7 +105,7 @@ def test_gradients_flow():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="multiple of 4"):
+    with pytest.raises(ValueError, match="50 pixels, neither a NESTED full sky"):
         HealpixAvgPool(1)(torch.randn(1, 50, 1))
     with pytest.raises(ValueError, match="batch, pixels, channels"):
         HealpixMaxPool(1)(torch.randn(48, 1))
@@ -112,6 +115,55 @@ def test_bad_inputs():
         HealpixUnpool(1, mode="bilinear")
     with pytest.raises(ValueError, match="indices shape"):
         HealpixMaxUnpool(1)(torch.randn(1, 12, 2), torch.zeros(1, 12, 1, dtype=torch.long))
+
+
+def test_full_sky_and_patch_layers_refuse_a_partial_sky_whose_count_is_a_multiple_of_4():
+    """A cap of 280 NESTED pixels at nside 16 (a multiple of 4, 63 complete parents): reshaping it by 4 groups
+    pixels of different parents; HealpixMaxPool / HealpixAvgPool refuse it (was: (2, 280, 1) -> (2, 70, 1)) and
+    every other count but a full sky 12 * 4**n or a base patch 4**n with n >= p (12 -> 3 and 100 -> 25 were
+    accepted), naming HealpixPartialPool, whose output is the ground truth: healpy's ud_grade of the full map at
+    the complete parents.  Full skies and base patches pool as before (ud_grade of the patch's region)."""
+    nside = 16
+    idx = np.sort(hp.query_disc(nside, hp.ang2vec(1.2, 0.7), np.radians(35), nest=True))
+    assert idx.size == 280 and bool((idx.reshape(-1, 4) // 4 != idx.reshape(-1, 4)[:, :1] // 4).any())
+    full = np.random.default_rng(0).normal(size=12 * nside**2)
+    x = torch.from_numpy(np.stack([full[idx], -full[idx]])).view(2, -1, 1)
+    for layer in (HealpixMaxPool(1), HealpixAvgPool(1), HealpixMaxPool(1, return_indices=True)):
+        with pytest.raises(ValueError, match=r"280 pixels, neither .*\(use HealpixPartialPool for a partial sky\)"):
+            layer(x)
+    for npix, p in ((12, 1), (100, 1), (3071, 1), (264, 1), (48, 2), (4, 2), (128, 1)):
+        with pytest.raises(ValueError, match=f"input has {npix} pixels"):
+            HealpixMaxPool(p)(torch.randn(1, npix, 1))
+        with pytest.raises(ValueError, match=f"input has {npix} pixels"):
+            HealpixAvgPool(p, npix=npix)
+    with pytest.warns(UserWarning, match="dropped"):
+        partial = HealpixPartialPool(HealpixSampling(nside, indices=idx), 1, mode="avg")
+    complete = partial.coarse.indices
+    ref = hp.ud_grade(full, nside // 2, order_in="NESTED", order_out="NESTED")[complete]
+    np.testing.assert_allclose(partial(x)[0, :, 0].numpy(), ref, rtol=1e-12)
+    assert complete.size == 63 and partial.dropped == 280 - 4 * 63
+    # accepted counts: full skies and base patches (12 * 4**n, 4**n with n >= p), against ud_grade
+    for p in (0, 1, 2):
+        assert HealpixMaxPool(p)(torch.randn(1, 12 * 4**p, 2)).shape == (1, 12, 2)
+    patch = 5 * nside**2 // 4 + np.arange(nside**2 // 4)  # a nested patch at level 1 of base pixel 1
+    y = HealpixAvgPool(2)(torch.from_numpy(full[patch]).view(1, -1, 1))
+    ref = hp.ud_grade(full, nside // 4, order_in="NESTED", order_out="NESTED")[patch[::16] // 16]
+    np.testing.assert_allclose(y[0, :, 0].numpy(), ref, rtol=1e-12)
+
+
+def test_unpool_of_a_partial_coarse_map_is_its_children_in_nested_order():
+    """HealpixUnpool takes any pixel count (no check like pooling's): the children of NESTED-sorted parents, 4**p
+    consecutive per parent, are the fine map of those parents in NESTED order: HealpixPartialUnpool's output on
+    that fine sampling, and healpy's ud_grade upsampling of the full map at those children."""
+    nside = 8
+    parents = np.sort(np.random.default_rng(1).choice(12 * (nside // 2) ** 2, 37, replace=False))
+    children = (parents[:, None] * 4 + np.arange(4)).ravel()
+    coarse = np.random.default_rng(2).normal(size=12 * (nside // 2) ** 2)
+    x = torch.from_numpy(coarse[parents]).view(1, -1, 1)
+    up = HealpixUnpool(1)(x)
+    torch.testing.assert_close(up, HealpixPartialUnpool(HealpixSampling(nside, indices=children), 1)(x))
+    ref = hp.ud_grade(coarse, nside, order_in="NESTED", order_out="NESTED")[children]
+    np.testing.assert_array_equal(up[0, :, 0].numpy(), ref)
 
 
 def test_npix_refuses_channels_first_and_changes_no_valid_use(tmp_path):
@@ -213,6 +265,39 @@ def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype, monkeyp
         _pool_native.gather_max(x[:, 1:], pool._groups, pool._dropped, pool._torch_forward)
     empty = pool(x[:0])
     assert empty.shape == (0, pool.coarse.npix, C) and "GatherMax" not in type(empty.grad_fn).__name__
+
+
+def test_partial_sky_pool_plan_counts_the_complete_nested_parents():
+    """partial_sky_pool_plan on a cap, a scattered mask and one without 4 siblings: each step's parents are the
+    nested parents (index // 4) with all 4 children present, counted with numpy, and the pixels of the
+    HealpixPartialPool chain; pooling stops at nside 1, where no parent is complete, or where ``may_pool`` says."""
+    nside, rng = 32, np.random.default_rng(3)
+    cap = np.sort(hp.query_disc(nside, hp.ang2vec(1.0, 2.0), np.radians(20), nest=True))
+    scattered = np.sort(rng.choice(12 * nside**2, 2000, replace=False))
+    single = np.sort(rng.choice(3 * nside**2, 500, replace=False) * 4 + rng.integers(0, 4, 500))  # one child each
+    for idx in (cap, scattered, single, np.arange(12 * nside**2)):
+        plan, steps = partial_sky_pool_plan(HealpixSampling(nside, indices=idx), 7)
+        want, n, level = [], nside, idx
+        while n >= 2:
+            parents, counts = np.unique(level // 4, return_counts=True)
+            if not (counts == 4).any():
+                break
+            want.append((n, level.size, int((counts == 4).sum())))
+            level, n = parents[counts == 4], n // 2
+        assert steps == want and plan == (1,) * len(want) + (0,) * (7 - len(want))
+        s = HealpixSampling(nside, indices=idx)
+        for _, pixels, kept in steps:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pool = HealpixPartialPool(s, 1)
+            assert (pool.npix_in, pool.coarse.npix) == (pixels, kept)
+            s = pool.coarse
+    assert partial_sky_pool_plan(HealpixSampling(nside, indices=single), 3) == ((0, 0, 0), [])
+    s = HealpixSampling(nside, indices=cap)
+    full = partial_sky_pool_plan(s, 4)[1]
+    assert [k for _, _, k in full] == [81, 15, 1]
+    assert partial_sky_pool_plan(s, 4, lambda block, coarse: coarse.npix >= 20) == ((1, 0, 0, 0), full[:1])
+    assert partial_sky_pool_plan(s, 4, lambda block, coarse: block < 2) == ((1, 1, 0, 0), full[:2])
 
 
 def test_partial_sky_base_patch_drops_nothing():

@@ -53,7 +53,7 @@ _LAZY = {
                 "summary_widths"),
     "summaries": ("summary_features",),
     "data": ("generate", "validation_mask"),
-    "models": ("pooling_plan", "build_graph_model"),
+    "models": ("pooling_plan", "pooling_steps", "build_graph_model"),
     "members": ("member_seed", "member_fields"),
     "training": ("train", "check_checkpoints"),
     "calibration": ("VarianceCalibration",),

@@ -3,7 +3,7 @@ summary statistics, both (B, n_in) -> (B, 5) outputs of the Gaussian posterior o
 
 - ``graph``: :class:`~deepsphere_gen.models.DeepSphereRegressor` on the footprint pixels only
   (``indices=``: masked pixels never enter; partial-sky pooling keeps only parents whose children
-  are all inside, :func:`pooling_plan`), channels = redshift bins, inputs divided by each bin's
+  are all inside, :func:`pooling_plan`, :func:`pooling_steps`), channels = redshift bins, inputs divided by each bin's
   pixel std;
 - ``power_spectrum`` and ``handcrafted``: :func:`build_mlp` on the features of :mod:`.summaries`.
 """
@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from ...models import DeepSphereRegressor
+from ...nn import partial_sky_pool_plan
 from ...sampling import HealpixSampling
 from .config import CosmoExperimentConfig
 
-__all__ = ["pooling_plan", "build_graph_model", "build_mlp"]
+__all__ = ["pooling_plan", "pooling_steps", "build_graph_model", "build_mlp"]
 
 
 class _ScaledInput(nn.Module):
@@ -34,24 +35,23 @@ class _ScaledInput(nn.Module):
         return self.model(x / self.scale)
 
 
+def _walk(nside: int, indices: np.ndarray, n_blocks: int, min_pixels: int):
+    return partial_sky_pool_plan(HealpixSampling(nside, indices=indices), n_blocks,
+                                 lambda block, coarse: coarse.npix >= min_pixels)
+
+
 def pooling_plan(nside: int, indices: np.ndarray, n_blocks: int, min_pixels: int = 1) -> tuple[int, ...]:
     """Pool by 4 after each block while the footprint keeps at least ``min_pixels`` complete parents
     (then 0): a fragmented user mask stops pooling instead of failing.  One entry per block
     (the built-in footprint at nside 128: (1, 1, 1, 1), 6 pixels left at nside 8)."""
-    sampling, plan = HealpixSampling(nside, indices=indices), []
-    for _ in range(n_blocks):
-        coarse = None
-        if sampling.nside >= 2:
-            try:
-                coarse = sampling.coarsen(1)[0]
-            except ValueError:  # no complete parent left
-                coarse = None
-        if coarse is None or coarse.npix < min_pixels:
-            plan.append(0)
-        else:
-            plan.append(1)
-            sampling = coarse
-    return tuple(plan)
+    return _walk(nside, indices, n_blocks, min_pixels)[0]
+
+
+def pooling_steps(nside: int, indices: np.ndarray, n_blocks: int, min_pixels: int = 1) -> list[tuple[int, int, int]]:
+    """What the poolings of :func:`pooling_plan` do: (nside before, pixels before, complete parents kept) per
+    pooling, as :func:`~deepsphere_gen.nn.partial_sky_pool_plan` gives them (the pooling drops pixels - 4 parents,
+    those whose parent is partly outside the footprint)."""
+    return _walk(nside, indices, n_blocks, min_pixels)[1]
 
 
 def build_graph_model(config: CosmoExperimentConfig, indices: np.ndarray, scale) -> nn.Module:

@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from ...models import DeepSphereClassifier, HarmonicClassifier, HybridClassifier
+from ...nn import partial_sky_pool_plan
 from ...sampling import HealpixSampling
 from .config import NETWORK_METHODS, ExperimentConfig, SkySetting
 
-__all__ = ["Standardized", "build_model", "pool_levels", "footprint_pooling_losses"]
+__all__ = ["Standardized", "build_model", "pool_levels", "footprint_pooling_steps"]
 
 
 class Standardized(nn.Module):
@@ -45,24 +46,19 @@ def _reference_indices(sky: SkySetting, nside: int) -> np.ndarray | None:
 
 
 def _pooling_walk(method: str, sky: SkySetting, config: ExperimentConfig) -> tuple[list[int], list[tuple[int, int, int]]]:
-    """The coarsening walk behind :func:`pool_levels` and :func:`footprint_pooling_losses`: (the pooling levels,
-    (nside before, dropped pixels, pixels before) per footprint pooling that drops any).  One ``coarsen(1)`` per
-    block on a footprint (cheap elsewhere: no sampling is built)."""
+    """The coarsening walk behind :func:`pool_levels` and :func:`footprint_pooling_steps`: (the pooling levels,
+    the steps of :func:`~deepsphere_gen.nn.partial_sky_pool_plan` on a footprint, else []).  One ``coarsen(1)``
+    per block on a footprint (cheap elsewhere: no sampling is built)."""
     nside = sky.nside or config.nside
     indices = _reference_indices(sky, nside)
-    sampling = None if sky.footprint is None else HealpixSampling(nside, indices=indices)
-    pools, losses, n = [], [], 12 * nside**2 if indices is None else len(indices)
+    n = 12 * nside**2 if indices is None else len(indices)
+    if sky.footprint is not None:  # pixels counted as n / 4 per pooling, as on the other skies
+        plan, steps = partial_sky_pool_plan(HealpixSampling(nside, indices=indices), len(config.channels),
+                                            lambda block, coarse: n // 4**block >= 16)
+        return list(plan), steps
+    pools = []
     for _ in config.channels:
         p = 1 if n >= 16 and (nside >> (len(pools) + 1)) >= 1 else 0
-        if p and sampling is not None:
-            try:
-                coarse, keep = sampling.coarsen(1)
-            except ValueError:  # no complete parent left
-                p = 0
-            else:
-                if not keep.all():
-                    losses.append((sampling.nside, int((~keep).sum()), sampling.npix))
-                sampling = coarse
         pools.append(p)
         n //= 4**p
     if method == "cnn" and indices is None:
@@ -71,7 +67,7 @@ def _pooling_walk(method: str, sky: SkySetting, config: ExperimentConfig) -> tup
         # thousands of inputs moved the logits by ~10 per step)
         levels, nb = nside.bit_length() - 1, len(config.channels)
         pools = [levels // nb + (1 if i < levels % nb else 0) for i in range(nb)]
-    return pools, losses
+    return pools, []
 
 
 def pool_levels(method: str, sky: SkySetting, config: ExperimentConfig) -> list[int]:
@@ -82,10 +78,11 @@ def pool_levels(method: str, sky: SkySetting, config: ExperimentConfig) -> list[
     return _pooling_walk(method, sky, config)[0]
 
 
-def footprint_pooling_losses(sky: SkySetting, config: ExperimentConfig) -> list[tuple[int, int, int]]:
-    """What the graph networks' pooling drops on the footprint ``sky`` (the pixels whose parent pixel is
-    partly outside it; :func:`~deepsphere_gen.nn.partial_sky_pool` warns of each): (nside before the pooling,
-    dropped pixels, pixels before) per pooling that drops any; [] for other skies."""
+def footprint_pooling_steps(sky: SkySetting, config: ExperimentConfig) -> list[tuple[int, int, int]]:
+    """What the graph networks' pooling does on the footprint ``sky``: (nside before, pixels before, complete
+    parents kept) per pooling (:func:`~deepsphere_gen.nn.partial_sky_pool_plan`; it drops pixels - 4 parents, the
+    pixels whose parent is partly outside, of which :func:`~deepsphere_gen.nn.partial_sky_pool` warns); [] for
+    other skies."""
     return _pooling_walk("fcn", sky, config)[1]
 
 
