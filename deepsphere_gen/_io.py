@@ -1,5 +1,6 @@
 """Atomic file writes: a reader never sees a half-written file; the CRC-32 of an array's bytes (:func:`array_crc32`);
-safe reads of ``torch.save`` files with one-line errors (:func:`load_torch_file`)."""
+safe reads of ``torch.save`` files with one-line errors (:func:`load_torch_file`), and of the weights they hold
+into a model (:func:`load_weights`: keys and shapes checked first, one-line errors)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 __all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred", "umask", "plain_mode", "array_crc32",
-           "load_torch_file"]
+           "load_torch_file", "load_weights"]
 
 
 def umask() -> int:
@@ -144,3 +145,31 @@ def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueErro
         if not zip_header:
             raise error(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
         raise error(f"checkpoint {path} is damaged or truncated ({type(exc).__name__})") from None
+
+
+def load_weights(model, weights: dict, path, error: type[Exception] = ValueError, network: str = "this network"):
+    """``model.load_state_dict(weights)`` once ``weights`` (a state dict read from file ``path``) is known to fit:
+    its keys and tensor shapes exactly the model's, else ``error`` (a ValueError subclass) with a one-line message
+    naming the file and the first missing, unexpected or mismatching entry and how many there are (torch's own
+    error lists every entry over many lines).  ``network`` names the model in the message ("the network its spec
+    builds" for a checkpoint that rebuilds its model).  The one check of training checkpoints and saved models;
+    returns ``model``."""
+    import torch  # here: see load_torch_file
+
+    own = model.state_dict()
+    if not weights:
+        raise error(f"checkpoint {path} has an empty state dict ({len(own)} entries expected)")
+    missing = [k for k in own if k not in weights]
+    extra = [k for k in weights if k not in own]
+    if missing or extra:
+        parts = ([f"{len(missing)} of {len(own)} entries missing (first: {missing[0]!r})"] if missing else []) + \
+                ([f"{len(extra)} unexpected (first: {extra[0]!r})"] if extra else [])
+        raise error(f"checkpoint {path} does not fit {network}: {'; '.join(parts)}")
+    for k, v in own.items():
+        w = weights[k]
+        if not isinstance(w, torch.Tensor) or w.shape != v.shape:
+            got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise error(f"checkpoint {path} does not fit {network}: {k!r} is {got} in the file, "
+                        f"{tuple(v.shape)} in the network")
+    model.load_state_dict(weights)
+    return model

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write, load_torch_file
+from .._io import atomic_write, load_torch_file, load_weights
 
 __all__ = ["ModelSpec", "specified", "build_model", "save_model", "load_model", "SPEC_VERSION"]
 
@@ -198,10 +198,12 @@ def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     """The model saved by :func:`save_model`: rebuilt from its spec (``overrides`` as in
     :meth:`ModelSpec.build`), then its weights loaded (``weights_only=True``); in eval mode.
     A missing, empty, damaged or foreign file (text, a pickle of other objects) is a one-line
-    ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``)."""
+    ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``); so are weights
+    that do not fit the model the spec builds (an edited spec, missing, extra or reshaped entries:
+    the training checkpoints' check, ``_io.load_weights``)."""
     state = load_torch_file(path, map_location)
-    if not isinstance(state, dict) or "spec" not in state or "state_dict" not in state:
+    if not isinstance(state, dict) or "spec" not in state or not isinstance(state.get("state_dict"), dict):
         raise ValueError(f"{path} is not a model checkpoint of save_model (no 'spec' / 'state_dict')")
     model = build_model(state["spec"], **overrides)
-    model.load_state_dict(state["state_dict"])
+    load_weights(model, state["state_dict"], path, network="the network its spec builds")
     return model.eval()

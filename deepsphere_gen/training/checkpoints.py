@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .._fingerprint import differing_fields, field_value
-from .._io import atomic_write, interrupts_deferred, load_torch_file
+from .._io import atomic_write, interrupts_deferred, load_torch_file, load_weights
 from .config import TrainConfig
 
 #: keys of TrainConfig that must agree between a checkpoint and the run resuming it (and ``epochs`` under a
@@ -54,28 +54,12 @@ def load_model_state(model: nn.Module, state: dict, path="checkpoint") -> nn.Mod
 
     Checks first that ``state`` is a training checkpoint (a ``"model"`` dict of tensors),
     then that its keys and tensor shapes are exactly the model's (names the first missing,
-    unexpected or mismatching entry and how many there are).
+    unexpected or mismatching entry and how many there are: :func:`deepsphere_gen._io.load_weights`).
     """
     weights = state.get("model") if isinstance(state, dict) else None
     if not isinstance(weights, dict):
         raise CheckpointError(f"checkpoint {path} has no model weights (not a training checkpoint)")
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    extra = [k for k in weights if k not in own]
-    if not weights:
-        raise CheckpointError(f"checkpoint {path} has an empty state dict ({len(own)} entries expected)")
-    if missing or extra:
-        parts = ([f"{len(missing)} of {len(own)} entries missing (first: {missing[0]!r})"] if missing else []) + \
-                ([f"{len(extra)} unexpected (first: {extra[0]!r})"] if extra else [])
-        raise CheckpointError(f"checkpoint {path} does not fit this network: {'; '.join(parts)}")
-    for k, v in own.items():
-        w = weights[k]
-        if not isinstance(w, torch.Tensor) or w.shape != v.shape:
-            got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-            raise CheckpointError(f"checkpoint {path} does not fit this network: {k!r} is {got} in the file, "
-                                  f"{tuple(v.shape)} in the network")
-    model.load_state_dict(weights)
-    return model
+    return load_weights(model, weights, path, CheckpointError)
 
 
 def trained_weights(state: dict) -> dict:

@@ -4,8 +4,8 @@ import copy
 import pytest
 import torch
 
-from deepsphere_gen.equivariance import equivariance_error
-from deepsphere_gen.harmonic import random_rotations, rotate_coefficients, synthesis
+from deepsphere_gen.equivariance import equivariance_error, map_equivariance_error
+from deepsphere_gen.harmonic import random_rotations, synthesis
 from deepsphere_gen.models.hybrid import HybridClassifier
 from deepsphere_gen.nn import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
@@ -64,8 +64,7 @@ def test_after_bridge_is_equivariant_to_float64_precision_and_total_error_small(
         sig = m.bridge(m.graph_features(synthesis(a, s, 6)))
     res = equivariance_error(m.harmonic_signal, sig, rots, lambda f, R: f.rotate(R))
     assert res.mean < 1e-12
-    total = equivariance_error(lambda c: m(synthesis(c, s, 6)), a, rots, lambda c, R: rotate_coefficients(c, R),
-                               lambda y, R: y)
+    total = map_equivariance_error(m, s, L=6, rotations=rots, seed=2, invariant=True)  # seed 2: the coefficients a
     assert 1e-8 < total.mean < 0.5  # the graph part's (non-zero, moderate) error
 
 

@@ -1,5 +1,6 @@
 """Model specs: JSON round trip, rebuilding, checkpoints that rebuild their model, errors."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,33 @@ def test_load_model_of_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_p
         load_model(path)
     msg = str(err.value)
     assert str(path) in msg and "\n" not in msg and "weights_only" not in msg
+
+
+def _tampered(path, edit):
+    state = torch.load(path, weights_only=True)
+    edit(state)
+    torch.save(state, path)
+    return path
+
+
+FIT = "does not fit the network its spec builds: "
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda s: s["state_dict"].pop("head.weight"), FIT + r"1 of 20 entries missing \(first: 'head.weight'\)$"),
+    (lambda s: s["state_dict"].update(extra=torch.zeros(2)), FIT + r"1 unexpected \(first: 'extra'\)$"),
+    (lambda s: s["state_dict"].update({"head.bias": torch.zeros(5)}),
+     FIT + r"'head.bias' is \(5,\) in the file, \(3,\) in the network$"),
+    (lambda s: s["spec"]["head"].update(n_classes=4), FIT + r"'head.weight' is \(3, 8\) in the file, \(4, 8\) in the network$"),
+    (lambda s: s.update(state_dict={}), r"has an empty state dict \(20 entries expected\)$"),
+])
+def test_load_model_of_weights_that_do_not_fit_is_a_one_line_error(edit, match, cache_dir, tmp_path):
+    """A tampered state dict or an edited spec: the training checkpoints' one-line check, not torch's
+    multi-line ``load_state_dict`` error."""
+    model = _models(cache_dir)["classifier"]()
+    path = _tampered(save_model(tmp_path / "net.pt", model), edit)
+    with pytest.raises(ValueError) as err:
+        load_model(path)
+    msg = str(err.value)
+    assert re.match(f"checkpoint {re.escape(str(path))} {match}", msg), msg
+    assert "\n" not in msg
