@@ -54,6 +54,29 @@ def test_classify_reads_its_maps_after_a_list_option():
     assert (args.maps, args.checkpoint) == (["m.fits"], ["a.pt", "b.pt"])
 
 
+def test_files_after_several_list_options_are_read_as_maps():
+    """Files after the values of two list options in a row went in front of the last one only, into the first
+    one's values: "the following arguments are required: FITS", "galaxy density must be a number ... got
+    'b.fits'"; they now go in front of the first one."""
+    fits = lambda w: w.endswith(".fits")  # noqa: E731
+    assert files_out_of_lists(["--sky-fractions", "1", "--ngal", "22.5", "a.fits"], ("--sky-fractions", "--ngal"), fits) \
+        == ["a.fits", "--sky-fractions", "1", "--ngal", "22.5"]
+    from deepsphere_gen.cli import parse_args
+
+    for argv, maps, skies, ngal, level in [
+            (["--out-dir", "O", "--sky-fractions", "1", "--ngal", "22.5", "a.fits"], ["a.fits"], ["1"], ["22.5"], None),
+            (["--sky-fractions", "1", "--deepsphere-level", "0", "a.fits"], ["a.fits"], ["1"], None, [0.0]),
+            (["--out-dir", "O", "--ngal", "22.5", "a.fits", "--sky-fractions", "1", "b.fits"], ["a.fits", "b.fits"],
+             ["1"], ["22.5"], None),
+            (["--sky-fractions", "1", "1/12", "--force", "--ngal", "22.5", "a.fits", "--deepsphere-level", "2", "b.fits"],
+             ["a.fits", "b.fits"], ["1", "1/12"], ["22.5"], [2.0]),
+            (["--sky-fractions", "1", "--ngal", "22.5", "--relative-noise", "1", "a.fits", "b.fits"], ["a.fits", "b.fits"],
+             ["1"], ["22.5"], None)]:
+        args = parse_args(["massmaps", "classify", *argv])
+        assert (args.maps, args.sky_fractions, getattr(args, "ngal", None), getattr(args, "deepsphere_level", None)) == \
+            (maps, skies, ngal, level), argv
+
+
 def test_two_list_options_before_the_step():
     """The step after the second of two list options moves in front of both (it first landed after the
     first one's values, which then read it: "sky fraction must be ..., got 'train'")."""
