@@ -20,6 +20,9 @@ EXIT_OUT_OF_DISTRIBUTION = 3
 _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
 #: options that classify reads (the others are fixed by the checkpoints it uses)
 _CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPTIONS}
+#: run options that set no training setting, refused by classify for their own reason
+_OWN_REASONS = {"no_progress": "classify draws no progress bars",
+                "workers": "classify runs in one process (--workers sets the run step's processes)"}
 
 
 def _classify_noises(args, noise: dict) -> list | None:
@@ -56,6 +59,8 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
         refuse_unused(args, "classify", used_by)
     except ValueError as exc:
         problems.append(str(exc))
+    problems += [f"--{a.replace('_', '-')} does not apply to classify: {_OWN_REASONS[a]}" for a in given if a in _OWN_REASONS]
+    given = [a for a in given if a not in _OWN_REASONS]
     if given:
         names = ", ".join("--" + a.replace("_", "-") for a in given)
         problems.append(f"{names} {'does' if len(given) == 1 else 'do'} not apply to classify: the networks' settings "

@@ -291,6 +291,10 @@ def test_classify_options_before_the_step_are_read():
     (["classify", "m.fits", "--no-plots"], "--no-plots does not apply to classify: only to evaluate and run"),
     (["classify", "m.fits", "--nside", "8", "--no-plots"],  # one line naming both (was: --no-plots, then on a rerun --nside)
      "--no-plots does not apply to classify: only to evaluate and run; --nside, --data-dir do not apply to classify"),
+    # display and process options: their own reason (was: "the networks' settings come from their checkpoints")
+    (["classify", "--no-progress", "m.fits"], "--no-progress does not apply to classify: classify draws no progress bars"),
+    (["classify", "m.fits", "--workers", "2", "--nside", "8"], "--workers does not apply to classify: classify runs in one "
+     "process (--workers sets the run step's processes); --nside, --data-dir do not apply to classify: the networks'"),
 ])
 def test_massmaps_options_of_another_step_are_refused_wherever_they_stand(argv, message, capsys, tmp_path):
     """Refused before any work (``--device nope``: without the refusal the command would end at its device check)."""
