@@ -21,7 +21,7 @@ EXIT_OUT_OF_DISTRIBUTION = 3
 #: noise options (run options; classify uses them to choose networks)
 _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
 #: options that classify reads (the others are fixed by the checkpoints it uses)
-_CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPTIONS}
+_CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", "footprint", *_NOISE_OPTIONS}
 #: run options that set no training setting, refused by classify for their own reason
 _OWN_REASONS = {"no_progress": "classify draws no progress bars",
                 "workers": "classify runs in one process (--workers sets the run step's processes)"}
@@ -105,8 +105,12 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
     trained = None if checkpoints else cl.trained_networks(method, out)
     nets = cl.select_networks(method, out, nside, skies, noises, checkpoints, method_given=method_given is not None,
                               sigma_e=_get(args, "sigma_e"), found=trained)
+    mask = _get(args, "footprint")
+    if mask is not None and not any(n.sky == "footprint" for n in nets):
+        raise ValueError(f"--footprint {mask}: none of the chosen networks was trained on a footprint (it gives the "
+                         "mask of footprint networks whose mask file moved)")
     for net in nets:  # each footprint read once, before any map is checked against it
-        net.sky_setting()
+        net.sky_setting(mask)
     good = [f for f in args.maps if f in maps]
     others = [n for n in trained or () if n.nside == nside]
     use, notes, sky_problems = cl.match_networks(dict.fromkeys(good), maps, nets, others,

@@ -168,6 +168,9 @@ def add_arguments(parser) -> None:
                    help="only networks of these sky fractions, each required to fit every map (default: all trained, "
                         "each map classified by those whose sky it covers)")
     S = argparse.SUPPRESS
+    c.add_argument("--footprint", type=path_arg, default=S, metavar="FITS",
+                   help="the mask a footprint network was trained on, where its file moved since (recognised by the "
+                        "content hash in the checkpoint)")
     c.add_argument("--deepsphere-level", type=float, nargs="+", default=S, metavar="LEVEL",
                    help="only networks trained at these DeepSphere noise levels (0: no noise; default: all trained)")
     c.add_argument("--ngal", nargs="+", default=S, metavar="N",

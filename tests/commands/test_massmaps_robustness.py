@@ -601,6 +601,46 @@ def test_classify_uses_the_networks_whose_sky_the_map_covers(tmp_path, capsys):
     assert "massmaps train" not in cap.err
 
 
+def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_path, capsys):
+    """A map with a missing pixel inside a footprint network's mask: the error names the file and the footprint the
+    network was trained on (was: "1 UNSEEN/NaN/inf pixel value(s) lie inside the footprint; the mask must exclude
+    every missing pixel", no file named).  The mask file moved after training: the error names the checkpoint
+    and the mask it was trained on, and --footprint gives its new place, checked by content hash (was: "no such
+    FITS file: MASK", as if an input were missing)."""
+    mask = np.zeros(12 * 8**2)
+    mask[100:400] = 1
+    fp = tmp_path / "mask.fits"
+    hp.write_map(str(fp), mask, nest=True, dtype=np.float64)
+    assert main(["massmaps", "train", *TINY, "--sky-fractions", "footprint", "--footprint", str(fp), *_dirs(tmp_path)]) == 0
+    (ckpt,) = _checkpoints(tmp_path)
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    m = np.where(mask > 0, np.asarray(maps[0, -1], dtype=np.float64), UNSEEN)
+    inside, hole = str(tmp_path / "inside.fits"), str(tmp_path / "hole.fits")
+    hp.write_map(inside, m, nest=True, dtype=np.float64)
+    m[200] = UNSEEN
+    hp.write_map(hole, m, nest=True, dtype=np.float64)
+    capsys.readouterr()
+    out = ["--out-dir", str(tmp_path / "out"), "--force"]
+    assert main(["massmaps", "classify", "--sky-fractions", "footprint", inside, hole, *out]) == 2
+    cap = capsys.readouterr()
+    (line,) = cap.out.splitlines()
+    assert line.startswith(f"{inside}: sky footprint")
+    assert f"error: {hole}: 1 UNSEEN/NaN pixel(s) of the map lie inside the footprint the network was trained on " \
+           f"({fp}); " in cap.err
+    moved = tmp_path / "moved.fits"
+    fp.rename(moved)
+    cap = _fail(["classify", inside, *out], capsys, f"error: {ckpt}: the footprint mask it was trained on, {fp}, is no "
+                "longer there (moved or deleted); give the mask it was trained on with --footprint FITS")
+    assert "no such FITS file" not in cap.err
+    assert main(["massmaps", "classify", inside, *out, "--footprint", str(moved)]) == 0
+    assert capsys.readouterr().out == cap.out + line + "\n"
+    other = tmp_path / "other.fits"
+    hp.write_map(str(other), np.roll(mask, 1), nest=True, dtype=np.float64)
+    _fail(["classify", inside, *out, "--footprint", str(other)], capsys,
+          f"is no longer there (moved or deleted); --footprint {other} is not that mask either")
+
+
 def test_classify_noise_value_matches_within_the_given_precision(trained, capsys):
     """--relative-noise 1.004 selects the trained level 1; 1.5 lists the trained settings as options to paste."""
     out = ["--out-dir", str(trained / "out")]

@@ -164,14 +164,15 @@ def _patch_sky_that_fits(bad: np.ndarray) -> str | None:
     return None
 
 
-def _sky_problem(bad: np.ndarray, sky) -> str | None:
+def _sky_problem(bad: np.ndarray, sky, footprint: str | None = None) -> str | None:
     """Why the sky setting ``sky`` cannot analyse a map of ``bad`` pixels (12 nside^2,) (UNSEEN/NaN/inf:
     :func:`~deepsphere_gen.datasets.bad_pixels`), or None: bad pixels inside the full sky, inside a footprint
-    or inside a nested patch that the map covers in part (patches entirely
+    (``footprint``: the network's, named), or inside a nested patch that the map covers in part (patches entirely
     outside the map are left out).  One line, without the file's name."""
     if sky.footprint is not None:
         n = int(bad[np.asarray(sky.footprint, dtype=bool)].sum())
-        return f"{n} UNSEEN/NaN pixel(s) inside the footprint" if n else None
+        trained = "" if footprint is None else f" the network was trained on ({footprint})"
+        return f"{n} UNSEEN/NaN pixel(s) of the map lie inside the footprint{trained}" if n else None
     if sky.level is not None:
         per_patch = bad.reshape(12 * 4**sky.level, -1)
         inside = ~per_patch.all(-1)  # patches the map covers, at least in part
@@ -259,6 +260,7 @@ class Network:
     noise_kind: str = "relative"
     sigma_e: float | None = None
     _sky: object = field(default=None, init=False, repr=False, compare=False)  # sky_setting(), once read
+    _mask_file: str | None = field(default=None, init=False, repr=False, compare=False)  # its footprint's file
     #: the checkpoint's model weights, kept from the one read that also gave ``meta`` (:func:`_model` uses them)
     weights: dict | None = field(default=None, repr=False, compare=False)
 
@@ -278,19 +280,47 @@ class Network:
         cosmologies = self.meta.get("classes") or class_cosmologies()
         return "; ".join(f"class {i}: Omega_m {c['omega_m']:g}, sigma_8 {c['sigma8']:g}" for i, c in enumerate(cosmologies))
 
-    def sky_setting(self):
+    @property
+    def footprint_name(self) -> str:
+        """The footprint the network was trained on, for messages: its mask file (recorded at training, or the one
+        :meth:`sky_setting` read), or "the built-in footprint"."""
+        path = self._mask_file or self.meta.get("footprint")
+        return "the built-in footprint" if path == "builtin" else str(path)
+
+    def sky_setting(self, footprint=None):
         """The SkySetting the network was trained on (reads its footprint, checks its hash: on the first
-        call only, the later ones return the same setting)."""
+        call only, the later ones return the same setting).
+
+        A footprint network's mask is the file recorded at training, else ``footprint`` (classify's
+        --footprint: the mask's new place after it moved), whichever holds the mask the network was trained on
+        (its content hash is in the checkpoint).  ValueError naming the checkpoint, the recorded file and what
+        to do where neither does."""
         if self._sky is not None:
             return self._sky
         experiment = self.meta["fields"]["experiment"]
         kw = {"full_sky_nside": experiment["full_sky_nside"]} if "full_sky_nside" in experiment else {}
-        sky = parse_sky_fraction(self.sky, self.nside, self.meta.get("footprint"), **kw)
-        if self.sky == "footprint" and mask_hash(sky.footprint) != self.meta["fields"]["run"]["footprint"]:
-            raise ValueError(f"{self.checkpoint}: the footprint {self.meta.get('footprint')} differs from the one "
-                             "the network was trained on")
-        self._sky = sky
-        return sky
+        if self.sky != "footprint":
+            self._sky = parse_sky_fraction(self.sky, self.nside, None, **kw)
+            return self._sky
+        recorded, want = self.meta.get("footprint"), self.meta["fields"]["run"]["footprint"]
+        tried = []
+        for path in dict.fromkeys(p for p in (recorded, footprint) if p is not None):
+            if path != "builtin" and not Path(path).is_file():
+                continue
+            sky = parse_sky_fraction(self.sky, self.nside, path, **kw)
+            if mask_hash(sky.footprint) == want:
+                self._sky, self._mask_file = sky, path
+                return sky
+            tried.append(path)
+        if footprint is not None and footprint not in tried:
+            raise ValueError(f"--footprint {footprint}: no such file")
+        where = (f"the footprint mask it was trained on, {self.footprint_name}, is no longer there (moved or deleted)"
+                 if recorded not in tried else f"the footprint mask {self.footprint_name} changed since it was trained "
+                 "on it")
+        given = f"; --footprint {footprint} is not that mask either" if footprint is not None else ""
+        raise ValueError(f"{self.checkpoint}: {where}{given}; give the mask it was trained on with --footprint FITS "
+                         "(recognised by its content hash, stored in the checkpoint), or leave this network out with "
+                         "--sky-fractions")
 
 
 def _network(path: Path) -> Network:
@@ -454,7 +484,7 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
             continue
         fit, why = [], {}  # why: sky -> its problem
         for net in nets:
-            problem = _sky_problem(bad, net.sky_setting())
+            problem = _sky_problem(bad, net.sky_setting(), net.footprint_name)
             if problem is None:
                 fit.append(net)
             else:
