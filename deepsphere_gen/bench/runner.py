@@ -30,7 +30,8 @@ def discover_suites(suite_dir=None) -> dict:
     else:
         suite_dir = Path(suite_dir)
         if not suite_dir.is_dir():
-            raise ValueError(f"benchmark suite directory {str(suite_dir)!r} does not exist (pass --suite-dir)")
+            what = "is not a folder" if suite_dir.exists() else "does not exist"
+            raise ValueError(f"benchmark suite directory {str(suite_dir)!r} {what}")
         modules = []
         for path in sorted(suite_dir.glob("*.py")):
             if path.name.startswith("_"):

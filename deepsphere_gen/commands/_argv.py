@@ -92,16 +92,20 @@ def _moved(words: list[str], start: int, step: int, list_options) -> list[str]:
 def files_out_of_lists(words: list[str], list_options, is_file) -> list[str]:
     """``words`` with the file names (``is_file(word)``) that follow a list option's values moved in front
     of that option: ``classify --ngal 22.5 a.fits`` -> ``classify a.fits --ngal 22.5`` (argparse would
-    read ``a.fits`` as a galaxy density).  For list options whose values are never file names; nothing
-    after ``--`` is moved."""
+    read ``a.fits`` as a galaxy density); in front of the first of list options that follow each other's
+    values (``--sky-fractions 1 --ngal 22.5 a.fits`` -> ``a.fits --sky-fractions 1 --ngal 22.5``: moved in
+    front of ``--ngal`` alone, it was read as a sky fraction).  For list options whose values are never file
+    names; nothing after ``--`` is moved."""
     out: list[str] = []
-    start = None  # where the current list option stands in ``out``
+    start = None  # where the first of the list options being read stands in ``out``
     for k, w in enumerate(words):
         if w == "--":
             return out + words[k:]
         if w.startswith("-") and not _NEGATIVE_NUMBER.match(w):
-            is_list = _is_list_option(w, list_options)
-            start = len(out) if is_list else None
+            if not _is_list_option(w, list_options):
+                start = None
+            elif start is None:  # a list option after another's values: a file goes in front of both
+                start = len(out)
             out.append(w)
         elif start is not None and is_file(w):
             out.insert(start, w)

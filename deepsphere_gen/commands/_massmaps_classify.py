@@ -1,8 +1,9 @@
 """``massmaps classify``: FITS maps classified by the networks that ``massmaps train`` wrote.
 
 Its refusals of the run options (the networks' settings come from their checkpoints), the networks chosen by
-sky fraction, method and noise, the inputs checked before any network is loaded, and the exit status
-:data:`EXIT_OUT_OF_DISTRIBUTION`; the work is :mod:`deepsphere_gen.experiments.massmaps.classify`'s.
+sky fraction, method and noise, the inputs checked before any network is loaded (a file's problem is its own
+error line: the other files are classified, exit status 2), and the exit status :data:`EXIT_OUT_OF_DISTRIBUTION`;
+the work is :mod:`deepsphere_gen.experiments.massmaps.classify`'s.
 Called by :mod:`.massmaps` (its parser defines classify's options).
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 
 from ._argv import option as _get
 from ._argv import refuse_unused
+from ._exits import EXIT_USAGE
 
 __all__ = ["EXIT_OUT_OF_DISTRIBUTION", "classify"]
 
@@ -19,7 +21,10 @@ EXIT_OUT_OF_DISTRIBUTION = 3
 #: noise options (run options; classify uses them to choose networks)
 _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
 #: options that classify reads (the others are fixed by the checkpoints it uses)
-_CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", *_NOISE_OPTIONS}
+_CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", "footprint", *_NOISE_OPTIONS}
+#: run options that set no training setting, refused by classify for their own reason
+_OWN_REASONS = {"no_progress": "classify draws no progress bars",
+                "workers": "classify runs in one process (--workers sets the run step's processes)"}
 
 
 def _classify_noises(args, noise: dict) -> list | None:
@@ -42,6 +47,11 @@ def _classify_noises(args, noise: dict) -> list | None:
 def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
     """``massmaps classify``: check the inputs, find the networks, classify (see experiments.massmaps.classify).
 
+    Returns the exit status: 0; :data:`EXIT_OUT_OF_DISTRIBUTION` where an input is outside the training distribution
+    (without --force); ``EXIT_USAGE`` (2) where an input was refused (unreadable, RING, no network's sky fits it:
+    one error line each, naming the file), the others classified all the same.  Raises ValueError for what refuses
+    the whole command (options, maps of different nside, no trained network).
+
     From the command module (which imports this one): ``used_by``, its options only some steps use -> those
     steps; ``out_dir``, its default output folder; ``noise``, see :func:`_classify_noises`."""
     from ..experiments.massmaps import classify as cl
@@ -56,6 +66,8 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
         refuse_unused(args, "classify", used_by)
     except ValueError as exc:
         problems.append(str(exc))
+    problems += [f"--{a.replace('_', '-')} does not apply to classify: {_OWN_REASONS[a]}" for a in given if a in _OWN_REASONS]
+    given = [a for a in given if a not in _OWN_REASONS]
     if given:
         names = ", ".join("--" + a.replace("_", "-") for a in given)
         problems.append(f"{names} {'does' if len(given) == 1 else 'do'} not apply to classify: the networks' settings "
@@ -76,19 +88,53 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
     noises = _classify_noises(args, noise)
     device = check_device(_get(args, "device")) or "cpu"
     # every file's header checked (nside, column, ordering) before any map is read, and the maps read (one column
-    # of one file at a time) before any network is loaded
-    nside, files = cl.read_user_headers(args.maps, _get(args, "field"))
+    # of one file at a time) before any network is loaded; a file's problem is its own line, the others go on
+    nside, files, problems = cl.read_user_headers(args.maps, _get(args, "field"))
+    _errors(problems.values())
+    maps = {}
+    for p, (f, column) in files.items():
+        try:
+            maps[p] = cl.user_map(f, column)
+        except ValueError as exc:
+            problems[p] = _errors([str(exc)])[0]
+    if not maps:
+        return EXIT_USAGE
     if skies is not None:
         skies = [cl.sky_name(s, nside) for s in skies]  # "2/24" -> "1/12"; a patch finer than the map refused
-    maps = {p: cl.user_map(f, column) for p, (f, column) in files.items()}
-    nets = cl.select_networks(method, _get(args, "out_dir") or out_dir, nside, skies, noises, checkpoints,
-                              method_given=method_given is not None, sigma_e=_get(args, "sigma_e"))
-    for net in nets:  # sky settings of the networks: UNSEEN inside the analysed sky is refused up front
-        for f in args.maps:
-            cl.check_sky(maps[f], net, f)
-    flagged = cl.classify(args.maps, maps, nets, device=device, force=force)
+    out = _get(args, "out_dir") or out_dir
+    trained = None if checkpoints else cl.trained_networks(method, out)
+    nets = cl.select_networks(method, out, nside, skies, noises, checkpoints, method_given=method_given is not None,
+                              sigma_e=_get(args, "sigma_e"), found=trained)
+    mask = _get(args, "footprint")
+    if mask is not None and not any(n.sky == "footprint" for n in nets):
+        raise ValueError(f"--footprint {mask}: none of the chosen networks was trained on a footprint (it gives the "
+                         "mask of footprint networks whose mask file moved)")
+    for net in nets:  # each footprint read once, before any map is checked against it
+        net.sky_setting(mask)
+    good = [f for f in args.maps if f in maps]
+    others = [n for n in trained or () if n.nside == nside]
+    use, notes, sky_problems = cl.match_networks(dict.fromkeys(good), maps, nets, others,
+                                                 chosen=skies is not None or bool(checkpoints))
+    for note in notes:
+        print(f"deepsphere-gen massmaps: note: {note}", file=sys.stderr)
+    for f, lines in sky_problems.items():
+        problems[f] = "; ".join(_errors(lines))
+    flagged = cl.classify([f for f in good if f in use], maps, nets, device=device, force=force, use=use)
     if flagged and not force:
         print(f"deepsphere-gen massmaps: {flagged} input(s) outside the training distribution; "
               "no probabilities given for them (--force prints them anyway)", file=sys.stderr)
-        return EXIT_OUT_OF_DISTRIBUTION
-    return 0
+    total = len(dict.fromkeys(args.maps))
+    if problems and len(problems) < total:
+        print(f"deepsphere-gen massmaps: errors for {len(problems)} of {total} inputs (above); the other "
+              f"{total - len(problems)} classified", file=sys.stderr)
+    if problems:  # an input refused outranks one outside the training distribution
+        return EXIT_USAGE
+    return EXIT_OUT_OF_DISTRIBUTION if flagged and not force else 0
+
+
+def _errors(lines) -> list:
+    """Print each problem of an input as an error line (``deepsphere-gen massmaps: error: FILE: ...``)."""
+    lines = list(lines)
+    for line in lines:
+        print(f"deepsphere-gen massmaps: error: {line}", file=sys.stderr)
+    return lines

@@ -8,6 +8,7 @@ Imports torch and the harness only when the command runs (``--help`` stays fast)
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ._argv import path_arg
 from ._preflight import check_output_file
@@ -46,6 +47,9 @@ def run(args) -> int:
         check_output_file(args.json, "--json")
     except ValueError as exc:
         return fail("bench", str(exc))
+    if args.suite_dir is not None and not Path(args.suite_dir).is_dir():
+        what = "is a file, not a folder" if Path(args.suite_dir).exists() else "does not exist"
+        return fail("bench", f"--suite-dir {args.suite_dir} {what}")
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
     try:
         harness = _bench.Harness(args.device, repeats=repeats, warmup=args.warmup, quick=args.quick)
@@ -58,7 +62,9 @@ def run(args) -> int:
             return fail("bench", f"unknown suite(s) {', '.join(unknown)}; available: {', '.join(suites) or 'none'}")
         suites = {k: v for k, v in suites.items() if k in args.only}
     if not suites:
-        return fail("bench", "no benchmark suites found")
+        where = (f"--suite-dir {args.suite_dir} (its *.py files not starting with _; see benchmarks/README.md)"
+                 if args.suite_dir is not None else "deepsphere_gen.bench.suites")
+        return fail("bench", f"no benchmark suites found in {where}")
     def save(records):  # after every case: a long run interrupted keeps its figures
         return _bench.write_json(args.json, records, _bench.run_metadata(harness))
 

@@ -158,13 +158,19 @@ def add_arguments(parser) -> None:
                        description="Classify NESTED HEALPix FITS convergence maps with the networks trained by "
                                    "`massmaps train` (found under --out-dir by the map's nside; the training "
                                    "settings come from the checkpoints). Inputs unlike the training maps are "
-                                   f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}).")
+                                   f"reported instead of classified (exit status {EXIT_OUT_OF_DISTRIBUTION}); a file "
+                                   "it cannot classify is an error line naming it, the others are classified (exit "
+                                   "status 2).")
     _common(hidden(c), None, d)  # the run options, refused by classify (classify's own below replace theirs)
     c.add_argument("maps", nargs="+", type=path_arg, metavar="FITS", help="NESTED HEALPix maps (UNSEEN only outside a footprint)")
     _classify_only(c)
     c.add_argument("--sky-fractions", nargs="+", default=argparse.SUPPRESS, metavar="F",
-                   help="only networks of these sky fractions (default: all trained)")
+                   help="only networks of these sky fractions, each required to fit every map (default: all trained, "
+                        "each map classified by those whose sky it covers)")
     S = argparse.SUPPRESS
+    c.add_argument("--footprint", type=path_arg, default=S, metavar="FITS",
+                   help="the mask a footprint network was trained on, where its file moved since (recognised by the "
+                        "content hash in the checkpoint)")
     c.add_argument("--deepsphere-level", type=float, nargs="+", default=S, metavar="LEVEL",
                    help="only networks trained at these DeepSphere noise levels (0: no noise; default: all trained)")
     c.add_argument("--ngal", nargs="+", default=S, metavar="N",

@@ -54,6 +54,29 @@ def test_classify_reads_its_maps_after_a_list_option():
     assert (args.maps, args.checkpoint) == (["m.fits"], ["a.pt", "b.pt"])
 
 
+def test_files_after_several_list_options_are_read_as_maps():
+    """Files after the values of two list options in a row went in front of the last one only, into the first
+    one's values: "the following arguments are required: FITS", "galaxy density must be a number ... got
+    'b.fits'"; they now go in front of the first one."""
+    fits = lambda w: w.endswith(".fits")  # noqa: E731
+    assert files_out_of_lists(["--sky-fractions", "1", "--ngal", "22.5", "a.fits"], ("--sky-fractions", "--ngal"), fits) \
+        == ["a.fits", "--sky-fractions", "1", "--ngal", "22.5"]
+    from deepsphere_gen.cli import parse_args
+
+    for argv, maps, skies, ngal, level in [
+            (["--out-dir", "O", "--sky-fractions", "1", "--ngal", "22.5", "a.fits"], ["a.fits"], ["1"], ["22.5"], None),
+            (["--sky-fractions", "1", "--deepsphere-level", "0", "a.fits"], ["a.fits"], ["1"], None, [0.0]),
+            (["--out-dir", "O", "--ngal", "22.5", "a.fits", "--sky-fractions", "1", "b.fits"], ["a.fits", "b.fits"],
+             ["1"], ["22.5"], None),
+            (["--sky-fractions", "1", "1/12", "--force", "--ngal", "22.5", "a.fits", "--deepsphere-level", "2", "b.fits"],
+             ["a.fits", "b.fits"], ["1", "1/12"], ["22.5"], [2.0]),
+            (["--sky-fractions", "1", "--ngal", "22.5", "--relative-noise", "1", "a.fits", "b.fits"], ["a.fits", "b.fits"],
+             ["1"], ["22.5"], None)]:
+        args = parse_args(["massmaps", "classify", *argv])
+        assert (args.maps, args.sky_fractions, getattr(args, "ngal", None), getattr(args, "deepsphere_level", None)) == \
+            (maps, skies, ngal, level), argv
+
+
 def test_two_list_options_before_the_step():
     """The step after the second of two list options moves in front of both (it first landed after the
     first one's values, which then read it: "sky fraction must be ..., got 'train'")."""
@@ -268,6 +291,10 @@ def test_classify_options_before_the_step_are_read():
     (["classify", "m.fits", "--no-plots"], "--no-plots does not apply to classify: only to evaluate and run"),
     (["classify", "m.fits", "--nside", "8", "--no-plots"],  # one line naming both (was: --no-plots, then on a rerun --nside)
      "--no-plots does not apply to classify: only to evaluate and run; --nside, --data-dir do not apply to classify"),
+    # display and process options: their own reason (was: "the networks' settings come from their checkpoints")
+    (["classify", "--no-progress", "m.fits"], "--no-progress does not apply to classify: classify draws no progress bars"),
+    (["classify", "m.fits", "--workers", "2", "--nside", "8"], "--workers does not apply to classify: classify runs in one "
+     "process (--workers sets the run step's processes); --nside, --data-dir do not apply to classify: the networks'"),
 ])
 def test_massmaps_options_of_another_step_are_refused_wherever_they_stand(argv, message, capsys, tmp_path):
     """Refused before any work (``--device nope``: without the refusal the command would end at its device check)."""

@@ -230,7 +230,16 @@ def test_cli_unknown_suite_and_bad_dir(tmp_path, capsys):
     rc = main(["bench", "--suite-dir", str(tmp_path), "--only", "nope", "--json", str(tmp_path / "o.json")])
     assert rc == 2 and "available: trivial" in capsys.readouterr().err
     rc = main(["bench", "--suite-dir", str(tmp_path / "missing"), "--json", str(tmp_path / "o.json")])
-    assert rc == 2 and "does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err  # was: "... does not exist (pass --suite-dir)", though it was passed
+    assert rc == 2 and f"error: --suite-dir {tmp_path / 'missing'} does not exist\n" in err and "pass" not in err
+    rc = main(["bench", "--suite-dir", str(tmp_path / "bench_trivial.py"), "--json", str(tmp_path / "o.json")])
+    assert rc == 2 and f"--suite-dir {tmp_path / 'bench_trivial.py'} is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()  # was: "no benchmark suites found", not naming the folder
+    rc = main(["bench", "--suite-dir", str(tmp_path / "empty"), "--json", str(tmp_path / "o.json")])
+    assert rc == 2 and f"no benchmark suites found in --suite-dir {tmp_path / 'empty'} (its *.py files" in \
+        capsys.readouterr().err
+    with pytest.raises(ValueError, match="does not exist$"):
+        _bench.discover_suites(tmp_path / "missing")
 
 
 def test_cli_json_checked_before_any_suite(tmp_path, capsys):

@@ -497,7 +497,8 @@ def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
     """A cut-sky file covering exactly one base pixel is one 1/12 sample: the 1/12 networks classify it with
     that patch's probabilities (was: refused, "2816 UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction
     1/12)": the other 11 patches, outside the file, counted as holes); two base pixels: the mean over those
-    two.  Full-sky networks, and a patch only partly in the file, are refused naming the sky fractions that
+    two.  Full-sky networks skip it with a note where no sky fraction was chosen; chosen, they, and a patch
+    only partly in the file, are refused naming the trained networks, else the sky fractions to train, that
     would classify the map."""
     from deepsphere_gen.experiments.massmaps import classify as cl
 
@@ -519,11 +520,19 @@ def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
         assert f"sky 1/12 ({len(pixels)} of 12 patches in the map), noise none" in line
         mean = "mean over 2 patches: " if len(pixels) == 2 else ""  # one patch: its probabilities
         assert f"noise none, fcn: {mean}P(class 0) = {want[0]:.3f}, P(class 1) = {want[1]:.3f}" in line
-    cap = _fail(["classify", str(tmp_path / "cut.fits"), *out], capsys,  # the full-sky network too
-                f"{10 * n} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); the map gives whole 1/12 "
-                "patches: classify them with networks of sky fraction 1/12 (`deepsphere-gen massmaps train "
-                "--sky-fractions 1/12`, then classify --sky-fractions 1/12)")
-    assert "P(class" not in cap.out
+    # without --sky-fractions ("all trained"): the 1/12 networks classify it, the full-sky one is skipped with a note
+    # (was: refused, advising to train the 1/12 networks that are there)
+    assert main(["massmaps", "classify", str(tmp_path / "cut.fits"), *out]) == 0
+    cap = capsys.readouterr()
+    (line,) = cap.out.splitlines()
+    assert "sky 1/12 (2 of 12 patches in the map), noise none" in line
+    assert cap.err == (f"deepsphere-gen massmaps: note: {tmp_path / 'cut.fits'}: not classified by the networks of sky "
+                       f"fraction 1 ({10 * n} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1)); classified "
+                       "by those of sky fraction 1/12\n")
+    cap = _fail(["classify", str(tmp_path / "cut.fits"), *out, "--sky-fractions", "1"], capsys,  # chosen: refused
+                f"{10 * n} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); trained networks that fit it: "
+                "classify --sky-fractions 1/12 --deepsphere-level 0 or --sky-fractions 1/12 --relative-noise 1")
+    assert "P(class" not in cap.out and "train" not in cap.err.replace("trained", "")
     cut[3 * n:3 * n + 16] = UNSEEN  # the first 1/192 patch of base pixel 3 missing: 1/12 and 1/48 patches partly
     hp.write_map(str(tmp_path / "cut.fits"), cut, nest=True, partial=True, dtype=np.float64, overwrite=True)
     _fail(["classify", str(tmp_path / "cut.fits"), "--sky-fractions", "1/12", *out], capsys,
@@ -532,6 +541,104 @@ def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
     hp.write_map(str(tmp_path / "none.fits"), np.full_like(m, UNSEEN), nest=True, dtype=np.float64)
     _fail(["classify", str(tmp_path / "none.fits"), "--sky-fractions", "1/12", *out], capsys,
           "every pixel is UNSEEN/NaN (no map to classify)")
+
+
+def test_classify_a_bad_file_leaves_the_others_classified(trained, tmp_path, capsys):
+    """Each input's problem is its own error line naming the file; the other inputs are classified all the same,
+    and the exit status is 2 (was: the first problem ended the command, no result for the good files)."""
+    m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
+    holes = m.copy()
+    holes[5:10] = UNSEEN
+    hp.write_map(str(tmp_path / "unseen.fits"), holes, nest=True, dtype=np.float64)
+    ring = tmp_path / "ring.fits"
+    hp.write_map(str(ring), hp.reorder(m, n2r=True), nest=False, dtype=np.float64)
+    test, unseen, missing = str(trained / "test.fits"), str(tmp_path / "unseen.fits"), str(tmp_path / "missing.fits")
+    out = ["--out-dir", str(trained / "out"), "--relative-noise", "0"]
+    assert main(["massmaps", "classify", test, unseen, missing, str(ring), *out]) == 2
+    cap = capsys.readouterr()
+    assert [line.split(": sky")[0] for line in cap.out.splitlines()] == [test, test]
+    errors = [line for line in cap.err.splitlines() if ": error: " in line]
+    assert len(errors) == 3, cap.err
+    assert f"error: no such FITS file: {missing}" in errors[0] and f"error: {ring} is in RING ordering" in errors[1]
+    assert errors[2].startswith(f"deepsphere-gen massmaps: error: {unseen}: no trained network's sky fits the map: 5 "
+                                "UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); 5 UNSEEN/NaN pixel(s) "
+                                "inside the analysed sky (sky fraction 1/12: 1 of 12 patches partly covered); ")
+    assert cap.err.endswith("deepsphere-gen massmaps: errors for 3 of 4 inputs (above); the other 1 classified\n")
+    # a refused input outranks one outside the training distribution (exit 3 alone)
+    assert main(["massmaps", "classify", str(trained / "white.fits"), unseen, *out]) == 2
+    cap = capsys.readouterr()
+    assert "outside the training distribution" in cap.out and f"error: {unseen}: " in cap.err
+    _fail(["classify", unseen, *out], capsys, f"{unseen}: no trained network's sky fits the map")  # alone: exit 2
+
+
+def test_classify_uses_the_networks_whose_sky_the_map_covers(tmp_path, capsys):
+    """A map UNSEEN outside a trained footprint, with full-sky networks trained beside it: without --sky-fractions
+    the footprint network classifies it and the full-sky one is skipped with a note (was: refused, advising to
+    train on a footprint: the one trained there); with --sky-fractions 1 the refusal names the trained network
+    that fits."""
+    mask = np.zeros(12 * 8**2)
+    mask[100:400] = 1
+    hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
+    argv = [*TINY, "--sky-fractions", "1", "footprint", "--footprint", str(tmp_path / "mask.fits"), *_dirs(tmp_path)]
+    assert main(["massmaps", "train", *argv]) == 0
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    m = np.where(mask > 0, np.asarray(maps[0, -1], dtype=np.float64), UNSEEN)
+    fits = str(tmp_path / "inside.fits")
+    hp.write_map(fits, m, nest=True, dtype=np.float64)
+    capsys.readouterr()
+    out = ["--out-dir", str(tmp_path / "out"), "--force"]
+    assert main(["massmaps", "classify", fits, *out]) == 0
+    cap = capsys.readouterr()
+    (line,) = cap.out.splitlines()
+    assert line.startswith(f"{fits}: sky footprint, noise none, fcn: P(class 0) = ")
+    assert cap.err == (f"deepsphere-gen massmaps: note: {fits}: not classified by the networks of sky fraction 1 "
+                       f"({768 - 300} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1)); classified by "
+                       "those of sky fraction footprint\n")
+    cap = _fail(["classify", fits, *out, "--sky-fractions", "1"], capsys,
+                f"error: {fits}: {768 - 300} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); trained "
+                "networks that fit it: classify --sky-fractions footprint --deepsphere-level 0\n")
+    assert "massmaps train" not in cap.err
+
+
+def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_path, capsys):
+    """A map with a missing pixel inside a footprint network's mask: the error names the file and the footprint the
+    network was trained on (was: "1 UNSEEN/NaN/inf pixel value(s) lie inside the footprint; the mask must exclude
+    every missing pixel", no file named).  The mask file moved after training: the error names the checkpoint
+    and the mask it was trained on, and --footprint gives its new place, checked by content hash (was: "no such
+    FITS file: MASK", as if an input were missing)."""
+    mask = np.zeros(12 * 8**2)
+    mask[100:400] = 1
+    fp = tmp_path / "mask.fits"
+    hp.write_map(str(fp), mask, nest=True, dtype=np.float64)
+    assert main(["massmaps", "train", *TINY, "--sky-fractions", "footprint", "--footprint", str(fp), *_dirs(tmp_path)]) == 0
+    (ckpt,) = _checkpoints(tmp_path)
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    m = np.where(mask > 0, np.asarray(maps[0, -1], dtype=np.float64), UNSEEN)
+    inside, hole = str(tmp_path / "inside.fits"), str(tmp_path / "hole.fits")
+    hp.write_map(inside, m, nest=True, dtype=np.float64)
+    m[200] = UNSEEN
+    hp.write_map(hole, m, nest=True, dtype=np.float64)
+    capsys.readouterr()
+    out = ["--out-dir", str(tmp_path / "out"), "--force"]
+    assert main(["massmaps", "classify", "--sky-fractions", "footprint", inside, hole, *out]) == 2
+    cap = capsys.readouterr()
+    (line,) = cap.out.splitlines()
+    assert line.startswith(f"{inside}: sky footprint")
+    assert f"error: {hole}: 1 UNSEEN/NaN pixel(s) of the map lie inside the footprint the network was trained on " \
+           f"({fp}); " in cap.err
+    moved = tmp_path / "moved.fits"
+    fp.rename(moved)
+    cap = _fail(["classify", inside, *out], capsys, f"error: {ckpt}: the footprint mask it was trained on, {fp}, is no "
+                "longer there (moved or deleted); give the mask it was trained on with --footprint FITS")
+    assert "no such FITS file" not in cap.err
+    assert main(["massmaps", "classify", inside, *out, "--footprint", str(moved)]) == 0
+    assert capsys.readouterr().out == cap.out + line + "\n"
+    other = tmp_path / "other.fits"
+    hp.write_map(str(other), np.roll(mask, 1), nest=True, dtype=np.float64)
+    _fail(["classify", inside, *out, "--footprint", str(other)], capsys,
+          f"is no longer there (moved or deleted); --footprint {other} is not that mask either")
 
 
 def test_classify_noise_value_matches_within_the_given_precision(trained, capsys):

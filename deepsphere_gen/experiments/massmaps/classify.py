@@ -5,7 +5,8 @@
   of each file alone, one file at a time (:func:`read_user_headers`, :func:`user_map`).  NESTED ordering, the nside
   of the networks and no UNSEEN pixel inside the analysed sky are required; networks of nested
   patches analyse the patches the map covers whole (a cut-sky file of one base pixel is one 1/12
-  sample) and leave out those entirely outside it (:func:`sky_values`).
+  sample) and leave out those entirely outside it (:func:`sky_values`).  A file's problem (unreadable, RING, no
+  network's sky fits it: :func:`match_networks`) is that file's alone: the others are classified.
 - The networks are found by their checkpoints under ``out_dir/checkpoints`` (or given as
   files): each checkpoint holds the settings it was trained with (:mod:`.runs`),
   so nothing about training has to be repeated on the command line; the map's nside
@@ -41,7 +42,7 @@ from .training import class_cosmologies
 NOISE_RTOL = 1e-2
 
 __all__ = ["UserFits", "read_user_fits", "map_field", "user_map", "read_user_headers", "sky_values", "Network",
-           "select_networks", "check_sky", "classify", "sky_name", "NOISE_RTOL"]
+           "trained_networks", "select_networks", "match_networks", "classify", "sky_name", "NOISE_RTOL"]
 
 
 @dataclass(frozen=True)
@@ -121,19 +122,31 @@ def user_map(f: UserFits, column: int) -> np.ndarray:
     return read_healpix_fits(f.path, f.nside, "NESTED", column)
 
 
-def read_user_headers(paths, field: int | None = None) -> tuple[int, dict]:
-    """``(nside, {path: (UserFits, column)})``: the headers of the FITS files ``paths`` and the data column of each
-    (:func:`map_field` of ``field``: resolved once, here), every one checked before any map is read
-    (:func:`read_user_fits`, :func:`map_field`): files of different NSIDE, a missing or ambiguous column, a
-    RING file are refused here.  Then :func:`user_map` reads each file's column alone, one file at a time
-    (memory: one map per file, plus ~4 maps while one is read; was every file's whole table at once before the
-    nside comparison); each file is opened twice in all (header, data)."""
-    files = {p: read_user_fits(p) for p in paths}
+def read_user_headers(paths, field: int | None = None) -> tuple[int | None, dict, dict]:
+    """``(nside, {path: (UserFits, column)}, {path: problem})``: the headers of the FITS files ``paths`` and the data
+    column of each (:func:`map_field` of ``field``: resolved once, here), every one checked before any map is read
+    (:func:`read_user_fits`, :func:`map_field`).  A missing or unreadable file, a missing or ambiguous column, a RING
+    file is that file's problem (the message, naming it), the others go on; files of different NSIDE are refused
+    (ValueError: the networks are chosen by nside).  ``nside`` is None when no file is left.  Then :func:`user_map`
+    reads each file's column alone, one file at a time (memory: one map per file, plus ~4 maps while one is read; was
+    every file's whole table at once before the nside comparison); each file is opened twice in all (header, data)."""
+    files, problems = {}, {}
+    for p in paths:
+        try:
+            files[p] = read_user_fits(p)
+        except ValueError as exc:
+            problems[p] = str(exc)
     nsides = {p: f.nside for p, f in files.items()}
     if len(set(nsides.values())) > 1:
         raise ValueError("the maps have different nside (" + ", ".join(f"{p}: {n}" for p, n in nsides.items())
                          + "); classify maps of one nside at a time")
-    return next(iter(nsides.values())), {p: (f, map_field(f, field)) for p, f in files.items()}
+    columns = {}
+    for p, f in files.items():
+        try:
+            columns[p] = (f, map_field(f, field))
+        except ValueError as exc:
+            problems[p] = str(exc)
+    return next(iter(nsides.values()), None), columns, problems
 
 
 def _patch_sky_that_fits(bad: np.ndarray) -> str | None:
@@ -151,19 +164,53 @@ def _patch_sky_that_fits(bad: np.ndarray) -> str | None:
     return None
 
 
-def _unseen_message(file, n_bad: int, sky, bad: np.ndarray, whole: str = "") -> str:
-    """The refusal of UNSEEN/NaN pixels inside the analysed sky, with what would classify the map: networks of
-    patches the map gives whole (:func:`_patch_sky_that_fits`), else of a footprint that excludes them."""
+def _sky_problem(bad: np.ndarray, sky, footprint: str | None = None) -> str | None:
+    """Why the sky setting ``sky`` cannot analyse a map of ``bad`` pixels (12 nside^2,) (UNSEEN/NaN/inf:
+    :func:`~deepsphere_gen.datasets.bad_pixels`), or None: bad pixels inside the full sky, inside a footprint
+    (``footprint``: the network's, named), or inside a nested patch that the map covers in part (patches entirely
+    outside the map are left out).  One line, without the file's name."""
+    if sky.footprint is not None:
+        n = int(bad[np.asarray(sky.footprint, dtype=bool)].sum())
+        trained = "" if footprint is None else f" the network was trained on ({footprint})"
+        return f"{n} UNSEEN/NaN pixel(s) of the map lie inside the footprint{trained}" if n else None
+    if sky.level is not None:
+        per_patch = bad.reshape(12 * 4**sky.level, -1)
+        inside = ~per_patch.all(-1)  # patches the map covers, at least in part
+        n = int(per_patch[inside].sum())
+        if not n:
+            return None
+        partial = int((inside & per_patch.any(-1)).sum())
+        return f"{n} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction {sky.name}: {partial} of {len(inside)} " \
+               "patches partly covered)"
+    return f"{int(bad.sum())} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1)" if bad.any() else None
+
+
+def _covers(bad: np.ndarray, net) -> bool:
+    """Whether a map of ``bad`` pixels fits the sky of ``net`` (False where its footprint cannot be read)."""
+    try:
+        sky = net.sky_setting()
+    except (OSError, ValueError):
+        return False
+    return _sky_problem(bad, sky) is None
+
+
+def _advice(bad: np.ndarray, others=()) -> str:
+    """What would classify a map of ``bad`` pixels that a network's sky does not fit: trained networks that fit it
+    (among ``others``: networks not used for it, their classify options to paste), else networks of the patches
+    the map gives whole (:func:`_patch_sky_that_fits`) or of a footprint that excludes the bad pixels, to train."""
+    fit = [n for n in others if _covers(bad, n)]
+    if fit:
+        options = dict.fromkeys(f"--sky-fractions {n.sky} {n.noise_option}" for n in fit)
+        return f"trained networks that fit it: classify {' or '.join(options)}"
     fits_sky = _patch_sky_that_fits(bad)
-    if fits_sky is not None and fits_sky != sky.name:
+    if fits_sky is not None:
         advice = (f"the map gives whole {fits_sky} patches: classify them with networks of sky fraction {fits_sky} "
                   f"(`deepsphere-gen massmaps train --sky-fractions {fits_sky}`, then classify --sky-fractions "
                   f"{fits_sky}), or with networks")
     else:
         advice = "classify it with networks"
-    return (f"{file}: {n_bad} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction {sky.name}{whole}); {advice} "
-            "trained on a footprint that excludes them (`deepsphere-gen massmaps train --sky-fractions footprint "
-            "--footprint MASK`, then classify --sky-fractions footprint)")
+    return (f"{advice} trained on a footprint that excludes them (`deepsphere-gen massmaps train --sky-fractions "
+            "footprint --footprint MASK`, then classify --sky-fractions footprint)")
 
 
 def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
@@ -173,25 +220,21 @@ def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
     Nested patches: the patches the map covers whole are the samples; patches entirely UNSEEN/NaN lie
     outside the map (a cut-sky file: ``healpy.write_map(..., partial=True)``) and are left out, so a map
     of one base pixel is one 1/12 sample.  UNSEEN/NaN inside the analysed sky (the full sky, a footprint,
-    a patch partly covered) -> ValueError naming the patch size that would classify the map, if any
-    (:func:`_unseen_message`); a map without a valid pixel -> ValueError."""
-    if sky.footprint is not None:
-        values = apply_footprint(m, sky.footprint)[0][None]  # raises for UNSEEN inside the footprint
-        return values, np.flatnonzero(sky.footprint)
+    a patch partly covered) -> ValueError naming ``file`` and the patch size that would classify the map, if
+    any (:func:`_sky_problem`, :func:`_advice`); a map without a valid pixel -> ValueError."""
     bad = bad_pixels(m)
     if bad.all():
         raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
+    problem = _sky_problem(bad, sky)
+    if problem is not None:
+        raise ValueError(f"{file}: {problem}; {_advice(bad)}")
+    if sky.footprint is not None:
+        values = apply_footprint(m, sky.footprint)[0][None]
+        return values, np.flatnonzero(sky.footprint)
     if sky.level is not None:
         values, idx = split_patches(m, sky.level)
-        per_patch = bad.reshape(values.shape)
-        inside = ~per_patch.all(-1)  # patches the map covers, at least in part (one at least: not all bad)
-        n_bad = int(per_patch[inside].sum())
-        if n_bad:
-            partial = int((inside & per_patch.any(-1)).sum())
-            raise ValueError(_unseen_message(file, n_bad, sky, bad, f": {partial} of {len(inside)} patches partly covered"))
+        inside = ~bad.reshape(values.shape).all(-1)  # the patches the map covers (whole: no problem above)
         return values[inside], idx[inside][0]
-    if bad.any():
-        raise ValueError(_unseen_message(file, int(bad.sum()), sky, bad))
     values, idx = m[None], np.arange(m.size)
     low = getattr(sky, "nside", None)  # a full sky analysed at a lower resolution: average the children
     if sky.full_sky and low is not None and 12 * low**2 < values.shape[-1]:
@@ -217,6 +260,7 @@ class Network:
     noise_kind: str = "relative"
     sigma_e: float | None = None
     _sky: object = field(default=None, init=False, repr=False, compare=False)  # sky_setting(), once read
+    _mask_file: str | None = field(default=None, init=False, repr=False, compare=False)  # its footprint's file
     #: the checkpoint's model weights, kept from the one read that also gave ``meta`` (:func:`_model` uses them)
     weights: dict | None = field(default=None, repr=False, compare=False)
 
@@ -236,19 +280,47 @@ class Network:
         cosmologies = self.meta.get("classes") or class_cosmologies()
         return "; ".join(f"class {i}: Omega_m {c['omega_m']:g}, sigma_8 {c['sigma8']:g}" for i, c in enumerate(cosmologies))
 
-    def sky_setting(self):
+    @property
+    def footprint_name(self) -> str:
+        """The footprint the network was trained on, for messages: its mask file (recorded at training, or the one
+        :meth:`sky_setting` read), or "the built-in footprint"."""
+        path = self._mask_file or self.meta.get("footprint")
+        return "the built-in footprint" if path == "builtin" else str(path)
+
+    def sky_setting(self, footprint=None):
         """The SkySetting the network was trained on (reads its footprint, checks its hash: on the first
-        call only, the later ones return the same setting)."""
+        call only, the later ones return the same setting).
+
+        A footprint network's mask is the file recorded at training, else ``footprint`` (classify's
+        --footprint: the mask's new place after it moved), whichever holds the mask the network was trained on
+        (its content hash is in the checkpoint).  ValueError naming the checkpoint, the recorded file and what
+        to do where neither does."""
         if self._sky is not None:
             return self._sky
         experiment = self.meta["fields"]["experiment"]
         kw = {"full_sky_nside": experiment["full_sky_nside"]} if "full_sky_nside" in experiment else {}
-        sky = parse_sky_fraction(self.sky, self.nside, self.meta.get("footprint"), **kw)
-        if self.sky == "footprint" and mask_hash(sky.footprint) != self.meta["fields"]["run"]["footprint"]:
-            raise ValueError(f"{self.checkpoint}: the footprint {self.meta.get('footprint')} differs from the one "
-                             "the network was trained on")
-        self._sky = sky
-        return sky
+        if self.sky != "footprint":
+            self._sky = parse_sky_fraction(self.sky, self.nside, None, **kw)
+            return self._sky
+        recorded, want = self.meta.get("footprint"), self.meta["fields"]["run"]["footprint"]
+        tried = []
+        for path in dict.fromkeys(p for p in (recorded, footprint) if p is not None):
+            if path != "builtin" and not Path(path).is_file():
+                continue
+            sky = parse_sky_fraction(self.sky, self.nside, path, **kw)
+            if mask_hash(sky.footprint) == want:
+                self._sky, self._mask_file = sky, path
+                return sky
+            tried.append(path)
+        if footprint is not None and footprint not in tried:
+            raise ValueError(f"--footprint {footprint}: no such file")
+        where = (f"the footprint mask it was trained on, {self.footprint_name}, is no longer there (moved or deleted)"
+                 if recorded not in tried else f"the footprint mask {self.footprint_name} changed since it was trained "
+                 "on it")
+        given = f"; --footprint {footprint} is not that mask either" if footprint is not None else ""
+        raise ValueError(f"{self.checkpoint}: {where}{given}; give the mask it was trained on with --footprint FITS "
+                         "(recognised by its content hash, stored in the checkpoint), or leave this network out with "
+                         "--sky-fractions")
 
 
 def _network(path: Path) -> Network:
@@ -322,8 +394,14 @@ def _describe(noise) -> str:
     return noise if isinstance(noise, str) else noise.name
 
 
+def trained_networks(method: str, out_dir) -> list[Network]:
+    """Every network of ``method`` under ``out_dir/checkpoints`` (each checkpoint read once, weights included:
+    :func:`select_networks` drops those it does not choose)."""
+    return [_network(p) for p in find_checkpoints(out_dir, method)]
+
+
 def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, files=None,
-                    method_given: bool = False, sigma_e: float | None = None) -> list[Network]:
+                    method_given: bool = False, sigma_e: float | None = None, found=None) -> list[Network]:
     """The trained networks to apply: the given checkpoint ``files``, else those of ``method``
     under ``out_dir`` at ``nside`` (optionally only sky names ``skies``, noise settings
     ``noises``: names such as ``"ngal22.47"`` or settings with ``kind`` and ``value``, matched
@@ -334,7 +412,8 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
     to paste), when ``sigma_e`` matches none of the shape-noise networks (not a silent fall-back to
     the noise-free ones), when two runs of other settings share a (sky, noise) (names both files: choose one
     with --checkpoint, or --sigma-e where theirs differ), or when given ``files`` disagree with
-    ``method`` (if ``method_given``), ``skies``, ``noises`` or ``sigma_e``.
+    ``method`` (if ``method_given``), ``skies``, ``noises`` or ``sigma_e``.  ``found``: the networks of
+    :func:`trained_networks` where the caller read them (None: read here).
     """
     if files:
         nets = [_network(Path(f)) for f in files]
@@ -351,7 +430,7 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
                                  f"which {' and '.join(wrong)} exclude(s); --checkpoint chooses the network itself: "
                                  "leave out the other options")
         return nets
-    found = [_network(p) for p in find_checkpoints(out_dir, method)]
+    found = trained_networks(method, out_dir) if found is None else found
     nets = [n for n in found if n.nside == nside and (skies is None or n.sky in skies) and _sigma_matches(n, sigma_e)]
     if noises is not None:
         nets = _select_noise(nets, noises)
@@ -387,9 +466,44 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
     return sorted(nets, key=lambda n: (n.sky, n.noise))
 
 
-def check_sky(m: np.ndarray, net: Network, file) -> None:
-    """ValueError if ``m`` has UNSEEN/NaN pixels inside the sky ``net`` analyses."""
-    sky_values(m, net.sky_setting(), file)
+def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bool = False) -> tuple[dict, list, dict]:
+    """Which of the networks ``nets`` classify which map: those whose sky the map covers (:func:`_sky_problem`:
+    no UNSEEN/NaN pixel inside the full sky, the footprint, or a nested patch the map covers in part).
+
+    Returns ``({file: networks}, notes, {file: problems})``, one line each, naming the file.  A network whose sky
+    a map does not cover is that map's problem where the networks were ``chosen`` (--sky-fractions, --checkpoint),
+    else a note ("not classified by the networks of sky fraction 1 (...); classified by those of sky fraction
+    1/12"), and a problem only where no network fits the map; a problem's advice names the networks of ``others``
+    (trained, not used for the map) that would fit, else what to train (:func:`_advice`).  ``maps``:
+    ``{file: NESTED map}``.  Cost: one pass over each map per sky setting."""
+    use, notes, problems = {}, [], {}
+    for file in files:
+        bad = bad_pixels(maps[file])
+        if bad.all():
+            problems[file] = [f"{file}: every pixel is UNSEEN/NaN (no map to classify)"]
+            continue
+        fit, why = [], {}  # why: sky -> its problem
+        for net in nets:
+            problem = _sky_problem(bad, net.sky_setting(), net.footprint_name)
+            if problem is None:
+                fit.append(net)
+            else:
+                why.setdefault(net.sky, problem)
+        if fit:
+            use[file] = fit
+        if not why:
+            continue
+        unused = [n for n in others if not any(n is f for f in fit)]
+        if chosen:
+            problems[file] = [f"{file}: {problem}; {_advice(bad, unused)}" for problem in why.values()]
+        elif not fit:
+            problems[file] = [f"{file}: no trained network's sky fits the map: {'; '.join(why.values())}; "
+                              f"{_advice(bad, unused)}"]
+        else:
+            notes.append(f"{file}: not classified by the networks of sky fraction {', '.join(why)} "
+                         f"({'; '.join(why.values())}); classified by those of sky fraction "
+                         f"{', '.join(dict.fromkeys(n.sky for n in fit))}")
+    return use, notes, problems
 
 
 def _model(net: Network, device):
@@ -407,19 +521,24 @@ def _model(net: Network, device):
     return model.to(device).eval(), sky
 
 
-def classify(files, maps: dict, networks: list[Network], device="cpu", force: bool = False, out=print) -> int:
+def classify(files, maps: dict, networks: list[Network], device="cpu", force: bool = False, out=print,
+             use: dict | None = None) -> int:
     """Print class probabilities of every map for every network: a patch network's are the mean of its
     probabilities over the patches the map covers whole ("mean over 12 patches: P(class 0) = ..."; the sky named
     "sky 1/12 (2 of 12 patches in the map)" where the map covers fewer than all).
 
-    ``maps``: ``{file: NESTED map}``.  An input outside the network's training
-    distribution is reported instead of probabilities (with them when ``force``).
+    ``maps``: ``{file: NESTED map}``; ``use``: ``{file: the networks that classify it}`` (:func:`match_networks`;
+    None: every network every file; a network used by no file is not built).  An input outside the network's
+    training distribution is reported instead of probabilities (with them when ``force``).
     Returns the number of (file, network) pairs flagged as out of distribution.
     """
     flagged = 0
     for net in networks:
+        mine = [f for f in files if use is None or any(n is net for n in use.get(f, ()))]
+        if not mine:
+            continue
         model, sky = _model(net, device)
-        for file in files:
+        for file in mine:
             values, idx = sky_values(maps[file], sky, file)
             sigma = "" if net.sigma_e is None else f" (sigma_e {net.sigma_e:g})"
             n_patches = None if sky.level is None else 12 * 4**sky.level
