@@ -457,9 +457,13 @@ def test_members_predicted_batch_by_batch_are_one_member_after_another():
 
 def test_estimator_follows_the_mask_content(tmp_path):
     """The per-process pseudo-C_l estimator is keyed by the footprint's content: a FITS mask
-    rewritten under the same name gets a new estimator, the same mask the same one."""
+    rewritten under the same name gets a new estimator (for the next config, which reads the file again: a
+    config reads it once, ``footprint_mask``), the same mask the same one."""
+    import dataclasses
+
     import healpy as hp
 
+    from deepsphere_gen.datasets.cosmo_grid import footprint_mask
     from deepsphere_gen.experiments.cosmo.data import pseudo_cl_estimator
 
     nside, path = 16, tmp_path / "mask.fits"
@@ -467,13 +471,19 @@ def test_estimator_follows_the_mask_content(tmp_path):
     first[: 6 * nside**2] = 1
     second = first.copy()
     second[:nside**2] = 0
-    config = CosmoExperimentConfig(grid=CosmoGridConfig(nside=nside, footprint=str(path)))
+    grid = CosmoGridConfig(nside=nside, footprint=str(path))
+    config = CosmoExperimentConfig(grid=grid)
     hp.write_map(str(path), first, nest=True, dtype=np.float64)
     est = pseudo_cl_estimator(config)
     assert pseudo_cl_estimator(config) is est
+    mask = footprint_mask(grid)
+    assert footprint_mask(grid) is mask and not mask.flags.writeable  # one read per config, shared read-only
+    assert "_footprint_mask" not in dataclasses.asdict(grid) and grid == CosmoGridConfig(nside=nside, footprint=str(path))
     hp.write_map(str(path), second, nest=True, dtype=np.float64, overwrite=True)
-    again = pseudo_cl_estimator(config)
+    assert pseudo_cl_estimator(config) is est  # this run keeps the mask it read
+    again = pseudo_cl_estimator(CosmoExperimentConfig(grid=CosmoGridConfig(nside=nside, footprint=str(path))))
     assert again is not est and int(again.mask.sum()) == int(second.sum()) == int(est.mask.sum()) - nside**2
+    assert int(footprint_mask(dataclasses.replace(grid)).sum()) == int(second.sum())  # a replaced config reads again
 
 
 def test_package_exports_its_api_and_imports_torch_only_on_first_use():

@@ -175,34 +175,37 @@ def _config(args):
 
 def _preflight(config, step: str, json_path: str) -> list[str]:
     """Device, folders and the footprint, before any work (one-line ValueError); returns the notes of
-    :func:`pooling_notes`."""
+    :func:`pooling_notes`.  The footprint read here is the run's one read: it stays on ``config.grid``
+    (:func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`) for the generation, training and evaluation."""
     from ._preflight import check_step_paths
 
     data_dir = config.data_dir if config.data_dir is not None else cosmo_data_dir()
     check_step_paths(config.device, data_dir, config.out_dir, step, json_path)
-    mask = check_footprint_file(config.grid.footprint, config.grid.nside)
-    return pooling_notes(config, step, mask)
+    check_footprint_file(config.grid)
+    return pooling_notes(config, step)
 
 
-def check_footprint_file(spec: str, nside: int):
-    """A --footprint FITS file, checked before any work as the library checks it where the simulations read it
-    (:func:`~deepsphere_gen.datasets.cosmo_grid.load_footprint`: a 0/1 survey mask keeping at most
-    :data:`~deepsphere_gen.datasets.cosmo_grid.MAX_FOOTPRINT_FRACTION` of the sky); its refusal is prefixed
-    with the option.  Returns the NESTED bool mask (None for the built-in footprint: nothing to check, made where
-    needed).  Reads the file once (~0.1 s at nside 128)."""
-    if spec == "stage3":
-        return None
-    from ..datasets.cosmo_grid import load_footprint
+def check_footprint_file(grid):
+    """The --footprint FITS file of the grid ``grid``, checked before any work as the library checks it where the
+    simulations read it (:func:`~deepsphere_gen.datasets.cosmo_grid.load_footprint`: a 0/1 survey mask keeping at
+    most :data:`~deepsphere_gen.datasets.cosmo_grid.MAX_FOOTPRINT_FRACTION` of the sky); its refusal is prefixed
+    with the option.  The mask read (~0.1 s at nside 128) is kept on ``grid``
+    (:func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`): the run reads the file once.  Nothing to check
+    for the built-in footprint (built where first needed)."""
+    if grid.footprint == "stage3":
+        return
+    from ..datasets.cosmo_grid import footprint_mask
 
     try:
-        return load_footprint(spec, nside)
+        footprint_mask(grid)
     except ValueError as exc:
         raise ValueError(f"--footprint: {exc}") from None
 
 
 def pooling_notes(config, step: str, mask=None) -> list[str]:
-    """What the graph network's pooling does to the footprint ``mask`` (NESTED bool; None: the config's, made
-    here: 0.1 s at nside 128, 5 s at 1024 for the built-in one), before any work, as
+    """What the graph network's pooling does to the footprint ``mask`` (NESTED bool; None: the config's,
+    :func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`: read or built once per run, 5 s at nside 1024 for
+    the built-in one), before any work, as
     ``massmaps`` says it (:func:`._preflight.footprint_pooling_notes`): the pixels each pooling drops, and plainly
     where the first keeps less than half of them; a footprint without a complete group of 4 NESTED siblings, which
     its first pooling would leave empty, is refused naming --footprint (:func:`._preflight.check_footprint_groups`;
@@ -212,12 +215,12 @@ def pooling_notes(config, step: str, mask=None) -> list[str]:
         return []
     import numpy as np
 
-    from ..datasets.cosmo_grid import load_footprint
+    from ..datasets.cosmo_grid import footprint_mask
     from ..experiments.cosmo.models import pooling_steps
     from ._preflight import check_footprint_groups, footprint_pooling_notes
 
     spec, nside = config.grid.footprint, config.grid.nside
-    indices = np.flatnonzero(load_footprint(spec, nside) if mask is None else mask)
+    indices = np.flatnonzero(footprint_mask(config.grid) if mask is None else mask)
     check_footprint_groups(indices, nside, f"--footprint {spec}", "the graph network", "--methods without graph")
     return [f"cosmo: note: {note}" for note in
             footprint_pooling_notes(pooling_steps(nside, indices, len(config.channels)), f"footprint {spec}",

@@ -49,7 +49,7 @@ from ._spectra import FIXED_PARAMETERS, SMAIL_PARAMETERS, Cosmology
 from .survey_footprint import footprint_area_deg2, footprint_copies, stage3_footprint
 from .tomography import gaussian_cl_matrix, lognormal_maps, redshift_bins, tomographic_cl, tomographic_shifts
 
-__all__ = ["CosmoGridConfig", "SPLITS", "design", "load_footprint", "MAX_FOOTPRINT_FRACTION",
+__all__ = ["CosmoGridConfig", "SPLITS", "design", "load_footprint", "footprint_mask", "MAX_FOOTPRINT_FRACTION",
            "footprint_id", "grid_fields", "generate_cosmo_grid", "check_data_set",
            "load_split", "CosmoMapDataset", "s8"]
 
@@ -125,9 +125,10 @@ MAX_FOOTPRINT_FRACTION = 0.9
 def load_footprint(spec: str, nside: int) -> np.ndarray:
     """NESTED bool mask (12 nside^2,): "stage3" (built-in) or a HEALPix FITS survey mask
     (:func:`~._footprint.read_footprint`: 1 inside, 0 or UNSEEN outside; other values refused) keeping at most
-    :data:`MAX_FOOTPRINT_FRACTION` of the sky (ValueError naming the fraction it keeps).  Every user of the
-    grid's footprint reads it here (generation, the pseudo-C_l estimator, the Fisher forecast); a FITS file
-    costs one read (~0.1 s at nside 128)."""
+    :data:`MAX_FOOTPRINT_FRACTION` of the sky (ValueError naming the fraction it keeps).  Every user of a
+    grid's footprint reads it through :func:`footprint_mask`, once per grid; each call here reads the file
+    again (~0.1 s at nside 128) or builds the built-in footprint again (~5 s at nside 1024) and returns a new
+    array."""
     if spec == "stage3":
         return stage3_footprint(nside)
     mask = read_footprint(spec, nside)
@@ -137,6 +138,36 @@ def load_footprint(spec: str, nside: int) -> np.ndarray:
                          f"footprint (at most {100 * MAX_FOOTPRINT_FRACTION:.0f} % of the sky); pass the survey's mask "
                          "(1 inside, 0 outside)")
     return mask
+
+
+def footprint_mask(config: CosmoGridConfig) -> np.ndarray:
+    """The footprint of the grid ``config`` (:func:`load_footprint`: NESTED bool (12 nside^2,)), read (a FITS
+    file) or built (the built-in one) once per config and shared, read-only, by every user of a run: the
+    command's checks, generation, :func:`grid_fields`, the pseudo-C_l estimator and the Fisher forecast (a
+    ``cosmo`` run read a FITS file 6 times, built the built-in footprint 6 times).
+
+    The mask is kept on the config as a plain attribute, not a field: not in :func:`dataclasses.asdict`, the
+    data set's key, the fingerprints, equality or :func:`dataclasses.replace` (a replaced config reads again).
+    The config is frozen, so the kept mask is always that of its footprint and nside; a file rewritten after the
+    first read is read by the next config made (the next run), never by this one: one run sees one mask.  A
+    refused footprint is not kept (every call raises again)."""
+    kept = config.__dict__.get("_footprint_mask")
+    if kept is None:
+        kept = load_footprint(config.footprint, config.nside)
+        kept.flags.writeable = False
+        object.__setattr__(config, "_footprint_mask", kept)
+    return kept
+
+
+def _grid_footprint_id(config: CosmoGridConfig) -> str:
+    """:func:`footprint_id` of the grid's footprint from its :func:`footprint_mask`, once per config: "stage3"
+    for the built-in one (never built for it), else :func:`_mask_id` (which builds the built-in footprint to
+    compare with a mask inside base pixel 4)."""
+    if config.footprint == "stage3":
+        return "stage3"
+    if "_footprint_id" not in config.__dict__:
+        object.__setattr__(config, "_footprint_id", _mask_id(footprint_mask(config), config.nside))
+    return config.__dict__["_footprint_id"]
 
 
 def _mask_id(mask: np.ndarray, nside: int) -> str:
@@ -175,13 +206,15 @@ def _file_id(path: str, nside: int, inode: int, size: int, mtime_ns: int) -> str
 
 def grid_fields(config: CosmoGridConfig) -> dict:
     """The grid's settings as the checkpoints' fingerprints hold them: its fields, the footprint named by
-    :func:`footprint_id` (its content), not by the path it was given as."""
-    return {**asdict(config), "footprint": footprint_id(config.footprint, config.nside)}
+    :func:`footprint_id` (its content, from :func:`footprint_mask`), not by the path it was given as."""
+    return {**asdict(config), "footprint": _grid_footprint_id(config)}
 
 
 def _params(config: CosmoGridConfig, mask: np.ndarray) -> dict:
+    """What the data set of ``config`` is generated from (its cache key: :func:`cache_key`); ``mask``: the config's
+    footprint (:func:`footprint_mask`)."""
     d = asdict(config)
-    d["footprint"] = _mask_id(mask, config.nside)  # "stage3" for the built-in footprint
+    d["footprint"] = _grid_footprint_id(config)  # "stage3" for the built-in footprint
     d["footprint_sha1"] = hashlib.sha1(np.packbits(mask).tobytes()).hexdigest()
     d["fixed_parameters"] = FIXED_PARAMETERS
     d["smail"] = SMAIL_PARAMETERS
@@ -205,7 +238,7 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     """
     log = log if verbose else None
     data_dir = Path(data_dir) if data_dir is not None else cosmo_data_dir()
-    mask = load_footprint(config.footprint, config.nside)
+    mask = footprint_mask(config)
     params = _params(config, mask)
     final = data_dir / f"cosmo-nside{config.nside}-{cache_key(params)}"
     meta = read_metadata(final)

@@ -351,9 +351,45 @@ def test_footprint_must_be_a_partial_sky_mask(tmp_path, capsys):
             "survey footprint (at most 90 % of the sky); pass the survey's mask (1 inside, 0 outside)") in err
     assert not list((tmp_path / "data").iterdir())  # before any simulation (the library check: test_cosmo_footprint)
     from deepsphere_gen.commands.cosmo import check_footprint_file
+    from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig
 
-    check_footprint_file(str(tmp_path / "mask.fits"), 32)  # a survey mask (1 inside, UNSEEN outside) passes
-    check_footprint_file("stage3", 32)
+    grid = CosmoGridConfig(nside=32, footprint=str(tmp_path / "mask.fits"))
+    check_footprint_file(grid)  # a survey mask (1 inside, UNSEEN outside) passes
+    check_footprint_file(CosmoGridConfig(nside=32))
+
+
+def test_the_footprint_is_read_or_built_once_per_run(tmp_path, capsys, monkeypatch):
+    """One run (checks, generation, training, evaluation) reads a --footprint FITS file once and builds the
+    built-in footprint once (was 6 times each: the command's checks, generation, the checkpoints' fingerprints,
+    the pseudo-C_l estimator of training, its cache, evaluation): the mask travels on the run's grid config
+    (``cosmo_grid.footprint_mask``).  A FITS mask inside base pixel 4 is compared with the built-in footprint
+    (which it could be) once; the data set and checkpoints are those a run on a copy of the file makes."""
+    import healpy as hp
+
+    from deepsphere_gen.datasets import cosmo_grid
+
+    reads, builds = [], []
+    read, build = cosmo_grid.read_footprint, cosmo_grid.stage3_footprint
+    monkeypatch.setattr(cosmo_grid, "read_footprint", lambda *a, **k: reads.append(a) or read(*a, **k))
+    monkeypatch.setattr(cosmo_grid, "stage3_footprint", lambda *a, **k: builds.append(a) or build(*a, **k))
+    nside = 32
+    values = np.full(12 * nside**2, hp.UNSEEN)
+    values[4 * nside**2: 5 * nside**2 - 1] = 1.0  # base pixel 4 but one pixel: not the built-in footprint
+    hp.write_map(str(tmp_path / "mask.fits"), values, nest=True, dtype=np.float64)
+    one = ["--graph-members", "1", "--mlp-members", "1", "--no-plots"]
+    dirs = lambda name: ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / name)]  # noqa: E731
+    assert main(["cosmo", *TINY, *one, *dirs("fits"), "--footprint", str(tmp_path / "mask.fits")]) == 0
+    assert [a[0] for a in reads] == [str(tmp_path / "mask.fits")] and builds == [(nside,)]
+    reads.clear(), builds.clear()
+    assert main(["cosmo", *TINY, *one, *dirs("stage3")]) == 0
+    assert reads == [] and builds == [(nside,)]
+    # a second run on a copy of the file reads the copy once and reuses the data set and checkpoints
+    (tmp_path / "copy.fits").write_bytes((tmp_path / "mask.fits").read_bytes())
+    reads.clear(), builds.clear()
+    capsys.readouterr()
+    assert main(["cosmo", "evaluate", *TINY, *one, *dirs("fits"), "--footprint", str(tmp_path / "copy.fits")]) == 0
+    assert [a[0] for a in reads] == [str(tmp_path / "copy.fits")] and builds == [(nside,)]
+    assert "cosmo: reusing" in capsys.readouterr().out and len(list((tmp_path / "data").iterdir())) == 2
 
 
 def test_footprint_pooling_is_said_before_any_work_and_a_footprint_it_would_empty_refused(tmp_path, capsys):

@@ -12,7 +12,6 @@ input scales and the (x, u) data sets.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..._fingerprint import mask_hash
-from ...datasets.cosmo_grid import generate_cosmo_grid, load_footprint
+from ...datasets.cosmo_grid import footprint_mask, generate_cosmo_grid
 from ...datasets.pseudo_cl import PseudoCl
 from ...training import DistContext, distributed_context
 from .config import CosmoExperimentConfig
@@ -48,20 +47,23 @@ def generate(config: CosmoExperimentConfig, ctx: DistContext | None = None, log=
     return path
 
 
+#: this process's pseudo-C_l estimators by (mask content, nside), the most recent last (two kept)
+_ESTIMATORS: dict[tuple[str, int], PseudoCl] = {}
+
+
 def pseudo_cl_estimator(config: CosmoExperimentConfig) -> PseudoCl:
-    """The pseudo-C_l estimator of the run's footprint, built once per process and mask (its
-    coupling matrix costs ~3 s CPU at nside 128; :func:`~.training.train` and :func:`~.evaluation.evaluate_all` of one run
-    share it).  Keyed by the mask's content (:func:`~deepsphere_gen._fingerprint.mask_hash`), so a FITS mask
-    rewritten under the same name is a new estimator."""
-    grid = config.grid
-    return _pseudo_cl(mask_hash(load_footprint(grid.footprint, grid.nside)), grid.footprint, grid.nside)
-
-
-@lru_cache(maxsize=2)
-def _pseudo_cl(digest: str, footprint: str, nside: int) -> PseudoCl:
-    """:class:`PseudoCl` of footprint ``footprint`` at ``nside`` whose mask has content ``digest``
-    (the two most recent of this process)."""
-    return PseudoCl(np.ascontiguousarray(load_footprint(footprint, nside)))
+    """The pseudo-C_l estimator of the run's footprint (:func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`:
+    the mask the run read once), built once per process and mask (its coupling matrix costs ~3 s CPU at nside 128;
+    :func:`~.training.train` and :func:`~.evaluation.evaluate_all` of one run share it; the two most recent are
+    kept).  Keyed by the mask's content (:func:`~deepsphere_gen._fingerprint.mask_hash`), so a FITS mask
+    rewritten under the same name is a new estimator for the next config that reads it."""
+    mask = footprint_mask(config.grid)
+    key = (mask_hash(mask), config.grid.nside)
+    est = _ESTIMATORS.pop(key, None)
+    _ESTIMATORS[key] = est = PseudoCl(mask) if est is None else est
+    while len(_ESTIMATORS) > 2:
+        del _ESTIMATORS[next(iter(_ESTIMATORS))]
+    return est
 
 
 def split_features(config, path, est, split, draws=1):

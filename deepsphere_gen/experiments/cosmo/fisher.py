@@ -30,7 +30,7 @@ import healpy as hp
 import numpy as np
 
 from ...datasets import Cosmology
-from ...datasets.cosmo_grid import CosmoGridConfig, load_footprint, s8
+from ...datasets.cosmo_grid import CosmoGridConfig, footprint_mask, s8
 from ...datasets.pseudo_cl import default_bin_edges
 from ...datasets.tomography import tomographic_cl
 
@@ -108,14 +108,15 @@ def power_spectrum_forecast(grid: CosmoGridConfig, noise_std, mask: np.ndarray |
                             step: float = 0.01) -> dict:
     """Fisher forecast of (Omega_m, S8) from the tomographic band powers at ``grid.fiducial``.
 
-    noise_std: per-bin pixel noise std (n_bins,); mask: NESTED bool footprint (default the grid's);
+    noise_std: per-bin pixel noise std (n_bins,); mask: NESTED bool footprint (default the grid's:
+    :func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`);
     edges: band edges (default :func:`default_bin_edges` of the footprint, as the pipeline);
     step: relative finite-difference step of Omega_m and sigma_8.  Returns {"omega_m", "s8",
     "sigma8" (marginal 1-sigma errors), "omega_m_with_box_prior", "s8_with_box_prior", "fsky",
     "edges", "noise_cl" (per bin), "step", "fiducial_s8", "knox_std" (n_pairs * n_bands,: the
     band powers' Gaussian std, in the order of the pipeline's features)}.
     """
-    mask = load_footprint(grid.footprint, grid.nside) if mask is None else np.asarray(mask, dtype=bool)
+    mask = footprint_mask(grid) if mask is None else np.asarray(mask, dtype=bool)
     nside = hp.npix2nside(mask.size)
     fsky = float(mask.mean())
     edges = default_bin_edges(nside, fsky) if edges is None else np.asarray(edges, dtype=np.int64)
