@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import zipfile
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -186,22 +184,9 @@ def footprint_id(spec: str, nside: int) -> str:
     set's cache key and the checkpoints' fingerprints (:func:`grid_fields`): its content, the pixels kept at
     ``nside``: "stage3" for the built-in footprint (a FITS file holding the same pixels included: the keys and
     fingerprints of runs on it are those of earlier versions), else "mask-sha256:<16 hex digits>", the same
-    for a copy of the file, another path to it, RING or NESTED ordering, 0 or UNSEEN outside.  A file is read
-    once per (path, nside, size, modification time) in a process (~0.1 s at nside 128)."""
-    if spec == "stage3":
-        return "stage3"
-    if not os.path.isfile(spec):
-        load_footprint(spec, nside)  # the ValueError naming the file
-    st = os.stat(spec)
-    return _file_id(os.path.realpath(spec), nside, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=16)
-def _file_id(path: str, nside: int, inode: int, size: int, mtime_ns: int) -> str:
-    """:func:`footprint_id` of the FITS mask at ``path`` (resolved) whose file has this inode, size and
-    modification time (a rewritten file is read again, unless rewritten at the same size within the
-    file system's timestamp granularity: then this process keeps the old id)."""
-    return _mask_id(load_footprint(path, nside), nside)
+    for a copy of the file, another path to it, RING or NESTED ordering, 0 or UNSEEN outside.  Reads the file
+    (a run names its footprint once, from :func:`footprint_mask`)."""
+    return "stage3" if spec == "stage3" else _mask_id(load_footprint(spec, nside), nside)
 
 
 def grid_fields(config: CosmoGridConfig) -> dict:
@@ -210,12 +195,11 @@ def grid_fields(config: CosmoGridConfig) -> dict:
     return {**asdict(config), "footprint": _grid_footprint_id(config)}
 
 
-def _params(config: CosmoGridConfig, mask: np.ndarray) -> dict:
-    """What the data set of ``config`` is generated from (its cache key: :func:`cache_key`); ``mask``: the config's
-    footprint (:func:`footprint_mask`)."""
+def _params(config: CosmoGridConfig) -> dict:
+    """What the data set of ``config`` is generated from (its cache key: :func:`cache_key`)."""
     d = asdict(config)
     d["footprint"] = _grid_footprint_id(config)  # "stage3" for the built-in footprint
-    d["footprint_sha1"] = hashlib.sha1(np.packbits(mask).tobytes()).hexdigest()
+    d["footprint_sha1"] = hashlib.sha1(np.packbits(footprint_mask(config)).tobytes()).hexdigest()
     d["fixed_parameters"] = FIXED_PARAMETERS
     d["smail"] = SMAIL_PARAMETERS
     d["kind"] = "cosmo-grid-lognormal-tomographic"
@@ -239,7 +223,7 @@ def generate_cosmo_grid(config: CosmoGridConfig, data_dir=None, progress: bool =
     log = log if verbose else None
     data_dir = Path(data_dir) if data_dir is not None else cosmo_data_dir()
     mask = footprint_mask(config)
-    params = _params(config, mask)
+    params = _params(config)
     final = data_dir / f"cosmo-nside{config.nside}-{cache_key(params)}"
     meta = read_metadata(final)
     if meta is not None and meta.get("generation") == json.loads(json.dumps(params)):

@@ -35,23 +35,18 @@ class _ScaledInput(nn.Module):
         return self.model(x / self.scale)
 
 
-def _walk(nside: int, indices: np.ndarray, n_blocks: int, min_pixels: int):
-    return partial_sky_pool_plan(HealpixSampling(nside, indices=indices), n_blocks,
-                                 lambda block, coarse: coarse.npix >= min_pixels)
+def pooling_plan(nside: int, indices: np.ndarray, n_blocks: int) -> tuple[int, ...]:
+    """Pool by 4 after each block while the footprint keeps a complete parent (then 0): a fragmented user mask
+    stops pooling instead of failing.  One entry per block (the built-in footprint at nside 128: (1, 1, 1, 1),
+    6 pixels left at nside 8)."""
+    return partial_sky_pool_plan(HealpixSampling(nside, indices=indices), n_blocks)[0]
 
 
-def pooling_plan(nside: int, indices: np.ndarray, n_blocks: int, min_pixels: int = 1) -> tuple[int, ...]:
-    """Pool by 4 after each block while the footprint keeps at least ``min_pixels`` complete parents
-    (then 0): a fragmented user mask stops pooling instead of failing.  One entry per block
-    (the built-in footprint at nside 128: (1, 1, 1, 1), 6 pixels left at nside 8)."""
-    return _walk(nside, indices, n_blocks, min_pixels)[0]
-
-
-def pooling_steps(nside: int, indices: np.ndarray, n_blocks: int, min_pixels: int = 1) -> list[tuple[int, int, int]]:
+def pooling_steps(nside: int, indices: np.ndarray, n_blocks: int) -> list[tuple[int, int, int]]:
     """What the poolings of :func:`pooling_plan` do: (nside before, pixels before, complete parents kept) per
     pooling, as :func:`~deepsphere_gen.nn.partial_sky_pool_plan` gives them (the pooling drops pixels - 4 parents,
     those whose parent is partly outside the footprint)."""
-    return _walk(nside, indices, n_blocks, min_pixels)[1]
+    return partial_sky_pool_plan(HealpixSampling(nside, indices=indices), n_blocks)[1]
 
 
 def build_graph_model(config: CosmoExperimentConfig, indices: np.ndarray, scale) -> nn.Module:

@@ -2,8 +2,8 @@
 
 | module | job |
 | --- | --- |
-| :mod:`.config` | the settings: methods, ``ExperimentConfig``, sky fractions (importable without torch) |
-| :mod:`.settings` | the noise settings (``NoiseSetting``) and sky settings a config runs; which methods run on which sky |
+| :mod:`.config` | the settings: methods, ``ExperimentConfig``, sky fractions and the sky settings a config runs (``sky_settings``; importable without torch) |
+| :mod:`.settings` | the noise settings (``NoiseSetting``) a config runs; which methods run on which sky |
 | :mod:`.models` | the networks of each method (``build_model``), their inputs standardised (``Standardized``) |
 | :mod:`.symmetry` | grid and square symmetries: training augmentation, test-time view averages, probability averages |
 | :mod:`.data` | the data set, its splits per (sky, noise), training samples with fresh noise (``FreshNoise``) |
