@@ -121,7 +121,7 @@ def array_crc32(array, start: int = 0) -> int:
 def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueError):
     """``torch.load(path, weights_only=True)``, or ``error`` (a ValueError subclass) with a one-line
     message naming the file and the problem: no file, an empty file, a file that is not a
-    ``torch.save`` archive (text, anything else), one holding objects other than tensors and plain
+    ``torch.save`` archive (text, a zip of something else such as an ``.npz``, anything else), one holding objects other than tensors and plain
     containers (refused, never unpickled), a damaged or truncated archive.  The one reader of
     training checkpoints and saved models (torch is imported here, not at the top: the commands'
     ``--help`` uses this module without torch)."""
@@ -140,11 +140,27 @@ def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueErro
                         "checkpoints written by deepsphere_gen are read)") from None
         raise error(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for damaged files
-        with open(path, "rb") as f:
-            zip_header = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
-        if not zip_header:
+        problem = _archive_problem(path)
+        if problem is None:
             raise error(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
-        raise error(f"checkpoint {path} is damaged or truncated ({type(exc).__name__})") from None
+        raise error(f"checkpoint {path} is {problem} ({type(exc).__name__})") from None
+
+
+def _archive_problem(path) -> str | None:
+    """Why torch.load could not read ``path``: None if it is no torch.save archive (not a zip: text,
+    anything else; a zip without a ``.../data.pkl`` entry: an ``np.savez`` file, any other zip), else
+    "damaged or truncated" (no readable zip directory) or "damaged" (its entries do not load)."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        return "damaged or truncated"
+    return "damaged" if any(name.endswith("data.pkl") for name in names) else None
 
 
 def load_weights(model, weights: dict, path, error: type[Exception] = ValueError, network: str = "this network"):

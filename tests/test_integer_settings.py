@@ -24,8 +24,8 @@ from deepsphere_gen.harmonic import (
     sparse_clebsch_gordan,
     wigner_d,
 )
-from deepsphere_gen.models import DeepSphereClassifier, HarmonicClassifier, HybridClassifier
-from deepsphere_gen.nn import HealpixAvgPool
+from deepsphere_gen.models import CobbHybrid, DeepSphereClassifier, HarmonicClassifier, HybridClassifier
+from deepsphere_gen.nn import HealpixAvgPool, InvariantReadout
 from deepsphere_gen.sampling import HealpixSampling, SOFTSampling
 from deepsphere_gen.training import TrainConfig
 
@@ -47,6 +47,18 @@ def _harmonic(n_classes=2, **kw):
 def _hybrid(**kw):
     return HybridClassifier(2, **{"graph_channels": (2,), "K": 2, "k": 8, "pool_levels": 0, "bandlimits": (2, 1),
                                   "harmonic_channels": (1,), "hidden": (), "cache": False, **kw})
+
+
+def _readout(**kw):
+    return InvariantReadout(2, 1, 1, **{"n_out": 2, **kw})
+
+
+def _cobb(**kw):
+    return CobbHybrid(2, **{"bandlimits": (2, 2, 1), "channels": (1, 1), "hidden": (), **kw})
+
+
+def _fc(**kw):
+    return DeepSphereClassifier(4, 1, **{"channels": (2,), "K": 2, "k": 8, "head": "fc", "cache": False, **kw})
 
 # id -> (call of the setting's value, message up to ", got", smallest accepted value, good values)
 SITES = {
@@ -71,6 +83,8 @@ SITES = {
                                      f"n_classes must be {POSITIVE}", 1, (1, 2)),
     "HybridClassifier.n_classes": (lambda v: _hybrid(n_classes=v).n_classes, f"n_classes must be {POSITIVE}", 1,
                                    (1, 2)),
+    "InvariantReadout.n_out": (lambda v: _readout(n_out=v).mlp[-1].out_features, f"n_out must be {POSITIVE}", 1,
+                               (1, 2)),
     "HybridClassifier.pool_levels": (lambda v: _hybrid(pool_levels=v).low_sampling.nside,
                                      f"pool_levels must be {NONNEG}", 0, (0, 1)),
     "Harness.warmup": (lambda v: Harness("cpu", warmup=v).warmup, f"warmup must be {NONNEG}", 0, (0, 2)),
@@ -169,6 +183,30 @@ def test_harmonic_and_hybrid_sequences_refused_by_name(build, name, bad):
     """As DeepSphereClassifier's channels: 2.7 is not truncated to 2, "a" is named, hidden=(0,) refused."""
     with pytest.raises(ValueError, match=re.escape(f"{name} must be a ") + ".*" + re.escape(f"got {bad!r}")):
         build(**{name: bad})
+
+
+@pytest.mark.parametrize("build, name", [(_readout, "hidden"), (_cobb, "hidden"), (_harmonic, "hidden"),
+                                         (_hybrid, "hidden"), (_hybrid, "harmonic_channels"), (_fc, "fc_hidden")])
+@pytest.mark.parametrize("bad", [(0,), (2.5,), (2, True), ("a",), 5])
+def test_mlp_and_layer_sizes_refused_by_name(build, name, bad):
+    """The readout checks its own sizes (was: hidden=(0,) built, (2.5,) a torch error); the hybrid's
+    harmonic_channels and the fc head's fc_hidden name themselves (was: a torch error, "'int' object is
+    not iterable")."""
+    with pytest.raises(ValueError, match=re.escape(f"{name} must be a sequence of positive integers (or empty), "
+                                                   f"got {bad!r}")):
+        build(**{name: bad})
+
+
+@pytest.mark.parametrize("build, name, good", [(_readout, "hidden", (3, 2)), (_cobb, "hidden", (3,)),
+                                               (_hybrid, "harmonic_channels", (2,)), (_fc, "fc_hidden", (3,))])
+def test_mlp_and_layer_sizes_accept_integral_floats_and_numpy_ints(build, name, good):
+    """(2.0,) builds the model (2,) builds (was, for harmonic_channels: torch's "randn(): argument 'size'")."""
+    def shapes(value):
+        torch.manual_seed(0)
+        return {key: tuple(p.shape) for key, p in build(**{name: value}).state_dict().items()}
+
+    assert shapes(tuple(float(v) for v in good)) == shapes(tuple(np.int64(v) for v in good)) == shapes(good)
+    assert shapes(good) != shapes(tuple(v + 1 for v in good))
 
 
 def test_positive_int_sequences_accept_numpy_ints_and_integral_floats():

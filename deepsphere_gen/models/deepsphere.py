@@ -182,9 +182,8 @@ class _DeepSphereNet(SharedLaplacians):
             self.stats = stats
             self.head = nn.Linear(cin * len(stats), n_out, **fk)
         else:
-            hidden = tuple(fc_hidden)
             layers, width = [nn.Flatten()], cin * s.npix
-            for h in check_positive_ints("fc_hidden", hidden) if hidden else ():
+            for h in check_positive_ints("fc_hidden", fc_hidden, allow_empty=True):
                 layers += [nn.Linear(width, h, **fk), nn.ReLU()]
                 width = h
             layers.append(nn.Linear(width, n_out, **fk))

@@ -52,9 +52,8 @@ class HarmonicClassifier(nn.Module):
         super().__init__()
         n_classes = check_positive_int(n_classes, "n_classes")
         bandlimits, channels = check_positive_ints("bandlimits", bandlimits), check_positive_ints("channels", channels)
-        hidden = check_positive_ints("hidden", hidden, allow_empty=True)
-        if len(bandlimits) != len(channels) or not bandlimits:
-            raise ValueError(f"bandlimits {bandlimits} and channels {channels} must be non-empty and of equal length")
+        if len(bandlimits) != len(channels):
+            raise ValueError(f"bandlimits {bandlimits} and channels {channels} must be of equal length")
         if any(b2 > b1 for b1, b2 in zip(bandlimits, bandlimits[1:])):
             raise ValueError(f"bandlimits must be non-increasing, got {bandlimits}")
         self.bandlimits, self.channels, self.mixing = bandlimits, channels, mixing

@@ -72,19 +72,16 @@ class HybridClassifier(SharedLaplacians):
         check_nested_order(order)
         graph_channels = check_positive_ints("graph_channels", graph_channels)
         bandlimits = check_positive_ints("bandlimits", bandlimits)
-        harmonic_channels = tuple(harmonic_channels)
+        harmonic_channels = check_positive_ints("harmonic_channels", harmonic_channels, allow_empty=True)
         if len(harmonic_channels) != len(bandlimits) - 1:
             raise ValueError(f"harmonic_channels needs one entry per efficient layer (len(bandlimits) - 1 = "
                              f"{len(bandlimits) - 1}), got {harmonic_channels!r}")
-        if harmonic_channels:
-            check_positive_ints("harmonic_channels", harmonic_channels)
         if any(b > a for a, b in zip(bandlimits, bandlimits[1:])):
             raise ValueError(f"bandlimits must be non-increasing, got {bandlimits}")
         self.in_channels = check_positive_int(in_channels, "in_channels")
         n_classes = check_positive_int(n_classes, "n_classes")
         K, k, tau = check_positive_int(K, "K"), check_positive_int(k, "k"), check_positive_int(tau, "tau")
         pool_levels = check_nonnegative_int(pool_levels, "pool_levels")
-        hidden = check_positive_ints("hidden", hidden, allow_empty=True)
         dtype = dtype or torch.get_default_dtype()
         self.sampling = HealpixSampling(nside)
         self.npix = self.sampling.npix

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .._validation import check_positive_int, check_positive_ints
 from ._signal import GeneralizedSignal, normalize_type
 
 __all__ = ["InvariantReadout"]
@@ -19,12 +20,14 @@ __all__ = ["InvariantReadout"]
 class InvariantReadout(nn.Module):
     """GeneralizedSignal (batch, K, 2l+1, tau_l) -> (batch, n_out), invariant to rotations.
 
-    ``use_norms=False`` keeps only the degree-0 fragments; ``hidden`` sizes of the ReLU MLP.
+    ``use_norms=False`` keeps only the degree-0 fragments; ``hidden`` sizes of the ReLU MLP
+    (positive ints; empty: one linear layer); ``n_out`` a positive int.  Either else a ValueError naming it.
     """
 
     def __init__(self, L: int, channels: int, type, n_out: int, hidden: Sequence[int] = (64,),
                  use_norms: bool = True, eps: float = 1e-8):
         super().__init__()
+        n_out, hidden = check_positive_int(n_out, "n_out"), check_positive_ints("hidden", hidden, allow_empty=True)
         self.L, self.channels = int(L), int(channels)
         self.type_in = normalize_type(type, self.L, "type")
         self.use_norms, self.eps = bool(use_norms), float(eps)

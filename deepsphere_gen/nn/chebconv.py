@@ -110,10 +110,11 @@ class ChebConv(nn.Module):
         if self.check_input:
             check_finite(x)
         lap_dtype = self.laplacian.dtype
-        check_dtype(x.dtype, lap_dtype, supported=DTYPES)
-        if lap_dtype not in DTYPES:  # cast after construction (module.half())
+        if lap_dtype not in DTYPES:  # cast after construction (module.half()): before check_dtype, which would
+            # advise casting the input to the module's unsupported dtype
             raise ValueError(f"this ChebConv was cast to {lap_dtype}; it computes in {' or '.join(map(str, DTYPES))} "
                              "only: cast it back (module.float() or module.double()) and its input too")
+        check_dtype(x.dtype, lap_dtype, supported=DTYPES)
         return cheb_filter(x, self.weight, self.bias, self.laplacian, self.laplacian_t, self._scratch)
 
     def release_scratch(self) -> None:

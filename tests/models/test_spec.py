@@ -1,8 +1,10 @@
 """Model specs: JSON round trip, rebuilding, checkpoints that rebuild their model, errors."""
 import json
 import re
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,12 +125,32 @@ def test_errors(cache_dir, tmp_path):
     (b"epoch 3\nthis is a text file\n", "is not a PyTorch checkpoint"),
     (b"", "is an empty file"),
     ("pickle", "holds objects other than tensors"),
+    ("npz", "is not a PyTorch checkpoint"),  # a zip, as torch.save's archives: was "damaged or truncated"
+    ("zip", "is not a PyTorch checkpoint"),
+    ("truncated", "is damaged or truncated"),
+    ("no tensor data", r"is damaged \("),  # readable zip directory: not "or truncated"
 ])
 def test_load_model_of_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path, content, match):
     """The training checkpoints' reader: no KeyError / EOFError / unpickling traceback from torch."""
     path = tmp_path / "net.pt"
     if content == "pickle":
         torch.save({"spec": {}, "state_dict": {}, "obj": Path("x")}, path)
+    elif content == "npz":
+        path = tmp_path / "net.npz"
+        np.savez(path, x=np.arange(3))
+    elif content == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not a network")
+    elif content in ("truncated", "no tensor data"):
+        torch.save({"spec": {}, "state_dict": {"w": torch.zeros(3)}}, path)
+        if content == "truncated":
+            path.write_bytes(path.read_bytes()[:400])
+        else:  # the pickle and the records, without the tensor's storage
+            with zipfile.ZipFile(path) as archive:
+                entries = {name: archive.read(name) for name in archive.namelist() if "/data/" not in name}
+            with zipfile.ZipFile(path, "w") as archive:
+                for name, data in entries.items():
+                    archive.writestr(name, data)
     else:
         path.write_bytes(content)
     with pytest.raises(ValueError, match=match) as err:

@@ -226,6 +226,10 @@ def test_unsupported_dtypes_refused_and_never_advised(graph, dtype):
     if dtype.is_floating_point:  # cast after construction: named, before torch's NotImplementedError
         with pytest.raises(ValueError, match=f"this ChebConv was cast to {dtype}"):
             conv.to(dtype)(torch.zeros(1, n, 2, dtype=dtype))
+        # a float32 input to the cast module: the cast is named, never "cast the input to" the module's dtype
+        with pytest.raises(ValueError, match=f"this ChebConv was cast to {dtype}") as err:
+            conv(torch.zeros(1, n, 2, dtype=torch.float32))
+        assert f"x.to({dtype})" not in str(err.value) and f"dtype={dtype}" not in str(err.value)
     # the advice a supported dtype gets still names dtype=
     with pytest.raises(ValueError, match=r"build the module with dtype=torch.float64"):
         ChebConv(2, 3, 3, sp.identity(n, format="csr"), dtype=torch.float32)(torch.zeros(1, n, 2, dtype=torch.float64))
