@@ -128,13 +128,15 @@ def _unknown_before_step(command, words: list[str]) -> list[str]:
 
 def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     """argparse's "unrecognized arguments: ..." and, for each unknown option close to one that ``parser`` lists
-    in its ``--help`` (``difflib`` ratio >= 0.8: "did you mean --nside?" for ``--nsidee``), that option."""
+    in its ``--help`` (``difflib`` ratio >= 0.8: "did you mean --nside?" for ``--nsidee``; none for ``--``), that
+    option."""
     listed = [name for action in parser._actions if action.help != argparse.SUPPRESS
               for name in action.option_strings if name.startswith("--")]
     guesses = {}
     for word in extra:
         name = word.split("=", 1)[0]
-        near = difflib.get_close_matches(name, listed, n=1, cutoff=0.8) if name.startswith("--") else []
+        # not "--" (the end of the options, not one mistyped: "--" vs "--k" reaches the 0.8 ratio)
+        near = difflib.get_close_matches(name, listed, n=1, cutoff=0.8) if name.startswith("--") and name != "--" else []
         if near:
             guesses[name] = near[0]
     text = f"unrecognized arguments: {' '.join(extra)}"

@@ -22,7 +22,8 @@ def discover_suites(suite_dir=None) -> dict:
 
     Default: every module of :mod:`deepsphere_gen.bench.suites` (installed with the package,
     so an ordinary install runs them).  ``suite_dir``: a folder of extra ``*.py`` suites
-    (imported by path), e.g. a suite under development.
+    (imported by path), e.g. a suite under development; ValueError where it is not a folder,
+    named as ``deepsphere-gen bench`` names it ("--suite-dir DIR does not exist").
     """
     if suite_dir is None:
         modules = [importlib.import_module(f"{suite_package.__name__}.{info.name}")
@@ -30,8 +31,8 @@ def discover_suites(suite_dir=None) -> dict:
     else:
         suite_dir = Path(suite_dir)
         if not suite_dir.is_dir():
-            what = "is not a folder" if suite_dir.exists() else "does not exist"
-            raise ValueError(f"benchmark suite directory {str(suite_dir)!r} {what}")
+            what = "is a file, not a folder" if suite_dir.exists() else "does not exist"
+            raise ValueError(f"--suite-dir {suite_dir} {what}")
         modules = []
         for path in sorted(suite_dir.glob("*.py")):
             if path.name.startswith("_"):

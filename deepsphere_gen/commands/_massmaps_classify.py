@@ -12,7 +12,7 @@ import sys
 
 from ._argv import option as _get
 from ._argv import refuse_unused
-from ._exits import EXIT_USAGE
+from ._exits import EXIT_USAGE, fail
 
 __all__ = ["EXIT_OUT_OF_DISTRIBUTION", "classify"]
 
@@ -133,8 +133,9 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
 
 
 def _errors(lines) -> list:
-    """Print each problem of an input as an error line (``deepsphere-gen massmaps: error: FILE: ...``)."""
+    """Print each problem of an input as an error line (``deepsphere-gen massmaps: error: FILE: ...``, the
+    commands' :func:`._exits.fail` line); the lines, as a list."""
     lines = list(lines)
     for line in lines:
-        print(f"deepsphere-gen massmaps: error: {line}", file=sys.stderr)
+        fail("massmaps", line)
     return lines

@@ -8,7 +8,6 @@ Imports torch and the harness only when the command runs (``--help`` stays fast)
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ._argv import path_arg
 from ._preflight import check_output_file
@@ -47,9 +46,6 @@ def run(args) -> int:
         check_output_file(args.json, "--json")
     except ValueError as exc:
         return fail("bench", str(exc))
-    if args.suite_dir is not None and not Path(args.suite_dir).is_dir():
-        what = "is a file, not a folder" if Path(args.suite_dir).exists() else "does not exist"
-        return fail("bench", f"--suite-dir {args.suite_dir} {what}")
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
     try:
         harness = _bench.Harness(args.device, repeats=repeats, warmup=args.warmup, quick=args.quick)

@@ -202,9 +202,9 @@ def check_footprint_file(grid):
         raise ValueError(f"--footprint: {exc}") from None
 
 
-def pooling_notes(config, step: str, mask=None) -> list[str]:
-    """What the graph network's pooling does to the footprint ``mask`` (NESTED bool; None: the config's,
-    :func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`: read or built once per run, 5 s at nside 1024 for
+def pooling_notes(config, step: str) -> list[str]:
+    """What the graph network's pooling does to the config's footprint
+    (:func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`: read or built once per run, 5 s at nside 1024 for
     the built-in one), before any work, as
     ``massmaps`` says it (:func:`._preflight.footprint_pooling_notes`): the pixels each pooling drops, and plainly
     where the first keeps less than half of them; a footprint without a complete group of 4 NESTED siblings, which
@@ -220,7 +220,7 @@ def pooling_notes(config, step: str, mask=None) -> list[str]:
     from ._preflight import check_footprint_groups, footprint_pooling_notes
 
     spec, nside = config.grid.footprint, config.grid.nside
-    indices = np.flatnonzero(footprint_mask(config.grid) if mask is None else mask)
+    indices = np.flatnonzero(footprint_mask(config.grid))
     check_footprint_groups(indices, nside, f"--footprint {spec}", "the graph network", "--methods without graph")
     return [f"cosmo: note: {note}" for note in
             footprint_pooling_notes(pooling_steps(nside, indices, len(config.channels)), f"footprint {spec}",

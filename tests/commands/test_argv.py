@@ -237,6 +237,7 @@ def test_an_unknown_word_is_refused_by_the_command(argv, hint, capsys):
     (["evaluate", "--quik", "--methds", "graph"], "--quik --methds graph",
      " (did you mean --quick for --quik, --methods for --methds?)"),
     (["train", "--jsn", "x.json"], "--jsn x.json", ""),  # --json: not an option of train (hidden from its help)
+    (["train", "--", "--nsidee"], "-- --nsidee", " (did you mean --nside?)"),  # was: "--k for --, --nside for ..."
 ])
 def test_a_mistyped_option_after_a_step_is_refused_by_the_step(command, words, bad, hint, capsys):
     """``massmaps train --nsidee 64`` was refused with the command's usage and "deepsphere-gen massmaps: error:

@@ -414,7 +414,7 @@ def test_footprint_pooling_is_said_before_any_work_and_a_footprint_it_would_empt
             "--nside, or --methods without graph") in err
     assert not list((tmp_path / "data").iterdir())  # before any simulation
     config = cmd._config(_parse([*TINY, "--footprint", str(path), "--methods", "power_spectrum"]))
-    assert cmd.pooling_notes(config, "run", single > 0) == []
+    assert cmd.pooling_notes(config, "run") == []
     idx = np.sort(rng.choice(12 * nside**2, 2000, replace=False))
     scattered = np.zeros(12 * nside**2)
     scattered[idx] = 1
@@ -429,13 +429,15 @@ def test_footprint_pooling_is_said_before_any_work_and_a_footprint_it_would_empt
         f"cosmo: note: footprint {path}: the footprint is too fragmented to pool at nside 32: the first pooling keeps "
         f"{4 * kept} of its 2000 pixels, and the graph network's blocks see 2000 -> {kept} pixels; a more compact "
         "footprint, or a mask made at a larger --nside, keeps more"]
-    cap = np.zeros(12 * nside**2, dtype=bool)
-    cap[hp.query_disc(nside, hp.ang2vec(1.0, 2.0), np.radians(20), nest=True)] = True  # 372 -> 81 -> 15 -> 1
-    config = cmd._config(_parse([*TINY, "--footprint", str(path)]))
-    assert cmd.pooling_notes(config, "train", cap) == [
-        f"cosmo: note: footprint {path}: the graph network's pooling drops the pixels whose parent pixel is partly "
-        "outside the footprint (48 of 372 at nside 32 -> 16, 21 of 81 at nside 16 -> 8, 11 of 15 at nside 8 -> 4)"]
-    assert cmd.pooling_notes(config, "generate", cap) == []
+    cap = np.zeros(12 * nside**2)
+    cap[hp.query_disc(nside, hp.ang2vec(1.0, 2.0), np.radians(20), nest=True)] = 1  # 372 -> 81 -> 15 -> 1
+    hp.write_map(str(tmp_path / "cap.fits"), cap, nest=True, dtype=np.float64)
+    config = cmd._config(_parse([*TINY, "--footprint", str(tmp_path / "cap.fits")]))
+    assert cmd.pooling_notes(config, "train") == [
+        f"cosmo: note: footprint {tmp_path / 'cap.fits'}: the graph network's pooling drops the pixels whose parent "
+        "pixel is partly outside the footprint (48 of 372 at nside 32 -> 16, 21 of 81 at nside 16 -> 8, 11 of 15 at "
+        "nside 8 -> 4)"]
+    assert cmd.pooling_notes(config, "generate") == []
 
 
 def test_help_names_every_default_and_the_quick_sizes():

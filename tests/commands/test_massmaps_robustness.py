@@ -497,9 +497,9 @@ def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
     """A cut-sky file covering exactly one base pixel is one 1/12 sample: the 1/12 networks classify it with
     that patch's probabilities (was: refused, "2816 UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction
     1/12)": the other 11 patches, outside the file, counted as holes); two base pixels: the mean over those
-    two.  Full-sky networks skip it with a note where no sky fraction was chosen; chosen, they, and a patch
-    only partly in the file, are refused naming the trained networks, else the sky fractions to train, that
-    would classify the map."""
+    two.  Full-sky networks skip it with a note, also where they were chosen beside the 1/12 ones; chosen alone,
+    they, and a patch only partly in the file, are refused naming the trained networks, else the sky fractions to
+    train, that would classify the map."""
     from deepsphere_gen.experiments.massmaps import classify as cl
 
     m = hp.read_map(str(trained / "test.fits"), nest=True, dtype=np.float64)
@@ -529,6 +529,11 @@ def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
     assert cap.err == (f"deepsphere-gen massmaps: note: {tmp_path / 'cut.fits'}: not classified by the networks of sky "
                        f"fraction 1 ({10 * n} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1)); classified "
                        "by those of sky fraction 1/12\n")
+    # chosen with a sky fraction that fits: the same note, exit 0 (was: an error line for sky 1 advising to train the
+    # 1/12 networks that had just classified the map, exit 2, "errors for 1 of 1 inputs")
+    for skies in (["1", "1/12"], ["1/12", "1"]):
+        assert main(["massmaps", "classify", str(tmp_path / "cut.fits"), "--sky-fractions", *skies, *out]) == 0
+        assert capsys.readouterr() == cap
     cap = _fail(["classify", str(tmp_path / "cut.fits"), *out, "--sky-fractions", "1"], capsys,  # chosen: refused
                 f"{10 * n} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); trained networks that fit it: "
                 "classify --sky-fractions 1/12 --deepsphere-level 0 or --sky-fractions 1/12 --relative-noise 1")
@@ -606,7 +611,8 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
     network was trained on (was: "1 UNSEEN/NaN/inf pixel value(s) lie inside the footprint; the mask must exclude
     every missing pixel", no file named).  The mask file moved after training: the error names the checkpoint
     and the mask it was trained on, and --footprint gives its new place, checked by content hash (was: "no such
-    FITS file: MASK", as if an input were missing)."""
+    FITS file: MASK", as if an input were missing); so too where the recorded file was rewritten into something
+    else, which is no mask of that nside."""
     mask = np.zeros(12 * 8**2)
     mask[100:400] = 1
     fp = tmp_path / "mask.fits"
@@ -639,6 +645,19 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
     hp.write_map(str(other), np.roll(mask, 1), nest=True, dtype=np.float64)
     _fail(["classify", inside, *out, "--footprint", str(other)], capsys,
           f"is no longer there (moved or deleted); --footprint {other} is not that mask either")
+    # the recorded file rewritten as a map of another nside, or as a convergence map: the same advice, which
+    # --footprint then follows (was: "FILE has nside 16, expected nside 8" raised before --footprint was tried)
+    for rewritten, why in ((np.zeros(12 * 16**2), f"{fp} has nside 16, expected nside 8"),
+                           (np.random.default_rng(0).normal(size=mask.size), f"footprint {fp} is not a 0/1 mask")):
+        hp.write_map(str(fp), rewritten, nest=True, dtype=np.float64, overwrite=True)
+        _fail(["classify", inside, *out], capsys, f"error: {ckpt}: the footprint mask {fp} changed since it was "
+              f"trained on it ({why}")
+        assert main(["massmaps", "classify", inside, *out, "--footprint", str(moved)]) == 0
+        assert capsys.readouterr().out == cap.out + line + "\n"
+    # a --footprint that does not exist is refused, also where the recorded file holds the mask (was: ignored)
+    moved.rename(fp)
+    _fail(["classify", inside, *out, "--footprint", str(tmp_path / "typo.fits")], capsys,
+          f"error: --footprint {tmp_path / 'typo.fits'}: no such file\n")
 
 
 def test_classify_noise_value_matches_within_the_given_precision(trained, capsys):

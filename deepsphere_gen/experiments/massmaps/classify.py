@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from fractions import Fraction
@@ -293,8 +294,10 @@ class Network:
 
         A footprint network's mask is the file recorded at training, else ``footprint`` (classify's
         --footprint: the mask's new place after it moved), whichever holds the mask the network was trained on
-        (its content hash is in the checkpoint).  ValueError naming the checkpoint, the recorded file and what
-        to do where neither does."""
+        (its content hash is in the checkpoint; a file that is no longer a mask of this nside, rewritten since or
+        given by mistake, is not it).  ValueError naming the checkpoint, the recorded file and what to do where
+        neither holds it, or naming --footprint where that file is missing or unreadable (checked even where the
+        recorded file holds the mask)."""
         if self._sky is not None:
             return self._sky
         experiment = self.meta["fields"]["experiment"]
@@ -303,21 +306,27 @@ class Network:
             self._sky = parse_sky_fraction(self.sky, self.nside, None, **kw)
             return self._sky
         recorded, want = self.meta.get("footprint"), self.meta["fields"]["run"]["footprint"]
-        tried = []
+        if footprint is not None and footprint != "builtin" and not Path(footprint).is_file():
+            raise ValueError(f"--footprint {footprint}: no such file")
+        if footprint is not None and footprint != "builtin" and not os.access(footprint, os.R_OK):
+            raise ValueError(f"--footprint {footprint}: not readable (permission denied)")
+        tried, why = [], {}  # why: a file's refusal as a mask of this nside (rewritten since, another map given)
         for path in dict.fromkeys(p for p in (recorded, footprint) if p is not None):
             if path != "builtin" and not Path(path).is_file():
                 continue
-            sky = parse_sky_fraction(self.sky, self.nside, path, **kw)
+            tried.append(path)
+            try:
+                sky = parse_sky_fraction(self.sky, self.nside, path, **kw)
+            except ValueError as exc:
+                why[path] = f" ({exc})"
+                continue
             if mask_hash(sky.footprint) == want:
                 self._sky, self._mask_file = sky, path
                 return sky
-            tried.append(path)
-        if footprint is not None and footprint not in tried:
-            raise ValueError(f"--footprint {footprint}: no such file")
         where = (f"the footprint mask it was trained on, {self.footprint_name}, is no longer there (moved or deleted)"
                  if recorded not in tried else f"the footprint mask {self.footprint_name} changed since it was trained "
-                 "on it")
-        given = f"; --footprint {footprint} is not that mask either" if footprint is not None else ""
+                 f"on it{why.get(recorded, '')}")
+        given = f"; --footprint {footprint} is not that mask either{why.get(footprint, '')}" if footprint is not None else ""
         raise ValueError(f"{self.checkpoint}: {where}{given}; give the mask it was trained on with --footprint FITS "
                          "(recognised by its content hash, stored in the checkpoint), or leave this network out with "
                          "--sky-fractions")
@@ -471,11 +480,11 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
     no UNSEEN/NaN pixel inside the full sky, the footprint, or a nested patch the map covers in part).
 
     Returns ``({file: networks}, notes, {file: problems})``, one line each, naming the file.  A network whose sky
-    a map does not cover is that map's problem where the networks were ``chosen`` (--sky-fractions, --checkpoint),
-    else a note ("not classified by the networks of sky fraction 1 (...); classified by those of sky fraction
-    1/12"), and a problem only where no network fits the map; a problem's advice names the networks of ``others``
-    (trained, not used for the map) that would fit, else what to train (:func:`_advice`).  ``maps``:
-    ``{file: NESTED map}``.  Cost: one pass over each map per sky setting."""
+    a map does not cover is a note where another network classifies the map ("not classified by the networks of
+    sky fraction 1 (...); classified by those of sky fraction 1/12"), and a problem only where none does: one line
+    per sky fraction where the networks were ``chosen`` (--sky-fractions, --checkpoint), else one line for all; a
+    problem's advice names the networks of ``others`` (trained, not used for the map) that would fit, else what
+    to train (:func:`_advice`).  ``maps``: ``{file: NESTED map}``.  Cost: one pass over each map per sky setting."""
     use, notes, problems = {}, [], {}
     for file in files:
         bad = bad_pixels(maps[file])
@@ -493,12 +502,12 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
             use[file] = fit
         if not why:
             continue
-        unused = [n for n in others if not any(n is f for f in fit)]
-        if chosen:
-            problems[file] = [f"{file}: {problem}; {_advice(bad, unused)}" for problem in why.values()]
-        elif not fit:
-            problems[file] = [f"{file}: no trained network's sky fits the map: {'; '.join(why.values())}; "
-                              f"{_advice(bad, unused)}"]
+        if not fit:
+            if chosen:
+                problems[file] = [f"{file}: {problem}; {_advice(bad, others)}" for problem in why.values()]
+            else:
+                problems[file] = [f"{file}: no trained network's sky fits the map: {'; '.join(why.values())}; "
+                                  f"{_advice(bad, others)}"]
         else:
             notes.append(f"{file}: not classified by the networks of sky fraction {', '.join(why)} "
                          f"({'; '.join(why.values())}); classified by those of sky fraction "
