@@ -89,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             i = argv.index(chosen)
             argv = argv[:i + 1] + list(reorder(argv[i + 1:]))
     if command is not None:
-        unknown = _unknown_before_step(command, argv[argv.index(chosen) + 1:])
+        unknown = _unknown_options(command, argv[argv.index(chosen) + 1:])
         if unknown:
             command.error(_unrecognized(command, unknown))
     args, extra = parser.parse_known_args(argv)
@@ -108,13 +108,12 @@ def _step_parser(command, args) -> argparse.ArgumentParser | None:
     return None
 
 
-def _unknown_before_step(command, words: list[str]) -> list[str]:
-    """The ``--options`` in ``words`` before the step name that ``command`` does not know (neither exactly
-    nor as an abbreviation).  argparse would take the value after one for the step (``massmaps --nsidee 64
-    train``: "argument STEP: invalid choice: '64'"); [] for a command without steps."""
-    steps = next((a.choices for a in command._actions if isinstance(a.choices, dict)), None)
-    if not steps:
-        return []
+def _unknown_options(command, words: list[str]) -> list[str]:
+    """The ``--options`` in ``words`` (before the step name, for a command with steps) that ``command`` does not
+    know (neither exactly nor as an abbreviation), named before argparse's own errors: it would take the value
+    after one for the step (``massmaps --nsidee 64 train``: "argument STEP: invalid choice: '64'"), or report a
+    missing required option first (``bench --onyl x``: "the following arguments are required: --json")."""
+    steps = next((a.choices for a in command._actions if isinstance(a.choices, dict)), None) or {}
     known = [name for action in command._actions for name in action.option_strings]
     unknown = []
     for word in words:

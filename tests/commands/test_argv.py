@@ -272,6 +272,17 @@ def test_a_mistyped_option_before_the_step_is_named(command, words, bad, hint, c
     assert err.endswith(f"\ndeepsphere-gen {command}: error: unrecognized arguments: {bad}{hint}\n"), err
 
 
+def test_a_mistyped_option_is_named_before_a_missing_required_one(capsys):
+    """``bench --onyl x`` said "the following arguments are required: --json", not a word on --onyl."""
+    from deepsphere_gen.cli import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["bench", "--onyl", "chebconv"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.endswith("\ndeepsphere-gen bench: error: unrecognized arguments: --onyl (did you mean --only?)\n"), err
+
+
 def test_classify_options_before_the_step_are_read():
     """``massmaps --field 0 classify a.fits``: "argument STEP: invalid choice: '0'"; ``massmaps --force classify``:
     "unrecognized arguments"."""
