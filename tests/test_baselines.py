@@ -118,3 +118,59 @@ def test_feature_svm_chooses_c_on_the_validation_set():
         clf.predict(np.full((2, 201), np.nan))
     with pytest.raises(ValueError, match="single class"):
         FeatureSVM().fit(Xtr, np.zeros(60, dtype=int))
+
+
+def test_feature_svm_flags_a_chosen_c_at_the_edge_of_its_grid():
+    """C_at_edge: True where the chosen C is the grid's smallest or largest value (a validation tie goes to the
+    smallest), False for an interior C and for a grid of one C, None before fitting."""
+    from deepsphere_gen.experiments.massmaps.baselines import FeatureSVM
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 40)
+    X = rng.standard_normal((80, 3)) + 10.0 * y[:, None]  # separable by far: every C scores 1.0
+    Cs = (1.0, 0.01, 0.1)  # unsorted on purpose: the edges are min and max, not first and last
+    assert FeatureSVM(Cs=Cs).C_at_edge is None
+    tie = FeatureSVM(Cs=Cs).fit(X, y, X, y)
+    assert tie.val_accuracy == 1.0 and tie.C == 1.0 and tie.C_at_edge  # first best on the grid's order
+    assert not FeatureSVM(Cs=(1.0,)).fit(X, y, X, y).C_at_edge
+
+    middle = FeatureSVM(Cs=(0.01, 0.1, 1.0))
+    middle.C = 0.1  # as fit leaves it where the validation accuracy peaks at the middle C
+    assert middle.C_at_edge is False
+
+
+def test_c_edge_note_counts_the_fits_at_an_edge_per_method():
+    from deepsphere_gen.experiments.massmaps.baselines import c_edge_note
+
+    grid = [0.01, 0.1, 1.0, 10.0]
+    recs = [{"method": m, "C": C, "C_grid": grid, "C_at_edge": C in (0.01, 10.0)}
+            for m, C in (("psd_svm", 0.01), ("psd_svm", 0.01), ("strong_svm", 0.1), ("strong_svm", 10.0))]
+    assert c_edge_note(recs) == (
+        "\n(SVM C at the edge of its grid {0.01, 0.1, 1, 10} in 3 of 4 baseline fits (psd_svm 2/2, strong_svm 1/2; "
+        "2 at the smallest C, which also takes validation ties): a wider grid may choose another C (README: Methods); "
+        "JSON: C, C_grid, C_at_edge)")
+    assert c_edge_note(recs[2:3]) == ""
+    # network records and records written before the flag existed carry no C_at_edge: no note
+    assert c_edge_note([{"method": "fcn", "accuracy": 1.0}, {"method": "psd_svm", "C": 0.01}]) == ""
+
+
+def test_massmaps_records_and_table_flag_c_at_the_edge(tmp_path, capsys):
+    """The baselines' JSON records carry C_grid (the default grid, unchanged) and C_at_edge; the printed
+    table gets the footnote exactly where some chosen C is at an edge."""
+    import json
+
+    from deepsphere_gen.cli import main
+
+    out = tmp_path / "b.json"
+    argv = ["massmaps", "--nside", "8", "--n-maps", "8", "--sky-fractions", "1", "1/12", "--relative-noise", "0", "1",
+            "--methods", "psd_svm", "hist_svm", "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out"),
+            "--workers", "1", "--no-plots", "--no-progress", "--json", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    records = json.loads(out.read_text())["records"]
+    assert len(records) == 2 * 2 * 2
+    for r in records:
+        assert r["C_grid"] == [0.01, 0.1, 1.0, 10.0] and r["C"] in r["C_grid"]
+        assert r["C_at_edge"] is (r["C"] in (0.01, 10.0))
+    edge = sum(r["C_at_edge"] for r in records)
+    assert edge and f"SVM C at the edge of its grid {{0.01, 0.1, 1, 10}} in {edge} of 8 baseline fits (" in text

@@ -1,6 +1,7 @@
 """The baselines' records of the mass-map experiment: the SVMs of :mod:`.baselines` on the features of
 :mod:`.features` (patches) or on anafast band powers and histograms (full sky, footprint), fitted on the training
-maps with C chosen on the validation maps, scored on the test maps (:func:`baseline_records`).
+maps with C chosen on the validation maps (records ``C``, ``C_grid``, ``C_at_edge``), scored on the test maps
+(:func:`baseline_records`).
 
 Training features: ``baseline_noise_draws`` noise realisations per training patch (fresh noise, as the
 networks get); validation and test samples keep the data set's fixed noise.
@@ -115,7 +116,8 @@ def baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: E
         pick = lambda X: np.concatenate([X[g] for g in cols], axis=1)  # noqa: E731
         clf = FeatureSVM(seed=config.seed).fit(pick(Xtr), ytr, pick(Xva), yva)
         records.append({**base, "method": m, **accuracy_fields(clf.predict(pick(Xte)) == yte, test_set),
-                        "C": clf.C, "val_accuracy": clf.val_accuracy, "features": cols,
+                        "C": clf.C, "C_grid": list(clf.Cs), "C_at_edge": clf.C_at_edge,
+                        "val_accuracy": clf.val_accuracy, "features": cols,
                         "n_features": int(pick(Xtr).shape[1]), "noise_draws": max(draws, 1),
                         "seconds": t_feat + time.perf_counter() - t1})
     cpu = time.process_time() - c0

@@ -22,7 +22,7 @@ import numpy as np
 from ...datasets import bad_pixels, limit_threads
 from ...sampling import check_nside
 
-__all__ = ["PowerSpectrumSVM", "HistogramSVM", "FeatureSVM"]
+__all__ = ["PowerSpectrumSVM", "HistogramSVM", "FeatureSVM", "c_edge_note"]
 
 
 def _as_samples(values, indices) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +52,11 @@ class FeatureSVM:
     """Standardised features -> linear SVM, C chosen on a validation set.
 
     ``fit(X, y, X_val, y_val)``: one LinearSVC per C of ``Cs`` on (X, y); the C with the best
-    validation accuracy is kept (ties: the smaller C); without a validation set the first C.
-    X: (n, features) finite floats; y: (n,) ints.  ``C``, ``val_accuracy`` after fitting.
+    validation accuracy is kept (ties: the earlier C of ``Cs``, the smaller in the default ascending grid);
+    without a validation set the first C.
+    X: (n, features) finite floats; y: (n,) ints.  ``C``, ``val_accuracy`` after fitting;
+    ``C_at_edge``: whether the chosen C is the smallest or largest of a grid of two or more values
+    (None before fitting; False for a single C): a wider grid might choose another C there.
     """
 
     def __init__(self, Cs=(0.01, 0.1, 1.0, 10.0), seed: int = 0):
@@ -72,6 +75,12 @@ class FeatureSVM:
         if y is not None and np.shape(y) != (len(X),):
             raise ValueError(f"labels must be shaped ({len(X)},), got {np.shape(y)}")
         return X
+
+    @property
+    def C_at_edge(self) -> bool | None:
+        if self.C is None:
+            return None
+        return len(self.Cs) > 1 and self.C in (min(self.Cs), max(self.Cs))
 
     def fit(self, X, y, X_val=None, y_val=None) -> "FeatureSVM":
         X = self._check(X, y)
@@ -94,6 +103,26 @@ class FeatureSVM:
     def score(self, X, y) -> float:
         """Accuracy in [0, 1]."""
         return float(np.mean(self.predict(X) == np.asarray(y)))
+
+
+def c_edge_note(records: list[dict]) -> str:
+    """The table footnote on the baselines' C: "" where no record has ``C_at_edge`` true, else one
+    line (with a leading newline) counting per method the records (``method``, ``C``, ``C_grid``,
+    ``C_at_edge``, as :func:`.baseline_records.baseline_records` writes them) whose C chosen on the
+    validation maps lies at the smallest or largest value of its grid."""
+    fits = [r for r in records if r.get("C_at_edge") is not None]
+    edge = [r for r in fits if r["C_at_edge"]]
+    if not edge:
+        return ""
+    methods = list(dict.fromkeys(r["method"] for r in fits))
+    counts = ", ".join(f"{m} {sum(r['method'] == m for r in edge)}/{sum(r['method'] == m for r in fits)}"
+                       for m in methods)
+    grids = sorted({tuple(r["C_grid"]) for r in edge})
+    grid_text = "; ".join("{" + ", ".join(f"{c:g}" for c in g) + "}" for g in grids)
+    low = sum(r["C"] == min(r["C_grid"]) for r in edge)
+    return (f"\n(SVM C at the edge of its grid {grid_text} in {len(edge)} of {len(fits)} baseline fits ({counts}; "
+            f"{low} at the smallest C, which also takes validation ties): a wider grid may choose another C "
+            "(README: Methods); JSON: C, C_grid, C_at_edge)")
 
 
 class _Baseline:

@@ -14,6 +14,7 @@ from ..._platform import cpu_description
 from ...datasets import load_massmaps
 from ...datasets.patch_psd import to_square
 from .. import reporting
+from .baselines import c_edge_note
 from .config import BASELINES, METHODS, NETWORK_METHODS, ExperimentConfig, parse_sky_fraction, sky_settings
 from .data import dataset_of
 from .settings import noise_settings
@@ -22,8 +23,9 @@ __all__ = ["format_table", "margins", "format_margins", "write_json", "plot_exam
 
 
 def format_table(records: list[dict]) -> str:
-    """Accuracy (%) table with 95 % intervals: one row per (sky, noise), one column per method."""
-    return reporting.format_table(records, METHODS)
+    """Accuracy (%) table with 95 % intervals: one row per (sky, noise), one column per method; a footnote
+    where a baseline's C lies at the edge of its grid (:func:`.baselines.c_edge_note`)."""
+    return reporting.format_table(records, METHODS) + c_edge_note(records)
 
 
 def margins(records: list[dict]) -> list[dict]:
