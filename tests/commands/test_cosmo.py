@@ -505,3 +505,31 @@ def test_data_dir_help_names_the_folder_the_library_uses(monkeypatch, tmp_path):
     assert _cache_dirs.cosmo_data_dir() == tmp_path / "root" / "cosmo"
     assert f"(default {_cache_dirs.cosmo_data_dir()}:" in text, text
     assert not hasattr(cosmo_grid, "default_data_dir")  # one rule, in _cache_dirs
+
+
+def _strict_json(path):
+    """The JSON at ``path``, refusing the Infinity / NaN that Python's json writes but strict JSON lacks."""
+    def refuse(name):
+        raise AssertionError(f"{path.name} holds {name}, not strict JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_ngal_inf_writes_strict_json_and_the_figures(tmp_path, capsys):
+    """``--ngal inf`` (no noise) used to print the table, then fail writing the JSON (inf is not JSON) and lose the
+    figures: the config records ngal as "inf", every other value stays finite, and the figures are written."""
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    assert main(["cosmo", *TINY, *dirs, "--ngal", "inf", "--graph-members", "1", "--mlp-members", "1"]) == 0
+    rec = _strict_json(tmp_path / "out" / "cosmo.json")
+    assert rec["config"]["ngal"] == "inf" and {r["method"] for r in rec["records"]} == {"graph", "power_spectrum",
+                                                                                        "handcrafted"}
+    for name in ("cosmo_predicted_vs_true.png", "cosmo_fiducial_ellipses.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_json_ready_spells_out_what_strict_json_lacks():
+    from deepsphere_gen.experiments.cosmo.report import json_ready
+
+    got = json_ready({"a": float("inf"), "b": [-np.inf, float("nan"), np.float64(0.5), np.int64(3)], "c": (1, "x")})
+    assert got == {"a": "inf", "b": ["-inf", None, 0.5, 3], "c": [1, "x"]}
+    assert json.loads(json.dumps(got, allow_nan=False)) == got

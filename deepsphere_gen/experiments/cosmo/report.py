@@ -1,7 +1,7 @@
 """The run's text table and JSON record."""
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from ..._platform import cpu_description
 from ..reporting import align_rows
 from .config import METHODS, CosmoExperimentConfig
 
-__all__ = ["format_table", "write_json"]
+__all__ = ["format_table", "json_ready", "write_json"]
 
 
 def format_table(result: dict) -> str:
@@ -90,9 +90,31 @@ def _degree_cell(rec: dict) -> str:
     return "{},{} / {:.2f},{:.2f}".format(*c["model"]["degree"], *c["scales_at_fiducial"])
 
 
+def json_ready(obj):
+    """``obj`` with what strict JSON cannot hold spelt out: +-inf as the strings "inf" / "-inf" (``--ngal inf``:
+    no noise, as the option is written), NaN as None; numpy scalars as Python numbers, tuples as lists, any
+    other object as its ``str``.  Nested dicts and lists are converted recursively."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return None
+        return obj if math.isfinite(obj) else ("inf" if obj > 0 else "-inf")
+    return str(obj)
+
+
 def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
     """JSON {"config", "cpu" (the processor: trained networks are bit-identical only on one
-    processor type), "records", "summary", **extra} (predictions left out), written atomically."""
-    payload = {"config": json.loads(json.dumps(asdict(config), default=str)), "cpu": cpu_description(),
+    processor type), "records", "summary", **extra} (predictions left out), written atomically;
+    through :func:`json_ready`: ``--ngal inf`` is recorded as ``"ngal": "inf"``, a NaN as null."""
+    payload = {"config": asdict(config), "cpu": cpu_description(),
                "records": result["records"], "summary": result["summary"], **(extra or {})}
-    return atomic_write_json(path, payload)
+    return atomic_write_json(path, json_ready(payload))
