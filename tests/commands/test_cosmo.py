@@ -533,3 +533,19 @@ def test_json_ready_spells_out_what_strict_json_lacks():
     got = json_ready({"a": float("inf"), "b": [-np.inf, float("nan"), np.float64(0.5), np.int64(3)], "c": (1, "x")})
     assert got == {"a": "inf", "b": ["-inf", None, 0.5, 3], "c": [1, "x"]}
     assert json.loads(json.dumps(got, allow_nan=False)) == got
+
+
+def test_a_missing_summary_width_says_why(tmp_path, capsys):
+    """Too few fiducial samples for the summary Fisher width (1 map x 4 footprint copies < 6): "fid F" is "-" and
+    the estimates-as-summaries target line is not printed; the reason used to be swallowed, now the table's
+    footnote, that target line and every record's summary_width say it."""
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    assert main(["cosmo", *TINY, *dirs, "--n-fiducial", "1", "--graph-members", "1", "--mlp-members", "1",
+                 "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    reason = "summary widths need >= 6 fiducial samples, got 4 (fiducial maps x footprint copies): raise --n-fiducial"
+    assert f"(fid F = - for graph, power_spectrum, handcrafted: {reason})" in text
+    assert f"the same with the estimates as summaries: not evaluated ({reason})" in text
+    rec = json.loads((tmp_path / "out" / "cosmo.json").read_text())
+    assert all(r["fiducial"]["summary_width"] == {"omega_m": None, "s8": None, "slope": None, "missing": reason}
+               for r in rec["records"])

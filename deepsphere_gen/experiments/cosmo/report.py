@@ -37,6 +37,10 @@ def format_table(result: dict) -> str:
                  "calib = global variance scales fitted on the validation and calibration cosmologies, bootstrap sd over them; "
                  "deg = degree of each parameter's variance factor chosen by cross-validation, at fid = its mean at the "
                  "fiducial predictions: the one applied)")
+    missing = {r["method"]: r["fiducial"]["summary_width"]["missing"] for r in result["records"]
+               if r["fiducial"]["summary_width"].get("missing")}
+    for reason in dict.fromkeys(missing.values()):
+        lines.append(f"(fid F = - for {', '.join(m for m in missing if missing[m] == reason)}: {reason})")
     s = result["summary"]
     for other in ("graph", "handcrafted"):
         if f"s8_posterior_ratio_{other}_over_ps" in s:
@@ -80,6 +84,9 @@ def format_table(result: dict) -> str:
         lines.append(f"  the same with the estimates as summaries (Fluri et al.'s likelihood; held-out 68 % coverage "
                      f"{100 * s['graph_s8_summary_coverage_68']:.0f} %): "
                      f"{'reached' if s['summary_target_reached'] else 'NOT reached'}")
+    elif "target_reached" in s and ("graph" in missing or "power_spectrum" in missing):
+        lines.append(f"  the same with the estimates as summaries: not evaluated ("
+                     f"{missing.get('graph') or missing['power_spectrum']})")
     return "\n".join(lines)
 
 
