@@ -15,7 +15,7 @@ __all__ = ["format_table", "json_ready", "write_json"]
 
 def format_table(result: dict) -> str:
     """One row per method: held-out RMSE and coverage, fiducial constraint widths."""
-    head = ["method", "RMSE Om", "RMSE S8", "RMSE s8", "cov68 S8", "cov95 S8", "cov68 Om", "cov68 2d",
+    head = ["method", "RMSE Om", "RMSE S8", "RMSE sig8", "cov68 S8", "cov95 S8", "cov68 Om", "cov68 2d",
             "fid sd(S8)", "fid F(S8)", "fid sd(Om)", "calib Om,S8", "deg, at fid"]
     rows = [head]
     for r in result["records"]:
@@ -31,7 +31,8 @@ def format_table(result: dict) -> str:
                         else " (sd {:.2f},{:.2f})".format(*r["calibration"]["scales_bootstrap_sd"])),
                      _degree_cell(r)])
     lines = align_rows(rows)
-    lines.append("(RMSE and coverage of the calibrated intervals on the held-out cosmologies; at the fiducial: fid sd = "
+    lines.append("(Om = Omega_m, sig8 = sigma_8, S8 = sigma_8 sqrt(Omega_m / 0.3); "
+                 "RMSE and coverage of the calibrated intervals on the held-out cosmologies; at the fiducial: fid sd = "
                  "mean calibrated posterior std, fid F = Fisher width of the point estimates used as summaries (response "
                  "fitted on the validation and calibration cosmologies); "
                  "calib = global variance scales fitted on the validation and calibration cosmologies, bootstrap sd over them; "
