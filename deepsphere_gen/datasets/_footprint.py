@@ -113,14 +113,16 @@ def check_fits_ordering(value, path, expected: str = "ANY", advice: str | None =
     return order
 
 
-def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0) -> np.ndarray:
+def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0, *,
+                      nside_advice: str | None = None) -> np.ndarray:
     """Read column ``field`` (0-based) of a HEALPix FITS map and return it in NESTED order, float64 (12 nside^2,).
 
     A cut-sky file (``healpy.write_map(..., partial=True)``: a PIXEL column, then the data columns,
     which ``field`` counts) is read as a full sky with UNSEEN outside its pixels.
     ordering: what the file must declare in its ORDERING header: "NESTED" (default),
     "RING", or "any" (either, converted to NESTED) (:func:`check_fits_ordering`).  Raises ValueError for a
-    different ordering, a wrong nside or an unreadable file; nothing is modified on disk.
+    different ordering, a wrong nside (followed by ``nside_advice``, formatted with ``file_nside`` and ``nside``,
+    where given) or an unreadable file; nothing is modified on disk.
     Memory: the file is memory-mapped and only column ``field`` (and a cut-sky file's PIXEL column) is
     copied out: ~4 maps at the peak whatever the number of columns (3.9 measured for a 12-column file, 15.9
     when its table was read whole); a gzip-compressed file is decompressed whole (astropy cannot map it).
@@ -139,7 +141,8 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0
     file_order = check_fits_ordering(dict(header).get("ORDERING"), path, ordering)
     file_nside = hp.npix2nside(values.size)
     if file_nside != nside:
-        raise ValueError(f"{path} has nside {file_nside}, expected nside {nside}")
+        advice = "" if nside_advice is None else ": " + nside_advice.format(file_nside=file_nside, nside=nside)
+        raise ValueError(f"{path} has nside {file_nside}, expected nside {nside}{advice}")
     if file_order == "RING":
         values = hp.reorder(values, r2n=True)
     return np.asarray(values, dtype=np.float64)
@@ -160,20 +163,30 @@ def check_mask(mask, nside: int) -> np.ndarray:
     return mask
 
 
+#: what :func:`read_footprint` advises for a mask at another nside (massmaps and cosmo alike)
+_MASK_NSIDE_ADVICE = ("run at --nside {file_nside}, or resample the mask with healpy.ud_grade(mask, {nside}) and "
+                      "threshold the result (ud_grade averages: pixels on the edge hold fractions), e.g. mask > 0.5")
+#: what :func:`read_footprint` advises for a mask holding values other than 0/1
+_MASK_VALUES_ADVICE = ("pass a mask with 1 inside the survey, 0 or UNSEEN outside (a map given as a footprint would keep "
+                       "every non-zero pixel); an apodised or ud_graded mask: threshold it, e.g. mask > 0.5 (mask > 0 "
+                       "keeps every pixel it touches), and write that")
+
+
 def read_footprint(path, nside: int, ordering: str = "any") -> np.ndarray:
     """Footprint mask from a HEALPix FITS file, NESTED bool (12 nside^2,).
 
     Pixels of value 1 are kept; 0, UNSEEN and NaN are masked; any other value is refused (ValueError
     naming the file: a map given as a footprint would otherwise keep every non-zero pixel, usually the
-    whole sky).  ``ordering`` as in :func:`read_healpix_fits` (default: accept either and convert).
+    whole sky; the message says to threshold an apodised mask).  A mask at another nside is refused with the
+    remedy (the run's --nside, or healpy.ud_grade then a threshold).  ``ordering`` as in
+    :func:`read_healpix_fits` (default: accept either and convert).
     """
-    values = read_healpix_fits(path, nside, ordering=ordering)
+    values = read_healpix_fits(path, nside, ordering=ordering, nside_advice=_MASK_NSIDE_ADVICE)
     kept = ~bad_pixels(values) & (values != 0)
     odd = kept & (values != 1)
     if odd.any():
         raise ValueError(f"footprint {path} is not a 0/1 mask: {int(odd.sum())} of {values.size} pixels hold other "
-                         f"values (e.g. {values[odd][0]:.3g}); pass a mask with 1 inside the survey, 0 or UNSEEN "
-                         "outside (a map given as a footprint would keep every non-zero pixel)")
+                         f"values (e.g. {values[odd][0]:.3g}); {_MASK_VALUES_ADVICE}")
     return check_mask(kept, nside)
 
 

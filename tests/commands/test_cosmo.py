@@ -505,3 +505,47 @@ def test_data_dir_help_names_the_folder_the_library_uses(monkeypatch, tmp_path):
     assert _cache_dirs.cosmo_data_dir() == tmp_path / "root" / "cosmo"
     assert f"(default {_cache_dirs.cosmo_data_dir()}:" in text, text
     assert not hasattr(cosmo_grid, "default_data_dir")  # one rule, in _cache_dirs
+
+
+def _strict_json(path):
+    """The JSON at ``path``, refusing the Infinity / NaN that Python's json writes but strict JSON lacks."""
+    def refuse(name):
+        raise AssertionError(f"{path.name} holds {name}, not strict JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_ngal_inf_writes_strict_json_and_the_figures(tmp_path, capsys):
+    """``--ngal inf`` (no noise) used to print the table, then fail writing the JSON (inf is not JSON) and lose the
+    figures: the config records ngal as "inf", every other value stays finite, and the figures are written."""
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    assert main(["cosmo", *TINY, *dirs, "--ngal", "inf", "--graph-members", "1", "--mlp-members", "1"]) == 0
+    rec = _strict_json(tmp_path / "out" / "cosmo.json")
+    assert rec["config"]["ngal"] == "inf" and {r["method"] for r in rec["records"]} == {"graph", "power_spectrum",
+                                                                                        "handcrafted"}
+    for name in ("cosmo_predicted_vs_true.png", "cosmo_fiducial_ellipses.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_json_ready_spells_out_what_strict_json_lacks():
+    from deepsphere_gen.experiments.cosmo.report import json_ready
+
+    got = json_ready({"a": float("inf"), "b": [-np.inf, float("nan"), np.float64(0.5), np.int64(3)], "c": (1, "x")})
+    assert got == {"a": "inf", "b": ["-inf", None, 0.5, 3], "c": [1, "x"]}
+    assert json.loads(json.dumps(got, allow_nan=False)) == got
+
+
+def test_a_missing_summary_width_says_why(tmp_path, capsys):
+    """Too few fiducial samples for the summary Fisher width (1 map x 4 footprint copies < 6): "fid F" is "-" and
+    the estimates-as-summaries target line is not printed; the reason used to be swallowed, now the table's
+    footnote, that target line and every record's summary_width say it."""
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    assert main(["cosmo", *TINY, *dirs, "--n-fiducial", "1", "--graph-members", "1", "--mlp-members", "1",
+                 "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    reason = "summary widths need >= 6 fiducial samples, got 4 (fiducial maps x footprint copies): raise --n-fiducial"
+    assert f"(fid F = - for graph, power_spectrum, handcrafted: {reason})" in text
+    assert f"the same with the estimates as summaries: not evaluated ({reason})" in text
+    rec = json.loads((tmp_path / "out" / "cosmo.json").read_text())
+    assert all(r["fiducial"]["summary_width"] == {"omega_m": None, "s8": None, "slope": None, "missing": reason}
+               for r in rec["records"])

@@ -205,3 +205,25 @@ def test_read_healpix_fits_reads_cut_sky_files(tmp_path):
         got = read_healpix_fits(path, 8, field=field)
         np.testing.assert_array_equal(got[100:300], factor * np.arange(200.0))
         assert np.all(got[:100] == hp.UNSEEN) and np.all(got[300:] == hp.UNSEEN)
+
+
+def test_footprint_refusals_name_their_remedy_and_the_remedy_works(tmp_path):
+    """A mask at another nside and an apodised mask were refused without a way out (massmaps and cosmo share the
+    message): the refusal names --nside / healpy.ud_grade and the threshold, and following it gives a mask."""
+    nside = 8
+    fine = np.zeros(12 * (2 * nside) ** 2)
+    fine[: 4 * 100 + 2] = 1.0  # 100 whole parents at nside 8 and one half-covered one (2 of 4 children)
+    path = tmp_path / "mask16.fits"
+    hp.write_map(str(path), fine, nest=True, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"has nside 16, expected nside 8: run at --nside 16, or resample the mask "
+                                         r"with healpy.ud_grade\(mask, 8\) and threshold the result .* mask > 0.5"):
+        read_footprint(path, nside)
+    coarse = hp.ud_grade(fine, nside, order_in="NESTED", order_out="NESTED")  # averages: the edge parent holds 0.5
+    apodised = tmp_path / "mask8_apodised.fits"
+    hp.write_map(str(apodised), coarse, nest=True, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"not a 0/1 mask: 1 of 768 pixels .* threshold it, e\.g\. mask > 0\.5 "
+                                         r"\(mask > 0 keeps every pixel it touches\)"):
+        read_footprint(apodised, nside)
+    for cut, kept in ((0.5, 100), (0.0, 101)):
+        hp.write_map(str(apodised), (coarse > cut).astype(np.float64), nest=True, dtype=np.float64, overwrite=True)
+        assert read_footprint(apodised, nside).sum() == kept

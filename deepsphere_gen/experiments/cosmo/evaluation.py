@@ -184,8 +184,9 @@ def _posterior_record(config: CosmoExperimentConfig, path: Path, space: Paramete
     try:
         rec["fiducial"]["summary_width"] = summary_widths(mean_c, theta_c, preds["fiducial"]["mean"],
                                                           preds["test"]["mean"], preds["test"]["theta"])
-    except (ValueError, np.linalg.LinAlgError):  # too few calibration cosmologies (tiny runs)
-        rec["fiducial"]["summary_width"] = {"omega_m": None, "s8": None, "slope": None}
+    except (ValueError, np.linalg.LinAlgError) as exc:  # too few samples (tiny runs): the reason is recorded
+        rec["fiducial"]["summary_width"] = {"omega_m": None, "s8": None, "slope": None,
+                                            "missing": str(exc) or type(exc).__name__}
     return rec, preds
 
 

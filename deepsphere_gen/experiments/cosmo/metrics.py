@@ -90,7 +90,8 @@ def summary_response(mean_fit: np.ndarray, theta_fit: np.ndarray) -> tuple[np.nd
     least-squares fit of the estimates ``mean_fit`` (n, 2) on their true (Omega_m, S8)."""
     truth = np.stack([theta_fit[:, 0], s8(theta_fit[:, 0], theta_fit[:, 1])], -1)
     if len(np.unique(truth, axis=0)) < 3:
-        raise ValueError(f"summary widths need >= 3 distinct fitting cosmologies, got {len(np.unique(truth, axis=0))}")
+        raise ValueError(f"summary widths need >= 3 distinct fitting cosmologies, got {len(np.unique(truth, axis=0))}: "
+                         "raise --n-calib")
     coef = np.linalg.lstsq(np.column_stack([truth, np.ones(len(truth))]), mean_fit, rcond=None)[0]  # (3, 2)
     return coef[:2].T, coef[2]
 
@@ -100,7 +101,8 @@ def summary_fisher(jac: np.ndarray, mean_fid: np.ndarray) -> tuple[np.ndarray, n
     and the fiducial estimates ``mean_fid`` (n, 2) (their covariance C with the Hartlap factor)."""
     n = len(mean_fid)
     if n < 6:
-        raise ValueError(f"summary widths need >= 6 fiducial samples, got {n}")
+        raise ValueError(f"summary widths need >= 6 fiducial samples, got {n} (fiducial maps x footprint copies): "
+                         "raise --n-fiducial")
     cov_inv = np.linalg.inv(np.cov(mean_fid, rowvar=False) / ((n - 2 - 2) / (n - 1)))
     fisher_inv = np.linalg.inv(jac.T @ cov_inv @ jac)
     return fisher_inv, cov_inv, np.sqrt(np.diag(fisher_inv))

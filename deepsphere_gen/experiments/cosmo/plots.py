@@ -41,19 +41,33 @@ def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     preds = result["predictions"]
     methods = list(preds)
-    fig, axes = plt.subplots(2, len(methods), figsize=(4 * len(methods), 7.5), squeeze=False)
+    # one scale per row (shared axes) and the identity line across it
+    fig, axes = plt.subplots(2, len(methods), figsize=(4 * len(methods), 7.8), squeeze=False, sharex="row",
+                             sharey="row")
+    span = [[np.inf, -np.inf], [np.inf, -np.inf]]
     for j, m in enumerate(methods):
         p = preds[m]["test"]
         truth = [p["theta"][:, 0], s8(p["theta"][:, 0], p["theta"][:, 1])]
         for i, name in enumerate((r"$\Omega_m$", r"$S_8$")):
             ax = axes[i, j]
-            ax.errorbar(truth[i], p["mean"][:, i], yerr=np.sqrt(p["cov"][:, i, i]), fmt=".", ms=3, alpha=0.4,
-                        color=_COLORS[m], elinewidth=0.6)
-            lo, hi = min(truth[i].min(), p["mean"][:, i].min()), max(truth[i].max(), p["mean"][:, i].max())
-            ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+            sd = np.sqrt(p["cov"][:, i, i])
+            ax.errorbar(truth[i], p["mean"][:, i], yerr=sd, fmt=".", ms=3, alpha=0.4, color=_COLORS[m],
+                        elinewidth=0.6, label=r"posterior mean $\pm 1\sigma$ (calibrated)")
+            span[i] = [min(span[i][0], truth[i].min(), (p["mean"][:, i] - sd).min()),
+                       max(span[i][1], truth[i].max(), (p["mean"][:, i] + sd).max())]
             ax.set_xlabel(f"true {name}")
             ax.set_ylabel(f"predicted {name}")
             ax.set_title(f"{_LABELS[m]}: {name}")
+    for i, (lo, hi) in enumerate(span):
+        pad = 0.03 * (hi - lo)
+        for ax in axes[i]:
+            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="predicted = true")
+        axes[i, 0].set_xlim(lo - pad, hi + pad)
+        axes[i, 0].set_ylim(lo - pad, hi + pad)
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    theta = preds[methods[0]]["test"]["theta"]
+    fig.suptitle(f"{len(np.unique(theta, axis=0))} held-out cosmologies ({len(theta)} samples): calibrated posterior "
+                 r"mean and its $1\sigma$ error bar")
     fig.tight_layout()
     paths = [out / "cosmo_predicted_vs_true.png"]
     save_png(fig, paths[0])
@@ -79,11 +93,15 @@ def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
     axes[0].set_ylim(*config.grid.sigma8_range)
     axes[1].set_xlim(*config.grid.omega_m_range)
     axes[1].set_ylim(s8(fid[0], fid[1]) - 0.2, s8(fid[0], fid[1]) + 0.2)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"mean posterior at the fiducial ({len(preds[methods[0]]['fiducial']['mean'])} noisy realisations), "
-                 f"68 % solid / 95 % dashed; {config.grid.n_bins} bins, nside {config.grid.nside}, "
-                 f"{config.ngal:g} gal/arcmin$^2$")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels))  # below the panels: off the "+"
+    n = len(preds[methods[0]]["fiducial"]["mean"])
+    maps = config.grid.n_fiducial
+    noise = ("no noise" if math.isinf(config.ngal) or config.sigma_e == 0
+             else f"shape noise {config.ngal:g} gal/arcmin$^2$, $\\sigma_e$ {config.sigma_e:g}")
+    fig.suptitle(f"mean posterior at the fiducial ({maps} maps x {n // maps} footprint copies = {n} samples), "
+                 f"68 % solid / 95 % dashed\n{config.grid.n_bins} bins, nside {config.grid.nside}, {noise}")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     paths.append(out / "cosmo_fiducial_ellipses.png")
     save_png(fig, paths[1])
     return paths

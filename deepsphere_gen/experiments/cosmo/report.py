@@ -1,7 +1,7 @@
 """The run's text table and JSON record."""
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,12 +10,12 @@ from ..._platform import cpu_description
 from ..reporting import align_rows
 from .config import METHODS, CosmoExperimentConfig
 
-__all__ = ["format_table", "write_json"]
+__all__ = ["format_table", "json_ready", "write_json"]
 
 
 def format_table(result: dict) -> str:
     """One row per method: held-out RMSE and coverage, fiducial constraint widths."""
-    head = ["method", "RMSE Om", "RMSE S8", "RMSE s8", "cov68 S8", "cov95 S8", "cov68 Om", "cov68 2d",
+    head = ["method", "RMSE Om", "RMSE S8", "RMSE sig8", "cov68 S8", "cov95 S8", "cov68 Om", "cov68 2d",
             "fid sd(S8)", "fid F(S8)", "fid sd(Om)", "calib Om,S8", "deg, at fid"]
     rows = [head]
     for r in result["records"]:
@@ -31,12 +31,17 @@ def format_table(result: dict) -> str:
                         else " (sd {:.2f},{:.2f})".format(*r["calibration"]["scales_bootstrap_sd"])),
                      _degree_cell(r)])
     lines = align_rows(rows)
-    lines.append("(RMSE and coverage of the calibrated intervals on the held-out cosmologies; at the fiducial: fid sd = "
+    lines.append("(Om = Omega_m, sig8 = sigma_8, S8 = sigma_8 sqrt(Omega_m / 0.3); "
+                 "RMSE and coverage of the calibrated intervals on the held-out cosmologies; at the fiducial: fid sd = "
                  "mean calibrated posterior std, fid F = Fisher width of the point estimates used as summaries (response "
                  "fitted on the validation and calibration cosmologies); "
                  "calib = global variance scales fitted on the validation and calibration cosmologies, bootstrap sd over them; "
                  "deg = degree of each parameter's variance factor chosen by cross-validation, at fid = its mean at the "
                  "fiducial predictions: the one applied)")
+    missing = {r["method"]: r["fiducial"]["summary_width"]["missing"] for r in result["records"]
+               if r["fiducial"]["summary_width"].get("missing")}
+    for reason in dict.fromkeys(missing.values()):
+        lines.append(f"(fid F = - for {', '.join(m for m in missing if missing[m] == reason)}: {reason})")
     s = result["summary"]
     for other in ("graph", "handcrafted"):
         if f"s8_posterior_ratio_{other}_over_ps" in s:
@@ -80,6 +85,9 @@ def format_table(result: dict) -> str:
         lines.append(f"  the same with the estimates as summaries (Fluri et al.'s likelihood; held-out 68 % coverage "
                      f"{100 * s['graph_s8_summary_coverage_68']:.0f} %): "
                      f"{'reached' if s['summary_target_reached'] else 'NOT reached'}")
+    elif "target_reached" in s and ("graph" in missing or "power_spectrum" in missing):
+        lines.append(f"  the same with the estimates as summaries: not evaluated ("
+                     f"{missing.get('graph') or missing['power_spectrum']})")
     return "\n".join(lines)
 
 
@@ -90,9 +98,31 @@ def _degree_cell(rec: dict) -> str:
     return "{},{} / {:.2f},{:.2f}".format(*c["model"]["degree"], *c["scales_at_fiducial"])
 
 
+def json_ready(obj):
+    """``obj`` with what strict JSON cannot hold spelt out: +-inf as the strings "inf" / "-inf" (``--ngal inf``:
+    no noise, as the option is written), NaN as None; numpy scalars as Python numbers, tuples as lists, any
+    other object as its ``str``.  Nested dicts and lists are converted recursively."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return None
+        return obj if math.isfinite(obj) else ("inf" if obj > 0 else "-inf")
+    return str(obj)
+
+
 def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
     """JSON {"config", "cpu" (the processor: trained networks are bit-identical only on one
-    processor type), "records", "summary", **extra} (predictions left out), written atomically."""
-    payload = {"config": json.loads(json.dumps(asdict(config), default=str)), "cpu": cpu_description(),
+    processor type), "records", "summary", **extra} (predictions left out), written atomically;
+    through :func:`json_ready`: ``--ngal inf`` is recorded as ``"ngal": "inf"``, a NaN as null."""
+    payload = {"config": asdict(config), "cpu": cpu_description(),
                "records": result["records"], "summary": result["summary"], **(extra or {})}
-    return atomic_write_json(path, payload)
+    return atomic_write_json(path, json_ready(payload))
