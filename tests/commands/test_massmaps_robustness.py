@@ -1048,6 +1048,79 @@ def test_sigint_to_the_process_group_of_a_parallel_run(tmp_path):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted after epoch" in err, err
 
 
+def test_worker_processes_start_with_ctrl_c_ignored():
+    """A worker spawned by ParallelRun inherits an ignored SIGINT (a terminal's Ctrl-C while it still imports
+    torch would kill it with a traceback); the parent's own handler is back after the processes started."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from deepsphere_gen.experiments.massmaps import parallel
+
+    before = signal.getsignal(signal.SIGINT)
+    with parallel._children_ignore_sigint():
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        seen = pool.submit(signal.getsignal, signal.SIGINT)  # the process starts here
+    assert signal.getsignal(signal.SIGINT) is before
+    with pool:
+        assert seen.result(timeout=60) == signal.SIG_IGN
+
+
+def test_a_job_started_after_stop_is_interrupted_at_once(monkeypatch):
+    """A worker that was still starting when Ctrl-C came is not interrupted by it: its job sees the stop
+    event and raises KeyboardInterrupt before any work; the worker ignores SIGINT again afterwards."""
+    from deepsphere_gen.experiments.massmaps import parallel
+
+    before = signal.getsignal(signal.SIGINT)
+    stopping = threading.Event()
+    monkeypatch.setattr(parallel, "_stopping", stopping)
+    ran = []
+    try:
+        with parallel._interruptible():
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            ran.append(1)
+        stopping.set()
+        with pytest.raises(KeyboardInterrupt):
+            with parallel._interruptible():
+                ran.append(2)
+        assert ran == [1] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """Process ids of the multiprocessing-spawned children of process ``pid`` (Linux /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+        except OSError:  # already gone
+            pass
+    return found
+
+
+@pytest.mark.slow  # ~20 s: fresh interpreters import torch
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_sigint_to_the_process_group_while_workers_start(tmp_path):
+    """A terminal's Ctrl-C while the worker processes are still starting (importing torch): one line, exit 130,
+    no traceback from the workers."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "deepsphere_gen.cli", "massmaps", *TINY, "--epochs", "5000", "--workers", "2",
+            "--no-plots", *_dirs(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    t0 = time.monotonic()
+    while not _spawned_children(proc.pid) and proc.poll() is None and time.monotonic() - t0 < 120:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the parent has left its submit loop; the worker still imports torch
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted during training" in err, err
+
+
 def test_ctrl_c_during_data_generation_keeps_nothing(tmp_path, capsys, monkeypatch):
     import deepsphere_gen.datasets.massmaps as ds
 

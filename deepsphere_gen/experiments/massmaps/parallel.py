@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -25,22 +26,52 @@ from .training import network_runs, train_config, train_one
 __all__ = ["ParallelRun"]
 
 
-def _worker_setup(pids, filters) -> None:
+#: in a worker process: the event :class:`ParallelRun` sets when it stops its jobs (see :func:`_worker_setup`)
+_stopping = None
+
+
+@contextmanager
+def _children_ignore_sigint():
+    """Ctrl-C ignored while the block starts worker processes, the previous handler restored after it.
+
+    A spawned process inherits an ignored SIGINT across ``exec``, and Python then installs no handler of its
+    own: Ctrl-C at a terminal reaches every process of the group, and a worker still importing its modules
+    (seconds: torch) would otherwise die with a KeyboardInterrupt traceback.  The workers take Ctrl-C again
+    only inside a job (:func:`_interruptible`).  A Ctrl-C during the block itself (starting the processes,
+    milliseconds) is lost.  Only the main thread may set handlers; elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _worker_setup(pids, filters, stopping) -> None:
     """A worker process: one torch thread; Ctrl-C ignored while idle (jobs take it, see :func:`_interruptible`);
     the warning filters ``filters`` of the process that started it (a spawned process starts with Python's
     defaults: a warning the caller silenced would reach the terminal from every worker); announces its process id
-    on the queue ``pids`` (how :class:`ParallelRun` reaches its workers)."""
+    on the queue ``pids`` (how :class:`ParallelRun` reaches its workers); jobs that start after the event
+    ``stopping`` is set stop at once (a worker still starting up when Ctrl-C came neither saw it nor was
+    announced)."""
+    global _stopping
     torch.set_num_threads(1)
     warnings.filters[:] = filters
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _stopping = stopping
     pids.put(os.getpid())
 
 
 @contextmanager
 def _interruptible():
-    """Ctrl-C raises KeyboardInterrupt inside a job (and only there: an idle worker ignores it)."""
+    """Ctrl-C raises KeyboardInterrupt inside a job (and only there: an idle worker ignores it); a job that
+    starts after its :class:`ParallelRun` was stopped raises it at once."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        if _stopping is not None and _stopping.is_set():
+            raise KeyboardInterrupt
         yield
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -97,7 +128,7 @@ class ParallelRun:
     def __init__(self, config: ExperimentConfig, path: Path, workers: int = 2, restart: bool = False):
         self.config, self.path, self.restart = config, Path(path), bool(restart)
         self.workers = check_positive_int(workers, "workers")
-        self.baselines, self.training, self._pool, self._pid_queue = {}, [], None, None
+        self.baselines, self.training, self._pool, self._pid_queue, self._stopping = {}, [], None, None, None
 
     def _jobs(self):
         """``(size, "train", sky, [noise, ...], method, member)`` and ``(size, "baselines", sky, noise,
@@ -122,17 +153,19 @@ class ParallelRun:
         return sorted(jobs, key=lambda j: -j[0])
 
     def __enter__(self) -> "ParallelRun":
+        jobs = self._jobs()
         context = multiprocessing.get_context("spawn")
-        self._pid_queue = context.SimpleQueue()
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_setup,
-                                         initargs=(self._pid_queue, list(warnings.filters)))
-        for _, kind, sky, noise, what, *member in self._jobs():
-            if kind == "train":
-                self.training.append(self._pool.submit(_train_job, str(self.path), sky.name, noise, self.config, what,
-                                                       self.restart, *member))
-            else:
-                self.baselines[sky.name, noise.name] = self._pool.submit(_baseline_job, str(self.path), sky.name,
-                                                                         noise, self.config, what)
+        self._pid_queue, self._stopping = context.SimpleQueue(), context.Event()
+        with _children_ignore_sigint():  # the pool starts its processes as jobs are submitted
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_setup,
+                                             initargs=(self._pid_queue, list(warnings.filters), self._stopping))
+            for _, kind, sky, noise, what, *member in jobs:
+                if kind == "train":
+                    self.training.append(self._pool.submit(_train_job, str(self.path), sky.name, noise, self.config,
+                                                           what, self.restart, *member))
+                else:
+                    self.baselines[sky.name, noise.name] = self._pool.submit(_baseline_job, str(self.path), sky.name,
+                                                                             noise, self.config, what)
         return self
 
     def wait_training(self) -> None:
@@ -151,6 +184,7 @@ class ParallelRun:
 
     def _stop(self) -> None:
         """Cancel the jobs not started, interrupt the running ones (an idle worker ignores it), wait for them."""
+        self._stopping.set()
         for f in [*self.training, *self.baselines.values()]:
             f.cancel()
         pids = set()
