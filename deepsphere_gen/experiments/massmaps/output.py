@@ -44,9 +44,11 @@ def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[
     """JSON: {"config", "noise_settings", "interval_note", "margin_note", "margins": ``pairs`` (None:
     :func:`margins` of ``records``), "cpu" (the processor: trained networks are bit-identical on one
     processor type only), "records": [one per method, sky, noise], **extra}, written atomically.
-    The config is the one the checkpoints were fingerprinted with; the resolution each sky ran at is
-    every record's ``nside`` (the default ``full_sky_nside`` 64 at ``--nside 16`` runs at 16)."""
-    payload = {"config": asdict(config), "noise_settings": [n.record() for n in noise_settings(config)],
+    The config's fields are those of ``config`` except ``full_sky_nside``: the resolution the full sky ran at,
+    ``min(nside, full_sky_nside)`` (the default 64 at ``--nside 16`` runs at 16; the checkpoints' fingerprints
+    keep the configured value); every record's ``nside`` is the resolution of its samples."""
+    ran = dict(asdict(config), full_sky_nside=min(config.nside, config.full_sky_nside))
+    payload = {"config": ran, "noise_settings": [n.record() for n in noise_settings(config)],
                "cpu": cpu_description(),
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
                "margin_note": reporting.MARGIN_NOTE, "margins": margins(records) if pairs is None else pairs,
