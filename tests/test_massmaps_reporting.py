@@ -169,6 +169,12 @@ def test_margin_records_and_table():
     assert f"{hist_m['margin']:+.1f} [{hist_m['ci95'][0]:+.1f},{hist_m['ci95'][1]:+.1f}] vs hist_svm" in text
     assert "psd_svm" not in text.splitlines()[2] and "bootstrap over test maps" in text
     assert "histogram + SVM" in text and "1/192" not in text
+    # the note's G is per class and the run's own (the 'test maps' column counts both classes: 24)
+    assert hist_m["n_test_maps_per_class"] == 12 and "here G = 12: 4 %" in text
+    classes6, maps6, (a6, b6) = _per_map_samples(rng, 6, 4, [np.full(12, p) for p in (.9, .6)])
+    six = format_margins(margin_records([_record("fcn", a6, map_runs(classes6, maps6)),
+                                         _record("psd_svm", b6, map_runs(classes6, maps6))], ("fcn",), ("psd_svm",)))
+    assert "here G = 6: 9 %" in six and "G per class" not in six and "counts both classes" in six
     # one baseline scored on other samples: refused, not silently paired
     recs[1]["test_maps"] = map_runs(classes[::-1], maps[::-1])
     with pytest.raises(ValueError, match="different test samples"):

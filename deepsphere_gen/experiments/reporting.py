@@ -59,9 +59,9 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 MARGIN_NOTE = ("margins in accuracy points, network minus baseline on the same test samples; 95 % interval: "
                "percentiles of a cluster bootstrap over test maps (maps drawn with replacement within each class, "
-               "all patches of a map together); with G maps per class it is narrower than it should be by about "
-               "sqrt((G - 1) / G) (G = 12: 4 %, G = 5: 11 %); it covers the choice of test maps, not the training "
-               "seed of the network")
+               "all patches of a map together); with G test maps per class (the 'test maps' column counts both "
+               "classes) it is narrower than it should be by about sqrt((G - 1) / G) (G = 12: 4 %, G = 6: 9 %, "
+               "G = 5: 11 %); it covers the choice of test maps, not the training seed of the network")
 
 
 def _sample_arrays(correct, maps, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,8 +128,8 @@ def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRA
 
     correct_a, correct_b, maps, classes: (n,), sample i being the same test sample for both
     methods.  Returns ``{"margin": 100 (acc_a - acc_b), "ci95": [lo, hi] (points, 95 %
-    percentile interval of the paired :func:`cluster_bootstrap`), "n_test", "n_test_maps",
-    "resamples", "seed"}``.  Identical predictions give 0 and the interval [0, 0].
+    percentile interval of the paired :func:`cluster_bootstrap`), "n_test", "n_test_maps" (both classes),
+    "n_test_maps_per_class" (G of :data:`MARGIN_NOTE`: the fewest of a class), "resamples", "seed"}``.  Identical predictions give 0 and the interval [0, 0].
     """
     a, b = np.asarray(correct_a), np.asarray(correct_b)
     if a.ndim != 1 or b.ndim != 1:
@@ -140,9 +140,10 @@ def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRA
     c, maps, classes = _sample_arrays(np.stack([a, b]), maps, classes)
     acc = cluster_bootstrap(c, maps, classes, resamples, seed)
     lo, hi = _percentiles(100 * (acc[:, 0] - acc[:, 1]))
-    n_maps = len(np.unique(np.stack([classes, maps], axis=1), axis=0))
+    keys = np.unique(np.stack([classes, maps], axis=1), axis=0)
     return {"margin": float(100 * (c[0].mean() - c[1].mean())), "ci95": [lo, hi], "n_test": int(c.shape[1]),
-            "n_test_maps": n_maps, "resamples": int(resamples), "seed": int(seed)}
+            "n_test_maps": len(keys), "n_test_maps_per_class": int(np.unique(keys[:, 0], return_counts=True)[1].min()),
+            "resamples": int(resamples), "seed": int(seed)}
 
 
 def encode_correct(correct) -> str:
@@ -228,7 +229,13 @@ def format_margins(margins: list[dict], networks=(), baselines=("psd_svm", "hist
     names = "; ".join(f"{m} = {METHOD_NAMES.get(m, m)}"
                       for m in dict.fromkeys([r[2] for r in rows[1:]] + [*baselines, "strong_svm"]))
     resamples = margins[0]["resamples"]
-    return "\n".join(align_rows(rows)) + f"\n({MARGIN_NOTE}; {resamples} resamples; '-': baseline not run)\n({names})"
+    per_class = {m["n_test_maps_per_class"] for m in margins if "n_test_maps_per_class" in m}
+    here = ""
+    if len(per_class) == 1:  # the run's own G and correction (older records lack the field)
+        (g,) = per_class
+        here = f"; here G = {g}: {100 * (1 - math.sqrt((g - 1) / g)):.0f} %"
+    return "\n".join(align_rows(rows)) + (f"\n({MARGIN_NOTE}{here}; {resamples} resamples; '-': baseline not run)"
+                                          f"\n({names})")
 
 
 def _order(records, key, preferred=()):
