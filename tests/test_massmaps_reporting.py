@@ -13,6 +13,7 @@ from deepsphere_gen.experiments.reporting import (
     format_margins,
     format_table,
     map_interval,
+    map_interval_fields,
     map_runs,
     margin_records,
     paired_margin,
@@ -59,12 +60,56 @@ def _per_map_samples(rng, maps_per_class, patches, rates):
     return classes, maps, correct
 
 
-def test_identical_predictions_give_zero_margin_and_zero_width():
+def test_identical_predictions_give_zero_margin_and_no_interval():
+    """No spread in the paired bootstrap: no interval and a note (was: [0, 0], a width no test set supports)."""
     rng = np.random.default_rng(0)
     classes, maps, (a,) = _per_map_samples(rng, 12, 48, [rng.uniform(0.5, 1, 24)])
     m = paired_margin(a, a.copy(), maps, classes)
-    assert m["margin"] == 0.0 and m["ci95"] == [0.0, 0.0]
+    assert m["margin"] == 0.0 and m["ci95"] is None and "no spread" in m["note"] and "one_sided" not in m
     assert (m["n_test"], m["n_test_maps"], m["resamples"]) == (1152, 24, 2000)
+
+
+def test_non_degenerate_intervals_are_those_of_the_recorded_runs():
+    """Where the bootstrap has spread, the intervals are the percentiles as before, to the bit (values of the code
+    that wrote benchmarks/results/massmaps_*.json, on a synthetic set of 2 x 6 maps x 5 patches)."""
+    classes, maps = np.repeat([0, 1], 30), np.tile(np.repeat(np.arange(10, 16), 5), 2)
+    a = np.array([int(v) for v in "101110101111111101101111111011111111110110101111101111110101"], bool)
+    b = np.array([int(v) for v in "000111110101001000111011001111101110111100110110110010100110"], bool)
+    assert map_interval(a, maps, classes) == (0.7166666666666667, 0.9)
+    assert map_interval_fields(a, maps, classes) == {"ci95_maps": [0.7166666666666667, 0.9]}
+    m = paired_margin(a, b, maps, classes)
+    assert m["ci95"] == [8.333333333333337, 35.0] and "note" not in m and "one_sided" not in m
+
+
+def test_perfect_test_sets_get_no_zero_width_interval():
+    """24 of 24 full-sky test maps right (the default run's full sky): the map interval is Wilson's over the 24
+    maps, as scipy gives it (was: [1, 1]); two perfect methods: margin undefined (was: 0 [0, 0]); a perfect
+    baseline: the interval pinned at the ceiling is marked one-sided, its values as before."""
+    classes, maps = np.repeat([0, 1], 12), np.tile(np.arange(12), 2)
+    right = np.ones(24, bool)
+    fields = map_interval_fields(right, maps, classes)
+    ci = binomtest(24, 24).proportion_ci(confidence_level=0.95, method="wilson")
+    assert fields["ci95_maps"] == [pytest.approx(ci.low, abs=1e-12), 1.0] and 0.86 < ci.low < 0.863
+    assert "Wilson interval of 24 of 24 test maps" in fields["ci95_maps_note"]
+    assert map_interval(~right, maps, classes) == (0.0, pytest.approx(1 - ci.low, abs=1e-12))
+    both = paired_margin(right, right, maps, classes)
+    assert both["margin"] is None and both["ci95"] is None and "margin undefined" in both["note"]
+    net = right.copy()
+    net[[0, 5, 13, 20]] = False
+    below = paired_margin(net, right, maps, classes)
+    assert below["one_sided"] == "lower" and below["ci95"][1] <= 0 and "only the lower bound" in below["note"]
+    assert below["margin"] == pytest.approx(-100 * 4 / 24)
+    above = paired_margin(right, net, maps, classes)
+    assert above["one_sided"] == "upper" and above["ci95"][0] >= 0
+    # a network answering one class: every resample gives 50 %: no map interval, said why
+    half = map_interval_fields(classes == 0, maps, classes)
+    assert half["ci95_maps"] is None and "50.0 %" in half["ci95_maps_note"]
+    # the printed cells say so
+    text = format_margins([{**both, "sky": "1", "noise": "none", "noise_label": "none", "method": "fcn",
+                            "baseline": "psd_svm", "accuracy": 1.0, "baseline_accuracy": 1.0},
+                           {**below, "sky": "1", "noise": "none", "noise_label": "none", "method": "fcn",
+                            "baseline": "strong_svm", "accuracy": 20 / 24, "baseline_accuracy": 1.0}], ("fcn",))
+    assert "undefined vs psd_svm" in text and f"{below['ci95'][1]:+.1f}]*" in text and "'*': one-sided" in text
 
 
 def test_bootstrap_width_matches_the_analytic_standard_error():

@@ -21,7 +21,8 @@ import numpy as np
 from .._io import atomic_savefig
 from .._validation import check_positive_int
 
-__all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap", "map_interval", "paired_margin", "encode_correct",
+__all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap", "map_interval",
+           "map_interval_fields", "paired_margin", "encode_correct",
            "decode_correct", "map_runs", "expand_runs", "margin_records", "format_margins", "align_rows", "format_table",
            "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
 
@@ -62,6 +63,10 @@ MARGIN_NOTE = ("margins in accuracy points, network minus baseline on the same t
                "all patches of a map together); with G test maps per class (the 'test maps' column counts both "
                "classes) it is narrower than it should be by about sqrt((G - 1) / G) (G = 12: 4 %, G = 6: 9 %, "
                "G = 5: 11 %); it covers the choice of test maps, not the training seed of the network")
+
+#: the marks of :func:`_margin_cell`, explained under the margins table
+MARGIN_MARKS = ("'*': one-sided, a method right on every test sample pins the bound on its side; 'undefined': "
+                "both right on every test sample; 'no spread': every resample gives the same margin")
 
 
 def _sample_arrays(correct, maps, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,11 +120,45 @@ def _percentiles(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _no_spread(values: np.ndarray) -> bool:
+    """Every bootstrap replicate gave the same value (to rounding): a percentile interval would have zero width."""
+    return bool(np.ptp(values) <= 1e-9 * max(1.0, float(np.max(np.abs(values)))))
+
+
+def map_interval_fields(correct, maps, classes, resamples: int = BOOTSTRAP_RESAMPLES,
+                        seed: int = BOOTSTRAP_SEED) -> dict:
+    """The map-level 95 % interval of one method's accuracy: ``{"ci95_maps": [lo, hi] (fractions) or None}``,
+    with ``"ci95_maps_note"`` (why) where it is not the bootstrap's; correct, maps, classes: (n,).
+
+    Where the replicates of :func:`cluster_bootstrap` differ: their 2.5 and 97.5 % percentiles.  Where every
+    replicate gives the same accuracy, the percentile interval would be [p, p], which no finite test set can
+    claim: with no error on any test map (or no correct sample) it is the Wilson interval of G of G (0 of G)
+    test maps, G the test maps of both classes, as independent trials (24 of 24: [0.862, 1]); any other such
+    accuracy (every test map of a class alike, e.g. a network answering one class) gets None.
+    """
+    c, maps, classes = _sample_arrays(correct, maps, classes)
+    acc = cluster_bootstrap(c[:1], maps, classes, resamples, seed)[:, 0]
+    if not _no_spread(acc):
+        return {"ci95_maps": list(_percentiles(acc))}
+    n_maps, n = len(np.unique(np.stack([classes, maps], axis=1), axis=0)), c.shape[1]
+    if c[0].all() or not c[0].any():
+        k = n_maps if c[0].all() else 0
+        return {"ci95_maps": list(wilson_interval(k, n_maps)),
+                "ci95_maps_note": f"{'no error' if k else 'no correct sample'} on any of the {n} test samples: every "
+                                  f"bootstrap resample gives {100 * k // n_maps} %, so this is the 95 % Wilson "
+                                  f"interval of {k} of {n_maps} test maps (maps as independent trials)"}
+    return {"ci95_maps": None,
+            "ci95_maps_note": f"every bootstrap resample gives {100 * float(acc[0]):.1f} % (each class's test maps "
+                              "alike, e.g. a network answering one class): no map-level interval"}
+
+
 def map_interval(correct, maps, classes, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """95 % percentile interval (lo, hi) of one method's accuracy (fractions) from
-    :func:`cluster_bootstrap` over the test maps; correct, maps, classes: (n,)."""
-    return _percentiles(cluster_bootstrap(correct, maps, classes, resamples, seed)[:, 0])
+                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+    """95 % interval (lo, hi) of one method's accuracy (fractions) over the test maps, or None
+    (:func:`map_interval_fields`: the bootstrap's percentiles where its replicates differ); correct, maps,
+    classes: (n,)."""
+    ci = map_interval_fields(correct, maps, classes, resamples, seed)["ci95_maps"]
+    return None if ci is None else tuple(ci)
 
 
 def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -129,7 +168,15 @@ def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRA
     correct_a, correct_b, maps, classes: (n,), sample i being the same test sample for both
     methods.  Returns ``{"margin": 100 (acc_a - acc_b), "ci95": [lo, hi] (points, 95 %
     percentile interval of the paired :func:`cluster_bootstrap`), "n_test", "n_test_maps" (both classes),
-    "n_test_maps_per_class" (G of :data:`MARGIN_NOTE`: the fewest of a class), "resamples", "seed"}``.  Identical predictions give 0 and the interval [0, 0].
+    "n_test_maps_per_class" (G of :data:`MARGIN_NOTE`: the fewest of a class), "resamples", "seed"}``.
+
+    Never a zero-width interval: where every replicate gives the same margin, "ci95" is None with a "note":
+    both methods right on every test sample (or both wrong on every one): the margin is undefined (None too:
+    the test set cannot separate them); otherwise (e.g. identical predictions) the margin stays and the
+    bootstrap has no spread to give an interval.  Where one method is right on every test sample and the
+    other is not, no replicate can move the margin past that ceiling: "one_sided" is "lower" (the baseline
+    b is perfect: the upper bound, at most 0, is the ceiling, only the lower bound is an estimate) or "upper"
+    (a is perfect: only the upper bound is), with a "note".
     """
     a, b = np.asarray(correct_a), np.asarray(correct_b)
     if a.ndim != 1 or b.ndim != 1:
@@ -139,11 +186,28 @@ def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRA
         raise ValueError(f"mismatched lengths: {len(a)} and {len(b)} correctness values (one per test sample each)")
     c, maps, classes = _sample_arrays(np.stack([a, b]), maps, classes)
     acc = cluster_bootstrap(c, maps, classes, resamples, seed)
-    lo, hi = _percentiles(100 * (acc[:, 0] - acc[:, 1]))
+    diff = 100 * (acc[:, 0] - acc[:, 1])
     keys = np.unique(np.stack([classes, maps], axis=1), axis=0)
-    return {"margin": float(100 * (c[0].mean() - c[1].mean())), "ci95": [lo, hi], "n_test": int(c.shape[1]),
-            "n_test_maps": len(keys), "n_test_maps_per_class": int(np.unique(keys[:, 0], return_counts=True)[1].min()),
-            "resamples": int(resamples), "seed": int(seed)}
+    out = {"margin": float(100 * (c[0].mean() - c[1].mean())), "ci95": list(_percentiles(diff)),
+           "n_test": int(c.shape[1]), "n_test_maps": len(keys),
+           "n_test_maps_per_class": int(np.unique(keys[:, 0], return_counts=True)[1].min()),
+           "resamples": int(resamples), "seed": int(seed)}
+    perfect = c.all(axis=1)
+    if _no_spread(diff):
+        out["ci95"] = None
+        if perfect.all() or not c.any():
+            out["margin"] = None
+            out["note"] = (f"both methods {'right' if perfect.all() else 'wrong'} on every one of the "
+                           f"{out['n_test']} test samples: the test set cannot separate them, margin undefined")
+        else:
+            out["note"] = ("every bootstrap resample gives the same margin (e.g. identical predictions): "
+                           "no spread, no interval")
+    elif perfect.any():
+        out["one_sided"] = "lower" if perfect[1] else "upper"
+        out["note"] = (f"the {'baseline' if perfect[1] else 'network'} is right on every test sample, so no "
+                       f"resample {'gives a positive margin' if perfect[1] else 'charges it an error'}: one-sided, "
+                       f"only the {out['one_sided']} bound is an estimate")
+    return out
 
 
 def encode_correct(correct) -> str:
@@ -220,8 +284,8 @@ def format_margins(margins: list[dict], networks=(), baselines=("psd_svm", "hist
         simple = [ms[b] for b in baselines if b in ms]
         cells = []
         for m in (max(simple, key=lambda m: m["baseline_accuracy"]) if simple else None, ms.get("strong_svm")):
-            cells.append("-" if m is None else f"{m['margin']:+.1f} [{m['ci95'][0]:+.1f},{m['ci95'][1]:+.1f}]"
-                         + (f" vs {m['baseline']}" if m["baseline"] != "strong_svm" else ""))
+            cells.append("-" if m is None
+                         else _margin_cell(m) + (f" vs {m['baseline']}" if m["baseline"] != "strong_svm" else ""))
         any_m = next(iter(ms.values()))
         rows.append([sky, any_m["noise_label"], net, *cells, str(any_m["n_test_maps"])])
     if len(rows) == 1:
@@ -234,8 +298,18 @@ def format_margins(margins: list[dict], networks=(), baselines=("psd_svm", "hist
     if len(per_class) == 1:  # the run's own G and correction (older records lack the field)
         (g,) = per_class
         here = f"; here G = {g}: {100 * (1 - math.sqrt((g - 1) / g)):.0f} %"
-    return "\n".join(align_rows(rows)) + (f"\n({MARGIN_NOTE}{here}; {resamples} resamples; '-': baseline not run)"
-                                          f"\n({names})")
+    return "\n".join(align_rows(rows)) + (f"\n({MARGIN_NOTE}{here}; {resamples} resamples; '-': baseline not run; "
+                                          f"{MARGIN_MARKS})\n({names})")
+
+
+
+def _margin_cell(m: dict) -> str:
+    """"margin [lo,hi]" in points, marked where :func:`paired_margin` gave no two-sided interval."""
+    if m["margin"] is None:
+        return "undefined"
+    if m["ci95"] is None:
+        return f"{m['margin']:+.1f} [no spread]"
+    return f"{m['margin']:+.1f} [{m['ci95'][0]:+.1f},{m['ci95'][1]:+.1f}]" + ("*" if m.get("one_sided") else "")
 
 
 def _order(records, key, preferred=()):
