@@ -276,3 +276,33 @@ def test_accuracy_axis_shows_every_interval_whole(tmp_path):
     plot_accuracy([_plotted_record("fcn"), low], tmp_path / "a.png", keep)
     plot_accuracy([_plotted_record("fcn")], tmp_path / "b.png", keep)
     assert floors[0] <= 38.9 and floors[1] == 40
+
+
+def test_footprint_figures_show_the_footprint_and_its_area(tmp_path):
+    """A footprint run: accuracy_vs_noise.png's title gives the footprint's area and f_sky (was: 'sky fraction
+    footprint'); examples.png draws the footprint's maps (was: a 1/12 patch), grey outside it."""
+    import healpy as hp
+
+    from deepsphere_gen.experiments.reporting import plot_examples
+
+    titles, xlabels = [], {}
+
+    def keep(fig, path):
+        titles.extend(ax.get_title() for ax in fig.axes)
+        xlabels.update((ax.get_xlabel(), ax.get_xlim()) for ax in fig.axes)
+        return save_png(fig, path)
+
+    rec = dict(_plotted_record("fcn", sky="footprint"), sky_fraction=0.0245)
+    plot_accuracy([rec], tmp_path / "a.png", keep)
+    assert titles[0] == "footprint, 1011 deg$^2$ (f_sky 0.0245)"
+    nside = 8
+    mask = np.zeros(12 * nside**2, bool)
+    mask[hp.query_disc(nside, hp.ang2vec(60, 20, lonlat=True), np.radians(25), nest=True)] = True
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(2, mask.size))
+    classes = [{"omega_m": 0.31, "sigma8": 0.82}, {"omega_m": 0.26, "sigma8": 0.91}]
+    titles.clear()
+    plot_examples(maps, maps, maps + 1e6 * ~mask, classes, "noisy", nside, "footprint, 1000 deg2", tmp_path / "e.png",
+                  keep, footprint=mask)  # values outside the footprint must not reach the colour scale or histogram
+    assert sum("footprint, 1000 deg2" in t for t in titles) == 4 and (tmp_path / "e.png").stat().st_size > 10_000
+    assert xlabels["convergence $\\kappa$ (the footprints shown)"][1] < 100  # the 1e6 outside left out

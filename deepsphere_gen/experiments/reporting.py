@@ -367,19 +367,25 @@ def save_png(fig, path) -> Path:
 
 
 def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, classes: list[dict],
-                  noise_label: str, full_nside: int, patch_text: str, out, savefig) -> Path:
+                  noise_label: str, full_nside: int, patch_text: str, out, savefig, footprint=None) -> Path:
     """Example maps of both cosmologies on ONE convergence colour scale: the full sky (averaged
     down to ``full_nside``), one patch without and with noise (square images, nested face
     coordinates), and the one-point distributions of the patches.
 
-    full_sky: (2, npix) NESTED; patches, noisy: (2, side, side); classes: metadata dicts with
-    omega_m and sigma8; patch_text: e.g. "1/48 patch, nside 256".
+    full_sky: (2, npix) NESTED; patches, noisy: (2, side, side), or with ``footprint`` (a NESTED bool mask
+    (12 nside^2,)) the analysed footprint instead: (2, 12 nside^2) NESTED maps, drawn with the pixels outside
+    it grey (gnomonic around the footprint where it lies within 60 degrees of its centre, else Mollweide);
+    classes: metadata dicts with omega_m and sigma8; patch_text: e.g. "1/48 patch, nside 256".
     """
     import healpy as hp
 
     plt = _plt()
     names = [f"$\\Omega_m$ = {c['omega_m']:g}, $\\sigma_8$ = {c['sigma8']:g}" for c in classes]
-    vmax = float(np.quantile(np.abs(noisy), 0.995))
+    if footprint is not None:
+        footprint = np.asarray(footprint, dtype=bool)
+        patches, noisy = (np.where(footprint, m, hp.UNSEEN) for m in (patches, noisy))
+    inside = (lambda m: m[..., footprint]) if footprint is not None else np.asarray  # noqa: E731
+    vmax = float(np.quantile(np.abs(inside(noisy)), 0.995))
     fig = plt.figure(figsize=(15, 7.5))
     fig.subplots_adjust(hspace=0.4)  # room for the three-line patch titles
     kw = dict(vmin=-vmax, vmax=vmax, cmap="RdBu_r")
@@ -388,20 +394,28 @@ def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, 
         hp.mollview(full_sky[c], nest=True, fig=fig.number, sub=(2, 4, 4 * c + 1), min=-vmax, max=vmax,
                     cmap="RdBu_r", title=f"{names[c]}\nfull sky, nside {full_nside}, no noise", cbar=False)
         for j, (img, what) in enumerate(((patches[c], "no noise"), (noisy[c], noise_label))):
+            if footprint is not None:
+                _footprint_view(hp, img, footprint, fig, (2, 4, 4 * c + 2 + j), vmax, f"{names[c]}\n{patch_text}\n{what}")
+                continue
             ax = fig.add_subplot(2, 4, 4 * c + 2 + j)
             im = ax.imshow(img, origin="lower", **kw)
             ax.set_title(f"{names[c]}\n{patch_text}\n{what}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
+    if im is None:  # healpy panels only: a mappable of the same scale for the colour bar
+        import matplotlib as mpl
+
+        im = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(-vmax, vmax), cmap="RdBu_r")
     cax = fig.add_axes([0.08, 0.04, 0.6, 0.02])
     fig.colorbar(im, cax=cax, orientation="horizontal", label="convergence $\\kappa$ (one scale for all maps)")
     ax = fig.add_subplot(1, 4, 4)
     bins = np.linspace(-vmax, 2 * vmax, 80)
     for c in range(2):
-        ax.hist(patches[c].ravel(), bins=bins, histtype="step", density=True, log=True, label=f"{names[c]}, no noise")
-        ax.hist(noisy[c].ravel(), bins=bins, histtype="step", density=True, log=True, ls="--",
+        ax.hist(inside(patches[c]).ravel(), bins=bins, histtype="step", density=True, log=True,
+                label=f"{names[c]}, no noise")
+        ax.hist(inside(noisy[c]).ravel(), bins=bins, histtype="step", density=True, log=True, ls="--",
                 label=f"{names[c]}, with noise")
-    ax.set_xlabel("convergence $\\kappa$ (the patches shown)")
+    ax.set_xlabel("convergence $\\kappa$ (the " + ("footprints" if footprint is not None else "patches") + " shown)")
     ax.set_ylabel("probability density")
     ax.yaxis.set_label_position("right")  # on the left it would overlap the patch images
     ax.yaxis.tick_right()
@@ -409,6 +423,32 @@ def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, 
     ax.set_ylim(top=30 * ax.get_ylim()[1])  # an empty band above the peak for the legend
     ax.legend(fontsize=7, loc="upper left")
     return savefig(fig, out)
+
+
+def _footprint_view(hp, m: np.ndarray, footprint: np.ndarray, fig, sub, vmax: float, title: str) -> None:
+    """Draw NESTED map ``m`` (UNSEEN outside ``footprint``) in panel ``sub`` of ``fig``: gnomonic, centred on the
+    footprint and wide enough for it, where it lies within 60 degrees of its mean direction; else Mollweide."""
+    nside = hp.npix2nside(m.size)
+    vec = np.array(hp.pix2vec(nside, np.flatnonzero(footprint), nest=True))  # (3, pixels)
+    centre = vec.mean(axis=1)
+    centre /= np.linalg.norm(centre)
+    radius = float(np.degrees(np.arccos(np.clip((centre @ vec).min(), -1, 1)))) + hp.nside2resol(nside, arcmin=True) / 60
+    kw = dict(nest=True, fig=fig.number, sub=sub, min=-vmax, max=vmax, cmap="RdBu_r", title=title, cbar=False)
+    if radius < 60:
+        lon, lat = hp.vec2ang(centre, lonlat=True)
+        hp.gnomview(m, rot=(float(lon[0]), float(lat[0])), xsize=200, reso=2.2 * radius * 60 / 200, notext=True,
+                    margins=(0.01, 0.08, 0.01, 0.1), **kw)  # room for the three-line titles
+    else:
+        hp.mollview(m, **kw)
+    fig.axes[-1].title.set_fontsize(8)
+
+
+def _sky_title(records: list[dict], sky: str) -> str:
+    """"sky fraction F", for a footprint with its area and f_sky (the records' ``sky_fraction``)."""
+    frac = next((r.get("sky_fraction") for r in records if r["sky"] == sky), None)
+    if sky != "footprint" or frac is None:
+        return f"sky fraction {sky}"
+    return f"footprint, {frac * 4 * math.pi * (180 / math.pi) ** 2:.0f} deg$^2$ (f_sky {frac:.4f})"
 
 
 def plot_curves(records: list[dict], out, savefig) -> Path:
@@ -426,7 +466,7 @@ def plot_curves(records: list[dict], out, savefig) -> Path:
                       label=f"{METHOD_NAMES.get(r['method'], r['method'])}, {r.get('noise_label', r['noise'])}")
             axes[0, j].plot(ep, [h["train_loss"] for h in r["history"]], **kw)
             axes[1, j].plot(ep, [100 * h.get("val_accuracy", np.nan) for h in r["history"]], **kw)
-        axes[0, j].set_title(f"sky fraction {sky}")
+        axes[0, j].set_title(_sky_title(nets, sky))
         axes[0, j].set_ylabel("training loss (cross-entropy)")
         axes[1, j].set_ylabel("validation accuracy (%)")
         axes[1, j].set_xlabel("epoch")
@@ -461,7 +501,7 @@ def plot_accuracy(records: list[dict], out, savefig, methods_order=()) -> Path:
                         color=_color(m), capsize=3, label=METHOD_NAMES.get(m, m))
         ax.axhline(50, color="gray", lw=0.8, ls=":")
         nside = next((r.get("nside") for r in records if r["sky"] == sky), None)
-        ax.set_title(f"sky fraction {sky}" + (f" (nside {nside})" if nside else ""))
+        ax.set_title(_sky_title(records, sky) + (f" (nside {nside})" if nside else ""))
         ax.set_xticks(range(len(noises)))
         ax.set_xticklabels([labels[n].replace(" (", "\n(") for n in noises], fontsize=7)
         ax.set_ylim(bottom, 101)
