@@ -13,6 +13,7 @@ from deepsphere_gen.experiments.reporting import (
     format_margins,
     format_table,
     map_interval,
+    map_interval_fields,
     map_runs,
     margin_records,
     paired_margin,
@@ -59,12 +60,56 @@ def _per_map_samples(rng, maps_per_class, patches, rates):
     return classes, maps, correct
 
 
-def test_identical_predictions_give_zero_margin_and_zero_width():
+def test_identical_predictions_give_zero_margin_and_no_interval():
+    """No spread in the paired bootstrap: no interval and a note (was: [0, 0], a width no test set supports)."""
     rng = np.random.default_rng(0)
     classes, maps, (a,) = _per_map_samples(rng, 12, 48, [rng.uniform(0.5, 1, 24)])
     m = paired_margin(a, a.copy(), maps, classes)
-    assert m["margin"] == 0.0 and m["ci95"] == [0.0, 0.0]
+    assert m["margin"] == 0.0 and m["ci95"] is None and "no spread" in m["note"] and "one_sided" not in m
     assert (m["n_test"], m["n_test_maps"], m["resamples"]) == (1152, 24, 2000)
+
+
+def test_non_degenerate_intervals_are_those_of_the_recorded_runs():
+    """Where the bootstrap has spread, the intervals are the percentiles as before, to the bit (values of the code
+    that wrote benchmarks/results/massmaps_*.json, on a synthetic set of 2 x 6 maps x 5 patches)."""
+    classes, maps = np.repeat([0, 1], 30), np.tile(np.repeat(np.arange(10, 16), 5), 2)
+    a = np.array([int(v) for v in "101110101111111101101111111011111111110110101111101111110101"], bool)
+    b = np.array([int(v) for v in "000111110101001000111011001111101110111100110110110010100110"], bool)
+    assert map_interval(a, maps, classes) == (0.7166666666666667, 0.9)
+    assert map_interval_fields(a, maps, classes) == {"ci95_maps": [0.7166666666666667, 0.9]}
+    m = paired_margin(a, b, maps, classes)
+    assert m["ci95"] == [8.333333333333337, 35.0] and "note" not in m and "one_sided" not in m
+
+
+def test_perfect_test_sets_get_no_zero_width_interval():
+    """24 of 24 full-sky test maps right (the default run's full sky): the map interval is Wilson's over the 24
+    maps, as scipy gives it (was: [1, 1]); two perfect methods: margin undefined (was: 0 [0, 0]); a perfect
+    baseline: the interval pinned at the ceiling is marked one-sided, its values as before."""
+    classes, maps = np.repeat([0, 1], 12), np.tile(np.arange(12), 2)
+    right = np.ones(24, bool)
+    fields = map_interval_fields(right, maps, classes)
+    ci = binomtest(24, 24).proportion_ci(confidence_level=0.95, method="wilson")
+    assert fields["ci95_maps"] == [pytest.approx(ci.low, abs=1e-12), 1.0] and 0.86 < ci.low < 0.863
+    assert "Wilson interval of 24 of 24 test maps" in fields["ci95_maps_note"]
+    assert map_interval(~right, maps, classes) == (0.0, pytest.approx(1 - ci.low, abs=1e-12))
+    both = paired_margin(right, right, maps, classes)
+    assert both["margin"] is None and both["ci95"] is None and "margin undefined" in both["note"]
+    net = right.copy()
+    net[[0, 5, 13, 20]] = False
+    below = paired_margin(net, right, maps, classes)
+    assert below["one_sided"] == "lower" and below["ci95"][1] <= 0 and "only the lower bound" in below["note"]
+    assert below["margin"] == pytest.approx(-100 * 4 / 24)
+    above = paired_margin(right, net, maps, classes)
+    assert above["one_sided"] == "upper" and above["ci95"][0] >= 0
+    # a network answering one class: every resample gives 50 %: no map interval, said why
+    half = map_interval_fields(classes == 0, maps, classes)
+    assert half["ci95_maps"] is None and "50.0 %" in half["ci95_maps_note"]
+    # the printed cells say so
+    text = format_margins([{**both, "sky": "1", "noise": "none", "noise_label": "none", "method": "fcn",
+                            "baseline": "psd_svm", "accuracy": 1.0, "baseline_accuracy": 1.0},
+                           {**below, "sky": "1", "noise": "none", "noise_label": "none", "method": "fcn",
+                            "baseline": "strong_svm", "accuracy": 20 / 24, "baseline_accuracy": 1.0}], ("fcn",))
+    assert "undefined vs psd_svm" in text and f"{below['ci95'][1]:+.1f}]*" in text and "'*': one-sided" in text
 
 
 def test_bootstrap_width_matches_the_analytic_standard_error():
@@ -169,6 +214,12 @@ def test_margin_records_and_table():
     assert f"{hist_m['margin']:+.1f} [{hist_m['ci95'][0]:+.1f},{hist_m['ci95'][1]:+.1f}] vs hist_svm" in text
     assert "psd_svm" not in text.splitlines()[2] and "bootstrap over test maps" in text
     assert "histogram + SVM" in text and "1/192" not in text
+    # the note's G is per class and the run's own (the 'test maps' column counts both classes: 24)
+    assert hist_m["n_test_maps_per_class"] == 12 and "here G = 12: 4 %" in text
+    classes6, maps6, (a6, b6) = _per_map_samples(rng, 6, 4, [np.full(12, p) for p in (.9, .6)])
+    six = format_margins(margin_records([_record("fcn", a6, map_runs(classes6, maps6)),
+                                         _record("psd_svm", b6, map_runs(classes6, maps6))], ("fcn",), ("psd_svm",)))
+    assert "here G = 6: 9 %" in six and "G per class" not in six and "counts both classes" in six
     # one baseline scored on other samples: refused, not silently paired
     recs[1]["test_maps"] = map_runs(classes[::-1], maps[::-1])
     with pytest.raises(ValueError, match="different test samples"):
@@ -225,3 +276,33 @@ def test_accuracy_axis_shows_every_interval_whole(tmp_path):
     plot_accuracy([_plotted_record("fcn"), low], tmp_path / "a.png", keep)
     plot_accuracy([_plotted_record("fcn")], tmp_path / "b.png", keep)
     assert floors[0] <= 38.9 and floors[1] == 40
+
+
+def test_footprint_figures_show_the_footprint_and_its_area(tmp_path):
+    """A footprint run: accuracy_vs_noise.png's title gives the footprint's area and f_sky (was: 'sky fraction
+    footprint'); examples.png draws the footprint's maps (was: a 1/12 patch), grey outside it."""
+    import healpy as hp
+
+    from deepsphere_gen.experiments.reporting import plot_examples
+
+    titles, xlabels = [], {}
+
+    def keep(fig, path):
+        titles.extend(ax.get_title() for ax in fig.axes)
+        xlabels.update((ax.get_xlabel(), ax.get_xlim()) for ax in fig.axes)
+        return save_png(fig, path)
+
+    rec = dict(_plotted_record("fcn", sky="footprint"), sky_fraction=0.0245)
+    plot_accuracy([rec], tmp_path / "a.png", keep)
+    assert titles[0] == "footprint, 1011 deg$^2$ (f_sky 0.0245)"
+    nside = 8
+    mask = np.zeros(12 * nside**2, bool)
+    mask[hp.query_disc(nside, hp.ang2vec(60, 20, lonlat=True), np.radians(25), nest=True)] = True
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(2, mask.size))
+    classes = [{"omega_m": 0.31, "sigma8": 0.82}, {"omega_m": 0.26, "sigma8": 0.91}]
+    titles.clear()
+    plot_examples(maps, maps, maps + 1e6 * ~mask, classes, "noisy", nside, "footprint, 1000 deg2", tmp_path / "e.png",
+                  keep, footprint=mask)  # values outside the footprint must not reach the colour scale or histogram
+    assert sum("footprint, 1000 deg2" in t for t in titles) == 4 and (tmp_path / "e.png").stat().st_size > 10_000
+    assert xlabels["convergence $\\kappa$ (the footprints shown)"][1] < 100  # the 1e6 outside left out

@@ -42,6 +42,9 @@ HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs S
 #: --quick: CI-sized run (14-32 s wall on 2 CPU cores, data included)
 QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), deepsphere_levels=(0.0, 2.0), epochs=3, min_steps=40,
              channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4), baseline_noise_draws=2)
+#: printed under the table of a --quick run (the JSON's config says ``quick: true``)
+QUICK_NOTE = ("(--quick: a smoke test of the pipeline on CI-sized data and training, no science: its accuracies and "
+              "margins say only that the steps ran; the experiment is the run without --quick)")
 #: default output folder (relative to the current folder; printed at start)
 OUT_DIR = "massmaps-out"
 #: default number of worker processes of the run step
@@ -352,6 +355,8 @@ def _run_steps(args, step: str) -> int:
         if not records:
             return fail("massmaps", "nothing to evaluate")
         print(exp.format_table(records))
+        if _get(args, "quick"):
+            print(QUICK_NOTE)
         try:
             pairs = exp.margins(records)
         except ValueError as err:  # records of one setting scored on different samples: keep the records
@@ -360,7 +365,7 @@ def _run_steps(args, step: str) -> int:
         else:
             print(exp.format_margins(pairs))
         if _get(args, "json"):
-            exp.write_json(args.json, records, config, pairs)
+            exp.write_json(args.json, records, config, pairs, quick=bool(_get(args, "quick")))
             print(f"massmaps: wrote {args.json}")
         if not _get(args, "no_plots"):
             for p in exp.plot_all(records, config, path):

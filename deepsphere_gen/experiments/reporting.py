@@ -21,7 +21,8 @@ import numpy as np
 from .._io import atomic_savefig
 from .._validation import check_positive_int
 
-__all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap", "map_interval", "paired_margin", "encode_correct",
+__all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap", "map_interval",
+           "map_interval_fields", "paired_margin", "encode_correct",
            "decode_correct", "map_runs", "expand_runs", "margin_records", "format_margins", "align_rows", "format_table",
            "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
 
@@ -59,9 +60,13 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 MARGIN_NOTE = ("margins in accuracy points, network minus baseline on the same test samples; 95 % interval: "
                "percentiles of a cluster bootstrap over test maps (maps drawn with replacement within each class, "
-               "all patches of a map together); with G maps per class it is narrower than it should be by about "
-               "sqrt((G - 1) / G) (G = 12: 4 %, G = 5: 11 %); it covers the choice of test maps, not the training "
-               "seed of the network")
+               "all patches of a map together); with G test maps per class (the 'test maps' column counts both "
+               "classes) it is narrower than it should be by about sqrt((G - 1) / G) (G = 12: 4 %, G = 6: 9 %, "
+               "G = 5: 11 %); it covers the choice of test maps, not the training seed of the network")
+
+#: the marks of :func:`_margin_cell`, explained under the margins table
+MARGIN_MARKS = ("'*': one-sided, a method right on every test sample pins the bound on its side; 'undefined': "
+                "both right on every test sample; 'no spread': every resample gives the same margin")
 
 
 def _sample_arrays(correct, maps, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,11 +120,45 @@ def _percentiles(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _no_spread(values: np.ndarray) -> bool:
+    """Every bootstrap replicate gave the same value (to rounding): a percentile interval would have zero width."""
+    return bool(np.ptp(values) <= 1e-9 * max(1.0, float(np.max(np.abs(values)))))
+
+
+def map_interval_fields(correct, maps, classes, resamples: int = BOOTSTRAP_RESAMPLES,
+                        seed: int = BOOTSTRAP_SEED) -> dict:
+    """The map-level 95 % interval of one method's accuracy: ``{"ci95_maps": [lo, hi] (fractions) or None}``,
+    with ``"ci95_maps_note"`` (why) where it is not the bootstrap's; correct, maps, classes: (n,).
+
+    Where the replicates of :func:`cluster_bootstrap` differ: their 2.5 and 97.5 % percentiles.  Where every
+    replicate gives the same accuracy, the percentile interval would be [p, p], which no finite test set can
+    claim: with no error on any test map (or no correct sample) it is the Wilson interval of G of G (0 of G)
+    test maps, G the test maps of both classes, as independent trials (24 of 24: [0.862, 1]); any other such
+    accuracy (every test map of a class alike, e.g. a network answering one class) gets None.
+    """
+    c, maps, classes = _sample_arrays(correct, maps, classes)
+    acc = cluster_bootstrap(c[:1], maps, classes, resamples, seed)[:, 0]
+    if not _no_spread(acc):
+        return {"ci95_maps": list(_percentiles(acc))}
+    n_maps, n = len(np.unique(np.stack([classes, maps], axis=1), axis=0)), c.shape[1]
+    if c[0].all() or not c[0].any():
+        k = n_maps if c[0].all() else 0
+        return {"ci95_maps": list(wilson_interval(k, n_maps)),
+                "ci95_maps_note": f"{'no error' if k else 'no correct sample'} on any of the {n} test samples: every "
+                                  f"bootstrap resample gives {100 * k // n_maps} %, so this is the 95 % Wilson "
+                                  f"interval of {k} of {n_maps} test maps (maps as independent trials)"}
+    return {"ci95_maps": None,
+            "ci95_maps_note": f"every bootstrap resample gives {100 * float(acc[0]):.1f} % (each class's test maps "
+                              "alike, e.g. a network answering one class): no map-level interval"}
+
+
 def map_interval(correct, maps, classes, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """95 % percentile interval (lo, hi) of one method's accuracy (fractions) from
-    :func:`cluster_bootstrap` over the test maps; correct, maps, classes: (n,)."""
-    return _percentiles(cluster_bootstrap(correct, maps, classes, resamples, seed)[:, 0])
+                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+    """95 % interval (lo, hi) of one method's accuracy (fractions) over the test maps, or None
+    (:func:`map_interval_fields`: the bootstrap's percentiles where its replicates differ); correct, maps,
+    classes: (n,)."""
+    ci = map_interval_fields(correct, maps, classes, resamples, seed)["ci95_maps"]
+    return None if ci is None else tuple(ci)
 
 
 def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -128,8 +167,16 @@ def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRA
 
     correct_a, correct_b, maps, classes: (n,), sample i being the same test sample for both
     methods.  Returns ``{"margin": 100 (acc_a - acc_b), "ci95": [lo, hi] (points, 95 %
-    percentile interval of the paired :func:`cluster_bootstrap`), "n_test", "n_test_maps",
-    "resamples", "seed"}``.  Identical predictions give 0 and the interval [0, 0].
+    percentile interval of the paired :func:`cluster_bootstrap`), "n_test", "n_test_maps" (both classes),
+    "n_test_maps_per_class" (G of :data:`MARGIN_NOTE`: the fewest of a class), "resamples", "seed"}``.
+
+    Never a zero-width interval: where every replicate gives the same margin, "ci95" is None with a "note":
+    both methods right on every test sample (or both wrong on every one): the margin is undefined (None too:
+    the test set cannot separate them); otherwise (e.g. identical predictions) the margin stays and the
+    bootstrap has no spread to give an interval.  Where one method is right on every test sample and the
+    other is not, no replicate can move the margin past that ceiling: "one_sided" is "lower" (the baseline
+    b is perfect: the upper bound, at most 0, is the ceiling, only the lower bound is an estimate) or "upper"
+    (a is perfect: only the upper bound is), with a "note".
     """
     a, b = np.asarray(correct_a), np.asarray(correct_b)
     if a.ndim != 1 or b.ndim != 1:
@@ -139,10 +186,28 @@ def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRA
         raise ValueError(f"mismatched lengths: {len(a)} and {len(b)} correctness values (one per test sample each)")
     c, maps, classes = _sample_arrays(np.stack([a, b]), maps, classes)
     acc = cluster_bootstrap(c, maps, classes, resamples, seed)
-    lo, hi = _percentiles(100 * (acc[:, 0] - acc[:, 1]))
-    n_maps = len(np.unique(np.stack([classes, maps], axis=1), axis=0))
-    return {"margin": float(100 * (c[0].mean() - c[1].mean())), "ci95": [lo, hi], "n_test": int(c.shape[1]),
-            "n_test_maps": n_maps, "resamples": int(resamples), "seed": int(seed)}
+    diff = 100 * (acc[:, 0] - acc[:, 1])
+    keys = np.unique(np.stack([classes, maps], axis=1), axis=0)
+    out = {"margin": float(100 * (c[0].mean() - c[1].mean())), "ci95": list(_percentiles(diff)),
+           "n_test": int(c.shape[1]), "n_test_maps": len(keys),
+           "n_test_maps_per_class": int(np.unique(keys[:, 0], return_counts=True)[1].min()),
+           "resamples": int(resamples), "seed": int(seed)}
+    perfect = c.all(axis=1)
+    if _no_spread(diff):
+        out["ci95"] = None
+        if perfect.all() or not c.any():
+            out["margin"] = None
+            out["note"] = (f"both methods {'right' if perfect.all() else 'wrong'} on every one of the "
+                           f"{out['n_test']} test samples: the test set cannot separate them, margin undefined")
+        else:
+            out["note"] = ("every bootstrap resample gives the same margin (e.g. identical predictions): "
+                           "no spread, no interval")
+    elif perfect.any():
+        out["one_sided"] = "lower" if perfect[1] else "upper"
+        out["note"] = (f"the {'baseline' if perfect[1] else 'network'} is right on every test sample, so no "
+                       f"resample {'gives a positive margin' if perfect[1] else 'charges it an error'}: one-sided, "
+                       f"only the {out['one_sided']} bound is an estimate")
+    return out
 
 
 def encode_correct(correct) -> str:
@@ -219,8 +284,8 @@ def format_margins(margins: list[dict], networks=(), baselines=("psd_svm", "hist
         simple = [ms[b] for b in baselines if b in ms]
         cells = []
         for m in (max(simple, key=lambda m: m["baseline_accuracy"]) if simple else None, ms.get("strong_svm")):
-            cells.append("-" if m is None else f"{m['margin']:+.1f} [{m['ci95'][0]:+.1f},{m['ci95'][1]:+.1f}]"
-                         + (f" vs {m['baseline']}" if m["baseline"] != "strong_svm" else ""))
+            cells.append("-" if m is None
+                         else _margin_cell(m) + (f" vs {m['baseline']}" if m["baseline"] != "strong_svm" else ""))
         any_m = next(iter(ms.values()))
         rows.append([sky, any_m["noise_label"], net, *cells, str(any_m["n_test_maps"])])
     if len(rows) == 1:
@@ -228,7 +293,23 @@ def format_margins(margins: list[dict], networks=(), baselines=("psd_svm", "hist
     names = "; ".join(f"{m} = {METHOD_NAMES.get(m, m)}"
                       for m in dict.fromkeys([r[2] for r in rows[1:]] + [*baselines, "strong_svm"]))
     resamples = margins[0]["resamples"]
-    return "\n".join(align_rows(rows)) + f"\n({MARGIN_NOTE}; {resamples} resamples; '-': baseline not run)\n({names})"
+    per_class = {m["n_test_maps_per_class"] for m in margins if "n_test_maps_per_class" in m}
+    here = ""
+    if len(per_class) == 1:  # the run's own G and correction (older records lack the field)
+        (g,) = per_class
+        here = f"; here G = {g}: {100 * (1 - math.sqrt((g - 1) / g)):.0f} %"
+    return "\n".join(align_rows(rows)) + (f"\n({MARGIN_NOTE}{here}; {resamples} resamples; '-': baseline not run; "
+                                          f"{MARGIN_MARKS})\n({names})")
+
+
+
+def _margin_cell(m: dict) -> str:
+    """"margin [lo,hi]" in points, marked where :func:`paired_margin` gave no two-sided interval."""
+    if m["margin"] is None:
+        return "undefined"
+    if m["ci95"] is None:
+        return f"{m['margin']:+.1f} [no spread]"
+    return f"{m['margin']:+.1f} [{m['ci95'][0]:+.1f},{m['ci95'][1]:+.1f}]" + ("*" if m.get("one_sided") else "")
 
 
 def _order(records, key, preferred=()):
@@ -286,19 +367,25 @@ def save_png(fig, path) -> Path:
 
 
 def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, classes: list[dict],
-                  noise_label: str, full_nside: int, patch_text: str, out, savefig) -> Path:
+                  noise_label: str, full_nside: int, patch_text: str, out, savefig, footprint=None) -> Path:
     """Example maps of both cosmologies on ONE convergence colour scale: the full sky (averaged
     down to ``full_nside``), one patch without and with noise (square images, nested face
     coordinates), and the one-point distributions of the patches.
 
-    full_sky: (2, npix) NESTED; patches, noisy: (2, side, side); classes: metadata dicts with
-    omega_m and sigma8; patch_text: e.g. "1/48 patch, nside 256".
+    full_sky: (2, npix) NESTED; patches, noisy: (2, side, side), or with ``footprint`` (a NESTED bool mask
+    (12 nside^2,)) the analysed footprint instead: (2, 12 nside^2) NESTED maps, drawn with the pixels outside
+    it grey (gnomonic around the footprint where it lies within 60 degrees of its centre, else Mollweide);
+    classes: metadata dicts with omega_m and sigma8; patch_text: e.g. "1/48 patch, nside 256".
     """
     import healpy as hp
 
     plt = _plt()
     names = [f"$\\Omega_m$ = {c['omega_m']:g}, $\\sigma_8$ = {c['sigma8']:g}" for c in classes]
-    vmax = float(np.quantile(np.abs(noisy), 0.995))
+    if footprint is not None:
+        footprint = np.asarray(footprint, dtype=bool)
+        patches, noisy = (np.where(footprint, m, hp.UNSEEN) for m in (patches, noisy))
+    inside = (lambda m: m[..., footprint]) if footprint is not None else np.asarray  # noqa: E731
+    vmax = float(np.quantile(np.abs(inside(noisy)), 0.995))
     fig = plt.figure(figsize=(15, 7.5))
     fig.subplots_adjust(hspace=0.4)  # room for the three-line patch titles
     kw = dict(vmin=-vmax, vmax=vmax, cmap="RdBu_r")
@@ -307,20 +394,28 @@ def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, 
         hp.mollview(full_sky[c], nest=True, fig=fig.number, sub=(2, 4, 4 * c + 1), min=-vmax, max=vmax,
                     cmap="RdBu_r", title=f"{names[c]}\nfull sky, nside {full_nside}, no noise", cbar=False)
         for j, (img, what) in enumerate(((patches[c], "no noise"), (noisy[c], noise_label))):
+            if footprint is not None:
+                _footprint_view(hp, img, footprint, fig, (2, 4, 4 * c + 2 + j), vmax, f"{names[c]}\n{patch_text}\n{what}")
+                continue
             ax = fig.add_subplot(2, 4, 4 * c + 2 + j)
             im = ax.imshow(img, origin="lower", **kw)
             ax.set_title(f"{names[c]}\n{patch_text}\n{what}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
+    if im is None:  # healpy panels only: a mappable of the same scale for the colour bar
+        import matplotlib as mpl
+
+        im = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(-vmax, vmax), cmap="RdBu_r")
     cax = fig.add_axes([0.08, 0.04, 0.6, 0.02])
     fig.colorbar(im, cax=cax, orientation="horizontal", label="convergence $\\kappa$ (one scale for all maps)")
     ax = fig.add_subplot(1, 4, 4)
     bins = np.linspace(-vmax, 2 * vmax, 80)
     for c in range(2):
-        ax.hist(patches[c].ravel(), bins=bins, histtype="step", density=True, log=True, label=f"{names[c]}, no noise")
-        ax.hist(noisy[c].ravel(), bins=bins, histtype="step", density=True, log=True, ls="--",
+        ax.hist(inside(patches[c]).ravel(), bins=bins, histtype="step", density=True, log=True,
+                label=f"{names[c]}, no noise")
+        ax.hist(inside(noisy[c]).ravel(), bins=bins, histtype="step", density=True, log=True, ls="--",
                 label=f"{names[c]}, with noise")
-    ax.set_xlabel("convergence $\\kappa$ (the patches shown)")
+    ax.set_xlabel("convergence $\\kappa$ (the " + ("footprints" if footprint is not None else "patches") + " shown)")
     ax.set_ylabel("probability density")
     ax.yaxis.set_label_position("right")  # on the left it would overlap the patch images
     ax.yaxis.tick_right()
@@ -328,6 +423,32 @@ def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, 
     ax.set_ylim(top=30 * ax.get_ylim()[1])  # an empty band above the peak for the legend
     ax.legend(fontsize=7, loc="upper left")
     return savefig(fig, out)
+
+
+def _footprint_view(hp, m: np.ndarray, footprint: np.ndarray, fig, sub, vmax: float, title: str) -> None:
+    """Draw NESTED map ``m`` (UNSEEN outside ``footprint``) in panel ``sub`` of ``fig``: gnomonic, centred on the
+    footprint and wide enough for it, where it lies within 60 degrees of its mean direction; else Mollweide."""
+    nside = hp.npix2nside(m.size)
+    vec = np.array(hp.pix2vec(nside, np.flatnonzero(footprint), nest=True))  # (3, pixels)
+    centre = vec.mean(axis=1)
+    centre /= np.linalg.norm(centre)
+    radius = float(np.degrees(np.arccos(np.clip((centre @ vec).min(), -1, 1)))) + hp.nside2resol(nside, arcmin=True) / 60
+    kw = dict(nest=True, fig=fig.number, sub=sub, min=-vmax, max=vmax, cmap="RdBu_r", title=title, cbar=False)
+    if radius < 60:
+        lon, lat = hp.vec2ang(centre, lonlat=True)
+        hp.gnomview(m, rot=(float(lon[0]), float(lat[0])), xsize=200, reso=2.2 * radius * 60 / 200, notext=True,
+                    margins=(0.01, 0.08, 0.01, 0.1), **kw)  # room for the three-line titles
+    else:
+        hp.mollview(m, **kw)
+    fig.axes[-1].title.set_fontsize(8)
+
+
+def _sky_title(records: list[dict], sky: str) -> str:
+    """"sky fraction F", for a footprint with its area and f_sky (the records' ``sky_fraction``)."""
+    frac = next((r.get("sky_fraction") for r in records if r["sky"] == sky), None)
+    if sky != "footprint" or frac is None:
+        return f"sky fraction {sky}"
+    return f"footprint, {frac * 4 * math.pi * (180 / math.pi) ** 2:.0f} deg$^2$ (f_sky {frac:.4f})"
 
 
 def plot_curves(records: list[dict], out, savefig) -> Path:
@@ -345,7 +466,7 @@ def plot_curves(records: list[dict], out, savefig) -> Path:
                       label=f"{METHOD_NAMES.get(r['method'], r['method'])}, {r.get('noise_label', r['noise'])}")
             axes[0, j].plot(ep, [h["train_loss"] for h in r["history"]], **kw)
             axes[1, j].plot(ep, [100 * h.get("val_accuracy", np.nan) for h in r["history"]], **kw)
-        axes[0, j].set_title(f"sky fraction {sky}")
+        axes[0, j].set_title(_sky_title(nets, sky))
         axes[0, j].set_ylabel("training loss (cross-entropy)")
         axes[1, j].set_ylabel("validation accuracy (%)")
         axes[1, j].set_xlabel("epoch")
@@ -380,7 +501,7 @@ def plot_accuracy(records: list[dict], out, savefig, methods_order=()) -> Path:
                         color=_color(m), capsize=3, label=METHOD_NAMES.get(m, m))
         ax.axhline(50, color="gray", lw=0.8, ls=":")
         nside = next((r.get("nside") for r in records if r["sky"] == sky), None)
-        ax.set_title(f"sky fraction {sky}" + (f" (nside {nside})" if nside else ""))
+        ax.set_title(_sky_title(records, sky) + (f" (nside {nside})" if nside else ""))
         ax.set_xticks(range(len(noises)))
         ax.set_xticklabels([labels[n].replace(" (", "\n(") for n in noises], fontsize=7)
         ax.set_ylim(bottom, 101)

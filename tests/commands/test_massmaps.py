@@ -22,6 +22,7 @@ from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.datasets import MassMapDataset, load_massmaps
 from deepsphere_gen.cli import main
 from deepsphere_gen.commands import _massmaps_checks as mm_checks
+from deepsphere_gen.commands import massmaps as cmd
 from deepsphere_gen.experiments.massmaps.runs import find_checkpoints, member_name, member_seed
 from deepsphere_gen.training import (CheckpointMismatch, batch_outputs, distributed_context, load_checkpoint,
                                      load_model_state, save_checkpoint)
@@ -148,11 +149,15 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
     # per-sample results: every method of one (sky, noise) on the same test samples (class, map) in order
     doc = json.loads(out_json.read_text())
     assert doc["cpu"] == cpu_description()  # results depend on the processor
+    assert doc["config"]["quick"] is False and cmd.QUICK_NOTE not in text
     for r in records:
         assert len(r["correct"]) == r["n_test"] and r["correct"].count("1") == r["n_correct"]
         assert sum(n for _, _, n in r["test_maps"]) == r["n_test"] and len(r["test_maps"]) == 2 * 2  # 2 maps/class
-        lo, hi = r["ci95_maps"]
-        assert lo <= r["accuracy"] <= hi
+        if r["ci95_maps"] is None:  # every test map of a class alike: no interval, said why (never [p, p])
+            assert r["ci95_maps_note"]
+        else:
+            lo, hi = r["ci95_maps"]
+            assert lo <= r["accuracy"] <= hi and (lo < hi or "ci95_maps_note" in r)
         first = next(q for q in records if (q["sky"], q["noise"]) == (r["sky"], r["noise"]))
         assert r["test_maps"] == first["test_maps"]
     pairs = {(m["sky"], m["noise"], m["method"], m["baseline"]) for m in doc["margins"]}
@@ -162,8 +167,12 @@ def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
     acc = {(r["method"], r["sky"], r["noise"]): r["accuracy"] for r in records}
     for m in doc["margins"]:
         key = (m["sky"], m["noise"])
+        assert m["n_test_maps"] == 4 and m["resamples"] == 2000
+        if m["margin"] is None:  # both methods right on every test sample
+            assert acc[(m["method"], *key)] == acc[(m["baseline"], *key)] in (0.0, 1.0) and m["note"]
+            continue
         assert m["margin"] == pytest.approx(100 * (acc[(m["method"], *key)] - acc[(m["baseline"], *key)]))
-        assert m["ci95"][0] <= m["margin"] <= m["ci95"][1] and m["n_test_maps"] == 4 and m["resamples"] == 2000
+        assert m["note"] if m["ci95"] is None else m["ci95"][0] <= m["margin"] <= m["ci95"][1]
     assert "minus better of PSD/hist SVM" in text and "bootstrap over test maps" in text
 
     # checkpoints: finished runs are not trained again, evaluate reproduces the accuracies
@@ -680,6 +689,8 @@ def test_quick_footprint_run_every_default_method(tmp_path, capfd):
             "is partly outside the footprint (130 of 1026 at nside 32 -> 16, 60 of 224 at nside 16 -> 8)") in notes
     doc = json.loads(out.read_text())
     assert doc["config"]["methods"] == ["fcn", "psd_svm", "hist_svm"]
+    # a smoke test says so, under the table and in the JSON (was: nowhere)
+    assert cmd.QUICK_NOTE in cap.out and doc["config"]["quick"] is True
     records = {r["method"]: r for r in doc["records"]}
     assert set(records) == {"fcn", "psd_svm", "hist_svm"} and {r["sky"] for r in records.values()} == {"footprint"}
     assert records["psd_svm"]["features"] == ["psd"] and records["psd_svm"]["n_features"] == 24

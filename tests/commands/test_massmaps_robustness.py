@@ -1348,4 +1348,6 @@ def test_options_that_would_do_nothing_are_refused(tmp_path, capsys):
                  "--no-plots", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert {r["nside"] for r in doc["records"] if r["sky"] == "1"} == {8}  # ran at --nside, not the default 64
-    assert doc["config"]["full_sky_nside"] == 64  # as fingerprinted
+    assert doc["config"]["full_sky_nside"] == 8  # the resolution that ran (was: 64, the configured default)
+    ckpt = next((tmp_path / "out" / "checkpoints").glob("fcn-sky1-*.pt"))
+    assert load_checkpoint(ckpt)["meta"]["fields"]["experiment"]["full_sky_nside"] == 64  # fingerprints unchanged

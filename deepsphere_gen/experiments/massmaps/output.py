@@ -42,13 +42,16 @@ def format_margins(pairs: list[dict]) -> str:
 
 
 def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[dict] | None = None,
-               extra: dict | None = None) -> Path:
+               extra: dict | None = None, quick: bool = False) -> Path:
     """JSON: {"config", "noise_settings", "interval_note", "margin_note", "margins": ``pairs`` (None:
     :func:`margins` of ``records``), "cpu" (the processor: trained networks are bit-identical on one
     processor type only), "records": [one per method, sky, noise], **extra}, written atomically.
-    The config is the one the checkpoints were fingerprinted with; the resolution each sky ran at is
-    every record's ``nside`` (the default ``full_sky_nside`` 64 at ``--nside 16`` runs at 16)."""
-    payload = {"config": asdict(config), "noise_settings": [n.record() for n in noise_settings(config)],
+    The config's fields are those of ``config`` except ``full_sky_nside``: the resolution the full sky ran at,
+    ``min(nside, full_sky_nside)`` (the default 64 at ``--nside 16`` runs at 16; the checkpoints' fingerprints
+    keep the configured value), and ``quick``: whether the run was ``--quick``'s smoke test (no config field: the
+    settings it stands for are the others); every record's ``nside`` is the resolution of its samples."""
+    ran = dict(asdict(config), full_sky_nside=min(config.nside, config.full_sky_nside), quick=bool(quick))
+    payload = {"config": ran, "noise_settings": [n.record() for n in noise_settings(config)],
                "cpu": cpu_description(),
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
                "margin_note": reporting.MARGIN_NOTE, "margins": margins(records) if pairs is None else pairs,
@@ -59,19 +62,31 @@ def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[
 
 def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
     """Example maps of both cosmologies: full sky (averaged down to ``full_sky_nside``) and one
-    equatorial patch of the largest patch level run (else 1/12), clean and with the strongest
-    noise setting, on one colour scale; and one-point distributions."""
+    equatorial patch of the largest patch level run (else, in a footprint run, the footprint; else 1/12),
+    clean and with the strongest noise setting, on one colour scale; and one-point distributions."""
     maps, meta = load_massmaps(path)
     full = parse_sky_fraction("1", config.nside, None, config.full_sky_nside)
     group = (config.nside // full.nside) ** 2
     full_sky = np.asarray(maps[:, 0], dtype=np.float64).reshape(2, -1, group).mean(-1)
-    levels = [s.level for s in sky_settings(config) if s.level is not None]
-    sky = parse_sky_fraction(f"1/{12 * 4 ** (min(levels) if levels else 0)}", config.nside)
+    skies = sky_settings(config)
+    levels = [s.level for s in skies if s.level is not None]
+    sky = next((s for s in skies if s.footprint is not None), None)
+    if levels or sky is None:
+        sky = parse_sky_fraction(f"1/{12 * 4 ** (min(levels) if levels else 0)}", config.nside)
     noises = noise_settings(config)
     noise = max(noises, key=lambda n: n.pixel_std(config.nside, 1.0))
     clean, noisy = dataset_of(path, sky, None, config, "all"), dataset_of(path, sky, noise, config, "all")
-    p = 4 * 4**sky.level  # an equatorial patch (base pixel 4)
+    p = 0 if sky.level is None else 4 * 4**sky.level  # an equatorial patch (base pixel 4); a footprint is one
     first = [c * clean.maps.shape[1] * clean.n_patches + p for c in range(2)]
+    if sky.footprint is not None:
+        shown = np.zeros((2, 2, sky.footprint.size))  # (clean / noisy, class, pixels) NESTED, 0 outside
+        for k, ds in enumerate((clean, noisy)):
+            for c, i in enumerate(first):
+                shown[k, c, ds.indices[0]] = ds.values(i)[0]
+        area = sky.fraction * 4 * np.pi * (180 / np.pi) ** 2
+        return reporting.plot_examples(full_sky, shown[0], shown[1], meta["classes"], noise.label, full.nside,
+                                       f"footprint, {area:.0f} deg$^2$ (f_sky {sky.fraction:.4f}), nside {config.nside}",
+                                       out, reporting.save_png, footprint=sky.footprint)
     patches = np.stack([to_square(clean.values(i)[0]) for i in first])
     noisy_p = np.stack([to_square(noisy.values(i)[0]) for i in first])
     return reporting.plot_examples(full_sky, patches, noisy_p, meta["classes"], noise.label, full.nside,

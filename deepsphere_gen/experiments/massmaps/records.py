@@ -39,7 +39,7 @@ def accuracy_fields(correct: np.ndarray, test_set: MassMapDataset | None = None)
     """accuracy, n_correct, ci95 (Wilson) of the per-sample ``correct`` (n,); with ``test_set`` (the
     samples ``correct`` is about, in order) also ``correct`` (a "0"/"1" string, one per sample),
     ``test_maps`` (the (class, map) of every sample, :func:`..reporting.map_runs`) and ``ci95_maps``
-    (:func:`..reporting.map_interval`)."""
+    (with ``ci95_maps_note`` where it is not the bootstrap's percentiles: :func:`..reporting.map_interval_fields`)."""
     k, n = int(np.sum(correct)), len(correct)
     if n == 0:
         raise ValueError("cannot score an empty test set")
@@ -48,6 +48,6 @@ def accuracy_fields(correct: np.ndarray, test_set: MassMapDataset | None = None)
         if len(test_set) != n:
             raise ValueError(f"{n} correctness values for {len(test_set)} test samples")
         classes, maps = _sample_maps(test_set)
-        out.update(ci95_maps=list(reporting.map_interval(correct, maps, classes)),
+        out.update(**reporting.map_interval_fields(correct, maps, classes),
                    correct=reporting.encode_correct(correct), test_maps=reporting.map_runs(classes, maps))
     return out
