@@ -306,3 +306,19 @@ def test_footprint_figures_show_the_footprint_and_its_area(tmp_path):
                   keep, footprint=mask)  # values outside the footprint must not reach the colour scale or histogram
     assert sum("footprint, 1000 deg2" in t for t in titles) == 4 and (tmp_path / "e.png").stat().st_size > 10_000
     assert xlabels["convergence $\\kappa$ (the footprints shown)"][1] < 100  # the 1e6 outside left out
+
+
+def test_massmaps_json_is_strict_with_ngal_inf(tmp_path):
+    """``--ngal inf`` (no noise) was written as the non-standard ``Infinity``; strict JSON readers refused it."""
+    import json
+    import math
+
+    from deepsphere_gen.experiments.massmaps import ExperimentConfig
+    from deepsphere_gen.experiments.massmaps.output import write_json
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    path = write_json(tmp_path / "r.json", [], ExperimentConfig(nside=16, ngal=(math.inf, 22.5)))
+    doc = json.loads(path.read_text(), parse_constant=refuse)
+    assert doc["config"]["ngal"] == ["inf", 22.5]

@@ -528,7 +528,7 @@ def test_ngal_inf_writes_strict_json_and_the_figures(tmp_path, capsys):
 
 
 def test_json_ready_spells_out_what_strict_json_lacks():
-    from deepsphere_gen.experiments.cosmo.report import json_ready
+    from deepsphere_gen.experiments.reporting import json_ready
 
     got = json_ready({"a": float("inf"), "b": [-np.inf, float("nan"), np.float64(0.5), np.int64(3)], "c": (1, "x")})
     assert got == {"a": "inf", "b": ["-inf", None, 0.5, 3], "c": [1, "x"]}

@@ -1,16 +1,15 @@
 """The run's text table and JSON record."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from pathlib import Path
 
 from ..._io import atomic_write_json
 from ..._platform import cpu_description
-from ..reporting import align_rows
+from ..reporting import align_rows, json_ready
 from .config import METHODS, CosmoExperimentConfig
 
-__all__ = ["format_table", "json_ready", "write_json"]
+__all__ = ["format_table", "write_json"]
 
 
 def format_table(result: dict) -> str:
@@ -96,27 +95,6 @@ def _degree_cell(rec: dict) -> str:
     if "model" not in c:
         return "-"
     return "{},{} / {:.2f},{:.2f}".format(*c["model"]["degree"], *c["scales_at_fiducial"])
-
-
-def json_ready(obj):
-    """``obj`` with what strict JSON cannot hold spelt out: +-inf as the strings "inf" / "-inf" (``--ngal inf``:
-    no noise, as the option is written), NaN as None; numpy scalars as Python numbers, tuples as lists, any
-    other object as its ``str``.  Nested dicts and lists are converted recursively."""
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy scalar
-        obj = obj.item()
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        if math.isnan(obj):
-            return None
-        return obj if math.isfinite(obj) else ("inf" if obj > 0 else "-inf")
-    return str(obj)
 
 
 def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:

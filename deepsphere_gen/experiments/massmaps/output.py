@@ -56,7 +56,7 @@ def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
                "margin_note": reporting.MARGIN_NOTE, "margins": margins(records) if pairs is None else pairs,
                **(extra or {}), "records": records}
-    text = json.dumps(payload, indent=1, default=str)
+    text = json.dumps(reporting.json_ready(payload), indent=1, allow_nan=False)  # --ngal inf as "inf", not Infinity
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
