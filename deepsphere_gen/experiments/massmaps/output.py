@@ -3,13 +3,12 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from ..._io import atomic_write
+from ..._io import atomic_write_json
 from ..._platform import cpu_description
 from ...datasets import load_massmaps
 from ...datasets.patch_psd import to_square
@@ -56,8 +55,7 @@ def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
                "margin_note": reporting.MARGIN_NOTE, "margins": margins(records) if pairs is None else pairs,
                **(extra or {}), "records": records}
-    text = json.dumps(reporting.json_ready(payload), indent=1, allow_nan=False)  # --ngal inf as "inf", not Infinity
-    return atomic_write(path, lambda fh: fh.write(text.encode()))
+    return atomic_write_json(path, reporting.json_ready(payload))  # --ngal inf as "inf", not Infinity
 
 
 def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
