@@ -4,6 +4,7 @@ into a model (:func:`load_weights`: keys and shapes checked first, one-line erro
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -75,6 +76,32 @@ def atomic_write_json(path, obj, **dumps_kwargs) -> Path:
     dumps_kwargs.setdefault("indent", 1)
     text = json.dumps(obj, allow_nan=False, **dumps_kwargs) + "\n"
     return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def plain_json(obj, *, infinity: bool = False, unknown=str):
+    """``obj`` in plain JSON types: dict keys as str, tuples as lists, anything of one element with ``.item()``
+    (numpy / torch scalars, one-element arrays) as its Python number, other arrays as lists (``.tolist()``);
+    NaN as None; +-inf as the strings "inf" / "-inf" where ``infinity`` (``--ngal inf``: no noise, as the
+    option is written), else None; any other object as ``unknown(obj)`` (None: ValueError naming it)."""
+    if isinstance(obj, dict):
+        return {str(k): plain_json(v, infinity=infinity, unknown=unknown) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain_json(v, infinity=infinity, unknown=unknown) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            obj = obj.item()
+        except (TypeError, ValueError, RuntimeError):  # more than one element
+            if hasattr(obj, "tolist"):
+                return plain_json(obj.tolist(), infinity=infinity, unknown=unknown)
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return None
+        return obj if math.isfinite(obj) else ("inf" if obj > 0 else "-inf") if infinity else None
+    if unknown is None:
+        raise ValueError(f"must be JSON-serialisable; got {type(obj).__name__}: {obj!r}")
+    return unknown(obj)
 
 
 def atomic_savefig(fig, path, **savefig_kwargs) -> Path:

@@ -154,3 +154,25 @@ def test_array_crc32_is_zlib_of_the_c_order_bytes():
     assert array_crc32(view) == zlib.crc32(view.tobytes(order="C"))
     head, tail = a[:2], a[2:]
     assert array_crc32(tail, array_crc32(head)) == zlib.crc32(a.tobytes())
+
+
+def test_plain_json_spells_out_what_strict_json_lacks():
+    """One conversion for the experiments' JSON (inf spelt out: ``--ngal inf``) and the bench records (inf as
+    null, an unknown type refused)."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from deepsphere_gen._io import plain_json
+
+    obj = {"a": math.inf, "b": [-np.inf, math.nan, np.float64(0.5), np.int64(3), np.bool_(True)], "c": (1, "x"),
+           "d": np.arange(3), "e": torch.tensor([2.5]), 4: np.array([[1.0, np.inf]])}
+    got = plain_json(obj, infinity=True)
+    assert got == {"a": "inf", "b": ["-inf", None, 0.5, 3, True], "c": [1, "x"], "d": [0, 1, 2], "e": 2.5,
+                   "4": [[1.0, "inf"]]}
+    assert json.loads(json.dumps(got, allow_nan=False)) == got
+    assert plain_json(obj)["a"] is None and plain_json(obj)["4"] == [[1.0, None]]
+    assert plain_json({"p": object}, unknown=str) == {"p": str(object)}
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        plain_json({"p": object}, unknown=None)

@@ -3,7 +3,6 @@ run's metadata, the plain-text table and the JSON file."""
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import platform
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, plain_json
 from .._platform import cpu_description
 
 #: identifier of the JSON document layout written by :func:`write_json`.
@@ -81,23 +80,9 @@ def format_table(records: list[dict]) -> str:
 
 
 def jsonable(obj):
-    """Plain JSON types: numpy/torch scalars -> numbers, tuples -> lists, NaN/inf -> None."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if torch.is_tensor(obj) and obj.numel() == 1:
-        obj = obj.item()
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            obj = obj.item()
-        except (TypeError, ValueError):
-            pass
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    raise ValueError(f"benchmark records must be JSON-serialisable; got {type(obj).__name__}: {obj!r}")
+    """Plain JSON types for benchmark records (:func:`~deepsphere_gen._io.plain_json`): NaN/inf -> None, an
+    object of another type a ValueError."""
+    return plain_json(obj, unknown=None)
 
 
 def run_metadata(harness, argv=None) -> dict:

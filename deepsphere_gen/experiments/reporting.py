@@ -24,7 +24,7 @@ from .._validation import check_positive_int
 __all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap", "map_interval",
            "map_interval_fields", "paired_margin", "encode_correct",
            "decode_correct", "map_runs", "expand_runs", "margin_records", "format_margins", "align_rows", "format_table",
-           "plot_examples", "plot_curves", "plot_accuracy", "save_png", "json_ready"]
+           "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
 
 #: readable method names for tables and figures
 METHOD_NAMES = {
@@ -521,24 +521,3 @@ def _legend(fig, axes) -> None:
         handles.update(zip(*reversed(ax.get_legend_handles_labels())))
     fig.legend(list(handles.values()), list(handles.keys()), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
-
-
-def json_ready(obj):
-    """``obj`` with what strict JSON cannot hold spelt out: +-inf as the strings "inf" / "-inf" (``--ngal inf``:
-    no noise, as the option is written), NaN as None; numpy scalars as Python numbers, tuples as lists, any
-    other object as its ``str``.  Nested dicts and lists are converted recursively."""
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:  # numpy scalar
-        obj = obj.item()
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        if math.isnan(obj):
-            return None
-        return obj if math.isfinite(obj) else ("inf" if obj > 0 else "-inf")
-    return str(obj)

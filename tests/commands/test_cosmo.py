@@ -527,14 +527,6 @@ def test_ngal_inf_writes_strict_json_and_the_figures(tmp_path, capsys):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
 
-def test_json_ready_spells_out_what_strict_json_lacks():
-    from deepsphere_gen.experiments.reporting import json_ready
-
-    got = json_ready({"a": float("inf"), "b": [-np.inf, float("nan"), np.float64(0.5), np.int64(3)], "c": (1, "x")})
-    assert got == {"a": "inf", "b": ["-inf", None, 0.5, 3], "c": [1, "x"]}
-    assert json.loads(json.dumps(got, allow_nan=False)) == got
-
-
 def test_a_missing_summary_width_says_why(tmp_path, capsys):
     """Too few fiducial samples for the summary Fisher width (1 map x 4 footprint copies < 6): "fid F" is "-" and
     the estimates-as-summaries target line is not printed; the reason used to be swallowed, now the table's

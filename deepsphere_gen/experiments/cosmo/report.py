@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..._io import atomic_write_json
+from ..._io import atomic_write_json, plain_json
 from ..._platform import cpu_description
-from ..reporting import align_rows, json_ready
+from ..reporting import align_rows
 from .config import METHODS, CosmoExperimentConfig
 
 __all__ = ["format_table", "write_json"]
@@ -100,7 +100,7 @@ def _degree_cell(rec: dict) -> str:
 def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
     """JSON {"config", "cpu" (the processor: trained networks are bit-identical only on one
     processor type), "records", "summary", **extra} (predictions left out), written atomically;
-    through :func:`json_ready`: ``--ngal inf`` is recorded as ``"ngal": "inf"``, a NaN as null."""
+    through :func:`~deepsphere_gen._io.plain_json`: ``--ngal inf`` is recorded as ``"ngal": "inf"``, a NaN as null."""
     payload = {"config": asdict(config), "cpu": cpu_description(),
                "records": result["records"], "summary": result["summary"], **(extra or {})}
-    return atomic_write_json(path, json_ready(payload))
+    return atomic_write_json(path, plain_json(payload, infinity=True))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._io import atomic_write_json
+from ..._io import atomic_write_json, plain_json
 from ..._platform import cpu_description
 from ...datasets import load_massmaps
 from ...datasets.patch_psd import to_square
@@ -55,7 +55,7 @@ def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,
                "margin_note": reporting.MARGIN_NOTE, "margins": margins(records) if pairs is None else pairs,
                **(extra or {}), "records": records}
-    return atomic_write_json(path, reporting.json_ready(payload))  # --ngal inf as "inf", not Infinity
+    return atomic_write_json(path, plain_json(payload, infinity=True))  # --ngal inf as "inf", not Infinity
 
 
 def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
