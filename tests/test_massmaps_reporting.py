@@ -12,7 +12,6 @@ from deepsphere_gen.experiments.reporting import (
     expand_runs,
     format_margins,
     format_table,
-    map_interval,
     map_interval_fields,
     map_runs,
     margin_records,
@@ -30,6 +29,12 @@ def test_wilson_interval_matches_scipy(k, n):
     lo, hi = wilson_interval(k, n)
     assert lo == pytest.approx(ci.low, abs=1e-9) and hi == pytest.approx(ci.high, abs=1e-9)
     assert lo <= k / n <= hi
+
+
+def _ci(fields):
+    """The (lo, hi) interval of :func:`map_interval_fields`, or None."""
+    ci = fields["ci95_maps"]
+    return None if ci is None else tuple(ci)
 
 
 def test_wilson_interval_errors():
@@ -75,7 +80,6 @@ def test_non_degenerate_intervals_are_those_of_the_recorded_runs():
     classes, maps = np.repeat([0, 1], 30), np.tile(np.repeat(np.arange(10, 16), 5), 2)
     a = np.array([int(v) for v in "101110101111111101101111111011111111110110101111101111110101"], bool)
     b = np.array([int(v) for v in "000111110101001000111011001111101110111100110110110010100110"], bool)
-    assert map_interval(a, maps, classes) == (0.7166666666666667, 0.9)
     assert map_interval_fields(a, maps, classes) == {"ci95_maps": [0.7166666666666667, 0.9]}
     m = paired_margin(a, b, maps, classes)
     assert m["ci95"] == [8.333333333333337, 35.0] and "note" not in m and "one_sided" not in m
@@ -91,7 +95,7 @@ def test_perfect_test_sets_get_no_zero_width_interval():
     ci = binomtest(24, 24).proportion_ci(confidence_level=0.95, method="wilson")
     assert fields["ci95_maps"] == [pytest.approx(ci.low, abs=1e-12), 1.0] and 0.86 < ci.low < 0.863
     assert "Wilson interval of 24 of 24 test maps" in fields["ci95_maps_note"]
-    assert map_interval(~right, maps, classes) == (0.0, pytest.approx(1 - ci.low, abs=1e-12))
+    assert _ci(map_interval_fields(~right, maps, classes)) == (0.0, pytest.approx(1 - ci.low, abs=1e-12))
     both = paired_margin(right, right, maps, classes)
     assert both["margin"] is None and both["ci95"] is None and "margin undefined" in both["note"]
     net = right.copy()
@@ -128,7 +132,7 @@ def test_bootstrap_width_matches_the_analytic_standard_error():
     assert lo < res["margin"] < hi
     ma = a.astype(float).reshape(2, m_s, patches).mean(-1)
     se_a = np.sqrt(sum(ma[s].var() / m_s for s in range(2)) / 4)
-    lo, hi = map_interval(a, maps, classes, resamples=4000, seed=3)
+    lo, hi = _ci(map_interval_fields(a, maps, classes, resamples=4000, seed=3))
     assert hi - lo == pytest.approx(2 * 1.96 * se_a, rel=0.08)
     # patches of one map are correlated here (map rates spread 0.4-1): the binomial interval is too narrow
     w_lo, w_hi = wilson_interval(int(a.sum()), a.size)
@@ -174,9 +178,9 @@ def test_bootstrap_errors():
     with pytest.raises(ValueError, match="no test samples"):
         paired_margin(a[:0], a[:0], maps[:0], classes[:0])
     with pytest.raises(ValueError, match="booleans"):
-        map_interval(np.full(6, 2), maps, classes)
+        _ci(map_interval_fields(np.full(6, 2), maps, classes))
     with pytest.raises(ValueError, match="resamples"):
-        map_interval(a, maps, classes, resamples=0)
+        _ci(map_interval_fields(a, maps, classes, resamples=0))
     with pytest.raises(ValueError, match="1-d"):
         paired_margin(a[None], a[None], maps, classes)
 
@@ -322,3 +326,12 @@ def test_massmaps_json_is_strict_with_ngal_inf(tmp_path):
     path = write_json(tmp_path / "r.json", [], ExperimentConfig(nside=16, ngal=(math.inf, 22.5)))
     doc = json.loads(path.read_text(), parse_constant=refuse)
     assert doc["config"]["ngal"] == ["inf", 22.5]
+
+
+def test_a_perfect_network_against_a_constant_baseline_is_not_called_identical():
+    """No spread because the network is right everywhere and the baseline answers one class (50 % in every
+    resample): the note said 'identical predictions'."""
+    maps, classes = np.repeat(np.arange(24) % 12, 2), np.repeat(np.arange(24) // 12, 2)
+    out = paired_margin(np.ones(48, bool), classes == 0, maps, classes)
+    assert out["margin"] == 50.0 and out["ci95"] is None
+    assert out["note"].startswith("the network is right on every test sample") and "identical" not in out["note"]

@@ -7,7 +7,7 @@ the table's footer, the JSON and the figures).
 
 Map-level intervals (:func:`cluster_bootstrap`): the test maps (not the patches) are resampled
 with replacement within each class, every patch of a drawn map going with it, so the
-correlation of patches of one map is kept.  :func:`map_interval` gives an accuracy's interval,
+correlation of patches of one map is kept.  :func:`map_interval_fields` gives an accuracy's interval,
 :func:`paired_margin` the difference of two methods' accuracies on the same test samples
 (paired: both methods are scored on the same resampled maps, so the errors they share cancel).
 """
@@ -21,10 +21,11 @@ import numpy as np
 from .._io import atomic_savefig
 from .._validation import check_positive_int
 
-__all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap", "map_interval",
+__all__ = ["METHOD_NAMES", "METHOD_COLORS", "wilson_interval", "cluster_bootstrap",
            "map_interval_fields", "paired_margin", "encode_correct",
            "decode_correct", "map_runs", "expand_runs", "margin_records", "format_margins", "align_rows", "format_table",
-           "plot_examples", "plot_curves", "plot_accuracy", "save_png"]
+           "plot_examples", "plot_curves", "plot_accuracy", "save_png",
+           "footprint_text"]
 
 #: readable method names for tables and figures
 METHOD_NAMES = {
@@ -66,7 +67,7 @@ MARGIN_NOTE = ("margins in accuracy points, network minus baseline on the same t
 
 #: the marks of :func:`_margin_cell`, explained under the margins table
 MARGIN_MARKS = ("'*': one-sided, a method right on every test sample pins the bound on its side; 'undefined': "
-                "both right on every test sample; 'no spread': every resample gives the same margin")
+                "both right (or both wrong) on every test sample; 'no spread': every resample gives the same margin")
 
 
 def _sample_arrays(correct, maps, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,15 +153,6 @@ def map_interval_fields(correct, maps, classes, resamples: int = BOOTSTRAP_RESAM
                               "alike, e.g. a network answering one class): no map-level interval"}
 
 
-def map_interval(correct, maps, classes, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
-    """95 % interval (lo, hi) of one method's accuracy (fractions) over the test maps, or None
-    (:func:`map_interval_fields`: the bootstrap's percentiles where its replicates differ); correct, maps,
-    classes: (n,)."""
-    ci = map_interval_fields(correct, maps, classes, resamples, seed)["ci95_maps"]
-    return None if ci is None else tuple(ci)
-
-
 def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRAP_RESAMPLES,
                   seed: int = BOOTSTRAP_SEED) -> dict:
     """Margin of method a over method b on the same test samples, in accuracy points.
@@ -199,6 +191,9 @@ def paired_margin(correct_a, correct_b, maps, classes, resamples: int = BOOTSTRA
             out["margin"] = None
             out["note"] = (f"both methods {'right' if perfect.all() else 'wrong'} on every one of the "
                            f"{out['n_test']} test samples: the test set cannot separate them, margin undefined")
+        elif perfect.any():  # one right everywhere, the other's accuracy the same in every resample
+            out["note"] = (f"the {'baseline' if perfect[1] else 'network'} is right on every test sample and "
+                           "every bootstrap resample gives the same margin: no spread, no interval")
         else:
             out["note"] = ("every bootstrap resample gives the same margin (e.g. identical predictions): "
                            "no spread, no interval")
@@ -448,7 +443,12 @@ def _sky_title(records: list[dict], sky: str) -> str:
     frac = next((r.get("sky_fraction") for r in records if r["sky"] == sky), None)
     if sky != "footprint" or frac is None:
         return f"sky fraction {sky}"
-    return f"footprint, {frac * 4 * math.pi * (180 / math.pi) ** 2:.0f} deg$^2$ (f_sky {frac:.4f})"
+    return footprint_text(frac)
+
+
+def footprint_text(fraction: float) -> str:
+    """"footprint, A deg^2 (f_sky F)" for a footprint covering ``fraction`` of the sky (figure titles)."""
+    return f"footprint, {fraction * 4 * math.pi * (180 / math.pi) ** 2:.0f} deg$^2$ (f_sky {fraction:.4f})"
 
 
 def plot_curves(records: list[dict], out, savefig) -> Path:

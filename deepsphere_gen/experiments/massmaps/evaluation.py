@@ -130,8 +130,9 @@ def evaluate_all(config: ExperimentConfig, path: Path | None = None, ctx: DistCo
     baselines are fitted here (training maps, C chosen on the validation maps).  Record keys:
     method, sky_fraction (float), sky (name), nside (of the samples), noise (setting name),
     noise_label, ngal, deepsphere_level, noise_std (per pixel), accuracy, n_correct, ci95
-    ([lo, hi], Wilson, approximate), ci95_maps ([lo, hi], percentiles of a bootstrap over the
-    test maps, :func:`..reporting.map_interval`), correct (per test sample in test-sample order,
+    ([lo, hi], Wilson, approximate), ci95_maps ([lo, hi]: percentiles of a bootstrap over the
+    test maps; Wilson over the test maps, or null, with ``ci95_maps_note`` where every resample is the same:
+    :func:`..reporting.map_interval_fields`), correct (per test sample in test-sample order,
     "1" correct / "0" wrong), test_maps ([[class, map number, consecutive samples], ...]: the map
     of every test sample, run-length encoded; every method of one (sky, noise) is scored on the
     same test samples in the same order, with the data set's fixed noise), n_train, n_val,

@@ -81,9 +81,8 @@ def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
         for k, ds in enumerate((clean, noisy)):
             for c, i in enumerate(first):
                 shown[k, c, ds.indices[0]] = ds.values(i)[0]
-        area = sky.fraction * 4 * np.pi * (180 / np.pi) ** 2
         return reporting.plot_examples(full_sky, shown[0], shown[1], meta["classes"], noise.label, full.nside,
-                                       f"footprint, {area:.0f} deg$^2$ (f_sky {sky.fraction:.4f}), nside {config.nside}",
+                                       f"{reporting.footprint_text(sky.fraction)}, nside {config.nside}",
                                        out, reporting.save_png, footprint=sky.footprint)
     patches = np.stack([to_square(clean.values(i)[0]) for i in first])
     noisy_p = np.stack([to_square(noisy.values(i)[0]) for i in first])
