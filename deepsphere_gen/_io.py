@@ -187,7 +187,7 @@ def _archive_problem(path) -> str | None:
             names = archive.namelist()
     except (zipfile.BadZipFile, EOFError, ValueError):
         return "damaged or truncated"
-    return "damaged" if any(name.endswith("data.pkl") for name in names) else None
+    return "damaged" if any(name.endswith("/data.pkl") for name in names) else None
 
 
 def load_weights(model, weights: dict, path, error: type[Exception] = ValueError, network: str = "this network"):

@@ -8,6 +8,7 @@ Called by :mod:`.massmaps` (its parser defines classify's options).
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from ._argv import option as _get
@@ -109,6 +110,8 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
     if mask is not None and not any(n.sky == "footprint" for n in nets):
         raise ValueError(f"--footprint {mask}: none of the chosen networks was trained on a footprint (it gives the "
                          "mask of footprint networks whose mask file moved)")
+    if mask is not None and mask != "builtin" and not os.path.isfile(mask):
+        raise ValueError(f"--footprint {mask}: no such file")
     for net in nets:  # each footprint read once, before any map is checked against it
         net.sky_setting(mask)
     good = [f for f in args.maps if f in maps]

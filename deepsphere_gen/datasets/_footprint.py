@@ -172,21 +172,22 @@ _MASK_VALUES_ADVICE = ("pass a mask with 1 inside the survey, 0 or UNSEEN outsid
                        "keeps every pixel it touches), and write that")
 
 
-def read_footprint(path, nside: int, ordering: str = "any") -> np.ndarray:
+def read_footprint(path, nside: int, ordering: str = "any", remedy: bool = True) -> np.ndarray:
     """Footprint mask from a HEALPix FITS file, NESTED bool (12 nside^2,).
 
     Pixels of value 1 are kept; 0, UNSEEN and NaN are masked; any other value is refused (ValueError
     naming the file: a map given as a footprint would otherwise keep every non-zero pixel, usually the
     whole sky; the message says to threshold an apodised mask).  A mask at another nside is refused with the
     remedy (the run's --nside, or healpy.ud_grade then a threshold).  ``ordering`` as in
-    :func:`read_healpix_fits` (default: accept either and convert).
+    :func:`read_healpix_fits` (default: accept either and convert).  ``remedy`` False: the refusals without
+    the remedies (a caller checking a file against a known mask, where neither remedy can help).
     """
-    values = read_healpix_fits(path, nside, ordering=ordering, nside_advice=_MASK_NSIDE_ADVICE)
+    values = read_healpix_fits(path, nside, ordering=ordering, nside_advice=_MASK_NSIDE_ADVICE if remedy else None)
     kept = ~bad_pixels(values) & (values != 0)
     odd = kept & (values != 1)
     if odd.any():
         raise ValueError(f"footprint {path} is not a 0/1 mask: {int(odd.sum())} of {values.size} pixels hold other "
-                         f"values (e.g. {values[odd][0]:.3g}); {_MASK_VALUES_ADVICE}")
+                         f"values (e.g. {values[odd][0]:.3g})" + (f"; {_MASK_VALUES_ADVICE}" if remedy else ""))
     return check_mask(kept, nside)
 
 

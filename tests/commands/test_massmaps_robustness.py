@@ -647,8 +647,9 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
           f"is no longer there (moved or deleted); --footprint {other} is not that mask either")
     # the recorded file rewritten as a map of another nside, or as a convergence map: the same advice, which
     # --footprint then follows (was: "FILE has nside 16, expected nside 8" raised before --footprint was tried)
-    for rewritten, why in ((np.zeros(12 * 16**2), f"{fp} has nside 16, expected nside 8"),
-                           (np.random.default_rng(0).normal(size=mask.size), f"footprint {fp} is not a 0/1 mask")):
+    # (without the remedies of a run's refusal, --nside or thresholding: neither can give the trained mask back)
+    for rewritten, why in ((np.zeros(12 * 16**2), f"{fp} has nside 16, expected nside 8)"),
+                           (np.random.default_rng(0).normal(size=mask.size), f"footprint {fp} is not a 0/1 mask: ")):
         hp.write_map(str(fp), rewritten, nest=True, dtype=np.float64, overwrite=True)
         _fail(["classify", inside, *out], capsys, f"error: {ckpt}: the footprint mask {fp} changed since it was "
               f"trained on it ({why}")

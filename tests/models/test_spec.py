@@ -127,6 +127,7 @@ def test_errors(cache_dir, tmp_path):
     ("pickle", "holds objects other than tensors"),
     ("npz", "is not a PyTorch checkpoint"),  # a zip, as torch.save's archives: was "damaged or truncated"
     ("zip", "is not a PyTorch checkpoint"),
+    ("zip with mydata.pkl", "is not a PyTorch checkpoint"),  # not an archive's .../data.pkl: was "damaged"
     ("truncated", "is damaged or truncated"),
     ("no tensor data", r"is damaged \("),  # readable zip directory: not "or truncated"
 ])
@@ -138,9 +139,9 @@ def test_load_model_of_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_p
     elif content == "npz":
         path = tmp_path / "net.npz"
         np.savez(path, x=np.arange(3))
-    elif content == "zip":
+    elif content in ("zip", "zip with mydata.pkl"):
         with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("notes.txt", "not a network")
+            archive.writestr("mydata.pkl" if content != "zip" else "notes.txt", "not a network")
     elif content in ("truncated", "no tensor data"):
         torch.save({"spec": {}, "state_dict": {"w": torch.zeros(3)}}, path)
         if content == "truncated":

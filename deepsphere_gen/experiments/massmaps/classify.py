@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from fractions import Fraction
@@ -306,17 +305,13 @@ class Network:
             self._sky = parse_sky_fraction(self.sky, self.nside, None, **kw)
             return self._sky
         recorded, want = self.meta.get("footprint"), self.meta["fields"]["run"]["footprint"]
-        if footprint is not None and footprint != "builtin" and not Path(footprint).is_file():
-            raise ValueError(f"--footprint {footprint}: no such file")
-        if footprint is not None and footprint != "builtin" and not os.access(footprint, os.R_OK):
-            raise ValueError(f"--footprint {footprint}: not readable (permission denied)")
         tried, why = [], {}  # why: a file's refusal as a mask of this nside (rewritten since, another map given)
         for path in dict.fromkeys(p for p in (recorded, footprint) if p is not None):
             if path != "builtin" and not Path(path).is_file():
                 continue
             tried.append(path)
             try:
-                sky = parse_sky_fraction(self.sky, self.nside, path, **kw)
+                sky = parse_sky_fraction(self.sky, self.nside, path, **kw, remedy=False)  # matched by hash: no remedy
             except ValueError as exc:
                 why[path] = f" ({exc})"
                 continue

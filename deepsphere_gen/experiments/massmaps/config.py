@@ -193,11 +193,13 @@ class SkySetting:
         return self.level is None and self.footprint is None
 
 
-def parse_sky_fraction(text: str, nside: int, footprint=None, full_sky_nside: int | None = None) -> SkySetting:
+def parse_sky_fraction(text: str, nside: int, footprint=None, full_sky_nside: int | None = None,
+                       remedy: bool = True) -> SkySetting:
     """"1" -> full sky (at ``min(nside, full_sky_nside)``); "1/12", "1/48", "1/192", ... -> patch
     level; "footprint" -> mask.
 
-    The footprint is only read (and checked) when ``footprint`` is given.
+    The footprint is only read (and checked) when ``footprint`` is given; ``remedy``: its refusals name their
+    remedies (:func:`~deepsphere_gen.datasets.read_footprint`).
     """
     text = str(text).strip()
     if text == "footprint":
@@ -205,7 +207,7 @@ def parse_sky_fraction(text: str, nside: int, footprint=None, full_sky_nside: in
             return SkySetting("footprint", None, None, float("nan"), nside)
         from ...datasets import builtin_footprint, read_footprint  # (see __post_init__)
 
-        mask = builtin_footprint(nside) if footprint == "builtin" else read_footprint(footprint, nside)
+        mask = builtin_footprint(nside) if footprint == "builtin" else read_footprint(footprint, nside, remedy=remedy)
         return SkySetting("footprint", None, mask, float(mask.mean()), nside)
     try:
         frac = Fraction(text)
