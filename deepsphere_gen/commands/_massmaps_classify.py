@@ -109,7 +109,7 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
     mask = _get(args, "footprint")
     if mask is not None and not any(n.sky == "footprint" for n in nets):
         raise ValueError(f"--footprint {mask}: none of the chosen networks was trained on a footprint (it gives the "
-                         "mask of footprint networks whose mask file moved)")
+                         "mask of footprint networks, checked by the content hash their checkpoints record)")
     if mask is not None and mask != "builtin" and not os.path.isfile(mask):
         raise ValueError(f"--footprint {mask}: no such file")
     for net in nets:  # each footprint read once, before any map is checked against it

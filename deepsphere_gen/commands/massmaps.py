@@ -172,8 +172,8 @@ def add_arguments(parser) -> None:
                         "each map classified by those whose sky it covers)")
     S = argparse.SUPPRESS
     c.add_argument("--footprint", type=path_arg, default=S, metavar="FITS",
-                   help="the mask a footprint network was trained on, where its file moved since (recognised by the "
-                        "content hash in the checkpoint)")
+                   help="the mask a footprint network was trained on, checked by the content hash in the checkpoint "
+                        "(needed only where its file moved since and the checkpoint predates the stored mask)")
     c.add_argument("--deepsphere-level", type=float, nargs="+", default=S, metavar="LEVEL",
                    help="only networks trained at these DeepSphere noise levels (0: no noise; default: all trained)")
     c.add_argument("--ngal", nargs="+", default=S, metavar="N",

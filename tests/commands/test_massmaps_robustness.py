@@ -467,9 +467,18 @@ def test_classify_reads_one_column_of_one_file_at_a_time(tmp_path, capsys):
     assert peak < 2**20, peak / 2**20
 
 
+def _without_stored_mask(ckpt: Path) -> None:
+    """Rewrite ``ckpt`` as checkpoints were written before they stored their footprint mask (``meta["footprint_mask"]``):
+    classify then needs the mask file (the recorded path, or --footprint)."""
+    state = load_checkpoint(ckpt)
+    del state["meta"]["footprint_mask"]
+    save_checkpoint(ckpt, state)
+
+
 def test_classify_with_a_footprint_network_reads_the_mask_once(tmp_path, capsys, monkeypatch):
-    """Networks trained on a footprint classify maps with UNSEEN outside it; the footprint FITS is read once
-    (it was read again for every map checked and for the network: 1 + number of maps times)."""
+    """Networks trained on a footprint classify maps with UNSEEN outside it; the footprint FITS is not read (the
+    checkpoint holds the mask), and read once for a checkpoint written before it did (it was read again for every
+    map checked and for the network: 1 + number of maps times)."""
     mask = np.zeros(12 * 8**2)
     mask[100:400] = 1
     hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
@@ -487,10 +496,81 @@ def test_classify_with_a_footprint_network_reads_the_mask_once(tmp_path, capsys,
 
     reads, read_footprint = [], datasets.read_footprint
     monkeypatch.setattr(datasets, "read_footprint", lambda *a, **k: reads.append(a[0]) or read_footprint(*a, **k))
-    assert main(["massmaps", "classify", *files, "--out-dir", str(tmp_path / "out"), "--force"]) == 0
-    assert reads == [str(tmp_path / "mask.fits")]
-    out = capsys.readouterr().out
-    assert out.count("sky footprint, noise none, fcn: P(class 0) = ") == 2, out
+    for stored, read in ((True, []), (False, [str(tmp_path / "mask.fits")])):
+        if not stored:
+            (ckpt,) = _checkpoints(tmp_path)
+            _without_stored_mask(ckpt)
+        reads.clear()
+        assert main(["massmaps", "classify", *files, "--out-dir", str(tmp_path / "out"), "--force"]) == 0
+        assert reads == read
+        out = capsys.readouterr().out
+        assert out.count("sky footprint, noise none, fcn: P(class 0) = ") == 2, out
+
+
+def test_a_footprint_network_classifies_without_its_mask_file(tmp_path, capsys):
+    """The checkpoint of a footprint network holds its mask (packed bits, zlib; not in the fingerprint: the checkpoint
+    keeps its name): the mask file deleted, classify gives the predictions that the same checkpoint without the stored
+    mask gives from the file (was: "the footprint mask it was trained on, MASK, is no longer there"); --footprint
+    must still hold that mask; a stored mask altered, or damaged, is refused (its hash is checked); a checkpoint
+    without one still takes the recorded file, and without it is refused as before."""
+    import zlib
+
+    from deepsphere_gen._fingerprint import fingerprint, mask_hash
+    from deepsphere_gen.experiments.massmaps.runs import footprint_from_record, run_meta
+
+    mask = np.zeros(12 * 8**2)
+    mask[100:400] = 1
+    fp = tmp_path / "mask.fits"
+    hp.write_map(str(fp), mask, nest=True, dtype=np.float64)
+    assert main(["massmaps", "train", *TINY, "--sky-fractions", "footprint", "--footprint", str(fp), *_dirs(tmp_path)]) == 0
+    (ckpt,) = _checkpoints(tmp_path)
+    meta = load_checkpoint(ckpt)["meta"]
+    kept = hp.read_map(str(fp), nest=True) > 0  # healpy's reading of the file
+    assert np.array_equal(footprint_from_record(meta["footprint_mask"], 8), kept)
+    assert meta["fields"]["run"]["footprint"] == mask_hash(kept)
+    assert ckpt.stem.endswith("-" + fingerprint(meta["fields"])) and "footprint_mask" not in meta["fields"]
+    assert run_meta(meta["fields"], mask=kept)["fingerprint"] == run_meta(meta["fields"])["fingerprint"]
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    inside = str(tmp_path / "inside.fits")
+    hp.write_map(inside, np.where(kept, np.asarray(maps[1, -1], dtype=np.float64), UNSEEN), nest=True, dtype=np.float64)
+    old = tmp_path / "old" / ckpt.name  # the same network as written before checkpoints stored their mask
+    old.parent.mkdir()
+    save_checkpoint(old, load_checkpoint(ckpt))
+    _without_stored_mask(old)
+    capsys.readouterr()
+    assert main(["massmaps", "classify", inside, "--checkpoint", str(old), "--force"]) == 0  # the file read
+    cap = capsys.readouterr()
+    assert cap.out.startswith(f"{inside}: sky footprint, noise none, fcn: P(class 0) = ") and cap.err == ""
+    moved = tmp_path / "moved.fits"
+    fp.rename(moved)
+    out = ["--out-dir", str(tmp_path / "out"), "--force"]
+    for argv in ([], ["--checkpoint", str(ckpt)], ["--footprint", str(moved)]):
+        assert main(["massmaps", "classify", inside, *out, *argv]) == 0
+        assert capsys.readouterr() == cap
+    other = tmp_path / "other.fits"
+    hp.write_map(str(other), np.roll(mask, 1), nest=True, dtype=np.float64)
+    _fail(["classify", inside, *out, "--footprint", str(other)], capsys,
+          f"error: {ckpt}: --footprint {other} is not the mask it was trained on; leave out --footprint: the "
+          "checkpoint holds its mask\n")
+    hp.write_map(str(other), np.ones(12 * 16**2), nest=True, dtype=np.float64, overwrite=True)  # no mask of nside 8
+    _fail(["classify", inside, *out, "--footprint", str(other)], capsys,
+          f"error: {ckpt}: --footprint {other} is not the mask it was trained on ({other} has nside 16, expected nside 8); "
+          "leave out --footprint")
+    # the old checkpoint goes the old route: the recorded file is gone, --footprint gives its new place
+    _fail(["classify", inside, "--checkpoint", str(old), "--force"], capsys,
+          f"error: {old}: the footprint mask it was trained on, {fp}, is no longer there (moved or deleted); give the "
+          "mask it was trained on with --footprint FITS")
+    assert main(["massmaps", "classify", inside, "--checkpoint", str(old), "--force", "--footprint", str(moved)]) == 0
+    assert capsys.readouterr() == cap
+    # a stored mask that is not the one trained on (another mask; bytes that do not decompress): refused
+    state = load_checkpoint(ckpt)
+    for packed, why in ((zlib.compress(np.packbits(np.roll(kept, 1)).tobytes()), "not the content hash recorded at "
+                         "training"), (b"damaged", "its bytes do not decompress")):
+        state["meta"]["footprint_mask"]["packbits_zlib"] = packed
+        save_checkpoint(ckpt, state)
+        _fail(["classify", inside, *out], capsys, f"error: {ckpt}: the footprint mask stored in it is not the mask it "
+              f"was trained on ({why}")
 
 
 def test_classify_a_cut_sky_map_of_one_base_pixel(trained, tmp_path, capsys):
@@ -619,6 +699,7 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
     hp.write_map(str(fp), mask, nest=True, dtype=np.float64)
     assert main(["massmaps", "train", *TINY, "--sky-fractions", "footprint", "--footprint", str(fp), *_dirs(tmp_path)]) == 0
     (ckpt,) = _checkpoints(tmp_path)
+    _without_stored_mask(ckpt)  # the route of a checkpoint without its mask (the stored mask's: the test above)
     (data,) = (tmp_path / "data").iterdir()
     maps, _ = load_massmaps(data)
     m = np.where(mask > 0, np.asarray(maps[0, -1], dtype=np.float64), UNSEEN)

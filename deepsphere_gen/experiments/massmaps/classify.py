@@ -31,10 +31,10 @@ from ..._fingerprint import mask_hash
 from ...datasets import apply_footprint, bad_pixels, check_fits_ordering, read_healpix_fits, split_patches
 from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
-from .config import ExperimentConfig, parse_sky_fraction
+from .config import ExperimentConfig, SkySetting, parse_sky_fraction
 from .map_statistics import check_inputs
 from .models import build_model
-from .runs import find_checkpoints
+from .runs import find_checkpoints, footprint_from_record
 from .training import class_cosmologies
 
 #: relative tolerance within which a requested noise value (--ngal 22.5) selects a trained one (22.47), and a
@@ -291,12 +291,13 @@ class Network:
         """The SkySetting the network was trained on (reads its footprint, checks its hash: on the first
         call only, the later ones return the same setting).
 
-        A footprint network's mask is the file recorded at training, else ``footprint`` (classify's
+        A footprint network's mask is the one its checkpoint stores (:meth:`_stored_sky`: no file read), where
+        it stores one; in checkpoints written before it did, the file recorded at training, else ``footprint`` (classify's
         --footprint: the mask's new place after it moved), whichever holds the mask the network was trained on
         (its content hash is in the checkpoint; a file that is no longer a mask of this nside, rewritten since or
         given by mistake, is not it).  ValueError naming the checkpoint, the recorded file and what to do where
         neither holds it, or naming --footprint where that file is missing or unreadable (checked even where the
-        recorded file holds the mask)."""
+        recorded file, or the checkpoint, holds the mask)."""
         if self._sky is not None:
             return self._sky
         experiment = self.meta["fields"]["experiment"]
@@ -305,6 +306,9 @@ class Network:
             self._sky = parse_sky_fraction(self.sky, self.nside, None, **kw)
             return self._sky
         recorded, want = self.meta.get("footprint"), self.meta["fields"]["run"]["footprint"]
+        if "footprint_mask" in self.meta:
+            self._sky = self._stored_sky(want, footprint, kw)
+            return self._sky
         tried, why = [], {}  # why: a file's refusal as a mask of this nside (rewritten since, another map given)
         for path in dict.fromkeys(p for p in (recorded, footprint) if p is not None):
             if path != "builtin" and not Path(path).is_file():
@@ -325,6 +329,31 @@ class Network:
         raise ValueError(f"{self.checkpoint}: {where}{given}; give the mask it was trained on with --footprint FITS "
                          "(recognised by its content hash, stored in the checkpoint), or leave this network out with "
                          "--sky-fractions")
+
+    def _stored_sky(self, want: str, footprint, kw: dict):
+        """The footprint SkySetting of the mask the checkpoint stores (:func:`~.runs.footprint_from_record`), which
+        must hash to the recorded ``want`` (ValueError naming the checkpoint: altered or damaged); ``footprint``
+        (classify's --footprint), where given, must hold that mask too (ValueError naming it otherwise)."""
+        try:
+            mask = footprint_from_record(self.meta["footprint_mask"], self.nside)
+            why = "" if mask_hash(mask) == want else " (not the content hash recorded at training)"
+        except ValueError as exc:
+            why = f" ({exc})"
+        if why:
+            raise ValueError(f"{self.checkpoint}: the footprint mask stored in it is not the mask it was trained on{why}: "
+                             "the checkpoint was altered or damaged; retrain it with `deepsphere-gen massmaps train`, "
+                             "or leave this network out with --sky-fractions")
+        if footprint is not None:
+            why = ""
+            try:
+                same = mask_hash(parse_sky_fraction(self.sky, self.nside, footprint, **kw, remedy=False).footprint) == want
+            except ValueError as exc:  # not a mask of this nside
+                same, why = False, f" ({exc})"
+            if not same:
+                raise ValueError(f"{self.checkpoint}: --footprint {footprint} is not the mask it was trained on{why}; "
+                                 "leave out --footprint: the checkpoint holds its mask")
+            self._mask_file = footprint
+        return SkySetting("footprint", None, mask, float(mask.mean()), self.nside)
 
 
 def _network(path: Path) -> Network:

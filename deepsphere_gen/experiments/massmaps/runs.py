@@ -30,20 +30,24 @@ The checkpoint file is ``<out_dir>/checkpoints/<method>-sky<f>-noise<n>-<fingerp
 another setting is another file (a fresh run), never a silently reused one, and runs of
 different settings (``--quick`` and the default run) live side by side.  The fields are
 stored with the checkpoint (``state["meta"]``) together with the training-input
-statistics (:mod:`.map_statistics`) that ``massmaps classify`` compares user maps with.
+statistics (:mod:`.map_statistics`) that ``massmaps classify`` compares user maps with and, for a
+footprint run, the footprint mask itself (:func:`footprint_record`; not fingerprinted: its hash is),
+so that classify needs no mask file.
 """
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
+import numpy as np
 
 from ..._fingerprint import canonical, fingerprint, fingerprint_meta, mask_hash
 from ..._seeds import ensemble_seed
 
 __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "run_fields",
-           "run_meta", "checkpoint_file", "find_checkpoints"]
+           "run_meta", "footprint_record", "footprint_from_record", "checkpoint_file", "find_checkpoints"]
 
 #: ExperimentConfig fields that do not change what a checkpoint holds
 NOT_FINGERPRINTED = ("data_dir", "out_dir", "device", "progress", "methods", "sky_fractions", "deepsphere_levels",
@@ -114,13 +118,45 @@ def run_fields(config, data_generation: dict, method: str, sky, noise, model, tr
     return canonical(fields)
 
 
-def run_meta(fields: dict, distribution: dict | None = None, footprint: str | None = None) -> dict:
-    """What a checkpoint stores beside the weights: fingerprint, fields, input statistics
-    and the footprint's path (not fingerprinted: its mask hash is)."""
+def run_meta(fields: dict, distribution: dict | None = None, footprint: str | None = None, mask=None) -> dict:
+    """What a checkpoint stores beside the weights: fingerprint, fields, input statistics, the footprint's path
+    and its ``mask`` (NESTED bool, ``"footprint_mask"``: :func:`footprint_record`; neither fingerprinted: the
+    mask hash is)."""
     meta = {**fingerprint_meta(fields), "footprint": footprint}
+    if mask is not None:
+        meta["footprint_mask"] = footprint_record(mask)
     if distribution is not None:
         meta["distribution"] = distribution
     return meta
+
+
+def footprint_record(mask) -> dict:
+    """A NESTED bool footprint mask (12 nside^2,) as a checkpoint stores it: ``{"nside", "ordering": "NESTED",
+    "packbits_zlib"}``, the bytes of ``np.packbits(mask)`` (the bits :func:`~deepsphere_gen._fingerprint.mask_hash`
+    hashes) compressed by zlib: 265 bytes for the built-in footprint at nside 256 (98,304 packed, 262,656 as int32
+    pixel indices); :func:`footprint_from_record` reads it back."""
+    mask = np.asarray(mask, dtype=bool)
+    nside = int(round(np.sqrt(mask.size / 12)))
+    return {"nside": nside, "ordering": "NESTED", "packbits_zlib": zlib.compress(np.packbits(mask).tobytes(), 9)}
+
+
+def footprint_from_record(record, nside: int) -> np.ndarray:
+    """The NESTED bool mask (12 nside^2,) of a :func:`footprint_record`; ValueError (one line, the problem) for a
+    record of another nside or ordering, or bytes that do not unpack to such a mask (compare its
+    :func:`~deepsphere_gen._fingerprint.mask_hash` with the recorded one to know it is the mask trained on)."""
+    if not isinstance(record, dict) or not isinstance(record.get("packbits_zlib"), bytes):
+        raise ValueError("not a footprint record (no packbits_zlib bytes)")
+    if record.get("nside") != nside or record.get("ordering") != "NESTED":
+        raise ValueError(f"the record is for nside {record.get('nside')} {record.get('ordering')}, the network's "
+                         f"nside is {nside} NESTED")
+    npix = 12 * nside * nside
+    try:
+        packed = np.frombuffer(zlib.decompress(record["packbits_zlib"]), dtype=np.uint8)
+    except zlib.error as exc:
+        raise ValueError(f"its bytes do not decompress ({exc})") from None
+    if packed.size != -(-npix // 8):
+        raise ValueError(f"{packed.size} packed bytes, {-(-npix // 8)} expected for nside {nside}")
+    return np.unpackbits(packed, count=npix).astype(bool)
 
 
 def checkpoint_file(out_dir, name: str, fp: str) -> Path:

@@ -95,7 +95,7 @@ def network_run(config: ExperimentConfig, path: Path, method: str, sky: SkySetti
     meta = run_meta(run_fields(config, data_meta.get("generation", data_meta), method, sky, noise, model, tc, init,
                                member),
                     footprint=config.footprint if config.footprint in (None, "builtin")
-                    else str(Path(config.footprint).resolve()))
+                    else str(Path(config.footprint).resolve()), mask=sky.footprint)
     tc = replace(tc, checkpoint=checkpoint_file(config.out_dir, name, meta["fingerprint"]))
     return NetworkRun(model, tc, meta, source)
 
