@@ -29,6 +29,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .._validation import check_positive_int
 from ..nn import (
     EfficientGeneralizedLayer,
     FullCGLayer,
@@ -92,6 +93,7 @@ class CohenS2CNN(_Summary, nn.Module):
                  kernel_beta: Sequence[float] = (math.pi / 8, math.pi / 8), batchnorm: bool = False,
                  oversampling: float = 1.0, readout_oversampling: float | None = None, readout_grid: str | None = None):
         super().__init__()
+        n_classes = check_positive_int(n_classes, "n_classes")
         L0, L1, L2 = bandlimits
         c1, c2 = channels
         b1, b2 = kernel_beta
@@ -122,6 +124,7 @@ class EstevesS2CNN(_Summary, nn.Module):
                  channels: Sequence[int] = (16, 32, 32, 64, 64), n_anchors: int = 8, in_channels: int = 1,
                  sampling=None, grid: str = "mw", dtype: torch.dtype | None = None):
         super().__init__()
+        n_classes = check_positive_int(n_classes, "n_classes")
         if len(bandlimits) != len(channels) + 1:
             raise ValueError(f"need one bandlimit more than channels, got {bandlimits} and {channels}")
         self.input = _input(bandlimits[0], in_channels, sampling, dtype)
@@ -149,6 +152,7 @@ class KondorCGNet(_Summary, nn.Module):
                  hidden: Sequence[int] = (256,), in_channels: int = 1, sampling=None,
                  dtype: torch.dtype | None = None):
         super().__init__()
+        n_classes = check_positive_int(n_classes, "n_classes")
         self.input = S2InputLayer(L, in_channels, channels, tau=tau, sampling=sampling, dtype=dtype)
         # the last layer only needs its invariant (degree-0) output
         self.layers = nn.ModuleList(FullCGLayer(L, channels, tau, L_out=L if i < n_layers - 1 else 1, type_out=tau,
@@ -180,6 +184,7 @@ class CobbHybrid(_Summary, nn.Module):
                  hidden: Sequence[int] = (64,), in_channels: int = 1, sampling=None, grid: str = "mw",
                  dtype: torch.dtype | None = None):
         super().__init__()
+        n_classes = check_positive_int(n_classes, "n_classes")
         if len(bandlimits) < 3 or len(channels) != len(bandlimits) - 1:
             raise ValueError(f"need bandlimits (L0, L1, L2, ...) and one channel count per layer, got "
                              f"{bandlimits} and {channels}")
