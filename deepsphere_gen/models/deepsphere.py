@@ -351,7 +351,7 @@ class SphericalUNet(SharedLaplacians):
             pool_mod, coarse = _pool(s, p, pool, return_indices=unpool == "max")
             self.pools.append(pool_mod)
             if s.is_full_sky:
-                self.unpools.append(HealpixMaxUnpool(p) if unpool == "max" else HealpixUnpool(p))
+                self.unpools.append(HealpixMaxUnpool(p, check_input=False) if unpool == "max" else HealpixUnpool(p))
             else:
                 self.unpools.append(HealpixPartialUnpool(s, p, mode=unpool))
             samplings.append(coarse)
