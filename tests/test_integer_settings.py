@@ -24,7 +24,15 @@ from deepsphere_gen.harmonic import (
     sparse_clebsch_gordan,
     wigner_d,
 )
-from deepsphere_gen.models import CobbHybrid, DeepSphereClassifier, HarmonicClassifier, HybridClassifier
+from deepsphere_gen.models import (
+    CobbHybrid,
+    CohenS2CNN,
+    DeepSphereClassifier,
+    EstevesS2CNN,
+    HarmonicClassifier,
+    HybridClassifier,
+    KondorCGNet,
+)
 from deepsphere_gen.nn import HealpixAvgPool, InvariantReadout
 from deepsphere_gen.sampling import HealpixSampling, SOFTSampling
 from deepsphere_gen.training import TrainConfig
@@ -54,7 +62,7 @@ def _readout(**kw):
 
 
 def _cobb(**kw):
-    return CobbHybrid(2, **{"bandlimits": (2, 2, 1), "channels": (1, 1), "hidden": (), **kw})
+    return CobbHybrid(**{"n_classes": 2, "bandlimits": (2, 2, 1), "channels": (1, 1), "hidden": (), **kw})
 
 
 def _fc(**kw):
@@ -83,6 +91,15 @@ SITES = {
                                      f"n_classes must be {POSITIVE}", 1, (1, 2)),
     "HybridClassifier.n_classes": (lambda v: _hybrid(n_classes=v).n_classes, f"n_classes must be {POSITIVE}", 1,
                                    (1, 2)),
+    # the classic models name their own setting (CobbHybrid said "n_out", its readout's; the others built 0 logits)
+    "CobbHybrid.n_classes": (lambda v: _cobb(n_classes=v).readout.mlp[-1].out_features,
+                             f"n_classes must be {POSITIVE}", 1, (1, 2)),
+    "CohenS2CNN.n_classes": (lambda v: CohenS2CNN(v, bandlimits=(3, 2, 2), channels=(1, 1)).fc.out_features,
+                             f"n_classes must be {POSITIVE}", 1, (1, 2)),
+    "EstevesS2CNN.n_classes": (lambda v: EstevesS2CNN(v, bandlimits=(2, 1), channels=(1,), n_anchors=1).fc.out_features,
+                               f"n_classes must be {POSITIVE}", 1, (1, 2)),
+    "KondorCGNet.n_classes": (lambda v: KondorCGNet(v, L=2, tau=1, n_layers=1, hidden=()).mlp[-1].out_features,
+                              f"n_classes must be {POSITIVE}", 1, (1, 2)),
     "InvariantReadout.n_out": (lambda v: _readout(n_out=v).mlp[-1].out_features, f"n_out must be {POSITIVE}", 1,
                                (1, 2)),
     "HybridClassifier.pool_levels": (lambda v: _hybrid(pool_levels=v).low_sampling.nside,

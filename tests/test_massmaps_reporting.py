@@ -312,6 +312,41 @@ def test_footprint_figures_show_the_footprint_and_its_area(tmp_path):
     assert xlabels["convergence $\\kappa$ (the footprints shown)"][1] < 100  # the 1e6 outside left out
 
 
+def test_one_point_panel_limits_follow_the_histograms(tmp_path):
+    """examples.png's one-point panel at --quick size (1/12 patches at nside 16: 256 pixels, 1.3 decades of
+    density): its log y axis runs from just below the smallest non-empty bin to a legend band of about a quarter
+    of the axis above the peak, its x axis over the filled bins (was: a top at 30x the peak, half the panel empty,
+    and the empty bins up to 2 vmax on x).  The bins and densities are numpy's histogram of the maps shown."""
+    from deepsphere_gen.experiments.reporting import plot_examples
+
+    rng = np.random.default_rng(0)
+    patches = rng.normal(0, 1.5e-3, (2, 16, 16))
+    noisy = patches + rng.normal(0, 5e-4, patches.shape)
+    classes = [{"omega_m": 0.31, "sigma8": 0.82}, {"omega_m": 0.26, "sigma8": 0.91}]
+    limits = {}
+
+    def keep(fig, path):
+        (ax,) = [a for a in fig.axes if a.get_title() == "one-point distribution"]
+        limits.update(x=ax.get_xlim(), y=ax.get_ylim())
+        return save_png(fig, path)
+
+    plot_examples(rng.normal(0, 1e-3, (2, 12 * 16**2)), patches, noisy, classes, "noisy", 16, "1/12 patch, nside 16",
+                  tmp_path / "e.png", keep)
+    vmax = np.quantile(np.abs(noisy), 0.995)
+    hists = [np.histogram(m, bins=np.linspace(-vmax, 2 * vmax, 80), density=True) for m in (*patches, *noisy)]
+    edges = hists[0][1]
+    density = np.array([h for h, _ in hists])
+    lo, hi = density[density > 0].min(), density.max()
+    (bottom, top), (left, right) = limits["y"], limits["x"]
+    decades = np.log10(top / bottom)
+    assert bottom < lo and np.log10(lo / bottom) <= 0.1 * decades  # the lowest bin just above the bottom
+    assert hi < top and np.log10(top / hi) <= 0.3 * decades  # a legend band (a quarter), not half the panel
+    filled = np.flatnonzero(density.max(0) > 0)
+    span = edges[filled[-1] + 1] - edges[filled[0]]
+    assert edges[filled[0]] - 0.1 * span <= left < edges[filled[0]] and edges[filled[-1] + 1] < right
+    assert right <= edges[filled[-1] + 1] + 0.1 * span
+
+
 def test_massmaps_json_is_strict_with_ngal_inf(tmp_path):
     """``--ngal inf`` (no noise) was written as the non-standard ``Infinity``; strict JSON readers refused it."""
     import json

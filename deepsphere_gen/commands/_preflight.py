@@ -161,16 +161,17 @@ def check_footprint_groups(indices, nside: int, footprint: str, networks: str, r
                      f"or a mask made at a larger --nside, or {remedy}")
 
 
-def footprint_pooling_notes(steps, where: str, networks: str) -> list[str]:
+def footprint_pooling_notes(steps, where: str, networks: str, min_drop: float = 0.0) -> list[str]:
     """Notes (without the command's prefix) on what a graph network's pooling does to a footprint, from the steps
     of :func:`~deepsphere_gen.nn.partial_sky_pool_plan` ((nside, pixels, parents kept) per pooling): the pixels each
-    pooling drops (those whose parent pixel is partly outside the footprint), and, where the first pooling keeps less
+    pooling drops (those whose parent pixel is partly outside the footprint; only where the first pooling drops at
+    least ``min_drop`` of the footprint's pixels, default any), and, where the first pooling keeps less
     than half of the pixels (the later ones of any footprint end on a few), plainly that the footprint is too
     fragmented and how few pixels the blocks see.  ``where``
     names the footprint; ``networks`` who pools, possessive ("the graph networks'")."""
     notes = []
     lost = ", ".join(f"{n - 4 * kept} of {n} at nside {nside} -> {nside // 2}" for nside, n, kept in steps if n > 4 * kept)
-    if lost:
+    if lost and steps[0][1] - 4 * steps[0][2] >= min_drop * steps[0][1]:
         notes.append(f"{where}: {networks} pooling drops the pixels whose parent pixel is partly outside the footprint "
                      f"({lost})")
     if steps and 8 * steps[0][2] < steps[0][1]:  # the first pooling keeps less than half: fragmented, not small

@@ -405,19 +405,38 @@ def plot_examples(full_sky: np.ndarray, patches: np.ndarray, noisy: np.ndarray, 
     fig.colorbar(im, cax=cax, orientation="horizontal", label="convergence $\\kappa$ (one scale for all maps)")
     ax = fig.add_subplot(1, 4, 4)
     bins = np.linspace(-vmax, 2 * vmax, 80)
+    heights = []
     for c in range(2):
-        ax.hist(inside(patches[c]).ravel(), bins=bins, histtype="step", density=True, log=True,
-                label=f"{names[c]}, no noise")
-        ax.hist(inside(noisy[c]).ravel(), bins=bins, histtype="step", density=True, log=True, ls="--",
-                label=f"{names[c]}, with noise")
+        heights.append(ax.hist(inside(patches[c]).ravel(), bins=bins, histtype="step", density=True, log=True,
+                               label=f"{names[c]}, no noise")[0])
+        heights.append(ax.hist(inside(noisy[c]).ravel(), bins=bins, histtype="step", density=True, log=True, ls="--",
+                               label=f"{names[c]}, with noise")[0])
+    xlim, ylim = _histogram_limits(heights, bins)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     ax.set_xlabel("convergence $\\kappa$ (the " + ("footprints" if footprint is not None else "patches") + " shown)")
     ax.set_ylabel("probability density")
     ax.yaxis.set_label_position("right")  # on the left it would overlap the patch images
     ax.yaxis.tick_right()
     ax.set_title("one-point distribution", fontsize=9)
-    ax.set_ylim(top=30 * ax.get_ylim()[1])  # an empty band above the peak for the legend
     ax.legend(fontsize=7, loc="upper left")
     return savefig(fig, out)
+
+
+def _histogram_limits(heights, edges, legend: float = 0.25, margin: float = 0.05) -> tuple[tuple, tuple]:
+    """``(xlim, ylim)`` of step histograms on a log y axis that follow the data: x from the first to the last bin
+    that any histogram fills, y from the smallest non-zero bin to the largest, with ``margin`` of the axis (its
+    width; its height in decades) outside the data and a band of ``legend`` of the height above the peak for the
+    legend.  ``heights``: the histograms (n, bins), densities on the bins ``edges`` (bins + 1,), some bin non-zero.
+    (matplotlib's autoscale kept the empty bins' x range, and a top at 30x the peak left half of the --quick panel,
+    1.3 decades of data, empty.)"""
+    h = np.asarray(heights, dtype=np.float64)
+    filled = np.flatnonzero(h.max(axis=0) > 0)
+    left, right = edges[filled[0]], edges[filled[-1] + 1]
+    lo, hi = h[h > 0].min(), h.max()
+    decades = max(np.log10(hi / lo), 0.5) / (1 - margin - legend)  # the axis height (half a decade of data at least)
+    pad = margin * (right - left)
+    return (left - pad, right + pad), (lo / 10 ** (margin * decades), hi * 10 ** (legend * decades))
 
 
 def _footprint_view(hp, m: np.ndarray, footprint: np.ndarray, fig, sub, vmax: float, title: str) -> None:

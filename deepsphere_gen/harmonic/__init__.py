@@ -65,6 +65,7 @@ from ._mixing_sets import (
     MIXING_KINDS,
     MixingSet,
     admissible_pairs,
+    check_mixing,
     fit_scaling_exponent,
     full_mixing_set,
     log_spaced_degrees,
@@ -86,6 +87,7 @@ __all__ = [
     "mst_mixing_set",
     "rmst_mixing_set",
     "mixing_set",
+    "check_mixing",
     "mixing_set_table",
     "fit_scaling_exponent",
     # rotations, Wigner matrices, Clebsch-Gordan tensors

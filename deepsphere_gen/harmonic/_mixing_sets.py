@@ -46,6 +46,7 @@ __all__ = [
     "mst_mixing_set",
     "rmst_mixing_set",
     "mixing_set",
+    "check_mixing",
     "mixing_set_table",
     "fit_scaling_exponent",
 ]
@@ -174,9 +175,15 @@ def rmst_mixing_set(L: int, L_out: int | None = None) -> MixingSet:
 def mixing_set(kind: str, L: int, L_out: int | None = None) -> MixingSet:
     """Dispatch on ``kind`` in ("full", "mst", "rmst")."""
     makers = {"full": full_mixing_set, "mst": mst_mixing_set, "rmst": rmst_mixing_set}
-    if kind not in makers:
-        raise ValueError(f"unknown mixing set {kind!r}; choose one of {MIXING_KINDS}")
-    return makers[kind](L, L_out)
+    return makers[check_mixing(kind)](L, L_out)
+
+
+def check_mixing(mixing):
+    """``mixing`` if it is a :class:`MixingSet` or a kind of :data:`MIXING_KINDS`, else ValueError naming it: the
+    check a model makes of its ``mixing`` before it builds any layer."""
+    if not isinstance(mixing, MixingSet) and not (isinstance(mixing, str) and mixing in MIXING_KINDS):
+        raise ValueError(f"unknown mixing set {mixing!r}; choose one of {MIXING_KINDS}")
+    return mixing
 
 
 def mixing_set_table(Ls: Sequence[int] = (8, 16, 32, 64, 128)) -> list[dict]:

@@ -20,6 +20,8 @@ Every model takes maps (batch, npix, in_channels) on ``sampling``, or coefficien
   SO(3) ReLU, then efficient generalized layers (MST) at decreasing bandlimits, invariant
   readout -> MLP.  Defaults give ~40k parameters (paper: 58k; its per-layer sizes were
   not available offline, all are arguments).
+
+Every model checks its arguments before it builds a layer (the input transform's tables first).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .._validation import check_positive_int, check_positive_ints
+from ..harmonic import check_mixing
 from ..nn import (
     EfficientGeneralizedLayer,
     FullCGLayer,
@@ -92,6 +96,11 @@ class CohenS2CNN(_Summary, nn.Module):
                  kernel_beta: Sequence[float] = (math.pi / 8, math.pi / 8), batchnorm: bool = False,
                  oversampling: float = 1.0, readout_oversampling: float | None = None, readout_grid: str | None = None):
         super().__init__()
+        n_classes = check_positive_int(n_classes, "n_classes")
+        bandlimits, channels = check_positive_ints("bandlimits", bandlimits), check_positive_ints("channels", channels)
+        if len(bandlimits) != 3 or len(channels) != 2:
+            raise ValueError(f"need bandlimits (L0, L1, L2) and channels (c1, c2), got {bandlimits} and {channels}")
+        in_channels = check_positive_int(in_channels, "in_channels")
         L0, L1, L2 = bandlimits
         c1, c2 = channels
         b1, b2 = kernel_beta
@@ -122,8 +131,11 @@ class EstevesS2CNN(_Summary, nn.Module):
                  channels: Sequence[int] = (16, 32, 32, 64, 64), n_anchors: int = 8, in_channels: int = 1,
                  sampling=None, grid: str = "mw", dtype: torch.dtype | None = None):
         super().__init__()
+        n_classes = check_positive_int(n_classes, "n_classes")
+        bandlimits, channels = check_positive_ints("bandlimits", bandlimits), check_positive_ints("channels", channels)
         if len(bandlimits) != len(channels) + 1:
             raise ValueError(f"need one bandlimit more than channels, got {bandlimits} and {channels}")
+        in_channels, n_anchors = check_positive_int(in_channels, "in_channels"), check_positive_int(n_anchors, "n_anchors")
         self.input = _input(bandlimits[0], in_channels, sampling, dtype)
         blocks, c_in = [], in_channels
         for L, L_out, c in zip(bandlimits, bandlimits[1:], channels):
@@ -149,6 +161,10 @@ class KondorCGNet(_Summary, nn.Module):
                  hidden: Sequence[int] = (256,), in_channels: int = 1, sampling=None,
                  dtype: torch.dtype | None = None):
         super().__init__()
+        n_classes = check_positive_int(n_classes, "n_classes")
+        L, channels, tau, n_layers, in_channels = (check_positive_int(v, name) for v, name in (
+            (L, "L"), (channels, "channels"), (tau, "tau"), (n_layers, "n_layers"), (in_channels, "in_channels")))
+        hidden = check_positive_ints("hidden", hidden, allow_empty=True)
         self.input = S2InputLayer(L, in_channels, channels, tau=tau, sampling=sampling, dtype=dtype)
         # the last layer only needs its invariant (degree-0) output
         self.layers = nn.ModuleList(FullCGLayer(L, channels, tau, L_out=L if i < n_layers - 1 else 1, type_out=tau,
@@ -180,9 +196,14 @@ class CobbHybrid(_Summary, nn.Module):
                  hidden: Sequence[int] = (64,), in_channels: int = 1, sampling=None, grid: str = "mw",
                  dtype: torch.dtype | None = None):
         super().__init__()
+        n_classes = check_positive_int(n_classes, "n_classes")
+        bandlimits, channels = check_positive_ints("bandlimits", bandlimits), check_positive_ints("channels", channels)
         if len(bandlimits) < 3 or len(channels) != len(bandlimits) - 1:
             raise ValueError(f"need bandlimits (L0, L1, L2, ...) and one channel count per layer, got "
                              f"{bandlimits} and {channels}")
+        in_channels, tau = check_positive_int(in_channels, "in_channels"), check_positive_int(tau, "tau")
+        hidden = check_positive_ints("hidden", hidden, allow_empty=True)
+        check_mixing(mixing)
         L0, L1, L2 = bandlimits[:3]
         self.input = _input(L0, in_channels, sampling, dtype)
         self.conv1 = S2ToSO3Conv(L0, in_channels, channels[0], L_out=L1, kernel_grid=s2_near_identity_grid())

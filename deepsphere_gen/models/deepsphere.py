@@ -88,10 +88,15 @@ class _ConvBlock(nn.Module):
         return torch.relu(y) if self.relu else y
 
 
-def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = False):
-    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p."""
+def _check_pool_mode(mode: str) -> None:
+    """ValueError unless ``mode`` is a pooling of the graph models, "max" or "avg"."""
     if mode not in ("max", "avg"):
         raise ValueError(f"unknown pooling {mode!r}; use 'max' or 'avg'")
+
+
+def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = False):
+    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p."""
+    _check_pool_mode(mode)
     if (sampling.nside >> p) < 1 or (sampling.nside >> p) << p != sampling.nside:
         raise ValueError(f"cannot pool nside {sampling.nside} by 4**{p}: too many pooling levels for this nside")
     if sampling.is_full_sky:
@@ -123,7 +128,13 @@ def graph_encoder(graphs: LaplacianPyramid, sampling, in_channels: int, channels
     nn.ReLU()]``): the two commute (ReLU is monotone), so outputs and gradients are the same
     bits, and the ReLU runs on 4**p times fewer pixels (a training step of the default cosmo
     network, 32 maps of 4,762 pixels, one thread: 74 -> 58 ms CPU).
+
+    ``pool`` and the pooling levels in all are checked before any graph is built (ValueError).
     """
+    _check_pool_mode(pool)
+    if sampling.nside >> sum(pools) < 1:
+        raise ValueError(f"cannot pool nside {sampling.nside} by 4**{sum(pools)} (pool_levels {tuple(pools)} in all): "
+                         "too many pooling levels for this nside")
     blocks, s, cin, pooled = [], sampling, in_channels, 0
     for i, (cout, p) in enumerate(zip(channels, pools)):
         late_relu = bool(p) and pool == "max"
@@ -151,7 +162,8 @@ def _summary(model: nn.Module) -> str:
 
 
 class _DeepSphereNet(SharedLaplacians):
-    """Encoder of conv blocks with pooling, then a map-level head; (B, npix, in) -> (B, n_out)."""
+    """Encoder of conv blocks with pooling, then a map-level head; (B, npix, in) -> (B, n_out).  Every argument
+    is checked before the first graph is built (a refusal costs nothing at a large nside)."""
 
     def __init__(self, *, nside, in_channels, n_out, channels, K, k, pool_levels, head, stats, fc_hidden,
                  indices, laplacian, pool, batch_norm, order, dtype, cache, cache_dir, n_out_name="n_out"):
@@ -162,6 +174,13 @@ class _DeepSphereNet(SharedLaplacians):
         K, k = check_positive_int(K, "K"), check_positive_int(k, "k")
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
+        if head == "stats":
+            stats = tuple(stats)
+            bad = [t for t in stats if t not in STATISTICS]
+            if not stats or bad:
+                raise ValueError(f"stats must be a non-empty subset of {STATISTICS}, got {stats!r}")
+        if head == "fc":
+            fc_hidden = check_positive_ints("fc_hidden", fc_hidden, allow_empty=True)
         pools = _per_block(pool_levels, len(channels), "pool_levels")
         dtype = dtype or torch.get_default_dtype()
         self.sampling = _sampling(nside, indices)
@@ -175,15 +194,11 @@ class _DeepSphereNet(SharedLaplacians):
         if head == "gap":
             self.head = nn.Linear(cin, n_out, **fk)
         elif head == "stats":
-            stats = tuple(stats)
-            bad = [t for t in stats if t not in STATISTICS]
-            if not stats or bad:
-                raise ValueError(f"stats must be a non-empty subset of {STATISTICS}, got {stats!r}")
             self.stats = stats
             self.head = nn.Linear(cin * len(stats), n_out, **fk)
         else:
             layers, width = [nn.Flatten()], cin * s.npix
-            for h in check_positive_ints("fc_hidden", fc_hidden, allow_empty=True):
+            for h in fc_hidden:
                 layers += [nn.Linear(width, h, **fk), nn.ReLU()]
                 width = h
             layers.append(nn.Linear(width, n_out, **fk))
@@ -336,7 +351,7 @@ class SphericalUNet(SharedLaplacians):
             pool_mod, coarse = _pool(s, p, pool, return_indices=unpool == "max")
             self.pools.append(pool_mod)
             if s.is_full_sky:
-                self.unpools.append(HealpixMaxUnpool(p) if unpool == "max" else HealpixUnpool(p))
+                self.unpools.append(HealpixMaxUnpool(p, check_input=False) if unpool == "max" else HealpixUnpool(p))
             else:
                 self.unpools.append(HealpixPartialUnpool(s, p, mode=unpool))
             samplings.append(coarse)

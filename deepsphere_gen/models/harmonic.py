@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .._validation import check_positive_int, check_positive_ints
+from ..harmonic import check_mixing
 from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, S2InputLayer
 from .spec import specified
 
@@ -56,6 +57,10 @@ class HarmonicClassifier(nn.Module):
             raise ValueError(f"bandlimits {bandlimits} and channels {channels} must be of equal length")
         if any(b2 > b1 for b1, b2 in zip(bandlimits, bandlimits[1:])):
             raise ValueError(f"bandlimits must be non-increasing, got {bandlimits}")
+        # every argument checked before the input transform's tables are built
+        in_channels, tau = check_positive_int(in_channels, "in_channels"), check_positive_int(tau, "tau")
+        hidden = check_positive_ints("hidden", hidden, allow_empty=True)
+        check_mixing(mixing)
         self.bandlimits, self.channels, self.mixing = bandlimits, channels, mixing
         self.input = S2InputLayer(bandlimits[0], in_channels, channels[0], tau=tau, sampling=sampling, dtype=dtype)
         layers, type_in = [], self.input.type_out

@@ -26,6 +26,7 @@ from .._validation import (
     check_positive_int,
     check_positive_ints,
 )
+from ..harmonic import check_mixing
 from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, LaplacianPyramid, MapToSignal, SharedLaplacians
 from ..sampling import HealpixSampling
 from .deepsphere import graph_encoder
@@ -60,6 +61,8 @@ class HybridClassifier(SharedLaplacians):
             (parameters, Laplacians, bridge tables; default torch's); build with
             ``dtype=torch.float64`` for exact float64 work: ``.double()`` after construction
             keeps the float32-rounded Laplacian values (the bridge's transform is recomputed).
+
+    Every argument is checked before the first graph is built (a refusal costs nothing at a large nside).
     """
 
     def __init__(self, nside: int, in_channels: int = 1, n_classes: int = 2, *, graph_channels: Sequence[int] = (8, 16),
@@ -82,17 +85,21 @@ class HybridClassifier(SharedLaplacians):
         n_classes = check_positive_int(n_classes, "n_classes")
         K, k, tau = check_positive_int(K, "K"), check_positive_int(k, "k"), check_positive_int(tau, "tau")
         pool_levels = check_nonnegative_int(pool_levels, "pool_levels")
+        hidden = check_positive_ints("hidden", hidden, allow_empty=True)
+        iterations = check_nonnegative_int(iterations, "iterations")
+        check_mixing(mixing)
         dtype = dtype or torch.get_default_dtype()
         self.sampling = HealpixSampling(nside)
         self.npix = self.sampling.npix
+        low_nside = self.sampling.nside >> (pool_levels * len(graph_channels))  # 0: graph_encoder refuses the pooling
+        if low_nside and bandlimits[0] > 3 * low_nside:  # every argument checked before the first graph is built
+            raise ValueError(f"bridge bandlimit L_0={bandlimits[0]} exceeds 3 * nside = {3 * low_nside} of the "
+                             "pooled map; pool less or lower L_0")
         graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
         self.graph, s = graph_encoder(graphs, self.sampling, self.in_channels, graph_channels,
                                       [pool_levels] * len(graph_channels), K, batch_norm, pool, dtype)
         self.low_sampling = s
         cin = graph_channels[-1]
-        if bandlimits[0] > 3 * s.nside:
-            raise ValueError(f"bridge bandlimit L_0={bandlimits[0]} exceeds 3 * nside = {3 * s.nside} of the "
-                             "pooled map; pool less or lower L_0")
         # the input is checked once (graph_features); the graph part and bridge do not re-check
         self.bridge = MapToSignal(s, bandlimits[0], cin, dtype=dtype, iterations=iterations, check_input=False)
         layers, type_in, k_in = [], self.bridge.type_out, cin

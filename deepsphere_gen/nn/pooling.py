@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_nonnegative_int, check_pixels, check_positive_int
+from .._validation import check_nonnegative_int, check_pixels, check_positive_int, check_tensor
 from ..sampling import HealpixSampling
 from . import _pool_native
 
@@ -115,6 +115,27 @@ def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch
     return out.scatter(1, indices, y)
 
 
+def _check_argmax(y: torch.Tensor, indices, p: int) -> None:
+    """ValueError unless ``indices`` (B, P, C) hold, at each coarse pixel q of ``y`` (B, P, C), one of q's 4**p
+    children, q * 4**p ... (q + 1) * 4**p - 1: the argmax :class:`HealpixMaxPool` gives.  One host sync."""
+    check_pixels(y, None)
+    check_tensor(indices, "indices")
+    if indices.shape != y.shape:
+        raise ValueError(f"indices shape {tuple(indices.shape)} differs from input shape {tuple(y.shape)}")
+    if indices.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"indices must be integer (int64) pixel positions, got dtype {indices.dtype}")
+    f = 4**p
+    parent = torch.arange(y.shape[1], device=indices.device).view(1, -1, 1)
+    bad = torch.div(indices, f, rounding_mode="floor") != parent
+    if not bool(bad.any()):  # the one host sync
+        return
+    b, q, c = (int(v) for v in bad.nonzero()[0])
+    raise ValueError(f"indices are not the argmax of HealpixMaxPool(p={p}) of this map: index {int(indices[b, q, c])} at "
+                     f"coarse pixel {q} is not one of its children {q * f}..{(q + 1) * f - 1} (indices of a partial-sky "
+                     "pooling, HealpixPartialPool / partial_sky_pool, count the partial map's pixels: unpool them with "
+                     "HealpixPartialUnpool(sampling, p, mode='max'))")
+
+
 class HealpixMaxPool(nn.Module):
     """Max over the 4**p children of each parent: (B, P, C) -> (B, P / 4**p, C), NESTED pixels
     on axis 1 (channels LAST: a channels-first (B, C, P) tensor whose C is 12 * 4**n or 4**n
@@ -187,13 +208,23 @@ class HealpixUnpool(nn.Module):
 
 
 class HealpixMaxUnpool(nn.Module):
-    """Place each value at the child its max pooling came from, zeros elsewhere."""
+    """Place each value at the child its max pooling came from, zeros elsewhere: values (B, P, C) and the
+    indices (B, P, C) of :class:`HealpixMaxPool` ``(p, return_indices=True)`` -> (B, P * 4**p, C).
 
-    def __init__(self, p: int = 1):
+    Indices that are not each value's own children (those of another ``p``, out of range, or a partial-sky
+    pooling's, :class:`HealpixPartialPool` / :func:`partial_sky_pool`, which count the partial fine map's pixels:
+    unpool those with :class:`HealpixPartialUnpool`) are a ValueError, not a torch index error or a map silently
+    scattered wrong.  That check costs one pass over the indices and one host synchronisation:
+    ``check_input=False`` skips it where a model passes the indices of its own pooling.
+    """
+
+    def __init__(self, p: int = 1, check_input: bool = True):
         super().__init__()
-        self.p = _check_levels(p)
+        self.p, self.check_input = _check_levels(p), bool(check_input)
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        if self.check_input:
+            _check_argmax(x, indices, self.p)
         return _scatter_max(x, indices, x.shape[1] * 4**self.p)
 
     def extra_repr(self) -> str:

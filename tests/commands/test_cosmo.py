@@ -440,6 +440,26 @@ def test_footprint_pooling_is_said_before_any_work_and_a_footprint_it_would_empt
     assert cmd.pooling_notes(config, "generate") == []
 
 
+def test_pooling_drop_note_only_where_the_drop_is_material():
+    """The built-in footprint at the default nside 128: its first pooling drops 238 of its 4762 pixels (5 %), below
+    MATERIAL_DROP: no note (was: the drop note on every default run, which no option changes); at --quick's nside 32
+    (59 of 299, 20 %) the note.  The threshold is on the first pooling's drop: 4 of 44 pixels (9 %) no note, 4 of
+    40 (10 %) the note."""
+    from deepsphere_gen.commands import cosmo as cmd
+    from deepsphere_gen.commands._preflight import footprint_pooling_notes
+
+    assert cmd.pooling_notes(cmd._config(_parse([])), "run") == []
+    assert cmd.MATERIAL_DROP == 0.1
+    assert cmd.pooling_notes(cmd._config(_parse(["--quick"])), "run") == [
+        "cosmo: note: footprint stage3: the graph network's pooling drops the pixels whose parent pixel is partly "
+        "outside the footprint (59 of 299 at nside 32 -> 16, 20 of 60 at nside 16 -> 8, 6 of 10 at nside 8 -> 4)"]
+    assert footprint_pooling_notes([(64, 44, 10), (32, 10, 1)], "f", "its", min_drop=0.1) == []
+    assert footprint_pooling_notes([(64, 40, 9), (32, 9, 1)], "f", "its", min_drop=0.1) == [
+        "f: its pooling drops the pixels whose parent pixel is partly outside the footprint (4 of 40 at nside 64 -> 32, "
+        "5 of 9 at nside 32 -> 16)"]
+    assert footprint_pooling_notes([(64, 44, 10), (32, 10, 1)], "f", "its") != []  # massmaps: any drop
+
+
 def test_help_names_every_default_and_the_quick_sizes():
     from deepsphere_gen.cli import build_parser
     from deepsphere_gen.commands import cosmo as cmd

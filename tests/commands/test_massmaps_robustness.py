@@ -504,7 +504,7 @@ def test_classify_with_a_footprint_network_reads_the_mask_once(tmp_path, capsys,
         assert main(["massmaps", "classify", *files, "--out-dir", str(tmp_path / "out"), "--force"]) == 0
         assert reads == read
         out = capsys.readouterr().out
-        assert out.count("sky footprint, noise none, fcn: P(class 0) = ") == 2, out
+        assert out.count("sky footprint (mask.fits), noise none, fcn: P(class 0) = ") == 2, out
 
 
 def test_a_footprint_network_classifies_without_its_mask_file(tmp_path, capsys):
@@ -541,13 +541,15 @@ def test_a_footprint_network_classifies_without_its_mask_file(tmp_path, capsys):
     capsys.readouterr()
     assert main(["massmaps", "classify", inside, "--checkpoint", str(old), "--force"]) == 0  # the file read
     cap = capsys.readouterr()
-    assert cap.out.startswith(f"{inside}: sky footprint, noise none, fcn: P(class 0) = ") and cap.err == ""
+    assert cap.out.startswith(f"{inside}: sky footprint (mask.fits), noise none, fcn: P(class 0) = ") and cap.err == ""
     moved = tmp_path / "moved.fits"
     fp.rename(moved)
     out = ["--out-dir", str(tmp_path / "out"), "--force"]
-    for argv in ([], ["--checkpoint", str(ckpt)], ["--footprint", str(moved)]):
+    gone = cap.out.replace("(mask.fits)", f"(hash {mask_hash(kept)[:8]})")  # the file gone: named by the mask's hash
+    for argv, want in (([], gone), (["--checkpoint", str(ckpt)], gone),
+                       (["--footprint", str(moved)], cap.out.replace("(mask.fits)", "(moved.fits)"))):
         assert main(["massmaps", "classify", inside, *out, *argv]) == 0
-        assert capsys.readouterr() == cap
+        assert capsys.readouterr() == (want, "")
     other = tmp_path / "other.fits"
     hp.write_map(str(other), np.roll(mask, 1), nest=True, dtype=np.float64)
     _fail(["classify", inside, *out, "--footprint", str(other)], capsys,
@@ -562,7 +564,7 @@ def test_a_footprint_network_classifies_without_its_mask_file(tmp_path, capsys):
           f"error: {old}: the footprint mask it was trained on, {fp}, is no longer there (moved or deleted); give the "
           "mask it was trained on with --footprint FITS")
     assert main(["massmaps", "classify", inside, "--checkpoint", str(old), "--force", "--footprint", str(moved)]) == 0
-    assert capsys.readouterr() == cap
+    assert capsys.readouterr() == (cap.out.replace("(mask.fits)", "(moved.fits)"), "")
     # a stored mask that is not the one trained on (another mask; bytes that do not decompress): refused
     state = load_checkpoint(ckpt)
     for packed, why in ((zlib.compress(np.packbits(np.roll(kept, 1)).tobytes()), "not the content hash recorded at "
@@ -676,14 +678,53 @@ def test_classify_uses_the_networks_whose_sky_the_map_covers(tmp_path, capsys):
     assert main(["massmaps", "classify", fits, *out]) == 0
     cap = capsys.readouterr()
     (line,) = cap.out.splitlines()
-    assert line.startswith(f"{fits}: sky footprint, noise none, fcn: P(class 0) = ")
+    assert line.startswith(f"{fits}: sky footprint (mask.fits), noise none, fcn: P(class 0) = ")
     assert cap.err == (f"deepsphere-gen massmaps: note: {fits}: not classified by the networks of sky fraction 1 "
                        f"({768 - 300} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1)); classified by "
-                       "those of sky fraction footprint\n")
+                       "those of sky fraction footprint (mask.fits)\n")
     cap = _fail(["classify", fits, *out, "--sky-fractions", "1"], capsys,
                 f"error: {fits}: {768 - 300} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); trained "
                 "networks that fit it: classify --sky-fractions footprint --deepsphere-level 0\n")
     assert "massmaps train" not in cap.err
+
+
+def test_classify_names_each_footprint_network_by_its_mask(tmp_path, monkeypatch):
+    """Networks of two footprints (two --footprint masks) are named by their mask's file name in classify's lines and
+    notes, or by the first 8 digits of the mask's hash where the file is gone (was: both "sky footprint", and a map
+    fitting neither gave one problem, the second network's dropped under the same name); they are two skies, both
+    chosen (was: "2 trained fcn networks for sky footprint, noise none ... (other settings)")."""
+    from deepsphere_gen._fingerprint import mask_hash
+    from deepsphere_gen.experiments.massmaps import classify as cl
+
+    nside, masks = 8, {}
+    for name, first in (("north.fits", 100), ("south.fits", 500)):
+        masks[name] = np.zeros(12 * nside**2, bool)
+        masks[name][first:first + 200] = True
+        hp.write_map(str(tmp_path / name), masks[name].astype(float), nest=True, dtype=np.float64)
+
+    def network(name):
+        meta = {"footprint": str(tmp_path / name), "distribution": {},
+                "fields": {"experiment": {}, "run": {"footprint": mask_hash(masks[name])}}}
+        return cl.Network(tmp_path / f"fcn-{name}.pt", "fcn", "footprint", "none", 0.0, nside, meta, "none")
+
+    nets = cl.select_networks("fcn", tmp_path, nside, found=[network("south.fits"), network("north.fits")])
+    assert [n.sky_label for n in nets] == ["footprint (north.fits)", "footprint (south.fits)"]
+    north = np.where(masks["north.fits"], 1e-3, UNSEEN)
+    use, notes, problems = cl.match_networks(["n.fits"], {"n.fits": north}, nets)
+    assert [n.sky_label for n in use["n.fits"]] == ["footprint (north.fits)"] and not problems
+    assert notes == ["n.fits: not classified by the networks of sky fraction footprint (south.fits) (200 UNSEEN/NaN "
+                     f"pixel(s) of the map lie inside the footprint the network was trained on ({tmp_path / 'south.fits'}))"
+                     "; classified by those of sky fraction footprint (north.fits)"]
+    _, _, problems = cl.match_networks(["x.fits"], {"x.fits": np.where(np.arange(768) < 50, 1e-3, UNSEEN)}, nets)
+    assert [p.count("inside the footprint the network was trained on") for p in problems["x.fits"]] == [2]
+    monkeypatch.setattr(cl, "_model", lambda net, device: (lambda x: x.new_zeros(len(x), 2), net.sky_setting()))
+    monkeypatch.setattr(cl, "check_inputs", lambda *args: [])
+    lines = []
+    cl.classify(["n.fits"], {"n.fits": north}, nets, out=lines.append, use=use)
+    (line,) = lines
+    assert line.startswith("n.fits: sky footprint (north.fits), noise none, fcn: P(class 0) = 0.500, P(class 1) = 0.500")
+    (tmp_path / "south.fits").unlink()
+    assert network("south.fits").sky_label == f"footprint (hash {mask_hash(masks['south.fits'])[:8]})"
 
 
 def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_path, capsys):
@@ -712,7 +753,7 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
     assert main(["massmaps", "classify", "--sky-fractions", "footprint", inside, hole, *out]) == 2
     cap = capsys.readouterr()
     (line,) = cap.out.splitlines()
-    assert line.startswith(f"{inside}: sky footprint")
+    assert line.startswith(f"{inside}: sky footprint (mask.fits), noise none")
     assert f"error: {hole}: 1 UNSEEN/NaN pixel(s) of the map lie inside the footprint the network was trained on " \
            f"({fp}); " in cap.err
     moved = tmp_path / "moved.fits"
@@ -721,6 +762,7 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
                 "longer there (moved or deleted); give the mask it was trained on with --footprint FITS")
     assert "no such FITS file" not in cap.err
     assert main(["massmaps", "classify", inside, *out, "--footprint", str(moved)]) == 0
+    line = line.replace("(mask.fits)", "(moved.fits)")  # the network named by the mask file classify read
     assert capsys.readouterr().out == cap.out + line + "\n"
     other = tmp_path / "other.fits"
     hp.write_map(str(other), np.roll(mask, 1), nest=True, dtype=np.float64)

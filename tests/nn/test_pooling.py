@@ -117,6 +117,29 @@ def test_bad_inputs():
         HealpixMaxUnpool(1)(torch.randn(1, 12, 2), torch.zeros(1, 12, 1, dtype=torch.long))
 
 
+@pytest.mark.filterwarnings("ignore:partial-sky pooling")
+def test_max_unpool_refuses_indices_of_another_pooling():
+    """HealpixMaxUnpool given a partial-sky pooling's indices (positions in the partial map), another p's, or
+    floats: one ValueError naming the mismatch, and HealpixPartialUnpool for the first (was: torch's "index 144 is
+    out of bounds for dimension 1 with size 144", or where in range a map scattered to the wrong pixels); its own
+    pooling's indices unpool as before, and ``check_input=False`` (the UNet's) gives the same map."""
+    torch.manual_seed(0)
+    s = HealpixSampling(4, indices=np.arange(3, 150))  # parents 0 and 37 incomplete: the partial map's positions shift
+    y, idx = HealpixPartialPool(s, 1, return_indices=True)(torch.randn(2, s.npix, 3))
+    with pytest.raises(ValueError, match=r"^indices are not the argmax of HealpixMaxPool\(p=1\) of this map: index \d+ "
+                                         r"at coarse pixel \d+ is not one of its children .* unpool them with "
+                                         r"HealpixPartialUnpool\(sampling, p, mode='max'\)\)$"):
+        HealpixMaxUnpool(1)(y, idx)
+    y1, idx1 = HealpixMaxPool(1, return_indices=True)(torch.randn(1, 192, 2))
+    with pytest.raises(ValueError, match=r"argmax of HealpixMaxPool\(p=2\) of this map: index \d+ at coarse pixel 1 "):
+        HealpixMaxUnpool(2)(y1, idx1)  # p = 1 indices: pixel 1's are 4..7, not its 16 children 16..31
+    with pytest.raises(ValueError, match="indices must be integer .* got dtype torch.float32"):
+        HealpixMaxUnpool(1)(y1, idx1.float())
+    up = HealpixMaxUnpool(1)(y1, idx1)
+    assert torch.equal(torch.gather(up, 1, idx1), y1) and int((up != 0).sum()) == y1.numel()
+    assert torch.equal(HealpixMaxUnpool(1, check_input=False)(y1, idx1), up)
+
+
 def test_full_sky_and_patch_layers_refuse_a_partial_sky_whose_count_is_a_multiple_of_4():
     """A cap of 280 NESTED pixels at nside 16 (a multiple of 4, 63 complete parents): reshaping it by 4 groups
     pixels of different parents; HealpixMaxPool / HealpixAvgPool refuse it (was: (2, 280, 1) -> (2, 70, 1)) and

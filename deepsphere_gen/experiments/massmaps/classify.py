@@ -287,6 +287,26 @@ class Network:
         path = self._mask_file or self.meta.get("footprint")
         return "the built-in footprint" if path == "builtin" else str(path)
 
+    @property
+    def sky_label(self) -> str:
+        """The sky for messages: the sky fraction ("1", "1/12"), or for a footprint network "footprint (NAME)", NAME
+        the file name of its mask (the file :meth:`sky_setting` read, else the one recorded at training; "built-in"
+        for the built-in footprint) or, where that file is gone, "hash" and the first 8 hex digits of the mask's
+        content hash: networks of two footprints are told apart (both were "footprint")."""
+        if self.sky != "footprint":
+            return self.sky
+        path = self._mask_file or self.meta.get("footprint")
+        if path == "builtin":
+            return "footprint (built-in)"
+        if path is not None and (self._mask_file is not None or Path(path).is_file()):
+            return f"footprint ({Path(path).name})"
+        return f"footprint (hash {str(self.sky_key[1])[:8]})"
+
+    @property
+    def sky_key(self) -> tuple:
+        """What tells the networks' skies apart: (sky name, content hash of the footprint mask, None for no mask)."""
+        return self.sky, self.meta["fields"]["run"].get("footprint") if self.sky == "footprint" else None
+
     def sky_setting(self, footprint=None):
         """The SkySetting the network was trained on (reads its footprint, checks its hash: on the first
         call only, the later ones return the same setting).
@@ -414,8 +434,8 @@ def _select_noise(nets: list[Network], noises) -> list[Network]:
     the trained noise value closest to it (so --ngal 22.5 never picks 22.6 beside a trained 22.47)."""
     keep = set()
     for wanted in noises:
-        for sky in {n.sky for n in nets}:
-            match = [n for n in nets if n.sky == sky and _noise_matches(n, wanted)]
+        for sky in {n.sky_key for n in nets}:
+            match = [n for n in nets if n.sky_key == sky and _noise_matches(n, wanted)]
             if match:
                 target = getattr(wanted, "value", 0.0)
                 best = min(abs(n.noise_level - target) for n in match)
@@ -459,7 +479,7 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
                      f"--sigma-e {sigma_e:g}" if not _sigma_matches(n, sigma_e) else ""]
             wrong = [w for w in wrong if w]
             if wrong:
-                raise ValueError(f"{n.checkpoint} holds a {n.method} network of sky {n.sky}, noise {n.noise}, "
+                raise ValueError(f"{n.checkpoint} holds a {n.method} network of sky {n.sky_label}, noise {n.noise}, "
                                  f"which {' and '.join(wrong)} exclude(s); --checkpoint chooses the network itself: "
                                  "leave out the other options")
         return nets
@@ -473,7 +493,7 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
                          f"{', '.join(f'{v:g}' for v in sorted(shape_noise))}); leave out --sigma-e to use them, or "
                          "train with that --sigma-e first")
     if not nets:
-        trained = sorted({f"nside {n.nside} sky {n.sky} noise {n.noise} (--sky-fractions {n.sky} {n.noise_option})"
+        trained = sorted({f"nside {n.nside} sky {n.sky_label} noise {n.noise} (--sky-fractions {n.sky} {n.noise_option})"
                           for n in found})
         raise ValueError(f"no trained {method} network for nside {nside}"
                          + (f", sky fraction(s) {' '.join(skies)}" if skies else "")
@@ -483,9 +503,10 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
                          + (f" (trained there: {'; '.join(trained)})" if trained else "")
                          + "; choose a trained setting or run `deepsphere-gen massmaps train` with those settings first")
     by_key = {}
-    for n in nets:
-        by_key.setdefault((n.sky, n.noise), []).append(n)
-    for (sky, noise), group in by_key.items():
+    for n in nets:  # two footprints are two skies (their networks classify the maps that fit each)
+        by_key.setdefault((n.sky_key, n.noise), []).append(n)
+    for (_, noise), group in by_key.items():
+        sky = group[0].sky_label
         if len(group) > 1:
             sigmas = sorted({g.sigma_e for g in group if g.sigma_e is not None})
             by_sigma = f"--sigma-e ({' or '.join(f'{v:g}' for v in sigmas)}) or " if len(sigmas) > 1 else ""
@@ -496,7 +517,7 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
     for n in found:  # only the chosen networks keep their weights in memory
         if id(n) not in chosen:
             n.weights = None
-    return sorted(nets, key=lambda n: (n.sky, n.noise))
+    return sorted(nets, key=lambda n: (n.sky, n.sky_label, n.noise))
 
 
 def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bool = False) -> tuple[dict, list, dict]:
@@ -521,7 +542,7 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
             if problem is None:
                 fit.append(net)
             else:
-                why.setdefault(net.sky, problem)
+                why.setdefault(net.sky_label, problem)
         if fit:
             use[file] = fit
         if not why:
@@ -535,7 +556,7 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
         else:
             notes.append(f"{file}: not classified by the networks of sky fraction {', '.join(why)} "
                          f"({'; '.join(why.values())}); classified by those of sky fraction "
-                         f"{', '.join(dict.fromkeys(n.sky for n in fit))}")
+                         f"{', '.join(dict.fromkeys(n.sky_label for n in fit))}")
     return use, notes, problems
 
 
@@ -576,7 +597,7 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
             sigma = "" if net.sigma_e is None else f" (sigma_e {net.sigma_e:g})"
             n_patches = None if sky.level is None else 12 * 4**sky.level
             part = f" ({len(values)} of {n_patches} patches in the map)" if n_patches and len(values) < n_patches else ""
-            head = f"{file}: sky {net.sky}{part}, noise {net.noise}{sigma}, {net.method}"
+            head = f"{file}: sky {net.sky_label}{part}, noise {net.noise}{sigma}, {net.method}"
             problems = check_inputs(values, idx, net.meta["distribution"])
             if problems:
                 flagged += 1
