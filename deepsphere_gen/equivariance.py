@@ -184,15 +184,17 @@ def map_equivariance_error(
     batch: int = 2,
     channels: int = 1,
     iterations: int = 10,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     seed: int = 0,
     invariant: bool = False,
 ) -> EquivarianceResult:
     """Equivariance error of a layer on pixel maps, ``sampling_in`` -> ``sampling_out``.
 
     Inputs: ``batch`` random maps (batch, sampling_in.npix, channels) band-limited below
-    ``L`` (white real coefficients, seeded, synthesised in ``dtype``: give the layer's dtype,
-    e.g. ``dtype=torch.float32`` for a float32 layer).  ``R x`` is exact (the coefficients are
+    ``L`` (white real coefficients, seeded, synthesised in ``dtype``; default: the dtype of the
+    layer's floating parameters, else of its floating buffers, else torch.float64 (a function,
+    a module without either or with several dtypes): give it for a function wrapping a float32
+    layer).  ``R x`` is exact (the coefficients are
     rotated, then synthesised).  ``R layer(x)``: an output with a ``rotate`` method (a
     GeneralizedSignal) is rotated exactly by it; an output map goes through
     :class:`~deepsphere_gen.harmonic.MapRotator` on ``sampling_out`` (default ``sampling_in``)
@@ -218,16 +220,18 @@ def map_equivariance_error(
                                  "pass invariant=True")
             return rotate_map(y, R)
 
+    own = _module_dtype(layer)
+    dtype = (own or torch.float64) if dtype is None else dtype
+
     def op(c):
         x = synthesis(c, sampling_in, L)
         try:
             return layer(x)
         except (ValueError, RuntimeError, TypeError, NotImplementedError) as exc:
-            own = _parameter_dtype(layer)
-            if own is None or own == dtype:
-                raise
-            raise ValueError(f"the layer's parameters are {own} but this helper's inputs are {dtype} (its dtype= "
-                             f"argument, default torch.float64): pass dtype={own} (the layer raised "
+            if own is None or own == dtype or not _runs_in(layer, x.to(own)):
+                raise  # not (only) the dtype: the layer's own message
+            raise ValueError(f"the layer computes in {own} but this helper's inputs are {dtype} (its dtype= "
+                             f"argument): pass dtype={own} or leave it out (the layer raised "
                              f"{type(exc).__name__} on the {dtype} maps)") from exc
 
     gen = torch.Generator().manual_seed(int(seed))
@@ -240,11 +244,25 @@ def _unrotated(y, R):
     return y
 
 
-def _parameter_dtype(layer) -> torch.dtype | None:
-    """The dtype of a module's floating-point parameters (None: not a module, no parameters, or mixed)."""
-    params = getattr(layer, "parameters", None)
-    dtypes = {p.dtype for p in params() if p.is_floating_point()} if callable(params) else set()
-    return dtypes.pop() if len(dtypes) == 1 else None
+def _module_dtype(layer) -> torch.dtype | None:
+    """The one dtype of a module's floating parameters, else of its floating buffers (an SHT's
+    anchor); None for a function, or a module without either or with several dtypes."""
+    if not isinstance(layer, torch.nn.Module):
+        return None
+    for tensors in (layer.parameters(), layer.buffers()):
+        dtypes = {t.dtype for t in tensors if t.is_floating_point()}
+        if dtypes:
+            return dtypes.pop() if len(dtypes) == 1 else None
+    return None
+
+
+def _runs_in(layer, x: torch.Tensor) -> bool:
+    """Whether ``layer(x)`` returns (error path only: was the input's dtype the layer's problem?)."""
+    try:
+        layer(x)
+    except Exception:
+        return False
+    return True
 
 
 def assert_map_equivariant(layer: Callable[[torch.Tensor], Any], sampling_in, sampling_out=None, *, L: int,

@@ -133,7 +133,34 @@ def test_map_equivariance_errors_name_the_layer_output_and_the_dtype_argument():
     with pytest.raises(ValueError, match=r"op\(x\), the operator's output, is not finite: 768 NaN"):
         map_equivariance_error(lambda m: conv(m) * float("nan"), s, L=4, rotations=1)
     conv32 = ChebConv(1, 2, 3, build_graph(s, k=8, cache=False), dtype=torch.float32)
-    with pytest.raises(ValueError, match=r"parameters are torch.float32.*pass dtype=torch.float32"):
-        map_equivariance_error(conv32, s, L=4, rotations=1)
+    with pytest.raises(ValueError, match=r"computes in torch.float32 but this helper's inputs are torch.float64 "
+                                         r"\(its dtype= argument\): pass dtype=torch.float32 or leave it out"):
+        map_equivariance_error(conv32, s, L=4, rotations=1, dtype=torch.float64)
     res = map_equivariance_error(conv32, s, L=4, L_out=8, rotations=1, dtype=torch.float32)
     assert 0 < res.mean < 0.5
+    # by default the inputs take the layer's dtype (its parameters', else its buffers')
+    assert torch.equal(map_equivariance_error(conv32, s, L=4, L_out=8, rotations=1).errors, res.errors)
+    ident32 = SHT(s, 4)  # float32 buffers only: maps -> coefficients, an invariant-shaped output
+    assert map_equivariance_error(ident32, s, L=4, rotations=1, invariant=True).mean > 0
+
+
+def test_map_equivariance_error_keeps_the_layers_error_when_the_dtype_is_not_the_problem():
+    """A float32 conv built at nside 4 measured on nside-8 maps: the layer's own pixel-count error,
+    whatever dtype= says (not advice to change the dtype, which would not help)."""
+    conv32 = ChebConv(1, 2, 3, build_graph(HealpixSampling(4), k=8, cache=False), dtype=torch.float32)
+    for dtype in (None, torch.float32, torch.float64):
+        with pytest.raises(ValueError, match=r"^input has 768 pixels, expected 192 \(number of nodes"):
+            map_equivariance_error(conv32, HealpixSampling(8), L=4, rotations=1, dtype=dtype)
+
+
+def test_map_invariance_of_a_float32_classifier_in_its_own_dtype():
+    """README's call on a default (float32) DeepSphereClassifier runs without dtype=, in float32."""
+    from deepsphere_gen.models import DeepSphereClassifier
+
+    torch.manual_seed(0)
+    model = DeepSphereClassifier(4, 1, channels=(2,), n_classes=3, k=8, cache=False).eval()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    res = map_equivariance_error(model, HealpixSampling(4), L=4, rotations=2, invariant=True)
+    assert torch.equal(res.errors, map_equivariance_error(model, HealpixSampling(4), L=4, rotations=2,
+                                                          invariant=True, dtype=torch.float32).errors)
+    assert 0 < res.mean < 1

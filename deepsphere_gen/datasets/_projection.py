@@ -147,7 +147,10 @@ def project_images(
         rotated points R^T w) or "harmonic" (the unrotated projection is rotated through
         the SHT at bandlimit ``L``, :func:`deepsphere_gen.harmonic.rotate_map`: the result
         is band-limited to l < L, with ringing, and needs a full-sky sampling with rings;
-        ``L`` defaults to the sampling's own bandlimit).
+        ``L`` defaults to the bandlimit of an equiangular grid (``sampling.L``); HEALPix has no
+        exact bandlimit, so there ``L`` must be given (ValueError otherwise): it sets the
+        resolution kept, and the SHT's accuracy on HEALPix falls as L grows (e.g. L = 2 nside;
+        :func:`~deepsphere_gen.harmonic.rotate_map` gives measured errors)).
     half_width, frame : the placement on the tangent plane (module docstring).
     chunk : images processed at once (bounds memory to chunk * npix * 3 floats).
 

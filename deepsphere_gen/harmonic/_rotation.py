@@ -233,13 +233,15 @@ def rotate_map(
     error of the rotated map (float64, random band-limited coefficients):
     nside 16, L = 17: 9e-4 (iterations=0), 2e-8 (3); nside 8, L = 17: 2e-2 (0), 4e-5 (3);
     nside 16, L = 48: 0.15 (0), 0.08 (3).  Keep L <= nside + 1 or so for accurate rotations.
-    ``L`` defaults to the sampling's own bandlimit ``sampling.L`` where it has one;
+    ``L`` defaults to the sampling's own bandlimit ``sampling.L`` where it has one (equiangular
+    grids; HEALPix has none: give L);
     ``iterations`` (Jacobi steps of the analysis) defaults to 3 on HEALPix, 0 elsewhere.
     """
     if L is None:
         L = getattr(sampling, "L", None)
         if L is None:
-            raise ValueError(f"give the bandlimit L for {sampling!r}")
+            raise ValueError(f"give the bandlimit L for {sampling!r}: it has no exact bandlimit (the SHT takes L <= "
+                             f"{sampling.max_bandlimit}; the rotation is more accurate the lower L, see rotate_map)")
     if iterations is None:
         iterations = 3 if isinstance(sampling, HealpixSampling) else 0
     coeffs = analysis(maps, sampling, L, iterations=iterations, order=order)

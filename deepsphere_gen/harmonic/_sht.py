@@ -30,7 +30,7 @@ from collections import OrderedDict
 
 import torch
 
-from .._validation import check_finite, check_nonnegative_int
+from .._validation import check_dtype, check_finite, check_nonnegative_int
 from ._sht_ducc import DuccEngine
 from ._sht_geometry import RingGeometry, max_bandlimit
 from ._sht_legendre import DEFAULT_BLOCK_BYTES
@@ -50,6 +50,8 @@ __all__ = [
 #: engine used for inputs on each device type; device types not listed use "torch".
 ENGINE_FOR_DEVICE = {"cpu": "ducc0"}
 _ENGINES = {"ducc0", "torch"}
+#: the dtypes an SHT is built and runs in (ducc0 transforms float32 and float64 only)
+DTYPES = (torch.float32, torch.float64)
 
 
 class _Transform(torch.nn.Module):
@@ -60,7 +62,8 @@ class _Transform(torch.nn.Module):
     sampling : full-sky sampling that declares its rings (``rings()``) and, for the
         analysis, quadrature weights or an exact theta rule.
     L : bandlimit (exclusive); at most ``sampling.max_bandlimit``.
-    dtype, device : of the accepted tensors (``.to()`` changes them).
+    dtype, device : of the accepted tensors (``.to()`` changes them); dtype torch.float32 or
+        torch.float64 (ValueError otherwise).
     order : "NESTED" (maps in the sampling's own pixel order; HEALPix: NESTED) or "RING"
         (maps already ring-major: HEALPix RING order).
     engine : None (by device, :data:`ENGINE_FOR_DEVICE`), "ducc0" (CPU only) or "torch".
@@ -77,8 +80,8 @@ class _Transform(torch.nn.Module):
     def __init__(self, sampling, L: int, dtype: torch.dtype = torch.float32, device=None, order: str = "NESTED",
                  engine: str | None = None, check_input: bool = True, block_bytes: int = DEFAULT_BLOCK_BYTES):
         super().__init__()
-        if not dtype.is_floating_point or dtype.is_complex:
-            raise ValueError(f"dtype must be a real floating dtype, got {dtype}")
+        if dtype not in DTYPES:
+            raise ValueError(f"the SHT computes in {' or '.join(map(str, DTYPES))}, got dtype={dtype}")
         if engine is not None and engine not in _ENGINES:
             raise ValueError(f"engine must be None or one of {sorted(_ENGINES)}, got {engine!r}")
         self.geometry = RingGeometry.from_sampling(sampling, L, order)
@@ -110,6 +113,9 @@ class _Transform(torch.nn.Module):
 
     def engine_for(self, x: torch.Tensor):
         """The engine that transforms ``x`` (built and cached at the first call per device / dtype)."""
+        if x.dtype not in DTYPES:  # a module cast after construction (.half()); once per engine binding
+            raise ValueError(f"this SHT was cast to {x.dtype}; it computes in {' or '.join(map(str, DTYPES))} only: "
+                             "cast it back (module.float() or module.double()) and its input too")
         name = self.engine or ENGINE_FOR_DEVICE.get(x.device.type, "torch")
         if name == "ducc0":
             if x.device.type != "cpu":
@@ -144,8 +150,7 @@ class _Transform(torch.nn.Module):
         if x.dim() != 3 or x.shape[1] != n:
             what = f"pixels of {self.sampling!r}" if name == "maps" else f"L*L coefficients for L={self.L}"
             raise ValueError(f"{name} must be shaped (batch, {n}, channels) ({what}), got shape {tuple(x.shape)}")
-        if x.dtype != self._dtype:
-            raise ValueError(f"{name} has dtype {x.dtype} but the SHT is built for {self._dtype}; use .to()")
+        check_dtype(x.dtype, self._dtype, name, "the SHT's", supported=DTYPES)
         raise ValueError(f"{name} is on {x.device} but the SHT is on {self._device}; use .to()")
 
     def _bind(self, x: torch.Tensor):

@@ -28,7 +28,9 @@ per device type: on CPU, 1 MiB of float32; fresh multi-MB buffers per call cost 
 page faults than the arithmetic), each chunk writing its own output rows; the only
 Python loop is over chunks (1-3 for L <= 8, ~300 for MST at L = 32).  Backward,
 ``g_x = scatter_a(S^T g * x[b]) + scatter_b(S^T g * x[a])``, chunk by chunk; only x is
-saved (no product buffers are kept for backward).  Work per sample: channels *
+saved (no product buffers are kept for backward).  g_x is bilinear in (x, g): under
+``create_graph=True`` the backward computes it in out-of-place torch ops (fresh buffers per
+chunk) so that it can be differentiated again; otherwise in place, into reused buffers.  Work per sample: channels *
 (products + non-zeros of S), O((2l1+1)(2l2+1)) per triple instead of the dense
 O((2l1+1)(2l2+1)(2l+1)).  Tables are built once in float64 and cast per (dtype,
 device, chunk size) on first use (kept out of ``state_dict``; float64 masters so that
@@ -48,7 +50,6 @@ import numpy as np
 import scipy.sparse
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from .._validation import check_positive_int
 from ..harmonic import MixingSet, SparseCG, mixing_set, sparse_clebsch_gordan, sparse_from_dense
@@ -100,9 +101,10 @@ class _SparseBilinear(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the differentiable form (double backward)
+            return _bilinear_grad(x, grad, ctx.chunks), None, None, None, None
         grad = grad.t()
         g_x = torch.zeros_like(x)
         a, b = x.new_empty(ctx.width, x.shape[1]), x.new_empty(ctx.width, x.shape[1])
@@ -112,6 +114,19 @@ class _SparseBilinear(torch.autograd.Function):
             g_x.index_add_(0, c.first, torch.index_select(x, 0, c.second, out=a[:n]).mul_(g_prod))
             g_x.index_add_(0, c.second, torch.index_select(x, 0, c.first, out=b[:n]).mul_(g_prod))
         return g_x, None, None, None, None
+
+
+def _bilinear_grad(x: torch.Tensor, grad: torch.Tensor, chunks: list[_Chunk]) -> torch.Tensor:
+    """The gradient of :class:`_SparseBilinear` in out-of-place torch ops, so that autograd can
+    differentiate it again (it is bilinear in ``x`` and ``grad``): ``grad`` (n, n_out) -> (entries, n).
+    The same sums as the in-place backward, with fresh buffers per chunk."""
+    grad = grad.t()
+    g_x = torch.zeros_like(x)
+    for c in chunks:
+        g_prod = torch.sparse.mm(c.table_t, grad.index_select(0, c.rows))
+        g_x = (g_x.index_add(0, c.first, x.index_select(0, c.second) * g_prod)
+               .index_add(0, c.second, x.index_select(0, c.first) * g_prod))
+    return g_x
 
 
 class TensorProductActivation(nn.Module):
@@ -130,8 +145,10 @@ class TensorProductActivation(nn.Module):
     Input/output: :class:`GeneralizedSignal` (batch, K, 2l+1, tau_l); output type
     ``self.type_out``.  ``self.flops`` counts the multiply-adds per sample of forward
     (products plus non-zeros of the sparse table, times K); ``self.n_products`` and
-    ``self.nnz`` give the per-channel figures.  Differentiable once (first derivatives
-    only: the backward is a hand-written sparse kernel).
+    ``self.nnz`` give the per-channel figures.  Differentiable to any order: the first
+    backward is a hand-written in-place sparse kernel, or, under ``create_graph=True``
+    (gradient penalties), the same sums in out-of-place torch ops that autograd differentiates
+    again.
     """
 
     def __init__(self, L: int, channels: int, type_in, L_out: int | None = None,

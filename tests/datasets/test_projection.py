@@ -255,3 +255,17 @@ def test_harmonic_rotation_agrees_with_point_rotation():
         project_images(img, DriscollHealySampling(8).xyz, angles, method="harmonic", L=8)
     with pytest.raises(ValueError, match="method"):
         project_images(img, DriscollHealySampling(8), angles, method="wigner")
+
+
+def test_harmonic_rotation_bandlimit_default():
+    """L defaults to an equiangular grid's bandlimit; HEALPix has none: L must be given, and the
+    error says so (its docstring said L defaulted to the sampling's own bandlimit)."""
+    img = load_sklearn_digits()[0][:2] / 16
+    angles = random_rotations(2, seed=1)
+    dh = DriscollHealySampling(8)
+    assert torch.equal(project_images(img, dh, angles, method="harmonic"),
+                       project_images(img, dh, angles, method="harmonic", L=8))
+    hp16 = HealpixSampling(16)
+    with pytest.raises(ValueError, match=r"give the bandlimit L for HealpixSampling\(.*no exact bandlimit.*L <= 48"):
+        project_images(img, hp16, angles, method="harmonic")
+    assert project_images(img, hp16, angles, method="harmonic", L=32).shape == (2, hp16.npix, 1)

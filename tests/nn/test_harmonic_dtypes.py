@@ -21,8 +21,11 @@ def test_s2_input_layer_dtype_builds_the_weights():
     assert _dtypes(layer) == {torch.float64}
     y = layer(torch.randn(2, GL.npix, 1, dtype=torch.float64))
     assert y.dtype == torch.float64 and y.L == L
-    with pytest.raises(ValueError, match="dtype"):
+    # a map of another dtype: check_dtype's message (through the layer's SHT)
+    with pytest.raises(ValueError, match=r"dtype torch.float32 differs from the SHT's torch.float64; cast the input"):
         layer(torch.randn(2, GL.npix, 1))
+    with pytest.raises(ValueError, match=r"dtype torch.float64 differs .* build the module with dtype=torch.float64"):
+        S2InputLayer(L, 1, 3, sampling=GL)(torch.randn(2, GL.npix, 1, dtype=torch.float64))
     # coefficient input (no transform): the weights' dtype is checked
     coeffs = S2InputLayer(L, 1, 3, dtype=torch.float64)
     assert coeffs(torch.randn(2, L * L, 1, dtype=torch.float64)).dtype == torch.float64
@@ -35,8 +38,11 @@ def test_harmonic_classifier_dtype_float64():
     assert _dtypes(model) == {torch.float64}
     out = model(torch.randn(2, GL.npix, 1, dtype=torch.float64))
     assert out.dtype == torch.float64 and out.shape == (2, 3)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match=r"dtype torch.float32 differs from the SHT's torch.float64; cast the input"):
         model(torch.randn(2, GL.npix, 1))
+    with pytest.raises(ValueError, match=r"dtype torch.float64 differs .* build the module with dtype=torch.float64"):
+        HarmonicClassifier(3, bandlimits=(L, 4), channels=(2, 3), sampling=GL)(torch.randn(2, GL.npix, 1,
+                                                                                         dtype=torch.float64))
     # coefficient input, float32 model, float64 coefficients: named, not torch's matmul error
     with pytest.raises(ValueError, match="differs"):
         HarmonicClassifier(3, bandlimits=(L, 4), channels=(2, 3))(torch.randn(2, L * L, 1, dtype=torch.float64))
