@@ -53,7 +53,7 @@ def test_partial_sky_errors():
         HealpixSampling(4, mask=np.zeros(192, dtype=bool))
     with pytest.raises(ValueError, match="sorted"):
         HealpixSampling(4, indices=[3, 1])
-    with pytest.raises(ValueError, match="boolean"):
+    with pytest.raises(ValueError, match=r"mask must have shape \(192,\) for nside 4"):
         HealpixSampling(4, mask=np.zeros(100, dtype=bool))
 
 
