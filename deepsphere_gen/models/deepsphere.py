@@ -95,15 +95,16 @@ def _check_pool_mode(mode: str) -> None:
 
 
 def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = False):
-    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p."""
+    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p; no value check (the model checks its input)."""
     _check_pool_mode(mode)
     if (sampling.nside >> p) < 1 or (sampling.nside >> p) << p != sampling.nside:
         raise ValueError(f"cannot pool nside {sampling.nside} by 4**{p}: too many pooling levels for this nside")
     if sampling.is_full_sky:
         n = sampling.npix
-        pool = HealpixMaxPool(p, return_indices, npix=n) if mode == "max" else HealpixAvgPool(p, npix=n)
+        pool = (HealpixMaxPool(p, return_indices, npix=n, check_input=False) if mode == "max"
+                else HealpixAvgPool(p, npix=n, check_input=False))
         return pool, HealpixSampling(sampling.nside >> p)
-    pool = HealpixPartialPool(sampling, p, mode=mode, return_indices=return_indices)
+    pool = HealpixPartialPool(sampling, p, mode=mode, return_indices=return_indices, check_input=False)
     return pool, pool.coarse
 
 
@@ -351,9 +352,10 @@ class SphericalUNet(SharedLaplacians):
             pool_mod, coarse = _pool(s, p, pool, return_indices=unpool == "max")
             self.pools.append(pool_mod)
             if s.is_full_sky:
-                self.unpools.append(HealpixMaxUnpool(p, check_input=False) if unpool == "max" else HealpixUnpool(p))
+                self.unpools.append(HealpixMaxUnpool(p, check_input=False) if unpool == "max"
+                                    else HealpixUnpool(p, check_input=False))
             else:
-                self.unpools.append(HealpixPartialUnpool(s, p, mode=unpool))
+                self.unpools.append(HealpixPartialUnpool(s, p, mode=unpool, check_input=False))
             samplings.append(coarse)
 
         def level(cin, cout, s, i):
