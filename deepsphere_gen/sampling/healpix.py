@@ -81,18 +81,21 @@ def base_patch_indices(nside: int, level: int, index: int) -> np.ndarray:
 
 
 def _integer_indices(indices) -> np.ndarray:
-    """``indices`` flattened to int64; ValueError for a boolean mask or non-integer values
-    (which a cast would truncate: 2.5 -> 2)."""
+    """``indices`` flattened to int64; ValueError for a boolean mask or any non-integer dtype, floats included
+    (docs/conventions.md: a float array is refused by name, integral or not, as a cast would truncate 2.5 -> 2;
+    the remedy is an integer cast, e.g. ``indices.astype(np.int64)``).  An empty list passes (refused later as
+    a sampling with no pixels)."""
     raw = np.asarray(indices).ravel()
     if raw.dtype == bool:
         raise ValueError("indices is a boolean mask: use mask= (or np.flatnonzero(mask) as indices)")
+    if raw.size == 0:
+        return raw.astype(np.int64)
     if raw.dtype.kind not in "iu":
-        if raw.dtype.kind != "f":
-            raise ValueError(f"indices must be integers, got dtype {raw.dtype}")
-        bad = raw[~np.isfinite(raw) | (raw != np.round(raw))]
-        if bad.size:
-            raise ValueError(f"indices must be integers, got non-integer value(s) {bad[:5].tolist()}"
-                             + (f" and {bad.size - 5} more" if bad.size > 5 else ""))
+        bad = raw[~np.isfinite(raw) | (raw != np.round(raw))] if raw.dtype.kind == "f" else raw
+        raise ValueError(f"indices must be an integer array, got dtype {raw.dtype}"
+                         + (" of whole numbers: cast it, e.g. indices.astype(np.int64)" if not bad.size else
+                            f" with non-integer value(s) {bad[:5].tolist()}"
+                            + (f" and {bad.size - 5} more" if bad.size > 5 else "")))
     return raw.astype(np.int64, copy=False)
 
 
@@ -102,8 +105,8 @@ class HealpixSampling(Sampling):
     Parameters
     ----------
     nside : power of 2.
-    indices : optional sorted nested pixel indices of a partial sky (integers); ``None`` is
-        full sky.
+    indices : optional sorted nested pixel indices of a partial sky, an integer array (a float array is
+        refused, integral or not: cast it); ``None`` is full sky.
     mask : optional array of length 12*nside**2 selecting the pixels (alternative to ``indices``),
         booleans or exactly 0/1 (:func:`check_mask`: 0.5 is refused, threshold it), in the pixel order ``order``.
     order : "NESTED" (default) or "RING": the order of ``mask`` (a healpy RING mask is
