@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._validation import check_finite, check_nonnegative_int, check_pixels, check_positive_int, check_tensor
-from ..sampling import HealpixSampling
+from ..sampling import HealpixSampling, check_sampling
 from . import _pool_native
 
 __all__ = [
@@ -280,8 +280,7 @@ def partial_sky_pool(sampling: HealpixSampling, p: int = 1, warn: bool = True):
     in the fine map, of those children (grouped by parent).  Warns how many fine pixels
     were dropped (those whose parent is incomplete).
     """
-    if not isinstance(sampling, HealpixSampling):
-        raise ValueError(f"partial-sky pooling needs a HealpixSampling, got {type(sampling).__name__}")
+    check_sampling(sampling, HealpixSampling)
     p = _check_levels(p)
     coarse, keep = sampling.coarsen(p)
     dropped = int((~keep).sum())
@@ -303,8 +302,7 @@ def partial_sky_pool_plan(sampling: HealpixSampling, n_blocks: int, may_pool=Non
     Returns ``(plan, steps)``: ``plan`` one 1 or 0 per block (1s, then 0s); ``steps`` one ``(nside, pixels,
     parents)`` per pooling done: the nside and pixel count before it, the complete parents it keeps (the
     pixels after it; it drops ``pixels - 4 * parents``).  One ``coarsen(1)`` per block (O(pixels))."""
-    if not isinstance(sampling, HealpixSampling):
-        raise ValueError(f"partial-sky pooling needs a HealpixSampling, got {type(sampling).__name__}")
+    check_sampling(sampling, HealpixSampling)
     n_blocks = check_nonnegative_int(n_blocks, "n_blocks")
     plan, steps = [], []
     for block in range(n_blocks):
@@ -340,7 +338,7 @@ class HealpixPartialPool(nn.Module):
             raise ValueError("return_indices needs mode='max'")
         self.p, self.mode, self.return_indices = _check_levels(p), mode, bool(return_indices)
         self.check_input = bool(check_input)
-        self.npix_in = sampling.npix
+        self.npix_in = check_sampling(sampling, HealpixSampling).npix
         self.coarse, keep = partial_sky_pool(sampling, self.p)
         self.dropped = self.npix_in - keep.size
         self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
@@ -391,7 +389,7 @@ class HealpixPartialUnpool(nn.Module):
         if mode not in ("repeat", "max"):
             raise ValueError(f"unknown unpool mode {mode!r}; use 'repeat' or 'max'")
         self.p, self.mode, self.check_input = _check_levels(p), mode, bool(check_input)
-        self.npix_out = sampling.npix
+        self.npix_out = check_sampling(sampling, HealpixSampling).npix
         self.coarse, keep = partial_sky_pool(sampling, self.p, warn=False)
         self.dropped = self.npix_out - keep.size
         self.register_buffer("keep", torch.from_numpy(keep), persistent=False)

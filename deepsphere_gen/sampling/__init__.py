@@ -9,7 +9,7 @@
 
 Maps on a sampling are (batch, npix, channels) in its pixel order (docs/conventions.md).
 """
-from ._base import Rings, Sampling
+from ._base import Rings, Sampling, check_sampling
 from .equiangular import (
     DriscollHealySampling,
     EquiangularSampling,
@@ -32,6 +32,7 @@ from .so3 import (
 __all__ = [
     "Sampling",
     "Rings",
+    "check_sampling",
     "HealpixSampling",
     "check_nside",
     "check_mask",

@@ -428,3 +428,21 @@ def test_a_traced_classifier_gives_the_eager_output():
         traced = torch.jit.trace(model, x)  # check_trace on (the default)
     for batch in (x, torch.randn(3, 768, 1)):
         torch.testing.assert_close(traced(batch), model(batch), rtol=0, atol=0)
+
+
+def test_an_nside_or_indices_given_for_a_sampling_is_named():
+    """build_graph(8, k=8) and HealpixPartialPool(<index array>) failed with AttributeError "'int' object has
+    no attribute 'npix'": one ValueError from one helper (sampling.check_sampling) naming what to pass."""
+    from deepsphere_gen.graph import build_graph, knn_graph
+
+    for call, match in [(lambda: build_graph(8, k=8), r"^sampling: expected a Sampling, e\.g\. HealpixSampling\(8\), "
+                                                      r"got int 8 \(an nside\? pass HealpixSampling\(8\)\)$"),
+                        (lambda: knn_graph(16), "expected a Sampling, e.g. HealpixSampling"),
+                        (lambda: HealpixPartialPool(np.arange(10)), r"expected a HealpixSampling, e\.g\. HealpixSampling"
+                                                                    r"\(8\), got ndarray \(pixel indices\? pass "
+                                                                    r"HealpixSampling\(nside, indices=\.\.\.\)\)$"),
+                        (lambda: HealpixPartialUnpool(4), "got int 4"),
+                        (lambda: HealpixPartialPool(DriscollHealySampling(4)), "got DriscollHealySampling \\(this needs "
+                                                                               "a HealpixSampling\\)")]:
+        with pytest.raises(ValueError, match=match):
+            call()
