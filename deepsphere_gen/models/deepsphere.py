@@ -204,7 +204,8 @@ class _DeepSphereNet(SharedLaplacians):
                 width = h
             layers.append(nn.Linear(width, n_out, **fk))
             self.head = nn.Sequential(*layers)
-        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, k={k}, "
+        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, "
+                          f"{graphs.describe_k()}, "
                           f"pool_levels={pools}, head={head!r}, laplacian={laplacian!r}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -376,7 +377,8 @@ class SphericalUNet(SharedLaplacians):
             level(up_channels[i] + channels[i], channels[i], samplings[i], i) for i in range(n - 1)
         )
         self.out = ChebConv(channels[0], self.out_channels, K, graphs(samplings[0]), dtype=dtype, check_input=False)
-        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, k={k}, "
+        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, "
+                          f"{graphs.describe_k()}, "
                           f"pool_levels={pools}, unpool={unpool!r}, laplacian={laplacian!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
