@@ -132,12 +132,12 @@ def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch
     return out.scatter(1, indices, y)
 
 
-def _check_argmax(y: torch.Tensor, indices, npix_out: int, parent, layer: str, advice: str = "") -> None:
+def _check_argmax(y: torch.Tensor, indices, npix_out: int, parent, layer: str, advice=None) -> None:
     """ValueError unless ``indices`` (B, P, C) hold, at each coarse pixel q of ``y`` (B, P, C), a fine position in
     [0, ``npix_out``) whose ``parent`` (a function of a tensor of fine positions) is q: the argmax the max pooling
-    ``layer`` gives (the message names it, then ``advice``, a string or a function of the coarse pixel q).  The check of every max unpooling: out-of-range
-    indices are not handed to torch (an index error, or a map scattered to the wrong pixels).  One pass over the
-    indices, one host sync."""
+    ``layer`` gives (the message names it, then ``advice``, a string or a function of the coarse pixel q).
+    The check of every max unpooling: out-of-range indices are not handed to torch (an index error, or a map
+    scattered to the wrong pixels).  One pass over the indices, one host sync."""
     check_pixels(y, None)
     check_tensor(indices, "indices")
     if indices.shape != y.shape:

@@ -2,8 +2,8 @@
 
 | module | holds |
 | --- | --- |
-| :mod:`._base` | ``Sampling`` (theta, phi, xyz, weights, rings, cache key) and ``Rings`` (iso-latitude structure for the SHT) |
-| :mod:`.healpix` | ``HealpixSampling`` (NESTED, full or partial sky, parents / children), ``check_nside``, ``check_mask``, base patches |
+| :mod:`._base` | ``Sampling`` (theta, phi, xyz, weights, rings, cache key), ``Rings`` (SHT rings), ``check_sampling`` |
+| :mod:`.healpix` | ``HealpixSampling`` (NESTED, full or partial sky, parents), ``check_nside``, ``check_mask``, patches |
 | :mod:`.equiangular` | Driscoll-Healy, Gauss-Legendre, McEwen-Wiaux grids and their quadrature weights |
 | :mod:`.so3` | Euler-angle grids on SO(3): SOFT, Gauss-Legendre, McEwen-Wiaux (SO(3)) |
 
