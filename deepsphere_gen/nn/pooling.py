@@ -41,7 +41,7 @@ def _check_levels(p) -> int:
 def _check_values(layer: nn.Module, x: torch.Tensor) -> None:
     """:func:`~deepsphere_gen._validation.check_finite` of a pooling layer's input, named after the layer, where
     the layer's ``check_input`` is on (the default; layers pickled before the option existed check too).
-    Cost: one reduction and one host synchronisation, 13-40 % of a max pooling's own time on CPU (docs of
+    Cost: one reduction and one host synchronisation, 25-50 % of a pooling's own time on one CPU thread (docs of
     ``check_input``): the models build their poolings with ``check_input=False`` and check their input once."""
     if getattr(layer, "check_input", True):
         check_finite(x, f"{type(layer).__name__} input")
@@ -178,7 +178,7 @@ class HealpixMaxPool(nn.Module):
     With ``return_indices`` also returns the argmax as fine-pixel positions (B, P / 4**p, C),
     the input of :class:`HealpixMaxUnpool`.  ``npix`` (optional): the input's pixel count P,
     checked on every call (the models pass it).  ``check_input``: refuse NaN / inf / UNSEEN values
-    (ValueError, as ChebConv does); one reduction and one host synchronisation per call, 13-40 % of
+    (ValueError, as ChebConv does); one reduction and one host synchronisation per call, 25-50 % of
     the pooling's own time on one CPU thread: the models, which check their input once, turn it off.
     """
 
