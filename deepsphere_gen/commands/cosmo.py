@@ -37,6 +37,9 @@ HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: Dee
 #: --quick: CI-sized run (about a minute on one core)
 QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, n_calib=8, epochs=4, mlp_epochs=40,
              channels=(8, 16, 16))
+#: printed under the table of a --quick run (the JSON's config says ``quick: true``), as massmaps does
+QUICK_NOTE = ("(--quick: a smoke test of the pipeline on CI-sized data and training, no science: its errors, coverages, "
+              "widths and target line say only that the steps ran; the experiment is the run without --quick)")
 
 
 def _cpu() -> float:
@@ -290,9 +293,11 @@ def run(args) -> int:
         if not result["records"]:
             return fail("cosmo", "nothing to evaluate")
         print(exp.format_table(result))
+        if _get(args, "quick"):
+            print(QUICK_NOTE)
         timing = {"wall_seconds": time.perf_counter() - t0, "process_cpu_seconds": _cpu() - c0,
                   "torch_threads": torch.get_num_threads(), "step": step}
-        exp.write_json(json_path, result, config, {"timing": timing, "data": str(path)})
+        exp.write_json(json_path, result, config, {"timing": timing, "data": str(path)}, quick=bool(_get(args, "quick")))
         print(f"cosmo: wrote {json_path}")
         if not _get(args, "no_plots"):
             for p in exp.plot_all(result, config):

@@ -11,7 +11,7 @@ import healpy as hp
 import numpy as np
 
 from .._validation import check_healpix_order, as_integer
-from ..sampling import check_nside
+from ..sampling import check_mask, check_nside  # check_mask: the one mask check, re-exported here
 
 __all__ = [
     "nside_of",
@@ -24,6 +24,7 @@ __all__ = [
     "check_mask",
     "apply_footprint",
     "bad_pixels",
+    "check_no_missing",
 ]
 
 _DATA = Path(__file__).resolve().parents[2] / "data"
@@ -35,6 +36,15 @@ def bad_pixels(values: np.ndarray) -> np.ndarray:
     """Pixels of ``values`` that hold no value (bool, same shape): NaN, inf, or healpy's UNSEEN (-1.6375e30, the
     fill outside a cut-sky file) and anything else beyond |1e29|."""
     return ~np.isfinite(values) | (np.abs(values) > 1e29)
+
+
+def check_no_missing(values: np.ndarray, where: str, remedy: str = "the mask must exclude every missing pixel") -> None:
+    """ValueError "N UNSEEN/NaN/inf pixel value(s) lie ``where``; ``remedy``" if ``values`` holds any
+    :func:`bad_pixels`: the check of every estimator's input (one would return NaN for all its outputs).
+    Cost: one pass over ``values``."""
+    bad = bad_pixels(values)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} UNSEEN/NaN/inf pixel value(s) lie {where}; {remedy}")
 
 
 def nside_of(npix: int) -> int:
@@ -148,21 +158,6 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0
     return np.asarray(values, dtype=np.float64)
 
 
-def check_mask(mask, nside: int) -> np.ndarray:
-    """Validate a footprint: (12 nside^2,) of booleans or 0/1; returns bool. Empty -> ValueError."""
-    nside = check_nside(nside)
-    mask = np.asarray(mask)
-    if mask.shape != (12 * nside * nside,):
-        raise ValueError(f"mask must have shape ({12 * nside * nside},) for nside {nside}, got {mask.shape}")
-    if mask.dtype != bool:
-        if not np.all(np.isin(mask, (0, 1))):
-            raise ValueError("mask values must be 0/1 or booleans (1 = pixel kept)")
-        mask = mask.astype(bool)
-    if not mask.any():
-        raise ValueError("empty footprint: the mask keeps no pixel")
-    return mask
-
-
 #: what :func:`read_footprint` advises for a mask at another nside (massmaps and cosmo alike)
 _MASK_NSIDE_ADVICE = ("run at --nside {file_nside}, or resample the mask with healpy.ud_grade(mask, {nside}) and "
                       "threshold the result (ud_grade averages: pixels on the edge hold fractions), e.g. mask > 0.5")
@@ -203,10 +198,5 @@ def apply_footprint(maps: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.
     mask = check_mask(mask, nside)
     indices = np.flatnonzero(mask).astype(np.int64)
     values = maps[..., indices]
-    bad = bad_pixels(values)
-    if bad.any():
-        raise ValueError(
-            f"{int(bad.sum())} UNSEEN/NaN/inf pixel value(s) lie inside the footprint; "
-            "the mask must exclude every missing pixel"
-        )
+    check_no_missing(values, "inside the footprint")
     return values, indices

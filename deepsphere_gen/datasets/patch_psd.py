@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._footprint import check_no_missing
+
 __all__ = ["patch_square_order", "to_square", "patch_side", "fft_ell", "fft_band_powers"]
 
 
@@ -85,11 +87,13 @@ def fft_band_powers(images: np.ndarray, nside: int, ell_edges: np.ndarray, apodi
     Each image has its mean removed and is multiplied by a 2-D Tukey window (``apodize``: cosine
     tapers over the outer eighths);
     ``C = |FFT|^2 d^2 / (side^2 <w^2>)`` with d the pixel spacing.  Bands without modes raise
-    ValueError (choose edges from :func:`fft_ell`).
+    ValueError (choose edges from :func:`fft_ell`), and so do NaN/inf/UNSEEN pixels.
     """
     images = np.asarray(images, dtype=np.float64)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must be shaped (n, side, side), got {images.shape}")
+    check_no_missing(images, "in the images given to fft_band_powers (one would make its image's band powers NaN)",
+                     "choose patches without missing pixels or fill them")
     side = images.shape[1]
     ell = fft_ell(side, nside).ravel()
     edges = np.asarray(ell_edges, dtype=np.float64)

@@ -19,7 +19,8 @@ import healpy as hp
 import numpy as np
 from scipy.special import gammaln
 
-from ._footprint import check_mask
+from ..sampling import check_mask
+from ._footprint import check_no_missing
 
 __all__ = ["wigner3j_000_squared", "coupling_matrix", "PseudoCl", "default_bin_edges"]
 
@@ -90,7 +91,7 @@ class PseudoCl:
 
     Parameters
     ----------
-    mask : boolean NESTED footprint (12 nside^2,).
+    mask : NESTED footprint (12 nside^2,), booleans or exactly 0/1.
     bin_edges : increasing integer band edges; band b is ``edges[b] <= l < edges[b+1]``
         (default :func:`default_bin_edges` of the footprint's sky fraction).  l outside the reported bands (2..edges[0]-1 and
         edges[-1]..lmax) form two extra bands that take part in the decoupling and are dropped.
@@ -100,13 +101,13 @@ class PseudoCl:
     ``coupling`` (lmax+1, lmax+1), ``fsky``.
     Calling with footprint values ``(..., n_fields, n_pixels)`` (pixels in the order of
     ``flatnonzero(mask)``) returns ``(..., n_fields (n_fields+1)/2, n_bands)`` band powers of every auto and
-    cross pair (i <= j, row-major: 00, 01, .., 11, ..).  Cost per call: n_fields map2alm.
+    cross pair (i <= j, row-major: 00, 01, .., 11, ..); NaN/inf/UNSEEN values are refused (ValueError).
+    Cost per call: n_fields map2alm.
     """
 
     def __init__(self, mask, bin_edges=None, lmax: int | None = None):
-        mask = np.asarray(mask)
-        self.nside = hp.npix2nside(mask.size)
-        self.mask = check_mask(mask, self.nside)
+        self.mask = check_mask(mask)
+        self.nside = hp.npix2nside(self.mask.size)
         self.indices = np.flatnonzero(self.mask)
         self.lmax = 3 * self.nside - 1 if lmax is None else int(lmax)
         edges = (default_bin_edges(self.nside, self.mask.mean()) if bin_edges is None
@@ -153,6 +154,8 @@ class PseudoCl:
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != self.indices.size:
             raise ValueError(f"values must be (n_fields, {self.indices.size}) footprint pixels, got {values.shape}")
+        check_no_missing(values, "in the values given to PseudoCl (one would make every band power NaN)",
+                         "build the estimator on a mask that excludes the missing pixels")
         ring = np.zeros((values.shape[0], self.mask.size))  # the RING map of healpy.reorder(full NESTED map)
         ring[:, self._ring_indices] = values
         alms = [hp.map2alm(f, lmax=self.lmax, iter=0) for f in ring]

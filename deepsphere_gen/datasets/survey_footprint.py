@@ -22,8 +22,7 @@ from __future__ import annotations
 import healpy as hp
 import numpy as np
 
-from ..sampling import check_nside
-from ._footprint import check_mask
+from ..sampling import check_mask, check_nside
 
 __all__ = ["stage3_footprint", "footprint_copies", "footprint_area_deg2", "FOOTPRINT_HOLES"]
 
@@ -65,10 +64,11 @@ def stage3_footprint(nside: int) -> np.ndarray:
 
 
 def footprint_area_deg2(mask) -> float:
-    """Area of a NESTED/RING boolean mask (12 nside^2,) in square degrees."""
-    mask = np.asarray(mask, dtype=bool)
-    nside = hp.npix2nside(mask.size)
-    return float(mask.sum() * hp.nside2pixarea(nside, degrees=True))
+    """Area of a NESTED/RING mask (12 nside^2,) of booleans or exactly 0/1 in square degrees (0 for an empty
+    mask); other values are refused (:func:`~deepsphere_gen.sampling.check_mask`: a fractional mask has no area
+    until thresholded)."""
+    mask = check_mask(mask, allow_empty=True)
+    return float(mask.sum() * hp.nside2pixarea(hp.npix2nside(mask.size), degrees=True))
 
 
 def footprint_copies(mask) -> np.ndarray:
@@ -79,9 +79,8 @@ def footprint_copies(mask) -> np.ndarray:
     -> 4 + (b - 4 + k) % 4, same position inside it): pixel i of every row is the rotated
     pixel i of row 0.  Otherwise one row.
     """
-    mask = np.asarray(mask)
+    mask = check_mask(mask)
     nside = hp.npix2nside(mask.size)
-    mask = check_mask(mask, nside)
     idx = np.flatnonzero(mask).astype(np.int64)
     per_base = nside * nside
     base = np.unique(idx // per_base)

@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._memory import index_dtype
-from ..sampling import HealpixSampling
+from ..sampling import HealpixSampling, check_sampling
 from ._kernel import default_sigma
 from ._neighbours import CHUNK, check_k, knn_distances
 from ._pattern import healpix_knn_pattern
@@ -42,7 +42,7 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     Cost: see :func:`~deepsphere_gen.graph.build_graph` (which keeps HEALPix graphs as their
     pattern instead of this explicit float64 W: 3 GB at nside 1024, k = 20).
     """
-    xyz = sampling.xyz
+    xyz = check_sampling(sampling).xyz
     n = xyz.shape[0]
     k = check_k(k)
     if k >= n:

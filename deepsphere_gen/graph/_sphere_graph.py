@@ -18,7 +18,7 @@ from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, lapla
 from ._optimized import OPTIMIZED_FIT, optimized_graph
 from ._pattern import KnnPattern, healpix_knn_pattern
 from ._steps import step
-from ..sampling import HealpixSampling
+from ..sampling import HealpixSampling, check_sampling
 
 __all__ = ["GRAPH_KINDS", "SphereGraph", "build_graph", "graph_params"]
 
@@ -145,6 +145,7 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
 
     ``sigma=None`` is resolved to the default kernel width of the sampling here.
     """
+    check_sampling(sampling)
     check_laplacian_kind(laplacian)
     if kind not in GRAPH_KINDS:
         raise ValueError(f"unknown graph kind {kind!r}; choose one of {GRAPH_KINDS}")

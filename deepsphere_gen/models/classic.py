@@ -79,6 +79,17 @@ class _Summary:
         return "\n".join(f"{(n + ' ' + t).ljust(w)}{p:>9,d}" for n, t, p in rows)
 
 
+def _kernel_grids(kernel_beta) -> tuple:
+    """CohenS2CNN's S2 and SO(3) near-identity kernel grids of ``kernel_beta`` (two radii in (0, pi] radians),
+    or ValueError naming ``kernel_beta`` (was: a bare unpacking error, or a grid of a negative radius)."""
+    message = f"kernel_beta must be two radii in (0, pi] radians (S2 kernel, SO(3) kernel), got {kernel_beta!r}"
+    try:
+        b1, b2 = kernel_beta
+        return s2_near_identity_grid(max_beta=b1), so3_near_identity_grid(max_beta=b2)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+
+
 class CohenS2CNN(_Summary, nn.Module):
     """Cohen et al. 2018: S2->SO(3) conv, SO(3) ReLU, SO(3) conv, SO(3) ReLU, SO(3) integral, linear.
 
@@ -103,12 +114,12 @@ class CohenS2CNN(_Summary, nn.Module):
         in_channels = check_positive_int(in_channels, "in_channels")
         L0, L1, L2 = bandlimits
         c1, c2 = channels
-        b1, b2 = kernel_beta
+        grid1, grid2 = _kernel_grids(kernel_beta)  # before the input transform: a refusal costs nothing
         self.input = _input(L0, in_channels, sampling, dtype)
-        self.conv1 = S2ToSO3Conv(L0, in_channels, c1, L_out=L1, kernel_grid=s2_near_identity_grid(max_beta=b1))
+        self.conv1 = S2ToSO3Conv(L0, in_channels, c1, L_out=L1, kernel_grid=grid1)
         self.norm1 = SO3BatchNorm(c1) if batchnorm else nn.Identity()
         self.relu1 = SO3ReLU(L1, c1, grid=grid, oversampling=oversampling)
-        self.conv2 = SO3Conv(L1, c1, c2, L_out=L2, kernel_grid=so3_near_identity_grid(max_beta=b2))
+        self.conv2 = SO3Conv(L1, c1, c2, L_out=L2, kernel_grid=grid2)
         self.norm2 = SO3BatchNorm(c2) if batchnorm else nn.Identity()
         self.relu2 = SO3ReLU(L2, c2, L_out=1, grid=readout_grid or grid,
                              oversampling=oversampling if readout_oversampling is None else readout_oversampling)

@@ -95,15 +95,16 @@ def _check_pool_mode(mode: str) -> None:
 
 
 def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = False):
-    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p."""
+    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p; no value check (the model checks its input)."""
     _check_pool_mode(mode)
     if (sampling.nside >> p) < 1 or (sampling.nside >> p) << p != sampling.nside:
         raise ValueError(f"cannot pool nside {sampling.nside} by 4**{p}: too many pooling levels for this nside")
     if sampling.is_full_sky:
         n = sampling.npix
-        pool = HealpixMaxPool(p, return_indices, npix=n) if mode == "max" else HealpixAvgPool(p, npix=n)
+        pool = (HealpixMaxPool(p, return_indices, npix=n, check_input=False) if mode == "max"
+                else HealpixAvgPool(p, npix=n, check_input=False))
         return pool, HealpixSampling(sampling.nside >> p)
-    pool = HealpixPartialPool(sampling, p, mode=mode, return_indices=return_indices)
+    pool = HealpixPartialPool(sampling, p, mode=mode, return_indices=return_indices, check_input=False)
     return pool, pool.coarse
 
 
@@ -203,7 +204,8 @@ class _DeepSphereNet(SharedLaplacians):
                 width = h
             layers.append(nn.Linear(width, n_out, **fk))
             self.head = nn.Sequential(*layers)
-        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, k={k}, "
+        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, "
+                          f"{graphs.describe_k()}, "
                           f"pool_levels={pools}, head={head!r}, laplacian={laplacian!r}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -351,9 +353,10 @@ class SphericalUNet(SharedLaplacians):
             pool_mod, coarse = _pool(s, p, pool, return_indices=unpool == "max")
             self.pools.append(pool_mod)
             if s.is_full_sky:
-                self.unpools.append(HealpixMaxUnpool(p, check_input=False) if unpool == "max" else HealpixUnpool(p))
+                self.unpools.append(HealpixMaxUnpool(p, check_input=False) if unpool == "max"
+                                    else HealpixUnpool(p, check_input=False))
             else:
-                self.unpools.append(HealpixPartialUnpool(s, p, mode=unpool))
+                self.unpools.append(HealpixPartialUnpool(s, p, mode=unpool, check_input=False))
             samplings.append(coarse)
 
         def level(cin, cout, s, i):
@@ -374,7 +377,8 @@ class SphericalUNet(SharedLaplacians):
             level(up_channels[i] + channels[i], channels[i], samplings[i], i) for i in range(n - 1)
         )
         self.out = ChebConv(channels[0], self.out_channels, K, graphs(samplings[0]), dtype=dtype, check_input=False)
-        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, k={k}, "
+        self._describe = (f"nside={self.sampling.nside}, pixels={self.npix}, channels={channels}, K={K}, "
+                          f"{graphs.describe_k()}, "
                           f"pool_levels={pools}, unpool={unpool!r}, laplacian={laplacian!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

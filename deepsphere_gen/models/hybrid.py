@@ -48,7 +48,8 @@ class HybridClassifier(SharedLaplacians):
     """Graph blocks on full-sky HEALPix, then harmonic layers; rotation-invariant readout.
 
     Args:
-        nside: HEALPix resolution of the input (NESTED maps (B, 12 nside^2, in_channels)).
+        nside: HEALPix resolution of the input (NESTED maps (B, 12 nside^2, in_channels)); the defaults
+            need nside >= 16 (the bridge's L_0 = 8 <= 3 nside after two poolings by 4).
         in_channels, n_classes: input channels, logits out.
         graph_channels: output channels of each graph block (ChebConv -> BN -> ReLU ->
             pooling by 4**pool_levels); K: Chebyshev orders; k: kNN neighbours;
@@ -93,8 +94,12 @@ class HybridClassifier(SharedLaplacians):
         self.npix = self.sampling.npix
         low_nside = self.sampling.nside >> (pool_levels * len(graph_channels))  # 0: graph_encoder refuses the pooling
         if low_nside and bandlimits[0] > 3 * low_nside:  # every argument checked before the first graph is built
+            shift = pool_levels * len(graph_channels)
+            least = 1 << (max(-(-bandlimits[0] // 3) - 1, 0)).bit_length() << shift  # smallest nside that fits
             raise ValueError(f"bridge bandlimit L_0={bandlimits[0]} exceeds 3 * nside = {3 * low_nside} of the "
-                             "pooled map; pool less or lower L_0")
+                             f"pooled map (nside {self.sampling.nside} pooled by 4**pool_levels = {4**pool_levels} "
+                             f"after each of the {len(graph_channels)} graph_channels blocks); give fewer graph_channels "
+                             f"blocks, a smaller pool_levels, bandlimits[0] <= {3 * low_nside}, or nside >= {least}")
         graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
         self.graph, s = graph_encoder(graphs, self.sampling, self.in_channels, graph_channels,
                                       [pool_levels] * len(graph_channels), K, batch_norm, pool, dtype)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_finite
+from .._validation import check_finite, check_positive_int, check_positive_ints
 
 __all__ = ["PlanarCNN"]
 
@@ -32,12 +32,18 @@ class PlanarCNN(nn.Module):
 
     def __init__(self, image_size=28, in_channels: int = 1, channels=(16, 32), n_classes: int = 10, kernel_size: int = 3):
         super().__init__()
-        H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        channels = tuple(int(c) for c in channels)
-        if min(H, W) < 1 or in_channels < 1 or n_classes < 1 or any(c < 1 for c in channels):
-            raise ValueError("image_size, in_channels, channels and n_classes must be positive")
-        if kernel_size < 1 or kernel_size % 2 == 0:
+        try:
+            size = tuple(image_size)
+        except TypeError:  # one side
+            size = (image_size, image_size)
+        if len(size) != 2:
+            raise ValueError(f"image_size must be a positive integer or (H, W), got {image_size!r}")
+        H, W = (check_positive_int(v, "image_size") for v in size)
+        in_channels, n_classes = check_positive_int(in_channels, "in_channels"), check_positive_int(n_classes, "n_classes")
+        channels = check_positive_ints("channels", channels)
+        if check_positive_int(kernel_size, "kernel_size") % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+        kernel_size = int(kernel_size)
         if min(H, W) >> len(channels) < 1:
             raise ValueError(f"{len(channels)} pooling blocks need images of at least {2 ** len(channels)} pixels a side, got {(H, W)}")
         self.image_size, self.in_channels = (H, W), in_channels

@@ -432,6 +432,9 @@ def cheb_filter(x, weight, bias, laplacian, laplacian_t=None, scratch: Scratch |
     ``block_rows``: rows of (pixel, batch) per GEMM block (None: :func:`_block_rows`).  Returns
     (batch, pixels, C_out), a view of a pixel-major buffer (strides ``(C_out, batch*C_out,
     1)``); gradients for x, weight and bias, of any order (the one for x is pixel-major too).
+    Under ``torch.jit.trace`` the grad-mode flag is True whatever the mode (the trace records it as a constant,
+    and its sanity check reruns without grad mode: a flag that changed made the graphs differ); a traced
+    module then keeps the basis for a backward, memory only, the same values.
     """
     return _ChebFilter.apply(x, weight, bias, laplacian, laplacian_t, scratch or Scratch(), block_rows,
-                             torch.is_grad_enabled())
+                             torch.is_grad_enabled() or torch.jit.is_tracing())

@@ -35,16 +35,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_positive_int
+from .._validation import check_positive_int, is_bool
 from ..harmonic import real_spherical_harmonics, wigner_D_real
 from ._signal import GeneralizedSignal
 
 __all__ = ["S2Conv", "S2ToSO3Conv", "SO3Conv", "SO3BatchNorm", "s2_near_identity_grid", "so3_near_identity_grid"]
 
 
+def _check_max_beta(max_beta) -> float:
+    """``max_beta`` as float, or ValueError unless it is a number in (0, pi] (a kernel radius in radians)."""
+    try:
+        if is_bool(max_beta):
+            raise TypeError
+        beta = float(max_beta)
+    except (TypeError, ValueError):
+        beta = math.nan
+    if not 0 < beta <= math.pi:
+        raise ValueError(f"max_beta must be a kernel radius in (0, pi] radians, got {max_beta!r}")
+    return beta
+
+
 def s2_near_identity_grid(max_beta: float = math.pi / 8, n_alpha: int = 8, n_beta: int = 3) -> np.ndarray:
-    """(n_alpha * n_beta, 2) points (theta, phi) on rings theta = k max_beta / n_beta, k = 1..n_beta."""
-    beta = np.arange(1, n_beta + 1) * max_beta / n_beta
+    """(n_alpha * n_beta, 2) points (theta, phi) on rings theta = k max_beta / n_beta, k = 1..n_beta;
+    ``max_beta`` in (0, pi] (ValueError otherwise)."""
+    beta = np.arange(1, n_beta + 1) * _check_max_beta(max_beta) / n_beta
     alpha = 2 * np.pi * np.arange(n_alpha) / n_alpha
     b, a = np.meshgrid(beta, alpha, indexing="ij")
     return np.stack([b.ravel(), a.ravel()], axis=-1)
@@ -55,9 +69,10 @@ def so3_near_identity_grid(max_beta: float = math.pi / 8, n_alpha: int = 8, n_be
     """(n_alpha * n_beta * n_gamma, 3) ZYZ rotations Rz(a) Ry(b) Rz(g - a) near the identity.
 
     b = k max_beta / n_beta (k = 1..n_beta), a on n_alpha equispaced longitudes, g on
-    n_gamma equispaced values of [-max_gamma, max_gamma) (or [0, 2 pi) when max_gamma = 2 pi).
+    n_gamma equispaced values of [-max_gamma, max_gamma) (or [0, 2 pi) when max_gamma = 2 pi); ``max_beta`` in
+    (0, pi] (ValueError otherwise).
     """
-    beta = np.arange(1, n_beta + 1) * max_beta / n_beta
+    beta = np.arange(1, n_beta + 1) * _check_max_beta(max_beta) / n_beta
     alpha = 2 * np.pi * np.arange(n_alpha) / n_alpha
     if math.isclose(max_gamma, 2 * math.pi):
         gamma = 2 * np.pi * np.arange(n_gamma) / n_gamma

@@ -34,6 +34,7 @@ class LaplacianPyramid:
                  cache_dir=None):
         self.k, self.kind, self.dtype, self.cache, self.cache_dir = int(k), laplacian, dtype, cache, cache_dir
         self._memo: dict[str, Laplacian] = {}
+        self._used: dict[str, tuple[int, int]] = {}  # key -> (pixels, k used)
 
     def __call__(self, sampling, where: str | None = None) -> Laplacian:
         """The rescaled Laplacian of ``sampling`` (built once).  A sampling of one pixel has no graph: ValueError,
@@ -47,7 +48,18 @@ class LaplacianPyramid:
             k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
             g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
             self._memo[key] = Laplacian.from_graph(g, dtype=self.dtype)
+            self._used[key] = (sampling.npix, k)
         return self._memo[key]
+
+    def describe_k(self) -> str:
+        """The neighbours the built levels use: "k=20", or where a level has too few pixels "k=11 (k=20 capped at
+        pixels - 1)" (every level capped) or "k=20 (11 at 12 pixels: capped at pixels - 1)" (some)."""
+        capped = sorted({(n, k) for n, k in self._used.values() if k < self.k}, reverse=True)
+        if not capped:
+            return f"k={self.k}"
+        if len(capped) == 1 and len(self._used) == 1:
+            return f"k={capped[0][1]} (k={self.k} capped at pixels - 1)"
+        return f"k={self.k} ({', '.join(f'{k} at {n} pixels' for n, k in capped)}: capped at pixels - 1)"
 
     def __len__(self) -> int:
         """Number of resolutions built so far."""

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_nonnegative_int, check_pixels, check_positive_int, check_tensor
-from ..sampling import HealpixSampling
+from .._validation import check_finite, check_nonnegative_int, check_pixels, check_positive_int, check_tensor
+from ..sampling import HealpixSampling, check_sampling
 from . import _pool_native
 
 __all__ = [
@@ -38,9 +38,24 @@ def _check_levels(p) -> int:
     return check_nonnegative_int(p, "pooling levels p")
 
 
+def _check_values(layer: nn.Module, x: torch.Tensor) -> None:
+    """:func:`~deepsphere_gen._validation.check_finite` of a pooling layer's input, named after the layer, where
+    the layer's ``check_input`` is on (the default; layers pickled before the option existed check too).
+    Cost: one reduction and one host synchronisation, 25-50 % of a pooling's own time on one CPU thread (docs of
+    ``check_input``): the models build their poolings with ``check_input=False`` and check their input once."""
+    if getattr(layer, "check_input", True):
+        check_finite(x, f"{type(layer).__name__} input")
+
+
+def _check_repr(layer: nn.Module) -> str:
+    return "" if getattr(layer, "check_input", True) else ", check_input=False"
+
+
 def _nested_count_levels(npix: int) -> int | None:
     """n where ``npix`` is a NESTED full sky (12 * 4**n pixels, nside 2**n) or a nested base patch
-    (4**n pixels: the descendants of one pixel), else None."""
+    (4**n pixels: the descendants of one pixel), else None.  ``int``: under ``torch.jit.trace`` a shape is a
+    tensor."""
+    npix = int(npix)
     for base in (12, 1):
         if npix >= base and npix % base == 0:
             q = npix // base
@@ -101,9 +116,11 @@ def _max_groups(x: torch.Tensor, f: int) -> tuple[torch.Tensor, torch.Tensor]:
         y, arg = groups.max(dim=2)
         return y, arg + torch.arange(0, Q * f, f, device=x.device).view(1, -1, 1)
     image = x.contiguous().view(B, Q * f, 1, C).permute(0, 3, 1, 2)  # channels-last (B, C, P, 1)
-    y, arg = F.max_pool2d(image, (f, 1), (f, 1), return_indices=True)
+    # ("top", not "y": torch.jit.trace names values after the variables holding them, and a ChebConv's first call
+    # makes more "y" buffers than its later ones, so a "y" here was numbered differently by the trace's sanity check)
+    top, arg = F.max_pool2d(image, (f, 1), (f, 1), return_indices=True)
     # (B, C, Q, 1) -> contiguous (B, Q, C), the layout of torch.max's results (no copy: channels-last)
-    return y.permute(0, 2, 3, 1).contiguous().view(B, Q, C), arg.permute(0, 2, 3, 1).contiguous().view(B, Q, C)
+    return top.permute(0, 2, 3, 1).contiguous().view(B, Q, C), arg.permute(0, 2, 3, 1).contiguous().view(B, Q, C)
 
 
 def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch.Tensor:
@@ -115,25 +132,39 @@ def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch
     return out.scatter(1, indices, y)
 
 
-def _check_argmax(y: torch.Tensor, indices, p: int) -> None:
-    """ValueError unless ``indices`` (B, P, C) hold, at each coarse pixel q of ``y`` (B, P, C), one of q's 4**p
-    children, q * 4**p ... (q + 1) * 4**p - 1: the argmax :class:`HealpixMaxPool` gives.  One host sync."""
+def _check_argmax(y: torch.Tensor, indices, npix_out: int, parent, layer: str, advice=None) -> None:
+    """ValueError unless ``indices`` (B, P, C) hold, at each coarse pixel q of ``y`` (B, P, C), a fine position in
+    [0, ``npix_out``) whose ``parent`` (a function of a tensor of fine positions) is q: the argmax the max pooling
+    ``layer`` gives (the message names it, then ``advice``, a string or a function of the coarse pixel q).
+    The check of every max unpooling: out-of-range indices are not handed to torch (an index error, or a map
+    scattered to the wrong pixels).  One pass over the indices, one host sync."""
     check_pixels(y, None)
     check_tensor(indices, "indices")
     if indices.shape != y.shape:
         raise ValueError(f"indices shape {tuple(indices.shape)} differs from input shape {tuple(y.shape)}")
     if indices.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"indices must be integer (int64) pixel positions, got dtype {indices.dtype}")
-    f = 4**p
-    parent = torch.arange(y.shape[1], device=indices.device).view(1, -1, 1)
-    bad = torch.div(indices, f, rounding_mode="floor") != parent
+    inside = (indices >= 0) & (indices < npix_out)
+    q = torch.arange(y.shape[1], device=indices.device).view(1, -1, 1)
+    bad = ~inside | (parent(indices.clamp(0, max(npix_out - 1, 0))) != q)
     if not bool(bad.any()):  # the one host sync
         return
     b, q, c = (int(v) for v in bad.nonzero()[0])
-    raise ValueError(f"indices are not the argmax of HealpixMaxPool(p={p}) of this map: index {int(indices[b, q, c])} at "
-                     f"coarse pixel {q} is not one of its children {q * f}..{(q + 1) * f - 1} (indices of a partial-sky "
-                     "pooling, HealpixPartialPool / partial_sky_pool, count the partial map's pixels: unpool them with "
-                     "HealpixPartialUnpool(sampling, p, mode='max'))")
+    i = int(indices[b, q, c])
+    where = f"outside the fine map's {npix_out} pixels" if not 0 <= i < npix_out else "not one of its children"
+    advice = advice(q) if callable(advice) else advice
+    raise ValueError(f"indices are not the argmax of {layer} of this map: index {i} at coarse pixel {q} is {where}"
+                     + (f" {advice}" if advice else ""))
+
+
+def _healpix_argmax(y: torch.Tensor, indices, p: int) -> None:
+    """:func:`_check_argmax` of :class:`HealpixMaxPool`'s indices: coarse pixel q's children are q * 4**p ...
+    (q + 1) * 4**p - 1."""
+    f = 4**p
+    _check_argmax(y, indices, y.shape[1] * f, lambda i: torch.div(i, f, rounding_mode="floor"),
+                  f"HealpixMaxPool(p={p})", lambda q: f"(its children: {q * f}..{(q + 1) * f - 1}; indices of a partial-sky "
+                  "pooling, HealpixPartialPool / partial_sky_pool, count the partial map's pixels: unpool them with "
+                  "HealpixPartialUnpool(sampling, p, mode='max'))")
 
 
 class HealpixMaxPool(nn.Module):
@@ -146,41 +177,48 @@ class HealpixMaxPool(nn.Module):
 
     With ``return_indices`` also returns the argmax as fine-pixel positions (B, P / 4**p, C),
     the input of :class:`HealpixMaxUnpool`.  ``npix`` (optional): the input's pixel count P,
-    checked on every call (the models pass it).
+    checked on every call (the models pass it).  ``check_input``: refuse NaN / inf / UNSEEN values
+    (ValueError, as ChebConv does); one reduction and one host synchronisation per call, 25-50 % of
+    the pooling's own time on one CPU thread: the models, which check their input once, turn it off.
     """
 
-    def __init__(self, p: int = 1, return_indices: bool = False, npix: int | None = None):
+    def __init__(self, p: int = 1, return_indices: bool = False, npix: int | None = None, check_input: bool = True):
         super().__init__()
         self.p, self.return_indices = _check_levels(p), bool(return_indices)
         self.npix = _check_npix(npix, self.p, "HealpixMaxPool")
+        self.check_input = bool(check_input)
 
     def forward(self, x: torch.Tensor):
         check_pixels(x, getattr(self, "npix", None), what="the layer's")  # getattr: layers pickled before npix existed
         _check_count(x.shape[1], self.p, "HealpixMaxPool")
+        _check_values(self, x)
         y, arg = _max_groups(x, 4**self.p)
         return (y, arg) if self.return_indices else y
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, return_indices={self.return_indices}" + (f", npix={self.npix}" if self.npix else "")
+        return (f"p={self.p}, return_indices={self.return_indices}" + (f", npix={self.npix}" if self.npix else "")
+                + _check_repr(self))
 
 
 class HealpixAvgPool(nn.Module):
     """Mean over the 4**p children of each parent (equals ``healpy.ud_grade`` in NESTED order):
     (B, P, C) -> (B, P / 4**p, C), channels last; ``npix`` and the pixel counts P taken as in
-    :class:`HealpixMaxPool`."""
+    :class:`HealpixMaxPool`, and so is ``check_input``."""
 
-    def __init__(self, p: int = 1, npix: int | None = None):
+    def __init__(self, p: int = 1, npix: int | None = None, check_input: bool = True):
         super().__init__()
         self.p = _check_levels(p)
         self.npix = _check_npix(npix, self.p, "HealpixAvgPool")
+        self.check_input = bool(check_input)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_pixels(x, getattr(self, "npix", None), what="the layer's")
         _check_count(x.shape[1], self.p, "HealpixAvgPool")
+        _check_values(self, x)
         return _groups(x, 4**self.p).mean(dim=2)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}" + (f", npix={self.npix}" if self.npix else "")
+        return f"p={self.p}" + (f", npix={self.npix}" if self.npix else "") + _check_repr(self)
 
 
 class HealpixUnpool(nn.Module):
@@ -190,21 +228,22 @@ class HealpixUnpool(nn.Module):
     average pooling up to the factor 4**p.  Any P is right (unlike pooling): the children of
     NESTED-sorted parents, 4**p consecutive per parent, are the fine map of those parents in
     NESTED order, a partial sky's included (the map :class:`HealpixPartialUnpool` gives where its
-    pooling dropped nothing).
+    pooling dropped nothing).  ``check_input`` as in :class:`HealpixMaxPool`.
     """
 
-    def __init__(self, p: int = 1, mode: str = "repeat"):
+    def __init__(self, p: int = 1, mode: str = "repeat", check_input: bool = True):
         super().__init__()
         if mode != "repeat":
             raise ValueError(f"unknown unpool mode {mode!r}; use 'repeat' (or HealpixMaxUnpool)")
-        self.p, self.mode = _check_levels(p), mode
+        self.p, self.mode, self.check_input = _check_levels(p), mode, bool(check_input)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_pixels(x, None)
+        _check_values(self, x)
         return torch.repeat_interleave(x, 4**self.p, dim=1)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode!r}"
+        return f"p={self.p}, mode={self.mode!r}" + _check_repr(self)
 
 
 class HealpixMaxUnpool(nn.Module):
@@ -214,8 +253,9 @@ class HealpixMaxUnpool(nn.Module):
     Indices that are not each value's own children (those of another ``p``, out of range, or a partial-sky
     pooling's, :class:`HealpixPartialPool` / :func:`partial_sky_pool`, which count the partial fine map's pixels:
     unpool those with :class:`HealpixPartialUnpool`) are a ValueError, not a torch index error or a map silently
-    scattered wrong.  That check costs one pass over the indices and one host synchronisation:
-    ``check_input=False`` skips it where a model passes the indices of its own pooling.
+    scattered wrong.  That check, and the values' (NaN / inf / UNSEEN refused, as in :class:`HealpixMaxPool`), cost
+    one pass over the indices and the values and two host synchronisations: ``check_input=False`` skips them where a
+    model passes the indices of its own pooling.
     """
 
     def __init__(self, p: int = 1, check_input: bool = True):
@@ -224,11 +264,12 @@ class HealpixMaxUnpool(nn.Module):
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         if self.check_input:
-            _check_argmax(x, indices, self.p)
+            _check_values(self, x)
+            _healpix_argmax(x, indices, self.p)
         return _scatter_max(x, indices, x.shape[1] * 4**self.p)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}" + _check_repr(self)
 
 
 def partial_sky_pool(sampling: HealpixSampling, p: int = 1, warn: bool = True):
@@ -239,8 +280,7 @@ def partial_sky_pool(sampling: HealpixSampling, p: int = 1, warn: bool = True):
     in the fine map, of those children (grouped by parent).  Warns how many fine pixels
     were dropped (those whose parent is incomplete).
     """
-    if not isinstance(sampling, HealpixSampling):
-        raise ValueError(f"partial-sky pooling needs a HealpixSampling, got {type(sampling).__name__}")
+    check_sampling(sampling, HealpixSampling)
     p = _check_levels(p)
     coarse, keep = sampling.coarsen(p)
     dropped = int((~keep).sum())
@@ -262,8 +302,7 @@ def partial_sky_pool_plan(sampling: HealpixSampling, n_blocks: int, may_pool=Non
     Returns ``(plan, steps)``: ``plan`` one 1 or 0 per block (1s, then 0s); ``steps`` one ``(nside, pixels,
     parents)`` per pooling done: the nside and pixel count before it, the complete parents it keeps (the
     pixels after it; it drops ``pixels - 4 * parents``).  One ``coarsen(1)`` per block (O(pixels))."""
-    if not isinstance(sampling, HealpixSampling):
-        raise ValueError(f"partial-sky pooling needs a HealpixSampling, got {type(sampling).__name__}")
+    check_sampling(sampling, HealpixSampling)
     n_blocks = check_nonnegative_int(n_blocks, "n_blocks")
     plan, steps = [], []
     for block in range(n_blocks):
@@ -287,16 +326,19 @@ class HealpixPartialPool(nn.Module):
 
     Keeps only the parents whose children are all present (see :func:`partial_sky_pool`);
     ``self.coarse`` is the output sampling.  (B, sampling.npix, C) -> (B, coarse.npix, C).
+    ``check_input`` as in :class:`HealpixMaxPool`.
     """
 
-    def __init__(self, sampling: HealpixSampling, p: int = 1, mode: str = "max", return_indices: bool = False):
+    def __init__(self, sampling: HealpixSampling, p: int = 1, mode: str = "max", return_indices: bool = False,
+                 check_input: bool = True):
         super().__init__()
         if mode not in ("max", "avg"):
             raise ValueError(f"unknown pooling mode {mode!r}; use 'max' or 'avg'")
         if return_indices and mode != "max":
             raise ValueError("return_indices needs mode='max'")
         self.p, self.mode, self.return_indices = _check_levels(p), mode, bool(return_indices)
-        self.npix_in = sampling.npix
+        self.check_input = bool(check_input)
+        self.npix_in = check_sampling(sampling, HealpixSampling).npix
         self.coarse, keep = partial_sky_pool(sampling, self.p)
         self.dropped = self.npix_in - keep.size
         self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
@@ -307,6 +349,7 @@ class HealpixPartialPool(nn.Module):
 
     def forward(self, x: torch.Tensor):
         check_pixels(x, self.npix_in, what="the partial-sky sampling's")
+        _check_values(self, x)
         if self.mode == "max" and self.dropped and not self.return_indices and _pool_native.usable(x, self._groups):
             return _pool_native.gather_max(x, self._groups, self._dropped, self._torch_forward)
         return self._torch_forward(x)
@@ -328,22 +371,25 @@ class HealpixPartialPool(nn.Module):
         return (y, self.keep[idx]) if self.dropped else (y, idx)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode!r}, pixels {self.npix_in} -> {self.coarse.npix}, dropped={self.dropped}"
+        return (f"p={self.p}, mode={self.mode!r}, pixels {self.npix_in} -> {self.coarse.npix}, dropped={self.dropped}"
+                + _check_repr(self))
 
 
 class HealpixPartialUnpool(nn.Module):
     """Inverse of :class:`HealpixPartialPool` on the fine ``sampling``: (B, coarse.npix, C) -> (B, sampling.npix, C).
 
     ``mode="repeat"`` copies each parent to its children; ``mode="max"`` takes the indices
-    returned by the max pooling.  Fine pixels that pooling dropped get zeros.
+    returned by the max pooling (positions in the partial fine map; others, out of range included, are a
+    ValueError).  Fine pixels that pooling dropped get zeros.  ``check_input`` as in :class:`HealpixMaxPool`
+    (and :class:`HealpixMaxUnpool`'s for the indices).
     """
 
-    def __init__(self, sampling: HealpixSampling, p: int = 1, mode: str = "repeat"):
+    def __init__(self, sampling: HealpixSampling, p: int = 1, mode: str = "repeat", check_input: bool = True):
         super().__init__()
         if mode not in ("repeat", "max"):
             raise ValueError(f"unknown unpool mode {mode!r}; use 'repeat' or 'max'")
-        self.p, self.mode = _check_levels(p), mode
-        self.npix_out = sampling.npix
+        self.p, self.mode, self.check_input = _check_levels(p), mode, bool(check_input)
+        self.npix_out = check_sampling(sampling, HealpixSampling).npix
         self.coarse, keep = partial_sky_pool(sampling, self.p, warn=False)
         self.dropped = self.npix_out - keep.size
         self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
@@ -352,9 +398,12 @@ class HealpixPartialUnpool(nn.Module):
         check_pixels(x, None)
         if x.shape[1] != self.coarse.npix:
             raise ValueError(f"input has {x.shape[1]} pixels, the coarse sampling has {self.coarse.npix}")
+        _check_values(self, x)
         if self.mode == "max":
             if indices is None:
                 raise ValueError("mode='max' unpooling needs the indices returned by the max pooling")
+            if getattr(self, "check_input", True):
+                _check_argmax(x, indices, self.npix_out, self._parent, f"HealpixPartialPool(p={self.p})")
             return _scatter_max(x, indices, self.npix_out)
         y = torch.repeat_interleave(x, 4**self.p, dim=1)
         if self.dropped == 0:
@@ -362,8 +411,14 @@ class HealpixPartialUnpool(nn.Module):
         out = y.new_zeros(y.shape[0], self.npix_out, y.shape[2])
         return out.index_copy(1, self.keep, y)
 
+    def _parent(self, i: torch.Tensor) -> torch.Tensor:
+        """Coarse pixel of each fine position ``i`` (-1 for a pixel the pooling dropped)."""
+        parent = torch.full((self.npix_out,), -1, dtype=torch.int64, device=i.device)
+        parent[self.keep.to(i.device)] = torch.arange(self.keep.numel(), device=i.device) // 4**self.p
+        return parent[i]
+
     def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode!r}, pixels {self.coarse.npix} -> {self.npix_out}"
+        return f"p={self.p}, mode={self.mode!r}, pixels {self.coarse.npix} -> {self.npix_out}" + _check_repr(self)
 
 
 def _grid_shape(grid) -> tuple[int, int]:
@@ -376,9 +431,11 @@ def _grid_shape(grid) -> tuple[int, int]:
 
 
 class _EquiangularBase(nn.Module):
-    def __init__(self, grid, p: int = 1):
+    """``check_input`` as in :class:`HealpixMaxPool` (and :class:`HealpixMaxUnpool`'s for the indices)."""
+
+    def __init__(self, grid, p: int = 1, check_input: bool = True):
         super().__init__()
-        self.p = _check_levels(p)
+        self.p, self.check_input = _check_levels(p), bool(check_input)
         self.ntheta, self.nphi = _grid_shape(grid)
         f = 2**self.p
         if self.ntheta % f or self.nphi % f:
@@ -390,12 +447,22 @@ class _EquiangularBase(nn.Module):
         B, P, C = x.shape
         if P != self.ntheta * self.nphi:
             raise ValueError(f"input has {P} pixels, the grid {self.ntheta} x {self.nphi} has {self.ntheta * self.nphi}")
+        _check_values(self, x)
         f = 2**self.p
         x = x.reshape(B, self.ntheta // f, f, self.nphi // f, f, C).permute(0, 1, 3, 2, 4, 5)
         return x.reshape(B, self.ntheta // f, self.nphi // f, f * f, C)
 
+    def _coarse(self, x: torch.Tensor) -> None:
+        """ValueError unless x is a map on the coarse grid (ntheta / 2**p, nphi / 2**p), values checked."""
+        check_pixels(x, None)
+        f = 2**self.p
+        nt, nph = self.ntheta // f, self.nphi // f
+        if x.shape[1] != nt * nph:
+            raise ValueError(f"input has {x.shape[1]} pixels, the coarse grid {nt} x {nph} has {nt * nph}")
+        _check_values(self, x)
+
     def extra_repr(self) -> str:
-        return f"grid=({self.ntheta}, {self.nphi}), p={self.p}"
+        return f"grid=({self.ntheta}, {self.nphi}), p={self.p}" + _check_repr(self)
 
 
 class EquiangularMaxPool(_EquiangularBase):
@@ -404,8 +471,8 @@ class EquiangularMaxPool(_EquiangularBase):
     With ``return_indices`` also returns the argmax as fine-pixel positions.
     """
 
-    def __init__(self, grid, p: int = 1, return_indices: bool = False):
-        super().__init__(grid, p)
+    def __init__(self, grid, p: int = 1, return_indices: bool = False, check_input: bool = True):
+        super().__init__(grid, p, check_input)
         self.return_indices = bool(return_indices)
 
     def forward(self, x: torch.Tensor):
@@ -434,18 +501,24 @@ class EquiangularUnpool(_EquiangularBase):
     """Copy each coarse pixel to its 2**p x 2**p block; ``grid`` is the FINE grid."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_pixels(x, None)
+        self._coarse(x)
         f = 2**self.p
         nt, nph = self.ntheta // f, self.nphi // f
-        B, P, C = x.shape
-        if P != nt * nph:
-            raise ValueError(f"input has {P} pixels, the coarse grid {nt} x {nph} has {nt * nph}")
+        B, C = x.shape[0], x.shape[2]
         x = x.reshape(B, nt, 1, nph, 1, C).expand(B, nt, f, nph, f, C)
         return x.reshape(B, self.ntheta * self.nphi, C)
 
 
 class EquiangularMaxUnpool(_EquiangularBase):
-    """Place each value at the fine pixel its max pooling came from; ``grid`` is the FINE grid."""
+    """Place each value at the fine pixel its max pooling came from; ``grid`` is the FINE grid.  Indices that are
+    not :class:`EquiangularMaxPool`'s of this grid and p (out of range, or another block's) are a ValueError."""
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        self._coarse(x)
+        if getattr(self, "check_input", True):
+            f, nphi = 2**self.p, self.nphi
+            _check_argmax(x, indices, self.ntheta * nphi,
+                          lambda i: torch.div(i, nphi * f, rounding_mode="floor") * (nphi // f)
+                          + torch.div(i % nphi, f, rounding_mode="floor"),
+                          f"EquiangularMaxPool(({self.ntheta}, {nphi}), p={self.p})")
         return _scatter_max(x, indices, self.ntheta * self.nphi)

@@ -2,14 +2,14 @@
 
 | module | holds |
 | --- | --- |
-| :mod:`._base` | ``Sampling`` (theta, phi, xyz, weights, rings, cache key) and ``Rings`` (iso-latitude structure for the SHT) |
-| :mod:`.healpix` | ``HealpixSampling`` (NESTED, full or partial sky, parents / children), ``check_nside``, base patches |
+| :mod:`._base` | ``Sampling`` (theta, phi, xyz, weights, rings, cache key), ``Rings`` (SHT rings), ``check_sampling`` |
+| :mod:`.healpix` | ``HealpixSampling`` (NESTED, full or partial sky, parents), ``check_nside``, ``check_mask``, patches |
 | :mod:`.equiangular` | Driscoll-Healy, Gauss-Legendre, McEwen-Wiaux grids and their quadrature weights |
 | :mod:`.so3` | Euler-angle grids on SO(3): SOFT, Gauss-Legendre, McEwen-Wiaux (SO(3)) |
 
 Maps on a sampling are (batch, npix, channels) in its pixel order (docs/conventions.md).
 """
-from ._base import Rings, Sampling
+from ._base import Rings, Sampling, check_sampling
 from .equiangular import (
     DriscollHealySampling,
     EquiangularSampling,
@@ -17,7 +17,7 @@ from .equiangular import (
     McEwenWiauxSampling,
     dh_theta_weights,
 )
-from .healpix import MAX_NSIDE, HealpixSampling, base_patch_indices, check_nside
+from .healpix import MAX_NSIDE, HealpixSampling, base_patch_indices, check_mask, check_nside
 
 # SO(3) Euler-angle grids
 from .so3 import (
@@ -32,8 +32,10 @@ from .so3 import (
 __all__ = [
     "Sampling",
     "Rings",
+    "check_sampling",
     "HealpixSampling",
     "check_nside",
+    "check_mask",
     "base_patch_indices",
     "MAX_NSIDE",
     "EquiangularSampling",

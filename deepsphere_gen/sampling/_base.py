@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Sampling", "Rings"]
+__all__ = ["Sampling", "Rings", "check_sampling"]
 
 
 class _MadeOnFirstRead:
@@ -128,3 +128,21 @@ class Sampling:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.cache_key()}, npix={self.npix})"
+
+
+def check_sampling(sampling, cls: type | None = None, name: str = "sampling"):
+    """``sampling`` unchanged if it is an instance of ``cls`` (default :class:`Sampling`), else ValueError
+    "``name``: expected a <cls>, e.g. HealpixSampling(8), got ..." naming what was given (an nside or an index
+    array, the usual slips, with the call that makes the sampling): the check of every function and layer taking
+    a sampling (was: AttributeError "'int' object has no attribute 'npix'")."""
+    cls = cls or Sampling
+    if isinstance(sampling, cls):
+        return sampling
+    got = type(sampling).__name__
+    if isinstance(sampling, (int, np.integer)) and not isinstance(sampling, bool):
+        got += f" {sampling} (an nside? pass HealpixSampling({sampling}))"
+    elif isinstance(sampling, np.ndarray) or type(sampling).__module__ == "torch":
+        got += " (pixel indices? pass HealpixSampling(nside, indices=...))"
+    elif isinstance(sampling, Sampling):
+        got += f" (this needs a {cls.__name__})"
+    raise ValueError(f"{name}: expected a {cls.__name__}, e.g. HealpixSampling(8), got {got}")

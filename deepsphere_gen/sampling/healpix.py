@@ -9,7 +9,7 @@ from .._validation import check_healpix_order, is_bool
 
 from ._base import Rings, Sampling
 
-__all__ = ["HealpixSampling", "check_nside", "base_patch_indices", "MAX_NSIDE"]
+__all__ = ["HealpixSampling", "check_nside", "check_mask", "base_patch_indices", "MAX_NSIDE"]
 
 MAX_NSIDE = 8192
 
@@ -25,6 +25,44 @@ def check_nside(nside) -> int:
     if n != nside or n < 1 or n > MAX_NSIDE or (n & (n - 1)) != 0:
         raise ValueError(f"nside must be a power of 2 between 1 and {MAX_NSIDE}, got {nside!r}")
     return n
+
+
+#: what a mask holding values other than 0/1 is told (an apodised or ud_graded mask holds fractions)
+MASK_REMEDY = "threshold it, e.g. mask > 0.5 (mask > 0 keeps every pixel it touches)"
+
+
+def check_mask(mask, nside: int | None = None, name: str = "mask", allow_empty: bool = False) -> np.ndarray:
+    """``mask`` as a bool array (12 nside^2,), True = pixel kept: the one check of every mask the package takes
+    (``HealpixSampling(mask=)``, footprints, ``apply_footprint``, ``PseudoCl``, the survey footprint's area and copies).
+
+    Accepted: booleans, or numbers that are exactly 0 or 1 (a healpy 0/1 float map).  ValueError naming ``name``
+    for another shape (``nside`` None: any full HEALPix sky, its nside read from the size), for any other value
+    (0.5, NaN, UNSEEN: the message says to threshold, :data:`MASK_REMEDY`), and, unless ``allow_empty``, for a
+    mask keeping no pixel ("empty footprint").  The pixel order is the caller's: nothing is reordered.
+    Cost: one pass over the mask (a copy unless it is already bool).
+    """
+    mask = np.asarray(mask)
+    if nside is None:
+        npix = mask.size if mask.ndim == 1 else 0
+        n = int(round(np.sqrt(npix / 12)))
+        if n < 1 or 12 * n * n != npix or (n & (n - 1)):
+            raise ValueError(f"{name} must be a full HEALPix sky of 12 nside**2 values (nside a power of 2), "
+                             f"got shape {mask.shape}")
+        nside = n
+    nside = check_nside(nside)
+    if mask.shape != (12 * nside * nside,):
+        raise ValueError(f"{name} must have shape ({12 * nside * nside},) for nside {nside}, got {mask.shape}")
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "iuf":
+            raise ValueError(f"{name} must hold booleans or 0/1 numbers (1 = pixel kept), got dtype {mask.dtype}")
+        odd = (mask != 0) & (mask != 1)
+        if odd.any():
+            raise ValueError(f"{name} must hold booleans or exactly 0/1 (1 = pixel kept), got {int(odd.sum())} "
+                             f"pixel(s) of other values (e.g. {mask[odd][0]:.3g}); {MASK_REMEDY}")
+        mask = mask.astype(bool)
+    if not allow_empty and not mask.any():
+        raise ValueError(f"empty footprint: {name} keeps no pixel")
+    return mask
 
 
 def base_patch_indices(nside: int, level: int, index: int) -> np.ndarray:
@@ -43,18 +81,21 @@ def base_patch_indices(nside: int, level: int, index: int) -> np.ndarray:
 
 
 def _integer_indices(indices) -> np.ndarray:
-    """``indices`` flattened to int64; ValueError for a boolean mask or non-integer values
-    (which a cast would truncate: 2.5 -> 2)."""
+    """``indices`` flattened to int64; ValueError for a boolean mask or any non-integer dtype, floats included
+    (docs/conventions.md: a float array is refused by name, integral or not, as a cast would truncate 2.5 -> 2;
+    the remedy is an integer cast, e.g. ``indices.astype(np.int64)``).  An empty list passes (refused later as
+    a sampling with no pixels)."""
     raw = np.asarray(indices).ravel()
     if raw.dtype == bool:
         raise ValueError("indices is a boolean mask: use mask= (or np.flatnonzero(mask) as indices)")
+    if raw.size == 0:
+        return raw.astype(np.int64)
     if raw.dtype.kind not in "iu":
-        if raw.dtype.kind != "f":
-            raise ValueError(f"indices must be integers, got dtype {raw.dtype}")
-        bad = raw[~np.isfinite(raw) | (raw != np.round(raw))]
-        if bad.size:
-            raise ValueError(f"indices must be integers, got non-integer value(s) {bad[:5].tolist()}"
-                             + (f" and {bad.size - 5} more" if bad.size > 5 else ""))
+        bad = raw[~np.isfinite(raw) | (raw != np.round(raw))] if raw.dtype.kind == "f" else raw
+        raise ValueError(f"indices must be an integer array, got dtype {raw.dtype}"
+                         + (" of whole numbers: cast it, e.g. indices.astype(np.int64)" if not bad.size else
+                            f" with non-integer value(s) {bad[:5].tolist()}"
+                            + (f" and {bad.size - 5} more" if bad.size > 5 else "")))
     return raw.astype(np.int64, copy=False)
 
 
@@ -64,10 +105,10 @@ class HealpixSampling(Sampling):
     Parameters
     ----------
     nside : power of 2.
-    indices : optional sorted nested pixel indices of a partial sky (integers); ``None`` is
-        full sky.
-    mask : optional boolean array of length 12*nside**2 selecting the pixels (alternative to
-        ``indices``), in the pixel order ``order``.
+    indices : optional sorted nested pixel indices of a partial sky, an integer array (a float array is
+        refused, integral or not: cast it); ``None`` is full sky.
+    mask : optional array of length 12*nside**2 selecting the pixels (alternative to ``indices``),
+        booleans or exactly 0/1 (:func:`check_mask`: 0.5 is refused, threshold it), in the pixel order ``order``.
     order : "NESTED" (default) or "RING": the order of ``mask`` (a healpy RING mask is
         converted with ``healpy.reorder(mask, r2n=True)``).  The sampling, its indices and its
         maps are NESTED whatever the mask's order.
@@ -82,12 +123,7 @@ class HealpixSampling(Sampling):
         if indices is not None and mask is not None:
             raise ValueError("give either indices or mask, not both")
         if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != bool or mask.shape != (self.npix_full,):
-                raise ValueError(
-                    f"mask must be a boolean array of length 12*nside**2={self.npix_full} "
-                    f"({order}), got dtype {mask.dtype} shape {mask.shape}"
-                )
+            mask = check_mask(mask, self.nside, allow_empty=True)  # (empty: refused below as no pixels)
             if order == "RING":
                 mask = hp.reorder(mask, r2n=True).astype(bool)
             indices = np.flatnonzero(mask)

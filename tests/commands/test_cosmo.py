@@ -20,6 +20,10 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "power_spectrum" in text and "S8 width graph / power spectrum" in text
     rec = json.loads((tmp_path / "out" / "cosmo.json").read_text())
+    # --quick says it is a smoke test, under the table and in the JSON's config (as massmaps does)
+    from deepsphere_gen.commands.cosmo import QUICK_NOTE
+
+    assert QUICK_NOTE in text and "smoke test" in QUICK_NOTE and rec["config"]["quick"] is True
     methods = {r["method"] for r in rec["records"]}
     assert methods == {"graph", "power_spectrum", "handcrafted"}
     assert rec["cpu"] == cpu_description()  # results depend on the processor

@@ -227,3 +227,55 @@ def test_footprint_refusals_name_their_remedy_and_the_remedy_works(tmp_path):
     for cut, kept in ((0.5, 100), (0.0, 101)):
         hp.write_map(str(apodised), (coarse > cut).astype(np.float64), nest=True, dtype=np.float64, overwrite=True)
         assert read_footprint(apodised, nside).sum() == kept
+
+
+def test_every_mask_entry_point_shares_one_rule():
+    """Booleans or exactly 0/1 everywhere a mask enters (was: HealpixSampling refused 0/1 floats with no remedy,
+    footprint_area_deg2 counted a 0.5 mask as the whole sky (998.76 deg2 of a half-valued footprint), and
+    footprint_copies took it); 0.5 is refused with the threshold remedy by each."""
+    from deepsphere_gen.datasets.pseudo_cl import PseudoCl
+    from deepsphere_gen.datasets.survey_footprint import footprint_area_deg2, footprint_copies
+    from deepsphere_gen.sampling import HealpixSampling
+
+    nside = 16
+    mask = np.zeros(12 * nside**2)
+    mask[5 * nside**2:5 * nside**2 + 40] = 1.0  # a 0/1 float mask in base pixel 5
+    boolean = mask.astype(bool)
+    np.testing.assert_array_equal(HealpixSampling(nside, mask=mask).indices, np.flatnonzero(boolean))
+    assert footprint_area_deg2(mask) == pytest.approx(40 * hp.nside2pixarea(nside, degrees=True))
+    np.testing.assert_array_equal(footprint_copies(mask), footprint_copies(boolean))
+    np.testing.assert_array_equal(apply_footprint(np.zeros((1, mask.size)), mask)[1], np.flatnonzero(boolean))
+    half = mask * 0.5
+    for call in (lambda: HealpixSampling(nside, mask=half), lambda: footprint_area_deg2(half),
+                 lambda: footprint_copies(half), lambda: apply_footprint(np.zeros((1, mask.size)), half),
+                 lambda: PseudoCl(half), lambda: check_mask(half, nside)):
+        with pytest.raises(ValueError, match=r"mask must hold booleans or exactly 0/1 .*e\.g\. 0\.5\); threshold it, "
+                                             r"e\.g\. mask > 0\.5"):
+            call()
+    with pytest.raises(ValueError, match="mask must have shape \\(3072,\\) for nside 16"):
+        HealpixSampling(nside, mask=mask[:-1])
+    with pytest.raises(ValueError, match="full HEALPix sky"):
+        footprint_area_deg2(mask[:-1])
+    assert footprint_area_deg2(np.zeros(12)) == 0.0  # empty: no area (the estimators refuse it)
+
+
+def test_estimators_refuse_missing_values():
+    """One NaN made every PseudoCl band power NaN and its fft_band_powers image NaN, silently."""
+    from deepsphere_gen.datasets.patch_psd import fft_band_powers, fft_ell
+    from deepsphere_gen.datasets.pseudo_cl import PseudoCl
+
+    nside = 8
+    mask = np.zeros(12 * nside**2, bool)
+    mask[: 4 * nside**2] = True
+    est = PseudoCl(mask)
+    values = np.random.default_rng(0).standard_normal((1, int(mask.sum())))
+    assert np.isfinite(est(values)).all()
+    values[0, 7] = np.nan
+    with pytest.raises(ValueError, match="1 UNSEEN/NaN/inf pixel value\\(s\\) lie in the values given to PseudoCl"):
+        est(values)
+    images = np.random.default_rng(1).standard_normal((2, 8, 8))
+    edges = np.unique(fft_ell(8, nside))[[1, 3, -1]]
+    assert np.isfinite(fft_band_powers(images, nside, edges)).all()
+    images[1, 2, 3] = UNSEEN
+    with pytest.raises(ValueError, match="1 UNSEEN/NaN/inf pixel value\\(s\\) lie in the images given to fft_band"):
+        fft_band_powers(images, nside, edges)

@@ -289,3 +289,14 @@ def test_cached_and_fresh_builds_make_no_coordinates(tmp_path, monkeypatch):
     for m in (fresh, cached):
         lap = m.blocks[0][0].conv.laplacian
         assert np.array_equal(lap.values().numpy(), ref.data) and np.array_equal(lap.col_indices().numpy(), ref.indices)
+
+
+def test_describe_gives_the_k_the_graphs_use():
+    """DeepSphereClassifier(1, 1, ...) said k=20 though its 12-pixel graph has 11 neighbours (k is capped at
+    pixels - 1); a network whose coarse level alone is capped says so beside the k asked for."""
+    one = DeepSphereClassifier(1, 1, channels=(4,), pool_levels=0, cache=False)
+    assert "k=11 (k=20 capped at pixels - 1)" in one.describe() and "k=11" in repr(one)
+    two = DeepSphereClassifier(2, 1, channels=(4, 4), pool_levels=(1, 0), cache=False)
+    assert "k=20 (11 at 12 pixels: capped at pixels - 1)" in two.describe()
+    assert ", k=20, " in DeepSphereClassifier(8, 1, channels=(4, 4), cache=False).describe()
+    assert "k=11 (k=20 capped" in SphericalUNet(1, 1, 1, channels=(4,), cache=False).describe()

@@ -26,9 +26,17 @@ def test_backward_and_float64():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(kernel_size=4), "odd"), (dict(image_size=4, channels=(1, 1, 1)), "at least 8"), (dict(n_classes=0), "positive")],
+    [(dict(kernel_size=4), "odd"), (dict(image_size=4, channels=(1, 1, 1)), "at least 8"),
+     (dict(n_classes=0), "n_classes must be a positive integer, got 0"),
+     (dict(n_classes=True), "n_classes must be a positive integer, got True"),
+     (dict(in_channels=True), "in_channels must be a positive integer, got True"),
+     (dict(kernel_size=True), "kernel_size must be a positive integer, got True"),
+     (dict(channels=(16, 0)), "channels must be a non-empty sequence of positive integers"),
+     (dict(image_size=(8, 8, 8)), "image_size must be a positive integer or \\(H, W\\)"),
+     (dict(image_size=2.5), "image_size must be a positive integer, got 2.5")],
 )
 def test_bad_construction(kwargs, match):
+    """(was: a check of its own that took True for a count and a message naming no argument)"""
     with pytest.raises(ValueError, match=match):
         PlanarCNN(**kwargs)
 

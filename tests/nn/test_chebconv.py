@@ -452,3 +452,16 @@ def test_laplacian_object_is_shared_and_converted_once():
     assert c.laplacian is lap.to(torch.float64).matrix
     seq = torch.nn.Sequential(a, b).double()  # one .to() call converts the shared tensor once
     assert seq[0].laplacian is seq[1].laplacian and seq[0].laplacian.dtype == torch.float64
+
+
+def test_a_traced_chebconv_gives_the_eager_output(graph):
+    """torch.jit.trace of a lone ChebConv failed its sanity check: the grad-mode flag handed to the filter was
+    True in the trace and False in the check's rerun."""
+    import warnings
+
+    conv = ChebConv(2, 3, 3, sp.identity(graph.shape[0], format="csr")).eval()
+    x = torch.randn(2, graph.shape[0], 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarning, the deprecation of torch.jit
+        traced = torch.jit.trace(conv, x)
+    torch.testing.assert_close(traced(x), conv(x), rtol=0, atol=0)

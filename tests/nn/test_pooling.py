@@ -256,7 +256,7 @@ def test_partial_max_pool_kernel_is_the_torch_path_bit_for_bit(p, dtype, monkeyp
         pytest.skip("no C compiler: the pooling runs on torch operations")
     nside, B, C = 16, 3, 20
     keep = np.flatnonzero(np.arange(12 * nside**2) % 53 != 7)  # holes: parents dropped at every level
-    pool = HealpixPartialPool(HealpixSampling(nside, indices=keep), p, mode="max")
+    pool = HealpixPartialPool(HealpixSampling(nside, indices=keep), p, mode="max", check_input=False)  # NaN below
     gen = torch.Generator().manual_seed(p)
     x = torch.relu(torch.randn(B, pool.npix_in, C, generator=gen, dtype=dtype))
     x[:, 1::4] = x[:, ::4][:, : x[:, 1::4].shape[1]]  # ties
@@ -355,3 +355,94 @@ def test_equiangular_pool_on_driscoll_healy():
         EquiangularAvgPool((6, 10), p=2)
     with pytest.raises(ValueError, match="pixels"):
         EquiangularAvgPool(s)(torch.randn(1, 100, 1))
+
+
+@pytest.mark.filterwarnings("ignore:partial-sky pooling")
+def test_pooling_layers_refuse_missing_values_unless_told_not_to_check():
+    """NaN / UNSEEN passed through every pooling layer (docs/conventions.md: refused by check_finite, as ChebConv
+    does); ``check_input=False`` (what the models build, checking their input once) passes them through."""
+    from deepsphere_gen._validation import UNSEEN
+    from deepsphere_gen.models.deepsphere import _pool
+
+    s = HealpixSampling(4, indices=np.arange(3, 150))
+    grid = (8, 16)
+    x = torch.randn(2, 192, 3)
+    cases = [(HealpixMaxPool, (1,), x), (HealpixAvgPool, (1,), x), (HealpixUnpool, (1,), x),
+             (HealpixPartialPool, (s, 1), x[:, : s.npix]), (HealpixPartialUnpool, (s, 1), x[:, :36]),
+             (EquiangularMaxPool, (grid, 1), x[:, :128]), (EquiangularAvgPool, (grid, 1), x[:, :128]),
+             (EquiangularUnpool, (grid, 1), x[:, :32])]
+    for layer, args, good in cases:
+        assert torch.isfinite(layer(*args)(good)).all()
+        bad = good.clone()
+        bad[1, 5, 2] = float("nan") if layer is not HealpixAvgPool else UNSEEN
+        with pytest.raises(ValueError, match=rf"^{layer.__name__} input has 1 NaN/inf/UNSEEN value\(s\); mask missing"):
+            layer(*args)(bad)
+        assert "check_input=False" in repr(layer(*args, check_input=False))
+        layer(*args, check_input=False)(bad)  # passes through
+    y, idx = HealpixMaxPool(1, return_indices=True)(x)
+    with pytest.raises(ValueError, match="HealpixMaxUnpool input has 1 NaN"):
+        HealpixMaxUnpool(1)(torch.where(y == y[0, 0, 0], float("nan"), y), idx)
+    assert not _pool(HealpixSampling(4), 1, "max")[0].check_input  # the models check once, at their input
+    assert not _pool(s, 1, "avg")[0].check_input
+
+
+@pytest.mark.filterwarnings("ignore:partial-sky pooling")
+def test_partial_and_equiangular_max_unpool_refuse_foreign_indices():
+    """HealpixPartialUnpool(mode='max') and EquiangularMaxUnpool handed indices out of range (or another block's)
+    went to torch unchecked: an index error, or a silently wrong map; now one ValueError as HealpixMaxUnpool's."""
+    torch.manual_seed(0)
+    s = HealpixSampling(4, indices=np.arange(3, 150))
+    pool, unpool = HealpixPartialPool(s, 1, return_indices=True), HealpixPartialUnpool(s, 1, mode="max")
+    y, idx = pool(torch.randn(2, s.npix, 3))
+    up = unpool(y, idx)
+    assert torch.equal(torch.gather(up, 1, idx), y)
+    with pytest.raises(ValueError, match=r"^indices are not the argmax of HealpixPartialPool\(p=1\) of this map: index "
+                                         rf"{s.npix} at coarse pixel 0 is outside the fine map's {s.npix} pixels$"):
+        unpool(y, torch.where(idx == idx[0, 0, 0], s.npix, idx))
+    with pytest.raises(ValueError, match=r"index 0 at coarse pixel 1 is not one of its children$"):
+        unpool(y, torch.where(idx == idx[0, 1, 0], 0, idx))  # position 0 of the map: a dropped pixel's
+    assert torch.equal(HealpixPartialUnpool(s, 1, mode="max", check_input=False)(y, idx), up)
+    grid = (8, 16)
+    y, idx = EquiangularMaxPool(grid, 1, return_indices=True)(torch.randn(2, 128, 3))
+    up = EquiangularMaxUnpool(grid, 1)(y, idx)
+    assert torch.equal(torch.gather(up, 1, idx), y)
+    with pytest.raises(ValueError, match=r"argmax of EquiangularMaxPool\(\(8, 16\), p=1\) of this map: index 128 at "
+                                         r"coarse pixel 0 is outside the fine map's 128 pixels$"):
+        EquiangularMaxUnpool(grid, 1)(y, torch.where(idx == idx[0, 0, 0], 128, idx))
+    with pytest.raises(ValueError, match=r"index 2 at coarse pixel 0 is not one of its children$"):
+        EquiangularMaxUnpool(grid, 1)(y, torch.where(idx == idx[0, 0, 0], 2, idx))  # block 1's pixel
+
+
+def test_a_traced_classifier_gives_the_eager_output():
+    """torch.jit.trace of a DeepSphereClassifier failed: AttributeError 'Tensor' object has no attribute
+    'bit_length' (the pooling's pixel count is a tensor under tracing), then the trace's sanity check (graphs
+    differing across invocations: ChebConv's grad-mode flag, the pooling's value names); the traced module
+    gives the eager output, for another batch size too."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = DeepSphereClassifier(8, 1, channels=(8, 8)).eval()
+    x = torch.randn(2, 768, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarning, the deprecation of torch.jit
+        traced = torch.jit.trace(model, x)  # check_trace on (the default)
+    for batch in (x, torch.randn(3, 768, 1)):
+        torch.testing.assert_close(traced(batch), model(batch), rtol=0, atol=0)
+
+
+def test_an_nside_or_indices_given_for_a_sampling_is_named():
+    """build_graph(8, k=8) and HealpixPartialPool(<index array>) failed with AttributeError "'int' object has
+    no attribute 'npix'": one ValueError from one helper (sampling.check_sampling) naming what to pass."""
+    from deepsphere_gen.graph import build_graph, knn_graph
+
+    for call, match in [(lambda: build_graph(8, k=8), r"^sampling: expected a Sampling, e\.g\. HealpixSampling\(8\), "
+                                                      r"got int 8 \(an nside\? pass HealpixSampling\(8\)\)$"),
+                        (lambda: knn_graph(16), "expected a Sampling, e.g. HealpixSampling"),
+                        (lambda: HealpixPartialPool(np.arange(10)), r"expected a HealpixSampling, e\.g\. HealpixSampling"
+                                                                    r"\(8\), got ndarray \(pixel indices\? pass "
+                                                                    r"HealpixSampling\(nside, indices=\.\.\.\)\)$"),
+                        (lambda: HealpixPartialUnpool(4), "got int 4"),
+                        (lambda: HealpixPartialPool(DriscollHealySampling(4)), "got DriscollHealySampling \\(this needs "
+                                                                               "a HealpixSampling\\)")]:
+        with pytest.raises(ValueError, match=match):
+            call()

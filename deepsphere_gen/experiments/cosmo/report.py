@@ -97,10 +97,13 @@ def _degree_cell(rec: dict) -> str:
     return "{},{} / {:.2f},{:.2f}".format(*c["model"]["degree"], *c["scales_at_fiducial"])
 
 
-def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None) -> Path:
+def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | None = None,
+               quick: bool = False) -> Path:
     """JSON {"config", "cpu" (the processor: trained networks are bit-identical only on one
     processor type), "records", "summary", **extra} (predictions left out), written atomically;
-    through :func:`~deepsphere_gen._io.plain_json`: ``--ngal inf`` is recorded as ``"ngal": "inf"``, a NaN as null."""
-    payload = {"config": asdict(config), "cpu": cpu_description(),
+    through :func:`~deepsphere_gen._io.plain_json`: ``--ngal inf`` is recorded as ``"ngal": "inf"``, a NaN as null.
+    The config's fields are those of ``config`` and ``quick``: whether the run was ``--quick``'s smoke test (no
+    config field: the settings it stands for are the others)."""
+    payload = {"config": dict(asdict(config), quick=bool(quick)), "cpu": cpu_description(),
                "records": result["records"], "summary": result["summary"], **(extra or {})}
     return atomic_write_json(path, plain_json(payload, infinity=True))
