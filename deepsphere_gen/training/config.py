@@ -36,7 +36,8 @@ class TrainConfig:
     of all steps, then cosine decay to 0 at the last step of epoch ``epochs``);
     keep_best: None (default: the model ends with the last epoch's weights), "val_loss"
     (regression: the epoch of lowest validation loss) or "val_accuracy" (classification:
-    highest validation accuracy; the earliest epoch wins ties): :func:`fit` ends with that
+    highest validation accuracy; the earliest epoch wins ties; :func:`fit` refuses it before
+    training where the task is not a classification): :func:`fit` ends with that
     epoch's weights and stores them in every checkpoint (``state["best"]``), so a resumed
     run keeps the same choice.  Needs a validation set.
     """
