@@ -490,6 +490,20 @@ def test_bad_settings():
         fit(_model(), bad, _cfg(), log=None)
 
 
+@pytest.mark.parametrize("device, match", [
+    ("gpu", "^unknown device 'gpu'; valid devices here: cpu$"),
+    ("cuda", "^device 'cuda' requested but CUDA is not available on this machine; valid devices here: cpu$"),
+    ("cuda:3", "^device 'cuda:3' requested but CUDA is not available"),
+])
+def test_train_config_refuses_a_device_this_machine_lacks(monkeypatch, device, match):
+    """The commands' device check, when the settings are made (was: torch's list of device types from fit,
+    "Expected one of cpu, cuda, ipu, ..."); CUDA is hidden, so the case is the same on any machine."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(device=device)
+    assert TrainConfig(device="cpu").device == "cpu" and TrainConfig().device is None
+
+
 def test_single_process_context():
     ctx = distributed_context("cpu")
     assert (ctx.rank, ctx.world_size, ctx.distributed, ctx.is_main) == (0, 1, False, True)
