@@ -276,6 +276,15 @@ def test_bad_checkpoint_files_one_line_errors(tmp_path, content, match):
     assert str(path) in msg and "\n" not in msg and "weights_only" not in msg
 
 
+@pytest.mark.parametrize("location", ["cuda", "gpu", "cuda:3"])
+def test_load_checkpoint_to_a_device_this_machine_lacks_names_the_device(tmp_path, monkeypatch, location):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same case on any machine
+    path = save_checkpoint(tmp_path / "c.pt", {"model": _model().state_dict(), "epoch": 1})
+    with pytest.raises(ValueError, match=f"^map_location: .*device {location!r}.*; valid devices here: cpu$") as err:
+        load_checkpoint(path, map_location=location)
+    assert not isinstance(err.value, CheckpointError)  # the file is fine (was: "checkpoint ... is damaged")
+
+
 def test_load_model_state_names_the_problem(tmp_path):
     path = tmp_path / "c.pt"
     with pytest.raises(CheckpointError, match="empty state dict"):
