@@ -146,12 +146,14 @@ def array_crc32(array, start: int = 0) -> int:
 
 
 def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueError):
-    """``torch.load(path, weights_only=True)``, or ``error`` (a ValueError subclass) with a one-line
+    """``torch.load(path, map_location, weights_only=True)``, or ``error`` (a ValueError subclass) with a one-line
     message naming the file and the problem: no file, an empty file, a file that is not a
-    ``torch.save`` archive (text, a zip of something else such as an ``.npz``, anything else), one holding objects other than tensors and plain
-    containers (refused, never unpickled), a damaged or truncated archive.  The one reader of
-    training checkpoints and saved models (torch is imported here, not at the top: the commands'
-    ``--help`` uses this module without torch)."""
+    ``torch.save`` archive (text, a zip of something else such as an ``.npz``, anything else), one holding objects
+    other than tensors and plain containers (refused, never unpickled), a damaged or truncated archive; any other
+    failure of an intact archive keeps torch's message ("cannot be loaded (RuntimeError: ...)"), so a
+    ``map_location`` this machine lacks is never called damage (the callers check it first:
+    :func:`deepsphere_gen._devices.check_map_location`).  The one reader of training checkpoints and saved
+    models (torch is imported here, not at the top: the commands' ``--help`` uses this module without torch)."""
     import torch
 
     path = Path(path)
@@ -170,7 +172,19 @@ def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueErro
         problem = _archive_problem(path)
         if problem is None:
             raise error(f"{path} is not a PyTorch checkpoint (not a torch.save file)") from None
+        if problem == "damaged" and not _reading_failed(exc):  # the archive is intact: not its fault
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise error(f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {first})") from None
         raise error(f"checkpoint {path} is {problem} ({type(exc).__name__})") from None
+
+
+def _reading_failed(exc: Exception) -> bool:
+    """Whether ``torch.load``'s exception ``exc`` comes from reading the archive (a record missing or unreadable:
+    torch's zip reader raises RuntimeError "PytorchStreamReader failed ..."; EOFError, KeyError for a short or
+    incomplete pickle), not from what was asked of the contents (a device, memory)."""
+    import zipfile
+
+    return isinstance(exc, (EOFError, KeyError, zipfile.BadZipFile)) or "PytorchStreamReader" in str(exc)
 
 
 def _archive_problem(path) -> str | None:

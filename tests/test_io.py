@@ -176,3 +176,39 @@ def test_plain_json_spells_out_what_strict_json_lacks():
     assert plain_json({"p": object}, unknown=str) == {"p": str(object)}
     with pytest.raises(ValueError, match="JSON-serialisable"):
         plain_json({"p": object}, unknown=None)
+
+
+def test_load_torch_file_keeps_the_message_of_a_failure_that_is_not_the_archives(tmp_path):
+    """An intact archive whose loading fails for another reason (here the map_location raising, as a device
+    out of memory would) is not called damaged: torch's message is kept (was "is damaged (RuntimeError)")."""
+    import torch
+
+    from deepsphere_gen._io import load_torch_file
+
+    path = tmp_path / "c.pt"
+    torch.save({"w": torch.zeros(3)}, path)
+
+    def out_of_memory(storage, location):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nsecond line")
+
+    with pytest.raises(ValueError) as err:
+        load_torch_file(path, out_of_memory)
+    assert str(err.value) == f"checkpoint {path} cannot be loaded (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB)"
+    assert torch.equal(load_torch_file(path)["w"], torch.zeros(3))  # the archive is intact
+
+
+@pytest.mark.parametrize("location, match", [
+    ("gpu", "^map_location: unknown device 'gpu'; valid devices here: cpu$"),
+    ("cuda", "^map_location: device 'cuda' requested but CUDA is not available on this machine; valid devices here: cpu$"),
+    ("cuda:3", "^map_location: device 'cuda:3' requested but CUDA is not available"),
+])
+def test_check_map_location_names_the_argument_and_the_valid_devices(monkeypatch, location, match):
+    import torch
+
+    from deepsphere_gen._devices import check_map_location
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same case on any machine
+    with pytest.raises(ValueError, match=match):
+        check_map_location(location)
+    for ok in ("cpu", torch.device("cpu"), None, {"cuda:0": "cpu"}, lambda storage, location: storage):
+        assert check_map_location(ok) is ok  # dicts and callables pass as they are

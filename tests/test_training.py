@@ -276,6 +276,15 @@ def test_bad_checkpoint_files_one_line_errors(tmp_path, content, match):
     assert str(path) in msg and "\n" not in msg and "weights_only" not in msg
 
 
+@pytest.mark.parametrize("location", ["cuda", "gpu", "cuda:3"])
+def test_load_checkpoint_to_a_device_this_machine_lacks_names_the_device(tmp_path, monkeypatch, location):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same case on any machine
+    path = save_checkpoint(tmp_path / "c.pt", {"model": _model().state_dict(), "epoch": 1})
+    with pytest.raises(ValueError, match=f"^map_location: .*device {location!r}.*; valid devices here: cpu$") as err:
+        load_checkpoint(path, map_location=location)
+    assert not isinstance(err.value, CheckpointError)  # the file is fine (was: "checkpoint ... is damaged")
+
+
 def test_load_model_state_names_the_problem(tmp_path):
     path = tmp_path / "c.pt"
     with pytest.raises(CheckpointError, match="empty state dict"):
@@ -375,6 +384,76 @@ def test_evaluate_counts():
     assert (res["predictions"] == 0).all()
 
 
+def _multi_output(n=10, outputs=4, seed=0):
+    """A regression set with 4 outputs per sample, and a fixed linear model for it."""
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, 6, 1, generator=g, dtype=torch.float64), torch.randn(n, outputs, generator=g, dtype=torch.float64)
+    torch.manual_seed(seed)
+    return TensorDataset(x, y), nn.Sequential(nn.Flatten(), nn.Linear(6, outputs)).double()
+
+
+def test_evaluate_loss_is_the_mean_loss_of_multi_output_and_custom_losses():
+    """The validation loss is on the training loss's scale: mse_loss of 4 outputs was reported as the sum over
+    the outputs (4x the mean MSE, from reduction="sum"), and a loss without a ``reduction`` keyword failed."""
+    data, model = _multi_output()
+    with torch.no_grad():
+        out = model(data.tensors[0]).numpy()
+    mean_mse = float(((out - data.tensors[1].numpy()) ** 2).mean())  # by hand: over samples and outputs
+    for loss_fn in (nn.functional.mse_loss, lambda o, y: ((o - y) ** 2).mean()):
+        res = evaluate(model, data, batch_size=3, loss_fn=loss_fn)  # batches of 3, 3, 3, 1
+        assert res["loss"] == pytest.approx(mean_mse, rel=1e-12) and res["n"] == 10
+    # per-pixel outputs (B, npix, channels): the mean over pixels too, not their sum
+    seg = nn.Conv1d(6, 6, 1).double()
+    x = torch.randn(5, 6, 7, dtype=torch.float64)
+    with torch.no_grad():
+        expected = float(((seg(x) - x) ** 2).mean())
+    assert evaluate(seg, TensorDataset(x, x), batch_size=2, loss_fn=nn.functional.mse_loss)["loss"] == \
+        pytest.approx(expected, rel=1e-12)
+
+
+class _Frozen(nn.Module):
+    """A fixed linear map plus a parameter that has no effect (zero gradient, no weight decay): training
+    leaves the outputs unchanged, so the training loss of an epoch equals the loss of the same set."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.unused = net.requires_grad_(False), nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x):
+        return self.net(x) + 0 * self.unused
+
+
+def test_train_and_validation_loss_agree_on_the_same_set():
+    data, model = _multi_output(n=12)
+    loss_fn = lambda o, y: ((o - y) ** 2).mean()  # noqa: E731  (no reduction keyword)
+    hist = fit(_Frozen(model), data, _cfg(epochs=2, batch_size=4), val_set=data, loss_fn=loss_fn, log=None)
+    with torch.no_grad():
+        direct = float(nn.functional.mse_loss(model(data.tensors[0]), data.tensors[1]))
+    for rec in hist:
+        assert rec["train_loss"] == pytest.approx(direct, rel=1e-12)
+        assert rec["val_loss"] == pytest.approx(direct, rel=1e-12)  # was 4x: the sum over the 4 outputs
+
+
+def test_accuracy_is_none_unless_classification():
+    data, model = _multi_output()
+    assert evaluate(model, data, loss_fn=nn.functional.mse_loss)["accuracy"] is None  # was 0.0
+    hist = fit(_line(), _toward(), _reg_cfg(epochs=2), val_set=_toward(0.35), loss_fn=nn.functional.mse_loss, log=None)
+    assert all(r["train_accuracy"] is None and r["val_accuracy"] is None for r in hist)
+    assert '"val_accuracy": null' in json.dumps(hist[0])
+    cls = fit(_model(), _data(), _cfg(epochs=1), val_set=_data(seed=1), log=None)[0]
+    assert 0 <= cls["train_accuracy"] <= 1 and 0 <= cls["val_accuracy"] <= 1
+
+
+def test_keep_best_accuracy_of_a_regression_is_refused_before_training():
+    lines, m = [], _line()
+    with pytest.raises(ValueError, match=r"^keep_best='val_accuracy' needs a classification .* outputs \(1, 1\) "
+                                         r"for torch.float32 targets \(1, 1\).*: use keep_best='val_loss'$"):
+        fit(m, _toward(), _reg_cfg(keep_best="val_accuracy"), val_set=_toward(0.35), loss_fn=nn.functional.mse_loss,
+            log=lines.append)  # was: trained, then "kept epoch 1 of 6 (val accuracy 0.0000)"
+    assert lines == [] and float(m.bias.detach()) == 0.0  # nothing trained
+    assert m.training  # the one forward pass that decided left the mode as it was
+
+
 def test_batch_outputs_in_dataset_order_in_eval_mode():
     data = _data(n=10)
     model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(6, 2))
@@ -418,6 +497,20 @@ def test_bad_settings():
     bad = TensorDataset(torch.full((8, 6, 1), float("nan")), torch.zeros(8, dtype=torch.long))
     with pytest.raises(ValueError, match="non-finite"):
         fit(_model(), bad, _cfg(), log=None)
+
+
+@pytest.mark.parametrize("device, match", [
+    ("gpu", "^unknown device 'gpu'; valid devices here: cpu$"),
+    ("cuda", "^device 'cuda' requested but CUDA is not available on this machine; valid devices here: cpu$"),
+    ("cuda:3", "^device 'cuda:3' requested but CUDA is not available"),
+])
+def test_train_config_refuses_a_device_this_machine_lacks(monkeypatch, device, match):
+    """The commands' device check, when the settings are made (was: torch's list of device types from fit,
+    "Expected one of cpu, cuda, ipu, ..."); CUDA is hidden, so the case is the same on any machine."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(device=device)
+    assert TrainConfig(device="cpu").device == "cpu" and TrainConfig().device is None
 
 
 def test_single_process_context():

@@ -12,40 +12,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .._devices import check_device, valid_devices  # re-exported: the commands' device check
+
 __all__ = ["valid_devices", "check_device", "check_writable_dir", "check_output_file", "check_seed", "figure_formats",
            "check_free_space", "check_step_paths", "check_k", "check_footprint_groups", "footprint_pooling_notes"]
-
-
-def valid_devices() -> list[str]:
-    """Devices torch can use on this machine: cpu, then cuda, cuda:0 ... when CUDA is present, mps."""
-    import torch
-
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        out.append("mps")
-    return out
-
-
-def check_device(name: str | None) -> str | None:
-    """``name`` if torch can run on it here (None: automatic), else ValueError listing the valid ones."""
-    if name is None:
-        return None
-    import torch
-
-    valid = valid_devices()
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"unknown device {name!r}; valid devices here: {', '.join(valid)}") from None
-    if dev.type == "cpu" or str(dev) in valid:
-        return name
-    what = "CUDA" if dev.type == "cuda" else dev.type
-    missing = f"{name!r} is not present" if dev.type == "cuda" and torch.cuda.is_available() else \
-        f"{name!r} requested but {what} is not available on this machine"
-    raise ValueError(f"device {missing}; valid devices here: {', '.join(valid)}")
 
 
 def check_writable_dir(path, option: str) -> Path:

@@ -30,6 +30,7 @@ from collections import OrderedDict
 
 import torch
 
+from .._devices import check_device
 from .._validation import check_dtype, check_finite, check_nonnegative_int
 from ._sht_ducc import DuccEngine
 from ._sht_geometry import RingGeometry, max_bandlimit
@@ -63,7 +64,8 @@ class _Transform(torch.nn.Module):
         analysis, quadrature weights or an exact theta rule.
     L : bandlimit (exclusive); at most ``sampling.max_bandlimit``.
     dtype, device : of the accepted tensors (``.to()`` changes them); dtype torch.float32 or
-        torch.float64 (ValueError otherwise).
+        torch.float64 (ValueError otherwise); a device this machine lacks is refused here,
+        listing the valid ones.
     order : "NESTED" (maps in the sampling's own pixel order; HEALPix: NESTED) or "RING"
         (maps already ring-major: HEALPix RING order).
     engine : None (by device, :data:`ENGINE_FOR_DEVICE`), "ducc0" (CPU only) or "torch".
@@ -84,6 +86,7 @@ class _Transform(torch.nn.Module):
             raise ValueError(f"the SHT computes in {' or '.join(map(str, DTYPES))}, got dtype={dtype}")
         if engine is not None and engine not in _ENGINES:
             raise ValueError(f"engine must be None or one of {sorted(_ENGINES)}, got {engine!r}")
+        check_device(device)
         self.geometry = RingGeometry.from_sampling(sampling, L, order)
         self.sampling, self.L, self.npix, self.order = sampling, self.geometry.L, self.geometry.npix, str(order).upper()
         self.engine, self.check_input, self.block_bytes = engine, bool(check_input), int(block_bytes)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._devices import check_map_location
 from .._io import atomic_write, load_torch_file, load_weights
 
 __all__ = ["ModelSpec", "specified", "build_model", "save_model", "load_model", "SPEC_VERSION"]
@@ -189,21 +190,43 @@ def build_model(spec, **overrides) -> torch.nn.Module:
 
 def save_model(path, model: torch.nn.Module, **extra) -> Path:
     """Write ``{"spec": model.spec.to_dict(), "state_dict": ..., **extra}`` to ``path`` atomically
-    (``torch.save``); :func:`load_model` rebuilds the model from it."""
+    (``torch.save``); :func:`load_model` rebuilds the model from it, in the dtype of the weights saved
+    (a model cast with ``.double()`` comes back in float64).  Only models with a spec can be saved (those
+    of :mod:`deepsphere_gen.models`, or built by :func:`build_model`); another module is a TypeError (save
+    its ``state_dict()`` with ``torch.save`` instead)."""
+    if not isinstance(getattr(type(model), "spec", None), property):
+        raise TypeError(f"save_model saves the models of deepsphere_gen.models (built by their classes or by "
+                        f"build_model: they have a .spec), not a {type(model).__name__}; save its weights with "
+                        "torch.save(model.state_dict(), path) instead")
     state = {"spec": model.spec.to_dict(), "state_dict": model.state_dict(), **extra}
     return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
+def _weights_dtype(model: torch.nn.Module, weights: dict) -> torch.dtype | None:
+    """The one floating dtype of the parameters in ``weights`` (a state dict of ``model``), where the model
+    built from the spec has them in another (saved after ``.double()`` / ``.float()``); else None."""
+    names = dict(model.named_parameters())
+    saved = {w.dtype for k, w in weights.items() if k in names and isinstance(w, torch.Tensor) and w.is_floating_point()}
+    built = {p.dtype for p in names.values() if p.is_floating_point()}
+    return saved.pop() if len(saved) == 1 and saved != built else None
+
+
 def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     """The model saved by :func:`save_model`: rebuilt from its spec (``overrides`` as in
-    :meth:`ModelSpec.build`), then its weights loaded (``weights_only=True``); in eval mode.
+    :meth:`ModelSpec.build`), cast to the dtype of the saved parameters where the spec builds
+    another (a model saved after ``.double()``; files of any version), then its weights loaded
+    (``weights_only=True``); in eval mode.
     A missing, empty, damaged or foreign file (text, a pickle of other objects) is a one-line
-    ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``); so are weights
+    ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``), and so is a
+    ``map_location`` device this machine lacks, before the file is read (``_devices.check_map_location``); so are weights
     that do not fit the model the spec builds (an edited spec, missing, extra or reshaped entries:
     the training checkpoints' check, ``_io.load_weights``)."""
-    state = load_torch_file(path, map_location)
+    state = load_torch_file(path, check_map_location(map_location))
     if not isinstance(state, dict) or "spec" not in state or not isinstance(state.get("state_dict"), dict):
         raise ValueError(f"{path} is not a model checkpoint of save_model (no 'spec' / 'state_dict')")
     model = build_model(state["spec"], **overrides)
+    dtype = _weights_dtype(model, state["state_dict"])
+    if dtype is not None:
+        model.to(dtype)
     load_weights(model, state["state_dict"], path, network="the network its spec builds")
     return model.eval()

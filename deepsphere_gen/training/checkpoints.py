@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._devices import check_map_location
 from .._fingerprint import differing_fields, field_value
 from .._io import atomic_write, interrupts_deferred, load_torch_file, load_weights
 from .config import TrainConfig
@@ -41,9 +42,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     Raises :class:`CheckpointError` (one line: file and problem) for a missing or empty
     file, a file that is not a ``torch.save`` archive (text, anything else), one holding
     objects other than tensors and plain containers (refused, never unpickled), or one
-    whose content is not a dict.
+    whose content is not a dict.  A ``map_location`` device this machine lacks is a ValueError
+    naming it and the valid devices, before the file is read (:func:`deepsphere_gen._devices.check_map_location`).
     """
-    state = load_torch_file(path, map_location, CheckpointError)
+    state = load_torch_file(path, check_map_location(map_location), CheckpointError)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict of training state")
     return state

@@ -7,6 +7,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
+from .._devices import check_device
 from .._validation import check_nonnegative_int, check_positive_int
 
 #: learning-rate schedules of :func:`learning_rate`
@@ -24,7 +25,8 @@ class TrainConfig:
     epochs: total epochs (a resumed run continues up to this number); batch_size: global
     batch (divisible by the number of processes); lr, weight_decay: Adam(W) settings;
     seed: seeds data order, initial RNG and per-epoch RNG; device: None = CUDA when
-    present (``cuda:LOCAL_RANK`` under torchrun), else CPU; checkpoint: file written after
+    present (``cuda:LOCAL_RANK`` under torchrun), else CPU (a device this machine lacks, or a
+    name torch does not know, is refused here, listing the valid ones); checkpoint: file written after
     every epoch and resumed from when present (None: no checkpoint); resume: False
     ignores an existing checkpoint (it is overwritten); progress: tqdm bars (rank 0 only);
     desc: label of bars and log lines; num_workers: DataLoader workers;
@@ -36,7 +38,8 @@ class TrainConfig:
     of all steps, then cosine decay to 0 at the last step of epoch ``epochs``);
     keep_best: None (default: the model ends with the last epoch's weights), "val_loss"
     (regression: the epoch of lowest validation loss) or "val_accuracy" (classification:
-    highest validation accuracy; the earliest epoch wins ties): :func:`fit` ends with that
+    highest validation accuracy; the earliest epoch wins ties; :func:`fit` refuses it before
+    training where the task is not a classification): :func:`fit` ends with that
     epoch's weights and stores them in every checkpoint (``state["best"]``), so a resumed
     run keeps the same choice.  Needs a validation set.
     """
@@ -61,6 +64,7 @@ class TrainConfig:
     def __post_init__(self):
         self.epochs = check_nonnegative_int(self.epochs, "epochs")
         self.batch_size = check_positive_int(self.batch_size, "batch_size")
+        self.device = check_device(self.device)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):

@@ -1,5 +1,6 @@
 """Evaluation of a trained model: outputs batch by batch (:func:`batch_outputs`, sharded over
-processes) and mean loss and accuracy (:func:`evaluate`)."""
+processes) and mean loss and accuracy (:func:`evaluate`; accuracy only for a classification,
+:func:`is_classification`)."""
 from __future__ import annotations
 
 from typing import Callable, Iterator
@@ -37,28 +38,53 @@ def batch_outputs(model: nn.Module, dataset: Dataset, batch_size: int = 64,
         model.train(was_training)
 
 
+def is_classification(out: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether a batch is a classification: outputs (B, classes) and integer targets (B,).  Only then
+    are accuracies computed (:func:`evaluate`, :func:`~deepsphere_gen.training.fit`); else they are None."""
+    return out.dim() == 2 and y.dim() == 1 and not y.is_floating_point()
+
+
+def first_sample_outputs(model: nn.Module, dataset: Dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(output, target)`` of ``model`` in eval mode for the first sample of ``dataset`` (a batch of one on
+    ``device``; one forward pass, the model's mode restored): what :func:`is_classification` decides on
+    before any training."""
+    ((out, y),) = batch_outputs(model, Subset(dataset, [0]), 1, DistContext(0, 1, 0, torch.device(device)))
+    return out, y
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: DistContext | None = None,
              loss_fn: Callable = nn.functional.cross_entropy, return_predictions: bool = False) -> dict:
     """Mean loss and accuracy of ``model`` on ``dataset`` (:func:`batch_outputs`: sharded over
     processes, summed).
 
-    Returns ``{"loss", "accuracy", "n"}``; with ``return_predictions`` also
-    ``"predictions"``: argmax classes in dataset order (single process only).
+    ``loss_fn(out, y)``: any callable returning the MEAN loss of a batch as a scalar (the loss
+    :func:`~deepsphere_gen.training.fit` trains with); the result is its sample-weighted mean over
+    batches (sum of loss x batch size / n), so it is on the training loss's scale (for ``mse_loss``:
+    the mean over samples and outputs; for a per-pixel loss: the mean over pixels too) and equals
+    ``loss_fn`` of the whole set for a per-sample mean loss.
+
+    Returns ``{"loss", "accuracy", "n"}``: accuracy is the fraction of correct argmax classes for a
+    classification (:func:`is_classification`), None otherwise (regression, per-pixel outputs); with
+    ``return_predictions`` also ``"predictions"``: argmax classes in dataset order (single process only;
+    empty when not a classification).
     """
     ctx = ctx or distributed_context()
-    loss_sum, correct, count, preds = 0.0, 0.0, 0.0, []
+    loss_sum, correct, count, preds, classify = 0.0, 0.0, 0.0, [], None
     for out, y in batch_outputs(model, dataset, batch_size, ctx):
-        loss_sum += float(loss_fn(out, y, reduction="sum"))
-        if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+        loss_sum += float(loss_fn(out, y)) * len(y)
+        if classify is None:
+            classify = is_classification(out, y)
+        if classify:
             p = out.argmax(-1)
             correct += float((p == y).sum())
             preds.append(p.cpu())
         count += len(y)
-    loss_sum, correct, count = all_sum([loss_sum, correct, count], ctx)
+    # classified: on any process (one whose shard is empty saw no batch)
+    loss_sum, correct, count, classified = all_sum([loss_sum, correct, count, float(bool(classify))], ctx)
     if count == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    out = {"loss": loss_sum / count, "accuracy": correct / count, "n": int(count)}
+    out = {"loss": loss_sum / count, "accuracy": correct / count if classified else None, "n": int(count)}
     if return_predictions:
         if ctx.distributed:
             raise ValueError("return_predictions needs a single process")

@@ -17,7 +17,7 @@ from .batchnorm import evenly_spaced, recalibrate_batchnorm
 from .checkpoints import check_resumable, load_checkpoint, load_model_state, save_checkpoint, saved_epoch
 from .config import KEEP_BEST, TrainConfig, learning_rate, plain_settings
 from .distributed import DistContext, all_sum, distributed_context
-from .evaluation import batch_to_device, evaluate
+from .evaluation import batch_to_device, evaluate, first_sample_outputs, is_classification
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -47,16 +47,23 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
         ctx: DistContext | None = None, meta: dict | None = None) -> list[dict]:
     """Train ``model`` in place with Adam(W); returns the history, one dict per epoch.
 
+    ``loss_fn(out, y)``: the MEAN loss of a batch as a scalar (any callable; validation takes its
+    sample-weighted mean over batches, :func:`evaluate`, so ``val_loss`` and ``train_loss`` are on one scale).
+
     Each record: ``epoch`` (1-based), ``train_loss``, ``train_accuracy`` (running, over
     the epoch's batches), ``val_loss``/``val_accuracy`` (when ``val_set`` is given),
-    ``seconds``, ``step_losses`` (global mean loss of every step).  Records of epochs
+    ``seconds``, ``step_losses`` (global mean loss of every step).  Accuracies are None (JSON
+    null) unless the task is a classification (outputs (B, classes) and integer targets (B,):
+    :func:`~deepsphere_gen.training.evaluation.is_classification`).  Records of epochs
     restored from a checkpoint are included.  After every epoch the BatchNorm statistics
     are recalibrated on the training set (``config.recalibrate_bn``), so validation,
     checkpoints and the returned model use statistics of the final weights.  ``log`` receives
     one line per epoch (rank 0): training loss, and validation loss; accuracies only for
-    classification (outputs (B, classes) and integer targets (B,)).
+    classification.
 
-    ``config.keep_best`` ("val_loss" / "val_accuracy"): every record also holds ``best_epoch``
+    ``config.keep_best`` ("val_loss" / "val_accuracy"; "val_accuracy" on a task that is not a
+    classification is refused before training: one forward pass of the first training sample decides):
+    every record also holds ``best_epoch``
     (the best epoch so far), the checkpoint holds ``"best"`` = {"epoch", "key", "value",
     "model"} besides the last epoch's weights and optimizer (so resuming continues the last
     epoch and keeps the best one), and the model ends with the best epoch's weights
@@ -76,8 +83,10 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
     if config.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {ctx.world_size} processes")
     local_batch = config.batch_size // ctx.world_size
-    seed_everything(config.seed)
     model.to(ctx.device)
+    if config.keep_best == "val_accuracy":
+        _check_classification(model, train_set, ctx.device)
+    seed_everything(config.seed)
     net = model
     if ctx.distributed:
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -135,14 +144,15 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
                 opt.step()
                 n = len(y)
                 if classify is None:
-                    classify = out.dim() == 2 and y.dim() == 1 and not y.is_floating_point()
+                    classify = is_classification(out, y)
                 correct = float((out.argmax(-1) == y).sum()) if classify else 0.0
                 g_loss, g_correct, g_n = all_sum([float(loss.detach()) * n, correct, n], ctx)
                 step_losses.append(g_loss / g_n)
                 sums = [sums[0] + g_loss, sums[1] + g_correct, sums[2] + g_n]
                 bar.set_postfix(loss=f"{g_loss / g_n:.4f}")
             bar.close()
-            rec = {"epoch": epoch + 1, "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2]}
+            rec = {"epoch": epoch + 1, "train_loss": sums[0] / sums[2],
+                   "train_accuracy": sums[1] / sums[2] if classify else None}
             if config.recalibrate_bn:
                 recalibrate_batchnorm(model, evenly_spaced(train_set, config.recalibrate_samples),
                                       batch_size=local_batch, ctx=ctx)
@@ -180,6 +190,16 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
             log(f"{config.desc}: kept epoch {best['epoch']} of {len(history)} "
                 f"({best['key'].replace('_', ' ')} {best['value']:.4f})")
     return history
+
+
+def _check_classification(model: nn.Module, train_set: Dataset, device) -> None:
+    """Refuse ``keep_best="val_accuracy"`` before any training where the task is not a classification
+    (:func:`is_classification` of the model's output for the first training sample): its accuracy is None."""
+    out, y = first_sample_outputs(model, train_set, device)
+    if not is_classification(out, y):
+        raise ValueError(f"keep_best='val_accuracy' needs a classification (outputs (B, classes), integer targets "
+                         f"(B,)); this model gives outputs {tuple(out.shape)} for {y.dtype} targets "
+                         f"{tuple(y.shape)}, which have no accuracy: use keep_best='val_loss'")
 
 
 def _epoch_line(config: TrainConfig, rec: dict, classify: bool, validated: bool) -> str:

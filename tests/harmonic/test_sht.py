@@ -6,6 +6,7 @@ import torch
 
 from deepsphere_gen.harmonic import (
     SHT,
+    SphericalAnalysis,
     analysis,
     clear_sht_cache,
     healpy_alm_to_real,
@@ -328,6 +329,21 @@ def test_dtype_is_float32_or_float64(dtype):
         sht = SHT(S, 8).to(dtype)
         with pytest.raises(ValueError, match=rf"this SHT was cast to {dtype}; it computes in torch.float32 or"):
             sht(torch.zeros(1, S.npix, 1, dtype=dtype))
+
+
+@pytest.mark.parametrize("device, match", [
+    ("gpu", "unknown device 'gpu'; valid devices here: cpu$"),
+    ("cuda", "device 'cuda' requested but CUDA is not available on this machine; valid devices here: cpu$"),
+    ("cuda:3", "device 'cuda:3' requested but CUDA is not available"),
+])
+def test_a_device_this_machine_lacks_is_refused_at_construction(monkeypatch, device, match):
+    """The commands' device check (was: torch's "Torch not compiled with CUDA enabled" AssertionError, or its
+    list of every device type torch knows); CUDA is hidden, so the case is the same on any machine."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for cls in (SHT, SphericalAnalysis):
+        with pytest.raises(ValueError, match=match):
+            cls(HealpixSampling(4), 8, device=device)
+    assert SHT(HealpixSampling(4), 8, device=torch.device("cpu")).device == torch.device("cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -160,6 +160,45 @@ def test_load_model_of_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_p
     assert str(path) in msg and "\n" not in msg and "weights_only" not in msg
 
 
+@pytest.mark.parametrize("location", ["cuda", "gpu", "cuda:3"])
+def test_load_model_to_a_device_this_machine_lacks_names_the_device(cache_dir, tmp_path, monkeypatch, location):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same case on any machine
+    path = save_model(tmp_path / "net.pt", _models(cache_dir)["harmonic"]())
+    with pytest.raises(ValueError, match=f"^map_location: .*device {location!r}.*; valid devices here: cpu$"):
+        load_model(path, map_location=location)  # was: "checkpoint ... is damaged (RuntimeError)"
+
+
+@pytest.mark.parametrize("name, cast, dtype", [
+    ("regressor", lambda m: m.double(), torch.float64),  # built in float32 (spec dtype None), cast after
+    ("regressor", lambda m: m, torch.float32),
+    ("classifier", lambda m: m.float(), torch.float32),  # built in float64 (spec dtype float64), cast after
+])
+def test_load_model_keeps_the_dtype_of_the_saved_weights(cache_dir, tmp_path, name, cast, dtype):
+    """The model comes back as saved: one cast with .double() after it was built came back in float32 (its
+    weights rounded), as its spec says."""
+    model = cast(_models(cache_dir)[name]()).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 1e-3)  # digits float32 cannot hold
+    path = save_model(tmp_path / "net.pt", model)
+    assert set(torch.load(path, weights_only=True)) == {"spec", "state_dict"}  # the format of older files
+    loaded = load_model(path)
+    assert {p.dtype for p in loaded.parameters()} == {dtype}
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert a.dtype == b.dtype and torch.equal(a, b), k
+    x = torch.randn(2, 96, 1, dtype=dtype) if name == "regressor" else torch.randn(2, 192, 2, dtype=dtype)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_save_model_of_a_module_without_a_spec_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match=r"^save_model saves the models of deepsphere_gen.models .*not a Linear; save its "
+                                        r"weights with torch.save\(model.state_dict\(\), path\) instead$"):
+        save_model(tmp_path / "x.pt", torch.nn.Linear(2, 2))  # was: AttributeError 'Linear' object has no attribute 'spec'
+    assert not (tmp_path / "x.pt").exists()
+
+
 def _tampered(path, edit):
     state = torch.load(path, weights_only=True)
     edit(state)
