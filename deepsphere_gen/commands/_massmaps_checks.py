@@ -22,6 +22,7 @@ def preflight(config, step: str, json_path=None) -> None:
 
     check_step_paths(config.device, config.data_dir, config.out_dir, step, json_path)
     data_bytes = 0 if _dataset_present(config) else 4 * 2 * config.n_maps * 12 * config.nside**2  # float32
+    data_bytes += _rotations_bytes(config)
     check_free_space(config.data_dir, data_bytes + 2**24,
                      f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})")
     if step != "generate":
@@ -60,8 +61,9 @@ def check_options_apply(args, config) -> None:
     """Given options that would do nothing with the other options, refused before any work (one ValueError naming
     them; was: silently ignored): --footprint without sky fraction 'footprint'; --full-sky-nside above --nside (the
     full sky is averaged down, never up) or without sky fraction 1; --average-views without a patch sky fraction
-    that a graph network (fcn, cnn) runs on; --fcn-members N > 1 without fcn or cnn in --methods.  (The default
-    full_sky_nside above --nside is fine: the JSON records the resolution the full sky ran at.)"""
+    that a graph network (fcn, cnn) runs on; --fcn-members N > 1 without fcn or cnn in --methods; --sky-rotations
+    R > 0 without a network in --methods (the generate step, which makes the copies, checks it too).  (The
+    default full_sky_nside above --nside is fine: the JSON records the resolution the full sky ran at.)"""
     from ..experiments import massmaps as exp
 
     skies = config.sky_fractions
@@ -85,6 +87,10 @@ def check_options_apply(args, config) -> None:
     if members is not None and members > 1 and not graph:
         raise ValueError(f"--fcn-members {members} trains ensembles of fcn and cnn networks: add fcn or cnn to "
                          f"--methods (now {' '.join(config.methods)}) or leave --fcn-members out")
+    if config.sky_rotations and not any(m in exp.NETWORK_METHODS for m in config.methods):
+        raise ValueError(f"--sky-rotations {config.sky_rotations} augments the networks' training samples (the "
+                         f"baselines keep the original maps): add a network to --methods (now "
+                         f"{' '.join(config.methods)}) or leave --sky-rotations out")
 
 
 def check_methods(config, step: str, methods_given: bool):
@@ -211,6 +217,19 @@ def _output_bytes(config) -> int:
         runs = sum(exp.members_of(config, m) for m in exp.methods_for(sky, config.methods) if m in exp.NETWORK_METHODS)
         total += n_noise * runs * (2**20 + 256 * pixels)
     return total
+
+
+def _rotations_bytes(config) -> int:
+    """Disk for the rotated copies of the training maps (--sky-rotations) where they are not generated yet."""
+    if not config.sky_rotations:
+        return 0
+    from ..datasets import sky_rotations_dir
+    from ..experiments.massmaps.data import data_config, n_training_maps
+
+    n = n_training_maps(config)
+    if (sky_rotations_dir(data_config(config), n, config.sky_rotations, config.data_dir) / "metadata.json").is_file():
+        return 0
+    return 4 * 2 * n * config.sky_rotations * 12 * config.nside**2  # float32
 
 
 def _dataset_present(config) -> bool:

@@ -114,6 +114,10 @@ def _common(p, step: str | None, d) -> None:
                    help="train N fcn (and cnn) networks per run with different training seeds (initial weights, "
                         "batch order, training noise) and average their class probabilities at test time; the JSON "
                         f"keeps each member's accuracy (default {d.fcn_members}; N x the fcn training time)")
+    t.add_argument("--sky-rotations", type=int, default=S, metavar="R",
+                   help="generate R randomly rotated copies of every training map once (data cache) and draw each "
+                        "network training sample from the original map or one of its copies at random (the same "
+                        f"steps; the baselines keep the original maps; default {d.sky_rotations}: none)")
     shown(t, step, "--restart", _USED_BY).add_argument("--restart", action="store_true", default=S,
                    help="retrain from scratch even where a checkpoint of the same settings exists")
     r = p.add_argument_group("where and how")
@@ -228,6 +232,7 @@ def _config(args):
         warm_start=bool(_get(args, "warm_start", False)),
         average_views=bool(_get(args, "average_views", False)),
         fcn_members=pick(_get(args, "fcn_members"), "fcn_members"),
+        sky_rotations=pick(_get(args, "sky_rotations"), "sky_rotations"),
         channels=base.get("channels", d.channels), k=pick(_get(args, "neighbours"), "k"),
         full_sky_nside=pick(_get(args, "full_sky_nside"), "full_sky_nside"),
         baseline_noise_draws=base.get("baseline_noise_draws", d.baseline_noise_draws),

@@ -9,6 +9,7 @@
 | :mod:`._lognormal` | shifted log-normal fields: C_l <-> correlation transforms, map synthesis |
 | :mod:`._footprint` | partial sky: nested base patches, survey footprints, HEALPix FITS input |
 | :mod:`.massmaps` | convergence maps of two cosmologies: generation, cache, ``MassMapDataset`` |
+| :mod:`._sky_rotations` | randomly rotated copies of the mass maps (training augmentation) and their cache |
 | :mod:`._massmaps_cache` | the mass-map cache: keys, metadata, atomic directories, thread limits |
 | :mod:`.shape_noise` | weak-lensing shape noise per HEALPix pixel from the galaxy density |
 | :mod:`.patch_psd` | nested base patches as square images, their FFT band powers (a cheap patch PSD) |
@@ -59,6 +60,7 @@ from .massmaps import (
     generate_massmaps,
     load_massmaps,
 )
+from ._sky_rotations import generate_sky_rotations, load_sky_rotations, rotated_map, sky_rotations_dir
 
 __all__ += [
     "COSMOLOGIES",
@@ -82,5 +84,9 @@ __all__ += [
     "convergence_map",
     "generate_massmaps",
     "load_massmaps",
+    "generate_sky_rotations",
+    "load_sky_rotations",
+    "rotated_map",
+    "sky_rotations_dir",
     "limit_threads",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "lognormal_skewness",
     "field_variance",
     "synthesize_alm",
+    "lognormal_from_alm",
     "lognormal_map",
 ]
 
@@ -102,14 +103,20 @@ def synthesize_alm(cl: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return alm.astype(np.complex128)
 
 
-def lognormal_map(cl_gauss: np.ndarray, shift: float, nside: int, rng: np.random.Generator) -> np.ndarray:
-    """Shifted log-normal map in RING order, values at pixel centres, shape (12 nside^2,) float64.
-
-    G is synthesised band-limited to ``lmax = cl_gauss.size - 1`` without pixel window;
-    ``kappa = shift * (exp(G - var_G / 2) - 1)`` with the analytic ``var_G``.
-    """
-    alm = synthesize_alm(cl_gauss, rng)
+def lognormal_from_alm(alm: np.ndarray, cl_gauss: np.ndarray, shift: float, nside: int) -> np.ndarray:
+    """Shifted log-normal map in RING order from the Gaussian field's ``alm`` (healpy order, lmax =
+    ``cl_gauss.size - 1``): ``shift * (exp(G - var_G / 2) - 1)`` with G at the pixel centres (no pixel
+    window) and the analytic ``var_G`` of ``cl_gauss``; shape (12 nside^2,) float64."""
     lmax = np.asarray(cl_gauss).size - 1
     g = hp.alm2map(alm, int(nside), lmax=lmax, pixwin=False)
     var_g = field_variance(cl_gauss)
     return shift * np.expm1(g - var_g / 2)
+
+
+def lognormal_map(cl_gauss: np.ndarray, shift: float, nside: int, rng: np.random.Generator) -> np.ndarray:
+    """Shifted log-normal map in RING order, values at pixel centres, shape (12 nside^2,) float64.
+
+    G is synthesised band-limited to ``lmax = cl_gauss.size - 1`` without pixel window;
+    ``kappa = shift * (exp(G - var_G / 2) - 1)`` with the analytic ``var_G`` (:func:`lognormal_from_alm`).
+    """
+    return lognormal_from_alm(synthesize_alm(cl_gauss, rng), cl_gauss, shift, nside)

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from .._validation import check_nonnegative_int, check_positive_int
 from ..sampling import check_nside
 from ._footprint import apply_footprint, bad_pixels, check_mask, nside_of, split_patches
-from ._lognormal import field_variance, lognormal_gaussian_cl, lognormal_map, synthesize_alm
+from ._lognormal import field_variance, lognormal_from_alm, lognormal_gaussian_cl, synthesize_alm
 from ._massmaps_cache import (
     METADATA,
     atomic_directory,
@@ -63,6 +63,9 @@ __all__ = [
     "MassMapConfig",
     "DEEPSPHERE_NOISE_LEVELS",
     "convergence_map",
+    "map_rng",
+    "gaussian_alm",
+    "map_from_gaussian_alm",
     "generate_massmaps",
     "load_massmaps",
     "MassMapDataset",
@@ -157,21 +160,39 @@ def _transfer(config: MassMapConfig) -> np.ndarray:
     return b
 
 
+def map_rng(config: MassMapConfig, c: int, i: int) -> np.random.Generator:
+    """The random generator of map ``i`` of class ``c``: ``SeedSequence([config.seed, c, i])``."""
+    return np.random.default_rng(np.random.SeedSequence([config.seed, c, i]))
+
+
+def gaussian_alm(cosmology: Cosmology, config: MassMapConfig, rng: np.random.Generator) -> np.ndarray:
+    """The Gaussian field's alm of one map (healpy order, m >= 0, lmax = ``config.band_limit``, complex128):
+    G's (spectrum C_l^G) for a log-normal map, the map's own (C_l^kappa) otherwise.  Randomness only from ``rng``."""
+    lmax = config.band_limit
+    return synthesize_alm(_gaussian_cl(cosmology, lmax) if config.lognormal else convergence_cl(cosmology, lmax), rng)
+
+
+def map_from_gaussian_alm(alm: np.ndarray, cosmology: Cosmology, config: MassMapConfig) -> np.ndarray:
+    """The generator's steps after the Gaussian field's ``alm`` (:func:`gaussian_alm`): the field at the pixel
+    centres, the shifted exponential (log-normal maps), beam and pixel window through ``map2alm`` / ``alm2map``;
+    NESTED, float64, shape (12 nside^2,).  Cost: three transforms at lmax = 3 nside - 1."""
+    lmax, nside = config.band_limit, config.nside
+    if config.lognormal:
+        kappa = lognormal_from_alm(alm, _gaussian_cl(cosmology, lmax), lognormal_shift(cosmology), nside)
+    else:
+        kappa = hp.alm2map(alm, nside, lmax=lmax, pixwin=False)
+    if config.smoothing_arcmin > 0 or config.pixel_window:
+        alm = hp.map2alm(kappa, lmax=lmax, iter=config.iter, use_pixel_weights=False)
+        kappa = hp.alm2map(hp.almxfl(alm, _transfer(config)), nside, lmax=lmax, pixwin=False)
+    return hp.reorder(kappa, r2n=True)
+
+
 def convergence_map(cosmology: Cosmology, config: MassMapConfig, rng: np.random.Generator) -> np.ndarray:
     """One clean convergence map, NESTED, float64, shape (12 nside^2,).
 
     Randomness comes only from ``rng``.
     """
-    lmax, nside = config.band_limit, config.nside
-    cl = convergence_cl(cosmology, lmax)
-    if config.lognormal:
-        kappa = lognormal_map(_gaussian_cl(cosmology, lmax), lognormal_shift(cosmology), nside, rng)
-    else:
-        kappa = hp.alm2map(synthesize_alm(cl, rng), nside, lmax=lmax, pixwin=False)
-    if config.smoothing_arcmin > 0 or config.pixel_window:
-        alm = hp.map2alm(kappa, lmax=lmax, iter=config.iter, use_pixel_weights=False)
-        kappa = hp.alm2map(hp.almxfl(alm, _transfer(config)), nside, lmax=lmax, pixwin=False)
-    return hp.reorder(kappa, r2n=True)
+    return map_from_gaussian_alm(gaussian_alm(cosmology, config, rng), cosmology, config)
 
 
 def _duration(seconds: float) -> str:
@@ -234,8 +255,7 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
             spectra[f"shift_{c}"] = np.float64(shift)
             csum, csq = 0.0, 0.0
             for i in range(config.n_maps):
-                rng = np.random.default_rng(np.random.SeedSequence([config.seed, c, i]))
-                m = convergence_map(cosmo, config, rng)
+                m = convergence_map(cosmo, config, map_rng(config, c, i))
                 out[c, i] = m
                 csum += float(m.sum())
                 csq += float(np.square(m).sum())

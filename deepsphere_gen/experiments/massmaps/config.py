@@ -72,6 +72,10 @@ class ExperimentConfig:
     data with different training seeds (initial weights, batch order, training noise;
     :func:`~.runs.member_seed`), their class probabilities averaged at test time
     (member 0 is the single network of ``fcn_members`` = 1, same checkpoint);
+    sky_rotations: R > 0 generates R randomly rotated copies of every training map once (the data cache,
+    :func:`~deepsphere_gen.datasets.generate_sky_rotations`) and every network draws each training sample
+    from the original map or one of its copies, at random per draw (:func:`.data.training_set`; the same
+    number of steps; fingerprinted when > 0; the baselines keep the original maps; needs ``augment``);
     channels, K, k: graph conv blocks (k nearest neighbours of the graph);
     harmonic_bandlimits, harmonic_channels: harmonic model; data_dir: generated data cache;
     out_dir: checkpoints, JSON, plots.
@@ -98,6 +102,7 @@ class ExperimentConfig:
     warm_start: bool = False
     average_views: bool = False
     fcn_members: int = 1
+    sky_rotations: int = 0
     channels: tuple = (16, 32, 64, 64, 64)
     K: int = 5
     k: int = 8
@@ -145,6 +150,10 @@ class ExperimentConfig:
         self.baseline_noise_draws = check_positive_int(self.baseline_noise_draws, "baseline_noise_draws")
         self.k = check_positive_int(self.k, "k (graph neighbours)")
         self.fcn_members = check_positive_int(self.fcn_members, "fcn_members (networks per fcn/cnn run)")
+        self.sky_rotations = check_nonnegative_int(self.sky_rotations, "sky_rotations (--sky-rotations)")
+        if self.sky_rotations and not self.augment:
+            raise ValueError(f"--sky-rotations {self.sky_rotations} draws training samples with fresh noise from "
+                             "rotated copies of the maps: it needs the augmentation (leave --no-augment out)")
         self.epochs = check_positive_int(self.epochs, "epochs (--epochs)")  # 0 would train min_steps' epochs anyway
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
         self.min_steps = check_nonnegative_int(self.min_steps, "min_steps")

@@ -1,7 +1,8 @@
 """The samples of the mass-map experiment: the data set (:func:`generate`), its training, validation and
 test samples of one (sky, noise) setting (:func:`dataset_of`, :func:`datasets_of`: split by map, so
 patches of one map never straddle a split), and what the networks train on (:func:`training_set`: fresh
-noise at every draw, :class:`FreshNoise`, and random grid symmetries).
+noise at every draw, :class:`FreshNoise`, random grid symmetries and, with ``sky_rotations`` R > 0, a draw
+from the original map or one of its R rotated copies, :class:`SkyRotationDraws`).
 """
 from __future__ import annotations
 
@@ -11,25 +12,53 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ...datasets import MassMapConfig, MassMapDataset, generate_massmaps
+from ...datasets import MassMapConfig, MassMapDataset, generate_massmaps, generate_sky_rotations, load_sky_rotations
 from ...training import DistContext, distributed_context
 from .config import ExperimentConfig, SkySetting
 from .settings import NoiseSetting
 from .symmetry import RandomSymmetry, symmetry_permutations
 
-__all__ = ["generate", "dataset_of", "datasets_of", "FreshNoise", "training_set"]
+__all__ = ["generate", "data_config", "n_training_maps", "rotated_copies", "dataset_of", "datasets_of", "FreshNoise",
+           "SkyRotationDraws", "training_set"]
+
+
+def data_config(config: ExperimentConfig) -> MassMapConfig:
+    """The generation parameters of the experiment's data set."""
+    return MassMapConfig(nside=config.nside, n_maps=config.n_maps, seed=config.seed)
+
+
+def n_training_maps(config: ExperimentConfig) -> int:
+    """Training maps per class: those before the validation and test maps (as :class:`MassMapDataset` splits)."""
+    n_test = max(1, int(round(config.test_fraction * config.n_maps)))
+    n_val = max(1, int(round(config.val_fraction * config.n_maps)))
+    return config.n_maps - n_test - n_val
 
 
 def generate(config: ExperimentConfig, ctx: DistContext | None = None) -> Path:
-    """Generate (rank 0; other ranks then reuse) or reuse the data set; returns its directory."""
+    """Generate (rank 0; other ranks then reuse) or reuse the data set and, with ``config.sky_rotations`` > 0,
+    the rotated copies of its training maps (beside it); returns the data set's directory."""
     ctx = ctx or distributed_context(config.device)
-    mc = MassMapConfig(nside=config.nside, n_maps=config.n_maps, seed=config.seed)
-    if ctx.is_main:
-        path = generate_massmaps(mc, config.data_dir, progress=config.progress)
-    ctx.barrier()
-    if not ctx.is_main:
-        path = generate_massmaps(mc, config.data_dir, progress=False, verbose=False)
+    mc, main = data_config(config), ctx.is_main
+    for turn in (True, False):  # rank 0 first, then the others reuse
+        if main == turn:
+            path = generate_massmaps(mc, config.data_dir, progress=config.progress and main, verbose=main)
+            if config.sky_rotations:
+                generate_sky_rotations(mc, n_training_maps(config), config.sky_rotations, path.parent,
+                                       progress=config.progress and main, verbose=main)
+        if turn:
+            ctx.barrier()
     return path
+
+
+def rotated_copies(path: Path, sky: SkySetting, config: ExperimentConfig, clean: MassMapDataset) -> MassMapDataset:
+    """The ``config.sky_rotations`` rotated copies of the training maps of the data set ``path`` (generated beside
+    it, or reused) as samples of ``sky`` like ``clean`` (the noise-free training samples: the same clean std)."""
+    n_train = len(clean.map_ids)
+    folder = generate_sky_rotations(data_config(config), n_train, config.sky_rotations, Path(path).parent,
+                                    progress=False, verbose=False)
+    maps, _ = load_sky_rotations(folder, config.sky_rotations)
+    return MassMapDataset(maps, level=sky.level, footprint=sky.footprint, split="all", clean_std=clean.clean_std,
+                          nside_out=sky.nside if sky.full_sky else None)
 
 
 def dataset_of(path: Path, sky: SkySetting, noise: NoiseSetting | None, config: ExperimentConfig,
@@ -76,14 +105,47 @@ class FreshNoise(Dataset):
         return x, label, idx
 
 
+class SkyRotationDraws(Dataset):
+    """The samples of ``original`` (noise-free training samples, :class:`MassMapDataset`), each drawn, at every
+    draw, from the original map or one of its ``n_copies`` rotated copies (``copies``: the copies as samples of
+    the same sky, copy r of map i at map ``i * n_copies + r``, :func:`rotated_copies`), chosen uniformly
+    from torch's global RNG (which :func:`~deepsphere_gen.training.fit` re-seeds every epoch: reproducible,
+    resumable).  The same length as ``original``: an epoch draws each patch position once, the steps
+    are unchanged.  Items as in :class:`MassMapDataset`."""
+
+    def __init__(self, original: MassMapDataset, copies: MassMapDataset, n_copies: int):
+        if original.noise_std != 0 or copies.noise_std != 0:
+            raise ValueError("SkyRotationDraws needs noise-free samples")
+        n_maps = len(original.map_ids)
+        if len(copies) != n_copies * len(original) or list(original.map_ids) != list(range(n_maps)):
+            raise ValueError(f"{len(copies)} samples of copies do not match {n_copies} copies of the {n_maps} "
+                             f"first maps per class ({len(original)} samples)")
+        self.original, self.copies, self.n_copies, self.noise_std = original, copies, int(n_copies), 0.0
+
+    def __len__(self) -> int:
+        return len(self.original)
+
+    def __getitem__(self, i: int):
+        k = int(torch.randint(self.n_copies + 1, ()))
+        if k == 0:
+            return self.original[i]
+        c, j = self.original.sample_map(i)
+        per_map = self.original.n_patches
+        m = j * self.n_copies + k - 1
+        return self.copies[(c * len(self.original.map_ids) * self.n_copies + m) * per_map + i % per_map]
+
+
 def training_set(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig,
                  train_set: MassMapDataset):
-    """Training samples: fresh noise and random grid symmetries (``config.augment``)."""
+    """Training samples: fresh noise and random grid symmetries (``config.augment``), drawn from the
+    original maps or their rotated copies (``config.sky_rotations`` > 0: :class:`SkyRotationDraws`)."""
     if not config.augment:
         return train_set
-    samples = train_set
+    samples = train_set if train_set.noise_std == 0 else dataset_of(path, sky, None, config, "train")
+    if config.sky_rotations:
+        samples = SkyRotationDraws(samples, rotated_copies(path, sky, config, samples), config.sky_rotations)
     if train_set.noise_std > 0:
-        samples = FreshNoise(dataset_of(path, sky, None, config, "train"), train_set.noise_std)
+        samples = FreshNoise(samples, train_set.noise_std)
     if sky.footprint is None:
         samples = RandomSymmetry(samples, symmetry_permutations(train_set.nside, sky.level))
     return samples

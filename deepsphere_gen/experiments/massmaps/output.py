@@ -47,9 +47,12 @@ def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[
     processor type only), "records": [one per method, sky, noise], **extra}, written atomically.
     The config's fields are those of ``config`` except ``full_sky_nside``: the resolution the full sky ran at,
     ``min(nside, full_sky_nside)`` (the default 64 at ``--nside 16`` runs at 16; the checkpoints' fingerprints
-    keep the configured value), and ``quick``: whether the run was ``--quick``'s smoke test (no config field: the
-    settings it stands for are the others); every record's ``nside`` is the resolution of its samples."""
+    keep the configured value), ``sky_rotations`` only when > 0, and ``quick``: whether the run was ``--quick``'s
+    smoke test (no config field: the settings it stands for are the others); every record's ``nside`` is the
+    resolution of its samples."""
     ran = dict(asdict(config), full_sky_nside=min(config.nside, config.full_sky_nside), quick=bool(quick))
+    if not ran["sky_rotations"]:  # recorded only where used: records of runs without it unchanged
+        del ran["sky_rotations"]
     payload = {"config": ran, "noise_settings": [n.record() for n in noise_settings(config)],
                "cpu": cpu_description(),
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,

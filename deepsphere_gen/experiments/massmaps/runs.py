@@ -13,7 +13,8 @@ Every network run (method, sky setting, noise level) is identified by a fingerpr
   whether test predictions average views: evaluation only, and the number of ensemble
   members ``fcn_members``: each member is a run of its own, see ``member`` below);
   new fields (e.g. ``k``, ``full_sky_nside``, ``val_fraction``) are fingerprinted
-  automatically; how the run step is spread over processes (``--workers``) is no field;
+  automatically; ``sky_rotations`` only when > 0 (runs without rotated copies keep their fingerprints);
+  how the run step is spread over processes (``--workers``) is no field;
 - ``run``: method, sky fraction, a hash of the footprint mask, noise setting (kind, value,
   sigma_e: e.g. ``{"kind": "ngal", "value": 22.47, "sigma_e": 0.26}``); for ensemble member
   i >= 1 (``fcn_members``) also ``member`` (i) and ``member_seed`` (:func:`member_seed`, also its
@@ -103,10 +104,13 @@ def run_fields(config, data_generation: dict, method: str, sky, noise, model, tr
     (0: no member fields, the single network's fingerprint).
     """
     inner = getattr(model, "model", model)
+    experiment = {k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED}
+    if not experiment.get("sky_rotations"):
+        experiment.pop("sky_rotations", None)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     fields = {
         "data": data_generation,
-        "experiment": {k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED},
+        "experiment": experiment,
         "run": {"method": method, "sky": sky.name, "footprint": mask_hash(sky.footprint),
                 "noise": _noise_fields(noise), "noise_name": noise_name(noise),
                 **({"member": int(member), "member_seed": member_seed(config.seed, member)} if member else {})},
