@@ -112,8 +112,7 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
                          "mask of footprint networks, checked by the content hash their checkpoints record)")
     if mask is not None and mask != "builtin" and not os.path.isfile(mask):
         raise ValueError(f"--footprint {mask}: no such file")
-    for net in nets:  # each footprint read once, before any map is checked against it
-        net.sky_setting(mask)
+    cl.read_skies(nets, mask)  # each footprint read once, before any map is checked against it
     good = [f for f in args.maps if f in maps]
     others = [n for n in trained or () if n.nside == nside]
     use, notes, sky_problems = cl.match_networks(dict.fromkeys(good), maps, nets, others,

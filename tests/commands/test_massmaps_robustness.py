@@ -477,8 +477,10 @@ def _without_stored_mask(ckpt: Path) -> None:
 
 def test_classify_with_a_footprint_network_reads_the_mask_once(tmp_path, capsys, monkeypatch):
     """Networks trained on a footprint classify maps with UNSEEN outside it; the footprint FITS is not read (the
-    checkpoint holds the mask), and read once for a checkpoint written before it did (it was read again for every
-    map checked and for the network: 1 + number of maps times)."""
+    checkpoint holds the mask; the network is named by the mask's hash), and read once for a checkpoint written
+    before it did (it was read again for every map checked and for the network: 1 + number of maps times)."""
+    from deepsphere_gen._fingerprint import mask_hash
+
     mask = np.zeros(12 * 8**2)
     mask[100:400] = 1
     hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
@@ -496,7 +498,8 @@ def test_classify_with_a_footprint_network_reads_the_mask_once(tmp_path, capsys,
 
     reads, read_footprint = [], datasets.read_footprint
     monkeypatch.setattr(datasets, "read_footprint", lambda *a, **k: reads.append(a[0]) or read_footprint(*a, **k))
-    for stored, read in ((True, []), (False, [str(tmp_path / "mask.fits")])):
+    digits = mask_hash(mask > 0)[:8]
+    for stored, read, name in ((True, [], ""), (False, [str(tmp_path / "mask.fits")], "mask.fits, ")):
         if not stored:
             (ckpt,) = _checkpoints(tmp_path)
             _without_stored_mask(ckpt)
@@ -504,15 +507,17 @@ def test_classify_with_a_footprint_network_reads_the_mask_once(tmp_path, capsys,
         assert main(["massmaps", "classify", *files, "--out-dir", str(tmp_path / "out"), "--force"]) == 0
         assert reads == read
         out = capsys.readouterr().out
-        assert out.count("sky footprint (mask.fits), noise none, fcn: P(class 0) = ") == 2, out
+        assert out.count(f"sky footprint ({name}hash {digits}), noise none, fcn: P(class 0) = ") == 2, out
 
 
 def test_a_footprint_network_classifies_without_its_mask_file(tmp_path, capsys):
     """The checkpoint of a footprint network holds its mask (packed bits, zlib; not in the fingerprint: the checkpoint
     keeps its name): the mask file deleted, classify gives the predictions that the same checkpoint without the stored
-    mask gives from the file (was: "the footprint mask it was trained on, MASK, is no longer there"); --footprint
-    must still hold that mask; a stored mask altered, or damaged, is refused (its hash is checked); a checkpoint
-    without one still takes the recorded file, and without it is refused as before."""
+    mask gives from the file (was: "the footprint mask it was trained on, MASK, is no longer there"), the network
+    named by the mask's hash unless --footprint holds that mask (was: by the recorded file, also where it was gone or
+    held another mask); a --footprint that holds it not is refused naming the networks' masks; a stored mask altered,
+    or damaged, is refused (its hash is checked); a checkpoint without one still takes the recorded file, and
+    without it is refused as before."""
     import zlib
 
     from deepsphere_gen._fingerprint import fingerprint, mask_hash
@@ -541,30 +546,44 @@ def test_a_footprint_network_classifies_without_its_mask_file(tmp_path, capsys):
     capsys.readouterr()
     assert main(["massmaps", "classify", inside, "--checkpoint", str(old), "--force"]) == 0  # the file read
     cap = capsys.readouterr()
-    assert cap.out.startswith(f"{inside}: sky footprint (mask.fits), noise none, fcn: P(class 0) = ") and cap.err == ""
+    digits = mask_hash(kept)[:8]
+    assert cap.out.startswith(f"{inside}: sky footprint (mask.fits, hash {digits}), noise none, fcn: P(class 0) = ")
+    assert cap.err == ""
     moved = tmp_path / "moved.fits"
     fp.rename(moved)
     out = ["--out-dir", str(tmp_path / "out"), "--force"]
-    gone = cap.out.replace("(mask.fits)", f"(hash {mask_hash(kept)[:8]})")  # the file gone: named by the mask's hash
-    for argv, want in (([], gone), (["--checkpoint", str(ckpt)], gone),
-                       (["--footprint", str(moved)], cap.out.replace("(mask.fits)", "(moved.fits)"))):
+    unread = cap.out.replace("(mask.fits, ", "(")  # its file not read: named by the mask's hash
+    for argv, want in (([], unread), (["--checkpoint", str(ckpt)], unread),
+                       (["--footprint", str(moved)], cap.out.replace("(mask.fits,", "(moved.fits,"))):
         assert main(["massmaps", "classify", inside, *out, *argv]) == 0
         assert capsys.readouterr() == (want, "")
+    # the recorded file rewritten with another mask: never read, never named (was: "footprint (mask.fits)", and
+    # "... inside the footprint the network was trained on (MASK)": a file holding another mask)
+    hp.write_map(str(fp), np.roll(mask, 1), nest=True, dtype=np.float64)
+    assert main(["massmaps", "classify", inside, *out]) == 0
+    assert capsys.readouterr() == (unread, "")
+    hole = str(tmp_path / "hole.fits")
+    hp.write_map(hole, np.where(np.arange(kept.size) == 200, UNSEEN, hp.read_map(inside, nest=True)), nest=True,
+                 dtype=np.float64)
+    _fail(["classify", hole, *out], capsys, f"error: {hole}: no trained network's sky fits the map: 1 UNSEEN/NaN "
+          f"pixel(s) of the map lie inside the footprint the network was trained on (mask hash {digits}, stored in "
+          "its checkpoint); ")
+    # a --footprint of another mask, or of no mask of nside 8: the mask of none of the networks
     other = tmp_path / "other.fits"
-    hp.write_map(str(other), np.roll(mask, 1), nest=True, dtype=np.float64)
+    fp.rename(other)
     _fail(["classify", inside, *out, "--footprint", str(other)], capsys,
-          f"error: {ckpt}: --footprint {other} is not the mask it was trained on; leave out --footprint: the "
-          "checkpoint holds its mask\n")
+          f"error: --footprint {other} is the mask of none of the chosen footprint networks; they have their own (sky "
+          f"footprint (hash {digits})): leave out --footprint\n")
     hp.write_map(str(other), np.ones(12 * 16**2), nest=True, dtype=np.float64, overwrite=True)  # no mask of nside 8
     _fail(["classify", inside, *out, "--footprint", str(other)], capsys,
-          f"error: {ckpt}: --footprint {other} is not the mask it was trained on ({other} has nside 16, expected nside 8); "
-          "leave out --footprint")
+          f"error: --footprint {other} is the mask of none of the chosen footprint networks ({other} has nside 16, "
+          "expected nside 8); they have their own")
     # the old checkpoint goes the old route: the recorded file is gone, --footprint gives its new place
     _fail(["classify", inside, "--checkpoint", str(old), "--force"], capsys,
           f"error: {old}: the footprint mask it was trained on, {fp}, is no longer there (moved or deleted); give the "
           "mask it was trained on with --footprint FITS")
     assert main(["massmaps", "classify", inside, "--checkpoint", str(old), "--force", "--footprint", str(moved)]) == 0
-    assert capsys.readouterr() == (cap.out.replace("(mask.fits)", "(moved.fits)"), "")
+    assert capsys.readouterr() == (cap.out.replace("(mask.fits,", "(moved.fits,"), "")
     # a stored mask that is not the one trained on (another mask; bytes that do not decompress): refused
     state = load_checkpoint(ckpt)
     for packed, why in ((zlib.compress(np.packbits(np.roll(kept, 1)).tobytes()), "not the content hash recorded at "
@@ -668,6 +687,9 @@ def test_classify_uses_the_networks_whose_sky_the_map_covers(tmp_path, capsys):
     hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
     argv = [*TINY, "--sky-fractions", "1", "footprint", "--footprint", str(tmp_path / "mask.fits"), *_dirs(tmp_path)]
     assert main(["massmaps", "train", *argv]) == 0
+    from deepsphere_gen._fingerprint import mask_hash
+
+    sky = f"footprint (hash {mask_hash(mask > 0)[:8]})"  # the checkpoint's mask, not the file (never read)
     (data,) = (tmp_path / "data").iterdir()
     maps, _ = load_massmaps(data)
     m = np.where(mask > 0, np.asarray(maps[0, -1], dtype=np.float64), UNSEEN)
@@ -678,53 +700,120 @@ def test_classify_uses_the_networks_whose_sky_the_map_covers(tmp_path, capsys):
     assert main(["massmaps", "classify", fits, *out]) == 0
     cap = capsys.readouterr()
     (line,) = cap.out.splitlines()
-    assert line.startswith(f"{fits}: sky footprint (mask.fits), noise none, fcn: P(class 0) = ")
+    assert line.startswith(f"{fits}: sky {sky}, noise none, fcn: P(class 0) = ")
     assert cap.err == (f"deepsphere-gen massmaps: note: {fits}: not classified by the networks of sky fraction 1 "
                        f"({768 - 300} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1)); classified by "
-                       "those of sky fraction footprint (mask.fits)\n")
+                       f"those of sky fraction {sky}\n")
     cap = _fail(["classify", fits, *out, "--sky-fractions", "1"], capsys,
                 f"error: {fits}: {768 - 300} UNSEEN/NaN pixel(s) inside the analysed sky (sky fraction 1); trained "
                 "networks that fit it: classify --sky-fractions footprint --deepsphere-level 0\n")
     assert "massmaps train" not in cap.err
 
 
-def test_classify_names_each_footprint_network_by_its_mask(tmp_path, monkeypatch):
-    """Networks of two footprints (two --footprint masks) are named by their mask's file name in classify's lines and
-    notes, or by the first 8 digits of the mask's hash where the file is gone (was: both "sky footprint", and a map
-    fitting neither gave one problem, the second network's dropped under the same name); they are two skies, both
-    chosen (was: "2 trained fcn networks for sky footprint, noise none ... (other settings)")."""
+@pytest.mark.parametrize("names", [("north.fits", "south.fits"), ("north/mask.fits", "south/mask.fits")])
+def test_classify_names_each_footprint_network_by_its_mask(tmp_path, monkeypatch, names):
+    """Networks of two footprints (two --footprint masks) are named by their mask's file name and the first 8 digits
+    of the mask's hash in classify's lines and notes, by the hash alone where the file is gone (was: both "sky
+    footprint", and a map fitting neither gave one problem, the second network's dropped under the same name); so
+    too where the two mask files share a name in two folders (was: both "footprint (mask.fits)", one problem
+    dropped); they are two skies, both chosen (was: "2 trained fcn networks for sky footprint, noise none ...
+    (other settings)")."""
     from deepsphere_gen._fingerprint import mask_hash
     from deepsphere_gen.experiments.massmaps import classify as cl
 
-    nside, masks = 8, {}
-    for name, first in (("north.fits", 100), ("south.fits", 500)):
+    nside, masks, label = 8, {}, {}
+    for name, first in zip(names, (100, 500)):
         masks[name] = np.zeros(12 * nside**2, bool)
         masks[name][first:first + 200] = True
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         hp.write_map(str(tmp_path / name), masks[name].astype(float), nest=True, dtype=np.float64)
+        label[name] = f"footprint ({Path(name).name}, hash {mask_hash(masks[name])[:8]})"
+    north, south = names
 
     def network(name):
         meta = {"footprint": str(tmp_path / name), "distribution": {},
                 "fields": {"experiment": {}, "run": {"footprint": mask_hash(masks[name])}}}
-        return cl.Network(tmp_path / f"fcn-{name}.pt", "fcn", "footprint", "none", 0.0, nside, meta, "none")
+        return cl.Network(tmp_path / f"fcn-{name.replace('/', '-')}.pt", "fcn", "footprint", "none", 0.0, nside, meta,
+                          "none")
 
-    nets = cl.select_networks("fcn", tmp_path, nside, found=[network("south.fits"), network("north.fits")])
-    assert [n.sky_label for n in nets] == ["footprint (north.fits)", "footprint (south.fits)"]
-    north = np.where(masks["north.fits"], 1e-3, UNSEEN)
-    use, notes, problems = cl.match_networks(["n.fits"], {"n.fits": north}, nets)
-    assert [n.sky_label for n in use["n.fits"]] == ["footprint (north.fits)"] and not problems
-    assert notes == ["n.fits: not classified by the networks of sky fraction footprint (south.fits) (200 UNSEEN/NaN "
-                     f"pixel(s) of the map lie inside the footprint the network was trained on ({tmp_path / 'south.fits'}))"
-                     "; classified by those of sky fraction footprint (north.fits)"]
-    _, _, problems = cl.match_networks(["x.fits"], {"x.fits": np.where(np.arange(768) < 50, 1e-3, UNSEEN)}, nets)
-    assert [p.count("inside the footprint the network was trained on") for p in problems["x.fits"]] == [2]
+    nets = cl.select_networks("fcn", tmp_path, nside, found=[network(south), network(north)])
+    assert sorted(n.sky_label for n in nets) == sorted(label.values()) and len(set(label.values())) == 2
+    in_north = np.where(masks[north], 1e-3, UNSEEN)
+    use, notes, problems = cl.match_networks(["n.fits"], {"n.fits": in_north}, nets)
+    assert [n.sky_label for n in use["n.fits"]] == [label[north]] and not problems
+    assert notes == [f"n.fits: not classified by the networks of sky fraction {label[south]} (200 UNSEEN/NaN "
+                     f"pixel(s) of the map lie inside the footprint the network was trained on ({tmp_path / south}))"
+                     f"; classified by those of sky fraction {label[north]}"]
+    neither = {"x.fits": np.where(np.arange(768) < 50, 1e-3, UNSEEN)}
+    _, _, problems = cl.match_networks(["x.fits"], neither, nets)
+    (line,) = problems["x.fits"]
+    assert line.count("inside the footprint the network was trained on") == 2
+    assert str(tmp_path / north) in line and str(tmp_path / south) in line
+    _, _, problems = cl.match_networks(["x.fits"], neither, nets, chosen=True)  # one line per footprint
+    assert sorted(p.split("trained on (")[1].split(")")[0] for p in problems["x.fits"]) == \
+        sorted(str(tmp_path / n) for n in names)
     monkeypatch.setattr(cl, "_model", lambda net, device: (lambda x: x.new_zeros(len(x), 2), net.sky_setting()))
     monkeypatch.setattr(cl, "check_inputs", lambda *args: [])
     lines = []
-    cl.classify(["n.fits"], {"n.fits": north}, nets, out=lines.append, use=use)
+    cl.classify(["n.fits"], {"n.fits": in_north}, nets, out=lines.append, use=use)
     (line,) = lines
-    assert line.startswith("n.fits: sky footprint (north.fits), noise none, fcn: P(class 0) = 0.500, P(class 1) = 0.500")
-    (tmp_path / "south.fits").unlink()
-    assert network("south.fits").sky_label == f"footprint (hash {mask_hash(masks['south.fits'])[:8]})"
+    assert line.startswith(f"n.fits: sky {label[north]}, noise none, fcn: P(class 0) = 0.500, P(class 1) = 0.500")
+    (tmp_path / south).unlink()
+    assert network(south).sky_label == f"footprint (hash {mask_hash(masks[south])[:8]})"
+
+
+def test_classify_footprint_option_with_networks_of_two_footprints(tmp_path, capsys):
+    """--footprint is the mask of one footprint network: the others ignore it (they use their stored mask, or the file
+    recorded at training); refused only where it holds the mask of none of them (was: refused by every network
+    storing its mask unless it held that network's mask, so with two footprints --footprint could not be given, and
+    an old checkpoint whose mask moved could not be classified beside a new one: refused with or without it)."""
+    from deepsphere_gen._fingerprint import mask_hash
+
+    masks, label = {}, {}
+    for name, first in (("north", 100), ("south", 500)):
+        masks[name] = np.zeros(12 * 8**2, bool)
+        masks[name][first:first + 200] = True
+        (tmp_path / name).mkdir()
+        hp.write_map(str(tmp_path / name / "mask.fits"), masks[name].astype(float), nest=True, dtype=np.float64)
+        label[name] = f"footprint (hash {mask_hash(masks[name])[:8]})"
+        assert main(["massmaps", "train", *TINY, "--sky-fractions", "footprint", "--footprint",
+                     str(tmp_path / name / "mask.fits"), *_dirs(tmp_path)]) == 0
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    both = str(tmp_path / "both.fits")
+    hp.write_map(both, np.where(masks["north"] | masks["south"], np.asarray(maps[1, -1], dtype=np.float64), UNSEEN),
+                 nest=True, dtype=np.float64)
+    out = ["--out-dir", str(tmp_path / "out"), "--force"]
+    capsys.readouterr()
+
+    def skies(argv):
+        assert main(["massmaps", "classify", both, *out, *argv]) == 0
+        cap = capsys.readouterr()
+        assert cap.err == ""
+        return sorted(line.split(": sky ")[1].split(", noise")[0] for line in cap.out.splitlines())
+
+    assert skies([]) == sorted(label.values())
+    south = str(tmp_path / "south" / "mask.fits")  # the mask of the south network alone: it names that network
+    assert skies(["--footprint", south]) == sorted([label["north"], label["south"].replace("(", "(mask.fits, ")])
+    _fail(["classify", both, *out, "--footprint", str(tmp_path / "both.fits")], capsys,
+          f"error: --footprint {tmp_path / 'both.fits'} is the mask of none of the chosen footprint networks (footprint "
+          f"{tmp_path / 'both.fits'} is not a 0/1 mask: ")
+    # the north checkpoint written before checkpoints stored their mask, its mask moved since
+    (ckpt,) = [c for c in _checkpoints(tmp_path) if "north" in load_checkpoint(c)["meta"]["footprint"]]
+    _without_stored_mask(ckpt)
+    moved = tmp_path / "moved.fits"
+    (tmp_path / "north" / "mask.fits").rename(moved)
+    _fail(["classify", both, *out], capsys, f"error: {ckpt}: the footprint mask it was trained on, "
+          f"{tmp_path / 'north' / 'mask.fits'}, is no longer there (moved or deleted); give the mask")
+    assert skies(["--footprint", str(moved)]) == sorted([label["north"].replace("(", "(moved.fits, "), label["south"]])
+    # the north network's file back in place: a --footprint of the south mask is still the mask of one network
+    moved.rename(tmp_path / "north" / "mask.fits")
+    assert skies(["--footprint", south]) == sorted(label[n].replace("(", "(mask.fits, ") for n in label)
+    other = tmp_path / "other.fits"
+    hp.write_map(str(other), np.roll(masks["north"], 1).astype(float), nest=True, dtype=np.float64)
+    _fail(["classify", both, *out, "--footprint", str(other)], capsys,  # was: ignored by the north network
+          f"error: --footprint {other} is the mask of none of the chosen footprint networks; they have their own (sky "
+          f"{', '.join(sorted([label['north'].replace('(', '(mask.fits, '), label['south']]))}): leave out --footprint\n")
 
 
 def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_path, capsys):
@@ -753,7 +842,7 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
     assert main(["massmaps", "classify", "--sky-fractions", "footprint", inside, hole, *out]) == 2
     cap = capsys.readouterr()
     (line,) = cap.out.splitlines()
-    assert line.startswith(f"{inside}: sky footprint (mask.fits), noise none")
+    assert line.startswith(f"{inside}: sky footprint (mask.fits, hash "), line
     assert f"error: {hole}: 1 UNSEEN/NaN pixel(s) of the map lie inside the footprint the network was trained on " \
            f"({fp}); " in cap.err
     moved = tmp_path / "moved.fits"
@@ -762,7 +851,7 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
                 "longer there (moved or deleted); give the mask it was trained on with --footprint FITS")
     assert "no such FITS file" not in cap.err
     assert main(["massmaps", "classify", inside, *out, "--footprint", str(moved)]) == 0
-    line = line.replace("(mask.fits)", "(moved.fits)")  # the network named by the mask file classify read
+    line = line.replace("(mask.fits,", "(moved.fits,")  # the network named by the mask file classify read
     assert capsys.readouterr().out == cap.out + line + "\n"
     other = tmp_path / "other.fits"
     hp.write_map(str(other), np.roll(mask, 1), nest=True, dtype=np.float64)

@@ -42,7 +42,7 @@ from .training import class_cosmologies
 NOISE_RTOL = 1e-2
 
 __all__ = ["UserFits", "read_user_fits", "map_field", "user_map", "read_user_headers", "sky_values", "Network",
-           "trained_networks", "select_networks", "match_networks", "classify", "sky_name", "NOISE_RTOL"]
+           "trained_networks", "select_networks", "read_skies", "match_networks", "classify", "sky_name", "NOISE_RTOL"]
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,9 @@ class Network:
     noise_kind: str = "relative"
     sigma_e: float | None = None
     _sky: object = field(default=None, init=False, repr=False, compare=False)  # sky_setting(), once read
-    _mask_file: str | None = field(default=None, init=False, repr=False, compare=False)  # its footprint's file
+    #: the footprint file whose content :meth:`sky_setting` found to hold the network's mask (--footprint, or the
+    #: file recorded at training; "builtin": the built-in footprint), None where it read none
+    mask_file: str | None = field(default=None, init=False, repr=False, compare=False)
     #: the checkpoint's model weights, kept from the one read that also gave ``meta`` (:func:`_model` uses them)
     weights: dict | None = field(default=None, repr=False, compare=False)
 
@@ -280,27 +282,40 @@ class Network:
         cosmologies = self.meta.get("classes") or class_cosmologies()
         return "; ".join(f"class {i}: Omega_m {c['omega_m']:g}, sigma_8 {c['sigma8']:g}" for i, c in enumerate(cosmologies))
 
+    def _mask_source(self) -> str | None:
+        """Where the footprint's mask is known to be, for messages: :attr:`mask_file` (its content checked), else
+        "builtin" for the built-in footprint, else, before :meth:`sky_setting` read it, the file recorded at training
+        by a checkpoint that does not store its mask, where it is still there (the file sky_setting reads); None
+        otherwise (a file recorded by a checkpoint that stores its mask is never read: gone or rewritten, it would
+        name another mask), the mask then named by its content hash."""
+        if self.mask_file is not None:
+            return self.mask_file
+        recorded = self.meta.get("footprint")
+        if recorded == "builtin" or ("footprint_mask" not in self.meta and recorded is not None and Path(recorded).is_file()):
+            return recorded
+        return None
+
     @property
     def footprint_name(self) -> str:
-        """The footprint the network was trained on, for messages: its mask file (recorded at training, or the one
-        :meth:`sky_setting` read), or "the built-in footprint"."""
-        path = self._mask_file or self.meta.get("footprint")
+        """The footprint the network was trained on, for messages: its mask file (:meth:`_mask_source`), "the built-in
+        footprint", or "mask hash" and the first 8 hex digits of the mask's content hash."""
+        path = self._mask_source()
+        if path is None:
+            stored = ", stored in its checkpoint" if "footprint_mask" in self.meta else ""
+            return f"mask hash {str(self.sky_key[1])[:8]}{stored}"
         return "the built-in footprint" if path == "builtin" else str(path)
 
     @property
     def sky_label(self) -> str:
-        """The sky for messages: the sky fraction ("1", "1/12"), or for a footprint network "footprint (NAME)", NAME
-        the file name of its mask (the file :meth:`sky_setting` read, else the one recorded at training; "built-in"
-        for the built-in footprint) or, where that file is gone, "hash" and the first 8 hex digits of the mask's
-        content hash: networks of two footprints are told apart (both were "footprint")."""
+        """The sky for messages: the sky fraction ("1", "1/12"), or for a footprint network "footprint (NAME, hash
+        HASH)", NAME the file name of its mask (:meth:`_mask_source`; "built-in" for the built-in footprint; left out
+        where none) and HASH the first 8 hex digits of the mask's content hash: networks of two footprints are told
+        apart (both were "footprint"), also where their mask files share a name (north/mask.fits, south/mask.fits)."""
         if self.sky != "footprint":
             return self.sky
-        path = self._mask_file or self.meta.get("footprint")
-        if path == "builtin":
-            return "footprint (built-in)"
-        if path is not None and (self._mask_file is not None or Path(path).is_file()):
-            return f"footprint ({Path(path).name})"
-        return f"footprint (hash {str(self.sky_key[1])[:8]})"
+        path, digits = self._mask_source(), str(self.sky_key[1])[:8]
+        name = None if path is None else "built-in" if path == "builtin" else Path(path).name
+        return f"footprint ({'' if name is None else name + ', '}hash {digits})"
 
     @property
     def sky_key(self) -> tuple:
@@ -312,48 +327,45 @@ class Network:
         call only, the later ones return the same setting).
 
         A footprint network's mask is the one its checkpoint stores (:meth:`_stored_sky`: no file read), where
-        it stores one; in checkpoints written before it did, the file recorded at training, else ``footprint`` (classify's
-        --footprint: the mask's new place after it moved), whichever holds the mask the network was trained on
+        it stores one; in checkpoints written before it did, ``footprint`` (classify's --footprint: the mask's new
+        place after it moved) or the file recorded at training, whichever holds the mask the network was trained on
         (its content hash is in the checkpoint; a file that is no longer a mask of this nside, rewritten since or
-        given by mistake, is not it).  ValueError naming the checkpoint, the recorded file and what to do where
-        neither holds it, or naming --footprint where that file is missing or unreadable (checked even where the
-        recorded file, or the checkpoint, holds the mask)."""
+        given by mistake, is not it).  A ``footprint`` that does not hold the network's mask is not its own: the
+        network ignores it (it may be another network's); :attr:`mask_file` is the file that held it.  ValueError
+        naming the checkpoint, the recorded file and what to do where no file holds it."""
         if self._sky is not None:
             return self._sky
-        experiment = self.meta["fields"]["experiment"]
-        kw = {"full_sky_nside": experiment["full_sky_nside"]} if "full_sky_nside" in experiment else {}
         if self.sky != "footprint":
+            experiment = self.meta["fields"]["experiment"]
+            kw = {"full_sky_nside": experiment["full_sky_nside"]} if "full_sky_nside" in experiment else {}
             self._sky = parse_sky_fraction(self.sky, self.nside, None, **kw)
             return self._sky
         recorded, want = self.meta.get("footprint"), self.meta["fields"]["run"]["footprint"]
         if "footprint_mask" in self.meta:
-            self._sky = self._stored_sky(want, footprint, kw)
+            self._sky = self._stored_sky(want, footprint)
             return self._sky
         tried, why = [], {}  # why: a file's refusal as a mask of this nside (rewritten since, another map given)
-        for path in dict.fromkeys(p for p in (recorded, footprint) if p is not None):
+        for path in dict.fromkeys(p for p in (footprint, recorded) if p is not None):
             if path != "builtin" and not Path(path).is_file():
                 continue
             tried.append(path)
-            try:
-                sky = parse_sky_fraction(self.sky, self.nside, path, **kw, remedy=False)  # matched by hash: no remedy
-            except ValueError as exc:
-                why[path] = f" ({exc})"
-                continue
-            if mask_hash(sky.footprint) == want:
-                self._sky, self._mask_file = sky, path
-                return sky
-        where = (f"the footprint mask it was trained on, {self.footprint_name}, is no longer there (moved or deleted)"
-                 if recorded not in tried else f"the footprint mask {self.footprint_name} changed since it was trained "
+            mask, why[path] = _mask_in(path, self.nside, want)
+            if mask is not None:
+                self._sky, self.mask_file = _footprint_sky(mask), path
+                return self._sky
+        named = "the built-in footprint" if recorded == "builtin" else recorded
+        where = (f"the footprint mask it was trained on, {named}, is no longer there (moved or deleted)"
+                 if recorded not in tried else f"the footprint mask {named} changed since it was trained "
                  f"on it{why.get(recorded, '')}")
         given = f"; --footprint {footprint} is not that mask either{why.get(footprint, '')}" if footprint is not None else ""
         raise ValueError(f"{self.checkpoint}: {where}{given}; give the mask it was trained on with --footprint FITS "
                          "(recognised by its content hash, stored in the checkpoint), or leave this network out with "
                          "--sky-fractions")
 
-    def _stored_sky(self, want: str, footprint, kw: dict):
+    def _stored_sky(self, want: str, footprint):
         """The footprint SkySetting of the mask the checkpoint stores (:func:`~.runs.footprint_from_record`), which
         must hash to the recorded ``want`` (ValueError naming the checkpoint: altered or damaged); ``footprint``
-        (classify's --footprint), where given, must hold that mask too (ValueError naming it otherwise)."""
+        (classify's --footprint), where given and holding that mask, is :attr:`mask_file` (it names the network)."""
         try:
             mask = footprint_from_record(self.meta["footprint_mask"], self.nside)
             why = "" if mask_hash(mask) == want else " (not the content hash recorded at training)"
@@ -363,17 +375,27 @@ class Network:
             raise ValueError(f"{self.checkpoint}: the footprint mask stored in it is not the mask it was trained on{why}: "
                              "the checkpoint was altered or damaged; retrain it with `deepsphere-gen massmaps train`, "
                              "or leave this network out with --sky-fractions")
-        if footprint is not None:
-            why = ""
-            try:
-                same = mask_hash(parse_sky_fraction(self.sky, self.nside, footprint, **kw, remedy=False).footprint) == want
-            except ValueError as exc:  # not a mask of this nside
-                same, why = False, f" ({exc})"
-            if not same:
-                raise ValueError(f"{self.checkpoint}: --footprint {footprint} is not the mask it was trained on{why}; "
-                                 "leave out --footprint: the checkpoint holds its mask")
-            self._mask_file = footprint
-        return SkySetting("footprint", None, mask, float(mask.mean()), self.nside)
+        if footprint is not None and _mask_in(footprint, self.nside, want)[0] is not None:
+            self.mask_file = footprint
+        return _footprint_sky(mask)
+
+
+def _footprint_sky(mask: np.ndarray) -> SkySetting:
+    """The SkySetting of a footprint network of NESTED bool ``mask`` (12 nside^2,), as :func:`.parse_sky_fraction`
+    gives it."""
+    return SkySetting("footprint", None, mask, float(mask.mean()), int(round(np.sqrt(mask.size / 12))))
+
+
+def _mask_in(path, nside: int, want: str | None) -> tuple[np.ndarray | None, str]:
+    """``(mask, "")`` where the footprint ``path`` ("builtin" or a FITS file, read once) holds the NESTED bool mask
+    at ``nside`` of content hash ``want`` (:func:`~deepsphere_gen._fingerprint.mask_hash`), else ``(None, why)``:
+    ``""`` for another mask, ``" (the refusal)"`` for a file that is no mask of this nside (rewritten since, or given
+    by mistake; matched by hash, so the refusal names no remedy: neither --nside nor thresholding gives that mask)."""
+    try:
+        mask = parse_sky_fraction("footprint", nside, path, remedy=False).footprint
+    except ValueError as exc:
+        return None, f" ({exc})"
+    return (mask, "") if mask_hash(mask) == want else (None, "")
 
 
 def _network(path: Path) -> Network:
@@ -520,6 +542,23 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
     return sorted(nets, key=lambda n: (n.sky, n.sky_label, n.noise))
 
 
+def read_skies(nets: list[Network], footprint=None) -> None:
+    """Read the sky of every network of ``nets`` (:meth:`Network.sky_setting` with classify's --footprint
+    ``footprint``: each footprint read once, before any map is checked against it; a network whose mask it is not
+    ignores it).  ValueError (one line) where ``footprint`` is given and holds the mask of none of the footprint
+    networks among ``nets`` (they have theirs: stored in their checkpoints, or at the files recorded at training),
+    and each network's refusal (:meth:`Network.sky_setting`)."""
+    for net in nets:
+        net.sky_setting(footprint)
+    mine = [n for n in nets if n.sky == "footprint"]
+    if footprint is None or not mine or any(n.mask_file == footprint for n in mine):
+        return
+    why = _mask_in(footprint, mine[0].nside, None)[1]
+    skies = ", ".join(dict.fromkeys(n.sky_label for n in mine))
+    raise ValueError(f"--footprint {footprint} is the mask of none of the chosen footprint networks{why}; they have "
+                     f"their own (sky {skies}): leave out --footprint")
+
+
 def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bool = False) -> tuple[dict, list, dict]:
     """Which of the networks ``nets`` classify which map: those whose sky the map covers (:func:`_sky_problem`:
     no UNSEEN/NaN pixel inside the full sky, the footprint, or a nested patch the map covers in part).
@@ -536,26 +575,27 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
         if bad.all():
             problems[file] = [f"{file}: every pixel is UNSEEN/NaN (no map to classify)"]
             continue
-        fit, why = [], {}  # why: sky -> its problem
+        fit, why = [], {}  # why: sky_key -> (its label, its problem): two footprints are two skies
         for net in nets:
             problem = _sky_problem(bad, net.sky_setting(), net.footprint_name)
             if problem is None:
                 fit.append(net)
             else:
-                why.setdefault(net.sky_label, problem)
+                why.setdefault(net.sky_key, (net.sky_label, problem))
         if fit:
             use[file] = fit
         if not why:
             continue
+        labels, lines = [w[0] for w in why.values()], [w[1] for w in why.values()]
         if not fit:
             if chosen:
-                problems[file] = [f"{file}: {problem}; {_advice(bad, others)}" for problem in why.values()]
+                problems[file] = [f"{file}: {problem}; {_advice(bad, others)}" for problem in lines]
             else:
-                problems[file] = [f"{file}: no trained network's sky fits the map: {'; '.join(why.values())}; "
+                problems[file] = [f"{file}: no trained network's sky fits the map: {'; '.join(lines)}; "
                                   f"{_advice(bad, others)}"]
         else:
-            notes.append(f"{file}: not classified by the networks of sky fraction {', '.join(why)} "
-                         f"({'; '.join(why.values())}); classified by those of sky fraction "
+            notes.append(f"{file}: not classified by the networks of sky fraction {', '.join(labels)} "
+                         f"({'; '.join(lines)}); classified by those of sky fraction "
                          f"{', '.join(dict.fromkeys(n.sky_label for n in fit))}")
     return use, notes, problems
 
