@@ -214,7 +214,8 @@ def _weights_dtype(model: torch.nn.Module, weights: dict) -> torch.dtype | None:
 def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     """The model saved by :func:`save_model`: rebuilt from its spec (``overrides`` as in
     :meth:`ModelSpec.build`), cast to the dtype of the saved parameters where the spec builds
-    another (a model saved after ``.double()``; files of any version), then its weights loaded
+    another (a model saved after ``.double()``; files of any version) unless ``dtype=`` is among the
+    overrides (the model is then in that dtype, its weights cast to it), then its weights loaded
     (``weights_only=True``); in eval mode.
     A missing, empty, damaged or foreign file (text, a pickle of other objects) is a one-line
     ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``), and so is a
@@ -225,8 +226,8 @@ def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     if not isinstance(state, dict) or "spec" not in state or not isinstance(state.get("state_dict"), dict):
         raise ValueError(f"{path} is not a model checkpoint of save_model (no 'spec' / 'state_dict')")
     model = build_model(state["spec"], **overrides)
-    dtype = _weights_dtype(model, state["state_dict"])
-    if dtype is not None:
+    dtype = None if "dtype" in overrides else _weights_dtype(model, state["state_dict"])
+    if dtype is not None:  # the caller's dtype= wins: the weights are then cast to it as they load
         model.to(dtype)
     load_weights(model, state["state_dict"], path, network="the network its spec builds")
     return model.eval()

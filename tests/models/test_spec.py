@@ -192,6 +192,21 @@ def test_load_model_keeps_the_dtype_of_the_saved_weights(cache_dir, tmp_path, na
         assert torch.equal(loaded(x), model(x))
 
 
+@pytest.mark.parametrize("name, cast, dtype", [
+    ("classifier", lambda m: m, torch.float32),  # built and saved in float64 (spec dtype float64)
+    ("regressor", lambda m: m.double(), torch.float32),  # built in float32, saved after .double()
+    ("regressor", lambda m: m, torch.float64),
+])
+def test_load_model_with_a_dtype_override_builds_that_dtype(cache_dir, tmp_path, name, cast, dtype):
+    """``load_model(p, dtype=)`` wins over the saved weights' dtype (was: cast back to the weights' dtype)."""
+    model = cast(_models(cache_dir)[name]()).eval()
+    path = save_model(tmp_path / "net.pt", model)
+    loaded = load_model(path, dtype=dtype)
+    assert {p.dtype for p in loaded.parameters()} == {dtype}
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a.to(b.dtype), b), k
+
+
 def test_save_model_of_a_module_without_a_spec_is_a_type_error(tmp_path):
     with pytest.raises(TypeError, match=r"^save_model saves the models of deepsphere_gen.models .*not a Linear; save its "
                                         r"weights with torch.save\(model.state_dict\(\), path\) instead$"):
