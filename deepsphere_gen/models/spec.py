@@ -18,7 +18,8 @@ A class decorated with :func:`specified` records the arguments of every instance
 Groups are per class (``specified(groups)``), for reading only: ``build`` passes every
 argument by keyword.  Values are JSON values: tuples become lists (and tuples again when
 building), a ``torch.dtype`` argument named ``dtype`` becomes its name ("float64"),
-``pathlib.Path`` a string, numpy arrays lists.  An argument that has no JSON form (a
+``pathlib.Path`` a string, numpy arrays lists (pixel ``indices`` saved as whole-number floats by older
+versions decode to ints: ``HealpixSampling`` refuses float indices).  An argument that has no JSON form (a
 ``Sampling`` object) makes ``model.spec`` raise a ValueError naming it; the model itself
 still builds.
 """
@@ -71,6 +72,9 @@ def _from_json(name: str, value: Any) -> Any:
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"unknown dtype {value!r} in the spec")
         return dtype
+    if name == "indices" and isinstance(value, list) and value and all(
+            isinstance(v, float) and v.is_integer() for v in value):
+        return tuple(int(v) for v in value)  # a file saved before float indices were refused (np.arange(64.))
     if isinstance(value, list):
         return tuple(_from_json(name, v) for v in value)
     return value
