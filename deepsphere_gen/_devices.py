@@ -8,7 +8,9 @@ __all__ = ["valid_devices", "check_device", "check_map_location"]
 
 
 def valid_devices() -> list[str]:
-    """Devices torch can use on this machine: cpu, then cuda, cuda:0 ... when CUDA is present, mps."""
+    """The compute devices found on this machine, as the refusals of :func:`check_device` list them: cpu, then
+    cuda, cuda:0 ... when CUDA is present, mps (device types torch has without a probe, meta, xpu, ..., are not
+    listed; :func:`check_device` hands them to torch)."""
     import torch
 
     out = ["cpu"]
@@ -21,23 +23,33 @@ def valid_devices() -> list[str]:
 
 
 def check_device(name):
-    """``name`` (a string or ``torch.device``) if torch can run on it here (None: automatic), else
-    ValueError listing the valid ones ("unknown device 'gpu'; valid devices here: cpu")."""
+    """``name`` (a string or ``torch.device``) unless it is known absent here (None: automatic), else ValueError
+    listing :func:`valid_devices`: a name torch cannot parse ("unknown device 'gpu'; valid devices here: cpu"),
+    cuda without CUDA, cuda:i beyond the GPUs present, mps without MPS.  Other device types torch parses
+    (meta, xpu, ...) are handed to torch as they are: it runs on them, or says why not, itself."""
     if name is None:
         return None
     import torch
 
-    valid = valid_devices()
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"unknown device {name!r}; valid devices here: {', '.join(valid)}") from None
-    if dev.type == "cpu" or str(dev) in valid:
+        raise ValueError(f"unknown device {name!r}; valid devices here: {', '.join(valid_devices())}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            missing = f"{name!r} requested but CUDA is not available on this machine"
+        elif dev.index is not None and dev.index >= torch.cuda.device_count():
+            missing = f"{name!r} is not present"
+        else:
+            return name
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return name
+        missing = f"{name!r} requested but MPS is not available on this machine"
+    else:
         return name
-    what = "CUDA" if dev.type == "cuda" else dev.type
-    missing = f"{name!r} is not present" if dev.type == "cuda" and torch.cuda.is_available() else \
-        f"{name!r} requested but {what} is not available on this machine"
-    raise ValueError(f"device {missing}; valid devices here: {', '.join(valid)}")
+    raise ValueError(f"device {missing}; valid devices here: {', '.join(valid_devices())}")
 
 
 def check_map_location(map_location):

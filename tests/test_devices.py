@@ -538,3 +538,33 @@ def test_no_host_to_device_copy_in_steady_state(name, graph_cache):
         torch.cuda.synchronize()
     copies = sorted({e.name for e in prof.events() if "HtoD" in e.name})
     assert not copies, f"{name}: host -> device copies in a steady-state forward + backward: {copies}"
+
+
+def test_check_device_refuses_only_devices_known_absent(monkeypatch, tmp_path):
+    """meta, xpu, mps:0 (with MPS) and cuda:i below the GPU count pass to torch (was: "device 'meta' requested but
+    meta is not available"); a name torch cannot parse, cuda without CUDA or beyond the count, mps without MPS
+    are refused, listing the devices found."""
+    from deepsphere_gen._devices import check_device, check_map_location
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same cases on any machine
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for name in ("cpu", "cpu:0", "meta", torch.device("meta"), "xpu"):
+        assert check_device(name) is name
+    path = tmp_path / "t.pt"
+    torch.save({"w": torch.ones(3)}, path)
+    assert torch.load(path, map_location=check_map_location("meta"), weights_only=True)["w"].is_meta
+    for name, match in [("gpu", "^unknown device 'gpu'; valid devices here: cpu$"),
+                        ("cuda:0", "^device 'cuda:0' requested but CUDA is not available on this machine; valid "
+                                   "devices here: cpu$"),
+                        ("mps:0", "^device 'mps:0' requested but MPS is not available on this machine; valid devices "
+                                  "here: cpu$")]:
+        with pytest.raises(ValueError, match=match):
+            check_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    for name in ("cuda", "cuda:1", "mps", "mps:0"):
+        assert check_device(name) == name
+    with pytest.raises(ValueError, match="^device 'cuda:2' is not present; valid devices here: cpu, cuda, cuda:0, "
+                                         "cuda:1, mps$"):
+        check_device("cuda:2")

@@ -11,7 +11,7 @@ import healpy as hp
 import numpy as np
 
 from .._validation import check_healpix_order, as_integer
-from ..sampling import check_mask, check_nside  # check_mask: the one mask check, re-exported here
+from ..sampling import MASK_REMEDY, check_mask, check_nside, nside_of  # check_mask, nside_of: re-exported here
 
 __all__ = [
     "nside_of",
@@ -45,14 +45,6 @@ def check_no_missing(values: np.ndarray, where: str, remedy: str = "the mask mus
     bad = bad_pixels(values)
     if bad.any():
         raise ValueError(f"{int(bad.sum())} UNSEEN/NaN/inf pixel value(s) lie {where}; {remedy}")
-
-
-def nside_of(npix: int) -> int:
-    """nside of a full-sky map with ``npix`` pixels; ValueError if npix is not 12 nside^2."""
-    nside = int(round(np.sqrt(npix / 12)))
-    if nside < 1 or 12 * nside * nside != npix or (nside & (nside - 1)):
-        raise ValueError(f"{npix} pixels is not a full HEALPix sky (12 * nside**2 with nside a power of 2)")
-    return check_nside(nside)
 
 
 def split_patches(maps: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +155,7 @@ _MASK_NSIDE_ADVICE = ("run at --nside {file_nside}, or resample the mask with he
                       "threshold the result (ud_grade averages: pixels on the edge hold fractions), e.g. mask > 0.5")
 #: what :func:`read_footprint` advises for a mask holding values other than 0/1
 _MASK_VALUES_ADVICE = ("pass a mask with 1 inside the survey, 0 or UNSEEN outside (a map given as a footprint would keep "
-                       "every non-zero pixel); an apodised or ud_graded mask: threshold it, e.g. mask > 0.5 (mask > 0 "
-                       "keeps every pixel it touches), and write that")
+                       f"every non-zero pixel); an apodised or ud_graded mask: {MASK_REMEDY}, and write that")
 
 
 def read_footprint(path, nside: int, ordering: str = "any", remedy: bool = True) -> np.ndarray:
@@ -183,7 +174,7 @@ def read_footprint(path, nside: int, ordering: str = "any", remedy: bool = True)
     if odd.any():
         raise ValueError(f"footprint {path} is not a 0/1 mask: {int(odd.sum())} of {values.size} pixels hold other "
                          f"values (e.g. {values[odd][0]:.3g})" + (f"; {_MASK_VALUES_ADVICE}" if remedy else ""))
-    return check_mask(kept, nside)
+    return check_mask(kept, nside, name=f"footprint {path}")
 
 
 def apply_footprint(maps: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

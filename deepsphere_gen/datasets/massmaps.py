@@ -424,7 +424,7 @@ class MassMapDataset(Dataset):
             raise ValueError("give either a patch level or a footprint, not both")
         self.level = level
         if footprint is not None:
-            mask = check_mask(footprint, self.nside)
+            mask = check_mask(footprint, self.nside, name="footprint")
             self.indices = np.flatnonzero(mask)[None, :].astype(np.int64)
             apply_footprint(np.asarray(maps[0, :1]), mask)  # UNSEEN inside the footprint -> ValueError
         elif level is not None:

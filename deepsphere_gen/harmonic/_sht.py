@@ -32,6 +32,7 @@ import torch
 
 from .._devices import check_device
 from .._validation import check_dtype, check_finite, check_nonnegative_int
+from ..sampling import check_sampling
 from ._sht_ducc import DuccEngine
 from ._sht_geometry import RingGeometry, max_bandlimit
 from ._sht_legendre import DEFAULT_BLOCK_BYTES
@@ -252,7 +253,9 @@ _CACHE_SIZE = 8
 
 
 def _cached(sampling, L: int, dtype: torch.dtype, device: torch.device, order: str) -> SHT:
-    key = (sampling.cache_key(), int(L), dtype, str(device), order)
+    """The cached :class:`SHT` of these arguments (built on a miss); ``sampling`` checked first (an nside is a
+    ValueError, :func:`~deepsphere_gen.sampling.check_sampling`, not an AttributeError on ``cache_key``)."""
+    key = (check_sampling(sampling).cache_key(), int(L), dtype, str(device), order)
     sht = _CACHE.get(key)
     if sht is None:
         sht = SHT(sampling, L, dtype=dtype, device=device, order=order)

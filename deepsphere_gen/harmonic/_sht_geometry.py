@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_healpix_order, check_positive_int
+from ..sampling import check_sampling
 from ._permutation import check_permutation, is_identity
 
 __all__ = ["RingGeometry", "THETA_RULES", "max_bandlimit"]
@@ -64,7 +65,10 @@ class RingGeometry:
     @classmethod
     def from_sampling(cls, sampling, L: int, order: str = "NESTED") -> "RingGeometry":
         """Validate ``L`` and the sampling's rings; ``order``: "NESTED" (maps in the sampling's
-        own pixel order, NESTED for HEALPix) or "RING" (maps already ring-major)."""
+        own pixel order, NESTED for HEALPix) or "RING" (maps already ring-major).  ``sampling`` must be a
+        :class:`~deepsphere_gen.sampling.Sampling` (:func:`~deepsphere_gen.sampling.check_sampling`: an nside is a
+        ValueError saying so): the check of every SHT module and layer built on one."""
+        check_sampling(sampling)
         L = check_positive_int(L, "bandlimit L")
         limit = max_bandlimit(sampling)
         if limit is not None and L > limit:

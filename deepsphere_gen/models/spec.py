@@ -18,7 +18,8 @@ A class decorated with :func:`specified` records the arguments of every instance
 Groups are per class (``specified(groups)``), for reading only: ``build`` passes every
 argument by keyword.  Values are JSON values: tuples become lists (and tuples again when
 building), a ``torch.dtype`` argument named ``dtype`` becomes its name ("float64"),
-``pathlib.Path`` a string, numpy arrays lists.  An argument that has no JSON form (a
+``pathlib.Path`` a string, numpy arrays lists (pixel ``indices`` saved as whole-number floats by older
+versions decode to ints: ``HealpixSampling`` refuses float indices).  An argument that has no JSON form (a
 ``Sampling`` object) makes ``model.spec`` raise a ValueError naming it; the model itself
 still builds.
 """
@@ -71,6 +72,9 @@ def _from_json(name: str, value: Any) -> Any:
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"unknown dtype {value!r} in the spec")
         return dtype
+    if name == "indices" and isinstance(value, list) and value and all(
+            isinstance(v, float) and v.is_integer() for v in value):
+        return tuple(int(v) for v in value)  # a file saved before float indices were refused (np.arange(64.))
     if isinstance(value, list):
         return tuple(_from_json(name, v) for v in value)
     return value
@@ -214,7 +218,8 @@ def _weights_dtype(model: torch.nn.Module, weights: dict) -> torch.dtype | None:
 def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     """The model saved by :func:`save_model`: rebuilt from its spec (``overrides`` as in
     :meth:`ModelSpec.build`), cast to the dtype of the saved parameters where the spec builds
-    another (a model saved after ``.double()``; files of any version), then its weights loaded
+    another (a model saved after ``.double()``; files of any version) unless ``dtype=`` is among the
+    overrides (the model is then in that dtype, its weights cast to it), then its weights loaded
     (``weights_only=True``); in eval mode.
     A missing, empty, damaged or foreign file (text, a pickle of other objects) is a one-line
     ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``), and so is a
@@ -225,8 +230,8 @@ def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     if not isinstance(state, dict) or "spec" not in state or not isinstance(state.get("state_dict"), dict):
         raise ValueError(f"{path} is not a model checkpoint of save_model (no 'spec' / 'state_dict')")
     model = build_model(state["spec"], **overrides)
-    dtype = _weights_dtype(model, state["state_dict"])
-    if dtype is not None:
+    dtype = None if "dtype" in overrides else _weights_dtype(model, state["state_dict"])
+    if dtype is not None:  # the caller's dtype= wins: the weights are then cast to it as they load
         model.to(dtype)
     load_weights(model, state["state_dict"], path, network="the network its spec builds")
     return model.eval()

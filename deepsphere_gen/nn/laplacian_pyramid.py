@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..graph import build_graph
+from ..sampling import check_sampling
 from .chebconv import ChebConv
 from .laplacian import Laplacian
 
@@ -38,8 +39,9 @@ class LaplacianPyramid:
 
     def __call__(self, sampling, where: str | None = None) -> Laplacian:
         """The rescaled Laplacian of ``sampling`` (built once).  A sampling of one pixel has no graph: ValueError,
-        naming ``where`` (the caller's context, e.g. "block 3 works on the map pooled 2 time(s) by 4") if given."""
-        key = sampling.cache_key()
+        naming ``where`` (the caller's context, e.g. "block 3 works on the map pooled 2 time(s) by 4") if given;
+        anything but a :class:`~deepsphere_gen.sampling.Sampling` (an nside) too (:func:`~deepsphere_gen.sampling.check_sampling`)."""
+        key = check_sampling(sampling).cache_key()
         if key not in self._memo:
             if sampling.npix < 2:
                 context = f"{where}: " if where else ""

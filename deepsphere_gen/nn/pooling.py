@@ -263,7 +263,7 @@ class HealpixMaxUnpool(nn.Module):
         self.p, self.check_input = _check_levels(p), bool(check_input)
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        if self.check_input:
+        if getattr(self, "check_input", True):  # a layer pickled before the option checks
             _check_values(self, x)
             _healpix_argmax(x, indices, self.p)
         return _scatter_max(x, indices, x.shape[1] * 4**self.p)

@@ -3,7 +3,7 @@
 | module | holds |
 | --- | --- |
 | :mod:`._base` | ``Sampling`` (theta, phi, xyz, weights, rings, cache key), ``Rings`` (SHT rings), ``check_sampling`` |
-| :mod:`.healpix` | ``HealpixSampling`` (NESTED, full or partial sky, parents), ``check_nside``, ``check_mask``, patches |
+| :mod:`.healpix` | ``HealpixSampling`` (NESTED, full or partial sky, parents), ``check_nside``, ``nside_of``, ``check_mask``, patches |
 | :mod:`.equiangular` | Driscoll-Healy, Gauss-Legendre, McEwen-Wiaux grids and their quadrature weights |
 | :mod:`.so3` | Euler-angle grids on SO(3): SOFT, Gauss-Legendre, McEwen-Wiaux (SO(3)) |
 
@@ -17,7 +17,7 @@ from .equiangular import (
     McEwenWiauxSampling,
     dh_theta_weights,
 )
-from .healpix import MAX_NSIDE, HealpixSampling, base_patch_indices, check_mask, check_nside
+from .healpix import MASK_REMEDY, MAX_NSIDE, HealpixSampling, base_patch_indices, check_mask, check_nside, nside_of
 
 # SO(3) Euler-angle grids
 from .so3 import (
@@ -35,7 +35,9 @@ __all__ = [
     "check_sampling",
     "HealpixSampling",
     "check_nside",
+    "nside_of",
     "check_mask",
+    "MASK_REMEDY",
     "base_patch_indices",
     "MAX_NSIDE",
     "EquiangularSampling",

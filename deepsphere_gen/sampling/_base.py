@@ -130,11 +130,13 @@ class Sampling:
         return f"{type(self).__name__}({self.cache_key()}, npix={self.npix})"
 
 
-def check_sampling(sampling, cls: type | None = None, name: str = "sampling"):
+def check_sampling(sampling, cls: type | None = None):
     """``sampling`` unchanged if it is an instance of ``cls`` (default :class:`Sampling`), else ValueError
-    "``name``: expected a <cls>, e.g. HealpixSampling(8), got ..." naming what was given (an nside or an index
+    "sampling: expected a <cls>, e.g. HealpixSampling(8), got ..." naming what was given (an nside or an index
     array, the usual slips, with the call that makes the sampling): the check of every function and layer taking
-    a sampling (was: AttributeError "'int' object has no attribute 'npix'")."""
+    a sampling, made where they share it: the pooling layers, the kNN graph and its parameters, the SHT (its ring
+    geometry, and the functional transforms' cache) and the Laplacian pyramid
+    (was: AttributeError "'int' object has no attribute 'npix'")."""
     cls = cls or Sampling
     if isinstance(sampling, cls):
         return sampling
@@ -145,4 +147,4 @@ def check_sampling(sampling, cls: type | None = None, name: str = "sampling"):
         got += " (pixel indices? pass HealpixSampling(nside, indices=...))"
     elif isinstance(sampling, Sampling):
         got += f" (this needs a {cls.__name__})"
-    raise ValueError(f"{name}: expected a {cls.__name__}, e.g. HealpixSampling(8), got {got}")
+    raise ValueError(f"sampling: expected a {cls.__name__}, e.g. HealpixSampling(8), got {got}")

@@ -9,7 +9,7 @@ from .._validation import check_healpix_order, is_bool
 
 from ._base import Rings, Sampling
 
-__all__ = ["HealpixSampling", "check_nside", "check_mask", "base_patch_indices", "MAX_NSIDE"]
+__all__ = ["HealpixSampling", "check_nside", "nside_of", "check_mask", "MASK_REMEDY", "base_patch_indices", "MAX_NSIDE"]
 
 MAX_NSIDE = 8192
 
@@ -25,6 +25,15 @@ def check_nside(nside) -> int:
     if n != nside or n < 1 or n > MAX_NSIDE or (n & (n - 1)) != 0:
         raise ValueError(f"nside must be a power of 2 between 1 and {MAX_NSIDE}, got {nside!r}")
     return n
+
+
+def nside_of(npix: int) -> int:
+    """nside of a full-sky map with ``npix`` pixels; ValueError if npix is not 12 nside^2 (nside a power of 2 up
+    to :data:`MAX_NSIDE`)."""
+    nside = int(round(np.sqrt(npix / 12)))
+    if nside < 1 or 12 * nside * nside != npix or (nside & (nside - 1)):
+        raise ValueError(f"{npix} pixels is not a full HEALPix sky (12 * nside**2 with nside a power of 2)")
+    return check_nside(nside)
 
 
 #: what a mask holding values other than 0/1 is told (an apodised or ud_graded mask holds fractions)
@@ -43,12 +52,11 @@ def check_mask(mask, nside: int | None = None, name: str = "mask", allow_empty: 
     """
     mask = np.asarray(mask)
     if nside is None:
-        npix = mask.size if mask.ndim == 1 else 0
-        n = int(round(np.sqrt(npix / 12)))
-        if n < 1 or 12 * n * n != npix or (n & (n - 1)):
+        try:
+            nside = nside_of(mask.size if mask.ndim == 1 else 0)
+        except ValueError:
             raise ValueError(f"{name} must be a full HEALPix sky of 12 nside**2 values (nside a power of 2), "
-                             f"got shape {mask.shape}")
-        nside = n
+                             f"got shape {mask.shape}") from None
     nside = check_nside(nside)
     if mask.shape != (12 * nside * nside,):
         raise ValueError(f"{name} must have shape ({12 * nside * nside},) for nside {nside}, got {mask.shape}")

@@ -279,3 +279,32 @@ def test_estimators_refuse_missing_values():
     images[1, 2, 3] = UNSEEN
     with pytest.raises(ValueError, match="1 UNSEEN/NaN/inf pixel value\\(s\\) lie in the images given to fft_band"):
         fft_band_powers(images, nside, edges)
+
+
+def test_a_footprint_argument_is_refused_by_its_name(tmp_path):
+    """MassMapDataset(footprint=) and read_footprint refused a bad footprint calling it "mask" (check_mask's default
+    name); sampling.nside_of is the one full-sky size check (check_mask's and the datasets')."""
+    from deepsphere_gen.datasets import _footprint
+    from deepsphere_gen.datasets.massmaps import MassMapDataset
+    from deepsphere_gen.sampling import MASK_REMEDY, nside_of
+
+    nside = 8
+    maps = np.random.default_rng(0).standard_normal((2, 3, 12 * nside**2))
+    half = np.full(12 * nside**2, 0.5)
+    with pytest.raises(ValueError, match=r"^footprint must hold booleans or exactly 0/1 \(1 = pixel kept\), got 768 "
+                                         r"pixel\(s\) of other values"):
+        MassMapDataset(maps, footprint=half, split="all", clean_std=1.0)
+    with pytest.raises(ValueError, match=r"^footprint must have shape \(768,\) for nside 8, got \(10,\)$"):
+        MassMapDataset(maps, footprint=np.ones(10, bool), split="all", clean_std=1.0)
+    empty = tmp_path / "empty.fits"
+    hp.write_map(str(empty), np.zeros(12 * nside**2), nest=True)
+    with pytest.raises(ValueError, match=f"^empty footprint: footprint {empty} keeps no pixel$"):
+        read_footprint(empty, nside)
+    assert _footprint.nside_of is nside_of and nside_of(768) == 8
+    for npix in (10, 12 * 3**2, 0):
+        with pytest.raises(ValueError, match=f"^{npix} pixels is not a full HEALPix sky"):
+            nside_of(npix)
+    with pytest.raises(ValueError, match=r"^mask must be a full HEALPix sky of 12 nside\*\*2 values \(nside a power of "
+                                         r"2\), got shape \(108,\)$"):
+        check_mask(np.ones(12 * 3**2, bool))
+    assert MASK_REMEDY in _footprint._MASK_VALUES_ADVICE

@@ -16,6 +16,7 @@ from deepsphere_gen.harmonic import (
     synthesis,
 )
 from deepsphere_gen.harmonic import _sht
+from deepsphere_gen.nn import LaplacianPyramid, MapToSignal, S2InputLayer
 from deepsphere_gen.sampling import (
     DriscollHealySampling,
     GaussLegendreSampling,
@@ -389,3 +390,19 @@ def test_empty_batch_gives_empty_outputs_and_gradients(engine, sampling, L, batc
     assert a.dtype == m.dtype == F64 and a.is_contiguous() and m.is_contiguous()
     (a.sum() + m.sum()).backward()
     assert maps.grad.shape == maps.shape and coeffs.grad.shape == coeffs.shape
+
+
+@pytest.mark.parametrize("call", [
+    lambda: SHT(8, 4),
+    lambda: analysis(torch.zeros(1, 768, 1), 8, 4),
+    lambda: synthesis(torch.zeros(1, 16, 1), 8, 4),
+    lambda: MapToSignal(8, 4, 1),
+    lambda: S2InputLayer(4, 1, 1, sampling=8),
+    lambda: LaplacianPyramid(8)(8),
+], ids=["SHT", "analysis", "synthesis", "MapToSignal", "S2InputLayer", "LaplacianPyramid"])
+def test_an_nside_given_for_a_sampling_is_named(call):
+    """Was AttributeError "'int' object has no attribute 'rings'" (or 'cache_key'): sampling.check_sampling, called
+    where these share the sampling (RingGeometry.from_sampling, the functional transforms' cache, the pyramid)."""
+    with pytest.raises(ValueError, match=r"^sampling: expected a Sampling, e\.g\. HealpixSampling\(8\), got int 8 "
+                                         r"\(an nside\? pass HealpixSampling\(8\)\)$"):
+        call()

@@ -192,6 +192,41 @@ def test_load_model_keeps_the_dtype_of_the_saved_weights(cache_dir, tmp_path, na
         assert torch.equal(loaded(x), model(x))
 
 
+@pytest.mark.parametrize("name, cast, dtype", [
+    ("classifier", lambda m: m, torch.float32),  # built and saved in float64 (spec dtype float64)
+    ("regressor", lambda m: m.double(), torch.float32),  # built in float32, saved after .double()
+    ("regressor", lambda m: m, torch.float64),
+])
+def test_load_model_with_a_dtype_override_builds_that_dtype(cache_dir, tmp_path, name, cast, dtype):
+    """``load_model(p, dtype=)`` wins over the saved weights' dtype (was: cast back to the weights' dtype)."""
+    model = cast(_models(cache_dir)[name]()).eval()
+    path = save_model(tmp_path / "net.pt", model)
+    loaded = load_model(path, dtype=dtype)
+    assert {p.dtype for p in loaded.parameters()} == {dtype}
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a.to(b.dtype), b), k
+
+
+def test_a_spec_of_whole_number_float_indices_still_loads(cache_dir, tmp_path):
+    """A file saved before float indices were refused (``indices=np.arange(64.)``: its spec holds 0.0, 1.0, ...)
+    loads, its indices as integers; a direct call with float indices and a spec of fractional ones stay refused."""
+    model = DeepSphereClassifier(4, 1, channels=(2,), indices=np.arange(64), K=3, k=8, cache_dir=cache_dir).eval()
+    state = {"spec": model.spec.to_dict(), "state_dict": model.state_dict()}
+    state["spec"]["input"]["indices"] = [float(i) for i in range(64)]  # as an older file holds them
+    path = tmp_path / "old.pt"
+    torch.save(state, path)
+    loaded = load_model(path)
+    assert loaded.sampling.indices.dtype == np.int64 and np.array_equal(loaded.sampling.indices, np.arange(64))
+    x = torch.randn(2, 64, 1)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(ValueError, match="indices must be an integer array, got dtype float64 of whole numbers"):
+        DeepSphereClassifier(4, 1, channels=(2,), indices=np.arange(64.0), K=3, k=8, cache_dir=cache_dir)
+    state["spec"]["input"]["indices"][1] = 1.5
+    with pytest.raises(ValueError, match=r"non-integer value\(s\) \[1.5\]"):
+        build_model(state["spec"])
+
+
 def test_save_model_of_a_module_without_a_spec_is_a_type_error(tmp_path):
     with pytest.raises(TypeError, match=r"^save_model saves the models of deepsphere_gen.models .*not a Linear; save its "
                                         r"weights with torch.save\(model.state_dict\(\), path\) instead$"):

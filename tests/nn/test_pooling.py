@@ -387,6 +387,27 @@ def test_pooling_layers_refuse_missing_values_unless_told_not_to_check():
 
 
 @pytest.mark.filterwarnings("ignore:partial-sky pooling")
+def test_pooling_layers_pickled_before_check_input_existed_check():
+    """A layer pickled before ``check_input`` existed has no such attribute: it checks, as the default does
+    (HealpixMaxUnpool read the attribute: AttributeError)."""
+    s = HealpixSampling(4, indices=np.arange(3, 150))
+    x = torch.randn(2, 192, 3)
+    y, idx = HealpixMaxPool(1, return_indices=True)(x)
+    cases = [(HealpixMaxPool(1), (x,)), (HealpixAvgPool(1), (x,)), (HealpixUnpool(1), (x,)),
+             (HealpixMaxUnpool(1), (y, idx)), (HealpixPartialPool(s, 1), (x[:, : s.npix],)),
+             (HealpixPartialUnpool(s, 1), (x[:, :36],)), (EquiangularMaxPool((8, 16), 1), (x[:, :128],)),
+             (EquiangularAvgPool((8, 16), 1), (x[:, :128],)), (EquiangularUnpool((8, 16), 1), (x[:, :32],))]
+    for layer, args in cases:
+        ref = layer(*args)
+        del layer.check_input  # as an older pickle holds it
+        assert torch.equal(layer(*args), ref) and "check_input" not in repr(layer)
+        bad = args[0].clone()
+        bad[1, 5, 2] = float("nan")
+        with pytest.raises(ValueError, match=rf"^{type(layer).__name__} input has 1 NaN/inf/UNSEEN value"):
+            layer(bad, *args[1:])
+
+
+@pytest.mark.filterwarnings("ignore:partial-sky pooling")
 def test_partial_and_equiangular_max_unpool_refuse_foreign_indices():
     """HealpixPartialUnpool(mode='max') and EquiangularMaxUnpool handed indices out of range (or another block's)
     went to torch unchecked: an index error, or a silently wrong map; now one ValueError as HealpixMaxUnpool's."""
