@@ -467,6 +467,18 @@ def test_classify_reads_one_column_of_one_file_at_a_time(tmp_path, capsys):
     assert peak < 2**20, peak / 2**20
 
 
+def _train_on_a_footprint(tmp_path: Path, *skies: str) -> tuple[np.ndarray, Path]:
+    """Train the TINY networks of ``skies`` (default: the footprint alone) with --footprint a mask of pixels
+    100-399 at nside 8 written to ``tmp_path/mask.fits``; returns (mask as 0/1 floats, its file)."""
+    mask = np.zeros(12 * 8**2)
+    mask[100:400] = 1
+    fp = tmp_path / "mask.fits"
+    hp.write_map(str(fp), mask, nest=True, dtype=np.float64)
+    argv = [*TINY, "--sky-fractions", *(skies or ("footprint",)), "--footprint", str(fp), *_dirs(tmp_path)]
+    assert main(["massmaps", "train", *argv]) == 0
+    return mask, fp
+
+
 def _without_stored_mask(ckpt: Path) -> None:
     """Rewrite ``ckpt`` as checkpoints were written before they stored their footprint mask (``meta["footprint_mask"]``):
     classify then needs the mask file (the recorded path, or --footprint)."""
@@ -481,11 +493,7 @@ def test_classify_with_a_footprint_network_reads_the_mask_once(tmp_path, capsys,
     before it did (it was read again for every map checked and for the network: 1 + number of maps times)."""
     from deepsphere_gen._fingerprint import mask_hash
 
-    mask = np.zeros(12 * 8**2)
-    mask[100:400] = 1
-    hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
-    argv = [*TINY, "--sky-fractions", "footprint", "--footprint", str(tmp_path / "mask.fits"), *_dirs(tmp_path)]
-    assert main(["massmaps", "train", *argv]) == 0
+    mask, _ = _train_on_a_footprint(tmp_path)
     (data,) = (tmp_path / "data").iterdir()
     maps, _ = load_massmaps(data)
     files = []
@@ -523,11 +531,7 @@ def test_a_footprint_network_classifies_without_its_mask_file(tmp_path, capsys):
     from deepsphere_gen._fingerprint import fingerprint, mask_hash
     from deepsphere_gen.experiments.massmaps.runs import footprint_from_record, run_meta
 
-    mask = np.zeros(12 * 8**2)
-    mask[100:400] = 1
-    fp = tmp_path / "mask.fits"
-    hp.write_map(str(fp), mask, nest=True, dtype=np.float64)
-    assert main(["massmaps", "train", *TINY, "--sky-fractions", "footprint", "--footprint", str(fp), *_dirs(tmp_path)]) == 0
+    mask, fp = _train_on_a_footprint(tmp_path)
     (ckpt,) = _checkpoints(tmp_path)
     meta = load_checkpoint(ckpt)["meta"]
     kept = hp.read_map(str(fp), nest=True) > 0  # healpy's reading of the file
@@ -682,11 +686,7 @@ def test_classify_uses_the_networks_whose_sky_the_map_covers(tmp_path, capsys):
     the footprint network classifies it and the full-sky one is skipped with a note (was: refused, advising to
     train on a footprint: the one trained there); with --sky-fractions 1 the refusal names the trained network
     that fits."""
-    mask = np.zeros(12 * 8**2)
-    mask[100:400] = 1
-    hp.write_map(str(tmp_path / "mask.fits"), mask, nest=True, dtype=np.float64)
-    argv = [*TINY, "--sky-fractions", "1", "footprint", "--footprint", str(tmp_path / "mask.fits"), *_dirs(tmp_path)]
-    assert main(["massmaps", "train", *argv]) == 0
+    mask, _ = _train_on_a_footprint(tmp_path, "1", "footprint")
     from deepsphere_gen._fingerprint import mask_hash
 
     sky = f"footprint (hash {mask_hash(mask > 0)[:8]})"  # the checkpoint's mask, not the file (never read)
@@ -823,11 +823,7 @@ def test_classify_footprint_problems_name_the_file_and_the_training_mask(tmp_pat
     and the mask it was trained on, and --footprint gives its new place, checked by content hash (was: "no such
     FITS file: MASK", as if an input were missing); so too where the recorded file was rewritten into something
     else, which is no mask of that nside."""
-    mask = np.zeros(12 * 8**2)
-    mask[100:400] = 1
-    fp = tmp_path / "mask.fits"
-    hp.write_map(str(fp), mask, nest=True, dtype=np.float64)
-    assert main(["massmaps", "train", *TINY, "--sky-fractions", "footprint", "--footprint", str(fp), *_dirs(tmp_path)]) == 0
+    mask, fp = _train_on_a_footprint(tmp_path)
     (ckpt,) = _checkpoints(tmp_path)
     _without_stored_mask(ckpt)  # the route of a checkpoint without its mask (the stored mask's: the test above)
     (data,) = (tmp_path / "data").iterdir()
