@@ -22,9 +22,11 @@ def preflight(config, step: str, json_path=None) -> None:
 
     check_step_paths(config.device, config.data_dir, config.out_dir, step, json_path)
     data_bytes = 0 if _dataset_present(config) else 4 * 2 * config.n_maps * 12 * config.nside**2  # float32
-    data_bytes += _rotations_bytes(config)
-    check_free_space(config.data_dir, data_bytes + 2**24,
-                     f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})")
+    copies = 0 if step == "evaluate" else _rotations_bytes(config)  # evaluate makes no copies
+    what = f"the data set ({config.n_maps} maps x 2 classes at nside {config.nside})"
+    if copies:
+        what += f" and its {config.sky_rotations} rotated copies of each training map (--sky-rotations)"
+    check_free_space(config.data_dir, data_bytes + copies + 2**24, what)
     if step != "generate":
         check_free_space(config.out_dir, _output_bytes(config), "checkpoints and figures")
 

@@ -332,7 +332,7 @@ def _run_steps(args, step: str) -> int:
             for note in notes:
                 print(note, flush=True)
         stage = "data generation"
-        path = exp.generate(config, ctx)
+        path = exp.generate(config, ctx, copies=step != "evaluate")  # evaluate trains nothing: no copies
         if step == "generate":
             if ctx.is_main:
                 print(f"massmaps: data set at {path}")

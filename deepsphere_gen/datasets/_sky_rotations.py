@@ -39,6 +39,9 @@ __all__ = ["ROTATION_STREAM", "rotation_seed", "random_rotation", "rotated_map",
 
 #: stream constant of the rotation seed (:func:`rotation_seed`)
 ROTATION_STREAM = 7700
+#: version of the copies' recipe (:func:`random_rotation`, :func:`rotated_map`) in their cache key: raise it when the
+#: recipe changes, so old copies are not reused (the maps' own FORMAT_VERSION leaves the maps cache alone)
+ROTATIONS_FORMAT = 1
 _FILE = "rotations.npy"
 _ANGLES = "angles.npy"
 
@@ -67,7 +70,8 @@ def rotated_map(config: MassMapConfig, c: int, i: int, angles) -> np.ndarray:
 
 def _params(config: MassMapConfig, n_maps: int, copies: int) -> dict:
     return {"maps": config.generation_params(), "n_maps_rotated": int(n_maps), "copies": int(copies),
-            "rotation_seed": rotation_seed(config.seed), "rotation_stream": ROTATION_STREAM}
+            "rotation_seed": rotation_seed(config.seed), "rotation_stream": ROTATION_STREAM,
+            "rotations_format": ROTATIONS_FORMAT}
 
 
 def sky_rotations_dir(config: MassMapConfig, n_maps: int, copies: int, data_dir) -> Path:

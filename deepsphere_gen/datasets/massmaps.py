@@ -58,7 +58,7 @@ from ._spectra import (
     pixel_window,
 )
 
-__all__ = [
+__all__ = ["split_sizes", 
     "check_noise_level",
     "MassMapConfig",
     "DEEPSPHERE_NOISE_LEVELS",
@@ -324,6 +324,16 @@ def _check_estimable(maps: np.ndarray) -> None:
                     "from them; give clean_std, and a footprint that excludes the missing pixels")
 
 
+def split_sizes(n_maps: int, test_fraction: float, val_fraction: float) -> tuple[int, int, int]:
+    """Maps per class in the (train, validation, test) splits of :class:`MassMapDataset`: the last
+    ``round(test_fraction * n_maps)`` (at least 1) are the test maps, the ``round(val_fraction * n_maps)``
+    before them (at least 1 where ``val_fraction`` > 0, else none) the validation maps, the others the
+    training maps (may be < 1: the caller refuses)."""
+    n_test = max(1, int(round(test_fraction * n_maps)))
+    n_val = max(1, int(round(val_fraction * n_maps))) if val_fraction > 0 else 0
+    return n_maps - n_test - n_val, n_val, n_test
+
+
 class MassMapDataset(Dataset):
     """Samples (x, label, pixel_indices) of full-sky maps, nested base patches or a footprint.
 
@@ -407,10 +417,7 @@ class MassMapDataset(Dataset):
             raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         if not 0 <= val_fraction < 1 - test_fraction:
             raise ValueError(f"val_fraction must lie in [0, 1 - test_fraction), got {val_fraction}")
-        n_test = max(1, int(round(test_fraction * n_maps)))
-        n_val = int(round(val_fraction * n_maps)) if val_fraction > 0 else 0
-        n_val = max(1, n_val) if val_fraction > 0 else 0
-        n_train = n_maps - n_test - n_val
+        n_train, n_val, n_test = split_sizes(n_maps, test_fraction, val_fraction)
         if split != "all" and n_train < 1:
             raise ValueError(f"{n_maps} map(s) per class cannot be split into train"
                              f"{', validation' if n_val else ''} and test")

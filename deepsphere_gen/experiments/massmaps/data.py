@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ...datasets import MassMapConfig, MassMapDataset, generate_massmaps, generate_sky_rotations, load_sky_rotations
+from ...datasets import (MassMapConfig, MassMapDataset, generate_massmaps, generate_sky_rotations, load_sky_rotations,
+                         split_sizes)
 from ...training import DistContext, distributed_context
 from .config import ExperimentConfig, SkySetting
 from .settings import NoiseSetting
@@ -28,21 +29,21 @@ def data_config(config: ExperimentConfig) -> MassMapConfig:
 
 
 def n_training_maps(config: ExperimentConfig) -> int:
-    """Training maps per class: those before the validation and test maps (as :class:`MassMapDataset` splits)."""
-    n_test = max(1, int(round(config.test_fraction * config.n_maps)))
-    n_val = max(1, int(round(config.val_fraction * config.n_maps)))
-    return config.n_maps - n_test - n_val
+    """Training maps per class: those before the validation and test maps (:func:`~deepsphere_gen.datasets.split_sizes`,
+    as :class:`MassMapDataset` splits)."""
+    return split_sizes(config.n_maps, config.test_fraction, config.val_fraction)[0]
 
 
-def generate(config: ExperimentConfig, ctx: DistContext | None = None) -> Path:
-    """Generate (rank 0; other ranks then reuse) or reuse the data set and, with ``config.sky_rotations`` > 0,
-    the rotated copies of its training maps (beside it); returns the data set's directory."""
+def generate(config: ExperimentConfig, ctx: DistContext | None = None, copies: bool = True) -> Path:
+    """Generate (rank 0; other ranks then reuse) or reuse the data set and, with ``config.sky_rotations`` > 0 and
+    ``copies`` (False for the evaluate step, which trains nothing), the rotated copies of its training maps (beside
+    it); returns the data set's directory."""
     ctx = ctx or distributed_context(config.device)
     mc, main = data_config(config), ctx.is_main
     for turn in (True, False):  # rank 0 first, then the others reuse
         if main == turn:
             path = generate_massmaps(mc, config.data_dir, progress=config.progress and main, verbose=main)
-            if config.sky_rotations:
+            if config.sky_rotations and copies:
                 generate_sky_rotations(mc, n_training_maps(config), config.sky_rotations, path.parent,
                                        progress=config.progress and main, verbose=main)
         if turn:
