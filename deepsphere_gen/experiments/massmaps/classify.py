@@ -351,7 +351,7 @@ class Network:
             tried.append(path)
             mask, why[path] = _mask_in(path, self.nside, want)
             if mask is not None:
-                self._sky, self.mask_file = _footprint_sky(mask), path
+                self._sky, self.mask_file = _footprint_sky(mask, self.nside), path
                 return self._sky
         named = "the built-in footprint" if recorded == "builtin" else recorded
         where = (f"the footprint mask it was trained on, {named}, is no longer there (moved or deleted)"
@@ -377,13 +377,13 @@ class Network:
                              "or leave this network out with --sky-fractions")
         if footprint is not None and _mask_in(footprint, self.nside, want)[0] is not None:
             self.mask_file = footprint
-        return _footprint_sky(mask)
+        return _footprint_sky(mask, self.nside)
 
 
-def _footprint_sky(mask: np.ndarray) -> SkySetting:
+def _footprint_sky(mask: np.ndarray, nside: int) -> SkySetting:
     """The SkySetting of a footprint network of NESTED bool ``mask`` (12 nside^2,), as :func:`.parse_sky_fraction`
     gives it."""
-    return SkySetting("footprint", None, mask, float(mask.mean()), int(round(np.sqrt(mask.size / 12))))
+    return SkySetting("footprint", None, mask, float(mask.mean()), nside)
 
 
 def _mask_in(path, nside: int, want: str | None) -> tuple[np.ndarray | None, str]:
