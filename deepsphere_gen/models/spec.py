@@ -220,7 +220,8 @@ def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     :meth:`ModelSpec.build`), cast to the dtype of the saved parameters where the spec builds
     another (a model saved after ``.double()``; files of any version) unless ``dtype=`` is among the
     overrides (the model is then in that dtype, its weights cast to it), then its weights loaded
-    (``weights_only=True``); in eval mode.
+    (``weights_only=True``); in eval mode, on ``map_location`` where it names a device (a string or
+    ``torch.device``: ``load_model(p, map_location="cuda")`` is a CUDA model; was: a CPU model).
     A missing, empty, damaged or foreign file (text, a pickle of other objects) is a one-line
     ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``), and so is a
     ``map_location`` device this machine lacks, before the file is read (``_devices.check_map_location``); so are weights
@@ -234,4 +235,6 @@ def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     if dtype is not None:  # the caller's dtype= wins: the weights are then cast to it as they load
         model.to(dtype)
     load_weights(model, state["state_dict"], path, network="the network its spec builds")
+    if isinstance(map_location, (str, torch.device)):  # the model on that device (the spec builds it on the CPU)
+        model.to(torch.device(map_location))
     return model.eval()

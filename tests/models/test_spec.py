@@ -168,6 +168,23 @@ def test_load_model_to_a_device_this_machine_lacks_names_the_device(cache_dir, t
         load_model(path, map_location=location)  # was: "checkpoint ... is damaged (RuntimeError)"
 
 
+def test_load_model_puts_the_model_on_map_location(cache_dir, tmp_path, monkeypatch):
+    """A map_location device gives the model on it (was: always a CPU model, the weights copied into a model built
+    on the CPU).  Without CUDA, ``Module.to`` is watched: load_model moves the model to the device it was given."""
+    path = save_model(tmp_path / "net.pt", _models(cache_dir)["regressor"]())
+    if torch.cuda.is_available():
+        model = load_model(path, map_location="cuda")
+        assert {p.device.type for p in model.parameters()} == {"cuda"}
+        return
+    moved, to = [], torch.nn.Module.to
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: moved.append(a) or to(self, *a, **k))
+    load_model(path, map_location=torch.device("cpu"))
+    assert (torch.device("cpu"),) in moved
+    moved.clear()
+    load_model(path)  # the default "cpu" too
+    assert (torch.device("cpu"),) in moved
+
+
 @pytest.mark.parametrize("name, cast, dtype", [
     ("regressor", lambda m: m.double(), torch.float64),  # built in float32 (spec dtype None), cast after
     ("regressor", lambda m: m, torch.float32),
