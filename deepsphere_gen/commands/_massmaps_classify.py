@@ -25,7 +25,9 @@ _NOISE_OPTIONS = ("deepsphere_level", "ngal", "relative_noise", "sigma_e")
 _CLASSIFY_SHARED = {"out_dir", "device", "threads", "sky_fractions", "footprint", *_NOISE_OPTIONS}
 #: run options that set no training setting, refused by classify for their own reason
 _OWN_REASONS = {"no_progress": "classify draws no progress bars",
-                "workers": "classify runs in one process (--workers sets the run step's processes)"}
+                "workers": "classify runs in one process (--workers sets the run step's processes)",
+                "data_dir": "classify reads no data set (the training inputs' statistics it checks maps against are "
+                            "in the checkpoints, found under --out-dir)"}
 
 
 def _classify_noises(args, noise: dict) -> list | None:

@@ -102,7 +102,8 @@ def generate_sky_rotations(config: MassMapConfig, n_maps: int, copies: int, data
         raise ValueError(f"{final} exists but its metadata does not match; remove it to regenerate")
     n_total, npix = 2 * n_maps * copies, 12 * config.nside**2
     if verbose:
-        print(f"massmaps: generating {copies} rotated copies of {n_maps} maps x 2 classes at nside {config.nside}: "
+        print(f"massmaps: generating {copies} rotated cop{'y' if copies == 1 else 'ies'} of {n_maps} maps x 2 classes at "
+              f"nside {config.nside}: "
               f"{n_total * npix * 4 / 2**20:.1f} MiB -> {final}")
     from tqdm.auto import tqdm
 

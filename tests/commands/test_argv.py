@@ -299,14 +299,15 @@ def test_classify_options_before_the_step_are_read():
     (["train", "--force"], "--force does not apply to train: only to classify"),
     (["--checkpoint", "a.pt", "evaluate"], "--checkpoint does not apply to evaluate: only to classify"),
     (["--method", "fcn"], "--method does not apply to run: only to classify"),
-    (["classify", "--nside", "8", "m.fits"], "--nside, --data-dir do not apply to classify"),  # was: unrecognized
+    (["classify", "--nside", "8", "m.fits"], "in the checkpoints, found under --out-dir); --nside does not apply to "
+     "classify: the networks'"),  # was: unrecognized
     (["classify", "m.fits", "--no-plots"], "--no-plots does not apply to classify: only to evaluate and run"),
     (["classify", "m.fits", "--nside", "8", "--no-plots"],  # one line naming both (was: --no-plots, then on a rerun --nside)
-     "--no-plots does not apply to classify: only to evaluate and run; --nside, --data-dir do not apply to classify"),
+     "--no-plots does not apply to classify: only to evaluate and run; --data-dir does not apply to classify: classify reads no data set"),
     # display and process options: their own reason (was: "the networks' settings come from their checkpoints")
     (["classify", "--no-progress", "m.fits"], "--no-progress does not apply to classify: classify draws no progress bars"),
     (["classify", "m.fits", "--workers", "2", "--nside", "8"], "--workers does not apply to classify: classify runs in one "
-     "process (--workers sets the run step's processes); --nside, --data-dir do not apply to classify: the networks'"),
+     "process (--workers sets the run step's processes); --data-dir does not apply to classify: classify reads no data set"),
 ])
 def test_massmaps_options_of_another_step_are_refused_wherever_they_stand(argv, message, capsys, tmp_path):
     """Refused before any work (``--device nope``: without the refusal the command would end at its device check)."""
