@@ -569,6 +569,7 @@ def test_fcn_ensemble_members_checkpoints_and_evaluation(tmp_path, monkeypatch):
     assert rec["correct"] == "".join("1" if v else "0" for v in mean == labels)  # per sample, in test order
     assert [m["n_correct"] for m in rec["members"]] == [int((p.argmax(-1).numpy() == labels).sum()) for p in probs]
     assert [m["seed"] for m in rec["members"]] == [0, member_seed(0, 1)]
+    assert [m["warm_start"] for m in rec["members"]] == [None, None]  # each member's own (--warm-start: its source)
     assert all(len(m["ci95"]) == 2 and m["train_seconds"] > 0 for m in rec["members"])
     (alone,) = exp.evaluate_all(single, log=None)
     assert "members" not in alone and alone["accuracy"] == rec["members"][0]["accuracy"]

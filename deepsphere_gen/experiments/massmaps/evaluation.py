@@ -108,13 +108,16 @@ def _network_record(config: ExperimentConfig, path: Path, method: str, sky: SkyS
         out["accuracy_one_view"] = accuracy_fields(c_one)["accuracy"]
         return out
 
+    def warm_start(st):  # the run a member's training started from (--warm-start), else None
+        return ((st.get("meta") or {}).get("fields") or {}).get("init")
+
     state = members[0][1]
     rec = {"method": method, **scores(one, views, True), "views": 1 if perms is None else len(perms),
-           "epochs": int(state["epoch"]), "warm_start": ((state.get("meta") or {}).get("fields") or {}).get("init")}
+           "epochs": int(state["epoch"]), "warm_start": warm_start(state)}
     rec.update({k_: state["config"][k_] for k_ in ("batch_size", "lr") if k_ in state.get("config", {})})
     if len(members) > 1:
         rec["members"] = [{"member": i, "seed": int(st["config"]["seed"]), **scores([one[i]], [views[i]], False),
-                           "fingerprint": (st.get("meta") or {}).get("fingerprint"),
+                           "fingerprint": (st.get("meta") or {}).get("fingerprint"), "warm_start": warm_start(st),
                            "train_seconds": sum(h["seconds"] for h in st["history"])}
                           for i, (_, st) in enumerate(members)]
     rec["seconds"] = sum(h["seconds"] for _, st in members for h in st["history"]) + time.perf_counter() - t0
