@@ -151,3 +151,15 @@ def test_evaluate_step_makes_no_copies(tmp_path, capsys):
     main(["massmaps", "evaluate", *TINY, "--sky-rotations", "1", "--no-plots", *_dirs(tmp_path)])
     assert "rotated copies" not in capsys.readouterr().out
     assert not list((tmp_path / "data").glob("massmaps-rotations-*"))
+
+
+def test_evaluate_names_the_network_trained_with_other_settings(tmp_path, capsys):
+    """evaluate without --sky-rotations after a run with it: the missing checkpoint's note names the finished network
+    of the same method, sky and noise in the folder and the setting that differs (was: only 'run train with the
+    same options first', which retrains a network for nothing)."""
+    assert main(["massmaps", "train", *TINY, "--sky-rotations", "2", *_dirs(tmp_path)]) == 0
+    (ckpt,) = (tmp_path / "out" / "checkpoints").glob("*.pt")
+    capsys.readouterr()
+    main(["massmaps", "evaluate", *TINY, "--no-plots", *_dirs(tmp_path)])
+    out = capsys.readouterr()
+    assert f"trained there with other settings: {ckpt.name} (experiment.sky_rotations 2, here missing)" in out.out + out.err

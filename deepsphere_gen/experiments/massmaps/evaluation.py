@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..._fingerprint import differing_fields, field_value
 from ...datasets import MassMapDataset
 from ...training import (
+    CheckpointError,
     DistContext,
     batch_outputs,
     check_fingerprint,
@@ -30,6 +32,26 @@ from .training import members_of, network_run
 __all__ = ["evaluate_all"]
 
 
+def _other_settings(ckpt: Path, meta: dict, most: int = 3) -> str:
+    """For a missing checkpoint ``ckpt``: its name's other fingerprints in the same folder (networks of the same
+    method, sky, noise and member trained with other settings), each with the settings that differ from ``meta``'s
+    fields ("; trained there with other settings: F (experiment.sky_rotations 2, here missing)"), else ""."""
+    import re
+
+    name = ckpt.stem[:-13]  # <name>-<12 hex digits of the fingerprint>
+    others = sorted(p for p in ckpt.parent.glob(f"{name}-*.pt") if re.fullmatch(re.escape(name) + "-[0-9a-f]{12}", p.stem))
+    described = []
+    for other in others[:most]:
+        try:
+            fields = (load_checkpoint(other).get("meta") or {}).get("fields") or {}
+        except (CheckpointError, ValueError):
+            continue
+        diff = differing_fields(fields, meta["fields"])
+        described.append(f"{other.name} (" + "; ".join(f"{d} {field_value(fields, d)}, here {field_value(meta['fields'], d)}"
+                                                        for d in diff[:3]) + (", ..." if len(diff) > 3 else "") + ")")
+    return f"; trained there with other settings: {', '.join(described)}" if described else ""
+
+
 def _trained_member(config: ExperimentConfig, path: Path, method: str, sky: SkySetting, noise: NoiseSetting,
                     train_set: MassMapDataset, ctx: DistContext, log, member: int):
     """(model with the trained weights of ensemble ``member``, its checkpoint state), or None (reported)
@@ -41,7 +63,7 @@ def _trained_member(config: ExperimentConfig, path: Path, method: str, sky: SkyS
     if not ckpt.is_file():
         if ctx.is_main and log:  # an unavailable hybrid raised ValueError above: this one was never trained
             log(f"massmaps: no checkpoint {ckpt} for these settings: "
-                "run `deepsphere-gen massmaps train` with the same options first")
+                "run `deepsphere-gen massmaps train` with the same options first" + _other_settings(ckpt, run.meta))
         return None
     state = load_checkpoint(ckpt, map_location=ctx.device)
     if int(state.get("epoch", 0)) < tc.epochs:
