@@ -1377,7 +1377,8 @@ def test_too_few_maps_for_the_splits(tmp_path, capsys):
 
 
 def test_classify_ambiguous_runs_name_both(tmp_path, capsys):
-    """Two runs of other settings for the same sky and noise: classify names both files and asks."""
+    """Two runs of other settings for the same sky and noise: classify names both files, each with the settings that
+    differ (was: only "(other settings)": an R = 0 and an R = 2 --sky-rotations run differed by a hash), and asks."""
     d = _dirs(tmp_path)
     assert main(["massmaps", "train", *TINY, *d]) == 0
     assert main(["massmaps", "train", *TINY, "--epochs", "3", *d]) == 0
@@ -1387,6 +1388,7 @@ def test_classify_ambiguous_runs_name_both(tmp_path, capsys):
     cap = _fail(["classify", str(tmp_path / "m.fits"), "--out-dir", str(tmp_path / "out")], capsys,
                 "2 trained fcn networks for sky 1, noise none at nside 8")
     assert "choose one with --checkpoint FILE" in cap.err and all(str(p) in cap.err for p in _checkpoints(tmp_path))
+    assert "(experiment.epochs 2; train.epochs 2)" in cap.err and "(experiment.epochs 3; train.epochs 3)" in cap.err
     assert main(["massmaps", "classify", str(tmp_path / "m.fits"), "--checkpoint", str(_checkpoints(tmp_path)[0])]) == 0
 
 

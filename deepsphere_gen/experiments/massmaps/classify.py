@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..._fingerprint import mask_hash
+from ..._fingerprint import differing_fields, field_value, mask_hash
 from ...datasets import apply_footprint, bad_pixels, check_fits_ordering, read_healpix_fits, split_patches
 from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
@@ -532,9 +532,11 @@ def select_networks(method: str, out_dir, nside: int, skies=None, noises=None, f
         if len(group) > 1:
             sigmas = sorted({g.sigma_e for g in group if g.sigma_e is not None})
             by_sigma = f"--sigma-e ({' or '.join(f'{v:g}' for v in sigmas)}) or " if len(sigmas) > 1 else ""
+            differ = sorted(set().union(*(differing_fields(g.meta["fields"], group[0].meta["fields"]) for g in group)))
+            files = ", ".join(f"{g.checkpoint} (" + "; ".join(f"{d} {field_value(g.meta['fields'], d)}" for d in differ[:3])
+                              + (", ..." if len(differ) > 3 else "") + ")" for g in group)
             raise ValueError(f"{len(group)} trained {method} networks for sky {sky}, noise {noise} at nside "
-                             f"{nside} (other settings): {', '.join(str(g.checkpoint) for g in group)}; "
-                             f"choose one with {by_sigma}--checkpoint FILE")
+                             f"{nside} (other settings): {files}; choose one with {by_sigma}--checkpoint FILE")
     chosen = {id(n) for n in nets}
     for n in found:  # only the chosen networks keep their weights in memory
         if id(n) not in chosen:
