@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-__all__ = ["fingerprint", "canonical", "differing_fields", "mask_hash"]
+__all__ = ["fingerprint", "canonical", "differing_fields", "field_changes", "mask_hash"]
 
 
 def canonical(fields: dict) -> dict:
@@ -45,6 +45,17 @@ def differing_fields(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(name)
     return out
+
+
+def field_changes(a: dict, b: dict, a_word: str, b_word: str, most: int | None = None,
+                  notes: dict | None = None) -> list[str]:
+    """The fields that differ between two field dicts, for messages: ``"train.epochs (3 in the file, 4 now)"``
+    (``a_word`` "in the file", ``b_word`` "now"), ``notes[name]`` appended after a semicolon where given; the
+    first ``most`` of them and "..." where more differ (``most`` None: all)."""
+    names, notes = differing_fields(a, b), notes or {}
+    out = [f"{n} ({field_value(a, n)} {a_word}, {field_value(b, n)} {b_word}{f'; {notes[n]}' if n in notes else ''})"
+           for n in names[:most]]
+    return out + (["..."] if most is not None and len(names) > most else [])
 
 
 def fingerprint_meta(fields: dict) -> dict:

@@ -28,6 +28,7 @@ import healpy as hp
 import numpy as np
 
 from .._seeds import derived_seeds
+from ..harmonic import random_rotations
 from .._validation import check_nonnegative_int, check_positive_int
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, damaged_data_set, limit_threads, open_data_npy, \
     package_versions, read_metadata
@@ -41,7 +42,7 @@ __all__ = ["ROTATION_STREAM", "rotation_seed", "random_rotation", "rotated_map",
 ROTATION_STREAM = 7700
 #: version of the copies' recipe (:func:`random_rotation`, :func:`rotated_map`) in their cache key: raise it when the
 #: recipe changes, so old copies are not reused (the maps' own FORMAT_VERSION leaves the maps cache alone)
-ROTATIONS_FORMAT = 1
+ROTATIONS_FORMAT = 2  # 2: the angles drawn by harmonic.random_rotations
 _FILE = "rotations.npy"
 _ANGLES = "angles.npy"
 
@@ -53,17 +54,17 @@ def rotation_seed(seed: int) -> int:
 
 def random_rotation(seed: int, c: int, i: int, r: int) -> np.ndarray:
     """ZYZ Euler angles (psi, theta, phi) in radians, shape (3,), of copy ``r`` of map ``i`` of class ``c``:
-    a uniform random rotation from ``SeedSequence([seed, c, i, r])`` (``seed``: :func:`rotation_seed`)."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(c), int(i), int(r)]))
-    psi, phi, cos_theta = rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi), rng.uniform(-1, 1)
-    return np.array([psi, np.arccos(cos_theta), phi])
+    :func:`~deepsphere_gen.harmonic.random_rotations` (uniform on SO(3)) seeded by ``derived_seeds(seed, (c, i, r))``
+    (``seed``: :func:`rotation_seed`)."""
+    return random_rotations(1, seed=derived_seeds(seed, (c, i, r))[0])[0].numpy()
 
 
-def rotated_map(config: MassMapConfig, c: int, i: int, angles) -> np.ndarray:
+def rotated_map(config: MassMapConfig, c: int, i: int, angles, alm=None) -> np.ndarray:
     """Map ``i`` of class ``c`` of the data set ``config`` with its Gaussian field rotated by the ZYZ Euler
-    ``angles`` (psi, theta, phi; radians; ``healpy.rotate_alm``'s convention); NESTED float64 (12 nside^2,)."""
+    ``angles`` (psi, theta, phi; radians; ``healpy.rotate_alm``'s convention); NESTED float64 (12 nside^2,).
+    ``alm``: that map's Gaussian alm where the caller already holds it (left unchanged; made here otherwise)."""
     cosmology = COSMOLOGIES[c]
-    alm = gaussian_alm(cosmology, config, map_rng(config, c, i))
+    alm = gaussian_alm(cosmology, config, map_rng(config, c, i)) if alm is None else alm.copy()
     hp.rotate_alm(alm, *(float(a) for a in angles), lmax=config.band_limit)
     return map_from_gaussian_alm(alm, cosmology, config)
 
@@ -115,9 +116,10 @@ def generate_sky_rotations(config: MassMapConfig, n_maps: int, copies: int, data
         angles = np.empty((2, n_maps, copies, 3))
         for c in range(2):
             for i in range(n_maps):
+                alm = gaussian_alm(COSMOLOGIES[c], config, map_rng(config, c, i))  # once per map, for all its copies
                 for r in range(copies):
                     angles[c, i, r] = random_rotation(seed, c, i, r)
-                    out[c, i * copies + r] = rotated_map(config, c, i, angles[c, i, r])
+                    out[c, i * copies + r] = rotated_map(config, c, i, angles[c, i, r], alm)
                     bar.update(1)
         out.flush()
         del out

@@ -19,7 +19,7 @@ import healpy as hp
 import numpy as np
 from scipy.special import gammaln
 
-from ..sampling import check_mask
+from ..sampling import check_mask, nside_of
 from ._footprint import check_no_missing
 
 __all__ = ["wigner3j_000_squared", "coupling_matrix", "PseudoCl", "default_bin_edges"]
@@ -107,7 +107,7 @@ class PseudoCl:
 
     def __init__(self, mask, bin_edges=None, lmax: int | None = None):
         self.mask = check_mask(mask)
-        self.nside = hp.npix2nside(self.mask.size)
+        self.nside = nside_of(self.mask.size)
         self.indices = np.flatnonzero(self.mask)
         self.lmax = 3 * self.nside - 1 if lmax is None else int(lmax)
         edges = (default_bin_edges(self.nside, self.mask.mean()) if bin_edges is None

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .._devices import check_map_location
-from .._fingerprint import differing_fields, field_value
+from .._fingerprint import field_changes
 from .._io import atomic_write, interrupts_deferred, load_torch_file, load_weights
 from .config import TrainConfig
 
@@ -84,9 +84,7 @@ def check_fingerprint(state: dict, meta: dict | None, path,
     saved_meta = state.get("meta") or {}
     if saved_meta.get("fingerprint") != meta["fingerprint"]:
         saved, asked, options = saved_meta.get("fields", {}), meta.get("fields", {}), options or {}
-        diff = [f"{name} ({field_value(saved, name)} in the file, {field_value(asked, name)} now"
-                f"{f'; set by {options[name]}' if name in options else ''})"
-                for name in differing_fields(saved, asked)]
+        diff = field_changes(saved, asked, "in the file", "now", notes={n: f"set by {o}" for n, o in options.items()})
         raise CheckpointMismatch(
             f"checkpoint {path} belongs to another run (fingerprint {saved_meta.get('fingerprint', 'none')} vs "
             f"{meta['fingerprint']}; differing: {', '.join(diff) or 'unknown fields'}); {remedy}")

@@ -162,4 +162,4 @@ def test_evaluate_names_the_network_trained_with_other_settings(tmp_path, capsys
     capsys.readouterr()
     main(["massmaps", "evaluate", *TINY, "--no-plots", *_dirs(tmp_path)])
     out = capsys.readouterr()
-    assert f"trained there with other settings: {ckpt.name} (experiment.sky_rotations 2, here missing)" in out.out + out.err
+    assert f"trained there with other settings: {ckpt.name} (experiment.sky_rotations (2 there, missing here))" in out.out + out.err

@@ -54,9 +54,8 @@ def generate(config: ExperimentConfig, ctx: DistContext | None = None, copies: b
 def rotated_copies(path: Path, sky: SkySetting, config: ExperimentConfig, clean: MassMapDataset) -> MassMapDataset:
     """The ``config.sky_rotations`` rotated copies of the training maps of the data set ``path`` (generated beside
     it, or reused) as samples of ``sky`` like ``clean`` (the noise-free training samples: the same clean std)."""
-    n_train = len(clean.map_ids)
-    folder = generate_sky_rotations(data_config(config), n_train, config.sky_rotations, Path(path).parent,
-                                    progress=False, verbose=False)
+    folder = generate_sky_rotations(data_config(config), n_training_maps(config), config.sky_rotations,
+                                    Path(path).parent, progress=False, verbose=False)  # made by generate(): reused
     maps, _ = load_sky_rotations(folder, config.sky_rotations)
     return MassMapDataset(maps, level=sky.level, footprint=sky.footprint, split="all", clean_std=clean.clean_std,
                           nside_out=sky.nside if sky.full_sky else None)

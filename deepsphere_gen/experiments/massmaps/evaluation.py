@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..._fingerprint import differing_fields, field_value
+from ..._fingerprint import field_changes
 from ...datasets import MassMapDataset
 from ...training import (
     CheckpointError,
@@ -33,22 +33,19 @@ __all__ = ["evaluate_all"]
 
 
 def _other_settings(ckpt: Path, meta: dict, most: int = 3) -> str:
-    """For a missing checkpoint ``ckpt``: its name's other fingerprints in the same folder (networks of the same
-    method, sky, noise and member trained with other settings), each with the settings that differ from ``meta``'s
-    fields ("; trained there with other settings: F (experiment.sky_rotations 2, here missing)"), else ""."""
-    import re
-
-    name = ckpt.stem[:-13]  # <name>-<12 hex digits of the fingerprint>
-    others = sorted(p for p in ckpt.parent.glob(f"{name}-*.pt") if re.fullmatch(re.escape(name) + "-[0-9a-f]{12}", p.stem))
+    """For a missing checkpoint ``ckpt`` of the run ``meta``: the other fingerprints of its name in the same folder
+    (networks of the same method, sky, noise and member trained with other settings), each with the settings that
+    differ ("; trained there with other settings: F (experiment.sky_rotations (2 there, missing here))"), else ""."""
+    name = ckpt.stem.removesuffix("-" + meta["fingerprint"])
     described = []
-    for other in others[:most]:
+    for other in sorted(ckpt.parent.glob(f"{name}-*.pt")):
+        if other.stem.rsplit("-", 1)[0] != name or len(described) == most:  # not another member's
+            continue
         try:
             fields = (load_checkpoint(other).get("meta") or {}).get("fields") or {}
         except (CheckpointError, ValueError):
             continue
-        diff = differing_fields(fields, meta["fields"])
-        described.append(f"{other.name} (" + "; ".join(f"{d} {field_value(fields, d)}, here {field_value(meta['fields'], d)}"
-                                                        for d in diff[:3]) + (", ..." if len(diff) > 3 else "") + ")")
+        described.append(f"{other.name} ({'; '.join(field_changes(fields, meta['fields'], 'there', 'here', most))})")
     return f"; trained there with other settings: {', '.join(described)}" if described else ""
 
 

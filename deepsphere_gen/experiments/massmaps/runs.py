@@ -46,6 +46,7 @@ import numpy as np
 
 from ..._fingerprint import canonical, fingerprint, fingerprint_meta, mask_hash
 from ..._seeds import ensemble_seed
+from ...sampling import check_mask, nside_of
 
 __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "run_fields",
            "run_meta", "footprint_record", "footprint_from_record", "checkpoint_file", "find_checkpoints"]
@@ -139,9 +140,8 @@ def footprint_record(mask) -> dict:
     "packbits_zlib"}``, the bytes of ``np.packbits(mask)`` (the bits :func:`~deepsphere_gen._fingerprint.mask_hash`
     hashes) compressed by zlib: 265 bytes for the built-in footprint at nside 256 (98,304 packed, 262,656 as int32
     pixel indices); :func:`footprint_from_record` reads it back."""
-    mask = np.asarray(mask, dtype=bool)
-    nside = int(round(np.sqrt(mask.size / 12)))
-    return {"nside": nside, "ordering": "NESTED", "packbits_zlib": zlib.compress(np.packbits(mask).tobytes(), 9)}
+    mask = check_mask(mask, name="footprint")
+    return {"nside": nside_of(mask.size), "ordering": "NESTED", "packbits_zlib": zlib.compress(np.packbits(mask).tobytes(), 9)}
 
 
 def footprint_from_record(record, nside: int) -> np.ndarray:
