@@ -95,7 +95,8 @@ def _check_pool_mode(mode: str) -> None:
 
 
 def _pool(sampling: HealpixSampling, p: int, mode: str, return_indices: bool = False):
-    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p; no value check (the model checks its input)."""
+    """(pool module, coarse sampling) for pooling ``sampling`` by 4**p; the layer checks no input values (the model
+    checks its input once)."""
     _check_pool_mode(mode)
     if (sampling.nside >> p) < 1 or (sampling.nside >> p) << p != sampling.nside:
         raise ValueError(f"cannot pool nside {sampling.nside} by 4**{p}: too many pooling levels for this nside")

@@ -41,9 +41,9 @@ class PlanarCNN(nn.Module):
         H, W = (check_positive_int(v, "image_size") for v in size)
         in_channels, n_classes = check_positive_int(in_channels, "in_channels"), check_positive_int(n_classes, "n_classes")
         channels = check_positive_ints("channels", channels)
-        if check_positive_int(kernel_size, "kernel_size") % 2 == 0:
+        kernel_size = check_positive_int(kernel_size, "kernel_size")
+        if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
-        kernel_size = int(kernel_size)
         if min(H, W) >> len(channels) < 1:
             raise ValueError(f"{len(channels)} pooling blocks need images of at least {2 ** len(channels)} pixels a side, got {(H, W)}")
         self.image_size, self.in_channels = (H, W), in_channels

@@ -234,7 +234,7 @@ def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     dtype = None if "dtype" in overrides else _weights_dtype(model, state["state_dict"])
     if dtype is not None:  # the caller's dtype= wins: the weights are then cast to it as they load
         model.to(dtype)
+    if isinstance(map_location, (str, torch.device)):  # on that device before the weights load: one copy there
+        model.to(torch.device(map_location))  # (the spec builds it on the CPU)
     load_weights(model, state["state_dict"], path, network="the network its spec builds")
-    if isinstance(map_location, (str, torch.device)):  # the model on that device (the spec builds it on the CPU)
-        model.to(torch.device(map_location))
     return model.eval()

@@ -119,13 +119,13 @@ class _SparseBilinear(torch.autograd.Function):
 def _bilinear_grad(x: torch.Tensor, grad: torch.Tensor, chunks: list[_Chunk]) -> torch.Tensor:
     """The gradient of :class:`_SparseBilinear` in out-of-place torch ops, so that autograd can
     differentiate it again (it is bilinear in ``x`` and ``grad``): ``grad`` (n, n_out) -> (entries, n).
-    The same sums as the in-place backward, with fresh buffers per chunk."""
+    The same sums as the in-place backward, with fresh product buffers per chunk (autograd keeps them)."""
     grad = grad.t()
     g_x = torch.zeros_like(x)
     for c in chunks:
         g_prod = torch.sparse.mm(c.table_t, grad.index_select(0, c.rows))
-        g_x = (g_x.index_add(0, c.first, x.index_select(0, c.second) * g_prod)
-               .index_add(0, c.second, x.index_select(0, c.first) * g_prod))
+        g_x.index_add_(0, c.first, x.index_select(0, c.second) * g_prod)  # in place: still twice differentiable
+        g_x.index_add_(0, c.second, x.index_select(0, c.first) * g_prod)
     return g_x
 
 

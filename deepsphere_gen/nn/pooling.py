@@ -393,6 +393,9 @@ class HealpixPartialUnpool(nn.Module):
         self.coarse, keep = partial_sky_pool(sampling, self.p, warn=False)
         self.dropped = self.npix_out - keep.size
         self.register_buffer("keep", torch.from_numpy(keep), persistent=False)
+        parent = torch.full((self.npix_out,), -1, dtype=torch.int64)  # coarse pixel of each fine one, -1: dropped
+        parent[self.keep] = torch.arange(keep.size) // 4**self.p
+        self.register_buffer("parent", parent, persistent=False)
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
         check_pixels(x, None)
@@ -403,19 +406,13 @@ class HealpixPartialUnpool(nn.Module):
             if indices is None:
                 raise ValueError("mode='max' unpooling needs the indices returned by the max pooling")
             if getattr(self, "check_input", True):
-                _check_argmax(x, indices, self.npix_out, self._parent, f"HealpixPartialPool(p={self.p})")
+                _check_argmax(x, indices, self.npix_out, self.parent.__getitem__, f"HealpixPartialPool(p={self.p})")
             return _scatter_max(x, indices, self.npix_out)
         y = torch.repeat_interleave(x, 4**self.p, dim=1)
         if self.dropped == 0:
             return y
         out = y.new_zeros(y.shape[0], self.npix_out, y.shape[2])
         return out.index_copy(1, self.keep, y)
-
-    def _parent(self, i: torch.Tensor) -> torch.Tensor:
-        """Coarse pixel of each fine position ``i`` (-1 for a pixel the pooling dropped)."""
-        parent = torch.full((self.npix_out,), -1, dtype=torch.int64, device=i.device)
-        parent[self.keep.to(i.device)] = torch.arange(self.keep.numel(), device=i.device) // 4**self.p
-        return parent[i]
 
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode!r}, pixels {self.coarse.npix} -> {self.npix_out}" + _check_repr(self)
