@@ -8,7 +8,7 @@ name every default and method in a fraction of a second; the package re-exports 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,8 @@ __all__ = [
     "BASELINE_FEATURES",
     "DEFAULT_METHODS",
     "ENSEMBLE_METHODS",
+    "RECORDED_ONLY_WHEN_SET",
+    "recorded_fields",
     "ExperimentConfig",
     "SkySetting",
     "parse_sky_fraction",
@@ -44,6 +46,9 @@ BASELINE_FEATURES = {"psd_svm": ("psd",), "hist_svm": ("hist",),
 DEFAULT_METHODS = ("fcn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
 #: networks that ``fcn_members`` > 1 trains as ensembles (the harmonic and hybrid models stay single)
 ENSEMBLE_METHODS = ("fcn", "cnn")
+#: fields added after records and checkpoints existed, stored only where they differ from these values (so that
+#: runs without them keep their fingerprints and records): :func:`recorded_fields`
+RECORDED_ONLY_WHEN_SET = {"sky_rotations": 0}
 
 
 @dataclass
@@ -157,6 +162,12 @@ class ExperimentConfig:
         self.epochs = check_positive_int(self.epochs, "epochs (--epochs)")  # 0 would train min_steps' epochs anyway
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
         self.min_steps = check_nonnegative_int(self.min_steps, "min_steps")
+
+
+def recorded_fields(config: ExperimentConfig) -> dict:
+    """``asdict(config)`` without the fields of :data:`RECORDED_ONLY_WHEN_SET` that hold their unset value: what
+    the checkpoints' fingerprints and the JSON record take from the configuration."""
+    return {k: v for k, v in asdict(config).items() if k not in RECORDED_ONLY_WHEN_SET or v != RECORDED_ONLY_WHEN_SET[k]}
 
 
 def check_sigma_e(value) -> float:

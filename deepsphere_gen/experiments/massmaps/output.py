@@ -3,7 +3,6 @@
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,8 @@ from ...datasets import load_massmaps
 from ...datasets.patch_psd import to_square
 from .. import reporting
 from .baselines import c_edge_note
-from .config import BASELINES, METHODS, NETWORK_METHODS, ExperimentConfig, parse_sky_fraction, sky_settings
+from .config import (BASELINES, METHODS, NETWORK_METHODS, ExperimentConfig, parse_sky_fraction, recorded_fields,
+                     sky_settings)
 from .data import dataset_of
 from .settings import noise_settings
 
@@ -50,9 +50,7 @@ def write_json(path, records: list[dict], config: ExperimentConfig, pairs: list[
     keep the configured value), ``sky_rotations`` only when > 0, and ``quick``: whether the run was ``--quick``'s
     smoke test (no config field: the settings it stands for are the others); every record's ``nside`` is the
     resolution of its samples."""
-    ran = dict(asdict(config), full_sky_nside=min(config.nside, config.full_sky_nside), quick=bool(quick))
-    if not ran["sky_rotations"]:  # recorded only where used: records of runs without it unchanged
-        del ran["sky_rotations"]
+    ran = dict(recorded_fields(config), full_sky_nside=min(config.nside, config.full_sky_nside), quick=bool(quick))
     payload = {"config": ran, "noise_settings": [n.record() for n in noise_settings(config)],
                "cpu": cpu_description(),
                "interval_note": reporting.INTERVAL_NOTE, "method_names": reporting.METHOD_NAMES,

@@ -47,6 +47,7 @@ import numpy as np
 from ..._fingerprint import canonical, fingerprint, fingerprint_meta, mask_hash
 from ..._seeds import ensemble_seed
 from ...sampling import check_mask, nside_of
+from .config import recorded_fields
 
 __all__ = ["NOT_FINGERPRINTED", "noise_name", "run_name", "member_seed", "member_name", "run_fields",
            "run_meta", "footprint_record", "footprint_from_record", "checkpoint_file", "find_checkpoints"]
@@ -105,9 +106,7 @@ def run_fields(config, data_generation: dict, method: str, sky, noise, model, tr
     (0: no member fields, the single network's fingerprint).
     """
     inner = getattr(model, "model", model)
-    experiment = {k: v for k, v in asdict(config).items() if k not in NOT_FINGERPRINTED}
-    if not experiment.get("sky_rotations"):
-        experiment.pop("sky_rotations", None)
+    experiment = {k: v for k, v in recorded_fields(config).items() if k not in NOT_FINGERPRINTED}
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     fields = {
         "data": data_generation,
