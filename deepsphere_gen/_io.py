@@ -152,8 +152,10 @@ def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueErro
     other than tensors and plain containers (refused, never unpickled), a damaged or truncated archive; any other
     failure of an intact archive keeps torch's message ("cannot be loaded (RuntimeError: ...)"), so a
     ``map_location`` this machine lacks is never called damage (the callers check it first:
-    :func:`deepsphere_gen._devices.check_map_location`).  The one reader of training checkpoints and saved
-    models (torch is imported here, not at the top: the commands' ``--help`` uses this module without torch)."""
+    :func:`deepsphere_gen._devices.check_map_location`); a record whose bytes do not match the zip's CRC-32 (a
+    flipped bit in a tensor: torch does not check) is damage too (:func:`_failed_crc`).  The one reader of training
+    checkpoints and saved models (torch is imported here, not at the top: the commands' ``--help`` uses this module
+    without torch)."""
     import torch
 
     path = Path(path)
@@ -162,7 +164,7 @@ def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueErro
     if path.stat().st_size == 0:
         raise error(f"checkpoint {path} is an empty file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
             raise error(f"checkpoint {path} holds objects other than tensors and plain containers; refused (only "
@@ -176,6 +178,36 @@ def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueErro
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise error(f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {first})") from None
         raise error(f"checkpoint {path} is {problem} ({type(exc).__name__})") from None
+    bad = _failed_crc(path)
+    if bad is not None:
+        raise error(f"checkpoint {path} is damaged: its record {bad!r} does not match the CRC-32 checksum written "
+                    "with it (the file changed after it was saved); use an intact copy")
+    return state
+
+
+def _failed_crc(path) -> str | None:
+    """The first record of the ``torch.save`` archive ``path`` whose bytes do not match the CRC-32 stored with it in
+    the zip (None: all match, or no zip, as torch's legacy format).  ``torch.load`` never checks them, so a flipped
+    bit inside a tensor's data loaded silently.  Reads the file once more (from the page cache just after
+    ``torch.load``); CRC-32 finds every flip of up to 32 adjacent bits.  Cost: ~0.45 ms per MB of file (zlib's
+    CRC-32, ~2.2 GB/s): 10 ms for the largest checkpoint the commands write, 21 MB (massmaps' hybrid network on
+    the full sky at nside 64 with its best epoch's weights; torch.load of it: 15 ms), 4 ms for that network's
+    10.7 MB ``save_model`` file (a sha256 of its tensors: 11 ms)."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:  # torch read it, but not as a zip: nothing to compare with
+        return None
+    with archive:
+        for info in archive.infolist():
+            try:
+                with archive.open(info) as member:  # raises BadZipFile at the end of a member whose CRC differs
+                    while member.read(1 << 24):
+                        pass
+            except zipfile.BadZipFile:
+                return info.filename.split("/", 1)[-1]
+    return None
 
 
 def _reading_failed(exc: Exception) -> bool:

@@ -63,10 +63,11 @@ def test_a_footprint_is_named_by_its_content_not_its_file(tmp_path, monkeypatch)
              _write(tmp_path / "unseen.fits", mask, outside=hp.UNSEEN)]
     monkeypatch.chdir(tmp_path / "a")
     files.append("mask.fits")  # the first file by a relative path
-    ids = {footprint_id(f, NSIDE) for f in files}
-    assert len(ids) == 1 and ids.pop().startswith("mask-sha256:")
     grids = [CosmoGridConfig(nside=NSIDE, n_train=2, n_test=1, n_real=1, n_fiducial=1, n_calib=1, footprint=f)
              for f in files]
+    ids = {footprint_id(g) for g in grids}
+    assert len(ids) == 1 and ids.pop().startswith("mask-sha256:")
+    assert all(grid_fields(g)["footprint"] == footprint_id(g) for g in grids)  # the name the fingerprints hold
     configs = [CosmoExperimentConfig(grid=g, data_dir=str(tmp_path / "data"), progress=False) for g in grids]
     assert len({str(grid_fields(g)) for g in grids}) == 1
     assert len({member_meta(c, 0)["fingerprint"] for c in configs}) == 1
@@ -76,10 +77,11 @@ def test_a_footprint_is_named_by_its_content_not_its_file(tmp_path, monkeypatch)
     # another mask is another data set and fingerprint
     other = mask.copy()
     other[0] = False
-    assert footprint_id(_write(tmp_path / "other.fits", other), NSIDE) != footprint_id(files[0], NSIDE)
+    assert footprint_id(CosmoGridConfig(nside=NSIDE, footprint=_write(tmp_path / "other.fits", other))) != \
+        footprint_id(grids[0])
     # a file holding the built-in footprint is the built-in footprint: its data set and fingerprints
     builtin = _write(tmp_path / "stage3.fits", stage3_footprint(NSIDE))
-    assert footprint_id(builtin, NSIDE) == "stage3"
+    assert footprint_id(CosmoGridConfig(nside=NSIDE, footprint=builtin)) == "stage3"
     a, b = (CosmoExperimentConfig(grid=CosmoGridConfig(nside=NSIDE, footprint=f)) for f in ("stage3", builtin))
     assert member_meta(a, 1) == member_meta(b, 1) and mlp_meta(a, "handcrafted") == mlp_meta(b, "handcrafted")
 

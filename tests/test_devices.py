@@ -568,3 +568,31 @@ def test_check_device_refuses_only_devices_known_absent(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="^device 'cuda:2' is not present; valid devices here: cpu, cuda, cuda:0, "
                                          "cuda:1, mps$"):
         check_device("cuda:2")
+
+
+def test_bench_harness_and_distributed_context_check_devices_as_the_commands_do(monkeypatch):
+    """Harness and distributed_context refuse a device this machine lacks with the shared check's message, which lists
+    the devices here (were: their own "device must be cpu or cuda, got 'gpu'" and "... CUDA is not available" without
+    the list); cuda means cuda:LOCAL_RANK, checked against the GPUs present.  The harness still refuses a device type
+    present here that it cannot time (its clock waits on CUDA's queue only)."""
+    from deepsphere_gen.training import distributed_context
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same cases on any machine
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for make in (_bench.Harness, distributed_context):
+        for name, match in [("gpu", "^unknown device 'gpu'; valid devices here: cpu$"),
+                            ("cuda", "^device 'cuda' requested but CUDA is not available on this machine; valid "
+                                     "devices here: cpu$"),
+                            ("mps", "^device 'mps' requested but MPS is not available on this machine; valid devices "
+                                    "here: cpu$")]:
+            with pytest.raises(ValueError, match=match):
+                make(name)
+    assert _bench.Harness("cpu").device == distributed_context("cpu").device == torch.device("cpu")
+    with pytest.raises(ValueError, match="^the benchmark harness times on cpu or cuda only .* got 'meta'$"):
+        _bench.Harness("meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "2")  # a third process on a machine with two GPUs
+    with pytest.raises(ValueError, match="^device 'cuda:2' is not present; valid devices here: cpu, cuda, cuda:0, "
+                                         "cuda:1$"):
+        distributed_context("cuda")

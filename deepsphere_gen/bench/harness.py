@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from .._devices import check_device
 from .._validation import check_nonnegative_int, check_positive_int
 from .machine import measure_machine
 from .memory import MB, cpu_memory_method, cpu_peak_mb
@@ -40,7 +41,8 @@ class Harness:
 
     Parameters
     ----------
-    device : "cpu" or "cuda" (or a torch.device); CUDA must be available.
+    device : "cpu", "cuda" or "cuda:i" (or a torch.device); one this machine lacks is refused by
+        :func:`~deepsphere_gen._devices.check_device` (its message lists the devices here).
     repeats : timed calls per measurement (median reported).
     warmup : untimed calls before them.
     quick : the run is a quick one (suites read it through ``cases(quick)``; the machine
@@ -56,13 +58,10 @@ class Harness:
         quick: bool = False,
         timer: Callable[[], float] = time.perf_counter,
     ):
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device {device!r} requested but CUDA is not available (torch {torch.__version__})"
-            )
-        if self.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be cpu or cuda, got {device!r}")
+        self.device = torch.device(check_device(device))
+        if self.device.type not in ("cpu", "cuda"):  # present here, but not one the clock and memory peak know
+            raise ValueError(f"the benchmark harness times on cpu or cuda only (it waits for CUDA's queue and reads "
+                             f"CUDA's or the process's memory peak), got {device!r}")
         self.repeats = check_positive_int(repeats, "repeats")
         self.warmup, self.quick = check_nonnegative_int(warmup, "warmup"), bool(quick)
         self.timer = timer

@@ -157,10 +157,13 @@ def footprint_mask(config: CosmoGridConfig) -> np.ndarray:
     return kept
 
 
-def _grid_footprint_id(config: CosmoGridConfig) -> str:
-    """:func:`footprint_id` of the grid's footprint from its :func:`footprint_mask`, once per config: "stage3"
-    for the built-in one (never built for it), else :func:`_mask_id` (which builds the built-in footprint to
-    compare with a mask inside base pixel 4)."""
+def footprint_id(config: CosmoGridConfig) -> str:
+    """What names the footprint of the grid ``config`` in the data set's cache key and the checkpoints'
+    fingerprints (:func:`grid_fields`): its content, the pixels of :func:`footprint_mask` at ``config.nside``:
+    "stage3" for the built-in footprint (never built for it; a FITS file holding the same pixels included: the
+    keys and fingerprints of runs on it are those of earlier versions), else "mask-sha256:<16 hex digits>", the
+    same for a copy of the file, another path to it, RING or NESTED ordering, 0 or UNSEEN outside.  Once per
+    config (kept on it as :func:`footprint_mask` keeps the mask)."""
     if config.footprint == "stage3":
         return "stage3"
     if "_footprint_id" not in config.__dict__:
@@ -179,26 +182,16 @@ def _mask_id(mask: np.ndarray, nside: int) -> str:
     return f"mask-sha256:{mask_hash(mask)}"
 
 
-def footprint_id(spec: str, nside: int) -> str:
-    """What names the footprint ``spec`` ("stage3" or a FITS mask path, as :func:`load_footprint`) in the data
-    set's cache key and the checkpoints' fingerprints (:func:`grid_fields`): its content, the pixels kept at
-    ``nside``: "stage3" for the built-in footprint (a FITS file holding the same pixels included: the keys and
-    fingerprints of runs on it are those of earlier versions), else "mask-sha256:<16 hex digits>", the same
-    for a copy of the file, another path to it, RING or NESTED ordering, 0 or UNSEEN outside.  Reads the file
-    (a run names its footprint once, from :func:`footprint_mask`)."""
-    return "stage3" if spec == "stage3" else _mask_id(load_footprint(spec, nside), nside)
-
-
 def grid_fields(config: CosmoGridConfig) -> dict:
     """The grid's settings as the checkpoints' fingerprints hold them: its fields, the footprint named by
     :func:`footprint_id` (its content, from :func:`footprint_mask`), not by the path it was given as."""
-    return {**asdict(config), "footprint": _grid_footprint_id(config)}
+    return {**asdict(config), "footprint": footprint_id(config)}
 
 
 def _params(config: CosmoGridConfig) -> dict:
     """What the data set of ``config`` is generated from (its cache key: :func:`cache_key`)."""
     d = asdict(config)
-    d["footprint"] = _grid_footprint_id(config)  # "stage3" for the built-in footprint
+    d["footprint"] = footprint_id(config)  # "stage3" for the built-in footprint
     d["footprint_sha1"] = hashlib.sha1(np.packbits(footprint_mask(config)).tobytes()).hexdigest()
     d["fixed_parameters"] = FIXED_PARAMETERS
     d["smail"] = SMAIL_PARAMETERS

@@ -223,7 +223,8 @@ def load_model(path, map_location="cpu", **overrides) -> torch.nn.Module:
     (``weights_only=True``); in eval mode, on ``map_location`` where it names a device (a string or
     ``torch.device``: ``load_model(p, map_location="cuda")`` is a CUDA model; was: a CPU model).
     A missing, empty, damaged or foreign file (text, a pickle of other objects) is a one-line
-    ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``), and so is a
+    ValueError naming it (the training checkpoints' reader, ``_io.load_torch_file``; damaged includes a
+    flipped bit inside a tensor's data, found by the zip's CRC-32 of each record), and so is a
     ``map_location`` device this machine lacks, before the file is read (``_devices.check_map_location``); so are weights
     that do not fit the model the spec builds (an edited spec, missing, extra or reshaped entries:
     the training checkpoints' check, ``_io.load_weights``)."""

@@ -71,7 +71,8 @@ class ChebConv(nn.Module):
     that no backward needs (outputs, the inference-time stack) are kept only up to
     ``_cheb_sparse.KEEP_BYTES`` (256 MiB), or up to the size of the layer's Laplacian
     (outputs), or in training (where the stack is kept for the backward anyway) each up to
-    the stack's size.  Speed: the
+    the stack's size.  ``torch.jit.trace`` starts from empty buffers (every trace records the ops of a first
+    call; the traced module then reuses its buffers as the layer does).  Speed: the
     layer is bound by memory traffic; on a CPU shared by other jobs, ``torch.set_num_threads(1)``
     avoids threads waiting on each other (the GEMMs run in cache-sized row blocks,
     ``_cheb_sparse._block_rows``).
@@ -115,6 +116,8 @@ class ChebConv(nn.Module):
             raise ValueError(f"this ChebConv was cast to {lap_dtype}; it computes in {' or '.join(map(str, DTYPES))} "
                              "only: cast it back (module.float() or module.double()) and its input too")
         check_dtype(x.dtype, lap_dtype, supported=DTYPES)
+        if torch.jit.is_tracing():  # record a first call's allocations each time: torch.jit.trace's check traces
+            self._scratch.clear()  # again, and values after this layer were numbered after fewer allocations
         return cheb_filter(x, self.weight, self.bias, self.laplacian, self.laplacian_t, self._scratch)
 
     def release_scratch(self) -> None:

@@ -116,11 +116,9 @@ def _max_groups(x: torch.Tensor, f: int) -> tuple[torch.Tensor, torch.Tensor]:
         y, arg = groups.max(dim=2)
         return y, arg + torch.arange(0, Q * f, f, device=x.device).view(1, -1, 1)
     image = x.contiguous().view(B, Q * f, 1, C).permute(0, 3, 1, 2)  # channels-last (B, C, P, 1)
-    # ("top", not "y": torch.jit.trace names values after the variables holding them, and a ChebConv's first call
-    # makes more "y" buffers than its later ones, so a "y" here was numbered differently by the trace's sanity check)
-    top, arg = F.max_pool2d(image, (f, 1), (f, 1), return_indices=True)
+    y, arg = F.max_pool2d(image, (f, 1), (f, 1), return_indices=True)
     # (B, C, Q, 1) -> contiguous (B, Q, C), the layout of torch.max's results (no copy: channels-last)
-    return top.permute(0, 2, 3, 1).contiguous().view(B, Q, C), arg.permute(0, 2, 3, 1).contiguous().view(B, Q, C)
+    return y.permute(0, 2, 3, 1).contiguous().view(B, Q, C), arg.permute(0, 2, 3, 1).contiguous().view(B, Q, C)
 
 
 def _scatter_max(y: torch.Tensor, indices: torch.Tensor, npix_out: int) -> torch.Tensor:

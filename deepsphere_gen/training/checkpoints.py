@@ -41,7 +41,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
     Raises :class:`CheckpointError` (one line: file and problem) for a missing or empty
     file, a file that is not a ``torch.save`` archive (text, anything else), one holding
-    objects other than tensors and plain containers (refused, never unpickled), or one
+    objects other than tensors and plain containers (refused, never unpickled), a damaged one
+    (a record whose bytes differ from the zip's CRC-32 of them included: a flipped bit in a tensor), or one
     whose content is not a dict.  A ``map_location`` device this machine lacks is a ValueError
     naming it and the valid devices, before the file is read (:func:`deepsphere_gen._devices.check_map_location`).
     """

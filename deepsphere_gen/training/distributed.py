@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .._devices import check_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -36,7 +38,9 @@ def distributed_context(device: str | None = None) -> DistContext:
     """Start (once) the process group when launched by torchrun; return this process's context.
 
     Without torchrun's WORLD_SIZE/RANK environment (or with WORLD_SIZE=1) nothing is
-    started: rank 0 of 1.  Backend: nccl when the device is CUDA, else gloo.
+    started: rank 0 of 1.  Backend: nccl when the device is CUDA, else gloo.  ``device``: None picks
+    cuda:LOCAL_RANK when CUDA is present, else cpu; "cuda" means cuda:LOCAL_RANK; a device this machine
+    lacks is refused by :func:`~deepsphere_gen._devices.check_device` (ValueError listing the devices here).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -44,12 +48,10 @@ def distributed_context(device: str | None = None) -> DistContext:
     if device is None:
         dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     else:
-        dev = torch.device(device)
+        dev = torch.device(check_device(device))
         if dev.type == "cuda" and dev.index is None:
-            dev = torch.device(f"cuda:{local}")
+            dev = torch.device(check_device(f"cuda:{local}"))
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
