@@ -36,8 +36,6 @@ def run(args) -> int:
 
     from .. import bench as _bench  # (torch, as above)
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        return fail("bench", f"--device cuda requested but CUDA is not available (torch {torch.__version__}); use --device cpu")
     if args.threads is not None:
         if args.threads < 1:
             return fail("bench", f"--threads must be >= 1, got {args.threads}")
