@@ -39,8 +39,8 @@ from ._massmaps_cache import (
     METADATA,
     atomic_directory,
     cache_key,
+    cost_note,
     damaged_data_set,
-    estimate_cost,
     open_data_npy,
     limit_threads,
     package_versions,
@@ -195,12 +195,6 @@ def convergence_map(cosmology: Cosmology, config: MassMapConfig, rng: np.random.
     return map_from_gaussian_alm(gaussian_alm(cosmology, config, rng), cosmology, config)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
 def _dataset_dir(config: MassMapConfig, data_dir) -> Path:
     return Path(data_dir) / f"massmaps-nside{config.nside}-{cache_key(config.generation_params())}"
 
@@ -228,13 +222,9 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
         raise ValueError(f"{final} exists but its metadata does not match; remove it to regenerate")
 
     n_total = 2 * config.n_maps
-    nbytes, seconds = estimate_cost(config.nside, n_total)
     if verbose:
-        print(
-            f"massmaps: generating {config.n_maps} maps x 2 classes at nside {config.nside} "
-            f"(lmax {config.band_limit}): ~{nbytes / 2**20:.1f} MiB, ~{_duration(seconds)} estimated "
-            f"(1 core) -> {final}"
-        )
+        print(f"massmaps: generating {config.n_maps} maps x 2 classes at nside {config.nside} "
+              f"(lmax {config.band_limit}): {cost_note(config.nside, n_total)} -> {final}")
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
