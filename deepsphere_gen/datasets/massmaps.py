@@ -442,13 +442,16 @@ class MassMapDataset(Dataset):
 
     def sample_map(self, i: int) -> tuple[int, int]:
         """(class, map number) of sample ``i``."""
-        c, j, _ = self._locate(i)
+        c, j, _ = self.locate(i)
         return c, j
 
     def __len__(self) -> int:
         return self.n_classes * len(self.map_ids) * self.n_patches
 
-    def _locate(self, i: int) -> tuple[int, int, int]:
+    def locate(self, i: int) -> tuple[int, int, int]:
+        """(class, map number, patch number) of sample ``i`` (negative: from the end): the samples run over the
+        classes, within a class over its maps (``map_ids``), within a map over its patches.  IndexError out of
+        range.  :meth:`sample_index` is the inverse."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} samples")
         i %= len(self)
@@ -457,9 +460,18 @@ class MassMapDataset(Dataset):
         j, p = divmod(r, self.n_patches)
         return c, int(self.map_ids[j]), p
 
+    def sample_index(self, c: int, j: int, p: int) -> int:
+        """The sample of patch ``p`` of map number ``j`` of class ``c`` (:meth:`locate`'s inverse); IndexError where
+        the data set holds no such sample (another split's map, say)."""
+        k = j - int(self.map_ids[0])  # the maps of a split are consecutive numbers
+        if not (0 <= c < self.n_classes and 0 <= k < len(self.map_ids) and 0 <= p < self.n_patches):
+            raise IndexError(f"no sample of class {c}, map {j}, patch {p} in the {self.split} samples (classes "
+                             f"{self.n_classes}, maps {self.map_ids[0]}-{self.map_ids[-1]}, patches {self.n_patches})")
+        return (c * len(self.map_ids) + k) * self.n_patches + p
+
     def values(self, i: int) -> tuple[np.ndarray, int, int]:
         """(pixel values float64 (pixels,), label, patch number) of sample ``i``, noise included."""
-        c, j, p = self._locate(i)
+        c, j, p = self.locate(i)
         if self._group > 1:
             x = np.asarray(self.maps[c, j], dtype=np.float64).reshape(-1, self._group).mean(axis=1)
         elif self.level is not None:  # nested patches are contiguous pixel ranges
