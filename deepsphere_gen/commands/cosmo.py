@@ -38,7 +38,7 @@ HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: Dee
 #: --quick: CI-sized run (about a minute on one core)
 QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, n_calib=8, epochs=4, mlp_epochs=40,
              channels=(8, 16, 16))
-#: printed under the table of a --quick run (the JSON's config says ``quick: true``), in massmaps' wording (:func:`._quick.quick_note`)
+#: printed under the table of a --quick run (the JSON's config says ``quick: true``), worded as massmaps' by :func:`._quick.quick_note`
 QUICK_NOTE = quick_note(("errors", "coverages", "widths", "target line"))
 
 
