@@ -97,7 +97,7 @@ def classify(args, used_by: dict, out_dir: str, noise: dict) -> int:
     maps = {}
     for p, (f, column) in files.items():
         try:
-            maps[p] = cl.user_map(f, column)
+            maps[p] = cl.UserMap(cl.user_map(f, column))  # its bad pixels found once, for every network
         except ValueError as exc:
             problems[p] = _errors([str(exc)])[0]
     if not maps:

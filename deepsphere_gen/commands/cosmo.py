@@ -31,15 +31,15 @@ from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METH
 from ._argv import option as _get
 from ._argv import path_arg, refuse_unused, shown, step_out_of_lists
 from ._exits import fail, report_interrupt
+from ._quick import quick_note
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
 
 #: --quick: CI-sized run (about a minute on one core)
 QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, n_calib=8, epochs=4, mlp_epochs=40,
              channels=(8, 16, 16))
-#: printed under the table of a --quick run (the JSON's config says ``quick: true``), as massmaps does
-QUICK_NOTE = ("(--quick: a smoke test of the pipeline on CI-sized data and training, no science: its errors, coverages, "
-              "widths and target line say only that the steps ran; the experiment is the run without --quick)")
+#: printed under the table of a --quick run (the JSON's config says ``quick: true``), worded as massmaps' by :func:`._quick.quick_note`
+QUICK_NOTE = quick_note(("errors", "coverages", "widths", "target line"))
 
 
 def _cpu() -> float:

@@ -35,6 +35,7 @@ from ._argv import option as _get
 from ._exits import EXIT_INTERRUPTED, fail, report_interrupt
 from ._massmaps_checks import check_k, check_methods, check_options_apply, check_resolutions, pooling_notes, preflight
 from ._massmaps_classify import EXIT_OUT_OF_DISTRIBUTION, classify
+from ._quick import quick_note
 from ..experiments.massmaps.config import METHODS, NETWORK_METHODS, ExperimentConfig
 
 HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs SVM baselines"
@@ -43,8 +44,7 @@ HELP = "cosmology mass-map classification: graph, harmonic, hybrid networks vs S
 QUICK = dict(nside=16, n_maps=24, sky_fractions=("1", "1/12"), deepsphere_levels=(0.0, 2.0), epochs=3, min_steps=40,
              channels=(8, 16, 32), harmonic_bandlimits=(8, 4, 2), harmonic_channels=(4, 4, 4), baseline_noise_draws=2)
 #: printed under the table of a --quick run (the JSON's config says ``quick: true``)
-QUICK_NOTE = ("(--quick: a smoke test of the pipeline on CI-sized data and training, no science: its accuracies and "
-              "margins say only that the steps ran; the experiment is the run without --quick)")
+QUICK_NOTE = quick_note(("accuracies", "margins"))
 #: default output folder (relative to the current folder; printed at start)
 OUT_DIR = "massmaps-out"
 #: default number of worker processes of the run step

@@ -16,7 +16,8 @@ float64 radians, and ``metadata.json``; the key hashes the data set's generation
 rotated, the copies per map and the rotation seed.  Written atomically and reused like the maps
 (:func:`~._massmaps_cache.atomic_directory`); read as a memory map.  Cost per copy: one ``rotate_alm`` and the
 generator's three transforms at lmax = 3 nside - 1, about 1.2 s at nside 256 on one CPU thread (``rotate_alm``
-dominates; 0.2 s per map for the generator alone).
+dominates; 0.2 s per map for the generator alone; cost ~ nside^3): the generation line's estimate
+(:data:`SECONDS_PER_COPY_1024`).
 """
 from __future__ import annotations
 
@@ -30,12 +31,12 @@ import numpy as np
 from .._seeds import derived_seeds
 from ..harmonic import random_rotations
 from .._validation import check_nonnegative_int, check_positive_int
-from ._massmaps_cache import METADATA, atomic_directory, cache_key, damaged_data_set, limit_threads, open_data_npy, \
-    package_versions, read_metadata
+from ._massmaps_cache import METADATA, atomic_directory, cache_key, cost_note, damaged_data_set, limit_threads, \
+    open_data_npy, package_versions, read_metadata
 from ._spectra import COSMOLOGIES
 from .massmaps import MassMapConfig, gaussian_alm, map_from_gaussian_alm, map_rng
 
-__all__ = ["ROTATION_STREAM", "rotation_seed", "random_rotation", "rotated_map", "sky_rotations_dir",
+__all__ = ["ROTATION_STREAM", "SECONDS_PER_COPY_1024", "rotation_seed", "random_rotation", "rotated_map", "sky_rotations_dir",
            "generate_sky_rotations", "load_sky_rotations"]
 
 #: stream constant of the rotation seed (:func:`rotation_seed`)
@@ -43,6 +44,9 @@ ROTATION_STREAM = 7700
 #: version of the copies' recipe (:func:`random_rotation`, :func:`rotated_map`) in their cache key: raise it when the
 #: recipe changes, so old copies are not reused (the maps' own FORMAT_VERSION leaves the maps cache alone)
 ROTATIONS_FORMAT = 2  # 2: the angles drawn by harmonic.random_rotations
+#: seconds per copy at nside 1024 on one core, for the generation line's estimate: 1.2 s measured at nside 256
+#: (the cost ~ nside^3: rotate_alm and the transforms at lmax = 3 nside - 1)
+SECONDS_PER_COPY_1024 = 1.2 * (1024 / 256) ** 3
 _FILE = "rotations.npy"
 _ANGLES = "angles.npy"
 
@@ -104,8 +108,7 @@ def generate_sky_rotations(config: MassMapConfig, n_maps: int, copies: int, data
     n_total, npix = 2 * n_maps * copies, 12 * config.nside**2
     if verbose:
         print(f"massmaps: generating {copies} rotated cop{'y' if copies == 1 else 'ies'} of {n_maps} maps x 2 classes at "
-              f"nside {config.nside}: "
-              f"{n_total * npix * 4 / 2**20:.1f} MiB -> {final}")
+              f"nside {config.nside}: {cost_note(config.nside, n_total, SECONDS_PER_COPY_1024)} -> {final}")
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()

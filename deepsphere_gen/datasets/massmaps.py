@@ -39,8 +39,8 @@ from ._massmaps_cache import (
     METADATA,
     atomic_directory,
     cache_key,
+    cost_note,
     damaged_data_set,
-    estimate_cost,
     open_data_npy,
     limit_threads,
     package_versions,
@@ -195,12 +195,6 @@ def convergence_map(cosmology: Cosmology, config: MassMapConfig, rng: np.random.
     return map_from_gaussian_alm(gaussian_alm(cosmology, config, rng), cosmology, config)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
 def _dataset_dir(config: MassMapConfig, data_dir) -> Path:
     return Path(data_dir) / f"massmaps-nside{config.nside}-{cache_key(config.generation_params())}"
 
@@ -228,13 +222,9 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
         raise ValueError(f"{final} exists but its metadata does not match; remove it to regenerate")
 
     n_total = 2 * config.n_maps
-    nbytes, seconds = estimate_cost(config.nside, n_total)
     if verbose:
-        print(
-            f"massmaps: generating {config.n_maps} maps x 2 classes at nside {config.nside} "
-            f"(lmax {config.band_limit}): ~{nbytes / 2**20:.1f} MiB, ~{_duration(seconds)} estimated "
-            f"(1 core) -> {final}"
-        )
+        print(f"massmaps: generating {config.n_maps} maps x 2 classes at nside {config.nside} "
+              f"(lmax {config.band_limit}): {cost_note(config.nside, n_total)} -> {final}")
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -452,13 +442,16 @@ class MassMapDataset(Dataset):
 
     def sample_map(self, i: int) -> tuple[int, int]:
         """(class, map number) of sample ``i``."""
-        c, j, _ = self._locate(i)
+        c, j, _ = self.locate(i)
         return c, j
 
     def __len__(self) -> int:
         return self.n_classes * len(self.map_ids) * self.n_patches
 
-    def _locate(self, i: int) -> tuple[int, int, int]:
+    def locate(self, i: int) -> tuple[int, int, int]:
+        """(class, map number, patch number) of sample ``i`` (negative: from the end): the samples run over the
+        classes, within a class over its maps (``map_ids``), within a map over its patches.  IndexError out of
+        range.  :meth:`sample_index` is the inverse."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} samples")
         i %= len(self)
@@ -467,9 +460,18 @@ class MassMapDataset(Dataset):
         j, p = divmod(r, self.n_patches)
         return c, int(self.map_ids[j]), p
 
+    def sample_index(self, c: int, j: int, p: int) -> int:
+        """The sample of patch ``p`` of map number ``j`` of class ``c`` (:meth:`locate`'s inverse); IndexError where
+        the data set holds no such sample (another split's map, say)."""
+        k = j - int(self.map_ids[0])  # the maps of a split are consecutive numbers
+        if not (0 <= c < self.n_classes and 0 <= k < len(self.map_ids) and 0 <= p < self.n_patches):
+            raise IndexError(f"no sample of class {c}, map {j}, patch {p} in the {self.split} samples (classes "
+                             f"{self.n_classes}, maps {self.map_ids[0]}-{self.map_ids[-1]}, patches {self.n_patches})")
+        return (c * len(self.map_ids) + k) * self.n_patches + p
+
     def values(self, i: int) -> tuple[np.ndarray, int, int]:
         """(pixel values float64 (pixels,), label, patch number) of sample ``i``, noise included."""
-        c, j, p = self._locate(i)
+        c, j, p = self.locate(i)
         if self._group > 1:
             x = np.asarray(self.maps[c, j], dtype=np.float64).reshape(-1, self._group).mean(axis=1)
         elif self.level is not None:  # nested patches are contiguous pixel ranges

@@ -710,6 +710,34 @@ def test_classify_uses_the_networks_whose_sky_the_map_covers(tmp_path, capsys):
     assert "massmaps train" not in cap.err
 
 
+def test_classify_inspects_each_map_once_for_all_networks(tmp_path, capsys, monkeypatch):
+    """A map classified by two networks (the full sky, a footprint) has its pixels inspected once (bad_pixels: one
+    pass over the map) and each network's sky checked against them once (was: 4 passes: the networks' match, then
+    again for each network, then once more inside the footprint; and each sky checked twice)."""
+    from deepsphere_gen.datasets import _footprint
+    from deepsphere_gen.experiments.massmaps import classify as cl
+
+    _train_on_a_footprint(tmp_path, "1", "footprint")
+    (data,) = (tmp_path / "data").iterdir()
+    maps, _ = load_massmaps(data)
+    fits = str(tmp_path / "whole.fits")
+    hp.write_map(fits, np.asarray(maps[0, -1], dtype=np.float64), nest=True, dtype=np.float64)  # no UNSEEN pixel
+    capsys.readouterr()
+    passes, checks = [], []
+
+    def spy(real, calls):
+        return lambda *a, **k: calls.append(a[0].shape) or real(*a, **k)
+
+    monkeypatch.setattr(cl, "bad_pixels", spy(cl.bad_pixels, passes))
+    monkeypatch.setattr(_footprint, "bad_pixels", spy(_footprint.bad_pixels, passes))  # apply_footprint's check
+    monkeypatch.setattr(cl, "_sky_problem", spy(cl._sky_problem, checks))
+    assert main(["massmaps", "classify", fits, "--out-dir", str(tmp_path / "out"), "--force"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"{fits}: sky ") == 2 and "sky 1, noise none" in out and "sky footprint (" in out, out
+    assert passes == [(12 * 8**2,)]  # one pass, over the whole map
+    assert len(checks) == 2  # one per sky
+
+
 @pytest.mark.parametrize("names", [("north.fits", "south.fits"), ("north/mask.fits", "south/mask.fits")])
 def test_classify_names_each_footprint_network_by_its_mask(tmp_path, monkeypatch, names):
     """Networks of two footprints (two --footprint masks) are named by their mask's file name and the first 8 digits

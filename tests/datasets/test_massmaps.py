@@ -149,6 +149,30 @@ def test_config_errors(bad, match):
         MassMapConfig(**bad)
 
 
+@pytest.mark.parametrize("split", ["train", "val", "test", "all"])
+def test_locate_and_sample_index_are_each_others_inverse(split):
+    """locate(i) is the (class, map, patch) whose pixels sample i holds (read off the values: pixel q of map j of
+    class c holds 1 + 10000 c + 1000 j + q), and sample_index is its inverse: the one rule of the samples' layout
+    (SkyRotationDraws finds a copy's sample by it; it had re-derived the arithmetic)."""
+    nside, n_maps, level = 4, 8, 1
+    q = np.arange(12 * nside**2)
+    maps = np.stack([np.stack([1 + 10000 * c + 1000 * j + q for j in range(n_maps)]) for c in range(2)]).astype(float)
+    ds = MassMapDataset(maps, level=level, split=split, val_fraction=0.25)
+    per_patch = q.size // (12 * 4**level)
+    for i in range(len(ds)):
+        v = int(ds[i][0][0, 0])
+        c, rest = divmod(v - 1, 10000)
+        j, first = divmod(rest, 1000)
+        assert ds.locate(i) == (c, j, first // per_patch) and ds.locate(i - len(ds)) == ds.locate(i)
+        assert ds.sample_index(*ds.locate(i)) == i
+    outside = next(j for j in range(n_maps) if j not in ds.map_ids) if split != "all" else n_maps
+    for bad in ((0, outside, 0), (2, int(ds.map_ids[0]), 0), (0, int(ds.map_ids[0]), 48)):
+        with pytest.raises(IndexError, match="no sample of class"):
+            ds.sample_index(*bad)
+    with pytest.raises(IndexError, match="out of range"):
+        ds.locate(len(ds))
+
+
 @pytest.mark.parametrize("level", [None, 0, 1, 2])
 def test_dataset_patches_split_and_labels(dataset_dir, level):
     train = MassMapDataset(dataset_dir, level=level, split="train")
@@ -160,7 +184,7 @@ def test_dataset_patches_split_and_labels(dataset_dir, level):
     maps, _ = load_massmaps(dataset_dir)
     for i in (0, len(train) - 1, len(train) // 2 + 1):
         x, y, idx = train[i]
-        c, j, p = train._locate(i)
+        c, j, p = train.locate(i)
         assert x.shape == (12 * NSIDE**2 // npatch, 1) and x.dtype == torch.float32
         assert int(y) == c
         if level is not None:

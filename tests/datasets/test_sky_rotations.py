@@ -85,3 +85,17 @@ def test_cache_key_content_reuse_and_refusals(tmp_path):
         generate_sky_rotations(config, 2, 0, tmp_path, progress=False, verbose=False)
     with pytest.raises(ValueError, match="holds 2 copies per map, not 3"):
         load_sky_rotations(folder, 3)
+
+
+def test_generation_line_gives_the_estimate(tmp_path, capsys):
+    """The copies' generation line gives their size and time, as the maps' line does (was: the size alone, no time:
+    145 s at the default settings unannounced)."""
+    from deepsphere_gen.datasets._massmaps_cache import estimate_cost
+    from deepsphere_gen.datasets._sky_rotations import SECONDS_PER_COPY_1024
+
+    generate_sky_rotations(MassMapConfig(nside=8, n_maps=2, seed=1), 2, 3, tmp_path, progress=False)
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "generating" in x]
+    assert line.startswith("massmaps: generating 3 rotated copies of 2 maps x 2 classes at nside 8: ~0.0 MiB, ~")
+    assert "s estimated (1 core) -> " in line
+    nbytes, seconds = estimate_cost(256, 100, seconds_per_map_1024=SECONDS_PER_COPY_1024)
+    assert nbytes == 100 * 12 * 256**2 * 4 and 120 < seconds < 130  # measured ~1.2 s per copy at nside 256

@@ -22,13 +22,14 @@ import math
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..._fingerprint import differing_fields, field_value, mask_hash
-from ...datasets import apply_footprint, bad_pixels, check_fits_ordering, read_healpix_fits, split_patches
+from ...datasets import bad_pixels, check_fits_ordering, read_healpix_fits, split_patches
 from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
 from .config import ExperimentConfig, SkySetting, parse_sky_fraction
@@ -41,7 +42,7 @@ from .training import class_cosmologies
 #: requested ellipticity dispersion (--sigma-e 0.26) the trained one of shape-noise networks
 NOISE_RTOL = 1e-2
 
-__all__ = ["UserFits", "read_user_fits", "map_field", "user_map", "read_user_headers", "sky_values", "Network",
+__all__ = ["UserFits", "read_user_fits", "map_field", "user_map", "UserMap", "read_user_headers", "sky_values", "Network",
            "trained_networks", "select_networks", "read_skies", "match_networks", "classify", "sky_name", "NOISE_RTOL"]
 
 
@@ -120,6 +121,40 @@ def user_map(f: UserFits, column: int) -> np.ndarray:
     memory-mapped, the other columns never copied).  A cut-sky file (``healpy.write_map(..., partial=True)``) gives
     UNSEEN outside its pixels.  ValueError for data that do not fit NSIDE or cannot be read."""
     return read_healpix_fits(f.path, f.nside, "NESTED", column)
+
+
+class UserMap:
+    """One map to classify: its ``values`` (12 nside^2,) (a NESTED map, as :func:`user_map` reads it), its ``bad``
+    pixels (bool, same shape: :func:`~deepsphere_gen.datasets.bad_pixels`, found on first use: the one pass over the
+    map that :func:`match_networks`, :func:`sky_values` and :func:`classify` share) and, per sky of the networks,
+    whether it fits the map (:meth:`problem`, found once per sky).  Memory: ``bad`` adds one byte per pixel."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values)
+        self._problems = {}  # Network.sky_key -> its _sky_problem (None: the sky fits the map)
+
+    @cached_property
+    def bad(self) -> np.ndarray:
+        return bad_pixels(self.values)
+
+    @cached_property
+    def empty(self) -> bool:
+        """Whether every pixel is bad (no map to classify)."""
+        return bool(self.bad.all())
+
+    def problem(self, net) -> str | None:
+        """Why the sky of the network ``net`` cannot analyse the map (:func:`_sky_problem`, naming the footprint it
+        was trained on), or None: worked out for the first network of each sky (:attr:`Network.sky_key`), the
+        others of that sky given the same answer."""
+        key = net.sky_key
+        if key not in self._problems:
+            self._problems[key] = _sky_problem(self.bad, net.sky_setting(), net.footprint_name)
+        return self._problems[key]
+
+
+def _user_map(m) -> UserMap:
+    """``m`` where it is a :class:`UserMap`, else the UserMap of the NESTED map ``m`` (its bad pixels found anew)."""
+    return m if isinstance(m, UserMap) else UserMap(m)
 
 
 def read_user_headers(paths, field: int | None = None) -> tuple[int | None, dict, dict]:
@@ -213,29 +248,35 @@ def _advice(bad: np.ndarray, others=()) -> str:
             "footprint --footprint MASK`, then classify --sky-fractions footprint)")
 
 
-def sky_values(m: np.ndarray, sky, file) -> tuple[np.ndarray, np.ndarray]:
-    """``(values (samples, pixels), indices (pixels,))`` of one full-sky NESTED map for a sky
-    setting (full sky, nested patches, footprint).
+def sky_values(m, sky, file) -> tuple[np.ndarray, np.ndarray]:
+    """``(values (samples, pixels), indices (pixels,))`` of one full-sky NESTED map ``m`` (an array, or a
+    :class:`UserMap`: its bad pixels found once for every sky) for a sky setting (full sky, nested patches, footprint).
 
     Nested patches: the patches the map covers whole are the samples; patches entirely UNSEEN/NaN lie
     outside the map (a cut-sky file: ``healpy.write_map(..., partial=True)``) and are left out, so a map
     of one base pixel is one 1/12 sample.  UNSEEN/NaN inside the analysed sky (the full sky, a footprint,
     a patch partly covered) -> ValueError naming ``file`` and the patch size that would classify the map, if
     any (:func:`_sky_problem`, :func:`_advice`); a map without a valid pixel -> ValueError."""
-    bad = bad_pixels(m)
-    if bad.all():
+    m = _user_map(m)
+    if m.empty:
         raise ValueError(f"{file}: every pixel is UNSEEN/NaN (no map to classify)")
-    problem = _sky_problem(bad, sky)
+    problem = _sky_problem(m.bad, sky)
     if problem is not None:
-        raise ValueError(f"{file}: {problem}; {_advice(bad)}")
+        raise ValueError(f"{file}: {problem}; {_advice(m.bad)}")
+    return _fitting_values(m, sky)
+
+
+def _fitting_values(m: UserMap, sky) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sky_values` of a map whose bad pixels the sky ``sky`` was found to leave out (:func:`_sky_problem`
+    None): no check here (the footprint's pixels indexed, not checked again)."""
     if sky.footprint is not None:
-        values = apply_footprint(m, sky.footprint)[0][None]
-        return values, np.flatnonzero(sky.footprint)
+        idx = np.flatnonzero(sky.footprint)
+        return m.values[idx][None], idx
     if sky.level is not None:
-        values, idx = split_patches(m, sky.level)
-        inside = ~bad.reshape(values.shape).all(-1)  # the patches the map covers (whole: no problem above)
+        values, idx = split_patches(m.values, sky.level)
+        inside = ~m.bad.reshape(values.shape).all(-1)  # the patches the map covers (whole: no problem)
         return values[inside], idx[inside][0]
-    values, idx = m[None], np.arange(m.size)
+    values, idx = m.values[None], np.arange(m.values.size)
     low = getattr(sky, "nside", None)  # a full sky analysed at a lower resolution: average the children
     if sky.full_sky and low is not None and 12 * low**2 < values.shape[-1]:
         values = values.reshape(1, 12 * low**2, -1).mean(-1)
@@ -570,16 +611,18 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
     sky fraction 1 (...); classified by those of sky fraction 1/12"), and a problem only where none does: one line
     per sky fraction where the networks were ``chosen`` (--sky-fractions, --checkpoint), else one line for all; a
     problem's advice names the networks of ``others`` (trained, not used for the map) that would fit, else what
-    to train (:func:`_advice`).  ``maps``: ``{file: NESTED map}``.  Cost: one pass over each map per sky setting."""
+    to train (:func:`_advice`).  ``maps``: ``{file: NESTED map or UserMap}``.  Cost: one pass over each map (its
+    bad pixels: none where a :class:`UserMap` found them before), then one over its bad pixels per sky setting
+    (:meth:`UserMap.problem`: kept with a UserMap, which :func:`classify` then does not check again)."""
     use, notes, problems = {}, [], {}
     for file in files:
-        bad = bad_pixels(maps[file])
-        if bad.all():
+        m = _user_map(maps[file])
+        if m.empty:
             problems[file] = [f"{file}: every pixel is UNSEEN/NaN (no map to classify)"]
             continue
         fit, why = [], {}  # why: sky_key -> (its label, its problem): two footprints are two skies
         for net in nets:
-            problem = _sky_problem(bad, net.sky_setting(), net.footprint_name)
+            problem = m.problem(net)
             if problem is None:
                 fit.append(net)
             else:
@@ -591,10 +634,10 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
         labels, lines = [w[0] for w in why.values()], [w[1] for w in why.values()]
         if not fit:
             if chosen:
-                problems[file] = [f"{file}: {problem}; {_advice(bad, others)}" for problem in lines]
+                problems[file] = [f"{file}: {problem}; {_advice(m.bad, others)}" for problem in lines]
             else:
                 problems[file] = [f"{file}: no trained network's sky fits the map: {'; '.join(lines)}; "
-                                  f"{_advice(bad, others)}"]
+                                  f"{_advice(m.bad, others)}"]
         else:
             notes.append(f"{file}: not classified by the networks of sky fraction {', '.join(labels)} "
                          f"({'; '.join(lines)}); classified by those of sky fraction "
@@ -623,11 +666,14 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
     probabilities over the patches the map covers whole ("mean over 12 patches: P(class 0) = ..."; the sky named
     "sky 1/12 (2 of 12 patches in the map)" where the map covers fewer than all).
 
-    ``maps``: ``{file: NESTED map}``; ``use``: ``{file: the networks that classify it}`` (:func:`match_networks`;
-    None: every network every file; a network used by no file is not built).  An input outside the network's
-    training distribution is reported instead of probabilities (with them when ``force``).
-    Returns the number of (file, network) pairs flagged as out of distribution.
+    ``maps``: ``{file: NESTED map or UserMap}`` (a UserMap that :func:`match_networks` checked: its bad pixels and
+    each sky's fit not worked out again); ``use``: ``{file: the networks that classify it}`` (:func:`match_networks`;
+    None: every network every file; a network used by no file is not built).  A map that a network's sky does not
+    fit: ValueError (:func:`sky_values`).  An input outside the network's training distribution is reported instead of
+    probabilities (with them when ``force``).  Returns the number of (file, network) pairs flagged as out of
+    distribution.
     """
+    user = {file: _user_map(maps[file]) for file in files}
     flagged = 0
     for net in networks:
         mine = [f for f in files if use is None or any(n is net for n in use.get(f, ()))]
@@ -635,7 +681,9 @@ def classify(files, maps: dict, networks: list[Network], device="cpu", force: bo
             continue
         model, sky = _model(net, device)
         for file in mine:
-            values, idx = sky_values(maps[file], sky, file)
+            m = user[file]
+            fits = not m.empty and m.problem(net) is None
+            values, idx = _fitting_values(m, sky) if fits else sky_values(m, sky, file)  # the latter refuses it
             sigma = "" if net.sigma_e is None else f" (sigma_e {net.sigma_e:g})"
             n_patches = None if sky.level is None else 12 * 4**sky.level
             part = f" ({len(values)} of {n_patches} patches in the map)" if n_patches and len(values) < n_patches else ""

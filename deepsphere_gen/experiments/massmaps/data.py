@@ -111,7 +111,8 @@ class SkyRotationDraws(Dataset):
     the same sky, copy r of map i at map ``i * n_copies + r``, :func:`rotated_copies`), chosen uniformly
     from torch's global RNG (which :func:`~deepsphere_gen.training.fit` re-seeds every epoch: reproducible,
     resumable).  The same length as ``original``: an epoch draws each patch position once, the steps
-    are unchanged.  Items as in :class:`MassMapDataset`."""
+    are unchanged; a copy's sample is found by the data sets' own layout (:meth:`MassMapDataset.locate`,
+    :meth:`MassMapDataset.sample_index`).  Items as in :class:`MassMapDataset`."""
 
     def __init__(self, original: MassMapDataset, copies: MassMapDataset, n_copies: int):
         if original.noise_std != 0 or copies.noise_std != 0:
@@ -129,10 +130,8 @@ class SkyRotationDraws(Dataset):
         k = int(torch.randint(self.n_copies + 1, ()))
         if k == 0:
             return self.original[i]
-        c, j = self.original.sample_map(i)
-        per_map = self.original.n_patches
-        m = j * self.n_copies + k - 1
-        return self.copies[(c * len(self.original.map_ids) * self.n_copies + m) * per_map + i % per_map]
+        c, j, p = self.original.locate(i)
+        return self.copies[self.copies.sample_index(c, j * self.n_copies + k - 1, p)]
 
 
 def training_set(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig,
