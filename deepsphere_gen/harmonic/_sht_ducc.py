@@ -102,7 +102,7 @@ def ducc_grid(geom: RingGeometry) -> tuple[str, int, int] | None:
         ok = (np.allclose(geom.theta, np.pi * (2 * t + 1) / (2 * n - 1), rtol=0, atol=1e-13)
               and np.all(geom.nphi[:-1] == 2 * n - 1) and geom.nphi[-1] == 1 and n >= geom.L)
         return ("MW", n, 2 * n - 1) if ok else None
-    if np.any(geom.nphi != nphi) or nphi < 2 * geom.L - 1:
+    if np.any(geom.nphi != nphi) or nphi < 2 * geom.L - 1 or geom.weights is None:
         return None
     for name, theta, rings_needed in (("GL", _ducc_misc.GL_thetas(n), geom.L),
                                       ("DH", np.pi * np.arange(n) / n, 2 * geom.L)):
