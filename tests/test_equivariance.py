@@ -2,7 +2,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from deepsphere_gen.equivariance import assert_equivariant, equivariance_error, flatten_batch
+from deepsphere_gen.equivariance import EquivarianceResult, assert_equivariant, equivariance_error, flatten_batch
 
 
 def _rotations(n, seed=0):
@@ -34,6 +34,13 @@ def test_fixed_permutation_is_not_equivariant(vectors):
     assert res.mean_sq == pytest.approx(float((res.errors**2).mean()))
     with pytest.raises(AssertionError, match="equivariance error"):
         assert_equivariant(op, vectors, _rotations(3), _rotate_vectors)
+
+
+def test_result_prints_its_count_and_summary():
+    res = EquivarianceResult(torch.tensor([[1e-3, 2e-3, 6e-3]], dtype=torch.float64))
+    assert repr(res) == "EquivarianceResult(n=3, mean=0.003, mean_sq=1.4e-05, max=0.006)"
+    assert str(res) == repr(res)
+    assert repr(EquivarianceResult(torch.zeros(3, 0, dtype=torch.float64))) == "EquivarianceResult(n=0)"
 
 
 def test_flatten_nested_outputs():

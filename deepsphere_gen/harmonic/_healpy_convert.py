@@ -54,6 +54,11 @@ def _lmax_of_size(n: int) -> int | None:
     return None if lmax < 0 else int(lmax)
 
 
+def _mmax_of_size(n: int, lmax: int) -> int | None:
+    """The mmax < lmax of an alm of ``lmax`` with ``n`` entries, None when there is none."""
+    return next((mmax for mmax in range(lmax) if hp.Alm.getsize(lmax, mmax) == n), None)
+
+
 def _check_coefficients(n: int, L: int) -> None:
     if n != L * L:
         r = int(round(np.sqrt(n)))
@@ -62,14 +67,24 @@ def _check_coefficients(n: int, L: int) -> None:
 
 
 def _check_alm(n: int, L: int) -> None:
-    if n != healpy_alm_size(L):
-        lmax = _lmax_of_size(n)
-        got = (f"healpy's size for lmax = mmax = {lmax} (pass L={lmax + 1})" if lmax is not None
-               else "no healpy size with mmax = lmax")
-        raise ValueError(
-            f"alm axis has length {n}: {got}; L={L} expects lmax = mmax = {L - 1} ({healpy_alm_size(L)} alm).  "
-            f"Only mmax = lmax alm are supported: pad an mmax < lmax alm with "
-            f"healpy.resize_alm(alm, lmax, mmax, lmax, lmax)")
+    """ValueError for an alm axis of ``n`` entries that is no full alm of lmax = L - 1.  A size fits
+    several layouts (45: lmax = 9 with mmax = 5, and lmax = mmax = 8), so the message names those
+    it fits (an mmax < lmax of the requested lmax first) and suggests no L: a full alm of
+    another lmax and a truncated one of this lmax would both convert, one of them misread."""
+    if n == healpy_alm_size(L):
+        return
+    lmax, mmax = _lmax_of_size(n), _mmax_of_size(n, L - 1)
+    fits = []
+    if mmax is not None:
+        fits.append(f"an alm of lmax = {L - 1} with mmax = {mmax} (pad it to mmax = lmax: "
+                    f"healpy.resize_alm(alm, {L - 1}, {mmax}, {L - 1}, {L - 1}))")
+    if lmax is not None:
+        fits.append(f"a full alm of lmax = mmax = {lmax} (L={lmax + 1} converts that one)")
+    if mmax is None:
+        fits.append("an alm with mmax < lmax (pad it to mmax = lmax: healpy.resize_alm(alm, lmax, mmax, lmax, lmax))")
+    raise ValueError(f"alm axis has length {n}; L={L} expects a full alm of lmax = mmax = {L - 1} "
+                     f"({healpy_alm_size(L)} alm).  {n} entries fit " + " or ".join(fits)
+                     + (": the size alone cannot tell which" if len(fits) > 1 else ""))
 
 
 def real_to_healpy_alm(coeffs, L: int, axis: int = -1):
@@ -93,8 +108,10 @@ def real_to_healpy_alm(coeffs, L: int, axis: int = -1):
 def healpy_alm_to_real(alm, L: int, axis: int = -1):
     """healpy complex alm (L(L+1)/2 along ``axis``) -> real coefficients (L*L along ``axis``).
 
-    The alm must have lmax = mmax = L - 1 (ValueError naming the lmax of another size; pad
-    an mmax < lmax alm with ``healpy.resize_alm``).  The imaginary part of the m = 0 terms (zero for a real map) is dropped.
+    The alm must have lmax = mmax = L - 1 (ValueError naming the layouts its size fits; pad an
+    mmax < lmax alm with ``healpy.resize_alm``).  The size alone cannot tell a full alm from a
+    truncated one of a larger lmax (lmax 8 and lmax 9 with mmax 5 both have 45 entries): give the L of
+    the alm's own lmax, and pad an mmax < lmax alm first.  The imaginary part of the m = 0 terms (zero for a real map) is dropped.
     """
     m, pos, neg, sign, scale = healpy_tables(L)
     nonzero = m > 0

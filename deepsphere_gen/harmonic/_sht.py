@@ -74,11 +74,18 @@ class _Transform(torch.nn.Module):
         shape, dtype and device are always checked.
     block_bytes : budget of one block of Legendre values of the torch engine.
 
+    A grid without quadrature weights (nor an exact theta rule) takes the synthesis only: its
+    analysis is refused (ValueError), by :class:`SphericalAnalysis` at construction, by ``SHT``
+    at the call.
+
     The module holds no table in its state dict: engines are built at the first call on
     each (device, dtype) and cached on the module (ducc0: conversion tables of 3 L^2
     entries up to L = 1024, O(L) arrays above, and the NESTED <-> RING permutations; torch:
     O(L^2 + npix) buffers).
     """
+
+    #: refuse a sampling whose analysis is undefined at construction (a module that only analyses)
+    _requires_analysis = False
 
     def __init__(self, sampling, L: int, dtype: torch.dtype = torch.float32, device=None, order: str = "NESTED",
                  engine: str | None = None, check_input: bool = True, block_bytes: int = DEFAULT_BLOCK_BYTES):
@@ -88,7 +95,8 @@ class _Transform(torch.nn.Module):
         if engine is not None and engine not in _ENGINES:
             raise ValueError(f"engine must be None or one of {sorted(_ENGINES)}, got {engine!r}")
         check_device(device)
-        self.geometry = RingGeometry.from_sampling(sampling, L, order)
+        self.geometry = RingGeometry.from_sampling(sampling, L, order, analysis=self._requires_analysis)
+        self._can_analyse = self.geometry.can_analyse
         self.sampling, self.L, self.npix, self.order = sampling, self.geometry.L, self.geometry.npix, str(order).upper()
         self.engine, self.check_input, self.block_bytes = engine, bool(check_input), int(block_bytes)
         self._sizes = {"maps": self.npix, "coeffs": self.L * self.L}
@@ -165,6 +173,8 @@ class _Transform(torch.nn.Module):
         return eng
 
     def _analysis(self, maps: torch.Tensor, iterations: int, check: bool | None = None) -> torch.Tensor:
+        if not self._can_analyse:
+            self.geometry.check_analysis()
         self._check(maps, "maps", check)
         if not maps.numel():
             return _empty(maps, self._sizes["coeffs"])
@@ -198,6 +208,8 @@ class SphericalAnalysis(_Transform):
     ``iterations``: default number of Jacobi refinements (HEALPix; 0 elsewhere is exact).
     Cost per map: one analysis (+ one synthesis and one analysis per iteration).
     """
+
+    _requires_analysis = True
 
     def __init__(self, sampling, L: int, iterations: int = 0, **kwargs):
         super().__init__(sampling, L, **kwargs)

@@ -24,7 +24,8 @@ nodes and weights, and MW: :func:`ducc_grid`) every transform goes through ducc0
 functions instead (``synthesis_2d``, ``analysis_2d`` and their adjoints), one call per
 map: the same operators, and the McEwen-Wiaux rule (ducc0's exact ``analysis_2d(geometry="MW")``,
 the pole sample repeated along its ring; adjoint: the pole ring summed back onto its
-sample).
+sample), run at the grid's own bandlimit and truncated to L (ducc0 at a smaller lmax aliases;
+the torch engine's rule is exact at any L, ``_mw``).
 
 Per-call cost matters at small L (a ducc0 transform takes ~22 us at L = 32): a map that
 needs no gradient skips the autograd Function, and one map takes flat gathers.
@@ -37,6 +38,7 @@ NESTED HEALPix maps: two int32 permutations (8 bytes per pixel, ``_permutation``
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -100,7 +102,7 @@ def ducc_grid(geom: RingGeometry) -> tuple[str, int, int] | None:
         ok = (np.allclose(geom.theta, np.pi * (2 * t + 1) / (2 * n - 1), rtol=0, atol=1e-13)
               and np.all(geom.nphi[:-1] == 2 * n - 1) and geom.nphi[-1] == 1 and n >= geom.L)
         return ("MW", n, 2 * n - 1) if ok else None
-    if np.any(geom.nphi != nphi) or nphi < 2 * geom.L - 1:
+    if np.any(geom.nphi != nphi) or nphi < 2 * geom.L - 1 or geom.weights is None:
         return None
     for name, theta, rings_needed in (("GL", _ducc_misc.GL_thetas(n), geom.L),
                                       ("DH", np.pi * np.arange(n) / n, 2 * geom.L)):
@@ -146,11 +148,14 @@ class DuccEngine:
         if geom.rule == "mcewen-wiaux" and (self._grid is None or self._grid[0] != "MW"):
             raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
                              "the last one the south pole as one sample, ring-major pixels)")
+        # MW below the grid's bandlimit: the analysis at the grid's (see :meth:`_analysis`)
+        self._mw_full = (DuccEngine(dataclasses.replace(geom, L=self._grid[1]))
+                         if geom.rule == "mcewen-wiaux" and geom.L < self._grid[1] else None)
 
     def kept_bytes(self) -> int:
         """Bytes of the arrays this engine keeps between calls: the NESTED <-> RING permutations and
         the conversion tables or block factors of the precisions called so far (not the per-thread
-        work arrays, not ducc0's own)."""
+        work arrays, not ducc0's own), with those of MW's analysis at the grid's bandlimit."""
         kept, todo = {}, [self._order, self._unorder, self._indices, *self._tables.values()]
         while todo:
             a = todo.pop()
@@ -158,7 +163,7 @@ class DuccEngine:
                 todo.extend(a)
             elif isinstance(a, np.ndarray) and a.base is None:  # views (the tables reshaped) share their bytes
                 kept[id(a)] = a.nbytes
-        return sum(kept.values())
+        return sum(kept.values()) + (0 if self._mw_full is None else self._mw_full.kept_bytes())
 
     def _precision(self, dtype) -> tuple:
         """The conversion of arrays of ``dtype`` (made at the first call of its precision).
@@ -378,13 +383,25 @@ class DuccEngine:
 
     def _analysis(self, maps):
         """The geometry's theta rule: quadrature with the rings' weights (GL, DH: ducc0's own),
-        or McEwen-Wiaux's exact rule on MW."""
+        or McEwen-Wiaux's exact rule on MW.
+
+        MW at a bandlimit L below the grid's Lg runs at Lg and keeps the first L*L coefficients
+        (exact for maps band-limited at Lg, the sampling theorem's premise): ducc0's ``analysis_2d``
+        at lmax < Lg - 1 aliases their degrees >= L onto l < L (4e-2 at L = 8 on MW(16)).  Cost:
+        the analysis at Lg whatever L (MW(128), float64, one thread: one map 1.5 ms at L = 64 or
+        32, was 0.59 / 0.38 ms aliased; 8 maps 11 ms, was 4.3 / 2.7 ms, where the torch engine,
+        exact at any L, takes 9.1 / 6.9 ms)."""
+        if self._mw_full is not None:
+            return self._mw_full._analysis(maps)[:, : self.L * self.L]
         B, _, C = maps.shape
         if self._grid is not None and (B * C == 1 or self._grid[0] == "MW"):
             return self._real(self._to_grids(_ducc.analysis_2d, maps, pole="repeat"), B, C)
         return self._real(self._coeffs_from(_ducc.adjoint_synthesis, maps, ringfactor=self._ringfactor), B, C)
 
     def _adjoint_analysis(self, coeffs):
+        if self._mw_full is not None:  # the adjoint of the truncation pads with zeros
+            full = self._mw_full.L ** 2
+            return self._mw_full._adjoint_analysis(torch.nn.functional.pad(coeffs, (0, 0, 0, full - self.L * self.L)))
         B, _, C = coeffs.shape
         alm = self._alm(coeffs)
         if self._grid is not None and (B * C == 1 or self._grid[0] == "MW"):

@@ -42,7 +42,8 @@ class RingGeometry:
         and offset of each ring in ring-major order.
     order : (npix,) int32 (int64 from 2**31 pixels) pixel of each ring-major sample
         (``maps[:, order]`` is ring-major), or None when the maps are ring-major already.
-    weights : (nrings,) quadrature weight of each pixel of the ring (sr), or None.
+    weights : (nrings,) quadrature weight of each pixel of the ring (sr), or None (exact theta
+        rule, or a grid without weights: synthesis only, :attr:`can_analyse`).
     rule : "quadrature" or "mcewen-wiaux" (see :data:`THETA_RULES`).
     label : the sampling's repr (for messages).
     """
@@ -62,12 +63,24 @@ class RingGeometry:
     def nrings(self) -> int:
         return int(self.theta.size)
 
+    @property
+    def can_analyse(self) -> bool:
+        """Whether the analysis is defined: an exact theta rule, or quadrature weights."""
+        return self.rule != "quadrature" or self.weights is not None
+
+    def check_analysis(self) -> None:
+        """ValueError unless :attr:`can_analyse` (the synthesis needs no weights)."""
+        if not self.can_analyse:
+            raise ValueError(f"{self.label} has no quadrature weights: no analysis possible "
+                             "(synthesis needs none: SphericalSynthesis, SHT.inverse)")
+
     @classmethod
-    def from_sampling(cls, sampling, L: int, order: str = "NESTED") -> "RingGeometry":
+    def from_sampling(cls, sampling, L: int, order: str = "NESTED", analysis: bool = True) -> "RingGeometry":
         """Validate ``L`` and the sampling's rings; ``order``: "NESTED" (maps in the sampling's
         own pixel order, NESTED for HEALPix) or "RING" (maps already ring-major).  ``sampling`` must be a
         :class:`~deepsphere_gen.sampling.Sampling` (:func:`~deepsphere_gen.sampling.check_sampling`: an nside is a
-        ValueError saying so): the check of every SHT module and layer built on one."""
+        ValueError saying so): the check of every SHT module and layer built on one.  ``analysis``: also
+        require the analysis (:meth:`check_analysis`); False accepts rings without weights (synthesis only)."""
         check_sampling(sampling)
         L = check_positive_int(L, "bandlimit L")
         limit = max_bandlimit(sampling)
@@ -79,15 +92,13 @@ class RingGeometry:
         rings = sampling.rings()
         if rings.rule not in THETA_RULES:
             raise ValueError(f"{sampling!r} declares theta rule {rings.rule!r}; the SHT knows {THETA_RULES}")
-        if rings.rule == "quadrature" and rings.weights is None:
-            raise ValueError(f"{sampling!r} has no quadrature weights: no analysis possible")
         nphi = np.asarray(rings.nphi, dtype=np.int64)
         start = np.asarray(rings.start, dtype=np.int64)
         npix = int(nphi.sum())
         if npix != sampling.npix or np.any(nphi < 1):
             raise ValueError(f"{sampling!r}: its rings hold {npix} samples, not its {sampling.npix} pixels")
         perm = None if order == "RING" else check_permutation(rings.order, npix, repr(sampling))
-        return cls(
+        geom = cls(
             L=L,
             npix=npix,
             theta=np.asarray(rings.theta, dtype=np.float64),
@@ -99,3 +110,6 @@ class RingGeometry:
             rule=rings.rule,
             label=repr(sampling),
         )
+        if analysis:
+            geom.check_analysis()
+        return geom

@@ -93,8 +93,8 @@ class RingPlan(torch.nn.Module):
             q = 2 * np.pi / nphi
             mix = mw_theta_mixing(R)[:, seq][:, :, seq]
             self._buffer("mix_t", mix.transpose(0, 2, 1), **kw)  # z @ mix_t == (mix @ z^T)^T
-        else:
-            q = geom.weights[seq]
+        else:  # no weights: synthesis only (the modules refuse the analysis), no analysis weights
+            q = None if geom.weights is None else geom.weights[seq]
             self.mix_t = None
         m = np.arange(L)
         c_ana = np.where(m == 0, 1.0, np.sqrt(2.0))
@@ -116,9 +116,12 @@ class RingPlan(torch.nn.Module):
         self._spec_rows = s0
         self._long("spec_row", row.ravel(), device)
         self._buffer("sigma", sig[:, :, None], **kw)  # conjugation sign of the sine part, (L, R, 1)
-        w_ana = c_ana[:, None] * q[None, :] * mask.T
         # complex weights stored as (re, im) pairs so that .to(dtype) keeps them intact
-        self._buffer("ana_w", np.stack([w_ana * np.cos(psi), w_ana * np.sin(psi)], -1)[:, :, None], **kw)
+        if q is None:
+            self.register_buffer("ana_w", None, persistent=False)
+        else:
+            w_ana = c_ana[:, None] * q[None, :] * mask.T
+            self._buffer("ana_w", np.stack([w_ana * np.cos(psi), w_ana * np.sin(psi)], -1)[:, :, None], **kw)
         self._buffer("syn_w", np.stack([k_syn * np.cos(psi), -sig * k_syn * np.sin(psi)], -1)[:, :, None], **kw)
 
     def _buffer(self, name, value, dtype=None, device=None):

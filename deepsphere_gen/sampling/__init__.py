@@ -16,6 +16,7 @@ from .equiangular import (
     GaussLegendreSampling,
     McEwenWiauxSampling,
     dh_theta_weights,
+    mw_area_weights,
 )
 from .healpix import MASK_REMEDY, MAX_NSIDE, HealpixSampling, base_patch_indices, check_mask, check_nside, nside_of
 
@@ -45,6 +46,7 @@ __all__ = [
     "GaussLegendreSampling",
     "McEwenWiauxSampling",
     "dh_theta_weights",
+    "mw_area_weights",
     # SO(3) Euler-angle grids
     "SO3Sampling",
     "SOFTSampling",

@@ -75,7 +75,7 @@ class Sampling:
 
     Subclasses set ``theta`` and ``phi`` (colatitude / longitude in radians, float64,
     shape (npix,)) and may provide quadrature ``weights`` (steradians, sum 4 pi on the
-    full sphere), ``rings()`` and ``max_bandlimit`` (what the SHT needs: see the module
+    full sphere; docs/conventions.md says what each sampling's integrate exactly), ``rings()`` and ``max_bandlimit`` (what the SHT needs: see the module
     docstring).  Maps on a sampling are tensors shaped (batch, npix, channels).
     """
 

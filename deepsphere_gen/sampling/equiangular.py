@@ -18,6 +18,7 @@ __all__ = [
     "McEwenWiauxSampling",
     "dh_theta_weights",
     "gauss_legendre_theta",
+    "mw_area_weights",
 ]
 
 
@@ -41,6 +42,30 @@ def dh_theta_weights(ntheta: int) -> np.ndarray:
     k = np.arange(ntheta // 2)[:, None]
     s = np.sum(np.sin((2 * k + 1) * th[None, :]) / (2 * k + 1), axis=0)
     return 4.0 / ntheta * np.sin(th) * s
+
+
+def mw_area_weights(L: int) -> np.ndarray:
+    """(L,) weight (steradians) of each pixel of the L McEwen-Wiaux rings (the last: the south
+    pole, one pixel) that integrates maps band-limited below L exactly.
+
+    The ring mean over phi is exact (2L-1 samples, |m| < L); the mean G(theta) is a cosine
+    polynomial of degree < L, extended to the torus theta_k = pi (2k+1) / (2L-1), k < 2L-1
+    (mirrored: G(2 pi - theta) = G(theta)), so that its Fourier coefficients G_p are exact and
+    int_0^pi G sin = sum_p G_p w(p), w(p) = int_0^pi e^{i p theta} sin = 2 / (1 - p^2) (p even),
+    +-i pi/2 (p = +-1), 0 else (McEwen & Wiaux 2011).  Folding the torus samples back onto the
+    rings gives the weights; cost O(L^2).
+    """
+    L = check_positive_int(L, "bandlimit L")
+    N = 2 * L - 1
+    theta = np.pi * (2 * np.arange(N) + 1) / N
+    p = np.arange(2, L, 2)  # even p > 0 (p = 0 and p = +-1 written out)
+    torus = (2.0 + np.cos(np.outer(theta, p)) @ (4.0 / (1.0 - p.astype(np.float64) ** 2))
+             + np.pi * np.sin(theta)) / N  # per torus sample: sum_p w(p) e^{-i p theta_k} / N (real)
+    ring = torus[:L].copy()
+    ring[: L - 1] += torus[L:][::-1]  # sample k >= L is ring 2L-2-k mirrored
+    nphi = np.full(L, N)
+    nphi[-1] = 1
+    return ring * (2 * np.pi / nphi)
 
 
 class EquiangularSampling(Sampling):
@@ -115,8 +140,9 @@ class McEwenWiauxSampling(Sampling):
     """McEwen-Wiaux sampling (2011): (L-1)(2L-1) + 1 samples, the fewest of any sampling theorem.
 
     theta_t = pi (2t+1) / (2L-1) for t = 0..L-1 (the last ring is the south pole,
-    stored as one sample), phi_p = 2 pi p / (2L-1).  It has no direct quadrature:
-    its exact transform extends the signal to the torus (see ``harmonic``).
+    stored as one sample), phi_p = 2 pi p / (2L-1).  It has no direct quadrature for the
+    analysis (products of two band-limited maps): its exact transform extends the signal to
+    the torus (see ``harmonic``); its ``weights`` integrate one band-limited map exactly.
     Pixel order: rings t = 0..L-2 of 2L-1 samples each, then the south pole.
     """
 
@@ -137,6 +163,15 @@ class McEwenWiauxSampling(Sampling):
     def max_bandlimit(self) -> int:
         """The grid's bandlimit L."""
         return self.L
+
+    @property
+    def weights(self) -> np.ndarray:
+        """(npix,) area weights in steradians, positive, summing to 4 pi: ``sum_i w_i f_i`` is the
+        integral of any map f band-limited below L, exactly (McEwen-Wiaux's rule for degree 0,
+        :func:`mw_area_weights`).  Not a quadrature for products of two such maps (degree up to
+        2L-2): the SHT does not use them, it runs the exact McEwen-Wiaux theta rule (``rings()``)."""
+        ring = mw_area_weights(self.L)
+        return np.concatenate([np.repeat(ring[:-1], self.nphi), ring[-1:]])
 
     def rings(self) -> Rings:
         """L rings; no quadrature weights: the SHT uses the exact McEwen-Wiaux theta rule."""

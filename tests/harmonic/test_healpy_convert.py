@@ -83,7 +83,8 @@ def test_wrong_lengths():
         real_to_healpy_alm(np.zeros(15), 4)
     with pytest.raises(ValueError, match=r"length 25 \(L\*L for L=5\)"):
         real_to_healpy_alm(np.zeros(25), 4)
-    with pytest.raises(ValueError, match=r"length 11: no healpy size.*lmax = mmax = 3 \(10 alm\)"):
+    with pytest.raises(ValueError, match=r"length 11; L=4 expects a full alm of lmax = mmax = 3 \(10 alm\).  11 entries "
+                                         r"fit an alm with mmax < lmax \(pad it"):
         healpy_alm_to_real(torch.zeros(11, dtype=torch.complex128), 4)
     with pytest.raises(ValueError, match="positive integer"):
         real_to_healpy_alm(np.zeros(1), 0)
@@ -92,17 +93,36 @@ def test_wrong_lengths():
 @pytest.mark.parametrize("nside", [8, 64])
 def test_alm_size_errors_speak_healpy_lmax(nside):
     """An alm of another lmax is named by healpy's own lmax (hp.Alm.getlmax) and the L that
-    would take it; an mmax < lmax alm is said to be unsupported, with the padding that works."""
+    converts it; an mmax < lmax alm is named by its mmax, with the padding that works."""
     m = np.random.default_rng(nside).normal(size=12 * nside**2)
     L = 2 * nside
     big = hp.map2alm(m, lmax=3 * nside - 1, iter=0)  # healpy's default lmax
     lmax = hp.Alm.getlmax(big.size)
-    with pytest.raises(ValueError, match=rf"lmax = mmax = {lmax} \(pass L={lmax + 1}\); L={L} expects lmax = mmax = "
-                                         rf"{L - 1} \({hp.Alm.getsize(L - 1)} alm\)"):
+    with pytest.raises(ValueError, match=rf"L={L} expects a full alm of lmax = mmax = {L - 1} \({hp.Alm.getsize(L - 1)} "
+                                         rf"alm\).  {big.size} entries fit a full alm of lmax = mmax = {lmax} "
+                                         rf"\(L={lmax + 1} converts that one\) or an alm with mmax < lmax"):
         healpy_alm_to_real(big, L)
     assert healpy_alm_to_real(big, lmax + 1).shape == ((lmax + 1) ** 2,)  # the L it names works
     cut = hp.map2alm(m, lmax=L - 1, mmax=nside // 2, iter=0)
-    with pytest.raises(ValueError, match="Only mmax = lmax alm are supported.*resize_alm"):
+    with pytest.raises(ValueError, match=rf"fit an alm of lmax = {L - 1} with mmax = {nside // 2} \(pad it to mmax = "
+                                         rf"lmax: healpy.resize_alm\(alm, {L - 1}, {nside // 2}, {L - 1}, {L - 1}\)\)"):
         healpy_alm_to_real(cut, L)
     padded = hp.resize_alm(cut, L - 1, nside // 2, L - 1, L - 1)  # the cure it names
     np.testing.assert_allclose(real_to_healpy_alm(healpy_alm_to_real(padded, L), L), padded, atol=1e-12)
+
+
+def test_alm_size_of_a_truncated_alm_and_of_a_full_one_suggests_no_wrong_L():
+    """lmax 9 with mmax 5 has 45 entries, as a full alm of lmax 8: the message names both layouts and
+    healpy.resize_alm for the first; it no longer says 'pass L=9' (which misreads the truncated alm)."""
+    alm = hp.map2alm(np.random.default_rng(0).normal(size=12 * 8**2), lmax=9, mmax=5, iter=0)
+    assert alm.size == hp.Alm.getsize(8) == 45
+    with pytest.raises(ValueError) as err:
+        healpy_alm_to_real(alm, 10)
+    msg = str(err.value)
+    assert "pass L=" not in msg
+    assert ("45 entries fit an alm of lmax = 9 with mmax = 5 (pad it to mmax = lmax: healpy.resize_alm(alm, 9, 5, 9, 9)) "
+            "or a full alm of lmax = mmax = 8 (L=9 converts that one): the size alone cannot tell which") in msg
+    # the padding it names converts the alm: healpy's own synthesis of both agrees
+    ours = healpy_alm_to_real(hp.resize_alm(alm, 9, 5, 9, 9), 10)
+    np.testing.assert_allclose(hp.alm2map(real_to_healpy_alm(ours, 10), 8, lmax=9),
+                               hp.alm2map(alm, 8, lmax=9, mmax=5), atol=1e-12)

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from deepsphere_gen.harmonic import SHT, healpy_alm_to_real, real_to_healpy_alm
+from deepsphere_gen.harmonic import SHT, SphericalAnalysis, SphericalSynthesis, healpy_alm_to_real, real_to_healpy_alm
 from deepsphere_gen.harmonic._sht_legendre import ChunkedLegendre
-from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling
+from deepsphere_gen.sampling import (DriscollHealySampling, EquiangularSampling, GaussLegendreSampling, HealpixSampling,
+                                     McEwenWiauxSampling)
 
 F64 = torch.float64
 GRIDS = {"GL": (GaussLegendreSampling, lambda L: (L, 2 * L - 1)), "DH": (DriscollHealySampling, lambda L: (2 * L, 2 * L)),
@@ -71,6 +72,25 @@ def test_healpix_matches_ducc0_ring_transforms(nside, L, dtype, engine):
     ref_a = healpy_alm_to_real(ducc.adjoint_synthesis(map=m[None], ringfactor=w, **geo)[0], L)
     mine = sht(torch.as_tensor(m[hp.nest2ring(nside, np.arange(m.size))], dtype=dtype)[None, :, None])
     np.testing.assert_allclose(mine[0, :, 0].double().numpy(), ref_a, atol=TOL[dtype] * np.abs(ref_a).max())
+
+
+@pytest.mark.parametrize("engine", ["ducc0", "torch"])
+def test_synthesis_on_a_grid_without_weights_matches_ducc0(engine):
+    """A 19 x 36 lat-lon grid with both poles and no weights: the synthesis needs none (ducc0's ring
+    synthesis); its analysis is refused, by SphericalAnalysis at construction and by SHT at the call."""
+    L = 9
+    theta = np.linspace(0, np.pi, 19)
+    S = EquiangularSampling(L, theta, 36, None)
+    r = np.random.default_rng(0).standard_normal((2, L * L))
+    ref = ducc.synthesis(alm=real_to_healpy_alm(r, L)[:, None], theta=theta, nphi=np.full(19, 36, dtype=np.uintp),
+                         phi0=np.zeros(19), ringstart=(36 * np.arange(19)).astype(np.uintp), lmax=L - 1, spin=0)[:, 0]
+    coeffs = torch.as_tensor(r.T, dtype=F64)[None]  # (1, L*L, 2)
+    for synth in (SphericalSynthesis(S, L, dtype=F64, engine=engine), SHT(S, L, dtype=F64, engine=engine).inverse):
+        np.testing.assert_allclose(synth(coeffs)[0].T.numpy(), ref, atol=1e-12)
+    with pytest.raises(ValueError, match="no quadrature weights: no analysis possible"):
+        SphericalAnalysis(S, L, dtype=F64, engine=engine)
+    with pytest.raises(ValueError, match="no quadrature weights: no analysis possible"):
+        SHT(S, L, dtype=F64, engine=engine)(torch.zeros(1, S.npix, 1, dtype=F64))
 
 
 @pytest.mark.parametrize("sampling,L", [(GaussLegendreSampling(9), 9), (HealpixSampling(4), 12),

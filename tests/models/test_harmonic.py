@@ -8,7 +8,7 @@ from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.equivariance import assert_equivariant, assert_map_equivariant
 from deepsphere_gen.models import HarmonicClassifier
 from deepsphere_gen.nn import GeneralizedSignal
-from deepsphere_gen.sampling import GaussLegendreSampling
+from deepsphere_gen.sampling import GaussLegendreSampling, McEwenWiauxSampling
 
 
 def rotations(n, seed=0):
@@ -39,6 +39,16 @@ def test_classifier_on_maps_invariant():
     s = GaussLegendreSampling(L)
     model = HarmonicClassifier(3, bandlimits=(L, 4), channels=(2, 3), sampling=s, dtype=torch.float64).double()
     assert_map_equivariant(model, s, L=L, rotations=rotations(3), batch=2, invariant=True, tol=1e-12)
+
+
+def test_classifier_on_mcewen_wiaux_maps_invariant_below_the_grid_bandlimit():
+    """First bandlimit 8 on an MW(12) grid fed maps with l < 12: the analysis at 8 keeps l < 8 of the exact
+    analysis at 12 (ducc0's MW analysis at lmax 7 aliased l >= 8 onto it: invariance error 4e-4)."""
+    torch.manual_seed(0)
+    s = McEwenWiauxSampling(12)
+    model = HarmonicClassifier(4, sampling=s, dtype=torch.float64).eval()
+    assert model.bandlimits[0] == 8
+    assert_map_equivariant(model, s, L=12, rotations=4, batch=2, invariant=True, tol=1e-13)
 
 
 def _toy(n, L, g):

@@ -7,6 +7,7 @@ from deepsphere_gen.sampling import (
     GaussLegendreSampling,
     McEwenWiauxSampling,
     dh_theta_weights,
+    mw_area_weights,
 )
 
 
@@ -23,6 +24,19 @@ def test_quadrature_is_exact_for_bandlimit(cls, L):
     Y = np.stack([_ylm(l, m, s) for l in range(L) for m in range(-l, l + 1)])
     gram = (Y * w) @ Y.conj().T
     np.testing.assert_allclose(gram, np.eye(L * L), atol=1e-12)
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 8, 17])
+def test_mcewen_wiaux_area_weights_integrate_band_limited_maps(L):
+    """sum_i w_i Y_lm = sqrt(4 pi) delta_l0 for every l < L (scipy's harmonics): positive area weights,
+    sum 4 pi, exact for any map band-limited below L (not for products: the MW analysis does not use them)."""
+    s = McEwenWiauxSampling(L)
+    w = s.weights
+    assert w.shape == (s.npix,) and np.all(w > 0)
+    assert w.sum() == pytest.approx(4 * np.pi, rel=1e-14)
+    integrals = np.array([_ylm(l, m, s) @ w for l in range(L) for m in range(-l, l + 1)])
+    np.testing.assert_allclose(integrals, np.sqrt(4 * np.pi) * (np.arange(L * L) == 0), atol=1e-13)
+    np.testing.assert_array_equal(w[: s.npix - 1].reshape(L - 1, 2 * L - 1), np.repeat(mw_area_weights(L)[:-1, None], 2 * L - 1, 1))
 
 
 def test_gauss_legendre_weights_exact_at_large_bandlimit():
