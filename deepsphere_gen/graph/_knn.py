@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from .._memory import index_dtype
 from ..sampling import HealpixSampling, check_sampling
+from ._connectivity import ring_links, warn_if_disconnected
 from ._kernel import default_sigma
 from ._neighbours import CHUNK, check_k, knn_distances
 from ._pattern import healpix_knn_pattern
@@ -38,6 +39,16 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     (distance, index) pair, both O(npix k) (``healpix_knn_pattern``); other samplings: a
     k-d tree (ties broken as it returns them) and a check of every edge's reverse, O(npix k^2).
 
+    Equiangular grids (DH, GL, MW, lat-lon :class:`~deepsphere_gen.sampling.EquiangularSampling`):
+    near a pole all k nearest neighbours of a pixel can sit on its own ring, and the kNN edges alone
+    then fall apart into several components (the smallest k that connects them grows with the grid,
+    ~2L/3 on DH).  Where no kNN edge crosses between two consecutive rings, each pixel of both rings
+    is also linked to the nearest pixel of the other ring (same Gaussian weight;
+    :func:`~deepsphere_gen.graph._connectivity.ring_links`); a kNN graph with an edge across every
+    gap is unchanged.  A graph that is still disconnected comes with a RuntimeWarning naming its
+    components and the remedies (``build_graph(..., kind="4neighbour")``, or a larger k;
+    HEALPix and point sets are not checked).
+
     Returns a (npix, npix) float64 CSR matrix with sorted indices (int32 when they fit).
     Cost: see :func:`~deepsphere_gen.graph.build_graph` (which keeps HEALPix graphs as their
     pattern instead of this explicit float64 W: 3 GB at nside 1024, k = 20).
@@ -59,7 +70,9 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     for s in range(0, n, CHUNK):
         np.multiply(w[s : s + CHUNK], -np.log(2.0) / sigma**2, out=w[s : s + CHUNK])
         np.exp(w[s : s + CHUNK], out=w[s : s + CHUNK])
-    return _symmetrise(idx, w)
+    W = ring_links(sampling, _symmetrise(idx, w), sigma)
+    warn_if_disconnected(sampling, W, k)
+    return W
 
 
 def _check_sigma(sigma) -> float:

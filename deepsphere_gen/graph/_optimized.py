@@ -155,9 +155,10 @@ def _fit_degrees(lmax: int) -> np.ndarray:
                                      np.round(np.geomspace(min(8, lmax), lmax, 24)).astype(np.int64)]))
 
 
-def _full_sky_healpix(sampling) -> None:
+def _full_sky_healpix(sampling, caller: str) -> None:
+    """ValueError naming ``caller`` (the public function called) unless ``sampling`` is a full-sky HEALPix sampling."""
     if not isinstance(sampling, HealpixSampling) or not sampling.is_full_sky:
-        raise ValueError("the equivariance-optimised graph needs a full-sky HEALPix sampling (equal-area nodes)")
+        raise ValueError(f"{caller} needs a full-sky HEALPix sampling (equal-area nodes), got {sampling!r}")
 
 
 def predicted_equivariance_error(sampling, W, degrees, pixels=None) -> np.ndarray:
@@ -169,7 +170,7 @@ def predicted_equivariance_error(sampling, W, degrees, pixels=None) -> np.ndarra
     nside 128 at l = 350).  Returns a float64 array, one value per degree.
     Cost O(len(pixels) K^2 max(degrees)) for K = the largest node degree.
     """
-    _full_sky_healpix(sampling)
+    _full_sky_healpix(sampling, "predicted_equivariance_error")
     degrees = np.asarray(list(degrees), dtype=np.int64)
     if degrees.size == 0 or degrees.min() < 1:
         raise ValueError("degrees must be a non-empty list of integers >= 1")
@@ -280,7 +281,7 @@ def optimized_graph(sampling, k: int = 20, sigma: float | None = None, reference
     nside 32, k = 20: 143 s, nside 64: 590 s (1.3 GB) on 2 cores shared by 8 jobs
     (``build_graph`` caches the result on disk).
     """
-    _full_sky_healpix(sampling)
+    _full_sky_healpix(sampling, "optimized_graph (build_graph kind='optimized')")
     if reference_k is None:
         reference_k = 2 * k
     iterations = check_nonnegative_int(iterations, "iterations")

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
+from ._connectivity import footprint_pieces, warn_if_disconnected
 from ._cache import (cache_directory, load_array, load_cached, sampling_key, save_array, save_cached,
                      save_pattern, update_meta, values_cached)
 from ._grid import equiangular_4neighbour_graph
@@ -170,6 +171,8 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
     }
     if kind == "optimized":
         params["fit"] = OPTIMIZED_FIT
+    if kind == "knn" and footprint_pieces(sampling) is not None:
+        params["ring_links"] = 1  # equiangular kNN graphs link the rings no kNN edge joins (knn_graph); HEALPix keys unchanged
     return params
 
 
@@ -180,7 +183,11 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     kind ``"knn"``: :func:`knn_graph` (k, sigma; on HEALPix stored as its kNN pattern, see
     :class:`SphereGraph`); ``"optimized"``: :func:`optimized_graph` (the kNN edges, weights
     fitted for equivariance; full-sky HEALPix); ``"4neighbour"``:
-    :func:`equiangular_4neighbour_graph` (k and sigma ignored).  The cache entry is keyed
+    :func:`equiangular_4neighbour_graph` (k and sigma ignored).  On equiangular grids the kNN
+    edges alone fall apart near the poles: :func:`knn_graph` links the rings they leave apart,
+    and a graph still in pieces (k = 1) comes, built or from the cache, with a RuntimeWarning
+    naming its components and the remedies (``kind="4neighbour"``, a larger k).
+    The cache entry is keyed
     by :func:`graph_params` (sampling key, k, sigma, kinds, package version) and lives in
     ``cache_dir``, else $DEEPSPHERE_GEN_CACHE, else $XDG_CACHE_HOME/deepsphere_gen, else
     ~/.cache/deepsphere_gen (sub-folder graphs/ in each case).  An entry holds the stored
@@ -211,6 +218,8 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
             pattern = KnnPattern(*stored, params["sigma"])
         else:
             W = stored
+            if kind == "knn":  # as knn_graph warns on a fresh build
+                warn_if_disconnected(sampling, W, params["k"], cached=True)
     elif kind == "knn" and isinstance(sampling, HealpixSampling):
         pattern = healpix_knn_pattern(sampling, params["k"], params["sigma"])
     elif kind == "knn":

@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._validation import check_finite, check_nonnegative_int, check_pixels, check_positive_int, check_tensor
-from ..sampling import HealpixSampling, check_sampling
+from ..sampling import (DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling,
+                        check_sampling)
 from . import _pool_native
 
 __all__ = [
@@ -416,25 +417,48 @@ class HealpixPartialUnpool(nn.Module):
         return f"p={self.p}, mode={self.mode!r}, pixels {self.coarse.npix} -> {self.npix_out}" + _check_repr(self)
 
 
-def _grid_shape(grid) -> tuple[int, int]:
+def _grid_shape(grid, p: int) -> tuple[int, int]:
+    """(ntheta, nphi) of a grid that pools by 2**p x 2**p blocks, or a ValueError saying what is true of
+    ``grid``: a :class:`~deepsphere_gen.sampling.DriscollHealySampling` needs L divisible by 2**p (its
+    2L x 2L grid then pools onto DH(L / 2**p); another L gives a grid that is no DH); a Gauss-Legendre one
+    never pools (nphi = 2L - 1 is odd, and the GL nodes of L / 2 are not every other node of L); a
+    McEwen-Wiaux one neither (its single south-pole sample and odd nphi = 2L - 1 make no (ntheta, nphi)
+    grid of 2 x 2 blocks); another :class:`~deepsphere_gen.sampling.EquiangularSampling` or an
+    ``(ntheta, nphi)`` pair needs both sizes divisible by 2**p."""
+    f = 2**p
+    if isinstance(grid, McEwenWiauxSampling):
+        raise ValueError(f"{grid!r}: a McEwen-Wiaux grid cannot be pooled by 2 x 2 blocks ((L-1) rings of 2L-1 = "
+                         f"{grid.nphi} samples, odd, and one south-pole sample: no (ntheta, nphi) grid); pool a "
+                         "DriscollHealySampling (L divisible by 2**p), which maps DH(L) onto DH(L / 2**p)")
+    if isinstance(grid, GaussLegendreSampling):
+        raise ValueError(f"{grid!r}: a Gauss-Legendre grid cannot be pooled by 2 x 2 blocks (nphi = 2L-1 = {grid.nphi} "
+                         "is odd, and GL(L/2)'s nodes are not every other node of GL(L)); pool a "
+                         "DriscollHealySampling (L divisible by 2**p), which maps DH(L) onto DH(L / 2**p)")
+    if isinstance(grid, DriscollHealySampling) and grid.L % f:
+        raise ValueError(f"{grid!r}: DH(L) pools onto DH(L / 2**p) only for L divisible by 2**p = {f} (p={p}); "
+                         f"L = {grid.L} would give a {2 * grid.L // f} x {2 * grid.L // f} grid that is no "
+                         "Driscoll-Healy grid")
     shape = getattr(grid, "shape", grid)
     try:
         nt, nphi = (int(s) for s in shape)
     except (TypeError, ValueError):
-        raise ValueError(f"grid must be an equiangular sampling or (ntheta, nphi), got {grid!r}") from None
+        raise ValueError(f"grid must be a Driscoll-Healy or other EquiangularSampling, or (ntheta, nphi), got {grid!r}") from None
+    if nt % f or nphi % f:
+        raise ValueError(f"grid {nt} x {nphi} is not divisible by 2**p={f} in both directions")
     return nt, nphi
 
 
 class _EquiangularBase(nn.Module):
-    """``check_input`` as in :class:`HealpixMaxPool` (and :class:`HealpixMaxUnpool`'s for the indices)."""
+    """``grid``: a :class:`~deepsphere_gen.sampling.DriscollHealySampling` with L divisible by 2**p (the
+    pooled map is then on DH(L / 2**p)), another :class:`~deepsphere_gen.sampling.EquiangularSampling`, or
+    ``(ntheta, nphi)``, both divisible by 2**p; Gauss-Legendre and McEwen-Wiaux grids cannot be pooled (a
+    ValueError says why: :func:`_grid_shape`).  ``check_input`` as in :class:`HealpixMaxPool` (and
+    :class:`HealpixMaxUnpool`'s for the indices)."""
 
     def __init__(self, grid, p: int = 1, check_input: bool = True):
         super().__init__()
         self.p, self.check_input = _check_levels(p), bool(check_input)
-        self.ntheta, self.nphi = _grid_shape(grid)
-        f = 2**self.p
-        if self.ntheta % f or self.nphi % f:
-            raise ValueError(f"grid {self.ntheta} x {self.nphi} is not divisible by 2**p={f} in both directions")
+        self.ntheta, self.nphi = _grid_shape(grid, self.p)
 
     def _blocks(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ntheta*nphi, C) -> (B, ntheta/f, nphi/f, f*f, C)."""
@@ -461,7 +485,11 @@ class _EquiangularBase(nn.Module):
 
 
 class EquiangularMaxPool(_EquiangularBase):
-    """Max over 2**p x 2**p (theta, phi) blocks of a ring-major grid map: DH(L) -> DH(L / 2**p).
+    """Max over 2**p x 2**p (theta, phi) blocks of a ring-major grid map: DH(L) -> DH(L / 2**p)
+    (L divisible by 2**p; Gauss-Legendre and McEwen-Wiaux grids cannot be pooled, see ``grid`` of
+    :class:`_EquiangularBase`).  Each DH(L / 2**p) pixel sits where the first (north-west: smallest
+    theta, smallest phi) fine pixel of its block sits, not at the block's centre: half a fine
+    pixel off per level in theta and phi (mind it when aligning a U-Net's skip connections).
 
     With ``return_indices`` also returns the argmax as fine-pixel positions.
     """
@@ -484,7 +512,8 @@ class EquiangularMaxPool(_EquiangularBase):
 
 
 class EquiangularAvgPool(_EquiangularBase):
-    """Mean over 2**p x 2**p (theta, phi) blocks of a ring-major grid map."""
+    """Mean over 2**p x 2**p (theta, phi) blocks of a ring-major grid map (grids and pixel positions as in
+    :class:`EquiangularMaxPool`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         blocks = self._blocks(x)

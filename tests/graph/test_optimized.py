@@ -126,10 +126,12 @@ def test_build_graph_kind_optimized(tmp_path):
 
 
 def test_rejects_bad_input():
-    with pytest.raises(ValueError, match="full-sky HEALPix"):
+    with pytest.raises(ValueError, match=r"^optimized_graph \(build_graph kind='optimized'\) needs a full-sky HEALPix"):
         optimized_graph(GaussLegendreSampling(8), 8)
-    with pytest.raises(ValueError, match="full-sky HEALPix"):
+    with pytest.raises(ValueError, match="^optimized_graph .*full-sky HEALPix"):
         optimized_graph(HealpixSampling(4, indices=np.arange(10)), 4)
+    with pytest.raises(ValueError, match="^predicted_equivariance_error needs a full-sky HEALPix"):  # the function called
+        predicted_equivariance_error(GaussLegendreSampling(8), sp.eye(GaussLegendreSampling(8).npix, format="csr"), [2])
     with pytest.raises(ValueError, match="iterations"):
         optimized_graph(HealpixSampling(2), 8, iterations=-1)
     with pytest.raises(ValueError, match="reg"):

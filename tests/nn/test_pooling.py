@@ -22,7 +22,7 @@ from deepsphere_gen.nn import (
     partial_sky_pool,
     partial_sky_pool_plan,
 )
-from deepsphere_gen.sampling import DriscollHealySampling, HealpixSampling
+from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])
@@ -356,6 +356,26 @@ def test_equiangular_pool_on_driscoll_healy():
         EquiangularAvgPool((6, 10), p=2)
     with pytest.raises(ValueError, match="pixels"):
         EquiangularAvgPool(s)(torch.randn(1, 100, 1))
+    # the pooled DH(4) pixels sit at the first (north-west) fine pixel of each block (the docstring's claim)
+    coarse, fine = DriscollHealySampling(4), s
+    np.testing.assert_array_equal(coarse.theta, fine.theta.reshape(8, 2, 8, 2)[:, 0, :, 0].ravel())
+    np.testing.assert_array_equal(coarse.phi, fine.phi.reshape(8, 2, 8, 2)[:, 0, :, 0].ravel())
+
+
+def test_equiangular_pool_refuses_grids_it_cannot_pool_and_says_why():
+    """DH(L) with L not divisible by 2**p (was: accepted, a 9 x 9 grid that is no DH), GL and MW (was: 'not an
+    equiangular sampling' for MW, which docs/conventions.md lists among the equiangular grids)."""
+    for layer in (EquiangularMaxPool, EquiangularAvgPool, EquiangularUnpool, EquiangularMaxUnpool):
+        with pytest.raises(ValueError, match=r"DH\(L\) pools onto DH\(L / 2\*\*p\) only for L divisible by 2\*\*p = 2 "
+                           r"\(p=1\); L = 9 would give a 9 x 9 grid that is no Driscoll-Healy grid"):
+            layer(DriscollHealySampling(9))
+        with pytest.raises(ValueError, match=r"only for L divisible by 2\*\*p = 4 \(p=2\); L = 6"):
+            layer(DriscollHealySampling(6), p=2)
+        with pytest.raises(ValueError, match="a Gauss-Legendre grid cannot be pooled .*nphi = 2L-1 = 15 is odd"):
+            layer(GaussLegendreSampling(8))
+        with pytest.raises(ValueError, match="a McEwen-Wiaux grid cannot be pooled .*pool a DriscollHealySampling"):
+            layer(McEwenWiauxSampling(8))
+    assert EquiangularMaxPool(DriscollHealySampling(12), p=2)(torch.randn(1, 576, 1)).shape == (1, 36, 1)  # DH(3)
 
 
 @pytest.mark.filterwarnings("ignore:partial-sky pooling")
