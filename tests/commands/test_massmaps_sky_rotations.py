@@ -68,8 +68,8 @@ def test_draws_come_from_the_maps_and_their_copies(tmp_path):
     sources = []
     for i in range(len(draws)):
         x, label, idx = draws[i]
-        c, j = clean.sample_map(i)
-        p, n = i % clean.n_patches, clean.indices.shape[1]
+        c, j, p = clean.locate(i)
+        n = clean.indices.shape[1]
         cand = [clean[i][0]] + [torch.from_numpy(np.array(copies[c, j * 2 + r, p * n:(p + 1) * n])).unsqueeze(-1)
                                 for r in range(2)]
         (k,) = [k for k, v in enumerate(cand) if torch.equal(v, x)]

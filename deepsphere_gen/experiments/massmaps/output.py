@@ -76,7 +76,7 @@ def plot_examples(path: Path, config: ExperimentConfig, out: Path) -> Path:
     noise = max(noises, key=lambda n: n.pixel_std(config.nside, 1.0))
     clean, noisy = dataset_of(path, sky, None, config, "all"), dataset_of(path, sky, noise, config, "all")
     p = 0 if sky.level is None else 4 * 4**sky.level  # an equatorial patch (base pixel 4); a footprint is one
-    first = [c * clean.maps.shape[1] * clean.n_patches + p for c in range(2)]
+    first = [clean.sample_index(c, int(clean.map_ids[0]), p) for c in range(2)]  # each class's first map
     if sky.footprint is not None:
         shown = np.zeros((2, 2, sky.footprint.size))  # (clean / noisy, class, pixels) NESTED, 0 outside
         for k, ds in enumerate((clean, noisy)):
