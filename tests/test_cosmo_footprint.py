@@ -113,3 +113,35 @@ def test_the_default_data_set_key_and_fingerprints_are_unchanged():
     assert [member_meta(config, 0)["fingerprint"], member_meta(config, 2)["fingerprint"],
             mlp_meta(config, "power_spectrum")["fingerprint"], mlp_meta(config, "handcrafted", 1)["fingerprint"]] == \
         ["7ba59c37891a", "d3904caed4e7", "fa411c1d83b8", "5eb82aabae51"]
+
+
+def test_a_footprint_file_of_several_columns_is_refused_naming_them(tmp_path, capsys):
+    """A survey mask file with one column per selection (here 2, NESTED, written by healpy) is refused by every
+    footprint reader, naming its columns, as ``massmaps classify`` refuses a map file of several columns (was:
+    column 0 read silently by ``datasets.read_footprint``, ``cosmo_grid.load_footprint`` and ``cosmo --footprint``);
+    ``read_footprint(field=)`` chooses one, and a one-column file is read as before."""
+    from deepsphere_gen.cli import main
+    from deepsphere_gen.datasets import read_footprint
+
+    a = np.zeros(12 * NSIDE**2, dtype=bool)
+    a[:370] = True
+    b = np.zeros(12 * NSIDE**2, dtype=bool)
+    b[2000:3024] = True
+    path = tmp_path / "two.fits"
+    hp.write_map(str(path), [a.astype(np.float64), b.astype(np.float64)], nest=True, column_names=["MASK_A", "MASK_B"])
+    names = rf"{path} has 2 columns \(0: MASK_A, 1: MASK_B\); choose one with field=N"
+    for call in (lambda: read_footprint(path, NSIDE), lambda: load_footprint(str(path), NSIDE)):
+        with pytest.raises(ValueError, match=names + ", or, for a command's --footprint, write that column alone"):
+            call()
+    np.testing.assert_array_equal(read_footprint(path, NSIDE, field=1), b)
+    np.testing.assert_array_equal(read_footprint(path, NSIDE, field=0), a)
+    with pytest.raises(ValueError, match=r"field=2 is out of range: .*two.fits has 2 column\(s\) \(MASK_A, MASK_B\)"):
+        read_footprint(path, NSIDE, field=2)
+    assert main(["cosmo", "--quick", "--no-progress", "generate", "--data-dir", str(tmp_path / "d"),
+                 "--footprint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "has 2 columns (0: MASK_A, 1: MASK_B)" in err and "hp.read_map(" in err, err
+    assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
+    one = tmp_path / "one.fits"
+    hp.write_map(str(one), b.astype(np.float64), nest=True)
+    np.testing.assert_array_equal(read_footprint(one, NSIDE), b)

@@ -85,6 +85,13 @@ def jsonable(obj):
     return plain_json(obj, unknown=None)
 
 
+#: how a run's figures were timed (``meta.timing``): the harness's median, except where a suite times its own way
+#: (it says so in each record's ``extras.timing`` or in its docstring: benchmarks/README.md lists them)
+TIMING = ("median of the timed calls after the warm-up calls, except where a record's extras.timing or its suite "
+          "says otherwise (sht: the best of interleaved rounds, medians in extras *_median_s; graph_cached_build: "
+          "the fastest of 2 calls; memory_scale: one call)")
+
+
 def run_metadata(harness, argv=None) -> dict:
     """Where and how the figures were measured by ``harness`` (a :class:`~deepsphere_gen.bench.Harness`)."""
     meta = {
@@ -95,7 +102,7 @@ def run_metadata(harness, argv=None) -> dict:
         "device": str(harness.device),
         "repeats": harness.repeats,
         "warmup": harness.warmup,
-        "timing": "median of the timed calls after the warm-up calls",
+        "timing": TIMING,
         "memory_method": harness.memory_method(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -5,10 +5,12 @@ never returned: values come with the sorted nested indices of the pixels they be
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import healpy as hp
 import numpy as np
+from astropy.io import fits
 
 from .._validation import check_healpix_order, as_integer
 from ..sampling import MASK_REMEDY, check_mask, check_nside, nside_of  # check_mask, nside_of: re-exported here
@@ -20,6 +22,8 @@ __all__ = [
     "builtin_footprint",
     "check_fits_ordering",
     "read_healpix_fits",
+    "data_columns",
+    "choose_column",
     "read_footprint",
     "check_mask",
     "apply_footprint",
@@ -115,9 +119,44 @@ def check_fits_ordering(value, path, expected: str = "ANY", advice: str | None =
     return order
 
 
-def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0, *,
-                      nside_advice: str | None = None) -> np.ndarray:
+def _cut_sky(header) -> bool:
+    """Whether healpy reads the table as a cut-sky file (its first column the pixel indices): INDXSCHM EXPLICIT, or
+    OBJECT PARTIAL without INDXSCHM IMPLICIT (``healpy.read_map``'s rule, so that a field counts what it reads)."""
+    scheme = str(header.get("INDXSCHM", "")).strip().upper()
+    return scheme == "EXPLICIT" or (scheme != "IMPLICIT" and str(header.get("OBJECT", "")).strip().upper() == "PARTIAL")
+
+
+def data_columns(header) -> tuple[str, ...]:
+    """Names of the data columns of a HEALPix FITS binary table, from its header (a mapping with TFIELDS and TTYPEn:
+    astropy's header or ``dict`` of healpy's), without the PIXEL column of a cut-sky file: what a 0-based field
+    counts."""
+    names = [str(header.get(f"TTYPE{i}", f"COLUMN{i}")).strip() for i in range(1, int(header.get("TFIELDS", 0)) + 1)]
+    return tuple(names[1:] if _cut_sky(header) else names)
+
+
+def choose_column(path, columns, field: int | None = None, option: str = "field=", advice: str = "") -> int:
+    """The 0-based data column of the file ``path`` (data ``columns``: :func:`data_columns`) to read: ``field``, or
+    0 when the file has one column.  ValueError when the file has several columns and ``field`` is None (naming
+    them: a mask or map file with one column per tomographic bin or selection would otherwise be read as its first)
+    or when ``field`` is out of range.  ``option``: how the caller's user chooses, in the messages ("field=" for a
+    keyword, "--field" for a command-line option); ``advice``: appended to the several-columns refusal."""
+    sep = "" if option.endswith("=") else " "
+    if field is None:
+        if len(columns) > 1:
+            listed = ", ".join(f"{i}: {c}" for i, c in enumerate(columns))
+            raise ValueError(f"{path} has {len(columns)} columns ({listed}); choose one with {option}{sep}N{advice}")
+        return 0
+    if not 0 <= field < len(columns):
+        raise ValueError(f"{option}{sep}{field} is out of range: {path} has {len(columns)} column(s) ({', '.join(columns)})")
+    return field
+
+
+def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int | None = None, *,
+                      nside_advice: str | None = None, column_advice: str = "") -> np.ndarray:
     """Read column ``field`` (0-based) of a HEALPix FITS map and return it in NESTED order, float64 (12 nside^2,).
+
+    ``field`` None (default): the file's only column; a file with several is refused naming them, as is a
+    ``field`` out of range (:func:`choose_column`, the refusal followed by ``column_advice``).
 
     A cut-sky file (``healpy.write_map(..., partial=True)``: a PIXEL column, then the data columns,
     which ``field`` counts) is read as a full sky with UNSEEN outside its pixels.
@@ -137,10 +176,18 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int = 0
     try:
         # a cut-sky file (INDXSCHM = EXPLICIT) is detected and filled with UNSEEN by healpy itself; memmap: the
         # other columns are never copied into memory
-        values, header = hp.read_map(str(path), field=field, nest=None, h=True, dtype=np.float64, memmap=True)
+        values, header = hp.read_map(str(path), field=field or 0, nest=None, h=True, dtype=np.float64, memmap=True)
     except Exception as exc:  # astropy/healpy raise many types for broken files
+        columns = ()
+        if field:  # the header alone (if readable), to name the columns when field is out of range
+            with contextlib.suppress(Exception):
+                columns = data_columns(fits.getheader(path, 1))
+        if columns:
+            choose_column(path, columns, field)
         raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
-    file_order = check_fits_ordering(dict(header).get("ORDERING"), path, ordering)
+    header = dict(header)
+    choose_column(path, data_columns(header), field, advice=column_advice)  # one column read, memory-mapped
+    file_order = check_fits_ordering(header.get("ORDERING"), path, ordering)
     file_nside = hp.npix2nside(values.size)
     if file_nside != nside:
         advice = "" if nside_advice is None else ": " + nside_advice.format(file_nside=file_nside, nside=nside)
@@ -158,7 +205,12 @@ _MASK_VALUES_ADVICE = ("pass a mask with 1 inside the survey, 0 or UNSEEN outsid
                        f"every non-zero pixel); an apodised or ud_graded mask: {MASK_REMEDY}, and write that")
 
 
-def read_footprint(path, nside: int, ordering: str = "any", remedy: bool = True) -> np.ndarray:
+#: what :func:`read_footprint` advises for a file of several columns (a command's --footprint reads one-column files)
+_MASK_COLUMN_ADVICE = (", or, for a command's --footprint, write that column alone, e.g. `python -c \"import healpy as hp; "
+                       "hp.write_map('mask.fits', hp.read_map('{path}', field=N, nest=True), nest=True)\"`")
+
+
+def read_footprint(path, nside: int, ordering: str = "any", remedy: bool = True, field: int | None = None) -> np.ndarray:
     """Footprint mask from a HEALPix FITS file, NESTED bool (12 nside^2,).
 
     Pixels of value 1 are kept; 0, UNSEEN and NaN are masked; any other value is refused (ValueError
@@ -166,9 +218,13 @@ def read_footprint(path, nside: int, ordering: str = "any", remedy: bool = True)
     whole sky; the message says to threshold an apodised mask).  A mask at another nside is refused with the
     remedy (the run's --nside, or healpy.ud_grade then a threshold).  ``ordering`` as in
     :func:`read_healpix_fits` (default: accept either and convert).  ``remedy`` False: the refusals without
-    the remedies (a caller checking a file against a known mask, where neither remedy can help).
+    the remedies (a caller checking a file against a known mask, where neither remedy can help).  ``field``: the
+    0-based column to read; None (default) reads a one-column file and refuses a file of several columns, naming
+    them (survey masks often hold one column per tomographic bin or selection: column 0 was read silently).
     """
-    values = read_healpix_fits(path, nside, ordering=ordering, nside_advice=_MASK_NSIDE_ADVICE if remedy else None)
+    values = read_healpix_fits(path, nside, ordering=ordering, field=field,
+                               nside_advice=_MASK_NSIDE_ADVICE if remedy else None,
+                               column_advice=_MASK_COLUMN_ADVICE.format(path=path) if remedy else "")
     kept = ~bad_pixels(values) & (values != 0)
     odd = kept & (values != 1)
     if odd.any():

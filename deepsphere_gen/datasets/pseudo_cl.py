@@ -102,6 +102,7 @@ class PseudoCl:
     Calling with footprint values ``(..., n_fields, n_pixels)`` (pixels in the order of
     ``flatnonzero(mask)``) returns ``(..., n_fields (n_fields+1)/2, n_bands)`` band powers of every auto and
     cross pair (i <= j, row-major: 00, 01, .., 11, ..); NaN/inf/UNSEEN values are refused (ValueError).
+    Their expectation is :meth:`bin_theory` of the maps' spectrum with its beam and pixel window (C_l b_l^2 w_l^2).
     Cost per call: n_fields map2alm.
     """
 
@@ -143,7 +144,13 @@ class PseudoCl:
         return self.edges.size - 1
 
     def bin_theory(self, cl: np.ndarray) -> np.ndarray:
-        """Expected band powers ``windows @ cl`` of a spectrum (..., lmax'+1) with lmax' >= lmax."""
+        """Expected band powers ``windows @ cl`` of a spectrum (..., lmax'+1) with lmax' >= lmax.
+
+        ``cl`` must carry every transfer function of the maps the estimator is given: ``C_l b_l^2 w_l^2`` for maps
+        smoothed by a beam ``b_l`` and pixelised with the pixel window ``w_l``
+        (:func:`~deepsphere_gen.datasets.pixel_window`); the estimator does not divide them out.  Without ``w_l^2``
+        the band powers of pixel-window maps fall below this theory (0.72 of it at l ~ 123 at nside 64, measured on a
+        40-degree cap; 1.008 +- 0.018 with it).  The cosmo grid's maps carry neither."""
         cl = np.asarray(cl, dtype=np.float64)[..., : self.lmax + 1]
         if cl.shape[-1] != self.lmax + 1:
             raise ValueError(f"spectrum must reach l = {self.lmax}, got l <= {cl.shape[-1] - 1}")

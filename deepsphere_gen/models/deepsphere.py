@@ -6,6 +6,7 @@ Every block is ChebConv -> BatchNorm -> ReLU; pooling by 4**p follows the NESTED
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,7 +52,12 @@ def _per_block(value, n: int, name: str) -> tuple[int, ...]:
     raise ValueError(f"{name} must be a non-negative int or {n} of them (one per block), got {value!r}")
 
 
-def _sampling(nside: int, indices) -> HealpixSampling:
+def _sampling(nside: int, indices, owner: str) -> HealpixSampling:
+    """The model's input sampling; a boolean mask given as ``indices`` is refused with the models' remedy, naming
+    the model ``owner`` (HealpixSampling's own message advises its ``mask=``, which the models do not take)."""
+    if indices is not None and np.asarray(indices).dtype == bool:
+        raise ValueError(f"{owner}: indices is a boolean mask: pass indices=np.flatnonzero(mask) (the sorted NESTED "
+                         "pixels it keeps; the models take no mask=)")
     return HealpixSampling(nside, indices=indices)
 
 
@@ -185,7 +191,7 @@ class _DeepSphereNet(SharedLaplacians):
             fc_hidden = check_positive_ints("fc_hidden", fc_hidden, allow_empty=True)
         pools = _per_block(pool_levels, len(channels), "pool_levels")
         dtype = dtype or torch.get_default_dtype()
-        self.sampling = _sampling(nside, indices)
+        self.sampling = _sampling(nside, indices, type(self).__name__)
         self.npix = self.sampling.npix
         self.head_kind = head
         graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
@@ -345,7 +351,7 @@ class SphericalUNet(SharedLaplacians):
         self.unpool_mode = unpool
         dtype = dtype or torch.get_default_dtype()
         graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
-        self.sampling = _sampling(nside, indices)
+        self.sampling = _sampling(nside, indices, type(self).__name__)
         self.npix = self.sampling.npix
         samplings = [self.sampling]
         self.pools, self.unpools = nn.ModuleList(), nn.ModuleList()

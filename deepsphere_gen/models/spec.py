@@ -161,7 +161,10 @@ def specified(groups: dict[str, tuple[str, ...]]):
 
         @functools.wraps(init)
         def __init__(self, *args, **kwargs):
-            bound = sig.bind(self, *args, **kwargs)
+            try:
+                bound = sig.bind(self, *args, **kwargs)
+            except TypeError as exc:  # Signature.bind's message names no function: name the class, as Python does
+                raise TypeError(f"{type(self).__name__}.__init__() {exc}") from None
             bound.apply_defaults()
             init(self, *args, **kwargs)
             if type(self) is cls:  # the most derived decorated class records

@@ -88,14 +88,19 @@ def base_patch_indices(nside: int, level: int, index: int) -> np.ndarray:
     return np.arange(index * n, (index + 1) * n, dtype=np.int64)
 
 
-def _integer_indices(indices) -> np.ndarray:
-    """``indices`` flattened to int64; ValueError for a boolean mask or any non-integer dtype, floats included
+#: what :func:`_integer_indices` advises for a boolean mask given as indices (HealpixSampling takes mask=)
+_MASK_AS_INDICES = "use mask= (or np.flatnonzero(mask) as indices)"
+
+
+def _integer_indices(indices, mask_advice: str = _MASK_AS_INDICES) -> np.ndarray:
+    """``indices`` flattened to int64; ValueError for a boolean mask (followed by ``mask_advice``: the caller's
+    remedy, as only some callers take ``mask=``) or any non-integer dtype, floats included
     (docs/conventions.md: a float array is refused by name, integral or not, as a cast would truncate 2.5 -> 2;
     the remedy is an integer cast, e.g. ``indices.astype(np.int64)``).  An empty list passes (refused later as
     a sampling with no pixels)."""
     raw = np.asarray(indices).ravel()
     if raw.dtype == bool:
-        raise ValueError("indices is a boolean mask: use mask= (or np.flatnonzero(mask) as indices)")
+        raise ValueError(f"indices is a boolean mask: {mask_advice}")
     if raw.size == 0:
         return raw.astype(np.int64)
     if raw.dtype.kind not in "iu":

@@ -300,3 +300,21 @@ def test_describe_gives_the_k_the_graphs_use():
     assert "k=20 (11 at 12 pixels: capped at pixels - 1)" in two.describe()
     assert ", k=20, " in DeepSphereClassifier(8, 1, channels=(4, 4), cache=False).describe()
     assert "k=11 (k=20 capped" in SphericalUNet(1, 1, 1, channels=(4,), cache=False).describe()
+
+
+@pytest.mark.parametrize("cls", [DeepSphereClassifier, DeepSphereRegressor, SphericalUNet])
+def test_a_boolean_mask_as_indices_gets_the_models_remedy(cls):
+    """The models take pixel ``indices`` and no ``mask=``: a boolean mask given as indices is told to pass
+    indices=np.flatnonzero(mask), naming the model (was HealpixSampling's "use mask=", which the models refuse),
+    and a mask= keyword is refused by a TypeError naming the class (was Signature.bind's, naming nothing).
+    HealpixSampling, which takes mask=, keeps its advice."""
+    mask = np.zeros(12 * 16**2, dtype=bool)
+    mask[:256] = True
+    args = (16, 1, 1) if cls is SphericalUNet else (16, 1)
+    with pytest.raises(ValueError, match=rf"^{cls.__name__}: indices is a boolean mask: pass "
+                                         r"indices=np\.flatnonzero\(mask\) \(.*no mask=\)$"):
+        cls(*args, indices=mask)
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\.__init__\(\) got an unexpected keyword argument 'mask'$"):
+        cls(*args, mask=mask)
+    with pytest.raises(ValueError, match=r"boolean mask: use mask= \(or np\.flatnonzero\(mask\) as indices\)"):
+        HealpixSampling(16, indices=mask)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..._fingerprint import differing_fields, field_value, mask_hash
-from ...datasets import bad_pixels, check_fits_ordering, read_healpix_fits, split_patches
+from ...datasets import bad_pixels, check_fits_ordering, choose_column, data_columns, read_healpix_fits, split_patches
 from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
 from .config import ExperimentConfig, SkySetting, parse_sky_fraction
@@ -58,13 +58,6 @@ class UserFits:
     ordering: object
 
 
-def _cut_sky(header) -> bool:
-    """Whether healpy reads the table as a cut-sky file (its first column the pixel indices): INDXSCHM EXPLICIT, or
-    OBJECT PARTIAL without INDXSCHM IMPLICIT (``healpy.read_map``'s rule, so that --field counts what it reads)."""
-    scheme = str(header.get("INDXSCHM", "")).strip().upper()
-    return scheme == "EXPLICIT" or (scheme != "IMPLICIT" and str(header.get("OBJECT", "")).strip().upper() == "PARTIAL")
-
-
 def read_user_fits(path) -> UserFits:
     """Read the header of a HEALPix FITS file's first binary table (:class:`UserFits`): no data are read
     (astropy loads the headers alone), so every file is checked before any map is read (:func:`read_user_headers`).
@@ -82,11 +75,10 @@ def read_user_fits(path) -> UserFits:
             table = next((h for h in hdus[1:] if isinstance(h, fits.BinTableHDU)), None)
             if table is None:
                 raise ValueError(f"{path} holds no binary table (not a HEALPix FITS map)")
-            header, columns = table.header, list(table.columns.names)  # the columns from TTYPEn/TFORMn
+            header = table.header
+            columns = data_columns(header)  # TTYPEn, without a cut-sky file's PIXEL column
     except OSError as exc:
         raise ValueError(f"cannot read {path} as FITS ({exc})") from None
-    if _cut_sky(header):
-        columns = columns[1:]
     if "NSIDE" not in header:
         raise ValueError(f"{path}: no NSIDE in the FITS header (not a HEALPix map)")
     try:
@@ -100,14 +92,8 @@ def map_field(f: UserFits, field: int | None = None) -> int:
     """The 0-based data column of ``f`` that classify reads, checked on the header alone: ``field`` is required
     when the file has several columns (ValueError naming them) and must exist; the ORDERING must be NESTED
     (:func:`~deepsphere_gen.datasets.check_fits_ordering`, advising the healpy line that converts a RING map)."""
-    path, columns = f.path, f.columns
-    if field is None:
-        if len(columns) > 1:
-            listed = ", ".join(f"{i}: {c}" for i, c in enumerate(columns))
-            raise ValueError(f"{path} has {len(columns)} columns ({listed}); choose one with --field N")
-        field = 0
-    elif not 0 <= field < len(columns):
-        raise ValueError(f"--field {field} is out of range: {path} has {len(columns)} column(s) ({', '.join(columns)})")
+    path = f.path
+    field = choose_column(path, f.columns, field, "--field")
     check_fits_ordering(f.ordering, path, "NESTED",
                         advice="classify reads NESTED maps: convert it with healpy, e.g. `python -c \"import healpy "
                                f"as hp; hp.write_map('nested.fits', hp.read_map('{path}', field={field}, nest=True), "
