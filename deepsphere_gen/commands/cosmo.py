@@ -152,8 +152,12 @@ def reorder_argv(words: list[str]) -> list[str]:
 def _config(args):
     from ..datasets.cosmo_grid import CosmoGridConfig
 
+    from ..datasets.tomography import check_n_bins
+
     q = QUICK if _get(args, "quick") else {}
     d, g = CosmoExperimentConfig(), CosmoGridConfig()
+    if _get(args, "bins") is not None:  # named as the option (the grid's own check says n_bins)
+        check_n_bins(_get(args, "bins"), "--bins")
     pick = lambda key, default, name=None: _get(args, name or key) if _get(args, name or key) is not None \
         else q.get(key, default)  # noqa: E731
     seed = pick("seed", d.seed)

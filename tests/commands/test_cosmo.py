@@ -316,6 +316,19 @@ def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
     assert not data.exists() or not any(data.iterdir())  # nothing generated
 
 
+def test_bins_out_of_range_is_refused_naming_the_option_before_the_plan(tmp_path, capsys):
+    """``--bins 50`` printed the generation plan, then "number of redshift bins must be an integer in [1, 8]" without
+    the option; now refused before any output, naming --bins and the range (tomography's one rule, check_n_bins)."""
+    data = tmp_path / "data"
+    dirs = ["--data-dir", str(data), "--out-dir", str(tmp_path / "out")]
+    for bins in ("50", "9", "0"):
+        capsys.readouterr()
+        cap = cli_refused("cosmo", ["generate", *TINY, *dirs, "--bins", bins], capsys,
+                          f"--bins must be an integer in [1, 8], got {bins}")
+        assert cap.out == "" and len(cap.err.strip().splitlines()) == 1, cap
+    assert not data.exists() or not any(data.iterdir())  # nothing generated
+
+
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     import deepsphere_gen.datasets.cosmo_grid as grid
 
