@@ -153,11 +153,14 @@ def _config(args):
     from ..datasets.cosmo_grid import CosmoGridConfig
 
     from ..datasets.tomography import check_n_bins
+    from ..experiments.cosmo.data import check_n_train
 
     q = QUICK if _get(args, "quick") else {}
     d, g = CosmoExperimentConfig(), CosmoGridConfig()
     if _get(args, "bins") is not None:  # named as the option (the grid's own check says n_bins)
         check_n_bins(_get(args, "bins"), "--bins")
+    if _get(args, "n_train") is not None:  # the validation split's rule, named as the option
+        check_n_train(_get(args, "n_train"), "--n-train")
     pick = lambda key, default, name=None: _get(args, name or key) if _get(args, name or key) is not None \
         else q.get(key, default)  # noqa: E731
     seed = pick("seed", d.seed)

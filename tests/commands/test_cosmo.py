@@ -329,6 +329,22 @@ def test_bins_out_of_range_is_refused_naming_the_option_before_the_plan(tmp_path
     assert not data.exists() or not any(data.iterdir())  # nothing generated
 
 
+def test_one_training_cosmology_is_refused_before_any_work(tmp_path, capsys):
+    """``--n-train 1`` generated its data set, then failed "training set is empty" (its one cosmology went to
+    validation); now refused before any output, by every step, naming --n-train, the minimum and why."""
+    from deepsphere_gen.experiments.cosmo.data import min_n_train
+
+    data = tmp_path / "data"
+    dirs = ["--data-dir", str(data), "--out-dir", str(tmp_path / "out")]
+    for step in ("generate", "train", "run"):
+        capsys.readouterr()
+        cap = cli_refused("cosmo", [step, *TINY, *dirs, "--n-train", "1"], capsys,
+                          f"--n-train must be >= {min_n_train()} (one training cosmology in 8, at least one, is held out "
+                          "for validation: 1 would leave none to train on), got 1")
+        assert cap.out == "" and len(cap.err.strip().splitlines()) == 1, cap
+    assert not data.exists() or not any(data.iterdir())  # nothing generated
+
+
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     import deepsphere_gen.datasets.cosmo_grid as grid
 
