@@ -7,8 +7,8 @@
 Options may stand before or after the step (``cosmo --quick generate`` == ``cosmo generate --quick``):
 every option is parsed with ``default=SUPPRESS`` and the defaults are applied once, in :func:`_config`
 (as ``massmaps`` does).  Before any work the device, the folders, ``--json`` and a ``--footprint`` FITS
-file are checked (:func:`_preflight`), and the footprint against the graph network's pooling (:func:`pooling_notes`,
-as ``massmaps`` does); Ctrl-C ends with one line and exit status 130.  Checkpoints
+file are checked (:func:`_preflight`), the footprint against the power-spectrum bands (:func:`check_footprint_bands`)
+and against the graph network's pooling (:func:`pooling_notes`, as ``massmaps`` does); Ctrl-C ends with one line and exit status 130.  Checkpoints
 carry a fingerprint of their settings, checked before any work (``train`` once; ``evaluate`` again where it
 loads the weights): one of other settings is refused (naming each differing setting, the option that sets it,
 and ``--methods METHOD --restart``, which retrains that method alone).  ``evaluate`` refuses, before any work,
@@ -192,6 +192,7 @@ def _preflight(config, step: str, json_path: str) -> list[str]:
     data_dir = config.data_dir if config.data_dir is not None else cosmo_data_dir()
     check_step_paths(config.device, data_dir, config.out_dir, step, json_path)
     check_footprint_file(config.grid)
+    check_footprint_bands(config, step)
     return pooling_notes(config, step)
 
 
@@ -210,6 +211,31 @@ def check_footprint_file(grid):
         footprint_mask(grid)
     except ValueError as exc:
         raise ValueError(f"--footprint: {exc}") from None
+
+
+def check_footprint_bands(config, step: str) -> None:
+    """The footprint against the power-spectrum bands, before any work, where a method that reads them
+    (power_spectrum, handcrafted) trains or is evaluated: the call the estimator makes
+    (:func:`~deepsphere_gen.datasets.pseudo_cl.default_bin_edges` of the footprint's sky fraction, as
+    :class:`~deepsphere_gen.datasets.pseudo_cl.PseudoCl` calls it), its refusal (the band width, f_sky, the
+    smallest f_sky that works at the run's nside) prefixed with --footprint and followed by the remedies (was: a
+    64 deg^2 mask passed every check, the data set was generated, then "nside 32 leaves fewer than 2 bands of
+    width 46 below l = 2 nside" named neither the footprint nor a way out).  Microseconds (the mask is the run's
+    one read, :func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`)."""
+    from ..experiments.cosmo.data import FEATURE_METHODS
+
+    used = [m for m in config.methods if m in FEATURE_METHODS]
+    if step == "generate" or not used:
+        return
+    from ..datasets.cosmo_grid import footprint_mask
+    from ..datasets.pseudo_cl import default_bin_edges
+
+    try:
+        default_bin_edges(config.grid.nside, float(footprint_mask(config.grid).mean()))
+    except ValueError as exc:
+        raise ValueError(f"--footprint {config.grid.footprint}: too small for the band powers of {' and '.join(used)}: "
+                         f"{exc}; use a larger footprint, a higher --nside, or leave {' and '.join(FEATURE_METHODS)} out "
+                         "of --methods (e.g. --methods graph)") from None
 
 
 #: the fraction of a footprint's pixels that the graph network's first pooling must drop for the drop note

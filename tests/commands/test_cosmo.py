@@ -425,6 +425,53 @@ def test_the_footprint_is_read_or_built_once_per_run(tmp_path, capsys, monkeypat
     assert "cosmo: reusing" in capsys.readouterr().out and len(list((tmp_path / "data").iterdir())) == 2
 
 
+def test_a_footprint_too_small_for_the_bands_is_refused_before_any_work(tmp_path, capsys):
+    """A 9-degree cap (262 deg^2) at --quick's nside 32 passed every check, the data set was generated, then the
+    estimator refused "nside 32 leaves fewer than 2 bands of width 22 below l = 2 nside" without naming
+    --footprint or a remedy.  Now refused before any output where power_spectrum or handcrafted trains or is
+    evaluated, by the estimator's own call (the estimator refuses this mask; a cap above the minimum passes both),
+    naming --footprint, f_sky, the minimum and the remedies; not where only the graph network uses it."""
+    import healpy as hp
+
+    from deepsphere_gen.commands.cosmo import _config, check_footprint_bands
+    from deepsphere_gen.datasets.cosmo_grid import footprint_mask
+    from deepsphere_gen.datasets.pseudo_cl import PseudoCl, min_band_fsky
+
+    nside = 32
+    low = min_band_fsky(nside)
+    data = tmp_path / "data"
+    dirs = ["--data-dir", str(data), "--out-dir", str(tmp_path / "out")]
+    for radius, small in ((9.0, True), (12.0, False)):
+        mask = np.zeros(12 * nside**2)
+        mask[hp.query_disc(nside, hp.ang2vec(np.pi / 2, 0.0), np.radians(radius), nest=True)] = 1.0
+        assert (mask.mean() < low) == small, (mask.mean(), low)
+        path = tmp_path / f"cap{radius:.0f}.fits"
+        hp.write_map(str(path), mask, nest=True, dtype=np.float64)
+        if small:
+            with pytest.raises(ValueError, match="fewer than 2 bands"):
+                PseudoCl(mask.astype(bool))  # what the estimator does after the generation
+            for methods in (["power_spectrum"], ["handcrafted"], ["graph", "power_spectrum"]):
+                for step in ("train", "evaluate", "run"):
+                    capsys.readouterr()
+                    cap = cli_refused("cosmo", [step, *TINY, *dirs, "--footprint", str(path), "--methods", *methods],
+                                      capsys, f"--footprint {path}: too small for the band powers of")
+                    err = cap.err
+                    assert cap.out == "" and len(err.strip().splitlines()) == 1, cap
+                    for part in (f"f_sky {mask.mean():.4g}", f"the default bands need f_sky >= {low:.4g}",
+                                 "deg^2", "a larger footprint, a higher --nside, or leave power_spectrum and "
+                                 "handcrafted out of --methods"):
+                        assert part in err, (part, err)
+            assert not data.exists() or not any(data.iterdir())  # nothing generated
+        else:
+            PseudoCl(mask.astype(bool))
+        for methods in (["graph"], ["power_spectrum"]):  # graph alone never needs the bands; the larger cap has them
+            config = _config(_parse(["train", *TINY, *dirs, "--footprint", str(path), "--methods", *methods]))
+            assert footprint_mask(config.grid).sum() == mask.sum()
+            if methods == ["graph"] or not small:
+                check_footprint_bands(config, "train")
+        check_footprint_bands(_config(_parse(["generate", *TINY, *dirs, "--footprint", str(path)])), "generate")
+
+
 def test_footprint_pooling_is_said_before_any_work_and_a_footprint_it_would_empty_refused(tmp_path, capsys):
     """The graph network's pooling of a --footprint, said before any work as massmaps says it (one shared check):
     a mask holding one child of each of 500 parents at nside 32 (no complete group of 4 NESTED siblings: the first
