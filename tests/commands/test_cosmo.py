@@ -29,6 +29,9 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     assert rec["cpu"] == cpu_description()  # results depend on the processor
     for r in rec["records"]:
         assert 0 <= r["test"]["s8"]["coverage_68"] <= 1 and r["fiducial"]["s8"]["mean_std"] > 0
+        # scatter (std of the means) only at the fiducial's one truth, not across held-out cosmologies
+        assert r["fiducial"]["s8"]["scatter"] > 0 and "scatter" not in r["test"]["s8"]
+        assert "scatter" not in r["uncalibrated"]["test"]["omega_m"] and "scatter" in r["uncalibrated"]["fiducial"]["s8"]
     assert "s8_posterior_ratio_graph_over_ps" in rec["summary"] and rec["timing"]["process_cpu_seconds"] > 0
     # the calibration pools the validation cosmology (1 of 8, 4 footprint copies) with the 8 calibration
     # cosmologies of --quick, 2 noise draws each
