@@ -147,7 +147,7 @@ def test_mlp_ensemble_members_reuse_and_combination(tiny, monkeypatch, capsys):
     assert (m0["posterior"], m0["summary"], m0["rmse_test"], m0["coverage_68"]) == \
         (one["fiducial"]["s8"]["mean_std"], one["fiducial"]["summary_width"]["s8"], one["test"]["s8"]["rmse"],
          one["test"]["s8"]["coverage_68"])
-    assert (m0["seed"], m0["epochs"], m0["val_loss"]) == (config.seed, one["epochs"], one["val_loss"])
+    assert (m0["seed"], m0["kept_epoch"], m0["val_loss"]) == (config.seed, one["kept_epoch"], one["val_loss"])
     assert len({m["rmse_test"] for m in ps["members"]}) == 3
     # ensemble_moments is mean_cov per member, then the moment-matched mixture
     rng = np.random.default_rng(0)

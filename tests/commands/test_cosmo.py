@@ -24,6 +24,7 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     from deepsphere_gen.commands.cosmo import QUICK_NOTE
 
     assert QUICK_NOTE in text and "smoke test" in QUICK_NOTE and rec["config"]["quick"] is True
+    assert rec["config"]["grid"]["footprint"] == rec["config"]["grid"]["footprint_id"] == "stage3"
     methods = {r["method"] for r in rec["records"]}
     assert methods == {"graph", "power_spectrum", "handcrafted"}
     assert rec["cpu"] == cpu_description()  # results depend on the processor
@@ -44,8 +45,9 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     state = torch.load(tmp_path / "out" / "checkpoints" / "cosmo-graph.pt", weights_only=True)
     val = [h["val_loss"] for h in state["history"]]
     graph = next(r for r in rec["records"] if r["method"] == "graph")
-    assert graph["epochs"] == state["best"]["epoch"] == val.index(min(val)) + 1 and graph["epochs_run"] == 2
-    assert f"kept epoch {graph['epochs']} of 2" in text and " acc " not in text
+    assert graph["kept_epoch"] == state["best"]["epoch"] == val.index(min(val)) + 1 and graph["epochs_run"] == 2
+    assert "epochs" not in graph and rec["config"]["epochs"] == 2  # the epochs run are the config's
+    assert f"kept epoch {graph['kept_epoch']} of 2" in text and " acc " not in text
     # the record keeps each member's own training (3 members by default); the top-level epochs and losses are
     # member 0's, train_seconds is every member's
     assert graph["graph_members"] == len(graph["members"]) == 3
@@ -54,14 +56,14 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
                         weights_only=True)
         val = [h["val_loss"] for h in st["history"]]
         assert m["member"] == i and m["seed"] == st["config"]["seed"] and m["epochs_run"] == 2
-        assert m["epochs"] == m["best_epoch"] == st["best"]["epoch"] == val.index(min(val)) + 1
+        assert m["kept_epoch"] == m["best_epoch"] == st["best"]["epoch"] == val.index(min(val)) + 1
         assert m["history"] == [{k: h[k] for k in ("epoch", "train_loss", "val_loss", "best_epoch", "seconds")}
                                 for h in st["history"]]
-        assert m["val_loss"] == val[m["epochs"] - 1] and m["train_loss"] == st["history"][m["epochs"] - 1]["train_loss"]
+        assert m["val_loss"] == val[m["kept_epoch"] - 1] and m["train_loss"] == st["history"][m["kept_epoch"] - 1]["train_loss"]
         assert m["train_seconds"] == pytest.approx(sum(h["seconds"] for h in st["history"]), rel=1e-12)
     assert len({m["history"][0]["val_loss"] for m in graph["members"]}) == 3  # each member's own, not member 0's
-    assert {k: graph[k] for k in ("epochs", "epochs_run", "train_loss", "val_loss")} == \
-        {k: graph["members"][0][k] for k in ("epochs", "epochs_run", "train_loss", "val_loss")}
+    assert {k: graph[k] for k in ("kept_epoch", "epochs_run", "train_loss", "val_loss")} == \
+        {k: graph["members"][0][k] for k in ("kept_epoch", "epochs_run", "train_loss", "val_loss")}
     assert graph["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in graph["members"]), rel=1e-12)
     # each summary-statistic MLP is an ensemble of 3 too (member k >= 1: its own checkpoint), kept member by member
     for r in (r for r in rec["records"] if r["method"] != "graph"):
@@ -80,7 +82,7 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     assert main(["cosmo", "evaluate", *TINY, *dirs, "--no-plots", "--graph-weights", "last"]) == 0
     last = json.loads((tmp_path / "out" / "cosmo.json").read_text())
     last_graph = next(r for r in last["records"] if r["method"] == "graph")
-    assert last_graph["epochs"] == 2 and [m["epochs"] for m in last_graph["members"]] == [2, 2, 2]
+    assert last_graph["kept_epoch"] == 2 and [m["kept_epoch"] for m in last_graph["members"]] == [2, 2, 2]
     assert [m["best_epoch"] for m in last_graph["members"]] == [m["best_epoch"] for m in graph["members"]]
     assert last["config"]["graph_weights"] == "last"
 
@@ -136,8 +138,8 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     single = next(r for r in json.loads((tmp_path / "one.json").read_text())["records"] if r["method"] == "graph")
     (m0,) = single["members"]
     assert single["graph_members"] == 1 and m0["history"] == graph["members"][0]["history"]
-    assert {k: m0[k] for k in ("epochs", "epochs_run", "train_seconds", "train_loss", "val_loss")} == \
-        {k: single[k] for k in ("epochs", "epochs_run", "train_seconds", "train_loss", "val_loss")}
+    assert {k: m0[k] for k in ("kept_epoch", "epochs_run", "train_seconds", "train_loss", "val_loss")} == \
+        {k: single[k] for k in ("kept_epoch", "epochs_run", "train_seconds", "train_loss", "val_loss")}
     assert m0["posterior"] == single["fiducial"]["s8"]["mean_std"] and m0["rmse_test"] == single["test"]["s8"]["rmse"]
     # training is reproducible (member 0's initial weights are seeded) and the MLPs do not depend on the members
     assert main(["cosmo", "train", *TINY, "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "single"),
@@ -416,6 +418,11 @@ def test_the_footprint_is_read_or_built_once_per_run(tmp_path, capsys, monkeypat
     dirs = lambda name: ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / name)]  # noqa: E731
     assert main(["cosmo", *TINY, *one, *dirs("fits"), "--footprint", str(tmp_path / "mask.fits")]) == 0
     assert [a[0] for a in reads] == [str(tmp_path / "mask.fits")] and builds == [(nside,)]
+    # the record names the mask by its content beside the path as given: the data set's own name for it
+    grid = json.loads((tmp_path / "fits" / "cosmo.json").read_text())["config"]["grid"]
+    meta = json.loads(next((tmp_path / "data").iterdir()).joinpath("metadata.json").read_text())
+    assert grid["footprint"] == str(tmp_path / "mask.fits")
+    assert grid["footprint_id"] == meta["generation"]["footprint"] and grid["footprint_id"].startswith("mask-sha256:")
     reads.clear(), builds.clear()
     assert main(["cosmo", *TINY, *one, *dirs("stage3")]) == 0
     assert reads == [] and builds == [(nside,)]
