@@ -38,6 +38,17 @@ HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: Dee
 #: --quick: CI-sized run (about a minute on one core)
 QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, n_calib=8, epochs=4, mlp_epochs=40,
              channels=(8, 16, 16))
+
+
+def quick_description(q: dict = QUICK) -> str:
+    """Every setting --quick changes, from :data:`QUICK` itself (the --help line; a test keeps every key of
+    :data:`QUICK` named here)."""
+    net = "-".join(map(str, q["channels"]))
+    return (f"nside {q['nside']}, {q['n_train']} training + {q['n_test']} held-out + {q['n_calib']} calibration "
+            f"cosmologies x {q['n_real']} realisations, {q['n_fiducial']} at the fiducial, a {len(q['channels'])}-block "
+            f"{net} graph network trained {q['epochs']} epochs, MLPs at most {q['mlp_epochs']} epochs")
+
+
 #: printed under the table of a --quick run (the JSON's config says ``quick: true``), worded as massmaps' by :func:`._quick.quick_note`
 QUICK_NOTE = quick_note(("errors", "coverages", "widths", "target line"))
 
@@ -61,10 +72,8 @@ def _common(p, step: str | None = None) -> None:
     use them."""
     d, g = _defaults()
     S = argparse.SUPPRESS
-    q = QUICK
     p.add_argument("--quick", action="store_true", default=S,
-                   help=f"CI-sized settings (nside {q['nside']}, {q['n_train']} training + {q['n_test']} held-out + "
-                        f"{q['n_calib']} calibration cosmologies, {q['epochs']} graph epochs)")
+                   help=f"CI-sized smoke test, no science ({quick_description()}; options given override them)")
     p.add_argument("--nside", type=int, default=S, help=f"HEALPix resolution (default {g.nside})")
     p.add_argument("--bins", type=int, default=S, help=f"tomographic redshift bins, equal-count split (default {g.n_bins})")
     p.add_argument("--n-train", type=int, default=S, help=f"training cosmologies (default {g.n_train})")
@@ -333,7 +342,7 @@ def run(args) -> int:
         exp.write_json(json_path, result, config, {"timing": timing, "data": str(path)}, quick=bool(_get(args, "quick")))
         print(f"cosmo: wrote {json_path}")
         if not _get(args, "no_plots"):
-            for p in exp.plot_all(result, config):
+            for p in exp.plot_all(result, config, quick=bool(_get(args, "quick"))):
                 print(f"cosmo: wrote {p}")
         print(f"cosmo: done in {timing['wall_seconds']:.0f} s wall, {timing['process_cpu_seconds']:.0f} s process CPU "
               f"({timing['process_cpu_seconds'] / 60:.1f} min)")

@@ -565,6 +565,15 @@ def test_help_names_every_default_and_the_quick_sizes():
     quick = next(a for a in sub._actions if a.dest == "quick").help
     q = cmd.QUICK
     assert f"{q['n_train']} training + {q['n_test']} held-out + {q['n_calib']} calibration cosmologies" in quick
+    # every setting --quick changes is named (was: nside, sizes and epochs only; not the 8-16-16 network, n_real,
+    # n_fiducial, mlp_epochs), read from QUICK: a setting added to it without its words fails here
+    named = {"nside": f"nside {q['nside']}", "n_train": f"{q['n_train']} training", "n_test": f"{q['n_test']} held-out",
+             "n_calib": f"{q['n_calib']} calibration", "n_real": f"x {q['n_real']} realisations",
+             "n_fiducial": f"{q['n_fiducial']} at the fiducial", "epochs": f"trained {q['epochs']} epochs",
+             "mlp_epochs": f"MLPs at most {q['mlp_epochs']} epochs",
+             "channels": f"{len(q['channels'])}-block {'-'.join(map(str, q['channels']))} graph network"}
+    assert set(named) == set(q) and all(text in quick for text in named.values()), quick
+    assert "smoke test" in quick
 
 
 def test_done_line_gives_cpu_minutes_consistent_with_the_seconds(tmp_path, capsys):
