@@ -437,7 +437,7 @@ def test_the_footprint_is_read_or_built_once_per_run(tmp_path, capsys, monkeypat
 
 def test_a_footprint_too_small_for_the_bands_is_refused_before_any_work(tmp_path, capsys):
     """A 9-degree cap (262 deg^2) at --quick's nside 32 passed every check, the data set was generated, then the
-    estimator refused "nside 32 leaves fewer than 2 bands of width 22 below l = 2 nside" without naming
+    estimator refused "nside 32 leaves fewer than 2 bands of width 23 below l = 2 nside" without naming
     --footprint or a remedy.  Now refused before any output where power_spectrum or handcrafted trains or is
     evaluated, by the estimator's own call (the estimator refuses this mask; a cap above the minimum passes both),
     naming --footprint, f_sky, the minimum and the remedies; not where only the graph network uses it."""
