@@ -41,11 +41,25 @@ def test_figures_say_what_they_show(tmp_path, monkeypatch, ngal, sigma_e, noise)
             assert tuple(line.get_xdata()) == ax.get_xlim() == ax.get_ylim()
     title = ellipses._suptitle.get_text()
     assert "2 maps x 4 footprint copies = 8 samples" in title and noise in title and "noisy" not in title
+    assert all(plots.QUICK_LABEL not in f._suptitle.get_text() for f in figs)  # not a --quick run
     assert (noise == "no noise") == ("gal/arcmin" not in title)
     # the legend is the figure's, below the panels: not on the fiducial "+" in the middle of a panel
     assert all(ax.get_legend() is None for ax in ellipses.axes) and len(ellipses.legends) == 1
     box = ellipses.legends[0].get_window_extent(ellipses.canvas.get_renderer())
     assert all(box.y1 <= ax.get_window_extent().y0 for ax in ellipses.axes)
+
+
+def test_quick_figures_say_smoke_test_and_one_copy_is_singular(tmp_path, monkeypatch):
+    """A --quick run's two PNGs open their titles with the smoke-test label (the table and JSON said it, the figures
+    did not: a copied PNG lost the caveat); a footprint of one copy reads "1 footprint copy" (was "copies")."""
+    figs = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figs.append(fig))
+    rng = np.random.default_rng(0)
+    preds = {"graph": _preds(rng, n_fid=4)}
+    config = CosmoExperimentConfig(grid=CosmoGridConfig(nside=16, n_fiducial=4), out_dir=str(tmp_path))
+    plots.plot_all({"predictions": preds}, config, quick=True)
+    assert len(figs) == 2 and all(f._suptitle.get_text().startswith("--quick smoke test, no science: ") for f in figs)
+    assert "(4 maps x 1 footprint copy = 4 samples)" in figs[1]._suptitle.get_text()
 
 
 def test_table_spells_sigma8_once_and_defines_it():

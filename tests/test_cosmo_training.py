@@ -147,7 +147,7 @@ def test_mlp_ensemble_members_reuse_and_combination(tiny, monkeypatch, capsys):
     assert (m0["posterior"], m0["summary"], m0["rmse_test"], m0["coverage_68"]) == \
         (one["fiducial"]["s8"]["mean_std"], one["fiducial"]["summary_width"]["s8"], one["test"]["s8"]["rmse"],
          one["test"]["s8"]["coverage_68"])
-    assert (m0["seed"], m0["epochs"], m0["val_loss"]) == (config.seed, one["epochs"], one["val_loss"])
+    assert (m0["seed"], m0["kept_epoch"], m0["val_loss"]) == (config.seed, one["kept_epoch"], one["val_loss"])
     assert len({m["rmse_test"] for m in ps["members"]}) == 3
     # ensemble_moments is mean_cov per member, then the moment-matched mixture
     rng = np.random.default_rng(0)
@@ -177,3 +177,20 @@ def test_every_training_setting_is_checked_by_the_config(setting, message):
     generated (was: lr only by the graph training's TrainConfig, after the maps; the others not at all)."""
     with pytest.raises(ValueError, match=re.escape(message)):
         CosmoExperimentConfig(**setting)
+
+
+def test_the_fewest_training_cosmologies_follow_the_validation_split(tmp_path):
+    """min_n_train is read off the validation split's own rule: validation_mask run on data sets of n cosmologies
+    leaves at least one to train on exactly from min_n_train up; a config below it is refused before any data are
+    generated, naming the setting (was: n_train 1 was generated, then "training set is empty")."""
+    from deepsphere_gen.experiments.cosmo.data import min_n_train, validation_mask
+
+    for n in range(1, 20):
+        np.save(tmp_path / "ids_train.npy", np.stack([np.repeat(np.arange(n), 2), np.tile([0, 1], n), np.zeros(2 * n,
+                                                                                                              int)], -1))
+        val = validation_mask(tmp_path)
+        assert val.any() and (not val.all()) == (n >= min_n_train()), n
+    assert min_n_train() == 2
+    with pytest.raises(ValueError, match=r"grid.n_train must be >= 2 \(one training cosmology in 8, at least one, is "
+                                         r"held out for validation: 1 would leave none to train on\), got 1"):
+        CosmoExperimentConfig(grid=CosmoGridConfig(n_train=1))

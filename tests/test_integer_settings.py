@@ -123,7 +123,6 @@ SITES = {
     "mw_theta_mixing.L": (mw_theta_mixing, f"bandlimit L must be {POSITIVE}", 1, (1, 3)),
     "SOFTSampling.L": (lambda v: SOFTSampling(v).L, f"bandlimit L must be {POSITIVE}", 1, (1, 2)),
     "limit_threads": (lambda v: limit_threads(v).__enter__() and None, f"threads must be {POSITIVE} or None", 1, ()),
-    "pixel_area_arcmin2.nside": (pixel_area_arcmin2, f"nside must be {POSITIVE}", 1, (1, 4)),
     "cluster_bootstrap.resamples": (lambda v: cluster_bootstrap(np.ones(4), [0, 1, 0, 1], [0, 0, 1, 1], resamples=v),
                                     f"resamples must be {POSITIVE}", 1, (1, 3)),
 }
@@ -250,7 +249,7 @@ def test_experiment_configs_store_their_integers_as_ints():
 def test_nside_refuses_bools(bad):
     from deepsphere_gen.sampling import check_nside
 
-    for call in (check_nside, lambda v: MassMapConfig(nside=v), lambda v: pixel_window(v, 3)):
+    for call in (check_nside, lambda v: MassMapConfig(nside=v), lambda v: pixel_window(v, 3), pixel_area_arcmin2):
         with pytest.raises(ValueError, match="nside must be an integer power of 2"):
             call(bad)
 

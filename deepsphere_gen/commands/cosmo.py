@@ -7,8 +7,8 @@
 Options may stand before or after the step (``cosmo --quick generate`` == ``cosmo generate --quick``):
 every option is parsed with ``default=SUPPRESS`` and the defaults are applied once, in :func:`_config`
 (as ``massmaps`` does).  Before any work the device, the folders, ``--json`` and a ``--footprint`` FITS
-file are checked (:func:`_preflight`), and the footprint against the graph network's pooling (:func:`pooling_notes`,
-as ``massmaps`` does); Ctrl-C ends with one line and exit status 130.  Checkpoints
+file are checked (:func:`_preflight`), the footprint against the power-spectrum bands (:func:`check_footprint_bands`)
+and against the graph network's pooling (:func:`pooling_notes`, as ``massmaps`` does); Ctrl-C ends with one line and exit status 130.  Checkpoints
 carry a fingerprint of their settings, checked before any work (``train`` once; ``evaluate`` again where it
 loads the weights): one of other settings is refused (naming each differing setting, the option that sets it,
 and ``--methods METHOD --restart``, which retrains that method alone).  ``evaluate`` refuses, before any work,
@@ -38,6 +38,17 @@ HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: Dee
 #: --quick: CI-sized run (about a minute on one core)
 QUICK = dict(nside=32, n_train=32, n_test=8, n_real=2, n_fiducial=4, n_calib=8, epochs=4, mlp_epochs=40,
              channels=(8, 16, 16))
+
+
+def quick_description(q: dict = QUICK) -> str:
+    """Every setting --quick changes, from :data:`QUICK` itself (the --help line; a test keeps every key of
+    :data:`QUICK` named here)."""
+    net = "-".join(map(str, q["channels"]))
+    return (f"nside {q['nside']}, {q['n_train']} training + {q['n_test']} held-out + {q['n_calib']} calibration "
+            f"cosmologies x {q['n_real']} realisations, {q['n_fiducial']} at the fiducial, a {len(q['channels'])}-block "
+            f"{net} graph network trained {q['epochs']} epochs, MLPs at most {q['mlp_epochs']} epochs")
+
+
 #: printed under the table of a --quick run (the JSON's config says ``quick: true``), worded as massmaps' by :func:`._quick.quick_note`
 QUICK_NOTE = quick_note(("errors", "coverages", "widths", "target line"))
 
@@ -61,10 +72,8 @@ def _common(p, step: str | None = None) -> None:
     use them."""
     d, g = _defaults()
     S = argparse.SUPPRESS
-    q = QUICK
     p.add_argument("--quick", action="store_true", default=S,
-                   help=f"CI-sized settings (nside {q['nside']}, {q['n_train']} training + {q['n_test']} held-out + "
-                        f"{q['n_calib']} calibration cosmologies, {q['epochs']} graph epochs)")
+                   help=f"CI-sized smoke test, no science ({quick_description()}; options given override them)")
     p.add_argument("--nside", type=int, default=S, help=f"HEALPix resolution (default {g.nside})")
     p.add_argument("--bins", type=int, default=S, help=f"tomographic redshift bins, equal-count split (default {g.n_bins})")
     p.add_argument("--n-train", type=int, default=S, help=f"training cosmologies (default {g.n_train})")
@@ -152,8 +161,15 @@ def reorder_argv(words: list[str]) -> list[str]:
 def _config(args):
     from ..datasets.cosmo_grid import CosmoGridConfig
 
+    from ..datasets.tomography import check_n_bins
+    from ..experiments.cosmo.data import check_n_train
+
     q = QUICK if _get(args, "quick") else {}
     d, g = CosmoExperimentConfig(), CosmoGridConfig()
+    if _get(args, "bins") is not None:  # named as the option (the grid's own check says n_bins)
+        check_n_bins(_get(args, "bins"), "--bins")
+    if _get(args, "n_train") is not None:  # the validation split's rule, named as the option
+        check_n_train(_get(args, "n_train"), "--n-train")
     pick = lambda key, default, name=None: _get(args, name or key) if _get(args, name or key) is not None \
         else q.get(key, default)  # noqa: E731
     seed = pick("seed", d.seed)
@@ -185,6 +201,7 @@ def _preflight(config, step: str, json_path: str) -> list[str]:
     data_dir = config.data_dir if config.data_dir is not None else cosmo_data_dir()
     check_step_paths(config.device, data_dir, config.out_dir, step, json_path)
     check_footprint_file(config.grid)
+    check_footprint_bands(config, step)
     return pooling_notes(config, step)
 
 
@@ -203,6 +220,31 @@ def check_footprint_file(grid):
         footprint_mask(grid)
     except ValueError as exc:
         raise ValueError(f"--footprint: {exc}") from None
+
+
+def check_footprint_bands(config, step: str) -> None:
+    """The footprint against the power-spectrum bands, before any work, where a method that reads them
+    (power_spectrum, handcrafted) trains or is evaluated: the call the estimator makes
+    (:func:`~deepsphere_gen.datasets.pseudo_cl.default_bin_edges` of the footprint's sky fraction, as
+    :class:`~deepsphere_gen.datasets.pseudo_cl.PseudoCl` calls it), its refusal (the band width, f_sky, the
+    smallest f_sky that works at the run's nside) prefixed with --footprint and followed by the remedies (was: a
+    64 deg^2 mask passed every check, the data set was generated, then "nside 32 leaves fewer than 2 bands of
+    width 46 below l = 2 nside" named neither the footprint nor a way out).  Microseconds (the mask is the run's
+    one read, :func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`)."""
+    from ..experiments.cosmo.data import FEATURE_METHODS
+
+    used = [m for m in config.methods if m in FEATURE_METHODS]
+    if step == "generate" or not used:
+        return
+    from ..datasets.cosmo_grid import footprint_mask
+    from ..datasets.pseudo_cl import default_bin_edges
+
+    try:
+        default_bin_edges(config.grid.nside, float(footprint_mask(config.grid).mean()))
+    except ValueError as exc:
+        raise ValueError(f"--footprint {config.grid.footprint}: too small for the band powers of {' and '.join(used)}: "
+                         f"{exc}; use a larger footprint, a higher --nside, or leave {' and '.join(FEATURE_METHODS)} out "
+                         "of --methods (e.g. --methods graph)") from None
 
 
 #: the fraction of a footprint's pixels that the graph network's first pooling must drop for the drop note
@@ -300,7 +342,7 @@ def run(args) -> int:
         exp.write_json(json_path, result, config, {"timing": timing, "data": str(path)}, quick=bool(_get(args, "quick")))
         print(f"cosmo: wrote {json_path}")
         if not _get(args, "no_plots"):
-            for p in exp.plot_all(result, config):
+            for p in exp.plot_all(result, config, quick=bool(_get(args, "quick"))):
                 print(f"cosmo: wrote {p}")
         print(f"cosmo: done in {timing['wall_seconds']:.0f} s wall, {timing['process_cpu_seconds']:.0f} s process CPU "
               f"({timing['process_cpu_seconds'] / 60:.1f} min)")

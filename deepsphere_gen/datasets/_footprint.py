@@ -6,6 +6,7 @@ never returned: values come with the sorted nested indices of the pixels they be
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import healpy as hp
@@ -152,7 +153,7 @@ def choose_column(path, columns, field: int | None = None, option: str = "field=
 
 
 def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int | None = None, *,
-                      nside_advice: str | None = None, column_advice: str = "") -> np.ndarray:
+                      nside_advice: Callable[[int, int], str] | None = None, column_advice: str = "") -> np.ndarray:
     """Read column ``field`` (0-based) of a HEALPix FITS map and return it in NESTED order, float64 (12 nside^2,).
 
     ``field`` None (default): the file's only column; a file with several is refused naming them, as is a
@@ -162,8 +163,8 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int | N
     which ``field`` counts) is read as a full sky with UNSEEN outside its pixels.
     ordering: what the file must declare in its ORDERING header: "NESTED" (default),
     "RING", or "any" (either, converted to NESTED) (:func:`check_fits_ordering`).  Raises ValueError for a
-    different ordering, a wrong nside (followed by ``nside_advice``, formatted with ``file_nside`` and ``nside``,
-    where given) or an unreadable file; nothing is modified on disk.
+    different ordering, a wrong nside (followed by ``nside_advice(file_nside, nside)``, where given) or an
+    unreadable file; nothing is modified on disk.
     Memory: the file is memory-mapped and only column ``field`` (and a cut-sky file's PIXEL column) is
     copied out: ~4 maps at the peak whatever the number of columns (3.9 measured for a 12-column file, 15.9
     when its table was read whole); a gzip-compressed file is decompressed whole (astropy cannot map it).
@@ -190,16 +191,29 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int | N
     file_order = check_fits_ordering(header.get("ORDERING"), path, ordering)
     file_nside = hp.npix2nside(values.size)
     if file_nside != nside:
-        advice = "" if nside_advice is None else ": " + nside_advice.format(file_nside=file_nside, nside=nside)
+        advice = "" if nside_advice is None else ": " + nside_advice(file_nside, nside)
         raise ValueError(f"{path} has nside {file_nside}, expected nside {nside}{advice}")
     if file_order == "RING":
         values = hp.reorder(values, r2n=True)
     return np.asarray(values, dtype=np.float64)
 
 
-#: what :func:`read_footprint` advises for a mask at another nside (massmaps and cosmo alike)
-_MASK_NSIDE_ADVICE = ("run at --nside {file_nside}, or resample the mask with healpy.ud_grade(mask, {nside}) and "
-                      "threshold the result (ud_grade averages: pixels on the edge hold fractions), e.g. mask > 0.5")
+def mask_nside_advice(file_nside: int, nside: int) -> str:
+    """What :func:`read_footprint` advises for a mask file at ``file_nside`` read at ``nside`` (the one message of
+    massmaps and cosmo alike): the run's nside, or the healpy call that resamples the mask, with the NESTED
+    arguments spelled out (``healpy.ud_grade`` assumes RING; on a mask read with ``nest=True``, the project's
+    convention, it would scramble the pixels without them).  Going down, ud_grade averages (pixels on the edge
+    hold fractions) and the result is thresholded; going up it copies each pixel to its children: still 0/1."""
+    call = f"healpy.ud_grade(mask, {nside}, order_in='NESTED', order_out='NESTED')"
+    read = "mask = healpy.read_map(FILE, nest=True), then write it with healpy.write_map(..., nest=True)"
+    if file_nside > nside:
+        return (f"run at --nside {file_nside}, or average the mask down and threshold it: {call} > 0.5 (ud_grade "
+                f"averages: pixels on the edge hold fractions; > 0 keeps every pixel the survey touches; UNSEEN outside: set it "
+                f"to 0 first, ud_grade skips it), with {read}")
+    return (f"run at --nside {file_nside}, or resample the mask up: {call} (going up it copies each pixel to its "
+            f"{(nside // file_nside) ** 2} children: still 0/1, no threshold), with {read}")
+
+
 #: what :func:`read_footprint` advises for a mask holding values other than 0/1
 _MASK_VALUES_ADVICE = ("pass a mask with 1 inside the survey, 0 or UNSEEN outside (a map given as a footprint would keep "
                        f"every non-zero pixel); an apodised or ud_graded mask: {MASK_REMEDY}, and write that")
@@ -216,14 +230,15 @@ def read_footprint(path, nside: int, ordering: str = "any", remedy: bool = True,
     Pixels of value 1 are kept; 0, UNSEEN and NaN are masked; any other value is refused (ValueError
     naming the file: a map given as a footprint would otherwise keep every non-zero pixel, usually the
     whole sky; the message says to threshold an apodised mask).  A mask at another nside is refused with the
-    remedy (the run's --nside, or healpy.ud_grade then a threshold).  ``ordering`` as in
-    :func:`read_healpix_fits` (default: accept either and convert).  ``remedy`` False: the refusals without
-    the remedies (a caller checking a file against a known mask, where neither remedy can help).  ``field``: the
-    0-based column to read; None (default) reads a one-column file and refuses a file of several columns, naming
-    them (survey masks often hold one column per tomographic bin or selection: column 0 was read silently).
+    remedy (:func:`mask_nside_advice`: the run's --nside, or the NESTED healpy.ud_grade call, thresholded going
+    down).  ``ordering`` as in :func:`read_healpix_fits` (default: accept either and convert).  ``remedy`` False:
+    the refusals without the remedies (a caller checking a file against a known mask, where neither remedy can
+    help).  ``field``: the 0-based column to read; None (default) reads a one-column file and refuses a file of
+    several columns, naming them (survey masks often hold one column per tomographic bin or selection: column 0
+    was read silently).
     """
     values = read_healpix_fits(path, nside, ordering=ordering, field=field,
-                               nside_advice=_MASK_NSIDE_ADVICE if remedy else None,
+                               nside_advice=mask_nside_advice if remedy else None,
                                column_advice=_MASK_COLUMN_ADVICE.format(path=path) if remedy else "")
     kept = ~bad_pixels(values) & (values != 0)
     odd = kept & (values != 1)

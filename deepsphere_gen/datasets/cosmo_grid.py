@@ -45,7 +45,7 @@ from ._massmaps_cache import (METADATA, atomic_directory, cache_key, damaged_dat
                               package_versions, read_metadata)
 from ._spectra import FIXED_PARAMETERS, SMAIL_PARAMETERS, Cosmology
 from .survey_footprint import footprint_area_deg2, footprint_copies, stage3_footprint
-from .tomography import gaussian_cl_matrix, lognormal_maps, redshift_bins, tomographic_cl, tomographic_shifts
+from .tomography import check_n_bins, gaussian_cl_matrix, lognormal_maps, redshift_bins, tomographic_cl, tomographic_shifts
 
 __all__ = ["CosmoGridConfig", "SPLITS", "design", "load_footprint", "footprint_mask", "MAX_FOOTPRINT_FRACTION",
            "footprint_id", "grid_fields", "generate_cosmo_grid", "check_data_set",
@@ -81,7 +81,8 @@ class CosmoGridConfig:
 
     def __post_init__(self):
         check_nside(self.nside)
-        for name in ("n_bins", "n_train", "n_test", "n_real", "n_fiducial", "n_calib"):
+        check_n_bins(self.n_bins, "n_bins")  # before any work (was: refused by the generation, after its plan line)
+        for name in ("n_train", "n_test", "n_real", "n_fiducial", "n_calib"):
             check_positive_int(getattr(self, name), name)
         for name in ("omega_m_range", "sigma8_range"):
             lo, hi = getattr(self, name)

@@ -22,7 +22,7 @@ from scipy.special import gammaln
 from ..sampling import check_mask, nside_of
 from ._footprint import check_no_missing
 
-__all__ = ["wigner3j_000_squared", "coupling_matrix", "PseudoCl", "default_bin_edges"]
+__all__ = ["wigner3j_000_squared", "coupling_matrix", "PseudoCl", "default_bin_edges", "band_width", "min_band_fsky"]
 
 
 def _log_factorial(n: np.ndarray) -> np.ndarray:
@@ -68,22 +68,59 @@ def coupling_matrix(mask_cl: np.ndarray, lmax: int) -> np.ndarray:
     return m * (2 * l2 + 1)[None, :] / (4 * np.pi)
 
 
-def default_bin_edges(nside: int, fsky: float, growth: float = 1.25) -> np.ndarray:
-    """Band edges from l = dl to 2 nside: widths grow by ``growth`` but are never below
-    ``dl = ceil(2 pi / sqrt(4 pi fsky))`` (the footprint's coupling width: narrower bands make
-    the decoupling ill-conditioned).  (n_bands + 1,) int; 12 for the 1,000 deg^2 footprint."""
+def band_width(fsky: float) -> int:
+    """The narrowest band :func:`default_bin_edges` uses on a footprint of sky fraction ``fsky``:
+    ``dl = ceil(2 pi / sqrt(4 pi fsky))`` (the footprint's coupling width)."""
     if not 0 < fsky <= 1:
         raise ValueError(f"fsky must lie in (0, 1], got {fsky}")
-    dl = int(np.ceil(2 * np.pi / np.sqrt(4 * np.pi * fsky)))
+    return int(np.ceil(2 * np.pi / np.sqrt(4 * np.pi * fsky)))
+
+
+def _grown_edges(nside: int, dl: int, growth: float) -> list[int]:
+    """:func:`default_bin_edges`' edges for the band width ``dl``, however few."""
     top = 2 * int(nside) + 1
     edges = [max(dl, 2)]
     while edges[-1] < top:
         edges.append(min(max(edges[-1] + dl, int(round(edges[-1] * growth))), top))
     if len(edges) > 2 and edges[-1] - edges[-2] < dl:
         del edges[-2]
+    return edges
+
+
+def min_band_fsky(nside: int, growth: float = 1.25) -> float:
+    """The smallest sky fraction on which :func:`default_bin_edges` gives at least 2 bands at ``nside``: that of
+    the widest band width (:func:`band_width`) its edges allow (inf where no footprint does: nside <= 2).  Below
+    it the default bands refuse the footprint; e.g. 0.00712 (294 deg^2) at nside 32, 0.000435 (17.9 deg^2) at
+    nside 128.  Cost: one edge construction per candidate width (~2 nside: ms)."""
+    widths = [dl for dl in range(1, 2 * int(nside) + 2) if len(_grown_edges(nside, dl, growth)) >= 3]
+    if not widths:
+        return np.inf
+    widest = max(widths)
+    fsky = np.pi / widest**2  # band_width(fsky) == widest, up to rounding: nudged up until it is
+    while fsky <= 1 and band_width(fsky) > widest:
+        fsky = float(np.nextafter(fsky, np.inf))
+    return float(fsky) if fsky <= 1 else np.inf
+
+
+def default_bin_edges(nside: int, fsky: float, growth: float = 1.25) -> np.ndarray:
+    """Band edges from l = dl to 2 nside: widths grow by ``growth`` but are never below
+    ``dl`` = :func:`band_width` (``ceil(2 pi / sqrt(4 pi fsky))``, the footprint's coupling width: narrower bands
+    make the decoupling ill-conditioned).  (n_bands + 1,) int; 12 for the 1,000 deg^2 footprint.  Fewer than 2
+    bands: ValueError naming the band width, the sky fraction and the smallest one that works at ``nside``
+    (:func:`min_band_fsky`)."""
+    dl = band_width(fsky)
+    edges = _grown_edges(nside, dl, growth)
     if len(edges) < 3:
-        raise ValueError(f"nside {nside} leaves fewer than 2 bands of width {dl} below l = 2 nside")
+        low = min_band_fsky(nside, growth)
+        need = (f"the default bands need f_sky >= {low:.4g} ({low * _SKY_DEG2:.4g} deg^2) at nside {nside}" if low <= 1
+                else f"no footprint gives 2 default bands at nside {nside}")
+        raise ValueError(f"nside {nside} leaves fewer than 2 bands of width {dl} (ceil(2 pi / sqrt(4 pi f_sky)) for "
+                         f"f_sky {fsky:.4g}, {fsky * _SKY_DEG2:.4g} deg^2) below l = 2 nside: {need}")
     return np.asarray(edges, dtype=np.int64)
+
+
+#: the whole sky in square degrees
+_SKY_DEG2 = 4 * np.pi * (180 / np.pi) ** 2
 
 
 class PseudoCl:

@@ -13,13 +13,13 @@ sigma 3' (FWHM 7.06').  :func:`deepsphere_level_to_ngal` turns such a level into
 density that gives the same per-pixel noise at nside 1024, using the clean pixel std of
 *this project's* generator (:func:`clean_pixel_std`: both cosmologies, the convergence C_l
 times the beam and the HEALPix pixel window), so that a table can say "DeepSphere level 2
-(n_gal = 22.6 /arcmin^2)" and mean the same survey at every nside.
+(n_gal = 22.47 /arcmin^2)" (``deepsphere_level_to_ngal(2)``) and mean the same survey at every nside.
 """
 from __future__ import annotations
 
 import math
 
-from .._validation import check_positive_int
+from ..sampling import check_nside
 
 __all__ = [
     "DEFAULT_SIGMA_E",
@@ -43,17 +43,20 @@ DEEPSPHERE_SMOOTHING_FWHM_ARCMIN = DEEPSPHERE_SMOOTHING_SIGMA_ARCMIN * math.sqrt
 
 
 def pixel_area_arcmin2(nside: int) -> float:
-    """Area of one HEALPix pixel in arcmin^2: 4 pi / (12 nside^2) sr."""
-    nside = check_positive_int(nside, "nside")
+    """Area of one HEALPix pixel in arcmin^2: 4 pi / (12 nside^2) sr; ``nside`` a power of 2
+    (:func:`~deepsphere_gen.sampling.check_nside`: ValueError otherwise)."""
+    nside = check_nside(nside)
     return 4 * math.pi / (12 * nside * nside) * (180 * 60 / math.pi) ** 2
 
 
 def pixel_noise_std(nside: int, ngal: float, sigma_e: float = DEFAULT_SIGMA_E) -> float:
     """Convergence noise std per pixel: ``sigma_e / sqrt(ngal * pixel_area_arcmin2(nside))``.
 
+    nside: a power of 2 (:func:`~deepsphere_gen.sampling.check_nside`, checked also where ngal is ``inf``);
     ngal: galaxies per arcmin^2 (> 0; ``inf`` means no noise, returns 0); sigma_e: per-component
     ellipticity dispersion (>= 0).
     """
+    nside = check_nside(nside)
     ngal, sigma_e = float(ngal), float(sigma_e)
     if not ngal > 0 or math.isnan(ngal):
         raise ValueError(f"galaxy density ngal must be > 0 galaxies per arcmin^2 (inf: no noise), got {ngal!r}")

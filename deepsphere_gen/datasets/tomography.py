@@ -28,6 +28,8 @@ from ._lognormal import cl_to_xi, gauss_legendre, xi_to_cl
 from ._spectra import MILLENNIUM, Cosmology, hilbert2011_shift, source_nz
 
 __all__ = [
+    "MAX_BINS",
+    "check_n_bins",
     "redshift_bins",
     "tomographic_cl",
     "tomographic_shifts",
@@ -37,10 +39,20 @@ __all__ = [
 ]
 
 
-def _check_bins(n_bins) -> int:
-    n = check_positive_int(n_bins, "number of redshift bins")
-    if n > 8:
-        raise ValueError(f"number of redshift bins must be an integer in [1, 8], got {n_bins!r}")
+#: the most redshift bins :func:`redshift_bins` cuts (equal-count bins of the Smail n(z))
+MAX_BINS = 8
+
+
+def check_n_bins(n_bins, name: str = "number of redshift bins") -> int:
+    """``n_bins`` as an int in [1, :data:`MAX_BINS`], else ValueError "``name`` must be an integer in [1, 8], got ...":
+    the rule of every function here (and of ``cosmo_grid.CosmoGridConfig``, which checks it before any work;
+    the ``cosmo`` command passes ``name="--bins"``)."""
+    try:
+        n = check_positive_int(n_bins, name)
+    except ValueError:
+        n = None
+    if n is None or n > MAX_BINS:
+        raise ValueError(f"{name} must be an integer in [1, {MAX_BINS}], got {n_bins!r}")
     return n
 
 
@@ -64,7 +76,7 @@ def redshift_bins(n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     zero outside; unnormalised, so each bin holds ~1/n_bins of the galaxies) and ``edges``
     (n_bins + 1,).  Read-only arrays.
     """
-    return _bins(_check_bins(n_bins))
+    return _bins(check_n_bins(n_bins))
 
 
 def _tracers(cosmo, n_bins):
@@ -99,7 +111,7 @@ def tomographic_cl(cosmology: Cosmology, n_bins: int, lmax: int) -> np.ndarray:
     n = as_integer(lmax)
     if n is None or n < 2:
         raise ValueError(f"lmax must be an integer >= 2, got {lmax!r}")
-    return _cl_cached(float(cosmology.omega_m), float(cosmology.sigma8), _check_bins(n_bins), n)
+    return _cl_cached(float(cosmology.omega_m), float(cosmology.sigma8), check_n_bins(n_bins), n)
 
 
 @lru_cache(maxsize=64)
@@ -126,7 +138,7 @@ def _millennium_shifts(n_bins: int) -> np.ndarray:
 
 def tomographic_shifts(cosmology: Cosmology, n_bins: int) -> np.ndarray:
     """Log-normal shift lambda_i > 0 of every bin, (n_bins,) (kappa_i > -lambda_i)."""
-    n_bins = _check_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     ratio = _empty_beam(float(cosmology.omega_m), float(cosmology.sigma8), n_bins) / _empty_beam(
         MILLENNIUM.omega_m, MILLENNIUM.sigma8, n_bins)
     return _millennium_shifts(n_bins) * ratio

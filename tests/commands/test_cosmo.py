@@ -24,11 +24,15 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     from deepsphere_gen.commands.cosmo import QUICK_NOTE
 
     assert QUICK_NOTE in text and "smoke test" in QUICK_NOTE and rec["config"]["quick"] is True
+    assert rec["config"]["grid"]["footprint"] == rec["config"]["grid"]["footprint_id"] == "stage3"
     methods = {r["method"] for r in rec["records"]}
     assert methods == {"graph", "power_spectrum", "handcrafted"}
     assert rec["cpu"] == cpu_description()  # results depend on the processor
     for r in rec["records"]:
         assert 0 <= r["test"]["s8"]["coverage_68"] <= 1 and r["fiducial"]["s8"]["mean_std"] > 0
+        # scatter (std of the means) only at the fiducial's one truth, not across held-out cosmologies
+        assert r["fiducial"]["s8"]["scatter"] > 0 and "scatter" not in r["test"]["s8"]
+        assert "scatter" not in r["uncalibrated"]["test"]["omega_m"] and "scatter" in r["uncalibrated"]["fiducial"]["s8"]
     assert "s8_posterior_ratio_graph_over_ps" in rec["summary"] and rec["timing"]["process_cpu_seconds"] > 0
     # the calibration pools the validation cosmology (1 of 8, 4 footprint copies) with the 8 calibration
     # cosmologies of --quick, 2 noise draws each
@@ -41,8 +45,9 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     state = torch.load(tmp_path / "out" / "checkpoints" / "cosmo-graph.pt", weights_only=True)
     val = [h["val_loss"] for h in state["history"]]
     graph = next(r for r in rec["records"] if r["method"] == "graph")
-    assert graph["epochs"] == state["best"]["epoch"] == val.index(min(val)) + 1 and graph["epochs_run"] == 2
-    assert f"kept epoch {graph['epochs']} of 2" in text and " acc " not in text
+    assert graph["kept_epoch"] == state["best"]["epoch"] == val.index(min(val)) + 1 and graph["epochs_run"] == 2
+    assert "epochs" not in graph and rec["config"]["epochs"] == 2  # the epochs run are the config's
+    assert f"kept epoch {graph['kept_epoch']} of 2" in text and " acc " not in text
     # the record keeps each member's own training (3 members by default); the top-level epochs and losses are
     # member 0's, train_seconds is every member's
     assert graph["graph_members"] == len(graph["members"]) == 3
@@ -51,14 +56,14 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
                         weights_only=True)
         val = [h["val_loss"] for h in st["history"]]
         assert m["member"] == i and m["seed"] == st["config"]["seed"] and m["epochs_run"] == 2
-        assert m["epochs"] == m["best_epoch"] == st["best"]["epoch"] == val.index(min(val)) + 1
+        assert m["kept_epoch"] == m["best_epoch"] == st["best"]["epoch"] == val.index(min(val)) + 1
         assert m["history"] == [{k: h[k] for k in ("epoch", "train_loss", "val_loss", "best_epoch", "seconds")}
                                 for h in st["history"]]
-        assert m["val_loss"] == val[m["epochs"] - 1] and m["train_loss"] == st["history"][m["epochs"] - 1]["train_loss"]
+        assert m["val_loss"] == val[m["kept_epoch"] - 1] and m["train_loss"] == st["history"][m["kept_epoch"] - 1]["train_loss"]
         assert m["train_seconds"] == pytest.approx(sum(h["seconds"] for h in st["history"]), rel=1e-12)
     assert len({m["history"][0]["val_loss"] for m in graph["members"]}) == 3  # each member's own, not member 0's
-    assert {k: graph[k] for k in ("epochs", "epochs_run", "train_loss", "val_loss")} == \
-        {k: graph["members"][0][k] for k in ("epochs", "epochs_run", "train_loss", "val_loss")}
+    assert {k: graph[k] for k in ("kept_epoch", "epochs_run", "train_loss", "val_loss")} == \
+        {k: graph["members"][0][k] for k in ("kept_epoch", "epochs_run", "train_loss", "val_loss")}
     assert graph["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in graph["members"]), rel=1e-12)
     # each summary-statistic MLP is an ensemble of 3 too (member k >= 1: its own checkpoint), kept member by member
     for r in (r for r in rec["records"] if r["method"] != "graph"):
@@ -77,7 +82,7 @@ def test_cosmo_quick_end_to_end(tmp_path, capsys):
     assert main(["cosmo", "evaluate", *TINY, *dirs, "--no-plots", "--graph-weights", "last"]) == 0
     last = json.loads((tmp_path / "out" / "cosmo.json").read_text())
     last_graph = next(r for r in last["records"] if r["method"] == "graph")
-    assert last_graph["epochs"] == 2 and [m["epochs"] for m in last_graph["members"]] == [2, 2, 2]
+    assert last_graph["kept_epoch"] == 2 and [m["kept_epoch"] for m in last_graph["members"]] == [2, 2, 2]
     assert [m["best_epoch"] for m in last_graph["members"]] == [m["best_epoch"] for m in graph["members"]]
     assert last["config"]["graph_weights"] == "last"
 
@@ -133,8 +138,8 @@ def test_cosmo_graph_members_train_one_after_another_and_combine(tmp_path, capsy
     single = next(r for r in json.loads((tmp_path / "one.json").read_text())["records"] if r["method"] == "graph")
     (m0,) = single["members"]
     assert single["graph_members"] == 1 and m0["history"] == graph["members"][0]["history"]
-    assert {k: m0[k] for k in ("epochs", "epochs_run", "train_seconds", "train_loss", "val_loss")} == \
-        {k: single[k] for k in ("epochs", "epochs_run", "train_seconds", "train_loss", "val_loss")}
+    assert {k: m0[k] for k in ("kept_epoch", "epochs_run", "train_seconds", "train_loss", "val_loss")} == \
+        {k: single[k] for k in ("kept_epoch", "epochs_run", "train_seconds", "train_loss", "val_loss")}
     assert m0["posterior"] == single["fiducial"]["s8"]["mean_std"] and m0["rmse_test"] == single["test"]["s8"]["rmse"]
     # training is reproducible (member 0's initial weights are seeded) and the MLPs do not depend on the members
     assert main(["cosmo", "train", *TINY, "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "single"),
@@ -316,6 +321,35 @@ def test_bad_device_json_folder_and_values_before_any_work(tmp_path, capsys):
     assert not data.exists() or not any(data.iterdir())  # nothing generated
 
 
+def test_bins_out_of_range_is_refused_naming_the_option_before_the_plan(tmp_path, capsys):
+    """``--bins 50`` printed the generation plan, then "number of redshift bins must be an integer in [1, 8]" without
+    the option; now refused before any output, naming --bins and the range (tomography's one rule, check_n_bins)."""
+    data = tmp_path / "data"
+    dirs = ["--data-dir", str(data), "--out-dir", str(tmp_path / "out")]
+    for bins in ("50", "9", "0"):
+        capsys.readouterr()
+        cap = cli_refused("cosmo", ["generate", *TINY, *dirs, "--bins", bins], capsys,
+                          f"--bins must be an integer in [1, 8], got {bins}")
+        assert cap.out == "" and len(cap.err.strip().splitlines()) == 1, cap
+    assert not data.exists() or not any(data.iterdir())  # nothing generated
+
+
+def test_one_training_cosmology_is_refused_before_any_work(tmp_path, capsys):
+    """``--n-train 1`` generated its data set, then failed "training set is empty" (its one cosmology went to
+    validation); now refused before any output, by every step, naming --n-train, the minimum and why."""
+    from deepsphere_gen.experiments.cosmo.data import min_n_train
+
+    data = tmp_path / "data"
+    dirs = ["--data-dir", str(data), "--out-dir", str(tmp_path / "out")]
+    for step in ("generate", "train", "run"):
+        capsys.readouterr()
+        cap = cli_refused("cosmo", [step, *TINY, *dirs, "--n-train", "1"], capsys,
+                          f"--n-train must be >= {min_n_train()} (one training cosmology in 8, at least one, is held out "
+                          "for validation: 1 would leave none to train on), got 1")
+        assert cap.out == "" and len(cap.err.strip().splitlines()) == 1, cap
+    assert not data.exists() or not any(data.iterdir())  # nothing generated
+
+
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     import deepsphere_gen.datasets.cosmo_grid as grid
 
@@ -384,6 +418,11 @@ def test_the_footprint_is_read_or_built_once_per_run(tmp_path, capsys, monkeypat
     dirs = lambda name: ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / name)]  # noqa: E731
     assert main(["cosmo", *TINY, *one, *dirs("fits"), "--footprint", str(tmp_path / "mask.fits")]) == 0
     assert [a[0] for a in reads] == [str(tmp_path / "mask.fits")] and builds == [(nside,)]
+    # the record names the mask by its content beside the path as given: the data set's own name for it
+    grid = json.loads((tmp_path / "fits" / "cosmo.json").read_text())["config"]["grid"]
+    meta = json.loads(next((tmp_path / "data").iterdir()).joinpath("metadata.json").read_text())
+    assert grid["footprint"] == str(tmp_path / "mask.fits")
+    assert grid["footprint_id"] == meta["generation"]["footprint"] and grid["footprint_id"].startswith("mask-sha256:")
     reads.clear(), builds.clear()
     assert main(["cosmo", *TINY, *one, *dirs("stage3")]) == 0
     assert reads == [] and builds == [(nside,)]
@@ -394,6 +433,53 @@ def test_the_footprint_is_read_or_built_once_per_run(tmp_path, capsys, monkeypat
     assert main(["cosmo", "evaluate", *TINY, *one, *dirs("fits"), "--footprint", str(tmp_path / "copy.fits")]) == 0
     assert [a[0] for a in reads] == [str(tmp_path / "copy.fits")] and builds == [(nside,)]
     assert "cosmo: reusing" in capsys.readouterr().out and len(list((tmp_path / "data").iterdir())) == 2
+
+
+def test_a_footprint_too_small_for_the_bands_is_refused_before_any_work(tmp_path, capsys):
+    """A 9-degree cap (262 deg^2) at --quick's nside 32 passed every check, the data set was generated, then the
+    estimator refused "nside 32 leaves fewer than 2 bands of width 23 below l = 2 nside" without naming
+    --footprint or a remedy.  Now refused before any output where power_spectrum or handcrafted trains or is
+    evaluated, by the estimator's own call (the estimator refuses this mask; a cap above the minimum passes both),
+    naming --footprint, f_sky, the minimum and the remedies; not where only the graph network uses it."""
+    import healpy as hp
+
+    from deepsphere_gen.commands.cosmo import _config, check_footprint_bands
+    from deepsphere_gen.datasets.cosmo_grid import footprint_mask
+    from deepsphere_gen.datasets.pseudo_cl import PseudoCl, min_band_fsky
+
+    nside = 32
+    low = min_band_fsky(nside)
+    data = tmp_path / "data"
+    dirs = ["--data-dir", str(data), "--out-dir", str(tmp_path / "out")]
+    for radius, small in ((9.0, True), (12.0, False)):
+        mask = np.zeros(12 * nside**2)
+        mask[hp.query_disc(nside, hp.ang2vec(np.pi / 2, 0.0), np.radians(radius), nest=True)] = 1.0
+        assert (mask.mean() < low) == small, (mask.mean(), low)
+        path = tmp_path / f"cap{radius:.0f}.fits"
+        hp.write_map(str(path), mask, nest=True, dtype=np.float64)
+        if small:
+            with pytest.raises(ValueError, match="fewer than 2 bands"):
+                PseudoCl(mask.astype(bool))  # what the estimator does after the generation
+            for methods in (["power_spectrum"], ["handcrafted"], ["graph", "power_spectrum"]):
+                for step in ("train", "evaluate", "run"):
+                    capsys.readouterr()
+                    cap = cli_refused("cosmo", [step, *TINY, *dirs, "--footprint", str(path), "--methods", *methods],
+                                      capsys, f"--footprint {path}: too small for the band powers of")
+                    err = cap.err
+                    assert cap.out == "" and len(err.strip().splitlines()) == 1, cap
+                    for part in (f"f_sky {mask.mean():.4g}", f"the default bands need f_sky >= {low:.4g}",
+                                 "deg^2", "a larger footprint, a higher --nside, or leave power_spectrum and "
+                                 "handcrafted out of --methods"):
+                        assert part in err, (part, err)
+            assert not data.exists() or not any(data.iterdir())  # nothing generated
+        else:
+            PseudoCl(mask.astype(bool))
+        for methods in (["graph"], ["power_spectrum"]):  # graph alone never needs the bands; the larger cap has them
+            config = _config(_parse(["train", *TINY, *dirs, "--footprint", str(path), "--methods", *methods]))
+            assert footprint_mask(config.grid).sum() == mask.sum()
+            if methods == ["graph"] or not small:
+                check_footprint_bands(config, "train")
+        check_footprint_bands(_config(_parse(["generate", *TINY, *dirs, "--footprint", str(path)])), "generate")
 
 
 def test_footprint_pooling_is_said_before_any_work_and_a_footprint_it_would_empty_refused(tmp_path, capsys):
@@ -479,6 +565,15 @@ def test_help_names_every_default_and_the_quick_sizes():
     quick = next(a for a in sub._actions if a.dest == "quick").help
     q = cmd.QUICK
     assert f"{q['n_train']} training + {q['n_test']} held-out + {q['n_calib']} calibration cosmologies" in quick
+    # every setting --quick changes is named (was: nside, sizes and epochs only; not the 8-16-16 network, n_real,
+    # n_fiducial, mlp_epochs), read from QUICK: a setting added to it without its words fails here
+    named = {"nside": f"nside {q['nside']}", "n_train": f"{q['n_train']} training", "n_test": f"{q['n_test']} held-out",
+             "n_calib": f"{q['n_calib']} calibration", "n_real": f"x {q['n_real']} realisations",
+             "n_fiducial": f"{q['n_fiducial']} at the fiducial", "epochs": f"trained {q['epochs']} epochs",
+             "mlp_epochs": f"MLPs at most {q['mlp_epochs']} epochs",
+             "channels": f"{len(q['channels'])}-block {'-'.join(map(str, q['channels']))} graph network"}
+    assert set(named) == set(q) and all(text in quick for text in named.values()), quick
+    assert "smoke test" in quick
 
 
 def test_done_line_gives_cpu_minutes_consistent_with_the_seconds(tmp_path, capsys):

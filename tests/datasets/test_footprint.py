@@ -215,8 +215,9 @@ def test_footprint_refusals_name_their_remedy_and_the_remedy_works(tmp_path):
     fine[: 4 * 100 + 2] = 1.0  # 100 whole parents at nside 8 and one half-covered one (2 of 4 children)
     path = tmp_path / "mask16.fits"
     hp.write_map(str(path), fine, nest=True, dtype=np.float64)
-    with pytest.raises(ValueError, match=r"has nside 16, expected nside 8: run at --nside 16, or resample the mask "
-                                         r"with healpy.ud_grade\(mask, 8\) and threshold the result .* mask > 0.5"):
+    with pytest.raises(ValueError, match=r"has nside 16, expected nside 8: run at --nside 16, or average the mask down "
+                                         r"and threshold it: healpy.ud_grade\(mask, 8, order_in='NESTED', "
+                                         r"order_out='NESTED'\) > 0.5 .*healpy.read_map\(FILE, nest=True\)"):
         read_footprint(path, nside)
     coarse = hp.ud_grade(fine, nside, order_in="NESTED", order_out="NESTED")  # averages: the edge parent holds 0.5
     apodised = tmp_path / "mask8_apodised.fits"
@@ -227,6 +228,33 @@ def test_footprint_refusals_name_their_remedy_and_the_remedy_works(tmp_path):
     for cut, kept in ((0.5, 100), (0.0, 101)):
         hp.write_map(str(apodised), (coarse > cut).astype(np.float64), nest=True, dtype=np.float64, overwrite=True)
         assert read_footprint(apodised, nside).sum() == kept
+
+
+def test_nside_advice_depends_on_the_direction_and_following_it_gives_the_mask(tmp_path):
+    """The remedy for a mask at another nside was healpy.ud_grade(mask, N) "and threshold (ud_grade averages)" also
+    going up, and without order_in/order_out='NESTED' (ud_grade assumes RING: a mask read with nest=True came out
+    scrambled).  Going down: the NESTED call thresholded; going up: the NESTED call alone (copies, no threshold).
+    Each advice followed literally (the mask read with nest=True, as it says) gives the mask the run expects."""
+    import re
+
+    coarse = band_footprint(16).astype(np.float64)
+    fine = hp.ud_grade(coarse, 32, order_in="NESTED", order_out="NESTED")  # the same band at nside 32
+    for file_nside, nside, values, expected in ((32, 16, fine, coarse), (16, 32, coarse, fine)):
+        path = tmp_path / f"mask{file_nside}.fits"
+        hp.write_map(str(path), values, nest=True, dtype=np.float64, overwrite=True)
+        with pytest.raises(ValueError, match=f"has nside {file_nside}, expected nside {nside}") as exc:
+            read_footprint(path, nside)
+        text = str(exc.value)
+        call = re.search(r"healpy\.ud_grade\(mask, (\d+), order_in='NESTED', order_out='NESTED'\)( > 0\.5)?", text)
+        assert call and int(call[1]) == nside and bool(call[2]) == (nside < file_nside), text
+        assert ("threshold it" in text) == (nside < file_nside) and "nest=True" in text
+        mask = hp.read_map(str(path), nest=True)
+        out = hp.ud_grade(mask, nside, order_in="NESTED", order_out="NESTED")
+        out = (out > 0.5) if call[2] else out
+        hp.write_map(str(path), np.asarray(out, dtype=np.float64), nest=True, dtype=np.float64, overwrite=True)
+        np.testing.assert_array_equal(read_footprint(path, nside), expected.astype(bool))
+        # the advice without the NESTED arguments (what it said) scrambles a mask read with nest=True
+        assert not np.array_equal(hp.ud_grade(mask, nside) > 0.5, expected.astype(bool))
 
 
 def test_every_mask_entry_point_shares_one_rule():

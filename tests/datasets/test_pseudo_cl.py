@@ -115,3 +115,26 @@ def test_bad_inputs_raise():
         PseudoCl(stage3_footprint(32), bin_edges=[10, 5])
     with pytest.raises(ValueError, match="fsky"):
         default_bin_edges(64, 0.0)
+
+
+@pytest.mark.parametrize("nside", [4, 8, 16, 32, 128, 1024])
+def test_min_band_fsky_is_where_the_default_bands_start(nside):
+    """min_band_fsky is read off default_bin_edges' own construction: at it the default edges give >= 2 bands, just
+    below it they refuse, naming the band width, f_sky and that minimum."""
+    from deepsphere_gen.datasets.pseudo_cl import band_width, min_band_fsky
+
+    low = min_band_fsky(nside)
+    assert len(default_bin_edges(nside, low)) >= 3
+    with pytest.raises(ValueError, match=rf"fewer than 2 bands of width {band_width(low * 0.999)} .* the default bands "
+                                         rf"need f_sky >= {low:.4g} \(.* deg\^2\) at nside {nside}"):
+        default_bin_edges(nside, low * 0.999)
+    # the built-in ~1,000 deg^2 footprint has its bands from nside 32 (its smallest) up
+    assert nside < 32 or min_band_fsky(nside) < stage3_footprint(32).mean()
+
+
+def test_no_footprint_has_default_bands_at_nside_2():
+    from deepsphere_gen.datasets.pseudo_cl import min_band_fsky
+
+    assert min_band_fsky(2) == np.inf and min_band_fsky(1) == np.inf
+    with pytest.raises(ValueError, match="no footprint gives 2 default bands at nside 2"):
+        default_bin_edges(2, 0.5)

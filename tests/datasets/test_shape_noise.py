@@ -30,6 +30,22 @@ def test_known_value_and_bad_inputs():
             pixel_noise_std(64, bad)
     with pytest.raises(ValueError, match="sigma_e"):
         pixel_noise_std(64, 10, -0.1)
+    # a HEALPix nside is a power of 2 (the project's check_nside); 33 was given an area and a noise std
+    for call in (lambda: pixel_area_arcmin2(33), lambda: pixel_noise_std(33, 6), lambda: pixel_noise_std(33, math.inf),
+                 lambda: pixel_noise_std(0, 6)):
+        with pytest.raises(ValueError, match="nside must be a power of 2"):
+            call()
+
+
+def test_module_docstring_level_matches_the_function():
+    """The module docstring's example "DeepSphere level 2 (n_gal = X /arcmin^2)" is what the function gives
+    (it said 22.6; the function gives 22.47)."""
+    import re
+
+    from deepsphere_gen.datasets import shape_noise
+
+    level, ngal = re.search(r"DeepSphere level (\S+)\s+\(n_gal = (\S+) /arcmin\^2\)", shape_noise.__doc__).groups()
+    assert f"{shape_noise.deepsphere_level_to_ngal(float(level)):.2f}" == ngal
 
 
 def test_clean_pixel_std_matches_generated_maps(tmp_path):

@@ -78,3 +78,17 @@ def test_bad_inputs_raise():
         redshift_bins(0)
     with pytest.raises(ValueError, match="shifts"):
         gaussian_cl_matrix(np.zeros((2, 2, 10)), np.array([1.0, -1.0]))
+
+
+def test_the_grid_refuses_bins_out_of_range_before_any_work():
+    """CosmoGridConfig checks n_bins with tomography's rule (was: a positive integer only, so 50 bins passed until
+    the generation, after its plan line); the rule's name is the caller's."""
+    from deepsphere_gen.datasets.cosmo_grid import CosmoGridConfig
+    from deepsphere_gen.datasets.tomography import MAX_BINS, check_n_bins
+
+    for bad in (0, MAX_BINS + 1, 50, 1.5, True):
+        with pytest.raises(ValueError, match=rf"n_bins must be an integer in \[1, {MAX_BINS}\], got {bad!r}"):
+            CosmoGridConfig(n_bins=bad)
+        with pytest.raises(ValueError, match=r"--bins must be an integer in \[1, 8\]"):
+            check_n_bins(bad, "--bins")
+    assert CosmoGridConfig(n_bins=MAX_BINS).n_bins == len(redshift_bins(MAX_BINS)[1]) == MAX_BINS

@@ -92,7 +92,9 @@ class CosmoExperimentConfig:
         from ..._validation import check_nonnegative_int, check_positive_int, check_positive_ints
         from ...datasets.shape_noise import pixel_noise_std
         from ...training import TrainConfig
+        from .data import check_n_train
 
+        check_n_train(self.grid.n_train, "grid.n_train")  # validation takes one cosmology in 8, at least one
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods!r}")

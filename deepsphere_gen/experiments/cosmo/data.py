@@ -4,7 +4,8 @@ input scales and the (x, u) data sets.
 - :func:`generate`: the simulations (:mod:`deepsphere_gen.datasets.cosmo_grid`), made once (rank 0);
 - :func:`pseudo_cl_estimator`, :func:`split_features`: the band powers and hand-crafted
   statistics of a split (:mod:`.summaries`), with further noise draws for training and calibration;
-- :func:`validation_mask`: the training cosmologies held out for validation;
+- :func:`validation_mask` (:func:`n_validation`, :func:`check_n_train`): the training cosmologies held out for
+  validation, and the fewest training cosmologies that leave one to train on;
 - :func:`graph_input_scale`, :class:`FeatureScaler`: the graph network's per-bin input scale, the
   MLPs' feature standardisation;
 - :class:`Targets`, :func:`in_memory`: (x, theta) items as (x, u), a data set without randomness
@@ -19,6 +20,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..._fingerprint import mask_hash
+from ..._validation import check_positive_int
 from ...datasets.cosmo_grid import footprint_mask, generate_cosmo_grid
 from ...datasets.pseudo_cl import PseudoCl
 from ...training import DistContext, distributed_context
@@ -27,7 +29,8 @@ from .posterior import ParameterSpace
 from .summaries import summary_features
 
 __all__ = ["FEATURE_METHODS", "VALIDATION_EVERY", "generate", "pseudo_cl_estimator", "split_features",
-           "validation_mask", "graph_input_scale", "FeatureScaler", "mlp_scaler", "Targets", "in_memory"]
+           "n_validation", "min_n_train", "check_n_train", "validation_mask", "graph_input_scale", "FeatureScaler",
+           "mlp_scaler", "Targets", "in_memory"]
 
 #: the methods whose inputs are summary features (an MLP each)
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
@@ -79,13 +82,39 @@ def split_features(config, path, est, split, draws=1):
     return {m: np.concatenate(v) for m, v in out.items()}, np.tile(params, (draws, 1))
 
 
+def n_validation(n_train: int) -> int:
+    """How many of ``n_train`` training cosmologies :func:`validation_mask` holds out: ``n_train //
+    VALIDATION_EVERY``, at least 1."""
+    return max(1, n_train // VALIDATION_EVERY)
+
+
+def min_n_train() -> int:
+    """The fewest training cosmologies that leave at least one to train on after :func:`n_validation` (2)."""
+    n = 1
+    while n - n_validation(n) < 1:
+        n += 1
+    return n
+
+
+def check_n_train(n_train, name: str = "n_train") -> int:
+    """``n_train`` as an int of at least :func:`min_n_train`, else ValueError naming ``name`` (the ``cosmo``
+    command passes ``--n-train``), the minimum and why; checked before any work (was: one cosmology was generated,
+    all of it went to validation, and the training refused "training set is empty")."""
+    n = check_positive_int(n_train, name)
+    low = min_n_train()
+    if n < low:
+        raise ValueError(f"{name} must be >= {low} (one training cosmology in {VALIDATION_EVERY}, at least one, is held "
+                         f"out for validation: {n} would leave none to train on), got {n_train!r}")
+    return n
+
+
 def validation_mask(path, seed: int = 0) -> np.ndarray:
-    """(n_train_samples,) bool: samples of the validation cosmologies, ``n_train // VALIDATION_EVERY``
-    (at least 1) training cosmologies drawn at random with ``seed``."""
+    """(n_train_samples,) bool: samples of the validation cosmologies, :func:`n_validation` of the training
+    cosmologies drawn at random with ``seed``."""
     ids = np.load(Path(path) / "ids_train.npy")
     n = int(ids[:, 0].max()) + 1
     rng = np.random.default_rng(np.random.SeedSequence([seed, 8111]))
-    chosen = rng.permutation(n)[: max(1, n // VALIDATION_EVERY)]
+    chosen = rng.permutation(n)[: n_validation(n)]
     return np.isin(ids[:, 0], chosen)
 
 

@@ -56,11 +56,12 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
 
     Every method is an ensemble (``graph_members`` graph networks, ``mlp_members`` MLPs per summary method):
     its members' Gaussians are combined by :func:`~.posterior.ensemble_moments` (one code for every method),
-    then calibrated.  Training entries of a method's record: ``epochs`` (the epoch whose weights are evaluated),
-    ``epochs_run``, ``train_loss``/``val_loss`` (of that epoch): member 0's (the single network, as in a
+    then calibrated.  Training entries of a method's record: ``kept_epoch`` (the epoch whose weights are evaluated;
+    records written before it was named so call it ``epochs``), ``epochs_run`` (the epochs trained: the config's
+    ``epochs`` or fewer, for an MLP that stopped early), ``train_loss``/``val_loss`` (of the kept epoch): member 0's (the single network, as in a
     one-member run); ``train_seconds``: all its networks' training (every member's).  Each record also holds
     ``graph_members`` (graph) or ``mlp_members`` (MLPs) and ``members``, one entry per member (one with one
-    member): member, seed (its training seed), its own epochs, epochs_run, train_seconds, train_loss, val_loss
+    member): member, seed (its training seed), its own kept_epoch, epochs_run, train_seconds, train_loss, val_loss
     and its S8 widths alone (posterior, summary, rmse_test, coverage_68, summary_coverage_68; with one member the
     record's own); graph members add ``best_epoch`` (lowest validation loss) and ``history`` (per epoch: epoch,
     train_loss, val_loss, best_epoch, seconds), MLP members ``init_seed`` (of their initial weights).  Records
@@ -104,7 +105,7 @@ def evaluate_all(config: CosmoExperimentConfig, path: Path | None = None, ctx: D
             outs = predict_splits(model, [st["model"] for st in states],
                                   {split: TensorDataset(scaler(x)) for split, x in inputs.items()}, ctx.device, 512)
         trained = [_training_record(st) for st in states]
-        rec = {"method": method, **{k: trained[0][k] for k in ("epochs", "epochs_run")},  # member 0's
+        rec = {"method": method, **{k: trained[0][k] for k in ("kept_epoch", "epochs_run")},  # member 0's
                "train_seconds": sum(t["train_seconds"] for t in trained),  # every ensemble member's
                **{k: trained[0][k] for k in ("train_loss", "val_loss")}}
         per_member, moments = ensemble_moments(outs)  # the same combination for every method
@@ -140,12 +141,12 @@ _HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "best_epoch", "seconds")
 
 
 def _training_record(state: dict) -> dict:
-    """One network's training from its checkpoint ``state``: epochs (the epoch whose weights are evaluated:
+    """One network's training from its checkpoint ``state``: kept_epoch (the epoch whose weights are evaluated:
     ``state["best"]``'s where present, else ``state["epoch"]``, an MLP's best), epochs_run, train_seconds
     (its epochs' wall seconds summed), train_loss and val_loss of that epoch."""
     kept = int(state["best"]["epoch"]) if "best" in state else int(state["epoch"])
     at = state["history"][kept - 1]
-    return {"epochs": kept, "epochs_run": len(state["history"]),
+    return {"kept_epoch": kept, "epochs_run": len(state["history"]),
             "train_seconds": float(sum(h["seconds"] for h in state["history"])),
             "train_loss": float(at["train_loss"]), "val_loss": float(at.get("val_loss", math.nan))}
 

@@ -1,9 +1,9 @@
 """How good a method's posteriors are: interval coverage, per-parameter metrics, global variance
 scales and the widths of the point estimates used as summary statistics.
 
-- :func:`posterior_metrics`: RMSE, bias, mean predicted std, scatter and 68 % / 95 % coverage
-  (:func:`interval_coverage`) of Omega_m, S8 and sigma_8 (by the delta method), and the coverage
-  of the 2-d ellipses;
+- :func:`posterior_metrics`: RMSE, bias, root mean predicted variance, 68 % / 95 % coverage
+  (:func:`interval_coverage`) of Omega_m, S8 and sigma_8 (by the delta method) and, at one cosmology (the
+  fiducial), the scatter of the point estimates; the coverage of the 2-d ellipses;
 - :func:`calibration_scales`, :func:`calibration_scale_sd`: the global variance factors that
   calibrate posteriors on average, and their bootstrap spread over cosmologies;
 - :func:`summary_widths` (:func:`summary_response`, :func:`summary_fisher`): the constraints
@@ -117,18 +117,28 @@ def _sigma8(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def posterior_metrics(mean: np.ndarray, cov: np.ndarray, theta: np.ndarray) -> dict:
-    """RMSE, mean predicted std and coverage per parameter for (Omega_m, S8) posteriors
-    (mean (n, 2), cov (n, 2, 2)) of true (Omega_m, sigma_8) ``theta`` (n, 2); plus the 2-d
-    coverage of the 68 % / 95 % ellipses (chi^2 with 2 degrees of freedom)."""
+    """Metrics of (Omega_m, S8) posteriors (mean (n, 2), cov (n, 2, 2)) of true (Omega_m, sigma_8) ``theta`` (n, 2):
+    {"omega_m"|"s8"|"sigma8": block, "joint": {"coverage_68", "coverage_95"}, "n": n}; sigma_8 by the delta method.
+
+    Each parameter's block: ``rmse`` sqrt(mean((m - truth)^2)) of the posterior means m; ``bias`` mean(m - truth);
+    ``mean_std`` sqrt(mean(s^2)), the root of the mean predicted variance (an RMS of the posterior stds s: the
+    width at the fiducial); ``mean`` mean(m); ``coverage_68``/``coverage_95`` the fraction of central intervals
+    m +- z s holding the truth (:func:`interval_coverage`); ``scatter`` std(m) (ddof 1) only where every sample
+    has the same truth (the fiducial: the scatter of the point estimate over realisations), left out over
+    several cosmologies (held-out, was: there it was the spread of the true values plus the errors, larger than the
+    RMSE, not an error scatter).  ``joint``: the coverage of the 2-d 68 % / 95 % ellipses (chi^2, 2 degrees of
+    freedom)."""
     truth = {"omega_m": theta[:, 0], "s8": s8(theta[:, 0], theta[:, 1]), "sigma8": theta[:, 1]}
     s8_mean, s8_std = _sigma8(mean, cov)
     est = {"omega_m": (mean[:, 0], np.sqrt(cov[:, 0, 0])), "s8": (mean[:, 1], np.sqrt(cov[:, 1, 1])),
            "sigma8": (s8_mean, s8_std)}
+    one_truth = bool(np.all(theta == theta[:1]))
     out = {}
     for name, (m, s) in est.items():
         cov_ = interval_coverage(m, s, truth[name])
         out[name] = {"rmse": float(np.sqrt(np.mean((m - truth[name]) ** 2))), "bias": float(np.mean(m - truth[name])),
-                     "mean_std": float(np.sqrt(np.mean(s**2))), "scatter": float(np.std(m, ddof=1)) if len(m) > 1 else 0.0,
+                     "mean_std": float(np.sqrt(np.mean(s**2))),
+                     **({"scatter": float(np.std(m, ddof=1)) if len(m) > 1 else 0.0} if one_truth else {}),
                      "mean": float(np.mean(m)), **{f"coverage_{int(lv * 100)}": v for lv, v in cov_.items()}}
     d = np.stack([truth["omega_m"], truth["s8"]], -1) - mean
     chi2 = np.einsum("ni,nij,nj->n", d, np.linalg.inv(cov), d)

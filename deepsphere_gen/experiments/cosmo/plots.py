@@ -30,8 +30,13 @@ def _ellipse(ax, mean, cov, level, **kw):
     ax.add_patch(Ellipse(mean, 2 * r[1], 2 * r[0], angle=angle, fill=False, **kw))
 
 
-def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
-    """predicted-vs-true (held-out cosmologies) and fiducial-ellipse PNGs in out_dir."""
+#: what opens both figures' titles after a ``--quick`` run (the table and the JSON say it too): a copied PNG keeps it
+QUICK_LABEL = "--quick smoke test, no science: "
+
+
+def plot_all(result: dict, config: CosmoExperimentConfig, quick: bool = False) -> list[Path]:
+    """predicted-vs-true (held-out cosmologies) and fiducial-ellipse PNGs in out_dir; ``quick``: a ``--quick``
+    run, its titles opened by :data:`QUICK_LABEL`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +71,8 @@ def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
         axes[i, 0].set_ylim(lo - pad, hi + pad)
     axes[0, 0].legend(fontsize=8, loc="upper left")
     theta = preds[methods[0]]["test"]["theta"]
-    fig.suptitle(f"{len(np.unique(theta, axis=0))} held-out cosmologies ({len(theta)} samples): calibrated posterior "
+    label = QUICK_LABEL if quick else ""
+    fig.suptitle(f"{label}{len(np.unique(theta, axis=0))} held-out cosmologies ({len(theta)} samples): calibrated posterior "
                  r"mean and its $1\sigma$ error bar")
     fig.tight_layout()
     paths = [out / "cosmo_predicted_vs_true.png"]
@@ -99,7 +105,9 @@ def plot_all(result: dict, config: CosmoExperimentConfig) -> list[Path]:
     maps = config.grid.n_fiducial
     noise = ("no noise" if math.isinf(config.ngal) or config.sigma_e == 0
              else f"shape noise {config.ngal:g} gal/arcmin$^2$, $\\sigma_e$ {config.sigma_e:g}")
-    fig.suptitle(f"mean posterior at the fiducial ({maps} maps x {n // maps} footprint copies = {n} samples), "
+    copies = n // maps
+    fig.suptitle(f"{label}mean posterior at the fiducial ({maps} maps x {copies} footprint "
+                 f"{'copy' if copies == 1 else 'copies'} = {n} samples), "
                  f"68 % solid / 95 % dashed\n{config.grid.n_bins} bins, nside {config.grid.nside}, {noise}")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     paths.append(out / "cosmo_fiducial_ellipses.png")

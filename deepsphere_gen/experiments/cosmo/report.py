@@ -103,7 +103,14 @@ def write_json(path, result: dict, config: CosmoExperimentConfig, extra: dict | 
     processor type), "records", "summary", **extra} (predictions left out), written atomically;
     through :func:`~deepsphere_gen._io.plain_json`: ``--ngal inf`` is recorded as ``"ngal": "inf"``, a NaN as null.
     The config's fields are those of ``config`` and ``quick``: whether the run was ``--quick``'s smoke test (no
-    config field: the settings it stands for are the others)."""
-    payload = {"config": dict(asdict(config), quick=bool(quick)), "cpu": cpu_description(),
+    config field: the settings it stands for are the others); ``config.grid`` adds ``footprint_id`` beside the
+    footprint as given (a path as typed): the mask by its content
+    (:func:`~deepsphere_gen.datasets.cosmo_grid.footprint_id`, "stage3" or "mask-sha256:...", the name the data
+    set's metadata and the checkpoints' fingerprints hold)."""
+    from ...datasets.cosmo_grid import footprint_id
+
+    fields = asdict(config)
+    fields["grid"]["footprint_id"] = footprint_id(config.grid)
+    payload = {"config": dict(fields, quick=bool(quick)), "cpu": cpu_description(),
                "records": result["records"], "summary": result["summary"], **(extra or {})}
     return atomic_write_json(path, plain_json(payload, infinity=True))
