@@ -3,6 +3,7 @@ safe reads of ``torch.save`` files with one-line errors (:func:`load_torch_file`
 into a model (:func:`load_weights`: keys and shapes checked first, one-line errors)."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -48,7 +49,8 @@ def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
     The file keeps the permissions of the file it replaces, as a plain ``open()`` would (a
     checkpoint set to 0o600 stays 0o600); a new file gets what ``open()`` gives (0o666 & ~umask).
     The parent folder is created; on any error the temporary file is removed and ``path`` is left
-    as it was.
+    as it was.  A full disk (or quota), wherever ``write`` met it, is one ``OSError`` (ENOSPC / EDQUOT) naming
+    ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,11 +66,26 @@ def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = _disk_full(exc)
+        if full is not None:  # one error naming the file, not torch's chain of three (OSError, RuntimeError, OSError)
+            raise OSError(full.errno, full.strerror or os.strerror(full.errno), str(path)) from None
         raise
     return path
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The OSError "no space left on device" or "disk quota exceeded" among ``exc`` and the exceptions it was raised
+    from or while handling (torch's zip writer turns the failing write into a RuntimeError), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def atomic_write_json(path, obj, **dumps_kwargs) -> Path:

@@ -1,5 +1,6 @@
 """The one line a command ends early with, and its exit status: an error in its options or inputs
-(:func:`fail`, status 2, argparse's format) or a Ctrl-C (:func:`report_interrupt`, status 130)."""
+(:func:`fail`, status 2, argparse's format), a file-system error such as a full disk during the run
+(:func:`report_os_error`, status 2) or a Ctrl-C (:func:`report_interrupt`, status 130)."""
 from __future__ import annotations
 
 import sys
@@ -19,6 +20,17 @@ def fail(command: str, msg: str) -> int:
     """Print ``deepsphere-gen command: error: msg`` to stderr (argparse's format) and return :data:`EXIT_USAGE`."""
     print(f"deepsphere-gen {command}: error: {msg}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def report_os_error(command: str, stage: str, exc: OSError) -> int:
+    """Print the file system's own words for ``exc`` (e.g. the disk filled up during the run: "No space left on
+    device: FILE"), the stage it happened in and what is kept, as one :func:`fail` line (no traceback); return
+    :data:`EXIT_USAGE`.  The checkpoint writes are atomic (:func:`deepsphere_gen._io.atomic_write`, which also
+    names the file where torch's writer did not), so the previous checkpoint is intact; an unfinished data set is
+    removed (its folder is temporary until complete)."""
+    where = f": {exc.filename}" if exc.filename else ""
+    kept = _KEPT["data generation"] if stage == "data generation" else "finished checkpoints are kept"
+    return fail(command, f"{exc.strerror or exc}{where} (during {stage}; {kept})")
 
 
 def report_interrupt(command: str, stage: str, exc: KeyboardInterrupt, units: str) -> int:

@@ -32,7 +32,7 @@ from types import SimpleNamespace
 from .. import _cache_dirs
 from ._argv import files_out_of_lists, hidden, path_arg, refuse_unused, shown, step_out_of_lists
 from ._argv import option as _get
-from ._exits import EXIT_INTERRUPTED, fail, report_interrupt
+from ._exits import EXIT_INTERRUPTED, fail, report_interrupt, report_os_error
 from ._massmaps_checks import check_k, check_methods, check_options_apply, check_resolutions, pooling_notes, preflight
 from ._massmaps_classify import EXIT_OUT_OF_DISTRIBUTION, classify
 from ._quick import quick_note
@@ -389,7 +389,6 @@ def _run_steps(args, step: str) -> int:
     except BrokenPipeError:  # the reader of stdout went away (| head): the command line ends quietly
         raise
     except OSError as exc:  # e.g. the disk filled up during the run: the file system's own words, no traceback
-        where = f": {exc.filename}" if exc.filename else ""
-        return fail("massmaps", f"{exc.strerror or exc}{where} (during {stage}; finished checkpoints are kept)")
+        return report_os_error("massmaps", stage, exc)
     finally:
         shutdown_distributed()

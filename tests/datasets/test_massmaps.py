@@ -301,6 +301,41 @@ def test_dataset_noise_std_validation_split_and_averaging_down(dataset_dir):
         MassMapDataset(dataset_dir, test_fraction=0.5, val_fraction=0.45)
 
 
+def test_data_files_are_allocated_before_they_are_written_through_a_memory_map(tmp_path, monkeypatch):
+    """The maps files of massmaps, its rotated copies and cosmo are memory-mapped: numpy's sparse file let a full disk
+    kill the writer with SIGBUS at a store.  Allocated first, every block is on disk before a store (st_blocks), by
+    posix_fallocate or, where the file system lacks it, by zeros; a full disk is an OSError naming the file."""
+    import errno
+
+    import numpy as np
+
+    from deepsphere_gen.datasets._massmaps_cache import preallocated_memmap
+
+    shape = (2, 3, 12 * 64**2)
+    out = preallocated_memmap(tmp_path / "a.npy", shape)
+    assert out.shape == shape and out.dtype == np.float32 and not out.any()
+    assert (tmp_path / "a.npy").stat().st_blocks * 512 >= (tmp_path / "a.npy").stat().st_size  # not sparse
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    out = preallocated_memmap(tmp_path / "b.npy", shape)
+    out[1, 2, -1] = 7.0
+    out.flush()
+    assert (tmp_path / "b.npy").stat().st_blocks * 512 >= (tmp_path / "b.npy").stat().st_size
+    back = np.load(tmp_path / "b.npy")
+    assert back.shape == shape and back[1, 2, -1] == 7.0 and np.count_nonzero(back) == 1
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        preallocated_memmap(tmp_path / "c.npy", shape)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "c.npy")
+
+
 def _writer_process(final: Path):
     """A process writing ``final`` through atomic_directory: it prints 'ready' once the temporary
     folder is filled, then waits for a line on stdin before it finishes."""
