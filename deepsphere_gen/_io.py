@@ -130,8 +130,10 @@ def atomic_savefig(fig, path, **savefig_kwargs) -> Path:
 
 @contextmanager
 def interrupts_deferred():
-    """Hold Ctrl-C (SIGINT) until the block has finished, then deliver it as the previous handler
-    would (``KeyboardInterrupt`` with Python's default handler; nothing if it was ignored).
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block has finished, then deliver the first received as its
+    previous handler would (``KeyboardInterrupt`` with Python's default SIGINT handler or the commands'
+    SIGTERM one; the default action, ending the process, with SIG_DFL; nothing if it was ignored).  A signal whose
+    handler was not set from Python is left alone.
 
     For writes that must not be cut half-way: ``torch.save`` turns a ``KeyboardInterrupt`` raised
     inside its zip writer into a ``RuntimeError`` ("enforce fail at inline_container.cc"), so a
@@ -142,16 +144,19 @@ def interrupts_deferred():
         yield
         return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if received:
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        elif previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+        signum, handler = received[0], previous[received[0]]
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 def array_crc32(array, start: int = 0) -> int:

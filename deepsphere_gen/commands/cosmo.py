@@ -8,7 +8,7 @@ Options may stand before or after the step (``cosmo --quick generate`` == ``cosm
 every option is parsed with ``default=SUPPRESS`` and the defaults are applied once, in :func:`_config`
 (as ``massmaps`` does).  Before any work the device, the folders, ``--json``, a ``--footprint`` FITS
 file and the free disk are checked (:func:`_preflight`; a disk filling up later is one line too), and the footprint against the graph network's pooling (:func:`pooling_notes`,
-as ``massmaps`` does); Ctrl-C ends with one line and exit status 130.  Checkpoints
+as ``massmaps`` does); Ctrl-C ends with one line and exit status 130, SIGTERM with one line and 143.  Checkpoints
 carry a fingerprint of their settings, checked before any work (``train`` once; ``evaluate`` again where it
 loads the weights): one of other settings is refused (naming each differing setting, the option that sets it,
 and ``--methods METHOD --restart``, which retrains that method alone).  ``evaluate`` refuses, before any work,
@@ -30,7 +30,7 @@ from ..experiments import cosmo as exp  # its settings only: the rest (torch) is
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
 from ._argv import path_arg, refuse_unused, shown, step_out_of_lists
-from ._exits import fail, report_interrupt, report_os_error
+from ._exits import TerminationAsInterrupt, fail, report_interrupt, report_os_error
 from ._quick import quick_note
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
@@ -292,6 +292,7 @@ def run(args) -> int:
 
     t0, c0 = time.perf_counter(), _cpu()
     stage = "setup"
+    term = TerminationAsInterrupt()  # SIGTERM (timeout, a scheduler's limit) ends as Ctrl-C does
     try:
         config = _config(args)
         json_path = _get(args, "json") or f"{config.out_dir}/cosmo.json"
@@ -341,7 +342,7 @@ def run(args) -> int:
               f"({timing['process_cpu_seconds'] / 60:.1f} min)")
         return 0
     except KeyboardInterrupt as exc:  # a TrainingInterrupted names its epoch
-        return report_interrupt("cosmo", stage, exc, "networks")
+        return report_interrupt("cosmo", stage, exc, "networks", term.signum)
     except ValueError as exc:
         return fail("cosmo", str(exc))
     except BrokenPipeError:  # the reader of stdout went away (| head): the command line ends quietly
@@ -349,4 +350,5 @@ def run(args) -> int:
     except OSError as exc:  # e.g. the disk filled up during the run: the file system's own words, no traceback
         return report_os_error("cosmo", stage, exc)
     finally:
+        term.restore()
         shutdown_distributed()

@@ -129,15 +129,19 @@ def _writer_gone(tmp: Path) -> tuple[bool, str | None]:
 
 
 def clean_stale_temporaries(final: Path, log=None) -> list[Path]:
-    """Remove the temporary folders of ``final`` (``.NAME.tmp-*``) that an interrupted writer left
-    (killed by SIGTERM or SIGKILL: no cleanup ran): those whose :data:`LOCK` no process holds.
+    """Remove the temporary folders next to ``final`` that an interrupted writer left (killed by SIGKILL,
+    or by SIGTERM outside the commands: no cleanup ran): those whose :data:`LOCK` no process holds, of
+    ``final`` (``.NAME.tmp-*``) and of any other data set in its folder (``.*.tmp-*``: another seed or
+    setting that may never be generated again; was: kept until a write of that same data set).
     A writer is detected by its lock, not its process id, so one in another PID namespace (a
-    container) or on another machine sharing the file system is never taken for gone.  Folders
-    that cannot be told (no lock file: older versions or a writer just starting; file systems
-    without ``flock``) are kept and reported through ``log``.  Returns the removed folders."""
+    container) or on another machine sharing the file system is never taken for gone.  Folders of
+    ``final`` that cannot be told (no lock file: older versions or a writer just starting; file systems
+    without ``flock``) are kept and reported through ``log``; such folders of other data sets are kept
+    silently (a write of their own data set reports them).  Returns the removed folders."""
     final = Path(final)
     removed, unknown = [], []
-    for tmp in sorted(final.parent.glob(f".{final.name}.tmp-*")):
+    own = f".{final.name}.tmp-"
+    for tmp in sorted(final.parent.glob(".*.tmp-*")):
         if not tmp.is_dir():
             continue
         gone, why = _writer_gone(tmp)
@@ -147,7 +151,7 @@ def clean_stale_temporaries(final: Path, log=None) -> list[Path]:
                 unknown.append((tmp, "its writer has ended but it could not be removed"))
             else:
                 removed.append(tmp)
-        elif why is not None:
+        elif why is not None and tmp.name.startswith(own):
             unknown.append((tmp, why))
     if log is not None:
         for tmp in removed:

@@ -335,6 +335,50 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     assert "rerun the same command to resume" in err
 
 
+def test_sigterm_ends_as_ctrl_c_does_with_exit_143_and_the_handler_restored(tmp_path, capsys, monkeypatch):
+    """SIGTERM (`timeout`, a batch scheduler's time limit) during generation or training: one line, exit 143, the
+    temporary data folder removed (was: killed at once, no message, a hidden `.cosmo-...tmp-*` folder left); the
+    handler found before the command is back afterwards.  The test's own handler would see a SIGTERM the command
+    did not take."""
+    import os
+    import signal
+
+    import deepsphere_gen.datasets.cosmo_grid as grid
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+        maps = grid.lognormal_maps
+
+        def terminated(*a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return maps(*a, **k)
+
+        with monkeypatch.context() as m:
+            m.setattr(grid, "lognormal_maps", terminated)
+            err = refused(["generate", *TINY, *dirs], capsys, "terminated (SIGTERM) during data generation", rc=143)
+        assert "nothing of the unfinished data set is kept" in err and "rerun the same command" in err
+        assert not any((tmp_path / "data").iterdir())  # no hidden temporary folder
+        step = torch.optim.AdamW.step
+
+        def terminated_step(self, *a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return step(self, *a, **k)
+
+        with monkeypatch.context() as m:
+            m.setattr(torch.optim.AdamW, "step", terminated_step)
+            err = refused(["train", *TINY, *dirs, "--methods", "graph"], capsys,
+                          "terminated (SIGTERM) after epoch 0 of 2 of cosmo graph", rc=143)
+        assert "rerun the same command to resume" in err
+        assert seen == [] and signal.getsignal(signal.SIGTERM) is not None
+        handler = signal.getsignal(signal.SIGTERM)
+        handler(signal.SIGTERM, None)
+        assert seen == [signal.SIGTERM]  # the test's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_not_enough_free_disk_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     """As massmaps checks it (was: the generation died of SIGBUS on a full disk, without a word)."""
     import shutil

@@ -361,10 +361,13 @@ def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
     from deepsphere_gen.datasets._massmaps_cache import LOCK, atomic_directory
 
     final = tmp_path / "massmaps-nside8-0123456789abcdef"
-    proc = _writer_process(final)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    (killed,) = tmp_path.glob(f".{final.name}.tmp-*")  # what the killed writer left
+    elsewhere = tmp_path / "cosmo-nside32-0123456789abcdef"  # another data set, never generated again
+    procs = [_writer_process(final), _writer_process(elsewhere)]  # both alive: neither sweeps the other's folder
+    for proc, sig in zip(procs, (signal.SIGTERM, signal.SIGKILL)):
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    (killed,) = tmp_path.glob(f".{final.name}.tmp-*")  # what the killed writers left
+    (killed_elsewhere,) = tmp_path.glob(f".{elsewhere.name}.tmp-*")
     live = tmp_path / f".{final.name}.tmp-live"
     live.mkdir()
     held = os.open(live / LOCK, os.O_RDWR | os.O_CREAT)
@@ -372,7 +375,7 @@ def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
     old = tmp_path / f".{final.name}.tmp-old"
     old.mkdir()  # by an older version: no record of its writer
     other = tmp_path / ".massmaps-nside8-fedcba9876543210.tmp-x"
-    other.mkdir()  # another data set: not looked at
+    other.mkdir()  # another data set, no record of its writer: kept, and said by a write of that data set only
     said = []
     try:
         with atomic_directory(final, log=said.append) as tmp:
@@ -380,8 +383,11 @@ def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
     finally:
         os.close(held)
     assert not killed.exists() and live.exists() and old.exists() and other.exists()
+    assert not killed_elsewhere.exists()  # its writer is dead too: swept, whatever its data set
     assert sorted(p.name for p in final.iterdir()) == ["metadata.json"]  # the lock file is not kept
     assert f"deepsphere_gen: removed {killed}, left by an interrupted generation" in said
+    assert f"deepsphere_gen: removed {killed_elsewhere}, left by an interrupted generation" in said
+    assert not any(str(other) in s for s in said), said
     assert any(f"{old} may be left" in s and "no record of its writer" in s for s in said), said
     assert not any(str(live) in s for s in said), said
 
