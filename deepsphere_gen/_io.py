@@ -3,6 +3,7 @@ safe reads of ``torch.save`` files with one-line errors (:func:`load_torch_file`
 into a model (:func:`load_weights`: keys and shapes checked first, one-line errors)."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -48,7 +49,8 @@ def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
     The file keeps the permissions of the file it replaces, as a plain ``open()`` would (a
     checkpoint set to 0o600 stays 0o600); a new file gets what ``open()`` gives (0o666 & ~umask).
     The parent folder is created; on any error the temporary file is removed and ``path`` is left
-    as it was.
+    as it was.  A full disk (or quota), wherever ``write`` met it, is one ``OSError`` (ENOSPC / EDQUOT) naming
+    ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,11 +66,26 @@ def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = _disk_full(exc)
+        if full is not None:  # one error naming the file, not torch's chain of three (OSError, RuntimeError, OSError)
+            raise OSError(full.errno, full.strerror or os.strerror(full.errno), str(path)) from None
         raise
     return path
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The OSError "no space left on device" or "disk quota exceeded" among ``exc`` and the exceptions it was raised
+    from or while handling (torch's zip writer turns the failing write into a RuntimeError), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def atomic_write_json(path, obj, **dumps_kwargs) -> Path:
@@ -113,8 +130,10 @@ def atomic_savefig(fig, path, **savefig_kwargs) -> Path:
 
 @contextmanager
 def interrupts_deferred():
-    """Hold Ctrl-C (SIGINT) until the block has finished, then deliver it as the previous handler
-    would (``KeyboardInterrupt`` with Python's default handler; nothing if it was ignored).
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block has finished, then deliver the first received as its
+    previous handler would (``KeyboardInterrupt`` with Python's default SIGINT handler or the commands'
+    SIGTERM one; the default action, ending the process, with SIG_DFL; nothing if it was ignored).  A signal whose
+    handler was not set from Python is left alone.
 
     For writes that must not be cut half-way: ``torch.save`` turns a ``KeyboardInterrupt`` raised
     inside its zip writer into a ``RuntimeError`` ("enforce fail at inline_container.cc"), so a
@@ -125,16 +144,19 @@ def interrupts_deferred():
         yield
         return
     received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if received:
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        elif previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+        signum, handler = received[0], previous[received[0]]
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 def array_crc32(array, start: int = 0) -> int:

@@ -94,6 +94,23 @@ def tiny_grid(tmp_path_factory):
     return cfg, generate_cosmo_grid(cfg, tmp_path_factory.mktemp("cosmo"), progress=False, verbose=False)
 
 
+def test_disk_estimate_bounds_the_data_set_it_plans(tiny_grid):
+    """The plan's size (and the free-space check's) is an upper bound of the folder, apparent bytes and blocks, and
+    above it only by its slack (was: the maps alone, 1 MiB planned for a 1.8 MiB folder at --quick)."""
+    import os
+
+    from deepsphere_gen.datasets import cosmo_grid
+
+    cfg, path = tiny_grid
+    files = [f for f in path.iterdir() if f.is_file()]
+    apparent = sum(f.stat().st_size for f in files)
+    blocks = sum(f.stat().st_blocks * 512 for f in files)
+    estimate = cosmo_grid.data_set_bytes(cfg)
+    slack = len(files) * cosmo_grid._FILE_SLACK + cosmo_grid._FIXED_SLACK
+    assert len(files) == 15 and os.path.getsize(path / "maps_train.npy") > 0
+    assert estimate - slack <= apparent <= estimate and blocks <= estimate, (estimate, apparent, blocks)
+
+
 def test_stored_samples_are_the_footprint_pixels_of_the_maps(tiny_grid):
     cfg, path = tiny_grid
     copies = footprint_copies(stage3_footprint(cfg.nside))

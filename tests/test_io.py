@@ -68,6 +68,27 @@ def test_interrupts_deferred_delivers_ctrl_c_after_the_block():
     assert done[-1] == "again"
 
 
+def test_interrupts_deferred_holds_sigterm_too():
+    """A SIGTERM during a checkpoint write (the commands raise KeyboardInterrupt on it) waits for the block's end."""
+    import os
+    import signal
+
+    from deepsphere_gen._io import interrupts_deferred
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(("handler", signum)))
+    try:
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            seen.append("rest of the block ran")
+        assert seen == ["rest of the block ran", ("handler", signal.SIGTERM)]
+        handler = signal.getsignal(signal.SIGTERM)
+        handler(signal.SIGTERM, None)
+        assert seen[-1] == ("handler", signal.SIGTERM)  # restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _CtrlCWhilePickled:
     """Sends SIGINT to this process while torch.save pickles it (Ctrl-C in the middle of a write)."""
 

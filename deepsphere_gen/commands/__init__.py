@@ -10,7 +10,7 @@ What they share:
 | --- | --- |
 | :mod:`._preflight` | checks before any work: device, folders, output files, free disk (``check_step_paths``: those of a generate/train/evaluate/run step) |
 | :mod:`._argv` | command-line words reordered before parsing (a step or a FITS file after a list option's values); ``option``: an option parsed with ``default=SUPPRESS``, or its default |
-| :mod:`._exits` | the one line a command ends early with: an error in its options or inputs (`fail`, exit status 2) or a Ctrl-C (`report_interrupt`, 130) |
+| :mod:`._exits` | the one line a command ends early with: an error in its options or inputs (`fail`, exit status 2), a full disk during the run (`report_os_error`, 2) or a Ctrl-C (`report_interrupt`, 130; SIGTERM 143 under `TerminationAsInterrupt`) |
 | :mod:`._quick` | the note under a ``--quick`` run's table (`quick_note`: a smoke test, naming what the table holds) |
 
 And the parts of :mod:`.massmaps` (which keeps its options, the config built from them and the steps run):

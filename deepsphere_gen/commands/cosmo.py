@@ -6,9 +6,11 @@
 
 Options may stand before or after the step (``cosmo --quick generate`` == ``cosmo generate --quick``):
 every option is parsed with ``default=SUPPRESS`` and the defaults are applied once, in :func:`_config`
-(as ``massmaps`` does).  Before any work the device, the folders, ``--json`` and a ``--footprint`` FITS
-file are checked (:func:`_preflight`), the footprint against the power-spectrum bands (:func:`check_footprint_bands`)
-and against the graph network's pooling (:func:`pooling_notes`, as ``massmaps`` does); Ctrl-C ends with one line and exit status 130.  Checkpoints
+(as ``massmaps`` does).  Before any work the device, the folders, ``--json``, a ``--footprint`` FITS
+file and the free disk are checked (:func:`_preflight`; a disk filling up later is one line too), the footprint
+against the power-spectrum bands (:func:`check_footprint_bands`) and against the graph network's pooling
+(:func:`pooling_notes`, as ``massmaps`` does); Ctrl-C ends with one line and exit status 130, SIGTERM with one
+line and 143.  Checkpoints
 carry a fingerprint of their settings, checked before any work (``train`` once; ``evaluate`` again where it
 loads the weights): one of other settings is refused (naming each differing setting, the option that sets it,
 and ``--methods METHOD --restart``, which retrains that method alone).  ``evaluate`` refuses, before any work,
@@ -30,7 +32,7 @@ from ..experiments import cosmo as exp  # its settings only: the rest (torch) is
 from ..experiments.cosmo import CALIBRATIONS, GRAPH_WEIGHTS, GRID_DEFAULTS, METHODS, CosmoExperimentConfig
 from ._argv import option as _get
 from ._argv import path_arg, refuse_unused, shown, step_out_of_lists
-from ._exits import fail, report_interrupt
+from ._exits import TerminationAsInterrupt, fail, report_interrupt, report_os_error
 from ._quick import quick_note
 
 HELP = "cosmological inference (Omega_m, sigma_8, S8) on a survey footprint: DeepSphere vs power spectrum"
@@ -193,7 +195,7 @@ def _config(args):
 
 
 def _preflight(config, step: str, json_path: str) -> list[str]:
-    """Device, folders and the footprint, before any work (one-line ValueError); returns the notes of
+    """Device, folders, the footprint and free disk, before any work (one-line ValueError); returns the notes of
     :func:`pooling_notes`.  The footprint read here is the run's one read: it stays on ``config.grid``
     (:func:`~deepsphere_gen.datasets.cosmo_grid.footprint_mask`) for the generation, training and evaluation."""
     from ._preflight import check_step_paths
@@ -202,7 +204,42 @@ def _preflight(config, step: str, json_path: str) -> list[str]:
     check_step_paths(config.device, data_dir, config.out_dir, step, json_path)
     check_footprint_file(config.grid)
     check_footprint_bands(config, step)
-    return pooling_notes(config, step)
+    notes = pooling_notes(config, step)
+    check_disk(config, step, data_dir)
+    return notes
+
+
+def check_disk(config, step: str, data_dir) -> None:
+    """Free disk before any work (one-line ValueError, :func:`._preflight.check_free_space`, as ``massmaps``
+    checks it; was: a full disk killed the generation with SIGBUS and no message): under ``data_dir`` the data set
+    (:func:`~deepsphere_gen.datasets.cosmo_grid.data_set_bytes`, an upper bound) plus 16 MiB, unless it is there
+    already; under --out-dir, where the step trains or evaluates, the checkpoints, JSON and figures
+    (:func:`_output_bytes`)."""
+    from ..datasets.cosmo_grid import METADATA, data_set_bytes, data_set_dir
+    from ._preflight import check_free_space
+
+    grid = config.grid
+    if not (data_set_dir(grid, data_dir) / METADATA).is_file():
+        check_free_space(data_dir, data_set_bytes(grid) + 2**24,
+                         f"the data set (nside {grid.nside}, {grid.n_bins} bins; --nside, --n-train, --n-real shrink it)")
+    if step != "generate":
+        check_free_space(config.out_dir, _output_bytes(config), "checkpoints, JSON and figures")
+
+
+def _output_bytes(config) -> int:
+    """Disk for a run's checkpoints, JSON and figures: per network (graph members, MLP members of each summary
+    method) 1 MiB (weights and optimiser state; at --quick the graph network's checkpoint is 0.13 MB, an MLP's
+    0.3-0.4 MB) plus, for the
+    graph networks, 256 bytes per footprint pixel (the graph Laplacians kept as buffers, as ``massmaps`` measures
+    them), and 16 MiB for figures and JSON."""
+    import numpy as np
+
+    from ..datasets.cosmo_grid import footprint_mask
+
+    pixels = int(np.count_nonzero(footprint_mask(config.grid)))
+    graph = config.graph_members if "graph" in config.methods else 0
+    mlps = config.mlp_members * sum(m != "graph" for m in config.methods)
+    return 2**24 + graph * (2**20 + 256 * pixels) + mlps * 2**20
 
 
 def check_footprint_file(grid):
@@ -299,6 +336,7 @@ def run(args) -> int:
 
     t0, c0 = time.perf_counter(), _cpu()
     stage = "setup"
+    term = TerminationAsInterrupt()  # SIGTERM (timeout, a scheduler's limit) ends as Ctrl-C does
     try:
         config = _config(args)
         json_path = _get(args, "json") or f"{config.out_dir}/cosmo.json"
@@ -348,8 +386,13 @@ def run(args) -> int:
               f"({timing['process_cpu_seconds'] / 60:.1f} min)")
         return 0
     except KeyboardInterrupt as exc:  # a TrainingInterrupted names its epoch
-        return report_interrupt("cosmo", stage, exc, "networks")
+        return report_interrupt("cosmo", stage, exc, "networks", term.signum)
     except ValueError as exc:
         return fail("cosmo", str(exc))
+    except BrokenPipeError:  # the reader of stdout went away (| head): the command line ends quietly
+        raise
+    except OSError as exc:  # e.g. the disk filled up during the run: the file system's own words, no traceback
+        return report_os_error("cosmo", stage, exc)
     finally:
+        term.restore()
         shutdown_distributed()

@@ -32,7 +32,7 @@ from types import SimpleNamespace
 from .. import _cache_dirs
 from ._argv import files_out_of_lists, hidden, path_arg, refuse_unused, shown, step_out_of_lists
 from ._argv import option as _get
-from ._exits import EXIT_INTERRUPTED, fail, report_interrupt
+from ._exits import EXIT_INTERRUPTED, TerminationAsInterrupt, fail, report_interrupt, report_os_error
 from ._massmaps_checks import check_k, check_methods, check_options_apply, check_resolutions, pooling_notes, preflight
 from ._massmaps_classify import EXIT_OUT_OF_DISTRIBUTION, classify
 from ._quick import quick_note
@@ -316,6 +316,7 @@ def _run_steps(args, step: str) -> int:
 
     t0 = time.perf_counter()
     stage = "setup"
+    term = TerminationAsInterrupt()  # SIGTERM (timeout, a scheduler's limit) ends as Ctrl-C does
     try:
         config = _config(args)
         check_options_apply(args, config)
@@ -383,13 +384,13 @@ def _run_steps(args, step: str) -> int:
               f" + {child.ru_utime + child.ru_stime:.0f} s worker processes; peak memory {peak:.2f} GiB per process)")
         return 0
     except KeyboardInterrupt as exc:  # a TrainingInterrupted names its epoch
-        return report_interrupt("massmaps", stage, exc, "runs")
+        return report_interrupt("massmaps", stage, exc, "runs", term.signum)
     except ValueError as exc:
         return fail("massmaps", str(exc))
     except BrokenPipeError:  # the reader of stdout went away (| head): the command line ends quietly
         raise
     except OSError as exc:  # e.g. the disk filled up during the run: the file system's own words, no traceback
-        where = f": {exc.filename}" if exc.filename else ""
-        return fail("massmaps", f"{exc.strerror or exc}{where} (during {stage}; finished checkpoints are kept)")
+        return report_os_error("massmaps", stage, exc)
     finally:
+        term.restore()
         shutdown_distributed()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from .._io import plain_mode
 from .._validation import check_positive_int
 
 __all__ = ["limit_threads", "cache_key", "package_versions", "atomic_directory", "clean_stale_temporaries", "read_metadata",
+           "preallocated_memmap",
            "estimate_cost", "cost_note", "damaged_data_set", "open_data_npy", "METADATA", "LOCK"]
 
 #: Bump when the generated content changes for the same parameters.
@@ -127,15 +129,19 @@ def _writer_gone(tmp: Path) -> tuple[bool, str | None]:
 
 
 def clean_stale_temporaries(final: Path, log=None) -> list[Path]:
-    """Remove the temporary folders of ``final`` (``.NAME.tmp-*``) that an interrupted writer left
-    (killed by SIGTERM or SIGKILL: no cleanup ran): those whose :data:`LOCK` no process holds.
+    """Remove the temporary folders next to ``final`` that an interrupted writer left (killed by SIGKILL,
+    or by SIGTERM outside the commands: no cleanup ran): those whose :data:`LOCK` no process holds, of
+    ``final`` (``.NAME.tmp-*``) and of any other data set in its folder (``.*.tmp-*``: another seed or
+    setting that may never be generated again; was: kept until a write of that same data set).
     A writer is detected by its lock, not its process id, so one in another PID namespace (a
-    container) or on another machine sharing the file system is never taken for gone.  Folders
-    that cannot be told (no lock file: older versions or a writer just starting; file systems
-    without ``flock``) are kept and reported through ``log``.  Returns the removed folders."""
+    container) or on another machine sharing the file system is never taken for gone.  Folders of
+    ``final`` that cannot be told (no lock file: older versions or a writer just starting; file systems
+    without ``flock``) are kept and reported through ``log``; such folders of other data sets are kept
+    silently (a write of their own data set reports them).  Returns the removed folders."""
     final = Path(final)
     removed, unknown = [], []
-    for tmp in sorted(final.parent.glob(f".{final.name}.tmp-*")):
+    own = f".{final.name}.tmp-"
+    for tmp in sorted(final.parent.glob(".*.tmp-*")):
         if not tmp.is_dir():
             continue
         gone, why = _writer_gone(tmp)
@@ -145,7 +151,7 @@ def clean_stale_temporaries(final: Path, log=None) -> list[Path]:
                 unknown.append((tmp, "its writer has ended but it could not be removed"))
             else:
                 removed.append(tmp)
-        elif why is not None:
+        elif why is not None and tmp.name.startswith(own):
             unknown.append((tmp, why))
     if log is not None:
         for tmp in removed:
@@ -192,6 +198,34 @@ def atomic_directory(final: Path, log=None):
     finally:
         if lock is not None:
             os.close(lock)
+
+
+def preallocated_memmap(path, shape, dtype="float32"):
+    """``np.lib.format.open_memmap(path, "w+", dtype, shape)`` with the file's disk blocks allocated before any
+    store: numpy creates a sparse file, and a store into a page that the file system then cannot back (a full
+    disk) kills the process with SIGBUS, without a message or cleanup.  Allocated first, a full
+    disk is an ``OSError`` (ENOSPC) here, which the commands report in one line.  ``os.posix_fallocate`` where the
+    system and file system have it (milliseconds: extents, not writes); elsewhere zeros are written (one pass
+    over the file, ~1 s per GB).  A copy-on-write file system (btrfs, ZFS) may still fail a later store."""
+    import numpy as np
+
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, size)
+            return out
+        except AttributeError:  # pragma: no cover - no posix_fallocate (macOS)
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        chunk, offset = 1 << 24, out.offset
+        fh.seek(offset)
+        while offset < size:
+            offset += fh.write(bytes(min(chunk, size - offset)))
+        fh.flush()
+    return out
 
 
 def read_metadata(directory: Path) -> dict | None:

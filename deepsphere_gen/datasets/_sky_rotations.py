@@ -32,7 +32,7 @@ from .._seeds import derived_seeds
 from ..harmonic import random_rotations
 from .._validation import check_nonnegative_int, check_positive_int
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, cost_note, damaged_data_set, limit_threads, \
-    open_data_npy, package_versions, read_metadata
+    open_data_npy, package_versions, preallocated_memmap, read_metadata
 from ._spectra import COSMOLOGIES
 from .massmaps import MassMapConfig, gaussian_alm, map_from_gaussian_alm, map_rng
 
@@ -115,7 +115,7 @@ def generate_sky_rotations(config: MassMapConfig, n_maps: int, copies: int, data
     seed = rotation_seed(config.seed)
     with atomic_directory(final, log=print if verbose else None) as tmp, limit_threads(threads), \
             tqdm(total=n_total, desc="rotated copies", unit="map", disable=None if progress else True) as bar:
-        out = np.lib.format.open_memmap(tmp / _FILE, mode="w+", dtype=np.float32, shape=(2, n_maps * copies, npix))
+        out = preallocated_memmap(tmp / _FILE, (2, n_maps * copies, npix))
         angles = np.empty((2, n_maps, copies, 3))
         for c in range(2):
             for i in range(n_maps):

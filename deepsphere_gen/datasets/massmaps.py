@@ -44,6 +44,7 @@ from ._massmaps_cache import (
     open_data_npy,
     limit_threads,
     package_versions,
+    preallocated_memmap,
     read_metadata,
 )
 from .shape_noise import DEEPSPHERE_SMOOTHING_FWHM_ARCMIN
@@ -233,8 +234,7 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
     with atomic_directory(final, log=print if verbose else None) as tmp, limit_threads(threads), \
             tqdm(total=n_total, desc="massmaps", unit="map", disable=None if progress else True) as bar:
         spectra = {"transfer": _transfer(config)}
-        out = np.lib.format.open_memmap(tmp / _MAPS_FILE, mode="w+", dtype=np.float32,
-                                        shape=(2, config.n_maps, npix))
+        out = preallocated_memmap(tmp / _MAPS_FILE, (2, config.n_maps, npix))
         sums, sq = 0.0, 0.0
         class_std = []
         for c, cosmo in enumerate(COSMOLOGIES):

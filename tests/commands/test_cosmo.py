@@ -369,6 +369,101 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     assert "rerun the same command to resume" in err
 
 
+def test_sigterm_ends_as_ctrl_c_does_with_exit_143_and_the_handler_restored(tmp_path, capsys, monkeypatch):
+    """SIGTERM (`timeout`, a batch scheduler's time limit) during generation or training: one line, exit 143, the
+    temporary data folder removed (was: killed at once, no message, a hidden `.cosmo-...tmp-*` folder left); the
+    handler found before the command is back afterwards.  The test's own handler would see a SIGTERM the command
+    did not take."""
+    import os
+    import signal
+
+    import deepsphere_gen.datasets.cosmo_grid as grid
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+        maps = grid.lognormal_maps
+
+        def terminated(*a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return maps(*a, **k)
+
+        with monkeypatch.context() as m:
+            m.setattr(grid, "lognormal_maps", terminated)
+            err = refused(["generate", *TINY, *dirs], capsys, "terminated (SIGTERM) during data generation", rc=143)
+        assert "nothing of the unfinished data set is kept" in err and "rerun the same command" in err
+        assert not any((tmp_path / "data").iterdir())  # no hidden temporary folder
+        step = torch.optim.AdamW.step
+
+        def terminated_step(self, *a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return step(self, *a, **k)
+
+        with monkeypatch.context() as m:
+            m.setattr(torch.optim.AdamW, "step", terminated_step)
+            err = refused(["train", *TINY, *dirs, "--methods", "graph"], capsys,
+                          "terminated (SIGTERM) after epoch 0 of 2 of cosmo graph", rc=143)
+        assert "rerun the same command to resume" in err
+        assert seen == [] and signal.getsignal(signal.SIGTERM) is not None
+        handler = signal.getsignal(signal.SIGTERM)
+        handler(signal.SIGTERM, None)
+        assert seen == [signal.SIGTERM]  # the test's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_not_enough_free_disk_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """As massmaps checks it (was: the generation died of SIGBUS on a full disk, without a word)."""
+    import shutil
+
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+    usage = shutil.disk_usage(tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1024))
+        err = refused(["generate", *TINY, *dirs], capsys, "not enough free disk space in")
+    assert "for the data set (nside 32, 3 bins" in err
+    assert not any((tmp_path / "data").iterdir())
+    assert main(["cosmo", "generate", *TINY, *dirs]) == 0
+    with monkeypatch.context() as m:  # the data set is there: only the checkpoints, JSON and figures need room
+        m.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1024))
+        refused(["train", *TINY, *dirs], capsys, "for checkpoints, JSON and figures")
+
+
+def test_a_disk_filling_up_is_one_line(tmp_path, capsys, monkeypatch):
+    """During generation (the maps file is allocated before it is mapped: ENOSPC there, not SIGBUS at a store) and
+    at a checkpoint write (torch's writer turns the failing write into a RuntimeError chained between two OSErrors:
+    was three tracebacks): one line naming the file, exit 2, nothing half-written kept."""
+    import errno
+    import io
+    import os
+
+    dirs = ["--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")]
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "posix_fallocate", full)
+        err = refused(["generate", *TINY, *dirs], capsys, "No space left on device: ")
+    assert "maps_train.npy (during data generation; nothing of the unfinished data set is kept)" in err
+    assert not any((tmp_path / "data").iterdir())  # the temporary folder is removed
+
+    class FullDisk(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    save = torch.save
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", lambda obj, f, *a, **k: save(obj, FullDisk(), *a, **k))
+        err = refused(["train", *TINY, *dirs, "--methods", "graph"], capsys, "No space left on device: ")
+    assert "cosmo-graph.pt (during training; finished checkpoints are kept)" in err
+    assert not list((tmp_path / "out" / "checkpoints").glob("*"))  # no half-written checkpoint
+
+
 def test_footprint_must_be_a_partial_sky_mask(tmp_path, capsys):
     """A convergence map or a full-sky mask given as --footprint is refused (was: every non-zero pixel kept)."""
     import healpy as hp

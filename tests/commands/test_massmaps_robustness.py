@@ -1186,6 +1186,30 @@ def test_ctrl_c_resumes_bit_identically(tmp_path, capsys, monkeypatch):
     assert [h["train_loss"] for h in sa["history"]] == [h["train_loss"] for h in sb["history"]]
 
 
+def test_sigterm_in_training_is_one_line_and_exit_143(tmp_path, capsys, monkeypatch):
+    """SIGTERM (`timeout`, a scheduler's time limit) as Ctrl-C: one line naming the checkpointed epoch, exit 143
+    (was: killed at once, no message); the handler in place before the command is back afterwards (the test's own,
+    which would see a SIGTERM the command did not take)."""
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        step = torch.optim.AdamW.step
+
+        def terminated_step(self, *a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return step(self, *a, **k)
+
+        monkeypatch.setattr(torch.optim.AdamW, "step", terminated_step)
+        cap = _fail(["train", *TINY, *_dirs(tmp_path)], capsys, "terminated (SIGTERM) after epoch 0 of 2 of fcn-sky1",
+                    rc=143)
+        assert "rerun the same command to resume" in cap.err and len(cap.err.strip().splitlines()) == 1
+        assert seen == []
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        assert seen == [signal.SIGTERM]  # restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.mark.slow  # 12 s: a fresh interpreter imports torch; the in-process test above covers the handling
 def test_sigint_in_a_real_process(tmp_path):
     """A real SIGINT: no traceback, exit status 130, the message names the epoch; no '\\r' in the log."""

@@ -301,6 +301,41 @@ def test_dataset_noise_std_validation_split_and_averaging_down(dataset_dir):
         MassMapDataset(dataset_dir, test_fraction=0.5, val_fraction=0.45)
 
 
+def test_data_files_are_allocated_before_they_are_written_through_a_memory_map(tmp_path, monkeypatch):
+    """The maps files of massmaps, its rotated copies and cosmo are memory-mapped: numpy's sparse file let a full disk
+    kill the writer with SIGBUS at a store.  Allocated first, every block is on disk before a store (st_blocks), by
+    posix_fallocate or, where the file system lacks it, by zeros; a full disk is an OSError naming the file."""
+    import errno
+
+    import numpy as np
+
+    from deepsphere_gen.datasets._massmaps_cache import preallocated_memmap
+
+    shape = (2, 3, 12 * 64**2)
+    out = preallocated_memmap(tmp_path / "a.npy", shape)
+    assert out.shape == shape and out.dtype == np.float32 and not out.any()
+    assert (tmp_path / "a.npy").stat().st_blocks * 512 >= (tmp_path / "a.npy").stat().st_size  # not sparse
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    out = preallocated_memmap(tmp_path / "b.npy", shape)
+    out[1, 2, -1] = 7.0
+    out.flush()
+    assert (tmp_path / "b.npy").stat().st_blocks * 512 >= (tmp_path / "b.npy").stat().st_size
+    back = np.load(tmp_path / "b.npy")
+    assert back.shape == shape and back[1, 2, -1] == 7.0 and np.count_nonzero(back) == 1
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        preallocated_memmap(tmp_path / "c.npy", shape)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "c.npy")
+
+
 def _writer_process(final: Path):
     """A process writing ``final`` through atomic_directory: it prints 'ready' once the temporary
     folder is filled, then waits for a line on stdin before it finishes."""
@@ -326,10 +361,13 @@ def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
     from deepsphere_gen.datasets._massmaps_cache import LOCK, atomic_directory
 
     final = tmp_path / "massmaps-nside8-0123456789abcdef"
-    proc = _writer_process(final)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    (killed,) = tmp_path.glob(f".{final.name}.tmp-*")  # what the killed writer left
+    elsewhere = tmp_path / "cosmo-nside32-0123456789abcdef"  # another data set, never generated again
+    procs = [_writer_process(final), _writer_process(elsewhere)]  # both alive: neither sweeps the other's folder
+    for proc, sig in zip(procs, (signal.SIGTERM, signal.SIGKILL)):
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    (killed,) = tmp_path.glob(f".{final.name}.tmp-*")  # what the killed writers left
+    (killed_elsewhere,) = tmp_path.glob(f".{elsewhere.name}.tmp-*")
     live = tmp_path / f".{final.name}.tmp-live"
     live.mkdir()
     held = os.open(live / LOCK, os.O_RDWR | os.O_CREAT)
@@ -337,7 +375,7 @@ def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
     old = tmp_path / f".{final.name}.tmp-old"
     old.mkdir()  # by an older version: no record of its writer
     other = tmp_path / ".massmaps-nside8-fedcba9876543210.tmp-x"
-    other.mkdir()  # another data set: not looked at
+    other.mkdir()  # another data set, no record of its writer: kept, and said by a write of that data set only
     said = []
     try:
         with atomic_directory(final, log=said.append) as tmp:
@@ -345,8 +383,11 @@ def test_folders_left_by_a_killed_generation_are_removed_next_time(tmp_path):
     finally:
         os.close(held)
     assert not killed.exists() and live.exists() and old.exists() and other.exists()
+    assert not killed_elsewhere.exists()  # its writer is dead too: swept, whatever its data set
     assert sorted(p.name for p in final.iterdir()) == ["metadata.json"]  # the lock file is not kept
     assert f"deepsphere_gen: removed {killed}, left by an interrupted generation" in said
+    assert f"deepsphere_gen: removed {killed_elsewhere}, left by an interrupted generation" in said
+    assert not any(str(other) in s for s in said), said
     assert any(f"{old} may be left" in s and "no record of its writer" in s for s in said), said
     assert not any(str(live) in s for s in said), said
 
