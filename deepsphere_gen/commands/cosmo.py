@@ -164,7 +164,7 @@ def _config(args):
     from ..datasets.cosmo_grid import CosmoGridConfig
 
     from ..datasets.tomography import check_n_bins
-    from ..experiments.cosmo.data import check_n_train
+    from ..experiments.cosmo.config import check_n_train
 
     q = QUICK if _get(args, "quick") else {}
     d, g = CosmoExperimentConfig(), CosmoGridConfig()

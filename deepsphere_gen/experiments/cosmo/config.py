@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
     from ...datasets.cosmo_grid import CosmoGridConfig
 
-__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "MLP_TRAINING", "CosmoExperimentConfig"]
+__all__ = ["METHODS", "GRAPH_WEIGHTS", "CALIBRATIONS", "GRID_DEFAULTS", "MLP_TRAINING", "VALIDATION_EVERY", "n_validation",
+           "min_n_train", "check_n_train", "CosmoExperimentConfig"]
 
 METHODS = ("graph", "power_spectrum", "handcrafted")
 #: which weights of the graph network are evaluated: its epoch of lowest validation loss, or its last epoch
@@ -31,6 +32,38 @@ GRID_DEFAULTS = {"nside": 128, "n_bins": 3, "n_train": 128, "n_test": 32, "n_rea
 #: fixed training settings of the summary-statistic MLPs (AdamW learning rate, batch size, early-stopping
 #: patience in epochs): read by the training and fingerprinted into their checkpoints
 MLP_TRAINING = {"lr": 1e-3, "batch_size": 128, "patience": 40}
+
+
+#: one training cosmology in VALIDATION_EVERY (drawn at random: strided Sobol subsets cluster) validates
+VALIDATION_EVERY = 8
+
+
+def n_validation(n_train: int) -> int:
+    """How many of ``n_train`` training cosmologies :func:`~.data.validation_mask` holds out: ``n_train //
+    VALIDATION_EVERY``, at least 1."""
+    return max(1, n_train // VALIDATION_EVERY)
+
+
+def min_n_train() -> int:
+    """The fewest training cosmologies that leave at least one to train on after :func:`n_validation` (2)."""
+    n = 1
+    while n - n_validation(n) < 1:
+        n += 1
+    return n
+
+
+def check_n_train(n_train, name: str = "n_train") -> int:
+    """``n_train`` as an int of at least :func:`min_n_train`, else ValueError naming ``name`` (the ``cosmo``
+    command passes ``--n-train``), the minimum and why; checked before any work (was: one cosmology was generated,
+    all of it went to validation, and the training refused "training set is empty")."""
+    from ..._validation import check_positive_int
+
+    n = check_positive_int(n_train, name)
+    low = min_n_train()
+    if n < low:
+        raise ValueError(f"{name} must be >= {low} (one training cosmology in {VALIDATION_EVERY}, at least one, is held "
+                         f"out for validation: {n} would leave none to train on), got {n_train!r}")
+    return n
 
 
 def _default_grid() -> CosmoGridConfig:
@@ -92,7 +125,6 @@ class CosmoExperimentConfig:
         from ..._validation import check_nonnegative_int, check_positive_int, check_positive_ints
         from ...datasets.shape_noise import pixel_noise_std
         from ...training import TrainConfig
-        from .data import check_n_train
 
         check_n_train(self.grid.n_train, "grid.n_train")  # validation takes one cosmology in 8, at least one
         bad = [m for m in self.methods if m not in METHODS]

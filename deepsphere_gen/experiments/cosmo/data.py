@@ -20,11 +20,10 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..._fingerprint import mask_hash
-from ..._validation import check_positive_int
 from ...datasets.cosmo_grid import footprint_mask, generate_cosmo_grid
 from ...datasets.pseudo_cl import PseudoCl
 from ...training import DistContext, distributed_context
-from .config import CosmoExperimentConfig
+from .config import VALIDATION_EVERY, CosmoExperimentConfig, check_n_train, min_n_train, n_validation  # (the split's rule)
 from .posterior import ParameterSpace
 from .summaries import summary_features
 
@@ -34,8 +33,6 @@ __all__ = ["FEATURE_METHODS", "VALIDATION_EVERY", "generate", "pseudo_cl_estimat
 
 #: the methods whose inputs are summary features (an MLP each)
 FEATURE_METHODS = ("power_spectrum", "handcrafted")
-#: one training cosmology in VALIDATION_EVERY (drawn at random: strided Sobol subsets cluster) validates
-VALIDATION_EVERY = 8
 
 
 def generate(config: CosmoExperimentConfig, ctx: DistContext | None = None, log=print) -> Path:
@@ -80,32 +77,6 @@ def split_features(config, path, est, split, draws=1):
         for m in FEATURE_METHODS:
             out[m].append(f[m])
     return {m: np.concatenate(v) for m, v in out.items()}, np.tile(params, (draws, 1))
-
-
-def n_validation(n_train: int) -> int:
-    """How many of ``n_train`` training cosmologies :func:`validation_mask` holds out: ``n_train //
-    VALIDATION_EVERY``, at least 1."""
-    return max(1, n_train // VALIDATION_EVERY)
-
-
-def min_n_train() -> int:
-    """The fewest training cosmologies that leave at least one to train on after :func:`n_validation` (2)."""
-    n = 1
-    while n - n_validation(n) < 1:
-        n += 1
-    return n
-
-
-def check_n_train(n_train, name: str = "n_train") -> int:
-    """``n_train`` as an int of at least :func:`min_n_train`, else ValueError naming ``name`` (the ``cosmo``
-    command passes ``--n-train``), the minimum and why; checked before any work (was: one cosmology was generated,
-    all of it went to validation, and the training refused "training set is empty")."""
-    n = check_positive_int(n_train, name)
-    low = min_n_train()
-    if n < low:
-        raise ValueError(f"{name} must be >= {low} (one training cosmology in {VALIDATION_EVERY}, at least one, is held "
-                         f"out for validation: {n} would leave none to train on), got {n_train!r}")
-    return n
 
 
 def validation_mask(path, seed: int = 0) -> np.ndarray:
