@@ -32,7 +32,8 @@ LATLON = EquiangularSampling(9, np.linspace(0, np.pi, 19), 36, None)  # 10-degre
 
 # tester5's cases: the plain kNN graph had 2, 4, 3, 3, 3 components
 CASES = [(DriscollHealySampling(16), 8), (DriscollHealySampling(32), 8), (GaussLegendreSampling(64), 20),
-         (McEwenWiauxSampling(64), 20), (LATLON, 8)]
+         (McEwenWiauxSampling(64), 20), (LATLON, 8),
+         (EquiangularSampling(9, np.linspace(np.pi, 0, 19), 36, None), 8)]  # its rings listed from the south pole
 
 
 @pytest.mark.parametrize("s,k", CASES, ids=lambda v: repr(v) if not isinstance(v, int) else f"k{v}")
