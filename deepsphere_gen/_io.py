@@ -185,6 +185,10 @@ def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueErro
         raise error(f"no checkpoint at {path}")
     if path.stat().st_size == 0:
         raise error(f"checkpoint {path} is an empty file")
+    bad = _failed_crc(path)
+    if bad is not None:
+        raise error(f"checkpoint {path} is damaged: its record {bad!r} does not match the CRC-32 checksum written "
+                    "with it (the file changed after it was saved); use an intact copy")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -200,36 +204,28 @@ def load_torch_file(path, map_location="cpu", error: type[Exception] = ValueErro
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise error(f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {first})") from None
         raise error(f"checkpoint {path} is {problem} ({type(exc).__name__})") from None
-    bad = _failed_crc(path)
-    if bad is not None:
-        raise error(f"checkpoint {path} is damaged: its record {bad!r} does not match the CRC-32 checksum written "
-                    "with it (the file changed after it was saved); use an intact copy")
     return state
 
 
 def _failed_crc(path) -> str | None:
     """The first record of the ``torch.save`` archive ``path`` whose bytes do not match the CRC-32 stored with it in
-    the zip (None: all match, or no zip, as torch's legacy format).  ``torch.load`` never checks them, so a flipped
-    bit inside a tensor's data loaded silently.  Reads the file once more (from the page cache just after
-    ``torch.load``); CRC-32 finds every flip of up to 32 adjacent bits.  Cost: ~0.45 ms per MB of file (zlib's
-    CRC-32, ~2.2 GB/s): 10 ms for the largest checkpoint the commands write, 21 MB (massmaps' hybrid network on
-    the full sky at nside 64 with its best epoch's weights; torch.load of it: 15 ms), 4 ms for that network's
-    10.7 MB ``save_model`` file (a sha256 of its tensors: 11 ms)."""
+    the zip (``zipfile.ZipFile.testzip``, the archive's folder prefix stripped), or None: all match, or no readable
+    zip (torch's legacy format, text, a zip whose directory is damaged: torch.load and :func:`_archive_problem` say
+    what it is).  ``torch.load`` never checks them, so a flipped bit inside a tensor's data loaded silently, and one
+    in the pickle record (``data.pkl``) surfaced as whatever the unpickler made of it ("holds objects other than
+    tensors", torch's own errors): checked before torch.load, so damage is called damage.  CRC-32 finds every flip
+    of up to 32 adjacent bits.  Reads the file once more (torch.load then reads it from the page cache).  Cost:
+    ~0.45 ms per MB of file (zlib's CRC-32, ~2.2 GB/s): 10 ms for the largest checkpoint the commands write, 21 MB
+    (massmaps' hybrid network on the full sky at nside 64 with its best epoch's weights; torch.load of it: 15 ms),
+    4 ms for that network's 10.7 MB ``save_model`` file (a sha256 of its tensors: 11 ms)."""
     import zipfile
 
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:  # torch read it, but not as a zip: nothing to compare with
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError):  # no zip, or no readable one: nothing to compare with here
         return None
-    with archive:
-        for info in archive.infolist():
-            try:
-                with archive.open(info) as member:  # raises BadZipFile at the end of a member whose CRC differs
-                    while member.read(1 << 24):
-                        pass
-            except zipfile.BadZipFile:
-                return info.filename.split("/", 1)[-1]
-    return None
+    return None if bad is None else bad.split("/", 1)[-1]
 
 
 def _reading_failed(exc: Exception) -> bool:

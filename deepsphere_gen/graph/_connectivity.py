@@ -46,18 +46,24 @@ def footprint_pieces(sampling) -> int | None:
     legitimately be in several pieces, and full-sky HEALPix kNN graphs are connected for every k >= 2
     (nside 1 - 64 tested; k = 1 pairs pixels and never connects).
     """
-    if not isinstance(sampling, (EquiangularSampling, McEwenWiauxSampling)):
-        return None
-    return 1 + int(np.count_nonzero(_separated(np.unique(np.asarray(sampling.theta_1d, dtype=np.float64)))))
+    rings = _rings(sampling)
+    return None if rings is None else 1 + int(np.count_nonzero(_separated(rings[0])))
 
 
-def _rings(sampling) -> tuple[np.ndarray, np.ndarray] | None:
-    """(distinct colatitudes, increasing; each pixel's ring: the index of its colatitude there) of a ring
-    sampling, None for other samplings."""
+def _rings(sampling) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(theta, start, nphi, order, ring) of a ring sampling, None for other samplings: ``sampling.rings()`` with
+    its rings sorted by increasing colatitude (a user's lat-lon grid may list them from the south), so that ring
+    ``r``'s pixels by increasing longitude are ``order[start[r]: start[r] + nphi[r]]``, and ``ring``: (npix,)
+    each pixel's ring.  O(npix) (``rings()`` makes ``order``)."""
     if not isinstance(sampling, (EquiangularSampling, McEwenWiauxSampling)):
         return None
-    theta, ring = np.unique(np.asarray(sampling.theta, dtype=np.float64), return_inverse=True)
-    return theta, ring.ravel()
+    r = sampling.rings()
+    by_theta = np.argsort(r.theta, kind="stable")
+    rank = np.empty(by_theta.size, dtype=np.int64)
+    rank[by_theta] = np.arange(by_theta.size)
+    ring = np.empty(sampling.npix, dtype=np.int64)
+    ring[r.order] = np.repeat(rank, r.nphi)  # ring-major: the rings one after another, as rings() lists them
+    return np.asarray(r.theta, dtype=np.float64)[by_theta], r.start[by_theta], r.nphi[by_theta], r.order, ring
 
 
 def _separated(theta: np.ndarray) -> np.ndarray:
@@ -86,7 +92,7 @@ def ring_links(sampling, W: sp.csr_matrix, sigma: float) -> sp.csr_matrix:
     rings = _rings(sampling)
     if rings is None:
         return W
-    theta, ring = rings
+    theta, start, nphi, order, ring = rings
     if theta.size < 2:
         return W
     lo = np.repeat(ring, np.diff(W.indptr))  # each stored entry's row ring, then its column ring
@@ -99,18 +105,10 @@ def ring_links(sampling, W: sp.csr_matrix, sigma: float) -> sp.csr_matrix:
     if gaps.size == 0:
         return W
     phi = np.asarray(sampling.phi, dtype=np.float64)
-    members = {}
-
-    def ring_pixels(r):  # the pixels of ring r, by increasing longitude
-        if r not in members:
-            pix = np.flatnonzero(ring == r)
-            members[r] = pix[np.argsort(phi[pix], kind="stable")]
-        return members[r]
-
     pairs = []
     for g in gaps:
         for a, b in ((g, g + 1), (g + 1, g)):
-            src, dst = ring_pixels(a), ring_pixels(b)
+            src, dst = (order[start[r]: start[r] + nphi[r]] for r in (a, b))  # by increasing longitude
             m = np.rint(phi[src] * dst.size / (2 * np.pi)).astype(np.int64) % dst.size  # phi equispaced from 0
             pairs.append((src, dst[m]))
     i = np.concatenate([p[0] for p in pairs])

@@ -84,9 +84,6 @@ class _Transform(torch.nn.Module):
     O(L^2 + npix) buffers).
     """
 
-    #: refuse a sampling whose analysis is undefined at construction (a module that only analyses)
-    _requires_analysis = False
-
     def __init__(self, sampling, L: int, dtype: torch.dtype = torch.float32, device=None, order: str = "NESTED",
                  engine: str | None = None, check_input: bool = True, block_bytes: int = DEFAULT_BLOCK_BYTES):
         super().__init__()
@@ -95,8 +92,7 @@ class _Transform(torch.nn.Module):
         if engine is not None and engine not in _ENGINES:
             raise ValueError(f"engine must be None or one of {sorted(_ENGINES)}, got {engine!r}")
         check_device(device)
-        self.geometry = RingGeometry.from_sampling(sampling, L, order, analysis=self._requires_analysis)
-        self._can_analyse = self.geometry.can_analyse
+        self.geometry = RingGeometry.from_sampling(sampling, L, order)
         self.sampling, self.L, self.npix, self.order = sampling, self.geometry.L, self.geometry.npix, str(order).upper()
         self.engine, self.check_input, self.block_bytes = engine, bool(check_input), int(block_bytes)
         self._sizes = {"maps": self.npix, "coeffs": self.L * self.L}
@@ -173,8 +169,7 @@ class _Transform(torch.nn.Module):
         return eng
 
     def _analysis(self, maps: torch.Tensor, iterations: int, check: bool | None = None) -> torch.Tensor:
-        if not self._can_analyse:
-            self.geometry.check_analysis()
+        self.geometry.check_analysis()
         self._check(maps, "maps", check)
         if not maps.numel():
             return _empty(maps, self._sizes["coeffs"])
@@ -209,10 +204,9 @@ class SphericalAnalysis(_Transform):
     Cost per map: one analysis (+ one synthesis and one analysis per iteration).
     """
 
-    _requires_analysis = True
-
     def __init__(self, sampling, L: int, iterations: int = 0, **kwargs):
         super().__init__(sampling, L, **kwargs)
+        self.geometry.check_analysis()  # a module that only analyses: refused at construction
         self.iterations = _iterations(iterations)
 
     def forward(self, maps: torch.Tensor, iterations: int | None = None) -> torch.Tensor:

@@ -43,7 +43,7 @@ class RingGeometry:
     order : (npix,) int32 (int64 from 2**31 pixels) pixel of each ring-major sample
         (``maps[:, order]`` is ring-major), or None when the maps are ring-major already.
     weights : (nrings,) quadrature weight of each pixel of the ring (sr), or None (exact theta
-        rule, or a grid without weights: synthesis only, :attr:`can_analyse`).
+        rule, or a grid without weights: synthesis only, :meth:`check_analysis`).
     rule : "quadrature" or "mcewen-wiaux" (see :data:`THETA_RULES`).
     label : the sampling's repr (for messages).
     """
@@ -63,24 +63,21 @@ class RingGeometry:
     def nrings(self) -> int:
         return int(self.theta.size)
 
-    @property
-    def can_analyse(self) -> bool:
-        """Whether the analysis is defined: an exact theta rule, or quadrature weights."""
-        return self.rule != "quadrature" or self.weights is not None
-
     def check_analysis(self) -> None:
-        """ValueError unless :attr:`can_analyse` (the synthesis needs no weights)."""
-        if not self.can_analyse:
+        """ValueError unless the analysis is defined: an exact theta rule, or quadrature weights (the synthesis
+        needs no weights).  The one test of it: :class:`~deepsphere_gen.harmonic.SphericalAnalysis` calls it at
+        construction, every analysis at the call (a few attribute reads)."""
+        if self.rule == "quadrature" and self.weights is None:
             raise ValueError(f"{self.label} has no quadrature weights: no analysis possible "
                              "(synthesis needs none: SphericalSynthesis, SHT.inverse)")
 
     @classmethod
-    def from_sampling(cls, sampling, L: int, order: str = "NESTED", analysis: bool = True) -> "RingGeometry":
+    def from_sampling(cls, sampling, L: int, order: str = "NESTED") -> "RingGeometry":
         """Validate ``L`` and the sampling's rings; ``order``: "NESTED" (maps in the sampling's
         own pixel order, NESTED for HEALPix) or "RING" (maps already ring-major).  ``sampling`` must be a
         :class:`~deepsphere_gen.sampling.Sampling` (:func:`~deepsphere_gen.sampling.check_sampling`: an nside is a
-        ValueError saying so): the check of every SHT module and layer built on one.  ``analysis``: also
-        require the analysis (:meth:`check_analysis`); False accepts rings without weights (synthesis only)."""
+        ValueError saying so): the check of every SHT module and layer built on one.  Rings without weights are
+        accepted (synthesis only: :meth:`check_analysis`)."""
         check_sampling(sampling)
         L = check_positive_int(L, "bandlimit L")
         limit = max_bandlimit(sampling)
@@ -98,7 +95,7 @@ class RingGeometry:
         if npix != sampling.npix or np.any(nphi < 1):
             raise ValueError(f"{sampling!r}: its rings hold {npix} samples, not its {sampling.npix} pixels")
         perm = None if order == "RING" else check_permutation(rings.order, npix, repr(sampling))
-        geom = cls(
+        return cls(
             L=L,
             npix=npix,
             theta=np.asarray(rings.theta, dtype=np.float64),
@@ -110,6 +107,3 @@ class RingGeometry:
             rule=rings.rule,
             label=repr(sampling),
         )
-        if analysis:
-            geom.check_analysis()
-        return geom

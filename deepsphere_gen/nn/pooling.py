@@ -420,20 +420,11 @@ class HealpixPartialUnpool(nn.Module):
 def _grid_shape(grid, p: int) -> tuple[int, int]:
     """(ntheta, nphi) of a grid that pools by 2**p x 2**p blocks, or a ValueError saying what is true of
     ``grid``: a :class:`~deepsphere_gen.sampling.DriscollHealySampling` needs L divisible by 2**p (its
-    2L x 2L grid then pools onto DH(L / 2**p); another L gives a grid that is no DH); a Gauss-Legendre one
-    never pools (nphi = 2L - 1 is odd, and the GL nodes of L / 2 are not every other node of L); a
-    McEwen-Wiaux one neither (its single south-pole sample and odd nphi = 2L - 1 make no (ntheta, nphi)
-    grid of 2 x 2 blocks); another :class:`~deepsphere_gen.sampling.EquiangularSampling` or an
-    ``(ntheta, nphi)`` pair needs both sizes divisible by 2**p."""
+    2L x 2L grid then pools onto DH(L / 2**p); another L gives a grid that is no DH); another
+    :class:`~deepsphere_gen.sampling.EquiangularSampling` or an ``(ntheta, nphi)`` pair needs both sizes
+    divisible by 2**p.  A Gauss-Legendre grid fails that test for every p, a McEwen-Wiaux one is no
+    (ntheta, nphi) grid: the message then says why they never pool (:func:`_unpoolable`)."""
     f = 2**p
-    if isinstance(grid, McEwenWiauxSampling):
-        raise ValueError(f"{grid!r}: a McEwen-Wiaux grid cannot be pooled by 2 x 2 blocks ((L-1) rings of 2L-1 = "
-                         f"{grid.nphi} samples, odd, and one south-pole sample: no (ntheta, nphi) grid); pool a "
-                         "DriscollHealySampling (L divisible by 2**p), which maps DH(L) onto DH(L / 2**p)")
-    if isinstance(grid, GaussLegendreSampling):
-        raise ValueError(f"{grid!r}: a Gauss-Legendre grid cannot be pooled by 2 x 2 blocks (nphi = 2L-1 = {grid.nphi} "
-                         "is odd, and GL(L/2)'s nodes are not every other node of GL(L)); pool a "
-                         "DriscollHealySampling (L divisible by 2**p), which maps DH(L) onto DH(L / 2**p)")
     if isinstance(grid, DriscollHealySampling) and grid.L % f:
         raise ValueError(f"{grid!r}: DH(L) pools onto DH(L / 2**p) only for L divisible by 2**p = {f} (p={p}); "
                          f"L = {grid.L} would give a {2 * grid.L // f} x {2 * grid.L // f} grid that is no "
@@ -442,10 +433,26 @@ def _grid_shape(grid, p: int) -> tuple[int, int]:
     try:
         nt, nphi = (int(s) for s in shape)
     except (TypeError, ValueError):
-        raise ValueError(f"grid must be a Driscoll-Healy or other EquiangularSampling, or (ntheta, nphi), got {grid!r}") from None
+        raise ValueError("grid must be a Driscoll-Healy or other EquiangularSampling, or (ntheta, nphi), got "
+                         f"{grid!r}{_unpoolable(grid)}") from None
     if nt % f or nphi % f:
-        raise ValueError(f"grid {nt} x {nphi} is not divisible by 2**p={f} in both directions")
+        named = "" if shape is grid else f" ({grid!r})"
+        raise ValueError(f"grid {nt} x {nphi}{named} is not divisible by 2**p={f} in both directions{_unpoolable(grid)}")
     return nt, nphi
+
+
+def _unpoolable(grid) -> str:
+    """The end of :func:`_grid_shape`'s message for a grid that never pools by 2 x 2 blocks (Gauss-Legendre,
+    McEwen-Wiaux): why, and what pools; "" for other grids."""
+    if isinstance(grid, GaussLegendreSampling):
+        why = (f"a Gauss-Legendre grid cannot be pooled by 2 x 2 blocks (nphi = 2L-1 = {grid.nphi} is odd, and "
+               "GL(L/2)'s nodes are not every other node of GL(L))")
+    elif isinstance(grid, McEwenWiauxSampling):
+        why = (f"a McEwen-Wiaux grid cannot be pooled by 2 x 2 blocks ((L-1) rings of 2L-1 = {grid.nphi} samples, "
+               "odd, and one south-pole sample: no (ntheta, nphi) grid)")
+    else:
+        return ""
+    return f": {why}; pool a DriscollHealySampling (L divisible by 2**p), which maps DH(L) onto DH(L / 2**p)"
 
 
 class _EquiangularBase(nn.Module):

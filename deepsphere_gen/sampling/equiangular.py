@@ -170,8 +170,7 @@ class McEwenWiauxSampling(Sampling):
         integral of any map f band-limited below L, exactly (McEwen-Wiaux's rule for degree 0,
         :func:`mw_area_weights`).  Not a quadrature for products of two such maps (degree up to
         2L-2): the SHT does not use them, it runs the exact McEwen-Wiaux theta rule (``rings()``)."""
-        ring = mw_area_weights(self.L)
-        return np.concatenate([np.repeat(ring[:-1], self.nphi), ring[-1:]])
+        return np.repeat(mw_area_weights(self.L), self.rings().nphi)  # pixels in ring-major order (rings().order)
 
     def rings(self) -> Rings:
         """L rings; no quadrature weights: the SHT uses the exact McEwen-Wiaux theta rule."""

@@ -8,10 +8,8 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
 
-from deepsphere_gen.graph import build_graph, graph_params, knn_distances, knn_graph
+from deepsphere_gen.graph import _knn, build_graph, graph_params, knn_graph
 from deepsphere_gen.graph._connectivity import footprint_pieces, ring_links
-from deepsphere_gen.graph._kernel import default_sigma
-from deepsphere_gen.graph._knn import _symmetrise
 from deepsphere_gen.nn import ChebConv
 from deepsphere_gen.sampling import (DriscollHealySampling, EquiangularSampling, GaussLegendreSampling,
                                      HealpixSampling, McEwenWiauxSampling)
@@ -21,23 +19,33 @@ def _components(W) -> int:
     return connected_components(sp.csr_matrix(W), directed=False)[0]
 
 
-def _plain_knn(s, k):
-    """The kNN edges alone (what knn_graph returned before the ring links), and their sigma."""
-    idx, d2 = knn_distances(s.xyz, k)
-    sigma = default_sigma(s, k, mean_distance=float(np.sqrt(d2).mean()))
-    return _symmetrise(idx, np.exp(d2 * (-np.log(2.0) / sigma**2))), sigma  # knn_graph's operations
+def _plain_knn(monkeypatch, s, k):
+    """The kNN edges alone (knn_graph with its ring links switched off: what it returned before them), and the
+    sigma of their weights."""
+    seen = {}
+
+    def no_links(sampling, W, sigma):
+        seen["sigma"] = sigma
+        return W
+
+    with monkeypatch.context() as m, warnings.catch_warnings():
+        m.setattr(_knn, "ring_links", no_links)
+        warnings.simplefilter("ignore", RuntimeWarning)  # the kNN edges alone may be in pieces
+        W = knn_graph(s, k)
+    return W, seen["sigma"]
 
 
 LATLON = EquiangularSampling(9, np.linspace(0, np.pi, 19), 36, None)  # 10-degree ERA5-like grid with both poles
 
 # tester5's cases: the plain kNN graph had 2, 4, 3, 3, 3 components
 CASES = [(DriscollHealySampling(16), 8), (DriscollHealySampling(32), 8), (GaussLegendreSampling(64), 20),
-         (McEwenWiauxSampling(64), 20), (LATLON, 8)]
+         (McEwenWiauxSampling(64), 20), (LATLON, 8),
+         (EquiangularSampling(9, np.linspace(np.pi, 0, 19), 36, None), 8)]  # its rings listed from the south pole
 
 
 @pytest.mark.parametrize("s,k", CASES, ids=lambda v: repr(v) if not isinstance(v, int) else f"k{v}")
-def test_equiangular_knn_graphs_are_connected_and_keep_their_knn_edges(s, k, tmp_path):
-    plain, _ = _plain_knn(s, k)
+def test_equiangular_knn_graphs_are_connected_and_keep_their_knn_edges(s, k, tmp_path, monkeypatch):
+    plain, _ = _plain_knn(monkeypatch, s, k)
     assert _components(plain) > 1  # the plain kNN graph falls apart near the poles
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # connected: no warning
@@ -65,9 +73,9 @@ def test_a_chebconv_passes_across_the_pole_ring():
     assert y[0, :32, 0].abs().min() > 1e-6
 
 
-def test_ring_links_leave_a_graph_with_an_edge_across_every_gap_as_it_is():
+def test_ring_links_leave_a_graph_with_an_edge_across_every_gap_as_it_is(monkeypatch):
     s = DriscollHealySampling(8)
-    plain, sigma = _plain_knn(s, 8)
+    plain, sigma = _plain_knn(monkeypatch, s, 8)
     assert _components(plain) == 1
     assert ring_links(s, plain, sigma) is plain
     assert (knn_graph(s, 8) != plain).nnz == 0

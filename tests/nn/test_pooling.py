@@ -364,16 +364,19 @@ def test_equiangular_pool_on_driscoll_healy():
 
 def test_equiangular_pool_refuses_grids_it_cannot_pool_and_says_why():
     """DH(L) with L not divisible by 2**p (was: accepted, a 9 x 9 grid that is no DH), GL and MW (was: 'not an
-    equiangular sampling' for MW, which docs/conventions.md lists among the equiangular grids)."""
+    equiangular sampling' for MW, which docs/conventions.md lists among the equiangular grids): GL fails the
+    divisibility test, MW the shape test, and each message says why that grid never pools."""
     for layer in (EquiangularMaxPool, EquiangularAvgPool, EquiangularUnpool, EquiangularMaxUnpool):
         with pytest.raises(ValueError, match=r"DH\(L\) pools onto DH\(L / 2\*\*p\) only for L divisible by 2\*\*p = 2 "
                            r"\(p=1\); L = 9 would give a 9 x 9 grid that is no Driscoll-Healy grid"):
             layer(DriscollHealySampling(9))
         with pytest.raises(ValueError, match=r"only for L divisible by 2\*\*p = 4 \(p=2\); L = 6"):
             layer(DriscollHealySampling(6), p=2)
-        with pytest.raises(ValueError, match="a Gauss-Legendre grid cannot be pooled .*nphi = 2L-1 = 15 is odd"):
+        with pytest.raises(ValueError, match=r"^grid 8 x 15 \(GaussLegendreSampling\(gl-L8, npix=120\)\) is not divisible by "
+                           r"2\*\*p=2 in both directions: a Gauss-Legendre grid cannot be pooled .*nphi = 2L-1 = 15 is odd"):
             layer(GaussLegendreSampling(8))
-        with pytest.raises(ValueError, match="a McEwen-Wiaux grid cannot be pooled .*pool a DriscollHealySampling"):
+        with pytest.raises(ValueError, match=r"^grid must be .* got McEwenWiauxSampling\(mw-L8, npix=106\): a McEwen-Wiaux "
+                           "grid cannot be pooled .*pool a DriscollHealySampling"):
             layer(McEwenWiauxSampling(8))
     assert EquiangularMaxPool(DriscollHealySampling(12), p=2)(torch.randn(1, 576, 1)).shape == (1, 36, 1)  # DH(3)
 

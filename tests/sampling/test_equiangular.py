@@ -7,7 +7,6 @@ from deepsphere_gen.sampling import (
     GaussLegendreSampling,
     McEwenWiauxSampling,
     dh_theta_weights,
-    mw_area_weights,
 )
 
 
@@ -36,7 +35,6 @@ def test_mcewen_wiaux_area_weights_integrate_band_limited_maps(L):
     assert w.sum() == pytest.approx(4 * np.pi, rel=1e-14)
     integrals = np.array([_ylm(l, m, s) @ w for l in range(L) for m in range(-l, l + 1)])
     np.testing.assert_allclose(integrals, np.sqrt(4 * np.pi) * (np.arange(L * L) == 0), atol=1e-13)
-    np.testing.assert_array_equal(w[: s.npix - 1].reshape(L - 1, 2 * L - 1), np.repeat(mw_area_weights(L)[:-1, None], 2 * L - 1, 1))
 
 
 def test_gauss_legendre_weights_exact_at_large_bandlimit():
