@@ -45,11 +45,12 @@ def discover_suites(suite_dir=None) -> dict:
             modules.append(module)
     suites = {}
     for module in modules:
+        where = getattr(module, "__file__", None) or module.__name__  # the file to fix, not its import name
         for attr in ("NAME", "cases", "run"):
             if not hasattr(module, attr):
-                raise ValueError(f"benchmark suite {module.__name__} lacks {attr} (see benchmarks/README.md)")
+                raise ValueError(f"benchmark suite {where} lacks {attr} (see benchmarks/README.md)")
         if module.NAME in suites:
-            raise ValueError(f"two benchmark suites are named {module.NAME!r}")
+            raise ValueError(f"two benchmark suites are named {module.NAME!r}: {suites[module.NAME].__file__} and {where}")
         suites[module.NAME] = module
     return dict(sorted(suites.items()))
 
