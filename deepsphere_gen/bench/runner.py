@@ -21,8 +21,8 @@ def discover_suites(suite_dir=None) -> dict:
     """The benchmark suites: {NAME: module}, sorted by name.
 
     Default: every module of :mod:`deepsphere_gen.bench.suites` (installed with the package,
-    so an ordinary install runs them).  ``suite_dir``: a folder of extra ``*.py`` suites
-    (imported by path), e.g. a suite under development; ValueError where it is not a folder,
+    so an ordinary install runs them).  ``suite_dir``: a folder of ``*.py`` suites
+    (imported by path; they replace the installed ones), e.g. a suite under development; ValueError where it is not a folder,
     named as ``deepsphere-gen bench`` names it ("--suite-dir DIR does not exist").
     """
     if suite_dir is None:
