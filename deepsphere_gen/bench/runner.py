@@ -21,8 +21,8 @@ def discover_suites(suite_dir=None) -> dict:
     """The benchmark suites: {NAME: module}, sorted by name.
 
     Default: every module of :mod:`deepsphere_gen.bench.suites` (installed with the package,
-    so an ordinary install runs them).  ``suite_dir``: a folder of extra ``*.py`` suites
-    (imported by path), e.g. a suite under development; ValueError where it is not a folder,
+    so an ordinary install runs them).  ``suite_dir``: a folder of ``*.py`` suites
+    (imported by path; they replace the installed ones), e.g. a suite under development; ValueError where it is not a folder,
     named as ``deepsphere-gen bench`` names it ("--suite-dir DIR does not exist").
     """
     if suite_dir is None:
@@ -45,11 +45,12 @@ def discover_suites(suite_dir=None) -> dict:
             modules.append(module)
     suites = {}
     for module in modules:
+        where = getattr(module, "__file__", None) or module.__name__  # the file to fix, not its import name
         for attr in ("NAME", "cases", "run"):
             if not hasattr(module, attr):
-                raise ValueError(f"benchmark suite {module.__name__} lacks {attr} (see benchmarks/README.md)")
+                raise ValueError(f"benchmark suite {where} lacks {attr} (see benchmarks/README.md)")
         if module.NAME in suites:
-            raise ValueError(f"two benchmark suites are named {module.NAME!r}")
+            raise ValueError(f"two benchmark suites are named {module.NAME!r}: {suites[module.NAME].__file__} and {where}")
         suites[module.NAME] = module
     return dict(sorted(suites.items()))
 

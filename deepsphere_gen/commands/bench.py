@@ -27,7 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--suite-dir", type=path_arg, default=None, metavar="DIR",
-                        help="folder of extra *.py suites to run instead of the installed ones (deepsphere_gen.bench.suites)")
+                        help="folder of *.py suites that replaces the installed ones (deepsphere_gen.bench.suites): "
+                             "only its suites run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -31,6 +31,7 @@ from ._legendre import normalized_legendre, real_spherical_harmonics
 from ._mw import mw_theta_mixing, mw_weight
 from ._sht import (
     ENGINE_FOR_DEVICE,
+    ENGINES,
     SHT,
     SphericalAnalysis,
     SphericalSynthesis,
@@ -116,6 +117,7 @@ __all__ = [
     "SphericalAnalysis",
     "SphericalSynthesis",
     "ENGINE_FOR_DEVICE",
+    "ENGINES",
     "analysis",
     "synthesis",
     "max_bandlimit",

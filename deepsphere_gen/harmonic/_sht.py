@@ -13,8 +13,9 @@ Names (one meaning each, everywhere):
 Coefficients: real orthonormal basis, flat index l*l + l + m (no Condon-Shortley phase; docs/conventions.md);
 maps in the sampling's pixel order (HEALPix: NESTED, or RING with ``order="RING"``).
 
-Engines, chosen per call by the input's device (:data:`ENGINE_FOR_DEVICE`, overridable
-with ``engine=``):
+Engines, chosen per call by the input's device (:data:`ENGINE_FOR_DEVICE`: device type ->
+name, overridable with ``engine=``), then by name (:data:`ENGINES`: name -> engine class; an
+unknown name, from either, is refused listing the valid ones):
 
 - ``"ducc0"`` (CPU): ducc0's transforms in autograd Functions (``_sht_ducc``: why);
 - ``"torch"`` (CUDA and any other device; the reference on CPU): ring / FFT plan + Legendre
@@ -47,11 +48,15 @@ __all__ = [
     "max_bandlimit",
     "clear_sht_cache",
     "ENGINE_FOR_DEVICE",
+    "ENGINES",
 ]
 
-#: engine used for inputs on each device type; device types not listed use "torch".
+#: engine name used for inputs on each device type; device types not listed use "torch".
 ENGINE_FOR_DEVICE = {"cpu": "ducc0"}
-_ENGINES = {"ducc0", "torch"}
+#: engine name -> engine class: the one dispatch table.  A class gives ``device_types`` (None:
+#: any), ``cache_key(dtype, device)`` (inputs sharing a key share one engine) and
+#: ``build(geometry, dtype, device, block_bytes)``.
+ENGINES = {"ducc0": DuccEngine, "torch": TorchEngine}
 #: the dtypes an SHT is built and runs in (ducc0 transforms float32 and float64 only)
 DTYPES = (torch.float32, torch.float64)
 
@@ -69,7 +74,8 @@ class _Transform(torch.nn.Module):
         listing the valid ones.
     order : "NESTED" (maps in the sampling's own pixel order; HEALPix: NESTED) or "RING"
         (maps already ring-major: HEALPix RING order).
-    engine : None (by device, :data:`ENGINE_FOR_DEVICE`), "ducc0" (CPU only) or "torch".
+    engine : None (by device, :data:`ENGINE_FOR_DEVICE`) or a key of :data:`ENGINES`: "ducc0"
+        (CPU only) or "torch".
     check_input : reject NaN / inf / UNSEEN values (one host synchronisation per call);
         shape, dtype and device are always checked.
     block_bytes : budget of one block of Legendre values of the torch engine.
@@ -89,8 +95,8 @@ class _Transform(torch.nn.Module):
         super().__init__()
         if dtype not in DTYPES:
             raise ValueError(f"the SHT computes in {' or '.join(map(str, DTYPES))}, got dtype={dtype}")
-        if engine is not None and engine not in _ENGINES:
-            raise ValueError(f"engine must be None or one of {sorted(_ENGINES)}, got {engine!r}")
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"engine must be None or one of {sorted(ENGINES)}, got {engine!r}")
         check_device(device)
         self.geometry = RingGeometry.from_sampling(sampling, L, order)
         self.sampling, self.L, self.npix, self.order = sampling, self.geometry.L, self.geometry.npix, str(order).upper()
@@ -125,17 +131,16 @@ class _Transform(torch.nn.Module):
             raise ValueError(f"this SHT was cast to {x.dtype}; it computes in {' or '.join(map(str, DTYPES))} only: "
                              "cast it back (module.float() or module.double()) and its input too")
         name = self.engine or ENGINE_FOR_DEVICE.get(x.device.type, "torch")
-        if name == "ducc0":
-            if x.device.type != "cpu":
-                raise ValueError(f"the ducc0 engine runs on CPU tensors, got one on {x.device}")
-            key = ("ducc0",)
-        else:
-            key = ("torch", str(x.device), x.dtype)
+        cls = ENGINES.get(name)
+        if cls is None:  # engine= is checked at construction; ENGINE_FOR_DEVICE is a public, editable dict
+            where = "engine=" if self.engine else f"ENGINE_FOR_DEVICE[{x.device.type!r}] is"
+            raise ValueError(f"{where} {name!r}, not an SHT engine; valid names: {sorted(ENGINES)}")
+        if cls.device_types is not None and x.device.type not in cls.device_types:
+            raise ValueError(f"the {name} engine runs on {' or '.join(cls.device_types)} tensors, got one on {x.device}")
+        key = cls.cache_key(x.dtype, x.device)
         eng = self._engines.get(key)
         if eng is None:
-            eng = (DuccEngine(self.geometry) if name == "ducc0"
-                   else TorchEngine(self.geometry, x.dtype, x.device, self.block_bytes))
-            self._engines[key] = eng
+            eng = self._engines[key] = cls.build(self.geometry, x.dtype, x.device, self.block_bytes)
         return eng
 
     def extra_repr(self) -> str:

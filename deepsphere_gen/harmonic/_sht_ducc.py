@@ -123,6 +123,18 @@ class DuccEngine:
     """
 
     name = "ducc0"
+    #: device types it runs on (the SHT refuses others)
+    device_types = ("cpu",)
+
+    @staticmethod
+    def cache_key(dtype: torch.dtype, device) -> tuple:
+        """One engine per SHT module: it serves both precisions."""
+        return ("ducc0",)
+
+    @classmethod
+    def build(cls, geom: RingGeometry, dtype: torch.dtype, device, block_bytes: int) -> "DuccEngine":
+        """The SHT's constructor call (dtype, device and block_bytes unused)."""
+        return cls(geom)
 
     def __init__(self, geom: RingGeometry):
         self.geom, self.L = geom, geom.L

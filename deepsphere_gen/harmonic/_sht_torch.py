@@ -22,6 +22,18 @@ class TorchEngine(torch.nn.Module):
     theta rule) with torch operations on ``device`` in ``dtype``."""
 
     name = "torch"
+    #: device types it runs on: any
+    device_types = None
+
+    @staticmethod
+    def cache_key(dtype: torch.dtype, device) -> tuple:
+        """One engine per (device, dtype): its buffers live there."""
+        return ("torch", str(device), dtype)
+
+    @classmethod
+    def build(cls, geom: RingGeometry, dtype: torch.dtype, device, block_bytes: int) -> "TorchEngine":
+        """The SHT's constructor call."""
+        return cls(geom, dtype, device, block_bytes)
 
     def __init__(self, geom: RingGeometry, dtype: torch.dtype, device=None, block_bytes: int = DEFAULT_BLOCK_BYTES):
         super().__init__()

@@ -123,11 +123,19 @@ class Sampling:
         raise NotImplementedError(f"{self.name} sampling has no iso-latitude ring structure")
 
     def cache_key(self) -> str:
-        """A string that identifies the sampling (used in on-disk cache keys)."""
-        raise NotImplementedError
+        """A short string that names the sampling and its parameters (e.g. "healpix-n8-full"):
+        the graph cache's file names, and the memo keys of the functional SHT
+        (:func:`~deepsphere_gen.harmonic.analysis`) and ``nn.LaplacianPyramid``, which need it.
+        Optional for a graph: without it the graph cache keys by a hash of the coordinates."""
+        raise NotImplementedError(f"{type(self).__name__} defines no cache_key() (the functional SHT and "
+                                  "LaplacianPyramid need one; graphs fall back to a hash of the coordinates)")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.cache_key()}, npix={self.npix})"
+        try:
+            key = f"{self.cache_key()}, "
+        except NotImplementedError:  # a sampling without a key: error messages formatting it still read
+            key = ""
+        return f"{type(self).__name__}({key}npix={self.npix})"
 
 
 def check_sampling(sampling, cls: type | None = None):

@@ -245,6 +245,28 @@ def test_cli_unknown_suite_and_bad_dir(tmp_path, capsys):
         _bench.discover_suites(tmp_path / "bench_trivial.py")
 
 
+def test_suite_dir_replaces_the_installed_suites(tmp_path, capsys):
+    # its help said "extra suites ... instead of the installed ones": instead is the behaviour
+    (tmp_path / "bench_trivial.py").write_text(TRIVIAL_SUITE)
+    assert list(_bench.discover_suites(tmp_path)) == ["trivial"]
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "suites that replaces the installed ones" in help_text and "extra" not in help_text
+
+
+def test_broken_suite_named_by_its_file(tmp_path, capsys):
+    # was: "benchmark suite _deepsphere_gen_bench_bad lacks cases", the import name, not the file
+    bad = tmp_path / "bad.py"
+    bad.write_text('NAME = "bad"\n\ndef run(case, device, harness):\n    return []\n')
+    rc = main(["bench", "--suite-dir", str(tmp_path), "--json", str(tmp_path / "o.json")])
+    assert rc == 2 and f"benchmark suite {bad} lacks cases (see benchmarks/README.md)" in capsys.readouterr().err
+    bad.write_text(TRIVIAL_SUITE)
+    (tmp_path / "again.py").write_text(TRIVIAL_SUITE)
+    with pytest.raises(ValueError, match=f"named 'trivial': {tmp_path / 'again.py'} and {bad}$"):
+        _bench.discover_suites(tmp_path)
+
+
 def test_cli_json_checked_before_any_suite(tmp_path, capsys):
     (tmp_path / "bench_trivial.py").write_text(TRIVIAL_SUITE)
     (tmp_path / "a-file").write_text("x")

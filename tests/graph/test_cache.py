@@ -111,6 +111,10 @@ def test_sampling_without_cache_key(tmp_path):
     assert not build_graph(a, k=5, cache_dir=tmp_path).from_cache
     assert build_graph(a, k=5, cache_dir=tmp_path).from_cache
     assert not build_graph(b, k=5, cache_dir=tmp_path).from_cache
+    # cache_key is optional: repr (in error messages) falls back to the class and size
+    assert repr(a) == "Points(npix=30)"
+    with pytest.raises(NotImplementedError, match="Points defines no cache_key"):
+        a.cache_key()
 
 
 def test_no_cache_writes_nothing(tmp_path):

@@ -179,6 +179,25 @@ def test_engine_dispatch_table_by_device():
         SHT(S, 8, engine="numpy")
 
 
+def test_engine_names_dispatch_through_one_table(monkeypatch):
+    # name -> engine class is the ENGINES dict: an added name builds its class, and a typo in
+    # the public device table is refused naming the valid engines (it ran the torch engine)
+    from deepsphere_gen.harmonic import ENGINE_FOR_DEVICE, ENGINES
+
+    assert {n: c.name for n, c in ENGINES.items()} == {"ducc0": "ducc0", "torch": "torch"}
+    S = GaussLegendreSampling(8)
+    x = torch.zeros(1, S.npix, 1)
+    monkeypatch.setitem(ENGINE_FOR_DEVICE, "cpu", "duc0")
+    with pytest.raises(ValueError, match=r"ENGINE_FOR_DEVICE\['cpu'\] is 'duc0'.*\['ducc0', 'torch'\]"):
+        SHT(S, 8)(x)
+    monkeypatch.setitem(ENGINES, "reference", ENGINES["torch"])
+    monkeypatch.setitem(ENGINE_FOR_DEVICE, "cpu", "reference")
+    assert SHT(S, 8).engine_for(x).name == "torch"
+    assert SHT(S, 8, engine="ducc0").engine_for(x).name == "ducc0"
+    with pytest.raises(ValueError, match="ducc0 engine runs on cpu"):
+        SHT(S, 8, engine="ducc0").engine_for(torch.zeros(1, S.npix, 1, device="meta"))
+
+
 @pytest.mark.parametrize("nside,L", [(1, 3), (2, 6), (4, 12)])
 def test_healpix_aliased_rings_match_direct_sum(nside, L):
     # polar rings have 4 samples for up to 3 nside orders: every order aliases onto a bin
