@@ -1,5 +1,5 @@
 """Which mass-map method runs on which sky: a new baseline is classed by its feature groups (one rule,
-``config.patch_only``), and refused clearly where it cannot run."""
+``config.patch_only``), refused clearly where it cannot run, and noted where it skips a sky fraction."""
 import pytest
 
 from deepsphere_gen.commands import _massmaps_checks as checks
@@ -47,3 +47,12 @@ def test_baseline_records_refuse_a_patch_only_method_on_the_full_sky(toy_method,
                                          "not on sky 1"):
         baseline_records(tmp_path / "absent", sky, exp.NoiseSetting("none"), config, [toy_method])
 
+
+def test_a_given_method_that_skips_some_sky_fractions_gets_a_note(toy_method):
+    config = exp.ExperimentConfig(nside=16, sky_fractions=("1", "1/12"), methods=(toy_method, "harmonic", "psd_svm"))
+    assert checks.check_methods(config, "run", True) == (config, [
+        "massmaps: note: toy_svm runs only on nested patches (sky fractions 1/12, 1/48, 1/192, ...): skipped on "
+        "sky fraction 1; harmonic runs only on the full sky (sky fraction 1): skipped on sky fraction 1/12"])
+    assert checks.check_methods(config, "generate", True) == (config, [])
+    # the default list's split is the documented one: no note
+    assert checks.check_methods(exp.ExperimentConfig(nside=16, sky_fractions=("1", "1/12")), "run", False)[1] == []
