@@ -96,10 +96,13 @@ def check_options_apply(args, config) -> None:
 
 
 def check_methods(config, step: str, methods_given: bool):
-    """Methods that run on none of the sky fractions (harmonic and hybrid run on the full sky only, strong_svm
-    on nested patches only), before any work: given with --methods, refused (ValueError naming the method and
-    the sky fractions); from the default list, left out of ``config.methods`` (the JSON records what ran) with
-    a note.  Returns (config, notes)."""
+    """Methods that run on none of the sky fractions (harmonic and hybrid run on the full sky only, a baseline with
+    a patch-only feature group, as strong_svm, on nested patches only: ``massmaps.methods_for``), before any work:
+    given with --methods, refused (ValueError naming the method and the sky fractions); from the default list, left
+    out of ``config.methods`` (the JSON records what ran) with a note.  A method given with --methods that runs on
+    some of the sky fractions but not all gets a note naming the ones it skips (``config.sky_fractions`` lists
+    every sky fraction of the run; the default list's split is the documented one: no note).
+    Returns (config, notes)."""
     from copy import copy
 
     from ..experiments import massmaps as exp
@@ -107,13 +110,17 @@ def check_methods(config, step: str, methods_given: bool):
     if step == "generate":
         return config, []
     skies = exp.sky_settings(config)
-    idle = [m for m in config.methods if not any(m in exp.methods_for(sky, (m,)) for sky in skies)]
-    if not idle:
-        return config, []
+    skipped = {m: [sky.name for sky in skies if m not in exp.methods_for(sky, (m,))] for m in config.methods}
     where = {m: "the full sky (sky fraction 1)" if m in exp.FULL_SKY_METHODS else
-             "nested patches (sky fractions 1/12, 1/48, 1/192, ...)" for m in idle}
-    what = "; ".join(f"{m} runs only on {where[m]}" for m in idle)
+             "nested patches (sky fractions 1/12, 1/48, 1/192, ...)" for m in config.methods}
+    idle = [m for m in config.methods if len(skipped[m]) == len(skies)]
     fractions = " ".join(config.sky_fractions)
+    if not idle:
+        partial = [m for m in config.methods if skipped[m]] if methods_given else []
+        return config, ([] if not partial else [
+            "massmaps: note: " + "; ".join(f"{m} runs only on {where[m]}: skipped on sky fraction "
+                                           f"{' '.join(skipped[m])}" for m in partial)])
+    what = "; ".join(f"{m} runs only on {where[m]}" for m in idle)
     if methods_given:
         raise ValueError(f"--methods {' '.join(idle)}: {what}, not on --sky-fractions {fractions}")
     kept = tuple(m for m in config.methods if m not in idle)

@@ -2,7 +2,7 @@
 
 | module | holds |
 | --- | --- |
-| :mod:`.deepsphere` | ``DeepSphereClassifier``, ``DeepSphereRegressor``, ``SphericalUNet`` (HEALPix NESTED, full / partial sky) and ``graph_encoder``, the conv + pool stack they share with the hybrid |
+| :mod:`.deepsphere` | ``DeepSphereClassifier``, ``DeepSphereRegressor``, ``SphericalUNet`` (HEALPix NESTED, full / partial sky) and ``graph_encoder``, the conv + pool stack they share with the hybrid (HEALPix only) |
 | :mod:`.harmonic` | ``HarmonicClassifier``: S2 input layer -> efficient generalized layers -> invariant readout |
 | :mod:`.hybrid` | ``HybridClassifier``: graph blocks at high resolution, ``MapToSignal``, harmonic layers |
 | :mod:`.classic` | ``CohenS2CNN``, ``EstevesS2CNN``, ``KondorCGNet``, ``CobbHybrid`` (spherical-MNIST architectures) |
@@ -10,7 +10,7 @@
 | :mod:`.spec` | ``ModelSpec`` (frozen, JSON), ``build_model``, ``save_model`` / ``load_model`` (checkpoints that rebuild their model) |
 """
 # graph models
-from .deepsphere import DeepSphereClassifier, DeepSphereRegressor, SphericalUNet
+from .deepsphere import DeepSphereClassifier, DeepSphereRegressor, SphericalUNet, graph_encoder
 from .planar import PlanarCNN
 
 # harmonic model
@@ -30,6 +30,7 @@ __all__ = [
     "DeepSphereClassifier",
     "DeepSphereRegressor",
     "SphericalUNet",
+    "graph_encoder",
     "PlanarCNN",
     # harmonic model
     "HarmonicClassifier",

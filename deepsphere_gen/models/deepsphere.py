@@ -121,8 +121,8 @@ def _pooled(where: str, pooled: int) -> str:
             f"{where}: pool_levels)")
 
 
-def graph_encoder(graphs: LaplacianPyramid, sampling, in_channels: int, channels, pools, K: int, batch_norm: bool,
-                  pool: str, dtype) -> tuple[nn.Sequential, HealpixSampling]:
+def graph_encoder(graphs: LaplacianPyramid, sampling: HealpixSampling, in_channels: int, channels, pools, K: int,
+                  batch_norm: bool, pool: str, dtype) -> tuple[nn.Sequential, HealpixSampling]:
     """The graph encoder shared by the DeepSphere nets and :class:`~.hybrid.HybridClassifier`.
 
     One stage per entry of ``channels``: ChebConv (order ``K``, on ``graphs(s)``, the
@@ -137,8 +137,16 @@ def graph_encoder(graphs: LaplacianPyramid, sampling, in_channels: int, channels
     bits, and the ReLU runs on 4**p times fewer pixels (a training step of the default cosmo
     network, 32 maps of 4,762 pixels, one thread: 74 -> 58 ms CPU).
 
-    ``pool`` and the pooling levels in all are checked before any graph is built (ValueError).
+    ``sampling`` must be a :class:`~deepsphere_gen.sampling.HealpixSampling` (full or partial sky): the pooling
+    follows the NESTED hierarchy (TypeError otherwise; on another sampling, stack
+    :class:`~deepsphere_gen.nn.ChebConv` layers on one shared :class:`~deepsphere_gen.nn.Laplacian` of
+    :func:`~deepsphere_gen.graph.build_graph`, without pooling).  ``pool`` and the pooling levels in all are
+    checked before any graph is built (ValueError).
     """
+    if not isinstance(sampling, HealpixSampling):
+        raise TypeError(f"graph_encoder: sampling must be a HealpixSampling (its pooling follows the NESTED "
+                        f"hierarchy), got {type(sampling).__name__}; on another sampling stack ChebConv layers on "
+                        "one shared nn.Laplacian of graph.build_graph(sampling), without pooling")
     _check_pool_mode(pool)
     if sampling.nside >> sum(pools) < 1:
         raise ValueError(f"cannot pool nside {sampling.nside} by 4**{sum(pools)} (pool_levels {tuple(pools)} in all): "

@@ -318,3 +318,18 @@ def test_a_boolean_mask_as_indices_gets_the_models_remedy(cls):
         cls(*args, mask=mask)
     with pytest.raises(ValueError, match=r"boolean mask: use mask= \(or np\.flatnonzero\(mask\) as indices\)"):
         HealpixSampling(16, indices=mask)
+
+
+def test_graph_encoder_is_public_and_refuses_a_sampling_without_the_nested_hierarchy():
+    """The shared encoder is exported with the models; on a non-HEALPix sampling it names the sampling and the
+    route (was: AttributeError 'no attribute nside'), before any graph is built."""
+    from deepsphere_gen.models import graph_encoder
+    from deepsphere_gen.nn import LaplacianPyramid
+    from deepsphere_gen.sampling import DriscollHealySampling
+
+    graphs = LaplacianPyramid(k=8, cache=False)
+    with pytest.raises(TypeError, match="graph_encoder: sampling must be a HealpixSampling .*got DriscollHealySampling; "
+                                        "on another sampling stack ChebConv layers on one shared nn.Laplacian"):
+        graph_encoder(graphs, DriscollHealySampling(8), 1, (4, 4), (0, 0), 3, False, "max", torch.float64)
+    encoder, out = graph_encoder(graphs, HealpixSampling(4), 1, (4, 4), (1, 0), 3, False, "max", torch.float64)
+    assert out.nside == 2 and encoder(torch.randn(2, 192, 1, dtype=torch.float64)).shape == (2, 48, 4)

@@ -41,6 +41,9 @@ patches of one map never straddle a split):
   Baselines choose C on the validation maps; on patches the PSD is the FFT band power of the
   patch square (:mod:`deepsphere_gen.datasets.patch_psd`), on the full sky ``anafast``.
 
+A new baseline: see "Adding a massmaps baseline" in docs/architecture.md (its feature groups decide its
+skies: :func:`.config.patch_only`).
+
 Noise: :mod:`.settings`; networks and partial sky: :mod:`.models`; training, ensembles and
 checkpoints: :mod:`.training` and :mod:`.runs`.  Training samples get fresh noise at every draw
 (:class:`~.data.FreshNoise`), the baselines ``baseline_noise_draws`` noise realisations per
@@ -53,8 +56,8 @@ from ..._lazy import lazy_exports
 #: the public names of the experiment, by the module that defines them
 _PUBLIC = {
     "config": ("METHODS", "NETWORK_METHODS", "FULL_SKY_METHODS", "PATCH_METHODS", "BASELINES", "BASELINE_FEATURES",
-               "DEFAULT_METHODS", "ENSEMBLE_METHODS", "ExperimentConfig", "SkySetting", "parse_sky_fraction",
-               "sky_settings", "check_sigma_e"),
+               "SKY_FEATURE_GROUPS", "patch_only", "DEFAULT_METHODS", "ENSEMBLE_METHODS", "ExperimentConfig",
+               "SkySetting", "parse_sky_fraction", "sky_settings", "check_sigma_e"),
     "settings": ("NoiseSetting", "noise_settings", "methods_for"),
     "models": ("Standardized", "build_model", "pool_levels", "footprint_pooling_steps"),
     "symmetry": ("RandomSymmetry", "symmetry_permutations", "evaluation_symmetries", "SymmetryAverage",

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...datasets import MassMapDataset
 from .baselines import FeatureSVM, HistogramSVM, PowerSpectrumSVM
-from .config import BASELINE_FEATURES, ExperimentConfig, SkySetting
+from .config import BASELINE_FEATURES, SKY_FEATURE_GROUPS, ExperimentConfig, SkySetting, patch_only
 from .data import dataset_of, datasets_of
 from .features import PatchFeatures
 from .records import accuracy_fields, base_record
@@ -73,7 +73,7 @@ class _SkyFeatures:
         self.hist.prepare(values, None)
         return self
 
-    def transform(self, values, groups=("psd", "hist")) -> dict:
+    def transform(self, values, groups=SKY_FEATURE_GROUPS) -> dict:
         idx = self.indices
         out = {}
         if "psd" in groups:
@@ -86,7 +86,12 @@ class _SkyFeatures:
 def baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig,
                      methods) -> list[dict]:
     """Fit the baselines ``methods`` on the training maps (C chosen on the validation maps) and
-    score them on the test maps; one record each."""
+    score them on the test maps; one record each.  A patch-only method (:func:`.config.patch_only`) on the full
+    sky or a footprint is refused (ValueError naming it and the sky) before any work."""
+    bad = [m for m in methods if patch_only(m)] if sky.level is None else []
+    if bad:
+        raise ValueError(f"{' '.join(bad)}: feature groups beyond {'/'.join(SKY_FEATURE_GROUPS)} exist on nested "
+                         f"patches only, not on sky {sky.name}")
     t0, c0 = time.perf_counter(), time.process_time()
     train_clean = dataset_of(path, sky, None, config, "train")
     train_set, val_set, test_set = datasets_of(path, sky, noise, config)
@@ -96,7 +101,6 @@ def baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: E
         side = int(round(math.sqrt(train_set.indices.shape[1])))
         feats = PatchFeatures(train_set.nside, side)
     else:
-        groups = [g for g in groups if g in ("psd", "hist")]
         feats = _SkyFeatures(train_set.nside, config.seed, train_set.indices[0])
     # histogram bins and thresholds from (noisy) training pixels of both classes, 4 maps per class
     sub = [i for b in list(_map_blocks(train_set))[::max(1, len(train_set) // train_set.n_patches // 8)]
@@ -112,7 +116,7 @@ def baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: E
     records = []
     for m in methods:
         t1 = time.perf_counter()
-        cols = [g for g in BASELINE_FEATURES[m] if g in Xtr]
+        cols = list(BASELINE_FEATURES[m])
         pick = lambda X: np.concatenate([X[g] for g in cols], axis=1)  # noqa: E731
         clf = FeatureSVM(seed=config.seed).fit(pick(Xtr), ytr, pick(Xva), yva)
         records.append({**base, "method": m, **accuracy_fields(clf.predict(pick(Xte)) == yte, test_set),

@@ -24,6 +24,8 @@ __all__ = [
     "PATCH_METHODS",
     "BASELINES",
     "BASELINE_FEATURES",
+    "SKY_FEATURE_GROUPS",
+    "patch_only",
     "DEFAULT_METHODS",
     "ENSEMBLE_METHODS",
     "RECORDED_ONLY_WHEN_SET",
@@ -38,11 +40,24 @@ __all__ = [
 METHODS = ("fcn", "cnn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
 NETWORK_METHODS = ("fcn", "cnn", "harmonic", "hybrid")
 FULL_SKY_METHODS = ("harmonic", "hybrid")
-PATCH_METHODS = ("strong_svm",)
 BASELINES = ("psd_svm", "hist_svm", "strong_svm")
 #: feature groups (:mod:`.features`) of each baseline
 BASELINE_FEATURES = {"psd_svm": ("psd",), "hist_svm": ("hist",),
                      "strong_svm": ("psd", "hist", "moments", "peaks", "minkowski")}
+#: the feature groups the baselines also compute on the full sky and footprints (anafast band powers, histograms:
+#: ``baseline_records._SkyFeatures``); every group of :data:`.features.FEATURE_GROUPS` exists on nested patches
+SKY_FEATURE_GROUPS = ("psd", "hist")
+
+
+def patch_only(method: str) -> bool:
+    """Whether ``method`` runs on nested patches only: a baseline with a feature group not in
+    :data:`SKY_FEATURE_GROUPS` (the one rule of :func:`.settings.methods_for`; a new baseline is classed by
+    its ``BASELINE_FEATURES`` entry, read at call time)."""
+    return method in BASELINES and not set(BASELINE_FEATURES[method]) <= set(SKY_FEATURE_GROUPS)
+
+
+#: the baselines that run on nested patches only (:func:`patch_only`): strong_svm
+PATCH_METHODS = tuple(m for m in BASELINES if patch_only(m))
 DEFAULT_METHODS = ("fcn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_svm")
 #: networks that ``fcn_members`` > 1 trains as ensembles (the harmonic and hybrid models stay single)
 ENSEMBLE_METHODS = ("fcn", "cnn")

@@ -19,7 +19,7 @@ from ...datasets.shape_noise import (
     ngal_to_deepsphere_level,
     pixel_noise_std,
 )
-from .config import FULL_SKY_METHODS, PATCH_METHODS, ExperimentConfig, SkySetting
+from .config import FULL_SKY_METHODS, ExperimentConfig, SkySetting, patch_only
 
 __all__ = ["NoiseSetting", "noise_settings", "methods_for"]
 
@@ -87,6 +87,7 @@ def noise_settings(config: ExperimentConfig) -> list[NoiseSetting]:
 
 
 def methods_for(sky: SkySetting, methods) -> list[str]:
-    """Methods run on ``sky``: full-sky-only models on the full sky, patch statistics on patches."""
+    """Methods run on ``sky``: full-sky-only models (``FULL_SKY_METHODS``) on the full sky; baselines with a
+    patch-only feature group (:func:`.config.patch_only`) on nested patches."""
     return [m for m in methods if (sky.full_sky or m not in FULL_SKY_METHODS)
-            and (sky.level is not None or m not in PATCH_METHODS)]
+            and (sky.level is not None or not patch_only(m))]
