@@ -24,8 +24,10 @@ nodes and weights, and MW: :func:`ducc_grid`) every transform goes through ducc0
 functions instead (``synthesis_2d``, ``analysis_2d`` and their adjoints), one call per
 map: the same operators, and the McEwen-Wiaux rule (ducc0's exact ``analysis_2d(geometry="MW")``,
 the pole sample repeated along its ring; adjoint: the pole ring summed back onto its
-sample), run at the grid's own bandlimit and truncated to L (ducc0 at a smaller lmax aliases;
-the torch engine's rule is exact at any L, ``_mw``).
+sample).  Below the grid's bandlimit (ducc0's ``analysis_2d`` at a smaller lmax aliases) MW
+takes the torch engine's construction (``_mw``'s mixing at the grid's bandlimit) on ducc0's
+ring kernels ``map2leg`` / ``leg2alm``; the analysis at the grid's bandlimit, truncated, is
+kept beside it as the reference (``mw_below="full"``).
 
 Per-call cost matters at small L (a ducc0 transform takes ~22 us at L = 32): a map that
 needs no gradient skips the autograd Function, and one map takes flat gathers.
@@ -34,7 +36,9 @@ Threads: ducc0 uses ``torch.get_num_threads()`` threads.  Memory: the maps, the 
 coefficients and O(L) per thread of ducc0 workspace (no Legendre table); conversion
 tables of 2 x 8 + 2 x itemsize bytes per coefficient, per precision used, up to
 L = :data:`._ducc_layout.TABLE_MAX_L` (<= 24 MiB for float32), none above (O(L) blocks);
-NESTED HEALPix maps: two int32 permutations (8 bytes per pixel, ``_permutation``).
+NESTED HEALPix maps: two int32 permutations (8 bytes per pixel, ``_permutation``); MW below
+its grid's bandlimit Lg: the mixing, 2 Lg^2 values per precision, and per call the maps'
+(Lg, L) complex ring values.
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ import ducc0.sht.experimental as _ducc
 
 from . import _ducc_layout
 from ._ducc_layout import DuccLayout
+from ._mw import mw_theta_mixing
 from ._permutation import gather, inverse_permutation
 from ._per_thread import PerThread
 from ._sht_geometry import RingGeometry
@@ -120,6 +125,10 @@ class DuccEngine:
     recorded for autograd (:class:`LinearOperator`) only when the input needs a gradient;
     float32 and float64 (ducc0 computes in the input's precision).  Cost: ducc0's O(L^2 nrings)
     per map; conversions O(L^2 + npix).
+
+    ``mw_below``: MW's analysis below the grid's bandlimit Lg: ``"rings"`` (ring FFTs, MW's
+    mixing, ``leg2alm`` at L: O(Lg^2 (L + log Lg) + L^2 Lg) per map) or ``"full"`` (the reference: ducc0's
+    analysis at Lg, truncated: O(Lg^3)); the same linear map to rounding.
     """
 
     name = "ducc0"
@@ -136,7 +145,7 @@ class DuccEngine:
         """The SHT's constructor call (dtype, device and block_bytes unused)."""
         return cls(geom)
 
-    def __init__(self, geom: RingGeometry):
+    def __init__(self, geom: RingGeometry, mw_below: str = "rings"):
         self.geom, self.L = geom, geom.L
         self._kw = dict(
             theta=geom.theta, nphi=geom.nphi.astype(np.uintp), phi0=geom.phi0,
@@ -160,15 +169,20 @@ class DuccEngine:
         if geom.rule == "mcewen-wiaux" and (self._grid is None or self._grid[0] != "MW"):
             raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
                              "the last one the south pole as one sample, ring-major pixels)")
-        # MW below the grid's bandlimit: the analysis at the grid's (see :meth:`_analysis`)
-        self._mw_full = (DuccEngine(dataclasses.replace(geom, L=self._grid[1]))
-                         if geom.rule == "mcewen-wiaux" and geom.L < self._grid[1] else None)
+        # MW below the grid's bandlimit (see :meth:`_analysis`): the ring path ("rings": the torch
+        # engine's mixing matrices at the grid's Lg, 2 x Lg^2 per precision) or the reference
+        # ("full": the analysis at Lg, truncated)
+        if mw_below not in ("rings", "full"):
+            raise ValueError(f"mw_below must be 'rings' or 'full', got {mw_below!r}")
+        below = geom.rule == "mcewen-wiaux" and geom.L < self._grid[1]
+        self._mw_full = DuccEngine(dataclasses.replace(geom, L=self._grid[1])) if below and mw_below == "full" else None
+        self._mw_mix = {} if below and mw_below == "rings" else None
 
     def kept_bytes(self) -> int:
         """Bytes of the arrays this engine keeps between calls: the NESTED <-> RING permutations and
         the conversion tables or block factors of the precisions called so far (not the per-thread
-        work arrays, not ducc0's own), with those of MW's analysis at the grid's bandlimit."""
-        kept, todo = {}, [self._order, self._unorder, self._indices, *self._tables.values()]
+        work arrays, not ducc0's own), with MW's mixing or its reference's arrays (below the grid's bandlimit)."""
+        kept, todo = {}, [self._order, self._unorder, self._indices, *self._tables.values(), *(self._mw_mix or {}).values()]
         while todo:
             a = todo.pop()
             if isinstance(a, tuple):
@@ -373,6 +387,69 @@ class DuccEngine:
             out[b, -1, c] = g[0, -1].sum()
         return torch.from_numpy(out)
 
+    # ------------------------------------------------------------------ MW below the grid's bandlimit
+    # The torch engine's construction (``_sht_rings``, ``_mw``) on ducc0's ring kernels: every ring's
+    # Fourier coefficients G_m (``map2leg``, m < L; the pole sample repeated: 2Lg-1 times it at
+    # m = 0, zero above), mixed along theta per parity of m by MW's exact quadrature at the grid's
+    # Lg (times the ring weight 2 pi / (2Lg-1)), then projected onto lambda_l^m at lmax L - 1
+    # (``leg2alm``).  The adjoint runs the transposes backwards (``alm2leg``, the mixing
+    # transposed, ``leg2map``, the pole sample given the pole ring's m = 0 sum).
+    def _mixing(self, rdt) -> np.ndarray:
+        """(2, Lg, Lg) MW mixing times the ring weight 2 pi / (2Lg - 1), in precision ``rdt``."""
+        mix = self._mw_mix.get(rdt)
+        if mix is None:
+            Lg = self._grid[1]
+            mix = self._mw_mix[rdt] = (mw_theta_mixing(Lg) * (2 * np.pi / (2 * Lg - 1))).astype(rdt)
+        return mix
+
+    def _mix(self, leg: np.ndarray, adjoint: bool) -> np.ndarray:
+        """Ring values (K, Lg, L) complex mixed along the rings, per parity of m (its transpose: ``adjoint``)."""
+        K, Lg, L = leg.shape
+        rdt = _REAL[leg.dtype]
+        mix = self._mixing(rdt)
+        r = leg.view(rdt).reshape(K, Lg, L, 2)
+        out = np.empty_like(r)
+        for p in (0, 1):
+            z = r[:, :, p::2]
+            m = mix[p].T if adjoint else mix[p]
+            out[:, :, p::2] = np.matmul(m, z.reshape(K, Lg, -1)).reshape(z.shape)
+        return out.reshape(K, Lg, 2 * L).view(leg.dtype)
+
+    def _mw_rings_analysis(self, maps: torch.Tensor) -> torch.Tensor:
+        x = (maps.detach() if maps.requires_grad else maps).numpy()
+        B, _, C = x.shape
+        Lg, L, kw = self._grid[1], self.L, self._kw
+        nthreads = torch.get_num_threads()
+        cdt = _COMPLEX[x.dtype]
+        leg = np.empty((B * C, Lg, L), cdt)
+        for b in range(B):
+            _ducc.map2leg(map=x[b].T, leg=leg[b * C : (b + 1) * C], mmax=L - 1, nphi=kw["nphi"], phi0=kw["phi0"],
+                          ringstart=kw["ringstart"], nthreads=nthreads)
+        leg[:, -1, 0] *= 2 * Lg - 1  # the pole sample repeated along its ring
+        leg[:, -1, 1:] = 0
+        leg = self._mix(leg, adjoint=False)
+        alm = np.empty((B * C, self._nalm), cdt)
+        for k in range(B * C):
+            _ducc.leg2alm(leg=leg[k : k + 1], alm=alm[k : k + 1], lmax=L - 1, theta=kw["theta"], nthreads=nthreads)
+        return self._real(alm, B, C)
+
+    def _mw_rings_adjoint_analysis(self, coeffs: torch.Tensor) -> torch.Tensor:
+        B, _, C = coeffs.shape
+        Lg, L, kw = self._grid[1], self.L, self._kw
+        nthreads = torch.get_num_threads()
+        alm = self._alm(coeffs)
+        leg = np.empty((B * C, Lg, L), alm.dtype)
+        for k in range(B * C):
+            _ducc.alm2leg(alm=alm[k : k + 1], leg=leg[k : k + 1], lmax=L - 1, theta=kw["theta"], nthreads=nthreads)
+        leg = self._mix(leg, adjoint=True)
+        leg[:, -1, 0] = (2 * Lg - 1) * leg[:, -1, 0].real  # the pole ring's sum onto its sample
+        leg[:, -1, 1:] = 0
+        out = np.empty((B, self.geom.npix, C), _REAL[alm.dtype])
+        for b in range(B):
+            _ducc.leg2map(leg=leg[b * C : (b + 1) * C], map=out[b].T, nphi=kw["nphi"], phi0=kw["phi0"],
+                          ringstart=kw["ringstart"], nthreads=nthreads)
+        return torch.from_numpy(out)
+
     # ------------------------------------------------------------------ operators (no autograd)
     # One map on one of ducc0's own 2D grids (``self._grid``: same nodes and weights, checked at
     # construction) goes through ducc0's 2D functions: the same operators to rounding, without
@@ -397,12 +474,17 @@ class DuccEngine:
         """The geometry's theta rule: quadrature with the rings' weights (GL, DH: ducc0's own),
         or McEwen-Wiaux's exact rule on MW.
 
-        MW at a bandlimit L below the grid's Lg runs at Lg and keeps the first L*L coefficients
-        (exact for maps band-limited at Lg, the sampling theorem's premise): ducc0's ``analysis_2d``
-        at lmax < Lg - 1 aliases their degrees >= L onto l < L (4e-2 at L = 8 on MW(16)).  Cost:
-        the analysis at Lg whatever L (MW(128), float64, one thread: one map 1.5 ms at L = 64 or
-        32, was 0.59 / 0.38 ms aliased; 8 maps 11 ms, was 4.3 / 2.7 ms, where the torch engine,
-        exact at any L, takes 9.1 / 6.9 ms)."""
+        MW at a bandlimit L below the grid's Lg gives the first L*L coefficients of the analysis
+        at Lg (exact for maps band-limited at Lg, the sampling theorem's premise): ducc0's
+        ``analysis_2d`` at lmax < Lg - 1 aliases their degrees >= L onto l < L (4e-2 at L = 8 on
+        MW(16)).  The ring path (:meth:`_mw_rings_analysis`) costs what the aliased call did;
+        the reference (``mw_below="full"``) the analysis at Lg whatever L.  MW(128), float64, one
+        thread, L = 64 / 32: one map 0.61 / 0.38 ms (reference 1.42 / 1.41 ms); 8 maps 5.1 /
+        2.6 ms (reference 11.4 / 10.7 ms; torch engine 10.5 / 7.1 ms); forward + backward of 8
+        maps 10.4 / 5.2 ms (reference 22.9 / 23.0 ms).  ``HarmonicClassifier(10,
+        sampling=MW(128))``, batch 8, float32, forward: 13.8 ms (reference 51.7 ms)."""
+        if self._mw_mix is not None:
+            return self._mw_rings_analysis(maps)
         if self._mw_full is not None:
             return self._mw_full._analysis(maps)[:, : self.L * self.L]
         B, _, C = maps.shape
@@ -411,6 +493,8 @@ class DuccEngine:
         return self._real(self._coeffs_from(_ducc.adjoint_synthesis, maps, ringfactor=self._ringfactor), B, C)
 
     def _adjoint_analysis(self, coeffs):
+        if self._mw_mix is not None:
+            return self._mw_rings_adjoint_analysis(coeffs)
         if self._mw_full is not None:  # the adjoint of the truncation pads with zeros
             full = self._mw_full.L ** 2
             return self._mw_full._adjoint_analysis(torch.nn.functional.pad(coeffs, (0, 0, 0, full - self.L * self.L)))
