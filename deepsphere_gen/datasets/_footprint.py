@@ -204,13 +204,14 @@ def mask_nside_advice(file_nside: int, nside: int) -> str:
     massmaps and cosmo alike): the run's nside, or the healpy call that resamples the mask, with the NESTED
     arguments spelled out (``healpy.ud_grade`` assumes RING; on a mask read with ``nest=True``, the project's
     convention, it would scramble the pixels without them).  Going down, ud_grade averages (pixels on the edge
-    hold fractions) and the result is thresholded; going up it copies each pixel to its children: still 0/1."""
+    hold fractions) and the result is thresholded (:data:`~deepsphere_gen.sampling.MASK_REMEDY`, the words of every
+    mask refusal); going up it copies each pixel to its children: still 0/1."""
     call = f"healpy.ud_grade(mask, {nside}, order_in='NESTED', order_out='NESTED')"
     read = "mask = healpy.read_map(FILE, nest=True), then write it with healpy.write_map(..., nest=True)"
     if file_nside > nside:
-        return (f"run at --nside {file_nside}, or average the mask down and threshold it: {call} > 0.5 (ud_grade "
-                f"averages: pixels on the edge hold fractions; > 0 keeps every pixel the survey touches; UNSEEN outside: set it "
-                f"to 0 first, ud_grade skips it), with {read}")
+        return (f"run at --nside {file_nside}, or average the mask down with {call} (ud_grade averages: pixels on the "
+                f"edge hold fractions; UNSEEN outside: set it to 0 first, ud_grade skips it) and {MASK_REMEDY}; with "
+                f"{read}")
     return (f"run at --nside {file_nside}, or resample the mask up: {call} (going up it copies each pixel to its "
             f"{(nside // file_nside) ** 2} children: still 0/1, no threshold), with {read}")
 
