@@ -130,10 +130,11 @@ def atomic_savefig(fig, path, **savefig_kwargs) -> Path:
 
 @contextmanager
 def interrupts_deferred():
-    """Hold Ctrl-C (SIGINT) and SIGTERM until the block has finished, then deliver the first received as its
-    previous handler would (``KeyboardInterrupt`` with Python's default SIGINT handler or the commands'
-    SIGTERM one; the default action, ending the process, with SIG_DFL; nothing if it was ignored).  A signal whose
-    handler was not set from Python is left alone.
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block has finished, then deliver each received as its previous
+    handler would, SIGTERM first (``KeyboardInterrupt`` with Python's default SIGINT handler or the commands'
+    SIGTERM one; the default action, ending the process, with SIG_DFL); a handler that raises ends the delivery.
+    A signal that is ignored (SIG_IGN: a background job of a batch script ignores SIGINT) or whose handler was not
+    set from Python (``signal.getsignal`` gives None) is left alone: it is not held, so it neither masks the other.
 
     For writes that must not be cut half-way: ``torch.save`` turns a ``KeyboardInterrupt`` raised
     inside its zip writer into a ``RuntimeError`` ("enforce fail at inline_container.cc"), so a
@@ -144,18 +145,18 @@ def interrupts_deferred():
         yield
         return
     received = []
-    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None}
+    held = [s for s in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(s) not in (None, signal.SIG_IGN)]
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if received:
-        signum, handler = received[0], previous[received[0]]
+    for signum in (s for s in previous if s in received):  # SIGTERM first, each once
+        handler = previous[signum]
         if callable(handler):
             handler(signum, None)
-        elif handler == signal.SIG_DFL:
+        else:  # SIG_DFL
             signal.raise_signal(signum)
 
 

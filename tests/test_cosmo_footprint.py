@@ -145,3 +145,20 @@ def test_a_footprint_file_of_several_columns_is_refused_naming_them(tmp_path, ca
     one = tmp_path / "one.fits"
     hp.write_map(str(one), b.astype(np.float64), nest=True)
     np.testing.assert_array_equal(read_footprint(one, NSIDE), b)
+
+
+def test_a_refused_column_choice_reads_no_data(tmp_path, monkeypatch):
+    """The column is chosen from the header before any data is read: a file of several columns without a field, or
+    a field out of range, is refused without reading a map (was: column 0 read whole first, then the header opened
+    again); the chosen column is the one read."""
+    from deepsphere_gen.datasets import _footprint
+
+    path = tmp_path / "two.fits"
+    hp.write_map(str(path), [np.zeros(12 * NSIDE**2), np.ones(12 * NSIDE**2)], nest=True)
+    read, real = [], hp.read_map
+    monkeypatch.setattr(_footprint.hp, "read_map", lambda *a, **k: read.append(k["field"]) or real(*a, **k))
+    for field in (None, 2):
+        with pytest.raises(ValueError, match="choose one with field=N|field=2 is out of range"):
+            _footprint.read_healpix_fits(path, NSIDE, field=field)
+    assert read == []
+    assert _footprint.read_healpix_fits(path, NSIDE, field=1).min() == 1 and read == [1]

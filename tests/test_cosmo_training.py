@@ -194,3 +194,16 @@ def test_the_fewest_training_cosmologies_follow_the_validation_split(tmp_path):
     with pytest.raises(ValueError, match=r"grid.n_train must be >= 2 \(one training cosmology in 8, at least one, is "
                                          r"held out for validation: 1 would leave none to train on\), got 1"):
         CosmoExperimentConfig(grid=CosmoGridConfig(n_train=1))
+
+
+def test_the_fewest_training_cosmologies_for_any_validation_stride(monkeypatch):
+    """min_n_train's closed form against a scan of n_validation's rule for other strides VALIDATION_EVERY; a stride
+    of 1 (every cosmology held out) is refused (was: the scan that computed it never ended)."""
+    from deepsphere_gen.experiments.cosmo import config
+
+    for every in (2, 3, 8, 100):
+        monkeypatch.setattr(config, "VALIDATION_EVERY", every)
+        assert config.min_n_train() == next(n for n in range(1, 1000) if n - config.n_validation(n) >= 1), every
+    monkeypatch.setattr(config, "VALIDATION_EVERY", 1)
+    with pytest.raises(ValueError, match="holds out every training cosmology"):
+        config.min_n_train()

@@ -89,6 +89,51 @@ def test_interrupts_deferred_holds_sigterm_too():
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_interrupts_deferred_leaves_an_ignored_sigint_alone_and_still_delivers_sigterm():
+    """A background job of a batch script ignores SIGINT: the block does not hold it (it stays ignored, so it cannot
+    mask a later signal), and a SIGTERM received during the block reaches its previous handler afterwards."""
+    import os
+    import signal
+
+    from deepsphere_gen._io import interrupts_deferred
+
+    seen = []
+    before_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    before_term = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with interrupts_deferred():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            seen.append("rest of the block ran")
+        assert seen == ["rest of the block ran", signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before_int)
+        signal.signal(signal.SIGTERM, before_term)
+
+
+def test_interrupts_deferred_delivers_sigterm_before_a_ctrl_c_received_first():
+    """Both held signals are delivered, SIGTERM first: a Ctrl-C received before it does not swallow it."""
+    import os
+    import signal
+
+    from deepsphere_gen._io import interrupts_deferred
+
+    seen = []
+    before_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    before_term = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGINT, before_int)
+        signal.signal(signal.SIGTERM, before_term)
+
+
 class _CtrlCWhilePickled:
     """Sends SIGINT to this process while torch.save pickles it (Ctrl-C in the middle of a write)."""
 

@@ -43,13 +43,14 @@ class TerminationAsInterrupt:
     one line (:func:`report_interrupt`, status 143 = 128 + SIGTERM, as a shell reports it) (was: killed at once, no message, the
     temporary folder left behind).  ``signum``: SIGTERM once received, else None.  :meth:`restore` puts the previous
     handler back: library code keeps no process-wide handler.  Installed in the main thread only (the only one that
-    receives signals), and not where SIGTERM is ignored."""
+    receives signals), and not where SIGTERM is ignored or its handler was not set from Python (``signal.getsignal``
+    gives None: it could not be put back), the rule of :func:`deepsphere_gen._io.interrupts_deferred`."""
 
     def __init__(self):
         self.signum = None
         self._previous = None
         self._installed = (threading.current_thread() is threading.main_thread()
-                           and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN)
+                           and signal.getsignal(signal.SIGTERM) not in (None, signal.SIG_IGN))
         if self._installed:
             self._previous = signal.signal(signal.SIGTERM, self._raise)
 
@@ -58,9 +59,9 @@ class TerminationAsInterrupt:
         raise KeyboardInterrupt
 
     def restore(self) -> None:
-        """Put the handler found at construction back (SIG_DFL where it was not set from Python); idempotent."""
+        """Put the handler found at construction back; idempotent."""
         if self._installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
+            signal.signal(signal.SIGTERM, self._previous)
             self._installed = False
 
 

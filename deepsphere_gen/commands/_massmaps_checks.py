@@ -212,20 +212,16 @@ def pooling_notes(config, step: str) -> list[str]:
 
 
 def _output_bytes(config) -> int:
-    """Disk for the checkpoints, JSON and figures of a run: per network run (every ensemble member)
-    1 MiB (weights and optimiser state) plus 256 bytes per input pixel (the graph Laplacians kept as buffers,
-    measured at the default settings: 115-220 bytes per pixel for the FCN and the hybrid on the
-    full sky at nside 64, 140-260 on 1/48 and 1/192 patches at nside 256; about 40 MiB in all),
-    and 16 MiB for figures and JSON."""
+    """Disk for the checkpoints, JSON and figures of a run (:func:`._preflight.network_output_bytes`): every network
+    run (each ensemble member, each noise setting) on its sky's input pixels (about 40 MiB in all at the default
+    settings)."""
     from ..experiments import massmaps as exp
+    from ._preflight import network_output_bytes
 
-    total = 2**24
     n_noise = len(exp.noise_settings(config))
-    for sky in exp.sky_settings(config):
-        pixels = _input_pixels(sky)
-        runs = sum(exp.members_of(config, m) for m in exp.methods_for(sky, config.methods) if m in exp.NETWORK_METHODS)
-        total += n_noise * runs * (2**20 + 256 * pixels)
-    return total
+    return network_output_bytes(
+        (n_noise * sum(exp.members_of(config, m) for m in exp.methods_for(sky, config.methods) if m in exp.NETWORK_METHODS),
+         _input_pixels(sky)) for sky in exp.sky_settings(config))
 
 
 def _rotations_bytes(config) -> int:

@@ -85,6 +85,16 @@ def check_free_space(path, need_bytes: int, what: str) -> int:
     return free
 
 
+def network_output_bytes(networks) -> int:
+    """Disk for a run's checkpoints, JSON and figures (massmaps, cosmo): 16 MiB for figures and JSON, plus per
+    network 1 MiB (weights and optimiser state: at ``cosmo --quick`` a graph network's checkpoint is 0.13 MB, an
+    MLP's 0.3-0.4 MB) and 256 bytes per input pixel of a graph network (its graph Laplacians kept as buffers,
+    measured at massmaps' default settings: 115-220 bytes per pixel for the FCN and the hybrid on the full sky at
+    nside 64, 140-260 on 1/48 and 1/192 patches at nside 256).  ``networks``: ``(count, pixels)`` pairs, ``count``
+    networks on ``pixels`` input pixels each (0: no graph, an MLP)."""
+    return 2**24 + sum(count * (2**20 + 256 * pixels) for count, pixels in networks)
+
+
 def check_step_paths(device: str | None, data_dir, out_dir, step: str, json_path=None) -> None:
     """The first checks of a step of a generate/train/evaluate/run command (massmaps, cosmo), in this
     order: ``device`` (:func:`check_device`); ``data_dir`` a writable folder (``--data-dir``); ``out_dir``

@@ -227,19 +227,17 @@ def check_disk(config, step: str, data_dir) -> None:
 
 
 def _output_bytes(config) -> int:
-    """Disk for a run's checkpoints, JSON and figures: per network (graph members, MLP members of each summary
-    method) 1 MiB (weights and optimiser state; at --quick the graph network's checkpoint is 0.13 MB, an MLP's
-    0.3-0.4 MB) plus, for the
-    graph networks, 256 bytes per footprint pixel (the graph Laplacians kept as buffers, as ``massmaps`` measures
-    them), and 16 MiB for figures and JSON."""
+    """Disk for a run's checkpoints, JSON and figures (:func:`._preflight.network_output_bytes`): the graph members
+    on the footprint's pixels, the MLP members of each summary method without a graph."""
     import numpy as np
 
     from ..datasets.cosmo_grid import footprint_mask
+    from ._preflight import network_output_bytes
 
     pixels = int(np.count_nonzero(footprint_mask(config.grid)))
     graph = config.graph_members if "graph" in config.methods else 0
     mlps = config.mlp_members * sum(m != "graph" for m in config.methods)
-    return 2**24 + graph * (2**20 + 256 * pixels) + mlps * 2**20
+    return network_output_bytes([(graph, pixels), (mlps, 0)])
 
 
 def check_footprint_file(grid):

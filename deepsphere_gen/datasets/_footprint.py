@@ -5,7 +5,6 @@ never returned: values come with the sorted nested indices of the pixels they be
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -153,11 +152,14 @@ def choose_column(path, columns, field: int | None = None, option: str = "field=
 
 
 def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int | None = None, *,
-                      nside_advice: Callable[[int, int], str] | None = None, column_advice: str = "") -> np.ndarray:
+                      nside_advice: Callable[[int, int], str] | None = None, column_advice: str = "",
+                      header=None) -> np.ndarray:
     """Read column ``field`` (0-based) of a HEALPix FITS map and return it in NESTED order, float64 (12 nside^2,).
 
     ``field`` None (default): the file's only column; a file with several is refused naming them, as is a
-    ``field`` out of range (:func:`choose_column`, the refusal followed by ``column_advice``).
+    ``field`` out of range (:func:`choose_column`, the refusal followed by ``column_advice``), from the header
+    before any data is read.  ``header``: the file's first table header (astropy's), where the caller has read it
+    already (``massmaps classify`` checks every file's first): not read again.
 
     A cut-sky file (``healpy.write_map(..., partial=True)``: a PIXEL column, then the data columns,
     which ``field`` counts) is read as a full sky with UNSEEN outside its pixels.
@@ -174,20 +176,19 @@ def read_healpix_fits(path, nside: int, ordering: str = "NESTED", field: int | N
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no such FITS file: {path}")
+    if header is None:
+        try:
+            header = fits.getheader(path, 1)  # the header first: a column is chosen before any data is read
+        except Exception as exc:  # astropy raises many types for broken files
+            raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
+    columns = data_columns(header)
+    chosen = choose_column(path, columns, field, advice=column_advice) if columns else field or 0
     try:
         # a cut-sky file (INDXSCHM = EXPLICIT) is detected and filled with UNSEEN by healpy itself; memmap: the
         # other columns are never copied into memory
-        values, header = hp.read_map(str(path), field=field or 0, nest=None, h=True, dtype=np.float64, memmap=True)
+        values = hp.read_map(str(path), field=chosen, nest=None, dtype=np.float64, memmap=True)
     except Exception as exc:  # astropy/healpy raise many types for broken files
-        columns = ()
-        if field:  # the header alone (if readable), to name the columns when field is out of range
-            with contextlib.suppress(Exception):
-                columns = data_columns(fits.getheader(path, 1))
-        if columns:
-            choose_column(path, columns, field)
         raise ValueError(f"cannot read HEALPix map from {path}: {exc}") from exc
-    header = dict(header)
-    choose_column(path, data_columns(header), field, advice=column_advice)  # one column read, memory-mapped
     file_order = check_fits_ordering(header.get("ORDERING"), path, ordering)
     file_nside = hp.npix2nside(values.size)
     if file_nside != nside:
@@ -203,13 +204,14 @@ def mask_nside_advice(file_nside: int, nside: int) -> str:
     massmaps and cosmo alike): the run's nside, or the healpy call that resamples the mask, with the NESTED
     arguments spelled out (``healpy.ud_grade`` assumes RING; on a mask read with ``nest=True``, the project's
     convention, it would scramble the pixels without them).  Going down, ud_grade averages (pixels on the edge
-    hold fractions) and the result is thresholded; going up it copies each pixel to its children: still 0/1."""
+    hold fractions) and the result is thresholded (:data:`~deepsphere_gen.sampling.MASK_REMEDY`, the words of every
+    mask refusal); going up it copies each pixel to its children: still 0/1."""
     call = f"healpy.ud_grade(mask, {nside}, order_in='NESTED', order_out='NESTED')"
     read = "mask = healpy.read_map(FILE, nest=True), then write it with healpy.write_map(..., nest=True)"
     if file_nside > nside:
-        return (f"run at --nside {file_nside}, or average the mask down and threshold it: {call} > 0.5 (ud_grade "
-                f"averages: pixels on the edge hold fractions; > 0 keeps every pixel the survey touches; UNSEEN outside: set it "
-                f"to 0 first, ud_grade skips it), with {read}")
+        return (f"run at --nside {file_nside}, or average the mask down with {call} (ud_grade averages: pixels on the "
+                f"edge hold fractions; UNSEEN outside: set it to 0 first, ud_grade skips it) and {MASK_REMEDY}; with "
+                f"{read}")
     return (f"run at --nside {file_nside}, or resample the mask up: {call} (going up it copies each pixel to its "
             f"{(nside // file_nside) ** 2} children: still 0/1, no threshold), with {read}")
 

@@ -413,6 +413,39 @@ def test_sigterm_ends_as_ctrl_c_does_with_exit_143_and_the_handler_restored(tmp_
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_termination_as_interrupt_leaves_an_outside_or_ignored_sigterm_handler_alone(monkeypatch):
+    """A SIGTERM handler not set from Python (``getsignal`` gives None) is neither replaced nor, on restore,
+    overwritten with SIG_DFL; an ignored SIGTERM stays ignored; a Python handler is replaced and put back."""
+    import signal
+
+    from deepsphere_gen.commands import _exits
+
+    real_getsignal, real_signal, calls = signal.getsignal, signal.signal, []
+    with monkeypatch.context() as m:
+        m.setattr(_exits.signal, "getsignal", lambda s: None if s == signal.SIGTERM else real_getsignal(s))
+        m.setattr(_exits.signal, "signal", lambda s, h: calls.append((s, h)) or real_signal(s, h))
+        term = _exits.TerminationAsInterrupt()
+        term.restore()
+    assert calls == []
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        term = _exits.TerminationAsInterrupt()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        term.restore()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+        def mine(signum, frame):
+            pass
+
+        signal.signal(signal.SIGTERM, mine)
+        term = _exits.TerminationAsInterrupt()
+        assert signal.getsignal(signal.SIGTERM) is not mine
+        term.restore()
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_not_enough_free_disk_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     """As massmaps checks it (was: the generation died of SIGBUS on a full disk, without a word)."""
     import shutil

@@ -1309,22 +1309,56 @@ def test_sigint_to_the_process_group_of_a_parallel_run(tmp_path):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted after epoch" in err, err
 
 
-def test_worker_processes_start_with_ctrl_c_ignored():
-    """A worker spawned by ParallelRun inherits an ignored SIGINT (a terminal's Ctrl-C while it still imports
-    torch would kill it with a traceback); the parent's own handler is back after the processes started."""
+def test_worker_processes_start_with_ctrl_c_and_sigterm_ignored():
+    """A worker spawned by ParallelRun inherits an ignored SIGINT and SIGTERM (a terminal's Ctrl-C, or a scheduler's
+    SIGTERM to every process, while it still imports torch would kill it); the parent's own handlers are back
+    after the processes started."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from deepsphere_gen.experiments.massmaps import parallel
 
-    before = signal.getsignal(signal.SIGINT)
-    with parallel._children_ignore_sigint():
-        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        seen = pool.submit(signal.getsignal, signal.SIGINT)  # the process starts here
-    assert signal.getsignal(signal.SIGINT) is before
+    def mine(signum, frame):
+        pass
+
+    before, before_term = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, mine)
+    try:
+        with parallel._children_ignore_interrupts():
+            assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            seen = [pool.submit(signal.getsignal, s) for s in (signal.SIGINT, signal.SIGTERM)]  # starts here
+        assert signal.getsignal(signal.SIGINT) is before and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before_term)
     with pool:
-        assert seen.result(timeout=60) == signal.SIG_IGN
+        assert [f.result(timeout=60) for f in seen] == [signal.SIG_IGN, signal.SIG_IGN]
+
+
+def test_an_idle_worker_ignores_sigterm_as_it_ignores_ctrl_c(monkeypatch):
+    """The worker set-up ignores SIGTERM too (Slurm's scancel signals every process: an idle worker killed outright
+    broke the parent's pool, a BrokenProcessPool traceback instead of the one line); a job takes both."""
+    import queue
+    import warnings
+
+    from deepsphere_gen.experiments.massmaps import parallel
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    threads, pids = torch.get_num_threads(), queue.SimpleQueue()
+    monkeypatch.setattr(parallel, "_stopping", None)
+    monkeypatch.setattr(warnings, "filters", list(warnings.filters))
+    try:
+        parallel._worker_setup(pids, list(warnings.filters), threading.Event())
+        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert pids.get_nowait() == os.getpid()
+        with parallel._interruptible():
+            assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        torch.set_num_threads(threads)
 
 
 def test_a_job_started_after_stop_is_interrupted_at_once(monkeypatch):
@@ -1332,7 +1366,7 @@ def test_a_job_started_after_stop_is_interrupted_at_once(monkeypatch):
     event and raises KeyboardInterrupt before any work; the worker ignores SIGINT again afterwards."""
     from deepsphere_gen.experiments.massmaps import parallel
 
-    before = signal.getsignal(signal.SIGINT)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     stopping = threading.Event()
     monkeypatch.setattr(parallel, "_stopping", stopping)
     ran = []
@@ -1346,7 +1380,8 @@ def test_a_job_started_after_stop_is_interrupted_at_once(monkeypatch):
                 ran.append(2)
         assert ran == [1] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
-        signal.signal(signal.SIGINT, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def _spawned_children(pid: int) -> list[int]:

@@ -58,3 +58,20 @@ def test_step_paths_check_what_each_step_writes_in_order(tmp_path):
         with pytest.raises(ValueError, match="--json .* is a folder, not a file"):
             check_step_paths("cpu", tmp_path / "data", tmp_path / "out", step, folder)
     assert (tmp_path / "data").is_dir() and (tmp_path / "out").is_dir()
+
+
+def test_both_commands_size_their_outputs_by_one_formula(monkeypatch):
+    """massmaps and cosmo size a run's checkpoints, JSON and figures by ``network_output_bytes`` (the formula was
+    written out in both): 16 MiB, plus per network 1 MiB and 256 bytes per graph input pixel."""
+    from deepsphere_gen.commands import _massmaps_checks, _preflight, cosmo
+    from deepsphere_gen.experiments.cosmo import CosmoExperimentConfig
+    from deepsphere_gen.experiments.massmaps import ExperimentConfig
+
+    assert _preflight.network_output_bytes([(2, 1000), (3, 0)]) == 2**24 + 2 * (2**20 + 256 * 1000) + 3 * 2**20
+    assert _preflight.network_output_bytes([]) == 2**24
+    seen = []
+    monkeypatch.setattr(_preflight, "network_output_bytes", lambda networks: seen.append(list(networks)) or -1)
+    assert cosmo._output_bytes(CosmoExperimentConfig()) == -1
+    assert _massmaps_checks._output_bytes(ExperimentConfig()) == -1
+    assert len(seen) == 2 and all(n >= 0 and p >= 0 for pairs in seen for n, p in pairs)
+    assert any(p > 0 for _, p in seen[0]) and any(p == 0 and n > 0 for n, p in seen[0])  # graph members, MLPs

@@ -45,11 +45,13 @@ def n_validation(n_train: int) -> int:
 
 
 def min_n_train() -> int:
-    """The fewest training cosmologies that leave at least one to train on after :func:`n_validation` (2)."""
-    n = 1
-    while n - n_validation(n) < 1:
-        n += 1
-    return n
+    """The fewest training cosmologies that leave at least one to train on after :func:`n_validation`: 2 (one is
+    held out whole; from 2 on, ``n // VALIDATION_EVERY <= n / 2 <= n - 1`` leaves one for VALIDATION_EVERY >= 2).
+    ValueError for a VALIDATION_EVERY below 2, which holds out every cosmology."""
+    if VALIDATION_EVERY < 2:
+        raise ValueError(f"VALIDATION_EVERY = {VALIDATION_EVERY} holds out every training cosmology: none is left to "
+                         "train on")
+    return 2
 
 
 def check_n_train(n_train, name: str = "n_train") -> int:

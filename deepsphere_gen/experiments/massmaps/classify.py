@@ -50,12 +50,14 @@ __all__ = ["UserFits", "read_user_fits", "map_field", "user_map", "UserMap", "re
 class UserFits:
     """The header of a HEALPix FITS file as :func:`read_user_fits` read it (no data): ``nside`` (header NSIDE),
     the names of its data ``columns`` (without the PIXEL column of a cut-sky file) and its header ``ordering``
-    value as written (None if missing; :func:`map_field` checks it); :func:`user_map` reads the map."""
+    value as written (None if missing; :func:`map_field` checks it); :func:`user_map` reads the map (the whole
+    ``header``, astropy's, goes with it: the file is not opened for it again)."""
 
     path: Path
     nside: int
     columns: tuple[str, ...]
     ordering: object
+    header: object = field(default=None, repr=False, compare=False)
 
 
 def read_user_fits(path) -> UserFits:
@@ -85,7 +87,7 @@ def read_user_fits(path) -> UserFits:
         nside = check_nside(header["NSIDE"])
     except ValueError as exc:
         raise ValueError(f"{path}: header NSIDE: {exc}") from None
-    return UserFits(path, nside, tuple(columns), header.get("ORDERING"))
+    return UserFits(path, nside, tuple(columns), header.get("ORDERING"), header)
 
 
 def map_field(f: UserFits, field: int | None = None) -> int:
@@ -106,7 +108,7 @@ def user_map(f: UserFits, column: int) -> np.ndarray:
     (:func:`read_user_headers` gives it), read alone (:func:`~deepsphere_gen.datasets.read_healpix_fits`: the file
     memory-mapped, the other columns never copied).  A cut-sky file (``healpy.write_map(..., partial=True)``) gives
     UNSEEN outside its pixels.  ValueError for data that do not fit NSIDE or cannot be read."""
-    return read_healpix_fits(f.path, f.nside, "NESTED", column)
+    return read_healpix_fits(f.path, f.nside, "NESTED", column, header=f.header)
 
 
 class UserMap:

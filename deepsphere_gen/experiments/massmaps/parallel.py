@@ -30,51 +30,65 @@ __all__ = ["ParallelRun"]
 _stopping = None
 
 
-@contextmanager
-def _children_ignore_sigint():
-    """Ctrl-C ignored while the block starts worker processes, the previous handler restored after it.
+#: the signals a worker ignores while idle and takes (as KeyboardInterrupt) inside a job: Ctrl-C, which a terminal
+#: sends to every process of the group, and SIGTERM, which a batch scheduler (Slurm's ``scancel``, its time limit)
+#: sends to every process of the job
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
-    A spawned process inherits an ignored SIGINT across ``exec``, and Python then installs no handler of its
-    own: Ctrl-C at a terminal reaches every process of the group, and a worker still importing its modules
-    (seconds: torch) would otherwise die with a KeyboardInterrupt traceback.  The workers take Ctrl-C again
-    only inside a job (:func:`_interruptible`).  A Ctrl-C during the block itself (starting the processes,
-    milliseconds) is lost.  Only the main thread may set handlers; elsewhere the block runs unchanged."""
+
+@contextmanager
+def _children_ignore_interrupts():
+    """Ctrl-C and SIGTERM ignored while the block starts worker processes, the previous handlers restored after it.
+
+    A spawned process inherits an ignored signal across ``exec``, and Python then installs no handler of its
+    own: Ctrl-C at a terminal (SIGTERM from a scheduler) reaches every process of the group, and a worker still
+    importing its modules (seconds: torch) would otherwise die, with a KeyboardInterrupt traceback (or outright:
+    the parent's pool then broken).  The workers take them again only inside a job (:func:`_interruptible`).  A
+    signal during the block itself (starting the processes, milliseconds) is lost.  A handler not set from Python
+    (``signal.getsignal`` gives None: it could not be put back) is left alone.  Only the main thread may set
+    handlers; elsewhere the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in _INTERRUPTS if signal.getsignal(s) is not None}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _worker_setup(pids, filters, stopping) -> None:
-    """A worker process: one torch thread; Ctrl-C ignored while idle (jobs take it, see :func:`_interruptible`);
-    the warning filters ``filters`` of the process that started it (a spawned process starts with Python's
-    defaults: a warning the caller silenced would reach the terminal from every worker); announces its process id
-    on the queue ``pids`` (how :class:`ParallelRun` reaches its workers); jobs that start after the event
-    ``stopping`` is set stop at once (a worker still starting up when Ctrl-C came neither saw it nor was
-    announced)."""
+    """A worker process: one torch thread; Ctrl-C and SIGTERM ignored while idle (jobs take them, see
+    :func:`_interruptible`; the parent stops its workers' jobs with SIGINT, see :meth:`ParallelRun._stop`, also when
+    it is itself terminated); the warning filters ``filters`` of the process that started it (a spawned process
+    starts with Python's defaults: a warning the caller silenced would reach the terminal from every worker);
+    announces its process id on the queue ``pids`` (how :class:`ParallelRun` reaches its workers); jobs that start
+    after the event ``stopping`` is set stop at once (a worker still starting up when Ctrl-C came neither saw it
+    nor was announced)."""
     global _stopping
     torch.set_num_threads(1)
     warnings.filters[:] = filters
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in _INTERRUPTS:
+        signal.signal(s, signal.SIG_IGN)
     _stopping = stopping
     pids.put(os.getpid())
 
 
 @contextmanager
 def _interruptible():
-    """Ctrl-C raises KeyboardInterrupt inside a job (and only there: an idle worker ignores it); a job that
-    starts after its :class:`ParallelRun` was stopped raises it at once."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    """Ctrl-C or SIGTERM raises KeyboardInterrupt inside a job (and only there: an idle worker ignores them; a
+    SIGTERM sent to every process ends a job as Ctrl-C does, checkpoint kept, also where the parent is gone); a
+    job that starts after its :class:`ParallelRun` was stopped raises it at once."""
+    for s in _INTERRUPTS:
+        signal.signal(s, signal.default_int_handler)
     try:
         if _stopping is not None and _stopping.is_set():
             raise KeyboardInterrupt
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for s in _INTERRUPTS:
+            signal.signal(s, signal.SIG_IGN)
 
 
 def _sky(config: ExperimentConfig, sky_name: str):
@@ -156,7 +170,7 @@ class ParallelRun:
         jobs = self._jobs()
         context = multiprocessing.get_context("spawn")
         self._pid_queue, self._stopping = context.SimpleQueue(), context.Event()
-        with _children_ignore_sigint():  # the pool starts its processes as jobs are submitted
+        with _children_ignore_interrupts():  # the pool starts its processes as jobs are submitted
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_setup,
                                              initargs=(self._pid_queue, list(warnings.filters), self._stopping))
             for _, kind, sky, noise, what, *member in jobs:
