@@ -1334,9 +1334,10 @@ def test_worker_processes_start_with_ctrl_c_and_sigterm_ignored():
         assert [f.result(timeout=60) for f in seen] == [signal.SIG_IGN, signal.SIG_IGN]
 
 
-def test_an_idle_worker_ignores_sigterm_as_it_ignores_ctrl_c(monkeypatch):
-    """The worker set-up ignores SIGTERM too (Slurm's scancel signals every process: an idle worker killed outright
-    broke the parent's pool, a BrokenProcessPool traceback instead of the one line); a job takes both."""
+def test_an_idle_worker_ignores_ctrl_c_keeps_sigterm_and_a_job_takes_both(monkeypatch):
+    """The worker set-up ignores Ctrl-C and leaves SIGTERM at its default (the pool ends a broken pool's workers
+    with SIGTERM and joins them: an idle worker ignoring it would hang that join); a job takes both as
+    KeyboardInterrupt (its checkpoint kept), and the idle handlers come back after it."""
     import queue
     import warnings
 
@@ -1348,13 +1349,13 @@ def test_an_idle_worker_ignores_sigterm_as_it_ignores_ctrl_c(monkeypatch):
     monkeypatch.setattr(warnings, "filters", list(warnings.filters))
     try:
         parallel._worker_setup(pids, list(warnings.filters), threading.Event())
-        assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         assert pids.get_nowait() == os.getpid()
         with parallel._interruptible():
             assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
             with pytest.raises(KeyboardInterrupt):
                 signal.raise_signal(signal.SIGTERM)
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)

@@ -34,6 +34,9 @@ _stopping = None
 #: sends to every process of the group, and SIGTERM, which a batch scheduler (Slurm's ``scancel``, its time limit)
 #: sends to every process of the job
 _INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+#: an idle worker's handlers: Ctrl-C ignored (the parent stops jobs with SIGINT, see :meth:`ParallelRun._stop`);
+#: SIGTERM at its default, so that the pool's own clean-up of a broken pool (``Process.terminate``) still ends it
+_IDLE = {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_DFL}
 
 
 @contextmanager
@@ -59,9 +62,10 @@ def _children_ignore_interrupts():
 
 
 def _worker_setup(pids, filters, stopping) -> None:
-    """A worker process: one torch thread; Ctrl-C and SIGTERM ignored while idle (jobs take them, see
-    :func:`_interruptible`; the parent stops its workers' jobs with SIGINT, see :meth:`ParallelRun._stop`, also when
-    it is itself terminated); the warning filters ``filters`` of the process that started it (a spawned process
+    """A worker process: one torch thread; while idle Ctrl-C ignored and SIGTERM at its default (:data:`_IDLE`: an
+    idle worker has nothing to save, and the pool ends a broken pool's workers with SIGTERM: ignored, its join
+    would hang; jobs take both, see :func:`_interruptible`; the parent stops its workers' jobs with SIGINT, see
+    :meth:`ParallelRun._stop`, also when it is itself terminated); the warning filters ``filters`` of the process that started it (a spawned process
     starts with Python's defaults: a warning the caller silenced would reach the terminal from every worker);
     announces its process id on the queue ``pids`` (how :class:`ParallelRun` reaches its workers); jobs that start
     after the event ``stopping`` is set stop at once (a worker still starting up when Ctrl-C came neither saw it
@@ -69,16 +73,17 @@ def _worker_setup(pids, filters, stopping) -> None:
     global _stopping
     torch.set_num_threads(1)
     warnings.filters[:] = filters
-    for s in _INTERRUPTS:
-        signal.signal(s, signal.SIG_IGN)
+    for s, handler in _IDLE.items():
+        signal.signal(s, handler)
     _stopping = stopping
     pids.put(os.getpid())
 
 
 @contextmanager
 def _interruptible():
-    """Ctrl-C or SIGTERM raises KeyboardInterrupt inside a job (and only there: an idle worker ignores them; a
-    SIGTERM sent to every process ends a job as Ctrl-C does, checkpoint kept, also where the parent is gone); a
+    """Ctrl-C or SIGTERM raises KeyboardInterrupt inside a job (and only there: an idle worker has :data:`_IDLE`'s
+    handlers; a SIGTERM sent to every process ends a job as Ctrl-C does, checkpoint kept, also where the parent is
+    gone); a
     job that starts after its :class:`ParallelRun` was stopped raises it at once."""
     for s in _INTERRUPTS:
         signal.signal(s, signal.default_int_handler)
@@ -87,8 +92,8 @@ def _interruptible():
             raise KeyboardInterrupt
         yield
     finally:
-        for s in _INTERRUPTS:
-            signal.signal(s, signal.SIG_IGN)
+        for s, handler in _IDLE.items():
+            signal.signal(s, handler)
 
 
 def _sky(config: ExperimentConfig, sky_name: str):
