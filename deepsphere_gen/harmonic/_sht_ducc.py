@@ -26,8 +26,8 @@ map: the same operators, and the McEwen-Wiaux rule (ducc0's exact ``analysis_2d(
 the pole sample repeated along its ring; adjoint: the pole ring summed back onto its
 sample).  Below the grid's bandlimit (ducc0's ``analysis_2d`` at a smaller lmax aliases) MW
 takes the torch engine's construction (``_mw``'s mixing at the grid's bandlimit) on ducc0's
-ring kernels ``map2leg`` / ``leg2alm``; the analysis at the grid's bandlimit, truncated, is
-kept beside it as the reference (``mw_below="full"``).
+ring kernels ``map2leg`` / ``leg2alm``; its reference is this engine's analysis at the grid's
+bandlimit, truncated (the tests compare them).
 
 Per-call cost matters at small L (a ducc0 transform takes ~22 us at L = 32): a map that
 needs no gradient skips the autograd Function, and one map takes flat gathers.
@@ -42,7 +42,6 @@ its grid's bandlimit Lg: the mixing, 2 Lg^2 values per precision, and per call t
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -126,9 +125,9 @@ class DuccEngine:
     float32 and float64 (ducc0 computes in the input's precision).  Cost: ducc0's O(L^2 nrings)
     per map; conversions O(L^2 + npix).
 
-    ``mw_below``: MW's analysis below the grid's bandlimit Lg: ``"rings"`` (ring FFTs, MW's
-    mixing, ``leg2alm`` at L: O(Lg^2 (L + log Lg) + L^2 Lg) per map) or ``"full"`` (the reference: ducc0's
-    analysis at Lg, truncated: O(Lg^3)); the same linear map to rounding.
+    MW's analysis below the grid's bandlimit Lg: ring FFTs, MW's mixing, ``leg2alm`` at L
+    (O(Lg^2 (L + log Lg) + L^2 Lg) per map; the reference, this engine's analysis at Lg truncated,
+    costs O(Lg^3): the same linear map to rounding).
     """
 
     name = "ducc0"
@@ -145,7 +144,7 @@ class DuccEngine:
         """The SHT's constructor call (dtype, device and block_bytes unused)."""
         return cls(geom)
 
-    def __init__(self, geom: RingGeometry, mw_below: str = "rings"):
+    def __init__(self, geom: RingGeometry):
         self.geom, self.L = geom, geom.L
         self._kw = dict(
             theta=geom.theta, nphi=geom.nphi.astype(np.uintp), phi0=geom.phi0,
@@ -169,19 +168,15 @@ class DuccEngine:
         if geom.rule == "mcewen-wiaux" and (self._grid is None or self._grid[0] != "MW"):
             raise ValueError(f"{geom.label}: the McEwen-Wiaux rule needs ducc0's MW grid (L rings of 2L-1 samples, "
                              "the last one the south pole as one sample, ring-major pixels)")
-        # MW below the grid's bandlimit (see :meth:`_analysis`): the ring path ("rings": the torch
-        # engine's mixing matrices at the grid's Lg, 2 x Lg^2 per precision) or the reference
-        # ("full": the analysis at Lg, truncated)
-        if mw_below not in ("rings", "full"):
-            raise ValueError(f"mw_below must be 'rings' or 'full', got {mw_below!r}")
+        # MW below the grid's bandlimit (see :meth:`_analysis`): the ring path, with the torch
+        # engine's mixing matrices at the grid's Lg (2 x Lg^2 per precision, made on first use)
         below = geom.rule == "mcewen-wiaux" and geom.L < self._grid[1]
-        self._mw_full = DuccEngine(dataclasses.replace(geom, L=self._grid[1])) if below and mw_below == "full" else None
-        self._mw_mix = {} if below and mw_below == "rings" else None
+        self._mw_mix = {} if below else None
 
     def kept_bytes(self) -> int:
         """Bytes of the arrays this engine keeps between calls: the NESTED <-> RING permutations and
         the conversion tables or block factors of the precisions called so far (not the per-thread
-        work arrays, not ducc0's own), with MW's mixing or its reference's arrays (below the grid's bandlimit)."""
+        work arrays, not ducc0's own), with MW's mixing (below the grid's bandlimit)."""
         kept, todo = {}, [self._order, self._unorder, self._indices, *self._tables.values(), *(self._mw_mix or {}).values()]
         while todo:
             a = todo.pop()
@@ -189,7 +184,7 @@ class DuccEngine:
                 todo.extend(a)
             elif isinstance(a, np.ndarray) and a.base is None:  # views (the tables reshaped) share their bytes
                 kept[id(a)] = a.nbytes
-        return sum(kept.values()) + (0 if self._mw_full is None else self._mw_full.kept_bytes())
+        return sum(kept.values())
 
     def _precision(self, dtype) -> tuple:
         """The conversion of arrays of ``dtype`` (made at the first call of its precision).
@@ -478,15 +473,13 @@ class DuccEngine:
         at Lg (exact for maps band-limited at Lg, the sampling theorem's premise): ducc0's
         ``analysis_2d`` at lmax < Lg - 1 aliases their degrees >= L onto l < L (4e-2 at L = 8 on
         MW(16)).  The ring path (:meth:`_mw_rings_analysis`) costs what the aliased call did;
-        the reference (``mw_below="full"``) the analysis at Lg whatever L.  MW(128), float64, one
+        the reference (this engine at Lg, truncated) the analysis at Lg whatever L.  MW(128), float64, one
         thread, L = 64 / 32: one map 0.61 / 0.38 ms (reference 1.42 / 1.41 ms); 8 maps 5.1 /
         2.6 ms (reference 11.4 / 10.7 ms; torch engine 10.5 / 7.1 ms); forward + backward of 8
         maps 10.4 / 5.2 ms (reference 22.9 / 23.0 ms).  ``HarmonicClassifier(10,
         sampling=MW(128))``, batch 8, float32, forward: 13.8 ms (reference 51.7 ms)."""
         if self._mw_mix is not None:
             return self._mw_rings_analysis(maps)
-        if self._mw_full is not None:
-            return self._mw_full._analysis(maps)[:, : self.L * self.L]
         B, _, C = maps.shape
         if self._grid is not None and (B * C == 1 or self._grid[0] == "MW"):
             return self._real(self._to_grids(_ducc.analysis_2d, maps, pole="repeat"), B, C)
@@ -495,9 +488,6 @@ class DuccEngine:
     def _adjoint_analysis(self, coeffs):
         if self._mw_mix is not None:
             return self._mw_rings_adjoint_analysis(coeffs)
-        if self._mw_full is not None:  # the adjoint of the truncation pads with zeros
-            full = self._mw_full.L ** 2
-            return self._mw_full._adjoint_analysis(torch.nn.functional.pad(coeffs, (0, 0, 0, full - self.L * self.L)))
         B, _, C = coeffs.shape
         alm = self._alm(coeffs)
         if self._grid is not None and (B * C == 1 or self._grid[0] == "MW"):
