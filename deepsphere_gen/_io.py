@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred", "umask", "plain_mode", "array_crc32",
-           "load_torch_file", "load_weights"]
+__all__ = ["atomic_write", "atomic_write_json", "interrupts_deferred", "handler_replaceable", "umask", "plain_mode",
+           "array_crc32", "load_torch_file", "load_weights"]
 
 
 def umask() -> int:
@@ -128,6 +128,14 @@ def atomic_savefig(fig, path, **savefig_kwargs) -> Path:
     return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **savefig_kwargs))
 
 
+def handler_replaceable(signum) -> bool:
+    """Whether this process may take over the signal ``signum`` for a while and put its handler back: its handler
+    was set from Python (``signal.getsignal`` gives None for one set outside it, which could not be restored) and
+    the signal is not ignored (SIG_IGN: a batch script's background job ignores SIGINT).  The rule of
+    :func:`interrupts_deferred`, the commands' SIGTERM handling and massmaps' worker start-up."""
+    return signal.getsignal(signum) not in (None, signal.SIG_IGN)
+
+
 @contextmanager
 def interrupts_deferred():
     """Hold Ctrl-C (SIGINT) and SIGTERM until the block has finished, then deliver each received as its previous
@@ -145,7 +153,7 @@ def interrupts_deferred():
         yield
         return
     received = []
-    held = [s for s in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(s) not in (None, signal.SIG_IGN)]
+    held = [s for s in (signal.SIGTERM, signal.SIGINT) if handler_replaceable(s)]
     previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
     try:
         yield

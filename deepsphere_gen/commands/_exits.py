@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 
+from .._io import handler_replaceable
+
 #: exit status of an error in the options or inputs, as argparse exits with
 EXIT_USAGE = 2
 #: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
@@ -50,7 +52,7 @@ class TerminationAsInterrupt:
         self.signum = None
         self._previous = None
         self._installed = (threading.current_thread() is threading.main_thread()
-                           and signal.getsignal(signal.SIGTERM) not in (None, signal.SIG_IGN))
+                           and handler_replaceable(signal.SIGTERM))
         if self._installed:
             self._previous = signal.signal(signal.SIGTERM, self._raise)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..._io import handler_replaceable
 from ..._validation import check_positive_int
 from ...datasets import limit_threads
 from ...training import TrainingInterrupted, distributed_context
@@ -53,7 +54,7 @@ def _children_ignore_interrupts():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in _INTERRUPTS if signal.getsignal(s) is not None}
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in _INTERRUPTS if handler_replaceable(s)}
     try:
         yield
     finally:
