@@ -56,3 +56,15 @@ def test_a_given_method_that_skips_some_sky_fractions_gets_a_note(toy_method):
     assert checks.check_methods(config, "generate", True) == (config, [])
     # the default list's split is the documented one: no note
     assert checks.check_methods(exp.ExperimentConfig(nside=16, sky_fractions=("1", "1/12")), "run", False)[1] == []
+
+
+def test_every_sky_feature_group_has_an_extractor():
+    """Each group the full sky and footprints are said to have (config.SKY_FEATURE_GROUPS, the rule patch_only reads)
+    is an extractor of the sky features, which is what their transform calls."""
+    import numpy as np
+
+    from deepsphere_gen.experiments.massmaps.baseline_records import _SkyFeatures
+    from deepsphere_gen.experiments.massmaps.config import SKY_FEATURE_GROUPS
+
+    sky = _SkyFeatures(4, 0, np.arange(192))
+    assert all(callable(getattr(sky, g).features) for g in SKY_FEATURE_GROUPS)

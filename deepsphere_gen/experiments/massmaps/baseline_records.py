@@ -74,13 +74,9 @@ class _SkyFeatures:
         return self
 
     def transform(self, values, groups=SKY_FEATURE_GROUPS) -> dict:
-        idx = self.indices
-        out = {}
-        if "psd" in groups:
-            out["psd"] = self.psd.features(values, idx)
-        if "hist" in groups:
-            out["hist"] = self.hist.features(values, idx)
-        return out
+        """``{group: features}`` of each group in ``groups`` (a subset of :data:`.config.SKY_FEATURE_GROUPS`: each is
+        the attribute of that name, so the rule and the extractors cannot drift apart silently)."""
+        return {g: getattr(self, g).features(values, self.indices) for g in groups}
 
 
 def baseline_records(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig,
