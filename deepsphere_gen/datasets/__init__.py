@@ -8,7 +8,7 @@
 | :mod:`._spectra` | convergence power spectra (pyccl), cosmologies, log-normal shifts, beam, pixel window |
 | :mod:`._lognormal` | shifted log-normal fields: C_l <-> correlation transforms, map synthesis |
 | :mod:`._footprint` | partial sky: nested base patches, survey footprints, HEALPix FITS input |
-| :mod:`.massmaps` | convergence maps of two cosmologies: generation, cache, ``MassMapDataset`` |
+| :mod:`.massmaps` | convergence maps of two cosmologies: generation, cache, ``MassMapDataset``, ``FreshNoise`` |
 | :mod:`._sky_rotations` | randomly rotated copies of the mass maps (training augmentation) and their cache |
 | :mod:`._massmaps_cache` | the mass-map cache: keys, metadata, atomic directories, thread limits |
 | :mod:`.shape_noise` | weak-lensing shape noise per HEALPix pixel from the galaxy density |
@@ -58,6 +58,7 @@ from .massmaps import (
     DEEPSPHERE_NOISE_LEVELS,
     MassMapConfig,
     MassMapDataset,
+    FreshNoise,
     split_sizes,
     convergence_map,
     generate_massmaps,
@@ -86,6 +87,7 @@ __all__ += [
     "check_noise_level",
     "MassMapConfig",
     "MassMapDataset",
+    "FreshNoise",
     "split_sizes",
     "convergence_map",
     "generate_massmaps",

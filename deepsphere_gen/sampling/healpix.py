@@ -285,8 +285,14 @@ class HealpixSampling(Sampling):
 
         Returns ``(coarse, keep)`` where ``keep`` (npix,) bool marks the fine pixels
         that belong to a kept parent (they are consecutive groups of 4**levels).
+
+        Cost: a full sky gives the full sky at nside / 2**levels and ``keep`` all True (1 byte per pixel, no
+        other work); a partial sky sorts its parents (``np.unique``, ``np.isin``): O(npix log npix) time and
+        ~40 bytes per pixel of temporaries.
         """
         self._check_levels(levels)
+        if self.is_full_sky:
+            return HealpixSampling(self.nside >> levels), np.ones(self.npix, dtype=bool)
         f = 4**levels
         par = self.parents(levels)
         uniq, counts = np.unique(par, return_counts=True)

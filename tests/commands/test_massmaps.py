@@ -91,32 +91,6 @@ def test_train_config_policy():
     assert exp.ExperimentConfig(min_steps=np.int64(3)).min_steps == 3
 
 
-def test_fresh_noise_training_samples():
-    rng = np.random.default_rng(0)
-    maps = rng.standard_normal((2, 4, 12 * 4**2))
-    clean = MassMapDataset(maps, level=0, noise=0.0, split="train", test_fraction=0.25)
-    fixed = MassMapDataset(maps, level=0, noise=2.0, split="train", test_fraction=0.25)
-    fresh = exp.FreshNoise(clean, 2.0 * clean.clean_std)
-    assert len(fresh) == len(clean) == len(fixed) == 2 * 3 * 12
-    torch.manual_seed(3)
-    a = [fresh[i] for i in range(len(fresh))]
-    b = [fresh[i] for i in range(len(fresh))]  # another draw: other noise
-    torch.manual_seed(3)
-    a2 = [fresh[i] for i in range(len(fresh))]  # same seed: same noise
-    for (xa, ya, ia), (xb, yb, ib), (xa2, _, _), (xc, yc, ic) in zip(a, b, a2, (clean[i] for i in range(len(clean)))):
-        assert torch.equal(xa, xa2) and not torch.equal(xa, xb)
-        assert ya == yb == yc and torch.equal(ia, ic) and torch.equal(ib, ic) and xa.shape == xc.shape
-    noise = torch.cat([xa - xc for (xa, _, _), (xc, _, _) in zip(a, (clean[i] for i in range(len(clean))))])
-    # std noise * clean_std, like the data set's fixed noise
-    fixed_noise = torch.cat([fixed[i][0] - clean[i][0] for i in range(len(clean))])
-    assert float(noise.std()) == pytest.approx(2.0 * clean.clean_std, rel=0.05)
-    assert float(fixed_noise.std()) == pytest.approx(2.0 * clean.clean_std, rel=0.05)
-    with pytest.raises(ValueError, match="noise-free"):
-        exp.FreshNoise(fixed, 2.0)
-    with pytest.raises(ValueError, match="noise_std"):
-        exp.FreshNoise(clean, -1.0)
-
-
 def test_end_to_end_json_table_plots_and_resume(tmp_path, capsys):
     out_json = tmp_path / "res.json"
     methods = ["fcn", "cnn", "harmonic", "psd_svm", "hist_svm"]

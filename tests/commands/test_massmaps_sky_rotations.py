@@ -13,7 +13,7 @@ import torch
 
 from deepsphere_gen.cli import main
 from deepsphere_gen.commands import massmaps as cmd
-from deepsphere_gen.datasets import MassMapDataset, load_sky_rotations, sky_rotations_dir
+from deepsphere_gen.datasets import FreshNoise, MassMapDataset, load_sky_rotations, sky_rotations_dir
 from deepsphere_gen.experiments import massmaps as exp
 from deepsphere_gen.experiments.massmaps import data as mm_data
 from deepsphere_gen.experiments.massmaps import training as mm_training
@@ -43,7 +43,7 @@ def test_no_rotations_change_nothing(tmp_path):
     train_set = mm_data.dataset_of(path, sky, noise, config, "train")
     run = mm_training.network_run(config, path, "fcn", sky, noise, train_set)
     assert run.meta["fingerprint"] == "116156ce628c" and "sky_rotations" not in run.meta["fields"]["experiment"]
-    assert type(mm_data.training_set(path, sky, noise, config, train_set).dataset) is exp.FreshNoise
+    assert type(mm_data.training_set(path, sky, noise, config, train_set).dataset) is FreshNoise
     history = exp.train(config, path, log=None)["fcn-sky1o12-noiserel1"]
     assert history[0]["train_loss"] == pytest.approx(0.7474162429571152, rel=1e-5)
     assert not list((tmp_path / "data").glob("massmaps-rotations-*"))

@@ -14,6 +14,7 @@ from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.datasets._lognormal import lognormal_skewness
 from deepsphere_gen.datasets._massmaps_cache import estimate_cost, limit_threads, read_metadata
 from deepsphere_gen.datasets._spectra import COSMOLOGIES, convergence_cl, lognormal_shift
+from deepsphere_gen.datasets import FreshNoise
 from deepsphere_gen.datasets.massmaps import MassMapConfig, MassMapDataset, generate_massmaps, load_massmaps
 from deepsphere_gen.sampling import base_patch_indices
 
@@ -204,6 +205,37 @@ def test_dataset_noise_level_definition(dataset_dir):
     assert not np.allclose(other.values(3)[0], noisy.values(3)[0])
     with pytest.raises(ValueError, match="noise level"):
         MassMapDataset(dataset_dir, noise=-1.0)
+
+
+def test_fresh_noise_training_samples():
+    """FreshNoise: a new noise realisation at every draw, the draws ``torch.randn(float64)`` of torch's global RNG in
+    draw order (the mass-map experiment's records depend on these exact draws), of the std of the data set's fixed
+    noise; the labels and pixels of the clean samples."""
+    rng = np.random.default_rng(0)
+    maps = rng.standard_normal((2, 4, 12 * 4**2))
+    clean = MassMapDataset(maps, level=0, noise=0.0, split="train", test_fraction=0.25)
+    fixed = MassMapDataset(maps, level=0, noise=2.0, split="train", test_fraction=0.25)
+    assert torch.equal(fixed[0][0], fixed[0][0])  # the data set's noise: the same at every draw
+    fresh = FreshNoise(clean, 2.0 * clean.clean_std)
+    assert len(fresh) == len(clean) == len(fixed) == 2 * 3 * 12
+    torch.manual_seed(3)
+    a = [fresh[i] for i in range(len(fresh))]
+    b = [fresh[i] for i in range(len(fresh))]  # another draw: other noise
+    torch.manual_seed(3)
+    expected = [clean[i][0] + fresh.sigma * torch.randn(clean[i][0].shape, dtype=torch.float64).to(torch.float32)
+                for i in range(len(clean))]
+    for (xa, ya, ia), (xb, yb, ib), xe, (xc, yc, ic) in zip(a, b, expected, (clean[i] for i in range(len(clean)))):
+        assert torch.equal(xa, xe) and not torch.equal(xa, xb)
+        assert ya == yb == yc and torch.equal(ia, ic) and torch.equal(ib, ic) and xa.dtype == xc.dtype
+    noise = torch.cat([xa - xc for (xa, _, _), (xc, _, _) in zip(a, (clean[i] for i in range(len(clean))))])
+    fixed_noise = torch.cat([fixed[i][0] - clean[i][0] for i in range(len(clean))])
+    assert float(noise.std()) == pytest.approx(2.0 * clean.clean_std, rel=0.05)
+    assert float(fixed_noise.std()) == pytest.approx(2.0 * clean.clean_std, rel=0.05)
+    with pytest.raises(ValueError, match="noise-free"):
+        FreshNoise(fixed, 2.0)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="noise_std"):
+            FreshNoise(clean, bad)
 
 
 def test_dataset_footprint_and_arrays(dataset_dir):

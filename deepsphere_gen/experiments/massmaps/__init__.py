@@ -6,7 +6,7 @@
 | :mod:`.settings` | the noise settings (``NoiseSetting``) a config runs; which methods run on which sky |
 | :mod:`.models` | the networks of each method (``build_model``), their inputs standardised (``Standardized``) |
 | :mod:`.symmetry` | grid and square symmetries: training augmentation, test-time view averages, probability averages |
-| :mod:`.data` | the data set, its splits per (sky, noise), training samples with fresh noise (``FreshNoise``) |
+| :mod:`.data` | the data set, its splits per (sky, noise), training samples with fresh noise (:class:`deepsphere_gen.datasets.FreshNoise`) |
 | :mod:`.runs` | what determines a network run (its fingerprint) and where its checkpoint is kept |
 | :mod:`.map_statistics` | statistics of the training inputs, stored with a checkpoint; out-of-distribution checks |
 | :mod:`.training` | the network runs (``NetworkRun``), their schedule (``train_config``), ``train_one``, ``train`` |
@@ -46,7 +46,7 @@ skies: :func:`.config.patch_only`).
 
 Noise: :mod:`.settings`; networks and partial sky: :mod:`.models`; training, ensembles and
 checkpoints: :mod:`.training` and :mod:`.runs`.  Training samples get fresh noise at every draw
-(:class:`~.data.FreshNoise`), the baselines ``baseline_noise_draws`` noise realisations per
+(:class:`deepsphere_gen.datasets.FreshNoise`), the baselines ``baseline_noise_draws`` noise realisations per
 training patch; validation and test samples keep the data set's fixed noise.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ _PUBLIC = {
     "models": ("Standardized", "build_model", "pool_levels", "footprint_pooling_steps"),
     "symmetry": ("RandomSymmetry", "symmetry_permutations", "evaluation_symmetries", "SymmetryAverage",
                  "log_mean_probabilities"),
-    "data": ("generate", "FreshNoise"),
+    "data": ("generate",),
     "training": ("members_of", "NetworkRun", "warm_start", "train_config", "train", "train_one"),
     "parallel": ("ParallelRun",),
     "evaluation": ("evaluate_all",),

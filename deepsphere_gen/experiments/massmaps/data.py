@@ -1,25 +1,24 @@
 """The samples of the mass-map experiment: the data set (:func:`generate`), its training, validation and
 test samples of one (sky, noise) setting (:func:`dataset_of`, :func:`datasets_of`: split by map, so
 patches of one map never straddle a split), and what the networks train on (:func:`training_set`: fresh
-noise at every draw, :class:`FreshNoise`, random grid symmetries and, with ``sky_rotations`` R > 0, a draw
-from the original map or one of its R rotated copies, :class:`SkyRotationDraws`).
+noise at every draw, :class:`~deepsphere_gen.datasets.FreshNoise`, random grid symmetries and, with
+``sky_rotations`` R > 0, a draw from the original map or one of its R rotated copies, :class:`SkyRotationDraws`).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
-from ...datasets import (MassMapConfig, MassMapDataset, generate_massmaps, generate_sky_rotations, load_sky_rotations,
-                         split_sizes)
+from ...datasets import (FreshNoise, MassMapConfig, MassMapDataset, generate_massmaps, generate_sky_rotations,
+                         load_sky_rotations, split_sizes)
 from ...training import DistContext, distributed_context
 from .config import ExperimentConfig, SkySetting
 from .settings import NoiseSetting
 from .symmetry import RandomSymmetry, symmetry_permutations
 
-__all__ = ["generate", "data_config", "n_training_maps", "rotated_copies", "dataset_of", "datasets_of", "FreshNoise",
+__all__ = ["generate", "data_config", "n_training_maps", "rotated_copies", "dataset_of", "datasets_of",
            "SkyRotationDraws", "training_set"]
 
 
@@ -75,34 +74,6 @@ def dataset_of(path: Path, sky: SkySetting, noise: NoiseSetting | None, config: 
 def datasets_of(path: Path, sky: SkySetting, noise: NoiseSetting, config: ExperimentConfig):
     """(train, validation, test) samples for (sky, noise), each with the data set's fixed noise."""
     return tuple(dataset_of(path, sky, noise, config, split) for split in ("train", "val", "test"))
-
-
-class FreshNoise(Dataset):
-    """Training samples of ``clean`` (a noise-free :class:`MassMapDataset`) with a new white-noise
-    realisation of per-pixel std ``noise_std`` at every draw, from torch's global RNG (which
-    :func:`~deepsphere_gen.training.fit` re-seeds every epoch: reproducible, resumable).
-
-    The noise model is known, so a network need not see the same noise twice: with fixed
-    noise the full-sky networks memorise the 60 noise realisations (training accuracy 100 %,
-    test 75 % at noise 2).  Items as in :class:`MassMapDataset`.
-    """
-
-    def __init__(self, clean: MassMapDataset, noise_std: float):
-        if clean.noise_std != 0:
-            raise ValueError("FreshNoise needs a noise-free dataset")
-        std = float(noise_std)
-        if not (math.isfinite(std) and std >= 0):
-            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
-        self.clean, self.sigma = clean, std
-
-    def __len__(self) -> int:
-        return len(self.clean)
-
-    def __getitem__(self, i: int):
-        x, label, idx = self.clean[i]
-        if self.sigma > 0:
-            x = x + self.sigma * torch.randn(x.shape, dtype=torch.float64).to(x.dtype)
-        return x, label, idx
 
 
 class SkyRotationDraws(Dataset):
