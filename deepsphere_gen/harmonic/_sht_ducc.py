@@ -5,7 +5,7 @@ healpy's successor engine, released on PyPI) computes the Legendre values on the
 vectorised, cache-blocked recursions, takes arbitrary iso-latitude ring geometries
 (colatitude, samples, first longitude and start of every ring) and is the fastest CPU SHT
 in the field; a torch re-implementation streams stored tables (or recomputes them) and was
-2-4x slower (issue 13).  ducc0's operators are linear, and ``adjoint_synthesis`` is the
+2-4x slower when this engine was chosen.  ducc0's operators are linear, and ``adjoint_synthesis`` is the
 exact adjoint of ``synthesis`` (``adjoint_analysis_2d`` of ``analysis_2d``), so each
 transform's backward is the other operator of its pair: autograd needs no tape of the
 transform and gradients are exact to rounding.

@@ -331,7 +331,7 @@ def test_graph_network_learns_where_it_must(tmp_path):
 
 
 def test_epoch_monitoring_uses_validation_maps_never_test_maps(tmp_path, monkeypatch):
-    # issue 14 item 6: the per-epoch "val" lines and curves once monitored the test maps
+    # the per-epoch "val" lines and curves once monitored the test maps
     seen = []
 
     def recording_fit(model, samples, tc, val_set=None, **kw):

@@ -1,4 +1,4 @@
-"""`deepsphere-gen massmaps` never does something other than what was asked (issue 14).
+"""`deepsphere-gen massmaps` never does something other than what was asked.
 
 Option order, stale checkpoints, the README's quick-then-default sequence, classify on
 inputs outside the training distribution, and the friendly failures (device, folders, disk,

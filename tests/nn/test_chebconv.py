@@ -420,7 +420,7 @@ from deepsphere_gen.sampling import HealpixSampling  # noqa: E402
 @pytest.mark.parametrize("nside", [2, 8])  # dense (48 nodes) and Lanczos (768 nodes) checks
 @pytest.mark.parametrize("kind", ["combinatorial", "normalized"])
 def test_unrescaled_laplacian_is_rejected(nside, kind):
-    """Issue 14.5: the raw Laplacian (eigenvalues up to ~2 max degree or 2) raises a ValueError that
+    """The raw Laplacian (eigenvalues up to ~2 max degree or 2) raises a ValueError that
     names the problem and the fix; the rescaled one, the graph and a Laplacian object pass."""
     g = build_graph(HealpixSampling(nside), k=8, laplacian=kind, cache=False)
     L = g.laplacian
