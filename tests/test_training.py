@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from deepsphere_gen.training import (
     TrainConfig,
     TrainingInterrupted,
     batch_outputs,
+    cross_entropy,
     distributed_context,
     evaluate,
     fit,
@@ -442,6 +444,60 @@ def test_accuracy_is_none_unless_classification():
     assert '"val_accuracy": null' in json.dumps(hist[0])
     cls = fit(_model(), _data(), _cfg(epochs=1), val_set=_data(seed=1), log=None)[0]
     assert 0 <= cls["train_accuracy"] <= 1 and 0 <= cls["val_accuracy"] <= 1
+
+
+def test_default_loss_on_class_outputs_is_torchs_cross_entropy_bit_for_bit():
+    """The recorded experiments train (B, classes) classifiers with fit's default loss: the channels-last
+    default must leave every step, weight and record as torch's cross_entropy made them."""
+    out, y = torch.randn(7, 3, dtype=torch.float64), torch.randint(0, 3, (7,))
+    assert torch.equal(cross_entropy(out, y), nn.functional.cross_entropy(out, y))
+    h1 = fit(m1 := _model(), _data(), _cfg(epochs=2), val_set=_data(seed=1), log=None)
+    h2 = fit(m2 := _model(), _data(), _cfg(epochs=2), val_set=_data(seed=1), loss_fn=nn.functional.cross_entropy, log=None)
+    assert torch.equal(_params(m1), _params(m2))
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in h1] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in h2]
+    assert evaluate(m1, _data(seed=2)) == evaluate(m1, _data(seed=2), loss_fn=nn.functional.cross_entropy)
+
+
+def _segmentation(n=12, npix=10, classes=3, seed=0):
+    """Per-pixel labels (n, npix) for maps (n, npix, 2), and a fixed per-pixel linear model (channels-last)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, npix, 2, generator=g, dtype=torch.float64)
+    torch.manual_seed(seed)
+    return TensorDataset(x, torch.randint(0, classes, (n, npix), generator=g)), nn.Linear(2, classes).double()
+
+
+def test_segmentation_outputs_channels_last_train_with_the_default_loss_and_report_pixel_accuracy():
+    """SphericalUNet's (B, npix, classes) outputs with (B, npix) labels: fit's default loss failed inside torch
+    (it wants the classes on axis 1) and the accuracies were None."""
+    data, model = _segmentation()
+    x, y = data.tensors
+    with torch.no_grad():
+        out = model(x)
+    logp = out.numpy() - np.log(np.exp(out.numpy()).sum(-1, keepdims=True))  # by hand: mean -log p over pixels
+    nll = -np.take_along_axis(logp, y.numpy()[..., None], -1).mean()
+    assert float(cross_entropy(out, y)) == pytest.approx(nll, rel=1e-12)
+    soft = nn.functional.one_hot(y, 3).double()  # class probabilities of the outputs' shape
+    assert float(cross_entropy(out, soft)) == pytest.approx(nll, rel=1e-12)
+    pixel_acc = float((out.argmax(-1) == y).double().mean())
+    res = evaluate(model, data, batch_size=5, return_predictions=True)
+    assert res["loss"] == pytest.approx(nll, rel=1e-12) and res["accuracy"] == pytest.approx(pixel_acc, rel=1e-12)
+    assert res["predictions"].shape == (12, 10)
+    hist = fit(_Frozen(model), data, _cfg(epochs=1, batch_size=4), val_set=data, log=None)  # outputs do not move
+    assert hist[0]["train_loss"] == pytest.approx(nll, rel=1e-12)
+    assert hist[0]["train_accuracy"] == pytest.approx(pixel_acc, rel=1e-12) == hist[0]["val_accuracy"]
+
+
+@pytest.mark.parametrize("out_shape,y_shape", [((8, 10, 3), (8,)), ((8, 3, 10), (8, 10)), ((8,), (8,))])
+def test_default_loss_refuses_outputs_that_do_not_fit_the_targets_in_one_line(out_shape, y_shape):
+    y = torch.zeros(y_shape, dtype=torch.long)
+    with pytest.raises(ValueError, match=rf"^cross_entropy: outputs \({', '.join(map(str, out_shape))},?\) do not fit "
+                                         rf"torch.int64 targets \({', '.join(map(str, y_shape))},?\): classes go on the "
+                                         r"LAST axis \(channels-last\)[^\n]*pass fit / evaluate a loss_fn$"):
+        cross_entropy(torch.zeros(out_shape), y)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 30), nn.Unflatten(1, (3, 10)))  # channels-first per-pixel logits
+    with pytest.raises(ValueError, match=r"^cross_entropy: outputs \(8, 3, 10\) do not fit torch.int64 targets \(8, 10\)"):
+        fit(model, TensorDataset(torch.randn(16, 6, 1), torch.zeros(16, 10, dtype=torch.long)), _cfg(epochs=1), log=None)
 
 
 def test_keep_best_accuracy_of_a_regression_is_refused_before_training():

@@ -45,7 +45,8 @@ class MapToSignal(nn.Module):
     own features passes False.  ``cast``: cast a map of another floating dtype to the
     tables' dtype and the coefficients back (models whose transform precision differs from
     their layers'); without it a dtype mismatch is a ValueError.  ``name``: how error
-    messages call the input.  Shape, channels, dtype and device are always checked.
+    messages call the input.  Shape, channels, dtype and device are always checked.  A sampling
+    on which no analysis is possible (rings without quadrature weights) is a ValueError here.
     """
 
     def __init__(self, sampling, L: int, channels: int, dtype: torch.dtype | None = None, iterations: int = 3,
@@ -55,6 +56,8 @@ class MapToSignal(nn.Module):
         self.channels = check_positive_int(channels, "channels")
         self.sampling, self.L = sampling, check_positive_int(L, "bandlimit L")
         self.sht = None if sampling is None else _sht(sampling, L, dtype, iterations)
+        if self.sht is not None:
+            self.sht.geometry.check_analysis()  # it only analyses: a grid without weights is refused here
         self.type_out = (1,) * self.L
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,11 +112,9 @@ class SignalToMap(nn.Module):
             raise ValueError(f"signal bandlimit L={x.L} exceeds the bridge's L={self.L}")
         if len(set(x.type)) != 1:
             raise ValueError(f"SignalToMap needs a uniform type (same tau for every degree), got {x.type}")
-        B, K, tau = x.batch, x.channels, x.type[0]
-        parts = [f.permute(0, 2, 1, 3).reshape(B, 2 * l + 1, K * tau) for l, f in enumerate(x.fragments)]
-        a = torch.cat(parts, dim=1)
+        a = x.to_coefficients()
         if x.L < self.L:
-            a = torch.cat([a, a.new_zeros(B, self.L**2 - x.L**2, K * tau)], dim=1)
+            a = torch.cat([a, a.new_zeros(x.batch, self.L**2 - x.L**2, a.shape[2])], dim=1)
         return a
 
     def forward(self, x: GeneralizedSignal) -> torch.Tensor:

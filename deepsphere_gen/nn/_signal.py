@@ -169,7 +169,12 @@ class GeneralizedSignal:
         return cls([coeffs[:, l * l : (l + 1) * (l + 1), :].unsqueeze(1) for l in range(L)])
 
     def to_coefficients(self) -> torch.Tensor:
-        """Single-channel signal -> coefficients (batch, L*L, tau) (requires a uniform type)."""
-        if self.channels != 1 or len(set(self.type)) != 1:
-            raise ValueError(f"to_coefficients needs 1 channel and a uniform type, got {self!r}")
-        return torch.cat([f[:, 0] for f in self.fragments], dim=1)
+        """Signal of a uniform type tau -> coefficients (batch, L*L, channels * tau), flat index l*l+l+m,
+        column k * tau + t for channel k, column t: a signal on the sphere (tau = 1) gives (batch, L*L,
+        channels), the layout of MapToSignal's input and SignalToMap's output; for one channel the inverse
+        of :meth:`from_coefficients`."""
+        if len(set(self.type)) != 1:
+            raise ValueError(f"to_coefficients needs a uniform type (same tau for every degree), got {self!r}")
+        B, K, tau = self.batch, self.channels, self.type[0]
+        return torch.cat([f.permute(0, 2, 1, 3).reshape(B, 2 * l + 1, K * tau) for l, f in enumerate(self.fragments)],
+                         dim=1)

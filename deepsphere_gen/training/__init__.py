@@ -41,6 +41,7 @@ every evaluation input.  Training itself is unchanged (train mode uses batch sta
 | :mod:`.config` | :class:`TrainConfig`, the learning-rate schedule (:func:`learning_rate`) |
 | :mod:`.distributed` | :class:`DistContext`, the torchrun process group, the all-reduce of the loop |
 | :mod:`.checkpoints` | atomic save, safe load, :class:`CheckpointError`, the resume and fingerprint checks |
+| :mod:`.classification` | the channels-last convention: :func:`cross_entropy` (the default loss), accuracies |
 | :mod:`.evaluation` | outputs batch by batch (:func:`batch_outputs`), :func:`evaluate` |
 | :mod:`.batchnorm` | :func:`recalibrate_batchnorm` |
 | :mod:`.loop` | :func:`fit`, :func:`seed_everything`, :class:`TrainingInterrupted` |
@@ -56,6 +57,7 @@ from .checkpoints import (
     save_checkpoint,
     trained_weights,
 )
+from .classification import cross_entropy
 from .config import LR_SCHEDULES, TrainConfig, learning_rate
 from .distributed import DistContext, distributed_context, shutdown_distributed
 from .evaluation import batch_outputs, evaluate
@@ -78,6 +80,7 @@ __all__ = [
     "CheckpointMismatch",
     "TrainingInterrupted",
     "evaluate",
+    "cross_entropy",
     "recalibrate_batchnorm",
     "learning_rate",
     "LR_SCHEDULES",

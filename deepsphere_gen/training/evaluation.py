@@ -1,6 +1,6 @@
 """Evaluation of a trained model: outputs batch by batch (:func:`batch_outputs`, sharded over
 processes) and mean loss and accuracy (:func:`evaluate`; accuracy only for a classification,
-:func:`is_classification`)."""
+:func:`~.classification.is_classification`)."""
 from __future__ import annotations
 
 from typing import Callable, Iterator
@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .classification import correct_samples, cross_entropy, is_classification
 from .distributed import DistContext, all_sum, distributed_context
 
 
@@ -38,12 +39,6 @@ def batch_outputs(model: nn.Module, dataset: Dataset, batch_size: int = 64,
         model.train(was_training)
 
 
-def is_classification(out: torch.Tensor, y: torch.Tensor) -> bool:
-    """Whether a batch is a classification: outputs (B, classes) and integer targets (B,).  Only then
-    are accuracies computed (:func:`evaluate`, :func:`~deepsphere_gen.training.fit`); else they are None."""
-    return out.dim() == 2 and y.dim() == 1 and not y.is_floating_point()
-
-
 def first_sample_outputs(model: nn.Module, dataset: Dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(output, target)`` of ``model`` in eval mode for the first sample of ``dataset`` (a batch of one on
     ``device``; one forward pass, the model's mode restored): what :func:`is_classification` decides on
@@ -54,7 +49,7 @@ def first_sample_outputs(model: nn.Module, dataset: Dataset, device) -> tuple[to
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: DistContext | None = None,
-             loss_fn: Callable = nn.functional.cross_entropy, return_predictions: bool = False) -> dict:
+             loss_fn: Callable = cross_entropy, return_predictions: bool = False) -> dict:
     """Mean loss and accuracy of ``model`` on ``dataset`` (:func:`batch_outputs`: sharded over
     processes, summed).
 
@@ -64,10 +59,13 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: Dist
     the mean over samples and outputs; for a per-pixel loss: the mean over pixels too) and equals
     ``loss_fn`` of the whole set for a per-sample mean loss.
 
+    ``loss_fn`` defaults to the channels-last :func:`~.classification.cross_entropy`.
+
     Returns ``{"loss", "accuracy", "n"}``: accuracy is the fraction of correct argmax classes for a
-    classification (:func:`is_classification`), None otherwise (regression, per-pixel outputs); with
-    ``return_predictions`` also ``"predictions"``: argmax classes in dataset order (single process only;
-    empty when not a classification).
+    classification (:func:`is_classification`; per-pixel outputs (B, npix, classes) with targets (B, npix):
+    the mean over samples of the fraction of correct pixels), None otherwise (regression); with
+    ``return_predictions`` also ``"predictions"``: argmax classes in dataset order, (n,) or (n, npix)
+    (single process only; empty when not a classification).
     """
     ctx = ctx or distributed_context()
     loss_sum, correct, count, preds, classify = 0.0, 0.0, 0.0, [], None
@@ -76,9 +74,8 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: Dist
         if classify is None:
             classify = is_classification(out, y)
         if classify:
-            p = out.argmax(-1)
-            correct += float((p == y).sum())
-            preds.append(p.cpu())
+            correct += correct_samples(out, y)
+            preds.append(out.argmax(-1).cpu())
         count += len(y)
     # classified: on any process (one whose shard is empty saw no batch)
     loss_sum, correct, count, classified = all_sum([loss_sum, correct, count, float(bool(classify))], ctx)

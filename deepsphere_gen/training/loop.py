@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .batchnorm import evenly_spaced, recalibrate_batchnorm
 from .checkpoints import check_resumable, load_checkpoint, load_model_state, save_checkpoint, saved_epoch
+from .classification import correct_samples, cross_entropy, is_classification
 from .config import KEEP_BEST, TrainConfig, learning_rate, plain_settings
 from .distributed import DistContext, all_sum, distributed_context
-from .evaluation import batch_to_device, evaluate, first_sample_outputs, is_classification
+from .evaluation import batch_to_device, evaluate, first_sample_outputs
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -43,18 +44,22 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Dataset | None = None,
-        loss_fn: Callable = nn.functional.cross_entropy, log: Callable[[str], None] | None = print,
+        loss_fn: Callable = cross_entropy, log: Callable[[str], None] | None = print,
         ctx: DistContext | None = None, meta: dict | None = None) -> list[dict]:
     """Train ``model`` in place with Adam(W); returns the history, one dict per epoch.
 
     ``loss_fn(out, y)``: the MEAN loss of a batch as a scalar (any callable; validation takes its
     sample-weighted mean over batches, :func:`evaluate`, so ``val_loss`` and ``train_loss`` are on one scale).
+    The default, :func:`~deepsphere_gen.training.cross_entropy`, takes the library's channels-last
+    outputs: (B, classes) with integer targets (B,) (torch's cross_entropy), or (B, npix, classes) with
+    targets (B, npix) (segmentation, e.g. ``SphericalUNet``); other shapes are refused in one line.
 
     Each record: ``epoch`` (1-based), ``train_loss``, ``train_accuracy`` (running, over
     the epoch's batches), ``val_loss``/``val_accuracy`` (when ``val_set`` is given),
     ``seconds``, ``step_losses`` (global mean loss of every step).  Accuracies are None (JSON
-    null) unless the task is a classification (outputs (B, classes) and integer targets (B,):
-    :func:`~deepsphere_gen.training.evaluation.is_classification`).  Records of epochs
+    null) unless the task is a classification (integer targets, outputs with one more axis of classes:
+    :func:`~deepsphere_gen.training.classification.is_classification`; per pixel, the mean fraction
+    of correct pixels).  Records of epochs
     restored from a checkpoint are included.  After every epoch the BatchNorm statistics
     are recalibrated on the training set (``config.recalibrate_bn``), so validation,
     checkpoints and the returned model use statistics of the final weights.  ``log`` receives
@@ -120,7 +125,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
 
     saved = start if ckpt is not None else 0  # last epoch written to the checkpoint
     pending = None  # the epoch whose checkpoint is being written
-    classify = None  # outputs (B, classes) with integer targets (B,): accuracies are meaningful
+    classify = None  # integer targets, classes on the outputs' last axis: accuracies are meaningful
     try:
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()
@@ -145,7 +150,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
                 n = len(y)
                 if classify is None:
                     classify = is_classification(out, y)
-                correct = float((out.argmax(-1) == y).sum()) if classify else 0.0
+                correct = correct_samples(out, y) if classify else 0.0
                 g_loss, g_correct, g_n = all_sum([float(loss.detach()) * n, correct, n], ctx)
                 step_losses.append(g_loss / g_n)
                 sums = [sums[0] + g_loss, sums[1] + g_correct, sums[2] + g_n]
@@ -197,8 +202,8 @@ def _check_classification(model: nn.Module, train_set: Dataset, device) -> None:
     (:func:`is_classification` of the model's output for the first training sample): its accuracy is None."""
     out, y = first_sample_outputs(model, train_set, device)
     if not is_classification(out, y):
-        raise ValueError(f"keep_best='val_accuracy' needs a classification (outputs (B, classes), integer targets "
-                         f"(B,)); this model gives outputs {tuple(out.shape)} for {y.dtype} targets "
+        raise ValueError(f"keep_best='val_accuracy' needs a classification (outputs (B, classes) or (B, npix, classes), "
+                         f"integer targets (B,) or (B, npix)); this model gives outputs {tuple(out.shape)} for {y.dtype} targets "
                          f"{tuple(y.shape)}, which have no accuracy: use keep_best='val_loss'")
 
 

@@ -1,6 +1,7 @@
 """HarmonicClassifier: invariance of the whole model, learning a toy invariant task, summary."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,7 @@ from deepsphere_gen.harmonic import random_rotations
 from deepsphere_gen.equivariance import assert_equivariant, assert_map_equivariant
 from deepsphere_gen.models import HarmonicClassifier
 from deepsphere_gen.nn import GeneralizedSignal
-from deepsphere_gen.sampling import GaussLegendreSampling, McEwenWiauxSampling
+from deepsphere_gen.sampling import EquiangularSampling, GaussLegendreSampling, McEwenWiauxSampling
 
 
 def rotations(n, seed=0):
@@ -121,3 +122,10 @@ def test_bad_input():
     x[0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="NaN/inf"):
         model(x)
+
+
+def test_sampling_without_quadrature_weights_is_refused_at_construction():
+    """The model was built, and its first forward call failed: it can never analyse its input."""
+    s = EquiangularSampling(8, np.pi * (np.arange(16) + 0.5) / 16, 32, None)
+    with pytest.raises(ValueError, match=r"has no quadrature weights: no analysis possible"):
+        HarmonicClassifier(2, bandlimits=(8, 4), channels=(2, 2), sampling=s)

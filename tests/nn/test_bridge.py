@@ -7,7 +7,7 @@ import torch
 from deepsphere_gen.harmonic import real_to_healpy_alm, rotate_coefficients, rotate_map, synthesis
 from deepsphere_gen.equivariance import assert_map_equivariant
 from deepsphere_gen.nn import GeneralizedSignal, MapToSignal, SignalToMap
-from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling
+from deepsphere_gen.sampling import DriscollHealySampling, EquiangularSampling, GaussLegendreSampling, HealpixSampling
 
 
 def _coeffs(L, B, C, seed=0):
@@ -88,6 +88,30 @@ def test_bad_inputs_raise():
         SignalToMap(s, 4, dtype=torch.float64)(GeneralizedSignal([torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 3, 2)]))
     with pytest.raises(ValueError, match="exceeds"):
         SignalToMap(s, 2)(GeneralizedSignal([torch.zeros(1, 1, 2 * l + 1, 1) for l in range(3)]))
+
+
+def test_grid_without_weights_is_refused_at_construction():
+    """A lat-lon grid without quadrature weights can only synthesise: the adapter, which only analyses,
+    was built and failed at its first call; now it is refused at once, with the SHT's message."""
+    nlat = 64
+    s = EquiangularSampling(32, np.pi * (np.arange(nlat) + 0.5) / nlat, 128, None)
+    with pytest.raises(ValueError, match=r"^EquiangularSampling\(.*\) has no quadrature weights: no analysis possible"):
+        MapToSignal(s, 32, 1)
+    SignalToMap(s, 32)  # the synthesis needs no weights
+
+
+def test_to_coefficients_of_several_channels_is_the_per_channel_columns():
+    """channels * tau columns, channel k's at k * tau + t: what MapToSignal takes (tau = 1) and SignalToMap gives."""
+    a = _coeffs(4, 2, 3)
+    sig = MapToSignal(None, 4, 3, dtype=torch.float64)(a)
+    assert torch.equal(sig.to_coefficients(), a)
+    x = GeneralizedSignal([torch.randn(2, 3, 2 * l + 1, 2, dtype=torch.float64) for l in range(4)])
+    c = x.to_coefficients()
+    assert c.shape == (2, 16, 6)
+    for k in range(3):
+        one = GeneralizedSignal([f[:, k:k + 1] for f in x.fragments]).to_coefficients()
+        assert torch.equal(c[..., 2 * k:2 * k + 2], one)
+    assert torch.equal(SignalToMap(GaussLegendreSampling(4), 4, dtype=torch.float64).coefficients(x), c)
 
 
 def test_bridge_round_trip_is_map_equivariant():
