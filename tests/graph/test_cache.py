@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepsphere_gen.graph import build_graph, graph_params
+from deepsphere_gen.graph import LMAX_RULE, VALUES_FORMAT, build_graph, graph_params
 from deepsphere_gen.graph import _laplacian, _sphere_graph
 from deepsphere_gen.graph._cache import ENV_VAR, _stem, cache_directory
 from deepsphere_gen.graph._pattern import KnnPattern
@@ -426,7 +426,7 @@ def test_values_of_another_format_are_recomputed(tmp_path, monkeypatch, counts, 
     s = HealpixSampling(8)
     ref = build_graph(s, k=8, cache=False)
     build_graph(s, k=8, cache_dir=tmp_path)
-    assert json.loads(entry_json(tmp_path).read_text())["arrays"]["rescaled-float32"]["format"] == 1
+    assert json.loads(entry_json(tmp_path).read_text())["arrays"]["rescaled-float32"]["format"] == VALUES_FORMAT == 1
     monkeypatch.setattr(_sphere_graph, "VALUES_FORMAT", 2)
     before = dict(counts)
     g = build_graph(s, k=8, cache_dir=tmp_path)
@@ -449,7 +449,7 @@ def test_lmax_of_another_rule_is_recomputed(tmp_path, monkeypatch, counts):
     ref = build_graph(s, k=8, cache=False)
     build_graph(s, k=8, cache_dir=tmp_path)
     meta = json.loads(entry_json(tmp_path).read_text())
-    assert meta["lmax_rule"] == 1
+    assert meta["lmax_rule"] == LMAX_RULE == 1  # the public constants the docs name (deepsphere_gen.graph)
     del meta["lmax_rule"]  # an entry without the tag: recomputed once, then tagged
     entry_json(tmp_path).write_text(json.dumps(meta))
     before = counts["lanczos"]
