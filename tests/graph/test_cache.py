@@ -10,7 +10,7 @@ from deepsphere_gen.graph import LMAX_RULE, VALUES_FORMAT, build_graph, graph_pa
 from deepsphere_gen.graph import _laplacian, _sphere_graph
 from deepsphere_gen.graph._cache import ENV_VAR, _stem, cache_directory
 from deepsphere_gen.graph._pattern import KnnPattern
-from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling, Sampling
+from deepsphere_gen.sampling import EquiangularSampling, GaussLegendreSampling, HealpixSampling, Sampling
 
 
 def files(d):
@@ -115,6 +115,18 @@ def test_sampling_without_cache_key(tmp_path):
     assert repr(a) == "Points(npix=30)"
     with pytest.raises(NotImplementedError, match="Points defines no cache_key"):
         a.cache_key()
+
+
+def test_lat_lon_grids_of_one_size_get_their_own_entries(tmp_path):
+    """Two 16 x 32 lat-lon grids at L = 8 (cell-centred rings, rings from the pole): each build from the cache
+    equals its uncached build (before, both had the key equiangular-L8 and the second was served the first's W)."""
+    grids = [EquiangularSampling(8, np.pi * (np.arange(16) + 0.5) / 16, 32, None),
+             EquiangularSampling(8, np.pi * np.arange(16) / 16, 32, None)]
+    for s in grids:
+        assert not build_graph(s, k=8, sigma=0.05, cache_dir=tmp_path).from_cache
+    for s in grids:
+        g = build_graph(s, k=8, sigma=0.05, cache_dir=tmp_path)
+        assert g.from_cache and abs(g.weights - build_graph(s, k=8, sigma=0.05, cache=False).weights).max() == 0
 
 
 def test_no_cache_writes_nothing(tmp_path):
