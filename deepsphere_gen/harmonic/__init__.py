@@ -32,11 +32,13 @@ from ._mw import mw_theta_mixing, mw_weight
 from ._sht import (
     ENGINE_FOR_DEVICE,
     ENGINES,
+    HEALPIX_ITERATIONS,
     SHT,
     SphericalAnalysis,
     SphericalSynthesis,
     analysis,
     clear_sht_cache,
+    default_iterations,
     max_bandlimit,
     synthesis,
 )
@@ -122,6 +124,8 @@ __all__ = [
     "synthesis",
     "max_bandlimit",
     "clear_sht_cache",
+    "HEALPIX_ITERATIONS",
+    "default_iterations",
     "normalized_legendre",
     "real_spherical_harmonics",
     "mw_theta_mixing",
