@@ -14,8 +14,8 @@ in ``angles.npy``, which keeps the order the copies of :data:`ROTATIONS_FORMAT` 
 
 Cache: ``<data_dir>/massmaps-rotations-nside<N>-<key>/`` holds ``rotations.npy`` (2 classes, n_maps x copies,
 12 nside^2) float32 NESTED, copy r of map i at ``[c, i * copies + r]``, ``angles.npy`` (2, n_maps, copies, 3)
-float64 radians in healpy's (psi, theta, phi) order (see above), and ``metadata.json``; the key hashes the data set's generation parameters, the maps
-rotated, the copies per map and the rotation seed.  Written atomically and reused like the maps
+float64 radians in healpy's (psi, theta, phi) order (see above), and ``metadata.json``; the key hashes the data
+set's generation parameters, the maps rotated, the copies per map and the rotation seed.  Written atomically and reused like the maps
 (:func:`~._massmaps_cache.atomic_directory`); read as a memory map.  Cost per copy: one ``rotate_alm`` and the
 generator's three transforms at lmax = 3 nside - 1, about 1.2 s at nside 256 on one CPU thread (``rotate_alm``
 dominates; 0.2 s per map for the generator alone; cost ~ nside^3): the generation line's estimate
@@ -32,8 +32,7 @@ import numpy as np
 import torch
 
 from .._seeds import derived_seeds
-from ..harmonic import random_rotations
-from ..harmonic._wigner import as_angles
+from ..harmonic import as_angles, random_rotations
 from .._validation import check_nonnegative_int, check_positive_int
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, cost_note, damaged_data_set, limit_threads, \
     open_data_npy, package_versions, preallocated_memmap, read_metadata

@@ -58,7 +58,7 @@ from ._rotation import (
     rotate_map,
     rotate_points,
 )
-from ._wigner import complex_to_real_matrix, wigner_d, wigner_D_blocks, wigner_D_real
+from ._wigner import as_angles, complex_to_real_matrix, wigner_d, wigner_D_blocks, wigner_D_real
 
 # Wigner transforms on SO(3) grids
 from ._so3_transform import SO3Transform, so3_coefficient_count
@@ -105,6 +105,7 @@ __all__ = [
     "wigner_D_real",
     "wigner_D_blocks",
     "random_rotations",
+    "as_angles",
     "euler_to_matrix",
     "matrix_to_euler",
     "compose_rotations",
