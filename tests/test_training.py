@@ -216,6 +216,9 @@ def test_learning_rate_schedules():
     assert lrs[:2] == pytest.approx([0.05, 0.1])  # linear warm-up over 2 steps
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))  # then non-increasing
     assert lrs[2] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.05 * (1 + math.cos(math.pi * 7 / 8)))
+    # the docstring's numbers: the decay reaches 0 one step after the last (step T), not at the last step
+    pinned = TrainConfig(lr=1.0, lr_schedule="cosine", warmup=0.5)
+    assert [learning_rate(pinned, s, 4) for s in range(5)] == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.0], abs=1e-15)
     # fit applies it step by step
     model = _model()
     opt_lrs = []

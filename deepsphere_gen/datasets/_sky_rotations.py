@@ -5,15 +5,17 @@ regenerated from the map's own seed (:func:`~.massmaps.map_rng`, :func:`~.massma
 by ``healpy.rotate_alm`` (exact for band-limited alm) and the generator's remaining steps run from there
 (:func:`~.massmaps.map_from_gaussian_alm`: the shifted exponential, beam and pixel window).  So a copy is
 a map of the same class with the same statistics, and the identity rotation gives the stored map back.
-Rotations are uniform on SO(3) (Haar measure: ZYZ Euler angles psi, phi uniform in [0, 2 pi), cos theta
+Rotations are uniform on SO(3) (Haar measure: ZYZ Euler angles alpha, gamma uniform in [0, 2 pi), cos beta
 uniform in [-1, 1]), not aligned with the HEALPix grid; copy r of map i of class c uses
 ``SeedSequence([rotation_seed, c, i, r])``, the rotation seed derived from the data seed
-(:func:`rotation_seed`).
+(:func:`rotation_seed`).  Angles are the package's active ZYZ (alpha, beta, gamma) (docs/conventions.md), except
+in ``angles.npy``, which keeps the order the copies of :data:`ROTATIONS_FORMAT` 2 were recorded in: healpy's
+(psi, theta, phi) = (gamma, beta, alpha).
 
 Cache: ``<data_dir>/massmaps-rotations-nside<N>-<key>/`` holds ``rotations.npy`` (2 classes, n_maps x copies,
 12 nside^2) float32 NESTED, copy r of map i at ``[c, i * copies + r]``, ``angles.npy`` (2, n_maps, copies, 3)
-float64 radians, and ``metadata.json``; the key hashes the data set's generation parameters, the maps
-rotated, the copies per map and the rotation seed.  Written atomically and reused like the maps
+float64 radians in healpy's (psi, theta, phi) order (see above), and ``metadata.json``; the key hashes the data
+set's generation parameters, the maps rotated, the copies per map and the rotation seed.  Written atomically and reused like the maps
 (:func:`~._massmaps_cache.atomic_directory`); read as a memory map.  Cost per copy: one ``rotate_alm`` and the
 generator's three transforms at lmax = 3 nside - 1, about 1.2 s at nside 256 on one CPU thread (``rotate_alm``
 dominates; 0.2 s per map for the generator alone; cost ~ nside^3): the generation line's estimate
@@ -27,9 +29,10 @@ from pathlib import Path
 
 import healpy as hp
 import numpy as np
+import torch
 
 from .._seeds import derived_seeds
-from ..harmonic import random_rotations
+from ..harmonic import as_angles, random_rotations
 from .._validation import check_nonnegative_int, check_positive_int
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, cost_note, damaged_data_set, limit_threads, \
     open_data_npy, package_versions, preallocated_memmap, read_metadata
@@ -57,19 +60,26 @@ def rotation_seed(seed: int) -> int:
 
 
 def random_rotation(seed: int, c: int, i: int, r: int) -> np.ndarray:
-    """ZYZ Euler angles (psi, theta, phi) in radians, shape (3,), of copy ``r`` of map ``i`` of class ``c``:
-    :func:`~deepsphere_gen.harmonic.random_rotations` (uniform on SO(3)) seeded by ``derived_seeds(seed, (c, i, r))``
-    (``seed``: :func:`rotation_seed`)."""
-    return random_rotations(1, seed=derived_seeds(seed, (c, i, r))[0])[0].numpy()
+    """ZYZ Euler angles (alpha, beta, gamma) in radians, shape (3,), of the rotation of copy ``r`` of map ``i`` of
+    class ``c`` (``seed``: :func:`rotation_seed`): the draw of :func:`~deepsphere_gen.harmonic.random_rotations`
+    seeded by ``derived_seeds(seed, (c, i, r))``, reversed, since the recorded copies (:data:`ROTATIONS_FORMAT` 2)
+    passed that draw to ``healpy.rotate_alm`` as its (psi, theta, phi); uniform on SO(3) all the same."""
+    return random_rotations(1, seed=derived_seeds(seed, (c, i, r))[0])[0].numpy()[::-1].copy()
 
 
 def rotated_map(config: MassMapConfig, c: int, i: int, angles, alm=None) -> np.ndarray:
     """Map ``i`` of class ``c`` of the data set ``config`` with its Gaussian field rotated by the ZYZ Euler
-    ``angles`` (psi, theta, phi; radians; ``healpy.rotate_alm``'s convention); NESTED float64 (12 nside^2,).
+    ``angles`` (alpha, beta, gamma) in radians, the package's active rotation (as
+    :func:`~deepsphere_gen.harmonic.rotate_map`; shape (3,), finite, else ValueError); NESTED float64 (12 nside^2,).
     ``alm``: that map's Gaussian alm where the caller already holds it (left unchanged; made here otherwise)."""
+    ang = as_angles(angles, torch.float64, "cpu")
+    if ang.shape != (3,):
+        raise ValueError(f"angles must be one rotation, shape (3,) ZYZ Euler angles (alpha, beta, gamma), "
+                         f"got shape {tuple(ang.shape)}")
+    alpha, beta, gamma = ang.tolist()
     cosmology = COSMOLOGIES[c]
     alm = gaussian_alm(cosmology, config, map_rng(config, c, i)) if alm is None else alm.copy()
-    hp.rotate_alm(alm, *(float(a) for a in angles), lmax=config.band_limit)
+    hp.rotate_alm(alm, gamma, beta, alpha, lmax=config.band_limit)  # healpy's (psi, theta, phi)
     return map_from_gaussian_alm(alm, cosmology, config)
 
 
@@ -121,8 +131,9 @@ def generate_sky_rotations(config: MassMapConfig, n_maps: int, copies: int, data
             for i in range(n_maps):
                 alm = gaussian_alm(COSMOLOGIES[c], config, map_rng(config, c, i))  # once per map, for all its copies
                 for r in range(copies):
-                    angles[c, i, r] = random_rotation(seed, c, i, r)
-                    out[c, i * copies + r] = rotated_map(config, c, i, angles[c, i, r], alm)
+                    rotation = random_rotation(seed, c, i, r)
+                    angles[c, i, r] = rotation[::-1]  # the file's (psi, theta, phi): see the module docstring
+                    out[c, i * copies + r] = rotated_map(config, c, i, rotation, alm)
                     bar.update(1)
         out.flush()
         del out

@@ -156,9 +156,10 @@ def lognormal_shift(cosmology: Cosmology) -> float:
 
 
 def gaussian_beam(fwhm_arcmin: float, lmax: int) -> np.ndarray:
-    """Gaussian beam transfer b_l = exp(-l(l+1) sigma^2 / 2), sigma = FWHM / sqrt(8 ln 2); (lmax+1,)."""
-    if fwhm_arcmin < 0:
-        raise ValueError(f"smoothing FWHM must be >= 0 arcmin, got {fwhm_arcmin}")
+    """Gaussian beam transfer b_l = exp(-l(l+1) sigma^2 / 2), sigma = FWHM / sqrt(8 ln 2); (lmax+1,).
+    ValueError for a FWHM that is negative, NaN or infinite."""
+    if not 0 <= fwhm_arcmin < np.inf:
+        raise ValueError(f"smoothing FWHM must be finite and >= 0 arcmin, got {fwhm_arcmin}")
     return hp.gauss_beam(np.radians(fwhm_arcmin / 60.0), lmax=int(lmax))
 
 

@@ -29,7 +29,7 @@ from ._laplacian import (
     laplacian_csr,
     rescale_laplacian,
 )
-from ._sphere_graph import GRAPH_KINDS, SphereGraph, build_graph, graph_params
+from ._sphere_graph import GRAPH_KINDS, LMAX_RULE, VALUES_FORMAT, SphereGraph, build_graph, graph_params
 from ._optimized import OPTIMIZED_FIT, optimized_graph, predicted_equivariance_error
 from ._cache import VALUES_ENV_VAR
 from ._steps import build_steps
@@ -53,6 +53,8 @@ __all__ = [
     "SphereGraph",
     "build_graph",
     "graph_params",
+    "LMAX_RULE",
+    "VALUES_FORMAT",
     "optimized_graph",
     "predicted_equivariance_error",
     "OPTIMIZED_FIT",

@@ -32,11 +32,13 @@ from ._mw import mw_theta_mixing, mw_weight
 from ._sht import (
     ENGINE_FOR_DEVICE,
     ENGINES,
+    HEALPIX_ITERATIONS,
     SHT,
     SphericalAnalysis,
     SphericalSynthesis,
     analysis,
     clear_sht_cache,
+    default_iterations,
     max_bandlimit,
     synthesis,
 )
@@ -56,7 +58,7 @@ from ._rotation import (
     rotate_map,
     rotate_points,
 )
-from ._wigner import complex_to_real_matrix, wigner_d, wigner_D_blocks, wigner_D_real
+from ._wigner import as_angles, complex_to_real_matrix, wigner_d, wigner_D_blocks, wigner_D_real
 
 # Wigner transforms on SO(3) grids
 from ._so3_transform import SO3Transform, so3_coefficient_count
@@ -103,6 +105,7 @@ __all__ = [
     "wigner_D_real",
     "wigner_D_blocks",
     "random_rotations",
+    "as_angles",
     "euler_to_matrix",
     "matrix_to_euler",
     "compose_rotations",
@@ -122,6 +125,8 @@ __all__ = [
     "synthesis",
     "max_bandlimit",
     "clear_sht_cache",
+    "HEALPIX_ITERATIONS",
+    "default_iterations",
     "normalized_legendre",
     "real_spherical_harmonics",
     "mw_theta_mixing",

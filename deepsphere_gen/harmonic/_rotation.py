@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from .._validation import check_nonnegative_int, check_positive_int
-from ..sampling import HealpixSampling
 from ._sht import analysis, synthesis
 from ._wigner import apply_D_real, as_angles
 
@@ -235,15 +234,14 @@ def rotate_map(
     nside 16, L = 48: 0.15 (0), 0.08 (3).  Keep L <= nside + 1 or so for accurate rotations.
     ``L`` defaults to the sampling's own bandlimit ``sampling.L`` where it has one (equiangular
     grids; HEALPix has none: give L);
-    ``iterations`` (Jacobi steps of the analysis) defaults to 3 on HEALPix, 0 elsewhere.
+    ``iterations`` (Jacobi steps of the analysis) defaults to 3 on HEALPix, 0 elsewhere
+    (:func:`~deepsphere_gen.harmonic.default_iterations`, the analysis' own default).
     """
     if L is None:
         L = getattr(sampling, "L", None)
         if L is None:
             raise ValueError(f"give the bandlimit L for {sampling!r}: it has no exact bandlimit (the SHT takes L <= "
                              f"{sampling.max_bandlimit}; the rotation is more accurate the lower L, see rotate_map)")
-    if iterations is None:
-        iterations = 3 if isinstance(sampling, HealpixSampling) else 0
     coeffs = analysis(maps, sampling, L, iterations=iterations, order=order)
     rotated = rotate_coefficients(coeffs, angles, L, matrix=matrix)
     return synthesis(rotated, sampling, L, order=order, check_input=False)  # computed here: no re-check

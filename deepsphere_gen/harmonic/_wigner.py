@@ -120,11 +120,12 @@ def _delta_torch(l: int, dtype: torch.dtype, device: torch.device) -> torch.Tens
 
 
 def as_angles(angles, dtype, device) -> torch.Tensor:
-    """(..., 3) ZYZ Euler angles as a float32 / float64 tensor on ``device``, checked once
-    (shape, finite values: one host synchronisation); ``dtype=None`` keeps a float32 /
-    float64 input's dtype, float64 otherwise."""
+    """(..., 3) ZYZ Euler angles (alpha, beta, gamma) as a float32 / float64 tensor on ``device``, checked
+    once (shape, finite values: one host synchronisation; ValueError); ``dtype=None`` keeps a float32 /
+    float64 input's dtype, float64 otherwise.  The angle check of every function taking angles (the
+    rotations, Wigner-D matrices, ``datasets.rotated_map``)."""
     if not torch.is_tensor(angles):
-        angles = torch.as_tensor(np.asarray(angles, dtype=np.float64))
+        angles = torch.as_tensor(np.array(angles, dtype=np.float64))  # a copy: reversed views (a[::-1]) too
     if angles.dim() == 0 or angles.shape[-1] != 3:
         raise ValueError(f"angles must be shaped (..., 3) ZYZ Euler angles, got shape {tuple(angles.shape)}")
     if angles.is_complex() or not angles.is_floating_point():

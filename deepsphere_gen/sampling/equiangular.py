@@ -5,6 +5,8 @@ Pixels are in ring-major order (colatitude theta major, longitude phi minor), so
 """
 from __future__ import annotations
 
+import hashlib
+
 import ducc0.misc
 import numpy as np
 
@@ -69,15 +71,40 @@ def mw_area_weights(L: int) -> np.ndarray:
 
 
 class EquiangularSampling(Sampling):
-    """Tensor-product grid theta (ntheta,) x phi (nphi,) with equispaced phi from 0."""
+    """Tensor-product grid theta (ntheta,) x phi (nphi,) with equispaced phi from 0, for bandlimit L.
+
+    ``theta_1d``: the rings' colatitudes (radians); ``theta_weights``: None (synthesis only: the
+    analysis is refused) or (ntheta,) weights of ``int_0^pi g(theta) sin(theta) dtheta`` (sum 2) that
+    integrate every polynomial in cos(theta) of degree <= 2L-2 exactly (products of two maps
+    band-limited below L), e.g. Fejer's or Clenshaw-Curtis' rules on enough rings.  Refused
+    (ValueError) at construction, naming the largest valid L: ``nphi < 2L-1`` or fewer than L
+    rings (no exact analysis at L on any weights), and weights whose integrals of the Legendre
+    polynomials P_l(cos theta), l <= 2L-2, miss 2 delta_l0 by more than 1e-10 (checked by
+    recurrence, O(ntheta L)).  The SHT trusts both: it runs at any L <= ``max_bandlimit`` = L.
+    """
 
     name = "equiangular"
+    #: True for the grids fully defined by their name and L (DH, GL): their key is ``<name>-L<L>`` and
+    #: their weights exact by construction (tests/sampling/test_equiangular.py), not checked again
+    _defined_by_name = False
 
     def __init__(self, L: int, theta_1d: np.ndarray, nphi: int, theta_weights: np.ndarray | None):
         self.L = check_positive_int(L, "bandlimit L")
         self.theta_1d = np.asarray(theta_1d, dtype=np.float64)
+        nphi = check_positive_int(nphi, "nphi")
         self.phi_1d = 2 * np.pi * np.arange(nphi) / nphi
-        self.ntheta, self.nphi = self.theta_1d.size, int(nphi)
+        self.ntheta, self.nphi = self.theta_1d.size, nphi
+        largest = min(self.ntheta, (nphi + 1) // 2)
+        if self.L > largest:
+            raise ValueError(f"bandlimit L={self.L} is too large for a {self.ntheta} x {nphi} grid: an exact analysis "
+                             f"needs nphi >= 2L-1 and at least L rings; at most L = {largest}")
+        if theta_weights is not None:
+            theta_weights = np.asarray(theta_weights, dtype=np.float64)
+            if theta_weights.shape != self.theta_1d.shape:
+                raise ValueError(f"theta_weights: expected one per ring, shape {self.theta_1d.shape}, "
+                                 f"got {theta_weights.shape}")
+            if not self._defined_by_name:
+                _check_theta_weights(self.theta_1d, theta_weights, self.L, f"{self.ntheta} x {nphi} grid")
         self._theta_weights = theta_weights
         th, ph = np.meshgrid(self.theta_1d, self.phi_1d, indexing="ij")
         self.theta, self.phi = th.ravel(), ph.ravel()
@@ -109,7 +136,30 @@ class EquiangularSampling(Sampling):
         )
 
     def cache_key(self) -> str:
-        return f"{self.name}-L{self.L}"
+        """``<name>-L<L>-<hash>``: 16 hex digits of the SHA-1 of the colatitudes, nphi and theta weights, so
+        that two grids of one L and size have two keys (the functional SHT and the graph cache key on it);
+        DH and GL, fully defined by their name and L: ``dh-L<L>``, ``gl-L<L>``."""
+        if self._defined_by_name:
+            return f"{self.name}-L{self.L}"
+        h = hashlib.sha1(self.theta_1d.tobytes())
+        h.update(np.int64(self.nphi).tobytes())
+        h.update(b"none" if self._theta_weights is None else self._theta_weights.tobytes())
+        return f"{self.name}-L{self.L}-{h.hexdigest()[:16]}"
+
+
+def _check_theta_weights(theta: np.ndarray, w: np.ndarray, L: int, label: str, tol: float = 1e-10) -> None:
+    """ValueError unless ``sum_j w_j P_l(cos theta_j) = 2 delta_l0`` to ``tol`` for l <= 2L-2 (Legendre
+    recurrence, O(ntheta L); rounding leaves ~2e-15 on the DH and GL rules up to L = 2048)."""
+    x = np.cos(theta)
+    prev, cur = np.ones_like(x), x
+    for l in range(2 * L - 1):
+        if l >= 2:
+            prev, cur = cur, ((2 * l - 1) * x * cur - (l - 1) * prev) / l
+        err = abs((w.sum() - 2.0) if l == 0 else float(w @ cur))
+        if not err <= tol:
+            raise ValueError(f"theta_weights of the {label} do not integrate P_{l}(cos theta) exactly (error {err:.1e}): "
+                             f"an analysis at L={L} needs degrees <= 2L-2 = {2 * L - 2}; "
+                             + (f"these weights support L <= {(l + 1) // 2}" if l >= 1 else "they must sum to 2"))
 
 
 class DriscollHealySampling(EquiangularSampling):
@@ -119,6 +169,7 @@ class DriscollHealySampling(EquiangularSampling):
     """
 
     name = "dh"
+    _defined_by_name = True
 
     def __init__(self, L: int):
         L = check_positive_int(L, "bandlimit L")
@@ -129,6 +180,7 @@ class GaussLegendreSampling(EquiangularSampling):
     """Gauss-Legendre grid, L x (2L-1): theta at the Gauss-Legendre nodes (increasing)."""
 
     name = "gl"
+    _defined_by_name = True
 
     def __init__(self, L: int):
         L = check_positive_int(L, "bandlimit L")

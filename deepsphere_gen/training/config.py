@@ -35,7 +35,8 @@ class TrainConfig:
     recalibrate_samples: use at most this many evenly spaced training samples for it
     (None: all);
     lr_schedule: "constant" or "cosine" (linear warm-up over the first ``warmup`` fraction
-    of all steps, then cosine decay to 0 at the last step of epoch ``epochs``);
+    of all steps, then cosine decay that would reach 0 one step after the last step of epoch
+    ``epochs``: the last step's rate is above 0, see :func:`learning_rate`);
     keep_best: None (default: the model ends with the last epoch's weights), "val_loss"
     (regression: the epoch of lowest validation loss) or "val_accuracy" (classification:
     highest validation accuracy; the earliest epoch wins ties; :func:`fit` refuses it before
@@ -79,8 +80,13 @@ class TrainConfig:
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
-    """Learning rate of (0-based) optimisation ``step`` out of ``total_steps`` (a pure function,
-    so a resumed run continues the schedule exactly)."""
+    """Learning rate of (0-based) optimisation ``step`` out of ``total_steps`` T (a pure function,
+    so a resumed run continues the schedule exactly).
+
+    "cosine" (T > 1): W = round(warmup T) warm-up steps at ``lr (step + 1) / W``, then
+    ``lr 0.5 (1 + cos(pi (step - W) / (T - W)))``: the rate would be 0 at step T, one step after
+    the last, so the last step runs at ``lr 0.5 (1 + cos(pi (T - 1 - W) / (T - W)))`` > 0 (T = 4,
+    warmup 0.5: [0.5, 1, 1, 0.5] lr).  Recorded runs depend on these numbers."""
     if config.lr_schedule == "constant" or total_steps <= 1:
         return config.lr
     warm = int(round(config.warmup * total_steps))

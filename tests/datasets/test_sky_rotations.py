@@ -12,7 +12,9 @@ from deepsphere_gen.datasets import (COSMOLOGIES, MassMapConfig, convergence_cl,
                                      rotated_map, sky_rotations_dir)
 from deepsphere_gen.datasets._lognormal import field_variance, lognormal_gaussian_cl
 from deepsphere_gen.datasets._sky_rotations import random_rotation, rotation_seed
-from deepsphere_gen.datasets.massmaps import gaussian_alm, map_rng
+from deepsphere_gen.datasets.massmaps import gaussian_alm, map_from_gaussian_alm, map_rng
+from deepsphere_gen.harmonic import random_rotations
+from deepsphere_gen._seeds import derived_seeds
 
 
 def test_identity_rotation_gives_the_stored_maps_back(tmp_path):
@@ -29,15 +31,16 @@ def test_identity_rotation_gives_the_stored_maps_back(tmp_path):
 @pytest.mark.parametrize("lognormal", [True, False])
 def test_random_rotation_is_the_field_at_rotated_positions(lognormal):
     """Without beam and pixel window a map is a pointwise function of its Gaussian field G at the pixel centres,
-    so the rotated copy at x must be that function of G at M^T x, M the active rotation Rz(phi) Ry(theta) Rz(psi)
-    of the ZYZ angles (psi, theta, phi) (healpy.rotate_alm's convention); G at arbitrary points from ducc0."""
+    so the rotated copy at x must be that function of G at M^T x, M the active rotation Rz(alpha) Ry(beta) Rz(gamma)
+    of the ZYZ angles (alpha, beta, gamma) (the package's convention; scipy's intrinsic "ZYZ"); G at arbitrary points
+    from ducc0."""
     config = MassMapConfig(nside=16, n_maps=2, seed=5, smoothing_arcmin=0.0, pixel_window=False, lognormal=lognormal)
     c, i, lmax, npix = 1, 1, config.band_limit, 12 * 16**2
     angles = random_rotation(rotation_seed(5), c, i, 0)
     got = rotated_map(config, c, i, angles)
     alm = gaussian_alm(COSMOLOGIES[c], config, map_rng(config, c, i))
     x = np.array(hp.pix2vec(16, np.arange(npix), nest=True)).T
-    theta, phi = hp.vec2ang(x @ Rotation.from_euler("zyz", angles).as_matrix())  # rows: M^T x
+    theta, phi = hp.vec2ang(x @ Rotation.from_euler("ZYZ", angles).as_matrix())  # rows: M^T x
     g = ducc0.sht.synthesis_general(alm=alm[None], spin=0, lmax=lmax, loc=np.stack([theta, phi], 1), epsilon=1e-12)[0]
     if lognormal:
         cosmo = COSMOLOGIES[c]
@@ -47,11 +50,35 @@ def test_random_rotation_is_the_field_at_rotated_positions(lognormal):
     assert np.abs(got - rotated_map(config, c, i, [0.0, 0.0, 0.0])).max() > 0.5 * np.std(g)  # a real rotation
 
 
+def test_copies_are_those_of_the_recorded_recipe(tmp_path):
+    """The copies (ROTATIONS_FORMAT 2, part of recorded runs) are bit for bit the recipe's: the draw of
+    random_rotations passed to healpy.rotate_alm as its (psi, theta, phi); angles.npy holds those draws."""
+    config = MassMapConfig(nside=8, n_maps=2, seed=3)
+    folder = generate_sky_rotations(config, 2, 2, tmp_path, progress=False, verbose=False)
+    maps, _ = load_sky_rotations(folder, 2)
+    angles = np.load(folder / "angles.npy")
+    for c in range(2):
+        for i in range(2):
+            for r in range(2):
+                draw = random_rotations(1, seed=derived_seeds(rotation_seed(3), (c, i, r))[0])[0].numpy()
+                alm = gaussian_alm(COSMOLOGIES[c], config, map_rng(config, c, i))
+                hp.rotate_alm(alm, *draw, lmax=config.band_limit)
+                want = map_from_gaussian_alm(alm, COSMOLOGIES[c], config).astype(np.float32)
+                assert np.array_equal(maps[c, i * 2 + r], want) and np.array_equal(angles[c, i, r], draw)
+
+
+@pytest.mark.parametrize("bad,match", [((0.1, 0.2), r"shaped \(\.\.\., 3\)"), ((0.1, 0.2, 0.3, 0.4), r"shaped \(\.\.\., 3\)"),
+                                       ((np.nan, 0.0, 0.0), "NaN"), ([[0.1, 0.2, 0.3]], r"one rotation, shape \(3,\)")])
+def test_rotated_map_checks_its_angles(bad, match):
+    with pytest.raises(ValueError, match=match):
+        rotated_map(MassMapConfig(nside=8, n_maps=1), 0, 0, bad)
+
+
 def test_rotations_are_uniform_and_seeded():
     """Haar measure: the rotated z axis is uniform on the sphere (mean ~ 0, <z^2> ~ 1/3), and the rotated x axis
     about it too; the angles depend on (seed, class, map, copy) only."""
     seed = rotation_seed(0)
-    mats = Rotation.from_euler("zyz", [random_rotation(seed, 0, i, 0) for i in range(4000)]).as_matrix()
+    mats = Rotation.from_euler("ZYZ", [random_rotation(seed, 0, i, 0) for i in range(4000)]).as_matrix()
     for axis in (2, 0):
         v = mats[:, :, axis]
         assert np.abs(v.mean(0)).max() < 0.05 and np.abs((v**2).mean(0) - 1 / 3).max() < 0.03
@@ -74,8 +101,8 @@ def test_cache_key_content_reuse_and_refusals(tmp_path):
     assert meta["generation"]["rotation_seed"] == rotation_seed(1) and meta["generation"]["copies"] == 2
     angles = np.load(folder / "angles.npy")
     for c, i, r in [(0, 0, 0), (1, 1, 1), (0, 1, 0)]:
-        assert np.array_equal(angles[c, i, r], random_rotation(rotation_seed(1), c, i, r))
-        assert np.array_equal(maps[c, i * 2 + r], rotated_map(config, c, i, angles[c, i, r]).astype(np.float32))
+        assert np.array_equal(angles[c, i, r], random_rotation(rotation_seed(1), c, i, r)[::-1])  # healpy's order
+        assert np.array_equal(maps[c, i * 2 + r], rotated_map(config, c, i, angles[c, i, r][::-1]).astype(np.float32))
     stamp = (folder / "rotations.npy").stat().st_mtime_ns
     assert generate_sky_rotations(config, 2, 2, tmp_path, progress=False, verbose=False) == folder
     assert (folder / "rotations.npy").stat().st_mtime_ns == stamp  # reused, not regenerated

@@ -64,8 +64,9 @@ def test_bad_cosmology_and_lmax():
         Cosmology(0.3, -1)
     with pytest.raises(ValueError, match="lmax"):
         convergence_cl(COSMOLOGIES[0], 1)
-    with pytest.raises(ValueError, match="FWHM"):
-        gaussian_beam(-1.0, 10)
+    for bad in (-1.0, float("nan"), float("inf")):  # NaN gave NaN beams, inf a NaN at l = 0
+        with pytest.raises(ValueError, match="FWHM"):
+            gaussian_beam(bad, 10)
 
 
 def test_gaussian_beam_is_gaussian_in_l():

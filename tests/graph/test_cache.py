@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepsphere_gen.graph import build_graph, graph_params
+from deepsphere_gen.graph import LMAX_RULE, VALUES_FORMAT, build_graph, graph_params
 from deepsphere_gen.graph import _laplacian, _sphere_graph
 from deepsphere_gen.graph._cache import ENV_VAR, _stem, cache_directory
 from deepsphere_gen.graph._pattern import KnnPattern
-from deepsphere_gen.sampling import GaussLegendreSampling, HealpixSampling, Sampling
+from deepsphere_gen.sampling import EquiangularSampling, GaussLegendreSampling, HealpixSampling, Sampling
 
 
 def files(d):
@@ -115,6 +115,18 @@ def test_sampling_without_cache_key(tmp_path):
     assert repr(a) == "Points(npix=30)"
     with pytest.raises(NotImplementedError, match="Points defines no cache_key"):
         a.cache_key()
+
+
+def test_lat_lon_grids_of_one_size_get_their_own_entries(tmp_path):
+    """Two 16 x 32 lat-lon grids at L = 8 (cell-centred rings, rings from the pole): each build from the cache
+    equals its uncached build (before, both had the key equiangular-L8 and the second was served the first's W)."""
+    grids = [EquiangularSampling(8, np.pi * (np.arange(16) + 0.5) / 16, 32, None),
+             EquiangularSampling(8, np.pi * np.arange(16) / 16, 32, None)]
+    for s in grids:
+        assert not build_graph(s, k=8, sigma=0.05, cache_dir=tmp_path).from_cache
+    for s in grids:
+        g = build_graph(s, k=8, sigma=0.05, cache_dir=tmp_path)
+        assert g.from_cache and abs(g.weights - build_graph(s, k=8, sigma=0.05, cache=False).weights).max() == 0
 
 
 def test_no_cache_writes_nothing(tmp_path):
@@ -426,7 +438,7 @@ def test_values_of_another_format_are_recomputed(tmp_path, monkeypatch, counts, 
     s = HealpixSampling(8)
     ref = build_graph(s, k=8, cache=False)
     build_graph(s, k=8, cache_dir=tmp_path)
-    assert json.loads(entry_json(tmp_path).read_text())["arrays"]["rescaled-float32"]["format"] == 1
+    assert json.loads(entry_json(tmp_path).read_text())["arrays"]["rescaled-float32"]["format"] == VALUES_FORMAT == 1
     monkeypatch.setattr(_sphere_graph, "VALUES_FORMAT", 2)
     before = dict(counts)
     g = build_graph(s, k=8, cache_dir=tmp_path)
@@ -449,7 +461,7 @@ def test_lmax_of_another_rule_is_recomputed(tmp_path, monkeypatch, counts):
     ref = build_graph(s, k=8, cache=False)
     build_graph(s, k=8, cache_dir=tmp_path)
     meta = json.loads(entry_json(tmp_path).read_text())
-    assert meta["lmax_rule"] == 1
+    assert meta["lmax_rule"] == LMAX_RULE == 1  # the public constants the docs name (deepsphere_gen.graph)
     del meta["lmax_rule"]  # an entry without the tag: recomputed once, then tagged
     entry_json(tmp_path).write_text(json.dumps(meta))
     before = counts["lanczos"]

@@ -139,6 +139,9 @@ def test_rotate_coefficients_bad_input():
         rotate_coefficients(c)  # neither angles nor matrix
     with pytest.raises(ValueError):
         rotate_coefficients(c, [0.0, float("nan"), 0.0])
+    # a numpy view with a negative stride (healpy's angle order reversed, a[::-1]) is taken like its copy
+    flipped = np.array([0.3, 1.1, 2.0])[::-1]
+    assert torch.equal(rotate_coefficients(c, flipped), rotate_coefficients(c, flipped.copy()))
 
 
 @pytest.mark.parametrize("L", [8, 16])

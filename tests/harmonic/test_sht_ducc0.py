@@ -60,7 +60,7 @@ def test_healpix_matches_ducc0_ring_transforms(nside, L, dtype, engine):
     start, nphi, costheta, _, shifted = hp.ringinfo(nside, np.arange(1, 4 * nside))
     geo = dict(theta=np.arccos(costheta), nphi=nphi.astype(np.uintp), phi0=np.where(shifted, np.pi / nphi, 0.0),
                ringstart=start.astype(np.uintp), lmax=L - 1, spin=0)
-    sht = SHT(HealpixSampling(nside), L, dtype=dtype, engine=engine)
+    sht = SHT(HealpixSampling(nside), L, dtype=dtype, engine=engine, iterations=0)  # ducc0's adjoint_synthesis
     rng = np.random.default_rng(nside)
     r = rng.standard_normal(L * L)
     ref = ducc.synthesis(alm=real_to_healpy_alm(r, L)[None], **geo)[0]  # RING order
@@ -292,3 +292,23 @@ def test_conversion_tables_equal_healpy_tables_formula(L):
     (to_ducc, back), (f, g) = layout.tables(), layout.table_factors(np.float64)
     for got, want in zip((to_ducc, f, back, g), ref):
         assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_functional_transforms_keep_grids_of_one_size_apart():
+    """Two 16 x 32 lat-lon grids at L = 8, cell-centred (Fejer-I weights) and quarter-offset rings: the functional
+    synthesis (memoised by the sampling's key) gives each its own ducc0 synthesis, whichever was called first, and
+    the analysis inverts it (before, both shared one key, and the second grid got the first one's transform)."""
+    from deepsphere_gen.harmonic import analysis, clear_sht_cache, synthesis
+
+    L, n, nphi = 8, 16, 32
+    grids = [EquiangularSampling(L, np.pi * (np.arange(n) + 0.5) / n, nphi, ducc.get_gridweights("F1", n) / (2 * np.pi)),
+             EquiangularSampling(L, np.pi * (np.arange(n) + 0.25) / n, nphi, None)]
+    r = np.random.default_rng(1).standard_normal(L * L)
+    coeffs = torch.as_tensor(r, dtype=F64)[None, :, None]
+    clear_sht_cache()
+    for S in grids:
+        ref = ducc.synthesis(alm=real_to_healpy_alm(r, L)[None], theta=S.theta_1d, nphi=np.full(n, nphi, dtype=np.uintp),
+                             phi0=np.zeros(n), ringstart=(nphi * np.arange(n)).astype(np.uintp), lmax=L - 1, spin=0)[0]
+        np.testing.assert_allclose(synthesis(coeffs, S, L)[0, :, 0].numpy(), ref, atol=1e-12)
+    back = analysis(synthesis(coeffs, grids[0], L), grids[0], L)
+    np.testing.assert_allclose(back[0, :, 0].numpy(), r, atol=1e-12)

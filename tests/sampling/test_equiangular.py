@@ -1,9 +1,11 @@
+import ducc0
 import numpy as np
 import pytest
 from scipy.special import sph_harm_y
 
 from deepsphere_gen.sampling import (
     DriscollHealySampling,
+    EquiangularSampling,
     GaussLegendreSampling,
     McEwenWiauxSampling,
     dh_theta_weights,
@@ -87,3 +89,38 @@ def test_bad_bandlimit(bad):
 def test_mw_last_ring_is_exactly_the_south_pole(L):
     s = McEwenWiauxSampling(L)
     assert s.theta_1d[-1] == np.pi and s.theta.max() == np.pi
+
+
+def _fejer1(n: int, nphi: int, L: int) -> EquiangularSampling:
+    """A cell-centred lat-lon grid with ducc0's Fejer-I weights (exact to degree n-1 in cos theta)."""
+    return EquiangularSampling(L, np.pi * (np.arange(n) + 0.5) / n, nphi,
+                               ducc0.sht.experimental.get_gridweights("F1", n) / (2 * np.pi))
+
+
+def test_grids_of_one_bandlimit_and_size_have_their_own_keys():
+    """The key covers the rings, nphi and weights (the functional SHT and the graph cache key on it); the named
+    grids keep their name-and-L keys (graph cache entries of DH / GL stay valid)."""
+    cell, quarter = np.pi * (np.arange(16) + 0.5) / 16, np.pi * (np.arange(16) + 0.25) / 16
+    keys = {EquiangularSampling(8, cell, 32, None).cache_key(), EquiangularSampling(8, quarter, 32, None).cache_key(),
+            EquiangularSampling(8, cell, 30, None).cache_key(), _fejer1(16, 32, 8).cache_key()}
+    assert len(keys) == 4 and all(k.startswith("equiangular-L8-") for k in keys)
+    assert EquiangularSampling(8, cell.copy(), 32, None).cache_key() == EquiangularSampling(8, cell, 32, None).cache_key()
+    assert (DriscollHealySampling(8).cache_key(), GaussLegendreSampling(8).cache_key()) == ("dh-L8", "gl-L8")
+
+
+def test_bandlimit_beyond_the_grid_or_its_weights_is_refused():
+    """No exact analysis at L with nphi < 2L-1 or fewer than L rings, nor with weights that miss a Legendre integral
+    of degree <= 2L-2: refused, naming the largest L; Fejer-I on n rings (exact to degree n-1) serves L <= n/2."""
+    cell = np.pi * (np.arange(64) + 0.5) / 64
+    with pytest.raises(ValueError, match=r"L=100 is too large for a 64 x 128 grid.*at most L = 64"):
+        EquiangularSampling(100, cell, 128, None)
+    with pytest.raises(ValueError, match=r"L=33 is too large for a 64 x 64 grid.*at most L = 32"):
+        EquiangularSampling(33, cell, 64, None)
+    assert _fejer1(64, 128, 32).max_bandlimit == 32
+    for L in (33, 48, 64):
+        with pytest.raises(ValueError, match=r"64 x 128 grid do not integrate P_64\(cos theta\).*support L <= 32"):
+            _fejer1(64, 128, L)
+    with pytest.raises(ValueError, match="must sum to 2"):
+        EquiangularSampling(4, cell, 128, np.full(64, 1 / 64))
+    with pytest.raises(ValueError, match="one per ring"):
+        EquiangularSampling(4, cell, 128, np.full(63, 2 / 63))

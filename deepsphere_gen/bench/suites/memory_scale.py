@@ -9,7 +9,7 @@ each call, so a figure is what that call adds) and the resident set after it (``
 Cases
 -----
 - ``sht`` at nside 256, 512, 1024, 2048 (quick: 64), L = 3 nside, float32, one NESTED map.
-  Ours: ``SHT(HealpixSampling(nside), L)`` built (``build_peak_mb``, ``build_kept_mb``),
+  Ours: ``SHT(HealpixSampling(nside), L, iterations=0)`` built (``build_peak_mb``, ``build_kept_mb``),
   its first analysis (engines and tables made: ``first_peak_mb``, ``first_kept_mb``), a
   second analysis and a synthesis (``analysis_peak_mb``, ``synthesis_peak_mb``).  Peers on the
   RING map (the reorder not counted): ducc0's ``adjoint_synthesis`` (pixel-area
@@ -66,7 +66,7 @@ def sht_child(nside: int, side: str) -> dict:
         x = torch.from_numpy(m)[None, :, None]
         box = {}
         out["build_peak_mb"] = cpu_peak_mb(process_timed(t, "build_s", lambda: box.setdefault(
-            "sht", SHT(HealpixSampling(nside), L, check_input=False))))
+            "sht", SHT(HealpixSampling(nside), L, check_input=False, iterations=0))))
         out["build_kept_mb"] = resident_mb() - r0
         sht = box["sht"]
         with torch.no_grad():

@@ -140,12 +140,13 @@ def _engine_bytes(sht: SHT, dtype, maps: torch.Tensor, coeffs: torch.Tensor) -> 
     """(torch engine buffers + one Legendre block, what the ducc0 engine keeps after both directions)
     in MiB for this geometry; ``maps`` / ``coeffs``: host inputs (a transform on another device
     has not made the ducc0 engine: a host twin is called once)."""
-    ref = SHT(sht.sampling, sht.L, dtype=dtype, engine="torch", block_bytes=sht.block_bytes)
+    ref = SHT(sht.sampling, sht.L, dtype=dtype, engine="torch", block_bytes=sht.block_bytes, iterations=sht.iterations)
     eng = ref.engine_for(torch.zeros(0, dtype=dtype))  # the pure-torch engine, built on the host to count it
     leg = eng.legendre
     block = leg.nk * leg.L * leg.R * torch.empty((), dtype=dtype).element_size()
     torch_b = sum(b.numel() * b.element_size() for b in eng.buffers()) + block
-    host = sht if sht.device.type == "cpu" else SHT(sht.sampling, sht.L, dtype=dtype, check_input=False)
+    host = sht if sht.device.type == "cpu" else SHT(sht.sampling, sht.L, dtype=dtype, check_input=False,
+                                                    iterations=sht.iterations)
     if host is not sht:
         with torch.no_grad():
             host(maps), host.inverse(coeffs)
@@ -260,7 +261,7 @@ def run(case: dict, device, harness) -> list[dict]:
     kind, L, nm = case["kind"], case["L"], case["maps"]
     dtype = getattr(torch, case["dtype"])
     S = HealpixSampling(case["nside"]) if kind == "healpix" else _GRIDS[kind][0](L)
-    sht = SHT(S, L, dtype=dtype, device=device, check_input=False)
+    sht = SHT(S, L, dtype=dtype, device=device, check_input=False, iterations=0)  # healpy's map2alm(iter=0)
     g = torch.Generator().manual_seed(L)
     coeffs = torch.randn(1, L * L, nm, generator=g, dtype=dtype)
     maps = torch.randn(1, S.npix, nm, generator=g, dtype=dtype)
