@@ -9,6 +9,20 @@ fragment), averaged over random rotations and random inputs.  The plain ratio is
 Cobb et al.'s table and the data behind DeepSphere's figure report; DeepSphere's text
 uses its square, recorded as ``mean_sq``.
 
+A rotation-INVARIANT output (a classifier's logits; R acts as the identity on it) is
+measured against its spread over the batch of inputs instead (``relative_to="spread"``)::
+
+    err(A, R, f_i) = ||A(R f_i) - A(f_i)|| / s,   s^2 = sum_j ||A(f_j) - mean_j' A(f_j')||^2 / (B - 1)
+
+(s^2: the sample variance of the output over the B >= 2 inputs, summed over its entries).
+Divided by ||A(f)||, the input-independent part of the output (a head's bias, any constant
+offset) would set the figure's size -- a large bias makes any classifier look invariant and a
+constant one scores 0 -- while s ignores it: adding a constant to the output changes
+nothing, and a constant output is an error.  0 is exact invariance; ~sqrt(2) is a rotation
+that changes the output as much as drawing a new input would.  The figure depends on the
+inputs' distribution (:func:`map_equivariance_error`: white band-limited maps), so compare
+models on the same inputs.
+
 Inputs and outputs may be tensors shaped (batch, ...), or lists / tuples / dicts of
 such tensors, or objects with a ``fragments`` attribute holding such a list (harmonic
 generalized signals); the first dimension is always the batch.
@@ -21,7 +35,8 @@ Test helpers (as e3nn's ``assert_equivariant``):
 * :func:`assert_map_equivariant` -- a layer on pixel maps, sampling in -> sampling out:
   random band-limited input maps, the input rotated exactly (in harmonic space), the
   output rotated by :class:`~deepsphere_gen.harmonic.MapRotator`; with ``invariant=True``
-  the output is compared unrotated (a classifier's logits: its invariance error).
+  the output is compared unrotated, relative to its spread over the inputs (a classifier's logits:
+  its invariance error).
 """
 from __future__ import annotations
 
@@ -93,18 +108,28 @@ def equivariance_error(
     rotations: Iterable[Any],
     rotate_input: Callable[[Any, Any], Any],
     rotate_output: Callable[[Any, Any], Any] | None = None,
+    *,
+    relative_to: str = "output",
 ) -> EquivarianceResult:
     """Relative equivariance error of ``op`` on the batch ``x`` for each rotation.
 
     ``rotate_input(x, R)`` / ``rotate_output(y, R)`` apply rotation ``R`` (whatever
     object the callables understand, e.g. ZYZ Euler angles) to an input / output;
     ``rotate_output`` defaults to ``rotate_input`` (same space in and out).
-    Returns the errors ||op(R x) - R op(x)|| / ||R op(x)|| per rotation and input.
-    An output holding NaN or inf is a ValueError naming the operator's output (not its input).
+    Returns the errors ||op(R x) - R op(x)|| / d per rotation and input, where d is
+    ``relative_to="output"``: ||R op(x)|| of that input (equivariant layers: the published
+    figures' ratio); ``"spread"``: the spread s of op(x) over the batch (sample standard
+    deviation, module docstring; for a rotation-invariant output such as logits, which a
+    constant offset cannot shrink; needs a batch of >= 2 inputs).
+    An output holding NaN or inf is a ValueError naming the operator's output (not its input);
+    so is a zero output (``"output"``) or one that is the same for every input (``"spread"``).
     """
+    if relative_to not in ("output", "spread"):
+        raise ValueError(f"relative_to must be 'output' or 'spread', got {relative_to!r}")
     rotate_output = rotate_output or rotate_input
     y = op(x)
     _check_output(y, "op(x)")
+    spread = _spread(flatten_batch(y)) if relative_to == "spread" else None
     rows = []
     for R in rotations:
         expected = flatten_batch(rotate_output(y, R)).to(torch.float64)
@@ -112,6 +137,9 @@ def equivariance_error(
         if got.shape != expected.shape:
             raise ValueError(f"op(R x) has shape {tuple(got.shape)} but R op(x) has {tuple(expected.shape)}")
         num = torch.linalg.vector_norm(got - expected, dim=1)
+        if spread is not None:
+            rows.append(num / spread)
+            continue
         den = torch.linalg.vector_norm(expected, dim=1)
         if bool((den == 0).any()):
             raise ValueError("the operator's output is zero for some input: the relative error is undefined")
@@ -119,6 +147,22 @@ def equivariance_error(
     if not rows:
         raise ValueError("no rotations given")
     return EquivarianceResult(torch.stack(rows).cpu())
+
+
+def _spread(y: torch.Tensor) -> torch.Tensor:
+    """Sample standard deviation (float64) of the rows of ``y`` (batch, n) over the batch, summed over
+    the n entries: sqrt(sum_i ||y_i - mean y||^2 / (batch - 1)); ValueError for one input, or an output
+    that varies over the inputs by no more than its dtype's rounding (a constant: the ratio would be 0/0,
+    or a ratio of rounding errors)."""
+    if y.shape[0] < 2:
+        raise ValueError(f"the spread of the output over the inputs needs a batch of >= 2 inputs, got {y.shape[0]}")
+    eps = torch.finfo(y.dtype).eps if y.is_floating_point() else 0.0
+    y = y.to(torch.float64)
+    s = torch.sqrt(((y - y.mean(dim=0, keepdim=True)) ** 2).sum() / (y.shape[0] - 1))
+    if not bool(s > eps * y.shape[1] ** 0.5 * y.abs().max()):
+        raise ValueError(f"the operator's output is the same for all {y.shape[0]} inputs (its spread over them is "
+                         f"{float(s):.1e}, at most rounding): its invariance relative to that spread is undefined")
+    return s
 
 
 def _check_output(y, name: str):
@@ -156,6 +200,7 @@ def assert_equivariant(
     rotate_output: Callable[[Any, Any], Any] | None = None,
     tol: float | None = None,
     seed: int = 0,
+    relative_to: str = "output",
 ) -> EquivarianceResult:
     """Assert that the mean equivariance error of ``op`` on ``x`` is below ``tol``.
 
@@ -164,15 +209,16 @@ def assert_equivariant(
     seeded by ``seed``).  ``rotate_input`` defaults to ``x.rotate`` (GeneralizedSignal,
     SO(3) signals), ``rotate_output`` to ``rotate_input`` (same action on the output; for
     a signal output without an explicit action, ``y.rotate``).  Default ``tol``: 1e-12 for
-    float64 inputs, 5e-7 otherwise (Cobb et al.'s float32 figure).  Returns the result
-    for further checks.
+    float64 inputs, 5e-7 otherwise (Cobb et al.'s float32 figure).  ``relative_to``: as
+    :func:`equivariance_error` (``"spread"`` for a rotation-invariant output, ``rotate_output``
+    the identity).  Returns the result for further checks.
     """
     if rotate_input is None:
         if not hasattr(x, "rotate"):
             raise TypeError(f"give rotate_input: an input of type {type(x).__name__} has no rotate() method")
         rotate_input = _rotate_method
         rotate_output = rotate_output or _rotate_method
-    res = equivariance_error(op, x, _rotations(rotations, seed), rotate_input, rotate_output)
+    res = equivariance_error(op, x, _rotations(rotations, seed), rotate_input, rotate_output, relative_to=relative_to)
     return _assert_below(res, _default_tol(x) if tol is None else tol)
 
 
@@ -188,7 +234,7 @@ def map_equivariance_error(
     L: int,
     L_out: int | None = None,
     rotations: Iterable[Any] | int = 3,
-    batch: int = 2,
+    batch: int | None = None,
     channels: int = 1,
     iterations: int = 10,
     dtype: torch.dtype | None = None,
@@ -197,8 +243,8 @@ def map_equivariance_error(
 ) -> EquivarianceResult:
     """Equivariance error of a layer on pixel maps, ``sampling_in`` -> ``sampling_out``.
 
-    Inputs: ``batch`` random maps (batch, sampling_in.npix, channels) band-limited below
-    ``L`` (white real coefficients, seeded, synthesised in ``dtype``; default: the dtype of the
+    Inputs: ``batch`` (default 2; 8 with ``invariant=True``) random maps (batch, sampling_in.npix,
+    channels) band-limited below ``L`` (white real coefficients, seeded, synthesised in ``dtype``; default: the dtype of the
     layer's floating parameters, else of its floating buffers, else torch.float64 (a function,
     a module without either or with several dtypes): give it for a function wrapping a float32
     layer).  ``R x`` is exact (the coefficients are
@@ -208,10 +254,15 @@ def map_equivariance_error(
     at ``L_out`` (default ``L``) with ``iterations`` Jacobi steps, so the figure includes the
     transform's floor on HEALPix (measure it with the identity layer) and any output power at
     l >= L_out.  ``invariant=True``: the output is meant to be rotation-INVARIANT (a
-    classifier's logits, a global pooling) and is compared unrotated, err = ||layer(R x) -
-    layer(x)|| / ||layer(x)|| (any output shape; ``sampling_out``, ``L_out`` and
-    ``iterations`` are unused).  ``rotations``: as :func:`assert_equivariant`.
+    classifier's logits, a global pooling) and is compared unrotated, relative to its spread
+    over the batch of inputs, err = ||layer(R x) - layer(x)|| / s (``relative_to="spread"`` of
+    :func:`equivariance_error`: a constant offset of the output, e.g. a head's bias, changes
+    nothing; a constant output is an error; s comes from the ``batch`` inputs, so give >= 8 for
+    a steady figure; any output shape; ``sampling_out``, ``L_out`` and ``iterations`` are
+    unused).  ``rotations``: as :func:`assert_equivariant`.
     """
+    if batch is None:
+        batch = 8 if invariant else 2
     if invariant:
         rotate_out = _unrotated
     else:
@@ -243,7 +294,8 @@ def map_equivariance_error(
 
     gen = torch.Generator().manual_seed(int(seed))
     coeffs = torch.randn(batch, L * L, channels, generator=gen, dtype=torch.float64).to(dtype)
-    return equivariance_error(op, coeffs, _rotations(rotations, seed), rotate_coefficients, rotate_out)
+    return equivariance_error(op, coeffs, _rotations(rotations, seed), rotate_coefficients, rotate_out,
+                              relative_to="spread" if invariant else "output")
 
 
 def _unrotated(y, R):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
@@ -54,6 +55,39 @@ def test_flatten_nested_outputs():
 def test_zero_output_is_an_error(vectors):
     with pytest.raises(ValueError, match="zero"):
         equivariance_error(lambda x: 0 * x, vectors, _rotations(1), _rotate_vectors)
+
+
+def _first_coordinate(x):
+    return x[:, :, 0]  # not rotation invariant: the first coordinate of each vector
+
+
+def _unrotated(y, R):
+    return y
+
+
+def test_invariance_relative_to_the_spread_ignores_a_constant_offset(vectors):
+    """relative_to="spread": ||op(R x) - op(x)|| / s, s^2 the sample variance of op(x) over the batch (numpy,
+    ddof=1) summed over the entries.  Adding a constant to the output changes nothing (relative to ||op(x)||
+    a large offset made any operator look invariant); a constant output, or one input, is an error, not a 0."""
+    rots = _rotations(3)
+    res = equivariance_error(_first_coordinate, vectors, rots, _rotate_vectors, _unrotated, relative_to="spread")
+    y = _first_coordinate(vectors).numpy()
+    s = np.sqrt(y.var(axis=0, ddof=1).sum())
+    want = [np.linalg.norm(_first_coordinate(_rotate_vectors(vectors, R)).numpy() - y, axis=1) / s for R in rots]
+    np.testing.assert_allclose(res.errors.numpy(), np.stack(want), rtol=1e-13)
+    assert res.mean > 0.1
+    shifted = equivariance_error(lambda x: _first_coordinate(x) + 1e6, vectors, rots, _rotate_vectors, _unrotated,
+                                 relative_to="spread")
+    np.testing.assert_allclose(shifted.errors.numpy(), res.errors.numpy(), rtol=1e-8)
+    by_norm = equivariance_error(lambda x: _first_coordinate(x) + 1e6, vectors, rots, _rotate_vectors, _unrotated)
+    assert by_norm.mean < 1e-5 * res.mean  # the offset's effect on the other normalisation
+    with pytest.raises(ValueError, match="same for all 4 inputs"):
+        equivariance_error(lambda x: torch.full((len(x), 3), 5.0, dtype=x.dtype) + 0 * x[:, :3, 0], vectors, rots,
+                           _rotate_vectors, _unrotated, relative_to="spread")
+    with pytest.raises(ValueError, match=">= 2 inputs, got 1"):
+        equivariance_error(_first_coordinate, vectors[:1], rots, _rotate_vectors, _unrotated, relative_to="spread")
+    with pytest.raises(ValueError, match="relative_to must be"):
+        equivariance_error(_first_coordinate, vectors, rots, _rotate_vectors, _unrotated, relative_to="norm")
 
 
 # --------------------------------------------------------------- public map / signal helpers
@@ -127,7 +161,7 @@ def test_map_invariance_of_a_global_mean_and_of_a_half_sky_mean():
     good = map_equivariance_error(lambda m: conv(m).mean(dim=1), s, L=8, rotations=R, invariant=True)
     bad = map_equivariance_error(lambda m: conv(m)[:, : s.npix // 2].mean(dim=1), s, L=8, rotations=R,
                                  invariant=True)
-    assert good.errors.shape == (2, 2) and good.max < 0.05 and bad.mean > 0.5
+    assert good.errors.shape == (2, 8) and good.max < 0.05 and bad.mean > 0.5  # 8 inputs: the default
     assert_map_equivariant(lambda m: conv(m).mean(dim=1), s, L=8, rotations=R, invariant=True, tol=0.05)
     # without invariant=True a non-map output is named, with the option to use
     with pytest.raises(ValueError, match=r"output has shape \(2, 3\).*invariant=True"):
@@ -171,3 +205,20 @@ def test_map_invariance_of_a_float32_classifier_in_its_own_dtype():
     assert torch.equal(res.errors, map_equivariance_error(model, HealpixSampling(4), L=4, rotations=2,
                                                           invariant=True, dtype=torch.float32).errors)
     assert 0 < res.mean < 1
+
+
+def test_classifier_invariance_does_not_depend_on_its_heads_bias():
+    """The figure of map_equivariance_error(..., invariant=True) is relative to the logits' spread over the
+    inputs: the same weights with the head's bias moved by 1e3 give the same figure (relative to the logits'
+    norm it fell 1e3-fold: any classifier looked invariant with a large enough bias)."""
+    from deepsphere_gen.models import DeepSphereClassifier
+
+    torch.manual_seed(0)
+    model = DeepSphereClassifier(4, 1, channels=(4,), n_classes=3, k=8, cache=False, dtype=torch.float64).eval()
+    s, R = HealpixSampling(4), random_rotations(2, seed=3)
+    before = map_equivariance_error(model, s, L=4, rotations=R, invariant=True)
+    with torch.no_grad():
+        model.head.bias.add_(1e3)
+    after = map_equivariance_error(model, s, L=4, rotations=R, invariant=True)
+    np.testing.assert_allclose(after.errors.numpy(), before.errors.numpy(), rtol=1e-9)
+    assert before.errors.shape == (2, 8) and 1e-3 < before.mean < 2

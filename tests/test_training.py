@@ -708,6 +708,6 @@ def test_log_lines_show_accuracy_only_for_classification():
     fit(_model(), _data(), _cfg(epochs=1), val_set=_data(seed=1), log=cls.append)
     fit(_line(), _toward(), _reg_cfg(epochs=1, keep_best="val_loss"), val_set=_toward(0.35),
         loss_fn=nn.functional.mse_loss, log=reg.append)
-    assert "acc" in cls[0] and "val acc" in cls[0] and "val loss" in cls[0]
+    assert "train loss" in cls[0] and "train acc" in cls[0] and "val acc" in cls[0] and "val loss" in cls[0]
     assert "acc" not in reg[0] and "val loss" in reg[0] and "best epoch 1" in reg[0]
     assert "kept epoch 1" in reg[-1]

@@ -47,6 +47,7 @@ from ..models import (
 from ..sampling import DriscollHealySampling, HealpixSampling
 from ..training import TrainConfig, fit
 from .digits_config import PAPER, QUICK, DigitsConfig, available_models, with_quick
+from .reporting import wilson_interval
 
 __all__ = [
     "DigitsConfig",
@@ -58,6 +59,7 @@ __all__ = [
     "load_inputs",
     "run_experiment",
     "format_table",
+    "INTERVAL_NOTE",
     "count_parameters",
     "with_quick",
 ]
@@ -204,8 +206,10 @@ def run_experiment(config: DigitsConfig, models=None, progress: bool = True, log
     """Train and evaluate ``models`` (names of MODELS; default: all available) on every split.
 
     Returns one record per model and split: model, label, split, accuracy (%), correct,
-    n_test, params, n_train, epochs, train_seconds (of the training behind that split),
-    infer_ms_per_sample (forward only, batch ``infer_batch``, on that split's test maps).
+    n_test, ci95 ([lo, hi] in %: the Wilson interval of correct of n_test, binomial over the
+    test images; see :data:`INTERVAL_NOTE`), params, n_train, epochs, train_seconds (of the
+    training behind that split), infer_ms_per_sample (forward only, batch ``infer_batch``, on
+    that split's test maps).
     """
     names = list(models) if models else available_models()
     unknown = [m for m in names if m not in MODELS]
@@ -239,6 +243,7 @@ def run_experiment(config: DigitsConfig, models=None, progress: bool = True, log
                 "accuracy": 100.0 * correct / len(y_test),
                 "correct": correct,
                 "n_test": len(y_test),
+                "ci95": [100.0 * b for b in wilson_interval(correct, len(y_test))],
                 "params": count_parameters(model),
                 "n_train": len(y_train),
                 "epochs": config.epochs,
@@ -250,9 +255,24 @@ def run_experiment(config: DigitsConfig, models=None, progress: bool = True, log
     return records
 
 
+#: what the intervals of the records and the table cover, printed under the table
+INTERVAL_NOTE = ("[lo, hi]: 95 % Wilson interval of an accuracy, binomial over the test images. Every model and "
+                 "split is scored on the same test images (R/R and NR/R on the same rotated ones), so a difference "
+                 "between two cells is a paired comparison, resolved better than overlapping intervals suggest; "
+                 "the intervals do not cover the training seed.")
+
+
+def _accuracy_cell(rec: dict) -> str:
+    """"97.78 [95.9, 98.8]" (accuracy and its interval in %), or the accuracy alone for a record
+    without ``ci95`` (written before the field existed)."""
+    ci = rec.get("ci95")
+    return f"{rec['accuracy']:.2f}" + ("" if ci is None else f" [{ci[0]:.1f}, {ci[1]:.1f}]")
+
+
 def format_table(records: list[dict]) -> str:
-    """Rows = models; columns NR/NR, R/R, NR/R (% accuracy), params, train s (NR training),
-    inference ms per sample (NR/NR test)."""
+    """Rows = models; columns NR/NR, R/R, NR/R (% accuracy, with its 95 % interval where the
+    records have one, and :data:`INTERVAL_NOTE` under the table), params, train s (NR
+    training), inference ms per sample (NR/NR test)."""
     by_model: dict[str, dict] = {}
     for r in records:
         by_model.setdefault(r["model"], {})[r["split"]] = r
@@ -262,11 +282,12 @@ def format_table(records: list[dict]) -> str:
         first = recs.get("NR/NR") or next(iter(recs.values()))
         rows.append([
             recs[next(iter(recs))]["label"],
-            *(f"{recs[s]['accuracy']:.2f}" if s in recs else "-" for s in SPLITS),
+            *(_accuracy_cell(recs[s]) if s in recs else "-" for s in SPLITS),
             f"{first['params']:,d}",
             f"{first['train_seconds']:.0f}",
             f"{first['infer_ms_per_sample']:.2f}",
         ])
     widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     fmt = lambda r: "  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths)))
-    return "\n".join([fmt(rows[0]), "  ".join("-" * w for w in widths), *map(fmt, rows[1:])])
+    note = [INTERVAL_NOTE] if any("ci95" in r for r in records) else []
+    return "\n".join([fmt(rows[0]), "  ".join("-" * w for w in widths), *map(fmt, rows[1:]), *note])

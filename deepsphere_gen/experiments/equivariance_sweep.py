@@ -14,8 +14,9 @@ every such record carries its own floor).  The error is ``equivariance.equivaria
 Harmonic layers: random generalized signals, exact rotations in harmonic space
 (``classic_table``, tensor-product activation, efficient layer), float32 and float64.
 Models: rotation-invariant logits of graph / harmonic / hybrid classifiers on random
-band-limited maps (``map_equivariance_error(..., invariant=True)``); the hybrid model is also split into its graph part, the bridge and the
-part after the bridge.
+band-limited maps (``map_equivariance_error(..., invariant=True)``: relative to the logits' spread
+over the maps, not their norm); the hybrid model is also split into its graph part, the bridge and the
+part after the bridge (equivariance errors relative to the output's norm).
 
 Every measurement is a record: layer, backend, sampling, resolution, k, variant, degree,
 dtype, mean, mean_sq, max, seconds (+ n, published where a published figure exists, note).
@@ -237,23 +238,27 @@ class _Fixed:
 
 # ---------------------------------------------------------------------------- models
 def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs: int = 2, n_rotations: int = 3,
-                seed: int = 0, dtype=torch.float64) -> list[Task]:
-    """Tasks: invariance error of whole graph / harmonic / hybrid classifiers (eval mode) on random
-    maps band-limited below ``L_in`` (default nside), and the hybrid model's parts."""
+                seed: int = 0, dtype=torch.float64, n_invariant_inputs: int = 8) -> list[Task]:
+    """Tasks: invariance error of whole graph / harmonic / hybrid classifiers (eval mode) on
+    ``n_invariant_inputs`` random maps band-limited below ``L_in`` (default nside), relative to the
+    logits' spread over those maps (``map_equivariance_error(..., invariant=True)``), and the hybrid
+    model's parts (equivariance errors on ``n_inputs`` maps, relative to the output's norm)."""
     s = HealpixSampling(nside)
     L_in = L_in or nside
     rotations = list(random_rotations(n_rotations, seed=seed + 1))
     # the same random band-limited maps (coefficients seeded by seed + 7) for every model
     maps = {"rotations": rotations, "batch": n_inputs, "dtype": dtype, "seed": seed + 7}
+    logits = {**maps, "batch": n_invariant_inputs}
+    spread_note = f"input band-limited below L={L_in}; relative to the logits' spread over {n_invariant_inputs} maps"
 
     def invariant(name, backend, build, sampling="healpix", resolution=nside, kk=k):
         def task():
             torch.manual_seed(seed)
             model = build().eval()
             t0 = time.perf_counter()
-            res = map_equivariance_error(model, s, L=L_in, invariant=True, **maps)
+            res = map_equivariance_error(model, s, L=L_in, invariant=True, **logits)
             return [_record(name, backend, sampling, resolution, kk, "deepsphere-v2" if kk else None, None, dtype,
-                            res, time.perf_counter() - t0, note=f"input band-limited below L={L_in}")]
+                            res, time.perf_counter() - t0, note=spread_note)]
         return task
 
     def hybrid_parts():
@@ -281,9 +286,9 @@ def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs:
         out.append(_record("hybrid: after bridge", "hybrid", "harmonic", Lb, None, None, None, dtype, res,
                            time.perf_counter() - t0))
         t0 = time.perf_counter()
-        res = map_equivariance_error(model, s, L=L_in, invariant=True, **maps)
+        res = map_equivariance_error(model, s, L=L_in, invariant=True, **logits)
         out.append(_record("hybrid classifier (total)", "hybrid", "healpix", nside, k, "deepsphere-v2", None, dtype,
-                           res, time.perf_counter() - t0, note=f"input band-limited below L={L_in}"))
+                           res, time.perf_counter() - t0, note=spread_note))
         return out
 
     return [

@@ -63,7 +63,8 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
     restored from a checkpoint are included.  After every epoch the BatchNorm statistics
     are recalibrated on the training set (``config.recalibrate_bn``), so validation,
     checkpoints and the returned model use statistics of the final weights.  ``log`` receives
-    one line per epoch (rank 0): training loss, and validation loss; accuracies only for
+    one line per epoch (rank 0): training loss ("train loss", the running mean over the epoch's
+    batches), and validation loss ("val loss"); accuracies ("train acc", "val acc") only for
     classification.
 
     ``config.keep_best`` ("val_loss" / "val_accuracy"; "val_accuracy" on a task that is not a
@@ -208,8 +209,10 @@ def _check_classification(model: nn.Module, train_set: Dataset, device) -> None:
 
 
 def _epoch_line(config: TrainConfig, rec: dict, classify: bool, validated: bool) -> str:
-    """One log line per epoch: losses always, accuracies only for a classifier."""
-    parts = [f"loss {rec['train_loss']:.4f}"] + ([f"acc {rec['train_accuracy']:.3f}"] if classify else [])
+    """One log line per epoch: losses always, accuracies only for a classifier.  The training figures are
+    labelled "train" (running means over the epoch's batches, the weights changing under them; not a held-out
+    accuracy), the validation ones "val"."""
+    parts = [f"train loss {rec['train_loss']:.4f}"] + ([f"train acc {rec['train_accuracy']:.3f}"] if classify else [])
     if validated:
         parts += [f"val loss {rec['val_loss']:.4f}"] + ([f"val acc {rec['val_accuracy']:.3f}"] if classify else [])
     if "best_epoch" in rec:

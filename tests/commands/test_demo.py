@@ -4,6 +4,7 @@ import re
 import healpy as hp
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from deepsphere_gen.cli import main
 from deepsphere_gen.commands.demo import SLOPES, generate_maps
@@ -15,9 +16,14 @@ def test_demo_runs_and_prints_accuracy(capsys, monkeypatch, tmp_path):
                "--K", "2", "--k", "8", "--seed", "1"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "demo epoch 1/1: loss" in out and "test accuracy:" in out
+    assert "demo epoch 1/1: train loss" in out and "test accuracy:" in out
     acc = float(out.split("test accuracy:")[1].split("%")[0])
     assert 0 <= acc <= 100 and abs(acc * 8 / 100 - round(acc * 8 / 100)) < 0.01  # k of the 8 test maps
+    # the interval is scipy's Wilson interval of k of the 8 test maps
+    k = round(acc * 8 / 100)
+    m = re.search(rf"\({k}/8 test maps; 95 % Wilson interval ([0-9.]+)-([0-9.]+) %; chance 50.0 %\)", out)
+    ci = binomtest(k, 8).proportion_ci(confidence_level=0.95, method="wilson")
+    assert m and float(m[1]) == round(100 * ci.low, 1) and float(m[2]) == round(100 * ci.high, 1), out
 
 
 def test_demo_quick_learns(capsys, monkeypatch, tmp_path):

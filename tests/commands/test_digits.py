@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from scipy.stats import binomtest
 
 from deepsphere_gen.experiments import digits as exp
 from deepsphere_gen.cli import main
@@ -30,6 +31,8 @@ def test_one_record_per_model_and_split(tiny_records):
     for r in tiny_records:
         assert 0 <= r["accuracy"] <= 100 and r["n_test"] == 20 and r["n_train"] == 40
         assert r["accuracy"] == pytest.approx(100 * r["correct"] / r["n_test"])
+        ci = binomtest(r["correct"], r["n_test"]).proportion_ci(confidence_level=0.95, method="wilson")
+        assert r["ci95"] == pytest.approx([100 * ci.low, 100 * ci.high], abs=1e-9)  # scipy's Wilson interval, in %
         assert r["params"] > 0 and r["train_seconds"] > 0 and r["infer_ms_per_sample"] > 0
 
 
@@ -90,7 +93,10 @@ def test_table_rows_are_models():
     lines = exp.format_table(recs).splitlines()
     assert lines[0].split() == ["model", "NR/NR", "R/R", "NR/R", "params", "train", "s", "infer", "ms"]
     assert lines[2].split() == ["A", "99.00", "50.00", "10.00", "123", "4", "0.50"]
-    assert lines[3].split()[:4] == ["B", "90.00", "91.00", "89.50"]
+    assert lines[3].split()[:4] == ["B", "90.00", "91.00", "89.50"] and len(lines) == 4  # no intervals: no note
+    recs[0]["ci95"] = [97.12, 99.61]  # a record with an interval (new runs): shown in its cell, the note below
+    lines = exp.format_table(recs).splitlines()
+    assert lines[2].split()[:4] == ["A", "99.00", "[97.1,", "99.6]"] and lines[-1] == exp.INTERVAL_NOTE
 
 
 @pytest.mark.parametrize("kwargs, match", [
