@@ -68,3 +68,22 @@ def test_every_sky_feature_group_has_an_extractor():
 
     sky = _SkyFeatures(4, 0, np.arange(192))
     assert all(callable(getattr(sky, g).features) for g in SKY_FEATURE_GROUPS)
+
+
+def test_the_default_k_on_a_tiny_input_gives_the_network_it_gave():
+    """The library refuses k >= the input's pixels (tester8); a 4-pixel 1/192 patch at nside 8 with the default
+    k = 8 keeps its complete graph (k = 3, as the library's cap made it before) through build_model's own cap."""
+    import numpy as np
+
+    from deepsphere_gen.experiments.massmaps import ExperimentConfig
+    from deepsphere_gen.experiments.massmaps.models import build_model
+    from deepsphere_gen.graph import build_graph
+    from deepsphere_gen.nn import ChebConv
+
+    config = ExperimentConfig(nside=8, sky_fractions=("1/192",))
+    sky = mm_config.sky_settings(config)[0]
+    model = build_model("fcn", sky, config, scale=1.0)
+    conv = next(m for m in model.modules() if isinstance(m, ChebConv))
+    ref = build_graph(model.model.sampling, k=3, cache=False)
+    assert config.k == 8 and ref.npix == 4
+    assert np.allclose(conv.laplacian.to_dense().numpy(), ref.rescaled_laplacian().toarray(), atol=1e-7)

@@ -7,6 +7,7 @@
 | :mod:`._pattern` | kNN graphs kept as a sparsity pattern, weights recomputed from the coordinates on demand |
 | :mod:`._kernel` | Gaussian kernel widths: DeepSphere v2's table (``kernel_width``), ``default_sigma`` for any sampling |
 | :mod:`._knn` | symmetric weighted kNN graphs (``knn_graph``) |
+| :mod:`._poles` | a pole ring's coincident pixels (DH, lat-lon with the poles): one point, its kNN edges split evenly over the copies |
 | :mod:`._connectivity` | connected kNN graphs on equiangular grids: links between the rings no kNN edge joins, and a check (RuntimeWarning) |
 | :mod:`._grid` | Khasanova & Frossard's 4-neighbour graph on equiangular grids |
 | :mod:`._optimized` | equivariance-optimised kNN weights and the predicted equivariance error |

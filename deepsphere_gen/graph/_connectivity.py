@@ -1,12 +1,12 @@
 """Connectivity of the kNN graphs of ring samplings (equiangular grids): ring links and a check.
 
 Near a pole the pixels of one ring of an equiangular grid are much closer to each other than to
-the next ring, so all k nearest neighbours of a polar pixel can sit on its own ring (and the
-2L pixels of the Driscoll-Healy pole ring coincide): the plain kNN graph falls apart into
-several connected components, and a ChebConv passes nothing between them.  The smallest k that
-connects the plain kNN graph grows linearly with the grid (measured, ``connected_components``):
-DH(L) 11 / 21 / 43 at L = 16 / 32 / 64 (~2L/3), GL(L) 5 / 11 / 23 (~L/3), MW(L) 7 / 13 / 27
-(~0.4 L), a lat-lon grid with both poles 14 / 25 / 49 at 19 x 36 / 37 x 72 / 73 x 144 (~nphi / 3).
+the next ring, so all k nearest neighbours of a polar pixel can sit on its own ring: the plain
+kNN graph falls apart into several connected components, and a ChebConv passes nothing between
+them.  The smallest k that connects the plain kNN graph (a pole ring's coincident pixels split as
+:mod:`._poles` does) grows linearly with the grid (measured, ``connected_components``):
+DH(L) 6 / 12 / 21 at L = 16 / 32 / 64 (~L/3), GL(L) 5 / 11 / 23 (~L/3), MW(L) 7 / 13 / 27
+(~0.4 L), a lat-lon grid with both poles 6 / 12 / 23 at 19 x 36 / 37 x 72 / 73 x 144 (~nphi / 6).
 
 So :func:`~deepsphere_gen.graph.knn_graph` adds :func:`ring_links` where no kNN edge crosses
 between two consecutive rings (only there: a kNN graph that has an edge across every gap

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..sampling import HealpixSampling, check_nside
 from ._neighbours import check_k, knn_distances
+from ._poles import distinct_points, pole_rings
 
 __all__ = ["KERNEL_WIDTHS_NSIDE32", "kernel_width", "default_sigma"]
 
@@ -66,7 +67,8 @@ def default_sigma(sampling, k: int, mean_distance: float | None = None) -> float
 
     HEALPix (full or partial sky): :func:`kernel_width` of its nside.  Any other
     sampling (equiangular grids, point sets): ``mean_distance`` (the mean distance from
-    a node to its k nearest neighbours, computed if not given) times the same ratio
+    a node to its k nearest neighbours, computed if not given; over the distinct points, a pole
+    ring's coincident pixels counted once, as :func:`~deepsphere_gen.graph.knn_graph`) times the same ratio
     sigma / mean-neighbour-distance that the DeepSphere optimum has on the full
     nside-32 HEALPix sampling.
     """
@@ -74,6 +76,9 @@ def default_sigma(sampling, k: int, mean_distance: float | None = None) -> float
     if isinstance(sampling, HealpixSampling):
         return kernel_width(sampling.nside, k)
     if mean_distance is None:
-        _, d2 = knn_distances(sampling.xyz, k)
+        xyz, poles = sampling.xyz, pole_rings(sampling)
+        if poles:  # each pole once (as knn_graph)
+            xyz = xyz[distinct_points(sampling, poles)[0]]
+        _, d2 = knn_distances(xyz, k)
         mean_distance = float(np.sqrt(d2).mean())
     return _healpix_width_ratio(k) * float(mean_distance)

@@ -10,6 +10,7 @@ from ._connectivity import ring_links, warn_if_disconnected
 from ._kernel import default_sigma
 from ._neighbours import CHUNK, check_k, knn_distances
 from ._pattern import healpix_knn_pattern
+from ._poles import distinct_points, pole_rings, split_poles
 
 __all__ = ["knn_graph"]
 
@@ -40,7 +41,10 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     k-d tree (ties broken as it returns them) and a check of every edge's reverse, O(npix k^2).
 
     Equiangular grids (DH, GL, MW, lat-lon :class:`~deepsphere_gen.sampling.EquiangularSampling`):
-    near a pole all k nearest neighbours of a pixel can sit on its own ring, and the kNN edges alone
+    a ring of pixels at a pole (DH, a lat-lon grid with the poles) is copies of one point: the graph is
+    that of the distinct points, each pole's edges shared evenly by its copies (weights / copies), which
+    are not linked to each other (:mod:`~deepsphere_gen.graph._poles`; the default sigma is taken over
+    the distinct points too).  Near a pole all k nearest neighbours of a pixel can sit on its own ring, and the kNN edges alone
     then fall apart into several components (the smallest k that connects them grows with the grid,
     ~2L/3 on DH).  Where no kNN edge crosses between two consecutive rings, each pixel of both rings
     is also linked to the nearest pixel of the other ring (same Gaussian weight;
@@ -62,6 +66,10 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
         del xyz
         sigma = default_sigma(sampling, k) if sigma is None else sigma
         return healpix_knn_pattern(sampling, k, _check_sigma(sigma)).weights(sampling)
+    poles = pole_rings(sampling)
+    if poles:  # the kNN of the distinct points, each pole once (split over its copies below)
+        keep, rep = distinct_points(sampling, poles)
+        xyz = xyz[keep]
     idx, d2 = knn_distances(xyz, k)
     if sigma is None:
         sigma = default_sigma(sampling, k, mean_distance=_mean_sqrt(d2))
@@ -70,7 +78,10 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     for s in range(0, n, CHUNK):
         np.multiply(w[s : s + CHUNK], -np.log(2.0) / sigma**2, out=w[s : s + CHUNK])
         np.exp(w[s : s + CHUNK], out=w[s : s + CHUNK])
-    W = ring_links(sampling, _symmetrise(idx, w), sigma)
+    W = _symmetrise(idx, w)
+    if poles:
+        W = split_poles(W, xyz, idx, k, sigma, keep, rep, poles)
+    W = ring_links(sampling, W, sigma)
     warn_if_disconnected(sampling, W, k)
     return W
 

@@ -18,6 +18,7 @@ from ._neighbours import check_k
 from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, laplacian_csr
 from ._optimized import OPTIMIZED_FIT, optimized_graph
 from ._pattern import KnnPattern, healpix_knn_pattern
+from ._poles import pole_rings
 from ._steps import step
 from ..sampling import HealpixSampling, check_sampling
 
@@ -173,6 +174,8 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
         params["fit"] = OPTIMIZED_FIT
     if kind == "knn" and footprint_pieces(sampling) is not None:
         params["ring_links"] = 1  # equiangular kNN graphs link the rings no kNN edge joins (knn_graph); HEALPix keys unchanged
+    if kind == "knn" and pole_rings(sampling):
+        params["pole_split"] = 1  # a pole ring's copies share the pole's edges, not linked to each other (knn_graph)
     return params
 
 
@@ -183,7 +186,9 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     kind ``"knn"``: :func:`knn_graph` (k, sigma; on HEALPix stored as its kNN pattern, see
     :class:`SphereGraph`); ``"optimized"``: :func:`optimized_graph` (the kNN edges, weights
     fitted for equivariance; full-sky HEALPix); ``"4neighbour"``:
-    :func:`equiangular_4neighbour_graph` (k and sigma ignored).  On equiangular grids the kNN
+    :func:`equiangular_4neighbour_graph` (k and sigma ignored).  A pole ring's coincident pixels
+    share the pole's kNN edges, split evenly, and are not linked to each other (:func:`knn_graph`;
+    their graphs have their own cache entries).  On equiangular grids the kNN
     edges alone fall apart near the poles: :func:`knn_graph` links the rings they leave apart,
     and a graph still in pieces (k = 1) comes, built or from the cache, with a RuntimeWarning
     naming its components and the remedies (``kind="4neighbour"``, a larger k).

@@ -273,7 +273,8 @@ class DeepSphereClassifier(_DeepSphereNet):
     in_channels : input channels per pixel.
     channels : output channels of each conv block (one block per entry).
     n_classes : number of classes (logits out).
-    K : Chebyshev orders per conv.  k : neighbours of the kNN graphs (capped at pixels-1).
+    K : Chebyshev orders per conv.  k : neighbours of the kNN graphs (capped at pixels-1 on coarse
+        levels; k >= the input's pixels is refused, as ``build_graph`` refuses it).
     pool_levels : pooling by 4**p after each block (int for all, or one per block; 0 = none).
     head : "gap" (global average -> linear), "stats" (pixel statistics ``stats`` per
         channel -> linear) or "fc" (flatten -> ``fc_hidden`` ReLU layers -> linear).

@@ -25,7 +25,10 @@ class LaplacianPyramid:
     (``k`` neighbours, capped at ``npix - 1`` on coarse levels: a complete graph there,
     ``laplacian`` "combinatorial" | "normalized") in ``dtype``, built through
     :func:`~deepsphere_gen.graph.build_graph` (``cache`` / ``cache_dir`` as there) on the
-    first call and memoised by ``sampling.cache_key()`` (full or partial-sky HEALPix, any
+    first call and memoised by ``sampling.cache_key()``.  The first sampling built is the network's
+    input (the models build it first): there ``k`` is not capped, and ``k >= npix`` is refused as
+    :func:`~deepsphere_gen.graph.build_graph` refuses it (ValueError), not made a dense complete graph;
+    the levels built after it are its coarse levels (full or partial-sky HEALPix, any
     sampling with a cache key).  Cost: one graph build (or cache read) and one O(nnz)
     conversion per distinct sampling; memory: one CSR tensor per resolution however many
     convs use it (HEALPix nside 1024, k = 20, float32: 2.1 GB).
@@ -47,20 +50,18 @@ class LaplacianPyramid:
                 context = f"{where}: " if where else ""
                 raise ValueError(f"{context}{sampling!r} has {sampling.npix} pixel: a graph needs at least 2 (a partial "
                                  "sky pooled too far? use fewer pooling levels or a larger footprint)")
-            k = min(self.k, sampling.npix - 1)  # coarse levels with fewer pixels than k: complete graph
+            k = min(self.k, sampling.npix - 1) if self._memo else self.k  # coarse levels only: complete graph
             g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
             self._memo[key] = Laplacian.from_graph(g, dtype=self.dtype)
             self._used[key] = (sampling.npix, k)
         return self._memo[key]
 
     def describe_k(self) -> str:
-        """The neighbours the built levels use: "k=20", or where a level has too few pixels "k=11 (k=20 capped at
-        pixels - 1)" (every level capped) or "k=20 (11 at 12 pixels: capped at pixels - 1)" (some)."""
+        """The neighbours the built levels use: "k=20", or where a coarse level has too few pixels "k=20 (11 at 12
+        pixels: capped at pixels - 1)"."""
         capped = sorted({(n, k) for n, k in self._used.values() if k < self.k}, reverse=True)
         if not capped:
             return f"k={self.k}"
-        if len(capped) == 1 and len(self._used) == 1:
-            return f"k={capped[0][1]} (k={self.k} capped at pixels - 1)"
         return f"k={self.k} ({', '.join(f'{k} at {n} pixels' for n, k in capped)}: capped at pixels - 1)"
 
     def __len__(self) -> int:

@@ -8,7 +8,7 @@ import torch
 
 from deepsphere_gen._validation import UNSEEN
 from deepsphere_gen.graph import _pattern, build_graph
-from deepsphere_gen.models import DeepSphereClassifier, DeepSphereRegressor, SphericalUNet
+from deepsphere_gen.models import DeepSphereClassifier, DeepSphereRegressor, HybridClassifier, SphericalUNet
 from deepsphere_gen.nn import ChebConv
 from deepsphere_gen.sampling import HealpixSampling
 
@@ -292,14 +292,28 @@ def test_cached_and_fresh_builds_make_no_coordinates(tmp_path, monkeypatch):
 
 
 def test_describe_gives_the_k_the_graphs_use():
-    """DeepSphereClassifier(1, 1, ...) said k=20 though its 12-pixel graph has 11 neighbours (k is capped at
-    pixels - 1); a network whose coarse level alone is capped says so beside the k asked for."""
-    one = DeepSphereClassifier(1, 1, channels=(4,), pool_levels=0, cache=False)
-    assert "k=11 (k=20 capped at pixels - 1)" in one.describe() and "k=11" in repr(one)
+    """A network whose coarse level is capped at pixels - 1 says so beside the k asked for."""
     two = DeepSphereClassifier(2, 1, channels=(4, 4), pool_levels=(1, 0), cache=False)
     assert "k=20 (11 at 12 pixels: capped at pixels - 1)" in two.describe()
     assert ", k=20, " in DeepSphereClassifier(8, 1, channels=(4, 4), cache=False).describe()
-    assert "k=11 (k=20 capped" in SphericalUNet(1, 1, 1, channels=(4,), cache=False).describe()
+    assert ", k=11, " in SphericalUNet(1, 1, 1, channels=(4,), k=11, cache=False).describe()
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: DeepSphereClassifier(8, 1, channels=(4,), k=k, cache=False),
+    lambda k: DeepSphereClassifier(1, 1, channels=(4,), pool_levels=0, k=k, cache=False),
+    lambda k: SphericalUNet(1, 1, 1, channels=(4,), k=k, cache=False),
+    lambda k: HybridClassifier(2, 1, graph_channels=(4,), pool_levels=0, bandlimits=(4, 2), harmonic_channels=(4,), k=k,
+                               cache=False),
+], ids=["classifier", "classifier-nside1", "unet", "hybrid"])
+def test_k_of_the_input_pixels_or_more_is_refused(make):
+    """tester8: DeepSphereClassifier(8, 1, k=2000) on 768 pixels built a dense complete graph at the input (the
+    cap meant for coarse levels), while build_graph refuses the same k; now the same refusal."""
+    npix = make(11).sampling.npix
+    with pytest.raises(ValueError, match=f"k={npix} neighbours needs more than k pixels; the sampling has {npix}"):
+        make(npix)
+    with pytest.raises(ValueError, match="k=2000 neighbours needs more than k pixels"):
+        make(2000)
 
 
 @pytest.mark.parametrize("cls", [DeepSphereClassifier, DeepSphereRegressor, SphericalUNet])

@@ -24,7 +24,10 @@ def test_one_laplacian_per_sampling_equal_to_the_graphs(tmp_path):
     part = pyr(HealpixSampling(4, indices=np.arange(64)))
     assert part.npix == 64 and part is not a and len(pyr) == 2
     wide = LaplacianPyramid(k=20, dtype=torch.float64, cache_dir=tmp_path)
-    c = wide(coarse)  # 12 pixels < k + 1: complete graph (k capped at npix - 1)
+    with pytest.raises(ValueError, match="k=20 neighbours needs more than k pixels; the sampling has 12"):
+        wide(coarse)  # the input level (the first built): refused as build_graph refuses it, not a complete graph
+    wide(fine)
+    c = wide(coarse)  # a coarse level, 12 pixels < k + 1: complete graph (k capped at npix - 1)
     ref = build_graph(coarse, k=11, cache_dir=tmp_path).rescaled_laplacian()
     np.testing.assert_allclose(_dense(c.matrix), sp.csr_matrix(ref).toarray(), atol=1e-12)
 

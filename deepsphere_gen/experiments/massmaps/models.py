@@ -101,7 +101,9 @@ def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: f
         indices = _reference_indices(sky, nside)
         pools = pool_levels(method, sky, config)
         head = "gap" if method == "fcn" else "fc"
-        model = DeepSphereClassifier(nside, 1, channels=config.channels, n_classes=2, K=config.K, k=config.k,
+        pixels = 12 * nside**2 if indices is None else len(indices)
+        k = min(config.k, pixels - 1)  # the default k on a tiny input: a complete graph (commands note it)
+        model = DeepSphereClassifier(nside, 1, channels=config.channels, n_classes=2, K=config.K, k=k,
                                      pool_levels=pools, head=head, indices=indices)
     elif method == "harmonic":
         model = HarmonicClassifier(2, bandlimits=config.harmonic_bandlimits, channels=config.harmonic_channels,
