@@ -12,7 +12,7 @@
 | :mod:`._grid` | Khasanova & Frossard's 4-neighbour graph on equiangular grids |
 | :mod:`._optimized` | equivariance-optimised kNN weights and the predicted equivariance error |
 | :mod:`._laplacian` | combinatorial / normalized Laplacians, lmax estimate, rescaling to [-1, 1] |
-| :mod:`._cache` | on-disk cache of weight matrices (npz + JSON, atomic writes) and arrays derived from them (memory-mapped npy) |
+| :mod:`._cache` | on-disk cache of weight matrices (npz + JSON, atomic writes) and arrays derived from them (memory-mapped npy); listing and pruning it |
 | :mod:`._steps` | ``build_steps``: CPU time of a build's steps (load, values, Lanczos, ...), for benchmarks |
 | :mod:`._sphere_graph` | ``SphereGraph`` / ``build_graph``: weights, Laplacian, lmax, exports to torch / pygsp / PyG |
 """
@@ -30,9 +30,9 @@ from ._laplacian import (
     laplacian_csr,
     rescale_laplacian,
 )
-from ._sphere_graph import GRAPH_KINDS, LMAX_RULE, VALUES_FORMAT, SphereGraph, build_graph, graph_params
+from ._sphere_graph import GRAPH_KINDS, LMAX_RULE, VALUES_FORMAT, SphereGraph, build_graph, build_memory, graph_params
 from ._optimized import OPTIMIZED_FIT, optimized_graph, predicted_equivariance_error
-from ._cache import VALUES_ENV_VAR
+from ._cache import VALUES_ENV_VAR, cache_entries, prune_cache
 from ._steps import build_steps
 
 __all__ = [
@@ -53,6 +53,9 @@ __all__ = [
     "GRAPH_KINDS",
     "SphereGraph",
     "build_graph",
+    "build_memory",
+    "cache_entries",
+    "prune_cache",
     "graph_params",
     "LMAX_RULE",
     "VALUES_FORMAT",

@@ -6,13 +6,20 @@ completeness marker), ``<stem>`` naming the parameters' hash.  An entry may also
 derived from it, each ``<stem>.<tag>.npy`` (read by memory map) with a record in the JSON
 (dtype, size, CRC-32, the CRC-32s of the npz members it was made from, and what the caller
 binds it to: lmax, the format of its computation): a file whose record is missing or does
-not match is not used (it is rebuilt).
+not match is not used (it is rebuilt).  The JSON carries the SHA-256 of its own other fields
+(``meta_sha256``): a JSON that does not match it (damaged, edited by hand, or written before
+the checksum existed) is not used either, and the whole entry is rebuilt.
+
+Entries are keyed by the package version among the parameters: :func:`cache_entries` lists
+the entries of a cache folder (path, size, version, parameters), :func:`prune_cache` removes
+those of other versions (or all).
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import re
 import struct
 import zipfile
 import zlib
@@ -21,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _cache_dirs
+from .. import __version__, _cache_dirs
 from .._env import switched_off
 from .._io import array_crc32, atomic_write, atomic_write_json
 
 __all__ = ["cache_directory", "sampling_key", "load_cached", "save_cached", "save_pattern", "update_meta",
-           "load_array", "save_array", "values_cached", "VALUES_ENV_VAR"]
+           "load_array", "save_array", "values_cached", "VALUES_ENV_VAR", "cache_entries", "prune_cache",
+           "other_versions"]
 
 ENV_VAR = _cache_dirs.ENV_VAR
 
@@ -63,6 +71,33 @@ def _stem(params: dict) -> str:
     return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
 
 
+#: the JSON field holding the SHA-256 of the JSON's other fields (see :func:`_read_meta`)
+_CHECKSUM = "meta_sha256"
+
+
+def _digest(meta: dict) -> str:
+    fields = {key: value for key, value in meta.items() if key != _CHECKSUM}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    """Write an entry's JSON with :data:`_CHECKSUM` (atomic)."""
+    atomic_write_json(path, {**meta, _CHECKSUM: _digest(meta)})
+
+
+def _read_meta(path: Path, params: dict) -> dict | None:
+    """The JSON of the entry of ``params`` if it is for exactly ``params`` and matches its
+    :data:`_CHECKSUM`, else None (absent, unreadable, damaged, edited, or without the checksum:
+    written by a version before it)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("params") != params or meta.get(_CHECKSUM) != _digest(meta):
+        return None
+    return meta
+
+
 def load_cached(directory: Path, params: dict):
     """``(stored, meta, source, realign)`` if a complete entry for exactly ``params`` exists, else
     None; ``stored`` is W (a scipy CSR) or a kNN pattern's ``(indptr, indices)``, ``source`` the
@@ -73,10 +108,10 @@ def load_cached(directory: Path, params: dict):
     meta_path, npz_path = directory / f"{stem}.json", directory / f"{stem}.npz"
     if not (meta_path.exists() and npz_path.exists()):
         return None
+    meta = _read_meta(meta_path, params)
+    if meta is None:
+        return None
     try:
-        meta = json.loads(meta_path.read_text())
-        if not isinstance(meta, dict) or meta.get("params") != params:
-            return None
         with open(npz_path, "rb") as fh:  # one open file: the CRCs are those of the arrays read
             if meta.get("stored") == "pattern":
                 arrays, source, realign = _map_npz(fh)
@@ -191,7 +226,7 @@ def save_cached(directory: Path, params: dict, stored, extra) -> dict[str, int]:
         with open(path, "rb") as fh:
             source = _member_crcs(fh)
         kind = {}
-    atomic_write_json(directory / f"{stem}.json", {"params": params, **extra(source), **kind})
+    _write_meta(directory / f"{stem}.json", {"params": params, **extra(source), **kind})
     return source
 
 
@@ -218,14 +253,11 @@ def _has_pad(extra: bytes) -> bool:
 
 def _rewrite_meta(directory: Path, params: dict, change) -> None:
     """Replace the metadata of the entry of ``params`` by ``change(meta)`` (atomic rewrite); nothing
-    is written when there is no readable entry for exactly ``params``."""
+    is written when there is no valid entry for exactly ``params`` (:func:`_read_meta`)."""
     path = directory / f"{_stem(params)}.json"
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(meta, dict) and meta.get("params") == params:
-        atomic_write_json(path, change(meta))
+    meta = _read_meta(path, params)
+    if meta is not None:
+        _write_meta(path, change(meta))
 
 
 def update_meta(directory: Path, params: dict, **fields) -> None:
@@ -276,3 +308,73 @@ def load_array(directory: Path, params: dict, meta: dict, tag: str, bound: dict)
             or not array.flags.aligned or array_crc32(array) != record.get("crc32")):
         return None
     return array
+
+
+#: an entry's file name: its stem (``_stem``: ends with 20 hex digits), then .json, .npz or .<tag>.npy
+_ENTRY_FILE = re.compile(r"(?P<stem>.*-[0-9a-f]{20})\.(?:json|npz|[^.]+\.npy)")
+
+
+def cache_entries(cache_dir=None) -> list[dict]:
+    """The entries of the graph cache (:func:`cache_directory` of ``cache_dir``), sorted by path.
+
+    Each is a dict: ``path`` (its JSON; absent for the files of an entry whose JSON is missing:
+    being written, or left by an interrupted build), ``files`` (its paths: JSON, npz, derived
+    .npy), ``bytes`` (their total size), ``version`` (the package version that wrote it; None if
+    its JSON is missing or unreadable) and ``params`` (its parameters: :func:`graph_params`; None
+    likewise).  Reads only the JSON files (no array data)."""
+    return _entries(cache_directory(cache_dir))
+
+
+def _entries(directory: Path) -> list[dict]:
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+        match = _ENTRY_FILE.fullmatch(path.name)
+        if match and path.is_file():
+            groups.setdefault(match["stem"], []).append(path)
+    entries = []
+    for stem, files in sorted(groups.items()):
+        path = directory / f"{stem}.json"
+        try:
+            meta = json.loads(path.read_text())
+            params = meta["params"] if isinstance(meta, dict) and isinstance(meta.get("params"), dict) else None
+        except (OSError, ValueError):
+            params = None
+        entries.append({"path": path, "files": files, "bytes": sum(_size(f) for f in files),
+                        "version": params.get("version") if params else None, "params": params})
+    return entries
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # removed since the listing (another process pruning or rewriting)
+        return 0
+
+
+def prune_cache(keep_current_version: bool = True, cache_dir=None) -> list[dict]:
+    """Remove graph cache entries; returns those removed (as :func:`cache_entries` lists them).
+
+    ``keep_current_version=True``: the entries written by other package versions (this version
+    never reads them: the version is part of their key); False: every entry with a readable
+    JSON.  Entries whose JSON is missing or unreadable are left alone (another process may be
+    writing one; a damaged one is rewritten by the next build of its parameters).  Safe for
+    processes that hold a graph from a removed entry (its files stay readable until closed),
+    not for one writing the same entry at the same time."""
+    removed = []
+    for entry in cache_entries(cache_dir):
+        if entry["params"] is None or (keep_current_version and entry["version"] == __version__):
+            continue
+        for path in entry["files"]:
+            path.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def other_versions(directory: Path, params: dict) -> list[dict]:
+    """The entries of ``directory`` for ``params`` but another package version (:func:`cache_entries`)."""
+    def rest(p):
+        return {key: value for key, value in p.items() if key != "version"}
+
+    return [entry for entry in _entries(directory)
+            if entry["params"] is not None and entry["version"] != params.get("version")
+            and rest(entry["params"]) == rest(params)]

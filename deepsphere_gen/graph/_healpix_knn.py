@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 
 from ..sampling import HealpixSampling
 
-__all__ = ["healpix_knn", "coordinates", "squared_distances"]
+__all__ = ["healpix_knn", "coordinates", "squared_distances", "search_workers"]
 
 _TILE = 16  # the face-grid search guesses the k nearest offsets once per _TILE x _TILE pixels
 _CHUNK = 1 << 15  # pixels per chunk: (chunk, (2R+1)^2, 3) float64 temporaries of ~20-60 MB
@@ -251,12 +251,13 @@ def _face_grid_knn(nside: int, X, k: int, out: "_Out") -> np.ndarray:
                     done[sel] = True
 
     # the faces fill disjoint rows; numpy releases the GIL in the array arithmetic
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+    with ThreadPoolExecutor(max_workers=search_workers()) as pool:
         list(pool.map(one_face, range(12)))
     return done
 
 
-def _workers() -> int:
+def search_workers() -> int:
+    """Threads of the full-sky search (one face each): the usable CPUs, at most 12."""
     return max(1, min(12, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 

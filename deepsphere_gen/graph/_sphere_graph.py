@@ -8,15 +8,17 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
+from .._memory import available_memory
 from ._connectivity import footprint_pieces, warn_if_disconnected
-from ._cache import (cache_directory, load_array, load_cached, sampling_key, save_array, save_cached,
-                     save_pattern, update_meta, values_cached)
+from ._cache import (cache_directory, load_array, load_cached, other_versions, sampling_key, save_array,
+                     save_cached, save_pattern, update_meta, values_cached)
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
 from ._knn import knn_graph
 from ._neighbours import check_k
 from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, laplacian_csr
 from ._optimized import OPTIMIZED_FIT, optimized_graph
+from ._healpix_knn import search_workers
 from ._pattern import KnnPattern, healpix_knn_pattern
 from ._poles import pole_rings
 from ._steps import step
@@ -210,7 +212,13 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
     Cost, HEALPix nside 1024, k = 20 (12.6M nodes, 254M stored weights), no cache: ~45 s of
     CPU and 2.7 GiB peak for the whole process including a float32 ChebConv on it (the
     ``graph_build`` benchmark); the graph keeps 1.0 GiB of int32 pattern and, above 16M
-    non-zeros, 1.0 GiB of float32 rescaled values that float32 layers share.
+    non-zeros, 1.0 GiB of float32 rescaled values that float32 layers share.  A fresh HEALPix
+    kNN build whose :func:`build_memory` exceeds the available memory is refused before it
+    allocates anything (MemoryError naming nside, k, the memory needed and available, the
+    remedies; :func:`check_build_memory`).  Writing a new entry while the folder holds entries
+    of the same parameters from other package versions (never read: the version is in the
+    key) gives one RuntimeWarning with their size; :func:`~deepsphere_gen.graph.prune_cache`
+    removes them.
     """
     params = graph_params(sampling, k, sigma, laplacian, kind)
     directory = cache_directory(cache_dir)
@@ -226,6 +234,7 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
             if kind == "knn":  # as knn_graph warns on a fresh build
                 warn_if_disconnected(sampling, W, params["k"], cached=True)
     elif kind == "knn" and isinstance(sampling, HealpixSampling):
+        check_build_memory(sampling, params["k"])
         pattern = healpix_knn_pattern(sampling, params["k"], params["sigma"])
     elif kind == "knn":
         W = knn_graph(sampling, params["k"], params["sigma"])
@@ -261,6 +270,7 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
             if hit is None:
                 source = save_cached(directory, params, W if pattern is None else (pattern.indptr, pattern.indices),
                                      lambda source: {"lmax": lmax, **_lmax_tags(graph, source), "nnz": graph.nnz})
+                _note_other_versions(directory, params)
             else:  # complete the entry
                 if realign:  # a pattern npz written before its members were aligned (loaded as copies): same member bytes
                     save_pattern(directory, params, stored)
@@ -273,6 +283,60 @@ def build_graph(sampling, k: int = 20, sigma: float | None = None, laplacian: st
         warnings.warn(f"graph cache entry in {directory} {what} ({err}); each build recomputes what it lacks",
                       RuntimeWarning, stacklevel=2)
     return graph
+
+
+def _note_other_versions(directory, params: dict) -> None:
+    """One RuntimeWarning when ``directory`` holds entries for ``params`` written by other package
+    versions (never read by this one): their number, total size and how to remove them."""
+    old = other_versions(directory, params)
+    if old:
+        size = sum(entry["bytes"] for entry in old) / 2**20
+        versions = ", ".join(sorted({str(entry["version"]) for entry in old}))
+        warnings.warn(f"{len(old)} graph cache entr{'y' if len(old) == 1 else 'ies'} for these parameters written by "
+                      f"deepsphere_gen {versions} ({size:.1f} MiB) in {directory} are no longer read; remove them with "
+                      f"deepsphere_gen.graph.prune_cache()", RuntimeWarning, stacklevel=3)
+
+
+def build_memory(npix: int, k: int, npix_full: int | None = None) -> int:
+    """Estimated peak bytes of a fresh HEALPix kNN build (:func:`build_graph`, ``kind="knn"``, no
+    cache hit) on ``npix`` pixels (of ``npix_full`` on the full sky, for a partial sky), above
+    what the process held before.
+
+    The largest of the build's two phases, from the arrays each allocates (``b``: bytes per
+    index, 4 below 2**31 pattern entries, else 8; ``m = npix * (k + 1) * 1.01`` entries of the
+    pattern, diagonal and ~1 % reverse edges included):
+
+    - neighbour search (:func:`healpix_knn_pattern`): the index buffer ``b * npix * (k + 1 + k / 16)``,
+      x, y, z and the k-th distances (40 bytes per pixel), each search thread's face grids
+      (2 bytes per pixel and thread), a partial sky's map of the full sky (8 bytes per pixel of it);
+    - lmax (:func:`_lmax`): the pattern ``b * (m + npix)``, its values ``(4 or 8) * m`` (float32
+      above 16M non-zeros), four Lanczos vectors;
+
+    plus 128 MiB of row-block and chunk temporaries (a partial sky's search chunks are the
+    largest).  Measured peaks (``ru_maxrss`` above the post-import RSS, 1 thread, no cache)
+    against the estimate, k = 20: nside 256: 264 vs 346 MiB, 512: 591 vs 697 MiB, 1024: 2272
+    vs 2404 MiB (6 % over).  Grows as npix: ~9.0 GiB at nside 2048, ~52 GiB at 4096 (int64
+    indices from there on)."""
+    nnz_cap = npix * (k + 1) + max(1024, npix * k // 16)
+    b = 4 if nnz_cap < 2**31 - 1 else 8
+    m = int(npix * (k + 1) * 1.01)
+    search = b * nnz_cap + 40 * npix + 2 * npix * search_workers() + (8 * npix_full if npix_full else 0)
+    big = m - npix > _FLOAT32_LANCZOS_NNZ
+    lmax = b * (m + npix) + (4 if big else 8) * (m + 4 * npix)
+    return max(search, lmax) + (128 << 20)
+
+
+def check_build_memory(sampling, k: int) -> None:
+    """MemoryError (one line: nside, pixels, k, memory needed and available, remedies) when
+    :func:`build_memory` exceeds the memory the system can still give
+    (:func:`~deepsphere_gen._memory.available_memory`; no check where that is unknown)."""
+    need = build_memory(sampling.npix, k, None if sampling.is_full_sky else sampling.npix_full)
+    free = available_memory()
+    if free is not None and need > free:
+        raise MemoryError(f"a k={k} kNN graph of HEALPix nside {sampling.nside} ({sampling.npix:,} pixels) needs "
+                          f"~{need / 2**30:.1f} GiB of memory to build, {free / 2**30:.1f} GiB is available: use a "
+                          f"smaller nside or k, a partial sky (HealpixSampling(nside, indices=...)), or a machine "
+                          f"with more memory")
 
 
 def _valid_lmax(value) -> float | None:

@@ -1,6 +1,7 @@
 import contextlib
 import errno
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from deepsphere_gen.graph import LMAX_RULE, VALUES_FORMAT, build_graph, graph_params
 from deepsphere_gen.graph import _laplacian, _sphere_graph
-from deepsphere_gen.graph._cache import ENV_VAR, _stem, cache_directory
+from deepsphere_gen.graph._cache import ENV_VAR, _stem, _write_meta, cache_directory
 from deepsphere_gen.graph._pattern import KnnPattern
 from deepsphere_gen.sampling import EquiangularSampling, GaussLegendreSampling, HealpixSampling, Sampling
 
@@ -190,6 +191,12 @@ def entry_json(d):
     return path
 
 
+def signed_json(path, meta):
+    """Write an entry's JSON as the cache does (with the checksum of its fields): the entry
+    stays valid, so what is tested is how its fields are read, not the checksum."""
+    _write_meta(path, meta)
+
+
 
 @pytest.mark.parametrize("laplacian", ["combinatorial", "normalized"])
 @pytest.mark.parametrize("size", ["small", "large"])
@@ -228,7 +235,7 @@ def test_entry_without_lmax_or_values_is_completed(tmp_path, counts, large, dama
         del meta["lmax"]
     else:
         meta["lmax"] = {"lmax nan": "NaN", "lmax negative": -1.0, "lmax text": "4.5"}[damage]
-    path.write_text(json.dumps(meta))
+    signed_json(path, meta)
     before = dict(counts)
     g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache
@@ -297,7 +304,7 @@ def test_values_of_other_parameters_are_not_reused(tmp_path, counts, large, othe
     # the other entry's record too (its CRC then matches the file, its lmax does not)
     a.write_bytes(b.read_bytes())
     meta_a, meta_b = (json.loads(entry_json(tmp_path / x).read_text()) for x in "ab")
-    entry_json(tmp_path / "a").write_text(json.dumps({**meta_a, "arrays": meta_b["arrays"]}))
+    signed_json(entry_json(tmp_path / "a"), {**meta_a, "arrays": meta_b["arrays"]})
     g = build_graph(s, cache_dir=tmp_path / "a", **mine)
     assert g.from_cache and not isinstance(g._rescaled32, np.memmap)
     assert_same_graph(g, ref)
@@ -379,7 +386,7 @@ def test_lmax_of_another_lanczos_precision_is_not_reused(tmp_path, monkeypatch, 
     # an entry without the tag (every such entry also predates lmax_source) is recomputed once
     meta = json.loads(entry_json(tmp_path).read_text())
     del meta["lmax_dtype"]
-    entry_json(tmp_path).write_text(json.dumps(meta))
+    signed_json(entry_json(tmp_path), meta)
     assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref64.lmax and counts["lanczos"] == before + 3
     assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref64.lmax and counts["lanczos"] == before + 3
 
@@ -451,7 +458,7 @@ def test_values_of_another_format_are_recomputed(tmp_path, monkeypatch, counts, 
     meta = json.loads(entry_json(tmp_path).read_text())
     for key in ("format", "source"):
         del meta["arrays"]["rescaled-float32"][key]
-    entry_json(tmp_path).write_text(json.dumps(meta))
+    signed_json(entry_json(tmp_path), meta)
     assert not isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
     assert isinstance(build_graph(s, k=8, cache_dir=tmp_path)._rescaled32, np.memmap)
 
@@ -463,7 +470,7 @@ def test_lmax_of_another_rule_is_recomputed(tmp_path, monkeypatch, counts):
     meta = json.loads(entry_json(tmp_path).read_text())
     assert meta["lmax_rule"] == LMAX_RULE == 1  # the public constants the docs name (deepsphere_gen.graph)
     del meta["lmax_rule"]  # an entry without the tag: recomputed once, then tagged
-    entry_json(tmp_path).write_text(json.dumps(meta))
+    signed_json(entry_json(tmp_path), meta)
     before = counts["lanczos"]
     assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref.lmax and counts["lanczos"] == before + 1
     assert build_graph(s, k=8, cache_dir=tmp_path).lmax == ref.lmax and counts["lanczos"] == before + 1
@@ -529,7 +536,7 @@ def test_lmax_of_another_pattern_is_recomputed(tmp_path, counts):
     good = json.loads(entry_json(tmp_path).read_text())
     assert good["lmax"] == ref.lmax and good["lmax_source"] == _npz_crcs(npz)
     # an entry from before the binding
-    entry_json(tmp_path).write_text(json.dumps({k: v for k, v in good.items() if k != "lmax_source"}))
+    signed_json(entry_json(tmp_path), {k: v for k, v in good.items() if k != "lmax_source"})
     before = counts["lanczos"]
     g = build_graph(s, k=8, cache_dir=tmp_path)
     assert g.from_cache and counts["lanczos"] == before + 1 and g.lmax == ref.lmax
@@ -806,3 +813,66 @@ def test_aligned_npz_without_our_padding_and_w_entries_are_not_realigned(tmp_pat
         assert (g.pattern is None) == (root.name == "w")
         if g.pattern is not None:
             assert isinstance(g.pattern.indptr, np.memmap) and isinstance(g.pattern.indices, np.memmap)
+
+
+@pytest.mark.parametrize("edit", ["lmax", "no checksum", "checksum"])
+def test_edited_json_is_rebuilt(tmp_path, edit):
+    """The JSON is bound to itself (SHA-256 of its fields): an edited lmax (which the rescaling
+    would trust), or an entry without the checksum (written before it), is rebuilt."""
+    s = HealpixSampling(8)
+    ref = build_graph(s, k=8, cache=False)
+    build_graph(s, k=8, cache_dir=tmp_path)
+    path = entry_json(tmp_path)
+    good = json.loads(path.read_text())
+    meta = dict(good)
+    if edit == "lmax":
+        meta["lmax"] = 1.0
+    elif edit == "no checksum":
+        del meta["meta_sha256"]
+    else:
+        meta["meta_sha256"] = "0" * 64
+    path.write_text(json.dumps(meta))
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert not g.from_cache and g.lmax == ref.lmax
+    assert json.loads(path.read_text()) == good  # written again
+    g = build_graph(s, k=8, cache_dir=tmp_path)
+    assert g.from_cache and g.lmax == ref.lmax
+    assert_same_graph(g, ref)
+
+
+def test_cache_entries_and_prune_cache(tmp_path, monkeypatch):
+    from deepsphere_gen import __version__
+    from deepsphere_gen.graph import cache_entries, prune_cache
+
+    s = HealpixSampling(4)
+    assert cache_entries(tmp_path) == [] and prune_cache(cache_dir=tmp_path) == []
+    monkeypatch.setattr(_sphere_graph, "__version__", "0.0.1")  # entries of an older version
+    build_graph(s, k=8, cache_dir=tmp_path)
+    build_graph(s, k=9, cache_dir=tmp_path)
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_graph(s, k=7, cache_dir=tmp_path)  # no older entry of these parameters: no notice
+    with pytest.warns(RuntimeWarning, match=r"^1 graph cache entry for these parameters written by deepsphere_gen "
+                                            r"0\.0\.1 \(.* MiB\) in .* are no longer read; remove them with "
+                                            r"deepsphere_gen\.graph\.prune_cache\(\)$") as record:
+        build_graph(s, k=8, cache_dir=tmp_path)
+    assert len(record) == 1
+    build_graph(s, k=8, cache_dir=tmp_path)  # from the cache: nothing written, no notice
+    graphs = tmp_path / "graphs"
+    (graphs / "healpix-nside4-0123456789abcdef0123.npz").write_bytes(b"an entry being written")  # no JSON yet
+    entries = cache_entries(tmp_path)
+    assert [(e["version"], e["params"] and e["params"]["k"]) for e in entries].count(("0.0.1", 8)) == 1
+    assert sorted((e["version"], e["params"]["k"]) for e in entries if e["params"]) == \
+        [("0.0.1", 8), ("0.0.1", 9), (__version__, 7), (__version__, 8)]
+    assert sorted(f for e in entries for f in e["files"]) == sorted(graphs.iterdir())
+    for e in entries:
+        assert e["bytes"] == sum(f.stat().st_size for f in e["files"]) > 0
+        assert e["path"] == e["files"][0].with_suffix(".json")
+    removed = prune_cache(cache_dir=tmp_path)
+    assert sorted(e["params"]["k"] for e in removed) == [8, 9] and {e["version"] for e in removed} == {"0.0.1"}
+    assert not any(f.exists() for e in removed for f in e["files"])
+    assert sorted(e["version"] or "none" for e in cache_entries(tmp_path)) == sorted(["none", __version__, __version__])
+    assert build_graph(s, k=8, cache_dir=tmp_path).from_cache  # the current entries kept
+    assert len(prune_cache(keep_current_version=False, cache_dir=tmp_path)) == 2
+    assert [p.name for p in graphs.iterdir()] == ["healpix-nside4-0123456789abcdef0123.npz"]  # left alone
