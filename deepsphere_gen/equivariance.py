@@ -158,7 +158,7 @@ def _spread(y: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"the spread of the output over the inputs needs a batch of >= 2 inputs, got {y.shape[0]}")
     eps = torch.finfo(y.dtype).eps if y.is_floating_point() else 0.0
     y = y.to(torch.float64)
-    s = torch.sqrt(((y - y.mean(dim=0, keepdim=True)) ** 2).sum() / (y.shape[0] - 1))
+    s = y.var(dim=0, correction=1).sum().sqrt()
     if not bool(s > eps * y.shape[1] ** 0.5 * y.abs().max()):
         raise ValueError(f"the operator's output is the same for all {y.shape[0]} inputs (its spread over them is "
                          f"{float(s):.1e}, at most rounding): its invariance relative to that spread is undefined")

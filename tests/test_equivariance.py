@@ -90,6 +90,24 @@ def test_invariance_relative_to_the_spread_ignores_a_constant_offset(vectors):
         equivariance_error(_first_coordinate, vectors, rots, _rotate_vectors, _unrotated, relative_to="norm")
 
 
+def test_assert_equivariant_relative_to_the_spread_checks_an_invariant_model(vectors):
+    """assert_equivariant(..., relative_to="spread") on an invariant model (a linear head on the vectors' norms,
+    with a large bias) passes at the float64 default tolerance; a non-invariant one with the same bias fails it, though
+    relative to its outputs' norm the bias would let it pass."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(7, 3).double()
+    with torch.no_grad():
+        head.bias.fill_(1e6)
+    rots = _rotations(3)
+    res = assert_equivariant(lambda x: head(x.norm(dim=-1)), vectors, rots, _rotate_vectors, _unrotated,
+                             relative_to="spread")
+    assert res.errors.shape == (3, 4)  # 3 rotations x 4 inputs, each below 1e-12 of the spread
+    biased = lambda x: _first_coordinate(x) + 1e6  # noqa: E731
+    assert_equivariant(biased, vectors, rots, _rotate_vectors, _unrotated, tol=1e-5)
+    with pytest.raises(AssertionError, match="equivariance error"):
+        assert_equivariant(biased, vectors, rots, _rotate_vectors, _unrotated, tol=1e-5, relative_to="spread")
+
+
 # --------------------------------------------------------------- public map / signal helpers
 from deepsphere_gen.equivariance import assert_map_equivariant, map_equivariance_error  # noqa: E402
 from deepsphere_gen.graph import build_graph  # noqa: E402

@@ -103,3 +103,11 @@ def test_format_and_plot(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="no Laplacian"):
         sw.plot_records([r for r in recs if r["layer"] != "laplacian"], tmp_path / "x.png")
+
+
+def test_classifier_rows_use_the_invariance_helpers_default_batch_of_maps():
+    """The model rows' logits are measured on map_equivariance_error's default batch for invariant=True (8 maps,
+    whatever n_inputs the hybrid's parts use), and the note names that batch."""
+    (rec,) = sw.model_tasks(nside=4, L_in=4, n_inputs=2, n_rotations=1)[0]()  # the graph classifier
+    assert rec["layer"] == "graph classifier" and rec["n"] == 8  # 1 rotation x 8 maps
+    assert rec["note"] == "input band-limited below L=4; relative to the logits' spread over 8 maps"

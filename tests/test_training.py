@@ -384,9 +384,33 @@ def test_evaluate_counts():
         model[1].weight.zero_()
         model[1].bias.copy_(torch.tensor([1.0, 0.0]))  # always class 0
     res = evaluate(model, data, batch_size=3, return_predictions=True)
-    assert res["n"] == 10 and res["accuracy"] == pytest.approx(0.5)
+    assert res["n"] == 10 and res["accuracy"] == pytest.approx(0.5) and res["correct"] == 5
     assert res["loss"] == pytest.approx(float(nn.functional.cross_entropy(torch.tensor([[1.0, 0.0]] * 10), data.tensors[1])))
     assert (res["predictions"] == 0).all()
+
+
+class _CountCalls(torch.overrides.TorchFunctionMode):
+    """Counts the tensor functions called by name (argmax, cpu, ...) while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_evaluate_takes_one_argmax_per_batch_and_copies_predictions_only_when_asked():
+    """The per-pixel argmax was taken twice per batch and copied to the CPU even when no predictions were
+    asked for."""
+    data, model = _segmentation()  # 12 maps: batches of 5, 5, 2
+    for return_predictions, copies in ((False, 0), (True, 3)):
+        with _CountCalls() as mode:
+            res = evaluate(model, data, batch_size=5, return_predictions=return_predictions)
+        assert mode.calls.get("argmax") == 3 and mode.calls.get("cpu", 0) == copies, mode.calls
+        assert ("predictions" in res) == return_predictions
 
 
 def _multi_output(n=10, outputs=4, seed=0):
@@ -486,6 +510,7 @@ def test_segmentation_outputs_channels_last_train_with_the_default_loss_and_repo
     res = evaluate(model, data, batch_size=5, return_predictions=True)
     assert res["loss"] == pytest.approx(nll, rel=1e-12) and res["accuracy"] == pytest.approx(pixel_acc, rel=1e-12)
     assert res["predictions"].shape == (12, 10)
+    assert res["correct"] == pytest.approx(12 * pixel_acc, rel=1e-12)  # the sum of the maps' pixel accuracies
     hist = fit(_Frozen(model), data, _cfg(epochs=1, batch_size=4), val_set=data, log=None)  # outputs do not move
     assert hist[0]["train_loss"] == pytest.approx(nll, rel=1e-12)
     assert hist[0]["train_accuracy"] == pytest.approx(pixel_acc, rel=1e-12) == hist[0]["val_accuracy"]

@@ -159,7 +159,7 @@ def run(args) -> int:
                          desc="demo")
     fit(model, TensorDataset(x_train, y_train), config)
     res = evaluate(model, TensorDataset(x_test, y_test), ctx=distributed_context(str(device)))
-    correct, n = round(res["accuracy"] * res["n"]), res["n"]
+    correct, n = int(res["correct"]), res["n"]
     lo, hi = wilson_interval(correct, n)
     print(f"test accuracy: {100 * correct / n:.1f} % ({correct}/{n} test maps; 95 % Wilson interval "
           f"{100 * lo:.1f}-{100 * hi:.1f} %; chance 50.0 %) in {time.perf_counter() - t0:.1f} s")

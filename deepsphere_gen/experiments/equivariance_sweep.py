@@ -238,18 +238,21 @@ class _Fixed:
 
 # ---------------------------------------------------------------------------- models
 def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs: int = 2, n_rotations: int = 3,
-                seed: int = 0, dtype=torch.float64, n_invariant_inputs: int = 8) -> list[Task]:
-    """Tasks: invariance error of whole graph / harmonic / hybrid classifiers (eval mode) on
-    ``n_invariant_inputs`` random maps band-limited below ``L_in`` (default nside), relative to the
-    logits' spread over those maps (``map_equivariance_error(..., invariant=True)``), and the hybrid
+                seed: int = 0, dtype=torch.float64) -> list[Task]:
+    """Tasks: invariance error of whole graph / harmonic / hybrid classifiers (eval mode) on random
+    maps band-limited below ``L_in`` (default nside), relative to the logits' spread over those maps
+    (``map_equivariance_error(..., invariant=True)`` with its default batch of maps), and the hybrid
     model's parts (equivariance errors on ``n_inputs`` maps, relative to the output's norm)."""
     s = HealpixSampling(nside)
     L_in = L_in or nside
     rotations = list(random_rotations(n_rotations, seed=seed + 1))
     # the same random band-limited maps (coefficients seeded by seed + 7) for every model
-    maps = {"rotations": rotations, "batch": n_inputs, "dtype": dtype, "seed": seed + 7}
-    logits = {**maps, "batch": n_invariant_inputs}
-    spread_note = f"input band-limited below L={L_in}; relative to the logits' spread over {n_invariant_inputs} maps"
+    # (the logits: map_equivariance_error's default batch for invariant=True; the parts: n_inputs maps)
+    logits = {"rotations": rotations, "dtype": dtype, "seed": seed + 7}
+    maps = {**logits, "batch": n_inputs}
+
+    def spread_note(res):
+        return f"input band-limited below L={L_in}; relative to the logits' spread over {res.errors.shape[1]} maps"
 
     def invariant(name, backend, build, sampling="healpix", resolution=nside, kk=k):
         def task():
@@ -258,7 +261,7 @@ def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs:
             t0 = time.perf_counter()
             res = map_equivariance_error(model, s, L=L_in, invariant=True, **logits)
             return [_record(name, backend, sampling, resolution, kk, "deepsphere-v2" if kk else None, None, dtype,
-                            res, time.perf_counter() - t0, note=spread_note)]
+                            res, time.perf_counter() - t0, note=spread_note(res))]
         return task
 
     def hybrid_parts():
@@ -288,7 +291,7 @@ def model_tasks(nside: int = 16, k: int = 20, L_in: int | None = None, n_inputs:
         t0 = time.perf_counter()
         res = map_equivariance_error(model, s, L=L_in, invariant=True, **logits)
         out.append(_record("hybrid classifier (total)", "hybrid", "healpix", nside, k, "deepsphere-v2", None, dtype,
-                           res, time.perf_counter() - t0, note=spread_note))
+                           res, time.perf_counter() - t0, note=spread_note(res)))
         return out
 
     return [

@@ -36,7 +36,8 @@ def is_classification(out: torch.Tensor, y: torch.Tensor) -> bool:
     return out.dim() >= 2 and not y.is_floating_point() and y.shape == out.shape[:-1]
 
 
-def correct_samples(out: torch.Tensor, y: torch.Tensor) -> float:
-    """Correctly classified samples of a classification batch (argmax of the last axis): a count for
-    (B, classes); for (B, npix, classes) each pixel counts 1/npix (the sum of the samples' pixel accuracies)."""
-    return float((out.argmax(-1) == y).sum()) / y.shape[1:].numel()
+def correct_samples(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """Correctly classified samples of a classification batch, from its predicted classes ``pred``
+    (``out.argmax(-1)``, of ``y``'s shape): a count for targets (B,); for (B, npix) each pixel counts 1/npix
+    (the sum of the samples' pixel accuracies)."""
+    return float((pred == y).sum()) / y.shape[1:].numel()

@@ -61,9 +61,12 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: Dist
 
     ``loss_fn`` defaults to the channels-last :func:`~.classification.cross_entropy`.
 
-    Returns ``{"loss", "accuracy", "n"}``: accuracy is the fraction of correct argmax classes for a
-    classification (:func:`is_classification`; per-pixel outputs (B, npix, classes) with targets (B, npix):
-    the mean over samples of the fraction of correct pixels), None otherwise (regression); with
+    Returns ``{"loss", "accuracy", "correct", "n"}``: accuracy is the fraction of correct argmax classes
+    for a classification (:func:`is_classification`; per-pixel outputs (B, npix, classes) with targets
+    (B, npix): the mean over samples of the fraction of correct pixels), None otherwise (regression);
+    correct is accuracy's numerator, summed over all processes (:func:`~.classification.correct_samples`:
+    the number of correctly classified samples, a whole float, for (B, classes); the sum of the samples'
+    pixel accuracies for per-pixel outputs), None when accuracy is; with
     ``return_predictions`` also ``"predictions"``: argmax classes in dataset order, (n,) or (n, npix)
     (single process only; empty when not a classification).
     """
@@ -74,14 +77,17 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 64, ctx: Dist
         if classify is None:
             classify = is_classification(out, y)
         if classify:
-            correct += correct_samples(out, y)
-            preds.append(out.argmax(-1).cpu())
+            p = out.argmax(-1)
+            correct += correct_samples(p, y)
+            if return_predictions:
+                preds.append(p.cpu())
         count += len(y)
     # classified: on any process (one whose shard is empty saw no batch)
     loss_sum, correct, count, classified = all_sum([loss_sum, correct, count, float(bool(classify))], ctx)
     if count == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    out = {"loss": loss_sum / count, "accuracy": correct / count if classified else None, "n": int(count)}
+    out = {"loss": loss_sum / count, "accuracy": correct / count if classified else None,
+           "correct": correct if classified else None, "n": int(count)}
     if return_predictions:
         if ctx.distributed:
             raise ValueError("return_predictions needs a single process")

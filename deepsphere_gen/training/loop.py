@@ -151,7 +151,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig, val_set: Data
                 n = len(y)
                 if classify is None:
                     classify = is_classification(out, y)
-                correct = correct_samples(out, y) if classify else 0.0
+                correct = correct_samples(out.argmax(-1), y) if classify else 0.0
                 g_loss, g_correct, g_n = all_sum([float(loss.detach()) * n, correct, n], ctx)
                 step_losses.append(g_loss / g_n)
                 sums = [sums[0] + g_loss, sums[1] + g_correct, sums[2] + g_n]
