@@ -31,14 +31,6 @@ def preflight(config, step: str, json_path=None) -> None:
         check_free_space(config.out_dir, _output_bytes(config), "checkpoints and figures")
 
 
-def _input_pixels(sky) -> int:
-    """Pixels of one input of a sky setting: 12 nside^2 on the full sky (at ``full_sky_nside``),
-    nside^2 / 4^level on nested patches, the footprint's pixels."""
-    if sky.level is not None:
-        return sky.nside**2 // 4**sky.level
-    return 12 * sky.nside**2 if sky.footprint is None else int(sky.footprint.sum())
-
-
 def check_k(config, step: str, k_given: bool) -> list[str]:
     """--k against the inputs of the graph networks (fcn, cnn) of train/evaluate/run, before any work.
 
@@ -51,7 +43,7 @@ def check_k(config, step: str, k_given: bool) -> list[str]:
 
     if step == "generate":
         return []
-    graph_inputs = [(sky.name, sky.nside, _input_pixels(sky)) for sky in exp.sky_settings(config)
+    graph_inputs = [(sky.name, sky.nside, exp.input_pixels(sky, config)) for sky in exp.sky_settings(config)
                     if any(m in ("fcn", "cnn") for m in exp.methods_for(sky, config.methods))]
     notes = _preflight.check_k(config.k, k_given,
                                [(f"sky fraction {name} at nside {nside}", n) for name, nside, n in graph_inputs],
@@ -221,7 +213,7 @@ def _output_bytes(config) -> int:
     n_noise = len(exp.noise_settings(config))
     return network_output_bytes(
         (n_noise * sum(exp.members_of(config, m) for m in exp.methods_for(sky, config.methods) if m in exp.NETWORK_METHODS),
-         _input_pixels(sky)) for sky in exp.sky_settings(config))
+         exp.input_pixels(sky, config)) for sky in exp.sky_settings(config))
 
 
 def _rotations_bytes(config) -> int:

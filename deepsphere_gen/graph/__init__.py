@@ -2,12 +2,12 @@
 
 | module | holds |
 | --- | --- |
-| :mod:`._neighbours` | k-nearest-neighbour search (``knn_distances``) and the ``k`` check |
+| :mod:`._neighbours` | k-nearest-neighbour search (``knn_distances``) and the ``k`` checks (``check_neighbours``: k below a sampling's distinct points; ``capped_k``) |
 | :mod:`._healpix_knn` | exact kNN on HEALPix from the grid itself (no k-d tree) |
 | :mod:`._pattern` | kNN graphs kept as a sparsity pattern, weights recomputed from the coordinates on demand |
 | :mod:`._kernel` | Gaussian kernel widths: DeepSphere v2's table (``kernel_width``), ``default_sigma`` for any sampling |
 | :mod:`._knn` | symmetric weighted kNN graphs (``knn_graph``) |
-| :mod:`._poles` | a pole ring's coincident pixels (DH, lat-lon with the poles): one point, its kNN edges split evenly over the copies |
+| :mod:`._poles` | a pole ring's coincident pixels (DH, lat-lon with the poles): one point (``n_points``), its kNN edges split evenly over the copies |
 | :mod:`._connectivity` | connected kNN graphs on equiangular grids: links between the rings no kNN edge joins, and a check (RuntimeWarning) |
 | :mod:`._grid` | Khasanova & Frossard's 4-neighbour graph on equiangular grids |
 | :mod:`._optimized` | equivariance-optimised kNN weights and the predicted equivariance error |
@@ -19,7 +19,8 @@
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import KERNEL_WIDTHS_NSIDE32, default_sigma, kernel_width
 from ._knn import knn_graph
-from ._neighbours import knn_distances
+from ._neighbours import capped_k, check_neighbours, knn_distances
+from ._poles import n_points
 from ._laplacian import (
     LAPLACIAN_KINDS,
     degrees,
@@ -40,6 +41,9 @@ __all__ = [
     "kernel_width",
     "default_sigma",
     "knn_distances",
+    "check_neighbours",
+    "capped_k",
+    "n_points",
     "knn_graph",
     "equiangular_4neighbour_graph",
     "LAPLACIAN_KINDS",

@@ -26,7 +26,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from ..sampling import EquiangularSampling, McEwenWiauxSampling
 
-__all__ = ["footprint_pieces", "ring_links", "warn_if_disconnected"]
+__all__ = ["footprint_pieces", "ring_layout", "ring_links", "warn_if_disconnected"]
 
 #: a gap between consecutive rings over this many times the median gap separates two pieces of the footprint
 _GAP_FACTOR = 2.0
@@ -46,11 +46,11 @@ def footprint_pieces(sampling) -> int | None:
     legitimately be in several pieces, and full-sky HEALPix kNN graphs are connected for every k >= 2
     (nside 1 - 64 tested; k = 1 pairs pixels and never connects).
     """
-    rings = _rings(sampling)
+    rings = ring_layout(sampling)
     return None if rings is None else 1 + int(np.count_nonzero(_separated(rings[0])))
 
 
-def _rings(sampling) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def ring_layout(sampling) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(theta, start, nphi, order, ring) of a ring sampling, None for other samplings: ``sampling.rings()`` with
     its rings sorted by increasing colatitude (a user's lat-lon grid may list them from the south), so that ring
     ``r``'s pixels by increasing longitude are ``order[start[r]: start[r] + nphi[r]]``, and ``ring``: (npix,)
@@ -89,7 +89,7 @@ def ring_links(sampling, W: sp.csr_matrix, sigma: float) -> sp.csr_matrix:
     1.0 s of CPU at DH(512), k = 20 (21.6M non-zeros; the kNN edges alone are in 32 components there,
     63,488 entries added; the kNN build itself takes 11 s), one thread.
     """
-    rings = _rings(sampling)
+    rings = ring_layout(sampling)
     if rings is None:
         return W
     theta, start, nphi, order, ring = rings

@@ -8,7 +8,7 @@ from .._memory import index_dtype
 from ..sampling import HealpixSampling, check_sampling
 from ._connectivity import ring_links, warn_if_disconnected
 from ._kernel import default_sigma
-from ._neighbours import CHUNK, check_k, knn_distances
+from ._neighbours import CHUNK, check_neighbours, knn_distances
 from ._pattern import healpix_knn_pattern
 from ._poles import distinct_points, pole_rings, split_poles
 
@@ -46,7 +46,7 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     are not linked to each other (:mod:`~deepsphere_gen.graph._poles`; the default sigma is taken over
     the distinct points too).  Near a pole all k nearest neighbours of a pixel can sit on its own ring, and the kNN edges alone
     then fall apart into several components (the smallest k that connects them grows with the grid,
-    ~2L/3 on DH).  Where no kNN edge crosses between two consecutive rings, each pixel of both rings
+    ~L/3 on DH).  Where no kNN edge crosses between two consecutive rings, each pixel of both rings
     is also linked to the nearest pixel of the other ring (same Gaussian weight;
     :func:`~deepsphere_gen.graph._connectivity.ring_links`); a kNN graph with an edge across every
     gap is unchanged.  A graph that is still disconnected comes with a RuntimeWarning naming its
@@ -59,9 +59,7 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
     """
     xyz = check_sampling(sampling).xyz
     n = xyz.shape[0]
-    k = check_k(k)
-    if k >= n:
-        raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {n}")
+    k = check_neighbours(sampling, k)
     if isinstance(sampling, HealpixSampling):
         del xyz
         sigma = default_sigma(sampling, k) if sigma is None else sigma

@@ -1,5 +1,6 @@
 """Nearest neighbours of points on the sphere: the k-nearest-neighbour search shared by the
-kNN graphs (:mod:`._knn`) and the kernel widths (:mod:`._kernel`), and its argument check."""
+kNN graphs (:mod:`._knn`) and the kernel widths (:mod:`._kernel`), and the checks of k (alone, and against a
+sampling's distinct points: :func:`check_neighbours`, :func:`capped_k`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,9 @@ from scipy.spatial import cKDTree
 
 from .._memory import index_dtype
 from .._validation import check_positive_int
+from ._poles import n_points
 
-__all__ = ["CHUNK", "check_k", "knn_distances"]
+__all__ = ["CHUNK", "capped_k", "check_k", "check_neighbours", "knn_distances"]
 
 CHUNK = 1 << 18  # rows per chunk: bounds the temporaries of the 12.6M-node graphs
 
@@ -46,3 +48,26 @@ def knn_distances(xyz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def check_k(k) -> int:
     """``k`` (number of neighbours) as a positive int, or a ValueError naming it."""
     return check_positive_int(k, "k (number of neighbours)")
+
+
+def check_neighbours(sampling, k) -> int:
+    """``k`` (:func:`check_k`) where a kNN graph of ``sampling`` can have it: a ValueError when ``k`` is at least the
+    sampling's distinct points (:func:`~deepsphere_gen.graph._poles.n_points`; a pole ring's pixels are one point).
+    The one check of :func:`~deepsphere_gen.graph.build_graph`, :func:`~deepsphere_gen.graph.knn_graph` and the
+    models' inputs."""
+    k = check_k(k)
+    n = n_points(sampling)
+    if k >= n:
+        npix = int(sampling.npix)
+        if n == npix:
+            raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {npix}")
+        raise ValueError(f"k={k} neighbours needs more than k distinct points; the sampling has {n} ({npix} pixels, "
+                         "each pole ring's pixels being one point)")
+    return k
+
+
+def capped_k(sampling, k) -> int:
+    """``k`` (:func:`check_k`), or one less than the distinct points of ``sampling`` where it has no more than ``k``
+    (:func:`~deepsphere_gen.graph._poles.n_points`): the graph is then complete.  The coarse levels of a network
+    (:class:`~deepsphere_gen.nn.LaplacianPyramid`), and a command's default k on a tiny input."""
+    return min(check_k(k), n_points(sampling) - 1)

@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..sampling import EquiangularSampling, McEwenWiauxSampling
+from ._connectivity import ring_layout
 
-__all__ = ["distinct_points", "pole_rings", "split_poles"]
+__all__ = ["distinct_points", "n_points", "pole_rings", "split_poles"]
 
 #: the pixels of a ring with |sin theta| below this are one point (chordal distances below 2e-12)
 _AT_POLE = 1e-12
@@ -41,14 +41,21 @@ _TIE = 1e-9
 def pole_rings(sampling) -> list[np.ndarray]:
     """Pixel indices of each ring of more than one pixel at a pole (theta = 0 or pi): its pixels coincide.
 
-    Ring samplings only (:class:`~deepsphere_gen.sampling.EquiangularSampling`,
-    :class:`~deepsphere_gen.sampling.McEwenWiauxSampling`); [] for the others and for grids without such a ring.
+    Ring samplings only (:func:`~deepsphere_gen.graph._connectivity.ring_layout`); [] for the others and for grids
+    without such a ring (MW: its pole ring is one sample).
     """
-    if not isinstance(sampling, (EquiangularSampling, McEwenWiauxSampling)):
+    rings = ring_layout(sampling)
+    if rings is None:
         return []
-    r = sampling.rings()
-    at_pole = (np.abs(np.sin(np.asarray(r.theta, dtype=np.float64))) < _AT_POLE) & (r.nphi > 1)
-    return [np.asarray(r.order[r.start[t]: r.start[t] + r.nphi[t]], dtype=np.int64) for t in np.flatnonzero(at_pole)]
+    theta, start, nphi, order, _ = rings
+    at_pole = (np.abs(np.sin(theta)) < _AT_POLE) & (nphi > 1)
+    return [np.asarray(order[start[t]: start[t] + nphi[t]], dtype=np.int64) for t in np.flatnonzero(at_pole)]
+
+
+def n_points(sampling) -> int:
+    """Distinct points of ``sampling``: its pixels, each pole ring's copies counted once (:func:`pole_rings`).  The
+    kNN graph is that of these points, so ``k`` must stay below this number (the pixels on HEALPix, GL, MW)."""
+    return int(sampling.npix) - sum(p.size - 1 for p in pole_rings(sampling))
 
 
 def distinct_points(sampling, poles: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +79,7 @@ def split_poles(W: sp.csr_matrix, xyz: np.ndarray, idx: np.ndarray, k: int, sigm
     those tied at the k-th distance sharing the slots left (``w(d) s / ties``), and to each point that lists P
     among its k nearest, ``w(d)`` (the larger of the two where both hold, as the symmetrisation).  Returns a
     symmetric (npix, npix) CSR with sorted indices, W's index dtype.  Cost O(nnz) (a COO pass of W) plus
-    O(n k) per pole.
+    O(n) per pole (its distances, to find the ties).
     """
     npix = rep.size
     pole_ids = np.array([rep[p[0]] for p in poles])
@@ -92,14 +99,15 @@ def split_poles(W: sp.csr_matrix, xyz: np.ndarray, idx: np.ndarray, k: int, sigm
     for q in pole_ids:
         d2 = np.sum((xyz - xyz[q]) ** 2, axis=1)
         d2[q] = np.inf  # not its own neighbour (weight exp(-inf) = 0)
-        kth = np.partition(d2, k - 1)[k - 1]
-        closer = d2 < kth * (1 - _TIE)
-        tied = ~closer & (d2 <= kth * (1 + _TIE))
         w = np.exp(scale * d2)
-        v = np.where(closer, w, 0.0)
-        v[tied] = w[tied] * (k - np.count_nonzero(closer)) / np.count_nonzero(tied)
-        listing = np.flatnonzero((idx == q).any(axis=1))
-        v[listing] = np.maximum(v[listing], w[listing])
+        v = np.zeros_like(w)  # w where W links q (its k nearest and the points listing it: max(W_knn, W_knn^T)) ...
+        v[W.indices[W.indptr[q]: W.indptr[q + 1]]] = 1.0
+        v *= w
+        kth = np.partition(d2, k - 1)[k - 1]  # ... but at the ties at the k-th distance
+        closer = np.count_nonzero(d2 < kth * (1 - _TIE))
+        tied = np.flatnonzero((d2 >= kth * (1 - _TIE)) & (d2 <= kth * (1 + _TIE)))
+        apart = tied[~(idx[tied] == q).any(axis=1)]  # tied points not listing the pole: a share of the slots left
+        v[apart] = w[apart] * (k - closer) / tied.size
         weights.append(v)
     for a, p in enumerate(poles):
         v = weights[a]

@@ -15,7 +15,7 @@ from ._cache import (cache_directory, load_array, load_cached, other_versions, s
 from ._grid import equiangular_4neighbour_graph
 from ._kernel import default_sigma
 from ._knn import knn_graph
-from ._neighbours import check_k
+from ._neighbours import check_neighbours
 from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, laplacian_csr
 from ._optimized import OPTIMIZED_FIT, optimized_graph
 from ._healpix_knn import search_workers
@@ -154,9 +154,7 @@ def graph_params(sampling, k: int = 20, sigma: float | None = None,
     if kind not in GRAPH_KINDS:
         raise ValueError(f"unknown graph kind {kind!r}; choose one of {GRAPH_KINDS}")
     if kind in ("knn", "optimized"):
-        k = check_k(k)
-        if k >= sampling.npix:
-            raise ValueError(f"k={k} neighbours needs more than k pixels; the sampling has {sampling.npix}")
+        k = check_neighbours(sampling, k)
         sigma = float(default_sigma(sampling, k) if sigma is None else sigma)
         if not np.isfinite(sigma) or sigma <= 0:
             raise ValueError(f"kernel width sigma must be a positive finite number, got {sigma!r}")

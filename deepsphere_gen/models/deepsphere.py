@@ -19,6 +19,7 @@ from .._validation import (
     check_positive_int,
     check_positive_ints,
 )
+from ..graph import check_neighbours
 from ..nn import ChebConv, Laplacian, LaplacianPyramid, SharedLaplacians
 from ..nn.pooling import (
     HealpixAvgPool,
@@ -201,6 +202,7 @@ class _DeepSphereNet(SharedLaplacians):
         dtype = dtype or torch.get_default_dtype()
         self.sampling = _sampling(nside, indices, type(self).__name__)
         self.npix = self.sampling.npix
+        check_neighbours(self.sampling, k)  # the input; coarse levels of fewer points are complete graphs
         self.head_kind = head
         graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
         self.blocks, s = graph_encoder(graphs, self.sampling, self.in_channels, channels, pools, K, batch_norm, pool, dtype)
@@ -274,7 +276,7 @@ class DeepSphereClassifier(_DeepSphereNet):
     channels : output channels of each conv block (one block per entry).
     n_classes : number of classes (logits out).
     K : Chebyshev orders per conv.  k : neighbours of the kNN graphs (capped at pixels-1 on coarse
-        levels; k >= the input's pixels is refused, as ``build_graph`` refuses it).
+        levels; k >= the input's pixels is refused, as ``build_graph`` refuses it: ``graph.check_neighbours``).
     pool_levels : pooling by 4**p after each block (int for all, or one per block; 0 = none).
     head : "gap" (global average -> linear), "stats" (pixel statistics ``stats`` per
         channel -> linear) or "fc" (flatten -> ``fc_hidden`` ReLU layers -> linear).
@@ -362,6 +364,7 @@ class SphericalUNet(SharedLaplacians):
         graphs = LaplacianPyramid(k, laplacian, dtype, cache, cache_dir)
         self.sampling = _sampling(nside, indices, type(self).__name__)
         self.npix = self.sampling.npix
+        check_neighbours(self.sampling, k)  # the input; coarse levels of fewer points are complete graphs
         samplings = [self.sampling]
         self.pools, self.unpools = nn.ModuleList(), nn.ModuleList()
         for p in pools:

@@ -42,6 +42,7 @@ from .._validation import (
     check_positive_int,
     check_positive_ints,
 )
+from ..graph import check_neighbours
 from ..harmonic import check_mixing
 from ..nn import EfficientGeneralizedLayer, GeneralizedSignal, InvariantReadout, LaplacianPyramid, MapToSignal, SharedLaplacians
 from ..sampling import HealpixSampling
@@ -74,7 +75,7 @@ class HybridClassifier(SharedLaplacians):
             keeps the bridge accurate), L_i the output bandlimit of efficient layer i.
         harmonic_channels: channels after each efficient layer (len(bandlimits) - 1).
         tau, mixing, normalize: efficient-layer options; hidden: readout MLP sizes.
-        iterations: Jacobi steps of the bridge's HEALPix analysis; dtype: of all parts
+        iterations: Jacobi steps of the bridge's HEALPix analysis (None: 3, as ``healpy.map2alm``); dtype: of all parts
             (parameters, Laplacians, bridge tables; default torch's); build with
             ``dtype=torch.float64`` for exact float64 work: ``.double()`` after construction
             keeps the float32-rounded Laplacian values (the bridge's transform is recomputed).
@@ -86,7 +87,7 @@ class HybridClassifier(SharedLaplacians):
                  K: int = 5, k: int = 20, pool_levels: int = 1, bandlimits: Sequence[int] = (8, 6, 4),
                  harmonic_channels: Sequence[int] = (16, 16), tau: int = 2, mixing: str = "mst",
                  normalize: bool = True, hidden: Sequence[int] = (32,), laplacian: str = "combinatorial",
-                 pool: str = "max", batch_norm: bool = True, iterations: int = 3, order: str = "NESTED",
+                 pool: str = "max", batch_norm: bool = True, iterations: int | None = None, order: str = "NESTED",
                  dtype: torch.dtype | None = None, cache: bool = True, cache_dir=None):
         super().__init__()
         check_nested_order(order)
@@ -103,11 +104,13 @@ class HybridClassifier(SharedLaplacians):
         K, k, tau = check_positive_int(K, "K"), check_positive_int(k, "k"), check_positive_int(tau, "tau")
         pool_levels = check_nonnegative_int(pool_levels, "pool_levels")
         hidden = check_positive_ints("hidden", hidden, allow_empty=True)
-        iterations = check_nonnegative_int(iterations, "iterations")
+        if iterations is not None:
+            check_nonnegative_int(iterations, "iterations")
         check_mixing(mixing)
         dtype = dtype or torch.get_default_dtype()
         self.sampling = HealpixSampling(nside)
         self.npix = self.sampling.npix
+        check_neighbours(self.sampling, k)  # the input; coarse levels of fewer points are complete graphs
         low_nside = self.sampling.nside >> (pool_levels * len(graph_channels))  # 0: graph_encoder refuses the pooling
         if low_nside and bandlimits[0] > 3 * low_nside:  # every argument checked before the first graph is built
             shift = pool_levels * len(graph_channels)

@@ -22,16 +22,17 @@ import torch
 from torch import nn
 
 from .._validation import check_channels, check_finite, check_pixels, check_positive_int, check_tensor
-from ..harmonic import SHT
+from ..harmonic import SHT, SphericalAnalysis
 from ._signal import GeneralizedSignal
 
 __all__ = ["MapToSignal", "SignalToMap"]
 
 
-def _sht(sampling, L: int, dtype, iterations: int):
-    """The adapter's transform; it skips the value check (the adapter's input is checked once, or trusted)."""
+def _transform(cls, sampling, L: int, dtype, **kwargs):
+    """The adapter's transform (``cls``: SphericalAnalysis or SHT); it skips the value check (the adapter's input
+    is checked once, or trusted)."""
     L = check_positive_int(L, "bandlimit L")
-    return SHT(sampling, L, dtype=dtype or torch.get_default_dtype(), iterations=iterations, check_input=False)
+    return cls(sampling, L, dtype=dtype or torch.get_default_dtype(), check_input=False, **kwargs)
 
 
 class MapToSignal(nn.Module):
@@ -40,24 +41,24 @@ class MapToSignal(nn.Module):
     ``sampling=None``: the input is already coefficients (batch, L*L, channels), in the real
     orthonormal basis (flat index l*l + l + m).  ``dtype`` (default: torch's default) fixes
     the transform tables: build in float64 for float64 work.  ``iterations``: Jacobi steps
-    of the HEALPix analysis (ignored elsewhere).  ``check_input``: reject NaN / inf / UNSEEN
+    of the analysis (None: :func:`~deepsphere_gen.harmonic.default_iterations`, 3 on HEALPix, 0 on the
+    exact grids GL, DH, MW, where steps change nothing but the time).  ``check_input``: reject NaN / inf / UNSEEN
     input (ValueError; one host synchronisation per call); a model feeding the adapter its
     own features passes False.  ``cast``: cast a map of another floating dtype to the
     tables' dtype and the coefficients back (models whose transform precision differs from
     their layers'); without it a dtype mismatch is a ValueError.  ``name``: how error
     messages call the input.  Shape, channels, dtype and device are always checked.  A sampling
-    on which no analysis is possible (rings without quadrature weights) is a ValueError here.
+    on which no analysis is possible (rings without quadrature weights) is a ValueError here
+    (the adapter's transform is a :class:`~deepsphere_gen.harmonic.SphericalAnalysis`).
     """
 
-    def __init__(self, sampling, L: int, channels: int, dtype: torch.dtype | None = None, iterations: int = 3,
+    def __init__(self, sampling, L: int, channels: int, dtype: torch.dtype | None = None, iterations: int | None = None,
                  check_input: bool = True, cast: bool = False, name: str = "MapToSignal input"):
         super().__init__()
         self.check_input, self.cast, self.name = bool(check_input), bool(cast), str(name)
         self.channels = check_positive_int(channels, "channels")
         self.sampling, self.L = sampling, check_positive_int(L, "bandlimit L")
-        self.sht = None if sampling is None else _sht(sampling, L, dtype, iterations)
-        if self.sht is not None:
-            self.sht.geometry.check_analysis()  # it only analyses: a grid without weights is refused here
+        self.sht = None if sampling is None else _transform(SphericalAnalysis, sampling, L, dtype, iterations=iterations)
         self.type_out = (1,) * self.L
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +103,7 @@ class SignalToMap(nn.Module):
     def __init__(self, sampling, L: int, dtype: torch.dtype | None = None):
         super().__init__()
         self.sampling, self.L = sampling, int(L)
-        self.sht = _sht(sampling, L, dtype, 0)
+        self.sht = _transform(SHT, sampling, L, dtype, iterations=0)
 
     def coefficients(self, x: GeneralizedSignal) -> torch.Tensor:
         """(batch, L*L, K * tau) coefficients, zero above the signal's bandlimit."""

@@ -29,14 +29,15 @@ class S2InputLayer(nn.Module):
     torch's default) of the weights and, with a sampling, of the transform (``.double()``
     later gives the same float64 transform: it is recomputed in the new dtype, not cast); an
     input of another dtype is a ValueError;
-    ``iterations`` = Jacobi iterations of the HEALPix analysis (ignored on equiangular grids).
+    ``iterations`` = Jacobi iterations of the analysis (None: 3 on HEALPix, 0 on equiangular grids, as
+    :class:`~._bridge.MapToSignal`).
     ``check_input``: reject NaN / inf / UNSEEN input (ValueError; one host synchronisation per
     call, the transform does not check again); False for values a model produced itself.
     Shapes are always checked.
     """
 
     def __init__(self, L: int, in_channels: int, channels: int, tau: int = 1, sampling=None,
-                 dtype: torch.dtype | None = None, iterations: int = 3, check_input: bool = True):
+                 dtype: torch.dtype | None = None, iterations: int | None = None, check_input: bool = True):
         super().__init__()
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.channels, self.tau = check_positive_int(channels, "channels"), check_positive_int(tau, "tau")

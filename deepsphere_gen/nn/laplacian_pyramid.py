@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..graph import build_graph
+from ..graph import build_graph, capped_k
 from ..sampling import check_sampling
 from .chebconv import ChebConv
 from .laplacian import Laplacian
@@ -22,14 +22,13 @@ class LaplacianPyramid:
     hierarchy), built once and then shared by all layers of that resolution.
 
     ``pyramid(sampling)`` returns the rescaled Laplacian of the kNN graph of ``sampling``
-    (``k`` neighbours, capped at ``npix - 1`` on coarse levels: a complete graph there,
+    (``k`` neighbours, capped on every level at its distinct points - 1,
+    :func:`~deepsphere_gen.graph.capped_k`: a complete graph on a coarse level of fewer points,
     ``laplacian`` "combinatorial" | "normalized") in ``dtype``, built through
     :func:`~deepsphere_gen.graph.build_graph` (``cache`` / ``cache_dir`` as there) on the
-    first call and memoised by ``sampling.cache_key()``.  The first sampling built is the network's
-    input (the models build it first): there ``k`` is not capped, and ``k >= npix`` is refused as
-    :func:`~deepsphere_gen.graph.build_graph` refuses it (ValueError), not made a dense complete graph;
-    the levels built after it are its coarse levels (full or partial-sky HEALPix, any
-    sampling with a cache key).  Cost: one graph build (or cache read) and one O(nnz)
+    first call and memoised by ``sampling.cache_key()`` (full or partial-sky HEALPix, any
+    sampling with a cache key).  The models refuse a ``k`` their input cannot take before building
+    any level (:func:`~deepsphere_gen.graph.check_neighbours`, as ``build_graph`` refuses it).  Cost: one graph build (or cache read) and one O(nnz)
     conversion per distinct sampling; memory: one CSR tensor per resolution however many
     convs use it (HEALPix nside 1024, k = 20, float32: 2.1 GB).
     """
@@ -50,14 +49,14 @@ class LaplacianPyramid:
                 context = f"{where}: " if where else ""
                 raise ValueError(f"{context}{sampling!r} has {sampling.npix} pixel: a graph needs at least 2 (a partial "
                                  "sky pooled too far? use fewer pooling levels or a larger footprint)")
-            k = min(self.k, sampling.npix - 1) if self._memo else self.k  # coarse levels only: complete graph
+            k = capped_k(sampling, self.k)  # a level of k points or fewer: the complete graph
             g = build_graph(sampling, k=k, laplacian=self.kind, cache=self.cache, cache_dir=self.cache_dir)
             self._memo[key] = Laplacian.from_graph(g, dtype=self.dtype)
             self._used[key] = (sampling.npix, k)
         return self._memo[key]
 
     def describe_k(self) -> str:
-        """The neighbours the built levels use: "k=20", or where a coarse level has too few pixels "k=20 (11 at 12
+        """The neighbours the built levels use: "k=20", or where a coarse level has too few points "k=20 (11 at 12
         pixels: capped at pixels - 1)"."""
         capped = sorted({(n, k) for n, k in self._used.values() if k < self.k}, reverse=True)
         if not capped:

@@ -11,7 +11,9 @@ from deepsphere_gen.graph import LMAX_RULE, VALUES_FORMAT, build_graph, graph_pa
 from deepsphere_gen.graph import _laplacian, _sphere_graph
 from deepsphere_gen.graph._cache import ENV_VAR, _stem, _write_meta, cache_directory
 from deepsphere_gen.graph._pattern import KnnPattern
-from deepsphere_gen.sampling import EquiangularSampling, GaussLegendreSampling, HealpixSampling, Sampling
+from deepsphere_gen.sampling import EquiangularSampling, GaussLegendreSampling, HealpixSampling
+
+from ._points import Points
 
 
 def files(d):
@@ -102,13 +104,8 @@ def test_corrupt_entry_is_rebuilt(tmp_path):
 
 
 def test_sampling_without_cache_key(tmp_path):
-    class Points(Sampling):
-        def __init__(self, theta):
-            self.theta = np.asarray(theta, float)
-            self.phi = np.linspace(0, 6, len(self.theta))
-
-    a = Points(np.linspace(0.1, 3.0, 30))
-    b = Points(np.linspace(0.1, 3.1, 30))
+    a = Points(np.linspace(0.1, 3.0, 30), np.linspace(0, 6, 30))
+    b = Points(np.linspace(0.1, 3.1, 30), np.linspace(0, 6, 30))
     assert not build_graph(a, k=5, cache_dir=tmp_path).from_cache
     assert build_graph(a, k=5, cache_dir=tmp_path).from_cache
     assert not build_graph(b, k=5, cache_dir=tmp_path).from_cache

@@ -4,6 +4,8 @@ import pytest
 from deepsphere_gen.graph import KERNEL_WIDTHS_NSIDE32, default_sigma, kernel_width, knn_distances
 from deepsphere_gen.sampling import MAX_NSIDE, DriscollHealySampling, GaussLegendreSampling, HealpixSampling
 
+from ._points import distinct_pixels
+
 # DeepSphere v2 (Defferrard et al. 2020) optimum at nside 32, halved per doubling of nside
 TABLE_32 = {8: 0.02500, 20: 0.03185, 40: 0.042432, 60: 0.051720}
 TABLE_64 = {8: 0.012500, 20: 0.015925, 40: 0.021216, 60: 0.025860}
@@ -54,17 +56,12 @@ def test_default_sigma_healpix_full_and_partial():
     assert default_sigma(HealpixSampling.base_patch(64, 1, 5), 40) == kernel_width(64, 40)
 
 
-def _distinct_xyz(s):
-    """The distinct points, as knn_graph takes them: DH's pole ring (pixels 0 to 2L - 1) once."""
-    return np.delete(s.xyz, np.arange(1, 2 * s.L), axis=0) if isinstance(s, DriscollHealySampling) else s.xyz
-
-
 def test_default_sigma_equiangular_scales_with_neighbour_distance():
     for cls in (DriscollHealySampling, GaussLegendreSampling):
         s1, s2 = cls(16), cls(32)
         ratio = default_sigma(s1, 20) / default_sigma(s2, 20)
-        _, d1 = knn_distances(_distinct_xyz(s1), 20)
-        _, d2 = knn_distances(_distinct_xyz(s2), 20)
+        _, d1 = knn_distances(s1.xyz[distinct_pixels(s1)], 20)
+        _, d2 = knn_distances(s2.xyz[distinct_pixels(s2)], 20)
         assert ratio == pytest.approx(np.sqrt(d1).mean() / np.sqrt(d2).mean(), rel=1e-12)
         assert 1.8 < ratio < 2.2  # halves with each doubling of the resolution, as on HEALPix
     # a HEALPix-like point density gets a HEALPix-like width

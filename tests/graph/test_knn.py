@@ -8,20 +8,9 @@ from deepsphere_gen.sampling import (
     GaussLegendreSampling,
     HealpixSampling,
     McEwenWiauxSampling,
-    Sampling,
 )
 
-
-class RandomPoints(Sampling):
-    """Points uniform on the sphere: no distance ties, so the kNN graph is unique."""
-
-    name = "random"
-
-    def __init__(self, n, seed=0):
-        v = np.random.default_rng(seed).standard_normal((n, 3))
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        self.theta = np.arccos(np.clip(v[:, 2], -1, 1))
-        self.phi = np.arctan2(v[:, 1], v[:, 0]) % (2 * np.pi)
+from ._points import random_points
 
 
 def brute_force_graph(xyz, k, sigma):
@@ -46,7 +35,7 @@ def check_graph(W, k):
 
 @pytest.mark.parametrize("k", [1, 8, 20])
 def test_matches_brute_force_on_random_points(k):
-    s = RandomPoints(400)
+    s = random_points(400)
     sigma = 0.15
     W = knn_graph(s, k=k, sigma=sigma)
     check_graph(W, k)

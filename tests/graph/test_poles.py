@@ -2,31 +2,20 @@
 its edges split evenly over them (graph/_poles.py); grids without such a ring and HEALPix are unchanged."""
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 import torch
 from scipy.sparse.csgraph import connected_components
 
 from deepsphere_gen.equivariance import map_equivariance_error
-from deepsphere_gen.graph import _knn, build_graph, default_sigma, graph_params, knn_graph
+from deepsphere_gen.graph import _knn, build_graph, default_sigma, graph_params, knn_graph, laplacian_csr
 from deepsphere_gen.graph._connectivity import ring_links
 from deepsphere_gen.graph._poles import pole_rings
 from deepsphere_gen.nn import ChebConv
-from deepsphere_gen.sampling import (DriscollHealySampling, EquiangularSampling, GaussLegendreSampling,
-                                     HealpixSampling, McEwenWiauxSampling, Sampling)
+from deepsphere_gen.sampling import DriscollHealySampling, EquiangularSampling, GaussLegendreSampling, McEwenWiauxSampling
+
+from ._points import Points, distinct_pixels
 
 LATLON = EquiangularSampling(9, np.linspace(0, np.pi, 19), 36, None)  # 10-degree grid with both poles
-
-
-class _Points(Sampling):
-    """A point set (no rings: the plain kNN path)."""
-
-    def __init__(self, theta, phi):
-        self.theta, self.phi = theta, phi
-
-
-def _laplacian(W):
-    return sp.diags(np.asarray(W.sum(axis=1)).ravel()) - W
 
 
 @pytest.mark.parametrize("s", [DriscollHealySampling(8), LATLON], ids=["dh", "latlon"])
@@ -36,10 +25,10 @@ def test_the_graph_of_the_distinct_points_with_each_pole_split_over_its_copies(s
     poles = pole_rings(s)
     assert len(poles) == (1 if isinstance(s, DriscollHealySampling) else 2)
     copies = np.concatenate(poles)
-    keep = np.setdiff1d(np.arange(s.npix), np.concatenate([p[1:] for p in poles]))
+    keep = distinct_pixels(s)
     plain = np.setdiff1d(keep, copies)
     # ground truth for the rest: the kNN graph of the distinct points as a point set, same sigma, bit for bit
-    D = knn_graph(_Points(s.theta[keep], s.phi[keep]), k, sigma)
+    D = knn_graph(Points(s.theta[keep], s.phi[keep]), k, sigma)
     inner = np.isin(keep, plain)
     assert (W[plain][:, plain] != D[inner][:, inner]).nnz == 0
     assert abs(W - W.T).max() == 0 and W.diagonal().max() == 0
@@ -70,7 +59,7 @@ def test_dh_lmax_is_the_pole_free_one_and_copies_give_equal_outputs():
     g = build_graph(s, k=8, cache=False)
     W = g.weights
     rest = np.arange(64, s.npix)  # all but the pole ring
-    free = sla.eigsh(_laplacian(W[rest][:, rest]), k=1, which="LA")[0][0]
+    free = sla.eigsh(laplacian_csr(W[rest][:, rest]), k=1, which="LA")[0][0]
     assert free < 11.0 and g.lmax < 1.05 * free  # 10.81 against 10.67
     torch.manual_seed(0)
     conv = ChebConv(1, 4, K=5, laplacian=g, dtype=torch.float64)
@@ -93,19 +82,18 @@ def test_dh_equivariance_is_that_of_a_grid_without_a_pole_ring():
     assert 0.5 < err["dh"] / err["gl"] < 2, err
 
 
-@pytest.mark.parametrize("s", [GaussLegendreSampling(16), McEwenWiauxSampling(16), HealpixSampling(4),
+@pytest.mark.parametrize("s", [GaussLegendreSampling(16), McEwenWiauxSampling(16),
                                EquiangularSampling(16, np.pi * (np.arange(32) + 0.5) / 32, 64, None)],
-                         ids=["gl", "mw", "healpix", "cell-centred"])
+                         ids=["gl", "mw", "cell-centred"])
 def test_grids_without_a_pole_ring_are_unchanged(s, monkeypatch):
     """MW's south pole is one sample: no copies.  Bit-equality with the code before the split was checked
     against it (GL, MW, cell-centred lat-lon, HEALPix, k = 1, 2, 8, 20); here: the split is never reached, and
     the graph is the kNN graph of the pixels themselves (default sigma from their own neighbour distances)."""
     assert pole_rings(s) == []
     monkeypatch.setattr(_knn, "split_poles", None)  # called: a TypeError
-    W = knn_graph(s, 8)
-    if not isinstance(s, HealpixSampling):  # the pixels as a point set, with the ring links
-        sigma = default_sigma(s, 8)
-        assert (W != ring_links(s, knn_graph(_Points(s.theta, s.phi), 8, sigma), sigma)).nnz == 0
+    W = knn_graph(s, 8)  # the pixels as a point set, with the ring links
+    sigma = default_sigma(s, 8)
+    assert (W != ring_links(s, knn_graph(Points(s.theta, s.phi), 8, sigma), sigma)).nnz == 0
     assert "pole_split" not in graph_params(s, k=8)
 
 

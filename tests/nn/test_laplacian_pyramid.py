@@ -7,7 +7,7 @@ from torch import nn
 
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.nn import ChebConv, LaplacianPyramid, SharedLaplacians
-from deepsphere_gen.sampling import HealpixSampling
+from deepsphere_gen.sampling import DriscollHealySampling, HealpixSampling
 
 
 def _dense(csr: torch.Tensor) -> np.ndarray:
@@ -24,12 +24,24 @@ def test_one_laplacian_per_sampling_equal_to_the_graphs(tmp_path):
     part = pyr(HealpixSampling(4, indices=np.arange(64)))
     assert part.npix == 64 and part is not a and len(pyr) == 2
     wide = LaplacianPyramid(k=20, dtype=torch.float64, cache_dir=tmp_path)
-    with pytest.raises(ValueError, match="k=20 neighbours needs more than k pixels; the sampling has 12"):
-        wide(coarse)  # the input level (the first built): refused as build_graph refuses it, not a complete graph
-    wide(fine)
-    c = wide(coarse)  # a coarse level, 12 pixels < k + 1: complete graph (k capped at npix - 1)
+    c = wide(coarse)  # 12 pixels < k + 1: complete graph (k capped at npix - 1), whatever was built before
     ref = build_graph(coarse, k=11, cache_dir=tmp_path).rescaled_laplacian()
     np.testing.assert_allclose(_dense(c.matrix), sp.csr_matrix(ref).toarray(), atol=1e-12)
+
+
+def test_a_pole_grid_level_is_capped_at_its_distinct_points(tmp_path):
+    """LaplacianPyramid(k=20) on DH(2) (16 pixels, its 4-pixel pole ring one point: 13 points) asked build_graph for
+    k=15 and failed; the cap counts the distinct points, as the kNN graph does."""
+    s = DriscollHealySampling(2)
+    lap = LaplacianPyramid(k=20, dtype=torch.float64, cache_dir=tmp_path)(s)
+    ref = build_graph(s, k=12, cache_dir=tmp_path)
+    np.testing.assert_allclose(_dense(lap.matrix), sp.csr_matrix(ref.rescaled_laplacian()).toarray(), atol=1e-12)
+    W = ref.weights.toarray()
+    rest = np.arange(4, 16)  # all but the pole ring: every pair linked (a complete graph of the 13 points)
+    assert np.count_nonzero(W[np.ix_(rest, rest)]) == 12 * 11 and np.all(W[:4][:, rest] > 0)
+    with pytest.raises(ValueError, match=r"k=13 neighbours needs more than k distinct points; the sampling has 13 "
+                                         r"\(16 pixels"):
+        build_graph(s, k=13, cache=False)
 
 
 class _Two(SharedLaplacians):

@@ -59,7 +59,7 @@ _PUBLIC = {
                "SKY_FEATURE_GROUPS", "patch_only", "DEFAULT_METHODS", "ENSEMBLE_METHODS", "ExperimentConfig",
                "SkySetting", "parse_sky_fraction", "sky_settings", "check_sigma_e"),
     "settings": ("NoiseSetting", "noise_settings", "methods_for"),
-    "models": ("Standardized", "build_model", "pool_levels", "footprint_pooling_steps"),
+    "models": ("Standardized", "build_model", "input_pixels", "pool_levels", "footprint_pooling_steps"),
     "symmetry": ("RandomSymmetry", "symmetry_permutations", "evaluation_symmetries", "SymmetryAverage",
                  "log_mean_probabilities"),
     "data": ("generate",),

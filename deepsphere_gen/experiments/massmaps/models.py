@@ -14,12 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...graph import capped_k
 from ...models import DeepSphereClassifier, HarmonicClassifier, HybridClassifier
 from ...nn import partial_sky_pool_plan
 from ...sampling import HealpixSampling
 from .config import NETWORK_METHODS, ExperimentConfig, SkySetting
 
-__all__ = ["Standardized", "build_model", "pool_levels", "footprint_pooling_steps"]
+__all__ = ["Standardized", "build_model", "input_pixels", "pool_levels", "footprint_pooling_steps"]
 
 
 class Standardized(nn.Module):
@@ -45,13 +46,21 @@ def _reference_indices(sky: SkySetting, nside: int) -> np.ndarray | None:
     return np.arange(p * n, (p + 1) * n)
 
 
+def input_pixels(sky: SkySetting, config: ExperimentConfig) -> int:
+    """Pixels of one input of the graph networks on ``sky`` (those :func:`build_model` builds on): 12 nside^2 on the
+    full sky, nside^2 / 4^level on a nested patch, the footprint's pixels."""
+    nside = sky.nside or config.nside
+    indices = _reference_indices(sky, nside)
+    return 12 * nside**2 if indices is None else len(indices)
+
+
 def _pooling_walk(method: str, sky: SkySetting, config: ExperimentConfig) -> tuple[list[int], list[tuple[int, int, int]]]:
     """The coarsening walk behind :func:`pool_levels` and :func:`footprint_pooling_steps`: (the pooling levels,
     the steps of :func:`~deepsphere_gen.nn.partial_sky_pool_plan` on a footprint, else []).  One ``coarsen(1)``
     per block on a footprint (cheap elsewhere: no sampling is built)."""
     nside = sky.nside or config.nside
     indices = _reference_indices(sky, nside)
-    n = 12 * nside**2 if indices is None else len(indices)
+    n = input_pixels(sky, config)
     if sky.footprint is not None:  # pixels counted as n / 4 per pooling, as on the other skies
         plan, steps = partial_sky_pool_plan(HealpixSampling(nside, indices=indices), len(config.channels),
                                             lambda block, coarse: n // 4**block >= 16)
@@ -101,8 +110,7 @@ def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: f
         indices = _reference_indices(sky, nside)
         pools = pool_levels(method, sky, config)
         head = "gap" if method == "fcn" else "fc"
-        pixels = 12 * nside**2 if indices is None else len(indices)
-        k = min(config.k, pixels - 1)  # the default k on a tiny input: a complete graph (commands note it)
+        k = capped_k(HealpixSampling(nside, indices=indices), config.k)  # default k, tiny input: complete graph (noted)
         model = DeepSphereClassifier(nside, 1, channels=config.channels, n_classes=2, K=config.K, k=k,
                                      pool_levels=pools, head=head, indices=indices)
     elif method == "harmonic":
