@@ -100,6 +100,25 @@ def test_with_timer_times_on_its_clock_with_the_same_settings(monkeypatch):
     assert t.record("x", {}, 1.0)["suite"] == "next"
 
 
+def test_table_prints_the_speedup_to_two_decimals():
+    # 0.658 (ours 1.52x the peer's time, outside a 1.5x goal) must not read as 0.7, like an in-goal 0.74
+    r = _bench.Harness("cpu").record("x", {}, 1.0, peer="p", peer_s=0.658)
+    row = _bench.format_table([r]).splitlines()[-1].split()
+    assert "0.66" in row and "0.7" not in row
+
+
+def test_repeats_help_states_what_each_suite_reports():
+    # the --repeats help and docstring say what meta.timing says: the median, except the suites timed their own way
+    from deepsphere_gen.bench.records import TIMING
+    from deepsphere_gen.commands import bench as cmd
+
+    assert cmd.REPORTED.startswith("median reported, except ") and TIMING.startswith("median of the timed calls")
+    for part in cmd.REPORTED.removeprefix("median reported, except ").split("; "):
+        suite, what = part.split(": ")
+        assert f"{suite}: {what}" in TIMING, part
+    assert "sht: the best of interleaved rounds" in cmd.__doc__
+
+
 def test_record_schema_and_speedup():
     h = _bench.Harness("cpu")
     r = h.record("x", {"nside": 4, "shape": (1, 2)}, 0.5, peer="p", peer_s=2.0, max_rel_diff=1e-7,
