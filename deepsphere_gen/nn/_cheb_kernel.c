@@ -146,7 +146,7 @@ static const int64_t mask64_[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #endif
 
 /* the step's columns past the last whole vector (n < VW of them), one vector wide, masked; four
- * partial sums (see CHAINS) */
+ * partial sums (independent FMA chains) */
 #define TILE_PART(T, SUF)                                                                           \
   static inline void tilem_##SUF(int32_t j0, int32_t j1, const int32_t* col, const T* val,          \
                                  const T* X, int64_t ldx, T* y, const T* ar, const T* zr,           \
@@ -166,31 +166,19 @@ static const int64_t mask64_[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
     stm_##SUF(y, r, n);                                                                             \
   }
 
-#define CHAINS(NV) ((NV) >= 4 ? 1 : 4 / (NV))
 #define TILE(T, SUF, VW, NV)                                                                        \
   static inline void tile##NV##_##SUF(int32_t j0, int32_t j1, const int32_t* col, const T* val,    \
                                       const T* X, int64_t ldx, T* y, const T* ar, const T* zr,      \
                                       T alpha, T a, T z, int nt) {                                  \
-    enum { U = CHAINS(NV) };                                                                        \
-    vec_##SUF acc[U][NV];                                                                           \
-    for (int u = 0; u < U; ++u)                                                                     \
-      for (int t = 0; t < NV; ++t) acc[u][t] = (vec_##SUF){0};                                      \
-    int32_t j = j0;                                                                                 \
-    for (; j + U <= j1; j += U)                                                                     \
-      for (int u = 0; u < U; ++u) {                                                                 \
-        T v = val[j + u];                                                                           \
-        const T* x = X + (int64_t)col[j + u] * ldx;                                                 \
-        for (int t = 0; t < NV; ++t) acc[u][t] += v * ld_##SUF(x + VW * t);                         \
-      }                                                                                             \
-    for (; j < j1; ++j) {                                                                           \
+    vec_##SUF acc[NV];                                                                              \
+    for (int t = 0; t < NV; ++t) acc[t] = (vec_##SUF){0};                                           \
+    for (int32_t j = j0; j < j1; ++j) {                                                             \
       T v = val[j];                                                                                 \
       const T* x = X + (int64_t)col[j] * ldx;                                                       \
-      for (int t = 0; t < NV; ++t) acc[0][t] += v * ld_##SUF(x + VW * t);                           \
+      for (int t = 0; t < NV; ++t) acc[t] += v * ld_##SUF(x + VW * t);                              \
     }                                                                                               \
     for (int t = 0; t < NV; ++t) {                                                                  \
-      vec_##SUF s = acc[0][t];                                                                      \
-      for (int u = 1; u < U; ++u) s += acc[u][t];                                                   \
-      vec_##SUF r = alpha * s;                                                                      \
+      vec_##SUF r = alpha * acc[t];                                                                 \
       if (ar) r += a * ld_##SUF(ar + VW * t);                                                       \
       if (zr) r -= z * ld_##SUF(zr + VW * t);                                                       \
       if (nt)                                                                                       \
