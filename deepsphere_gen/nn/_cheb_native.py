@@ -88,7 +88,7 @@ SLICE = 16
 #: a step of 2 or more columns whose rows hold at most this many bytes (float32: 2-8 columns,
 #: float64: 2-4) is left to torch's CSR product (MKL), measured faster there (``cheb_step`` bench
 #: suite, HEALPix nside 256, k = 20, one thread on an AVX-512 Xeon, kernel / torch time: 2, 4, 8
-#: float32 columns 1.28, 1.49, 1.15; 12 columns 0.95, 16 and more 0.68-0.93; recorded: benchmarks/results/cheb_step_*)
+#: float32 columns 1.28, 1.49, 1.15; 12 columns 0.95, 16 and more 0.74-0.93; recorded: benchmarks/results/cheb_step_*)
 TORCH_MAX_ROW_BYTES = 32
 #: the sliced layout is built only if its padding is at most this fraction of the non-zeros
 SLICE_MAX_PADDING = 0.25
