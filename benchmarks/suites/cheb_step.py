@@ -1,5 +1,8 @@
 """cheb_step suite: one Chebyshev recursion step by number of dense columns, compiled kernel vs torch.
 
+A development suite (it times the package's private kernel modules): run with
+``deepsphere-gen bench --suite-dir benchmarks/suites --only cheb_step``.
+
 Cases
 -----
 - One step ``out = 2 L x - x_prev`` of a ChebConv on HEALPix nside 256 (quick: 64), k = 20,
