@@ -85,6 +85,11 @@ PREFETCH_MIN_BYTES = 4 << 20
 STREAM_MIN_BYTES = 16 << 20
 #: rows per slice of the one-column sliced layout (one AVX-512 vector of float32)
 SLICE = 16
+#: a step of 2 or more columns whose rows hold at most this many bytes (float32: 2-8 columns,
+#: float64: 2-4) is left to torch's CSR product (MKL), measured faster there (``cheb_step`` bench
+#: suite, HEALPix nside 256, k = 20, one thread on an AVX-512 Xeon, kernel / torch time: 2, 4, 8
+#: float32 columns 1.28, 1.49, 1.15; 12 columns 0.95, 16 and more 0.74-0.93; recorded: benchmarks/results/cheb_step_*)
+TORCH_MAX_ROW_BYTES = 32
 #: the sliced layout is built only if its padding is at most this fraction of the non-zeros
 SLICE_MAX_PADDING = 0.25
 #: ... and only if the copy takes at most this fraction of the memory still available
@@ -227,7 +232,8 @@ def step(out: torch.Tensor, m: torch.Tensor, x: torch.Tensor, alpha: float = 1.0
 
     ``a_term`` / ``z_term``: (rows, n) or None (term left out); ``a_term`` may be ``out``
     itself, ``x`` must not share memory with ``out``.  Returns False, doing nothing, when the
-    kernel is not available or the operands are outside its scope (see the module docstring).
+    kernel is not available, the operands are outside its scope (see the module docstring), or
+    with 2 or more columns of at most :data:`TORCH_MAX_ROW_BYTES` per row (torch's product is faster).
     Cost: one pass over m (nnz (4 + element) bytes) and over each dense operand.
     """
     if not _usable(m, out, x, a_term, z_term):
@@ -238,6 +244,8 @@ def step(out: torch.Tensor, m: torch.Tensor, x: torch.Tensor, alpha: float = 1.0
     rows, n = out.shape
     _check_shapes("ChebConv step", out=(out.shape, (m.shape[0], n)), x=(x.shape, (m.shape[1], n)),
                   **{k: (t.shape, out.shape) for k, t in (("a_term", a_term), ("z_term", z_term)) if t is not None})
+    if 1 < n and n * out.element_size() <= TORCH_MAX_ROW_BYTES:
+        return False
     if n == 1 and _sliced_step(dll, out, m, x, alpha, a_term, a, z_term, z):
         return True
     fn = dll.cheb_step_f32 if m.dtype == torch.float32 else dll.cheb_step_f64

@@ -47,7 +47,9 @@ class ChebConv(nn.Module):
     dtype, device : factory arguments (default: torch's default dtype, CPU): torch.float32 or
         torch.float64 (ValueError otherwise: torch's sparse CSR product has no half-precision CPU
         kernel, and the layer is tested in these two only).  Build in float64 for float64 work:
-        ``.double()`` on a float32 layer cannot restore the Laplacian's digits.
+        ``.double()`` on a float32 layer cannot restore the Laplacian's digits (it warns; a
+        float32 :class:`Laplacian` from a graph given with ``dtype=torch.float64`` is written
+        again from the graph, exact).
     check_input : reject NaN / inf / UNSEEN input values (ValueError).  This value check costs
         one host synchronisation per call (on a GPU: a wait for the device); models pass False
         for convs fed by their own layers, having checked their input once.  Shape, channel
@@ -143,6 +145,11 @@ class ChebConv(nn.Module):
             hit = memo.get(id(t))
             if hit is None or hit[0] is not t:
                 hit = memo[id(t)] = (t, fn(t))
+                if hit[1].dtype.is_floating_point and torch.finfo(hit[1].dtype).eps < torch.finfo(t.dtype).eps:
+                    warnings.warn(f"ChebConv Laplacian cast from {t.dtype} to {hit[1].dtype}: its values keep "
+                                  f"{t.dtype}'s rounding (~{torch.finfo(t.dtype).eps:.0e} relative, e.g. 1e-7 off "
+                                  f"torch_geometric's ChebConv in float64 instead of 1e-15); build the layer or model "
+                                  f"with dtype={hit[1].dtype} for exact values", stacklevel=3)
             return hit[1]
 
         return super()._apply(once, *args, **kwargs)

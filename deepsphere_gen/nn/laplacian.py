@@ -42,8 +42,10 @@ class Laplacian:
     checked matrix the extreme Ritz values found (inner estimates, within the tolerance).
     """
 
-    def __init__(self, matrix: torch.Tensor, transpose: torch.Tensor | None, spectrum: tuple[float, float]):
+    def __init__(self, matrix: torch.Tensor, transpose: torch.Tensor | None, spectrum: tuple[float, float],
+                 graph=None):
         self.matrix, self.transpose, self.spectrum = matrix, transpose, (float(spectrum[0]), float(spectrum[1]))
+        self._graph = graph  # from_graph's source: a wider dtype is written from it, not cast (see to)
         self._converted: dict = {}
 
     @property
@@ -63,7 +65,7 @@ class Laplacian:
         """From a graph with ``to_torch(dtype, device, rescaled=True)`` and ``lmax`` (a SphereGraph)."""
         dtype = dtype or torch.get_default_dtype()
         m = to_torch_csr(graph.to_torch(dtype=dtype, rescaled=True), dtype=dtype, device=device)
-        return cls(m, None, (-1.0, 1.0))
+        return cls(m, None, (-1.0, 1.0), graph)
 
     @classmethod
     def from_matrix(cls, matrix, dtype=None, device=None) -> "Laplacian":
@@ -90,13 +92,28 @@ class Laplacian:
         return cls.from_matrix(laplacian, dtype=dtype or torch.get_default_dtype(), device=device)
 
     def to(self, dtype=None, device=None) -> "Laplacian":
-        """This Laplacian in ``dtype`` on ``device`` (self if both match); conversions are memoised."""
+        """This Laplacian in ``dtype`` on ``device`` (self if both match); conversions are memoised.
+
+        To a wider dtype (float32 -> float64, as ``.double()`` asks): written again from the
+        graph where this Laplacian came from one (:meth:`from_graph`: values exact in the new
+        dtype, not float32 ones cast: 3e-15 instead of 1.4e-7 off torch_geometric's ChebConv);
+        a matrix given without its graph (or unpickled) is cast, with a warning naming the
+        remedy (build it in float64)."""
         dtype = dtype or self.dtype
         device = torch.device(device) if device is not None else self.device
         if dtype == self.dtype and _same_device(device, self.device):
             return self
         key = (dtype, str(device))
         if key not in self._converted:
+            wider = dtype.is_floating_point and torch.finfo(dtype).eps < torch.finfo(self.dtype).eps
+            if wider and self._graph is not None:
+                self._converted[key] = Laplacian.from_graph(self._graph, dtype=dtype, device=device)
+                return self._converted[key]
+            if wider:
+                warnings.warn(f"Laplacian cast from {self.dtype} to {dtype}: its values keep {self.dtype}'s rounding "
+                              f"(~{torch.finfo(self.dtype).eps:.0e} relative); build it in {dtype} (e.g. "
+                              f"ChebConv(..., dtype={dtype}) or Laplacian.from_matrix(L, dtype={dtype})) for exact values",
+                              stacklevel=2)
             conv = (lambda t: None if t is None else t.to(dtype=dtype, device=device))
             self._converted[key] = Laplacian(conv(self.matrix), conv(self.transpose), self.spectrum)
         return self._converted[key]

@@ -39,16 +39,33 @@ def _laplacian(n, seed=0, dtype=torch.float64):
     return A.tocsr(), to_torch_csr(A, dtype=dtype)
 
 
-@pytest.mark.parametrize("n_cols", [1, 3, 16, 17, 130])
-def test_step_against_scipy(n_cols):
-    A, lap = _laplacian(50)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_cols", [1, 2, 3, 4, 8, 12, 16, 17, 20, 24, 130])
+def test_step_against_scipy(n_cols, dtype, monkeypatch):
+    """Every column count class: one column, fewer than a vector (masked tail only), whole
+    vectors plus a masked tail (12, 20, 17 with float32 / float64 vectors of 16 / 8); the
+    narrow counts the layer leaves to torch (TORCH_MAX_ROW_BYTES) forced through the kernel."""
+    monkeypatch.setattr(_cheb_native, "TORCH_MAX_ROW_BYTES", 0)
+    A, lap = _laplacian(50, dtype=dtype)
     rng = np.random.default_rng(n_cols)
-    x, a, z = (rng.standard_normal((50, n_cols)) for _ in range(3))
-    out = torch.empty(50, 2 * n_cols, dtype=torch.float64)[:, :n_cols]  # row stride != n_cols
-    assert _cheb_native.step(out, lap, torch.from_numpy(x), 2.0, torch.from_numpy(a), 1.0, torch.from_numpy(z), 1.0)
-    np.testing.assert_allclose(out.numpy(), 2 * (A @ x) + a - z, rtol=1e-12, atol=1e-12)
-    assert _cheb_native.step(out, lap, torch.from_numpy(x))  # terms left out
-    np.testing.assert_allclose(out.numpy(), A @ x, rtol=1e-12, atol=1e-12)
+    x, a, z = (torch.from_numpy(rng.standard_normal((50, n_cols))).to(dtype) for _ in range(3))
+    out = torch.full((50, 2 * n_cols), 7.0, dtype=dtype)  # row stride != n_cols
+    A = A.astype(np.float32 if dtype == torch.float32 else np.float64)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert _cheb_native.step(out[:, :n_cols], lap, x, 2.0, a, 1.0, z, 1.0)
+    np.testing.assert_allclose(out[:, :n_cols].numpy(), 2 * (A @ x.numpy()) + a.numpy() - z.numpy(), rtol=tol, atol=tol)
+    assert (out[:, n_cols:] == 7).all()  # the masked tail writes nothing past the row's columns
+    assert _cheb_native.step(out[:, :n_cols], lap, x)  # terms left out
+    np.testing.assert_allclose(out[:, :n_cols].numpy(), A @ x.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype,narrow", [(torch.float32, (2, 4, 8)), (torch.float64, (2, 4))])
+def test_step_leaves_narrow_rows_to_torch(dtype, narrow):
+    """2 to TORCH_MAX_ROW_BYTES bytes per row: torch's product (measured faster), not the kernel."""
+    _, lap = _laplacian(20, dtype=dtype)
+    for n in range(1, 20):
+        x = torch.randn(20, n, dtype=dtype)
+        assert _cheb_native.step(torch.empty_like(x), lap, x) == (n not in range(2, max(narrow) + 1)), n
 
 
 def test_step_declines_what_it_does_not_cover():
@@ -94,7 +111,9 @@ def _filter(x, w, b, lap, native, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("B,C,O,K,bias", [(1, 1, 1, 5, False), (3, 17, 33, 4, True), (2, 16, 32, 5, True),
-                                          (1, 5, 40, 1, True), (4, 40, 3, 2, False), (2, 9, 18, 3, True)])
+                                          (1, 5, 40, 1, True), (4, 40, 3, 2, False), (2, 9, 18, 3, True),
+                                          (2, 4, 16, 5, True), (8, 1, 16, 5, True), (3, 12, 16, 3, False),
+                                          (1, 2, 16, 4, True), (1, 20, 16, 5, True), (1, 24, 16, 5, True)])
 def test_filter_equals_torch_products(B, C, O, K, bias, dtype, monkeypatch):
     n = 301  # not a multiple of the 6-row tiles or of the 256-row backward blocks (with B > 1)
     _, lap = _laplacian(n, seed=C, dtype=dtype)
@@ -507,13 +526,15 @@ def narrow_library(request, tmp_path_factory):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("B,C,O,K", [(2, 16, 32, 5), (3, 17, 33, 4), (1, 1, 16, 5), (2, 32, 64, 3)])
+@pytest.mark.parametrize("B,C,O,K", [(2, 16, 32, 5), (3, 17, 33, 4), (1, 1, 16, 5), (2, 32, 64, 3), (2, 4, 16, 5),
+                                     (1, 6, 8, 3)])
 def test_narrow_vector_builds_equal_torch_products(B, C, O, K, dtype, narrow_library, monkeypatch):
     """The kernels as an AVX2-only or SSE2 CPU builds them (vectors of 32 / 16 bytes: other tile
     widths, tails, the 8-channel dW tiles in place of the 16-channel ones, and the AVX2 streaming
     stores of the forward and the step; SSE2 has none) give torch's products."""
     monkeypatch.setattr(_cheb_native, "_library", _cheb_native.lazy_library(lambda: narrow_library))
     monkeypatch.setattr(_cheb_native, "STREAM_MIN_BYTES", 0)  # stream every output that can be
+    monkeypatch.setattr(_cheb_native, "TORCH_MAX_ROW_BYTES", 0)  # the kernel for every column count
     n = 301
     _, lap = _laplacian(n, seed=C, dtype=dtype)
     g = torch.Generator().manual_seed(B * C * O)

@@ -465,3 +465,26 @@ def test_a_traced_chebconv_gives_the_eager_output(graph):
         warnings.simplefilter("ignore")  # TracerWarning, the deprecation of torch.jit
         traced = torch.jit.trace(conv, x)
     torch.testing.assert_close(traced(x), conv(x), rtol=0, atol=0)
+
+
+def test_float64_from_a_float32_laplacian_is_written_from_the_graph():
+    """tester9 #4: a float32 Laplacian built from a graph and converted to float64 (ChebConv(...,
+    laplacian=lap32, dtype=float64), Laplacian.to) is written again from the graph: the float64
+    build's exact values, not float32 ones cast (which are ~1e-8 off)."""
+    g = build_graph(HealpixSampling(8), k=20, cache=False)
+    exact = Laplacian.from_graph(g, dtype=torch.float64).matrix.to_dense()
+    lap32 = Laplacian.from_graph(g, dtype=torch.float32)
+    cast = lap32.matrix.to(torch.float64).to_dense()
+    assert float((cast - exact).abs().max()) > 1e-9  # the precision the cast would lose
+    for m in (lap32.to(torch.float64).matrix, ChebConv(3, 4, K=3, laplacian=lap32, dtype=torch.float64).laplacian):
+        assert torch.equal(m.to_dense(), exact)
+
+
+def test_double_of_a_float32_layer_warns_naming_the_remedy():
+    """.double() of a float32 layer can only cast its Laplacian (rounded to float32): it says so."""
+    g = build_graph(HealpixSampling(8), k=20, cache=False)
+    with pytest.warns(UserWarning, match="dtype=torch.float64"):
+        ChebConv(3, 4, K=3, laplacian=g).double()
+    lap = Laplacian.from_matrix(rescale_laplacian(g.laplacian, g.lmax), dtype=torch.float32)
+    with pytest.warns(UserWarning, match="build it in torch.float64"):
+        lap.to(torch.float64)
