@@ -373,6 +373,20 @@ def test_sht_suite_tiny_cases_match_ducc0():
         assert all(r["extras"]["torch_engine_mb"] > 0 for r in recs)
 
 
+def test_sht_survey_suite_runs_the_sht_healpix_cases_in_full_runs_only():
+    """The survey set: HEALPix nside 256-1024 at L = 2 nside through the sht suite's run; a quick run
+    (CI) gets none of it, and the sht suite's quick set stays the small one."""
+    from deepsphere_gen.bench.suites import sht, sht_survey
+
+    assert sht_survey.cases(True) == [] and sht_survey.run is sht.run
+    full = sht_survey.cases(False)
+    assert {(c["nside"], c["L"], c["dtype"], c["maps"]) for c in full} == {
+        (n, 2 * n, d, 1) for n in (256, 512, 1024) for d in ("float32", "float64")} | {
+        (n, 2 * n, "float64", 8) for n in (256, 512)}
+    assert all(c["kind"] == "healpix" for c in full)
+    assert [c.get("nside", c["L"]) for c in sht.cases(True)] == [32, 128] * 3 + [16, 64]
+
+
 def test_meta_timing_says_where_a_suite_times_its_own_way():
     """meta.timing said "median of the timed calls" for every run, while the sht suite reports the best of
     interleaved rounds (its records' extras.timing): the meta text names the exceptions, and each sht record's own
