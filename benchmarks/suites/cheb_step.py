@@ -6,25 +6,30 @@ A development suite (it times the package's private kernel modules): run with
 Cases
 -----
 - One step ``out = 2 L x - x_prev`` of a ChebConv on HEALPix nside 256 (quick: 64), k = 20,
-  float32, for 1, 2, 4, 8, 12, 16, 20, 24, 32, 64 and 128 columns (batch x channels: a batch-8
-  first layer on one map has 8, two maps of 4 channels 8, batch 8 x 16 channels 128).
+  float32 and float64, for 1, 2, 4, 5, 6, 8, 12, 16, 20, 24, 32, 64 and 128 columns (batch x
+  channels: a batch-8 first layer on one map has 8, two maps of 4 channels 8, batch 8 x 16
+  channels 128).
   Ours: the layer's step on CPU (``_cheb_sparse._recur``: the compiled kernel,
   :func:`deepsphere_gen.nn._cheb_native.step`, where it takes the case, else torch's product;
-  ``kernel`` in the record says which).  Peer: the layer's torch path for the same step
+  ``kernel`` in the record says which).  ``dispatch="off"``: the column counts the layer leaves to
+  torch (``_cheb_native.TORCH_MAX_ROW_BYTES``: float32 2-8, float64 2-4) through the kernel
+  (the rule set to 0), the figures behind that rule.  Peer: the layer's torch path for the same step
   (``DEEPSPHERE_GEN_NATIVE=0``: torch's CSR product ``out.addmm_(L, x, beta=0, alpha=2)`` then
-  ``out.sub_(x_prev)``), same Laplacian.  Without the compiled kernel, no record (nothing to compare).
+  ``out.sub_(x_prev)``), same Laplacian (built once per nside, k and dtype).  Without the
+  compiled kernel, no record (nothing to compare).
 
-Timing: CPU time (``time.process_time``) with one torch thread, else wall time; ours and the
-peer in interleaved rounds (:data:`ROUNDS`, each call preceded by one untimed call), the best
-round reported, medians in ``ours_median_s`` / ``peer_median_s``.
+Timing: :func:`deepsphere_gen.bench.peers.paired` (ours and the peer in interleaved rounds, at
+most ``--repeats``, CPU time on CPU), the best round reported, medians in ``ours_median_s`` /
+``peer_median_s``.
 """
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
-import numpy as np
 import torch
 
+from deepsphere_gen.bench.peers import max_rel_diff, paired
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.nn import _cheb_native
 from deepsphere_gen.nn._cheb_sparse import _recur
@@ -35,27 +40,37 @@ NAME = "cheb_step"
 
 PEER = "torch CSR product (the layer's DEEPSPHERE_GEN_NATIVE=0 path)"
 
-#: interleaved rounds of (ours, peer)
-ROUNDS = 7
-
-COLUMNS = (1, 2, 4, 8, 12, 16, 20, 24, 32, 64, 128)
+COLUMNS = (1, 2, 4, 5, 6, 8, 12, 16, 20, 24, 32, 64, 128)
 
 
 def cases(quick: bool) -> list[dict]:
-    return [{"nside": 64 if quick else 256, "k": 20, "columns": n, "dtype": "float32"} for n in COLUMNS]
+    nside = 64 if quick else 256
+    return [{"nside": nside, "k": 20, "columns": n, "dtype": dtype, "dispatch": dispatch}
+            for dtype, size in (("float32", 4), ("float64", 8)) for dispatch in ("on", "off") for n in COLUMNS
+            if dispatch == "on" or 1 < n and n * size <= _cheb_native.TORCH_MAX_ROW_BYTES]
+
+
+@lru_cache(maxsize=1)  # cases come grouped by (nside, k, dtype)
+def _laplacian(nside: int, k: int, dtype: str) -> torch.Tensor:
+    graph = build_graph(HealpixSampling(nside), k=k)
+    return ChebConv(1, 1, K=2, laplacian=graph, dtype=getattr(torch, dtype)).laplacian
+
+
+def _first_seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def run(case: dict, device, harness) -> list[dict]:
     if torch.device(device).type != "cpu" or not _cheb_native.available():
         return []
     dtype = getattr(torch, case["dtype"])
-    graph = build_graph(HealpixSampling(case["nside"]), k=case["k"])
-    lap = ChebConv(1, 1, K=2, laplacian=graph, dtype=dtype).laplacian
+    lap = _laplacian(case["nside"], case["k"], case["dtype"])
+    npix = lap.shape[0]
     g = torch.Generator().manual_seed(case["columns"])
-    x, x_prev = (torch.randn(graph.npix, case["columns"], generator=g, dtype=dtype) for _ in range(2))
+    x, x_prev = (torch.randn(npix, case["columns"], generator=g, dtype=dtype) for _ in range(2))
     out_ours, out_peer = torch.empty_like(x), torch.empty_like(x)
-
-    kernel = "native" if _cheb_native.step(out_ours, lap, x, 2.0, None, 1.0, x_prev, 1.0) else "torch"
 
     def ours():
         _recur(out_ours, lap, x, 2.0, None, x_prev)
@@ -64,20 +79,18 @@ def run(case: dict, device, harness) -> list[dict]:
         out_peer.addmm_(lap, x, beta=0, alpha=2.0)
         out_peer.sub_(x_prev)
 
-    one_thread = torch.get_num_threads() == 1
-    clock = time.process_time if one_thread else time.perf_counter
-    times = {"ours": [], "peer": []}
-    for _ in range(ROUNDS):
-        for name, fn in (("ours", ours), ("peer", peer)):
-            fn()
-            t0 = clock()
-            fn()
-            times[name].append(clock() - t0)
-    diff = float((out_ours - out_peer).abs().max() / out_peer.abs().max())
-    best = {k: float(np.min(v)) for k, v in times.items()}
+    rule = _cheb_native.TORCH_MAX_ROW_BYTES
+    try:
+        if case["dispatch"] == "off":
+            _cheb_native.TORCH_MAX_ROW_BYTES = 0
+        kernel = "native" if _cheb_native.step(out_ours, lap, x, 2.0, None, 1.0, x_prev, 1.0) else "torch"
+        t = paired(harness, {"ours": (ours, _first_seconds(ours)), "peer": (peer, _first_seconds(peer))})
+    finally:
+        _cheb_native.TORCH_MAX_ROW_BYTES = rule
     return [harness.record(
-        "cheb_step", case, best["ours"], peer=PEER, peer_s=best["peer"], max_rel_diff=diff,
-        ours_median_s=float(np.median(times["ours"])), peer_median_s=float(np.median(times["peer"])),
-        kernel=kernel, npix=graph.npix, nnz=int(lap.values().numel()), threads=torch.get_num_threads(),
-        clock="process_time" if one_thread else "wall", timing=f"best of {ROUNDS} interleaved rounds (medians in *_median_s)",
+        "cheb_step", case, t["ours"][0], peer=PEER, peer_s=t["peer"][0], max_rel_diff=max_rel_diff(out_ours, out_peer),
+        ours_median_s=t["ours"][1], peer_median_s=t["peer"][1], kernel=kernel, npix=npix,
+        nnz=int(lap.values().numel()), threads=torch.get_num_threads(),
+        clock="process_time" if harness.device.type == "cpu" else "wall",
+        timing="best of interleaved rounds (medians in *_median_s)",
     )]

@@ -26,35 +26,25 @@ allocated before it:
 | :mod:`.harness` | :class:`Harness` (timing, peak memory, records) and :class:`Timing` |
 | :mod:`.memory` | the CPU peak-memory method, a /proc/self/status field (`status_mb`), the resident set now (`resident_mb`), a suite side run in a fresh interpreter (`fresh_process_result`) |
 | :mod:`.machine` | bandwidth and GEMM rates, roofline floors |
-| :mod:`.peers` | one torch thread, optional peers, relative differences |
+| :mod:`.peers` | one torch thread, optional peers, interleaved timing (`paired`), relative differences |
 | :mod:`.runner` | suite discovery and the run over every case |
 | :mod:`.records` | record and JSON layout, metadata, the table, the JSON file |
+| :mod:`.timing` | what each suite's times are (torch-free: the command's ``--help`` reads it) |
 | :mod:`.suites` | one module per suite, each with ``NAME``, ``cases(quick)``, ``run(case, device, harness)`` |
 | :mod:`.e3nn_basis` | e3nn's real harmonics in our basis (for the tensor-product peer) |
 
 Recorded runs live in ``benchmarks/results/``.
 """
-from .harness import Harness, Timing
-from .machine import measure_machine, roofline_floor
-from .memory import cpu_memory_method
-from .peers import max_rel_diff, one_torch_thread, optional_peer
-from .records import RECORD_FIELDS, SCHEMA, format_table, run_metadata, write_json
-from .runner import discover_suites, run_suites
+from .._lazy import lazy_exports
 
-__all__ = [
-    "one_torch_thread",
-    "SCHEMA",
-    "RECORD_FIELDS",
-    "Timing",
-    "Harness",
-    "max_rel_diff",
-    "optional_peer",
-    "roofline_floor",
-    "measure_machine",
-    "discover_suites",
-    "run_suites",
-    "run_metadata",
-    "cpu_memory_method",
-    "format_table",
-    "write_json",
-]
+#: the public names loaded at first use (:func:`deepsphere_gen._lazy.lazy_exports`): they import torch,
+#: which the ``bench`` command's ``--help``, reading :mod:`.timing`, does without
+_PUBLIC = {
+    "harness": ("Harness", "Timing"),
+    "machine": ("measure_machine", "roofline_floor"),
+    "memory": ("cpu_memory_method",),
+    "peers": ("one_torch_thread", "max_rel_diff", "optional_peer", "paired"),
+    "records": ("SCHEMA", "RECORD_FIELDS", "run_metadata", "format_table", "write_json"),
+    "runner": ("discover_suites", "run_suites"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _PUBLIC)

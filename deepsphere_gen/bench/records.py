@@ -12,6 +12,7 @@ import torch
 
 from .._io import atomic_write_json, plain_json
 from .._platform import cpu_description
+from .timing import TIMING
 
 #: identifier of the JSON document layout written by :func:`write_json`.
 SCHEMA = "deepsphere_gen.bench/1"
@@ -83,13 +84,6 @@ def jsonable(obj):
     """Plain JSON types for benchmark records (:func:`~deepsphere_gen._io.plain_json`): NaN/inf -> None, an
     object of another type a ValueError."""
     return plain_json(obj, unknown=None)
-
-
-#: how a run's figures were timed (``meta.timing``): the harness's median, except where a suite times its own way
-#: (it says so in each record's ``extras.timing`` or in its docstring: benchmarks/README.md lists them)
-TIMING = ("median of the timed calls after the warm-up calls, except where a record's extras.timing or its suite "
-          "says otherwise (sht: the best of interleaved rounds, medians in extras *_median_s; graph_cached_build: "
-          "the fastest of 2 calls; memory_scale: one call)")
 
 
 def run_metadata(harness, argv=None) -> dict:

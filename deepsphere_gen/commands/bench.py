@@ -1,10 +1,11 @@
 """``deepsphere-gen bench``: run the benchmark suites of ``deepsphere_gen/bench/suites`` and write JSON records.
 
 Each record: suite, name, params, ours_s (seconds: the median of the timed calls, except in the suites
-that time their own way, :data:`REPORTED`; sht: the best of interleaved rounds), peer, peer_s, speedup
+that time their own way, :data:`deepsphere_gen.bench.timing.REPORTED`), peer, peer_s, speedup
 (peer_s / ours_s, printed with two decimals), max_rel_diff, peak_mem_mb, device, extras.  How suites are written and
 how time and memory are measured: ``benchmarks/README.md`` and ``deepsphere_gen.bench``.
-Imports torch and the harness only when the command runs (``--help`` stays fast).
+Imports torch and the harness only when the command runs (``--help`` stays fast; :mod:`deepsphere_gen.bench`
+loads its torch modules at first use).
 """
 from __future__ import annotations
 
@@ -13,11 +14,7 @@ import sys
 from ._argv import path_arg
 from ._preflight import check_output_file
 from ._exits import fail
-
-#: what ``ours_s`` / ``peer_s`` report, per suite: the ``--repeats`` help; the JSON's ``meta.timing``
-#: (``deepsphere_gen.bench.records.TIMING``, which imports torch) says the same (a test compares them)
-REPORTED = ("median reported, except sht: the best of interleaved rounds; graph_cached_build: the fastest of 2 calls; "
-            "memory_scale: one call")
+from ..bench.timing import REPEATS_HELP
 
 HELP = "Run the benchmark suites (deepsphere_gen/bench/suites), print a table and write JSON records."
 
@@ -28,7 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--only", nargs="+", action="extend", metavar="NAME", help="run only these suites")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default cpu)")
     parser.add_argument("--repeats", type=int, default=None, metavar="N",
-                        help=f"timed calls per measurement (default 7, quick 3), {REPORTED}")
+                        help=f"timed calls per measurement (default 7, quick 3), {REPEATS_HELP}")
     parser.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed calls first (default 1)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: torch's own choice)")

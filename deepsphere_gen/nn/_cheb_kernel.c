@@ -1,6 +1,7 @@
 /* CPU kernels of the Chebyshev filter (deepsphere_gen/nn/_cheb_sparse.py), rows [r0, r1) each,
- * compiled at first use by deepsphere_gen/nn/_cheb_native.py (C + GNU vector extensions, no
- * intrinsics: the compiler vectorises for the host, -march=native).
+ * compiled at first use by deepsphere_gen/nn/_cheb_native.py (C + GNU vector extensions: the
+ * compiler vectorises for the host, -march=native; intrinsics only for the streaming stores and
+ * the masked loads / stores of the column tails, AVX-512 or AVX, ldm_ / stm_ below).
  *
  * cheb_step:     Y[i, :] = alpha * sum_j val[j] X[col[j], :] + a * A[i, :] - z * Z[i, :]
  *                for a CSR matrix and n dense columns (row strides ldx, ldy, lda, ldz; A or Z
@@ -40,9 +41,10 @@
  * slower than torch's products (HEALPix nside 64, batch 8, 16 -> 32 channels, K = 5: 2.4 s vs
  * 0.20 s forward+backward; 32-byte vectors: 0.19 s).  Between builds that both have FMA, each
  * output element covered by whole vectors is summed in the same order at any width; the columns
- * past the last whole vector are summed by scalar loops in another order, so with channel
- * counts that are not multiples of the width, builds of different widths differ at float
- * rounding.  A build without FMA (SSE2, AVX without FMA) rounds each multiply and add apart:
+ * past the last whole vector are summed in another order (the step's: one masked vector of four
+ * partial sums, tilem_ below), so with column counts that are not multiples of the width, builds
+ * of different widths differ at float rounding (the forward's and dW's output columns past the
+ * last vector run scalar loops).  A build without FMA (SSE2, AVX without FMA) rounds each multiply and add apart:
  * other bits everywhere. */
 #if defined(__AVX512F__)
 #define VEC_BYTES 64

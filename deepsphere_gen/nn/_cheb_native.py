@@ -86,9 +86,11 @@ STREAM_MIN_BYTES = 16 << 20
 #: rows per slice of the one-column sliced layout (one AVX-512 vector of float32)
 SLICE = 16
 #: a step of 2 or more columns whose rows hold at most this many bytes (float32: 2-8 columns,
-#: float64: 2-4) is left to torch's CSR product (MKL), measured faster there (``cheb_step`` bench
-#: suite, HEALPix nside 256, k = 20, one thread on an AVX-512 Xeon, kernel / torch time: 2, 4, 8
-#: float32 columns 1.28, 1.49, 1.15; 12 columns 0.95, 16 and more 0.74-0.93; recorded: benchmarks/results/cheb_step_*)
+#: float64: 2-4) is left to torch's CSR product (MKL), measured faster there: the ``cheb_step``
+#: bench suite's ``dispatch="off"`` cases (benchmarks/results/cheb_step_cpu_1thread_xeon_avx512.json:
+#: HEALPix nside 256, k = 20, one thread on an AVX-512 Xeon, best of 7 interleaved rounds), the
+#: kernel's time / torch's: float32 2, 4, 5, 6, 8 columns 1.17, 1.44, 1.05, 1.04, 1.14 (the kernel
+#: from 12: 0.90); float64 2, 4 columns 1.03, 1.10 (the kernel from 5: 0.85)
 TORCH_MAX_ROW_BYTES = 32
 #: the sliced layout is built only if its padding is at most this fraction of the non-zeros
 SLICE_MAX_PADDING = 0.25

@@ -12,7 +12,7 @@ from torch import nn
 from .._validation import check_channels, check_dtype, check_finite, check_pixels, check_positive_int
 from . import _cheb_native
 from ._cheb_sparse import Scratch, cheb_filter, chebyshev_basis, to_torch_csr
-from .laplacian import Laplacian
+from .laplacian import Laplacian, warn_if_widened
 
 __all__ = ["ChebConv", "chebyshev_basis"]
 
@@ -49,7 +49,7 @@ class ChebConv(nn.Module):
         kernel, and the layer is tested in these two only).  Build in float64 for float64 work:
         ``.double()`` on a float32 layer cannot restore the Laplacian's digits (it warns; a
         float32 :class:`Laplacian` from a graph given with ``dtype=torch.float64`` is written
-        again from the graph, exact).
+        again from the graph while that graph is alive, exact: :meth:`Laplacian.to`).
     check_input : reject NaN / inf / UNSEEN input values (ValueError).  This value check costs
         one host synchronisation per call (on a GPU: a wait for the device); models pass False
         for convs fed by their own layers, having checked their input once.  Shape, channel
@@ -145,11 +145,7 @@ class ChebConv(nn.Module):
             hit = memo.get(id(t))
             if hit is None or hit[0] is not t:
                 hit = memo[id(t)] = (t, fn(t))
-                if hit[1].dtype.is_floating_point and torch.finfo(hit[1].dtype).eps < torch.finfo(t.dtype).eps:
-                    warnings.warn(f"ChebConv Laplacian cast from {t.dtype} to {hit[1].dtype}: its values keep "
-                                  f"{t.dtype}'s rounding (~{torch.finfo(t.dtype).eps:.0e} relative, e.g. 1e-7 off "
-                                  f"torch_geometric's ChebConv in float64 instead of 1e-15); build the layer or model "
-                                  f"with dtype={hit[1].dtype} for exact values", stacklevel=3)
+                warn_if_widened(t.dtype, hit[1].dtype)
             return hit[1]
 
         return super()._apply(once, *args, **kwargs)

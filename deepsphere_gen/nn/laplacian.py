@@ -1,7 +1,10 @@
 """The rescaled graph Laplacian a :class:`~deepsphere_gen.nn.ChebConv` filters with, and its checks."""
 from __future__ import annotations
 
+import os
+import sys
 import warnings
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,7 +48,9 @@ class Laplacian:
     def __init__(self, matrix: torch.Tensor, transpose: torch.Tensor | None, spectrum: tuple[float, float],
                  graph=None):
         self.matrix, self.transpose, self.spectrum = matrix, transpose, (float(spectrum[0]), float(spectrum[1]))
-        self._graph = graph  # from_graph's source: a wider dtype is written from it, not cast (see to)
+        # from_graph's source, weakly (the Laplacian does not keep a graph alive): a wider dtype is
+        # written from it while it lives, not cast (see to)
+        self._graph = None if graph is None else weakref.ref(graph)
         self._converted: dict = {}
 
     @property
@@ -95,27 +100,24 @@ class Laplacian:
         """This Laplacian in ``dtype`` on ``device`` (self if both match); conversions are memoised.
 
         To a wider dtype (float32 -> float64, as ``.double()`` asks): written again from the
-        graph where this Laplacian came from one (:meth:`from_graph`: values exact in the new
-        dtype, not float32 ones cast: 3e-15 instead of 1.4e-7 off torch_geometric's ChebConv);
-        a matrix given without its graph (or unpickled) is cast, with a warning naming the
-        remedy (build it in float64)."""
+        graph where this Laplacian came from one, directly or through conversions, and that
+        graph is still alive (:meth:`from_graph` holds it by a weak reference: values exact in
+        the new dtype, not float32 ones cast: 3e-15 instead of 1.4e-7 off torch_geometric's
+        ChebConv); otherwise (a matrix given without its graph, a graph since freed, an
+        unpickled Laplacian) cast, with a warning naming the remedy (build it in float64)."""
         dtype = dtype or self.dtype
         device = torch.device(device) if device is not None else self.device
         if dtype == self.dtype and _same_device(device, self.device):
             return self
         key = (dtype, str(device))
         if key not in self._converted:
-            wider = dtype.is_floating_point and torch.finfo(dtype).eps < torch.finfo(self.dtype).eps
-            if wider and self._graph is not None:
-                self._converted[key] = Laplacian.from_graph(self._graph, dtype=dtype, device=device)
+            graph = None if self._graph is None else self._graph()
+            if graph is not None and widens(self.dtype, dtype):
+                self._converted[key] = Laplacian.from_graph(graph, dtype=dtype, device=device)
                 return self._converted[key]
-            if wider:
-                warnings.warn(f"Laplacian cast from {self.dtype} to {dtype}: its values keep {self.dtype}'s rounding "
-                              f"(~{torch.finfo(self.dtype).eps:.0e} relative); build it in {dtype} (e.g. "
-                              f"ChebConv(..., dtype={dtype}) or Laplacian.from_matrix(L, dtype={dtype})) for exact values",
-                              stacklevel=2)
+            warn_if_widened(self.dtype, dtype)
             conv = (lambda t: None if t is None else t.to(dtype=dtype, device=device))
-            self._converted[key] = Laplacian(conv(self.matrix), conv(self.transpose), self.spectrum)
+            self._converted[key] = Laplacian(conv(self.matrix), conv(self.transpose), self.spectrum, graph)
         return self._converted[key]
 
     def __getstate__(self):
@@ -135,6 +137,33 @@ class Laplacian:
                           and a.values().numel() == b.values().numel()
                           and torch.equal(a.crow_indices(), b.crow_indices())
                           and torch.equal(a.col_indices(), b.col_indices()) and torch.equal(a.values(), b.values()))
+
+
+def widens(src: torch.dtype, dst: torch.dtype) -> bool:
+    """True when a cast from ``src`` to ``dst`` asks for more precision than ``src``'s values hold."""
+    return src.is_floating_point and dst.is_floating_point and torch.finfo(dst).eps < torch.finfo(src).eps
+
+
+#: folders whose frames a cast warning skips to reach the user's call: this package, torch.nn
+#: (``Module.to`` / ``.double()`` / ``_apply``)
+_INNER = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+          os.path.dirname(os.path.abspath(torch.nn.__file__)) + os.sep)
+
+
+def warn_if_widened(src: torch.dtype, dst: torch.dtype) -> None:
+    """Warn (UserWarning) when a Laplacian's values are cast from ``src`` to a wider ``dst``: they keep
+    ``src``'s rounding.  The warning points at the first caller outside this package and torch.nn (the
+    user's ``.double()``, ``Laplacian.to``, or layer or model built with another dtype), so each such
+    line of the user's code warns once under Python's default filter."""
+    if not widens(src, dst):
+        return
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INNER):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"Laplacian cast from {src} to {dst}: its values keep {src}'s rounding (~{torch.finfo(src).eps:.0e} "
+                  f"relative, e.g. 1e-7 off torch_geometric's ChebConv in float64 instead of 1e-15); build it in {dst} "
+                  f"(the layer or model with dtype={dst}, or Laplacian.from_graph / from_matrix(..., dtype={dst})) for "
+                  "exact values", stacklevel=level)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

@@ -107,16 +107,59 @@ def test_table_prints_the_speedup_to_two_decimals():
     assert "0.66" in row and "0.7" not in row
 
 
-def test_repeats_help_states_what_each_suite_reports():
-    # the --repeats help and docstring say what meta.timing says: the median, except the suites timed their own way
-    from deepsphere_gen.bench.records import TIMING
+def test_the_timing_table_covers_every_suite_and_writes_both_accounts():
+    # one table says what ours_s / peer_s are per suite: every installed suite and every development suite
+    # of benchmarks/suites is in it, and each exception to the median is in the --repeats help and in meta.timing
+    from pathlib import Path
+
+    from deepsphere_gen.bench import timing
     from deepsphere_gen.commands import bench as cmd
 
-    assert cmd.REPORTED.startswith("median reported, except ") and TIMING.startswith("median of the timed calls")
-    for part in cmd.REPORTED.removeprefix("median reported, except ").split("; "):
-        suite, what = part.split(": ")
-        assert f"{suite}: {what}" in TIMING, part
-    assert "sht: the best of interleaved rounds" in cmd.__doc__
+    dev = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+    suites = {*_bench.discover_suites(), *_bench.discover_suites(dev)}
+    assert set(timing.REPORTED) == suites
+    parser = __import__("argparse").ArgumentParser()
+    cmd.add_arguments(parser)
+    repeats_help = next(a.help for a in parser._actions if a.dest == "repeats")
+    meta = _bench.run_metadata(_bench.Harness("cpu"), argv=[])["timing"]
+    for suite, what in timing.REPORTED.items():
+        if what != timing.MEDIAN:
+            assert f"{suite}: {what}" in repeats_help and f"{suite}: {what}" in meta, suite
+    assert {"sht", "cheb_step", "graph_build"} <= {s for s, w in timing.REPORTED.items() if w != timing.MEDIAN}
+
+
+def test_the_bench_command_module_imports_no_torch():
+    # --help reads the timing table: deepsphere_gen.bench must load its torch modules at first use only
+    import subprocess
+    import sys
+
+    code = "import sys, deepsphere_gen.commands.bench; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_paired_interleaves_the_sides_round_after_round(monkeypatch):
+    # on a fake clock: ours then the peer, --repeats rounds of single calls (50 ms or more: no untimed call);
+    # calls under 1 ms in loops of ~1 ms after an untimed call, MICRO_ROUNDS rounds
+    from deepsphere_gen.bench import peers
+
+    log, now = [], [0.0]
+    monkeypatch.setattr(peers.time, "process_time", lambda: now[0])
+
+    def side(name, dt):
+        def fn():
+            log.append(name)
+            now[0] += dt
+        return fn
+
+    h = _bench.Harness("cpu", repeats=4)
+    t = peers.paired(h, {"ours": (side("ours", 0.125), 0.125), "peer": (side("peer", 0.25), 0.25)})
+    assert log == ["ours", "peer"] * 4 and t == {"ours": (0.125, 0.125), "peer": (0.25, 0.25)}
+    log.clear()
+    dt = 2.0 ** -12  # 0.24 ms: 5 calls reach 1 ms, loops of round(4.1) = 4 calls
+    t = peers.paired(h, {"ours": (side("ours", dt), dt), "peer": (side("peer", 2 * dt), 2 * dt)})
+    assert log[:10] == ["ours"] * 6 + ["peer"] * 4  # calibration: 1 + 5 calls; 1 + 3 (3 reach 1 ms: loops of 2)
+    assert log[10:] == (["ours"] * (1 + 4) + ["peer"] * (1 + 2)) * peers.MICRO_ROUNDS
+    assert t == {"ours": (dt, dt), "peer": (2 * dt, 2 * dt)}
 
 
 def test_record_schema_and_speedup():

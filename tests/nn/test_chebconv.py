@@ -480,11 +480,39 @@ def test_float64_from_a_float32_laplacian_is_written_from_the_graph():
         assert torch.equal(m.to_dense(), exact)
 
 
-def test_double_of_a_float32_layer_warns_naming_the_remedy():
-    """.double() of a float32 layer can only cast its Laplacian (rounded to float32): it says so."""
+def test_double_of_a_float32_layer_warns_naming_the_remedy_at_the_callers_line():
+    """.double() of a float32 layer can only cast its Laplacian (rounded to float32): it says so, pointing
+    at the user's line (not at torch.nn or this package, where Python's default filter would show it
+    once per process for every model), whether the layer is cast alone or inside a model."""
     g = build_graph(HealpixSampling(8), k=20, cache=False)
-    with pytest.warns(UserWarning, match="dtype=torch.float64"):
-        ChebConv(3, 4, K=3, laplacian=g).double()
+    for make in (lambda: ChebConv(3, 4, K=3, laplacian=g), lambda: torch.nn.Sequential(ChebConv(3, 4, K=3, laplacian=g))):
+        with pytest.warns(UserWarning, match="build it in torch.float64") as got:
+            make().double()
+        assert [w.filename for w in got] == [__file__]
     lap = Laplacian.from_matrix(rescale_laplacian(g.laplacian, g.lmax), dtype=torch.float32)
-    with pytest.warns(UserWarning, match="build it in torch.float64"):
+    with pytest.warns(UserWarning, match="build it in torch.float64") as got:
         lap.to(torch.float64)
+    assert [w.filename for w in got] == [__file__]
+
+
+def test_a_laplacian_holds_its_graph_weakly_and_passes_it_on_through_casts():
+    """The graph a Laplacian was written from stays alive only as long as the user keeps it; while
+    it lives, a float64 -> float32 -> float64 round trip is written again from it (exact, no warning)."""
+    import gc
+    import warnings
+    import weakref
+
+    g = build_graph(HealpixSampling(8), k=20, cache=False)
+    lap64 = Laplacian.from_graph(g, dtype=torch.float64)
+    lap32 = lap64.to(torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = lap32.to(torch.float64)
+    assert torch.equal(back.matrix.to_dense(), lap64.matrix.to_dense())
+    other32 = Laplacian.from_graph(g, dtype=torch.float32)
+    alive = weakref.ref(g)
+    del g
+    gc.collect()
+    assert alive() is None  # the Laplacians did not keep the graph
+    with pytest.warns(UserWarning, match="build it in torch.float64"):
+        other32.to(torch.float64)  # the graph is gone: a cast

@@ -49,14 +49,11 @@ import time
 import numpy as np
 import torch
 
-from ..peers import max_rel_diff, optional_peer
+from ..peers import max_rel_diff, optional_peer, paired
 from deepsphere_gen.harmonic import SHT, healpy_alm_to_real, real_to_healpy_alm
 from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling
 
 NAME = "sht"
-
-#: rounds of the interleaved timing where every side's call is under 1 ms (see :func:`_paired`)
-MICRO_ROUNDS = 30
 
 _GRIDS = {
     "gl": (GaussLegendreSampling, "GL", lambda L: (L, 2 * L - 1)),
@@ -78,54 +75,6 @@ def cases(quick: bool) -> list[dict]:
             if maps == 1 or nside <= 256:
                 out.append({"kind": "healpix", "nside": nside, "L": L, "dtype": dtype, "maps": maps})
     return out
-
-
-def _paired(harness, fns: dict) -> dict:
-    """(Best, median) time of one call of each ``fns[name] = (fn, first call's seconds)``,
-    timed in interleaved rounds (ours, then each peer, round after round), so that every side
-    sees the same machine load.  The best round is the figure reported: on a shared machine
-    it is the least disturbed one (medians moved by up to 2x between runs, see extras).  CPU
-    time on CPU (see the module docstring), wall time on CUDA.  Calls shorter than 1 ms are
-    timed in loops of ~1 ms (per-call time reported): single calls of tens of microseconds
-    measure the scheduler more than the code; calls under 50 ms get one untimed call before
-    each timed loop (warm caches for every side).  Rounds: ``harness.repeats`` at most, or
-    :data:`MICRO_ROUNDS` where every side's call is under 1 ms (MW L = 32 synthesis / ducc0, 6
-    repeats at load 3.6: best of 7 ~5 ms loops 1.30-1.37x, best of 35 ~1 ms loops 1.30-1.31x),
-    stopped after 3 once 4 s of timed calls are spent."""
-    clock = time.process_time if harness.device.type == "cpu" else time.perf_counter
-    loops = {name: (fn, *(_calls_per_ms(harness, fn, clock) if once < 0.05 else (1, once)))
-             for name, (fn, once) in fns.items()}
-    rounds = max(harness.repeats, MICRO_ROUNDS) if all(t < 0.001 for _, _, t in loops.values()) else harness.repeats
-    times = {name: [] for name in fns}
-    spent = 0.0
-    for r in range(rounds):
-        for name, (fn, inner, once) in loops.items():
-            if once < 0.05:  # one untimed call: the previous side (e.g. torch-harmonics' L^3 table) evicted the caches
-                fn()
-            t0 = clock()
-            for _ in range(inner):
-                fn()
-            harness.sync()
-            dt = clock() - t0
-            spent += dt
-            times[name].append(dt / inner)
-        if r >= 2 and spent > 4.0:
-            break
-    return {name: (float(np.min(t)), float(np.median(t))) for name, t in times.items()}
-
-
-def _calls_per_ms(harness, fn, clock) -> tuple[int, float]:
-    """(Calls in a ~1 ms loop (1 to 1000), seconds of one call) of ``fn``, from warm calls (a
-    first call, which builds engines and tables, says little about the next ones)."""
-    fn()
-    harness.sync()
-    n, t0 = 0, clock()
-    while True:
-        fn()
-        harness.sync()
-        n, dt = n + 1, clock() - t0
-        if dt >= 0.001 or n >= 1000:
-            return min(1000, max(1, round(n * 0.001 / max(dt, 1e-9)))), dt / n
 
 
 def _first(harness, fn):
@@ -281,7 +230,7 @@ def run(case: dict, device, harness) -> list[dict]:
     ducc0, reason = optional_peer("ducc0")
     if ducc0 is None:
         with torch.no_grad():
-            return [harness.record(f"sht {kind} {d}", case, _paired(harness, {"ours": ours[d]})["ours"][0], peak_mem_mb=m,
+            return [harness.record(f"sht {kind} {d}", case, paired(harness, {"ours": ours[d]})["ours"][0], peak_mem_mb=m,
                                    peer_unavailable=reason, **common)
                     for d, m in (("synthesis", mem_syn), ("analysis", mem_ana))]
     common["peer_config"] = f"ducc0 {ducc0.__version__}, nthreads={torch.get_num_threads()}"
@@ -303,7 +252,7 @@ def run(case: dict, device, harness) -> list[dict]:
         if "th_" + direction in extra_peers:
             fns["torch_harmonics"] = (extra_peers["th_" + direction], _first(harness, extra_peers["th_" + direction])[1])
         with torch.no_grad():
-            t = _paired(harness, fns)
+            t = paired(harness, fns)
         med = {name: v[1] for name, v in t.items()}
         t = {name: v[0] for name, v in t.items()}
         extras = dict(common, peer_peak_mem_mb=peer_mem, ours_median_s=med["ours"], peer_median_s=med["ducc0"],
