@@ -169,7 +169,7 @@ def test_the_checks_catch_violations():
     """The parser resolves relative imports as the rules assume, and each rule fires on a
     made-up violation."""
     seen = {(m, t, n) for m, t, n, _ in IMPORTS}
-    assert ("deepsphere_gen.nn._bridge", "deepsphere_gen.harmonic", "SHT") in seen
+    assert ("deepsphere_gen.nn._bridge", "deepsphere_gen.harmonic", "SphericalSynthesis") in seen
     assert ("deepsphere_gen.graph._knn", "deepsphere_gen.graph._neighbours", "knn_distances") in seen
     assert ("deepsphere_gen.graph", "deepsphere_gen.graph._knn", "knn_graph") in seen  # the __init__'s from ._knn import
     up = [("deepsphere_gen.harmonic._sht", "deepsphere_gen.nn", "ChebConv", 1)]

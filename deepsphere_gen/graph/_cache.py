@@ -90,10 +90,10 @@ def _read_meta(path: Path, params: dict) -> dict | None:
     :data:`_CHECKSUM`, else None (absent, unreadable, damaged, edited, or without the checksum:
     written by a version before it)."""
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text())  # takes NaN / Infinity, which _digest refuses (ValueError)
+        if not isinstance(meta, dict) or meta.get("params") != params or meta.get(_CHECKSUM) != _digest(meta):
+            return None
     except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or meta.get("params") != params or meta.get(_CHECKSUM) != _digest(meta):
         return None
     return meta
 
@@ -317,8 +317,8 @@ _ENTRY_FILE = re.compile(r"(?P<stem>.*-[0-9a-f]{20})\.(?:json|npz|[^.]+\.npy)")
 def cache_entries(cache_dir=None) -> list[dict]:
     """The entries of the graph cache (:func:`cache_directory` of ``cache_dir``), sorted by path.
 
-    Each is a dict: ``path`` (its JSON; absent for the files of an entry whose JSON is missing:
-    being written, or left by an interrupted build), ``files`` (its paths: JSON, npz, derived
+    Each is a dict: ``path`` (its JSON's path; the JSON may not exist: an entry being written, or
+    left by an interrupted build), ``files`` (its paths: JSON, npz, derived
     .npy), ``bytes`` (their total size), ``version`` (the package version that wrote it; None if
     its JSON is missing or unreadable) and ``params`` (its parameters: :func:`graph_params`; None
     likewise).  Reads only the JSON files (no array data)."""

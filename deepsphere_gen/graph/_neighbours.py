@@ -68,6 +68,8 @@ def check_neighbours(sampling, k) -> int:
 
 def capped_k(sampling, k) -> int:
     """``k`` (:func:`check_k`), or one less than the distinct points of ``sampling`` where it has no more than ``k``
-    (:func:`~deepsphere_gen.graph._poles.n_points`): the graph is then complete.  The coarse levels of a network
-    (:class:`~deepsphere_gen.nn.LaplacianPyramid`), and a command's default k on a tiny input."""
-    return min(check_k(k), n_points(sampling) - 1)
+    (:func:`~deepsphere_gen.graph._poles.n_points`): the graph is then complete.  ``sampling`` may be that number
+    itself (an int, e.g. a HEALPix input's pixels, known before its sampling is built).  The coarse levels of a
+    network (:class:`~deepsphere_gen.nn.LaplacianPyramid`), and a command's default k on a tiny input."""
+    points = int(sampling) if isinstance(sampling, (int, np.integer)) else n_points(sampling)
+    return min(check_k(k), points - 1)

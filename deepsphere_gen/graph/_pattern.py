@@ -153,6 +153,14 @@ class KnnPattern:
         return W
 
 
+def pattern_buffer(npix: int, k: int) -> tuple[int, np.dtype]:
+    """``(capacity, index dtype)`` of :func:`healpix_knn_pattern`'s index buffer on ``npix`` pixels:
+    room for the ``npix * k`` neighbours, the diagonal and ~6 % reverse edges (a larger buffer is
+    taken if there are more); int32 below 2**31 - 1 entries, else int64."""
+    cap = npix * (k + 1) + max(1024, npix * k // 16)
+    return cap, np.dtype(np.int32 if cap < 2**31 - 1 else np.int64)
+
+
 def healpix_knn_pattern(sampling, k: int, sigma: float) -> KnnPattern:
     """Pattern of max(W_knn, W_knn^T) + I on a HEALPix sampling, built in place.
 
@@ -163,8 +171,7 @@ def healpix_knn_pattern(sampling, k: int, sigma: float) -> KnnPattern:
     and reverse edges.  Peak memory: the index array, 12 bytes per pixel and a block.
     """
     n = sampling.npix
-    cap = n * (k + 1) + max(1024, n * k // 16)  # room for the diagonal and ~6 % reverse edges
-    itype = np.int32 if cap < 2**31 - 1 else np.int64
+    cap, itype = pattern_buffer(n, k)
     buf = np.empty(cap, dtype=itype)
     idx = buf[: n * k].reshape(n, k)
     X = coordinates(sampling)

@@ -19,7 +19,7 @@ from ._neighbours import check_neighbours
 from ._laplacian import check_laplacian_kind, estimate_lmax, lanczos_lmax, laplacian_csr
 from ._optimized import OPTIMIZED_FIT, optimized_graph
 from ._healpix_knn import search_workers
-from ._pattern import KnnPattern, healpix_knn_pattern
+from ._pattern import KnnPattern, healpix_knn_pattern, pattern_buffer
 from ._poles import pole_rings
 from ._steps import step
 from ..sampling import HealpixSampling, check_sampling
@@ -301,10 +301,11 @@ def build_memory(npix: int, k: int, npix_full: int | None = None) -> int:
     what the process held before.
 
     The largest of the build's two phases, from the arrays each allocates (``b``: bytes per
-    index, 4 below 2**31 pattern entries, else 8; ``m = npix * (k + 1) * 1.01`` entries of the
+    index, 4 or 8, and ``cap`` ~ ``npix * (k + 1 + k / 16)`` entries of the pattern's index buffer,
+    both from :func:`~._pattern.pattern_buffer`; ``m = npix * (k + 1) * 1.01`` entries of the
     pattern, diagonal and ~1 % reverse edges included):
 
-    - neighbour search (:func:`healpix_knn_pattern`): the index buffer ``b * npix * (k + 1 + k / 16)``,
+    - neighbour search (:func:`healpix_knn_pattern`): the index buffer ``b * cap``,
       x, y, z and the k-th distances (40 bytes per pixel), each search thread's face grids
       (2 bytes per pixel and thread), a partial sky's map of the full sky (8 bytes per pixel of it);
     - lmax (:func:`_lmax`): the pattern ``b * (m + npix)``, its values ``(4 or 8) * m`` (float32
@@ -315,8 +316,8 @@ def build_memory(npix: int, k: int, npix_full: int | None = None) -> int:
     against the estimate, k = 20: nside 256: 264 vs 346 MiB, 512: 591 vs 697 MiB, 1024: 2272
     vs 2404 MiB (6 % over).  Grows as npix: ~9.0 GiB at nside 2048, ~52 GiB at 4096 (int64
     indices from there on)."""
-    nnz_cap = npix * (k + 1) + max(1024, npix * k // 16)
-    b = 4 if nnz_cap < 2**31 - 1 else 8
+    nnz_cap, itype = pattern_buffer(npix, k)
+    b = itype.itemsize
     m = int(npix * (k + 1) * 1.01)
     search = b * nnz_cap + 40 * npix + 2 * npix * search_workers() + (8 * npix_full if npix_full else 0)
     big = m - npix > _FLOAT32_LANCZOS_NNZ

@@ -22,17 +22,17 @@ import torch
 from torch import nn
 
 from .._validation import check_channels, check_finite, check_pixels, check_positive_int, check_tensor
-from ..harmonic import SHT, SphericalAnalysis
+from ..harmonic import SphericalAnalysis, SphericalSynthesis
 from ._signal import GeneralizedSignal
 
 __all__ = ["MapToSignal", "SignalToMap"]
 
 
 def _transform(cls, sampling, L: int, dtype, **kwargs):
-    """The adapter's transform (``cls``: SphericalAnalysis or SHT); it skips the value check (the adapter's input
-    is checked once, or trusted)."""
-    L = check_positive_int(L, "bandlimit L")
-    return cls(sampling, L, dtype=dtype or torch.get_default_dtype(), check_input=False, **kwargs)
+    """The adapter's transform (``cls``: SphericalAnalysis or SphericalSynthesis) in ``dtype`` (None: torch's
+    default); it skips the value check (the adapter's input is checked once, or trusted)."""
+    return cls(sampling, check_positive_int(L, "bandlimit L"), dtype=dtype or torch.get_default_dtype(),
+               check_input=False, **kwargs)
 
 
 class MapToSignal(nn.Module):
@@ -103,7 +103,7 @@ class SignalToMap(nn.Module):
     def __init__(self, sampling, L: int, dtype: torch.dtype | None = None):
         super().__init__()
         self.sampling, self.L = sampling, int(L)
-        self.sht = _transform(SHT, sampling, L, dtype, iterations=0)
+        self.sht = _transform(SphericalSynthesis, sampling, L, dtype)
 
     def coefficients(self, x: GeneralizedSignal) -> torch.Tensor:
         """(batch, L*L, K * tau) coefficients, zero above the signal's bandlimit."""
@@ -119,7 +119,7 @@ class SignalToMap(nn.Module):
         return a
 
     def forward(self, x: GeneralizedSignal) -> torch.Tensor:
-        return self.sht.inverse(self.coefficients(x))  # checks dtype / device against the tables, not values
+        return self.sht(self.coefficients(x))  # checks dtype / device against the tables, not values
 
     def extra_repr(self) -> str:
         return f"{type(self.sampling).__name__}(npix={self.sampling.npix}), L={self.L}"

@@ -56,12 +56,15 @@ class LaplacianPyramid:
         return self._memo[key]
 
     def describe_k(self) -> str:
-        """The neighbours the built levels use: "k=20", or where a coarse level has too few points "k=20 (11 at 12
-        pixels: capped at pixels - 1)"."""
-        capped = sorted({(n, k) for n, k in self._used.values() if k < self.k}, reverse=True)
+        """The neighbours the built levels use: "k=20", or where a coarse level has too few distinct points (k of
+        them or fewer: the cap of :func:`~deepsphere_gen.graph.capped_k`) "k=20 (11 at 12 points: capped at
+        points - 1)", naming the pixels where a pole ring makes them more than the points ("12 at 13 points of 16
+        pixels" on DH(2))."""
+        capped = sorted({(k + 1, n) for n, k in self._used.values() if k < self.k}, reverse=True)  # capped: k + 1 points
         if not capped:
             return f"k={self.k}"
-        return f"k={self.k} ({', '.join(f'{k} at {n} pixels' for n, k in capped)}: capped at pixels - 1)"
+        levels = ", ".join(f"{p - 1} at {p} points" + (f" of {n} pixels" if n != p else "") for p, n in capped)
+        return f"k={self.k} ({levels}: capped at points - 1)"
 
     def __len__(self) -> int:
         """Number of resolutions built so far."""

@@ -30,6 +30,22 @@ def test_estimate_scales_with_the_pixels():
     assert build_memory(12 * 4096**2, 20) > 50 * 2**30  # int64 indices from nside 4096 (k = 20)
 
 
+def test_estimate_takes_the_pattern_buffer_rule():
+    """build_memory sizes the index buffer with healpix_knn_pattern's own rule (pattern_buffer; it
+    kept a copy): at the first pixel count whose buffer takes int64 indices the estimate jumps by
+    4 bytes per pattern entry; a built pattern's indices have the rule's dtype."""
+    from deepsphere_gen.graph._pattern import healpix_knn_pattern, pattern_buffer
+
+    k = 20
+    n = int((2**31 - 1) // (k + 1 + k / 16))
+    while pattern_buffer(n, k)[1] == np.int32:
+        n += 1
+    assert pattern_buffer(n - 1, k)[1] == np.int32 and pattern_buffer(n, k)[1] == np.int64
+    assert build_memory(n, k) - build_memory(n - 1, k) >= 4 * n * (k + 1)  # 4 more bytes per pattern entry
+    s = HealpixSampling(8)
+    assert healpix_knn_pattern(s, 8, 1.0).indices.dtype == pattern_buffer(s.npix, 8)[1]
+
+
 def test_build_that_cannot_fit_is_refused_with_one_line(tmp_path, monkeypatch):
     s = HealpixSampling(16)
     need = build_memory(s.npix, 8)

@@ -812,10 +812,11 @@ def test_aligned_npz_without_our_padding_and_w_entries_are_not_realigned(tmp_pat
             assert isinstance(g.pattern.indptr, np.memmap) and isinstance(g.pattern.indices, np.memmap)
 
 
-@pytest.mark.parametrize("edit", ["lmax", "no checksum", "checksum"])
+@pytest.mark.parametrize("edit", ["lmax", "nan lmax", "no checksum", "checksum"])
 def test_edited_json_is_rebuilt(tmp_path, edit):
     """The JSON is bound to itself (SHA-256 of its fields): an edited lmax (which the rescaling
-    would trust), or an entry without the checksum (written before it), is rebuilt."""
+    would trust; NaN, which json reads but the checksum's JSON refuses, crashed build_graph), or an
+    entry without the checksum (written before it), is rebuilt."""
     s = HealpixSampling(8)
     ref = build_graph(s, k=8, cache=False)
     build_graph(s, k=8, cache_dir=tmp_path)
@@ -824,6 +825,8 @@ def test_edited_json_is_rebuilt(tmp_path, edit):
     meta = dict(good)
     if edit == "lmax":
         meta["lmax"] = 1.0
+    elif edit == "nan lmax":
+        meta["lmax"] = float("nan")
     elif edit == "no checksum":
         del meta["meta_sha256"]
     else:

@@ -103,3 +103,17 @@ def test_pole_grids_get_their_own_cache_entries(tmp_path):
     g = build_graph(s, k=8, cache_dir=tmp_path)
     again = build_graph(s, k=8, cache_dir=tmp_path)
     assert again.from_cache and (again.weights != g.weights).nnz == 0 and again.lmax == g.lmax
+
+
+def test_capped_k_counts_distinct_points_or_takes_their_number():
+    """capped_k caps at the distinct points - 1 (DH(2): 16 pixels, its 4-pixel pole ring one point: 13 points), or at
+    a given number of points - 1 (massmaps' build_model passes its HEALPix input's pixels: no sampling built)."""
+    from deepsphere_gen.graph import capped_k, n_points
+    from deepsphere_gen.sampling import HealpixSampling
+
+    assert capped_k(DriscollHealySampling(2), 20) == 12 == capped_k(13, 20) == capped_k(np.int64(13), 20)
+    s = HealpixSampling(1)
+    assert capped_k(s, 20) == capped_k(s.npix, 20) == capped_k(n_points(s), 20) == 11
+    assert capped_k(768, 20) == 20
+    with pytest.raises(ValueError, match="k"):
+        capped_k(768, 0)

@@ -292,9 +292,9 @@ def test_cached_and_fresh_builds_make_no_coordinates(tmp_path, monkeypatch):
 
 
 def test_describe_gives_the_k_the_graphs_use():
-    """A network whose coarse level is capped at pixels - 1 says so beside the k asked for."""
+    """A network whose coarse level is capped at its distinct points - 1 says so beside the k asked for."""
     two = DeepSphereClassifier(2, 1, channels=(4, 4), pool_levels=(1, 0), cache=False)
-    assert "k=20 (11 at 12 pixels: capped at pixels - 1)" in two.describe()
+    assert "k=20 (11 at 12 points: capped at points - 1)" in two.describe()
     assert ", k=20, " in DeepSphereClassifier(8, 1, channels=(4, 4), cache=False).describe()
     assert ", k=11, " in SphericalUNet(1, 1, 1, channels=(4,), k=11, cache=False).describe()
 

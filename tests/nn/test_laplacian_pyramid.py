@@ -33,7 +33,9 @@ def test_a_pole_grid_level_is_capped_at_its_distinct_points(tmp_path):
     """LaplacianPyramid(k=20) on DH(2) (16 pixels, its 4-pixel pole ring one point: 13 points) asked build_graph for
     k=15 and failed; the cap counts the distinct points, as the kNN graph does."""
     s = DriscollHealySampling(2)
-    lap = LaplacianPyramid(k=20, dtype=torch.float64, cache_dir=tmp_path)(s)
+    pyr = LaplacianPyramid(k=20, dtype=torch.float64, cache_dir=tmp_path)
+    lap = pyr(s)
+    assert pyr.describe_k() == "k=20 (12 at 13 points of 16 pixels: capped at points - 1)"  # was "at 16 pixels: ...pixels"
     ref = build_graph(s, k=12, cache_dir=tmp_path)
     np.testing.assert_allclose(_dense(lap.matrix), sp.csr_matrix(ref.rescaled_laplacian()).toarray(), atol=1e-12)
     W = ref.weights.toarray()

@@ -46,12 +46,15 @@ def _reference_indices(sky: SkySetting, nside: int) -> np.ndarray | None:
     return np.arange(p * n, (p + 1) * n)
 
 
+def _pixels(nside: int, indices: np.ndarray | None) -> int:
+    return 12 * nside**2 if indices is None else len(indices)
+
+
 def input_pixels(sky: SkySetting, config: ExperimentConfig) -> int:
     """Pixels of one input of the graph networks on ``sky`` (those :func:`build_model` builds on): 12 nside^2 on the
     full sky, nside^2 / 4^level on a nested patch, the footprint's pixels."""
     nside = sky.nside or config.nside
-    indices = _reference_indices(sky, nside)
-    return 12 * nside**2 if indices is None else len(indices)
+    return _pixels(nside, _reference_indices(sky, nside))
 
 
 def _pooling_walk(method: str, sky: SkySetting, config: ExperimentConfig) -> tuple[list[int], list[tuple[int, int, int]]]:
@@ -60,7 +63,7 @@ def _pooling_walk(method: str, sky: SkySetting, config: ExperimentConfig) -> tup
     per block on a footprint (cheap elsewhere: no sampling is built)."""
     nside = sky.nside or config.nside
     indices = _reference_indices(sky, nside)
-    n = input_pixels(sky, config)
+    n = _pixels(nside, indices)
     if sky.footprint is not None:  # pixels counted as n / 4 per pooling, as on the other skies
         plan, steps = partial_sky_pool_plan(HealpixSampling(nside, indices=indices), len(config.channels),
                                             lambda block, coarse: n // 4**block >= 16)
@@ -110,7 +113,8 @@ def build_model(method: str, sky: SkySetting, config: ExperimentConfig, scale: f
         indices = _reference_indices(sky, nside)
         pools = pool_levels(method, sky, config)
         head = "gap" if method == "fcn" else "fc"
-        k = capped_k(HealpixSampling(nside, indices=indices), config.k)  # default k, tiny input: complete graph (noted)
+        # the default k on a tiny input: a complete graph (noted); HEALPix pixels are distinct points
+        k = capped_k(_pixels(nside, indices), config.k)
         model = DeepSphereClassifier(nside, 1, channels=config.channels, n_classes=2, K=config.K, k=k,
                                      pool_levels=pools, head=head, indices=indices)
     elif method == "harmonic":
