@@ -16,6 +16,7 @@ REPORTED = {
     "filtering": MEDIAN,  # of interleaved rounds
     "tensor_product": MEDIAN,
     "sht": _ROUNDS,
+    "sht_survey": _ROUNDS,  # the sht suite's run at survey sizes
     "cheb_step": _ROUNDS,
     "graph_build": "one call in a fresh process",
     "graph_cached_build": "the fastest of 2 calls, each in a fresh process",

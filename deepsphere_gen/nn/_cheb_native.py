@@ -5,7 +5,7 @@ for the 128 columns of a batch-8, 16-channel layer and ~1.4x slower than needed 
 column, and a recursion step ``2 L x - x_prev`` costs it a second pass over the output.
 :file:`_cheb_kernel.c` accumulates each output row in registers while the matrix row streams
 once and fuses the axpy terms into the store: 1.6x faster on 128 columns (HEALPix nside 64,
-k = 20) and 1.4x on one column (nside 512), one thread.
+k = 20) and 1.4x on one column (nside 512), one Zen 4 thread (this Xeon: the `cheb_step` record).
 
 Memory traffic of large operands (HEALPix nside >= 64 with 128 columns), measured on one
 Zen 4 core at nside 64: with neighbours in NESTED order, a row of the dense input is read
