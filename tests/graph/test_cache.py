@@ -218,14 +218,19 @@ def test_cached_build_equals_uncached_and_runs_no_lanczos(tmp_path, request, cou
     assert_same_graph(g, ref)
 
 
-@pytest.mark.parametrize("damage", ["no lmax", "lmax nan", "lmax negative", "lmax text", "no arrays"])
-def test_entry_without_lmax_or_values_is_completed(tmp_path, counts, large, damage):
+def _cached_entry(cache_dir):
+    """An nside-8, k = 8 graph built into ``cache_dir``: (sampling, uncached reference, its JSON path, its JSON)."""
     s = HealpixSampling(8)
     ref = build_graph(s, k=8, cache=False)
-    build_graph(s, k=8, cache_dir=tmp_path)
-    path = entry_json(tmp_path)
-    meta = json.loads(path.read_text())
-    good = dict(meta)
+    build_graph(s, k=8, cache_dir=cache_dir)
+    path = entry_json(cache_dir)
+    return s, ref, path, json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("damage", ["no lmax", "lmax nan", "lmax negative", "lmax text", "no arrays"])
+def test_entry_without_lmax_or_values_is_completed(tmp_path, counts, large, damage):
+    s, ref, path, good = _cached_entry(tmp_path)
+    meta = dict(good)
     if damage == "no arrays":
         del meta["arrays"]
     elif damage == "no lmax":
@@ -817,11 +822,7 @@ def test_edited_json_is_rebuilt(tmp_path, edit):
     """The JSON is bound to itself (SHA-256 of its fields): an edited lmax (which the rescaling
     would trust; NaN, which json reads but the checksum's JSON refuses, crashed build_graph), or an
     entry without the checksum (written before it), is rebuilt."""
-    s = HealpixSampling(8)
-    ref = build_graph(s, k=8, cache=False)
-    build_graph(s, k=8, cache_dir=tmp_path)
-    path = entry_json(tmp_path)
-    good = json.loads(path.read_text())
+    s, ref, path, good = _cached_entry(tmp_path)
     meta = dict(good)
     if edit == "lmax":
         meta["lmax"] = 1.0
