@@ -19,17 +19,17 @@ Cases
   compiled kernel, no record (nothing to compare).
 
 Timing: :func:`deepsphere_gen.bench.peers.paired` (ours and the peer in interleaved rounds, at
-most ``--repeats``, CPU time on CPU), the best round reported, medians in ``ours_median_s`` /
-``peer_median_s``.
+most ``--repeats``), the best round reported, medians in ``ours_median_s`` / ``peer_median_s``.
+The clock is ``time.process_time`` (CPU only): the CPU time of all threads, so per-core figures need
+``--threads 1`` (``threads`` in the record).
 """
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 
 import torch
 
-from deepsphere_gen.bench.peers import max_rel_diff, paired
+from deepsphere_gen.bench.peers import first_call, max_rel_diff, paired
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.nn import _cheb_native
 from deepsphere_gen.nn._cheb_sparse import _recur
@@ -56,12 +56,6 @@ def _laplacian(nside: int, k: int, dtype: str) -> torch.Tensor:
     return ChebConv(1, 1, K=2, laplacian=graph, dtype=getattr(torch, dtype)).laplacian
 
 
-def _first_seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def run(case: dict, device, harness) -> list[dict]:
     if torch.device(device).type != "cpu" or not _cheb_native.available():
         return []
@@ -84,13 +78,13 @@ def run(case: dict, device, harness) -> list[dict]:
         if case["dispatch"] == "off":
             _cheb_native.TORCH_MAX_ROW_BYTES = 0
         kernel = "native" if _cheb_native.step(out_ours, lap, x, 2.0, None, 1.0, x_prev, 1.0) else "torch"
-        t = paired(harness, {"ours": (ours, _first_seconds(ours)), "peer": (peer, _first_seconds(peer))})
+        t = paired(harness, {"ours": (ours, first_call(harness, ours)[1]), "peer": (peer, first_call(harness, peer)[1])})
     finally:
         _cheb_native.TORCH_MAX_ROW_BYTES = rule
     return [harness.record(
         "cheb_step", case, t["ours"][0], peer=PEER, peer_s=t["peer"][0], max_rel_diff=max_rel_diff(out_ours, out_peer),
         ours_median_s=t["ours"][1], peer_median_s=t["peer"][1], kernel=kernel, npix=npix,
         nnz=int(lap.values().numel()), threads=torch.get_num_threads(),
-        clock="process_time" if harness.device.type == "cpu" else "wall",
+        clock="process_time",
         timing="best of interleaved rounds (medians in *_median_s)",
     )]

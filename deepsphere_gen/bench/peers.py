@@ -57,12 +57,21 @@ def max_rel_diff(ours, peer) -> float:
     return worst
 
 
+def first_call(harness, fn) -> tuple:
+    """(output, wall seconds) of a first call of ``fn`` (engines and tables built, the device synchronised):
+    the once-seconds :func:`paired` takes."""
+    t0 = time.perf_counter()
+    out = fn()
+    harness.sync()
+    return out, time.perf_counter() - t0
+
+
 def paired(harness, fns: dict) -> dict:
     """(Best, median) time of one call of each ``fns[name] = (fn, first call's seconds)``,
     timed in interleaved rounds (ours, then each peer, round after round), so that every side
     sees the same machine load.  The best round is the figure reported: on a shared machine
     it is the least disturbed one (medians moved by up to 2x between runs).  CPU time
-    (``time.process_time``) on CPU, wall time on CUDA.  Calls shorter than 1 ms are
+    (``time.process_time``, all threads': per-core figures need one thread) on CPU, wall time on CUDA.  Calls shorter than 1 ms are
     timed in loops of ~1 ms (per-call time reported): single calls of tens of microseconds
     measure the scheduler more than the code; calls under 50 ms get one untimed call before
     each timed loop (warm caches for every side).  Rounds: ``harness.repeats`` at most, or

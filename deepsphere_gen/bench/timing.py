@@ -11,9 +11,12 @@ _ROUNDS = "the best of interleaved rounds (medians in *_median_s)"
 #: development suites of ``benchmarks/suites``; a test checks that none is missing)
 REPORTED = {
     "chebconv": MEDIAN,
-    "disco": MEDIAN,
+    # disco and filtering time their own loops, not bench.peers.paired's (best of at most --repeats rounds,
+    # stopped after 4 s): their records are medians of these budgets
+    "disco": "the median CPU time of calls after 1 warm-up call, timed until 10 s are spent (at least 2), ours then the peer",
     "efficient_layer": MEDIAN,
-    "filtering": MEDIAN,  # of interleaved rounds
+    "filtering": "the median CPU time of interleaved rounds after 1 warm-up call each, timed until 60 s are spent "
+                 "(at least 3 rounds)",
     "tensor_product": MEDIAN,
     "sht": _ROUNDS,
     "sht_survey": _ROUNDS,  # the sht suite's run at survey sizes

@@ -16,14 +16,13 @@ result (with the links every grid tested is connected from k = 2).  The 4-neighb
 """
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
+from .._warnings import caller_stacklevel, folder_of
 from ..sampling import EquiangularSampling, McEwenWiauxSampling
 
 __all__ = ["footprint_pieces", "ring_layout", "ring_links", "warn_if_disconnected"]
@@ -127,15 +126,6 @@ def ring_links(sampling, W: sp.csr_matrix, sigma: float) -> sp.csr_matrix:
     return out
 
 
-def _caller_level() -> int:
-    """The ``stacklevel`` of the first frame outside this package (the user's call of ``knn_graph`` or
-    ``build_graph``, whichever called the other)."""
-    here, frame, level = os.path.dirname(os.path.abspath(__file__)), sys._getframe(1), 1
-    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def warn_if_disconnected(sampling, W: sp.csr_matrix, k: int, cached: bool = False) -> int:
     """Number of connected components of the symmetric graph ``W`` on ``sampling``, after a RuntimeWarning
     when it has more than the sampling's footprint has pieces (:func:`footprint_pieces`; samplings with
@@ -181,5 +171,5 @@ def warn_if_disconnected(sampling, W: sp.csr_matrix, k: int, cached: bool = Fals
         f"{', '.join(named)}{more}: no edge leaves them (the rings are linked, but a k this small splits them).  Use "
         "kind='4neighbour' (the grid graph, connected), or a larger k (with its ring links the kNN graph of every "
         "DH, GL, MW and lat-lon grid tested is connected from k = 2)",
-        RuntimeWarning, stacklevel=_caller_level())
+        RuntimeWarning, stacklevel=caller_stacklevel((folder_of(__file__),)))
     return count

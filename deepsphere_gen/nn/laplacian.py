@@ -1,8 +1,6 @@
 """The rescaled graph Laplacian a :class:`~deepsphere_gen.nn.ChebConv` filters with, and its checks."""
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 import weakref
 
@@ -10,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._warnings import caller_stacklevel, folder_of
 from ..graph import lanczos_ritz
 from ._cheb_sparse import to_torch_csr
 
@@ -146,8 +145,7 @@ def widens(src: torch.dtype, dst: torch.dtype) -> bool:
 
 #: folders whose frames a cast warning skips to reach the user's call: this package, torch.nn
 #: (``Module.to`` / ``.double()`` / ``_apply``)
-_INNER = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
-          os.path.dirname(os.path.abspath(torch.nn.__file__)) + os.sep)
+_INNER = (folder_of(__file__, up=1), folder_of(torch.nn.__file__))
 
 
 def warn_if_widened(src: torch.dtype, dst: torch.dtype) -> None:
@@ -157,13 +155,10 @@ def warn_if_widened(src: torch.dtype, dst: torch.dtype) -> None:
     line of the user's code warns once under Python's default filter."""
     if not widens(src, dst):
         return
-    frame, level = sys._getframe(0), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INNER):
-        frame, level = frame.f_back, level + 1
     warnings.warn(f"Laplacian cast from {src} to {dst}: its values keep {src}'s rounding (~{torch.finfo(src).eps:.0e} "
                   f"relative, e.g. 1e-7 off torch_geometric's ChebConv in float64 instead of 1e-15); build it in {dst} "
                   f"(the layer or model with dtype={dst}, or Laplacian.from_graph / from_matrix(..., dtype={dst})) for "
-                  "exact values", stacklevel=level)
+                  "exact values", stacklevel=caller_stacklevel(_INNER))
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

@@ -44,12 +44,11 @@ are spent; the best round is reported
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import torch
 
-from ..peers import max_rel_diff, optional_peer, paired
+from ..peers import first_call, max_rel_diff, optional_peer, paired
 from deepsphere_gen.harmonic import SHT, healpy_alm_to_real, real_to_healpy_alm
 from deepsphere_gen.sampling import DriscollHealySampling, GaussLegendreSampling, HealpixSampling, McEwenWiauxSampling
 
@@ -62,27 +61,25 @@ _GRIDS = {
 }
 
 
+#: (dtype, maps) of a full run: one map in each precision, 8 maps in float64 (a quick run: the first)
+DTYPE_MAPS = (("float64", 1), ("float32", 1), ("float64", 8))
+
+
+def healpix_cases(sizes, max_nside_maps: int, dtype_maps=DTYPE_MAPS) -> list[dict]:
+    """HEALPix cases: each ``(nside, L)`` of ``sizes`` with each ``(dtype, maps)`` of ``dtype_maps``, those of
+    more than one map only up to nside ``max_nside_maps`` (this suite's and ``sht_survey``'s)."""
+    return [{"kind": "healpix", "nside": nside, "L": L, "dtype": dtype, "maps": maps}
+            for nside, L in sizes for dtype, maps in dtype_maps if maps == 1 or nside <= max_nside_maps]
+
+
 def cases(quick: bool) -> list[dict]:
     """See the module docstring."""
-    out = []
-    for kind in _GRIDS:
-        for L in (32, 128) if quick else (32, 128, 512, 2048):
-            for dtype, maps in (("float64", 1),) if quick else (("float64", 1), ("float32", 1), ("float64", 8)):
-                if maps == 1 or L <= 512:
-                    out.append({"kind": kind, "L": L, "dtype": dtype, "maps": maps})
-    for nside, L in ((16, 48), (64, 192)) if quick else ((16, 48), (64, 192), (256, 768), (1024, 2048)):
-        for dtype, maps in (("float64", 1),) if quick else (("float64", 1), ("float32", 1), ("float64", 8)):
-            if maps == 1 or nside <= 256:
-                out.append({"kind": "healpix", "nside": nside, "L": L, "dtype": dtype, "maps": maps})
-    return out
-
-
-def _first(harness, fn):
-    """(output, seconds) of a first call."""
-    t0 = time.perf_counter()
-    out = fn()
-    harness.sync()
-    return out, time.perf_counter() - t0
+    dtype_maps = DTYPE_MAPS[:1] if quick else DTYPE_MAPS
+    out = [{"kind": kind, "L": L, "dtype": dtype, "maps": maps}
+           for kind in _GRIDS for L in ((32, 128) if quick else (32, 128, 512, 2048))
+           for dtype, maps in dtype_maps if maps == 1 or L <= 512]
+    sizes = ((16, 48), (64, 192)) if quick else ((16, 48), (64, 192), (256, 768), (1024, 2048))
+    return out + healpix_cases(sizes, 256, dtype_maps)
 
 
 def _engine_bytes(sht: SHT, dtype, maps: torch.Tensor, coeffs: torch.Tensor) -> tuple[float, float]:
@@ -216,8 +213,8 @@ def run(case: dict, device, harness) -> list[dict]:
     maps = torch.randn(1, S.npix, nm, generator=g, dtype=dtype)
     cd, md = coeffs.to(device), maps.to(device)
     with torch.no_grad():
-        ours_syn, once_syn = _first(harness, lambda: sht.inverse(cd))
-        ours_ana, once_ana = _first(harness, lambda: sht(md))
+        ours_syn, once_syn = first_call(harness, lambda: sht.inverse(cd))
+        ours_ana, once_ana = first_call(harness, lambda: sht(md))
         mem_syn = harness.peak_memory_mb(lambda: sht.inverse(cd))
         mem_ana = harness.peak_memory_mb(lambda: sht(md))
     ours = {"synthesis": (lambda: sht.inverse(cd), once_syn), "analysis": (lambda: sht(md), once_ana)}
@@ -248,9 +245,9 @@ def run(case: dict, device, harness) -> list[dict]:
         out, once, peer_mem = harness.measure(peer)
         fns = {"ours": ours[direction], "ducc0": (peer, once)}
         if direction in extra_peers:
-            fns["healpy"] = (extra_peers[direction], _first(harness, extra_peers[direction])[1])
+            fns["healpy"] = (extra_peers[direction], first_call(harness, extra_peers[direction])[1])
         if "th_" + direction in extra_peers:
-            fns["torch_harmonics"] = (extra_peers["th_" + direction], _first(harness, extra_peers["th_" + direction])[1])
+            fns["torch_harmonics"] = (extra_peers["th_" + direction], first_call(harness, extra_peers["th_" + direction])[1])
         with torch.no_grad():
             t = paired(harness, fns)
         med = {name: v[1] for name, v in t.items()}

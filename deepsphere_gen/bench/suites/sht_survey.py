@@ -9,7 +9,7 @@ one); run it with ``OMP_NUM_THREADS=1 deepsphere-gen bench --only sht_survey --t
 """
 from __future__ import annotations
 
-from deepsphere_gen.bench.suites.sht import run
+from deepsphere_gen.bench.suites.sht import healpix_cases, run
 
 __all__ = ["NAME", "cases", "run"]
 
@@ -20,7 +20,4 @@ def cases(quick: bool) -> list[dict]:
     """See the module docstring (none when ``quick``)."""
     if quick:
         return []
-    return [{"kind": "healpix", "nside": nside, "L": 2 * nside, "dtype": dtype, "maps": maps}
-            for nside in (256, 512, 1024)
-            for dtype, maps in (("float64", 1), ("float32", 1), ("float64", 8))
-            if maps == 1 or nside <= 512]
+    return healpix_cases([(nside, 2 * nside) for nside in (256, 512, 1024)], 512)
