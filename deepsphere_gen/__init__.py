@@ -20,6 +20,7 @@ docs/architecture.md describes them, docs/conventions.md the data conventions):
 Shared utilities: :mod:`._validation` (input checks), :mod:`._io` (atomic writes), :mod:`._cache_dirs`,
 :mod:`._fingerprint`, :mod:`._memory`, :mod:`._seeds`, :mod:`._lazy` (public names loaded at first use),
 :mod:`._env` (on/off environment switches), :mod:`._platform` (the processor, recorded beside results),
-:mod:`._devices` (the check of a device a user names).
+:mod:`._devices` (the check of a device a user names),
+:mod:`._warnings` (warnings attributed to the user's line).
 """
 __version__ = "0.1.0"

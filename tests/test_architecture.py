@@ -4,7 +4,7 @@
    (``sampling`` < ``graph``, ``harmonic`` < ``nn``, ``datasets``, ``equivariance`` <
    ``models``, ``training`` < ``experiments``, ``bench`` < ``commands``, ``cli``); siblings
    of one layer do not import each other.  The root utilities (``_validation``, ``_io``,
-   ``_cache_dirs``, ``_fingerprint``, ``_memory``, ``_seeds``, ``_lazy``, ``_env``, ``_platform``, ``_devices``, the version in ``__init__``) are below everything.
+   ``_cache_dirs``, ``_fingerprint``, ``_memory``, ``_seeds``, ``_lazy``, ``_env``, ``_platform``, ``_devices``, ``_warnings``, the version in ``__init__``) are below everything.
 2. No module imports another sub-package's private module (``deepsphere_gen.nn._signal``
    from outside ``nn``) or a private name (``_helper``) defined in another file.
 3. No import cycles between modules, counting imports made inside functions too.
@@ -25,7 +25,7 @@ PKG = "deepsphere_gen"
 
 #: layer of each top-level name under deepsphere_gen (a sub-package or a root module).
 LAYER = {
-    "": 0, "_validation": 0, "_io": 0, "_cache_dirs": 0, "_fingerprint": 0, "_memory": 0, "_seeds": 0, "_lazy": 0, "_env": 0, "_platform": 0, "_devices": 0,
+    "": 0, "_validation": 0, "_io": 0, "_cache_dirs": 0, "_fingerprint": 0, "_memory": 0, "_seeds": 0, "_lazy": 0, "_env": 0, "_platform": 0, "_devices": 0, "_warnings": 0,
     "sampling": 1,
     "graph": 2, "harmonic": 2,
     "nn": 3, "datasets": 3, "equivariance": 3,
