@@ -71,7 +71,7 @@ def test_every_sky_feature_group_has_an_extractor():
 
 
 def test_the_default_k_on_a_tiny_input_gives_the_network_it_gave():
-    """The library refuses k >= the input's pixels (tester8); a 4-pixel 1/192 patch at nside 8 with the default
+    """The library refuses k >= the input's pixels; a 4-pixel 1/192 patch at nside 8 with the default
     k = 8 keeps its complete graph (k = 3, as the library's cap made it before) through build_model's own cap."""
     import numpy as np
 

@@ -72,7 +72,7 @@ def test_pseudo_cl_recovers_the_input_spectrum_on_the_footprint():
 def test_bin_theory_wants_the_maps_pixel_window():
     """Band powers of maps carrying the pixel window (each pixel the average of its 64 sub-pixels: a band-limited
     field made at 8 nside and ud_graded) are unbiased for ``bin_theory(cl * w_l^2)``, not ``bin_theory(cl)``: the
-    theory must carry every transfer function of the maps (tester6 measured 0.72 at l ~ 123 on a 40-degree cap at
+    theory must carry every transfer function of the maps (0.72 was measured at l ~ 123 on a 40-degree cap at
     nside 64 without it).  Here a 40-degree cap at nside 32, 48 maps; tolerances from their scatter."""
     from deepsphere_gen.datasets import pixel_window
 

@@ -37,7 +37,7 @@ def _plain_knn(monkeypatch, s, k):
 
 LATLON = EquiangularSampling(9, np.linspace(0, np.pi, 19), 36, None)  # 10-degree ERA5-like grid with both poles
 
-# tester5's cases (the plain kNN graph had 2, 4, 3, 3, 3 components); on the grids with pole rings a k that
+# cases once found split (the plain kNN graph had 2, 4, 3, 3, 3 components); on the grids with pole rings a k that
 # still splits the plain graph now that the pole copies share the pole's edges (DH(16), lat-lon: connected from k = 6)
 CASES = [(DriscollHealySampling(16), 5), (DriscollHealySampling(32), 8), (GaussLegendreSampling(64), 20),
          (McEwenWiauxSampling(64), 20), (LATLON, 5),
@@ -64,7 +64,7 @@ def test_equiangular_knn_graphs_are_connected_and_keep_their_knn_edges(s, k, tmp
 
 
 def test_a_chebconv_passes_across_the_pole_ring():
-    """tester5: on DH(16), k = 8 an input equal to 1 on ring 1 gave exactly 0.0 on the pole ring."""
+    """On DH(16), k = 8 an input equal to 1 on ring 1 gave exactly 0.0 on the pole ring."""
     s = DriscollHealySampling(16)
     conv = ChebConv(1, 1, K=6, laplacian=build_graph(s, k=8, cache=False), dtype=torch.float64)
     x = torch.zeros(1, s.npix, 1, dtype=torch.float64)

@@ -54,7 +54,7 @@ def test_the_graph_of_the_distinct_points_with_each_pole_split_over_its_copies(s
 
 
 def test_dh_lmax_is_the_pole_free_one_and_copies_give_equal_outputs():
-    """tester8: DH(32), k = 8 had lambda_max 65.0 (links among the 64 pole copies; 10.6 without the pole ring)."""
+    """DH(32), k = 8 had lambda_max 65.0 (links among the 64 pole copies; 10.6 without the pole ring)."""
     s = DriscollHealySampling(32)
     g = build_graph(s, k=8, cache=False)
     W = g.weights
@@ -72,7 +72,7 @@ def test_dh_lmax_is_the_pole_free_one_and_copies_give_equal_outputs():
 
 
 def test_dh_equivariance_is_that_of_a_grid_without_a_pole_ring():
-    """tester8: a ChebConv on DH(32) looked 7x more equivariant than on GL(32) (2.7e-2 vs 1.9e-1) only because the
+    """A ChebConv on DH(32) looked 7x more equivariant than on GL(32) (2.7e-2 vs 1.9e-1) only because the
     pole links squeezed its filters; now both are ~0.15-0.19 (seed 0, 4 random rotations)."""
     err = {}
     for s in (DriscollHealySampling(32), GaussLegendreSampling(32)):

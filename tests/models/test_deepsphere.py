@@ -307,7 +307,7 @@ def test_describe_gives_the_k_the_graphs_use():
                                cache=False),
 ], ids=["classifier", "classifier-nside1", "unet", "hybrid"])
 def test_k_of_the_input_pixels_or_more_is_refused(make):
-    """tester8: DeepSphereClassifier(8, 1, k=2000) on 768 pixels built a dense complete graph at the input (the
+    """DeepSphereClassifier(8, 1, k=2000) on 768 pixels built a dense complete graph at the input (the
     cap meant for coarse levels), while build_graph refuses the same k; now the same refusal."""
     npix = make(11).sampling.npix
     with pytest.raises(ValueError, match=f"k={npix} neighbours needs more than k pixels; the sampling has {npix}"):

@@ -468,7 +468,7 @@ def test_a_traced_chebconv_gives_the_eager_output(graph):
 
 
 def test_float64_from_a_float32_laplacian_is_written_from_the_graph():
-    """tester9 #4: a float32 Laplacian built from a graph and converted to float64 (ChebConv(...,
+    """A float32 Laplacian built from a graph and converted to float64 (ChebConv(...,
     laplacian=lap32, dtype=float64), Laplacian.to) is written again from the graph: the float64
     build's exact values, not float32 ones cast (which are ~1e-8 off)."""
     g = build_graph(HealpixSampling(8), k=20, cache=False)
