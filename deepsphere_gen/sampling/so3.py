@@ -92,9 +92,6 @@ class SO3Sampling:
         dg = 2 * np.pi / self.gamma_1d.size
         return np.repeat(self.beta_weights * da * dg, self.alpha_1d.size * self.gamma_1d.size)
 
-    def cache_key(self) -> str:
-        return f"{self.name}-L{self.L}"
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(L={self.L}, shape={self.shape}, npoints={self.npoints})"
 
