@@ -65,8 +65,8 @@ __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
 #: (faults are then a few % of the transform, and they would stay allocated).
 WORK_BYTES = (2**17, 2**25)
 
-#: NESTED -> RING rows of several channels gathered per block (:meth:`DuccEngine._ring_channels`): 2048 x C values
-RING_ROWS = 2048
+#: rows of several channels gathered per block (:meth:`DuccEngine._channel_major`): 2048 x C values
+BLOCK_ROWS = 2048
 
 class LinearOperator(torch.autograd.Function):
     """``y = forward(x)`` for a linear map whose adjoint is ``adjoint``: backward is ``adjoint(grad)``.
@@ -259,6 +259,8 @@ class DuccEngine:
             ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
             ri *= f_one
             return ri.view(cdt)
+        if C > 1:
+            return self._channel_major(r, to_alm, "alm", f).view(cdt).reshape(B * C, -1)
         w = self._work("alm", (B, C, to_alm.size), r.dtype)
         ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=w)
         ri *= f  # (B, C, 2 nalm), contiguous
@@ -283,7 +285,7 @@ class DuccEngine:
     # ducc0 reads strided arrays, so the maps of our (B, npix, C) layout are handed over as views
     # (the C maps of one batch entry: a (C, 1, npix) view with pixel stride C), without a
     # transpose copy; HEALPix NESTED maps take one row gather to / from RING order, which for
-    # several channels into ducc0 also makes them channel-major (:meth:`_ring_channels`).  Arrays go
+    # several channels into ducc0 also makes them channel-major (:meth:`_channel_major`).  Arrays go
     # in with their (ntrans, ncomp, n) shape even for one map: ducc0's synthesis of a 2D
     # (ncomp, nalm) input was 18 % slower at HEALPix nside 1024.
     def _coeffs_from(self, fn, maps: torch.Tensor, **kw) -> np.ndarray:
@@ -302,7 +304,7 @@ class DuccEngine:
             return fn(map=x.reshape(1, 1, n), alm=self._work("alm_out", (1, 1, self._nalm), cdt), nthreads=nthreads,
                       **kw, **self._kw)
         if self._order is not None and C > 1:  # RING order, channel-major
-            x = self._ring_channels(x)
+            x = self._channel_major(x, self._order, "channels").transpose(0, 2, 1)
         elif self._order is not None:
             x = gather(x, self._order, 1, out=self._work("maps", x.shape, x.dtype))
         alm = self._work("alm_out", (B * C, 1, self._nalm), cdt)
@@ -311,25 +313,30 @@ class DuccEngine:
             fn(map=x[b].T[:, None], alm=alm[b * C : (b + 1) * C], nthreads=nthreads, **kw, **self._kw)
         return alm
 
-    def _ring_channels(self, x: np.ndarray) -> np.ndarray:
-        """NESTED (B, npix, C) -> RING-ordered (B, npix, C) view of a channel-major (B, C, npix) array.
+    def _channel_major(self, x: np.ndarray, index: np.ndarray, name: str, factors: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``index`` of (B, n, C) ``x`` (times ``factors``, one per row) as a channel-major (B, C, index.size)
+        array: this thread's work array ``name`` or a torch.empty one (not np.empty: its huge pages, see
+        :meth:`_maps_from`).
 
-        Rows gathered :data:`RING_ROWS` at a time into a small buffer, then written transposed
-        into a kept work array or a torch.empty one (not np.empty: its huge pages, see
-        :meth:`_maps_from`).  HEALPix nside 512, L = 1024, 8 channels, float64, one thread:
-        analysis ~1.5 s -> ~1.1 s (ducc0 0.81 s on RING maps): the previous row gather into a
-        fresh np.empty array spent ~0.35 s more system time, and ducc0 read maps of pixel stride C."""
-        B, n, C = x.shape
-        y = self._work("channels", (B, C, n), x.dtype)
+        :data:`BLOCK_ROWS` rows at a time are gathered into a small buffer, then written transposed:
+        one pass, where a gather into a fresh array then ducc0 reading pixel stride C (maps) or a
+        gather from stride C (coefficients) cost more.  HEALPix nside 512, L = 1024, 8 channels,
+        float64, one thread: NESTED analysis ~1.47 s -> ~1.09 s (ducc0 0.81 s on RING maps; the
+        fresh np.empty array's page faults were ~0.3 s of system time), coefficients ~110 -> ~65 ms."""
+        B, _, C = x.shape
+        n = index.size
+        y = self._work(name, (B, C, n), x.dtype)
         y = torch.empty((B, C, n), dtype=_TORCH[x.dtype]).numpy() if y is None else y
-        buf = np.empty((min(n, RING_ROWS), C), x.dtype)
-        for lo in range(0, n, RING_ROWS):
-            hi = min(lo + RING_ROWS, n)
-            idx = self._order[lo:hi].astype(np.intp)
+        buf = np.empty((min(n, BLOCK_ROWS), C), x.dtype)
+        for lo in range(0, n, BLOCK_ROWS):
+            hi = min(lo + BLOCK_ROWS, n)
+            idx = index[lo:hi].astype(np.intp, copy=False)
             for b in range(B):
                 rows = np.take(x[b], idx, axis=0, out=buf[: hi - lo], mode="clip")
+                if factors is not None:
+                    rows *= factors[lo:hi, None]
                 y[b, :, lo:hi] = rows.T
-        return y.transpose(0, 2, 1)
+        return y
 
     def _maps_from(self, fn, alm: np.ndarray, B: int, C: int, **kw) -> torch.Tensor:
         """ducc0 ring function ``fn`` (coefficients -> maps), C maps per call: (B*C, nalm) -> (B, npix, C)."""
