@@ -65,7 +65,7 @@ __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
 #: (faults are then a few % of the transform, and they would stay allocated).
 WORK_BYTES = (2**17, 2**25)
 
-#: rows of several channels gathered per block (:meth:`DuccEngine._channel_major`): 2048 x C values
+#: coefficient rows of several channels gathered per block (:meth:`DuccEngine._channel_major`): 2048 x C values
 BLOCK_ROWS = 2048
 
 class LinearOperator(torch.autograd.Function):
@@ -259,7 +259,7 @@ class DuccEngine:
             ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
             ri *= f_one
             return ri.view(cdt)
-        if C > 1:
+        if C > 1 and r.strides[2] == r.itemsize:  # channels-last memory (channel-major: the gather below)
             return self._channel_major(r, to_alm, "alm", f).view(cdt).reshape(B * C, -1)
         w = self._work("alm", (B, C, to_alm.size), r.dtype)
         ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=w)
@@ -284,8 +284,7 @@ class DuccEngine:
     # ------------------------------------------------------------------ calls into ducc0
     # ducc0 reads strided arrays, so the maps of our (B, npix, C) layout are handed over as views
     # (the C maps of one batch entry: a (C, 1, npix) view with pixel stride C), without a
-    # transpose copy; HEALPix NESTED maps take one row gather to / from RING order, which for
-    # several channels into ducc0 also makes them channel-major (:meth:`_channel_major`).  Arrays go
+    # transpose copy; HEALPix NESTED maps take one row gather to / from RING order.  Arrays go
     # in with their (ntrans, ncomp, n) shape even for one map: ducc0's synthesis of a 2D
     # (ncomp, nalm) input was 18 % slower at HEALPix nside 1024.
     def _coeffs_from(self, fn, maps: torch.Tensor, **kw) -> np.ndarray:
@@ -303,9 +302,7 @@ class DuccEngine:
                 x = gather(x.reshape(n), self._order, 0, out=w)
             return fn(map=x.reshape(1, 1, n), alm=self._work("alm_out", (1, 1, self._nalm), cdt), nthreads=nthreads,
                       **kw, **self._kw)
-        if self._order is not None and C > 1:  # RING order, channel-major
-            x = self._channel_major(x, self._order, "channels").transpose(0, 2, 1)
-        elif self._order is not None:
+        if self._order is not None:
             x = gather(x, self._order, 1, out=self._work("maps", x.shape, x.dtype))
         alm = self._work("alm_out", (B * C, 1, self._nalm), cdt)
         alm = np.empty((B * C, 1, self._nalm), dtype=cdt) if alm is None else alm
@@ -318,11 +315,11 @@ class DuccEngine:
         array: this thread's work array ``name`` or a torch.empty one (not np.empty: its huge pages, see
         :meth:`_maps_from`).
 
-        :data:`BLOCK_ROWS` rows at a time are gathered into a small buffer, then written transposed:
-        one pass, where a gather into a fresh array then ducc0 reading pixel stride C (maps) or a
-        gather from stride C (coefficients) cost more.  HEALPix nside 512, L = 1024, 8 channels,
-        float64, one thread: NESTED analysis ~1.47 s -> ~1.09 s (ducc0 0.81 s on RING maps; the
-        fresh np.empty array's page faults were ~0.3 s of system time), coefficients ~110 -> ~65 ms."""
+        :data:`BLOCK_ROWS` rows at a time are gathered into a small buffer, then written transposed
+        (a gather along the coefficient axis of a (B, C, L*L) view reads pixel stride C).  Coefficients
+        at L = 1024, 8 channels, float64, one thread: ~110 -> ~65 ms; NESTED synthesis at nside 512
+        1.19-1.20 -> 0.95-0.98 s (ducc0 0.88-0.92 s).  The maps' NESTED -> RING gather is not blocked:
+        at nside 128, float32, 8 channels (kept work arrays) the analysis was 16 % slower so."""
         B, _, C = x.shape
         n = index.size
         y = self._work(name, (B, C, n), x.dtype)
