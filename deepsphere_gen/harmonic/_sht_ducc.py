@@ -65,6 +65,9 @@ __all__ = ["DuccEngine", "LinearOperator", "ducc_grid"]
 #: (faults are then a few % of the transform, and they would stay allocated).
 WORK_BYTES = (2**17, 2**25)
 
+#: coefficient rows of several channels gathered per block (:meth:`DuccEngine._channel_major`): 2048 x C values
+BLOCK_ROWS = 2048
+
 class LinearOperator(torch.autograd.Function):
     """``y = forward(x)`` for a linear map whose adjoint is ``adjoint``: backward is ``adjoint(grad)``.
 
@@ -256,6 +259,8 @@ class DuccEngine:
             ri = r.take(one) if w is None else r.take(one, out=w)  # (1, 2 nalm)
             ri *= f_one
             return ri.view(cdt)
+        if C > 1 and r.strides[2] == r.itemsize:  # channels-last memory (channel-major: the gather below)
+            return self._channel_major(r, to_alm, "alm", f).view(cdt).reshape(B * C, -1)
         w = self._work("alm", (B, C, to_alm.size), r.dtype)
         ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=w)
         ri *= f  # (B, C, 2 nalm), contiguous
@@ -304,6 +309,31 @@ class DuccEngine:
         for b in range(B):
             fn(map=x[b].T[:, None], alm=alm[b * C : (b + 1) * C], nthreads=nthreads, **kw, **self._kw)
         return alm
+
+    def _channel_major(self, x: np.ndarray, index: np.ndarray, name: str, factors: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``index`` of (B, n, C) ``x`` (times ``factors``, one per row) as a channel-major (B, C, index.size)
+        array: this thread's work array ``name`` or a torch.empty one (not np.empty: its huge pages, see
+        :meth:`_maps_from`).
+
+        :data:`BLOCK_ROWS` rows at a time are gathered into a small buffer, then written transposed
+        (a gather along the coefficient axis of a (B, C, L*L) view reads pixel stride C).  Coefficients
+        at L = 1024, 8 channels, float64, one thread: ~110 -> ~65 ms; NESTED synthesis at nside 512
+        1.19-1.20 -> 0.95-0.98 s (ducc0 0.88-0.92 s).  The maps' NESTED -> RING gather is not blocked:
+        at nside 128, float32, 8 channels (kept work arrays) the analysis was 16 % slower so."""
+        B, _, C = x.shape
+        n = index.size
+        y = self._work(name, (B, C, n), x.dtype)
+        y = torch.empty((B, C, n), dtype=_TORCH[x.dtype]).numpy() if y is None else y
+        buf = np.empty((min(n, BLOCK_ROWS), C), x.dtype)
+        for lo in range(0, n, BLOCK_ROWS):
+            hi = min(lo + BLOCK_ROWS, n)
+            idx = index[lo:hi].astype(np.intp, copy=False)
+            for b in range(B):
+                rows = np.take(x[b], idx, axis=0, out=buf[: hi - lo], mode="clip")
+                if factors is not None:
+                    rows *= factors[lo:hi, None]
+                y[b, :, lo:hi] = rows.T
+        return y
 
     def _maps_from(self, fn, alm: np.ndarray, B: int, C: int, **kw) -> torch.Tensor:
         """ducc0 ring function ``fn`` (coefficients -> maps), C maps per call: (B*C, nalm) -> (B, npix, C)."""

@@ -122,7 +122,8 @@ SAMPLINGS = [(GaussLegendreSampling(12), 12), (DriscollHealySampling(10), 10), (
              (HealpixSampling(4), 12)]
 
 
-@pytest.mark.parametrize("sampling,L", SAMPLINGS)
+# L = 48: 2352 (re, im) coefficient rows, two blocks of the engine's channel-major gather (2048 rows per block)
+@pytest.mark.parametrize("sampling,L", SAMPLINGS + [(HealpixSampling(16), 48)])
 def test_many_maps_equal_one_map_at_a_time(sampling, L):
     # one map takes ducc0's 2D functions on its own grids (flat gathers), several maps the
     # ring functions (C maps per call, strided views) or, for MW's analysis, one 2D call per
