@@ -260,7 +260,7 @@ class DuccEngine:
             ri *= f_one
             return ri.view(cdt)
         if C > 1 and r.strides[2] == r.itemsize:  # channels-last memory (channel-major: the gather below)
-            return self._channel_major(r, to_alm, "alm", f).view(cdt).reshape(B * C, -1)
+            return self._channel_major(r, to_alm, f).view(cdt).reshape(B * C, -1)
         w = self._work("alm", (B, C, to_alm.size), r.dtype)
         ri = np.take(r.transpose(0, 2, 1), to_alm, axis=2, out=w)
         ri *= f  # (B, C, 2 nalm), contiguous
@@ -310,9 +310,9 @@ class DuccEngine:
             fn(map=x[b].T[:, None], alm=alm[b * C : (b + 1) * C], nthreads=nthreads, **kw, **self._kw)
         return alm
 
-    def _channel_major(self, x: np.ndarray, index: np.ndarray, name: str, factors: np.ndarray | None = None) -> np.ndarray:
+    def _channel_major(self, x: np.ndarray, index: np.ndarray, factors: np.ndarray) -> np.ndarray:
         """Rows ``index`` of (B, n, C) ``x`` (times ``factors``, one per row) as a channel-major (B, C, index.size)
-        array: this thread's work array ``name`` or a torch.empty one (not np.empty: its huge pages, see
+        array: this thread's work array "alm" or a torch.empty one (not np.empty: its huge pages, see
         :meth:`_maps_from`).
 
         :data:`BLOCK_ROWS` rows at a time are gathered into a small buffer, then written transposed
@@ -322,7 +322,7 @@ class DuccEngine:
         at nside 128, float32, 8 channels (kept work arrays) the analysis was 16 % slower so."""
         B, _, C = x.shape
         n = index.size
-        y = self._work(name, (B, C, n), x.dtype)
+        y = self._work("alm", (B, C, n), x.dtype)
         y = torch.empty((B, C, n), dtype=_TORCH[x.dtype]).numpy() if y is None else y
         buf = np.empty((min(n, BLOCK_ROWS), C), x.dtype)
         for lo in range(0, n, BLOCK_ROWS):
@@ -330,8 +330,7 @@ class DuccEngine:
             idx = index[lo:hi].astype(np.intp, copy=False)
             for b in range(B):
                 rows = np.take(x[b], idx, axis=0, out=buf[: hi - lo], mode="clip")
-                if factors is not None:
-                    rows *= factors[lo:hi, None]
+                rows *= factors[lo:hi, None]
                 y[b, :, lo:hi] = rows.T
         return y
 
