@@ -6,13 +6,13 @@ import os
 import sys
 
 
-def folder_of(file: str, up: int = 0) -> str:
-    """The folder of ``file`` (``up`` folders higher), absolute, with a trailing separator: a prefix
-    for :func:`caller_stacklevel`."""
-    folder = os.path.dirname(os.path.abspath(file))
-    for _ in range(up):
-        folder = os.path.dirname(folder)
-    return folder + os.sep
+def folder_of(file: str) -> str:
+    """The folder of ``file``, absolute, with a trailing separator: a prefix for :func:`caller_stacklevel`."""
+    return os.path.dirname(os.path.abspath(file)) + os.sep
+
+
+#: this package's folder: warnings name the first line outside it
+PACKAGE = folder_of(__file__)
 
 
 def caller_stacklevel(folders: tuple[str, ...]) -> int:

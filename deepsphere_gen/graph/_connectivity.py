@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-from .._warnings import caller_stacklevel, folder_of
+from .._warnings import PACKAGE, caller_stacklevel
 from ..sampling import EquiangularSampling, McEwenWiauxSampling
 
 __all__ = ["footprint_pieces", "ring_layout", "ring_links", "warn_if_disconnected"]
@@ -171,5 +171,5 @@ def warn_if_disconnected(sampling, W: sp.csr_matrix, k: int, cached: bool = Fals
         f"{', '.join(named)}{more}: no edge leaves them (the rings are linked, but a k this small splits them).  Use "
         "kind='4neighbour' (the grid graph, connected), or a larger k (with its ring links the kNN graph of every "
         "DH, GL, MW and lat-lon grid tested is connected from k = 2)",
-        RuntimeWarning, stacklevel=caller_stacklevel((folder_of(__file__),)))
+        RuntimeWarning, stacklevel=caller_stacklevel((PACKAGE,)))
     return count

@@ -9,6 +9,7 @@ import torch
 
 from .. import __version__
 from .._memory import available_memory
+from .._warnings import PACKAGE, caller_stacklevel
 from ._connectivity import footprint_pieces, warn_if_disconnected
 from ._cache import (cache_directory, load_array, load_cached, other_versions, sampling_key, save_array,
                      save_cached, save_pattern, update_meta, values_cached)
@@ -292,7 +293,7 @@ def _note_other_versions(directory, params: dict) -> None:
         versions = ", ".join(sorted({str(entry["version"]) for entry in old}))
         warnings.warn(f"{len(old)} graph cache entr{'y' if len(old) == 1 else 'ies'} for these parameters written by "
                       f"deepsphere_gen {versions} ({size:.1f} MiB) in {directory} are no longer read; remove them with "
-                      f"deepsphere_gen.graph.prune_cache()", RuntimeWarning, stacklevel=3)
+                      f"deepsphere_gen.graph.prune_cache()", RuntimeWarning, stacklevel=caller_stacklevel((PACKAGE,)))
 
 
 def build_memory(npix: int, k: int, npix_full: int | None = None) -> int:

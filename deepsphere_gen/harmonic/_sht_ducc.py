@@ -318,8 +318,7 @@ class DuccEngine:
         :data:`BLOCK_ROWS` rows at a time are gathered into a small buffer, then written transposed
         (a gather along the coefficient axis of a (B, C, L*L) view reads pixel stride C).  Coefficients
         at L = 1024, 8 channels, float64, one thread: ~110 -> ~65 ms; NESTED synthesis at nside 512
-        1.19-1.20 -> 0.95-0.98 s (ducc0 0.88-0.92 s).  The maps' NESTED -> RING gather is not blocked:
-        at nside 128, float32, 8 channels (kept work arrays) the analysis was 16 % slower so."""
+        1.19-1.20 -> 0.95-0.98 s (ducc0 0.88-0.92 s)."""
         B, _, C = x.shape
         n = index.size
         y = self._work("alm", (B, C, n), x.dtype)

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._warnings import caller_stacklevel, folder_of
+from .._warnings import PACKAGE, caller_stacklevel, folder_of
 from ..graph import lanczos_ritz
 from ._cheb_sparse import to_torch_csr
 
@@ -145,7 +145,7 @@ def widens(src: torch.dtype, dst: torch.dtype) -> bool:
 
 #: folders whose frames a cast warning skips to reach the user's call: this package, torch.nn
 #: (``Module.to`` / ``.double()`` / ``_apply``)
-_INNER = (folder_of(__file__, up=1), folder_of(torch.nn.__file__))
+_INNER = (PACKAGE, folder_of(torch.nn.__file__))
 
 
 def warn_if_widened(src: torch.dtype, dst: torch.dtype) -> None:
