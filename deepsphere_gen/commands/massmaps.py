@@ -78,6 +78,10 @@ def _common(p, step: str | None, d) -> None:
     g.add_argument("--n-maps", type=int, default=S, help=f"full-sky maps per class (default {d.n_maps})")
     g.add_argument("--seed", type=int, default=S,
                    help=f"seed of maps, noise, initialisation and data order (default {d.seed})")
+    g.add_argument("--generator", default=S, metavar="shells|lognormal|gaussian",
+                   help=f"maps: shells = log-normal matter shells summed along the line of sight, lognormal = one "
+                        f"log-normal convergence field (the records made before the shells), gaussian = a Gaussian "
+                        f"field of the same C_l (default {d.generator})")
     g.add_argument("--sky-fractions", nargs="+", default=S, metavar="F",
                    help="1 (full sky), 1/12, 1/48, 1/192 (nested patches) or 'footprint' "
                         f"(default {' '.join(d.sky_fractions)})")
@@ -222,7 +226,7 @@ def _config(args):
     pick = lambda value, key: value if value is not None else base.get(key, getattr(d, key))  # noqa: E731
     return ExperimentConfig(
         nside=pick(_get(args, "nside"), "nside"), n_maps=pick(_get(args, "n_maps"), "n_maps"),
-        seed=pick(_get(args, "seed"), "seed"),
+        seed=pick(_get(args, "seed"), "seed"), generator=pick(_get(args, "generator"), "generator"),
         sky_fractions=tuple(pick(_get(args, "sky_fractions"), "sky_fractions")),
         **_noise(args, base),
         methods=tuple(_get(args, "methods") or base.get("methods", d.methods)),

@@ -7,6 +7,7 @@
 | :mod:`.digits` | spherical digits: splits (NR/NR, R/R, NR/R), their cache, ``SphericalDigits`` |
 | :mod:`._spectra` | convergence power spectra (pyccl), cosmologies, log-normal shifts, beam, pixel window |
 | :mod:`._lognormal` | shifted log-normal fields: C_l <-> correlation transforms, map synthesis |
+| :mod:`._shells` | multi-plane log-normal convergence: matter shells, their spectra (pyccl), synthesis |
 | :mod:`._footprint` | partial sky: nested base patches, survey footprints, HEALPix FITS input |
 | :mod:`.massmaps` | convergence maps of two cosmologies: generation, cache, ``MassMapDataset``, ``FreshNoise`` |
 | :mod:`._sky_rotations` | randomly rotated copies of the mass maps (training augmentation) and their cache |
@@ -56,6 +57,7 @@ from ._spectra import COSMOLOGIES, Cosmology, convergence_cl, gaussian_beam, log
 from .massmaps import (
     check_noise_level,
     DEEPSPHERE_NOISE_LEVELS,
+    GENERATORS,
     MassMapConfig,
     MassMapDataset,
     FreshNoise,
@@ -64,6 +66,7 @@ from .massmaps import (
     generate_massmaps,
     load_massmaps,
 )
+from ._shells import LensingShells, lensing_shells
 from ._sky_rotations import generate_sky_rotations, load_sky_rotations, rotated_map, sky_rotations_dir
 
 __all__ += [
@@ -86,6 +89,9 @@ __all__ += [
     "DEEPSPHERE_NOISE_LEVELS",
     "check_noise_level",
     "MassMapConfig",
+    "GENERATORS",
+    "LensingShells",
+    "lensing_shells",
     "MassMapDataset",
     "FreshNoise",
     "split_sizes",

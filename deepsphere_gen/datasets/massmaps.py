@@ -1,15 +1,21 @@
 """Weak-lensing convergence (mass) maps of two nearly degenerate cosmologies, and their Dataset.
 
-Pipeline for one map (class c = cosmology ``COSMOLOGIES[c]``):
+Pipeline for one map (class c = cosmology ``COSMOLOGIES[c]``), by the config's ``generator``:
 
-1. ``C_l^kappa`` from pyccl (:func:`convergence_cl`), l <= lmax = 3 nside - 1 by default;
-2. log-normal shift ``lambda`` (:func:`lognormal_shift`) and Gaussian spectrum ``C_l^G``
-   from ``xi_G = ln(1 + xi_kappa / lambda^2)`` (:func:`lognormal_gaussian_cl`);
-3. G synthesised band-limited at the pixel centres, ``kappa = lambda (exp(G - var_G/2) - 1)``;
-4. smoothing: ``map2alm`` (``iter`` iterations, no pixel weights), alm times the Gaussian
+1. ``"shells"`` (the default): log-normal matter shells of 200 Mpc along the line of sight, each
+   with its pyccl (Limber) spectrum and shift 1, summed with the lensing kernel's weights
+   (:mod:`._shells`: ``kappa = sum_i W_i delta_i``; the shells' spectra sum to pyccl's
+   convergence C_l within 0.2 % for l >= 30), every shell's field at the pixel centres;
+2. ``"lognormal"``: one shifted log-normal convergence field, ``C_l^kappa`` from pyccl
+   (:func:`convergence_cl`), l <= lmax = 3 nside - 1 by default; shift ``lambda``
+   (:func:`lognormal_shift`) and Gaussian spectrum ``C_l^G`` from
+   ``xi_G = ln(1 + xi_kappa / lambda^2)`` (:func:`lognormal_gaussian_cl`); G synthesised
+   band-limited at the pixel centres, ``kappa = lambda (exp(G - var_G/2) - 1)``;
+   ``"gaussian"``: the Gaussian field of spectrum ``C_l^kappa`` itself (ablation);
+3. smoothing: ``map2alm`` (``iter`` iterations, no pixel weights), alm times the Gaussian
    beam (FWHM ``smoothing_arcmin``, default 7.06' = sigma 3' as in DeepSphere) and the HEALPix pixel window (the map then
    behaves like pixel-integrated data), ``alm2map``;
-5. NESTED order, float32 on disk.
+4. NESTED order, float32 on disk.
 
 Noise is not stored: the Dataset adds white Gaussian noise of a given per-pixel standard
 deviation ``noise_std`` (physical shape noise: :mod:`deepsphere_gen.datasets.shape_noise`), or,
@@ -36,6 +42,7 @@ from .._validation import check_nonnegative_int, check_positive_int
 from ..sampling import check_nside
 from ._footprint import apply_footprint, bad_pixels, check_mask, nside_of, split_patches
 from ._lognormal import field_variance, lognormal_from_alm, lognormal_gaussian_cl, synthesize_alm
+from ._shells import KERNEL_SAMPLES, SHELL_WIDTH_MPC, TAIL_VARIANCE, lensing_shells, shell_alms, shells_convergence
 from ._massmaps_cache import (
     METADATA,
     atomic_directory,
@@ -63,6 +70,7 @@ from ._spectra import (
 __all__ = ["split_sizes", 
     "check_noise_level",
     "MassMapConfig",
+    "GENERATORS",
     "DEEPSPHERE_NOISE_LEVELS",
     "convergence_map",
     "map_rng",
@@ -76,6 +84,12 @@ __all__ = ["split_sizes",
 
 #: Relative noise levels of DeepSphere's experiments (2019: 0-2, ICLR 2020: 3.5).
 DEEPSPHERE_NOISE_LEVELS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.5)
+#: the map generators of :class:`MassMapConfig` (the first is the default): multi-plane log-normal shells, one
+#: log-normal convergence field, a Gaussian field of the same C_l
+GENERATORS = ("shells", "lognormal", "gaussian")
+#: seconds per map at nside 1024 on one core, by generator (scaled by nside^3 for the generation line's estimate;
+#: the shells measured at nside 256 and 512: 1.4 and 6 s per map)
+_SECONDS_PER_MAP_1024 = {"shells": 50.0, "lognormal": 11.0, "gaussian": 8.0}
 _MAPS_FILE = "maps.npy"
 _SPECTRA_FILE = "spectra.npz"
 
@@ -103,8 +117,10 @@ class MassMapConfig:
     pixel window; lmax: band limit (None -> 3 nside - 1); iter: map2alm iterations of
     the smoothing step (0 by default: the log-normal map has power above lmax, and
     iterating fits its aliases; measured at nside 64 in the top band 160 <= l < 192:
-    anafast / expected = 0.96 with iter 0, 0.94 with iter 1, 0.95 with iter 3); lognormal: False gives Gaussian fields with the same C_l
-    (ablation); noise_levels: the relative noise levels the experiment uses (validated,
+    anafast / expected = 0.96 with iter 0, 0.94 with iter 1, 0.95 with iter 3); generator: one of
+    :data:`GENERATORS` (module docstring: "shells", the default, sums log-normal matter shells; "lognormal" is one
+    log-normal convergence field, the generator of the records made before the shells; "gaussian" a Gaussian field of
+    the same C_l, an ablation); noise_levels: the relative noise levels the experiment uses (validated,
     recorded; noise itself is added by :class:`MassMapDataset`).
     """
 
@@ -115,7 +131,7 @@ class MassMapConfig:
     pixel_window: bool = True
     lmax: int | None = None
     iter: int = 0
-    lognormal: bool = True
+    generator: str = GENERATORS[0]
     noise_levels: tuple = field(default=DEEPSPHERE_NOISE_LEVELS)
 
     def __post_init__(self):
@@ -130,6 +146,8 @@ class MassMapConfig:
                 raise ValueError(f"lmax must be an integer in [2, 4 nside = {4 * self.nside}], got {self.lmax!r}")
             object.__setattr__(self, "lmax", lmax)
         object.__setattr__(self, "iter", check_nonnegative_int(self.iter, "iter"))
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
         object.__setattr__(self, "noise_levels", tuple(check_noise_level(v) for v in self.noise_levels))
 
     @property
@@ -141,6 +159,12 @@ class MassMapConfig:
         """Everything that determines the stored maps (the cache key); noise levels excluded."""
         d = asdict(self)
         d.pop("noise_levels")
+        generator = d.pop("generator")
+        if generator == "shells":
+            d["generator"] = {"name": generator, "shell_width_mpc": SHELL_WIDTH_MPC, "kernel_samples": KERNEL_SAMPLES,
+                              "tail_variance": TAIL_VARIANCE}
+        else:  # the parameters of the data sets made before the shells existed: their cache keys unchanged
+            d["lognormal"] = generator == "lognormal"
         d["lmax"] = self.band_limit
         d["cosmologies"] = [asdict(c) for c in COSMOLOGIES]
         d["fixed_parameters"] = FIXED_PARAMETERS
@@ -169,18 +193,26 @@ def map_rng(config: MassMapConfig, c: int, i: int) -> np.random.Generator:
 
 
 def gaussian_alm(cosmology: Cosmology, config: MassMapConfig, rng: np.random.Generator) -> np.ndarray:
-    """The Gaussian field's alm of one map (healpy order, m >= 0, lmax = ``config.band_limit``, complex128):
-    G's (spectrum C_l^G) for a log-normal map, the map's own (C_l^kappa) otherwise.  Randomness only from ``rng``."""
+    """The Gaussian fields' alm of one map (healpy order, m >= 0, lmax = ``config.band_limit``, complex128):
+    shape (n_shells, n_alm), one row per matter shell (:func:`~._shells.shell_alms`) for ``"shells"``; shape
+    (n_alm,) otherwise, G's (spectrum C_l^G) for a log-normal map, the map's own (C_l^kappa) for a Gaussian one.
+    Randomness only from ``rng``."""
     lmax = config.band_limit
-    return synthesize_alm(_gaussian_cl(cosmology, lmax) if config.lognormal else convergence_cl(cosmology, lmax), rng)
+    if config.generator == "shells":
+        return shell_alms(lensing_shells(cosmology, lmax), rng)
+    lognormal = config.generator == "lognormal"
+    return synthesize_alm(_gaussian_cl(cosmology, lmax) if lognormal else convergence_cl(cosmology, lmax), rng)
 
 
 def map_from_gaussian_alm(alm: np.ndarray, cosmology: Cosmology, config: MassMapConfig) -> np.ndarray:
-    """The generator's steps after the Gaussian field's ``alm`` (:func:`gaussian_alm`): the field at the pixel
-    centres, the shifted exponential (log-normal maps), beam and pixel window through ``map2alm`` / ``alm2map``;
-    NESTED, float64, shape (12 nside^2,).  Cost: three transforms at lmax = 3 nside - 1."""
+    """The generator's steps after the Gaussian fields' ``alm`` (:func:`gaussian_alm`): the fields at the pixel
+    centres, the shifted exponentials (summed with the shells' weights for ``"shells"``), beam and pixel window
+    through ``map2alm`` / ``alm2map``; NESTED, float64, shape (12 nside^2,).  Cost: one transform per field and
+    two more at lmax = 3 nside - 1."""
     lmax, nside = config.band_limit, config.nside
-    if config.lognormal:
+    if config.generator == "shells":
+        kappa = shells_convergence(alm, lensing_shells(cosmology, lmax), nside)
+    elif config.generator == "lognormal":
         kappa = lognormal_from_alm(alm, _gaussian_cl(cosmology, lmax), lognormal_shift(cosmology), nside)
     else:
         kappa = hp.alm2map(alm, nside, lmax=lmax, pixwin=False)
@@ -202,11 +234,34 @@ def _dataset_dir(config: MassMapConfig, data_dir) -> Path:
     return Path(data_dir) / f"massmaps-nside{config.nside}-{cache_key(config.generation_params())}"
 
 
+def _class_spectra(cosmology: Cosmology, config: MassMapConfig, c: int) -> dict:
+    """The arrays of class ``c`` in spectra.npz: the input ``cl_kappa_c``; for ``"shells"`` the shells' ``shell_edges_c``
+    (Mpc), ``shell_weights_c``, ``cl_shells_c`` and ``cl_gauss_c`` (n_shells, lmax + 1); otherwise ``cl_gauss_c``
+    (lmax + 1,) and the log-normal ``shift_c``."""
+    lmax = config.band_limit
+    cl = convergence_cl(cosmology, lmax)
+    if config.generator == "shells":
+        shells = lensing_shells(cosmology, lmax)
+        return {f"cl_kappa_{c}": cl, f"shell_edges_{c}": shells.edges_mpc, f"shell_weights_{c}": shells.weights,
+                f"cl_shells_{c}": shells.cl_density, f"cl_gauss_{c}": shells.cl_gauss}
+    cl_g = _gaussian_cl(cosmology, lmax) if config.generator == "lognormal" else cl
+    return {f"cl_kappa_{c}": cl, f"cl_gauss_{c}": cl_g, f"shift_{c}": np.float64(lognormal_shift(cosmology))}
+
+
+def _class_generator(cosmology: Cosmology, config: MassMapConfig) -> dict:
+    """What metadata.json says of one class's generator: its shells (count, dropped variance fraction, shift 1) or
+    the log-normal shift."""
+    if config.generator == "shells":
+        shells = lensing_shells(cosmology, config.band_limit)
+        return {"n_shells": shells.n_shells, "shell_shift": 1.0, "dropped_variance": shells.dropped_variance}
+    return {"lognormal_shift": lognormal_shift(cosmology)}
+
+
 def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, verbose: bool = True,
                       threads: int | None = 1) -> Path:
     """Generate (or reuse) the data set for ``config`` under ``data_dir``; returns its directory.
 
-    The directory holds ``maps.npy`` (2 classes, n_maps, 12 nside^2) float32 NESTED, ``spectra.npz`` (input C_l^kappa, C_l^G, shifts, transfer b_l w_l)
+    The directory holds ``maps.npy`` (2 classes, n_maps, 12 nside^2) float32 NESTED, ``spectra.npz`` (input C_l^kappa, the generator's spectra: :func:`_class_spectra`; transfer b_l w_l)
     and ``metadata.json`` (parameters, package versions, clean_std, timing).  It is
     written to a temporary directory and renamed at the end: an error leaves nothing.
     A directory with the same parameters is reused without recomputation.
@@ -227,7 +282,8 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
     n_total = 2 * config.n_maps
     if verbose:
         print(f"massmaps: generating {config.n_maps} maps x 2 classes at nside {config.nside} "
-              f"(lmax {config.band_limit}): {cost_note(config.nside, n_total)} -> {final}")
+              f"(lmax {config.band_limit}): {cost_note(config.nside, n_total, _SECONDS_PER_MAP_1024[config.generator])} "
+              f"-> {final}")
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -240,11 +296,7 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
         sums, sq = 0.0, 0.0
         class_std = []
         for c, cosmo in enumerate(COSMOLOGIES):
-            cl = convergence_cl(cosmo, lmax)
-            shift = lognormal_shift(cosmo)
-            cl_g = _gaussian_cl(cosmo, lmax) if config.lognormal else cl
-            spectra[f"cl_kappa_{c}"], spectra[f"cl_gauss_{c}"] = cl, cl_g
-            spectra[f"shift_{c}"] = np.float64(shift)
+            spectra.update(_class_spectra(cosmo, config, c))
             csum, csq = 0.0, 0.0
             for i in range(config.n_maps):
                 m = convergence_map(cosmo, config, map_rng(config, c, i))
@@ -263,7 +315,7 @@ def generate_massmaps(config: MassMapConfig, data_dir, progress: bool = True, ve
         meta = {
             "generation": config.generation_params(),
             "noise_levels": list(config.noise_levels),
-            "classes": [{"label": c, **asdict(cosmo), "lognormal_shift": lognormal_shift(cosmo),
+            "classes": [{"label": c, **asdict(cosmo), **_class_generator(cosmo, config),
                          "clean_std": class_std[c], "input_variance": field_variance(
                              convergence_cl(cosmo, lmax) * spectra["transfer"] ** 2)}
                         for c, cosmo in enumerate(COSMOLOGIES)],

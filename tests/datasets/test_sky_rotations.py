@@ -11,6 +11,7 @@ from deepsphere_gen.datasets import (COSMOLOGIES, MassMapConfig, convergence_cl,
                                      generate_sky_rotations, load_massmaps, load_sky_rotations, lognormal_shift,
                                      rotated_map, sky_rotations_dir)
 from deepsphere_gen.datasets._lognormal import field_variance, lognormal_gaussian_cl
+from deepsphere_gen.datasets._shells import lensing_shells
 from deepsphere_gen.datasets._sky_rotations import random_rotation, rotation_seed
 from deepsphere_gen.datasets.massmaps import gaussian_alm, map_from_gaussian_alm, map_rng
 from deepsphere_gen.harmonic import random_rotations
@@ -28,21 +29,27 @@ def test_identity_rotation_gives_the_stored_maps_back(tmp_path):
     assert np.std(turned) == pytest.approx(np.std(maps[0, 0]), rel=0.2)  # the same field, elsewhere on the sky
 
 
-@pytest.mark.parametrize("lognormal", [True, False])
-def test_random_rotation_is_the_field_at_rotated_positions(lognormal):
+@pytest.mark.parametrize("generator", ["shells", "lognormal", "gaussian"])
+def test_random_rotation_is_the_field_at_rotated_positions(generator):
     """Without beam and pixel window a map is a pointwise function of its Gaussian field G at the pixel centres,
     so the rotated copy at x must be that function of G at M^T x, M the active rotation Rz(alpha) Ry(beta) Rz(gamma)
     of the ZYZ angles (alpha, beta, gamma) (the package's convention; scipy's intrinsic "ZYZ"); G at arbitrary points
     from ducc0."""
-    config = MassMapConfig(nside=16, n_maps=2, seed=5, smoothing_arcmin=0.0, pixel_window=False, lognormal=lognormal)
+    config = MassMapConfig(nside=16, n_maps=2, seed=5, smoothing_arcmin=0.0, pixel_window=False, generator=generator)
     c, i, lmax, npix = 1, 1, config.band_limit, 12 * 16**2
     angles = random_rotation(rotation_seed(5), c, i, 0)
     got = rotated_map(config, c, i, angles)
     alm = gaussian_alm(COSMOLOGIES[c], config, map_rng(config, c, i))
     x = np.array(hp.pix2vec(16, np.arange(npix), nest=True)).T
     theta, phi = hp.vec2ang(x @ Rotation.from_euler("ZYZ", angles).as_matrix())  # rows: M^T x
-    g = ducc0.sht.synthesis_general(alm=alm[None], spin=0, lmax=lmax, loc=np.stack([theta, phi], 1), epsilon=1e-12)[0]
-    if lognormal:
+    at_points = lambda a: ducc0.sht.synthesis_general(  # noqa: E731
+        alm=a[None], spin=0, lmax=lmax, loc=np.stack([theta, phi], 1), epsilon=1e-12)[0]
+    if generator == "shells":  # every shell's field at the rotated points, exponentiated, weighted and summed
+        shells = lensing_shells(COSMOLOGIES[c], lmax)
+        g = sum(w * np.expm1(at_points(a) - v / 2) for a, w, v in zip(alm, shells.weights, shells.var_gauss))
+    else:
+        g = at_points(alm)
+    if generator == "lognormal":
         cosmo = COSMOLOGIES[c]
         shift = lognormal_shift(cosmo)
         g = shift * np.expm1(g - field_variance(lognormal_gaussian_cl(convergence_cl(cosmo, lmax), shift)) / 2)

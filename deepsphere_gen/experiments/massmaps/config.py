@@ -63,14 +63,14 @@ DEFAULT_METHODS = ("fcn", "harmonic", "hybrid", "psd_svm", "hist_svm", "strong_s
 ENSEMBLE_METHODS = ("fcn", "cnn")
 #: fields added after records and checkpoints existed, stored only where they differ from these values (so that
 #: runs without them keep their fingerprints and records): :func:`recorded_fields`
-RECORDED_ONLY_WHEN_SET = {"sky_rotations": 0}
+RECORDED_ONLY_WHEN_SET = {"sky_rotations": 0, "generator": "lognormal"}
 
 
 @dataclass
 class ExperimentConfig:
     """Settings of the experiment (CLI flags map 1:1).
 
-    nside, n_maps (per class), seed: the generated data set; sky_fractions: "1" (full sky,
+    nside, n_maps (per class), seed, generator (:data:`~deepsphere_gen.datasets.GENERATORS`): the generated data set; sky_fractions: "1" (full sky,
     averaged down to ``full_sky_nside``), "1/12", "1/48", "1/192" (nested patches at
     ``nside``) or "footprint" (needs ``footprint``: "builtin" or a HEALPix FITS mask);
     noise (see :func:`.settings.noise_settings`): ``deepsphere_levels`` (DeepSphere's relative levels,
@@ -104,6 +104,7 @@ class ExperimentConfig:
     nside: int = 256
     n_maps: int = 48
     seed: int = 0
+    generator: str = "shells"
     sky_fractions: tuple = ("1", "1/48", "1/192")
     full_sky_nside: int = 64
     deepsphere_levels: tuple = (0.0, 2.0)
@@ -141,7 +142,7 @@ class ExperimentConfig:
         from ...sampling import check_nside
         from ...training import TrainConfig
 
-        MassMapConfig(nside=self.nside, n_maps=self.n_maps, seed=self.seed)  # validates nside, n_maps, seed
+        MassMapConfig(nside=self.nside, n_maps=self.n_maps, seed=self.seed, generator=self.generator)  # validates them
         check_nside(self.full_sky_nside)
         self.deepsphere_levels = tuple(check_noise_level(v) for v in self.deepsphere_levels)
         self.relative_noise = tuple(check_noise_level(v) for v in self.relative_noise)

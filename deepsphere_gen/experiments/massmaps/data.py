@@ -24,7 +24,7 @@ __all__ = ["generate", "data_config", "n_training_maps", "rotated_copies", "data
 
 def data_config(config: ExperimentConfig) -> MassMapConfig:
     """The generation parameters of the experiment's data set."""
-    return MassMapConfig(nside=config.nside, n_maps=config.n_maps, seed=config.seed)
+    return MassMapConfig(nside=config.nside, n_maps=config.n_maps, seed=config.seed, generator=config.generator)
 
 
 def n_training_maps(config: ExperimentConfig) -> int:
