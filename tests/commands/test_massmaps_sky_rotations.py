@@ -1,7 +1,7 @@
 """``massmaps --sky-rotations R``: training samples drawn from the training maps or their rotated copies.
 
 R = 0 changes nothing (the fingerprint and first-epoch loss pinned below were computed by the code before the
-option existed); R = 2 trains reproducibly and resumes bit-identically, under its own fingerprint; the draws
+option existed, on the single log-normal maps of that time: ``generator="lognormal"``); R = 2 trains reproducibly and resumes bit-identically, under its own fingerprint; the draws
 come from both the maps and the copies; bad values and idle combinations are refused in one line."""
 from __future__ import annotations
 
@@ -37,19 +37,23 @@ def _config(tmp_path, **kw):
 
 
 def test_no_rotations_change_nothing(tmp_path):
-    config = _config(tmp_path)
+    config = _config(tmp_path, generator="lognormal")  # the generator of the runs that predate the option
     path = exp.generate(config)
     sky, (noise,) = exp.sky_settings(config)[0], exp.noise_settings(config)
     train_set = mm_data.dataset_of(path, sky, noise, config, "train")
     run = mm_training.network_run(config, path, "fcn", sky, noise, train_set)
     assert run.meta["fingerprint"] == "116156ce628c" and "sky_rotations" not in run.meta["fields"]["experiment"]
+    assert "generator" not in run.meta["fields"]["experiment"]  # recorded only where it is not "lognormal"
+    shells = mm_training.network_run(_config(tmp_path), path, "fcn", sky, noise, train_set)
+    assert shells.meta["fields"]["experiment"]["generator"] == "shells" and shells.meta["fingerprint"] != "116156ce628c"
     assert type(mm_data.training_set(path, sky, noise, config, train_set).dataset) is FreshNoise
     history = exp.train(config, path, log=None)["fcn-sky1o12-noiserel1"]
     assert history[0]["train_loss"] == pytest.approx(0.7474162429571152, rel=1e-5)
     assert not list((tmp_path / "data").glob("massmaps-rotations-*"))
     exp.write_json(tmp_path / "r.json", [], config, pairs=[])
     assert "sky_rotations" not in json.loads((tmp_path / "r.json").read_text())["config"]
-    rotated = mm_training.network_run(_config(tmp_path, sky_rotations=2), path, "fcn", sky, noise, train_set)
+    rotated = mm_training.network_run(_config(tmp_path, sky_rotations=2, generator="lognormal"), path, "fcn", sky, noise,
+                                      train_set)
     assert rotated.meta["fields"]["experiment"]["sky_rotations"] == 2
     assert rotated.meta["fingerprint"] != run.meta["fingerprint"]
 
