@@ -5,7 +5,7 @@ Pipeline for one map (class c = cosmology ``COSMOLOGIES[c]``), by the config's `
 1. ``"shells"`` (the default): log-normal matter shells of 200 Mpc along the line of sight, each
    with its pyccl (Limber) spectrum and shift 1, summed with the lensing kernel's weights
    (:mod:`._shells`: ``kappa = sum_i W_i delta_i``; the shells' spectra sum to pyccl's
-   convergence C_l within 0.2 % for l >= 30), every shell's field at the pixel centres;
+   convergence C_l within 0.3 % for l >= 30), every shell's field at the pixel centres;
 2. ``"lognormal"``: one shifted log-normal convergence field, ``C_l^kappa`` from pyccl
    (:func:`convergence_cl`), l <= lmax = 3 nside - 1 by default; shift ``lambda``
    (:func:`lognormal_shift`) and Gaussian spectrum ``C_l^G`` from
