@@ -167,3 +167,14 @@ def test_evaluate_names_the_network_trained_with_other_settings(tmp_path, capsys
     main(["massmaps", "evaluate", *TINY, "--no-plots", *_dirs(tmp_path)])
     out = capsys.readouterr()
     assert f"trained there with other settings: {ckpt.name} (experiment.sky_rotations (2 there, missing here))" in out.out + out.err
+
+
+def test_generator_option_reaches_the_data_set_and_is_checked(tmp_path, capsys):
+    """--generator picks the maps (before or after the step); an unknown name is one line naming the choices."""
+    refused("massmaps", ["generate", "--generator", "nbody", *TINY, *_dirs(tmp_path)], capsys,
+            "generator must be one of shells, lognormal, gaussian, got 'nbody'")
+    for name in ("lognormal", "shells"):
+        assert main(["massmaps", "--generator", name, "generate", *TINY, *_dirs(tmp_path)]) == 0
+    made = [json.loads((p / "metadata.json").read_text())["generation"]
+            for p in sorted((tmp_path / "data").glob("massmaps-nside8-*"))]
+    assert sorted(str(g.get("generator", {}).get("name", g.get("lognormal"))) for g in made) == ["True", "shells"]
