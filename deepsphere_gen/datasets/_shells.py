@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -122,23 +123,23 @@ def shell_spectrum_sum(shells: LensingShells) -> np.ndarray:
     return np.einsum("i,il->l", shells.weights**2, shells.cl_density)
 
 
-def shell_alms(shells: LensingShells, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian alm of every shell's field G_i, shape (n_shells, n_alm), healpy order (m >= 0), complex128
-    (0.45 GiB at nside 512, 1.8 GiB at 1024, for 24 shells).
+def shell_alms(shells: LensingShells, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """The Gaussian alm of every shell's field G_i in turn, nearest first: (n_alm,) complex128, healpy order (m >= 0).
 
-    Per shell, nearest first, one draw of 2 n_alm standard normals, read as (real, imaginary) pairs: both of
-    variance C_l / 2 for m > 0; for m = 0 the real part of variance C_l, the imaginary part 0."""
+    Each from one draw of 2 n_alm standard normals written into the alm's own memory and read as (real, imaginary)
+    pairs: both of variance C_l / 2 for m > 0; for m = 0 the real part of variance C_l, the imaginary part 0 (not
+    ``_lognormal.synthesize_alm``'s real block then imaginary block: the draw lands in place, half its time).  A
+    generator, so that a map holds one shell's alm at a time (24 of them would be 1.8 GiB at nside 1024)."""
     lmax = shells.cl_gauss.shape[1] - 1
     ell = _degrees(lmax)
-    out = np.empty((shells.n_shells, ell.size), dtype=np.complex128)
-    for row, cl in zip(out, shells.cl_gauss):
-        flat = row.view(np.float64)
-        rng.standard_normal(out=flat)
-        pairs = flat.reshape(-1, 2)
+    for cl in shells.cl_gauss:
+        alm = np.empty(ell.size, dtype=np.complex128)
+        rng.standard_normal(out=alm.view(np.float64))
+        pairs = alm.view(np.float64).reshape(-1, 2)
         pairs *= np.sqrt(cl / 2)[ell][:, None]
         pairs[: lmax + 1, 0] *= np.sqrt(2.0)  # m = 0: the first lmax + 1 entries, real
         pairs[: lmax + 1, 1] = 0.0
-    return out
+        yield alm
 
 
 @lru_cache(maxsize=4)
@@ -159,7 +160,8 @@ def _ring_geometry(nside: int) -> dict:
 
 
 def _synthesis(alm: np.ndarray, nside: int, lmax: int, out: np.ndarray) -> np.ndarray:
-    """``healpy.alm2map(alm, nside, lmax)`` (RING, no pixel window) by ducc0, into ``out`` (12 nside^2,)."""
+    """``healpy.alm2map(alm, nside, lmax)`` (RING, no pixel window) by ducc0 on one thread (the generation's
+    ``threads`` limit OpenMP, which ducc0 does not use), into ``out`` (12 nside^2,)."""
     import ducc0
 
     ducc0.sht.experimental.synthesis(alm=alm[None], map=out[None], lmax=int(lmax), spin=0, nthreads=1,
@@ -167,18 +169,22 @@ def _synthesis(alm: np.ndarray, nside: int, lmax: int, out: np.ndarray) -> np.nd
     return out
 
 
-def shells_convergence(alms: np.ndarray, shells: LensingShells, nside: int) -> np.ndarray:
+def shells_convergence(alms: Iterable[np.ndarray], shells: LensingShells, nside: int) -> np.ndarray:
     """The convergence ``sum_i W_i (exp(G_i - var_i / 2) - 1)`` at the pixel centres, RING, float64, shape
-    (12 nside^2,), from the shells' Gaussian ``alms`` (:func:`shell_alms`; band limit that of ``shells``)."""
-    alms = np.asarray(alms)
-    if alms.ndim != 2 or alms.shape[0] != shells.n_shells:
+    (12 nside^2,), from the shells' Gaussian alms, one per shell in order (:func:`shell_alms`, or the rows of an
+    (n_shells, n_alm) array; band limit that of ``shells``).  ValueError for an array of another shape or fewer alms."""
+    if isinstance(alms, np.ndarray) and (alms.ndim != 2 or alms.shape[0] != shells.n_shells):
         raise ValueError(f"alms must have one row per shell, shape ({shells.n_shells}, n_alm), got {alms.shape}")
     lmax = shells.cl_gauss.shape[1] - 1
     kappa = np.zeros(12 * int(nside) ** 2)
     g = np.empty_like(kappa)
+    count = 0
     for alm, weight, var in zip(alms, shells.weights, shells.var_gauss):
-        _synthesis(alm, nside, lmax, g)
+        _synthesis(np.asarray(alm), nside, lmax, g)
         g -= var / 2
         np.expm1(g, out=g)
         kappa += weight * g
+        count += 1
+    if count != shells.n_shells:
+        raise ValueError(f"alms must hold one alm per shell ({shells.n_shells}), got {count}")
     return kappa

@@ -43,8 +43,8 @@ def test_anafast_matches_input_cl_times_beam_and_pixel_window(dataset_dir):
     for c in range(2):
         measured = np.mean([hp.anafast(hp.reorder(np.asarray(m, np.float64), n2r=True), lmax=lmax, iter=3,
                                        use_pixel_weights=False) for m in maps[c]], axis=0)
-        expected = convergence_cl(COSMOLOGIES[c], lmax) * spectra["transfer"] ** 2
-        np.testing.assert_allclose(spectra[f"cl_kappa_{c}"], convergence_cl(COSMOLOGIES[c], lmax))
+        expected = spectra[f"cl_kappa_{c}"] * spectra["transfer"] ** 2  # the shells' sum: pyccl's C_l from l = 30
+        np.testing.assert_allclose(spectra[f"cl_kappa_{c}"][30:], convergence_cl(COSMOLOGIES[c], lmax)[30:], rtol=3e-3)
         # bands of 8 degrees, 2 <= l < 2 nside; Gaussian cosmic variance of the band mean
         edges = np.arange(2, 2 * NSIDE + 1, 8)
         z = []
