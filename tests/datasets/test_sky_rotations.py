@@ -59,8 +59,9 @@ def test_random_rotation_is_the_field_at_rotated_positions(generator):
 
 def test_copies_are_those_of_the_recorded_recipe(tmp_path):
     """The copies (ROTATIONS_FORMAT 2, part of recorded runs) are bit for bit the recipe's: the draw of
-    random_rotations passed to healpy.rotate_alm as its (psi, theta, phi); angles.npy holds those draws."""
-    config = MassMapConfig(nside=8, n_maps=2, seed=3)
+    random_rotations passed to healpy.rotate_alm as its (psi, theta, phi); angles.npy holds those draws (recorded
+    on the single log-normal maps)."""
+    config = MassMapConfig(nside=8, n_maps=2, seed=3, generator="lognormal")
     folder = generate_sky_rotations(config, 2, 2, tmp_path, progress=False, verbose=False)
     maps, _ = load_sky_rotations(folder, 2)
     angles = np.load(folder / "angles.npy")
