@@ -39,7 +39,7 @@ from .._validation import check_nonnegative_int, check_positive_int
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, cost_note, damaged_data_set, limit_threads, \
     open_data_npy, package_versions, preallocated_memmap, read_metadata
 from ._spectra import COSMOLOGIES
-from .massmaps import _SECONDS_PER_MAP_1024, MassMapConfig, gaussian_alm, map_from_gaussian_alm, map_rng
+from .massmaps import SECONDS_PER_MAP_1024, MassMapConfig, gaussian_alm, map_from_gaussian_alm, map_rng
 
 __all__ = ["ROTATION_STREAM", "SECONDS_PER_COPY_1024", "rotation_seed", "random_rotation", "rotated_map", "sky_rotations_dir",
            "generate_sky_rotations", "load_sky_rotations"]
@@ -58,7 +58,7 @@ _FILE = "rotations.npy"
 def _seconds_per_copy_1024(config: MassMapConfig) -> float:
     """The estimate's seconds per copy at nside 1024: :data:`SECONDS_PER_COPY_1024` for one field, a map's generation
     time for the shells (their rotations are cheap beside the syntheses)."""
-    return _SECONDS_PER_MAP_1024["shells"] if config.generator == "shells" else SECONDS_PER_COPY_1024
+    return SECONDS_PER_MAP_1024["shells"] if config.generator == "shells" else SECONDS_PER_COPY_1024
 _ANGLES = "angles.npy"
 
 
