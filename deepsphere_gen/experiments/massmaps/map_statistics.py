@@ -9,12 +9,12 @@ checkpoint (:func:`training_distribution`):
 - ``mean``: the pixel mean, in units of the median training pixel std (an offset);
 - ``small_scale``: the fraction of the variance inside groups of 4 NESTED sibling pixels
   (the 4 children of one pixel at nside / 2), i.e. the share of the power at the highest
-  multipoles: 0.75 for white noise, near 0 for a smooth map (the generated log-normal
-  maps: about 0.5 at nside 16, 0.43 at 64, 0.38 at 128); a power-spectrum *shape*
+  multipoles: 0.75 for white noise, near 0 for a smooth map (the generated maps, measured on
+  the single log-normal ones, whose C_l the shells share: about 0.5 at nside 16, 0.43 at 64, 0.38 at 128); a power-spectrum *shape*
   statistic that needs no transform (O(pixels)).  At nside 8 the maps are nearly white
   at the pixel scale (0.68) and white noise cannot be told apart by it;
-- ``skew``: the pixel skewness (third standardised moment): positive for the log-normal
-  convergence maps (the generated nside-16 maps: 0.04 to 0.25), negative for a sign-flipped
+- ``skew``: the pixel skewness (third standardised moment): positive for the generated
+  convergence maps (the single log-normal nside-16 maps: 0.04 to 0.25), negative for a sign-flipped
   map (``-kappa``, which the other three statistics cannot tell apart).  Checkpoints written
   before it was added have no range for it: the check skips it there.
 
