@@ -6,7 +6,9 @@ density contrast weighted by the lensing kernel W(chi) (pyccl's, comoving distan
 gives ``kappa = sum_i W_i delta_i`` with ``W_i`` the kernel's integral over shell i and
 ``delta_i`` the kernel-weighted density contrast of that shell, a 2-D field whose spectrum
 ``C_l^i`` pyccl computes in the Limber approximation (the tracer of kernel W / W_i on the shell,
-the non-linear matter power spectrum).  In the Limber approximation disjoint shells are
+the non-linear matter power spectrum; the kernel is given on the whole chi grid, zero outside the shell, and
+pyccl's integration over that range sets the shell's C_l 0.05-0.3 % low, the nearest shells most: measured,
+left as is, since the sum stays within 0.3 % of pyccl's convergence C_l).  In the Limber approximation disjoint shells are
 uncorrelated and ``sum_i W_i^2 C_l^i`` is the convergence spectrum exactly (the integral split
 into pieces; :func:`shell_spectrum_sum`, tested against pyccl's weak-lensing C_l).
 
@@ -172,19 +174,19 @@ def _synthesis(alm: np.ndarray, nside: int, lmax: int, out: np.ndarray) -> np.nd
 def shells_convergence(alms: Iterable[np.ndarray], shells: LensingShells, nside: int) -> np.ndarray:
     """The convergence ``sum_i W_i (exp(G_i - var_i / 2) - 1)`` at the pixel centres, RING, float64, shape
     (12 nside^2,), from the shells' Gaussian alms, one per shell in order (:func:`shell_alms`, or the rows of an
-    (n_shells, n_alm) array; band limit that of ``shells``).  ValueError for an array of another shape or fewer alms."""
-    if isinstance(alms, np.ndarray) and (alms.ndim != 2 or alms.shape[0] != shells.n_shells):
-        raise ValueError(f"alms must have one row per shell, shape ({shells.n_shells}, n_alm), got {alms.shape}")
+    (n_shells, n_alm) array; band limit that of ``shells``).  ValueError for fewer or more alms."""
     lmax = shells.cl_gauss.shape[1] - 1
     kappa = np.zeros(12 * int(nside) ** 2)
     g = np.empty_like(kappa)
+    rows = iter(alms)
     count = 0
-    for alm, weight, var in zip(alms, shells.weights, shells.var_gauss):
+    for weight, var, alm in zip(shells.weights, shells.var_gauss, rows):  # the shells first: no alm drawn past them
         _synthesis(np.asarray(alm), nside, lmax, g)
         g -= var / 2
         np.expm1(g, out=g)
         kappa += weight * g
         count += 1
-    if count != shells.n_shells:
-        raise ValueError(f"alms must hold one alm per shell ({shells.n_shells}), got {count}")
+    if count != shells.n_shells or next(rows, None) is not None:
+        raise ValueError(f"alms must hold one alm per shell ({shells.n_shells}), got "
+                         f"{count if count < shells.n_shells else 'more'}")
     return kappa

@@ -3,7 +3,7 @@
 A copy of map i of class c is the generator's map with its Gaussian field rotated: the field's alm,
 regenerated from the map's own seed (:func:`~.massmaps.map_rng`, :func:`~.massmaps.gaussian_alm`), are rotated
 (exact for band-limited alm: ``healpy.rotate_alm`` for one field, as the recorded copies of the single log-normal
-maps; ``ducc0.sht.rotate_alm`` for each matter shell's field, the same rotation ~100x faster) and the generator's
+maps; ``ducc0.sht.rotate_alm`` for each matter shell's field, the same rotation 1e-14 apart, ~15x faster) and the generator's
 remaining steps run from there (:func:`~.massmaps.map_from_gaussian_alm`: the shifted exponentials, beam and pixel
 window).  So a copy is
 a map of the same class with the same statistics, and the identity rotation gives the stored map back.
@@ -21,7 +21,8 @@ set's generation parameters, the maps rotated, the copies per map and the rotati
 (:func:`~._massmaps_cache.atomic_directory`); read as a memory map.  Cost per copy: one ``rotate_alm`` and the
 generator's three transforms at lmax = 3 nside - 1, about 1.2 s at nside 256 on one CPU thread (``rotate_alm``
 dominates; 0.2 s per map for the generator alone; cost ~ nside^3): the generation line's estimate
-(:data:`SECONDS_PER_COPY_1024`); for the shells about the cost of generating a map.
+(:data:`SECONDS_PER_COPY_1024`); for the shells ~3.3 s at nside 256: a map's generation (1.24 s) and 24
+rotations of 0.09 s (:data:`SECONDS_PER_SHELLS_COPY_1024`).
 """
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ from .._validation import check_nonnegative_int, check_positive_int
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, cost_note, damaged_data_set, limit_threads, \
     open_data_npy, package_versions, preallocated_memmap, read_metadata
 from ._spectra import COSMOLOGIES
-from .massmaps import SECONDS_PER_MAP_1024, MassMapConfig, gaussian_alm, map_from_gaussian_alm, map_rng
+from .massmaps import MassMapConfig, gaussian_alm, map_from_gaussian_alm, map_rng
 
-__all__ = ["ROTATION_STREAM", "SECONDS_PER_COPY_1024", "rotation_seed", "random_rotation", "rotated_map", "sky_rotations_dir",
+__all__ = ["ROTATION_STREAM", "SECONDS_PER_COPY_1024", "SECONDS_PER_SHELLS_COPY_1024", "rotation_seed", "random_rotation", "rotated_map", "sky_rotations_dir",
            "generate_sky_rotations", "load_sky_rotations"]
 
 #: stream constant of the rotation seed (:func:`rotation_seed`)
@@ -52,13 +53,15 @@ ROTATIONS_FORMAT = 2  # 2: the angles drawn by harmonic.random_rotations
 #: seconds per copy at nside 1024 on one core, for the generation line's estimate: 1.2 s measured at nside 256
 #: (the cost ~ nside^3: rotate_alm and the transforms at lmax = 3 nside - 1)
 SECONDS_PER_COPY_1024 = 1.2 * (1024 / 256) ** 3
+#: the same for the shells: a map's generation (1.24 s at nside 256) and a ducc0 rotation per shell (24 x 0.09 s)
+SECONDS_PER_SHELLS_COPY_1024 = 3.3 * (1024 / 256) ** 3
 _FILE = "rotations.npy"
 
 
 def _seconds_per_copy_1024(config: MassMapConfig) -> float:
-    """The estimate's seconds per copy at nside 1024: :data:`SECONDS_PER_COPY_1024` for one field, a map's generation
-    time for the shells (their rotations are cheap beside the syntheses)."""
-    return SECONDS_PER_MAP_1024["shells"] if config.generator == "shells" else SECONDS_PER_COPY_1024
+    """The estimate's seconds per copy at nside 1024: :data:`SECONDS_PER_SHELLS_COPY_1024` for the shells,
+    :data:`SECONDS_PER_COPY_1024` for one field."""
+    return SECONDS_PER_SHELLS_COPY_1024 if config.generator == "shells" else SECONDS_PER_COPY_1024
 _ANGLES = "angles.npy"
 
 
@@ -86,13 +89,14 @@ def rotated_map(config: MassMapConfig, c: int, i: int, angles, alm=None) -> np.n
                          f"got shape {tuple(ang.shape)}")
     alpha, beta, gamma = ang.tolist()
     cosmology = COSMOLOGIES[c]
-    alm = gaussian_alm(cosmology, config, map_rng(config, c, i)) if alm is None else alm.copy()
-    if alm.ndim == 2:  # one row per matter shell
+    alm = gaussian_alm(cosmology, config, map_rng(config, c, i)) if alm is None else alm
+    if alm.ndim == 2:  # one row per matter shell, rotated into a new array as the shells are summed
         import ducc0
 
-        alm = np.stack([ducc0.sht.rotate_alm(row, config.band_limit, gamma, beta, alpha) for row in alm])
+        alm = (ducc0.sht.rotate_alm(row, config.band_limit, gamma, beta, alpha) for row in alm)
     else:
-        hp.rotate_alm(alm, gamma, beta, alpha, lmax=config.band_limit)  # healpy's (psi, theta, phi)
+        alm = alm.copy()
+        hp.rotate_alm(alm, gamma, beta, alpha, lmax=config.band_limit)  # healpy's (psi, theta, phi), in place
     return map_from_gaussian_alm(alm, cosmology, config)
 
 

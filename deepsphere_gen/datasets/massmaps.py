@@ -200,7 +200,11 @@ def gaussian_alm(cosmology: Cosmology, config: MassMapConfig, rng: np.random.Gen
     Randomness only from ``rng``."""
     lmax = config.band_limit
     if config.generator == "shells":
-        return np.stack(list(shell_alms(lensing_shells(cosmology, lmax), rng)))
+        shells = lensing_shells(cosmology, lmax)
+        out = np.empty((shells.n_shells, shells.cl_gauss.shape[1] * (shells.cl_gauss.shape[1] + 1) // 2), np.complex128)
+        for row, alm in zip(out, shell_alms(shells, rng)):
+            row[:] = alm
+        return out
     lognormal = config.generator == "lognormal"
     return synthesize_alm(_gaussian_cl(cosmology, lmax) if lognormal else convergence_cl(cosmology, lmax), rng)
 
@@ -252,11 +256,11 @@ def _class_spectra(cosmology: Cosmology, config: MassMapConfig, c: int) -> dict:
     (Mpc), ``shell_weights_c``, ``cl_shells_c`` and ``cl_gauss_c`` (n_shells, lmax + 1); otherwise ``cl_gauss_c``
     (lmax + 1,) and the log-normal ``shift_c``."""
     lmax = config.band_limit
-    cl = convergence_cl(cosmology, lmax)
     if config.generator == "shells":
         shells = lensing_shells(cosmology, lmax)
-        return {f"cl_kappa_{c}": shell_spectrum_sum(shells), f"shell_edges_{c}": shells.edges_mpc, f"shell_weights_{c}": shells.weights,
-                f"cl_shells_{c}": shells.cl_density, f"cl_gauss_{c}": shells.cl_gauss}
+        return {f"cl_kappa_{c}": shell_spectrum_sum(shells), f"shell_edges_{c}": shells.edges_mpc,
+                f"shell_weights_{c}": shells.weights, f"cl_shells_{c}": shells.cl_density, f"cl_gauss_{c}": shells.cl_gauss}
+    cl = convergence_cl(cosmology, lmax)
     cl_g = _gaussian_cl(cosmology, lmax) if config.generator == "lognormal" else cl
     return {f"cl_kappa_{c}": cl, f"cl_gauss_{c}": cl_g, f"shift_{c}": np.float64(lognormal_shift(cosmology))}
 

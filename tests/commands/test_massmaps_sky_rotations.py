@@ -15,6 +15,7 @@ from deepsphere_gen.cli import main
 from deepsphere_gen.commands import massmaps as cmd
 from deepsphere_gen.datasets import FreshNoise, MassMapDataset, load_sky_rotations, sky_rotations_dir
 from deepsphere_gen.experiments import massmaps as exp
+from deepsphere_gen.experiments.massmaps import config as exp_config
 from deepsphere_gen.experiments.massmaps import data as mm_data
 from deepsphere_gen.experiments.massmaps import training as mm_training
 from deepsphere_gen.training import load_checkpoint
@@ -44,6 +45,7 @@ def test_no_rotations_change_nothing(tmp_path):
     run = mm_training.network_run(config, path, "fcn", sky, noise, train_set)
     assert run.meta["fingerprint"] == "116156ce628c" and "sky_rotations" not in run.meta["fields"]["experiment"]
     assert "generator" not in run.meta["fields"]["experiment"]  # recorded only where it is not "lognormal"
+    assert exp_config.config_from_record(run.meta["fields"]["experiment"]).generator == "lognormal"  # as recorded
     shells = mm_training.network_run(_config(tmp_path), path, "fcn", sky, noise, train_set)
     assert shells.meta["fields"]["experiment"]["generator"] == "shells" and shells.meta["fingerprint"] != "116156ce628c"
     assert type(mm_data.training_set(path, sky, noise, config, train_set).dataset) is FreshNoise

@@ -6,7 +6,7 @@ from scipy.stats import skew
 
 from deepsphere_gen.datasets import COSMOLOGIES, MassMapConfig, convergence_cl, generate_massmaps, load_massmaps
 from deepsphere_gen.datasets._lognormal import lognormal_skewness
-from deepsphere_gen.datasets._shells import (SHELL_WIDTH_MPC, lensing_shells, shell_alms,
+from deepsphere_gen.datasets._shells import (SHELL_WIDTH_MPC, TAIL_VARIANCE, lensing_shells, shell_alms,
                                              shell_spectrum_sum, shells_convergence)
 from deepsphere_gen.datasets._spectra import empty_beam_convergence, lognormal_shift
 from deepsphere_gen.datasets.massmaps import convergence_map, gaussian_alm, map_rng
@@ -34,6 +34,10 @@ def test_shells_cover_the_kernel_in_order(c):
     assert 15 <= shells.n_shells <= 40
     np.testing.assert_allclose(np.diff(shells.edges_mpc), SHELL_WIDTH_MPC)
     assert shells.edges_mpc[0] == 0
+    # the cut is the nearest one that drops at most TAIL_VARIANCE: keeping one shell fewer would drop more
+    variance = shells.weights**2 * np.array([np.sum((2 * np.arange(LMAX + 1) + 1) * cl) for cl in shells.cl_density])
+    total = variance.sum() / (1 - shells.dropped_variance)
+    assert shells.dropped_variance <= TAIL_VARIANCE < shells.dropped_variance + variance[-1] / total
     # the weights sum to the empty-beam convergence (the dropped far shells and the kernel's sampling: < 2 %)
     assert 0.98 < shells.weights.sum() / empty_beam_convergence(COSMOLOGIES[c]) <= 1.0
     # nearer shells are more non-Gaussian: their Gaussian fields have the larger variance
@@ -86,8 +90,11 @@ def test_shell_maps_are_the_gaussian_alms_exponentiated():
     alm = gaussian_alm(cosmo, cfg, map_rng(cfg, 1, 0))
     direct = hp.reorder(shells_convergence(alm, lensing_shells(cosmo, cfg.band_limit), 16), r2n=True)
     np.testing.assert_array_equal(convergence_map(cosmo, cfg, map_rng(cfg, 1, 0)), direct)
-    with pytest.raises(ValueError, match="one row per shell"):
-        shells_convergence(alm[:3], lensing_shells(cosmo, cfg.band_limit), 16)
+    shells = lensing_shells(cosmo, cfg.band_limit)
+    with pytest.raises(ValueError, match=f"one alm per shell \\({shells.n_shells}\\), got 3"):
+        shells_convergence(alm[:3], shells, 16)
+    with pytest.raises(ValueError, match="got more"):
+        shells_convergence(iter([*alm, alm[0]]), shells, 16)
 
 
 def test_generator_names_its_data_set(tmp_path):

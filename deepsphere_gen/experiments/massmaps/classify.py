@@ -32,7 +32,7 @@ from ..._fingerprint import differing_fields, field_value, mask_hash
 from ...datasets import bad_pixels, check_fits_ordering, choose_column, data_columns, read_healpix_fits, split_patches
 from ...sampling import check_nside
 from ...training import CheckpointError, load_checkpoint, load_model_state
-from .config import RECORDED_ONLY_WHEN_SET, ExperimentConfig, SkySetting, parse_sky_fraction
+from .config import ExperimentConfig, SkySetting, config_from_record, parse_sky_fraction
 from .map_statistics import check_inputs
 from .models import build_model
 from .runs import find_checkpoints, footprint_from_record
@@ -635,13 +635,11 @@ def match_networks(files, maps: dict, nets: list[Network], others=(), chosen: bo
 
 def _model(net: Network, device):
     fields = net.meta["fields"]
-    cfg = {**RECORDED_ONLY_WHEN_SET,  # fields a record leaves out hold these values, not the dataclass defaults
-           **{k: tuple(v) if isinstance(v, list) else v for k, v in fields["experiment"].items()}}
-    unknown = sorted(set(cfg) - {f.name for f in dataclass_fields(ExperimentConfig)})
+    unknown = sorted(set(fields["experiment"]) - {f.name for f in dataclass_fields(ExperimentConfig)})
     if unknown:
         raise CheckpointError(f"checkpoint {net.checkpoint} was written by an older version (settings "
                               f"{', '.join(unknown)} no longer exist): retrain it with `deepsphere-gen massmaps train`")
-    config = ExperimentConfig(**cfg)
+    config = config_from_record(fields["experiment"])
     sky = net.sky_setting()
     model = build_model(net.method, sky, config, scale=1.0)  # the scale is a buffer of the checkpoint
     state = {"model": net.weights} if net.weights is not None else load_checkpoint(net.checkpoint, map_location=device)

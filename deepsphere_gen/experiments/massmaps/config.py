@@ -186,6 +186,13 @@ def recorded_fields(config: ExperimentConfig) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in RECORDED_ONLY_WHEN_SET or v != RECORDED_ONLY_WHEN_SET[k]}
 
 
+def config_from_record(fields: dict) -> ExperimentConfig:
+    """The configuration a record's fields (:func:`recorded_fields`, JSON lists allowed) describe: the fields it
+    leaves out hold their :data:`RECORDED_ONLY_WHEN_SET` values, not the dataclass defaults."""
+    return ExperimentConfig(**{**RECORDED_ONLY_WHEN_SET, **{k: tuple(v) if isinstance(v, list) else v
+                                                           for k, v in fields.items()}})
+
+
 def check_sigma_e(value) -> float:
     """The ellipticity dispersion of the experiment: a finite number > 0 (ValueError naming --sigma-e).  0 is
     refused: it would make every shape-noise setting (DeepSphere levels, galaxy densities) noise-free, so that a
