@@ -33,7 +33,7 @@ from deepsphere_gen.bench.peers import first_call, max_rel_diff, paired
 from deepsphere_gen.graph import build_graph
 from deepsphere_gen.nn import _cheb_native
 from deepsphere_gen.nn._cheb_sparse import _recur
-from deepsphere_gen.nn.chebconv import ChebConv
+from deepsphere_gen.nn import Laplacian
 from deepsphere_gen.sampling import HealpixSampling
 
 NAME = "cheb_step"
@@ -53,7 +53,7 @@ def cases(quick: bool) -> list[dict]:
 @lru_cache(maxsize=1)  # cases come grouped by (nside, k, dtype)
 def _laplacian(nside: int, k: int, dtype: str) -> torch.Tensor:
     graph = build_graph(HealpixSampling(nside), k=k)
-    return ChebConv(1, 1, K=2, laplacian=graph, dtype=getattr(torch, dtype)).laplacian
+    return Laplacian.from_graph(graph, dtype=getattr(torch, dtype)).matrix
 
 
 def run(case: dict, device, harness) -> list[dict]:

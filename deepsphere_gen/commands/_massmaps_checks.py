@@ -235,9 +235,9 @@ def _dataset_present(config) -> bool:
     import json
 
     from .._fingerprint import canonical
-    from ..datasets import MassMapConfig
+    from ..experiments.massmaps.data import data_config
 
-    want = canonical(MassMapConfig(nside=config.nside, n_maps=config.n_maps, seed=config.seed).generation_params())
+    want = canonical(data_config(config).generation_params())
     for meta in Path(config.data_dir).glob(f"massmaps-nside{config.nside}-*/metadata.json"):
         try:
             gen = json.loads(meta.read_text()).get("generation", {})

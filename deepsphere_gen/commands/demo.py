@@ -129,7 +129,6 @@ def run(args) -> int:
     from ..experiments.reporting import wilson_interval
     from ..graph import capped_k
     from ..models import DeepSphereClassifier
-    from ..sampling import HealpixSampling
     from ..training import TrainConfig, distributed_context, evaluate, fit
 
     try:
@@ -147,7 +146,7 @@ def run(args) -> int:
     # as many pooling blocks as the resolution allows (down to nside 1)
     depth = min(len(settings["channels"]), int(np.log2(nside)))
     channels = settings["channels"][:max(depth, 1)]
-    k = capped_k(HealpixSampling(nside), settings["k"])  # the default on a tiny map: a complete graph (noted below)
+    k = capped_k(12 * nside**2, settings["k"])  # the default on a tiny map: a complete graph (noted below)
     model = DeepSphereClassifier(nside, 1, channels=channels, n_classes=2, K=args.K, k=k,
                                  pool_levels=1 if depth else 0).to(device)
     print(f"data: {n_train} train / {n_test} test maps at nside {nside}, classes C_l ~ (l+1)^-{SLOPES[0]} "

@@ -40,7 +40,7 @@ from .._validation import check_nonnegative_int, check_positive_int
 from ._massmaps_cache import METADATA, atomic_directory, cache_key, cost_note, damaged_data_set, limit_threads, \
     open_data_npy, package_versions, preallocated_memmap, read_metadata
 from ._spectra import COSMOLOGIES
-from .massmaps import MassMapConfig, gaussian_alm, map_from_gaussian_alm, map_rng
+from .massmaps import SECONDS_PER_MAP_1024, MassMapConfig, gaussian_alm, map_from_gaussian_alm, map_rng
 
 __all__ = ["ROTATION_STREAM", "SECONDS_PER_COPY_1024", "SECONDS_PER_SHELLS_COPY_1024", "rotation_seed", "random_rotation", "rotated_map", "sky_rotations_dir",
            "generate_sky_rotations", "load_sky_rotations"]
@@ -53,8 +53,8 @@ ROTATIONS_FORMAT = 2  # 2: the angles drawn by harmonic.random_rotations
 #: seconds per copy at nside 1024 on one core, for the generation line's estimate: 1.2 s measured at nside 256
 #: (the cost ~ nside^3: rotate_alm and the transforms at lmax = 3 nside - 1)
 SECONDS_PER_COPY_1024 = 1.2 * (1024 / 256) ** 3
-#: the same for the shells: a map's generation (1.24 s at nside 256) and a ducc0 rotation per shell (24 x 0.09 s)
-SECONDS_PER_SHELLS_COPY_1024 = 3.3 * (1024 / 256) ** 3
+#: the same for the shells: a map's generation and a ducc0 rotation per shell (24 x 0.09 s at nside 256)
+SECONDS_PER_SHELLS_COPY_1024 = SECONDS_PER_MAP_1024["shells"] + 24 * 0.09 * (1024 / 256) ** 3
 _FILE = "rotations.npy"
 
 

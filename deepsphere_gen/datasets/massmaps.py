@@ -201,7 +201,7 @@ def gaussian_alm(cosmology: Cosmology, config: MassMapConfig, rng: np.random.Gen
     lmax = config.band_limit
     if config.generator == "shells":
         shells = lensing_shells(cosmology, lmax)
-        out = np.empty((shells.n_shells, shells.cl_gauss.shape[1] * (shells.cl_gauss.shape[1] + 1) // 2), np.complex128)
+        out = np.empty((shells.n_shells, hp.Alm.getsize(lmax)), np.complex128)
         for row, alm in zip(out, shell_alms(shells, rng)):
             row[:] = alm
         return out
@@ -239,10 +239,9 @@ def convergence_map(cosmology: Cosmology, config: MassMapConfig, rng: np.random.
     Randomness comes only from ``rng``.  The shells' alms are drawn and used one at a time (the draws of
     :func:`gaussian_alm`, the same map, without holding every shell's alm).
     """
-    if config.generator == "shells":
-        shells = lensing_shells(cosmology, config.band_limit)
-        return _smoothed_nested(shells_convergence(shell_alms(shells, rng), shells, config.nside), config)
-    return map_from_gaussian_alm(gaussian_alm(cosmology, config, rng), cosmology, config)
+    alm = (shell_alms(lensing_shells(cosmology, config.band_limit), rng) if config.generator == "shells"
+           else gaussian_alm(cosmology, config, rng))
+    return map_from_gaussian_alm(alm, cosmology, config)
 
 
 def _dataset_dir(config: MassMapConfig, data_dir) -> Path:

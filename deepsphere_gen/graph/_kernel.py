@@ -78,7 +78,7 @@ def default_sigma(sampling, k: int, mean_distance: float | None = None) -> float
     if mean_distance is None:
         xyz, poles = sampling.xyz, pole_rings(sampling)
         if poles:  # each pole once (as knn_graph)
-            xyz = xyz[distinct_points(sampling, poles)[0]]
+            xyz = xyz[distinct_points(sampling, poles)]
         _, d2 = knn_distances(xyz, k)
         mean_distance = float(np.sqrt(d2).mean())
     return _healpix_width_ratio(k) * float(mean_distance)

@@ -66,7 +66,7 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
         return healpix_knn_pattern(sampling, k, _check_sigma(sigma)).weights(sampling)
     poles = pole_rings(sampling)
     if poles:  # the kNN of the distinct points, each pole once (split over its copies below)
-        keep, rep = distinct_points(sampling, poles)
+        keep = distinct_points(sampling, poles)
         xyz = xyz[keep]
     idx, d2 = knn_distances(xyz, k)
     if sigma is None:
@@ -78,7 +78,7 @@ def knn_graph(sampling, k: int = 20, sigma: float | None = None) -> sp.csr_matri
         np.exp(w[s : s + CHUNK], out=w[s : s + CHUNK])
     W = _symmetrise(idx, w)
     if poles:
-        W = split_poles(W, xyz, idx, k, sigma, keep, rep, poles)
+        W = split_poles(W, xyz, idx, k, sigma, keep, sampling.npix, poles)
     W = ring_links(sampling, W, sigma)
     warn_if_disconnected(sampling, W, k)
     return W

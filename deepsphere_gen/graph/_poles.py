@@ -58,20 +58,17 @@ def n_points(sampling) -> int:
     return int(sampling.npix) - sum(p.size - 1 for p in pole_rings(sampling))
 
 
-def distinct_points(sampling, poles: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """``(keep, rep)``: the pixels kept as the distinct points (all but each pole ring's copies after its
-    first, increasing) and, for every pixel, the index of its point among them ((npix,) int64)."""
+def distinct_points(sampling, poles: list[np.ndarray]) -> np.ndarray:
+    """The pixels kept as the distinct points: all but each pole ring's copies after its first, increasing
+    ((n,) int64)."""
     is_copy = np.zeros(sampling.npix, dtype=bool)
     for p in poles:
         is_copy[p[1:]] = True
-    rep = np.cumsum(~is_copy) - 1
-    for p in poles:
-        rep[p] = rep[p[0]]
-    return np.flatnonzero(~is_copy), rep
+    return np.flatnonzero(~is_copy)
 
 
 def split_poles(W: sp.csr_matrix, xyz: np.ndarray, idx: np.ndarray, k: int, sigma: float,
-                keep: np.ndarray, rep: np.ndarray, poles: list[np.ndarray]) -> sp.csr_matrix:
+                keep: np.ndarray, npix: int, poles: list[np.ndarray]) -> sp.csr_matrix:
     """The pixels' graph from ``W``, the symmetric kNN graph of the distinct points ``xyz`` (their kNN lists
     ``idx``, (n, k)), with each pole's edges spread over its copies (module docstring).
 
@@ -81,8 +78,7 @@ def split_poles(W: sp.csr_matrix, xyz: np.ndarray, idx: np.ndarray, k: int, sigm
     symmetric (npix, npix) CSR with sorted indices, W's index dtype.  Cost O(nnz) (a COO pass of W) plus
     O(n) per pole (its distances, to find the ties).
     """
-    npix = rep.size
-    pole_ids = np.array([rep[p[0]] for p in poles])
+    pole_ids = np.searchsorted(keep, [p[0] for p in poles])  # each pole's index among the distinct points
     is_pole = np.zeros(W.shape[0], dtype=bool)
     is_pole[pole_ids] = True
     # W without the poles' rows and columns, as a CSR over the pixels (the copies' rows empty): keep is increasing

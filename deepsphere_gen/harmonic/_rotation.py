@@ -124,7 +124,7 @@ def _resolve(angles, matrix, dtype, device) -> torch.Tensor:
         raise ValueError("give exactly one of angles (ZYZ Euler angles) or matrix (rotation matrices)")
     if matrix is not None:
         if not torch.is_tensor(matrix):
-            matrix = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
+            matrix = torch.as_tensor(np.array(matrix, dtype=np.float64))  # a copy: views with negative strides too
         angles = matrix_to_euler(matrix.to(torch.float64))
     return as_angles(angles, dtype, device)
 

@@ -230,7 +230,7 @@ class SphericalAnalysis(_Transform):
         self.iterations = _iterations(iterations, sampling)
 
     def forward(self, maps: torch.Tensor, iterations: int | None = None) -> torch.Tensor:
-        return self._analysis(maps, self.iterations if iterations is None else _iterations(iterations, self.sampling))
+        return self._analysis(maps, self.iterations if iterations is None else check_nonnegative_int(iterations, "iterations"))
 
 
 class SphericalSynthesis(_Transform):
@@ -259,7 +259,7 @@ class SHT(_Transform):
     def forward(self, maps: torch.Tensor, iterations: int | None = None) -> torch.Tensor:
         """Analysis: maps (batch, npix, ch) -> coefficients (batch, L*L, ch), with ``iterations``
         (default ``self.iterations``) Jacobi refinements."""
-        return self._analysis(maps, self.iterations if iterations is None else _iterations(iterations, self.sampling))
+        return self._analysis(maps, self.iterations if iterations is None else check_nonnegative_int(iterations, "iterations"))
 
     def inverse(self, coeffs: torch.Tensor, check_input: bool | None = None) -> torch.Tensor:
         """Synthesis: coefficients (batch, L*L, ch) -> maps (batch, npix, ch).

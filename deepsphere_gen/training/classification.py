@@ -19,7 +19,7 @@ def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ``out.shape[:-1]``, or float class probabilities of ``out``'s shape.  (B, classes) is exactly
     ``torch.nn.functional.cross_entropy(out, y)``; (B, npix, classes) is torch's with the class axis
     moved to 1 (the mean over samples and pixels).  Other shapes: ValueError naming both."""
-    if out.dim() < 2 or y.shape != (out.shape[:-1] if not y.is_floating_point() else out.shape):
+    if not (is_classification(out, y) or (out.dim() >= 2 and y.is_floating_point() and y.shape == out.shape)):
         raise ValueError(f"cross_entropy: outputs {tuple(out.shape)} do not fit {y.dtype} targets {tuple(y.shape)}: "
                          "classes go on the LAST axis (channels-last), outputs (batch, classes) or (batch, pixels, "
                          "classes) with integer targets (batch,) or (batch, pixels) (or float probabilities of the "

@@ -180,3 +180,12 @@ def test_generator_option_reaches_the_data_set_and_is_checked(tmp_path, capsys):
     made = [json.loads((p / "metadata.json").read_text())["generation"]
             for p in sorted((tmp_path / "data").glob("massmaps-nside8-*"))]
     assert sorted(str(g.get("generator", {}).get("name", g.get("lognormal"))) for g in made) == ["True", "shells"]
+
+
+def test_preflight_finds_the_data_set_of_the_generator_asked_for(tmp_path):
+    """The disk check skips an existing data set: that of the run's own generator, not the default's."""
+    from deepsphere_gen.commands._massmaps_checks import _dataset_present
+
+    exp.generate(_config(tmp_path, generator="lognormal"))
+    assert _dataset_present(_config(tmp_path, generator="lognormal"))
+    assert not _dataset_present(_config(tmp_path))  # the shells data set is not there yet

@@ -22,4 +22,4 @@ def random_points(n: int, seed: int = 0) -> Points:
 
 def distinct_pixels(s) -> np.ndarray:
     """The pixels kept as the distinct points of ``s`` (each pole ring's first pixel), increasing."""
-    return distinct_points(s, pole_rings(s))[0]
+    return distinct_points(s, pole_rings(s))

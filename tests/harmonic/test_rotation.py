@@ -142,6 +142,9 @@ def test_rotate_coefficients_bad_input():
     # a numpy view with a negative stride (healpy's angle order reversed, a[::-1]) is taken like its copy
     flipped = np.array([0.3, 1.1, 2.0])[::-1]
     assert torch.equal(rotate_coefficients(c, flipped), rotate_coefficients(c, flipped.copy()))
+    R = euler_to_matrix(torch.tensor([0.3, 1.1, 2.0], dtype=torch.float64)).numpy()
+    reversed_stack = np.stack([R, R.T])[::-1][:1]  # R.T alone, through a view with a negative stride
+    assert torch.allclose(rotate_coefficients(c, matrix=reversed_stack), rotate_coefficients(c, matrix=R.T[None].copy()))
 
 
 @pytest.mark.parametrize("L", [8, 16])
